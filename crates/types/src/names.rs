@@ -1,0 +1,383 @@
+//! Typed object names that validate on construction.
+//!
+//! LINSTOR names are case-insensitive: `node1` and `NODE1` are the same node, and the name keeps
+//! the spelling it was created with for display. Every name type here compares, orders and hashes
+//! by its upper-cased key and displays its original spelling, so maps keyed by names behave the
+//! way LINSTOR users expect.
+//!
+//! Invalid input is refused with a [`NameError`] that says what was wrong and how to correct it;
+//! the REST layer turns it into an `ApiCallRc` with the matching `FAIL_INVLD_*` code.
+
+use std::cmp::Ordering;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// Why a name was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("Invalid {kind} name '{value}': {reason}")]
+pub struct NameError {
+    /// What kind of object the name was for ("resource", "node", ...).
+    pub kind: &'static str,
+    /// The name as given.
+    pub value: String,
+    /// What rule it broke.
+    pub reason: String,
+    /// The rule, spelled out as a correction for the user.
+    pub rule: &'static str,
+}
+
+impl NameError {
+    /// A sentence telling the user what a valid name looks like.
+    pub fn correction(&self) -> String {
+        format!("Use a {} name that {}.", self.kind, self.rule)
+    }
+}
+
+/// The character rules shared by LINSTOR's identifiers.
+struct NameRule {
+    kind: &'static str,
+    min: usize,
+    max: usize,
+    rule: &'static str,
+}
+
+impl NameRule {
+    fn error(&self, value: &str, reason: String) -> NameError {
+        NameError {
+            kind: self.kind,
+            value: value.to_string(),
+            reason,
+            rule: self.rule,
+        }
+    }
+
+    fn check_length(&self, value: &str) -> Result<(), NameError> {
+        let len = value.chars().count();
+        if len < self.min || len > self.max {
+            return Err(self.error(
+                value,
+                format!(
+                    "it is {len} characters long, but must be {} to {}",
+                    self.min, self.max
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// LINSTOR's `nameCheck`: first character a letter or `_`, the rest letters, digits, `_`, `-`.
+    fn check_identifier(&self, value: &str) -> Result<(), NameError> {
+        self.check_length(value)?;
+        if let Some(first) = value.chars().next()
+            && !(first.is_ascii_alphabetic() || first == '_')
+        {
+            return Err(self.error(
+                value,
+                format!("it starts with '{first}', but must start with a letter or '_'"),
+            ));
+        }
+        if let Some(bad) = value
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || *c == '_' || *c == '-'))
+        {
+            return Err(self.error(value, format!("it contains the invalid character {bad:?}")));
+        }
+        Ok(())
+    }
+
+    /// Host names: dot-separated labels of letters, digits, '-' and '_', each 1 to 63
+    /// characters, a label neither starting nor ending with '-'.
+    fn check_host_name(&self, value: &str) -> Result<(), NameError> {
+        self.check_length(value)?;
+        for label in value.split('.') {
+            if label.is_empty() || label.len() > 63 {
+                return Err(self.error(
+                    value,
+                    "each dot-separated part must be 1 to 63 characters long".to_string(),
+                ));
+            }
+            if let Some(bad) = label
+                .chars()
+                .find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_'))
+            {
+                return Err(self.error(value, format!("it contains the invalid character {bad:?}")));
+            }
+            if label.starts_with('-') || label.ends_with('-') {
+                return Err(self.error(value, "a part may not start or end with '-'".to_string()));
+            }
+        }
+        Ok(())
+    }
+}
+
+macro_rules! case_insensitive_name {
+    ($(#[$doc:meta])* $name:ident, $rule:expr, $check:ident) => {
+        $(#[$doc])*
+        #[derive(Clone)]
+        pub struct $name {
+            display: String,
+            key: String,
+        }
+
+        impl $name {
+            const RULE: NameRule = $rule;
+
+            /// Validates `value` and makes a name of it.
+            pub fn new(value: impl AsRef<str>) -> Result<Self, NameError> {
+                let value = value.as_ref();
+                Self::RULE.$check(value)?;
+                Ok(Self { display: value.to_string(), key: value.to_ascii_uppercase() })
+            }
+
+            /// The name as it was spelled when created.
+            pub fn as_str(&self) -> &str {
+                &self.display
+            }
+
+            /// The upper-cased form that comparisons use.
+            pub fn key(&self) -> &str {
+                &self.key
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.display)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{:?}", self.display)
+            }
+        }
+
+        impl PartialEq for $name {
+            fn eq(&self, other: &Self) -> bool {
+                self.key == other.key
+            }
+        }
+
+        impl Eq for $name {}
+
+        impl PartialOrd for $name {
+            fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+                Some(self.cmp(other))
+            }
+        }
+
+        impl Ord for $name {
+            fn cmp(&self, other: &Self) -> Ordering {
+                self.key.cmp(&other.key)
+            }
+        }
+
+        impl Hash for $name {
+            fn hash<H: Hasher>(&self, state: &mut H) {
+                self.key.hash(state);
+            }
+        }
+
+        impl std::str::FromStr for $name {
+            type Err = NameError;
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                Self::new(s)
+            }
+        }
+
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.serialize_str(&self.display)
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let value = String::deserialize(deserializer)?;
+                Self::new(value).map_err(serde::de::Error::custom)
+            }
+        }
+    };
+}
+
+case_insensitive_name!(
+    /// A node (host) name, e.g. `node1`.
+    NodeName,
+    NameRule { kind: "node", min: 2, max: 255, rule: "is a valid host name (letters, digits, '-', '_' and dots; 2 to 255 characters)" },
+    check_host_name
+);
+case_insensitive_name!(
+    /// A resource definition's name (and so its resources' names), e.g. `my_ssd_res`.
+    ResourceName,
+    NameRule { kind: "resource", min: 2, max: 48, rule: "is 2 to 48 characters long, starts with a letter or '_', continues with letters, digits, '_' or '-'" },
+    check_identifier
+);
+case_insensitive_name!(
+    /// A resource group's name, e.g. `my_ssd_group`.
+    ResourceGroupName,
+    NameRule { kind: "resource group", min: 2, max: 48, rule: "is 2 to 48 characters long, starts with a letter or '_', continues with letters, digits, '_' or '-'" },
+    check_identifier
+);
+case_insensitive_name!(
+    /// A storage pool's name, e.g. `pool_ssd`; the same name on several nodes forms one
+    /// storage pool definition.
+    StorPoolName,
+    NameRule { kind: "storage pool", min: 3, max: 48, rule: "is 3 to 48 characters long, starts with a letter or '_', continues with letters, digits, '_' or '-'" },
+    check_identifier
+);
+case_insensitive_name!(
+    /// A snapshot's name.
+    SnapshotName,
+    NameRule { kind: "snapshot", min: 2, max: 48, rule: "is 2 to 48 characters long, starts with a letter or '_', continues with letters, digits, '_' or '-'" },
+    check_identifier
+);
+case_insensitive_name!(
+    /// A node's network interface name, e.g. `default`.
+    NetInterfaceName,
+    NameRule { kind: "net interface", min: 2, max: 32, rule: "is 2 to 32 characters long, starts with a letter or '_', continues with letters, digits, '_' or '-'" },
+    check_identifier
+);
+
+impl ResourceName {
+    /// `all` is reserved by LINSTOR (drbdadm uses it for every resource).
+    pub fn new_checked(value: impl AsRef<str>) -> Result<Self, NameError> {
+        let name = Self::new(value)?;
+        if name.key == "ALL" {
+            return Err(Self::RULE.error(name.as_str(), "'all' is a reserved word".to_string()));
+        }
+        Ok(name)
+    }
+}
+
+/// The number of a volume within a resource definition (0 is the first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(try_from = "i64", into = "i64")]
+pub struct VolumeNumber(u16);
+
+impl VolumeNumber {
+    /// The highest volume number LINSTOR allows.
+    pub const MAX: i64 = u16::MAX as i64;
+
+    /// Validates a volume number from the wire.
+    pub fn new(value: i64) -> Result<Self, NameError> {
+        u16::try_from(value)
+            .map(VolumeNumber)
+            .map_err(|_| NameError {
+                kind: "volume number",
+                value: value.to_string(),
+                reason: format!("it must be between 0 and {}", Self::MAX),
+                rule: "is between 0 and 65535",
+            })
+    }
+
+    /// The number as an integer.
+    pub fn get(self) -> u16 {
+        self.0
+    }
+}
+
+impl From<u16> for VolumeNumber {
+    fn from(value: u16) -> Self {
+        VolumeNumber(value)
+    }
+}
+
+impl TryFrom<i64> for VolumeNumber {
+    type Error = NameError;
+    fn try_from(value: i64) -> Result<Self, Self::Error> {
+        VolumeNumber::new(value)
+    }
+}
+
+impl From<VolumeNumber> for i64 {
+    fn from(value: VolumeNumber) -> Self {
+        i64::from(value.0)
+    }
+}
+
+impl fmt::Display for VolumeNumber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn names_compare_case_insensitively_and_keep_their_spelling() {
+        let a = ResourceName::new("My_Res").unwrap();
+        let b = ResourceName::new("my_res").unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.to_string(), "My_Res");
+        assert_eq!(a.key(), "MY_RES");
+    }
+
+    #[test]
+    fn resource_name_rules() {
+        assert!(ResourceName::new("r").is_err(), "too short");
+        assert!(ResourceName::new("a".repeat(49)).is_err(), "too long");
+        assert!(ResourceName::new("1abc").is_err(), "starts with a digit");
+        assert!(ResourceName::new("-abc").is_err(), "starts with '-'");
+        assert!(ResourceName::new("ab c").is_err(), "space");
+        assert!(ResourceName::new("ab/c").is_err(), "slash");
+        assert!(ResourceName::new("pvc-1234_abc").is_ok());
+        assert!(ResourceName::new("_x").is_ok());
+        assert!(ResourceName::new_checked("ALL").is_err());
+    }
+
+    #[test]
+    fn errors_say_what_and_how() {
+        let err = StorPoolName::new("p").unwrap_err();
+        assert!(
+            err.to_string().contains("Invalid storage pool name 'p'"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("3 to 48"), "{err}");
+        assert!(err.correction().starts_with("Use a storage pool name"));
+    }
+
+    #[test]
+    fn node_names_are_host_names() {
+        assert!(NodeName::new("node1").is_ok());
+        assert!(NodeName::new("node1.example.com").is_ok());
+        assert!(NodeName::new("10-43-70-2").is_ok());
+        assert!(NodeName::new("n").is_err());
+        assert!(NodeName::new("-node").is_err());
+        assert!(NodeName::new("node..x").is_err());
+        assert!(NodeName::new("node one").is_err());
+        assert!(NodeName::new("nöde").is_err());
+    }
+
+    #[test]
+    fn volume_numbers_are_bounded() {
+        assert!(VolumeNumber::new(-1).is_err());
+        assert!(VolumeNumber::new(65536).is_err());
+        assert_eq!(VolumeNumber::new(7).unwrap().get(), 7);
+    }
+
+    proptest! {
+        #[test]
+        fn valid_identifiers_round_trip(s in "[A-Za-z_][A-Za-z0-9_-]{1,47}") {
+            let name = ResourceName::new(&s).unwrap();
+            prop_assert_eq!(name.as_str(), s.as_str());
+            let json = serde_json::to_string(&name).unwrap();
+            let back: ResourceName = serde_json::from_str(&json).unwrap();
+            prop_assert_eq!(back, name);
+        }
+
+        #[test]
+        fn identifiers_never_accept_other_characters(
+            prefix in "[A-Za-z][A-Za-z0-9]{0,10}",
+            bad in "[^A-Za-z0-9_-]",
+            suffix in "[A-Za-z0-9]{0,10}",
+        ) {
+            let s = format!("{prefix}{bad}{suffix}");
+            prop_assert!(ResourceName::new(&s).is_err());
+        }
+    }
+}

@@ -1,0 +1,78 @@
+//! Nodes and their network interfaces.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::Props;
+use crate::kinds::{ConnectionStatus, EncryptionType, LayerKind, NodeType, ProviderKind};
+
+/// A node: `POST /v1/nodes` takes it, `GET /v1/nodes` returns a list of them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Node {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub node_type: NodeType,
+    #[serde(default)]
+    pub flags: Vec<String>,
+    #[serde(default)]
+    pub props: Props,
+    #[serde(default)]
+    pub net_interfaces: Vec<NetInterface>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_status: Option<ConnectionStatus>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uuid: Option<String>,
+    /// Providers the node's satellite can run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_providers: Option<Vec<ProviderKind>>,
+    /// Layers the node's satellite can run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_layers: Option<Vec<LayerKind>>,
+    /// For each provider the node cannot run, why not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unsupported_providers: Option<BTreeMap<String, Vec<String>>>,
+    /// For each layer the node cannot run, why not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unsupported_layers: Option<BTreeMap<String, Vec<String>>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eviction_timestamp: Option<i64>,
+}
+
+/// A node's network interface; the active one is where the controller reaches the satellite.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct NetInterface {
+    pub name: String,
+    pub address: String,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::lenient::opt_i32"
+    )]
+    pub satellite_port: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub satellite_encryption_type: Option<EncryptionType>,
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "super::lenient::opt_bool"
+    )]
+    pub is_active: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uuid: Option<String>,
+}
+
+/// `PUT /v1/nodes/{node}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(default)]
+pub struct NodeModify {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub node_type: Option<NodeType>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub override_props: Props,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub delete_props: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub delete_namespaces: Vec<String>,
+}

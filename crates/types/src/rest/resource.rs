@@ -1,0 +1,280 @@
+//! Resources (a resource definition placed on a node) and their volumes.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{Props, lenient};
+use crate::api_call_rc::ApiCallRc;
+use crate::kinds::{LayerKind, ProviderKind};
+
+/// A resource on one node. As input (inside [`ResourceCreate`]) only `node_name`, `flags` and
+/// `props` matter.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(default)]
+pub struct Resource {
+    pub name: String,
+    pub node_name: String,
+    pub props: Props,
+    pub flags: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layer_object: Option<ResourceLayer>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<ResourceState>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uuid: Option<String>,
+    /// Milliseconds since the epoch.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub create_timestamp: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub effective_props: Option<BTreeMap<String, serde_json::Value>>,
+}
+
+/// `GET /v1/view/resources`: a resource with its volumes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ResourceWithVolumes {
+    #[serde(flatten)]
+    pub resource: Resource,
+    #[serde(default)]
+    pub volumes: Vec<Volume>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shared_name: Option<String>,
+}
+
+/// The runtime state of a resource on its node.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(default)]
+pub struct ResourceState {
+    /// Whether the resource is open (Primary) on this node.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub in_use: Option<bool>,
+}
+
+/// One layer of a resource's stack on a node, top first, with the layer's per-node data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ResourceLayer {
+    #[serde(default)]
+    pub children: Vec<ResourceLayer>,
+    #[serde(default)]
+    pub resource_name_suffix: String,
+    #[serde(rename = "type")]
+    pub layer_type: LayerKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub drbd: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub mirror: Option<serde_json::Value>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage: Option<StorageResource>,
+}
+
+/// The STORAGE layer's data of a resource.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(default)]
+pub struct StorageResource {
+    pub storage_volumes: Vec<StorageVolume>,
+}
+
+/// A backing volume as the STORAGE layer sees it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(default)]
+pub struct StorageVolume {
+    pub volume_number: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allocated_size_kib: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usable_size_kib: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disk_state: Option<String>,
+}
+
+/// A volume of a resource on one node.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(default)]
+pub struct Volume {
+    pub volume_number: i32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage_pool_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub provider_kind: Option<ProviderKind>,
+    /// The top-most device of the stack.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device_path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allocated_size_kib: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usable_size_kib: Option<i64>,
+    pub props: Props,
+    pub flags: Vec<String>,
+    pub state: VolumeState,
+    pub layer_data_list: Vec<VolumeLayer>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uuid: Option<String>,
+    /// Problems the satellite reported with this volume.
+    pub reports: Vec<ApiCallRc>,
+}
+
+/// A volume's runtime state.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(default)]
+pub struct VolumeState {
+    /// DRBD's words: UpToDate, Inconsistent, Outdated, Diskless, DUnknown, ...
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub disk_state: Option<String>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub replication_states: BTreeMap<String, ReplicationState>,
+}
+
+/// Replication towards one peer.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(default)]
+pub struct ReplicationState {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replication_state: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub done_percentage: Option<f64>,
+}
+
+/// One layer's data for a volume.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct VolumeLayer {
+    #[serde(rename = "type")]
+    pub layer_type: LayerKind,
+    #[schema(value_type = Object)]
+    pub data: serde_json::Value,
+}
+
+/// One element of the array `POST /v1/resource-definitions/{rd}/resources` takes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(default)]
+pub struct ResourceCreate {
+    pub resource: Resource,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layer_list: Option<Vec<LayerKind>>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_i32"
+    )]
+    pub drbd_node_id: Option<i32>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_i32"
+    )]
+    pub drbd_tcp_port_count: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drbd_tcp_ports: Option<Vec<i32>>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_bool"
+    )]
+    pub drbd_client: Option<bool>,
+}
+
+/// `PUT /v1/resource-definitions/{rd}/resources/{node}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(default)]
+pub struct ResourceModify {
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub override_props: Props,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub delete_props: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub delete_namespaces: Vec<String>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_bool"
+    )]
+    pub drbd_tiebreaker: Option<bool>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_bool"
+    )]
+    pub drbd_client: Option<bool>,
+}
+
+/// `POST /v1/resource-definitions/{rd}/resources/{node}/make-available`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(default)]
+pub struct ResourceMakeAvailable {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layer_list: Option<Vec<LayerKind>>,
+    #[serde(deserialize_with = "lenient::opt_bool")]
+    pub diskful: Option<bool>,
+}
+
+/// What `toggle-disk` should turn a resource into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ToggleDiskOperation {
+    IntoDrbdDiskful,
+    IntoDrbdDiskless,
+    IntoDrbdClient,
+}
+
+/// `PUT /v1/resource-definitions/{rd}/resources/{node}/toggle-disk` (API 1.28).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ToggleDiskRequest {
+    pub operation: ToggleDiskOperation,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub storage_pool: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub migrate_from: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer_list: Option<Vec<LayerKind>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resource_create_as_python_linstor_sends_it() {
+        let body: Vec<ResourceCreate> = serde_json::from_str(
+            r#"[{"resource": {"node_name": "delta", "flags": ["DISKLESS"]}}]"#,
+        )
+        .unwrap();
+        assert_eq!(body[0].resource.node_name, "delta");
+        assert_eq!(body[0].resource.flags, vec!["DISKLESS".to_string()]);
+    }
+
+    #[test]
+    fn view_resource_flattens_resource_fields() {
+        let view = ResourceWithVolumes {
+            resource: Resource {
+                name: "r1".into(),
+                node_name: "n1".into(),
+                layer_object: Some(ResourceLayer {
+                    children: vec![],
+                    resource_name_suffix: String::new(),
+                    layer_type: LayerKind::Storage,
+                    drbd: None,
+                    mirror: None,
+                    storage: Some(StorageResource::default()),
+                }),
+                ..Default::default()
+            },
+            volumes: vec![Volume {
+                volume_number: 0,
+                ..Default::default()
+            }],
+            shared_name: None,
+        };
+        let json = serde_json::to_value(&view).unwrap();
+        assert_eq!(json["name"], "r1");
+        assert_eq!(json["layer_object"]["type"], "STORAGE");
+        assert_eq!(json["volumes"][0]["volume_number"], 0);
+    }
+
+    #[test]
+    fn toggle_disk_operations() {
+        let req: ToggleDiskRequest =
+            serde_json::from_str(r#"{"operation": "INTO_DRBD_DISKFUL", "storage_pool": "p1"}"#)
+                .unwrap();
+        assert_eq!(req.operation, ToggleDiskOperation::IntoDrbdDiskful);
+        assert!(serde_json::from_str::<ToggleDiskRequest>(r#"{"operation": "SIDEWAYS"}"#).is_err());
+    }
+}

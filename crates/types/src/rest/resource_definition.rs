@@ -1,0 +1,142 @@
+//! Resource definitions and volume definitions.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::{Props, lenient};
+use crate::kinds::LayerKind;
+
+/// A resource definition: the cluster-wide description of a replicated resource.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(default)]
+pub struct ResourceDefinition {
+    pub name: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub external_name: Option<String>,
+    pub props: Props,
+    pub flags: Vec<String>,
+    /// The layer stack, top first.
+    pub layer_data: Vec<ResourceDefinitionLayer>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uuid: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource_group_name: Option<String>,
+    /// Present with `?with_volume_definitions=true`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub volume_definitions: Option<Vec<VolumeDefinition>>,
+}
+
+/// One layer of a resource definition's stack, with the layer's definition-wide data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ResourceDefinitionLayer {
+    #[serde(rename = "type")]
+    pub layer_type: LayerKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<serde_json::Value>,
+}
+
+/// `POST /v1/resource-definitions`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(default)]
+pub struct ResourceDefinitionCreate {
+    pub resource_definition: ResourceDefinition,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_i32"
+    )]
+    pub drbd_port: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drbd_secret: Option<String>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_i32"
+    )]
+    pub drbd_peer_slots: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drbd_transport_type: Option<String>,
+}
+
+/// `PUT /v1/resource-definitions/{rd}`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(default)]
+pub struct ResourceDefinitionModify {
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub override_props: Props,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub delete_props: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub delete_namespaces: Vec<String>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_i32"
+    )]
+    pub drbd_port: Option<i32>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_i32"
+    )]
+    pub drbd_peer_slots: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layer_stack: Option<Vec<LayerKind>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resource_group: Option<String>,
+}
+
+/// A volume definition: one volume of a resource definition, with its size.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(default)]
+pub struct VolumeDefinition {
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_i32"
+    )]
+    pub volume_number: Option<i32>,
+    /// KiB.
+    pub size_kib: i64,
+    pub props: Props,
+    pub flags: Vec<String>,
+    pub layer_data: Vec<VolumeDefinitionLayer>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uuid: Option<String>,
+}
+
+/// One layer's data for a volume definition (e.g. a DRBD minor number).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct VolumeDefinitionLayer {
+    #[serde(rename = "type")]
+    pub layer_type: LayerKind,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<serde_json::Value>,
+}
+
+/// `POST /v1/resource-definitions/{rd}/volume-definitions`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(default)]
+pub struct VolumeDefinitionCreate {
+    pub volume_definition: VolumeDefinition,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_i32"
+    )]
+    pub drbd_minor_number: Option<i32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub passphrase: Option<String>,
+}
+
+/// `PUT /v1/resource-definitions/{rd}/volume-definitions/{nr}`; `size_kib` resizes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
+#[serde(default)]
+pub struct VolumeDefinitionModify {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size_kib: Option<i64>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub override_props: Props,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub delete_props: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub delete_namespaces: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub flags: Option<Vec<String>>,
+}
