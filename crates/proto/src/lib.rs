@@ -16,6 +16,8 @@
 //!      | -- ApplyState{generation G', base G} ----> |   a delta: only the changed resources
 //!      | <------------ Applied{G', report} -------- |
 //!      | <-------------------- Report{report} ----- |   unprompted, when something changed
+//!      | -- CheckPool{id, pool} ------------------> |   before a pool is recorded
+//!      | <------------ PoolChecked{id, report} ---- |
 //!      | -- Ping --> / <-- Pong --                  |   liveness
 //! ```
 //!
@@ -59,6 +61,9 @@ pub enum ControllerMessage {
     },
     /// Desired state for this node.
     ApplyState(DesiredState),
+    /// Asks whether a storage pool could be used as specified, before the controller records
+    /// it, so a pool on a missing volume group is refused rather than created broken.
+    CheckPool { request_id: u64, pool: PoolSpec },
     Ping,
 }
 
