@@ -1,0 +1,644 @@
+//! A recording, simulating host for tests: every command line is recorded, and the commands the
+//! providers issue are simulated well enough that a sequence of them behaves like the real host.
+//!
+//! - files: `truncate`, `fallocate` and `rm` act on real files (tests point pools at temporary
+//!   directories), so the FILE providers' `stat`/`statvfs` see them;
+//! - loop devices: `losetup --find/--associated/--set-capacity/--detach` against an in-memory
+//!   table of `/dev/loopN`;
+//! - LVM: volume groups and thin pools added with [`FakeHost::add_volume_group`] and
+//!   [`FakeHost::add_thin_pool`], with `vgs`, `lvs`, `lvcreate`, `lvextend`, `lvremove`
+//!   (sizes rounded up to 4 MiB extents, as LVM does);
+//! - ZFS: pools added with [`FakeHost::add_zpool`], with `zfs get/list/create/set/destroy`.
+//!
+//! Failures are injected with [`FakeHost::fail_matching`]; missing tools with
+//! [`FakeHost::remove_program`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use crate::runner::{CommandError, CommandLine, CommandOutput, ExitReason, HostCommands};
+
+/// LVM's default extent size.
+const EXTENT_KIB: u64 = 4096;
+
+#[derive(Debug, Default)]
+struct LogicalVolume {
+    size_kib: u64,
+    /// Thin volumes: the thin pool they live in.
+    thin_pool: Option<String>,
+    /// Thin pools: percent of data used.
+    is_thin_pool: bool,
+}
+
+#[derive(Debug, Default)]
+struct VolumeGroup {
+    size_kib: u64,
+    volumes: BTreeMap<String, LogicalVolume>,
+}
+
+impl VolumeGroup {
+    fn used_kib(&self) -> u64 {
+        self.volumes
+            .values()
+            .filter(|lv| lv.thin_pool.is_none())
+            .map(|lv| lv.size_kib)
+            .sum()
+    }
+}
+
+#[derive(Debug, Default)]
+struct Zvol {
+    size_kib: u64,
+    sparse: bool,
+}
+
+#[derive(Debug, Default)]
+struct Zpool {
+    size_kib: u64,
+    volumes: BTreeMap<String, Zvol>,
+}
+
+#[derive(Debug)]
+struct Failure {
+    prefix: String,
+    exit_code: i32,
+    stderr: String,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    log: Vec<String>,
+    missing_programs: BTreeSet<String>,
+    failures: Vec<Failure>,
+    /// Loop device number → backing file.
+    loops: BTreeMap<u32, PathBuf>,
+    volume_groups: BTreeMap<String, VolumeGroup>,
+    zpools: BTreeMap<String, Zpool>,
+}
+
+/// A host that records command lines and simulates their effects.
+#[derive(Debug, Default)]
+pub struct FakeHost {
+    state: Mutex<State>,
+}
+
+/// Whether a command line only looks (and changes nothing).
+pub fn is_query(line: &str) -> bool {
+    let program = line.split(' ').next().unwrap_or_default();
+    matches!(program, "lvs" | "vgs")
+        || line.starts_with("losetup --list")
+        || line.starts_with("zfs list")
+        || line.starts_with("zfs get")
+        || line.ends_with(" --version")
+        || line.ends_with(" version")
+}
+
+fn fail(line: &str, exit_code: i32, stderr: impl Into<String>) -> CommandError {
+    CommandError::Failed {
+        command: line.to_string(),
+        exit: ExitReason::Code(exit_code),
+        stdout: String::new(),
+        stderr: stderr.into(),
+    }
+}
+
+fn ok(stdout: impl Into<String>) -> Result<CommandOutput, CommandError> {
+    Ok(CommandOutput::stdout(stdout))
+}
+
+/// Parses `1024k` / `1024K` into KiB.
+fn kib(value: &str) -> Option<u64> {
+    value.strip_suffix(['k', 'K']).and_then(|n| n.parse().ok())
+}
+
+/// The value after `flag` in `args`.
+fn value_of<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
+    args.iter()
+        .position(|a| a == flag)
+        .and_then(|i| args.get(i + 1))
+        .map(String::as_str)
+}
+
+fn round_to_extent(size_kib: u64) -> u64 {
+    size_kib.div_ceil(EXTENT_KIB) * EXTENT_KIB
+}
+
+impl FakeHost {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Every command line run so far.
+    pub fn commands(&self) -> Vec<String> {
+        self.state().log.clone()
+    }
+
+    /// The command lines run so far, clearing the record.
+    pub fn take_commands(&self) -> Vec<String> {
+        std::mem::take(&mut self.state().log)
+    }
+
+    /// The command lines run so far that change something, clearing the record.
+    pub fn take_changes(&self) -> Vec<String> {
+        self.take_commands()
+            .into_iter()
+            .filter(|line| !is_query(line))
+            .collect()
+    }
+
+    /// Makes `program` missing, as if it were not installed.
+    pub fn remove_program(&self, program: &str) {
+        self.state().missing_programs.insert(program.to_string());
+    }
+
+    /// Makes every command whose line starts with `prefix` fail with `stderr`, until
+    /// [`FakeHost::clear_failures`].
+    pub fn fail_matching(&self, prefix: &str, exit_code: i32, stderr: &str) {
+        self.state().failures.push(Failure {
+            prefix: prefix.to_string(),
+            exit_code,
+            stderr: stderr.to_string(),
+        });
+    }
+
+    pub fn clear_failures(&self) {
+        self.state().failures.clear();
+    }
+
+    pub fn add_volume_group(&self, name: &str, size_kib: u64) {
+        self.state().volume_groups.insert(
+            name.to_string(),
+            VolumeGroup {
+                size_kib,
+                volumes: BTreeMap::new(),
+            },
+        );
+    }
+
+    /// Adds a logical volume that someone else made (not through the runner).
+    pub fn add_logical_volume(&self, volume_group: &str, name: &str, size_kib: u64) {
+        if let Some(vg) = self.state().volume_groups.get_mut(volume_group) {
+            vg.volumes.insert(
+                name.to_string(),
+                LogicalVolume {
+                    size_kib,
+                    ..Default::default()
+                },
+            );
+        }
+    }
+
+    pub fn add_thin_pool(&self, volume_group: &str, name: &str, size_kib: u64) {
+        if let Some(vg) = self.state().volume_groups.get_mut(volume_group) {
+            vg.volumes.insert(
+                name.to_string(),
+                LogicalVolume {
+                    size_kib,
+                    thin_pool: None,
+                    is_thin_pool: true,
+                },
+            );
+        }
+    }
+
+    pub fn add_zpool(&self, name: &str, size_kib: u64) {
+        self.state().zpools.insert(
+            name.to_string(),
+            Zpool {
+                size_kib,
+                volumes: BTreeMap::new(),
+            },
+        );
+    }
+
+    /// The logical volumes of a volume group and their sizes in KiB.
+    pub fn logical_volumes(&self, volume_group: &str) -> BTreeMap<String, u64> {
+        self.state()
+            .volume_groups
+            .get(volume_group)
+            .map(|vg| {
+                vg.volumes
+                    .iter()
+                    .map(|(name, lv)| (name.clone(), lv.size_kib))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The zvols of a pool and their sizes in KiB.
+    pub fn zvols(&self, pool: &str) -> BTreeMap<String, u64> {
+        self.state()
+            .zpools
+            .get(pool)
+            .map(|p| {
+                p.volumes
+                    .iter()
+                    .map(|(name, zvol)| (name.clone(), zvol.size_kib))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The attached loop devices and their backing files.
+    pub fn loop_devices(&self) -> BTreeMap<String, PathBuf> {
+        self.state()
+            .loops
+            .iter()
+            .map(|(n, path)| (format!("/dev/loop{n}"), path.clone()))
+            .collect()
+    }
+
+    /// Forgets every loop device, as a reboot would.
+    pub fn detach_all_loop_devices(&self) {
+        self.state().loops.clear();
+    }
+
+    fn simulate(
+        state: &mut State,
+        line: &str,
+        command: &CommandLine,
+    ) -> Result<CommandOutput, CommandError> {
+        let args = &command.args;
+        if args
+            .last()
+            .is_some_and(|a| a == "--version" || a == "version")
+            && args.len() == 1
+        {
+            return ok(format!("{} (simulated)\n", command.program));
+        }
+        match command.program.as_str() {
+            "truncate" | "fallocate" => {
+                let flag = if command.program == "truncate" {
+                    "--size"
+                } else {
+                    "--length"
+                };
+                let (Some(bytes), Some(path)) = (
+                    value_of(args, flag).and_then(|b| b.parse::<u64>().ok()),
+                    args.last(),
+                ) else {
+                    return Err(fail(line, 1, "simulated: bad arguments"));
+                };
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .truncate(false)
+                    .write(true)
+                    .open(path)
+                    .map_err(|e| fail(line, 1, format!("{path}: {e}")))?;
+                let current = file.metadata().map(|m| m.len()).unwrap_or(0);
+                if command.program == "truncate" || bytes > current {
+                    file.set_len(bytes)
+                        .map_err(|e| fail(line, 1, format!("{path}: {e}")))?;
+                }
+                ok("")
+            }
+            "rm" => {
+                let path = args.last().cloned().unwrap_or_default();
+                match std::fs::remove_file(&path) {
+                    Ok(()) => ok(""),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => ok(""),
+                    Err(e) => Err(fail(line, 1, format!("rm: {path}: {e}"))),
+                }
+            }
+            "losetup" => Self::losetup(state, line, args),
+            "vgs" => {
+                let name = args.last().cloned().unwrap_or_default();
+                match state.volume_groups.get(&name) {
+                    Some(vg) => ok(format!(
+                        "  {name};{:.2};{:.2}\n",
+                        vg.size_kib as f64,
+                        (vg.size_kib - vg.used_kib()) as f64
+                    )),
+                    None => Err(fail(
+                        line,
+                        5,
+                        format!(
+                            "  Volume group \"{name}\" not found\n  Cannot process volume group {name}\n"
+                        ),
+                    )),
+                }
+            }
+            "lvs" => {
+                let target = args.last().cloned().unwrap_or_default();
+                let (vg_name, only) = match target.split_once('/') {
+                    Some((vg, lv)) => (vg.to_string(), Some(lv.to_string())),
+                    None => (target.clone(), None),
+                };
+                let Some(vg) = state.volume_groups.get(&vg_name) else {
+                    return Err(fail(
+                        line,
+                        5,
+                        format!(
+                            "  Volume group \"{vg_name}\" not found\n  Cannot process volume group {vg_name}\n"
+                        ),
+                    ));
+                };
+                if let Some(only) = &only
+                    && !vg.volumes.contains_key(only)
+                {
+                    return Err(fail(
+                        line,
+                        5,
+                        format!("  Failed to find logical volume \"{target}\"\n"),
+                    ));
+                }
+                let mut out = String::new();
+                for (name, lv) in &vg.volumes {
+                    if only.as_ref().is_some_and(|o| o != name) {
+                        continue;
+                    }
+                    let (percent, attributes) = if lv.is_thin_pool {
+                        let used: u64 = vg
+                            .volumes
+                            .values()
+                            .filter(|v| v.thin_pool.as_deref() == Some(name))
+                            .map(|v| v.size_kib / 10)
+                            .sum();
+                        (
+                            format!("{:.2}", used as f64 * 100.0 / lv.size_kib as f64),
+                            "twi-a-tz--",
+                        )
+                    } else if lv.thin_pool.is_some() {
+                        ("10.00".to_string(), "Vwi-a-tz--")
+                    } else {
+                        (String::new(), "-wi-a-----")
+                    };
+                    out.push_str(&format!(
+                        "  {name};{:.2};{percent};{attributes};{}\n",
+                        lv.size_kib as f64,
+                        lv.thin_pool.as_deref().unwrap_or("")
+                    ));
+                }
+                ok(out)
+            }
+            "lvcreate" => {
+                let name = value_of(args, "-n").unwrap_or_default().to_string();
+                let (vg_name, thin_pool, size) = if let Some(pool) = value_of(args, "-T") {
+                    let (vg, tp) = pool.split_once('/').unwrap_or((pool, ""));
+                    (vg.to_string(), Some(tp.to_string()), value_of(args, "-V"))
+                } else {
+                    (
+                        args.last().cloned().unwrap_or_default(),
+                        None,
+                        value_of(args, "-L"),
+                    )
+                };
+                let Some(size_kib) = size.and_then(kib) else {
+                    return Err(fail(line, 3, "simulated: no size"));
+                };
+                let size_kib = round_to_extent(size_kib);
+                let Some(vg) = state.volume_groups.get_mut(&vg_name) else {
+                    return Err(fail(
+                        line,
+                        5,
+                        format!("  Volume group \"{vg_name}\" not found\n"),
+                    ));
+                };
+                if vg.volumes.contains_key(&name) {
+                    return Err(fail(
+                        line,
+                        5,
+                        format!(
+                            "  Logical Volume \"{name}\" already exists in volume group \"{vg_name}\"\n"
+                        ),
+                    ));
+                }
+                if thin_pool.is_none() && vg.size_kib - vg.used_kib() < size_kib {
+                    return Err(fail(
+                        line,
+                        5,
+                        format!("  Volume group \"{vg_name}\" has insufficient free space\n"),
+                    ));
+                }
+                vg.volumes.insert(
+                    name.clone(),
+                    LogicalVolume {
+                        size_kib,
+                        thin_pool,
+                        is_thin_pool: false,
+                    },
+                );
+                ok(format!("  Logical volume \"{name}\" created.\n"))
+            }
+            "lvextend" => {
+                let target = args.last().cloned().unwrap_or_default();
+                let size_kib = value_of(args, "-L").and_then(kib).map(round_to_extent);
+                let (vg_name, lv_name) = target.split_once('/').unwrap_or((&target, ""));
+                let lv = state
+                    .volume_groups
+                    .get_mut(vg_name)
+                    .and_then(|vg| vg.volumes.get_mut(lv_name));
+                match (lv, size_kib) {
+                    (Some(lv), Some(size)) if size > lv.size_kib => {
+                        lv.size_kib = size;
+                        ok("")
+                    }
+                    (Some(_), Some(_)) => Err(fail(
+                        line,
+                        5,
+                        "  New size given not larger than existing size\n",
+                    )),
+                    _ => Err(fail(
+                        line,
+                        5,
+                        format!("  Failed to find logical volume \"{target}\"\n"),
+                    )),
+                }
+            }
+            "lvremove" => {
+                let target = args.last().cloned().unwrap_or_default();
+                let (vg_name, lv_name) = target.split_once('/').unwrap_or((&target, ""));
+                let removed = state
+                    .volume_groups
+                    .get_mut(vg_name)
+                    .and_then(|vg| vg.volumes.remove(lv_name));
+                match removed {
+                    Some(_) => ok(""),
+                    None => Err(fail(
+                        line,
+                        5,
+                        format!("  Failed to find logical volume \"{target}\"\n"),
+                    )),
+                }
+            }
+            "zfs" => Self::zfs(state, line, args),
+            other => Err(CommandError::NotFound {
+                program: other.to_string(),
+                command: line.to_string(),
+            }),
+        }
+    }
+
+    fn losetup(
+        state: &mut State,
+        line: &str,
+        args: &[String],
+    ) -> Result<CommandOutput, CommandError> {
+        let target = args.last().cloned().unwrap_or_default();
+        let first = args.first().map(String::as_str).unwrap_or_default();
+        match first {
+            "--list" => {
+                let wanted = std::fs::canonicalize(&target).ok();
+                let devices: Vec<String> = state
+                    .loops
+                    .iter()
+                    .filter(|(_, path)| wanted.as_ref() == Some(*path))
+                    .map(|(n, _)| format!("{{\"name\": \"/dev/loop{n}\"}}"))
+                    .collect();
+                ok(format!(
+                    "{{\n   \"loopdevices\": [\n      {}\n   ]\n}}\n",
+                    devices.join(",\n      ")
+                ))
+            }
+            "--find" => {
+                let path = std::fs::canonicalize(&target).map_err(|e| {
+                    fail(
+                        line,
+                        1,
+                        format!("losetup: {target}: failed to set up loop device: {e}"),
+                    )
+                })?;
+                let number = (0..).find(|n| !state.loops.contains_key(n)).unwrap_or(0);
+                state.loops.insert(number, path);
+                ok(format!("/dev/loop{number}\n"))
+            }
+            "--set-capacity" | "--detach" => {
+                let number = target
+                    .strip_prefix("/dev/loop")
+                    .and_then(|n| n.parse::<u32>().ok());
+                match number {
+                    Some(n) if state.loops.contains_key(&n) => {
+                        if first == "--detach" {
+                            state.loops.remove(&n);
+                        }
+                        ok("")
+                    }
+                    _ => Err(fail(
+                        line,
+                        1,
+                        format!("losetup: {target}: No such device or address"),
+                    )),
+                }
+            }
+            _ => Err(fail(line, 1, "simulated: unsupported losetup call")),
+        }
+    }
+
+    fn zfs(state: &mut State, line: &str, args: &[String]) -> Result<CommandOutput, CommandError> {
+        let target = args.last().cloned().unwrap_or_default();
+        let missing = |name: &str| {
+            fail(
+                line,
+                1,
+                format!("cannot open '{name}': dataset does not exist\n"),
+            )
+        };
+        let split = |target: &str| -> (String, String) {
+            let (pool, name) = target.rsplit_once('/').unwrap_or((target, ""));
+            (pool.to_string(), name.to_string())
+        };
+        match args.first().map(String::as_str) {
+            Some("get") => {
+                let pool = state.zpools.get(&target).ok_or_else(|| missing(&target))?;
+                let used: u64 = pool
+                    .volumes
+                    .values()
+                    .map(|v| {
+                        if v.sparse {
+                            v.size_kib / 10
+                        } else {
+                            v.size_kib
+                        }
+                    })
+                    .sum();
+                ok(format!(
+                    "available\t{}\nused\t{}\n",
+                    (pool.size_kib - used.min(pool.size_kib)) * 1024,
+                    used * 1024
+                ))
+            }
+            Some("list") => {
+                let pool = state.zpools.get(&target).ok_or_else(|| missing(&target))?;
+                let mut out = String::new();
+                for (name, zvol) in &pool.volumes {
+                    let used = if zvol.sparse {
+                        zvol.size_kib / 10
+                    } else {
+                        zvol.size_kib
+                    };
+                    out.push_str(&format!(
+                        "{target}/{name}\t{}\t{}\n",
+                        zvol.size_kib * 1024,
+                        used * 1024
+                    ));
+                }
+                ok(out)
+            }
+            Some("create") => {
+                let (pool_name, name) = split(&target);
+                let sparse = args.iter().any(|a| a == "-s");
+                let size_kib = value_of(args, "-V").and_then(kib).unwrap_or(0);
+                let pool = state
+                    .zpools
+                    .get_mut(&pool_name)
+                    .ok_or_else(|| missing(&pool_name))?;
+                if pool.volumes.contains_key(&name) {
+                    return Err(fail(
+                        line,
+                        1,
+                        format!("cannot create '{target}': dataset already exists\n"),
+                    ));
+                }
+                pool.volumes.insert(name, Zvol { size_kib, sparse });
+                ok("")
+            }
+            Some("set") => {
+                let (pool_name, name) = split(&target);
+                let size_kib = args
+                    .get(1)
+                    .and_then(|a| a.strip_prefix("volsize="))
+                    .and_then(kib);
+                let zvol = state
+                    .zpools
+                    .get_mut(&pool_name)
+                    .and_then(|p| p.volumes.get_mut(&name))
+                    .ok_or_else(|| missing(&target))?;
+                zvol.size_kib = size_kib.ok_or_else(|| fail(line, 2, "bad volsize"))?;
+                ok("")
+            }
+            Some("destroy") => {
+                let (pool_name, name) = split(&target);
+                state
+                    .zpools
+                    .get_mut(&pool_name)
+                    .and_then(|p| p.volumes.remove(&name))
+                    .ok_or_else(|| missing(&target))?;
+                ok("")
+            }
+            _ => Err(fail(line, 2, "simulated: unsupported zfs call")),
+        }
+    }
+}
+
+impl HostCommands for FakeHost {
+    fn run(&self, command: &CommandLine) -> Result<CommandOutput, CommandError> {
+        let line = command.to_string();
+        let mut state = self.state();
+        state.log.push(line.clone());
+        if state.missing_programs.contains(&command.program) {
+            return Err(CommandError::NotFound {
+                program: command.program.clone(),
+                command: line,
+            });
+        }
+        if let Some(failure) = state.failures.iter().find(|f| line.starts_with(&f.prefix)) {
+            return Err(fail(&line, failure.exit_code, failure.stderr.clone()));
+        }
+        Self::simulate(&mut state, &line, command)
+    }
+}

@@ -1,0 +1,326 @@
+//! FILE and FILE_THIN: backing volumes are files `<pool dir>/<resource>_<nnnnn>.img`, attached
+//! as loop devices.
+//!
+//! FILE preallocates the file (`fallocate`), FILE_THIN creates it sparse (`truncate`). Changes to
+//! the host go through the runner (`fallocate`, `truncate`, `losetup`, `rm`); sizes and capacity
+//! are read with `stat`/`statvfs` directly. A file already attached is found with
+//! `losetup --associated`, so attaching twice never creates a second loop device.
+
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ferrite_types::ProviderKind;
+use serde::Deserialize;
+
+use crate::runner::{CommandLine, HostCommands};
+use crate::{BackingVolume, BackingVolumeName, PoolCapacity, Provider, StorageError};
+
+/// The file name extension of backing files.
+const IMAGE_EXTENSION: &str = "img";
+
+/// FILE (preallocated) or FILE_THIN (sparse) files in a directory.
+pub struct FileProvider {
+    runner: Arc<dyn HostCommands>,
+    thin: bool,
+}
+
+#[derive(Deserialize)]
+struct LoopList {
+    #[serde(default)]
+    loopdevices: Vec<LoopDevice>,
+}
+
+#[derive(Deserialize)]
+struct LoopDevice {
+    name: String,
+}
+
+impl FileProvider {
+    pub fn new(runner: Arc<dyn HostCommands>, thin: bool) -> Self {
+        FileProvider { runner, thin }
+    }
+
+    fn unusable(&self, pool: &str, reason: impl Into<String>) -> StorageError {
+        StorageError::PoolUnusable {
+            provider: self.kind(),
+            pool: pool.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The pool directory, which must be an absolute path (a relative one would depend on the
+    /// satellite's working directory).
+    fn directory(&self, pool: &str) -> Result<PathBuf, StorageError> {
+        let dir = Path::new(pool);
+        if !dir.is_absolute() {
+            return Err(self.unusable(
+                pool,
+                "the directory must be an absolute path, e.g. /var/lib/ferrite/pool",
+            ));
+        }
+        Ok(dir.to_path_buf())
+    }
+
+    /// The backing file of a volume.
+    pub fn image_path(
+        &self,
+        pool: &str,
+        name: &BackingVolumeName,
+    ) -> Result<PathBuf, StorageError> {
+        Ok(self
+            .directory(pool)?
+            .join(format!("{}.{IMAGE_EXTENSION}", name.as_str())))
+    }
+
+    /// The loop devices the file is attached to (normally one).
+    fn loop_devices(&self, image: &Path) -> Result<Vec<PathBuf>, StorageError> {
+        let command = CommandLine::new("losetup")
+            .args(["--list", "--json", "--output", "NAME", "--associated"])
+            .arg(image.to_string_lossy());
+        let output = self.runner.run(&command)?;
+        if output.stdout.trim().is_empty() {
+            return Ok(Vec::new());
+        }
+        let list: LoopList =
+            serde_json::from_str(&output.stdout).map_err(|e| StorageError::UnexpectedOutput {
+                command: command.to_string(),
+                reason: e.to_string(),
+            })?;
+        Ok(list
+            .loopdevices
+            .into_iter()
+            .map(|device| PathBuf::from(device.name))
+            .collect())
+    }
+
+    fn stat(&self, image: &Path) -> Result<Option<std::fs::Metadata>, StorageError> {
+        match std::fs::metadata(image) {
+            Ok(metadata) => Ok(Some(metadata)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(StorageError::Io {
+                action: "read the metadata of",
+                path: image.to_path_buf(),
+                source,
+            }),
+        }
+    }
+
+    fn describe(
+        &self,
+        name: &BackingVolumeName,
+        metadata: &std::fs::Metadata,
+        device_path: Option<PathBuf>,
+    ) -> BackingVolume {
+        BackingVolume {
+            name: name.clone(),
+            device_path,
+            allocated_kib: metadata.blocks() * 512 / 1024,
+            usable_kib: metadata.len() / 1024,
+        }
+    }
+
+    /// Sets the file's size: preallocated for FILE, sparse for FILE_THIN. Creates the file if
+    /// it does not exist.
+    fn set_size(&self, image: &Path, size_kib: u64) -> Result<(), StorageError> {
+        let bytes = (size_kib * 1024).to_string();
+        let path = image.to_string_lossy();
+        let command = if self.thin {
+            CommandLine::new("truncate")
+                .args(["--size", &bytes])
+                .arg(path)
+        } else {
+            CommandLine::new("fallocate")
+                .args(["--length", &bytes])
+                .arg(path)
+        };
+        self.runner.run(&command)?;
+        Ok(())
+    }
+}
+
+impl Provider for FileProvider {
+    fn kind(&self) -> ProviderKind {
+        if self.thin {
+            ProviderKind::FileThin
+        } else {
+            ProviderKind::File
+        }
+    }
+
+    fn check_pool(&self, pool: &str) -> Result<Option<PoolCapacity>, StorageError> {
+        let dir = self.directory(pool)?;
+        match std::fs::metadata(&dir) {
+            Ok(metadata) if metadata.is_dir() => {}
+            Ok(_) => return Err(self.unusable(pool, format!("'{pool}' is not a directory"))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(self.unusable(
+                    pool,
+                    format!("directory '{pool}' does not exist; create it first (mkdir -p {pool})"),
+                ));
+            }
+            Err(e) => return Err(self.unusable(pool, format!("cannot read '{pool}': {e}"))),
+        }
+        let capacity = statvfs(&dir).map_err(|source| StorageError::Io {
+            action: "read the file system capacity of",
+            path: dir.clone(),
+            source,
+        })?;
+        Ok(Some(capacity))
+    }
+
+    fn list_volumes(&self, pool: &str) -> Result<Vec<BackingVolume>, StorageError> {
+        let dir = self.directory(pool)?;
+        let entries = std::fs::read_dir(&dir).map_err(|source| StorageError::Io {
+            action: "list",
+            path: dir.clone(),
+            source,
+        })?;
+        let mut volumes = Vec::new();
+        for entry in entries.flatten() {
+            let file_name = entry.file_name();
+            let Some(stem) = file_name
+                .to_str()
+                .and_then(|n| n.strip_suffix(&format!(".{IMAGE_EXTENSION}")))
+            else {
+                continue;
+            };
+            let Some((resource, number)) = BackingVolumeName::parse(stem) else {
+                continue;
+            };
+            let name = BackingVolumeName::new(&resource, number);
+            if let Some(volume) = self.volume(pool, &name)? {
+                volumes.push(volume);
+            }
+        }
+        volumes.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(volumes)
+    }
+
+    fn volume(
+        &self,
+        pool: &str,
+        name: &BackingVolumeName,
+    ) -> Result<Option<BackingVolume>, StorageError> {
+        let image = self.image_path(pool, name)?;
+        let Some(metadata) = self.stat(&image)? else {
+            return Ok(None);
+        };
+        let device = self.loop_devices(&image)?.into_iter().next();
+        Ok(Some(self.describe(name, &metadata, device)))
+    }
+
+    fn create_volume(
+        &self,
+        pool: &str,
+        name: &BackingVolumeName,
+        size_kib: u64,
+    ) -> Result<(), StorageError> {
+        self.check_pool(pool)?;
+        let image = self.image_path(pool, name)?;
+        self.set_size(&image, size_kib)
+    }
+
+    fn grow_volume(
+        &self,
+        pool: &str,
+        name: &BackingVolumeName,
+        size_kib: u64,
+    ) -> Result<(), StorageError> {
+        let image = self.image_path(pool, name)?;
+        let Some(metadata) = self.stat(&image)? else {
+            return Err(StorageError::VolumeMissing {
+                provider: self.kind(),
+                pool: pool.to_string(),
+                volume: name.clone(),
+            });
+        };
+        if metadata.len() < size_kib * 1024 {
+            self.set_size(&image, size_kib)?;
+        }
+        // Attached devices keep their old size until told to re-read it.
+        for device in self.loop_devices(&image)? {
+            self.runner.run(
+                &CommandLine::new("losetup")
+                    .arg("--set-capacity")
+                    .arg(device.to_string_lossy()),
+            )?;
+        }
+        Ok(())
+    }
+
+    fn activate_volume(
+        &self,
+        pool: &str,
+        name: &BackingVolumeName,
+    ) -> Result<BackingVolume, StorageError> {
+        let image = self.image_path(pool, name)?;
+        let Some(metadata) = self.stat(&image)? else {
+            return Err(StorageError::VolumeMissing {
+                provider: self.kind(),
+                pool: pool.to_string(),
+                volume: name.clone(),
+            });
+        };
+        let device = match self.loop_devices(&image)?.into_iter().next() {
+            Some(device) => device,
+            None => {
+                let command = CommandLine::new("losetup")
+                    .args(["--find", "--show"])
+                    .arg(image.to_string_lossy());
+                let output = self.runner.run(&command)?;
+                let device = output.stdout.trim();
+                if !device.starts_with("/dev/") {
+                    return Err(StorageError::UnexpectedOutput {
+                        command: command.to_string(),
+                        reason: format!("expected a device path, got {device:?}"),
+                    });
+                }
+                PathBuf::from(device)
+            }
+        };
+        Ok(self.describe(name, &metadata, Some(device)))
+    }
+
+    fn delete_volume(&self, pool: &str, name: &BackingVolumeName) -> Result<(), StorageError> {
+        let image = self.image_path(pool, name)?;
+        if self.stat(&image)?.is_none() {
+            return Ok(());
+        }
+        for device in self.loop_devices(&image)? {
+            self.runner.run(
+                &CommandLine::new("losetup")
+                    .arg("--detach")
+                    .arg(device.to_string_lossy()),
+            )?;
+        }
+        self.runner.run(
+            &CommandLine::new("rm")
+                .arg("--force")
+                .arg(image.to_string_lossy()),
+        )?;
+        Ok(())
+    }
+}
+
+/// Size and free space (for unprivileged users, as `df` shows it) of the file system holding
+/// `dir`.
+fn statvfs(dir: &Path) -> std::io::Result<PoolCapacity> {
+    use std::os::unix::ffi::OsStrExt;
+    let path = std::ffi::CString::new(dir.as_os_str().as_bytes())
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "path contains NUL"))?;
+    let mut stats = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `path` is a valid NUL-terminated string and `stats` points to writable memory of
+    // the right type; statvfs initialises it when it returns 0.
+    let rc = unsafe { libc::statvfs(path.as_ptr(), stats.as_mut_ptr()) };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: statvfs returned 0, so it filled `stats`.
+    let stats = unsafe { stats.assume_init() };
+    let fragment = stats.f_frsize;
+    Ok(PoolCapacity {
+        total_kib: stats.f_blocks * fragment / 1024,
+        free_kib: stats.f_bavail * fragment / 1024,
+    })
+}

@@ -1,0 +1,395 @@
+//! Golden tests: the exact command lines every provider runs, through the simulating fake host.
+//! LVM_THIN, ZFS and ZFS_THIN can only be tested this way on a host without device-mapper and
+//! ZFS; FILE and LVM are also tested against the real tools in `tests/`.
+
+use std::sync::Arc;
+
+use ferrite_types::{ProviderKind, ResourceName};
+
+use crate::fake::FakeHost;
+use crate::{
+    BackingVolumeName, HostPaths, PoolCapacity, ProviderOptions, Providers, StorageError,
+    detect_providers,
+};
+
+fn name(resource: &str, volume: u16) -> BackingVolumeName {
+    BackingVolumeName::new(&ResourceName::new(resource).unwrap(), volume.into())
+}
+
+fn providers(host: &Arc<FakeHost>, lvm_metadata_only: bool) -> Providers {
+    Providers::new(host.clone(), ProviderOptions { lvm_metadata_only })
+}
+
+#[test]
+fn file_thin_creates_sparse_files_and_attaches_them_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = dir.path().to_str().unwrap().to_string();
+    let host = Arc::new(FakeHost::new());
+    let providers = providers(&host, false);
+    let file = providers.get(ProviderKind::FileThin);
+    let volume = name("web", 0);
+    let image = format!("{pool}/web_00000.img");
+
+    assert!(file.check_pool(&pool).unwrap().is_some());
+    assert_eq!(file.volume(&pool, &volume).unwrap(), None);
+    file.create_volume(&pool, &volume, 10240).unwrap();
+    let active = file.activate_volume(&pool, &volume).unwrap();
+    assert_eq!(active.device_path.unwrap().to_str(), Some("/dev/loop0"));
+    assert_eq!(active.usable_kib, 10240);
+    assert_eq!(
+        host.take_commands(),
+        [
+            format!("truncate --size 10485760 {image}"),
+            format!("losetup --list --json --output NAME --associated {image}"),
+            format!("losetup --find --show {image}"),
+        ]
+    );
+
+    // Activating again finds the attachment instead of making a second one.
+    let again = file.activate_volume(&pool, &volume).unwrap();
+    assert_eq!(again.device_path.unwrap().to_str(), Some("/dev/loop0"));
+    assert_eq!(
+        host.take_commands(),
+        [format!(
+            "losetup --list --json --output NAME --associated {image}"
+        )]
+    );
+
+    file.grow_volume(&pool, &volume, 20480).unwrap();
+    assert_eq!(
+        host.take_commands(),
+        [
+            format!("truncate --size 20971520 {image}"),
+            format!("losetup --list --json --output NAME --associated {image}"),
+            "losetup --set-capacity /dev/loop0".to_string(),
+        ]
+    );
+    let grown = file.volume(&pool, &volume).unwrap().unwrap();
+    assert_eq!(grown.usable_kib, 20480);
+    host.take_commands();
+
+    file.delete_volume(&pool, &volume).unwrap();
+    assert_eq!(
+        host.take_commands(),
+        [
+            format!("losetup --list --json --output NAME --associated {image}"),
+            "losetup --detach /dev/loop0".to_string(),
+            format!("rm --force {image}"),
+        ]
+    );
+    assert!(!std::path::Path::new(&image).exists());
+    assert!(host.loop_devices().is_empty());
+
+    // Deleting what is gone is a no-op.
+    file.delete_volume(&pool, &volume).unwrap();
+    assert!(host.take_commands().is_empty());
+}
+
+#[test]
+fn file_preallocates_with_fallocate() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = dir.path().to_str().unwrap().to_string();
+    let host = Arc::new(FakeHost::new());
+    let providers = providers(&host, false);
+    let file = providers.get(ProviderKind::File);
+    let volume = name("db", 1);
+    file.create_volume(&pool, &volume, 4096).unwrap();
+    file.grow_volume(&pool, &volume, 8192).unwrap();
+    assert_eq!(
+        host.take_changes(),
+        [
+            format!("fallocate --length 4194304 {pool}/db_00001.img"),
+            format!("fallocate --length 8388608 {pool}/db_00001.img"),
+        ]
+    );
+    let listed = file.list_volumes(&pool).unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].name, volume);
+}
+
+#[test]
+fn file_pools_must_be_existing_absolute_directories() {
+    let host = Arc::new(FakeHost::new());
+    let providers = providers(&host, false);
+    let file = providers.get(ProviderKind::FileThin);
+    let err = file.check_pool("relative/dir").unwrap_err();
+    assert!(err.to_string().contains("absolute path"), "{err}");
+    let err = file.check_pool("/nonexistent/ferrite-pool").unwrap_err();
+    assert!(
+        err.to_string().contains(
+            "FILE_THIN pool '/nonexistent/ferrite-pool' is not usable: directory '/nonexistent/ferrite-pool' does not exist"
+        ),
+        "{err}"
+    );
+    assert!(host.commands().is_empty());
+}
+
+#[test]
+fn lvm_command_lines() {
+    let host = Arc::new(FakeHost::new());
+    host.add_volume_group("vg_ssd", 1 << 20);
+    let providers = providers(&host, false);
+    let lvm = providers.get(ProviderKind::Lvm);
+    let volume = name("web", 0);
+
+    assert_eq!(
+        lvm.check_pool("vg_ssd").unwrap(),
+        Some(PoolCapacity {
+            total_kib: 1 << 20,
+            free_kib: 1 << 20
+        })
+    );
+    lvm.create_volume("vg_ssd", &volume, 10000).unwrap();
+    let active = lvm.activate_volume("vg_ssd", &volume).unwrap();
+    assert_eq!(
+        active.device_path.unwrap().to_str(),
+        Some("/dev/vg_ssd/web_00000")
+    );
+    assert_eq!(active.usable_kib, 12288, "rounded up to 4 MiB extents");
+    lvm.grow_volume("vg_ssd", &volume, 12288).unwrap();
+    lvm.grow_volume("vg_ssd", &volume, 20000).unwrap();
+    lvm.delete_volume("vg_ssd", &volume).unwrap();
+    lvm.delete_volume("vg_ssd", &volume).unwrap();
+    let lvs = "lvs --noheadings --nosuffix --units k --separator ';' --options lv_name,lv_size,data_percent,lv_attr,pool_lv vg_ssd";
+    assert_eq!(
+        host.take_commands(),
+        [
+            "vgs --noheadings --nosuffix --units k --separator ';' --options vg_name,vg_size,vg_free vg_ssd",
+            "lvcreate -L 10000k -n web_00000 -y vg_ssd",
+            lvs,
+            lvs,
+            lvs,
+            "lvextend -L 20000k vg_ssd/web_00000",
+            lvs,
+            "lvremove -f vg_ssd/web_00000",
+            lvs,
+        ]
+    );
+}
+
+#[test]
+fn lvm_metadata_only_never_touches_device_mapper() {
+    let host = Arc::new(FakeHost::new());
+    host.add_volume_group("vg0", 1 << 20);
+    let providers = providers(&host, true);
+    let lvm = providers.get(ProviderKind::Lvm);
+    let volume = name("web", 0);
+    lvm.create_volume("vg0", &volume, 4096).unwrap();
+    lvm.grow_volume("vg0", &volume, 8192).unwrap();
+    lvm.delete_volume("vg0", &volume).unwrap();
+    assert_eq!(
+        host.take_changes(),
+        [
+            "lvcreate --driverloaded n -an -Zn -L 4096k -n web_00000 -y vg0",
+            "lvextend --driverloaded n -L 8192k vg0/web_00000",
+            "lvremove --driverloaded n -f vg0/web_00000",
+        ]
+    );
+}
+
+#[test]
+fn lvm_missing_volume_group_is_a_pool_error() {
+    let host = Arc::new(FakeHost::new());
+    let providers = providers(&host, false);
+    let lvm = providers.get(ProviderKind::Lvm);
+    let err = lvm.check_pool("vg_missing").unwrap_err();
+    assert!(matches!(err, StorageError::PoolUnusable { .. }), "{err:?}");
+    assert_eq!(
+        err.to_string(),
+        "LVM pool 'vg_missing' is not usable: Volume group \"vg_missing\" not found"
+    );
+    assert!(lvm.volume("vg_missing", &name("web", 0)).is_err());
+    let err = lvm.check_pool("-ff").unwrap_err();
+    assert!(err.to_string().contains("not a volume group name"), "{err}");
+}
+
+#[test]
+fn lvm_ignores_volumes_not_named_like_ours() {
+    let host = Arc::new(FakeHost::new());
+    host.add_volume_group("vg0", 1 << 20);
+    host.add_logical_volume("vg0", "root", 4096);
+    host.add_logical_volume("vg0", "web_00000", 4096);
+    let providers = providers(&host, false);
+    let listed = providers
+        .get(ProviderKind::Lvm)
+        .list_volumes("vg0")
+        .unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].name, name("web", 0));
+}
+
+#[test]
+fn lvm_thin_command_lines() {
+    let host = Arc::new(FakeHost::new());
+    host.add_volume_group("vg0", 1 << 20);
+    host.add_thin_pool("vg0", "thin", 512 * 1024);
+    let providers = providers(&host, false);
+    let thin = providers.get(ProviderKind::LvmThin);
+    let volume = name("web", 0);
+    let capacity = thin.check_pool("vg0/thin").unwrap().unwrap();
+    assert_eq!(capacity.total_kib, 512 * 1024);
+    assert_eq!(capacity.free_kib, 512 * 1024);
+    thin.create_volume("vg0/thin", &volume, 102400).unwrap();
+    let created = thin.activate_volume("vg0/thin", &volume).unwrap();
+    assert_eq!(created.usable_kib, 102400);
+    assert_eq!(
+        created.allocated_kib, 10240,
+        "10% of the thin volume is used"
+    );
+    let capacity = thin.check_pool("vg0/thin").unwrap().unwrap();
+    // data_percent has two decimals, so the free space is close to, not exactly, 10 MiB less.
+    assert!(
+        capacity.free_kib.abs_diff(512 * 1024 - 10240) < 64,
+        "{capacity:?}"
+    );
+    thin.grow_volume("vg0/thin", &volume, 204800).unwrap();
+    thin.delete_volume("vg0/thin", &volume).unwrap();
+    assert_eq!(
+        host.take_changes(),
+        [
+            "lvcreate -V 102400k -T vg0/thin -n web_00000 -y",
+            "lvextend -L 204800k vg0/web_00000",
+            "lvremove -f vg0/web_00000",
+        ]
+    );
+
+    let err = thin.check_pool("vg0").unwrap_err();
+    assert!(
+        err.to_string().contains("<volume group>/<thin pool>"),
+        "{err}"
+    );
+    let err = thin.check_pool("vg0/nothin").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "LVM_THIN pool 'vg0/nothin' is not usable: Failed to find logical volume \"vg0/nothin\""
+    );
+}
+
+#[test]
+fn zfs_command_lines() {
+    let host = Arc::new(FakeHost::new());
+    host.add_zpool("tank", 1 << 20);
+    let providers = providers(&host, false);
+    let zfs = providers.get(ProviderKind::Zfs);
+    let volume = name("web", 0);
+    assert_eq!(
+        zfs.check_pool("tank").unwrap(),
+        Some(PoolCapacity {
+            total_kib: 1 << 20,
+            free_kib: 1 << 20
+        })
+    );
+    zfs.create_volume("tank", &volume, 10000).unwrap();
+    let active = zfs.activate_volume("tank", &volume).unwrap();
+    assert_eq!(
+        active.device_path.unwrap().to_str(),
+        Some("/dev/zvol/tank/web_00000")
+    );
+    assert_eq!(active.usable_kib, 10000, "10000 is a multiple of 16");
+    zfs.grow_volume("tank", &volume, 20001).unwrap();
+    zfs.delete_volume("tank", &volume).unwrap();
+    let list = "zfs list -H -p -t volume -d 1 -o name,volsize,used tank";
+    assert_eq!(
+        host.take_commands(),
+        [
+            "zfs get -H -p -o property,value available,used tank",
+            "zfs create -V 10000K tank/web_00000",
+            list,
+            list,
+            "zfs set volsize=20016K tank/web_00000",
+            list,
+            "zfs destroy tank/web_00000",
+        ]
+    );
+    let err = zfs.check_pool("nopool").unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "ZFS pool 'nopool' is not usable: cannot open 'nopool': dataset does not exist"
+    );
+}
+
+#[test]
+fn zfs_thin_creates_sparse_zvols() {
+    let host = Arc::new(FakeHost::new());
+    host.add_zpool("tank", 1 << 20);
+    let providers = providers(&host, false);
+    let zfs = providers.get(ProviderKind::ZfsThin);
+    zfs.create_volume("tank", &name("web", 0), 102400).unwrap();
+    let volume = zfs.volume("tank", &name("web", 0)).unwrap().unwrap();
+    assert_eq!(volume.allocated_kib, 10240);
+    assert_eq!(
+        host.take_changes(),
+        ["zfs create -s -V 102400K tank/web_00000"]
+    );
+}
+
+#[test]
+fn diskless_has_no_volumes() {
+    let host = Arc::new(FakeHost::new());
+    let providers = providers(&host, false);
+    let diskless = providers.get(ProviderKind::Diskless);
+    assert_eq!(diskless.check_pool("").unwrap(), None);
+    assert!(diskless.create_volume("", &name("web", 0), 1).is_err());
+    diskless.delete_volume("", &name("web", 0)).unwrap();
+    assert!(host.commands().is_empty());
+}
+
+#[test]
+fn capabilities_say_why_not() {
+    let host = FakeHost::new();
+    host.remove_program("zfs");
+    let dir = tempfile::tempdir().unwrap();
+    let present = dir.path().join("present");
+    std::fs::write(&present, b"").unwrap();
+    let paths = HostPaths {
+        loop_control: present.clone(),
+        device_mapper_control: dir.path().join("no-mapper"),
+        zfs_control: dir.path().join("no-zfs"),
+    };
+    let support = detect_providers(&host, &paths, ProviderOptions::default());
+    assert!(support.supports(ProviderKind::Diskless));
+    assert!(support.supports(ProviderKind::File));
+    assert!(support.supports(ProviderKind::FileThin));
+    assert!(!support.supports(ProviderKind::Lvm));
+    assert!(
+        support.reasons(ProviderKind::Lvm)[0].starts_with("device-mapper not available"),
+        "{:?}",
+        support.reasons(ProviderKind::Lvm)
+    );
+    assert_eq!(
+        support.reasons(ProviderKind::Zfs),
+        [
+            "zfs: command not found".to_string(),
+            format!(
+                "ZFS kernel module not loaded ({} missing)",
+                dir.path().join("no-zfs").display()
+            )
+        ]
+    );
+    assert_eq!(
+        support.reasons(ProviderKind::ZfsThin),
+        support.reasons(ProviderKind::Zfs)
+    );
+
+    let metadata_only = detect_providers(
+        &host,
+        &paths,
+        ProviderOptions {
+            lvm_metadata_only: true,
+        },
+    );
+    assert!(metadata_only.supports(ProviderKind::Lvm));
+    assert!(!metadata_only.supports(ProviderKind::LvmThin));
+    assert!(
+        metadata_only.reasons(ProviderKind::LvmThin)[0].contains("metadata-only"),
+        "{:?}",
+        metadata_only.reasons(ProviderKind::LvmThin)
+    );
+
+    host.remove_program("losetup");
+    let no_loop = detect_providers(&host, &paths, ProviderOptions::default());
+    assert_eq!(
+        no_loop.reasons(ProviderKind::FileThin),
+        ["losetup: command not found"]
+    );
+}

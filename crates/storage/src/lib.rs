@@ -1,0 +1,303 @@
+//! Local storage of a satellite: the backing volumes under a resource's STORAGE layer.
+//!
+//! A storage pool is a provider kind (`LVM`, `LVM_THIN`, `ZFS`, `ZFS_THIN`, `FILE`, `FILE_THIN`,
+//! `DISKLESS`) and the place it allocates from (a volume group, `vg/thinpool`, a zpool or a
+//! directory). Each kind is a [`Provider`]: it checks a pool and reads its capacity, and looks up,
+//! creates, grows, activates and deletes backing volumes named as LINSTOR names them,
+//! `<resource>_<volume number:05>`.
+//!
+//! Providers change the host only through [`HostCommands`], so every command line is logged and
+//! golden-tested. This crate does not decide *which* volumes should exist or which of them the
+//! satellite owns; that is the satellite's reconciler. [`detect_providers`] says which kinds this
+//! host can run, and why not.
+
+mod capabilities;
+#[cfg(any(test, feature = "fake"))]
+pub mod fake;
+mod file;
+#[cfg(test)]
+mod golden_tests;
+mod lvm;
+pub mod runner;
+mod zfs;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use ferrite_types::{ProviderKind, ResourceName, VolumeNumber};
+
+pub use capabilities::{HostPaths, ProviderSupport, detect_providers};
+pub use file::FileProvider;
+pub use lvm::{LvmProvider, LvmThinProvider};
+pub use runner::{CommandError, CommandLine, CommandOutput, HostCommands, SystemCommands};
+pub use zfs::{ZVOL_SIZE_GRANULE_KIB, ZfsProvider};
+
+/// The name of a backing volume: LINSTOR's `<resource>_<volume number:05>`, e.g. `web_00000`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BackingVolumeName(String);
+
+impl BackingVolumeName {
+    pub fn new(resource: &ResourceName, volume: VolumeNumber) -> Self {
+        BackingVolumeName(format!("{}_{:05}", resource.as_str(), volume.get()))
+    }
+
+    /// Splits a name such as `web_00000` into resource and volume number, if it has that shape.
+    pub fn parse(name: &str) -> Option<(ResourceName, VolumeNumber)> {
+        let (resource, number) = name.rsplit_once('_')?;
+        if number.len() != 5 || !number.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        let number: u16 = number.parse().ok()?;
+        Some((
+            ResourceName::new(resource).ok()?,
+            VolumeNumber::from(number),
+        ))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for BackingVolumeName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A backing volume as it is on the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackingVolume {
+    pub name: BackingVolumeName,
+    /// The block device, once the volume is active (a loop device for FILE, `/dev/vg/lv`, ...).
+    pub device_path: Option<PathBuf>,
+    /// Space the volume takes from its pool, in KiB (less than usable for thin volumes).
+    pub allocated_kib: u64,
+    /// Size of the block device, in KiB.
+    pub usable_kib: u64,
+}
+
+/// A pool's capacity in KiB.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolCapacity {
+    pub total_kib: u64,
+    pub free_kib: u64,
+}
+
+/// Why a storage operation failed. Each variant names the provider, pool or path involved.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error(transparent)]
+    Command(#[from] CommandError),
+    #[error("{provider} pool '{pool}' is not usable: {reason}")]
+    PoolUnusable {
+        provider: ProviderKind,
+        pool: String,
+        reason: String,
+    },
+    #[error("could not {action} '{}': {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("unexpected output of `{command}`: {reason}")]
+    UnexpectedOutput { command: String, reason: String },
+    #[error("{provider} volume '{volume}' in pool '{pool}' does not exist")]
+    VolumeMissing {
+        provider: ProviderKind,
+        pool: String,
+        volume: BackingVolumeName,
+    },
+    #[error("DISKLESS pools hold no backing volumes")]
+    Diskless,
+}
+
+/// One kind of storage provider. `pool` is the pool's backing location
+/// (`StorDriver/StorPoolName`): a volume group, `vg/thinpool`, a zpool or a directory.
+///
+/// Every operation is idempotent where it can be: deleting a missing volume succeeds, activating
+/// an active one changes nothing.
+pub trait Provider: Send + Sync {
+    fn kind(&self) -> ProviderKind;
+
+    /// Checks that the pool exists and is usable, and reads its capacity (`None` for DISKLESS).
+    fn check_pool(&self, pool: &str) -> Result<Option<PoolCapacity>, StorageError>;
+
+    /// Every volume in the pool whose name has the shape `<resource>_<nnnnn>`. This lists what
+    /// exists; it does not say whom it belongs to.
+    fn list_volumes(&self, pool: &str) -> Result<Vec<BackingVolume>, StorageError>;
+
+    /// The volume, if it exists. Looks only; changes nothing.
+    fn volume(
+        &self,
+        pool: &str,
+        name: &BackingVolumeName,
+    ) -> Result<Option<BackingVolume>, StorageError>;
+
+    /// Creates a volume of at least `size_kib`. It is not activated yet.
+    fn create_volume(
+        &self,
+        pool: &str,
+        name: &BackingVolumeName,
+        size_kib: u64,
+    ) -> Result<(), StorageError>;
+
+    /// Grows a volume to at least `size_kib` (never shrinks), and its device with it.
+    fn grow_volume(
+        &self,
+        pool: &str,
+        name: &BackingVolumeName,
+        size_kib: u64,
+    ) -> Result<(), StorageError>;
+
+    /// Makes the volume's block device available (attaches a loop device for FILE) and returns
+    /// the volume with its device path.
+    fn activate_volume(
+        &self,
+        pool: &str,
+        name: &BackingVolumeName,
+    ) -> Result<BackingVolume, StorageError>;
+
+    /// Deactivates and deletes a volume. A volume that does not exist is already deleted.
+    fn delete_volume(&self, pool: &str, name: &BackingVolumeName) -> Result<(), StorageError>;
+}
+
+/// The DISKLESS provider: a pool with no volumes, for resources that reach their data over the
+/// network.
+#[derive(Debug, Default)]
+pub struct DisklessProvider;
+
+impl Provider for DisklessProvider {
+    fn kind(&self) -> ProviderKind {
+        ProviderKind::Diskless
+    }
+    fn check_pool(&self, _pool: &str) -> Result<Option<PoolCapacity>, StorageError> {
+        Ok(None)
+    }
+    fn list_volumes(&self, _pool: &str) -> Result<Vec<BackingVolume>, StorageError> {
+        Ok(Vec::new())
+    }
+    fn volume(
+        &self,
+        _pool: &str,
+        _name: &BackingVolumeName,
+    ) -> Result<Option<BackingVolume>, StorageError> {
+        Ok(None)
+    }
+    fn create_volume(
+        &self,
+        _pool: &str,
+        _name: &BackingVolumeName,
+        _size_kib: u64,
+    ) -> Result<(), StorageError> {
+        Err(StorageError::Diskless)
+    }
+    fn grow_volume(
+        &self,
+        _pool: &str,
+        _name: &BackingVolumeName,
+        _size_kib: u64,
+    ) -> Result<(), StorageError> {
+        Err(StorageError::Diskless)
+    }
+    fn activate_volume(
+        &self,
+        _pool: &str,
+        _name: &BackingVolumeName,
+    ) -> Result<BackingVolume, StorageError> {
+        Err(StorageError::Diskless)
+    }
+    fn delete_volume(&self, _pool: &str, _name: &BackingVolumeName) -> Result<(), StorageError> {
+        Ok(())
+    }
+}
+
+/// How the providers run on this host.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ProviderOptions {
+    /// Run LVM without device-mapper: volumes are created in the metadata only
+    /// (`lvcreate --driverloaded n -an -Zn`), never activated.
+    pub lvm_metadata_only: bool,
+}
+
+/// One provider of every kind, sharing a runner.
+pub struct Providers {
+    diskless: DisklessProvider,
+    file: FileProvider,
+    file_thin: FileProvider,
+    lvm: LvmProvider,
+    lvm_thin: LvmThinProvider,
+    zfs: ZfsProvider,
+    zfs_thin: ZfsProvider,
+}
+
+impl Providers {
+    pub fn new(runner: Arc<dyn HostCommands>, options: ProviderOptions) -> Self {
+        Providers {
+            diskless: DisklessProvider,
+            file: FileProvider::new(runner.clone(), false),
+            file_thin: FileProvider::new(runner.clone(), true),
+            lvm: LvmProvider::new(runner.clone(), options.lvm_metadata_only),
+            lvm_thin: LvmThinProvider::new(runner.clone()),
+            zfs: ZfsProvider::new(runner.clone(), false),
+            zfs_thin: ZfsProvider::new(runner, true),
+        }
+    }
+
+    pub fn get(&self, kind: ProviderKind) -> &dyn Provider {
+        match kind {
+            ProviderKind::Diskless => &self.diskless,
+            ProviderKind::File => &self.file,
+            ProviderKind::FileThin => &self.file_thin,
+            ProviderKind::Lvm => &self.lvm,
+            ProviderKind::LvmThin => &self.lvm_thin,
+            ProviderKind::Zfs => &self.zfs,
+            ProviderKind::ZfsThin => &self.zfs_thin,
+        }
+    }
+}
+
+/// Reads a `;`-separated table as LVM and ZFS print it with headings off, trimming each cell.
+pub(crate) fn table_rows(stdout: &str, separator: char) -> Vec<Vec<&str>> {
+    stdout
+        .lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty())
+        .map(|line| line.split(separator).map(str::trim).collect())
+        .collect()
+}
+
+/// The first non-empty line of a tool's error output, for short error reasons.
+pub(crate) fn first_line(text: &str) -> String {
+    text.lines()
+        .map(str::trim)
+        .find(|line| !line.is_empty())
+        .unwrap_or("(no error message)")
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backing_volume_names_follow_linstor() {
+        let name = BackingVolumeName::new(&ResourceName::new("web").unwrap(), 3.into());
+        assert_eq!(name.as_str(), "web_00003");
+        let (resource, volume) = BackingVolumeName::parse("pvc-1_a_00012").unwrap();
+        assert_eq!(resource.as_str(), "pvc-1_a");
+        assert_eq!(volume.get(), 12);
+        assert!(BackingVolumeName::parse("web_0001").is_none());
+        assert!(BackingVolumeName::parse("web_0000x").is_none());
+        assert!(BackingVolumeName::parse("lv_root").is_none());
+        assert!(BackingVolumeName::parse("_00001").is_none());
+    }
+
+    #[test]
+    fn tables_are_split_and_trimmed() {
+        let rows = table_rows("  a;1.00;x\n\n  b;2;\n", ';');
+        assert_eq!(rows, vec![vec!["a", "1.00", "x"], vec!["b", "2", ""]]);
+    }
+}

@@ -1,0 +1,338 @@
+//! The one place where the satellite runs host commands (`losetup`, `lvcreate`, `zfs`, ...).
+//!
+//! Everything that changes or queries the host's storage goes through [`HostCommands`], so every
+//! command line is logged before it runs and tests can replace the host with a recording fake
+//! and compare the exact command lines against golden lists. [`SystemCommands`] is the real
+//! implementation; it is the only user of `std::process::Command` in the storage code.
+//!
+//! It does not interpret output; the providers do.
+
+use std::fmt;
+use std::io::Read;
+use std::process::{ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a host command may run before it is killed. Storage tools normally answer within
+/// seconds; one that hangs (a stuck LVM lock, an unresponsive device) must not hang the
+/// satellite's reconciler forever.
+pub const COMMAND_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How often a running command is polled for completion.
+const POLL_INTERVAL: Duration = Duration::from_millis(5);
+
+/// A program and its arguments, exactly as they are executed (no shell is involved).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommandLine {
+    pub program: String,
+    pub args: Vec<String>,
+}
+
+impl CommandLine {
+    pub fn new(program: impl Into<String>) -> Self {
+        CommandLine {
+            program: program.into(),
+            args: Vec::new(),
+        }
+    }
+
+    /// Appends one argument.
+    pub fn arg(mut self, arg: impl Into<String>) -> Self {
+        self.args.push(arg.into());
+        self
+    }
+
+    /// Appends several arguments.
+    pub fn args<I, S>(mut self, args: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+}
+
+/// Shell-quoted, so a logged line can be pasted into a shell.
+impl fmt::Display for CommandLine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&quote(&self.program))?;
+        for arg in &self.args {
+            write!(f, " {}", quote(arg))?;
+        }
+        Ok(())
+    }
+}
+
+fn quote(word: &str) -> String {
+    let plain = !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+%@".contains(c));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', r"'\''"))
+    }
+}
+
+/// What a successful command printed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommandOutput {
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CommandOutput {
+    pub fn stdout(stdout: impl Into<String>) -> Self {
+        CommandOutput {
+            stdout: stdout.into(),
+            stderr: String::new(),
+        }
+    }
+}
+
+/// How a command ended when it did not succeed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitReason {
+    Code(i32),
+    Signal(i32),
+}
+
+impl fmt::Display for ExitReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExitReason::Code(code) => write!(f, "exit status {code}"),
+            ExitReason::Signal(signal) => write!(f, "killed by signal {signal}"),
+        }
+    }
+}
+
+impl From<ExitStatus> for ExitReason {
+    fn from(status: ExitStatus) -> Self {
+        use std::os::unix::process::ExitStatusExt;
+        match (status.code(), status.signal()) {
+            (Some(code), _) => ExitReason::Code(code),
+            (None, Some(signal)) => ExitReason::Signal(signal),
+            (None, None) => ExitReason::Code(-1),
+        }
+    }
+}
+
+/// Why a host command did not succeed. Every variant names the command line.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CommandError {
+    #[error("{program}: command not found (running `{command}`)")]
+    NotFound { program: String, command: String },
+    #[error("could not start `{command}`: {message}")]
+    Spawn { command: String, message: String },
+    #[error("`{command}` failed with {exit}: {}", stderr.trim())]
+    Failed {
+        command: String,
+        exit: ExitReason,
+        stdout: String,
+        stderr: String,
+    },
+    #[error("`{command}` did not finish within {} s and was killed", timeout.as_secs())]
+    TimedOut { command: String, timeout: Duration },
+}
+
+impl CommandError {
+    /// The standard error of a command that ran and failed, else empty.
+    pub fn stderr(&self) -> &str {
+        match self {
+            CommandError::Failed { stderr, .. } => stderr,
+            _ => "",
+        }
+    }
+
+    /// Whether the program is not installed.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, CommandError::NotFound { .. })
+    }
+}
+
+/// Runs host commands. Implementations log every command line before running it.
+pub trait HostCommands: Send + Sync {
+    /// Runs `command` to completion. A non-zero exit is [`CommandError::Failed`].
+    fn run(&self, command: &CommandLine) -> Result<CommandOutput, CommandError>;
+}
+
+/// Runs commands on this host, with stdin closed, output captured and [`COMMAND_TIMEOUT`].
+#[derive(Debug, Clone)]
+pub struct SystemCommands {
+    timeout: Duration,
+}
+
+impl Default for SystemCommands {
+    fn default() -> Self {
+        SystemCommands {
+            timeout: COMMAND_TIMEOUT,
+        }
+    }
+}
+
+impl SystemCommands {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A runner that kills commands after `timeout` instead of [`COMMAND_TIMEOUT`].
+    pub fn with_timeout(timeout: Duration) -> Self {
+        SystemCommands { timeout }
+    }
+}
+
+impl HostCommands for SystemCommands {
+    #[allow(clippy::disallowed_types)] // this is the runner
+    fn run(&self, command: &CommandLine) -> Result<CommandOutput, CommandError> {
+        let line = command.to_string();
+        tracing::info!(command = %line, "running host command");
+        let started = Instant::now();
+        let spawned = std::process::Command::new(&command.program)
+            .args(&command.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            // Keeps tools' messages parseable regardless of the satellite's locale.
+            .env("LC_ALL", "C")
+            // LVM warns about every inherited descriptor; those warnings are noise in stderr.
+            .env("LVM_SUPPRESS_FD_WARNINGS", "1")
+            .spawn();
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                tracing::warn!(command = %line, "program not found");
+                return Err(CommandError::NotFound {
+                    program: command.program.clone(),
+                    command: line,
+                });
+            }
+            Err(e) => {
+                return Err(CommandError::Spawn {
+                    command: line,
+                    message: e.to_string(),
+                });
+            }
+        };
+        // Drain both pipes on their own threads so a chatty command cannot fill a pipe and
+        // block while we wait for it to exit.
+        let stdout = drain(child.stdout.take());
+        let stderr = drain(child.stderr.take());
+        let status = loop {
+            match child.try_wait() {
+                Ok(Some(status)) => break status,
+                Ok(None) if started.elapsed() >= self.timeout => {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    tracing::error!(command = %line, timeout_s = self.timeout.as_secs(), "host command timed out");
+                    return Err(CommandError::TimedOut {
+                        command: line,
+                        timeout: self.timeout,
+                    });
+                }
+                Ok(None) => std::thread::sleep(POLL_INTERVAL),
+                Err(e) => {
+                    return Err(CommandError::Spawn {
+                        command: line,
+                        message: format!("waiting for the process failed: {e}"),
+                    });
+                }
+            }
+        };
+        let stdout = stdout.join().unwrap_or_default();
+        let stderr = stderr.join().unwrap_or_default();
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        if status.success() {
+            tracing::debug!(command = %line, elapsed_ms, "host command succeeded");
+            Ok(CommandOutput { stdout, stderr })
+        } else {
+            let exit = ExitReason::from(status);
+            tracing::warn!(command = %line, %exit, stderr = %stderr.trim(), elapsed_ms, "host command failed");
+            Err(CommandError::Failed {
+                command: line,
+                exit,
+                stdout,
+                stderr,
+            })
+        }
+    }
+}
+
+fn drain<R: Read + Send + 'static>(pipe: Option<R>) -> std::thread::JoinHandle<String> {
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_end(&mut bytes);
+        }
+        String::from_utf8_lossy(&bytes).into_owned()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_lines_are_shell_quoted() {
+        let line = CommandLine::new("losetup")
+            .args(["--find", "--show"])
+            .arg("/srv/my pool/it's.img");
+        assert_eq!(
+            line.to_string(),
+            r"losetup --find --show '/srv/my pool/it'\''s.img'"
+        );
+        assert_eq!(CommandLine::new("x").arg("").to_string(), "x ''");
+    }
+
+    #[test]
+    fn real_runner_reports_status_stdout_and_stderr() {
+        let runner = SystemCommands::new();
+        let out = runner
+            .run(&CommandLine::new("sh").args(["-c", "echo out; echo err >&2"]))
+            .unwrap();
+        assert_eq!(out.stdout, "out\n");
+        assert_eq!(out.stderr, "err\n");
+
+        let err = runner
+            .run(&CommandLine::new("sh").args(["-c", "echo broken >&2; exit 3"]))
+            .unwrap_err();
+        match &err {
+            CommandError::Failed {
+                command,
+                exit,
+                stderr,
+                ..
+            } => {
+                assert_eq!(command, "sh -c 'echo broken >&2; exit 3'");
+                assert_eq!(*exit, ExitReason::Code(3));
+                assert_eq!(stderr, "broken\n");
+            }
+            other => panic!("expected Failed, got {other:?}"),
+        }
+        assert!(err.to_string().contains("exit status 3: broken"), "{err}");
+    }
+
+    #[test]
+    fn missing_programs_are_not_found() {
+        let err = SystemCommands::new()
+            .run(&CommandLine::new("ferrite-no-such-tool").arg("--version"))
+            .unwrap_err();
+        assert!(err.is_not_found());
+        assert!(
+            err.to_string()
+                .starts_with("ferrite-no-such-tool: command not found"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn hung_commands_are_killed_after_the_timeout() {
+        let runner = SystemCommands::with_timeout(Duration::from_millis(200));
+        let started = Instant::now();
+        let err = runner
+            .run(&CommandLine::new("sleep").arg("30"))
+            .unwrap_err();
+        assert!(matches!(err, CommandError::TimedOut { .. }), "{err:?}");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+}

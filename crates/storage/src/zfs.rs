@@ -1,0 +1,262 @@
+//! ZFS and ZFS_THIN: backing volumes are zvols `<pool>/<resource>_<nnnnn>`, thick (with a
+//! reservation) or sparse (`zfs create -s`). Their devices are `/dev/zvol/<pool>/<name>`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use ferrite_types::ProviderKind;
+
+use crate::runner::{CommandError, CommandLine, HostCommands};
+use crate::{
+    BackingVolume, BackingVolumeName, PoolCapacity, Provider, StorageError, first_line, table_rows,
+};
+
+/// Zvol sizes are rounded up to a multiple of this (OpenZFS's default `volblocksize`), because
+/// `zfs create -V` refuses sizes that are not a multiple of the block size.
+pub const ZVOL_SIZE_GRANULE_KIB: u64 = 16;
+
+/// Zvols in a zpool or dataset; thin (sparse) or thick.
+pub struct ZfsProvider {
+    runner: Arc<dyn HostCommands>,
+    thin: bool,
+}
+
+fn valid_dataset_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.starts_with(|c: char| c.is_ascii_alphabetic())
+        && !name.ends_with('/')
+        && !name.contains("//")
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-.:/".contains(c))
+}
+
+fn round_up_to_granule(size_kib: u64) -> u64 {
+    size_kib.div_ceil(ZVOL_SIZE_GRANULE_KIB) * ZVOL_SIZE_GRANULE_KIB
+}
+
+impl ZfsProvider {
+    pub fn new(runner: Arc<dyn HostCommands>, thin: bool) -> Self {
+        ZfsProvider { runner, thin }
+    }
+
+    fn unusable(&self, pool: &str, reason: impl Into<String>) -> StorageError {
+        StorageError::PoolUnusable {
+            provider: self.kind(),
+            pool: pool.to_string(),
+            reason: reason.into(),
+        }
+    }
+
+    fn dataset<'a>(&self, pool: &'a str) -> Result<&'a str, StorageError> {
+        if valid_dataset_name(pool) {
+            Ok(pool)
+        } else {
+            Err(self.unusable(
+                pool,
+                "not a zpool or dataset name (starts with a letter; letters, digits, '_', '-', '.', ':', '/')",
+            ))
+        }
+    }
+
+    fn pool_error(&self, pool: &str, error: CommandError) -> StorageError {
+        if error.stderr().contains("does not exist") {
+            self.unusable(pool, first_line(error.stderr()))
+        } else {
+            error.into()
+        }
+    }
+
+    fn parse_bytes(command: &CommandLine, text: &str) -> Result<u64, StorageError> {
+        text.parse::<u64>()
+            .map_err(|_| StorageError::UnexpectedOutput {
+                command: command.to_string(),
+                reason: format!("'{text}' is not a number of bytes"),
+            })
+    }
+
+    /// The zvols directly below `dataset`.
+    fn zvols(&self, dataset: &str) -> Result<Vec<BackingVolume>, StorageError> {
+        let command = CommandLine::new("zfs")
+            .args(["list", "-H", "-p", "-t", "volume", "-d", "1"])
+            .args(["-o", "name,volsize,used"])
+            .arg(dataset);
+        let output = self
+            .runner
+            .run(&command)
+            .map_err(|e| self.pool_error(dataset, e))?;
+        let mut volumes = Vec::new();
+        for row in table_rows(&output.stdout, '\t') {
+            let [full_name, volsize, used] = row[..] else {
+                return Err(StorageError::UnexpectedOutput {
+                    command: command.to_string(),
+                    reason: format!("expected 3 columns, got {row:?}"),
+                });
+            };
+            let Some(short) = full_name
+                .strip_prefix(dataset)
+                .and_then(|rest| rest.strip_prefix('/'))
+            else {
+                continue;
+            };
+            let Some((resource, number)) = BackingVolumeName::parse(short) else {
+                continue;
+            };
+            volumes.push(BackingVolume {
+                name: BackingVolumeName::new(&resource, number),
+                device_path: Some(PathBuf::from(format!("/dev/zvol/{full_name}"))),
+                allocated_kib: Self::parse_bytes(&command, used)? / 1024,
+                usable_kib: Self::parse_bytes(&command, volsize)? / 1024,
+            });
+        }
+        volumes.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(volumes)
+    }
+}
+
+impl Provider for ZfsProvider {
+    fn kind(&self) -> ProviderKind {
+        if self.thin {
+            ProviderKind::ZfsThin
+        } else {
+            ProviderKind::Zfs
+        }
+    }
+
+    fn check_pool(&self, pool: &str) -> Result<Option<PoolCapacity>, StorageError> {
+        let dataset = self.dataset(pool)?;
+        let command = CommandLine::new("zfs")
+            .args(["get", "-H", "-p", "-o", "property,value", "available,used"])
+            .arg(dataset);
+        let output = self
+            .runner
+            .run(&command)
+            .map_err(|e| self.pool_error(pool, e))?;
+        let (mut available, mut used) = (None, None);
+        for row in table_rows(&output.stdout, '\t') {
+            match row[..] {
+                ["available", value] => available = Some(Self::parse_bytes(&command, value)?),
+                ["used", value] => used = Some(Self::parse_bytes(&command, value)?),
+                _ => {}
+            }
+        }
+        let (Some(available), Some(used)) = (available, used) else {
+            return Err(StorageError::UnexpectedOutput {
+                command: command.to_string(),
+                reason: "expected the properties 'available' and 'used'".to_string(),
+            });
+        };
+        Ok(Some(PoolCapacity {
+            total_kib: (available + used) / 1024,
+            free_kib: available / 1024,
+        }))
+    }
+
+    fn list_volumes(&self, pool: &str) -> Result<Vec<BackingVolume>, StorageError> {
+        self.zvols(self.dataset(pool)?)
+    }
+
+    fn volume(
+        &self,
+        pool: &str,
+        name: &BackingVolumeName,
+    ) -> Result<Option<BackingVolume>, StorageError> {
+        Ok(self
+            .zvols(self.dataset(pool)?)?
+            .into_iter()
+            .find(|v| &v.name == name))
+    }
+
+    fn create_volume(
+        &self,
+        pool: &str,
+        name: &BackingVolumeName,
+        size_kib: u64,
+    ) -> Result<(), StorageError> {
+        let dataset = self.dataset(pool)?;
+        let mut command = CommandLine::new("zfs").arg("create");
+        if self.thin {
+            command = command.arg("-s");
+        }
+        command = command
+            .args(["-V", &format!("{}K", round_up_to_granule(size_kib))])
+            .arg(format!("{dataset}/{name}"));
+        self.runner
+            .run(&command)
+            .map_err(|e| self.pool_error(pool, e))?;
+        Ok(())
+    }
+
+    fn grow_volume(
+        &self,
+        pool: &str,
+        name: &BackingVolumeName,
+        size_kib: u64,
+    ) -> Result<(), StorageError> {
+        let Some(current) = self.volume(pool, name)? else {
+            return Err(StorageError::VolumeMissing {
+                provider: self.kind(),
+                pool: pool.to_string(),
+                volume: name.clone(),
+            });
+        };
+        if current.usable_kib >= size_kib {
+            return Ok(());
+        }
+        self.runner.run(
+            &CommandLine::new("zfs")
+                .arg("set")
+                .arg(format!("volsize={}K", round_up_to_granule(size_kib)))
+                .arg(format!("{pool}/{name}")),
+        )?;
+        Ok(())
+    }
+
+    fn activate_volume(
+        &self,
+        pool: &str,
+        name: &BackingVolumeName,
+    ) -> Result<BackingVolume, StorageError> {
+        // The zfs module exposes every zvol as a device on its own.
+        self.volume(pool, name)?
+            .ok_or_else(|| StorageError::VolumeMissing {
+                provider: self.kind(),
+                pool: pool.to_string(),
+                volume: name.clone(),
+            })
+    }
+
+    fn delete_volume(&self, pool: &str, name: &BackingVolumeName) -> Result<(), StorageError> {
+        if self.volume(pool, name)?.is_none() {
+            return Ok(());
+        }
+        self.runner.run(
+            &CommandLine::new("zfs")
+                .arg("destroy")
+                .arg(format!("{pool}/{name}")),
+        )?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_round_up_to_the_block_size() {
+        assert_eq!(round_up_to_granule(1), 16);
+        assert_eq!(round_up_to_granule(16), 16);
+        assert_eq!(round_up_to_granule(1_048_577), 1_048_592);
+    }
+
+    #[test]
+    fn dataset_names_cannot_be_options() {
+        assert!(valid_dataset_name("tank"));
+        assert!(valid_dataset_name("tank/ferrite"));
+        assert!(!valid_dataset_name("-r"));
+        assert!(!valid_dataset_name("tank/"));
+        assert!(!valid_dataset_name("tank//x"));
+        assert!(!valid_dataset_name("tank x"));
+    }
+}
