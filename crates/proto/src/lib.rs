@@ -97,6 +97,12 @@ pub enum SatelliteMessage {
     Report {
         report: NodeReport,
     },
+    /// The answer to [`ControllerMessage::CheckPool`]; `report.errors` is empty if the pool
+    /// is usable.
+    PoolChecked {
+        request_id: u64,
+        report: PoolReport,
+    },
     Pong,
 }
 

@@ -88,6 +88,8 @@ pub mod code {
     pub const FAIL_NOT_FOUND_SNAPSHOT_DFN: u64 = 313;
     pub const FAIL_NOT_FOUND_RSC_GRP: u64 = 317;
     pub const FAIL_NOT_FOUND_VLM_GRP: u64 = 318;
+    /// Ferrite's own: no error report with that id. (LINSTOR's not-found codes end at 323.)
+    pub const FAIL_NOT_FOUND_ERROR_REPORT: u64 = 399;
 
     pub const FAIL_EXISTS_NODE: u64 = 500;
     pub const FAIL_EXISTS_RSC_DFN: u64 = 501;
@@ -122,6 +124,9 @@ pub mod code {
     pub const WARN_RSC_ALREADY_DISKLESS: u64 = 1008;
     pub const WARN_STORAGE_ERROR: u64 = 1010;
     pub const WARN_VLMDFN_RESIZE_SAME_SIZE: u64 = 1023;
+    /// Ferrite's own: a resource was placed without a replication layer, so its replicas are
+    /// independent volumes. (LINSTOR's warning codes end at 1025 and resume at 3000.)
+    pub const WARN_NOT_REPLICATED: u64 = 1900;
     pub const WARN_NOT_FOUND: u64 = 3000;
     pub const WARN_NO_EFFECT: u64 = 3001;
     pub const WARN_DEPRECATED: u64 = 4000;
