@@ -1,0 +1,229 @@
+//! What this node can run, for the handshake: storage providers (detected by ferrite-storage)
+//! and resource layers (detected here), each unsupported one with the reasons why.
+
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use ferrite_proto::Capabilities;
+use ferrite_storage::{CommandLine, HostCommands, ProviderSupport};
+use ferrite_types::LayerKind;
+
+/// The executable of the MIRROR layer's data path.
+pub const MIRRORD_PROGRAM: &str = "ferrite-mirrord";
+
+/// Where the layer checks look.
+#[derive(Debug, Clone)]
+pub struct LayerProbe {
+    /// DRBD's status file; it exists while the module is loaded.
+    pub proc_drbd: PathBuf,
+    /// `--mirrord`: an explicit path to `ferrite-mirrord`.
+    pub mirrord: Option<PathBuf>,
+    /// The directory of the running satellite binary, searched before PATH.
+    pub satellite_dir: Option<PathBuf>,
+    /// The PATH to search.
+    pub search_path: Option<std::ffi::OsString>,
+}
+
+impl Default for LayerProbe {
+    fn default() -> Self {
+        LayerProbe {
+            proc_drbd: PathBuf::from("/proc/drbd"),
+            mirrord: None,
+            satellite_dir: std::env::current_exe()
+                .ok()
+                .and_then(|exe| exe.parent().map(Path::to_path_buf)),
+            search_path: std::env::var_os("PATH"),
+        }
+    }
+}
+
+fn is_executable(path: &Path) -> bool {
+    std::fs::metadata(path)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
+/// Why DRBD 9 cannot run here, if it cannot.
+fn drbd_reasons(runner: &dyn HostCommands, probe: &LayerProbe) -> Vec<String> {
+    let mut reasons = Vec::new();
+    match std::fs::read_to_string(&probe.proc_drbd) {
+        Ok(status) => {
+            let version = status
+                .lines()
+                .find_map(|line| line.strip_prefix("version:"))
+                .and_then(|rest| rest.split_whitespace().next())
+                .unwrap_or("unknown");
+            if !version.starts_with("9.") {
+                reasons.push(format!(
+                    "DRBD kernel module is version {version}; DRBD 9 is needed"
+                ));
+            }
+        }
+        Err(_) => reasons.push(format!(
+            "DRBD kernel module not loaded ({} missing)",
+            probe.proc_drbd.display()
+        )),
+    }
+    match runner.run(&CommandLine::new("drbdadm").arg("--version")) {
+        Ok(_) => {}
+        Err(e) if e.is_not_found() => reasons.push("drbdadm: command not found".to_string()),
+        Err(e) => reasons.push(format!("drbdadm does not work: {e}")),
+    }
+    reasons
+}
+
+/// Where `ferrite-mirrord` is, or why it was not found.
+pub fn find_mirrord(probe: &LayerProbe) -> Result<PathBuf, String> {
+    if let Some(path) = &probe.mirrord {
+        return if is_executable(path) {
+            Ok(path.clone())
+        } else {
+            Err(format!(
+                "{MIRRORD_PROGRAM} not found at {} (given with --mirrord)",
+                path.display()
+            ))
+        };
+    }
+    let beside = probe
+        .satellite_dir
+        .as_ref()
+        .map(|d| d.join(MIRRORD_PROGRAM));
+    if let Some(path) = beside.as_ref().filter(|p| is_executable(p)) {
+        return Ok(path.clone());
+    }
+    if let Some(search_path) = &probe.search_path {
+        for dir in std::env::split_paths(search_path) {
+            let candidate = dir.join(MIRRORD_PROGRAM);
+            if is_executable(&candidate) {
+                return Ok(candidate);
+            }
+        }
+    }
+    Err(match &probe.satellite_dir {
+        Some(dir) => format!(
+            "{MIRRORD_PROGRAM} not found next to the satellite ({}) or in PATH",
+            dir.display()
+        ),
+        None => format!("{MIRRORD_PROGRAM} not found in PATH"),
+    })
+}
+
+/// The handshake's capabilities from the provider support and the layer checks.
+pub fn capabilities(
+    runner: &dyn HostCommands,
+    providers: &ProviderSupport,
+    probe: &LayerProbe,
+) -> Capabilities {
+    let mut resource_layers = vec![LayerKind::Storage];
+    let mut unsupported_layers = BTreeMap::new();
+    let drbd = drbd_reasons(runner, probe);
+    if drbd.is_empty() {
+        resource_layers.insert(0, LayerKind::Drbd);
+    } else {
+        unsupported_layers.insert(LayerKind::Drbd, drbd);
+    }
+    match find_mirrord(probe) {
+        Ok(_) => resource_layers.insert(resource_layers.len() - 1, LayerKind::Mirror),
+        Err(reason) => {
+            unsupported_layers.insert(LayerKind::Mirror, vec![reason]);
+        }
+    }
+    Capabilities {
+        storage_providers: providers.supported.clone(),
+        unsupported_providers: providers.unsupported.clone(),
+        resource_layers,
+        unsupported_layers,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferrite_storage::fake::FakeHost;
+    use ferrite_types::ProviderKind;
+
+    fn probe(dir: &Path) -> LayerProbe {
+        LayerProbe {
+            proc_drbd: dir.join("drbd"),
+            mirrord: None,
+            satellite_dir: Some(dir.join("bin")),
+            search_path: Some(dir.join("path").into_os_string()),
+        }
+    }
+
+    #[test]
+    fn layers_say_why_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = FakeHost::new();
+        host.remove_program("drbdadm");
+        let support = ProviderSupport {
+            supported: vec![ProviderKind::Diskless],
+            unsupported: BTreeMap::new(),
+        };
+        let caps = capabilities(&host, &support, &probe(dir.path()));
+        assert_eq!(caps.resource_layers, [LayerKind::Storage]);
+        assert_eq!(
+            caps.unsupported_layers[&LayerKind::Drbd],
+            [
+                format!(
+                    "DRBD kernel module not loaded ({} missing)",
+                    dir.path().join("drbd").display()
+                ),
+                "drbdadm: command not found".to_string()
+            ]
+        );
+        assert_eq!(
+            caps.unsupported_layers[&LayerKind::Mirror],
+            [format!(
+                "ferrite-mirrord not found next to the satellite ({}) or in PATH",
+                dir.path().join("bin").display()
+            )]
+        );
+        assert_eq!(caps.storage_providers, [ProviderKind::Diskless]);
+    }
+
+    #[test]
+    fn drbd_8_is_not_enough_and_9_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = FakeHost::new();
+        let probe = probe(dir.path());
+        std::fs::write(&probe.proc_drbd, "version: 8.4.11 (api:1/proto:86-101)\n").unwrap();
+        assert_eq!(
+            drbd_reasons(&host, &probe),
+            ["DRBD kernel module is version 8.4.11; DRBD 9 is needed"]
+        );
+        std::fs::write(&probe.proc_drbd, "version: 9.2.12 (api:2/proto:86-122)\n").unwrap();
+        assert!(drbd_reasons(&host, &probe).is_empty());
+        let caps = capabilities(&host, &ProviderSupport::default(), &probe);
+        assert_eq!(caps.resource_layers, [LayerKind::Drbd, LayerKind::Storage]);
+    }
+
+    #[test]
+    fn mirrord_is_found_beside_the_satellite_or_in_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let probe = probe(dir.path());
+        let in_path = dir.path().join("path");
+        std::fs::create_dir_all(&in_path).unwrap();
+        let program = in_path.join(MIRRORD_PROGRAM);
+        std::fs::write(&program, "#!/bin/sh\n").unwrap();
+        assert!(find_mirrord(&probe).is_err(), "not executable yet");
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+        assert_eq!(find_mirrord(&probe).unwrap(), program);
+        let caps = capabilities(&FakeHost::new(), &ProviderSupport::default(), &probe);
+        assert_eq!(
+            caps.resource_layers,
+            [LayerKind::Mirror, LayerKind::Storage]
+        );
+
+        let explicit = LayerProbe {
+            mirrord: Some(dir.path().join("elsewhere")),
+            ..probe
+        };
+        assert!(
+            find_mirrord(&explicit)
+                .unwrap_err()
+                .contains("given with --mirrord")
+        );
+    }
+}

@@ -1,0 +1,178 @@
+//! Ferrite's node agent.
+//!
+//! The satellite listens for its controller, takes the node's desired state (persisted before it
+//! acts on it), converges local storage to it and reports the actual state back. It owns:
+//!
+//! - [`server`]: the controller connection, handshake and session;
+//! - [`identity`]: which cluster and node name the satellite serves;
+//! - [`reconciler`]: the single owner of desired state, owned-volume ledger and storage;
+//! - [`ledger`]: the record of volumes the satellite created (the only ones it may delete);
+//! - [`persist`]: the state directory and its atomically written files;
+//! - [`capabilities`]: which layers this node can run;
+//! - [`config`]: flags and settings file.
+//!
+//! Storage itself (providers, host commands) is `ferrite-storage`.
+
+pub mod capabilities;
+pub mod config;
+pub mod identity;
+pub mod ledger;
+pub mod persist;
+pub mod reconciler;
+pub mod server;
+
+#[cfg(test)]
+mod reconciler_tests;
+
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+
+use ferrite_storage::{HostCommands, HostPaths, ProviderOptions, Providers, detect_providers};
+use tokio::net::TcpListener;
+use tracing::info;
+
+use crate::capabilities::LayerProbe;
+use crate::config::SatelliteConfig;
+use crate::identity::Identity;
+use crate::persist::{IDENTITY_FILE, PersistError, StateDir};
+use crate::reconciler::{Event, Reconciler};
+use crate::server::ServerContext;
+
+/// Why the satellite could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    State(#[from] PersistError),
+    #[error("cannot listen on {address}: {source}; choose another address with --listen")]
+    Listen {
+        address: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start the reconciler thread: {0}")]
+    Thread(#[source] std::io::Error),
+}
+
+/// The host the satellite runs on: its command runner and where it looks for drivers.
+pub struct Host {
+    pub runner: Arc<dyn HostCommands>,
+    pub paths: HostPaths,
+    pub layers: LayerProbe,
+}
+
+/// A running satellite.
+pub struct Satellite {
+    local_addr: SocketAddr,
+    events: std::sync::mpsc::Sender<Event>,
+    reconciler: Option<std::thread::JoinHandle<()>>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+/// `uname -n`, as the kernel has it for this UTS namespace.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".to_string())
+}
+
+impl Satellite {
+    /// Opens (and locks) the state directory, detects what the host supports, starts the
+    /// reconciler on the persisted desired state and starts listening.
+    pub async fn start(config: SatelliteConfig, host: Host) -> Result<Satellite, StartError> {
+        let state_dir = Arc::new(StateDir::open(&config.state_dir)?);
+        let identity: Option<Identity> = state_dir.read(IDENTITY_FILE)?;
+        let options = ProviderOptions {
+            lvm_metadata_only: config.lvm_metadata_only,
+        };
+        let layers = LayerProbe {
+            mirrord: config.mirrord.clone(),
+            ..host.layers
+        };
+        let runner = host.runner.clone();
+        let paths = host.paths.clone();
+        let (support, capabilities) = tokio::task::spawn_blocking(move || {
+            let support = detect_providers(runner.as_ref(), &paths, options);
+            let capabilities = capabilities::capabilities(runner.as_ref(), &support, &layers);
+            (support, capabilities)
+        })
+        .await
+        .expect("capability detection does not panic");
+        let node_name = config
+            .node_name
+            .as_ref()
+            .map(|n| n.to_string())
+            .or_else(|| identity.as_ref().map(|i| i.node_name.clone()))
+            .unwrap_or_else(|| "(unnamed)".to_string());
+        info!(
+            node = %node_name,
+            providers = ?capabilities.storage_providers,
+            unsupported_providers = ?capabilities.unsupported_providers,
+            layers = ?capabilities.resource_layers,
+            unsupported_layers = ?capabilities.unsupported_layers,
+            "capabilities detected"
+        );
+        let providers = Arc::new(Providers::new(host.runner.clone(), options));
+        let reconciler = Reconciler::load(
+            node_name.clone(),
+            state_dir.clone(),
+            providers.clone(),
+            support.clone(),
+        )?;
+
+        let listener =
+            TcpListener::bind(config.listen)
+                .await
+                .map_err(|source| StartError::Listen {
+                    address: config.listen,
+                    source,
+                })?;
+        let local_addr = listener.local_addr().map_err(|source| StartError::Listen {
+            address: config.listen,
+            source,
+        })?;
+
+        let (events, receiver) = std::sync::mpsc::channel();
+        let interval = config.reconcile_interval;
+        let reconciler = std::thread::Builder::new()
+            .name("reconciler".to_string())
+            .spawn(move || reconciler.run(receiver, interval))
+            .map_err(StartError::Thread)?;
+
+        let context = Arc::new(ServerContext {
+            configured_node_name: config.node_name.clone(),
+            state_dir,
+            identity: Mutex::new(identity),
+            capabilities,
+            hostname: hostname(),
+            events: events.clone(),
+            providers,
+            support,
+            session_active: AtomicBool::new(false),
+        });
+        let server = tokio::spawn(server::serve(listener, context));
+        info!(node = %node_name, listen = %local_addr, state_dir = %config.state_dir.display(), "satellite started");
+        Ok(Satellite {
+            local_addr,
+            events,
+            reconciler: Some(reconciler),
+            server,
+        })
+    }
+
+    /// The address it listens on (with the real port when started on port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Stops listening and lets the reconciler finish what it is doing. Backing volumes and
+    /// loop devices stay as they are.
+    pub async fn shutdown(mut self) {
+        self.server.abort();
+        let _ = self.events.send(Event::Shutdown);
+        if let Some(reconciler) = self.reconciler.take() {
+            let _ = tokio::task::spawn_blocking(move || reconciler.join()).await;
+        }
+        info!("satellite stopped");
+    }
+}

@@ -1,0 +1,47 @@
+//! `ferrite-satellite`: reads its settings, starts the satellite and runs until SIGTERM or
+//! SIGINT. Logs go to stderr, filtered by RUST_LOG (default `info`).
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use ferrite_satellite::capabilities::LayerProbe;
+use ferrite_satellite::config::{Args, SatelliteConfig};
+use ferrite_satellite::{Host, Satellite};
+use ferrite_storage::{HostPaths, SystemCommands};
+use tokio::signal::unix::{SignalKind, signal};
+use tracing_subscriber::EnvFilter;
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = SatelliteConfig::from_args(args)?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(run(config))
+}
+
+async fn run(config: SatelliteConfig) -> anyhow::Result<()> {
+    let host = Host {
+        runner: Arc::new(SystemCommands::new()),
+        paths: HostPaths::default(),
+        layers: LayerProbe::default(),
+    };
+    let satellite = Satellite::start(config, host).await?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    tokio::select! {
+        _ = terminate.recv() => tracing::info!("SIGTERM received; stopping"),
+        _ = interrupt.recv() => tracing::info!("SIGINT received; stopping"),
+    }
+    satellite.shutdown().await;
+    Ok(())
+}
