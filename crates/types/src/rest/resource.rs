@@ -55,6 +55,7 @@ pub struct ResourceState {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ResourceLayer {
     #[serde(default)]
+    #[schema(no_recursion)]
     pub children: Vec<ResourceLayer>,
     #[serde(default)]
     pub resource_name_suffix: String,

@@ -1,0 +1,67 @@
+//! Controller-wide properties.
+
+use ferrite_types::api_call_rc::code;
+use ferrite_types::rest::PropsModify;
+
+use super::{Context, Failure, Object, Operation, Plan, properties};
+use crate::model::{Cluster, Op};
+
+const MODIFY: Context = Context::new(Operation::Modify, Object::Controller);
+
+/// `POST /v1/controller/properties`.
+pub fn modify(cluster: &Cluster, body: &PropsModify) -> Result<Plan, Failure> {
+    let ctx = &MODIFY;
+    let edited = properties::edit(
+        ctx,
+        &cluster.props,
+        &body.override_props,
+        &body.delete_props,
+        &body.delete_namespaces,
+    )?;
+    let mut plan = Plan::new();
+    for key in cluster
+        .props
+        .keys()
+        .filter(|k| !edited.props.contains_key(*k))
+    {
+        plan.op(Op::DeleteControllerProp { key: key.clone() });
+    }
+    for (key, value) in &edited.props {
+        if cluster.props.get(key) != Some(value) {
+            plan.op(Op::SetControllerProp {
+                key: key.clone(),
+                value: value.clone(),
+            });
+        }
+    }
+    plan.replies.extend(edited.warnings);
+    plan.reply(ctx.success(code::MODIFIED, "Controller properties modified."));
+    Ok(plan)
+}
+
+/// `DELETE /v1/controller/properties/{key}`.
+pub fn delete(cluster: &Cluster, key: &str) -> Result<Plan, Failure> {
+    let ctx = &MODIFY;
+    properties::check_key(key).map_err(|cause| {
+        Failure::from(
+            ctx.error(code::FAIL_INVLD_PROP, "Invalid property key.")
+                .cause(cause),
+        )
+    })?;
+    let mut plan = Plan::new();
+    if cluster.props.contains_key(key) {
+        plan.op(Op::DeleteControllerProp {
+            key: key.to_string(),
+        });
+        plan.reply(ctx.success(
+            code::DELETED,
+            format!("Controller property '{key}' deleted."),
+        ));
+    } else {
+        plan.reply(ctx.warn(
+            code::WARN_DEL_UNSET_PROP,
+            format!("Controller property '{key}' was not set."),
+        ));
+    }
+    Ok(plan)
+}

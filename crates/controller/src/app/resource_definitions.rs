@@ -1,0 +1,529 @@
+//! Resource definitions and their volume definitions; autoplacing a definition.
+
+use ferrite_types::api_call_rc::code;
+use ferrite_types::rest;
+use ferrite_types::size::check_size_kib;
+use ferrite_types::{DEFAULT_RESOURCE_GROUP, ResourceGroupName, ResourceName, VolumeNumber};
+
+use super::placement::{self, Runtime};
+use super::{
+    Context, Failure, Object, Operation, Plan, not_found, parse_name, properties, resource_groups,
+};
+use crate::model::{self, Cluster, Op, ResourceDefinition, VolumeDefinition};
+
+const CREATE: Context = Context::new(Operation::Create, Object::ResourceDefinition);
+const MODIFY: Context = Context::new(Operation::Modify, Object::ResourceDefinition);
+const DELETE: Context = Context::new(Operation::Delete, Object::ResourceDefinition);
+const VD_CREATE: Context = Context::new(Operation::Create, Object::VolumeDefinition);
+const VD_MODIFY: Context = Context::new(Operation::Modify, Object::VolumeDefinition);
+const VD_DELETE: Context = Context::new(Operation::Delete, Object::VolumeDefinition);
+
+/// Volume definition flags Ferrite accepts from clients.
+const VOLUME_DEFINITION_FLAGS: &[&str] = &["GROSS_SIZE"];
+
+/// Finds a resource definition or refuses.
+pub fn find<'a>(
+    ctx: &Context,
+    cluster: &'a Cluster,
+    name: &str,
+) -> Result<&'a ResourceDefinition, Failure> {
+    let parsed: ResourceName = parse_name(ctx, code::FAIL_INVLD_RSC_NAME, name)?;
+    cluster.resource_definition(&parsed).ok_or_else(|| {
+        not_found(
+            ctx,
+            code::FAIL_NOT_FOUND_RSC_DFN,
+            "Resource definition",
+            name,
+            "Check the name with 'ferrite resource-definition list'.",
+        )
+    })
+}
+
+/// Finds a volume definition or refuses.
+pub fn find_volume<'a>(
+    ctx: &Context,
+    rd: &'a ResourceDefinition,
+    number: i64,
+) -> Result<&'a VolumeDefinition, Failure> {
+    let number =
+        VolumeNumber::new(number).map_err(|e| ctx.invalid_name(code::FAIL_INVLD_VLM_NR, &e))?;
+    rd.volume_definitions.get(&number).ok_or_else(|| {
+        not_found(
+            ctx,
+            code::FAIL_NOT_FOUND_VLM_DFN,
+            "Volume definition",
+            format!("{number}' of resource definition '{}", rd.name),
+            format!(
+                "List them with 'ferrite volume-definition list -r {}'.",
+                rd.name
+            ),
+        )
+    })
+}
+
+fn check_flags(ctx: &Context, flags: &[String]) -> Result<Vec<String>, Failure> {
+    flags
+        .iter()
+        .map(|flag| {
+            VOLUME_DEFINITION_FLAGS
+                .iter()
+                .find(|k| k.eq_ignore_ascii_case(flag))
+                .map(|k| k.to_string())
+                .ok_or_else(|| {
+                    ctx.invalid(
+                        code::FAIL_INVLD_REQUEST,
+                        format!("Unknown volume definition flag '{flag}'."),
+                        format!("Known flags: {}.", VOLUME_DEFINITION_FLAGS.join(", ")),
+                    )
+                })
+        })
+        .collect()
+}
+
+fn size(ctx: &Context, size_kib: i64) -> Result<u64, Failure> {
+    check_size_kib(size_kib).map_err(|e| {
+        Failure::from(
+            ctx.error(
+                code::FAIL_INVLD_VLM_SIZE,
+                format!("Invalid volume size {size_kib} KiB."),
+            )
+            .cause(e.to_string())
+            .correction(e.correction()),
+        )
+    })
+}
+
+/// `POST /v1/resource-definitions`.
+pub fn create(cluster: &Cluster, body: &rest::ResourceDefinitionCreate) -> Result<Plan, Failure> {
+    let ctx = &CREATE;
+    let spec = &body.resource_definition;
+    let name = ResourceName::new_checked(&spec.name)
+        .map_err(|e| ctx.invalid_name(code::FAIL_INVLD_RSC_NAME, &e))?;
+    if let Some(existing) = cluster.resource_definition(&name) {
+        return Err(ctx
+            .error(
+                code::FAIL_EXISTS_RSC_DFN,
+                format!("Resource definition '{}' already exists.", existing.name),
+            )
+            .correction("Choose another name, or delete the existing definition first.")
+            .into());
+    }
+    let group_name = spec
+        .resource_group_name
+        .clone()
+        .unwrap_or_else(|| DEFAULT_RESOURCE_GROUP.to_string());
+    let group = resource_groups::find(ctx, cluster, &group_name)?;
+    properties::check_all(ctx, &spec.props)?;
+    let layer_stack = if spec.layer_data.is_empty() {
+        match &group.select_filter.layer_stack {
+            Some(layers) => placement::layer_stack(ctx, layers)?,
+            None => vec![ferrite_types::LayerKind::Storage],
+        }
+    } else {
+        placement::normalize_layers(ctx, spec.layer_data.iter().map(|l| l.layer_type).collect())?
+    };
+    let rd = ResourceDefinition {
+        name: name.clone(),
+        uuid: model::new_uuid(),
+        external_name: spec.external_name.clone(),
+        props: spec.props.clone(),
+        flags: Vec::new(),
+        resource_group: group.name.clone(),
+        layer_stack,
+        volume_definitions: Default::default(),
+        resources: Default::default(),
+    };
+    let mut plan = Plan::new();
+    plan.op(Op::PutResourceDefinition(rd)).reply(
+        ctx.created(format!("Resource definition '{name}' created."))
+            .obj_ref("RscDfn", name.as_str()),
+    );
+    Ok(plan)
+}
+
+/// `PUT /v1/resource-definitions/{rd}`.
+pub fn modify(
+    cluster: &Cluster,
+    name: &str,
+    body: &rest::ResourceDefinitionModify,
+) -> Result<Plan, Failure> {
+    let ctx = &MODIFY;
+    let current = find(ctx, cluster, name)?;
+    let edited = properties::edit(
+        ctx,
+        &current.props,
+        &body.override_props,
+        &body.delete_props,
+        &body.delete_namespaces,
+    )?;
+    let mut updated = current.clone();
+    updated.props = edited.props;
+    if let Some(group) = &body.resource_group {
+        let group: ResourceGroupName = resource_groups::find(ctx, cluster, group)?.name.clone();
+        updated.resource_group = group;
+    }
+    if let Some(layers) = &body.layer_stack {
+        let layers = placement::normalize_layers(ctx, layers.clone())?;
+        if layers != current.layer_stack && !current.resources.is_empty() {
+            return Err(ctx
+                .error(
+                    code::FAIL_IN_USE,
+                    format!(
+                        "The layer stack of '{}' cannot change while it has resources.",
+                        current.name
+                    ),
+                )
+                .correction("Delete its resources first.")
+                .into());
+        }
+        updated.layer_stack = layers;
+    }
+    let mut plan = Plan::new();
+    plan.replies.extend(edited.warnings);
+    plan.op(Op::PutResourceDefinition(updated)).reply(
+        ctx.modified(format!("Resource definition '{}' modified.", current.name))
+            .obj_ref("RscDfn", current.name.as_str()),
+    );
+    Ok(plan)
+}
+
+/// `DELETE /v1/resource-definitions/{rd}`: the definition and all its resources; satellites
+/// delete the backing volumes.
+pub fn delete(cluster: &Cluster, name: &str) -> Result<Plan, Failure> {
+    let ctx = &DELETE;
+    let current = find(ctx, cluster, name)?;
+    let mut plan = Plan::new();
+    let rsc_ctx = Context::new(Operation::Delete, Object::Resource);
+    for node in current.resources.keys() {
+        plan.op(Op::DeleteResource {
+            resource: current.name.clone(),
+            node: node.clone(),
+        })
+        .reply(
+            rsc_ctx
+                .deleted(format!(
+                    "Resource '{}' on node '{node}' deleted.",
+                    current.name
+                ))
+                .obj_ref("RscDfn", current.name.as_str())
+                .obj_ref("Node", node.as_str()),
+        );
+    }
+    plan.op(Op::DeleteResourceDefinition(current.name.clone()))
+        .reply(
+            ctx.deleted(format!("Resource definition '{}' deleted.", current.name))
+                .obj_ref("RscDfn", current.name.as_str()),
+        );
+    Ok(plan)
+}
+
+/// Whether every diskful resource's pool has room for `extra_kib` more.
+fn check_room(
+    ctx: &Context,
+    cluster: &Cluster,
+    runtime: &Runtime,
+    rd: &ResourceDefinition,
+    extra_kib: u64,
+) -> Result<(), Failure> {
+    for resource in rd.resources.values().filter(|r| !r.diskless) {
+        let pool = cluster
+            .node(&resource.node)
+            .and_then(|n| n.storage_pools.get(&resource.storage_pool));
+        let Some(pool) = pool else { continue };
+        if pool.provider_kind.is_thin() {
+            continue;
+        }
+        let free = runtime
+            .get(&resource.node)
+            .and_then(|r| r.pools.get(pool.name.key()))
+            .and_then(|p| p.free_capacity_kib);
+        if let Some(free) = free
+            && free < extra_kib
+        {
+            return Err(ctx
+                .error(
+                    code::FAIL_NOT_ENOUGH_FREE_SPACE,
+                    format!(
+                        "Storage pool '{}' on node '{}' has too little free space.",
+                        pool.name, resource.node
+                    ),
+                )
+                .cause(format!(
+                    "{} are free, {} are needed.",
+                    ferrite_types::size::format_kib(free),
+                    ferrite_types::size::format_kib(extra_kib)
+                ))
+                .correction("Free space in that pool or move the resource.")
+                .into());
+        }
+    }
+    Ok(())
+}
+
+/// `POST /v1/resource-definitions/{rd}/volume-definitions`.
+pub fn create_volume(
+    cluster: &Cluster,
+    runtime: &Runtime,
+    name: &str,
+    body: &rest::VolumeDefinitionCreate,
+) -> Result<Plan, Failure> {
+    let ctx = &VD_CREATE;
+    let rd = find(ctx, cluster, name)?;
+    let spec = &body.volume_definition;
+    let number = match spec.volume_number {
+        Some(n) => VolumeNumber::new(i64::from(n))
+            .map_err(|e| ctx.invalid_name(code::FAIL_INVLD_VLM_NR, &e))?,
+        None => {
+            resource_groups::next_free(rd.volume_definitions.keys().copied()).ok_or_else(|| {
+                Failure::from(ctx.error(
+                    code::FAIL_POOL_EXHAUSTED_VLM_NR,
+                    "No free volume number left.",
+                ))
+            })?
+        }
+    };
+    if rd.volume_definitions.contains_key(&number) {
+        return Err(ctx
+            .error(
+                code::FAIL_EXISTS_VLM_DFN,
+                format!(
+                    "Volume definition {number} of '{}' already exists.",
+                    rd.name
+                ),
+            )
+            .correction("Choose another volume number, or leave it out to take the next free one.")
+            .into());
+    }
+    let size_kib = size(ctx, spec.size_kib)?;
+    properties::check_all(ctx, &spec.props)?;
+    let flags = check_flags(ctx, &spec.flags)?;
+    check_room(ctx, cluster, runtime, rd, size_kib)?;
+    let vd = VolumeDefinition {
+        number,
+        uuid: model::new_uuid(),
+        size_kib,
+        props: spec.props.clone(),
+        flags,
+    };
+    let mut plan = Plan::new();
+    plan.op(Op::PutVolumeDefinition {
+        resource: rd.name.clone(),
+        volume_definition: vd,
+    })
+    .reply(
+        ctx.created(format!(
+            "Volume definition with number '{number}' created in resource definition '{}'.",
+            rd.name
+        ))
+        .obj_ref("RscDfn", rd.name.as_str())
+        .obj_ref("VlmNr", number.to_string()),
+    );
+    Ok(plan)
+}
+
+/// `PUT /v1/resource-definitions/{rd}/volume-definitions/{nr}`: properties and growing.
+pub fn modify_volume(
+    cluster: &Cluster,
+    runtime: &Runtime,
+    name: &str,
+    number: i64,
+    body: &rest::VolumeDefinitionModify,
+) -> Result<Plan, Failure> {
+    let ctx = &VD_MODIFY;
+    let rd = find(ctx, cluster, name)?;
+    let current = find_volume(ctx, rd, number)?;
+    let edited = properties::edit(
+        ctx,
+        &current.props,
+        &body.override_props,
+        &body.delete_props,
+        &body.delete_namespaces,
+    )?;
+    let mut updated = current.clone();
+    updated.props = edited.props;
+    let mut plan = Plan::new();
+    plan.replies.extend(edited.warnings);
+    if let Some(flags) = &body.flags {
+        updated.flags = check_flags(ctx, flags)?;
+    }
+    if let Some(new_size) = body.size_kib {
+        let new_size = size(ctx, new_size)?;
+        if new_size < current.size_kib {
+            return Err(ctx
+                .error(code::FAIL_INVLD_VLM_SIZE, format!("Volume {} of '{}' cannot shrink.", current.number, rd.name))
+                .cause(format!(
+                    "It is {} and {} was asked for; shrinking a volume under a file system destroys data.",
+                    ferrite_types::size::format_kib(current.size_kib),
+                    ferrite_types::size::format_kib(new_size)
+                ))
+                .correction("Give a size at least as large as the current one.")
+                .into());
+        }
+        if new_size == current.size_kib {
+            plan.reply(ctx.warn(
+                code::WARN_VLMDFN_RESIZE_SAME_SIZE,
+                format!(
+                    "Volume {} of '{}' already has that size.",
+                    current.number, rd.name
+                ),
+            ));
+        } else {
+            check_room(ctx, cluster, runtime, rd, new_size - current.size_kib)?;
+            updated.size_kib = new_size;
+        }
+    }
+    plan.op(Op::PutVolumeDefinition {
+        resource: rd.name.clone(),
+        volume_definition: updated,
+    })
+    .reply(
+        ctx.modified(format!(
+            "Volume definition {} of '{}' modified.",
+            current.number, rd.name
+        ))
+        .obj_ref("RscDfn", rd.name.as_str())
+        .obj_ref("VlmNr", current.number.to_string()),
+    );
+    Ok(plan)
+}
+
+/// `DELETE /v1/resource-definitions/{rd}/volume-definitions/{nr}`: the volume goes on every node.
+pub fn delete_volume(cluster: &Cluster, name: &str, number: i64) -> Result<Plan, Failure> {
+    let ctx = &VD_DELETE;
+    let rd = find(ctx, cluster, name)?;
+    let current = find_volume(ctx, rd, number)?;
+    let mut plan = Plan::new();
+    plan.op(Op::DeleteVolumeDefinition {
+        resource: rd.name.clone(),
+        number: current.number,
+    })
+    .reply(
+        ctx.deleted(format!(
+            "Volume definition {} of '{}' deleted.",
+            current.number, rd.name
+        ))
+        .obj_ref("RscDfn", rd.name.as_str())
+        .obj_ref("VlmNr", current.number.to_string()),
+    );
+    Ok(plan)
+}
+
+/// `POST /v1/resource-definitions/{rd}/autoplace`.
+pub fn autoplace(
+    cluster: &Cluster,
+    runtime: &Runtime,
+    name: &str,
+    body: &rest::AutoPlaceRequest,
+) -> Result<Plan, Failure> {
+    let ctx = &Context::new(Operation::Create, Object::Resource);
+    let rd = find(ctx, cluster, name)?;
+    let group = cluster.resource_groups.get(&rd.resource_group);
+    let mut overrides = body.select_filter.clone();
+    if body.diskless_on_remaining.is_some() {
+        overrides.diskless_on_remaining = body.diskless_on_remaining;
+    }
+    let base = group.map(|g| g.select_filter.clone()).unwrap_or_default();
+    let filter = placement::validate_filter(ctx, cluster, &base.overridden_by(&overrides))?;
+    let mut rd_for_placement = rd.clone();
+    if let Some(layers) = &body.layer_list {
+        let layers = placement::normalize_layers(ctx, layers.clone())?;
+        if layers != rd.layer_stack {
+            if !rd.resources.is_empty() {
+                return Err(ctx
+                    .error(
+                        code::FAIL_INVLD_LAYER_STACK,
+                        format!(
+                            "'{}' already has resources with the layer stack {}.",
+                            rd.name,
+                            stack(&rd.layer_stack)
+                        ),
+                    )
+                    .correction("Leave out the layer list, or delete the existing resources first.")
+                    .into());
+            }
+            rd_for_placement.layer_stack = layers;
+        }
+    }
+    let mut plan = Plan::new();
+    if rd_for_placement.layer_stack != rd.layer_stack {
+        let mut updated = rd.clone();
+        updated.layer_stack = rd_for_placement.layer_stack.clone();
+        plan.op(Op::PutResourceDefinition(updated));
+    }
+    let (ops, replies) = placement::autoplace(ctx, cluster, runtime, &rd_for_placement, &filter)?;
+    plan.ops.extend(ops);
+    plan.replies.extend(replies);
+    Ok(plan)
+}
+
+/// A layer stack as `DRBD,STORAGE`.
+pub fn stack(layers: &[ferrite_types::LayerKind]) -> String {
+    layers
+        .iter()
+        .map(|l| l.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::testing::{add_resource, apply, tutorial_cluster};
+
+    #[test]
+    fn create_uses_default_group_and_storage_layer() {
+        let mut cluster = tutorial_cluster();
+        let body: rest::ResourceDefinitionCreate =
+            serde_json::from_str(r#"{"resource_definition": {"name": "R2"}}"#).unwrap();
+        let plan = create(&cluster, &body).unwrap();
+        apply(&mut cluster, plan);
+        let rd = cluster.resource_definition(&"r2".parse().unwrap()).unwrap();
+        assert_eq!(rd.resource_group.as_str(), DEFAULT_RESOURCE_GROUP);
+        assert_eq!(rd.layer_stack, vec![ferrite_types::LayerKind::Storage]);
+        assert_eq!(
+            create(&cluster, &body).unwrap_err().0[0].ret_code().code(),
+            code::FAIL_EXISTS_RSC_DFN
+        );
+    }
+
+    #[test]
+    fn volumes_grow_but_never_shrink() {
+        let mut cluster = tutorial_cluster();
+        add_resource(&mut cluster, "res1", "node1", "pool_ssd");
+        let grow = rest::VolumeDefinitionModify {
+            size_kib: Some(2 << 20),
+            ..Default::default()
+        };
+        let plan = modify_volume(&cluster, &Runtime::new(), "res1", 0, &grow).unwrap();
+        apply(&mut cluster, plan);
+        assert_eq!(
+            cluster
+                .resource_definition(&"res1".parse().unwrap())
+                .unwrap()
+                .total_size_kib(),
+            2 << 20
+        );
+        let shrink = rest::VolumeDefinitionModify {
+            size_kib: Some(1 << 20),
+            ..Default::default()
+        };
+        let err = modify_volume(&cluster, &Runtime::new(), "res1", 0, &shrink).unwrap_err();
+        assert_eq!(err.0[0].ret_code().code(), code::FAIL_INVLD_VLM_SIZE);
+        let negative = rest::VolumeDefinitionModify {
+            size_kib: Some(-1),
+            ..Default::default()
+        };
+        assert!(modify_volume(&cluster, &Runtime::new(), "res1", 0, &negative).is_err());
+    }
+
+    #[test]
+    fn delete_takes_the_resources_along() {
+        let mut cluster = tutorial_cluster();
+        add_resource(&mut cluster, "res1", "node1", "pool_ssd");
+        add_resource(&mut cluster, "res1", "node2", "pool_ssd");
+        let plan = delete(&cluster, "res1").unwrap();
+        assert_eq!(plan.ops.len(), 3);
+        apply(&mut cluster, plan);
+        assert!(cluster.resource_definitions.is_empty());
+    }
+}

@@ -1,0 +1,805 @@
+//! Resources: placing a definition on named nodes, deleting, toggling between diskful and
+//! diskless, making a resource available on a node.
+
+use ferrite_types::api_call_rc::code;
+use ferrite_types::rest::{self, ToggleDiskOperation};
+use ferrite_types::{NodeName, PROP_RESOURCE_STOR_POOL, StorPoolName};
+
+use super::placement::{self, Runtime};
+use super::{
+    Context, Failure, Object, Operation, Plan, nodes, not_found, parse_name, properties,
+    resource_definitions,
+};
+use crate::model::{self, Cluster, Node, Op, Resource, ResourceDefinition};
+
+const CREATE: Context = Context::new(Operation::Create, Object::Resource);
+const MODIFY: Context = Context::new(Operation::Modify, Object::Resource);
+const DELETE: Context = Context::new(Operation::Delete, Object::Resource);
+
+/// Resource flags a create request may carry, and whether each means diskless.
+const CREATE_FLAGS: &[(&str, bool)] = &[("DISKLESS", true), ("DRBD_DISKLESS", true)];
+
+/// Finds a resource or refuses.
+pub fn find<'a>(
+    ctx: &Context,
+    rd: &'a ResourceDefinition,
+    node: &str,
+) -> Result<&'a Resource, Failure> {
+    let name: NodeName = parse_name(ctx, code::FAIL_INVLD_NODE_NAME, node)?;
+    rd.resources.get(&name).ok_or_else(|| {
+        not_found(
+            ctx,
+            code::FAIL_NOT_FOUND_RSC,
+            "Resource",
+            format!("{}' on node '{node}", rd.name),
+            format!(
+                "List where '{}' is with 'ferrite resource list -r {}'.",
+                rd.name, rd.name
+            ),
+        )
+    })
+}
+
+/// Chooses the storage pool for a resource of `rd` on `node`: the one asked for, else the first
+/// of the group's pools the node has, else the node's only pool of the right kind.
+fn choose_pool(
+    ctx: &Context,
+    cluster: &Cluster,
+    runtime: &Runtime,
+    rd: &ResourceDefinition,
+    node: &Node,
+    requested: Option<&str>,
+    diskless: bool,
+) -> Result<StorPoolName, Failure> {
+    let kind_word = if diskless { "diskless" } else { "diskful" };
+    let name: StorPoolName = match requested {
+        Some(pool) => parse_name(ctx, code::FAIL_INVLD_STOR_POOL_NAME, pool)?,
+        None => {
+            let group_filter = cluster
+                .resource_groups
+                .get(&rd.resource_group)
+                .map(|g| &g.select_filter);
+            let preferred: Vec<String> = match group_filter {
+                Some(f) if diskless => f.storage_pool_diskless_list.clone().unwrap_or_default(),
+                Some(f) => f.storage_pools(),
+                None => Vec::new(),
+            };
+            let from_group = preferred
+                .iter()
+                .filter_map(|p| p.parse::<StorPoolName>().ok())
+                .find(|p| node.storage_pools.contains_key(p));
+            let of_kind: Vec<&StorPoolName> = node
+                .storage_pools
+                .values()
+                .filter(|p| p.is_diskless() == diskless)
+                .map(|p| &p.name)
+                .collect();
+            match (from_group, of_kind.as_slice()) {
+                (Some(pool), _) => pool,
+                (None, _)
+                    if diskless
+                        && node
+                            .storage_pools
+                            .contains_key(&model::default_diskless_pool()) =>
+                {
+                    model::default_diskless_pool()
+                }
+                (None, [only]) => (*only).clone(),
+                (None, []) => {
+                    return Err(ctx
+                        .error(
+                            code::FAIL_NOT_FOUND_STOR_POOL,
+                            format!("Node '{}' has no {kind_word} storage pool.", node.name),
+                        )
+                        .correction(format!(
+                            "Create one with 'ferrite storage-pool create … {} …'.",
+                            node.name
+                        ))
+                        .into());
+                }
+                (None, several) => {
+                    return Err(ctx
+                        .error(code::FAIL_NOT_FOUND_STOR_POOL, format!("No storage pool given for resource '{}' on node '{}'.", rd.name, node.name))
+                        .cause(format!(
+                            "The node has several {kind_word} pools ({}) and the resource group names none of them.",
+                            several.iter().map(|p| p.to_string()).collect::<Vec<_>>().join(", ")
+                        ))
+                        .correction("Choose one with --storage-pool.")
+                        .into());
+                }
+            }
+        }
+    };
+    let Some(pool) = node.storage_pools.get(&name) else {
+        return Err(not_found(
+            ctx,
+            code::FAIL_NOT_FOUND_STOR_POOL,
+            "Storage pool",
+            format!("{name}' on node '{}", node.name),
+            format!(
+                "List the pools of '{}' with 'ferrite storage-pool list -n {}'.",
+                node.name, node.name
+            ),
+        ));
+    };
+    if pool.is_diskless() != diskless {
+        return Err(ctx
+            .error(
+                code::FAIL_INVLD_STOR_POOL_NAME,
+                format!("Storage pool '{}' on '{}' is {}, but a {kind_word} resource needs a {kind_word} pool.", pool.name, node.name, if pool.is_diskless() { "diskless" } else { "diskful" }),
+            )
+            .correction(format!("Choose a {kind_word} pool."))
+            .into());
+    }
+    let report = runtime.get(&node.name);
+    if let Some(caps) = report.and_then(|r| r.capabilities.as_ref()) {
+        if !caps.supports_provider(pool.provider_kind) {
+            return Err(ctx
+                .error(
+                    code::FAIL_STLT_DOES_NOT_SUPPORT_PROVIDER,
+                    format!(
+                        "Node '{}' cannot run storage provider {}.",
+                        node.name, pool.provider_kind
+                    ),
+                )
+                .cause(
+                    caps.unsupported_providers
+                        .get(&pool.provider_kind)
+                        .map(|r| r.join("; "))
+                        .unwrap_or_default(),
+                )
+                .into());
+        }
+        for layer in &rd.layer_stack {
+            if !caps.supports_layer(*layer) {
+                return Err(ctx
+                    .error(code::FAIL_STLT_DOES_NOT_SUPPORT_LAYER, format!("Node '{}' cannot run layer {layer} of resource '{}'.", node.name, rd.name))
+                    .cause(caps.unsupported_layers.get(layer).map(|r| r.join("; ")).unwrap_or_default())
+                    .correction("Place the resource on a node that supports its layer stack ('ferrite node info').")
+                    .into());
+            }
+        }
+    }
+    if !diskless && !pool.provider_kind.is_thin() {
+        let free = report
+            .and_then(|r| r.pools.get(pool.name.key()))
+            .and_then(|p| p.free_capacity_kib);
+        let needed = rd.total_size_kib();
+        if let Some(free) = free
+            && free < needed
+        {
+            return Err(ctx
+                .error(
+                    code::FAIL_NOT_ENOUGH_FREE_SPACE,
+                    format!(
+                        "Storage pool '{}' on node '{}' has too little free space for '{}'.",
+                        pool.name, node.name, rd.name
+                    ),
+                )
+                .cause(format!(
+                    "{} are free, {} are needed.",
+                    ferrite_types::size::format_kib(free),
+                    ferrite_types::size::format_kib(needed)
+                ))
+                .correction("Choose another pool or node, or free space.")
+                .into());
+        }
+    }
+    Ok(pool.name.clone())
+}
+
+fn new_resource(
+    node: &NodeName,
+    pool: StorPoolName,
+    diskless: bool,
+    props: rest::Props,
+) -> Resource {
+    Resource {
+        node: node.clone(),
+        uuid: model::new_uuid(),
+        props,
+        diskless,
+        storage_pool: pool,
+        create_timestamp: model::now_millis(),
+    }
+}
+
+/// `POST /v1/resource-definitions/{rd}/resources`: all elements or none.
+pub fn create(
+    cluster: &Cluster,
+    runtime: &Runtime,
+    name: &str,
+    body: &[rest::ResourceCreate],
+) -> Result<Plan, Failure> {
+    let ctx = &CREATE;
+    let rd = resource_definitions::find(ctx, cluster, name)?;
+    if body.is_empty() {
+        return Err(ctx.invalid(
+            code::FAIL_INVLD_REQUEST,
+            "No resource to create was given.",
+            "Send an array with at least one resource.",
+        ));
+    }
+    let mut plan = Plan::new();
+    let mut seen: Vec<NodeName> = Vec::new();
+    for element in body {
+        let node = nodes::find(ctx, cluster, &element.resource.node_name)?;
+        if rd.resources.contains_key(&node.name) || seen.contains(&node.name) {
+            return Err(ctx
+                .error(
+                    code::FAIL_EXISTS_RSC,
+                    format!(
+                        "Resource '{}' on node '{}' already exists.",
+                        rd.name, node.name
+                    ),
+                )
+                .correction("Use 'ferrite resource toggle-disk' to change it, or delete it first.")
+                .into());
+        }
+        let mut diskless = false;
+        for flag in &element.resource.flags {
+            match CREATE_FLAGS
+                .iter()
+                .find(|(known, _)| known.eq_ignore_ascii_case(flag))
+            {
+                Some((_, is_diskless)) => diskless |= is_diskless,
+                None => {
+                    return Err(ctx.invalid(
+                        code::FAIL_INVLD_REQUEST,
+                        format!("Unsupported resource flag '{flag}'."),
+                        "Ferrite accepts DISKLESS and DRBD_DISKLESS when creating resources.",
+                    ));
+                }
+            }
+        }
+        if element.drbd_client == Some(true) {
+            return Err(ctx.invalid(
+                code::FAIL_INVLD_LAYER_STACK,
+                "DRBD client resources need the DRBD layer.",
+                "Leave out --drbd-client.",
+            ));
+        }
+        if let Some(layers) = &element.layer_list {
+            let layers = placement::normalize_layers(ctx, layers.clone())?;
+            if layers != rd.layer_stack {
+                return Err(ctx
+                    .error(
+                        code::FAIL_INVLD_LAYER_STACK,
+                        format!("Resource definition '{}' has the layer stack {}, not {}.", rd.name, resource_definitions::stack(&rd.layer_stack), resource_definitions::stack(&layers)),
+                    )
+                    .correction("Leave out the layer list; every resource of a definition has the same layers.")
+                    .into());
+            }
+        }
+        properties::check_all(ctx, &element.resource.props)?;
+        let mut props = element.resource.props.clone();
+        let requested = props.remove(PROP_RESOURCE_STOR_POOL);
+        let pool = choose_pool(
+            ctx,
+            cluster,
+            runtime,
+            rd,
+            node,
+            requested.as_deref(),
+            diskless,
+        )?;
+        if !diskless {
+            props.insert(PROP_RESOURCE_STOR_POOL.to_string(), pool.to_string());
+        }
+        plan.op(Op::PutResource {
+            resource: rd.name.clone(),
+            placed: new_resource(&node.name, pool, diskless, props),
+        })
+        .reply(
+            ctx.created(format!(
+                "Resource '{}' on node '{}' created.",
+                rd.name, node.name
+            ))
+            .obj_ref("RscDfn", rd.name.as_str())
+            .obj_ref("Node", node.name.as_str()),
+        );
+        seen.push(node.name.clone());
+    }
+    Ok(plan)
+}
+
+/// Refuses to leave `rd` with diskless resources but no diskful one: they would have no data to
+/// reach.
+fn check_keeps_a_disk(
+    ctx: &Context,
+    rd: &ResourceDefinition,
+    losing: &NodeName,
+    action: &str,
+) -> Result<(), Failure> {
+    let others: Vec<&Resource> = rd
+        .resources
+        .values()
+        .filter(|r| &r.node != losing)
+        .collect();
+    let diskful_left = others.iter().filter(|r| !r.diskless).count();
+    if diskful_left == 0 && !others.is_empty() {
+        return Err(ctx
+            .error(
+                code::FAIL_INSUFFICIENT_REPLICA_COUNT,
+                format!("Cannot {action}: it holds the last disk of '{}'.", rd.name),
+            )
+            .cause(format!(
+                "The remaining resources ({}) are diskless and would have no data to reach.",
+                others.iter().map(|r| r.node.to_string()).collect::<Vec<_>>().join(", ")
+            ))
+            .correction("Add a disk on another node first ('ferrite resource toggle-disk'), or delete the diskless resources.")
+            .into());
+    }
+    Ok(())
+}
+
+/// `DELETE /v1/resource-definitions/{rd}/resources/{node}`.
+pub fn delete(cluster: &Cluster, name: &str, node: &str) -> Result<Plan, Failure> {
+    let ctx = &DELETE;
+    let rd = resource_definitions::find(ctx, cluster, name)?;
+    let resource = find(ctx, rd, node)?;
+    if !resource.diskless {
+        check_keeps_a_disk(
+            ctx,
+            rd,
+            &resource.node,
+            &format!("delete resource '{}' on '{}'", rd.name, resource.node),
+        )?;
+    }
+    let mut plan = Plan::new();
+    plan.op(Op::DeleteResource {
+        resource: rd.name.clone(),
+        node: resource.node.clone(),
+    })
+    .reply(
+        ctx.deleted(format!(
+            "Resource '{}' on node '{}' deleted.",
+            rd.name, resource.node
+        ))
+        .obj_ref("RscDfn", rd.name.as_str())
+        .obj_ref("Node", resource.node.as_str()),
+    );
+    Ok(plan)
+}
+
+/// `PUT /v1/resource-definitions/{rd}/resources/{node}`.
+pub fn modify(
+    cluster: &Cluster,
+    name: &str,
+    node: &str,
+    body: &rest::ResourceModify,
+) -> Result<Plan, Failure> {
+    let ctx = &MODIFY;
+    let rd = resource_definitions::find(ctx, cluster, name)?;
+    let resource = find(ctx, rd, node)?;
+    if body.drbd_tiebreaker.is_some() || body.drbd_client.is_some() {
+        return Err(ctx.invalid(
+            code::FAIL_INVLD_LAYER_STACK,
+            "Tiebreaker and client settings need the DRBD layer.",
+            "Leave out drbd_tiebreaker and drbd_client.",
+        ));
+    }
+    let edited = properties::edit(
+        ctx,
+        &resource.props,
+        &body.override_props,
+        &body.delete_props,
+        &body.delete_namespaces,
+    )?;
+    if edited.props.get(PROP_RESOURCE_STOR_POOL) != resource.props.get(PROP_RESOURCE_STOR_POOL) {
+        return Err(ctx.invalid(
+            code::FAIL_INVLD_PROP,
+            format!(
+                "The storage pool of '{}' on '{}' cannot be changed by a property.",
+                rd.name, resource.node
+            ),
+            "Use 'ferrite resource toggle-disk' to move the disk.",
+        ));
+    }
+    let mut updated = resource.clone();
+    updated.props = edited.props;
+    let mut plan = Plan::new();
+    plan.replies.extend(edited.warnings);
+    plan.op(Op::PutResource {
+        resource: rd.name.clone(),
+        placed: updated,
+    })
+    .reply(
+        ctx.modified(format!(
+            "Resource '{}' on node '{}' modified.",
+            rd.name, resource.node
+        ))
+        .obj_ref("RscDfn", rd.name.as_str())
+        .obj_ref("Node", resource.node.as_str()),
+    );
+    Ok(plan)
+}
+
+/// A toggle-disk request, from the JSON body (API 1.28) or the legacy URL forms.
+#[derive(Debug, Clone)]
+pub struct Toggle {
+    pub operation: ToggleDiskOperation,
+    pub storage_pool: Option<String>,
+    pub migrate_from: Option<String>,
+}
+
+/// `PUT /v1/resource-definitions/{rd}/resources/{node}/toggle-disk[...]`.
+pub fn toggle_disk(
+    cluster: &Cluster,
+    runtime: &Runtime,
+    name: &str,
+    node: &str,
+    toggle: &Toggle,
+) -> Result<Plan, Failure> {
+    let ctx = &MODIFY;
+    let rd = resource_definitions::find(ctx, cluster, name)?;
+    let resource = find(ctx, rd, node)?;
+    let node = nodes::find(ctx, cluster, node)?;
+    let mut plan = Plan::new();
+    match toggle.operation {
+        ToggleDiskOperation::IntoDrbdClient => {
+            return Err(ctx.invalid(
+                code::FAIL_INVLD_LAYER_STACK,
+                "Turning a resource into a DRBD client needs the DRBD layer.",
+                "Use --diskless instead.",
+            ));
+        }
+        ToggleDiskOperation::IntoDrbdDiskful => {
+            if !resource.diskless {
+                plan.reply(ctx.warn(
+                    code::WARN_RSC_ALREADY_HAS_DISK,
+                    format!(
+                        "Resource '{}' on '{}' already has a disk.",
+                        rd.name, node.name
+                    ),
+                ));
+                return Ok(plan);
+            }
+            if toggle.migrate_from.is_some() && !rd.is_replicated() {
+                return Err(ctx
+                    .error(code::FAIL_INVLD_LAYER_STACK, format!("Cannot migrate the disk of '{}': it is not replicated.", rd.name))
+                    .cause("Migration copies the data through the replication layer, and the layer stack is STORAGE only; the new disk would start empty.")
+                    .correction("Use a resource with a replication layer, or copy the data yourself.")
+                    .into());
+            }
+            let pool = choose_pool(
+                ctx,
+                cluster,
+                runtime,
+                rd,
+                node,
+                toggle.storage_pool.as_deref(),
+                false,
+            )?;
+            let mut updated = resource.clone();
+            updated.diskless = false;
+            updated.storage_pool = pool.clone();
+            updated
+                .props
+                .insert(PROP_RESOURCE_STOR_POOL.to_string(), pool.to_string());
+            plan.op(Op::PutResource {
+                resource: rd.name.clone(),
+                placed: updated,
+            })
+            .reply(
+                ctx.modified(format!(
+                    "Added disk on '{}' in storage pool '{pool}'",
+                    node.name
+                ))
+                .obj_ref("RscDfn", rd.name.as_str())
+                .obj_ref("Node", node.name.as_str()),
+            );
+            if !rd.is_replicated() {
+                plan.reply(placement::not_replicated_warning(ctx, rd));
+            }
+            if let Some(from) = &toggle.migrate_from {
+                let old = find(ctx, rd, from)?;
+                if old.diskless {
+                    return Err(ctx.invalid(
+                        code::FAIL_INVLD_REQUEST,
+                        format!(
+                            "Resource '{}' on '{}' has no disk to migrate.",
+                            rd.name, old.node
+                        ),
+                        "Name a node with a disk in --migrate-from.",
+                    ));
+                }
+                plan.op(Op::DeleteResource {
+                    resource: rd.name.clone(),
+                    node: old.node.clone(),
+                })
+                .reply(
+                    DELETE
+                        .deleted(format!(
+                            "Resource '{}' on node '{}' deleted.",
+                            rd.name, old.node
+                        ))
+                        .obj_ref("RscDfn", rd.name.as_str())
+                        .obj_ref("Node", old.node.as_str()),
+                );
+            }
+        }
+        ToggleDiskOperation::IntoDrbdDiskless => {
+            if resource.diskless {
+                plan.reply(ctx.warn(
+                    code::WARN_RSC_ALREADY_DISKLESS,
+                    format!(
+                        "Resource '{}' on '{}' is already diskless.",
+                        rd.name, node.name
+                    ),
+                ));
+                return Ok(plan);
+            }
+            let others_diskful = rd
+                .resources
+                .values()
+                .filter(|r| r.node != resource.node && !r.diskless)
+                .count();
+            if others_diskful == 0 {
+                return Err(ctx
+                    .error(code::FAIL_INSUFFICIENT_REPLICA_COUNT, format!("Cannot remove the disk of '{}' on '{}': it is the last one.", rd.name, node.name))
+                    .cause("A diskless resource reaches its data on other nodes, and no other node has a disk.")
+                    .correction("Add a disk on another node first.")
+                    .into());
+            }
+            let pool = choose_pool(
+                ctx,
+                cluster,
+                runtime,
+                rd,
+                node,
+                toggle.storage_pool.as_deref(),
+                true,
+            )?;
+            let mut updated = resource.clone();
+            updated.diskless = true;
+            updated.storage_pool = pool;
+            updated.props.remove(PROP_RESOURCE_STOR_POOL);
+            plan.op(Op::PutResource {
+                resource: rd.name.clone(),
+                placed: updated,
+            })
+            .reply(
+                ctx.modified(format!("Removed disk on '{}'", node.name))
+                    .obj_ref("RscDfn", rd.name.as_str())
+                    .obj_ref("Node", node.name.as_str()),
+            );
+        }
+    }
+    Ok(plan)
+}
+
+/// `POST /v1/resource-definitions/{rd}/resources/{node}/make-available`.
+pub fn make_available(
+    cluster: &Cluster,
+    runtime: &Runtime,
+    name: &str,
+    node: &str,
+    body: &rest::ResourceMakeAvailable,
+) -> Result<Plan, Failure> {
+    let ctx = &CREATE;
+    let rd = resource_definitions::find(ctx, cluster, name)?;
+    let node = nodes::find(ctx, cluster, node)?;
+    let diskful = body.diskful.unwrap_or(false);
+    if let Some(existing) = rd.resources.get(&node.name) {
+        if diskful && existing.diskless {
+            let toggle = Toggle {
+                operation: ToggleDiskOperation::IntoDrbdDiskful,
+                storage_pool: None,
+                migrate_from: None,
+            };
+            return toggle_disk(cluster, runtime, name, node.name.as_str(), &toggle);
+        }
+        let mut plan = Plan::new();
+        plan.reply(ctx.info(
+            code::INFO_RSC_ALREADY_EXISTS,
+            format!(
+                "Resource '{}' is already available on '{}'.",
+                rd.name, node.name
+            ),
+        ));
+        return Ok(plan);
+    }
+    if let Some(layers) = &body.layer_list {
+        let layers = placement::normalize_layers(ctx, layers.clone())?;
+        if layers != rd.layer_stack {
+            return Err(ctx.invalid(
+                code::FAIL_INVLD_LAYER_STACK,
+                format!(
+                    "'{}' has the layer stack {}.",
+                    rd.name,
+                    resource_definitions::stack(&rd.layer_stack)
+                ),
+                "Leave out the layer list.",
+            ));
+        }
+    }
+    let pool = choose_pool(ctx, cluster, runtime, rd, node, None, !diskful)?;
+    let mut props = rest::Props::new();
+    if diskful {
+        props.insert(PROP_RESOURCE_STOR_POOL.to_string(), pool.to_string());
+    }
+    let mut plan = Plan::new();
+    plan.op(Op::PutResource {
+        resource: rd.name.clone(),
+        placed: new_resource(&node.name, pool, !diskful, props),
+    })
+    .reply(
+        ctx.created(format!(
+            "Resource '{}' made available on node '{}'{}.",
+            rd.name,
+            node.name,
+            if diskful { "" } else { " (diskless)" }
+        ))
+        .obj_ref("RscDfn", rd.name.as_str())
+        .obj_ref("Node", node.name.as_str()),
+    );
+    Ok(plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::testing::{add_resource, apply, tutorial_cluster};
+
+    fn create_body(node: &str, flags: &[&str], pool: Option<&str>) -> Vec<rest::ResourceCreate> {
+        let mut resource = rest::Resource {
+            node_name: node.into(),
+            flags: flags.iter().map(|f| f.to_string()).collect(),
+            ..Default::default()
+        };
+        if let Some(pool) = pool {
+            resource
+                .props
+                .insert(PROP_RESOURCE_STOR_POOL.into(), pool.into());
+        }
+        vec![rest::ResourceCreate {
+            resource,
+            ..Default::default()
+        }]
+    }
+
+    #[test]
+    fn diskless_create_and_toggle_like_the_tutorial() {
+        let mut cluster = tutorial_cluster();
+        add_resource(&mut cluster, "res", "node1", "pool_ssd");
+        add_resource(&mut cluster, "res", "node2", "pool_ssd");
+        let runtime = Runtime::new();
+        let plan = create(
+            &cluster,
+            &runtime,
+            "res",
+            &create_body("node4", &["DISKLESS"], None),
+        )
+        .unwrap();
+        apply(&mut cluster, plan);
+        let rd = cluster
+            .resource_definition(&"res".parse().unwrap())
+            .unwrap();
+        let on4 = &rd.resources[&"node4".parse().unwrap()];
+        assert!(on4.diskless);
+        assert_eq!(on4.storage_pool, model::default_diskless_pool());
+
+        let into_diskful = Toggle {
+            operation: ToggleDiskOperation::IntoDrbdDiskful,
+            storage_pool: Some("pool_ssd".into()),
+            migrate_from: None,
+        };
+        let plan = toggle_disk(&cluster, &runtime, "res", "node4", &into_diskful).unwrap();
+        apply(&mut cluster, plan);
+        let into_diskless = Toggle {
+            operation: ToggleDiskOperation::IntoDrbdDiskless,
+            storage_pool: None,
+            migrate_from: None,
+        };
+        let plan = toggle_disk(&cluster, &runtime, "res", "node1", &into_diskless).unwrap();
+        apply(&mut cluster, plan);
+        let rd = cluster
+            .resource_definition(&"res".parse().unwrap())
+            .unwrap();
+        assert!(rd.resources[&"node1".parse().unwrap()].diskless);
+        assert!(!rd.resources[&"node4".parse().unwrap()].diskless);
+        let plan = delete(&cluster, "res", "node1").unwrap();
+        apply(&mut cluster, plan);
+        assert_eq!(
+            cluster
+                .resource_definition(&"res".parse().unwrap())
+                .unwrap()
+                .resources
+                .len(),
+            2
+        );
+    }
+
+    #[test]
+    fn the_last_disk_is_protected() {
+        let mut cluster = tutorial_cluster();
+        add_resource(&mut cluster, "res", "node1", "pool_ssd");
+        add_resource(&mut cluster, "res", "node2", "DfltDisklessStorPool");
+        let runtime = Runtime::new();
+        let err = delete(&cluster, "res", "node1").unwrap_err();
+        assert_eq!(
+            err.0[0].ret_code().code(),
+            code::FAIL_INSUFFICIENT_REPLICA_COUNT
+        );
+        let into_diskless = Toggle {
+            operation: ToggleDiskOperation::IntoDrbdDiskless,
+            storage_pool: None,
+            migrate_from: None,
+        };
+        let err = toggle_disk(&cluster, &runtime, "res", "node1", &into_diskless).unwrap_err();
+        assert_eq!(
+            err.0[0].ret_code().code(),
+            code::FAIL_INSUFFICIENT_REPLICA_COUNT
+        );
+    }
+
+    #[test]
+    fn create_refuses_duplicates_unknown_flags_and_wrong_pools() {
+        let mut cluster = tutorial_cluster();
+        add_resource(&mut cluster, "res", "node1", "pool_ssd");
+        let runtime = Runtime::new();
+        let code_of = |r: Result<Plan, Failure>| r.unwrap_err().0[0].ret_code().code();
+        assert_eq!(
+            code_of(create(
+                &cluster,
+                &runtime,
+                "res",
+                &create_body("node1", &[], None)
+            )),
+            code::FAIL_EXISTS_RSC
+        );
+        assert_eq!(
+            code_of(create(
+                &cluster,
+                &runtime,
+                "res",
+                &create_body("node2", &["NVME_INITIATOR"], None)
+            )),
+            code::FAIL_INVLD_REQUEST
+        );
+        assert_eq!(
+            code_of(create(
+                &cluster,
+                &runtime,
+                "res",
+                &create_body("node2", &[], Some("nope_pool"))
+            )),
+            code::FAIL_NOT_FOUND_STOR_POOL
+        );
+        assert_eq!(
+            code_of(create(
+                &cluster,
+                &runtime,
+                "res",
+                &create_body("node2", &[], Some("DfltDisklessStorPool"))
+            )),
+            code::FAIL_INVLD_STOR_POOL_NAME
+        );
+        assert_eq!(
+            code_of(create(
+                &cluster,
+                &runtime,
+                "res",
+                &create_body("node9", &[], None)
+            )),
+            code::FAIL_NOT_FOUND_NODE
+        );
+        assert_eq!(
+            code_of(create(
+                &cluster,
+                &runtime,
+                "nores",
+                &create_body("node2", &[], None)
+            )),
+            code::FAIL_NOT_FOUND_RSC_DFN
+        );
+        // Two elements for one node: all or nothing.
+        let mut twice = create_body("node2", &[], None);
+        twice.extend(create_body("node2", &[], None));
+        assert_eq!(
+            code_of(create(&cluster, &runtime, "res", &twice)),
+            code::FAIL_EXISTS_RSC
+        );
+    }
+}

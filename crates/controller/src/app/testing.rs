@@ -1,0 +1,149 @@
+//! Fixtures for the unit tests of the app layer.
+
+use ferrite_types::rest;
+use ferrite_types::{EncryptionType, NodeType, ProviderKind};
+
+use super::Plan;
+use crate::model::{
+    self, Cluster, Op, Resource, ResourceDefinition, ResourceGroup, VolumeDefinition,
+};
+
+/// Applies a plan's ops as the core would after committing them.
+pub fn apply(cluster: &mut Cluster, plan: Plan) {
+    for op in plan.ops {
+        op.apply(cluster);
+    }
+    cluster.revision += 1;
+}
+
+pub fn node_body(name: &str, address: &str) -> rest::Node {
+    rest::Node {
+        name: name.into(),
+        node_type: NodeType::Combined,
+        flags: vec![],
+        props: Default::default(),
+        net_interfaces: vec![rest::NetInterface {
+            name: "default".into(),
+            address: address.into(),
+            satellite_port: Some(3366),
+            satellite_encryption_type: Some(EncryptionType::Plain),
+            is_active: Some(true),
+            uuid: None,
+        }],
+        connection_status: None,
+        uuid: None,
+        storage_providers: None,
+        resource_layers: None,
+        unsupported_providers: None,
+        unsupported_layers: None,
+        eviction_timestamp: None,
+    }
+}
+
+/// Four nodes, each with a FILE_THIN pool `pool_ssd`, the default resource group and
+/// `my_ssd_group` (place count 2, pool_ssd) with one volume group.
+pub fn tutorial_cluster() -> Cluster {
+    let mut cluster = Cluster::default();
+    for i in 1..=4 {
+        let plan = super::nodes::create(
+            &cluster,
+            &node_body(&format!("node{i}"), &format!("127.0.0.1{i}")),
+        )
+        .unwrap();
+        apply(&mut cluster, plan);
+        let node = format!("node{i}").parse().unwrap();
+        let pool = model::StoragePool {
+            name: "pool_ssd".parse().unwrap(),
+            uuid: model::new_uuid(),
+            provider_kind: ProviderKind::FileThin,
+            props: [(
+                ferrite_types::PROP_STOR_POOL_NAME.to_string(),
+                format!("/tmp/pools/node{i}"),
+            )]
+            .into(),
+            shared_space: None,
+            external_locking: false,
+        };
+        Op::PutStoragePool { node, pool }.apply(&mut cluster);
+    }
+    for (name, filter) in [
+        (
+            ferrite_types::DEFAULT_RESOURCE_GROUP,
+            rest::AutoSelectFilter::default(),
+        ),
+        (
+            "my_ssd_group",
+            rest::AutoSelectFilter {
+                place_count: Some(2),
+                storage_pool_list: Some(vec!["pool_ssd".into()]),
+                ..Default::default()
+            },
+        ),
+    ] {
+        let mut group = ResourceGroup {
+            name: name.parse().unwrap(),
+            uuid: model::new_uuid(),
+            description: None,
+            props: Default::default(),
+            select_filter: filter,
+            peer_slots: None,
+            volume_groups: Default::default(),
+        };
+        if name == "my_ssd_group" {
+            group.volume_groups.insert(
+                0u16.into(),
+                model::VolumeGroup {
+                    number: 0u16.into(),
+                    uuid: model::new_uuid(),
+                    props: Default::default(),
+                    flags: vec![],
+                },
+            );
+        }
+        Op::PutResourceGroup(group).apply(&mut cluster);
+    }
+    cluster
+}
+
+/// Adds a 1 GiB resource definition `name` (if missing) and places it on `node` in `pool`.
+pub fn add_resource(cluster: &mut Cluster, name: &str, node: &str, pool: &str) {
+    let rd_name: ferrite_types::ResourceName = name.parse().unwrap();
+    if cluster.resource_definition(&rd_name).is_none() {
+        let mut rd = ResourceDefinition {
+            name: rd_name.clone(),
+            uuid: model::new_uuid(),
+            external_name: None,
+            props: Default::default(),
+            flags: vec![],
+            resource_group: ferrite_types::DEFAULT_RESOURCE_GROUP.parse().unwrap(),
+            layer_stack: vec![ferrite_types::LayerKind::Storage],
+            volume_definitions: Default::default(),
+            resources: Default::default(),
+        };
+        rd.volume_definitions.insert(
+            0u16.into(),
+            VolumeDefinition {
+                number: 0u16.into(),
+                uuid: model::new_uuid(),
+                size_kib: 1 << 20,
+                props: Default::default(),
+                flags: vec![],
+            },
+        );
+        Op::PutResourceDefinition(rd).apply(cluster);
+    }
+    let pool: ferrite_types::StorPoolName = pool.parse().unwrap();
+    let placed = Resource {
+        node: node.parse().unwrap(),
+        uuid: model::new_uuid(),
+        props: Default::default(),
+        diskless: pool == model::default_diskless_pool(),
+        storage_pool: pool,
+        create_timestamp: 0,
+    };
+    Op::PutResource {
+        resource: rd_name,
+        placed,
+    }
+    .apply(cluster);
+}

@@ -1,0 +1,425 @@
+//! The controller's core: the object graph, its store, the satellite links, and the one path
+//! every change takes.
+//!
+//! A change is planned against the current graph, committed to the store, applied in memory,
+//! and only then pushed to the satellites it concerns (write before you act). Planning,
+//! committing and applying happen under one mutation lock, so plans never race each other; the
+//! wait for satellites happens outside it, so slow nodes do not hold up the cluster. Readers
+//! take a read lock on the graph and never wait for the store.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use ferrite_store::{Store, StoreError};
+use ferrite_types::api_call_rc::code;
+use ferrite_types::{ApiCallRc, NodeName, ResourceName, RetCode};
+use tokio::task::JoinSet;
+use tracing::{error, info};
+
+use crate::app::placement::Runtime;
+use crate::app::{Failure, Plan};
+use crate::metrics::Metrics;
+use crate::model::{self, Cluster, Op, StoredErrorReport};
+use crate::satellites::{NotApplied, Satellites, Timeouts, desired};
+
+/// How long creating a node waits for its satellite to come online before answering.
+pub const NODE_ONLINE_WAIT: Duration = Duration::from_secs(5);
+
+/// Why the controller could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot load the cluster from the store: {0}")]
+    Load(#[from] model::LoadError),
+    #[error("cannot run the store task: {0}")]
+    Task(#[from] tokio::task::JoinError),
+    #[error("cannot create the default objects: {0}")]
+    Defaults(String),
+}
+
+struct Inner {
+    store: Mutex<Store>,
+    cluster: Arc<RwLock<Cluster>>,
+    mutations: tokio::sync::Mutex<()>,
+    satellites: Satellites,
+    metrics: Metrics,
+    /// Prefix of this run's error report ids.
+    instance: String,
+    error_reports: AtomicU64,
+}
+
+/// A handle on the running controller; cheap to clone.
+#[derive(Clone)]
+pub struct Controller {
+    inner: Arc<Inner>,
+}
+
+impl Controller {
+    /// Opens the store in `data_dir`, loads the cluster and starts a link to every satellite.
+    pub async fn start(data_dir: &Path, timeouts: Timeouts) -> Result<Controller, StartError> {
+        let started = std::time::Instant::now();
+        let dir = data_dir.to_path_buf();
+        let (store, cluster) = tokio::task::spawn_blocking(move || -> Result<_, StartError> {
+            let store = Store::open(&dir, &uuid::Uuid::new_v4().to_string())?;
+            let snapshot = store.load()?;
+            let cluster = Cluster::from_snapshot(&snapshot)?;
+            Ok((store, cluster))
+        })
+        .await??;
+        let nodes: Vec<NodeName> = cluster
+            .nodes
+            .values()
+            .filter(|n| n.node_type.has_satellite())
+            .map(|n| n.name.clone())
+            .collect();
+        info!(
+            nodes = cluster.nodes.len(),
+            resource_definitions = cluster.resource_definitions.len(),
+            revision = cluster.revision,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "cluster loaded"
+        );
+        let cluster = Arc::new(RwLock::new(cluster));
+        let satellites = Satellites::new(cluster.clone(), timeouts, crate::VERSION.to_string());
+        let controller = Controller {
+            inner: Arc::new(Inner {
+                store: Mutex::new(store),
+                cluster,
+                mutations: tokio::sync::Mutex::new(()),
+                satellites,
+                metrics: Metrics::default(),
+                instance: format!("{:08X}", chrono::Utc::now().timestamp() as u32),
+                error_reports: AtomicU64::new(0),
+            }),
+        };
+        controller.ensure_defaults().await.map_err(|f| {
+            StartError::Defaults(
+                f.0.iter()
+                    .map(|r| r.message.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            )
+        })?;
+        for node in &nodes {
+            controller.inner.satellites.start(node);
+        }
+        Ok(controller)
+    }
+
+    /// Creates LINSTOR's default resource group on a new store.
+    async fn ensure_defaults(&self) -> Result<(), Failure> {
+        let name: ferrite_types::ResourceGroupName = ferrite_types::DEFAULT_RESOURCE_GROUP
+            .parse()
+            .expect("constant is valid");
+        if self.read(|c| c.resource_groups.contains_key(&name)) {
+            return Ok(());
+        }
+        self.mutate(|_, _| {
+            let mut plan = Plan::new();
+            plan.op(Op::PutResourceGroup(model::ResourceGroup {
+                name: name.clone(),
+                uuid: model::new_uuid(),
+                description: None,
+                props: Default::default(),
+                select_filter: Default::default(),
+                peer_slots: None,
+                volume_groups: Default::default(),
+            }));
+            Ok(plan)
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Reads the graph.
+    pub fn read<T>(&self, f: impl FnOnce(&Cluster) -> T) -> T {
+        f(&self.inner.cluster.read().expect("cluster lock"))
+    }
+
+    /// Reads the graph together with what satellites reported.
+    pub fn read_with_runtime<T>(&self, f: impl FnOnce(&Cluster, &Runtime) -> T) -> T {
+        let cluster = self.inner.cluster.read().expect("cluster lock");
+        self.inner
+            .satellites
+            .with_runtime(|runtime| f(&cluster, runtime))
+    }
+
+    pub fn satellites(&self) -> &Satellites {
+        &self.inner.satellites
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// Whether the store answers.
+    pub fn store_healthy(&self) -> bool {
+        self.inner
+            .store
+            .lock()
+            .map(|s| s.revision() > 0)
+            .unwrap_or(false)
+    }
+
+    /// Plans a change, commits it, applies it, pushes it to the satellites concerned and waits
+    /// for them (up to the apply timeout). The answer carries the plan's replies plus a warning
+    /// for every satellite that did not confirm and every volume that failed.
+    pub async fn mutate(
+        &self,
+        plan: impl FnOnce(&Cluster, &Runtime) -> Result<Plan, Failure>,
+    ) -> Result<Vec<ApiCallRc>, Failure> {
+        let guard = self.inner.mutations.lock().await;
+        let plan = self.read_with_runtime(plan)?;
+        if plan.ops.is_empty() {
+            return Ok(plan.replies);
+        }
+        let Plan {
+            ops,
+            mut replies,
+            wait_online,
+        } = plan;
+
+        let mut touched: BTreeSet<(NodeName, Option<ResourceName>)> = BTreeSet::new();
+        let (nodes_before, addresses_before) = self.read(|cluster| {
+            for op in &ops {
+                op.touches(cluster, &mut touched);
+            }
+            let nodes: BTreeSet<NodeName> = cluster.nodes.keys().cloned().collect();
+            let addresses: Vec<(NodeName, Option<std::net::SocketAddr>)> = cluster
+                .nodes
+                .values()
+                .map(|n| (n.name.clone(), n.satellite_address()))
+                .collect();
+            (nodes, addresses)
+        });
+
+        let changes: Vec<_> = ops.iter().map(Op::to_change).collect();
+        let store = self.inner.clone();
+        let committed = tokio::task::spawn_blocking(move || {
+            store.store.lock().expect("store lock").commit(&changes)
+        })
+        .await;
+        let revision = match committed {
+            Ok(Ok(revision)) => revision,
+            Ok(Err(e)) => {
+                return Err(self
+                    .internal_error("store", "The change could not be saved.", e.to_string())
+                    .await);
+            }
+            Err(e) => {
+                return Err(self
+                    .internal_error("store", "The change could not be saved.", e.to_string())
+                    .await);
+            }
+        };
+        self.inner.metrics.record_commit();
+
+        // Apply and enqueue the deltas under the write lock, so deltas reach every link in
+        // revision order.
+        let mut waits: Vec<NodeName> = Vec::new();
+        {
+            let mut cluster = self.inner.cluster.write().expect("cluster lock");
+            for op in ops {
+                op.apply(&mut cluster);
+            }
+            cluster.revision = revision;
+            let satellites = &self.inner.satellites;
+            for node in cluster.nodes.keys().filter(|n| !nodes_before.contains(*n)) {
+                if cluster
+                    .node(node)
+                    .is_some_and(|n| n.node_type.has_satellite())
+                {
+                    satellites.start(node);
+                }
+            }
+            for gone in nodes_before
+                .iter()
+                .filter(|n| !cluster.nodes.contains_key(*n))
+            {
+                satellites.stop(gone);
+            }
+            for (node, before) in &addresses_before {
+                if let Some(now) = cluster.node(node)
+                    && now.satellite_address() != *before
+                {
+                    satellites.reconnect(node);
+                }
+            }
+            let mut by_node: std::collections::BTreeMap<&NodeName, Vec<&ResourceName>> =
+                Default::default();
+            for (node, resource) in &touched {
+                if cluster.nodes.contains_key(node) {
+                    let entry = by_node.entry(node).or_default();
+                    if let Some(resource) = resource {
+                        entry.push(resource);
+                    }
+                }
+            }
+            for (node, resources) in by_node {
+                if cluster
+                    .node(node)
+                    .is_some_and(|n| n.node_type.has_satellite())
+                {
+                    satellites.push(
+                        node,
+                        desired::delta_state(&cluster, node, resources.iter().copied()),
+                    );
+                    waits.push(node.clone());
+                }
+            }
+        }
+        drop(guard);
+
+        let waits: Vec<NodeName> = waits
+            .into_iter()
+            .filter(|n| !wait_online.contains(n))
+            .collect();
+        replies.extend(self.wait_for_nodes(&waits, &wait_online, revision).await);
+        replies.extend(self.volume_problems(&touched));
+        Ok(replies)
+    }
+
+    async fn wait_for_nodes(
+        &self,
+        nodes: &[NodeName],
+        new_nodes: &[NodeName],
+        revision: u64,
+    ) -> Vec<ApiCallRc> {
+        let mut tasks = JoinSet::new();
+        for node in nodes {
+            let satellites = self.inner.satellites.clone();
+            let node = node.clone();
+            tasks.spawn(async move {
+                let result = satellites.wait_applied(&node, revision).await;
+                (node, result.err())
+            });
+        }
+        for node in new_nodes {
+            let satellites = self.inner.satellites.clone();
+            let node = node.clone();
+            tasks.spawn(async move {
+                let result = satellites.wait_online(&node, NODE_ONLINE_WAIT).await;
+                (
+                    node.clone(),
+                    result.err().map(|reason| NotApplied::Offline {
+                        node: node.to_string(),
+                        reason,
+                    }),
+                )
+            });
+        }
+        let mut warnings = Vec::new();
+        let mut outcomes = Vec::new();
+        while let Some(joined) = tasks.join_next().await {
+            if let Ok(outcome) = joined {
+                outcomes.push(outcome);
+            }
+        }
+        outcomes.sort_by(|a, b| a.0.cmp(&b.0));
+        for (node, problem) in outcomes {
+            let Some(problem) = problem else { continue };
+            let (code_value, message, correction) = match &problem {
+                NotApplied::Offline { .. } if new_nodes.contains(&node) => (
+                    code::WARN_NOT_CONNECTED,
+                    format!("Node '{node}' is registered, but its satellite is not reachable yet."),
+                    format!(
+                        "Check that ferrite-satellite runs on '{node}' and listens on the address given; the controller keeps trying to connect."
+                    ),
+                ),
+                NotApplied::Offline { .. } => (
+                    code::WARN_NOT_CONNECTED,
+                    format!(
+                        "No active connection to satellite '{node}'; the change is recorded and will be applied when it reconnects."
+                    ),
+                    format!(
+                        "Check that ferrite-satellite runs on '{node}' ('ferrite node list' shows why it is offline)."
+                    ),
+                ),
+                NotApplied::Timeout { .. } => (
+                    code::WARN_STLT_NOT_UPDATED,
+                    format!(
+                        "Satellite '{node}' has not confirmed the change yet; it is recorded and will be applied."
+                    ),
+                    "Watch 'ferrite resource list' for the result.".to_string(),
+                ),
+            };
+            warnings.push(
+                ApiCallRc::new(RetCode::warn(code_value), message)
+                    .cause(problem.to_string())
+                    .correction(correction)
+                    .obj_ref("Node", node.as_str()),
+            );
+        }
+        warnings
+    }
+
+    /// Warnings for volumes of the touched resources that satellites reported as failed.
+    fn volume_problems(
+        &self,
+        touched: &BTreeSet<(NodeName, Option<ResourceName>)>,
+    ) -> Vec<ApiCallRc> {
+        self.inner.satellites.with_runtime(|runtime| {
+            let mut warnings = Vec::new();
+            for (node, resource) in touched {
+                let (Some(resource), Some(report)) = (resource, runtime.get(node)) else { continue };
+                let mut volumes: Vec<_> = report
+                    .volumes
+                    .iter()
+                    .filter(|((rsc, _), v)| rsc == resource.key() && v.error.is_some())
+                    .collect();
+                volumes.sort_by_key(|((_, number), _)| *number);
+                for ((_, number), volume) in volumes {
+                    warnings.push(
+                        ApiCallRc::new(
+                            RetCode::warn(code::WARN_STORAGE_ERROR),
+                            format!("Volume {number} of resource '{resource}' failed on node '{node}'."),
+                        )
+                        .cause(volume.error.clone().unwrap_or_default())
+                        .correction("Fix the cause on the node; the satellite retries on its own. Or delete the resource.")
+                        .obj_ref("RscDfn", resource.as_str())
+                        .obj_ref("Node", node.as_str()),
+                    );
+                }
+            }
+            warnings
+        })
+    }
+
+    /// Records an unexpected failure as an error report and returns the entry that refers to it.
+    pub async fn internal_error(&self, module: &str, message: &str, cause: String) -> Failure {
+        let sequence = self.inner.error_reports.fetch_add(1, Ordering::Relaxed) + 1;
+        let id = format!("{}-00000-{sequence:06}", self.inner.instance);
+        error!(report = %id, %module, %cause, "{message}");
+        let report = StoredErrorReport {
+            id: id.clone(),
+            time: model::now_millis(),
+            module: module.to_string(),
+            message: message.to_string(),
+            text: format!(
+                "{message}\nCause: {cause}\nController version: {}\n",
+                crate::VERSION
+            ),
+        };
+        // Best effort: the store may be what failed, so the report is kept in memory regardless.
+        let store = self.inner.clone();
+        let op = Op::PutErrorReport(report.clone());
+        let change = op.to_change();
+        let _ = tokio::task::spawn_blocking(move || {
+            if let Ok(mut store) = store.store.lock() {
+                let _ = store.commit(&[change]);
+            }
+        })
+        .await;
+        op.apply(&mut self.inner.cluster.write().expect("cluster lock"));
+        Failure::from(
+            ApiCallRc::new(RetCode::error(code::FAIL_UNKNOWN_ERROR), message)
+                .cause(cause)
+                .correction(format!("See 'ferrite error-reports show {id}'."))
+                .error_report(id),
+        )
+    }
+}

@@ -1,0 +1,252 @@
+//! Controller-wide endpoints: version, properties, error reports, health, metrics.
+
+use std::fmt::Write;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use ferrite_types::api_call_rc::code;
+use ferrite_types::rest;
+use ferrite_types::{ApiCallRc, ConnectionStatus};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::response::{ApiPath as Path, ApiResponse, JsonBody};
+use crate::app::{self, Context, Object, Operation, controller_props, error_reports};
+use crate::core::Controller;
+
+pub fn routes() -> OpenApiRouter<Controller> {
+    OpenApiRouter::new()
+        .routes(routes!(version))
+        .routes(routes!(list_properties, set_properties))
+        .routes(routes!(list_error_reports))
+        .routes(routes!(get_error_report, delete_error_report))
+        .routes(routes!(health))
+        .routes(routes!(metrics))
+        // Property keys contain '/', so the key is a wildcard segment.
+        .route(
+            "/v1/controller/properties/{*key}",
+            axum::routing::delete(delete_property),
+        )
+}
+
+/// The controller's version and the REST API version clients gate features on.
+#[utoipa::path(get, path = "/v1/controller/version", tag = "controller",
+    responses((status = 200, body = rest::ControllerVersion)))]
+async fn version() -> ApiResponse {
+    ApiResponse::json(&rest::ControllerVersion {
+        version: crate::VERSION.to_string(),
+        git_hash: Some(
+            option_env!("FERRITE_GIT_HASH")
+                .unwrap_or("unknown")
+                .to_string(),
+        ),
+        build_time: option_env!("FERRITE_BUILD_TIME")
+            .unwrap_or("unknown")
+            .to_string(),
+        rest_api_version: ferrite_types::REST_API_VERSION.to_string(),
+    })
+}
+
+/// Controller-wide properties.
+#[utoipa::path(get, path = "/v1/controller/properties", tag = "controller",
+    responses((status = 200, body = std::collections::BTreeMap<String, String>)))]
+async fn list_properties(State(ctl): State<Controller>) -> ApiResponse {
+    ApiResponse::json(&ctl.read(|c| c.props.clone()))
+}
+
+/// Sets or deletes controller properties.
+#[utoipa::path(post, path = "/v1/controller/properties", tag = "controller", request_body = rest::PropsModify,
+    responses((status = 200, body = Vec<ApiCallRc>), (status = 400, body = Vec<ApiCallRc>)))]
+async fn set_properties(
+    State(ctl): State<Controller>,
+    JsonBody(body): JsonBody<rest::PropsModify>,
+) -> ApiResponse {
+    ApiResponse::entries(
+        StatusCode::OK,
+        ctl.mutate(|c, _| controller_props::modify(c, &body)).await,
+    )
+}
+
+async fn delete_property(State(ctl): State<Controller>, Path(key): Path<String>) -> ApiResponse {
+    ApiResponse::entries(
+        StatusCode::OK,
+        ctl.mutate(|c, _| controller_props::delete(c, &key)).await,
+    )
+}
+
+/// Lists error reports (without their text).
+#[utoipa::path(get, path = "/v1/error-reports", tag = "error-reports",
+    responses((status = 200, body = Vec<rest::ErrorReport>)))]
+async fn list_error_reports(State(ctl): State<Controller>) -> ApiResponse {
+    ApiResponse::json(&ctl.read(|c| {
+        c.error_reports
+            .values()
+            .map(|r| error_reports::view(r, false))
+            .collect::<Vec<_>>()
+    }))
+}
+
+/// Shows one error report with its text.
+#[utoipa::path(get, path = "/v1/error-reports/{reportid}", tag = "error-reports",
+    responses((status = 200, body = Vec<rest::ErrorReport>), (status = 404, body = Vec<ApiCallRc>)))]
+async fn get_error_report(State(ctl): State<Controller>, Path(id): Path<String>) -> ApiResponse {
+    ApiResponse::read(ctl.read(|c| {
+        c.error_reports
+            .get(&id)
+            .map(|r| vec![error_reports::view(r, true)])
+            .ok_or_else(|| report_not_found(&id))
+    }))
+}
+
+/// Deletes an error report.
+#[utoipa::path(delete, path = "/v1/error-reports/{reportid}", tag = "error-reports",
+    responses((status = 200, body = Vec<ApiCallRc>), (status = 404, body = Vec<ApiCallRc>)))]
+async fn delete_error_report(State(ctl): State<Controller>, Path(id): Path<String>) -> ApiResponse {
+    let result = ctl
+        .mutate(|c, _| {
+            if !c.error_reports.contains_key(&id) {
+                return Err(report_not_found(&id));
+            }
+            let mut plan = app::Plan::new();
+            plan.op(crate::model::Op::DeleteErrorReport(id.clone()))
+                .reply(
+                    Context::new(Operation::Delete, Object::Controller)
+                        .deleted(format!("Error report '{id}' deleted.")),
+                );
+            Ok(plan)
+        })
+        .await;
+    ApiResponse::entries(StatusCode::OK, result)
+}
+
+fn report_not_found(id: &str) -> app::Failure {
+    app::not_found(
+        &Context::new(Operation::Delete, Object::Controller),
+        code::FAIL_NOT_FOUND_ERROR_REPORT,
+        "Error report",
+        id,
+        "List them with 'ferrite error-reports list'.",
+    )
+}
+
+/// 200 when the controller and its store work.
+#[utoipa::path(get, path = "/health", tag = "controller",
+    responses((status = 200, description = "healthy"), (status = 503, description = "the store does not answer")))]
+async fn health(State(ctl): State<Controller>) -> Response {
+    if ctl.store_healthy() {
+        (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            "{\"status\":\"ok\"}",
+        )
+            .into_response()
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CONTENT_TYPE, "application/json")],
+            "{\"status\":\"store unavailable\"}",
+        )
+            .into_response()
+    }
+}
+
+/// Prometheus metrics.
+#[utoipa::path(get, path = "/metrics", tag = "controller",
+    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+async fn metrics(State(ctl): State<Controller>) -> Response {
+    let mut out = String::new();
+    let _ = writeln!(out, "# HELP ferrite_controller_info Controller version.");
+    let _ = writeln!(out, "# TYPE ferrite_controller_info gauge");
+    let _ = writeln!(
+        out,
+        "ferrite_controller_info{{version=\"{}\",rest_api_version=\"{}\"}} 1",
+        crate::VERSION,
+        ferrite_types::REST_API_VERSION
+    );
+    ctl.read_with_runtime(|c, r| {
+        let _ = writeln!(
+            out,
+            "# HELP ferrite_store_revision Revision of the controller store."
+        );
+        let _ = writeln!(out, "# TYPE ferrite_store_revision gauge");
+        let _ = writeln!(out, "ferrite_store_revision {}", c.revision);
+        let resources: usize = c
+            .resource_definitions
+            .values()
+            .map(|rd| rd.resources.len())
+            .sum();
+        for (name, help, value) in [
+            ("ferrite_nodes", "Registered nodes.", c.nodes.len()),
+            (
+                "ferrite_resource_groups",
+                "Resource groups.",
+                c.resource_groups.len(),
+            ),
+            (
+                "ferrite_resource_definitions",
+                "Resource definitions.",
+                c.resource_definitions.len(),
+            ),
+            (
+                "ferrite_resources",
+                "Resources (placements of a definition on a node).",
+                resources,
+            ),
+        ] {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP ferrite_node_online Whether the node's satellite is online."
+        );
+        let _ = writeln!(out, "# TYPE ferrite_node_online gauge");
+        for node in c.nodes.values() {
+            let online = r
+                .get(&node.name)
+                .is_some_and(|n| n.status == ConnectionStatus::Online);
+            let _ = writeln!(
+                out,
+                "ferrite_node_online{{node=\"{}\"}} {}",
+                node.name,
+                u8::from(online)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP ferrite_storage_pool_free_kib Free capacity reported by the satellite."
+        );
+        let _ = writeln!(out, "# TYPE ferrite_storage_pool_free_kib gauge");
+        let mut totals = String::new();
+        for node in c.nodes.values() {
+            for pool in node.storage_pools.values().filter(|p| !p.is_diskless()) {
+                if let Some(report) = r.get(&node.name).and_then(|n| n.pools.get(pool.name.key())) {
+                    let labels = format!("node=\"{}\",storage_pool=\"{}\"", node.name, pool.name);
+                    if let Some(free) = report.free_capacity_kib {
+                        let _ = writeln!(out, "ferrite_storage_pool_free_kib{{{labels}}} {free}");
+                    }
+                    if let Some(total) = report.total_capacity_kib {
+                        let _ =
+                            writeln!(totals, "ferrite_storage_pool_total_kib{{{labels}}} {total}");
+                    }
+                }
+            }
+        }
+        let _ = writeln!(
+            out,
+            "# HELP ferrite_storage_pool_total_kib Total capacity reported by the satellite."
+        );
+        let _ = writeln!(out, "# TYPE ferrite_storage_pool_total_kib gauge");
+        out.push_str(&totals);
+    });
+    ctl.metrics().render(&mut out);
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        out,
+    )
+        .into_response()
+}

@@ -1,0 +1,139 @@
+//! The REST API: LINSTOR's v1 paths and JSON, served with axum, documented with utoipa.
+//!
+//! Every documented route is registered through `utoipa_axum`, so the OpenAPI document the
+//! controller serves (`GET /openapi.json`) is generated from the same code that routes requests
+//! and cannot drift from it. The committed copy in `openapi/ferrite-controller.json` is checked
+//! against it by a test.
+
+mod controller;
+mod nodes;
+mod resource_definitions;
+mod resource_groups;
+mod resources;
+pub mod response;
+
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use ferrite_types::api_call_rc::code;
+use ferrite_types::{ApiCallRc, RetCode};
+use tracing::{Instrument, debug, info_span};
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+use self::response::ApiResponse;
+use crate::core::Controller;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Ferrite controller",
+        description = "LINSTOR-compatible REST API v1 of the Ferrite controller. Sizes are KiB. \
+                       Mutating calls answer with a list of ApiCallRc entries.",
+        license(name = "Apache-2.0")
+    ),
+    tags(
+        (name = "controller"), (name = "nodes"), (name = "storage-pools"), (name = "resource-groups"),
+        (name = "resource-definitions"), (name = "resources"), (name = "error-reports")
+    )
+)]
+struct ApiDoc;
+
+fn documented_routes() -> OpenApiRouter<Controller> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(controller::routes())
+        .merge(nodes::routes())
+        .merge(resource_groups::routes())
+        .merge(resource_definitions::routes())
+        .merge(resources::routes())
+}
+
+/// The OpenAPI document of the controller's REST API.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    let mut doc = documented_routes().into_openapi();
+    doc.info.version = ferrite_types::REST_API_VERSION.to_string();
+    doc
+}
+
+/// The OpenAPI document as committed: pretty JSON with a final newline.
+pub fn openapi_json() -> String {
+    let mut text = serde_json::to_string_pretty(&openapi()).expect("OpenAPI serializes");
+    text.push('\n');
+    text
+}
+
+/// The whole HTTP application.
+pub fn router(controller: Controller) -> Router {
+    let (router, _) = documented_routes().split_for_parts();
+    let spec = openapi_json();
+    router
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || async move {
+                (
+                    [(axum::http::header::CONTENT_TYPE, "application/json")],
+                    spec.clone(),
+                )
+            }),
+        )
+        .fallback(unknown_endpoint)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(middleware::from_fn_with_state(controller.clone(), observe))
+        .with_state(controller)
+}
+
+async fn unknown_endpoint(request: Request) -> ApiResponse {
+    ApiResponse::error(
+        StatusCode::NOT_FOUND,
+        ApiCallRc::new(
+            RetCode::error(code::UNKNOWN_API_CALL),
+            format!(
+                "There is no REST endpoint {} {}.",
+                request.method(),
+                request.uri().path()
+            ),
+        )
+        .correction("See GET /openapi.json for the endpoints this controller serves."),
+    )
+}
+
+async fn method_not_allowed(request: Request) -> ApiResponse {
+    ApiResponse::error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        ApiCallRc::new(
+            RetCode::error(code::UNKNOWN_API_CALL),
+            format!(
+                "{} is not allowed on {}.",
+                request.method(),
+                request.uri().path()
+            ),
+        )
+        .correction("See GET /openapi.json for the methods each endpoint takes."),
+    )
+}
+
+/// Logs and counts every request.
+async fn observe(State(controller): State<Controller>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let method = request.method().clone();
+    let path = request.uri().path().to_string();
+    let span = info_span!("rest", %method, %path);
+    let response = next.run(request).instrument(span.clone()).await;
+    let elapsed = started.elapsed();
+    let status = response.status();
+    span.in_scope(|| {
+        debug!(
+            status = status.as_u16(),
+            elapsed_ms = elapsed.as_secs_f64() * 1000.0,
+            "request"
+        )
+    });
+    controller
+        .metrics()
+        .record_request(method.as_str(), status.as_u16(), elapsed);
+    response.into_response()
+}

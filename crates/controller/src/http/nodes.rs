@@ -1,0 +1,337 @@
+//! `/v1/nodes`, their net interfaces and storage pools, and `/v1/view/storage-pools`.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use ferrite_types::ApiCallRc;
+use ferrite_types::api_call_rc::code;
+use ferrite_types::rest;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::response::{ApiPath as Path, ApiResponse, JsonBody, ListQuery};
+use crate::app::{self, Context, Failure, Object, Operation, storage_pools, views};
+use crate::core::Controller;
+
+pub fn routes() -> OpenApiRouter<Controller> {
+    OpenApiRouter::new()
+        .routes(routes!(list_nodes, create_node))
+        .routes(routes!(get_node, modify_node, delete_node))
+        .routes(routes!(lost_node))
+        .routes(routes!(reconnect_node))
+        .routes(routes!(list_net_interfaces, create_net_interface))
+        .routes(routes!(
+            get_net_interface,
+            modify_net_interface,
+            delete_net_interface
+        ))
+        .routes(routes!(list_node_storage_pools, create_storage_pool))
+        .routes(routes!(
+            get_storage_pool,
+            modify_storage_pool,
+            delete_storage_pool
+        ))
+        .routes(routes!(view_storage_pools))
+}
+
+/// Lists nodes.
+#[utoipa::path(get, path = "/v1/nodes", tag = "nodes",
+    params(("nodes" = Option<Vec<String>>, Query, description = "only these nodes"),
+           ("props" = Option<Vec<String>>, Query, description = "Key=Value property filter"),
+           ("offset" = Option<usize>, Query), ("limit" = Option<usize>, Query, description = "0 = no limit")),
+    responses((status = 200, body = Vec<rest::Node>)))]
+async fn list_nodes(State(ctl): State<Controller>, query: ListQuery) -> ApiResponse {
+    ApiResponse::json(&ctl.read_with_runtime(|c, r| views::nodes(c, r, &query.filter)))
+}
+
+/// Registers a node; the controller then connects to its satellite.
+#[utoipa::path(post, path = "/v1/nodes", tag = "nodes", request_body = rest::Node,
+    responses((status = 201, body = Vec<ApiCallRc>), (status = 400, body = Vec<ApiCallRc>), (status = 409, body = Vec<ApiCallRc>)))]
+async fn create_node(
+    State(ctl): State<Controller>,
+    JsonBody(body): JsonBody<rest::Node>,
+) -> ApiResponse {
+    ApiResponse::entries(
+        StatusCode::CREATED,
+        ctl.mutate(|c, _| app::nodes::create(c, &body)).await,
+    )
+}
+
+/// Shows one node.
+#[utoipa::path(get, path = "/v1/nodes/{node}", tag = "nodes",
+    responses((status = 200, body = rest::Node), (status = 404, body = Vec<ApiCallRc>)))]
+async fn get_node(State(ctl): State<Controller>, Path(node): Path<String>) -> ApiResponse {
+    ApiResponse::read(ctl.read_with_runtime(|c, r| {
+        let found = app::nodes::find(&Context::new(Operation::Modify, Object::Node), c, &node)?;
+        Ok(views::node(found, r.get(&found.name)))
+    }))
+}
+
+/// Modifies a node's type or properties.
+#[utoipa::path(put, path = "/v1/nodes/{node}", tag = "nodes", request_body = rest::NodeModify,
+    responses((status = 200, body = Vec<ApiCallRc>), (status = 404, body = Vec<ApiCallRc>)))]
+async fn modify_node(
+    State(ctl): State<Controller>,
+    Path(node): Path<String>,
+    JsonBody(body): JsonBody<rest::NodeModify>,
+) -> ApiResponse {
+    ApiResponse::entries(
+        StatusCode::OK,
+        ctl.mutate(|c, _| app::nodes::modify(c, &node, &body)).await,
+    )
+}
+
+/// Deletes a node without resources.
+#[utoipa::path(delete, path = "/v1/nodes/{node}", tag = "nodes",
+    responses((status = 200, body = Vec<ApiCallRc>), (status = 404, body = Vec<ApiCallRc>), (status = 409, body = Vec<ApiCallRc>)))]
+async fn delete_node(State(ctl): State<Controller>, Path(node): Path<String>) -> ApiResponse {
+    ApiResponse::entries(
+        StatusCode::OK,
+        ctl.mutate(|c, _| app::nodes::delete(c, &node)).await,
+    )
+}
+
+/// Forgets a node that is gone for good, with its resources, without contacting it.
+#[utoipa::path(delete, path = "/v1/nodes/{node}/lost", tag = "nodes",
+    responses((status = 200, body = Vec<ApiCallRc>), (status = 404, body = Vec<ApiCallRc>)))]
+async fn lost_node(State(ctl): State<Controller>, Path(node): Path<String>) -> ApiResponse {
+    ApiResponse::entries(
+        StatusCode::OK,
+        ctl.mutate(|c, _| app::nodes::lost(c, &node)).await,
+    )
+}
+
+/// Drops and re-establishes the connection to a node's satellite.
+#[utoipa::path(put, path = "/v1/nodes/{node}/reconnect", tag = "nodes",
+    responses((status = 200, body = Vec<ApiCallRc>), (status = 404, body = Vec<ApiCallRc>)))]
+async fn reconnect_node(State(ctl): State<Controller>, Path(node): Path<String>) -> ApiResponse {
+    let ctx = Context::new(Operation::Modify, Object::Node);
+    let found = ctl.read(|c| app::nodes::find(&ctx, c, &node).map(|n| n.name.clone()));
+    let result = match found {
+        Ok(name) => {
+            ctl.satellites().reconnect(&name);
+            Ok(vec![
+                ctx.modified(format!("Reconnecting to node '{name}'."))
+                    .obj_ref("Node", name.as_str()),
+            ])
+        }
+        Err(failure) => Err(failure),
+    };
+    ApiResponse::entries(StatusCode::OK, result)
+}
+
+/// Lists a node's network interfaces.
+#[utoipa::path(get, path = "/v1/nodes/{node}/net-interfaces", tag = "nodes",
+    responses((status = 200, body = Vec<rest::NetInterface>), (status = 404, body = Vec<ApiCallRc>)))]
+async fn list_net_interfaces(
+    State(ctl): State<Controller>,
+    Path(node): Path<String>,
+) -> ApiResponse {
+    ApiResponse::read(ctl.read_with_runtime(|c, r| {
+        let found = app::nodes::find(
+            &Context::new(Operation::Modify, Object::NetInterface),
+            c,
+            &node,
+        )?;
+        Ok(views::node(found, r.get(&found.name)).net_interfaces)
+    }))
+}
+
+/// Adds a network interface to a node.
+#[utoipa::path(post, path = "/v1/nodes/{node}/net-interfaces", tag = "nodes", request_body = rest::NetInterface,
+    responses((status = 201, body = Vec<ApiCallRc>), (status = 404, body = Vec<ApiCallRc>)))]
+async fn create_net_interface(
+    State(ctl): State<Controller>,
+    Path(node): Path<String>,
+    JsonBody(body): JsonBody<rest::NetInterface>,
+) -> ApiResponse {
+    ApiResponse::entries(
+        StatusCode::CREATED,
+        ctl.mutate(|c, _| app::nodes::create_net_interface(c, &node, &body))
+            .await,
+    )
+}
+
+/// Shows one network interface.
+#[utoipa::path(get, path = "/v1/nodes/{node}/net-interfaces/{netif}", tag = "nodes",
+    responses((status = 200, body = rest::NetInterface), (status = 404, body = Vec<ApiCallRc>)))]
+async fn get_net_interface(
+    State(ctl): State<Controller>,
+    Path((node, netif)): Path<(String, String)>,
+) -> ApiResponse {
+    ApiResponse::read(ctl.read_with_runtime(|c, r| {
+        let ctx = Context::new(Operation::Modify, Object::NetInterface);
+        let found = app::nodes::find(&ctx, c, &node)?;
+        views::node(found, r.get(&found.name))
+            .net_interfaces
+            .into_iter()
+            .find(|i| i.name.eq_ignore_ascii_case(&netif))
+            .ok_or_else(|| {
+                app::not_found(
+                    &ctx,
+                    code::FAIL_NOT_FOUND_NET_IF,
+                    "Network interface",
+                    &netif,
+                    "List them with 'ferrite node interface list'.",
+                )
+            })
+    }))
+}
+
+/// Modifies a network interface; changing the active one reconnects the satellite.
+#[utoipa::path(put, path = "/v1/nodes/{node}/net-interfaces/{netif}", tag = "nodes", request_body = rest::NetInterface,
+    responses((status = 200, body = Vec<ApiCallRc>), (status = 404, body = Vec<ApiCallRc>)))]
+async fn modify_net_interface(
+    State(ctl): State<Controller>,
+    Path((node, netif)): Path<(String, String)>,
+    JsonBody(body): JsonBody<rest::NetInterface>,
+) -> ApiResponse {
+    ApiResponse::entries(
+        StatusCode::OK,
+        ctl.mutate(|c, _| app::nodes::modify_net_interface(c, &node, &netif, &body))
+            .await,
+    )
+}
+
+/// Deletes a network interface that is not the active one.
+#[utoipa::path(delete, path = "/v1/nodes/{node}/net-interfaces/{netif}", tag = "nodes",
+    responses((status = 200, body = Vec<ApiCallRc>), (status = 404, body = Vec<ApiCallRc>)))]
+async fn delete_net_interface(
+    State(ctl): State<Controller>,
+    Path((node, netif)): Path<(String, String)>,
+) -> ApiResponse {
+    ApiResponse::entries(
+        StatusCode::OK,
+        ctl.mutate(|c, _| app::nodes::delete_net_interface(c, &node, &netif))
+            .await,
+    )
+}
+
+/// Lists a node's storage pools.
+#[utoipa::path(get, path = "/v1/nodes/{node}/storage-pools", tag = "storage-pools",
+    responses((status = 200, body = Vec<rest::StoragePool>), (status = 404, body = Vec<ApiCallRc>)))]
+async fn list_node_storage_pools(
+    State(ctl): State<Controller>,
+    Path(node): Path<String>,
+    query: ListQuery,
+) -> ApiResponse {
+    ApiResponse::read(ctl.read_with_runtime(|c, r| {
+        let found = app::nodes::find(
+            &Context::new(Operation::Create, Object::StoragePool),
+            c,
+            &node,
+        )?;
+        let mut filter = query.filter.clone();
+        filter.nodes = vec![found.name.to_string()];
+        Ok(views::storage_pools(c, r, &filter))
+    }))
+}
+
+/// Creates a storage pool on a node, after its satellite confirmed the backing pool is usable.
+#[utoipa::path(post, path = "/v1/nodes/{node}/storage-pools", tag = "storage-pools", request_body = rest::StoragePool,
+    responses((status = 201, body = Vec<ApiCallRc>), (status = 400, body = Vec<ApiCallRc>), (status = 404, body = Vec<ApiCallRc>), (status = 409, body = Vec<ApiCallRc>)))]
+async fn create_storage_pool(
+    State(ctl): State<Controller>,
+    Path(node): Path<String>,
+    JsonBody(body): JsonBody<rest::StoragePool>,
+) -> ApiResponse {
+    ApiResponse::entries(
+        StatusCode::CREATED,
+        create_storage_pool_checked(&ctl, &node, &body).await,
+    )
+}
+
+async fn create_storage_pool_checked(
+    ctl: &Controller,
+    node: &str,
+    body: &rest::StoragePool,
+) -> Result<Vec<ApiCallRc>, Failure> {
+    let ctx = Context::new(Operation::Create, Object::StoragePool);
+    let checked = ctl.read_with_runtime(|c, r| {
+        let capabilities = app::nodes::find(&ctx, c, node)
+            .ok()
+            .and_then(|n| r.get(&n.name))
+            .and_then(|n| n.capabilities.as_ref());
+        storage_pools::check_create(c, node, body, capabilities)
+    })?;
+    let mut warnings = Vec::new();
+    match ctl.satellites().check_pool(&checked.node, checked.spec()).await {
+        Ok(report) if report.errors.is_empty() => {}
+        Ok(report) => {
+            return Err(ctx
+                .error(
+                    code::FAIL_STOR_POOL_CONFIGURATION_ERROR,
+                    format!("Storage pool '{}' cannot be used on node '{}'.", checked.pool.name, checked.node),
+                )
+                .cause(report.errors.join("; "))
+                .correction(format!(
+                    "Create the backing pool '{}' on '{}' first, or name an existing one.",
+                    checked.pool.backing_pool_name(),
+                    checked.node
+                ))
+                .into());
+        }
+        Err(reason) => warnings.push(
+            ctx.warn(
+                code::WARN_NOT_CONNECTED,
+                format!("Storage pool '{}' on '{}' could not be checked: {reason}.", checked.pool.name, checked.node),
+            )
+            .correction("The satellite checks the pool when it connects; watch 'ferrite storage-pool list' for errors.")
+            .obj_ref("Node", checked.node.as_str()),
+        ),
+    }
+    ctl.mutate(move |c, _| storage_pools::create(c, checked, warnings))
+        .await
+}
+
+/// Shows one storage pool.
+#[utoipa::path(get, path = "/v1/nodes/{node}/storage-pools/{storagepool}", tag = "storage-pools",
+    responses((status = 200, body = rest::StoragePool), (status = 404, body = Vec<ApiCallRc>)))]
+async fn get_storage_pool(
+    State(ctl): State<Controller>,
+    Path((node, pool)): Path<(String, String)>,
+) -> ApiResponse {
+    ApiResponse::read(ctl.read_with_runtime(|c, r| {
+        let ctx = Context::new(Operation::Modify, Object::StoragePool);
+        let found = app::nodes::find(&ctx, c, &node)?;
+        let found_pool = storage_pools::find(&ctx, found, &pool)?;
+        Ok(views::storage_pool(found, found_pool, r.get(&found.name)))
+    }))
+}
+
+/// Modifies a storage pool's properties.
+#[utoipa::path(put, path = "/v1/nodes/{node}/storage-pools/{storagepool}", tag = "storage-pools", request_body = rest::PropsModify,
+    responses((status = 200, body = Vec<ApiCallRc>), (status = 404, body = Vec<ApiCallRc>)))]
+async fn modify_storage_pool(
+    State(ctl): State<Controller>,
+    Path((node, pool)): Path<(String, String)>,
+    JsonBody(body): JsonBody<rest::PropsModify>,
+) -> ApiResponse {
+    ApiResponse::entries(
+        StatusCode::OK,
+        ctl.mutate(|c, _| storage_pools::modify(c, &node, &pool, &body))
+            .await,
+    )
+}
+
+/// Deletes an unused storage pool.
+#[utoipa::path(delete, path = "/v1/nodes/{node}/storage-pools/{storagepool}", tag = "storage-pools",
+    responses((status = 200, body = Vec<ApiCallRc>), (status = 404, body = Vec<ApiCallRc>), (status = 409, body = Vec<ApiCallRc>)))]
+async fn delete_storage_pool(
+    State(ctl): State<Controller>,
+    Path((node, pool)): Path<(String, String)>,
+) -> ApiResponse {
+    ApiResponse::entries(
+        StatusCode::OK,
+        ctl.mutate(|c, _| storage_pools::delete(c, &node, &pool))
+            .await,
+    )
+}
+
+/// Lists the storage pools of every node, with capacities.
+#[utoipa::path(get, path = "/v1/view/storage-pools", tag = "storage-pools",
+    params(("nodes" = Option<Vec<String>>, Query), ("storage_pools" = Option<Vec<String>>, Query),
+           ("props" = Option<Vec<String>>, Query), ("offset" = Option<usize>, Query), ("limit" = Option<usize>, Query)),
+    responses((status = 200, body = Vec<rest::StoragePool>)))]
+async fn view_storage_pools(State(ctl): State<Controller>, query: ListQuery) -> ApiResponse {
+    ApiResponse::json(&ctl.read_with_runtime(|c, r| views::storage_pools(c, r, &query.filter)))
+}

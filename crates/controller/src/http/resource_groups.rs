@@ -1,0 +1,204 @@
+//! `/v1/resource-groups`, their volume groups, and spawn.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use ferrite_types::ApiCallRc;
+use ferrite_types::VolumeNumber;
+use ferrite_types::api_call_rc::code;
+use ferrite_types::rest;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::response::{ApiPath as Path, ApiResponse, JsonBody, ListQuery};
+use crate::app::{self, Context, Object, Operation, resource_groups, views};
+use crate::core::Controller;
+
+pub fn routes() -> OpenApiRouter<Controller> {
+    OpenApiRouter::new()
+        .routes(routes!(list_resource_groups, create_resource_group))
+        .routes(routes!(
+            get_resource_group,
+            modify_resource_group,
+            delete_resource_group
+        ))
+        .routes(routes!(spawn))
+        .routes(routes!(list_volume_groups, create_volume_group))
+        .routes(routes!(
+            get_volume_group,
+            modify_volume_group,
+            delete_volume_group
+        ))
+}
+
+/// Lists resource groups.
+#[utoipa::path(get, path = "/v1/resource-groups", tag = "resource-groups",
+    params(("resource_groups" = Option<Vec<String>>, Query), ("props" = Option<Vec<String>>, Query),
+           ("offset" = Option<usize>, Query), ("limit" = Option<usize>, Query)),
+    responses((status = 200, body = Vec<rest::ResourceGroup>)))]
+async fn list_resource_groups(State(ctl): State<Controller>, query: ListQuery) -> ApiResponse {
+    ApiResponse::json(&ctl.read(|c| views::resource_groups(c, &query.filter)))
+}
+
+/// Creates a resource group.
+#[utoipa::path(post, path = "/v1/resource-groups", tag = "resource-groups", request_body = rest::ResourceGroup,
+    responses((status = 201, body = Vec<ApiCallRc>), (status = 400, body = Vec<ApiCallRc>), (status = 409, body = Vec<ApiCallRc>)))]
+async fn create_resource_group(
+    State(ctl): State<Controller>,
+    JsonBody(body): JsonBody<rest::ResourceGroup>,
+) -> ApiResponse {
+    ApiResponse::entries(
+        StatusCode::CREATED,
+        ctl.mutate(|c, _| resource_groups::create(c, &body)).await,
+    )
+}
+
+/// Shows one resource group.
+#[utoipa::path(get, path = "/v1/resource-groups/{resource_group}", tag = "resource-groups",
+    responses((status = 200, body = rest::ResourceGroup), (status = 404, body = Vec<ApiCallRc>)))]
+async fn get_resource_group(
+    State(ctl): State<Controller>,
+    Path(group): Path<String>,
+) -> ApiResponse {
+    ApiResponse::read(ctl.read(|c| {
+        resource_groups::find(
+            &Context::new(Operation::Modify, Object::ResourceGroup),
+            c,
+            &group,
+        )
+        .map(views::resource_group)
+    }))
+}
+
+/// Modifies a resource group.
+#[utoipa::path(put, path = "/v1/resource-groups/{resource_group}", tag = "resource-groups", request_body = rest::ResourceGroupModify,
+    responses((status = 200, body = Vec<ApiCallRc>), (status = 404, body = Vec<ApiCallRc>)))]
+async fn modify_resource_group(
+    State(ctl): State<Controller>,
+    Path(group): Path<String>,
+    JsonBody(body): JsonBody<rest::ResourceGroupModify>,
+) -> ApiResponse {
+    ApiResponse::entries(
+        StatusCode::OK,
+        ctl.mutate(|c, _| resource_groups::modify(c, &group, &body))
+            .await,
+    )
+}
+
+/// Deletes a resource group no definition uses.
+#[utoipa::path(delete, path = "/v1/resource-groups/{resource_group}", tag = "resource-groups",
+    responses((status = 200, body = Vec<ApiCallRc>), (status = 404, body = Vec<ApiCallRc>), (status = 409, body = Vec<ApiCallRc>)))]
+async fn delete_resource_group(
+    State(ctl): State<Controller>,
+    Path(group): Path<String>,
+) -> ApiResponse {
+    ApiResponse::entries(
+        StatusCode::OK,
+        ctl.mutate(|c, _| resource_groups::delete(c, &group)).await,
+    )
+}
+
+/// Creates a resource definition from the group's template and places it.
+#[utoipa::path(post, path = "/v1/resource-groups/{resource_group}/spawn", tag = "resource-groups", request_body = rest::ResourceGroupSpawn,
+    responses((status = 201, body = Vec<ApiCallRc>), (status = 400, body = Vec<ApiCallRc>), (status = 404, body = Vec<ApiCallRc>), (status = 409, body = Vec<ApiCallRc>)))]
+async fn spawn(
+    State(ctl): State<Controller>,
+    Path(group): Path<String>,
+    JsonBody(body): JsonBody<rest::ResourceGroupSpawn>,
+) -> ApiResponse {
+    ApiResponse::entries(
+        StatusCode::CREATED,
+        ctl.mutate(|c, r| resource_groups::spawn(c, r, &group, &body))
+            .await,
+    )
+}
+
+/// Lists a resource group's volume groups.
+#[utoipa::path(get, path = "/v1/resource-groups/{resource_group}/volume-groups", tag = "resource-groups",
+    responses((status = 200, body = Vec<rest::VolumeGroup>), (status = 404, body = Vec<ApiCallRc>)))]
+async fn list_volume_groups(
+    State(ctl): State<Controller>,
+    Path(group): Path<String>,
+) -> ApiResponse {
+    ApiResponse::read(ctl.read(|c| {
+        let found = resource_groups::find(
+            &Context::new(Operation::Modify, Object::VolumeGroup),
+            c,
+            &group,
+        )?;
+        Ok(found
+            .volume_groups
+            .values()
+            .map(views::volume_group)
+            .collect::<Vec<_>>())
+    }))
+}
+
+/// Adds a volume group.
+#[utoipa::path(post, path = "/v1/resource-groups/{resource_group}/volume-groups", tag = "resource-groups", request_body = rest::VolumeGroup,
+    responses((status = 201, body = Vec<ApiCallRc>), (status = 404, body = Vec<ApiCallRc>), (status = 409, body = Vec<ApiCallRc>)))]
+async fn create_volume_group(
+    State(ctl): State<Controller>,
+    Path(group): Path<String>,
+    JsonBody(body): JsonBody<rest::VolumeGroup>,
+) -> ApiResponse {
+    ApiResponse::entries(
+        StatusCode::CREATED,
+        ctl.mutate(|c, _| resource_groups::create_volume_group(c, &group, &body))
+            .await,
+    )
+}
+
+/// Shows one volume group.
+#[utoipa::path(get, path = "/v1/resource-groups/{resource_group}/volume-groups/{volume_number}", tag = "resource-groups",
+    responses((status = 200, body = rest::VolumeGroup), (status = 404, body = Vec<ApiCallRc>)))]
+async fn get_volume_group(
+    State(ctl): State<Controller>,
+    Path((group, number)): Path<(String, i64)>,
+) -> ApiResponse {
+    ApiResponse::read(ctl.read(|c| {
+        let ctx = Context::new(Operation::Modify, Object::VolumeGroup);
+        let found = resource_groups::find(&ctx, c, &group)?;
+        VolumeNumber::new(number)
+            .ok()
+            .and_then(|n| found.volume_groups.get(&n))
+            .map(views::volume_group)
+            .ok_or_else(|| {
+                app::not_found(
+                    &ctx,
+                    code::FAIL_NOT_FOUND_VLM_GRP,
+                    "Volume group",
+                    number,
+                    "List them with 'ferrite volume-group list'.",
+                )
+            })
+    }))
+}
+
+/// Modifies a volume group.
+#[utoipa::path(put, path = "/v1/resource-groups/{resource_group}/volume-groups/{volume_number}", tag = "resource-groups", request_body = rest::VolumeGroupModify,
+    responses((status = 200, body = Vec<ApiCallRc>), (status = 404, body = Vec<ApiCallRc>)))]
+async fn modify_volume_group(
+    State(ctl): State<Controller>,
+    Path((group, number)): Path<(String, i64)>,
+    JsonBody(body): JsonBody<rest::VolumeGroupModify>,
+) -> ApiResponse {
+    ApiResponse::entries(
+        StatusCode::OK,
+        ctl.mutate(|c, _| resource_groups::modify_volume_group(c, &group, number, &body))
+            .await,
+    )
+}
+
+/// Deletes a volume group.
+#[utoipa::path(delete, path = "/v1/resource-groups/{resource_group}/volume-groups/{volume_number}", tag = "resource-groups",
+    responses((status = 200, body = Vec<ApiCallRc>), (status = 404, body = Vec<ApiCallRc>)))]
+async fn delete_volume_group(
+    State(ctl): State<Controller>,
+    Path((group, number)): Path<(String, i64)>,
+) -> ApiResponse {
+    ApiResponse::entries(
+        StatusCode::OK,
+        ctl.mutate(|c, _| resource_groups::delete_volume_group(c, &group, number))
+            .await,
+    )
+}

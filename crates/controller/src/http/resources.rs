@@ -1,0 +1,332 @@
+//! Resources of a definition: create, delete, toggle-disk (both forms), make-available, and
+//! `/v1/view/resources`.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use ferrite_types::ApiCallRc;
+use ferrite_types::rest::{self, ToggleDiskOperation};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::response::{ApiPath as Path, ApiResponse, JsonBody, ListQuery};
+use crate::app::resources::{self, Toggle};
+use crate::app::{Context, Object, Operation, resource_definitions, views};
+use crate::core::Controller;
+
+pub fn routes() -> OpenApiRouter<Controller> {
+    OpenApiRouter::new()
+        .routes(routes!(list_resources, create_resources))
+        .routes(routes!(
+            get_resource,
+            create_resource_on_node,
+            modify_resource,
+            delete_resource
+        ))
+        .routes(routes!(list_volumes))
+        .routes(routes!(get_volume))
+        .routes(routes!(make_available))
+        .routes(routes!(toggle_disk))
+        .routes(routes!(toggle_diskful))
+        .routes(routes!(toggle_diskful_pool))
+        .routes(routes!(toggle_diskless))
+        .routes(routes!(toggle_diskless_pool))
+        .routes(routes!(migrate_disk))
+        .routes(routes!(migrate_disk_pool))
+        .routes(routes!(view_resources))
+}
+
+/// Lists the resources of a definition.
+#[utoipa::path(get, path = "/v1/resource-definitions/{resource}/resources", tag = "resources",
+    responses((status = 200, body = Vec<rest::ResourceWithVolumes>), (status = 404, body = Vec<ApiCallRc>)))]
+async fn list_resources(State(ctl): State<Controller>, Path(name): Path<String>) -> ApiResponse {
+    ApiResponse::read(ctl.read_with_runtime(|c, r| {
+        let rd = resource_definitions::find(
+            &Context::new(Operation::Modify, Object::Resource),
+            c,
+            &name,
+        )?;
+        Ok(views::resources_of(c, r, rd, None))
+    }))
+}
+
+/// Places a resource definition on the named nodes (an array; all or nothing).
+#[utoipa::path(post, path = "/v1/resource-definitions/{resource}/resources", tag = "resources", request_body = Vec<rest::ResourceCreate>,
+    responses((status = 201, body = Vec<ApiCallRc>), (status = 400, body = Vec<ApiCallRc>), (status = 404, body = Vec<ApiCallRc>), (status = 409, body = Vec<ApiCallRc>)))]
+async fn create_resources(
+    State(ctl): State<Controller>,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody<Vec<rest::ResourceCreate>>,
+) -> ApiResponse {
+    ApiResponse::entries(
+        StatusCode::CREATED,
+        ctl.mutate(|c, r| resources::create(c, r, &name, &body))
+            .await,
+    )
+}
+
+/// Shows one resource.
+#[utoipa::path(get, path = "/v1/resource-definitions/{resource}/resources/{node}", tag = "resources",
+    responses((status = 200, body = rest::ResourceWithVolumes), (status = 404, body = Vec<ApiCallRc>)))]
+async fn get_resource(
+    State(ctl): State<Controller>,
+    Path((name, node)): Path<(String, String)>,
+) -> ApiResponse {
+    ApiResponse::read(ctl.read_with_runtime(|c, r| {
+        let ctx = Context::new(Operation::Modify, Object::Resource);
+        let rd = resource_definitions::find(&ctx, c, &name)?;
+        let resource = resources::find(&ctx, rd, &node)?;
+        Ok(views::resource(c, rd, resource, r.get(&resource.node)))
+    }))
+}
+
+/// Places a resource definition on one node.
+#[utoipa::path(post, path = "/v1/resource-definitions/{resource}/resources/{node}", tag = "resources", request_body = rest::ResourceCreate,
+    responses((status = 201, body = Vec<ApiCallRc>), (status = 404, body = Vec<ApiCallRc>), (status = 409, body = Vec<ApiCallRc>)))]
+async fn create_resource_on_node(
+    State(ctl): State<Controller>,
+    Path((name, node)): Path<(String, String)>,
+    JsonBody(mut body): JsonBody<rest::ResourceCreate>,
+) -> ApiResponse {
+    body.resource.node_name = node;
+    ApiResponse::entries(
+        StatusCode::CREATED,
+        ctl.mutate(|c, r| resources::create(c, r, &name, std::slice::from_ref(&body)))
+            .await,
+    )
+}
+
+/// Modifies a resource's properties.
+#[utoipa::path(put, path = "/v1/resource-definitions/{resource}/resources/{node}", tag = "resources", request_body = rest::ResourceModify,
+    responses((status = 200, body = Vec<ApiCallRc>), (status = 404, body = Vec<ApiCallRc>)))]
+async fn modify_resource(
+    State(ctl): State<Controller>,
+    Path((name, node)): Path<(String, String)>,
+    JsonBody(body): JsonBody<rest::ResourceModify>,
+) -> ApiResponse {
+    ApiResponse::entries(
+        StatusCode::OK,
+        ctl.mutate(|c, _| resources::modify(c, &name, &node, &body))
+            .await,
+    )
+}
+
+/// Deletes a resource; the satellite deletes its backing volumes.
+#[utoipa::path(delete, path = "/v1/resource-definitions/{resource}/resources/{node}", tag = "resources",
+    params(("keep_tiebreaker" = Option<bool>, Query, description = "accepted for compatibility")),
+    responses((status = 200, body = Vec<ApiCallRc>), (status = 404, body = Vec<ApiCallRc>), (status = 409, body = Vec<ApiCallRc>)))]
+async fn delete_resource(
+    State(ctl): State<Controller>,
+    Path((name, node)): Path<(String, String)>,
+    _query: ListQuery,
+) -> ApiResponse {
+    ApiResponse::entries(
+        StatusCode::OK,
+        ctl.mutate(|c, _| resources::delete(c, &name, &node)).await,
+    )
+}
+
+/// Lists the volumes of a resource.
+#[utoipa::path(get, path = "/v1/resource-definitions/{resource}/resources/{node}/volumes", tag = "resources",
+    responses((status = 200, body = Vec<rest::Volume>), (status = 404, body = Vec<ApiCallRc>)))]
+async fn list_volumes(
+    State(ctl): State<Controller>,
+    Path((name, node)): Path<(String, String)>,
+) -> ApiResponse {
+    ApiResponse::read(ctl.read_with_runtime(|c, r| {
+        let ctx = Context::new(Operation::Modify, Object::Volume);
+        let rd = resource_definitions::find(&ctx, c, &name)?;
+        let resource = resources::find(&ctx, rd, &node)?;
+        Ok(views::resource(c, rd, resource, r.get(&resource.node)).volumes)
+    }))
+}
+
+/// Shows one volume of a resource.
+#[utoipa::path(get, path = "/v1/resource-definitions/{resource}/resources/{node}/volumes/{volume_number}", tag = "resources",
+    responses((status = 200, body = rest::Volume), (status = 404, body = Vec<ApiCallRc>)))]
+async fn get_volume(
+    State(ctl): State<Controller>,
+    Path((name, node, number)): Path<(String, String, i64)>,
+) -> ApiResponse {
+    ApiResponse::read(ctl.read_with_runtime(|c, r| {
+        let ctx = Context::new(Operation::Modify, Object::Volume);
+        let rd = resource_definitions::find(&ctx, c, &name)?;
+        let resource = resources::find(&ctx, rd, &node)?;
+        resource_definitions::find_volume(&ctx, rd, number)?;
+        Ok(views::resource(c, rd, resource, r.get(&resource.node))
+            .volumes
+            .into_iter()
+            .find(|v| i64::from(v.volume_number) == number)
+            .expect("the volume definition exists"))
+    }))
+}
+
+/// Makes a resource available on a node: diskless by default, diskful on request; nothing to do
+/// if it is there already.
+#[utoipa::path(post, path = "/v1/resource-definitions/{resource}/resources/{node}/make-available", tag = "resources", request_body = rest::ResourceMakeAvailable,
+    responses((status = 200, body = Vec<ApiCallRc>), (status = 404, body = Vec<ApiCallRc>)))]
+async fn make_available(
+    State(ctl): State<Controller>,
+    Path((name, node)): Path<(String, String)>,
+    JsonBody(body): JsonBody<rest::ResourceMakeAvailable>,
+) -> ApiResponse {
+    ApiResponse::entries(
+        StatusCode::OK,
+        ctl.mutate(|c, r| resources::make_available(c, r, &name, &node, &body))
+            .await,
+    )
+}
+
+async fn toggle(ctl: &Controller, name: &str, node: &str, toggle: Toggle) -> ApiResponse {
+    ApiResponse::entries(
+        StatusCode::OK,
+        ctl.mutate(|c, r| resources::toggle_disk(c, r, name, node, &toggle))
+            .await,
+    )
+}
+
+/// Turns a resource diskful or diskless (API 1.28 body form).
+#[utoipa::path(put, path = "/v1/resource-definitions/{resource}/resources/{node}/toggle-disk", tag = "resources", request_body = rest::ToggleDiskRequest,
+    responses((status = 200, body = Vec<ApiCallRc>), (status = 404, body = Vec<ApiCallRc>), (status = 409, body = Vec<ApiCallRc>)))]
+async fn toggle_disk(
+    State(ctl): State<Controller>,
+    Path((name, node)): Path<(String, String)>,
+    JsonBody(body): JsonBody<rest::ToggleDiskRequest>,
+) -> ApiResponse {
+    let request = Toggle {
+        operation: body.operation,
+        storage_pool: body.storage_pool,
+        migrate_from: body.migrate_from,
+    };
+    toggle(&ctl, &name, &node, request).await
+}
+
+/// Gives a diskless resource a disk in the default pool (legacy URL form).
+#[utoipa::path(put, path = "/v1/resource-definitions/{resource}/resources/{node}/toggle-disk/diskful", tag = "resources",
+    responses((status = 200, body = Vec<ApiCallRc>), (status = 404, body = Vec<ApiCallRc>)))]
+async fn toggle_diskful(
+    State(ctl): State<Controller>,
+    Path((name, node)): Path<(String, String)>,
+) -> ApiResponse {
+    toggle(
+        &ctl,
+        &name,
+        &node,
+        Toggle {
+            operation: ToggleDiskOperation::IntoDrbdDiskful,
+            storage_pool: None,
+            migrate_from: None,
+        },
+    )
+    .await
+}
+
+/// Gives a diskless resource a disk in the named pool (legacy URL form).
+#[utoipa::path(put, path = "/v1/resource-definitions/{resource}/resources/{node}/toggle-disk/diskful/{storagepool}", tag = "resources",
+    responses((status = 200, body = Vec<ApiCallRc>), (status = 404, body = Vec<ApiCallRc>)))]
+async fn toggle_diskful_pool(
+    State(ctl): State<Controller>,
+    Path((name, node, pool)): Path<(String, String, String)>,
+) -> ApiResponse {
+    toggle(
+        &ctl,
+        &name,
+        &node,
+        Toggle {
+            operation: ToggleDiskOperation::IntoDrbdDiskful,
+            storage_pool: Some(pool),
+            migrate_from: None,
+        },
+    )
+    .await
+}
+
+/// Removes a resource's disk (legacy URL form).
+#[utoipa::path(put, path = "/v1/resource-definitions/{resource}/resources/{node}/toggle-disk/diskless", tag = "resources",
+    responses((status = 200, body = Vec<ApiCallRc>), (status = 404, body = Vec<ApiCallRc>)))]
+async fn toggle_diskless(
+    State(ctl): State<Controller>,
+    Path((name, node)): Path<(String, String)>,
+) -> ApiResponse {
+    toggle(
+        &ctl,
+        &name,
+        &node,
+        Toggle {
+            operation: ToggleDiskOperation::IntoDrbdDiskless,
+            storage_pool: None,
+            migrate_from: None,
+        },
+    )
+    .await
+}
+
+/// Removes a resource's disk, into the named diskless pool (legacy URL form).
+#[utoipa::path(put, path = "/v1/resource-definitions/{resource}/resources/{node}/toggle-disk/diskless/{disklesspool}", tag = "resources",
+    responses((status = 200, body = Vec<ApiCallRc>), (status = 404, body = Vec<ApiCallRc>)))]
+async fn toggle_diskless_pool(
+    State(ctl): State<Controller>,
+    Path((name, node, pool)): Path<(String, String, String)>,
+) -> ApiResponse {
+    toggle(
+        &ctl,
+        &name,
+        &node,
+        Toggle {
+            operation: ToggleDiskOperation::IntoDrbdDiskless,
+            storage_pool: Some(pool),
+            migrate_from: None,
+        },
+    )
+    .await
+}
+
+/// Moves a disk from another node to this one (legacy URL form).
+#[utoipa::path(put, path = "/v1/resource-definitions/{resource}/resources/{node}/migrate-disk/{fromnode}", tag = "resources",
+    responses((status = 200, body = Vec<ApiCallRc>), (status = 404, body = Vec<ApiCallRc>)))]
+async fn migrate_disk(
+    State(ctl): State<Controller>,
+    Path((name, node, from)): Path<(String, String, String)>,
+) -> ApiResponse {
+    toggle(
+        &ctl,
+        &name,
+        &node,
+        Toggle {
+            operation: ToggleDiskOperation::IntoDrbdDiskful,
+            storage_pool: None,
+            migrate_from: Some(from),
+        },
+    )
+    .await
+}
+
+/// Moves a disk from another node to this one, into the named pool (legacy URL form).
+#[utoipa::path(put, path = "/v1/resource-definitions/{resource}/resources/{node}/migrate-disk/{fromnode}/{storagepool}", tag = "resources",
+    responses((status = 200, body = Vec<ApiCallRc>), (status = 404, body = Vec<ApiCallRc>)))]
+async fn migrate_disk_pool(
+    State(ctl): State<Controller>,
+    Path((name, node, from, pool)): Path<(String, String, String, String)>,
+) -> ApiResponse {
+    toggle(
+        &ctl,
+        &name,
+        &node,
+        Toggle {
+            operation: ToggleDiskOperation::IntoDrbdDiskful,
+            storage_pool: Some(pool),
+            migrate_from: Some(from),
+        },
+    )
+    .await
+}
+
+/// Lists every resource with its volumes (`resource list` and `volume list`).
+#[utoipa::path(get, path = "/v1/view/resources", tag = "resources",
+    params(("nodes" = Option<Vec<String>>, Query), ("resources" = Option<Vec<String>>, Query),
+           ("storage_pools" = Option<Vec<String>>, Query), ("props" = Option<Vec<String>>, Query),
+           ("offset" = Option<usize>, Query), ("limit" = Option<usize>, Query)),
+    responses((status = 200, body = Vec<rest::ResourceWithVolumes>)))]
+async fn view_resources(State(ctl): State<Controller>, query: ListQuery) -> ApiResponse {
+    let items = ctl.read_with_runtime(|c, r| views::resources(c, r, &query.filter));
+    ApiResponse::json(&items)
+}

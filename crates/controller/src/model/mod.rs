@@ -1,0 +1,269 @@
+//! The cluster's desired state: the object graph the controller owns.
+//!
+//! The whole graph lives in memory (LINSTOR's model: nodes with their net interfaces and storage
+//! pools, resource groups with volume groups, resource definitions with volume definitions and
+//! resources). It changes only through [`Op`]s, which are first committed to the store and then
+//! applied here, so memory never runs ahead of disk.
+//!
+//! What satellites report about the actual state is not here; see `crate::satellites`.
+
+mod load;
+mod ops;
+
+pub use load::LoadError;
+pub use ops::Op;
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use ferrite_types::rest::{AutoSelectFilter, Props};
+use ferrite_types::{
+    DEFAULT_DISKLESS_POOL, EncryptionType, LayerKind, NetInterfaceName, NodeName, NodeType,
+    PROP_STOR_POOL_NAME, ProviderKind, ResourceGroupName, ResourceName, StorPoolName, VolumeNumber,
+};
+use serde::{Deserialize, Serialize};
+
+/// The whole desired state.
+#[derive(Debug, Clone, Default)]
+pub struct Cluster {
+    pub cluster_id: String,
+    /// The store revision this state corresponds to.
+    pub revision: u64,
+    pub props: Props,
+    pub nodes: BTreeMap<NodeName, Node>,
+    pub resource_groups: BTreeMap<ResourceGroupName, ResourceGroup>,
+    pub resource_definitions: BTreeMap<ResourceName, ResourceDefinition>,
+    pub error_reports: BTreeMap<String, StoredErrorReport>,
+}
+
+/// A node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Node {
+    pub name: NodeName,
+    pub uuid: String,
+    pub node_type: NodeType,
+    #[serde(default)]
+    pub props: Props,
+    pub net_interfaces: Vec<NetInterface>,
+    /// The interface the controller reaches the satellite on.
+    pub active_net_interface: NetInterfaceName,
+    #[serde(skip)]
+    pub storage_pools: BTreeMap<StorPoolName, StoragePool>,
+}
+
+impl Node {
+    pub fn net_interface(&self, name: &NetInterfaceName) -> Option<&NetInterface> {
+        self.net_interfaces.iter().find(|n| &n.name == name)
+    }
+
+    pub fn active_interface(&self) -> Option<&NetInterface> {
+        self.net_interface(&self.active_net_interface)
+    }
+
+    /// Where the controller dials the satellite.
+    pub fn satellite_address(&self) -> Option<std::net::SocketAddr> {
+        self.active_interface()
+            .map(|i| std::net::SocketAddr::new(i.address, i.satellite_port))
+    }
+}
+
+/// A node's network interface.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NetInterface {
+    pub name: NetInterfaceName,
+    pub uuid: String,
+    pub address: IpAddr,
+    pub satellite_port: u16,
+    pub encryption: EncryptionType,
+}
+
+/// A storage pool on a node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoragePool {
+    pub name: StorPoolName,
+    pub uuid: String,
+    pub provider_kind: ProviderKind,
+    #[serde(default)]
+    pub props: Props,
+    #[serde(default)]
+    pub shared_space: Option<String>,
+    #[serde(default)]
+    pub external_locking: bool,
+}
+
+impl StoragePool {
+    /// What the provider allocates from: `StorDriver/StorPoolName`.
+    pub fn backing_pool_name(&self) -> &str {
+        self.props
+            .get(PROP_STOR_POOL_NAME)
+            .map(String::as_str)
+            .unwrap_or("")
+    }
+
+    pub fn is_diskless(&self) -> bool {
+        !self.provider_kind.has_backing_device()
+    }
+}
+
+/// A resource group.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResourceGroup {
+    pub name: ResourceGroupName,
+    pub uuid: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub props: Props,
+    #[serde(default)]
+    pub select_filter: AutoSelectFilter,
+    #[serde(default)]
+    pub peer_slots: Option<i32>,
+    #[serde(skip)]
+    pub volume_groups: BTreeMap<VolumeNumber, VolumeGroup>,
+}
+
+/// A volume group of a resource group.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VolumeGroup {
+    pub number: VolumeNumber,
+    pub uuid: String,
+    #[serde(default)]
+    pub props: Props,
+    #[serde(default)]
+    pub flags: Vec<String>,
+}
+
+/// A resource definition.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResourceDefinition {
+    pub name: ResourceName,
+    pub uuid: String,
+    #[serde(default)]
+    pub external_name: Option<String>,
+    #[serde(default)]
+    pub props: Props,
+    #[serde(default)]
+    pub flags: Vec<String>,
+    pub resource_group: ResourceGroupName,
+    /// Top first; always ends with STORAGE.
+    pub layer_stack: Vec<LayerKind>,
+    #[serde(skip)]
+    pub volume_definitions: BTreeMap<VolumeNumber, VolumeDefinition>,
+    #[serde(skip)]
+    pub resources: BTreeMap<NodeName, Resource>,
+}
+
+impl ResourceDefinition {
+    /// Whether a replication layer is in the stack.
+    pub fn is_replicated(&self) -> bool {
+        self.layer_stack.iter().any(|l| l.is_replication())
+    }
+
+    /// The sum of the volume sizes, KiB.
+    pub fn total_size_kib(&self) -> u64 {
+        self.volume_definitions.values().map(|v| v.size_kib).sum()
+    }
+
+    pub fn diskful_count(&self) -> usize {
+        self.resources.values().filter(|r| !r.diskless).count()
+    }
+}
+
+/// A volume definition.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VolumeDefinition {
+    pub number: VolumeNumber,
+    pub uuid: String,
+    pub size_kib: u64,
+    #[serde(default)]
+    pub props: Props,
+    #[serde(default)]
+    pub flags: Vec<String>,
+}
+
+/// A resource: a resource definition placed on one node. Its volumes are the definition's
+/// volume definitions, all in `storage_pool`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Resource {
+    pub node: NodeName,
+    pub uuid: String,
+    #[serde(default)]
+    pub props: Props,
+    /// No local disk; `storage_pool` is then a diskless pool.
+    pub diskless: bool,
+    pub storage_pool: StorPoolName,
+    /// Milliseconds since the epoch.
+    pub create_timestamp: i64,
+}
+
+impl Resource {
+    /// LINSTOR's flags for the resource, as clients expect them.
+    pub fn flags(&self) -> Vec<String> {
+        if self.diskless {
+            vec!["DISKLESS".to_string(), "DRBD_DISKLESS".to_string()]
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+/// An error report kept by the controller.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredErrorReport {
+    pub id: String,
+    /// Milliseconds since the epoch.
+    pub time: i64,
+    pub module: String,
+    pub message: String,
+    pub text: String,
+}
+
+/// The default diskless pool's name.
+pub fn default_diskless_pool() -> StorPoolName {
+    StorPoolName::new(DEFAULT_DISKLESS_POOL).expect("constant is a valid pool name")
+}
+
+/// A fresh random UUID, for the `uuid` fields clients show.
+pub fn new_uuid() -> String {
+    uuid::Uuid::new_v4().to_string()
+}
+
+/// Milliseconds since the epoch, now.
+pub fn now_millis() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
+
+impl Cluster {
+    pub fn node(&self, name: &NodeName) -> Option<&Node> {
+        self.nodes.get(name)
+    }
+
+    pub fn resource_definition(&self, name: &ResourceName) -> Option<&ResourceDefinition> {
+        self.resource_definitions.get(name)
+    }
+
+    /// Every resource on `node`, with its definition.
+    pub fn resources_on_node<'a>(
+        &'a self,
+        node: &'a NodeName,
+    ) -> impl Iterator<Item = (&'a ResourceDefinition, &'a Resource)> + 'a {
+        self.resource_definitions
+            .values()
+            .filter_map(move |rd| rd.resources.get(node).map(|r| (rd, r)))
+    }
+
+    /// Whether any resource uses `pool` on `node`.
+    pub fn pool_in_use(&self, node: &NodeName, pool: &StorPoolName) -> Vec<ResourceName> {
+        self.resources_on_node(node)
+            .filter(|(_, r)| &r.storage_pool == pool)
+            .map(|(rd, _)| rd.name.clone())
+            .collect()
+    }
+
+    /// Whether a storage pool of this name exists on any node.
+    pub fn storage_pool_defined(&self, pool: &StorPoolName) -> bool {
+        self.nodes
+            .values()
+            .any(|n| n.storage_pools.contains_key(pool))
+    }
+}

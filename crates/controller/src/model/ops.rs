@@ -1,0 +1,306 @@
+//! Changes to the object graph, each with its row in the store.
+//!
+//! An [`Op`] is the unit both the store and the in-memory graph understand: the controller
+//! turns every accepted request into ops, commits their [`Change`]s in one transaction, and only
+//! then applies them to the [`Cluster`]. Children are stored in their own rows; deleting a parent
+//! deletes its children (in memory here, on disk through foreign keys).
+
+use std::collections::BTreeSet;
+
+use ferrite_store::{Change, Table};
+use ferrite_types::{NodeName, ResourceGroupName, ResourceName, StorPoolName, VolumeNumber};
+use serde::Serialize;
+
+use super::{
+    Cluster, Node, Resource, ResourceDefinition, ResourceGroup, StoragePool, StoredErrorReport,
+    VolumeDefinition, VolumeGroup,
+};
+
+/// One change to the object graph.
+// Ops live for one request; boxing the large variants would buy nothing.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone)]
+pub enum Op {
+    SetControllerProp {
+        key: String,
+        value: String,
+    },
+    DeleteControllerProp {
+        key: String,
+    },
+    PutNode(Node),
+    DeleteNode(NodeName),
+    PutStoragePool {
+        node: NodeName,
+        pool: StoragePool,
+    },
+    DeleteStoragePool {
+        node: NodeName,
+        pool: StorPoolName,
+    },
+    PutResourceGroup(ResourceGroup),
+    DeleteResourceGroup(ResourceGroupName),
+    PutVolumeGroup {
+        group: ResourceGroupName,
+        volume_group: VolumeGroup,
+    },
+    DeleteVolumeGroup {
+        group: ResourceGroupName,
+        number: VolumeNumber,
+    },
+    PutResourceDefinition(ResourceDefinition),
+    DeleteResourceDefinition(ResourceName),
+    PutVolumeDefinition {
+        resource: ResourceName,
+        volume_definition: VolumeDefinition,
+    },
+    DeleteVolumeDefinition {
+        resource: ResourceName,
+        number: VolumeNumber,
+    },
+    PutResource {
+        resource: ResourceName,
+        placed: Resource,
+    },
+    DeleteResource {
+        resource: ResourceName,
+        node: NodeName,
+    },
+    PutErrorReport(StoredErrorReport),
+    DeleteErrorReport(String),
+}
+
+fn json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string(value).expect("model objects always serialize")
+}
+
+impl Op {
+    /// The store row this op writes or deletes.
+    pub fn to_change(&self) -> Change {
+        let put = |table, key: Vec<String>, data: String| Change::Put { table, key, data };
+        let delete = |table, key: Vec<String>| Change::Delete { table, key };
+        match self {
+            Op::SetControllerProp { key, value } => {
+                put(Table::ControllerProps, vec![key.clone()], value.clone())
+            }
+            Op::DeleteControllerProp { key } => delete(Table::ControllerProps, vec![key.clone()]),
+            Op::PutNode(node) => put(Table::Nodes, vec![node.name.key().into()], json(node)),
+            Op::DeleteNode(name) => delete(Table::Nodes, vec![name.key().into()]),
+            Op::PutStoragePool { node, pool } => put(
+                Table::StoragePools,
+                vec![node.key().into(), pool.name.key().into()],
+                json(pool),
+            ),
+            Op::DeleteStoragePool { node, pool } => delete(
+                Table::StoragePools,
+                vec![node.key().into(), pool.key().into()],
+            ),
+            Op::PutResourceGroup(group) => put(
+                Table::ResourceGroups,
+                vec![group.name.key().into()],
+                json(group),
+            ),
+            Op::DeleteResourceGroup(name) => delete(Table::ResourceGroups, vec![name.key().into()]),
+            Op::PutVolumeGroup {
+                group,
+                volume_group,
+            } => put(
+                Table::VolumeGroups,
+                vec![group.key().into(), volume_group.number.to_string()],
+                json(volume_group),
+            ),
+            Op::DeleteVolumeGroup { group, number } => delete(
+                Table::VolumeGroups,
+                vec![group.key().into(), number.to_string()],
+            ),
+            Op::PutResourceDefinition(rd) => put(
+                Table::ResourceDefinitions,
+                vec![rd.name.key().into()],
+                json(rd),
+            ),
+            Op::DeleteResourceDefinition(name) => {
+                delete(Table::ResourceDefinitions, vec![name.key().into()])
+            }
+            Op::PutVolumeDefinition {
+                resource,
+                volume_definition,
+            } => put(
+                Table::VolumeDefinitions,
+                vec![resource.key().into(), volume_definition.number.to_string()],
+                json(volume_definition),
+            ),
+            Op::DeleteVolumeDefinition { resource, number } => delete(
+                Table::VolumeDefinitions,
+                vec![resource.key().into(), number.to_string()],
+            ),
+            Op::PutResource { resource, placed } => put(
+                Table::Resources,
+                vec![resource.key().into(), placed.node.key().into()],
+                json(placed),
+            ),
+            Op::DeleteResource { resource, node } => delete(
+                Table::Resources,
+                vec![resource.key().into(), node.key().into()],
+            ),
+            Op::PutErrorReport(report) => {
+                put(Table::ErrorReports, vec![report.id.clone()], json(report))
+            }
+            Op::DeleteErrorReport(id) => delete(Table::ErrorReports, vec![id.clone()]),
+        }
+    }
+
+    /// The nodes whose satellites must hear about this op, and which resource definition on
+    /// them changed (`None`: only the node's pools). Computed on the graph *before* the op.
+    pub fn touches(&self, cluster: &Cluster, out: &mut BTreeSet<(NodeName, Option<ResourceName>)>) {
+        let all_nodes_of = |rd: &ResourceName, out: &mut BTreeSet<_>| {
+            if let Some(definition) = cluster.resource_definitions.get(rd) {
+                for node in definition.resources.keys() {
+                    out.insert((node.clone(), Some(rd.clone())));
+                }
+            }
+        };
+        match self {
+            Op::PutNode(node) => {
+                out.insert((node.name.clone(), None));
+            }
+            Op::PutStoragePool { node, .. } | Op::DeleteStoragePool { node, .. } => {
+                out.insert((node.clone(), None));
+            }
+            Op::PutResourceDefinition(rd) => all_nodes_of(&rd.name, out),
+            Op::DeleteResourceDefinition(rd)
+            | Op::PutVolumeDefinition { resource: rd, .. }
+            | Op::DeleteVolumeDefinition { resource: rd, .. } => all_nodes_of(rd, out),
+            Op::PutResource { resource, placed } => {
+                out.insert((placed.node.clone(), Some(resource.clone())));
+            }
+            Op::DeleteResource { resource, node } => {
+                out.insert((node.clone(), Some(resource.clone())));
+            }
+            Op::SetControllerProp { .. }
+            | Op::DeleteControllerProp { .. }
+            | Op::DeleteNode(_)
+            | Op::PutResourceGroup(_)
+            | Op::DeleteResourceGroup(_)
+            | Op::PutVolumeGroup { .. }
+            | Op::DeleteVolumeGroup { .. }
+            | Op::PutErrorReport(_)
+            | Op::DeleteErrorReport(_) => {}
+        }
+    }
+
+    /// Applies the op to the in-memory graph. The op was validated against this graph, so a
+    /// missing parent here is a bug, reported by panic rather than silently ignored.
+    pub fn apply(self, cluster: &mut Cluster) {
+        match self {
+            Op::SetControllerProp { key, value } => {
+                cluster.props.insert(key, value);
+            }
+            Op::DeleteControllerProp { key } => {
+                cluster.props.remove(&key);
+            }
+            Op::PutNode(mut node) => {
+                if let Some(old) = cluster.nodes.remove(&node.name) {
+                    node.storage_pools = old.storage_pools;
+                }
+                cluster.nodes.insert(node.name.clone(), node);
+            }
+            Op::DeleteNode(name) => {
+                cluster.nodes.remove(&name);
+                for rd in cluster.resource_definitions.values_mut() {
+                    rd.resources.remove(&name);
+                }
+            }
+            Op::PutStoragePool { node, pool } => {
+                parent(cluster.nodes.get_mut(&node), "node", &node)
+                    .storage_pools
+                    .insert(pool.name.clone(), pool);
+            }
+            Op::DeleteStoragePool { node, pool } => {
+                if let Some(node) = cluster.nodes.get_mut(&node) {
+                    node.storage_pools.remove(&pool);
+                }
+            }
+            Op::PutResourceGroup(mut group) => {
+                if let Some(old) = cluster.resource_groups.remove(&group.name) {
+                    group.volume_groups = old.volume_groups;
+                }
+                cluster.resource_groups.insert(group.name.clone(), group);
+            }
+            Op::DeleteResourceGroup(name) => {
+                cluster.resource_groups.remove(&name);
+            }
+            Op::PutVolumeGroup {
+                group,
+                volume_group,
+            } => {
+                parent(
+                    cluster.resource_groups.get_mut(&group),
+                    "resource group",
+                    &group,
+                )
+                .volume_groups
+                .insert(volume_group.number, volume_group);
+            }
+            Op::DeleteVolumeGroup { group, number } => {
+                if let Some(group) = cluster.resource_groups.get_mut(&group) {
+                    group.volume_groups.remove(&number);
+                }
+            }
+            Op::PutResourceDefinition(mut rd) => {
+                if let Some(old) = cluster.resource_definitions.remove(&rd.name) {
+                    rd.volume_definitions = old.volume_definitions;
+                    rd.resources = old.resources;
+                }
+                cluster.resource_definitions.insert(rd.name.clone(), rd);
+            }
+            Op::DeleteResourceDefinition(name) => {
+                cluster.resource_definitions.remove(&name);
+            }
+            Op::PutVolumeDefinition {
+                resource,
+                volume_definition,
+            } => {
+                parent(
+                    cluster.resource_definitions.get_mut(&resource),
+                    "resource definition",
+                    &resource,
+                )
+                .volume_definitions
+                .insert(volume_definition.number, volume_definition);
+            }
+            Op::DeleteVolumeDefinition { resource, number } => {
+                if let Some(rd) = cluster.resource_definitions.get_mut(&resource) {
+                    rd.volume_definitions.remove(&number);
+                }
+            }
+            Op::PutResource { resource, placed } => {
+                parent(
+                    cluster.resource_definitions.get_mut(&resource),
+                    "resource definition",
+                    &resource,
+                )
+                .resources
+                .insert(placed.node.clone(), placed);
+            }
+            Op::DeleteResource { resource, node } => {
+                if let Some(rd) = cluster.resource_definitions.get_mut(&resource) {
+                    rd.resources.remove(&node);
+                }
+            }
+            Op::PutErrorReport(report) => {
+                cluster.error_reports.insert(report.id.clone(), report);
+            }
+            Op::DeleteErrorReport(id) => {
+                cluster.error_reports.remove(&id);
+            }
+        }
+    }
+}
+
+fn parent<'a, T, N: std::fmt::Display>(
+    found: Option<&'a mut T>,
+    kind: &str,
+    name: &N,
+) -> &'a mut T {
+    found.unwrap_or_else(|| panic!("op applied without its parent {kind} '{name}'"))
+}

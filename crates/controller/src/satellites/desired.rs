@@ -1,0 +1,78 @@
+//! What each satellite should have: a node's slice of the object graph, in protocol terms.
+
+use ferrite_proto::{DesiredState, PoolSpec, ResourceSpec, VolumeSpec};
+use ferrite_types::{NodeName, ResourceName};
+
+use crate::model::{Cluster, Node, Resource, ResourceDefinition};
+
+/// The node's whole desired state at the cluster's current revision.
+pub fn full_state(cluster: &Cluster, node: &NodeName) -> DesiredState {
+    let resources = cluster
+        .resources_on_node(node)
+        .map(|(rd, resource)| resource_spec(rd, resource))
+        .collect();
+    DesiredState {
+        generation: cluster.revision,
+        base_generation: None,
+        storage_pools: cluster.node(node).map(pool_specs).unwrap_or_default(),
+        resources,
+        removed_resources: Vec::new(),
+    }
+}
+
+/// The changes to `resources` on `node`, as a delta stamped with the cluster's revision. The
+/// link fills in the base generation when it sends it.
+pub fn delta_state<'a>(
+    cluster: &Cluster,
+    node: &NodeName,
+    resources: impl IntoIterator<Item = &'a ResourceName>,
+) -> DesiredState {
+    let mut upserts = Vec::new();
+    let mut removed = Vec::new();
+    for name in resources {
+        match cluster
+            .resource_definition(name)
+            .and_then(|rd| rd.resources.get(node).map(|r| (rd, r)))
+        {
+            Some((rd, resource)) => upserts.push(resource_spec(rd, resource)),
+            None => removed.push(name.to_string()),
+        }
+    }
+    DesiredState {
+        generation: cluster.revision,
+        base_generation: Some(0),
+        storage_pools: cluster.node(node).map(pool_specs).unwrap_or_default(),
+        resources: upserts,
+        removed_resources: removed,
+    }
+}
+
+fn pool_specs(node: &Node) -> Vec<PoolSpec> {
+    node.storage_pools
+        .values()
+        .map(|pool| PoolSpec {
+            name: pool.name.to_string(),
+            provider_kind: pool.provider_kind,
+            pool_name: pool.backing_pool_name().to_string(),
+            props: pool.props.clone(),
+        })
+        .collect()
+}
+
+/// The protocol's view of one resource on its node.
+pub fn resource_spec(rd: &ResourceDefinition, resource: &Resource) -> ResourceSpec {
+    ResourceSpec {
+        name: rd.name.to_string(),
+        layers: rd.layer_stack.clone(),
+        diskless: resource.diskless,
+        volumes: rd
+            .volume_definitions
+            .values()
+            .map(|vd| VolumeSpec {
+                volume_number: vd.number.get(),
+                size_kib: vd.size_kib,
+                storage_pool: resource.storage_pool.to_string(),
+            })
+            .collect(),
+    }
+}

@@ -1,0 +1,401 @@
+//! One satellite link: connect, handshake, full sync, deltas, reports, keep-alive, reconnect.
+//!
+//! ```text
+//!   Offline ──dial+Hello──▶ Connected ──Applied(full)──▶ Online
+//!      ▲                        │                          │
+//!      └──── backoff ◀──────────┴── error / silence / ─────┘
+//!                                   Reconnect command
+//! ```
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use ferrite_proto::{
+    ControllerMessage, PROTOCOL_VERSION, PoolReport, Refusal, SatelliteMessage, is_compatible,
+    read_frame, write_frame,
+};
+use ferrite_types::{ConnectionStatus, NodeName};
+use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{Instrument, info, info_span, warn};
+
+use super::{LinkCommand, Progress, Shared, desired};
+
+/// Why a connection attempt failed, and the status the node shows for it.
+struct ConnectFailure {
+    status: ConnectionStatus,
+    message: String,
+}
+
+pub(super) async fn run(
+    shared: Arc<Shared>,
+    node: NodeName,
+    mut commands: mpsc::UnboundedReceiver<LinkCommand>,
+    progress: watch::Sender<Progress>,
+) {
+    let span = info_span!("satellite", node = %node);
+    async move {
+        let mut backoff = shared.timeouts.reconnect_min;
+        let mut session = 0u64;
+        loop {
+            let address = {
+                let cluster = shared.cluster.read().expect("cluster lock");
+                match cluster.node(&node) {
+                    Some(n) => n.satellite_address(),
+                    None => return,
+                }
+            };
+            let Some(address) = address else {
+                set_offline(
+                    &shared,
+                    &node,
+                    &progress,
+                    session,
+                    ConnectionStatus::NoStltConn,
+                    "the node has no net interface",
+                );
+                if !wait_backoff(&mut commands, shared.timeouts.reconnect_max).await {
+                    return;
+                }
+                continue;
+            };
+            session += 1;
+            match connect(&shared, &node, address).await {
+                Ok((stream, capabilities, hostname)) => {
+                    info!(%address, "satellite connected");
+                    backoff = shared.timeouts.reconnect_min;
+                    {
+                        let mut runtime = shared.runtime.write().expect("runtime lock");
+                        let entry = runtime.entry(node.clone()).or_default();
+                        entry.status = ConnectionStatus::Connected;
+                        entry.last_error = None;
+                        entry.capabilities = Some(capabilities);
+                        entry.hostname = Some(hostname);
+                    }
+                    progress.send_replace(Progress {
+                        session,
+                        online: true,
+                        applied: None,
+                        error: None,
+                    });
+                    let reason =
+                        run_session(&shared, &node, stream, &mut commands, &progress).await;
+                    match reason {
+                        SessionEnd::Stopped => return,
+                        SessionEnd::Lost(reason) => {
+                            warn!(%reason, "satellite connection ended");
+                            set_offline(
+                                &shared,
+                                &node,
+                                &progress,
+                                session,
+                                ConnectionStatus::Offline,
+                                &reason,
+                            );
+                        }
+                    }
+                }
+                Err(failure) => {
+                    set_offline(
+                        &shared,
+                        &node,
+                        &progress,
+                        session,
+                        failure.status,
+                        &failure.message,
+                    );
+                }
+            }
+            if !wait_backoff(&mut commands, backoff).await {
+                return;
+            }
+            backoff = (backoff * 2).min(shared.timeouts.reconnect_max);
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+fn set_offline(
+    shared: &Shared,
+    node: &NodeName,
+    progress: &watch::Sender<Progress>,
+    session: u64,
+    status: ConnectionStatus,
+    message: &str,
+) {
+    {
+        let mut runtime = shared.runtime.write().expect("runtime lock");
+        let entry = runtime.entry(node.clone()).or_default();
+        if entry.last_error.as_deref() != Some(message) {
+            info!(status = %status, reason = message, "satellite not online");
+        }
+        entry.status = status;
+        entry.last_error = Some(message.to_string());
+    }
+    progress.send_replace(Progress {
+        session,
+        online: false,
+        applied: None,
+        error: Some(message.to_string()),
+    });
+}
+
+/// Waits before the next attempt while still answering commands. Returns false when the link
+/// should end.
+async fn wait_backoff(
+    commands: &mut mpsc::UnboundedReceiver<LinkCommand>,
+    wait: std::time::Duration,
+) -> bool {
+    let deadline = tokio::time::sleep(wait);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            _ = &mut deadline => return true,
+            command = commands.recv() => match command {
+                None => return false,
+                Some(LinkCommand::Reconnect) => return true,
+                Some(LinkCommand::CheckPool(_, reply)) => {
+                    let _ = reply.send(Err("the satellite is not connected".to_string()));
+                }
+                Some(LinkCommand::Push(_)) => {}
+            }
+        }
+    }
+}
+
+async fn connect(
+    shared: &Shared,
+    node: &NodeName,
+    address: SocketAddr,
+) -> Result<(TcpStream, ferrite_proto::Capabilities, String), ConnectFailure> {
+    let offline = |message: String| ConnectFailure {
+        status: ConnectionStatus::Offline,
+        message,
+    };
+    let attempt = async {
+        let mut stream = TcpStream::connect(address)
+            .await
+            .map_err(|e| offline(format!("cannot connect to {address}: {e}")))?;
+        let _ = stream.set_nodelay(true);
+        let hello = ControllerMessage::Hello {
+            protocol_version: PROTOCOL_VERSION,
+            cluster_id: shared
+                .cluster
+                .read()
+                .expect("cluster lock")
+                .cluster_id
+                .clone(),
+            node_name: node.to_string(),
+            controller_version: shared.controller_version.clone(),
+        };
+        write_frame(&mut stream, &hello)
+            .await
+            .map_err(|e| offline(format!("handshake with {address} failed: {e}")))?;
+        let reply: SatelliteMessage = read_frame(&mut stream)
+            .await
+            .map_err(|e| offline(format!("handshake with {address} failed: {e}")))?;
+        match reply {
+            SatelliteMessage::Welcome {
+                protocol_version,
+                hostname,
+                capabilities,
+                ..
+            } => {
+                if !is_compatible(protocol_version) {
+                    return Err(ConnectFailure {
+                        status: ConnectionStatus::VersionMismatch,
+                        message: format!(
+                            "satellite speaks protocol {protocol_version}, controller {PROTOCOL_VERSION}"
+                        ),
+                    });
+                }
+                Ok((stream, capabilities, hostname))
+            }
+            SatelliteMessage::Refused { reason } => Err(ConnectFailure {
+                status: match reason {
+                    Refusal::VersionMismatch { .. } => ConnectionStatus::VersionMismatch,
+                    Refusal::NodeNameMismatch { .. } => ConnectionStatus::HostnameMismatch,
+                    Refusal::OtherController { .. } | Refusal::AlreadyConnected => {
+                        ConnectionStatus::OtherController
+                    }
+                },
+                message: format!("satellite refused the connection: {reason}"),
+            }),
+            other => Err(offline(format!(
+                "satellite answered the handshake with an unexpected {}",
+                message_name(&other)
+            ))),
+        }
+    };
+    match tokio::time::timeout(shared.timeouts.connect, attempt).await {
+        Ok(result) => result,
+        Err(_) => Err(offline(format!(
+            "no answer from {address} within {} s",
+            shared.timeouts.connect.as_secs()
+        ))),
+    }
+}
+
+fn message_name(message: &SatelliteMessage) -> &'static str {
+    match message {
+        SatelliteMessage::Welcome { .. } => "Welcome",
+        SatelliteMessage::Refused { .. } => "Refused",
+        SatelliteMessage::Applied { .. } => "Applied",
+        SatelliteMessage::NeedFullState { .. } => "NeedFullState",
+        SatelliteMessage::Report { .. } => "Report",
+        SatelliteMessage::PoolChecked { .. } => "PoolChecked",
+        SatelliteMessage::Pong => "Pong",
+    }
+}
+
+enum SessionEnd {
+    /// The controller stopped the link (node deleted).
+    Stopped,
+    Lost(String),
+}
+
+async fn send(writer: &mut OwnedWriteHalf, message: &ControllerMessage) -> Result<(), SessionEnd> {
+    write_frame(writer, message)
+        .await
+        .map_err(|e| SessionEnd::Lost(format!("sending to the satellite failed: {e}")))
+}
+
+async fn run_session(
+    shared: &Shared,
+    node: &NodeName,
+    stream: TcpStream,
+    commands: &mut mpsc::UnboundedReceiver<LinkCommand>,
+    progress: &watch::Sender<Progress>,
+) -> SessionEnd {
+    let (mut reader, mut writer) = stream.into_split();
+    let (frames_tx, mut frames) = mpsc::channel(64);
+    // Reading is not cancel-safe, so it gets its own task rather than a select! arm.
+    let reader_task = tokio::spawn(async move {
+        loop {
+            let frame = read_frame::<_, SatelliteMessage>(&mut reader).await;
+            let end = frame.is_err();
+            if frames_tx.send(frame).await.is_err() || end {
+                break;
+            }
+        }
+    });
+    let end = session_loop(shared, node, &mut writer, &mut frames, commands, progress).await;
+    reader_task.abort();
+    end
+}
+
+async fn session_loop(
+    shared: &Shared,
+    node: &NodeName,
+    writer: &mut OwnedWriteHalf,
+    frames: &mut mpsc::Receiver<Result<SatelliteMessage, ferrite_proto::FrameError>>,
+    commands: &mut mpsc::UnboundedReceiver<LinkCommand>,
+    progress: &watch::Sender<Progress>,
+) -> SessionEnd {
+    let full = {
+        let cluster = shared.cluster.read().expect("cluster lock");
+        desired::full_state(&cluster, node)
+    };
+    let mut sent_generation = full.generation;
+    if let Err(end) = send(writer, &ControllerMessage::ApplyState(full)).await {
+        return end;
+    }
+    let mut pending_checks: HashMap<u64, oneshot::Sender<Result<PoolReport, String>>> =
+        HashMap::new();
+    let mut next_request = 1u64;
+    let mut ping = tokio::time::interval(shared.timeouts.ping_interval);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let silence_limit = shared.timeouts.ping_interval * shared.timeouts.ping_misses;
+    let mut last_heard = Instant::now();
+
+    loop {
+        tokio::select! {
+            command = commands.recv() => match command {
+                None => return SessionEnd::Stopped,
+                Some(LinkCommand::Reconnect) => return SessionEnd::Lost("reconnect requested".to_string()),
+                Some(LinkCommand::Push(mut delta)) => {
+                    if delta.generation > sent_generation {
+                        delta.base_generation = Some(sent_generation);
+                        sent_generation = delta.generation;
+                        if let Err(end) = send(writer, &ControllerMessage::ApplyState(delta)).await {
+                            return end;
+                        }
+                    }
+                }
+                Some(LinkCommand::CheckPool(pool, reply)) => {
+                    let request_id = next_request;
+                    next_request += 1;
+                    pending_checks.insert(request_id, reply);
+                    if let Err(end) = send(writer, &ControllerMessage::CheckPool { request_id, pool }).await {
+                        return end;
+                    }
+                }
+            },
+            frame = frames.recv() => {
+                let message = match frame {
+                    Some(Ok(message)) => message,
+                    Some(Err(e)) => return SessionEnd::Lost(format!("connection lost: {e}")),
+                    None => return SessionEnd::Lost("connection lost".to_string()),
+                };
+                last_heard = Instant::now();
+                match message {
+                    SatelliteMessage::Applied { generation, report } => {
+                        {
+                            let mut runtime = shared.runtime.write().expect("runtime lock");
+                            let entry = runtime.entry(node.clone()).or_default();
+                            entry.absorb(report);
+                            entry.applied_generation = Some(generation);
+                            entry.status = ConnectionStatus::Online;
+                        }
+                        progress.send_modify(|p| p.applied = Some(p.applied.unwrap_or(0).max(generation)));
+                    }
+                    SatelliteMessage::Report { report } => {
+                        let mut runtime = shared.runtime.write().expect("runtime lock");
+                        let entry = runtime.entry(node.clone()).or_default();
+                        let applied = entry.applied_generation;
+                        entry.absorb(report);
+                        entry.applied_generation = entry.applied_generation.max(applied);
+                    }
+                    SatelliteMessage::NeedFullState { have_generation } => {
+                        info!(?have_generation, "satellite asked for its full state");
+                        let full = {
+                            let cluster = shared.cluster.read().expect("cluster lock");
+                            desired::full_state(&cluster, node)
+                        };
+                        sent_generation = full.generation;
+                        if let Err(end) = send(writer, &ControllerMessage::ApplyState(full)).await {
+                            return end;
+                        }
+                    }
+                    SatelliteMessage::PoolChecked { request_id, report } => {
+                        if let Some(reply) = pending_checks.remove(&request_id) {
+                            let _ = reply.send(Ok(report));
+                        }
+                    }
+                    SatelliteMessage::Pong => {}
+                    other @ (SatelliteMessage::Welcome { .. } | SatelliteMessage::Refused { .. }) => {
+                        return SessionEnd::Lost(format!(
+                            "protocol violation: satellite sent {} mid-session",
+                            message_name(&other)
+                        ));
+                    }
+                }
+            }
+            _ = ping.tick() => {
+                if last_heard.elapsed() > silence_limit {
+                    return SessionEnd::Lost(format!(
+                        "the satellite has not answered for {} s",
+                        silence_limit.as_secs()
+                    ));
+                }
+                if let Err(end) = send(writer, &ControllerMessage::Ping).await {
+                    return end;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,336 @@
+//! The controller's side of every satellite connection.
+//!
+//! One link task per node owns that node's connection (STYLE habit 1): it dials the satellite
+//! at the node's active net interface, handshakes, pushes the node's full desired state, then
+//! forwards deltas as the graph changes, answers keep-alives and records what the satellite
+//! reports. When the connection drops it retries with backoff; a reconnect always starts with a
+//! full state, so nothing missed while offline is lost.
+//!
+//! What satellites report (connection state, capabilities, pool capacities, volume states) is
+//! kept here, next to the links, not in the persisted graph.
+
+pub mod desired;
+mod link;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use ferrite_proto::{Capabilities, DesiredState, NodeReport, PoolReport, PoolSpec, VolumeReport};
+use ferrite_types::{ConnectionStatus, NodeName};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::model::Cluster;
+
+/// Named thresholds of the satellite connections.
+#[derive(Debug, Clone)]
+pub struct Timeouts {
+    /// How long a TCP connect plus handshake may take.
+    pub connect: Duration,
+    /// How long a mutating REST call waits for satellites to apply it before answering with a
+    /// warning instead. LINSTOR waits up to 15 s for resources to become ready.
+    pub apply: Duration,
+    /// How often the controller pings a satellite.
+    pub ping_interval: Duration,
+    /// After this many ping intervals without hearing from it, a satellite counts as gone.
+    pub ping_misses: u32,
+    /// First and longest wait between reconnect attempts.
+    pub reconnect_min: Duration,
+    pub reconnect_max: Duration,
+    /// How long a storage pool check may take.
+    pub check_pool: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(5),
+            apply: Duration::from_secs(30),
+            ping_interval: Duration::from_secs(2),
+            ping_misses: 5,
+            reconnect_min: Duration::from_millis(200),
+            reconnect_max: Duration::from_secs(5),
+            check_pool: Duration::from_secs(15),
+        }
+    }
+}
+
+/// What the controller knows about a node's satellite right now.
+#[derive(Debug, Clone)]
+pub struct NodeRuntime {
+    pub status: ConnectionStatus,
+    /// Why the node is not online, when it is not.
+    pub last_error: Option<String>,
+    pub capabilities: Option<Capabilities>,
+    pub hostname: Option<String>,
+    /// Keyed by the pool's upper-cased name.
+    pub pools: HashMap<String, PoolReport>,
+    /// Keyed by the resource's upper-cased name and the volume number.
+    pub volumes: HashMap<(String, u16), VolumeReport>,
+    pub applied_generation: Option<u64>,
+}
+
+impl Default for NodeRuntime {
+    fn default() -> Self {
+        NodeRuntime {
+            status: ConnectionStatus::Offline,
+            last_error: None,
+            capabilities: None,
+            hostname: None,
+            pools: HashMap::new(),
+            volumes: HashMap::new(),
+            applied_generation: None,
+        }
+    }
+}
+
+impl NodeRuntime {
+    fn absorb(&mut self, report: NodeReport) {
+        if report.generation.is_some() {
+            self.applied_generation = report.generation;
+        }
+        self.pools = report
+            .storage_pools
+            .into_iter()
+            .map(|p| (p.name.to_ascii_uppercase(), p))
+            .collect();
+        self.volumes = report
+            .volumes
+            .into_iter()
+            .map(|v| ((v.resource.to_ascii_uppercase(), v.volume_number), v))
+            .collect();
+    }
+}
+
+/// The progress of a link, watched by callers waiting for a change to be applied.
+#[derive(Debug, Clone, Default)]
+pub struct Progress {
+    /// Counts connections; a waiter notices when the session it waited on ended.
+    pub session: u64,
+    pub online: bool,
+    pub applied: Option<u64>,
+    pub error: Option<String>,
+}
+
+enum LinkCommand {
+    Push(DesiredState),
+    CheckPool(PoolSpec, oneshot::Sender<Result<PoolReport, String>>),
+    Reconnect,
+}
+
+struct Link {
+    commands: mpsc::UnboundedSender<LinkCommand>,
+    progress: watch::Receiver<Progress>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+struct Shared {
+    cluster: Arc<RwLock<Cluster>>,
+    timeouts: Timeouts,
+    controller_version: String,
+    runtime: RwLock<HashMap<NodeName, NodeRuntime>>,
+}
+
+/// All satellite links.
+#[derive(Clone)]
+pub struct Satellites {
+    shared: Arc<Shared>,
+    links: Arc<Mutex<HashMap<NodeName, Link>>>,
+}
+
+/// Why a change was not confirmed by a satellite.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum NotApplied {
+    #[error("satellite '{node}' is not connected ({reason})")]
+    Offline { node: String, reason: String },
+    #[error("satellite '{node}' did not confirm within {seconds} s")]
+    Timeout { node: String, seconds: u64 },
+}
+
+impl Satellites {
+    pub fn new(
+        cluster: Arc<RwLock<Cluster>>,
+        timeouts: Timeouts,
+        controller_version: String,
+    ) -> Self {
+        Satellites {
+            shared: Arc::new(Shared {
+                cluster,
+                timeouts,
+                controller_version,
+                runtime: RwLock::new(HashMap::new()),
+            }),
+            links: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    pub fn timeouts(&self) -> &Timeouts {
+        &self.shared.timeouts
+    }
+
+    /// Starts the link to `node` if it has none.
+    pub fn start(&self, node: &NodeName) {
+        let mut links = self.links.lock().expect("links lock");
+        if links.contains_key(node) {
+            return;
+        }
+        let (commands, receiver) = mpsc::unbounded_channel();
+        let (progress_tx, progress) = watch::channel(Progress::default());
+        self.shared
+            .runtime
+            .write()
+            .expect("runtime lock")
+            .entry(node.clone())
+            .or_default();
+        let task = tokio::spawn(link::run(
+            self.shared.clone(),
+            node.clone(),
+            receiver,
+            progress_tx,
+        ));
+        links.insert(
+            node.clone(),
+            Link {
+                commands,
+                progress,
+                task,
+            },
+        );
+    }
+
+    /// Stops the link to `node` and forgets what it reported.
+    pub fn stop(&self, node: &NodeName) {
+        if let Some(link) = self.links.lock().expect("links lock").remove(node) {
+            link.task.abort();
+        }
+        self.shared
+            .runtime
+            .write()
+            .expect("runtime lock")
+            .remove(node);
+    }
+
+    /// Drops the current connection (if any) and dials again at once, e.g. after the node's
+    /// address changed.
+    pub fn reconnect(&self, node: &NodeName) {
+        if let Some(link) = self.links.lock().expect("links lock").get(node) {
+            let _ = link.commands.send(LinkCommand::Reconnect);
+        }
+    }
+
+    /// Queues a desired-state delta for `node`. Never blocks; a disconnected link drops it,
+    /// since it sends the full state when it reconnects.
+    pub fn push(&self, node: &NodeName, state: DesiredState) {
+        if let Some(link) = self.links.lock().expect("links lock").get(node) {
+            let _ = link.commands.send(LinkCommand::Push(state));
+        }
+    }
+
+    fn progress(&self, node: &NodeName) -> Option<watch::Receiver<Progress>> {
+        self.links
+            .lock()
+            .expect("links lock")
+            .get(node)
+            .map(|l| l.progress.clone())
+    }
+
+    /// Waits until `node` has applied `generation`.
+    pub async fn wait_applied(&self, node: &NodeName, generation: u64) -> Result<(), NotApplied> {
+        let timeout = self.shared.timeouts.apply;
+        let offline = |reason: String| NotApplied::Offline {
+            node: node.to_string(),
+            reason,
+        };
+        let Some(mut progress) = self.progress(node) else {
+            return Err(offline("the node has no satellite".to_string()));
+        };
+        let start = progress.borrow().clone();
+        if !start.online {
+            return Err(offline(
+                start.error.unwrap_or_else(|| "connecting".to_string()),
+            ));
+        }
+        let result = tokio::time::timeout(
+            timeout,
+            progress.wait_for(|p| {
+                p.session != start.session
+                    || !p.online
+                    || p.applied.is_some_and(|g| g >= generation)
+            }),
+        )
+        .await;
+        match result {
+            Err(_) => Err(NotApplied::Timeout {
+                node: node.to_string(),
+                seconds: timeout.as_secs(),
+            }),
+            Ok(Err(_)) => Err(offline("the link was stopped".to_string())),
+            Ok(Ok(p))
+                if p.applied.is_some_and(|g| g >= generation) && p.session == start.session =>
+            {
+                Ok(())
+            }
+            Ok(Ok(p)) => Err(offline(
+                p.error.clone().unwrap_or_else(|| "connection lost".into()),
+            )),
+        }
+    }
+
+    /// Waits until `node` is online (connected and has applied its full state), up to `timeout`.
+    pub async fn wait_online(&self, node: &NodeName, timeout: Duration) -> Result<(), String> {
+        let Some(mut progress) = self.progress(node) else {
+            return Err("the node has no satellite".to_string());
+        };
+        let outcome = tokio::time::timeout(
+            timeout,
+            progress.wait_for(|p| p.online && p.applied.is_some()),
+        )
+        .await
+        .map(|r| r.map(|_| ()));
+        match outcome {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err("the link was stopped".to_string()),
+            Err(_) => Err(progress
+                .borrow()
+                .error
+                .clone()
+                .unwrap_or_else(|| "the satellite did not answer".to_string())),
+        }
+    }
+
+    /// Asks the satellite of `node` whether `pool` is usable.
+    pub async fn check_pool(&self, node: &NodeName, pool: PoolSpec) -> Result<PoolReport, String> {
+        let (reply, answer) = oneshot::channel();
+        {
+            let links = self.links.lock().expect("links lock");
+            let link = links
+                .get(node)
+                .ok_or_else(|| "the node has no satellite".to_string())?;
+            link.commands
+                .send(LinkCommand::CheckPool(pool, reply))
+                .map_err(|_| "the link was stopped".to_string())?;
+        }
+        match tokio::time::timeout(self.shared.timeouts.check_pool, answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err("the connection was lost before the satellite answered".to_string()),
+            Err(_) => Err(format!(
+                "the satellite did not answer within {} s",
+                self.shared.timeouts.check_pool.as_secs()
+            )),
+        }
+    }
+
+    /// Runs `f` on what the satellites reported.
+    pub fn with_runtime<T>(&self, f: impl FnOnce(&HashMap<NodeName, NodeRuntime>) -> T) -> T {
+        f(&self.shared.runtime.read().expect("runtime lock"))
+    }
+
+    /// The connection status of `node`.
+    pub fn status(&self, node: &NodeName) -> ConnectionStatus {
+        self.with_runtime(|r| {
+            r.get(node)
+                .map(|n| n.status)
+                .unwrap_or(ConnectionStatus::Offline)
+        })
+    }
+}
