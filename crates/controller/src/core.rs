@@ -11,7 +11,6 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
-use std::time::Duration;
 
 use ferrite_store::{Store, StoreError};
 use ferrite_types::api_call_rc::code;
@@ -24,9 +23,6 @@ use crate::app::{Failure, Plan};
 use crate::metrics::Metrics;
 use crate::model::{self, Cluster, Op, StoredErrorReport};
 use crate::satellites::{NotApplied, Satellites, Timeouts, desired};
-
-/// How long creating a node waits for its satellite to come online before answering.
-pub const NODE_ONLINE_WAIT: Duration = Duration::from_secs(5);
 
 /// Why the controller could not start.
 #[derive(Debug, thiserror::Error)]
@@ -302,7 +298,8 @@ impl Controller {
             let satellites = self.inner.satellites.clone();
             let node = node.clone();
             tasks.spawn(async move {
-                let result = satellites.wait_online(&node, NODE_ONLINE_WAIT).await;
+                let wait = satellites.timeouts().node_online;
+                let result = satellites.wait_online(&node, wait).await;
                 (
                     node.clone(),
                     result.err().map(|reason| NotApplied::Offline {

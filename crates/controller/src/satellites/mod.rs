@@ -39,6 +39,8 @@ pub struct Timeouts {
     pub reconnect_max: Duration,
     /// How long a storage pool check may take.
     pub check_pool: Duration,
+    /// How long creating a node waits for its satellite to come online before answering.
+    pub node_online: Duration,
 }
 
 impl Default for Timeouts {
@@ -51,6 +53,7 @@ impl Default for Timeouts {
             reconnect_min: Duration::from_millis(200),
             reconnect_max: Duration::from_secs(5),
             check_pool: Duration::from_secs(15),
+            node_online: Duration::from_secs(5),
         }
     }
 }

@@ -1,0 +1,168 @@
+//! A cluster of real Ferrite processes for tests and benchmarks.
+//!
+//! [`Cluster`] starts `ferrite-controller` and N `ferrite-satellite`s as child processes on
+//! loopback, each satellite with its own state directory and a FILE_THIN pool directory, all
+//! under one temporary directory. Tests talk to the controller over real HTTP ([`Rest`]), kill
+//! processes with SIGKILL and restart them. Dropping the cluster kills every process and
+//! detaches the loop devices its satellites attached, so a failed test leaves nothing behind.
+//!
+//! The binaries come from the cargo target directory of the running test (`cargo test
+//! --workspace` builds them), or from `FERRITE_BIN_DIR`.
+
+mod process;
+mod rest;
+
+pub use process::{Binaries, ControllerProcess, SatelliteProcess, free_port, is_root};
+pub use rest::{Reply, Rest};
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde_json::{Value, json};
+
+/// A controller and its satellites.
+pub struct Cluster {
+    pub dir: tempfile::TempDir,
+    pub controller: ControllerProcess,
+    pub satellites: Vec<SatelliteProcess>,
+    pub binaries: Binaries,
+}
+
+impl Cluster {
+    /// Starts a controller and `nodes` satellites named `node1`, `node2`, ... (not yet
+    /// registered with the controller).
+    pub fn start(nodes: usize) -> Result<Cluster> {
+        let binaries = Binaries::locate()?;
+        let dir = tempfile::Builder::new().prefix("ferrite-test-").tempdir()?;
+        let controller = ControllerProcess::start(&binaries, dir.path())?;
+        let mut satellites = Vec::new();
+        for i in 1..=nodes {
+            satellites.push(SatelliteProcess::start(&binaries, dir.path(), &format!("node{i}"))?);
+        }
+        Ok(Cluster { dir, controller, satellites, binaries })
+    }
+
+    /// The REST client of the controller.
+    pub fn rest(&self) -> Rest {
+        self.controller.rest()
+    }
+
+    pub fn satellite(&self, name: &str) -> &SatelliteProcess {
+        self.satellites.iter().find(|s| s.name == name).expect("no such satellite")
+    }
+
+    pub fn satellite_mut(&mut self, name: &str) -> &mut SatelliteProcess {
+        self.satellites.iter_mut().find(|s| s.name == name).expect("no such satellite")
+    }
+
+    /// The FILE_THIN pool directory of a node (created on first use).
+    pub fn pool_dir(&self, node: &str) -> PathBuf {
+        let dir = self.dir.path().join("pools").join(node);
+        std::fs::create_dir_all(&dir).expect("create pool dir");
+        dir
+    }
+
+    /// Registers every satellite as a COMBINED node and gives each a FILE_THIN pool named
+    /// `pool`; waits until all are online.
+    pub fn register_nodes_with_pool(&self, pool: &str) -> Result<()> {
+        let rest = self.rest();
+        for satellite in &self.satellites {
+            let reply = rest.post(
+                "/v1/nodes",
+                &json!({
+                    "name": satellite.name,
+                    "type": "combined",
+                    "net_interfaces": [{
+                        "name": "default",
+                        "address": satellite.address.ip().to_string(),
+                        "satellite_port": satellite.address.port(),
+                        "satellite_encryption_type": "plain",
+                        "is_active": true
+                    }]
+                }),
+            )?;
+            reply.expect_success().context("node create")?;
+        }
+        self.wait_online(Duration::from_secs(20))?;
+        for satellite in &self.satellites {
+            let reply = rest.post(
+                &format!("/v1/nodes/{}/storage-pools", satellite.name),
+                &json!({
+                    "storage_pool_name": pool,
+                    "provider_kind": "FILE_THIN",
+                    "props": {"StorDriver/StorPoolName": self.pool_dir(&satellite.name).to_string_lossy()}
+                }),
+            )?;
+            reply.expect_success().context("storage pool create")?;
+        }
+        Ok(())
+    }
+
+    /// Waits until every registered node is ONLINE.
+    pub fn wait_online(&self, timeout: Duration) -> Result<()> {
+        let rest = self.rest();
+        wait_until(timeout, || {
+            let nodes = rest.get("/v1/nodes")?.json;
+            Ok(nodes.as_array().is_some_and(|n| {
+                !n.is_empty() && n.iter().all(|n| n["connection_status"] == "ONLINE")
+            }))
+        })
+        .context("waiting for every node to be ONLINE")
+    }
+}
+
+/// Polls `check` every 50 ms until it returns true or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> Result<bool>) -> Result<()> {
+    let deadline = std::time::Instant::now() + timeout;
+    let mut last_error = None;
+    loop {
+        match check() {
+            Ok(true) => return Ok(()),
+            Ok(false) => {}
+            Err(e) => last_error = Some(e),
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(match last_error {
+                Some(e) => e.context(format!("condition not met within {timeout:?}")),
+                None => anyhow::anyhow!("condition not met within {timeout:?}"),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Loop devices whose backing file is under `dir`.
+pub fn loop_devices_under(dir: &Path) -> Vec<String> {
+    let Ok(output) = std::process::Command::new("losetup").args(["--list", "--json"]).output() else {
+        return Vec::new();
+    };
+    let parsed: Value = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
+    let prefix = dir.to_string_lossy().to_string();
+    parsed["loopdevices"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|d| d["back-file"].as_str().is_some_and(|f| f.trim_end_matches(" (deleted)").starts_with(&prefix)))
+        .filter_map(|d| d["name"].as_str().map(str::to_string))
+        .collect()
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let failing = std::thread::panicking();
+        self.controller.kill();
+        for satellite in &mut self.satellites {
+            satellite.kill();
+        }
+        if failing {
+            self.controller.print_log_tail();
+            for satellite in &self.satellites {
+                satellite.print_log_tail();
+            }
+        }
+        for device in loop_devices_under(self.dir.path()) {
+            let _ = std::process::Command::new("losetup").args(["-d", &device]).status();
+        }
+    }
+}
