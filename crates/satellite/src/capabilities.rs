@@ -65,7 +65,7 @@ fn drbd_reasons(runner: &dyn HostCommands, probe: &LayerProbe) -> Vec<String> {
             probe.proc_drbd.display()
         )),
     }
-    match runner.run(&CommandLine::new("drbdadm").arg("--version")) {
+    match runner.run(&CommandLine::query("drbdadm").arg("--version")) {
         Ok(_) => {}
         Err(e) if e.is_not_found() => reasons.push("drbdadm: command not found".to_string()),
         Err(e) => reasons.push(format!("drbdadm does not work: {e}")),

@@ -14,6 +14,7 @@ use ferrite_types::NodeName;
 use serde::Deserialize;
 
 use crate::reconciler::RECONCILE_INTERVAL;
+use crate::server::{HANDSHAKE_TIMEOUT, SESSION_IDLE_TIMEOUT};
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:3366";
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/ferrite/satellite";
@@ -93,6 +94,9 @@ pub struct SatelliteConfig {
     pub lvm_metadata_only: bool,
     pub mirrord: Option<PathBuf>,
     pub reconcile_interval: Duration,
+    /// Not settable from outside; shortened by tests that cross them.
+    pub handshake_timeout: Duration,
+    pub session_idle_timeout: Duration,
 }
 
 impl SatelliteConfig {
@@ -105,6 +109,8 @@ impl SatelliteConfig {
             lvm_metadata_only: false,
             mirrord: None,
             reconcile_interval: RECONCILE_INTERVAL,
+            handshake_timeout: HANDSHAKE_TIMEOUT,
+            session_idle_timeout: SESSION_IDLE_TIMEOUT,
         }
     }
 
@@ -146,6 +152,8 @@ impl SatelliteConfig {
             lvm_metadata_only: args.lvm_metadata_only || file.lvm_metadata_only.unwrap_or(false),
             mirrord: args.mirrord.or(file.mirrord),
             reconcile_interval: interval,
+            handshake_timeout: HANDSHAKE_TIMEOUT,
+            session_idle_timeout: SESSION_IDLE_TIMEOUT,
         })
     }
 }

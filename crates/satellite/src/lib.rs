@@ -23,6 +23,8 @@ pub mod server;
 
 #[cfg(test)]
 mod reconciler_tests;
+#[cfg(test)]
+mod server_tests;
 
 use std::net::SocketAddr;
 use std::sync::atomic::AtomicBool;
@@ -149,6 +151,8 @@ impl Satellite {
             providers,
             support,
             session_active: AtomicBool::new(false),
+            handshake_timeout: config.handshake_timeout,
+            session_idle_timeout: config.session_idle_timeout,
         });
         let server = tokio::spawn(server::serve(listener, context));
         info!(node = %node_name, listen = %local_addr, state_dir = %config.state_dir.display(), "satellite started");

@@ -48,6 +48,10 @@ pub struct ServerContext {
     pub support: ProviderSupport,
     /// Whether a controller session is open.
     pub session_active: AtomicBool,
+    /// [`HANDSHAKE_TIMEOUT`], shorter in tests.
+    pub handshake_timeout: Duration,
+    /// [`SESSION_IDLE_TIMEOUT`], shorter in tests.
+    pub session_idle_timeout: Duration,
 }
 
 impl ServerContext {
@@ -115,14 +119,14 @@ async fn handle_connection(stream: TcpStream, context: Arc<ServerContext>) {
     let _ = stream.set_nodelay(true);
     let (mut reader, mut writer) = stream.into_split();
     let hello = match tokio::time::timeout(
-        HANDSHAKE_TIMEOUT,
+        context.handshake_timeout,
         read_frame::<_, ControllerMessage>(&mut reader),
     )
     .await
     {
         Err(_) => {
             warn!(
-                timeout_s = HANDSHAKE_TIMEOUT.as_secs(),
+                timeout_ms = context.handshake_timeout.as_millis() as u64,
                 "no Hello in time; closing"
             );
             return;
@@ -232,15 +236,15 @@ async fn session_loop(
 ) -> String {
     loop {
         let frame = match tokio::time::timeout(
-            SESSION_IDLE_TIMEOUT,
+            context.session_idle_timeout,
             read_frame::<_, ControllerMessage>(reader),
         )
         .await
         {
             Err(_) => {
                 return format!(
-                    "nothing heard from the controller for {} s",
-                    SESSION_IDLE_TIMEOUT.as_secs()
+                    "nothing heard from the controller for {} ms",
+                    context.session_idle_timeout.as_millis()
                 );
             }
             Ok(frame) => frame,

@@ -62,7 +62,7 @@ impl ProviderSupport {
 
 /// Runs `program args` to see whether the tool is installed; the reason if it is not.
 fn tool_missing(runner: &dyn HostCommands, program: &str, args: &[&str]) -> Option<String> {
-    match runner.run(&CommandLine::new(program).args(args.iter().copied())) {
+    match runner.run(&CommandLine::query(program).args(args.iter().copied())) {
         Ok(_) => None,
         Err(e) if e.is_not_found() => Some(format!("{program}: command not found")),
         Err(e) => Some(format!("{program} does not work: {e}")),

@@ -68,9 +68,12 @@ struct Failure {
 
 #[derive(Debug, Default)]
 struct State {
-    log: Vec<String>,
+    /// Command lines run, and whether each was read-only.
+    log: Vec<(String, bool)>,
     missing_programs: BTreeSet<String>,
     failures: Vec<Failure>,
+    /// Commands (by line prefix) that take this long, as a slow disk would.
+    delays: Vec<(String, std::time::Duration)>,
     /// Loop device number → backing file.
     loops: BTreeMap<u32, PathBuf>,
     volume_groups: BTreeMap<String, VolumeGroup>,
@@ -81,17 +84,6 @@ struct State {
 #[derive(Debug, Default)]
 pub struct FakeHost {
     state: Mutex<State>,
-}
-
-/// Whether a command line only looks (and changes nothing).
-pub fn is_query(line: &str) -> bool {
-    let program = line.split(' ').next().unwrap_or_default();
-    matches!(program, "lvs" | "vgs")
-        || line.starts_with("losetup --list")
-        || line.starts_with("zfs list")
-        || line.starts_with("zfs get")
-        || line.ends_with(" --version")
-        || line.ends_with(" version")
 }
 
 fn fail(line: &str, exit_code: i32, stderr: impl Into<String>) -> CommandError {
@@ -135,19 +127,28 @@ impl FakeHost {
 
     /// Every command line run so far.
     pub fn commands(&self) -> Vec<String> {
-        self.state().log.clone()
+        self.state()
+            .log
+            .iter()
+            .map(|(line, _)| line.clone())
+            .collect()
     }
 
     /// The command lines run so far, clearing the record.
     pub fn take_commands(&self) -> Vec<String> {
         std::mem::take(&mut self.state().log)
+            .into_iter()
+            .map(|(line, _)| line)
+            .collect()
     }
 
-    /// The command lines run so far that change something, clearing the record.
+    /// The command lines run so far that may change something (not marked read-only),
+    /// clearing the record.
     pub fn take_changes(&self) -> Vec<String> {
-        self.take_commands()
+        std::mem::take(&mut self.state().log)
             .into_iter()
-            .filter(|line| !is_query(line))
+            .filter(|(_, read_only)| !read_only)
+            .map(|(line, _)| line)
             .collect()
     }
 
@@ -168,6 +169,11 @@ impl FakeHost {
 
     pub fn clear_failures(&self) {
         self.state().failures.clear();
+    }
+
+    /// Makes every command whose line starts with `prefix` take `delay` before it runs.
+    pub fn delay_matching(&self, prefix: &str, delay: std::time::Duration) {
+        self.state().delays.push((prefix.to_string(), delay));
     }
 
     pub fn add_volume_group(&self, name: &str, size_kib: u64) {
@@ -628,8 +634,17 @@ impl FakeHost {
 impl HostCommands for FakeHost {
     fn run(&self, command: &CommandLine) -> Result<CommandOutput, CommandError> {
         let line = command.to_string();
+        let delay = self
+            .state()
+            .delays
+            .iter()
+            .find(|(prefix, _)| line.starts_with(prefix))
+            .map(|(_, delay)| *delay);
+        if let Some(delay) = delay {
+            std::thread::sleep(delay);
+        }
         let mut state = self.state();
-        state.log.push(line.clone());
+        state.log.push((line.clone(), command.read_only));
         if state.missing_programs.contains(&command.program) {
             return Err(CommandError::NotFound {
                 program: command.program.clone(),

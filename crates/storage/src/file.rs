@@ -75,7 +75,7 @@ impl FileProvider {
 
     /// The loop devices the file is attached to (normally one).
     fn loop_devices(&self, image: &Path) -> Result<Vec<PathBuf>, StorageError> {
-        let command = CommandLine::new("losetup")
+        let command = CommandLine::query("losetup")
             .args(["--list", "--json", "--output", "NAME", "--associated"])
             .arg(image.to_string_lossy());
         let output = self.runner.run(&command)?;

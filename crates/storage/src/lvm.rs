@@ -116,7 +116,7 @@ impl Lvm {
         pool: &str,
         target: &str,
     ) -> Result<Vec<LogicalVolume>, StorageError> {
-        let command = CommandLine::new("lvs")
+        let command = CommandLine::query("lvs")
             .args(REPORT_OPTIONS)
             .args(["--options", LV_COLUMNS])
             .arg(target);
@@ -287,7 +287,7 @@ impl Provider for LvmProvider {
 
     fn check_pool(&self, pool: &str) -> Result<Option<PoolCapacity>, StorageError> {
         let volume_group = self.volume_group(pool)?;
-        let command = CommandLine::new("vgs")
+        let command = CommandLine::query("vgs")
             .args(REPORT_OPTIONS)
             .args(["--options", "vg_name,vg_size,vg_free"])
             .arg(volume_group);

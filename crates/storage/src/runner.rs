@@ -25,13 +25,26 @@ const POLL_INTERVAL: Duration = Duration::from_millis(5);
 pub struct CommandLine {
     pub program: String,
     pub args: Vec<String>,
+    /// The command only looks at the host (`lvs`, `losetup --list`): it is logged at debug
+    /// level, since convergence runs such commands for every volume on every pass.
+    pub read_only: bool,
 }
 
 impl CommandLine {
+    /// A command that may change the host; logged at info level.
     pub fn new(program: impl Into<String>) -> Self {
         CommandLine {
             program: program.into(),
             args: Vec::new(),
+            read_only: false,
+        }
+    }
+
+    /// A command that only reads the host's state.
+    pub fn query(program: impl Into<String>) -> Self {
+        CommandLine {
+            read_only: true,
+            ..CommandLine::new(program)
         }
     }
 
@@ -186,7 +199,11 @@ impl HostCommands for SystemCommands {
     #[allow(clippy::disallowed_types)] // this is the runner
     fn run(&self, command: &CommandLine) -> Result<CommandOutput, CommandError> {
         let line = command.to_string();
-        tracing::info!(command = %line, "running host command");
+        if command.read_only {
+            tracing::debug!(command = %line, "running host command");
+        } else {
+            tracing::info!(command = %line, "running host command");
+        }
         let started = Instant::now();
         let spawned = std::process::Command::new(&command.program)
             .args(&command.args)

@@ -77,7 +77,7 @@ impl ZfsProvider {
 
     /// The zvols directly below `dataset`.
     fn zvols(&self, dataset: &str) -> Result<Vec<BackingVolume>, StorageError> {
-        let command = CommandLine::new("zfs")
+        let command = CommandLine::query("zfs")
             .args(["list", "-H", "-p", "-t", "volume", "-d", "1"])
             .args(["-o", "name,volsize,used"])
             .arg(dataset);
@@ -125,7 +125,7 @@ impl Provider for ZfsProvider {
 
     fn check_pool(&self, pool: &str) -> Result<Option<PoolCapacity>, StorageError> {
         let dataset = self.dataset(pool)?;
-        let command = CommandLine::new("zfs")
+        let command = CommandLine::query("zfs")
             .args(["get", "-H", "-p", "-o", "property,value", "available,used"])
             .arg(dataset);
         let output = self
