@@ -38,9 +38,18 @@ impl Cluster {
         let controller = ControllerProcess::start(&binaries, dir.path())?;
         let mut satellites = Vec::new();
         for i in 1..=nodes {
-            satellites.push(SatelliteProcess::start(&binaries, dir.path(), &format!("node{i}"))?);
+            satellites.push(SatelliteProcess::start(
+                &binaries,
+                dir.path(),
+                &format!("node{i}"),
+            )?);
         }
-        Ok(Cluster { dir, controller, satellites, binaries })
+        Ok(Cluster {
+            dir,
+            controller,
+            satellites,
+            binaries,
+        })
     }
 
     /// The REST client of the controller.
@@ -49,11 +58,17 @@ impl Cluster {
     }
 
     pub fn satellite(&self, name: &str) -> &SatelliteProcess {
-        self.satellites.iter().find(|s| s.name == name).expect("no such satellite")
+        self.satellites
+            .iter()
+            .find(|s| s.name == name)
+            .expect("no such satellite")
     }
 
     pub fn satellite_mut(&mut self, name: &str) -> &mut SatelliteProcess {
-        self.satellites.iter_mut().find(|s| s.name == name).expect("no such satellite")
+        self.satellites
+            .iter_mut()
+            .find(|s| s.name == name)
+            .expect("no such satellite")
     }
 
     /// The FILE_THIN pool directory of a node (created on first use).
@@ -134,7 +149,10 @@ pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> Result<bool>) ->
 
 /// Loop devices whose backing file is under `dir`.
 pub fn loop_devices_under(dir: &Path) -> Vec<String> {
-    let Ok(output) = std::process::Command::new("losetup").args(["--list", "--json"]).output() else {
+    let Ok(output) = std::process::Command::new("losetup")
+        .args(["--list", "--json"])
+        .output()
+    else {
         return Vec::new();
     };
     let parsed: Value = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
@@ -143,7 +161,11 @@ pub fn loop_devices_under(dir: &Path) -> Vec<String> {
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|d| d["back-file"].as_str().is_some_and(|f| f.trim_end_matches(" (deleted)").starts_with(&prefix)))
+        .filter(|d| {
+            d["back-file"]
+                .as_str()
+                .is_some_and(|f| f.trim_end_matches(" (deleted)").starts_with(&prefix))
+        })
         .filter_map(|d| d["name"].as_str().map(str::to_string))
         .collect()
 }
@@ -162,7 +184,9 @@ impl Drop for Cluster {
             }
         }
         for device in loop_devices_under(self.dir.path()) {
-            let _ = std::process::Command::new("losetup").args(["-d", &device]).status();
+            let _ = std::process::Command::new("losetup")
+                .args(["-d", &device])
+                .status();
         }
     }
 }

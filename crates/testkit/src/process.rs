@@ -26,7 +26,10 @@ impl Binaries {
             None => {
                 let exe = std::env::current_exe()?;
                 // target/<profile>/deps/<test> -> target/<profile>
-                exe.parent().and_then(Path::parent).map(Path::to_path_buf).context("locating the target directory")?
+                exe.parent()
+                    .and_then(Path::parent)
+                    .map(Path::to_path_buf)
+                    .context("locating the target directory")?
             }
         };
         let binaries = Binaries {
@@ -48,7 +51,10 @@ impl Binaries {
 
 /// A free TCP port on 127.0.0.1 (bound and released; good enough for tests).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 /// Whether the tests run as root (loop devices need it).
@@ -62,7 +68,10 @@ fn spawn(program: &Path, args: &[String], log: &Path) -> Result<Child> {
     let err = out.try_clone()?;
     Command::new(program)
         .args(args)
-        .env("RUST_LOG", std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()))
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into()),
+        )
         .env("NO_COLOR", "1")
         .stdin(Stdio::null())
         .stdout(Stdio::from(out))
@@ -100,10 +109,18 @@ pub struct ControllerProcess {
 
 impl ControllerProcess {
     pub fn start(binaries: &Binaries, dir: &Path) -> Result<ControllerProcess> {
-        Self::start_with(binaries, dir, &["--apply-timeout".to_string(), "10".to_string()])
+        Self::start_with(
+            binaries,
+            dir,
+            &["--apply-timeout".to_string(), "10".to_string()],
+        )
     }
 
-    pub fn start_with(binaries: &Binaries, dir: &Path, extra_args: &[String]) -> Result<ControllerProcess> {
+    pub fn start_with(
+        binaries: &Binaries,
+        dir: &Path,
+        extra_args: &[String],
+    ) -> Result<ControllerProcess> {
         let mut controller = ControllerProcess {
             listen: SocketAddr::from(([127, 0, 0, 1], free_port())),
             data_dir: dir.join("controller"),
@@ -127,11 +144,19 @@ impl ControllerProcess {
             "/dev/null".to_string(),
         ];
         args.extend(self.extra_args.iter().cloned());
-        let log = if self.restarts == 0 { self.log.clone() } else { self.log.with_extension(format!("{}.log", self.restarts)) };
+        let log = if self.restarts == 0 {
+            self.log.clone()
+        } else {
+            self.log.with_extension(format!("{}.log", self.restarts))
+        };
         self.child = Some(spawn(&self.binary, &args, &log)?);
         let rest = self.rest();
-        crate::wait_until(Duration::from_secs(20), || Ok(rest.get("/v1/controller/version").is_ok_and(|r| r.status == 200)))
-            .with_context(|| format!("controller did not come up; see {}", log.display()))
+        crate::wait_until(Duration::from_secs(20), || {
+            Ok(rest
+                .get("/v1/controller/version")
+                .is_ok_and(|r| r.status == 200))
+        })
+        .with_context(|| format!("controller did not come up; see {}", log.display()))
     }
 
     pub fn url(&self) -> String {
@@ -207,8 +232,16 @@ impl SatelliteProcess {
         ];
         self.child = Some(spawn(&self.binary, &args, &self.log)?);
         let address = self.address;
-        crate::wait_until(Duration::from_secs(20), || Ok(std::net::TcpStream::connect(address).is_ok()))
-            .with_context(|| format!("satellite {} did not come up; see {}", self.name, self.log.display()))
+        crate::wait_until(Duration::from_secs(20), || {
+            Ok(std::net::TcpStream::connect(address).is_ok())
+        })
+        .with_context(|| {
+            format!(
+                "satellite {} did not come up; see {}",
+                self.name,
+                self.log.display()
+            )
+        })
     }
 
     pub fn kill(&mut self) {

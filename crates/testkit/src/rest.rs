@@ -13,12 +13,19 @@ pub struct Reply {
 impl Reply {
     /// The ApiCallRc entries, if the body is a list of them.
     pub fn entries(&self) -> Vec<&Value> {
-        self.json.as_array().map(|a| a.iter().collect()).unwrap_or_default()
+        self.json
+            .as_array()
+            .map(|a| a.iter().collect())
+            .unwrap_or_default()
     }
 
     /// Whether any entry has the error mask.
     pub fn has_error(&self) -> bool {
-        self.entries().iter().any(|e| e["ret_code"].as_i64().is_some_and(|rc| (rc as u64) >> 62 == 3))
+        self.entries().iter().any(|e| {
+            e["ret_code"]
+                .as_i64()
+                .is_some_and(|rc| (rc as u64) >> 62 == 3)
+        })
     }
 
     /// Fails unless the status is 2xx and no entry is an error.
@@ -44,14 +51,21 @@ impl Rest {
             .timeout_global(Some(std::time::Duration::from_secs(60)))
             .build()
             .new_agent();
-        Rest { base: base.trim_end_matches('/').to_string(), agent }
+        Rest {
+            base: base.trim_end_matches('/').to_string(),
+            agent,
+        }
     }
 
     fn finish(response: Result<ureq::http::Response<ureq::Body>, ureq::Error>) -> Result<Reply> {
         let mut response = response?;
         let status = response.status().as_u16();
         let text = response.body_mut().read_to_string()?;
-        let json = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+        let json = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
         Ok(Reply { status, json })
     }
 

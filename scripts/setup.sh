@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Installs what Ferrite's build, tests and demo need on a fresh Debian machine, and nothing
+# more. Safe to run again: it only installs what is missing.
+set -euo pipefail
+
+log() { printf '[setup] %s\n' "$*" >&2; }
+
+as_root() {
+    if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+        log "need root for: $*"; exit 1; fi
+}
+
+# Debian packages, by the command each provides.
+declare -A packages=(
+    [losetup]=util-linux
+    [lvm]=lvm2
+    [sqlite3]=sqlite3
+    [python3]=python3
+    [curl]=curl
+)
+missing=()
+for command in "${!packages[@]}"; do
+    command -v "$command" >/dev/null 2>&1 || missing+=("${packages[$command]}")
+done
+if ! python3 -m pip --version >/dev/null 2>&1; then missing+=(python3-pip); fi
+if [ ${#missing[@]} -gt 0 ]; then
+    log "installing Debian packages: ${missing[*]}"
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# python-linstor from PyPI: the compatibility suite drives the controller with it.
+PYTHON_LINSTOR_VERSION=1.29.1
+if ! python3 -c "import linstor, sys; sys.exit(0 if linstor.__version__ == '$PYTHON_LINSTOR_VERSION' else 1)" 2>/dev/null; then
+    log "installing python-linstor $PYTHON_LINSTOR_VERSION from PyPI"
+    python3 -m pip install -q --disable-pip-version-check "python-linstor==$PYTHON_LINSTOR_VERSION" 2>/dev/null \
+        || python3 -m pip install -q --disable-pip-version-check --break-system-packages "python-linstor==$PYTHON_LINSTOR_VERSION"
+fi
+
+if ! command -v cargo >/dev/null; then
+    log "cargo is missing: install the Rust toolchain (rustup) first"; exit 1
+fi
+if ! cargo nextest --version >/dev/null 2>&1; then
+    log "installing cargo-nextest"
+    cargo install --locked cargo-nextest
+fi
