@@ -63,7 +63,10 @@ pub enum ControllerMessage {
     ApplyState(DesiredState),
     /// Asks whether a storage pool could be used as specified, before the controller records
     /// it, so a pool on a missing volume group is refused rather than created broken.
-    CheckPool { request_id: u64, pool: PoolSpec },
+    CheckPool {
+        request_id: u64,
+        pool: PoolSpec,
+    },
     Ping,
 }
 

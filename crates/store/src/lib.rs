@@ -13,7 +13,10 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OptionalExtension, params_from_iter};
 
 /// Migrations, in order. `PRAGMA user_version` records how many have been applied.
-const MIGRATIONS: &[(&str, &str)] = &[("0001_initial", include_str!("../migrations/0001_initial.sql"))];
+const MIGRATIONS: &[(&str, &str)] = &[(
+    "0001_initial",
+    include_str!("../migrations/0001_initial.sql"),
+)];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
@@ -88,7 +91,11 @@ pub struct Row {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
     /// Insert or replace the row with this key.
-    Put { table: Table, key: Vec<String>, data: String },
+    Put {
+        table: Table,
+        key: Vec<String>,
+        data: String,
+    },
     /// Delete the row with this key (and, through foreign keys, its children).
     Delete { table: Table, key: Vec<String> },
 }
@@ -111,20 +118,37 @@ impl Snapshot {
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("cannot create the data directory {path}: {source}")]
-    CreateDir { path: PathBuf, source: std::io::Error },
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("cannot open the database {path}: {source}")]
-    Open { path: PathBuf, source: rusqlite::Error },
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
     #[error(
         "the database {path} has schema version {found}, newer than this build's {supported}; \
          run a Ferrite version at least as new as the one that wrote it"
     )]
-    TooNew { path: PathBuf, found: usize, supported: usize },
+    TooNew {
+        path: PathBuf,
+        found: usize,
+        supported: usize,
+    },
     #[error("migration {name} failed: {source}")]
-    Migration { name: &'static str, source: rusqlite::Error },
+    Migration {
+        name: &'static str,
+        source: rusqlite::Error,
+    },
     #[error("the database {path} failed its integrity check: {problems}")]
     Corrupt { path: PathBuf, problems: String },
     #[error("change to {table:?} has key {key:?}, but that table's key has {expected} parts")]
-    BadKey { table: Table, key: Vec<String>, expected: usize },
+    BadKey {
+        table: Table,
+        key: Vec<String>,
+        expected: usize,
+    },
     #[error("database error: {0}")]
     Sql(#[from] rusqlite::Error),
 }
@@ -140,11 +164,15 @@ impl Store {
     /// Opens (creating if needed) the store in `data_dir`, applies pending migrations and
     /// checks integrity. `new_cluster_id` names the cluster if the store is new.
     pub fn open(data_dir: &Path, new_cluster_id: &str) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(data_dir)
-            .map_err(|source| StoreError::CreateDir { path: data_dir.to_path_buf(), source })?;
+        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::CreateDir {
+            path: data_dir.to_path_buf(),
+            source,
+        })?;
         let path = data_dir.join(DATABASE_FILE);
-        let mut connection = Connection::open(&path)
-            .map_err(|source| StoreError::Open { path: path.clone(), source })?;
+        let mut connection = Connection::open(&path).map_err(|source| StoreError::Open {
+            path: path.clone(),
+            source,
+        })?;
         connection
             .execute_batch(
                 "PRAGMA journal_mode = WAL;
@@ -152,7 +180,10 @@ impl Store {
                  PRAGMA foreign_keys = ON;
                  PRAGMA busy_timeout = 5000;",
             )
-            .map_err(|source| StoreError::Open { path: path.clone(), source })?;
+            .map_err(|source| StoreError::Open {
+                path: path.clone(),
+                source,
+            })?;
         migrate(&mut connection, &path)?;
         check_integrity(&connection, &path)?;
 
@@ -161,12 +192,19 @@ impl Store {
             "INSERT OR IGNORE INTO meta (key, value) VALUES ('cluster_id', ?1)",
             [new_cluster_id],
         )?;
-        tx.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('revision', '0')", [])?;
+        tx.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('revision', '0')",
+            [],
+        )?;
         tx.commit()?;
         let revision = read_meta(&connection, "revision")?
             .and_then(|v| v.parse().ok())
             .unwrap_or(0);
-        Ok(Store { path, connection, revision })
+        Ok(Store {
+            path,
+            connection,
+            revision,
+        })
     }
 
     /// The database file.
@@ -185,7 +223,10 @@ impl Store {
         let mut rows = BTreeMap::new();
         for table in Table::ALL {
             let keys = table.key_columns().join(", ");
-            let sql = format!("SELECT {keys}, data FROM {} ORDER BY {keys}", table.sql_name());
+            let sql = format!(
+                "SELECT {keys}, data FROM {} ORDER BY {keys}",
+                table.sql_name()
+            );
             let mut statement = self.connection.prepare(&sql)?;
             let width = table.key_columns().len();
             let table_rows = statement
@@ -199,12 +240,19 @@ impl Store {
                             other => format!("{other:?}"),
                         });
                     }
-                    Ok(Row { key, data: row.get(width)? })
+                    Ok(Row {
+                        key,
+                        data: row.get(width)?,
+                    })
                 })?
                 .collect::<Result<Vec<_>, _>>()?;
             rows.insert(table, table_rows);
         }
-        Ok(Snapshot { revision: self.revision, cluster_id, rows })
+        Ok(Snapshot {
+            revision: self.revision,
+            cluster_id,
+            rows,
+        })
     }
 
     /// Applies `changes` in one transaction and returns the new revision. On error nothing
@@ -236,7 +284,10 @@ impl Store {
                         columns.join(", "),
                         placeholders.join(", ")
                     );
-                    let values = key.iter().map(String::as_str).chain(std::iter::once(data.as_str()));
+                    let values = key
+                        .iter()
+                        .map(String::as_str)
+                        .chain(std::iter::once(data.as_str()));
                     tx.prepare_cached(&sql)?.execute(params_from_iter(values))?;
                 }
                 Change::Delete { table, key } => {
@@ -246,9 +297,13 @@ impl Store {
                         .enumerate()
                         .map(|(i, column)| format!("{column} = ?{}", i + 1))
                         .collect();
-                    let sql =
-                        format!("DELETE FROM {} WHERE {}", table.sql_name(), condition.join(" AND "));
-                    tx.prepare_cached(&sql)?.execute(params_from_iter(key.iter()))?;
+                    let sql = format!(
+                        "DELETE FROM {} WHERE {}",
+                        table.sql_name(),
+                        condition.join(" AND ")
+                    );
+                    tx.prepare_cached(&sql)?
+                        .execute(params_from_iter(key.iter()))?;
                 }
             }
         }
@@ -274,7 +329,9 @@ fn read_meta(connection: &Connection, key: &str) -> Result<Option<String>, Store
         return Ok(None);
     }
     Ok(connection
-        .query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| row.get(0))
+        .query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| {
+            row.get(0)
+        })
         .optional()?)
 }
 
@@ -290,10 +347,12 @@ fn migrate(connection: &mut Connection, path: &Path) -> Result<(), StoreError> {
     }
     for (index, (name, sql)) in MIGRATIONS.iter().enumerate().skip(current) {
         let tx = connection.transaction()?;
-        tx.execute_batch(sql).map_err(|source| StoreError::Migration { name, source })?;
+        tx.execute_batch(sql)
+            .map_err(|source| StoreError::Migration { name, source })?;
         tx.pragma_update(None, "user_version", (index + 1) as i64)
             .map_err(|source| StoreError::Migration { name, source })?;
-        tx.commit().map_err(|source| StoreError::Migration { name, source })?;
+        tx.commit()
+            .map_err(|source| StoreError::Migration { name, source })?;
         tracing::info!(migration = name, "applied store migration");
     }
     Ok(())
@@ -307,13 +366,18 @@ fn check_integrity(connection: &Connection, path: &Path) -> Result<(), StoreErro
     }
     let mut statement = connection.prepare("PRAGMA foreign_key_check")?;
     let orphans = statement
-        .query_map([], |row| Ok(format!("orphan row in {}", row.get::<_, String>(0)?)))?
+        .query_map([], |row| {
+            Ok(format!("orphan row in {}", row.get::<_, String>(0)?))
+        })?
         .collect::<Result<Vec<_>, _>>()?;
     problems.extend(orphans);
     if problems.is_empty() {
         Ok(())
     } else {
-        Err(StoreError::Corrupt { path: path.to_path_buf(), problems: problems.join("; ") })
+        Err(StoreError::Corrupt {
+            path: path.to_path_buf(),
+            problems: problems.join("; "),
+        })
     }
 }
 
@@ -337,7 +401,11 @@ mod tests {
         let rev = store
             .commit(&[
                 put(Table::Nodes, &["NODE1"], r#"{"name":"node1"}"#),
-                put(Table::StoragePools, &["NODE1", "POOL"], r#"{"name":"pool"}"#),
+                put(
+                    Table::StoragePools,
+                    &["NODE1", "POOL"],
+                    r#"{"name":"pool"}"#,
+                ),
             ])
             .unwrap();
         assert_eq!(rev, 1);
@@ -346,9 +414,15 @@ mod tests {
         let store = Store::open(dir.path(), "cluster-b").unwrap();
         assert_eq!(store.revision(), 1);
         let snapshot = store.load().unwrap();
-        assert_eq!(snapshot.cluster_id, "cluster-a", "the first cluster id sticks");
+        assert_eq!(
+            snapshot.cluster_id, "cluster-a",
+            "the first cluster id sticks"
+        );
         assert_eq!(snapshot.rows(Table::Nodes).len(), 1);
-        assert_eq!(snapshot.rows(Table::StoragePools)[0].key, vec!["NODE1", "POOL"]);
+        assert_eq!(
+            snapshot.rows(Table::StoragePools)[0].key,
+            vec!["NODE1", "POOL"]
+        );
     }
 
     #[test]
@@ -377,7 +451,10 @@ mod tests {
             ])
             .unwrap();
         store
-            .commit(&[Change::Delete { table: Table::ResourceDefinitions, key: vec!["R1".into()] }])
+            .commit(&[Change::Delete {
+                table: Table::ResourceDefinitions,
+                key: vec!["R1".into()],
+            }])
             .unwrap();
         let snapshot = store.load().unwrap();
         assert!(snapshot.rows(Table::VolumeDefinitions).is_empty());
@@ -388,7 +465,9 @@ mod tests {
     fn keys_of_the_wrong_width_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(dir.path(), "c").unwrap();
-        let err = store.commit(&[put(Table::StoragePools, &["ONLY_ONE"], "{}")]).unwrap_err();
+        let err = store
+            .commit(&[put(Table::StoragePools, &["ONLY_ONE"], "{}")])
+            .unwrap_err();
         assert!(matches!(err, StoreError::BadKey { .. }), "{err}");
     }
 
@@ -408,7 +487,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut store = Store::open(dir.path(), "c").unwrap();
         store
-            .commit(&[put(Table::ResourceGroups, &["RG"], "{}"), put(Table::VolumeGroups, &["RG", "7"], "{}")])
+            .commit(&[
+                put(Table::ResourceGroups, &["RG"], "{}"),
+                put(Table::VolumeGroups, &["RG", "7"], "{}"),
+            ])
             .unwrap();
         let snapshot = store.load().unwrap();
         assert_eq!(snapshot.rows(Table::VolumeGroups)[0].key, vec!["RG", "7"]);

@@ -37,7 +37,7 @@ fn writer(
     while !stop.load(Ordering::Relaxed) {
         n += 1;
         attempts.fetch_add(1, Ordering::Relaxed);
-        if id % 2 == 0 {
+        if id.is_multiple_of(2) {
             let name = format!("rd_{round}_{id}_{n}");
             let body = json!({
                 "resource_definition_name": name,
