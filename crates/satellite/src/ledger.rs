@@ -47,7 +47,7 @@ pub struct LedgerEntry {
 }
 
 /// The persisted ledger.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Ledger {
     /// Version of this file's format.
     #[serde(default = "format_version")]
@@ -58,6 +58,12 @@ pub struct Ledger {
 
 fn format_version() -> u32 {
     1
+}
+
+impl Default for Ledger {
+    fn default() -> Self {
+        Ledger::new()
+    }
 }
 
 impl Ledger {

@@ -481,7 +481,7 @@ impl Reconciler {
                     resource: name.clone(),
                     volume_number: number,
                     provider_kind: pool.provider_kind,
-                    pool_name: pool.pool_name.clone(),
+                    pool_name: normalized_pool_name(pool.provider_kind, &pool.pool_name),
                 };
                 wanted.insert(key.clone());
                 if let Some(error) = pool_error {
@@ -653,6 +653,17 @@ impl Reconciler {
                 }
             }
         }
+    }
+}
+
+/// The pool's backing location as the ledger records it: a directory without trailing slashes,
+/// so `/srv/pool/` and `/srv/pool` are the same place.
+fn normalized_pool_name(kind: ProviderKind, pool_name: &str) -> String {
+    match kind {
+        ProviderKind::File | ProviderKind::FileThin if pool_name.len() > 1 => {
+            pool_name.trim_end_matches('/').to_string()
+        }
+        _ => pool_name.to_string(),
     }
 }
 

@@ -597,6 +597,18 @@ fn invalid_resource_names_are_refused_per_volume() {
 }
 
 #[test]
+fn a_trailing_slash_does_not_make_a_directory_another_pool() {
+    let mut node = Node::new();
+    applied(node.apply(node.full(1, vec![resource("web", &[(0, 4096, "files")])])));
+    node.host.take_commands();
+    let mut state = node.full(2, vec![resource("web", &[(0, 4096, "files")])]);
+    state.storage_pools[0].pool_name.push('/');
+    let (_, report) = applied(node.apply(state));
+    assert_eq!(report.volumes[0].disk_state, "UpToDate");
+    assert!(node.host.take_changes().is_empty());
+}
+
+#[test]
 fn toggling_a_resource_diskless_deletes_its_backing_volume() {
     let mut node = Node::new();
     applied(node.apply(node.full(1, vec![resource("web", &[(0, 4096, "lvm")])])));

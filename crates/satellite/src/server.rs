@@ -29,10 +29,10 @@ use crate::reconciler::{Event, pool_report};
 /// How long a new connection may take to say `Hello`.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// A session in which the controller sends nothing (it pings every few seconds) for this long
-/// is considered dead, so a controller that vanished without closing its connection does not
+/// A session in which the controller sends nothing (it pings every 2 s) for this long is
+/// considered dead, so a controller that vanished without closing its connection does not
 /// keep the session slot, and with it every other controller, out forever.
-pub const SESSION_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+pub const SESSION_IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// What every connection needs.
 pub struct ServerContext {
