@@ -43,6 +43,23 @@ pub fn admit(
             satellite_max: PROTOCOL_VERSION,
         });
     }
+    // A stranger is told so first, whatever it calls this node.
+    if let Some(current) = current
+        && current.cluster_id != greeting.cluster_id
+    {
+        return Err(Refusal::OtherController {
+            controller_cluster: greeting.cluster_id.to_string(),
+            satellite_cluster: current.cluster_id.clone(),
+            correction: format!(
+                "to move this node to cluster {new}, first delete it from cluster {old} (which \
+                 removes its resources there), then stop the satellite, remove {identity} and \
+                 start the satellite again",
+                new = greeting.cluster_id,
+                old = current.cluster_id,
+                identity = state_dir.join(IDENTITY_FILE).display(),
+            ),
+        });
+    }
     let expected = configured_node_name
         .map(|n| n.as_str().to_string())
         .or_else(|| current.map(|i| i.node_name.clone()));
@@ -62,22 +79,6 @@ pub fn admit(
         return Err(Refusal::NodeNameMismatch {
             controller: greeting.node_name.to_string(),
             satellite: format!("(none yet; {e})"),
-        });
-    }
-    if let Some(current) = current
-        && current.cluster_id != greeting.cluster_id
-    {
-        return Err(Refusal::OtherController {
-            controller_cluster: greeting.cluster_id.to_string(),
-            satellite_cluster: current.cluster_id.clone(),
-            correction: format!(
-                "to move this node to cluster {new}, first delete it from cluster {old} (which \
-                 removes its resources there), then stop the satellite, remove {identity} and \
-                 start the satellite again",
-                new = greeting.cluster_id,
-                old = current.cluster_id,
-                identity = state_dir.join(IDENTITY_FILE).display(),
-            ),
         });
     }
     Ok(Identity {
@@ -173,6 +174,17 @@ mod tests {
             text.contains("remove /var/lib/ferrite/satellite/identity.json"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_stranger_is_a_stranger_whatever_it_calls_the_node() {
+        let identity = Identity {
+            cluster_id: "c1".into(),
+            node_name: "node1".into(),
+        };
+        let refusal =
+            admit(&hello("c2", "node9"), None, Some(&identity), Path::new(DIR)).unwrap_err();
+        assert!(matches!(refusal, Refusal::OtherController { .. }), "{refusal}");
     }
 
     #[test]
