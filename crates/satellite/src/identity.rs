@@ -184,7 +184,10 @@ mod tests {
         };
         let refusal =
             admit(&hello("c2", "node9"), None, Some(&identity), Path::new(DIR)).unwrap_err();
-        assert!(matches!(refusal, Refusal::OtherController { .. }), "{refusal}");
+        assert!(
+            matches!(refusal, Refusal::OtherController { .. }),
+            "{refusal}"
+        );
     }
 
     #[test]
