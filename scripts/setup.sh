@@ -31,7 +31,7 @@ fi
 
 # python-linstor from PyPI: the compatibility suite drives the controller with it.
 PYTHON_LINSTOR_VERSION=1.29.1
-if ! python3 -c "import linstor, sys; sys.exit(0 if linstor.__version__ == '$PYTHON_LINSTOR_VERSION' else 1)" 2>/dev/null; then
+if ! python3 -c "import sys; from linstor.version import VERSION; sys.exit(0 if VERSION == '$PYTHON_LINSTOR_VERSION' else 1)" 2>/dev/null; then
     log "installing python-linstor $PYTHON_LINSTOR_VERSION from PyPI"
     python3 -m pip install -q --disable-pip-version-check "python-linstor==$PYTHON_LINSTOR_VERSION" 2>/dev/null \
         || python3 -m pip install -q --disable-pip-version-check --break-system-packages "python-linstor==$PYTHON_LINSTOR_VERSION"

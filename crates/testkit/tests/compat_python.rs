@@ -1,0 +1,61 @@
+//! The python-linstor compatibility suite: `tests/compat/tutorial.py` drives a real cluster
+//! through the whole article tutorial with python-linstor 1.29.1 from PyPI (installed by
+//! `scripts/setup.sh`).
+
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use ferrite_testkit::{Cluster, is_root};
+
+#[test]
+fn python_linstor_runs_the_tutorial() -> Result<()> {
+    if !is_root() {
+        eprintln!(
+            "skipped: the satellites attach loop devices, which needs root (CI runs as root)"
+        );
+        return Ok(());
+    }
+    let probe = Command::new("python3")
+        .args(["-c", "import linstor"])
+        .output()
+        .context("running python3")?;
+    if !probe.status.success() {
+        bail!(
+            "python-linstor is not installed; run scripts/setup.sh (it installs python-linstor==1.29.1 from PyPI)"
+        );
+    }
+    let cluster = Cluster::start(4)?;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../tests/compat/tutorial.py"
+    );
+    let mut command = Command::new("python3");
+    command
+        .arg(script)
+        .arg("--controller")
+        .arg(format!("linstor://{}", cluster.controller.listen));
+    for satellite in &cluster.satellites {
+        command
+            .arg("--node")
+            .arg(format!("{}={}", satellite.name, satellite.address));
+        command.arg("--pool-dir").arg(format!(
+            "{}={}",
+            satellite.name,
+            cluster.pool_dir(&satellite.name).display()
+        ));
+    }
+    let output = command
+        .output()
+        .context("running tests/compat/tutorial.py")?;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    print!("{stdout}");
+    eprint!("{stderr}");
+    if !output.status.success() {
+        bail!(
+            "the python-linstor tutorial failed ({}):\n{stderr}",
+            output.status
+        );
+    }
+    Ok(())
+}
