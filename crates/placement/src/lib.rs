@@ -3,25 +3,29 @@
 //!
 //! Owns LINSTOR's autoplacer semantics and the wording of its answers:
 //!
-//! 1. **Filter** ([`filter`]). A node qualifies if it does not hold the resource yet, is in the
+//! 1. **Filter** (module `filter`). A node qualifies if it does not hold the resource yet, is in the
 //!    node list (if one is given), is available, runs every layer of the stack (when its layers
 //!    are known), carries none of the do-not-place-with resources and passes the
 //!    replicas-on-same / replicas-on-different / x-replicas-on-different rules as far as the
-//!    existing replicas already decide them ([`rules`]). A storage pool of a qualifying node
+//!    existing replicas already decide them (module `rules`). A storage pool of a qualifying node
 //!    qualifies if it is diskful, in the storage pool list and provider list (if given), usable,
 //!    and reports at least the requested free capacity.
 //! 2. **Score**. A node's score is the free capacity of its best qualifying pool (LINSTOR's
 //!    default `MaxFreeSpace` strategy); a node gets at most one replica, in that pool.
-//! 3. **Select** ([`select`]). The wanted number of nodes with the highest sum of scores that
+//! 3. **Select** (module `select`). The wanted number of nodes with the highest sum of scores that
 //!    satisfies the rules among themselves (same value of every replicas-on-same key, distinct
 //!    values of every replicas-on-different key, at most N per value of an x-replicas-on-different
 //!    key), by a bounded branch-and-bound search. Ties go to the node, then pool, whose name sorts
 //!    first; the answer depends only on the input, not on the order of the candidates.
-//! 4. **Diskless on remaining**: every other available node that does not hold the resource gets
-//!    a diskless replica in its diskless pool.
+//! 4. **Diskless on remaining**: when diskful replicas were added, every other available node
+//!    that does not hold the resource and runs the layers gets a diskless replica in its diskless
+//!    pool (the node list and the rules between replicas do not apply to diskless replicas).
+//!
+//! An unparsable do-not-place-with regex refuses the request (see [`Refusal::invalid_request`]),
+//! even when there is nothing to add.
 //!
 //! When the wanted replicas cannot be placed, the [`Refusal`] lists every candidate node with the
-//! precise reason it was not used, and prints as one readable explanation ([`explain`]).
+//! precise reason it was not used, and prints as one readable explanation (module `explain`).
 //!
 //! Does not own: the cluster state (the controller describes it as [`Candidate`]s, including
 //! which nodes are available and which pools usable), checking the REST auto-select filter,
@@ -29,7 +33,8 @@
 //!
 //! Simplifications, on purpose: thin pools are compared by their reported free capacity like thick
 //! ones (no oversubscription estimate); the only scoring strategy is free space; the
-//! `AutoplaceTarget` property and the pre-select script are not supported.
+//! `AutoplaceTarget` property and the pre-select script are not supported; x-replicas-on-different
+//! caps replicas per value without LINSTOR's preference for filling one value before the next.
 
 mod explain;
 mod filter;
