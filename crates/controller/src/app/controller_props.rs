@@ -45,7 +45,11 @@ pub fn delete(cluster: &Cluster, key: &str) -> Result<Plan, Failure> {
     properties::check_key(key).map_err(|cause| {
         Failure::from(
             ctx.error(code::FAIL_INVLD_PROP, "Invalid property key.")
-                .cause(cause),
+                .cause(cause)
+                .correction(
+                    "Give the key as it is set, e.g. 'Aux/rack': namespace segments separated by \
+                     '/', made of letters, digits, '_', '-', '.' and ':'.",
+                ),
         )
     })?;
     let mut plan = Plan::new();
@@ -64,4 +68,23 @@ pub fn delete(cluster: &Cluster, key: &str) -> Result<Plan, Failure> {
         ));
     }
     Ok(plan)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deleting_an_invalid_key_says_how_keys_look() {
+        let err = delete(&Cluster::default(), "Aux/bad key").unwrap_err();
+        assert_eq!(err.0[0].ret_code().code(), code::FAIL_INVLD_PROP);
+        assert!(err.0[0].cause.as_deref().unwrap().contains("' '"));
+        assert!(
+            err.0[0]
+                .correction
+                .as_deref()
+                .unwrap()
+                .contains("'Aux/rack'")
+        );
+    }
 }

@@ -205,7 +205,10 @@ pub fn validate_filter(
                     code::FAIL_INVLD_PROP,
                     format!("Invalid node property key '{key}'."),
                 )
-                .cause(cause),
+                .cause(cause)
+                .correction(
+                    "Name a node property key such as 'Aux/rack', optionally with '=value'.",
+                ),
             )
         })?;
     }
@@ -572,6 +575,25 @@ mod tests {
                 ..Default::default()
             }),
             code::FAIL_NOT_FOUND_NODE
+        );
+    }
+
+    #[test]
+    fn an_invalid_replicas_key_gets_a_cause_and_a_correction() {
+        let cluster = crate::app::testing::tutorial_cluster();
+        let filter = AutoSelectFilter {
+            replicas_on_different: Some(vec!["Aux/ra ck=r1".into()]),
+            ..Default::default()
+        };
+        let err = validate_filter(&CTX, &cluster, &filter).unwrap_err();
+        assert_eq!(err.0[0].ret_code().code(), code::FAIL_INVLD_PROP);
+        assert!(err.0[0].cause.is_some());
+        assert!(
+            err.0[0]
+                .correction
+                .as_deref()
+                .unwrap()
+                .contains("'Aux/rack'")
         );
     }
 }

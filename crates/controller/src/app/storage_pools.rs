@@ -308,6 +308,7 @@ pub fn modify(
             return Err(ctx
                 .error(code::FAIL_INVLD_PROP, "Invalid backing pool.")
                 .cause(cause)
+                .correction(format!("Give {}.", backing_hint(current.provider_kind)))
                 .into());
         }
     }
@@ -500,6 +501,25 @@ mod tests {
         b.props.insert("StorDriver/LvmVg".into(), "vg1".into());
         let checked = check_create(&cluster, "node1", &b, None).unwrap();
         assert_eq!(checked.pool.backing_pool_name(), "vg1");
+    }
+
+    #[test]
+    fn modify_refuses_an_invalid_backing_pool_with_a_correction() {
+        let cluster = tutorial_cluster();
+        let body = rest::PropsModify {
+            override_props: [(PROP_STOR_POOL_NAME.to_string(), "relative".to_string())].into(),
+            ..Default::default()
+        };
+        let err = modify(&cluster, "node1", "pool_ssd", &body).unwrap_err();
+        assert_eq!(err.0[0].ret_code().code(), code::FAIL_INVLD_PROP);
+        assert!(err.0[0].cause.as_deref().unwrap().contains("absolute"));
+        assert!(
+            err.0[0]
+                .correction
+                .as_deref()
+                .unwrap()
+                .contains("absolute directory")
+        );
     }
 
     #[test]
