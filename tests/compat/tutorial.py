@@ -26,11 +26,14 @@ def check(replies, what):
     return replies
 
 
-def expect_error(replies, what, ret_code_low=None):
+def expect_error(replies, what, ret_code=None):
+    """Fails unless some reply is an error; with ret_code (a python-linstor constant, masks
+    included), the first error must carry the same code in its low bits."""
     errors = [r for r in replies if r.is_error()]
     assert errors, "%s should have failed but answered %s" % (what, [str(r) for r in replies])
-    if ret_code_low is not None:
-        assert errors[0].ret_code & 0x7FFF == ret_code_low, "%s: wrong code %d" % (what, errors[0].ret_code & 0x7FFF)
+    if ret_code is not None:
+        got, want = errors[0].ret_code & 0x7FFF, ret_code & 0x7FFF
+        assert got == want, "%s: wrong code %d, wanted %d" % (what, got, want)
     return errors
 
 

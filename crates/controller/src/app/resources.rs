@@ -22,10 +22,11 @@ const CREATE_FLAGS: &[(&str, bool)] = &[("DISKLESS", true), ("DRBD_DISKLESS", tr
 /// Finds a resource or refuses.
 pub fn find<'a>(
     ctx: &Context,
+    cluster: &Cluster,
     rd: &'a ResourceDefinition,
     node: &str,
 ) -> Result<&'a Resource, Failure> {
-    let name: NodeName = parse_name(ctx, code::FAIL_INVLD_NODE_NAME, node)?;
+    let name = nodes::find(ctx, cluster, node)?.name.clone();
     rd.resources.get(&name).ok_or_else(|| {
         not_found(
             ctx,
@@ -337,7 +338,7 @@ fn check_keeps_a_disk(
 pub fn delete(cluster: &Cluster, name: &str, node: &str) -> Result<Plan, Failure> {
     let ctx = &DELETE;
     let rd = resource_definitions::find(ctx, cluster, name)?;
-    let resource = find(ctx, rd, node)?;
+    let resource = find(ctx, cluster, rd, node)?;
     if !resource.diskless {
         check_keeps_a_disk(
             ctx,
@@ -371,7 +372,7 @@ pub fn modify(
 ) -> Result<Plan, Failure> {
     let ctx = &MODIFY;
     let rd = resource_definitions::find(ctx, cluster, name)?;
-    let resource = find(ctx, rd, node)?;
+    let resource = find(ctx, cluster, rd, node)?;
     if body.drbd_tiebreaker.is_some() || body.drbd_client.is_some() {
         return Err(ctx.invalid(
             code::FAIL_INVLD_LAYER_STACK,
@@ -433,7 +434,7 @@ pub fn toggle_disk(
 ) -> Result<Plan, Failure> {
     let ctx = &MODIFY;
     let rd = resource_definitions::find(ctx, cluster, name)?;
-    let resource = find(ctx, rd, node)?;
+    let resource = find(ctx, cluster, rd, node)?;
     let node = nodes::find(ctx, cluster, node)?;
     let mut plan = Plan::new();
     match toggle.operation {
@@ -493,7 +494,7 @@ pub fn toggle_disk(
                 plan.reply(placement::not_replicated_warning(ctx, rd));
             }
             if let Some(from) = &toggle.migrate_from {
-                let old = find(ctx, rd, from)?;
+                let old = find(ctx, cluster, rd, from)?;
                 if old.diskless {
                     return Err(ctx.invalid(
                         code::FAIL_INVLD_REQUEST,

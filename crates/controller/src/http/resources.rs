@@ -8,7 +8,7 @@ use ferrite_types::rest::{self, ToggleDiskOperation};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::response::{ApiPath as Path, ApiResponse, JsonBody, ListQuery};
+use super::response::{ApiPath as Path, ApiResponse, JsonArrayBody, JsonBody, ListQuery};
 use crate::app::resources::{self, Toggle};
 use crate::app::{Context, Object, Operation, resource_definitions, views};
 use crate::core::Controller;
@@ -55,7 +55,7 @@ async fn list_resources(State(ctl): State<Controller>, Path(name): Path<String>)
 async fn create_resources(
     State(ctl): State<Controller>,
     Path(name): Path<String>,
-    JsonBody(body): JsonBody<Vec<rest::ResourceCreate>>,
+    JsonArrayBody(body): JsonArrayBody<rest::ResourceCreate>,
 ) -> ApiResponse {
     ApiResponse::entries(
         StatusCode::CREATED,
@@ -74,7 +74,7 @@ async fn get_resource(
     ApiResponse::read(ctl.read_with_runtime(|c, r| {
         let ctx = Context::new(Operation::Modify, Object::Resource);
         let rd = resource_definitions::find(&ctx, c, &name)?;
-        let resource = resources::find(&ctx, rd, &node)?;
+        let resource = resources::find(&ctx, c, rd, &node)?;
         Ok(views::resource(c, rd, resource, r.get(&resource.node)))
     }))
 }
@@ -135,7 +135,7 @@ async fn list_volumes(
     ApiResponse::read(ctl.read_with_runtime(|c, r| {
         let ctx = Context::new(Operation::Modify, Object::Volume);
         let rd = resource_definitions::find(&ctx, c, &name)?;
-        let resource = resources::find(&ctx, rd, &node)?;
+        let resource = resources::find(&ctx, c, rd, &node)?;
         Ok(views::resource(c, rd, resource, r.get(&resource.node)).volumes)
     }))
 }
@@ -150,7 +150,7 @@ async fn get_volume(
     ApiResponse::read(ctl.read_with_runtime(|c, r| {
         let ctx = Context::new(Operation::Modify, Object::Volume);
         let rd = resource_definitions::find(&ctx, c, &name)?;
-        let resource = resources::find(&ctx, rd, &node)?;
+        let resource = resources::find(&ctx, c, rd, &node)?;
         resource_definitions::find_volume(&ctx, rd, number)?;
         Ok(views::resource(c, rd, resource, r.get(&resource.node))
             .volumes

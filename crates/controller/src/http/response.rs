@@ -96,41 +96,106 @@ impl IntoResponse for ApiResponse {
     }
 }
 
-/// A JSON request body; malformed input is answered with a 400 `ApiCallRc`. The Content-Type
-/// header is not required: python-linstor sends none.
+/// A JSON object request body; malformed input is answered with a 400 `ApiCallRc`. The
+/// Content-Type header is not required: python-linstor sends none. A body that is not a JSON
+/// object is refused, even where serde would read an array as the struct's fields in order.
 pub struct JsonBody<T>(pub T);
+
+/// A JSON array request body (only `POST …/resources` takes one); otherwise as [`JsonBody`].
+pub struct JsonArrayBody<T>(pub Vec<T>);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiResponse;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(request, state)
+        read_json(request, state, BodyShape::Object)
             .await
-            .map_err(|rejection| {
-                ApiResponse::error(
-                    rejection.status(),
-                    ApiCallRc::new(
-                        RetCode::error(code::API_CALL_PARSE_ERROR),
-                        "The request body could not be read.",
-                    )
-                    .cause(rejection.body_text())
-                    .correction("Send a JSON body of at most 2 MiB."),
-                )
-            })?;
-        let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
-            b"{}"
-        } else {
-            &bytes
-        };
-        serde_json::from_slice(text).map(JsonBody).map_err(|e| {
-            ApiResponse::error(
-                StatusCode::BAD_REQUEST,
-                ApiCallRc::new(RetCode::error(code::API_CALL_PARSE_ERROR), "The request body is not valid for this call.")
-                    .cause(e.to_string())
-                    .correction("Send JSON as described in the controller's OpenAPI document (GET /openapi.json)."),
-            )
-        })
+            .map(JsonBody)
     }
+}
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonArrayBody<T> {
+    type Rejection = ApiResponse;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        read_json(request, state, BodyShape::Array)
+            .await
+            .map(JsonArrayBody)
+    }
+}
+
+/// The top-level JSON value a call takes.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum BodyShape {
+    Object,
+    Array,
+}
+
+impl BodyShape {
+    fn opening(self) -> u8 {
+        match self {
+            BodyShape::Object => b'{',
+            BodyShape::Array => b'[',
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            BodyShape::Object => "a JSON object ({...})",
+            BodyShape::Array => "a JSON array ([...])",
+        }
+    }
+}
+
+async fn read_json<S: Send + Sync, T: DeserializeOwned>(
+    request: Request,
+    state: &S,
+    shape: BodyShape,
+) -> Result<T, ApiResponse> {
+    let bytes = Bytes::from_request(request, state)
+        .await
+        .map_err(|rejection| {
+            ApiResponse::error(
+                rejection.status(),
+                ApiCallRc::new(
+                    RetCode::error(code::API_CALL_PARSE_ERROR),
+                    "The request body could not be read.",
+                )
+                .cause(rejection.body_text())
+                .correction("Send a JSON body of at most 2 MiB."),
+            )
+        })?;
+    let unparsable = |cause: String| {
+        ApiResponse::error(
+            StatusCode::BAD_REQUEST,
+            ApiCallRc::new(
+                RetCode::error(code::API_CALL_PARSE_ERROR),
+                "The request body is not valid for this call.",
+            )
+            .cause(cause)
+            .correction(
+                "Send JSON as described in the controller's OpenAPI document (GET /openapi.json).",
+            ),
+        )
+    };
+    let first = bytes.iter().find(|b| !b.is_ascii_whitespace()).copied();
+    let text: &[u8] = match first {
+        // An empty body means "no fields", as LINSTOR's clients sometimes send.
+        None if shape == BodyShape::Object => b"{}",
+        Some(byte) if byte == shape.opening() => &bytes,
+        _ => {
+            return Err(unparsable(format!(
+                "this call takes {}, the body starts with {}",
+                shape.describe(),
+                match first {
+                    Some(byte) if byte.is_ascii_graphic() => format!("'{}'", char::from(byte)),
+                    Some(byte) => format!("byte 0x{byte:02x}"),
+                    None => "nothing (it is empty)".to_owned(),
+                }
+            )));
+        }
+    };
+    serde_json::from_slice(text).map_err(|e| unparsable(e.to_string()))
 }
 
 /// The query parameters list endpoints take: repeated keys (`?nodes=a&nodes=b`) and paging.
