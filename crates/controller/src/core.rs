@@ -336,6 +336,15 @@ impl Controller {
                         "Check that ferrite-satellite runs on '{node}' ('ferrite node list' shows why it is offline)."
                     ),
                 ),
+                NotApplied::Refused { .. } => (
+                    code::WARN_STLT_NOT_UPDATED,
+                    format!(
+                        "Satellite '{node}' could not take the change; it is recorded and the controller keeps sending it."
+                    ),
+                    format!(
+                        "Fix the cause on '{node}'; the satellite applies the change once it can."
+                    ),
+                ),
                 NotApplied::Timeout { .. } => (
                     code::WARN_STLT_NOT_UPDATED,
                     format!(
@@ -354,13 +363,29 @@ impl Controller {
         warnings
     }
 
-    /// Warnings for volumes of the touched resources that satellites reported as failed.
+    /// Warnings for volumes of the touched resources that satellites reported as failed, and
+    /// for the problems touched nodes reported outside any volume (e.g. failed deletions).
     fn volume_problems(
         &self,
         touched: &BTreeSet<(NodeName, Option<ResourceName>)>,
     ) -> Vec<ApiCallRc> {
         self.inner.satellites.with_runtime(|runtime| {
             let mut warnings = Vec::new();
+            let nodes: BTreeSet<&NodeName> = touched.iter().map(|(node, _)| node).collect();
+            for node in nodes {
+                let Some(report) = runtime.get(node) else { continue };
+                for error in &report.errors {
+                    warnings.push(
+                        ApiCallRc::new(
+                            RetCode::warn(code::WARN_STORAGE_ERROR),
+                            format!("Satellite '{node}' reports a problem."),
+                        )
+                        .cause(error.clone())
+                        .correction("Fix the cause on the node; the satellite retries on its own.")
+                        .obj_ref("Node", node.as_str()),
+                    );
+                }
+            }
             for (node, resource) in touched {
                 let (Some(resource), Some(report)) = (resource, runtime.get(node)) else { continue };
                 let mut volumes: Vec<_> = report

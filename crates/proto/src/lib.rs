@@ -92,6 +92,13 @@ pub enum SatelliteMessage {
         generation: u64,
         report: NodeReport,
     },
+    /// The satellite could not take `generation` (e.g. its state directory is not writable) and
+    /// stays at the generation in `report`; nothing of the new state was acted on.
+    NotApplied {
+        generation: u64,
+        reason: String,
+        report: NodeReport,
+    },
     /// A delta did not fit the satellite's generation; it wants everything.
     NeedFullState {
         have_generation: Option<u64>,

@@ -90,6 +90,10 @@ pub struct NodeReport {
     pub generation: Option<u64>,
     pub storage_pools: Vec<PoolReport>,
     pub volumes: Vec<VolumeReport>,
+    /// Problems of the node that belong to no reported volume, e.g. a backing volume that is no
+    /// longer desired but could not be deleted. The satellite keeps retrying them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<String>,
 }
 
 /// A storage pool's capacity, or what is wrong with it.

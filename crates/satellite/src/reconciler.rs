@@ -49,8 +49,8 @@ pub type Outbox = tokio::sync::mpsc::UnboundedSender<SatelliteMessage>;
 /// What the reconciler is told.
 #[derive(Debug)]
 pub enum Event {
-    /// A desired state from the controller; the answer (`Applied` or `NeedFullState`) goes to
-    /// `reply`.
+    /// A desired state from the controller; the answer (`Applied`, `NotApplied` or
+    /// `NeedFullState`) goes to `reply`.
     Apply {
         state: DesiredState,
         reply: Outbox,
@@ -352,8 +352,12 @@ impl Reconciler {
             error!(error = %e, "could not persist the desired state; it is not applied");
             let report = self.converge();
             self.last_sent = Some(report.clone());
-            return SatelliteMessage::Applied {
-                generation: self.generation().unwrap_or(0),
+            return SatelliteMessage::NotApplied {
+                generation: persisted.desired.generation,
+                reason: format!(
+                    "could not persist desired state generation {}: {e}",
+                    persisted.desired.generation
+                ),
                 report,
             };
         }
@@ -408,6 +412,7 @@ impl Reconciler {
             generation: Some(desired.generation),
             storage_pools: Vec::new(),
             volumes: Vec::new(),
+            errors: Vec::new(),
         };
         let mut pools: BTreeMap<String, (&PoolSpec, Option<String>)> = BTreeMap::new();
         for pool in &desired.storage_pools {
@@ -515,7 +520,7 @@ impl Reconciler {
             }
         }
 
-        self.delete_unwanted(&wanted, &not_in_place);
+        report.errors = self.delete_unwanted(&wanted, &not_in_place);
         if self.storage_changed {
             // Capacity was read before volumes were created or deleted.
             report.storage_pools = desired
@@ -607,12 +612,14 @@ impl Reconciler {
     }
 
     /// Deletes the owned volumes that are no longer desired where they are. Only ledger entries
-    /// are candidates, so nothing this satellite did not create is ever deleted.
+    /// are candidates, so nothing this satellite did not create is ever deleted. Returns what
+    /// could not be deleted (retried at the next convergence).
     fn delete_unwanted(
         &mut self,
         wanted: &BTreeSet<VolumeKey>,
         not_in_place: &BTreeSet<(ResourceName, VolumeNumber)>,
-    ) {
+    ) -> Vec<String> {
+        let mut errors = Vec::new();
         let candidates: Vec<LedgerEntry> = self
             .ledger
             .volumes
@@ -630,7 +637,12 @@ impl Reconciler {
             let _entered = span.enter();
             let name = key.backing_name();
             if !self.support.supports(key.provider_kind) {
-                warn!(volume = %name, pool = %key.pool_name, "cannot delete: {}", unsupported(key.provider_kind, &self.support));
+                let why = unsupported(key.provider_kind, &self.support);
+                warn!(volume = %name, pool = %key.pool_name, "cannot delete: {why}");
+                errors.push(format!(
+                    "volume '{name}' in pool '{}' is no longer desired but cannot be deleted: {why}",
+                    key.pool_name
+                ));
                 continue;
             }
             info!(volume = %name, pool = %key.pool_name, kind = %key.provider_kind, "deleting backing volume that is no longer desired");
@@ -649,10 +661,15 @@ impl Reconciler {
                     }
                 }
                 Err(e) => {
-                    error!(volume = %name, error = %e, "could not delete backing volume; will retry")
+                    error!(volume = %name, error = %e, "could not delete backing volume; will retry");
+                    errors.push(format!(
+                        "volume '{name}' in pool '{}' is no longer desired but could not be deleted (retrying): {e}",
+                        key.pool_name
+                    ));
                 }
             }
         }
+        errors
     }
 }
 

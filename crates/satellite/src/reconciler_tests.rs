@@ -632,3 +632,64 @@ fn small_capacity_changes_are_not_news() {
     failed.volumes[0].disk_state = "Failed".into();
     assert!(differs_noticeably(&report, &failed));
 }
+
+#[test]
+fn a_state_that_cannot_be_persisted_is_not_applied_and_says_why() {
+    let mut node = Node::new();
+    applied(node.apply(node.full(1, vec![resource("web", &[(0, 4096, "files")])])));
+    // A directory where the temporary file must go makes the atomic write fail, even for root.
+    std::fs::create_dir(node.state.path().join(format!(".{DESIRED_STATE_FILE}.tmp"))).unwrap();
+    let answer = node.apply(node.full(
+        2,
+        vec![
+            resource("web", &[(0, 4096, "files")]),
+            resource("db", &[(0, 4096, "files")]),
+        ],
+    ));
+    let SatelliteMessage::NotApplied {
+        generation,
+        reason,
+        report,
+    } = answer
+    else {
+        panic!("expected NotApplied, got {answer:?}");
+    };
+    assert_eq!(generation, 2);
+    assert!(
+        reason.contains("could not persist desired state generation 2"),
+        "{reason}"
+    );
+    // Still at generation 1, and nothing of generation 2 was created.
+    assert_eq!(report.generation, Some(1));
+    assert!(
+        report.volumes.iter().all(|v| v.resource == "web"),
+        "{report:?}"
+    );
+}
+
+#[test]
+fn a_volume_that_cannot_be_deleted_is_reported_on_the_node() {
+    let mut node = Node::new();
+    applied(node.apply(node.full(1, vec![resource("web", &[(0, 4096, "files")])])));
+    node.host.fail_matching(
+        "rm --force",
+        1,
+        "rm: cannot remove: Device or resource busy",
+    );
+    let (_, report) = applied(node.apply(node.full(2, Vec::new())));
+    assert_eq!(report.errors.len(), 1, "{report:?}");
+    assert!(
+        report.errors[0].contains("could not be deleted"),
+        "{:?}",
+        report.errors
+    );
+    assert!(
+        report.errors[0].contains("Device or resource busy"),
+        "{:?}",
+        report.errors
+    );
+    // Retried at the next convergence, and once the cause is gone so is the error.
+    node.host.clear_failures();
+    let (_, report) = applied(node.apply(node.full(3, Vec::new())));
+    assert!(report.errors.is_empty(), "{report:?}");
+}

@@ -80,6 +80,7 @@ pub(super) async fn run(
                         online: true,
                         applied: None,
                         error: None,
+                        not_applied: None,
                     });
                     let reason =
                         run_session(&shared, &node, stream, &mut commands, &progress).await;
@@ -141,6 +142,7 @@ fn set_offline(
         online: false,
         applied: None,
         error: Some(message.to_string()),
+        not_applied: None,
     });
 }
 
@@ -245,6 +247,7 @@ fn message_name(message: &SatelliteMessage) -> &'static str {
         SatelliteMessage::Welcome { .. } => "Welcome",
         SatelliteMessage::Refused { .. } => "Refused",
         SatelliteMessage::Applied { .. } => "Applied",
+        SatelliteMessage::NotApplied { .. } => "NotApplied",
         SatelliteMessage::NeedFullState { .. } => "NeedFullState",
         SatelliteMessage::Report { .. } => "Report",
         SatelliteMessage::PoolChecked { .. } => "PoolChecked",
@@ -311,6 +314,9 @@ async fn session_loop(
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let silence_limit = shared.timeouts.ping_interval * shared.timeouts.ping_misses;
     let mut last_heard = Instant::now();
+    // Set when the satellite could not take a state: the full state is sent again at the next
+    // ping, so the node converges once the cause on the node is fixed.
+    let mut resend_full = false;
 
     loop {
         tokio::select! {
@@ -353,6 +359,16 @@ async fn session_loop(
                         }
                         progress.send_modify(|p| p.applied = Some(p.applied.unwrap_or(0).max(generation)));
                     }
+                    SatelliteMessage::NotApplied { generation, reason, report } => {
+                        warn!(generation, %reason, "satellite could not take the desired state");
+                        {
+                            let mut runtime = shared.runtime.write().expect("runtime lock");
+                            let entry = runtime.entry(node.clone()).or_default();
+                            entry.absorb(report);
+                        }
+                        progress.send_modify(|p| p.not_applied = Some((generation, reason)));
+                        resend_full = true;
+                    }
                     SatelliteMessage::Report { report } => {
                         let mut runtime = shared.runtime.write().expect("runtime lock");
                         let entry = runtime.entry(node.clone()).or_default();
@@ -394,6 +410,17 @@ async fn session_loop(
                 }
                 if let Err(end) = send(writer, &ControllerMessage::Ping).await {
                     return end;
+                }
+                if std::mem::take(&mut resend_full) {
+                    let full = {
+                        let cluster = shared.cluster.read().expect("cluster lock");
+                        desired::full_state(&cluster, node)
+                    };
+                    info!(generation = full.generation, "sending the full state again");
+                    sent_generation = full.generation;
+                    if let Err(end) = send(writer, &ControllerMessage::ApplyState(full)).await {
+                        return end;
+                    }
                 }
             }
         }

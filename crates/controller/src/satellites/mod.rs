@@ -71,6 +71,8 @@ pub struct NodeRuntime {
     /// Keyed by the resource's upper-cased name and the volume number.
     pub volumes: HashMap<(String, u16), VolumeReport>,
     pub applied_generation: Option<u64>,
+    /// Problems the satellite reported that belong to no volume (e.g. failed deletions).
+    pub errors: Vec<String>,
 }
 
 impl Default for NodeRuntime {
@@ -83,6 +85,7 @@ impl Default for NodeRuntime {
             pools: HashMap::new(),
             volumes: HashMap::new(),
             applied_generation: None,
+            errors: Vec::new(),
         }
     }
 }
@@ -102,6 +105,7 @@ impl NodeRuntime {
             .into_iter()
             .map(|v| ((v.resource.to_ascii_uppercase(), v.volume_number), v))
             .collect();
+        self.errors = report.errors;
     }
 }
 
@@ -113,6 +117,8 @@ pub struct Progress {
     pub online: bool,
     pub applied: Option<u64>,
     pub error: Option<String>,
+    /// The latest generation the satellite could not take, and why.
+    pub not_applied: Option<(u64, String)>,
 }
 
 enum LinkCommand {
@@ -148,6 +154,8 @@ pub enum NotApplied {
     Offline { node: String, reason: String },
     #[error("satellite '{node}' did not confirm within {seconds} s")]
     Timeout { node: String, seconds: u64 },
+    #[error("satellite '{node}' could not take the change: {reason}")]
+    Refused { node: String, reason: String },
 }
 
 impl Satellites {
@@ -259,6 +267,9 @@ impl Satellites {
                 p.session != start.session
                     || !p.online
                     || p.applied.is_some_and(|g| g >= generation)
+                    || p.not_applied
+                        .as_ref()
+                        .is_some_and(|(g, _)| *g >= generation)
             }),
         )
         .await;
@@ -273,6 +284,13 @@ impl Satellites {
             {
                 Ok(())
             }
+            Ok(Ok(p)) if p.session == start.session && p.online => match &p.not_applied {
+                Some((_, reason)) => Err(NotApplied::Refused {
+                    node: node.to_string(),
+                    reason: reason.clone(),
+                }),
+                None => Err(offline("connection lost".into())),
+            },
             Ok(Ok(p)) => Err(offline(
                 p.error.clone().unwrap_or_else(|| "connection lost".into()),
             )),
