@@ -1,0 +1,3 @@
+//! `ferrite`: the command line of a Ferrite cluster.
+
+fn main() {}
