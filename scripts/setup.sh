@@ -40,6 +40,13 @@ fi
 if ! command -v cargo >/dev/null; then
     log "cargo is missing: install the Rust toolchain (rustup) first"; exit 1
 fi
+for component in rustfmt clippy; do
+    if ! cargo "${component/rustfmt/fmt}" --version >/dev/null 2>&1; then
+        command -v rustup >/dev/null || { log "cargo $component is missing and rustup is not there to add it"; exit 1; }
+        log "adding the $component component"
+        rustup component add "$component"
+    fi
+done
 if ! cargo nextest --version >/dev/null 2>&1; then
     log "installing cargo-nextest"
     cargo install --locked cargo-nextest

@@ -219,7 +219,12 @@ pub fn check_create(
             uuid: model::new_uuid(),
             provider_kind: kind,
             props,
-            shared_space: body.shared_space.clone(),
+            // `linstor storage-pool create --shared-space` sends `free_space_mgr_name`.
+            shared_space: body
+                .shared_space
+                .clone()
+                .or_else(|| body.free_space_mgr_name.clone())
+                .filter(|s| !s.trim().is_empty()),
             external_locking: body.external_locking.unwrap_or(false),
         },
     })
@@ -492,6 +497,18 @@ mod tests {
             code::FAIL_STLT_DOES_NOT_SUPPORT_PROVIDER
         );
         assert_eq!(err.0[0].cause.as_deref(), Some("zfs: command not found"));
+    }
+
+    #[test]
+    fn shared_space_comes_from_either_field() {
+        let cluster = tutorial_cluster();
+        let mut b = body("pool_san", ProviderKind::Lvm, "vg_san");
+        b.free_space_mgr_name = Some("san1".into());
+        let checked = check_create(&cluster, "node1", &b, None).unwrap();
+        assert_eq!(checked.pool.shared_space.as_deref(), Some("san1"));
+        b.shared_space = Some("san2".into());
+        let checked = check_create(&cluster, "node1", &b, None).unwrap();
+        assert_eq!(checked.pool.shared_space.as_deref(), Some("san2"));
     }
 
     #[test]
