@@ -1,8 +1,11 @@
 //! `resource` (`r`) and `volume` (`v`): placing a resource on nodes, toggling its disk, and the
 //! two views of `GET /v1/view/resources` (`resource list` and `volume list`).
 //!
-//! States follow the `linstor` client: a volume whose top layer replicates (DRBD, or Ferrite's
-//! MIRROR) shows its disk state; a volume without a replication layer shows `Created`.
+//! States follow the `linstor` client, with one difference: `linstor` shows a disk state only
+//! when the top layer is DRBD and `Created` otherwise, while Ferrite's satellites report a disk
+//! state for plain storage volumes too (`UpToDate`, `Failed`, `DUnknown` when offline), so it is
+//! shown for every stack; `Created` remains for a volume without a replication layer that has
+//! no reported state.
 
 use std::collections::BTreeMap;
 
@@ -255,7 +258,7 @@ fn failed_connections(resource: &ResourceWithVolumes) -> Vec<(String, Vec<String
     failed
 }
 
-/// Whether a volume's top layer replicates, so that it has a disk state worth showing.
+/// Whether a volume's top layer replicates, so that a missing disk state means "unknown".
 fn expects_disk_state(volume: &Volume) -> bool {
     volume
         .layer_data_list
@@ -270,11 +273,12 @@ pub fn volume_state(volume: &Volume, resource_flags: &[String]) -> (String, Opti
     } else {
         ""
     };
-    if !expects_disk_state(volume) {
-        return (format!("{prefix}Created"), None);
-    }
     let Some(disk) = volume.state.disk_state.as_deref() else {
-        return (format!("{prefix}Unknown"), Some(Color::Yellow));
+        return if expects_disk_state(volume) {
+            (format!("{prefix}Unknown"), Some(Color::Yellow))
+        } else {
+            (format!("{prefix}Created"), None)
+        };
     };
     match disk {
         "DUnknown" => (format!("{prefix}Unknown"), Some(Color::Yellow)),
@@ -746,12 +750,24 @@ mod tests {
     }
 
     #[test]
-    fn storage_only_volumes_are_created() {
-        let volume: Volume = serde_json::from_value(serde_json::json!({
+    fn storage_only_volumes_show_what_the_satellite_reported() {
+        let mut volume: Volume = serde_json::from_value(serde_json::json!({
             "volume_number": 0, "state": {"disk_state": "UpToDate"},
             "layer_data_list": [{"type": "STORAGE", "data": {}}]
         }))
         .unwrap();
+        assert_eq!(volume_state(&volume, &[]), ("UpToDate".into(), None));
+        volume.state.disk_state = Some("Failed".into());
+        assert_eq!(
+            volume_state(&volume, &[]),
+            ("Failed".into(), Some(Color::Red))
+        );
+        volume.state.disk_state = Some("DUnknown".into());
+        assert_eq!(
+            volume_state(&volume, &[]),
+            ("Unknown".into(), Some(Color::Yellow))
+        );
+        volume.state.disk_state = None;
         assert_eq!(volume_state(&volume, &[]), ("Created".into(), None));
     }
 

@@ -1,0 +1,230 @@
+//! The binary against the real controller, started in this process on an empty store, with no
+//! satellite running: every node stays OFFLINE, so this checks that the controller accepts what
+//! `ferrite` sends and that `ferrite` reads what the controller answers — not what satellites do
+//! (the testkit's end-to-end tutorial covers that).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Run, ferrite};
+use ferrite_controller::Controller;
+use ferrite_controller::satellites::Timeouts;
+
+/// A controller serving on loopback from a runtime of its own.
+struct LiveController {
+    address: String,
+    _runtime: tokio::runtime::Runtime,
+    _data_dir: tempfile::TempDir,
+}
+
+impl LiveController {
+    fn start() -> LiveController {
+        let data_dir = tempfile::tempdir().unwrap();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        // Nothing listens where the nodes' satellites would be, so waiting for them is short.
+        let timeouts = Timeouts {
+            connect: Duration::from_millis(200),
+            node_online: Duration::from_millis(50),
+            apply: Duration::from_millis(200),
+            check_pool: Duration::from_millis(200),
+            ..Default::default()
+        };
+        let path = data_dir.path().to_path_buf();
+        let address = runtime.block_on(async move {
+            let controller = Controller::start(&path, timeouts).await.unwrap();
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let address = listener.local_addr().unwrap();
+            tokio::spawn(async move {
+                axum::serve(listener, ferrite_controller::http::router(controller))
+                    .await
+                    .unwrap();
+            });
+            address
+        });
+        LiveController {
+            address: address.to_string(),
+            _runtime: runtime,
+            _data_dir: data_dir,
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Run {
+        ferrite(&self.address, args)
+    }
+
+    /// Runs a command that must not fail (warnings are fine: the satellites are offline).
+    fn ok(&self, args: &[&str]) -> Run {
+        let run = self.run(args);
+        assert_eq!(run.code, 0, "ferrite {}: {run:?}", args.join(" "));
+        assert!(!run.stdout.contains("ERROR:"), "{}", run.stdout);
+        run
+    }
+}
+
+#[test]
+fn the_controller_accepts_what_ferrite_sends() {
+    let controller = LiveController::start();
+
+    for (i, node) in ["alpha", "bravo", "charlie"].iter().enumerate() {
+        let address = format!("127.77.0.{}", i + 1);
+        let run = controller.ok(&["node", "create", node, &address, "--node-type", "combined"]);
+        assert!(run.stdout.starts_with("SUCCESS:"), "{}", run.stdout);
+    }
+    let run = controller.ok(&["n", "l"]);
+    assert!(
+        run.stdout
+            .contains("| alpha   | COMBINED | 127.77.0.1:3366 (PLAIN) | OFFLINE |"),
+        "{}",
+        run.stdout
+    );
+    let run = controller.ok(&["-m", "n", "l"]);
+    let nodes: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(nodes[0].as_array().unwrap().len(), 3);
+
+    // Properties and network interfaces.
+    controller.ok(&["n", "sp", "alpha", "--aux", "rack", "r1"]);
+    let run = controller.ok(&["n", "lp", "alpha"]);
+    assert!(run.stdout.contains("| Aux/rack "), "{}", run.stdout);
+    controller.ok(&["n", "i", "c", "alpha", "backup", "127.78.0.1"]);
+    controller.ok(&["n", "i", "m", "alpha", "backup", "--ip", "127.78.0.2"]);
+    let run = controller.ok(&["n", "i", "l", "alpha"]);
+    assert!(
+        run.stdout.contains("| + StltCon | default "),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("| backup       | 127.78.0.2 "),
+        "{}",
+        run.stdout
+    );
+    controller.ok(&["n", "i", "d", "alpha", "backup"]);
+    controller.ok(&["c", "sp", "Aux/site", "lab"]);
+    let run = controller.ok(&["c", "lp"]);
+    assert!(
+        run.stdout.contains("| Aux/site | lab   |"),
+        "{}",
+        run.stdout
+    );
+
+    // Pools are recorded even while their satellites are offline.
+    for node in ["alpha", "bravo", "charlie"] {
+        controller.run(&["sp", "c", "filethin", node, "pool_ssd", "/srv/ferrite/ssd"]);
+    }
+    let run = controller.ok(&["sp", "l", "-s", "pool_ssd"]);
+    assert!(
+        run.stdout
+            .contains("| pool_ssd    | alpha   | FILE_THIN | /srv/ferrite/ssd |"),
+        "{}",
+        run.stdout
+    );
+
+    // Groups, and a definition spawned from them.
+    controller.ok(&[
+        "rg",
+        "c",
+        "my_ssd_group",
+        "--storage-pool",
+        "pool_ssd",
+        "--place-count",
+        "2",
+        "--replicas-on-different",
+        "rack",
+        "-d",
+        "SSD replicas",
+    ]);
+    controller.ok(&["vg", "c", "my_ssd_group"]);
+    let run = controller.ok(&["rg", "l"]);
+    assert!(
+        run.stdout.contains("| my_ssd_group  | PlaceCount: 2 "),
+        "{}",
+        run.stdout
+    );
+    assert!(
+        run.stdout.contains("ReplicasOnDifferent: ['Aux/rack']"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("| SSD replicas |"), "{}", run.stdout);
+    let run = controller.ok(&["vg", "l", "my_ssd_group"]);
+    assert!(run.stdout.contains("| 0        |"), "{}", run.stdout);
+    controller.ok(&["rg", "m", "my_ssd_group", "--place-count", "3"]);
+    controller.ok(&["rg", "sp", "my_ssd_group", "Aux/tier", "gold"]);
+    let run = controller.ok(&["rg", "lp", "my_ssd_group"]);
+    assert!(
+        run.stdout.contains("| Aux/tier | gold  |"),
+        "{}",
+        run.stdout
+    );
+    controller.ok(&["rg", "spawn", "-d", "my_ssd_group", "my_ssd_res", "2G"]);
+    let run = controller.ok(&["rd", "l"]);
+    assert!(
+        run.stdout.contains("| my_ssd_res   | my_ssd_group  |"),
+        "{}",
+        run.stdout
+    );
+    let run = controller.ok(&["vd", "l"]);
+    assert!(
+        run.stdout
+            .contains("| my_ssd_res   | 0        |             | 2 GiB |"),
+        "{}",
+        run.stdout
+    );
+    controller.ok(&["vd", "size", "my_ssd_res", "0", "3G"]);
+    let run = controller.ok(&["vd", "l", "-r", "my_ssd_res"]);
+    assert!(run.stdout.contains("| 3 GiB |"), "{}", run.stdout);
+    controller.ok(&["rd", "sp", "my_ssd_res", "Aux/app", "db"]);
+    let run = controller.ok(&["rd", "lp", "my_ssd_res"]);
+    assert!(run.stdout.contains("| Aux/app "), "{}", run.stdout);
+
+    // Definitions made by hand.
+    controller.ok(&["rd", "c", "r2", "--resource-group", "my_ssd_group"]);
+    controller.ok(&["vd", "c", "r2", "1G"]);
+    controller.ok(&["vd", "sp", "r2", "0", "Aux/x", "y"]);
+    let run = controller.ok(&["vd", "lp", "r2", "0"]);
+    assert!(run.stdout.contains("| Aux/x | y     |"), "{}", run.stdout);
+
+    // Resources on explicit nodes: recorded while the satellites are away.
+    controller.run(&["r", "c", "alpha", "my_ssd_res", "-s", "pool_ssd"]);
+    controller.run(&["r", "c", "bravo", "my_ssd_res", "--drbd-diskless"]);
+    let run = controller.ok(&["r", "l"]);
+    assert!(
+        run.stdout.contains("| my_ssd_res   | alpha |"),
+        "{}",
+        run.stdout
+    );
+    let run = controller.ok(&["v", "l", "-r", "my_ssd_res"]);
+    assert!(
+        run.stdout.contains("| my_ssd_res | alpha | pool_ssd "),
+        "{}",
+        run.stdout
+    );
+    controller.ok(&["r", "sp", "alpha", "my_ssd_res", "Aux/owner", "me"]);
+    let run = controller.ok(&["r", "lp", "alpha", "my_ssd_res"]);
+    assert!(run.stdout.contains("| Aux/owner "), "{}", run.stdout);
+
+    // Refusals come back as error entries, exit 10.
+    let run = controller.run(&["r", "d", "zulu", "my_ssd_res"]);
+    assert_eq!(run.code, 10, "{run:?}");
+    assert!(run.stdout.starts_with("ERROR:"), "{}", run.stdout);
+    let run = controller.run(&["rg", "c", "my_ssd_group"]);
+    assert_eq!(run.code, 10, "{run:?}");
+    let run = controller.run(&["vg", "l", "no_such_group"]);
+    assert_eq!(run.code, 10, "{run:?}");
+
+    // Clean-up commands.
+    controller.run(&["r", "d", "alpha", "bravo", "my_ssd_res"]);
+    controller.ok(&["rd", "d", "r2"]);
+    controller.ok(&["err", "l"]);
+    let run = controller.ok(&["c", "v"]);
+    assert!(
+        run.stdout.starts_with("ferrite controller "),
+        "{}",
+        run.stdout
+    );
+}
