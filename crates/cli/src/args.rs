@@ -142,6 +142,9 @@ pub struct PlacementOpts {
     /// Comma separated layer list, top-most first (e.g. mirror,storage).
     #[arg(short = 'l', long, value_parser = parse_layer_list)]
     pub layer_list: Option<LayerList>,
+    /// Only these nodes may get replicas (the API's node_name_list; an empty string removes it).
+    #[arg(long, num_args = 0.., value_name = "NODE_NAME")]
+    pub node_list: Option<Vec<String>>,
 }
 
 /// A comma-separated layer list.

@@ -392,3 +392,34 @@ fn a_node_name_that_resolves_to_loopback_only_is_refused() {
     );
     assert!(fake.requests().is_empty(), "nothing was created");
 }
+
+#[test]
+fn a_controller_that_hangs_in_the_handshake_is_passed_over() {
+    let hung = FakeController::start();
+    hung.on(
+        "GET",
+        "/v1/controller/version",
+        Canned {
+            delay: Duration::from_secs(4),
+            ..Canned::json(200, common::VERSION)
+        },
+    );
+    let fake = FakeController::start();
+    fake.on_json("GET", "/v1/nodes", 200, "[]");
+    let started = Instant::now();
+    let home = tempfile::tempdir().unwrap();
+    let controllers = format!("{},{}", hung.address(), fake.address());
+    let run = common::Run::from(
+        ferrite_command(home.path())
+            .args(["-t", "1", "--controllers", &controllers, "n", "l"])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(run.code, 0, "{run:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(fake.requests().len(), 1);
+}

@@ -21,6 +21,12 @@ use crate::error::{Answer, Attempt, ClientError, Listing};
 /// next address for the whole request timeout.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long the version handshake may take before the next controller is tried. The version
+/// call takes no locks and answers at once on a working controller; one that accepts the
+/// connection but does not answer should not hold up the next address for the whole request
+/// timeout.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The request timeout when none is given: the `linstor` client's 300 s, long enough for a
 /// mutation that waits for satellites.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
@@ -158,10 +164,18 @@ impl Client {
     /// `GET /v1/controller/version`, checked.
     fn handshake(&mut self) -> Result<(), String> {
         const PATH: &str = "/v1/controller/version";
-        let reply = match self.transport(Method::Get, PATH, None) {
+        let limit = HANDSHAKE_TIMEOUT.min(self.timeout);
+        let response = self
+            .agent
+            .get(format!("{}{PATH}", self.base))
+            .config()
+            .timeout_global(Some(limit))
+            .build()
+            .call();
+        let reply = match response.map_err(transport_error).and_then(read_reply) {
             Ok(reply) => reply,
             Err(TransportError::Timeout) => {
-                return Err(format!("no answer within {} s", self.timeout.as_secs()));
+                return Err(format!("no answer within {} s", limit.as_secs()));
             }
             Err(TransportError::Failed(cause)) => return Err(cause),
         };
@@ -239,16 +253,7 @@ impl Client {
                 .send(body),
             (Method::Put, None) => self.agent.put(&url).send_empty(),
         };
-        let mut response = result.map_err(transport_error)?;
-        let status = response.status().as_u16();
-        let body = response
-            .body_mut()
-            .with_config()
-            .limit(u64::MAX)
-            .lossy_utf8(true)
-            .read_to_string()
-            .map_err(transport_error)?;
-        Ok(RawReply { status, body })
+        read_reply(result.map_err(transport_error)?)
     }
 
     /// Sends a request; transport failures become [`ClientError`]s.
@@ -352,6 +357,20 @@ impl Client {
             detail,
         }
     }
+}
+
+/// Status and whole body of a response (bodies are not size-limited: a view of thousands of
+/// resources is large).
+fn read_reply(mut response: ureq::http::Response<ureq::Body>) -> Result<RawReply, TransportError> {
+    let status = response.status().as_u16();
+    let body = response
+        .body_mut()
+        .with_config()
+        .limit(u64::MAX)
+        .lossy_utf8(true)
+        .read_to_string()
+        .map_err(transport_error)?;
+    Ok(RawReply { status, body })
 }
 
 fn transport_error(error: ureq::Error) -> TransportError {

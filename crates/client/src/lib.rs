@@ -30,7 +30,7 @@ pub mod controllers;
 pub mod endpoints;
 pub mod error;
 
-pub use client::{ApiVersion, CONNECT_TIMEOUT, Client, DEFAULT_TIMEOUT, Method};
+pub use client::{ApiVersion, CONNECT_TIMEOUT, Client, DEFAULT_TIMEOUT, HANDSHAKE_TIMEOUT, Method};
 pub use controllers::{ControllerAddress, Controllers, Source};
 pub use endpoints::{
     ListFilter, NewNode, NewResource, NewResourceDefinition, NewResourceGroup, NewStoragePool,

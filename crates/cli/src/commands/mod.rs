@@ -243,6 +243,7 @@ pub fn select_filter(
         Some(PlaceCount::All) => filter.place_count = Some(-1),
         None => {}
     }
+    filter.node_name_list = prepared(&opts.node_list, "");
     filter.storage_pool_list = prepared(&opts.storage_pool, "");
     filter.storage_pool_diskless_list = prepared(&opts.diskless_storage_pool, "");
     filter.not_place_with_rsc = prepared(&opts.do_not_place_with, "");
@@ -350,6 +351,7 @@ mod tests {
             x_replicas_on_different: Some(vec!["dc".into(), "2".into()]),
             diskless_on_remaining: Some("true".into()),
             layer_list: Some(LayerList(vec![LayerKind::Mirror, LayerKind::Storage])),
+            node_list: Some(vec!["alpha".into(), "bravo".into()]),
             ..Default::default()
         };
         let providers = ProviderList(vec![ProviderKind::FileThin]);
@@ -359,6 +361,7 @@ mod tests {
             json,
             serde_json::json!({
                 "place_count": 2,
+                "node_name_list": ["alpha", "bravo"],
                 "storage_pool_list": ["pool_ssd"],
                 "storage_pool_diskless_list": [],
                 "replicas_on_same": ["Aux/rack", "Aux/room"],

@@ -180,6 +180,10 @@ pub fn describe_filter(filter: &AutoSelectFilter) -> String {
     if let Some(list) = filter.provider_list.as_ref().filter(|l| !l.is_empty()) {
         lines.push(format!("ProviderList: {}", python_list(list)));
     }
+    // Not shown by `linstor`, which cannot set it.
+    if let Some(list) = filter.node_name_list.as_ref().filter(|l| !l.is_empty()) {
+        lines.push(format!("NodeList: {}", python_list(list)));
+    }
     lines.join("\n")
 }
 
@@ -370,6 +374,7 @@ mod tests {
             x_replicas_on_different_map: Some(BTreeMap::from([("Aux/room".to_string(), 2)])),
             layer_stack: Some(vec!["MIRROR".into(), "STORAGE".into()]),
             provider_list: Some(vec!["FILE_THIN".into()]),
+            node_name_list: Some(vec!["alpha".into()]),
             ..Default::default()
         };
         assert_eq!(
@@ -377,7 +382,7 @@ mod tests {
             "PlaceCount: 3\nStoragePool(s): a, b\nDisklessOnRemaining: False\n\
              NotPlaceWithRsc: ['r1']\nNotPlaceWithRscRegex: db.*\nReplicasOnSame: ['Aux/rack']\n\
              ReplicasOnDifferent: ['Aux/dc']\nXReplicasOnDifferent: {'Aux/room': 2}\n\
-             LayerStack: ['MIRROR', 'STORAGE']\nProviderList: ['FILE_THIN']"
+             LayerStack: ['MIRROR', 'STORAGE']\nProviderList: ['FILE_THIN']\nNodeList: ['alpha']"
         );
         assert_eq!(describe_filter(&AutoSelectFilter::default()), "");
     }
