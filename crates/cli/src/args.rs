@@ -20,8 +20,9 @@ use ferrite_types::{EncryptionType, LayerKind, NodeType, ProviderKind, parse_siz
     after_help = "Controllers are taken from --controllers, else FERRITE_CONTROLLERS, else \
                   LS_CONTROLLERS, else the 'controllers' key of ~/.config/ferrite/client.toml or \
                   /etc/ferrite/client.toml, else localhost:3370.\n\n\
-                  Exit codes: 0 success, 2 usage error, 10 the controller answered an error, \
-                  20 no controller could be reached, 21 timeout, 22 unexpected reply."
+                  Exit codes: 0 success, 1 local failure (e.g. an unreadable config file), 2 usage \
+                  error, 3 no such object, 10 the controller answered an error, 20 no controller \
+                  could be reached, 21 timeout, 22 a reply that is not LINSTOR's JSON."
 )]
 pub struct Cli {
     /// Print the client's version.
@@ -269,7 +270,7 @@ pub enum NodeCommand {
     /// List nodes.
     #[command(visible_alias = "l")]
     List(NodeList),
-    /// Remove a node; its resources are removed first.
+    /// Remove a node from the cluster.
     #[command(visible_alias = "d")]
     Delete(NodeDelete),
     /// Remove a node that is gone for good, without waiting for its satellite.

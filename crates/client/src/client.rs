@@ -426,7 +426,147 @@ pub fn query(pairs: &[(&str, &[String])]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+    use std::net::TcpListener;
+
     use super::*;
+
+    /// A controller that answers each request with the next canned `(status, body)`.
+    fn serve(answers: Vec<(u16, &'static str)>) -> ControllerAddress {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        std::thread::spawn(move || {
+            let mut answers = answers.into_iter();
+            for stream in listener.incoming().flatten() {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut writer = stream;
+                loop {
+                    let mut length = 0;
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        break;
+                    }
+                    loop {
+                        let mut header = String::new();
+                        reader.read_line(&mut header).unwrap();
+                        if header.trim().is_empty() {
+                            break;
+                        }
+                        if let Some((name, value)) = header.split_once(':')
+                            && name.eq_ignore_ascii_case("content-length")
+                        {
+                            length = value.trim().parse().unwrap();
+                        }
+                    }
+                    reader.read_exact(&mut vec![0; length]).unwrap();
+                    let Some((status, body)) = answers.next() else {
+                        return;
+                    };
+                    let reply = format!(
+                        "HTTP/1.1 {status} X\r\nContent-Length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    writer.write_all(reply.as_bytes()).unwrap();
+                }
+            }
+        });
+        ControllerAddress {
+            host: "127.0.0.1".into(),
+            port,
+        }
+    }
+
+    const VERSION: &str = r#"{"version":"0.1.0","build_time":"x","rest_api_version":"1.28.0"}"#;
+
+    fn dead() -> ControllerAddress {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        ControllerAddress {
+            host: "127.0.0.1".into(),
+            port,
+        }
+    }
+
+    #[test]
+    fn unreachable_lists_every_controller_tried() {
+        let (a, b) = (dead(), dead());
+        let Err(ClientError::Unreachable { attempts }) =
+            Client::connect(&[a.clone(), b.clone()], Duration::from_secs(5))
+        else {
+            panic!("connected to nothing");
+        };
+        let tried: Vec<_> = attempts.iter().map(|a| a.controller.clone()).collect();
+        assert_eq!(tried, vec![a, b]);
+        assert!(
+            attempts[0].cause.contains("refused"),
+            "{}",
+            attempts[0].cause
+        );
+    }
+
+    #[test]
+    fn handshake_then_reads_and_mutations() {
+        let controller = serve(vec![
+            (200, VERSION),
+            (200, "[]"),
+            (
+                404,
+                r#"[{"ret_code":-4611686018427387604,"message":"Node 'x' not found."}]"#,
+            ),
+            (
+                201,
+                r#"[{"ret_code":20709377,"message":"New node 'n' registered."}]"#,
+            ),
+            (500, "<html>oops</html>"),
+        ]);
+        let client = Client::connect(&[dead(), controller], Duration::from_secs(5)).unwrap();
+        assert_eq!(client.api_version(), ApiVersion::new(1, 28, 0));
+        assert_eq!(client.version().items.version, "0.1.0");
+
+        let nodes: Listing<Vec<serde_json::Value>> = client.read("/v1/nodes").unwrap();
+        assert!(nodes.items.is_empty());
+        assert_eq!(nodes.raw, "[]");
+
+        let refused = client.read::<Vec<serde_json::Value>>("/v1/nodes/x");
+        let Err(ClientError::Api { answer, .. }) = refused else {
+            panic!("not refused: {refused:?}");
+        };
+        assert_eq!(answer.status, 404);
+        assert!(answer.has_error());
+
+        let created = client
+            .act(Method::Post, "/v1/nodes", Some(&serde_json::json!({})))
+            .unwrap();
+        assert_eq!(created.status, 201);
+        assert!(!created.has_error());
+        assert_eq!(created.replies[0].message, "New node 'n' registered.");
+
+        let broken = client.act(Method::Delete, "/v1/nodes/n", None);
+        assert!(
+            matches!(
+                broken,
+                Err(ClientError::UnexpectedReply { status: 500, .. })
+            ),
+            "{broken:?}"
+        );
+    }
+
+    #[test]
+    fn a_server_without_rest_api_version_is_not_a_controller() {
+        let not_linstor = serve(vec![(200, r#"{"hello":"world"}"#)]);
+        let Err(ClientError::Unreachable { attempts }) =
+            Client::connect(&[not_linstor], Duration::from_secs(5))
+        else {
+            panic!("accepted");
+        };
+        assert!(
+            attempts[0]
+                .cause
+                .contains("not a LINSTOR-compatible controller"),
+            "{}",
+            attempts[0].cause
+        );
+    }
 
     #[test]
     fn api_versions() {
