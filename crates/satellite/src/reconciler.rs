@@ -404,6 +404,13 @@ impl Reconciler {
 
     /// Makes the node's storage match the desired state, and reports how it is.
     pub fn converge(&mut self) -> NodeReport {
+        self.providers.begin_pass();
+        let report = self.converge_pass();
+        self.providers.end_pass();
+        report
+    }
+
+    fn converge_pass(&mut self) -> NodeReport {
         let Some(desired) = self.desired.clone() else {
             // Never told anything: there is nothing to create and nothing may be deleted.
             return NodeReport::default();

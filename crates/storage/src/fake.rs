@@ -488,6 +488,22 @@ impl FakeHost {
         let target = args.last().cloned().unwrap_or_default();
         let first = args.first().map(String::as_str).unwrap_or_default();
         match first {
+            "--list" if !args.iter().any(|a| a == "--associated") => {
+                let devices: Vec<String> = state
+                    .loops
+                    .iter()
+                    .map(|(n, path)| {
+                        format!(
+                            "{{\"name\": \"/dev/loop{n}\", \"back-file\": {}}}",
+                            serde_json::to_string(&path.to_string_lossy()).expect("a string")
+                        )
+                    })
+                    .collect();
+                ok(format!(
+                    "{{\n   \"loopdevices\": [\n      {}\n   ]\n}}\n",
+                    devices.join(",\n      ")
+                ))
+            }
             "--list" => {
                 let wanted = std::fs::canonicalize(&target).ok();
                 let devices: Vec<String> = state

@@ -4,11 +4,15 @@
 //! FILE preallocates the file (`fallocate`), FILE_THIN creates it sparse (`truncate`). Changes to
 //! the host go through the runner (`fallocate`, `truncate`, `losetup`, `rm`); sizes and capacity
 //! are read with `stat`/`statvfs` directly. A file already attached is found with
-//! `losetup --associated`, so attaching twice never creates a second loop device.
+//! `losetup --associated`, so attaching twice never creates a second loop device. During a
+//! reconcile pass ([`Provider::begin_pass`]) one `losetup --list` of every loop device replaces
+//! the per-file query: with thousands of volumes, a query per volume (each scanning every loop
+//! device) made a pass take minutes.
 
+use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use ferrite_types::ProviderKind;
 use serde::Deserialize;
@@ -23,6 +27,20 @@ const IMAGE_EXTENSION: &str = "img";
 pub struct FileProvider {
     runner: Arc<dyn HostCommands>,
     thin: bool,
+    loop_table: Mutex<LoopTable>,
+}
+
+/// What the provider knows about attached loop devices.
+#[derive(Debug, Default)]
+enum LoopTable {
+    /// Outside a pass: every lookup asks `losetup`.
+    #[default]
+    Unused,
+    /// In a pass, not read yet.
+    Unread,
+    /// In a pass: device paths by the canonical path of their backing file, kept current with
+    /// this provider's own attaches and detaches.
+    Read(HashMap<PathBuf, Vec<PathBuf>>),
 }
 
 #[derive(Deserialize)]
@@ -34,11 +52,17 @@ struct LoopList {
 #[derive(Deserialize)]
 struct LoopDevice {
     name: String,
+    #[serde(default, rename = "back-file")]
+    back_file: Option<String>,
 }
 
 impl FileProvider {
     pub fn new(runner: Arc<dyn HostCommands>, thin: bool) -> Self {
-        FileProvider { runner, thin }
+        FileProvider {
+            runner,
+            thin,
+            loop_table: Mutex::new(LoopTable::Unused),
+        }
     }
 
     fn unusable(&self, pool: &str, reason: impl Into<String>) -> StorageError {
@@ -73,8 +97,73 @@ impl FileProvider {
             .join(format!("{}.{IMAGE_EXTENSION}", name.as_str())))
     }
 
-    /// The loop devices the file is attached to (normally one).
+    fn loop_table(&self) -> MutexGuard<'_, LoopTable> {
+        self.loop_table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The loop devices the file is attached to (normally one): from the pass's table when in a
+    /// pass, else asked of `losetup`.
     fn loop_devices(&self, image: &Path) -> Result<Vec<PathBuf>, StorageError> {
+        let mut table = self.loop_table();
+        if matches!(*table, LoopTable::Unused) {
+            drop(table);
+            return self.query_loop_devices(image);
+        }
+        if matches!(*table, LoopTable::Unread) {
+            *table = LoopTable::Read(self.read_loop_table()?);
+        }
+        let LoopTable::Read(devices) = &*table else {
+            unreachable!("the table was read above")
+        };
+        let key = std::fs::canonicalize(image).unwrap_or_else(|_| image.to_path_buf());
+        Ok(devices.get(&key).cloned().unwrap_or_default())
+    }
+
+    /// Every attached loop device, by the canonical path of its backing file.
+    fn read_loop_table(&self) -> Result<HashMap<PathBuf, Vec<PathBuf>>, StorageError> {
+        let command =
+            CommandLine::query("losetup").args(["--list", "--json", "--output", "NAME,BACK-FILE"]);
+        let output = self.runner.run(&command)?;
+        let mut table: HashMap<PathBuf, Vec<PathBuf>> = HashMap::new();
+        if output.stdout.trim().is_empty() {
+            return Ok(table);
+        }
+        let list: LoopList =
+            serde_json::from_str(&output.stdout).map_err(|e| StorageError::UnexpectedOutput {
+                command: command.to_string(),
+                reason: e.to_string(),
+            })?;
+        for device in list.loopdevices {
+            // A backing file that was deleted while attached reads "<path> (deleted)" and no
+            // longer has a path to be found by.
+            let Some(file) = device.back_file else {
+                continue;
+            };
+            let Ok(file) = std::fs::canonicalize(file.trim()) else {
+                continue;
+            };
+            table
+                .entry(file)
+                .or_default()
+                .push(PathBuf::from(device.name));
+        }
+        Ok(table)
+    }
+
+    /// Keeps the pass's table current with an attach (`Some`) or a detach (`None`).
+    fn note_loop_device(&self, image: &Path, device: &Path, attached: bool) {
+        if let LoopTable::Read(devices) = &mut *self.loop_table() {
+            let key = std::fs::canonicalize(image).unwrap_or_else(|_| image.to_path_buf());
+            let entry = devices.entry(key).or_default();
+            entry.retain(|d| d != device);
+            if attached {
+                entry.push(device.to_path_buf());
+            }
+        }
+    }
+
+    /// Asks `losetup` which loop devices `image` is attached to.
+    fn query_loop_devices(&self, image: &Path) -> Result<Vec<PathBuf>, StorageError> {
         let command = CommandLine::query("losetup")
             .args(["--list", "--json", "--output", "NAME", "--associated"])
             .arg(image.to_string_lossy());
@@ -276,10 +365,20 @@ impl Provider for FileProvider {
                         reason: format!("expected a device path, got {device:?}"),
                     });
                 }
-                PathBuf::from(device)
+                let device = PathBuf::from(device);
+                self.note_loop_device(&image, &device, true);
+                device
             }
         };
         Ok(self.describe(name, &metadata, Some(device)))
+    }
+
+    fn begin_pass(&self) {
+        *self.loop_table() = LoopTable::Unread;
+    }
+
+    fn end_pass(&self) {
+        *self.loop_table() = LoopTable::Unused;
     }
 
     fn delete_volume(&self, pool: &str, name: &BackingVolumeName) -> Result<(), StorageError> {
@@ -293,6 +392,7 @@ impl Provider for FileProvider {
                     .arg("--detach")
                     .arg(device.to_string_lossy()),
             )?;
+            self.note_loop_device(&image, &device, false);
         }
         self.runner.run(
             &CommandLine::new("rm")

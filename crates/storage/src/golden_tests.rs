@@ -86,6 +86,58 @@ fn file_thin_creates_sparse_files_and_attaches_them_once() {
 }
 
 #[test]
+fn a_pass_reads_the_loop_table_once_and_keeps_it_current() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = dir.path().to_str().unwrap().to_string();
+    let host = Arc::new(FakeHost::new());
+    let providers = providers(&host, false);
+    let file = providers.get(ProviderKind::FileThin);
+    let volumes: Vec<_> = (0..5).map(|n| name("web", n)).collect();
+
+    providers.begin_pass();
+    for volume in &volumes {
+        file.create_volume(&pool, volume, 4096).unwrap();
+        file.activate_volume(&pool, volume).unwrap();
+    }
+    // Attached during the pass: found again without a second attach.
+    let again = file.activate_volume(&pool, &volumes[2]).unwrap();
+    assert_eq!(again.device_path.unwrap().to_str(), Some("/dev/loop2"));
+    file.delete_volume(&pool, &volumes[4]).unwrap();
+    assert_eq!(file.volume(&pool, &volumes[4]).unwrap(), None);
+    providers.end_pass();
+    let queries: Vec<String> = host
+        .take_commands()
+        .into_iter()
+        .filter(|c| c.starts_with("losetup --list"))
+        .collect();
+    assert_eq!(queries, ["losetup --list --json --output NAME,BACK-FILE"]);
+    assert_eq!(host.loop_devices().len(), 4);
+
+    // The next pass reads the table afresh: a device detached behind its back is not trusted.
+    host.detach_all_loop_devices();
+    providers.begin_pass();
+    let reattached = file.activate_volume(&pool, &volumes[0]).unwrap();
+    assert_eq!(reattached.device_path.unwrap().to_str(), Some("/dev/loop0"));
+    providers.end_pass();
+    assert_eq!(
+        host.take_commands(),
+        [
+            "losetup --list --json --output NAME,BACK-FILE".to_string(),
+            format!("losetup --find --show {pool}/web_00000.img"),
+        ]
+    );
+
+    // Outside a pass, every lookup asks losetup.
+    file.volume(&pool, &volumes[0]).unwrap();
+    assert_eq!(
+        host.take_commands(),
+        [format!(
+            "losetup --list --json --output NAME --associated {pool}/web_00000.img"
+        )]
+    );
+}
+
+#[test]
 fn file_preallocates_with_fallocate() {
     let dir = tempfile::tempdir().unwrap();
     let pool = dir.path().to_str().unwrap().to_string();

@@ -162,6 +162,14 @@ pub trait Provider: Send + Sync {
 
     /// Deactivates and deletes a volume. A volume that does not exist is already deleted.
     fn delete_volume(&self, pool: &str, name: &BackingVolumeName) -> Result<(), StorageError>;
+
+    /// Starts a reconcile pass: the provider may read host-wide tables once (e.g. every loop
+    /// device) instead of once per volume, and trust them, with its own changes applied, until
+    /// [`Provider::end_pass`]. Nothing outside the pass may rely on what it read.
+    fn begin_pass(&self) {}
+
+    /// Ends a reconcile pass; what was read for it is forgotten.
+    fn end_pass(&self) {}
 }
 
 /// The DISKLESS provider: a pool with no volumes, for resources that reach their data over the
@@ -244,6 +252,29 @@ impl Providers {
             zfs: ZfsProvider::new(runner.clone(), false),
             zfs_thin: ZfsProvider::new(runner, true),
         }
+    }
+
+    /// Every provider, for calls that go to all of them.
+    fn all(&self) -> [&dyn Provider; 7] {
+        [
+            &self.diskless,
+            &self.file,
+            &self.file_thin,
+            &self.lvm,
+            &self.lvm_thin,
+            &self.zfs,
+            &self.zfs_thin,
+        ]
+    }
+
+    /// [`Provider::begin_pass`] on every provider.
+    pub fn begin_pass(&self) {
+        self.all().iter().for_each(|p| p.begin_pass());
+    }
+
+    /// [`Provider::end_pass`] on every provider.
+    pub fn end_pass(&self) {
+        self.all().iter().for_each(|p| p.end_pass());
     }
 
     pub fn get(&self, kind: ProviderKind) -> &dyn Provider {
