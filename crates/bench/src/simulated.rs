@@ -1,0 +1,373 @@
+//! Simulated satellites: in-process nodes that speak the real controller–satellite protocol
+//! (`ferrite-proto`) on loopback ports, keep their desired state in memory and answer at once.
+//!
+//! They do what `ferrite-satellite` does on the wire and nothing on the host: the handshake
+//! (`Hello` → `Welcome` with capabilities, or `Refused` for a wrong node name or version), a
+//! full `ApplyState` replaces the state, a delta applies on top of the generation it was made
+//! for (else `NeedFullState`), every `Applied` carries the whole node report (all pools, all
+//! volumes, as the real satellite's does), `CheckPool` → `PoolChecked`, `Ping` → `Pong`.
+//!
+//! One difference, on purpose: a pool's free capacity is its size minus the sizes of the
+//! volumes in it. A real FILE_THIN pool reports the file system's free space, which sparse
+//! files barely touch, so four real pools on one file system look alike and the autoplacer's
+//! name tiebreak decides; with this accounting the simulated cluster is filled evenly, as
+//! a cluster of separate disks would be.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use anyhow::Result;
+use ferrite_proto::{
+    Capabilities, ControllerMessage, DesiredState, FrameError, NodeReport, PROTOCOL_VERSION,
+    PoolReport, PoolSpec, Refusal, ResourceSpec, SatelliteMessage, VolumeReport, is_compatible,
+    read_frame, write_frame,
+};
+use ferrite_types::{LayerKind, ProviderKind};
+use tokio::net::{TcpListener, TcpStream};
+
+/// The size of every simulated pool: 1 PiB, so 10,000 volumes of any test size fit.
+pub const POOL_CAPACITY_KIB: u64 = 1 << 40;
+
+/// What one simulated node has been told.
+#[derive(Debug, Default)]
+struct NodeState {
+    generation: Option<u64>,
+    pools: Vec<PoolSpec>,
+    /// Keyed by the upper-cased resource name, as the satellite compares names.
+    resources: BTreeMap<String, ResourceSpec>,
+}
+
+impl NodeState {
+    /// Takes a desired state; `false` if a delta does not fit.
+    fn apply(&mut self, state: DesiredState) -> bool {
+        match state.base_generation {
+            None => self.resources.clear(),
+            Some(base) if Some(base) == self.generation => {}
+            Some(_) => return false,
+        }
+        for name in &state.removed_resources {
+            self.resources.remove(&name.to_ascii_uppercase());
+        }
+        for resource in state.resources {
+            self.resources
+                .insert(resource.name.to_ascii_uppercase(), resource);
+        }
+        self.pools = state.storage_pools;
+        self.generation = Some(state.generation);
+        true
+    }
+
+    fn pool_report(pool: &PoolSpec, used_kib: u64) -> PoolReport {
+        let diskless = pool.provider_kind == ProviderKind::Diskless;
+        PoolReport {
+            name: pool.name.clone(),
+            provider_kind: pool.provider_kind,
+            free_capacity_kib: (!diskless).then(|| POOL_CAPACITY_KIB.saturating_sub(used_kib)),
+            total_capacity_kib: (!diskless).then_some(POOL_CAPACITY_KIB),
+            errors: Vec::new(),
+        }
+    }
+
+    /// The whole node as a converged satellite reports it.
+    fn report(&self) -> NodeReport {
+        let mut used: BTreeMap<String, u64> = BTreeMap::new();
+        let mut volumes = Vec::new();
+        let mut device = 0u64;
+        for resource in self.resources.values() {
+            for volume in &resource.volumes {
+                let diskless = resource.diskless
+                    || self.pools.iter().any(|p| {
+                        p.name.eq_ignore_ascii_case(&volume.storage_pool)
+                            && p.provider_kind == ProviderKind::Diskless
+                    });
+                if diskless {
+                    volumes.push(VolumeReport {
+                        resource: resource.name.clone(),
+                        volume_number: volume.volume_number,
+                        device_path: None,
+                        allocated_size_kib: None,
+                        usable_size_kib: None,
+                        disk_state: "Diskless".to_string(),
+                        error: None,
+                    });
+                    continue;
+                }
+                *used
+                    .entry(volume.storage_pool.to_ascii_uppercase())
+                    .or_default() += volume.size_kib;
+                volumes.push(VolumeReport {
+                    resource: resource.name.clone(),
+                    volume_number: volume.volume_number,
+                    device_path: Some(format!("/dev/loop{device}")),
+                    allocated_size_kib: Some(0),
+                    usable_size_kib: Some(volume.size_kib),
+                    disk_state: "UpToDate".to_string(),
+                    error: None,
+                });
+                device += 1;
+            }
+        }
+        NodeReport {
+            generation: self.generation,
+            storage_pools: self
+                .pools
+                .iter()
+                .map(|p| {
+                    Self::pool_report(
+                        p,
+                        used.get(&p.name.to_ascii_uppercase()).copied().unwrap_or(0),
+                    )
+                })
+                .collect(),
+            volumes,
+            ..NodeReport::default()
+        }
+    }
+}
+
+/// Counters of one simulated node.
+#[derive(Debug, Default)]
+pub struct NodeCounters {
+    pub sessions: AtomicU64,
+    pub applied: AtomicU64,
+    pub full_states: AtomicU64,
+    pub need_full_state: AtomicU64,
+}
+
+/// One simulated satellite.
+pub struct SimulatedSatellite {
+    pub name: String,
+    pub address: SocketAddr,
+    pub counters: Arc<NodeCounters>,
+    state: Arc<Mutex<NodeState>>,
+}
+
+impl SimulatedSatellite {
+    /// How many resources the node has been told about.
+    pub fn resource_count(&self) -> usize {
+        self.state.lock().expect("node state").resources.len()
+    }
+}
+
+/// The simulated nodes and the runtime they run on.
+pub struct SimulatedNodes {
+    pub satellites: Vec<SimulatedSatellite>,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl SimulatedNodes {
+    /// Starts `count` nodes named `sim1`, `sim2`, ... on free loopback ports.
+    pub fn start(count: usize) -> Result<SimulatedNodes> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("simulated-satellite")
+            .enable_all()
+            .build()?;
+        let mut satellites = Vec::new();
+        for i in 1..=count {
+            let name = format!("sim{i}");
+            let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0"))?;
+            let address = listener.local_addr()?;
+            let state = Arc::new(Mutex::new(NodeState::default()));
+            let counters = Arc::new(NodeCounters::default());
+            runtime.spawn(serve(
+                listener,
+                name.clone(),
+                state.clone(),
+                counters.clone(),
+            ));
+            satellites.push(SimulatedSatellite {
+                name,
+                address,
+                counters,
+                state,
+            });
+        }
+        Ok(SimulatedNodes {
+            satellites,
+            runtime,
+        })
+    }
+
+    /// Stops every node (their connections close).
+    pub fn shutdown(self) {
+        self.runtime.shutdown_background();
+    }
+}
+
+fn capabilities() -> Capabilities {
+    Capabilities {
+        storage_providers: vec![
+            ProviderKind::Diskless,
+            ProviderKind::File,
+            ProviderKind::FileThin,
+        ],
+        unsupported_providers: BTreeMap::new(),
+        resource_layers: vec![LayerKind::Storage],
+        unsupported_layers: BTreeMap::new(),
+    }
+}
+
+async fn serve(
+    listener: TcpListener,
+    name: String,
+    state: Arc<Mutex<NodeState>>,
+    counters: Arc<NodeCounters>,
+) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let name = name.clone();
+        let state = state.clone();
+        let counters = counters.clone();
+        tokio::spawn(async move {
+            if let Err(e) = session(stream, &name, &state, &counters).await
+                && !matches!(e, FrameError::Closed)
+            {
+                eprintln!("simulated satellite {name}: session ended: {e}");
+            }
+        });
+    }
+}
+
+/// One controller session: handshake, then answer every message in order.
+async fn session(
+    mut stream: TcpStream,
+    name: &str,
+    state: &Mutex<NodeState>,
+    counters: &NodeCounters,
+) -> Result<(), FrameError> {
+    let _ = stream.set_nodelay(true);
+    let hello: ControllerMessage = read_frame(&mut stream).await?;
+    let ControllerMessage::Hello {
+        protocol_version,
+        node_name,
+        ..
+    } = hello
+    else {
+        return Ok(());
+    };
+    let refusal = if !is_compatible(protocol_version) {
+        Some(Refusal::VersionMismatch {
+            controller: protocol_version,
+            satellite_min: ferrite_proto::MIN_PROTOCOL_VERSION,
+            satellite_max: PROTOCOL_VERSION,
+        })
+    } else if !node_name.eq_ignore_ascii_case(name) {
+        Some(Refusal::NodeNameMismatch {
+            controller: node_name,
+            satellite: name.to_string(),
+        })
+    } else {
+        None
+    };
+    if let Some(reason) = refusal {
+        return write_frame(&mut stream, &SatelliteMessage::Refused { reason }).await;
+    }
+    counters.sessions.fetch_add(1, Ordering::Relaxed);
+    let welcome = SatelliteMessage::Welcome {
+        protocol_version: PROTOCOL_VERSION,
+        node_name: name.to_string(),
+        hostname: format!("{name}.simulated"),
+        satellite_version: env!("CARGO_PKG_VERSION").to_string(),
+        capabilities: capabilities(),
+    };
+    write_frame(&mut stream, &welcome).await?;
+    loop {
+        let message: ControllerMessage = read_frame(&mut stream).await?;
+        let answer = match message {
+            ControllerMessage::Ping => SatelliteMessage::Pong,
+            ControllerMessage::CheckPool { request_id, pool } => SatelliteMessage::PoolChecked {
+                request_id,
+                report: NodeState::pool_report(&pool, 0),
+            },
+            ControllerMessage::ApplyState(desired) => {
+                let full = desired.is_full();
+                let generation = desired.generation;
+                let mut node = state.lock().expect("node state");
+                if node.apply(desired) {
+                    counters.applied.fetch_add(1, Ordering::Relaxed);
+                    if full {
+                        counters.full_states.fetch_add(1, Ordering::Relaxed);
+                    }
+                    SatelliteMessage::Applied {
+                        generation,
+                        report: node.report(),
+                    }
+                } else {
+                    counters.need_full_state.fetch_add(1, Ordering::Relaxed);
+                    SatelliteMessage::NeedFullState {
+                        have_generation: node.generation,
+                    }
+                }
+            }
+            ControllerMessage::Hello { .. } => return Ok(()),
+        };
+        write_frame(&mut stream, &answer).await?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferrite_proto::VolumeSpec;
+
+    fn resource(name: &str, size_kib: u64) -> ResourceSpec {
+        ResourceSpec {
+            name: name.to_string(),
+            layers: vec![LayerKind::Storage],
+            diskless: false,
+            volumes: vec![VolumeSpec {
+                volume_number: 0,
+                size_kib,
+                storage_pool: "pool".to_string(),
+            }],
+        }
+    }
+
+    fn pool() -> PoolSpec {
+        PoolSpec {
+            name: "pool".to_string(),
+            provider_kind: ProviderKind::FileThin,
+            pool_name: "/srv/pool".to_string(),
+            props: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn deltas_apply_on_their_base_only_and_capacity_follows_volumes() {
+        let mut node = NodeState::default();
+        assert!(node.apply(DesiredState {
+            generation: 5,
+            base_generation: None,
+            storage_pools: vec![pool()],
+            resources: vec![resource("a", 100)],
+            removed_resources: vec![],
+        }));
+        assert!(node.apply(DesiredState {
+            generation: 6,
+            base_generation: Some(5),
+            storage_pools: vec![pool()],
+            resources: vec![resource("b", 50)],
+            removed_resources: vec!["A".to_string()],
+        }));
+        assert!(!node.apply(DesiredState {
+            generation: 8,
+            base_generation: Some(7),
+            storage_pools: vec![pool()],
+            resources: vec![],
+            removed_resources: vec![],
+        }));
+        let report = node.report();
+        assert_eq!(report.generation, Some(6));
+        assert_eq!(report.volumes.len(), 1);
+        assert_eq!(report.volumes[0].resource, "b");
+        assert_eq!(
+            report.storage_pools[0].free_capacity_kib,
+            Some(POOL_CAPACITY_KIB - 50)
+        );
+    }
+}

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The controller's scale benchmark: builds release binaries, then creates 1,000 resources on
+# real satellites (FILE_THIN pools on loop devices, needs root) and 10,000 on simulated ones,
+# and prints a report of throughput, memory, cold start and view latency against baselines
+# measured in the same run. See docs/benchmarks.md.
+#
+#   scripts/bench.sh                      # everything; the report also goes to target/bench-report.md
+#   scripts/bench.sh --skip-real          # phase B only (no root needed)
+#   scripts/bench.sh --real-budget 600    # give phase A more time
+#   scripts/bench.sh --help               # every option
+#
+# BENCH_REPORT sets the report file; CARGO_TARGET_DIR is honoured.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+target_dir=${CARGO_TARGET_DIR:-target}
+report=${BENCH_REPORT:-$target_dir/bench-report.md}
+
+echo "== cargo build --release (controller, satellite, bench)" >&2
+cargo build --release -p ferrite-controller -p ferrite-satellite -p ferrite-bench >&2
+
+mkdir -p "$(dirname "$report")"
+exec "$target_dir/release/ferrite-bench" --bin-dir "$target_dir/release" --report "$report" "$@"
