@@ -388,13 +388,8 @@ impl Controller {
             }
             for (node, resource) in touched {
                 let (Some(resource), Some(report)) = (resource, runtime.get(node)) else { continue };
-                let mut volumes: Vec<_> = report
-                    .volumes
-                    .iter()
-                    .filter(|((rsc, _), v)| rsc == resource.key() && v.error.is_some())
-                    .collect();
-                volumes.sort_by_key(|((_, number), _)| *number);
-                for ((_, number), volume) in volumes {
+                let volumes = report.volumes.get(resource.key()).into_iter().flatten();
+                for (number, volume) in volumes.filter(|(_, v)| v.error.is_some()) {
                     warnings.push(
                         ApiCallRc::new(
                             RetCode::warn(code::WARN_STORAGE_ERROR),

@@ -90,6 +90,12 @@ pub struct NodeReport {
     pub generation: Option<u64>,
     pub storage_pools: Vec<PoolReport>,
     pub volumes: Vec<VolumeReport>,
+    /// `None`: `volumes` is every volume of the node. `Some(names)`: `volumes` holds only the
+    /// volumes of these resources (those a delta changed or removed); the node's other volumes
+    /// are as last reported. Keeps the answer to a delta small on a node with thousands of
+    /// volumes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub only_resources: Option<Vec<String>>,
     /// Problems of the node that belong to no reported volume, e.g. a backing volume that is no
     /// longer desired but could not be deleted. The satellite keeps retrying them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

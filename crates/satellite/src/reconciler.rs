@@ -155,6 +155,24 @@ fn merge(current: &DesiredState, delta: DesiredState) -> DesiredState {
     }
 }
 
+/// `report` with only the volumes of `resources` (compared case-insensitively, as resource
+/// names are).
+fn scoped(report: &NodeReport, resources: Vec<String>) -> NodeReport {
+    let wanted: BTreeSet<String> = resources.iter().map(|r| r.to_ascii_uppercase()).collect();
+    NodeReport {
+        generation: report.generation,
+        storage_pools: report.storage_pools.clone(),
+        volumes: report
+            .volumes
+            .iter()
+            .filter(|v| wanted.contains(&v.resource.to_ascii_uppercase()))
+            .cloned()
+            .collect(),
+        only_resources: Some(resources),
+        errors: report.errors.clone(),
+    }
+}
+
 fn changed_noticeably(old: Option<u64>, new: Option<u64>, total: Option<u64>) -> bool {
     match (old, new) {
         (Some(old), Some(new)) => {
@@ -322,6 +340,14 @@ impl Reconciler {
             base_generation = ?state.base_generation
         );
         let _entered = span.enter();
+        // The answer to a delta reports the volumes of the resources it names; a full state is
+        // answered with every volume.
+        let scope: Option<Vec<String>> = state.base_generation.map(|_| {
+            let named = state.resources.iter().map(|r| r.name.clone());
+            named
+                .chain(state.removed_resources.iter().cloned())
+                .collect()
+        });
         let next = match state.base_generation {
             None => state,
             Some(base) => match &self.desired {
@@ -364,13 +390,20 @@ impl Reconciler {
         let generation = persisted.desired.generation;
         self.desired = Some(persisted.desired);
         let report = self.converge();
-        self.last_sent = Some(report.clone());
         info!(
             volumes = report.volumes.len(),
             failed = report.volumes.iter().filter(|v| v.error.is_some()).count(),
             "applied"
         );
-        SatelliteMessage::Applied { generation, report }
+        let answer = match scope {
+            None => report.clone(),
+            Some(resources) => scoped(&report, resources),
+        };
+        self.last_sent = Some(report);
+        SatelliteMessage::Applied {
+            generation,
+            report: answer,
+        }
     }
 
     fn converge_and_report(&mut self) {
@@ -419,6 +452,7 @@ impl Reconciler {
             generation: Some(desired.generation),
             storage_pools: Vec::new(),
             volumes: Vec::new(),
+            only_resources: None,
             errors: Vec::new(),
         };
         let mut pools: BTreeMap<String, (&PoolSpec, Option<String>)> = BTreeMap::new();

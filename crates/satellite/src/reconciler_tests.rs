@@ -352,15 +352,25 @@ fn deltas_apply_on_their_base_generation_only() {
     let add_db = delta(6, 5, vec![resource("db", &[(0, 4096, "lvm")])], vec![]);
     let (generation, report) = applied(node.apply(add_db));
     assert_eq!(generation, 6);
-    assert_eq!(report.volumes.len(), 2, "web is still desired");
+    // The answer to a delta reports the resources it named; web is as last reported.
+    assert_eq!(report.only_resources, Some(vec!["db".to_string()]));
+    assert_eq!(report.volumes.len(), 1, "{report:?}");
+    assert_eq!(report.volumes[0].resource, "db");
     assert_eq!(
         node.host.take_changes(),
         ["lvcreate -L 4096k -n db_00000 -y vg0"]
     );
+    assert_eq!(
+        node.reconciler.converge().volumes.len(),
+        2,
+        "web is still desired"
+    );
+    node.host.take_changes();
 
     let remove_web = delta(7, 6, vec![], vec!["WEB"]);
     let (_, report) = applied(node.apply(remove_web));
-    assert_eq!(report.volumes.len(), 1);
+    assert_eq!(report.only_resources, Some(vec!["WEB".to_string()]));
+    assert!(report.volumes.is_empty(), "web is gone: {report:?}");
     assert_eq!(
         node.host.take_changes(),
         [

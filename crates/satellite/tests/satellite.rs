@@ -230,7 +230,9 @@ async fn desired_state_creates_deltas_change_and_removal_deletes() {
     };
     let (generation, report) = applied(controller.apply(delta).await);
     assert_eq!(generation, 11);
-    assert_eq!(report.volumes.len(), 4, "{report:?}");
+    // The answer reports what the delta named: db and web, not the diskless cache.
+    assert_eq!(report.only_resources, Some(vec!["db".into(), "web".into()]));
+    assert_eq!(report.volumes.len(), 3, "{report:?}");
     let web0 = loop_devices_of(&satellite.image("web_00000"));
     assert_eq!(device_size_kib(&web0[0]), 6144);
     assert_eq!(loop_devices_of(&satellite.image("db_00000")).len(), 1);

@@ -382,8 +382,7 @@ pub fn resource(
     let mut volumes = Vec::with_capacity(rd.volume_definitions.len());
     let mut storage_volumes = Vec::with_capacity(rd.volume_definitions.len());
     for vd in rd.volume_definitions.values() {
-        let report =
-            runtime.and_then(|r| r.volumes.get(&(rd.name.key().to_string(), vd.number.get())));
+        let report = runtime.and_then(|r| r.volumes.get(rd.name.key())?.get(&vd.number.get()));
         let facts = VolumeFacts { report, online };
         let disk_state = facts.disk_state(resource);
         let device_path = report.and_then(|r| r.device_path.clone());

@@ -12,7 +12,7 @@
 pub mod desired;
 mod link;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -68,8 +68,8 @@ pub struct NodeRuntime {
     pub hostname: Option<String>,
     /// Keyed by the pool's upper-cased name.
     pub pools: HashMap<String, PoolReport>,
-    /// Keyed by the resource's upper-cased name and the volume number.
-    pub volumes: HashMap<(String, u16), VolumeReport>,
+    /// Keyed by the resource's upper-cased name, then the volume number.
+    pub volumes: HashMap<String, BTreeMap<u16, VolumeReport>>,
     pub applied_generation: Option<u64>,
     /// Problems the satellite reported that belong to no volume (e.g. failed deletions).
     pub errors: Vec<String>,
@@ -100,11 +100,20 @@ impl NodeRuntime {
             .into_iter()
             .map(|p| (p.name.to_ascii_uppercase(), p))
             .collect();
-        self.volumes = report
-            .volumes
-            .into_iter()
-            .map(|v| ((v.resource.to_ascii_uppercase(), v.volume_number), v))
-            .collect();
+        match report.only_resources {
+            None => self.volumes.clear(),
+            Some(resources) => {
+                for resource in resources {
+                    self.volumes.remove(&resource.to_ascii_uppercase());
+                }
+            }
+        }
+        for volume in report.volumes {
+            self.volumes
+                .entry(volume.resource.to_ascii_uppercase())
+                .or_default()
+                .insert(volume.volume_number, volume);
+        }
         self.errors = report.errors;
     }
 }
@@ -353,5 +362,70 @@ impl Satellites {
                 .map(|n| n.status)
                 .unwrap_or(ConnectionStatus::Offline)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn volume(resource: &str, number: u16, device: &str) -> VolumeReport {
+        VolumeReport {
+            resource: resource.to_string(),
+            volume_number: number,
+            device_path: Some(device.to_string()),
+            allocated_size_kib: Some(0),
+            usable_size_kib: Some(4096),
+            disk_state: "UpToDate".to_string(),
+            error: None,
+        }
+    }
+
+    fn report(volumes: Vec<VolumeReport>, only: Option<&[&str]>) -> NodeReport {
+        NodeReport {
+            generation: Some(1),
+            volumes,
+            only_resources: only.map(|o| o.iter().map(|r| r.to_string()).collect()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn a_scoped_report_replaces_only_the_resources_it_names() {
+        let mut runtime = NodeRuntime::default();
+        runtime.absorb(report(
+            vec![
+                volume("web", 0, "/dev/loop0"),
+                volume("web", 1, "/dev/loop1"),
+                volume("db", 0, "/dev/loop2"),
+            ],
+            None,
+        ));
+        // web lost volume 1 and moved volume 0; db is not named and stays; new is added; old
+        // is named without volumes, so it is gone.
+        runtime.absorb(report(
+            vec![
+                volume("WEB", 0, "/dev/loop5"),
+                volume("new", 0, "/dev/loop6"),
+            ],
+            Some(&["web", "new", "old"]),
+        ));
+        let devices = |resource: &str| -> Vec<String> {
+            runtime
+                .volumes
+                .get(resource)
+                .into_iter()
+                .flatten()
+                .filter_map(|(_, v)| v.device_path.clone())
+                .collect()
+        };
+        assert_eq!(devices("WEB"), ["/dev/loop5"]);
+        assert_eq!(devices("DB"), ["/dev/loop2"]);
+        assert_eq!(devices("NEW"), ["/dev/loop6"]);
+        assert!(!runtime.volumes.contains_key("OLD"));
+
+        // A complete report replaces everything.
+        runtime.absorb(report(vec![volume("db", 0, "/dev/loop2")], None));
+        assert_eq!(runtime.volumes.len(), 1);
     }
 }
