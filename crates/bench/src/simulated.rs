@@ -4,8 +4,9 @@
 //! They do what `ferrite-satellite` does on the wire and nothing on the host: the handshake
 //! (`Hello` → `Welcome` with capabilities, or `Refused` for a wrong node name or version), a
 //! full `ApplyState` replaces the state, a delta applies on top of the generation it was made
-//! for (else `NeedFullState`), every `Applied` carries the whole node report (all pools, all
-//! volumes, as the real satellite's does), `CheckPool` → `PoolChecked`, `Ping` → `Pong`.
+//! for (else `NeedFullState`), `Applied` carries every pool and, as the real satellite's does,
+//! every volume after a full state and the volumes of the resources a delta named after a delta
+//! (`only_resources`), `CheckPool` → `PoolChecked`, `Ping` → `Pong`.
 //!
 //! One difference, on purpose: a pool's free capacity is its size minus the sizes of the
 //! volumes in it. A real FILE_THIN pool reports the file system's free space, which sparse
@@ -13,7 +14,7 @@
 //! name tiebreak decides; with this accounting the simulated cluster is filled evenly, as
 //! a cluster of separate disks would be.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -70,13 +71,27 @@ impl NodeState {
         }
     }
 
-    /// The whole node as a converged satellite reports it.
-    fn report(&self) -> NodeReport {
+    /// The node as a converged satellite reports it: every pool, and the volumes of `only`
+    /// (the resources a delta named), or of every resource for `None`.
+    fn report(&self, only: Option<Vec<String>>) -> NodeReport {
         let mut used: BTreeMap<String, u64> = BTreeMap::new();
         let mut volumes = Vec::new();
         let mut device = 0u64;
-        for resource in self.resources.values() {
+        let scope: Option<BTreeSet<String>> = only
+            .as_ref()
+            .map(|names| names.iter().map(|n| n.to_ascii_uppercase()).collect());
+        for (key, resource) in &self.resources {
+            let reported = scope.as_ref().is_none_or(|s| s.contains(key));
             for volume in &resource.volumes {
+                if !reported {
+                    if !resource.diskless {
+                        *used
+                            .entry(volume.storage_pool.to_ascii_uppercase())
+                            .or_default() += volume.size_kib;
+                    }
+                    device += 1;
+                    continue;
+                }
                 let diskless = resource.diskless
                     || self.pools.iter().any(|p| {
                         p.name.eq_ignore_ascii_case(&volume.storage_pool)
@@ -122,6 +137,7 @@ impl NodeState {
                 })
                 .collect(),
             volumes,
+            only_resources: only,
             ..NodeReport::default()
         }
     }
@@ -287,6 +303,10 @@ async fn session(
             ControllerMessage::ApplyState(desired) => {
                 let full = desired.is_full();
                 let generation = desired.generation;
+                let only: Option<Vec<String>> = (!full).then(|| {
+                    let named = desired.resources.iter().map(|r| r.name.clone());
+                    named.chain(desired.removed_resources.iter().cloned()).collect()
+                });
                 let mut node = state.lock().expect("node state");
                 if node.apply(desired) {
                     counters.applied.fetch_add(1, Ordering::Relaxed);
@@ -295,7 +315,7 @@ async fn session(
                     }
                     SatelliteMessage::Applied {
                         generation,
-                        report: node.report(),
+                        report: node.report(only),
                     }
                 } else {
                     counters.need_full_state.fetch_add(1, Ordering::Relaxed);
@@ -361,7 +381,7 @@ mod tests {
             resources: vec![],
             removed_resources: vec![],
         }));
-        let report = node.report();
+        let report = node.report(None);
         assert_eq!(report.generation, Some(6));
         assert_eq!(report.volumes.len(), 1);
         assert_eq!(report.volumes[0].resource, "b");
