@@ -305,7 +305,9 @@ async fn session(
                 let generation = desired.generation;
                 let only: Option<Vec<String>> = (!full).then(|| {
                     let named = desired.resources.iter().map(|r| r.name.clone());
-                    named.chain(desired.removed_resources.iter().cloned()).collect()
+                    named
+                        .chain(desired.removed_resources.iter().cloned())
+                        .collect()
                 });
                 let mut node = state.lock().expect("node state");
                 if node.apply(desired) {
