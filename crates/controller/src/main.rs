@@ -4,6 +4,7 @@ use clap::Parser;
 use ferrite_controller::config::{Args, Config};
 
 fn main() -> anyhow::Result<()> {
+    tune_allocator();
     let args = Args::parse();
     if args.print_openapi {
         print!("{}", ferrite_controller::http::openapi_json());
@@ -21,4 +22,18 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?
         .block_on(ferrite_controller::run(config))
+}
+
+/// Keeps the controller's memory close to what it uses. glibc gives every thread that allocates
+/// its own arena, and after a large buffer (a 15 MiB resource view) is freed it raises its mmap
+/// threshold so the next ones come from, and stay in, the heap: a controller with 10,000
+/// resources grew from 86 to 155 MiB over a hundred full views. Two arenas and a fixed 1 MiB
+/// threshold (large buffers are mapped and returned on free) keep it near its live size.
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets allocator parameters; it is called before any thread starts.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
 }

@@ -66,12 +66,17 @@ impl ListFilter {
 
     /// Applies offset and limit.
     pub fn page<T>(&self, items: Vec<T>) -> Vec<T> {
-        let iter = items.into_iter().skip(self.offset);
-        if self.limit == 0 {
-            iter.collect()
+        self.page_iter(items.into_iter()).collect()
+    }
+
+    /// The page of `items`: skips `offset`, then takes `limit` (0 = all).
+    pub fn page_iter<T>(&self, items: impl Iterator<Item = T>) -> impl Iterator<Item = T> {
+        let limit = if self.limit == 0 {
+            usize::MAX
         } else {
-            iter.take(self.limit).collect()
-        }
+            self.limit
+        };
+        items.skip(self.offset).take(limit)
     }
 }
 
@@ -465,22 +470,29 @@ pub fn resources(
     runtime: &Runtime,
     filter: &ListFilter,
 ) -> Vec<rest::ResourceWithVolumes> {
-    let mut items = Vec::new();
-    for rd in cluster
+    resources_iter(cluster, runtime, filter).collect()
+}
+
+/// The page of resources `filter` selects, each built only when it is consumed: the full view
+/// of 20,000 resources is serialized one resource at a time instead of built whole first.
+pub fn resources_iter<'a>(
+    cluster: &'a Cluster,
+    runtime: &'a Runtime,
+    filter: &'a ListFilter,
+) -> impl Iterator<Item = rest::ResourceWithVolumes> + 'a {
+    let selected = cluster
         .resource_definitions
         .values()
         .filter(|rd| filter.resource(rd.name.as_str()))
-    {
-        for placed in rd.resources.values() {
-            if filter.node(placed.node.as_str())
+        .flat_map(|rd| rd.resources.values().map(move |placed| (rd, placed)))
+        .filter(|(_, placed)| {
+            filter.node(placed.node.as_str())
                 && filter.storage_pool(placed.storage_pool.as_str())
                 && filter.props(&placed.props)
-            {
-                items.push(resource(cluster, rd, placed, runtime.get(&placed.node)));
-            }
-        }
-    }
-    filter.page(items)
+        });
+    filter
+        .page_iter(selected)
+        .map(|(rd, placed)| resource(cluster, rd, placed, runtime.get(&placed.node)))
 }
 
 /// The resources of one definition, optionally on one node.

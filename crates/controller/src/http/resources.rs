@@ -327,6 +327,7 @@ async fn migrate_disk_pool(
            ("offset" = Option<usize>, Query), ("limit" = Option<usize>, Query)),
     responses((status = 200, body = Vec<rest::ResourceWithVolumes>)))]
 async fn view_resources(State(ctl): State<Controller>, query: ListQuery) -> ApiResponse {
-    let items = ctl.read_with_runtime(|c, r| views::resources(c, r, &query.filter));
-    ApiResponse::json(&items)
+    ctl.read_with_runtime(|c, r| {
+        ApiResponse::json_array(views::resources_iter(c, r, &query.filter))
+    })
 }

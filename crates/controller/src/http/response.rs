@@ -68,6 +68,24 @@ impl ApiResponse {
         }
     }
 
+    /// A JSON array of `items`, serialized one at a time, so a list never exists twice in
+    /// memory (as values and as text).
+    pub fn json_array<T: Serialize>(items: impl Iterator<Item = T>) -> ApiResponse {
+        let mut body = Vec::with_capacity(64 * 1024);
+        body.push(b'[');
+        for (index, item) in items.enumerate() {
+            if index > 0 {
+                body.push(b',');
+            }
+            serde_json::to_writer(&mut body, &item).expect("REST shapes serialize");
+        }
+        body.push(b']');
+        ApiResponse {
+            status: StatusCode::OK,
+            body,
+        }
+    }
+
     /// A GET that may fail with an `ApiCallRc` list.
     pub fn read<T: Serialize>(result: Result<T, Failure>) -> ApiResponse {
         match result {
