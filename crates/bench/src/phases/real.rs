@@ -56,9 +56,17 @@ fn time_command(program: &str, args: &[&str], repeats: usize) -> Result<stats::S
     Ok(stats::Summary::of(&samples))
 }
 
-/// The satellite's per-volume query (`FileProvider::loop_devices`) against one backing file
-/// under `pools`, and a process that does nothing as its floor.
-fn loop_query_cost(pools: &Path) -> Result<Option<(stats::Summary, stats::Summary)>> {
+/// What asking the host about loop devices costs with the phase's devices attached: the
+/// per-file query (`losetup --associated FILE`) and the whole table (`losetup --list`), which
+/// FILE and FILE_THIN satellites use to find a volume's device; and a process that does nothing,
+/// as their floor.
+struct LoopQueryCost {
+    per_file: stats::Summary,
+    table: stats::Summary,
+    floor: stats::Summary,
+}
+
+fn loop_query_cost(pools: &Path) -> Result<Option<LoopQueryCost>> {
     let image = std::fs::read_dir(pools)?
         .flatten()
         .filter_map(|node| std::fs::read_dir(node.path()).ok())
@@ -69,20 +77,26 @@ fn loop_query_cost(pools: &Path) -> Result<Option<(stats::Summary, stats::Summar
         return Ok(None);
     };
     let image = image.to_string_lossy().into_owned();
-    let query = time_command(
-        "losetup",
-        &[
-            "--list",
-            "--json",
-            "--output",
-            "NAME",
-            "--associated",
-            &image,
-        ],
-        20,
-    )?;
-    let floor = time_command("true", &[], 20)?;
-    Ok(Some((query, floor)))
+    Ok(Some(LoopQueryCost {
+        per_file: time_command(
+            "losetup",
+            &[
+                "--list",
+                "--json",
+                "--output",
+                "NAME",
+                "--associated",
+                &image,
+            ],
+            20,
+        )?,
+        table: time_command(
+            "losetup",
+            &["--list", "--json", "--output", "NAME,BACK-FILE"],
+            20,
+        )?,
+        floor: time_command("true", &[], 20)?,
+    }))
 }
 
 fn pool_dir(dir: &Path, node: &str) -> Result<PathBuf> {
@@ -309,13 +323,16 @@ pub fn run(settings: &Settings, resources: usize) -> Result<Section> {
         },
         "—",
     );
-    if let Some((query, floor)) = &loop_query {
+    if let Some(cost) = &loop_query {
         section.context(
-            format!(
-                "one `losetup --list --associated FILE` (the satellite runs 2 per volume of the node per applied state) with {attached} loop devices"
-            ),
-            query.to_string(),
-            format!("fork+exec of `true`: {floor}"),
+            format!("host: one `losetup --list --associated FILE` with {attached} loop devices"),
+            cost.per_file.to_string(),
+            format!("fork+exec of `true`: {}", cost.floor),
+        );
+        section.context(
+            format!("host: one `losetup --list` of all {attached} loop devices"),
+            cost.table.to_string(),
+            format!("fork+exec of `true`: {}", cost.floor),
         );
     }
     section.context(
