@@ -259,7 +259,19 @@ fn unavailable(node: &model::Node, runtime: Option<&NodeRuntime>) -> Option<Stri
 }
 
 /// The cluster as the autoplacer sees it.
-pub fn candidates(cluster: &Cluster, runtime: &Runtime) -> Vec<Candidate> {
+/// Which resources on each node a placement needs to know of. Listing every resource of every
+/// node costs as much as the cluster is large, so it is done only for a do-not-place-with
+/// pattern; otherwise only the named resources are looked up.
+pub enum ResourcesOfInterest<'a> {
+    All,
+    Named(&'a [ResourceName]),
+}
+
+pub fn candidates(
+    cluster: &Cluster,
+    runtime: &Runtime,
+    interest: ResourcesOfInterest<'_>,
+) -> Vec<Candidate> {
     cluster
         .nodes
         .values()
@@ -309,10 +321,21 @@ pub fn candidates(cluster: &Cluster, runtime: &Runtime) -> Vec<Candidate> {
                 props: node.props.clone(),
                 unavailable: unavailable(node, report),
                 supported_layers: capabilities.map(|c| c.resource_layers.clone()),
-                resources: cluster
-                    .resources_on_node(&node.name)
-                    .map(|(rd, _)| rd.name.clone())
-                    .collect(),
+                resources: match interest {
+                    ResourcesOfInterest::All => cluster
+                        .resources_on_node(&node.name)
+                        .map(|(rd, _)| rd.name.clone())
+                        .collect(),
+                    ResourcesOfInterest::Named(names) => names
+                        .iter()
+                        .filter(|name| {
+                            cluster
+                                .resource_definition(name)
+                                .is_some_and(|rd| rd.resources.contains_key(&node.name))
+                        })
+                        .cloned()
+                        .collect(),
+                },
                 pools,
             }
         })
@@ -383,7 +406,18 @@ pub fn autoplace(
         do_not_place_with_regex: filter.not_place_with_rsc_regex.clone(),
         diskless_on_remaining: filter.diskless_on_remaining.unwrap_or(false),
     };
-    let placement = ferrite_placement::place(&request, &candidates(cluster, runtime)).map_err(|refusal| {
+    let named: Vec<ResourceName> = request
+        .do_not_place_with
+        .iter()
+        .chain(request.resource.iter())
+        .cloned()
+        .collect();
+    let interest = if request.do_not_place_with_regex.is_some() {
+        ResourcesOfInterest::All
+    } else {
+        ResourcesOfInterest::Named(&named)
+    };
+    let placement = ferrite_placement::place(&request, &candidates(cluster, runtime, interest)).map_err(|refusal| {
         let mut cause = String::new();
         for rejection in &refusal.rejections {
             cause.push_str("\n  - ");

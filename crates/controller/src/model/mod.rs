@@ -9,9 +9,11 @@
 
 mod load;
 mod ops;
+mod vec_map;
 
 pub use load::LoadError;
 pub use ops::Op;
+pub use vec_map::VecMap;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -148,9 +150,9 @@ pub struct ResourceDefinition {
     /// Top first; always ends with STORAGE.
     pub layer_stack: Vec<LayerKind>,
     #[serde(skip)]
-    pub volume_definitions: BTreeMap<VolumeNumber, VolumeDefinition>,
+    pub volume_definitions: VecMap<VolumeNumber, VolumeDefinition>,
     #[serde(skip)]
-    pub resources: BTreeMap<NodeName, Resource>,
+    pub resources: VecMap<NodeName, Resource>,
 }
 
 impl ResourceDefinition {

@@ -12,7 +12,7 @@
 pub mod desired;
 mod link;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -20,7 +20,7 @@ use ferrite_proto::{Capabilities, DesiredState, NodeReport, PoolReport, PoolSpec
 use ferrite_types::{ConnectionStatus, NodeName};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::model::Cluster;
+use crate::model::{Cluster, VecMap};
 
 /// Named thresholds of the satellite connections.
 #[derive(Debug, Clone)]
@@ -69,7 +69,7 @@ pub struct NodeRuntime {
     /// Keyed by the pool's upper-cased name.
     pub pools: HashMap<String, PoolReport>,
     /// Keyed by the resource's upper-cased name, then the volume number.
-    pub volumes: HashMap<String, BTreeMap<u16, VolumeReport>>,
+    pub volumes: HashMap<String, VecMap<u16, VolumeReport>>,
     pub applied_generation: Option<u64>,
     /// Problems the satellite reported that belong to no volume (e.g. failed deletions).
     pub errors: Vec<String>,
