@@ -36,7 +36,12 @@ impl LiveController {
         };
         let path = data_dir.path().to_path_buf();
         let address = runtime.block_on(async move {
-            let controller = Controller::start(&path, timeouts).await.unwrap();
+            let controller = Controller::start(
+                ferrite_controller::DataDirLock::acquire(&path).unwrap(),
+                timeouts,
+            )
+            .await
+            .unwrap();
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             let address = listener.local_addr().unwrap();
             tokio::spawn(async move {

@@ -34,6 +34,11 @@ pub struct Args {
     /// Print the OpenAPI document of the REST API and exit
     #[arg(long)]
     pub print_openapi: bool,
+    /// Replace the store in the data directory with FILE, a backup made by
+    /// 'ferrite controller backup', then exit. The controller must be stopped; the replaced
+    /// store is kept beside it. See docs/operations.md.
+    #[arg(long, value_name = "FILE")]
+    pub restore: Option<PathBuf>,
 }
 
 /// The configuration file's keys; each mirrors a flag.

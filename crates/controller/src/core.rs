@@ -8,11 +8,10 @@
 //! take a read lock on the graph and never wait for the store.
 
 use std::collections::BTreeSet;
-use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use ferrite_store::{Store, StoreError};
+use ferrite_store::{DataDirLock, Store, StoreError};
 use ferrite_types::api_call_rc::code;
 use ferrite_types::{ApiCallRc, NodeName, ResourceName, RetCode};
 use tokio::task::JoinSet;
@@ -55,12 +54,12 @@ pub struct Controller {
 }
 
 impl Controller {
-    /// Opens the store in `data_dir`, loads the cluster and starts a link to every satellite.
-    pub async fn start(data_dir: &Path, timeouts: Timeouts) -> Result<Controller, StartError> {
+    /// Opens the store in the locked data directory, loads the cluster and starts a link to
+    /// every satellite.
+    pub async fn start(lock: DataDirLock, timeouts: Timeouts) -> Result<Controller, StartError> {
         let started = std::time::Instant::now();
-        let dir = data_dir.to_path_buf();
         let (store, cluster) = tokio::task::spawn_blocking(move || -> Result<_, StartError> {
-            let store = Store::open(&dir, &uuid::Uuid::new_v4().to_string())?;
+            let store = Store::open(lock, &uuid::Uuid::new_v4().to_string())?;
             let snapshot = store.load()?;
             let cluster = Cluster::from_snapshot(&snapshot)?;
             Ok((store, cluster))
@@ -193,7 +192,8 @@ impl Controller {
             (nodes, addresses)
         });
 
-        let changes: Vec<_> = ops.iter().map(Op::to_change).collect();
+        let changes: Vec<_> =
+            self.read(|cluster| ops.iter().flat_map(|op| op.to_changes(cluster)).collect());
         let store = self.inner.clone();
         let committed = tokio::task::spawn_blocking(move || {
             store.store.lock().expect("store lock").commit(&changes)
@@ -424,10 +424,10 @@ impl Controller {
         // Best effort: the store may be what failed, so the report is kept in memory regardless.
         let store = self.inner.clone();
         let op = Op::PutErrorReport(report.clone());
-        let change = op.to_change();
+        let changes = self.read(|cluster| op.to_changes(cluster));
         let _ = tokio::task::spawn_blocking(move || {
             if let Ok(mut store) = store.store.lock() {
-                let _ = store.commit(&[change]);
+                let _ = store.commit(&changes);
             }
         })
         .await;

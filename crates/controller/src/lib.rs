@@ -14,14 +14,24 @@ pub mod model;
 pub mod satellites;
 
 pub use crate::core::Controller;
+pub use ferrite_store::DataDirLock;
 
 /// This build's version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Starts the controller and serves until the process is stopped.
+///
+/// The order matters: the data directory is locked first (a second controller on the same
+/// store stops here, before it has read anything), then the REST port is bound (a clash of
+/// ports stops it before it has opened the store or dialled a satellite), and only then is the
+/// store opened and are the satellites linked.
 pub async fn run(config: config::Config) -> anyhow::Result<()> {
     use anyhow::Context as _;
-    let controller = Controller::start(&config.data_dir, config.timeouts.clone())
+    let lock = DataDirLock::acquire(&config.data_dir)?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", config.listen))?;
+    let controller = Controller::start(lock, config.timeouts.clone())
         .await
         .with_context(|| {
             format!(
@@ -29,9 +39,6 @@ pub async fn run(config: config::Config) -> anyhow::Result<()> {
                 config.data_dir.display()
             )
         })?;
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("cannot listen on {}", config.listen))?;
     tracing::info!(listen = %config.listen, data_dir = %config.data_dir.display(), "ferrite-controller ready");
     axum::serve(listener, http::router(controller))
         .with_graceful_shutdown(shutdown_signal())

@@ -18,10 +18,41 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let config = Config::from_args(&args)?;
+    if let Some(backup) = &args.restore {
+        return restore(&config, backup);
+    }
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?
         .block_on(ferrite_controller::run(config))
+}
+
+/// `--restore FILE`: replaces the stopped controller's store with a backup.
+fn restore(config: &Config, backup: &std::path::Path) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let lock = ferrite_controller::DataDirLock::acquire(&config.data_dir)?;
+    let restored = ferrite_store::backup::restore(&lock, backup).with_context(|| {
+        format!(
+            "restoring {} into {}",
+            backup.display(),
+            config.data_dir.display()
+        )
+    })?;
+    println!(
+        "Restored {} (cluster {}, revision {}) into {}; the store's epoch is now {}.",
+        backup.display(),
+        restored.restored.cluster_id,
+        restored.restored.revision,
+        config.data_dir.display(),
+        restored.epoch
+    );
+    if let Some(previous) = restored.previous {
+        println!("The replaced store was kept as {}.", previous.display());
+    }
+    println!(
+        "Start the controller: satellites take the restored state; volumes it does not know are kept on their nodes as orphans ('ferrite node orphans')."
+    );
+    Ok(())
 }
 
 /// Keeps the controller's memory close to what it uses. glibc gives every thread that allocates

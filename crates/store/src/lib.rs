@@ -5,18 +5,41 @@
 //! counter bumped, or none do. With `synchronous=FULL` a commit that returned is on disk, so an
 //! acknowledged mutation survives `kill -9` and power loss alike.
 //!
+//! Rows are never lost by accident:
+//! - an update is an upsert (`ON CONFLICT DO UPDATE`), never SQLite's `REPLACE`, which deletes
+//!   the old row first and with it, through foreign keys, its children;
+//! - foreign keys are `ON DELETE RESTRICT`: a child is deleted only by its own [`Change::Delete`],
+//!   and a commit that would orphan one fails whole;
+//! - only the holder of the data directory's [`DataDirLock`] may open the store, and a commit
+//!   reads and advances the revision inside its own `BEGIN IMMEDIATE` transaction, failing if
+//!   anything else moved it.
+//!
+//! [`backup`] makes consistent copies of a running store and restores them, raising the
+//! store's epoch so that satellites can tell a restored store from a stale copy.
+//!
 //! It does not cache, does not validate object contents and does not know about satellites.
+
+pub mod backup;
+mod lock;
+
+pub use lock::{DataDirLock, LOCK_FILE, LockError};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use rusqlite::{Connection, OptionalExtension, params_from_iter};
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params_from_iter};
 
 /// Migrations, in order. `PRAGMA user_version` records how many have been applied.
-const MIGRATIONS: &[(&str, &str)] = &[(
-    "0001_initial",
-    include_str!("../migrations/0001_initial.sql"),
-)];
+const MIGRATIONS: &[(&str, &str)] = &[
+    (
+        "0001_initial",
+        include_str!("../migrations/0001_initial.sql"),
+    ),
+    (
+        "0002_restrict_deletes",
+        include_str!("../migrations/0002_restrict_deletes.sql"),
+    ),
+];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: usize = MIGRATIONS.len();
@@ -90,13 +113,15 @@ pub struct Row {
 /// One change of a commit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
-    /// Insert or replace the row with this key.
+    /// Insert the row with this key, or update its data if it exists. Never touches another
+    /// row.
     Put {
         table: Table,
         key: Vec<String>,
         data: String,
     },
-    /// Delete the row with this key (and, through foreign keys, its children).
+    /// Delete the row with this key. A row that still has children cannot be deleted: the
+    /// commit fails.
     Delete { table: Table, key: Vec<String> },
 }
 
@@ -104,6 +129,8 @@ pub enum Change {
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {
     pub revision: u64,
+    /// How many times the store was restored from a backup.
+    pub epoch: u64,
     pub cluster_id: String,
     pub rows: BTreeMap<Table, Vec<Row>>,
 }
@@ -117,11 +144,6 @@ impl Snapshot {
 /// Why the store failed.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("cannot create the data directory {path}: {source}")]
-    CreateDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
     #[error("cannot open the database {path}: {source}")]
     Open {
         path: PathBuf,
@@ -149,6 +171,22 @@ pub enum StoreError {
         key: Vec<String>,
         expected: usize,
     },
+    #[error(
+        "the store's revision moved from {expected} to {found} under this controller: another \
+         process wrote to {path}; nothing was changed — stop every other writer and restart \
+         the controller so it reloads the store"
+    )]
+    RevisionMoved {
+        path: PathBuf,
+        expected: u64,
+        found: u64,
+    },
+    #[error("the store {path} has no valid {key} in its meta table: {found:?}")]
+    BadMeta {
+        path: PathBuf,
+        key: &'static str,
+        found: Option<String>,
+    },
     #[error("database error: {0}")]
     Sql(#[from] rusqlite::Error),
 }
@@ -158,34 +196,56 @@ pub struct Store {
     path: PathBuf,
     connection: Connection,
     revision: u64,
+    epoch: u64,
+    /// Held for as long as the store is open.
+    _lock: DataDirLock,
+}
+
+/// Opens a database file with the store's settings, migrates it and checks it.
+fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+    let mut connection = Connection::open(path).map_err(|source| StoreError::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    connection
+        .execute_batch(
+            "PRAGMA journal_mode = WAL;
+             PRAGMA synchronous = FULL;
+             PRAGMA busy_timeout = 5000;",
+        )
+        .map_err(|source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    migrate(&mut connection, path)?;
+    connection
+        .execute_batch("PRAGMA foreign_keys = ON;")
+        .map_err(|source| StoreError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    check_integrity(&connection, path)?;
+    Ok(connection)
+}
+
+fn meta_number(connection: &Connection, path: &Path, key: &'static str) -> Result<u64, StoreError> {
+    let found = read_meta(connection, key)?;
+    match &found {
+        None => Ok(0),
+        Some(value) => value.parse().map_err(|_| StoreError::BadMeta {
+            path: path.to_path_buf(),
+            key,
+            found: found.clone(),
+        }),
+    }
 }
 
 impl Store {
-    /// Opens (creating if needed) the store in `data_dir`, applies pending migrations and
-    /// checks integrity. `new_cluster_id` names the cluster if the store is new.
-    pub fn open(data_dir: &Path, new_cluster_id: &str) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(data_dir).map_err(|source| StoreError::CreateDir {
-            path: data_dir.to_path_buf(),
-            source,
-        })?;
-        let path = data_dir.join(DATABASE_FILE);
-        let mut connection = Connection::open(&path).map_err(|source| StoreError::Open {
-            path: path.clone(),
-            source,
-        })?;
-        connection
-            .execute_batch(
-                "PRAGMA journal_mode = WAL;
-                 PRAGMA synchronous = FULL;
-                 PRAGMA foreign_keys = ON;
-                 PRAGMA busy_timeout = 5000;",
-            )
-            .map_err(|source| StoreError::Open {
-                path: path.clone(),
-                source,
-            })?;
-        migrate(&mut connection, &path)?;
-        check_integrity(&connection, &path)?;
+    /// Opens (creating if needed) the store in the locked data directory, applies pending
+    /// migrations and checks integrity. `new_cluster_id` names the cluster if the store is new.
+    pub fn open(lock: DataDirLock, new_cluster_id: &str) -> Result<Store, StoreError> {
+        let path = lock.dir().join(DATABASE_FILE);
+        let mut connection = open_connection(&path)?;
 
         let tx = connection.transaction()?;
         tx.execute(
@@ -197,13 +257,14 @@ impl Store {
             [],
         )?;
         tx.commit()?;
-        let revision = read_meta(&connection, "revision")?
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
+        let revision = meta_number(&connection, &path, "revision")?;
+        let epoch = meta_number(&connection, &path, "epoch")?;
         Ok(Store {
             path,
             connection,
             revision,
+            epoch,
+            _lock: lock,
         })
     }
 
@@ -215,6 +276,17 @@ impl Store {
     /// The revision of the last commit (0 for a new store).
     pub fn revision(&self) -> u64 {
         self.revision
+    }
+
+    /// How many times this store was restored from a backup.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Writes a consistent copy of the store, committed changes in the WAL included, to
+    /// `target`, which must not exist yet. See [`backup::backup`].
+    pub fn backup(&self, target: &Path) -> Result<backup::BackupInfo, backup::BackupError> {
+        backup::backup(&self.connection, target)
     }
 
     /// Reads everything.
@@ -250,6 +322,7 @@ impl Store {
         }
         Ok(Snapshot {
             revision: self.revision,
+            epoch: self.epoch,
             cluster_id,
             rows,
         })
@@ -270,8 +343,20 @@ impl Store {
                 });
             }
         }
-        let revision = self.revision + 1;
-        let tx = self.connection.transaction()?;
+        // IMMEDIATE takes the write lock now, so the revision read below cannot change before
+        // this transaction commits.
+        let tx = self
+            .connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let found = meta_number(&tx, &self.path, "revision")?;
+        if found != self.revision {
+            return Err(StoreError::RevisionMoved {
+                path: self.path.clone(),
+                expected: self.revision,
+                found,
+            });
+        }
+        let revision = found + 1;
         for change in changes {
             match change {
                 Change::Put { table, key, data } => {
@@ -279,10 +364,11 @@ impl Store {
                     let placeholders: Vec<String> =
                         (1..=columns.len() + 1).map(|i| format!("?{i}")).collect();
                     let sql = format!(
-                        "INSERT OR REPLACE INTO {} ({}, data) VALUES ({})",
-                        table.sql_name(),
-                        columns.join(", "),
-                        placeholders.join(", ")
+                        "INSERT INTO {table} ({columns}, data) VALUES ({placeholders}) \
+                         ON CONFLICT ({columns}) DO UPDATE SET data = excluded.data",
+                        table = table.sql_name(),
+                        columns = columns.join(", "),
+                        placeholders = placeholders.join(", ")
                     );
                     let values = key
                         .iter()
@@ -345,10 +431,23 @@ fn migrate(connection: &mut Connection, path: &Path) -> Result<(), StoreError> {
             supported: SCHEMA_VERSION,
         });
     }
+    // Migrations rebuild tables, which foreign keys would refuse midway; the connection has
+    // them off until every migration ran, and each migration checks every key before it
+    // commits.
     for (index, (name, sql)) in MIGRATIONS.iter().enumerate().skip(current) {
         let tx = connection.transaction()?;
         tx.execute_batch(sql)
             .map_err(|source| StoreError::Migration { name, source })?;
+        let broken: Option<String> = tx
+            .query_row("PRAGMA foreign_key_check", [], |row| row.get(0))
+            .optional()
+            .map_err(|source| StoreError::Migration { name, source })?;
+        if let Some(table) = broken {
+            return Err(StoreError::Corrupt {
+                path: path.to_path_buf(),
+                problems: format!("migration {name} left orphan rows in {table}"),
+            });
+        }
         tx.pragma_update(None, "user_version", (index + 1) as i64)
             .map_err(|source| StoreError::Migration { name, source })?;
         tx.commit()
@@ -393,10 +492,39 @@ mod tests {
         }
     }
 
+    fn delete(table: Table, key: &[&str]) -> Change {
+        Change::Delete {
+            table,
+            key: key.iter().map(|k| k.to_string()).collect(),
+        }
+    }
+
+    fn open(dir: &Path, cluster: &str) -> Store {
+        Store::open(DataDirLock::acquire(dir).unwrap(), cluster).unwrap()
+    }
+
+    /// A parent of every kind with a child of every kind.
+    fn family() -> Vec<Change> {
+        vec![
+            put(Table::Nodes, &["N1"], r#"{"v":1}"#),
+            put(Table::StoragePools, &["N1", "SP"], "{}"),
+            put(Table::ResourceGroups, &["RG"], r#"{"v":1}"#),
+            put(Table::VolumeGroups, &["RG", "0"], "{}"),
+            put(Table::ResourceDefinitions, &["R1"], r#"{"v":1}"#),
+            put(Table::VolumeDefinitions, &["R1", "0"], "{}"),
+            put(Table::Resources, &["R1", "N1"], "{}"),
+        ]
+    }
+
+    fn counts(store: &Store) -> Vec<usize> {
+        let snapshot = store.load().unwrap();
+        Table::ALL.iter().map(|t| snapshot.rows(*t).len()).collect()
+    }
+
     #[test]
     fn commits_survive_reopen_and_bump_the_revision() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(dir.path(), "cluster-a").unwrap();
+        let mut store = open(dir.path(), "cluster-a");
         assert_eq!(store.revision(), 0);
         let rev = store
             .commit(&[
@@ -411,7 +539,7 @@ mod tests {
         assert_eq!(rev, 1);
         drop(store);
 
-        let store = Store::open(dir.path(), "cluster-b").unwrap();
+        let store = open(dir.path(), "cluster-b");
         assert_eq!(store.revision(), 1);
         let snapshot = store.load().unwrap();
         assert_eq!(
@@ -426,9 +554,69 @@ mod tests {
     }
 
     #[test]
+    fn updating_a_parent_keeps_every_child() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = open(dir.path(), "c");
+        store.commit(&family()).unwrap();
+        let before = counts(&store);
+        store
+            .commit(&[
+                put(Table::Nodes, &["N1"], r#"{"v":2}"#),
+                put(Table::ResourceGroups, &["RG"], r#"{"v":2}"#),
+                put(Table::ResourceDefinitions, &["R1"], r#"{"v":2}"#),
+            ])
+            .unwrap();
+        drop(store);
+        let store = open(dir.path(), "c");
+        assert_eq!(counts(&store), before, "no child row may go");
+        let snapshot = store.load().unwrap();
+        assert_eq!(snapshot.rows(Table::Nodes)[0].data, r#"{"v":2}"#);
+        assert_eq!(
+            snapshot.rows(Table::ResourceDefinitions)[0].data,
+            r#"{"v":2}"#
+        );
+    }
+
+    #[test]
+    fn a_parent_with_children_cannot_be_deleted_and_the_commit_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = open(dir.path(), "c");
+        store.commit(&family()).unwrap();
+        let before = counts(&store);
+        for (table, key) in [
+            (Table::Nodes, vec!["N1"]),
+            (Table::ResourceGroups, vec!["RG"]),
+            (Table::ResourceDefinitions, vec!["R1"]),
+        ] {
+            let err = store
+                .commit(&[
+                    put(Table::ControllerProps, &["Aux/x"], "1"),
+                    delete(table, &key),
+                ])
+                .unwrap_err();
+            assert!(err.to_string().contains("FOREIGN KEY"), "{err}");
+        }
+        assert_eq!(counts(&store), before);
+        assert_eq!(store.revision(), 1);
+        // Children first, then the parents: fine.
+        store
+            .commit(&[
+                delete(Table::Resources, &["R1", "N1"]),
+                delete(Table::VolumeDefinitions, &["R1", "0"]),
+                delete(Table::ResourceDefinitions, &["R1"]),
+                delete(Table::StoragePools, &["N1", "SP"]),
+                delete(Table::Nodes, &["N1"]),
+                delete(Table::VolumeGroups, &["RG", "0"]),
+                delete(Table::ResourceGroups, &["RG"]),
+            ])
+            .unwrap();
+        assert!(counts(&store).iter().all(|n| *n == 0));
+    }
+
+    #[test]
     fn a_failing_commit_changes_nothing() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(dir.path(), "c").unwrap();
+        let mut store = open(dir.path(), "c");
         let result = store.commit(&[
             put(Table::ResourceGroups, &["RG"], "{}"),
             // No such node: the foreign key refuses it, and the whole commit rolls back.
@@ -440,31 +628,71 @@ mod tests {
     }
 
     #[test]
-    fn deleting_a_parent_cascades() {
+    fn a_revision_moved_by_another_writer_fails_the_commit() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(dir.path(), "c").unwrap();
-        store
-            .commit(&[
-                put(Table::ResourceGroups, &["RG"], "{}"),
-                put(Table::ResourceDefinitions, &["R1"], "{}"),
-                put(Table::VolumeDefinitions, &["R1", "0"], "{}"),
-            ])
+        let mut store = open(dir.path(), "c");
+        store.commit(&[put(Table::Nodes, &["N1"], "{}")]).unwrap();
+        // Something that ignores the lock writes to the file.
+        let intruder = Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
+        intruder
+            .execute("UPDATE meta SET value = '7' WHERE key = 'revision'", [])
             .unwrap();
+        let err = store
+            .commit(&[put(Table::Nodes, &["N2"], "{}")])
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::RevisionMoved {
+                    expected: 1,
+                    found: 7,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(store.load().unwrap().rows(Table::Nodes).len(), 1);
+    }
+
+    #[test]
+    fn a_version_1_store_migrates_with_every_row_and_loses_its_cascades() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let connection = Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
+            connection.execute_batch(MIGRATIONS[0].1).unwrap();
+            connection.pragma_update(None, "user_version", 1).unwrap();
+            connection
+                .execute_batch(
+                    "INSERT INTO meta VALUES ('cluster_id', 'old'), ('revision', '5');
+                     INSERT INTO nodes VALUES ('N1', '{}');
+                     INSERT INTO storage_pools VALUES ('N1', 'SP', '{}');
+                     INSERT INTO resource_groups VALUES ('RG', '{}');
+                     INSERT INTO volume_groups VALUES ('RG', 0, '{}');
+                     INSERT INTO resource_definitions VALUES ('R1', '{}');
+                     INSERT INTO volume_definitions VALUES ('R1', 0, '{}');
+                     INSERT INTO resources VALUES ('R1', 'N1', '{}');",
+                )
+                .unwrap();
+        }
+        let mut store = open(dir.path(), "new");
+        assert_eq!((store.revision(), store.epoch()), (5, 0));
+        let before = counts(&store);
+        assert_eq!(before.iter().sum::<usize>(), 7);
+        assert!(
+            store
+                .commit(&[delete(Table::ResourceDefinitions, &["R1"])])
+                .is_err()
+        );
         store
-            .commit(&[Change::Delete {
-                table: Table::ResourceDefinitions,
-                key: vec!["R1".into()],
-            }])
+            .commit(&[put(Table::ResourceDefinitions, &["R1"], r#"{"v":2}"#)])
             .unwrap();
-        let snapshot = store.load().unwrap();
-        assert!(snapshot.rows(Table::VolumeDefinitions).is_empty());
-        assert_eq!(snapshot.rows(Table::ResourceGroups).len(), 1);
+        assert_eq!(counts(&store), before);
     }
 
     #[test]
     fn keys_of_the_wrong_width_are_refused() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(dir.path(), "c").unwrap();
+        let mut store = open(dir.path(), "c");
         let err = store
             .commit(&[put(Table::StoragePools, &["ONLY_ONE"], "{}")])
             .unwrap_err();
@@ -474,18 +702,20 @@ mod tests {
     #[test]
     fn a_newer_schema_is_refused() {
         let dir = tempfile::tempdir().unwrap();
-        drop(Store::open(dir.path(), "c").unwrap());
+        drop(open(dir.path(), "c"));
         let connection = Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
         connection.pragma_update(None, "user_version", 99).unwrap();
         drop(connection);
-        let err = Store::open(dir.path(), "c").err().expect("must refuse");
+        let err = Store::open(DataDirLock::acquire(dir.path()).unwrap(), "c")
+            .err()
+            .expect("must refuse");
         assert!(matches!(err, StoreError::TooNew { found: 99, .. }), "{err}");
     }
 
     #[test]
     fn volume_numbers_load_as_text_keys() {
         let dir = tempfile::tempdir().unwrap();
-        let mut store = Store::open(dir.path(), "c").unwrap();
+        let mut store = open(dir.path(), "c");
         store
             .commit(&[
                 put(Table::ResourceGroups, &["RG"], "{}"),

@@ -2,8 +2,11 @@
 //!
 //! An [`Op`] is the unit both the store and the in-memory graph understand: the controller
 //! turns every accepted request into ops, commits their [`Change`]s in one transaction, and only
-//! then applies them to the [`Cluster`]. Children are stored in their own rows; deleting a parent
-//! deletes its children (in memory here, on disk through foreign keys).
+//! then applies them to the [`Cluster`]. Children are stored in their own rows. Deleting a node,
+//! resource group or resource definition deletes its configuration children (storage pools,
+//! volume groups, volume definitions) with explicit row deletes; it never deletes a resource:
+//! resources go only through their own [`Op::DeleteResource`], and the store refuses a commit
+//! that would leave one without its parent.
 
 use std::collections::BTreeSet;
 
@@ -75,8 +78,58 @@ fn json<T: Serialize>(value: &T) -> String {
 }
 
 impl Op {
-    /// The store row this op writes or deletes.
-    pub fn to_change(&self) -> Change {
+    /// The store rows this op writes or deletes, on the graph *before* the op: a parent's
+    /// deletion deletes its configuration children's rows first.
+    pub fn to_changes(&self, cluster: &Cluster) -> Vec<Change> {
+        let mut changes = Vec::new();
+        match self {
+            Op::DeleteNode(name) => {
+                if let Some(node) = cluster.nodes.get(name) {
+                    for pool in node.storage_pools.keys() {
+                        changes.push(
+                            Op::DeleteStoragePool {
+                                node: name.clone(),
+                                pool: pool.clone(),
+                            }
+                            .to_change(),
+                        );
+                    }
+                }
+            }
+            Op::DeleteResourceGroup(name) => {
+                if let Some(group) = cluster.resource_groups.get(name) {
+                    for number in group.volume_groups.keys() {
+                        changes.push(
+                            Op::DeleteVolumeGroup {
+                                group: name.clone(),
+                                number: *number,
+                            }
+                            .to_change(),
+                        );
+                    }
+                }
+            }
+            Op::DeleteResourceDefinition(name) => {
+                if let Some(rd) = cluster.resource_definitions.get(name) {
+                    for number in rd.volume_definitions.keys() {
+                        changes.push(
+                            Op::DeleteVolumeDefinition {
+                                resource: name.clone(),
+                                number: *number,
+                            }
+                            .to_change(),
+                        );
+                    }
+                }
+            }
+            _ => {}
+        }
+        changes.push(self.to_change());
+        changes
+    }
+
+    /// The one store row this op writes or deletes.
+    fn to_change(&self) -> Change {
         let put = |table, key: Vec<String>, data: String| Change::Put { table, key, data };
         let delete = |table, key: Vec<String>| Change::Delete { table, key };
         match self {
@@ -205,10 +258,11 @@ impl Op {
                 cluster.nodes.insert(node.name.clone(), node);
             }
             Op::DeleteNode(name) => {
+                debug_assert!(
+                    cluster.resources_on_node(&name).next().is_none(),
+                    "node '{name}' deleted with resources; they must be deleted by their own ops"
+                );
                 cluster.nodes.remove(&name);
-                for rd in cluster.resource_definitions.values_mut() {
-                    rd.resources.remove(&name);
-                }
             }
             Op::PutStoragePool { node, pool } => {
                 parent(cluster.nodes.get_mut(&node), "node", &node)
@@ -254,6 +308,13 @@ impl Op {
                 cluster.resource_definitions.insert(rd.name.clone(), rd);
             }
             Op::DeleteResourceDefinition(name) => {
+                debug_assert!(
+                    cluster
+                        .resource_definitions
+                        .get(&name)
+                        .is_none_or(|rd| rd.resources.is_empty()),
+                    "resource definition '{name}' deleted with resources; they must be deleted by their own ops"
+                );
                 cluster.resource_definitions.remove(&name);
             }
             Op::PutVolumeDefinition {

@@ -66,9 +66,12 @@ impl Fixture {
     /// A controller on an empty store.
     pub async fn empty() -> Fixture {
         let data_dir = tempfile::tempdir().expect("temporary data directory");
-        let controller = Controller::start(data_dir.path(), timeouts())
-            .await
-            .expect("controller starts");
+        let controller = Controller::start(
+            ferrite_controller::DataDirLock::acquire(data_dir.path()).expect("lock"),
+            timeouts(),
+        )
+        .await
+        .expect("controller starts");
         Fixture {
             router: ferrite_controller::http::router(controller),
             _data_dir: data_dir,
