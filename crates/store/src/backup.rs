@@ -112,12 +112,12 @@ fn describe(path: &Path) -> Result<BackupInfo, BackupError> {
         )));
     }
     let meta = |key: &str| -> Result<Option<String>, BackupError> {
-        Ok(connection
+        connection
             .query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| {
                 row.get(0)
             })
             .optional()
-            .map_err(|e| not_a_backup(e.to_string()))?)
+            .map_err(|e| not_a_backup(e.to_string()))
     };
     let number = |key: &str| -> Result<u64, BackupError> {
         match meta(key)? {
