@@ -21,9 +21,9 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Result;
 use ferrite_proto::{
-    Capabilities, ControllerMessage, DesiredState, FrameError, NodeReport, PROTOCOL_VERSION,
-    PoolReport, PoolSpec, Refusal, ResourceSpec, SatelliteMessage, VolumeReport, is_compatible,
-    read_frame, write_frame,
+    Capabilities, ControllerMessage, DeletedResource, DeletedVolume, DesiredState, FrameError,
+    NodeReport, PROTOCOL_VERSION, PoolReport, PoolSpec, Refusal, ResourceSpec, SatelliteMessage,
+    VolumeReport, is_compatible, read_frame, write_frame,
 };
 use ferrite_types::{LayerKind, ProviderKind};
 use tokio::net::{TcpListener, TcpStream};
@@ -76,13 +76,43 @@ impl NodeState {
     fn report(&self, only: Option<Vec<String>>) -> NodeReport {
         let mut used: BTreeMap<String, u64> = BTreeMap::new();
         let mut volumes = Vec::new();
+        let mut deleted_volumes = Vec::new();
+        let mut deleted_resources = Vec::new();
         let mut device = 0u64;
         let scope: Option<BTreeSet<String>> = only
             .as_ref()
             .map(|names| names.iter().map(|n| n.to_ascii_uppercase()).collect());
         for (key, resource) in &self.resources {
             let reported = scope.as_ref().is_none_or(|s| s.contains(key));
+            if reported && resource.deleting {
+                deleted_resources.push(DeletedResource {
+                    resource: resource.name.clone(),
+                    uuid: resource.uuid.clone(),
+                });
+            }
             for volume in &resource.volumes {
+                if resource.deletes(volume) {
+                    // Deleted as soon as asked: nothing is held for it.
+                    if reported {
+                        deleted_volumes.push(DeletedVolume {
+                            resource: resource.name.clone(),
+                            volume_number: volume.volume_number,
+                            identity: volume.identity.clone(),
+                        });
+                        if !resource.deleting {
+                            volumes.push(VolumeReport {
+                                resource: resource.name.clone(),
+                                volume_number: volume.volume_number,
+                                device_path: None,
+                                allocated_size_kib: None,
+                                usable_size_kib: None,
+                                disk_state: "Diskless".to_string(),
+                                error: None,
+                            });
+                        }
+                    }
+                    continue;
+                }
                 if !reported {
                     if !resource.diskless {
                         *used
@@ -138,6 +168,8 @@ impl NodeState {
                 .collect(),
             volumes,
             only_resources: only,
+            deleted_volumes,
+            deleted_resources,
             ..NodeReport::default()
         }
     }
@@ -326,6 +358,10 @@ async fn session(
                     }
                 }
             }
+            ControllerMessage::Command { request_id, .. } => SatelliteMessage::CommandDone {
+                request_id,
+                result: Err("a simulated satellite holds no volumes".to_string()),
+            },
             ControllerMessage::Hello { .. } => return Ok(()),
         };
         write_frame(&mut stream, &answer).await?;
@@ -339,10 +375,14 @@ mod tests {
 
     fn resource(name: &str, size_kib: u64) -> ResourceSpec {
         ResourceSpec {
+            uuid: String::new(),
+            deleting: false,
             name: name.to_string(),
             layers: vec![LayerKind::Storage],
             diskless: false,
             volumes: vec![VolumeSpec {
+                identity: String::new(),
+                deleting: false,
                 volume_number: 0,
                 size_kib,
                 storage_pool: "pool".to_string(),
@@ -352,6 +392,7 @@ mod tests {
 
     fn pool() -> PoolSpec {
         PoolSpec {
+            uuid: String::new(),
             name: "pool".to_string(),
             provider_kind: ProviderKind::FileThin,
             pool_name: "/srv/pool".to_string(),
@@ -363,6 +404,7 @@ mod tests {
     fn deltas_apply_on_their_base_only_and_capacity_follows_volumes() {
         let mut node = NodeState::default();
         assert!(node.apply(DesiredState {
+            epoch: 0,
             generation: 5,
             base_generation: None,
             storage_pools: vec![pool()],
@@ -370,6 +412,7 @@ mod tests {
             removed_resources: vec![],
         }));
         assert!(node.apply(DesiredState {
+            epoch: 0,
             generation: 6,
             base_generation: Some(5),
             storage_pools: vec![pool()],
@@ -377,6 +420,7 @@ mod tests {
             removed_resources: vec!["A".to_string()],
         }));
         assert!(!node.apply(DesiredState {
+            epoch: 0,
             generation: 8,
             base_generation: Some(7),
             storage_pools: vec![pool()],

@@ -102,7 +102,28 @@ impl Controller {
         for node in &nodes {
             controller.inner.satellites.start(node);
         }
+        controller.finish_deletions_when_confirmed();
         Ok(controller)
+    }
+
+    /// Runs [`Controller::finish_deletions`] whenever a satellite confirms a deletion, for as
+    /// long as the controller lives. So a node that comes back finishes what was marked while
+    /// it was away, without a request.
+    fn finish_deletions_when_confirmed(&self) {
+        let confirmed = self.inner.satellites.deletions_confirmed();
+        let controller = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            loop {
+                confirmed.notified().await;
+                let Some(inner) = controller.upgrade() else {
+                    return;
+                };
+                let warnings = Controller { inner }.finish_deletions().await;
+                for warning in warnings {
+                    tracing::warn!(message = %warning.message, "finishing confirmed deletions");
+                }
+            }
+        });
     }
 
     /// Creates LINSTOR's default resource group on a new store.
@@ -162,21 +183,59 @@ impl Controller {
 
     /// Plans a change, commits it, applies it, pushes it to the satellites concerned and waits
     /// for them (up to the apply timeout). The answer carries the plan's replies plus a warning
-    /// for every satellite that did not confirm and every volume that failed.
+    /// for every satellite that did not confirm and every volume that failed. A plan that marks
+    /// something for deletion is followed by an attempt to finish the deletions the satellites
+    /// confirmed; the answer says for each whether it is done or what it waits for.
     pub async fn mutate(
         &self,
         plan: impl FnOnce(&Cluster, &Runtime) -> Result<Plan, Failure>,
     ) -> Result<Vec<ApiCallRc>, Failure> {
+        let (mut replies, marked, forgot) = self.commit_plan(plan).await?;
+        if !marked.is_empty() || forgot {
+            replies.extend(self.finish_deletions().await);
+            replies.extend(self.read_with_runtime(|cluster, runtime| {
+                marked
+                    .iter()
+                    .map(|m| m.outcome(cluster, runtime))
+                    .collect::<Vec<_>>()
+            }));
+        }
+        Ok(replies)
+    }
+
+    /// Finishes every deletion the satellites have confirmed (see `app::deletions`). Returns
+    /// warnings of the commit, if any.
+    pub async fn finish_deletions(&self) -> Vec<ApiCallRc> {
+        match self
+            .commit_plan(|cluster, runtime| Ok(crate::app::deletions::finish(cluster, runtime)))
+            .await
+        {
+            Ok((replies, _, _)) => replies
+                .into_iter()
+                .filter(|r| r.ret_code().is_warning() || r.ret_code().is_error())
+                .collect(),
+            Err(failure) => failure.0,
+        }
+    }
+
+    /// Plans, commits, applies and pushes one change, and waits for the satellites. Returns the
+    /// replies, what the plan marked for deletion, and whether it forgot a resource outright.
+    async fn commit_plan(
+        &self,
+        plan: impl FnOnce(&Cluster, &Runtime) -> Result<Plan, Failure>,
+    ) -> Result<(Vec<ApiCallRc>, Vec<crate::app::deletions::Marked>, bool), Failure> {
         let guard = self.inner.mutations.lock().await;
         let plan = self.read_with_runtime(plan)?;
         if plan.ops.is_empty() {
-            return Ok(plan.replies);
+            return Ok((plan.replies, plan.deletions, false));
         }
         let Plan {
             ops,
             mut replies,
             wait_online,
+            deletions,
         } = plan;
+        let forgot = ops.iter().any(|op| matches!(op, Op::DeleteResource { .. }));
 
         let mut touched: BTreeSet<(NodeName, Option<ResourceName>)> = BTreeSet::new();
         let (nodes_before, addresses_before) = self.read(|cluster| {
@@ -276,7 +335,7 @@ impl Controller {
             .collect();
         replies.extend(self.wait_for_nodes(&waits, &wait_online, revision).await);
         replies.extend(self.volume_problems(&touched));
-        Ok(replies)
+        Ok((replies, deletions, forgot))
     }
 
     async fn wait_for_nodes(

@@ -18,11 +18,17 @@
 //!      | <-------------------- Report{report} ----- |   unprompted, when something changed
 //!      | -- CheckPool{id, pool} ------------------> |   before a pool is recorded
 //!      | <------------ PoolChecked{id, report} ---- |
+//!      | -- Command{id, DeleteOrphan|...} --------> |   an operator's explicit command
+//!      | <------------ CommandDone{id, result} ---- |
 //!      | -- Ping --> / <-- Pong --                  |   liveness
 //! ```
 //!
-//! The satellite accepts a full state from its cluster's controller at any time and a delta only
-//! on top of the generation it has; otherwise it answers [`SatelliteMessage::NeedFullState`].
+//! The satellite accepts a delta only on top of the generation it has; otherwise it answers
+//! [`SatelliteMessage::NeedFullState`]. It refuses, with [`SatelliteMessage::NotApplied`] and a
+//! typed [`StateRefusal`], any state older than the one it applied, a different state under the
+//! same stamp, and a state that stops wanting a volume the node holds without asking for its
+//! deletion (unless it comes from a restored store or a re-registered node, when such volumes
+//! become orphans). Nothing of a refused state is acted on.
 
 mod frame;
 mod state;
@@ -36,10 +42,14 @@ use serde::{Deserialize, Serialize};
 /// note the change here.
 ///
 /// 1: first version.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// 2: explicit deletions (`deleting` resources and volumes, confirmed in the report), volume
+///    identities, the store epoch, the node's UUID in `Hello`, typed refusals of a state,
+///    orphans, operator commands. A version 1 peer would read a deletion as a wanted volume,
+///    so it is refused.
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// The oldest peer version this build still understands.
-pub const MIN_PROTOCOL_VERSION: u32 = 1;
+pub const MIN_PROTOCOL_VERSION: u32 = 2;
 
 /// Whether a peer speaking `version` can talk to this build.
 pub fn is_compatible(version: u32) -> bool {
@@ -57,6 +67,10 @@ pub enum ControllerMessage {
         cluster_id: String,
         /// The name the controller knows this node by.
         node_name: String,
+        /// The node's UUID in the controller: a node deleted (or declared lost) and registered
+        /// again has a new one.
+        #[serde(default)]
+        node_uuid: String,
         controller_version: String,
     },
     /// Desired state for this node.
@@ -67,7 +81,72 @@ pub enum ControllerMessage {
         request_id: u64,
         pool: PoolSpec,
     },
+    /// An operator's explicit command; answered with [`SatelliteMessage::CommandDone`].
+    Command {
+        request_id: u64,
+        command: NodeCommand,
+    },
     Ping,
+}
+
+/// What an operator can tell a node to do outside its desired state. Each names exactly the
+/// volume it acts on, identity included, so a command meant for one volume never touches
+/// another of the same name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "command")]
+pub enum NodeCommand {
+    /// Delete an orphan: a backing volume this satellite created that no wanted volume uses.
+    DeleteOrphan {
+        resource: String,
+        volume_number: u16,
+        /// As reported in [`OrphanReport::identity`].
+        identity: Option<String>,
+        pool_name: String,
+    },
+    /// Create a wanted volume again whose backing volume has disappeared (reported missing):
+    /// its data is gone and the operator accepts an empty volume in its place.
+    RecreateMissing {
+        resource: String,
+        volume_number: u16,
+        identity: String,
+    },
+}
+
+/// Why a satellite did not take a desired state. Nothing of the state was acted on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(tag = "kind")]
+pub enum StateRefusal {
+    #[error("could not persist the desired state: {error}")]
+    CannotPersist { error: String },
+    #[error(
+        "the offered state ({offered}) is older than the one this node applied ({applied}); \
+         the controller's store is older than the node's state (a stale copy?) — restore a \
+         backup with 'ferrite-controller --restore' rather than copying a store file, or start \
+         the controller on its current store"
+    )]
+    Older { offered: Stamp, applied: Stamp },
+    #[error(
+        "the offered state differs from the one this node applied under the same {stamp}: two \
+         controllers with copies of one store are writing; stop all but one"
+    )]
+    Conflicting { stamp: Stamp },
+    #[error(
+        "the offered state no longer wants {} without asking for {}: the node keeps it and \
+         stays at its current state; if the controller's store was restored on purpose, \
+         restore it with 'ferrite-controller --restore' (volumes it does not know then become \
+         orphans)",
+        volumes.join(", "),
+        if volumes.len() == 1 { "its deletion" } else { "their deletion" }
+    )]
+    DropsVolumes { volumes: Vec<String> },
+}
+
+impl StateRefusal {
+    /// Whether sending the same state again can succeed without anyone acting (a full disk is
+    /// freed, say), as opposed to a state the node refuses on principle.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StateRefusal::CannotPersist { .. })
+    }
 }
 
 /// What the satellite sends.
@@ -92,11 +171,11 @@ pub enum SatelliteMessage {
         generation: u64,
         report: NodeReport,
     },
-    /// The satellite could not take `generation` (e.g. its state directory is not writable) and
-    /// stays at the generation in `report`; nothing of the new state was acted on.
+    /// The satellite did not take `generation` and stays at the generation in `report`;
+    /// nothing of the new state was acted on.
     NotApplied {
         generation: u64,
-        reason: String,
+        refusal: StateRefusal,
         report: NodeReport,
     },
     /// A delta did not fit the satellite's generation; it wants everything.
@@ -112,6 +191,11 @@ pub enum SatelliteMessage {
     PoolChecked {
         request_id: u64,
         report: PoolReport,
+    },
+    /// The answer to [`ControllerMessage::Command`]: what was done, or why not.
+    CommandDone {
+        request_id: u64,
+        result: Result<String, String>,
     },
     Pong,
 }
@@ -163,5 +247,44 @@ mod tests {
         let back: SatelliteMessage = serde_json::from_str(r#"{"type":"Pong"}"#).unwrap();
         assert_eq!(back, SatelliteMessage::Pong);
         assert!(serde_json::from_str::<SatelliteMessage>(r#"{"type":"Garbage"}"#).is_err());
+    }
+
+    #[test]
+    fn stamps_order_by_epoch_first() {
+        let stamp = |epoch, generation| Stamp { epoch, generation };
+        assert!(stamp(1, 3) > stamp(0, 900));
+        assert!(stamp(0, 4) > stamp(0, 3));
+        assert_eq!(stamp(2, 2), stamp(2, 2));
+    }
+
+    #[test]
+    fn refusals_say_what_to_do() {
+        let older = StateRefusal::Older {
+            offered: Stamp {
+                epoch: 0,
+                generation: 40,
+            },
+            applied: Stamp {
+                epoch: 0,
+                generation: 57,
+            },
+        };
+        let text = older.to_string();
+        assert!(
+            text.contains("generation 40") && text.contains("generation 57"),
+            "{text}"
+        );
+        assert!(text.contains("--restore"), "{text}");
+        assert!(!older.is_transient());
+        let drops = StateRefusal::DropsVolumes {
+            volumes: vec!["web/0".into()],
+        };
+        assert!(
+            drops
+                .to_string()
+                .contains("web/0 without asking for its deletion")
+        );
+        let json = serde_json::to_value(&drops).unwrap();
+        assert_eq!(json["kind"], "DropsVolumes");
     }
 }

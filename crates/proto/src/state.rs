@@ -5,12 +5,36 @@ use std::collections::BTreeMap;
 use ferrite_types::{LayerKind, ProviderKind};
 use serde::{Deserialize, Serialize};
 
+/// Where a desired state stands in the controller's history: the store's epoch (raised by
+/// every restore of a backup) and its revision. Stamps compare epoch first, so a restored
+/// store's states, whose revisions start again from the backup's, are newer than anything the
+/// store had before the restore, while a stale copy of a store is older than its original.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize,
+)]
+pub struct Stamp {
+    pub epoch: u64,
+    pub generation: u64,
+}
+
+impl std::fmt::Display for Stamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "generation {} (epoch {})", self.generation, self.epoch)
+    }
+}
+
 /// A node's desired state, stamped with a generation.
 ///
 /// The generation is the controller store's revision of the change, so it only ever grows,
-/// across controller restarts too.
+/// across controller restarts too; the epoch grows with every restore of the store.
+///
+/// Deletion is explicit: a backing volume is deleted only because a [`ResourceSpec`] or
+/// [`VolumeSpec`] is marked `deleting` and names that volume's identity. A volume the state
+/// simply no longer mentions is never deleted.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DesiredState {
+    #[serde(default)]
+    pub epoch: u64,
     pub generation: u64,
     /// `None`: this is the node's whole state. `Some(g)`: a delta on top of generation `g`.
     #[serde(default)]
@@ -29,12 +53,23 @@ impl DesiredState {
     pub fn is_full(&self) -> bool {
         self.base_generation.is_none()
     }
+
+    pub fn stamp(&self) -> Stamp {
+        Stamp {
+            epoch: self.epoch,
+            generation: self.generation,
+        }
+    }
 }
 
 /// A storage pool as the satellite needs it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PoolSpec {
     pub name: String,
+    /// The pool's UUID in the controller; a FILE pool's marker file records it, so a directory
+    /// that is not the pool (a file system not mounted yet, another disk) is recognised.
+    #[serde(default)]
+    pub uuid: String,
     pub provider_kind: ProviderKind,
     /// What the provider allocates from (`StorDriver/StorPoolName`): a volume group, a
     /// `vg/thinpool`, a zpool or a directory. Empty for DISKLESS.
@@ -47,21 +82,50 @@ pub struct PoolSpec {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResourceSpec {
     pub name: String,
+    /// The resource's UUID on this node: a resource deleted and created again has a new one.
+    #[serde(default)]
+    pub uuid: String,
     /// The layer stack, top first; always ends with STORAGE.
     pub layers: Vec<LayerKind>,
-    /// No local disk: every volume is in the node's diskless pool.
+    /// No local disk: no volume of the resource is wanted on this node (a volume marked
+    /// `deleting` may still have to be removed).
     pub diskless: bool,
+    /// The resource is being deleted: delete the backing volume of every volume listed, then
+    /// confirm with [`NodeReport::deleted_resources`].
+    #[serde(default)]
+    pub deleting: bool,
     pub volumes: Vec<VolumeSpec>,
+}
+
+impl ResourceSpec {
+    /// Whether the backing volume of `volume` is to be deleted.
+    pub fn deletes(&self, volume: &VolumeSpec) -> bool {
+        self.deleting || volume.deleting
+    }
+
+    /// Whether a backing volume is wanted for `volume`.
+    pub fn wants_disk(&self, volume: &VolumeSpec) -> bool {
+        !self.diskless && !self.deletes(volume)
+    }
 }
 
 /// A volume of a resource on this node.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct VolumeSpec {
     pub volume_number: u16,
+    /// The volume's identity: its volume definition's UUID. A backing volume of the same name
+    /// but another identity (left by an earlier definition of the same name) is never taken
+    /// for this one.
+    #[serde(default)]
+    pub identity: String,
     /// Usable size in KiB.
     pub size_kib: u64,
-    /// The storage pool the backing volume comes from.
+    /// The storage pool the backing volume comes from (or, when `deleting`, is deleted from).
     pub storage_pool: String,
+    /// Delete this volume's backing volume (its volume definition is being deleted, or the
+    /// resource's disk is being removed), then confirm in [`NodeReport::deleted_volumes`].
+    #[serde(default)]
+    pub deleting: bool,
 }
 
 /// What a satellite can run, and for what it cannot, why not.
@@ -100,6 +164,51 @@ pub struct NodeReport {
     /// longer desired but could not be deleted. The satellite keeps retrying them.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<String>,
+    /// Deletions the desired state asked for that are done: the volumes marked `deleting`
+    /// whose backing volume (of that identity) no longer exists. Scoped like `volumes`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deleted_volumes: Vec<DeletedVolume>,
+    /// Resources marked `deleting` that are completely gone from the node, by name and UUID.
+    /// Scoped like `volumes`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deleted_resources: Vec<DeletedResource>,
+    /// Backing volumes this satellite created that the desired state neither wants nor asks to
+    /// delete. They are kept until an explicit command removes them. Always complete.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub orphans: Vec<OrphanReport>,
+}
+
+/// A deletion of a backing volume that is done.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct DeletedVolume {
+    pub resource: String,
+    pub volume_number: u16,
+    pub identity: String,
+}
+
+/// A resource whose deletion on the node is done.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct DeletedResource {
+    pub resource: String,
+    pub uuid: String,
+}
+
+/// A backing volume that belongs to no wanted volume and whose deletion nobody asked for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrphanReport {
+    pub resource: String,
+    pub volume_number: u16,
+    /// The identity it was created for; `None` for volumes created before identities existed.
+    pub identity: Option<String>,
+    pub provider_kind: ProviderKind,
+    /// The pool's backing location (directory, volume group, ...).
+    pub pool_name: String,
+    /// The storage pool it was created in, by its Ferrite name.
+    pub storage_pool: String,
+    /// The backing volume's name on the node, e.g. `web_00000`.
+    pub backing_name: String,
+    /// Why it is an orphan, e.g. "its resource is not in the desired state".
+    pub reason: String,
 }
 
 /// A storage pool's capacity, or what is wrong with it.

@@ -3,6 +3,14 @@
 //! A volume is recorded *before* it is created, so a crash in the middle of a create still knows
 //! the volume is ours. Anything not in the ledger (a user's LV in the same volume group, a file
 //! someone put in the pool directory) is never touched, even if its name looks like ours.
+//!
+//! An entry records where the volume is ([`VolumeKey`]), the identity it was created for (its
+//! volume definition's UUID) and its name on the node. Being in the ledger makes a volume ours;
+//! it does not make it deletable: only a deletion the desired state asks for, naming that
+//! identity, or an operator's command deletes it.
+//!
+//! Format 1 (before identities and case-folded names) is read as entries without identity,
+//! named as their resource was spelled.
 
 use std::collections::BTreeMap;
 
@@ -21,8 +29,19 @@ pub struct VolumeKey {
 }
 
 impl VolumeKey {
+    /// The name a new volume at this place gets: case-folded.
     pub fn backing_name(&self) -> BackingVolumeName {
         BackingVolumeName::new(&self.resource, self.volume_number)
+    }
+}
+
+impl std::fmt::Display for VolumeKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}/{} in {} pool '{}'",
+            self.resource, self.volume_number, self.provider_kind, self.pool_name
+        )
     }
 }
 
@@ -41,9 +60,34 @@ pub enum Progress {
 pub struct LedgerEntry {
     #[serde(flatten)]
     pub key: VolumeKey,
+    /// The identity (volume definition UUID) it was created for; `None` for volumes created
+    /// before identities, until the desired state that has them takes them over.
+    #[serde(default)]
+    pub identity: Option<String>,
+    /// Its name on the node; `None` in format 1, where it was the resource name as spelled.
+    #[serde(default)]
+    pub backing_name: Option<String>,
     /// The storage pool (by its Ferrite name) the volume was created for; informational.
     pub storage_pool: String,
     pub progress: Progress,
+}
+
+impl LedgerEntry {
+    /// The volume's name on the node.
+    pub fn backing_name(&self) -> BackingVolumeName {
+        self.backing_name
+            .as_deref()
+            .and_then(BackingVolumeName::from_recorded)
+            .unwrap_or_else(|| {
+                BackingVolumeName::as_spelled(&self.key.resource, self.key.volume_number)
+            })
+    }
+
+    /// Whether this entry is the volume of `identity` ("" is a desired state from before
+    /// identities, which matches an entry from before them).
+    pub fn has_identity(&self, identity: &str) -> bool {
+        self.identity.as_deref().unwrap_or("") == identity
+    }
 }
 
 /// The persisted ledger.
@@ -55,6 +99,9 @@ pub struct Ledger {
     #[serde(default)]
     pub volumes: Vec<LedgerEntry>,
 }
+
+/// The ledger format this build writes.
+pub const LEDGER_FORMAT: u32 = 2;
 
 fn format_version() -> u32 {
     1
@@ -69,9 +116,25 @@ impl Default for Ledger {
 impl Ledger {
     pub fn new() -> Self {
         Ledger {
-            format_version: format_version(),
+            format_version: LEDGER_FORMAT,
             volumes: Vec::new(),
         }
+    }
+
+    /// Brings a ledger read from disk to the current format: every entry names its volume
+    /// explicitly.
+    pub fn upgrade(mut self) -> Self {
+        for entry in &mut self.volumes {
+            if entry.backing_name.is_none() {
+                entry.backing_name = Some(entry.backing_name().to_string());
+            }
+        }
+        self.format_version = LEDGER_FORMAT;
+        self
+    }
+
+    pub fn get_mut(&mut self, key: &VolumeKey) -> Option<&mut LedgerEntry> {
+        self.volumes.iter_mut().find(|entry| &entry.key == key)
     }
 
     pub fn get(&self, key: &VolumeKey) -> Option<&LedgerEntry> {
@@ -116,6 +179,8 @@ mod tests {
                 provider_kind: ProviderKind::FileThin,
                 pool_name: "/srv/pool".into(),
             },
+            identity: Some("9b5c-uuid".into()),
+            backing_name: Some("web_00000".into()),
             storage_pool: "pool1".into(),
             progress: Progress::Creating,
         });
@@ -123,12 +188,14 @@ mod tests {
         assert_eq!(
             json,
             serde_json::json!({
-                "format_version": 1,
+                "format_version": 2,
                 "volumes": [{
                     "resource": "web",
                     "volume_number": 0,
                     "provider_kind": "FILE_THIN",
                     "pool_name": "/srv/pool",
+                    "identity": "9b5c-uuid",
+                    "backing_name": "web_00000",
                     "storage_pool": "pool1",
                     "progress": "creating"
                 }]
@@ -136,5 +203,27 @@ mod tests {
         );
         let back: Ledger = serde_json::from_value(json).unwrap();
         assert_eq!(back, ledger);
+    }
+
+    #[test]
+    fn a_format_1_ledger_keeps_its_names_as_spelled_and_has_no_identities() {
+        let old = serde_json::json!({
+            "format_version": 1,
+            "volumes": [{
+                "resource": "Web",
+                "volume_number": 3,
+                "provider_kind": "LVM",
+                "pool_name": "vg0",
+                "storage_pool": "lvm",
+                "progress": "created"
+            }]
+        });
+        let ledger = serde_json::from_value::<Ledger>(old).unwrap().upgrade();
+        assert_eq!(ledger.format_version, LEDGER_FORMAT);
+        let entry = &ledger.volumes[0];
+        assert_eq!(entry.backing_name().as_str(), "Web_00003");
+        assert_eq!(entry.identity, None);
+        assert!(entry.has_identity(""));
+        assert!(!entry.has_identity("some-uuid"));
     }
 }

@@ -6,7 +6,9 @@
 //! - [`server`]: the controller connection, handshake and session;
 //! - [`identity`]: which cluster and node name the satellite serves;
 //! - [`reconciler`]: the single owner of desired state, owned-volume ledger and storage;
-//! - [`ledger`]: the record of volumes the satellite created (the only ones it may delete);
+//! - [`ledger`]: the record of volumes the satellite created (the only ones it may delete, and
+//!   only when asked to);
+//! - [`pools`]: the identity of every storage pool it keeps volumes in;
 //! - [`persist`]: the state directory and its atomically written files;
 //! - [`capabilities`]: which layers this node can run;
 //! - [`config`]: flags and settings file.
@@ -18,6 +20,7 @@ pub mod config;
 pub mod identity;
 pub mod ledger;
 pub mod persist;
+pub mod pools;
 pub mod reconciler;
 pub mod server;
 

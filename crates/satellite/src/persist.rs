@@ -17,8 +17,10 @@ use serde::de::DeserializeOwned;
 pub const IDENTITY_FILE: &str = "identity.json";
 /// The last desired state the controller sent.
 pub const DESIRED_STATE_FILE: &str = "desired-state.json";
-/// The backing volumes the satellite created and so may delete.
+/// The backing volumes the satellite created and so owns.
 pub const LEDGER_FILE: &str = "ledger.json";
+/// The identity of every storage pool the satellite keeps volumes in.
+pub const POOLS_FILE: &str = "pools.json";
 /// Held locked (flock) while a satellite runs on this directory.
 pub const LOCK_FILE: &str = "lock";
 

@@ -1,11 +1,18 @@
 //! The reconciler against the simulating fake host: golden command sequences for create, grow
-//! and delete, ownership, deltas, interrupted creates, restarts and unprompted reports.
+//! and delete; that only explicit deletions delete, and only volumes of the named identity;
+//! refusals of stale, conflicting and volume-dropping states; orphans and the operator's
+//! commands; missing volumes; pool identities; failed creates; name migration; deltas,
+//! interrupted creates, restarts and unprompted reports.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
-use ferrite_proto::{DesiredState, PoolSpec, ResourceSpec, SatelliteMessage, VolumeSpec};
+use ferrite_proto::{
+    DesiredState, NodeCommand, NodeReport, PoolSpec, ResourceSpec, SatelliteMessage, StateRefusal,
+    VolumeSpec,
+};
 use ferrite_storage::fake::FakeHost;
 use ferrite_storage::{ProviderOptions, ProviderSupport, Providers};
 use ferrite_types::{LayerKind, ProviderKind, ResourceName};
@@ -64,6 +71,7 @@ impl Node {
 
     fn full(&self, generation: u64, resources: Vec<ResourceSpec>) -> DesiredState {
         DesiredState {
+            epoch: 0,
             generation,
             base_generation: None,
             storage_pools: self.pools(),
@@ -76,6 +84,33 @@ impl Node {
         self.reconciler.apply(state)
     }
 
+    /// A controller session of the node registration `node_uuid`.
+    fn connect(&mut self, node_uuid: &str) -> UnboundedReceiver<SatelliteMessage> {
+        let (outbox, inbox) = unbounded_channel();
+        self.reconciler.handle(Event::ControllerConnected {
+            node_name: "node1".into(),
+            node_uuid: node_uuid.into(),
+            outbox,
+        });
+        inbox
+    }
+
+    fn command(&mut self, command: NodeCommand) -> Result<String, String> {
+        let (outbox, mut inbox) = unbounded_channel();
+        self.reconciler.handle(Event::Command {
+            request_id: 7,
+            command,
+            reply: outbox,
+        });
+        match inbox.try_recv().unwrap() {
+            SatelliteMessage::CommandDone {
+                request_id: 7,
+                result,
+            } => result,
+            other => panic!("expected CommandDone, got {other:?}"),
+        }
+    }
+
     /// Restarts the reconciler on the same state directory and host.
     fn restart(&mut self) {
         // Free the state directory lock first, as a process exit would.
@@ -84,37 +119,78 @@ impl Node {
         drop(old);
         self.reconciler = load(&self.host, self.state.path(), all_supported());
     }
+
+    fn file(&self, name: &str) -> std::path::PathBuf {
+        self.pool_dir.path().join(name)
+    }
 }
 
 fn pool(name: &str, kind: ProviderKind, backing: &str) -> PoolSpec {
     PoolSpec {
         name: name.into(),
+        uuid: format!("uuid-of-{name}"),
         provider_kind: kind,
         pool_name: backing.into(),
         props: BTreeMap::new(),
     }
 }
 
+/// The identity of volume `number` of the current definition named `name`.
+fn identity(name: &str, number: u16) -> String {
+    format!("vd-{}-{number}", name.to_lowercase())
+}
+
 fn resource(name: &str, volumes: &[(u16, u64, &str)]) -> ResourceSpec {
     ResourceSpec {
         name: name.into(),
+        uuid: format!("rsc-{}", name.to_lowercase()),
         layers: vec![LayerKind::Storage],
         diskless: false,
+        deleting: false,
         volumes: volumes
             .iter()
             .map(|(number, size, pool)| VolumeSpec {
                 volume_number: *number,
+                identity: identity(name, *number),
                 size_kib: *size,
                 storage_pool: pool.to_string(),
+                deleting: false,
             })
             .collect(),
     }
+}
+
+/// The same resource, being deleted.
+fn deleting(mut resource: ResourceSpec) -> ResourceSpec {
+    resource.deleting = true;
+    resource
+}
+
+/// The same resource with its volumes under other identities: a definition of the same name
+/// made anew.
+fn reborn(mut resource: ResourceSpec) -> ResourceSpec {
+    for volume in &mut resource.volumes {
+        volume.identity = format!("{}-reborn", volume.identity);
+    }
+    resource.uuid = format!("{}-reborn", resource.uuid);
+    resource
 }
 
 fn diskless(name: &str) -> ResourceSpec {
     ResourceSpec {
         diskless: true,
         ..resource(name, &[(0, 4096, "DfltDisklessStorPool")])
+    }
+}
+
+fn refused(message: SatelliteMessage) -> (u64, StateRefusal, NodeReport) {
+    match message {
+        SatelliteMessage::NotApplied {
+            generation,
+            refusal,
+            report,
+        } => (generation, refusal, report),
+        other => panic!("expected NotApplied, got {other:?}"),
     }
 }
 
@@ -163,9 +239,9 @@ fn creates_missing_volumes_in_the_right_pools() {
     assert_eq!(
         volumes,
         [
+            ("tiebreaker", 0, "Diskless", None, None),
             ("web", 0, "UpToDate", Some("/dev/loop0"), Some(10240)),
             ("web", 1, "UpToDate", Some("/dev/vg0/web_00001"), Some(8192)),
-            ("tiebreaker", 0, "Diskless", None, None),
         ]
     );
     assert!(report.volumes.iter().all(|v| v.error.is_none()));
@@ -183,13 +259,13 @@ fn creates_missing_volumes_in_the_right_pools() {
     assert_eq!(
         pools,
         [
+            ("DfltDisklessStorPool", true, false),
             ("files", true, true),
             ("lvm", true, true),
-            ("DfltDisklessStorPool", true, false)
         ]
     );
     assert_eq!(
-        report.storage_pools[1].free_capacity_kib,
+        report.storage_pools[2].free_capacity_kib,
         Some((1 << 20) - 8192)
     );
 
@@ -199,15 +275,30 @@ fn creates_missing_volumes_in_the_right_pools() {
         .ledger()
         .volumes
         .iter()
-        .map(|e| (e.key.backing_name().to_string(), e.progress))
+        .map(|e| {
+            (
+                e.backing_name().to_string(),
+                e.identity.clone().unwrap(),
+                e.progress,
+            )
+        })
         .collect();
     assert_eq!(
         owned,
         [
-            ("web_00000".to_string(), Progress::Created),
-            ("web_00001".to_string(), Progress::Created)
+            (
+                "web_00000".to_string(),
+                identity("web", 0),
+                Progress::Created
+            ),
+            (
+                "web_00001".to_string(),
+                identity("web", 1),
+                Progress::Created
+            )
         ]
     );
+    assert!(report.orphans.is_empty());
 }
 
 #[test]
@@ -261,7 +352,7 @@ fn volumes_grow_when_the_desired_size_grows() {
 }
 
 #[test]
-fn only_volumes_the_satellite_created_are_deleted() {
+fn only_volumes_the_satellite_created_are_deleted_and_only_when_asked() {
     let mut node = Node::new();
     let dir = node.pool_dir();
     // Someone else's volumes, named as ours would be.
@@ -297,9 +388,15 @@ fn only_volumes_the_satellite_created_are_deleted() {
         "foreign volumes untouched: {changes:?}"
     );
 
-    // Nothing desired any more: only our volumes go.
-    let (_, report) = applied(node.apply(node.full(2, vec![])));
-    assert!(report.volumes.is_empty());
+    // Both resources are deleted: only our volumes go, and both deletions are done.
+    let (_, report) = applied(node.apply(node.full(
+        2,
+        vec![
+            deleting(resource("web", &[(0, 10240, "files"), (1, 8192, "lvm")])),
+            deleting(resource("other", &[(0, 4096, "lvm"), (1, 4, "files")])),
+        ],
+    )));
+    assert!(report.volumes.is_empty(), "{report:?}");
     assert_eq!(
         node.host.take_changes(),
         [
@@ -308,6 +405,13 @@ fn only_volumes_the_satellite_created_are_deleted() {
             "lvremove -f vg0/web_00001".to_string(),
         ]
     );
+    let deleted: Vec<_> = report
+        .deleted_resources
+        .iter()
+        .map(|d| d.resource.as_str())
+        .collect();
+    assert_eq!(deleted, ["other", "web"]);
+    assert_eq!(report.deleted_volumes.len(), 4);
     assert!(node.reconciler.ledger().volumes.is_empty());
     assert_eq!(
         node.host
@@ -331,6 +435,7 @@ fn deltas_apply_on_their_base_generation_only() {
 
     let pools = node.pools();
     let delta = |generation, base, resources, removed: Vec<&str>| DesiredState {
+        epoch: 0,
         generation,
         base_generation: Some(base),
         storage_pools: pools.clone(),
@@ -367,10 +472,24 @@ fn deltas_apply_on_their_base_generation_only() {
     );
     node.host.take_changes();
 
-    let remove_web = delta(7, 6, vec![], vec!["WEB"]);
-    let (_, report) = applied(node.apply(remove_web));
-    assert_eq!(report.only_resources, Some(vec!["WEB".to_string()]));
+    // Removing web without deleting it first is refused: its volume would be forgotten.
+    let (_, refusal, _) = refused(node.apply(delta(7, 6, vec![], vec!["WEB"])));
+    assert!(
+        matches!(refusal, StateRefusal::DropsVolumes { .. }),
+        "{refusal}"
+    );
+    assert!(node.host.take_changes().is_empty());
+
+    let delete_web = delta(
+        7,
+        6,
+        vec![deleting(resource("web", &[(0, 4096, "files")]))],
+        vec![],
+    );
+    let (_, report) = applied(node.apply(delete_web));
+    assert_eq!(report.only_resources, Some(vec!["web".to_string()]));
     assert!(report.volumes.is_empty(), "web is gone: {report:?}");
+    assert_eq!(report.deleted_resources.len(), 1);
     assert_eq!(
         node.host.take_changes(),
         [
@@ -378,13 +497,21 @@ fn deltas_apply_on_their_base_generation_only() {
             format!("rm --force {dir}/web_00000.img"),
         ]
     );
+    let remove_web = delta(8, 7, vec![], vec!["WEB"]);
+    let (_, report) = applied(node.apply(remove_web));
+    assert_eq!(report.only_resources, Some(vec!["WEB".to_string()]));
+    assert!(report.volumes.is_empty() && report.deleted_resources.is_empty());
 
     // The merged state is what was persisted.
     let persisted: serde_json::Value =
         serde_json::from_slice(&std::fs::read(node.state.path().join(DESIRED_STATE_FILE)).unwrap())
             .unwrap();
-    assert_eq!(persisted["desired"]["generation"], 7);
+    assert_eq!(persisted["desired"]["generation"], 8);
     assert_eq!(persisted["desired"]["resources"][0]["name"], "db");
+    assert_eq!(
+        persisted["desired"]["resources"].as_array().unwrap().len(),
+        1
+    );
 
     // Without any state, a delta cannot apply.
     let mut fresh = Node::new();
@@ -408,23 +535,54 @@ fn the_desired_state_is_persisted_before_acting() {
     let error = report.volumes[0].error.as_deref().unwrap();
     assert!(error.contains("No space left on device"), "{error}");
     assert!(error.contains("truncate --size 4194304"), "{error}");
+    assert!(error.contains("1 attempt(s)"), "{error}");
+    assert!(error.contains("the partial volume was removed"), "{error}");
     let persisted: serde_json::Value =
         serde_json::from_slice(&std::fs::read(node.state.path().join(DESIRED_STATE_FILE)).unwrap())
             .unwrap();
     assert_eq!(persisted["desired"]["generation"], 1);
-    // The volume was recorded before the create was tried.
+    // The volume was recorded before the create was tried, and the record went once the
+    // create failed (the simulated truncate made no file, so there is nothing to remove).
+    let dir = node.pool_dir();
+    assert_eq!(
+        node.host.take_changes(),
+        [format!("truncate --size 4194304 {dir}/web_00000.img")]
+    );
     let ledger: Ledger =
         serde_json::from_slice(&std::fs::read(node.state.path().join(LEDGER_FILE)).unwrap())
             .unwrap();
-    assert_eq!(ledger.volumes[0].progress, Progress::Creating);
+    assert!(ledger.volumes.is_empty());
+}
+
+#[test]
+fn a_failed_create_waits_longer_each_time_and_says_so() {
+    let mut node = Node::new();
+    node.reconciler
+        .set_create_retry(Duration::from_secs(60), Duration::from_secs(600));
+    node.host
+        .fail_matching("lvcreate", 5, "  insufficient free space");
+    applied(node.apply(node.full(1, vec![resource("web", &[(0, 4096, "lvm")])])));
+    node.host.take_commands();
+    // Within the wait nothing is tried, and the report says when it will be.
+    let report = node.reconciler.converge();
+    let error = report.volumes[0].error.as_deref().unwrap();
+    assert!(error.contains("next attempt in 5"), "{error}");
+    assert!(node.host.take_changes().is_empty());
+    // A new desired state tries again at once.
+    node.host.clear_failures();
+    let (_, report) = applied(node.apply(node.full(2, vec![resource("web", &[(0, 4096, "lvm")])])));
+    assert_eq!(report.volumes[0].disk_state, "UpToDate");
 }
 
 #[test]
 fn a_retry_that_succeeds_is_reported_unprompted() {
     let mut node = Node::new();
+    node.reconciler
+        .set_create_retry(Duration::ZERO, Duration::ZERO);
     let (outbox, mut inbox): (_, UnboundedReceiver<SatelliteMessage>) = unbounded_channel();
     node.reconciler.handle(Event::ControllerConnected {
         node_name: "node1".into(),
+        node_uuid: "n1".into(),
         outbox: outbox.clone(),
     });
     node.host.fail_matching(
@@ -439,9 +597,16 @@ fn a_retry_that_succeeds_is_reported_unprompted() {
     let (_, report) = applied(inbox.try_recv().unwrap());
     assert_eq!(report.volumes[0].disk_state, "Failed");
 
-    // Nothing changed: no report.
+    // Nothing changed (the same failure again): no report.
     node.reconciler.handle(Event::Converge);
-    assert!(inbox.try_recv().is_err());
+    match inbox.try_recv() {
+        Err(_) => {}
+        Ok(SatelliteMessage::Report { report }) => {
+            // The attempt count is news; the state is still Failed.
+            assert_eq!(report.volumes[0].disk_state, "Failed");
+        }
+        Ok(other) => panic!("unexpected {other:?}"),
+    }
 
     node.host.clear_failures();
     node.reconciler.handle(Event::Converge);
@@ -469,6 +634,8 @@ fn an_interrupted_create_is_adopted_and_an_unrecorded_one_is_not() {
     let mut ledger = Ledger::new();
     ledger.record(LedgerEntry {
         key: key.clone(),
+        identity: Some(identity("web", 0)),
+        backing_name: Some("web_00000".into()),
         storage_pool: "lvm".into(),
         progress: Progress::Creating,
     });
@@ -490,8 +657,8 @@ fn an_interrupted_create_is_adopted_and_an_unrecorded_one_is_not() {
         Progress::Created
     );
 
-    // And being ours, it is deleted when no longer desired.
-    applied(node.apply(node.full(2, vec![])));
+    // And being ours, it is deleted when its deletion is asked for.
+    applied(node.apply(node.full(2, vec![deleting(resource("web", &[(0, 4096, "lvm")]))])));
     assert_eq!(node.host.take_changes(), ["lvremove -f vg0/web_00000"]);
 }
 
@@ -528,36 +695,370 @@ fn unusable_pools_and_unknown_pools_fail_volumes_without_deleting_anything() {
     applied(node.apply(node.full(1, vec![resource("web", &[(0, 4096, "lvm")])])));
     node.host.take_commands();
 
-    // The volume group disappears (a disk was pulled): the pool reports it, the volume fails,
-    // and nothing is deleted or created.
+    // A state that moves the volume to a pool that does not work, or to one the state does
+    // not define, would drop the volume where it is: refused, nothing done.
     let mut state = node.full(2, vec![resource("web", &[(0, 4096, "lvm")])]);
     state.storage_pools[1].pool_name = "vg_gone".into();
-    let (_, report) = applied(node.apply(state));
-    assert_eq!(
-        report.storage_pools[1].errors,
-        ["LVM pool 'vg_gone' is not usable: Volume group \"vg_gone\" not found"]
-    );
+    let (_, refusal, _) = refused(node.apply(state));
     assert!(
-        report.volumes[0]
-            .error
-            .as_deref()
-            .unwrap()
-            .contains("is not usable")
+        matches!(refusal, StateRefusal::DropsVolumes { .. }),
+        "{refusal}"
     );
-    assert!(
-        node.host.take_changes().is_empty(),
-        "the old volume in vg0 is only moved away from if the new pool works"
-    );
-
-    // A volume in a pool the state does not define fails; its old volume stays.
     let state = node.full(3, vec![resource("web", &[(0, 4096, "nosuchpool")])]);
-    let (_, report) = applied(node.apply(state));
-    assert_eq!(
-        report.volumes[0].error.as_deref(),
-        Some("storage pool 'nosuchpool' is not among this node's storage pools")
+    let (_, refusal, _) = refused(node.apply(state));
+    assert!(
+        matches!(refusal, StateRefusal::DropsVolumes { .. }),
+        "{refusal}"
     );
     assert!(node.host.take_changes().is_empty());
     assert!(node.host.logical_volumes("vg0").contains_key("web_00000"));
+
+    // The volume group is replaced by another of the same name (another disk): the pool is
+    // not the one the volume was made in; nothing is created in it.
+    node.host.add_volume_group("vg0", 1 << 20);
+    let (_, report) = applied(node.apply(node.full(
+        4,
+        vec![
+            resource("web", &[(0, 4096, "lvm")]),
+            resource("db", &[(0, 4096, "lvm")]),
+        ],
+    )));
+    let errors = &report
+        .storage_pools
+        .iter()
+        .find(|p| p.name == "lvm")
+        .unwrap()
+        .errors;
+    assert_eq!(errors.len(), 1, "{errors:?}");
+    assert!(
+        errors[0].contains("is not the storage this node's volumes were created in"),
+        "{errors:?}"
+    );
+    assert!(
+        report.volumes.iter().all(|v| v.disk_state == "Failed"),
+        "{report:?}"
+    );
+    assert!(node.host.take_changes().is_empty());
+    assert!(report.orphans.is_empty(), "web is still wanted: {report:?}");
+}
+
+#[test]
+fn a_file_pool_whose_file_system_is_not_mounted_is_left_alone() {
+    let mut node = Node::new();
+    applied(node.apply(node.full(1, vec![resource("web", &[(0, 4096, "files")])])));
+    let marker = node.file(".ferrite-pool");
+    assert_eq!(
+        std::fs::read_to_string(&marker).unwrap().trim(),
+        "uuid-of-files"
+    );
+    node.host.take_commands();
+    // The file system is not mounted: an empty directory, without marker or volumes.
+    let mounted = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(node.pool_dir.path()).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::rename(entry.path(), mounted.path().join(entry.file_name())).unwrap();
+    }
+    let (_, report) =
+        applied(node.apply(node.full(2, vec![resource("web", &[(0, 4096, "files")])])));
+    assert_eq!(report.volumes[0].disk_state, "Failed");
+    let error = report.volumes[0].error.as_deref().unwrap();
+    assert!(error.contains("no identity (no marker)"), "{error}");
+    assert!(error.contains("not mounted"), "{error}");
+    assert!(
+        node.host.take_changes().is_empty(),
+        "no empty volume is created in its place"
+    );
+    assert!(!node.file("web_00000.img").exists());
+    // Mounted again: the volume is found and used.
+    for entry in std::fs::read_dir(mounted.path()).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::rename(entry.path(), node.pool_dir.path().join(entry.file_name())).unwrap();
+    }
+    let report = node.reconciler.converge();
+    assert_eq!(report.volumes[0].disk_state, "UpToDate", "{report:?}");
+    assert!(
+        node.host
+            .take_changes()
+            .iter()
+            .all(|c| !c.starts_with("truncate")),
+        "found, not created"
+    );
+}
+
+#[test]
+fn a_missing_volume_is_reported_and_made_again_only_when_the_operator_says_so() {
+    let mut node = Node::new();
+    applied(node.apply(node.full(1, vec![resource("web", &[(0, 4096, "lvm")])])));
+    node.host.take_commands();
+    // Someone removed the LV behind the satellite's back.
+    node.host.fail_matching("nothing", 0, "");
+    let lvs = node.host.logical_volumes("vg0");
+    assert!(lvs.contains_key("web_00000"));
+    node.host.clear_failures();
+    let runner: &dyn ferrite_storage::HostCommands = node.host.as_ref();
+    runner
+        .run(&ferrite_storage::CommandLine::new("lvremove").args(["-f", "vg0/web_00000"]))
+        .unwrap();
+    node.host.take_commands();
+    let report = node.reconciler.converge();
+    assert_eq!(report.volumes[0].disk_state, "Failed");
+    let error = report.volumes[0].error.as_deref().unwrap();
+    assert!(
+        error.contains("was created by this node but is missing"),
+        "{error}"
+    );
+    assert!(
+        error.contains("ferrite volume recreate-missing node1 web 0"),
+        "{error}"
+    );
+    assert!(node.host.take_changes().is_empty(), "not created again");
+    // A command for another identity does nothing.
+    let wrong = node.command(NodeCommand::RecreateMissing {
+        resource: "web".into(),
+        volume_number: 0,
+        identity: "something-else".into(),
+    });
+    assert!(wrong.is_err(), "{wrong:?}");
+    let done = node
+        .command(NodeCommand::RecreateMissing {
+            resource: "web".into(),
+            volume_number: 0,
+            identity: identity("web", 0),
+        })
+        .unwrap();
+    assert!(done.contains("created anew, empty"), "{done}");
+    assert_eq!(
+        node.host.take_changes(),
+        ["lvcreate -L 4096k -n web_00000 -y vg0"]
+    );
+    // Asked again while it exists: refused.
+    let again = node.command(NodeCommand::RecreateMissing {
+        resource: "web".into(),
+        volume_number: 0,
+        identity: identity("web", 0),
+    });
+    assert!(again.unwrap_err().contains("it is not missing"));
+}
+
+#[test]
+fn stale_and_conflicting_states_are_refused_and_change_nothing() {
+    let mut node = Node::new();
+    applied(node.apply(node.full(5, vec![resource("web", &[(0, 4096, "lvm")])])));
+    node.host.take_commands();
+    let (generation, refusal, report) = refused(node.apply(node.full(4, vec![])));
+    assert_eq!(generation, 4);
+    assert!(matches!(refusal, StateRefusal::Older { .. }), "{refusal}");
+    assert_eq!(report.generation, Some(5));
+    let (_, refusal, _) = refused(node.apply(node.full(
+        5,
+        vec![
+            resource("web", &[(0, 4096, "lvm")]),
+            resource("db", &[(0, 4096, "lvm")]),
+        ],
+    )));
+    assert!(
+        matches!(refusal, StateRefusal::Conflicting { .. }),
+        "{refusal}"
+    );
+    assert!(node.host.take_changes().is_empty());
+    assert_eq!(node.reconciler.generation(), Some(5));
+    // The same state again (a controller reconnecting) is fine.
+    applied(node.apply(node.full(5, vec![resource("web", &[(0, 4096, "lvm")])])));
+}
+
+#[test]
+fn a_state_that_drops_volumes_is_refused_unless_the_store_was_restored() {
+    let mut node = Node::new();
+    applied(node.apply(node.full(
+        5,
+        vec![
+            resource("web", &[(0, 4096, "lvm")]),
+            resource("db", &[(0, 4096, "lvm")]),
+        ],
+    )));
+    node.host.take_commands();
+    // A full state without db, and without its deletion.
+    let (_, refusal, _) =
+        refused(node.apply(node.full(6, vec![resource("web", &[(0, 4096, "lvm")])])));
+    let StateRefusal::DropsVolumes { volumes } = &refusal else {
+        panic!("{refusal}");
+    };
+    assert_eq!(volumes, &["volume db/0 (db_00000)"]);
+    // Nor may a volume be replaced by another of the same name.
+    let (_, refusal, _) = refused(node.apply(node.full(
+        6,
+        vec![
+            resource("web", &[(0, 4096, "lvm")]),
+            reborn(resource("db", &[(0, 4096, "lvm")])),
+        ],
+    )));
+    assert!(
+        matches!(refusal, StateRefusal::DropsVolumes { .. }),
+        "{refusal}"
+    );
+    assert!(node.host.take_changes().is_empty());
+
+    // A restored store (a newer epoch, an older generation) is taken: db is kept as an orphan.
+    let mut restored = node.full(3, vec![resource("web", &[(0, 4096, "lvm")])]);
+    restored.epoch = 1;
+    let (_, report) = applied(node.apply(restored));
+    assert!(node.host.take_changes().is_empty(), "nothing deleted");
+    assert_eq!(report.orphans.len(), 1, "{report:?}");
+    let orphan = &report.orphans[0];
+    assert_eq!(orphan.backing_name, "db_00000");
+    assert_eq!(orphan.identity.as_deref(), Some(identity("db", 0).as_str()));
+    assert_eq!(
+        orphan.reason,
+        "its resource is not in this node's desired state"
+    );
+    assert!(node.host.logical_volumes("vg0").contains_key("db_00000"));
+    // The older epoch is now refused.
+    let (_, refusal, _) =
+        refused(node.apply(node.full(9, vec![resource("web", &[(0, 4096, "lvm")])])));
+    assert!(matches!(refusal, StateRefusal::Older { .. }), "{refusal}");
+}
+
+#[test]
+fn a_node_registered_anew_keeps_the_old_volumes_as_orphans() {
+    let mut node = Node::new();
+    let _session = node.connect("registration-1");
+    applied(node.apply(node.full(5, vec![resource("web", &[(0, 4096, "lvm")])])));
+    // Same registration, state without web: refused.
+    let (_, refusal, _) = refused(node.apply(node.full(6, vec![])));
+    assert!(
+        matches!(refusal, StateRefusal::DropsVolumes { .. }),
+        "{refusal}"
+    );
+    // The node was declared lost and registered again: a new UUID.
+    let _session = node.connect("registration-2");
+    let (_, report) = applied(node.apply(node.full(6, vec![])));
+    assert_eq!(report.orphans.len(), 1);
+    assert!(node.host.logical_volumes("vg0").contains_key("web_00000"));
+}
+
+#[test]
+fn a_definition_made_anew_never_gets_the_old_volume() {
+    let mut node = Node::new();
+    let _session = node.connect("registration-1");
+    applied(node.apply(node.full(1, vec![resource("Cs", &[(0, 4096, "lvm")])])));
+    node.host.take_commands();
+    // The controller forgot Cs without deleting it here (say the node was restored), and a new
+    // cs (the same name, compared case-insensitively) is wanted, bigger.
+    let _session = node.connect("registration-2");
+    let (_, report) =
+        applied(node.apply(node.full(2, vec![reborn(resource("cs", &[(0, 8192, "lvm")]))])));
+    assert_eq!(report.volumes[0].disk_state, "Failed");
+    let error = report.volumes[0].error.as_deref().unwrap();
+    assert!(
+        error.contains("taken by an earlier volume of the same name"),
+        "{error}"
+    );
+    assert_eq!(report.orphans.len(), 1);
+    assert!(
+        report.orphans[0]
+            .reason
+            .contains("earlier volume of the same name"),
+        "{:?}",
+        report.orphans[0]
+    );
+    assert!(node.host.take_changes().is_empty(), "the old data stays");
+    assert_eq!(node.host.logical_volumes("vg0")["cs_00000"], 4096);
+
+    // The operator removes the orphan; the new volume is made, empty and of its own size.
+    let orphan = report.orphans[0].clone();
+    let done = node
+        .command(NodeCommand::DeleteOrphan {
+            resource: orphan.resource.clone(),
+            volume_number: orphan.volume_number,
+            identity: orphan.identity.clone(),
+            pool_name: orphan.pool_name.clone(),
+        })
+        .unwrap();
+    assert!(
+        done.contains("Deleted orphaned backing volume 'cs_00000'"),
+        "{done}"
+    );
+    assert_eq!(
+        node.host.take_changes(),
+        [
+            "lvremove -f vg0/cs_00000",
+            "lvcreate -L 8192k -n cs_00000 -y vg0"
+        ]
+    );
+    // A wanted volume is no orphan: the command refuses it.
+    let refused_command = node.command(NodeCommand::DeleteOrphan {
+        resource: "cs".into(),
+        volume_number: 0,
+        identity: Some(identity("cs", 0) + "-reborn"),
+        pool_name: "vg0".into(),
+    });
+    assert!(refused_command.unwrap_err().contains("has no orphan"));
+    assert_eq!(node.host.logical_volumes("vg0")["cs_00000"], 8192);
+}
+
+#[test]
+fn a_deletion_of_another_identity_leaves_the_volume_alone() {
+    let mut node = Node::new();
+    let _session = node.connect("registration-1");
+    applied(node.apply(node.full(1, vec![resource("web", &[(0, 4096, "lvm")])])));
+    node.host.take_commands();
+    let _session = node.connect("registration-2");
+    // A deletion of a web of another identity: done at once, nothing of that identity here.
+    let (_, report) = applied(node.apply(node.full(
+        2,
+        vec![deleting(reborn(resource("web", &[(0, 4096, "lvm")])))],
+    )));
+    assert!(node.host.take_changes().is_empty());
+    assert_eq!(report.deleted_resources.len(), 1);
+    assert_eq!(report.orphans.len(), 1, "the old web is kept: {report:?}");
+}
+
+#[test]
+fn volumes_named_before_case_folding_are_renamed_and_kept() {
+    let mut node = Node::new();
+    let dir = node.pool_dir();
+    // Written by an older satellite: a format 1 ledger and the name as spelled.
+    std::fs::write(format!("{dir}/Web_00000.img"), vec![7u8; 4096]).unwrap();
+    std::fs::write(
+        node.state.path().join(LEDGER_FILE),
+        serde_json::to_vec(&serde_json::json!({
+            "format_version": 1,
+            "volumes": [{"resource": "Web", "volume_number": 0, "provider_kind": "FILE_THIN",
+                         "pool_name": dir, "storage_pool": "files", "progress": "created"}]
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    // Its desired state from before identities.
+    let mut old = node.full(1, vec![resource("Web", &[(0, 4, "files")])]);
+    old.resources[0].volumes[0].identity = String::new();
+    std::fs::write(
+        node.state.path().join(DESIRED_STATE_FILE),
+        serde_json::to_vec(&serde_json::json!({"format_version": 1, "desired": old})).unwrap(),
+    )
+    .unwrap();
+    node.restart();
+    let report = node.reconciler.converge();
+    assert_eq!(report.volumes[0].disk_state, "UpToDate", "{report:?}");
+    assert_eq!(
+        node.host.take_changes(),
+        [
+            format!(
+                "mv --no-clobber --no-target-directory {dir}/Web_00000.img {dir}/web_00000.img"
+            ),
+            format!("losetup --find --show {dir}/web_00000.img"),
+        ]
+    );
+    assert_eq!(
+        std::fs::read(format!("{dir}/web_00000.img")).unwrap(),
+        vec![7u8; 4096]
+    );
+    // The first state with identities names it.
+    let (_, report) = applied(node.apply(node.full(2, vec![resource("Web", &[(0, 4, "files")])])));
+    assert!(report.orphans.is_empty(), "{report:?}");
+    let entry = &node.reconciler.ledger().volumes[0];
+    assert_eq!(entry.identity.as_deref(), Some(identity("web", 0).as_str()));
+    assert_eq!(entry.backing_name.as_deref(), Some("web_00000"));
 }
 
 #[test]
@@ -571,6 +1072,7 @@ fn unsupported_providers_are_reported_with_the_reason() {
         .insert(ProviderKind::Zfs, vec!["zfs: command not found".into()]);
     let mut reconciler = load(&host, state_dir.path(), support);
     let state = DesiredState {
+        epoch: 0,
         generation: 1,
         base_generation: None,
         storage_pools: vec![pool("zpool", ProviderKind::Zfs, "tank")],
@@ -619,13 +1121,27 @@ fn a_trailing_slash_does_not_make_a_directory_another_pool() {
 }
 
 #[test]
-fn toggling_a_resource_diskless_deletes_its_backing_volume() {
+fn toggling_a_resource_diskless_deletes_its_backing_volume_when_asked() {
     let mut node = Node::new();
     applied(node.apply(node.full(1, vec![resource("web", &[(0, 4096, "lvm")])])));
     node.host.take_commands();
-    let (_, report) = applied(node.apply(node.full(2, vec![diskless("web")])));
+    // Diskless without the deletion of the disk: refused.
+    let (_, refusal, _) = refused(node.apply(node.full(2, vec![diskless("web")])));
+    assert!(
+        matches!(refusal, StateRefusal::DropsVolumes { .. }),
+        "{refusal}"
+    );
+    let mut removing = resource("web", &[(0, 4096, "lvm")]);
+    removing.diskless = true;
+    removing.volumes[0].deleting = true;
+    let (_, report) = applied(node.apply(node.full(2, vec![removing])));
     assert_eq!(report.volumes[0].disk_state, "Diskless");
+    assert_eq!(report.deleted_volumes.len(), 1);
+    assert!(report.deleted_resources.is_empty(), "the resource stays");
     assert_eq!(node.host.take_changes(), ["lvremove -f vg0/web_00000"]);
+    // Then plainly diskless: nothing held, nothing dropped.
+    let (_, report) = applied(node.apply(node.full(3, vec![diskless("web")])));
+    assert_eq!(report.volumes[0].disk_state, "Diskless");
 }
 
 #[test]
@@ -633,10 +1149,15 @@ fn small_capacity_changes_are_not_news() {
     let mut node = Node::new();
     let (_, report) = applied(node.apply(node.full(1, vec![resource("web", &[(0, 4096, "lvm")])])));
     let mut nudged = report.clone();
-    let free = nudged.storage_pools[1].free_capacity_kib.unwrap();
-    nudged.storage_pools[1].free_capacity_kib = Some(free - 1024);
+    let lvm = nudged
+        .storage_pools
+        .iter()
+        .position(|p| p.name == "lvm")
+        .unwrap();
+    let free = nudged.storage_pools[lvm].free_capacity_kib.unwrap();
+    nudged.storage_pools[lvm].free_capacity_kib = Some(free - 1024);
     assert!(!differs_noticeably(&report, &nudged), "0.1% of the pool");
-    nudged.storage_pools[1].free_capacity_kib = Some(free - 20 * 1024);
+    nudged.storage_pools[lvm].free_capacity_kib = Some(free - 20 * 1024);
     assert!(differs_noticeably(&report, &nudged), "2% of the pool");
     let mut failed = report.clone();
     failed.volumes[0].disk_state = "Failed".into();
@@ -656,17 +1177,12 @@ fn a_state_that_cannot_be_persisted_is_not_applied_and_says_why() {
             resource("db", &[(0, 4096, "files")]),
         ],
     ));
-    let SatelliteMessage::NotApplied {
-        generation,
-        reason,
-        report,
-    } = answer
-    else {
-        panic!("expected NotApplied, got {answer:?}");
-    };
+    let (generation, refusal, report) = refused(answer);
     assert_eq!(generation, 2);
+    assert!(refusal.is_transient());
+    let reason = refusal.to_string();
     assert!(
-        reason.contains("could not persist desired state generation 2"),
+        reason.contains("could not persist the desired state: generation 2"),
         "{reason}"
     );
     // Still at generation 1, and nothing of generation 2 was created.
@@ -686,8 +1202,14 @@ fn a_volume_that_cannot_be_deleted_is_reported_on_the_node() {
         1,
         "rm: cannot remove: Device or resource busy",
     );
-    let (_, report) = applied(node.apply(node.full(2, Vec::new())));
+    let gone = || vec![deleting(resource("web", &[(0, 4096, "files")]))];
+    let (_, report) = applied(node.apply(node.full(2, gone())));
     assert_eq!(report.errors.len(), 1, "{report:?}");
+    assert!(report.deleted_resources.is_empty() && report.deleted_volumes.is_empty());
+    assert!(
+        report.orphans.is_empty(),
+        "a volume being deleted is no orphan"
+    );
     assert!(
         report.errors[0].contains("could not be deleted"),
         "{:?}",
@@ -700,6 +1222,7 @@ fn a_volume_that_cannot_be_deleted_is_reported_on_the_node() {
     );
     // Retried at the next convergence, and once the cause is gone so is the error.
     node.host.clear_failures();
-    let (_, report) = applied(node.apply(node.full(3, Vec::new())));
+    let (_, report) = applied(node.apply(node.full(3, gone())));
     assert!(report.errors.is_empty(), "{report:?}");
+    assert_eq!(report.deleted_resources.len(), 1);
 }

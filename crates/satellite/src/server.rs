@@ -145,6 +145,7 @@ async fn handle_connection(stream: TcpStream, context: Arc<ServerContext>) {
         protocol_version,
         cluster_id,
         node_name,
+        node_uuid,
         controller_version,
     } = hello
     else {
@@ -220,6 +221,7 @@ async fn handle_connection(stream: TcpStream, context: Arc<ServerContext>) {
     );
     context.send_event(Event::ControllerConnected {
         node_name: identity.node_name.clone(),
+        node_uuid,
         outbox: outbox.clone(),
     });
 
@@ -280,6 +282,19 @@ async fn session_loop(
                     info!(pool = %pool.name, errors = ?report.errors, "pool checked");
                     let _ = outbox.send(SatelliteMessage::PoolChecked { request_id, report });
                 });
+            }
+            ControllerMessage::Command {
+                request_id,
+                command,
+            } => {
+                info!(request_id, ?command, "operator command received");
+                if !context.send_event(Event::Command {
+                    request_id,
+                    command,
+                    reply: outbox.clone(),
+                }) {
+                    return "the reconciler has stopped".to_string();
+                }
             }
             ControllerMessage::Hello { .. } => {
                 warn!("Hello in the middle of a session; closing the connection");

@@ -79,6 +79,7 @@ async fn session(fixture: &Fixture) -> TcpStream {
     write_frame(
         &mut stream,
         &ControllerMessage::Hello {
+            node_uuid: String::new(),
             protocol_version: PROTOCOL_VERSION,
             cluster_id: "cluster-a".into(),
             node_name: "node1".into(),
@@ -95,6 +96,7 @@ async fn session(fixture: &Fixture) -> TcpStream {
 
 fn pool(fixture: &Fixture) -> PoolSpec {
     PoolSpec {
+        uuid: String::new(),
         name: "files".into(),
         provider_kind: ProviderKind::FileThin,
         pool_name: fixture.pool_dir.path().to_str().unwrap().into(),
@@ -110,14 +112,19 @@ async fn ping_is_answered_while_a_long_reconcile_runs() {
         .delay_matching("truncate", Duration::from_millis(1500));
     let mut stream = session(&fixture).await;
     let state = DesiredState {
+        epoch: 0,
         generation: 1,
         base_generation: None,
         storage_pools: vec![pool(&fixture)],
         resources: vec![ResourceSpec {
+            uuid: String::new(),
+            deleting: false,
             name: "slow".into(),
             layers: vec![LayerKind::Storage],
             diskless: false,
             volumes: vec![VolumeSpec {
+                identity: String::new(),
+                deleting: false,
                 volume_number: 0,
                 size_kib: 4096,
                 storage_pool: "files".into(),
@@ -192,6 +199,7 @@ async fn check_pool_says_whether_a_pool_is_usable() {
         ),
     ] {
         let pool = PoolSpec {
+            uuid: String::new(),
             name: "p".into(),
             provider_kind: kind,
             pool_name: backing.into(),
@@ -278,14 +286,19 @@ async fn the_reconcile_interval_retries_and_reports_unprompted() {
         .fail_matching("truncate", 1, "truncate: Input/output error");
     let mut stream = session(&fixture).await;
     let state = DesiredState {
+        epoch: 0,
         generation: 4,
         base_generation: None,
         storage_pools: vec![pool(&fixture)],
         resources: vec![ResourceSpec {
+            uuid: String::new(),
+            deleting: false,
             name: "web".into(),
             layers: vec![LayerKind::Storage],
             diskless: false,
             volumes: vec![VolumeSpec {
+                identity: String::new(),
+                deleting: false,
                 volume_number: 0,
                 size_kib: 4096,
                 storage_pool: "files".into(),

@@ -8,10 +8,12 @@ use std::os::unix::fs::MetadataExt;
 use std::time::{Duration, Instant};
 
 use common::{
-    Controller, SatelliteProcess, applied, device_size_kib, diskless, loop_devices_of, resource,
-    running_as_root,
+    Controller, SatelliteProcess, applied, deleting, device_size_kib, diskless, loop_devices_of,
+    resource, running_as_root,
 };
-use ferrite_proto::{ControllerMessage, DesiredState, PROTOCOL_VERSION, Refusal, SatelliteMessage};
+use ferrite_proto::{
+    ControllerMessage, DesiredState, PROTOCOL_VERSION, Refusal, SatelliteMessage, StateRefusal,
+};
 use ferrite_types::{LayerKind, ProviderKind};
 
 fn refusal(message: SatelliteMessage) -> Refusal {
@@ -206,7 +208,9 @@ async fn desired_state_creates_deltas_change_and_removal_deletes() {
     assert_eq!(generation, 10);
     assert_eq!(report.generation, Some(10));
     assert_eq!(report.volumes.len(), 3);
-    for (volume, size) in report.volumes[..2].iter().zip([4096, 8192]) {
+    // Reported in name order: the tiebreaker first.
+    assert_eq!(report.volumes[0].disk_state, "Diskless");
+    for (volume, size) in report.volumes[1..].iter().zip([4096, 8192]) {
         assert_eq!(volume.disk_state, "UpToDate", "{volume:?}");
         let device = volume.device_path.as_deref().unwrap();
         let image = satellite.image(&format!("web_{:05}", volume.volume_number));
@@ -214,8 +218,11 @@ async fn desired_state_creates_deltas_change_and_removal_deletes() {
         assert_eq!(device_size_kib(device), size);
         assert_eq!(volume.usable_size_kib, Some(size));
     }
-    assert_eq!(report.volumes[2].disk_state, "Diskless");
-    let pool = &report.storage_pools[0];
+    let pool = report
+        .storage_pools
+        .iter()
+        .find(|p| p.name == "files")
+        .unwrap();
     assert!(
         pool.errors.is_empty() && pool.free_capacity_kib.is_some(),
         "{pool:?}"
@@ -223,6 +230,7 @@ async fn desired_state_creates_deltas_change_and_removal_deletes() {
 
     // A delta on top: db added, web's first volume grown.
     let delta = DesiredState {
+        epoch: 0,
         generation: 11,
         base_generation: Some(10),
         resources: vec![resource("db", &[4096]), resource("web", &[6144, 8192])],
@@ -239,6 +247,7 @@ async fn desired_state_creates_deltas_change_and_removal_deletes() {
 
     // A delta on a generation the satellite does not have.
     let stale = DesiredState {
+        epoch: 0,
         generation: 13,
         base_generation: Some(12),
         ..satellite.full_state(0, vec![])
@@ -250,13 +259,35 @@ async fn desired_state_creates_deltas_change_and_removal_deletes() {
         }
     );
 
-    // The full state without web: web's volumes go, db stays.
+    // The full state without web is refused: web's volumes would be forgotten, not deleted.
+    let refused = controller
+        .apply(satellite.full_state(13, vec![resource("db", &[4096])]))
+        .await;
+    assert!(
+        matches!(
+            &refused,
+            SatelliteMessage::NotApplied {
+                refusal: StateRefusal::DropsVolumes { .. },
+                ..
+            }
+        ),
+        "{refused:?}"
+    );
+    assert!(satellite.image("web_00000").exists());
+    // Deleting web: its volumes go, db stays.
     let (_, report) = applied(
         controller
-            .apply(satellite.full_state(13, vec![resource("db", &[4096])]))
+            .apply(satellite.full_state(
+                13,
+                vec![
+                    resource("db", &[4096]),
+                    deleting(resource("web", &[6144, 8192])),
+                ],
+            ))
             .await,
     );
     assert_eq!(report.volumes.len(), 1);
+    assert_eq!(report.deleted_resources.len(), 1);
     for number in 0..2 {
         let image = satellite.image(&format!("web_{number:05}"));
         assert!(!image.exists(), "{} deleted", image.display());
@@ -269,18 +300,33 @@ async fn desired_state_creates_deltas_change_and_removal_deletes() {
     std::fs::write(&foreign, b"precious").unwrap();
     let (_, report) = applied(
         controller
-            .apply(satellite.full_state(14, vec![resource("users", &[4])]))
+            .apply(satellite.full_state(14, vec![resource("users", &[4]), resource("db", &[4096])]))
             .await,
     );
-    assert_eq!(report.volumes[0].disk_state, "Failed");
+    let users = report
+        .volumes
+        .iter()
+        .find(|v| v.resource == "users")
+        .unwrap();
+    assert_eq!(users.disk_state, "Failed");
     assert!(
-        report.volumes[0]
+        users
             .error
             .as_deref()
             .unwrap()
             .contains("did not create it")
     );
-    applied(controller.apply(satellite.full_state(15, vec![])).await);
+    applied(
+        controller
+            .apply(satellite.full_state(
+                15,
+                vec![
+                    deleting(resource("db", &[4096])),
+                    deleting(resource("users", &[4])),
+                ],
+            ))
+            .await,
+    );
     assert_eq!(std::fs::read(&foreign).unwrap(), b"precious");
     assert!(!satellite.image("db_00000").exists());
 }

@@ -34,6 +34,8 @@ struct LogicalVolume {
 #[derive(Debug, Default)]
 struct VolumeGroup {
     size_kib: u64,
+    /// A new one each time a volume group of the name is added, as a new disk would have.
+    uuid: String,
     volumes: BTreeMap<String, LogicalVolume>,
 }
 
@@ -56,6 +58,7 @@ struct Zvol {
 #[derive(Debug, Default)]
 struct Zpool {
     size_kib: u64,
+    guid: u64,
     volumes: BTreeMap<String, Zvol>,
 }
 
@@ -78,6 +81,8 @@ struct State {
     loops: BTreeMap<u32, PathBuf>,
     volume_groups: BTreeMap<String, VolumeGroup>,
     zpools: BTreeMap<String, Zpool>,
+    /// Counts added volume groups and zpools, for their UUIDs and GUIDs.
+    added: u64,
 }
 
 /// A host that records command lines and simulates their effects.
@@ -176,11 +181,16 @@ impl FakeHost {
         self.state().delays.push((prefix.to_string(), delay));
     }
 
+    /// Adds (or replaces, as a new disk would) a volume group.
     pub fn add_volume_group(&self, name: &str, size_kib: u64) {
-        self.state().volume_groups.insert(
+        let mut state = self.state();
+        state.added += 1;
+        let uuid = format!("fakevg-{name}-{}", state.added);
+        state.volume_groups.insert(
             name.to_string(),
             VolumeGroup {
                 size_kib,
+                uuid,
                 volumes: BTreeMap::new(),
             },
         );
@@ -212,11 +222,16 @@ impl FakeHost {
         }
     }
 
+    /// Adds (or replaces, as a new disk would) a zpool.
     pub fn add_zpool(&self, name: &str, size_kib: u64) {
-        self.state().zpools.insert(
+        let mut state = self.state();
+        state.added += 1;
+        let guid = 1_000_000 + state.added;
+        state.zpools.insert(
             name.to_string(),
             Zpool {
                 size_kib,
+                guid,
                 volumes: BTreeMap::new(),
             },
         );
@@ -311,7 +326,79 @@ impl FakeHost {
                     Err(e) => Err(fail(line, 1, format!("rm: {path}: {e}"))),
                 }
             }
+            "mv" => {
+                let [.., from, to] = &args[..] else {
+                    return Err(fail(line, 1, "simulated: bad arguments"));
+                };
+                if std::path::Path::new(to).exists() {
+                    // --no-clobber: nothing happens, and (coreutils 9.1) no error.
+                    return ok("");
+                }
+                std::fs::rename(from, to).map_err(|e| fail(line, 1, format!("mv: {from}: {e}")))?;
+                ok("")
+            }
             "losetup" => Self::losetup(state, line, args),
+            "vgs" if value_of(args, "--options") == Some("vg_uuid") => {
+                let name = args.last().cloned().unwrap_or_default();
+                match state.volume_groups.get(&name) {
+                    Some(vg) => ok(format!("  {}\n", vg.uuid)),
+                    None => Err(fail(
+                        line,
+                        5,
+                        format!("  Volume group \"{name}\" not found\n"),
+                    )),
+                }
+            }
+            "lvs" if value_of(args, "--options") == Some("lv_uuid") => {
+                let target = args.last().cloned().unwrap_or_default();
+                let (vg_name, lv_name) = target.split_once('/').unwrap_or((&target, ""));
+                match state.volume_groups.get(vg_name) {
+                    Some(vg) if vg.volumes.contains_key(lv_name) => {
+                        ok(format!("  {}-{lv_name}\n", vg.uuid))
+                    }
+                    _ => Err(fail(
+                        line,
+                        5,
+                        format!("  Failed to find logical volume \"{target}\"\n"),
+                    )),
+                }
+            }
+            "lvrename" => {
+                let [.., vg_name, from, to] = &args[..] else {
+                    return Err(fail(line, 3, "simulated: bad arguments"));
+                };
+                let Some(vg) = state.volume_groups.get_mut(vg_name) else {
+                    return Err(fail(
+                        line,
+                        5,
+                        format!("  Volume group \"{vg_name}\" not found\n"),
+                    ));
+                };
+                if vg.volumes.contains_key(to) {
+                    return Err(fail(
+                        line,
+                        5,
+                        format!(
+                            "  Logical Volume \"{to}\" already exists in volume group \"{vg_name}\"\n"
+                        ),
+                    ));
+                }
+                match vg.volumes.remove(from) {
+                    Some(lv) => {
+                        vg.volumes.insert(to.clone(), lv);
+                        ok(format!(
+                            "  Renamed \"{from}\" to \"{to}\" in volume group \"{vg_name}\"\n"
+                        ))
+                    }
+                    None => Err(fail(
+                        line,
+                        5,
+                        format!(
+                            "  Existing logical volume \"{from}\" not found in volume group \"{vg_name}\"\n"
+                        ),
+                    )),
+                }
+            }
             "vgs" => {
                 let name = args.last().cloned().unwrap_or_default();
                 match state.volume_groups.get(&name) {
@@ -565,6 +652,35 @@ impl FakeHost {
             (pool.to_string(), name.to_string())
         };
         match args.first().map(String::as_str) {
+            Some("get") if args.iter().any(|a| a == "guid") => {
+                let pool = state.zpools.get(&target).ok_or_else(|| missing(&target))?;
+                ok(format!("{}\n", pool.guid))
+            }
+            Some("rename") => {
+                let from = args
+                    .get(args.len().saturating_sub(2))
+                    .cloned()
+                    .unwrap_or_default();
+                let (pool_name, from_name) = split(&from);
+                let (_, to_name) = split(&target);
+                let pool = state
+                    .zpools
+                    .get_mut(&pool_name)
+                    .ok_or_else(|| missing(&pool_name))?;
+                if pool.volumes.contains_key(&to_name) {
+                    return Err(fail(
+                        line,
+                        1,
+                        format!("cannot rename to '{target}': dataset already exists\n"),
+                    ));
+                }
+                let zvol = pool
+                    .volumes
+                    .remove(&from_name)
+                    .ok_or_else(|| missing(&from))?;
+                pool.volumes.insert(to_name, zvol);
+                ok("")
+            }
             Some("get") => {
                 let pool = state.zpools.get(&target).ok_or_else(|| missing(&target))?;
                 let used: u64 = pool

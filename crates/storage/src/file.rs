@@ -2,8 +2,12 @@
 //! as loop devices.
 //!
 //! FILE preallocates the file (`fallocate`), FILE_THIN creates it sparse (`truncate`). Changes to
-//! the host go through the runner (`fallocate`, `truncate`, `losetup`, `rm`); sizes and capacity
-//! are read with `stat`/`statvfs` directly. A file already attached is found with
+//! the host go through the runner (`fallocate`, `truncate`, `losetup`, `mv`, `rm`); sizes and
+//! capacity are read with `stat`/`statvfs` directly.
+//!
+//! A directory is recognised by its marker file, [`MARKER_FILE`], which holds the mark the pool
+//! was given when first used: a directory without it (an empty mount point whose file system is
+//! not mounted yet) or with another mark (another disk mounted there) is not the pool. A file already attached is found with
 //! `losetup --associated`, so attaching twice never creates a second loop device. During a
 //! reconcile pass ([`Provider::begin_pass`]) one `losetup --list` of every loop device replaces
 //! the per-file query: with thousands of volumes, a query per volume (each scanning every loop
@@ -22,6 +26,9 @@ use crate::{BackingVolume, BackingVolumeName, PoolCapacity, Provider, StorageErr
 
 /// The file name extension of backing files.
 const IMAGE_EXTENSION: &str = "img";
+
+/// The marker file in a pool directory; it holds the pool's mark on one line.
+pub const MARKER_FILE: &str = ".ferrite-pool";
 
 /// FILE (preallocated) or FILE_THIN (sparse) files in a directory.
 pub struct FileProvider {
@@ -371,6 +378,94 @@ impl Provider for FileProvider {
             }
         };
         Ok(self.describe(name, &metadata, Some(device)))
+    }
+
+    fn rename_volume(
+        &self,
+        pool: &str,
+        from: &BackingVolumeName,
+        to: &BackingVolumeName,
+    ) -> Result<(), StorageError> {
+        let source = self.image_path(pool, from)?;
+        let target = self.image_path(pool, to)?;
+        if self.stat(&target)?.is_some() {
+            return Err(StorageError::RenameTargetExists {
+                provider: self.kind(),
+                pool: pool.to_string(),
+                from: from.clone(),
+                to: to.clone(),
+            });
+        }
+        // An attached loop device follows the file: the kernel holds the file, not the name.
+        self.runner.run(
+            &CommandLine::new("mv")
+                .args(["--no-clobber", "--no-target-directory"])
+                .arg(source.to_string_lossy())
+                .arg(target.to_string_lossy()),
+        )?;
+        if self.stat(&source)?.is_some() || self.stat(&target)?.is_none() {
+            return Err(StorageError::UnexpectedOutput {
+                command: format!("mv {} {}", source.display(), target.display()),
+                reason: "the file was not renamed".to_string(),
+            });
+        }
+        let mut table = self.loop_table();
+        if matches!(*table, LoopTable::Read(_)) {
+            // Keyed by the old path; read it again when next needed.
+            *table = LoopTable::Unread;
+        }
+        Ok(())
+    }
+
+    fn pool_identity(&self, pool: &str) -> Result<Option<String>, StorageError> {
+        self.check_pool(pool)?;
+        let marker = self.directory(pool)?.join(MARKER_FILE);
+        match std::fs::read_to_string(&marker) {
+            Ok(text) => {
+                let mark = text.trim();
+                if mark.is_empty() {
+                    Ok(None)
+                } else {
+                    Ok(Some(mark.to_string()))
+                }
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(StorageError::Io {
+                action: "read the pool marker",
+                path: marker,
+                source,
+            }),
+        }
+    }
+
+    fn mark_pool(&self, pool: &str, mark: &str) -> Result<Option<String>, StorageError> {
+        if let Some(existing) = self.pool_identity(pool)? {
+            return Ok(Some(existing));
+        }
+        let dir = self.directory(pool)?;
+        let marker = dir.join(MARKER_FILE);
+        let partial = dir.join(format!("{MARKER_FILE}.partial"));
+        let io = |action, path: &Path| {
+            let path = path.to_path_buf();
+            move |source| StorageError::Io {
+                action,
+                path,
+                source,
+            }
+        };
+        {
+            use std::io::Write as _;
+            let mut file =
+                std::fs::File::create(&partial).map_err(io("create the pool marker", &partial))?;
+            writeln!(file, "{mark}").map_err(io("write the pool marker", &partial))?;
+            file.sync_all()
+                .map_err(io("write the pool marker", &partial))?;
+        }
+        std::fs::rename(&partial, &marker).map_err(io("write the pool marker", &marker))?;
+        std::fs::File::open(&dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io("sync", &dir))?;
+        Ok(Some(mark.to_string()))
     }
 
     fn begin_pass(&self) {

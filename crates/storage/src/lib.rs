@@ -2,9 +2,11 @@
 //!
 //! A storage pool is a provider kind (`LVM`, `LVM_THIN`, `ZFS`, `ZFS_THIN`, `FILE`, `FILE_THIN`,
 //! `DISKLESS`) and the place it allocates from (a volume group, `vg/thinpool`, a zpool or a
-//! directory). Each kind is a [`Provider`]: it checks a pool and reads its capacity, and looks up,
-//! creates, grows, activates and deletes backing volumes named as LINSTOR names them,
-//! `<resource>_<volume number:05>`.
+//! directory). Each kind is a [`Provider`]: it checks a pool, reads its capacity and its
+//! identity (so a pool replaced by other storage is recognised), and looks up, creates, grows,
+//! activates, renames and deletes backing volumes named as LINSTOR names them,
+//! `<resource>_<volume number:05>`, with the resource name case-folded (resource names compare
+//! case-insensitively, so `Web` and `web` are one name and must be one backing volume).
 //!
 //! Providers change the host only through [`HostCommands`], so every command line is logged and
 //! golden-tested. This crate does not decide *which* volumes should exist or which of them the
@@ -32,13 +34,29 @@ pub use lvm::{LvmProvider, LvmThinProvider};
 pub use runner::{CommandError, CommandLine, CommandOutput, HostCommands, SystemCommands};
 pub use zfs::{ZVOL_SIZE_GRANULE_KIB, ZfsProvider};
 
-/// The name of a backing volume: LINSTOR's `<resource>_<volume number:05>`, e.g. `web_00000`.
+/// The name of a backing volume: LINSTOR's `<resource>_<volume number:05>` with the resource
+/// name in lower case, e.g. `web_00000` for `Web`.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct BackingVolumeName(String);
 
 impl BackingVolumeName {
     pub fn new(resource: &ResourceName, volume: VolumeNumber) -> Self {
+        BackingVolumeName(format!(
+            "{}_{:05}",
+            resource.as_str().to_ascii_lowercase(),
+            volume.get()
+        ))
+    }
+
+    /// The name with the resource name as spelled: what versions before case folding created,
+    /// looked for when such volumes are renamed.
+    pub fn as_spelled(resource: &ResourceName, volume: VolumeNumber) -> Self {
         BackingVolumeName(format!("{}_{:05}", resource.as_str(), volume.get()))
+    }
+
+    /// A name as recorded (e.g. in the satellite's ledger), if it has the shape of one.
+    pub fn from_recorded(name: &str) -> Option<Self> {
+        Self::parse(name).map(|_| BackingVolumeName(name.to_string()))
     }
 
     /// Splits a name such as `web_00000` into resource and volume number, if it has that shape.
@@ -112,6 +130,13 @@ pub enum StorageError {
     },
     #[error("DISKLESS pools hold no backing volumes")]
     Diskless,
+    #[error("cannot rename {provider} volume '{from}' to '{to}' in pool '{pool}': '{to}' exists")]
+    RenameTargetExists {
+        provider: ProviderKind,
+        pool: String,
+        from: BackingVolumeName,
+        to: BackingVolumeName,
+    },
 }
 
 /// One kind of storage provider. `pool` is the pool's backing location
@@ -162,6 +187,27 @@ pub trait Provider: Send + Sync {
 
     /// Deactivates and deletes a volume. A volume that does not exist is already deleted.
     fn delete_volume(&self, pool: &str, name: &BackingVolumeName) -> Result<(), StorageError>;
+
+    /// Renames a volume, active or not; fails without changing anything if `to` exists.
+    fn rename_volume(
+        &self,
+        pool: &str,
+        from: &BackingVolumeName,
+        to: &BackingVolumeName,
+    ) -> Result<(), StorageError>;
+
+    /// What identifies the storage behind the pool: a FILE directory's marker, a volume group's
+    /// UUID (and a thin pool's), a dataset's GUID. `None` when the pool carries no mark (a
+    /// FILE directory without marker file) or has no storage (DISKLESS).
+    fn pool_identity(&self, pool: &str) -> Result<Option<String>, StorageError>;
+
+    /// Marks an unmarked pool with `mark` where the provider keeps marks (a FILE directory's
+    /// marker file), and returns the pool's identity from now on. Providers whose storage has
+    /// an identity of its own return that.
+    fn mark_pool(&self, pool: &str, mark: &str) -> Result<Option<String>, StorageError> {
+        let _ = mark;
+        self.pool_identity(pool)
+    }
 
     /// Starts a reconcile pass: the provider may read host-wide tables once (e.g. every loop
     /// device) instead of once per volume, and trust them, with its own changes applied, until
@@ -219,6 +265,17 @@ impl Provider for DisklessProvider {
     }
     fn delete_volume(&self, _pool: &str, _name: &BackingVolumeName) -> Result<(), StorageError> {
         Ok(())
+    }
+    fn rename_volume(
+        &self,
+        _pool: &str,
+        _from: &BackingVolumeName,
+        _to: &BackingVolumeName,
+    ) -> Result<(), StorageError> {
+        Err(StorageError::Diskless)
+    }
+    fn pool_identity(&self, _pool: &str) -> Result<Option<String>, StorageError> {
+        Ok(None)
     }
 }
 
@@ -314,9 +371,17 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backing_volume_names_follow_linstor() {
+    fn backing_volume_names_follow_linstor_case_folded() {
         let name = BackingVolumeName::new(&ResourceName::new("web").unwrap(), 3.into());
         assert_eq!(name.as_str(), "web_00003");
+        let mixed = ResourceName::new("Web").unwrap();
+        assert_eq!(BackingVolumeName::new(&mixed, 3.into()), name);
+        assert_eq!(
+            BackingVolumeName::as_spelled(&mixed, 3.into()).as_str(),
+            "Web_00003"
+        );
+        assert!(BackingVolumeName::from_recorded("Web_00003").is_some());
+        assert!(BackingVolumeName::from_recorded("../x_00001").is_none());
         let (resource, volume) = BackingVolumeName::parse("pvc-1_a_00012").unwrap();
         assert_eq!(resource.as_str(), "pvc-1_a");
         assert_eq!(volume.get(), 12);

@@ -143,6 +143,58 @@ impl Lvm {
         Ok(volumes)
     }
 
+    /// Renames a logical volume; refuses if the new name is taken.
+    fn rename(
+        &self,
+        pool: &str,
+        volume_group: &str,
+        from: &BackingVolumeName,
+        to: &BackingVolumeName,
+    ) -> Result<(), StorageError> {
+        if self.find(pool, volume_group, to)?.is_some() {
+            return Err(StorageError::RenameTargetExists {
+                provider: self.kind,
+                pool: pool.to_string(),
+                from: from.clone(),
+                to: to.clone(),
+            });
+        }
+        let command = CommandLine::new("lvrename")
+            .args(self.driver_options().iter().copied())
+            .arg(volume_group)
+            .arg(from.as_str())
+            .arg(to.as_str());
+        self.runner
+            .run(&command)
+            .map_err(|e| self.pool_error(pool, e))?;
+        Ok(())
+    }
+
+    /// One UUID column (`vg_uuid`, `lv_uuid`) of a volume group or logical volume.
+    fn uuid(
+        &self,
+        pool: &str,
+        program: &str,
+        column: &str,
+        target: &str,
+    ) -> Result<String, StorageError> {
+        let command = CommandLine::query(program)
+            .args(["--noheadings", "--options", column])
+            .arg(target);
+        let output = self
+            .runner
+            .run(&command)
+            .map_err(|e| self.pool_error(pool, e))?;
+        let uuid = output.stdout.trim();
+        if uuid.is_empty() || uuid.contains(char::is_whitespace) {
+            return Err(StorageError::UnexpectedOutput {
+                command: command.to_string(),
+                reason: format!("expected one UUID, got {uuid:?}"),
+            });
+        }
+        Ok(uuid.to_string())
+    }
+
     fn describe(&self, volume_group: &str, volume: &LogicalVolume) -> Option<BackingVolume> {
         let (resource, number) = BackingVolumeName::parse(&volume.name)?;
         let allocated_kib = match volume.data_percent {
@@ -367,6 +419,22 @@ impl Provider for LvmProvider {
         let volume_group = self.volume_group(pool)?;
         self.lvm.delete(pool, volume_group, name)
     }
+
+    fn rename_volume(
+        &self,
+        pool: &str,
+        from: &BackingVolumeName,
+        to: &BackingVolumeName,
+    ) -> Result<(), StorageError> {
+        let volume_group = self.volume_group(pool)?;
+        self.lvm.rename(pool, volume_group, from, to)
+    }
+
+    fn pool_identity(&self, pool: &str) -> Result<Option<String>, StorageError> {
+        let volume_group = self.volume_group(pool)?;
+        let uuid = self.lvm.uuid(pool, "vgs", "vg_uuid", volume_group)?;
+        Ok(Some(format!("vg_uuid={uuid}")))
+    }
 }
 
 /// Thin volumes in a thin pool `vg/thinpool`.
@@ -485,5 +553,22 @@ impl Provider for LvmThinProvider {
     fn delete_volume(&self, pool: &str, name: &BackingVolumeName) -> Result<(), StorageError> {
         let (volume_group, _) = self.split(pool)?;
         self.lvm.delete(pool, volume_group, name)
+    }
+
+    fn rename_volume(
+        &self,
+        pool: &str,
+        from: &BackingVolumeName,
+        to: &BackingVolumeName,
+    ) -> Result<(), StorageError> {
+        let (volume_group, _) = self.split(pool)?;
+        self.lvm.rename(pool, volume_group, from, to)
+    }
+
+    fn pool_identity(&self, pool: &str) -> Result<Option<String>, StorageError> {
+        let (volume_group, _) = self.split(pool)?;
+        let vg_uuid = self.lvm.uuid(pool, "vgs", "vg_uuid", volume_group)?;
+        let lv_uuid = self.lvm.uuid(pool, "lvs", "lv_uuid", pool)?;
+        Ok(Some(format!("vg_uuid={vg_uuid} lv_uuid={lv_uuid}")))
     }
 }

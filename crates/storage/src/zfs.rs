@@ -237,6 +237,51 @@ impl Provider for ZfsProvider {
         )?;
         Ok(())
     }
+
+    fn rename_volume(
+        &self,
+        pool: &str,
+        from: &BackingVolumeName,
+        to: &BackingVolumeName,
+    ) -> Result<(), StorageError> {
+        let dataset = self.dataset(pool)?;
+        if self.volume(pool, to)?.is_some() {
+            return Err(StorageError::RenameTargetExists {
+                provider: self.kind(),
+                pool: pool.to_string(),
+                from: from.clone(),
+                to: to.clone(),
+            });
+        }
+        self.runner
+            .run(
+                &CommandLine::new("zfs")
+                    .arg("rename")
+                    .arg(format!("{dataset}/{from}"))
+                    .arg(format!("{dataset}/{to}")),
+            )
+            .map_err(|e| self.pool_error(pool, e))?;
+        Ok(())
+    }
+
+    fn pool_identity(&self, pool: &str) -> Result<Option<String>, StorageError> {
+        let dataset = self.dataset(pool)?;
+        let command = CommandLine::query("zfs")
+            .args(["get", "-H", "-p", "-o", "value", "guid"])
+            .arg(dataset);
+        let output = self
+            .runner
+            .run(&command)
+            .map_err(|e| self.pool_error(pool, e))?;
+        let guid = output.stdout.trim();
+        if guid.is_empty() || !guid.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(StorageError::UnexpectedOutput {
+                command: command.to_string(),
+                reason: format!("expected a GUID, got {guid:?}"),
+            });
+        }
+        Ok(Some(format!("guid={guid}")))
+    }
 }
 
 #[cfg(test)]

@@ -66,7 +66,7 @@ fn a_satellite_that_cannot_persist_says_why_and_converges_later() -> Result<()> 
         .unwrap_or_else(|| panic!("no WARN_STLT_NOT_UPDATED in {}", reply.json));
     let cause = warning["cause"].as_str().unwrap_or_default();
     assert!(
-        cause.contains("could not persist desired state"),
+        cause.contains("could not persist the desired state"),
         "{warning}"
     );
     assert!(!cluster.pool_dir("node1").join("web_00000.img").exists());

@@ -6,7 +6,9 @@
 //! touch the store, the network or the clock beyond taking timestamps, so every rule is unit
 //! tested without HTTP. `crate::core` commits plans; `crate::http` maps them onto REST.
 
+pub mod capacity;
 pub mod controller_props;
+pub mod deletions;
 pub mod error_reports;
 pub mod nodes;
 pub mod placement;
@@ -29,6 +31,8 @@ pub struct Plan {
     pub replies: Vec<ApiCallRc>,
     /// Nodes the answer should wait for even if no op touches them (e.g. a new node).
     pub wait_online: Vec<ferrite_types::NodeName>,
+    /// What the plan marks for deletion: the answer says whether each deletion finished.
+    pub deletions: Vec<deletions::Marked>,
 }
 
 impl Plan {

@@ -4,9 +4,12 @@ use std::net::IpAddr;
 
 use ferrite_types::api_call_rc::code;
 use ferrite_types::rest;
-use ferrite_types::{EncryptionType, NetInterfaceName, NodeName};
+use ferrite_types::{ConnectionStatus, EncryptionType, NetInterfaceName, NodeName};
 
-use super::{Context, Failure, Object, Operation, Plan, not_found, parse_name, properties};
+use super::placement::Runtime;
+use super::{
+    Context, Failure, Object, Operation, Plan, deletions, not_found, parse_name, properties,
+};
 use crate::model::{self, Cluster, NetInterface, Node, Op, StoragePool};
 
 /// The satellite port when a request gives none.
@@ -216,7 +219,13 @@ pub fn delete(cluster: &Cluster, node: &str) -> Result<Plan, Failure> {
     let current = find(ctx, cluster, node)?;
     let resources: Vec<String> = cluster
         .resources_on_node(&current.name)
-        .map(|(rd, _)| rd.name.to_string())
+        .map(|(rd, r)| {
+            if r.is_deleting() {
+                format!("{} (being deleted)", rd.name)
+            } else {
+                rd.name.to_string()
+            }
+        })
         .collect();
     if !resources.is_empty() {
         return Err(ctx
@@ -244,12 +253,49 @@ pub fn delete(cluster: &Cluster, node: &str) -> Result<Plan, Failure> {
 }
 
 /// `DELETE /v1/nodes/{node}/lost`: forget a node that will not come back, with its resources.
-/// Nothing is sent to its satellite.
-pub fn lost(cluster: &Cluster, node: &str) -> Result<Plan, Failure> {
+/// Nothing is sent to its satellite, so nothing on it is deleted: if it does come back and is
+/// registered again, its volumes are kept there as orphans. Refused while its satellite is
+/// connected (a node that answers is not lost: delete its resources instead), and when one of
+/// its resources holds the only UpToDate copy others still need.
+pub fn lost(cluster: &Cluster, runtime: &Runtime, node: &str) -> Result<Plan, Failure> {
     let ctx = &DELETE;
     let current = find(ctx, cluster, node)?;
+    if let Some(status) = runtime.get(&current.name).map(|r| r.status).filter(|s| {
+        matches!(
+            s,
+            ConnectionStatus::Online
+                | ConnectionStatus::Connected
+                | ConnectionStatus::FullSyncFailed
+        )
+    }) {
+        return Err(ctx
+            .error(
+                code::FAIL_IN_USE,
+                format!(
+                    "Node '{}' is not lost: its satellite is connected ({status}).",
+                    current.name
+                ),
+            )
+            .cause(
+                "Declaring a node lost forgets its resources without deleting anything on it; \
+                 that is for nodes that are gone for good.",
+            )
+            .correction(format!(
+                "Delete its resources ('ferrite resource delete {} RESOURCE'), then 'ferrite node \
+                 delete {}'. If it is really gone, stop its satellite first.",
+                current.name, current.name
+            ))
+            .into());
+    }
     let mut plan = Plan::new();
-    for (rd, _) in cluster.resources_on_node(&current.name) {
+    for (rd, resource) in cluster.resources_on_node(&current.name) {
+        deletions::check_keeps_up_to_date_replica(
+            &Context::new(Operation::Delete, Object::Node),
+            rd,
+            runtime,
+            &resource.node,
+            &format!("declare node '{}' lost", current.name),
+        )?;
         plan.op(Op::DeleteResource {
             resource: rd.name.clone(),
             node: current.name.clone(),
@@ -263,6 +309,11 @@ pub fn lost(cluster: &Cluster, node: &str) -> Result<Plan, Failure> {
                 .obj_ref("RscDfn", rd.name.as_str())
                 .obj_ref("Node", current.name.as_str()),
         );
+        if rd.is_deleting() {
+            plan.deletions.push(deletions::Marked::ResourceDefinition {
+                resource: rd.name.clone(),
+            });
+        }
     }
     plan.op(Op::DeleteNode(current.name.clone())).reply(
         ctx.deleted(format!("Node '{}' deleted as lost.", current.name))
@@ -460,7 +511,7 @@ mod tests {
         let err = delete(&cluster, "node1").unwrap_err();
         assert_eq!(err.0[0].ret_code().code(), code::FAIL_IN_USE);
         assert!(err.0[0].cause.as_ref().unwrap().contains("res1"));
-        let plan = lost(&cluster, "node1").unwrap();
+        let plan = lost(&cluster, &Runtime::new(), "node1").unwrap();
         apply(&mut cluster, plan);
         assert!(cluster.node(&"node1".parse().unwrap()).is_none());
         assert!(

@@ -310,7 +310,9 @@ pub fn candidates(
                     CandidatePool {
                         name: pool.name.clone(),
                         provider_kind: pool.provider_kind,
-                        free_capacity_kib: pool_report.and_then(|p| p.free_capacity_kib),
+                        free_capacity_kib: super::capacity::free_kib(
+                            cluster, runtime, &node.name, pool,
+                        ),
                         total_capacity_kib: pool_report.and_then(|p| p.total_capacity_kib),
                         unusable,
                     }
@@ -451,6 +453,7 @@ pub fn autoplace(
                 diskless,
                 storage_pool: pool.clone(),
                 create_timestamp: now,
+                phase: Default::default(),
             },
         });
         replies.push(

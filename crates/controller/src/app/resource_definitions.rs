@@ -1,15 +1,17 @@
-//! Resource definitions and their volume definitions; autoplacing a definition.
+//! Resource definitions and their volume definitions; autoplacing a definition. Deleting either
+//! marks it (see `deletions`).
 
 use ferrite_types::api_call_rc::code;
 use ferrite_types::rest;
 use ferrite_types::size::check_size_kib;
 use ferrite_types::{DEFAULT_RESOURCE_GROUP, ResourceGroupName, ResourceName, VolumeNumber};
 
+use super::deletions::{self, Marked};
 use super::placement::{self, Runtime};
 use super::{
     Context, Failure, Object, Operation, Plan, not_found, parse_name, properties, resource_groups,
 };
-use crate::model::{self, Cluster, Op, ResourceDefinition, VolumeDefinition};
+use crate::model::{self, Cluster, Op, ResourceDefinition, ResourcePhase, VolumeDefinition};
 
 const CREATE: Context = Context::new(Operation::Create, Object::ResourceDefinition);
 const MODIFY: Context = Context::new(Operation::Modify, Object::ResourceDefinition);
@@ -100,6 +102,31 @@ pub fn create(cluster: &Cluster, body: &rest::ResourceDefinitionCreate) -> Resul
     let name = ResourceName::new_checked(&spec.name)
         .map_err(|e| ctx.invalid_name(code::FAIL_INVLD_RSC_NAME, &e))?;
     if let Some(existing) = cluster.resource_definition(&name) {
+        if existing.is_deleting() {
+            return Err(ctx
+                .error(
+                    code::FAIL_EXISTS_RSC_DFN,
+                    format!(
+                        "Resource definition '{}' is still being deleted.",
+                        existing.name
+                    ),
+                )
+                .cause(format!(
+                    "Its resources on {} have not confirmed their deletion yet; a new definition of \
+                     the same name must not meet the old volumes.",
+                    existing
+                        .resources
+                        .keys()
+                        .map(|n| format!("'{n}'"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ))
+                .correction(
+                    "Wait until the nodes confirm, or choose another name. A node that is \
+                     offline for good can be removed with 'ferrite node lost'.",
+                )
+                .into());
+        }
         return Err(ctx
             .error(
                 code::FAIL_EXISTS_RSC_DFN,
@@ -149,6 +176,7 @@ pub fn modify(
 ) -> Result<Plan, Failure> {
     let ctx = &MODIFY;
     let current = find(ctx, cluster, name)?;
+    deletions::refuse_if_deleting(ctx, current, "modify it")?;
     let edited = properties::edit(
         ctx,
         &current.props,
@@ -187,33 +215,55 @@ pub fn modify(
     Ok(plan)
 }
 
-/// `DELETE /v1/resource-definitions/{rd}`: the definition and all its resources; satellites
-/// delete the backing volumes.
+/// `DELETE /v1/resource-definitions/{rd}`: marks the definition and all its resources for
+/// deletion; once every node confirmed, it is gone (`deletions`).
 pub fn delete(cluster: &Cluster, name: &str) -> Result<Plan, Failure> {
     let ctx = &DELETE;
     let current = find(ctx, cluster, name)?;
     let mut plan = Plan::new();
+    let marked = Marked::ResourceDefinition {
+        resource: current.name.clone(),
+    };
+    if current.is_deleting() {
+        plan.deletions.push(marked);
+        return Ok(plan);
+    }
+    if current.resources.is_empty() {
+        plan.op(Op::DeleteResourceDefinition(current.name.clone()))
+            .reply(
+                ctx.deleted(format!("Resource definition '{}' deleted.", current.name))
+                    .obj_ref("RscDfn", current.name.as_str()),
+            );
+        return Ok(plan);
+    }
     let rsc_ctx = Context::new(Operation::Delete, Object::Resource);
-    for node in current.resources.keys() {
-        plan.op(Op::DeleteResource {
+    for resource in current.resources.values().filter(|r| !r.is_deleting()) {
+        let mut marked_resource = resource.clone();
+        marked_resource.phase = ResourcePhase::Deleting;
+        plan.op(Op::PutResource {
             resource: current.name.clone(),
-            node: node.clone(),
+            placed: marked_resource,
         })
         .reply(
             rsc_ctx
                 .deleted(format!(
-                    "Resource '{}' on node '{node}' deleted.",
-                    current.name
+                    "Resource '{}' on node '{}' marked for deletion.",
+                    current.name, resource.node
                 ))
                 .obj_ref("RscDfn", current.name.as_str())
-                .obj_ref("Node", node.as_str()),
+                .obj_ref("Node", resource.node.as_str()),
         );
     }
-    plan.op(Op::DeleteResourceDefinition(current.name.clone()))
-        .reply(
-            ctx.deleted(format!("Resource definition '{}' deleted.", current.name))
-                .obj_ref("RscDfn", current.name.as_str()),
-        );
+    let mut updated = current.clone();
+    updated.flags.push(model::FLAG_DELETE.to_string());
+    plan.op(Op::PutResourceDefinition(updated)).reply(
+        ctx.deleted(format!(
+            "Resource definition '{}' marked for deletion.",
+            current.name
+        ))
+        .obj_ref("RscDfn", current.name.as_str()),
+    );
+    plan.deletions.push(marked);
     Ok(plan)
 }
 
@@ -233,10 +283,7 @@ fn check_room(
         if pool.provider_kind.is_thin() {
             continue;
         }
-        let free = runtime
-            .get(&resource.node)
-            .and_then(|r| r.pools.get(pool.name.key()))
-            .and_then(|p| p.free_capacity_kib);
+        let free = super::capacity::free_kib(cluster, runtime, &resource.node, pool);
         if let Some(free) = free
             && free < extra_kib
         {
@@ -269,6 +316,7 @@ pub fn create_volume(
 ) -> Result<Plan, Failure> {
     let ctx = &VD_CREATE;
     let rd = find(ctx, cluster, name)?;
+    deletions::refuse_if_deleting(ctx, rd, "add a volume definition")?;
     let spec = &body.volume_definition;
     let number = match spec.volume_number {
         Some(n) => VolumeNumber::new(i64::from(n))
@@ -331,7 +379,20 @@ pub fn modify_volume(
 ) -> Result<Plan, Failure> {
     let ctx = &VD_MODIFY;
     let rd = find(ctx, cluster, name)?;
+    deletions::refuse_if_deleting(ctx, rd, "modify a volume definition")?;
     let current = find_volume(ctx, rd, number)?;
+    if current.is_deleting() {
+        return Err(ctx
+            .error(
+                code::FAIL_IN_USE,
+                format!(
+                    "Cannot modify volume definition {} of '{}': it is being deleted.",
+                    current.number, rd.name
+                ),
+            )
+            .correction("Wait until its nodes confirm the deletion.")
+            .into());
+    }
     let edited = properties::edit(
         ctx,
         &current.props,
@@ -387,24 +448,51 @@ pub fn modify_volume(
     Ok(plan)
 }
 
-/// `DELETE /v1/resource-definitions/{rd}/volume-definitions/{nr}`: the volume goes on every node.
+/// `DELETE /v1/resource-definitions/{rd}/volume-definitions/{nr}`: marks the volume for
+/// deletion on every node; once they confirm, the definition goes (`deletions`).
 pub fn delete_volume(cluster: &Cluster, name: &str, number: i64) -> Result<Plan, Failure> {
     let ctx = &VD_DELETE;
     let rd = find(ctx, cluster, name)?;
     let current = find_volume(ctx, rd, number)?;
     let mut plan = Plan::new();
-    plan.op(Op::DeleteVolumeDefinition {
+    let marked = Marked::VolumeDefinition {
         resource: rd.name.clone(),
         number: current.number,
+    };
+    if current.is_deleting() {
+        plan.deletions.push(marked);
+        return Ok(plan);
+    }
+    if rd.resources.is_empty() {
+        plan.op(Op::DeleteVolumeDefinition {
+            resource: rd.name.clone(),
+            number: current.number,
+        })
+        .reply(
+            ctx.deleted(format!(
+                "Volume definition {} of '{}' deleted.",
+                current.number, rd.name
+            ))
+            .obj_ref("RscDfn", rd.name.as_str())
+            .obj_ref("VlmNr", current.number.to_string()),
+        );
+        return Ok(plan);
+    }
+    let mut updated = current.clone();
+    updated.flags.push(model::FLAG_DELETE.to_string());
+    plan.op(Op::PutVolumeDefinition {
+        resource: rd.name.clone(),
+        volume_definition: updated,
     })
     .reply(
         ctx.deleted(format!(
-            "Volume definition {} of '{}' deleted.",
+            "Volume definition {} of '{}' marked for deletion.",
             current.number, rd.name
         ))
         .obj_ref("RscDfn", rd.name.as_str())
         .obj_ref("VlmNr", current.number.to_string()),
     );
+    plan.deletions.push(marked);
     Ok(plan)
 }
 
@@ -417,6 +505,7 @@ pub fn autoplace(
 ) -> Result<Plan, Failure> {
     let ctx = &Context::new(Operation::Create, Object::Resource);
     let rd = find(ctx, cluster, name)?;
+    deletions::refuse_if_deleting(ctx, rd, "place it")?;
     let group = cluster.resource_groups.get(&rd.resource_group);
     let mut overrides = body.select_filter.clone();
     if body.diskless_on_remaining.is_some() {
@@ -517,12 +606,40 @@ mod tests {
     }
 
     #[test]
-    fn delete_takes_the_resources_along() {
+    fn delete_marks_the_resources_and_goes_when_they_are_gone() {
         let mut cluster = tutorial_cluster();
         add_resource(&mut cluster, "res1", "node1", "pool_ssd");
         add_resource(&mut cluster, "res1", "node2", "pool_ssd");
         let plan = delete(&cluster, "res1").unwrap();
-        assert_eq!(plan.ops.len(), 3);
+        assert_eq!(plan.ops.len(), 3, "two resources and the definition marked");
+        apply(&mut cluster, plan);
+        let rd = &cluster.resource_definitions[&"res1".parse().unwrap()];
+        assert!(rd.is_deleting());
+        assert!(rd.resources.values().all(|r| r.is_deleting()));
+        // Creating it again meanwhile is refused, with the reason.
+        let again = rest::ResourceDefinitionCreate {
+            resource_definition: rest::ResourceDefinition {
+                name: "RES1".into(),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let err = create(&cluster, &again).unwrap_err();
+        assert!(err.0[0].message.contains("still being deleted"), "{err:?}");
+        // Both nodes confirm: the resources and then the definition go.
+        let mut runtime = Runtime::new();
+        for (node, resource) in &rd.resources {
+            let mut reported = crate::satellites::NodeRuntime::default();
+            reported.absorb(ferrite_proto::NodeReport {
+                deleted_resources: vec![ferrite_proto::DeletedResource {
+                    resource: "res1".into(),
+                    uuid: resource.uuid.clone(),
+                }],
+                ..Default::default()
+            });
+            runtime.insert(node.clone(), reported);
+        }
+        let plan = crate::app::deletions::finish(&cluster, &runtime);
         apply(&mut cluster, plan);
         assert!(cluster.resource_definitions.is_empty());
     }

@@ -5,12 +5,13 @@ use ferrite_types::api_call_rc::code;
 use ferrite_types::rest::{self, ToggleDiskOperation};
 use ferrite_types::{NodeName, PROP_RESOURCE_STOR_POOL, StorPoolName};
 
+use super::deletions::{self, Marked};
 use super::placement::{self, Runtime};
 use super::{
     Context, Failure, Object, Operation, Plan, nodes, not_found, parse_name, properties,
     resource_definitions,
 };
-use crate::model::{self, Cluster, Node, Op, Resource, ResourceDefinition};
+use crate::model::{self, Cluster, Node, Op, Resource, ResourceDefinition, ResourcePhase};
 
 const CREATE: Context = Context::new(Operation::Create, Object::Resource);
 const MODIFY: Context = Context::new(Operation::Modify, Object::Resource);
@@ -162,9 +163,7 @@ fn choose_pool(
         }
     }
     if !diskless && !pool.provider_kind.is_thin() {
-        let free = report
-            .and_then(|r| r.pools.get(pool.name.key()))
-            .and_then(|p| p.free_capacity_kib);
+        let free = super::capacity::free_kib(cluster, runtime, &node.name, pool);
         let needed = rd.total_size_kib();
         if let Some(free) = free
             && free < needed
@@ -202,6 +201,7 @@ fn new_resource(
         diskless,
         storage_pool: pool,
         create_timestamp: model::now_millis(),
+        phase: ResourcePhase::Active,
     }
 }
 
@@ -221,10 +221,14 @@ pub fn create(
             "Send an array with at least one resource.",
         ));
     }
+    deletions::refuse_if_deleting(ctx, rd, "create resources")?;
     let mut plan = Plan::new();
     let mut seen: Vec<NodeName> = Vec::new();
     for element in body {
         let node = nodes::find(ctx, cluster, &element.resource.node_name)?;
+        if let Some(existing) = rd.resources.get(&node.name) {
+            deletions::refuse_if_resource_busy(ctx, rd, existing, "create it again")?;
+        }
         if rd.resources.contains_key(&node.name) || seen.contains(&node.name) {
             return Err(ctx
                 .error(
@@ -315,9 +319,9 @@ fn check_keeps_a_disk(
     let others: Vec<&Resource> = rd
         .resources
         .values()
-        .filter(|r| &r.node != losing)
+        .filter(|r| &r.node != losing && !r.is_deleting())
         .collect();
-    let diskful_left = others.iter().filter(|r| !r.diskless).count();
+    let diskful_left = others.iter().filter(|r| r.holds_data()).count();
     if diskful_left == 0 && !others.is_empty() {
         return Err(ctx
             .error(
@@ -334,32 +338,46 @@ fn check_keeps_a_disk(
     Ok(())
 }
 
-/// `DELETE /v1/resource-definitions/{rd}/resources/{node}`.
-pub fn delete(cluster: &Cluster, name: &str, node: &str) -> Result<Plan, Failure> {
+/// `DELETE /v1/resource-definitions/{rd}/resources/{node}`: marks the resource for deletion;
+/// its node deletes its volumes and confirms, then it is forgotten (`deletions`).
+pub fn delete(
+    cluster: &Cluster,
+    runtime: &Runtime,
+    name: &str,
+    node: &str,
+) -> Result<Plan, Failure> {
     let ctx = &DELETE;
     let rd = resource_definitions::find(ctx, cluster, name)?;
     let resource = find(ctx, cluster, rd, node)?;
-    if !resource.diskless {
-        check_keeps_a_disk(
-            ctx,
-            rd,
-            &resource.node,
-            &format!("delete resource '{}' on '{}'", rd.name, resource.node),
-        )?;
-    }
     let mut plan = Plan::new();
-    plan.op(Op::DeleteResource {
+    let marked = Marked::Resource {
         resource: rd.name.clone(),
         node: resource.node.clone(),
+    };
+    if resource.is_deleting() {
+        plan.deletions.push(marked);
+        return Ok(plan);
+    }
+    let action = format!("delete resource '{}' on '{}'", rd.name, resource.node);
+    if !resource.diskless {
+        check_keeps_a_disk(ctx, rd, &resource.node, &action)?;
+    }
+    deletions::check_keeps_up_to_date_replica(ctx, rd, runtime, &resource.node, &action)?;
+    let mut marked_resource = resource.clone();
+    marked_resource.phase = ResourcePhase::Deleting;
+    plan.op(Op::PutResource {
+        resource: rd.name.clone(),
+        placed: marked_resource,
     })
     .reply(
         ctx.deleted(format!(
-            "Resource '{}' on node '{}' deleted.",
+            "Resource '{}' on node '{}' marked for deletion.",
             rd.name, resource.node
         ))
         .obj_ref("RscDfn", rd.name.as_str())
         .obj_ref("Node", resource.node.as_str()),
     );
+    plan.deletions.push(marked);
     Ok(plan)
 }
 
@@ -373,6 +391,7 @@ pub fn modify(
     let ctx = &MODIFY;
     let rd = resource_definitions::find(ctx, cluster, name)?;
     let resource = find(ctx, cluster, rd, node)?;
+    deletions::refuse_if_resource_busy(ctx, rd, resource, "modify it")?;
     if body.drbd_tiebreaker.is_some() || body.drbd_client.is_some() {
         return Err(ctx.invalid(
             code::FAIL_INVLD_LAYER_STACK,
@@ -436,6 +455,8 @@ pub fn toggle_disk(
     let rd = resource_definitions::find(ctx, cluster, name)?;
     let resource = find(ctx, cluster, rd, node)?;
     let node = nodes::find(ctx, cluster, node)?;
+    deletions::refuse_if_deleting(ctx, rd, "toggle a disk")?;
+    deletions::refuse_if_resource_busy(ctx, rd, resource, "toggle its disk")?;
     let mut plan = Plan::new();
     match toggle.operation {
         ToggleDiskOperation::IntoDrbdClient => {
@@ -495,7 +516,7 @@ pub fn toggle_disk(
             }
             if let Some(from) = &toggle.migrate_from {
                 let old = find(ctx, cluster, rd, from)?;
-                if old.diskless {
+                if !old.holds_data() {
                     return Err(ctx.invalid(
                         code::FAIL_INVLD_REQUEST,
                         format!(
@@ -505,19 +526,25 @@ pub fn toggle_disk(
                         "Name a node with a disk in --migrate-from.",
                     ));
                 }
-                plan.op(Op::DeleteResource {
+                let mut marked = old.clone();
+                marked.phase = ResourcePhase::Deleting;
+                plan.op(Op::PutResource {
                     resource: rd.name.clone(),
-                    node: old.node.clone(),
+                    placed: marked,
                 })
                 .reply(
                     DELETE
                         .deleted(format!(
-                            "Resource '{}' on node '{}' deleted.",
+                            "Resource '{}' on node '{}' marked for deletion.",
                             rd.name, old.node
                         ))
                         .obj_ref("RscDfn", rd.name.as_str())
                         .obj_ref("Node", old.node.as_str()),
                 );
+                plan.deletions.push(Marked::Resource {
+                    resource: rd.name.clone(),
+                    node: old.node.clone(),
+                });
             }
         }
         ToggleDiskOperation::IntoDrbdDiskless => {
@@ -534,7 +561,7 @@ pub fn toggle_disk(
             let others_diskful = rd
                 .resources
                 .values()
-                .filter(|r| r.node != resource.node && !r.diskless)
+                .filter(|r| r.node != resource.node && r.holds_data())
                 .count();
             if others_diskful == 0 {
                 return Err(ctx
@@ -543,6 +570,13 @@ pub fn toggle_disk(
                     .correction("Add a disk on another node first.")
                     .into());
             }
+            deletions::check_keeps_up_to_date_replica(
+                ctx,
+                rd,
+                runtime,
+                &resource.node,
+                &format!("remove the disk of '{}' on '{}'", rd.name, node.name),
+            )?;
             let pool = choose_pool(
                 ctx,
                 cluster,
@@ -554,14 +588,24 @@ pub fn toggle_disk(
             )?;
             let mut updated = resource.clone();
             updated.diskless = true;
-            updated.storage_pool = pool;
             updated.props.remove(PROP_RESOURCE_STOR_POOL);
+            if rd.volume_definitions.is_empty() {
+                updated.storage_pool = pool;
+            } else {
+                // The disk is deleted from the pool it is in; once the node confirms, the
+                // resource moves to the diskless pool (`deletions::finish`).
+                updated.phase = ResourcePhase::DiskRemoving;
+                plan.deletions.push(Marked::Disk {
+                    resource: rd.name.clone(),
+                    node: node.name.clone(),
+                });
+            }
             plan.op(Op::PutResource {
                 resource: rd.name.clone(),
                 placed: updated,
             })
             .reply(
-                ctx.modified(format!("Removed disk on '{}'", node.name))
+                ctx.modified(format!("Removing disk on '{}'", node.name))
                     .obj_ref("RscDfn", rd.name.as_str())
                     .obj_ref("Node", node.name.as_str()),
             );
@@ -581,8 +625,10 @@ pub fn make_available(
     let ctx = &CREATE;
     let rd = resource_definitions::find(ctx, cluster, name)?;
     let node = nodes::find(ctx, cluster, node)?;
+    deletions::refuse_if_deleting(ctx, rd, "make it available")?;
     let diskful = body.diskful.unwrap_or(false);
     if let Some(existing) = rd.resources.get(&node.name) {
+        deletions::refuse_if_resource_busy(ctx, rd, existing, "make it available")?;
         if diskful && existing.diskless {
             let toggle = Toggle {
                 operation: ToggleDiskOperation::IntoDrbdDiskful,
@@ -641,7 +687,7 @@ pub fn make_available(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app::testing::{add_resource, apply, tutorial_cluster};
+    use crate::app::testing::{add_resource, all_up_to_date, apply, tutorial_cluster};
 
     fn create_body(node: &str, flags: &[&str], pool: Option<&str>) -> Vec<rest::ResourceCreate> {
         let mut resource = rest::Resource {
@@ -688,6 +734,8 @@ mod tests {
         };
         let plan = toggle_disk(&cluster, &runtime, "res", "node4", &into_diskful).unwrap();
         apply(&mut cluster, plan);
+        // Removing a disk needs another UpToDate replica on an online node.
+        let runtime = all_up_to_date(&cluster);
         let into_diskless = Toggle {
             operation: ToggleDiskOperation::IntoDrbdDiskless,
             storage_pool: None,
@@ -698,18 +746,25 @@ mod tests {
         let rd = cluster
             .resource_definition(&"res".parse().unwrap())
             .unwrap();
-        assert!(rd.resources[&"node1".parse().unwrap()].diskless);
-        assert!(!rd.resources[&"node4".parse().unwrap()].diskless);
-        let plan = delete(&cluster, "res", "node1").unwrap();
-        apply(&mut cluster, plan);
+        let on1 = &rd.resources[&"node1".parse().unwrap()];
+        assert!(on1.diskless);
         assert_eq!(
-            cluster
-                .resource_definition(&"res".parse().unwrap())
-                .unwrap()
-                .resources
-                .len(),
-            2
+            on1.phase,
+            ResourcePhase::DiskRemoving,
+            "until node1 confirms"
         );
+        assert!(!rd.resources[&"node4".parse().unwrap()].diskless);
+        // node1 holds no data any more: deleting it needs nothing of the others.
+        let plan = delete(&cluster, &runtime, "res", "node1").unwrap();
+        assert_eq!(plan.deletions.len(), 1);
+        let plan = delete(&cluster, &runtime, "res", "node2").unwrap();
+        assert_eq!(plan.deletions.len(), 1);
+        apply(&mut cluster, plan);
+        let rd = cluster
+            .resource_definition(&"res".parse().unwrap())
+            .unwrap();
+        assert_eq!(rd.resources.len(), 3, "marked, not forgotten");
+        assert!(rd.resources[&"node2".parse().unwrap()].is_deleting());
     }
 
     #[test]
@@ -718,7 +773,7 @@ mod tests {
         add_resource(&mut cluster, "res", "node1", "pool_ssd");
         add_resource(&mut cluster, "res", "node2", "DfltDisklessStorPool");
         let runtime = Runtime::new();
-        let err = delete(&cluster, "res", "node1").unwrap_err();
+        let err = delete(&cluster, &runtime, "res", "node1").unwrap_err();
         assert_eq!(
             err.0[0].ret_code().code(),
             code::FAIL_INSUFFICIENT_REPLICA_COUNT

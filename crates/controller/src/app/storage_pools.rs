@@ -48,6 +48,7 @@ impl Checked {
     pub fn spec(&self) -> PoolSpec {
         PoolSpec {
             name: self.pool.name.to_string(),
+            uuid: self.pool.uuid.clone(),
             provider_kind: self.pool.provider_kind,
             pool_name: self.pool.backing_pool_name().to_string(),
             props: self.pool.props.clone(),

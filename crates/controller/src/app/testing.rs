@@ -140,10 +140,46 @@ pub fn add_resource(cluster: &mut Cluster, name: &str, node: &str, pool: &str) {
         diskless: pool == model::default_diskless_pool(),
         storage_pool: pool,
         create_timestamp: 0,
+        phase: Default::default(),
     };
     Op::PutResource {
         resource: rd_name,
         placed,
     }
     .apply(cluster);
+}
+
+/// What satellites would report for `cluster` if every node were online and every diskful
+/// volume UpToDate.
+pub fn all_up_to_date(cluster: &Cluster) -> crate::app::placement::Runtime {
+    use crate::satellites::NodeRuntime;
+    use ferrite_proto::{NodeReport, VolumeReport};
+    let mut runtime = crate::app::placement::Runtime::new();
+    for node in cluster.nodes.keys() {
+        let volumes = cluster
+            .resources_on_node(node)
+            .filter(|(_, r)| r.holds_data())
+            .flat_map(|(rd, _)| {
+                rd.volume_definitions.values().map(|vd| VolumeReport {
+                    resource: rd.name.to_string(),
+                    volume_number: vd.number.get(),
+                    device_path: None,
+                    allocated_size_kib: None,
+                    usable_size_kib: Some(vd.size_kib),
+                    disk_state: "UpToDate".to_string(),
+                    error: None,
+                })
+            })
+            .collect();
+        let mut reported = NodeRuntime {
+            status: ferrite_types::ConnectionStatus::Online,
+            ..Default::default()
+        };
+        reported.absorb(NodeReport {
+            volumes,
+            ..Default::default()
+        });
+        runtime.insert(node.clone(), reported);
+    }
+    runtime
 }

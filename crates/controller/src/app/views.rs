@@ -327,17 +327,27 @@ pub fn resource_definitions(
 /// The state of one volume as the satellite reported it.
 struct VolumeFacts<'a> {
     report: Option<&'a ferrite_proto::VolumeReport>,
+    /// Whether the node's satellite is connected and reporting, so its report is current.
     online: bool,
 }
+
+/// A volume's disk state while nothing current is known of it: its node is offline, so the
+/// last report (say UpToDate) may no longer be true.
+pub const UNKNOWN_DISK_STATE: &str = "Unknown";
 
 impl VolumeFacts<'_> {
     fn disk_state(&self, resource: &Resource) -> String {
         match self.report {
+            _ if !self.online => UNKNOWN_DISK_STATE.to_string(),
             Some(report) => report.disk_state.clone(),
-            None if !self.online => "DUnknown".to_string(),
             None if resource.diskless => "Diskless".to_string(),
-            None => "Unknown".to_string(),
+            None => UNKNOWN_DISK_STATE.to_string(),
         }
+    }
+
+    /// What is reported of the volume, if it is current.
+    fn current(&self) -> Option<&ferrite_proto::VolumeReport> {
+        self.report.filter(|_| self.online)
     }
 }
 
@@ -383,13 +393,21 @@ pub fn resource(
 ) -> rest::ResourceWithVolumes {
     let node = cluster.node(&resource.node);
     let pool = node.and_then(|n| n.storage_pools.get(&resource.storage_pool));
-    let online = runtime.is_some_and(|r| r.status == ConnectionStatus::Online);
+    let online = runtime.is_some_and(|r| {
+        matches!(
+            r.status,
+            ConnectionStatus::Online | ConnectionStatus::FullSyncFailed
+        )
+    });
     let mut volumes = Vec::with_capacity(rd.volume_definitions.len());
     let mut storage_volumes = Vec::with_capacity(rd.volume_definitions.len());
     for vd in rd.volume_definitions.values() {
-        let report = runtime.and_then(|r| r.volumes.get(rd.name.key())?.get(&vd.number.get()));
-        let facts = VolumeFacts { report, online };
+        let facts = VolumeFacts {
+            report: runtime.and_then(|r| r.volumes.get(rd.name.key())?.get(&vd.number.get())),
+            online,
+        };
         let disk_state = facts.disk_state(resource);
+        let report = facts.current();
         let device_path = report.and_then(|r| r.device_path.clone());
         let allocated = report.and_then(|r| r.allocated_size_kib).map(|v| v as i64);
         let usable = report.and_then(|r| r.usable_size_kib).map(|v| v as i64);

@@ -96,7 +96,7 @@ async fn delete_node(State(ctl): State<Controller>, Path(node): Path<String>) ->
 async fn lost_node(State(ctl): State<Controller>, Path(node): Path<String>) -> ApiResponse {
     ApiResponse::entries(
         StatusCode::OK,
-        ctl.mutate(|c, _| app::nodes::lost(c, &node)).await,
+        ctl.mutate(|c, r| app::nodes::lost(c, r, &node)).await,
     )
 }
 

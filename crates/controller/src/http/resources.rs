@@ -121,7 +121,8 @@ async fn delete_resource(
 ) -> ApiResponse {
     ApiResponse::entries(
         StatusCode::OK,
-        ctl.mutate(|c, _| resources::delete(c, &name, &node)).await,
+        ctl.mutate(|c, r| resources::delete(c, r, &name, &node))
+            .await,
     )
 }
 

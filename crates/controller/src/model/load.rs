@@ -24,6 +24,7 @@ impl Cluster {
         let mut cluster = Cluster {
             cluster_id: snapshot.cluster_id.clone(),
             revision: snapshot.revision,
+            epoch: snapshot.epoch,
             ..Cluster::default()
         };
         for row in snapshot.rows(Table::ControllerProps) {

@@ -6,6 +6,12 @@
 //! applied here, so memory never runs ahead of disk.
 //!
 //! What satellites report about the actual state is not here; see `crate::satellites`.
+//!
+//! Deletion is two-phase, as in LINSTOR: deleting a resource, a volume definition, a resource
+//! definition or a resource's disk first marks it ([`ResourcePhase`], the `DELETE` flag); the
+//! satellites concerned delete the backing volumes the marks name and confirm; only then does
+//! the controller forget the object (`crate::app::deletions`). A node that is offline gets
+//! the deletion when it comes back.
 
 mod load;
 mod ops;
@@ -31,6 +37,8 @@ pub struct Cluster {
     pub cluster_id: String,
     /// The store revision this state corresponds to.
     pub revision: u64,
+    /// The store's epoch: how many times it was restored from a backup.
+    pub epoch: u64,
     pub props: Props,
     pub nodes: BTreeMap<NodeName, Node>,
     pub resource_groups: BTreeMap<ResourceGroupName, ResourceGroup>,
@@ -155,7 +163,19 @@ pub struct ResourceDefinition {
     pub resources: VecMap<NodeName, Resource>,
 }
 
+/// LINSTOR's flag of an object marked for deletion.
+pub const FLAG_DELETE: &str = "DELETE";
+
+fn has_flag(flags: &[String], flag: &str) -> bool {
+    flags.iter().any(|f| f.eq_ignore_ascii_case(flag))
+}
+
 impl ResourceDefinition {
+    /// Whether it is marked for deletion: its resources are being deleted, then it goes.
+    pub fn is_deleting(&self) -> bool {
+        has_flag(&self.flags, FLAG_DELETE)
+    }
+
     /// Whether a replication layer is in the stack.
     pub fn is_replicated(&self) -> bool {
         self.layer_stack.iter().any(|l| l.is_replication())
@@ -171,6 +191,13 @@ impl ResourceDefinition {
     }
 }
 
+impl VolumeDefinition {
+    /// Whether it is marked for deletion: its backing volumes are being deleted, then it goes.
+    pub fn is_deleting(&self) -> bool {
+        has_flag(&self.flags, FLAG_DELETE)
+    }
+}
+
 /// A volume definition.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct VolumeDefinition {
@@ -183,6 +210,24 @@ pub struct VolumeDefinition {
     pub flags: Vec<String>,
 }
 
+/// Where a resource is in its life.
+///
+/// ```text
+///   Active ──delete──▶ Deleting ──satellite confirms──▶ (forgotten)
+///   Active ──toggle-disk --diskless──▶ DiskRemoving ──satellite confirms──▶ Active (diskless)
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ResourcePhase {
+    #[default]
+    Active,
+    /// Marked for deletion: its node deletes its backing volumes, then it is forgotten.
+    Deleting,
+    /// Becoming diskless: its node deletes the backing volumes in `storage_pool`, then the
+    /// resource moves to a diskless pool.
+    DiskRemoving,
+}
+
 /// A resource: a resource definition placed on one node. Its volumes are the definition's
 /// volume definitions, all in `storage_pool`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -191,21 +236,38 @@ pub struct Resource {
     pub uuid: String,
     #[serde(default)]
     pub props: Props,
-    /// No local disk; `storage_pool` is then a diskless pool.
+    /// No local disk; `storage_pool` is then a diskless pool, except while the disk is being
+    /// removed, when it is the pool the disk is removed from.
     pub diskless: bool,
     pub storage_pool: StorPoolName,
     /// Milliseconds since the epoch.
     pub create_timestamp: i64,
+    #[serde(default)]
+    pub phase: ResourcePhase,
 }
 
 impl Resource {
     /// LINSTOR's flags for the resource, as clients expect them.
     pub fn flags(&self) -> Vec<String> {
+        let mut flags = Vec::new();
         if self.diskless {
-            vec!["DISKLESS".to_string(), "DRBD_DISKLESS".to_string()]
-        } else {
-            Vec::new()
+            flags.extend(["DISKLESS".to_string(), "DRBD_DISKLESS".to_string()]);
         }
+        match self.phase {
+            ResourcePhase::Active => {}
+            ResourcePhase::Deleting => flags.push(FLAG_DELETE.to_string()),
+            ResourcePhase::DiskRemoving => flags.push("DISK_REMOVING".to_string()),
+        }
+        flags
+    }
+
+    pub fn is_deleting(&self) -> bool {
+        self.phase == ResourcePhase::Deleting
+    }
+
+    /// Whether it has (or is about to have) local data: diskful and not being deleted.
+    pub fn holds_data(&self) -> bool {
+        !self.diskless && self.phase == ResourcePhase::Active
     }
 }
 

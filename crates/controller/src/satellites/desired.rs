@@ -1,9 +1,14 @@
 //! What each satellite should have: a node's slice of the object graph, in protocol terms.
+//!
+//! Deletions are explicit: a resource in phase `Deleting`, a volume definition flagged
+//! `DELETE` and a resource whose disk is being removed are sent marked `deleting`, with the
+//! identities (volume definition UUIDs) of the volumes to delete; a satellite deletes nothing
+//! else.
 
 use ferrite_proto::{DesiredState, PoolSpec, ResourceSpec, VolumeSpec};
 use ferrite_types::{NodeName, ResourceName};
 
-use crate::model::{Cluster, Node, Resource, ResourceDefinition};
+use crate::model::{Cluster, Node, Resource, ResourceDefinition, ResourcePhase};
 
 /// The node's whole desired state at the cluster's current revision.
 pub fn full_state(cluster: &Cluster, node: &NodeName) -> DesiredState {
@@ -12,6 +17,7 @@ pub fn full_state(cluster: &Cluster, node: &NodeName) -> DesiredState {
         .map(|(rd, resource)| resource_spec(rd, resource))
         .collect();
     DesiredState {
+        epoch: cluster.epoch,
         generation: cluster.revision,
         base_generation: None,
         storage_pools: cluster.node(node).map(pool_specs).unwrap_or_default(),
@@ -39,6 +45,7 @@ pub fn delta_state<'a>(
         }
     }
     DesiredState {
+        epoch: cluster.epoch,
         generation: cluster.revision,
         base_generation: Some(0),
         storage_pools: cluster.node(node).map(pool_specs).unwrap_or_default(),
@@ -52,6 +59,7 @@ fn pool_specs(node: &Node) -> Vec<PoolSpec> {
         .values()
         .map(|pool| PoolSpec {
             name: pool.name.to_string(),
+            uuid: pool.uuid.clone(),
             provider_kind: pool.provider_kind,
             pool_name: pool.backing_pool_name().to_string(),
             props: pool.props.clone(),
@@ -61,17 +69,22 @@ fn pool_specs(node: &Node) -> Vec<PoolSpec> {
 
 /// The protocol's view of one resource on its node.
 pub fn resource_spec(rd: &ResourceDefinition, resource: &Resource) -> ResourceSpec {
+    let removing_disk = resource.phase == ResourcePhase::DiskRemoving;
     ResourceSpec {
         name: rd.name.to_string(),
+        uuid: resource.uuid.clone(),
         layers: rd.layer_stack.clone(),
         diskless: resource.diskless,
+        deleting: resource.is_deleting(),
         volumes: rd
             .volume_definitions
             .values()
             .map(|vd| VolumeSpec {
                 volume_number: vd.number.get(),
+                identity: vd.uuid.clone(),
                 size_kib: vd.size_kib,
                 storage_pool: resource.storage_pool.to_string(),
+                deleting: vd.is_deleting() || removing_disk,
             })
             .collect(),
     }

@@ -163,6 +163,9 @@ async fn wait_backoff(
                 Some(LinkCommand::CheckPool(_, reply)) => {
                     let _ = reply.send(Err("the satellite is not connected".to_string()));
                 }
+                Some(LinkCommand::Command(_, reply)) => {
+                    let _ = reply.send(Err("the satellite is not connected".to_string()));
+                }
                 Some(LinkCommand::Push(_)) => {}
             }
         }
@@ -183,15 +186,21 @@ async fn connect(
             .await
             .map_err(|e| offline(format!("cannot connect to {address}: {e}")))?;
         let _ = stream.set_nodelay(true);
+        let (cluster_id, node_uuid) = {
+            let cluster = shared.cluster.read().expect("cluster lock");
+            (
+                cluster.cluster_id.clone(),
+                cluster
+                    .node(node)
+                    .map(|n| n.uuid.clone())
+                    .unwrap_or_default(),
+            )
+        };
         let hello = ControllerMessage::Hello {
             protocol_version: PROTOCOL_VERSION,
-            cluster_id: shared
-                .cluster
-                .read()
-                .expect("cluster lock")
-                .cluster_id
-                .clone(),
+            cluster_id,
             node_name: node.to_string(),
+            node_uuid,
             controller_version: shared.controller_version.clone(),
         };
         write_frame(&mut stream, &hello)
@@ -251,8 +260,14 @@ fn message_name(message: &SatelliteMessage) -> &'static str {
         SatelliteMessage::NeedFullState { .. } => "NeedFullState",
         SatelliteMessage::Report { .. } => "Report",
         SatelliteMessage::PoolChecked { .. } => "PoolChecked",
+        SatelliteMessage::CommandDone { .. } => "CommandDone",
         SatelliteMessage::Pong => "Pong",
     }
+}
+
+/// Whether a report confirms any deletion.
+fn confirms_deletions(report: &ferrite_proto::NodeReport) -> bool {
+    !report.deleted_volumes.is_empty() || !report.deleted_resources.is_empty()
 }
 
 enum SessionEnd {
@@ -309,6 +324,8 @@ async fn session_loop(
     }
     let mut pending_checks: HashMap<u64, oneshot::Sender<Result<PoolReport, String>>> =
         HashMap::new();
+    let mut pending_commands: HashMap<u64, oneshot::Sender<Result<String, String>>> =
+        HashMap::new();
     let mut next_request = 1u64;
     let mut ping = tokio::time::interval(shared.timeouts.ping_interval);
     ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -340,6 +357,14 @@ async fn session_loop(
                         return end;
                     }
                 }
+                Some(LinkCommand::Command(command, reply)) => {
+                    let request_id = next_request;
+                    next_request += 1;
+                    pending_commands.insert(request_id, reply);
+                    if let Err(end) = send(writer, &ControllerMessage::Command { request_id, command }).await {
+                        return end;
+                    }
+                }
             },
             frame = frames.recv() => {
                 let message = match frame {
@@ -350,31 +375,60 @@ async fn session_loop(
                 last_heard = Instant::now();
                 match message {
                     SatelliteMessage::Applied { generation, report } => {
+                        let confirms = confirms_deletions(&report);
                         {
                             let mut runtime = shared.runtime.write().expect("runtime lock");
                             let entry = runtime.entry(node.clone()).or_default();
                             entry.absorb(report);
                             entry.applied_generation = Some(generation);
+                            if entry.refusal.take().is_some() {
+                                info!(generation, "satellite takes its desired state again");
+                            }
                             entry.status = ConnectionStatus::Online;
+                            entry.last_error = None;
                         }
                         progress.send_modify(|p| p.applied = Some(p.applied.unwrap_or(0).max(generation)));
+                        if confirms {
+                            shared.deletions_confirmed.notify_one();
+                        }
                     }
-                    SatelliteMessage::NotApplied { generation, reason, report } => {
-                        warn!(generation, %reason, "satellite could not take the desired state");
+                    SatelliteMessage::NotApplied { generation, refusal, report } => {
+                        warn!(generation, %refusal, "satellite did not take the desired state");
                         {
                             let mut runtime = shared.runtime.write().expect("runtime lock");
                             let entry = runtime.entry(node.clone()).or_default();
                             entry.absorb(report);
+                            if !refusal.is_transient() {
+                                // Connected, but its state is not the controller's: LINSTOR's
+                                // FULL_SYNC_FAILED, with the reason for 'node list'.
+                                entry.status = ConnectionStatus::FullSyncFailed;
+                                entry.last_error = Some(refusal.to_string());
+                                entry.refusal = Some(refusal.clone());
+                            }
                         }
-                        progress.send_modify(|p| p.not_applied = Some((generation, reason)));
-                        resend_full = true;
+                        // A transient cause is retried with the next ping; a refusal on
+                        // principle stands until the operator acts (and is repeated whenever a
+                        // change makes the controller send the state again).
+                        resend_full = refusal.is_transient();
+                        progress.send_modify(|p| p.not_applied = Some((generation, refusal.to_string())));
                     }
                     SatelliteMessage::Report { report } => {
-                        let mut runtime = shared.runtime.write().expect("runtime lock");
-                        let entry = runtime.entry(node.clone()).or_default();
-                        let applied = entry.applied_generation;
-                        entry.absorb(report);
-                        entry.applied_generation = entry.applied_generation.max(applied);
+                        let confirms = confirms_deletions(&report);
+                        {
+                            let mut runtime = shared.runtime.write().expect("runtime lock");
+                            let entry = runtime.entry(node.clone()).or_default();
+                            let applied = entry.applied_generation;
+                            entry.absorb(report);
+                            entry.applied_generation = entry.applied_generation.max(applied);
+                        }
+                        if confirms {
+                            shared.deletions_confirmed.notify_one();
+                        }
+                    }
+                    SatelliteMessage::CommandDone { request_id, result } => {
+                        if let Some(reply) = pending_commands.remove(&request_id) {
+                            let _ = reply.send(result);
+                        }
                     }
                     SatelliteMessage::NeedFullState { have_generation } => {
                         info!(?have_generation, "satellite asked for its full state");

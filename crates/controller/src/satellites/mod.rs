@@ -16,7 +16,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use ferrite_proto::{Capabilities, DesiredState, NodeReport, PoolReport, PoolSpec, VolumeReport};
+use ferrite_proto::{
+    Capabilities, DeletedResource, DeletedVolume, DesiredState, NodeCommand, NodeReport,
+    OrphanReport, PoolReport, PoolSpec, StateRefusal, VolumeReport,
+};
 use ferrite_types::{ConnectionStatus, NodeName};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -73,6 +76,14 @@ pub struct NodeRuntime {
     pub applied_generation: Option<u64>,
     /// Problems the satellite reported that belong to no volume (e.g. failed deletions).
     pub errors: Vec<String>,
+    /// Deletions the satellite confirmed, by the resource's upper-cased name.
+    pub deleted_volumes: HashMap<String, Vec<DeletedVolume>>,
+    pub deleted_resources: HashMap<String, DeletedResource>,
+    /// Backing volumes the node keeps that nothing wants and nobody asked to delete.
+    pub orphans: Vec<OrphanReport>,
+    /// Why the satellite refuses its desired state, while it does (not for transient causes,
+    /// which are retried).
+    pub refusal: Option<StateRefusal>,
 }
 
 impl Default for NodeRuntime {
@@ -86,12 +97,16 @@ impl Default for NodeRuntime {
             volumes: HashMap::new(),
             applied_generation: None,
             errors: Vec::new(),
+            deleted_volumes: HashMap::new(),
+            deleted_resources: HashMap::new(),
+            orphans: Vec::new(),
+            refusal: None,
         }
     }
 }
 
 impl NodeRuntime {
-    fn absorb(&mut self, report: NodeReport) {
+    pub fn absorb(&mut self, report: NodeReport) {
         if report.generation.is_some() {
             self.applied_generation = report.generation;
         }
@@ -101,10 +116,17 @@ impl NodeRuntime {
             .map(|p| (p.name.to_ascii_uppercase(), p))
             .collect();
         match report.only_resources {
-            None => self.volumes.clear(),
+            None => {
+                self.volumes.clear();
+                self.deleted_volumes.clear();
+                self.deleted_resources.clear();
+            }
             Some(resources) => {
                 for resource in resources {
-                    self.volumes.remove(&resource.to_ascii_uppercase());
+                    let key = resource.to_ascii_uppercase();
+                    self.volumes.remove(&key);
+                    self.deleted_volumes.remove(&key);
+                    self.deleted_resources.remove(&key);
                 }
             }
         }
@@ -114,7 +136,41 @@ impl NodeRuntime {
                 .or_default()
                 .insert(volume.volume_number, volume);
         }
+        for deleted in report.deleted_volumes {
+            self.deleted_volumes
+                .entry(deleted.resource.to_ascii_uppercase())
+                .or_default()
+                .push(deleted);
+        }
+        for deleted in report.deleted_resources {
+            self.deleted_resources
+                .insert(deleted.resource.to_ascii_uppercase(), deleted);
+        }
         self.errors = report.errors;
+        self.orphans = report.orphans;
+    }
+
+    /// Whether the node confirmed the deletion of volume `number` of `resource` with this
+    /// identity.
+    pub fn deleted_volume(&self, resource: &str, number: u16, identity: &str) -> bool {
+        self.deleted_volumes
+            .get(&resource.to_ascii_uppercase())
+            .is_some_and(|done| {
+                done.iter()
+                    .any(|d| d.volume_number == number && d.identity == identity)
+            })
+    }
+
+    /// Whether the node confirmed the deletion of the resource with this UUID.
+    pub fn deleted_resource(&self, resource: &str, uuid: &str) -> bool {
+        self.deleted_resources
+            .get(&resource.to_ascii_uppercase())
+            .is_some_and(|d| d.uuid == uuid)
+    }
+
+    /// Whether what it reports can be trusted as current: connected and taking its state.
+    pub fn is_online(&self) -> bool {
+        self.status == ConnectionStatus::Online
     }
 }
 
@@ -133,6 +189,7 @@ pub struct Progress {
 enum LinkCommand {
     Push(DesiredState),
     CheckPool(PoolSpec, oneshot::Sender<Result<PoolReport, String>>),
+    Command(NodeCommand, oneshot::Sender<Result<String, String>>),
     Reconnect,
 }
 
@@ -147,6 +204,8 @@ struct Shared {
     timeouts: Timeouts,
     controller_version: String,
     runtime: RwLock<HashMap<NodeName, NodeRuntime>>,
+    /// Woken when a satellite confirms deletions, so the controller can finish them.
+    deletions_confirmed: Arc<tokio::sync::Notify>,
 }
 
 /// All satellite links.
@@ -179,6 +238,7 @@ impl Satellites {
                 timeouts,
                 controller_version,
                 runtime: RwLock::new(HashMap::new()),
+                deletions_confirmed: Arc::new(tokio::sync::Notify::new()),
             }),
             links: Arc::new(Mutex::new(HashMap::new())),
         }
@@ -186,6 +246,11 @@ impl Satellites {
 
     pub fn timeouts(&self) -> &Timeouts {
         &self.shared.timeouts
+    }
+
+    /// Notified whenever a satellite reports confirmed deletions.
+    pub fn deletions_confirmed(&self) -> Arc<tokio::sync::Notify> {
+        self.shared.deletions_confirmed.clone()
     }
 
     /// Starts the link to `node` if it has none.
@@ -346,6 +411,28 @@ impl Satellites {
             Err(_) => Err(format!(
                 "the satellite did not answer within {} s",
                 self.shared.timeouts.check_pool.as_secs()
+            )),
+        }
+    }
+
+    /// Sends an operator's command to the satellite of `node` and waits for its answer.
+    pub async fn command(&self, node: &NodeName, command: NodeCommand) -> Result<String, String> {
+        let (reply, answer) = oneshot::channel();
+        {
+            let links = self.links.lock().expect("links lock");
+            let link = links
+                .get(node)
+                .ok_or_else(|| "the node has no satellite".to_string())?;
+            link.commands
+                .send(LinkCommand::Command(command, reply))
+                .map_err(|_| "the link was stopped".to_string())?;
+        }
+        match tokio::time::timeout(self.shared.timeouts.apply, answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err("the connection was lost before the satellite answered".to_string()),
+            Err(_) => Err(format!(
+                "the satellite did not answer within {} s",
+                self.shared.timeouts.apply.as_secs()
             )),
         }
     }

@@ -158,6 +158,7 @@ impl SatelliteProcess {
 
     pub fn pool(&self) -> PoolSpec {
         PoolSpec {
+            uuid: String::new(),
             name: "files".into(),
             provider_kind: ProviderKind::FileThin,
             pool_name: self.pool_dir().to_str().unwrap().into(),
@@ -167,11 +168,13 @@ impl SatelliteProcess {
 
     pub fn full_state(&self, generation: u64, resources: Vec<ResourceSpec>) -> DesiredState {
         DesiredState {
+            epoch: 0,
             generation,
             base_generation: None,
             storage_pools: vec![
                 self.pool(),
                 PoolSpec {
+                    uuid: String::new(),
                     name: "DfltDisklessStorPool".into(),
                     provider_kind: ProviderKind::Diskless,
                     pool_name: String::new(),
@@ -247,6 +250,8 @@ pub fn device_size_kib(device: &str) -> u64 {
 
 pub fn resource(name: &str, sizes_kib: &[u64]) -> ResourceSpec {
     ResourceSpec {
+        uuid: format!("rsc-{name}"),
+        deleting: false,
         name: name.into(),
         layers: vec![LayerKind::Storage],
         diskless: false,
@@ -254,6 +259,8 @@ pub fn resource(name: &str, sizes_kib: &[u64]) -> ResourceSpec {
             .iter()
             .enumerate()
             .map(|(number, size)| VolumeSpec {
+                identity: format!("vd-{name}-{number}"),
+                deleting: false,
                 volume_number: number as u16,
                 size_kib: *size,
                 storage_pool: "files".into(),
@@ -262,12 +269,22 @@ pub fn resource(name: &str, sizes_kib: &[u64]) -> ResourceSpec {
     }
 }
 
+/// The same resource, marked for deletion.
+pub fn deleting(mut resource: ResourceSpec) -> ResourceSpec {
+    resource.deleting = true;
+    resource
+}
+
 pub fn diskless(name: &str) -> ResourceSpec {
     ResourceSpec {
+        uuid: String::new(),
+        deleting: false,
         name: name.into(),
         layers: vec![LayerKind::Storage],
         diskless: true,
         volumes: vec![VolumeSpec {
+            identity: String::new(),
+            deleting: false,
             volume_number: 0,
             size_kib: 4096,
             storage_pool: "DfltDisklessStorPool".into(),
@@ -323,6 +340,7 @@ impl Controller {
         node: &str,
     ) -> SatelliteMessage {
         self.send(&ControllerMessage::Hello {
+            node_uuid: String::new(),
             protocol_version,
             cluster_id: cluster.into(),
             node_name: node.into(),

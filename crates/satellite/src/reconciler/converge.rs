@@ -1,0 +1,716 @@
+//! One convergence pass: make the node's storage what the desired state says, and report it.
+//!
+//! For each volume of each resource the state lists:
+//!
+//! - marked `deleting` → delete the backing volume of that identity (found through the
+//!   ledger, wherever it is) and confirm it in `deleted_volumes`; a resource marked `deleting`
+//!   whose every volume is gone is confirmed in `deleted_resources`;
+//! - diskless → nothing to hold;
+//! - wanted → create it if this satellite never made it, grow it if it is smaller than
+//!   desired, activate it. A volume it made that is gone is reported missing, not re-created.
+//!
+//! Then every ledger entry that no wanted volume uses and no deletion names is an orphan: kept,
+//! reported, and logged once. Nothing is ever deleted for not being mentioned.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use ferrite_proto::{
+    DeletedResource, DeletedVolume, DesiredState, NodeReport, OrphanReport, PoolSpec, VolumeReport,
+    VolumeSpec,
+};
+use ferrite_storage::{BackingVolume, BackingVolumeName, StorageError};
+use ferrite_types::{ProviderKind, ResourceName, VolumeNumber};
+use tracing::{error, info, info_span, warn};
+
+use super::{
+    CreateFailure, Reconciler, disk_state, normalized_pool_name, pool_report, resource_key,
+    unsupported,
+};
+use crate::ledger::{LedgerEntry, Progress, VolumeKey};
+use crate::persist::PersistError;
+
+/// Why a volume is not as desired.
+#[derive(Debug, thiserror::Error)]
+pub(super) enum VolumeError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("could not record the volume in the ledger: {0}")]
+    Ledger(#[from] PersistError),
+    #[error(
+        "a volume named '{name}' already exists in {kind} pool '{pool}', but this satellite did \
+         not create it, so it leaves it alone; rename or remove it, or use another storage pool"
+    )]
+    NotOurs {
+        name: String,
+        kind: ProviderKind,
+        pool: String,
+    },
+    #[error(
+        "the name '{name}' in {kind} pool '{pool}' is taken by an earlier volume of the same \
+         name ({earlier}), kept as an orphan; this volume is created once the orphan is removed \
+         ('ferrite node orphans list' shows it, 'ferrite node orphans delete' removes it)"
+    )]
+    TakenByOrphan {
+        name: String,
+        kind: ProviderKind,
+        pool: String,
+        earlier: String,
+    },
+    #[error(
+        "backing volume '{name}' in {kind} pool '{pool}' was created by this node but is \
+         missing; it is not created again, which would hide the loss: if its storage comes back \
+         it is used again; if its data is gone, create it anew and empty with 'ferrite volume \
+         recreate-missing {node} {resource} {volume}'"
+    )]
+    Missing {
+        name: String,
+        kind: ProviderKind,
+        pool: String,
+        node: String,
+        resource: String,
+        volume: u16,
+    },
+    #[error(
+        "creating the volume failed ({attempts} attempt(s)), last: {error}; the partial volume \
+         was removed; next attempt in {} s",
+        retry_in.as_secs()
+    )]
+    CreateFailed {
+        attempts: u32,
+        error: String,
+        retry_in: Duration,
+    },
+}
+
+/// A pool of the desired state, as this pass found it.
+struct PoolState<'a> {
+    spec: &'a PoolSpec,
+    /// Why nothing may be done in it.
+    error: Option<String>,
+}
+
+/// A volume that failed, for the report.
+fn failed(resource: &str, volume_number: u16, error: String) -> VolumeReport {
+    VolumeReport {
+        resource: resource.to_string(),
+        volume_number,
+        device_path: None,
+        allocated_size_kib: None,
+        usable_size_kib: None,
+        disk_state: disk_state::FAILED.to_string(),
+        error: Some(error),
+    }
+}
+
+/// A volume without local storage (diskless, or whose backing volume is being removed).
+fn without_disk(resource: &str, volume_number: u16, state: &str) -> VolumeReport {
+    VolumeReport {
+        resource: resource.to_string(),
+        volume_number,
+        device_path: None,
+        allocated_size_kib: None,
+        usable_size_kib: None,
+        disk_state: state.to_string(),
+        error: None,
+    }
+}
+
+/// The wait before attempt `attempts + 1` of a failed create: `first`, doubling up to
+/// `longest`.
+fn create_backoff(attempts: u32, (first, longest): (Duration, Duration)) -> Duration {
+    let factor = 1u32 << attempts.saturating_sub(1).min(10);
+    (first * factor).min(longest)
+}
+
+/// A fresh mark for a pool the controller sent without UUID.
+fn random_mark() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/uuid")
+        .map(|u| u.trim().to_string())
+        .unwrap_or_else(|_| format!("pool-{}", std::process::id()))
+}
+
+impl Reconciler {
+    pub(super) fn converge_pass(&mut self) -> NodeReport {
+        let desired = self.desired.clone().unwrap_or(DesiredState {
+            epoch: 0,
+            generation: 0,
+            base_generation: None,
+            storage_pools: Vec::new(),
+            resources: Vec::new(),
+            removed_resources: Vec::new(),
+        });
+        let mut report = NodeReport {
+            generation: self.desired.as_ref().map(|d| d.generation),
+            ..NodeReport::default()
+        };
+
+        let mut pools: BTreeMap<String, PoolState> = BTreeMap::new();
+        for pool in &desired.storage_pools {
+            let mut pool_report = pool_report(&self.providers, &self.support, pool);
+            if pool_report.errors.is_empty() && pool.provider_kind.has_backing_device() {
+                let location = normalized_pool_name(pool.provider_kind, &pool.pool_name);
+                let mark = if pool.uuid.is_empty() {
+                    random_mark()
+                } else {
+                    pool.uuid.clone()
+                };
+                if let Err(e) = self.verify_pool(pool.provider_kind, &location, &mark) {
+                    pool_report.errors.push(e);
+                }
+            }
+            let error = (!pool_report.errors.is_empty()).then(|| pool_report.errors.join("; "));
+            if let Some(error) = &error {
+                warn!(node = %self.node_name, pool = %pool.name, %error, "storage pool not usable");
+            }
+            pools.insert(
+                pool.name.to_ascii_uppercase(),
+                PoolState { spec: pool, error },
+            );
+            report.storage_pools.push(pool_report);
+        }
+        self.migrate_names(&pools);
+
+        // Ledger entries a wanted volume uses, and those a deletion names but could not remove
+        // yet: neither is an orphan.
+        let mut in_use: BTreeSet<VolumeKey> = BTreeSet::new();
+        let mut being_deleted: BTreeSet<VolumeKey> = BTreeSet::new();
+        for resource in &desired.resources {
+            let span = info_span!("resource", node = %self.node_name, resource = %resource.name);
+            let _entered = span.enter();
+            let name = match ResourceName::new(&resource.name) {
+                Ok(name) => name,
+                Err(e) => {
+                    for volume in &resource.volumes {
+                        report.volumes.push(failed(
+                            &resource.name,
+                            volume.volume_number,
+                            e.to_string(),
+                        ));
+                    }
+                    continue;
+                }
+            };
+            let mut all_deleted = true;
+            for volume in &resource.volumes {
+                if resource.deletes(volume) {
+                    match self.delete_named(&name, volume, &mut being_deleted) {
+                        Ok(()) => report.deleted_volumes.push(DeletedVolume {
+                            resource: resource.name.clone(),
+                            volume_number: volume.volume_number,
+                            identity: volume.identity.clone(),
+                        }),
+                        Err(e) => {
+                            all_deleted = false;
+                            report.errors.push(e);
+                        }
+                    }
+                    if !resource.deleting {
+                        let state = if resource.diskless {
+                            disk_state::DISKLESS
+                        } else {
+                            disk_state::DELETING
+                        };
+                        report.volumes.push(without_disk(
+                            &resource.name,
+                            volume.volume_number,
+                            state,
+                        ));
+                    }
+                    continue;
+                }
+                if resource.diskless {
+                    report.volumes.push(without_disk(
+                        &resource.name,
+                        volume.volume_number,
+                        disk_state::DISKLESS,
+                    ));
+                    continue;
+                }
+                let Some(pool) = pools.get(&volume.storage_pool.to_ascii_uppercase()) else {
+                    report.volumes.push(failed(
+                        &resource.name,
+                        volume.volume_number,
+                        format!(
+                            "storage pool '{}' is not among this node's storage pools",
+                            volume.storage_pool
+                        ),
+                    ));
+                    continue;
+                };
+                if !pool.spec.provider_kind.has_backing_device() {
+                    report.volumes.push(without_disk(
+                        &resource.name,
+                        volume.volume_number,
+                        disk_state::DISKLESS,
+                    ));
+                    continue;
+                }
+                let key = VolumeKey {
+                    resource: name.clone(),
+                    volume_number: VolumeNumber::from(volume.volume_number),
+                    provider_kind: pool.spec.provider_kind,
+                    pool_name: normalized_pool_name(pool.spec.provider_kind, &pool.spec.pool_name),
+                };
+                let ours = self
+                    .ledger
+                    .get(&key)
+                    .is_some_and(|e| e.has_identity(&volume.identity));
+                if let Some(error) = &pool.error {
+                    if ours {
+                        in_use.insert(key);
+                    }
+                    report.volumes.push(failed(
+                        &resource.name,
+                        volume.volume_number,
+                        format!("storage pool '{}' is not usable: {error}", pool.spec.name),
+                    ));
+                    continue;
+                }
+                let volume_report = match self.ensure_volume(&key, volume, &pool.spec.name) {
+                    Ok(backing) => {
+                        in_use.insert(key);
+                        VolumeReport {
+                            resource: resource.name.clone(),
+                            volume_number: volume.volume_number,
+                            device_path: backing
+                                .device_path
+                                .map(|p| p.to_string_lossy().into_owned()),
+                            allocated_size_kib: Some(backing.allocated_kib),
+                            usable_size_kib: Some(backing.usable_kib),
+                            disk_state: disk_state::UP_TO_DATE.to_string(),
+                            error: None,
+                        }
+                    }
+                    Err(e) => {
+                        if self
+                            .ledger
+                            .get(&key)
+                            .is_some_and(|entry| entry.has_identity(&volume.identity))
+                        {
+                            in_use.insert(key);
+                        }
+                        warn!(volume = volume.volume_number, error = %e, "volume not as desired");
+                        failed(&resource.name, volume.volume_number, e.to_string())
+                    }
+                };
+                report.volumes.push(volume_report);
+            }
+            if resource.deleting && all_deleted {
+                report.deleted_resources.push(DeletedResource {
+                    resource: resource.name.clone(),
+                    uuid: resource.uuid.clone(),
+                });
+            }
+        }
+
+        report.orphans = self.orphans(&desired, &in_use, &being_deleted);
+        if self.storage_changed {
+            // Capacity was read before volumes were created or deleted.
+            for pool_report in &mut report.storage_pools {
+                if let Some(spec) = desired
+                    .storage_pools
+                    .iter()
+                    .find(|p| p.name == pool_report.name)
+                {
+                    let fresh = pool_report_of(self, spec);
+                    pool_report.free_capacity_kib = fresh.free_capacity_kib;
+                    pool_report.total_capacity_kib = fresh.total_capacity_kib;
+                }
+            }
+            self.storage_changed = false;
+        }
+        report
+    }
+
+    /// Checks a pool's identity against the record (see `crate::pools`).
+    fn verify_pool(
+        &mut self,
+        kind: ProviderKind,
+        location: &str,
+        mark: &str,
+    ) -> Result<(), String> {
+        let holds_volumes = self
+            .ledger
+            .volumes
+            .iter()
+            .any(|e| e.key.provider_kind == kind && e.key.pool_name == location);
+        self.pools
+            .verify(
+                &self.state_dir,
+                &self.providers,
+                kind,
+                location,
+                mark,
+                holds_volumes,
+            )
+            .map_err(|e| e.to_string())
+    }
+
+    /// Whether anything may be done at a place the ledger knows: the provider runs here, the
+    /// pool answers and it is still the storage the volumes were created in.
+    pub(super) fn place_usable(
+        &mut self,
+        kind: ProviderKind,
+        location: &str,
+    ) -> Result<(), String> {
+        if !self.support.supports(kind) {
+            return Err(unsupported(kind, &self.support));
+        }
+        self.providers
+            .get(kind)
+            .check_pool(location)
+            .map_err(|e| e.to_string())?;
+        self.verify_pool(kind, location, &random_mark())
+    }
+
+    /// Renames volumes made before names were case-folded (`Web_00000` → `web_00000`), in the
+    /// pools of the desired state that are usable. A volume whose new name is taken keeps its
+    /// old one; nothing is lost either way, the ledger knows each volume's name.
+    fn migrate_names(&mut self, pools: &BTreeMap<String, PoolState>) {
+        let usable: BTreeSet<(ProviderKind, String)> = pools
+            .values()
+            .filter(|p| p.error.is_none())
+            .map(|p| {
+                (
+                    p.spec.provider_kind,
+                    normalized_pool_name(p.spec.provider_kind, &p.spec.pool_name),
+                )
+            })
+            .collect();
+        let pending: Vec<LedgerEntry> = self
+            .ledger
+            .volumes
+            .iter()
+            .filter(|e| e.backing_name() != e.key.backing_name())
+            .filter(|e| usable.contains(&(e.key.provider_kind, e.key.pool_name.clone())))
+            .cloned()
+            .collect();
+        for entry in pending {
+            let provider = self.providers.get(entry.key.provider_kind);
+            let from = entry.backing_name();
+            let to = entry.key.backing_name();
+            let pool = entry.key.pool_name.as_str();
+            match provider.volume(pool, &from) {
+                Ok(Some(_)) => {}
+                _ => continue,
+            }
+            match provider.rename_volume(pool, &from, &to) {
+                Ok(()) => {
+                    info!(%from, %to, pool, "renamed backing volume to its case-folded name");
+                    self.storage_changed = true;
+                    if let Some(e) = self.ledger.get_mut(&entry.key) {
+                        e.backing_name = Some(to.to_string());
+                    }
+                    if let Err(e) = self.persist_ledger() {
+                        error!(error = %e, "could not record the new name in the ledger");
+                    }
+                }
+                Err(e) => warn!(%from, %to, pool, error = %e, "backing volume keeps its old name"),
+            }
+        }
+    }
+
+    /// Deletes the backing volume of `volume`'s identity, wherever the ledger has it. Done when
+    /// no volume of that identity is left; a volume of another identity at the same place is
+    /// not this one, and stays.
+    fn delete_named(
+        &mut self,
+        resource: &ResourceName,
+        volume: &VolumeSpec,
+        being_deleted: &mut BTreeSet<VolumeKey>,
+    ) -> Result<(), String> {
+        let targets: Vec<LedgerEntry> = self
+            .ledger
+            .volumes
+            .iter()
+            .filter(|e| {
+                &e.key.resource == resource
+                    && e.key.volume_number.get() == volume.volume_number
+                    && e.has_identity(&volume.identity)
+            })
+            .cloned()
+            .collect();
+        let mut problems = Vec::new();
+        for entry in targets {
+            let key = &entry.key;
+            let name = entry.backing_name();
+            being_deleted.insert(key.clone());
+            self.create_failures.remove(key);
+            if let Err(why) = self.place_usable(key.provider_kind, &key.pool_name) {
+                warn!(volume = %name, pool = %key.pool_name, "cannot delete: {why}");
+                problems.push(format!(
+                    "volume '{name}' in {} pool '{}' is to be deleted but cannot be yet: {why}",
+                    key.provider_kind, key.pool_name
+                ));
+                continue;
+            }
+            info!(volume = %name, pool = %key.pool_name, kind = %key.provider_kind, identity = ?entry.identity, "deleting backing volume, as the desired state asks");
+            self.storage_changed = true;
+            match self
+                .providers
+                .get(key.provider_kind)
+                .delete_volume(&key.pool_name, &name)
+            {
+                Ok(()) => {
+                    being_deleted.remove(key);
+                    self.ledger.remove(key);
+                    if let Err(e) = self.persist_ledger() {
+                        // The volume is gone; deleting it again next time is a no-op.
+                        error!(volume = %name, error = %e, "could not update the ledger");
+                    }
+                }
+                Err(e) => {
+                    error!(volume = %name, error = %e, "could not delete backing volume; will retry");
+                    problems.push(format!(
+                        "volume '{name}' in {} pool '{}' could not be deleted (retrying): {e}",
+                        key.provider_kind, key.pool_name
+                    ));
+                }
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(problems.join("; "))
+        }
+    }
+
+    /// Creates, grows and activates one wanted volume.
+    fn ensure_volume(
+        &mut self,
+        key: &VolumeKey,
+        volume: &VolumeSpec,
+        storage_pool: &str,
+    ) -> Result<BackingVolume, VolumeError> {
+        let providers = self.providers.clone();
+        let provider = providers.get(key.provider_kind);
+        let pool = key.pool_name.as_str();
+        if !self.support.supports(key.provider_kind) {
+            return Err(StorageError::PoolUnusable {
+                provider: key.provider_kind,
+                pool: pool.to_string(),
+                reason: unsupported(key.provider_kind, &self.support),
+            }
+            .into());
+        }
+        let name = match self.ledger.get(key).cloned() {
+            Some(entry) if !entry.has_identity(&volume.identity) => {
+                return Err(VolumeError::TakenByOrphan {
+                    name: entry.backing_name().to_string(),
+                    kind: key.provider_kind,
+                    pool: pool.to_string(),
+                    earlier: match &entry.identity {
+                        Some(identity) => format!("identity {identity}"),
+                        None => "created before volume identities".to_string(),
+                    },
+                });
+            }
+            Some(entry) => {
+                let name = entry.backing_name();
+                match provider.volume(pool, &name)? {
+                    None if entry.progress == Progress::Creating => {
+                        self.create(key, volume, storage_pool, &name)?;
+                    }
+                    None => {
+                        return Err(VolumeError::Missing {
+                            name: name.to_string(),
+                            kind: key.provider_kind,
+                            pool: pool.to_string(),
+                            node: self.node_name.clone(),
+                            resource: key.resource.to_string(),
+                            volume: volume.volume_number,
+                        });
+                    }
+                    Some(current) => {
+                        if entry.progress == Progress::Creating {
+                            info!(volume = %name, pool, "found a volume whose creation was interrupted; adopting it");
+                            self.mark_created(key)?;
+                        }
+                        if current.usable_kib < volume.size_kib {
+                            info!(volume = %name, pool, from_kib = current.usable_kib, to_kib = volume.size_kib, "growing backing volume");
+                            self.storage_changed = true;
+                            provider.grow_volume(pool, &name, volume.size_kib)?;
+                        }
+                    }
+                }
+                name
+            }
+            None => {
+                let name = key.backing_name();
+                if provider.volume(pool, &name)?.is_some() {
+                    return Err(VolumeError::NotOurs {
+                        name: name.to_string(),
+                        kind: key.provider_kind,
+                        pool: pool.to_string(),
+                    });
+                }
+                self.create(key, volume, storage_pool, &name)?;
+                name
+            }
+        };
+        Ok(provider.activate_volume(pool, &name)?)
+    }
+
+    /// Creates a volume: recorded first, then made; a failure removes what was made and waits
+    /// before the next attempt.
+    fn create(
+        &mut self,
+        key: &VolumeKey,
+        volume: &VolumeSpec,
+        storage_pool: &str,
+        name: &BackingVolumeName,
+    ) -> Result<(), VolumeError> {
+        if let Some(failure) = self.create_failures.get(key)
+            && failure.retry_at > Instant::now()
+        {
+            return Err(VolumeError::CreateFailed {
+                attempts: failure.attempts,
+                error: failure.error.clone(),
+                retry_in: failure.retry_at.saturating_duration_since(Instant::now()),
+            });
+        }
+        // Write before acting: a crash during the create still leaves a record that this
+        // volume is ours.
+        self.ledger.record(LedgerEntry {
+            key: key.clone(),
+            identity: (!volume.identity.is_empty()).then(|| volume.identity.clone()),
+            backing_name: Some(name.to_string()),
+            storage_pool: storage_pool.to_string(),
+            progress: Progress::Creating,
+        });
+        if let Err(e) = self.persist_ledger() {
+            self.ledger.remove(key);
+            return Err(e.into());
+        }
+        let provider = self.providers.get(key.provider_kind);
+        let pool = key.pool_name.as_str();
+        info!(volume = %name, pool, size_kib = volume.size_kib, kind = %key.provider_kind, identity = %volume.identity, "creating backing volume");
+        self.storage_changed = true;
+        match provider.create_volume(pool, name, volume.size_kib) {
+            Ok(()) => {
+                self.create_failures.remove(key);
+                self.mark_created(key)?;
+                Ok(())
+            }
+            Err(e) => {
+                let error = e.to_string();
+                match provider.delete_volume(pool, name) {
+                    Ok(()) => {
+                        self.ledger.remove(key);
+                        if let Err(e) = self.persist_ledger() {
+                            error!(volume = %name, error = %e, "could not update the ledger");
+                        }
+                    }
+                    Err(cleanup) => {
+                        // The entry stays (creating), so the partial volume is still ours to
+                        // clean up or complete at the next attempt.
+                        error!(volume = %name, error = %cleanup, "could not remove a partially created volume");
+                    }
+                }
+                let attempts = self.create_failures.get(key).map_or(0, |f| f.attempts) + 1;
+                let wait = create_backoff(attempts, self.create_retry);
+                error!(volume = %name, pool, attempts, %error, retry_in_s = wait.as_secs(), "creating backing volume failed");
+                self.create_failures.insert(
+                    key.clone(),
+                    CreateFailure {
+                        attempts,
+                        error: error.clone(),
+                        retry_at: Instant::now() + wait,
+                    },
+                );
+                Err(VolumeError::CreateFailed {
+                    attempts,
+                    error,
+                    retry_in: wait,
+                })
+            }
+        }
+    }
+
+    fn mark_created(&mut self, key: &VolumeKey) -> Result<(), PersistError> {
+        if let Some(entry) = self.ledger.get_mut(key) {
+            entry.progress = Progress::Created;
+        }
+        self.persist_ledger()
+    }
+
+    /// Every ledger entry no wanted volume uses and no deletion names, with the reason.
+    fn orphans(
+        &mut self,
+        desired: &DesiredState,
+        in_use: &BTreeSet<VolumeKey>,
+        being_deleted: &BTreeSet<VolumeKey>,
+    ) -> Vec<OrphanReport> {
+        let mut orphans = Vec::new();
+        for entry in &self.ledger.volumes {
+            if in_use.contains(&entry.key) || being_deleted.contains(&entry.key) {
+                continue;
+            }
+            let resource = desired
+                .resources
+                .iter()
+                .find(|r| resource_key(&r.name) == resource_key(entry.key.resource.as_str()));
+            let volume = resource.and_then(|r| {
+                r.volumes
+                    .iter()
+                    .find(|v| v.volume_number == entry.key.volume_number.get())
+            });
+            let reason = match (resource, volume) {
+                (None, _) => "its resource is not in this node's desired state".to_string(),
+                (Some(_), None) => {
+                    "its volume is not among the resource's volumes in this node's desired state"
+                        .to_string()
+                }
+                (Some(r), Some(_)) if r.diskless => {
+                    "the resource is diskless on this node".to_string()
+                }
+                (Some(_), Some(v)) if !entry.has_identity(&v.identity) => format!(
+                    "it belongs to an earlier volume of the same name ({}); the volume wanted now has identity {}",
+                    entry
+                        .identity
+                        .as_deref()
+                        .map(|i| format!("identity {i}"))
+                        .unwrap_or_else(|| "created before volume identities".to_string()),
+                    v.identity
+                ),
+                (Some(_), Some(_)) => "the volume is wanted in another storage pool".to_string(),
+            };
+            orphans.push(OrphanReport {
+                resource: entry.key.resource.to_string(),
+                volume_number: entry.key.volume_number.get(),
+                identity: entry.identity.clone(),
+                provider_kind: entry.key.provider_kind,
+                pool_name: entry.key.pool_name.clone(),
+                storage_pool: entry.storage_pool.clone(),
+                backing_name: entry.backing_name().to_string(),
+                reason,
+            });
+        }
+        let now: BTreeSet<String> = orphans
+            .iter()
+            .map(|o| format!("{}:{}:{}", o.provider_kind, o.pool_name, o.backing_name))
+            .collect();
+        for orphan in &orphans {
+            let id = format!(
+                "{}:{}:{}",
+                orphan.provider_kind, orphan.pool_name, orphan.backing_name
+            );
+            if !self.logged_orphans.contains(&id) {
+                warn!(
+                    node = %self.node_name,
+                    volume = %orphan.backing_name,
+                    pool = %orphan.pool_name,
+                    reason = %orphan.reason,
+                    "orphaned backing volume kept; remove it with 'ferrite node orphans delete' if it is not needed"
+                );
+            }
+        }
+        self.logged_orphans = now;
+        orphans
+    }
+}
+
+fn pool_report_of(reconciler: &Reconciler, spec: &PoolSpec) -> ferrite_proto::PoolReport {
+    pool_report(&reconciler.providers, &reconciler.support, spec)
+}

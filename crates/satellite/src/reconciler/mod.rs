@@ -1,0 +1,590 @@
+//! The reconciler: the one owner of the node's desired state, the ledger of owned volumes, the
+//! pool identities and the actual storage. It runs on its own thread and receives typed
+//! [`Event`]s; nothing else touches storage, so no lock is needed and a long convergence never
+//! blocks the connection.
+//!
+//! ```text
+//!   Apply(full | delta) ──▶ merge ──▶ check ──▶ persist desired-state.json ──▶ converge ──▶ Applied
+//!                                       │
+//!                                       └─ older, conflicting, or dropping volumes ─▶ NotApplied
+//!   Command(DeleteOrphan | RecreateMissing) ──────────────────▶ act ──▶ converge ──▶ CommandDone
+//!   every interval ──────────────────────────────────────────────────▶ converge ──▶ Report
+//!                                                                           (if it changed)
+//! ```
+//!
+//! Safety rules, each enforced here and tested in `reconciler_tests`:
+//!
+//! - A backing volume is deleted only when the desired state marks its volume (or resource) as
+//!   `deleting` and names its identity, or by an operator's [`NodeCommand::DeleteOrphan`].
+//!   A volume the state no longer mentions is kept and reported as an orphan.
+//! - A state older than the applied one, a different state under the same stamp, and a state
+//!   that stops wanting a volume the node holds without deleting it are refused (`checks`).
+//! - A volume this satellite created that has disappeared is reported missing, never created
+//!   again behind the operator's back ([`NodeCommand::RecreateMissing`] allows it).
+//! - A pool whose storage is not the one recorded (`crate::pools`) is left alone.
+//! - A create that fails removes what it made, is reported, and is retried with backoff.
+//!
+//! Converging is level-triggered and idempotent (`converge`); a pass over a converged node runs
+//! only queries.
+
+mod checks;
+mod commands;
+mod converge;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
+
+use ferrite_proto::{
+    DesiredState, NodeCommand, NodeReport, PoolReport, PoolSpec, ResourceSpec, SatelliteMessage,
+    StateRefusal,
+};
+use ferrite_storage::{ProviderSupport, Providers};
+use ferrite_types::ProviderKind;
+use serde::{Deserialize, Serialize};
+use tracing::{debug, error, info, info_span, warn};
+
+use crate::ledger::{Ledger, VolumeKey};
+use crate::persist::{DESIRED_STATE_FILE, LEDGER_FILE, PersistError, StateDir};
+use crate::pools::PoolRegistry;
+
+/// How often the reconciler converges without being asked, to retry what failed and notice
+/// what changed (a volume that vanished, a loop device detached, capacity).
+pub const RECONCILE_INTERVAL: Duration = Duration::from_secs(30);
+
+/// A pool's capacity or a thin volume's allocation must change by at least this many percent
+/// (of the total) before an unprompted report is sent for it.
+pub const REPORT_CHANGE_PERCENT: u64 = 1;
+
+/// The first wait before a failed create is tried again; it doubles with every failure.
+pub const CREATE_RETRY_MIN: Duration = Duration::from_secs(10);
+
+/// The longest wait between attempts to create a volume.
+pub const CREATE_RETRY_MAX: Duration = Duration::from_secs(600);
+
+/// DRBD's words for a volume's disk.
+pub mod disk_state {
+    pub const UP_TO_DATE: &str = "UpToDate";
+    pub const DISKLESS: &str = "Diskless";
+    pub const FAILED: &str = "Failed";
+    /// The volume's backing volume is being deleted, as the desired state asked.
+    pub const DELETING: &str = "Deleting";
+}
+
+/// Where the reconciler sends messages for the controller: the current session's outbox.
+pub type Outbox = tokio::sync::mpsc::UnboundedSender<SatelliteMessage>;
+
+/// What the reconciler is told.
+#[derive(Debug)]
+pub enum Event {
+    /// A desired state from the controller; the answer (`Applied`, `NotApplied` or
+    /// `NeedFullState`) goes to `reply`.
+    Apply {
+        state: DesiredState,
+        reply: Outbox,
+    },
+    /// A controller session started; unprompted reports go to `outbox` from now on.
+    ControllerConnected {
+        node_name: String,
+        /// The node's UUID as the controller has it (empty from controllers that do not say).
+        node_uuid: String,
+        outbox: Outbox,
+    },
+    /// An operator's command; answered with `CommandDone` on `reply`.
+    Command {
+        request_id: u64,
+        command: NodeCommand,
+        reply: Outbox,
+    },
+    /// Converge now (as if the interval had passed).
+    Converge,
+    Shutdown,
+}
+
+/// `desired-state.json`.
+#[derive(Debug, Serialize, Deserialize)]
+struct PersistedDesiredState {
+    format_version: u32,
+    /// The UUID of the node registration the state came from; a node registered anew (after
+    /// `node lost`) has another, and its first state may leave the old volumes as orphans.
+    #[serde(default)]
+    node_uuid: String,
+    desired: DesiredState,
+}
+
+/// The format of `desired-state.json` this build writes.
+const DESIRED_STATE_FORMAT: u32 = 2;
+
+/// A create that failed, and when to try again.
+#[derive(Debug, Clone)]
+struct CreateFailure {
+    attempts: u32,
+    error: String,
+    retry_at: Instant,
+}
+
+/// The storage pool's report, as `CheckPool` and every convergence produce it.
+pub fn pool_report(
+    providers: &Providers,
+    support: &ProviderSupport,
+    pool: &PoolSpec,
+) -> PoolReport {
+    let mut report = PoolReport {
+        name: pool.name.clone(),
+        provider_kind: pool.provider_kind,
+        free_capacity_kib: None,
+        total_capacity_kib: None,
+        errors: Vec::new(),
+    };
+    if !support.supports(pool.provider_kind) {
+        report.errors.push(unsupported(pool.provider_kind, support));
+        return report;
+    }
+    match providers
+        .get(pool.provider_kind)
+        .check_pool(&pool.pool_name)
+    {
+        Ok(Some(capacity)) => {
+            report.free_capacity_kib = Some(capacity.free_kib);
+            report.total_capacity_kib = Some(capacity.total_kib);
+        }
+        Ok(None) => {}
+        Err(e) => report.errors.push(e.to_string()),
+    }
+    report
+}
+
+fn unsupported(kind: ProviderKind, support: &ProviderSupport) -> String {
+    format!(
+        "storage provider {kind} is not supported on this node: {}",
+        support.reasons(kind).join("; ")
+    )
+}
+
+/// Resource names compare case-insensitively, as in LINSTOR.
+fn resource_key(name: &str) -> String {
+    name.to_ascii_uppercase()
+}
+
+/// Applies a delta on top of `current`: pools replaced, changed resources replaced or added,
+/// removed resources dropped.
+fn merge(current: &DesiredState, delta: DesiredState) -> DesiredState {
+    let removed: BTreeSet<String> = delta
+        .removed_resources
+        .iter()
+        .map(|n| resource_key(n))
+        .collect();
+    let changed: BTreeMap<String, ResourceSpec> = delta
+        .resources
+        .into_iter()
+        .map(|r| (resource_key(&r.name), r))
+        .collect();
+    let mut resources: Vec<ResourceSpec> = current
+        .resources
+        .iter()
+        .filter(|r| {
+            !removed.contains(&resource_key(&r.name))
+                && !changed.contains_key(&resource_key(&r.name))
+        })
+        .cloned()
+        .collect();
+    resources.extend(changed.into_values());
+    canonical(DesiredState {
+        epoch: delta.epoch,
+        generation: delta.generation,
+        base_generation: None,
+        storage_pools: delta.storage_pools,
+        resources,
+        removed_resources: Vec::new(),
+    })
+}
+
+/// A whole state in one order, so two states with the same content compare equal.
+fn canonical(mut state: DesiredState) -> DesiredState {
+    state.resources.sort_by_key(|r| resource_key(&r.name));
+    for resource in &mut state.resources {
+        resource.volumes.sort_by_key(|v| v.volume_number);
+    }
+    state
+        .storage_pools
+        .sort_by_key(|p| p.name.to_ascii_uppercase());
+    state.base_generation = None;
+    state.removed_resources.clear();
+    state
+}
+
+/// `report` with only the volumes and deletions of `resources`.
+fn scoped(report: &NodeReport, resources: Vec<String>) -> NodeReport {
+    let wanted: BTreeSet<String> = resources.iter().map(|r| resource_key(r)).collect();
+    let named = |resource: &str| wanted.contains(&resource_key(resource));
+    NodeReport {
+        generation: report.generation,
+        storage_pools: report.storage_pools.clone(),
+        volumes: report
+            .volumes
+            .iter()
+            .filter(|v| named(&v.resource))
+            .cloned()
+            .collect(),
+        only_resources: Some(resources),
+        errors: report.errors.clone(),
+        deleted_volumes: report
+            .deleted_volumes
+            .iter()
+            .filter(|d| named(&d.resource))
+            .cloned()
+            .collect(),
+        deleted_resources: report
+            .deleted_resources
+            .iter()
+            .filter(|d| named(&d.resource))
+            .cloned()
+            .collect(),
+        orphans: report.orphans.clone(),
+    }
+}
+
+fn changed_noticeably(old: Option<u64>, new: Option<u64>, total: Option<u64>) -> bool {
+    match (old, new) {
+        (Some(old), Some(new)) => {
+            let total = total.unwrap_or(0).max(1);
+            old.abs_diff(new) * 100 >= total * REPORT_CHANGE_PERCENT
+        }
+        (old, new) => old != new,
+    }
+}
+
+/// Whether `new` differs enough from the last report sent to be worth an unprompted report.
+pub fn differs_noticeably(old: &NodeReport, new: &NodeReport) -> bool {
+    if old.generation != new.generation
+        || old.storage_pools.len() != new.storage_pools.len()
+        || old.volumes.len() != new.volumes.len()
+        || old.errors != new.errors
+        || old.deleted_volumes != new.deleted_volumes
+        || old.deleted_resources != new.deleted_resources
+        || old.orphans != new.orphans
+    {
+        return true;
+    }
+    let pools = old
+        .storage_pools
+        .iter()
+        .zip(&new.storage_pools)
+        .any(|(a, b)| {
+            a.name != b.name
+                || a.errors != b.errors
+                || a.total_capacity_kib != b.total_capacity_kib
+                || changed_noticeably(
+                    a.free_capacity_kib,
+                    b.free_capacity_kib,
+                    b.total_capacity_kib,
+                )
+        });
+    let volumes = old.volumes.iter().zip(&new.volumes).any(|(a, b)| {
+        a.resource != b.resource
+            || a.volume_number != b.volume_number
+            || a.device_path != b.device_path
+            || a.usable_size_kib != b.usable_size_kib
+            || a.disk_state != b.disk_state
+            || a.error != b.error
+            || changed_noticeably(
+                a.allocated_size_kib,
+                b.allocated_size_kib,
+                b.usable_size_kib,
+            )
+    });
+    pools || volumes
+}
+
+/// The owner of the node's storage state.
+pub struct Reconciler {
+    node_name: String,
+    state_dir: Arc<StateDir>,
+    providers: Arc<Providers>,
+    support: ProviderSupport,
+    desired: Option<DesiredState>,
+    /// The node registration `desired` came from.
+    desired_node_uuid: String,
+    /// The node registration of the current controller session.
+    session_node_uuid: String,
+    ledger: Ledger,
+    pools: PoolRegistry,
+    controller: Option<Outbox>,
+    last_sent: Option<NodeReport>,
+    /// Whether this pass created, grew or deleted something (so capacity must be read again).
+    storage_changed: bool,
+    create_failures: HashMap<VolumeKey, CreateFailure>,
+    /// [`CREATE_RETRY_MIN`] and [`CREATE_RETRY_MAX`]; shorter in tests.
+    create_retry: (Duration, Duration),
+    /// The orphans last logged, so each is logged once, not at every pass.
+    logged_orphans: BTreeSet<String>,
+}
+
+impl Reconciler {
+    /// Loads the persisted desired state, ledger and pool identities. A corrupt file is an
+    /// error, not an empty state: guessing could delete volumes.
+    pub fn load(
+        node_name: String,
+        state_dir: Arc<StateDir>,
+        providers: Arc<Providers>,
+        support: ProviderSupport,
+    ) -> Result<Self, PersistError> {
+        let persisted = state_dir.read::<PersistedDesiredState>(DESIRED_STATE_FILE)?;
+        let (desired, desired_node_uuid) = match persisted {
+            Some(p) => (Some(canonical(p.desired)), p.node_uuid),
+            None => (None, String::new()),
+        };
+        let ledger = state_dir
+            .read::<Ledger>(LEDGER_FILE)?
+            .unwrap_or_default()
+            .upgrade();
+        let pools = PoolRegistry::load(&state_dir)?;
+        if let Some(desired) = &desired {
+            info!(
+                node = %node_name,
+                generation = desired.generation,
+                epoch = desired.epoch,
+                resources = desired.resources.len(),
+                owned_volumes = ledger.volumes.len(),
+                "loaded the persisted desired state"
+            );
+        }
+        Ok(Reconciler {
+            node_name,
+            state_dir,
+            providers,
+            support,
+            desired,
+            session_node_uuid: desired_node_uuid.clone(),
+            desired_node_uuid,
+            ledger,
+            pools,
+            controller: None,
+            last_sent: None,
+            storage_changed: false,
+            create_failures: HashMap::new(),
+            create_retry: (CREATE_RETRY_MIN, CREATE_RETRY_MAX),
+            logged_orphans: BTreeSet::new(),
+        })
+    }
+
+    /// Sets the first and longest wait before a failed create is tried again.
+    pub fn set_create_retry(&mut self, first: Duration, longest: Duration) {
+        self.create_retry = (first, longest);
+    }
+
+    /// The generation of the desired state the node has.
+    pub fn generation(&self) -> Option<u64> {
+        self.desired.as_ref().map(|d| d.generation)
+    }
+
+    pub fn desired(&self) -> Option<&DesiredState> {
+        self.desired.as_ref()
+    }
+
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    pub fn pool_registry(&self) -> &PoolRegistry {
+        &self.pools
+    }
+
+    /// Handles one event. Returns false on `Shutdown`.
+    pub fn handle(&mut self, event: Event) -> bool {
+        match event {
+            Event::Apply { state, reply } => {
+                let answer = self.apply(state);
+                if reply.send(answer).is_err() {
+                    debug!("the session that sent the state has ended; the answer is dropped");
+                }
+            }
+            Event::ControllerConnected {
+                node_name,
+                node_uuid,
+                outbox,
+            } => {
+                self.node_name = node_name;
+                self.session_node_uuid = node_uuid;
+                self.controller = Some(outbox);
+                self.last_sent = None;
+            }
+            Event::Command {
+                request_id,
+                command,
+                reply,
+            } => {
+                let result = self.command(command);
+                let _ = reply.send(SatelliteMessage::CommandDone { request_id, result });
+                self.converge_and_report();
+            }
+            Event::Converge => self.converge_and_report(),
+            Event::Shutdown => return false,
+        }
+        true
+    }
+
+    /// Runs until `Shutdown` or until every sender is gone, converging every `interval`.
+    /// Converges once right away, so a restarted satellite repairs the node without waiting for
+    /// its controller.
+    pub fn run(mut self, events: Receiver<Event>, interval: Duration) {
+        // A failed create is tried again at the next pass at the earliest.
+        self.create_retry.0 = self.create_retry.0.min(interval);
+        self.converge_and_report();
+        let mut next = Instant::now() + interval;
+        loop {
+            match events.recv_timeout(next.saturating_duration_since(Instant::now())) {
+                Ok(event) => {
+                    let is_apply = matches!(event, Event::Apply { .. });
+                    if !self.handle(event) {
+                        break;
+                    }
+                    if is_apply {
+                        next = Instant::now() + interval;
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {
+                    self.converge_and_report();
+                    next = Instant::now() + interval;
+                }
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+        }
+        info!(node = %self.node_name, "reconciler stopped");
+    }
+
+    /// Takes a desired state: a full one replaces, a delta applies on top of the generation it
+    /// was made for. It is checked (`checks`) and persisted before anything is done about it.
+    pub fn apply(&mut self, state: DesiredState) -> SatelliteMessage {
+        let span = info_span!(
+            "apply",
+            node = %self.node_name,
+            generation = state.generation,
+            epoch = state.epoch,
+            base_generation = ?state.base_generation
+        );
+        let _entered = span.enter();
+        // The answer to a delta reports the volumes of the resources it names; a full state is
+        // answered with every volume.
+        let scope: Option<Vec<String>> = state.base_generation.map(|_| {
+            let named = state.resources.iter().map(|r| r.name.clone());
+            named
+                .chain(state.removed_resources.iter().cloned())
+                .collect()
+        });
+        let next = match state.base_generation {
+            None => canonical(state),
+            Some(base) => match &self.desired {
+                Some(current) if current.generation == base => merge(current, state),
+                _ => {
+                    info!(have_generation = ?self.generation(), "delta does not fit; asking for the full state");
+                    return SatelliteMessage::NeedFullState {
+                        have_generation: self.generation(),
+                    };
+                }
+            },
+        };
+        if let Err(refusal) = self.check(&next) {
+            warn!(%refusal, "refusing the desired state");
+            return self.not_applied(next.generation, refusal);
+        }
+        self.take_over_legacy_volumes(&next);
+        let persisted = PersistedDesiredState {
+            format_version: DESIRED_STATE_FORMAT,
+            node_uuid: self.session_node_uuid.clone(),
+            desired: next,
+        };
+        if let Err(e) = self.state_dir.write(DESIRED_STATE_FILE, &persisted) {
+            // Acting on a state that a restart would forget is worse than not acting: keep the
+            // old state and say which generation the node is still at.
+            error!(error = %e, "could not persist the desired state; it is not applied");
+            return self.not_applied(
+                persisted.desired.generation,
+                StateRefusal::CannotPersist {
+                    error: format!("generation {}: {e}", persisted.desired.generation),
+                },
+            );
+        }
+        let generation = persisted.desired.generation;
+        self.desired = Some(persisted.desired);
+        self.desired_node_uuid = persisted.node_uuid;
+        // A new state may have removed the cause of a failed create.
+        self.create_failures.clear();
+        let report = self.converge();
+        info!(
+            volumes = report.volumes.len(),
+            failed = report.volumes.iter().filter(|v| v.error.is_some()).count(),
+            orphans = report.orphans.len(),
+            "applied"
+        );
+        let answer = match scope {
+            None => report.clone(),
+            Some(resources) => scoped(&report, resources),
+        };
+        self.last_sent = Some(report);
+        SatelliteMessage::Applied {
+            generation,
+            report: answer,
+        }
+    }
+
+    /// The answer to a state that was not taken; the node converges on what it has.
+    fn not_applied(&mut self, generation: u64, refusal: StateRefusal) -> SatelliteMessage {
+        let report = self.converge();
+        self.last_sent = Some(report.clone());
+        SatelliteMessage::NotApplied {
+            generation,
+            refusal,
+            report,
+        }
+    }
+
+    fn converge_and_report(&mut self) {
+        let report = self.converge();
+        let Some(outbox) = &self.controller else {
+            return;
+        };
+        let worth_it = self
+            .last_sent
+            .as_ref()
+            .is_none_or(|last| differs_noticeably(last, &report));
+        if !worth_it {
+            return;
+        }
+        if outbox
+            .send(SatelliteMessage::Report {
+                report: report.clone(),
+            })
+            .is_ok()
+        {
+            debug!(node = %self.node_name, "sent an unprompted report");
+            self.last_sent = Some(report);
+        } else {
+            self.controller = None;
+        }
+    }
+
+    fn persist_ledger(&self) -> Result<(), PersistError> {
+        self.state_dir.write(LEDGER_FILE, &self.ledger)
+    }
+
+    /// Makes the node's storage match the desired state, and reports how it is.
+    pub fn converge(&mut self) -> NodeReport {
+        self.providers.begin_pass();
+        let report = self.converge_pass();
+        self.providers.end_pass();
+        report
+    }
+}
+
+/// The pool's backing location as the ledger records it: a directory without trailing slashes,
+/// so `/srv/pool/` and `/srv/pool` are the same place.
+fn normalized_pool_name(kind: ProviderKind, pool_name: &str) -> String {
+    match kind {
+        ProviderKind::File | ProviderKind::FileThin if pool_name.len() > 1 => {
+            pool_name.trim_end_matches('/').to_string()
+        }
+        _ => pool_name.to_string(),
+    }
+}
