@@ -282,7 +282,15 @@ fn summary(reply: &Reply) -> String {
     let text = if entries.is_empty() {
         reply.json.to_string()
     } else if let Some(error) = entries.iter().find(|e| severity(e) == Some(3)) {
-        format!("refused: {}", message(error))
+        let why: Vec<&str> = ["cause", "details"]
+            .iter()
+            .filter_map(|field| error[*field].as_str())
+            .collect();
+        if why.is_empty() {
+            format!("refused: {}", message(error))
+        } else {
+            format!("refused: {} ({})", message(error), why.join("; "))
+        }
     } else {
         let warnings: Vec<String> = entries
             .iter()
@@ -295,7 +303,8 @@ fn summary(reply: &Reply) -> String {
             format!("ok, warnings: {}", warnings.join(" | "))
         }
     };
-    shorten(&text, 240)
+    // One line per request in the log.
+    shorten(&text.replace('\n', " "), 400)
 }
 
 fn shorten(text: &str, limit: usize) -> String {
