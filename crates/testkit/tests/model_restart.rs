@@ -43,11 +43,11 @@ use anyhow::{Context, Result, bail};
 use ferrite_testkit::{AbsentSatellite, Cluster, ClusterState, Reply, Rest, is_root, wait_until};
 use serde_json::{Map, Value, json};
 
-/// The seeds CI runs, one cluster each.
+/// The seeds CI runs, one cluster each. Together they must pass [`Coverage::check`].
 const DEFAULT_SEEDS: &[u64] = &[0x5EED_0001, 0x5EED_0002];
 /// Each round is a burst, a clean restart, another burst and a crash.
 const ROUNDS: usize = 3;
-const REQUESTS_PER_BURST: usize = 80;
+const REQUESTS_PER_BURST: usize = 60;
 /// Longer than anything the controller may legitimately take (its apply timeout is 10 s, a
 /// new node waits 5 s for its satellite): a request that takes this long hangs.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
@@ -71,9 +71,10 @@ fn state_survives_clean_stops_and_crashes_after_random_mutations() -> Result<()>
         );
         return Ok(());
     }
-    let seeds: Vec<u64> = match std::env::var("FERRITE_MODEL_SEED") {
-        Ok(seed) => vec![parse_seed(&seed)?],
-        Err(_) => DEFAULT_SEEDS.to_vec(),
+    let replay = std::env::var("FERRITE_MODEL_SEED").ok();
+    let seeds: Vec<u64> = match &replay {
+        Some(seed) => vec![parse_seed(seed)?],
+        None => DEFAULT_SEEDS.to_vec(),
     };
     let started = Instant::now();
     let mut coverage = Coverage::default();
@@ -91,7 +92,11 @@ fn state_survives_clean_stops_and_crashes_after_random_mutations() -> Result<()>
         }
     }
     eprintln!("{coverage}");
-    coverage.check()?;
+    // The default seeds together must reach every request that matters; one replayed seed
+    // need not.
+    if replay.is_none() {
+        coverage.check()?;
+    }
     eprintln!(
         "model_restart: done in {:.1} s",
         started.elapsed().as_secs_f64()
@@ -1661,7 +1666,30 @@ impl Generator<'_> {
 
     /// Both forms: the API 1.28 body and golinstor's legacy URLs; both directions.
     fn toggle_disk(&mut self) -> Step {
-        let (definition, node) = self.resource();
+        // Mostly a resource the toggle can change: a diskless one, or a diskful one whose
+        // definition has another disk to keep.
+        let changeable: Vec<(String, String)> = self
+            .known
+            .definitions
+            .iter()
+            .flat_map(|(definition, known)| {
+                let disks = known
+                    .resources
+                    .values()
+                    .filter(|diskless| !**diskless)
+                    .count();
+                known
+                    .resources
+                    .iter()
+                    .filter(move |(_, diskless)| **diskless || disks > 1)
+                    .map(move |(node, _)| (definition.clone(), node.clone()))
+            })
+            .collect();
+        let (definition, node) = if !changeable.is_empty() && self.rng.percent(70) {
+            self.rng.pick(&changeable).clone()
+        } else {
+            self.resource()
+        };
         let diskless_now = self
             .known
             .definitions
