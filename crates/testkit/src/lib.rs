@@ -3,17 +3,27 @@
 //! [`Cluster`] starts `ferrite-controller` and N `ferrite-satellite`s as child processes on
 //! loopback, each satellite with its own state directory and a FILE_THIN pool directory, all
 //! under one temporary directory. Tests talk to the controller over real HTTP ([`Rest`]), kill
-//! processes with SIGKILL and restart them. Dropping the cluster kills every process and
-//! detaches the loop devices its satellites attached, so a failed test leaves nothing behind.
+//! processes with SIGKILL or stop the controller with SIGTERM, and restart them. Dropping the
+//! cluster kills every process and detaches the loop devices its satellites attached, so a
+//! failed test leaves nothing behind.
+//!
+//! [`ClusterState`] captures the desired state a client can read and compares two captures
+//! object for object; [`AbsentSatellite`] holds an address for a node that stays OFFLINE.
 //!
 //! The binaries come from the cargo target directory of the running test (`cargo test
 //! --workspace` builds them), or from `FERRITE_BIN_DIR`.
 
+mod absent;
 mod process;
 mod rest;
+pub mod state;
 
-pub use process::{Binaries, ControllerProcess, SatelliteProcess, free_port, is_root};
+pub use absent::AbsentSatellite;
+pub use process::{
+    Binaries, ControllerProcess, STOP_TIMEOUT, SatelliteProcess, free_port, is_root,
+};
 pub use rest::{Reply, Rest};
+pub use state::{ClusterState, StateDiff};
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -4,7 +4,7 @@ use std::fs::File;
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
@@ -80,6 +80,11 @@ fn spawn(program: &Path, args: &[String], log: &Path) -> Result<Child> {
         .with_context(|| format!("starting {}", program.display()))
 }
 
+/// How long [`ControllerProcess::stop`] waits for the controller to exit after SIGTERM. It only
+/// has to finish the requests in flight (each bounded by the apply timeout the tests give it)
+/// and close the store.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(15);
+
 fn kill_child(child: &mut Option<Child>) {
     if let Some(mut c) = child.take() {
         let _ = c.kill();
@@ -144,11 +149,7 @@ impl ControllerProcess {
             "/dev/null".to_string(),
         ];
         args.extend(self.extra_args.iter().cloned());
-        let log = if self.restarts == 0 {
-            self.log.clone()
-        } else {
-            self.log.with_extension(format!("{}.log", self.restarts))
-        };
+        let log = self.current_log();
         self.child = Some(spawn(&self.binary, &args, &log)?);
         let rest = self.rest();
         crate::wait_until(Duration::from_secs(20), || {
@@ -172,11 +173,65 @@ impl ControllerProcess {
         kill_child(&mut self.child);
     }
 
-    /// Starts the controller again on the same port and data directory.
+    /// Stops the controller as an operator or systemd would: SIGTERM, then up to
+    /// [`STOP_TIMEOUT`] for it to finish its requests and exit. Fails if it did not exit by
+    /// itself in time (it is then killed) or exited with an error; either way it is gone when
+    /// this returns. Stopping a controller that is not running does nothing.
+    pub fn stop(&mut self) -> Result<()> {
+        let Some(mut child) = self.child.take() else {
+            return Ok(());
+        };
+        let pid = libc::pid_t::try_from(child.id()).context("pid out of range")?;
+        // SAFETY: kill has no memory-safety preconditions; `pid` is our own child, not yet
+        // reaped, so it cannot name another process.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            if let Some(status) = child.try_wait()? {
+                if !status.success() {
+                    bail!(
+                        "ferrite-controller exited with {status} after SIGTERM; see {}",
+                        self.current_log().display()
+                    );
+                }
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!(
+                    "ferrite-controller did not exit within {STOP_TIMEOUT:?} of SIGTERM and was killed; see {}",
+                    self.current_log().display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Kills the controller (SIGKILL, as a crash would) and starts it again on the same port
+    /// and data directory.
     pub fn restart(&mut self) -> Result<()> {
         self.kill();
         self.restarts += 1;
         self.launch()
+    }
+
+    /// Stops the controller cleanly ([`ControllerProcess::stop`]) and starts it again on the
+    /// same port and data directory.
+    pub fn restart_clean(&mut self) -> Result<()> {
+        self.stop()?;
+        self.restarts += 1;
+        self.launch()
+    }
+
+    /// The log of the current (or last) run: `controller.log`, then `controller.N.log` after
+    /// the Nth restart.
+    pub fn current_log(&self) -> PathBuf {
+        if self.restarts == 0 {
+            self.log.clone()
+        } else {
+            self.log.with_extension(format!("{}.log", self.restarts))
+        }
     }
 
     pub fn pid(&self) -> Option<u32> {
@@ -184,7 +239,7 @@ impl ControllerProcess {
     }
 
     pub fn print_log_tail(&self) {
-        print_tail("ferrite-controller", &self.log);
+        print_tail("ferrite-controller", &self.current_log());
     }
 }
 

@@ -45,10 +45,17 @@ pub struct Rest {
 }
 
 impl Rest {
+    /// A client whose every request gives up after 60 s.
     pub fn new(base: &str) -> Rest {
+        Rest::with_timeout(base, std::time::Duration::from_secs(60))
+    }
+
+    /// A client whose every request gives up after `timeout`: a hung controller becomes an
+    /// error instead of a stuck test.
+    pub fn with_timeout(base: &str, timeout: std::time::Duration) -> Rest {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
-            .timeout_global(Some(std::time::Duration::from_secs(60)))
+            .timeout_global(Some(timeout))
             .build()
             .new_agent();
         Rest {
