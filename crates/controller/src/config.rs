@@ -7,6 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 use serde::Deserialize;
 
+use crate::http::server::ServerLimits;
 use crate::satellites::Timeouts;
 
 /// The default configuration file.
@@ -31,6 +32,22 @@ pub struct Args {
     /// Seconds a mutating call waits for satellites before answering with a warning [default: 30]
     #[arg(long, value_name = "SECONDS")]
     pub apply_timeout: Option<u64>,
+    /// Open REST connections at most; at the cap a new connection evicts the one that has
+    /// waited longest on its client [default: 1024, at most half the descriptor limit]
+    #[arg(long, value_name = "COUNT")]
+    pub max_connections: Option<usize>,
+    /// Seconds a REST client has to send a request head [default: 10]
+    #[arg(long, value_name = "SECONDS")]
+    pub request_header_timeout: Option<u64>,
+    /// Seconds a REST client has to send a request body [default: 30]
+    #[arg(long, value_name = "SECONDS")]
+    pub request_body_timeout: Option<u64>,
+    /// Seconds an idle REST connection stays open between requests [default: 60]
+    #[arg(long, value_name = "SECONDS")]
+    pub keep_alive_timeout: Option<u64>,
+    /// Seconds a response may wait for a REST client that reads none of it [default: 30]
+    #[arg(long, value_name = "SECONDS")]
+    pub response_send_timeout: Option<u64>,
     /// Print the OpenAPI document of the REST API and exit
     #[arg(long)]
     pub print_openapi: bool,
@@ -48,6 +65,11 @@ pub struct FileConfig {
     pub listen: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
     pub apply_timeout: Option<u64>,
+    pub max_connections: Option<usize>,
+    pub request_header_timeout: Option<u64>,
+    pub request_body_timeout: Option<u64>,
+    pub keep_alive_timeout: Option<u64>,
+    pub response_send_timeout: Option<u64>,
 }
 
 /// The effective configuration.
@@ -56,6 +78,7 @@ pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub timeouts: Timeouts,
+    pub rest_limits: ServerLimits,
 }
 
 /// Why the configuration could not be read.
@@ -71,6 +94,8 @@ pub enum ConfigError {
         path: PathBuf,
         source: toml::de::Error,
     },
+    #[error("{setting} must be at least 1")]
+    Zero { setting: &'static str },
 }
 
 fn read_file(path: &Path, required: bool) -> Result<FileConfig, ConfigError> {
@@ -100,6 +125,40 @@ impl Config {
         if let Some(seconds) = args.apply_timeout.or(file.apply_timeout) {
             timeouts.apply = Duration::from_secs(seconds);
         }
+        let mut rest_limits = ServerLimits::default();
+        if let Some(count) = args.max_connections.or(file.max_connections) {
+            rest_limits.max_connections = at_least_one("max_connections", count)?;
+        }
+        for (setting, flag, key, limit) in [
+            (
+                "request_header_timeout",
+                args.request_header_timeout,
+                file.request_header_timeout,
+                &mut rest_limits.header_timeout,
+            ),
+            (
+                "request_body_timeout",
+                args.request_body_timeout,
+                file.request_body_timeout,
+                &mut rest_limits.body_timeout,
+            ),
+            (
+                "keep_alive_timeout",
+                args.keep_alive_timeout,
+                file.keep_alive_timeout,
+                &mut rest_limits.keep_alive_timeout,
+            ),
+            (
+                "response_send_timeout",
+                args.response_send_timeout,
+                file.response_send_timeout,
+                &mut rest_limits.send_timeout,
+            ),
+        ] {
+            if let Some(seconds) = flag.or(key) {
+                *limit = Duration::from_secs(at_least_one(setting, seconds)?);
+            }
+        }
         Ok(Config {
             listen: args
                 .listen
@@ -111,7 +170,20 @@ impl Config {
                 .or(file.data_dir)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
             timeouts,
+            rest_limits,
         })
+    }
+}
+
+/// A count or a number of seconds where 0 would refuse every client.
+fn at_least_one<T: PartialEq + From<u8>>(
+    setting: &'static str,
+    value: T,
+) -> Result<T, ConfigError> {
+    if value == T::from(0) {
+        Err(ConfigError::Zero { setting })
+    } else {
+        Ok(value)
     }
 }
 
@@ -158,6 +230,46 @@ mod tests {
         assert!(matches!(
             Config::from_args(&args),
             Err(ConfigError::Read { .. })
+        ));
+    }
+
+    #[test]
+    fn rest_limits_come_from_flags_and_the_file_and_zero_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("controller.toml");
+        std::fs::write(
+            &file,
+            "max_connections = 200\nrequest_header_timeout = 5\nkeep_alive_timeout = 90\n",
+        )
+        .unwrap();
+        let path = file.to_str().unwrap();
+        let args = Args::parse_from([
+            "ferrite-controller",
+            "--config",
+            path,
+            "--max-connections",
+            "300",
+            "--response-send-timeout",
+            "7",
+        ]);
+        let limits = Config::from_args(&args).unwrap().rest_limits;
+        assert_eq!(limits.max_connections, 300);
+        assert_eq!(limits.header_timeout, Duration::from_secs(5));
+        assert_eq!(limits.body_timeout, ServerLimits::default().body_timeout);
+        assert_eq!(limits.keep_alive_timeout, Duration::from_secs(90));
+        assert_eq!(limits.send_timeout, Duration::from_secs(7));
+        let args = Args::parse_from([
+            "ferrite-controller",
+            "--config",
+            path,
+            "--request-body-timeout",
+            "0",
+        ]);
+        assert!(matches!(
+            Config::from_args(&args),
+            Err(ConfigError::Zero {
+                setting: "request_body_timeout"
+            })
         ));
     }
 }

@@ -40,8 +40,8 @@ pub async fn run(config: config::Config) -> anyhow::Result<()> {
             )
         })?;
     tracing::info!(listen = %config.listen, data_dir = %config.data_dir.display(), "ferrite-controller ready");
-    axum::serve(listener, http::router(controller))
-        .with_graceful_shutdown(shutdown_signal())
+    let app = http::router(controller);
+    http::server::serve(listener, app, config.rest_limits, shutdown_signal())
         .await
         .context("serving the REST API")
 }

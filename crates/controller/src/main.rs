@@ -17,6 +17,7 @@ fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    raise_descriptor_limit();
     let config = Config::from_args(&args)?;
     if let Some(backup) = &args.restore {
         return restore(&config, backup);
@@ -66,5 +67,32 @@ fn tune_allocator() {
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
         libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+    }
+}
+
+/// Raises the soft limit on open files to the hard limit. Every REST connection and satellite
+/// link is a descriptor, and the usual soft default (1,024) is far below what the hard limit
+/// allows; the REST server caps its connections at half of the result.
+fn raise_descriptor_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read and write the struct they are given.
+    let raised = unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 || limit.rlim_cur >= limit.rlim_max
+        {
+            return;
+        }
+        let soft = limit.rlim_cur;
+        limit.rlim_cur = limit.rlim_max;
+        (libc::setrlimit(libc::RLIMIT_NOFILE, &limit) == 0).then_some(soft)
+    };
+    match raised {
+        Some(soft) => tracing::debug!(from = soft, to = limit.rlim_max, "raised RLIMIT_NOFILE"),
+        None => tracing::warn!(
+            error = %std::io::Error::last_os_error(),
+            "cannot raise RLIMIT_NOFILE to its hard limit"
+        ),
     }
 }

@@ -1,4 +1,5 @@
-//! The REST API: LINSTOR's v1 paths and JSON, served with axum, documented with utoipa.
+//! The REST API: LINSTOR's v1 paths and JSON, routed with axum, documented with utoipa, and served
+//! by `server`, which owns connections, request-head checks and the limits on slow clients.
 //!
 //! Every documented route is registered through `utoipa_axum`, so the OpenAPI document the
 //! controller serves (`GET /openapi.json`) is generated from the same code that routes requests
@@ -11,6 +12,7 @@ mod resource_definitions;
 mod resource_groups;
 mod resources;
 pub mod response;
+pub mod server;
 
 use std::time::Instant;
 

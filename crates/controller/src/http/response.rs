@@ -173,6 +173,17 @@ async fn read_json<S: Send + Sync, T: DeserializeOwned>(
     let bytes = Bytes::from_request(request, state)
         .await
         .map_err(|rejection| {
+            if let Some(error) = super::server::body_read_error(&rejection) {
+                return ApiResponse::error(
+                    StatusCode::REQUEST_TIMEOUT,
+                    ApiCallRc::new(
+                        RetCode::error(code::FAIL_INVLD_REQUEST),
+                        "The request body did not arrive in time.",
+                    )
+                    .cause(error.to_string())
+                    .correction("Send the whole request body without pausing."),
+                );
+            }
             ApiResponse::error(
                 rejection.status(),
                 ApiCallRc::new(
