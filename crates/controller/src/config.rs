@@ -31,6 +31,9 @@ pub struct Args {
     /// Seconds a mutating call waits for satellites before answering with a warning [default: 30]
     #[arg(long, value_name = "SECONDS")]
     pub apply_timeout: Option<u64>,
+    /// Seconds registering a node waits for its satellite to come online [default: 5]
+    #[arg(long, value_name = "SECONDS")]
+    pub node_online_timeout: Option<u64>,
     /// Print the OpenAPI document of the REST API and exit
     #[arg(long)]
     pub print_openapi: bool,
@@ -43,6 +46,7 @@ pub struct FileConfig {
     pub listen: Option<SocketAddr>,
     pub data_dir: Option<PathBuf>,
     pub apply_timeout: Option<u64>,
+    pub node_online_timeout: Option<u64>,
 }
 
 /// The effective configuration.
@@ -94,6 +98,9 @@ impl Config {
         let mut timeouts = Timeouts::default();
         if let Some(seconds) = args.apply_timeout.or(file.apply_timeout) {
             timeouts.apply = Duration::from_secs(seconds);
+        }
+        if let Some(seconds) = args.node_online_timeout.or(file.node_online_timeout) {
+            timeouts.node_online = Duration::from_secs(seconds);
         }
         Ok(Config {
             listen: args

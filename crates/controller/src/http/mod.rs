@@ -7,6 +7,8 @@
 
 mod controller;
 mod nodes;
+mod path;
+mod query;
 mod resource_definitions;
 mod resource_groups;
 mod resources;
@@ -39,9 +41,40 @@ use crate::core::Controller;
     tags(
         (name = "controller"), (name = "nodes"), (name = "storage-pools"), (name = "resource-groups"),
         (name = "resource-definitions"), (name = "resources"), (name = "error-reports")
-    )
+    ),
+    paths(controller::delete_property),
+    // Error answers (`response::Invalid`, ...) refer to ApiCallRc by name.
+    components(schemas(ApiCallRc))
 )]
 struct ApiDoc;
+
+/// Adds the answers the HTTP server gives before a request reaches any handler.
+struct TransportAnswers;
+
+impl utoipa::Modify for TransportAnswers {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let too_long = utoipa::openapi::ResponseBuilder::new()
+            .description("The URL (path and query) is longer than the HTTP server reads (64 KiB).")
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            for operation in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                operation
+                    .responses
+                    .responses
+                    .entry(StatusCode::URI_TOO_LONG.as_str().to_string())
+                    .or_insert_with(|| too_long.clone().into());
+            }
+        }
+    }
+}
 
 fn documented_routes() -> OpenApiRouter<Controller> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
@@ -55,6 +88,7 @@ fn documented_routes() -> OpenApiRouter<Controller> {
 /// The OpenAPI document of the controller's REST API.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = documented_routes().into_openapi();
+    utoipa::Modify::modify(&TransportAnswers, &mut doc);
     doc.info.version = ferrite_types::REST_API_VERSION.to_string();
     doc
 }

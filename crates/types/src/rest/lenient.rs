@@ -1,9 +1,37 @@
 //! Deserializers for fields that clients send in more than one form.
 //!
 //! python-linstor passes some command-line values through unconverted, so `place_count`
-//! arrives as `"2"` as often as `2`.
+//! arrives as `"2"` as often as `2`. The string forms are exact: an integer is an optional `-`
+//! and decimal digits, a boolean `true`, `false`, `yes` or `no` in any case; nothing else, no
+//! blanks. [`INTEGER_STRING_PATTERN`] and [`BOOLEAN_STRING_PATTERN`] are those forms as the
+//! OpenAPI document publishes them.
 
 use serde::{Deserialize, Deserializer};
+
+/// An integer given as a string.
+pub const INTEGER_STRING_PATTERN: &str = "^-?[0-9]+$";
+
+/// A boolean given as a string.
+pub const BOOLEAN_STRING_PATTERN: &str =
+    "^(?:[Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee]|[Yy][Ee][Ss]|[Nn][Oo])$";
+
+/// Reads an integer in the form [`INTEGER_STRING_PATTERN`] describes.
+fn parse_integer(text: &str) -> Result<i64, String> {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("'{text}' is not a whole number"));
+    }
+    text.parse().map_err(|_| format!("{text} is out of range"))
+}
+
+/// Reads a boolean in the form [`BOOLEAN_STRING_PATTERN`] describes.
+pub fn parse_boolean(text: &str) -> Option<bool> {
+    match text.to_ascii_lowercase().as_str() {
+        "true" | "yes" => Some(true),
+        "false" | "no" => Some(false),
+        _ => None,
+    }
+}
 
 #[derive(Deserialize)]
 #[serde(untagged)]
@@ -18,10 +46,7 @@ pub fn opt_i32<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<i32>
     let wide = match value {
         None => return Ok(None),
         Some(IntOrString::Int(i)) => i,
-        Some(IntOrString::String(s)) => s
-            .trim()
-            .parse::<i64>()
-            .map_err(|_| serde::de::Error::custom(format!("'{s}' is not a whole number")))?,
+        Some(IntOrString::String(s)) => parse_integer(&s).map_err(serde::de::Error::custom)?,
     };
     i32::try_from(wide)
         .map(Some)
@@ -39,13 +64,9 @@ pub fn opt_bool<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<boo
     match Option::<BoolOrString>::deserialize(deserializer)? {
         None => Ok(None),
         Some(BoolOrString::Bool(b)) => Ok(Some(b)),
-        Some(BoolOrString::String(s)) => match s.to_ascii_lowercase().as_str() {
-            "true" | "yes" => Ok(Some(true)),
-            "false" | "no" => Ok(Some(false)),
-            _ => Err(serde::de::Error::custom(format!(
-                "'{s}' is not true or false"
-            ))),
-        },
+        Some(BoolOrString::String(s)) => parse_boolean(&s)
+            .map(Some)
+            .ok_or_else(|| serde::de::Error::custom(format!("'{s}' is not true or false"))),
     }
 }
 
@@ -78,5 +99,34 @@ mod tests {
         assert!(serde_json::from_str::<Probe>(r#"{"n": "two"}"#).is_err());
         assert!(serde_json::from_str::<Probe>(r#"{"n": 99999999999}"#).is_err());
         assert!(serde_json::from_str::<Probe>(r#"{"b": "maybe"}"#).is_err());
+        assert!(serde_json::from_str::<Probe>(r#"{"n": " 2"}"#).is_err());
+        assert!(serde_json::from_str::<Probe>(r#"{"n": "+2"}"#).is_err());
+        assert!(serde_json::from_str::<Probe>(r#"{"n": "-"}"#).is_err());
+        assert!(serde_json::from_str::<Probe>(r#"{"n": "2.0"}"#).is_err());
+        assert!(serde_json::from_str::<Probe>(r#"{"b": "1"}"#).is_err());
+        let p: Probe = serde_json::from_str(r#"{"n": "-7", "b": "NO"}"#).unwrap();
+        assert_eq!((p.n, p.b), (Some(-7), Some(false)));
+    }
+
+    #[test]
+    fn patterns_describe_the_string_forms() {
+        let integer = regex::Regex::new(super::INTEGER_STRING_PATTERN).unwrap();
+        for text in ["0", "-12", "007", "", "-", " 1", "1 ", "+1", "1e3", "١"] {
+            assert_eq!(
+                integer.is_match(text),
+                super::parse_integer(text).is_ok(),
+                "{text:?}"
+            );
+        }
+        let boolean = regex::Regex::new(super::BOOLEAN_STRING_PATTERN).unwrap();
+        for text in [
+            "true", "FALSE", "Yes", "no", "", "1", "t", "truee", " true", "null",
+        ] {
+            assert_eq!(
+                boolean.is_match(text),
+                super::parse_boolean(text).is_some(),
+                "{text:?}"
+            );
+        }
     }
 }
