@@ -669,6 +669,11 @@ async fn resource_groups_and_volume_groups() {
         )
         .bad_request(FAIL_INVLD_LAYER_STACK),
         filter("layer stack is a string", json!({"layer_stack": "DRBD"})).unparsable(),
+        create(
+            "filter is an array",
+            json!({"name": "group2", "select_filter": [null, null]}),
+        )
+        .unparsable(),
         filter(
             "invalid do-not-place-with regex",
             json!({"not_place_with_rsc_regex": "db-("}),
@@ -1003,6 +1008,18 @@ async fn resource_definitions() {
     cases.extend([
         create("missing name", json!({"resource_definition": {}})).bad_request(FAIL_INVLD_RSC_NAME),
         create("empty object", json!({})).bad_request(FAIL_INVLD_RSC_NAME),
+        create(
+            "volume definitions given with the definition",
+            json!({"resource_definition": {"name": "res2",
+                   "volume_definitions": [{"size_kib": VOLUME_KIB}]}}),
+        )
+        .bad_request(FAIL_INVLD_REQUEST)
+        .with_correction(),
+        create(
+            "the definition is an array",
+            json!({"resource_definition": ["res2"]}),
+        )
+        .unparsable(),
         create(
             "definition is a string",
             json!({"resource_definition": "res2"}),
@@ -1543,6 +1560,19 @@ async fn toggle_disk_and_make_available() {
     cases.extend([
         // Body form (API 1.28).
         toggle("missing operation", "node2", json!({})).unparsable(),
+        toggle(
+            "invalid migrate_from on a diskless resource",
+            "node2",
+            json!({"operation": "INTO_DRBD_DISKLESS", "migrate_from": "bad node"}),
+        )
+        .bad_request(FAIL_INVLD_NODE_NAME)
+        .with_correction(),
+        legacy(
+            "invalid diskless pool on a diskless resource",
+            "node2/toggle-disk/diskless/000",
+        )
+        .bad_request(FAIL_INVLD_STOR_POOL_NAME)
+        .with_correction(),
         toggle(
             "unknown operation",
             "node2",

@@ -1,9 +1,13 @@
 //! The REST API: LINSTOR's v1 paths and JSON, served with axum, documented with utoipa.
 //!
-//! Every documented route is registered through `utoipa_axum`, so the OpenAPI document the
-//! controller serves (`GET /openapi.json`) is generated from the same code that routes requests
-//! and cannot drift from it. The committed copy in `openapi/ferrite-controller.json` is checked
-//! against it by a test.
+//! Every documented route is registered through `utoipa_axum` (the wildcard property route
+//! through `ApiDoc`), so the OpenAPI document the controller serves (`GET /openapi.json`) is
+//! generated from the same code that routes requests and cannot drift from it: query
+//! parameters are parsed and documented from one table (`query`), path parameters carry their
+//! names' schemas (`path`), error answers are listed per operation (`response::Invalid`, ...),
+//! and the answers the HTTP server gives before any handler are added last. The committed copy
+//! in `openapi/ferrite-controller.json` is checked against it by a test; schemathesis checks
+//! the running controller against it (`crates/testkit/tests/schemathesis.rs`).
 
 mod controller;
 mod nodes;

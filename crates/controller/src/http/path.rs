@@ -13,13 +13,19 @@ use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::openapi::{RefOr, Required, schema::Schema};
 use utoipa::{IntoParams, PartialSchema};
 
-fn path_parameter(name: &str, description: &str, schema: RefOr<Schema>) -> Parameter {
+fn path_parameter(
+    name: &str,
+    description: &str,
+    schema: RefOr<Schema>,
+    example: serde_json::Value,
+) -> Parameter {
     ParameterBuilder::new()
         .name(name)
         .parameter_in(ParameterIn::Path)
         .required(Required::True)
         .description(Some(description))
         .schema(Some(schema))
+        .example(Some(example))
         .build()
 }
 
@@ -39,7 +45,7 @@ fn property_key() -> RefOr<Schema> {
 }
 
 macro_rules! path_params {
-    ($($(#[$doc:meta])* $marker:ident: $name:literal = $schema:expr, $description:literal;)+) => {
+    ($($(#[$doc:meta])* $marker:ident: $name:literal = $schema:expr, $description:literal, $example:expr;)+) => {
         $(
             $(#[$doc])*
             pub struct $marker;
@@ -48,7 +54,7 @@ macro_rules! path_params {
                 fn into_params(
                     _parameter_in_provider: impl Fn() -> Option<ParameterIn>,
                 ) -> Vec<Parameter> {
-                    vec![path_parameter($name, $description, $schema)]
+                    vec![path_parameter($name, $description, $schema, serde_json::json!($example))]
                 }
             }
         )+
@@ -57,23 +63,28 @@ macro_rules! path_params {
 
 path_params! {
     /// `{node}`.
-    NodeParam: "node" = NodeName::schema(), "The node's name.";
+    NodeParam: "node" = NodeName::schema(), "The node's name.", "node1";
     /// `{fromnode}`: the node a disk moves away from.
-    FromNodeParam: "fromnode" = NodeName::schema(), "The node the disk moves from.";
+    FromNodeParam: "fromnode" = NodeName::schema(), "The node the disk moves from.", "node2";
     /// `{netif}`.
-    NetInterfaceParam: "netif" = NetInterfaceName::schema(), "The network interface's name.";
+    NetInterfaceParam: "netif" = NetInterfaceName::schema(), "The network interface's name.",
+        "default";
     /// `{storagepool}`.
-    StoragePoolParam: "storagepool" = StorPoolName::schema(), "The storage pool's name.";
+    StoragePoolParam: "storagepool" = StorPoolName::schema(), "The storage pool's name.",
+        "pool_ssd";
     /// `{disklesspool}`.
-    DisklessPoolParam: "disklesspool" = StorPoolName::schema(), "The diskless storage pool's name.";
+    DisklessPoolParam: "disklesspool" = StorPoolName::schema(),
+        "The diskless storage pool's name.", "DfltDisklessStorPool";
     /// `{resource}`.
-    ResourceParam: "resource" = ResourceName::schema(), "The resource definition's name.";
+    ResourceParam: "resource" = ResourceName::schema(), "The resource definition's name.",
+        "res1";
     /// `{resource_group}`.
-    ResourceGroupParam: "resource_group" = ResourceGroupName::schema(), "The resource group's name.";
+    ResourceGroupParam: "resource_group" = ResourceGroupName::schema(),
+        "The resource group's name.", "my_ssd_group";
     /// `{volume_number}`.
-    VolumeNumberParam: "volume_number" = VolumeNumber::schema(), "The volume number.";
+    VolumeNumberParam: "volume_number" = VolumeNumber::schema(), "The volume number.", 0;
     /// `{reportid}`.
-    ReportIdParam: "reportid" = report_id(), "The error report's id.";
+    ReportIdParam: "reportid" = report_id(), "The error report's id.", "6A1F-0000-000001";
     /// `{key}`: a controller property key.
-    PropertyKeyParam: "key" = property_key(), "The property key, e.g. Aux/rack.";
+    PropertyKeyParam: "key" = property_key(), "The property key, e.g. Aux/rack.", "Aux/rack";
 }

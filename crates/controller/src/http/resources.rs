@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use ferrite_types::api_call_rc::{code, mask};
 use ferrite_types::rest::{self, ToggleDiskOperation};
-use ferrite_types::{ApiCallRc, RetCode};
+use ferrite_types::{ApiCallRc, NodeName, RetCode, StorPoolName};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -18,7 +18,7 @@ use super::response::{
     TooLarge,
 };
 use crate::app::resources::{self, Toggle};
-use crate::app::{Context, Object, Operation, resource_definitions, views};
+use crate::app::{self, Context, Object, Operation, resource_definitions, views};
 use crate::core::Controller;
 
 pub fn routes() -> OpenApiRouter<Controller> {
@@ -230,7 +230,25 @@ fn names_match(
     Ok(())
 }
 
+/// Refuses a malformed pool or node name in a toggle before anything looks at it, also where
+/// the operation would not use it (a diskless resource asked to become diskless again).
+fn check_toggle_names(toggle: &Toggle) -> Result<(), ApiResponse> {
+    let ctx = Context::new(Operation::Modify, Object::Resource);
+    let refuse = |failure: app::Failure| ApiResponse::entries(StatusCode::OK, Err(failure));
+    if let Some(pool) = &toggle.storage_pool {
+        app::parse_name::<StorPoolName>(&ctx, code::FAIL_INVLD_STOR_POOL_NAME, pool)
+            .map_err(refuse)?;
+    }
+    if let Some(node) = &toggle.migrate_from {
+        app::parse_name::<NodeName>(&ctx, code::FAIL_INVLD_NODE_NAME, node).map_err(refuse)?;
+    }
+    Ok(())
+}
+
 async fn toggle(ctl: &Controller, name: &str, node: &str, toggle: Toggle) -> ApiResponse {
+    if let Err(refusal) = check_toggle_names(&toggle) {
+        return refusal;
+    }
     ApiResponse::entries(
         StatusCode::OK,
         ctl.mutate(|c, r| resources::toggle_disk(c, r, name, node, &toggle))

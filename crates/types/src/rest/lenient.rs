@@ -70,6 +70,59 @@ pub fn opt_bool<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<boo
     }
 }
 
+/// A nested struct that must be a JSON object. serde reads a struct from an array of its
+/// fields in order too, which no client means: `"select_filter": [null, null]` would be an
+/// empty filter.
+pub fn object<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    let value = serde_json::Value::deserialize(deserializer)?;
+    if !value.is_object() {
+        return Err(serde::de::Error::custom(format!(
+            "expected a JSON object, found {value}"
+        )));
+    }
+    T::deserialize(value).map_err(serde::de::Error::custom)
+}
+
+/// An optional nested struct: a JSON object or null.
+pub fn opt_object<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    match serde_json::Value::deserialize(deserializer)? {
+        serde_json::Value::Null => Ok(None),
+        value => object(value).map(Some).map_err(serde::de::Error::custom),
+    }
+}
+
+/// A list of nested structs, each a JSON object.
+pub fn objects<'de, D, T>(deserializer: D) -> Result<Vec<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    Vec::<serde_json::Value>::deserialize(deserializer)?
+        .into_iter()
+        .map(|item| object(item).map_err(serde::de::Error::custom))
+        .collect()
+}
+
+/// An optional list of nested structs: null, or a list of JSON objects.
+pub fn opt_objects<'de, D, T>(deserializer: D) -> Result<Option<Vec<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: serde::de::DeserializeOwned,
+{
+    match serde_json::Value::deserialize(deserializer)? {
+        serde_json::Value::Null => Ok(None),
+        value => objects(value).map(Some).map_err(serde::de::Error::custom),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde::Deserialize;
@@ -106,6 +159,38 @@ mod tests {
         assert!(serde_json::from_str::<Probe>(r#"{"b": "1"}"#).is_err());
         let p: Probe = serde_json::from_str(r#"{"n": "-7", "b": "NO"}"#).unwrap();
         assert_eq!((p.n, p.b), (Some(-7), Some(false)));
+    }
+
+    #[test]
+    fn nested_structs_are_objects() {
+        #[derive(Debug, Default, Deserialize)]
+        #[serde(default)]
+        struct Inner {
+            a: Option<i32>,
+        }
+        #[derive(Debug, Deserialize)]
+        struct Outer {
+            #[serde(default, deserialize_with = "super::object")]
+            one: Inner,
+            #[serde(default, deserialize_with = "super::opt_object")]
+            maybe: Option<Inner>,
+            #[serde(default, deserialize_with = "super::objects")]
+            many: Vec<Inner>,
+        }
+        let ok: Outer =
+            serde_json::from_str(r#"{"one": {"a": 1}, "maybe": null, "many": [{}]}"#).unwrap();
+        assert_eq!(
+            (ok.one.a, ok.maybe.is_none(), ok.many.len()),
+            (Some(1), true, 1)
+        );
+        for bad in [
+            r#"{"one": [1]}"#,
+            r#"{"one": []}"#,
+            r#"{"maybe": [null]}"#,
+            r#"{"many": [[]]}"#,
+        ] {
+            assert!(serde_json::from_str::<Outer>(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -35,6 +35,7 @@ pub type Props = BTreeMap<String, String>;
 /// The body of every `modify`/`set-property` call on a property container.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(default)]
+#[schema(example = json!({"override_props": {"Aux/rack": "r1"}, "delete_props": ["Aux/old"]}))]
 pub struct PropsModify {
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     #[schema(schema_with = schema::props)]

@@ -10,6 +10,11 @@ use crate::kinds::{ConnectionStatus, EncryptionType, LayerKind, NodeType, Provid
 
 /// A node: `POST /v1/nodes` takes it, `GET /v1/nodes` returns a list of them.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({
+    "name": "node1",
+    "type": "SATELLITE",
+    "net_interfaces": [{"name": "default", "address": "127.0.0.1", "satellite_port": 3366}]
+}))]
 pub struct Node {
     #[schema(value_type = crate::NodeName)]
     pub name: String,
@@ -20,7 +25,7 @@ pub struct Node {
     #[serde(default)]
     #[schema(schema_with = schema::props)]
     pub props: Props,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::lenient::objects")]
     pub net_interfaces: Vec<NetInterface>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection_status: Option<ConnectionStatus>,

@@ -21,9 +21,15 @@ pub struct Resource {
     #[schema(schema_with = schema::props)]
     pub props: Props,
     pub flags: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_object"
+    )]
     pub layer_object: Option<ResourceLayer>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_object"
+    )]
     pub state: Option<ResourceState>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub uuid: Option<String>,
@@ -156,7 +162,9 @@ pub struct VolumeLayer {
 /// One element of the array `POST /v1/resource-definitions/{rd}/resources` takes.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(default)]
+#[schema(example = json!({"resource": {"node_name": "node1", "props": {"StorPoolName": "pool_ssd"}}}))]
 pub struct ResourceCreate {
+    #[serde(deserialize_with = "lenient::object")]
     pub resource: Resource,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub layer_list: Option<Vec<LayerKind>>,
@@ -232,6 +240,7 @@ pub enum ToggleDiskOperation {
 
 /// `PUT /v1/resource-definitions/{rd}/resources/{node}/toggle-disk` (API 1.28).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"operation": "INTO_DRBD_DISKLESS"}))]
 pub struct ToggleDiskRequest {
     pub operation: ToggleDiskOperation,
     #[serde(default, skip_serializing_if = "Option::is_none")]

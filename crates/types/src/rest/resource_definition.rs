@@ -20,14 +20,19 @@ pub struct ResourceDefinition {
     pub props: Props,
     pub flags: Vec<String>,
     /// The layer stack, top first.
+    #[serde(deserialize_with = "lenient::objects")]
     pub layer_data: Vec<ResourceDefinitionLayer>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub uuid: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(value_type = Option<crate::ResourceGroupName>)]
     pub resource_group_name: Option<String>,
-    /// Present with `?with_volume_definitions=true`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Present with `?with_volume_definitions=true`; a request may not give them (create
+    /// volume definitions with their own call).
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_objects"
+    )]
     pub volume_definitions: Option<Vec<VolumeDefinition>>,
 }
 
@@ -43,8 +48,10 @@ pub struct ResourceDefinitionLayer {
 /// `POST /v1/resource-definitions`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(default)]
+#[schema(example = json!({"resource_definition": {"name": "res1", "resource_group_name": "DfltRscGrp"}}))]
 pub struct ResourceDefinitionCreate {
     #[schema(required = true)]
+    #[serde(deserialize_with = "lenient::object")]
     pub resource_definition: ResourceDefinition,
     #[serde(
         skip_serializing_if = "Option::is_none",
@@ -113,6 +120,7 @@ pub struct VolumeDefinition {
     pub props: Props,
     #[schema(schema_with = schema::volume_flags)]
     pub flags: Vec<String>,
+    #[serde(deserialize_with = "lenient::objects")]
     pub layer_data: Vec<VolumeDefinitionLayer>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub uuid: Option<String>,
@@ -130,8 +138,10 @@ pub struct VolumeDefinitionLayer {
 /// `POST /v1/resource-definitions/{rd}/volume-definitions`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(default)]
+#[schema(example = json!({"volume_definition": {"volume_number": 0, "size_kib": 1_048_576}}))]
 pub struct VolumeDefinitionCreate {
     #[schema(required = true)]
+    #[serde(deserialize_with = "lenient::object")]
     pub volume_definition: VolumeDefinition,
     #[serde(
         skip_serializing_if = "Option::is_none",

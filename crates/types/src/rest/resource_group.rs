@@ -124,6 +124,10 @@ impl AutoSelectFilter {
 
 /// A resource group: a template for resource definitions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({
+    "name": "my_ssd_group",
+    "select_filter": {"place_count": 2, "storage_pool_list": ["pool_ssd"]}
+}))]
 pub struct ResourceGroup {
     #[schema(value_type = crate::ResourceGroupName)]
     pub name: String,
@@ -133,7 +137,7 @@ pub struct ResourceGroup {
     #[serde(default)]
     #[schema(schema_with = schema::props)]
     pub props: Props,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::object")]
     pub select_filter: AutoSelectFilter,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uuid: Option<String>,
@@ -162,7 +166,10 @@ pub struct ResourceGroupModify {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     #[schema(schema_with = schema::property_namespaces)]
     pub delete_namespaces: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_object"
+    )]
     pub select_filter: Option<AutoSelectFilter>,
     #[serde(
         skip_serializing_if = "Option::is_none",
@@ -176,6 +183,11 @@ pub struct ResourceGroupModify {
 /// with its volumes, placed by the group's filter.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(default)]
+#[schema(example = json!({
+    "resource_definition_name": "my_ssd_res",
+    "volume_sizes": [2_097_152],
+    "definitions_only": true
+}))]
 pub struct ResourceGroupSpawn {
     #[schema(value_type = crate::ResourceName, required = true)]
     pub resource_definition_name: String,
@@ -184,7 +196,10 @@ pub struct ResourceGroupSpawn {
     /// KiB, one per volume group.
     #[schema(schema_with = schema::volume_sizes_kib)]
     pub volume_sizes: Vec<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_object"
+    )]
     pub select_filter: Option<AutoSelectFilter>,
     pub partial: bool,
     pub definitions_only: bool,
@@ -202,6 +217,7 @@ pub struct ResourceGroupSpawn {
 /// A volume group: the template of one volume of a resource group's definitions.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(default)]
+#[schema(example = json!({"volume_number": 0}))]
 pub struct VolumeGroup {
     #[serde(
         skip_serializing_if = "Option::is_none",
@@ -245,6 +261,7 @@ pub struct AutoPlaceRequest {
     )]
     #[schema(schema_with = schema::lenient_boolean)]
     pub diskless_on_remaining: Option<bool>,
+    #[serde(deserialize_with = "lenient::object")]
     pub select_filter: AutoSelectFilter,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub layer_list: Option<Vec<LayerKind>>,

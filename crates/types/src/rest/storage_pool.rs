@@ -12,6 +12,11 @@ use crate::kinds::ProviderKind;
 /// A storage pool on one node. `POST /v1/nodes/{node}/storage-pools` takes it;
 /// `GET /v1/view/storage-pools` returns a list with capacities filled in.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({
+    "storage_pool_name": "pool_ssd",
+    "provider_kind": "FILE_THIN",
+    "props": {"StorDriver/StorPoolName": "/srv/ferrite/ssd"}
+}))]
 pub struct StoragePool {
     #[schema(value_type = crate::StorPoolName)]
     pub storage_pool_name: String,

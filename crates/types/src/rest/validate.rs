@@ -207,6 +207,22 @@ impl Validate for AutoPlaceRequest {
 
 impl Validate for ResourceDefinitionCreate {
     fn validate(&self) -> Result<(), InvalidValue> {
+        if let Some(volumes) = self
+            .resource_definition
+            .volume_definitions
+            .as_ref()
+            .filter(|v| !v.is_empty())
+        {
+            return Err(InvalidValue {
+                code: code::FAIL_INVLD_REQUEST,
+                field: "resource_definition.volume_definitions",
+                value: format!("({} given)", volumes.len()),
+                reason: "creating a resource definition creates no volume definitions".to_string(),
+                correction: "Leave volume_definitions out and create each with POST \
+                             /v1/resource-definitions/{resource}/volume-definitions."
+                    .to_string(),
+            });
+        }
         tcp_port("drbd_port", self.drbd_port)?;
         peer_slots("drbd_peer_slots", self.drbd_peer_slots)
     }
