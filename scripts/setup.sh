@@ -37,6 +37,15 @@ if ! python3 -c "import sys; from linstor.version import VERSION; sys.exit(0 if 
         || python3 -m pip install -q --disable-pip-version-check --break-system-packages "python-linstor==$PYTHON_LINSTOR_VERSION"
 fi
 
+# schemathesis from PyPI: crates/testkit/tests/schemathesis.rs runs it against the controller's
+# OpenAPI document. The version is pinned there too.
+SCHEMATHESIS_VERSION=4.32.5
+if [ "$(python3 -m schemathesis.cli --version 2>/dev/null | awk '{print $NF}')" != "$SCHEMATHESIS_VERSION" ]; then
+    log "installing schemathesis $SCHEMATHESIS_VERSION from PyPI"
+    python3 -m pip install -q --disable-pip-version-check "schemathesis==$SCHEMATHESIS_VERSION" 2>/dev/null \
+        || python3 -m pip install -q --disable-pip-version-check --break-system-packages "schemathesis==$SCHEMATHESIS_VERSION"
+fi
+
 if ! command -v cargo >/dev/null; then
     log "cargo is missing: install the Rust toolchain (rustup) first"; exit 1
 fi

@@ -171,7 +171,7 @@ pub fn parse_layer_list(text: &str) -> Result<LayerList, String> {
         return Ok(LayerList(Vec::new()));
     }
     text.split(',')
-        .map(|layer| layer.parse::<LayerKind>().map_err(|e| e.to_string()))
+        .map(|layer| layer.trim().parse::<LayerKind>().map_err(|e| e.to_string()))
         .collect::<Result<Vec<_>, _>>()
         .map(LayerList)
 }
@@ -181,7 +181,12 @@ pub fn parse_provider_list(text: &str) -> Result<ProviderList, String> {
         return Ok(ProviderList(Vec::new()));
     }
     text.split(',')
-        .map(|provider| provider.parse::<ProviderKind>().map_err(|e| e.to_string()))
+        .map(|provider| {
+            provider
+                .trim()
+                .parse::<ProviderKind>()
+                .map_err(|e| e.to_string())
+        })
         .collect::<Result<Vec<_>, _>>()
         .map(ProviderList)
 }

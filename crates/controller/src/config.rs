@@ -48,6 +48,9 @@ pub struct Args {
     /// Seconds a response may wait for a REST client that reads none of it [default: 30]
     #[arg(long, value_name = "SECONDS")]
     pub response_send_timeout: Option<u64>,
+    /// Seconds registering a node waits for its satellite to come online [default: 5]
+    #[arg(long, value_name = "SECONDS")]
+    pub node_online_timeout: Option<u64>,
     /// Print the OpenAPI document of the REST API and exit
     #[arg(long)]
     pub print_openapi: bool,
@@ -70,6 +73,7 @@ pub struct FileConfig {
     pub request_body_timeout: Option<u64>,
     pub keep_alive_timeout: Option<u64>,
     pub response_send_timeout: Option<u64>,
+    pub node_online_timeout: Option<u64>,
 }
 
 /// The effective configuration.
@@ -158,6 +162,9 @@ impl Config {
             if let Some(seconds) = flag.or(key) {
                 *limit = Duration::from_secs(at_least_one(setting, seconds)?);
             }
+        }
+        if let Some(seconds) = args.node_online_timeout.or(file.node_online_timeout) {
+            timeouts.node_online = Duration::from_secs(seconds);
         }
         Ok(Config {
             listen: args

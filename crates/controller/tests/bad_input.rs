@@ -119,6 +119,37 @@ async fn controller_properties() {
         .bad_request(FAIL_INVLD_PROP),
         delete("invalid key", "Aux/bad%20key").bad_request(FAIL_INVLD_PROP),
         delete("empty segment", "Aux//x").bad_request(FAIL_INVLD_PROP),
+        delete("'..' segment", "Aux/%2E%2E/x").bad_request(FAIL_INVLD_PROP),
+        set_one("key with a '..' segment", "Aux/../x", "v"),
+        set_one("key that is '..'", "..", "v"),
+        set_one("key with a '.' segment", "Aux/./x", "v"),
+        set_one("key with a trailing '/'", "Aux/x/", "v"),
+        set_one("key with a leading '/'", "/Aux/x", "v"),
+        set(
+            "deleting a key with a '..' segment",
+            json!({"delete_props": ["Aux/../x"]}),
+        )
+        .bad_request(FAIL_INVLD_PROP),
+        set(
+            "deleting an empty namespace",
+            json!({"delete_namespaces": [""]}),
+        )
+        .bad_request(FAIL_INVLD_PROP),
+        set(
+            "deleting the namespace '/'",
+            json!({"delete_namespaces": ["/"]}),
+        )
+        .bad_request(FAIL_INVLD_PROP),
+        set(
+            "deleting a namespace with a '..' segment",
+            json!({"delete_namespaces": ["Aux/.."]}),
+        )
+        .bad_request(FAIL_INVLD_PROP),
+        set(
+            "deleting a namespace with a space",
+            json!({"delete_namespaces": ["A ux"]}),
+        )
+        .bad_request(FAIL_INVLD_PROP),
         Case::bare("props: PUT on the collection", Method::PUT, PROPS)
             .refused(405, UNKNOWN_API_CALL)
             .with_correction(),
@@ -638,6 +669,11 @@ async fn resource_groups_and_volume_groups() {
         )
         .bad_request(FAIL_INVLD_LAYER_STACK),
         filter("layer stack is a string", json!({"layer_stack": "DRBD"})).unparsable(),
+        create(
+            "filter is an array",
+            json!({"name": "group2", "select_filter": [null, null]}),
+        )
+        .unparsable(),
         filter(
             "invalid do-not-place-with regex",
             json!({"not_place_with_rsc_regex": "db-("}),
@@ -725,6 +761,36 @@ async fn resource_groups_and_volume_groups() {
             json!({"peer_slots": "many"}),
         )
         .unparsable(),
+        modify("peer slots 0", "my_ssd_group", json!({"peer_slots": 0}))
+            .bad_request(FAIL_INVLD_REQUEST)
+            .with_correction(),
+        modify(
+            "negative overprovision",
+            "my_ssd_group",
+            json!({"select_filter": {"overprovision": -1.5}}),
+        )
+        .bad_request(FAIL_INVLD_CONF)
+        .with_correction(),
+        modify(
+            "port count 0",
+            "my_ssd_group",
+            json!({"select_filter": {"port_count": 0}}),
+        )
+        .bad_request(FAIL_INVLD_TCP_PORT)
+        .with_correction(),
+        modify(
+            "x-replicas-on-different of 33",
+            "my_ssd_group",
+            json!({"select_filter": {"x_replicas_on_different_map": {"Aux/rack": 33}}}),
+        )
+        .bad_request(FAIL_INVLD_CONF)
+        .with_correction(),
+        modify(
+            "layer name with blanks",
+            "my_ssd_group",
+            json!({"select_filter": {"layer_stack": [" DRBD"]}}),
+        )
+        .bad_request(FAIL_INVLD_LAYER_KIND),
         delete("used by res1", "MY_SSD_GROUP").conflict(FAIL_IN_USE),
         delete("the default group", "DfltRscGrp")
             .conflict(FAIL_IN_USE)
@@ -943,6 +1009,18 @@ async fn resource_definitions() {
         create("missing name", json!({"resource_definition": {}})).bad_request(FAIL_INVLD_RSC_NAME),
         create("empty object", json!({})).bad_request(FAIL_INVLD_RSC_NAME),
         create(
+            "volume definitions given with the definition",
+            json!({"resource_definition": {"name": "res2",
+                   "volume_definitions": [{"size_kib": VOLUME_KIB}]}}),
+        )
+        .bad_request(FAIL_INVLD_REQUEST)
+        .with_correction(),
+        create(
+            "the definition is an array",
+            json!({"resource_definition": ["res2"]}),
+        )
+        .unparsable(),
+        create(
             "definition is a string",
             json!({"resource_definition": "res2"}),
         )
@@ -986,6 +1064,27 @@ async fn resource_definitions() {
             json!({"resource_definition": {"name": "res2"}, "drbd_port": "seven"}),
         )
         .unparsable(),
+        create(
+            "drbd port 70000",
+            json!({"resource_definition": {"name": "res2"}, "drbd_port": 70000}),
+        )
+        .bad_request(FAIL_INVLD_TCP_PORT)
+        .with_correction(),
+        create(
+            "32 DRBD peer slots",
+            json!({"resource_definition": {"name": "res2"}, "drbd_peer_slots": "32"}),
+        )
+        .bad_request(FAIL_INVLD_REQUEST)
+        .with_correction(),
+        modify("drbd port 0", "res1", json!({"drbd_port": 0}))
+            .bad_request(FAIL_INVLD_TCP_PORT)
+            .with_correction(),
+        modify(
+            "deleting a namespace with a '..' segment",
+            "res1",
+            json!({"delete_namespaces": ["Aux/../x"]}),
+        )
+        .bad_request(FAIL_INVLD_PROP),
         Case::get("rd get: unknown", format!("{RDS}/res9")).not_found(FAIL_NOT_FOUND_RSC_DFN),
         Case::get("rd get: invalid name", format!("{RDS}/r")).bad_request(FAIL_INVLD_RSC_NAME),
         modify("unknown", "res9", json!({})).not_found(FAIL_NOT_FOUND_RSC_DFN),
@@ -1057,6 +1156,26 @@ async fn volume_definitions() {
         size("largest i64", json!(i64::MAX)).bad_request(FAIL_INVLD_VLM_SIZE),
         size("size beyond 64 bits", json!(u64::MAX)).unparsable(),
         size("size with a unit", json!("1G")).unparsable(),
+        Case::post(
+            "vd create: DRBD minor beyond 20 bits",
+            VDS,
+            json!({"volume_definition": {"size_kib": VOLUME_KIB}, "drbd_minor_number": 1_048_576}),
+        )
+        .bad_request(FAIL_INVLD_MINOR_NR)
+        .with_correction(),
+        Case::post(
+            "vd create: negative DRBD minor as a string",
+            VDS,
+            json!({"volume_definition": {"size_kib": VOLUME_KIB}, "drbd_minor_number": "-1"}),
+        )
+        .bad_request(FAIL_INVLD_MINOR_NR)
+        .with_correction(),
+        Case::post(
+            "vd create: DRBD minor that is not a number",
+            VDS,
+            json!({"volume_definition": {"size_kib": VOLUME_KIB}, "drbd_minor_number": "minor"}),
+        )
+        .unparsable(),
         create(
             "duplicate number",
             json!({"volume_number": 0, "size_kib": VOLUME_KIB}),
@@ -1356,9 +1475,55 @@ async fn resources_create_modify_delete() {
             "/v1/resource-definitions/res9/resources/node2",
         )
         .not_found(FAIL_NOT_FOUND_RSC_DFN),
-        delete("a bad query parameter refuses the call", "node2?limit=abc")
-            .bad_request(FAIL_INVLD_REQUEST)
+        delete(
+            "keep_tiebreaker that is not a boolean refuses the call",
+            "node2?keep_tiebreaker=maybe",
+        )
+        .bad_request(FAIL_INVLD_REQUEST)
+        .with_correction(),
+        delete(
+            "keep_tiebreaker=1 is not read as true",
+            "node2?keep_tiebreaker=1",
+        )
+        .bad_request(FAIL_INVLD_REQUEST)
+        .with_correction(),
+        delete(
+            "keep_tiebreaker given twice",
+            "node2?keep_tiebreaker=true&keep_tiebreaker=false",
+        )
+        .bad_request(FAIL_INVLD_REQUEST)
+        .with_correction(),
+        on_node3("DRBD node id 32", json!({"drbd_node_id": 32}))
+            .bad_request(FAIL_INVLD_NODE_ID)
             .with_correction(),
+        on_node3("negative DRBD node id", json!({"drbd_node_id": "-1"}))
+            .bad_request(FAIL_INVLD_NODE_ID)
+            .with_correction(),
+        on_node3("TCP port 0", json!({"drbd_tcp_ports": [7000, 0]}))
+            .bad_request(FAIL_INVLD_TCP_PORT)
+            .with_correction(),
+        on_node3("TCP port count 0", json!({"drbd_tcp_port_count": 0}))
+            .bad_request(FAIL_INVLD_TCP_PORT)
+            .with_correction(),
+        on_node3("node id with blanks", json!({"drbd_node_id": " 1"})).unparsable(),
+        create(
+            "body names another resource",
+            json!([{"resource": {"name": "res2", "node_name": "node3"}}]),
+        )
+        .bad_request(FAIL_INVLD_REQUEST)
+        .with_correction(),
+        Case::post(
+            "resource create on a node: body names another node",
+            format!("{RESOURCES}/node3"),
+            json!({"resource": {"node_name": "node2"}}),
+        )
+        .bad_request(FAIL_INVLD_REQUEST)
+        .with_correction(),
+        with_props(
+            "key with a '..' segment",
+            json!({"Aux/../StorPoolName": "x"}),
+        )
+        .bad_request(FAIL_INVLD_PROP),
     ]);
     refuse_all(cases).await;
 }
@@ -1395,6 +1560,19 @@ async fn toggle_disk_and_make_available() {
     cases.extend([
         // Body form (API 1.28).
         toggle("missing operation", "node2", json!({})).unparsable(),
+        toggle(
+            "invalid migrate_from on a diskless resource",
+            "node2",
+            json!({"operation": "INTO_DRBD_DISKLESS", "migrate_from": "bad node"}),
+        )
+        .bad_request(FAIL_INVLD_NODE_NAME)
+        .with_correction(),
+        legacy(
+            "invalid diskless pool on a diskless resource",
+            "node2/toggle-disk/diskless/000",
+        )
+        .bad_request(FAIL_INVLD_STOR_POOL_NAME)
+        .with_correction(),
         toggle(
             "unknown operation",
             "node2",
@@ -1557,6 +1735,8 @@ async fn list_query_parameters() {
             ("fractional limit", "limit=1.5"),
             ("empty limit", "limit="),
             ("limit beyond 64 bits", "limit=99999999999999999999999"),
+            ("limit beyond 32 bits", "limit=2147483648"),
+            ("limit given twice", "limit=1&limit=2"),
         ] {
             cases.push(
                 Case::get(format!("{path}: {what}"), format!("{path}?{query}"))
@@ -1565,6 +1745,53 @@ async fn list_query_parameters() {
             );
         }
     }
+    let rd_list = |what: &str, query: &str| {
+        Case::get(
+            format!("rd list: {what}"),
+            format!("/v1/resource-definitions?{query}"),
+        )
+    };
+    cases.extend([
+        rd_list(
+            "with_volume_definitions=null",
+            "with_volume_definitions=null",
+        )
+        .bad_request(FAIL_INVLD_REQUEST)
+        .with_correction(),
+        rd_list(
+            "with_volume_definitions=maybe",
+            "with_volume_definitions=maybe",
+        )
+        .bad_request(FAIL_INVLD_REQUEST)
+        .with_correction(),
+        Case::get(
+            "rd get: with_volume_definitions=2",
+            "/v1/resource-definitions/res1?with_volume_definitions=2",
+        )
+        .bad_request(FAIL_INVLD_REQUEST)
+        .with_correction(),
+        Case::get("node list: invalid node name", "/v1/nodes?nodes=bad%20name")
+            .bad_request(FAIL_INVLD_NODE_NAME)
+            .with_correction(),
+        Case::get(
+            "resource view: invalid resource name",
+            "/v1/view/resources?resources=1x",
+        )
+        .bad_request(FAIL_INVLD_RSC_NAME)
+        .with_correction(),
+        Case::get(
+            "pool view: invalid pool name",
+            "/v1/view/storage-pools?storage_pools=p",
+        )
+        .bad_request(FAIL_INVLD_STOR_POOL_NAME)
+        .with_correction(),
+        Case::get(
+            "group list: invalid property filter",
+            "/v1/resource-groups?props=Aux/../x",
+        )
+        .bad_request(FAIL_INVLD_PROP)
+        .with_correction(),
+    ]);
     refuse_all(cases).await;
 }
 

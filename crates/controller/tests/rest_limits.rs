@@ -44,12 +44,23 @@ fn limits(max_connections: usize) -> ServerLimits {
     }
 }
 
+/// Any JSON, echoed back.
+#[derive(serde::Deserialize)]
+#[serde(transparent)]
+struct Echo(Value);
+
+impl ferrite_types::rest::validate::Validate for Echo {
+    fn validate(&self) -> Result<(), ferrite_types::rest::validate::InvalidValue> {
+        Ok(())
+    }
+}
+
 fn app() -> Router {
     Router::new()
         .route("/health", get(|| async { "ok" }))
         .route(
             "/echo",
-            post(|JsonBody(value): JsonBody<Value>| async move { axum::Json(value) }),
+            post(|JsonBody(Echo(value)): JsonBody<Echo>| async move { axum::Json(value) }),
         )
         .route(
             "/slow",

@@ -238,6 +238,13 @@ impl ControllerProcess {
         self.child.as_ref().map(Child::id)
     }
 
+    /// Whether the process is still running (it has neither crashed nor been killed).
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
+    }
+
     pub fn print_log_tail(&self) {
         print_tail("ferrite-controller", &self.current_log());
     }

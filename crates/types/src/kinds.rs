@@ -1,8 +1,10 @@
 //! The enumerations of the object model: provider kinds, layer kinds, node types,
 //! encryption types and connection states.
 //!
-//! Input is accepted in any case (`python-linstor` sends `combined` and `plain` in lower case);
-//! output is always LINSTOR's canonical upper-case spelling.
+//! Input is accepted in any case and with `-` for `_` (`python-linstor` sends `combined` and
+//! `plain` in lower case); output is always LINSTOR's canonical upper-case spelling. The OpenAPI
+//! schema of each enumeration says exactly that: the canonical values, or a pattern that admits
+//! every spelling the parser takes.
 
 use std::fmt;
 use std::str::FromStr;
@@ -48,8 +50,9 @@ macro_rules! string_enum {
 
         impl FromStr for $name {
             type Err = UnknownKind;
+            /// Any case, `-` or `_`; no surrounding blanks (the CLI trims what users type).
             fn from_str(value: &str) -> Result<Self, Self::Err> {
-                let wanted = value.trim().replace('-', "_");
+                let wanted = value.replace('-', "_");
                 Self::ALL
                     .iter()
                     .copied()
@@ -79,16 +82,50 @@ macro_rules! string_enum {
 
         impl utoipa::PartialSchema for $name {
             fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
-                utoipa::openapi::schema::ObjectBuilder::new()
-                    .schema_type(utoipa::openapi::schema::Type::String)
-                    .enum_values(Some(Self::ALL.iter().map(|v| v.as_str())))
-                    .description(Some(concat!("A ", $kind, "; input is case-insensitive")))
+                use utoipa::openapi::schema::{AnyOfBuilder, ObjectBuilder, Type};
+                let names: Vec<&str> = Self::ALL.iter().map(|v| v.as_str()).collect();
+                AnyOfBuilder::new()
+                    .item(ObjectBuilder::new().schema_type(Type::String).enum_values(Some(names.clone())))
+                    .item(
+                        ObjectBuilder::new()
+                            .schema_type(Type::String)
+                            .pattern(Some(any_spelling_pattern(&names))),
+                    )
+                    .description(Some(concat!(
+                        "A ", $kind, ". Answers use the canonical upper-case value; requests may use any case and '-' for '_'."
+                    )))
                     .into()
             }
         }
 
         impl utoipa::ToSchema for $name {}
     };
+}
+
+/// The flags a volume definition or volume group may have (any case on input).
+pub const VOLUME_FLAGS: &[&str] = &["GROSS_SIZE"];
+
+/// The only diskless type of an auto-select filter: DRBD's (any case on input).
+pub const DISKLESS_TYPE: &str = "DRBD_DISKLESS";
+
+/// A regular expression (ECMA and Rust syntax alike) that matches exactly the spellings
+/// `FromStr` accepts for `names`: any letter case, `-` or `_` where the name has `_`.
+pub fn any_spelling_pattern(names: &[&str]) -> String {
+    let alternatives: Vec<String> = names
+        .iter()
+        .map(|name| {
+            name.chars()
+                .map(|c| match c {
+                    '_' => "[-_]".to_string(),
+                    c if c.is_ascii_alphabetic() => {
+                        format!("[{}{}]", c.to_ascii_uppercase(), c.to_ascii_lowercase())
+                    }
+                    c => c.to_string(),
+                })
+                .collect()
+        })
+        .collect();
+    format!("^(?:{})$", alternatives.join("|"))
 }
 
 string_enum!(
@@ -228,5 +265,30 @@ mod tests {
         );
         assert!(err.to_string().contains("FILE_THIN"), "{err}");
         assert!(serde_json::from_str::<LayerKind>("\"LUKS\"").is_err());
+    }
+
+    #[test]
+    fn the_schema_pattern_admits_exactly_what_the_parser_takes() {
+        let names: Vec<&str> = ProviderKind::ALL.iter().map(|v| v.as_str()).collect();
+        let pattern = regex::Regex::new(&any_spelling_pattern(&names)).unwrap();
+        for spelling in [
+            "LVM_THIN",
+            "lvm_thin",
+            "Lvm-Thin",
+            "file",
+            " FILE",
+            "FILE ",
+            "FILETHIN",
+            "LVM__THIN",
+            "",
+            "SPDK",
+            "lvm\n",
+        ] {
+            assert_eq!(
+                pattern.is_match(spelling),
+                spelling.parse::<ProviderKind>().is_ok(),
+                "{spelling:?}"
+            );
+        }
     }
 }

@@ -3,13 +3,16 @@
 //! This crate owns the words every other crate speaks: typed object names that validate on
 //! construction ([`names`]), sizes with LINSTOR's units ([`size`]), the enumerations of the
 //! object model ([`kinds`]), the `ApiCallRc` envelope with its bit-masked return codes
-//! ([`api_call_rc`]) and the JSON shapes of LINSTOR's REST API v1 ([`rest`]).
+//! ([`api_call_rc`]), the rules of property keys and values ([`property`]), the ranges of the
+//! numbers the API takes ([`limits`]) and the JSON shapes of LINSTOR's REST API v1 ([`rest`]).
 //!
 //! It holds no behaviour beyond parsing and validation: no I/O, no placement, no storage.
 
 pub mod api_call_rc;
 pub mod kinds;
+pub mod limits;
 pub mod names;
+pub mod property;
 pub mod rest;
 pub mod size;
 

@@ -7,6 +7,10 @@
 //!
 //! Invalid input is refused with a [`NameError`] that says what was wrong and how to correct it;
 //! the REST layer turns it into an `ApiCallRc` with the matching `FAIL_INVLD_*` code.
+//!
+//! Each rule is also written as a regular expression with length bounds, which the OpenAPI
+//! document publishes as `pattern`, `minLength` and `maxLength` (every name type is a schema);
+//! a test checks that expression and validator agree.
 
 use std::cmp::Ordering;
 use std::fmt;
@@ -35,12 +39,25 @@ impl NameError {
     }
 }
 
+/// LINSTOR's identifiers (resources, groups, pools, interfaces): a letter or `_`, then letters,
+/// digits, `_` and `-`. Lengths are each name's own.
+pub const IDENTIFIER_PATTERN: &str = "^[A-Za-z_][A-Za-z0-9_-]*$";
+
+/// Host names: dot-separated labels of 1 to 63 letters, digits, `-` and `_`, a label neither
+/// starting nor ending with `-`.
+pub const HOST_NAME_PATTERN: &str = concat!(
+    "^[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?",
+    "(?:\\.[A-Za-z0-9_](?:[A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*$"
+);
+
 /// The character rules shared by LINSTOR's identifiers.
 struct NameRule {
     kind: &'static str,
     min: usize,
     max: usize,
     rule: &'static str,
+    /// The rule as a regular expression (without the length bounds).
+    pattern: &'static str,
 }
 
 impl NameRule {
@@ -140,7 +157,31 @@ macro_rules! case_insensitive_name {
             pub fn key(&self) -> &str {
                 &self.key
             }
+
+            /// The fewest and most characters a name may have.
+            pub const LENGTH: std::ops::RangeInclusive<usize> = Self::RULE.min..=Self::RULE.max;
+
+            /// The character rule as a regular expression (without the length bounds).
+            pub const PATTERN: &str = Self::RULE.pattern;
         }
+
+        impl utoipa::PartialSchema for $name {
+            fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+                utoipa::openapi::schema::ObjectBuilder::new()
+                    .schema_type(utoipa::openapi::schema::Type::String)
+                    .min_length(Some(Self::RULE.min))
+                    .max_length(Some(Self::RULE.max))
+                    .pattern(Some(Self::RULE.pattern))
+                    .description(Some(format!(
+                        "A {} name that {}; compared case-insensitively.",
+                        Self::RULE.kind,
+                        Self::RULE.rule
+                    )))
+                    .into()
+            }
+        }
+
+        impl utoipa::ToSchema for $name {}
 
         impl fmt::Display for $name {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -205,38 +246,38 @@ macro_rules! case_insensitive_name {
 case_insensitive_name!(
     /// A node (host) name, e.g. `node1`.
     NodeName,
-    NameRule { kind: "node", min: 2, max: 255, rule: "is a valid host name (letters, digits, '-', '_' and dots; 2 to 255 characters)" },
+    NameRule { kind: "node", min: 2, max: 255, rule: "is a valid host name (letters, digits, '-', '_' and dots; 2 to 255 characters)", pattern: HOST_NAME_PATTERN },
     check_host_name
 );
 case_insensitive_name!(
     /// A resource definition's name (and so its resources' names), e.g. `my_ssd_res`.
     ResourceName,
-    NameRule { kind: "resource", min: 2, max: 48, rule: "is 2 to 48 characters long, starts with a letter or '_', continues with letters, digits, '_' or '-'" },
+    NameRule { kind: "resource", min: 2, max: 48, rule: "is 2 to 48 characters long, starts with a letter or '_', continues with letters, digits, '_' or '-'", pattern: IDENTIFIER_PATTERN },
     check_identifier
 );
 case_insensitive_name!(
     /// A resource group's name, e.g. `my_ssd_group`.
     ResourceGroupName,
-    NameRule { kind: "resource group", min: 2, max: 48, rule: "is 2 to 48 characters long, starts with a letter or '_', continues with letters, digits, '_' or '-'" },
+    NameRule { kind: "resource group", min: 2, max: 48, rule: "is 2 to 48 characters long, starts with a letter or '_', continues with letters, digits, '_' or '-'", pattern: IDENTIFIER_PATTERN },
     check_identifier
 );
 case_insensitive_name!(
     /// A storage pool's name, e.g. `pool_ssd`; the same name on several nodes forms one
     /// storage pool definition.
     StorPoolName,
-    NameRule { kind: "storage pool", min: 3, max: 48, rule: "is 3 to 48 characters long, starts with a letter or '_', continues with letters, digits, '_' or '-'" },
+    NameRule { kind: "storage pool", min: 3, max: 48, rule: "is 3 to 48 characters long, starts with a letter or '_', continues with letters, digits, '_' or '-'", pattern: IDENTIFIER_PATTERN },
     check_identifier
 );
 case_insensitive_name!(
     /// A snapshot's name.
     SnapshotName,
-    NameRule { kind: "snapshot", min: 2, max: 48, rule: "is 2 to 48 characters long, starts with a letter or '_', continues with letters, digits, '_' or '-'" },
+    NameRule { kind: "snapshot", min: 2, max: 48, rule: "is 2 to 48 characters long, starts with a letter or '_', continues with letters, digits, '_' or '-'", pattern: IDENTIFIER_PATTERN },
     check_identifier
 );
 case_insensitive_name!(
     /// A node's network interface name, e.g. `default`.
     NetInterfaceName,
-    NameRule { kind: "net interface", min: 2, max: 32, rule: "is 2 to 32 characters long, starts with a letter or '_', continues with letters, digits, '_' or '-'" },
+    NameRule { kind: "net interface", min: 2, max: 32, rule: "is 2 to 32 characters long, starts with a letter or '_', continues with letters, digits, '_' or '-'", pattern: IDENTIFIER_PATTERN },
     check_identifier
 );
 
@@ -277,6 +318,21 @@ impl VolumeNumber {
         self.0
     }
 }
+
+impl utoipa::PartialSchema for VolumeNumber {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::Integer)
+            .minimum(Some(0))
+            .maximum(Some(Self::MAX))
+            .description(Some(
+                "The number of a volume within its resource definition or group.",
+            ))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for VolumeNumber {}
 
 impl From<u16> for VolumeNumber {
     fn from(value: u16) -> Self {
@@ -360,7 +416,54 @@ mod tests {
         assert_eq!(VolumeNumber::new(7).unwrap().get(), 7);
     }
 
+    /// Whether `value` fits the published schema of a name: pattern and length bounds.
+    fn fits_schema(pattern: &str, length: std::ops::RangeInclusive<usize>, value: &str) -> bool {
+        regex::Regex::new(pattern).unwrap().is_match(value)
+            && length.contains(&value.chars().count())
+    }
+
+    #[test]
+    fn schemas_publish_the_rules() {
+        let json = serde_json::to_value(<NodeName as utoipa::PartialSchema>::schema()).unwrap();
+        assert_eq!(json["pattern"], HOST_NAME_PATTERN);
+        assert_eq!(json["minLength"], 2);
+        assert_eq!(json["maxLength"], 255);
+        let json = serde_json::to_value(<StorPoolName as utoipa::PartialSchema>::schema()).unwrap();
+        assert_eq!(json["pattern"], IDENTIFIER_PATTERN);
+        assert_eq!(json["minLength"], 3);
+    }
+
     proptest! {
+        #[test]
+        fn host_name_schema_agrees_with_the_validator(
+            value in "[a-z0-9_.\\- /Aé]{0,12}|([a-z0-9-]{0,64}\\.){0,4}[a-z0-9-]{0,64}",
+        ) {
+            prop_assert_eq!(
+                fits_schema(NodeName::PATTERN, NodeName::LENGTH, &value),
+                NodeName::new(&value).is_ok(),
+                "{:?}", value
+            );
+        }
+
+        #[test]
+        fn identifier_schemas_agree_with_the_validators(value in "[A-Za-z0-9_.\\- /é]{0,50}") {
+            prop_assert_eq!(
+                fits_schema(ResourceName::PATTERN, ResourceName::LENGTH, &value),
+                ResourceName::new(&value).is_ok(),
+                "{:?}", value
+            );
+            prop_assert_eq!(
+                fits_schema(StorPoolName::PATTERN, StorPoolName::LENGTH, &value),
+                StorPoolName::new(&value).is_ok(),
+                "{:?}", value
+            );
+            prop_assert_eq!(
+                fits_schema(NetInterfaceName::PATTERN, NetInterfaceName::LENGTH, &value),
+                NetInterfaceName::new(&value).is_ok(),
+                "{:?}", value
+            );
+        }
+
         #[test]
         fn valid_identifiers_round_trip(s in "[A-Za-z_][A-Za-z0-9_-]{1,47}") {
             let name = ResourceName::new(&s).unwrap();

@@ -35,7 +35,7 @@ pub fn find<'a>(ctx: &Context, cluster: &'a Cluster, name: &str) -> Result<&'a N
 
 fn net_interface(ctx: &Context, body: &rest::NetInterface) -> Result<NetInterface, Failure> {
     let name: NetInterfaceName = parse_name(ctx, code::FAIL_INVLD_NET_NAME, &body.name)?;
-    let address: IpAddr = body.address.trim().parse().map_err(|_| {
+    let address: IpAddr = body.address.parse().map_err(|_| {
         ctx.error(
             code::FAIL_INVLD_NET_ADDR,
             format!("Invalid network address '{}'.", body.address),

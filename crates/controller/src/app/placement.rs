@@ -22,7 +22,7 @@ pub type Runtime = HashMap<NodeName, NodeRuntime>;
 pub const DEFAULT_PLACE_COUNT: i32 = 2;
 
 /// The most replicas a resource can have (DRBD 9's limit; MIRROR keeps it).
-pub const MAX_PLACE_COUNT: i32 = 32;
+pub const MAX_PLACE_COUNT: i32 = *ferrite_types::limits::PLACE_COUNT.end();
 
 /// Validates a list of layer names and completes it: STORAGE last, at most one replication
 /// layer above it.
@@ -224,7 +224,7 @@ pub fn validate_filter(
         }
     }
     if let Some(kind) = &filter.diskless_type
-        && !kind.eq_ignore_ascii_case("DRBD_DISKLESS")
+        && !kind.eq_ignore_ascii_case(ferrite_types::kinds::DISKLESS_TYPE)
     {
         return Err(ctx.invalid(
             code::FAIL_INVLD_CONF,

@@ -1,53 +1,21 @@
-//! Property containers: key rules and the override/delete/delete-namespace edit every object
-//! shares.
+//! Property containers: the override/delete/delete-namespace edit every object shares, and the
+//! refusal of keys, namespaces and values that break `ferrite_types::property`'s rules.
 
 use ferrite_types::api_call_rc::code;
+use ferrite_types::property;
 use ferrite_types::rest::Props;
 
 use super::{Context, Failure};
 
-/// The longest key and value accepted.
-pub const MAX_KEY_LEN: usize = 256;
-pub const MAX_VALUE_LEN: usize = 4096;
-
-/// Checks a property key: namespaced segments (`DrbdOptions/Net/protocol`, `Aux/rack`) of
-/// letters, digits, `_`, `-`, `.` and `:`.
+/// Checks a property key (the rules are `ferrite_types::property`'s); the error is the cause
+/// to answer with.
 pub fn check_key(key: &str) -> Result<(), String> {
-    if key.is_empty() {
-        return Err("the key is empty".to_string());
-    }
-    if key.len() > MAX_KEY_LEN {
-        return Err(format!(
-            "the key is {} characters long, the limit is {MAX_KEY_LEN}",
-            key.len()
-        ));
-    }
-    if key.split('/').any(str::is_empty) {
-        return Err(format!("the key '{key}' has an empty namespace segment"));
-    }
-    if let Some(bad) = key
-        .chars()
-        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '-' | '.' | ':')))
-    {
-        return Err(format!(
-            "the key '{key}' contains the invalid character {bad:?}"
-        ));
-    }
-    Ok(())
+    property::check_key(key).map_err(|e| e.to_string())
 }
 
-/// Checks a property value: printable, bounded.
+/// Checks a property value.
 pub fn check_value(key: &str, value: &str) -> Result<(), String> {
-    if value.len() > MAX_VALUE_LEN {
-        return Err(format!(
-            "the value of '{key}' is {} characters long, the limit is {MAX_VALUE_LEN}",
-            value.len()
-        ));
-    }
-    if value.chars().any(|c| c.is_control() && c != '\t') {
-        return Err(format!("the value of '{key}' contains control characters"));
-    }
-    Ok(())
+    property::check_value(key, value).map_err(|e| e.to_string())
 }
 
 /// Validates every key and value of `props`.
@@ -65,7 +33,7 @@ fn invalid_prop(ctx: &Context, cause: String) -> Failure {
         .cause(cause)
         .correction(
             "Use keys made of namespace segments separated by '/' (e.g. 'Aux/rack'), with letters, \
-             digits, '_', '-', '.' and ':', and printable values.",
+             digits, '_', '-', '.' and ':', no empty, '.' or '..' segment, and printable values.",
         )
         .into()
 }
@@ -98,7 +66,9 @@ pub fn edit(
         }
     }
     for namespace in delete_namespaces {
-        let prefix = format!("{}/", namespace.trim_end_matches('/'));
+        let namespace = property::check_namespace(namespace)
+            .map_err(|cause| invalid_prop(ctx, cause.to_string()))?;
+        let prefix = format!("{namespace}/");
         props.retain(|key, _| !key.starts_with(&prefix));
     }
     for (key, value) in override_props {
@@ -126,8 +96,23 @@ mod tests {
         assert!(check_key("").is_err());
         assert!(check_key("/Aux").is_err());
         assert!(check_key("Aux//x").is_err());
+        assert!(check_key("Aux/../x").is_err());
         assert!(check_key("Aux/ra ck").is_err());
         assert!(check_key(&"a".repeat(300)).is_err());
+    }
+
+    #[test]
+    fn namespaces_are_checked_like_keys_and_change_nothing_when_refused() {
+        let mut current = Props::new();
+        current.insert("Aux/a".into(), "1".into());
+        for bad in ["", "/", "Aux//", "..", "Aux/../Aux", "A ux"] {
+            assert!(
+                edit(&CTX, &current, &Props::new(), &[], &[bad.to_string()]).is_err(),
+                "{bad:?}"
+            );
+        }
+        let edited = edit(&CTX, &current, &Props::new(), &[], &["Aux/".to_string()]).unwrap();
+        assert!(edited.props.is_empty());
     }
 
     #[test]

@@ -21,7 +21,7 @@ const VD_MODIFY: Context = Context::new(Operation::Modify, Object::VolumeDefinit
 const VD_DELETE: Context = Context::new(Operation::Delete, Object::VolumeDefinition);
 
 /// Volume definition flags Ferrite accepts from clients.
-const VOLUME_DEFINITION_FLAGS: &[&str] = &["GROSS_SIZE"];
+const VOLUME_DEFINITION_FLAGS: &[&str] = ferrite_types::kinds::VOLUME_FLAGS;
 
 /// Finds a resource definition or refuses.
 pub fn find<'a>(

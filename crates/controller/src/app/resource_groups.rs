@@ -21,7 +21,7 @@ const VG_MODIFY: Context = Context::new(Operation::Modify, Object::VolumeGroup);
 const VG_DELETE: Context = Context::new(Operation::Delete, Object::VolumeGroup);
 
 /// Volume group flags Ferrite knows.
-const VOLUME_GROUP_FLAGS: &[&str] = &["GROSS_SIZE"];
+const VOLUME_GROUP_FLAGS: &[&str] = ferrite_types::kinds::VOLUME_FLAGS;
 
 /// Finds a resource group or refuses.
 pub fn find<'a>(
@@ -80,7 +80,7 @@ fn check_flags(ctx: &Context, flags: &[String]) -> Result<Vec<String>, Failure> 
 
 fn check_description(ctx: &Context, description: &Option<String>) -> Result<(), Failure> {
     if let Some(text) = description
-        && (text.len() > 4096
+        && (text.chars().count() > ferrite_types::limits::MAX_DESCRIPTION_LEN
             || text
                 .chars()
                 .any(|c| c.is_control() && c != '\n' && c != '\t'))

@@ -8,10 +8,15 @@ use axum::response::{IntoResponse, Response};
 use ferrite_types::api_call_rc::code;
 use ferrite_types::rest;
 use ferrite_types::{ApiCallRc, ConnectionStatus};
+use serde::Serialize;
+use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::response::{ApiPath as Path, ApiResponse, JsonBody};
+use super::path::{PropertyKeyParam, ReportIdParam};
+use super::response::{
+    ApiPath as Path, ApiResponse, Conflict, Internal, Invalid, JsonBody, NotFound, TooLarge,
+};
 use crate::app::{self, Context, Object, Operation, controller_props, error_reports};
 use crate::core::Controller;
 
@@ -23,7 +28,8 @@ pub fn routes() -> OpenApiRouter<Controller> {
         .routes(routes!(get_error_report, delete_error_report))
         .routes(routes!(health))
         .routes(routes!(metrics))
-        // Property keys contain '/', so the key is a wildcard segment.
+        // Property keys contain '/', so the key is a wildcard segment; the OpenAPI document
+        // lists the route through `super::ApiDoc`, as utoipa_axum cannot route a wildcard.
         .route(
             "/v1/controller/properties/{*key}",
             axum::routing::delete(delete_property),
@@ -50,14 +56,15 @@ async fn version() -> ApiResponse {
 
 /// Controller-wide properties.
 #[utoipa::path(get, path = "/v1/controller/properties", tag = "controller",
-    responses((status = 200, body = std::collections::BTreeMap<String, String>)))]
+    responses((status = 200, body = rest::schema::PropertyMap)))]
 async fn list_properties(State(ctl): State<Controller>) -> ApiResponse {
     ApiResponse::json(&ctl.read(|c| c.props.clone()))
 }
 
 /// Sets or deletes controller properties.
-#[utoipa::path(post, path = "/v1/controller/properties", tag = "controller", request_body = rest::PropsModify,
-    responses((status = 200, body = Vec<ApiCallRc>), (status = 400, body = Vec<ApiCallRc>)))]
+#[utoipa::path(post, path = "/v1/controller/properties", tag = "controller",
+    request_body = Option<rest::PropsModify>,
+    responses((status = 200, body = Vec<ApiCallRc>), Invalid, NotFound, Conflict, TooLarge, Internal))]
 async fn set_properties(
     State(ctl): State<Controller>,
     JsonBody(body): JsonBody<rest::PropsModify>,
@@ -68,7 +75,14 @@ async fn set_properties(
     )
 }
 
-async fn delete_property(State(ctl): State<Controller>, Path(key): Path<String>) -> ApiResponse {
+/// Deletes a controller property.
+#[utoipa::path(delete, path = "/v1/controller/properties/{key}", tag = "controller",
+    params(PropertyKeyParam),
+    responses((status = 200, body = Vec<ApiCallRc>), Invalid, NotFound, Conflict, Internal))]
+pub(super) async fn delete_property(
+    State(ctl): State<Controller>,
+    Path(key): Path<String>,
+) -> ApiResponse {
     ApiResponse::entries(
         StatusCode::OK,
         ctl.mutate(|c, _| controller_props::delete(c, &key)).await,
@@ -88,8 +102,8 @@ async fn list_error_reports(State(ctl): State<Controller>) -> ApiResponse {
 }
 
 /// Shows one error report with its text.
-#[utoipa::path(get, path = "/v1/error-reports/{reportid}", tag = "error-reports",
-    responses((status = 200, body = Vec<rest::ErrorReport>), (status = 404, body = Vec<ApiCallRc>)))]
+#[utoipa::path(get, path = "/v1/error-reports/{reportid}", tag = "error-reports", params(ReportIdParam),
+    responses((status = 200, body = Vec<rest::ErrorReport>), Invalid, NotFound))]
 async fn get_error_report(State(ctl): State<Controller>, Path(id): Path<String>) -> ApiResponse {
     ApiResponse::read(ctl.read(|c| {
         c.error_reports
@@ -101,7 +115,8 @@ async fn get_error_report(State(ctl): State<Controller>, Path(id): Path<String>)
 
 /// Deletes an error report.
 #[utoipa::path(delete, path = "/v1/error-reports/{reportid}", tag = "error-reports",
-    responses((status = 200, body = Vec<ApiCallRc>), (status = 404, body = Vec<ApiCallRc>)))]
+    params(ReportIdParam),
+    responses((status = 200, body = Vec<ApiCallRc>), Invalid, NotFound, Internal))]
 async fn delete_error_report(State(ctl): State<Controller>, Path(id): Path<String>) -> ApiResponse {
     let result = ctl
         .mutate(|c, _| {
@@ -130,25 +145,31 @@ fn report_not_found(id: &str) -> app::Failure {
     )
 }
 
+/// The answer of `GET /health`.
+#[derive(Serialize, ToSchema)]
+pub(super) struct Health {
+    /// `ok`, or what is wrong.
+    status: &'static str,
+}
+
 /// 200 when the controller and its store work.
 #[utoipa::path(get, path = "/health", tag = "controller",
-    responses((status = 200, description = "healthy"), (status = 503, description = "the store does not answer")))]
+    responses((status = 200, description = "healthy", body = Health),
+              (status = 503, description = "the store does not answer", body = Health)))]
 async fn health(State(ctl): State<Controller>) -> Response {
-    if ctl.store_healthy() {
-        (
-            StatusCode::OK,
-            [(header::CONTENT_TYPE, "application/json")],
-            "{\"status\":\"ok\"}",
-        )
-            .into_response()
+    let (status, health) = if ctl.store_healthy() {
+        (StatusCode::OK, Health { status: "ok" })
     } else {
         (
             StatusCode::SERVICE_UNAVAILABLE,
-            [(header::CONTENT_TYPE, "application/json")],
-            "{\"status\":\"store unavailable\"}",
+            Health {
+                status: "store unavailable",
+            },
         )
-            .into_response()
-    }
+    };
+    let mut response = ApiResponse::json(&health).into_response();
+    *response.status_mut() = status;
+    response
 }
 
 /// Prometheus metrics.

@@ -1,13 +1,19 @@
 //! The REST API: LINSTOR's v1 paths and JSON, routed with axum, documented with utoipa, and served
 //! by `server`, which owns connections, request-head checks and the limits on slow clients.
 //!
-//! Every documented route is registered through `utoipa_axum`, so the OpenAPI document the
-//! controller serves (`GET /openapi.json`) is generated from the same code that routes requests
-//! and cannot drift from it. The committed copy in `openapi/ferrite-controller.json` is checked
-//! against it by a test.
+//! Every documented route is registered through `utoipa_axum` (the wildcard property route
+//! through `ApiDoc`), so the OpenAPI document the controller serves (`GET /openapi.json`) is
+//! generated from the same code that routes requests and cannot drift from it: query
+//! parameters are parsed and documented from one table (`query`), path parameters carry their
+//! names' schemas (`path`), error answers are listed per operation (`response::Invalid`, ...),
+//! and the answers the HTTP server gives before any handler are added last. The committed copy
+//! in `openapi/ferrite-controller.json` is checked against it by a test; schemathesis checks
+//! the running controller against it (`crates/testkit/tests/schemathesis.rs`).
 
 mod controller;
 mod nodes;
+mod path;
+mod query;
 mod resource_definitions;
 mod resource_groups;
 mod resources;
@@ -41,9 +47,40 @@ use crate::core::Controller;
     tags(
         (name = "controller"), (name = "nodes"), (name = "storage-pools"), (name = "resource-groups"),
         (name = "resource-definitions"), (name = "resources"), (name = "error-reports")
-    )
+    ),
+    paths(controller::delete_property),
+    // Error answers (`response::Invalid`, ...) refer to ApiCallRc by name.
+    components(schemas(ApiCallRc))
 )]
 struct ApiDoc;
+
+/// Adds the answers the HTTP server gives before a request reaches any handler.
+struct TransportAnswers;
+
+impl utoipa::Modify for TransportAnswers {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let too_long = utoipa::openapi::ResponseBuilder::new()
+            .description("The URL (path and query) is longer than the HTTP server reads (64 KiB).")
+            .build();
+        for item in openapi.paths.paths.values_mut() {
+            for operation in [
+                &mut item.get,
+                &mut item.put,
+                &mut item.post,
+                &mut item.delete,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                operation
+                    .responses
+                    .responses
+                    .entry(StatusCode::URI_TOO_LONG.as_str().to_string())
+                    .or_insert_with(|| too_long.clone().into());
+            }
+        }
+    }
+}
 
 fn documented_routes() -> OpenApiRouter<Controller> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
@@ -57,6 +94,7 @@ fn documented_routes() -> OpenApiRouter<Controller> {
 /// The OpenAPI document of the controller's REST API.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     let mut doc = documented_routes().into_openapi();
+    utoipa::Modify::modify(&TransportAnswers, &mut doc);
     doc.info.version = ferrite_types::REST_API_VERSION.to_string();
     doc
 }

@@ -8,7 +8,11 @@ use ferrite_types::rest;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::response::{ApiPath as Path, ApiResponse, JsonBody, ListQuery};
+use super::path::{NetInterfaceParam, NodeParam, StoragePoolParam};
+use super::query::{ListNodeStoragePools, ListNodes, ListStoragePools, Query};
+use super::response::{
+    ApiPath as Path, ApiResponse, Conflict, Internal, Invalid, JsonBody, NotFound, TooLarge,
+};
 use crate::app::{self, Context, Failure, Object, Operation, storage_pools, views};
 use crate::core::Controller;
 
@@ -34,18 +38,15 @@ pub fn routes() -> OpenApiRouter<Controller> {
 }
 
 /// Lists nodes.
-#[utoipa::path(get, path = "/v1/nodes", tag = "nodes",
-    params(("nodes" = Option<Vec<String>>, Query, description = "only these nodes"),
-           ("props" = Option<Vec<String>>, Query, description = "Key=Value property filter"),
-           ("offset" = Option<usize>, Query), ("limit" = Option<usize>, Query, description = "0 = no limit")),
-    responses((status = 200, body = Vec<rest::Node>)))]
-async fn list_nodes(State(ctl): State<Controller>, query: ListQuery) -> ApiResponse {
+#[utoipa::path(get, path = "/v1/nodes", tag = "nodes", params(ListNodes),
+    responses((status = 200, body = Vec<rest::Node>), Invalid))]
+async fn list_nodes(State(ctl): State<Controller>, query: Query<ListNodes>) -> ApiResponse {
     ApiResponse::json(&ctl.read_with_runtime(|c, r| views::nodes(c, r, &query.filter)))
 }
 
 /// Registers a node; the controller then connects to its satellite.
 #[utoipa::path(post, path = "/v1/nodes", tag = "nodes", request_body = rest::Node,
-    responses((status = 201, body = Vec<ApiCallRc>), (status = 400, body = Vec<ApiCallRc>), (status = 409, body = Vec<ApiCallRc>)))]
+    responses((status = 201, body = Vec<ApiCallRc>), Invalid, NotFound, Conflict, TooLarge, Internal))]
 async fn create_node(
     State(ctl): State<Controller>,
     JsonBody(body): JsonBody<rest::Node>,
@@ -57,8 +58,8 @@ async fn create_node(
 }
 
 /// Shows one node.
-#[utoipa::path(get, path = "/v1/nodes/{node}", tag = "nodes",
-    responses((status = 200, body = rest::Node), (status = 404, body = Vec<ApiCallRc>)))]
+#[utoipa::path(get, path = "/v1/nodes/{node}", tag = "nodes", params(NodeParam),
+    responses((status = 200, body = rest::Node), Invalid, NotFound))]
 async fn get_node(State(ctl): State<Controller>, Path(node): Path<String>) -> ApiResponse {
     ApiResponse::read(ctl.read_with_runtime(|c, r| {
         let found = app::nodes::find(&Context::new(Operation::Modify, Object::Node), c, &node)?;
@@ -67,8 +68,9 @@ async fn get_node(State(ctl): State<Controller>, Path(node): Path<String>) -> Ap
 }
 
 /// Modifies a node's type or properties.
-#[utoipa::path(put, path = "/v1/nodes/{node}", tag = "nodes", request_body = rest::NodeModify,
-    responses((status = 200, body = Vec<ApiCallRc>), (status = 404, body = Vec<ApiCallRc>)))]
+#[utoipa::path(put, path = "/v1/nodes/{node}", tag = "nodes", params(NodeParam),
+    request_body = Option<rest::NodeModify>,
+    responses((status = 200, body = Vec<ApiCallRc>), Invalid, NotFound, Conflict, TooLarge, Internal))]
 async fn modify_node(
     State(ctl): State<Controller>,
     Path(node): Path<String>,
@@ -81,8 +83,8 @@ async fn modify_node(
 }
 
 /// Deletes a node without resources.
-#[utoipa::path(delete, path = "/v1/nodes/{node}", tag = "nodes",
-    responses((status = 200, body = Vec<ApiCallRc>), (status = 404, body = Vec<ApiCallRc>), (status = 409, body = Vec<ApiCallRc>)))]
+#[utoipa::path(delete, path = "/v1/nodes/{node}", tag = "nodes", params(NodeParam),
+    responses((status = 200, body = Vec<ApiCallRc>), Invalid, NotFound, Conflict, Internal))]
 async fn delete_node(State(ctl): State<Controller>, Path(node): Path<String>) -> ApiResponse {
     ApiResponse::entries(
         StatusCode::OK,
@@ -91,8 +93,8 @@ async fn delete_node(State(ctl): State<Controller>, Path(node): Path<String>) ->
 }
 
 /// Forgets a node that is gone for good, with its resources, without contacting it.
-#[utoipa::path(delete, path = "/v1/nodes/{node}/lost", tag = "nodes",
-    responses((status = 200, body = Vec<ApiCallRc>), (status = 404, body = Vec<ApiCallRc>)))]
+#[utoipa::path(delete, path = "/v1/nodes/{node}/lost", tag = "nodes", params(NodeParam),
+    responses((status = 200, body = Vec<ApiCallRc>), Invalid, NotFound, Conflict, Internal))]
 async fn lost_node(State(ctl): State<Controller>, Path(node): Path<String>) -> ApiResponse {
     ApiResponse::entries(
         StatusCode::OK,
@@ -101,8 +103,8 @@ async fn lost_node(State(ctl): State<Controller>, Path(node): Path<String>) -> A
 }
 
 /// Drops and re-establishes the connection to a node's satellite.
-#[utoipa::path(put, path = "/v1/nodes/{node}/reconnect", tag = "nodes",
-    responses((status = 200, body = Vec<ApiCallRc>), (status = 404, body = Vec<ApiCallRc>)))]
+#[utoipa::path(put, path = "/v1/nodes/{node}/reconnect", tag = "nodes", params(NodeParam),
+    responses((status = 200, body = Vec<ApiCallRc>), Invalid, NotFound))]
 async fn reconnect_node(State(ctl): State<Controller>, Path(node): Path<String>) -> ApiResponse {
     let ctx = Context::new(Operation::Modify, Object::Node);
     let found = ctl.read(|c| app::nodes::find(&ctx, c, &node).map(|n| n.name.clone()));
@@ -120,8 +122,8 @@ async fn reconnect_node(State(ctl): State<Controller>, Path(node): Path<String>)
 }
 
 /// Lists a node's network interfaces.
-#[utoipa::path(get, path = "/v1/nodes/{node}/net-interfaces", tag = "nodes",
-    responses((status = 200, body = Vec<rest::NetInterface>), (status = 404, body = Vec<ApiCallRc>)))]
+#[utoipa::path(get, path = "/v1/nodes/{node}/net-interfaces", tag = "nodes", params(NodeParam),
+    responses((status = 200, body = Vec<rest::NetInterface>), Invalid, NotFound))]
 async fn list_net_interfaces(
     State(ctl): State<Controller>,
     Path(node): Path<String>,
@@ -137,8 +139,9 @@ async fn list_net_interfaces(
 }
 
 /// Adds a network interface to a node.
-#[utoipa::path(post, path = "/v1/nodes/{node}/net-interfaces", tag = "nodes", request_body = rest::NetInterface,
-    responses((status = 201, body = Vec<ApiCallRc>), (status = 404, body = Vec<ApiCallRc>)))]
+#[utoipa::path(post, path = "/v1/nodes/{node}/net-interfaces", tag = "nodes", params(NodeParam),
+    request_body = rest::NetInterface,
+    responses((status = 201, body = Vec<ApiCallRc>), Invalid, NotFound, Conflict, TooLarge, Internal))]
 async fn create_net_interface(
     State(ctl): State<Controller>,
     Path(node): Path<String>,
@@ -152,8 +155,8 @@ async fn create_net_interface(
 }
 
 /// Shows one network interface.
-#[utoipa::path(get, path = "/v1/nodes/{node}/net-interfaces/{netif}", tag = "nodes",
-    responses((status = 200, body = rest::NetInterface), (status = 404, body = Vec<ApiCallRc>)))]
+#[utoipa::path(get, path = "/v1/nodes/{node}/net-interfaces/{netif}", tag = "nodes", params(NodeParam, NetInterfaceParam),
+    responses((status = 200, body = rest::NetInterface), Invalid, NotFound))]
 async fn get_net_interface(
     State(ctl): State<Controller>,
     Path((node, netif)): Path<(String, String)>,
@@ -178,8 +181,9 @@ async fn get_net_interface(
 }
 
 /// Modifies a network interface; changing the active one reconnects the satellite.
-#[utoipa::path(put, path = "/v1/nodes/{node}/net-interfaces/{netif}", tag = "nodes", request_body = rest::NetInterface,
-    responses((status = 200, body = Vec<ApiCallRc>), (status = 404, body = Vec<ApiCallRc>)))]
+#[utoipa::path(put, path = "/v1/nodes/{node}/net-interfaces/{netif}", tag = "nodes", params(NodeParam, NetInterfaceParam),
+    request_body = rest::NetInterface,
+    responses((status = 200, body = Vec<ApiCallRc>), Invalid, NotFound, Conflict, TooLarge, Internal))]
 async fn modify_net_interface(
     State(ctl): State<Controller>,
     Path((node, netif)): Path<(String, String)>,
@@ -193,8 +197,8 @@ async fn modify_net_interface(
 }
 
 /// Deletes a network interface that is not the active one.
-#[utoipa::path(delete, path = "/v1/nodes/{node}/net-interfaces/{netif}", tag = "nodes",
-    responses((status = 200, body = Vec<ApiCallRc>), (status = 404, body = Vec<ApiCallRc>)))]
+#[utoipa::path(delete, path = "/v1/nodes/{node}/net-interfaces/{netif}", tag = "nodes", params(NodeParam, NetInterfaceParam),
+    responses((status = 200, body = Vec<ApiCallRc>), Invalid, NotFound, Conflict, Internal))]
 async fn delete_net_interface(
     State(ctl): State<Controller>,
     Path((node, netif)): Path<(String, String)>,
@@ -208,11 +212,12 @@ async fn delete_net_interface(
 
 /// Lists a node's storage pools.
 #[utoipa::path(get, path = "/v1/nodes/{node}/storage-pools", tag = "storage-pools",
-    responses((status = 200, body = Vec<rest::StoragePool>), (status = 404, body = Vec<ApiCallRc>)))]
+    params(NodeParam, ListNodeStoragePools),
+    responses((status = 200, body = Vec<rest::StoragePool>), Invalid, NotFound))]
 async fn list_node_storage_pools(
     State(ctl): State<Controller>,
     Path(node): Path<String>,
-    query: ListQuery,
+    query: Query<ListNodeStoragePools>,
 ) -> ApiResponse {
     ApiResponse::read(ctl.read_with_runtime(|c, r| {
         let found = app::nodes::find(
@@ -227,8 +232,9 @@ async fn list_node_storage_pools(
 }
 
 /// Creates a storage pool on a node, after its satellite confirmed the backing pool is usable.
-#[utoipa::path(post, path = "/v1/nodes/{node}/storage-pools", tag = "storage-pools", request_body = rest::StoragePool,
-    responses((status = 201, body = Vec<ApiCallRc>), (status = 400, body = Vec<ApiCallRc>), (status = 404, body = Vec<ApiCallRc>), (status = 409, body = Vec<ApiCallRc>)))]
+#[utoipa::path(post, path = "/v1/nodes/{node}/storage-pools", tag = "storage-pools", params(NodeParam),
+    request_body = rest::StoragePool,
+    responses((status = 201, body = Vec<ApiCallRc>), Invalid, NotFound, Conflict, TooLarge, Internal))]
 async fn create_storage_pool(
     State(ctl): State<Controller>,
     Path(node): Path<String>,
@@ -285,7 +291,8 @@ async fn create_storage_pool_checked(
 
 /// Shows one storage pool.
 #[utoipa::path(get, path = "/v1/nodes/{node}/storage-pools/{storagepool}", tag = "storage-pools",
-    responses((status = 200, body = rest::StoragePool), (status = 404, body = Vec<ApiCallRc>)))]
+    params(NodeParam, StoragePoolParam),
+    responses((status = 200, body = rest::StoragePool), Invalid, NotFound))]
 async fn get_storage_pool(
     State(ctl): State<Controller>,
     Path((node, pool)): Path<(String, String)>,
@@ -299,8 +306,9 @@ async fn get_storage_pool(
 }
 
 /// Modifies a storage pool's properties.
-#[utoipa::path(put, path = "/v1/nodes/{node}/storage-pools/{storagepool}", tag = "storage-pools", request_body = rest::PropsModify,
-    responses((status = 200, body = Vec<ApiCallRc>), (status = 404, body = Vec<ApiCallRc>)))]
+#[utoipa::path(put, path = "/v1/nodes/{node}/storage-pools/{storagepool}", tag = "storage-pools",
+    params(NodeParam, StoragePoolParam), request_body = Option<rest::PropsModify>,
+    responses((status = 200, body = Vec<ApiCallRc>), Invalid, NotFound, Conflict, TooLarge, Internal))]
 async fn modify_storage_pool(
     State(ctl): State<Controller>,
     Path((node, pool)): Path<(String, String)>,
@@ -315,7 +323,8 @@ async fn modify_storage_pool(
 
 /// Deletes an unused storage pool.
 #[utoipa::path(delete, path = "/v1/nodes/{node}/storage-pools/{storagepool}", tag = "storage-pools",
-    responses((status = 200, body = Vec<ApiCallRc>), (status = 404, body = Vec<ApiCallRc>), (status = 409, body = Vec<ApiCallRc>)))]
+    params(NodeParam, StoragePoolParam),
+    responses((status = 200, body = Vec<ApiCallRc>), Invalid, NotFound, Conflict, Internal))]
 async fn delete_storage_pool(
     State(ctl): State<Controller>,
     Path((node, pool)): Path<(String, String)>,
@@ -328,10 +337,11 @@ async fn delete_storage_pool(
 }
 
 /// Lists the storage pools of every node, with capacities.
-#[utoipa::path(get, path = "/v1/view/storage-pools", tag = "storage-pools",
-    params(("nodes" = Option<Vec<String>>, Query), ("storage_pools" = Option<Vec<String>>, Query),
-           ("props" = Option<Vec<String>>, Query), ("offset" = Option<usize>, Query), ("limit" = Option<usize>, Query)),
-    responses((status = 200, body = Vec<rest::StoragePool>)))]
-async fn view_storage_pools(State(ctl): State<Controller>, query: ListQuery) -> ApiResponse {
+#[utoipa::path(get, path = "/v1/view/storage-pools", tag = "storage-pools", params(ListStoragePools),
+    responses((status = 200, body = Vec<rest::StoragePool>), Invalid))]
+async fn view_storage_pools(
+    State(ctl): State<Controller>,
+    query: Query<ListStoragePools>,
+) -> ApiResponse {
     ApiResponse::json(&ctl.read_with_runtime(|c, r| views::storage_pools(c, r, &query.filter)))
 }

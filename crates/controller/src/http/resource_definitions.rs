@@ -7,7 +7,11 @@ use ferrite_types::rest;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::response::{ApiPath as Path, ApiResponse, JsonBody, ListQuery};
+use super::path::{ResourceParam, VolumeNumberParam};
+use super::query::{ListResourceDefinitions, Query, ShowResourceDefinition};
+use super::response::{
+    ApiPath as Path, ApiResponse, Conflict, Internal, Invalid, JsonBody, NotFound, TooLarge,
+};
 use crate::app::{Context, Object, Operation, resource_definitions, views};
 use crate::core::Controller;
 
@@ -33,19 +37,21 @@ pub fn routes() -> OpenApiRouter<Controller> {
 
 /// Lists resource definitions.
 #[utoipa::path(get, path = "/v1/resource-definitions", tag = "resource-definitions",
-    params(("resource_definitions" = Option<Vec<String>>, Query), ("resource_groups" = Option<Vec<String>>, Query),
-           ("props" = Option<Vec<String>>, Query), ("with_volume_definitions" = Option<bool>, Query),
-           ("offset" = Option<usize>, Query), ("limit" = Option<usize>, Query)),
-    responses((status = 200, body = Vec<rest::ResourceDefinition>)))]
-async fn list_resource_definitions(State(ctl): State<Controller>, query: ListQuery) -> ApiResponse {
+    params(ListResourceDefinitions),
+    responses((status = 200, body = Vec<rest::ResourceDefinition>), Invalid))]
+async fn list_resource_definitions(
+    State(ctl): State<Controller>,
+    query: Query<ListResourceDefinitions>,
+) -> ApiResponse {
     ApiResponse::json(
         &ctl.read(|c| views::resource_definitions(c, &query.filter, query.with_volume_definitions)),
     )
 }
 
 /// Creates a resource definition.
-#[utoipa::path(post, path = "/v1/resource-definitions", tag = "resource-definitions", request_body = rest::ResourceDefinitionCreate,
-    responses((status = 201, body = Vec<ApiCallRc>), (status = 400, body = Vec<ApiCallRc>), (status = 409, body = Vec<ApiCallRc>)))]
+#[utoipa::path(post, path = "/v1/resource-definitions", tag = "resource-definitions",
+    request_body = rest::ResourceDefinitionCreate,
+    responses((status = 201, body = Vec<ApiCallRc>), Invalid, NotFound, Conflict, TooLarge, Internal))]
 async fn create_resource_definition(
     State(ctl): State<Controller>,
     JsonBody(body): JsonBody<rest::ResourceDefinitionCreate>,
@@ -59,11 +65,12 @@ async fn create_resource_definition(
 
 /// Shows one resource definition.
 #[utoipa::path(get, path = "/v1/resource-definitions/{resource}", tag = "resource-definitions",
-    responses((status = 200, body = rest::ResourceDefinition), (status = 404, body = Vec<ApiCallRc>)))]
+    params(ResourceParam, ShowResourceDefinition),
+    responses((status = 200, body = rest::ResourceDefinition), Invalid, NotFound))]
 async fn get_resource_definition(
     State(ctl): State<Controller>,
     Path(name): Path<String>,
-    query: ListQuery,
+    query: Query<ShowResourceDefinition>,
 ) -> ApiResponse {
     ApiResponse::read(ctl.read(|c| {
         resource_definitions::find(
@@ -76,8 +83,9 @@ async fn get_resource_definition(
 }
 
 /// Modifies a resource definition.
-#[utoipa::path(put, path = "/v1/resource-definitions/{resource}", tag = "resource-definitions", request_body = rest::ResourceDefinitionModify,
-    responses((status = 200, body = Vec<ApiCallRc>), (status = 404, body = Vec<ApiCallRc>)))]
+#[utoipa::path(put, path = "/v1/resource-definitions/{resource}", tag = "resource-definitions",
+    params(ResourceParam), request_body = Option<rest::ResourceDefinitionModify>,
+    responses((status = 200, body = Vec<ApiCallRc>), Invalid, NotFound, Conflict, TooLarge, Internal))]
 async fn modify_resource_definition(
     State(ctl): State<Controller>,
     Path(name): Path<String>,
@@ -92,7 +100,7 @@ async fn modify_resource_definition(
 
 /// Deletes a resource definition and all its resources.
 #[utoipa::path(delete, path = "/v1/resource-definitions/{resource}", tag = "resource-definitions",
-    responses((status = 200, body = Vec<ApiCallRc>), (status = 404, body = Vec<ApiCallRc>)))]
+    params(ResourceParam), responses((status = 200, body = Vec<ApiCallRc>), Invalid, NotFound, Conflict, Internal))]
 async fn delete_resource_definition(
     State(ctl): State<Controller>,
     Path(name): Path<String>,
@@ -105,8 +113,9 @@ async fn delete_resource_definition(
 }
 
 /// Places a resource definition's replicas by its group's filter and the request's overrides.
-#[utoipa::path(post, path = "/v1/resource-definitions/{resource}/autoplace", tag = "resource-definitions", request_body = rest::AutoPlaceRequest,
-    responses((status = 201, body = Vec<ApiCallRc>), (status = 404, body = Vec<ApiCallRc>), (status = 409, body = Vec<ApiCallRc>)))]
+#[utoipa::path(post, path = "/v1/resource-definitions/{resource}/autoplace", tag = "resource-definitions",
+    params(ResourceParam), request_body = Option<rest::AutoPlaceRequest>,
+    responses((status = 201, body = Vec<ApiCallRc>), Invalid, NotFound, Conflict, TooLarge, Internal))]
 async fn autoplace(
     State(ctl): State<Controller>,
     Path(name): Path<String>,
@@ -121,7 +130,8 @@ async fn autoplace(
 
 /// Lists a resource definition's volume definitions.
 #[utoipa::path(get, path = "/v1/resource-definitions/{resource}/volume-definitions", tag = "resource-definitions",
-    responses((status = 200, body = Vec<rest::VolumeDefinition>), (status = 404, body = Vec<ApiCallRc>)))]
+    params(ResourceParam),
+    responses((status = 200, body = Vec<rest::VolumeDefinition>), Invalid, NotFound))]
 async fn list_volume_definitions(
     State(ctl): State<Controller>,
     Path(name): Path<String>,
@@ -141,8 +151,9 @@ async fn list_volume_definitions(
 }
 
 /// Adds a volume definition; every resource of the definition gets the volume.
-#[utoipa::path(post, path = "/v1/resource-definitions/{resource}/volume-definitions", tag = "resource-definitions", request_body = rest::VolumeDefinitionCreate,
-    responses((status = 201, body = Vec<ApiCallRc>), (status = 400, body = Vec<ApiCallRc>), (status = 404, body = Vec<ApiCallRc>)))]
+#[utoipa::path(post, path = "/v1/resource-definitions/{resource}/volume-definitions", tag = "resource-definitions",
+    params(ResourceParam), request_body = rest::VolumeDefinitionCreate,
+    responses((status = 201, body = Vec<ApiCallRc>), Invalid, NotFound, Conflict, TooLarge, Internal))]
 async fn create_volume_definition(
     State(ctl): State<Controller>,
     Path(name): Path<String>,
@@ -157,7 +168,8 @@ async fn create_volume_definition(
 
 /// Shows one volume definition.
 #[utoipa::path(get, path = "/v1/resource-definitions/{resource}/volume-definitions/{volume_number}", tag = "resource-definitions",
-    responses((status = 200, body = rest::VolumeDefinition), (status = 404, body = Vec<ApiCallRc>)))]
+    params(ResourceParam, VolumeNumberParam),
+    responses((status = 200, body = rest::VolumeDefinition), Invalid, NotFound))]
 async fn get_volume_definition(
     State(ctl): State<Controller>,
     Path((name, number)): Path<(String, i64)>,
@@ -171,8 +183,9 @@ async fn get_volume_definition(
 }
 
 /// Modifies a volume definition; a larger `size_kib` grows the volume on every node.
-#[utoipa::path(put, path = "/v1/resource-definitions/{resource}/volume-definitions/{volume_number}", tag = "resource-definitions", request_body = rest::VolumeDefinitionModify,
-    responses((status = 200, body = Vec<ApiCallRc>), (status = 400, body = Vec<ApiCallRc>), (status = 404, body = Vec<ApiCallRc>)))]
+#[utoipa::path(put, path = "/v1/resource-definitions/{resource}/volume-definitions/{volume_number}", tag = "resource-definitions",
+    params(ResourceParam, VolumeNumberParam), request_body = Option<rest::VolumeDefinitionModify>,
+    responses((status = 200, body = Vec<ApiCallRc>), Invalid, NotFound, Conflict, TooLarge, Internal))]
 async fn modify_volume_definition(
     State(ctl): State<Controller>,
     Path((name, number)): Path<(String, i64)>,
@@ -187,7 +200,8 @@ async fn modify_volume_definition(
 
 /// Deletes a volume definition and the volume on every node.
 #[utoipa::path(delete, path = "/v1/resource-definitions/{resource}/volume-definitions/{volume_number}", tag = "resource-definitions",
-    responses((status = 200, body = Vec<ApiCallRc>), (status = 404, body = Vec<ApiCallRc>)))]
+    params(ResourceParam, VolumeNumberParam),
+    responses((status = 200, body = Vec<ApiCallRc>), Invalid, NotFound, Conflict, Internal))]
 async fn delete_volume_definition(
     State(ctl): State<Controller>,
     Path((name, number)): Path<(String, i64)>,

@@ -9,7 +9,11 @@ use ferrite_types::rest;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::response::{ApiPath as Path, ApiResponse, JsonBody, ListQuery};
+use super::path::{ResourceGroupParam, VolumeNumberParam};
+use super::query::{ListResourceGroups, Query};
+use super::response::{
+    ApiPath as Path, ApiResponse, Conflict, Internal, Invalid, JsonBody, NotFound, TooLarge,
+};
 use crate::app::{self, Context, Object, Operation, resource_groups, views};
 use crate::core::Controller;
 
@@ -31,17 +35,18 @@ pub fn routes() -> OpenApiRouter<Controller> {
 }
 
 /// Lists resource groups.
-#[utoipa::path(get, path = "/v1/resource-groups", tag = "resource-groups",
-    params(("resource_groups" = Option<Vec<String>>, Query), ("props" = Option<Vec<String>>, Query),
-           ("offset" = Option<usize>, Query), ("limit" = Option<usize>, Query)),
-    responses((status = 200, body = Vec<rest::ResourceGroup>)))]
-async fn list_resource_groups(State(ctl): State<Controller>, query: ListQuery) -> ApiResponse {
+#[utoipa::path(get, path = "/v1/resource-groups", tag = "resource-groups", params(ListResourceGroups),
+    responses((status = 200, body = Vec<rest::ResourceGroup>), Invalid))]
+async fn list_resource_groups(
+    State(ctl): State<Controller>,
+    query: Query<ListResourceGroups>,
+) -> ApiResponse {
     ApiResponse::json(&ctl.read(|c| views::resource_groups(c, &query.filter)))
 }
 
 /// Creates a resource group.
 #[utoipa::path(post, path = "/v1/resource-groups", tag = "resource-groups", request_body = rest::ResourceGroup,
-    responses((status = 201, body = Vec<ApiCallRc>), (status = 400, body = Vec<ApiCallRc>), (status = 409, body = Vec<ApiCallRc>)))]
+    responses((status = 201, body = Vec<ApiCallRc>), Invalid, NotFound, Conflict, TooLarge, Internal))]
 async fn create_resource_group(
     State(ctl): State<Controller>,
     JsonBody(body): JsonBody<rest::ResourceGroup>,
@@ -54,7 +59,8 @@ async fn create_resource_group(
 
 /// Shows one resource group.
 #[utoipa::path(get, path = "/v1/resource-groups/{resource_group}", tag = "resource-groups",
-    responses((status = 200, body = rest::ResourceGroup), (status = 404, body = Vec<ApiCallRc>)))]
+    params(ResourceGroupParam),
+    responses((status = 200, body = rest::ResourceGroup), Invalid, NotFound))]
 async fn get_resource_group(
     State(ctl): State<Controller>,
     Path(group): Path<String>,
@@ -70,8 +76,9 @@ async fn get_resource_group(
 }
 
 /// Modifies a resource group.
-#[utoipa::path(put, path = "/v1/resource-groups/{resource_group}", tag = "resource-groups", request_body = rest::ResourceGroupModify,
-    responses((status = 200, body = Vec<ApiCallRc>), (status = 404, body = Vec<ApiCallRc>)))]
+#[utoipa::path(put, path = "/v1/resource-groups/{resource_group}", tag = "resource-groups",
+    params(ResourceGroupParam), request_body = Option<rest::ResourceGroupModify>,
+    responses((status = 200, body = Vec<ApiCallRc>), Invalid, NotFound, Conflict, TooLarge, Internal))]
 async fn modify_resource_group(
     State(ctl): State<Controller>,
     Path(group): Path<String>,
@@ -86,7 +93,7 @@ async fn modify_resource_group(
 
 /// Deletes a resource group no definition uses.
 #[utoipa::path(delete, path = "/v1/resource-groups/{resource_group}", tag = "resource-groups",
-    responses((status = 200, body = Vec<ApiCallRc>), (status = 404, body = Vec<ApiCallRc>), (status = 409, body = Vec<ApiCallRc>)))]
+    params(ResourceGroupParam), responses((status = 200, body = Vec<ApiCallRc>), Invalid, NotFound, Conflict, Internal))]
 async fn delete_resource_group(
     State(ctl): State<Controller>,
     Path(group): Path<String>,
@@ -98,8 +105,9 @@ async fn delete_resource_group(
 }
 
 /// Creates a resource definition from the group's template and places it.
-#[utoipa::path(post, path = "/v1/resource-groups/{resource_group}/spawn", tag = "resource-groups", request_body = rest::ResourceGroupSpawn,
-    responses((status = 201, body = Vec<ApiCallRc>), (status = 400, body = Vec<ApiCallRc>), (status = 404, body = Vec<ApiCallRc>), (status = 409, body = Vec<ApiCallRc>)))]
+#[utoipa::path(post, path = "/v1/resource-groups/{resource_group}/spawn", tag = "resource-groups",
+    params(ResourceGroupParam), request_body = rest::ResourceGroupSpawn,
+    responses((status = 201, body = Vec<ApiCallRc>), Invalid, NotFound, Conflict, TooLarge, Internal))]
 async fn spawn(
     State(ctl): State<Controller>,
     Path(group): Path<String>,
@@ -114,7 +122,8 @@ async fn spawn(
 
 /// Lists a resource group's volume groups.
 #[utoipa::path(get, path = "/v1/resource-groups/{resource_group}/volume-groups", tag = "resource-groups",
-    responses((status = 200, body = Vec<rest::VolumeGroup>), (status = 404, body = Vec<ApiCallRc>)))]
+    params(ResourceGroupParam),
+    responses((status = 200, body = Vec<rest::VolumeGroup>), Invalid, NotFound))]
 async fn list_volume_groups(
     State(ctl): State<Controller>,
     Path(group): Path<String>,
@@ -134,8 +143,9 @@ async fn list_volume_groups(
 }
 
 /// Adds a volume group.
-#[utoipa::path(post, path = "/v1/resource-groups/{resource_group}/volume-groups", tag = "resource-groups", request_body = rest::VolumeGroup,
-    responses((status = 201, body = Vec<ApiCallRc>), (status = 404, body = Vec<ApiCallRc>), (status = 409, body = Vec<ApiCallRc>)))]
+#[utoipa::path(post, path = "/v1/resource-groups/{resource_group}/volume-groups", tag = "resource-groups",
+    params(ResourceGroupParam), request_body = Option<rest::VolumeGroup>,
+    responses((status = 201, body = Vec<ApiCallRc>), Invalid, NotFound, Conflict, TooLarge, Internal))]
 async fn create_volume_group(
     State(ctl): State<Controller>,
     Path(group): Path<String>,
@@ -150,7 +160,8 @@ async fn create_volume_group(
 
 /// Shows one volume group.
 #[utoipa::path(get, path = "/v1/resource-groups/{resource_group}/volume-groups/{volume_number}", tag = "resource-groups",
-    responses((status = 200, body = rest::VolumeGroup), (status = 404, body = Vec<ApiCallRc>)))]
+    params(ResourceGroupParam, VolumeNumberParam),
+    responses((status = 200, body = rest::VolumeGroup), Invalid, NotFound))]
 async fn get_volume_group(
     State(ctl): State<Controller>,
     Path((group, number)): Path<(String, i64)>,
@@ -175,8 +186,9 @@ async fn get_volume_group(
 }
 
 /// Modifies a volume group.
-#[utoipa::path(put, path = "/v1/resource-groups/{resource_group}/volume-groups/{volume_number}", tag = "resource-groups", request_body = rest::VolumeGroupModify,
-    responses((status = 200, body = Vec<ApiCallRc>), (status = 404, body = Vec<ApiCallRc>)))]
+#[utoipa::path(put, path = "/v1/resource-groups/{resource_group}/volume-groups/{volume_number}", tag = "resource-groups",
+    params(ResourceGroupParam, VolumeNumberParam), request_body = Option<rest::VolumeGroupModify>,
+    responses((status = 200, body = Vec<ApiCallRc>), Invalid, NotFound, Conflict, TooLarge, Internal))]
 async fn modify_volume_group(
     State(ctl): State<Controller>,
     Path((group, number)): Path<(String, i64)>,
@@ -191,7 +203,8 @@ async fn modify_volume_group(
 
 /// Deletes a volume group.
 #[utoipa::path(delete, path = "/v1/resource-groups/{resource_group}/volume-groups/{volume_number}", tag = "resource-groups",
-    responses((status = 200, body = Vec<ApiCallRc>), (status = 404, body = Vec<ApiCallRc>)))]
+    params(ResourceGroupParam, VolumeNumberParam),
+    responses((status = 200, body = Vec<ApiCallRc>), Invalid, NotFound, Conflict, Internal))]
 async fn delete_volume_group(
     State(ctl): State<Controller>,
     Path((group, number)): Path<(String, i64)>,

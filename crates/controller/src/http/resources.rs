@@ -3,14 +3,22 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use ferrite_types::ApiCallRc;
+use ferrite_types::api_call_rc::{code, mask};
 use ferrite_types::rest::{self, ToggleDiskOperation};
+use ferrite_types::{ApiCallRc, NodeName, RetCode, StorPoolName};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::response::{ApiPath as Path, ApiResponse, JsonArrayBody, JsonBody, ListQuery};
+use super::path::{
+    DisklessPoolParam, FromNodeParam, NodeParam, ResourceParam, StoragePoolParam, VolumeNumberParam,
+};
+use super::query::{DeleteResource, ListResources, Query};
+use super::response::{
+    ApiPath as Path, ApiResponse, Conflict, Internal, Invalid, JsonArrayBody, JsonBody, NotFound,
+    TooLarge,
+};
 use crate::app::resources::{self, Toggle};
-use crate::app::{Context, Object, Operation, resource_definitions, views};
+use crate::app::{self, Context, Object, Operation, resource_definitions, views};
 use crate::core::Controller;
 
 pub fn routes() -> OpenApiRouter<Controller> {
@@ -37,7 +45,7 @@ pub fn routes() -> OpenApiRouter<Controller> {
 
 /// Lists the resources of a definition.
 #[utoipa::path(get, path = "/v1/resource-definitions/{resource}/resources", tag = "resources",
-    responses((status = 200, body = Vec<rest::ResourceWithVolumes>), (status = 404, body = Vec<ApiCallRc>)))]
+    params(ResourceParam), responses((status = 200, body = Vec<rest::ResourceWithVolumes>), Invalid, NotFound))]
 async fn list_resources(State(ctl): State<Controller>, Path(name): Path<String>) -> ApiResponse {
     ApiResponse::read(ctl.read_with_runtime(|c, r| {
         let rd = resource_definitions::find(
@@ -50,13 +58,20 @@ async fn list_resources(State(ctl): State<Controller>, Path(name): Path<String>)
 }
 
 /// Places a resource definition on the named nodes (an array; all or nothing).
-#[utoipa::path(post, path = "/v1/resource-definitions/{resource}/resources", tag = "resources", request_body = Vec<rest::ResourceCreate>,
-    responses((status = 201, body = Vec<ApiCallRc>), (status = 400, body = Vec<ApiCallRc>), (status = 404, body = Vec<ApiCallRc>), (status = 409, body = Vec<ApiCallRc>)))]
+#[utoipa::path(post, path = "/v1/resource-definitions/{resource}/resources", tag = "resources",
+    params(ResourceParam), request_body = Vec<rest::ResourceCreate>,
+    responses((status = 201, body = Vec<ApiCallRc>), Invalid, NotFound, Conflict, TooLarge, Internal))]
 async fn create_resources(
     State(ctl): State<Controller>,
     Path(name): Path<String>,
     JsonArrayBody(body): JsonArrayBody<rest::ResourceCreate>,
 ) -> ApiResponse {
+    if let Err(refusal) = body
+        .iter()
+        .try_for_each(|element| names_match(&element.resource, &name, None))
+    {
+        return refusal;
+    }
     ApiResponse::entries(
         StatusCode::CREATED,
         ctl.mutate(|c, r| resources::create(c, r, &name, &body))
@@ -66,7 +81,7 @@ async fn create_resources(
 
 /// Shows one resource.
 #[utoipa::path(get, path = "/v1/resource-definitions/{resource}/resources/{node}", tag = "resources",
-    responses((status = 200, body = rest::ResourceWithVolumes), (status = 404, body = Vec<ApiCallRc>)))]
+    params(ResourceParam, NodeParam), responses((status = 200, body = rest::ResourceWithVolumes), Invalid, NotFound))]
 async fn get_resource(
     State(ctl): State<Controller>,
     Path((name, node)): Path<(String, String)>,
@@ -80,13 +95,17 @@ async fn get_resource(
 }
 
 /// Places a resource definition on one node.
-#[utoipa::path(post, path = "/v1/resource-definitions/{resource}/resources/{node}", tag = "resources", request_body = rest::ResourceCreate,
-    responses((status = 201, body = Vec<ApiCallRc>), (status = 404, body = Vec<ApiCallRc>), (status = 409, body = Vec<ApiCallRc>)))]
+#[utoipa::path(post, path = "/v1/resource-definitions/{resource}/resources/{node}", tag = "resources",
+    params(ResourceParam, NodeParam), request_body = Option<rest::ResourceCreate>,
+    responses((status = 201, body = Vec<ApiCallRc>), Invalid, NotFound, Conflict, TooLarge, Internal))]
 async fn create_resource_on_node(
     State(ctl): State<Controller>,
     Path((name, node)): Path<(String, String)>,
     JsonBody(mut body): JsonBody<rest::ResourceCreate>,
 ) -> ApiResponse {
+    if let Err(refusal) = names_match(&body.resource, &name, Some(&node)) {
+        return refusal;
+    }
     body.resource.node_name = node;
     ApiResponse::entries(
         StatusCode::CREATED,
@@ -96,8 +115,9 @@ async fn create_resource_on_node(
 }
 
 /// Modifies a resource's properties.
-#[utoipa::path(put, path = "/v1/resource-definitions/{resource}/resources/{node}", tag = "resources", request_body = rest::ResourceModify,
-    responses((status = 200, body = Vec<ApiCallRc>), (status = 404, body = Vec<ApiCallRc>)))]
+#[utoipa::path(put, path = "/v1/resource-definitions/{resource}/resources/{node}", tag = "resources",
+    params(ResourceParam, NodeParam), request_body = Option<rest::ResourceModify>,
+    responses((status = 200, body = Vec<ApiCallRc>), Invalid, NotFound, Conflict, TooLarge, Internal))]
 async fn modify_resource(
     State(ctl): State<Controller>,
     Path((name, node)): Path<(String, String)>,
@@ -112,12 +132,12 @@ async fn modify_resource(
 
 /// Deletes a resource; the satellite deletes its backing volumes.
 #[utoipa::path(delete, path = "/v1/resource-definitions/{resource}/resources/{node}", tag = "resources",
-    params(("keep_tiebreaker" = Option<bool>, Query, description = "accepted for compatibility")),
-    responses((status = 200, body = Vec<ApiCallRc>), (status = 404, body = Vec<ApiCallRc>), (status = 409, body = Vec<ApiCallRc>)))]
+    params(ResourceParam, NodeParam, DeleteResource),
+    responses((status = 200, body = Vec<ApiCallRc>), Invalid, NotFound, Conflict, Internal))]
 async fn delete_resource(
     State(ctl): State<Controller>,
     Path((name, node)): Path<(String, String)>,
-    _query: ListQuery,
+    _query: Query<DeleteResource>,
 ) -> ApiResponse {
     ApiResponse::entries(
         StatusCode::OK,
@@ -128,7 +148,7 @@ async fn delete_resource(
 
 /// Lists the volumes of a resource.
 #[utoipa::path(get, path = "/v1/resource-definitions/{resource}/resources/{node}/volumes", tag = "resources",
-    responses((status = 200, body = Vec<rest::Volume>), (status = 404, body = Vec<ApiCallRc>)))]
+    params(ResourceParam, NodeParam), responses((status = 200, body = Vec<rest::Volume>), Invalid, NotFound))]
 async fn list_volumes(
     State(ctl): State<Controller>,
     Path((name, node)): Path<(String, String)>,
@@ -143,7 +163,8 @@ async fn list_volumes(
 
 /// Shows one volume of a resource.
 #[utoipa::path(get, path = "/v1/resource-definitions/{resource}/resources/{node}/volumes/{volume_number}", tag = "resources",
-    responses((status = 200, body = rest::Volume), (status = 404, body = Vec<ApiCallRc>)))]
+    params(ResourceParam, NodeParam, VolumeNumberParam),
+    responses((status = 200, body = rest::Volume), Invalid, NotFound))]
 async fn get_volume(
     State(ctl): State<Controller>,
     Path((name, node, number)): Path<(String, String, i64)>,
@@ -163,8 +184,9 @@ async fn get_volume(
 
 /// Makes a resource available on a node: diskless by default, diskful on request; nothing to do
 /// if it is there already.
-#[utoipa::path(post, path = "/v1/resource-definitions/{resource}/resources/{node}/make-available", tag = "resources", request_body = rest::ResourceMakeAvailable,
-    responses((status = 200, body = Vec<ApiCallRc>), (status = 404, body = Vec<ApiCallRc>)))]
+#[utoipa::path(post, path = "/v1/resource-definitions/{resource}/resources/{node}/make-available", tag = "resources",
+    params(ResourceParam, NodeParam), request_body = Option<rest::ResourceMakeAvailable>,
+    responses((status = 200, body = Vec<ApiCallRc>), Invalid, NotFound, Conflict, TooLarge, Internal))]
 async fn make_available(
     State(ctl): State<Controller>,
     Path((name, node)): Path<(String, String)>,
@@ -177,7 +199,57 @@ async fn make_available(
     )
 }
 
+/// Refuses a resource body that names another resource or node than the path: the client
+/// would not get what it asked for.
+fn names_match(
+    resource: &rest::Resource,
+    path_resource: &str,
+    path_node: Option<&str>,
+) -> Result<(), ApiResponse> {
+    let mismatch = |field: &str, body: &str, path: &str| {
+        Err(ApiResponse::error(
+            StatusCode::BAD_REQUEST,
+            ApiCallRc::new(
+                RetCode::error(code::FAIL_INVLD_REQUEST | mask::CRT | mask::RSC),
+                format!("The body names {field} '{body}', the path '{path}'."),
+            )
+            .cause(format!("resource.{field} must name what the path names"))
+            .correction(format!(
+                "Leave resource.{field} out of the body or make it match the path."
+            )),
+        ))
+    };
+    if !resource.name.is_empty() && !resource.name.eq_ignore_ascii_case(path_resource) {
+        return mismatch("name", &resource.name, path_resource);
+    }
+    if let Some(node) = path_node
+        && !resource.node_name.is_empty()
+        && !resource.node_name.eq_ignore_ascii_case(node)
+    {
+        return mismatch("node_name", &resource.node_name, node);
+    }
+    Ok(())
+}
+
+/// Refuses a malformed pool or node name in a toggle before anything looks at it, also where
+/// the operation would not use it (a diskless resource asked to become diskless again).
+fn check_toggle_names(toggle: &Toggle) -> Result<(), ApiResponse> {
+    let ctx = Context::new(Operation::Modify, Object::Resource);
+    let refuse = |failure: app::Failure| ApiResponse::entries(StatusCode::OK, Err(failure));
+    if let Some(pool) = &toggle.storage_pool {
+        app::parse_name::<StorPoolName>(&ctx, code::FAIL_INVLD_STOR_POOL_NAME, pool)
+            .map_err(refuse)?;
+    }
+    if let Some(node) = &toggle.migrate_from {
+        app::parse_name::<NodeName>(&ctx, code::FAIL_INVLD_NODE_NAME, node).map_err(refuse)?;
+    }
+    Ok(())
+}
+
 async fn toggle(ctl: &Controller, name: &str, node: &str, toggle: Toggle) -> ApiResponse {
+    if let Err(refusal) = check_toggle_names(&toggle) {
+        return refusal;
+    }
     ApiResponse::entries(
         StatusCode::OK,
         ctl.mutate(|c, r| resources::toggle_disk(c, r, name, node, &toggle))
@@ -186,8 +258,9 @@ async fn toggle(ctl: &Controller, name: &str, node: &str, toggle: Toggle) -> Api
 }
 
 /// Turns a resource diskful or diskless (API 1.28 body form).
-#[utoipa::path(put, path = "/v1/resource-definitions/{resource}/resources/{node}/toggle-disk", tag = "resources", request_body = rest::ToggleDiskRequest,
-    responses((status = 200, body = Vec<ApiCallRc>), (status = 404, body = Vec<ApiCallRc>), (status = 409, body = Vec<ApiCallRc>)))]
+#[utoipa::path(put, path = "/v1/resource-definitions/{resource}/resources/{node}/toggle-disk", tag = "resources",
+    params(ResourceParam, NodeParam), request_body = rest::ToggleDiskRequest,
+    responses((status = 200, body = Vec<ApiCallRc>), Invalid, NotFound, Conflict, TooLarge, Internal))]
 async fn toggle_disk(
     State(ctl): State<Controller>,
     Path((name, node)): Path<(String, String)>,
@@ -203,7 +276,7 @@ async fn toggle_disk(
 
 /// Gives a diskless resource a disk in the default pool (legacy URL form).
 #[utoipa::path(put, path = "/v1/resource-definitions/{resource}/resources/{node}/toggle-disk/diskful", tag = "resources",
-    responses((status = 200, body = Vec<ApiCallRc>), (status = 404, body = Vec<ApiCallRc>)))]
+    params(ResourceParam, NodeParam), responses((status = 200, body = Vec<ApiCallRc>), Invalid, NotFound, Conflict, Internal))]
 async fn toggle_diskful(
     State(ctl): State<Controller>,
     Path((name, node)): Path<(String, String)>,
@@ -223,7 +296,8 @@ async fn toggle_diskful(
 
 /// Gives a diskless resource a disk in the named pool (legacy URL form).
 #[utoipa::path(put, path = "/v1/resource-definitions/{resource}/resources/{node}/toggle-disk/diskful/{storagepool}", tag = "resources",
-    responses((status = 200, body = Vec<ApiCallRc>), (status = 404, body = Vec<ApiCallRc>)))]
+    params(ResourceParam, NodeParam, StoragePoolParam),
+    responses((status = 200, body = Vec<ApiCallRc>), Invalid, NotFound, Conflict, Internal))]
 async fn toggle_diskful_pool(
     State(ctl): State<Controller>,
     Path((name, node, pool)): Path<(String, String, String)>,
@@ -243,7 +317,7 @@ async fn toggle_diskful_pool(
 
 /// Removes a resource's disk (legacy URL form).
 #[utoipa::path(put, path = "/v1/resource-definitions/{resource}/resources/{node}/toggle-disk/diskless", tag = "resources",
-    responses((status = 200, body = Vec<ApiCallRc>), (status = 404, body = Vec<ApiCallRc>)))]
+    params(ResourceParam, NodeParam), responses((status = 200, body = Vec<ApiCallRc>), Invalid, NotFound, Conflict, Internal))]
 async fn toggle_diskless(
     State(ctl): State<Controller>,
     Path((name, node)): Path<(String, String)>,
@@ -263,7 +337,8 @@ async fn toggle_diskless(
 
 /// Removes a resource's disk, into the named diskless pool (legacy URL form).
 #[utoipa::path(put, path = "/v1/resource-definitions/{resource}/resources/{node}/toggle-disk/diskless/{disklesspool}", tag = "resources",
-    responses((status = 200, body = Vec<ApiCallRc>), (status = 404, body = Vec<ApiCallRc>)))]
+    params(ResourceParam, NodeParam, DisklessPoolParam),
+    responses((status = 200, body = Vec<ApiCallRc>), Invalid, NotFound, Conflict, Internal))]
 async fn toggle_diskless_pool(
     State(ctl): State<Controller>,
     Path((name, node, pool)): Path<(String, String, String)>,
@@ -283,7 +358,8 @@ async fn toggle_diskless_pool(
 
 /// Moves a disk from another node to this one (legacy URL form).
 #[utoipa::path(put, path = "/v1/resource-definitions/{resource}/resources/{node}/migrate-disk/{fromnode}", tag = "resources",
-    responses((status = 200, body = Vec<ApiCallRc>), (status = 404, body = Vec<ApiCallRc>)))]
+    params(ResourceParam, NodeParam, FromNodeParam),
+    responses((status = 200, body = Vec<ApiCallRc>), Invalid, NotFound, Conflict, Internal))]
 async fn migrate_disk(
     State(ctl): State<Controller>,
     Path((name, node, from)): Path<(String, String, String)>,
@@ -303,7 +379,8 @@ async fn migrate_disk(
 
 /// Moves a disk from another node to this one, into the named pool (legacy URL form).
 #[utoipa::path(put, path = "/v1/resource-definitions/{resource}/resources/{node}/migrate-disk/{fromnode}/{storagepool}", tag = "resources",
-    responses((status = 200, body = Vec<ApiCallRc>), (status = 404, body = Vec<ApiCallRc>)))]
+    params(ResourceParam, NodeParam, FromNodeParam, StoragePoolParam),
+    responses((status = 200, body = Vec<ApiCallRc>), Invalid, NotFound, Conflict, Internal))]
 async fn migrate_disk_pool(
     State(ctl): State<Controller>,
     Path((name, node, from, pool)): Path<(String, String, String, String)>,
@@ -322,12 +399,9 @@ async fn migrate_disk_pool(
 }
 
 /// Lists every resource with its volumes (`resource list` and `volume list`).
-#[utoipa::path(get, path = "/v1/view/resources", tag = "resources",
-    params(("nodes" = Option<Vec<String>>, Query), ("resources" = Option<Vec<String>>, Query),
-           ("storage_pools" = Option<Vec<String>>, Query), ("props" = Option<Vec<String>>, Query),
-           ("offset" = Option<usize>, Query), ("limit" = Option<usize>, Query)),
-    responses((status = 200, body = Vec<rest::ResourceWithVolumes>)))]
-async fn view_resources(State(ctl): State<Controller>, query: ListQuery) -> ApiResponse {
+#[utoipa::path(get, path = "/v1/view/resources", tag = "resources", params(ListResources),
+    responses((status = 200, body = Vec<rest::ResourceWithVolumes>), Invalid))]
+async fn view_resources(State(ctl): State<Controller>, query: Query<ListResources>) -> ApiResponse {
     ctl.read_with_runtime(|c, r| {
         ApiResponse::json_array(views::resources_iter(c, r, &query.filter))
     })

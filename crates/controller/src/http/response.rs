@@ -1,18 +1,24 @@
 //! Answers and request parsing shared by every endpoint: the `ApiCallRc` list with LINSTOR's
-//! status mapping, a JSON body extractor that answers malformed input with an `ApiCallRc`
-//! instead of plain text, and list query parameters.
+//! status mapping, the error answers as the OpenAPI document lists them, a JSON body extractor
+//! that answers malformed or out-of-range input with an `ApiCallRc` instead of plain text, and
+//! a path extractor that does the same. Query parameters are `super::query`'s.
+
+use std::collections::BTreeMap;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Request};
-use axum::http::{StatusCode, header, request::Parts};
+use axum::http::{Method, StatusCode, header, request::Parts};
 use axum::response::{IntoResponse, Response};
-use ferrite_types::api_call_rc::code;
+use ferrite_types::api_call_rc::{code, mask};
+use ferrite_types::rest::validate::Validate;
 use ferrite_types::{ApiCallRc, RetCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use utoipa::openapi::response::ResponseBuilder;
+use utoipa::openapi::schema::ArrayBuilder;
+use utoipa::openapi::{ContentBuilder, Ref, RefOr};
 
 use crate::app::Failure;
-use crate::app::views::ListFilter;
 
 /// The HTTP status for an `ApiCallRc` list: decided by the first error entry, else `success`.
 ///
@@ -114,31 +120,109 @@ impl IntoResponse for ApiResponse {
     }
 }
 
+/// The documented answer with `status`: an `ApiCallRc` list.
+fn api_call_rc_list(
+    status: StatusCode,
+    description: &str,
+) -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+    let list = ArrayBuilder::new().items(Ref::from_schema_name("ApiCallRc"));
+    let response = ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new().schema(Some(list)).build(),
+        )
+        .build();
+    BTreeMap::from([(status.as_str().to_string(), RefOr::T(response))])
+}
+
+/// Error answers as the OpenAPI document lists them (`responses(…, Invalid, NotFound)`): each
+/// an `ApiCallRc` list whose first error decides the status ([`status_for`]).
+macro_rules! error_answers {
+    ($($(#[$doc:meta])* $name:ident => $status:expr, $description:literal;)+) => {
+        $(
+            $(#[$doc])*
+            pub struct $name;
+
+            impl utoipa::IntoResponses for $name {
+                fn responses() -> BTreeMap<String, RefOr<utoipa::openapi::Response>> {
+                    api_call_rc_list($status, $description)
+                }
+            }
+        )+
+    };
+}
+
+error_answers! {
+    /// 400: the request is malformed or a value breaks a rule.
+    Invalid => StatusCode::BAD_REQUEST,
+        "Invalid input: a body, path or query parameter that cannot be parsed, or a value the rules refuse (FAIL_INVLD_*). Nothing was changed.";
+    /// 404: an object the request names does not exist.
+    NotFound => StatusCode::NOT_FOUND,
+        "An object the request names does not exist (FAIL_NOT_FOUND_*). Nothing was changed.";
+    /// 409: the request conflicts with the cluster's state.
+    Conflict => StatusCode::CONFLICT,
+        "The request conflicts with the cluster: the object exists, is in use, or cannot be placed (FAIL_EXISTS_*, FAIL_IN_USE, FAIL_NOT_ENOUGH_NODES, ...). Nothing was changed.";
+    /// 413: the body is larger than the controller reads.
+    TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        "The request body is larger than 2 MiB. Nothing was changed.";
+    /// 500: the controller failed; the answer names an error report.
+    Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        "The controller failed to carry out the request (e.g. its store could not commit); the change was not made.";
+}
+
 /// A JSON object request body; malformed input is answered with a 400 `ApiCallRc`. The
 /// Content-Type header is not required: python-linstor sends none. A body that is not a JSON
 /// object is refused, even where serde would read an array as the struct's fields in order.
+/// A body that parses is then checked with [`Validate`]: a value out of range is answered with
+/// a 400 and its own `FAIL_INVLD_*` code before the request reaches the object model.
 pub struct JsonBody<T>(pub T);
 
 /// A JSON array request body (only `POST …/resources` takes one); otherwise as [`JsonBody`].
 pub struct JsonArrayBody<T>(pub Vec<T>);
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+impl<S: Send + Sync, T: DeserializeOwned + Validate> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiResponse;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        read_json(request, state, BodyShape::Object)
-            .await
-            .map(JsonBody)
+        let operation = operation_mask(request.method());
+        let body: T = read_json(request, state, BodyShape::Object).await?;
+        checked(operation, body).map(JsonBody)
     }
 }
 
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonArrayBody<T> {
+impl<S: Send + Sync, T: DeserializeOwned + Validate> FromRequest<S> for JsonArrayBody<T> {
     type Rejection = ApiResponse;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        read_json(request, state, BodyShape::Array)
-            .await
-            .map(JsonArrayBody)
+        let operation = operation_mask(request.method());
+        let body: Vec<T> = read_json(request, state, BodyShape::Array).await?;
+        checked(operation, body).map(JsonArrayBody)
+    }
+}
+
+/// The operation bits of a `ret_code` for a request with `method`.
+fn operation_mask(method: &Method) -> u64 {
+    match *method {
+        Method::POST => mask::CRT,
+        Method::DELETE => mask::DEL,
+        _ => mask::MOD,
+    }
+}
+
+/// `body` if its values are in range, else the 400 answer naming the first that is not.
+fn checked<T: Validate>(operation: u64, body: T) -> Result<T, ApiResponse> {
+    match body.validate() {
+        Ok(()) => Ok(body),
+        Err(invalid) => Err(ApiResponse::error(
+            StatusCode::BAD_REQUEST,
+            ApiCallRc::new(
+                RetCode::error(invalid.code | operation),
+                invalid.to_string(),
+            )
+            .cause(invalid.reason)
+            .correction(invalid.correction),
+        )),
     }
 }
 
@@ -209,8 +293,10 @@ async fn read_json<S: Send + Sync, T: DeserializeOwned>(
     };
     let first = bytes.iter().find(|b| !b.is_ascii_whitespace()).copied();
     let text: &[u8] = match first {
-        // An empty body means "no fields", as LINSTOR's clients sometimes send.
+        // An empty body means "no fields", as LINSTOR's clients sometimes send; so does a JSON
+        // null, which the document allows where the body is optional.
         None if shape == BodyShape::Object => b"{}",
+        Some(b'n') if shape == BodyShape::Object && bytes.trim_ascii() == b"null" => b"{}",
         Some(byte) if byte == shape.opening() => &bytes,
         _ => {
             return Err(unparsable(format!(
@@ -225,54 +311,6 @@ async fn read_json<S: Send + Sync, T: DeserializeOwned>(
         }
     };
     serde_json::from_slice(text).map_err(|e| unparsable(e.to_string()))
-}
-
-/// The query parameters list endpoints take: repeated keys (`?nodes=a&nodes=b`) and paging.
-#[derive(Debug, Clone, Default)]
-pub struct ListQuery {
-    pub filter: ListFilter,
-    pub with_volume_definitions: bool,
-    pub keep_tiebreaker: bool,
-}
-
-impl<S: Send + Sync> FromRequestParts<S> for ListQuery {
-    type Rejection = ApiResponse;
-
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        let mut query = ListQuery::default();
-        let raw = parts.uri.query().unwrap_or("");
-        for (key, value) in form_urlencoded::parse(raw.as_bytes()) {
-            let value = value.into_owned();
-            let number = |name: &str| -> Result<usize, ApiResponse> {
-                value.parse().map_err(|_| {
-                    ApiResponse::error(
-                        StatusCode::BAD_REQUEST,
-                        ApiCallRc::new(
-                            RetCode::error(code::FAIL_INVLD_REQUEST),
-                            format!("Query parameter {name}='{value}' is not a number."),
-                        )
-                        .correction(format!(
-                            "Give {name} as a whole number (limit=0 means no limit)."
-                        )),
-                    )
-                })
-            };
-            let flag = value.eq_ignore_ascii_case("true") || value == "1";
-            match key.as_ref() {
-                "nodes" => query.filter.nodes.push(value),
-                "resources" | "resource_definitions" => query.filter.resources.push(value),
-                "storage_pools" => query.filter.storage_pools.push(value),
-                "resource_groups" => query.filter.resource_groups.push(value),
-                "props" => query.filter.props.push(value),
-                "limit" => query.filter.limit = number("limit")?,
-                "offset" => query.filter.offset = number("offset")?,
-                "with_volume_definitions" => query.with_volume_definitions = flag,
-                "keep_tiebreaker" => query.keep_tiebreaker = flag,
-                _ => {}
-            }
-        }
-        Ok(query)
-    }
 }
 
 /// Path parameters; a malformed one (e.g. a volume number that is not a number) is answered
@@ -295,7 +333,8 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath
                     )
                     .cause(rejection.body_text())
                     .correction(
-                        "Check the URL: volume numbers are whole numbers between 0 and 65535.",
+                        "Check the URL: volume numbers are whole numbers between 0 and 65535, \
+                         names as GET /openapi.json describes them.",
                     ),
                 )
             })

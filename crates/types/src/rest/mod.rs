@@ -3,7 +3,9 @@
 //! Field names follow `linstor-rest-v1-openapi.yaml`. One struct serves both directions where
 //! LINSTOR uses one schema: optional fields are `Option`s or empty collections and are left out
 //! of the output when empty. Names arrive as plain strings and are validated by the controller,
-//! so a bad name gets LINSTOR's `FAIL_INVLD_*` code rather than a generic parse error.
+//! so a bad name gets LINSTOR's `FAIL_INVLD_*` code rather than a generic parse error; their
+//! schemas still carry the rules (`pattern`, lengths, ranges: see [`schema`]), and
+//! [`validate`] checks the ranges that need nothing but the body.
 
 mod controller;
 pub mod lenient;
@@ -11,7 +13,9 @@ mod node;
 mod resource;
 mod resource_definition;
 mod resource_group;
+pub mod schema;
 mod storage_pool;
+pub mod validate;
 
 pub use controller::*;
 pub use node::*;
@@ -31,11 +35,15 @@ pub type Props = BTreeMap<String, String>;
 /// The body of every `modify`/`set-property` call on a property container.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(default)]
+#[schema(example = json!({"override_props": {"Aux/rack": "r1"}, "delete_props": ["Aux/old"]}))]
 pub struct PropsModify {
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[schema(schema_with = schema::props)]
     pub override_props: Props,
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(schema_with = schema::property_keys)]
     pub delete_props: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(schema_with = schema::property_namespaces)]
     pub delete_namespaces: Vec<String>,
 }

@@ -5,22 +5,31 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{Props, lenient};
+use super::{Props, lenient, schema};
 use crate::api_call_rc::ApiCallRc;
 use crate::kinds::{LayerKind, ProviderKind};
 
 /// A resource on one node. As input (inside [`ResourceCreate`]) only `node_name`, `flags` and
-/// `props` matter.
+/// `props` matter; `name`, if given, must be the resource in the path.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(default)]
 pub struct Resource {
+    /// The resource definition's name.
     pub name: String,
+    /// The node's name; `POST …/resources/{node}` takes it from the path.
     pub node_name: String,
+    #[schema(schema_with = schema::props)]
     pub props: Props,
     pub flags: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_object"
+    )]
     pub layer_object: Option<ResourceLayer>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_object"
+    )]
     pub state: Option<ResourceState>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub uuid: Option<String>,
@@ -109,6 +118,7 @@ pub struct Volume {
     pub allocated_size_kib: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub usable_size_kib: Option<i64>,
+    #[schema(schema_with = schema::props)]
     pub props: Props,
     pub flags: Vec<String>,
     pub state: VolumeState,
@@ -152,7 +162,9 @@ pub struct VolumeLayer {
 /// One element of the array `POST /v1/resource-definitions/{rd}/resources` takes.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(default)]
+#[schema(example = json!({"resource": {"node_name": "node1", "props": {"StorPoolName": "pool_ssd"}}}))]
 pub struct ResourceCreate {
+    #[serde(deserialize_with = "lenient::object")]
     pub resource: Resource,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub layer_list: Option<Vec<LayerKind>>,
@@ -160,18 +172,22 @@ pub struct ResourceCreate {
         skip_serializing_if = "Option::is_none",
         deserialize_with = "lenient::opt_i32"
     )]
+    #[schema(schema_with = schema::drbd_node_id)]
     pub drbd_node_id: Option<i32>,
     #[serde(
         skip_serializing_if = "Option::is_none",
         deserialize_with = "lenient::opt_i32"
     )]
+    #[schema(schema_with = schema::tcp_port_count)]
     pub drbd_tcp_port_count: Option<i32>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = schema::tcp_ports)]
     pub drbd_tcp_ports: Option<Vec<i32>>,
     #[serde(
         skip_serializing_if = "Option::is_none",
         deserialize_with = "lenient::opt_bool"
     )]
+    #[schema(schema_with = schema::lenient_boolean)]
     pub drbd_client: Option<bool>,
 }
 
@@ -180,20 +196,25 @@ pub struct ResourceCreate {
 #[serde(default)]
 pub struct ResourceModify {
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[schema(schema_with = schema::props)]
     pub override_props: Props,
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(schema_with = schema::property_keys)]
     pub delete_props: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(schema_with = schema::property_namespaces)]
     pub delete_namespaces: Vec<String>,
     #[serde(
         skip_serializing_if = "Option::is_none",
         deserialize_with = "lenient::opt_bool"
     )]
+    #[schema(schema_with = schema::lenient_boolean)]
     pub drbd_tiebreaker: Option<bool>,
     #[serde(
         skip_serializing_if = "Option::is_none",
         deserialize_with = "lenient::opt_bool"
     )]
+    #[schema(schema_with = schema::lenient_boolean)]
     pub drbd_client: Option<bool>,
 }
 
@@ -204,6 +225,7 @@ pub struct ResourceMakeAvailable {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub layer_list: Option<Vec<LayerKind>>,
     #[serde(deserialize_with = "lenient::opt_bool")]
+    #[schema(schema_with = schema::lenient_boolean)]
     pub diskful: Option<bool>,
 }
 
@@ -218,11 +240,14 @@ pub enum ToggleDiskOperation {
 
 /// `PUT /v1/resource-definitions/{rd}/resources/{node}/toggle-disk` (API 1.28).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({"operation": "INTO_DRBD_DISKLESS"}))]
 pub struct ToggleDiskRequest {
     pub operation: ToggleDiskOperation,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::StorPoolName>)]
     pub storage_pool: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::NodeName>)]
     pub migrate_from: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub layer_list: Option<Vec<LayerKind>>,

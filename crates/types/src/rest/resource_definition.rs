@@ -5,26 +5,34 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{Props, lenient};
+use super::{Props, lenient, schema};
 use crate::kinds::LayerKind;
 
 /// A resource definition: the cluster-wide description of a replicated resource.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(default)]
 pub struct ResourceDefinition {
+    #[schema(value_type = crate::ResourceName)]
     pub name: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub external_name: Option<String>,
+    #[schema(schema_with = schema::props)]
     pub props: Props,
     pub flags: Vec<String>,
     /// The layer stack, top first.
+    #[serde(deserialize_with = "lenient::objects")]
     pub layer_data: Vec<ResourceDefinitionLayer>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub uuid: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::ResourceGroupName>)]
     pub resource_group_name: Option<String>,
-    /// Present with `?with_volume_definitions=true`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    /// Present with `?with_volume_definitions=true`; a request may not give them (create
+    /// volume definitions with their own call).
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_objects"
+    )]
     pub volume_definitions: Option<Vec<VolumeDefinition>>,
 }
 
@@ -40,12 +48,16 @@ pub struct ResourceDefinitionLayer {
 /// `POST /v1/resource-definitions`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(default)]
+#[schema(example = json!({"resource_definition": {"name": "res1", "resource_group_name": "DfltRscGrp"}}))]
 pub struct ResourceDefinitionCreate {
+    #[schema(required = true)]
+    #[serde(deserialize_with = "lenient::object")]
     pub resource_definition: ResourceDefinition,
     #[serde(
         skip_serializing_if = "Option::is_none",
         deserialize_with = "lenient::opt_i32"
     )]
+    #[schema(schema_with = schema::tcp_port)]
     pub drbd_port: Option<i32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub drbd_secret: Option<String>,
@@ -53,6 +65,7 @@ pub struct ResourceDefinitionCreate {
         skip_serializing_if = "Option::is_none",
         deserialize_with = "lenient::opt_i32"
     )]
+    #[schema(schema_with = schema::drbd_peer_slots)]
     pub drbd_peer_slots: Option<i32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub drbd_transport_type: Option<String>,
@@ -63,24 +76,30 @@ pub struct ResourceDefinitionCreate {
 #[serde(default)]
 pub struct ResourceDefinitionModify {
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[schema(schema_with = schema::props)]
     pub override_props: Props,
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(schema_with = schema::property_keys)]
     pub delete_props: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(schema_with = schema::property_namespaces)]
     pub delete_namespaces: Vec<String>,
     #[serde(
         skip_serializing_if = "Option::is_none",
         deserialize_with = "lenient::opt_i32"
     )]
+    #[schema(schema_with = schema::tcp_port)]
     pub drbd_port: Option<i32>,
     #[serde(
         skip_serializing_if = "Option::is_none",
         deserialize_with = "lenient::opt_i32"
     )]
+    #[schema(schema_with = schema::drbd_peer_slots)]
     pub drbd_peer_slots: Option<i32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub layer_stack: Option<Vec<LayerKind>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::ResourceGroupName>)]
     pub resource_group: Option<String>,
 }
 
@@ -92,11 +111,16 @@ pub struct VolumeDefinition {
         skip_serializing_if = "Option::is_none",
         deserialize_with = "lenient::opt_i32"
     )]
+    #[schema(schema_with = schema::volume_number)]
     pub volume_number: Option<i32>,
     /// KiB.
+    #[schema(schema_with = schema::volume_size_kib, required = true)]
     pub size_kib: i64,
+    #[schema(schema_with = schema::props)]
     pub props: Props,
+    #[schema(schema_with = schema::volume_flags)]
     pub flags: Vec<String>,
+    #[serde(deserialize_with = "lenient::objects")]
     pub layer_data: Vec<VolumeDefinitionLayer>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub uuid: Option<String>,
@@ -114,12 +138,16 @@ pub struct VolumeDefinitionLayer {
 /// `POST /v1/resource-definitions/{rd}/volume-definitions`.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(default)]
+#[schema(example = json!({"volume_definition": {"volume_number": 0, "size_kib": 1_048_576}}))]
 pub struct VolumeDefinitionCreate {
+    #[schema(required = true)]
+    #[serde(deserialize_with = "lenient::object")]
     pub volume_definition: VolumeDefinition,
     #[serde(
         skip_serializing_if = "Option::is_none",
         deserialize_with = "lenient::opt_i32"
     )]
+    #[schema(schema_with = schema::drbd_minor_number)]
     pub drbd_minor_number: Option<i32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub passphrase: Option<String>,
@@ -130,13 +158,18 @@ pub struct VolumeDefinitionCreate {
 #[serde(default)]
 pub struct VolumeDefinitionModify {
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = schema::new_volume_size_kib)]
     pub size_kib: Option<i64>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[schema(schema_with = schema::props)]
     pub override_props: Props,
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(schema_with = schema::property_keys)]
     pub delete_props: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(schema_with = schema::property_namespaces)]
     pub delete_namespaces: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = schema::optional_volume_flags)]
     pub flags: Option<Vec<String>>,
 }

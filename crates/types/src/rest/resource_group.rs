@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{Props, lenient};
-use crate::kinds::LayerKind;
+use super::{Props, lenient, schema};
+use crate::kinds::{LayerKind, ProviderKind};
 
 /// Where the autoplacer may put a resource's replicas. Every field is optional; a spawn or
 /// autoplace call's filter overrides the resource group's field by field.
@@ -18,23 +18,30 @@ pub struct AutoSelectFilter {
         skip_serializing_if = "Option::is_none",
         deserialize_with = "lenient::opt_i32"
     )]
+    #[schema(schema_with = schema::place_count)]
     pub place_count: Option<i32>,
     /// Diskful replicas wanted on top of the existing ones.
     #[serde(
         skip_serializing_if = "Option::is_none",
         deserialize_with = "lenient::opt_i32"
     )]
+    #[schema(schema_with = schema::additional_place_count)]
     pub additional_place_count: Option<i32>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<crate::NodeName>>)]
     pub node_name_list: Option<Vec<String>>,
     /// Legacy single pool; `storage_pool_list` supersedes it.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<crate::StorPoolName>)]
     pub storage_pool: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<crate::StorPoolName>>)]
     pub storage_pool_list: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<crate::StorPoolName>>)]
     pub storage_pool_diskless_list: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<crate::ResourceName>>)]
     pub not_place_with_rsc: Option<Vec<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub not_place_with_rsc_regex: Option<String>,
@@ -46,26 +53,33 @@ pub struct AutoSelectFilter {
     pub replicas_on_different: Option<Vec<String>>,
     /// At most N replicas per distinct value of the key.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = schema::replicas_per_value)]
     pub x_replicas_on_different_map: Option<BTreeMap<String, i32>>,
     /// Layer names, top first; validated by the controller.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<LayerKind>>)]
     pub layer_stack: Option<Vec<String>>,
     /// Provider kinds allowed for diskful replicas; validated by the controller.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<ProviderKind>>)]
     pub provider_list: Option<Vec<String>>,
     #[serde(
         skip_serializing_if = "Option::is_none",
         deserialize_with = "lenient::opt_bool"
     )]
+    #[schema(schema_with = schema::lenient_boolean)]
     pub diskless_on_remaining: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = schema::diskless_type)]
     pub diskless_type: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = schema::overprovision)]
     pub overprovision: Option<f64>,
     #[serde(
         skip_serializing_if = "Option::is_none",
         deserialize_with = "lenient::opt_i32"
     )]
+    #[schema(schema_with = schema::tcp_port_count)]
     pub port_count: Option<i32>,
 }
 
@@ -110,13 +124,20 @@ impl AutoSelectFilter {
 
 /// A resource group: a template for resource definitions.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+#[schema(example = json!({
+    "name": "my_ssd_group",
+    "select_filter": {"place_count": 2, "storage_pool_list": ["pool_ssd"]}
+}))]
 pub struct ResourceGroup {
+    #[schema(value_type = crate::ResourceGroupName)]
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = schema::description)]
     pub description: Option<String>,
     #[serde(default)]
+    #[schema(schema_with = schema::props)]
     pub props: Props,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "lenient::object")]
     pub select_filter: AutoSelectFilter,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uuid: Option<String>,
@@ -125,6 +146,7 @@ pub struct ResourceGroup {
         skip_serializing_if = "Option::is_none",
         deserialize_with = "lenient::opt_i32"
     )]
+    #[schema(schema_with = schema::drbd_peer_slots)]
     pub peer_slots: Option<i32>,
 }
 
@@ -133,19 +155,27 @@ pub struct ResourceGroup {
 #[serde(default)]
 pub struct ResourceGroupModify {
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = schema::description)]
     pub description: Option<String>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[schema(schema_with = schema::props)]
     pub override_props: Props,
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(schema_with = schema::property_keys)]
     pub delete_props: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(schema_with = schema::property_namespaces)]
     pub delete_namespaces: Vec<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_object"
+    )]
     pub select_filter: Option<AutoSelectFilter>,
     #[serde(
         skip_serializing_if = "Option::is_none",
         deserialize_with = "lenient::opt_i32"
     )]
+    #[schema(schema_with = schema::drbd_peer_slots)]
     pub peer_slots: Option<i32>,
 }
 
@@ -153,13 +183,23 @@ pub struct ResourceGroupModify {
 /// with its volumes, placed by the group's filter.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(default)]
+#[schema(example = json!({
+    "resource_definition_name": "my_ssd_res",
+    "volume_sizes": [2_097_152],
+    "definitions_only": true
+}))]
 pub struct ResourceGroupSpawn {
+    #[schema(value_type = crate::ResourceName, required = true)]
     pub resource_definition_name: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub resource_definition_external_name: Option<String>,
     /// KiB, one per volume group.
+    #[schema(schema_with = schema::volume_sizes_kib)]
     pub volume_sizes: Vec<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_object"
+    )]
     pub select_filter: Option<AutoSelectFilter>,
     pub partial: bool,
     pub definitions_only: bool,
@@ -167,23 +207,29 @@ pub struct ResourceGroupSpawn {
         skip_serializing_if = "Option::is_none",
         deserialize_with = "lenient::opt_i32"
     )]
+    #[schema(schema_with = schema::drbd_peer_slots)]
     pub peer_slots: Option<i32>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[schema(schema_with = schema::props)]
     pub resource_definition_props: Props,
 }
 
 /// A volume group: the template of one volume of a resource group's definitions.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(default)]
+#[schema(example = json!({"volume_number": 0}))]
 pub struct VolumeGroup {
     #[serde(
         skip_serializing_if = "Option::is_none",
         deserialize_with = "lenient::opt_i32"
     )]
+    #[schema(schema_with = schema::volume_number)]
     pub volume_number: Option<i32>,
+    #[schema(schema_with = schema::props)]
     pub props: Props,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub uuid: Option<String>,
+    #[schema(schema_with = schema::volume_flags)]
     pub flags: Vec<String>,
 }
 
@@ -192,12 +238,16 @@ pub struct VolumeGroup {
 #[serde(default)]
 pub struct VolumeGroupModify {
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[schema(schema_with = schema::props)]
     pub override_props: Props,
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(schema_with = schema::property_keys)]
     pub delete_props: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(schema_with = schema::property_namespaces)]
     pub delete_namespaces: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = schema::optional_volume_flags)]
     pub flags: Option<Vec<String>>,
 }
 
@@ -209,7 +259,9 @@ pub struct AutoPlaceRequest {
         skip_serializing_if = "Option::is_none",
         deserialize_with = "lenient::opt_bool"
     )]
+    #[schema(schema_with = schema::lenient_boolean)]
     pub diskless_on_remaining: Option<bool>,
+    #[serde(deserialize_with = "lenient::object")]
     pub select_filter: AutoSelectFilter,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub layer_list: Option<Vec<LayerKind>>,
