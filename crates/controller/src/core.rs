@@ -172,6 +172,17 @@ impl Controller {
         &self.inner.metrics
     }
 
+    /// Writes a consistent copy of the store to `target` (see `ferrite_store::backup`).
+    pub async fn backup(
+        &self,
+        target: std::path::PathBuf,
+    ) -> Result<ferrite_store::backup::BackupInfo, ferrite_store::backup::BackupError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || inner.store.lock().expect("store lock").backup(&target))
+            .await
+            .expect("the backup task does not panic")
+    }
+
     /// Whether the store answers.
     pub fn store_healthy(&self) -> bool {
         self.inner

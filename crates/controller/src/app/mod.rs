@@ -11,6 +11,7 @@ pub mod controller_props;
 pub mod deletions;
 pub mod error_reports;
 pub mod nodes;
+pub mod orphans;
 pub mod placement;
 pub mod properties;
 pub mod resource_definitions;

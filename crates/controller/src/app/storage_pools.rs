@@ -64,7 +64,10 @@ fn check_backing_name(kind: ProviderKind, backing: &str) -> Result<(), String> {
             && !s.starts_with('-')
     };
     match kind {
-        ProviderKind::Diskless => Ok(()),
+        ProviderKind::Diskless if backing.is_empty() => Ok(()),
+        ProviderKind::Diskless => Err(format!(
+            "a DISKLESS storage pool has no backing pool, but '{backing}' was given"
+        )),
         ProviderKind::File | ProviderKind::FileThin => {
             if !backing.starts_with('/') {
                 Err(format!("'{backing}' is not an absolute directory path"))

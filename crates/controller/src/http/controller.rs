@@ -26,6 +26,7 @@ pub fn routes() -> OpenApiRouter<Controller> {
         .routes(routes!(list_properties, set_properties))
         .routes(routes!(list_error_reports))
         .routes(routes!(get_error_report, delete_error_report))
+        .routes(routes!(backup_database))
         .routes(routes!(health))
         .routes(routes!(metrics))
         // Property keys contain '/', so the key is a wildcard segment; the OpenAPI document
@@ -52,6 +53,51 @@ async fn version() -> ApiResponse {
             .to_string(),
         rest_api_version: ferrite_types::REST_API_VERSION.to_string(),
     })
+}
+
+/// Writes a consistent copy of the store (committed changes still in the WAL included) to a
+/// new file on the controller's host. Restore it with `ferrite-controller --restore FILE`.
+#[utoipa::path(post, path = "/v1/controller/backup/db", tag = "controller",
+    request_body = rest::DatabaseBackupRequest,
+    responses((status = 201, body = Vec<ApiCallRc>), Invalid, Conflict, TooLarge, Internal))]
+async fn backup_database(
+    State(ctl): State<Controller>,
+    JsonBody(body): JsonBody<rest::DatabaseBackupRequest>,
+) -> ApiResponse {
+    let ctx = Context::new(Operation::Create, Object::Controller);
+    let target = std::path::PathBuf::from(&body.backup_name);
+    let result = match ctl.backup(target).await {
+        Ok(info) => Ok(vec![ctx.created(format!(
+            "Backup of the controller's store written to {} ({} bytes, revision {}, epoch {}).",
+            info.path.display(),
+            info.bytes,
+            info.revision,
+            info.epoch
+        ))]),
+        Err(e) => {
+            use ferrite_store::backup::BackupError;
+            let (status_code, correction) = match &e {
+                BackupError::RelativePath(_) => (
+                    code::FAIL_INVLD_REQUEST,
+                    "Give an absolute path on the controller's host.",
+                ),
+                BackupError::Exists(_) => (
+                    code::FAIL_INVLD_REQUEST,
+                    "Choose a file name that does not exist yet.",
+                ),
+                _ => (
+                    code::FAIL_UNKNOWN_ERROR,
+                    "Check that the directory exists and is writable by the controller.",
+                ),
+            };
+            Err(ctx
+                .error(status_code, "The store could not be backed up.")
+                .cause(e.to_string())
+                .correction(correction)
+                .into())
+        }
+    };
+    ApiResponse::entries(StatusCode::CREATED, result)
 }
 
 /// Controller-wide properties.

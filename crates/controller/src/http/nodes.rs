@@ -35,6 +35,48 @@ pub fn routes() -> OpenApiRouter<Controller> {
             delete_storage_pool
         ))
         .routes(routes!(view_storage_pools))
+        .routes(routes!(list_orphans))
+        .routes(routes!(delete_orphan))
+        .routes(routes!(view_orphans))
+}
+
+/// Lists the orphans of a node: backing volumes it keeps that nothing wants and nobody asked
+/// to delete (Ferrite's own endpoint).
+#[utoipa::path(get, path = "/v1/nodes/{node}/orphans", tag = "nodes", params(NodeParam),
+    responses((status = 200, body = Vec<rest::Orphan>), Invalid, NotFound))]
+async fn list_orphans(State(ctl): State<Controller>, Path(node): Path<String>) -> ApiResponse {
+    ApiResponse::read(ctl.read_with_runtime(|c, r| {
+        let found = app::nodes::find(&Context::new(Operation::Modify, Object::Node), c, &node)?;
+        Ok(app::orphans::list(c, r, Some(&found.name)))
+    }))
+}
+
+/// Lists the orphans of every node (Ferrite's own endpoint).
+#[utoipa::path(get, path = "/v1/view/orphans", tag = "nodes",
+    responses((status = 200, body = Vec<rest::Orphan>)))]
+async fn view_orphans(State(ctl): State<Controller>) -> ApiResponse {
+    ApiResponse::json(&ctl.read_with_runtime(|c, r| app::orphans::list(c, r, None)))
+}
+
+/// Deletes one orphan on its node, named exactly as listed (Ferrite's own endpoint). The only
+/// way an orphan is ever deleted.
+#[utoipa::path(post, path = "/v1/nodes/{node}/orphans/delete", tag = "nodes", params(NodeParam),
+    request_body = rest::OrphanRef,
+    responses((status = 200, body = Vec<ApiCallRc>), Invalid, NotFound, TooLarge, Internal))]
+async fn delete_orphan(
+    State(ctl): State<Controller>,
+    Path(node): Path<String>,
+    JsonBody(body): JsonBody<rest::OrphanRef>,
+) -> ApiResponse {
+    let command = ctl.read_with_runtime(|c, r| app::orphans::delete_command(c, r, &node, &body));
+    let result = match command {
+        Ok((node, command)) => {
+            let done = ctl.satellites().command(&node, command).await;
+            app::orphans::command_answer(app::orphans::DELETE_CONTEXT, code::DELETED, &node, done)
+        }
+        Err(failure) => Err(failure),
+    };
+    ApiResponse::entries(StatusCode::OK, result)
 }
 
 /// Lists nodes.

@@ -41,6 +41,29 @@ pub fn routes() -> OpenApiRouter<Controller> {
         .routes(routes!(migrate_disk))
         .routes(routes!(migrate_disk_pool))
         .routes(routes!(view_resources))
+        .routes(routes!(recreate_missing_volume))
+}
+
+/// Creates a missing volume anew and empty: the node made it, it has disappeared, and its data
+/// is accepted as lost (Ferrite's own endpoint). Without this, a node never creates again a
+/// volume it made, so a storage that is only late (a file system not mounted yet) is found
+/// again instead of hidden by an empty volume.
+#[utoipa::path(post, path = "/v1/resource-definitions/{resource}/resources/{node}/volumes/{volume_number}/recreate-missing",
+    tag = "resources", params(ResourceParam, NodeParam, VolumeNumberParam),
+    responses((status = 201, body = Vec<ApiCallRc>), Invalid, NotFound, Internal))]
+async fn recreate_missing_volume(
+    State(ctl): State<Controller>,
+    Path((name, node, number)): Path<(String, String, i64)>,
+) -> ApiResponse {
+    let command = ctl.read(|c| app::orphans::recreate_command(c, &name, &node, number));
+    let result = match command {
+        Ok((node, command)) => {
+            let done = ctl.satellites().command(&node, command).await;
+            app::orphans::command_answer(app::orphans::RECREATE_CONTEXT, code::CREATED, &node, done)
+        }
+        Err(failure) => Err(failure),
+    };
+    ApiResponse::entries(StatusCode::CREATED, result)
 }
 
 /// Lists the resources of a definition.

@@ -10,6 +10,7 @@
 mod controller;
 pub mod lenient;
 mod node;
+mod orphan;
 mod resource;
 mod resource_definition;
 mod resource_group;
@@ -19,6 +20,7 @@ pub mod validate;
 
 pub use controller::*;
 pub use node::*;
+pub use orphan::*;
 pub use resource::*;
 pub use resource_definition::*;
 pub use resource_group::*;

@@ -122,6 +122,8 @@ macro_rules! nothing_to_check {
 }
 
 nothing_to_check!(
+    crate::rest::OrphanRef,
+    crate::rest::DatabaseBackupRequest,
     Node,
     NetInterface,
     NodeModify,
