@@ -109,6 +109,17 @@ pub fn find_mirrord(probe: &LayerProbe) -> Result<PathBuf, String> {
     })
 }
 
+/// The layers this satellite's reconciler applies. A layer the host could run but the
+/// reconciler does not apply is reported unsupported: placing a replicated resource on a node
+/// that would silently give it unreplicated volumes is worse than refusing it.
+pub const APPLIED_LAYERS: &[LayerKind] = &[LayerKind::Storage];
+
+/// Why this satellite does not apply `layer`, if it does not.
+fn not_applied(layer: LayerKind) -> Option<String> {
+    (!APPLIED_LAYERS.contains(&layer))
+        .then(|| format!("this version of ferrite-satellite does not apply the {layer} layer yet"))
+}
+
 /// The handshake's capabilities from the provider support and the layer checks.
 pub fn capabilities(
     runner: &dyn HostCommands,
@@ -117,17 +128,19 @@ pub fn capabilities(
 ) -> Capabilities {
     let mut resource_layers = vec![LayerKind::Storage];
     let mut unsupported_layers = BTreeMap::new();
-    let drbd = drbd_reasons(runner, probe);
+    let mut drbd = drbd_reasons(runner, probe);
+    drbd.extend(not_applied(LayerKind::Drbd));
     if drbd.is_empty() {
         resource_layers.insert(0, LayerKind::Drbd);
     } else {
         unsupported_layers.insert(LayerKind::Drbd, drbd);
     }
-    match find_mirrord(probe) {
-        Ok(_) => resource_layers.insert(resource_layers.len() - 1, LayerKind::Mirror),
-        Err(reason) => {
-            unsupported_layers.insert(LayerKind::Mirror, vec![reason]);
-        }
+    let mut mirror: Vec<String> = find_mirrord(probe).err().into_iter().collect();
+    mirror.extend(not_applied(LayerKind::Mirror));
+    if mirror.is_empty() {
+        resource_layers.insert(resource_layers.len() - 1, LayerKind::Mirror);
+    } else {
+        unsupported_layers.insert(LayerKind::Mirror, mirror);
     }
     Capabilities {
         storage_providers: providers.supported.clone(),
@@ -170,15 +183,19 @@ mod tests {
                     "DRBD kernel module not loaded ({} missing)",
                     dir.path().join("drbd").display()
                 ),
-                "drbdadm: command not found".to_string()
+                "drbdadm: command not found".to_string(),
+                "this version of ferrite-satellite does not apply the DRBD layer yet".to_string()
             ]
         );
         assert_eq!(
             caps.unsupported_layers[&LayerKind::Mirror],
-            [format!(
-                "ferrite-mirrord not found next to the satellite ({}) or in PATH",
-                dir.path().join("bin").display()
-            )]
+            [
+                format!(
+                    "ferrite-mirrord not found next to the satellite ({}) or in PATH",
+                    dir.path().join("bin").display()
+                ),
+                "this version of ferrite-satellite does not apply the MIRROR layer yet".to_string()
+            ]
         );
         assert_eq!(caps.storage_providers, [ProviderKind::Diskless]);
     }
@@ -196,7 +213,11 @@ mod tests {
         std::fs::write(&probe.proc_drbd, "version: 9.2.12 (api:2/proto:86-122)\n").unwrap();
         assert!(drbd_reasons(&host, &probe).is_empty());
         let caps = capabilities(&host, &ProviderSupport::default(), &probe);
-        assert_eq!(caps.resource_layers, [LayerKind::Drbd, LayerKind::Storage]);
+        // The host could run DRBD 9, but only a layer the satellite applies is supported.
+        assert_eq!(
+            caps.resource_layers.contains(&LayerKind::Drbd),
+            APPLIED_LAYERS.contains(&LayerKind::Drbd)
+        );
     }
 
     #[test]
@@ -212,8 +233,8 @@ mod tests {
         assert_eq!(find_mirrord(&probe).unwrap(), program);
         let caps = capabilities(&FakeHost::new(), &ProviderSupport::default(), &probe);
         assert_eq!(
-            caps.resource_layers,
-            [LayerKind::Mirror, LayerKind::Storage]
+            caps.resource_layers.contains(&LayerKind::Mirror),
+            APPLIED_LAYERS.contains(&LayerKind::Mirror)
         );
 
         let explicit = LayerProbe {

@@ -1226,3 +1226,17 @@ fn a_volume_that_cannot_be_deleted_is_reported_on_the_node() {
     assert!(report.errors.is_empty(), "{report:?}");
     assert_eq!(report.deleted_resources.len(), 1);
 }
+
+#[test]
+fn a_stack_the_satellite_cannot_apply_creates_nothing() {
+    let mut node = Node::new();
+    let mut mirrored = resource("web", &[(0, 4096, "lvm")]);
+    mirrored.layers = vec![LayerKind::Mirror, LayerKind::Storage];
+    let (_, report) = applied(node.apply(node.full(1, vec![mirrored.clone()])));
+    let error = report.volumes[0].error.as_deref().unwrap();
+    assert!(error.contains("does not apply the MIRROR layer"), "{error}");
+    assert!(node.host.take_changes().is_empty());
+    // Deleting it needs nothing of the layer.
+    let (_, report) = applied(node.apply(node.full(2, vec![deleting(mirrored)])));
+    assert_eq!(report.deleted_resources.len(), 1);
+}

@@ -192,7 +192,26 @@ impl Reconciler {
                 }
             };
             let mut all_deleted = true;
+            let unapplied: Vec<String> = resource
+                .layers
+                .iter()
+                .filter(|layer| !crate::capabilities::APPLIED_LAYERS.contains(layer))
+                .map(|layer| layer.to_string())
+                .collect();
             for volume in &resource.volumes {
+                if !unapplied.is_empty() && !resource.deletes(volume) && !resource.diskless {
+                    // Nothing of a stack this satellite cannot apply whole is made: an
+                    // unreplicated volume where a replicated one was asked for would be a lie.
+                    report.volumes.push(failed(
+                        &resource.name,
+                        volume.volume_number,
+                        format!(
+                            "this satellite does not apply the {} layer; nothing is created for this resource",
+                            unapplied.join(", ")
+                        ),
+                    ));
+                    continue;
+                }
                 if resource.deletes(volume) {
                     match self.delete_named(&name, volume, &mut being_deleted) {
                         Ok(()) => report.deleted_volumes.push(DeletedVolume {
