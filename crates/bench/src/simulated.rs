@@ -375,12 +375,14 @@ mod tests {
 
     fn resource(name: &str, size_kib: u64) -> ResourceSpec {
         ResourceSpec {
+            replication: None,
             uuid: String::new(),
             deleting: false,
             name: name.to_string(),
             layers: vec![LayerKind::Storage],
             diskless: false,
             volumes: vec![VolumeSpec {
+                minor: None,
                 identity: String::new(),
                 deleting: false,
                 volume_number: 0,

@@ -99,6 +99,19 @@ impl Controller {
                     .join("; "),
             )
         })?;
+        // Replicated objects of an older store get what they lack before any satellite hears
+        // of them.
+        controller
+            .mutate(|cluster, _| crate::app::allocation::backfill(cluster))
+            .await
+            .map_err(|f| {
+                StartError::Defaults(
+                    f.0.iter()
+                        .map(|r| r.message.as_str())
+                        .collect::<Vec<_>>()
+                        .join("; "),
+                )
+            })?;
         for node in &nodes {
             controller.inner.satellites.start(node);
         }
@@ -236,7 +249,8 @@ impl Controller {
         plan: impl FnOnce(&Cluster, &Runtime) -> Result<Plan, Failure>,
     ) -> Result<(Vec<ApiCallRc>, Vec<crate::app::deletions::Marked>, bool), Failure> {
         let guard = self.inner.mutations.lock().await;
-        let plan = self.read_with_runtime(plan)?;
+        let mut plan = self.read_with_runtime(plan)?;
+        self.read(|cluster| crate::app::allocation::complete(cluster, &mut plan))?;
         if plan.ops.is_empty() {
             return Ok((plan.replies, plan.deletions, false));
         }

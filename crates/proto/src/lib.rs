@@ -31,9 +31,11 @@
 //! become orphans). Nothing of a refused state is acted on.
 
 mod frame;
+mod replication;
 mod state;
 
 pub use frame::{FrameError, MAX_FRAME_BYTES, read_frame, write_frame};
+pub use replication::*;
 pub use state::*;
 
 use serde::{Deserialize, Serialize};
@@ -46,10 +48,13 @@ use serde::{Deserialize, Serialize};
 ///    identities, the store epoch, the node's UUID in `Hello`, typed refusals of a state,
 ///    orphans, operator commands. A version 1 peer would read a deletion as a wanted volume,
 ///    so it is refused.
-pub const PROTOCOL_VERSION: u32 = 2;
+/// 3: per-layer data: a replicated resource's members (node-ids, addresses, ports, diskful or
+///    not), its secret and options; volume minors; the replication engine's reports. A version
+///    2 peer would give a replicated resource unreplicated volumes, so it is refused.
+pub const PROTOCOL_VERSION: u32 = 3;
 
 /// The oldest peer version this build still understands.
-pub const MIN_PROTOCOL_VERSION: u32 = 2;
+pub const MIN_PROTOCOL_VERSION: u32 = 3;
 
 /// Whether a peer speaking `version` can talk to this build.
 pub fn is_compatible(version: u32) -> bool {

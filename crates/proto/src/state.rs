@@ -95,6 +95,9 @@ pub struct ResourceSpec {
     #[serde(default)]
     pub deleting: bool,
     pub volumes: Vec<VolumeSpec>,
+    /// The replication layer's data, when the stack has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication: Option<crate::ReplicationSpec>,
 }
 
 impl ResourceSpec {
@@ -126,6 +129,9 @@ pub struct VolumeSpec {
     /// resource's disk is being removed), then confirm in [`NodeReport::deleted_volumes`].
     #[serde(default)]
     pub deleting: bool,
+    /// The device minor of a replicated volume (cluster-wide, from 1000).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minor: Option<u32>,
 }
 
 /// What a satellite can run, and for what it cannot, why not.
@@ -176,6 +182,9 @@ pub struct NodeReport {
     /// delete. They are kept until an explicit command removes them. Always complete.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub orphans: Vec<OrphanReport>,
+    /// The replication engine's view of each replicated resource. Scoped like `volumes`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub replication: Vec<crate::ReplicationReport>,
 }
 
 /// A deletion of a backing volume that is done.

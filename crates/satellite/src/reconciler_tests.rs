@@ -142,6 +142,7 @@ fn identity(name: &str, number: u16) -> String {
 
 fn resource(name: &str, volumes: &[(u16, u64, &str)]) -> ResourceSpec {
     ResourceSpec {
+        replication: None,
         name: name.into(),
         uuid: format!("rsc-{}", name.to_lowercase()),
         layers: vec![LayerKind::Storage],
@@ -150,6 +151,7 @@ fn resource(name: &str, volumes: &[(u16, u64, &str)]) -> ResourceSpec {
         volumes: volumes
             .iter()
             .map(|(number, size, pool)| VolumeSpec {
+                minor: None,
                 volume_number: *number,
                 identity: identity(name, *number),
                 size_kib: *size,
@@ -178,6 +180,7 @@ fn reborn(mut resource: ResourceSpec) -> ResourceSpec {
 
 fn diskless(name: &str) -> ResourceSpec {
     ResourceSpec {
+        replication: None,
         diskless: true,
         ..resource(name, &[(0, 4096, "DfltDisklessStorPool")])
     }

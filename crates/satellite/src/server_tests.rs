@@ -117,12 +117,14 @@ async fn ping_is_answered_while_a_long_reconcile_runs() {
         base_generation: None,
         storage_pools: vec![pool(&fixture)],
         resources: vec![ResourceSpec {
+            replication: None,
             uuid: String::new(),
             deleting: false,
             name: "slow".into(),
             layers: vec![LayerKind::Storage],
             diskless: false,
             volumes: vec![VolumeSpec {
+                minor: None,
                 identity: String::new(),
                 deleting: false,
                 volume_number: 0,
@@ -291,12 +293,14 @@ async fn the_reconcile_interval_retries_and_reports_unprompted() {
         base_generation: None,
         storage_pools: vec![pool(&fixture)],
         resources: vec![ResourceSpec {
+            replication: None,
             uuid: String::new(),
             deleting: false,
             name: "web".into(),
             layers: vec![LayerKind::Storage],
             diskless: false,
             volumes: vec![VolumeSpec {
+                minor: None,
                 identity: String::new(),
                 deleting: false,
                 volume_number: 0,

@@ -6,6 +6,7 @@
 //! touch the store, the network or the clock beyond taking timestamps, so every rule is unit
 //! tested without HTTP. `crate::core` commits plans; `crate::http` maps them onto REST.
 
+pub mod allocation;
 pub mod capacity;
 pub mod controller_props;
 pub mod deletions;

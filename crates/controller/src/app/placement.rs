@@ -454,6 +454,8 @@ pub fn autoplace(
                 storage_pool: pool.clone(),
                 create_timestamp: now,
                 phase: Default::default(),
+                node_id: None,
+                port: None,
             },
         });
         replies.push(

@@ -157,6 +157,7 @@ pub fn create(cluster: &Cluster, body: &rest::ResourceDefinitionCreate) -> Resul
         flags: Vec::new(),
         resource_group: group.name.clone(),
         layer_stack,
+        secret: None,
         volume_definitions: Default::default(),
         resources: Default::default(),
     };
@@ -352,6 +353,8 @@ pub fn create_volume(
         size_kib,
         props: spec.props.clone(),
         flags,
+        // Checked for range at the edge and for uniqueness by `allocation`.
+        minor: body.drbd_minor_number.and_then(|m| u32::try_from(m).ok()),
     };
     let mut plan = Plan::new();
     plan.op(Op::PutVolumeDefinition {

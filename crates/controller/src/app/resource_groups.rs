@@ -399,6 +399,7 @@ pub fn spawn(
         flags: Vec::new(),
         resource_group: group.name.clone(),
         layer_stack,
+        secret: None,
         volume_definitions: Default::default(),
         resources: Default::default(),
     };
@@ -418,6 +419,7 @@ pub fn spawn(
             size_kib: *size_kib,
             props: Default::default(),
             flags,
+            minor: None,
         };
         rd.volume_definitions.insert(number, vd.clone());
         plan.op(Op::PutVolumeDefinition { resource: name.clone(), volume_definition: vd }).reply(

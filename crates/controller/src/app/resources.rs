@@ -202,6 +202,8 @@ fn new_resource(
         storage_pool: pool,
         create_timestamp: model::now_millis(),
         phase: ResourcePhase::Active,
+        node_id: None,
+        port: None,
     }
 }
 

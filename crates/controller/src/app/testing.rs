@@ -117,6 +117,7 @@ pub fn add_resource(cluster: &mut Cluster, name: &str, node: &str, pool: &str) {
             flags: vec![],
             resource_group: ferrite_types::DEFAULT_RESOURCE_GROUP.parse().unwrap(),
             layer_stack: vec![ferrite_types::LayerKind::Storage],
+            secret: None,
             volume_definitions: Default::default(),
             resources: Default::default(),
         };
@@ -128,6 +129,7 @@ pub fn add_resource(cluster: &mut Cluster, name: &str, node: &str, pool: &str) {
                 size_kib: 1 << 20,
                 props: Default::default(),
                 flags: vec![],
+                minor: None,
             },
         );
         Op::PutResourceDefinition(rd).apply(cluster);
@@ -141,6 +143,8 @@ pub fn add_resource(cluster: &mut Cluster, name: &str, node: &str, pool: &str) {
         storage_pool: pool,
         create_timestamp: 0,
         phase: Default::default(),
+        node_id: None,
+        port: None,
     };
     Op::PutResource {
         resource: rd_name,

@@ -157,6 +157,10 @@ pub struct ResourceDefinition {
     pub resource_group: ResourceGroupName,
     /// Top first; always ends with STORAGE.
     pub layer_stack: Vec<LayerKind>,
+    /// The shared secret its replicated members authenticate each other with; allocated when
+    /// the stack has a replication layer (`crate::app::allocation`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
     #[serde(skip)]
     pub volume_definitions: VecMap<VolumeNumber, VolumeDefinition>,
     #[serde(skip)]
@@ -179,6 +183,14 @@ impl ResourceDefinition {
     /// Whether a replication layer is in the stack.
     pub fn is_replicated(&self) -> bool {
         self.layer_stack.iter().any(|l| l.is_replication())
+    }
+
+    /// The replication layer of the stack, if any.
+    pub fn replication_layer(&self) -> Option<LayerKind> {
+        self.layer_stack
+            .iter()
+            .copied()
+            .find(|l| l.is_replication())
     }
 
     /// The sum of the volume sizes, KiB.
@@ -208,6 +220,9 @@ pub struct VolumeDefinition {
     pub props: Props,
     #[serde(default)]
     pub flags: Vec<String>,
+    /// The device minor of a replicated volume: cluster-wide, from 1000, as LINSTOR.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minor: Option<u32>,
 }
 
 /// Where a resource is in its life.
@@ -244,6 +259,12 @@ pub struct Resource {
     pub create_timestamp: i64,
     #[serde(default)]
     pub phase: ResourcePhase,
+    /// Its node-id among the members of a replicated resource, 0–31.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<u8>,
+    /// The TCP port it listens on for its peers, unique on its node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub port: Option<u16>,
 }
 
 impl Resource {

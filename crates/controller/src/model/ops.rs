@@ -204,6 +204,9 @@ impl Op {
 
     /// The nodes whose satellites must hear about this op, and which resource definition on
     /// them changed (`None`: only the node's pools). Computed on the graph *before* the op.
+    ///
+    /// A change to a replicated resource's membership — a member added, removed or toggled, a
+    /// member's address changed — reaches every member, since each one's peers changed.
     pub fn touches(&self, cluster: &Cluster, out: &mut BTreeSet<(NodeName, Option<ResourceName>)>) {
         let all_nodes_of = |rd: &ResourceName, out: &mut BTreeSet<_>| {
             if let Some(definition) = cluster.resource_definitions.get(rd) {
@@ -212,9 +215,26 @@ impl Op {
                 }
             }
         };
+        let replicated = |rd: &ResourceName| {
+            cluster
+                .resource_definitions
+                .get(rd)
+                .is_some_and(ResourceDefinition::is_replicated)
+        };
         match self {
             Op::PutNode(node) => {
                 out.insert((node.name.clone(), None));
+                let moved = cluster.node(&node.name).is_some_and(|before| {
+                    before.active_interface().map(|i| i.address)
+                        != node.active_interface().map(|i| i.address)
+                });
+                if moved {
+                    for (rd, _) in cluster.resources_on_node(&node.name) {
+                        if rd.is_replicated() {
+                            all_nodes_of(&rd.name, out);
+                        }
+                    }
+                }
             }
             Op::PutStoragePool { node, .. } | Op::DeleteStoragePool { node, .. } => {
                 out.insert((node.clone(), None));
@@ -225,9 +245,15 @@ impl Op {
             | Op::DeleteVolumeDefinition { resource: rd, .. } => all_nodes_of(rd, out),
             Op::PutResource { resource, placed } => {
                 out.insert((placed.node.clone(), Some(resource.clone())));
+                if replicated(resource) {
+                    all_nodes_of(resource, out);
+                }
             }
             Op::DeleteResource { resource, node } => {
                 out.insert((node.clone(), Some(resource.clone())));
+                if replicated(resource) {
+                    all_nodes_of(resource, out);
+                }
             }
             Op::SetControllerProp { .. }
             | Op::DeleteControllerProp { .. }

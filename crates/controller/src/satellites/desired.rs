@@ -5,8 +5,10 @@
 //! identities (volume definition UUIDs) of the volumes to delete; a satellite deletes nothing
 //! else.
 
-use ferrite_proto::{DesiredState, PoolSpec, ResourceSpec, VolumeSpec};
-use ferrite_types::{NodeName, ResourceName};
+use ferrite_proto::{
+    DesiredState, PeerSpec, PoolSpec, ReplicationEngine, ReplicationSpec, ResourceSpec, VolumeSpec,
+};
+use ferrite_types::{LayerKind, NodeName, ResourceName};
 
 use crate::model::{Cluster, Node, Resource, ResourceDefinition, ResourcePhase};
 
@@ -14,7 +16,7 @@ use crate::model::{Cluster, Node, Resource, ResourceDefinition, ResourcePhase};
 pub fn full_state(cluster: &Cluster, node: &NodeName) -> DesiredState {
     let resources = cluster
         .resources_on_node(node)
-        .map(|(rd, resource)| resource_spec(rd, resource))
+        .map(|(rd, resource)| resource_spec(cluster, rd, resource))
         .collect();
     DesiredState {
         epoch: cluster.epoch,
@@ -40,7 +42,7 @@ pub fn delta_state<'a>(
             .resource_definition(name)
             .and_then(|rd| rd.resources.get(node).map(|r| (rd, r)))
         {
-            Some((rd, resource)) => upserts.push(resource_spec(rd, resource)),
+            Some((rd, resource)) => upserts.push(resource_spec(cluster, rd, resource)),
             None => removed.push(name.to_string()),
         }
     }
@@ -68,7 +70,11 @@ fn pool_specs(node: &Node) -> Vec<PoolSpec> {
 }
 
 /// The protocol's view of one resource on its node.
-pub fn resource_spec(rd: &ResourceDefinition, resource: &Resource) -> ResourceSpec {
+pub fn resource_spec(
+    cluster: &Cluster,
+    rd: &ResourceDefinition,
+    resource: &Resource,
+) -> ResourceSpec {
     let removing_disk = resource.phase == ResourcePhase::DiskRemoving;
     ResourceSpec {
         name: rd.name.to_string(),
@@ -85,7 +91,71 @@ pub fn resource_spec(rd: &ResourceDefinition, resource: &Resource) -> ResourceSp
                 size_kib: vd.size_kib,
                 storage_pool: resource.storage_pool.to_string(),
                 deleting: vd.is_deleting() || removing_disk,
+                minor: vd.minor,
             })
             .collect(),
+        replication: replication_spec(cluster, rd, resource),
     }
+}
+
+/// The prefix of the properties that configure a replication layer, LINSTOR's.
+pub const DRBD_OPTIONS_PREFIX: &str = "DrbdOptions/";
+
+/// The replication layer's data for `resource`: its node-id and port, the secret, every other
+/// member that is not being deleted, and the `DrbdOptions/*` properties after inheritance
+/// (controller, resource group, resource definition, resource; the later wins). `None` when
+/// the stack has no replication layer, or while something is not allocated yet.
+fn replication_spec(
+    cluster: &Cluster,
+    rd: &ResourceDefinition,
+    resource: &Resource,
+) -> Option<ReplicationSpec> {
+    let engine = match rd.replication_layer()? {
+        LayerKind::Mirror => ReplicationEngine::Mirror,
+        LayerKind::Drbd => ReplicationEngine::Drbd,
+        LayerKind::Storage => return None,
+    };
+    let address_of = |node: &NodeName| -> Option<std::net::IpAddr> {
+        cluster.node(node)?.active_interface().map(|i| i.address)
+    };
+    let peers = rd
+        .resources
+        .values()
+        .filter(|peer| peer.node != resource.node && !peer.is_deleting())
+        .filter_map(|peer| {
+            Some(PeerSpec {
+                node_name: peer.node.to_string(),
+                node_id: peer.node_id?,
+                address: address_of(&peer.node)?,
+                port: peer.port?,
+                diskless: !peer.holds_data(),
+            })
+        })
+        .collect();
+    let mut options = std::collections::BTreeMap::new();
+    let group = cluster.resource_groups.get(&rd.resource_group);
+    for props in [
+        Some(&cluster.props),
+        group.map(|g| &g.props),
+        Some(&rd.props),
+        Some(&resource.props),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        for (key, value) in props {
+            if let Some(name) = key.strip_prefix(DRBD_OPTIONS_PREFIX) {
+                options.insert(name.to_string(), value.clone());
+            }
+        }
+    }
+    Some(ReplicationSpec {
+        engine,
+        node_id: resource.node_id?,
+        address: address_of(&resource.node)?,
+        port: resource.port?,
+        secret: rd.secret.clone()?,
+        peers,
+        options,
+    })
 }

@@ -242,6 +242,12 @@ fn scoped(report: &NodeReport, resources: Vec<String>) -> NodeReport {
             .cloned()
             .collect(),
         orphans: report.orphans.clone(),
+        replication: report
+            .replication
+            .iter()
+            .filter(|r| named(&r.resource))
+            .cloned()
+            .collect(),
     }
 }
 

@@ -250,6 +250,7 @@ pub fn device_size_kib(device: &str) -> u64 {
 
 pub fn resource(name: &str, sizes_kib: &[u64]) -> ResourceSpec {
     ResourceSpec {
+        replication: None,
         uuid: format!("rsc-{name}"),
         deleting: false,
         name: name.into(),
@@ -259,6 +260,7 @@ pub fn resource(name: &str, sizes_kib: &[u64]) -> ResourceSpec {
             .iter()
             .enumerate()
             .map(|(number, size)| VolumeSpec {
+                minor: None,
                 identity: format!("vd-{name}-{number}"),
                 deleting: false,
                 volume_number: number as u16,
@@ -277,12 +279,14 @@ pub fn deleting(mut resource: ResourceSpec) -> ResourceSpec {
 
 pub fn diskless(name: &str) -> ResourceSpec {
     ResourceSpec {
+        replication: None,
         uuid: String::new(),
         deleting: false,
         name: name.into(),
         layers: vec![LayerKind::Storage],
         diskless: true,
         volumes: vec![VolumeSpec {
+            minor: None,
             identity: String::new(),
             deleting: false,
             volume_number: 0,

@@ -1,0 +1,122 @@
+//! Per-layer data of a replicated resource: what the controller tells each member about the
+//! others (desired), and what the member's replication engine reports (actual). Both replication
+//! layers use these: MIRROR (`ferrite-mirrord`) and DRBD (the kernel module driven by drbd-utils).
+//! States use DRBD's words.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use serde::{Deserialize, Serialize};
+
+/// Which engine replicates a resource.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ReplicationEngine {
+    /// Ferrite's own engine, `ferrite-mirrord`.
+    Mirror,
+    /// The kernel's DRBD 9.
+    Drbd,
+}
+
+impl std::fmt::Display for ReplicationEngine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ReplicationEngine::Mirror => "MIRROR",
+            ReplicationEngine::Drbd => "DRBD",
+        })
+    }
+}
+
+/// This member of a replicated resource and its peers, as allocated by the controller.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReplicationSpec {
+    pub engine: ReplicationEngine,
+    /// This member's node-id in the resource, 0–31.
+    pub node_id: u8,
+    /// Where this member listens for its peers.
+    pub address: IpAddr,
+    pub port: u16,
+    /// Authenticates the members of the resource to each other.
+    pub secret: String,
+    /// Every other member, whether diskful or not.
+    pub peers: Vec<PeerSpec>,
+    /// `DrbdOptions/*` properties after inheritance (controller, resource group, resource
+    /// definition, resource), by their DRBD names, e.g. `Net/protocol` → `C`.
+    #[serde(default)]
+    pub options: BTreeMap<String, String>,
+}
+
+/// Another member of the resource.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PeerSpec {
+    pub node_name: String,
+    pub node_id: u8,
+    pub address: IpAddr,
+    pub port: u16,
+    /// Without a local disk (a client or a tiebreaker).
+    pub diskless: bool,
+}
+
+/// DRBD's roles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Role {
+    Primary,
+    Secondary,
+    Unknown,
+}
+
+/// How the engine reports one member of one resource.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplicationReport {
+    pub resource: String,
+    pub engine: ReplicationEngine,
+    pub role: Role,
+    /// Whether a frontend has the volume open (an NBD client, a mounted block device).
+    pub in_use: bool,
+    pub quorum: bool,
+    pub volumes: Vec<ReplicatedVolumeReport>,
+    pub peers: Vec<PeerReport>,
+    /// Why the resource is not as desired, if it is not (e.g. split brain detected).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One volume of a member.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReplicatedVolumeReport {
+    pub volume_number: u16,
+    pub minor: Option<u32>,
+    /// UpToDate, Inconsistent, Outdated, Diskless, Failed, ...
+    pub disk_state: String,
+    /// The block device applications use, e.g. `/dev/ferrite/web/0` or `/dev/drbd1000`.
+    pub device_path: Option<String>,
+    /// The volume's NBD export, e.g. `nbd+unix:///web/0?socket=/run/...`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbd_uri: Option<String>,
+    pub usable_size_kib: Option<u64>,
+}
+
+/// The connection to one peer, and each volume's replication state towards it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerReport {
+    pub node_name: String,
+    pub node_id: u8,
+    /// Connected, Connecting, StandAlone, ...
+    pub connection: String,
+    pub role: Role,
+    pub volumes: Vec<PeerVolumeReport>,
+}
+
+/// One volume's replication towards one peer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerVolumeReport {
+    pub volume_number: u16,
+    /// Established, SyncSource, SyncTarget, Off, ...
+    pub replication: String,
+    /// The peer's disk as this member knows it.
+    pub peer_disk: String,
+    /// Percent done while syncing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub done_percent: Option<f64>,
+    pub out_of_sync_kib: u64,
+}
