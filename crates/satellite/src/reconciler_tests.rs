@@ -937,6 +937,51 @@ fn a_node_registered_anew_keeps_the_old_volumes_as_orphans() {
 }
 
 #[test]
+fn a_command_is_answered_after_the_report_of_what_it_did() {
+    let mut node = Node::new();
+    // One session: unprompted reports and answers share its outbox, in order.
+    let (outbox, mut session) = unbounded_channel();
+    node.reconciler.handle(Event::ControllerConnected {
+        node_name: "node1".into(),
+        node_uuid: "registration-1".into(),
+        outbox: outbox.clone(),
+    });
+    applied(node.apply(node.full(5, vec![resource("web", &[(0, 4096, "lvm")])])));
+    let mut restored = node.full(3, vec![]);
+    restored.epoch = 1;
+    let (_, report) = applied(node.apply(restored));
+    let orphan = report.orphans[0].clone();
+    while session.try_recv().is_ok() {}
+
+    // The answer travels on the session, behind the report that no longer lists the orphan:
+    // the controller has taken the report in when it answers the operator.
+    node.reconciler.handle(Event::Command {
+        request_id: 9,
+        command: NodeCommand::DeleteOrphan {
+            resource: orphan.resource,
+            volume_number: orphan.volume_number,
+            identity: orphan.identity,
+            pool_name: orphan.pool_name,
+        },
+        reply: outbox,
+    });
+    match session.try_recv().unwrap() {
+        SatelliteMessage::Report { report } => assert!(report.orphans.is_empty(), "{report:?}"),
+        other => panic!("expected the report first, got {other:?}"),
+    }
+    match session.try_recv().unwrap() {
+        SatelliteMessage::CommandDone {
+            request_id: 9,
+            result: Ok(done),
+        } => assert!(
+            done.contains("Deleted orphaned backing volume 'web_00000'"),
+            "{done}"
+        ),
+        other => panic!("expected CommandDone, got {other:?}"),
+    }
+}
+
+#[test]
 fn a_definition_made_anew_never_gets_the_old_volume() {
     let mut node = Node::new();
     let _session = node.connect("registration-1");

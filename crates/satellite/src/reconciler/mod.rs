@@ -7,7 +7,7 @@
 //!   Apply(full | delta) ──▶ merge ──▶ check ──▶ persist desired-state.json ──▶ converge ──▶ Applied
 //!                                       │
 //!                                       └─ older, conflicting, or dropping volumes ─▶ NotApplied
-//!   Command(DeleteOrphan | RecreateMissing) ──────────────────▶ act ──▶ converge ──▶ CommandDone
+//!   Command(DeleteOrphan | RecreateMissing) ─────────▶ act ──▶ converge ──▶ Report, CommandDone
 //!   every interval ──────────────────────────────────────────────────▶ converge ──▶ Report
 //!                                                                           (if it changed)
 //! ```
@@ -416,8 +416,11 @@ impl Reconciler {
                 reply,
             } => {
                 let result = self.command(command);
-                let _ = reply.send(SatelliteMessage::CommandDone { request_id, result });
+                // The report of what the command did goes first: the controller takes it in
+                // before the answer ends the operator's request, so a listing right after the
+                // answer (of the orphans, say) already shows the result.
                 self.converge_and_report();
+                let _ = reply.send(SatelliteMessage::CommandDone { request_id, result });
             }
             Event::Converge => self.converge_and_report(),
             Event::Shutdown => return false,
