@@ -922,6 +922,79 @@ fn a_state_that_drops_volumes_is_refused_unless_the_store_was_restored() {
 }
 
 #[test]
+fn after_a_refused_full_state_no_delta_is_taken_until_a_full_state_is() {
+    let mut node = Node::new();
+    let _session = node.connect("registration-1");
+    applied(node.apply(node.full(
+        13,
+        vec![
+            resource("early", &[(0, 4096, "lvm")]),
+            resource("later", &[(0, 4096, "lvm")]),
+        ],
+    )));
+    node.host.take_changes();
+
+    // A controller on a stale copy of its store connects: its full state at generation 13
+    // (its own history) is not the node's generation 13.
+    let _session = node.connect("registration-1");
+    let stale = node.full(13, vec![resource("early", &[(0, 4096, "lvm")])]);
+    let (_, refusal, _) = refused(node.apply(stale));
+    assert!(
+        matches!(refusal, StateRefusal::Conflicting { .. }),
+        "{refusal}"
+    );
+    // Its next change is a delta on "generation 13": not the node's, so it is not merged.
+    let delta = DesiredState {
+        epoch: 0,
+        generation: 14,
+        base_generation: Some(13),
+        storage_pools: node.pools(),
+        resources: vec![resource("extra", &[(0, 4096, "lvm")])],
+        removed_resources: Vec::new(),
+    };
+    assert_eq!(
+        node.apply(delta.clone()),
+        SatelliteMessage::NeedFullState {
+            have_generation: Some(13)
+        }
+    );
+    assert!(node.host.take_changes().is_empty(), "nothing was acted on");
+    assert_eq!(node.reconciler.generation(), Some(13));
+    // The full state it then sends is checked whole, and refused: it drops 'later'.
+    let (_, refusal, _) = refused(node.apply(node.full(
+        14,
+        vec![
+            resource("early", &[(0, 4096, "lvm")]),
+            resource("extra", &[(0, 4096, "lvm")]),
+        ],
+    )));
+    assert!(
+        matches!(refusal, StateRefusal::DropsVolumes { .. }),
+        "{refusal}"
+    );
+    assert_eq!(
+        node.apply(delta.clone()),
+        SatelliteMessage::NeedFullState {
+            have_generation: Some(13)
+        }
+    );
+
+    // A full state the node takes makes deltas welcome again.
+    applied(node.apply(node.full(
+        14,
+        vec![
+            resource("early", &[(0, 4096, "lvm")]),
+            resource("later", &[(0, 4096, "lvm")]),
+        ],
+    )));
+    let mut next = delta;
+    next.generation = 15;
+    next.base_generation = Some(14);
+    let (generation, _) = applied(node.apply(next));
+    assert_eq!(generation, 15);
+}
+
+#[test]
 fn a_node_registered_anew_keeps_the_old_volumes_as_orphans() {
     let mut node = Node::new();
     let _session = node.connect("registration-1");
@@ -937,6 +1010,51 @@ fn a_node_registered_anew_keeps_the_old_volumes_as_orphans() {
     let (_, report) = applied(node.apply(node.full(6, vec![])));
     assert_eq!(report.orphans.len(), 1);
     assert!(node.host.logical_volumes("vg0").contains_key("web_00000"));
+}
+
+#[test]
+fn a_command_is_answered_after_the_report_of_what_it_did() {
+    let mut node = Node::new();
+    // One session: unprompted reports and answers share its outbox, in order.
+    let (outbox, mut session) = unbounded_channel();
+    node.reconciler.handle(Event::ControllerConnected {
+        node_name: "node1".into(),
+        node_uuid: "registration-1".into(),
+        outbox: outbox.clone(),
+    });
+    applied(node.apply(node.full(5, vec![resource("web", &[(0, 4096, "lvm")])])));
+    let mut restored = node.full(3, vec![]);
+    restored.epoch = 1;
+    let (_, report) = applied(node.apply(restored));
+    let orphan = report.orphans[0].clone();
+    while session.try_recv().is_ok() {}
+
+    // The answer travels on the session, behind the report that no longer lists the orphan:
+    // the controller has taken the report in when it answers the operator.
+    node.reconciler.handle(Event::Command {
+        request_id: 9,
+        command: NodeCommand::DeleteOrphan {
+            resource: orphan.resource,
+            volume_number: orphan.volume_number,
+            identity: orphan.identity,
+            pool_name: orphan.pool_name,
+        },
+        reply: outbox,
+    });
+    match session.try_recv().unwrap() {
+        SatelliteMessage::Report { report } => assert!(report.orphans.is_empty(), "{report:?}"),
+        other => panic!("expected the report first, got {other:?}"),
+    }
+    match session.try_recv().unwrap() {
+        SatelliteMessage::CommandDone {
+            request_id: 9,
+            result: Ok(done),
+        } => assert!(
+            done.contains("Deleted orphaned backing volume 'web_00000'"),
+            "{done}"
+        ),
+        other => panic!("expected CommandDone, got {other:?}"),
+    }
 }
 
 #[test]

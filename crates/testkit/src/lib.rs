@@ -9,18 +9,22 @@
 //!
 //! [`ClusterState`] captures the desired state a client can read and compares two captures
 //! object for object; [`AbsentSatellite`] holds an address for a node that stays OFFLINE.
+//! [`data::Pattern`] puts known, self-describing data into volumes and checks every byte of
+//! it; [`mount::MountedImage`] is a small ext4 file system to put a pool on, unmount and fill.
 //!
 //! The binaries come from the cargo target directory of the running test (`cargo test
 //! --workspace` builds them), or from `FERRITE_BIN_DIR`.
 
 mod absent;
+pub mod data;
+pub mod mount;
 mod process;
 mod rest;
 pub mod state;
 
 pub use absent::AbsentSatellite;
 pub use process::{
-    Binaries, ControllerProcess, STOP_TIMEOUT, SatelliteProcess, free_port, is_root,
+    Binaries, ControllerProcess, Finished, STOP_TIMEOUT, SatelliteProcess, free_port, is_root,
 };
 pub use rest::{Reply, Rest};
 pub use state::{ClusterState, StateDiff};
@@ -43,15 +47,23 @@ impl Cluster {
     /// Starts a controller and `nodes` satellites named `node1`, `node2`, ... (not yet
     /// registered with the controller).
     pub fn start(nodes: usize) -> Result<Cluster> {
+        Cluster::start_with(nodes, &[])
+    }
+
+    /// Like [`Cluster::start`], every satellite with `satellite_args` added to its flags (e.g.
+    /// `--reconcile-interval 1`).
+    pub fn start_with(nodes: usize, satellite_args: &[&str]) -> Result<Cluster> {
         let binaries = Binaries::locate()?;
         let dir = tempfile::Builder::new().prefix("ferrite-test-").tempdir()?;
         let controller = ControllerProcess::start(&binaries, dir.path())?;
+        let satellite_args: Vec<String> = satellite_args.iter().map(|a| a.to_string()).collect();
         let mut satellites = Vec::new();
         for i in 1..=nodes {
-            satellites.push(SatelliteProcess::start(
+            satellites.push(SatelliteProcess::start_with(
                 &binaries,
                 dir.path(),
                 &format!("node{i}"),
+                &satellite_args,
             )?);
         }
         Ok(Cluster {
@@ -91,9 +103,33 @@ impl Cluster {
     /// Registers every satellite as a COMBINED node and gives each a FILE_THIN pool named
     /// `pool`; waits until all are online.
     pub fn register_nodes_with_pool(&self, pool: &str) -> Result<()> {
-        let rest = self.rest();
+        self.register_nodes()?;
         for satellite in &self.satellites {
-            let reply = rest.post(
+            self.create_storage_pool(
+                &satellite.name,
+                pool,
+                "FILE_THIN",
+                &self.pool_dir(&satellite.name),
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Registers every satellite as a COMBINED node, without storage pools; waits until all
+    /// are online.
+    pub fn register_nodes(&self) -> Result<()> {
+        for satellite in &self.satellites {
+            self.register_node(&satellite.name)?.expect_success()?;
+        }
+        self.wait_online(Duration::from_secs(20))
+    }
+
+    /// `POST /v1/nodes` for the satellite `name` at its address, as a COMBINED node; the
+    /// controller's answer, whatever it is.
+    pub fn register_node(&self, name: &str) -> Result<Reply> {
+        let satellite = self.satellite(name);
+        self.rest()
+            .post(
                 "/v1/nodes",
                 &json!({
                     "name": satellite.name,
@@ -106,21 +142,30 @@ impl Cluster {
                         "is_active": true
                     }]
                 }),
-            )?;
-            reply.expect_success().context("node create")?;
-        }
-        self.wait_online(Duration::from_secs(20))?;
-        for satellite in &self.satellites {
-            let reply = rest.post(
-                &format!("/v1/nodes/{}/storage-pools", satellite.name),
-                &json!({
-                    "storage_pool_name": pool,
-                    "provider_kind": "FILE_THIN",
-                    "props": {"StorDriver/StorPoolName": self.pool_dir(&satellite.name).to_string_lossy()}
-                }),
-            )?;
-            reply.expect_success().context("storage pool create")?;
-        }
+            )
+            .context("node create")
+    }
+
+    /// Creates storage pool `pool` of `provider_kind` (FILE, FILE_THIN) in directory `dir` on
+    /// `node`; fails unless the controller accepts it.
+    pub fn create_storage_pool(
+        &self,
+        node: &str,
+        pool: &str,
+        provider_kind: &str,
+        dir: &Path,
+    ) -> Result<()> {
+        let reply = self.rest().post(
+            &format!("/v1/nodes/{node}/storage-pools"),
+            &json!({
+                "storage_pool_name": pool,
+                "provider_kind": provider_kind,
+                "props": {"StorDriver/StorPoolName": dir.to_string_lossy()}
+            }),
+        )?;
+        reply
+            .expect_success()
+            .with_context(|| format!("storage pool create {pool} on {node}"))?;
         Ok(())
     }
 

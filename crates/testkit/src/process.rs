@@ -63,8 +63,21 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-fn spawn(program: &Path, args: &[String], log: &Path) -> Result<Child> {
-    let out = File::create(log).with_context(|| format!("creating {}", log.display()))?;
+/// Starts `program` with its output going to `log`: a new file, or the end of an existing one
+/// when `append` (so a restarted process's earlier runs stay readable).
+fn spawn(program: &Path, args: &[String], log: &Path, append: bool) -> Result<Child> {
+    let out = if append {
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .with_context(|| format!("opening {}", log.display()))?;
+        use std::io::Write as _;
+        writeln!(file, "---- {} {} ----", program.display(), args.join(" "))?;
+        file
+    } else {
+        File::create(log).with_context(|| format!("creating {}", log.display()))?
+    };
     let err = out.try_clone()?;
     Command::new(program)
         .args(args)
@@ -99,6 +112,61 @@ fn print_tail(name: &str, log: &Path) {
     for line in &lines[lines.len().saturating_sub(40)..] {
         eprintln!("{line}");
     }
+}
+
+/// A process that ran to its end: how it ended, what it printed, how long it took.
+#[derive(Debug, Clone)]
+pub struct Finished {
+    pub status: std::process::ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+    pub elapsed: Duration,
+}
+
+/// Runs `program` with `args` until it exits, or kills it after `timeout` (an error).
+fn run_to_end(program: &Path, args: &[String], timeout: Duration) -> Result<Finished> {
+    let started = Instant::now();
+    let mut child = Command::new(program)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {}", program.display()))?;
+    // Pipes are drained by threads so a chatty child cannot block on a full pipe.
+    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_string(&mut text);
+            }
+            text
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as Box<_>));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as Box<_>));
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        if started.elapsed() > timeout {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "{} {} did not exit within {timeout:?}; it was killed",
+                program.display(),
+                args.join(" ")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    Ok(Finished {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+        elapsed: started.elapsed(),
+    })
 }
 
 /// `ferrite-controller` on a free port with its data directory.
@@ -150,7 +218,7 @@ impl ControllerProcess {
         ];
         args.extend(self.extra_args.iter().cloned());
         let log = self.current_log();
-        self.child = Some(spawn(&self.binary, &args, &log)?);
+        self.child = Some(spawn(&self.binary, &args, &log, false)?);
         let rest = self.rest();
         crate::wait_until(Duration::from_secs(20), || {
             Ok(rest
@@ -224,6 +292,32 @@ impl ControllerProcess {
         self.launch()
     }
 
+    /// Starts the controller again after [`ControllerProcess::stop`] or
+    /// [`ControllerProcess::kill`], on the same port and data directory (whatever was done to
+    /// that directory meanwhile, e.g. a restore). Fails if it is still running.
+    pub fn start_again(&mut self) -> Result<()> {
+        if self.is_running() {
+            bail!("ferrite-controller is still running (pid {:?})", self.pid());
+        }
+        self.restarts += 1;
+        self.launch()
+    }
+
+    /// Runs the controller binary once more on the same data directory with `args` (e.g. a
+    /// second controller on another port, or `--restore FILE`) and waits up to `timeout` for it
+    /// to exit. A run that does not exit in time is killed and is an error: every such run is
+    /// expected to end by itself.
+    pub fn run_once(&self, args: &[String], timeout: Duration) -> Result<Finished> {
+        let mut all = vec![
+            "--data-dir".to_string(),
+            self.data_dir.to_string_lossy().to_string(),
+            "--config".to_string(),
+            "/dev/null".to_string(),
+        ];
+        all.extend(args.iter().cloned());
+        run_to_end(&self.binary, &all, timeout)
+    }
+
     /// The log of the current (or last) run: `controller.log`, then `controller.N.log` after
     /// the Nth restart.
     pub fn current_log(&self) -> PathBuf {
@@ -256,24 +350,36 @@ impl Drop for ControllerProcess {
     }
 }
 
-/// `ferrite-satellite` for one node.
+/// `ferrite-satellite` for one node. Its log holds every run, each after a `----` line.
 pub struct SatelliteProcess {
     pub name: String,
     pub address: SocketAddr,
     pub state_dir: PathBuf,
     pub log: PathBuf,
     binary: PathBuf,
+    extra_args: Vec<String>,
     child: Option<Child>,
 }
 
 impl SatelliteProcess {
     pub fn start(binaries: &Binaries, dir: &Path, name: &str) -> Result<SatelliteProcess> {
+        Self::start_with(binaries, dir, name, &[])
+    }
+
+    /// Starts a satellite with more flags, e.g. `--reconcile-interval 1`; restarts keep them.
+    pub fn start_with(
+        binaries: &Binaries,
+        dir: &Path,
+        name: &str,
+        extra_args: &[String],
+    ) -> Result<SatelliteProcess> {
         let mut satellite = SatelliteProcess {
             name: name.to_string(),
             address: SocketAddr::from(([127, 0, 0, 1], free_port())),
             state_dir: dir.join("satellites").join(name),
             log: dir.join(format!("satellite-{name}.log")),
             binary: binaries.satellite.clone(),
+            extra_args: extra_args.to_vec(),
             child: None,
         };
         satellite.launch()?;
@@ -292,7 +398,8 @@ impl SatelliteProcess {
             "--config".to_string(),
             "/dev/null".to_string(),
         ];
-        self.child = Some(spawn(&self.binary, &args, &self.log)?);
+        let args = [args, self.extra_args.clone()].concat();
+        self.child = Some(spawn(&self.binary, &args, &self.log, true)?);
         let address = self.address;
         crate::wait_until(Duration::from_secs(20), || {
             Ok(std::net::TcpStream::connect(address).is_ok())
@@ -310,9 +417,17 @@ impl SatelliteProcess {
         kill_child(&mut self.child);
     }
 
+    /// Kills the satellite if it runs, and starts it (again) on the same address and state
+    /// directory.
     pub fn restart(&mut self) -> Result<()> {
         self.kill();
         self.launch()
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|child| matches!(child.try_wait(), Ok(None)))
     }
 
     pub fn print_log_tail(&self) {

@@ -7,7 +7,7 @@
 //!   Apply(full | delta) ──▶ merge ──▶ check ──▶ persist desired-state.json ──▶ converge ──▶ Applied
 //!                                       │
 //!                                       └─ older, conflicting, or dropping volumes ─▶ NotApplied
-//!   Command(DeleteOrphan | RecreateMissing) ──────────────────▶ act ──▶ converge ──▶ CommandDone
+//!   Command(DeleteOrphan | RecreateMissing) ─────────▶ act ──▶ converge ──▶ Report, CommandDone
 //!   every interval ──────────────────────────────────────────────────▶ converge ──▶ Report
 //!                                                                           (if it changed)
 //! ```
@@ -19,6 +19,9 @@
 //!   A volume the state no longer mentions is kept and reported as an orphan.
 //! - A state older than the applied one, a different state under the same stamp, and a state
 //!   that stops wanting a volume the node holds without deleting it are refused (`checks`).
+//!   Once the controller's full state was refused, its deltas are not taken either (their base
+//!   is the controller's idea of the node, which is not the node's state) until a full state
+//!   is.
 //! - A volume this satellite created that has disappeared is reported missing, never created
 //!   again behind the operator's back ([`NodeCommand::RecreateMissing`] allows it).
 //! - A pool whose storage is not the one recorded (`crate::pools`) is left alone.
@@ -325,6 +328,12 @@ pub struct Reconciler {
     create_retry: (Duration, Duration),
     /// The orphans last logged, so each is logged once, not at every pass.
     logged_orphans: BTreeSet<String>,
+    /// Whether the controller of this session is known to share the node's state: it sent a
+    /// full state the node took. A delta is a change to the controller's idea of the node's
+    /// state; after the node refused the controller's full state (a stale or diverged store),
+    /// that idea is not the node's state even where the generations match, and no delta is
+    /// taken until a full state is.
+    in_sync: bool,
 }
 
 impl Reconciler {
@@ -372,6 +381,7 @@ impl Reconciler {
             create_failures: HashMap::new(),
             create_retry: (CREATE_RETRY_MIN, CREATE_RETRY_MAX),
             logged_orphans: BTreeSet::new(),
+            in_sync: false,
         })
     }
 
@@ -415,6 +425,8 @@ impl Reconciler {
                 self.session_node_uuid = node_uuid;
                 self.controller = Some(outbox);
                 self.last_sent = None;
+                // A session starts with a full state; deltas build on it.
+                self.in_sync = false;
             }
             Event::Command {
                 request_id,
@@ -422,8 +434,11 @@ impl Reconciler {
                 reply,
             } => {
                 let result = self.command(command);
-                let _ = reply.send(SatelliteMessage::CommandDone { request_id, result });
+                // The report of what the command did goes first: the controller takes it in
+                // before the answer ends the operator's request, so a listing right after the
+                // answer (of the orphans, say) already shows the result.
                 self.converge_and_report();
+                let _ = reply.send(SatelliteMessage::CommandDone { request_id, result });
             }
             Event::Converge => self.converge_and_report(),
             Event::Shutdown => return false,
@@ -479,10 +494,19 @@ impl Reconciler {
                 .chain(state.removed_resources.iter().cloned())
                 .collect()
         });
+        let full = state.base_generation.is_none();
         let next = match state.base_generation {
             None => canonical(state),
             Some(base) => match &self.desired {
-                Some(current) if current.generation == base => merge(current, state),
+                Some(current) if current.generation == base && self.in_sync => {
+                    merge(current, state)
+                }
+                Some(current) if current.generation == base => {
+                    info!(have_generation = ?self.generation(), "delta on a generation this controller's full state did not match; asking for the full state");
+                    return SatelliteMessage::NeedFullState {
+                        have_generation: self.generation(),
+                    };
+                }
                 _ => {
                     info!(have_generation = ?self.generation(), "delta does not fit; asking for the full state");
                     return SatelliteMessage::NeedFullState {
@@ -493,6 +517,9 @@ impl Reconciler {
         };
         if let Err(refusal) = self.check(&next) {
             warn!(%refusal, "refusing the desired state");
+            if full && !refusal.is_transient() {
+                self.in_sync = false;
+            }
             return self.not_applied(next.generation, refusal);
         }
         self.take_over_legacy_volumes(&next);
@@ -513,6 +540,9 @@ impl Reconciler {
             );
         }
         let generation = persisted.desired.generation;
+        if full {
+            self.in_sync = true;
+        }
         self.desired = Some(persisted.desired);
         self.desired_node_uuid = persisted.node_uuid;
         // A new state may have removed the cause of a failed create.
