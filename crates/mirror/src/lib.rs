@@ -7,3 +7,5 @@
 //! - [`bitmap`]: per-peer out-of-sync bitmaps;
 //! - [`activity_log`]: the hot extents of a Primary;
 //! - [`metadata`]: the on-disk metadata area at the end of a backing volume.
+
+pub mod gi;
