@@ -9,3 +9,4 @@
 //! - [`metadata`]: the on-disk metadata area at the end of a backing volume.
 
 pub mod gi;
+pub mod quorum;
