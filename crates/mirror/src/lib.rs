@@ -8,5 +8,6 @@
 //! - [`activity_log`]: the hot extents of a Primary;
 //! - [`metadata`]: the on-disk metadata area at the end of a backing volume.
 
+pub mod bitmap;
 pub mod gi;
 pub mod quorum;
