@@ -358,7 +358,10 @@ mod tests {
         let v = next_verdict(&had_quorum(), node(0), &seen_by_0, &majority());
         assert!(v.has_quorum, "{v:?}");
         // Member 1 marked Outdated and nobody else is missing: it no longer votes.
-        assert_eq!((v.voters, v.present, v.needed, v.outdated_left), (2, 2, 2, 1));
+        assert_eq!(
+            (v.voters, v.present, v.needed, v.outdated_left),
+            (2, 2, 2, 1)
+        );
         let seen_by_1 = [
             member(0, true, false, GONE),
             member(1, true, true, OUT),
