@@ -8,6 +8,7 @@
 //! - [`activity_log`]: the hot extents of a Primary;
 //! - [`metadata`]: the on-disk metadata area at the end of a backing volume.
 
+pub mod activity_log;
 pub mod bitmap;
 pub mod gi;
 pub mod quorum;
