@@ -11,4 +11,5 @@
 pub mod activity_log;
 pub mod bitmap;
 pub mod gi;
+pub mod metadata;
 pub mod quorum;
