@@ -7,3 +7,9 @@
 //! - [`bitmap`]: per-peer out-of-sync bitmaps;
 //! - [`activity_log`]: the hot extents of a Primary;
 //! - [`metadata`]: the on-disk metadata area at the end of a backing volume.
+
+pub mod activity_log;
+pub mod bitmap;
+pub mod gi;
+pub mod metadata;
+pub mod quorum;
