@@ -67,6 +67,11 @@ pub struct LedgerEntry {
     /// Its name on the node; `None` in format 1, where it was the resource name as spelled.
     #[serde(default)]
     pub backing_name: Option<String>,
+    /// The placement it was created for: the resource's UUID on this node. A resource deleted
+    /// (or forgotten with its node) and placed here again is another placement and never takes
+    /// over the old volume's data. `None` for volumes created before placements were recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placement: Option<String>,
     /// The storage pool (by its Ferrite name) the volume was created for; informational.
     pub storage_pool: String,
     pub progress: Progress,
@@ -87,6 +92,17 @@ impl LedgerEntry {
     /// identities, which matches an entry from before them).
     pub fn has_identity(&self, identity: &str) -> bool {
         self.identity.as_deref().unwrap_or("") == identity
+    }
+
+    /// Whether this entry is the volume of `identity` in the placement `placement` (the
+    /// resource's UUID; "" from a state that does not say).
+    pub fn belongs_to(&self, identity: &str, placement: &str) -> bool {
+        self.has_identity(identity)
+            && (placement.is_empty()
+                || self
+                    .placement
+                    .as_deref()
+                    .is_none_or(|mine| mine == placement))
     }
 }
 
@@ -181,6 +197,7 @@ mod tests {
             },
             identity: Some("9b5c-uuid".into()),
             backing_name: Some("web_00000".into()),
+            placement: None,
             storage_pool: "pool1".into(),
             progress: Progress::Creating,
         });

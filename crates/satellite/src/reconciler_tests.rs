@@ -639,6 +639,7 @@ fn an_interrupted_create_is_adopted_and_an_unrecorded_one_is_not() {
         key: key.clone(),
         identity: Some(identity("web", 0)),
         backing_name: Some("web_00000".into()),
+        placement: None,
         storage_pool: "lvm".into(),
         progress: Progress::Creating,
     });
@@ -1360,4 +1361,34 @@ fn a_stack_the_satellite_cannot_apply_creates_nothing() {
     // Deleting it needs nothing of the layer.
     let (_, report) = applied(node.apply(node.full(2, vec![deleting(mirrored)])));
     assert_eq!(report.deleted_resources.len(), 1);
+}
+
+#[test]
+fn a_resource_placed_again_never_takes_over_the_old_placements_volume() {
+    let mut node = Node::new();
+    let _session = node.connect("registration-1");
+    applied(node.apply(node.full(1, vec![resource("web", &[(0, 4096, "lvm")])])));
+    node.host.take_commands();
+    // The node was declared lost and registered again; the definition is the same (same volume
+    // identity) but the resource placed on the new registration is another placement.
+    let _session = node.connect("registration-2");
+    let mut again = resource("web", &[(0, 4096, "lvm")]);
+    again.uuid = "rsc-web-placed-again".into();
+    let (_, report) = applied(node.apply(node.full(2, vec![again])));
+    assert_eq!(report.volumes[0].disk_state, "Failed");
+    let error = report.volumes[0].error.as_deref().unwrap();
+    assert!(
+        error.contains("an earlier placement of this resource here"),
+        "{error}"
+    );
+    assert_eq!(report.orphans.len(), 1);
+    assert!(
+        report.orphans[0].reason.contains("earlier placement"),
+        "{:?}",
+        report.orphans[0]
+    );
+    assert!(
+        node.host.take_changes().is_empty(),
+        "the old data is left alone"
+    );
 }

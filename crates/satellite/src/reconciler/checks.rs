@@ -25,8 +25,8 @@ struct Held {
     identity: String,
 }
 
-/// The ledger places of the volumes `state` wants, with their identity.
-fn wanted_places(state: &DesiredState) -> Vec<(VolumeKey, String)> {
+/// The ledger places of the volumes `state` wants, with their identity and placement.
+fn wanted_places(state: &DesiredState) -> Vec<(VolumeKey, String, String)> {
     let pools: BTreeMap<String, _> = state
         .storage_pools
         .iter()
@@ -52,6 +52,7 @@ fn wanted_places(state: &DesiredState) -> Vec<(VolumeKey, String)> {
                     pool_name: normalized_pool_name(pool.provider_kind, &pool.pool_name),
                 },
                 volume.identity.clone(),
+                resource.uuid.clone(),
             ));
         }
     }
@@ -88,12 +89,12 @@ impl Reconciler {
     fn held(&self, current: &DesiredState) -> Vec<Held> {
         wanted_places(current)
             .into_iter()
-            .filter(|(key, identity)| {
+            .filter(|(key, identity, placement)| {
                 self.ledger
                     .get(key)
-                    .is_some_and(|entry| entry.has_identity(identity))
+                    .is_some_and(|entry| entry.belongs_to(identity, placement))
             })
-            .map(|(key, identity)| Held { key, identity })
+            .map(|(key, identity, _)| Held { key, identity })
             .collect()
     }
 
@@ -113,7 +114,10 @@ impl Reconciler {
                 stamp: next.stamp(),
             });
         }
-        let next_places: BTreeMap<VolumeKey, String> = wanted_places(next).into_iter().collect();
+        let next_places: BTreeMap<VolumeKey, String> = wanted_places(next)
+            .into_iter()
+            .map(|(key, identity, _)| (key, identity))
+            .collect();
         let mut dropped = Vec::new();
         for held in self.held(current) {
             let still_wanted = next_places
@@ -157,9 +161,12 @@ impl Reconciler {
         let Some(current) = &self.desired else {
             return;
         };
-        let before: BTreeMap<VolumeKey, String> = wanted_places(current).into_iter().collect();
+        let before: BTreeMap<VolumeKey, String> = wanted_places(current)
+            .into_iter()
+            .map(|(key, identity, _)| (key, identity))
+            .collect();
         let mut changed = false;
-        for (key, identity) in wanted_places(next) {
+        for (key, identity, placement) in wanted_places(next) {
             if identity.is_empty() || !before.contains_key(&key) {
                 continue;
             }
@@ -168,6 +175,9 @@ impl Reconciler {
             {
                 info!(volume = %key, %identity, "volume created before identities takes its volume definition's identity");
                 entry.identity = Some(identity);
+                if entry.placement.is_none() && !placement.is_empty() {
+                    entry.placement = Some(placement);
+                }
                 changed = true;
             }
         }

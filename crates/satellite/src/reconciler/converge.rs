@@ -213,7 +213,7 @@ impl Reconciler {
                     continue;
                 }
                 if resource.deletes(volume) {
-                    match self.delete_named(&name, volume, &mut being_deleted) {
+                    match self.delete_named(&name, volume, &resource.uuid, &mut being_deleted) {
                         Ok(()) => report.deleted_volumes.push(DeletedVolume {
                             resource: resource.name.clone(),
                             volume_number: volume.volume_number,
@@ -274,7 +274,7 @@ impl Reconciler {
                 let ours = self
                     .ledger
                     .get(&key)
-                    .is_some_and(|e| e.has_identity(&volume.identity));
+                    .is_some_and(|e| e.belongs_to(&volume.identity, &resource.uuid));
                 if let Some(error) = &pool.error {
                     if ours {
                         in_use.insert(key);
@@ -286,7 +286,12 @@ impl Reconciler {
                     ));
                     continue;
                 }
-                let volume_report = match self.ensure_volume(&key, volume, &pool.spec.name) {
+                let volume_report = match self.ensure_volume(
+                    &key,
+                    volume,
+                    &resource.uuid,
+                    &pool.spec.name,
+                ) {
                     Ok(backing) => {
                         in_use.insert(key);
                         VolumeReport {
@@ -305,7 +310,7 @@ impl Reconciler {
                         if self
                             .ledger
                             .get(&key)
-                            .is_some_and(|entry| entry.has_identity(&volume.identity))
+                            .is_some_and(|entry| entry.belongs_to(&volume.identity, &resource.uuid))
                         {
                             in_use.insert(key);
                         }
@@ -437,6 +442,7 @@ impl Reconciler {
         &mut self,
         resource: &ResourceName,
         volume: &VolumeSpec,
+        placement: &str,
         being_deleted: &mut BTreeSet<VolumeKey>,
     ) -> Result<(), String> {
         let targets: Vec<LedgerEntry> = self
@@ -446,7 +452,7 @@ impl Reconciler {
             .filter(|e| {
                 &e.key.resource == resource
                     && e.key.volume_number.get() == volume.volume_number
-                    && e.has_identity(&volume.identity)
+                    && e.belongs_to(&volume.identity, placement)
             })
             .cloned()
             .collect();
@@ -500,6 +506,7 @@ impl Reconciler {
         &mut self,
         key: &VolumeKey,
         volume: &VolumeSpec,
+        placement: &str,
         storage_pool: &str,
     ) -> Result<BackingVolume, VolumeError> {
         let providers = self.providers.clone();
@@ -514,14 +521,19 @@ impl Reconciler {
             .into());
         }
         let name = match self.ledger.get(key).cloned() {
-            Some(entry) if !entry.has_identity(&volume.identity) => {
+            Some(entry) if !entry.belongs_to(&volume.identity, placement) => {
                 return Err(VolumeError::TakenByOrphan {
                     name: entry.backing_name().to_string(),
                     kind: key.provider_kind,
                     pool: pool.to_string(),
-                    earlier: match &entry.identity {
-                        Some(identity) => format!("identity {identity}"),
-                        None => "created before volume identities".to_string(),
+                    earlier: match (&entry.identity, &entry.placement) {
+                        (Some(identity), _) if *identity != volume.identity => {
+                            format!("identity {identity}")
+                        }
+                        (_, Some(earlier)) => {
+                            format!("an earlier placement of this resource here ({earlier})")
+                        }
+                        _ => "created before volume identities".to_string(),
                     },
                 });
             }
@@ -529,7 +541,7 @@ impl Reconciler {
                 let name = entry.backing_name();
                 match provider.volume(pool, &name)? {
                     None if entry.progress == Progress::Creating => {
-                        self.create(key, volume, storage_pool, &name)?;
+                        self.create(key, volume, placement, storage_pool, &name)?;
                     }
                     None => {
                         return Err(VolumeError::Missing {
@@ -564,7 +576,7 @@ impl Reconciler {
                         pool: pool.to_string(),
                     });
                 }
-                self.create(key, volume, storage_pool, &name)?;
+                self.create(key, volume, placement, storage_pool, &name)?;
                 name
             }
         };
@@ -577,6 +589,7 @@ impl Reconciler {
         &mut self,
         key: &VolumeKey,
         volume: &VolumeSpec,
+        placement: &str,
         storage_pool: &str,
         name: &BackingVolumeName,
     ) -> Result<(), VolumeError> {
@@ -595,6 +608,7 @@ impl Reconciler {
             key: key.clone(),
             identity: (!volume.identity.is_empty()).then(|| volume.identity.clone()),
             backing_name: Some(name.to_string()),
+            placement: (!placement.is_empty()).then(|| placement.to_string()),
             storage_pool: storage_pool.to_string(),
             progress: Progress::Creating,
         });
@@ -683,6 +697,9 @@ impl Reconciler {
                 }
                 (Some(r), Some(_)) if r.diskless => {
                     "the resource is diskless on this node".to_string()
+                }
+                (Some(r), Some(v)) if entry.has_identity(&v.identity) && !entry.belongs_to(&v.identity, &r.uuid) => {
+                    "it belongs to an earlier placement of this resource on this node (the node was declared lost or the resource deleted and placed again); the resource placed now gets a volume of its own".to_string()
                 }
                 (Some(_), Some(v)) if !entry.has_identity(&v.identity) => format!(
                     "it belongs to an earlier volume of the same name ({}); the volume wanted now has identity {}",
