@@ -13,7 +13,8 @@
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-demo_dir="${FERRITE_DEMO_DIR:-/tmp/ferrite-demo}"
+# Absolute: pool directories and the backup are paths the controller and satellites open.
+demo_dir="$(realpath -m "${FERRITE_DEMO_DIR:-/tmp/ferrite-demo}")"
 bin_dir="$repo/target/release"
 controller_address=127.0.0.1:3370
 nodes=(node1 node2 node3 node4)
@@ -132,6 +133,10 @@ start() {
     step ferrite volume list
     step ferrite resource delete "${placed[0]}" my_ssd_res
     step ferrite resource list
+
+    log "Safety: a backup of the controller's store, and the nodes' orphans (none)"
+    step ferrite controller backup "$demo_dir/backup-1.db"
+    step ferrite node orphans list
 
     cat <<EOF
 

@@ -256,6 +256,46 @@ pub enum ControllerCommand {
     /// Set a controller property (no value deletes it).
     #[command(visible_alias = "sp")]
     SetProperty(PropertyArgs),
+    /// Write a consistent copy of the controller's store to FILE on the controller's host.
+    #[command(
+        visible_aliases = ["backupdb", "bakdb"],
+        long_about = "Write a consistent copy of the controller's store (an SQLite database, \
+                      changes still in the write-ahead log included) to FILE on the \
+                      controller's host. FILE must be an absolute path there and must not exist \
+                      yet; a backup never overwrites a file.\n\n\
+                      Restore it on the stopped controller with \
+                      'ferrite-controller --restore FILE'. Satellites then take the restored \
+                      state; volumes the backup does not know are kept on their nodes as \
+                      orphans ('ferrite node orphans list')."
+    )]
+    Backup(ControllerBackup),
+}
+
+#[derive(Debug, Args)]
+pub struct ControllerBackup {
+    /// Absolute path of the new backup file on the controller's host.
+    #[arg(value_name = "FILE", value_parser = parse_absolute_path)]
+    pub file: String,
+}
+
+/// A path the controller opens on its own host: only an absolute path means the same there as
+/// here, so a relative one is refused before anything is sent.
+pub fn parse_absolute_path(text: &str) -> Result<String, String> {
+    if text.is_empty() {
+        return Err(
+            "the backup needs a file name: an absolute path on the controller's host \
+                    (e.g. /var/lib/ferrite/backup.db)"
+                .to_string(),
+        );
+    }
+    if !std::path::Path::new(text).is_absolute() {
+        return Err(format!(
+            "'{text}' is a relative path, but the controller writes the backup on its own host, \
+             where this client's working directory means nothing; give an absolute path on the \
+             controller's host (e.g. /var/lib/ferrite/backup.db)"
+        ));
+    }
+    Ok(text.to_string())
 }
 
 #[derive(Debug, Clone, Default, Args)]
@@ -296,6 +336,64 @@ pub enum NodeCommand {
     /// Network interface commands.
     #[command(subcommand, visible_alias = "i")]
     Interface(InterfaceCommand),
+    /// Orphans: backing volumes a node keeps that no resource wants and no deletion named.
+    #[command(
+        subcommand,
+        long_about = "Orphans: backing volumes a node keeps although no resource wants them and \
+                      no deletion named them, e.g. volumes of resources a restored store does \
+                      not know, or of an earlier resource definition of the same name. A node \
+                      never deletes an orphan by itself: it stays, with its data, until an \
+                      operator deletes it with 'ferrite node orphans delete'."
+    )]
+    Orphans(OrphanCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OrphanCommand {
+    /// List the orphans of the given nodes (of every node without a name).
+    #[command(visible_alias = "l")]
+    List(OrphanList),
+    /// Delete one orphan and its data, irreversibly; the only way an orphan is ever removed.
+    #[command(
+        visible_alias = "d",
+        long_about = "Delete one orphaned backing volume and the data on it. This cannot be \
+                      undone. It is the only way an orphan is ever removed: nodes never delete \
+                      one by themselves.\n\n\
+                      Name the orphan exactly as 'ferrite node orphans list' shows it: its \
+                      node, resource and volume number, --pool-name with the directory, volume \
+                      group or dataset it is in (the BackingVolume column shows it before the \
+                      volume's own name), and --identity with its identity. Without --identity \
+                      the command names an orphan that has no identity (a volume made before \
+                      volumes had identities). The node checks again before it deletes \
+                      anything, and refuses if no orphan matches every part."
+    )]
+    Delete(OrphanDelete),
+}
+
+#[derive(Debug, Args)]
+pub struct OrphanList {
+    #[command(flatten)]
+    pub table: TableOpts,
+    /// Only the orphans of these nodes.
+    #[arg(value_name = "NODE")]
+    pub nodes: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct OrphanDelete {
+    /// Where the orphan is: the directory, volume group or dataset, exactly as listed.
+    #[arg(long, value_name = "LOCATION")]
+    pub pool_name: String,
+    /// The orphan's identity, as listed; leave it out for an orphan listed without one.
+    #[arg(long, value_name = "ID")]
+    pub identity: Option<String>,
+    /// Node that keeps the orphan.
+    pub node_name: String,
+    /// Resource name of the orphan.
+    pub resource_name: String,
+    /// Volume number of the orphan.
+    #[arg(value_parser = parse_volume_number)]
+    pub volume_nr: i32,
 }
 
 #[derive(Debug, Args)]
@@ -1191,6 +1289,29 @@ pub enum VolumeCommand {
     /// List volumes.
     #[command(visible_alias = "l")]
     List(VolumeListArgs),
+    /// Create a missing volume anew, empty: its data is gone.
+    #[command(
+        long_about = "Create a missing volume anew, empty. The data it held is gone and \
+                            stays gone: the node creates an empty volume in its place.\n\n\
+                            A node reports a volume it made that has disappeared as missing \
+                            and does not create it again by itself, so that storage which is \
+                            only late (a file system not mounted yet, a volume group not \
+                            activated) is found again instead of hidden by an empty volume. \
+                            Use this command only when the data cannot come back. The node \
+                            refuses if the volume is not missing."
+    )]
+    RecreateMissing(RecreateMissing),
+}
+
+#[derive(Debug, Args)]
+pub struct RecreateMissing {
+    /// Node whose volume is missing.
+    pub node_name: String,
+    /// Name of the resource.
+    pub resource_name: String,
+    /// Volume number.
+    #[arg(value_parser = parse_volume_number)]
+    pub volume_nr: i32,
 }
 
 // ---- error reports ------------------------------------------------------------------------
@@ -1279,6 +1400,35 @@ mod tests {
                 vec!["volume-definition", "set-size", "r", "0", "1G"],
                 vec!["vd", "size", "r", "0", "1G"],
             ),
+            (
+                vec!["controller", "backup", "/var/lib/ferrite/b.db"],
+                vec!["c", "backupdb", "/var/lib/ferrite/b.db"],
+            ),
+            (
+                vec!["controller", "backup", "/var/lib/ferrite/b.db"],
+                vec!["c", "bakdb", "/var/lib/ferrite/b.db"],
+            ),
+            (
+                vec!["node", "orphans", "list", "alpha"],
+                vec!["n", "orphans", "l", "alpha"],
+            ),
+            (
+                vec![
+                    "node",
+                    "orphans",
+                    "delete",
+                    "a",
+                    "r",
+                    "0",
+                    "--pool-name",
+                    "/p",
+                ],
+                vec!["n", "orphans", "d", "a", "r", "0", "--pool-name", "/p"],
+            ),
+            (
+                vec!["volume", "recreate-missing", "a", "r", "1"],
+                vec!["v", "recreate-missing", "a", "r", "1"],
+            ),
         ] {
             let a = format!("{:?}", parse(&long).unwrap().command);
             let b = format!("{:?}", parse(&short).unwrap().command);
@@ -1354,6 +1504,151 @@ mod tests {
             let error = parse(&args).unwrap_err();
             assert_eq!(error.exit_code(), 2, "{args:?}: {error}");
         }
+    }
+
+    #[test]
+    fn a_backup_names_an_absolute_path_on_the_controllers_host() {
+        let cli = parse(&["c", "bakdb", "/var/lib/ferrite/backup.db"]).unwrap();
+        let Command::Controller(ControllerCommand::Backup(backup)) = cli.command else {
+            panic!("not a backup");
+        };
+        assert_eq!(backup.file, "/var/lib/ferrite/backup.db");
+        for relative in ["backup.db", "./backup.db", "../x/backup.db", "~/backup.db"] {
+            let error = parse(&["controller", "backup", relative]).unwrap_err();
+            assert_eq!(error.exit_code(), 2, "{relative}");
+            let text = error.to_string();
+            assert!(text.contains("relative path"), "{text}");
+            assert!(text.contains("controller's host"), "{text}");
+        }
+        assert!(parse(&["controller", "backup", ""]).is_err());
+        assert!(parse(&["controller", "backup"]).is_err());
+    }
+
+    #[test]
+    fn orphans_are_named_exactly() {
+        let cli = parse(&[
+            "n",
+            "orphans",
+            "d",
+            "alpha",
+            "web",
+            "0",
+            "--pool-name",
+            "/srv/pool",
+            "--identity",
+            "1234-abcd",
+        ])
+        .unwrap();
+        let Command::Node(NodeCommand::Orphans(OrphanCommand::Delete(delete))) = cli.command else {
+            panic!("not an orphan delete");
+        };
+        assert_eq!(
+            (
+                delete.node_name.as_str(),
+                delete.resource_name.as_str(),
+                delete.volume_nr,
+                delete.pool_name.as_str(),
+                delete.identity.as_deref()
+            ),
+            ("alpha", "web", 0, "/srv/pool", Some("1234-abcd"))
+        );
+        let cli = parse(&[
+            "n",
+            "orphans",
+            "d",
+            "alpha",
+            "web",
+            "3",
+            "--pool-name",
+            "vg0",
+        ])
+        .unwrap();
+        let Command::Node(NodeCommand::Orphans(OrphanCommand::Delete(delete))) = cli.command else {
+            panic!("not an orphan delete");
+        };
+        assert_eq!(
+            delete.identity, None,
+            "no --identity names an orphan without one"
+        );
+        // The location is required, and the volume number is a volume number.
+        for args in [
+            vec!["n", "orphans", "d", "alpha", "web", "0"],
+            vec![
+                "n",
+                "orphans",
+                "d",
+                "alpha",
+                "web",
+                "-1",
+                "--pool-name",
+                "vg0",
+            ],
+            vec!["n", "orphans", "d", "alpha", "web", "--pool-name", "vg0"],
+        ] {
+            assert_eq!(parse(&args).unwrap_err().exit_code(), 2, "{args:?}");
+        }
+        let cli = parse(&["n", "orphans", "l"]).unwrap();
+        let Command::Node(NodeCommand::Orphans(OrphanCommand::List(list))) = cli.command else {
+            panic!("not an orphan list");
+        };
+        assert!(list.nodes.is_empty());
+        let cli = parse(&["n", "orphans", "l", "a", "b", "-p"]).unwrap();
+        let Command::Node(NodeCommand::Orphans(OrphanCommand::List(list))) = cli.command else {
+            panic!("not an orphan list");
+        };
+        assert_eq!(list.nodes, vec!["a", "b"]);
+        assert!(list.table.pastable);
+    }
+
+    #[test]
+    fn recreate_missing_takes_node_resource_and_volume() {
+        let cli = parse(&["volume", "recreate-missing", "alpha", "web", "2"]).unwrap();
+        let Command::Volume(VolumeCommand::RecreateMissing(missing)) = cli.command else {
+            panic!("not a recreate-missing");
+        };
+        assert_eq!(
+            (
+                missing.node_name.as_str(),
+                missing.resource_name.as_str(),
+                missing.volume_nr
+            ),
+            ("alpha", "web", 2)
+        );
+        assert!(parse(&["v", "recreate-missing", "alpha", "web"]).is_err());
+        assert!(parse(&["v", "recreate-missing", "alpha", "web", "x"]).is_err());
+    }
+
+    #[test]
+    fn irreversible_commands_say_so_in_their_help() {
+        let mut command = Cli::command();
+        let orphans = command
+            .find_subcommand_mut("node")
+            .and_then(|n| n.find_subcommand_mut("orphans"))
+            .expect("node orphans");
+        // Help is wrapped to the terminal's width: compare words, not lines.
+        let words = |text: String| text.split_whitespace().collect::<Vec<_>>().join(" ");
+        let delete = words(
+            orphans
+                .find_subcommand_mut("delete")
+                .expect("node orphans delete")
+                .render_long_help()
+                .to_string(),
+        );
+        assert!(delete.contains("cannot be undone"), "{delete}");
+        assert!(
+            delete.contains("only way an orphan is ever removed"),
+            "{delete}"
+        );
+        let missing = words(
+            command
+                .find_subcommand_mut("volume")
+                .and_then(|v| v.find_subcommand_mut("recreate-missing"))
+                .expect("volume recreate-missing")
+                .render_long_help()
+                .to_string(),
+        );
+        assert!(missing.contains("data it held is gone"), "{missing}");
+        assert!(missing.contains("empty volume"), "{missing}");
     }
 
     #[test]

@@ -233,3 +233,118 @@ fn the_controller_accepts_what_ferrite_sends() {
         run.stdout
     );
 }
+
+#[test]
+fn the_controller_accepts_the_data_safety_commands() {
+    let controller = LiveController::start();
+    controller.ok(&["n", "c", "alpha", "127.77.1.1", "--node-type", "combined"]);
+
+    // A backup is written by the controller, at the absolute path given; never over a file.
+    let dir = tempfile::tempdir().unwrap();
+    let backup = dir.path().join("ferrite.db");
+    let backup = backup.to_str().unwrap();
+    let run = controller.ok(&["controller", "backup", backup]);
+    assert!(
+        run.stdout.starts_with(&format!(
+            "SUCCESS:\n    Backup of the controller's store written to {backup} ("
+        )),
+        "{}",
+        run.stdout
+    );
+    assert!(std::fs::metadata(backup).unwrap().len() > 0);
+    let run = controller.run(&["c", "bakdb", backup]);
+    assert_eq!(run.code, 10, "{run:?}");
+    assert!(run.stdout.contains("already exists"), "{}", run.stdout);
+    let run = controller.run(&["c", "backupdb", "ferrite.db"]);
+    assert_eq!(run.code, 2, "{run:?}");
+
+    // No satellite, no orphans; an orphan that is not listed is refused by name.
+    let run = controller.ok(&["n", "orphans", "l"]);
+    assert_eq!(run.stdout.lines().count(), 4, "{}", run.stdout);
+    assert_eq!(
+        controller.ok(&["-m", "n", "orphans", "l", "alpha"]).stdout,
+        "[\n  []\n]\n"
+    );
+    let run = controller.run(&["n", "orphans", "l", "zulu"]);
+    assert_eq!(run.code, 10, "{run:?}");
+    assert!(run.stdout.contains("zulu"), "{}", run.stdout);
+    let run = controller.run(&[
+        "n",
+        "orphans",
+        "d",
+        "alpha",
+        "web",
+        "0",
+        "--pool-name",
+        "/srv/p",
+    ]);
+    assert_eq!(run.code, 10, "{run:?}");
+    assert!(
+        run.stdout
+            .contains("Node 'alpha' reports no orphan web/0 in '/srv/p' with no identity."),
+        "{}",
+        run.stdout
+    );
+    let run = controller.run(&[
+        "n",
+        "orphans",
+        "d",
+        "alpha",
+        "web",
+        "0",
+        "--pool-name",
+        "/srv/p",
+        "--identity",
+        "x",
+    ]);
+    assert_eq!(run.code, 10, "{run:?}");
+    assert!(run.stdout.contains("with identity x."), "{}", run.stdout);
+
+    // recreate-missing: an unknown resource, then a volume whose node cannot be asked.
+    let run = controller.run(&["v", "recreate-missing", "alpha", "web", "0"]);
+    assert_eq!(run.code, 10, "{run:?}");
+    controller.run(&[
+        "sp",
+        "c",
+        "filethin",
+        "alpha",
+        "pool_ssd",
+        "/srv/ferrite/ssd",
+    ]);
+    controller.ok(&["rd", "c", "web"]);
+    controller.ok(&["vd", "c", "web", "1G"]);
+    controller.run(&["r", "c", "alpha", "web", "-s", "pool_ssd"]);
+    let run = controller.run(&["v", "recreate-missing", "alpha", "web", "0"]);
+    assert_eq!(run.code, 10, "{run:?}");
+    assert!(
+        run.stdout
+            .contains("Node 'alpha' did not carry out the command."),
+        "{}",
+        run.stdout
+    );
+    // Its volume's state is unknown while the node is offline.
+    let run = controller.ok(&["v", "l", "-r", "web"]);
+    assert!(run.stdout.contains("| Unknown |"), "{}", run.stdout);
+
+    // The node is offline, and node list says why below the table.
+    let mut reason = None;
+    for _ in 0..100 {
+        let run = controller.ok(&["-m", "n", "l"]);
+        let nodes: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+        if let Some(text) = nodes[0][0]["connection_status_reason"].as_str() {
+            reason = Some(text.to_string());
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let reason = reason.expect("the controller says why alpha is offline");
+    let run = controller.ok(&["n", "l"]);
+    assert!(
+        run.stdout.contains(&format!(
+            "+\nalpha: OFFLINE\n    {}",
+            reason.lines().next().unwrap()
+        )),
+        "{}",
+        run.stdout
+    );
+}

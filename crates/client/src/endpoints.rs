@@ -8,11 +8,11 @@
 //! whichever client sent it.
 
 use ferrite_types::rest::{
-    AutoPlaceRequest, AutoSelectFilter, ControllerVersion, ErrorReport, NetInterface, Node,
-    NodeModify, Props, PropsModify, ResourceDefinition, ResourceDefinitionModify, ResourceGroup,
-    ResourceGroupModify, ResourceGroupSpawn, ResourceMakeAvailable, ResourceModify,
-    ResourceWithVolumes, StoragePool, ToggleDiskOperation, ToggleDiskRequest, VolumeDefinition,
-    VolumeDefinitionModify, VolumeGroup, VolumeGroupModify,
+    AutoPlaceRequest, AutoSelectFilter, ControllerVersion, DatabaseBackupRequest, ErrorReport,
+    NetInterface, Node, NodeModify, Orphan, OrphanRef, Props, PropsModify, ResourceDefinition,
+    ResourceDefinitionModify, ResourceGroup, ResourceGroupModify, ResourceGroupSpawn,
+    ResourceMakeAvailable, ResourceModify, ResourceWithVolumes, StoragePool, ToggleDiskOperation,
+    ToggleDiskRequest, VolumeDefinition, VolumeDefinitionModify, VolumeGroup, VolumeGroupModify,
 };
 use ferrite_types::{LayerKind, NodeType, ProviderKind};
 use serde_json::{Map, Value, json};
@@ -277,6 +277,18 @@ impl Client {
         )
     }
 
+    /// `POST /v1/controller/backup/db`: the controller writes a consistent copy of its store
+    /// to `backup_name`, an absolute path on the controller's host.
+    pub fn backup_database(&self, backup_name: &str) -> Result<Answer, ClientError> {
+        self.act(
+            Method::Post,
+            "/v1/controller/backup/db",
+            Some(&to_value(&DatabaseBackupRequest {
+                backup_name: backup_name.to_string(),
+            })),
+        )
+    }
+
     // ---- nodes ------------------------------------------------------------------------
 
     pub fn nodes(&self, filter: &ListFilter) -> Result<Listing<Vec<Node>>, ClientError> {
@@ -367,6 +379,26 @@ impl Client {
                 encode(interface)
             ),
             None,
+        )
+    }
+
+    /// `GET /v1/view/orphans`: the orphans of every node (Ferrite's own endpoint).
+    pub fn orphans(&self) -> Result<Listing<Vec<Orphan>>, ClientError> {
+        self.read("/v1/view/orphans")
+    }
+
+    /// `GET /v1/nodes/{node}/orphans`: the orphans of one node (Ferrite's own endpoint).
+    pub fn node_orphans(&self, node: &str) -> Result<Listing<Vec<Orphan>>, ClientError> {
+        self.read(&format!("/v1/nodes/{}/orphans", encode(node)))
+    }
+
+    /// `POST /v1/nodes/{node}/orphans/delete`: deletes the one orphan `orphan` names, identity
+    /// included (`identity: null` names an orphan without identity). Ferrite's own endpoint.
+    pub fn delete_orphan(&self, node: &str, orphan: &OrphanRef) -> Result<Answer, ClientError> {
+        self.act(
+            Method::Post,
+            &format!("/v1/nodes/{}/orphans/delete", encode(node)),
+            Some(&to_value(orphan)),
         )
     }
 
@@ -776,6 +808,25 @@ impl Client {
             path.push_str(&encode(pool));
         }
         self.act(Method::Put, &path, None)
+    }
+
+    /// `POST …/resources/{node}/volumes/{volume_number}/recreate-missing`: the node creates a
+    /// volume it made and lost anew, empty (Ferrite's own endpoint).
+    pub fn recreate_missing_volume(
+        &self,
+        definition: &str,
+        node: &str,
+        volume_number: i32,
+    ) -> Result<Answer, ClientError> {
+        self.act(
+            Method::Post,
+            &format!(
+                "/v1/resource-definitions/{}/resources/{}/volumes/{volume_number}/recreate-missing",
+                encode(definition),
+                encode(node)
+            ),
+            None,
+        )
     }
 
     // ---- error reports ------------------------------------------------------------------

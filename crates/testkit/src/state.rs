@@ -29,6 +29,7 @@ use crate::rest::Rest;
 /// configuration.
 const NODE_RUNTIME_FIELDS: &[&str] = &[
     "connection_status",
+    "connection_status_reason",
     "storage_providers",
     "resource_layers",
     "unsupported_providers",

@@ -1,4 +1,4 @@
-//! `controller` (`c`): version and controller-wide properties.
+//! `controller` (`c`): version, controller-wide properties and backups of the store.
 
 use super::{Ctx, Outcome, emit, property_change};
 use crate::args::ControllerCommand;
@@ -29,5 +29,7 @@ pub fn run(ctx: &Ctx, command: ControllerCommand) -> Outcome {
             let change = property_change(&property);
             ctx.one(ctx.client.modify_controller_properties(&change))
         }
+        // The path was checked to be absolute when the arguments were parsed.
+        ControllerCommand::Backup(backup) => ctx.one(ctx.client.backup_database(&backup.file)),
     }
 }

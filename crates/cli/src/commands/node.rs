@@ -1,16 +1,19 @@
-//! `node` (`n`): registering nodes, their network interfaces and properties, and `node list`.
+//! `node` (`n`): registering nodes, their network interfaces and properties, `node list` (with
+//! the reason a node is not online, when the controller gives one), and the orphans a node
+//! keeps (`node orphans list`, `node orphans delete`).
 
 use std::net::{IpAddr, ToSocketAddrs};
 
 use ferrite_client::{ListFilter, NewNode};
-use ferrite_types::rest::{NetInterface, Node, NodeModify};
+use ferrite_types::rest::{NetInterface, Node, NodeModify, Orphan, OrphanRef};
 use ferrite_types::{ConnectionStatus, EncryptionType, NodeType};
 
 use super::{
     AUX_NAMESPACE, Ctx, Failure, Outcome, emit, prop_cells, property_change, show_prop_columns,
     with_prop_columns,
 };
-use crate::args::{InterfaceCommand, NodeCommand, NodeCreate, NodeList};
+use crate::args::{InterfaceCommand, NodeCommand, NodeCreate, NodeList, OrphanCommand, TableOpts};
+use crate::json;
 use crate::output::{Color, Exit, Style};
 use crate::table::{Cell, Column, Table};
 
@@ -71,7 +74,81 @@ pub fn run(ctx: &Ctx, command: NodeCommand) -> Outcome {
             Ok(ctx.properties(Some(&node.props), list.table.pastable))
         }
         NodeCommand::Interface(command) => interface(ctx, command),
+        NodeCommand::Orphans(command) => orphans(ctx, command),
     }
+}
+
+fn orphans(ctx: &Ctx, command: OrphanCommand) -> Outcome {
+    match command {
+        OrphanCommand::List(list) => {
+            // One call per named node, so that a node that does not exist is an error rather
+            // than an empty list.
+            let listings = if list.nodes.is_empty() {
+                vec![ctx.client.orphans()?]
+            } else {
+                list.nodes
+                    .iter()
+                    .map(|node| ctx.client.node_orphans(node))
+                    .collect::<Result<Vec<_>, _>>()?
+            };
+            if ctx.machine_readable {
+                let raw = json::concat_arrays(listings.iter().map(|l| l.raw.as_str()));
+                return Ok(ctx.listing_json(&raw));
+            }
+            let orphans: Vec<Orphan> = listings.into_iter().flat_map(|l| l.items).collect();
+            emit(&render_orphans(
+                &orphans,
+                &list.table,
+                &ctx.table_style(list.table.pastable),
+            ));
+            Ok(Exit::Ok)
+        }
+        OrphanCommand::Delete(delete) => ctx.one(ctx.client.delete_orphan(
+            &delete.node_name,
+            &OrphanRef {
+                resource_name: delete.resource_name.clone(),
+                volume_number: delete.volume_nr,
+                identity: delete.identity.clone(),
+                pool_name: delete.pool_name.clone(),
+            },
+        )),
+    }
+}
+
+/// Where an orphan is and its name there: `LOCATION/NAME` (a directory and file name, a volume
+/// group and logical volume, a dataset and volume).
+pub fn backing_volume(orphan: &Orphan) -> String {
+    format!(
+        "{}/{}",
+        orphan.pool_name.trim_end_matches('/'),
+        orphan.backing_name
+    )
+}
+
+/// `node orphans list`: one row per orphan.
+pub fn render_orphans(orphans: &[Orphan], table_opts: &TableOpts, style: &Style) -> String {
+    let mut table = Table::new(vec![
+        Column::new("Node"),
+        Column::new("Resource"),
+        Column::new("VlmNr").right(),
+        Column::new("Pool"),
+        Column::new("BackingVolume"),
+        Column::new("Identity"),
+        Column::new("Reason"),
+    ]);
+    table.group_by(&table_opts.groupby);
+    for orphan in orphans {
+        table.row(vec![
+            orphan.node_name.clone().into(),
+            orphan.resource_name.clone().into(),
+            orphan.volume_number.to_string().into(),
+            orphan.storage_pool_name.clone().into(),
+            backing_volume(orphan).into(),
+            orphan.identity.clone().unwrap_or_default().into(),
+            orphan.reason.clone().into(),
+        ]);
+    }
+    table.render(style)
 }
 
 /// The one node of that name, as `GET /v1/nodes?nodes=NAME` returns it.
@@ -221,7 +298,46 @@ pub fn render_nodes(nodes: &[Node], list: &NodeList, style: &Style) -> String {
         row.extend(prop_cells(&node.props, &props));
         table.row(row);
     }
-    table.render(style)
+    let mut out = table.render(style);
+    out.push_str(&connection_reasons(nodes, style));
+    out
+}
+
+/// For each node the controller says why it is not online, its name, state and the reason,
+/// below the table (the reasons are sentences, too long for a column):
+///
+/// ```text
+/// node2: OFFLINE(FULL SYNC FAILED)
+///     the offered state (...) is older than the one this node applied (...); ...
+/// ```
+///
+/// Nothing when the controller gives no reason (LINSTOR's controllers never do).
+pub fn connection_reasons(nodes: &[Node], style: &Style) -> String {
+    let mut out = String::new();
+    let mut explained: Vec<&Node> = nodes
+        .iter()
+        .filter(|n| {
+            n.connection_status_reason
+                .as_deref()
+                .is_some_and(|r| !r.trim().is_empty())
+        })
+        .collect();
+    explained.sort_by(|a, b| crate::table::natural_cmp(&a.name, &b.name));
+    for node in explained {
+        let (state, color) = node_state(node);
+        out.push_str(&format!(
+            "{}: {}\n",
+            node.name,
+            style.paint(&state, Some(color))
+        ));
+        let reason = node.connection_status_reason.as_deref().unwrap_or_default();
+        for line in reason.trim_end().lines() {
+            out.push_str("    ");
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
 }
 
 fn interface(ctx: &Ctx, command: InterfaceCommand) -> Outcome {
@@ -410,6 +526,99 @@ mod tests {
         assert_eq!(node_state(&n).0, "OFFLINE");
         n.flags = vec!["EVACUATE".into()];
         assert_eq!(node_state(&n), ("EVACUATE".into(), Color::Yellow));
+    }
+
+    #[test]
+    fn a_node_that_is_not_online_says_why_below_the_table() {
+        let mut refused = node("bravo", "10.0.0.2", ConnectionStatus::FullSyncFailed);
+        refused.connection_status_reason = Some(
+            "the offered state differs from the one this node applied under the same stamp 3/9: \
+             two controllers with copies of one store are writing; stop all but one"
+                .into(),
+        );
+        let mut offline = node("charlie", "10.0.0.3", ConnectionStatus::Offline);
+        offline.connection_status_reason =
+            Some("connect: Connection refused (os error 111)".into());
+        let nodes = vec![
+            offline,
+            node("alpha", "10.0.0.1", ConnectionStatus::Online),
+            refused,
+        ];
+        assert_eq!(
+            render_nodes(&nodes, &list_args(), &PLAIN),
+            "\
++------------------------------------------------------------------------+
+| Node    | NodeType | Addresses             | State                     |
+|========================================================================|
+| alpha   | COMBINED | 10.0.0.1:3366 (PLAIN) | Online                    |
+| bravo   | COMBINED | 10.0.0.2:3366 (PLAIN) | OFFLINE(FULL SYNC FAILED) |
+| charlie | COMBINED | 10.0.0.3:3366 (PLAIN) | OFFLINE                   |
++------------------------------------------------------------------------+
+bravo: OFFLINE(FULL SYNC FAILED)
+    the offered state differs from the one this node applied under the same stamp 3/9: two controllers with copies of one store are writing; stop all but one
+charlie: OFFLINE
+    connect: Connection refused (os error 111)
+"
+        );
+        // The state is painted as in the table.
+        let colored = connection_reasons(
+            &nodes,
+            &Style {
+                utf8: false,
+                color: true,
+            },
+        );
+        assert!(
+            colored.starts_with("bravo: \u{1b}[1;31mOFFLINE(FULL SYNC FAILED)\u{1b}[0m\n"),
+            "{colored:?}"
+        );
+        // A controller that gives no reason (LINSTOR's) changes nothing.
+        let plain = vec![node("alpha", "10.0.0.1", ConnectionStatus::Offline)];
+        assert_eq!(connection_reasons(&plain, &PLAIN), "");
+    }
+
+    fn orphan(node: &str, resource: &str, identity: Option<&str>) -> Orphan {
+        serde_json::from_value(serde_json::json!({
+            "node_name": node, "resource_name": resource, "volume_number": 0,
+            "identity": identity, "provider_kind": "FILE_THIN",
+            "pool_name": format!("/srv/{node}/pool"), "storage_pool_name": "pool_ssd",
+            "backing_name": format!("{resource}_00000"),
+            "reason": "its resource is not in this node's desired state"
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn orphans_table() {
+        let orphans = vec![
+            orphan(
+                "node10",
+                "web",
+                Some("6b1f0c2e-8d6a-4e55-9d1e-2f0a7c3b9e41"),
+            ),
+            orphan("node2", "db", None),
+        ];
+        assert_eq!(
+            render_orphans(&orphans, &TableOpts::default(), &PLAIN),
+            "\
++-------------------------------------------------------------------------------------------------------------------------------------------------------------+
+| Node   | Resource | VlmNr | Pool     | BackingVolume              | Identity                             | Reason                                           |
+|=============================================================================================================================================================|
+| node2  | db       |     0 | pool_ssd | /srv/node2/pool/db_00000   |                                      | its resource is not in this node's desired state |
+| node10 | web      |     0 | pool_ssd | /srv/node10/pool/web_00000 | 6b1f0c2e-8d6a-4e55-9d1e-2f0a7c3b9e41 | its resource is not in this node's desired state |
++-------------------------------------------------------------------------------------------------------------------------------------------------------------+
+"
+        );
+        let mut lvm = orphan("a", "r", None);
+        lvm.pool_name = "vg0/".into();
+        assert_eq!(backing_volume(&lvm), "vg0/r_00000");
+        assert_eq!(
+            render_orphans(&[], &TableOpts::default(), &PLAIN)
+                .lines()
+                .count(),
+            4,
+            "an empty list is a header"
+        );
     }
 
     #[test]

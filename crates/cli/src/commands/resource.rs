@@ -3,9 +3,14 @@
 //!
 //! States follow the `linstor` client, with one difference: `linstor` shows a disk state only
 //! when the top layer is DRBD and `Created` otherwise, while Ferrite's satellites report a disk
-//! state for plain storage volumes too (`UpToDate`, `Failed`, `DUnknown` when offline), so it is
-//! shown for every stack; `Created` remains for a volume without a replication layer that has
-//! no reported state.
+//! state for plain storage volumes too (`UpToDate`, `Failed`, `Deleting`; `Unknown` while the
+//! node is offline), so it is shown for every stack; `Created` remains for a volume without a
+//! replication layer that has no reported state.
+//!
+//! A deletion takes two steps: the controller marks the resource (flag `DELETE`) or its disk
+//! (flag `DISK_REMOVING`), its node deletes the backing volumes and confirms, and only then is
+//! the resource forgotten or made diskless. Until then both lists show `DELETING` (as `linstor`
+//! does) or `Removing disk`.
 
 use std::collections::BTreeMap;
 
@@ -23,6 +28,12 @@ use super::{
     property_change, select_filter, show_prop_columns, with_prop_columns,
 };
 use crate::args::{ResourceCommand, ResourceCreate, ResourceList, VolumeCommand, VolumeListArgs};
+
+/// LINSTOR's flags of a resource marked for deletion.
+const FLAG_DELETE: &str = "DELETE";
+const FLAG_DRBD_DELETE: &str = "DRBD_DELETE";
+/// A resource whose disk is being removed (`toggle-disk --diskless`) until its node confirms.
+const FLAG_DISK_REMOVING: &str = "DISK_REMOVING";
 use crate::output::{Color, Exit, Style, format_replies};
 use crate::table::{Cell, Column, Table};
 
@@ -118,6 +129,11 @@ pub fn run(ctx: &Ctx, command: ResourceCommand) -> Outcome {
 pub fn run_volume(ctx: &Ctx, command: VolumeCommand) -> Outcome {
     match command {
         VolumeCommand::List(list) => list_volumes(ctx, &list),
+        VolumeCommand::RecreateMissing(missing) => ctx.one(ctx.client.recreate_missing_volume(
+            &missing.resource_name,
+            &missing.node_name,
+            missing.volume_nr,
+        )),
     }
 }
 
@@ -281,7 +297,8 @@ pub fn volume_state(volume: &Volume, resource_flags: &[String]) -> (String, Opti
         };
     };
     match disk {
-        "DUnknown" => (format!("{prefix}Unknown"), Some(Color::Yellow)),
+        // DRBD's word, and Ferrite's for a volume whose node is offline.
+        "DUnknown" | "Unknown" => (format!("{prefix}Unknown"), Some(Color::Yellow)),
         "Diskless" if !has_flag(resource_flags, "DISKLESS") => {
             (format!("{prefix}Diskless"), Some(Color::Red))
         }
@@ -321,11 +338,22 @@ fn usage_cell(resource: &ResourceWithVolumes, in_use: &BTreeMap<&str, usize>) ->
     }
 }
 
+/// The state a pending deletion gives a resource and each of its volumes, if one is pending.
+pub fn deletion_state(flags: &[String]) -> Option<(String, Option<Color>)> {
+    if has_flag(flags, FLAG_DELETE) || has_flag(flags, FLAG_DRBD_DELETE) {
+        Some(("DELETING".into(), Some(Color::Red)))
+    } else if has_flag(flags, FLAG_DISK_REMOVING) {
+        Some(("Removing disk".into(), Some(Color::Yellow)))
+    } else {
+        None
+    }
+}
+
 /// The State of a resource: the first volume that is not healthy, else the last volume.
 pub fn resource_state(resource: &ResourceWithVolumes) -> (String, Option<Color>) {
     let flags = &resource.resource.flags;
-    if has_flag(flags, "DELETE") || has_flag(flags, "DRBD_DELETE") {
-        return ("DELETING".into(), Some(Color::Red));
+    if let Some(state) = deletion_state(flags) {
+        return state;
     }
     if has_flag(flags, "INACTIVE") {
         return ("INACTIVE".into(), Some(Color::Yellow));
@@ -508,7 +536,9 @@ pub fn render_volumes(
         }
         let conn_failed = !failed_connections(resource).is_empty();
         for volume in &resource.volumes {
-            let (text, mut color) = if has_flag(flags, "INACTIVE") {
+            let (text, mut color) = if let Some(state) = deletion_state(flags) {
+                state
+            } else if has_flag(flags, "INACTIVE") {
                 ("INACTIVE".to_string(), Some(Color::Yellow))
             } else {
                 volume_state(volume, flags)
@@ -769,6 +799,80 @@ mod tests {
         );
         volume.state.disk_state = None;
         assert_eq!(volume_state(&volume, &[]), ("Created".into(), None));
+    }
+
+    #[test]
+    fn pending_deletions_show_in_both_lists() {
+        let mut deleting = tutorial_resource("alpha", "Deleting", false, &["bravo"]);
+        deleting["flags"] = serde_json::json!(["DELETE"]);
+        let mut removing = tutorial_resource("bravo", "Deleting", false, &["alpha"]);
+        removing["flags"] = serde_json::json!(["DISK_REMOVING"]);
+        let list = resources(vec![deleting, removing]);
+        let text = render_resources(&list, &resource_list(), &PLAIN);
+        assert!(text.contains("| Ok    |      DELETING | "), "{text}");
+        assert!(text.contains("| Ok    | Removing disk | "), "{text}");
+        let text = render_volumes(&list, &volume_list(), &PLAIN);
+        assert!(
+            text.contains("|      DELETING | Established(1) |"),
+            "{text}"
+        );
+        assert!(
+            text.contains("| Removing disk | Established(1) |"),
+            "{text}"
+        );
+        assert_eq!(
+            resource_state(&list[0]),
+            ("DELETING".into(), Some(Color::Red))
+        );
+        assert_eq!(
+            resource_state(&list[1]),
+            ("Removing disk".into(), Some(Color::Yellow))
+        );
+        // LINSTOR's DRBD_DELETE reads the same.
+        assert_eq!(
+            deletion_state(&["DRBD_DELETE".into()]),
+            Some(("DELETING".into(), Some(Color::Red)))
+        );
+        assert_eq!(deletion_state(&["DISKLESS".into()]), None);
+        // A deletion that failed on its node still shows the error.
+        let mut failed = tutorial_resource("charlie", "Failed", false, &[]);
+        failed["flags"] = serde_json::json!(["DELETE"]);
+        failed["volumes"][0]["reports"] = serde_json::json!([
+            {"ret_code": -4611686018427386906i64, "message": "could not delete"}
+        ]);
+        let text = render_volumes(&resources(vec![failed]), &volume_list(), &PLAIN);
+        assert!(text.contains("| Error |"), "{text}");
+    }
+
+    #[test]
+    fn volumes_of_offline_nodes_are_unknown() {
+        let volume: Volume = serde_json::from_value(serde_json::json!({
+            "volume_number": 0, "state": {"disk_state": "Unknown"},
+            "layer_data_list": [{"type": "STORAGE", "data": {}}]
+        }))
+        .unwrap();
+        assert_eq!(
+            volume_state(&volume, &[]),
+            ("Unknown".into(), Some(Color::Yellow))
+        );
+        let mut offline = tutorial_resource("alpha", "Unknown", false, &[]);
+        offline["layer_object"] = serde_json::json!({"type": "STORAGE", "children": []});
+        offline["volumes"][0]["layer_data_list"] =
+            serde_json::json!([{"type": "STORAGE", "data": {}}]);
+        let text = render_volumes(&resources(vec![offline]), &volume_list(), &PLAIN);
+        assert!(text.contains("| Unknown |"), "{text}");
+        let colored = render_volumes(
+            &resources(vec![tutorial_resource("alpha", "Unknown", false, &[])]),
+            &volume_list(),
+            &Style {
+                utf8: false,
+                color: true,
+            },
+        );
+        assert!(
+            colored.contains("\u{1b}[1;33mUnknown\u{1b}[0m"),
+            "{colored:?}"
+        );
     }
 
     #[test]

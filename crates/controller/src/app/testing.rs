@@ -31,6 +31,7 @@ pub fn node_body(name: &str, address: &str) -> rest::Node {
             uuid: None,
         }],
         connection_status: None,
+        connection_status_reason: None,
         uuid: None,
         storage_providers: None,
         resource_layers: None,

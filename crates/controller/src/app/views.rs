@@ -104,6 +104,9 @@ pub fn node(node: &Node, runtime: Option<&NodeRuntime>) -> rest::Node {
                 .map(|r| r.status)
                 .unwrap_or(ConnectionStatus::Offline),
         ),
+        connection_status_reason: runtime
+            .filter(|r| r.status != ConnectionStatus::Online)
+            .and_then(|r| r.last_error.clone()),
         uuid: Some(node.uuid.clone()),
         storage_providers: capabilities.map(|c| c.storage_providers.clone()),
         resource_layers: capabilities.map(|c| c.resource_layers.clone()),
@@ -525,4 +528,37 @@ pub fn resources_of(
         .filter(|r| node.is_none_or(|n| &r.node == n))
         .map(|r| resource(cluster, rd, r, runtime.get(&r.node)))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::testing::tutorial_cluster;
+
+    #[test]
+    fn a_node_that_is_not_online_says_why() {
+        let cluster = tutorial_cluster();
+        let model = cluster.nodes.values().next().expect("a node");
+        let refusal = "the offered state differs from the one this node applied";
+        let mut runtime = NodeRuntime {
+            status: ConnectionStatus::FullSyncFailed,
+            last_error: Some(refusal.to_string()),
+            ..Default::default()
+        };
+        let view = node(model, Some(&runtime));
+        assert_eq!(
+            view.connection_status,
+            Some(ConnectionStatus::FullSyncFailed)
+        );
+        assert_eq!(view.connection_status_reason.as_deref(), Some(refusal));
+        let json = serde_json::to_value(&view).unwrap();
+        assert_eq!(json["connection_status_reason"], refusal);
+
+        runtime.status = ConnectionStatus::Online;
+        let view = node(model, Some(&runtime));
+        assert_eq!(view.connection_status_reason, None);
+        let json = serde_json::to_value(&view).unwrap();
+        assert!(json.get("connection_status_reason").is_none(), "{json}");
+        assert_eq!(node(model, None).connection_status_reason, None);
+    }
 }

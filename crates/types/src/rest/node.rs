@@ -29,6 +29,11 @@ pub struct Node {
     pub net_interfaces: Vec<NetInterface>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connection_status: Option<ConnectionStatus>,
+    /// Why the node is not ONLINE, when the controller knows: the satellite's refusal of its
+    /// desired state (FULL_SYNC_FAILED) or why it cannot be reached. Ferrite's own field;
+    /// LINSTOR's clients ignore it. Answers only: ignored in requests.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connection_status_reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uuid: Option<String>,
     /// Providers the node's satellite can run.
