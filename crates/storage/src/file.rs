@@ -468,6 +468,26 @@ impl Provider for FileProvider {
         Ok(Some(mark.to_string()))
     }
 
+    fn lingering_devices(&self, pool: &str, name: &BackingVolumeName) -> Vec<PathBuf> {
+        let Ok(image) = self.image_path(pool, name) else {
+            return Vec::new();
+        };
+        let command =
+            CommandLine::query("losetup").args(["--list", "--json", "--output", "NAME,BACK-FILE"]);
+        let Ok(output) = self.runner.run(&command) else {
+            return Vec::new();
+        };
+        let Ok(list) = serde_json::from_str::<LoopList>(&output.stdout) else {
+            return Vec::new();
+        };
+        let deleted = format!("{} (deleted)", image.display());
+        list.loopdevices
+            .into_iter()
+            .filter(|d| d.back_file.as_deref().map(str::trim) == Some(deleted.as_str()))
+            .map(|d| PathBuf::from(d.name))
+            .collect()
+    }
+
     fn begin_pass(&self) {
         *self.loop_table() = LoopTable::Unread;
     }

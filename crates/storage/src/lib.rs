@@ -209,6 +209,14 @@ pub trait Provider: Send + Sync {
         self.pool_identity(pool)
     }
 
+    /// Devices that still hold a volume that is gone from its pool (a FILE volume's loop device
+    /// keeps the deleted file's data until it is detached), so a report can say where the data
+    /// still is. Empty for providers where nothing outlives the volume.
+    fn lingering_devices(&self, pool: &str, name: &BackingVolumeName) -> Vec<PathBuf> {
+        let _ = (pool, name);
+        Vec::new()
+    }
+
     /// Starts a reconcile pass: the provider may read host-wide tables once (e.g. every loop
     /// device) instead of once per volume, and trust them, with its own changes applied, until
     /// [`Provider::end_pass`]. Nothing outside the pass may rely on what it read.

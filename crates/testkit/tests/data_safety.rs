@@ -1129,6 +1129,10 @@ fn an_unmounted_pool_is_left_alone_and_a_missing_volume_waits_for_the_operator()
                 why.contains("is missing") && why.contains("recreate-missing"),
                 "the volume must be reported missing with the way out: {missing}"
             );
+            ensure!(
+                why.contains(&format!("still readable from {}", scratch_device.display())),
+                "the report must say where the deleted file's data still is: {missing}"
+            );
             wait_for_passes(&log, "was created by this node but is missing", 1)?;
             ensure!(!scratch.file.exists(), "a missing volume was created again");
             // Its loop device is left alone: the deleted file's data can still be read from it.

@@ -61,7 +61,7 @@ pub(super) enum VolumeError {
         "backing volume '{name}' in {kind} pool '{pool}' was created by this node but is \
          missing; it is not created again, which would hide the loss: if its storage comes back \
          it is used again; if its data is gone, create it anew and empty with 'ferrite volume \
-         recreate-missing {node} {resource} {volume}'"
+         recreate-missing {node} {resource} {volume}'{lingering}"
     )]
     Missing {
         name: String,
@@ -70,6 +70,8 @@ pub(super) enum VolumeError {
         node: String,
         resource: String,
         volume: u16,
+        /// Where the data still is, if anywhere.
+        lingering: String,
     },
     #[error(
         "creating the volume failed ({attempts} attempt(s)), last: {error}; the partial volume \
@@ -544,6 +546,19 @@ impl Reconciler {
                         self.create(key, volume, placement, storage_pool, &name)?;
                     }
                     None => {
+                        let devices = provider.lingering_devices(pool, &name);
+                        let lingering = if devices.is_empty() {
+                            String::new()
+                        } else {
+                            format!(
+                                "; its data is still readable from {} (a loop device that keeps the deleted file): copy it out before recreating, then detach it",
+                                devices
+                                    .iter()
+                                    .map(|d| d.display().to_string())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            )
+                        };
                         return Err(VolumeError::Missing {
                             name: name.to_string(),
                             kind: key.provider_kind,
@@ -551,6 +566,7 @@ impl Reconciler {
                             node: self.node_name.clone(),
                             resource: key.resource.to_string(),
                             volume: volume.volume_number,
+                            lingering,
                         });
                     }
                     Some(current) => {
