@@ -146,7 +146,14 @@ impl OutOfSyncBitmap {
 
     /// Bytes out of sync (the partial last block counts for what it covers).
     pub fn out_of_sync_bytes(&self) -> u64 {
-        self.ranges().map(|r| r.end - r.start).sum()
+        let whole = self.set * BM_BLOCK_SIZE;
+        let last = self.blocks.saturating_sub(1);
+        let partial = self.blocks * BM_BLOCK_SIZE - self.usable_bytes;
+        if self.set > 0 && partial > 0 && self.is_set(last) {
+            whole - partial
+        } else {
+            whole
+        }
     }
 
     /// Whether every block is in sync.
@@ -247,6 +254,20 @@ impl OutOfSyncBitmap {
     }
 
     /// Whether any block of `len` bytes at `offset` is out of sync.
+    /// The first out-of-sync range at or after `offset`, at most `max_len` bytes long (at least
+    /// one block): where a resync continues.
+    pub fn next_range_from(&self, offset: u64, max_len: u64) -> Option<(u64, u64)> {
+        if offset >= self.usable_bytes {
+            return None;
+        }
+        let start = self.next_set_block(offset / BM_BLOCK_SIZE)?;
+        let limit = start + (max_len / BM_BLOCK_SIZE).max(1);
+        let end = self.next_clear_block(start).min(limit);
+        let start_bytes = start * BM_BLOCK_SIZE;
+        let end_bytes = (end * BM_BLOCK_SIZE).min(self.usable_bytes);
+        Some((start_bytes, end_bytes - start_bytes))
+    }
+
     pub fn any_set(&self, offset: u64, len: u64) -> bool {
         if len == 0 || offset >= self.usable_bytes {
             return false;

@@ -6,10 +6,24 @@
 //! - [`quorum`]: who may write (pure);
 //! - [`bitmap`]: per-peer out-of-sync bitmaps;
 //! - [`activity_log`]: the hot extents of a Primary;
-//! - [`metadata`]: the on-disk metadata area at the end of a backing volume.
+//! - [`metadata`]: the on-disk metadata area at the end of a backing volume;
+//! - [`backing`]: a volume's backing store: data I/O and its metadata in memory;
+//! - [`wire`]: the peer protocol's frames and their codec;
+//! - [`config`]: a resource's configuration as the satellite writes it;
+//! - [`conflict`]: overlapping writes of a volume, serialized in submission order;
+//! - [`volume`]: a volume's I/O path (protocol C writes, reads, flushes);
+//! - [`peer`]: one connection to one peer: handshake, authentication, framed send and receive;
+//! - [`resource`]: the owner of one resource's state machine (roles, quorum, peers, resync).
 
 pub mod activity_log;
+pub mod backing;
 pub mod bitmap;
+pub mod config;
+pub mod conflict;
 pub mod gi;
 pub mod metadata;
+pub mod peer;
 pub mod quorum;
+pub mod resource;
+pub mod volume;
+pub mod wire;

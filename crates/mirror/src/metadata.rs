@@ -111,6 +111,13 @@ impl MdFlags {
     }
 }
 
+impl std::ops::BitOr for MdFlags {
+    type Output = MdFlags;
+    fn bitor(self, other: MdFlags) -> MdFlags {
+        MdFlags(self.0 | other.0)
+    }
+}
+
 /// Flags of a peer slot. Bit values are DRBD's `MDF_PEER_*` / `MDF_NODE_EXISTS`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash)]
 pub struct PeerFlags(u32);

@@ -1,0 +1,507 @@
+//! A volume's backing store: the data area (read and written with `O_DIRECT`, so no page cache
+//! sits between the replicas and their disks) and the metadata area at its end (superblock,
+//! activity log, bitmaps; see [`crate::metadata`]).
+//!
+//! This module owns the open files and the in-memory metadata of one volume: its superblock
+//! (generation identifiers, peer slots), one out-of-sync bitmap per diskful peer, and the
+//! activity log, and it keeps the ordering rules of [`crate::activity_log`]: a write that makes
+//! an extent hot waits for that transaction to be durable, the bitmap pages of evicted extents
+//! are on disk before the transaction that evicts them, and after a Primary's crash its hot
+//! extents are set out of sync toward every peer before the log is formatted anew.
+//!
+//! Data I/O runs on tokio's blocking pool with positioned reads and writes. The metadata area
+//! is written through a second, buffered descriptor followed by `fdatasync`: it is disjoint from
+//! the data area, and its writes are few.
+
+use std::fs::File;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use ferrite_block::{AlignedBuf, IoError};
+use tokio::sync::Notify;
+use tracing::{info, warn};
+
+use crate::activity_log::{AL_EXTENT_SIZE, ActivityLog, Admission};
+use crate::bitmap::OutOfSyncBitmap;
+use crate::gi::{GenerationSet, MAX_NODES, NewGenerationTrigger, NodeId, NodeMask, Uuid};
+use crate::metadata::{self, MetadataError, MetadataLayout, PeerSlot, Superblock};
+
+/// How many peers a volume keeps a bitmap for: LINSTOR's default peer slots.
+pub const DEFAULT_PEER_SLOTS: u8 = 7;
+
+/// The alignment `O_DIRECT` needs for offsets and lengths on the devices backing volumes.
+pub const DIRECT_IO_ALIGNMENT: u64 = 512;
+
+/// Why a backing store could not be attached or used.
+#[derive(Debug, thiserror::Error)]
+pub enum BackingError {
+    #[error("cannot open backing device {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "backing device {path} has {found} bytes, but {needed} are needed ({usable} usable plus metadata)"
+    )]
+    TooSmall {
+        path: PathBuf,
+        found: u64,
+        needed: u64,
+        usable: u64,
+    },
+    #[error("metadata of {path}: {source}")]
+    Metadata {
+        path: PathBuf,
+        source: MetadataError,
+    },
+    #[error("node-id {0} is out of range")]
+    NodeId(u8),
+}
+
+/// What attaching found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AttachInfo {
+    /// The metadata was created now: the volume never held data.
+    pub created: bool,
+    /// It was Primary when it stopped without demoting: its hot extents were set out of sync.
+    pub crashed_primary: bool,
+}
+
+struct MdState {
+    superblock: Superblock,
+    /// Whether the next write starts a new data generation.
+    trigger: NewGenerationTrigger,
+    /// By node-id: the bitmap of each diskful peer.
+    bitmaps: Vec<Option<OutOfSyncBitmap>>,
+    al: ActivityLog,
+}
+
+/// An attached backing store.
+pub struct Backing {
+    path: PathBuf,
+    data: Arc<File>,
+    md: Arc<File>,
+    layout: MetadataLayout,
+    state: Mutex<MdState>,
+    /// Held while an activity-log transaction is written: one at a time, in order.
+    al_writer: tokio::sync::Mutex<()>,
+    /// Woken when a transaction became durable or a write left the log.
+    al_changed: Notify,
+    /// Held while a new data generation is made durable.
+    generation_lock: tokio::sync::Mutex<()>,
+}
+
+fn open(path: &Path, direct: bool) -> Result<File, BackingError> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true).write(true);
+    if direct {
+        options.custom_flags(libc::O_DIRECT);
+    }
+    options.open(path).map_err(|source| BackingError::Open {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// The size of a file or block device.
+fn device_size(file: &File) -> std::io::Result<u64> {
+    use std::io::{Seek, SeekFrom};
+    let mut handle = file;
+    handle.seek(SeekFrom::End(0))
+}
+
+fn io_error(what: &str, error: std::io::Error) -> IoError {
+    if error.raw_os_error() == Some(libc::ENOSPC) {
+        IoError::NoSpace(format!("{what}: {error}"))
+    } else {
+        IoError::Io(format!("{what}: {error}"))
+    }
+}
+
+impl Backing {
+    /// Opens the backing device of a volume of `usable` bytes, creating its metadata if it has
+    /// none, recovering from a Primary's crash if it was one. `diskful_peers` get bitmap slots.
+    pub fn attach(
+        path: &Path,
+        usable: u64,
+        node_id: u8,
+        diskful_peers: &[u8],
+        al_slots: u16,
+    ) -> Result<(Backing, AttachInfo), BackingError> {
+        let md_error = |source| BackingError::Metadata {
+            path: path.to_path_buf(),
+            source,
+        };
+        let me = NodeId::new(u32::from(node_id)).map_err(|_| BackingError::NodeId(node_id))?;
+        let data = open(path, true)?;
+        let md = open(path, false)?;
+        let layout = MetadataLayout::new(usable, DEFAULT_PEER_SLOTS, al_slots).map_err(md_error)?;
+        let found = device_size(&md).map_err(|source| BackingError::Open {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        if found < layout.backing_bytes() {
+            return Err(BackingError::TooSmall {
+                path: path.to_path_buf(),
+                found,
+                needed: layout.backing_bytes(),
+                usable,
+            });
+        }
+        let (mut superblock, created) = match metadata::read_superblock(&md, usable) {
+            Ok(superblock) => (superblock, false),
+            Err(MetadataError::NotFormatted { .. }) => {
+                let superblock =
+                    Superblock::new(usable, me, DEFAULT_PEER_SLOTS, al_slots).map_err(md_error)?;
+                metadata::create(&md, &superblock).map_err(md_error)?;
+                info!(path = %path.display(), usable, "created MIRROR metadata");
+                (superblock, true)
+            }
+            Err(e) => return Err(md_error(e)),
+        };
+        let layout = superblock.layout();
+        let crashed_primary = superblock.note_attach();
+        // Every diskful peer gets a bitmap slot, kept for as long as the metadata lives.
+        let mut assigned = false;
+        for peer in diskful_peers {
+            let index = *peer as usize;
+            if index >= MAX_NODES || superblock.peers[index].bitmap_index.is_some() {
+                continue;
+            }
+            let used: Vec<u8> = superblock
+                .peers
+                .iter()
+                .filter_map(|p| p.bitmap_index)
+                .collect();
+            match (0..superblock.bitmap_slots).find(|i| !used.contains(i)) {
+                Some(free) => {
+                    superblock.peers[index] = PeerSlot {
+                        bitmap_index: Some(free),
+                        ..superblock.peers[index]
+                    };
+                    assigned = true;
+                }
+                None => warn!(
+                    peer,
+                    "no free bitmap slot for peer; it will always get a full resync"
+                ),
+            }
+        }
+        let mut bitmaps: Vec<Option<OutOfSyncBitmap>> = (0..MAX_NODES).map(|_| None).collect();
+        for (node, slot) in superblock.peers.iter().enumerate() {
+            if let Some(index) = slot.bitmap_index {
+                bitmaps[node] = Some(if created {
+                    OutOfSyncBitmap::new(usable)
+                } else {
+                    metadata::read_bitmap(&md, &layout, index).map_err(md_error)?
+                });
+            }
+        }
+        let al = if created {
+            ActivityLog::new(al_slots, 0).map_err(|e| md_error(e.into()))?
+        } else {
+            let recovery = metadata::read_activity_log(&md, &layout).map_err(md_error)?;
+            if crashed_primary {
+                // Writes in the hot extents may have reached this disk only: out of sync
+                // toward every peer, on disk before the log forgets them.
+                for extent in &recovery.hot_extents {
+                    let offset = u64::from(*extent) * AL_EXTENT_SIZE;
+                    let len = AL_EXTENT_SIZE.min(usable.saturating_sub(offset));
+                    for bitmap in bitmaps.iter_mut().flatten() {
+                        let _ = bitmap.set_range(offset, len);
+                    }
+                }
+                for (node, bitmap) in bitmaps.iter_mut().enumerate() {
+                    if let (Some(bitmap), Some(index)) =
+                        (bitmap, superblock.peers[node].bitmap_index)
+                    {
+                        metadata::write_bitmap(&md, &layout, index, bitmap).map_err(md_error)?;
+                    }
+                }
+                warn!(path = %path.display(), hot_extents = recovery.hot_extents.len(), "this member crashed as Primary: its hot extents are out of sync toward every peer");
+            }
+            let mut al = ActivityLog::new(layout.al_slots, recovery.next_sequence)
+                .map_err(|e| md_error(e.into()))?;
+            for transaction in al.format() {
+                metadata::write_al_transaction(&md, &layout, &transaction).map_err(md_error)?;
+            }
+            al
+        };
+        if assigned || crashed_primary {
+            metadata::write_superblock(&md, &superblock).map_err(md_error)?;
+        }
+        Ok((
+            Backing {
+                path: path.to_path_buf(),
+                data: Arc::new(data),
+                md: Arc::new(md),
+                layout,
+                state: Mutex::new(MdState {
+                    superblock,
+                    trigger: NewGenerationTrigger::default(),
+                    bitmaps,
+                    al,
+                }),
+                al_writer: tokio::sync::Mutex::new(()),
+                al_changed: Notify::new(),
+                generation_lock: tokio::sync::Mutex::new(()),
+            },
+            AttachInfo {
+                created,
+                crashed_primary,
+            },
+        ))
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, MdState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn usable(&self) -> u64 {
+        self.layout.usable_bytes
+    }
+
+    /// Checks that a request can go to the disk with `O_DIRECT`.
+    pub fn check_aligned(offset: u64, len: u64) -> Result<(), IoError> {
+        if !offset.is_multiple_of(DIRECT_IO_ALIGNMENT) || !len.is_multiple_of(DIRECT_IO_ALIGNMENT) {
+            return Err(IoError::Invalid(format!(
+                "{len} bytes at {offset} are not aligned to {DIRECT_IO_ALIGNMENT} bytes"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Reads `len` bytes of data at `offset`.
+    pub async fn read(&self, offset: u64, len: u32) -> Result<Bytes, IoError> {
+        Self::check_aligned(offset, u64::from(len))?;
+        let file = self.data.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut buf = AlignedBuf::zeroed(len as usize);
+            file.read_exact_at(&mut buf, offset)
+                .map_err(|e| io_error("reading the backing device", e))?;
+            Ok(Bytes::from_owner(buf))
+        })
+        .await
+        .map_err(|e| IoError::Io(format!("the read task failed: {e}")))?
+    }
+
+    /// Writes `data` at `offset`; `fua`: and syncs it.
+    pub async fn write(&self, offset: u64, data: Bytes, fua: bool) -> Result<(), IoError> {
+        Self::check_aligned(offset, data.len() as u64)?;
+        let file = self.data.clone();
+        tokio::task::spawn_blocking(move || {
+            let aligned = (data.as_ptr() as usize).is_multiple_of(ferrite_block::ALIGNMENT);
+            let result = if aligned {
+                file.write_all_at(&data, offset)
+            } else {
+                // O_DIRECT needs an aligned buffer; a copy is the price of one that is not.
+                let mut copy = AlignedBuf::zeroed(data.len());
+                copy.copy_from_slice(&data);
+                file.write_all_at(&copy, offset)
+            };
+            result.map_err(|e| io_error("writing the backing device", e))?;
+            if fua {
+                file.sync_data()
+                    .map_err(|e| io_error("syncing the backing device", e))?;
+            }
+            Ok(())
+        })
+        .await
+        .map_err(|e| IoError::Io(format!("the write task failed: {e}")))?
+    }
+
+    /// Puts everything written so far on stable storage.
+    pub async fn sync(&self) -> Result<(), IoError> {
+        let file = self.data.clone();
+        tokio::task::spawn_blocking(move || {
+            file.sync_data()
+                .map_err(|e| io_error("syncing the backing device", e))
+        })
+        .await
+        .map_err(|e| IoError::Io(format!("the sync task failed: {e}")))?
+    }
+
+    /// Enters a write into the activity log: returns once the extents it touches are hot and
+    /// durable in the log. Pair with [`Backing::end_write`].
+    pub async fn begin_write(&self, offset: u64, len: u64) -> Result<(), IoError> {
+        loop {
+            let notified = self.al_changed.notified();
+            let admission = self
+                .state()
+                .al
+                .begin_write(offset, len)
+                .map_err(|e| IoError::Invalid(format!("activity log: {e}")))?;
+            match admission {
+                Admission::Go => return Ok(()),
+                Admission::WriteTransaction(transaction) => {
+                    let _writer = self.al_writer.lock().await;
+                    // The evicted extents' bits go to disk first: after the transaction they
+                    // are no longer assumed out of sync after a crash.
+                    self.write_bitmaps().await?;
+                    let (md, layout) = (self.md.clone(), self.layout);
+                    let sequence = transaction.sequence;
+                    tokio::task::spawn_blocking(move || {
+                        metadata::write_al_transaction(&md, &layout, &transaction)
+                    })
+                    .await
+                    .map_err(|e| IoError::Io(format!("the activity log task failed: {e}")))?
+                    .map_err(|e| IoError::Io(format!("writing the activity log: {e}")))?;
+                    self.state().al.transaction_written(sequence);
+                    self.al_changed.notify_waiters();
+                    return Ok(());
+                }
+                Admission::WaitForTransaction { .. } | Admission::MustWait => notified.await,
+            }
+        }
+    }
+
+    /// Leaves the activity log after a write begun with [`Backing::begin_write`] completed.
+    pub fn end_write(&self, offset: u64, len: u64) {
+        if let Err(e) = self.state().al.end_write(offset, len) {
+            warn!(error = %e, "activity log bookkeeping");
+        }
+        self.al_changed.notify_waiters();
+    }
+
+    /// Marks a range out of sync toward `peer` (a write it did not get).
+    pub fn mark_out_of_sync(&self, peer: u8, offset: u64, len: u64) {
+        if let Some(Some(bitmap)) = self.state().bitmaps.get_mut(peer as usize) {
+            let _ = bitmap.set_range(offset, len);
+        }
+    }
+
+    /// Marks a range in sync toward `peer` (a resync copied it).
+    pub fn mark_in_sync(&self, peer: u8, offset: u64, len: u64) {
+        if let Some(Some(bitmap)) = self.state().bitmaps.get_mut(peer as usize) {
+            let _ = bitmap.clear_range(offset, len);
+        }
+    }
+
+    /// Runs `f` on the bitmap toward `peer`, if it has one.
+    pub fn with_bitmap<T>(&self, peer: u8, f: impl FnOnce(&mut OutOfSyncBitmap) -> T) -> Option<T> {
+        self.state()
+            .bitmaps
+            .get_mut(peer as usize)
+            .and_then(|b| b.as_mut())
+            .map(f)
+    }
+
+    /// Bytes out of sync toward `peer`.
+    pub fn out_of_sync_bytes(&self, peer: u8) -> u64 {
+        self.with_bitmap(peer, |b| b.out_of_sync_bytes())
+            .unwrap_or(0)
+    }
+
+    /// Writes the dirty pages of every bitmap and syncs them. The bitmaps stay locked while
+    /// their pages go to disk (a page set meanwhile would otherwise be marked clean unwritten);
+    /// this is rare (an extent leaving the activity log, a clean shutdown), and the thread is
+    /// handed over to the blocking pool for it.
+    pub async fn write_bitmaps(&self) -> Result<(), IoError> {
+        tokio::task::block_in_place(|| {
+            let mut state = self.state();
+            let MdState {
+                superblock,
+                bitmaps,
+                ..
+            } = &mut *state;
+            for (node, bitmap) in bitmaps.iter_mut().enumerate() {
+                let (Some(bitmap), Some(index)) = (bitmap, superblock.peers[node].bitmap_index)
+                else {
+                    continue;
+                };
+                if bitmap.dirty_pages().next().is_some() {
+                    metadata::write_bitmap(&self.md, &self.layout, index, bitmap)
+                        .map_err(|e| IoError::Io(format!("writing the bitmaps: {e}")))?;
+                }
+            }
+            Ok(())
+        })
+    }
+
+    /// A diskful peer became unreachable (`primary`: while this member is Primary).
+    pub fn note_peer_lost(&self, primary: bool) {
+        self.state().trigger.peer_lost(primary);
+    }
+
+    /// This member became Primary: its first write starts a new generation.
+    pub fn note_promoted(&self) {
+        self.state().trigger.promoted();
+    }
+
+    /// Before a write: starts the pending new data generation, if any, and makes it durable.
+    /// Returns whether the generation changed (the caller announces it to the connected peers
+    /// before submitting the write).
+    pub async fn before_write(&self, me: NodeId, absent: NodeMask) -> Result<bool, IoError> {
+        // Held until the new generation is durable: no write may pass it.
+        let _generation = self.generation_lock.lock().await;
+        let superblock = {
+            let mut state = self.state();
+            if !state.trigger.is_pending() {
+                return Ok(false);
+            }
+            let mut trigger = std::mem::take(&mut state.trigger);
+            let changed = trigger
+                .before_write(
+                    &mut state.superblock.generations,
+                    me,
+                    Uuid::new_generation(random_u64()),
+                    absent,
+                )
+                .map_err(|e| IoError::Io(format!("starting a new data generation: {e}")))?;
+            if !changed {
+                return Ok(false);
+            }
+            state.superblock.clone()
+        };
+        let md = self.md.clone();
+        tokio::task::spawn_blocking(move || metadata::write_superblock(&md, &superblock))
+            .await
+            .map_err(|e| IoError::Io(format!("the superblock task failed: {e}")))?
+            .map_err(|e| IoError::Io(format!("writing the superblock: {e}")))?;
+        Ok(true)
+    }
+
+    /// The generation identifiers.
+    pub fn generations(&self) -> GenerationSet {
+        self.state().superblock.generations.clone()
+    }
+
+    /// Changes the superblock (generations, flags) and writes it, synced, before returning:
+    /// nothing that depends on the change may happen before it is durable.
+    pub async fn update_superblock(
+        &self,
+        change: impl FnOnce(&mut Superblock),
+    ) -> Result<(), IoError> {
+        let superblock = {
+            let mut state = self.state();
+            change(&mut state.superblock);
+            state.superblock.clone()
+        };
+        let md = self.md.clone();
+        tokio::task::spawn_blocking(move || metadata::write_superblock(&md, &superblock))
+            .await
+            .map_err(|e| IoError::Io(format!("the superblock task failed: {e}")))?
+            .map_err(|e| IoError::Io(format!("writing the superblock: {e}")))
+    }
+
+    /// Runs `f` on the superblock without writing it.
+    pub fn with_superblock<T>(&self, f: impl FnOnce(&Superblock) -> T) -> T {
+        f(&self.state().superblock)
+    }
+}
+
+/// 64 random bits, for new generation identifiers.
+pub fn random_u64() -> u64 {
+    let mut bytes = [0u8; 8];
+    if let Ok(mut random) = std::fs::File::open("/dev/urandom") {
+        use std::io::Read;
+        let _ = random.read_exact(&mut bytes);
+    }
+    u64::from_le_bytes(bytes)
+}

@@ -1,0 +1,642 @@
+//! One connection to one peer of a resource: establishing it (dial or accept, `Hello`, mutual
+//! authentication with the shared secret), sending (one writer task that batches frames into
+//! vectored writes) and receiving (one reader task that decodes frames and hands them on).
+//!
+//! [`PeerLink`] is the sending side the rest of the engine uses: `send_write`, `send_read` and
+//! `send_flush` return futures of the peer's answer, matched by sequence number. When the
+//! connection ends, every answer still awaited fails at once, so a write in flight completes
+//! without that peer (and marks it out of sync) instead of hanging.
+//!
+//! Data-path frames (`Write`, `Read`, `Flush` and their answers) are handled here, against the
+//! resource's volumes ([`PeerHandler`]); everything else (states, bitmaps, resync, promotion)
+//! goes to the resource actor.
+
+use std::collections::HashMap;
+use std::io::IoSlice;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use ferrite_block::{AlignedBuf, IoError};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{mpsc, oneshot};
+use tracing::{debug, warn};
+
+use crate::volume::VolumeEngine;
+use crate::wire::{self, FLAG_FUA, HEADER_BYTES, Hello, Kind, Range, WireError};
+
+/// How long establishing a connection (connect, hello, authentication) may take.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The most bytes the writer gathers into one vectored write.
+pub const MAX_BATCH_BYTES: usize = 4 << 20;
+
+/// The most frames the writer gathers into one vectored write.
+pub const MAX_BATCH_FRAMES: usize = 64;
+
+/// One frame on its way out: header, fixed part, and data if any.
+pub struct Frame {
+    header: [u8; HEADER_BYTES],
+    fixed: Bytes,
+    data: Option<Bytes>,
+}
+
+impl Frame {
+    pub fn new(kind: Kind, flags: u32, seq: u64, fixed: Bytes, data: Option<Bytes>) -> Frame {
+        let length = fixed.len() + data.as_ref().map_or(0, Bytes::len);
+        Frame {
+            header: wire::encode_header(kind, flags, seq, length as u32),
+            fixed,
+            data,
+        }
+    }
+
+    fn len(&self) -> usize {
+        HEADER_BYTES + self.fixed.len() + self.data.as_ref().map_or(0, Bytes::len)
+    }
+}
+
+/// An answer awaited from the peer.
+enum Pending {
+    Ack(oneshot::Sender<Result<(), IoError>>),
+    Read(oneshot::Sender<Result<Bytes, IoError>>),
+}
+
+/// The sending side of a connection to a peer.
+pub struct PeerLink {
+    node_id: u8,
+    node_name: String,
+    outgoing: mpsc::UnboundedSender<Frame>,
+    pending: Mutex<HashMap<u64, Pending>>,
+    next_seq: AtomicU64,
+    closed: AtomicBool,
+    /// Set when the link is closed: the reader and writer stop and the socket goes.
+    closing: tokio::sync::watch::Sender<bool>,
+}
+
+fn disconnected() -> IoError {
+    IoError::Io("the peer disconnected".to_string())
+}
+
+fn errno_error(errno: u32) -> IoError {
+    match errno as i32 {
+        libc::EROFS => IoError::ReadOnly("refused by the peer".to_string()),
+        libc::ENOSPC => IoError::NoSpace("on the peer".to_string()),
+        libc::EINVAL => IoError::Invalid("refused by the peer".to_string()),
+        other => IoError::Io(format!("on the peer: errno {other}")),
+    }
+}
+
+impl PeerLink {
+    fn new(node_id: u8, node_name: String, outgoing: mpsc::UnboundedSender<Frame>) -> PeerLink {
+        PeerLink {
+            node_id,
+            node_name,
+            outgoing,
+            pending: Mutex::new(HashMap::new()),
+            next_seq: AtomicU64::new(1),
+            closed: AtomicBool::new(false),
+            closing: tokio::sync::watch::Sender::new(false),
+        }
+    }
+
+    pub fn node_id(&self) -> u8 {
+        self.node_id
+    }
+
+    pub fn node_name(&self) -> &str {
+        &self.node_name
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Pending>> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues a frame. A closed link drops it.
+    pub fn send(&self, frame: Frame) -> bool {
+        !self.is_closed() && self.outgoing.send(frame).is_ok()
+    }
+
+    /// A fresh sequence number.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn request_ack(
+        &self,
+        kind: Kind,
+        flags: u32,
+        fixed: Bytes,
+        data: Option<Bytes>,
+    ) -> oneshot::Receiver<Result<(), IoError>> {
+        let (tx, rx) = oneshot::channel();
+        let seq = self.next_seq();
+        self.pending().insert(seq, Pending::Ack(tx));
+        if !self.send(Frame::new(kind, flags, seq, fixed, data))
+            && let Some(Pending::Ack(tx)) = self.pending().remove(&seq)
+        {
+            let _ = tx.send(Err(disconnected()));
+        }
+        rx
+    }
+
+    /// Replicates a write; resolves when the peer has it on its backing store.
+    pub fn send_write(
+        &self,
+        volume: u16,
+        offset: u64,
+        data: Bytes,
+        fua: bool,
+    ) -> impl Future<Output = Result<(), IoError>> + Send + 'static {
+        let range = Range {
+            volume,
+            offset,
+            length: data.len() as u32,
+        };
+        let rx = self.request_ack(
+            Kind::Write,
+            if fua { FLAG_FUA } else { 0 },
+            Bytes::copy_from_slice(&range.encode()),
+            Some(data),
+        );
+        async move { rx.await.unwrap_or_else(|_| Err(disconnected())) }
+    }
+
+    /// Asks the peer to put everything it acknowledged on stable storage.
+    pub fn send_flush(&self) -> impl Future<Output = Result<(), IoError>> + Send + 'static {
+        let rx = self.request_ack(Kind::Flush, 0, Bytes::new(), None);
+        async move { rx.await.unwrap_or_else(|_| Err(disconnected())) }
+    }
+
+    /// Reads through the peer.
+    pub fn send_read(
+        &self,
+        volume: u16,
+        offset: u64,
+        len: u32,
+    ) -> impl Future<Output = Result<Bytes, IoError>> + Send + 'static {
+        let (tx, rx) = oneshot::channel();
+        let seq = self.next_seq();
+        self.pending().insert(seq, Pending::Read(tx));
+        let range = Range {
+            volume,
+            offset,
+            length: len,
+        };
+        if !self.send(Frame::new(
+            Kind::Read,
+            0,
+            seq,
+            Bytes::copy_from_slice(&range.encode()),
+            None,
+        )) && let Some(Pending::Read(tx)) = self.pending().remove(&seq)
+        {
+            let _ = tx.send(Err(disconnected()));
+        }
+        async move { rx.await.unwrap_or_else(|_| Err(disconnected())) }
+    }
+
+    fn complete(&self, seq: u64, result: Result<Option<Bytes>, IoError>) {
+        match (self.pending().remove(&seq), result) {
+            (Some(Pending::Ack(tx)), result) => {
+                let _ = tx.send(result.map(|_| ()));
+            }
+            (Some(Pending::Read(tx)), Ok(Some(data))) => {
+                let _ = tx.send(Ok(data));
+            }
+            (Some(Pending::Read(tx)), Ok(None)) => {
+                let _ = tx.send(Err(IoError::Io("the peer sent no data".to_string())));
+            }
+            (Some(Pending::Read(tx)), Err(e)) => {
+                let _ = tx.send(Err(e));
+            }
+            (None, _) => debug!(peer = self.node_id, seq, "an answer nobody waits for"),
+        }
+    }
+
+    /// Ends the link: the connection goes, and every awaited answer fails now.
+    pub fn close(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.closing.send_replace(true);
+        let pending: Vec<Pending> = self.pending().drain().map(|(_, p)| p).collect();
+        for pending in pending {
+            match pending {
+                Pending::Ack(tx) => {
+                    let _ = tx.send(Err(disconnected()));
+                }
+                Pending::Read(tx) => {
+                    let _ = tx.send(Err(disconnected()));
+                }
+            }
+        }
+    }
+}
+
+/// What the connection needs of its resource.
+pub trait PeerHandler: Send + Sync + 'static {
+    /// The volume a frame names, if this member has it.
+    fn volume(&self, number: u16) -> Option<Arc<VolumeEngine>>;
+    /// Every volume of the resource on this member.
+    fn volumes(&self) -> Vec<Arc<VolumeEngine>>;
+    /// A frame for the resource actor (state, bitmap, resync, promotion).
+    fn control(
+        &self,
+        link: &Arc<PeerLink>,
+        kind: Kind,
+        seq: u64,
+        flags: u32,
+        payload: Bytes,
+        data: Option<Bytes>,
+    );
+    /// The connection ended.
+    fn disconnected(&self, link: &Arc<PeerLink>, reason: String);
+}
+
+/// The HMAC a member sends to prove it knows the secret: over the challenge it was given, its
+/// own node-id and the resource's name.
+pub fn proof(secret: &str, challenge: &[u8; 32], prover: u8, resource: &str) -> [u8; 32] {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(challenge);
+    mac.update(&[prover]);
+    mac.update(resource.as_bytes());
+    mac.finalize().into_bytes().into()
+}
+
+/// A fresh random challenge.
+pub fn challenge() -> [u8; 32] {
+    let mut bytes = [0u8; 32];
+    if let Ok(mut random) = std::fs::File::open("/dev/urandom") {
+        use std::io::Read;
+        let _ = random.read_exact(&mut bytes);
+    }
+    bytes
+}
+
+/// Reads one whole frame: header, fixed part, data (into an aligned buffer).
+async fn read_frame(
+    reader: &mut OwnedReadHalf,
+) -> Result<(wire::Header, Bytes, Option<Bytes>), PeerError> {
+    let mut header = [0u8; HEADER_BYTES];
+    reader
+        .read_exact(&mut header)
+        .await
+        .map_err(PeerError::Io)?;
+    let header = wire::decode_header(&header).map_err(PeerError::Wire)?;
+    let fixed_len = header.kind.fixed_bytes().unwrap_or(header.length as usize);
+    let mut fixed = BytesMut::zeroed(fixed_len);
+    reader.read_exact(&mut fixed).await.map_err(PeerError::Io)?;
+    let data = if header.kind.carries_data() {
+        let len = header.length as usize - fixed_len;
+        let mut buf = AlignedBuf::with_capacity(len);
+        while buf.len() < len {
+            let limit = len - buf.len();
+            let read = (&mut *reader)
+                .take(limit as u64)
+                .read_buf(&mut buf)
+                .await
+                .map_err(PeerError::Io)?;
+            if read == 0 {
+                return Err(PeerError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+            }
+        }
+        Some(Bytes::from_owner(buf))
+    } else {
+        None
+    };
+    Ok((header, fixed.freeze(), data))
+}
+
+/// Why a connection ended or could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error("connection: {0}")]
+    Io(std::io::Error),
+    #[error("protocol: {0}")]
+    Wire(WireError),
+    #[error("handshake: {0}")]
+    Handshake(String),
+}
+
+/// Writes a frame during the handshake (before the writer task runs).
+async fn write_now(stream: &mut TcpStream, frame: Frame) -> Result<(), PeerError> {
+    stream
+        .write_all(&frame.header)
+        .await
+        .map_err(PeerError::Io)?;
+    stream
+        .write_all(&frame.fixed)
+        .await
+        .map_err(PeerError::Io)?;
+    if let Some(data) = &frame.data {
+        stream.write_all(data).await.map_err(PeerError::Io)?;
+    }
+    Ok(())
+}
+
+async fn read_now(stream: &mut TcpStream, expected: Kind) -> Result<Bytes, PeerError> {
+    let mut header = [0u8; HEADER_BYTES];
+    stream
+        .read_exact(&mut header)
+        .await
+        .map_err(PeerError::Io)?;
+    let header = wire::decode_header(&header).map_err(PeerError::Wire)?;
+    if header.kind != expected || header.kind.carries_data() {
+        return Err(PeerError::Handshake(format!(
+            "expected {expected:?}, got {:?}",
+            header.kind
+        )));
+    }
+    let mut payload = BytesMut::zeroed(header.length as usize);
+    stream
+        .read_exact(&mut payload)
+        .await
+        .map_err(PeerError::Io)?;
+    Ok(payload.freeze())
+}
+
+/// Both sides of the handshake: `Hello` with a challenge each way, then each side proves it
+/// knows the secret. Returns the peer's node-id. `expect_peer` is the node-id the dialling side
+/// called; an acceptor checks the caller against `known_peers`.
+pub async fn handshake(
+    stream: &mut TcpStream,
+    resource: &str,
+    secret: &str,
+    me: u8,
+    expect_peer: Option<u8>,
+    known_peers: &[u8],
+) -> Result<u8, PeerError> {
+    let mine = challenge();
+    let hello = Hello {
+        resource: resource.to_string(),
+        node_id: me,
+        challenge: mine,
+    };
+    write_now(stream, Frame::new(Kind::Hello, 0, 0, hello.encode(), None)).await?;
+    let theirs = Hello::decode(&read_now(stream, Kind::Hello).await?).map_err(PeerError::Wire)?;
+    if theirs.resource != resource {
+        return Err(PeerError::Handshake(format!(
+            "the peer serves resource '{}', not '{resource}'",
+            theirs.resource
+        )));
+    }
+    if expect_peer.is_some_and(|id| id != theirs.node_id) || !known_peers.contains(&theirs.node_id)
+    {
+        return Err(PeerError::Handshake(format!(
+            "node-id {} is not a peer of resource '{resource}'",
+            theirs.node_id
+        )));
+    }
+    let answer = proof(secret, &theirs.challenge, me, resource);
+    write_now(
+        stream,
+        Frame::new(Kind::Auth, 0, 0, Bytes::copy_from_slice(&answer), None),
+    )
+    .await?;
+    let their_proof = read_now(stream, Kind::Auth).await?;
+    let expected = proof(secret, &mine, theirs.node_id, resource);
+    // Constant-time comparison: the secret must not leak through timing.
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");
+    mac.update(&mine);
+    mac.update(&[theirs.node_id]);
+    mac.update(resource.as_bytes());
+    if their_proof.len() != expected.len() || mac.verify_slice(&their_proof).is_err() {
+        return Err(PeerError::Handshake(format!(
+            "node-id {} failed authentication (wrong shared secret)",
+            theirs.node_id
+        )));
+    }
+    Ok(theirs.node_id)
+}
+
+/// Starts the reader and writer of an authenticated connection. Returns the link.
+pub fn start(
+    stream: TcpStream,
+    node_id: u8,
+    node_name: String,
+    handler: Arc<dyn PeerHandler>,
+) -> Arc<PeerLink> {
+    let _ = stream.set_nodelay(true);
+    let (reader, writer) = stream.into_split();
+    let (outgoing, frames) = mpsc::unbounded_channel();
+    let link = Arc::new(PeerLink::new(node_id, node_name, outgoing));
+    tokio::spawn(write_loop(writer, frames, link.clone()));
+    tokio::spawn(read_loop(reader, link.clone(), handler));
+    link
+}
+
+/// Sends frames, gathering what is queued into one vectored write.
+async fn write_loop(
+    mut writer: OwnedWriteHalf,
+    mut frames: mpsc::UnboundedReceiver<Frame>,
+    link: Arc<PeerLink>,
+) {
+    let mut batch: Vec<Frame> = Vec::with_capacity(MAX_BATCH_FRAMES);
+    let mut closing = link.closing.subscribe();
+    loop {
+        let first = tokio::select! {
+            frame = frames.recv() => match frame {
+                Some(frame) => frame,
+                None => break,
+            },
+            _ = closing.wait_for(|closed| *closed) => break,
+        };
+        let mut bytes = first.len();
+        batch.push(first);
+        while batch.len() < MAX_BATCH_FRAMES && bytes < MAX_BATCH_BYTES {
+            match frames.try_recv() {
+                Ok(frame) => {
+                    bytes += frame.len();
+                    batch.push(frame);
+                }
+                Err(_) => break,
+            }
+        }
+        if let Err(e) = write_batch(&mut writer, &batch).await {
+            warn!(peer = link.node_id, error = %e, "sending to the peer failed");
+            link.close();
+            return;
+        }
+        batch.clear();
+    }
+    let _ = writer.shutdown().await;
+}
+
+async fn write_batch(writer: &mut OwnedWriteHalf, batch: &[Frame]) -> std::io::Result<()> {
+    let mut parts: Vec<&[u8]> = Vec::with_capacity(batch.len() * 3);
+    for frame in batch {
+        parts.push(&frame.header);
+        if !frame.fixed.is_empty() {
+            parts.push(&frame.fixed);
+        }
+        if let Some(data) = &frame.data {
+            parts.push(data);
+        }
+    }
+    let mut first = 0usize;
+    let mut skip = 0usize;
+    while first < parts.len() {
+        let slices: Vec<IoSlice> = std::iter::once(IoSlice::new(&parts[first][skip..]))
+            .chain(parts[first + 1..].iter().map(|p| IoSlice::new(p)))
+            .take(1024)
+            .collect();
+        let mut written = writer.write_vectored(&slices).await?;
+        if written == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        while written > 0 {
+            let left = parts[first].len() - skip;
+            if written >= left {
+                written -= left;
+                first += 1;
+                skip = 0;
+            } else {
+                skip += written;
+                written = 0;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn errno_payload(error: &IoError) -> Bytes {
+    Bytes::copy_from_slice(&(error.errno() as u32).to_le_bytes())
+}
+
+/// Receives frames: data-path frames are served here, the rest goes to the resource.
+async fn read_loop(mut reader: OwnedReadHalf, link: Arc<PeerLink>, handler: Arc<dyn PeerHandler>) {
+    let mut closing = link.closing.subscribe();
+    let reason = loop {
+        let frame = tokio::select! {
+            frame = read_frame(&mut reader) => frame,
+            _ = closing.wait_for(|closed| *closed) => break "closed by this member".to_string(),
+        };
+        let (header, fixed, data) = match frame {
+            Ok(frame) => frame,
+            Err(e) => break e.to_string(),
+        };
+        match header.kind {
+            Kind::Write => {
+                let range = match Range::decode(&fixed) {
+                    Ok(range) => range,
+                    Err(e) => break e.to_string(),
+                };
+                let data = data.unwrap_or_default();
+                let Some(volume) = handler.volume(range.volume) else {
+                    link.send(Frame::new(
+                        Kind::WriteNack,
+                        0,
+                        header.seq,
+                        errno_payload(&IoError::Invalid("no such volume".into())),
+                        None,
+                    ));
+                    continue;
+                };
+                // The place in line is taken now, in arrival order; the write runs on its own.
+                let reservation = volume.conflicts().reserve(range.offset, data.len() as u64);
+                let link = link.clone();
+                tokio::spawn(async move {
+                    let guard = reservation.wait().await;
+                    let fua = header.flags & FLAG_FUA != 0;
+                    let answer = match volume
+                        .apply_peer_write(guard, range.offset, data, fua)
+                        .await
+                    {
+                        Ok(()) => Frame::new(Kind::WriteAck, 0, header.seq, Bytes::new(), None),
+                        Err(e) => {
+                            Frame::new(Kind::WriteNack, 0, header.seq, errno_payload(&e), None)
+                        }
+                    };
+                    link.send(answer);
+                });
+            }
+            Kind::WriteAck => link.complete(header.seq, Ok(None)),
+            Kind::WriteNack => {
+                let errno = u32::from_le_bytes(fixed[..4].try_into().expect("4 bytes"));
+                link.complete(header.seq, Err(errno_error(errno)));
+            }
+            Kind::Flush => {
+                let (link, handler) = (link.clone(), handler.clone());
+                tokio::spawn(async move {
+                    let mut result = Ok(());
+                    for volume in handler.volumes() {
+                        if let Err(e) = volume.local_sync().await {
+                            result = Err(e);
+                        }
+                    }
+                    let errno = match &result {
+                        Ok(()) => 0u32,
+                        Err(e) => e.errno() as u32,
+                    };
+                    link.send(Frame::new(
+                        Kind::FlushAck,
+                        0,
+                        header.seq,
+                        Bytes::copy_from_slice(&errno.to_le_bytes()),
+                        None,
+                    ));
+                });
+            }
+            Kind::FlushAck => {
+                let errno = u32::from_le_bytes(fixed[..4].try_into().expect("4 bytes"));
+                let result = if errno == 0 {
+                    Ok(None)
+                } else {
+                    Err(errno_error(errno))
+                };
+                link.complete(header.seq, result);
+            }
+            Kind::Read => {
+                let range = match Range::decode(&fixed) {
+                    Ok(range) => range,
+                    Err(e) => break e.to_string(),
+                };
+                let (link, volume) = (link.clone(), handler.volume(range.volume));
+                tokio::spawn(async move {
+                    let result = match volume {
+                        Some(volume) => volume.local_read(range.offset, range.length).await,
+                        None => Err(IoError::Invalid("no such volume".into())),
+                    };
+                    let frame = match result {
+                        Ok(data) => Frame::new(
+                            Kind::ReadReply,
+                            0,
+                            header.seq,
+                            Bytes::copy_from_slice(&0u32.to_le_bytes()),
+                            Some(data),
+                        ),
+                        Err(e) => Frame::new(
+                            Kind::ReadReply,
+                            0,
+                            header.seq,
+                            errno_payload(&e),
+                            Some(Bytes::new()),
+                        ),
+                    };
+                    link.send(frame);
+                });
+            }
+            Kind::ReadReply => {
+                let errno = u32::from_le_bytes(fixed[..4].try_into().expect("4 bytes"));
+                let result = if errno == 0 {
+                    Ok(data)
+                } else {
+                    Err(errno_error(errno))
+                };
+                link.complete(header.seq, result);
+            }
+            Kind::Hello | Kind::Auth => break "a handshake frame in an open session".to_string(),
+            _ => handler.control(&link, header.kind, header.seq, header.flags, fixed, data),
+        }
+    };
+    link.close();
+    handler.disconnected(&link, reason);
+}

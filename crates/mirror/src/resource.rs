@@ -1,0 +1,1824 @@
+//! One resource on this member: the owner of its state machine.
+//!
+//! A single task ([`Resource::run`]) owns the resource's state — role, quorum, each peer's
+//! connection, role, disk and replication state, resync progress — and receives typed
+//! [`Event`]s: a peer connected or went away, a frame for the state machine arrived, the I/O
+//! path asks to promote, a frontend opened or closed a volume, a timer ticked. Everything that
+//! waits (a promotion's round of votes, a resync's reads and writes) runs in tasks of its own
+//! that report back with events, so the state machine never blocks. After every event it
+//! publishes what the I/O path may do ([`IoView`] per volume) and a status snapshot.
+//!
+//! ```text
+//!  peer:    (absent) ──dial/accept, hello, auth──▶ Connected ──State both ways──▶ per volume:
+//!              Established | SyncSource | SyncTarget | StandAlone (split brain, unrelated)
+//!  role:    Secondary ──first write, quorum, votes granted──▶ Primary ──idle──▶ Secondary
+//!  disk:    Inconsistent ──resync done / initial sync skipped──▶ UpToDate
+//! ```
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use ferrite_block::{IoError, Volume};
+use futures::future::BoxFuture;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{Instrument, debug, info, info_span, warn};
+
+use crate::backing::Backing;
+use crate::config::{PING_INTERVAL, ResourceConfig};
+use crate::gi::{self, GenerationSet, NodeId, NodeMask, Outcome, Uuid};
+use crate::peer::{self, Frame, PeerHandler, PeerLink};
+use crate::quorum::{self, Member, OnNoQuorum, QuorumPolicy, QuorumSetting, QuorumVerdict};
+use crate::volume::{IoView, ResourceControl, VolumeEngine};
+use crate::wire::{
+    self, BitmapChunk, DiskState, Kind, PromoteAnswer, Range, StateMessage, VolumeState,
+};
+
+/// How long a member stays Primary after its last frontend closed, so that an `umount` and a
+/// `mount` right after do not bounce the role.
+pub const DEMOTE_GRACE: Duration = Duration::from_millis(500);
+
+/// How long a promotion waits for every connected peer's vote.
+pub const PROMOTE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Waits between attempts to reach a peer, the first and the longest.
+pub const RECONNECT_MIN: Duration = Duration::from_millis(100);
+pub const RECONNECT_MAX: Duration = Duration::from_secs(2);
+
+/// The largest range one resync request asks for.
+pub const RESYNC_REQUEST_BYTES: u64 = 1 << 20;
+
+/// How many resync requests a target keeps in flight.
+pub const RESYNC_WINDOW: usize = 8;
+
+/// How often [`Resource::wait_for`] rereads the live amounts between changes of state.
+pub const STATUS_POLL: Duration = Duration::from_millis(50);
+
+/// DRBD's connection states, as status shows them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Connection {
+    Connecting,
+    Connected,
+    /// Not trying: a split brain or unrelated data was found; an operator decides.
+    StandAlone(String),
+}
+
+/// DRBD's replication states of one volume toward one peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Replication {
+    Off,
+    Established,
+    SyncSource,
+    SyncTarget,
+    /// Another peer is this member's sync source; this one waits.
+    PausedSyncTarget,
+}
+
+impl Replication {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Replication::Off => "Off",
+            Replication::Established => "Established",
+            Replication::SyncSource => "SyncSource",
+            Replication::SyncTarget => "SyncTarget",
+            Replication::PausedSyncTarget => "PausedSyncT",
+        }
+    }
+}
+
+/// One volume of a peer, as this member knows it.
+#[derive(Debug, Clone)]
+pub struct PeerVolume {
+    pub disk: DiskState,
+    pub replication: Replication,
+    pub generations: Option<GenerationSet>,
+}
+
+/// A peer, as this member knows it.
+pub struct PeerState {
+    pub node_name: String,
+    pub node_id: u8,
+    pub address: SocketAddr,
+    pub diskless: bool,
+    pub link: Option<Arc<PeerLink>>,
+    pub connection: Connection,
+    pub primary: bool,
+    pub volumes: BTreeMap<u16, PeerVolume>,
+    /// Whether its first State arrived on this connection.
+    pub state_seen: bool,
+    pub last_heard: Instant,
+}
+
+/// A resync this member receives (it is the target).
+struct Resync {
+    source: u8,
+    /// Generations of the source when the resync started.
+    source_generations: GenerationSet,
+    start_current: Uuid,
+    total_bytes: u64,
+    /// The source's bitmap has arrived and was merged.
+    bitmap_complete: bool,
+    /// The source's bitmap words received so far.
+    incoming: Vec<u64>,
+    /// Requests sent and not answered, by sequence number.
+    outstanding: BTreeMap<u64, Range>,
+    /// Where the next request starts.
+    cursor: u64,
+}
+
+/// This member's volume.
+struct LocalVolume {
+    engine: Arc<VolumeEngine>,
+    disk: DiskState,
+    resync: Option<Resync>,
+    /// Resync ranges sent to each peer and not acknowledged, by (peer, seq).
+    serving: BTreeMap<(u8, u64), Range>,
+}
+
+/// What the state machine is told.
+pub enum Event {
+    Connected(Arc<PeerLink>),
+    Disconnected {
+        link: Arc<PeerLink>,
+        reason: String,
+    },
+    Frame {
+        link: Arc<PeerLink>,
+        kind: Kind,
+        seq: u64,
+        flags: u32,
+        payload: Bytes,
+        data: Option<Bytes>,
+    },
+    Promote(oneshot::Sender<Result<(), IoError>>),
+    Votes {
+        granted: bool,
+        reason: String,
+    },
+    UsageChanged,
+    /// A volume started a new data generation: send the state to every peer, then answer.
+    AnnounceGeneration(oneshot::Sender<()>),
+    Tick,
+    Down(oneshot::Sender<()>),
+}
+
+/// A snapshot of the resource for status and reports.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ResourceStatus {
+    pub name: String,
+    pub node_id: u8,
+    pub role: &'static str,
+    pub quorum: bool,
+    pub in_use: bool,
+    pub volumes: Vec<VolumeStatus>,
+    pub peers: Vec<PeerStatus>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct VolumeStatus {
+    pub number: u16,
+    pub disk: &'static str,
+    pub usable_bytes: u64,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PeerStatus {
+    pub node_name: String,
+    pub node_id: u8,
+    pub connection: String,
+    pub role: &'static str,
+    pub volumes: Vec<PeerVolumeStatus>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PeerVolumeStatus {
+    pub number: u16,
+    pub replication: &'static str,
+    pub peer_disk: &'static str,
+    pub done_percent: Option<f64>,
+    pub out_of_sync_kib: u64,
+}
+
+/// The handle other parts hold: events in, status out.
+pub struct Resource {
+    pub name: String,
+    events: mpsc::UnboundedSender<Event>,
+    status: watch::Receiver<ResourceStatus>,
+    volumes: BTreeMap<u16, Arc<VolumeEngine>>,
+}
+
+/// What a volume's I/O path calls on its resource.
+struct Control {
+    events: mpsc::UnboundedSender<Event>,
+}
+
+impl ResourceControl for Control {
+    fn promote(&self) -> BoxFuture<'static, Result<(), IoError>> {
+        let (tx, rx) = oneshot::channel();
+        let sent = self.events.send(Event::Promote(tx)).is_ok();
+        Box::pin(async move {
+            if !sent {
+                return Err(IoError::Shutdown);
+            }
+            rx.await.unwrap_or(Err(IoError::Shutdown))
+        })
+    }
+
+    fn usage_changed(&self) {
+        let _ = self.events.send(Event::UsageChanged);
+    }
+
+    fn announce_generation(&self) -> BoxFuture<'static, ()> {
+        let (tx, rx) = oneshot::channel();
+        let sent = self.events.send(Event::AnnounceGeneration(tx)).is_ok();
+        Box::pin(async move {
+            if sent {
+                let _ = rx.await;
+            }
+        })
+    }
+}
+
+/// What a connection calls on its resource.
+struct Handler {
+    events: mpsc::UnboundedSender<Event>,
+    volumes: BTreeMap<u16, Arc<VolumeEngine>>,
+}
+
+impl PeerHandler for Handler {
+    fn volume(&self, number: u16) -> Option<Arc<VolumeEngine>> {
+        self.volumes.get(&number).cloned()
+    }
+
+    fn volumes(&self) -> Vec<Arc<VolumeEngine>> {
+        self.volumes.values().cloned().collect()
+    }
+
+    fn control(
+        &self,
+        link: &Arc<PeerLink>,
+        kind: Kind,
+        seq: u64,
+        flags: u32,
+        payload: Bytes,
+        data: Option<Bytes>,
+    ) {
+        let _ = self.events.send(Event::Frame {
+            link: link.clone(),
+            kind,
+            seq,
+            flags,
+            payload,
+            data,
+        });
+    }
+
+    fn disconnected(&self, link: &Arc<PeerLink>, reason: String) {
+        let _ = self.events.send(Event::Disconnected {
+            link: link.clone(),
+            reason,
+        });
+    }
+}
+
+fn disk_for_quorum(disk: DiskState) -> quorum::DiskState {
+    match disk {
+        DiskState::Diskless => quorum::DiskState::Diskless,
+        DiskState::Attaching => quorum::DiskState::Attaching,
+        DiskState::Failed => quorum::DiskState::Failed,
+        DiskState::Inconsistent => quorum::DiskState::Inconsistent,
+        DiskState::Outdated => quorum::DiskState::Outdated,
+        DiskState::UpToDate => quorum::DiskState::UpToDate,
+    }
+}
+
+fn policy(config: &ResourceConfig) -> QuorumPolicy {
+    let quorum = match config.options.quorum.as_str() {
+        "off" => QuorumSetting::Off,
+        "all" => QuorumSetting::All,
+        "majority" => QuorumSetting::Majority,
+        other => other
+            .parse::<u8>()
+            .map(QuorumSetting::Count)
+            .unwrap_or(QuorumSetting::Majority),
+    };
+    QuorumPolicy {
+        quorum,
+        on_no_quorum: if config.options.on_no_quorum == "suspend-io" {
+            OnNoQuorum::SuspendIo
+        } else {
+            OnNoQuorum::IoError
+        },
+        ..QuorumPolicy::default()
+    }
+}
+
+fn random_u64() -> u64 {
+    let bytes = peer::challenge();
+    u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"))
+}
+
+impl Resource {
+    /// Brings the resource up: attaches the backing volumes (creating their metadata if new),
+    /// starts listening for peers and dialling those with a higher node-id.
+    pub async fn up(config: ResourceConfig) -> Result<Arc<Resource>, String> {
+        config.check().map_err(|e| e.to_string())?;
+        let span = info_span!("resource", resource = %config.name, node_id = config.node_id);
+        let (events, receiver) = mpsc::unbounded_channel();
+        let control: Arc<dyn ResourceControl> = Arc::new(Control {
+            events: events.clone(),
+        });
+        let diskful_peers: Vec<u8> = config
+            .peers
+            .iter()
+            .filter(|p| !p.diskless)
+            .map(|p| p.node_id)
+            .collect();
+        let mut volumes = BTreeMap::new();
+        let mut locals = BTreeMap::new();
+        for volume in &config.volumes {
+            let (backing, disk) = match &volume.backing {
+                Some(path) => {
+                    let (path, usable, me, peers, al) = (
+                        path.clone(),
+                        volume.usable_bytes,
+                        config.node_id,
+                        diskful_peers.clone(),
+                        config.options.al_extents,
+                    );
+                    let (backing, info) = tokio::task::spawn_blocking(move || {
+                        Backing::attach(&path, usable, me, &peers, al)
+                    })
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .map_err(|e| e.to_string())?;
+                    let generations = backing.generations();
+                    let consistent = backing.with_superblock(|sb| {
+                        sb.flags.contains(crate::metadata::MdFlags::CONSISTENT)
+                    });
+                    let disk =
+                        if info.created || generations.current.is_just_created() || !consistent {
+                            DiskState::Inconsistent
+                        } else {
+                            DiskState::UpToDate
+                        };
+                    (Some(Arc::new(backing)), disk)
+                }
+                None => (None, DiskState::Diskless),
+            };
+            let engine = Arc::new(VolumeEngine::new(
+                volume.number,
+                NodeId::new(u32::from(config.node_id)).map_err(|e| e.to_string())?,
+                volume.usable_bytes,
+                backing,
+                control.clone(),
+            ));
+            volumes.insert(volume.number, engine.clone());
+            locals.insert(
+                volume.number,
+                LocalVolume {
+                    engine,
+                    disk,
+                    resync: None,
+                    serving: BTreeMap::new(),
+                },
+            );
+        }
+        let listener = TcpListener::bind(config.listen)
+            .await
+            .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+        let handler: Arc<dyn PeerHandler> = Arc::new(Handler {
+            events: events.clone(),
+            volumes: volumes.clone(),
+        });
+        let peers = config
+            .peers
+            .iter()
+            .map(|p| {
+                (
+                    p.node_id,
+                    PeerState {
+                        node_name: p.node_name.clone(),
+                        node_id: p.node_id,
+                        address: p.address,
+                        diskless: p.diskless,
+                        link: None,
+                        connection: Connection::Connecting,
+                        primary: false,
+                        volumes: BTreeMap::new(),
+                        state_seen: false,
+                        last_heard: Instant::now(),
+                    },
+                )
+            })
+            .collect();
+        let mut machine = Machine {
+            config: config.clone(),
+            events: events.clone(),
+            volumes: locals,
+            peers,
+            primary: false,
+            promoting: None,
+            pending_votes: None,
+            quorum: QuorumVerdict::initial(),
+            error: None,
+            idle_since: None,
+            status: None,
+        };
+        let (status_tx, status) = watch::channel(machine.snapshot());
+        machine.status = Some(status_tx);
+        machine.publish();
+        let (shutdown_tx, shutdown) = watch::channel(false);
+        tokio::spawn(
+            accept_loop(
+                listener,
+                config.clone(),
+                handler.clone(),
+                events.clone(),
+                shutdown.clone(),
+            )
+            .instrument(span.clone()),
+        );
+        for peer in config.peers.iter().filter(|p| p.node_id > config.node_id) {
+            tokio::spawn(
+                dial_loop(
+                    config.clone(),
+                    peer.node_id,
+                    peer.node_name.clone(),
+                    peer.address,
+                    handler.clone(),
+                    events.clone(),
+                    shutdown.clone(),
+                )
+                .instrument(span.clone()),
+            );
+        }
+        let ticker = events.clone();
+        let mut ticker_shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let mut interval = tokio::time::interval(PING_INTERVAL / 4);
+            loop {
+                tokio::select! {
+                    _ = interval.tick() => {
+                        if ticker.send(Event::Tick).is_err() {
+                            return;
+                        }
+                    }
+                    _ = ticker_shutdown.changed() => return,
+                }
+            }
+        });
+        tokio::spawn(machine.run(receiver, shutdown_tx).instrument(span));
+        info!(resource = %config.name, volumes = volumes.len(), peers = config.peers.len(), "resource up");
+        Ok(Arc::new(Resource {
+            name: config.name.clone(),
+            events,
+            status,
+            volumes,
+        }))
+    }
+
+    /// The volumes, for the frontends.
+    pub fn volumes(&self) -> &BTreeMap<u16, Arc<VolumeEngine>> {
+        &self.volumes
+    }
+
+    /// The latest status. The state machine publishes it on every change of state; the
+    /// out-of-sync amounts, which every write to an absent peer changes, are read live.
+    pub fn status(&self) -> ResourceStatus {
+        let mut status = self.status.borrow().clone();
+        for peer in &mut status.peers {
+            for volume in &mut peer.volumes {
+                if let Some(backing) = self.volumes.get(&volume.number).and_then(|v| v.backing()) {
+                    volume.out_of_sync_kib = backing.out_of_sync_bytes(peer.node_id) / 1024;
+                }
+            }
+        }
+        status
+    }
+
+    /// Waits until the status satisfies `predicate` (tests, `wait` commands). Checked on every
+    /// change of state and every [`STATUS_POLL`], for the amounts read live.
+    pub async fn wait_for(
+        &self,
+        timeout: Duration,
+        predicate: impl Fn(&ResourceStatus) -> bool,
+    ) -> Result<ResourceStatus, ResourceStatus> {
+        let mut changes = self.status.clone();
+        let deadline = Instant::now() + timeout;
+        loop {
+            let status = self.status();
+            if predicate(&status) {
+                return Ok(status);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Err(status);
+            }
+            let nap = STATUS_POLL.min(deadline - now);
+            let _ = tokio::time::timeout(nap, changes.changed()).await;
+        }
+    }
+
+    /// Takes the resource down: connections closed, bitmaps written, Primary demoted cleanly.
+    pub async fn down(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.events.send(Event::Down(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Whether the resource has no more task (down or crashed).
+    pub fn is_down(&self) -> bool {
+        self.events.is_closed()
+    }
+
+    /// Tells the state machine that frontends' usage may have changed.
+    pub fn usage_changed(&self) {
+        let _ = self.events.send(Event::UsageChanged);
+    }
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    config: ResourceConfig,
+    handler: Arc<dyn PeerHandler>,
+    events: mpsc::UnboundedSender<Event>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let known: Vec<u8> = config.peers.iter().map(|p| p.node_id).collect();
+    loop {
+        let (mut stream, from) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    warn!(error = %e, "accepting a peer failed");
+                    tokio::time::sleep(RECONNECT_MIN).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        let (config, handler, events, known) = (
+            config.clone(),
+            handler.clone(),
+            events.clone(),
+            known.clone(),
+        );
+        tokio::spawn(async move {
+            let shaken = tokio::time::timeout(
+                peer::HANDSHAKE_TIMEOUT,
+                peer::handshake(
+                    &mut stream,
+                    &config.name,
+                    &config.secret,
+                    config.node_id,
+                    None,
+                    &known,
+                ),
+            )
+            .await;
+            match shaken {
+                Ok(Ok(node_id)) => {
+                    let name = config
+                        .peers
+                        .iter()
+                        .find(|p| p.node_id == node_id)
+                        .map(|p| p.node_name.clone())
+                        .unwrap_or_default();
+                    let link = peer::start(stream, node_id, name, handler);
+                    let _ = events.send(Event::Connected(link));
+                }
+                Ok(Err(e)) => warn!(%from, error = %e, "refused a peer connection"),
+                Err(_) => warn!(%from, "a peer connection did not complete its handshake in time"),
+            }
+        });
+    }
+}
+
+async fn dial_loop(
+    config: ResourceConfig,
+    node_id: u8,
+    node_name: String,
+    address: SocketAddr,
+    handler: Arc<dyn PeerHandler>,
+    events: mpsc::UnboundedSender<Event>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut wait = RECONNECT_MIN;
+    let mut connected: Option<Arc<PeerLink>> = None;
+    loop {
+        if let Some(link) = &connected {
+            if !link.is_closed() {
+                tokio::select! {
+                    _ = tokio::time::sleep(RECONNECT_MIN) => continue,
+                    _ = shutdown.changed() => return,
+                }
+            }
+            connected = None;
+        }
+        let attempt = async {
+            let mut stream = TcpStream::connect(address)
+                .await
+                .map_err(|e| e.to_string())?;
+            peer::handshake(
+                &mut stream,
+                &config.name,
+                &config.secret,
+                config.node_id,
+                Some(node_id),
+                &[node_id],
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            Ok::<TcpStream, String>(stream)
+        };
+        match tokio::time::timeout(peer::HANDSHAKE_TIMEOUT, attempt).await {
+            Ok(Ok(stream)) => {
+                wait = RECONNECT_MIN;
+                let link = peer::start(stream, node_id, node_name.clone(), handler.clone());
+                connected = Some(link.clone());
+                if events.send(Event::Connected(link)).is_err() {
+                    return;
+                }
+                continue;
+            }
+            Ok(Err(e)) => debug!(peer = node_id, %address, error = %e, "peer not reachable"),
+            Err(_) => debug!(peer = node_id, %address, "connecting to peer timed out"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => return,
+        }
+        wait = (wait * 2).min(RECONNECT_MAX);
+    }
+}
+
+/// The state machine.
+struct Machine {
+    config: ResourceConfig,
+    events: mpsc::UnboundedSender<Event>,
+    volumes: BTreeMap<u16, LocalVolume>,
+    peers: BTreeMap<u8, PeerState>,
+    primary: bool,
+    /// Callers waiting for a promotion in progress.
+    promoting: Option<Vec<oneshot::Sender<Result<(), IoError>>>>,
+    /// The votes of the promotion in progress.
+    pending_votes: Option<PendingVotes>,
+    quorum: QuorumVerdict,
+    error: Option<String>,
+    idle_since: Option<Instant>,
+    status: Option<watch::Sender<ResourceStatus>>,
+}
+
+impl Machine {
+    fn me(&self) -> NodeId {
+        NodeId::new(u32::from(self.config.node_id)).expect("checked config")
+    }
+
+    async fn run(
+        mut self,
+        mut events: mpsc::UnboundedReceiver<Event>,
+        shutdown: watch::Sender<bool>,
+    ) {
+        while let Some(event) = events.recv().await {
+            if let Event::Down(done) = event {
+                self.go_down().await;
+                let _ = shutdown.send(true);
+                let _ = done.send(());
+                return;
+            }
+            self.handle(event).await;
+            self.publish();
+        }
+    }
+
+    async fn handle(&mut self, event: Event) {
+        match event {
+            Event::Connected(link) => self.connected(link),
+            Event::Disconnected { link, reason } => self.disconnected(&link, &reason),
+            Event::Frame {
+                link,
+                kind,
+                seq,
+                flags,
+                payload,
+                data,
+            } => self.frame(&link, kind, seq, flags, payload, data).await,
+            Event::Promote(reply) => self.promote(reply),
+            Event::Votes { granted, reason } => self.votes_counted(granted, reason).await,
+            Event::UsageChanged => self.usage_changed(),
+            Event::AnnounceGeneration(done) => {
+                self.broadcast_state();
+                let _ = done.send(());
+            }
+            Event::Tick => self.tick().await,
+            Event::Down(_) => unreachable!("handled in run"),
+        }
+    }
+
+    fn connected(&mut self, link: Arc<PeerLink>) {
+        let node = link.node_id();
+        let Some(peer) = self.peers.get_mut(&node) else {
+            return;
+        };
+        if matches!(peer.connection, Connection::StandAlone(_)) {
+            info!(
+                peer = node,
+                "peer is StandAlone (an operator must decide); dropping the connection"
+            );
+            link.close();
+            return;
+        }
+        if let Some(old) = peer.link.replace(link.clone()) {
+            old.close();
+        }
+        peer.connection = Connection::Connected;
+        peer.state_seen = false;
+        peer.last_heard = Instant::now();
+        info!(peer = node, name = %peer.node_name, "peer connected");
+        self.send_state(&link);
+    }
+
+    fn disconnected(&mut self, link: &Arc<PeerLink>, reason: &str) {
+        let node = link.node_id();
+        let primary = self.primary;
+        let Some(peer) = self.peers.get_mut(&node) else {
+            return;
+        };
+        if !peer.link.as_ref().is_some_and(|l| Arc::ptr_eq(l, link)) {
+            return;
+        }
+        info!(peer = node, %reason, "peer disconnected");
+        peer.link = None;
+        peer.primary = false;
+        if !matches!(peer.connection, Connection::StandAlone(_)) {
+            peer.connection = Connection::Connecting;
+        }
+        let diskful = !peer.diskless;
+        for volume in peer.volumes.values_mut() {
+            volume.replication = Replication::Off;
+        }
+        for local in self.volumes.values_mut() {
+            if diskful && let Some(backing) = local.engine.backing() {
+                backing.note_peer_lost(primary);
+            }
+            if local.resync.as_ref().is_some_and(|r| r.source == node) {
+                info!(
+                    peer = node,
+                    volume = local.engine.number,
+                    "resync source lost; the resync resumes when it is back"
+                );
+                local.resync = None;
+            }
+            local.serving.retain(|(peer, _), _| *peer != node);
+        }
+    }
+
+    fn send_state(&self, link: &Arc<PeerLink>) {
+        let state = StateMessage {
+            primary: self.primary,
+            volumes: self
+                .volumes
+                .values()
+                .map(|local| VolumeState {
+                    volume: local.engine.number,
+                    disk: local.disk,
+                    usable_bytes: local.engine.size(),
+                    generations: local
+                        .engine
+                        .backing()
+                        .map(|b| b.generations())
+                        .unwrap_or_else(GenerationSet::just_created),
+                })
+                .collect(),
+        };
+        link.send(Frame::new(Kind::State, 0, 0, state.encode(), None));
+    }
+
+    fn broadcast_state(&self) {
+        for peer in self.peers.values() {
+            if let Some(link) = &peer.link {
+                self.send_state(link);
+            }
+        }
+    }
+
+    async fn frame(
+        &mut self,
+        link: &Arc<PeerLink>,
+        kind: Kind,
+        seq: u64,
+        _flags: u32,
+        payload: Bytes,
+        data: Option<Bytes>,
+    ) {
+        let node = link.node_id();
+        if let Some(peer) = self.peers.get_mut(&node) {
+            peer.last_heard = Instant::now();
+        }
+        match kind {
+            Kind::State => match StateMessage::decode(&payload) {
+                Ok(state) => self.peer_state(link, state).await,
+                Err(e) => {
+                    warn!(peer = node, error = %e, "malformed state; closing the connection");
+                    link.close();
+                }
+            },
+            Kind::Bitmap => match BitmapChunk::decode(&payload) {
+                Ok(chunk) => self.bitmap_chunk(node, chunk),
+                Err(e) => {
+                    warn!(peer = node, error = %e, "malformed bitmap; closing the connection");
+                    link.close();
+                }
+            },
+            Kind::ResyncRequest => match Range::decode(&payload) {
+                Ok(range) => self.serve_resync(link, seq, range),
+                Err(_) => link.close(),
+            },
+            Kind::ResyncData => match Range::decode(&payload) {
+                Ok(range) => self.resync_data(link, seq, range, data.unwrap_or_default()),
+                Err(_) => link.close(),
+            },
+            Kind::ResyncDone => {
+                // An acknowledgement of one resync range: the source's bits for it go.
+                let volume = u16::from_le_bytes([payload[0], payload[1]]);
+                if let Some(local) = self.volumes.get_mut(&volume)
+                    && let Some(range) = local.serving.remove(&(node, seq))
+                    && let Some(backing) = local.engine.backing()
+                {
+                    backing.mark_in_sync(node, range.offset, u64::from(range.length));
+                }
+            }
+            Kind::PromoteRequest => {
+                let answer = if self.primary {
+                    PromoteAnswer::PeerIsPrimary
+                } else if self.peers.values().any(|p| p.primary && p.node_id != node) {
+                    PromoteAnswer::OtherPrimary
+                } else if self.promoting.is_some() && self.config.node_id < node {
+                    PromoteAnswer::Race
+                } else {
+                    if let Some(peer) = self.peers.get_mut(&node) {
+                        peer.primary = true;
+                    }
+                    PromoteAnswer::Granted
+                };
+                link.send(Frame::new(
+                    Kind::PromoteReply,
+                    0,
+                    seq,
+                    Bytes::copy_from_slice(&(answer as u32).to_le_bytes()),
+                    None,
+                ));
+            }
+            Kind::PromoteReply => {
+                let answer = u32::from_le_bytes(payload[..4].try_into().unwrap_or([0xff; 4]));
+                let granted = PromoteAnswer::from_u32(answer) == Some(PromoteAnswer::Granted);
+                let _ = self.events.send(Event::Votes {
+                    granted,
+                    reason: format!("peer {node} answered {:?}", PromoteAnswer::from_u32(answer)),
+                });
+            }
+            Kind::Demoted => {
+                if let Some(peer) = self.peers.get_mut(&node) {
+                    peer.primary = false;
+                }
+            }
+            Kind::OutOfSync => {
+                if let Ok(range) = Range::decode(&payload)
+                    && let Some(local) = self.volumes.get(&range.volume)
+                    && let Some(backing) = local.engine.backing()
+                {
+                    backing.mark_out_of_sync(node, range.offset, u64::from(range.length));
+                }
+            }
+            Kind::Ping => {
+                link.send(Frame::new(Kind::Pong, 0, seq, Bytes::new(), None));
+            }
+            Kind::Pong => {}
+            other => {
+                warn!(peer = node, kind = ?other, "unexpected frame; closing the connection");
+                link.close();
+            }
+        }
+    }
+
+    /// A peer's state: on a fresh connection, the handshake's decision per volume.
+    async fn peer_state(&mut self, link: &Arc<PeerLink>, state: StateMessage) {
+        let node = link.node_id();
+        let me = self.me();
+        let Some(peer_id) = NodeId::new(u32::from(node)).ok() else {
+            return;
+        };
+        let first = {
+            let Some(peer) = self.peers.get_mut(&node) else {
+                return;
+            };
+            peer.primary = state.primary;
+            let first = !peer.state_seen;
+            peer.state_seen = true;
+            first
+        };
+        let disks_before: Vec<DiskState> = self.volumes.values().map(|v| v.disk).collect();
+        for remote in state.volumes {
+            let number = remote.volume;
+            let Some(local) = self.volumes.get_mut(&number) else {
+                continue;
+            };
+            let previous_replication = self
+                .peers
+                .get(&node)
+                .and_then(|p| p.volumes.get(&number))
+                .map(|v| v.replication)
+                .unwrap_or(Replication::Off);
+            let mut replication = previous_replication;
+            if let Some(backing) = local.engine.backing().cloned()
+                && remote.disk != DiskState::Diskless
+            {
+                let mine = backing.generations();
+                if first {
+                    // Skip the initial sync: every diskful member new and just created, and the
+                    // member with the lower node-id declares the first generation.
+                    let both_new = mine.current.is_just_created()
+                        && remote.generations.current.is_just_created();
+                    let new_volume = self
+                        .config
+                        .volumes
+                        .iter()
+                        .any(|v| v.number == number && v.new_volume);
+                    if both_new && new_volume && self.config.node_id < node {
+                        let fresh = Uuid::new_generation(random_u64());
+                        if backing
+                            .update_superblock(|sb| {
+                                let _ = sb.generations.new_current_uuid_clear_bitmap(me, fresh);
+                                sb.flags.insert(
+                                    crate::metadata::MdFlags::CONSISTENT
+                                        | crate::metadata::MdFlags::WAS_UP_TO_DATE,
+                                );
+                            })
+                            .await
+                            .is_ok()
+                        {
+                            local.disk = DiskState::UpToDate;
+                            info!(
+                                peer = node,
+                                volume = number,
+                                "new volume: initial sync skipped"
+                            );
+                            replication = Replication::Established;
+                        }
+                    } else {
+                        let decision = gi::decide(&mine, me, &remote.generations, peer_id);
+                        info!(peer = node, volume = number, outcome = ?decision.outcome, rule = decision.rule.name(), "handshake");
+                        replication = match decision.outcome {
+                            Outcome::NoSync => {
+                                if local.disk == DiskState::Inconsistent
+                                    && remote.disk == DiskState::UpToDate
+                                    && !mine.current.is_just_created()
+                                {
+                                    // An interrupted resync: resume it as a bitmap resync.
+                                    Replication::SyncTarget
+                                } else {
+                                    Replication::Established
+                                }
+                            }
+                            Outcome::SyncSource(kind) => {
+                                if kind == gi::ResyncKind::Full {
+                                    backing.with_bitmap(node, |b| {
+                                        b.set_all();
+                                    });
+                                }
+                                send_bitmap(link, number, &backing, node);
+                                Replication::SyncSource
+                            }
+                            Outcome::SyncTarget(kind) => {
+                                if kind == gi::ResyncKind::Full {
+                                    backing.with_bitmap(node, |b| {
+                                        b.set_all();
+                                    });
+                                }
+                                Replication::SyncTarget
+                            }
+                            Outcome::SplitBrain(kind) => {
+                                let reason = format!(
+                                    "split brain detected on volume {number} with '{}' ({kind:?}): both sides wrote data the other does not have; nothing is merged. Resolve with 'ferrite-mirrord resolve {} --discard-my-data' on the node whose changes are to be thrown away",
+                                    link.node_name(),
+                                    self.config.name
+                                );
+                                warn!(peer = node, "{reason}");
+                                self.error = Some(reason.clone());
+                                if let Some(peer) = self.peers.get_mut(&node) {
+                                    peer.connection = Connection::StandAlone(reason);
+                                }
+                                link.close();
+                                return;
+                            }
+                            Outcome::Unrelated => {
+                                let reason = format!(
+                                    "volume {number} of '{}' holds unrelated data (no generation in common); refusing to connect",
+                                    link.node_name()
+                                );
+                                warn!(peer = node, "{reason}");
+                                self.error = Some(reason.clone());
+                                if let Some(peer) = self.peers.get_mut(&node) {
+                                    peer.connection = Connection::StandAlone(reason);
+                                }
+                                link.close();
+                                return;
+                            }
+                        };
+                        if replication == Replication::SyncTarget {
+                            local.disk = DiskState::Inconsistent;
+                            let _ = backing
+                                .update_superblock(|sb| {
+                                    sb.flags.remove(crate::metadata::MdFlags::CONSISTENT)
+                                })
+                                .await;
+                            let total = backing.out_of_sync_bytes(node);
+                            local.resync = Some(Resync {
+                                source: node,
+                                source_generations: remote.generations.clone(),
+                                start_current: mine.current,
+                                total_bytes: total,
+                                bitmap_complete: false,
+                                incoming: Vec::new(),
+                                outstanding: BTreeMap::new(),
+                                cursor: 0,
+                            });
+                        }
+                    }
+                } else if remote.disk == DiskState::UpToDate
+                    && previous_replication == Replication::SyncSource
+                {
+                    // The target finished: it holds our data now.
+                    let _ = backing
+                        .update_superblock(|sb| {
+                            sb.generations.finish_resync_as_source(peer_id);
+                        })
+                        .await;
+                    backing.with_bitmap(node, |b| b.clear_all());
+                    replication = Replication::Established;
+                    info!(
+                        peer = node,
+                        volume = number,
+                        "peer finished its resync from here"
+                    );
+                } else if local.disk == DiskState::UpToDate
+                    && remote.disk == DiskState::UpToDate
+                    && remote.generations.current != mine.current
+                    && state.primary
+                {
+                    // The Primary started a new generation: adopt it.
+                    let weak = NodeMask::default();
+                    let new = remote.generations.current;
+                    let _ = backing
+                        .update_superblock(|sb| {
+                            let _ = sb.generations.adopt_new_current(me, peer_id, new, weak);
+                        })
+                        .await;
+                } else if local.disk == DiskState::Inconsistent
+                    && remote.disk == DiskState::UpToDate
+                    && mine.current.is_just_created()
+                    && remote.generations.is_day0()
+                    && first_declared(&remote.generations)
+                {
+                    // The peer skipped the initial sync for both of us.
+                    let current = remote.generations.current;
+                    if backing
+                        .update_superblock(|sb| {
+                            let _ = sb.generations.accept_skip_initial_sync(current);
+                            sb.flags.insert(
+                                crate::metadata::MdFlags::CONSISTENT
+                                    | crate::metadata::MdFlags::WAS_UP_TO_DATE,
+                            );
+                        })
+                        .await
+                        .is_ok()
+                    {
+                        local.disk = DiskState::UpToDate;
+                        replication = Replication::Established;
+                        info!(
+                            peer = node,
+                            volume = number,
+                            "new volume: initial sync skipped"
+                        );
+                    }
+                }
+            }
+            if local.engine.backing().is_none() {
+                // A diskless member replicates to every connected diskful peer.
+                replication = if remote.disk == DiskState::Diskless {
+                    Replication::Off
+                } else {
+                    Replication::Established
+                };
+            }
+            if let Some(peer) = self.peers.get_mut(&node) {
+                peer.volumes.insert(
+                    number,
+                    PeerVolume {
+                        disk: remote.disk,
+                        replication,
+                        generations: Some(remote.generations),
+                    },
+                );
+            }
+        }
+        let disks_after: Vec<DiskState> = self.volumes.values().map(|v| v.disk).collect();
+        if disks_after != disks_before {
+            // Every peer must know: quorum and where to read depend on it.
+            self.broadcast_state();
+        } else if first {
+            // Tell the peer where this side stands after the decisions.
+            self.send_state(link);
+        }
+        self.drive_resyncs();
+    }
+
+    /// A chunk of the sync source's bitmap toward this member: kept until the last one, then
+    /// OR-ed into this member's bitmap toward the source, which drives the resync.
+    fn bitmap_chunk(&mut self, node: u8, chunk: BitmapChunk) {
+        let Some(local) = self.volumes.get_mut(&chunk.volume) else {
+            return;
+        };
+        let Some(backing) = local.engine.backing().cloned() else {
+            return;
+        };
+        let Some(resync) = local.resync.as_mut().filter(|r| r.source == node) else {
+            return;
+        };
+        let usable = backing.usable();
+        let expected_words = (crate::bitmap::OutOfSyncBitmap::on_disk_bytes(usable) / 8) as usize;
+        let first = chunk.first_word as usize;
+        if first != resync.incoming.len() || first + chunk.words.len() > expected_words {
+            warn!(
+                peer = node,
+                "bitmap chunk out of order or too long; closing the connection"
+            );
+            if let Some(link) = self.peers.get(&node).and_then(|p| p.link.clone()) {
+                link.close();
+            }
+            return;
+        }
+        resync.incoming.extend_from_slice(&chunk.words);
+        if !chunk.last {
+            return;
+        }
+        let bytes: Vec<u8> = resync
+            .incoming
+            .iter()
+            .flat_map(|w| w.to_le_bytes())
+            .collect();
+        resync.incoming = Vec::new();
+        match crate::bitmap::OutOfSyncBitmap::decode(usable, &bytes) {
+            Ok(theirs) => {
+                backing.with_bitmap(node, |mine| {
+                    let _ = mine.merge(&theirs);
+                });
+                resync.bitmap_complete = true;
+                resync.total_bytes = backing.out_of_sync_bytes(node);
+                info!(
+                    peer = node,
+                    volume = chunk.volume,
+                    kib = resync.total_bytes / 1024,
+                    "resync starts"
+                );
+            }
+            Err(e) => {
+                warn!(peer = node, error = %e, "the source's bitmap is invalid; closing the connection");
+                if let Some(link) = self.peers.get(&node).and_then(|p| p.link.clone()) {
+                    link.close();
+                }
+                return;
+            }
+        }
+        self.drive_resyncs();
+    }
+
+    /// Sends the next resync requests of every volume this member receives a resync for.
+    fn drive_resyncs(&mut self) {
+        let link_of = |peers: &BTreeMap<u8, PeerState>, node: u8| {
+            peers.get(&node).and_then(|p| p.link.clone())
+        };
+        for local in self.volumes.values_mut() {
+            let Some(resync) = local.resync.as_mut() else {
+                continue;
+            };
+            if !resync.bitmap_complete {
+                continue;
+            }
+            let Some(link) = link_of(&self.peers, resync.source) else {
+                continue;
+            };
+            let Some(backing) = local.engine.backing().cloned() else {
+                continue;
+            };
+            let usable = backing.usable();
+            while resync.outstanding.len() < RESYNC_WINDOW && resync.cursor < usable {
+                let next = backing
+                    .with_bitmap(resync.source, |b| {
+                        b.next_range_from(resync.cursor, RESYNC_REQUEST_BYTES)
+                    })
+                    .flatten();
+                let Some((offset, len)) = next else {
+                    resync.cursor = usable;
+                    break;
+                };
+                let range = Range {
+                    volume: local.engine.number,
+                    offset,
+                    length: len as u32,
+                };
+                let seq = link.next_seq();
+                resync.outstanding.insert(seq, range);
+                resync.cursor = offset + len;
+                link.send(Frame::new(
+                    Kind::ResyncRequest,
+                    0,
+                    seq,
+                    Bytes::copy_from_slice(&range.encode()),
+                    None,
+                ));
+            }
+            if resync.outstanding.is_empty() && resync.cursor >= usable {
+                if backing.out_of_sync_bytes(resync.source) > 0 {
+                    // Writes that failed toward the source meanwhile: another round.
+                    resync.cursor = 0;
+                    continue;
+                }
+                let _ = self.events.send(Event::Tick);
+            }
+        }
+    }
+
+    /// The source side: read the range (ordered against application writes) and send it.
+    fn serve_resync(&mut self, link: &Arc<PeerLink>, seq: u64, range: Range) {
+        let Some(local) = self.volumes.get_mut(&range.volume) else {
+            return;
+        };
+        let engine = local.engine.clone();
+        local.serving.insert((link.node_id(), seq), range);
+        let link = link.clone();
+        tokio::spawn(async move {
+            let guard = engine
+                .conflicts()
+                .acquire(range.offset, u64::from(range.length))
+                .await;
+            match engine.local_read(range.offset, range.length).await {
+                Ok(data) => {
+                    // Queued while the range is held: an application write to it goes out
+                    // after this frame, and the target applies them in that order.
+                    link.send(Frame::new(
+                        Kind::ResyncData,
+                        0,
+                        seq,
+                        Bytes::copy_from_slice(&range.encode()),
+                        Some(data),
+                    ));
+                }
+                Err(e) => warn!(error = %e, "reading for a resync failed"),
+            }
+            drop(guard);
+        });
+    }
+
+    /// The target side: write the data in arrival order, clear the bits, acknowledge.
+    fn resync_data(&mut self, link: &Arc<PeerLink>, seq: u64, range: Range, data: Bytes) {
+        let node = link.node_id();
+        let Some(local) = self.volumes.get_mut(&range.volume) else {
+            return;
+        };
+        let Some(resync) = local.resync.as_mut() else {
+            return;
+        };
+        if resync.source != node || resync.outstanding.remove(&seq).is_none() {
+            return;
+        }
+        let engine = local.engine.clone();
+        let reservation = engine
+            .conflicts()
+            .reserve(range.offset, u64::from(range.length));
+        let (link, events) = (link.clone(), self.events.clone());
+        tokio::spawn(async move {
+            let guard = reservation.wait().await;
+            match engine
+                .apply_peer_write(guard, range.offset, data, false)
+                .await
+            {
+                Ok(()) => {
+                    if let Some(backing) = engine.backing() {
+                        backing.mark_in_sync(node, range.offset, u64::from(range.length));
+                    }
+                    let mut ack = BytesMut::zeroed(4);
+                    ack[..2].copy_from_slice(&range.volume.to_le_bytes());
+                    link.send(Frame::new(Kind::ResyncDone, 0, seq, ack.freeze(), None));
+                }
+                Err(e) => warn!(error = %e, "writing resync data failed"),
+            }
+            let _ = events.send(Event::Tick);
+        });
+    }
+
+    /// Finishes the resyncs whose every block arrived.
+    async fn finish_resyncs(&mut self) {
+        let me = self.me();
+        let mut finished = false;
+        for local in self.volumes.values_mut() {
+            let Some(resync) = &local.resync else {
+                continue;
+            };
+            let Some(backing) = local.engine.backing().cloned() else {
+                continue;
+            };
+            if !resync.bitmap_complete
+                || !resync.outstanding.is_empty()
+                || backing.out_of_sync_bytes(resync.source) > 0
+            {
+                continue;
+            }
+            let Ok(source_id) = NodeId::new(u32::from(resync.source)) else {
+                continue;
+            };
+            let (source_generations, start_current) =
+                (resync.source_generations.clone(), resync.start_current);
+            let peers_on_source: NodeMask = NodeMask::default();
+            if backing
+                .sync()
+                .await
+                .and(
+                    backing
+                        .update_superblock(|sb| {
+                            sb.generations.finish_resync_as_target(
+                                me,
+                                source_id,
+                                &source_generations,
+                                start_current,
+                                peers_on_source,
+                            );
+                            sb.flags.insert(
+                                crate::metadata::MdFlags::CONSISTENT
+                                    | crate::metadata::MdFlags::WAS_UP_TO_DATE,
+                            );
+                        })
+                        .await,
+                )
+                .is_ok()
+            {
+                info!(
+                    source = resync.source,
+                    volume = local.engine.number,
+                    bytes = resync.total_bytes,
+                    "resync finished"
+                );
+                let source = resync.source;
+                local.resync = None;
+                local.disk = DiskState::UpToDate;
+                if let Some(peer) = self.peers.get_mut(&source)
+                    && let Some(volume) = peer.volumes.get_mut(&local.engine.number)
+                {
+                    volume.replication = Replication::Established;
+                }
+                finished = true;
+            }
+        }
+        if finished {
+            self.broadcast_state();
+        }
+    }
+
+    fn promote(&mut self, reply: oneshot::Sender<Result<(), IoError>>) {
+        if self.primary {
+            let _ = reply.send(Ok(()));
+            return;
+        }
+        if let Some(waiting) = self.promoting.as_mut() {
+            waiting.push(reply);
+            return;
+        }
+        if let Err(refusal) = self.may_promote() {
+            let _ = reply.send(Err(refusal));
+            return;
+        }
+        self.promoting = Some(vec![reply]);
+        let links: Vec<Arc<PeerLink>> =
+            self.peers.values().filter_map(|p| p.link.clone()).collect();
+        if links.is_empty() {
+            let _ = self.events.send(Event::Votes {
+                granted: true,
+                reason: String::new(),
+            });
+            return;
+        }
+        for link in &links {
+            let seq = link.next_seq();
+            link.send(Frame::new(Kind::PromoteRequest, 0, seq, Bytes::new(), None));
+        }
+        // The replies arrive as PromoteReply frames; count them in `votes_counted`.
+        self.pending_votes = Some(PendingVotes {
+            needed: links.len(),
+            granted: 0,
+            refused: None,
+            deadline: Instant::now() + PROMOTE_TIMEOUT,
+        });
+    }
+
+    fn may_promote(&self) -> Result<(), IoError> {
+        if let Some(other) = self.peers.values().find(|p| p.primary) {
+            return Err(IoError::ReadOnly(format!(
+                "'{}' is Primary",
+                other.node_name
+            )));
+        }
+        if !self.quorum.has_quorum {
+            return Err(IoError::Io(format!("no quorum ({:?})", self.quorum.reason)));
+        }
+        for local in self.volumes.values() {
+            let reachable = local.disk == DiskState::UpToDate
+                || self.peers.values().any(|p| {
+                    p.link.is_some()
+                        && p.volumes
+                            .get(&local.engine.number)
+                            .is_some_and(|v| v.disk == DiskState::UpToDate)
+                });
+            if !reachable {
+                return Err(IoError::Io(format!(
+                    "volume {} has no UpToDate data within reach",
+                    local.engine.number
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    async fn votes_counted(&mut self, granted: bool, reason: String) {
+        let Some(votes) = self.pending_votes.as_mut() else {
+            if self.promoting.is_some() && granted && reason.is_empty() {
+                // No peer to ask.
+                self.become_primary().await;
+            }
+            return;
+        };
+        if granted {
+            votes.granted += 1;
+        } else if votes.refused.is_none() {
+            votes.refused = Some(reason);
+        }
+        if votes.granted + usize::from(votes.refused.is_some()) < votes.needed
+            && votes.refused.is_none()
+        {
+            return;
+        }
+        let votes = self.pending_votes.take().expect("checked");
+        match votes.refused {
+            None => self.become_primary().await,
+            Some(reason) => {
+                self.promotion_failed(IoError::ReadOnly(format!("promotion refused: {reason}")))
+            }
+        }
+    }
+
+    fn promotion_failed(&mut self, error: IoError) {
+        for waiter in self.promoting.take().unwrap_or_default() {
+            let _ = waiter.send(Err(error.clone()));
+        }
+        for link in self.peers.values().filter_map(|p| p.link.clone()) {
+            link.send(Frame::new(Kind::Demoted, 0, 0, Bytes::new(), None));
+        }
+    }
+
+    async fn become_primary(&mut self) {
+        for local in self.volumes.values_mut() {
+            if let Some(backing) = local.engine.backing().cloned() {
+                // The new generation starts with the first write, not now: a member promoted
+                // that never writes causes no false split brain.
+                backing.note_promoted();
+                let result = backing
+                    .update_superblock(|sb| {
+                        sb.generations.set_primary(true);
+                        sb.flags.insert(crate::metadata::MdFlags::PRIMARY);
+                        sb.flags.remove(crate::metadata::MdFlags::AL_CLEAN);
+                    })
+                    .await;
+                if let Err(e) = result {
+                    self.promotion_failed(e);
+                    return;
+                }
+            }
+        }
+        self.primary = true;
+        self.idle_since = None;
+        info!("promoted to Primary");
+        // The view first: a waiter reads it as soon as it hears the promotion succeeded.
+        self.publish();
+        for waiter in self.promoting.take().unwrap_or_default() {
+            let _ = waiter.send(Ok(()));
+        }
+        self.broadcast_state();
+    }
+
+    fn in_use(&self) -> bool {
+        self.volumes.values().any(|v| v.engine.sessions() > 0)
+    }
+
+    fn usage_changed(&mut self) {
+        if self.in_use() {
+            self.idle_since = None;
+        } else if self.primary && self.idle_since.is_none() {
+            self.idle_since = Some(Instant::now());
+        }
+    }
+
+    async fn demote(&mut self) {
+        for local in self.volumes.values() {
+            if let Some(backing) = local.engine.backing() {
+                let _ = backing.write_bitmaps().await;
+                let _ = backing
+                    .update_superblock(|sb| {
+                        sb.generations.set_primary(false);
+                        sb.flags.remove(crate::metadata::MdFlags::PRIMARY);
+                    })
+                    .await;
+            }
+        }
+        self.primary = false;
+        info!("demoted to Secondary (no longer in use)");
+        for link in self.peers.values().filter_map(|p| p.link.clone()) {
+            link.send(Frame::new(Kind::Demoted, 0, 0, Bytes::new(), None));
+        }
+    }
+
+    async fn tick(&mut self) {
+        let now = Instant::now();
+        // Liveness: ping every connected peer; drop one that stayed silent too long.
+        let timeout = self.config.options.ping_timeout() + PING_INTERVAL;
+        for peer in self.peers.values() {
+            if let Some(link) = &peer.link {
+                if now.duration_since(peer.last_heard) > timeout {
+                    warn!(
+                        peer = peer.node_id,
+                        "peer silent for too long; disconnecting"
+                    );
+                    link.close();
+                } else {
+                    link.send(Frame::new(Kind::Ping, 0, 0, Bytes::new(), None));
+                }
+            }
+        }
+        if let Some(votes) = &self.pending_votes
+            && now > votes.deadline
+        {
+            self.pending_votes = None;
+            self.promotion_failed(IoError::Io(
+                "peers did not answer the promotion in time".to_string(),
+            ));
+        }
+        if self.primary
+            && let Some(since) = self.idle_since
+            && now.duration_since(since) > DEMOTE_GRACE
+            && !self.in_use()
+        {
+            self.idle_since = None;
+            self.demote().await;
+        }
+        self.drive_resyncs();
+        self.finish_resyncs().await;
+    }
+
+    async fn go_down(&mut self) {
+        if self.primary {
+            self.demote().await;
+        }
+        for local in self.volumes.values() {
+            if let Some(backing) = local.engine.backing() {
+                let _ = backing.write_bitmaps().await;
+            }
+        }
+        for peer in self.peers.values() {
+            if let Some(link) = &peer.link {
+                link.close();
+            }
+        }
+        info!("resource down");
+    }
+
+    /// Recomputes quorum and every volume's view, and publishes the status.
+    fn publish(&mut self) {
+        let policy = policy(&self.config);
+        let mut members = vec![Member {
+            node_id: self.me(),
+            diskful: self.config.diskful(),
+            reachable: true,
+            disk: disk_for_quorum(
+                self.volumes
+                    .values()
+                    .map(|v| v.disk)
+                    .min_by_key(|d| *d as u8)
+                    .unwrap_or(DiskState::Diskless),
+            ),
+        }];
+        for peer in self.peers.values() {
+            let disk = peer
+                .volumes
+                .values()
+                .map(|v| v.disk)
+                .min_by_key(|d| *d as u8)
+                .map(disk_for_quorum)
+                .unwrap_or(if peer.diskless {
+                    quorum::DiskState::Diskless
+                } else {
+                    quorum::DiskState::Unknown
+                });
+            members.push(Member {
+                node_id: NodeId::new(u32::from(peer.node_id)).expect("checked config"),
+                diskful: !peer.diskless,
+                reachable: peer.link.is_some(),
+                disk: if peer.link.is_some() {
+                    disk
+                } else {
+                    quorum::DiskState::Unknown
+                },
+            });
+        }
+        self.quorum = quorum::next_verdict(&self.quorum, self.me(), &members, &policy);
+        let writable = self.primary && self.quorum.has_quorum;
+        let other_primary = self
+            .peers
+            .values()
+            .find(|p| p.primary)
+            .map(|p| p.node_name.clone());
+        for local in self.volumes.values() {
+            let number = local.engine.number;
+            let mut targets = Vec::new();
+            let mut absent = Vec::new();
+            let mut read_from = None;
+            for peer in self.peers.values() {
+                if peer.diskless {
+                    continue;
+                }
+                let volume = peer.volumes.get(&number);
+                match (&peer.link, volume) {
+                    (Some(link), Some(v))
+                        if matches!(
+                            v.replication,
+                            Replication::Established
+                                | Replication::SyncTarget
+                                | Replication::SyncSource
+                                | Replication::PausedSyncTarget
+                        ) =>
+                    {
+                        targets.push(link.clone());
+                        if v.disk == DiskState::UpToDate && read_from.is_none() {
+                            read_from = Some(link.clone());
+                        }
+                    }
+                    _ => absent.push(peer.node_id),
+                }
+            }
+            let refuse_writes = if let Some(other) = &other_primary {
+                Some(IoError::ReadOnly(format!("'{other}' is Primary")))
+            } else if !self.quorum.has_quorum {
+                Some(IoError::Io(format!("no quorum ({:?})", self.quorum.reason)))
+            } else {
+                None
+            };
+            local.engine.set_view(IoView {
+                primary: writable,
+                refuse_writes: if writable { None } else { refuse_writes },
+                local_up_to_date: local.disk == DiskState::UpToDate,
+                targets,
+                absent,
+                read_from,
+            });
+        }
+        let snapshot = self.snapshot();
+        if let Some(status) = &self.status {
+            status.send_replace(snapshot);
+        }
+    }
+
+    fn snapshot(&self) -> ResourceStatus {
+        ResourceStatus {
+            name: self.config.name.clone(),
+            node_id: self.config.node_id,
+            role: if self.primary { "Primary" } else { "Secondary" },
+            quorum: self.quorum.has_quorum,
+            in_use: self.in_use(),
+            volumes: self
+                .volumes
+                .values()
+                .map(|v| VolumeStatus {
+                    number: v.engine.number,
+                    disk: v.disk.as_str(),
+                    usable_bytes: v.engine.size(),
+                })
+                .collect(),
+            peers: self
+                .peers
+                .values()
+                .map(|p| PeerStatus {
+                    node_name: p.node_name.clone(),
+                    node_id: p.node_id,
+                    connection: match &p.connection {
+                        Connection::Connecting => "Connecting".to_string(),
+                        Connection::Connected => "Connected".to_string(),
+                        Connection::StandAlone(_) => "StandAlone".to_string(),
+                    },
+                    role: if p.link.is_none() {
+                        "Unknown"
+                    } else if p.primary {
+                        "Primary"
+                    } else {
+                        "Secondary"
+                    },
+                    volumes: self
+                        .volumes
+                        .values()
+                        .map(|local| {
+                            let number = local.engine.number;
+                            let remote = p.volumes.get(&number);
+                            let out_of_sync = local
+                                .engine
+                                .backing()
+                                .map(|b| b.out_of_sync_bytes(p.node_id))
+                                .unwrap_or(0);
+                            let done_percent = local
+                                .resync
+                                .as_ref()
+                                .filter(|r| r.source == p.node_id && r.total_bytes > 0)
+                                .map(|r| {
+                                    let left = local
+                                        .engine
+                                        .backing()
+                                        .map(|b| b.out_of_sync_bytes(p.node_id))
+                                        .unwrap_or(0);
+                                    100.0 * (r.total_bytes.saturating_sub(left)) as f64
+                                        / r.total_bytes as f64
+                                });
+                            PeerVolumeStatus {
+                                number,
+                                replication: remote
+                                    .filter(|_| p.link.is_some())
+                                    .map(|v| v.replication.as_str())
+                                    .unwrap_or("Off"),
+                                peer_disk: if p.link.is_none() {
+                                    "DUnknown"
+                                } else {
+                                    remote.map(|v| v.disk.as_str()).unwrap_or(if p.diskless {
+                                        "Diskless"
+                                    } else {
+                                        "DUnknown"
+                                    })
+                                },
+                                done_percent,
+                                out_of_sync_kib: out_of_sync / 1024,
+                            }
+                        })
+                        .collect(),
+                })
+                .collect(),
+            error: self.error.clone(),
+        }
+    }
+}
+
+/// Whether a peer's generations are a first generation declared for a new volume.
+fn first_declared(generations: &GenerationSet) -> bool {
+    !generations.current.is_just_created()
+}
+
+/// Sends this member's bitmap toward `node` to it, in chunks.
+fn send_bitmap(link: &Arc<PeerLink>, volume: u16, backing: &Backing, node: u8) {
+    let words: Vec<u64> = backing
+        .with_bitmap(node, |b| b.encode())
+        .unwrap_or_default()
+        .chunks_exact(8)
+        .map(|c| u64::from_le_bytes(c.try_into().expect("8 bytes")))
+        .collect();
+    let mut first = 0usize;
+    loop {
+        let end = (first + wire::BITMAP_CHUNK_WORDS).min(words.len());
+        let chunk = BitmapChunk {
+            volume,
+            first_word: first as u64,
+            last: end == words.len(),
+            words: words[first..end].to_vec(),
+        };
+        link.send(Frame::new(Kind::Bitmap, 0, 0, chunk.encode(), None));
+        if end == words.len() {
+            break;
+        }
+        first = end;
+    }
+}
+
+/// A round of promotion votes.
+struct PendingVotes {
+    needed: usize,
+    granted: usize,
+    refused: Option<String>,
+    deadline: Instant,
+}

@@ -1,0 +1,332 @@
+//! The I/O path of one volume: what a frontend's read, write and flush do, and what a peer's
+//! replicated write does here.
+//!
+//! A write from a frontend (this member is Primary, or becomes it: auto-promote):
+//!
+//! ```text
+//!  conflicts.acquire ─▶ activity log (hot extent?) ─▶ ┬─ local disk write ──────────────┐
+//!                                                     ├─ Write to every target peer ─────┼─▶ all done ─▶ complete
+//!                                                     └─ mark out of sync for absent peers┘
+//! ```
+//!
+//! Local and remote writes are issued at once and the write completes when all of them have
+//! (protocol C). A peer that fails or drops while the write is in flight is not waited for: the
+//! range is marked out of sync toward it (before the write completes), and the peer receives it
+//! by resync when it is back. Overlapping writes are serialized ([`crate::conflict`]), on this
+//! member and on every peer, so replicas land them in the same order.
+//!
+//! What the path may do is decided elsewhere — the resource actor publishes an [`IoView`] (role,
+//! quorum, which peers to replicate to, where to read) whenever the cluster changes; the path
+//! reads it once per request.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
+
+use bytes::Bytes;
+use ferrite_block::{IoError, Volume, check_range};
+use futures::future::BoxFuture;
+
+use crate::backing::Backing;
+use crate::conflict::ConflictSet;
+use crate::peer::PeerLink;
+
+/// What the I/O path may do, as the resource actor last decided.
+#[derive(Clone)]
+pub struct IoView {
+    /// Writes are allowed here without asking (this member is Primary with quorum).
+    pub primary: bool,
+    /// Why this member may not write (another member is Primary, no quorum, ...), when the
+    /// failure is known without asking the peers.
+    pub refuse_writes: Option<IoError>,
+    /// Whether the local disk holds current data for reads.
+    pub local_up_to_date: bool,
+    /// Peers that receive every write: connected, diskful, and current or being synced.
+    pub targets: Vec<Arc<PeerLink>>,
+    /// Diskful peers that do not receive writes now: writes are marked out of sync for them.
+    pub absent: Vec<u8>,
+    /// An UpToDate peer to read from when the local disk cannot serve a read.
+    pub read_from: Option<Arc<PeerLink>>,
+}
+
+impl IoView {
+    /// The view of a volume nothing has been decided about yet: no writes, local reads only
+    /// if there is a disk.
+    pub fn initial() -> IoView {
+        IoView {
+            primary: false,
+            refuse_writes: Some(IoError::ReadOnly(
+                "the resource is not connected to its peers yet".to_string(),
+            )),
+            local_up_to_date: false,
+            targets: Vec::new(),
+            absent: Vec::new(),
+            read_from: None,
+        }
+    }
+}
+
+/// What the volume asks of its resource.
+pub trait ResourceControl: Send + Sync + 'static {
+    /// Becomes Primary, if the cluster allows it (auto-promote on the first write).
+    fn promote(&self) -> BoxFuture<'static, Result<(), IoError>>;
+    /// A frontend opened or closed the volume.
+    fn usage_changed(&self);
+    /// The volume started a new data generation: tell the connected peers, and resolve once
+    /// that announcement is queued ahead of any later frame.
+    fn announce_generation(&self) -> BoxFuture<'static, ()>;
+}
+
+/// One volume of a resource on this member.
+pub struct VolumeEngine {
+    pub number: u16,
+    me: crate::gi::NodeId,
+    usable: u64,
+    backing: Option<Arc<Backing>>,
+    conflicts: ConflictSet,
+    view: RwLock<Arc<IoView>>,
+    control: Arc<dyn ResourceControl>,
+    sessions: AtomicUsize,
+}
+
+impl VolumeEngine {
+    pub fn new(
+        number: u16,
+        me: crate::gi::NodeId,
+        usable: u64,
+        backing: Option<Arc<Backing>>,
+        control: Arc<dyn ResourceControl>,
+    ) -> VolumeEngine {
+        VolumeEngine {
+            number,
+            me,
+            usable,
+            backing,
+            conflicts: ConflictSet::new(),
+            view: RwLock::new(Arc::new(IoView::initial())),
+            control,
+            sessions: AtomicUsize::new(0),
+        }
+    }
+
+    pub fn backing(&self) -> Option<&Arc<Backing>> {
+        self.backing.as_ref()
+    }
+
+    pub fn conflicts(&self) -> &ConflictSet {
+        &self.conflicts
+    }
+
+    /// The view the I/O path follows now.
+    pub fn view(&self) -> Arc<IoView> {
+        self.view.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Publishes a new view (the resource actor).
+    pub fn set_view(&self, view: IoView) {
+        *self.view.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(view);
+    }
+
+    /// How many frontend sessions have the volume open.
+    pub fn sessions(&self) -> usize {
+        self.sessions.load(Ordering::Relaxed)
+    }
+
+    /// The view to write with: this member's, after promoting it if it is not Primary yet.
+    async fn writable_view(&self) -> Result<Arc<IoView>, IoError> {
+        let view = self.view();
+        if view.primary {
+            return Ok(view);
+        }
+        if let Some(refusal) = &view.refuse_writes {
+            return Err(refusal.clone());
+        }
+        self.control.promote().await?;
+        let view = self.view();
+        match (&view.primary, &view.refuse_writes) {
+            (true, _) => Ok(view),
+            (false, Some(refusal)) => Err(refusal.clone()),
+            (false, None) => Err(IoError::ReadOnly("this member is not Primary".to_string())),
+        }
+    }
+
+    /// A write from a frontend, replicated to every target peer (protocol C).
+    async fn replicated_write(&self, offset: u64, data: Bytes, fua: bool) -> Result<(), IoError> {
+        let len = data.len() as u64;
+        check_range(self.usable, offset, len)?;
+        let view = self.writable_view().await?;
+        let _range = self.conflicts.acquire(offset, len).await;
+        if let Some(backing) = &self.backing {
+            let absent: crate::gi::NodeMask = view
+                .absent
+                .iter()
+                .filter_map(|id| crate::gi::NodeId::new(u32::from(*id)).ok())
+                .collect();
+            if backing.before_write(self.me, absent).await? {
+                self.control.announce_generation().await;
+            }
+            backing.begin_write(offset, len).await?;
+        }
+        // Absent peers miss this write: the bits are set before it completes.
+        if let Some(backing) = &self.backing {
+            for peer in &view.absent {
+                backing.mark_out_of_sync(*peer, offset, len);
+            }
+        }
+        let remote: Vec<_> = view
+            .targets
+            .iter()
+            .map(|peer| {
+                let reply = peer.send_write(self.number, offset, data.clone(), fua);
+                (peer.clone(), reply)
+            })
+            .collect();
+        let local = async {
+            match &self.backing {
+                Some(backing) => backing.write(offset, data, fua).await,
+                None => Ok(()),
+            }
+        };
+        let (local, remote) = futures::join!(
+            local,
+            futures::future::join_all(
+                remote
+                    .into_iter()
+                    .map(|(peer, reply)| async move { (peer, reply.await) })
+            )
+        );
+        if let Some(backing) = &self.backing {
+            backing.end_write(offset, len);
+        }
+        let mut replicated = 0usize;
+        for (peer, outcome) in remote {
+            match outcome {
+                Ok(()) => replicated += 1,
+                Err(error) => {
+                    // The peer did not get it: it will by resync.
+                    tracing::debug!(peer = peer.node_id(), %error, "write not replicated to peer");
+                    if let Some(backing) = &self.backing {
+                        backing.mark_out_of_sync(peer.node_id(), offset, len);
+                    }
+                }
+            }
+        }
+        local?;
+        if self.backing.is_none() && replicated == 0 {
+            // A diskless member's write lives only on its peers.
+            return Err(IoError::Io(
+                "no diskful peer took the write (all disconnected)".to_string(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// A write replicated from the Primary (or resync data), applied here in arrival order:
+    /// the caller acquired the range in the order the frames arrived.
+    pub async fn apply_peer_write(
+        &self,
+        range: crate::conflict::RangeGuard,
+        offset: u64,
+        data: Bytes,
+        fua: bool,
+    ) -> Result<(), IoError> {
+        let _range = range;
+        check_range(self.usable, offset, data.len() as u64)?;
+        match &self.backing {
+            Some(backing) => backing.write(offset, data, fua).await,
+            None => Err(IoError::Invalid(
+                "a diskless member was sent a write".to_string(),
+            )),
+        }
+    }
+
+    /// A read from the local disk, for a peer (a diskless member reads through this one).
+    pub async fn local_read(&self, offset: u64, len: u32) -> Result<Bytes, IoError> {
+        check_range(self.usable, offset, u64::from(len))?;
+        match &self.backing {
+            Some(backing) => backing.read(offset, len).await,
+            None => Err(IoError::Invalid("this member has no disk".to_string())),
+        }
+    }
+
+    /// Syncs the local disk (a peer's Flush).
+    pub async fn local_sync(&self) -> Result<(), IoError> {
+        match &self.backing {
+            Some(backing) => backing.sync().await,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Volume for VolumeEngine {
+    fn size(&self) -> u64 {
+        self.usable
+    }
+
+    async fn read(&self, offset: u64, len: u32) -> Result<Bytes, IoError> {
+        check_range(self.usable, offset, u64::from(len))?;
+        let view = self.view();
+        if view.local_up_to_date
+            && let Some(backing) = &self.backing
+        {
+            return backing.read(offset, len).await;
+        }
+        match &view.read_from {
+            Some(peer) => peer.send_read(self.number, offset, len).await,
+            None => Err(IoError::Io(
+                "no UpToDate data is reachable (no local UpToDate disk, no UpToDate peer connected)"
+                    .to_string(),
+            )),
+        }
+    }
+
+    async fn write(&self, offset: u64, data: Bytes, fua: bool) -> Result<(), IoError> {
+        self.replicated_write(offset, data, fua).await
+    }
+
+    async fn flush(&self) -> Result<(), IoError> {
+        let view = self.view();
+        let remote = view.targets.iter().map(|peer| peer.send_flush());
+        let local = self.local_sync();
+        let (local, remote) = futures::join!(local, futures::future::join_all(remote));
+        local?;
+        for (peer, outcome) in view.targets.iter().zip(remote) {
+            if let Err(error) = outcome {
+                // A peer that dropped is behind by its bitmap; its writes were marked.
+                tracing::debug!(peer = peer.node_id(), %error, "flush not confirmed by peer");
+            }
+        }
+        Ok(())
+    }
+
+    async fn trim(&self, offset: u64, len: u64) -> Result<(), IoError> {
+        self.write_zeroes(offset, len, false).await
+    }
+
+    async fn write_zeroes(&self, offset: u64, len: u64, fua: bool) -> Result<(), IoError> {
+        check_range(self.usable, offset, len)?;
+        // Zeroes are written as data, in pieces no larger than a request: every replica ends
+        // with the same bytes, whatever its disk does with discards.
+        const PIECE: u64 = 1 << 20;
+        let zeroes = Bytes::from_owner(ferrite_block::AlignedBuf::zeroed(PIECE as usize));
+        let mut at = offset;
+        while at < offset + len {
+            let piece = PIECE.min(offset + len - at);
+            self.replicated_write(at, zeroes.slice(..piece as usize), fua)
+                .await?;
+            at += piece;
+        }
+        Ok(())
+    }
+
+    fn opened(&self) {
+        self.sessions.fetch_add(1, Ordering::Relaxed);
+        self.control.usage_changed();
+    }
+
+    fn closed(&self) {
+        let _ = self
+            .sessions
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
+        self.control.usage_changed();
+    }
+}

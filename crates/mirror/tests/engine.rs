@@ -1,0 +1,287 @@
+//! The engine in one process: members of a resource on loopback, each with a backing file,
+//! driven through the `Volume` interface the frontends use. Checks what protocol C promises:
+//! a completed write is on every connected replica's disk; a member that was away gets what it
+//! missed (and only that) when it is back; a diskless member reads and writes through its
+//! peers; a second writer is refused; a wrong secret gets nothing.
+
+use std::net::TcpListener;
+use std::os::unix::fs::FileExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use ferrite_block::{AlignedBuf, IoError, Volume};
+use ferrite_mirror::activity_log::AL_EXTENTS_DEFAULT;
+use ferrite_mirror::backing::DEFAULT_PEER_SLOTS;
+use ferrite_mirror::config::{Options, PeerConfig, ResourceConfig, VolumeConfig};
+use ferrite_mirror::metadata::metadata_size;
+use ferrite_mirror::resource::{Resource, ResourceStatus};
+
+const USABLE: u64 = 64 << 20;
+const SETTLE: Duration = Duration::from_secs(10);
+
+fn logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Member {
+    node_id: u8,
+    port: u16,
+    backing: Option<PathBuf>,
+}
+
+struct Cluster {
+    _dir: tempfile::TempDir,
+    members: Vec<Member>,
+    secret: String,
+}
+
+impl Cluster {
+    /// Members 0..diskful are diskful, the rest diskless.
+    fn new(diskful: u8, diskless: u8) -> Cluster {
+        logs();
+        let dir = tempfile::tempdir_in("/var/tmp").unwrap();
+        let size = USABLE + metadata_size(USABLE, DEFAULT_PEER_SLOTS, AL_EXTENTS_DEFAULT).unwrap();
+        let members = (0..diskful + diskless)
+            .map(|node_id| {
+                let backing = (node_id < diskful).then(|| {
+                    let path = dir.path().join(format!("node{node_id}.img"));
+                    let file = std::fs::File::create(&path).unwrap();
+                    file.set_len(size).unwrap();
+                    path
+                });
+                Member {
+                    node_id,
+                    port: free_port(),
+                    backing,
+                }
+            })
+            .collect();
+        Cluster {
+            _dir: dir,
+            members,
+            secret: "engine-test-secret".into(),
+        }
+    }
+
+    fn config(&self, node_id: u8) -> ResourceConfig {
+        let me = &self.members[node_id as usize];
+        ResourceConfig {
+            name: "res".into(),
+            node_name: format!("node{node_id}"),
+            node_id,
+            listen: format!("127.0.0.1:{}", me.port).parse().unwrap(),
+            secret: self.secret.clone(),
+            peers: self
+                .members
+                .iter()
+                .filter(|m| m.node_id != node_id)
+                .map(|m| PeerConfig {
+                    node_name: format!("node{}", m.node_id),
+                    node_id: m.node_id,
+                    address: format!("127.0.0.1:{}", m.port).parse().unwrap(),
+                    diskless: m.backing.is_none(),
+                })
+                .collect(),
+            volumes: vec![VolumeConfig {
+                number: 0,
+                minor: Some(1000),
+                usable_bytes: USABLE,
+                backing: me.backing.clone(),
+                new_volume: true,
+            }],
+            // As LINSTOR sets it: quorum with three or more members, none with two.
+            options: Options {
+                quorum: if self.members.len() >= 3 {
+                    "majority"
+                } else {
+                    "off"
+                }
+                .into(),
+                ..Options::default()
+            },
+        }
+    }
+
+    async fn up(&self, node_id: u8) -> Arc<Resource> {
+        Resource::up(self.config(node_id)).await.unwrap()
+    }
+
+    fn on_disk(&self, node_id: u8, offset: u64, len: usize) -> Vec<u8> {
+        let file =
+            std::fs::File::open(self.members[node_id as usize].backing.as_ref().unwrap()).unwrap();
+        let mut buf = vec![0u8; len];
+        file.read_exact_at(&mut buf, offset).unwrap();
+        buf
+    }
+}
+
+fn pattern(seed: u8, len: usize) -> Bytes {
+    let mut buf = AlignedBuf::zeroed(len);
+    for (i, byte) in buf.iter_mut().enumerate() {
+        *byte = seed.wrapping_add((i / 4096) as u8).wrapping_mul(31) ^ (i as u8);
+    }
+    Bytes::from_owner(buf)
+}
+
+fn all_up_to_date(status: &ResourceStatus, peers: usize) -> bool {
+    status
+        .volumes
+        .iter()
+        .all(|v| v.disk == "UpToDate" || v.disk == "Diskless")
+        && status
+            .peers
+            .iter()
+            .filter(|p| p.connection == "Connected")
+            .count()
+            == peers
+        && status.peers.iter().all(|p| {
+            p.volumes
+                .iter()
+                .all(|v| v.peer_disk == "UpToDate" || v.peer_disk == "Diskless")
+        })
+}
+
+async fn wait(resource: &Resource, what: &str, predicate: impl Fn(&ResourceStatus) -> bool) {
+    if let Err(status) = resource.wait_for(SETTLE, predicate).await {
+        panic!("{what}: not reached; status: {status:#?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_completed_write_is_on_both_replicas_and_a_returning_peer_gets_what_it_missed() {
+    let cluster = Cluster::new(2, 0);
+    let a = cluster.up(0).await;
+    let b = cluster.up(1).await;
+    wait(&a, "a new volume starts UpToDate on both", |s| {
+        all_up_to_date(s, 1)
+    })
+    .await;
+    wait(&b, "b sees the same", |s| all_up_to_date(s, 1)).await;
+
+    let volume = a.volumes()[&0].clone();
+    let first = pattern(1, 1 << 20);
+    volume.write(0, first.clone(), false).await.unwrap();
+    assert_eq!(a.status().role, "Primary", "the first write promotes");
+    assert_eq!(
+        &cluster.on_disk(1, 0, first.len())[..],
+        &first[..],
+        "protocol C: on b's disk"
+    );
+    assert_eq!(&cluster.on_disk(0, 0, first.len())[..], &first[..]);
+
+    // b is away: writes go on, and b's share is tracked.
+    b.down().await;
+    wait(&a, "b is gone", |s| s.peers[0].connection != "Connected").await;
+    let missed = pattern(2, 256 << 10);
+    volume.write(8 << 20, missed.clone(), false).await.unwrap();
+    let status = a.status();
+    assert_eq!(
+        status.peers[0].volumes[0].out_of_sync_kib, 256,
+        "{status:#?}"
+    );
+    assert_ne!(&cluster.on_disk(1, 8 << 20, missed.len())[..], &missed[..]);
+
+    // b is back: it receives exactly what it missed.
+    let b = cluster.up(1).await;
+    wait(&b, "b resynced", |s| all_up_to_date(s, 1)).await;
+    wait(&a, "a sees b in sync", |s| {
+        all_up_to_date(s, 1) && s.peers[0].volumes[0].out_of_sync_kib == 0
+    })
+    .await;
+    assert_eq!(&cluster.on_disk(1, 8 << 20, missed.len())[..], &missed[..]);
+    assert_eq!(&cluster.on_disk(1, 0, first.len())[..], &first[..]);
+
+    // b may not write while a is Primary.
+    let error = b.volumes()[&0]
+        .write(0, pattern(3, 4096), false)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, IoError::ReadOnly(_)), "{error}");
+    b.down().await;
+    a.down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_diskless_member_reads_and_writes_through_its_peers() {
+    let cluster = Cluster::new(2, 1);
+    let (a, b, c) = (
+        cluster.up(0).await,
+        cluster.up(1).await,
+        cluster.up(2).await,
+    );
+    wait(&c, "the diskless member sees both disks", |s| {
+        all_up_to_date(s, 2)
+    })
+    .await;
+    let volume = c.volumes()[&0].clone();
+    let data = pattern(9, 128 << 10);
+    volume.write(4 << 20, data.clone(), true).await.unwrap();
+    assert_eq!(c.status().role, "Primary");
+    assert_eq!(&cluster.on_disk(0, 4 << 20, data.len())[..], &data[..]);
+    assert_eq!(&cluster.on_disk(1, 4 << 20, data.len())[..], &data[..]);
+    let read = volume.read(4 << 20, data.len() as u32).await.unwrap();
+    assert_eq!(read, data);
+    volume.flush().await.unwrap();
+    for r in [&a, &b, &c] {
+        r.down().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_tiebreaker_writes_go_on_when_a_replica_dies_and_a_lone_replica_stops() {
+    let cluster = Cluster::new(2, 1);
+    let (a, b, c) = (
+        cluster.up(0).await,
+        cluster.up(1).await,
+        cluster.up(2).await,
+    );
+    wait(&a, "all in sync", |s| all_up_to_date(s, 2)).await;
+    let volume = a.volumes()[&0].clone();
+    volume.write(0, pattern(4, 64 << 10), false).await.unwrap();
+    // b dies: a and the tiebreaker are a majority; writes go on.
+    b.down().await;
+    wait(&a, "b gone", |s| s.peers[0].connection != "Connected").await;
+    volume
+        .write(1 << 20, pattern(5, 64 << 10), false)
+        .await
+        .unwrap();
+    assert!(a.status().quorum);
+    // The tiebreaker goes too: a alone has no quorum and its writes fail.
+    c.down().await;
+    wait(&a, "c gone", |s| !s.quorum).await;
+    let error = volume
+        .write(2 << 20, pattern(6, 4096), false)
+        .await
+        .unwrap_err();
+    assert!(matches!(error, IoError::Io(_)), "{error}");
+    a.down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_with_a_wrong_secret_gets_nothing() {
+    let mut cluster = Cluster::new(2, 0);
+    let a = cluster.up(0).await;
+    cluster.secret = "not the secret".into();
+    let b = cluster.up(1).await;
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(a.status().peers[0].connection, "Connecting");
+    assert_eq!(b.status().peers[0].connection, "Connecting");
+    a.down().await;
+    b.down().await;
+}
