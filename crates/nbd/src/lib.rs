@@ -24,6 +24,7 @@
 mod error;
 mod export;
 mod handshake;
+mod pool;
 pub mod protocol;
 mod server;
 #[cfg(any(test, feature = "testing"))]
@@ -34,6 +35,7 @@ mod transmission;
 
 pub use error::{ConnectionError, ServerError};
 pub use export::{ExportConfig, ExportName};
+pub use pool::{BufferPool, POOL_BYTES, PooledBuf};
 pub use server::{ACCEPT_BACKOFF, HANDSHAKE_TIMEOUT, Server, ServerConfig, Transport};
 pub use transmission::{
     CLOSE_TIMEOUT, DIRECT_PAYLOAD_BYTES, Limits, MAX_IN_FLIGHT_BYTES, MAX_IN_FLIGHT_REQUESTS,

@@ -22,6 +22,7 @@ use tracing::{Instrument, debug, field, info, info_span, warn};
 use crate::error::{ConnectionError, ServerError};
 use crate::export::{Chosen, ExportConfig, ExportName, Exports};
 use crate::handshake::{self, Negotiation};
+use crate::pool::{BufferPool, POOL_BYTES};
 use crate::transmission::{self, Ending, Limits};
 
 /// How long a client may take from connecting to choosing an export. Past it the connection is
@@ -102,6 +103,7 @@ struct Shared<V> {
     shutdown: watch::Sender<bool>,
     connections: watch::Sender<usize>,
     next_connection: AtomicU64,
+    buffers: Arc<BufferPool>,
 }
 
 impl<V: Volume> Server<V> {
@@ -113,6 +115,7 @@ impl<V: Volume> Server<V> {
                 shutdown: watch::channel(false).0,
                 connections: watch::channel(0).0,
                 next_connection: AtomicU64::new(1),
+                buffers: BufferPool::new(POOL_BYTES),
             }),
         }
     }
@@ -129,6 +132,11 @@ impl<V: Volume> Server<V> {
         self.shared.exports.remove(name)?;
         info!(export = %name, "export removed");
         Ok(())
+    }
+
+    /// The pool write payloads come from; a volume may take its read buffers from it too.
+    pub fn buffer_pool(&self) -> Arc<BufferPool> {
+        Arc::clone(&self.shared.buffers)
     }
 
     pub fn export_names(&self) -> Vec<ExportName> {
@@ -282,6 +290,7 @@ async fn run_connection<V: Volume, S: Transport>(counted: CountedConnection<V>, 
         reader,
         writer,
         shared.config.limits,
+        &shared.buffers,
         removed,
         shutdown,
     )

@@ -4,7 +4,7 @@
 //!
 //! - the **request loop** (the connection's own task) reads the socket into a buffer, decodes
 //!   request headers in place (no allocation per request), reads each write's payload into an
-//!   [`AlignedBuf`] and hands it to the volume as `Bytes`, and drives every in-flight volume call
+//!   aligned buffer from the server's [`BufferPool`] and hands it to the volume as `Bytes`, and drives every in-flight volume call
 //!   in one `FuturesUnordered`, so calls complete in any order and no task is spawned per
 //!   request;
 //! - the **reply writer** takes the replies in the order they complete and sends as many as are
@@ -34,7 +34,7 @@ use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use ferrite_block::{AlignedBuf, IoError, Volume};
+use ferrite_block::{IoError, Volume};
 use futures_util::StreamExt;
 use futures_util::stream::FuturesUnordered;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -43,6 +43,7 @@ use tracing::{Instrument, debug, error, warn};
 
 use crate::error::ConnectionError;
 use crate::export::Export;
+use crate::pool::{BufferPool, PooledBuf};
 use crate::protocol::{
     self, CMD_DISC, CMD_READ, CMD_WRITE, ErrorCode, MAXIMUM_PAYLOAD, Operation, REQUEST_HEADER_LEN,
     Reply, RequestHeader,
@@ -241,7 +242,7 @@ async fn call_volume<V: Volume>(
 /// A write whose payload is still arriving.
 struct PendingWrite {
     header: RequestHeader,
-    data: AlignedBuf,
+    data: PooledBuf,
 }
 
 impl PendingWrite {
@@ -269,9 +270,8 @@ async fn read_more<R: AsyncRead + Unpin>(
 ) -> io::Result<usize> {
     if let Some(pending) = pending {
         let missing = pending.missing();
-        return reader
-            .read_buf(&mut (&mut pending.data).limit(missing))
-            .await;
+        let data: &mut ferrite_block::AlignedBuf = &mut pending.data;
+        return reader.read_buf(&mut data.limit(missing)).await;
     }
     if buffer.capacity() - buffer.len() < REQUEST_HEADER_LEN.max(READ_BUFFER_BYTES / 4) {
         buffer.reserve(READ_BUFFER_BYTES);
@@ -291,6 +291,7 @@ pub(crate) async fn serve<V, R, W>(
     mut reader: R,
     writer: W,
     limits: Limits,
+    pool: &Arc<BufferPool>,
     mut removed: watch::Receiver<bool>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<Ending, ConnectionError>
@@ -325,7 +326,7 @@ where
                 }
                 let PendingWrite { header, data } = pending.take().expect("a pending write");
                 header_only = data.len() >= DIRECT_PAYLOAD_BYTES;
-                let payload = Bytes::from_owner(data);
+                let payload = data.freeze();
                 let bytes = data_bytes(&header);
                 match protocol::check_request(&header, volume.size(), read_only) {
                     Ok(operation) => in_flight.push(InFlight {
@@ -359,7 +360,7 @@ where
             if header.payload_length() > 0 {
                 pending = Some(PendingWrite {
                     header,
-                    data: AlignedBuf::with_capacity(header.payload_length() as usize),
+                    data: pool.take(header.payload_length() as usize),
                 });
                 continue;
             }
