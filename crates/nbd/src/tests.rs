@@ -485,6 +485,7 @@ async fn in_flight_requests_and_bytes_are_bounded() {
     let limits = Limits {
         max_requests: 8,
         max_bytes: 64 << 10,
+        ..Limits::default()
     };
     let (server, mut volumes) = server_with(
         ServerConfig {
@@ -586,6 +587,41 @@ async fn removing_an_export_answers_outstanding_requests_with_eshutdown_and_clos
         }
         assert_eq!(reply, REP_INFO);
     }
+}
+
+#[tokio::test]
+async fn a_client_that_takes_no_replies_is_closed_after_the_close_timeout() {
+    let close_timeout = Duration::from_millis(200);
+    let (server, mut volumes) = server_with(
+        ServerConfig {
+            limits: Limits {
+                close_timeout,
+                ..Limits::default()
+            },
+            ..ServerConfig::default()
+        },
+        &[("vol0", false)],
+    );
+    let volume = volumes.remove(0);
+    // A pipe that holds little: the server's replies back up at once.
+    let (stream, served) = tokio::io::duplex(64 << 10);
+    server.spawn_connection(served, "test".to_string());
+    let (mut client, _) = RawClient::connect(stream, "vol0").await.unwrap();
+    for cookie in 0..64 {
+        client
+            .send(request(CMD_READ, 0, cookie, 0, 64 << 10), &[])
+            .await
+            .unwrap();
+    }
+    // Let the server take them all (the replies back up after the first).
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = tokio::time::Instant::now();
+    server.remove_export(&name("vol0")).unwrap();
+    tokio::time::timeout(PATIENCE, server.closed())
+        .await
+        .unwrap();
+    assert!(started.elapsed() >= close_timeout);
+    assert_eq!(volume.sessions(), 0);
 }
 
 #[tokio::test]

@@ -68,15 +68,16 @@ pub const DIRECT_PAYLOAD_BYTES: usize = 64 << 10;
 /// Replies sent with one vectored write, at most (two I/O slices each, well below `IOV_MAX`).
 pub const MAX_REPLY_BATCH: usize = 256;
 
-/// How long a connection that is closing (its export removed, the server stopping) waits for
-/// its last replies to reach a client that does not read them.
+/// How long a connection that is closing (the client left, its export was removed, the server
+/// is stopping) waits for its last replies to reach a client that does not read them.
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The in-flight limits of one connection.
+/// The limits of one connection in transmission.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
     pub max_requests: usize,
     pub max_bytes: usize,
+    pub close_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -84,6 +85,7 @@ impl Default for Limits {
         Limits {
             max_requests: MAX_IN_FLIGHT_REQUESTS,
             max_bytes: MAX_IN_FLIGHT_BYTES,
+            close_timeout: CLOSE_TIMEOUT,
         }
     }
 }
@@ -422,20 +424,14 @@ where
     // are dropped; their replies, if any, are already queued.
     drop(in_flight);
     drop(replies);
-    let closing = matches!(
-        outcome,
-        Ok(Ending::ExportRemoved | Ending::ServerShutdown) | Err(_)
-    );
-    let written = if closing {
-        match tokio::time::timeout(CLOSE_TIMEOUT, writer_task).await {
-            Ok(joined) => joined,
-            Err(_) => {
-                warn!(timeout = ?CLOSE_TIMEOUT, "the client did not take its last replies");
-                Ok(Ok(()))
-            }
+    let mut writer_task = writer_task;
+    let written = match tokio::time::timeout(limits.close_timeout, &mut writer_task).await {
+        Ok(joined) => joined,
+        Err(_) => {
+            warn!(timeout = ?limits.close_timeout, "the client did not take its last replies");
+            writer_task.abort();
+            Ok(Ok(()))
         }
-    } else {
-        writer_task.await
     };
     match written {
         Ok(Ok(())) => {}
