@@ -275,8 +275,10 @@ async fn read_more<R: AsyncRead + Unpin>(
         let data: &mut ferrite_block::AlignedBuf = &mut pending.data;
         return reader.read_buf(&mut data.limit(missing)).await;
     }
-    if buffer.capacity() - buffer.len() < REQUEST_HEADER_LEN.max(READ_BUFFER_BYTES / 4) {
-        buffer.reserve(READ_BUFFER_BYTES);
+    if buffer.capacity() - buffer.len() < READ_BUFFER_BYTES / 4 {
+        // What is left unread is less than a header: this moves it to the front of the same
+        // allocation rather than growing it.
+        buffer.reserve(READ_BUFFER_BYTES / 2);
     }
     if header_only {
         let wanted = REQUEST_HEADER_LEN.saturating_sub(buffer.len()).max(1);
