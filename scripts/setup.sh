@@ -17,11 +17,19 @@ declare -A packages=(
     [sqlite3]=sqlite3
     [python3]=python3
     [curl]=curl
+    # NBD clients the ferrite-nbd tests drive, and nbdkit, the baseline of its benchmark.
+    [nbdinfo]=libnbd-bin
+    [nbdcopy]=libnbd-bin
+    [qemu-io]=qemu-utils
+    [fio]=fio
+    [nbdkit]=nbdkit
 )
 missing=()
 for command in "${!packages[@]}"; do
     command -v "$command" >/dev/null 2>&1 || missing+=("${packages[$command]}")
 done
+# One package may provide several missing commands.
+mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u | sed '/^$/d')
 if ! python3 -m pip --version >/dev/null 2>&1; then missing+=(python3-pip); fi
 if [ ${#missing[@]} -gt 0 ]; then
     log "installing Debian packages: ${missing[*]}"
