@@ -166,28 +166,7 @@ impl Backing {
         // Every diskful peer gets a bitmap slot, kept for as long as the metadata lives.
         let mut assigned = false;
         for peer in diskful_peers {
-            let index = *peer as usize;
-            if index >= MAX_NODES || superblock.peers[index].bitmap_index.is_some() {
-                continue;
-            }
-            let used: Vec<u8> = superblock
-                .peers
-                .iter()
-                .filter_map(|p| p.bitmap_index)
-                .collect();
-            match (0..superblock.bitmap_slots).find(|i| !used.contains(i)) {
-                Some(free) => {
-                    superblock.peers[index] = PeerSlot {
-                        bitmap_index: Some(free),
-                        ..superblock.peers[index]
-                    };
-                    assigned = true;
-                }
-                None => warn!(
-                    peer,
-                    "no free bitmap slot for peer; it will always get a full resync"
-                ),
-            }
+            assigned |= assign_bitmap_slot(&mut superblock, *peer);
         }
         let mut bitmaps: Vec<Option<OutOfSyncBitmap>> = (0..MAX_NODES).map(|_| None).collect();
         for (node, slot) in superblock.peers.iter().enumerate() {
@@ -253,6 +232,33 @@ impl Backing {
                 crashed_primary,
             },
         ))
+    }
+
+    /// Gives a peer that became diskful (or joined) a bitmap slot, empty, on disk before the
+    /// superblock names it. Nothing happens for a peer that has one.
+    pub async fn add_peer(&self, peer: u8) -> Result<(), IoError> {
+        let (superblock, index, bitmap) = {
+            let mut state = self.state();
+            if !assign_bitmap_slot(&mut state.superblock, peer) {
+                return Ok(());
+            }
+            let index = state.superblock.peers[peer as usize]
+                .bitmap_index
+                .expect("just assigned");
+            let bitmap = OutOfSyncBitmap::new(self.layout.usable_bytes);
+            state.bitmaps[peer as usize] = Some(bitmap.clone());
+            (state.superblock.clone(), index, bitmap)
+        };
+        let (md, layout) = (self.md.clone(), self.layout);
+        tokio::task::spawn_blocking(move || {
+            let mut bitmap = bitmap;
+            bitmap.mark_all_dirty();
+            metadata::write_bitmap(&md, &layout, index, &mut bitmap)?;
+            metadata::write_superblock(&md, &superblock)
+        })
+        .await
+        .map_err(|e| IoError::Io(format!("the superblock task failed: {e}")))?
+        .map_err(|e| IoError::Io(format!("adding peer {peer}'s bitmap: {e}")))
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, MdState> {
@@ -493,6 +499,35 @@ impl Backing {
     /// Runs `f` on the superblock without writing it.
     pub fn with_superblock<T>(&self, f: impl FnOnce(&Superblock) -> T) -> T {
         f(&self.state().superblock)
+    }
+}
+
+/// Gives `peer` a free bitmap slot if it has none; whether one was assigned.
+fn assign_bitmap_slot(superblock: &mut Superblock, peer: u8) -> bool {
+    let index = peer as usize;
+    if index >= MAX_NODES || superblock.peers[index].bitmap_index.is_some() {
+        return false;
+    }
+    let used: Vec<u8> = superblock
+        .peers
+        .iter()
+        .filter_map(|p| p.bitmap_index)
+        .collect();
+    match (0..superblock.bitmap_slots).find(|i| !used.contains(i)) {
+        Some(free) => {
+            superblock.peers[index] = PeerSlot {
+                bitmap_index: Some(free),
+                ..superblock.peers[index]
+            };
+            true
+        }
+        None => {
+            warn!(
+                peer,
+                "no free bitmap slot for peer; it will always get a full resync"
+            );
+            false
+        }
     }
 }
 

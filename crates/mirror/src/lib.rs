@@ -10,20 +10,26 @@
 //! - [`backing`]: a volume's backing store: data I/O and its metadata in memory;
 //! - [`wire`]: the peer protocol's frames and their codec;
 //! - [`config`]: a resource's configuration as the satellite writes it;
+//! - [`control`]: the daemon's control socket (requests, replies, the client);
+//! - [`daemon`]: `ferrite-mirrord`: the node's resources, their NBD exports, the control socket;
 //! - [`conflict`]: overlapping writes of a volume, serialized in submission order;
 //! - [`volume`]: a volume's I/O path (protocol C writes, reads, flushes);
 //! - [`peer`]: one connection to one peer: handshake, authentication, framed send and receive;
-//! - [`resource`]: the owner of one resource's state machine (roles, quorum, peers, resync).
+//! - [`resource`]: the owner of one resource's state machine (roles, quorum, peers, resync);
+//! - [`status`]: what a member reports about a resource (`drbdsetup status`'s words).
 
 pub mod activity_log;
 pub mod backing;
 pub mod bitmap;
 pub mod config;
 pub mod conflict;
+pub mod control;
+pub mod daemon;
 pub mod gi;
 pub mod metadata;
 pub mod peer;
 pub mod quorum;
 pub mod resource;
+pub mod status;
 pub mod volume;
 pub mod wire;

@@ -29,9 +29,10 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::backing::Backing;
 use crate::config::{PING_INTERVAL, ResourceConfig};
-use crate::gi::{self, GenerationSet, NodeId, NodeMask, Outcome, Uuid};
+use crate::gi::{self, GenerationSet, GiFlags, NodeId, NodeMask, Outcome, Uuid};
 use crate::peer::{self, Frame, PeerHandler, PeerLink};
 use crate::quorum::{self, Member, OnNoQuorum, QuorumPolicy, QuorumSetting, QuorumVerdict};
+use crate::status::{PeerStatus, PeerVolumeStatus, ResourceStatus, VolumeStatus};
 use crate::volume::{IoView, ResourceControl, VolumeEngine};
 use crate::wire::{
     self, BitmapChunk, DiskState, Kind, PromoteAnswer, Range, StateMessage, VolumeState,
@@ -161,52 +162,31 @@ pub enum Event {
     UsageChanged,
     /// A volume started a new data generation: send the state to every peer, then answer.
     AnnounceGeneration(oneshot::Sender<()>),
+    /// A new configuration for the running resource (`adjust`).
+    Adjust(ResourceConfig, oneshot::Sender<Result<(), AdjustError>>),
+    /// The operator resolves a split brain against this member.
+    DiscardMyData(oneshot::Sender<Result<String, String>>),
     Tick,
     Down(oneshot::Sender<()>),
 }
 
-/// A snapshot of the resource for status and reports.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct ResourceStatus {
-    pub name: String,
-    pub node_id: u8,
-    pub role: &'static str,
-    pub quorum: bool,
-    pub in_use: bool,
-    pub volumes: Vec<VolumeStatus>,
-    pub peers: Vec<PeerStatus>,
-    pub error: Option<String>,
-}
-
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct VolumeStatus {
-    pub number: u16,
-    pub disk: &'static str,
-    pub usable_bytes: u64,
-}
-
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct PeerStatus {
-    pub node_name: String,
-    pub node_id: u8,
-    pub connection: String,
-    pub role: &'static str,
-    pub volumes: Vec<PeerVolumeStatus>,
-}
-
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct PeerVolumeStatus {
-    pub number: u16,
-    pub replication: &'static str,
-    pub peer_disk: &'static str,
-    pub done_percent: Option<f64>,
-    pub out_of_sync_kib: u64,
+/// Why a running resource could not take a new configuration as it is.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AdjustError {
+    /// The change needs the resource taken down and up again (its volumes, its own node-id,
+    /// address or secret changed).
+    #[error("{0} changed: the resource must be taken down and up again")]
+    NeedsRestart(&'static str),
+    /// The change cannot be made at all.
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// The handle other parts hold: events in, status out.
 pub struct Resource {
     pub name: String,
     events: mpsc::UnboundedSender<Event>,
+    membership: watch::Receiver<ResourceConfig>,
     status: watch::Receiver<ResourceStatus>,
     volumes: BTreeMap<u16, Arc<VolumeEngine>>,
 }
@@ -356,12 +336,29 @@ impl Resource {
                     .await
                     .map_err(|e| e.to_string())?
                     .map_err(|e| e.to_string())?;
+                    if info.created && volume.new_volume && diskful_peers.is_empty() {
+                        // The only copy of a new volume: there is nothing to sync with, so it
+                        // starts its first generation UpToDate (as LINSTOR does for DRBD).
+                        let me = NodeId::new(u32::from(config.node_id)).map_err(|e| e.to_string())?;
+                        let fresh = Uuid::new_generation(random_u64());
+                        backing
+                            .update_superblock(|sb| {
+                                let _ = sb.generations.new_current_uuid_clear_bitmap(me, fresh);
+                                sb.flags.insert(
+                                    crate::metadata::MdFlags::CONSISTENT
+                                        | crate::metadata::MdFlags::WAS_UP_TO_DATE,
+                                );
+                            })
+                            .await
+                            .map_err(|e| e.to_string())?;
+                        info!(volume = volume.number, "new volume with no other copy: UpToDate");
+                    }
                     let generations = backing.generations();
                     let consistent = backing.with_superblock(|sb| {
                         sb.flags.contains(crate::metadata::MdFlags::CONSISTENT)
                     });
                     let disk =
-                        if info.created || generations.current.is_just_created() || !consistent {
+                        if generations.current.is_just_created() || !consistent {
                             DiskState::Inconsistent
                         } else {
                             DiskState::UpToDate
@@ -416,8 +413,15 @@ impl Resource {
                 )
             })
             .collect();
+        let (shutdown_tx, shutdown) = watch::channel(false);
+        let (membership, membership_rx) = watch::channel(config.clone());
+        let resource_membership = membership_rx.clone();
         let mut machine = Machine {
             config: config.clone(),
+            membership,
+            handler: handler.clone(),
+            shutdown: shutdown.clone(),
+            dialers: BTreeMap::new(),
             events: events.clone(),
             volumes: locals,
             peers,
@@ -432,31 +436,17 @@ impl Resource {
         let (status_tx, status) = watch::channel(machine.snapshot());
         machine.status = Some(status_tx);
         machine.publish();
-        let (shutdown_tx, shutdown) = watch::channel(false);
         tokio::spawn(
             accept_loop(
                 listener,
-                config.clone(),
+                membership_rx,
                 handler.clone(),
                 events.clone(),
                 shutdown.clone(),
             )
             .instrument(span.clone()),
         );
-        for peer in config.peers.iter().filter(|p| p.node_id > config.node_id) {
-            tokio::spawn(
-                dial_loop(
-                    config.clone(),
-                    peer.node_id,
-                    peer.node_name.clone(),
-                    peer.address,
-                    handler.clone(),
-                    events.clone(),
-                    shutdown.clone(),
-                )
-                .instrument(span.clone()),
-            );
-        }
+        machine.start_dialling();
         let ticker = events.clone();
         let mut ticker_shutdown = shutdown.clone();
         tokio::spawn(async move {
@@ -477,6 +467,7 @@ impl Resource {
         Ok(Arc::new(Resource {
             name: config.name.clone(),
             events,
+            membership: resource_membership,
             status,
             volumes,
         }))
@@ -532,6 +523,38 @@ impl Resource {
         }
     }
 
+    /// Gives the running resource a new configuration (see [`AdjustError`] for what it cannot
+    /// take while running).
+    pub async fn adjust(&self, config: ResourceConfig) -> Result<(), AdjustError> {
+        let (tx, rx) = oneshot::channel();
+        self.events
+            .send(Event::Adjust(config, tx))
+            .map_err(|_| AdjustError::Refused("the resource is down".to_string()))?;
+        rx.await
+            .unwrap_or_else(|_| Err(AdjustError::Refused("the resource is down".to_string())))
+    }
+
+    /// Resolves a split brain against this member: its data is discarded and resynced from
+    /// its StandAlone peers at the next connection (`drbdadm connect --discard-my-data`).
+    pub async fn discard_my_data(&self) -> Result<String, String> {
+        let (tx, rx) = oneshot::channel();
+        self.events
+            .send(Event::DiscardMyData(tx))
+            .map_err(|_| "the resource is down".to_string())?;
+        rx.await
+            .unwrap_or_else(|_| Err("the resource is down".to_string()))
+    }
+
+    /// Status changes as the state machine publishes them (the live amounts are not).
+    pub fn watch_status(&self) -> watch::Receiver<ResourceStatus> {
+        self.status.clone()
+    }
+
+    /// The configuration it runs with.
+    pub fn config(&self) -> ResourceConfig {
+        self.membership.borrow().clone()
+    }
+
     /// Whether the resource has no more task (down or crashed).
     pub fn is_down(&self) -> bool {
         self.events.is_closed()
@@ -545,12 +568,11 @@ impl Resource {
 
 async fn accept_loop(
     listener: TcpListener,
-    config: ResourceConfig,
+    membership: watch::Receiver<ResourceConfig>,
     handler: Arc<dyn PeerHandler>,
     events: mpsc::UnboundedSender<Event>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let known: Vec<u8> = config.peers.iter().map(|p| p.node_id).collect();
     loop {
         let (mut stream, from) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -563,12 +585,10 @@ async fn accept_loop(
             },
             _ = shutdown.changed() => return,
         };
-        let (config, handler, events, known) = (
-            config.clone(),
-            handler.clone(),
-            events.clone(),
-            known.clone(),
-        );
+        // The membership as it is now: a peer added by `adjust` is known from then on.
+        let config = membership.borrow().clone();
+        let known: Vec<u8> = config.peers.iter().map(|p| p.node_id).collect();
+        let (handler, events) = (handler.clone(), events.clone());
         tokio::spawn(async move {
             let shaken = tokio::time::timeout(
                 peer::HANDSHAKE_TIMEOUT,
@@ -600,26 +620,52 @@ async fn accept_loop(
     }
 }
 
+/// Keeps a connection to the peer `node_id` (one with a higher node-id than this member's),
+/// at the address the membership names, until the peer leaves the membership.
 async fn dial_loop(
-    config: ResourceConfig,
+    membership: watch::Receiver<ResourceConfig>,
     node_id: u8,
-    node_name: String,
-    address: SocketAddr,
     handler: Arc<dyn PeerHandler>,
     events: mpsc::UnboundedSender<Event>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut wait = RECONNECT_MIN;
-    let mut connected: Option<Arc<PeerLink>> = None;
+    let mut connected: Option<(Arc<PeerLink>, Instant)> = None;
     loop {
-        if let Some(link) = &connected {
+        let config = membership.borrow().clone();
+        let Some((node_name, address)) = config
+            .peers
+            .iter()
+            .find(|p| p.node_id == node_id)
+            .map(|p| (p.node_name.clone(), p.address))
+        else {
+            debug!(
+                peer = node_id,
+                "peer left the membership; no longer dialling it"
+            );
+            return;
+        };
+        if let Some((link, since)) = &connected {
             if !link.is_closed() {
                 tokio::select! {
                     _ = tokio::time::sleep(RECONNECT_MIN) => continue,
                     _ = shutdown.changed() => return,
                 }
             }
+            // A connection that lived long was fine: reconnect at once. One the peer (or this
+            // member) dropped right away (a split brain, a refusal) backs off.
+            let short_lived = since.elapsed() < RECONNECT_MAX;
             connected = None;
+            if short_lived {
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.changed() => return,
+                }
+                wait = (wait * 2).min(RECONNECT_MAX);
+            } else {
+                wait = RECONNECT_MIN;
+            }
+            continue;
         }
         let attempt = async {
             let mut stream = TcpStream::connect(address)
@@ -639,9 +685,8 @@ async fn dial_loop(
         };
         match tokio::time::timeout(peer::HANDSHAKE_TIMEOUT, attempt).await {
             Ok(Ok(stream)) => {
-                wait = RECONNECT_MIN;
                 let link = peer::start(stream, node_id, node_name.clone(), handler.clone());
-                connected = Some(link.clone());
+                connected = Some((link.clone(), Instant::now()));
                 if events.send(Event::Connected(link)).is_err() {
                     return;
                 }
@@ -661,6 +706,12 @@ async fn dial_loop(
 /// The state machine.
 struct Machine {
     config: ResourceConfig,
+    /// The membership the connection tasks read (the accept loop, the dial loops).
+    membership: watch::Sender<ResourceConfig>,
+    handler: Arc<dyn PeerHandler>,
+    shutdown: watch::Receiver<bool>,
+    /// The dial loop of each peer with a higher node-id.
+    dialers: BTreeMap<u8, tokio::task::JoinHandle<()>>,
     events: mpsc::UnboundedSender<Event>,
     volumes: BTreeMap<u16, LocalVolume>,
     peers: BTreeMap<u8, PeerState>,
@@ -678,6 +729,155 @@ struct Machine {
 impl Machine {
     fn me(&self) -> NodeId {
         NodeId::new(u32::from(self.config.node_id)).expect("checked config")
+    }
+
+    /// Starts a dial loop for every peer with a higher node-id that has none running.
+    fn start_dialling(&mut self) {
+        let me = self.config.node_id;
+        for peer in self.config.peers.iter().filter(|p| p.node_id > me) {
+            if self
+                .dialers
+                .get(&peer.node_id)
+                .is_some_and(|d| !d.is_finished())
+            {
+                continue;
+            }
+            let task = tokio::spawn(
+                dial_loop(
+                    self.membership.subscribe(),
+                    peer.node_id,
+                    self.handler.clone(),
+                    self.events.clone(),
+                    self.shutdown.clone(),
+                )
+                .in_current_span(),
+            );
+            self.dialers.insert(peer.node_id, task);
+        }
+    }
+
+    /// Takes a new configuration while running: peers join, leave, change address or gain or
+    /// lose their disk; options change. A change of this member's own volumes, node-id,
+    /// address or secret needs the resource down and up again.
+    async fn adjust(&mut self, new: ResourceConfig) -> Result<(), AdjustError> {
+        new.check()
+            .map_err(|e| AdjustError::Refused(e.to_string()))?;
+        let old = &self.config;
+        if new.name != old.name {
+            return Err(AdjustError::Refused(format!(
+                "the configuration is for '{}', not '{}'",
+                new.name, old.name
+            )));
+        }
+        if new.node_id != old.node_id {
+            return Err(AdjustError::NeedsRestart("this member's node-id"));
+        }
+        if new.listen != old.listen {
+            return Err(AdjustError::NeedsRestart("this member's address"));
+        }
+        if new.secret != old.secret {
+            return Err(AdjustError::NeedsRestart("the shared secret"));
+        }
+        let shape = |c: &ResourceConfig| {
+            c.volumes
+                .iter()
+                .map(|v| (v.number, v.usable_bytes, v.backing.clone()))
+                .collect::<Vec<_>>()
+        };
+        if shape(&new) != shape(old) {
+            return Err(AdjustError::NeedsRestart("this member's volumes"));
+        }
+        if new.options.al_extents != old.options.al_extents {
+            return Err(AdjustError::NeedsRestart("al-extents"));
+        }
+        if let Some(peer) = new.peers.iter().find(|p| {
+            self.peers
+                .get(&p.node_id)
+                .is_some_and(|known| known.node_name != p.node_name && known.link.is_some())
+        }) {
+            return Err(AdjustError::Refused(format!(
+                "node-id {} is connected as '{}'; remove it before giving its node-id to '{}'",
+                peer.node_id, self.peers[&peer.node_id].node_name, peer.node_name
+            )));
+        }
+        // Bitmap slots first: a peer is replicated to only once its bits can be recorded.
+        for peer in new.peers.iter().filter(|p| !p.diskless) {
+            for local in self.volumes.values() {
+                if let Some(backing) = local.engine.backing() {
+                    backing.add_peer(peer.node_id).await.map_err(|e| {
+                        AdjustError::Refused(format!(
+                            "volume {}: cannot record a bitmap for peer {}: {e}",
+                            local.engine.number, peer.node_id
+                        ))
+                    })?;
+                }
+            }
+        }
+        let leaving: Vec<u8> = self
+            .peers
+            .keys()
+            .filter(|id| !new.peers.iter().any(|p| p.node_id == **id))
+            .copied()
+            .collect();
+        for id in leaving {
+            let peer = self.peers.remove(&id).expect("listed");
+            info!(peer = id, name = %peer.node_name, "peer left the resource");
+            if let Some(link) = peer.link {
+                link.close();
+            }
+            if let Some(dialer) = self.dialers.remove(&id) {
+                dialer.abort();
+            }
+            for local in self.volumes.values_mut() {
+                if local.resync.as_ref().is_some_and(|r| r.source == id) {
+                    local.resync = None;
+                }
+                local.serving.retain(|(peer, _), _| *peer != id);
+            }
+        }
+        for peer in &new.peers {
+            match self.peers.get_mut(&peer.node_id) {
+                Some(known) => {
+                    let moved = known.address != peer.address;
+                    let disk_changed = known.diskless != peer.diskless;
+                    known.node_name = peer.node_name.clone();
+                    known.address = peer.address;
+                    known.diskless = peer.diskless;
+                    if (moved || disk_changed)
+                        && let Some(link) = &known.link
+                    {
+                        // Reconnect: the handshake states the new address or disk.
+                        info!(
+                            peer = peer.node_id,
+                            moved, disk_changed, "peer changed; reconnecting"
+                        );
+                        link.close();
+                    }
+                }
+                None => {
+                    info!(peer = peer.node_id, name = %peer.node_name, "peer joined the resource");
+                    self.peers.insert(
+                        peer.node_id,
+                        PeerState {
+                            node_name: peer.node_name.clone(),
+                            node_id: peer.node_id,
+                            address: peer.address,
+                            diskless: peer.diskless,
+                            link: None,
+                            connection: Connection::Connecting,
+                            primary: false,
+                            volumes: BTreeMap::new(),
+                            state_seen: false,
+                            last_heard: Instant::now(),
+                        },
+                    );
+                }
+            }
+        }
+        self.config = new;
+        self.membership.send_replace(self.config.clone());
+        self.start_dialling();
+        Ok(())
     }
 
     async fn run(
@@ -716,9 +916,77 @@ impl Machine {
                 self.broadcast_state();
                 let _ = done.send(());
             }
+            Event::DiscardMyData(reply) => {
+                let result = self.discard_my_data().await;
+                let _ = reply.send(result);
+            }
+            Event::Adjust(config, reply) => {
+                let result = self.adjust(config).await;
+                let _ = reply.send(result);
+            }
             Event::Tick => self.tick().await,
             Event::Down(_) => unreachable!("handled in run"),
         }
+    }
+
+    /// Gives up on a peer until an operator decides (split brain, unrelated data): the
+    /// connection closes and the peer is StandAlone with the reason. Reported once per reason;
+    /// reconnections that find the same verdict close quietly.
+    fn stand_alone(&mut self, node: u8, link: &Arc<PeerLink>, reason: String) {
+        link.close();
+        let Some(peer) = self.peers.get_mut(&node) else {
+            return;
+        };
+        if peer.connection == Connection::StandAlone(reason.clone()) {
+            debug!(peer = node, "still StandAlone: {reason}");
+            return;
+        }
+        warn!(peer = node, "{reason}");
+        self.error = Some(reason.clone());
+        peer.connection = Connection::StandAlone(reason);
+    }
+
+    /// `--discard-my-data`: this member's data of every volume is the split brain's victim; at
+    /// the next handshake with a StandAlone peer it becomes the resync target.
+    async fn discard_my_data(&mut self) -> Result<String, String> {
+        if self.primary || self.in_use() {
+            return Err(format!(
+                "'{}' is Primary or in use here; stop using it before discarding its data",
+                self.config.name
+            ));
+        }
+        let stand_alone: Vec<u8> = self
+            .peers
+            .values()
+            .filter(|p| matches!(p.connection, Connection::StandAlone(_)))
+            .map(|p| p.node_id)
+            .collect();
+        if stand_alone.is_empty() {
+            return Err(format!(
+                "'{}' has no StandAlone peer (no split brain to resolve)",
+                self.config.name
+            ));
+        }
+        for local in self.volumes.values() {
+            if let Some(backing) = local.engine.backing() {
+                backing
+                    .update_superblock(|sb| sb.generations.flags.insert(GiFlags::DISCARD_MY_DATA))
+                    .await
+                    .map_err(|e| format!("volume {}: {e}", local.engine.number))?;
+            }
+        }
+        for id in &stand_alone {
+            if let Some(link) = self.peers.get(id).and_then(|p| p.link.clone()) {
+                link.close();
+            }
+        }
+        warn!(
+            "this member's data will be discarded and resynced from its peers (split brain resolution)"
+        );
+        Ok(format!(
+            "'{}': this member's changes will be discarded and resynced from its peers at the next connection",
+            self.config.name
+        ))
     }
 
     fn connected(&mut self, link: Arc<PeerLink>) {
@@ -726,18 +994,14 @@ impl Machine {
         let Some(peer) = self.peers.get_mut(&node) else {
             return;
         };
-        if matches!(peer.connection, Connection::StandAlone(_)) {
-            info!(
-                peer = node,
-                "peer is StandAlone (an operator must decide); dropping the connection"
-            );
-            link.close();
-            return;
-        }
         if let Some(old) = peer.link.replace(link.clone()) {
             old.close();
         }
-        peer.connection = Connection::Connected;
+        // A StandAlone peer (split brain) stays StandAlone until a handshake finds the split
+        // brain resolved (one side discards its data); the connection only carries the States.
+        if !matches!(peer.connection, Connection::StandAlone(_)) {
+            peer.connection = Connection::Connected;
+        }
         peer.state_seen = false;
         peer.last_heard = Instant::now();
         info!(peer = node, name = %peer.node_name, "peer connected");
@@ -972,7 +1236,11 @@ impl Machine {
                             replication = Replication::Established;
                         }
                     } else {
-                        let decision = gi::decide(&mine, me, &remote.generations, peer_id);
+                        let decision = gi::decide(&mine, me, &remote.generations, peer_id)
+                            .resolve_split_brain(
+                                mine.flags.contains(GiFlags::DISCARD_MY_DATA),
+                                remote.generations.flags.contains(GiFlags::DISCARD_MY_DATA),
+                            );
                         info!(peer = node, volume = number, outcome = ?decision.outcome, rule = decision.rule.name(), "handshake");
                         replication = match decision.outcome {
                             Outcome::NoSync => {
@@ -1005,16 +1273,11 @@ impl Machine {
                             }
                             Outcome::SplitBrain(kind) => {
                                 let reason = format!(
-                                    "split brain detected on volume {number} with '{}' ({kind:?}): both sides wrote data the other does not have; nothing is merged. Resolve with 'ferrite-mirrord resolve {} --discard-my-data' on the node whose changes are to be thrown away",
+                                    "split brain detected on volume {number} with '{}' ({kind:?}): both sides wrote data the other does not have; nothing is merged. Resolve with 'ferrite-mirrord discard-my-data {}' on the node whose changes are to be thrown away",
                                     link.node_name(),
                                     self.config.name
                                 );
-                                warn!(peer = node, "{reason}");
-                                self.error = Some(reason.clone());
-                                if let Some(peer) = self.peers.get_mut(&node) {
-                                    peer.connection = Connection::StandAlone(reason);
-                                }
-                                link.close();
+                                self.stand_alone(node, link, reason);
                                 return;
                             }
                             Outcome::Unrelated => {
@@ -1022,12 +1285,7 @@ impl Machine {
                                     "volume {number} of '{}' holds unrelated data (no generation in common); refusing to connect",
                                     link.node_name()
                                 );
-                                warn!(peer = node, "{reason}");
-                                self.error = Some(reason.clone());
-                                if let Some(peer) = self.peers.get_mut(&node) {
-                                    peer.connection = Connection::StandAlone(reason);
-                                }
-                                link.close();
+                                self.stand_alone(node, link, reason);
                                 return;
                             }
                         };
@@ -1127,6 +1385,15 @@ impl Machine {
                     },
                 );
             }
+        }
+        if let Some(peer) = self.peers.get_mut(&node)
+            && let Connection::StandAlone(reason) = &peer.connection
+        {
+            info!(peer = node, "split brain resolved; connected");
+            if self.error.as_ref() == Some(reason) {
+                self.error = None;
+            }
+            peer.connection = Connection::Connected;
         }
         let disks_after: Vec<DiskState> = self.volumes.values().map(|v| v.disk).collect();
         if disks_after != disks_before {
@@ -1703,8 +1970,9 @@ impl Machine {
     fn snapshot(&self) -> ResourceStatus {
         ResourceStatus {
             name: self.config.name.clone(),
+            node_name: self.config.node_name.clone(),
             node_id: self.config.node_id,
-            role: if self.primary { "Primary" } else { "Secondary" },
+            role: if self.primary { "Primary" } else { "Secondary" }.to_string(),
             quorum: self.quorum.has_quorum,
             in_use: self.in_use(),
             volumes: self
@@ -1712,75 +1980,71 @@ impl Machine {
                 .values()
                 .map(|v| VolumeStatus {
                     number: v.engine.number,
-                    disk: v.disk.as_str(),
+                    disk: v.disk.as_str().to_string(),
                     usable_bytes: v.engine.size(),
                 })
                 .collect(),
-            peers: self
-                .peers
-                .values()
-                .map(|p| PeerStatus {
-                    node_name: p.node_name.clone(),
-                    node_id: p.node_id,
-                    connection: match &p.connection {
-                        Connection::Connecting => "Connecting".to_string(),
-                        Connection::Connected => "Connected".to_string(),
-                        Connection::StandAlone(_) => "StandAlone".to_string(),
-                    },
-                    role: if p.link.is_none() {
-                        "Unknown"
-                    } else if p.primary {
-                        "Primary"
-                    } else {
-                        "Secondary"
-                    },
-                    volumes: self
-                        .volumes
-                        .values()
-                        .map(|local| {
-                            let number = local.engine.number;
-                            let remote = p.volumes.get(&number);
-                            let out_of_sync = local
-                                .engine
-                                .backing()
-                                .map(|b| b.out_of_sync_bytes(p.node_id))
-                                .unwrap_or(0);
-                            let done_percent = local
-                                .resync
-                                .as_ref()
-                                .filter(|r| r.source == p.node_id && r.total_bytes > 0)
-                                .map(|r| {
-                                    let left = local
-                                        .engine
-                                        .backing()
-                                        .map(|b| b.out_of_sync_bytes(p.node_id))
-                                        .unwrap_or(0);
-                                    100.0 * (r.total_bytes.saturating_sub(left)) as f64
-                                        / r.total_bytes as f64
-                                });
-                            PeerVolumeStatus {
-                                number,
-                                replication: remote
-                                    .filter(|_| p.link.is_some())
-                                    .map(|v| v.replication.as_str())
-                                    .unwrap_or("Off"),
-                                peer_disk: if p.link.is_none() {
-                                    "DUnknown"
-                                } else {
-                                    remote.map(|v| v.disk.as_str()).unwrap_or(if p.diskless {
-                                        "Diskless"
-                                    } else {
-                                        "DUnknown"
-                                    })
-                                },
-                                done_percent,
-                                out_of_sync_kib: out_of_sync / 1024,
-                            }
-                        })
-                        .collect(),
-                })
-                .collect(),
+            peers: self.peers.values().map(|p| self.peer_status(p)).collect(),
             error: self.error.clone(),
+        }
+    }
+
+    fn peer_status(&self, p: &PeerState) -> PeerStatus {
+        let (connection, connection_reason) = match &p.connection {
+            Connection::Connecting => ("Connecting", None),
+            Connection::Connected => ("Connected", None),
+            Connection::StandAlone(reason) => ("StandAlone", Some(reason.clone())),
+        };
+        let role = if p.link.is_none() {
+            "Unknown"
+        } else if p.primary {
+            "Primary"
+        } else {
+            "Secondary"
+        };
+        let volumes = self
+            .volumes
+            .values()
+            .map(|local| {
+                let number = local.engine.number;
+                let remote = p.volumes.get(&number).filter(|_| p.link.is_some());
+                let out_of_sync = local
+                    .engine
+                    .backing()
+                    .map(|b| b.out_of_sync_bytes(p.node_id))
+                    .unwrap_or(0);
+                let done_percent = local
+                    .resync
+                    .as_ref()
+                    .filter(|r| r.source == p.node_id && r.total_bytes > 0)
+                    .map(|r| {
+                        100.0 * (r.total_bytes.saturating_sub(out_of_sync)) as f64
+                            / r.total_bytes as f64
+                    });
+                let peer_disk = match remote {
+                    Some(v) => v.disk.as_str(),
+                    None if p.link.is_some() && p.diskless => "Diskless",
+                    None => "DUnknown",
+                };
+                PeerVolumeStatus {
+                    number,
+                    replication: remote
+                        .map(|v| v.replication.as_str())
+                        .unwrap_or("Off")
+                        .to_string(),
+                    peer_disk: peer_disk.to_string(),
+                    done_percent,
+                    out_of_sync_kib: out_of_sync / 1024,
+                }
+            })
+            .collect();
+        PeerStatus {
+            node_name: p.node_name.clone(),
+            node_id: p.node_id,
+            connection: connection.to_string(),
+            connection_reason,
+            role: role.to_string(),
+            volumes,
         }
     }
 }

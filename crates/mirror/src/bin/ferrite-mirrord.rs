@@ -1,6 +1,228 @@
-//! `ferrite-mirrord`: the per-node daemon of the MIRROR layer. (Being written: docs/mirror.md.)
+//! `ferrite-mirrord`: the data-path daemon of the MIRROR layer on one node, and the commands
+//! that talk to it (what `drbdsetup` is to DRBD).
+//!
+//! - `ferrite-mirrord run`: serve every resource configured in `<state-dir>/resources/`;
+//! - `ferrite-mirrord up|down RESOURCE`: apply a resource's file now / take it down;
+//! - `ferrite-mirrord status [RESOURCE]`: what `drbdsetup status` prints;
+//! - `ferrite-mirrord events`: one JSON line per change;
+//! - `ferrite-mirrord discard-my-data RESOURCE`: resolve a split brain against this node.
 
-fn main() {
-    eprintln!("ferrite-mirrord: not implemented yet");
-    std::process::exit(2);
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use ferrite_mirror::control::{Client, Paths, Reply, Request};
+use ferrite_mirror::daemon::{Daemon, DaemonConfig};
+
+/// The default state directory: the satellite's, plus `mirror`.
+const DEFAULT_STATE_DIR: &str = "/var/lib/ferrite/satellite/mirror";
+
+#[derive(Parser)]
+#[command(
+    name = "ferrite-mirrord",
+    version,
+    about = "The MIRROR layer's data path on this node"
+)]
+struct Cli {
+    /// Where resource files, metadata-free state and sockets live.
+    #[arg(long, global = true, env = "FERRITE_MIRROR_STATE_DIR", default_value = DEFAULT_STATE_DIR)]
+    state_dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the daemon in the foreground.
+    Run {
+        /// Where block devices appear (`<device-root>/<resource>/<volnr>`).
+        #[arg(long, default_value = "/dev/ferrite")]
+        device_root: PathBuf,
+        /// Also serve every volume over NBD on this TCP address (use a localhost address), as
+        /// export `<resource>/<volnr>`.
+        #[arg(long)]
+        nbd_tcp: Option<SocketAddr>,
+        /// Log filter (RUST_LOG syntax).
+        #[arg(long, env = "RUST_LOG", default_value = "info")]
+        log: String,
+    },
+    /// Bring a resource up from its file, or adjust it to the file if it is up.
+    Up { resource: String },
+    /// Take a resource down.
+    Down {
+        resource: String,
+        /// Even if it is in use here (its users get I/O errors).
+        #[arg(long)]
+        force: bool,
+    },
+    /// Show resources as `drbdsetup status` does.
+    Status {
+        resource: Option<String>,
+        /// Node-ids, quorum, out-of-sync amounts for every peer.
+        #[arg(long, short)]
+        verbose: bool,
+        /// The raw JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print every resource's state now, then one JSON line per change.
+    Events,
+    /// Resolve a split brain: this node's changes are thrown away and resynced from its peers.
+    DiscardMyData { resource: String },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("mirrord")
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            eprintln!("ferrite-mirrord: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let paths = Paths::new(cli.state_dir);
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Run {
+                device_root,
+                nbd_tcp,
+                log,
+            } => run(paths, device_root, nbd_tcp, &log).await,
+            command => client(paths, command).await,
+        }
+    })
+}
+
+async fn run(
+    paths: Paths,
+    device_root: PathBuf,
+    nbd_tcp: Option<SocketAddr>,
+    log: &str,
+) -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(log))
+        .with_target(false)
+        .init();
+    let config = DaemonConfig {
+        paths,
+        device_root,
+        nbd_tcp,
+    };
+    let (daemon, listener) = match Daemon::start(config).await {
+        Ok(started) => started,
+        Err(e) => {
+            eprintln!("ferrite-mirrord: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    tracing::info!(pid = std::process::id(), "ferrite-mirrord running");
+    let serving = daemon.clone();
+    let server = tokio::spawn(async move { serving.serve(listener).await });
+    let mut terminate =
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(e) => {
+                eprintln!("ferrite-mirrord: cannot handle SIGTERM: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!("shutting down: every resource down cleanly");
+    server.abort();
+    daemon.shutdown().await;
+    ExitCode::SUCCESS
+}
+
+async fn client(paths: Paths, command: Command) -> ExitCode {
+    let mut client = match Client::connect(&paths.control_socket()).await {
+        Ok(client) => client,
+        Err(e) => {
+            eprintln!("ferrite-mirrord: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let request = match &command {
+        Command::Up { resource } => Request::Up {
+            resource: resource.clone(),
+        },
+        Command::Down { resource, force } => Request::Down {
+            resource: resource.clone(),
+            force: *force,
+        },
+        Command::Status { resource, .. } => Request::Status {
+            resource: resource.clone(),
+        },
+        Command::DiscardMyData { resource } => Request::DiscardMyData {
+            resource: resource.clone(),
+        },
+        Command::Events => {
+            if let Err(e) = client.send(&Request::Events).await {
+                eprintln!("ferrite-mirrord: {e}");
+                return ExitCode::FAILURE;
+            }
+            loop {
+                match client.next_event().await {
+                    Ok(Some(reply)) => println!(
+                        "{}",
+                        serde_json::to_string(&reply).expect("replies serialize")
+                    ),
+                    Ok(None) => return ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("ferrite-mirrord: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                }
+            }
+        }
+        Command::Run { .. } => unreachable!("handled by run"),
+    };
+    match client.call(&request).await {
+        Ok(Reply::Status { resources }) => {
+            let (verbose, json) = match command {
+                Command::Status { verbose, json, .. } => (verbose, json),
+                _ => (false, false),
+            };
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&resources).expect("status serializes")
+                );
+                return ExitCode::SUCCESS;
+            }
+            for entry in resources {
+                match (&entry.status, &entry.failure) {
+                    (Some(status), _) => print!("{}", status.render(verbose)),
+                    (None, Some(failure)) => println!("{} failed: {failure}", entry.name),
+                    (None, None) => println!("{}", entry.name),
+                }
+                if verbose {
+                    for frontend in &entry.frontends {
+                        println!("  volume:{} nbd:{}", frontend.volume, frontend.nbd_uri);
+                    }
+                }
+                println!();
+            }
+            ExitCode::SUCCESS
+        }
+        Ok(Reply::Done { message }) => {
+            println!("{message}");
+            ExitCode::SUCCESS
+        }
+        Ok(other) => {
+            eprintln!("ferrite-mirrord: unexpected answer {other:?}");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("ferrite-mirrord: {e}");
+            ExitCode::FAILURE
+        }
+    }
 }
