@@ -17,6 +17,10 @@ declare -A packages=(
     [sqlite3]=sqlite3
     [python3]=python3
     [curl]=curl
+    [fio]=fio
+    [mkfs.ext4]=e2fsprogs
+    [debugfs]=e2fsprogs
+    [blkdiscard]=util-linux
 )
 missing=()
 for command in "${!packages[@]}"; do

@@ -5,6 +5,11 @@
 //! task) adds and removes volumes through it. Each device is also handed out as an
 //! `Arc<`[`BlockDevice`]`>` so the engine can poll [`BlockDevice::is_in_use`] from anywhere.
 //!
+//! Adding and removing block: they run `losetup` and wait for the kernel (up to
+//! [`DETACH_TIMEOUT`]), and a detach makes the kernel flush the volume through the FUSE file,
+//! which needs the runtime. Call them from a blocking thread (`spawn_blocking`), never from one
+//! of the runtime's workers.
+//!
 //! Paths, with `<root>` the device root (default [`DEFAULT_DEVICE_ROOT`]):
 //!
 //! - `<mountpoint>/<resource>_<volume number>`: the FUSE file;
@@ -209,6 +214,8 @@ impl<V: Volume> BlockDevices<V> {
         runner: Arc<dyn HostCommands>,
         runtime: Handle,
     ) -> Result<BlockDevices<V>, BlockDevError> {
+        let mut config = config;
+        config.mountpoint = resolved(&config.mountpoint)?;
         prepare_mountpoint(&config.mountpoint, runner.as_ref())?;
         let fuse = FuseMount::mount(&config.mountpoint, runtime)?;
         let drbd_links = match config.drbd_links {
@@ -415,7 +422,7 @@ impl<V: Volume> BlockDevices<V> {
                 });
             }
         };
-        let processes = loop_device::openers(device.loop_device.rdev);
+        let processes = loop_device::lasting_openers(device.loop_device.rdev);
         if !processes.is_empty() {
             let reason = InUseReason::OpenBy { processes };
             tracing::warn!(device = %device.loop_device.path.display(), %reason, "refused to remove a block device in use");
@@ -503,6 +510,33 @@ impl<V: Volume> Drop for BlockDevices<V> {
     }
 }
 
+/// `path` with its parent directory resolved (made if missing), the way the kernel shows
+/// mount points and loop devices' backing files. The last component is kept: it may be a
+/// dead FUSE mount, which cannot be resolved.
+fn resolved(path: &Path) -> Result<PathBuf, BlockDevError> {
+    let path_error = |action, source| BlockDevError::Path {
+        action,
+        path: path.to_path_buf(),
+        source,
+    };
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name()) else {
+        return Err(path_error(
+            "mount on",
+            io::Error::new(io::ErrorKind::InvalidInput, "not a directory below another"),
+        ));
+    };
+    let parent = if parent.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        parent
+    };
+    std::fs::create_dir_all(parent).map_err(|source| path_error("create", source))?;
+    let parent = parent
+        .canonicalize()
+        .map_err(|source| path_error("resolve", source))?;
+    Ok(parent.join(name))
+}
+
 /// Makes `mountpoint` a directory to mount on. A FUSE file system left there by a process
 /// that died answers `ENOTCONN`: its loop devices are detached (deferred by the kernel while
 /// something still has them open) and it is unmounted lazily.
@@ -513,6 +547,13 @@ fn prepare_mountpoint(mountpoint: &Path, runner: &dyn HostCommands) -> Result<()
         source,
     };
     match std::fs::metadata(mountpoint) {
+        Ok(_) if loop_device::is_mount_point(mountpoint) => Err(BlockDevError::Mount {
+            mountpoint: mountpoint.to_path_buf(),
+            source: io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                "something is mounted there already (another ferrite-mirrord?)",
+            ),
+        }),
         Ok(metadata) if metadata.is_dir() => Ok(()),
         Ok(_) => Err(path_error(
             "mount on",

@@ -29,5 +29,5 @@ pub use devices::{
 };
 pub use error::{BlockDevError, InUseReason, Opener};
 pub use fs::OpenCounts;
-pub use loop_device::DETACH_TIMEOUT;
+pub use loop_device::{DETACH_TIMEOUT, OPENER_GRACE};
 pub use probe::{ProbePaths, probe, probe_with};

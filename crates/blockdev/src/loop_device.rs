@@ -32,6 +32,12 @@ const SYS_BLOCK: &str = "/sys/block";
 /// one of them is not a user.
 const TRANSIENT_OPENERS: &[&str] = &["systemd-udevd", "(udev-worker)", "udevd"];
 
+/// How long an open by another process may last before it counts as a user, and how often it
+/// is looked for meanwhile. Tools open loop devices for a moment (`losetup --find` looks at
+/// attached devices for overlaps, `blkid` probes them); a user keeps it open.
+pub const OPENER_GRACE: Duration = Duration::from_secs(1);
+const OPENER_POLL_INTERVAL: Duration = Duration::from_millis(50);
+
 /// An attached loop device.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoopDevice {
@@ -171,6 +177,20 @@ fn mount_points_in(mountinfo: &str, major: u32, minor: u32) -> Vec<PathBuf> {
         .collect()
 }
 
+/// Whether something is mounted at `path` (in this mount namespace).
+pub(crate) fn is_mount_point(path: &Path) -> bool {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .is_ok_and(|mountinfo| mounted_at(&mountinfo, path))
+}
+
+fn mounted_at(mountinfo: &str, path: &Path) -> bool {
+    mountinfo.lines().any(|line| {
+        line.split(' ')
+            .nth(4)
+            .is_some_and(|mount_point| Path::new(&unescape(mount_point)) == path)
+    })
+}
+
 /// Undoes mountinfo's `\ooo` escapes (space, tab, newline, backslash).
 fn unescape(field: &str) -> String {
     let bytes = field.as_bytes();
@@ -205,9 +225,22 @@ pub(crate) fn holders(name: &str) -> Vec<String> {
     holders
 }
 
+/// Processes that keep the device open for longer than [`OPENER_GRACE`]; empty as soon as
+/// none has it open.
+pub(crate) fn lasting_openers(rdev: u64) -> Vec<Opener> {
+    let started = Instant::now();
+    loop {
+        let openers = openers(rdev);
+        if openers.is_empty() || started.elapsed() >= OPENER_GRACE {
+            return openers;
+        }
+        std::thread::sleep(OPENER_POLL_INTERVAL);
+    }
+}
+
 /// Processes other than this one with the device open (read from `/proc/<pid>/fd`), except
 /// udev's short probes.
-pub(crate) fn openers(rdev: u64) -> Vec<Opener> {
+fn openers(rdev: u64) -> Vec<Opener> {
     let own = std::process::id();
     let Ok(processes) = std::fs::read_dir("/proc") else {
         return Vec::new();
@@ -285,6 +318,8 @@ mod tests {
             vec![PathBuf::from("/mnt/my data"), PathBuf::from("/srv/again")]
         );
         assert!(mount_points_in(mountinfo, 7, 4).is_empty());
+        assert!(mounted_at(mountinfo, Path::new("/mnt/my data")));
+        assert!(!mounted_at(mountinfo, Path::new("/mnt")));
     }
 
     #[test]

@@ -199,12 +199,17 @@ impl Node {
         let dir = tempfile::Builder::new()
             .prefix("ferrite-blockdev-test")
             .tempdir()?;
-        let mut config = BlockDeviceConfig::new(dir.path().join("fuse"));
-        config.device_root = dir.path().join("dev");
-        config.drbd_links = DrbdLinks::Always;
-        let devices = BlockDevices::start(config, host(), runtime.handle().clone())?;
+        let devices = BlockDevices::start(config(dir.path()), host(), runtime.handle().clone())?;
         Ok(Node { devices, dir })
     }
+}
+
+/// The FUSE mount at `<dir>/fuse`, the links under `<dir>/dev`, DRBD's links too.
+pub fn config(dir: &Path) -> BlockDeviceConfig {
+    let mut config = BlockDeviceConfig::new(dir.join("fuse"));
+    config.device_root = dir.join("dev");
+    config.drbd_links = DrbdLinks::Always;
+    config
 }
 
 pub fn runtime() -> tokio::runtime::Runtime {
