@@ -23,6 +23,10 @@ declare -A packages=(
     [qemu-io]=qemu-utils
     [fio]=fio
     [nbdkit]=nbdkit
+    # What the block-device tests format, inspect and discard with.
+    [mkfs.ext4]=e2fsprogs
+    [debugfs]=e2fsprogs
+    [blkdiscard]=util-linux
 )
 missing=()
 for command in "${!packages[@]}"; do

@@ -339,7 +339,8 @@ impl Resource {
                     if info.created && volume.new_volume && diskful_peers.is_empty() {
                         // The only copy of a new volume: there is nothing to sync with, so it
                         // starts its first generation UpToDate (as LINSTOR does for DRBD).
-                        let me = NodeId::new(u32::from(config.node_id)).map_err(|e| e.to_string())?;
+                        let me =
+                            NodeId::new(u32::from(config.node_id)).map_err(|e| e.to_string())?;
                         let fresh = Uuid::new_generation(random_u64());
                         backing
                             .update_superblock(|sb| {
@@ -351,18 +352,20 @@ impl Resource {
                             })
                             .await
                             .map_err(|e| e.to_string())?;
-                        info!(volume = volume.number, "new volume with no other copy: UpToDate");
+                        info!(
+                            volume = volume.number,
+                            "new volume with no other copy: UpToDate"
+                        );
                     }
                     let generations = backing.generations();
                     let consistent = backing.with_superblock(|sb| {
                         sb.flags.contains(crate::metadata::MdFlags::CONSISTENT)
                     });
-                    let disk =
-                        if generations.current.is_just_created() || !consistent {
-                            DiskState::Inconsistent
-                        } else {
-                            DiskState::UpToDate
-                        };
+                    let disk = if generations.current.is_just_created() || !consistent {
+                        DiskState::Inconsistent
+                    } else {
+                        DiskState::UpToDate
+                    };
                     (Some(Arc::new(backing)), disk)
                 }
                 None => (None, DiskState::Diskless),
