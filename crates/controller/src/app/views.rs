@@ -592,13 +592,21 @@ pub fn resource(
                         .obj_ref("VlmNr", vd.number.to_string()),
                 );
             }
+            // The kernel's DRBD names its device by the minor; MIRROR's path depends on the
+            // node's device root, so only its report gives it.
+            let device_path = device_path.or_else(|| {
+                (rd.replication_layer() == Some(LayerKind::Drbd))
+                    .then_some(vd.minor)
+                    .flatten()
+                    .map(|minor| format!("/dev/drbd{minor}"))
+            });
             let drbd_volume = rest::DrbdVolume {
                 drbd_volume_definition: drbd_volume_definition(cluster, rd, vd),
-                device_path: device_path.clone(),
+                device_path: device_path.clone().unwrap_or_default(),
                 backing_device: backing_device.clone().filter(|_| !resource.diskless),
                 meta_disk: (!resource.diskless).then(|| "internal".to_string()),
-                allocated_size_kib: allocated,
-                usable_size_kib: usable,
+                allocated_size_kib: allocated.filter(|_| !resource.diskless).unwrap_or(0),
+                usable_size_kib: usable.unwrap_or(0),
                 disk_state: Some(disk_state.clone()),
                 nbd_uri: engine_volume.and_then(|v| v.nbd_uri.clone()),
                 engine: engine.clone(),
@@ -852,7 +860,7 @@ mod tests {
             pub device_path: String,
             pub backing_device: Option<String>,
             pub meta_disk: Option<String>,
-            pub allocated_size_kib: Option<i64>,
+            pub allocated_size_kib: i64,
             pub usable_size_kib: i64,
             pub disk_state: String,
         }
@@ -1179,7 +1187,7 @@ mod tests {
         assert_eq!(volume.device_path, "/dev/ferrite/web/0");
         assert_eq!(volume.backing_device.as_deref(), Some("/dev/loop7"));
         assert_eq!(volume.meta_disk.as_deref(), Some("internal"));
-        assert_eq!(volume.allocated_size_kib, Some(4096));
+        assert_eq!(volume.allocated_size_kib, 4096);
         assert_eq!(volume.usable_size_kib, 1 << 20);
         assert_eq!(volume.disk_state, "UpToDate");
         let volume = &primary.volumes[0];
@@ -1248,7 +1256,12 @@ mod tests {
             tiebreaker["layer_object"]["drbd"]["flags"],
             serde_json::json!(["DISKLESS"])
         );
-        assert!(tiebreaker["volumes"][0]["layer_data_list"][0]["data"]["meta_disk"].is_null());
+        let data = &tiebreaker["volumes"][0]["layer_data_list"][0]["data"];
+        assert!(data["meta_disk"].is_null());
+        // python-linstor reads these without a default.
+        assert_eq!(data["device_path"], "");
+        assert_eq!(data["allocated_size_kib"], 0);
+        assert_eq!(data["usable_size_kib"], 0);
     }
 
     #[test]
@@ -1304,6 +1317,8 @@ mod tests {
         assert_eq!(drbd.may_promote, Some(true));
         assert!(drbd.promotion_score.unwrap() > 0);
         assert_eq!(drbd.drbd_volumes[0].backing_device, None);
+        assert_eq!(drbd.drbd_volumes[0].allocated_size_kib, 0);
+        assert_eq!(drbd.drbd_volumes[0].device_path, "/dev/ferrite/web/0");
     }
 
     #[test]

@@ -123,19 +123,19 @@ pub struct DrbdVolumeDefinition {
 pub struct DrbdVolume {
     pub drbd_volume_definition: DrbdVolumeDefinition,
     /// The block device applications use, e.g. `/dev/ferrite/web/0` or `/dev/drbd1000`; also
-    /// on diskless members.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub device_path: Option<String>,
+    /// on diskless members. Always present, as in LINSTOR (python-linstor reads it without a
+    /// default): empty while the engine has not reported it.
+    pub device_path: String,
     /// The local backing device (diskful members only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub backing_device: Option<String>,
     /// `internal` for a diskful member (metadata at the end of the backing device).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub meta_disk: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub allocated_size_kib: Option<i64>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub usable_size_kib: Option<i64>,
+    /// KiB; 0 without a local disk or while not reported. Always present, as in LINSTOR.
+    pub allocated_size_kib: i64,
+    /// KiB; 0 while not reported. Always present, as in LINSTOR.
+    pub usable_size_kib: i64,
     /// DRBD's words: UpToDate, Inconsistent, Outdated, Diskless, ...
     #[serde(skip_serializing_if = "Option::is_none")]
     pub disk_state: Option<String>,
