@@ -1264,6 +1264,47 @@ mod tests {
         assert_eq!(data["usable_size_kib"], 0);
     }
 
+    /// `tests/compat/drbd_shapes.py` reads the same answers with python-linstor's response
+    /// classes, as the `linstor` client does; skipped where python-linstor is not installed
+    /// (`scripts/setup.sh` installs it).
+    #[test]
+    fn python_linstor_reads_a_mirror_resource() {
+        let python = |args: &[&str]| {
+            std::process::Command::new("python3")
+                .args(args)
+                .output()
+                .ok()
+        };
+        if !python(&["-c", "import linstor"]).is_some_and(|o| o.status.success()) {
+            eprintln!("skipped: python-linstor is not installed");
+            return;
+        }
+        let (cluster, runtime, _) = mirror_cluster();
+        let dir = tempfile::tempdir().unwrap();
+        let resources_json = dir.path().join("resources.json");
+        let definitions_json = dir.path().join("definitions.json");
+        let views = resources(&cluster, &runtime, &ListFilter::default());
+        std::fs::write(&resources_json, serde_json::to_vec(&views).unwrap()).unwrap();
+        let definitions = resource_definitions(&cluster, &ListFilter::default(), true);
+        std::fs::write(&definitions_json, serde_json::to_vec(&definitions).unwrap()).unwrap();
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/compat/drbd_shapes.py"
+        );
+        let output = python(&[
+            script,
+            resources_json.to_str().unwrap(),
+            definitions_json.to_str().unwrap(),
+        ])
+        .expect("python3 runs");
+        assert!(
+            output.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
     #[test]
     fn a_diskless_member_has_a_device_and_may_promote_through_a_peer() {
         let (cluster, mut runtime, nodes) = mirror_cluster();
