@@ -968,24 +968,6 @@ mod tests {
         assert!(rd.resources[&"node2".parse().unwrap()].is_deleting());
     }
 
-    /// The engine's report of a member of `resource`, in use or not.
-    fn engine_report(resource: &str, in_use: bool) -> ferrite_proto::ReplicationReport {
-        ferrite_proto::ReplicationReport {
-            resource: resource.into(),
-            engine: ferrite_proto::ReplicationEngine::Mirror,
-            role: if in_use {
-                ferrite_proto::Role::Primary
-            } else {
-                ferrite_proto::Role::Secondary
-            },
-            in_use,
-            quorum: true,
-            volumes: vec![],
-            peers: vec![],
-            error: None,
-        }
-    }
-
     #[test]
     fn what_a_primary_uses_cannot_be_deleted_but_the_rest_changes_around_it() {
         use crate::app::testing::{commit, engines_runtime, replicated_group, spawn};
@@ -1007,25 +989,21 @@ mod tests {
             .map(|n| n.to_string())
             .filter(|n| !placed.contains(n))
             .collect();
-        let mut runtime = engines_runtime(&cluster, &[ferrite_types::LayerKind::Mirror]);
-        for node in &placed {
-            runtime
-                .get_mut(&node.parse::<NodeName>().unwrap())
+        // Every member UpToDate; the engine on `primary` reports it Primary and in use.
+        let reports = |cluster: &Cluster, in_use: bool| {
+            let mut runtime = engines_runtime(cluster, &[ferrite_types::LayerKind::Mirror]);
+            let node: NodeName = primary.parse().unwrap();
+            let report = runtime
+                .get_mut(&node)
                 .unwrap()
-                .absorb(ferrite_proto::NodeReport {
-                    volumes: vec![ferrite_proto::VolumeReport {
-                        resource: "web".into(),
-                        volume_number: 0,
-                        device_path: Some("/dev/loop1".into()),
-                        allocated_size_kib: None,
-                        usable_size_kib: Some(1 << 20),
-                        disk_state: "UpToDate".into(),
-                        error: None,
-                    }],
-                    replication: vec![engine_report("web", *node == primary)],
-                    ..Default::default()
-                });
-        }
+                .replication
+                .get_mut("WEB")
+                .unwrap();
+            report.in_use = in_use;
+            report.role = ferrite_proto::Role::Primary;
+            runtime
+        };
+        let runtime = reports(&cluster, true);
         let err = delete(&cluster, &runtime, "web", &primary, false).unwrap_err();
         assert_eq!(err.0[0].ret_code().code(), code::FAIL_IN_USE);
         assert!(
@@ -1041,6 +1019,7 @@ mod tests {
         commit(&mut cluster, &runtime, |c, r| {
             create(c, r, "web", &create_body(&others[0], &["DISKLESS"], None))
         });
+        let runtime = reports(&cluster, true);
         commit(&mut cluster, &runtime, |c, r| {
             make_available(
                 c,
@@ -1055,6 +1034,7 @@ mod tests {
             storage_pool: Some("pool_ssd".into()),
             migrate_from: None,
         };
+        let runtime = reports(&cluster, true);
         commit(&mut cluster, &runtime, |c, r| {
             toggle_disk(c, r, "web", &others[0], &into_diskful)
         });
@@ -1063,27 +1043,16 @@ mod tests {
             storage_pool: None,
             migrate_from: None,
         };
+        let runtime = reports(&cluster, true);
         commit(&mut cluster, &runtime, |c, r| {
             toggle_disk(c, r, "web", &secondary, &into_diskless)
         });
+        let runtime = reports(&cluster, true);
         commit(&mut cluster, &runtime, |c, r| {
             delete(c, r, "web", &others[1], false)
         });
         // Once the Primary is done, its replica can go.
-        runtime
-            .get_mut(&primary.parse::<NodeName>().unwrap())
-            .unwrap()
-            .absorb(ferrite_proto::NodeReport {
-                only_resources: Some(vec!["web".into()]),
-                volumes: vec![],
-                replication: vec![engine_report("web", false)],
-                ..Default::default()
-            });
-        let mut runtime_up = crate::app::testing::all_up_to_date(&cluster);
-        for (node, reported) in runtime_up.iter_mut() {
-            reported.replication = runtime[node].replication.clone();
-        }
-        delete(&cluster, &runtime_up, "web", &primary, false).unwrap();
+        delete(&cluster, &reports(&cluster, false), "web", &primary, false).unwrap();
     }
 
     #[test]

@@ -192,7 +192,8 @@ pub fn all_up_to_date(cluster: &Cluster) -> crate::app::placement::Runtime {
 
 /// What satellites would report for `cluster` if every node were online, ran the storage
 /// providers of its pools and the replication `engines` (the others unsupported, with a
-/// reason), had 100 GiB free in every pool, and every diskful volume were UpToDate.
+/// reason), had 100 GiB free in every pool, and every diskful volume were UpToDate (in the
+/// storage layer and, for replicated resources, in their engine, without peers).
 pub fn engines_runtime(
     cluster: &Cluster,
     engines: &[ferrite_types::LayerKind],
@@ -201,6 +202,16 @@ pub fn engines_runtime(
     for (name, node) in &cluster.nodes {
         let reported = runtime.get_mut(name).expect("every node is reported");
         reported.capabilities = Some(capabilities(engines));
+        let replication = cluster
+            .resources_on_node(name)
+            .filter(|(rd, r)| rd.is_replicated() && !r.is_deleting())
+            .map(|(rd, r)| engine_report(rd, r))
+            .collect();
+        reported.absorb(ferrite_proto::NodeReport {
+            only_resources: Some(vec![]),
+            replication,
+            ..Default::default()
+        });
         for pool in node.storage_pools.values() {
             reported.pools.insert(
                 pool.name.key().to_string(),
@@ -215,6 +226,43 @@ pub fn engines_runtime(
         }
     }
     runtime
+}
+
+/// What an engine reports of a member that is Secondary, has quorum and whose volumes are
+/// UpToDate (`Diskless` without a disk).
+pub fn engine_report(
+    rd: &ResourceDefinition,
+    resource: &Resource,
+) -> ferrite_proto::ReplicationReport {
+    ferrite_proto::ReplicationReport {
+        resource: rd.name.to_string(),
+        engine: match rd.replication_layer() {
+            Some(ferrite_types::LayerKind::Drbd) => ferrite_proto::ReplicationEngine::Drbd,
+            _ => ferrite_proto::ReplicationEngine::Mirror,
+        },
+        role: ferrite_proto::Role::Secondary,
+        in_use: false,
+        quorum: true,
+        volumes: rd
+            .volume_definitions
+            .values()
+            .map(|vd| ferrite_proto::ReplicatedVolumeReport {
+                volume_number: vd.number.get(),
+                minor: vd.minor,
+                disk_state: if resource.holds_data() {
+                    "UpToDate"
+                } else {
+                    "Diskless"
+                }
+                .into(),
+                device_path: Some(format!("/dev/ferrite/{}/{}", rd.name, vd.number)),
+                nbd_uri: None,
+                usable_size_kib: Some(vd.size_kib),
+            })
+            .collect(),
+        peers: vec![],
+        error: None,
+    }
 }
 
 /// A satellite's capabilities: FILE_THIN, DISKLESS, STORAGE and the replication `engines`.
