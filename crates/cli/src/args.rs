@@ -1197,6 +1197,9 @@ pub struct ResourceList {
     /// Show the DRBD ports.
     #[arg(long)]
     pub show_drbd_ports: bool,
+    /// Add a column with each peer connection and its state (Connected, Connecting, ...).
+    #[arg(long)]
+    pub peers: bool,
 }
 
 #[derive(Debug, Args)]

@@ -250,7 +250,9 @@ impl Controller {
     ) -> Result<(Vec<ApiCallRc>, Vec<crate::app::deletions::Marked>, bool), Failure> {
         let guard = self.inner.mutations.lock().await;
         let mut plan = self.read_with_runtime(plan)?;
-        self.read(|cluster| crate::app::allocation::complete(cluster, &mut plan))?;
+        self.read_with_runtime(|cluster, runtime| {
+            crate::app::finalize(cluster, runtime, &mut plan)
+        })?;
         if plan.ops.is_empty() {
             return Ok((plan.replies, plan.deletions, false));
         }

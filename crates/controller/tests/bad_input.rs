@@ -107,6 +107,11 @@ async fn controller_properties() {
         set_one("key of 300 characters", &"a".repeat(300), "v"),
         set_one("value with a newline", "Aux/a", "x\ny"),
         set_one("value of 5000 characters", "Aux/a", &"v".repeat(5000)),
+        set_one(
+            "a replication engine that does not exist",
+            "Ferrite/ReplicationEngine",
+            "kernel",
+        ),
         set(
             "one good and one bad key (all or nothing)",
             json!({"override_props": {"Aux/good": "1", "Aux/bad key": "2"}}),

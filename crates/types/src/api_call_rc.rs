@@ -123,18 +123,27 @@ pub mod code {
     pub const WARN_RSC_ALREADY_HAS_DISK: u64 = 1007;
     pub const WARN_RSC_ALREADY_DISKLESS: u64 = 1008;
     pub const WARN_STORAGE_ERROR: u64 = 1010;
+    pub const WARN_NOT_ENOUGH_NODES_FOR_TIE_BREAKER: u64 = 1013;
     pub const WARN_VLMDFN_RESIZE_SAME_SIZE: u64 = 1023;
     /// Ferrite's own: a resource was placed without a replication layer, so its replicas are
     /// independent volumes. (LINSTOR's warning codes end at 1025 and resume at 3000.)
     pub const WARN_NOT_REPLICATED: u64 = 1900;
+    /// Ferrite's own: a `DrbdOptions/*` property was set that the MIRROR engine ignores.
+    pub const WARN_OPTION_IGNORED: u64 = 1901;
     pub const WARN_NOT_FOUND: u64 = 3000;
     pub const WARN_NO_EFFECT: u64 = 3001;
     pub const WARN_DEPRECATED: u64 = 4000;
 
     pub const INFO_NO_RSC_SPAWNED: u64 = 10000;
     pub const INFO_PROP_SET: u64 = 10002;
+    pub const INFO_TIE_BREAKER_CREATED: u64 = 10003;
+    pub const INFO_TIE_BREAKER_DELETING: u64 = 10004;
+    pub const INFO_TIE_BREAKER_TAKEOVER: u64 = 10005;
     pub const INFO_NOOP: u64 = 10007;
     pub const INFO_RSC_ALREADY_EXISTS: u64 = 10008;
+    /// Ferrite's own: which replication engine (DRBD or MIRROR) a resource got, and why.
+    /// (LINSTOR's info codes stay below 11000.)
+    pub const INFO_REPLICATION_ENGINE: u64 = 19000;
 
     /// `MASK_ERROR | 0x0FFF_FFFF_FFFF_FFFD`: the request body could not be parsed.
     pub const API_CALL_PARSE_ERROR: u64 = 0x0FFF_FFFF_FFFF_FFFD;

@@ -11,14 +11,20 @@
 //! (flag `DISK_REMOVING`), its node deletes the backing volumes and confirms, and only then is
 //! the resource forgotten or made diskless. Until then both lists show `DELETING` (as `linstor`
 //! does) or `Removing disk`.
+//!
+//! The replication layer is DRBD in LINSTOR's shapes whichever engine runs it; its `engine`
+//! field says which. The Layers column names the engine: `DRBD,STORAGE` for the kernel's DRBD,
+//! `MIRROR,STORAGE` for Ferrite's own. A volume that is being synchronised shows its progress
+//! as its state (`SyncTarget 43.2%`); `--peers` adds the state of each peer connection.
 
 use std::collections::BTreeMap;
 
 use ferrite_client::{ListFilter, NewResource};
+use ferrite_types::LayerKind;
 use ferrite_types::api_call_rc::ApiCallRc;
 use ferrite_types::rest::{
-    AutoPlaceRequest, ResourceLayer, ResourceMakeAvailable, ResourceModify, ResourceWithVolumes,
-    ToggleDiskOperation, ToggleDiskRequest, Volume,
+    AutoPlaceRequest, DrbdResource, ResourceLayer, ResourceMakeAvailable, ResourceModify,
+    ResourceWithVolumes, ToggleDiskOperation, ToggleDiskRequest, Volume,
 };
 use ferrite_types::size::format_kib;
 use serde_json::Value;
@@ -222,10 +228,21 @@ fn has_flag(flags: &[String], flag: &str) -> bool {
     flags.iter().any(|f| f == flag)
 }
 
-/// The layers of a resource, top-most first, each once.
-pub fn layer_names(layer: &ResourceLayer) -> Vec<&'static str> {
-    fn walk(layer: &ResourceLayer, out: &mut Vec<&'static str>) {
-        let name = layer.layer_type.as_str();
+/// The name of a layer as Ferrite shows it: the replication layer by its engine (`MIRROR`
+/// or `DRBD`), which LINSTOR's shapes give in the DRBD data's `engine` field.
+pub fn shown_layer(layer_type: LayerKind, engine: Option<&str>) -> String {
+    match engine {
+        Some(engine) if layer_type.is_replication() => engine.to_string(),
+        _ => layer_type.as_str().to_string(),
+    }
+}
+
+/// The layers of a resource, top-most first, each once; the replication layer named by its
+/// engine.
+pub fn layer_names(layer: &ResourceLayer) -> Vec<String> {
+    fn walk(layer: &ResourceLayer, out: &mut Vec<String>) {
+        let engine = layer.drbd.as_ref().and_then(|d| d.engine.as_deref());
+        let name = shown_layer(layer.layer_type, engine);
         if !out.contains(&name) {
             out.push(name);
         }
@@ -238,12 +255,11 @@ pub fn layer_names(layer: &ResourceLayer) -> Vec<&'static str> {
     out
 }
 
-/// The replication layer's data (`drbd` or `mirror`) of a resource, if it has one.
-fn replication_data(layer: &ResourceLayer) -> Option<&Value> {
+/// The replication layer's data of a resource, if it has one.
+fn replication_data(layer: &ResourceLayer) -> Option<&DrbdResource> {
     layer
         .drbd
         .as_ref()
-        .or(layer.mirror.as_ref())
         .or_else(|| layer.children.iter().find_map(replication_data))
 }
 
@@ -255,23 +271,51 @@ fn failed_connections(resource: &ResourceWithVolumes) -> Vec<(String, Vec<String
         .layer_object
         .as_ref()
         .and_then(replication_data)
-        .and_then(|data| data.get("connections"))
-        .and_then(Value::as_object);
+        .map(|data| &data.connections);
     for (peer, connection) in connections.into_iter().flatten() {
-        if connection.get("connected").and_then(Value::as_bool) == Some(true) {
+        if connection.connected {
             continue;
         }
-        let message = connection
-            .get("message")
-            .and_then(Value::as_str)
-            .unwrap_or("")
-            .to_string();
+        let message = connection.message.clone();
         match failed.iter_mut().find(|(m, _)| *m == message) {
             Some((_, peers)) => peers.push(peer.clone()),
             None => failed.push((message, vec![peer.clone()])),
         }
     }
     failed
+}
+
+/// The Peers cell (`--peers`): each peer connection and its state, one per line; red when
+/// one is not connected.
+fn peers_cell(resource: &ResourceWithVolumes) -> Cell {
+    let Some(data) = resource
+        .resource
+        .layer_object
+        .as_ref()
+        .and_then(replication_data)
+    else {
+        return Cell::default();
+    };
+    let lines: Vec<String> = data
+        .connections
+        .iter()
+        .map(|(peer, connection)| format!("{peer}: {}", connection.message))
+        .collect();
+    let healthy = data.connections.values().all(|c| c.connected);
+    Cell::colored(lines.join("\n"), (!healthy).then_some(Color::Red))
+}
+
+/// A synchronisation the volume is the target of, as `SyncTarget 43.2%`.
+fn sync_progress(volume: &Volume) -> Option<String> {
+    volume
+        .state
+        .replication_states
+        .values()
+        .find(|s| s.replication_state.as_deref() == Some("SyncTarget"))
+        .map(|s| match s.done_percentage {
+            Some(done) => format!("SyncTarget {done:.1}%"),
+            None => "SyncTarget".to_string(),
+        })
 }
 
 /// Whether a volume's top layer replicates, so that a missing disk state means "unknown".
@@ -304,6 +348,9 @@ pub fn volume_state(volume: &Volume, resource_flags: &[String]) -> (String, Opti
         }
         "Diskless" if has_flag(resource_flags, "TIE_BREAKER") => ("TieBreaker".into(), None),
         "Diskless" => (format!("{prefix}Diskless"), None),
+        "Inconsistent" if let Some(progress) = sync_progress(volume) => {
+            (format!("{prefix}{progress}"), Some(Color::Yellow))
+        }
         "Inconsistent" | "Failed" | "To: Creating" | "To: Attachable" | "To: Attaching" => {
             (format!("{prefix}{disk}"), Some(Color::Red))
         }
@@ -390,6 +437,9 @@ pub fn render_resources(
         Column::new("State").colored(Color::DarkGreen).right(),
         Column::new("CreatedOn"),
     ]);
+    if list.peers {
+        columns.push(Column::new("Peers"));
+    }
     let mut table = Table::new(with_prop_columns(columns, &props));
     table.group_by(&list.table.groupby);
     let in_use = in_use_counts(resources);
@@ -418,9 +468,7 @@ pub fn render_resources(
         if list.show_drbd_ports {
             let ports: Vec<String> = layer
                 .and_then(replication_data)
-                .and_then(|d| d.get("tcp_ports"))
-                .and_then(Value::as_array)
-                .map(|ports| ports.iter().map(|p| p.to_string()).collect())
+                .map(|d| d.tcp_ports.iter().map(|p| p.to_string()).collect())
                 .unwrap_or_default();
             row.push(ports.join(", ").into());
         }
@@ -444,6 +492,9 @@ pub fn render_resources(
                 .unwrap_or_default()
                 .into(),
         ]);
+        if list.peers {
+            row.push(peers_cell(resource));
+        }
         row.extend(prop_cells(&resource.resource.props, &props));
         table.row(row);
     }
@@ -653,6 +704,7 @@ mod tests {
             props: vec![],
             show_props: vec![],
             show_drbd_ports: false,
+            peers: false,
         }
     }
 
@@ -736,9 +788,15 @@ mod tests {
         let list = resources(vec![value]);
         let text = render_resources(&list, &resource_list(), &PLAIN);
         assert!(
-            text.contains("| Connecting(delta) | Inconsistent |"),
+            text.contains("| Connecting(delta) | SyncTarget 42.5% |"),
             "{text}"
         );
+        let mut peers = resource_list();
+        peers.peers = true;
+        let text = render_resources(&list, &peers, &PLAIN);
+        assert!(text.contains("| Peers             |"), "{text}");
+        assert!(text.contains("| bravo: Connected  |"), "{text}");
+        assert!(text.contains("| delta: Connecting |"), "{text}");
         let text = render_volumes(&list, &volume_list(), &PLAIN);
         assert!(text.contains("| bravo: SyncTarget(42.50%) |"), "{text}");
         assert!(text.contains("| delta: Established        |"), "{text}");
@@ -756,14 +814,15 @@ mod tests {
 
     #[test]
     fn ferrite_mirror_resources() {
+        // As the controller answers: the DRBD layer, its engine MIRROR.
         let list = resources(vec![serde_json::json!({
             "name": "r1", "node_name": "n1", "props": {}, "flags": [],
-            "layer_object": {"type": "MIRROR", "children": [{"type": "STORAGE", "children": []}],
-                "mirror": {"connections": {}}},
+            "layer_object": {"type": "DRBD", "children": [{"type": "STORAGE", "children": []}],
+                "drbd": {"connections": {}, "engine": "MIRROR", "flags": [], "drbd_volumes": []}},
             "state": {"in_use": true},
             "volumes": [{"volume_number": 0, "storage_pool_name": "p", "props": {}, "flags": [],
                 "state": {"disk_state": "DUnknown"},
-                "layer_data_list": [{"type": "MIRROR", "data": {"drbd_volume_definition": {"volume_number": 0}}},
+                "layer_data_list": [{"type": "DRBD", "data": {"drbd_volume_definition": {"volume_number": 0}, "engine": "MIRROR"}},
                                     {"type": "STORAGE", "data": {}}],
                 "reports": [{"ret_code": -4611686018427386906i64, "message": "losetup failed"}]}]
         })]);

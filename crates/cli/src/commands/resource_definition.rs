@@ -153,10 +153,17 @@ pub fn render_definitions(
                     .into(),
             );
         }
-        let layers: Vec<&str> = definition
+        let layers: Vec<String> = definition
             .layer_data
             .iter()
-            .map(|l| l.layer_type.as_str())
+            .map(|l| {
+                let engine = l
+                    .data
+                    .as_ref()
+                    .and_then(|d| d.get("engine"))
+                    .and_then(|e| e.as_str());
+                super::resource::shown_layer(l.layer_type, engine)
+            })
             .collect();
         let (state, color) = definition_state(definition);
         row.extend([
@@ -348,6 +355,40 @@ mod tests {
 | my_ssd_res   | my_ssd_group  | DRBD,STORAGE | ok    |
 +-----------------------------------------------------+
 "
+        );
+    }
+
+    #[test]
+    fn the_layers_name_the_replication_engine() {
+        let definitions: Vec<ResourceDefinition> = serde_json::from_value(serde_json::json!([
+            {"name": "web", "resource_group_name": "my_ssd_group",
+             "layer_data": [{"type": "DRBD", "data": {"engine": "MIRROR", "secret": "x"}},
+                            {"type": "STORAGE"}]},
+            {"name": "db", "resource_group_name": "my_ssd_group",
+             "layer_data": [{"type": "DRBD", "data": {"engine": "DRBD"}}, {"type": "STORAGE"}]},
+            {"name": "new", "resource_group_name": "my_ssd_group",
+             "layer_data": [{"type": "DRBD", "data": {}}, {"type": "STORAGE"}]}
+        ]))
+        .unwrap();
+        let list = ResourceDefinitionList {
+            table: TableOpts::default(),
+            resource_definitions: vec![],
+            external_name: false,
+            props: vec![],
+            show_props: vec![],
+        };
+        let text = render_definitions(&definitions, &list, &PLAIN);
+        assert!(
+            text.contains("| web          | my_ssd_group  | MIRROR,STORAGE |"),
+            "{text}"
+        );
+        assert!(
+            text.contains("| db           | my_ssd_group  | DRBD,STORAGE   |"),
+            "{text}"
+        );
+        assert!(
+            text.contains("| new          | my_ssd_group  | DRBD,STORAGE   |"),
+            "{text}"
         );
     }
 

@@ -35,6 +35,17 @@ pub fn modify(cluster: &Cluster, body: &PropsModify) -> Result<Plan, Failure> {
         }
     }
     plan.replies.extend(edited.warnings);
+    let has_mirror = cluster
+        .resource_definitions
+        .values()
+        .any(|rd| super::engine::effective(cluster, rd) == Some(ferrite_types::LayerKind::Mirror));
+    if has_mirror {
+        plan.replies.extend(super::engine::ignored_options_note(
+            ctx,
+            body.override_props.keys(),
+            "the controller",
+        ));
+    }
     plan.reply(ctx.success(code::MODIFIED, "Controller properties modified."));
     Ok(plan)
 }

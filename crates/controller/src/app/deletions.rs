@@ -220,7 +220,9 @@ fn without_disk(cluster: &Cluster, resource: &Resource) -> Resource {
 }
 
 /// Why a resource's data cannot be counted on right now, or `None` if it can: its node is
-/// online and every volume is reported UpToDate.
+/// online and every volume is reported UpToDate — by the replication engine when the resource
+/// is replicated (a backing volume that exists says nothing of whether its data is current),
+/// else by the storage layer.
 fn not_up_to_date(
     rd: &ResourceDefinition,
     resource: &Resource,
@@ -232,12 +234,21 @@ fn not_up_to_date(
     let Some(reported) = runtime.get(&resource.node).filter(|r| r.is_online()) else {
         return Some(format!("node '{}' is not online", resource.node));
     };
+    let engine = rd
+        .is_replicated()
+        .then(|| reported.replication(rd.name.as_str()));
     for vd in rd.volume_definitions.values() {
-        let state = reported
-            .volumes
-            .get(rd.name.key())
-            .and_then(|volumes| volumes.get(&vd.number.get()))
-            .map(|v| v.disk_state.as_str());
+        let number = vd.number.get();
+        let state = match engine {
+            Some(report) => report
+                .and_then(|r| r.volumes.iter().find(|v| v.volume_number == number))
+                .map(|v| v.disk_state.as_str()),
+            None => reported
+                .volumes
+                .get(rd.name.key())
+                .and_then(|volumes| volumes.get(&number))
+                .map(|v| v.disk_state.as_str()),
+        };
         if state != Some("UpToDate") {
             return Some(format!(
                 "volume {} on '{}' is {}",
@@ -498,6 +509,42 @@ mod tests {
         runtime.insert(node2, confirmed());
         let plan = finish(&cluster, &runtime);
         assert!(matches!(&plan.ops[..], [Op::DeleteVolumeDefinition { .. }]));
+    }
+
+    #[test]
+    fn a_replicated_resource_counts_the_engines_disk_state_not_the_backing_volumes() {
+        use crate::app::testing::{commit, engines_runtime, replicated_group, spawn};
+        let mut cluster = tutorial_cluster();
+        replicated_group(&mut cluster, &["drbd"]);
+        let runtime = engines_runtime(&cluster, &[ferrite_types::LayerKind::Mirror]);
+        commit(&mut cluster, &runtime, |c, r| spawn(c, r, "web"));
+        let rd = &cluster.resource_definitions[&"web".parse::<ResourceName>().unwrap()];
+        let mut diskful: Vec<NodeName> = rd
+            .resources
+            .values()
+            .filter(|r| r.holds_data())
+            .map(|r| r.node.clone())
+            .collect();
+        diskful.sort();
+        let ctx = Context::new(
+            super::super::Operation::Delete,
+            super::super::Object::Resource,
+        );
+        let mut runtime = engines_runtime(&cluster, &[ferrite_types::LayerKind::Mirror]);
+        check_keeps_up_to_date_replica(&ctx, rd, &runtime, &diskful[0], "delete it").unwrap();
+        // The other replica's backing volume is there, but its data is being resynchronised.
+        runtime
+            .get_mut(&diskful[1])
+            .unwrap()
+            .replication
+            .get_mut("WEB")
+            .unwrap()
+            .volumes[0]
+            .disk_state = "Inconsistent".into();
+        let err = check_keeps_up_to_date_replica(&ctx, rd, &runtime, &diskful[0], "delete it")
+            .unwrap_err();
+        let cause = err.0[0].cause.clone().unwrap_or_default();
+        assert!(cause.contains("is Inconsistent"), "{cause}");
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod allocation;
 pub mod capacity;
 pub mod controller_props;
 pub mod deletions;
+pub mod engine;
 pub mod error_reports;
 pub mod nodes;
 pub mod orphans;
@@ -19,12 +20,26 @@ pub mod resource_definitions;
 pub mod resource_groups;
 pub mod resources;
 pub mod storage_pools;
+pub mod tiebreaker;
 pub mod views;
 
 use ferrite_types::api_call_rc::{code, mask};
 use ferrite_types::{ApiCallRc, NameError, RetCode};
 
-use crate::model::Op;
+use crate::model::{Cluster, Op};
+
+/// Completes a plan before it is committed, on every path: chooses the replication engine of
+/// definitions placed for the first time (`engine`), adds and removes quorum tiebreakers
+/// (`tiebreaker`), then allocates node-ids, ports, minors and secrets (`allocation`).
+pub fn finalize(
+    cluster: &Cluster,
+    runtime: &placement::Runtime,
+    plan: &mut Plan,
+) -> Result<(), Failure> {
+    engine::complete(cluster, runtime, plan)?;
+    tiebreaker::complete(cluster, runtime, plan);
+    allocation::complete(cluster, plan)
+}
 
 /// An accepted request: what to change and what to answer once it is committed.
 #[derive(Debug, Default)]

@@ -391,7 +391,14 @@ pub fn autoplace(
             .iter()
             .filter_map(|p| p.parse().ok())
             .collect(),
-        layer_stack: rd.layer_stack.clone(),
+        // The replication layer is checked by the controller (`engine::node_refusal`, below):
+        // which engine a node must run depends on the definition, not only on the stack.
+        layer_stack: rd
+            .layer_stack
+            .iter()
+            .copied()
+            .filter(|l| !l.is_replication())
+            .collect(),
         replicas_on_same: names(&filter.replicas_on_same),
         replicas_on_different: names(&filter.replicas_on_different),
         x_replicas_on_different: filter
@@ -419,7 +426,14 @@ pub fn autoplace(
     } else {
         ResourcesOfInterest::Named(&named)
     };
-    let placement = ferrite_placement::place(&request, &candidates(cluster, runtime, interest)).map_err(|refusal| {
+    let mut candidates = candidates(cluster, runtime, interest);
+    if rd.is_replicated() {
+        for candidate in candidates.iter_mut().filter(|c| c.unavailable.is_none()) {
+            candidate.unavailable =
+                super::engine::node_refusal(cluster, runtime, rd, &candidate.node);
+        }
+    }
+    let placement = ferrite_placement::place(&request, &candidates).map_err(|refusal| {
         let mut cause = String::new();
         for rejection in &refusal.rejections {
             cause.push_str("\n  - ");
@@ -456,6 +470,7 @@ pub fn autoplace(
                 phase: Default::default(),
                 node_id: None,
                 port: None,
+                tiebreaker: false,
             },
         });
         replies.push(

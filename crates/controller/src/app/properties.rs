@@ -13,9 +13,14 @@ pub fn check_key(key: &str) -> Result<(), String> {
     property::check_key(key).map_err(|e| e.to_string())
 }
 
-/// Checks a property value.
+/// Checks a property value: the rules every value keeps, and the values of the keys the
+/// controller itself reads.
 pub fn check_value(key: &str, value: &str) -> Result<(), String> {
-    property::check_value(key, value).map_err(|e| e.to_string())
+    property::check_value(key, value).map_err(|e| e.to_string())?;
+    if key == super::engine::PROP_REPLICATION_ENGINE {
+        super::engine::check_value(value)?;
+    }
+    Ok(())
 }
 
 /// Validates every key and value of `props`.
@@ -136,6 +141,24 @@ mod tests {
         assert_eq!(edited.props["Other/c"], "3");
         assert_eq!(edited.warnings.len(), 1);
         assert!(edited.changed);
+    }
+
+    #[test]
+    fn the_replication_engine_takes_auto_drbd_or_mirror() {
+        let mut overrides = Props::new();
+        overrides.insert("Ferrite/ReplicationEngine".into(), "Mirror".into());
+        assert!(edit(&CTX, &Props::new(), &overrides, &[], &[]).is_ok());
+        overrides.insert("Ferrite/ReplicationEngine".into(), "kernel".into());
+        let err = edit(&CTX, &Props::new(), &overrides, &[], &[])
+            .err()
+            .unwrap();
+        assert!(
+            err.0[0]
+                .cause
+                .as_deref()
+                .unwrap()
+                .contains("auto, drbd or mirror")
+        );
     }
 
     #[test]

@@ -9,7 +9,8 @@ use ferrite_types::{DEFAULT_RESOURCE_GROUP, ResourceGroupName, ResourceName, Vol
 use super::deletions::{self, Marked};
 use super::placement::{self, Runtime};
 use super::{
-    Context, Failure, Object, Operation, Plan, not_found, parse_name, properties, resource_groups,
+    Context, Failure, Object, Operation, Plan, engine, not_found, parse_name, properties,
+    resource_groups,
 };
 use crate::model::{self, Cluster, Op, ResourceDefinition, ResourcePhase, VolumeDefinition};
 
@@ -193,22 +194,55 @@ pub fn modify(
     }
     if let Some(layers) = &body.layer_stack {
         let layers = placement::normalize_layers(ctx, layers.clone())?;
-        if layers != current.layer_stack && !current.resources.is_empty() {
+        if !engine::stacks_match(&layers, &current.layer_stack) {
+            if !current.resources.is_empty() {
+                return Err(ctx
+                    .error(
+                        code::FAIL_IN_USE,
+                        format!(
+                            "The layer stack of '{}' cannot change while it has resources.",
+                            current.name
+                        ),
+                    )
+                    .correction("Delete its resources first.")
+                    .into());
+            }
+            updated.layer_stack = layers;
+        }
+    }
+    // The engine of a placed definition is fixed: a setting that asks for another is refused.
+    if let Some(engine) = current
+        .replication_layer()
+        .filter(|_| !current.resources.is_empty())
+    {
+        let asked = match engine::setting(cluster, &updated) {
+            engine::Setting::Auto => None,
+            engine::Setting::Drbd => Some(ferrite_types::LayerKind::Drbd),
+            engine::Setting::Mirror => Some(ferrite_types::LayerKind::Mirror),
+        };
+        if let Some(asked) = asked.filter(|a| *a != engine) {
             return Err(ctx
                 .error(
                     code::FAIL_IN_USE,
                     format!(
-                        "The layer stack of '{}' cannot change while it has resources.",
+                        "Resource definition '{}' is replicated by {engine}; its engine cannot become {asked} while it has resources.",
                         current.name
                     ),
                 )
-                .correction("Delete its resources first.")
+                .cause(format!("{} takes effect at a definition's first placement.", engine::PROP_REPLICATION_ENGINE))
+                .correction("Delete its resources first, or leave the property out (auto).")
                 .into());
         }
-        updated.layer_stack = layers;
     }
     let mut plan = Plan::new();
     plan.replies.extend(edited.warnings);
+    if engine::effective(cluster, &updated) == Some(ferrite_types::LayerKind::Mirror) {
+        plan.replies.extend(engine::ignored_options_note(
+            ctx,
+            body.override_props.keys(),
+            &format!("resource definition '{}'", current.name),
+        ));
+    }
     plan.op(Op::PutResourceDefinition(updated)).reply(
         ctx.modified(format!("Resource definition '{}' modified.", current.name))
             .obj_ref("RscDfn", current.name.as_str()),
@@ -218,7 +252,7 @@ pub fn modify(
 
 /// `DELETE /v1/resource-definitions/{rd}`: marks the definition and all its resources for
 /// deletion; once every node confirmed, it is gone (`deletions`).
-pub fn delete(cluster: &Cluster, name: &str) -> Result<Plan, Failure> {
+pub fn delete(cluster: &Cluster, runtime: &Runtime, name: &str) -> Result<Plan, Failure> {
     let ctx = &DELETE;
     let current = find(ctx, cluster, name)?;
     let mut plan = Plan::new();
@@ -228,6 +262,15 @@ pub fn delete(cluster: &Cluster, name: &str) -> Result<Plan, Failure> {
     if current.is_deleting() {
         plan.deletions.push(marked);
         return Ok(plan);
+    }
+    for resource in current.resources.values().filter(|r| !r.is_deleting()) {
+        super::resources::refuse_if_in_use(
+            ctx,
+            current,
+            resource,
+            runtime,
+            &format!("delete resource definition '{}'", current.name),
+        )?;
     }
     if current.resources.is_empty() {
         plan.op(Op::DeleteResourceDefinition(current.name.clone()))
@@ -517,9 +560,9 @@ pub fn autoplace(
     let base = group.map(|g| g.select_filter.clone()).unwrap_or_default();
     let filter = placement::validate_filter(ctx, cluster, &base.overridden_by(&overrides))?;
     let mut rd_for_placement = rd.clone();
-    if let Some(layers) = &body.layer_list {
+    if let Some(layers) = body.layer_list.as_ref().filter(|l| !l.is_empty()) {
         let layers = placement::normalize_layers(ctx, layers.clone())?;
-        if layers != rd.layer_stack {
+        if !engine::stacks_match(&layers, &rd.layer_stack) {
             if !rd.resources.is_empty() {
                 return Err(ctx
                     .error(
@@ -613,7 +656,7 @@ mod tests {
         let mut cluster = tutorial_cluster();
         add_resource(&mut cluster, "res1", "node1", "pool_ssd");
         add_resource(&mut cluster, "res1", "node2", "pool_ssd");
-        let plan = delete(&cluster, "res1").unwrap();
+        let plan = delete(&cluster, &Runtime::new(), "res1").unwrap();
         assert_eq!(plan.ops.len(), 3, "two resources and the definition marked");
         apply(&mut cluster, plan);
         let rd = &cluster.resource_definitions[&"res1".parse().unwrap()];

@@ -157,6 +157,23 @@ pub fn modify(
     }
     let mut plan = Plan::new();
     plan.replies.extend(edited.warnings);
+    let forces_mirror = updated
+        .props
+        .get(super::engine::PROP_REPLICATION_ENGINE)
+        .and_then(|v| super::engine::Setting::parse(v))
+        == Some(super::engine::Setting::Mirror);
+    let has_mirror = forces_mirror
+        || cluster.resource_definitions.values().any(|rd| {
+            rd.resource_group == current.name
+                && super::engine::effective(cluster, rd) == Some(LayerKind::Mirror)
+        });
+    if has_mirror {
+        plan.replies.extend(super::engine::ignored_options_note(
+            ctx,
+            body.override_props.keys(),
+            &format!("resource group '{}'", current.name),
+        ));
+    }
     plan.op(Op::PutResourceGroup(updated)).reply(
         ctx.modified(format!("Resource group '{}' modified.", current.name))
             .obj_ref("RscGrp", current.name.as_str()),

@@ -8,8 +8,8 @@ use ferrite_types::{NodeName, PROP_RESOURCE_STOR_POOL, StorPoolName};
 use super::deletions::{self, Marked};
 use super::placement::{self, Runtime};
 use super::{
-    Context, Failure, Object, Operation, Plan, nodes, not_found, parse_name, properties,
-    resource_definitions,
+    Context, Failure, Object, Operation, Plan, engine, nodes, not_found, parse_name, properties,
+    resource_definitions, tiebreaker,
 };
 use crate::model::{self, Cluster, Node, Op, Resource, ResourceDefinition, ResourcePhase};
 
@@ -152,7 +152,7 @@ fn choose_pool(
                 )
                 .into());
         }
-        for layer in &rd.layer_stack {
+        for layer in rd.layer_stack.iter().filter(|l| !l.is_replication()) {
             if !caps.supports_layer(*layer) {
                 return Err(ctx
                     .error(code::FAIL_STLT_DOES_NOT_SUPPORT_LAYER, format!("Node '{}' cannot run layer {layer} of resource '{}'.", node.name, rd.name))
@@ -161,6 +161,23 @@ fn choose_pool(
                     .into());
             }
         }
+    }
+    if let Some(reason) = engine::node_refusal(cluster, runtime, rd, &node.name) {
+        return Err(ctx
+            .error(
+                code::FAIL_STLT_DOES_NOT_SUPPORT_LAYER,
+                format!(
+                    "Node '{}' cannot run the replication of resource '{}'.",
+                    node.name, rd.name
+                ),
+            )
+            .cause(reason)
+            .correction(
+                "Place the resource on a node that runs its engine ('ferrite node info'), or \
+                 choose the engine with the property Ferrite/ReplicationEngine before the \
+                 resource's first placement.",
+            )
+            .into());
     }
     if !diskless && !pool.provider_kind.is_thin() {
         let free = super::capacity::free_kib(cluster, runtime, &node.name, pool);
@@ -204,7 +221,80 @@ fn new_resource(
         phase: ResourcePhase::Active,
         node_id: None,
         port: None,
+        tiebreaker: false,
     }
+}
+
+/// The layer stack a request's layer list asks of `rd`: its own when the list fits it (a
+/// request's DRBD fits either engine); the list itself while `rd` has no resources yet (the
+/// first placement sets the layers, as in LINSTOR); else a refusal.
+pub fn requested_stack(
+    ctx: &Context,
+    rd: &ResourceDefinition,
+    layers: Option<&Vec<ferrite_types::LayerKind>>,
+) -> Result<Vec<ferrite_types::LayerKind>, Failure> {
+    let Some(layers) = layers.filter(|l| !l.is_empty()) else {
+        return Ok(rd.layer_stack.clone());
+    };
+    let layers = placement::normalize_layers(ctx, layers.clone())?;
+    if engine::stacks_match(&layers, &rd.layer_stack) {
+        return Ok(rd.layer_stack.clone());
+    }
+    if rd.resources.is_empty() {
+        return Ok(layers);
+    }
+    Err(ctx
+        .error(
+            code::FAIL_INVLD_LAYER_STACK,
+            format!(
+                "Resource definition '{}' has the layer stack {}, not {}.",
+                rd.name,
+                resource_definitions::stack(&rd.layer_stack),
+                resource_definitions::stack(&layers)
+            ),
+        )
+        .correction("Leave out the layer list; every resource of a definition has the same layers.")
+        .into())
+}
+
+/// The tiebreaker on a node taken over by a user's request for a resource there: it loses its
+/// flag and stays, diskless or (`disk`: in that pool) diskful.
+fn take_over_tiebreaker(
+    ctx: &Context,
+    rd: &ResourceDefinition,
+    tiebreaker: &Resource,
+    disk: Option<StorPoolName>,
+) -> (Op, ferrite_types::ApiCallRc) {
+    let mut updated = tiebreaker.clone();
+    updated.tiebreaker = false;
+    let how = match disk {
+        Some(pool) => {
+            updated.diskless = false;
+            updated
+                .props
+                .insert(PROP_RESOURCE_STOR_POOL.to_string(), pool.to_string());
+            updated.storage_pool = pool.clone();
+            format!("a diskful resource in storage pool '{pool}'")
+        }
+        None => "a diskless resource".to_string(),
+    };
+    let reply = ctx
+        .info(
+            code::INFO_TIE_BREAKER_TAKEOVER,
+            format!(
+                "Tie breaker resource '{}' on '{}' taken over as {how}.",
+                rd.name, tiebreaker.node
+            ),
+        )
+        .obj_ref("RscDfn", rd.name.as_str())
+        .obj_ref("Node", tiebreaker.node.as_str());
+    (
+        Op::PutResource {
+            resource: rd.name.clone(),
+            placed: updated,
+        },
+        reply,
+    )
 }
 
 /// `POST /v1/resource-definitions/{rd}/resources`: all elements or none.
@@ -215,7 +305,7 @@ pub fn create(
     body: &[rest::ResourceCreate],
 ) -> Result<Plan, Failure> {
     let ctx = &CREATE;
-    let rd = resource_definitions::find(ctx, cluster, name)?;
+    let current = resource_definitions::find(ctx, cluster, name)?;
     if body.is_empty() {
         return Err(ctx.invalid(
             code::FAIL_INVLD_REQUEST,
@@ -223,15 +313,29 @@ pub fn create(
             "Send an array with at least one resource.",
         ));
     }
-    deletions::refuse_if_deleting(ctx, rd, "create resources")?;
+    deletions::refuse_if_deleting(ctx, current, "create resources")?;
     let mut plan = Plan::new();
+    // The definition as the request leaves it: a first placement may set its layers.
+    let mut rd = current.clone();
+    for element in body {
+        let stack = requested_stack(ctx, &rd, element.layer_list.as_ref())?;
+        if stack != rd.layer_stack {
+            rd.layer_stack = stack;
+        }
+    }
+    if rd.layer_stack != current.layer_stack {
+        plan.op(Op::PutResourceDefinition(rd.clone()));
+    }
+    let rd = &rd;
     let mut seen: Vec<NodeName> = Vec::new();
     for element in body {
         let node = nodes::find(ctx, cluster, &element.resource.node_name)?;
-        if let Some(existing) = rd.resources.get(&node.name) {
+        let existing = rd.resources.get(&node.name);
+        if let Some(existing) = existing {
             deletions::refuse_if_resource_busy(ctx, rd, existing, "create it again")?;
         }
-        if rd.resources.contains_key(&node.name) || seen.contains(&node.name) {
+        let takes_over = existing.is_some_and(|e| e.tiebreaker) && !seen.contains(&node.name);
+        if (existing.is_some() && !takes_over) || seen.contains(&node.name) {
             return Err(ctx
                 .error(
                     code::FAIL_EXISTS_RSC,
@@ -262,21 +366,9 @@ pub fn create(
         if element.drbd_client == Some(true) {
             return Err(ctx.invalid(
                 code::FAIL_INVLD_LAYER_STACK,
-                "DRBD client resources need the DRBD layer.",
-                "Leave out --drbd-client.",
+                "DRBD client resources (diskless members without a quorum vote) are not supported.",
+                "Leave out --drbd-client; a diskless resource votes like LINSTOR's diskless members.",
             ));
-        }
-        if let Some(layers) = &element.layer_list {
-            let layers = placement::normalize_layers(ctx, layers.clone())?;
-            if layers != rd.layer_stack {
-                return Err(ctx
-                    .error(
-                        code::FAIL_INVLD_LAYER_STACK,
-                        format!("Resource definition '{}' has the layer stack {}, not {}.", rd.name, resource_definitions::stack(&rd.layer_stack), resource_definitions::stack(&layers)),
-                    )
-                    .correction("Leave out the layer list; every resource of a definition has the same layers.")
-                    .into());
-            }
         }
         properties::check_all(ctx, &element.resource.props)?;
         let mut props = element.resource.props.clone();
@@ -290,6 +382,13 @@ pub fn create(
             requested.as_deref(),
             diskless,
         )?;
+        seen.push(node.name.clone());
+        if let Some(tiebreaker) = existing.filter(|_| takes_over) {
+            let (op, reply) =
+                take_over_tiebreaker(ctx, rd, tiebreaker, (!diskless).then(|| pool.clone()));
+            plan.op(op).reply(reply);
+            continue;
+        }
         if !diskless {
             props.insert(PROP_RESOURCE_STOR_POOL.to_string(), pool.to_string());
         }
@@ -305,7 +404,6 @@ pub fn create(
             .obj_ref("RscDfn", rd.name.as_str())
             .obj_ref("Node", node.name.as_str()),
         );
-        seen.push(node.name.clone());
     }
     Ok(plan)
 }
@@ -340,13 +438,55 @@ fn check_keeps_a_disk(
     Ok(())
 }
 
+/// Refuses to remove `resource` while its engine reports it in use (Primary: an NBD client,
+/// a mounted or open block device): removing it would pull the device from under its user.
+pub fn refuse_if_in_use(
+    ctx: &Context,
+    rd: &ResourceDefinition,
+    resource: &Resource,
+    runtime: &Runtime,
+    action: &str,
+) -> Result<(), Failure> {
+    if !runtime
+        .get(&resource.node)
+        .is_some_and(|r| r.in_use(rd.name.as_str()))
+    {
+        return Ok(());
+    }
+    Err(ctx
+        .error(
+            code::FAIL_IN_USE,
+            format!(
+                "Cannot {action}: resource '{}' is in use on node '{}'.",
+                rd.name, resource.node
+            ),
+        )
+        .cause(format!(
+            "Its replication engine reports it Primary on '{}': a file system is mounted on it, \
+             a program has its device open, or an NBD client is connected.",
+            resource.node
+        ))
+        .correction(format!(
+            "Stop using it on '{}' first (unmount it, stop the VM or the NBD client).",
+            resource.node
+        ))
+        .obj_ref("RscDfn", rd.name.as_str())
+        .obj_ref("Node", resource.node.as_str())
+        .into())
+}
+
 /// `DELETE /v1/resource-definitions/{rd}/resources/{node}`: marks the resource for deletion;
 /// its node deletes its volumes and confirms, then it is forgotten (`deletions`).
+///
+/// With `keep_tiebreaker` (LINSTOR's `?keep_tiebreaker=true`, which its Kubernetes driver sends
+/// when it detaches a volume), a diskless resource whose definition then needs a tiebreaker
+/// stays as that tiebreaker instead of being deleted.
 pub fn delete(
     cluster: &Cluster,
     runtime: &Runtime,
     name: &str,
     node: &str,
+    keep_tiebreaker: bool,
 ) -> Result<Plan, Failure> {
     let ctx = &DELETE;
     let rd = resource_definitions::find(ctx, cluster, name)?;
@@ -361,6 +501,35 @@ pub fn delete(
         return Ok(plan);
     }
     let action = format!("delete resource '{}' on '{}'", rd.name, resource.node);
+    refuse_if_in_use(ctx, rd, resource, runtime, &action)?;
+    if keep_tiebreaker && !resource.holds_data() && resource.phase == ResourcePhase::Active {
+        let mut without = rd.clone();
+        without.resources.remove(&resource.node);
+        let other_tiebreaker = without
+            .resources
+            .values()
+            .any(|r| r.tiebreaker && !r.is_deleting());
+        if tiebreaker::wanted(cluster, &without) && !other_tiebreaker {
+            let mut kept = resource.clone();
+            kept.tiebreaker = true;
+            plan.op(Op::PutResource {
+                resource: rd.name.clone(),
+                placed: kept,
+            })
+            .reply(
+                ctx.info(
+                    code::INFO_TIE_BREAKER_TAKEOVER,
+                    format!(
+                        "Resource '{}' on node '{}' is kept as the tie breaker of its quorum.",
+                        rd.name, resource.node
+                    ),
+                )
+                .obj_ref("RscDfn", rd.name.as_str())
+                .obj_ref("Node", resource.node.as_str()),
+            );
+            return Ok(plan);
+        }
+    }
     if !resource.diskless {
         check_keeps_a_disk(ctx, rd, &resource.node, &action)?;
     }
@@ -394,11 +563,31 @@ pub fn modify(
     let rd = resource_definitions::find(ctx, cluster, name)?;
     let resource = find(ctx, cluster, rd, node)?;
     deletions::refuse_if_resource_busy(ctx, rd, resource, "modify it")?;
-    if body.drbd_tiebreaker.is_some() || body.drbd_client.is_some() {
+    if body.drbd_client.is_some() {
         return Err(ctx.invalid(
             code::FAIL_INVLD_LAYER_STACK,
-            "Tiebreaker and client settings need the DRBD layer.",
-            "Leave out drbd_tiebreaker and drbd_client.",
+            "DRBD client resources (diskless members without a quorum vote) are not supported.",
+            "Leave out drbd_client.",
+        ));
+    }
+    if body.drbd_tiebreaker.is_some() && !rd.is_replicated() {
+        return Err(ctx.invalid(
+            code::FAIL_INVLD_LAYER_STACK,
+            format!(
+                "Resource '{}' has no replication layer, so no tiebreaker.",
+                rd.name
+            ),
+            "Leave out drbd_tiebreaker.",
+        ));
+    }
+    if body.drbd_tiebreaker == Some(true) && resource.holds_data() {
+        return Err(ctx.invalid(
+            code::FAIL_INVLD_REQUEST,
+            format!(
+                "Resource '{}' on '{}' cannot be a tiebreaker: it has a disk.",
+                rd.name, resource.node
+            ),
+            "Only a diskless member of a replicated resource can be its tiebreaker.",
         ));
     }
     let edited = properties::edit(
@@ -420,8 +609,18 @@ pub fn modify(
     }
     let mut updated = resource.clone();
     updated.props = edited.props;
+    if let Some(tiebreaker) = body.drbd_tiebreaker {
+        updated.tiebreaker = tiebreaker;
+    }
     let mut plan = Plan::new();
     plan.replies.extend(edited.warnings);
+    if engine::effective(cluster, rd) == Some(ferrite_types::LayerKind::Mirror) {
+        plan.replies.extend(engine::ignored_options_note(
+            ctx,
+            body.override_props.keys(),
+            &format!("resource '{}' on '{}'", rd.name, resource.node),
+        ));
+    }
     plan.op(Op::PutResource {
         resource: rd.name.clone(),
         placed: updated,
@@ -497,6 +696,7 @@ pub fn toggle_disk(
             )?;
             let mut updated = resource.clone();
             updated.diskless = false;
+            updated.tiebreaker = false;
             updated.storage_pool = pool.clone();
             updated
                 .props
@@ -631,6 +831,12 @@ pub fn make_available(
     let diskful = body.diskful.unwrap_or(false);
     if let Some(existing) = rd.resources.get(&node.name) {
         deletions::refuse_if_resource_busy(ctx, rd, existing, "make it available")?;
+        if existing.tiebreaker && !diskful {
+            let (op, reply) = take_over_tiebreaker(ctx, rd, existing, None);
+            let mut plan = Plan::new();
+            plan.op(op).reply(reply);
+            return Ok(plan);
+        }
         if diskful && existing.diskless {
             let toggle = Toggle {
                 operation: ToggleDiskOperation::IntoDrbdDiskful,
@@ -649,26 +855,19 @@ pub fn make_available(
         ));
         return Ok(plan);
     }
-    if let Some(layers) = &body.layer_list {
-        let layers = placement::normalize_layers(ctx, layers.clone())?;
-        if layers != rd.layer_stack {
-            return Err(ctx.invalid(
-                code::FAIL_INVLD_LAYER_STACK,
-                format!(
-                    "'{}' has the layer stack {}.",
-                    rd.name,
-                    resource_definitions::stack(&rd.layer_stack)
-                ),
-                "Leave out the layer list.",
-            ));
-        }
+    let mut plan = Plan::new();
+    let stack = requested_stack(ctx, rd, body.layer_list.as_ref())?;
+    let mut with_stack = rd.clone();
+    if stack != rd.layer_stack {
+        with_stack.layer_stack = stack;
+        plan.op(Op::PutResourceDefinition(with_stack.clone()));
     }
+    let rd = &with_stack;
     let pool = choose_pool(ctx, cluster, runtime, rd, node, None, !diskful)?;
     let mut props = rest::Props::new();
     if diskful {
         props.insert(PROP_RESOURCE_STOR_POOL.to_string(), pool.to_string());
     }
-    let mut plan = Plan::new();
     plan.op(Op::PutResource {
         resource: rd.name.clone(),
         placed: new_resource(&node.name, pool, !diskful, props),
@@ -757,9 +956,9 @@ mod tests {
         );
         assert!(!rd.resources[&"node4".parse().unwrap()].diskless);
         // node1 holds no data any more: deleting it needs nothing of the others.
-        let plan = delete(&cluster, &runtime, "res", "node1").unwrap();
+        let plan = delete(&cluster, &runtime, "res", "node1", false).unwrap();
         assert_eq!(plan.deletions.len(), 1);
-        let plan = delete(&cluster, &runtime, "res", "node2").unwrap();
+        let plan = delete(&cluster, &runtime, "res", "node2", false).unwrap();
         assert_eq!(plan.deletions.len(), 1);
         apply(&mut cluster, plan);
         let rd = cluster
@@ -770,12 +969,99 @@ mod tests {
     }
 
     #[test]
+    fn what_a_primary_uses_cannot_be_deleted_but_the_rest_changes_around_it() {
+        use crate::app::testing::{commit, engines_runtime, replicated_group, spawn};
+        let mut cluster = tutorial_cluster();
+        replicated_group(&mut cluster, &["drbd"]);
+        cluster.props.insert(
+            crate::app::tiebreaker::PROP_AUTO_TIEBREAKER.into(),
+            "false".into(),
+        );
+        let runtime = engines_runtime(&cluster, &[ferrite_types::LayerKind::Mirror]);
+        commit(&mut cluster, &runtime, |c, r| spawn(c, r, "web"));
+        let rd =
+            &cluster.resource_definitions[&"web".parse::<ferrite_types::ResourceName>().unwrap()];
+        let mut placed: Vec<String> = rd.resources.keys().map(|n| n.to_string()).collect();
+        placed.sort();
+        let (primary, secondary) = (placed[0].clone(), placed[1].clone());
+        let others: Vec<String> = ["node1", "node2", "node3", "node4"]
+            .iter()
+            .map(|n| n.to_string())
+            .filter(|n| !placed.contains(n))
+            .collect();
+        // Every member UpToDate; the engine on `primary` reports it Primary and in use.
+        let reports = |cluster: &Cluster, in_use: bool| {
+            let mut runtime = engines_runtime(cluster, &[ferrite_types::LayerKind::Mirror]);
+            let node: NodeName = primary.parse().unwrap();
+            let report = runtime
+                .get_mut(&node)
+                .unwrap()
+                .replication
+                .get_mut("WEB")
+                .unwrap();
+            report.in_use = in_use;
+            report.role = ferrite_proto::Role::Primary;
+            runtime
+        };
+        let runtime = reports(&cluster, true);
+        let err = delete(&cluster, &runtime, "web", &primary, false).unwrap_err();
+        assert_eq!(err.0[0].ret_code().code(), code::FAIL_IN_USE);
+        assert!(
+            err.0[0]
+                .message
+                .contains(&format!("in use on node '{primary}'"))
+        );
+        assert!(err.0[0].cause.as_deref().unwrap().contains("Primary"));
+        let err = crate::app::resource_definitions::delete(&cluster, &runtime, "web").unwrap_err();
+        assert_eq!(err.0[0].ret_code().code(), code::FAIL_IN_USE);
+
+        // Diskless access, a new disk, a disk removed and a replica deleted elsewhere all go.
+        commit(&mut cluster, &runtime, |c, r| {
+            create(c, r, "web", &create_body(&others[0], &["DISKLESS"], None))
+        });
+        let runtime = reports(&cluster, true);
+        commit(&mut cluster, &runtime, |c, r| {
+            make_available(
+                c,
+                r,
+                "web",
+                &others[1],
+                &rest::ResourceMakeAvailable::default(),
+            )
+        });
+        let into_diskful = Toggle {
+            operation: ToggleDiskOperation::IntoDrbdDiskful,
+            storage_pool: Some("pool_ssd".into()),
+            migrate_from: None,
+        };
+        let runtime = reports(&cluster, true);
+        commit(&mut cluster, &runtime, |c, r| {
+            toggle_disk(c, r, "web", &others[0], &into_diskful)
+        });
+        let into_diskless = Toggle {
+            operation: ToggleDiskOperation::IntoDrbdDiskless,
+            storage_pool: None,
+            migrate_from: None,
+        };
+        let runtime = reports(&cluster, true);
+        commit(&mut cluster, &runtime, |c, r| {
+            toggle_disk(c, r, "web", &secondary, &into_diskless)
+        });
+        let runtime = reports(&cluster, true);
+        commit(&mut cluster, &runtime, |c, r| {
+            delete(c, r, "web", &others[1], false)
+        });
+        // Once the Primary is done, its replica can go.
+        delete(&cluster, &reports(&cluster, false), "web", &primary, false).unwrap();
+    }
+
+    #[test]
     fn the_last_disk_is_protected() {
         let mut cluster = tutorial_cluster();
         add_resource(&mut cluster, "res", "node1", "pool_ssd");
         add_resource(&mut cluster, "res", "node2", "DfltDisklessStorPool");
         let runtime = Runtime::new();
-        let err = delete(&cluster, &runtime, "res", "node1").unwrap_err();
+        let err = delete(&cluster, &runtime, "res", "node1", false).unwrap_err();
         assert_eq!(
             err.0[0].ret_code().code(),
             code::FAIL_INSUFFICIENT_REPLICA_COUNT

@@ -146,6 +146,7 @@ pub fn add_resource(cluster: &mut Cluster, name: &str, node: &str, pool: &str) {
         phase: Default::default(),
         node_id: None,
         port: None,
+        tiebreaker: false,
     };
     Op::PutResource {
         resource: rd_name,
@@ -187,4 +188,147 @@ pub fn all_up_to_date(cluster: &Cluster) -> crate::app::placement::Runtime {
         runtime.insert(node.clone(), reported);
     }
     runtime
+}
+
+/// What satellites would report for `cluster` if every node were online, ran the storage
+/// providers of its pools and the replication `engines` (the others unsupported, with a
+/// reason), had 100 GiB free in every pool, and every diskful volume were UpToDate (in the
+/// storage layer and, for replicated resources, in their engine, without peers).
+pub fn engines_runtime(
+    cluster: &Cluster,
+    engines: &[ferrite_types::LayerKind],
+) -> crate::app::placement::Runtime {
+    let mut runtime = all_up_to_date(cluster);
+    for (name, node) in &cluster.nodes {
+        let reported = runtime.get_mut(name).expect("every node is reported");
+        reported.capabilities = Some(capabilities(engines));
+        let replication = cluster
+            .resources_on_node(name)
+            .filter(|(rd, r)| rd.is_replicated() && !r.is_deleting())
+            .map(|(rd, r)| engine_report(rd, r))
+            .collect();
+        reported.absorb(ferrite_proto::NodeReport {
+            only_resources: Some(vec![]),
+            replication,
+            ..Default::default()
+        });
+        for pool in node.storage_pools.values() {
+            reported.pools.insert(
+                pool.name.key().to_string(),
+                ferrite_proto::PoolReport {
+                    name: pool.name.to_string(),
+                    provider_kind: pool.provider_kind,
+                    free_capacity_kib: Some(100 << 20),
+                    total_capacity_kib: Some(100 << 20),
+                    errors: vec![],
+                },
+            );
+        }
+    }
+    runtime
+}
+
+/// What an engine reports of a member that is Secondary, has quorum and whose volumes are
+/// UpToDate (`Diskless` without a disk).
+pub fn engine_report(
+    rd: &ResourceDefinition,
+    resource: &Resource,
+) -> ferrite_proto::ReplicationReport {
+    ferrite_proto::ReplicationReport {
+        resource: rd.name.to_string(),
+        engine: match rd.replication_layer() {
+            Some(ferrite_types::LayerKind::Drbd) => ferrite_proto::ReplicationEngine::Drbd,
+            _ => ferrite_proto::ReplicationEngine::Mirror,
+        },
+        role: ferrite_proto::Role::Secondary,
+        in_use: false,
+        quorum: true,
+        volumes: rd
+            .volume_definitions
+            .values()
+            .map(|vd| ferrite_proto::ReplicatedVolumeReport {
+                volume_number: vd.number.get(),
+                minor: vd.minor,
+                disk_state: if resource.holds_data() {
+                    "UpToDate"
+                } else {
+                    "Diskless"
+                }
+                .into(),
+                device_path: Some(format!("/dev/ferrite/{}/{}", rd.name, vd.number)),
+                nbd_uri: None,
+                usable_size_kib: Some(vd.size_kib),
+            })
+            .collect(),
+        peers: vec![],
+        error: None,
+    }
+}
+
+/// A satellite's capabilities: FILE_THIN, DISKLESS, STORAGE and the replication `engines`.
+pub fn capabilities(engines: &[ferrite_types::LayerKind]) -> ferrite_proto::Capabilities {
+    use ferrite_types::LayerKind;
+    let mut caps = ferrite_proto::Capabilities {
+        storage_providers: vec![ProviderKind::Diskless, ProviderKind::FileThin],
+        resource_layers: vec![LayerKind::Storage],
+        ..Default::default()
+    };
+    for layer in [LayerKind::Drbd, LayerKind::Mirror] {
+        if engines.contains(&layer) {
+            caps.resource_layers.push(layer);
+        } else {
+            caps.unsupported_layers.insert(
+                layer,
+                vec![
+                    match layer {
+                        LayerKind::Drbd => "DRBD kernel module not loaded (/proc/drbd missing)",
+                        _ => "ferrite-mirrord not found next to the satellite or in PATH",
+                    }
+                    .to_string(),
+                ],
+            );
+        }
+    }
+    caps
+}
+
+/// Completes a plan as the core does (engine, tiebreakers, allocations) and applies it;
+/// returns its answer and what it marked for deletion.
+pub fn commit(
+    cluster: &mut Cluster,
+    runtime: &crate::app::placement::Runtime,
+    plan: impl FnOnce(&Cluster, &crate::app::placement::Runtime) -> Result<Plan, super::Failure>,
+) -> (Vec<ferrite_types::ApiCallRc>, Vec<super::deletions::Marked>) {
+    let mut plan = plan(cluster, runtime).unwrap_or_else(|f| panic!("plan refused: {f:?}"));
+    super::finalize(cluster, runtime, &mut plan)
+        .unwrap_or_else(|f| panic!("plan not completed: {f:?}"));
+    let replies = plan.replies.clone();
+    let deletions = plan.deletions.clone();
+    apply(cluster, plan);
+    (replies, deletions)
+}
+
+/// Gives `my_ssd_group` the layer list `layers` (e.g. `["drbd"]`).
+pub fn replicated_group(cluster: &mut Cluster, layers: &[&str]) {
+    let name: ferrite_types::ResourceGroupName = "my_ssd_group".parse().unwrap();
+    let group = cluster.resource_groups.get_mut(&name).unwrap();
+    group.select_filter.layer_stack = Some(layers.iter().map(|l| l.to_string()).collect());
+}
+
+/// Spawns `name` (1 GiB) from `my_ssd_group`.
+pub fn spawn(
+    cluster: &Cluster,
+    runtime: &crate::app::placement::Runtime,
+    name: &str,
+) -> Result<Plan, super::Failure> {
+    super::resource_groups::spawn(
+        cluster,
+        runtime,
+        "my_ssd_group",
+        &rest::ResourceGroupSpawn {
+            resource_definition_name: name.into(),
+            volume_sizes: vec![1 << 20],
+            ..Default::default()
+        },
+    )
 }

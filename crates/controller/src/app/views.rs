@@ -5,11 +5,12 @@
 
 use std::collections::BTreeMap;
 
+use ferrite_proto::{ReplicationReport, Role};
 use ferrite_types::api_call_rc::code;
 use ferrite_types::rest::{self, Props};
 use ferrite_types::{ApiCallRc, ConnectionStatus, LayerKind, NodeName, RetCode};
-use serde_json::json;
 
+use super::engine;
 use super::placement::Runtime;
 use crate::model::{
     Cluster, Node, Resource, ResourceDefinition, ResourceGroup, StoragePool, VolumeDefinition,
@@ -263,7 +264,77 @@ pub fn volume_group(volume_group: &VolumeGroup) -> rest::VolumeGroup {
     }
 }
 
-pub fn volume_definition(rd: &ResourceDefinition, vd: &VolumeDefinition) -> rest::VolumeDefinition {
+/// LINSTOR's defaults for a DRBD resource's metadata, which MIRROR keeps: peer slots (unless the
+/// resource group sets them), activity-log stripes and stripe size, and the transport.
+pub const DEFAULT_PEER_SLOTS: i32 = 7;
+pub const AL_STRIPES: i32 = 1;
+pub const AL_STRIPE_SIZE_KIB: i64 = 32;
+pub const TRANSPORT_TYPE: &str = "IP";
+
+/// A layer as LINSTOR's clients know it: the replication layer is DRBD whichever engine runs
+/// it (golinstor cannot decode a layer type it does not know); `engine` fields name the engine.
+pub fn linstor_layer(layer: LayerKind) -> LayerKind {
+    if layer.is_replication() {
+        LayerKind::Drbd
+    } else {
+        layer
+    }
+}
+
+/// The engine of a replicated definition, as its DRBD-shaped data names it.
+fn engine_field(cluster: &Cluster, rd: &ResourceDefinition) -> Option<String> {
+    engine::effective(cluster, rd).map(|e| engine::name(e).to_string())
+}
+
+fn peer_slots(cluster: &Cluster, rd: &ResourceDefinition) -> i32 {
+    cluster
+        .resource_groups
+        .get(&rd.resource_group)
+        .and_then(|g| g.peer_slots)
+        .unwrap_or(DEFAULT_PEER_SLOTS)
+}
+
+/// The replication layer's definition-wide data; `port` is a member's, in a resource's view.
+fn drbd_resource_definition(
+    cluster: &Cluster,
+    rd: &ResourceDefinition,
+    port: Option<u16>,
+) -> rest::DrbdResourceDefinitionLayer {
+    rest::DrbdResourceDefinitionLayer {
+        resource_name_suffix: String::new(),
+        peer_slots: Some(peer_slots(cluster, rd)),
+        al_stripes: Some(AL_STRIPES),
+        al_stripe_size_kib: Some(AL_STRIPE_SIZE_KIB),
+        port: port.map(i32::from),
+        transport_type: Some(TRANSPORT_TYPE.to_string()),
+        secret: rd.secret.clone(),
+        down: Some(false),
+        engine: engine_field(cluster, rd),
+    }
+}
+
+fn drbd_volume_definition(
+    cluster: &Cluster,
+    rd: &ResourceDefinition,
+    vd: &VolumeDefinition,
+) -> rest::DrbdVolumeDefinition {
+    rest::DrbdVolumeDefinition {
+        resource_name_suffix: String::new(),
+        volume_number: Some(i32::from(vd.number.get())),
+        minor_number: vd.minor.and_then(|m| i32::try_from(m).ok()),
+        engine: engine_field(cluster, rd),
+    }
+}
+
+fn to_json<T: serde::Serialize>(value: &T) -> serde_json::Value {
+    serde_json::to_value(value).expect("REST shapes serialize")
+}
+
+pub fn volume_definition(
+    cluster: &Cluster,
+    rd: &ResourceDefinition,
+    vd: &VolumeDefinition,
+) -> rest::VolumeDefinition {
     rest::VolumeDefinition {
         volume_number: Some(i32::from(vd.number.get())),
         size_kib: vd.size_kib as i64,
@@ -273,8 +344,10 @@ pub fn volume_definition(rd: &ResourceDefinition, vd: &VolumeDefinition) -> rest
             .layer_stack
             .iter()
             .map(|l| rest::VolumeDefinitionLayer {
-                layer_type: *l,
-                data: None,
+                layer_type: linstor_layer(*l),
+                data: l
+                    .is_replication()
+                    .then(|| to_json(&drbd_volume_definition(cluster, rd, vd))),
             })
             .collect(),
         uuid: Some(vd.uuid.clone()),
@@ -282,6 +355,7 @@ pub fn volume_definition(rd: &ResourceDefinition, vd: &VolumeDefinition) -> rest
 }
 
 pub fn resource_definition(
+    cluster: &Cluster,
     rd: &ResourceDefinition,
     with_volumes: bool,
 ) -> rest::ResourceDefinition {
@@ -294,8 +368,10 @@ pub fn resource_definition(
             .layer_stack
             .iter()
             .map(|l| rest::ResourceDefinitionLayer {
-                layer_type: *l,
-                data: None,
+                layer_type: linstor_layer(*l),
+                data: l
+                    .is_replication()
+                    .then(|| to_json(&drbd_resource_definition(cluster, rd, None))),
             })
             .collect(),
         uuid: Some(rd.uuid.clone()),
@@ -303,7 +379,7 @@ pub fn resource_definition(
         volume_definitions: with_volumes.then(|| {
             rd.volume_definitions
                 .values()
-                .map(|vd| volume_definition(rd, vd))
+                .map(|vd| volume_definition(cluster, rd, vd))
                 .collect()
         }),
     }
@@ -322,7 +398,7 @@ pub fn resource_definitions(
                 && filter.resource_group(rd.resource_group.as_str())
                 && filter.props(&rd.props)
         })
-        .map(|rd| resource_definition(rd, with_volumes))
+        .map(|rd| resource_definition(cluster, rd, with_volumes))
         .collect();
     filter.page(items)
 }
@@ -348,15 +424,38 @@ impl VolumeFacts<'_> {
         }
     }
 
+    /// The disk state of a replicated volume: the engine's word for it; without one, a
+    /// failure of the backing volume, `Diskless` for a member without a disk, else `Unknown`
+    /// (the backing volume existing says nothing of its data).
+    fn replicated_disk_state(
+        &self,
+        resource: &Resource,
+        engine: Option<&ferrite_proto::ReplicatedVolumeReport>,
+    ) -> String {
+        if !self.online {
+            return UNKNOWN_DISK_STATE.to_string();
+        }
+        if let Some(volume) = engine {
+            return volume.disk_state.clone();
+        }
+        match self.report {
+            Some(report) if report.error.is_some() => report.disk_state.clone(),
+            _ if resource.diskless => "Diskless".to_string(),
+            _ => UNKNOWN_DISK_STATE.to_string(),
+        }
+    }
+
     /// What is reported of the volume, if it is current.
     fn current(&self) -> Option<&ferrite_proto::VolumeReport> {
         self.report.filter(|_| self.online)
     }
 }
 
+/// The layer tree of a resource, top first; the replication layer shows as DRBD.
 fn layer_object(
     layers: &[LayerKind],
     storage_volumes: Vec<rest::StorageVolume>,
+    drbd: Option<rest::DrbdResource>,
 ) -> rest::ResourceLayer {
     let mut object: Option<rest::ResourceLayer> = None;
     for layer in layers.iter().rev() {
@@ -364,9 +463,8 @@ fn layer_object(
         let mut current = rest::ResourceLayer {
             children,
             resource_name_suffix: String::new(),
-            layer_type: *layer,
+            layer_type: linstor_layer(*layer),
             drbd: None,
-            mirror: None,
             storage: None,
         };
         match layer {
@@ -375,16 +473,40 @@ fn layer_object(
                     storage_volumes: storage_volumes.clone(),
                 });
             }
-            LayerKind::Drbd => {
-                current.drbd = Some(
-                    json!({ "connections": {}, "flags": [], "peer_slots": 7, "al_stripes": 1, "al_size": 32, "promotion_score": 0, "may_promote": false }),
-                );
-            }
-            LayerKind::Mirror => current.mirror = Some(json!({ "connections": {} })),
+            LayerKind::Drbd | LayerKind::Mirror => current.drbd = drbd.clone(),
         }
         object = Some(current);
     }
     object.expect("a layer stack is never empty")
+}
+
+/// What the engine reports of a member, condensed: whether it may become Primary now, and how
+/// strongly (DRBD's `may_promote` and `promotion_score`). It may when it has quorum, no member
+/// is Primary (itself included) and it reaches UpToDate data, locally or through a connected
+/// peer. The score orders candidates as DRBD's does in spirit, not in its exact numbers: local
+/// UpToDate data first, then the number of connected peers.
+fn promotion(report: &ReplicationReport) -> (bool, i32) {
+    let local =
+        !report.volumes.is_empty() && report.volumes.iter().all(|v| v.disk_state == "UpToDate");
+    let connected = report
+        .peers
+        .iter()
+        .filter(|p| p.connection == "Connected")
+        .count();
+    let through_peer = report.peers.iter().any(|p| {
+        p.connection == "Connected"
+            && !p.volumes.is_empty()
+            && p.volumes.iter().all(|v| v.peer_disk == "UpToDate")
+    });
+    let someone_primary =
+        report.role == Role::Primary || report.peers.iter().any(|p| p.role == Role::Primary);
+    let may = report.quorum && !someone_primary && (local || through_peer);
+    let score = if may {
+        10_000 + if local { 1_000 } else { 0 } + connected as i32
+    } else {
+        0
+    };
+    (may, score)
 }
 
 /// One resource with its volumes.
@@ -402,26 +524,33 @@ pub fn resource(
             ConnectionStatus::Online | ConnectionStatus::FullSyncFailed
         )
     });
+    let replicated = rd.is_replicated();
+    let engine = engine_field(cluster, rd);
+    // What the engine reports, only while it is current.
+    let engine_report = runtime
+        .filter(|_| online && replicated)
+        .and_then(|r| r.replication(rd.name.as_str()));
     let mut volumes = Vec::with_capacity(rd.volume_definitions.len());
     let mut storage_volumes = Vec::with_capacity(rd.volume_definitions.len());
+    let mut drbd_volumes = Vec::new();
     for vd in rd.volume_definitions.values() {
+        let number = vd.number.get();
         let facts = VolumeFacts {
-            report: runtime.and_then(|r| r.volumes.get(rd.name.key())?.get(&vd.number.get())),
+            report: runtime.and_then(|r| r.volumes.get(rd.name.key())?.get(&number)),
             online,
         };
-        let disk_state = facts.disk_state(resource);
         let report = facts.current();
-        let device_path = report.and_then(|r| r.device_path.clone());
+        let backing_device = report.and_then(|r| r.device_path.clone());
         let allocated = report.and_then(|r| r.allocated_size_kib).map(|v| v as i64);
-        let usable = report.and_then(|r| r.usable_size_kib).map(|v| v as i64);
+        let backing_usable = report.and_then(|r| r.usable_size_kib).map(|v| v as i64);
         let storage_volume = rest::StorageVolume {
-            volume_number: i32::from(vd.number.get()),
-            device_path: device_path.clone(),
+            volume_number: i32::from(number),
+            device_path: backing_device.clone(),
             allocated_size_kib: allocated,
-            usable_size_kib: usable,
-            disk_state: Some(disk_state.clone()),
+            usable_size_kib: backing_usable,
+            disk_state: Some(facts.disk_state(resource)),
         };
-        let reports = report
+        let mut reports: Vec<ApiCallRc> = report
             .and_then(|r| r.error.as_ref())
             .map(|e| {
                 vec![
@@ -432,24 +561,87 @@ pub fn resource(
                 ]
             })
             .unwrap_or_default();
+        let (disk_state, device_path, usable, replication_states, drbd_data) = if replicated {
+            let engine_volume =
+                engine_report.and_then(|r| r.volumes.iter().find(|v| v.volume_number == number));
+            let disk_state = facts.replicated_disk_state(resource, engine_volume);
+            let device_path = engine_volume.and_then(|v| v.device_path.clone());
+            let usable = engine_volume
+                .and_then(|v| v.usable_size_kib)
+                .map(|v| v as i64)
+                .or(backing_usable);
+            let replication_states: BTreeMap<String, rest::ReplicationState> = engine_report
+                .into_iter()
+                .flat_map(|r| &r.peers)
+                .filter_map(|peer| {
+                    let volume = peer.volumes.iter().find(|v| v.volume_number == number)?;
+                    Some((
+                        peer.node_name.clone(),
+                        rest::ReplicationState {
+                            replication_state: Some(volume.replication.clone()),
+                            done_percentage: volume.done_percent,
+                        },
+                    ))
+                })
+                .collect();
+            if let Some(error) = engine_report.and_then(|r| r.error.as_ref()) {
+                reports.push(
+                    ApiCallRc::new(RetCode::error(code::FAIL_UNKNOWN_ERROR), error.clone())
+                        .obj_ref("RscDfn", rd.name.as_str())
+                        .obj_ref("Node", resource.node.as_str())
+                        .obj_ref("VlmNr", vd.number.to_string()),
+                );
+            }
+            // The kernel's DRBD names its device by the minor; MIRROR's path depends on the
+            // node's device root, so only its report gives it.
+            let device_path = device_path.or_else(|| {
+                (rd.replication_layer() == Some(LayerKind::Drbd))
+                    .then_some(vd.minor)
+                    .flatten()
+                    .map(|minor| format!("/dev/drbd{minor}"))
+            });
+            let drbd_volume = rest::DrbdVolume {
+                drbd_volume_definition: drbd_volume_definition(cluster, rd, vd),
+                device_path: device_path.clone().unwrap_or_default(),
+                backing_device: backing_device.clone().filter(|_| !resource.diskless),
+                meta_disk: (!resource.diskless).then(|| "internal".to_string()),
+                allocated_size_kib: allocated.filter(|_| !resource.diskless).unwrap_or(0),
+                usable_size_kib: usable.unwrap_or(0),
+                disk_state: Some(disk_state.clone()),
+                nbd_uri: engine_volume.and_then(|v| v.nbd_uri.clone()),
+                engine: engine.clone(),
+            };
+            drbd_volumes.push(drbd_volume.clone());
+            (
+                disk_state,
+                device_path,
+                usable,
+                replication_states,
+                Some(drbd_volume),
+            )
+        } else {
+            (
+                facts.disk_state(resource),
+                backing_device.clone(),
+                backing_usable,
+                BTreeMap::new(),
+                None,
+            )
+        };
         let layer_data_list = rd
             .layer_stack
             .iter()
             .map(|layer| rest::VolumeLayer {
-                layer_type: *layer,
+                layer_type: linstor_layer(*layer),
                 data: match layer {
-                    LayerKind::Storage => {
-                        serde_json::to_value(&storage_volume).expect("serializable")
-                    }
-                    LayerKind::Drbd | LayerKind::Mirror => {
-                        json!({ "drbd_volume_definition": { "volume_number": vd.number.get() } })
-                    }
+                    LayerKind::Storage => to_json(&storage_volume),
+                    LayerKind::Drbd | LayerKind::Mirror => to_json(&drbd_data),
                 },
             })
             .collect();
         storage_volumes.push(storage_volume);
         volumes.push(rest::Volume {
-            volume_number: i32::from(vd.number.get()),
+            volume_number: i32::from(number),
             storage_pool_name: Some(resource.storage_pool.to_string()),
             provider_kind: pool.map(|p| p.provider_kind),
             device_path,
@@ -459,23 +651,61 @@ pub fn resource(
             flags: Vec::new(),
             state: rest::VolumeState {
                 disk_state: Some(disk_state),
-                replication_states: BTreeMap::new(),
+                replication_states,
             },
             layer_data_list,
             uuid: None,
             reports,
         });
     }
+    let drbd = replicated.then(|| {
+        let (may_promote, promotion_score) = engine_report.map(promotion).unzip();
+        rest::DrbdResource {
+            drbd_resource_definition: Some(drbd_resource_definition(cluster, rd, resource.port)),
+            node_id: resource.node_id.map(i32::from),
+            tcp_ports: resource.port.map(i32::from).into_iter().collect(),
+            peer_slots: Some(peer_slots(cluster, rd)),
+            al_stripes: Some(AL_STRIPES),
+            al_size: Some(AL_STRIPE_SIZE_KIB * i64::from(AL_STRIPES)),
+            flags: if resource.diskless {
+                vec!["DISKLESS".to_string()]
+            } else {
+                Vec::new()
+            },
+            drbd_volumes,
+            connections: engine_report
+                .into_iter()
+                .flat_map(|r| &r.peers)
+                .map(|peer| {
+                    (
+                        peer.node_name.clone(),
+                        rest::DrbdConnection {
+                            connected: peer.connection == "Connected",
+                            message: peer.connection.clone(),
+                        },
+                    )
+                })
+                .collect(),
+            promotion_score,
+            may_promote,
+            engine: engine.clone(),
+            role: engine_report.map(|r| format!("{:?}", r.role)),
+            quorum: engine_report.map(|r| r.quorum),
+        }
+    });
+    let in_use = if replicated {
+        engine_report.map(|r| r.in_use)
+    } else {
+        Some(false)
+    };
     rest::ResourceWithVolumes {
         resource: rest::Resource {
             name: rd.name.to_string(),
             node_name: resource.node.to_string(),
             props: resource.props.clone(),
             flags: resource.flags(),
-            layer_object: Some(layer_object(&rd.layer_stack, storage_volumes)),
-            state: Some(rest::ResourceState {
-                in_use: Some(false),
-            }),
+            layer_object: Some(layer_object(&rd.layer_stack, storage_volumes, drbd)),
+            state: Some(rest::ResourceState { in_use }),
             uuid: Some(resource.uuid.clone()),
             create_timestamp: Some(resource.create_timestamp),
             effective_props: None,
@@ -533,7 +763,639 @@ pub fn resources_of(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app::testing::tutorial_cluster;
+    use crate::app::testing::{commit, engines_runtime, replicated_group, spawn, tutorial_cluster};
+    use ferrite_proto::{
+        NodeReport, PeerReport, PeerVolumeReport, ReplicatedVolumeReport, ReplicationEngine,
+        VolumeReport,
+    };
+    use ferrite_types::ResourceName;
+
+    /// golinstor's types (`client/resource.go`, `client/resourcedefinition.go`), with its JSON
+    /// types: a field of another type, or a layer type golinstor does not know, fails to
+    /// decode as it would in Go. Unknown fields are ignored, as Go's decoder does.
+    ///
+    /// Go's decoder leaves a missing field at its zero value, hence `#[serde(default)]`.
+    #[allow(dead_code)]
+    mod golinstor {
+        use std::collections::HashMap;
+
+        use serde::Deserialize;
+        use serde::de::Error as _;
+
+        /// `devicelayerkind.DeviceLayerKind` values golinstor decodes layer data for.
+        pub const LAYER_KINDS: &[&str] = &[
+            "DRBD",
+            "LUKS",
+            "STORAGE",
+            "NVME",
+            "WRITECACHE",
+            "CACHE",
+            "BCACHE",
+        ];
+
+        #[derive(Deserialize, Default)]
+        #[serde(default)]
+        pub struct ResourceWithVolumes {
+            pub name: String,
+            pub node_name: String,
+            pub flags: Vec<String>,
+            pub layer_object: ResourceLayer,
+            pub state: ResourceState,
+            pub create_timestamp: i64,
+            pub volumes: Vec<Volume>,
+        }
+
+        #[derive(Deserialize, Default)]
+        #[serde(default)]
+        pub struct ResourceState {
+            pub in_use: Option<bool>,
+        }
+
+        #[derive(Deserialize, Default)]
+        #[serde(default)]
+        pub struct ResourceLayer {
+            #[serde(default)]
+            pub children: Vec<ResourceLayer>,
+            pub resource_name_suffix: String,
+            #[serde(rename = "type")]
+            pub layer_type: String,
+            pub drbd: Option<DrbdResource>,
+            pub storage: Option<StorageResource>,
+        }
+
+        #[derive(Deserialize, Default)]
+        #[serde(default)]
+        pub struct DrbdResource {
+            pub drbd_resource_definition: DrbdResourceDefinitionLayer,
+            pub node_id: i32,
+            pub peer_slots: i32,
+            pub al_stripes: i32,
+            pub al_size: i64,
+            pub flags: Vec<String>,
+            pub drbd_volumes: Vec<DrbdVolume>,
+            pub connections: HashMap<String, DrbdConnection>,
+            pub promotion_score: i32,
+            pub may_promote: bool,
+            // Ferrite's addition, which Go ignores; read here to check it.
+            pub engine: String,
+        }
+
+        #[derive(Deserialize, Default)]
+        #[serde(default)]
+        pub struct DrbdResourceDefinitionLayer {
+            pub resource_name_suffix: String,
+            pub peer_slots: i32,
+            pub al_stripes: i32,
+            pub al_stripe_size_kib: i64,
+            pub port: Option<i32>,
+            pub transport_type: String,
+            pub secret: String,
+            pub down: bool,
+        }
+
+        #[derive(Deserialize, Default)]
+        #[serde(default)]
+        pub struct DrbdVolume {
+            pub drbd_volume_definition: DrbdVolumeDefinition,
+            pub device_path: String,
+            pub backing_device: Option<String>,
+            pub meta_disk: Option<String>,
+            pub allocated_size_kib: i64,
+            pub usable_size_kib: i64,
+            pub disk_state: String,
+        }
+
+        #[derive(Deserialize, Default)]
+        #[serde(default)]
+        pub struct DrbdVolumeDefinition {
+            pub resource_name_suffix: String,
+            pub volume_number: i32,
+            pub minor_number: i32,
+        }
+
+        #[derive(Deserialize, Default)]
+        #[serde(default)]
+        pub struct DrbdConnection {
+            pub connected: bool,
+            pub message: String,
+        }
+
+        #[derive(Deserialize, Default)]
+        #[serde(default)]
+        pub struct StorageResource {
+            pub storage_volumes: Vec<StorageVolume>,
+        }
+
+        #[derive(Deserialize, Default)]
+        #[serde(default)]
+        pub struct StorageVolume {
+            pub volume_number: i32,
+            pub device_path: Option<String>,
+            pub allocated_size_kib: Option<i64>,
+            pub usable_size_kib: Option<i64>,
+            pub disk_state: Option<String>,
+        }
+
+        #[derive(Deserialize, Default)]
+        #[serde(default)]
+        pub struct Volume {
+            pub volume_number: i32,
+            pub storage_pool_name: String,
+            pub provider_kind: String,
+            pub device_path: String,
+            pub allocated_size_kib: Option<i64>,
+            pub usable_size_kib: Option<i64>,
+            pub state: VolumeState,
+            pub layer_data_list: Vec<VolumeLayer>,
+        }
+
+        #[derive(Deserialize, Default)]
+        #[serde(default)]
+        pub struct VolumeState {
+            pub disk_state: String,
+            #[serde(default)]
+            pub replication_states: HashMap<String, ReplicationState>,
+        }
+
+        #[derive(Deserialize, Default)]
+        #[serde(default)]
+        pub struct ReplicationState {
+            pub replication_state: String,
+            pub done_percentage: Option<f64>,
+        }
+
+        /// `VolumeLayer.Data` is decoded by `type`.
+        #[derive(Default)]
+        pub struct VolumeLayer {
+            pub layer_type: String,
+            pub drbd: Option<DrbdVolume>,
+            pub storage: Option<StorageVolume>,
+        }
+
+        impl<'de> Deserialize<'de> for VolumeLayer {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                #[derive(Deserialize, Default)]
+                #[serde(default)]
+                struct Raw {
+                    #[serde(rename = "type")]
+                    layer_type: String,
+                    data: serde_json::Value,
+                }
+                let raw = Raw::deserialize(d)?;
+                let err = |e: serde_json::Error| D::Error::custom(e);
+                let mut layer = VolumeLayer {
+                    layer_type: raw.layer_type.clone(),
+                    drbd: None,
+                    storage: None,
+                };
+                match raw.layer_type.as_str() {
+                    "DRBD" => layer.drbd = Some(serde_json::from_value(raw.data).map_err(err)?),
+                    "STORAGE" => {
+                        layer.storage = Some(serde_json::from_value(raw.data).map_err(err)?)
+                    }
+                    other => return Err(D::Error::custom(format!("unknown layer type {other}"))),
+                }
+                Ok(layer)
+            }
+        }
+
+        #[derive(Deserialize, Default)]
+        #[serde(default)]
+        pub struct ResourceDefinition {
+            pub name: String,
+            pub layer_data: Vec<ResourceDefinitionLayer>,
+            pub volume_definitions: Vec<VolumeDefinition>,
+        }
+
+        #[derive(Deserialize, Default)]
+        #[serde(default)]
+        pub struct ResourceDefinitionLayer {
+            #[serde(rename = "type")]
+            pub layer_type: String,
+            pub data: Option<DrbdResourceDefinitionLayer>,
+        }
+
+        #[derive(Deserialize, Default)]
+        #[serde(default)]
+        pub struct VolumeDefinition {
+            pub volume_number: i32,
+            pub size_kib: u64,
+            pub layer_data: Vec<VolumeDefinitionLayer>,
+        }
+
+        #[derive(Deserialize, Default)]
+        #[serde(default)]
+        pub struct VolumeDefinitionLayer {
+            #[serde(rename = "type")]
+            pub layer_type: String,
+            pub data: Option<DrbdVolumeDefinition>,
+        }
+    }
+
+    /// Every `"type"` in a JSON document.
+    fn layer_types(value: &serde_json::Value, out: &mut Vec<String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (key, value) in map {
+                    if key == "type"
+                        && let Some(text) = value.as_str()
+                    {
+                        out.push(text.to_string());
+                    }
+                    layer_types(value, out);
+                }
+            }
+            serde_json::Value::Array(items) => items.iter().for_each(|v| layer_types(v, out)),
+            _ => {}
+        }
+    }
+
+    /// `web` on the tutorial's MIRROR nodes: two disks and a tiebreaker; the first disk's node
+    /// is Primary and UpToDate, the second a SyncTarget at 43.2 %, the third offline.
+    fn mirror_cluster() -> (Cluster, Runtime, Vec<NodeName>) {
+        let mut cluster = tutorial_cluster();
+        replicated_group(&mut cluster, &["drbd"]);
+        let runtime = engines_runtime(&cluster, &[LayerKind::Mirror]);
+        commit(&mut cluster, &runtime, |c, r| spawn(c, r, "web"));
+        let rd = &cluster.resource_definitions[&"web".parse::<ResourceName>().unwrap()];
+        let mut diskful: Vec<NodeName> = rd
+            .resources
+            .values()
+            .filter(|r| !r.diskless)
+            .map(|r| r.node.clone())
+            .collect();
+        diskful.sort();
+        let tiebreaker = rd
+            .resources
+            .values()
+            .find(|r| r.tiebreaker)
+            .unwrap()
+            .node
+            .clone();
+        let mut runtime = engines_runtime(&cluster, &[LayerKind::Mirror]);
+        let peer = |name: &NodeName, replication: &str, done: Option<f64>, disk: &str| PeerReport {
+            node_name: name.to_string(),
+            node_id: 0,
+            connection: "Connected".into(),
+            role: Role::Secondary,
+            volumes: vec![PeerVolumeReport {
+                volume_number: 0,
+                replication: replication.into(),
+                peer_disk: disk.into(),
+                done_percent: done,
+                out_of_sync_kib: 0,
+            }],
+        };
+        let engine_report = |in_use: bool, disk: &str, peers: Vec<PeerReport>| ReplicationReport {
+            resource: "web".into(),
+            engine: ReplicationEngine::Mirror,
+            role: if in_use {
+                Role::Primary
+            } else {
+                Role::Secondary
+            },
+            in_use,
+            quorum: true,
+            volumes: vec![ReplicatedVolumeReport {
+                volume_number: 0,
+                minor: Some(1000),
+                disk_state: disk.into(),
+                device_path: Some("/dev/ferrite/web/0".into()),
+                nbd_uri: Some("nbd+unix:///web/0?socket=/run/ferrite/web/0.nbd".into()),
+                usable_size_kib: Some(1 << 20),
+            }],
+            peers,
+            error: None,
+        };
+        let mut connecting = peer(&tiebreaker, "Off", None, "Diskless");
+        connecting.connection = "Connecting".into();
+        let reports = [
+            (
+                &diskful[0],
+                engine_report(
+                    true,
+                    "UpToDate",
+                    vec![
+                        peer(&diskful[1], "SyncSource", Some(43.2), "Inconsistent"),
+                        connecting,
+                    ],
+                ),
+            ),
+            (
+                &diskful[1],
+                engine_report(
+                    false,
+                    "Inconsistent",
+                    vec![PeerReport {
+                        role: Role::Primary,
+                        ..peer(&diskful[0], "SyncTarget", Some(43.2), "UpToDate")
+                    }],
+                ),
+            ),
+        ];
+        for (node, report) in reports {
+            runtime.get_mut(node).unwrap().absorb(NodeReport {
+                volumes: vec![VolumeReport {
+                    resource: "web".into(),
+                    volume_number: 0,
+                    device_path: Some("/dev/loop7".into()),
+                    allocated_size_kib: Some(4096),
+                    usable_size_kib: Some((1 << 20) + 4096),
+                    disk_state: "UpToDate".into(),
+                    error: None,
+                }],
+                replication: vec![report],
+                ..Default::default()
+            });
+        }
+        runtime.get_mut(&tiebreaker).unwrap().status = ConnectionStatus::Offline;
+        (
+            cluster,
+            runtime,
+            vec![diskful[0].clone(), diskful[1].clone(), tiebreaker],
+        )
+    }
+
+    #[test]
+    fn a_mirror_resource_looks_like_drbd_to_golinstor() {
+        let (cluster, runtime, nodes) = mirror_cluster();
+        let views = resources(&cluster, &runtime, &ListFilter::default());
+        let json = serde_json::to_value(&views).unwrap();
+        let mut types = Vec::new();
+        layer_types(&json, &mut types);
+        assert!(
+            types
+                .iter()
+                .all(|t| golinstor::LAYER_KINDS.contains(&t.as_str())),
+            "{types:?}"
+        );
+        let decoded: Vec<golinstor::ResourceWithVolumes> = serde_json::from_value(json.clone())
+            .unwrap_or_else(|e| {
+                panic!(
+                    "golinstor cannot decode it: {e}
+{json:#}"
+                )
+            });
+        let by_node = |node: &NodeName| {
+            decoded
+                .iter()
+                .find(|r| r.node_name == node.as_str())
+                .unwrap()
+        };
+
+        // The Primary: in use, UpToDate, syncing its peer.
+        let primary = by_node(&nodes[0]);
+        assert_eq!(primary.name, "web");
+        assert!(primary.create_timestamp > 0);
+        assert_eq!(primary.state.in_use, Some(true));
+        let layer = &primary.layer_object;
+        assert_eq!(layer.layer_type, "DRBD");
+        assert_eq!(layer.resource_name_suffix, "");
+        assert_eq!(layer.children[0].layer_type, "STORAGE");
+        let storage = layer.children[0].storage.as_ref().unwrap();
+        assert_eq!(
+            storage.storage_volumes[0].device_path.as_deref(),
+            Some("/dev/loop7")
+        );
+        let drbd = layer.drbd.as_ref().unwrap();
+        assert_eq!(drbd.engine, "MIRROR");
+        assert!((0..=31).contains(&drbd.node_id));
+        assert_eq!((drbd.peer_slots, drbd.al_stripes, drbd.al_size), (7, 1, 32));
+        assert!(drbd.flags.is_empty());
+        assert!(!drbd.may_promote, "it is Primary already");
+        assert_eq!(drbd.promotion_score, 0);
+        let definition = &drbd.drbd_resource_definition;
+        assert_eq!(definition.resource_name_suffix, "");
+        assert_eq!(definition.peer_slots, 7);
+        assert_eq!(
+            (definition.al_stripes, definition.al_stripe_size_kib),
+            (1, 32)
+        );
+        assert_eq!(definition.transport_type, "IP");
+        assert_eq!(definition.secret.len(), 20);
+        assert!(!definition.down);
+        assert!((7000..=7999).contains(&definition.port.unwrap()));
+        let peer = drbd.connections[nodes[1].as_str()].connected;
+        assert!(peer);
+        let tiebreaker = &drbd.connections[nodes[2].as_str()];
+        assert!(!tiebreaker.connected);
+        assert_eq!(tiebreaker.message, "Connecting");
+        let volume = &drbd.drbd_volumes[0];
+        assert_eq!(volume.drbd_volume_definition.volume_number, 0);
+        assert_eq!(volume.drbd_volume_definition.minor_number, 1000);
+        assert_eq!(volume.drbd_volume_definition.resource_name_suffix, "");
+        assert_eq!(volume.device_path, "/dev/ferrite/web/0");
+        assert_eq!(volume.backing_device.as_deref(), Some("/dev/loop7"));
+        assert_eq!(volume.meta_disk.as_deref(), Some("internal"));
+        assert_eq!(volume.allocated_size_kib, 4096);
+        assert_eq!(volume.usable_size_kib, 1 << 20);
+        assert_eq!(volume.disk_state, "UpToDate");
+        let volume = &primary.volumes[0];
+        assert_eq!(volume.volume_number, 0);
+        assert_eq!(volume.storage_pool_name, "pool_ssd");
+        assert_eq!(volume.provider_kind, "FILE_THIN");
+        assert_eq!(volume.device_path, "/dev/ferrite/web/0");
+        assert_eq!(volume.allocated_size_kib, Some(4096));
+        assert_eq!(volume.usable_size_kib, Some(1 << 20));
+        assert_eq!(volume.state.disk_state, "UpToDate");
+        let sync = &volume.state.replication_states[nodes[1].as_str()];
+        assert_eq!(sync.replication_state, "SyncSource");
+        assert_eq!(sync.done_percentage, Some(43.2));
+        assert_eq!(volume.layer_data_list[0].layer_type, "DRBD");
+        let data = volume.layer_data_list[0].drbd.as_ref().unwrap();
+        assert_eq!(data.drbd_volume_definition.minor_number, 1000);
+        assert_eq!(volume.layer_data_list[1].layer_type, "STORAGE");
+        assert_eq!(
+            volume.layer_data_list[1]
+                .storage
+                .as_ref()
+                .unwrap()
+                .volume_number,
+            0
+        );
+        let raw = json
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["node_name"] == nodes[0].as_str())
+            .unwrap();
+        assert_eq!(
+            raw["volumes"][0]["layer_data_list"][0]["data"]["nbd_uri"],
+            "nbd+unix:///web/0?socket=/run/ferrite/web/0.nbd"
+        );
+        assert_eq!(raw["layer_object"]["drbd"]["role"], "Primary");
+
+        // The SyncTarget: Inconsistent, its progress, not in use.
+        let target = by_node(&nodes[1]);
+        assert_eq!(target.state.in_use, Some(false));
+        let volume = &target.volumes[0];
+        assert_eq!(volume.state.disk_state, "Inconsistent");
+        let sync = &volume.state.replication_states[nodes[0].as_str()];
+        assert_eq!(sync.replication_state, "SyncTarget");
+        assert_eq!(sync.done_percentage, Some(43.2));
+        assert!(!target.layer_object.drbd.as_ref().unwrap().may_promote);
+
+        // The tiebreaker's node is offline: nothing current is known of it.
+        let tiebreaker = json
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["node_name"] == nodes[2].as_str())
+            .unwrap();
+        assert_eq!(
+            tiebreaker["flags"],
+            serde_json::json!(["DISKLESS", "DRBD_DISKLESS", "TIE_BREAKER"])
+        );
+        assert!(tiebreaker["state"].get("in_use").is_none());
+        assert_eq!(tiebreaker["volumes"][0]["state"]["disk_state"], "Unknown");
+        assert_eq!(
+            tiebreaker["layer_object"]["drbd"]["connections"],
+            serde_json::json!({})
+        );
+        assert_eq!(
+            tiebreaker["layer_object"]["drbd"]["flags"],
+            serde_json::json!(["DISKLESS"])
+        );
+        let data = &tiebreaker["volumes"][0]["layer_data_list"][0]["data"];
+        assert!(data["meta_disk"].is_null());
+        // python-linstor reads these without a default.
+        assert_eq!(data["device_path"], "");
+        assert_eq!(data["allocated_size_kib"], 0);
+        assert_eq!(data["usable_size_kib"], 0);
+    }
+
+    /// `tests/compat/drbd_shapes.py` reads the same answers with python-linstor's response
+    /// classes, as the `linstor` client does; skipped where python-linstor is not installed
+    /// (`scripts/setup.sh` installs it).
+    #[test]
+    fn python_linstor_reads_a_mirror_resource() {
+        let python = |args: &[&str]| {
+            std::process::Command::new("python3")
+                .args(args)
+                .output()
+                .ok()
+        };
+        if !python(&["-c", "import linstor"]).is_some_and(|o| o.status.success()) {
+            eprintln!("skipped: python-linstor is not installed");
+            return;
+        }
+        let (cluster, runtime, _) = mirror_cluster();
+        let dir = tempfile::tempdir().unwrap();
+        let resources_json = dir.path().join("resources.json");
+        let definitions_json = dir.path().join("definitions.json");
+        let views = resources(&cluster, &runtime, &ListFilter::default());
+        std::fs::write(&resources_json, serde_json::to_vec(&views).unwrap()).unwrap();
+        let definitions = resource_definitions(&cluster, &ListFilter::default(), true);
+        std::fs::write(&definitions_json, serde_json::to_vec(&definitions).unwrap()).unwrap();
+        let script = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../tests/compat/drbd_shapes.py"
+        );
+        let output = python(&[
+            script,
+            resources_json.to_str().unwrap(),
+            definitions_json.to_str().unwrap(),
+        ])
+        .expect("python3 runs");
+        assert!(
+            output.status.success(),
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    #[test]
+    fn a_diskless_member_has_a_device_and_may_promote_through_a_peer() {
+        let (cluster, mut runtime, nodes) = mirror_cluster();
+        let tiebreaker = &nodes[2];
+        let reported = runtime.get_mut(tiebreaker).unwrap();
+        reported.status = ConnectionStatus::Online;
+        reported.absorb(NodeReport {
+            replication: vec![ReplicationReport {
+                resource: "web".into(),
+                engine: ReplicationEngine::Mirror,
+                role: Role::Secondary,
+                in_use: false,
+                quorum: true,
+                volumes: vec![ReplicatedVolumeReport {
+                    volume_number: 0,
+                    minor: Some(1000),
+                    disk_state: "Diskless".into(),
+                    device_path: Some("/dev/ferrite/web/0".into()),
+                    nbd_uri: None,
+                    usable_size_kib: Some(1 << 20),
+                }],
+                peers: vec![PeerReport {
+                    node_name: nodes[1].to_string(),
+                    node_id: 1,
+                    connection: "Connected".into(),
+                    role: Role::Secondary,
+                    volumes: vec![PeerVolumeReport {
+                        volume_number: 0,
+                        replication: "Established".into(),
+                        peer_disk: "UpToDate".into(),
+                        done_percent: None,
+                        out_of_sync_kib: 0,
+                    }],
+                }],
+                error: None,
+            }],
+            ..Default::default()
+        });
+        let rd = &cluster.resource_definitions[&"web".parse::<ResourceName>().unwrap()];
+        let view = resource(
+            &cluster,
+            rd,
+            &rd.resources[tiebreaker],
+            runtime.get(tiebreaker),
+        );
+        let volume = &view.volumes[0];
+        assert_eq!(volume.device_path.as_deref(), Some("/dev/ferrite/web/0"));
+        assert_eq!(volume.state.disk_state.as_deref(), Some("Diskless"));
+        assert_eq!(volume.allocated_size_kib, None);
+        let drbd = view.resource.layer_object.unwrap().drbd.unwrap();
+        assert_eq!(drbd.may_promote, Some(true));
+        assert!(drbd.promotion_score.unwrap() > 0);
+        assert_eq!(drbd.drbd_volumes[0].backing_device, None);
+        assert_eq!(drbd.drbd_volumes[0].allocated_size_kib, 0);
+        assert_eq!(drbd.drbd_volumes[0].device_path, "/dev/ferrite/web/0");
+    }
+
+    #[test]
+    fn definitions_show_the_drbd_layer_with_the_engine() {
+        let (cluster, _, _) = mirror_cluster();
+        let json =
+            serde_json::to_value(resource_definitions(&cluster, &ListFilter::default(), true))
+                .unwrap();
+        let decoded: Vec<golinstor::ResourceDefinition> =
+            serde_json::from_value(json.clone()).unwrap();
+        let web = decoded.iter().find(|rd| rd.name == "web").unwrap();
+        assert_eq!(web.layer_data[0].layer_type, "DRBD");
+        let data = web.layer_data[0].data.as_ref().unwrap();
+        assert_eq!(data.secret.len(), 20);
+        assert_eq!(data.port, None, "ports are per node");
+        assert_eq!(web.layer_data[1].layer_type, "STORAGE");
+        assert!(web.layer_data[1].data.is_none());
+        let vd = &web.volume_definitions[0];
+        assert_eq!((vd.volume_number, vd.size_kib), (0, 1 << 20));
+        assert_eq!(vd.layer_data[0].layer_type, "DRBD");
+        assert_eq!(vd.layer_data[0].data.as_ref().unwrap().minor_number, 1000);
+        let raw = json
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|rd| rd["name"] == "web")
+            .unwrap();
+        assert_eq!(raw["layer_data"][0]["data"]["engine"], "MIRROR");
+        assert_eq!(
+            raw["volume_definitions"][0]["layer_data"][0]["data"]["engine"],
+            "MIRROR"
+        );
+        let mut types = Vec::new();
+        layer_types(&json, &mut types);
+        assert!(!types.contains(&"MIRROR".to_string()), "{types:?}");
+    }
 
     #[test]
     fn a_node_that_is_not_online_says_why() {

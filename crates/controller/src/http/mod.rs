@@ -49,8 +49,15 @@ use crate::core::Controller;
         (name = "resource-definitions"), (name = "resources"), (name = "error-reports")
     ),
     paths(controller::delete_property),
-    // Error answers (`response::Invalid`, ...) refer to ApiCallRc by name.
-    components(schemas(ApiCallRc))
+    // Error answers (`response::Invalid`, ...) refer to ApiCallRc by name, and the layer data
+    // of volumes and definitions to the DRBD-layer and storage shapes.
+    components(schemas(
+        ApiCallRc,
+        ferrite_types::rest::DrbdVolume,
+        ferrite_types::rest::DrbdVolumeDefinition,
+        ferrite_types::rest::DrbdResourceDefinitionLayer,
+        ferrite_types::rest::StorageVolume
+    ))
 )]
 struct ApiDoc;
 

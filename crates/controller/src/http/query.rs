@@ -75,7 +75,8 @@ impl Param {
             Param::Limit => "Answer at most this many items; 0 means no limit.",
             Param::WithVolumeDefinitions => "Include each definition's volume definitions.",
             Param::KeepTiebreaker => {
-                "Accepted for LINSTOR compatibility; Ferrite places no tiebreakers."
+                "Keep a diskless resource as its definition's quorum tiebreaker, instead of \
+                 deleting it, if the definition needs one without it."
             }
         }
     }

@@ -78,7 +78,7 @@ async fn get_resource_definition(
             c,
             &name,
         )
-        .map(|rd| views::resource_definition(rd, query.with_volume_definitions))
+        .map(|rd| views::resource_definition(c, rd, query.with_volume_definitions))
     }))
 }
 
@@ -107,7 +107,7 @@ async fn delete_resource_definition(
 ) -> ApiResponse {
     ApiResponse::entries(
         StatusCode::OK,
-        ctl.mutate(|c, _| resource_definitions::delete(c, &name))
+        ctl.mutate(|c, r| resource_definitions::delete(c, r, &name))
             .await,
     )
 }
@@ -145,7 +145,7 @@ async fn list_volume_definitions(
         Ok(rd
             .volume_definitions
             .values()
-            .map(|vd| views::volume_definition(rd, vd))
+            .map(|vd| views::volume_definition(c, rd, vd))
             .collect::<Vec<_>>())
     }))
 }
@@ -178,7 +178,7 @@ async fn get_volume_definition(
         let ctx = Context::new(Operation::Modify, Object::VolumeDefinition);
         let rd = resource_definitions::find(&ctx, c, &name)?;
         resource_definitions::find_volume(&ctx, rd, number)
-            .map(|vd| views::volume_definition(rd, vd))
+            .map(|vd| views::volume_definition(c, rd, vd))
     }))
 }
 

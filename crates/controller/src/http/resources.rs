@@ -160,11 +160,12 @@ async fn modify_resource(
 async fn delete_resource(
     State(ctl): State<Controller>,
     Path((name, node)): Path<(String, String)>,
-    _query: Query<DeleteResource>,
+    query: Query<DeleteResource>,
 ) -> ApiResponse {
+    let keep_tiebreaker = query.keep_tiebreaker;
     ApiResponse::entries(
         StatusCode::OK,
-        ctl.mutate(|c, r| resources::delete(c, r, &name, &node))
+        ctl.mutate(|c, r| resources::delete(c, r, &name, &node, keep_tiebreaker))
             .await,
     )
 }

@@ -265,7 +265,15 @@ pub struct Resource {
     /// The TCP port it listens on for its peers, unique on its node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub port: Option<u16>,
+    /// A diskless member the controller added so that a replicated resource with an even
+    /// number of disks keeps quorum when one of them fails (LINSTOR's `TIE_BREAKER`); the
+    /// controller removes it when it is no longer needed (`crate::app::tiebreaker`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub tiebreaker: bool,
 }
+
+/// LINSTOR's flag of a diskless resource the controller placed for quorum.
+pub const FLAG_TIE_BREAKER: &str = "TIE_BREAKER";
 
 impl Resource {
     /// LINSTOR's flags for the resource, as clients expect them.
@@ -273,6 +281,9 @@ impl Resource {
         let mut flags = Vec::new();
         if self.diskless {
             flags.extend(["DISKLESS".to_string(), "DRBD_DISKLESS".to_string()]);
+        }
+        if self.tiebreaker {
+            flags.push(FLAG_TIE_BREAKER.to_string());
         }
         match self.phase {
             ResourcePhase::Active => {}

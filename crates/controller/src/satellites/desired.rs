@@ -101,10 +101,22 @@ pub fn resource_spec(
 /// The prefix of the properties that configure a replication layer, LINSTOR's.
 pub const DRBD_OPTIONS_PREFIX: &str = "DrbdOptions/";
 
+/// From this many voting members (diskless tiebreakers and clients included), with at least
+/// two disks, a replicated resource gets quorum options unless the user set them: what
+/// LINSTOR's auto-quorum sets (`quorum majority`, `on-no-quorum io-error`).
+pub const QUORUM_MIN_MEMBERS: usize = 3;
+
+/// The options auto-quorum sets, by their DRBD names.
+pub const QUORUM_DEFAULTS: [(&str, &str); 2] = [
+    ("Resource/quorum", "majority"),
+    ("Resource/on-no-quorum", "io-error"),
+];
+
 /// The replication layer's data for `resource`: its node-id and port, the secret, every other
 /// member that is not being deleted, and the `DrbdOptions/*` properties after inheritance
-/// (controller, resource group, resource definition, resource; the later wins). `None` when
-/// the stack has no replication layer, or while something is not allocated yet.
+/// (controller, resource group, resource definition, resource; the later wins), completed with
+/// [`QUORUM_DEFAULTS`] for resources of [`QUORUM_MIN_MEMBERS`] or more. `None` when the stack
+/// has no replication layer, or while something is not allocated yet.
 fn replication_spec(
     cluster: &Cluster,
     rd: &ResourceDefinition,
@@ -147,6 +159,14 @@ fn replication_spec(
             if let Some(name) = key.strip_prefix(DRBD_OPTIONS_PREFIX) {
                 options.insert(name.to_string(), value.clone());
             }
+        }
+    }
+    let members = crate::app::tiebreaker::Members::of(rd);
+    if members.total() >= QUORUM_MIN_MEMBERS && members.diskful >= 2 {
+        for (name, value) in QUORUM_DEFAULTS {
+            options
+                .entry(name.to_string())
+                .or_insert_with(|| value.to_string());
         }
     }
     Some(ReplicationSpec {

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use ferrite_proto::{
     Capabilities, DeletedResource, DeletedVolume, DesiredState, NodeCommand, NodeReport,
-    OrphanReport, PoolReport, PoolSpec, StateRefusal, VolumeReport,
+    OrphanReport, PoolReport, PoolSpec, ReplicationReport, StateRefusal, VolumeReport,
 };
 use ferrite_types::{ConnectionStatus, NodeName};
 use tokio::sync::{mpsc, oneshot, watch};
@@ -73,6 +73,9 @@ pub struct NodeRuntime {
     pub pools: HashMap<String, PoolReport>,
     /// Keyed by the resource's upper-cased name, then the volume number.
     pub volumes: HashMap<String, VecMap<u16, VolumeReport>>,
+    /// What the replication engine reports of each replicated resource (role, in use, disk
+    /// and peer states), keyed by the resource's upper-cased name.
+    pub replication: HashMap<String, ReplicationReport>,
     pub applied_generation: Option<u64>,
     /// Problems the satellite reported that belong to no volume (e.g. failed deletions).
     pub errors: Vec<String>,
@@ -95,6 +98,7 @@ impl Default for NodeRuntime {
             hostname: None,
             pools: HashMap::new(),
             volumes: HashMap::new(),
+            replication: HashMap::new(),
             applied_generation: None,
             errors: Vec::new(),
             deleted_volumes: HashMap::new(),
@@ -118,6 +122,7 @@ impl NodeRuntime {
         match report.only_resources {
             None => {
                 self.volumes.clear();
+                self.replication.clear();
                 self.deleted_volumes.clear();
                 self.deleted_resources.clear();
             }
@@ -125,6 +130,7 @@ impl NodeRuntime {
                 for resource in resources {
                     let key = resource.to_ascii_uppercase();
                     self.volumes.remove(&key);
+                    self.replication.remove(&key);
                     self.deleted_volumes.remove(&key);
                     self.deleted_resources.remove(&key);
                 }
@@ -135,6 +141,10 @@ impl NodeRuntime {
                 .entry(volume.resource.to_ascii_uppercase())
                 .or_default()
                 .insert(volume.volume_number, volume);
+        }
+        for replicated in report.replication {
+            self.replication
+                .insert(replicated.resource.to_ascii_uppercase(), replicated);
         }
         for deleted in report.deleted_volumes {
             self.deleted_volumes
@@ -166,6 +176,18 @@ impl NodeRuntime {
         self.deleted_resources
             .get(&resource.to_ascii_uppercase())
             .is_some_and(|d| d.uuid == uuid)
+    }
+
+    /// What the replication engine reports of `resource`, if anything.
+    pub fn replication(&self, resource: &str) -> Option<&ReplicationReport> {
+        self.replication.get(&resource.to_ascii_uppercase())
+    }
+
+    /// Whether the engine reports `resource` in use on this node (a Primary: an NBD client or
+    /// an opened block device). Only a current report counts: an offline node's last word may
+    /// be stale, and is not taken as in use.
+    pub fn in_use(&self, resource: &str) -> bool {
+        self.is_online() && self.replication(resource).is_some_and(|r| r.in_use)
     }
 
     /// Whether what it reports can be trusted as current: connected and taking its state.

@@ -8,6 +8,7 @@
 //! [`validate`] checks the ranges that need nothing but the body.
 
 mod controller;
+mod drbd;
 pub mod lenient;
 mod node;
 mod orphan;
@@ -19,6 +20,7 @@ mod storage_pool;
 pub mod validate;
 
 pub use controller::*;
+pub use drbd::*;
 pub use node::*;
 pub use orphan::*;
 pub use resource::*;

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use super::{Props, lenient, schema};
+use super::{DrbdResource, Props, lenient, schema};
 use crate::api_call_rc::ApiCallRc;
 use crate::kinds::{LayerKind, ProviderKind};
 
@@ -60,7 +60,9 @@ pub struct ResourceState {
     pub in_use: Option<bool>,
 }
 
-/// One layer of a resource's stack on a node, top first, with the layer's per-node data.
+/// One layer of a resource's stack on a node, top first, with the layer's per-node data. The
+/// type is `DRBD` or `STORAGE`: a MIRROR resource shows the DRBD layer, `drbd.engine` naming
+/// the engine.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ResourceLayer {
     #[serde(default)]
@@ -70,12 +72,9 @@ pub struct ResourceLayer {
     pub resource_name_suffix: String,
     #[serde(rename = "type")]
     pub layer_type: LayerKind,
+    /// The replication layer's data, whichever engine runs it (see [`DrbdResource`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
-    pub drbd: Option<serde_json::Value>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
-    pub mirror: Option<serde_json::Value>,
+    pub drbd: Option<DrbdResource>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub storage: Option<StorageResource>,
 }
@@ -150,13 +149,21 @@ pub struct ReplicationState {
     pub done_percentage: Option<f64>,
 }
 
-/// One layer's data for a volume.
+/// One layer's data for a volume: a [`DrbdVolume`] for `DRBD`, a [`StorageVolume`] for
+/// `STORAGE`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct VolumeLayer {
     #[serde(rename = "type")]
     pub layer_type: LayerKind,
-    #[schema(value_type = Object)]
+    #[schema(schema_with = volume_layer_data)]
     pub data: serde_json::Value,
+}
+
+fn volume_layer_data() -> utoipa::openapi::schema::Schema {
+    utoipa::openapi::schema::OneOfBuilder::new()
+        .item(utoipa::openapi::Ref::from_schema_name("DrbdVolume"))
+        .item(utoipa::openapi::Ref::from_schema_name("StorageVolume"))
+        .into()
 }
 
 /// One element of the array `POST /v1/resource-definitions/{rd}/resources` takes.
@@ -278,7 +285,6 @@ mod tests {
                     resource_name_suffix: String::new(),
                     layer_type: LayerKind::Storage,
                     drbd: None,
-                    mirror: None,
                     storage: Some(StorageResource::default()),
                 }),
                 ..Default::default()

@@ -36,13 +36,29 @@ pub struct ResourceDefinition {
     pub volume_definitions: Option<Vec<VolumeDefinition>>,
 }
 
-/// One layer of a resource definition's stack, with the layer's definition-wide data.
+/// One layer of a resource definition's stack, with the layer's definition-wide data: a
+/// [`DrbdResourceDefinitionLayer`](super::DrbdResourceDefinitionLayer) for `DRBD`. Answers
+/// name a MIRROR definition's replication layer `DRBD` (`data.engine` says `MIRROR`); requests
+/// may name `MIRROR`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct ResourceDefinitionLayer {
     #[serde(rename = "type")]
     pub layer_type: LayerKind,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = resource_definition_layer_data)]
     pub data: Option<serde_json::Value>,
+}
+
+fn resource_definition_layer_data() -> utoipa::openapi::schema::Schema {
+    utoipa::openapi::schema::OneOfBuilder::new()
+        .item(utoipa::openapi::Ref::from_schema_name(
+            "DrbdResourceDefinitionLayer",
+        ))
+        .item(
+            utoipa::openapi::schema::ObjectBuilder::new()
+                .schema_type(utoipa::openapi::schema::Type::Null),
+        )
+        .into()
 }
 
 /// `POST /v1/resource-definitions`.
@@ -126,13 +142,27 @@ pub struct VolumeDefinition {
     pub uuid: Option<String>,
 }
 
-/// One layer's data for a volume definition (e.g. a DRBD minor number).
+/// One layer's data for a volume definition: a
+/// [`DrbdVolumeDefinition`](super::DrbdVolumeDefinition) (the minor number) for `DRBD`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct VolumeDefinitionLayer {
     #[serde(rename = "type")]
     pub layer_type: LayerKind,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(schema_with = volume_definition_layer_data)]
     pub data: Option<serde_json::Value>,
+}
+
+fn volume_definition_layer_data() -> utoipa::openapi::schema::Schema {
+    utoipa::openapi::schema::OneOfBuilder::new()
+        .item(utoipa::openapi::Ref::from_schema_name(
+            "DrbdVolumeDefinition",
+        ))
+        .item(
+            utoipa::openapi::schema::ObjectBuilder::new()
+                .schema_type(utoipa::openapi::schema::Type::Null),
+        )
+        .into()
 }
 
 /// `POST /v1/resource-definitions/{rd}/volume-definitions`.

@@ -1,0 +1,667 @@
+//! Which engine replicates a resource: the kernel's DRBD 9 or Ferrite's MIRROR.
+//!
+//! LINSTOR's clients know one replication layer, DRBD, and ask for it by name (or inherit it
+//! from a resource group's layer list). Ferrite serves that request with the kernel's DRBD
+//! where every node of the resource runs DRBD 9, else with MIRROR. The property
+//! [`PROP_REPLICATION_ENGINE`] (`auto`, `drbd` or `mirror`; on the resource definition, its
+//! resource group or the controller, the nearest wins) forces one; a layer list naming MIRROR
+//! (Ferrite's own CLI: `-l mirror,storage`) asks for MIRROR.
+//!
+//! The engine is chosen when a definition gets its first resources, for the nodes they are on,
+//! and held in the definition's layer stack (`LayerKind::Mirror` or `LayerKind::Drbd`) for as
+//! long as it has resources: a member added later must run the same engine. Until then the
+//! stack holds what was asked for (`DRBD`: either engine), and [`complete`] decides. Owns none
+//! of the placement itself (`placement`), nor what the satellites do with the engine.
+
+use std::collections::BTreeMap;
+
+use ferrite_proto::Capabilities;
+use ferrite_types::api_call_rc::code;
+use ferrite_types::{ApiCallRc, LayerKind, NodeName, ResourceName};
+
+use super::placement::Runtime;
+use super::{Context, Failure, Object, Operation, Plan};
+use crate::model::{Cluster, Op, ResourceDefinition};
+
+/// Forces the engine of the resource definitions it applies to: `auto` (the default), `drbd`
+/// or `mirror`, in any case. Set on a resource definition, its resource group or the
+/// controller; the nearest wins.
+pub const PROP_REPLICATION_ENGINE: &str = "Ferrite/ReplicationEngine";
+
+/// The values of [`PROP_REPLICATION_ENGINE`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Setting {
+    /// DRBD where every node of the resource runs it, else MIRROR.
+    Auto,
+    Drbd,
+    Mirror,
+}
+
+impl Setting {
+    pub fn parse(value: &str) -> Option<Setting> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "auto" => Some(Setting::Auto),
+            "drbd" => Some(Setting::Drbd),
+            "mirror" => Some(Setting::Mirror),
+            _ => None,
+        }
+    }
+}
+
+/// Checks a value of [`PROP_REPLICATION_ENGINE`]; the error is the cause to answer with.
+pub fn check_value(value: &str) -> Result<(), String> {
+    Setting::parse(value).map(|_| ()).ok_or_else(|| {
+        format!("'{value}' is not a replication engine; {PROP_REPLICATION_ENGINE} takes auto, drbd or mirror")
+    })
+}
+
+/// The value of `key` for `rd`: its own, else its resource group's, else the controller's.
+pub fn inherited<'a>(
+    cluster: &'a Cluster,
+    rd: &'a ResourceDefinition,
+    key: &str,
+) -> Option<&'a str> {
+    rd.props
+        .get(key)
+        .or_else(|| {
+            cluster
+                .resource_groups
+                .get(&rd.resource_group)
+                .and_then(|g| g.props.get(key))
+        })
+        .or_else(|| cluster.props.get(key))
+        .map(String::as_str)
+}
+
+/// The engine setting in force for `rd`. A value that does not parse (set before values were
+/// checked) counts as `auto`.
+pub fn setting(cluster: &Cluster, rd: &ResourceDefinition) -> Setting {
+    inherited(cluster, rd, PROP_REPLICATION_ENGINE)
+        .and_then(Setting::parse)
+        .unwrap_or(Setting::Auto)
+}
+
+/// The engine asked for before any node is known: a forced one, else MIRROR if the layer list
+/// named it, else none (either engine, decided by the nodes).
+fn asked(cluster: &Cluster, rd: &ResourceDefinition) -> Option<LayerKind> {
+    match setting(cluster, rd) {
+        Setting::Mirror => Some(LayerKind::Mirror),
+        Setting::Drbd => Some(LayerKind::Drbd),
+        Setting::Auto => {
+            (rd.replication_layer() == Some(LayerKind::Mirror)).then_some(LayerKind::Mirror)
+        }
+    }
+}
+
+/// The engine of `rd`, if it is known: the one its resources run, else the one asked for.
+/// `None` for a definition without a replication layer, or whose engine the nodes of its first
+/// resources will decide.
+pub fn effective(cluster: &Cluster, rd: &ResourceDefinition) -> Option<LayerKind> {
+    let layer = rd.replication_layer()?;
+    if rd.resources.is_empty() {
+        asked(cluster, rd)
+    } else {
+        Some(layer)
+    }
+}
+
+/// The engine's name as Ferrite's answers give it.
+pub fn name(engine: LayerKind) -> &'static str {
+    engine.as_str()
+}
+
+fn reasons(caps: &Capabilities, layer: LayerKind) -> String {
+    caps.unsupported_layers
+        .get(&layer)
+        .filter(|r| !r.is_empty())
+        .map(|r| r.join("; "))
+        .unwrap_or_else(|| "the satellite does not report it among its layers".to_string())
+}
+
+fn capabilities<'a>(runtime: &'a Runtime, node: &NodeName) -> Option<&'a Capabilities> {
+    runtime.get(node).and_then(|r| r.capabilities.as_ref())
+}
+
+/// Why `node` cannot hold a resource of `rd` for want of its replication engine, if so. A node
+/// whose capabilities are not known yet (never connected) is not refused here; its satellite
+/// refuses what it cannot run.
+pub fn node_refusal(
+    cluster: &Cluster,
+    runtime: &Runtime,
+    rd: &ResourceDefinition,
+    node: &NodeName,
+) -> Option<String> {
+    rd.replication_layer()?;
+    let caps = capabilities(runtime, node)?;
+    match effective(cluster, rd) {
+        Some(engine) if !caps.supports_layer(engine) => Some(format!(
+            "node '{node}' cannot run the {engine} replication engine of '{}': {}",
+            rd.name,
+            reasons(caps, engine)
+        )),
+        Some(_) => None,
+        None if caps.supports_layer(LayerKind::Drbd) || caps.supports_layer(LayerKind::Mirror) => {
+            None
+        }
+        None => Some(format!(
+            "node '{node}' runs no replication engine (MIRROR: {}; DRBD: {})",
+            reasons(caps, LayerKind::Mirror),
+            reasons(caps, LayerKind::Drbd)
+        )),
+    }
+}
+
+/// Chooses the engine of `rd` for the nodes it will be on, or refuses: the one asked for if
+/// every node runs it; otherwise DRBD if every node runs DRBD 9, else MIRROR if every node runs
+/// it.
+pub fn choose(
+    ctx: &Context,
+    cluster: &Cluster,
+    runtime: &Runtime,
+    rd: &ResourceDefinition,
+    nodes: &[&NodeName],
+) -> Result<LayerKind, Failure> {
+    let lacking = |engine: LayerKind| -> Vec<String> {
+        nodes
+            .iter()
+            .filter_map(|node| {
+                let caps = capabilities(runtime, node)?;
+                (!caps.supports_layer(engine))
+                    .then(|| format!("'{node}': {}", reasons(caps, engine)))
+            })
+            .collect()
+    };
+    let refuse = |message: String, cause: String, correction: &str| -> Failure {
+        ctx.error(code::FAIL_STLT_DOES_NOT_SUPPORT_LAYER, message)
+            .cause(cause)
+            .correction(correction)
+            .obj_ref("RscDfn", rd.name.as_str())
+            .into()
+    };
+    if let Some(engine) = asked(cluster, rd) {
+        let missing = lacking(engine);
+        if missing.is_empty() {
+            return Ok(engine);
+        }
+        return Err(refuse(
+            format!(
+                "Resource '{}' asks for the {engine} replication engine, which not every node runs.",
+                rd.name
+            ),
+            format!("Without {engine}: {}.", missing.join("; ")),
+            "Place the resource on nodes that run it ('ferrite node info'), or set the property \
+             Ferrite/ReplicationEngine to auto on the resource definition or its group.",
+        ));
+    }
+    let all_drbd = !nodes.is_empty()
+        && nodes.iter().all(|node| {
+            capabilities(runtime, node).is_some_and(|c| c.supports_layer(LayerKind::Drbd))
+        });
+    if all_drbd {
+        return Ok(LayerKind::Drbd);
+    }
+    let missing = lacking(LayerKind::Mirror);
+    if missing.is_empty() {
+        return Ok(LayerKind::Mirror);
+    }
+    let without_drbd: Vec<String> = nodes
+        .iter()
+        .filter(|node| {
+            !capabilities(runtime, node).is_some_and(|c| c.supports_layer(LayerKind::Drbd))
+        })
+        .map(|node| format!("'{node}'"))
+        .collect();
+    Err(refuse(
+        format!(
+            "No replication engine runs on every node of resource '{}'.",
+            rd.name
+        ),
+        format!(
+            "DRBD 9 is missing on {}; MIRROR is missing on {}.",
+            without_drbd.join(", "),
+            missing.join("; ")
+        ),
+        "Place the resource on nodes that all run DRBD 9 or all run MIRROR ('ferrite node info').",
+    ))
+}
+
+/// Whether a requested layer stack fits `actual`: the same layers, where a request's DRBD
+/// (LINSTOR's name for replication) fits either engine.
+pub fn stacks_match(requested: &[LayerKind], actual: &[LayerKind]) -> bool {
+    requested.len() == actual.len()
+        && requested
+            .iter()
+            .zip(actual)
+            .all(|(r, a)| r == a || (*r == LayerKind::Drbd && a.is_replication()))
+}
+
+/// Chooses the engine of every definition the plan gives its first resources, for the nodes
+/// they are on, and records it in the definition's layer stack (an op before its resources'
+/// ops). Refuses a plan whose nodes share no engine.
+pub fn complete(cluster: &Cluster, runtime: &Runtime, plan: &mut Plan) -> Result<(), Failure> {
+    let ctx = Context::new(Operation::Create, Object::Resource);
+    // The definitions the plan places for the first time, with the nodes it places them on.
+    let mut first: BTreeMap<ResourceName, Vec<NodeName>> = BTreeMap::new();
+    for op in &plan.ops {
+        if let Op::PutResource { resource, placed } = op {
+            let unplaced = cluster
+                .resource_definition(resource)
+                .is_none_or(|rd| rd.resources.is_empty());
+            if unplaced && !placed.is_deleting() {
+                let nodes = first.entry(resource.clone()).or_default();
+                if !nodes.contains(&placed.node) {
+                    nodes.push(placed.node.clone());
+                }
+            }
+        }
+    }
+    for (name, nodes) in first {
+        let planned = plan.ops.iter().rev().find_map(|op| match op {
+            Op::PutResourceDefinition(rd) if rd.name == name => Some(rd.clone()),
+            _ => None,
+        });
+        let Some(rd) = planned.or_else(|| cluster.resource_definition(&name).cloned()) else {
+            continue;
+        };
+        let Some(current) = rd.replication_layer() else {
+            continue;
+        };
+        let node_refs: Vec<&NodeName> = nodes.iter().collect();
+        let engine = choose(&ctx, cluster, runtime, &rd, &node_refs)?;
+        if setting(cluster, &rd) == Setting::Auto && current == LayerKind::Drbd {
+            plan.reply(chosen_note(&ctx, &rd, engine, runtime, &node_refs));
+        }
+        if engine == current {
+            continue;
+        }
+        let with_engine = |stack: &[LayerKind]| -> Vec<LayerKind> {
+            stack
+                .iter()
+                .map(|l| if l.is_replication() { engine } else { *l })
+                .collect()
+        };
+        let mut updated_in_plan = false;
+        for op in &mut plan.ops {
+            if let Op::PutResourceDefinition(planned) = op
+                && planned.name == name
+            {
+                planned.layer_stack = with_engine(&planned.layer_stack);
+                updated_in_plan = true;
+            }
+        }
+        if !updated_in_plan {
+            let mut updated = rd.clone();
+            updated.layer_stack = with_engine(&rd.layer_stack);
+            let position = plan
+                .ops
+                .iter()
+                .position(|op| matches!(op, Op::PutResource { resource, .. } if *resource == name))
+                .unwrap_or(plan.ops.len());
+            plan.ops
+                .insert(position, Op::PutResourceDefinition(updated));
+        }
+    }
+    Ok(())
+}
+
+/// The note saying which engine `auto` chose, and why.
+fn chosen_note(
+    ctx: &Context,
+    rd: &ResourceDefinition,
+    engine: LayerKind,
+    runtime: &Runtime,
+    nodes: &[&NodeName],
+) -> ApiCallRc {
+    let why = match engine {
+        LayerKind::Drbd => "every node of the resource runs DRBD 9".to_string(),
+        _ => {
+            let without: Vec<String> = nodes
+                .iter()
+                .filter_map(|node| {
+                    let caps = capabilities(runtime, node);
+                    if caps.is_some_and(|c| c.supports_layer(LayerKind::Drbd)) {
+                        return None;
+                    }
+                    Some(match caps {
+                        Some(c) => format!("'{node}': {}", reasons(c, LayerKind::Drbd)),
+                        None => format!("'{node}': its layers are not known yet"),
+                    })
+                })
+                .collect();
+            format!("DRBD 9 is not on every node ({})", without.join("; "))
+        }
+    };
+    ctx.info(
+        code::INFO_REPLICATION_ENGINE,
+        format!(
+            "Resource '{}' is replicated by the {} engine: {why}.",
+            rd.name,
+            name(engine)
+        ),
+    )
+    .obj_ref("RscDfn", rd.name.as_str())
+}
+
+/// `DrbdOptions/*` options (by their DRBD names) that MIRROR honours.
+pub const MIRROR_OPTIONS: &[&str] = &[
+    "Net/protocol",
+    "Net/ping-timeout",
+    "Net/timeout",
+    "Resource/quorum",
+    "Resource/on-no-quorum",
+    "PeerDevice/c-max-rate",
+    "Disk/al-extents",
+];
+
+/// `DrbdOptions/*` keys the controller itself acts on, whatever the engine.
+pub const CONTROLLER_OPTIONS: &[&str] = &["auto-add-quorum-tiebreaker"];
+
+/// The note for `DrbdOptions/*` keys among `keys` that MIRROR ignores, when they are set where
+/// MIRROR resources read them (`what` names the object, e.g. "resource definition 'web'").
+pub fn ignored_options_note<'a>(
+    ctx: &Context,
+    keys: impl IntoIterator<Item = &'a String>,
+    what: &str,
+) -> Option<ApiCallRc> {
+    let ignored: Vec<&str> = keys
+        .into_iter()
+        .filter_map(|key| {
+            key.strip_prefix(crate::satellites::desired::DRBD_OPTIONS_PREFIX)
+                .map(|name| (key, name))
+        })
+        .filter(|(_, name)| !MIRROR_OPTIONS.contains(name) && !CONTROLLER_OPTIONS.contains(name))
+        .map(|(key, _)| key.as_str())
+        .collect();
+    if ignored.is_empty() {
+        return None;
+    }
+    Some(
+        ctx.warn(
+            code::WARN_OPTION_IGNORED,
+            format!(
+                "The MIRROR engine ignores {}, set on {what}.",
+                ignored
+                    .iter()
+                    .map(|k| format!("'{k}'"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
+        .cause(format!(
+            "MIRROR honours the DRBD options {}; the others apply only to resources the kernel's \
+             DRBD replicates.",
+            MIRROR_OPTIONS.join(", ")
+        ))
+        .correction(
+            "Nothing to do if the setting is meant for DRBD resources; otherwise delete it.",
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::testing::{
+        add_resource, commit, engines_runtime, replicated_group, spawn, tutorial_cluster,
+    };
+    use crate::app::{resource_definitions, resources};
+    use LayerKind::{Drbd, Mirror};
+    use ferrite_types::rest;
+
+    fn stack_of(cluster: &Cluster, name: &str) -> Vec<LayerKind> {
+        cluster.resource_definitions[&name.parse::<ResourceName>().unwrap()]
+            .layer_stack
+            .clone()
+    }
+
+    fn code_of(failure: Failure) -> u64 {
+        failure.0[0].ret_code().code()
+    }
+
+    #[test]
+    fn drbd_asked_is_mirror_where_a_node_lacks_drbd_9() {
+        let mut cluster = tutorial_cluster();
+        replicated_group(&mut cluster, &["drbd", "storage"]);
+        let runtime = engines_runtime(&cluster, &[Mirror]);
+        let (replies, _) = commit(&mut cluster, &runtime, |c, r| spawn(c, r, "web"));
+        assert_eq!(stack_of(&cluster, "web"), vec![Mirror, LayerKind::Storage]);
+        let note = replies
+            .iter()
+            .find(|r| r.ret_code().code() == code::INFO_REPLICATION_ENGINE)
+            .expect("the choice is explained");
+        assert!(note.message.contains("MIRROR engine"), "{}", note.message);
+        assert!(
+            note.message.contains("DRBD kernel module not loaded"),
+            "{}",
+            note.message
+        );
+        // The members got node-ids and ports, the definition its secret.
+        let rd = &cluster.resource_definitions[&"web".parse::<ResourceName>().unwrap()];
+        assert!(rd.secret.is_some());
+        assert!(
+            rd.resources
+                .values()
+                .all(|r| r.node_id.is_some() && r.port.is_some())
+        );
+    }
+
+    #[test]
+    fn drbd_asked_is_drbd_where_every_node_runs_it_unless_a_property_says_mirror() {
+        let mut cluster = tutorial_cluster();
+        replicated_group(&mut cluster, &["drbd"]);
+        let runtime = engines_runtime(&cluster, &[Drbd, Mirror]);
+        commit(&mut cluster, &runtime, |c, r| spawn(c, r, "web"));
+        assert_eq!(stack_of(&cluster, "web"), vec![Drbd, LayerKind::Storage]);
+
+        cluster
+            .props
+            .insert(PROP_REPLICATION_ENGINE.into(), "mirror".into());
+        commit(&mut cluster, &runtime, |c, r| spawn(c, r, "db"));
+        assert_eq!(stack_of(&cluster, "db"), vec![Mirror, LayerKind::Storage]);
+    }
+
+    #[test]
+    fn a_layer_list_naming_mirror_asks_for_mirror() {
+        let mut cluster = tutorial_cluster();
+        replicated_group(&mut cluster, &["mirror", "storage"]);
+        let runtime = engines_runtime(&cluster, &[Drbd, Mirror]);
+        let (replies, _) = commit(&mut cluster, &runtime, |c, r| spawn(c, r, "web"));
+        assert_eq!(stack_of(&cluster, "web"), vec![Mirror, LayerKind::Storage]);
+        assert!(
+            !replies
+                .iter()
+                .any(|r| r.ret_code().code() == code::INFO_REPLICATION_ENGINE),
+            "nothing was chosen for the user"
+        );
+    }
+
+    #[test]
+    fn a_forced_engine_a_node_cannot_run_is_refused_with_the_reason() {
+        let mut cluster = tutorial_cluster();
+        replicated_group(&mut cluster, &["drbd"]);
+        let group: ferrite_types::ResourceGroupName = "my_ssd_group".parse().unwrap();
+        cluster
+            .resource_groups
+            .get_mut(&group)
+            .unwrap()
+            .props
+            .insert(PROP_REPLICATION_ENGINE.into(), "drbd".into());
+        let runtime = engines_runtime(&cluster, &[Mirror]);
+        let err = spawn(&cluster, &runtime, "web").unwrap_err();
+        assert_eq!(err.0[0].ret_code().code(), code::FAIL_NOT_ENOUGH_NODES);
+        let cause = err.0[0].cause.clone().unwrap();
+        assert!(
+            cause.contains("cannot run the DRBD replication engine")
+                && cause.contains("DRBD kernel module not loaded"),
+            "{cause}"
+        );
+
+        // Placing it by hand on a node is refused the same way.
+        commit(&mut cluster, &runtime, |c, r| {
+            spawn_definition_only(c, r, "db")
+        });
+        let err = resources::create(&cluster, &runtime, "db", &create_on(&["node1"])).unwrap_err();
+        assert_eq!(
+            err.0[0].ret_code().code(),
+            code::FAIL_STLT_DOES_NOT_SUPPORT_LAYER
+        );
+        assert!(
+            err.0[0]
+                .cause
+                .as_deref()
+                .unwrap()
+                .contains("DRBD kernel module not loaded"),
+            "{err:?}"
+        );
+    }
+
+    fn spawn_definition_only(
+        cluster: &Cluster,
+        runtime: &Runtime,
+        name: &str,
+    ) -> Result<Plan, Failure> {
+        crate::app::resource_groups::spawn(
+            cluster,
+            runtime,
+            "my_ssd_group",
+            &rest::ResourceGroupSpawn {
+                resource_definition_name: name.into(),
+                volume_sizes: vec![1 << 20],
+                definitions_only: true,
+                ..Default::default()
+            },
+        )
+    }
+
+    fn create_on(nodes: &[&str]) -> Vec<rest::ResourceCreate> {
+        nodes
+            .iter()
+            .map(|node| rest::ResourceCreate {
+                resource: rest::Resource {
+                    node_name: node.to_string(),
+                    ..Default::default()
+                },
+                ..Default::default()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn nodes_sharing_no_engine_are_refused_and_a_placed_engine_stays() {
+        let mut cluster = tutorial_cluster();
+        replicated_group(&mut cluster, &["drbd"]);
+        let mut runtime = engines_runtime(&cluster, &[Mirror]);
+        let node1: NodeName = "node1".parse().unwrap();
+        runtime.get_mut(&node1).unwrap().capabilities =
+            Some(crate::app::testing::capabilities(&[Drbd]));
+        commit(&mut cluster, &runtime, |c, r| {
+            spawn_definition_only(c, r, "web")
+        });
+        let mut plan =
+            resources::create(&cluster, &runtime, "web", &create_on(&["node1", "node2"])).unwrap();
+        let err = complete(&cluster, &runtime, &mut plan).unwrap_err();
+        assert_eq!(code_of(err.clone()), code::FAIL_STLT_DOES_NOT_SUPPORT_LAYER);
+        assert!(
+            err.0[0]
+                .message
+                .contains("No replication engine runs on every node")
+        );
+
+        // On node2 and node3 it is MIRROR; node1 (DRBD only) cannot join later.
+        commit(&mut cluster, &runtime, |c, r| {
+            resources::create(c, r, "web", &create_on(&["node2", "node3"]))
+        });
+        assert_eq!(stack_of(&cluster, "web"), vec![Mirror, LayerKind::Storage]);
+        let err = resources::create(&cluster, &runtime, "web", &create_on(&["node1"])).unwrap_err();
+        assert_eq!(code_of(err), code::FAIL_STLT_DOES_NOT_SUPPORT_LAYER);
+        // A LINSTOR client's layer list (DRBD) fits the MIRROR definition.
+        let mut body = create_on(&["node4"]);
+        body[0].layer_list = Some(vec![Drbd, LayerKind::Storage]);
+        resources::create(&cluster, &runtime, "web", &body).unwrap();
+        // Forcing another engine on it now is refused.
+        let forced = rest::ResourceDefinitionModify {
+            override_props: [(PROP_REPLICATION_ENGINE.to_string(), "drbd".to_string())].into(),
+            ..Default::default()
+        };
+        let err = resource_definitions::modify(&cluster, "web", &forced).unwrap_err();
+        assert_eq!(code_of(err), code::FAIL_IN_USE);
+    }
+
+    #[test]
+    fn options_mirror_ignores_get_a_warning() {
+        let mut cluster = tutorial_cluster();
+        replicated_group(&mut cluster, &["mirror"]);
+        let runtime = engines_runtime(&cluster, &[Mirror]);
+        commit(&mut cluster, &runtime, |c, r| spawn(c, r, "web"));
+        let body = rest::ResourceDefinitionModify {
+            override_props: [
+                ("DrbdOptions/Net/protocol".to_string(), "C".to_string()),
+                (
+                    "DrbdOptions/Disk/disk-flushes".to_string(),
+                    "no".to_string(),
+                ),
+            ]
+            .into(),
+            ..Default::default()
+        };
+        let plan = resource_definitions::modify(&cluster, "web", &body).unwrap();
+        let warning = plan
+            .replies
+            .iter()
+            .find(|r| r.ret_code().code() == code::WARN_OPTION_IGNORED)
+            .expect("a note");
+        assert!(warning.message.contains("'DrbdOptions/Disk/disk-flushes'"));
+        assert!(!warning.message.contains("protocol"));
+        let honoured = rest::ResourceDefinitionModify {
+            override_props: [("DrbdOptions/Resource/quorum".to_string(), "off".to_string())].into(),
+            ..Default::default()
+        };
+        let plan = resource_definitions::modify(&cluster, "web", &honoured).unwrap();
+        assert!(plan.replies.iter().all(|r| !r.ret_code().is_warning()));
+    }
+
+    #[test]
+    fn settings_parse_in_any_case() {
+        assert_eq!(Setting::parse("MIRROR"), Some(Setting::Mirror));
+        assert_eq!(Setting::parse("Drbd"), Some(Setting::Drbd));
+        assert_eq!(Setting::parse("auto"), Some(Setting::Auto));
+        assert!(
+            check_value("kernel")
+                .unwrap_err()
+                .contains("auto, drbd or mirror")
+        );
+    }
+
+    #[test]
+    fn a_request_for_drbd_fits_either_engine() {
+        use LayerKind::*;
+        assert!(stacks_match(&[Drbd, Storage], &[Mirror, Storage]));
+        assert!(stacks_match(&[Drbd, Storage], &[Drbd, Storage]));
+        assert!(!stacks_match(&[Mirror, Storage], &[Drbd, Storage]));
+        assert!(!stacks_match(&[Storage], &[Mirror, Storage]));
+    }
+
+    #[test]
+    fn the_nearest_setting_wins() {
+        let mut cluster = tutorial_cluster();
+        add_resource(&mut cluster, "res", "node1", "pool_ssd");
+        let name: ResourceName = "res".parse().unwrap();
+        cluster
+            .props
+            .insert(PROP_REPLICATION_ENGINE.into(), "mirror".into());
+        assert_eq!(
+            setting(&cluster, &cluster.resource_definitions[&name]),
+            Setting::Mirror
+        );
+        cluster
+            .resource_definitions
+            .get_mut(&name)
+            .unwrap()
+            .props
+            .insert(PROP_REPLICATION_ENGINE.into(), "DRBD".into());
+        assert_eq!(
+            setting(&cluster, &cluster.resource_definitions[&name]),
+            Setting::Drbd
+        );
+    }
+}
