@@ -99,6 +99,68 @@ impl Options {
     pub fn ping_timeout(&self) -> Duration {
         Duration::from_millis(u64::from(self.ping_timeout_ds.max(1)) * 100)
     }
+
+    /// The options from `DrbdOptions/*` properties, by their DRBD names (`Resource/quorum` →
+    /// `majority`), over the defaults. Options MIRROR does not act on are skipped (the
+    /// controller warns of them when they are set); a value it cannot take is an error naming
+    /// the option, the value and what it accepts.
+    pub fn from_drbd_options<'a>(
+        options: impl IntoIterator<Item = (&'a String, &'a String)>,
+    ) -> Result<Options, String> {
+        let mut parsed = Options::default();
+        for (name, value) in options {
+            let value = value.trim();
+            let bad = |accepted: &str| {
+                format!("DRBD option {name} = '{value}' cannot be used: {accepted}")
+            };
+            match name.as_str() {
+                "Resource/quorum" => {
+                    let valid = matches!(value, "off" | "majority" | "all")
+                        || value.parse::<u8>().is_ok_and(|n| (1..=32).contains(&n));
+                    if !valid {
+                        return Err(bad("it is off, majority, all or a number of members 1-32"));
+                    }
+                    parsed.quorum = value.to_string();
+                }
+                "Resource/on-no-quorum" => {
+                    if !matches!(value, "io-error" | "suspend-io") {
+                        return Err(bad("it is io-error or suspend-io"));
+                    }
+                    parsed.on_no_quorum = value.to_string();
+                }
+                "Net/ping-timeout" => {
+                    parsed.ping_timeout_ds = value
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|ds| (1..=300).contains(ds))
+                        .ok_or_else(|| bad("it is in tenths of a second, 1-300"))?;
+                }
+                "PeerDevice/c-max-rate" => {
+                    parsed.c_max_rate_kib = value
+                        .parse::<u64>()
+                        .ok()
+                        .filter(|kib| (250..=4_194_304).contains(kib))
+                        .ok_or_else(|| bad("it is in KiB/s, 250-4194304"))?;
+                }
+                "Disk/al-extents" => {
+                    parsed.al_extents = value
+                        .parse::<u16>()
+                        .ok()
+                        .filter(|n| (67..=65534).contains(n))
+                        .ok_or_else(|| bad("it is a number of extents, 67-65534"))?;
+                }
+                "Net/protocol" => {
+                    // Every write is acknowledged only once every connected peer has it on
+                    // disk; A and B would acknowledge earlier, and C is never less safe.
+                    if !matches!(value, "A" | "B" | "C") {
+                        return Err(bad("it is A, B or C"));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(parsed)
+    }
 }
 
 /// Why a configuration is refused.
@@ -249,5 +311,34 @@ mod tests {
             serde_json::from_str::<ResourceConfig>(r#"{"name":"x","surprise":1}"#).is_err(),
             "unknown fields are refused"
         );
+    }
+
+    #[test]
+    fn drbd_options_map_to_mirror_options() {
+        let set = |pairs: &[(&str, &str)]| {
+            let map: std::collections::BTreeMap<String, String> = pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            Options::from_drbd_options(&map)
+        };
+        let options = set(&[
+            ("Resource/quorum", "off"),
+            ("Net/ping-timeout", "20"),
+            ("PeerDevice/c-max-rate", "512000"),
+            ("Disk/al-extents", "6007"),
+            ("Net/protocol", "C"),
+            ("Net/sndbuf-size", "1M"),
+        ])
+        .unwrap();
+        assert_eq!(options.quorum, "off");
+        assert_eq!(options.on_no_quorum, "io-error");
+        assert_eq!(options.ping_timeout(), Duration::from_secs(2));
+        assert_eq!(options.c_max_rate_kib, 512_000);
+        assert_eq!(options.al_extents, 6007);
+        let error = set(&[("Resource/quorum", "most")]).unwrap_err();
+        assert!(error.contains("Resource/quorum = 'most'"), "{error}");
+        assert!(set(&[("Net/ping-timeout", "0")]).is_err());
+        assert!(set(&[("Disk/al-extents", "12")]).is_err());
     }
 }

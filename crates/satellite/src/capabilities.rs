@@ -112,7 +112,7 @@ pub fn find_mirrord(probe: &LayerProbe) -> Result<PathBuf, String> {
 /// The layers this satellite's reconciler applies. A layer the host could run but the
 /// reconciler does not apply is reported unsupported: placing a replicated resource on a node
 /// that would silently give it unreplicated volumes is worse than refusing it.
-pub const APPLIED_LAYERS: &[LayerKind] = &[LayerKind::Storage];
+pub const APPLIED_LAYERS: &[LayerKind] = &[LayerKind::Mirror, LayerKind::Storage];
 
 /// Why this satellite does not apply `layer`, if it does not.
 fn not_applied(layer: LayerKind) -> Option<String> {
@@ -189,13 +189,10 @@ mod tests {
         );
         assert_eq!(
             caps.unsupported_layers[&LayerKind::Mirror],
-            [
-                format!(
-                    "ferrite-mirrord not found next to the satellite ({}) or in PATH",
-                    dir.path().join("bin").display()
-                ),
-                "this version of ferrite-satellite does not apply the MIRROR layer yet".to_string()
-            ]
+            [format!(
+                "ferrite-mirrord not found next to the satellite ({}) or in PATH",
+                dir.path().join("bin").display()
+            )]
         );
         assert_eq!(caps.storage_providers, [ProviderKind::Diskless]);
     }

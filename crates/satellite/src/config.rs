@@ -46,6 +46,10 @@ pub struct Args {
     /// Path of the ferrite-mirrord executable [default: next to this binary, then PATH]
     #[arg(long, value_name = "FILE")]
     pub mirrord: Option<PathBuf>,
+    /// Where the block devices of replicated volumes appear, as `<DIR>/<resource>/<volume>`
+    /// [default: /dev/ferrite]
+    #[arg(long, value_name = "DIR")]
+    pub device_root: Option<PathBuf>,
     /// Seconds between convergence passes that retry failures and refresh capacity
     /// [default: 30]
     #[arg(long, value_name = "SECONDS")]
@@ -61,6 +65,7 @@ pub struct FileSettings {
     pub node_name: Option<String>,
     pub lvm_metadata_only: Option<bool>,
     pub mirrord: Option<PathBuf>,
+    pub device_root: Option<PathBuf>,
     pub reconcile_interval: Option<u64>,
 }
 
@@ -93,6 +98,8 @@ pub struct SatelliteConfig {
     pub node_name: Option<NodeName>,
     pub lvm_metadata_only: bool,
     pub mirrord: Option<PathBuf>,
+    /// Where `ferrite-mirrord` puts block devices; its own default when unset.
+    pub device_root: Option<PathBuf>,
     pub reconcile_interval: Duration,
     /// Not settable from outside; shortened by tests that cross them.
     pub handshake_timeout: Duration,
@@ -108,6 +115,7 @@ impl SatelliteConfig {
             node_name: None,
             lvm_metadata_only: false,
             mirrord: None,
+            device_root: None,
             reconcile_interval: RECONCILE_INTERVAL,
             handshake_timeout: HANDSHAKE_TIMEOUT,
             session_idle_timeout: SESSION_IDLE_TIMEOUT,
@@ -151,6 +159,7 @@ impl SatelliteConfig {
             node_name,
             lvm_metadata_only: args.lvm_metadata_only || file.lvm_metadata_only.unwrap_or(false),
             mirrord: args.mirrord.or(file.mirrord),
+            device_root: args.device_root.or(file.device_root),
             reconcile_interval: interval,
             handshake_timeout: HANDSHAKE_TIMEOUT,
             session_idle_timeout: SESSION_IDLE_TIMEOUT,

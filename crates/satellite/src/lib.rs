@@ -10,6 +10,8 @@
 //!   only when asked to);
 //! - [`pools`]: the identity of every storage pool it keeps volumes in;
 //! - [`persist`]: the state directory and its atomically written files;
+//! - [`replication`]: the replication engines (MIRROR's `ferrite-mirrord`) the reconciler
+//!   drives for replicated resources;
 //! - [`capabilities`]: which layers this node can run;
 //! - [`config`]: flags and settings file.
 //!
@@ -22,6 +24,7 @@ pub mod ledger;
 pub mod persist;
 pub mod pools;
 pub mod reconciler;
+pub mod replication;
 pub mod server;
 
 #[cfg(test)]
@@ -42,7 +45,9 @@ use crate::config::SatelliteConfig;
 use crate::identity::Identity;
 use crate::persist::{IDENTITY_FILE, PersistError, StateDir};
 use crate::reconciler::{Event, Reconciler};
+use crate::replication::mirror::{MIRROR_STATE_SUBDIR, MirrorDriver};
 use crate::server::ServerContext;
+use ferrite_types::LayerKind;
 
 /// Why the satellite could not start.
 #[derive(Debug, thiserror::Error)]
@@ -96,6 +101,7 @@ impl Satellite {
         };
         let runner = host.runner.clone();
         let paths = host.paths.clone();
+        let mirrord = capabilities::find_mirrord(&layers);
         let (support, capabilities) = tokio::task::spawn_blocking(move || {
             let support = detect_providers(runner.as_ref(), &paths, options);
             let capabilities = capabilities::capabilities(runner.as_ref(), &support, &layers);
@@ -118,12 +124,23 @@ impl Satellite {
             "capabilities detected"
         );
         let providers = Arc::new(Providers::new(host.runner.clone(), options));
-        let reconciler = Reconciler::load(
+        let mut reconciler = Reconciler::load(
             node_name.clone(),
             state_dir.clone(),
             providers.clone(),
             support.clone(),
         )?;
+        if capabilities.supports_layer(LayerKind::Mirror)
+            && let Ok(program) = mirrord
+        {
+            let driver = MirrorDriver::new(
+                config.state_dir.join(MIRROR_STATE_SUBDIR),
+                program,
+                config.device_root.clone(),
+            )
+            .map_err(StartError::Thread)?;
+            reconciler.add_replication_driver(Box::new(driver));
+        }
 
         let listener =
             TcpListener::bind(config.listen)

@@ -15,12 +15,13 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use ferrite_proto::ReplicationEngine;
 use ferrite_proto::{
     DeletedResource, DeletedVolume, DesiredState, NodeReport, OrphanReport, PoolSpec, VolumeReport,
     VolumeSpec,
 };
 use ferrite_storage::{BackingVolume, BackingVolumeName, StorageError};
-use ferrite_types::{ProviderKind, ResourceName, VolumeNumber};
+use ferrite_types::{LayerKind, ProviderKind, ResourceName, VolumeNumber};
 use tracing::{error, info, info_span, warn};
 
 use super::{
@@ -29,6 +30,7 @@ use super::{
 };
 use crate::ledger::{LedgerEntry, Progress, VolumeKey};
 use crate::persist::PersistError;
+use crate::replication::{Member, MemberVolume};
 
 /// Why a volume is not as desired.
 #[derive(Debug, thiserror::Error)]
@@ -125,6 +127,29 @@ fn create_backoff(attempts: u32, (first, longest): (Duration, Duration)) -> Dura
     (first * factor).min(longest)
 }
 
+/// The replication engine of a stack, if it has one.
+fn replication_engine(layers: &[LayerKind]) -> Option<ReplicationEngine> {
+    layers.iter().find_map(|layer| match layer {
+        LayerKind::Mirror => Some(ReplicationEngine::Mirror),
+        LayerKind::Drbd => Some(ReplicationEngine::Drbd),
+        LayerKind::Storage => None,
+    })
+}
+
+/// Whether a new volume of the provider reads as zeros where nothing was written, so that
+/// replicas created together are identical without an initial sync. A thick LVM volume keeps
+/// whatever its extents held before.
+fn reads_zeros(kind: ProviderKind) -> bool {
+    matches!(
+        kind,
+        ProviderKind::LvmThin
+            | ProviderKind::ZfsThin
+            | ProviderKind::Zfs
+            | ProviderKind::FileThin
+            | ProviderKind::File
+    )
+}
+
 /// A fresh mark for a pool the controller sent without UUID.
 fn random_mark() -> String {
     std::fs::read_to_string("/proc/sys/kernel/random/uuid")
@@ -194,12 +219,23 @@ impl Reconciler {
                 }
             };
             let mut all_deleted = true;
+            let engine = replication_engine(&resource.layers);
+            let driver = engine.and_then(|e| self.drivers.iter().position(|d| d.engine() == e));
             let unapplied: Vec<String> = resource
                 .layers
                 .iter()
-                .filter(|layer| !crate::capabilities::APPLIED_LAYERS.contains(layer))
+                .filter(|layer| {
+                    !crate::capabilities::APPLIED_LAYERS.contains(layer)
+                        || (Some(**layer) != Some(LayerKind::Storage) && driver.is_none())
+                })
                 .map(|layer| layer.to_string())
                 .collect();
+            // The replication layer's member, filled while the volumes below are made ready.
+            let mut member_volumes: Vec<MemberVolume> = Vec::new();
+            // Why the member cannot be applied yet (a backing volume is not ready).
+            let mut not_ready: Vec<String> = Vec::new();
+            // Deletions wait until the layer above has released their volumes.
+            let mut deletions: Vec<&VolumeSpec> = Vec::new();
             for volume in &resource.volumes {
                 if !unapplied.is_empty() && !resource.deletes(volume) && !resource.diskless {
                     // Nothing of a stack this satellite cannot apply whole is made: an
@@ -212,22 +248,22 @@ impl Reconciler {
                             unapplied.join(", ")
                         ),
                     ));
+                    not_ready.push(format!("volume {} is not made", volume.volume_number));
                     continue;
                 }
+                let diskless_member = MemberVolume {
+                    number: volume.volume_number,
+                    minor: volume.minor,
+                    usable_kib: volume.size_kib,
+                    backing: None,
+                    new_volume: false,
+                };
                 if resource.deletes(volume) {
-                    match self.delete_named(&name, volume, &resource.uuid, &mut being_deleted) {
-                        Ok(()) => report.deleted_volumes.push(DeletedVolume {
-                            resource: resource.name.clone(),
-                            volume_number: volume.volume_number,
-                            identity: volume.identity.clone(),
-                        }),
-                        Err(e) => {
-                            all_deleted = false;
-                            report.errors.push(e);
-                        }
-                    }
+                    deletions.push(volume);
                     if !resource.deleting {
                         let state = if resource.diskless {
+                            // The member goes on without its disk (toggle-disk --diskless).
+                            member_volumes.push(diskless_member);
                             disk_state::DISKLESS
                         } else {
                             disk_state::DELETING
@@ -241,6 +277,7 @@ impl Reconciler {
                     continue;
                 }
                 if resource.diskless {
+                    member_volumes.push(diskless_member);
                     report.volumes.push(without_disk(
                         &resource.name,
                         volume.volume_number,
@@ -257,9 +294,11 @@ impl Reconciler {
                             volume.storage_pool
                         ),
                     ));
+                    not_ready.push(format!("volume {} has no pool", volume.volume_number));
                     continue;
                 };
                 if !pool.spec.provider_kind.has_backing_device() {
+                    member_volumes.push(diskless_member);
                     report.volumes.push(without_disk(
                         &resource.name,
                         volume.volume_number,
@@ -286,16 +325,54 @@ impl Reconciler {
                         volume.volume_number,
                         format!("storage pool '{}' is not usable: {error}", pool.spec.name),
                     ));
+                    not_ready.push(format!(
+                        "volume {}'s pool is not usable",
+                        volume.volume_number
+                    ));
                     continue;
                 }
+                // A replicated volume's backing volume holds the engine's metadata too.
+                let backing_spec = match (driver, &resource.replication) {
+                    (Some(index), Some(replication)) => {
+                        match self.drivers[index].backing_kib(volume.size_kib, replication) {
+                            Ok(size_kib) => VolumeSpec {
+                                size_kib,
+                                ..volume.clone()
+                            },
+                            Err(e) => {
+                                report.volumes.push(failed(
+                                    &resource.name,
+                                    volume.volume_number,
+                                    e.clone(),
+                                ));
+                                not_ready.push(e);
+                                continue;
+                            }
+                        }
+                    }
+                    _ => volume.clone(),
+                };
                 let volume_report = match self.ensure_volume(
                     &key,
-                    volume,
+                    &backing_spec,
                     &resource.uuid,
                     &pool.spec.name,
                 ) {
                     Ok(backing) => {
                         in_use.insert(key);
+                        match &backing.device_path {
+                            Some(path) => member_volumes.push(MemberVolume {
+                                number: volume.volume_number,
+                                minor: volume.minor,
+                                usable_kib: volume.size_kib,
+                                backing: Some(path.clone()),
+                                new_volume: reads_zeros(pool.spec.provider_kind),
+                            }),
+                            None => not_ready.push(format!(
+                                "the backing volume of volume {} has no block device",
+                                volume.volume_number
+                            )),
+                        }
                         VolumeReport {
                             resource: resource.name.clone(),
                             volume_number: volume.volume_number,
@@ -317,10 +394,71 @@ impl Reconciler {
                             in_use.insert(key);
                         }
                         warn!(volume = volume.volume_number, error = %e, "volume not as desired");
+                        not_ready.push(format!(
+                            "the backing volume of volume {} is not ready",
+                            volume.volume_number
+                        ));
                         failed(&resource.name, volume.volume_number, e.to_string())
                     }
                 };
                 report.volumes.push(volume_report);
+            }
+            // The replication layer, top-down for what goes, after the storage for what comes.
+            let released: Result<(), String> = match (driver, engine) {
+                (Some(index), Some(engine)) => {
+                    let driver = &mut self.drivers[index];
+                    let outcome = if resource.deleting {
+                        driver.down(&resource.name)
+                    } else if !not_ready.is_empty() {
+                        Err(format!("not applied yet: {}", not_ready.join("; ")))
+                    } else if member_volumes.is_empty() {
+                        Ok(())
+                    } else if let Some(replication) = &resource.replication {
+                        driver.apply(&Member {
+                            resource: &resource.name,
+                            node_name: &self.node_name,
+                            replication,
+                            volumes: std::mem::take(&mut member_volumes),
+                        })
+                    } else {
+                        Err(
+                            "the controller has not allocated its node-id, port and minors yet"
+                                .to_string(),
+                        )
+                    };
+                    if let Err(e) = &outcome {
+                        warn!(%engine, error = %e, "replication layer not as desired");
+                    }
+                    if !resource.deleting {
+                        report
+                            .replication
+                            .push(driver.report(&resource.name, outcome.clone().err()));
+                    }
+                    outcome
+                }
+                _ => Ok(()),
+            };
+            for volume in deletions {
+                if let (Err(why), Some(engine)) = (&released, engine) {
+                    all_deleted = false;
+                    report.errors.push(format!(
+                        "the backing volume of volume {} of resource '{}' is not deleted yet: the \
+                         {engine} layer has not released it ({why})",
+                        volume.volume_number, resource.name
+                    ));
+                    continue;
+                }
+                match self.delete_named(&name, volume, &resource.uuid, &mut being_deleted) {
+                    Ok(()) => report.deleted_volumes.push(DeletedVolume {
+                        resource: resource.name.clone(),
+                        volume_number: volume.volume_number,
+                        identity: volume.identity.clone(),
+                    }),
+                    Err(e) => {
+                        all_deleted = false;
+                        report.errors.push(e);
+                    }
+                }
             }
             if resource.deleting && all_deleted {
                 report.deleted_resources.push(DeletedResource {

@@ -51,6 +51,7 @@ use tracing::{debug, error, info, info_span, warn};
 use crate::ledger::{Ledger, VolumeKey};
 use crate::persist::{DESIRED_STATE_FILE, LEDGER_FILE, PersistError, StateDir};
 use crate::pools::PoolRegistry;
+use crate::replication::ReplicationDriver;
 
 /// How often the reconciler converges without being asked, to retry what failed and notice
 /// what changed (a volume that vanished, a loop device detached, capacity).
@@ -102,6 +103,8 @@ pub enum Event {
     },
     /// Converge now (as if the interval had passed).
     Converge,
+    /// A replication engine's state of some resource changed: report it (no storage pass).
+    ReplicationChanged,
     Shutdown,
 }
 
@@ -273,6 +276,7 @@ pub fn differs_noticeably(old: &NodeReport, new: &NodeReport) -> bool {
         || old.deleted_volumes != new.deleted_volumes
         || old.deleted_resources != new.deleted_resources
         || old.orphans != new.orphans
+        || old.replication != new.replication
     {
         return true;
     }
@@ -334,6 +338,8 @@ pub struct Reconciler {
     /// that idea is not the node's state even where the generations match, and no delta is
     /// taken until a full state is.
     in_sync: bool,
+    /// The replication engines this node runs (see `crate::replication`).
+    drivers: Vec<Box<dyn ReplicationDriver>>,
 }
 
 impl Reconciler {
@@ -382,7 +388,14 @@ impl Reconciler {
             create_retry: (CREATE_RETRY_MIN, CREATE_RETRY_MAX),
             logged_orphans: BTreeSet::new(),
             in_sync: false,
+            drivers: Vec::new(),
         })
+    }
+
+    /// Lets the reconciler apply resources whose stack has `driver`'s replication layer.
+    pub fn add_replication_driver(&mut self, driver: Box<dyn ReplicationDriver>) {
+        self.drivers.retain(|d| d.engine() != driver.engine());
+        self.drivers.push(driver);
     }
 
     /// Sets the first and longest wait before a failed create is tried again.
@@ -441,6 +454,7 @@ impl Reconciler {
                 let _ = reply.send(SatelliteMessage::CommandDone { request_id, result });
             }
             Event::Converge => self.converge_and_report(),
+            Event::ReplicationChanged => self.report_replication(),
             Event::Shutdown => return false,
         }
         true
@@ -601,6 +615,60 @@ impl Reconciler {
         }
     }
 
+    /// Reads the engines' state again and sends it when it changed, without a storage pass:
+    /// what an engine's event (a peer connected, a resync finished) calls for.
+    fn report_replication(&mut self) {
+        let Some(last) = self.last_sent.clone() else {
+            return self.converge_and_report();
+        };
+        for driver in &mut self.drivers {
+            driver.begin_pass();
+        }
+        let replication: Vec<ferrite_proto::ReplicationReport> = last
+            .replication
+            .iter()
+            .map(|old| {
+                match self.drivers.iter().find(|d| d.engine() == old.engine) {
+                    // An error from the last apply stays until the next pass applies again.
+                    Some(driver) => {
+                        let fresh = driver.report(&old.resource, None);
+                        if fresh.error.is_none() && old.error.is_some() {
+                            ferrite_proto::ReplicationReport {
+                                error: old.error.clone(),
+                                ..fresh
+                            }
+                        } else {
+                            fresh
+                        }
+                    }
+                    None => old.clone(),
+                }
+            })
+            .collect();
+        if replication == last.replication {
+            return;
+        }
+        let report = NodeReport {
+            replication,
+            ..last
+        };
+        let Some(outbox) = &self.controller else {
+            self.last_sent = Some(report);
+            return;
+        };
+        if outbox
+            .send(SatelliteMessage::Report {
+                report: report.clone(),
+            })
+            .is_ok()
+        {
+            debug!(node = %self.node_name, "sent the replication state");
+            self.last_sent = Some(report);
+        } else {
+            self.controller = None;
+        }
+    }
+
     fn persist_ledger(&self) -> Result<(), PersistError> {
         self.state_dir.write(LEDGER_FILE, &self.ledger)
     }
@@ -608,6 +676,9 @@ impl Reconciler {
     /// Makes the node's storage match the desired state, and reports how it is.
     pub fn converge(&mut self) -> NodeReport {
         self.providers.begin_pass();
+        for driver in &mut self.drivers {
+            driver.begin_pass();
+        }
         let report = self.converge_pass();
         self.providers.end_pass();
         report

@@ -1,0 +1,417 @@
+//! The MIRROR engine on this node: `ferrite-mirrord`, driven through its control socket.
+//!
+//! The satellite writes each member's configuration as a resource file in the daemon's state
+//! directory (`<satellite state>/mirror/resources/<resource>.json`, what a `.res` file is to
+//! DRBD) and asks the daemon to `up` it, which brings it up or adjusts it; `down` takes it down
+//! and the file is removed. The files are the daemon's desired state: a daemon that restarts
+//! brings every resource up from them without the satellite.
+//!
+//! The daemon runs apart from the satellite. When its socket does not answer, the satellite
+//! starts it in a session of its own, so it outlives a satellite restart (or a `kill -9` of
+//! the satellite) and the data path goes on while the satellite is away. Its state-directory
+//! lock keeps a second one off the directory.
+
+use std::collections::{BTreeMap, HashMap};
+use std::os::unix::process::CommandExt;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use ferrite_mirror::backing::DEFAULT_PEER_SLOTS;
+use ferrite_mirror::config::{Options, PeerConfig, ResourceConfig, VolumeConfig};
+use ferrite_mirror::control::{Client, ControlError, Paths, Reply, Request, ResourceEntry};
+use ferrite_mirror::daemon::{remove_resource_file, write_resource_file};
+use ferrite_proto::{
+    PeerReport, PeerVolumeReport, ReplicatedVolumeReport, ReplicationEngine, ReplicationReport,
+    ReplicationSpec, Role,
+};
+use tracing::{debug, info, warn};
+
+use super::{Member, ReplicationDriver};
+
+/// How long a started daemon has to answer on its control socket.
+pub const MIRRORD_START_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The least time between two starts of the daemon: one that dies at once is not restarted in
+/// a loop at every pass.
+pub const MIRRORD_RESTART_BACKOFF: Duration = Duration::from_secs(10);
+
+/// The sub-directory of the satellite's state directory the daemon uses.
+pub const MIRROR_STATE_SUBDIR: &str = "mirror";
+
+/// The daemon's log, in its state directory.
+pub const MIRRORD_LOG_FILE: &str = "mirrord.log";
+
+/// `ferrite-mirrord` of this node.
+pub struct MirrorDriver {
+    paths: Paths,
+    program: PathBuf,
+    device_root: Option<PathBuf>,
+    runtime: tokio::runtime::Runtime,
+    client: Option<Client>,
+    /// The daemon's resources as read at the start of this pass.
+    entries: BTreeMap<String, ResourceEntry>,
+    /// Why the daemon could not be read this pass.
+    unreachable: Option<String>,
+    /// The configuration last written for each resource.
+    written: HashMap<String, ResourceConfig>,
+    last_start: Option<Instant>,
+}
+
+impl MirrorDriver {
+    /// A driver for the daemon with its state in `state_dir`, started from `program` when it
+    /// does not run.
+    pub fn new(
+        state_dir: PathBuf,
+        program: PathBuf,
+        device_root: Option<PathBuf>,
+    ) -> std::io::Result<MirrorDriver> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        Ok(MirrorDriver {
+            paths: Paths::new(state_dir),
+            program,
+            device_root,
+            runtime,
+            client: None,
+            entries: BTreeMap::new(),
+            unreachable: None,
+            written: HashMap::new(),
+            last_start: None,
+        })
+    }
+
+    /// Starts the daemon in its own session, its output appended to its log. A thread reaps
+    /// it and logs how it ended.
+    fn start_daemon(&mut self) -> Result<(), String> {
+        if let Some(last) = self.last_start
+            && last.elapsed() < MIRRORD_RESTART_BACKOFF
+        {
+            return Err(format!(
+                "ferrite-mirrord was started {} s ago and does not answer; see {}",
+                last.elapsed().as_secs(),
+                self.paths.state_dir.join(MIRRORD_LOG_FILE).display()
+            ));
+        }
+        self.last_start = Some(Instant::now());
+        std::fs::create_dir_all(&self.paths.state_dir)
+            .map_err(|e| format!("cannot create {}: {e}", self.paths.state_dir.display()))?;
+        let log_path = self.paths.state_dir.join(MIRRORD_LOG_FILE);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&log_path)
+            .map_err(|e| format!("cannot open {}: {e}", log_path.display()))?;
+        let log_err = log
+            .try_clone()
+            .map_err(|e| format!("cannot open {}: {e}", log_path.display()))?;
+        let mut command = Command::new(&self.program);
+        command
+            .arg("--state-dir")
+            .arg(&self.paths.state_dir)
+            .arg("run");
+        if let Some(root) = &self.device_root {
+            command.arg("--device-root").arg(root);
+        }
+        command.stdin(Stdio::null()).stdout(log).stderr(log_err);
+        // SAFETY: setsid is async-signal-safe and touches nothing of the parent.
+        unsafe {
+            command.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        }
+        let mut child = command
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", self.program.display()))?;
+        info!(pid = child.id(), program = %self.program.display(), state_dir = %self.paths.state_dir.display(), "started ferrite-mirrord");
+        let pid = child.id();
+        let _ = std::thread::Builder::new()
+            .name("mirrord-reaper".to_string())
+            .spawn(move || match child.wait() {
+                Ok(status) if status.success() => info!(pid, "ferrite-mirrord ended"),
+                Ok(status) => warn!(pid, %status, "ferrite-mirrord ended"),
+                Err(e) => warn!(pid, error = %e, "cannot wait for ferrite-mirrord"),
+            });
+        Ok(())
+    }
+
+    /// A connection to the daemon, starting it when it does not run.
+    fn client(&mut self) -> Result<&mut Client, String> {
+        if self.client.is_none() {
+            let socket = self.paths.control_socket();
+            let client = match self.runtime.block_on(Client::connect(&socket)) {
+                Ok(client) => client,
+                Err(ControlError::NotRunning { .. }) => {
+                    self.start_daemon()?;
+                    let deadline = Instant::now() + MIRRORD_START_TIMEOUT;
+                    loop {
+                        match self.runtime.block_on(Client::connect(&socket)) {
+                            Ok(client) => break client,
+                            Err(e) if Instant::now() >= deadline => {
+                                return Err(format!(
+                                    "ferrite-mirrord did not come up within {} s ({e}); see {}",
+                                    MIRRORD_START_TIMEOUT.as_secs(),
+                                    self.paths.state_dir.join(MIRRORD_LOG_FILE).display()
+                                ));
+                            }
+                            Err(_) => std::thread::sleep(Duration::from_millis(100)),
+                        }
+                    }
+                }
+                Err(e) => return Err(e.to_string()),
+            };
+            self.client = Some(client);
+        }
+        Ok(self.client.as_mut().expect("connected above"))
+    }
+
+    /// Sends a request; a broken connection is dropped so the next call connects anew.
+    fn call(&mut self, request: &Request) -> Result<Reply, String> {
+        self.client()?;
+        let client = self.client.as_mut().expect("connected above");
+        match self.runtime.block_on(client.call(request)) {
+            Ok(reply) => Ok(reply),
+            Err(ControlError::Refused(message)) => Err(message),
+            Err(e) => {
+                self.client = None;
+                Err(e.to_string())
+            }
+        }
+    }
+
+    /// The configuration the daemon is to run for `member`.
+    fn config(&self, member: &Member) -> Result<ResourceConfig, String> {
+        let spec = member.replication;
+        let config = ResourceConfig {
+            name: member.resource.to_string(),
+            node_name: member.node_name.to_string(),
+            node_id: spec.node_id,
+            listen: std::net::SocketAddr::new(spec.address, spec.port),
+            secret: spec.secret.clone(),
+            peers: spec
+                .peers
+                .iter()
+                .map(|peer| PeerConfig {
+                    node_name: peer.node_name.clone(),
+                    node_id: peer.node_id,
+                    address: std::net::SocketAddr::new(peer.address, peer.port),
+                    diskless: peer.diskless,
+                })
+                .collect(),
+            volumes: member
+                .volumes
+                .iter()
+                .map(|volume| VolumeConfig {
+                    number: volume.number,
+                    minor: volume.minor,
+                    usable_bytes: volume.usable_kib * 1024,
+                    backing: volume.backing.clone(),
+                    new_volume: volume.new_volume,
+                })
+                .collect(),
+            options: Options::from_drbd_options(&spec.options)?,
+        };
+        config.check().map_err(|e| e.to_string())?;
+        Ok(config)
+    }
+
+    /// The configuration in the resource file, if there is a readable one.
+    fn written(&mut self, resource: &str) -> Option<&ResourceConfig> {
+        if !self.written.contains_key(resource)
+            && let Ok(config) = ResourceConfig::read(&self.paths.resource_file(resource))
+        {
+            self.written.insert(resource.to_string(), config);
+        }
+        self.written.get(resource)
+    }
+}
+
+fn role(word: &str) -> Role {
+    match word {
+        "Primary" => Role::Primary,
+        "Secondary" => Role::Secondary,
+        _ => Role::Unknown,
+    }
+}
+
+impl ReplicationDriver for MirrorDriver {
+    fn engine(&self) -> ReplicationEngine {
+        ReplicationEngine::Mirror
+    }
+
+    fn backing_kib(&self, usable_kib: u64, replication: &ReplicationSpec) -> Result<u64, String> {
+        let options = Options::from_drbd_options(&replication.options)?;
+        let metadata = ferrite_mirror::metadata::metadata_size(
+            usable_kib * 1024,
+            DEFAULT_PEER_SLOTS,
+            options.al_extents,
+        )
+        .map_err(|e| e.to_string())?;
+        Ok(usable_kib + metadata.div_ceil(1024))
+    }
+
+    fn begin_pass(&mut self) {
+        self.entries.clear();
+        self.unreachable = None;
+        if self.client.is_none() && self.written.is_empty() && !self.paths.resources().exists() {
+            // Nothing was ever configured here: no need to start the daemon yet.
+            return;
+        }
+        match self.call(&Request::Status { resource: None }) {
+            Ok(Reply::Status { resources }) => {
+                self.entries = resources.into_iter().map(|e| (e.name.clone(), e)).collect();
+            }
+            Ok(other) => self.unreachable = Some(format!("unexpected answer {other:?}")),
+            Err(e) => {
+                warn!(error = %e, "cannot read the MIRROR resources' state");
+                self.unreachable = Some(e);
+            }
+        }
+    }
+
+    fn apply(&mut self, member: &Member) -> Result<(), String> {
+        let config = self.config(member)?;
+        let changed = self.written(member.resource) != Some(&config);
+        let running = self
+            .entries
+            .get(member.resource)
+            .is_some_and(|e| e.status.is_some());
+        if !changed && running {
+            return Ok(());
+        }
+        if changed {
+            write_resource_file(&self.paths, &config).map_err(|e| {
+                format!(
+                    "cannot write {}: {e}",
+                    self.paths.resource_file(member.resource).display()
+                )
+            })?;
+            self.written.insert(member.resource.to_string(), config);
+            info!(resource = member.resource, "MIRROR configuration written");
+        }
+        match self.call(&Request::Up {
+            resource: member.resource.to_string(),
+        })? {
+            Reply::Done { message } => {
+                debug!(resource = member.resource, %message, "up");
+                // The state the report shows is read again at the next pass; until then, the
+                // resource is known to run.
+                if let Ok(Reply::Status { resources }) = self.call(&Request::Status {
+                    resource: Some(member.resource.to_string()),
+                }) {
+                    for entry in resources {
+                        self.entries.insert(entry.name.clone(), entry);
+                    }
+                }
+                Ok(())
+            }
+            other => Err(format!("unexpected answer to up: {other:?}")),
+        }
+    }
+
+    fn down(&mut self, resource: &str) -> Result<(), String> {
+        let configured = self.written(resource).is_some() || self.entries.contains_key(resource);
+        if !configured && !self.paths.resource_file(resource).exists() {
+            return Ok(());
+        }
+        if self.entries.contains_key(resource) || self.unreachable.is_some() {
+            match self.call(&Request::Down {
+                resource: resource.to_string(),
+                force: false,
+            })? {
+                Reply::Done { message } => info!(resource, %message, "MIRROR resource down"),
+                other => return Err(format!("unexpected answer to down: {other:?}")),
+            }
+        }
+        remove_resource_file(&self.paths, resource).map_err(|e| {
+            format!(
+                "cannot remove {}: {e}",
+                self.paths.resource_file(resource).display()
+            )
+        })?;
+        self.written.remove(resource);
+        self.entries.remove(resource);
+        Ok(())
+    }
+
+    fn report(&self, resource: &str, error: Option<String>) -> ReplicationReport {
+        let minors: BTreeMap<u16, Option<u32>> = self
+            .written
+            .get(resource)
+            .map(|c| c.volumes.iter().map(|v| (v.number, v.minor)).collect())
+            .unwrap_or_default();
+        let mut report = ReplicationReport {
+            resource: resource.to_string(),
+            engine: ReplicationEngine::Mirror,
+            role: Role::Unknown,
+            in_use: false,
+            quorum: false,
+            volumes: Vec::new(),
+            peers: Vec::new(),
+            error,
+        };
+        let Some(entry) = self.entries.get(resource) else {
+            if report.error.is_none() {
+                report.error = Some(match &self.unreachable {
+                    Some(why) => format!("the MIRROR engine cannot be asked: {why}"),
+                    None => "not up in the MIRROR engine".to_string(),
+                });
+            }
+            return report;
+        };
+        let Some(status) = &entry.status else {
+            if report.error.is_none() {
+                report.error = Some(format!(
+                    "the MIRROR engine cannot run it: {}",
+                    entry.failure.as_deref().unwrap_or("no reason given")
+                ));
+            }
+            return report;
+        };
+        report.role = role(&status.role);
+        report.in_use = status.in_use;
+        report.quorum = status.quorum;
+        if report.error.is_none() {
+            report.error = status.error.clone();
+        }
+        report.volumes = status
+            .volumes
+            .iter()
+            .map(|volume| {
+                let frontend = entry.frontends.iter().find(|f| f.volume == volume.number);
+                ReplicatedVolumeReport {
+                    volume_number: volume.number,
+                    minor: minors.get(&volume.number).copied().flatten(),
+                    disk_state: volume.disk.clone(),
+                    device_path: frontend.and_then(|f| f.device_path.clone()),
+                    nbd_uri: frontend.map(|f| f.nbd_uri.clone()),
+                    usable_size_kib: Some(volume.usable_bytes / 1024),
+                }
+            })
+            .collect();
+        report.peers = status
+            .peers
+            .iter()
+            .map(|peer| PeerReport {
+                node_name: peer.node_name.clone(),
+                node_id: peer.node_id,
+                connection: peer.connection.clone(),
+                role: role(&peer.role),
+                volumes: peer
+                    .volumes
+                    .iter()
+                    .map(|v| PeerVolumeReport {
+                        volume_number: v.number,
+                        replication: v.replication.clone(),
+                        peer_disk: v.peer_disk.clone(),
+                        done_percent: v.done_percent,
+                        out_of_sync_kib: v.out_of_sync_kib,
+                    })
+                    .collect(),
+            })
+            .collect();
+        report
+    }
+}
