@@ -1041,6 +1041,23 @@ impl Machine {
                     "resync source lost; the resync resumes when it is back"
                 );
                 local.resync = None;
+                // A resync that waited behind it can go on now: decided again on a fresh
+                // connection.
+                let number = local.engine.number;
+                for (other, peer) in &self.peers {
+                    let paused = peer
+                        .volumes
+                        .get(&number)
+                        .is_some_and(|v| v.replication == Replication::PausedSyncTarget);
+                    if paused && let Some(link) = &peer.link {
+                        info!(
+                            peer = *other,
+                            volume = number,
+                            "paused resync: reconnecting to resume it from this peer"
+                        );
+                        link.close();
+                    }
+                }
             }
             local.serving.retain(|(peer, _), _| *peer != node);
         }
@@ -1292,7 +1309,18 @@ impl Machine {
                                 return;
                             }
                         };
-                        if replication == Replication::SyncTarget {
+                        if replication == Replication::SyncTarget
+                            && local.resync.as_ref().is_some_and(|r| r.source != node)
+                        {
+                            // One source at a time (DRBD's resync-after): this one waits until
+                            // the running resync ends, and is decided again then.
+                            info!(
+                                peer = node,
+                                volume = number,
+                                "resync from this peer paused behind the running one"
+                            );
+                            replication = Replication::PausedSyncTarget;
+                        } else if replication == Replication::SyncTarget {
                             local.disk = DiskState::Inconsistent;
                             let _ = backing
                                 .update_superblock(|sb| {
@@ -1370,13 +1398,16 @@ impl Machine {
                     }
                 }
             }
-            if local.engine.backing().is_none() {
-                // A diskless member replicates to every connected diskful peer.
-                replication = if remote.disk == DiskState::Diskless {
-                    Replication::Off
-                } else {
-                    Replication::Established
-                };
+            if local.engine.backing().is_none() || remote.disk == DiskState::Diskless {
+                // A diskless member sends its I/O to every connected diskful peer, and a
+                // diskful one serves its diskless peers: established either way (as DRBD
+                // shows it). Between two diskless members nothing flows.
+                replication =
+                    if local.engine.backing().is_none() && remote.disk == DiskState::Diskless {
+                        Replication::Off
+                    } else {
+                        Replication::Established
+                    };
             }
             if let Some(peer) = self.peers.get_mut(&node) {
                 peer.volumes.insert(
@@ -1651,6 +1682,38 @@ impl Machine {
                     && let Some(volume) = peer.volumes.get_mut(&local.engine.number)
                 {
                     volume.replication = Replication::Established;
+                }
+                // The resyncs that waited: a peer in the generation this member now holds has
+                // its data (it and the source were in sync), so nothing is to be fetched
+                // from it; any other is decided again on a fresh connection.
+                let current = backing.generations().current;
+                for (node, peer) in self.peers.iter_mut() {
+                    let Some(volume) = peer.volumes.get_mut(&local.engine.number) else {
+                        continue;
+                    };
+                    if *node == source || volume.replication != Replication::PausedSyncTarget {
+                        continue;
+                    }
+                    let same = volume
+                        .generations
+                        .as_ref()
+                        .is_some_and(|g| g.current == current);
+                    if same {
+                        backing.with_bitmap(*node, |b| b.clear_all());
+                        volume.replication = Replication::Established;
+                        info!(
+                            peer = *node,
+                            volume = local.engine.number,
+                            "paused resync not needed: the peer holds the same generation"
+                        );
+                    } else if let Some(link) = peer.link.clone() {
+                        info!(
+                            peer = *node,
+                            volume = local.engine.number,
+                            "paused resync: reconnecting to decide it again"
+                        );
+                        link.close();
+                    }
                 }
                 finished = true;
             }
@@ -1931,14 +1994,16 @@ impl Machine {
                 }
                 let volume = peer.volumes.get(&number);
                 match (&peer.link, volume) {
+                    // A peer without its disk (detached) has nowhere to put a write.
                     (Some(link), Some(v))
-                        if matches!(
-                            v.replication,
-                            Replication::Established
-                                | Replication::SyncTarget
-                                | Replication::SyncSource
-                                | Replication::PausedSyncTarget
-                        ) =>
+                        if v.disk != DiskState::Diskless
+                            && matches!(
+                                v.replication,
+                                Replication::Established
+                                    | Replication::SyncTarget
+                                    | Replication::SyncSource
+                                    | Replication::PausedSyncTarget
+                            ) =>
                     {
                         targets.push(link.clone());
                         if v.disk == DiskState::UpToDate && read_from.is_none() {

@@ -130,6 +130,7 @@ impl Satellite {
             providers.clone(),
             support.clone(),
         )?;
+        let mut has_mirror = false;
         if capabilities.supports_layer(LayerKind::Mirror)
             && let Ok(program) = mirrord
         {
@@ -140,6 +141,7 @@ impl Satellite {
             )
             .map_err(StartError::Thread)?;
             reconciler.add_replication_driver(Box::new(driver));
+            has_mirror = true;
         }
 
         let listener =
@@ -155,6 +157,14 @@ impl Satellite {
         })?;
 
         let (events, receiver) = std::sync::mpsc::channel();
+        if has_mirror {
+            let sender = events.clone();
+            crate::replication::mirror::watch_events(
+                config.state_dir.join(MIRROR_STATE_SUBDIR),
+                move || sender.send(Event::ReplicationChanged).is_ok(),
+            )
+            .map_err(StartError::Thread)?;
+        }
         let interval = config.reconcile_interval;
         let reconciler = std::thread::Builder::new()
             .name("reconciler".to_string())

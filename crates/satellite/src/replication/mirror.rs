@@ -415,3 +415,59 @@ impl ReplicationDriver for MirrorDriver {
         report
     }
 }
+
+/// How long changes are gathered before the reconciler is told: a resync's progress or a
+/// connection going through its states is one report, not ten.
+pub const EVENT_COALESCE: Duration = Duration::from_millis(100);
+
+/// How long the event watcher waits before it tries the daemon's socket again.
+pub const EVENT_RETRY: Duration = Duration::from_secs(1);
+
+/// Follows the daemon's event stream on a thread of its own and calls `notify` after each
+/// burst of changes, for as long as `notify` returns true. It never starts the daemon; while
+/// the daemon is not there it tries again every [`EVENT_RETRY`].
+pub fn watch_events(
+    state_dir: PathBuf,
+    notify: impl Fn() -> bool + Send + 'static,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    std::thread::Builder::new()
+        .name("mirror-events".to_string())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    warn!(error = %e, "cannot follow the MIRROR engine's events");
+                    return;
+                }
+            };
+            let socket = Paths::new(state_dir).control_socket();
+            runtime.block_on(async move {
+                loop {
+                    if let Ok(mut client) = Client::connect(&socket).await
+                        && client.send(&Request::Events).await.is_ok()
+                    {
+                        debug!("following the MIRROR engine's events");
+                        loop {
+                            match client.next_event().await {
+                                Ok(Some(_)) => {
+                                    // Gather the rest of the burst, then report once.
+                                    let _ = tokio::time::timeout(EVENT_COALESCE, async {
+                                        while let Ok(Some(_)) = client.next_event().await {}
+                                    })
+                                    .await;
+                                    if !notify() {
+                                        return;
+                                    }
+                                }
+                                Ok(None) | Err(_) => break,
+                            }
+                        }
+                    }
+                    tokio::time::sleep(EVENT_RETRY).await;
+                }
+            });
+        })
+}
