@@ -10,7 +10,7 @@
 //! [`ClusterState`] captures the desired state a client can read and compares two captures
 //! object for object; [`AbsentSatellite`] holds an address for a node that stays OFFLINE.
 //! [`data::Pattern`] puts known, self-describing data into volumes and checks every byte of
-//! it; [`mount::MountedImage`] is a small ext4 file system to put a pool on, unmount and fill.
+//! it, through a replicated volume's NBD export with [`nbd`]; [`mount::MountedImage`] is a small ext4 file system to put a pool on, unmount and fill.
 //!
 //! The binaries come from the cargo target directory of the running test (`cargo test
 //! --workspace` builds them), or from `FERRITE_BIN_DIR`.
@@ -18,6 +18,7 @@
 mod absent;
 pub mod data;
 pub mod mount;
+pub mod nbd;
 mod process;
 mod rest;
 pub mod state;
@@ -25,6 +26,7 @@ pub mod state;
 pub use absent::AbsentSatellite;
 pub use process::{
     Binaries, ControllerProcess, Finished, STOP_TIMEOUT, SatelliteProcess, free_port, is_root,
+    kill_mirrord, node_address,
 };
 pub use rest::{Reply, Rest};
 pub use state::{ClusterState, StateDiff};
@@ -231,6 +233,7 @@ impl Drop for Cluster {
         self.controller.kill();
         for satellite in &mut self.satellites {
             satellite.kill();
+            process::kill_mirrord(&satellite.state_dir);
         }
         if failing {
             self.controller.print_log_tail();

@@ -57,6 +57,41 @@ pub fn free_port() -> u16 {
         .expect("free port")
 }
 
+/// A loopback address of its own for node `name` of the cluster in `dir`: replication ports
+/// are allocated per node (7000, 7001, ...), so two nodes, or two clusters of tests running at
+/// once, must not share an address. All of 127.0.0.0/8 is loopback on Linux.
+pub fn node_address(dir: &Path, name: &str) -> std::net::IpAddr {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    dir.hash(&mut hasher);
+    let cluster = hasher.finish();
+    let node: u8 = name
+        .trim_start_matches(|c: char| !c.is_ascii_digit())
+        .parse()
+        .unwrap_or(0);
+    std::net::IpAddr::from([
+        127,
+        1 + (cluster % 250) as u8,
+        ((cluster >> 8) % 256) as u8,
+        node.max(1),
+    ])
+}
+
+/// Kills the MIRROR daemon a satellite started for its state directory `state_dir`, if one
+/// runs: it lives in a session of its own and outlives the satellite by design, so a test
+/// that is done with a node must end it.
+pub fn kill_mirrord(state_dir: &Path) {
+    let lock = state_dir.join("mirror").join("mirrord.lock");
+    if let Some(pid) = std::fs::read_to_string(&lock)
+        .ok()
+        .and_then(|text| text.trim().parse::<i32>().ok())
+        .filter(|pid| *pid > 1)
+    {
+        // SAFETY: kill has no memory-safety preconditions.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+}
+
 /// Whether the tests run as root (loop devices need it).
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.
@@ -375,7 +410,7 @@ impl SatelliteProcess {
     ) -> Result<SatelliteProcess> {
         let mut satellite = SatelliteProcess {
             name: name.to_string(),
-            address: SocketAddr::from(([127, 0, 0, 1], free_port())),
+            address: SocketAddr::new(node_address(dir, name), free_port()),
             state_dir: dir.join("satellites").join(name),
             log: dir.join(format!("satellite-{name}.log")),
             binary: binaries.satellite.clone(),
@@ -438,5 +473,6 @@ impl SatelliteProcess {
 impl Drop for SatelliteProcess {
     fn drop(&mut self) {
         self.kill();
+        kill_mirrord(&self.state_dir);
     }
 }

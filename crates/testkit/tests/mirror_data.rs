@@ -1,0 +1,277 @@
+//! The article's data story with the MIRROR engine, end to end with real processes: a
+//! controller, four satellites, the `ferrite-mirrord` each starts, FILE_THIN pools on loop
+//! devices, and data written and read through the volumes' NBD exports with `nbdcopy`.
+//!
+//! Two replicas and a tiebreaker; data written on one replica is read back on the other, on the
+//! tiebreaker and on a diskless node; the diskless node becomes a replica (a full resync), the
+//! first replica gives up its disk and then goes; restarts of the controller and of a satellite
+//! in between change nothing. Every read checks every byte.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use ferrite_testkit::data::Pattern;
+use ferrite_testkit::nbd::{verify_pattern, write_pattern};
+use ferrite_testkit::{Cluster, Rest, is_root, wait_until};
+use serde_json::{Value, json};
+
+const RESOURCE: &str = "mirror_res";
+const SIZE_KIB: u64 = 32 * 1024;
+const WAIT: Duration = Duration::from_secs(30);
+
+fn resources(rest: &Rest) -> Result<Vec<Value>> {
+    Ok(rest
+        .get(&format!("/v1/view/resources?resources={RESOURCE}"))?
+        .json
+        .as_array()
+        .cloned()
+        .unwrap_or_default())
+}
+
+fn on_node(rest: &Rest, node: &str) -> Result<Option<Value>> {
+    Ok(resources(rest)?
+        .into_iter()
+        .find(|r| r["node_name"] == node))
+}
+
+/// Waits until volume 0 of the resource on `node` shows `state`, and returns the resource.
+fn wait_disk_state(rest: &Rest, node: &str, state: &str) -> Result<Value> {
+    let mut last = Value::Null;
+    wait_until(WAIT, || {
+        if let Some(r) = on_node(rest, node)? {
+            last = r.clone();
+            return Ok(r["volumes"][0]["state"]["disk_state"] == state);
+        }
+        Ok(false)
+    })
+    .map_err(|e| e.context(format!("waiting for {state} on {node}; last seen: {last}")))?;
+    Ok(last)
+}
+
+/// Waits until no member of the resource is in use (an NBD client that just left is reported
+/// a moment later).
+fn wait_unused(rest: &Rest) -> Result<()> {
+    wait_until(WAIT, || {
+        Ok(resources(rest)?
+            .iter()
+            .all(|r| r["state"]["in_use"] != json!(true)))
+    })
+}
+
+/// The NBD URI of volume 0 on `node`, from the replication layer's data.
+fn nbd_uri(rest: &Rest, node: &str) -> Result<String> {
+    let mut uri = None;
+    wait_until(WAIT, || {
+        let resource = on_node(rest, node)?.unwrap_or(Value::Null);
+        uri = resource["volumes"][0]["layer_data_list"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find_map(|layer| layer["data"]["nbd_uri"].as_str().map(str::to_string));
+        Ok(uri.is_some())
+    })
+    .with_context(|| format!("no NBD export reported for {node}"))?;
+    Ok(uri.expect("found above"))
+}
+
+/// Waits until the member on `node` is connected to every peer (a member whose configuration
+/// changed reconnects; a diskless one reads through its peers).
+fn wait_connected(rest: &Rest, node: &str) -> Result<()> {
+    let mut last = Value::Null;
+    wait_until(WAIT, || {
+        let resource = on_node(rest, node)?.unwrap_or(Value::Null);
+        last = resource["layer_object"]["drbd"]["connections"].clone();
+        Ok(last.as_object().is_some_and(|peers| {
+            !peers.is_empty() && peers.values().all(|p| p["connected"] == json!(true))
+        }))
+    })
+    .map_err(|e| {
+        e.context(format!(
+            "waiting for {node} to connect to its peers; last seen: {last}"
+        ))
+    })
+}
+
+fn check_on(rest: &Rest, node: &str, pattern: &Pattern, scratch: &std::path::Path) -> Result<()> {
+    wait_connected(rest, node)?;
+    verify_pattern(&nbd_uri(rest, node)?, pattern, scratch)
+        .with_context(|| format!("reading on {node}"))?;
+    wait_unused(rest)
+}
+
+fn nodes_with_flag(rest: &Rest, flag: &str) -> Result<Vec<String>> {
+    Ok(resources(rest)?
+        .iter()
+        .filter(|r| {
+            r["flags"]
+                .as_array()
+                .is_some_and(|f| f.contains(&json!(flag)))
+        })
+        .map(|r| r["node_name"].as_str().unwrap_or_default().to_string())
+        .collect())
+}
+
+#[test]
+fn replicated_data_survives_the_tutorial_and_restarts() -> Result<()> {
+    if !is_root() {
+        eprintln!(
+            "skipped: the satellites attach loop devices, which needs root (CI runs as root)"
+        );
+        return Ok(());
+    }
+    let mut cluster = Cluster::start_with(4, &["--reconcile-interval", "2"])?;
+    let outcome = scenario(&mut cluster);
+    if outcome.is_err() {
+        print_logs(&cluster);
+    }
+    outcome
+}
+
+/// The satellites' and their engines' logs, for a failure.
+fn print_logs(cluster: &Cluster) {
+    for satellite in &cluster.satellites {
+        satellite.print_log_tail();
+        let log = satellite.state_dir.join("mirror").join("mirrord.log");
+        if let Ok(text) = std::fs::read_to_string(&log) {
+            let lines: Vec<&str> = text.lines().collect();
+            eprintln!("--- ferrite-mirrord of {} (last 60 lines)", satellite.name);
+            for line in &lines[lines.len().saturating_sub(60)..] {
+                eprintln!("{line}");
+            }
+        }
+    }
+}
+
+fn scenario(cluster: &mut Cluster) -> Result<()> {
+    let rest = cluster.rest();
+    cluster.register_nodes_with_pool("pool")?;
+    let scratch = cluster.dir.path().join("scratch");
+    std::fs::create_dir_all(&scratch)?;
+
+    rest.post(
+        "/v1/resource-groups",
+        &json!({"name": "mirror_group", "select_filter": {"place_count": 2, "storage_pool_list": ["pool"], "layer_stack": ["DRBD", "STORAGE"]}}),
+    )?
+    .expect_success()?;
+    rest.post("/v1/resource-groups/mirror_group/volume-groups", &json!({}))?
+        .expect_success()?;
+    let spawn = rest.post(
+        "/v1/resource-groups/mirror_group/spawn",
+        &json!({"resource_definition_name": RESOURCE, "volume_sizes": [SIZE_KIB], "partial": false, "definitions_only": false, "select_filter": {}}),
+    )?;
+    spawn.expect_success()?;
+    let all = resources(&rest)?;
+    let tiebreakers = nodes_with_flag(&rest, "TIE_BREAKER")?;
+    assert_eq!(tiebreakers.len(), 1, "two disks get a tiebreaker: {all:?}");
+    let diskful: Vec<String> = all
+        .iter()
+        .filter(|r| {
+            !r["flags"]
+                .as_array()
+                .is_some_and(|f| f.contains(&json!("DISKLESS")))
+        })
+        .map(|r| r["node_name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(diskful.len(), 2, "{all:?}");
+    let (first, second) = (diskful[0].clone(), diskful[1].clone());
+    let tiebreaker = tiebreakers[0].clone();
+    let spare = ["node1", "node2", "node3", "node4"]
+        .into_iter()
+        .find(|n| !diskful.contains(&n.to_string()) && *n != tiebreaker)
+        .expect("a fourth node")
+        .to_string();
+    for node in &diskful {
+        let resource = wait_disk_state(&rest, node, "UpToDate")?;
+        assert_eq!(resource["layer_object"]["type"], "DRBD", "{resource}");
+        assert_eq!(
+            resource["layer_object"]["drbd"]["engine"], "MIRROR",
+            "{resource}"
+        );
+    }
+
+    // Written on the first replica: every other member reads it.
+    let v1 = Pattern::for_volume("mirror_res v1", SIZE_KIB);
+    wait_connected(&rest, &first)?;
+    write_pattern(&nbd_uri(&rest, &first)?, &v1, &scratch)?;
+    wait_unused(&rest)?;
+    check_on(&rest, &second, &v1, &scratch)?;
+    check_on(&rest, &tiebreaker, &v1, &scratch)?;
+
+    // A controller restart changes nothing.
+    cluster.controller.restart()?;
+    cluster.wait_online(WAIT)?;
+    for node in &diskful {
+        wait_disk_state(&rest, node, "UpToDate")?;
+    }
+    check_on(&rest, &first, &v1, &scratch)?;
+
+    // resource create <spare> --diskless: it reads the replicas' data.
+    rest.post(
+        &format!("/v1/resource-definitions/{RESOURCE}/resources"),
+        &json!([{"resource": {"node_name": spare, "flags": ["DISKLESS"]}}]),
+    )?
+    .expect_success()?;
+    wait_disk_state(&rest, &spare, "Diskless")?;
+    check_on(&rest, &spare, &v1, &scratch)?;
+
+    // New data from the diskless node, then the diskless node becomes a replica.
+    let v2 = Pattern::for_volume("mirror_res v2", SIZE_KIB);
+    wait_connected(&rest, &spare)?;
+    write_pattern(&nbd_uri(&rest, &spare)?, &v2, &scratch)?;
+    wait_unused(&rest)?;
+    rest.put(
+        &format!("/v1/resource-definitions/{RESOURCE}/resources/{spare}/toggle-disk"),
+        &json!({"operation": "INTO_DRBD_DISKFUL", "storage_pool": "pool"}),
+    )?
+    .expect_success()?;
+    wait_disk_state(&rest, &spare, "UpToDate")?;
+    check_on(&rest, &spare, &v2, &scratch)?;
+
+    // A satellite killed and restarted: its engine ran on; nothing changes.
+    cluster.satellite_mut(&second).restart()?;
+    cluster.wait_online(WAIT)?;
+    wait_disk_state(&rest, &second, "UpToDate")?;
+    check_on(&rest, &second, &v2, &scratch)?;
+
+    // The first replica gives up its disk (it reads from the others), then goes.
+    rest.put(
+        &format!("/v1/resource-definitions/{RESOURCE}/resources/{first}/toggle-disk/diskless"),
+        &json!(null),
+    )?
+    .expect_success()?;
+    wait_disk_state(&rest, &first, "Diskless")?;
+    check_on(&rest, &first, &v2, &scratch)?;
+    rest.delete(&format!(
+        "/v1/resource-definitions/{RESOURCE}/resources/{first}"
+    ))?
+    .expect_success()?;
+    check_on(&rest, &second, &v2, &scratch)?;
+    check_on(&rest, &spare, &v2, &scratch)?;
+
+    // Deleting the definition takes every member down and removes every backing file.
+    rest.delete(&format!("/v1/resource-definitions/{RESOURCE}"))?
+        .expect_success()?;
+    wait_until(WAIT, || Ok(resources(&rest)?.is_empty()))?;
+    for node in ["node1", "node2", "node3", "node4"] {
+        let pool = cluster.pool_dir(node);
+        wait_until(WAIT, || {
+            Ok(!std::fs::read_dir(&pool)?
+                .flatten()
+                .any(|e| e.file_name().to_string_lossy().ends_with(".img")))
+        })
+        .with_context(|| format!("backing files left in {}", pool.display()))?;
+        let files = cluster
+            .satellite(node)
+            .state_dir
+            .join("mirror")
+            .join("resources");
+        let left: Vec<_> = std::fs::read_dir(&files)
+            .map(|d| d.flatten().map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        assert!(
+            left.is_empty(),
+            "MIRROR resource files left on {node}: {left:?}"
+        );
+    }
+    Ok(())
+}
