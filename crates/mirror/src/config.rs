@@ -149,12 +149,10 @@ impl Options {
                         .filter(|n| (67..=65534).contains(n))
                         .ok_or_else(|| bad("it is a number of extents, 67-65534"))?;
                 }
-                "Net/protocol" => {
-                    // Every write is acknowledged only once every connected peer has it on
-                    // disk; A and B would acknowledge earlier, and C is never less safe.
-                    if !matches!(value, "A" | "B" | "C") {
-                        return Err(bad("it is A, B or C"));
-                    }
+                // Every write is acknowledged only once every connected peer has it on disk;
+                // A and B would acknowledge earlier, and C is never less safe.
+                "Net/protocol" if !matches!(value, "A" | "B" | "C") => {
+                    return Err(bad("it is A, B or C"));
                 }
                 _ => {}
             }

@@ -14,6 +14,10 @@
 use std::collections::{BTreeMap, HashMap};
 use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
+#[expect(
+    clippy::disallowed_types,
+    reason = "the daemon is started and left running, not a host command run to its end"
+)]
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -84,6 +88,10 @@ impl MirrorDriver {
 
     /// Starts the daemon in its own session, its output appended to its log. A thread reaps
     /// it and logs how it ended.
+    #[expect(
+        clippy::disallowed_types,
+        reason = "the daemon is started and left running, not a host command run to its end"
+    )]
     fn start_daemon(&mut self) -> Result<(), String> {
         if let Some(last) = self.last_start
             && last.elapsed() < MIRRORD_RESTART_BACKOFF
@@ -450,19 +458,14 @@ pub fn watch_events(
                         && client.send(&Request::Events).await.is_ok()
                     {
                         debug!("following the MIRROR engine's events");
-                        loop {
-                            match client.next_event().await {
-                                Ok(Some(_)) => {
-                                    // Gather the rest of the burst, then report once.
-                                    let _ = tokio::time::timeout(EVENT_COALESCE, async {
-                                        while let Ok(Some(_)) = client.next_event().await {}
-                                    })
-                                    .await;
-                                    if !notify() {
-                                        return;
-                                    }
-                                }
-                                Ok(None) | Err(_) => break,
+                        while let Ok(Some(_)) = client.next_event().await {
+                            // Gather the rest of the burst, then report once.
+                            let _ = tokio::time::timeout(EVENT_COALESCE, async {
+                                while let Ok(Some(_)) = client.next_event().await {}
+                            })
+                            .await;
+                            if !notify() {
+                                return;
                             }
                         }
                     }
