@@ -1392,3 +1392,195 @@ fn a_resource_placed_again_never_takes_over_the_old_placements_volume() {
         "the old data is left alone"
     );
 }
+
+/// A replication engine that records what it is asked, with how many host commands had run
+/// by then (to check the order against the storage's commands), and refuses `down` while
+/// `in_use` is set.
+struct FakeEngine {
+    host: Arc<FakeHost>,
+    calls: Arc<std::sync::Mutex<Vec<(usize, String)>>>,
+    in_use: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl crate::replication::ReplicationDriver for FakeEngine {
+    fn engine(&self) -> ferrite_proto::ReplicationEngine {
+        ferrite_proto::ReplicationEngine::Mirror
+    }
+
+    fn backing_kib(
+        &self,
+        usable_kib: u64,
+        _replication: &ferrite_proto::ReplicationSpec,
+    ) -> Result<u64, String> {
+        Ok(usable_kib + 1024)
+    }
+
+    fn begin_pass(&mut self) {}
+
+    fn apply(&mut self, member: &crate::replication::Member) -> Result<(), String> {
+        let volumes: Vec<String> = member
+            .volumes
+            .iter()
+            .map(|v| {
+                let backing = v
+                    .backing
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|| "diskless".into());
+                format!("{}:{}:{backing}", v.number, v.usable_kib)
+            })
+            .collect();
+        self.calls.lock().unwrap().push((
+            self.host.commands().len(),
+            format!("apply {} {}", member.resource, volumes.join(",")),
+        ));
+        Ok(())
+    }
+
+    fn down(&mut self, resource: &str) -> Result<(), String> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push((self.host.commands().len(), format!("down {resource}")));
+        if self.in_use.load(std::sync::atomic::Ordering::SeqCst) {
+            return Err(format!("'{resource}' is in use on this node"));
+        }
+        Ok(())
+    }
+
+    fn report(&self, resource: &str, error: Option<String>) -> ferrite_proto::ReplicationReport {
+        ferrite_proto::ReplicationReport {
+            resource: resource.to_string(),
+            engine: ferrite_proto::ReplicationEngine::Mirror,
+            role: ferrite_proto::Role::Secondary,
+            in_use: self.in_use.load(std::sync::atomic::Ordering::SeqCst),
+            quorum: true,
+            volumes: Vec::new(),
+            peers: Vec::new(),
+            error,
+        }
+    }
+}
+
+type EngineCalls = Arc<std::sync::Mutex<Vec<(usize, String)>>>;
+
+fn with_engine(node: &mut Node) -> (EngineCalls, Arc<std::sync::atomic::AtomicBool>) {
+    let calls: EngineCalls = Arc::default();
+    let in_use = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    node.reconciler.add_replication_driver(Box::new(FakeEngine {
+        host: node.host.clone(),
+        calls: calls.clone(),
+        in_use: in_use.clone(),
+    }));
+    (calls, in_use)
+}
+
+fn replicated(mut resource: ResourceSpec) -> ResourceSpec {
+    resource.layers = vec![LayerKind::Mirror, LayerKind::Storage];
+    resource.replication = Some(ferrite_proto::ReplicationSpec {
+        engine: ferrite_proto::ReplicationEngine::Mirror,
+        node_id: 0,
+        address: "127.0.0.1".parse().unwrap(),
+        port: 7000,
+        secret: "s3cret".into(),
+        peers: Vec::new(),
+        options: BTreeMap::new(),
+    });
+    resource
+}
+
+/// Where in the host's command log `needle` first appears.
+fn position(host: &FakeHost, needle: &str) -> usize {
+    host.commands()
+        .iter()
+        .position(|c| c.contains(needle))
+        .unwrap_or_else(|| panic!("'{needle}' was not run: {:?}", host.commands()))
+}
+
+#[test]
+fn a_replicated_volume_is_made_bottom_up_and_removed_top_down() {
+    let mut node = Node::new();
+    let (calls, in_use) = with_engine(&mut node);
+    let web = replicated(resource("web", &[(0, 10240, "files")]));
+
+    // Up: the backing volume holds the engine's metadata too, and exists before the engine
+    // is asked to use it.
+    let (_, report) = applied(node.apply(node.full(1, vec![web.clone()])));
+    let created = position(&node.host, "truncate --size");
+    assert!(
+        node.host.commands()[created].contains(&format!("--size {}", (10240 + 1024) * 1024)),
+        "{:?}",
+        node.host.commands()
+    );
+    let applied_at = calls.lock().unwrap()[0].clone();
+    assert!(applied_at.0 > created, "{applied_at:?} before the create");
+    assert!(
+        applied_at.1.starts_with("apply web 0:10240:/dev/loop"),
+        "{applied_at:?}"
+    );
+    assert_eq!(report.replication.len(), 1);
+    assert_eq!(report.replication[0].error, None);
+
+    // Deleted while in use: the engine refuses to let go, so the backing volume stays and the
+    // deletion is not confirmed.
+    in_use.store(true, std::sync::atomic::Ordering::SeqCst);
+    let (_, report) = applied(node.apply(node.full(2, vec![deleting(web.clone())])));
+    assert!(node.file("web_00000.img").exists());
+    assert!(report.deleted_resources.is_empty(), "{report:?}");
+    assert!(
+        report
+            .errors
+            .iter()
+            .any(|e| e.contains("not released") && e.contains("in use")),
+        "{:?}",
+        report.errors
+    );
+
+    // No longer in use: down first, then the backing volume goes.
+    in_use.store(false, std::sync::atomic::Ordering::SeqCst);
+    let (_, report) = applied(node.apply(node.full(3, vec![deleting(web)])));
+    let down_at = calls
+        .lock()
+        .unwrap()
+        .iter()
+        .rev()
+        .find(|(_, call)| call == "down web")
+        .cloned()
+        .expect("down");
+    let deleted = position(&node.host, "rm --force");
+    assert!(down_at.0 <= deleted, "down {down_at:?} after the delete");
+    assert!(!node.file("web_00000.img").exists());
+    assert_eq!(report.deleted_resources.len(), 1, "{report:?}");
+}
+
+#[test]
+fn a_member_losing_its_disk_is_diskless_in_the_engine_before_the_disk_goes() {
+    let mut node = Node::new();
+    let (calls, _) = with_engine(&mut node);
+    let web = replicated(resource("web", &[(0, 10240, "files")]));
+    applied(node.apply(node.full(1, vec![web.clone()])));
+    let mut toggled = web;
+    toggled.diskless = true;
+    toggled.volumes[0].deleting = true;
+    let (_, report) = applied(node.apply(node.full(2, vec![toggled])));
+    let (at, call) = calls.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(call, "apply web 0:10240:diskless");
+    assert!(at <= position(&node.host, "rm --force"));
+    assert!(!node.file("web_00000.img").exists());
+    assert_eq!(report.deleted_volumes.len(), 1, "{report:?}");
+}
+
+#[test]
+fn a_replicated_stack_without_its_engine_makes_nothing() {
+    let mut node = Node::new();
+    let web = replicated(resource("web", &[(0, 10240, "files")]));
+    let (_, report) = applied(node.apply(node.full(1, vec![web])));
+    assert!(!node.file("web_00000.img").exists());
+    assert!(
+        report.volumes[0]
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("does not apply the MIRROR layer")),
+        "{report:?}"
+    );
+}
