@@ -196,6 +196,12 @@ fn scenario(cluster: &mut Cluster) -> Result<()> {
     wait_unused(&rest)?;
     check_on(&rest, &second, &v1, &scratch)?;
     check_on(&rest, &tiebreaker, &v1, &scratch)?;
+    for node in &diskful {
+        // Each replica's backing store holds the data itself, the metadata after it.
+        let backing = cluster.pool_dir(node).join(format!("{RESOURCE}_00000.img"));
+        v1.verify_start(&backing)
+            .with_context(|| format!("the backing store on {node}"))?;
+    }
 
     // A controller restart changes nothing.
     cluster.controller.restart()?;
@@ -214,11 +220,20 @@ fn scenario(cluster: &mut Cluster) -> Result<()> {
     wait_disk_state(&rest, &spare, "Diskless")?;
     check_on(&rest, &spare, &v1, &scratch)?;
 
-    // New data from the diskless node, then the diskless node becomes a replica.
+    // New data written on the diskless node: on every member and in both backing stores;
+    // then the diskless node becomes a replica.
     let v2 = Pattern::for_volume("mirror_res v2", SIZE_KIB);
     wait_connected(&rest, &spare)?;
     write_pattern(&nbd_uri(&rest, &spare)?, &v2, &scratch)?;
     wait_unused(&rest)?;
+    for node in [&first, &second, &tiebreaker] {
+        check_on(&rest, node, &v2, &scratch)?;
+    }
+    for node in &diskful {
+        let backing = cluster.pool_dir(node).join(format!("{RESOURCE}_00000.img"));
+        v2.verify_start(&backing)
+            .with_context(|| format!("the backing store on {node}"))?;
+    }
     rest.put(
         &format!("/v1/resource-definitions/{RESOURCE}/resources/{spare}/toggle-disk"),
         &json!({"operation": "INTO_DRBD_DISKFUL", "storage_pool": "pool"}),
