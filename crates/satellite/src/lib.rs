@@ -135,6 +135,7 @@ impl Satellite {
             && let Ok(program) = mirrord
         {
             let driver = MirrorDriver::new(
+                host.runner.clone(),
                 config.state_dir.join(MIRROR_STATE_SUBDIR),
                 program,
                 config.device_root.clone(),

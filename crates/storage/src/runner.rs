@@ -5,6 +5,9 @@
 //! and compare the exact command lines against golden lists. [`SystemCommands`] is the real
 //! implementation; it is the only user of `std::process::Command` in the storage code.
 //!
+//! It also starts the long-running daemons the satellite supervises ([`HostCommands::start_daemon`]:
+//! `ferrite-mirrord`), in a session of their own so they outlive the satellite.
+//!
 //! It does not interpret output; the providers do.
 
 use std::fmt;
@@ -168,6 +171,21 @@ impl CommandError {
 pub trait HostCommands: Send + Sync {
     /// Runs `command` to completion. A non-zero exit is [`CommandError::Failed`].
     fn run(&self, command: &CommandLine) -> Result<CommandOutput, CommandError>;
+
+    /// Starts a long-running daemon (`ferrite-mirrord`) in a session of its own, so it outlives
+    /// the caller, with its output appended to `log`; returns its pid. A thread reaps it and
+    /// logs how it ended. Hosts that cannot start processes refuse.
+    fn start_daemon(
+        &self,
+        command: &CommandLine,
+        log: &std::path::Path,
+    ) -> Result<u32, CommandError> {
+        let _ = log;
+        Err(CommandError::Spawn {
+            command: command.to_string(),
+            message: "this host does not start daemons".to_string(),
+        })
+    }
 }
 
 /// Runs commands on this host, with stdin closed, output captured and [`COMMAND_TIMEOUT`].
@@ -272,6 +290,73 @@ impl HostCommands for SystemCommands {
                 stderr,
             })
         }
+    }
+
+    fn start_daemon(
+        &self,
+        command: &CommandLine,
+        log: &std::path::Path,
+    ) -> Result<u32, CommandError> {
+        SystemCommands::spawn_daemon(command, log)
+    }
+}
+
+impl SystemCommands {
+    #[allow(clippy::disallowed_types)] // this is the runner
+    fn spawn_daemon(command: &CommandLine, log: &std::path::Path) -> Result<u32, CommandError> {
+        use std::os::unix::process::CommandExt;
+        let line = command.to_string();
+        let spawn_error = |message: String| CommandError::Spawn {
+            command: line.clone(),
+            message,
+        };
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(|e| spawn_error(format!("cannot open its log {}: {e}", log.display())))?;
+        let err = out
+            .try_clone()
+            .map_err(|e| spawn_error(format!("cannot open its log {}: {e}", log.display())))?;
+        tracing::info!(command = %line, log = %log.display(), "starting daemon");
+        let mut process = std::process::Command::new(&command.program);
+        process
+            .args(&command.args)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .env("LC_ALL", "C");
+        // SAFETY: setsid is async-signal-safe and touches nothing of the parent.
+        unsafe {
+            process.pre_exec(|| {
+                libc::setsid();
+                Ok(())
+            });
+        }
+        let mut child = match process.spawn() {
+            Ok(child) => child,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(CommandError::NotFound {
+                    program: command.program.clone(),
+                    command: line,
+                });
+            }
+            Err(e) => return Err(spawn_error(e.to_string())),
+        };
+        let pid = child.id();
+        let _ = std::thread::Builder::new()
+            .name("daemon-reaper".to_string())
+            .spawn(move || match child.wait() {
+                Ok(status) if status.success() => {
+                    tracing::info!(pid, command = %line, "daemon ended")
+                }
+                Ok(status) => {
+                    let exit = ExitReason::from(status);
+                    tracing::warn!(pid, command = %line, %exit, "daemon ended");
+                }
+                Err(e) => tracing::warn!(pid, error = %e, "cannot wait for the daemon"),
+            });
+        Ok(pid)
     }
 }
 

@@ -7,18 +7,12 @@
 //! brings every resource up from them without the satellite.
 //!
 //! The daemon runs apart from the satellite. When its socket does not answer, the satellite
-//! starts it in a session of its own, so it outlives a satellite restart (or a `kill -9` of
+//! starts it through the host's runner, in a session of its own, so it outlives a satellite restart (or a `kill -9` of
 //! the satellite) and the data path goes on while the satellite is away. Its state-directory
 //! lock keeps a second one off the directory.
 
 use std::collections::{BTreeMap, HashMap};
-use std::os::unix::process::CommandExt;
 use std::path::PathBuf;
-#[expect(
-    clippy::disallowed_types,
-    reason = "the daemon is started and left running, not a host command run to its end"
-)]
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use ferrite_mirror::backing::DEFAULT_PEER_SLOTS;
@@ -29,6 +23,7 @@ use ferrite_proto::{
     PeerReport, PeerVolumeReport, ReplicatedVolumeReport, ReplicationEngine, ReplicationReport,
     ReplicationSpec, Role,
 };
+use ferrite_storage::{CommandLine, HostCommands};
 use tracing::{debug, info, warn};
 
 use super::{Member, ReplicationDriver};
@@ -48,6 +43,7 @@ pub const MIRRORD_LOG_FILE: &str = "mirrord.log";
 
 /// `ferrite-mirrord` of this node.
 pub struct MirrorDriver {
+    runner: std::sync::Arc<dyn HostCommands>,
     paths: Paths,
     program: PathBuf,
     device_root: Option<PathBuf>,
@@ -66,6 +62,7 @@ impl MirrorDriver {
     /// A driver for the daemon with its state in `state_dir`, started from `program` when it
     /// does not run.
     pub fn new(
+        runner: std::sync::Arc<dyn HostCommands>,
         state_dir: PathBuf,
         program: PathBuf,
         device_root: Option<PathBuf>,
@@ -74,6 +71,7 @@ impl MirrorDriver {
             .enable_all()
             .build()?;
         Ok(MirrorDriver {
+            runner,
             paths: Paths::new(state_dir),
             program,
             device_root,
@@ -86,12 +84,8 @@ impl MirrorDriver {
         })
     }
 
-    /// Starts the daemon in its own session, its output appended to its log. A thread reaps
-    /// it and logs how it ended.
-    #[expect(
-        clippy::disallowed_types,
-        reason = "the daemon is started and left running, not a host command run to its end"
-    )]
+    /// Starts the daemon through the host's runner: in a session of its own, its output
+    /// appended to its log.
     fn start_daemon(&mut self) -> Result<(), String> {
         if let Some(last) = self.last_start
             && last.elapsed() < MIRRORD_RESTART_BACKOFF
@@ -105,43 +99,19 @@ impl MirrorDriver {
         self.last_start = Some(Instant::now());
         std::fs::create_dir_all(&self.paths.state_dir)
             .map_err(|e| format!("cannot create {}: {e}", self.paths.state_dir.display()))?;
-        let log_path = self.paths.state_dir.join(MIRRORD_LOG_FILE);
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .map_err(|e| format!("cannot open {}: {e}", log_path.display()))?;
-        let log_err = log
-            .try_clone()
-            .map_err(|e| format!("cannot open {}: {e}", log_path.display()))?;
-        let mut command = Command::new(&self.program);
-        command
+        let mut command = CommandLine::new(self.program.to_string_lossy())
             .arg("--state-dir")
-            .arg(&self.paths.state_dir)
+            .arg(self.paths.state_dir.to_string_lossy())
             .arg("run");
         if let Some(root) = &self.device_root {
-            command.arg("--device-root").arg(root);
+            command = command.arg("--device-root").arg(root.to_string_lossy());
         }
-        command.stdin(Stdio::null()).stdout(log).stderr(log_err);
-        // SAFETY: setsid is async-signal-safe and touches nothing of the parent.
-        unsafe {
-            command.pre_exec(|| {
-                libc::setsid();
-                Ok(())
-            });
-        }
-        let mut child = command
-            .spawn()
-            .map_err(|e| format!("cannot start {}: {e}", self.program.display()))?;
-        info!(pid = child.id(), program = %self.program.display(), state_dir = %self.paths.state_dir.display(), "started ferrite-mirrord");
-        let pid = child.id();
-        let _ = std::thread::Builder::new()
-            .name("mirrord-reaper".to_string())
-            .spawn(move || match child.wait() {
-                Ok(status) if status.success() => info!(pid, "ferrite-mirrord ended"),
-                Ok(status) => warn!(pid, %status, "ferrite-mirrord ended"),
-                Err(e) => warn!(pid, error = %e, "cannot wait for ferrite-mirrord"),
-            });
+        let log = self.paths.state_dir.join(MIRRORD_LOG_FILE);
+        let pid = self
+            .runner
+            .start_daemon(&command, &log)
+            .map_err(|e| e.to_string())?;
+        info!(pid, state_dir = %self.paths.state_dir.display(), "started ferrite-mirrord");
         Ok(())
     }
 
