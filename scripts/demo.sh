@@ -7,9 +7,11 @@
 #   scripts/demo.sh status   show whether it runs
 #
 # One controller (127.0.0.1:3370) and four satellites (node1..node4 on 127.0.0.11..14:3366) run
-# as separate processes. Every node has a FILE_THIN storage pool in a directory under the demo
-# directory (FERRITE_DEMO_DIR, default /tmp/ferrite-demo); volumes are sparse files attached as
-# loop devices, so the satellites need root.
+# as separate processes; each satellite starts its node's ferrite-mirrord, which replicates the
+# volumes (the MIRROR engine) and gives each volume an NBD export and a block device under
+# <demo dir>/<node>/dev. Every node has a FILE_THIN storage pool in a directory under the demo
+# directory (FERRITE_DEMO_DIR, default /tmp/ferrite-demo); backing volumes are sparse files
+# attached as loop devices, block devices are FUSE files behind loop devices, so it needs root.
 set -euo pipefail
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -32,6 +34,23 @@ step() {
 ferrite() { "$bin_dir/ferrite" --controllers "$controller_address" "$@"; }
 
 stop() {
+    # Unmount what the tutorial mounted, then end the MIRROR daemons (each runs in a session of
+    # its own and outlives its satellite by design).
+    if [ -d "$demo_dir" ]; then
+        for mnt in "$demo_dir"/mnt-*; do
+            mountpoint -q "$mnt" 2>/dev/null && umount "$mnt" && echo "unmounted $mnt"
+        done
+        for lock in "$demo_dir"/node*/state/mirror/mirrord.lock; do
+            [ -f "$lock" ] || continue
+            pid=$(cat "$lock" 2>/dev/null || true)
+            if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then
+                kill "$pid" 2>/dev/null || true
+                for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+                kill -9 "$pid" 2>/dev/null || true
+                echo "stopped ferrite-mirrord (pid $pid)"
+            fi
+        done
+    fi
     if [ -f "$demo_dir/pids" ]; then
         while read -r name pid; do
             if kill -0 "$pid" 2>/dev/null; then
@@ -68,8 +87,37 @@ launch() {
 
 wait_for() {
     local what="$1"; shift
-    for _ in $(seq 100); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
+    for _ in $(seq 600); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
     die "$what did not come up; see the logs in $demo_dir"
+}
+
+# The state of my_ssd_res as the controller reports it, for the waits below.
+resource_state() {
+    ferrite -m resource list -r my_ssd_res 2>/dev/null | python3 -c "$1" "${@:2}"
+}
+replicas_up_to_date() {
+    resource_state '
+import json, sys
+rs = [r for r in json.load(sys.stdin)[0] if "DISKLESS" not in r.get("flags", [])]
+sys.exit(0 if len(rs) >= 2 and all(v.get("state", {}).get("disk_state") == "UpToDate" for r in rs for v in r["volumes"]) else 1)'
+}
+up_to_date() {
+    resource_state '
+import json, sys
+r = [r for r in json.load(sys.stdin)[0] if r["node_name"] == sys.argv[1]]
+sys.exit(0 if r and all(v.get("state", {}).get("disk_state") == "UpToDate" for v in r[0]["volumes"]) else 1)' "$1"
+}
+not_in_use() {
+    resource_state '
+import json, sys
+sys.exit(1 if any(r.get("state", {}).get("in_use") for r in json.load(sys.stdin)[0]) else 0)'
+}
+connected() {
+    resource_state '
+import json, sys
+r = [r for r in json.load(sys.stdin)[0] if r["node_name"] == sys.argv[1]]
+c = r[0]["layer_object"].get("drbd", {}).get("connections", {}) if r else {}
+sys.exit(0 if c and all(p.get("connected") for p in c.values()) else 1)' "$1"
 }
 
 start() {
@@ -78,7 +126,7 @@ start() {
     "$repo/scripts/setup.sh"
     log "Building (release)"
     (cd "$repo" && cargo build --release --bins --quiet \
-        -p ferrite-controller -p ferrite-satellite -p ferrite-cli)
+        -p ferrite-controller -p ferrite-satellite -p ferrite-mirror -p ferrite-cli)
 
     if [ -f "$demo_dir/pids" ]; then
         log "Stopping the previous demo"
@@ -96,7 +144,8 @@ start() {
     for node in "${nodes[@]}"; do
         mkdir -p "$demo_dir/$node/pool"
         launch "$node" "$bin_dir/ferrite-satellite" --listen "${node_ip[$node]}:3366" \
-            --state-dir "$demo_dir/$node/state" --node-name "$node" --config /dev/null
+            --state-dir "$demo_dir/$node/state" --node-name "$node" --config /dev/null \
+            --device-root "$demo_dir/$node/dev"
     done
     wait_for controller curl -fsS "http://$controller_address/health"
 
@@ -117,22 +166,66 @@ start() {
     step ferrite volume list
     step ferrite resource-definition list
 
-    # The placer chose two nodes; the others can use the volume disklessly.
-    mapfile -t placed < <(ferrite -m resource list -r my_ssd_res |
-        python3 -c 'import json,sys; print("\n".join(sorted(r["node_name"] for r in json.load(sys.stdin)[0])))')
-    spare=()
+    # The placer chose two nodes for the disks and a third for the diskless tiebreaker.
+    mapfile -t placed < <(ferrite -m resource list -r my_ssd_res | python3 -c '
+import json, sys
+rs = json.load(sys.stdin)[0]
+print("\n".join(sorted(r["node_name"] for r in rs if "DISKLESS" not in r.get("flags", []))))')
+    tiebreaker=$(ferrite -m resource list -r my_ssd_res | python3 -c '
+import json, sys
+rs = json.load(sys.stdin)[0]
+print(next((r["node_name"] for r in rs if "TIE_BREAKER" in r.get("flags", [])), ""))')
+    [ -n "$tiebreaker" ] || die "no tiebreaker was placed; see ferrite resource list"
+    spare=""
     for node in "${nodes[@]}"; do
-        [[ " ${placed[*]} " == *" $node "* ]] || spare+=("$node")
+        [[ " ${placed[*]} $tiebreaker " == *" $node "* ]] || spare="$node"
     done
-    step ferrite resource create "${spare[-1]}" my_ssd_res --diskless
+    wait_for "both replicas UpToDate" replicas_up_to_date
     step ferrite resource list
-    # Make the diskless node a replica, then move the first replica's disk away.
-    step ferrite resource toggle-disk "${spare[-1]}" my_ssd_res --storage-pool pool_ssd
-    step ferrite resource toggle-disk "${placed[0]}" my_ssd_res --diskless
+    step ferrite volume list
+
+    log "Real data: a file system made and written on the diskless tiebreaker $tiebreaker"
+    device_of() { echo "$demo_dir/$1/dev/my_ssd_res/0"; }
+    mnt="$demo_dir/mnt-data"
+    mkdir -p "$mnt"
+    wait_for "the block device on $tiebreaker" test -b "$(readlink -f "$(device_of "$tiebreaker")")"
+    step mkfs.ext4 -q -F "$(device_of "$tiebreaker")"
+    step mount "$(device_of "$tiebreaker")" "$mnt"
+    echo "Ferrite kept this file safe ($(date -u +%FT%TZ))" >"$mnt/hello.txt"
+    step cat "$mnt/hello.txt"
     step ferrite resource list
+    step umount "$mnt"
+
+    log "Mounted and read on ${placed[0]}, one of the replicas"
+    wait_for "the tiebreaker to let go" not_in_use
+    step mount "$(device_of "${placed[0]}")" "$mnt"
+    step cat "$mnt/hello.txt"
+    step umount "$mnt"
+
+    log "Made available on $spare (diskless) and read there"
+    wait_for "${placed[0]} to let go" not_in_use
+    step ferrite resource make-available "$spare" my_ssd_res
+    wait_for "the block device on $spare" test -b "$(readlink -f "$(device_of "$spare")")"
+    wait_for "$spare to connect" connected "$spare"
+    step mount "$(device_of "$spare")" "$mnt"
+    step cat "$mnt/hello.txt"
+    step umount "$mnt"
+    step ferrite resource list
+
+    log "$spare becomes a replica (a full sync from the others), ${placed[0]} gives up its replica"
+    wait_for "$spare to let go" not_in_use
+    step ferrite resource toggle-disk "$spare" my_ssd_res --storage-pool pool_ssd
+    step ferrite volume list
+    wait_for "$spare to finish its sync" up_to_date "$spare"
     step ferrite volume list
     step ferrite resource delete "${placed[0]}" my_ssd_res
     step ferrite resource list
+
+    log "The file, read again on ${placed[1]}"
+    wait_for "${placed[1]} to connect" connected "${placed[1]}"
+    step mount "$(device_of "${placed[1]}")" "$mnt"
+    step cat "$mnt/hello.txt"
+    step umount "$mnt"
 
     log "Safety: a backup of the controller's store, and the nodes' orphans (none)"
     step ferrite controller backup "$demo_dir/backup-1.db"
@@ -144,8 +237,10 @@ The cluster keeps running. Use it with:
 
     export PATH="$bin_dir:\$PATH"
     ferrite node list                 # the four nodes
-    ferrite resource list             # my_ssd_res on two nodes
-    ferrite volume list               # the loop devices backing it
+    ferrite resource list             # my_ssd_res, replicated by the MIRROR engine
+    ferrite volume list               # its block devices and replication states
+    mount $demo_dir/${placed[1]}/dev/my_ssd_res/0 /mnt    # the volume, on ${placed[1]}
+    ferrite-mirrord --state-dir $demo_dir/${placed[1]}/state/mirror status -v
     ferrite rg spawn my_ssd_group web 1G
     curl -s http://$controller_address/v1/view/resources | python3 -m json.tool
 
