@@ -480,16 +480,25 @@ impl<V: Volume> BlockDevices<V> {
 
     /// Removes every device that is not in use, then unmounts the FUSE file system. Devices
     /// in use stay attached, and the file system is detached lazily so it keeps serving them
-    /// while this process lives; the errors name them.
+    /// while this process lives; the errors name them. Each of them is detached all the same,
+    /// which the kernel defers to its last close (autoclear), and its links are removed: once
+    /// its user lets go (after this process ended, its I/O fails), the loop device is free
+    /// again, not left attached to a file system nobody serves.
     pub fn shutdown(mut self) -> Vec<BlockDevError> {
         self.shutdown_inner()
     }
 
     fn shutdown_inner(&mut self) -> Vec<BlockDevError> {
         let mut errors = Vec::new();
+        if self.fuse.is_none() {
+            return errors;
+        }
         let keys: Vec<_> = self.devices.keys().cloned().collect();
         for (resource, volume_number) in keys {
             if let Err(error) = self.remove(&resource, volume_number) {
+                if let Some(device) = self.devices.remove(&(resource, volume_number)) {
+                    self.detach_when_closed(&device);
+                }
                 errors.push(error);
             }
         }
@@ -499,6 +508,26 @@ impl<V: Volume> BlockDevices<V> {
             errors.push(error);
         }
         errors
+    }
+}
+
+impl<V: Volume> BlockDevices<V> {
+    /// Detaches a device still in use at its last close (the kernel's autoclear) and removes
+    /// its links, which would otherwise name a loop device that is given to someone else.
+    fn detach_when_closed(&self, device: &BlockDevice<V>) {
+        match self
+            .runner
+            .run(&loop_device::detach_command(&device.loop_device.path))
+        {
+            Ok(_) => {
+                tracing::warn!(device = %device.loop_device.path.display(), "block device in use at shutdown: detached when its last user closes it");
+            }
+            Err(error) => {
+                tracing::error!(device = %device.loop_device.path.display(), %error, "could not mark a block device in use for detaching at its last close");
+            }
+        }
+        device.removed.store(true, Ordering::Release);
+        remove_symlinks([Some(&device.link), device.drbd_link.as_ref()]);
     }
 }
 

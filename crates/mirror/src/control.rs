@@ -68,6 +68,12 @@ impl Paths {
     pub fn nbd_socket(&self, resource: &str, volume: u16) -> PathBuf {
         self.run().join(resource).join(format!("{volume}.nbd"))
     }
+
+    /// Where the block devices' FUSE file system is mounted (a file per volume, each behind a
+    /// loop device). Not below `run/`, which holds a directory per resource.
+    pub fn block_device_mount(&self) -> PathBuf {
+        self.state_dir.join("blockdev")
+    }
 }
 
 /// A request to the daemon.
@@ -143,9 +149,17 @@ pub struct Frontend {
     pub nbd_uri: String,
     /// Its NBD URI on the daemon's TCP listener, if it has one.
     pub nbd_tcp_uri: Option<String>,
-    /// The block device path (a symlink under the device root), if it has one.
+    /// Its block device, `<device-root>/<resource>/<volnr>` (a symlink to the loop device), if
+    /// it has one.
     pub device_path: Option<String>,
-    /// Why it has no block device, if it has none.
+    /// DRBD's name for the same device, `<device-root>/drbd/by-res/<resource>/<volnr>`, made
+    /// where no DRBD module is loaded.
+    #[serde(default)]
+    pub drbd_device_path: Option<String>,
+    /// The loop device both paths point to, `/dev/loopN`.
+    #[serde(default)]
+    pub loop_device: Option<String>,
+    /// Why it has no block device, if it has none: what is missing and how to fix it.
     pub device_unavailable: Option<String>,
 }
 
@@ -286,6 +300,10 @@ mod tests {
         assert_eq!(
             paths.nbd_socket("r0", 1),
             PathBuf::from("/var/lib/ferrite/satellite/mirror/run/r0/1.nbd")
+        );
+        assert_eq!(
+            paths.block_device_mount(),
+            PathBuf::from("/var/lib/ferrite/satellite/mirror/blockdev")
         );
     }
 }

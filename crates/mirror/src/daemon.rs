@@ -7,11 +7,20 @@
 //! Each running resource owns its state machine ([`crate::resource`]); the daemon never reaches
 //! into it except through its handle.
 //!
+//! Frontends of every volume of a running resource: an NBD export on its own unix socket (and
+//! on the shared TCP listener, if configured), and a block device where the host can have one
+//! ([`crate::block_devices`]: a FUSE file behind a loop device). A volume is in use when an NBD
+//! client is connected or its block device is mounted or open exclusively; `down` (and a
+//! restart for a changed configuration) refuses then, unless forced.
+//!
 //! Start-up: lock the state directory (one daemon per directory), bind the control socket,
-//! bring up every resource that has a configuration file, then serve. A resource whose
-//! configuration cannot be applied is recorded as failed with the reason and retried on the
-//! next `up`. Shut-down (SIGTERM, SIGINT): every resource down cleanly (bitmaps written,
-//! Primary demoted). A `kill -9` leaves the metadata to crash recovery at the next start.
+//! probe for block devices and mount their FUSE file system, bring up every resource that has
+//! a configuration file, then serve. A resource whose configuration cannot be applied is
+//! recorded as failed with the reason and retried on the next `up`. Shut-down (SIGTERM,
+//! SIGINT): every resource's block devices removed (loop device detached, which flushes it
+//! through the engine), its NBD exports closed, then the resource down cleanly (bitmaps
+//! written, Primary demoted); the FUSE file system is unmounted last. A `kill -9` leaves the
+//! metadata to crash recovery and the FUSE mount to the next start, which clears it.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -26,6 +35,9 @@ use tokio::sync::{Mutex, broadcast};
 use tokio::task::JoinHandle;
 use tracing::{Instrument, info, info_span, warn};
 
+use crate::block_devices::{
+    BlockDeviceFrontend, BlockDeviceSetting, DEVICE_USAGE_POLL, VolumeDevice,
+};
 use crate::config::ResourceConfig;
 use crate::control::{
     CONTROL_VERSION, Frontend, MAX_LINE_BYTES, Paths, Reply, Request, ResourceEntry,
@@ -37,8 +49,9 @@ use crate::volume::VolumeEngine;
 #[derive(Debug, Clone)]
 pub struct DaemonConfig {
     pub paths: Paths,
-    /// Where block devices appear (`<device-root>/<resource>/<volnr>`).
-    pub device_root: PathBuf,
+    /// Whether volumes get block devices, and where they appear
+    /// (`<device-root>/<resource>/<volnr>`).
+    pub block_devices: BlockDeviceSetting,
     /// An optional TCP listener (localhost) serving every volume as export `<resource>/<volnr>`.
     pub nbd_tcp: Option<SocketAddr>,
 }
@@ -72,6 +85,8 @@ pub enum StartError {
 struct Running {
     resource: Arc<Resource>,
     exports: Vec<NbdExport>,
+    /// Each volume's block device, or why it has none.
+    devices: BTreeMap<u16, VolumeDevice>,
     /// Forwards the resource's status changes to `events` subscribers.
     watcher: JoinHandle<()>,
 }
@@ -99,6 +114,9 @@ pub struct Daemon {
     changes: broadcast::Sender<String>,
     /// The shared localhost TCP server, when configured.
     tcp: Option<(Server<VolumeEngine>, SocketAddr)>,
+    block_devices: BlockDeviceFrontend,
+    /// Checks the block devices for use every [`DEVICE_USAGE_POLL`].
+    usage_poll: std::sync::Mutex<Option<JoinHandle<()>>>,
     /// Held for the daemon's life.
     _lock: std::fs::File,
 }
@@ -137,13 +155,30 @@ impl Daemon {
             }
             None => None,
         };
+        let block_devices =
+            BlockDeviceFrontend::start(&config.block_devices, paths.block_device_mount()).await;
         let daemon = Arc::new(Daemon {
             config,
             entries: Mutex::new(BTreeMap::new()),
             changes: broadcast::channel(1024).0,
             tcp,
+            block_devices,
+            usage_poll: std::sync::Mutex::new(None),
             _lock: lock,
         });
+        if daemon.block_devices.unavailable().is_none() {
+            let weak = Arc::downgrade(&daemon);
+            let poll = tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(DEVICE_USAGE_POLL).await;
+                    let Some(daemon) = weak.upgrade() else {
+                        return;
+                    };
+                    daemon.block_devices.poll().await;
+                }
+            });
+            *daemon.usage_poll.lock().unwrap_or_else(|e| e.into_inner()) = Some(poll);
+        }
         for name in daemon.configured()? {
             let reply = daemon.up(&name).await;
             if let Reply::Error { message } = reply {
@@ -305,9 +340,10 @@ impl Daemon {
             }
         };
         let mut entries = self.entries.lock().await;
-        if let Some(Entry::Running(running)) = entries.get(name) {
+        if let Some(Entry::Running(running)) = entries.get_mut(name) {
             match running.resource.adjust(config.clone()).await {
                 Ok(()) => {
+                    self.add_missing_devices(name, running).await;
                     let _ = self.changes.send(name.to_string());
                     return Reply::Done {
                         message: format!("'{name}' adjusted"),
@@ -315,11 +351,12 @@ impl Daemon {
                 }
                 Err(AdjustError::Refused(message)) => return Reply::Error { message },
                 Err(AdjustError::NeedsRestart(what)) => {
-                    if running.resource.status().in_use {
+                    // Its volumes may go away: their frontends first, refused while in use.
+                    if let Err(message) = self.release(name, running, false).await {
                         return Reply::Error {
                             message: format!(
-                                "'{name}': {what} changed, which needs the resource down and up \
-                                 again, but it is in use on this node; stop using it first"
+                                "{message}; '{name}': {what} changed, which needs the resource \
+                                 down and up again"
                             ),
                         };
                     }
@@ -333,10 +370,17 @@ impl Daemon {
         match self.start_resource(config).await {
             Ok(running) => {
                 let volumes = running.exports.len();
+                let devices = running
+                    .devices
+                    .values()
+                    .filter(|device| device.ready().is_some())
+                    .count();
                 entries.insert(name.to_string(), Entry::Running(running));
                 let _ = self.changes.send(name.to_string());
                 Reply::Done {
-                    message: format!("'{name}' is up with {volumes} volume(s)"),
+                    message: format!(
+                        "'{name}' is up with {volumes} volume(s), {devices} with a block device"
+                    ),
                 }
             }
             Err(message) => {
@@ -348,10 +392,12 @@ impl Daemon {
     }
 
     /// Takes a resource down (its file stays; the satellite removes it when the resource is
-    /// deleted here).
+    /// deleted here). Refused while a volume is in use (an NBD client connected, a block device
+    /// mounted or open), unless `force`: then NBD clients are disconnected and a block device in
+    /// use stays attached, its I/O failing, until nothing uses it.
     pub async fn down(&self, name: &str, force: bool) -> Reply {
         let mut entries = self.entries.lock().await;
-        match entries.get(name) {
+        match entries.get_mut(name) {
             None => Reply::Done {
                 message: format!("'{name}' is not up"),
             },
@@ -363,33 +409,62 @@ impl Daemon {
                 }
             }
             Some(Entry::Running(running)) => {
-                if running.resource.status().in_use && !force {
-                    return Reply::Error {
-                        message: format!(
-                            "'{name}' is in use on this node (an NBD client is connected or its \
-                             block device is open); stop using it first"
-                        ),
-                    };
-                }
+                let notes = match self.release(name, running, force).await {
+                    Ok(notes) => notes,
+                    Err(message) => {
+                        let _ = self.changes.send(name.to_string());
+                        return Reply::Error {
+                            message: format!(
+                                "{message} (`down --force` takes it down anyway; its users get \
+                                 I/O errors)"
+                            ),
+                        };
+                    }
+                };
                 if let Some(Entry::Running(running)) = entries.remove(name) {
                     self.stop(running).await;
                 }
                 let _ = self.changes.send(name.to_string());
-                Reply::Done {
-                    message: format!("'{name}' is down"),
+                let mut message = format!("'{name}' is down");
+                if !notes.is_empty() {
+                    message.push_str(&format!(
+                        "; block device(s) in use left attached: {}",
+                        notes.join("; ")
+                    ));
                 }
+                Reply::Done { message }
             }
         }
     }
 
-    /// Takes every resource down (shut-down).
+    /// Takes every resource down (shut-down): block devices first (a device still in use
+    /// stays, its I/O failing), then NBD exports and the resource; the FUSE file system last.
     pub async fn shutdown(&self) {
+        if let Some(poll) = self
+            .usage_poll
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take()
+        {
+            poll.abort();
+        }
         let mut entries = self.entries.lock().await;
         let all = std::mem::take(&mut *entries);
-        for (_, entry) in all {
-            if let Entry::Running(running) = entry {
+        for (name, entry) in all {
+            if let Entry::Running(mut running) = entry {
+                match self.release(&name, &mut running, true).await {
+                    Ok(notes) => {
+                        for note in notes {
+                            warn!(resource = %name, "{note}");
+                        }
+                    }
+                    Err(message) => warn!(resource = %name, "{message}"),
+                }
                 self.stop(running).await;
             }
+        }
+        for error in self.block_devices.shutdown().await {
+            warn!("block device left behind at shut-down: {error}");
         }
         let _ = std::fs::remove_file(self.config.paths.control_socket());
     }
@@ -417,6 +492,12 @@ impl Daemon {
                 }
             }
         }
+        // A volume without a block device still runs: its NBD export says how to reach it.
+        let mut devices = BTreeMap::new();
+        for (number, engine) in resource.volumes() {
+            let device = self.block_devices.add(&name, *number, engine.clone()).await;
+            devices.insert(*number, device);
+        }
         let watcher = {
             let mut status = resource.watch_status();
             let changes = self.changes.clone();
@@ -430,8 +511,65 @@ impl Daemon {
         Ok(Running {
             resource,
             exports,
+            devices,
             watcher,
         })
+    }
+
+    /// Retries the block device of every volume that has none while the host can have them
+    /// (an `up` of a running resource: e.g. the device a forced `down` left is free now).
+    async fn add_missing_devices(&self, name: &str, running: &mut Running) {
+        if self.block_devices.unavailable().is_some() {
+            return;
+        }
+        for (number, engine) in running.resource.volumes() {
+            if running
+                .devices
+                .get(number)
+                .is_none_or(|device| device.ready().is_none())
+            {
+                let device = self.block_devices.add(name, *number, engine.clone()).await;
+                running.devices.insert(*number, device);
+            }
+        }
+    }
+
+    /// Takes a running resource's block devices away, first making sure (unless `force`) that
+    /// no volume is in use: no NBD client, no device mounted or open. A refusal leaves every
+    /// frontend as it was and says which volume is used and how. Forced, the notes name the
+    /// devices left attached because they are in use.
+    async fn release(
+        &self,
+        name: &str,
+        running: &mut Running,
+        force: bool,
+    ) -> Result<Vec<String>, String> {
+        let engines = running.resource.volumes().clone();
+        if !force {
+            let usage = self.block_devices.usage(&running.devices, &engines).await;
+            if let Some(used) = usage.iter().find(|u| u.other_sessions > 0) {
+                return Err(format!(
+                    "'{name}' is in use on this node: {} NBD client(s) connected to volume {}; \
+                     disconnect them first",
+                    used.other_sessions, used.volume
+                ));
+            }
+        }
+        let devices = std::mem::take(&mut running.devices);
+        match self
+            .block_devices
+            .remove(name, devices, &engines, force)
+            .await
+        {
+            Ok(notes) => Ok(notes),
+            Err(refusal) => {
+                running.devices = refusal.devices;
+                Err(format!(
+                    "'{name}' is in use on this node: {}",
+                    refusal.message
+                ))
+            }
+        }
     }
 
     fn export(
@@ -491,6 +629,8 @@ impl Daemon {
         info!(resource, volume = export.volume, "NBD export removed");
     }
 
+    /// Closes a resource's NBD exports and takes it down; its block devices are gone already
+    /// ([`Daemon::release`]).
     async fn stop(&self, running: Running) {
         let name = running.resource.name.clone();
         running.watcher.abort();
@@ -502,22 +642,31 @@ impl Daemon {
         info!(resource = %name, "resource down");
     }
 
-    fn frontends(&self, resource: &str, running: &Running) -> Vec<Frontend> {
+    fn frontends(&self, running: &Running) -> Vec<Frontend> {
         running
             .exports
             .iter()
-            .map(|export| Frontend {
-                volume: export.volume,
-                nbd_uri: format!("nbd+unix:///?socket={}", export.socket.display()),
-                nbd_tcp_uri: match (&self.tcp, &export.tcp_name) {
-                    (Some((_, address)), Some(name)) => Some(format!("nbd://{address}/{name}")),
-                    _ => None,
-                },
-                device_path: None,
-                device_unavailable: Some(format!(
-                    "no block device frontend for {resource}/{} yet; use the NBD export",
-                    export.volume
-                )),
+            .map(|export| {
+                let device = running.devices.get(&export.volume);
+                let ready = device.and_then(|d| d.ready());
+                Frontend {
+                    volume: export.volume,
+                    nbd_uri: format!("nbd+unix:///?socket={}", export.socket.display()),
+                    nbd_tcp_uri: match (&self.tcp, &export.tcp_name) {
+                        (Some((_, address)), Some(name)) => Some(format!("nbd://{address}/{name}")),
+                        _ => None,
+                    },
+                    device_path: ready.map(|d| d.path().display().to_string()),
+                    drbd_device_path: ready
+                        .and_then(|d| d.drbd_path())
+                        .map(|p| p.display().to_string()),
+                    loop_device: ready.map(|d| d.device().display().to_string()),
+                    device_unavailable: match device {
+                        Some(VolumeDevice::Unavailable(reason)) => Some(reason.clone()),
+                        Some(VolumeDevice::Ready(_)) => None,
+                        None => Some("the volume has no block device".to_string()),
+                    },
+                }
             })
             .collect()
     }
@@ -528,7 +677,7 @@ impl Daemon {
                 name: name.to_string(),
                 status: Some(running.resource.status()),
                 failure: None,
-                frontends: self.frontends(name, running),
+                frontends: self.frontends(running),
             },
             Entry::Failed(reason) => ResourceEntry {
                 name: name.to_string(),

@@ -11,7 +11,9 @@
 //! - [`wire`]: the peer protocol's frames and their codec;
 //! - [`config`]: a resource's configuration as the satellite writes it;
 //! - [`control`]: the daemon's control socket (requests, replies, the client);
-//! - [`daemon`]: `ferrite-mirrord`: the node's resources, their NBD exports, the control socket;
+//! - [`daemon`]: `ferrite-mirrord`: the node's resources, their frontends, the control socket;
+//! - [`block_devices`]: the daemon's block devices (a FUSE file and a loop device per volume)
+//!   and the poll that tells the engine when one is in use;
 //! - [`conflict`]: overlapping writes of a volume, serialized in submission order;
 //! - [`volume`]: a volume's I/O path (protocol C writes, reads, flushes);
 //! - [`peer`]: one connection to one peer: handshake, authentication, framed send and receive;
@@ -21,6 +23,7 @@
 pub mod activity_log;
 pub mod backing;
 pub mod bitmap;
+pub mod block_devices;
 pub mod config;
 pub mod conflict;
 pub mod control;

@@ -38,8 +38,9 @@ use crate::wire::{
     self, BitmapChunk, DiskState, Kind, PromoteAnswer, Range, StateMessage, VolumeState,
 };
 
-/// How long a member stays Primary after its last frontend closed, so that an `umount` and a
-/// `mount` right after do not bounce the role.
+/// How long a member stays Primary after its last frontend closed and its last frontend write,
+/// so that an `umount` and a `mount` right after do not bounce the role. With a block device,
+/// demotion also waits for the device's next usage poll ([`VolumeEngine::may_demote`]).
 pub const DEMOTE_GRACE: Duration = Duration::from_millis(500);
 
 /// How long a promotion waits for every connected peer's vote.
@@ -482,9 +483,11 @@ impl Resource {
     }
 
     /// The latest status. The state machine publishes it on every change of state; the
-    /// out-of-sync amounts, which every write to an absent peer changes, are read live.
+    /// out-of-sync amounts, which every write to an absent peer changes, and whether a frontend
+    /// holds a volume open, which the frontends count, are read live.
     pub fn status(&self) -> ResourceStatus {
         let mut status = self.status.borrow().clone();
+        status.in_use = self.volumes.values().any(|v| v.sessions() > 0);
         for peer in &mut status.peers {
             for volume in &mut peer.volumes {
                 if let Some(backing) = self.volumes.get(&volume.number).and_then(|v| v.backing()) {
@@ -1913,6 +1916,10 @@ impl Machine {
             && let Some(since) = self.idle_since
             && now.duration_since(since) > DEMOTE_GRACE
             && !self.in_use()
+            && self
+                .volumes
+                .values()
+                .all(|v| v.engine.may_demote(now, DEMOTE_GRACE))
         {
             self.idle_since = None;
             self.demote().await;
@@ -1922,6 +1929,10 @@ impl Machine {
     }
 
     async fn go_down(&mut self) {
+        // No request may start from here on: what the bitmaps are about to record is final.
+        for local in self.volumes.values() {
+            local.engine.set_view(IoView::down());
+        }
         if self.primary {
             self.demote().await;
         }

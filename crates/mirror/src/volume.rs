@@ -19,8 +19,9 @@
 //! quorum, which peers to replicate to, where to read) whenever the cluster changes; the path
 //! reads it once per request.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use ferrite_block::{IoError, Volume, check_range};
@@ -63,6 +64,24 @@ impl IoView {
             read_from: None,
         }
     }
+
+    /// The view of a volume whose resource is down: every request fails with
+    /// [`IoError::Shutdown`]. A frontend can outlive its resource (a block device still mounted
+    /// when the resource was taken down by force); its I/O must not reach the disk unreplicated.
+    pub fn down() -> IoView {
+        IoView {
+            primary: false,
+            refuse_writes: Some(IoError::Shutdown),
+            local_up_to_date: false,
+            targets: Vec::new(),
+            absent: Vec::new(),
+            read_from: None,
+        }
+    }
+
+    fn is_down(&self) -> bool {
+        matches!(self.refuse_writes, Some(IoError::Shutdown))
+    }
 }
 
 /// What the volume asks of its resource.
@@ -86,6 +105,26 @@ pub struct VolumeEngine {
     view: RwLock<Arc<IoView>>,
     control: Arc<dyn ResourceControl>,
     sessions: AtomicUsize,
+    usage: Usage,
+}
+
+/// What auto-demotion needs to know beyond the sessions: when a frontend last wrote, and
+/// whether a frontend that reports its users only when polled (the block device: a mount is
+/// seen at the next poll, not when it happens) found the volume unused since.
+#[derive(Default)]
+struct Usage {
+    /// [`ticks`] at the start and at the end of the latest frontend write.
+    last_write: AtomicU64,
+    /// [`ticks`] at the start of the latest poll that found the polled frontend unused.
+    checked_unused: AtomicU64,
+    polled: AtomicBool,
+}
+
+/// Nanoseconds since the first call in this process: an [`Instant`] that fits in an atomic.
+fn ticks(at: Instant) -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    at.saturating_duration_since(epoch).as_nanos() as u64
 }
 
 impl VolumeEngine {
@@ -105,6 +144,7 @@ impl VolumeEngine {
             view: RwLock::new(Arc::new(IoView::initial())),
             control,
             sessions: AtomicUsize::new(0),
+            usage: Usage::default(),
         }
     }
 
@@ -131,6 +171,42 @@ impl VolumeEngine {
         self.sessions.load(Ordering::Relaxed)
     }
 
+    /// Whether a frontend that reports its users only when polled exports this volume (the
+    /// daemon sets it while the volume has a block device). Demotion then also waits for a poll
+    /// that started after the last write and found the volume unused.
+    pub fn set_polled(&self, polled: bool) {
+        self.usage.polled.store(polled, Ordering::Release);
+    }
+
+    /// A poll that started at `started` found the polled frontend unused.
+    pub fn checked_unused(&self, started: Instant) {
+        self.usage
+            .checked_unused
+            .fetch_max(ticks(started), Ordering::AcqRel);
+    }
+
+    /// Whether this volume lets its resource become Secondary at `now`: no session, no frontend
+    /// write for `grace`, and, with a polled frontend, a poll since the last write that found
+    /// it unused. A mount writes (its superblock, its journal) before the next poll can see it:
+    /// without the last rule, a resource idle since its previous user left would demote under
+    /// a fresh mount in that moment.
+    pub fn may_demote(&self, now: Instant, grace: Duration) -> bool {
+        let last_write = self.usage.last_write.load(Ordering::Acquire);
+        // 0: never written, nothing to protect.
+        let quiet =
+            last_write == 0 || ticks(now).saturating_sub(last_write) >= grace.as_nanos() as u64;
+        let checked = last_write == 0
+            || !self.usage.polled.load(Ordering::Acquire)
+            || self.usage.checked_unused.load(Ordering::Acquire) > last_write;
+        self.sessions() == 0 && quiet && checked
+    }
+
+    fn note_write(&self) {
+        self.usage
+            .last_write
+            .fetch_max(ticks(Instant::now()).max(1), Ordering::AcqRel);
+    }
+
     /// The view to write with: this member's, after promoting it if it is not Primary yet.
     async fn writable_view(&self) -> Result<Arc<IoView>, IoError> {
         let view = self.view();
@@ -153,6 +229,19 @@ impl VolumeEngine {
     async fn replicated_write(&self, offset: u64, data: Bytes, fua: bool) -> Result<(), IoError> {
         let len = data.len() as u64;
         check_range(self.usable, offset, len)?;
+        self.note_write();
+        let result = self.replicated_write_inner(offset, data, fua, len).await;
+        self.note_write();
+        result
+    }
+
+    async fn replicated_write_inner(
+        &self,
+        offset: u64,
+        data: Bytes,
+        fua: bool,
+        len: u64,
+    ) -> Result<(), IoError> {
         let view = self.writable_view().await?;
         let _range = self.conflicts.acquire(offset, len).await;
         if let Some(backing) = &self.backing {
@@ -265,6 +354,9 @@ impl Volume for VolumeEngine {
     async fn read(&self, offset: u64, len: u32) -> Result<Bytes, IoError> {
         check_range(self.usable, offset, u64::from(len))?;
         let view = self.view();
+        if view.is_down() {
+            return Err(IoError::Shutdown);
+        }
         if view.local_up_to_date
             && let Some(backing) = &self.backing
         {
@@ -285,6 +377,9 @@ impl Volume for VolumeEngine {
 
     async fn flush(&self) -> Result<(), IoError> {
         let view = self.view();
+        if view.is_down() {
+            return Err(IoError::Shutdown);
+        }
         let remote = view.targets.iter().map(|peer| peer.send_flush());
         let local = self.local_sync();
         let (local, remote) = futures::join!(local, futures::future::join_all(remote));
@@ -328,5 +423,57 @@ impl Volume for VolumeEngine {
             .sessions
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
         self.control.usage_changed();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct NoResource;
+
+    impl ResourceControl for NoResource {
+        fn promote(&self) -> BoxFuture<'static, Result<(), IoError>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn usage_changed(&self) {}
+        fn announce_generation(&self) -> BoxFuture<'static, ()> {
+            Box::pin(async {})
+        }
+    }
+
+    #[test]
+    fn demotion_waits_for_quiet_and_for_a_poll_after_the_last_write() {
+        const GRACE: Duration = Duration::from_millis(500);
+        let me = crate::gi::NodeId::new(0).unwrap();
+        let volume = VolumeEngine::new(0, me, 1 << 20, None, Arc::new(NoResource));
+        assert!(volume.may_demote(Instant::now(), GRACE), "never written");
+
+        let before_write = Instant::now();
+        volume.note_write();
+        assert!(
+            !volume.may_demote(Instant::now(), GRACE),
+            "written just now"
+        );
+        assert!(volume.may_demote(Instant::now() + GRACE, GRACE), "quiet");
+
+        // With a block device, a mount that wrote is seen only at the next poll.
+        volume.set_polled(true);
+        assert!(!volume.may_demote(Instant::now() + GRACE, GRACE));
+        volume.checked_unused(before_write);
+        assert!(
+            !volume.may_demote(Instant::now() + GRACE, GRACE),
+            "a poll from before the write says nothing about it"
+        );
+        volume.checked_unused(Instant::now());
+        assert!(volume.may_demote(Instant::now() + GRACE, GRACE));
+
+        volume.opened();
+        assert!(
+            !volume.may_demote(Instant::now() + GRACE, GRACE),
+            "a session"
+        );
+        volume.closed();
+        assert!(volume.may_demote(Instant::now() + GRACE, GRACE));
     }
 }

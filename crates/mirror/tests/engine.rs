@@ -286,3 +286,24 @@ async fn a_peer_with_a_wrong_secret_gets_nothing() {
     a.down().await;
     b.down().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_volume_whose_resource_is_down_refuses_every_request() {
+    // A frontend can outlive its resource (a block device still mounted at a forced down): its
+    // requests must fail, not reach the disk behind the bitmaps' back.
+    let cluster = Cluster::new(1, 0);
+    let a = cluster.up(0).await;
+    wait(&a, "a lone new volume is UpToDate", |s| {
+        s.volumes[0].disk == "UpToDate"
+    })
+    .await;
+    let volume = a.volumes()[&0].clone();
+    let written = pattern(7, 4096);
+    volume.write(0, written.clone(), false).await.unwrap();
+    a.down().await;
+    assert!(matches!(volume.read(0, 4096).await, Err(IoError::Shutdown)));
+    let refused = volume.write(0, pattern(8, 4096), false).await;
+    assert!(matches!(refused, Err(IoError::Shutdown)), "{refused:?}");
+    assert!(matches!(volume.flush().await, Err(IoError::Shutdown)));
+    assert_eq!(&cluster.on_disk(0, 0, 4096)[..], &written[..]);
+}

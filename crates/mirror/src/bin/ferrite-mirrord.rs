@@ -1,7 +1,9 @@
 //! `ferrite-mirrord`: the data-path daemon of the MIRROR layer on one node, and the commands
 //! that talk to it (what `drbdsetup` is to DRBD).
 //!
-//! - `ferrite-mirrord run`: serve every resource configured in `<state-dir>/resources/`;
+//! - `ferrite-mirrord run`: serve every resource configured in `<state-dir>/resources/`, each
+//!   volume as an NBD export and, where the host allows, as a block device under
+//!   `--device-root`;
 //! - `ferrite-mirrord up|down RESOURCE`: apply a resource's file now / take it down;
 //! - `ferrite-mirrord status [RESOURCE]`: what `drbdsetup status` prints;
 //! - `ferrite-mirrord events`: one JSON line per change;
@@ -12,7 +14,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use ferrite_mirror::control::{Client, Paths, Reply, Request};
+use ferrite_blockdev::DEFAULT_DEVICE_ROOT;
+use ferrite_mirror::block_devices::BlockDeviceSetting;
+use ferrite_mirror::control::{Client, Frontend, Paths, Reply, Request};
 use ferrite_mirror::daemon::{Daemon, DaemonConfig};
 
 /// The default state directory: the satellite's, plus `mirror`.
@@ -36,9 +40,13 @@ struct Cli {
 enum Command {
     /// Run the daemon in the foreground.
     Run {
-        /// Where block devices appear (`<device-root>/<resource>/<volnr>`).
-        #[arg(long, default_value = "/dev/ferrite")]
+        /// Where block devices appear: `<device-root>/<resource>/<volnr>` and, where no DRBD
+        /// module is loaded, `<device-root>/drbd/by-res/<resource>/<volnr>`.
+        #[arg(long, default_value = DEFAULT_DEVICE_ROOT)]
         device_root: PathBuf,
+        /// No block devices (no FUSE mount, no loop devices): NBD exports only.
+        #[arg(long, conflicts_with = "device_root")]
+        no_block_devices: bool,
         /// Also serve every volume over NBD on this TCP address (use a localhost address), as
         /// export `<resource>/<volnr>`.
         #[arg(long)]
@@ -90,9 +98,17 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Run {
                 device_root,
+                no_block_devices,
                 nbd_tcp,
                 log,
-            } => run(paths, device_root, nbd_tcp, &log).await,
+            } => {
+                let block_devices = if no_block_devices {
+                    BlockDeviceSetting::Disabled
+                } else {
+                    BlockDeviceSetting::Enabled { device_root }
+                };
+                run(paths, block_devices, nbd_tcp, &log).await
+            }
             command => client(paths, command).await,
         }
     })
@@ -100,7 +116,7 @@ fn main() -> ExitCode {
 
 async fn run(
     paths: Paths,
-    device_root: PathBuf,
+    block_devices: BlockDeviceSetting,
     nbd_tcp: Option<SocketAddr>,
     log: &str,
 ) -> ExitCode {
@@ -110,7 +126,7 @@ async fn run(
         .init();
     let config = DaemonConfig {
         paths,
-        device_root,
+        block_devices,
         nbd_tcp,
     };
     let (daemon, listener) = match Daemon::start(config).await {
@@ -135,7 +151,7 @@ async fn run(
         _ = terminate.recv() => {}
         _ = tokio::signal::ctrl_c() => {}
     }
-    tracing::info!("shutting down: every resource down cleanly");
+    tracing::info!("shutting down: block devices removed, then every resource down cleanly");
     server.abort();
     daemon.shutdown().await;
     ExitCode::SUCCESS
@@ -205,7 +221,7 @@ async fn client(paths: Paths, command: Command) -> ExitCode {
                 }
                 if verbose {
                     for frontend in &entry.frontends {
-                        println!("  volume:{} nbd:{}", frontend.volume, frontend.nbd_uri);
+                        print!("{}", render_frontend(frontend));
                     }
                 }
                 println!();
@@ -224,5 +240,60 @@ async fn client(paths: Paths, command: Command) -> ExitCode {
             eprintln!("ferrite-mirrord: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// A volume's frontends, as `status -v` shows them.
+fn render_frontend(frontend: &Frontend) -> String {
+    let mut line = format!("  volume:{} nbd:{}", frontend.volume, frontend.nbd_uri);
+    if let Some(uri) = &frontend.nbd_tcp_uri {
+        line.push_str(&format!(" nbd-tcp:{uri}"));
+    }
+    match (&frontend.device_path, &frontend.device_unavailable) {
+        (Some(path), _) => {
+            line.push_str(&format!(" device:{path}"));
+            if let Some(drbd) = &frontend.drbd_device_path {
+                line.push_str(&format!(" drbd-device:{drbd}"));
+            }
+            if let Some(loop_device) = &frontend.loop_device {
+                line.push_str(&format!(" ({loop_device})"));
+            }
+            line.push('\n');
+        }
+        (None, Some(reason)) => line.push_str(&format!("\n    no block device: {reason}\n")),
+        (None, None) => line.push('\n'),
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_verbose_names_each_volume_s_device_or_why_it_has_none() {
+        let mut frontend = Frontend {
+            volume: 0,
+            nbd_uri: "nbd+unix:///?socket=/run/r0/0.nbd".into(),
+            nbd_tcp_uri: None,
+            device_path: Some("/dev/ferrite/r0/0".into()),
+            drbd_device_path: Some("/dev/ferrite/drbd/by-res/r0/0".into()),
+            loop_device: Some("/dev/loop3".into()),
+            device_unavailable: None,
+        };
+        assert_eq!(
+            render_frontend(&frontend),
+            "  volume:0 nbd:nbd+unix:///?socket=/run/r0/0.nbd device:/dev/ferrite/r0/0 \
+             drbd-device:/dev/ferrite/drbd/by-res/r0/0 (/dev/loop3)\n"
+        );
+        frontend.device_path = None;
+        frontend.drbd_device_path = None;
+        frontend.loop_device = None;
+        frontend.device_unavailable = Some("/dev/fuse is missing".into());
+        assert_eq!(
+            render_frontend(&frontend),
+            "  volume:0 nbd:nbd+unix:///?socket=/run/r0/0.nbd\n    no block device: \
+             /dev/fuse is missing\n"
+        );
     }
 }
