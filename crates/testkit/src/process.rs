@@ -432,6 +432,9 @@ impl SatelliteProcess {
             self.name.clone(),
             "--config".to_string(),
             "/dev/null".to_string(),
+            // Block devices of its MIRROR volumes, apart from the other nodes' on this host.
+            "--device-root".to_string(),
+            self.state_dir.join("dev").to_string_lossy().to_string(),
         ];
         let args = [args, self.extra_args.clone()].concat();
         self.child = Some(spawn(&self.binary, &args, &self.log, true)?);

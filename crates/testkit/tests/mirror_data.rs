@@ -296,3 +296,119 @@ fn scenario(cluster: &mut Cluster) -> Result<()> {
     }
     Ok(())
 }
+
+/// The block device of volume 0 on `node`, as REST reports it (once the engine has made it).
+fn device_path(rest: &Rest, node: &str) -> Result<String> {
+    let mut path = None;
+    wait_until(WAIT, || {
+        let resource = on_node(rest, node)?.unwrap_or(Value::Null);
+        path = resource["volumes"][0]["device_path"]
+            .as_str()
+            .filter(|p| !p.starts_with("/dev/drbd") && std::path::Path::new(p).exists())
+            .map(str::to_string);
+        Ok(path.is_some())
+    })
+    .with_context(|| format!("no block device reported for {node}"))?;
+    Ok(path.expect("found above"))
+}
+
+fn run(program: &str, args: &[&str]) -> Result<String> {
+    // A mount or mkfs can meet the engine's in-use probe holding the device for an instant.
+    let mut last = String::new();
+    for _ in 0..5 {
+        let output = std::process::Command::new(program).args(args).output()?;
+        if output.status.success() {
+            return Ok(String::from_utf8_lossy(&output.stdout).into_owned());
+        }
+        last = String::from_utf8_lossy(&output.stderr).into_owned();
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    anyhow::bail!("{program} {args:?} failed: {}", last.trim())
+}
+
+#[test]
+fn a_file_system_made_on_the_tiebreaker_is_read_on_a_replica() -> Result<()> {
+    if !is_root() {
+        eprintln!(
+            "skipped: the satellites attach loop devices and mount, which needs root (CI runs as root)"
+        );
+        return Ok(());
+    }
+    if let Err(reasons) = ferrite_blockdev::probe() {
+        eprintln!(
+            "skipped: no block devices on this host: {}",
+            reasons.join("; ")
+        );
+        return Ok(());
+    }
+    let mut cluster = Cluster::start_with(3, &["--reconcile-interval", "2"])?;
+    let outcome = file_system_scenario(&mut cluster);
+    if outcome.is_err() {
+        print_logs(&cluster);
+    }
+    outcome
+}
+
+fn file_system_scenario(cluster: &mut Cluster) -> Result<()> {
+    let rest = cluster.rest();
+    cluster.register_nodes_with_pool("pool")?;
+    rest.post(
+        "/v1/resource-groups",
+        &json!({"name": "mirror_group", "select_filter": {"place_count": 2, "storage_pool_list": ["pool"], "layer_stack": ["DRBD", "STORAGE"]}}),
+    )?
+    .expect_success()?;
+    rest.post("/v1/resource-groups/mirror_group/volume-groups", &json!({}))?
+        .expect_success()?;
+    rest.post(
+        "/v1/resource-groups/mirror_group/spawn",
+        &json!({"resource_definition_name": RESOURCE, "volume_sizes": [SIZE_KIB], "partial": false, "definitions_only": false, "select_filter": {}}),
+    )?
+    .expect_success()?;
+    let tiebreaker = nodes_with_flag(&rest, "TIE_BREAKER")?
+        .pop()
+        .context("a tiebreaker")?;
+    let replica = resources(&rest)?
+        .iter()
+        .map(|r| r["node_name"].as_str().unwrap_or_default().to_string())
+        .find(|n| *n != tiebreaker)
+        .context("a replica")?;
+    wait_disk_state(&rest, &replica, "UpToDate")?;
+    wait_connected(&rest, &tiebreaker)?;
+
+    let mnt = cluster.dir.path().join("mnt");
+    std::fs::create_dir_all(&mnt)?;
+    let mnt = mnt.to_string_lossy().to_string();
+    let on_tiebreaker = device_path(&rest, &tiebreaker)?;
+    run("mkfs.ext4", &["-q", "-F", &on_tiebreaker])?;
+    run("mount", &[&on_tiebreaker, &mnt])?;
+    std::fs::write(format!("{mnt}/hello.txt"), "written on the tiebreaker\n")?;
+    // Mounted, the tiebreaker is Primary and in use, and the replica's device is read-only.
+    wait_until(WAIT, || {
+        Ok(on_node(&rest, &tiebreaker)?.is_some_and(|r| r["state"]["in_use"] == json!(true)))
+    })
+    .context("the mounted tiebreaker is reported in use")?;
+    let on_replica = device_path(&rest, &replica)?;
+    let second_mount = cluster.dir.path().join("mnt2");
+    std::fs::create_dir_all(&second_mount)?;
+    let refused = std::process::Command::new("mount")
+        .arg(&on_replica)
+        .arg(&second_mount)
+        .output()?;
+    if refused.status.success() {
+        let _ = std::process::Command::new("umount")
+            .arg(&second_mount)
+            .status();
+    }
+    assert!(
+        !refused.status.success(),
+        "a second node mounted the file system while the first had it mounted"
+    );
+    run("umount", &[&mnt])?;
+    wait_unused(&rest)?;
+
+    run("mount", &[&on_replica, &mnt])?;
+    let text = std::fs::read_to_string(format!("{mnt}/hello.txt"));
+    run("umount", &[&mnt])?;
+    assert_eq!(text?, "written on the tiebreaker\n");
+    Ok(())
+}
