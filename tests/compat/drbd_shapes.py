@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
-"""Reads Ferrite's answers for a replicated (MIRROR) resource with python-linstor 1.29.1's
-response classes, through every accessor the `linstor` client's `resource list`, `volume list`,
-`resource-definition list`, `volume-definition list` and `-m` (v0 and v1) output use.
+"""Reads Ferrite's answers for a replicated (MIRROR) resource, and for a definition created
+without a layer list that is not placed yet (no layers, as LINSTOR answers), with
+python-linstor 1.29.1's response classes, through every accessor the `linstor` client's
+`resource list`, `volume list`, `resource-definition list`, `volume-definition list` and `-m`
+(v0 and v1) output use.
 
 Started by a unit test of the controller (`app::views`) with two files: the answer of
 `GET /v1/view/resources` and of `GET /v1/resource-definitions?with_volume_definitions=true`.
@@ -53,13 +55,24 @@ def main():
         state.data_v0
     assert seen_in_use, "no resource in use"
     resources.data_v0
+    seen_default = False
     for definition in definitions.resource_definitions:
+        if not definition.layer_data:
+            # Created without a layer list and not placed yet: LINSTOR answers no layers.
+            seen_default = True
+            assert definition.drbd_data is None
+            for volume in definition.volume_definitions:
+                assert volume.drbd_data is None
+                volume.data_v0
+            continue
         assert [l.type for l in definition.layer_data] == ["DRBD", "STORAGE"]
         drbd = definition.drbd_data
         assert len(drbd.secret) == 20 and drbd.peer_slots == 7
         for volume in definition.volume_definitions:
             assert volume.drbd_data.minor >= 1000
             volume.data_v0
+    assert seen_default, "no definition without layers"
+    definitions.data_v0
     print("python-linstor read every answer")
 
 

@@ -10,8 +10,20 @@
 //! The engine is chosen when a definition gets its first resources, for the nodes they are on,
 //! and held in the definition's layer stack (`LayerKind::Mirror` or `LayerKind::Drbd`) for as
 //! long as it has resources: a member added later must run the same engine. Until then the
-//! stack holds what was asked for (`DRBD`: either engine), and [`complete`] decides. Owns none
-//! of the placement itself (`placement`), nor what the satellites do with the engine.
+//! stack holds what was asked for (`DRBD`: either engine), and [`complete`] decides.
+//!
+//! A definition created without a layer list, in a resource group without one, asks for
+//! nothing: its stack stays empty, as LINSTOR stores it, until its first resources are placed.
+//! Then [`complete`] gives it the default: a replication layer when every node of those
+//! resources runs an engine (the engine forced by the property, else the one `auto` chooses),
+//! else STORAGE alone, and says which and why. LINSTOR's default is DRBD,STORAGE whatever the
+//! nodes (a resource on a node without DRBD is then refused); Ferrite places it unreplicated
+//! instead, since nobody asked for replication. A node whose capabilities are not known yet
+//! counts as running no engine here, unlike in [`choose`]: the definition is not given a layer
+//! its nodes may not run. The choice is stored and stays, also once the resources are gone, as
+//! in LINSTOR.
+//!
+//! Owns none of the placement itself (`placement`), nor what the satellites do with the engine.
 
 use std::collections::BTreeMap;
 
@@ -225,6 +237,96 @@ pub fn choose(
     ))
 }
 
+/// Why some of `nodes` cannot run `engine`, one entry per node: the satellite's reasons, or
+/// that its capabilities are not known yet.
+fn without(runtime: &Runtime, nodes: &[&NodeName], engine: LayerKind) -> Vec<String> {
+    nodes
+        .iter()
+        .filter_map(|node| match capabilities(runtime, node) {
+            Some(caps) if caps.supports_layer(engine) => None,
+            Some(caps) => Some(format!("'{node}': {}", reasons(caps, engine))),
+            None => Some(format!("'{node}': its layers are not known yet")),
+        })
+        .collect()
+}
+
+/// The engine a definition without a layer list gets on `nodes`, if they share one: the one
+/// the property forces if every node runs it; else DRBD if every node runs DRBD 9, else MIRROR
+/// if every node runs it. A node whose capabilities are not known runs none.
+pub fn default_engine(
+    cluster: &Cluster,
+    runtime: &Runtime,
+    rd: &ResourceDefinition,
+    nodes: &[&NodeName],
+) -> Option<LayerKind> {
+    let everywhere =
+        |engine: LayerKind| !nodes.is_empty() && without(runtime, nodes, engine).is_empty();
+    let candidates: &[LayerKind] = match setting(cluster, rd) {
+        Setting::Auto => &[LayerKind::Drbd, LayerKind::Mirror],
+        Setting::Drbd => &[LayerKind::Drbd],
+        Setting::Mirror => &[LayerKind::Mirror],
+    };
+    candidates
+        .iter()
+        .copied()
+        .find(|engine| everywhere(*engine))
+}
+
+/// The note saying which stack a definition without a layer list got, and why.
+fn default_note(
+    ctx: &Context,
+    cluster: &Cluster,
+    rd: &ResourceDefinition,
+    engine: Option<LayerKind>,
+    runtime: &Runtime,
+    nodes: &[&NodeName],
+) -> ApiCallRc {
+    let forced = match setting(cluster, rd) {
+        Setting::Auto => None,
+        Setting::Drbd => Some(LayerKind::Drbd),
+        Setting::Mirror => Some(LayerKind::Mirror),
+    };
+    let note = match (engine, forced) {
+        (Some(engine), Some(_)) => format!(
+            "Resource '{}' is replicated by the {engine} engine (layer stack {engine},STORAGE): \
+             it has no layer list, every node of it runs {engine} and \
+             {PROP_REPLICATION_ENGINE} asks for it.",
+            rd.name
+        ),
+        (Some(engine), None) => format!(
+            "Resource '{}' is replicated by the {engine} engine (layer stack {engine},STORAGE): \
+             it has no layer list, and {}.",
+            rd.name,
+            auto_reason(engine, runtime, nodes)
+        ),
+        (None, Some(forced)) => format!(
+            "Resource '{}' is not replicated (layer stack STORAGE): it has no layer list, and \
+             {PROP_REPLICATION_ENGINE} asks for {forced}, which not every node of it runs ({}).",
+            rd.name,
+            without(runtime, nodes, forced).join("; ")
+        ),
+        (None, None) => format!(
+            "Resource '{}' is not replicated (layer stack STORAGE): it has no layer list, and no \
+             replication engine runs on every node of it. Without DRBD 9: {}. Without MIRROR: \
+             {}.",
+            rd.name,
+            without(runtime, nodes, LayerKind::Drbd).join("; "),
+            without(runtime, nodes, LayerKind::Mirror).join("; ")
+        ),
+    };
+    let rc = ctx
+        .info(code::INFO_REPLICATION_ENGINE, note)
+        .obj_ref("RscDfn", rd.name.as_str());
+    match engine {
+        Some(_) => rc,
+        None => rc.correction(
+            "The layer stack stays STORAGE. To replicate the resource, delete its resources and \
+             place it again with a layer list (e.g. '-l drbd,storage') on nodes that run DRBD 9 \
+             or MIRROR ('ferrite node info').",
+        ),
+    }
+}
+
 /// Whether a requested layer stack fits `actual`: the same layers, where a request's DRBD
 /// (LINSTOR's name for replication) fits either engine.
 pub fn stacks_match(requested: &[LayerKind], actual: &[LayerKind]) -> bool {
@@ -263,10 +365,25 @@ pub fn complete(cluster: &Cluster, runtime: &Runtime, plan: &mut Plan) -> Result
         let Some(rd) = planned.or_else(|| cluster.resource_definition(&name).cloned()) else {
             continue;
         };
+        let node_refs: Vec<&NodeName> = nodes.iter().collect();
+        if rd.default_stack_pending() {
+            let engine = default_engine(cluster, runtime, &rd, &node_refs);
+            plan.reply(default_note(
+                &ctx, cluster, &rd, engine, runtime, &node_refs,
+            ));
+            if engine.is_none() && nodes.len() > 1 {
+                plan.reply(super::placement::not_replicated_warning(&ctx, &rd));
+            }
+            let stack = engine
+                .into_iter()
+                .chain([LayerKind::Storage])
+                .collect::<Vec<_>>();
+            set_stack(cluster, plan, &name, |_| stack.clone());
+            continue;
+        }
         let Some(current) = rd.replication_layer() else {
             continue;
         };
-        let node_refs: Vec<&NodeName> = nodes.iter().collect();
         let engine = choose(&ctx, cluster, runtime, &rd, &node_refs)?;
         if setting(cluster, &rd) == Setting::Auto && current == LayerKind::Drbd {
             plan.reply(chosen_note(&ctx, &rd, engine, runtime, &node_refs));
@@ -274,34 +391,47 @@ pub fn complete(cluster: &Cluster, runtime: &Runtime, plan: &mut Plan) -> Result
         if engine == current {
             continue;
         }
-        let with_engine = |stack: &[LayerKind]| -> Vec<LayerKind> {
+        set_stack(cluster, plan, &name, |stack| {
             stack
                 .iter()
                 .map(|l| if l.is_replication() { engine } else { *l })
                 .collect()
-        };
-        let mut updated_in_plan = false;
-        for op in &mut plan.ops {
-            if let Op::PutResourceDefinition(planned) = op
-                && planned.name == name
-            {
-                planned.layer_stack = with_engine(&planned.layer_stack);
-                updated_in_plan = true;
-            }
-        }
-        if !updated_in_plan {
-            let mut updated = rd.clone();
-            updated.layer_stack = with_engine(&rd.layer_stack);
-            let position = plan
-                .ops
-                .iter()
-                .position(|op| matches!(op, Op::PutResource { resource, .. } if *resource == name))
-                .unwrap_or(plan.ops.len());
-            plan.ops
-                .insert(position, Op::PutResourceDefinition(updated));
-        }
+        });
     }
     Ok(())
+}
+
+/// Gives definition `name` the stack `change` makes of its own, in the plan: in the plan's
+/// ops that put it, else in a new op before its first resource.
+fn set_stack(
+    cluster: &Cluster,
+    plan: &mut Plan,
+    name: &ResourceName,
+    change: impl Fn(&[LayerKind]) -> Vec<LayerKind>,
+) {
+    let mut updated_in_plan = false;
+    for op in &mut plan.ops {
+        if let Op::PutResourceDefinition(planned) = op
+            && planned.name == *name
+        {
+            planned.layer_stack = change(&planned.layer_stack);
+            updated_in_plan = true;
+        }
+    }
+    if updated_in_plan {
+        return;
+    }
+    let Some(mut updated) = cluster.resource_definition(name).cloned() else {
+        return;
+    };
+    updated.layer_stack = change(&updated.layer_stack);
+    let position = plan
+        .ops
+        .iter()
+        .position(|op| matches!(op, Op::PutResource { resource, .. } if resource == name))
+        .unwrap_or(plan.ops.len());
+    plan.ops
+        .insert(position, Op::PutResourceDefinition(updated));
 }
 
 /// The note saying which engine `auto` chose, and why.
@@ -312,34 +442,27 @@ fn chosen_note(
     runtime: &Runtime,
     nodes: &[&NodeName],
 ) -> ApiCallRc {
-    let why = match engine {
-        LayerKind::Drbd => "every node of the resource runs DRBD 9".to_string(),
-        _ => {
-            let without: Vec<String> = nodes
-                .iter()
-                .filter_map(|node| {
-                    let caps = capabilities(runtime, node);
-                    if caps.is_some_and(|c| c.supports_layer(LayerKind::Drbd)) {
-                        return None;
-                    }
-                    Some(match caps {
-                        Some(c) => format!("'{node}': {}", reasons(c, LayerKind::Drbd)),
-                        None => format!("'{node}': its layers are not known yet"),
-                    })
-                })
-                .collect();
-            format!("DRBD 9 is not on every node ({})", without.join("; "))
-        }
-    };
     ctx.info(
         code::INFO_REPLICATION_ENGINE,
         format!(
-            "Resource '{}' is replicated by the {} engine: {why}.",
+            "Resource '{}' is replicated by the {} engine: {}.",
             rd.name,
-            name(engine)
+            name(engine),
+            auto_reason(engine, runtime, nodes)
         ),
     )
     .obj_ref("RscDfn", rd.name.as_str())
+}
+
+/// Why `auto` chose `engine` for `nodes`.
+fn auto_reason(engine: LayerKind, runtime: &Runtime, nodes: &[&NodeName]) -> String {
+    match engine {
+        LayerKind::Drbd => "every node of the resource runs DRBD 9".to_string(),
+        _ => format!(
+            "DRBD 9 is not on every node ({})",
+            without(runtime, nodes, LayerKind::Drbd).join("; ")
+        ),
+    }
 }
 
 /// `DrbdOptions/*` options (by their DRBD names) that MIRROR honours.
@@ -618,6 +741,308 @@ mod tests {
         };
         let plan = resource_definitions::modify(&cluster, "web", &honoured).unwrap();
         assert!(plan.replies.iter().all(|r| !r.ret_code().is_warning()));
+    }
+
+    /// The entries of `replies` with `code_value`.
+    fn entries(replies: &[ApiCallRc], code_value: u64) -> Vec<&ApiCallRc> {
+        replies
+            .iter()
+            .filter(|r| r.ret_code().code() == code_value)
+            .collect()
+    }
+
+    /// The one note on the default stack among `replies`.
+    fn default_note_of(replies: &[ApiCallRc]) -> &ApiCallRc {
+        let notes = entries(replies, code::INFO_REPLICATION_ENGINE);
+        assert_eq!(notes.len(), 1, "{replies:?}");
+        assert!(notes[0].message.contains("no layer list"), "{notes:?}");
+        notes[0]
+    }
+
+    /// Places `nodes` of the existing definition `name` without a layer list, as
+    /// `linstor resource create` does; returns the answer.
+    fn place(
+        cluster: &mut Cluster,
+        runtime: &Runtime,
+        name: &str,
+        nodes: &[&str],
+    ) -> Vec<ApiCallRc> {
+        commit(cluster, runtime, |c, r| {
+            resources::create(c, r, name, &create_on(nodes))
+        })
+        .0
+    }
+
+    /// Online nodes with room in their pools whose satellites have not reported their layers.
+    fn layers_unknown(cluster: &Cluster) -> Runtime {
+        let mut runtime = engines_runtime(cluster, &[]);
+        for reported in runtime.values_mut() {
+            reported.capabilities = None;
+        }
+        runtime
+    }
+
+    fn runs(runtime: &mut Runtime, node: &str, engines: &[LayerKind]) {
+        let node: NodeName = node.parse().unwrap();
+        runtime.get_mut(&node).unwrap().capabilities =
+            Some(crate::app::testing::capabilities(engines));
+    }
+
+    #[test]
+    fn without_a_layer_list_the_tutorial_is_replicated_by_the_engine_its_nodes_run() {
+        // The article's tutorial: my_ssd_group has no layer list.
+        let mut cluster = tutorial_cluster();
+        let runtime = engines_runtime(&cluster, &[Mirror]);
+        let (replies, _) = commit(&mut cluster, &runtime, |c, r| spawn(c, r, "web"));
+        assert_eq!(stack_of(&cluster, "web"), vec![Mirror, LayerKind::Storage]);
+        let note = default_note_of(&replies);
+        assert!(note.message.contains("MIRROR engine"), "{}", note.message);
+        assert!(
+            note.message.contains("DRBD kernel module not loaded"),
+            "{}",
+            note.message
+        );
+        assert!(entries(&replies, code::WARN_NOT_REPLICATED).is_empty());
+        // Replicated like a definition that asked for it: a secret, node-ids, ports, minors
+        // and a tiebreaker for its two disks.
+        let rd = &cluster.resource_definitions[&"web".parse::<ResourceName>().unwrap()];
+        assert!(rd.secret.is_some());
+        assert!(rd.volume_definitions.values().all(|vd| vd.minor.is_some()));
+        assert!(
+            rd.resources
+                .values()
+                .all(|r| r.node_id.is_some() && r.port.is_some())
+        );
+        assert_eq!(rd.resources.values().filter(|r| !r.diskless).count(), 2);
+        assert!(rd.resources.values().any(|r| r.tiebreaker));
+
+        // Where every node runs DRBD 9, the kernel's DRBD.
+        let runtime = engines_runtime(&cluster, &[Drbd, Mirror]);
+        let (replies, _) = commit(&mut cluster, &runtime, |c, r| spawn(c, r, "db"));
+        assert_eq!(stack_of(&cluster, "db"), vec![Drbd, LayerKind::Storage]);
+        assert!(
+            default_note_of(&replies)
+                .message
+                .contains("every node of the resource runs DRBD 9")
+        );
+    }
+
+    #[test]
+    fn a_single_replica_without_a_layer_list_is_replicated_too() {
+        // As in LINSTOR: replicas can be added later.
+        let mut cluster = tutorial_cluster();
+        let runtime = engines_runtime(&cluster, &[Mirror]);
+        commit(&mut cluster, &runtime, |c, r| {
+            spawn_definition_only(c, r, "web")
+        });
+        assert!(stack_of(&cluster, "web").is_empty(), "pending until placed");
+        let replies = place(&mut cluster, &runtime, "web", &["node1"]);
+        assert_eq!(stack_of(&cluster, "web"), vec![Mirror, LayerKind::Storage]);
+        default_note_of(&replies);
+        let rd = &cluster.resource_definitions[&"web".parse::<ResourceName>().unwrap()];
+        assert!(rd.secret.is_some());
+        assert!(rd.resources.values().all(|r| r.node_id.is_some()));
+        // A second replica joins the engine; the stack is not chosen again.
+        let replies = place(&mut cluster, &runtime, "web", &["node2"]);
+        assert!(entries(&replies, code::INFO_REPLICATION_ENGINE).is_empty());
+        assert_eq!(stack_of(&cluster, "web"), vec![Mirror, LayerKind::Storage]);
+    }
+
+    #[test]
+    fn without_a_layer_list_nodes_sharing_no_engine_get_storage_alone() {
+        let mut cluster = tutorial_cluster();
+        let mut runtime = engines_runtime(&cluster, &[Mirror]);
+        runs(&mut runtime, "node1", &[Drbd]);
+        runs(&mut runtime, "node4", &[Drbd, Mirror]);
+        for name in ["web", "db", "both"] {
+            commit(&mut cluster, &runtime, |c, r| {
+                spawn_definition_only(c, r, name)
+            });
+        }
+
+        // node1 runs DRBD 9 only, node2 MIRROR only: no engine runs on both.
+        let replies = place(&mut cluster, &runtime, "web", &["node1", "node2"]);
+        assert_eq!(stack_of(&cluster, "web"), vec![LayerKind::Storage]);
+        let note = default_note_of(&replies);
+        assert!(note.ret_code().is_info());
+        assert!(note.message.contains("not replicated"), "{}", note.message);
+        assert!(
+            note.message.contains("Without DRBD 9: 'node2'")
+                && note.message.contains("Without MIRROR: 'node1'"),
+            "{}",
+            note.message
+        );
+        assert!(note.correction.is_some());
+        // Two independent volumes: the warning says so.
+        assert_eq!(entries(&replies, code::WARN_NOT_REPLICATED).len(), 1);
+        assert!(
+            !cluster.resource_definitions[&"web".parse::<ResourceName>().unwrap()]
+                .resources
+                .values()
+                .any(|r| r.node_id.is_some() || r.tiebreaker)
+        );
+        // The choice stays: a node running MIRROR added later gets STORAGE as well.
+        let replies = place(&mut cluster, &runtime, "web", &["node3"]);
+        assert!(entries(&replies, code::INFO_REPLICATION_ENGINE).is_empty());
+        assert_eq!(stack_of(&cluster, "web"), vec![LayerKind::Storage]);
+
+        // node2 and node3 share MIRROR; node4 runs both engines, node2 only MIRROR.
+        place(&mut cluster, &runtime, "db", &["node2", "node3"]);
+        assert_eq!(stack_of(&cluster, "db"), vec![Mirror, LayerKind::Storage]);
+        place(&mut cluster, &runtime, "both", &["node4", "node2"]);
+        assert_eq!(stack_of(&cluster, "both"), vec![Mirror, LayerKind::Storage]);
+    }
+
+    #[test]
+    fn nodes_without_an_engine_or_not_known_yet_get_storage_alone() {
+        // No engine anywhere: one replica, STORAGE, explained, no warning about replicas.
+        let mut cluster = tutorial_cluster();
+        let runtime = engines_runtime(&cluster, &[]);
+        commit(&mut cluster, &runtime, |c, r| {
+            spawn_definition_only(c, r, "web")
+        });
+        let replies = place(&mut cluster, &runtime, "web", &["node1"]);
+        assert_eq!(stack_of(&cluster, "web"), vec![LayerKind::Storage]);
+        let note = default_note_of(&replies);
+        assert!(
+            note.message.contains("ferrite-mirrord not found"),
+            "{}",
+            note.message
+        );
+        assert!(entries(&replies, code::WARN_NOT_REPLICATED).is_empty());
+
+        // Satellites that have not reported their layers run no engine as far as the default
+        // goes: the definition is not given one they may not run.
+        let mut cluster = tutorial_cluster();
+        let runtime = layers_unknown(&cluster);
+        let (replies, _) = commit(&mut cluster, &runtime, |c, r| spawn(c, r, "web"));
+        assert_eq!(stack_of(&cluster, "web"), vec![LayerKind::Storage]);
+        assert!(
+            default_note_of(&replies)
+                .message
+                .contains("its layers are not known yet")
+        );
+        assert_eq!(entries(&replies, code::WARN_NOT_REPLICATED).len(), 1);
+    }
+
+    #[test]
+    fn an_explicit_layer_list_is_honoured_as_before() {
+        let mut cluster = tutorial_cluster();
+        let runtime = engines_runtime(&cluster, &[Drbd, Mirror]);
+        // -l storage on the group: STORAGE on nodes that run both engines, nothing chosen.
+        replicated_group(&mut cluster, &["storage"]);
+        let (replies, _) = commit(&mut cluster, &runtime, |c, r| spawn(c, r, "web"));
+        assert_eq!(stack_of(&cluster, "web"), vec![LayerKind::Storage]);
+        assert!(entries(&replies, code::INFO_REPLICATION_ENGINE).is_empty());
+        assert_eq!(entries(&replies, code::WARN_NOT_REPLICATED).len(), 1);
+
+        // -l storage when placing a definition without one.
+        replicated_group(&mut cluster, &[]);
+        commit(&mut cluster, &runtime, |c, r| {
+            spawn_definition_only(c, r, "db")
+        });
+        assert!(
+            stack_of(&cluster, "db").is_empty(),
+            "an empty list is no list"
+        );
+        let mut body = create_on(&["node1", "node2"]);
+        body[0].layer_list = Some(vec![LayerKind::Storage]);
+        let (replies, _) = commit(&mut cluster, &runtime, |c, r| {
+            resources::create(c, r, "db", &body)
+        });
+        assert_eq!(stack_of(&cluster, "db"), vec![LayerKind::Storage]);
+        assert!(entries(&replies, code::INFO_REPLICATION_ENGINE).is_empty());
+
+        // A definition created with -l storage.
+        let create: rest::ResourceDefinitionCreate = serde_json::from_value(serde_json::json!({
+            "resource_definition": {"name": "plain", "layer_data": [{"type": "STORAGE"}]}
+        }))
+        .unwrap();
+        commit(&mut cluster, &runtime, |c, _| {
+            resource_definitions::create(c, &create)
+        });
+        assert_eq!(stack_of(&cluster, "plain"), vec![LayerKind::Storage]);
+
+        // -l drbd,storage on nodes without any engine is refused, placed by hand or
+        // automatically.
+        let mut cluster = tutorial_cluster();
+        let runtime = engines_runtime(&cluster, &[]);
+        commit(&mut cluster, &runtime, |c, r| {
+            spawn_definition_only(c, r, "web")
+        });
+        let mut body = create_on(&["node1"]);
+        body[0].layer_list = Some(vec![Drbd, LayerKind::Storage]);
+        let err = resources::create(&cluster, &runtime, "web", &body).unwrap_err();
+        assert_eq!(code_of(err), code::FAIL_STLT_DOES_NOT_SUPPORT_LAYER);
+        replicated_group(&mut cluster, &["drbd", "storage"]);
+        let err = spawn(&cluster, &runtime, "db").unwrap_err();
+        assert_eq!(code_of(err), code::FAIL_NOT_ENOUGH_NODES);
+    }
+
+    #[test]
+    fn the_engine_property_steers_the_default() {
+        let mut cluster = tutorial_cluster();
+        let runtime = engines_runtime(&cluster, &[Drbd, Mirror]);
+        cluster
+            .props
+            .insert(PROP_REPLICATION_ENGINE.into(), "mirror".into());
+        let (replies, _) = commit(&mut cluster, &runtime, |c, r| spawn(c, r, "web"));
+        assert_eq!(stack_of(&cluster, "web"), vec![Mirror, LayerKind::Storage]);
+        assert!(
+            default_note_of(&replies)
+                .message
+                .contains(PROP_REPLICATION_ENGINE)
+        );
+
+        // Forcing an engine the nodes do not run leaves the definition unreplicated, and the
+        // note says why.
+        cluster
+            .props
+            .insert(PROP_REPLICATION_ENGINE.into(), "drbd".into());
+        let runtime = engines_runtime(&cluster, &[Mirror]);
+        let (replies, _) = commit(&mut cluster, &runtime, |c, r| spawn(c, r, "db"));
+        assert_eq!(stack_of(&cluster, "db"), vec![LayerKind::Storage]);
+        let note = default_note_of(&replies);
+        assert!(
+            note.message.contains("asks for DRBD")
+                && note.message.contains("DRBD kernel module not loaded"),
+            "{}",
+            note.message
+        );
+    }
+
+    #[test]
+    fn a_pending_default_and_the_chosen_stacks_survive_a_restart() {
+        let mut cluster = tutorial_cluster();
+        let runtime = engines_runtime(&cluster, &[Mirror]);
+        commit(&mut cluster, &runtime, |c, r| spawn(c, r, "web"));
+        commit(&mut cluster, &runtime, |c, r| {
+            spawn_definition_only(c, r, "later")
+        });
+        let unknown = layers_unknown(&cluster);
+        commit(&mut cluster, &unknown, |c, r| spawn(c, r, "plain"));
+        let dir = tempfile::tempdir().unwrap();
+        let mut reloaded = crate::app::testing::reloaded(&cluster, dir.path());
+        for name in ["web", "later", "plain"] {
+            assert_eq!(
+                stack_of(&reloaded, name),
+                stack_of(&cluster, name),
+                "{name}"
+            );
+        }
+        assert_eq!(stack_of(&reloaded, "web"), vec![Mirror, LayerKind::Storage]);
+        assert_eq!(stack_of(&reloaded, "plain"), vec![LayerKind::Storage]);
+        // Still the default after the restart: its first placement chooses it.
+        assert!(stack_of(&reloaded, "later").is_empty());
+        let runtime = engines_runtime(&reloaded, &[Mirror]);
+        let replies = place(&mut reloaded, &runtime, "later", &["node1", "node2"]);
+        default_note_of(&replies);
+        assert_eq!(
+            stack_of(&reloaded, "later"),
+            vec![Mirror, LayerKind::Storage]
+        );
+        let again = crate::app::testing::reloaded(&reloaded, tempfile::tempdir().unwrap().path());
+        assert_eq!(stack_of(&again, "later"), vec![Mirror, LayerKind::Storage]);
     }
 
     #[test]

@@ -48,6 +48,16 @@ pub fn layer_stack(ctx: &Context, names: &[String]) -> Result<Vec<LayerKind>, Fa
     normalize_layers(ctx, layers)
 }
 
+/// The layer stack a new definition takes from a resource group's layer list: the list
+/// completed and checked, or none (empty: the default, chosen at the first placement by
+/// `engine::complete`) when the group has no list.
+pub fn group_stack(ctx: &Context, filter: &AutoSelectFilter) -> Result<Vec<LayerKind>, Failure> {
+    match filter.layer_stack.as_ref().filter(|l| !l.is_empty()) {
+        Some(names) => layer_stack(ctx, names),
+        None => Ok(Vec::new()),
+    }
+}
+
 /// Completes and checks a layer stack.
 pub fn normalize_layers(
     ctx: &Context,
@@ -164,7 +174,8 @@ pub fn validate_filter(
             .correction("Give a valid regular expression, e.g. 'db-.*'.")
             .into());
     }
-    if let Some(layers) = &filter.layer_stack {
+    // An empty list is no layer list, as in LINSTOR: definitions get the default stack.
+    if let Some(layers) = filter.layer_stack.as_ref().filter(|l| !l.is_empty()) {
         out.layer_stack = Some(
             layer_stack(ctx, layers)?
                 .iter()
@@ -394,7 +405,7 @@ pub fn autoplace(
         // The replication layer is checked by the controller (`engine::node_refusal`, below):
         // which engine a node must run depends on the definition, not only on the stack.
         layer_stack: rd
-            .layer_stack
+            .resource_layers()
             .iter()
             .copied()
             .filter(|l| !l.is_replication())
@@ -511,7 +522,9 @@ pub fn autoplace(
                 .obj_ref("RscDfn", rd.name.as_str()),
         );
     }
-    if !rd.is_replicated() {
+    // A definition without a layer list learns whether it is replicated once its nodes are
+    // known (`engine::complete`, which warns then).
+    if !rd.is_replicated() && !rd.default_stack_pending() {
         replies.push(not_replicated_warning(&rsc_ctx, rd));
     }
     Ok((ops, replies))

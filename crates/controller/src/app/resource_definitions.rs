@@ -1,5 +1,6 @@
 //! Resource definitions and their volume definitions; autoplacing a definition. Deleting either
-//! marks it (see `deletions`).
+//! marks it (see `deletions`). A definition created without a layer list, in a group without
+//! one, stores an empty stack until its first placement chooses LINSTOR's default (`engine`).
 
 use ferrite_types::api_call_rc::code;
 use ferrite_types::rest;
@@ -143,10 +144,7 @@ pub fn create(cluster: &Cluster, body: &rest::ResourceDefinitionCreate) -> Resul
     let group = resource_groups::find(ctx, cluster, &group_name)?;
     properties::check_all(ctx, &spec.props)?;
     let layer_stack = if spec.layer_data.is_empty() {
-        match &group.select_filter.layer_stack {
-            Some(layers) => placement::layer_stack(ctx, layers)?,
-            None => vec![ferrite_types::LayerKind::Storage],
-        }
+        placement::group_stack(ctx, &group.select_filter)?
     } else {
         placement::normalize_layers(ctx, spec.layer_data.iter().map(|l| l.layer_type).collect())?
     };
@@ -192,7 +190,8 @@ pub fn modify(
         let group: ResourceGroupName = resource_groups::find(ctx, cluster, group)?.name.clone();
         updated.resource_group = group;
     }
-    if let Some(layers) = &body.layer_stack {
+    // An empty list changes nothing, as in LINSTOR.
+    if let Some(layers) = body.layer_stack.as_ref().filter(|l| !l.is_empty()) {
         let layers = placement::normalize_layers(ctx, layers.clone())?;
         if !engine::stacks_match(&layers, &current.layer_stack) {
             if !current.resources.is_empty() {
@@ -606,7 +605,7 @@ mod tests {
     use crate::app::testing::{add_resource, apply, tutorial_cluster};
 
     #[test]
-    fn create_uses_default_group_and_storage_layer() {
+    fn create_uses_the_default_group_and_leaves_the_layers_to_the_first_placement() {
         let mut cluster = tutorial_cluster();
         let body: rest::ResourceDefinitionCreate =
             serde_json::from_str(r#"{"resource_definition": {"name": "R2"}}"#).unwrap();
@@ -614,7 +613,7 @@ mod tests {
         apply(&mut cluster, plan);
         let rd = cluster.resource_definition(&"r2".parse().unwrap()).unwrap();
         assert_eq!(rd.resource_group.as_str(), DEFAULT_RESOURCE_GROUP);
-        assert_eq!(rd.layer_stack, vec![ferrite_types::LayerKind::Storage]);
+        assert!(rd.default_stack_pending(), "{:?}", rd.layer_stack);
         assert_eq!(
             create(&cluster, &body).unwrap_err().0[0].ret_code().code(),
             code::FAIL_EXISTS_RSC_DFN

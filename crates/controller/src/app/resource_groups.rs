@@ -1,4 +1,6 @@
-//! Resource groups, their volume groups, and spawning resource definitions from them.
+//! Resource groups, their volume groups, and spawning resource definitions from them. A spawned
+//! definition takes the group's layer list; without one, its stack is chosen when it is placed
+//! (`engine`).
 
 use ferrite_types::api_call_rc::code;
 use ferrite_types::rest;
@@ -403,10 +405,7 @@ pub fn spawn(
         cluster,
         &group.select_filter.overridden_by(&filter_overrides),
     )?;
-    let layer_stack = match &filter.layer_stack {
-        Some(layers) => placement::layer_stack(ctx, layers)?,
-        None => vec![LayerKind::Storage],
-    };
+    let layer_stack = placement::group_stack(ctx, &filter)?;
 
     let mut rd = ResourceDefinition {
         name: name.clone(),
@@ -545,7 +544,7 @@ mod tests {
         apply(&mut cluster, plan);
         let rd = cluster.resource_definition(&"r1".parse().unwrap()).unwrap();
         assert_eq!(rd.volume_definitions.len(), 1);
-        assert_eq!(rd.layer_stack, vec![LayerKind::Storage]);
+        assert!(rd.default_stack_pending(), "{:?}", rd.layer_stack);
         assert!(rd.resources.is_empty());
     }
 }

@@ -152,7 +152,7 @@ fn choose_pool(
                 )
                 .into());
         }
-        for layer in rd.layer_stack.iter().filter(|l| !l.is_replication()) {
+        for layer in rd.resource_layers().iter().filter(|l| !l.is_replication()) {
             if !caps.supports_layer(*layer) {
                 return Err(ctx
                     .error(code::FAIL_STLT_DOES_NOT_SUPPORT_LAYER, format!("Node '{}' cannot run layer {layer} of resource '{}'.", node.name, rd.name))

@@ -332,3 +332,63 @@ pub fn spawn(
         },
     )
 }
+
+/// `cluster` as a restarted controller loads it: every object written to a new store in `dir`,
+/// the store closed, opened again and read back as `Controller::start` reads it.
+pub fn reloaded(cluster: &Cluster, dir: &std::path::Path) -> Cluster {
+    let mut ops: Vec<Op> = cluster
+        .props
+        .iter()
+        .map(|(key, value)| Op::SetControllerProp {
+            key: key.clone(),
+            value: value.clone(),
+        })
+        .collect();
+    for node in cluster.nodes.values() {
+        ops.push(Op::PutNode(node.clone()));
+        for pool in node.storage_pools.values() {
+            ops.push(Op::PutStoragePool {
+                node: node.name.clone(),
+                pool: pool.clone(),
+            });
+        }
+    }
+    for group in cluster.resource_groups.values() {
+        ops.push(Op::PutResourceGroup(group.clone()));
+        for volume_group in group.volume_groups.values() {
+            ops.push(Op::PutVolumeGroup {
+                group: group.name.clone(),
+                volume_group: volume_group.clone(),
+            });
+        }
+    }
+    for rd in cluster.resource_definitions.values() {
+        ops.push(Op::PutResourceDefinition(rd.clone()));
+        for vd in rd.volume_definitions.values() {
+            ops.push(Op::PutVolumeDefinition {
+                resource: rd.name.clone(),
+                volume_definition: vd.clone(),
+            });
+        }
+        for resource in rd.resources.values() {
+            ops.push(Op::PutResource {
+                resource: rd.name.clone(),
+                placed: resource.clone(),
+            });
+        }
+    }
+    let changes: Vec<_> = ops
+        .iter()
+        .flat_map(|op| op.to_changes(&Cluster::default()))
+        .collect();
+    let open = || {
+        ferrite_store::Store::open(
+            ferrite_store::DataDirLock::acquire(dir).expect("lock"),
+            "test-cluster",
+        )
+        .expect("store opens")
+    };
+    open().commit(&changes).expect("commit");
+    let snapshot = open().load().expect("store loads");
+    Cluster::from_snapshot(&snapshot).expect("cluster loads")
+}

@@ -477,7 +477,7 @@ fn layer_object(
         }
         object = Some(current);
     }
-    object.expect("a layer stack is never empty")
+    object.expect("a resource's layers are never empty")
 }
 
 /// What the engine reports of a member, condensed: whether it may become Primary now, and how
@@ -629,7 +629,7 @@ pub fn resource(
             )
         };
         let layer_data_list = rd
-            .layer_stack
+            .resource_layers()
             .iter()
             .map(|layer| rest::VolumeLayer {
                 layer_type: linstor_layer(*layer),
@@ -704,7 +704,7 @@ pub fn resource(
             node_name: resource.node.to_string(),
             props: resource.props.clone(),
             flags: resource.flags(),
-            layer_object: Some(layer_object(&rd.layer_stack, storage_volumes, drbd)),
+            layer_object: Some(layer_object(rd.resource_layers(), storage_volumes, drbd)),
             state: Some(rest::ResourceState { in_use }),
             uuid: Some(resource.uuid.clone()),
             create_timestamp: Some(resource.create_timestamp),
@@ -1011,12 +1011,26 @@ mod tests {
     }
 
     /// `web` on the tutorial's MIRROR nodes: two disks and a tiebreaker; the first disk's node
-    /// is Primary and UpToDate, the second a SyncTarget at 43.2 %, the third offline.
+    /// is Primary and UpToDate, the second a SyncTarget at 43.2 %, the third offline. Also
+    /// `later`, a definition without a layer list (nor one in its group) not placed yet.
     fn mirror_cluster() -> (Cluster, Runtime, Vec<NodeName>) {
         let mut cluster = tutorial_cluster();
         replicated_group(&mut cluster, &["drbd"]);
         let runtime = engines_runtime(&cluster, &[LayerKind::Mirror]);
         commit(&mut cluster, &runtime, |c, r| spawn(c, r, "web"));
+        commit(&mut cluster, &runtime, |c, r| {
+            crate::app::resource_groups::spawn(
+                c,
+                r,
+                ferrite_types::DEFAULT_RESOURCE_GROUP,
+                &rest::ResourceGroupSpawn {
+                    resource_definition_name: "later".into(),
+                    volume_sizes: vec![1 << 20],
+                    definitions_only: true,
+                    ..Default::default()
+                },
+            )
+        });
         let rd = &cluster.resource_definitions[&"web".parse::<ResourceName>().unwrap()];
         let mut diskful: Vec<NodeName> = rd
             .resources
@@ -1395,6 +1409,34 @@ mod tests {
         let mut types = Vec::new();
         layer_types(&json, &mut types);
         assert!(!types.contains(&"MIRROR".to_string()), "{types:?}");
+    }
+
+    #[test]
+    fn a_definition_without_layers_shows_none_until_placed_as_in_linstor() {
+        // LINSTOR stores no layer stack for it and answers `"layer_data": []` for the
+        // definition and its volume definitions; golinstor and python-linstor (drbd_data:
+        // None) read that.
+        let (cluster, _, _) = mirror_cluster();
+        let json =
+            serde_json::to_value(resource_definitions(&cluster, &ListFilter::default(), true))
+                .unwrap();
+        let raw = json
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|rd| rd["name"] == "later")
+            .unwrap();
+        assert_eq!(raw["layer_data"], serde_json::json!([]), "{raw}");
+        assert_eq!(
+            raw["volume_definitions"][0]["layer_data"],
+            serde_json::json!([]),
+            "{raw}"
+        );
+        let decoded: Vec<golinstor::ResourceDefinition> = serde_json::from_value(json).unwrap();
+        let later = decoded.iter().find(|rd| rd.name == "later").unwrap();
+        assert!(later.layer_data.is_empty());
+        assert_eq!(later.volume_definitions[0].size_kib, 1 << 20);
+        assert!(later.volume_definitions[0].layer_data.is_empty());
     }
 
     #[test]

@@ -155,7 +155,11 @@ pub struct ResourceDefinition {
     #[serde(default)]
     pub flags: Vec<String>,
     pub resource_group: ResourceGroupName,
-    /// Top first; always ends with STORAGE.
+    /// Top first; ends with STORAGE. Empty for a definition created without a layer list (and
+    /// whose resource group has none) that has not been placed yet: it gets LINSTOR's default
+    /// when its first resources are placed (`crate::app::engine::complete`), which stores the
+    /// stack chosen. LINSTOR stores such a definition the same way, so no marker is needed and
+    /// the store's rows keep their shape.
     pub layer_stack: Vec<LayerKind>,
     /// The shared secret its replicated members authenticate each other with; allocated when
     /// the stack has a replication layer (`crate::app::allocation`).
@@ -178,6 +182,24 @@ impl ResourceDefinition {
     /// Whether it is marked for deletion: its resources are being deleted, then it goes.
     pub fn is_deleting(&self) -> bool {
         has_flag(&self.flags, FLAG_DELETE)
+    }
+
+    /// Whether its layer stack is still to be chosen: created without a layer list, never
+    /// placed (see [`ResourceDefinition::layer_stack`]).
+    pub fn default_stack_pending(&self) -> bool {
+        self.layer_stack.is_empty()
+    }
+
+    /// The layers of its resources: the stack, or STORAGE alone while the default is pending.
+    /// A definition's first placement chooses its stack in the plan that places it, so no
+    /// resource meets a pending stack; a reader that asks anyway gets STORAGE, the layer every
+    /// stack ends with, rather than no layer at all.
+    pub fn resource_layers(&self) -> &[LayerKind] {
+        if self.layer_stack.is_empty() {
+            &[LayerKind::Storage]
+        } else {
+            &self.layer_stack
+        }
     }
 
     /// Whether a replication layer is in the stack.

@@ -79,7 +79,7 @@ pub fn resource_spec(
     ResourceSpec {
         name: rd.name.to_string(),
         uuid: resource.uuid.clone(),
-        layers: rd.layer_stack.clone(),
+        layers: rd.resource_layers().to_vec(),
         diskless: resource.diskless,
         deleting: resource.is_deleting(),
         volumes: rd

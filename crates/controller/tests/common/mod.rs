@@ -38,10 +38,11 @@ pub fn node_address(i: u8) -> String {
 /// The size of the fixture's volume: 1 GiB, in KiB.
 pub const VOLUME_KIB: i64 = 1 << 20;
 
-/// A running controller with its data directory.
+/// A running controller with its data directory (removed with the fixture unless the test owns
+/// it: see [`Fixture::in_dir`]).
 pub struct Fixture {
     router: Router,
-    _data_dir: tempfile::TempDir,
+    _data_dir: Option<tempfile::TempDir>,
 }
 
 /// An answer: status, Content-Type and body.
@@ -66,15 +67,23 @@ impl Fixture {
     /// A controller on an empty store.
     pub async fn empty() -> Fixture {
         let data_dir = tempfile::tempdir().expect("temporary data directory");
+        let mut fixture = Fixture::in_dir(data_dir.path()).await;
+        fixture._data_dir = Some(data_dir);
+        fixture
+    }
+
+    /// A controller on the store in `dir`, empty or left by an earlier controller: a restart.
+    /// The controller holds the directory's lock until the runtime it runs in is dropped.
+    pub async fn in_dir(dir: &std::path::Path) -> Fixture {
         let controller = Controller::start(
-            ferrite_controller::DataDirLock::acquire(data_dir.path()).expect("lock"),
+            ferrite_controller::DataDirLock::acquire(dir).expect("lock"),
             timeouts(),
         )
         .await
         .expect("controller starts");
         Fixture {
             router: ferrite_controller::http::router(controller),
-            _data_dir: data_dir,
+            _data_dir: None,
         }
     }
 
@@ -88,6 +97,13 @@ impl Fixture {
     ///   `node3`.
     pub async fn cluster() -> Fixture {
         let fixture = Fixture::empty().await;
+        fixture.build_cluster().await;
+        fixture
+    }
+
+    /// Builds [`Fixture::cluster`]'s cluster on this controller's empty store.
+    pub async fn build_cluster(&self) {
+        let fixture = self;
         for i in 1..=3u8 {
             fixture
                 .expect_success(
@@ -157,7 +173,6 @@ impl Fixture {
             )
             .await;
         fixture.check_cluster_shape().await;
-        fixture
     }
 
     /// Asserts the fixture is what [`Fixture::cluster`] says, so the bad-input cases test what

@@ -19,7 +19,9 @@ pub struct ResourceDefinition {
     #[schema(schema_with = schema::props)]
     pub props: Props,
     pub flags: Vec<String>,
-    /// The layer stack, top first.
+    /// The layer stack, top first. Empty, as in LINSTOR, for a definition created without a
+    /// layer list (nor one in its resource group) whose first resources are not placed yet:
+    /// their placement chooses the default.
     #[serde(deserialize_with = "lenient::objects")]
     pub layer_data: Vec<ResourceDefinitionLayer>,
     #[serde(skip_serializing_if = "Option::is_none")]
