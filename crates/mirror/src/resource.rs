@@ -43,6 +43,13 @@ use crate::wire::{
 /// demotion also waits for the device's next usage poll ([`VolumeEngine::may_demote`]).
 pub const DEMOTE_GRACE: Duration = Duration::from_millis(500);
 
+/// DRBD's `auto-promote-timeout` (2 s): how long a write that needs this member to become
+/// Primary waits for another Primary to demote before it fails.
+pub const AUTO_PROMOTE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How often a promotion waiting for another Primary to demote asks again.
+const AUTO_PROMOTE_RETRY: Duration = Duration::from_millis(50);
+
 /// How long a promotion waits for every connected peer's vote.
 pub const PROMOTE_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -199,13 +206,23 @@ struct Control {
 
 impl ResourceControl for Control {
     fn promote(&self) -> BoxFuture<'static, Result<(), IoError>> {
-        let (tx, rx) = oneshot::channel();
-        let sent = self.events.send(Event::Promote(tx)).is_ok();
+        let events = self.events.clone();
         Box::pin(async move {
-            if !sent {
-                return Err(IoError::Shutdown);
+            // DRBD's auto-promote-timeout: while another member is Primary, wait a while for
+            // it to demote (its user has just left, say) before the write fails.
+            let deadline = tokio::time::Instant::now() + AUTO_PROMOTE_TIMEOUT;
+            loop {
+                let (tx, rx) = oneshot::channel();
+                if events.send(Event::Promote(tx)).is_err() {
+                    return Err(IoError::Shutdown);
+                }
+                match rx.await.unwrap_or(Err(IoError::Shutdown)) {
+                    Err(IoError::ReadOnly(_)) if tokio::time::Instant::now() < deadline => {
+                        tokio::time::sleep(AUTO_PROMOTE_RETRY).await;
+                    }
+                    outcome => return outcome,
+                }
             }
-            rx.await.unwrap_or(Err(IoError::Shutdown))
         })
     }
 
@@ -1847,6 +1864,10 @@ impl Machine {
         }
         self.primary = true;
         self.idle_since = None;
+        // A user that came and went before its frontend reported it (a mount, a write and an
+        // umount between two polls of the block device) leaves no usage change behind: the
+        // idle clock starts now, or this member would stay Primary for good.
+        self.usage_changed();
         info!("promoted to Primary");
         // The view first: a waiter reads it as soon as it hears the promotion succeeded.
         self.publish();

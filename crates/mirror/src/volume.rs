@@ -213,7 +213,11 @@ impl VolumeEngine {
         if view.primary {
             return Ok(view);
         }
-        if let Some(refusal) = &view.refuse_writes {
+        // Another Primary may be about to demote: the promotion waits for it a while
+        // (`AUTO_PROMOTE_TIMEOUT`). Any other refusal (no quorum) stands.
+        if let Some(refusal) = &view.refuse_writes
+            && !matches!(refusal, IoError::ReadOnly(_))
+        {
             return Err(refusal.clone());
         }
         self.control.promote().await?;

@@ -176,6 +176,8 @@ async fn a_completed_write_is_on_both_replicas_and_a_returning_peer_gets_what_it
     wait(&b, "b sees the same", |s| all_up_to_date(s, 1)).await;
 
     let volume = a.volumes()[&0].clone();
+    // A frontend holds it open on a (as an NBD client or a mount would), so a stays Primary.
+    ferrite_block::Volume::opened(volume.as_ref());
     let first = pattern(1, 1 << 20);
     volume.write(0, first.clone(), false).await.unwrap();
     assert_eq!(a.status().role, "Primary", "the first write promotes");
@@ -208,12 +210,19 @@ async fn a_completed_write_is_on_both_replicas_and_a_returning_peer_gets_what_it
     assert_eq!(&cluster.on_disk(1, 8 << 20, missed.len())[..], &missed[..]);
     assert_eq!(&cluster.on_disk(1, 0, first.len())[..], &first[..]);
 
-    // b may not write while a is Primary.
+    // b may not write while a is Primary and in use (b waits auto-promote-timeout first).
     let error = b.volumes()[&0]
         .write(0, pattern(3, 4096), false)
         .await
         .unwrap_err();
     assert!(matches!(error, IoError::ReadOnly(_)), "{error}");
+    // Once a's user is gone, a demotes and b's write goes through.
+    ferrite_block::Volume::closed(volume.as_ref());
+    b.volumes()[&0]
+        .write(0, pattern(3, 4096), false)
+        .await
+        .expect("b becomes Primary once a has let go");
+    assert_eq!(b.status().role, "Primary");
     b.down().await;
     a.down().await;
 }

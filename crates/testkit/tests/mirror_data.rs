@@ -412,3 +412,102 @@ fn file_system_scenario(cluster: &mut Cluster) -> Result<()> {
     assert_eq!(text?, "written on the tiebreaker\n");
     Ok(())
 }
+
+#[test]
+fn io_goes_on_while_the_satellite_and_the_controller_are_killed() -> Result<()> {
+    if !is_root() {
+        eprintln!(
+            "skipped: the satellites attach loop devices, which needs root (CI runs as root)"
+        );
+        return Ok(());
+    }
+    let mut cluster = Cluster::start_with(3, &["--reconcile-interval", "2"])?;
+    let outcome = kill_during_io_scenario(&mut cluster);
+    if outcome.is_err() {
+        print_logs(&cluster);
+    }
+    outcome
+}
+
+fn kill_during_io_scenario(cluster: &mut Cluster) -> Result<()> {
+    const BIG_KIB: u64 = 256 * 1024;
+    let rest = cluster.rest();
+    cluster.register_nodes_with_pool("pool")?;
+    rest.post(
+        "/v1/resource-groups",
+        &json!({"name": "mirror_group", "select_filter": {"place_count": 2, "storage_pool_list": ["pool"], "layer_stack": ["DRBD", "STORAGE"]}}),
+    )?
+    .expect_success()?;
+    rest.post("/v1/resource-groups/mirror_group/volume-groups", &json!({}))?
+        .expect_success()?;
+    rest.post(
+        "/v1/resource-groups/mirror_group/spawn",
+        &json!({"resource_definition_name": RESOURCE, "volume_sizes": [BIG_KIB], "partial": false, "definitions_only": false, "select_filter": {}}),
+    )?
+    .expect_success()?;
+    let diskful: Vec<String> = resources(&rest)?
+        .iter()
+        .filter(|r| {
+            !r["flags"]
+                .as_array()
+                .is_some_and(|f| f.contains(&json!("DISKLESS")))
+        })
+        .map(|r| r["node_name"].as_str().unwrap_or_default().to_string())
+        .collect();
+    for node in &diskful {
+        wait_disk_state(&rest, node, "UpToDate")?;
+    }
+    let writer = diskful[0].clone();
+    wait_connected(&rest, &writer)?;
+    let uri = nbd_uri(&rest, &writer)?;
+    let scratch = cluster.dir.path().join("scratch");
+    std::fs::create_dir_all(&scratch)?;
+
+    // The write runs while every satellite and the controller are killed: neither is in the
+    // I/O path.
+    let pattern = Pattern::for_volume("written through kills", BIG_KIB);
+    let write = {
+        let (uri, pattern, scratch) = (uri.clone(), pattern.clone(), scratch.clone());
+        std::thread::spawn(move || write_pattern(&uri, &pattern, &scratch))
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    cluster.controller.kill();
+    for satellite in &mut cluster.satellites {
+        satellite.kill();
+    }
+    write
+        .join()
+        .map_err(|_| anyhow::anyhow!("the writer panicked"))?
+        .context("the write while the satellites and the controller were down")?;
+    // The other replica has every byte, read through its own export while the control plane
+    // is still down.
+    let other = &diskful[1];
+    let other_uri = uri.replace(
+        &format!("/satellites/{writer}/"),
+        &format!("/satellites/{other}/"),
+    );
+    let waited = std::time::Instant::now();
+    let read = loop {
+        // The writer's node hands the Primary role back a moment after its client left.
+        match verify_pattern(&other_uri, &pattern, &scratch) {
+            Ok(()) => break Ok(()),
+            Err(e) if waited.elapsed() < WAIT => {
+                let _ = e;
+                std::thread::sleep(Duration::from_millis(200));
+            }
+            Err(e) => break Err(e),
+        }
+    };
+    read.with_context(|| format!("reading on {other} with the control plane down"))?;
+
+    // Everything comes back as it was.
+    cluster.controller.start_again()?;
+    for satellite in &mut cluster.satellites {
+        satellite.restart()?;
+    }
+    cluster.wait_online(WAIT)?;
+    for node in &diskful {
+        wait_disk_state(&rest, node, "UpToDate")?;
+    }
+    Ok(())
+}
