@@ -39,6 +39,13 @@ pub const MAX_BATCH_BYTES: usize = 4 << 20;
 /// The most frames the writer gathers into one vectored write.
 pub const MAX_BATCH_FRAMES: usize = 64;
 
+/// What the reader takes from the socket per system call: a burst of acknowledgements or of
+/// small writes arrives with one read instead of three per frame. A frame's data larger than
+/// this is read straight into its own buffer.
+pub const RECEIVE_BUFFER_BYTES: usize = 256 << 10;
+
+type FrameReader = tokio::io::BufReader<OwnedReadHalf>;
+
 /// One frame on its way out: header, fixed part, and data if any.
 pub struct Frame {
     header: [u8; HEADER_BYTES],
@@ -283,7 +290,7 @@ pub fn challenge() -> [u8; 32] {
 
 /// Reads one whole frame: header, fixed part, data (into an aligned buffer).
 async fn read_frame(
-    reader: &mut OwnedReadHalf,
+    reader: &mut FrameReader,
 ) -> Result<(wire::Header, Bytes, Option<Bytes>), PeerError> {
     let mut header = [0u8; HEADER_BYTES];
     reader
@@ -429,6 +436,7 @@ pub fn start(
     let (outgoing, frames) = mpsc::unbounded_channel();
     let link = Arc::new(PeerLink::new(node_id, node_name, outgoing));
     tokio::spawn(write_loop(writer, frames, link.clone()));
+    let reader = tokio::io::BufReader::with_capacity(RECEIVE_BUFFER_BYTES, reader);
     tokio::spawn(read_loop(reader, link.clone(), handler));
     link
 }
@@ -512,7 +520,7 @@ fn errno_payload(error: &IoError) -> Bytes {
 }
 
 /// Receives frames: data-path frames are served here, the rest goes to the resource.
-async fn read_loop(mut reader: OwnedReadHalf, link: Arc<PeerLink>, handler: Arc<dyn PeerHandler>) {
+async fn read_loop(mut reader: FrameReader, link: Arc<PeerLink>, handler: Arc<dyn PeerHandler>) {
     let mut closing = link.closing.subscribe();
     let reason = loop {
         let frame = tokio::select! {
