@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use ferrite_block::{AlignedBuf, IoError};
+use ferrite_block::IoError;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -303,19 +303,19 @@ async fn read_frame(
     reader.read_exact(&mut fixed).await.map_err(PeerError::Io)?;
     let data = if header.kind.carries_data() {
         let len = header.length as usize - fixed_len;
-        let mut buf = AlignedBuf::with_capacity(len);
+        let mut buf = crate::uring::buffers().take(len);
         while buf.len() < len {
             let limit = len - buf.len();
             let read = (&mut *reader)
                 .take(limit as u64)
-                .read_buf(&mut buf)
+                .read_buf(&mut *buf)
                 .await
                 .map_err(PeerError::Io)?;
             if read == 0 {
                 return Err(PeerError::Io(std::io::ErrorKind::UnexpectedEof.into()));
             }
         }
-        Some(Bytes::from_owner(buf))
+        Some(buf.freeze())
     } else {
         None
     };

@@ -22,7 +22,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 
 use bytes::{BufMut, Bytes};
-use ferrite_block::AlignedBuf;
+use ferrite_nbd::{BufferPool, POOL_BYTES, PooledBuf};
 use io_uring::{IoUring, opcode, squeue, types};
 use tokio::io::unix::AsyncFd;
 use tokio::sync::{Notify, oneshot};
@@ -32,9 +32,16 @@ use tracing::error;
 /// submitted at once and filled again.
 pub const RING_ENTRIES: u32 = 256;
 
+/// The engine's aligned buffers for data read from disk or received from peers: a fresh 1 MiB
+/// allocation per request costs a page fault per 4 KiB (see `ferrite_nbd::BufferPool`).
+pub fn buffers() -> &'static Arc<BufferPool> {
+    static BUFFERS: std::sync::OnceLock<Arc<BufferPool>> = std::sync::OnceLock::new();
+    BUFFERS.get_or_init(|| BufferPool::new(POOL_BYTES))
+}
+
 /// What the kernel reads from or writes into, kept until the operation completes.
 enum Buffer {
-    Read(AlignedBuf),
+    Read(PooledBuf),
     /// Only kept alive: the kernel reads from it.
     Write {
         _data: Bytes,
@@ -64,7 +71,7 @@ impl Operation {
                     // SAFETY: the kernel wrote `transferred` bytes at the start of the
                     // buffer's unwritten part (never more than the length it was given).
                     unsafe { buffer.advance_mut(transferred) };
-                    Some(Bytes::from_owner(buffer))
+                    Some(buffer.freeze())
                 }
                 Buffer::Write { .. } | Buffer::None => None,
             };
@@ -151,9 +158,9 @@ impl Ring {
         Ok(Ring { inner })
     }
 
-    /// Reads `length` bytes at `offset` into a fresh aligned buffer.
+    /// Reads `length` bytes at `offset` into an aligned buffer of [`buffers`].
     pub async fn read(&self, offset: u64, length: usize) -> io::Result<Bytes> {
-        let mut buffer = AlignedBuf::with_capacity(length);
+        let mut buffer = buffers().take(length);
         let target = buffer.chunk_mut().as_mut_ptr();
         let entry = opcode::Read::new(self.fd(), target, length as u32)
             .offset(offset)
