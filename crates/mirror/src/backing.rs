@@ -34,6 +34,9 @@ use crate::uring::Ring;
 /// How many peers a volume keeps a bitmap for: LINSTOR's default peer slots.
 pub const DEFAULT_PEER_SLOTS: u8 = 7;
 
+/// What a write started without a task runs when it completed: its outcome.
+pub type WriteCompletion = Box<dyn FnOnce(Result<(), IoError>) + Send>;
+
 /// The alignment `O_DIRECT` needs for offsets and lengths on the devices backing volumes.
 pub const DIRECT_IO_ALIGNMENT: u64 = 512;
 
@@ -352,6 +355,40 @@ impl Backing {
         })
         .await
         .map_err(|e| IoError::Io(format!("the write task failed: {e}")))?
+    }
+
+    /// Starts writing `data` at `offset` (`fua`: on stable storage before `then` runs) without
+    /// a task: `then` gets the outcome from the ring's completion. Only where [`Backing::ring`]
+    /// works (see [`Backing::has_ring`]); elsewhere `then` gets an error at once.
+    pub fn start_write(&self, offset: u64, data: Bytes, fua: bool, then: WriteCompletion) {
+        if let Err(e) = Self::check_aligned(offset, data.len() as u64) {
+            return then(Err(e));
+        }
+        let Some(ring) = self.ring() else {
+            return then(Err(IoError::Io(
+                "no io_uring for this backing device".into(),
+            )));
+        };
+        let data = if (data.as_ptr() as usize).is_multiple_of(ferrite_block::ALIGNMENT) {
+            data
+        } else {
+            let mut copy = AlignedBuf::zeroed(data.len());
+            copy.copy_from_slice(&data);
+            Bytes::from_owner(copy)
+        };
+        ring.start_write(
+            offset,
+            data,
+            fua,
+            Box::new(move |result| {
+                then(result.map_err(|e| io_error("writing the backing device", e)))
+            }),
+        );
+    }
+
+    /// Whether data I/O goes through io_uring (and [`Backing::start_write`] works).
+    pub fn has_ring(&self) -> bool {
+        self.ring().is_some()
     }
 
     /// Puts everything written so far on stable storage.

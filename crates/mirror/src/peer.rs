@@ -550,20 +550,44 @@ async fn read_loop(mut reader: FrameReader, link: Arc<PeerLink>, handler: Arc<dy
                 };
                 // The place in line is taken now, in arrival order; the write runs on its own.
                 let reservation = volume.conflicts().reserve(range.offset, data.len() as u64);
-                let link = link.clone();
+                let fua = header.flags & FLAG_FUA != 0;
+                let seq = header.seq;
+                let answer = {
+                    let link = link.clone();
+                    Box::new(move |result: Result<(), IoError>| {
+                        link.send(match result {
+                            Ok(()) => Frame::new(Kind::WriteAck, 0, seq, Bytes::new(), None),
+                            Err(e) => Frame::new(Kind::WriteNack, 0, seq, errno_payload(&e), None),
+                        });
+                    }) as crate::backing::WriteCompletion
+                };
+                // The common case: the range is free and the disk has a ring; the ack is sent
+                // from the write's completion, no task in between.
+                let (reservation, data, answer) = match reservation.now() {
+                    Ok(guard) => {
+                        match volume.start_peer_write(guard, range.offset, data, fua, answer) {
+                            Ok(()) => continue,
+                            Err((guard, data, answer)) => {
+                                tokio::spawn(async move {
+                                    answer(
+                                        volume
+                                            .apply_peer_write(guard, range.offset, data, fua)
+                                            .await,
+                                    );
+                                });
+                                continue;
+                            }
+                        }
+                    }
+                    Err(reservation) => (reservation, data, answer),
+                };
                 tokio::spawn(async move {
                     let guard = reservation.wait().await;
-                    let fua = header.flags & FLAG_FUA != 0;
-                    let answer = match volume
-                        .apply_peer_write(guard, range.offset, data, fua)
-                        .await
-                    {
-                        Ok(()) => Frame::new(Kind::WriteAck, 0, header.seq, Bytes::new(), None),
-                        Err(e) => {
-                            Frame::new(Kind::WriteNack, 0, header.seq, errno_payload(&e), None)
-                        }
-                    };
-                    link.send(answer);
+                    answer(
+                        volume
+                            .apply_peer_write(guard, range.offset, data, fua)
+                            .await,
+                    );
                 });
             }
             Kind::WriteAck => link.complete(header.seq, Ok(None)),

@@ -26,11 +26,15 @@ use ferrite_nbd::{BufferPool, POOL_BYTES, PooledBuf};
 use io_uring::{IoUring, opcode, squeue, types};
 use tokio::io::unix::AsyncFd;
 use tokio::sync::{Notify, oneshot};
-use tracing::error;
+use tracing::{debug, error};
 
 /// Submission queue entries: a burst of requests from every connection; a full queue is
 /// submitted at once and filled again.
 pub const RING_ENTRIES: u32 = 256;
+
+/// Whether a request enters the kernel at once (one `io_uring_enter` per request) or through
+/// the ring's task (one per burst, a task switch later).
+const SUBMIT_AT_ONCE: bool = true;
 
 /// The engine's aligned buffers for data read from disk or received from peers: a fresh 1 MiB
 /// allocation per request costs a page fault per 4 KiB (see `ferrite_nbd::BufferPool`).
@@ -49,9 +53,19 @@ enum Buffer {
     None,
 }
 
+/// Who learns the outcome: an awaiting request, or a function run by whoever reaps the
+/// completion (no task switch: a peer's write is acknowledged from there).
+enum Done {
+    Wake(oneshot::Sender<Result<Completed, i32>>),
+    Call(Box<dyn FnOnce(Result<Completed, i32>) + Send>),
+}
+
+/// What a write started with [`Ring::start_write`] runs when it completed: its outcome.
+pub type WriteDone = Box<dyn FnOnce(io::Result<()>) + Send>;
+
 struct Operation {
     buffer: Buffer,
-    done: oneshot::Sender<Result<Completed, i32>>,
+    done: Done,
 }
 
 /// A finished operation: the bytes transferred and, for a read, the data.
@@ -77,7 +91,12 @@ impl Operation {
             };
             Ok(Completed { transferred, data })
         };
-        let _ = self.done.send(outcome);
+        match self.done {
+            Done::Wake(waiter) => {
+                let _ = waiter.send(outcome);
+            }
+            Done::Call(call) => call(outcome),
+        }
     }
 }
 
@@ -207,6 +226,32 @@ impl Ring {
         Ok(())
     }
 
+    /// Starts writing all of `data` (4 KiB-aligned in memory) at `offset` (`durable`: with
+    /// `RWF_DSYNC`) and returns; `then` gets the outcome when the kernel completed it, on the
+    /// thread that reaps completions. A short write is reported as an error, not continued.
+    pub fn start_write(&self, offset: u64, data: Bytes, durable: bool, then: WriteDone) {
+        let length = data.len();
+        let entry = opcode::Write::new(self.fd(), data.as_ptr(), length as u32)
+            .offset(offset)
+            .rw_flags(if durable { libc::RWF_DSYNC } else { 0 })
+            .build();
+        let done = Done::Call(Box::new(move |outcome: Result<Completed, i32>| {
+            then(match outcome {
+                Ok(completed) if completed.transferred == length => Ok(()),
+                Ok(completed) => Err(io::Error::other(format!(
+                    "wrote {} of {length} bytes at {offset}",
+                    completed.transferred
+                ))),
+                Err(errno) => Err(io::Error::from_raw_os_error(errno)),
+            })
+        }));
+        if let Err((error, Done::Call(then))) =
+            self.inner.push(entry, Buffer::Write { _data: data }, done)
+        {
+            then(Err(error.raw_os_error().unwrap_or(libc::EIO)));
+        }
+    }
+
     /// `fdatasync` of the file.
     pub async fn sync(&self) -> io::Result<()> {
         let entry = opcode::Fsync::new(self.fd())
@@ -221,34 +266,54 @@ impl Ring {
 }
 
 impl Inner {
-    /// Queues one operation; its buffer must be the one `entry` points into. The ring's task
-    /// submits it, together with whatever else was queued meanwhile.
+    /// Queues one operation and waits for it; its buffer must be the one `entry` points into.
     async fn queue(&self, entry: squeue::Entry, buffer: Buffer) -> io::Result<Completed> {
         let (done, outcome) = oneshot::channel();
-        {
-            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-            let id = state.next;
-            state.next += 1;
-            state.operations.insert(id, Operation { buffer, done });
-            let entry = entry.user_data(id);
-            loop {
-                // SAFETY: the entry's buffer is owned by the table until its completion, and
-                // the descriptor by `self.file`, which outlives the table.
-                if unsafe { state.ring.submission().push(&entry) }.is_ok() {
-                    break;
-                }
-                if let Err(error) = state.ring.submit() {
-                    state.operations.remove(&id);
-                    return Err(error);
-                }
-            }
+        if let Err((error, _)) = self.push(entry, buffer, Done::Wake(done)) {
+            return Err(error);
         }
-        self.submit_soon.notify_one();
         match outcome.await {
             Ok(Ok(completed)) => Ok(completed),
             Ok(Err(errno)) => Err(io::Error::from_raw_os_error(errno)),
             Err(_) => Err(io::Error::other("the io_uring ended")),
         }
+    }
+
+    /// Queues one operation and submits it (or has the ring's task submit it, together with
+    /// whatever else was queued meanwhile). Gives `done` back when it could not be queued.
+    fn push(
+        &self,
+        entry: squeue::Entry,
+        buffer: Buffer,
+        done: Done,
+    ) -> Result<(), (io::Error, Done)> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        let id = state.next;
+        state.next += 1;
+        state.operations.insert(id, Operation { buffer, done });
+        let entry = entry.user_data(id);
+        loop {
+            // SAFETY: the entry's buffer is owned by the table until its completion, and
+            // the descriptor by `self.file`, which outlives the table.
+            if unsafe { state.ring.submission().push(&entry) }.is_ok() {
+                break;
+            }
+            if let Err(error) = state.ring.submit() {
+                let operation = state.operations.remove(&id).expect("just inserted");
+                return Err((error, operation.done));
+            }
+        }
+        if SUBMIT_AT_ONCE {
+            if let Err(error) = state.ring.submit() {
+                debug!(%error, "io_uring submit; the ring's task tries again");
+                drop(state);
+                self.submit_soon.notify_one();
+            }
+        } else {
+            drop(state);
+            self.submit_soon.notify_one();
+        }
+        Ok(())
     }
 
     /// Completes every finished operation.
