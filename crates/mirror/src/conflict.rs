@@ -64,6 +64,15 @@ pub struct Reservation {
 }
 
 impl Reservation {
+    /// The range now, if no earlier overlapping write holds or waits for it; else the
+    /// reservation back, to [`Reservation::wait`] on.
+    pub fn now(self) -> Result<RangeGuard, Reservation> {
+        match self.admitted {
+            None => Ok(self.guard),
+            Some(_) => Err(self),
+        }
+    }
+
     /// Waits until the range is ours.
     pub async fn wait(self) -> RangeGuard {
         let Reservation {

@@ -8,6 +8,7 @@
 //! - [`activity_log`]: the hot extents of a Primary;
 //! - [`metadata`]: the on-disk metadata area at the end of a backing volume;
 //! - [`backing`]: a volume's backing store: data I/O and its metadata in memory;
+//! - [`uring`]: the io_uring a backing store's data I/O goes through;
 //! - [`wire`]: the peer protocol's frames and their codec;
 //! - [`config`]: a resource's configuration as the satellite writes it;
 //! - [`control`]: the daemon's control socket (requests, replies, the client);
@@ -34,5 +35,6 @@ pub mod peer;
 pub mod quorum;
 pub mod resource;
 pub mod status;
+pub mod uring;
 pub mod volume;
 pub mod wire;

@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use ferrite_block::{AlignedBuf, IoError};
+use ferrite_block::IoError;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -38,6 +38,13 @@ pub const MAX_BATCH_BYTES: usize = 4 << 20;
 
 /// The most frames the writer gathers into one vectored write.
 pub const MAX_BATCH_FRAMES: usize = 64;
+
+/// What the reader takes from the socket per system call: a burst of acknowledgements or of
+/// small writes arrives with one read instead of three per frame. A frame's data larger than
+/// this is read straight into its own buffer.
+pub const RECEIVE_BUFFER_BYTES: usize = 256 << 10;
+
+type FrameReader = tokio::io::BufReader<OwnedReadHalf>;
 
 /// One frame on its way out: header, fixed part, and data if any.
 pub struct Frame {
@@ -283,7 +290,7 @@ pub fn challenge() -> [u8; 32] {
 
 /// Reads one whole frame: header, fixed part, data (into an aligned buffer).
 async fn read_frame(
-    reader: &mut OwnedReadHalf,
+    reader: &mut FrameReader,
 ) -> Result<(wire::Header, Bytes, Option<Bytes>), PeerError> {
     let mut header = [0u8; HEADER_BYTES];
     reader
@@ -296,19 +303,19 @@ async fn read_frame(
     reader.read_exact(&mut fixed).await.map_err(PeerError::Io)?;
     let data = if header.kind.carries_data() {
         let len = header.length as usize - fixed_len;
-        let mut buf = AlignedBuf::with_capacity(len);
+        let mut buf = crate::uring::buffers().take(len);
         while buf.len() < len {
             let limit = len - buf.len();
             let read = (&mut *reader)
                 .take(limit as u64)
-                .read_buf(&mut buf)
+                .read_buf(&mut *buf)
                 .await
                 .map_err(PeerError::Io)?;
             if read == 0 {
                 return Err(PeerError::Io(std::io::ErrorKind::UnexpectedEof.into()));
             }
         }
-        Some(Bytes::from_owner(buf))
+        Some(buf.freeze())
     } else {
         None
     };
@@ -429,6 +436,7 @@ pub fn start(
     let (outgoing, frames) = mpsc::unbounded_channel();
     let link = Arc::new(PeerLink::new(node_id, node_name, outgoing));
     tokio::spawn(write_loop(writer, frames, link.clone()));
+    let reader = tokio::io::BufReader::with_capacity(RECEIVE_BUFFER_BYTES, reader);
     tokio::spawn(read_loop(reader, link.clone(), handler));
     link
 }
@@ -512,7 +520,7 @@ fn errno_payload(error: &IoError) -> Bytes {
 }
 
 /// Receives frames: data-path frames are served here, the rest goes to the resource.
-async fn read_loop(mut reader: OwnedReadHalf, link: Arc<PeerLink>, handler: Arc<dyn PeerHandler>) {
+async fn read_loop(mut reader: FrameReader, link: Arc<PeerLink>, handler: Arc<dyn PeerHandler>) {
     let mut closing = link.closing.subscribe();
     let reason = loop {
         let frame = tokio::select! {
@@ -542,20 +550,44 @@ async fn read_loop(mut reader: OwnedReadHalf, link: Arc<PeerLink>, handler: Arc<
                 };
                 // The place in line is taken now, in arrival order; the write runs on its own.
                 let reservation = volume.conflicts().reserve(range.offset, data.len() as u64);
-                let link = link.clone();
+                let fua = header.flags & FLAG_FUA != 0;
+                let seq = header.seq;
+                let answer = {
+                    let link = link.clone();
+                    Box::new(move |result: Result<(), IoError>| {
+                        link.send(match result {
+                            Ok(()) => Frame::new(Kind::WriteAck, 0, seq, Bytes::new(), None),
+                            Err(e) => Frame::new(Kind::WriteNack, 0, seq, errno_payload(&e), None),
+                        });
+                    }) as crate::backing::WriteCompletion
+                };
+                // The common case: the range is free and the disk has a ring; the ack is sent
+                // from the write's completion, no task in between.
+                let (reservation, data, answer) = match reservation.now() {
+                    Ok(guard) => {
+                        match volume.start_peer_write(guard, range.offset, data, fua, answer) {
+                            Ok(()) => continue,
+                            Err((guard, data, answer)) => {
+                                tokio::spawn(async move {
+                                    answer(
+                                        volume
+                                            .apply_peer_write(guard, range.offset, data, fua)
+                                            .await,
+                                    );
+                                });
+                                continue;
+                            }
+                        }
+                    }
+                    Err(reservation) => (reservation, data, answer),
+                };
                 tokio::spawn(async move {
                     let guard = reservation.wait().await;
-                    let fua = header.flags & FLAG_FUA != 0;
-                    let answer = match volume
-                        .apply_peer_write(guard, range.offset, data, fua)
-                        .await
-                    {
-                        Ok(()) => Frame::new(Kind::WriteAck, 0, header.seq, Bytes::new(), None),
-                        Err(e) => {
-                            Frame::new(Kind::WriteNack, 0, header.seq, errno_payload(&e), None)
-                        }
-                    };
-                    link.send(answer);
+                    answer(
+                        volume
+                            .apply_peer_write(guard, range.offset, data, fua)
+                            .await,
+                    );
                 });
             }
             Kind::WriteAck => link.complete(header.seq, Ok(None)),

@@ -27,7 +27,7 @@ use bytes::Bytes;
 use ferrite_block::{IoError, Volume, check_range};
 use futures::future::BoxFuture;
 
-use crate::backing::Backing;
+use crate::backing::{Backing, WriteCompletion};
 use crate::conflict::ConflictSet;
 use crate::peer::PeerLink;
 
@@ -83,6 +83,10 @@ impl IoView {
         matches!(self.refuse_writes, Some(IoError::Shutdown))
     }
 }
+
+/// A replicated write [`VolumeEngine::start_peer_write`] gave back: its range, its data and
+/// who gets its outcome.
+pub type PeerWrite = (crate::conflict::RangeGuard, Bytes, WriteCompletion);
 
 /// What the volume asks of its resource.
 pub trait ResourceControl: Send + Sync + 'static {
@@ -330,6 +334,37 @@ impl VolumeEngine {
                 "a diskless member was sent a write".to_string(),
             )),
         }
+    }
+
+    /// [`VolumeEngine::apply_peer_write`] without a task, when the range is free now and the
+    /// backing store has an io_uring: `then` gets the outcome from the I/O completion, after
+    /// the range is released. Gives the arguments back when it cannot.
+    pub fn start_peer_write(
+        &self,
+        range: crate::conflict::RangeGuard,
+        offset: u64,
+        data: Bytes,
+        fua: bool,
+        then: WriteCompletion,
+    ) -> Result<(), PeerWrite> {
+        let Some(backing) = self.backing.as_ref().filter(|b| b.has_ring()) else {
+            return Err((range, data, then));
+        };
+        if let Err(e) = check_range(self.usable, offset, data.len() as u64) {
+            drop(range);
+            then(Err(e));
+            return Ok(());
+        }
+        backing.start_write(
+            offset,
+            data,
+            fua,
+            Box::new(move |result| {
+                drop(range);
+                then(result);
+            }),
+        );
+        Ok(())
     }
 
     /// A read from the local disk, for a peer (a diskless member reads through this one).
