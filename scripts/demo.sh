@@ -51,6 +51,13 @@ stop() {
             fi
         done
     fi
+    # A daemon that had to be killed leaves its FUSE file system mounted: unmount whatever is
+    # still mounted under the demo directory, deepest first.
+    if [ -d "$demo_dir" ]; then
+        findmnt -rn -o TARGET | grep "^$demo_dir/" | sort -r | while read -r target; do
+            umount -l "$target" && echo "unmounted $target"
+        done
+    fi
     if [ -f "$demo_dir/pids" ]; then
         while read -r name pid; do
             if kill -0 "$pid" 2>/dev/null; then

@@ -184,6 +184,25 @@ impl Cluster {
     }
 }
 
+/// Lazily unmounts every mount point under `dir`, deepest first.
+pub fn unmount_under(dir: &Path) {
+    let Ok(mounts) = std::fs::read_to_string("/proc/self/mounts") else {
+        return;
+    };
+    let prefix = format!("{}/", dir.display());
+    let mut targets: Vec<&str> = mounts
+        .lines()
+        .filter_map(|line| line.split_whitespace().nth(1))
+        .filter(|target| target.starts_with(&prefix))
+        .collect();
+    targets.sort_unstable_by_key(|t| std::cmp::Reverse(t.len()));
+    for target in targets {
+        let _ = std::process::Command::new("umount")
+            .args(["-l", target])
+            .status();
+    }
+}
+
 /// Polls `check` every 50 ms until it returns true or `timeout` passes.
 pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> Result<bool>) -> Result<()> {
     let deadline = std::time::Instant::now() + timeout;
@@ -241,6 +260,8 @@ impl Drop for Cluster {
                 satellite.print_log_tail();
             }
         }
+        // A killed engine leaves its FUSE file system mounted under the cluster's directory.
+        unmount_under(self.dir.path());
         for device in loop_devices_under(self.dir.path()) {
             let _ = std::process::Command::new("losetup")
                 .args(["-d", &device])

@@ -87,7 +87,16 @@ pub fn kill_mirrord(state_dir: &Path) {
         .and_then(|text| text.trim().parse::<i32>().ok())
         .filter(|pid| *pid > 1)
     {
+        // SIGTERM first: the daemon removes its block devices and unmounts its FUSE file
+        // system; SIGKILL if it does not end in time.
         // SAFETY: kill has no memory-safety preconditions.
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        // SAFETY: as above; signal 0 only checks that the process exists.
+        while unsafe { libc::kill(pid, 0) } == 0 && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        // SAFETY: as above.
         unsafe { libc::kill(pid, libc::SIGKILL) };
     }
 }
