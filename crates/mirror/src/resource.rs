@@ -197,6 +197,8 @@ pub struct Resource {
     membership: watch::Receiver<ResourceConfig>,
     status: watch::Receiver<ResourceStatus>,
     volumes: BTreeMap<u16, Arc<VolumeEngine>>,
+    /// The task that accepts peers; it owns the listening socket.
+    accept: std::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
 /// What a volume's I/O path calls on its resource.
@@ -457,7 +459,7 @@ impl Resource {
         let (status_tx, status) = watch::channel(machine.snapshot());
         machine.status = Some(status_tx);
         machine.publish();
-        tokio::spawn(
+        let accept = tokio::spawn(
             accept_loop(
                 listener,
                 membership_rx,
@@ -491,6 +493,7 @@ impl Resource {
             membership: resource_membership,
             status,
             volumes,
+            accept: std::sync::Mutex::new(Some(accept)),
         }))
     }
 
@@ -543,6 +546,13 @@ impl Resource {
         let (tx, rx) = oneshot::channel();
         if self.events.send(Event::Down(tx)).is_ok() {
             let _ = rx.await;
+        }
+        // The listening socket is closed before this returns, so the resource can come up
+        // again on the same address at once (a restart for a new configuration).
+        let accept = self.accept.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(task) = accept {
+            task.abort();
+            let _ = task.await;
         }
     }
 

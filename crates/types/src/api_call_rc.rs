@@ -138,7 +138,7 @@ pub mod code {
     pub const INFO_PROP_SET: u64 = 10002;
     pub const INFO_TIE_BREAKER_CREATED: u64 = 10003;
     pub const INFO_TIE_BREAKER_DELETING: u64 = 10004;
-    pub const INFO_TIE_BREAKER_TAKEOVER: u64 = 10005;
+    pub const INFO_TIE_BREAKER_TAKEOVER: u64 = 10006;
     pub const INFO_NOOP: u64 = 10007;
     pub const INFO_RSC_ALREADY_EXISTS: u64 = 10008;
     /// Ferrite's own: which replication engine (DRBD or MIRROR) a resource got, and why.
