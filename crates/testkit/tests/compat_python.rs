@@ -60,6 +60,10 @@ fn python_linstor_runs_the_tutorial() -> Result<()> {
     print!("{stdout}");
     eprint!("{stderr}");
     if !output.status.success() {
+        cluster.controller.print_log_tail();
+        for satellite in &cluster.satellites {
+            satellite.print_log_tail();
+        }
         bail!(
             "the python-linstor tutorial failed ({}):\n{stderr}",
             output.status
