@@ -1,12 +1,18 @@
 //! The article's tutorial typed as a user types it, with the `ferrite` CLI in place of `linstor`,
 //! against a controller and four real satellites: exit codes, the tables users read, `-m` JSON,
 //! and what the satellites did on disk.
+//!
+//! The tutorial gives its definition no layer list, so it gets LINSTOR's default stack,
+//! DRBD,STORAGE, at its first placement, run here by the MIRROR engine (no node runs DRBD 9):
+//! the tables show `MIRROR,STORAGE`, a diskless tiebreaker, disk states from the engine and
+//! the engine's block devices.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use ferrite_testkit::{Cluster, is_root};
+use ferrite_testkit::{Cluster, is_root, loop_devices_under, wait_until};
 use serde_json::Value;
 
 struct Cli<'a> {
@@ -49,28 +55,61 @@ impl Cli<'_> {
         serde_json::from_str(&stdout).with_context(|| format!("parsing -m output: {stdout}"))
     }
 
-    /// `ferrite -m resource list -r my_ssd_res`: (node, diskless) of each resource, by node.
-    fn placement(&self) -> Result<Vec<(String, bool)>> {
+    /// `ferrite -m resource list -r my_ssd_res`: the resources as JSON, by node.
+    fn resources(&self) -> Result<Vec<Value>> {
         let list = self.json(&["resource", "list", "-r", "my_ssd_res"])?;
-        let resources = list[0].as_array().context("-m resource list is [[...]]")?;
-        let mut placed: Vec<(String, bool)> = resources
+        let mut resources = list[0]
+            .as_array()
+            .context("-m resource list is [[...]]")?
+            .clone();
+        resources.sort_by_key(|r| r["node_name"].as_str().unwrap_or_default().to_string());
+        Ok(resources)
+    }
+
+    /// (node, diskless, tiebreaker) of each resource, by node.
+    fn placement(&self) -> Result<Vec<(String, bool, bool)>> {
+        Ok(self
+            .resources()?
             .iter()
             .map(|r| {
-                let diskless = r["flags"].as_array().is_some_and(|flags| {
-                    flags
-                        .iter()
-                        .any(|f| f == "DISKLESS" || f == "DRBD_DISKLESS")
-                });
                 (
                     r["node_name"].as_str().unwrap_or_default().to_string(),
-                    diskless,
+                    has_flag(r, "DISKLESS") || has_flag(r, "DRBD_DISKLESS"),
+                    has_flag(r, "TIE_BREAKER"),
                 )
             })
-            .collect();
-        placed.sort();
-        Ok(placed)
+            .collect())
+    }
+
+    /// Waits until volume 0 of the resource on `node` shows `state` in `-m resource list`.
+    fn wait_disk_state(&self, node: &str, state: &str, timeout: Duration) -> Result<Value> {
+        let mut last = Value::Null;
+        wait_until(timeout, || {
+            last = self
+                .resources()?
+                .into_iter()
+                .find(|r| r["node_name"] == node)
+                .unwrap_or(Value::Null);
+            Ok(last["volumes"][0]["state"]["disk_state"] == state)
+        })
+        .map_err(|e| e.context(format!("waiting for {state} on {node}; last seen: {last}")))?;
+        Ok(last)
     }
 }
+
+fn has_flag(resource: &Value, flag: &str) -> bool {
+    resource["flags"]
+        .as_array()
+        .is_some_and(|f| f.iter().any(|x| x == flag))
+}
+
+/// Engine state reaches the controller a moment after the answer that caused it. Longer than
+/// the satellite's reconcile interval (30 s): a change the engine fails to apply is retried at
+/// the next pass, and a MIRROR restart for a changed configuration sometimes fails to bind its
+/// port while the old listener is still open ("Address already in use"), a known engine bug.
+const WAIT: Duration = Duration::from_secs(75);
+/// A full sync of 2 GiB between two user-space engines on a loaded 2-core machine.
+const FULL_SYNC: Duration = Duration::from_secs(180);
 
 #[test]
 fn the_article_tutorial_with_the_ferrite_cli() -> Result<()> {
@@ -163,49 +202,110 @@ fn the_article_tutorial_with_the_ferrite_cli() -> Result<()> {
         "2G",
     ])?;
     assert!(spawn.contains("SUCCESS"), "{spawn}");
-    // No replication layer yet: the warning says so.
-    assert!(spawn.contains("WARNING"), "{spawn}");
+    // Replicated: the note says by which engine, and no warning says otherwise.
+    assert!(spawn.contains("INFO"), "{spawn}");
+    assert!(
+        spawn.contains("is replicated by the MIRROR engine"),
+        "{spawn}"
+    );
+    assert!(spawn.contains("Tie breaker resource"), "{spawn}");
+    assert!(!spawn.contains("WARNING"), "{spawn}");
 
+    // Two replicas and a diskless tiebreaker on a third node.
     let placed = cli.placement()?;
-    assert_eq!(placed.len(), 2, "{placed:?}");
-    assert!(placed.iter().all(|(_, diskless)| !diskless), "{placed:?}");
-    for (node, _) in &placed {
-        let image = cluster.pool_dir(node).join("my_ssd_res_00000.img");
-        assert_eq!(
-            std::fs::metadata(&image)?.len(),
-            2 << 30,
-            "{}",
-            image.display()
+    assert_eq!(placed.len(), 3, "{placed:?}");
+    let diskful: Vec<String> = placed
+        .iter()
+        .filter(|(_, diskless, _)| !diskless)
+        .map(|(node, _, _)| node.clone())
+        .collect();
+    assert_eq!(diskful.len(), 2, "{placed:?}");
+    let tiebreakers: Vec<&(String, bool, bool)> = placed.iter().filter(|p| p.2).collect();
+    assert_eq!(tiebreakers.len(), 1, "{placed:?}");
+    assert!(tiebreakers[0].1, "a tiebreaker is diskless: {placed:?}");
+    let tiebreaker = tiebreakers[0].0.clone();
+    let image = |node: &str| cluster.pool_dir(node).join("my_ssd_res_00000.img");
+    let device = |node: &str| -> PathBuf {
+        cluster
+            .satellite(node)
+            .state_dir
+            .join("dev")
+            .join("my_ssd_res")
+            .join("0")
+    };
+    for node in &diskful {
+        cli.wait_disk_state(node, "UpToDate", WAIT)?;
+        // The usable 2 GiB and MIRROR's metadata after it, sparse.
+        let meta = std::fs::metadata(image(node))?;
+        assert!(
+            meta.len() > 2 << 30 && meta.len() < (2 << 30) + (64 << 20),
+            "{}: {} bytes",
+            image(node).display(),
+            meta.len()
+        );
+        assert!(
+            std::os::unix::fs::MetadataExt::blocks(&meta) * 512 < 64 << 20,
+            "no initial sync filled {}",
+            image(node).display()
         );
     }
-    let resources = cli.ok(&["r", "l"])?;
-    assert_eq!(rows(&resources, "my_ssd_res "), 2, "{resources}");
-    let volumes = cli.ok(&["v", "l"])?;
-    assert!(volumes.contains("/dev/loop"), "{volumes}");
+    cli.wait_disk_state(&tiebreaker, "Diskless", WAIT)?;
+    assert!(!image(&tiebreaker).exists());
+    // The engine's devices and connections reach the controller a moment after the disk
+    // states: every member shows its block device and is connected to both others.
+    let mut volumes = String::new();
+    wait_until(WAIT, || {
+        volumes = cli.ok(&["v", "l"])?;
+        Ok(placed
+            .iter()
+            .all(|(node, _, _)| volumes.contains(&*device(node).to_string_lossy()))
+            && volumes.matches("Established(2)").count() == 3)
+    })
+    .with_context(|| format!("every member's block device and peers in:\n{volumes}"))?;
+    assert!(!volumes.contains("/dev/loop"), "{volumes}");
     assert_eq!(volumes.matches("UpToDate").count(), 2, "{volumes}");
+    assert_eq!(volumes.matches("TieBreaker").count(), 1, "{volumes}");
+
+    let resources = cli.ok(&["r", "l"])?;
+    assert_eq!(rows(&resources, "my_ssd_res "), 3, "{resources}");
+    assert_eq!(
+        resources.matches("MIRROR,STORAGE").count(),
+        3,
+        "{resources}"
+    );
+    assert_eq!(resources.matches("UpToDate").count(), 2, "{resources}");
+    assert_eq!(resources.matches("TieBreaker").count(), 1, "{resources}");
     let definitions = cli.ok(&["rd", "l"])?;
     assert!(
-        definitions.contains("my_ssd_res") && definitions.contains("my_ssd_group"),
+        definitions.contains("my_ssd_res")
+            && definitions.contains("my_ssd_group")
+            && definitions.contains("MIRROR,STORAGE"),
         "{definitions}"
     );
 
-    // A diskless resource on a node without a replica.
-    let spare = cluster
-        .satellites
-        .iter()
-        .map(|s| s.name.clone())
-        .rfind(|n| !placed.iter().any(|(p, _)| p == n))
-        .context("a node without a replica")?;
-    cli.ok(&["resource", "create", &spare, "my_ssd_res", "--diskless"])?;
-    assert!(cli.placement()?.contains(&(spare.clone(), true)));
+    // A diskless resource on the tiebreaker's node takes the tiebreaker over.
+    let created = cli.ok(&[
+        "resource",
+        "create",
+        &tiebreaker,
+        "my_ssd_res",
+        "--diskless",
+    ])?;
+    assert!(created.contains("taken over"), "{created}");
+    let after = cli.placement()?;
+    assert_eq!(after.len(), 3, "{after:?}");
     assert!(
-        !cluster
-            .pool_dir(&spare)
-            .join("my_ssd_res_00000.img")
-            .exists()
+        after.contains(&(tiebreaker.clone(), true, false)),
+        "{after:?}"
     );
+    cli.wait_disk_state(&tiebreaker, "Diskless", WAIT)?;
+    assert!(!image(&tiebreaker).exists());
+    let resources = cli.ok(&["r", "l"])?;
+    assert!(!resources.contains("TieBreaker"), "{resources}");
 
-    // toggle-disk both ways: the spare gets a disk, the first replica gives its disk away.
+    // toggle-disk both ways: the diskless node gets a disk and a full sync; once it is
+    // UpToDate, the first replica gives its disk away.
+    let spare = tiebreaker;
     cli.ok(&[
         "r",
         "td",
@@ -214,7 +314,9 @@ fn the_article_tutorial_with_the_ferrite_cli() -> Result<()> {
         "--storage-pool",
         "pool_ssd",
     ])?;
-    let first = placed[0].0.clone();
+    assert!(image(&spare).exists());
+    cli.wait_disk_state(&spare, "UpToDate", FULL_SYNC)?;
+    let first = diskful[0].clone();
     cli.ok(&[
         "resource",
         "toggle-disk",
@@ -222,24 +324,50 @@ fn the_article_tutorial_with_the_ferrite_cli() -> Result<()> {
         "my_ssd_res",
         "--diskless",
     ])?;
+    cli.wait_disk_state(&first, "Diskless", WAIT)?;
     let after = cli.placement()?;
-    assert!(after.contains(&(spare.clone(), false)), "{after:?}");
-    assert!(after.contains(&(first.clone(), true)), "{after:?}");
-    assert!(
-        cluster
-            .pool_dir(&spare)
-            .join("my_ssd_res_00000.img")
-            .exists()
-    );
-    assert!(
-        !cluster
-            .pool_dir(&first)
-            .join("my_ssd_res_00000.img")
-            .exists()
-    );
+    assert!(after.contains(&(spare.clone(), false, false)), "{after:?}");
+    assert!(after.contains(&(first.clone(), true, false)), "{after:?}");
+    assert!(image(&spare).exists());
+    wait_until(WAIT, || Ok(!image(&first).exists()))?;
+    wait_until(WAIT, || {
+        Ok(loop_devices_under(&cluster.pool_dir(&first)).is_empty())
+    })
+    .context("the removed disk's loop device is detached")?;
+    // `Removing disk` until the satellite confirms the deletion.
+    let mut resources = String::new();
+    wait_until(WAIT, || {
+        resources = cli.ok(&["r", "l"])?;
+        Ok(
+            resources.matches("UpToDate").count() == 2
+                && resources.matches("Diskless").count() == 1,
+        )
+    })
+    .with_context(|| format!("two UpToDate replicas and a Diskless resource in:\n{resources}"))?;
 
-    cli.ok(&["resource", "delete", &first, "my_ssd_res"])?;
-    assert_eq!(cli.placement()?.len(), 2);
+    // resource delete: two disks are left and no diskless member, so a tiebreaker comes back
+    // on the node that had nothing.
+    let deleted = cli.ok(&["resource", "delete", &first, "my_ssd_res"])?;
+    assert!(deleted.contains("Tie breaker resource"), "{deleted}");
+    wait_until(WAIT, || {
+        Ok(cli.placement()?.iter().all(|(node, _, _)| *node != first))
+    })?;
+    let untouched = cluster
+        .satellites
+        .iter()
+        .map(|s| s.name.clone())
+        .find(|n| !placed.iter().any(|(p, _, _)| p == n))
+        .context("a node the tutorial did not use")?;
+    let after = cli.placement()?;
+    assert_eq!(after.len(), 3, "{after:?}");
+    assert!(
+        after.contains(&(untouched.clone(), true, true)),
+        "{after:?}"
+    );
+    cli.wait_disk_state(&untouched, "Diskless", WAIT)?;
+    assert!(!image(&untouched).exists());
+    wait_until(WAIT, || Ok(!device(&first).exists()))
+        .context("a deleted resource's block device goes")?;
 
     // Errors: exit 10 with the cause and the correction; no controller: exit 20.
     let unknown = cli.output(&["resource", "delete", "node9", "my_ssd_res"])?;
@@ -253,5 +381,18 @@ fn the_article_tutorial_with_the_ferrite_cli() -> Result<()> {
     }
     .output(&["node", "list"])?;
     assert_eq!(nobody.status.code(), Some(20));
+
+    // resource-definition delete: nothing is left on any node.
+    cli.ok(&["resource-definition", "delete", "my_ssd_res"])?;
+    wait_until(WAIT, || Ok(cli.placement()?.is_empty()))?;
+    for satellite in &cluster.satellites {
+        let node = satellite.name.as_str();
+        wait_until(WAIT, || Ok(!image(node).exists() && !device(node).exists()))
+            .with_context(|| format!("files left on {node}"))?;
+    }
+    wait_until(WAIT, || {
+        Ok(loop_devices_under(cluster.dir.path()).is_empty())
+    })
+    .context("loop devices left")?;
     Ok(())
 }

@@ -1,6 +1,7 @@
 //! The python-linstor compatibility suite: `tests/compat/tutorial.py` drives a real cluster
 //! through the whole article tutorial with python-linstor 1.29.1 from PyPI (installed by
-//! `scripts/setup.sh`).
+//! `scripts/setup.sh`): a replicated definition with LINSTOR's default stack, run by the MIRROR
+//! engine, checked through what python-linstor parses and on the satellites' disks.
 
 use std::process::Command;
 
@@ -43,6 +44,13 @@ fn python_linstor_runs_the_tutorial() -> Result<()> {
             satellite.name,
             cluster.pool_dir(&satellite.name).display()
         ));
+        // Where the satellite's MIRROR engine links its block devices (the testkit gives
+        // each satellite `--device-root <state-dir>/dev`).
+        command.arg("--device-root").arg(format!(
+            "{}={}",
+            satellite.name,
+            satellite.state_dir.join("dev").display()
+        ));
     }
     let output = command
         .output()
@@ -52,6 +60,10 @@ fn python_linstor_runs_the_tutorial() -> Result<()> {
     print!("{stdout}");
     eprint!("{stderr}");
     if !output.status.success() {
+        cluster.controller.print_log_tail();
+        for satellite in &cluster.satellites {
+            satellite.print_log_tail();
+        }
         bail!(
             "the python-linstor tutorial failed ({}):\n{stderr}",
             output.status
