@@ -29,6 +29,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::backing::Backing;
 use crate::config::{PING_INTERVAL, ResourceConfig};
+use crate::conflict::Reservation;
 use crate::gi::{self, GenerationSet, GiFlags, NodeId, NodeMask, Outcome, Uuid};
 use crate::peer::{self, Frame, PeerHandler, PeerLink};
 use crate::quorum::{self, Member, OnNoQuorum, QuorumPolicy, QuorumSetting, QuorumVerdict};
@@ -110,6 +111,14 @@ pub struct PeerState {
     pub volumes: BTreeMap<u16, PeerVolume>,
     /// Whether its first State arrived on this connection.
     pub state_seen: bool,
+    /// This connection waits for the volumes' write gates before this member sends its State
+    /// (see [`Event::Gated`]).
+    pub gating: bool,
+    /// The write gates, held from before this member's first State on this connection until
+    /// the handshake's decisions are published.
+    gate: Option<Vec<tokio::sync::OwnedRwLockWriteGuard<()>>>,
+    /// The peer's first State, when it came before the gates were held.
+    early_state: Option<StateMessage>,
     pub last_heard: Instant,
 }
 
@@ -128,6 +137,10 @@ struct Resync {
     outstanding: BTreeMap<u64, Range>,
     /// Where the next request starts.
     cursor: u64,
+    /// When the requests began, and how many bytes were asked for since: with the configured
+    /// `c-max-rate`, what bounds the next request.
+    started: Instant,
+    requested: u64,
 }
 
 /// This member's volume.
@@ -142,6 +155,17 @@ struct LocalVolume {
 /// What the state machine is told.
 pub enum Event {
     Connected(Arc<PeerLink>),
+    /// The write gates of every volume are held for a new connection to a diskful peer: no
+    /// frontend write is in flight, none starts. Only now does this member send its State
+    /// (generations) and, after the peer's State, decide and send its bitmap; the gates are
+    /// released once the decision is published. Without this, a write that read its view while
+    /// the peer was still absent could start a new generation or set bits toward it after
+    /// they were sent: the peer would take the old generation for current, or finish a resync
+    /// without those blocks (and the source then forgets them).
+    Gated {
+        link: Arc<PeerLink>,
+        guards: Vec<tokio::sync::OwnedRwLockWriteGuard<()>>,
+    },
     Disconnected {
         link: Arc<PeerLink>,
         reason: String,
@@ -153,6 +177,8 @@ pub enum Event {
         flags: u32,
         payload: Bytes,
         data: Option<Bytes>,
+        /// Resync data's place among the peer's writes (see `peer::read_loop`).
+        reservation: Option<Reservation>,
     },
     Promote(oneshot::Sender<Result<(), IoError>>),
     Votes {
@@ -162,6 +188,8 @@ pub enum Event {
     UsageChanged,
     /// A volume started a new data generation: send the state to every peer, then answer.
     AnnounceGeneration(oneshot::Sender<()>),
+    /// A write missed a peer: answer whether this member still has quorum.
+    ConfirmQuorum(oneshot::Sender<Result<(), IoError>>),
     /// A new configuration for the running resource (`adjust`).
     Adjust(ResourceConfig, oneshot::Sender<Result<(), AdjustError>>),
     /// The operator resolves a split brain against this member.
@@ -221,6 +249,17 @@ impl ResourceControl for Control {
             }
         })
     }
+
+    fn confirm_quorum(&self) -> BoxFuture<'static, Result<(), IoError>> {
+        let (tx, rx) = oneshot::channel();
+        let sent = self.events.send(Event::ConfirmQuorum(tx)).is_ok();
+        Box::pin(async move {
+            if !sent {
+                return Err(IoError::Shutdown);
+            }
+            rx.await.unwrap_or(Err(IoError::Shutdown))
+        })
+    }
 }
 
 /// What a connection calls on its resource.
@@ -238,6 +277,7 @@ impl PeerHandler for Handler {
         self.volumes.values().cloned().collect()
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn control(
         &self,
         link: &Arc<PeerLink>,
@@ -246,6 +286,7 @@ impl PeerHandler for Handler {
         flags: u32,
         payload: Bytes,
         data: Option<Bytes>,
+        reservation: Option<Reservation>,
     ) {
         let _ = self.events.send(Event::Frame {
             link: link.clone(),
@@ -254,6 +295,7 @@ impl PeerHandler for Handler {
             flags,
             payload,
             data,
+            reservation,
         });
     }
 
@@ -411,6 +453,9 @@ impl Resource {
                         primary: false,
                         volumes: BTreeMap::new(),
                         state_seen: false,
+                        gating: false,
+                        gate: None,
+                        early_state: None,
                         last_heard: Instant::now(),
                     },
                 )
@@ -435,6 +480,9 @@ impl Resource {
             error: None,
             idle_since: None,
             status: None,
+            quorum_round: None,
+            last_round: 0,
+            live_diskful: Vec::new(),
         };
         let (status_tx, status) = watch::channel(machine.snapshot());
         machine.status = Some(status_tx);
@@ -592,34 +640,39 @@ async fn accept_loop(
         let config = membership.borrow().clone();
         let known: Vec<u8> = config.peers.iter().map(|p| p.node_id).collect();
         let (handler, events) = (handler.clone(), events.clone());
-        tokio::spawn(async move {
-            let shaken = tokio::time::timeout(
-                peer::HANDSHAKE_TIMEOUT,
-                peer::handshake(
-                    &mut stream,
-                    &config.name,
-                    &config.secret,
-                    config.node_id,
-                    None,
-                    &known,
-                ),
-            )
-            .await;
-            match shaken {
-                Ok(Ok(node_id)) => {
-                    let name = config
-                        .peers
-                        .iter()
-                        .find(|p| p.node_id == node_id)
-                        .map(|p| p.node_name.clone())
-                        .unwrap_or_default();
-                    let link = peer::start(stream, node_id, name, handler);
-                    let _ = events.send(Event::Connected(link));
+        tokio::spawn(
+            async move {
+                let shaken = tokio::time::timeout(
+                    peer::HANDSHAKE_TIMEOUT,
+                    peer::handshake(
+                        &mut stream,
+                        &config.name,
+                        &config.secret,
+                        config.node_id,
+                        None,
+                        &known,
+                    ),
+                )
+                .await;
+                match shaken {
+                    Ok(Ok(node_id)) => {
+                        let name = config
+                            .peers
+                            .iter()
+                            .find(|p| p.node_id == node_id)
+                            .map(|p| p.node_name.clone())
+                            .unwrap_or_default();
+                        let link = peer::start(stream, node_id, name, handler);
+                        let _ = events.send(Event::Connected(link));
+                    }
+                    Ok(Err(e)) => warn!(%from, error = %e, "refused a peer connection"),
+                    Err(_) => {
+                        warn!(%from, "a peer connection did not complete its handshake in time")
+                    }
                 }
-                Ok(Err(e)) => warn!(%from, error = %e, "refused a peer connection"),
-                Err(_) => warn!(%from, "a peer connection did not complete its handshake in time"),
             }
-        });
+            .in_current_span(),
+        );
     }
 }
 
@@ -727,6 +780,30 @@ struct Machine {
     error: Option<String>,
     idle_since: Option<Instant>,
     status: Option<watch::Sender<ResourceStatus>>,
+    /// The round of pings that confirms quorum after a diskful peer was lost, if one runs.
+    quorum_round: Option<QuorumRound>,
+    /// The number of the last round (its pings carry it as their sequence number).
+    last_round: u64,
+    /// The diskful peers whose connection was live at the last publish.
+    live_diskful: Vec<u8>,
+}
+
+/// A round of pings after a diskful peer was lost, while Primary.
+///
+/// A Primary cut off from every other member does not see all its connections end at once:
+/// each ends when that peer has been silent for the ping timeout, and the last answer of each
+/// came at a slightly different time. Between the first and the last, the Primary still
+/// counts the others in its quorum, and a write that goes on without the lost peer would be
+/// acknowledged on a quorum that no longer exists — while the other side, a real majority,
+/// promotes a member that never got it. So once a diskful peer is lost, writes without it
+/// wait until the members still connected answer a ping sent after the loss and make a quorum
+/// with this member (on a working network, one round trip); a member that does not answer is
+/// dropped at its ping timeout, and if quorum is gone by then, the waiting writes fail.
+struct QuorumRound {
+    id: u64,
+    /// Peers that answered this round's ping.
+    answered: std::collections::BTreeSet<u8>,
+    waiters: Vec<oneshot::Sender<Result<(), IoError>>>,
 }
 
 impl Machine {
@@ -871,6 +948,9 @@ impl Machine {
                             primary: false,
                             volumes: BTreeMap::new(),
                             state_seen: false,
+                            gating: false,
+                            gate: None,
+                            early_state: None,
                             last_heard: Instant::now(),
                         },
                     );
@@ -897,12 +977,15 @@ impl Machine {
             }
             self.handle(event).await;
             self.publish();
+            self.release_gates();
+            self.settle_quorum_round().await;
         }
     }
 
     async fn handle(&mut self, event: Event) {
         match event {
             Event::Connected(link) => self.connected(link),
+            Event::Gated { link, guards } => self.gated(link, guards).await,
             Event::Disconnected { link, reason } => self.disconnected(&link, &reason),
             Event::Frame {
                 link,
@@ -911,13 +994,25 @@ impl Machine {
                 flags,
                 payload,
                 data,
-            } => self.frame(&link, kind, seq, flags, payload, data).await,
+                reservation,
+            } => {
+                self.frame(&link, kind, seq, flags, payload, data, reservation)
+                    .await
+            }
             Event::Promote(reply) => self.promote(reply),
             Event::Votes { granted, reason } => self.votes_counted(granted, reason).await,
             Event::UsageChanged => self.usage_changed(),
             Event::AnnounceGeneration(done) => {
                 self.broadcast_state();
                 let _ = done.send(());
+            }
+            Event::ConfirmQuorum(reply) => {
+                if self.quorum_round.is_none() {
+                    self.start_quorum_round();
+                }
+                if let Some(round) = self.quorum_round.as_mut() {
+                    round.waiters.push(reply);
+                }
             }
             Event::DiscardMyData(reply) => {
                 let result = self.discard_my_data().await;
@@ -1007,8 +1102,57 @@ impl Machine {
         }
         peer.state_seen = false;
         peer.last_heard = Instant::now();
+        peer.gate = None;
+        peer.early_state = None;
         info!(peer = node, name = %peer.node_name, "peer connected");
+        if peer.diskless || self.volumes.values().all(|v| v.engine.backing().is_none()) {
+            // No bitmap or generation of ours is at stake.
+            peer.gating = false;
+            self.send_state(&link);
+            return;
+        }
+        peer.gating = true;
+        let gates: Vec<_> = self.volumes.values().map(|v| v.engine.gate()).collect();
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            let mut guards = Vec::with_capacity(gates.len());
+            for gate in gates {
+                guards.push(gate.await);
+            }
+            let _ = events.send(Event::Gated { link, guards });
+        });
+    }
+
+    /// The write gates are held for a new connection (see [`Event::Gated`]).
+    async fn gated(
+        &mut self,
+        link: Arc<PeerLink>,
+        guards: Vec<tokio::sync::OwnedRwLockWriteGuard<()>>,
+    ) {
+        let node = link.node_id();
+        let Some(peer) = self.peers.get_mut(&node) else {
+            return;
+        };
+        if !peer.link.as_ref().is_some_and(|l| Arc::ptr_eq(l, &link)) || link.is_closed() {
+            return;
+        }
+        peer.gating = false;
+        peer.gate = Some(guards);
+        let early = peer.early_state.take();
         self.send_state(&link);
+        if let Some(state) = early {
+            self.peer_state(&link, state).await;
+        }
+    }
+
+    /// Drops the write gates of connections whose handshake is decided (called after the
+    /// decision was published).
+    fn release_gates(&mut self) {
+        for peer in self.peers.values_mut() {
+            if peer.gate.is_some() && (peer.state_seen || peer.link.is_none()) {
+                peer.gate = None;
+            }
+        }
     }
 
     fn disconnected(&mut self, link: &Arc<PeerLink>, reason: &str) {
@@ -1023,6 +1167,9 @@ impl Machine {
         info!(peer = node, %reason, "peer disconnected");
         peer.link = None;
         peer.primary = false;
+        peer.gating = false;
+        peer.gate = None;
+        peer.early_state = None;
         if !matches!(peer.connection, Connection::StandAlone(_)) {
             peer.connection = Connection::Connecting;
         }
@@ -1068,13 +1215,15 @@ impl Machine {
     }
 
     fn broadcast_state(&self) {
-        for peer in self.peers.values() {
+        // A connection still waiting for its write gates gets its first State from `gated`.
+        for peer in self.peers.values().filter(|p| !p.gating) {
             if let Some(link) = &peer.link {
                 self.send_state(link);
             }
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn frame(
         &mut self,
         link: &Arc<PeerLink>,
@@ -1083,6 +1232,7 @@ impl Machine {
         _flags: u32,
         payload: Bytes,
         data: Option<Bytes>,
+        reservation: Option<Reservation>,
     ) {
         let node = link.node_id();
         if let Some(peer) = self.peers.get_mut(&node) {
@@ -1090,7 +1240,17 @@ impl Machine {
         }
         match kind {
             Kind::State => match StateMessage::decode(&payload) {
-                Ok(state) => self.peer_state(link, state).await,
+                Ok(state) => {
+                    if let Some(peer) = self.peers.get_mut(&node)
+                        && peer.gating
+                        && peer.link.as_ref().is_some_and(|l| Arc::ptr_eq(l, link))
+                    {
+                        // Decided once this member's own State is out (see `gated`).
+                        peer.early_state = Some(state);
+                        return;
+                    }
+                    self.peer_state(link, state).await
+                }
                 Err(e) => {
                     warn!(peer = node, error = %e, "malformed state; closing the connection");
                     link.close();
@@ -1108,7 +1268,9 @@ impl Machine {
                 Err(_) => link.close(),
             },
             Kind::ResyncData => match Range::decode(&payload) {
-                Ok(range) => self.resync_data(link, seq, range, data.unwrap_or_default()),
+                Ok(range) => {
+                    self.resync_data(link, seq, range, data.unwrap_or_default(), reservation)
+                }
                 Err(_) => link.close(),
             },
             Kind::ResyncDone => {
@@ -1166,7 +1328,13 @@ impl Machine {
             Kind::Ping => {
                 link.send(Frame::new(Kind::Pong, 0, seq, Bytes::new(), None));
             }
-            Kind::Pong => {}
+            Kind::Pong => {
+                if let Some(round) = self.quorum_round.as_mut()
+                    && round.id == seq
+                {
+                    round.answered.insert(node);
+                }
+            }
             other => {
                 warn!(peer = node, kind = ?other, "unexpected frame; closing the connection");
                 link.close();
@@ -1309,6 +1477,8 @@ impl Machine {
                                 incoming: Vec::new(),
                                 outstanding: BTreeMap::new(),
                                 cursor: 0,
+                                started: Instant::now(),
+                                requested: 0,
                             });
                         }
                     }
@@ -1474,6 +1644,11 @@ impl Machine {
         let link_of = |peers: &BTreeMap<u8, PeerState>, node: u8| {
             peers.get(&node).and_then(|p| p.link.clone())
         };
+        // `c-max-rate` bounds the average rate since the resync started (0: unbounded). It was
+        // documented and configurable, but nothing applied it: a resync took the whole disk
+        // and network from the application. The ticks and each completed range drive the
+        // requests on, so a request held back here goes out within a tick.
+        let max_rate = self.config.options.c_max_rate_kib.saturating_mul(1024);
         for local in self.volumes.values_mut() {
             let Some(resync) = local.resync.as_mut() else {
                 continue;
@@ -1498,6 +1673,14 @@ impl Machine {
                     resync.cursor = usable;
                     break;
                 };
+                if max_rate > 0 {
+                    let allowed = (max_rate as f64 * resync.started.elapsed().as_secs_f64()) as u64
+                        + RESYNC_REQUEST_BYTES;
+                    if resync.requested + len > allowed {
+                        break;
+                    }
+                }
+                resync.requested += len;
                 let range = Range {
                     volume: local.engine.number,
                     offset,
@@ -1557,7 +1740,14 @@ impl Machine {
     }
 
     /// The target side: write the data in arrival order, clear the bits, acknowledge.
-    fn resync_data(&mut self, link: &Arc<PeerLink>, seq: u64, range: Range, data: Bytes) {
+    fn resync_data(
+        &mut self,
+        link: &Arc<PeerLink>,
+        seq: u64,
+        range: Range,
+        data: Bytes,
+        reservation: Option<Reservation>,
+    ) {
         let node = link.node_id();
         let Some(local) = self.volumes.get_mut(&range.volume) else {
             return;
@@ -1569,9 +1759,11 @@ impl Machine {
             return;
         }
         let engine = local.engine.clone();
-        let reservation = engine
-            .conflicts()
-            .reserve(range.offset, u64::from(range.length));
+        let reservation = reservation.unwrap_or_else(|| {
+            engine
+                .conflicts()
+                .reserve(range.offset, u64::from(range.length))
+        });
         let (link, events) = (link.clone(), self.events.clone());
         tokio::spawn(async move {
             let guard = reservation.wait().await;
@@ -1790,6 +1982,71 @@ impl Machine {
         self.broadcast_state();
     }
 
+    /// Starts a round of pings to every peer still connected (see [`QuorumRound`]).
+    fn start_quorum_round(&mut self) {
+        self.last_round += 1;
+        let id = self.last_round;
+        for link in self.peers.values().filter_map(|p| p.link.as_ref()) {
+            if !link.is_closed() {
+                link.send(Frame::new(Kind::Ping, 0, id, Bytes::new(), None));
+            }
+        }
+        debug!(round = id, "confirming quorum after losing a peer");
+        self.quorum_round = Some(QuorumRound {
+            id,
+            answered: Default::default(),
+            waiters: Vec::new(),
+        });
+    }
+
+    /// Ends the round of pings when its answers make a quorum (the waiting writes go on), or
+    /// when quorum is lost (they fail). A Primary whose writes fail for lack of quorum may have
+    /// written them to its own disk: it marks itself as having lost quorum, so that at the next
+    /// handshake with a peer on the same generation it is the sync target (DRBD's lost-quorum
+    /// rule) and those blocks are copied back from the peer.
+    async fn settle_quorum_round(&mut self) {
+        let Some(round) = &self.quorum_round else {
+            return;
+        };
+        let result = if !self.quorum.has_quorum {
+            Err(IoError::Io(format!(
+                "no quorum ({:?}): the members left do not make a majority",
+                self.quorum.reason
+            )))
+        } else {
+            let answered = round.answered.clone();
+            let members = self.members(|peer| {
+                answered.contains(&peer.node_id)
+                    && peer.link.as_ref().is_some_and(|l| !l.is_closed())
+            });
+            if !quorum::has_quorum(&members, &policy(&self.config)).has_quorum {
+                return;
+            }
+            Ok(())
+        };
+        let round = self.quorum_round.take().expect("checked");
+        if result.is_err() && self.primary {
+            for local in self.volumes.values() {
+                if let Some(backing) = local.engine.backing() {
+                    let _ = backing
+                        .update_superblock(|sb| {
+                            sb.generations.flags.insert(GiFlags::PRIMARY_LOST_QUORUM)
+                        })
+                        .await;
+                }
+            }
+        }
+        debug!(
+            round = round.id,
+            ok = result.is_ok(),
+            "quorum round settled"
+        );
+        for waiter in round.waiters {
+            let _ = waiter.send(result.clone());
+        }
+        self.publish();
+    }
+
     fn in_use(&self) -> bool {
         self.volumes.values().any(|v| v.engine.sessions() > 0)
     }
@@ -1875,9 +2132,9 @@ impl Machine {
         info!("resource down");
     }
 
-    /// Recomputes quorum and every volume's view, and publishes the status.
-    fn publish(&mut self) {
-        let policy = policy(&self.config);
+    /// Every member for the quorum computation, a peer counted as reachable when `reachable`
+    /// says so.
+    fn members(&self, reachable: impl Fn(&PeerState) -> bool) -> Vec<Member> {
         let mut members = vec![Member {
             node_id: self.me(),
             diskful: self.config.diskful(),
@@ -1902,16 +2159,40 @@ impl Machine {
                 } else {
                     quorum::DiskState::Unknown
                 });
+            let reached = reachable(peer);
             members.push(Member {
                 node_id: NodeId::new(u32::from(peer.node_id)).expect("checked config"),
                 diskful: !peer.diskless,
-                reachable: peer.link.is_some(),
-                disk: if peer.link.is_some() {
+                reachable: reached,
+                disk: if reached {
                     disk
                 } else {
                     quorum::DiskState::Unknown
                 },
             });
+        }
+        members
+    }
+
+    /// Recomputes quorum and every volume's view, and publishes the status.
+    fn publish(&mut self) {
+        let policy = policy(&self.config);
+        // A closed link counts as gone at once, before its Disconnected event arrives: the
+        // writes that failed on it must not be acknowledged on a quorum that includes it.
+        let members = self.members(|peer| peer.link.as_ref().is_some_and(|l| !l.is_closed()));
+        let live_diskful: Vec<u8> = self
+            .peers
+            .values()
+            .filter(|p| !p.diskless && p.link.as_ref().is_some_and(|l| !l.is_closed()))
+            .map(|p| p.node_id)
+            .collect();
+        let lost = self
+            .live_diskful
+            .iter()
+            .any(|id| !live_diskful.contains(id));
+        self.live_diskful = live_diskful;
+        if lost && self.primary && self.quorum_round.is_none() {
+            self.start_quorum_round();
         }
         self.quorum = quorum::next_verdict(&self.quorum, self.me(), &members, &policy);
         let writable = self.primary && self.quorum.has_quorum;
@@ -1930,7 +2211,7 @@ impl Machine {
                     continue;
                 }
                 let volume = peer.volumes.get(&number);
-                match (&peer.link, volume) {
+                match (peer.link.as_ref().filter(|l| !l.is_closed()), volume) {
                     (Some(link), Some(v))
                         if matches!(
                             v.replication,
@@ -1962,6 +2243,7 @@ impl Machine {
                 targets,
                 absent,
                 read_from,
+                confirm_first: self.quorum_round.is_some(),
             });
         }
         let snapshot = self.snapshot();

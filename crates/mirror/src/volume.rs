@@ -46,6 +46,10 @@ pub struct IoView {
     pub absent: Vec<u8>,
     /// An UpToDate peer to read from when the local disk cannot serve a read.
     pub read_from: Option<Arc<PeerLink>>,
+    /// A diskful peer was just lost and the members left have not yet confirmed that they
+    /// are still a quorum: a write asks ([`ResourceControl::confirm_quorum`]) before it goes
+    /// on without that peer.
+    pub confirm_first: bool,
 }
 
 impl IoView {
@@ -61,6 +65,7 @@ impl IoView {
             targets: Vec::new(),
             absent: Vec::new(),
             read_from: None,
+            confirm_first: false,
         }
     }
 }
@@ -74,6 +79,11 @@ pub trait ResourceControl: Send + Sync + 'static {
     /// The volume started a new data generation: tell the connected peers, and resolve once
     /// that announcement is queued ahead of any later frame.
     fn announce_generation(&self) -> BoxFuture<'static, ()>;
+    /// A write is to complete without a diskful peer that was a target until now (it failed
+    /// toward it, or the peer was just lost): resolves once the members still reachable have
+    /// answered a round of pings sent after the loss and make a quorum, or fails when they do
+    /// not.
+    fn confirm_quorum(&self) -> BoxFuture<'static, Result<(), IoError>>;
 }
 
 /// One volume of a resource on this member.
@@ -86,6 +96,10 @@ pub struct VolumeEngine {
     view: RwLock<Arc<IoView>>,
     control: Arc<dyn ResourceControl>,
     sessions: AtomicUsize,
+    /// Held (shared) by every frontend write from before it reads its view until it completed;
+    /// a handshake takes it exclusively ([`VolumeEngine::gate`]) so that the generations and
+    /// bitmap it sends are not changed by a write that still sees the peer as absent.
+    gate: Arc<tokio::sync::RwLock<()>>,
 }
 
 impl VolumeEngine {
@@ -105,7 +119,14 @@ impl VolumeEngine {
             view: RwLock::new(Arc::new(IoView::initial())),
             control,
             sessions: AtomicUsize::new(0),
+            gate: Arc::new(tokio::sync::RwLock::new(())),
         }
+    }
+
+    /// Waits until no frontend write is in flight and holds new ones back until the guard is
+    /// dropped: a handshake's snapshot (see `resource`'s `Gated` event).
+    pub fn gate(&self) -> impl Future<Output = tokio::sync::OwnedRwLockWriteGuard<()>> + use<> {
+        self.gate.clone().write_owned()
     }
 
     pub fn backing(&self) -> Option<&Arc<Backing>> {
@@ -131,17 +152,21 @@ impl VolumeEngine {
         self.sessions.load(Ordering::Relaxed)
     }
 
-    /// The view to write with: this member's, after promoting it if it is not Primary yet.
+    /// The view to write with: this member's, after promoting it if it is not Primary yet, and
+    /// after the members left confirmed their quorum if a peer was just lost.
     async fn writable_view(&self) -> Result<Arc<IoView>, IoError> {
-        let view = self.view();
-        if view.primary {
-            return Ok(view);
+        let mut view = self.view();
+        if !view.primary {
+            if let Some(refusal) = &view.refuse_writes {
+                return Err(refusal.clone());
+            }
+            self.control.promote().await?;
+            view = self.view();
         }
-        if let Some(refusal) = &view.refuse_writes {
-            return Err(refusal.clone());
+        if view.primary && view.confirm_first {
+            self.control.confirm_quorum().await?;
+            view = self.view();
         }
-        self.control.promote().await?;
-        let view = self.view();
         match (&view.primary, &view.refuse_writes) {
             (true, _) => Ok(view),
             (false, Some(refusal)) => Err(refusal.clone()),
@@ -153,6 +178,9 @@ impl VolumeEngine {
     async fn replicated_write(&self, offset: u64, data: Bytes, fua: bool) -> Result<(), IoError> {
         let len = data.len() as u64;
         check_range(self.usable, offset, len)?;
+        // Before the view is read: a handshake that holds the gate sees no write that read
+        // the view from before it.
+        let _gate = self.gate.read().await;
         let view = self.writable_view().await?;
         let _range = self.conflicts.acquire(offset, len).await;
         if let Some(backing) = &self.backing {
@@ -198,6 +226,7 @@ impl VolumeEngine {
             backing.end_write(offset, len);
         }
         let mut replicated = 0usize;
+        let mut missed = crate::gi::NodeMask::EMPTY;
         for (peer, outcome) in remote {
             match outcome {
                 Ok(()) => replicated += 1,
@@ -206,6 +235,9 @@ impl VolumeEngine {
                     tracing::debug!(peer = peer.node_id(), %error, "write not replicated to peer");
                     if let Some(backing) = &self.backing {
                         backing.mark_out_of_sync(peer.node_id(), offset, len);
+                    }
+                    if let Ok(node) = crate::gi::NodeId::new(u32::from(peer.node_id())) {
+                        missed.insert(node);
                     }
                 }
             }
@@ -216,6 +248,23 @@ impl VolumeEngine {
             return Err(IoError::Io(
                 "no diskful peer took the write (all disconnected)".to_string(),
             ));
+        }
+        if !missed.is_empty() {
+            // A peer dropped while the write was in flight. The write may complete only if
+            // this member still has quorum without it: a Primary cut off from everyone sees
+            // its first peer's connection end before the others', and acknowledging its
+            // in-flight writes then would acknowledge writes the majority never got (DRBD's
+            // on-no-quorum io-error fails them too).
+            self.control.confirm_quorum().await?;
+            // And the generation must say the peer is behind before the write is reported
+            // done: the write was issued while the peer was still a target, so no new
+            // generation was started for it, and a peer on our current generation would
+            // come back as in sync and never get the blocks its bitmap holds.
+            if let Some(backing) = &self.backing
+                && backing.before_write(self.me, missed).await?
+            {
+                self.control.announce_generation().await;
+            }
         }
         Ok(())
     }
