@@ -15,7 +15,7 @@
 //!  disk:    Inconsistent ──resync done / initial sync skipped──▶ UpToDate
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -403,8 +403,14 @@ impl Resource {
                     let consistent = backing.with_superblock(|sb| {
                         sb.flags.contains(crate::metadata::MdFlags::CONSISTENT)
                     });
+                    let was_up_to_date = backing.with_superblock(|sb| {
+                        sb.flags.contains(crate::metadata::MdFlags::WAS_UP_TO_DATE)
+                    });
                     let disk = if generations.current.is_just_created() || !consistent {
                         DiskState::Inconsistent
+                    } else if !was_up_to_date {
+                        // Outdated by a Primary that wrote without it (see `outdate_self`).
+                        DiskState::Outdated
                     } else {
                         DiskState::UpToDate
                     };
@@ -482,7 +488,8 @@ impl Resource {
             status: None,
             quorum_round: None,
             last_round: 0,
-            live_diskful: Vec::new(),
+            outdated_announced: BTreeSet::new(),
+            outdated_members: BTreeMap::new(),
         };
         let (status_tx, status) = watch::channel(machine.snapshot());
         machine.status = Some(status_tx);
@@ -782,28 +789,49 @@ struct Machine {
     status: Option<watch::Sender<ResourceStatus>>,
     /// The round of pings that confirms quorum after a diskful peer was lost, if one runs.
     quorum_round: Option<QuorumRound>,
-    /// The number of the last round (its pings carry it as their sequence number).
+    /// The number of the last round (its messages carry it as their sequence number).
     last_round: u64,
-    /// The diskful peers whose connection was live at the last publish.
-    live_diskful: Vec<u8>,
+    /// As Primary: the diskful peers the others were told (and confirmed) this member writes
+    /// without, so that none of them is promoted with the data it lacks.
+    outdated_announced: BTreeSet<u8>,
+    /// Members a Primary said it writes without, each with its current UUID as this member
+    /// knew it then (if it knew it): their promotion is refused until they are seen UpToDate
+    /// on another generation (they resynced) or a Primary no longer names them.
+    outdated_members: BTreeMap<u8, Option<Uuid>>,
 }
 
-/// A round of pings after a diskful peer was lost, while Primary.
+/// A round that outdates the diskful peers a Primary is about to write without (it lost them,
+/// or was promoted without them), DRBD's outdating through the quorum.
 ///
-/// A Primary cut off from every other member does not see all its connections end at once:
-/// each ends when that peer has been silent for the ping timeout, and the last answer of each
-/// came at a slightly different time. Between the first and the last, the Primary still
-/// counts the others in its quorum, and a write that goes on without the lost peer would be
-/// acknowledged on a quorum that no longer exists — while the other side, a real majority,
-/// promotes a member that never got it. So once a diskful peer is lost, writes without it
-/// wait until the members still connected answer a ping sent after the loss and make a quorum
-/// with this member (on a working network, one round trip); a member that does not answer is
-/// dropped at its ping timeout, and if quorum is gone by then, the waiting writes fail.
+/// The Primary sends `Outdated` (the whole set of members it writes without) to every member
+/// still connected; each records it, refuses those members' promotion from then on, relays it
+/// once (so a member cut off from the Primary but not from the others learns that its data is
+/// Outdated) and answers. Writes without the lost peer wait until the answers make a quorum
+/// with this member (one round trip on a working network).
+///
+/// Two faults it guards against. A Primary cut off from everyone does not see its connections
+/// end at once — each ends at that peer's ping timeout — and in between it still counts the
+/// others in its quorum: writes acknowledged then would be missing on the majority, which
+/// promotes one of its own. Here the round's messages reach nobody, the others' connections end
+/// too, quorum is gone and the waiting writes fail. And a Primary that lost only a disk goes on
+/// with the tiebreaker's vote; if it is cut off later, the tiebreaker and the disk left behind
+/// are a majority — but that disk was outdated by the round and is not promoted.
 struct QuorumRound {
     id: u64,
-    /// Peers that answered this round's ping.
-    answered: std::collections::BTreeSet<u8>,
+    /// The members announced as written without.
+    outdated: BTreeSet<u8>,
+    /// Peers that answered this round.
+    answered: BTreeSet<u8>,
     waiters: Vec<oneshot::Sender<Result<(), IoError>>>,
+}
+
+/// The payload of an `Outdated` frame.
+fn outdated_mask(members: &BTreeSet<u8>) -> Bytes {
+    let mask = members
+        .iter()
+        .filter(|id| usize::from(**id) < gi::MAX_NODES)
+        .fold(0u32, |mask, id| mask | (1 << id));
+    Bytes::copy_from_slice(&mask.to_le_bytes())
 }
 
 impl Machine {
@@ -1290,6 +1318,8 @@ impl Machine {
                     PromoteAnswer::OtherPrimary
                 } else if self.promoting.is_some() && self.config.node_id < node {
                     PromoteAnswer::Race
+                } else if self.outdated_members.contains_key(&node) {
+                    PromoteAnswer::Outdated
                 } else {
                     if let Some(peer) = self.peers.get_mut(&node) {
                         peer.primary = true;
@@ -1328,6 +1358,10 @@ impl Machine {
             Kind::Ping => {
                 link.send(Frame::new(Kind::Pong, 0, seq, Bytes::new(), None));
             }
+            Kind::Outdated => {
+                let mask = u32::from_le_bytes(payload[..4].try_into().unwrap_or([0; 4]));
+                self.outdated_received(link, seq, mask).await;
+            }
             Kind::Pong => {
                 if let Some(round) = self.quorum_round.as_mut()
                     && round.id == seq
@@ -1354,11 +1388,22 @@ impl Machine {
                 return;
             };
             peer.primary = state.primary;
+            if let Some(recorded) = self.outdated_members.get(&node)
+                && let Some(recorded) = recorded
+                && state
+                    .volumes
+                    .iter()
+                    .any(|v| v.disk == DiskState::UpToDate && v.generations.current != *recorded)
+            {
+                // It resynced since it was outdated.
+                self.outdated_members.remove(&node);
+            }
             let first = !peer.state_seen;
             peer.state_seen = true;
             first
         };
         let disks_before: Vec<DiskState> = self.volumes.values().map(|v| v.disk).collect();
+        let mut back_in_sync = false;
         for remote in state.volumes {
             let number = remote.volume;
             let Some(local) = self.volumes.get_mut(&number) else {
@@ -1422,6 +1467,24 @@ impl Machine {
                                     // An interrupted resync: resume it as a bitmap resync.
                                     Replication::SyncTarget
                                 } else {
+                                    if local.disk == DiskState::Outdated
+                                        && remote.disk == DiskState::UpToDate
+                                        && backing
+                                            .update_superblock(|sb| {
+                                                sb.flags.insert(
+                                                    crate::metadata::MdFlags::WAS_UP_TO_DATE,
+                                                )
+                                            })
+                                            .await
+                                            .is_ok()
+                                    {
+                                        // Outdated, but nothing was written without it: the
+                                        // UpToDate peer is on the same generation.
+                                        local.disk = DiskState::UpToDate;
+                                    }
+                                    if remote.disk == DiskState::UpToDate {
+                                        back_in_sync = true;
+                                    }
                                     Replication::Established
                                 }
                             }
@@ -1493,6 +1556,7 @@ impl Machine {
                         .await;
                     backing.with_bitmap(node, |b| b.clear_all());
                     replication = Replication::Established;
+                    back_in_sync = true;
                     info!(
                         peer = node,
                         volume = number,
@@ -1567,6 +1631,9 @@ impl Machine {
                 self.error = None;
             }
             peer.connection = Connection::Connected;
+        }
+        if back_in_sync {
+            self.forget_outdated(node);
         }
         let disks_after: Vec<DiskState> = self.volumes.values().map(|v| v.disk).collect();
         if disks_after != disks_before {
@@ -1982,21 +2049,132 @@ impl Machine {
         self.broadcast_state();
     }
 
-    /// Starts a round of pings to every peer still connected (see [`QuorumRound`]).
+    /// The diskful peers this member cannot replicate to now.
+    fn behind(&self) -> BTreeSet<u8> {
+        self.peers
+            .values()
+            .filter(|p| !p.diskless && p.link.as_ref().is_none_or(|l| l.is_closed()))
+            .map(|p| p.node_id)
+            .collect()
+    }
+
+    /// Starts a round that outdates the members this Primary writes without (see
+    /// [`QuorumRound`]).
     fn start_quorum_round(&mut self) {
         self.last_round += 1;
         let id = self.last_round;
+        let outdated: BTreeSet<u8> = self
+            .outdated_announced
+            .union(&self.behind())
+            .copied()
+            .collect();
+        let payload = outdated_mask(&outdated);
         for link in self.peers.values().filter_map(|p| p.link.as_ref()) {
             if !link.is_closed() {
-                link.send(Frame::new(Kind::Ping, 0, id, Bytes::new(), None));
+                link.send(Frame::new(Kind::Outdated, 0, id, payload.clone(), None));
             }
         }
-        debug!(round = id, "confirming quorum after losing a peer");
+        debug!(
+            round = id,
+            ?outdated,
+            "outdating the members written without"
+        );
         self.quorum_round = Some(QuorumRound {
             id,
-            answered: Default::default(),
+            outdated,
+            answered: BTreeSet::new(),
             waiters: Vec::new(),
         });
+    }
+
+    /// A member is back in sync with this one: the others no longer need to refuse it.
+    fn forget_outdated(&mut self, node: u8) {
+        if !self.outdated_announced.remove(&node) {
+            return;
+        }
+        let payload = outdated_mask(&self.outdated_announced);
+        for link in self.peers.values().filter_map(|p| p.link.as_ref()) {
+            link.send(Frame::new(Kind::Outdated, 0, 0, payload.clone(), None));
+        }
+    }
+
+    /// An `Outdated` from `node` (a Primary, or a member relaying one).
+    async fn outdated_received(&mut self, link: &Arc<PeerLink>, seq: u64, mask: u32) {
+        let node = link.node_id();
+        let named: BTreeSet<u8> = (0..gi::MAX_NODES as u8)
+            .filter(|id| mask & (1 << id) != 0)
+            .collect();
+        let from_primary = self.peers.get(&node).is_some_and(|p| p.primary);
+        if named.contains(&self.config.node_id) {
+            self.outdate_self().await;
+        }
+        for id in named
+            .iter()
+            .filter(|id| **id != self.config.node_id && **id != node)
+        {
+            if !self.outdated_members.contains_key(id) {
+                let current = self
+                    .peers
+                    .get(id)
+                    .and_then(|p| p.volumes.values().next())
+                    .and_then(|v| v.generations.as_ref())
+                    .map(|g| g.current);
+                info!(
+                    peer = id,
+                    by = node,
+                    "a Primary writes without this peer: it is Outdated"
+                );
+                self.outdated_members.insert(*id, current);
+            }
+        }
+        if from_primary {
+            // The Primary's whole set: whom it no longer names is back in sync with it.
+            self.outdated_members.retain(|id, _| named.contains(id));
+        }
+        if seq != 0 {
+            // Relayed once, so a member cut off from the Primary but not from this one learns
+            // that it is Outdated; then answered.
+            for peer in self.peers.values().filter(|p| p.node_id != node) {
+                if let Some(other) = &peer.link {
+                    other.send(Frame::new(
+                        Kind::Outdated,
+                        0,
+                        0,
+                        Bytes::copy_from_slice(&mask.to_le_bytes()),
+                        None,
+                    ));
+                }
+            }
+            link.send(Frame::new(Kind::Pong, 0, seq, Bytes::new(), None));
+        }
+    }
+
+    /// A Primary writes without this member: its data is Outdated until it resyncs or meets an
+    /// UpToDate peer on its generation. Kept on disk (consistent, not was-up-to-date), so that a
+    /// restart does not make it UpToDate again.
+    async fn outdate_self(&mut self) {
+        if self.primary {
+            return;
+        }
+        let mut changed = false;
+        for local in self.volumes.values_mut() {
+            if local.disk != DiskState::UpToDate {
+                continue;
+            }
+            if let Some(backing) = local.engine.backing() {
+                let _ = backing
+                    .update_superblock(|sb| {
+                        sb.flags.remove(crate::metadata::MdFlags::WAS_UP_TO_DATE)
+                    })
+                    .await;
+                local.disk = DiskState::Outdated;
+                changed = true;
+            }
+        }
+        if changed {
+            warn!("a Primary writes without this member: its data is Outdated until it resyncs");
+            self.broadcast_state();
+        }
     }
 
     /// Ends the round of pings when its answers make a quorum (the waiting writes go on), or
@@ -2025,6 +2203,9 @@ impl Machine {
             Ok(())
         };
         let round = self.quorum_round.take().expect("checked");
+        if result.is_ok() {
+            self.outdated_announced = round.outdated.clone();
+        }
         if result.is_err() && self.primary {
             for local in self.volumes.values() {
                 if let Some(backing) = local.engine.backing() {
@@ -2072,6 +2253,8 @@ impl Machine {
             }
         }
         self.primary = false;
+        // Announced again at the next promotion, if still written without.
+        self.outdated_announced.clear();
         info!("demoted to Secondary (no longer in use)");
         for link in self.peers.values().filter_map(|p| p.link.clone()) {
             link.send(Frame::new(Kind::Demoted, 0, 0, Bytes::new(), None));
@@ -2180,18 +2363,10 @@ impl Machine {
         // A closed link counts as gone at once, before its Disconnected event arrives: the
         // writes that failed on it must not be acknowledged on a quorum that includes it.
         let members = self.members(|peer| peer.link.as_ref().is_some_and(|l| !l.is_closed()));
-        let live_diskful: Vec<u8> = self
-            .peers
-            .values()
-            .filter(|p| !p.diskless && p.link.as_ref().is_some_and(|l| !l.is_closed()))
-            .map(|p| p.node_id)
-            .collect();
-        let lost = self
-            .live_diskful
-            .iter()
-            .any(|id| !live_diskful.contains(id));
-        self.live_diskful = live_diskful;
-        if lost && self.primary && self.quorum_round.is_none() {
+        if self.primary
+            && self.quorum_round.is_none()
+            && !self.behind().is_subset(&self.outdated_announced)
+        {
             self.start_quorum_round();
         }
         self.quorum = quorum::next_verdict(&self.quorum, self.me(), &members, &policy);
