@@ -188,7 +188,8 @@ pub enum Event {
     UsageChanged,
     /// A volume started a new data generation: send the state to every peer, then answer.
     AnnounceGeneration(oneshot::Sender<()>),
-    /// A write missed a peer: answer whether this member still has quorum.
+    /// A write is to go on without a diskful peer it was sent to: answer once the members
+    /// still reached confirmed they are a quorum (see [`QuorumRound`]), or quorum is gone.
     ConfirmQuorum(oneshot::Sender<Result<(), IoError>>),
     /// A new configuration for the running resource (`adjust`).
     Adjust(ResourceConfig, oneshot::Sender<Result<(), AdjustError>>),
@@ -787,7 +788,7 @@ struct Machine {
     error: Option<String>,
     idle_since: Option<Instant>,
     status: Option<watch::Sender<ResourceStatus>>,
-    /// The round of pings that confirms quorum after a diskful peer was lost, if one runs.
+    /// The round that outdates the diskful peers this Primary writes without, if one runs.
     quorum_round: Option<QuorumRound>,
     /// The number of the last round (its messages carry it as their sequence number).
     last_round: u64,
@@ -2203,7 +2204,7 @@ impl Machine {
             Ok(())
         };
         let round = self.quorum_round.take().expect("checked");
-        if result.is_ok() {
+        if result.is_ok() && self.primary {
             self.outdated_announced = round.outdated.clone();
         }
         if result.is_err() && self.primary {
