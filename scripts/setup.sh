@@ -27,6 +27,8 @@ declare -A packages=(
     [mkfs.ext4]=e2fsprogs
     [debugfs]=e2fsprogs
     [blkdiscard]=util-linux
+    # Network namespaces and veth links for the MIRROR partition tests.
+    [ip]=iproute2
 )
 missing=()
 for command in "${!packages[@]}"; do

@@ -518,26 +518,42 @@ impl Backing {
     /// Before a write: starts the pending new data generation, if any, and makes it durable.
     /// Returns whether the generation changed (the caller announces it to the connected peers
     /// before submitting the write).
+    ///
+    /// A generation is also started when a diskful peer in `absent` has no bitmap UUID yet (it
+    /// was in sync with the current generation): the trigger alone is not enough, because the
+    /// write that consumes it may carry a view from before the peer was lost (it then rotates
+    /// with nobody absent and clears the trigger), and every later write would be recorded in
+    /// the bitmap of a peer whose generation still equals ours, which the handshake takes for
+    /// "in sync".
     pub async fn before_write(&self, me: NodeId, absent: NodeMask) -> Result<bool, IoError> {
         // Held until the new generation is durable: no write may pass it.
         let _generation = self.generation_lock.lock().await;
         let superblock = {
             let mut state = self.state();
-            if !state.trigger.is_pending() {
+            let generations = &state.superblock.generations;
+            let untracked = !generations.current.is_just_created()
+                && absent
+                    .iter()
+                    .any(|peer| peer != me && generations.bitmap_uuid(peer).is_zero());
+            if !state.trigger.is_pending() && !untracked {
                 return Ok(false);
             }
-            let mut trigger = std::mem::take(&mut state.trigger);
-            let changed = trigger
-                .before_write(
-                    &mut state.superblock.generations,
-                    me,
-                    Uuid::new_generation(random_u64()),
-                    absent,
-                )
+            state.trigger = NewGenerationTrigger::default();
+            let changed = state
+                .superblock
+                .generations
+                .start_new_generation(me, Uuid::new_generation(random_u64()), absent)
                 .map_err(|e| IoError::Io(format!("starting a new data generation: {e}")))?;
             if !changed {
                 return Ok(false);
             }
+            // Writing again with quorum: what failed while it had none is behind us (the
+            // blocks are in the bitmaps of the peers that missed them).
+            state
+                .superblock
+                .generations
+                .flags
+                .remove(crate::gi::GiFlags::PRIMARY_LOST_QUORUM);
             state.superblock.clone()
         };
         let md = self.md.clone();

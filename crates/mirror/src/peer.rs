@@ -27,6 +27,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
+use crate::conflict::Reservation;
 use crate::volume::VolumeEngine;
 use crate::wire::{self, FLAG_FUA, HEADER_BYTES, Hello, Kind, Range, WireError};
 
@@ -254,7 +255,9 @@ pub trait PeerHandler: Send + Sync + 'static {
     fn volume(&self, number: u16) -> Option<Arc<VolumeEngine>>;
     /// Every volume of the resource on this member.
     fn volumes(&self) -> Vec<Arc<VolumeEngine>>;
-    /// A frame for the resource actor (state, bitmap, resync, promotion).
+    /// A frame for the resource actor (state, bitmap, resync, promotion). Resync data comes
+    /// with its place among the peer's writes, reserved when it arrived.
+    #[allow(clippy::too_many_arguments)]
     fn control(
         &self,
         link: &Arc<PeerLink>,
@@ -263,6 +266,7 @@ pub trait PeerHandler: Send + Sync + 'static {
         flags: u32,
         payload: Bytes,
         data: Option<Bytes>,
+        reservation: Option<Reservation>,
     );
     /// The connection ended.
     fn disconnected(&self, link: &Arc<PeerLink>, reason: String);
@@ -349,12 +353,31 @@ async fn write_now(stream: &mut TcpStream, frame: Frame) -> Result<(), PeerError
     Ok(())
 }
 
+/// The most a handshake frame carries: a `Hello` is 4 bytes, a resource name of at most 64
+/// bytes and a 32-byte challenge; an `Auth` is 32 bytes. A larger one is refused before it is
+/// read: a stranger must not make a member allocate, and wait for, a control message's worth.
+pub const MAX_HANDSHAKE_BYTES: u32 = 256;
+
+/// Fills `buf` from the stream; a peer that hangs up before it is full is named with what it
+/// was in the middle of (a stranger's truncated frame is then one precise log line).
+async fn read_all(stream: &mut TcpStream, buf: &mut [u8], what: &str) -> Result<(), PeerError> {
+    let mut got = 0;
+    while got < buf.len() {
+        let read = stream.read(&mut buf[got..]).await.map_err(PeerError::Io)?;
+        if read == 0 {
+            return Err(PeerError::Handshake(format!(
+                "the peer closed the connection in the middle of {what} ({got} of {} bytes)",
+                buf.len()
+            )));
+        }
+        got += read;
+    }
+    Ok(())
+}
+
 async fn read_now(stream: &mut TcpStream, expected: Kind) -> Result<Bytes, PeerError> {
     let mut header = [0u8; HEADER_BYTES];
-    stream
-        .read_exact(&mut header)
-        .await
-        .map_err(PeerError::Io)?;
+    read_all(stream, &mut header, "a frame header").await?;
     let header = wire::decode_header(&header).map_err(PeerError::Wire)?;
     if header.kind != expected || header.kind.carries_data() {
         return Err(PeerError::Handshake(format!(
@@ -362,11 +385,15 @@ async fn read_now(stream: &mut TcpStream, expected: Kind) -> Result<Bytes, PeerE
             header.kind
         )));
     }
+    if header.length > MAX_HANDSHAKE_BYTES {
+        return Err(PeerError::Wire(WireError::BadLength {
+            kind: header.kind,
+            length: header.length,
+            reason: "larger than any handshake frame",
+        }));
+    }
     let mut payload = BytesMut::zeroed(header.length as usize);
-    stream
-        .read_exact(&mut payload)
-        .await
-        .map_err(PeerError::Io)?;
+    read_all(stream, &mut payload, &format!("a {:?} frame", header.kind)).await?;
     Ok(payload.freeze())
 }
 
@@ -666,7 +693,38 @@ async fn read_loop(mut reader: FrameReader, link: Arc<PeerLink>, handler: Arc<dy
                 link.complete(header.seq, result);
             }
             Kind::Hello | Kind::Auth => break "a handshake frame in an open session".to_string(),
-            _ => handler.control(&link, header.kind, header.seq, header.flags, fixed, data),
+            Kind::ResyncData => {
+                // Resync data takes its place among the peer's writes in arrival order, as a
+                // Write does: reserved here, not when the resource actor gets to it. The
+                // source read it before an application write to the same blocks that it sent
+                // after it; reserved later, that write could land first and then be
+                // overwritten with the older data.
+                let reservation = Range::decode(&fixed).ok().and_then(|range| {
+                    handler.volume(range.volume).map(|volume| {
+                        volume
+                            .conflicts()
+                            .reserve(range.offset, u64::from(range.length))
+                    })
+                });
+                handler.control(
+                    &link,
+                    header.kind,
+                    header.seq,
+                    header.flags,
+                    fixed,
+                    data,
+                    reservation,
+                );
+            }
+            _ => handler.control(
+                &link,
+                header.kind,
+                header.seq,
+                header.flags,
+                fixed,
+                data,
+                None,
+            ),
         }
     };
     link.close();

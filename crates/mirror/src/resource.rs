@@ -15,7 +15,7 @@
 //!  disk:    Inconsistent ──resync done / initial sync skipped──▶ UpToDate
 //! ```
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,6 +29,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::backing::Backing;
 use crate::config::{PING_INTERVAL, ResourceConfig};
+use crate::conflict::Reservation;
 use crate::gi::{self, GenerationSet, GiFlags, NodeId, NodeMask, Outcome, Uuid};
 use crate::peer::{self, Frame, PeerHandler, PeerLink};
 use crate::quorum::{self, Member, OnNoQuorum, QuorumPolicy, QuorumSetting, QuorumVerdict};
@@ -118,6 +119,14 @@ pub struct PeerState {
     pub volumes: BTreeMap<u16, PeerVolume>,
     /// Whether its first State arrived on this connection.
     pub state_seen: bool,
+    /// This connection waits for the volumes' write gates before this member sends its State
+    /// (see [`Event::Gated`]).
+    pub gating: bool,
+    /// The write gates, held from before this member's first State on this connection until
+    /// the handshake's decisions are published.
+    gate: Option<Vec<tokio::sync::OwnedRwLockWriteGuard<()>>>,
+    /// The peer's first State, when it came before the gates were held.
+    early_state: Option<StateMessage>,
     pub last_heard: Instant,
 }
 
@@ -136,6 +145,10 @@ struct Resync {
     outstanding: BTreeMap<u64, Range>,
     /// Where the next request starts.
     cursor: u64,
+    /// When the requests began, and how many bytes were asked for since: with the configured
+    /// `c-max-rate`, what bounds the next request.
+    started: Instant,
+    requested: u64,
 }
 
 /// This member's volume.
@@ -150,6 +163,17 @@ struct LocalVolume {
 /// What the state machine is told.
 pub enum Event {
     Connected(Arc<PeerLink>),
+    /// The write gates of every volume are held for a new connection to a diskful peer: no
+    /// frontend write is in flight, none starts. Only now does this member send its State
+    /// (generations) and, after the peer's State, decide and send its bitmap; the gates are
+    /// released once the decision is published. Without this, a write that read its view while
+    /// the peer was still absent could start a new generation or set bits toward it after
+    /// they were sent: the peer would take the old generation for current, or finish a resync
+    /// without those blocks (and the source then forgets them).
+    Gated {
+        link: Arc<PeerLink>,
+        guards: Vec<tokio::sync::OwnedRwLockWriteGuard<()>>,
+    },
     Disconnected {
         link: Arc<PeerLink>,
         reason: String,
@@ -161,6 +185,8 @@ pub enum Event {
         flags: u32,
         payload: Bytes,
         data: Option<Bytes>,
+        /// Resync data's place among the peer's writes (see `peer::read_loop`).
+        reservation: Option<Reservation>,
     },
     Promote(oneshot::Sender<Result<(), IoError>>),
     Votes {
@@ -170,6 +196,9 @@ pub enum Event {
     UsageChanged,
     /// A volume started a new data generation: send the state to every peer, then answer.
     AnnounceGeneration(oneshot::Sender<()>),
+    /// A write is to go on without a diskful peer it was sent to: answer once the members
+    /// still reached confirmed they are a quorum (see [`QuorumRound`]), or quorum is gone.
+    ConfirmQuorum(oneshot::Sender<Result<(), IoError>>),
     /// A new configuration for the running resource (`adjust`).
     Adjust(ResourceConfig, oneshot::Sender<Result<(), AdjustError>>),
     /// The operator resolves a split brain against this member.
@@ -241,6 +270,17 @@ impl ResourceControl for Control {
             }
         })
     }
+
+    fn confirm_quorum(&self) -> BoxFuture<'static, Result<(), IoError>> {
+        let (tx, rx) = oneshot::channel();
+        let sent = self.events.send(Event::ConfirmQuorum(tx)).is_ok();
+        Box::pin(async move {
+            if !sent {
+                return Err(IoError::Shutdown);
+            }
+            rx.await.unwrap_or(Err(IoError::Shutdown))
+        })
+    }
 }
 
 /// What a connection calls on its resource.
@@ -258,6 +298,7 @@ impl PeerHandler for Handler {
         self.volumes.values().cloned().collect()
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn control(
         &self,
         link: &Arc<PeerLink>,
@@ -266,6 +307,7 @@ impl PeerHandler for Handler {
         flags: u32,
         payload: Bytes,
         data: Option<Bytes>,
+        reservation: Option<Reservation>,
     ) {
         let _ = self.events.send(Event::Frame {
             link: link.clone(),
@@ -274,6 +316,7 @@ impl PeerHandler for Handler {
             flags,
             payload,
             data,
+            reservation,
         });
     }
 
@@ -381,8 +424,14 @@ impl Resource {
                     let consistent = backing.with_superblock(|sb| {
                         sb.flags.contains(crate::metadata::MdFlags::CONSISTENT)
                     });
+                    let was_up_to_date = backing.with_superblock(|sb| {
+                        sb.flags.contains(crate::metadata::MdFlags::WAS_UP_TO_DATE)
+                    });
                     let disk = if generations.current.is_just_created() || !consistent {
                         DiskState::Inconsistent
+                    } else if !was_up_to_date {
+                        // Outdated by a Primary that wrote without it (see `outdate_self`).
+                        DiskState::Outdated
                     } else {
                         DiskState::UpToDate
                     };
@@ -431,6 +480,9 @@ impl Resource {
                         primary: false,
                         volumes: BTreeMap::new(),
                         state_seen: false,
+                        gating: false,
+                        gate: None,
+                        early_state: None,
                         last_heard: Instant::now(),
                     },
                 )
@@ -455,6 +507,10 @@ impl Resource {
             error: None,
             idle_since: None,
             status: None,
+            quorum_round: None,
+            last_round: 0,
+            outdated_announced: BTreeSet::new(),
+            outdated_members: BTreeMap::new(),
         };
         let (status_tx, status) = watch::channel(machine.snapshot());
         machine.status = Some(status_tx);
@@ -622,34 +678,39 @@ async fn accept_loop(
         let config = membership.borrow().clone();
         let known: Vec<u8> = config.peers.iter().map(|p| p.node_id).collect();
         let (handler, events) = (handler.clone(), events.clone());
-        tokio::spawn(async move {
-            let shaken = tokio::time::timeout(
-                peer::HANDSHAKE_TIMEOUT,
-                peer::handshake(
-                    &mut stream,
-                    &config.name,
-                    &config.secret,
-                    config.node_id,
-                    None,
-                    &known,
-                ),
-            )
-            .await;
-            match shaken {
-                Ok(Ok(node_id)) => {
-                    let name = config
-                        .peers
-                        .iter()
-                        .find(|p| p.node_id == node_id)
-                        .map(|p| p.node_name.clone())
-                        .unwrap_or_default();
-                    let link = peer::start(stream, node_id, name, handler);
-                    let _ = events.send(Event::Connected(link));
+        tokio::spawn(
+            async move {
+                let shaken = tokio::time::timeout(
+                    peer::HANDSHAKE_TIMEOUT,
+                    peer::handshake(
+                        &mut stream,
+                        &config.name,
+                        &config.secret,
+                        config.node_id,
+                        None,
+                        &known,
+                    ),
+                )
+                .await;
+                match shaken {
+                    Ok(Ok(node_id)) => {
+                        let name = config
+                            .peers
+                            .iter()
+                            .find(|p| p.node_id == node_id)
+                            .map(|p| p.node_name.clone())
+                            .unwrap_or_default();
+                        let link = peer::start(stream, node_id, name, handler);
+                        let _ = events.send(Event::Connected(link));
+                    }
+                    Ok(Err(e)) => warn!(%from, error = %e, "refused a peer connection"),
+                    Err(_) => {
+                        warn!(%from, "a peer connection did not complete its handshake in time")
+                    }
                 }
-                Ok(Err(e)) => warn!(%from, error = %e, "refused a peer connection"),
-                Err(_) => warn!(%from, "a peer connection did not complete its handshake in time"),
             }
-        });
+            .in_current_span(),
+        );
     }
 }
 
@@ -757,6 +818,51 @@ struct Machine {
     error: Option<String>,
     idle_since: Option<Instant>,
     status: Option<watch::Sender<ResourceStatus>>,
+    /// The round that outdates the diskful peers this Primary writes without, if one runs.
+    quorum_round: Option<QuorumRound>,
+    /// The number of the last round (its messages carry it as their sequence number).
+    last_round: u64,
+    /// As Primary: the diskful peers the others were told (and confirmed) this member writes
+    /// without, so that none of them is promoted with the data it lacks.
+    outdated_announced: BTreeSet<u8>,
+    /// Members a Primary said it writes without, each with its current UUID as this member
+    /// knew it then (if it knew it): their promotion is refused until they are seen UpToDate
+    /// on another generation (they resynced) or a Primary no longer names them.
+    outdated_members: BTreeMap<u8, Option<Uuid>>,
+}
+
+/// A round that outdates the diskful peers a Primary is about to write without (it lost them,
+/// or was promoted without them), DRBD's outdating through the quorum.
+///
+/// The Primary sends `Outdated` (the whole set of members it writes without) to every member
+/// still connected; each records it, refuses those members' promotion from then on, relays it
+/// once (so a member cut off from the Primary but not from the others learns that its data is
+/// Outdated) and answers. Writes without the lost peer wait until the answers make a quorum
+/// with this member (one round trip on a working network).
+///
+/// Two faults it guards against. A Primary cut off from everyone does not see its connections
+/// end at once — each ends at that peer's ping timeout — and in between it still counts the
+/// others in its quorum: writes acknowledged then would be missing on the majority, which
+/// promotes one of its own. Here the round's messages reach nobody, the others' connections end
+/// too, quorum is gone and the waiting writes fail. And a Primary that lost only a disk goes on
+/// with the tiebreaker's vote; if it is cut off later, the tiebreaker and the disk left behind
+/// are a majority — but that disk was outdated by the round and is not promoted.
+struct QuorumRound {
+    id: u64,
+    /// The members announced as written without.
+    outdated: BTreeSet<u8>,
+    /// Peers that answered this round.
+    answered: BTreeSet<u8>,
+    waiters: Vec<oneshot::Sender<Result<(), IoError>>>,
+}
+
+/// The payload of an `Outdated` frame.
+fn outdated_mask(members: &BTreeSet<u8>) -> Bytes {
+    let mask = members
+        .iter()
+        .filter(|id| usize::from(**id) < gi::MAX_NODES)
+        .fold(0u32, |mask, id| mask | (1 << id));
+    Bytes::copy_from_slice(&mask.to_le_bytes())
 }
 
 impl Machine {
@@ -901,6 +1007,9 @@ impl Machine {
                             primary: false,
                             volumes: BTreeMap::new(),
                             state_seen: false,
+                            gating: false,
+                            gate: None,
+                            early_state: None,
                             last_heard: Instant::now(),
                         },
                     );
@@ -927,12 +1036,15 @@ impl Machine {
             }
             self.handle(event).await;
             self.publish();
+            self.release_gates();
+            self.settle_quorum_round().await;
         }
     }
 
     async fn handle(&mut self, event: Event) {
         match event {
             Event::Connected(link) => self.connected(link),
+            Event::Gated { link, guards } => self.gated(link, guards).await,
             Event::Disconnected { link, reason } => self.disconnected(&link, &reason),
             Event::Frame {
                 link,
@@ -941,13 +1053,25 @@ impl Machine {
                 flags,
                 payload,
                 data,
-            } => self.frame(&link, kind, seq, flags, payload, data).await,
+                reservation,
+            } => {
+                self.frame(&link, kind, seq, flags, payload, data, reservation)
+                    .await
+            }
             Event::Promote(reply) => self.promote(reply),
             Event::Votes { granted, reason } => self.votes_counted(granted, reason).await,
             Event::UsageChanged => self.usage_changed(),
             Event::AnnounceGeneration(done) => {
                 self.broadcast_state();
                 let _ = done.send(());
+            }
+            Event::ConfirmQuorum(reply) => {
+                if self.quorum_round.is_none() {
+                    self.start_quorum_round();
+                }
+                if let Some(round) = self.quorum_round.as_mut() {
+                    round.waiters.push(reply);
+                }
             }
             Event::DiscardMyData(reply) => {
                 let result = self.discard_my_data().await;
@@ -1037,8 +1161,57 @@ impl Machine {
         }
         peer.state_seen = false;
         peer.last_heard = Instant::now();
+        peer.gate = None;
+        peer.early_state = None;
         info!(peer = node, name = %peer.node_name, "peer connected");
+        if peer.diskless || self.volumes.values().all(|v| v.engine.backing().is_none()) {
+            // No bitmap or generation of ours is at stake.
+            peer.gating = false;
+            self.send_state(&link);
+            return;
+        }
+        peer.gating = true;
+        let gates: Vec<_> = self.volumes.values().map(|v| v.engine.gate()).collect();
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            let mut guards = Vec::with_capacity(gates.len());
+            for gate in gates {
+                guards.push(gate.await);
+            }
+            let _ = events.send(Event::Gated { link, guards });
+        });
+    }
+
+    /// The write gates are held for a new connection (see [`Event::Gated`]).
+    async fn gated(
+        &mut self,
+        link: Arc<PeerLink>,
+        guards: Vec<tokio::sync::OwnedRwLockWriteGuard<()>>,
+    ) {
+        let node = link.node_id();
+        let Some(peer) = self.peers.get_mut(&node) else {
+            return;
+        };
+        if !peer.link.as_ref().is_some_and(|l| Arc::ptr_eq(l, &link)) || link.is_closed() {
+            return;
+        }
+        peer.gating = false;
+        peer.gate = Some(guards);
+        let early = peer.early_state.take();
         self.send_state(&link);
+        if let Some(state) = early {
+            self.peer_state(&link, state).await;
+        }
+    }
+
+    /// Drops the write gates of connections whose handshake is decided (called after the
+    /// decision was published).
+    fn release_gates(&mut self) {
+        for peer in self.peers.values_mut() {
+            if peer.gate.is_some() && (peer.state_seen || peer.link.is_none()) {
+                peer.gate = None;
+            }
+        }
     }
 
     fn disconnected(&mut self, link: &Arc<PeerLink>, reason: &str) {
@@ -1053,6 +1226,9 @@ impl Machine {
         info!(peer = node, %reason, "peer disconnected");
         peer.link = None;
         peer.primary = false;
+        peer.gating = false;
+        peer.gate = None;
+        peer.early_state = None;
         if !matches!(peer.connection, Connection::StandAlone(_)) {
             peer.connection = Connection::Connecting;
         }
@@ -1115,13 +1291,15 @@ impl Machine {
     }
 
     fn broadcast_state(&self) {
-        for peer in self.peers.values() {
+        // A connection still waiting for its write gates gets its first State from `gated`.
+        for peer in self.peers.values().filter(|p| !p.gating) {
             if let Some(link) = &peer.link {
                 self.send_state(link);
             }
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn frame(
         &mut self,
         link: &Arc<PeerLink>,
@@ -1130,6 +1308,7 @@ impl Machine {
         _flags: u32,
         payload: Bytes,
         data: Option<Bytes>,
+        reservation: Option<Reservation>,
     ) {
         let node = link.node_id();
         if let Some(peer) = self.peers.get_mut(&node) {
@@ -1137,7 +1316,17 @@ impl Machine {
         }
         match kind {
             Kind::State => match StateMessage::decode(&payload) {
-                Ok(state) => self.peer_state(link, state).await,
+                Ok(state) => {
+                    if let Some(peer) = self.peers.get_mut(&node)
+                        && peer.gating
+                        && peer.link.as_ref().is_some_and(|l| Arc::ptr_eq(l, link))
+                    {
+                        // Decided once this member's own State is out (see `gated`).
+                        peer.early_state = Some(state);
+                        return;
+                    }
+                    self.peer_state(link, state).await
+                }
                 Err(e) => {
                     warn!(peer = node, error = %e, "malformed state; closing the connection");
                     link.close();
@@ -1155,7 +1344,9 @@ impl Machine {
                 Err(_) => link.close(),
             },
             Kind::ResyncData => match Range::decode(&payload) {
-                Ok(range) => self.resync_data(link, seq, range, data.unwrap_or_default()),
+                Ok(range) => {
+                    self.resync_data(link, seq, range, data.unwrap_or_default(), reservation)
+                }
                 Err(_) => link.close(),
             },
             Kind::ResyncDone => {
@@ -1175,6 +1366,8 @@ impl Machine {
                     PromoteAnswer::OtherPrimary
                 } else if self.promoting.is_some() && self.config.node_id < node {
                     PromoteAnswer::Race
+                } else if self.outdated_members.contains_key(&node) {
+                    PromoteAnswer::Outdated
                 } else {
                     if let Some(peer) = self.peers.get_mut(&node) {
                         peer.primary = true;
@@ -1213,7 +1406,17 @@ impl Machine {
             Kind::Ping => {
                 link.send(Frame::new(Kind::Pong, 0, seq, Bytes::new(), None));
             }
-            Kind::Pong => {}
+            Kind::Outdated => {
+                let mask = u32::from_le_bytes(payload[..4].try_into().unwrap_or([0; 4]));
+                self.outdated_received(link, seq, mask).await;
+            }
+            Kind::Pong => {
+                if let Some(round) = self.quorum_round.as_mut()
+                    && round.id == seq
+                {
+                    round.answered.insert(node);
+                }
+            }
             other => {
                 warn!(peer = node, kind = ?other, "unexpected frame; closing the connection");
                 link.close();
@@ -1233,11 +1436,22 @@ impl Machine {
                 return;
             };
             peer.primary = state.primary;
+            if let Some(recorded) = self.outdated_members.get(&node)
+                && let Some(recorded) = recorded
+                && state
+                    .volumes
+                    .iter()
+                    .any(|v| v.disk == DiskState::UpToDate && v.generations.current != *recorded)
+            {
+                // It resynced since it was outdated.
+                self.outdated_members.remove(&node);
+            }
             let first = !peer.state_seen;
             peer.state_seen = true;
             first
         };
         let disks_before: Vec<DiskState> = self.volumes.values().map(|v| v.disk).collect();
+        let mut back_in_sync = false;
         for remote in state.volumes {
             let number = remote.volume;
             let Some(local) = self.volumes.get_mut(&number) else {
@@ -1301,6 +1515,24 @@ impl Machine {
                                     // An interrupted resync: resume it as a bitmap resync.
                                     Replication::SyncTarget
                                 } else {
+                                    if local.disk == DiskState::Outdated
+                                        && remote.disk == DiskState::UpToDate
+                                        && backing
+                                            .update_superblock(|sb| {
+                                                sb.flags.insert(
+                                                    crate::metadata::MdFlags::WAS_UP_TO_DATE,
+                                                )
+                                            })
+                                            .await
+                                            .is_ok()
+                                    {
+                                        // Outdated, but nothing was written without it: the
+                                        // UpToDate peer is on the same generation.
+                                        local.disk = DiskState::UpToDate;
+                                    }
+                                    if remote.disk == DiskState::UpToDate {
+                                        back_in_sync = true;
+                                    }
                                     Replication::Established
                                 }
                             }
@@ -1367,6 +1599,8 @@ impl Machine {
                                 incoming: Vec::new(),
                                 outstanding: BTreeMap::new(),
                                 cursor: 0,
+                                started: Instant::now(),
+                                requested: 0,
                             });
                         }
                     }
@@ -1381,6 +1615,7 @@ impl Machine {
                         .await;
                     backing.with_bitmap(node, |b| b.clear_all());
                     replication = Replication::Established;
+                    back_in_sync = true;
                     info!(
                         peer = node,
                         volume = number,
@@ -1459,6 +1694,9 @@ impl Machine {
             }
             peer.connection = Connection::Connected;
         }
+        if back_in_sync {
+            self.forget_outdated(node);
+        }
         let disks_after: Vec<DiskState> = self.volumes.values().map(|v| v.disk).collect();
         if disks_after != disks_before {
             // Every peer must know: quorum and where to read depend on it.
@@ -1535,6 +1773,11 @@ impl Machine {
         let link_of = |peers: &BTreeMap<u8, PeerState>, node: u8| {
             peers.get(&node).and_then(|p| p.link.clone())
         };
+        // `c-max-rate` bounds the average rate since the resync started (0: unbounded). It was
+        // documented and configurable, but nothing applied it: a resync took the whole disk
+        // and network from the application. The ticks and each completed range drive the
+        // requests on, so a request held back here goes out within a tick.
+        let max_rate = self.config.options.c_max_rate_kib.saturating_mul(1024);
         for local in self.volumes.values_mut() {
             let Some(resync) = local.resync.as_mut() else {
                 continue;
@@ -1559,6 +1802,14 @@ impl Machine {
                     resync.cursor = usable;
                     break;
                 };
+                if max_rate > 0 {
+                    let allowed = (max_rate as f64 * resync.started.elapsed().as_secs_f64()) as u64
+                        + RESYNC_REQUEST_BYTES;
+                    if resync.requested + len > allowed {
+                        break;
+                    }
+                }
+                resync.requested += len;
                 let range = Range {
                     volume: local.engine.number,
                     offset,
@@ -1618,7 +1869,14 @@ impl Machine {
     }
 
     /// The target side: write the data in arrival order, clear the bits, acknowledge.
-    fn resync_data(&mut self, link: &Arc<PeerLink>, seq: u64, range: Range, data: Bytes) {
+    fn resync_data(
+        &mut self,
+        link: &Arc<PeerLink>,
+        seq: u64,
+        range: Range,
+        data: Bytes,
+        reservation: Option<Reservation>,
+    ) {
         let node = link.node_id();
         let Some(local) = self.volumes.get_mut(&range.volume) else {
             return;
@@ -1630,9 +1888,11 @@ impl Machine {
             return;
         }
         let engine = local.engine.clone();
-        let reservation = engine
-            .conflicts()
-            .reserve(range.offset, u64::from(range.length));
+        let reservation = reservation.unwrap_or_else(|| {
+            engine
+                .conflicts()
+                .reserve(range.offset, u64::from(range.length))
+        });
         let (link, events) = (link.clone(), self.events.clone());
         tokio::spawn(async move {
             let guard = reservation.wait().await;
@@ -1887,6 +2147,185 @@ impl Machine {
         self.broadcast_state();
     }
 
+    /// The diskful peers this member cannot replicate to now.
+    fn behind(&self) -> BTreeSet<u8> {
+        self.peers
+            .values()
+            .filter(|p| !p.diskless && p.link.as_ref().is_none_or(|l| l.is_closed()))
+            .map(|p| p.node_id)
+            .collect()
+    }
+
+    /// Starts a round that outdates the members this Primary writes without (see
+    /// [`QuorumRound`]).
+    fn start_quorum_round(&mut self) {
+        self.last_round += 1;
+        let id = self.last_round;
+        let outdated: BTreeSet<u8> = self
+            .outdated_announced
+            .union(&self.behind())
+            .copied()
+            .collect();
+        let payload = outdated_mask(&outdated);
+        for link in self.peers.values().filter_map(|p| p.link.as_ref()) {
+            if !link.is_closed() {
+                link.send(Frame::new(Kind::Outdated, 0, id, payload.clone(), None));
+            }
+        }
+        debug!(
+            round = id,
+            ?outdated,
+            "outdating the members written without"
+        );
+        self.quorum_round = Some(QuorumRound {
+            id,
+            outdated,
+            answered: BTreeSet::new(),
+            waiters: Vec::new(),
+        });
+    }
+
+    /// A member is back in sync with this one: the others no longer need to refuse it.
+    fn forget_outdated(&mut self, node: u8) {
+        if !self.outdated_announced.remove(&node) {
+            return;
+        }
+        let payload = outdated_mask(&self.outdated_announced);
+        for link in self.peers.values().filter_map(|p| p.link.as_ref()) {
+            link.send(Frame::new(Kind::Outdated, 0, 0, payload.clone(), None));
+        }
+    }
+
+    /// An `Outdated` from `node` (a Primary, or a member relaying one).
+    async fn outdated_received(&mut self, link: &Arc<PeerLink>, seq: u64, mask: u32) {
+        let node = link.node_id();
+        let named: BTreeSet<u8> = (0..gi::MAX_NODES as u8)
+            .filter(|id| mask & (1 << id) != 0)
+            .collect();
+        let from_primary = self.peers.get(&node).is_some_and(|p| p.primary);
+        if named.contains(&self.config.node_id) {
+            self.outdate_self().await;
+        }
+        for id in named
+            .iter()
+            .filter(|id| **id != self.config.node_id && **id != node)
+        {
+            if !self.outdated_members.contains_key(id) {
+                let current = self
+                    .peers
+                    .get(id)
+                    .and_then(|p| p.volumes.values().next())
+                    .and_then(|v| v.generations.as_ref())
+                    .map(|g| g.current);
+                info!(
+                    peer = id,
+                    by = node,
+                    "a Primary writes without this peer: it is Outdated"
+                );
+                self.outdated_members.insert(*id, current);
+            }
+        }
+        if from_primary {
+            // The Primary's whole set: whom it no longer names is back in sync with it.
+            self.outdated_members.retain(|id, _| named.contains(id));
+        }
+        if seq != 0 {
+            // Relayed once, so a member cut off from the Primary but not from this one learns
+            // that it is Outdated; then answered.
+            for peer in self.peers.values().filter(|p| p.node_id != node) {
+                if let Some(other) = &peer.link {
+                    other.send(Frame::new(
+                        Kind::Outdated,
+                        0,
+                        0,
+                        Bytes::copy_from_slice(&mask.to_le_bytes()),
+                        None,
+                    ));
+                }
+            }
+            link.send(Frame::new(Kind::Pong, 0, seq, Bytes::new(), None));
+        }
+    }
+
+    /// A Primary writes without this member: its data is Outdated until it resyncs or meets an
+    /// UpToDate peer on its generation. Kept on disk (consistent, not was-up-to-date), so that a
+    /// restart does not make it UpToDate again.
+    async fn outdate_self(&mut self) {
+        if self.primary {
+            return;
+        }
+        let mut changed = false;
+        for local in self.volumes.values_mut() {
+            if local.disk != DiskState::UpToDate {
+                continue;
+            }
+            if let Some(backing) = local.engine.backing() {
+                let _ = backing
+                    .update_superblock(|sb| {
+                        sb.flags.remove(crate::metadata::MdFlags::WAS_UP_TO_DATE)
+                    })
+                    .await;
+                local.disk = DiskState::Outdated;
+                changed = true;
+            }
+        }
+        if changed {
+            warn!("a Primary writes without this member: its data is Outdated until it resyncs");
+            self.broadcast_state();
+        }
+    }
+
+    /// Ends the round of pings when its answers make a quorum (the waiting writes go on), or
+    /// when quorum is lost (they fail). A Primary whose writes fail for lack of quorum may have
+    /// written them to its own disk: it marks itself as having lost quorum, so that at the next
+    /// handshake with a peer on the same generation it is the sync target (DRBD's lost-quorum
+    /// rule) and those blocks are copied back from the peer.
+    async fn settle_quorum_round(&mut self) {
+        let Some(round) = &self.quorum_round else {
+            return;
+        };
+        let result = if !self.quorum.has_quorum {
+            Err(IoError::Io(format!(
+                "no quorum ({:?}): the members left do not make a majority",
+                self.quorum.reason
+            )))
+        } else {
+            let answered = round.answered.clone();
+            let members = self.members(|peer| {
+                answered.contains(&peer.node_id)
+                    && peer.link.as_ref().is_some_and(|l| !l.is_closed())
+            });
+            if !quorum::has_quorum(&members, &policy(&self.config)).has_quorum {
+                return;
+            }
+            Ok(())
+        };
+        let round = self.quorum_round.take().expect("checked");
+        if result.is_ok() && self.primary {
+            self.outdated_announced = round.outdated.clone();
+        }
+        if result.is_err() && self.primary {
+            for local in self.volumes.values() {
+                if let Some(backing) = local.engine.backing() {
+                    let _ = backing
+                        .update_superblock(|sb| {
+                            sb.generations.flags.insert(GiFlags::PRIMARY_LOST_QUORUM)
+                        })
+                        .await;
+                }
+            }
+        }
+        debug!(
+            round = round.id,
+            ok = result.is_ok(),
+            "quorum round settled"
+        );
+        for waiter in round.waiters {
+            let _ = waiter.send(result.clone());
+        }
+        self.publish();
+    }
+
     fn in_use(&self) -> bool {
         self.volumes.values().any(|v| v.engine.sessions() > 0)
     }
@@ -1912,6 +2351,8 @@ impl Machine {
             }
         }
         self.primary = false;
+        // Announced again at the next promotion, if still written without.
+        self.outdated_announced.clear();
         info!("demoted to Secondary (no longer in use)");
         for link in self.peers.values().filter_map(|p| p.link.clone()) {
             link.send(Frame::new(Kind::Demoted, 0, 0, Bytes::new(), None));
@@ -1980,9 +2421,9 @@ impl Machine {
         info!("resource down");
     }
 
-    /// Recomputes quorum and every volume's view, and publishes the status.
-    fn publish(&mut self) {
-        let policy = policy(&self.config);
+    /// Every member for the quorum computation, a peer counted as reachable when `reachable`
+    /// says so.
+    fn members(&self, reachable: impl Fn(&PeerState) -> bool) -> Vec<Member> {
         let mut members = vec![Member {
             node_id: self.me(),
             diskful: self.config.diskful(),
@@ -2007,16 +2448,32 @@ impl Machine {
                 } else {
                     quorum::DiskState::Unknown
                 });
+            let reached = reachable(peer);
             members.push(Member {
                 node_id: NodeId::new(u32::from(peer.node_id)).expect("checked config"),
                 diskful: !peer.diskless,
-                reachable: peer.link.is_some(),
-                disk: if peer.link.is_some() {
+                reachable: reached,
+                disk: if reached {
                     disk
                 } else {
                     quorum::DiskState::Unknown
                 },
             });
+        }
+        members
+    }
+
+    /// Recomputes quorum and every volume's view, and publishes the status.
+    fn publish(&mut self) {
+        let policy = policy(&self.config);
+        // A closed link counts as gone at once, before its Disconnected event arrives: the
+        // writes that failed on it must not be acknowledged on a quorum that includes it.
+        let members = self.members(|peer| peer.link.as_ref().is_some_and(|l| !l.is_closed()));
+        if self.primary
+            && self.quorum_round.is_none()
+            && !self.behind().is_subset(&self.outdated_announced)
+        {
+            self.start_quorum_round();
         }
         self.quorum = quorum::next_verdict(&self.quorum, self.me(), &members, &policy);
         let writable = self.primary && self.quorum.has_quorum;
@@ -2035,7 +2492,7 @@ impl Machine {
                     continue;
                 }
                 let volume = peer.volumes.get(&number);
-                match (&peer.link, volume) {
+                match (peer.link.as_ref().filter(|l| !l.is_closed()), volume) {
                     // A peer without its disk (detached) has nowhere to put a write.
                     (Some(link), Some(v))
                         if v.disk != DiskState::Diskless
@@ -2069,6 +2526,7 @@ impl Machine {
                 targets,
                 absent,
                 read_from,
+                confirm_first: self.quorum_round.is_some(),
             });
         }
         let snapshot = self.snapshot();

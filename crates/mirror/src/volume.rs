@@ -47,6 +47,10 @@ pub struct IoView {
     pub absent: Vec<u8>,
     /// An UpToDate peer to read from when the local disk cannot serve a read.
     pub read_from: Option<Arc<PeerLink>>,
+    /// A diskful peer was just lost and the members left have not yet confirmed that they
+    /// are still a quorum: a write asks ([`ResourceControl::confirm_quorum`]) before it goes
+    /// on without that peer.
+    pub confirm_first: bool,
 }
 
 impl IoView {
@@ -62,6 +66,7 @@ impl IoView {
             targets: Vec::new(),
             absent: Vec::new(),
             read_from: None,
+            confirm_first: false,
         }
     }
 
@@ -76,6 +81,7 @@ impl IoView {
             targets: Vec::new(),
             absent: Vec::new(),
             read_from: None,
+            confirm_first: false,
         }
     }
 
@@ -97,6 +103,11 @@ pub trait ResourceControl: Send + Sync + 'static {
     /// The volume started a new data generation: tell the connected peers, and resolve once
     /// that announcement is queued ahead of any later frame.
     fn announce_generation(&self) -> BoxFuture<'static, ()>;
+    /// A write is to complete without a diskful peer that was a target until now (it failed
+    /// toward it, or the peer was just lost): resolves once the members still reachable have
+    /// answered a round of pings sent after the loss and make a quorum, or fails when they do
+    /// not.
+    fn confirm_quorum(&self) -> BoxFuture<'static, Result<(), IoError>>;
 }
 
 /// One volume of a resource on this member.
@@ -109,6 +120,10 @@ pub struct VolumeEngine {
     view: RwLock<Arc<IoView>>,
     control: Arc<dyn ResourceControl>,
     sessions: AtomicUsize,
+    /// Held (shared) by every frontend write from before it reads its view until it completed;
+    /// a handshake takes it exclusively ([`VolumeEngine::gate`]) so that the generations and
+    /// bitmap it sends are not changed by a write that still sees the peer as absent.
+    gate: Arc<tokio::sync::RwLock<()>>,
     usage: Usage,
 }
 
@@ -149,7 +164,14 @@ impl VolumeEngine {
             control,
             sessions: AtomicUsize::new(0),
             usage: Usage::default(),
+            gate: Arc::new(tokio::sync::RwLock::new(())),
         }
+    }
+
+    /// Waits until no frontend write is in flight and holds new ones back until the guard is
+    /// dropped: a handshake's snapshot (see `resource`'s `Gated` event).
+    pub fn gate(&self) -> impl Future<Output = tokio::sync::OwnedRwLockWriteGuard<()>> + use<> {
+        self.gate.clone().write_owned()
     }
 
     pub fn backing(&self) -> Option<&Arc<Backing>> {
@@ -211,21 +233,25 @@ impl VolumeEngine {
             .fetch_max(ticks(Instant::now()).max(1), Ordering::AcqRel);
     }
 
-    /// The view to write with: this member's, after promoting it if it is not Primary yet.
+    /// The view to write with: this member's, after promoting it if it is not Primary yet, and
+    /// after the members left confirmed their quorum if a peer was just lost.
     async fn writable_view(&self) -> Result<Arc<IoView>, IoError> {
-        let view = self.view();
-        if view.primary {
-            return Ok(view);
+        let mut view = self.view();
+        if !view.primary {
+            // Another Primary may be about to demote: the promotion waits for it a while
+            // (`AUTO_PROMOTE_TIMEOUT`). Any other refusal (no quorum) stands.
+            if let Some(refusal) = &view.refuse_writes
+                && !matches!(refusal, IoError::ReadOnly(_))
+            {
+                return Err(refusal.clone());
+            }
+            self.control.promote().await?;
+            view = self.view();
         }
-        // Another Primary may be about to demote: the promotion waits for it a while
-        // (`AUTO_PROMOTE_TIMEOUT`). Any other refusal (no quorum) stands.
-        if let Some(refusal) = &view.refuse_writes
-            && !matches!(refusal, IoError::ReadOnly(_))
-        {
-            return Err(refusal.clone());
+        if view.primary && view.confirm_first {
+            self.control.confirm_quorum().await?;
+            view = self.view();
         }
-        self.control.promote().await?;
-        let view = self.view();
         match (&view.primary, &view.refuse_writes) {
             (true, _) => Ok(view),
             (false, Some(refusal)) => Err(refusal.clone()),
@@ -250,6 +276,9 @@ impl VolumeEngine {
         fua: bool,
         len: u64,
     ) -> Result<(), IoError> {
+        // Before the view is read: a handshake that holds the gate sees no write that read
+        // the view from before it.
+        let _gate = self.gate.read().await;
         let view = self.writable_view().await?;
         let _range = self.conflicts.acquire(offset, len).await;
         if let Some(backing) = &self.backing {
@@ -295,6 +324,7 @@ impl VolumeEngine {
             backing.end_write(offset, len);
         }
         let mut replicated = 0usize;
+        let mut missed = crate::gi::NodeMask::EMPTY;
         for (peer, outcome) in remote {
             match outcome {
                 Ok(()) => replicated += 1,
@@ -303,6 +333,9 @@ impl VolumeEngine {
                     tracing::debug!(peer = peer.node_id(), %error, "write not replicated to peer");
                     if let Some(backing) = &self.backing {
                         backing.mark_out_of_sync(peer.node_id(), offset, len);
+                    }
+                    if let Ok(node) = crate::gi::NodeId::new(u32::from(peer.node_id())) {
+                        missed.insert(node);
                     }
                 }
             }
@@ -313,6 +346,23 @@ impl VolumeEngine {
             return Err(IoError::Io(
                 "no diskful peer took the write (all disconnected)".to_string(),
             ));
+        }
+        if !missed.is_empty() {
+            // A peer dropped while the write was in flight. The write may complete only if
+            // this member still has quorum without it: a Primary cut off from everyone sees
+            // its first peer's connection end before the others', and acknowledging its
+            // in-flight writes then would acknowledge writes the majority never got (DRBD's
+            // on-no-quorum io-error fails them too).
+            self.control.confirm_quorum().await?;
+            // And the generation must say the peer is behind before the write is reported
+            // done: the write was issued while the peer was still a target, so no new
+            // generation was started for it, and a peer on our current generation would
+            // come back as in sync and never get the blocks its bitmap holds.
+            if let Some(backing) = &self.backing
+                && backing.before_write(self.me, missed).await?
+            {
+                self.control.announce_generation().await;
+            }
         }
         Ok(())
     }
@@ -478,6 +528,9 @@ mod tests {
         fn usage_changed(&self) {}
         fn announce_generation(&self) -> BoxFuture<'static, ()> {
             Box::pin(async {})
+        }
+        fn confirm_quorum(&self) -> BoxFuture<'static, Result<(), IoError>> {
+            Box::pin(async { Ok(()) })
         }
     }
 

@@ -19,7 +19,7 @@ use crate::gi::{GenerationSet, GiFlags, HISTORY_UUIDS, MAX_NODES, Uuid};
 pub const MAGIC: u32 = u32::from_le_bytes(*b"FMIR");
 
 /// The protocol version this build speaks. Bump on any change to the frames below.
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// The size of every frame header.
 pub const HEADER_BYTES: usize = 24;
@@ -132,6 +132,10 @@ kinds! {
     Demoted = 42, fixed Some(0), data false;
     /// A range written while the receiver was not replicated to (mark it out of sync).
     OutOfSync = 43, fixed Some(16), data false;
+    /// From a Primary: the diskful members it writes without (a mask of node-ids, u32), whose
+    /// data is therefore outdated; the whole set each time. Answered with a `Pong` of the same
+    /// sequence number once recorded, relayed once by its receivers (since version 2).
+    Outdated = 44, fixed Some(4), data false;
     Ping = 50, fixed Some(0), data false;
     Pong = 51, fixed Some(0), data false;
 }
@@ -488,6 +492,9 @@ pub enum PromoteAnswer {
     OtherPrimary = 2,
     /// The answering member is promoting too and wins the race (lower node-id).
     Race = 3,
+    /// The answering member knows that the asking member's data is outdated: a Primary wrote
+    /// without it.
+    Outdated = 4,
 }
 
 impl PromoteAnswer {
@@ -497,6 +504,7 @@ impl PromoteAnswer {
             1 => PromoteAnswer::PeerIsPrimary,
             2 => PromoteAnswer::OtherPrimary,
             3 => PromoteAnswer::Race,
+            4 => PromoteAnswer::Outdated,
             _ => return None,
         })
     }

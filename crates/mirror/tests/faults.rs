@@ -1,0 +1,689 @@
+//! Fault tests: real `ferrite-mirrord` processes on real files and sockets, a writer that
+//! keeps writes in flight through NBD and logs each one only once it is acknowledged, and a
+//! fault in the middle — a daemon killed with SIGKILL, a restart during a resync, a network
+//! partition, a peer that speaks garbage. At the end every acknowledged write must be readable
+//! (its newest version) from every member that survived or came back, and no split brain may
+//! have been reported.
+//!
+//! The harness is in `support/`. Each test waits on states the daemons report through their
+//! control sockets, with deadlines, never on a guessed sleep.
+
+mod support;
+
+use std::time::Duration;
+
+use ferrite_mirror::peer;
+use ferrite_mirror::wire::{self, Hello, Kind};
+use support::*;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const USABLE: u64 = 32 << 20;
+const BLOCKS: u64 = USABLE / BLOCK as u64;
+const DEPTH: usize = 8;
+
+/// NBD's EIO and EPERM (what a member without quorum and a member that may not become
+/// Primary answer).
+const NBD_EIO: u32 = 5;
+const NBD_EPERM: u32 = 1;
+
+async fn assert_data(log: &AckLog, node: &Node, what: &str) {
+    let problems = log.verify(&node.nbd_socket()).await;
+    assert!(
+        problems.is_empty(),
+        "{what}: node{} does not hold every acknowledged write:\n{}\nlog:\n{}",
+        node.node_id,
+        problems.join("\n"),
+        node.log_tail(60)
+    );
+    println!(
+        "{what}: node{} holds all {} acknowledged writes ({} failed, as they may)",
+        node.node_id,
+        log.acked_count(),
+        log.failed_count()
+    );
+}
+
+/// Starts every node and waits until they all are connected and UpToDate.
+async fn start_in_sync(nodes: &mut [Node]) {
+    for node in nodes.iter_mut() {
+        node.start().await;
+    }
+    let peers = nodes.len() - 1;
+    for node in nodes.iter() {
+        node.wait("every member connected and UpToDate", SETTLE, |s| {
+            all_in_sync(s, peers)
+        })
+        .await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_secondary_comes_back_and_resyncs_what_it_missed() {
+    let layout = Layout::loopback(2, 0, USABLE);
+    let mut nodes = layout.prepare();
+    start_in_sync(&mut nodes).await;
+    let log = AckLog::new();
+    let writer = Writer::start(&nodes[0].nbd_socket(), log.clone(), 0, DEPTH, BLOCKS).await;
+    wait_acks(&log, 0, 300, SETTLE).await;
+
+    nodes[1].kill9();
+    // The Primary goes on alone, recording what the Secondary misses.
+    nodes[0]
+        .wait("the Secondary is gone", SETTLE, |s| {
+            peer(s, 1).connection != "Connected"
+        })
+        .await;
+    let acked = log.acked_count();
+    wait_acks(&log, acked, 500, SETTLE).await;
+    let alone = nodes[0].status().await.unwrap();
+    assert_eq!(alone.role, "Primary");
+    assert!(
+        peer(&alone, 1).volumes[0].out_of_sync_kib > 0,
+        "writes the Secondary missed are tracked: {alone:#?}"
+    );
+
+    // Back: it resyncs under the same write load.
+    nodes[1].start().await;
+    for node in &nodes {
+        node.wait("resynced", SETTLE, |s| all_in_sync(s, 1)).await;
+    }
+    let acked = log.acked_count();
+    wait_acks(&log, acked, 200, SETTLE).await;
+    let report = writer.stop().await;
+    assert_eq!(report.failed, 0, "no write failed: {report:?}");
+    assert!(report.connection_lost.is_none(), "{report:?}");
+
+    // The Primary closed: it demotes; the Secondary's own export shows the log's data.
+    nodes[0]
+        .wait("the Primary demoted", SETTLE, |s| {
+            s.role == "Secondary" && all_in_sync(s, 1)
+        })
+        .await;
+    assert_data(&log, &nodes[1], "the resynced Secondary").await;
+    assert_data(&log, &nodes[0], "the Primary").await;
+    for node in &nodes {
+        assert!(no_split_brain(&node.status().await.unwrap()));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_primary_fails_over_and_comes_back_as_sync_target() {
+    let layout = Layout::loopback(2, 0, USABLE);
+    let mut nodes = layout.prepare();
+    start_in_sync(&mut nodes).await;
+    let log = AckLog::new();
+    let writer = Writer::start(&nodes[0].nbd_socket(), log.clone(), 0, DEPTH, BLOCKS).await;
+    wait_acks(&log, 0, 300, SETTLE).await;
+
+    let mark = nodes[0].log_mark();
+    nodes[0].kill9();
+    let report = writer.stop().await;
+    assert!(report.connection_lost.is_some(), "{report:?}");
+    assert_eq!(report.failed, 0, "{report:?}");
+    nodes[1]
+        .wait("the Primary is gone", SETTLE, |s| {
+            peer(s, 0).connection != "Connected" && peer(s, 0).role != "Primary"
+        })
+        .await;
+    // Protocol C: every acknowledged write is on the survivor.
+    assert_data(&log, &nodes[1], "the survivor, before it writes").await;
+
+    // The survivor is promoted by its first write and goes on.
+    let writer = Writer::start(&nodes[1].nbd_socket(), log.clone(), 1, DEPTH, BLOCKS).await;
+    let acked = log.acked_count();
+    wait_acks(&log, acked, 300, SETTLE).await;
+    assert_eq!(nodes[1].status().await.unwrap().role, "Primary");
+
+    // The old Primary returns: it crashed as Primary, so its hot extents are suspect, and it
+    // resyncs from the survivor under load.
+    nodes[0].start().await;
+    nodes[0]
+        .wait_log(
+            mark,
+            &["crashed as Primary", "hot extents are out of sync"],
+            SETTLE,
+        )
+        .await;
+    nodes[0]
+        .wait_log(mark, &["handshake", "outcome=SyncTarget"], SETTLE)
+        .await;
+    for node in &nodes {
+        node.wait("resynced", SETTLE, |s| all_in_sync(s, 1)).await;
+    }
+    let acked = log.acked_count();
+    wait_acks(&log, acked, 200, SETTLE).await;
+    let report = writer.stop().await;
+    assert_eq!(report.failed, 0, "{report:?}");
+    nodes[1]
+        .wait("the new Primary demoted", SETTLE, |s| {
+            s.role == "Secondary" && all_in_sync(s, 1)
+        })
+        .await;
+    assert_data(&log, &nodes[0], "the old Primary after its resync").await;
+    assert_data(&log, &nodes[1], "the new Primary").await;
+    for node in &nodes {
+        assert!(no_split_brain(&node.status().await.unwrap()));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashed_primary_returning_to_an_unchanged_peer_takes_its_hot_extents_back() {
+    // The crashed-primary rule itself: nobody wrote after the crash, so both members are on
+    // the same generation, and the one that crashed as Primary (whose disk may hold writes
+    // that were never acknowledged, in its hot extents) is the sync target.
+    let layout = Layout::loopback(2, 0, USABLE);
+    let mut nodes = layout.prepare();
+    start_in_sync(&mut nodes).await;
+    let log = AckLog::new();
+    let writer = Writer::start(&nodes[0].nbd_socket(), log.clone(), 0, DEPTH, BLOCKS).await;
+    wait_acks(&log, 0, 300, SETTLE).await;
+    let mark = nodes[0].log_mark();
+    nodes[0].kill9();
+    writer.stop().await;
+    nodes[1]
+        .wait("the Primary is gone", SETTLE, |s| {
+            peer(s, 0).connection != "Connected"
+        })
+        .await;
+    nodes[0].start().await;
+    nodes[0]
+        .wait_log(
+            mark,
+            &[
+                "handshake",
+                "outcome=SyncTarget",
+                "rule=\"crashed-primary\"",
+            ],
+            SETTLE,
+        )
+        .await;
+    for node in &nodes {
+        node.wait("resynced", SETTLE, |s| all_in_sync(s, 1)).await;
+    }
+    assert_data(&log, &nodes[0], "the crashed Primary after its resync").await;
+    assert_data(&log, &nodes[1], "the survivor").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_target_killed_mid_resync_resumes_and_completes() {
+    let mut layout = Layout::loopback(2, 0, USABLE);
+    // Slow enough that the resync can be caught in the middle.
+    layout.options.c_max_rate_kib = 8 * 1024;
+    let mut nodes = layout.prepare();
+    start_in_sync(&mut nodes).await;
+    let log = AckLog::new();
+    let writer = Writer::start(&nodes[0].nbd_socket(), log.clone(), 0, DEPTH, BLOCKS).await;
+    wait_acks(&log, 0, 100, SETTLE).await;
+
+    nodes[1].kill9();
+    nodes[0]
+        .wait("the Secondary is gone", SETTLE, |s| {
+            peer(s, 1).connection != "Connected"
+        })
+        .await;
+    // Enough missed writes for a resync of several seconds at the rate limit.
+    nodes[0]
+        .wait("8 MiB out of sync toward the Secondary", SETTLE, |s| {
+            peer(s, 1).volumes[0].out_of_sync_kib >= 8 * 1024
+        })
+        .await;
+
+    nodes[1].start().await;
+    let syncing = nodes[1]
+        .wait("the resync is under way", SETTLE, |s| {
+            let volume = &peer(s, 0).volumes[0];
+            volume.replication == "SyncTarget"
+                && volume
+                    .done_percent
+                    .is_some_and(|d| (15.0..70.0).contains(&d))
+        })
+        .await;
+    // Writes stop for a moment, so that what is left at the kill is exactly what the resumed
+    // resync must copy.
+    let report = writer.stop().await;
+    assert_eq!(report.failed, 0, "{report:?}");
+    nodes[1].kill9();
+    let gone = nodes[0]
+        .wait("the target is gone", SETTLE, |s| {
+            peer(s, 1).connection != "Connected"
+        })
+        .await;
+    let left_at_kill = peer(&gone, 1).volumes[0].out_of_sync_kib;
+
+    let mark = nodes[1].log_mark();
+    nodes[1].start().await;
+    let resumed = nodes[1].wait_log(mark, &["resync starts"], SETTLE).await;
+    // Writes go on during the resumed resync.
+    let writer = Writer::start(&nodes[0].nbd_socket(), log.clone(), 0, DEPTH, BLOCKS).await;
+    for node in &nodes {
+        node.wait("the resumed resync completed", SETTLE, |s| {
+            all_in_sync(s, 1)
+        })
+        .await;
+    }
+    let report = writer.stop().await;
+    assert_eq!(report.failed, 0, "{report:?}");
+    nodes[0]
+        .wait("the Primary demoted", SETTLE, |s| s.role == "Secondary")
+        .await;
+    assert_data(&log, &nodes[1], "the target after the resumed resync").await;
+    assert_data(&log, &nodes[0], "the source").await;
+    // It resumed: what was copied before the kill is not copied again.
+    let kib: u64 = resumed
+        .split("kib=")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no amount in {resumed}"));
+    println!(
+        "killed at {:.1}% done with {left_at_kill} KiB left; resumed with {kib} KiB",
+        peer(&syncing, 0).volumes[0]
+            .done_percent
+            .unwrap_or_default()
+    );
+    assert!(
+        kib <= left_at_kill,
+        "the resumed resync copies what was left ({left_at_kill} KiB), not more ({kib} KiB)"
+    );
+}
+
+/// Three members in network namespaces: node0 and node1 with disks, node2 a diskless
+/// tiebreaker. node0 writes; then node0 is cut off from both others. node0 has no quorum:
+/// its writes fail (never acknowledged without reaching a quorum). node1 and the tiebreaker are
+/// a majority: node1 takes over the writes. The partition heals: node0 resyncs from node1, one
+/// history, no split brain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partitioned_primary_without_quorum_fails_its_writes_and_the_majority_goes_on() {
+    let test = "a_partitioned_primary_without_quorum_fails_its_writes_and_the_majority_goes_on";
+    let fabric = match Fabric::new(3) {
+        Ok(fabric) => fabric,
+        Err(reason) => return skip(test, &reason),
+    };
+    let layout = Layout::new(fabric.members(2), USABLE);
+    let mut nodes = layout.prepare();
+    start_in_sync(&mut nodes).await;
+    let log = AckLog::new();
+    let minority = Writer::start(&nodes[0].nbd_socket(), log.clone(), 0, DEPTH, BLOCKS).await;
+    wait_acks(&log, 0, 300, SETTLE).await;
+
+    fabric.isolate(0, true);
+    nodes[0]
+        .wait("node0 lost quorum", SETTLE, |s| !s.quorum)
+        .await;
+    // From now on, not one write is acknowledged on node0.
+    let acked = log.acked_count();
+    let failed = log.failed_count();
+    let deadline = std::time::Instant::now() + SETTLE;
+    while log.failed_count() < failed + 50 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "node0's writes neither fail nor succeed"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        log.acked_count(),
+        acked,
+        "a write was acknowledged without quorum"
+    );
+
+    // The majority: node1 sees node0 gone and is promoted by its first write.
+    nodes[1]
+        .wait("node1 keeps quorum without node0", SETTLE, |s| {
+            s.quorum && peer(s, 0).connection != "Connected" && peer(s, 2).connection == "Connected"
+        })
+        .await;
+    nodes[2]
+        .wait("the tiebreaker sees node0 gone", SETTLE, |s| {
+            peer(s, 0).connection != "Connected"
+        })
+        .await;
+    let majority = Writer::start(&nodes[1].nbd_socket(), log.clone(), 1, DEPTH, BLOCKS).await;
+    let acked = log.acked_count();
+    wait_acks(&log, acked, 300, SETTLE).await;
+    assert_eq!(nodes[1].status().await.unwrap().role, "Primary");
+    let report = minority.stop().await;
+    assert!(
+        report.errors.get(&NBD_EIO).copied().unwrap_or(0) > 0,
+        "node0's writes failed with EIO: {report:?}"
+    );
+
+    fabric.isolate(0, false);
+    for node in &nodes {
+        node.wait("healed and resynced", SETTLE, |s| all_in_sync(s, 2))
+            .await;
+    }
+    let acked = log.acked_count();
+    wait_acks(&log, acked, 200, SETTLE).await;
+    let report = majority.stop().await;
+    assert_eq!(report.failed, 0, "{report:?}");
+    nodes[1]
+        .wait("node1 demoted", SETTLE, |s| s.role == "Secondary")
+        .await;
+    for node in &nodes {
+        assert_data(&log, node, "after the partition healed").await;
+        assert!(no_split_brain(&node.status().await.unwrap()));
+    }
+}
+
+/// The same three members; only the link between the two disks is cut. Both keep quorum
+/// through the tiebreaker, so the Primary goes on — after outdating the other disk through the
+/// tiebreaker — and the other disk may not become Primary. Healed: it resyncs, one history.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cut_between_the_disks_leaves_one_primary_and_one_history() {
+    let test = "a_cut_between_the_disks_leaves_one_primary_and_one_history";
+    let fabric = match Fabric::new(3) {
+        Ok(fabric) => fabric,
+        Err(reason) => return skip(test, &reason),
+    };
+    let layout = Layout::new(fabric.members(2), USABLE);
+    let mut nodes = layout.prepare();
+    start_in_sync(&mut nodes).await;
+    let log = AckLog::new();
+    let writer = Writer::start(&nodes[0].nbd_socket(), log.clone(), 0, DEPTH, BLOCKS).await;
+    wait_acks(&log, 0, 300, SETTLE).await;
+
+    fabric.set_link(0, 1, false);
+    nodes[0]
+        .wait("node0 lost node1, keeps quorum", SETTLE, |s| {
+            s.quorum && peer(s, 1).connection != "Connected"
+        })
+        .await;
+    nodes[1]
+        .wait("node1 lost node0", SETTLE, |s| {
+            peer(s, 0).connection != "Connected"
+        })
+        .await;
+    let acked = log.acked_count();
+    wait_acks(&log, acked, 300, SETTLE).await;
+
+    // node0 outdated node1 through the tiebreaker before it went on without it: node1 knows
+    // its data is Outdated and may not write.
+    nodes[1]
+        .wait("node1 is Outdated", SETTLE, |s| {
+            s.volumes[0].disk == "Outdated"
+        })
+        .await;
+    let mut other = Nbd::connect_within(&nodes[1].nbd_socket(), SETTLE).await;
+    let error = other
+        .write(0, &block_content(0, u64::MAX, 1))
+        .await
+        .unwrap();
+    assert!(
+        error == NBD_EPERM || error == NBD_EIO,
+        "a second Primary was refused ({error})"
+    );
+    other.close().await;
+    assert_eq!(nodes[1].status().await.unwrap().role, "Secondary");
+
+    fabric.set_link(0, 1, true);
+    for node in &nodes {
+        node.wait("healed and resynced", SETTLE, |s| all_in_sync(s, 2))
+            .await;
+    }
+    let report = writer.stop().await;
+    assert_eq!(report.failed, 0, "{report:?}");
+    nodes[0]
+        .wait("node0 demoted", SETTLE, |s| s.role == "Secondary")
+        .await;
+    for node in &nodes {
+        assert_data(&log, node, "after the cut healed").await;
+        assert!(no_split_brain(&node.status().await.unwrap()));
+    }
+}
+
+/// The double fault after a cut between the disks: node0 went on writing without node1 (with
+/// the tiebreaker's vote), then node0 is cut off from the tiebreaker too. node1 and the
+/// tiebreaker are a majority, but node1 lacks node0's latest writes: it must not become
+/// Primary (DRBD: it was outdated by the Primary through the tiebreaker). Healed, node1
+/// resyncs from node0 and nothing acknowledged is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_left_behind_is_not_promoted_when_the_primary_goes_away_too() {
+    let test = "a_disk_left_behind_is_not_promoted_when_the_primary_goes_away_too";
+    let fabric = match Fabric::new(3) {
+        Ok(fabric) => fabric,
+        Err(reason) => return skip(test, &reason),
+    };
+    let layout = Layout::new(fabric.members(2), USABLE);
+    let mut nodes = layout.prepare();
+    start_in_sync(&mut nodes).await;
+    let log = AckLog::new();
+    let writer = Writer::start(&nodes[0].nbd_socket(), log.clone(), 0, DEPTH, BLOCKS).await;
+    wait_acks(&log, 0, 200, SETTLE).await;
+
+    fabric.set_link(0, 1, false);
+    nodes[0]
+        .wait("node0 lost node1, keeps quorum", SETTLE, |s| {
+            s.quorum && peer(s, 1).connection != "Connected"
+        })
+        .await;
+    nodes[1]
+        .wait("node1 lost node0", SETTLE, |s| {
+            peer(s, 0).connection != "Connected"
+        })
+        .await;
+    // Writes node1 does not have.
+    let acked = log.acked_count();
+    wait_acks(&log, acked, 300, SETTLE).await;
+
+    fabric.set_link(0, 2, false);
+    nodes[0]
+        .wait("node0 lost quorum", SETTLE, |s| !s.quorum)
+        .await;
+    nodes[2]
+        .wait("the tiebreaker lost node0", SETTLE, |s| {
+            peer(s, 0).connection != "Connected"
+        })
+        .await;
+    let report = writer.stop().await;
+    assert!(report.failed > 0, "{report:?}");
+
+    nodes[1]
+        .wait("node1 knows it is Outdated", SETTLE, |s| {
+            s.volumes[0].disk == "Outdated"
+        })
+        .await;
+    let mut behind = Nbd::connect_within(&nodes[1].nbd_socket(), SETTLE).await;
+    let error = behind
+        .write(0, &block_content(0, u64::MAX, 1))
+        .await
+        .unwrap();
+    assert_ne!(
+        error, 0,
+        "the disk left behind was promoted and took a write"
+    );
+    behind.close().await;
+    let status = nodes[1].status().await.unwrap();
+    assert_eq!(status.role, "Secondary", "{status:#?}");
+
+    fabric.isolate(0, false);
+    for node in &nodes {
+        node.wait("healed and resynced", SETTLE, |s| all_in_sync(s, 2))
+            .await;
+    }
+    for node in &nodes {
+        assert_data(&log, node, "after the double fault healed").await;
+        assert!(no_split_brain(&node.status().await.unwrap()));
+    }
+}
+
+/// Sends `bytes` to a member's replication port, closes the sending side and waits for the
+/// member to hang up.
+async fn send_garbage(to: std::net::SocketAddr, bytes: &[u8]) {
+    let mut stream = TcpStream::connect(to).await.unwrap();
+    let _ = stream.write_all(bytes).await;
+    let _ = stream.shutdown().await;
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(SETTLE, stream.read_to_end(&mut rest)).await;
+}
+
+fn hello(resource: &str, node_id: u8) -> Vec<u8> {
+    let payload = Hello {
+        resource: resource.into(),
+        node_id,
+        challenge: [7; 32],
+    }
+    .encode();
+    let mut frame = wire::encode_header(Kind::Hello, 0, 0, payload.len() as u32).to_vec();
+    frame.extend_from_slice(&payload);
+    frame
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_speaking_garbage_is_refused_with_a_precise_reason_and_harms_nothing() {
+    let layout = Layout::loopback(2, 0, USABLE);
+    let mut nodes = layout.prepare();
+    start_in_sync(&mut nodes).await;
+    let log = AckLog::new();
+    let writer = Writer::start(&nodes[0].nbd_socket(), log.clone(), 0, DEPTH, BLOCKS).await;
+    wait_acks(&log, 0, 100, SETTLE).await;
+    // node1 accepts its peers (node0 dials it); every attempt below goes to its port.
+    let port = layout.members[1].listen;
+    let target = &nodes[1];
+    let mark = target.log_mark();
+    let primary_mark = nodes[0].log_mark();
+
+    // Random bytes.
+    let random: Vec<u8> = (0..64u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    send_garbage(port, &random).await;
+    target
+        .wait_log(
+            mark,
+            &[
+                "resource=r0",
+                "refused a peer connection",
+                "not a MIRROR peer frame",
+            ],
+            SETTLE,
+        )
+        .await;
+
+    // Another protocol version.
+    let mut old = hello(RESOURCE, 0);
+    old[4..6].copy_from_slice(&99u16.to_le_bytes());
+    send_garbage(port, &old).await;
+    target
+        .wait_log(
+            mark,
+            &[
+                "resource=r0",
+                "refused a peer connection",
+                "protocol version 99",
+            ],
+            SETTLE,
+        )
+        .await;
+
+    // A truncated frame: a Hello header, then less than it announced, then the end.
+    let whole = hello(RESOURCE, 0);
+    send_garbage(port, &whole[..wire::HEADER_BYTES + 10]).await;
+    target
+        .wait_log(
+            mark,
+            &[
+                "resource=r0",
+                "refused a peer connection",
+                "closed the connection in the middle of a Hello",
+            ],
+            SETTLE,
+        )
+        .await;
+
+    // A Hello that announces far more than a Hello can hold.
+    let mut huge = wire::encode_header(Kind::Hello, 0, 0, 1 << 20).to_vec();
+    huge.extend_from_slice(&[0; 64]);
+    send_garbage(port, &huge).await;
+    target
+        .wait_log(
+            mark,
+            &[
+                "resource=r0",
+                "refused a peer connection",
+                "Hello frame",
+                "out of bounds",
+            ],
+            SETTLE,
+        )
+        .await;
+
+    // A node-id that is no member, and a resource it does not serve.
+    send_garbage(port, &hello(RESOURCE, 9)).await;
+    target
+        .wait_log(
+            mark,
+            &[
+                "resource=r0",
+                "refused a peer connection",
+                "node-id 9 is not a peer",
+            ],
+            SETTLE,
+        )
+        .await;
+    send_garbage(port, &hello("other", 0)).await;
+    target
+        .wait_log(
+            mark,
+            &[
+                "resource=r0",
+                "refused a peer connection",
+                "serves resource 'other'",
+            ],
+            SETTLE,
+        )
+        .await;
+
+    // The right hello, the wrong secret.
+    let mut stream = TcpStream::connect(port).await.unwrap();
+    stream.write_all(&hello(RESOURCE, 0)).await.unwrap();
+    let mut header = [0u8; wire::HEADER_BYTES];
+    stream.read_exact(&mut header).await.unwrap();
+    let theirs = wire::decode_header(&header).unwrap();
+    assert_eq!(theirs.kind, Kind::Hello);
+    let mut payload = vec![0u8; theirs.length as usize];
+    stream.read_exact(&mut payload).await.unwrap();
+    let theirs = Hello::decode(&payload).unwrap();
+    let proof = peer::proof("not the secret", &theirs.challenge, 0, RESOURCE);
+    let mut auth = wire::encode_header(Kind::Auth, 0, 0, 32).to_vec();
+    auth.extend_from_slice(&proof);
+    stream.write_all(&auth).await.unwrap();
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(SETTLE, stream.read_to_end(&mut rest)).await;
+    target
+        .wait_log(
+            mark,
+            &[
+                "resource=r0",
+                "refused a peer connection",
+                "failed authentication (wrong shared secret)",
+            ],
+            SETTLE,
+        )
+        .await;
+
+    // Nothing was harmed: the real connection never dropped, writes went on, both in sync.
+    let acked = log.acked_count();
+    wait_acks(&log, acked, 100, SETTLE).await;
+    for node in &nodes {
+        let status = node.status().await.unwrap();
+        assert!(all_in_sync(&status, 1), "{status:#?}");
+    }
+    for (node, mark) in [(&nodes[0], primary_mark), (&nodes[1], mark)] {
+        let since = node.log_since(mark);
+        assert!(
+            !since.contains("peer disconnected"),
+            "node{} lost its real peer:\n{since}",
+            node.node_id
+        );
+    }
+    let report = writer.stop().await;
+    assert_eq!(report.failed, 0, "{report:?}");
+    nodes[0]
+        .wait("the Primary demoted", SETTLE, |s| s.role == "Secondary")
+        .await;
+    for node in &nodes {
+        assert_data(&log, node, "after the garbage").await;
+    }
+}

@@ -1,0 +1,208 @@
+#!/usr/bin/env bash
+# What the MIRROR engine costs, against nbdkit serving a plain file, in one run on one machine:
+#
+#   baseline   nbdkit file FILE cache=none           (an NBD server and a file, no replication)
+#   mirror-1   a 1-node MIRROR resource              (ferrite-mirrord: NBD, metadata, activity log)
+#   mirror-2   a 2-node protocol C MIRROR resource   (two ferrite-mirrord over loopback TCP)
+#
+# each over a 1 GiB file (usable size; MIRROR's backing files add its metadata) in one
+# directory, driven by fio's nbd engine over each server's unix socket. Five jobs: sequential
+# write 1M QD16, random write 4k QD32, random write 4k QD1 (latency), random read 4k QD32,
+# sequential read 1M QD16. Every job runs REPEAT times per target, the targets interleaved
+# (job 1 on each target, then job 2 on each, ..., then the next repetition), and the table shows
+# the median of the repetitions with its ratio to the baseline of the same run.
+#
+#   scripts/bench-mirror.sh                     # 3 repetitions of 5 s (+1 s ramp) per job
+#   RUNTIME=10 REPEAT=5 scripts/bench-mirror.sh
+#   KEEP=1 scripts/bench-mirror.sh              # keep the files, logs and fio's JSON
+#
+# BENCH_DIR (default target/bench-mirror) holds the files; CARGO_TARGET_DIR is honoured. Needs
+# fio, nbdkit and python3 (scripts/setup.sh installs them). Every process it starts is stopped by
+# its PID at the end.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+runtime=${RUNTIME:-5}
+ramp=${RAMP:-1}
+repeat=${REPEAT:-3}
+size_mib=${SIZE_MIB:-1024}
+target_dir=${CARGO_TARGET_DIR:-target}
+bench_dir=${BENCH_DIR:-$target_dir/bench-mirror}
+# MIRROR's metadata (superblock, activity log, 7 bitmaps) for 1 GiB is well under this.
+metadata_mib=16
+
+for tool in fio nbdkit python3; do
+    command -v "$tool" >/dev/null || { echo "$tool is missing: run scripts/setup.sh" >&2; exit 1; }
+done
+fio --enghelp=nbd >/dev/null 2>&1 || { echo "this fio has no nbd engine" >&2; exit 1; }
+
+log() { printf '[bench-mirror %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+
+log "cargo build --release -p ferrite-mirror --bin ferrite-mirrord"
+CARGO_INCREMENTAL=0 cargo build --release -q -p ferrite-mirror --bin ferrite-mirrord >&2
+mirrord=$target_dir/release/ferrite-mirrord
+
+mkdir -p "$bench_dir"
+bench_dir=$(cd "$bench_dir" && pwd)
+rm -rf "${bench_dir:?}"/*
+pids=()
+cleanup() {
+    for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    if [ -z "${KEEP:-}" ]; then rm -rf "${bench_dir:?}"/*; fi
+}
+trap cleanup EXIT
+
+# The data area of every file is written once before anything is measured, so that no target
+# pays for allocating blocks or converting unwritten extents, and reads read real blocks.
+prepare_file() { # PATH EXTRA_MIB
+    truncate -s $(((size_mib + $2) * 1024 * 1024)) "$1"
+    fio --name=fill --filename="$1" --rw=write --bs=1M --iodepth=8 --ioengine=libaio --direct=1 \
+        --size="${size_mib}M" --output=/dev/null
+}
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# resource_file STATE_DIR NAME NODE_ID PORT BACKING [PEER_ID PEER_PORT]: the resource's JSON
+# file (config.rs ResourceConfig), read by the daemon when it starts.
+resource_file() {
+    mkdir -p "$1/resources"
+    python3 - "$@" <<'EOF2'
+import json, os, sys
+state, name, node_id, port, backing = sys.argv[1:6]
+peers = []
+if len(sys.argv) > 6:
+    peer_id, peer_port = sys.argv[6:8]
+    peers.append({"node_name": f"node{peer_id}", "node_id": int(peer_id),
+                  "address": f"127.0.0.1:{peer_port}", "diskless": False})
+config = {
+    "name": name, "node_name": f"node{node_id}", "node_id": int(node_id),
+    "listen": f"127.0.0.1:{port}", "secret": "bench-secret", "peers": peers,
+    "volumes": [{"number": 0, "usable_bytes": int(os.environ["USABLE_BYTES"]),
+                 "backing": backing, "new_volume": True}],
+    # Two members: LINSTOR sets no quorum, and neither does this.
+    "options": {"quorum": "off"},
+}
+with open(f"{state}/resources/{name}.json", "w") as f:
+    json.dump(config, f, indent=2)
+EOF2
+}
+export USABLE_BYTES=$((size_mib * 1024 * 1024))
+
+start_mirrord() { # STATE_DIR
+    "$mirrord" --state-dir "$1" run --device-root "$1/dev" --log warn >"$1.log" 2>&1 &
+    pids+=($!)
+}
+
+# wait_in_sync STATE_DIR RESOURCE PEERS: until the volume is UpToDate and every peer connected
+# and UpToDate.
+wait_in_sync() {
+    for _ in $(seq 200); do
+        if "$mirrord" --state-dir "$1" status "$2" --json 2>/dev/null | python3 -c '
+import json, sys
+peers = int(sys.argv[1])
+status = json.load(sys.stdin)[0]["status"]
+ok = status["volumes"][0]["disk"] == "UpToDate" and sum(
+    1 for p in status["peers"]
+    if p["connection"] == "Connected" and p["volumes"][0]["peer_disk"] == "UpToDate") == peers
+sys.exit(0 if ok else 1)' "$3"; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    log "$2 in $1 did not come up:"; cat "$1.log" >&2; exit 1
+}
+
+log "files: ${size_mib} MiB each in $bench_dir (prefilled)"
+prepare_file "$bench_dir/baseline.img" 0
+prepare_file "$bench_dir/mirror1.img" "$metadata_mib"
+prepare_file "$bench_dir/mirror2a.img" "$metadata_mib"
+prepare_file "$bench_dir/mirror2b.img" "$metadata_mib"
+
+log "baseline: nbdkit file cache=none"
+nbdkit --foreground -U "$bench_dir/nbdkit.sock" file "$bench_dir/baseline.img" cache=none \
+    >"$bench_dir/nbdkit.log" 2>&1 &
+pids+=($!)
+
+log "mirror-1: one member"
+resource_file "$bench_dir/m1" r1 0 "$(free_port)" "$bench_dir/mirror1.img"
+start_mirrord "$bench_dir/m1"
+wait_in_sync "$bench_dir/m1" r1 0
+
+log "mirror-2: two members, protocol C over loopback"
+port_a=$(free_port)
+port_b=$(free_port)
+resource_file "$bench_dir/m2a" r2 0 "$port_a" "$bench_dir/mirror2a.img" 1 "$port_b"
+resource_file "$bench_dir/m2b" r2 1 "$port_b" "$bench_dir/mirror2b.img" 0 "$port_a"
+start_mirrord "$bench_dir/m2a"
+start_mirrord "$bench_dir/m2b"
+wait_in_sync "$bench_dir/m2a" r2 1
+wait_in_sync "$bench_dir/m2b" r2 1
+for _ in $(seq 50); do [ -S "$bench_dir/nbdkit.sock" ] && break; sleep 0.1; done
+
+declare -A sockets=(
+    [baseline]=$bench_dir/nbdkit.sock
+    [mirror-1]=$bench_dir/m1/run/r1/0.nbd
+    [mirror-2]=$bench_dir/m2a/run/r2/0.nbd
+)
+targets=(baseline mirror-1 mirror-2)
+jobs=(
+    "seqwrite-1M-QD16 --rw=write --bs=1M --iodepth=16"
+    "randwrite-4k-QD32 --rw=randwrite --bs=4k --iodepth=32"
+    "randwrite-4k-QD1 --rw=randwrite --bs=4k --iodepth=1"
+    "randread-4k-QD32 --rw=randread --bs=4k --iodepth=32"
+    "seqread-1M-QD16 --rw=read --bs=1M --iodepth=16"
+)
+mkdir -p "$bench_dir/fio"
+for rep in $(seq "$repeat"); do
+    for job in "${jobs[@]}"; do
+        name=${job%% *}
+        for target in "${targets[@]}"; do
+            log "run $rep/$repeat: $name on $target"
+            # shellcheck disable=SC2086
+            fio --name="$name" ${job#* } --ioengine=nbd \
+                --uri="nbd+unix:///?socket=${sockets[$target]}" --size="${size_mib}M" \
+                --numjobs=1 --time_based --runtime="$runtime" --ramp_time="$ramp" \
+                --output-format=json >"$bench_dir/fio/$target.$name.$rep.json"
+        done
+    done
+done
+
+python3 - "$bench_dir/fio" "$repeat" <<'EOF'
+import json, statistics, sys
+from pathlib import Path
+
+directory, repeat = Path(sys.argv[1]), int(sys.argv[2])
+targets = ["baseline", "mirror-1", "mirror-2"]
+jobs = ["seqwrite-1M-QD16", "randwrite-4k-QD32", "randwrite-4k-QD1", "randread-4k-QD32",
+        "seqread-1M-QD16"]
+
+def figures(path):
+    text = path.read_text()
+    # fio's nbd engine prints "fio: connected to NBD server" before the JSON.
+    job = json.loads(text[text.index("{"):])["jobs"][0]
+    side = job["read"] if job["read"]["io_bytes"] > 0 else job["write"]
+    pct = side["clat_ns"].get("percentile", {})
+    return {
+        "iops": side["iops"],
+        "mib": side["bw_bytes"] / (1 << 20),
+        "p50": pct.get("50.000000", 0) / 1000,
+        "p99": pct.get("99.000000", 0) / 1000,
+    }
+
+print(f"median of {repeat} interleaved runs per job and target; ratio = target / baseline "
+      "(for latency: higher is slower)\n")
+print("| job | target | MiB/s | IOPS | p50 µs | p99 µs | IOPS vs baseline | p50 vs baseline |")
+print("|---|---|---:|---:|---:|---:|---:|---:|")
+for job in jobs:
+    base = None
+    for target in targets:
+        runs = [figures(directory / f"{target}.{job}.{rep}.json") for rep in range(1, repeat + 1)]
+        med = {k: statistics.median(r[k] for r in runs) for k in runs[0]}
+        base = base or med
+        print(f"| {job} | {target} | {med['mib']:,.1f} | {med['iops']:,.0f} | {med['p50']:,.0f} "
+              f"| {med['p99']:,.0f} | {med['iops'] / base['iops']:.2f}× "
+              f"| {med['p50'] / base['p50'] if base['p50'] else 0:.2f}× |")
+EOF
