@@ -156,6 +156,7 @@ jobs=(
     "seqread-1M-QD16 --rw=read --bs=1M --iodepth=16"
 )
 mkdir -p "$bench_dir/fio"
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 for rep in $(seq "$repeat"); do
     for job in "${jobs[@]}"; do
         name=${job%% *}
@@ -170,6 +171,7 @@ for rep in $(seq "$repeat"); do
     done
 done
 
+echo "$(nproc) CPUs; load average before the runs: $load_before, after: $(cut -d' ' -f1-3 /proc/loadavg)"
 python3 - "$bench_dir/fio" "$repeat" <<'EOF'
 import json, statistics, sys
 from pathlib import Path

@@ -108,7 +108,7 @@ impl Layout {
 
     pub fn new(members: Vec<MemberSpec>, usable: u64) -> Layout {
         let dir = tempfile::Builder::new()
-            .prefix("ferrite-faults-")
+            .prefix("ferrite-mirror-faults-")
             .tempdir_in("/var/tmp")
             .unwrap();
         let quorum = if members.len() >= 3 {
