@@ -242,8 +242,8 @@ impl Node {
             .arg("--state-dir")
             .arg(&self.paths.state_dir)
             .arg("run")
-            .arg("--device-root")
-            .arg(self.paths.state_dir.join("dev"))
+            // NBD only: a node killed with SIGKILL would leave a block device's FUSE mount.
+            .arg("--no-block-devices")
             .arg("--log")
             .arg(std::env::var("FERRITE_FAULTS_LOG").unwrap_or_else(|_| "info".into()))
             .env("NO_COLOR", "1")
