@@ -13,6 +13,17 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+/// Reads an `engine` field: absent, `MIRROR` or `DRBD`; anything else is refused, not ignored.
+fn engine_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    let value = <Option<String> as serde::Deserialize>::deserialize(d)?;
+    match value.as_deref() {
+        None | Some("MIRROR") | Some("DRBD") => Ok(value),
+        Some(other) => Err(serde::de::Error::custom(format!(
+            "'{other}' is not a replication engine: MIRROR or DRBD"
+        ))),
+    }
+}
+
 /// The engine behind a DRBD-shaped layer: `MIRROR` (Ferrite's, in user space) or `DRBD` (the
 /// kernel's DRBD 9).
 pub fn engine_schema() -> utoipa::openapi::schema::Schema {
@@ -57,6 +68,7 @@ pub struct DrbdResource {
     pub may_promote: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(schema_with = engine_schema)]
+    #[serde(deserialize_with = "engine_name")]
     pub engine: Option<String>,
     /// Ferrite's addition: `Primary`, `Secondary` or `Unknown`, as the engine reports it.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -99,6 +111,7 @@ pub struct DrbdResourceDefinitionLayer {
     pub down: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(schema_with = engine_schema)]
+    #[serde(deserialize_with = "engine_name")]
     pub engine: Option<String>,
 }
 
@@ -114,6 +127,7 @@ pub struct DrbdVolumeDefinition {
     pub minor_number: Option<i32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(schema_with = engine_schema)]
+    #[serde(deserialize_with = "engine_name")]
     pub engine: Option<String>,
 }
 
@@ -121,6 +135,7 @@ pub struct DrbdVolumeDefinition {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(default)]
 pub struct DrbdVolume {
+    #[schema(required = true)]
     pub drbd_volume_definition: DrbdVolumeDefinition,
     /// The block device applications use, e.g. `/dev/ferrite/web/0` or `/dev/drbd1000`; also
     /// on diskless members. Always present, as in LINSTOR (python-linstor reads it without a
@@ -145,5 +160,6 @@ pub struct DrbdVolume {
     pub nbd_uri: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(schema_with = engine_schema)]
+    #[serde(deserialize_with = "engine_name")]
     pub engine: Option<String>,
 }

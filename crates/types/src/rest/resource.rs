@@ -90,6 +90,7 @@ pub struct StorageResource {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, ToSchema)]
 #[serde(default)]
 pub struct StorageVolume {
+    #[schema(required = true)]
     pub volume_number: i32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub device_path: Option<String>,

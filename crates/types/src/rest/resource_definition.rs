@@ -46,20 +46,41 @@ pub struct ResourceDefinition {
 pub struct ResourceDefinitionLayer {
     #[serde(rename = "type")]
     pub layer_type: LayerKind,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "layer_data"
+    )]
     #[schema(schema_with = resource_definition_layer_data)]
     pub data: Option<serde_json::Value>,
 }
 
+/// Reads a layer's data; its `engine`, when given, must be `MIRROR` or `DRBD`, not null (a value the
+/// controller would otherwise ignore is refused, as the document says).
+fn layer_data<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<serde_json::Value>, D::Error> {
+    let value = <Option<serde_json::Value> as serde::Deserialize>::deserialize(d)?;
+    if let Some(engine) = value.as_ref().and_then(|v| v.get("engine"))
+        && engine != "MIRROR"
+        && engine != "DRBD"
+    {
+        return Err(serde::de::Error::custom(format!(
+            "{engine} is not a replication engine: MIRROR or DRBD"
+        )));
+    }
+    Ok(value)
+}
+
 fn resource_definition_layer_data() -> utoipa::openapi::schema::Schema {
-    utoipa::openapi::schema::OneOfBuilder::new()
-        .item(utoipa::openapi::Ref::from_schema_name(
-            "DrbdResourceDefinitionLayer",
+    // Free-form: in answers it is a `DrbdResourceDefinitionLayer` for DRBD (or null); in requests only the layer's
+    // `type` and an `engine` (MIRROR or DRBD) are read, the rest is ignored, as LINSTOR does.
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::AnyValue)
+        .description(Some(
+            "In answers: the DRBD layer's data (see DrbdResourceDefinitionLayer), or null. In requests only `engine` \
+             (MIRROR or DRBD) is read; anything else is ignored.",
         ))
-        .item(
-            utoipa::openapi::schema::ObjectBuilder::new()
-                .schema_type(utoipa::openapi::schema::Type::Null),
-        )
         .into()
 }
 
@@ -150,20 +171,24 @@ pub struct VolumeDefinition {
 pub struct VolumeDefinitionLayer {
     #[serde(rename = "type")]
     pub layer_type: LayerKind,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "layer_data"
+    )]
     #[schema(schema_with = volume_definition_layer_data)]
     pub data: Option<serde_json::Value>,
 }
 
 fn volume_definition_layer_data() -> utoipa::openapi::schema::Schema {
-    utoipa::openapi::schema::OneOfBuilder::new()
-        .item(utoipa::openapi::Ref::from_schema_name(
-            "DrbdVolumeDefinition",
+    // Free-form: in answers it is a `DrbdVolumeDefinition` for DRBD (or null); in requests only the layer's
+    // `type` and an `engine` (MIRROR or DRBD) are read, the rest is ignored, as LINSTOR does.
+    utoipa::openapi::schema::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::SchemaType::AnyValue)
+        .description(Some(
+            "In answers: the DRBD layer's data (see DrbdVolumeDefinition), or null. In requests only `engine` \
+             (MIRROR or DRBD) is read; anything else is ignored.",
         ))
-        .item(
-            utoipa::openapi::schema::ObjectBuilder::new()
-                .schema_type(utoipa::openapi::schema::Type::Null),
-        )
         .into()
 }
 
