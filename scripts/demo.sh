@@ -38,7 +38,7 @@ stop() {
     # its own and outlives its satellite by design).
     if [ -d "$demo_dir" ]; then
         for mnt in "$demo_dir"/mnt-*; do
-            mountpoint -q "$mnt" 2>/dev/null && umount "$mnt" && echo "unmounted $mnt"
+            if mountpoint -q "$mnt" 2>/dev/null; then umount "$mnt" && echo "unmounted $mnt"; fi
         done
         for lock in "$demo_dir"/node*/state/mirror/mirrord.lock; do
             [ -f "$lock" ] || continue
@@ -54,7 +54,7 @@ stop() {
     # A daemon that had to be killed leaves its FUSE file system mounted: unmount whatever is
     # still mounted under the demo directory, deepest first.
     if [ -d "$demo_dir" ]; then
-        findmnt -rn -o TARGET | grep "^$demo_dir/" | sort -r | while read -r target; do
+        { findmnt -rn -o TARGET | grep "^$demo_dir/" || true; } | sort -r | while read -r target; do
             umount -l "$target" && echo "unmounted $target"
         done
     fi
