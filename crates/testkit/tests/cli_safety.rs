@@ -81,7 +81,8 @@ fn backup_orphans_and_missing_volumes_with_the_ferrite_cli() -> Result<()> {
         );
         return Ok(());
     }
-    let mut cluster = Cluster::start(2)?;
+    // Storage only: the orphans, missing volumes and backups of the storage layer (no engine).
+    let mut cluster = Cluster::start_with(2, &["--mirrord", "/nonexistent/ferrite-mirrord"])?;
     if !cluster.binaries.cli.exists() {
         bail!(
             "{} is missing; build the binaries first (cargo build --workspace --bins)",
