@@ -12,6 +12,15 @@
 # (job 1 on each target, then job 2 on each, ..., then the next repetition), and the table shows
 # the median of the repetitions with its ratio to the baseline of the same run.
 #
+# Then, on the 2-member resource (skipped with FIO_ONLY=1):
+#   resync   the second member's backing file replaced by an empty one: the time to a full
+#            resync of the volume (REPEAT times; the median rate), with c-max-rate at
+#            RESYNC_RATE_KIB (default 4194304, DRBD's highest; DRBD's default is 102400);
+#   stall    kill -9 of the Secondary during 4k random writes at QD1: the longest completion of
+#            the run, which is the time from the kill to writes flowing again (REPEAT times);
+#   idle     one daemon with IDLE_VOLUMES (default 100) idle 1 GiB volumes on sparse files (NBD
+#            exports, no block devices): its resident memory.
+#
 #   scripts/bench-mirror.sh                     # 3 repetitions of 5 s (+1 s ramp) per job
 #   RUNTIME=10 REPEAT=5 scripts/bench-mirror.sh
 #   KEEP=1 scripts/bench-mirror.sh              # keep the files, logs and fio's JSON
@@ -96,10 +105,10 @@ start_mirrord() { # STATE_DIR
     pids+=($!)
 }
 
-# wait_in_sync STATE_DIR RESOURCE PEERS: until the volume is UpToDate and every peer connected
-# and UpToDate.
-wait_in_sync() {
-    for _ in $(seq 200); do
+# wait_in_sync STATE_DIR RESOURCE PEERS [SECONDS]: until the volume is UpToDate and every peer
+# connected and UpToDate (20 s unless said).
+wait_in_sync() { # STATE_DIR RESOURCE PEERS [SECONDS]
+    for _ in $(seq $((${4:-20} * 10))); do
         if "$mirrord" --state-dir "$1" status "$2" --json 2>/dev/null | python3 -c '
 import json, sys
 peers = int(sys.argv[1])
@@ -162,6 +171,9 @@ for rep in $(seq "$repeat"); do
         name=${job%% *}
         for target in "${targets[@]}"; do
             log "run $rep/$repeat: $name on $target"
+            # Each run starts with no dirty pages left by the one before (written through the
+            # page cache, they would slow whichever target comes next).
+            sync
             # shellcheck disable=SC2086
             fio --name="$name" ${job#* } --ioengine=nbd \
                 --uri="nbd+unix:///?socket=${sockets[$target]}" --size="${size_mib}M" \
@@ -170,6 +182,71 @@ for rep in $(seq "$repeat"); do
         done
     done
 done
+
+# --- resync, stall, idle ------------------------------------------------------------------
+if [ -z "${FIO_ONLY:-}" ]; then
+    # The Secondary of mirror-2 is the last daemon started.
+    m2b_pid=${pids[-1]}
+    stop_m2b() { # SIGNAL
+        kill "-$1" "$m2b_pid" 2>/dev/null || true
+        wait "$m2b_pid" 2>/dev/null || true
+    }
+    restart_m2b() {
+        start_mirrord "$bench_dir/m2b"
+        m2b_pid=${pids[-1]}
+    }
+    : >"$bench_dir/resync.txt"
+    for rep in $(seq "$repeat"); do
+        log "resync $rep/$repeat: the Secondary's disk replaced by an empty one"
+        stop_m2b TERM
+        rm -f "$bench_dir/mirror2b.img"
+        truncate -s $(((size_mib + metadata_mib) * 1024 * 1024)) "$bench_dir/mirror2b.img"
+        # The new disk is not "new": the resource holds data, so it gets everything. The resync
+        # rate is capped by c-max-rate (100 MiB/s unless set, as in DRBD): set to DRBD's
+        # highest value, RESYNC_RATE_KIB unless given, so that the engine's own rate shows.
+        python3 - "$bench_dir/m2b/resources/r2.json" "${RESYNC_RATE_KIB:-4194304}" <<'EOF2'
+import json, sys
+path, rate = sys.argv[1], int(sys.argv[2])
+config = json.load(open(path))
+config["volumes"][0]["new_volume"] = False
+config["options"]["c_max_rate_kib"] = rate
+json.dump(config, open(path, "w"), indent=2)
+EOF2
+        start=$(date +%s.%N)
+        restart_m2b
+        wait_in_sync "$bench_dir/m2b" r2 1 600
+        end=$(date +%s.%N)
+        python3 -c "print(f'{$size_mib / ($end - $start):.1f}')" >>"$bench_dir/resync.txt"
+        wait_in_sync "$bench_dir/m2a" r2 1
+    done
+    for rep in $(seq "$repeat"); do
+        log "stall $rep/$repeat: kill -9 of the Secondary during random writes at QD1"
+        fio --name=stall --rw=randwrite --bs=4k --iodepth=1 --ioengine=nbd \
+            --uri="nbd+unix:///?socket=${sockets[mirror-2]}" --size="${size_mib}M" \
+            --time_based --runtime=6 --output-format=json >"$bench_dir/fio/stall.$rep.json" &
+        fio_pid=$!
+        sleep 3
+        stop_m2b KILL
+        wait "$fio_pid"
+        restart_m2b
+        wait_in_sync "$bench_dir/m2a" r2 1 600
+    done
+    idle_volumes=${IDLE_VOLUMES:-100}
+    log "idle: one daemon with $idle_volumes idle 1 GiB volumes"
+    idle_dir=$bench_dir/idle
+    mkdir -p "$idle_dir/files"
+    for i in $(seq "$idle_volumes"); do
+        truncate -s $(((1024 + metadata_mib) * 1024 * 1024)) "$idle_dir/files/v$i.img"
+        USABLE_BYTES=$((1024 * 1024 * 1024)) resource_file "$idle_dir" "idle$i" 0 "$(free_port)" \
+            "$idle_dir/files/v$i.img"
+    done
+    "$mirrord" --state-dir "$idle_dir" run --no-block-devices --log warn >"$idle_dir.log" 2>&1 &
+    pids+=($!)
+    idle_pid=$!
+    for i in $(seq "$idle_volumes"); do wait_in_sync "$idle_dir" "idle$i" 0 600; done
+    sleep 5
+    grep -E '^(VmRSS|VmHWM|Threads)' "/proc/$idle_pid/status" | tr -s ' \t' ' ' >"$bench_dir/idle.txt"
+fi
 
 echo "$(nproc) CPUs; load average before the runs: $load_before, after: $(cut -d' ' -f1-3 /proc/loadavg)"
 python3 - "$bench_dir/fio" "$repeat" <<'EOF'
@@ -207,4 +284,19 @@ for job in jobs:
         print(f"| {job} | {target} | {med['mib']:,.1f} | {med['iops']:,.0f} | {med['p50']:,.0f} "
               f"| {med['p99']:,.0f} | {med['iops'] / base['iops']:.2f}× "
               f"| {med['p50'] / base['p50'] if base['p50'] else 0:.2f}× |")
+
+def median_line(values, unit):
+    return f"median {statistics.median(values):,.1f} {unit} (runs: {', '.join(f'{v:,.1f}' for v in values)})"
+
+bench = directory.parent
+if (bench / "resync.txt").exists():
+    rates = [float(line) for line in (bench / "resync.txt").read_text().split()]
+    print(f"\nfull resync of the volume over loopback: {median_line(rates, 'MiB/s')}")
+    stalls = []
+    for rep in range(1, repeat + 1):
+        text = (directory / f"stall.{rep}.json").read_text()
+        job = json.loads(text[text.index("{"):])["jobs"][0]
+        stalls.append(job["write"]["clat_ns"]["max"] / 1e6)
+    print(f"kill -9 of the Secondary during 4k QD1 writes, longest write: {median_line(stalls, 'ms')}")
+    print(f"idle daemon: {(bench / 'idle.txt').read_text().strip()}")
 EOF

@@ -156,10 +156,19 @@ impl<V: Volume> BlockDevice<V> {
     /// holds the device exclusively for the moment between its open and close: a mount
     /// starting at that instant fails with `EBUSY`.
     pub fn is_in_use(&self) -> bool {
+        self.poll_usage(false)
+    }
+
+    /// [`BlockDevice::is_in_use`], and with `count_shared` also in use while a process other
+    /// than this one holds the device open without `O_EXCL` (`dd`, a VM's disk), which the
+    /// exclusive probe cannot see; udev's short probes excepted. That takes a scan of
+    /// `/proc/*/fd`: the caller asks for it only where it matters (a volume that would be let go
+    /// of when unused), not on every poll of every device.
+    pub fn poll_usage(&self, count_shared: bool) -> bool {
         if self.removed.load(Ordering::Acquire) {
             return false;
         }
-        let in_use = match loop_device::open_exclusive(&self.loop_device.path) {
+        let exclusive = match loop_device::open_exclusive(&self.loop_device.path) {
             Ok(Some(_probe)) => false,
             Ok(None) => true,
             Err(error) => {
@@ -167,8 +176,22 @@ impl<V: Volume> BlockDevice<V> {
                 false
             }
         };
+        let in_use = exclusive || (count_shared && self.has_shared_openers());
         self.note_usage(in_use);
         in_use
+    }
+
+    fn has_shared_openers(&self) -> bool {
+        let openers = loop_device::openers(self.loop_device.rdev);
+        if !openers.is_empty() {
+            tracing::debug!(device = %self.loop_device.path.display(), ?openers, "block device open without O_EXCL");
+        }
+        !openers.is_empty()
+    }
+
+    /// What the last poll told the volume: in use or not.
+    pub fn reported_in_use(&self) -> bool {
+        self.reported_in_use.load(Ordering::Acquire)
     }
 
     fn note_usage(&self, in_use: bool) {

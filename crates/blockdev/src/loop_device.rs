@@ -240,7 +240,7 @@ pub(crate) fn lasting_openers(rdev: u64) -> Vec<Opener> {
 
 /// Processes other than this one with the device open (read from `/proc/<pid>/fd`), except
 /// udev's short probes.
-fn openers(rdev: u64) -> Vec<Opener> {
+pub(crate) fn openers(rdev: u64) -> Vec<Opener> {
     let own = std::process::id();
     let Ok(processes) = std::fs::read_dir("/proc") else {
         return Vec::new();

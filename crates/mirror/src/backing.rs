@@ -1,6 +1,17 @@
-//! A volume's backing store: the data area (read and written with `O_DIRECT`, so no page cache
-//! sits between the replicas and their disks) and the metadata area at its end (superblock,
+//! A volume's backing store: the data area and the metadata area at its end (superblock,
 //! activity log, bitmaps; see [`crate::metadata`]).
+//!
+//! The data area is read and written through the page cache, as a disk with a volatile write
+//! cache is: a completed write is on the device, durable only with the next flush; a FUA write
+//! (`RWF_DSYNC`) and a flush (`fdatasync`) reach stable storage before they complete, as the
+//! block layer promises its users. Reads of recent or hot data are served from memory, and
+//! writeback merges what applications write in small pieces. What that costs a replica is
+//! covered where it matters: a Primary flushes each peer periodically and marks what a peer
+//! acknowledged but never flushed out of sync toward it when the connection ends
+//! ([`crate::peer::PEER_FLUSH_INTERVAL`]); a metadata write's `fdatasync` also puts every data
+//! write before it on stable storage (the same file or device), so a bitmap on disk never
+//! claims a block in sync that is not there; and after a Primary's crash its hot extents are
+//! resynced. See `docs/mirror.md`, "The backing device".
 //!
 //! This module owns the open files and the in-memory metadata of one volume: its superblock
 //! (generation identifiers, peer slots), one out-of-sync bitmap per diskful peer, and the
@@ -10,14 +21,16 @@
 //! extents are set out of sync toward every peer before the log is formatted anew.
 //!
 //! Data I/O goes through one io_uring per backing device ([`crate::uring`]): no thread hop per
-//! request; a FUA write is a `RWF_DSYNC` write, a flush an `fdatasync`. Where io_uring is not
-//! available (an old kernel, a sandbox that forbids it) data I/O runs on tokio's blocking pool
-//! with positioned reads and writes. The metadata area is written through a second, buffered
-//! descriptor followed by `fdatasync`: it is disjoint from the data area, and its writes are few.
+//! request. Where io_uring is not available (an old kernel, a sandbox that forbids it) data I/O
+//! runs on tokio's blocking pool with positioned reads and writes. The metadata area is written
+//! through a second descriptor followed by `fdatasync`: it is disjoint from the data area, and
+//! its writes are few.
 
 use std::fs::File;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
@@ -37,7 +50,7 @@ pub const DEFAULT_PEER_SLOTS: u8 = 7;
 /// What a write started without a task runs when it completed: its outcome.
 pub type WriteCompletion = Box<dyn FnOnce(Result<(), IoError>) + Send>;
 
-/// The alignment `O_DIRECT` needs for offsets and lengths on the devices backing volumes.
+/// The granularity of offsets and lengths on the devices backing volumes: their sector.
 pub const DIRECT_IO_ALIGNMENT: u64 = 512;
 
 /// Why a backing store could not be attached or used.
@@ -100,14 +113,13 @@ pub struct Backing {
     al_changed: Notify,
     /// Held while a new data generation is made durable.
     generation_lock: tokio::sync::Mutex<()>,
+    /// [`Backing::release`] ran: the device is no longer open here.
+    released: AtomicBool,
 }
 
-fn open(path: &Path, direct: bool) -> Result<File, BackingError> {
+fn open(path: &Path) -> Result<File, BackingError> {
     let mut options = std::fs::OpenOptions::new();
     options.read(true).write(true);
-    if direct {
-        options.custom_flags(libc::O_DIRECT);
-    }
     options.open(path).map_err(|source| BackingError::Open {
         path: path.to_path_buf(),
         source,
@@ -144,8 +156,8 @@ impl Backing {
             source,
         };
         let me = NodeId::new(u32::from(node_id)).map_err(|_| BackingError::NodeId(node_id))?;
-        let data = open(path, true)?;
-        let md = open(path, false)?;
+        let data = open(path)?;
+        let md = open(path)?;
         let layout = MetadataLayout::new(usable, DEFAULT_PEER_SLOTS, al_slots).map_err(md_error)?;
         let found = device_size(&md).map_err(|source| BackingError::Open {
             path: path.to_path_buf(),
@@ -236,6 +248,7 @@ impl Backing {
                 al_writer: tokio::sync::Mutex::new(()),
                 al_changed: Notify::new(),
                 generation_lock: tokio::sync::Mutex::new(()),
+                released: AtomicBool::new(false),
             },
             AttachInfo {
                 created,
@@ -283,7 +296,46 @@ impl Backing {
         self.layout.usable_bytes
     }
 
-    /// Checks that a request can go to the disk with `O_DIRECT`.
+    /// Lets go of the backing device now, whoever still holds this `Backing`: a frontend that
+    /// outlives its resource (a block device still open, an NBD connection not yet reaped), a
+    /// peer task winding down. The satellite deletes the backing volume once the resource is
+    /// down; an open descriptor would keep a loop device attached, or an LV busy, until the last
+    /// holder let go.
+    ///
+    /// Both descriptors are replaced in place (`dup3`) by an `O_PATH` descriptor of `/`, so
+    /// that every read, write or sync still issued through them fails with `EBADF` instead of
+    /// reaching another file that took their number. Data I/O started after this fails with
+    /// [`IoError::Shutdown`]; I/O the kernel already holds completes on the device.
+    pub fn release(&self) {
+        if self.released.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        // SAFETY: a constant, NUL-terminated path; the result is checked.
+        let placeholder = unsafe { libc::open(c"/".as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
+        if placeholder < 0 {
+            warn!(path = %self.path.display(), error = %std::io::Error::last_os_error(), "cannot release the backing device: it stays open until the volume is dropped");
+            return;
+        }
+        for fd in [self.data.as_raw_fd(), self.md.as_raw_fd()] {
+            // SAFETY: `fd` is open for as long as `self` lives (the `File`s own it); dup3
+            // atomically makes it refer to the placeholder, closing the device's file.
+            if unsafe { libc::dup3(placeholder, fd, libc::O_CLOEXEC) } < 0 {
+                warn!(path = %self.path.display(), error = %std::io::Error::last_os_error(), "cannot release the backing device");
+            }
+        }
+        // SAFETY: `placeholder` is ours and no longer needed.
+        unsafe { libc::close(placeholder) };
+        info!(path = %self.path.display(), "backing device released");
+    }
+
+    fn check_attached(&self) -> Result<(), IoError> {
+        if self.released.load(Ordering::Acquire) {
+            return Err(IoError::Shutdown);
+        }
+        Ok(())
+    }
+
+    /// Checks that a request covers whole sectors.
     pub fn check_aligned(offset: u64, len: u64) -> Result<(), IoError> {
         if !offset.is_multiple_of(DIRECT_IO_ALIGNMENT) || !len.is_multiple_of(DIRECT_IO_ALIGNMENT) {
             return Err(IoError::Invalid(format!(
@@ -308,6 +360,7 @@ impl Backing {
 
     /// Reads `len` bytes of data at `offset`.
     pub async fn read(&self, offset: u64, len: u32) -> Result<Bytes, IoError> {
+        self.check_attached()?;
         Self::check_aligned(offset, u64::from(len))?;
         if let Some(ring) = self.ring() {
             return ring
@@ -328,15 +381,8 @@ impl Backing {
 
     /// Writes `data` at `offset`; `fua`: on stable storage before it returns.
     pub async fn write(&self, offset: u64, data: Bytes, fua: bool) -> Result<(), IoError> {
+        self.check_attached()?;
         Self::check_aligned(offset, data.len() as u64)?;
-        // O_DIRECT needs an aligned buffer; a copy is the price of one that is not.
-        let data = if (data.as_ptr() as usize).is_multiple_of(ferrite_block::ALIGNMENT) {
-            data
-        } else {
-            let mut copy = AlignedBuf::zeroed(data.len());
-            copy.copy_from_slice(&data);
-            Bytes::from_owner(copy)
-        };
         if let Some(ring) = self.ring() {
             return ring
                 .write(offset, data, fua)
@@ -361,20 +407,16 @@ impl Backing {
     /// a task: `then` gets the outcome from the ring's completion. Only where [`Backing::ring`]
     /// works (see [`Backing::has_ring`]); elsewhere `then` gets an error at once.
     pub fn start_write(&self, offset: u64, data: Bytes, fua: bool, then: WriteCompletion) {
-        if let Err(e) = Self::check_aligned(offset, data.len() as u64) {
+        if let Err(e) = self
+            .check_attached()
+            .and_then(|()| Self::check_aligned(offset, data.len() as u64))
+        {
             return then(Err(e));
         }
         let Some(ring) = self.ring() else {
             return then(Err(IoError::Io(
                 "no io_uring for this backing device".into(),
             )));
-        };
-        let data = if (data.as_ptr() as usize).is_multiple_of(ferrite_block::ALIGNMENT) {
-            data
-        } else {
-            let mut copy = AlignedBuf::zeroed(data.len());
-            copy.copy_from_slice(&data);
-            Bytes::from_owner(copy)
         };
         ring.start_write(
             offset,
@@ -393,6 +435,7 @@ impl Backing {
 
     /// Puts everything written so far on stable storage.
     pub async fn sync(&self) -> Result<(), IoError> {
+        self.check_attached()?;
         if let Some(ring) = self.ring() {
             return ring
                 .sync()

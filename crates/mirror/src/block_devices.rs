@@ -258,7 +258,7 @@ impl BlockDeviceFrontend {
                     let device_in_use = devices
                         .get(&volume)
                         .and_then(VolumeDevice::ready)
-                        .is_some_and(|device| device.is_in_use());
+                        .is_some_and(|device| in_use_for(device, &engine));
                     if !device_in_use {
                         engine.checked_unused(started);
                     }
@@ -321,10 +321,11 @@ impl BlockDeviceFrontend {
             for device in devices.devices() {
                 let key = (device.resource().clone(), device.volume_number());
                 let started = Instant::now();
-                if device.is_in_use() {
+                let engine = table.engines.get(&key);
+                if engine.map_or_else(|| device.is_in_use(), |e| in_use_for(device, e)) {
                     continue;
                 }
-                if let Some(engine) = table.engines.get(&key) {
+                if let Some(engine) = engine {
                     engine.checked_unused(started);
                 }
                 if table.orphans.contains(&key) {
@@ -372,6 +373,18 @@ impl BlockDeviceFrontend {
 }
 
 /// [`BlockDeviceFrontend::remove`], under the lock.
+/// Polls whether the device is in use: held exclusively (mounted, `mkfs`), or, while its
+/// volume is Primary with no other user, held open by another process without `O_EXCL` (`dd`,
+/// a VM's disk). The exclusive probe cannot see the second kind; DRBD keeps such a user's node
+/// Primary, and demoting under it would let another member become the writer while this
+/// one's user still writes. The `/proc` scan that finds them runs only for such a volume.
+fn in_use_for(device: &BlockDevice<VolumeEngine>, engine: &VolumeEngine) -> bool {
+    let others = engine
+        .sessions()
+        .saturating_sub(usize::from(device.reported_in_use()));
+    device.poll_usage(engine.view().primary && others == 0)
+}
+
 fn remove_devices(
     table: &mut Table,
     name: &ResourceName,

@@ -40,6 +40,17 @@ pub const MAX_BATCH_BYTES: usize = 4 << 20;
 /// The most frames the writer gathers into one vectored write.
 pub const MAX_BATCH_FRAMES: usize = 64;
 
+/// How long a write a peer acknowledged may stay unconfirmed on its stable storage: the
+/// Primary asks each peer to flush at least this often while it writes ([`PeerLink::flush_due`]),
+/// so that a peer's power loss costs it at most this much of acknowledged-but-cached writes,
+/// all of them marked out of sync toward it ([`PeerLink::take_unflushed`]). DRBD's epochs and
+/// barrier acknowledgements do the same job.
+pub const PEER_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+
+/// How many acknowledged bytes make a peer flush due before [`PEER_FLUSH_INTERVAL`]: bounds
+/// the writeback a flush waits for and the ranges kept until it is answered.
+pub const PEER_FLUSH_BYTES: u64 = 256 << 20;
+
 /// What the reader takes from the socket per system call: a burst of acknowledgements or of
 /// small writes arrives with one read instead of three per frame. A frame's data larger than
 /// this is read straight into its own buffer.
@@ -75,6 +86,27 @@ enum Pending {
     Read(oneshot::Sender<Result<Bytes, IoError>>),
 }
 
+/// A replicated write the peer acknowledged (completed on its backing device, which, like a
+/// disk with a volatile cache, makes it durable only with its next flush).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AcknowledgedWrite {
+    pub volume: u16,
+    pub offset: u64,
+    pub length: u32,
+}
+
+/// Writes a peer acknowledged and has not yet confirmed on its stable storage.
+#[derive(Default)]
+struct Unflushed {
+    /// Acknowledged since the last flush was sent.
+    open: Vec<AcknowledgedWrite>,
+    open_bytes: u64,
+    /// When the first of `open` was acknowledged.
+    open_since: Option<std::time::Instant>,
+    /// Sent before a flush whose answer has not come, by the flush's sequence number.
+    flushing: HashMap<u64, Vec<AcknowledgedWrite>>,
+}
+
 /// The sending side of a connection to a peer.
 pub struct PeerLink {
     node_id: u8,
@@ -85,6 +117,7 @@ pub struct PeerLink {
     closed: AtomicBool,
     /// Set when the link is closed: the reader and writer stop and the socket goes.
     closing: tokio::sync::watch::Sender<bool>,
+    unflushed: Mutex<Unflushed>,
 }
 
 fn disconnected() -> IoError {
@@ -110,6 +143,7 @@ impl PeerLink {
             next_seq: AtomicU64::new(1),
             closed: AtomicBool::new(false),
             closing: tokio::sync::watch::Sender::new(false),
+            unflushed: Mutex::new(Unflushed::default()),
         }
     }
 
@@ -183,6 +217,79 @@ impl PeerLink {
     pub fn send_flush(&self) -> impl Future<Output = Result<(), IoError>> + Send + 'static {
         let rx = self.request_ack(Kind::Flush, 0, Bytes::new(), None);
         async move { rx.await.unwrap_or_else(|_| Err(disconnected())) }
+    }
+
+    fn unflushed(&self) -> std::sync::MutexGuard<'_, Unflushed> {
+        self.unflushed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The peer acknowledged a write that was not FUA: it is on the peer's stable storage only
+    /// after the peer's next flush. Until that flush is answered the range is kept here, to be
+    /// marked out of sync toward the peer if the connection ends first.
+    pub fn note_acknowledged(&self, write: AcknowledgedWrite) {
+        let mut unflushed = self.unflushed();
+        unflushed.open_bytes += u64::from(write.length);
+        unflushed.open.push(write);
+        unflushed
+            .open_since
+            .get_or_insert_with(std::time::Instant::now);
+    }
+
+    /// Whether a flush of the peer is due: acknowledged writes older than
+    /// [`PEER_FLUSH_INTERVAL`], or more than [`PEER_FLUSH_BYTES`] of them.
+    pub fn flush_due(&self, now: std::time::Instant) -> bool {
+        let unflushed = self.unflushed();
+        unflushed.open_bytes >= PEER_FLUSH_BYTES
+            || unflushed
+                .open_since
+                .is_some_and(|since| now.duration_since(since) >= PEER_FLUSH_INTERVAL)
+    }
+
+    /// Sends a flush covering every write acknowledged so far; once the peer answers it, those
+    /// writes are known durable there and forgotten. A flush that fails leaves them kept.
+    pub fn flush_acknowledged(self: &Arc<Self>) {
+        let seq = self.next_seq();
+        {
+            let mut unflushed = self.unflushed();
+            if unflushed.open.is_empty() {
+                return;
+            }
+            let writes = std::mem::take(&mut unflushed.open);
+            unflushed.open_bytes = 0;
+            unflushed.open_since = None;
+            unflushed.flushing.insert(seq, writes);
+        }
+        let (tx, rx) = oneshot::channel();
+        self.pending().insert(seq, Pending::Ack(tx));
+        if !self.send(Frame::new(Kind::Flush, 0, seq, Bytes::new(), None)) {
+            self.pending().remove(&seq);
+            return;
+        }
+        let link = self.clone();
+        tokio::spawn(async move {
+            match rx.await {
+                Ok(Ok(())) => {
+                    link.unflushed().flushing.remove(&seq);
+                }
+                Ok(Err(error)) => {
+                    warn!(peer = link.node_id, %error, "the peer could not flush what it acknowledged; its writes stay marked for resync if it disconnects");
+                }
+                Err(_) => {}
+            }
+        });
+    }
+
+    /// Every acknowledged write not yet confirmed durable on the peer (the connection ended:
+    /// they are to be marked out of sync toward it).
+    pub fn take_unflushed(&self) -> Vec<AcknowledgedWrite> {
+        let mut unflushed = self.unflushed();
+        let mut writes = std::mem::take(&mut unflushed.open);
+        unflushed.open_bytes = 0;
+        unflushed.open_since = None;
+        for (_, more) in unflushed.flushing.drain() {
+            writes.extend(more);
+        }
+        writes
     }
 
     /// Reads through the peer.

@@ -199,6 +199,9 @@ pub enum Event {
     /// A write is to go on without a diskful peer it was sent to: answer once the members
     /// still reached confirmed they are a quorum (see [`QuorumRound`]), or quorum is gone.
     ConfirmQuorum(oneshot::Sender<Result<(), IoError>>),
+    /// The members still reached confirmed their quorum after `0` left with writes it had
+    /// acknowledged but not flushed: start the generation that makes it a resync target.
+    TrackUnflushed(u8),
     /// A new configuration for the running resource (`adjust`).
     Adjust(ResourceConfig, oneshot::Sender<Result<(), AdjustError>>),
     /// The operator resolves a split brain against this member.
@@ -1045,7 +1048,7 @@ impl Machine {
         match event {
             Event::Connected(link) => self.connected(link),
             Event::Gated { link, guards } => self.gated(link, guards).await,
-            Event::Disconnected { link, reason } => self.disconnected(&link, &reason),
+            Event::Disconnected { link, reason } => self.disconnected(&link, &reason).await,
             Event::Frame {
                 link,
                 kind,
@@ -1061,6 +1064,7 @@ impl Machine {
             Event::Promote(reply) => self.promote(reply),
             Event::Votes { granted, reason } => self.votes_counted(granted, reason).await,
             Event::UsageChanged => self.usage_changed(),
+            Event::TrackUnflushed(node) => self.track_unflushed(node).await,
             Event::AnnounceGeneration(done) => {
                 self.broadcast_state();
                 let _ = done.send(());
@@ -1214,7 +1218,7 @@ impl Machine {
         }
     }
 
-    fn disconnected(&mut self, link: &Arc<PeerLink>, reason: &str) {
+    async fn disconnected(&mut self, link: &Arc<PeerLink>, reason: &str) {
         let node = link.node_id();
         let primary = self.primary;
         let Some(peer) = self.peers.get_mut(&node) else {
@@ -1224,6 +1228,9 @@ impl Machine {
             return;
         }
         info!(peer = node, %reason, "peer disconnected");
+        // What it acknowledged but never confirmed on its stable storage may be lost with its
+        // page cache (a power loss): out of sync toward it, before anything can reconnect.
+        let unflushed = link.take_unflushed();
         peer.link = None;
         peer.primary = false;
         peer.gating = false;
@@ -1235,6 +1242,15 @@ impl Machine {
         let diskful = !peer.diskless;
         for volume in peer.volumes.values_mut() {
             volume.replication = Replication::Off;
+        }
+        for write in &unflushed {
+            if let Some(backing) = self
+                .volumes
+                .get(&write.volume)
+                .and_then(|local| local.engine.backing())
+            {
+                backing.mark_out_of_sync(node, write.offset, u64::from(write.length));
+            }
         }
         for local in self.volumes.values_mut() {
             if diskful && let Some(backing) = local.engine.backing() {
@@ -1266,6 +1282,62 @@ impl Machine {
                 }
             }
             local.serving.retain(|(peer, _), _| *peer != node);
+        }
+        if unflushed.is_empty() {
+            return;
+        }
+        info!(
+            peer = node,
+            writes = unflushed.len(),
+            "writes the peer acknowledged but had not flushed are marked out of sync toward it"
+        );
+        // The bits must also be in a generation the peer does not hold, or a peer that comes
+        // back on our current generation is taken as in sync and never gets them. A new
+        // generation is started only once the members left confirmed they are a quorum (the
+        // next write asks the same): a Primary cut off from the majority must not start one,
+        // or healing the partition would find a split brain.
+        let (confirmed, outcome) = oneshot::channel();
+        if self.quorum_round.is_none() {
+            self.start_quorum_round();
+        }
+        if let Some(round) = self.quorum_round.as_mut() {
+            round.waiters.push(confirmed);
+        }
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            if let Ok(Ok(())) = outcome.await {
+                let _ = events.send(Event::TrackUnflushed(node));
+            }
+        });
+    }
+
+    /// [`Event::TrackUnflushed`]: a new generation without `node`, if this member is still
+    /// the Primary that wrote while it was connected.
+    async fn track_unflushed(&mut self, node: u8) {
+        let connected = self
+            .peers
+            .get(&node)
+            .is_some_and(|peer| peer.link.is_some());
+        if !self.primary || connected {
+            return;
+        }
+        let (me, Ok(lost)) = (self.me(), NodeId::new(u32::from(node))) else {
+            return;
+        };
+        let mut started = false;
+        for local in self.volumes.values() {
+            let Some(backing) = local.engine.backing() else {
+                continue;
+            };
+            match backing.before_write(me, [lost].into_iter().collect()).await {
+                Ok(new) => started |= new,
+                Err(error) => {
+                    warn!(peer = node, %error, "cannot start a new generation for the writes the peer had not flushed")
+                }
+            }
+        }
+        if started {
+            self.broadcast_state();
         }
     }
 
@@ -2373,6 +2445,9 @@ impl Machine {
                     link.close();
                 } else {
                     link.send(Frame::new(Kind::Ping, 0, 0, Bytes::new(), None));
+                    if link.flush_due(now) {
+                        link.flush_acknowledged();
+                    }
                 }
             }
         }
@@ -2416,6 +2491,13 @@ impl Machine {
         for peer in self.peers.values() {
             if let Some(link) = &peer.link {
                 link.close();
+            }
+        }
+        // Whatever still holds a volume (a frontend that outlives the resource, a task winding
+        // down), the backing devices are closed now: the satellite deletes them next.
+        for local in self.volumes.values() {
+            if let Some(backing) = local.engine.backing() {
+                backing.release();
             }
         }
         info!("resource down");

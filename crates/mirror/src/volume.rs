@@ -29,7 +29,7 @@ use futures::future::BoxFuture;
 
 use crate::backing::{Backing, WriteCompletion};
 use crate::conflict::ConflictSet;
-use crate::peer::PeerLink;
+use crate::peer::{AcknowledgedWrite, PeerLink};
 
 /// What the I/O path may do, as the resource actor last decided.
 #[derive(Clone)]
@@ -327,7 +327,16 @@ impl VolumeEngine {
         let mut missed = crate::gi::NodeMask::EMPTY;
         for (peer, outcome) in remote {
             match outcome {
-                Ok(()) => replicated += 1,
+                Ok(()) => {
+                    replicated += 1;
+                    if !fua {
+                        peer.note_acknowledged(AcknowledgedWrite {
+                            volume: self.number,
+                            offset,
+                            length: len as u32,
+                        });
+                    }
+                }
                 Err(error) => {
                     // The peer did not get it: it will by resync.
                     tracing::debug!(peer = peer.node_id(), %error, "write not replicated to peer");

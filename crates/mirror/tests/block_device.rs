@@ -738,6 +738,38 @@ async fn a_file_written_through_one_node_s_block_device_is_read_through_the_othe
             .is_some_and(|s| s.role == "Secondary" && !s.in_use)
     })
     .await?;
+
+    // A process that opens A's device without O_EXCL (as dd or a VM does) and writes: A
+    // becomes Primary and stays Primary, in use, for as long as the device is open, though
+    // the exclusive probe cannot see that user; it lets go once the device is closed.
+    let shared = open_direct(&on_a.device)?;
+    shared.write_all_at(&block, last)?;
+    a.wait_for(
+        "r1",
+        "A Primary and in use while a process holds its device",
+        |e| {
+            e.status
+                .as_ref()
+                .is_some_and(|s| s.role == "Primary" && s.in_use)
+        },
+    )
+    .await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let entry = a.entry("r1").await?;
+    assert!(
+        entry
+            .status
+            .as_ref()
+            .is_some_and(|s| s.role == "Primary" && s.in_use),
+        "A demoted under a process holding its device: {entry:#?}"
+    );
+    drop(shared);
+    a.wait_for("r1", "A Secondary once the device is closed", |e| {
+        e.status
+            .as_ref()
+            .is_some_and(|s| s.role == "Secondary" && !s.in_use)
+    })
+    .await?;
     for node in [&a, &b] {
         node.down("r1", false).await?;
     }

@@ -23,6 +23,8 @@ pub struct LayerProbe {
     pub satellite_dir: Option<PathBuf>,
     /// The PATH to search.
     pub search_path: Option<std::ffi::OsString>,
+    /// Where the check for MIRROR's block devices (FUSE and loop) looks.
+    pub block_devices: ferrite_blockdev::ProbePaths,
 }
 
 impl Default for LayerProbe {
@@ -34,6 +36,7 @@ impl Default for LayerProbe {
                 .ok()
                 .and_then(|exe| exe.parent().map(Path::to_path_buf)),
             search_path: std::env::var_os("PATH"),
+            block_devices: ferrite_blockdev::ProbePaths::default(),
         }
     }
 }
@@ -139,6 +142,22 @@ pub fn capabilities(
     mirror.extend(not_applied(LayerKind::Mirror));
     if mirror.is_empty() {
         resource_layers.insert(resource_layers.len() - 1, LayerKind::Mirror);
+        // The layer runs without block devices (its volumes have NBD exports), but an operator
+        // who expects a device path must learn why there is none: listed as the layer's
+        // reasons, while the layer stays among the supported ones.
+        if let Err(reasons) = ferrite_blockdev::probe_with(&probe.block_devices, runner) {
+            unsupported_layers.insert(
+                LayerKind::Mirror,
+                reasons
+                    .into_iter()
+                    .map(|reason| {
+                        format!(
+                            "MIRROR volumes get no block device here, only NBD exports: {reason}"
+                        )
+                    })
+                    .collect(),
+            );
+        }
     } else {
         unsupported_layers.insert(LayerKind::Mirror, mirror);
     }
@@ -162,6 +181,11 @@ mod tests {
             mirrord: None,
             satellite_dir: Some(dir.join("bin")),
             search_path: Some(dir.join("path").into_os_string()),
+            block_devices: ferrite_blockdev::ProbePaths {
+                fuse: dir.join("fuse"),
+                loop_control: dir.join("loop-control"),
+                process_status: dir.join("status"),
+            },
         }
     }
 
@@ -243,5 +267,32 @@ mod tests {
                 .unwrap_err()
                 .contains("given with --mirrord")
         );
+    }
+
+    #[test]
+    fn a_host_without_fuse_or_loop_runs_mirror_and_says_it_has_no_block_devices() {
+        let dir = tempfile::tempdir().unwrap();
+        let probe = probe(dir.path());
+        let bin = dir.path().join("bin");
+        std::fs::create_dir_all(&bin).unwrap();
+        let program = bin.join(MIRRORD_PROGRAM);
+        std::fs::write(&program, "#!/bin/sh\n").unwrap();
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // Root's capabilities, but no /dev/fuse and no /dev/loop-control.
+        std::fs::write(
+            &probe.block_devices.process_status,
+            "CapEff:\t000001ffffffffff\n",
+        )
+        .unwrap();
+        let caps = capabilities(&FakeHost::new(), &ProviderSupport::default(), &probe);
+        assert!(
+            caps.supports_layer(LayerKind::Mirror),
+            "NBD exports still work"
+        );
+        let reasons = &caps.unsupported_layers[&LayerKind::Mirror];
+        assert_eq!(reasons.len(), 2, "{reasons:?}");
+        assert!(reasons[0].starts_with("MIRROR volumes get no block device here"));
+        assert!(reasons[0].contains("modprobe fuse"), "{reasons:?}");
+        assert!(reasons[1].contains("modprobe loop"), "{reasons:?}");
     }
 }
