@@ -18,8 +18,9 @@
 #            RESYNC_RATE_KIB (default 4194304, DRBD's highest; DRBD's default is 102400);
 #   stall    kill -9 of the Secondary during 4k random writes at QD1: the longest completion of
 #            the run, which is the time from the kill to writes flowing again (REPEAT times);
-#   idle     one daemon with IDLE_VOLUMES (default 100) idle 1 GiB volumes on sparse files (NBD
-#            exports, no block devices): its resident memory.
+#   idle     two daemons with IDLE_VOLUMES (default 100) idle 1 GiB volumes replicated between
+#            them, on sparse files (NBD exports, no block devices): one daemon's resident
+#            memory and CPU.
 #
 #   scripts/bench-mirror.sh                     # 3 repetitions of 5 s (+1 s ramp) per job
 #   RUNTIME=10 REPEAT=5 scripts/bench-mirror.sh
@@ -232,20 +233,41 @@ EOF2
         wait_in_sync "$bench_dir/m2a" r2 1 600
     done
     idle_volumes=${IDLE_VOLUMES:-100}
-    log "idle: one daemon with $idle_volumes idle 1 GiB volumes"
+    log "idle: two daemons with $idle_volumes idle replicated 1 GiB volumes"
     idle_dir=$bench_dir/idle
     mkdir -p "$idle_dir/files"
     for i in $(seq "$idle_volumes"); do
-        truncate -s $(((1024 + metadata_mib) * 1024 * 1024)) "$idle_dir/files/v$i.img"
-        USABLE_BYTES=$((1024 * 1024 * 1024)) resource_file "$idle_dir" "idle$i" 0 "$(free_port)" \
-            "$idle_dir/files/v$i.img"
+        port_a=$(free_port)
+        port_b=$(free_port)
+        for side in a b; do
+            truncate -s $(((1024 + metadata_mib) * 1024 * 1024)) "$idle_dir/files/v$i$side.img"
+        done
+        USABLE_BYTES=$((1024 * 1024 * 1024)) resource_file "$idle_dir/a" "idle$i" 0 "$port_a" \
+            "$idle_dir/files/v${i}a.img" 1 "$port_b"
+        USABLE_BYTES=$((1024 * 1024 * 1024)) resource_file "$idle_dir/b" "idle$i" 1 "$port_b" \
+            "$idle_dir/files/v${i}b.img" 0 "$port_a"
     done
-    "$mirrord" --state-dir "$idle_dir" run --no-block-devices --log warn >"$idle_dir.log" 2>&1 &
-    pids+=($!)
-    idle_pid=$!
-    for i in $(seq "$idle_volumes"); do wait_in_sync "$idle_dir" "idle$i" 0 600; done
-    sleep 5
-    grep -E '^(VmRSS|VmHWM|Threads)' "/proc/$idle_pid/status" | tr -s ' \t' ' ' >"$bench_dir/idle.txt"
+    for side in a b; do
+        "$mirrord" --state-dir "$idle_dir/$side" run --no-block-devices --log warn \
+            >"$idle_dir/$side.log" 2>&1 &
+        pids+=($!)
+    done
+    idle_pid=${pids[-2]}
+    for i in $(seq "$idle_volumes"); do wait_in_sync "$idle_dir/a" "idle$i" 1 600; done
+    sleep 10
+    {
+        grep -E '^(VmRSS|VmHWM|Threads)' "/proc/$idle_pid/status" | tr -s ' \t' ' ' | tr '\n' ' '
+        echo "CPU over 10 s idle: $(python3 - "$idle_pid" <<'EOF2'
+import os, sys, time
+pid = sys.argv[1]
+def ticks():
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+t0 = ticks(); time.sleep(10); t1 = ticks()
+print(f"{(t1 - t0) / os.sysconf('SC_CLK_TCK') / 10 * 100:.1f} % of a core")
+EOF2
+)"
+    } >"$bench_dir/idle.txt"
 fi
 
 echo "$(nproc) CPUs; load average before the runs: $load_before, after: $(cut -d' ' -f1-3 /proc/loadavg)"

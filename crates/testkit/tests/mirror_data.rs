@@ -113,18 +113,42 @@ fn nodes_with_flag(rest: &Rest, flag: &str) -> Result<Vec<String>> {
 
 #[test]
 fn replicated_data_survives_the_tutorial_and_restarts() -> Result<()> {
+    with_cluster(4, scenario)
+}
+
+/// Runs `scenario` on a fresh cluster of `nodes` satellites, printing the satellites' and
+/// their engines' logs when it fails. Root only: the satellites attach loop devices.
+fn with_cluster(nodes: usize, scenario: fn(&mut Cluster) -> Result<()>) -> Result<()> {
     if !is_root() {
         eprintln!(
-            "skipped: the satellites attach loop devices, which needs root (CI runs as root)"
+            "skipped: the satellites attach loop devices and mount, which needs root (CI runs as root)"
         );
         return Ok(());
     }
-    let mut cluster = Cluster::start_with(4, &["--reconcile-interval", "2"])?;
+    let mut cluster = Cluster::start_with(nodes, &["--reconcile-interval", "2"])?;
     let outcome = scenario(&mut cluster);
     if outcome.is_err() {
         print_logs(&cluster);
     }
     outcome
+}
+
+/// Spawns [`RESOURCE`] of `size_kib` from a group of two replicas on `pool` with LINSTOR's
+/// replication layer (run by MIRROR here; the controller adds the tiebreaker).
+fn spawn_replicated(rest: &Rest, size_kib: u64) -> Result<()> {
+    rest.post(
+        "/v1/resource-groups",
+        &json!({"name": "mirror_group", "select_filter": {"place_count": 2, "storage_pool_list": ["pool"], "layer_stack": ["DRBD", "STORAGE"]}}),
+    )?
+    .expect_success()?;
+    rest.post("/v1/resource-groups/mirror_group/volume-groups", &json!({}))?
+        .expect_success()?;
+    rest.post(
+        "/v1/resource-groups/mirror_group/spawn",
+        &json!({"resource_definition_name": RESOURCE, "volume_sizes": [size_kib], "partial": false, "definitions_only": false, "select_filter": {}}),
+    )?
+    .expect_success()?;
+    Ok(())
 }
 
 /// The satellites' and their engines' logs, for a failure.
@@ -148,18 +172,7 @@ fn scenario(cluster: &mut Cluster) -> Result<()> {
     let scratch = cluster.dir.path().join("scratch");
     std::fs::create_dir_all(&scratch)?;
 
-    rest.post(
-        "/v1/resource-groups",
-        &json!({"name": "mirror_group", "select_filter": {"place_count": 2, "storage_pool_list": ["pool"], "layer_stack": ["DRBD", "STORAGE"]}}),
-    )?
-    .expect_success()?;
-    rest.post("/v1/resource-groups/mirror_group/volume-groups", &json!({}))?
-        .expect_success()?;
-    let spawn = rest.post(
-        "/v1/resource-groups/mirror_group/spawn",
-        &json!({"resource_definition_name": RESOURCE, "volume_sizes": [SIZE_KIB], "partial": false, "definitions_only": false, "select_filter": {}}),
-    )?;
-    spawn.expect_success()?;
+    spawn_replicated(&rest, SIZE_KIB)?;
     let all = resources(&rest)?;
     let tiebreakers = nodes_with_flag(&rest, "TIE_BREAKER")?;
     assert_eq!(tiebreakers.len(), 1, "two disks get a tiebreaker: {all:?}");
@@ -328,12 +341,6 @@ fn run(program: &str, args: &[&str]) -> Result<String> {
 
 #[test]
 fn a_file_system_made_on_the_tiebreaker_is_read_on_a_replica() -> Result<()> {
-    if !is_root() {
-        eprintln!(
-            "skipped: the satellites attach loop devices and mount, which needs root (CI runs as root)"
-        );
-        return Ok(());
-    }
     if let Err(reasons) = ferrite_blockdev::probe() {
         eprintln!(
             "skipped: no block devices on this host: {}",
@@ -341,29 +348,13 @@ fn a_file_system_made_on_the_tiebreaker_is_read_on_a_replica() -> Result<()> {
         );
         return Ok(());
     }
-    let mut cluster = Cluster::start_with(3, &["--reconcile-interval", "2"])?;
-    let outcome = file_system_scenario(&mut cluster);
-    if outcome.is_err() {
-        print_logs(&cluster);
-    }
-    outcome
+    with_cluster(3, file_system_scenario)
 }
 
 fn file_system_scenario(cluster: &mut Cluster) -> Result<()> {
     let rest = cluster.rest();
     cluster.register_nodes_with_pool("pool")?;
-    rest.post(
-        "/v1/resource-groups",
-        &json!({"name": "mirror_group", "select_filter": {"place_count": 2, "storage_pool_list": ["pool"], "layer_stack": ["DRBD", "STORAGE"]}}),
-    )?
-    .expect_success()?;
-    rest.post("/v1/resource-groups/mirror_group/volume-groups", &json!({}))?
-        .expect_success()?;
-    rest.post(
-        "/v1/resource-groups/mirror_group/spawn",
-        &json!({"resource_definition_name": RESOURCE, "volume_sizes": [SIZE_KIB], "partial": false, "definitions_only": false, "select_filter": {}}),
-    )?
-    .expect_success()?;
+    spawn_replicated(&rest, SIZE_KIB)?;
     let tiebreaker = nodes_with_flag(&rest, "TIE_BREAKER")?
         .pop()
         .context("a tiebreaker")?;
@@ -415,36 +406,14 @@ fn file_system_scenario(cluster: &mut Cluster) -> Result<()> {
 
 #[test]
 fn io_goes_on_while_the_satellite_and_the_controller_are_killed() -> Result<()> {
-    if !is_root() {
-        eprintln!(
-            "skipped: the satellites attach loop devices, which needs root (CI runs as root)"
-        );
-        return Ok(());
-    }
-    let mut cluster = Cluster::start_with(3, &["--reconcile-interval", "2"])?;
-    let outcome = kill_during_io_scenario(&mut cluster);
-    if outcome.is_err() {
-        print_logs(&cluster);
-    }
-    outcome
+    with_cluster(3, kill_during_io_scenario)
 }
 
 fn kill_during_io_scenario(cluster: &mut Cluster) -> Result<()> {
     const BIG_KIB: u64 = 256 * 1024;
     let rest = cluster.rest();
     cluster.register_nodes_with_pool("pool")?;
-    rest.post(
-        "/v1/resource-groups",
-        &json!({"name": "mirror_group", "select_filter": {"place_count": 2, "storage_pool_list": ["pool"], "layer_stack": ["DRBD", "STORAGE"]}}),
-    )?
-    .expect_success()?;
-    rest.post("/v1/resource-groups/mirror_group/volume-groups", &json!({}))?
-        .expect_success()?;
-    rest.post(
-        "/v1/resource-groups/mirror_group/spawn",
-        &json!({"resource_definition_name": RESOURCE, "volume_sizes": [BIG_KIB], "partial": false, "definitions_only": false, "select_filter": {}}),
-    )?
-    .expect_success()?;
+    spawn_replicated(&rest, BIG_KIB)?;
     let diskful: Vec<String> = resources(&rest)?
         .iter()
         .filter(|r| {
