@@ -366,6 +366,38 @@ pub fn file_name(resource: &str) -> String {
     format!("{resource}.res")
 }
 
+/// The volumes of `node` that have a disk in a file this module rendered, with their device:
+/// what a satellite that restarted must detach and wipe when the resource goes.
+pub fn local_disks(text: &str, node: &str) -> Vec<(u16, String)> {
+    let head = format!("on \"{node}\"");
+    let mut disks = Vec::new();
+    let mut inside = false;
+    let mut volume: Option<u16> = None;
+    for line in text.lines() {
+        let line = line.trim();
+        if line.starts_with("on \"") {
+            inside = line == head;
+            continue;
+        }
+        if !inside {
+            continue;
+        }
+        if let Some(number) = line.strip_prefix("volume ") {
+            volume = number.trim().parse().ok();
+        } else if let Some(disk) = line.strip_prefix("disk ")
+            && let Some(number) = volume.take()
+        {
+            let disk = disk.trim().trim_end_matches(';');
+            if disk != "none" {
+                disks.push((number, disk.to_string()));
+            }
+        } else if line.starts_with("node-id") {
+            inside = false;
+        }
+    }
+    disks
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -434,6 +466,28 @@ mod tests {
             bad.render(),
             Err(ResFileError::UnknownPeer { .. })
         ));
+    }
+
+    #[test]
+    fn the_local_disks_are_read_back_from_a_rendered_file() {
+        let mut f = file();
+        f.volumes.push(Volume {
+            number: 1,
+            minor: 1001,
+            backing: Some(PathBuf::from("/dev/loop4")),
+            options: DrbdOptions::default(),
+        });
+        let text = f.render().unwrap();
+        assert_eq!(
+            local_disks(&text, "node1"),
+            [(0, "/dev/loop3".to_string()), (1, "/dev/loop4".to_string())]
+        );
+        assert!(local_disks(&text, "node9").is_empty());
+        f.local.diskless = true;
+        for v in &mut f.volumes {
+            v.backing = None;
+        }
+        assert!(local_disks(&f.render().unwrap(), "node1").is_empty());
     }
 
     #[test]
