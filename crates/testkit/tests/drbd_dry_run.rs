@@ -5,7 +5,7 @@
 //! `-d adjust` in a UTS namespace with the node's hostname). The commands each satellite
 //! would have run are checked step by step: create-md and adjust on the replicas, the initial
 //! sync skipped once, adjust only on diskless members, create-md when a diskless member gets a
-//! disk, down and wipe-md when a replica goes.
+//! disk, down and wipe-md when the definition goes.
 //!
 //! Needs root (loop devices for the FILE_THIN pools, `unshare --uts`) and drbd-utils
 //! (`scripts/setup.sh` installs it); skipped with the reason otherwise.
@@ -325,33 +325,30 @@ fn the_tutorial_on_dry_run_drbd_gives_files_drbd_utils_accepts() -> Result<()> {
         drbdadm_accepts(node, &res_file(&cluster, node))?;
     }
 
-    // resource delete <first replica>: down, its metadata wiped, its file removed.
-    let gone = diskful[0].clone();
-    take_commands(&cluster, &gone);
-    rest.delete(&format!(
-        "/v1/resource-definitions/{RESOURCE}/resources/{gone}"
-    ))?
-    .expect_success()?;
-    wait_until(WAIT, || Ok(!res_file(&cluster, &gone).exists()))
-        .context("the deleted replica's file goes")?;
-    assert_eq!(
-        take_commands(&cluster, &gone),
-        [
-            format!("drbdadm -c DIR/{RESOURCE}.res down {RESOURCE}"),
-            format!("drbdadm -c DIR/{RESOURCE}.res -- --force wipe-md {RESOURCE}/0"),
-        ]
-    );
-    // Two disks left: the controller may place a tiebreaker again; every member's file names
-    // exactly the members REST shows.
-    let mut left: Vec<String> = Vec::new();
-    wait_until(WAIT, || {
-        left = members(&rest)?.iter().map(name).collect();
-        Ok(!left.contains(&gone))
-    })?;
-    let left: Vec<&str> = left.iter().map(String::as_str).collect();
-    for node in &left {
-        wait_file(&cluster, node, &left)?;
-        drbdadm_accepts(node, &res_file(&cluster, node))?;
+    // resource delete <first replica>: refused, since in a dry run no replica is known to be
+    // UpToDate; resource-definition delete takes every member down, wipes the replicas'
+    // metadata and removes the files.
+    let refused = rest.delete(&format!(
+        "/v1/resource-definitions/{RESOURCE}/resources/{}",
+        diskful[0]
+    ))?;
+    assert_eq!(refused.status, 409, "{}", refused.json);
+    for node in &now {
+        take_commands(&cluster, node);
+    }
+    rest.delete(&format!("/v1/resource-definitions/{RESOURCE}"))?
+        .expect_success()?;
+    for node in &now {
+        wait_until(WAIT, || Ok(!res_file(&cluster, node).exists()))
+            .with_context(|| format!("{node}'s file goes with the definition"))?;
+        assert_eq!(
+            take_commands(&cluster, node),
+            [
+                format!("drbdadm -c DIR/{RESOURCE}.res down {RESOURCE}"),
+                format!("drbdadm -c DIR/{RESOURCE}.res -- --force wipe-md {RESOURCE}/0"),
+            ],
+            "{node}"
+        );
     }
     Ok(())
 }
