@@ -132,6 +132,7 @@ impl Satellite {
             providers.clone(),
             support.clone(),
         )?;
+        let mut follow_drbd = false;
         if capabilities.supports_layer(LayerKind::Drbd)
             || capabilities.dry_runs_layer(LayerKind::Drbd)
         {
@@ -146,6 +147,7 @@ impl Satellite {
                 config.drbd_resource_dir.clone(),
                 mode,
             )));
+            follow_drbd = mode == DrbdMode::Real;
         }
         let mut has_mirror = false;
         if capabilities.supports_layer(LayerKind::Mirror)
@@ -181,6 +183,13 @@ impl Satellite {
                 config.state_dir.join(MIRROR_STATE_SUBDIR),
                 move || sender.send(Event::ReplicationChanged).is_ok(),
             )
+            .map_err(StartError::Thread)?;
+        }
+        if follow_drbd {
+            let sender = events.clone();
+            crate::replication::drbd::watch_events(host.runner.clone(), move || {
+                sender.send(Event::ReplicationChanged).is_ok()
+            })
             .map_err(StartError::Thread)?;
         }
         let interval = config.reconcile_interval;

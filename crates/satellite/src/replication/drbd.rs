@@ -26,12 +26,16 @@
 //! on every disk the driver has not created metadata on since it started.
 //!
 //! The state of the resources comes from `drbdsetup events2 --now` at the start of every pass
-//! (`ferrite_drbd::events`).
+//! (`ferrite_drbd::events`). [`watch_events`] follows `drbdsetup events2` for as long as the
+//! satellite runs, starting it again when it ends, and tells the reconciler after each burst of
+//! changes, so a resync's progress or a lost connection is reported without waiting for a pass.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use ferrite_drbd::events::{DiskState, ReplicationState, Role as DrbdRole, State};
 use ferrite_drbd::{DrbdOptions, ResourceFile, commands, res_file};
@@ -666,4 +670,61 @@ impl ReplicationDriver for DrbdDriver {
         }
         report
     }
+}
+
+/// How long changes are gathered before the reconciler is told: a resync's progress or a
+/// connection going through its states is one report, not ten.
+pub const EVENT_COALESCE: Duration = Duration::from_millis(100);
+
+/// How long the watcher waits before it starts `drbdsetup events2` again after it ended.
+pub const EVENT_RESTART: Duration = Duration::from_secs(1);
+
+/// Follows `drbdsetup events2` through the host's runner on threads of their own and calls
+/// `notify` after the initial state and after each burst of changes, for as long as `notify`
+/// returns true. A stream that ends or cannot start is started again after [`EVENT_RESTART`].
+pub fn watch_events(
+    runner: Arc<dyn HostCommands>,
+    notify: impl Fn() -> bool + Send + 'static,
+) -> std::io::Result<std::thread::JoinHandle<()>> {
+    let (sender, receiver) = std::sync::mpsc::channel::<()>();
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader_stop = stop.clone();
+    std::thread::Builder::new()
+        .name("drbd-events".to_string())
+        .spawn(move || {
+            while !reader_stop.load(Ordering::SeqCst) {
+                let mut state = State::default();
+                let outcome = runner.follow(&commands::events2(), &mut |line| {
+                    if let Err(e) = state.apply_text(line) {
+                        warn!(error = %e, "events2 line not understood");
+                    }
+                    // The initial dump is one burst; after it, every line is a change.
+                    if state.initial_done {
+                        let _ = sender.send(());
+                    }
+                    !reader_stop.load(Ordering::SeqCst)
+                });
+                match outcome {
+                    Ok(()) => info!("drbdsetup events2 ended; following it again"),
+                    Err(e) => warn!(error = %e, "cannot follow drbdsetup events2; trying again"),
+                }
+                std::thread::sleep(EVENT_RESTART);
+            }
+        })?;
+    std::thread::Builder::new()
+        .name("drbd-notify".to_string())
+        .spawn(move || {
+            while receiver.recv().is_ok() {
+                let deadline = std::time::Instant::now() + EVENT_COALESCE;
+                while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+                    if receiver.recv_timeout(left).is_err() {
+                        break;
+                    }
+                }
+                if !notify() {
+                    stop.store(true, Ordering::SeqCst);
+                    return;
+                }
+            }
+        })
 }

@@ -9,7 +9,7 @@ use ferrite_proto::{PeerSpec, ReplicationEngine, ReplicationSpec, Role};
 use ferrite_storage::runner::ExitReason;
 use ferrite_storage::{CommandError, CommandLine, CommandOutput, HostCommands};
 
-use super::drbd::{DRY_RUN_LOG, DrbdDriver, Mode, metadata_kib};
+use super::drbd::{DRY_RUN_LOG, DrbdDriver, Mode, metadata_kib, watch_events};
 use super::{Member, MemberVolume, ReplicationDriver};
 
 fn peer(node: u8, diskless: bool) -> PeerSpec {
@@ -404,4 +404,64 @@ fn the_backing_volume_has_room_for_drbds_metadata() {
     );
     let gross = driver.backing_kib(1 << 20, &spec(Vec::new())).unwrap();
     assert_eq!(gross, (1 << 20) + 260);
+}
+
+/// A host whose `drbdsetup events2` prints `lines` and ends, every time it is started.
+struct StreamingHost {
+    lines: Vec<String>,
+    starts: std::sync::atomic::AtomicUsize,
+}
+
+impl HostCommands for StreamingHost {
+    fn run(&self, _command: &CommandLine) -> Result<CommandOutput, CommandError> {
+        Ok(CommandOutput::default())
+    }
+
+    fn follow(
+        &self,
+        command: &CommandLine,
+        on_line: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<(), CommandError> {
+        assert_eq!(
+            command.to_string(),
+            "drbdsetup events2 --timestamps --statistics all"
+        );
+        self.starts
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        for line in &self.lines {
+            if !on_line(line) {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        Ok(())
+    }
+}
+
+#[test]
+fn the_event_stream_is_reported_and_followed_again_when_it_ends() {
+    let host = Arc::new(StreamingHost {
+        lines: events("UpToDate", "UpToDate")
+            .lines()
+            .map(str::to_string)
+            .chain([
+                "2026-11-30T02:10:01.000000+00:00 change peer-device name:web peer-node-id:1 conn-name:node2 volume:0 replication:SyncSource done:10.00".to_string(),
+                "2026-11-30T02:10:01.000000+00:00 change peer-device name:web peer-node-id:1 conn-name:node2 volume:0 done:20.00".to_string(),
+            ])
+            .collect(),
+        starts: Default::default(),
+    });
+    let (sender, receiver) = std::sync::mpsc::channel();
+    let handle = watch_events(host.clone(), move || sender.send(()).is_ok()).unwrap();
+    // The initial dump and the changes after it are reported.
+    receiver
+        .recv_timeout(std::time::Duration::from_secs(5))
+        .expect("told after the initial state");
+    // The stream ended and was started again: its initial state is reported again.
+    receiver
+        .recv_timeout(std::time::Duration::from_secs(5))
+        .expect("told again after a restart");
+    assert!(host.starts.load(std::sync::atomic::Ordering::SeqCst) >= 2);
+    drop(receiver);
+    handle.join().unwrap();
 }
