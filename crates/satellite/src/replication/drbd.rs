@@ -38,7 +38,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use ferrite_drbd::events::{DiskState, ReplicationState, Role as DrbdRole, State};
-use ferrite_drbd::{DrbdOptions, ResourceFile, commands, res_file};
+use ferrite_drbd::{DrbdOptions, ResourceFile, Section, commands, res_file};
 use ferrite_proto::{
     PeerReport, PeerVolumeReport, ReplicatedVolumeReport, ReplicationEngine, ReplicationReport,
     ReplicationSpec, Role,
@@ -201,13 +201,19 @@ impl DrbdDriver {
             .volumes
             .iter()
             .map(|v: &MemberVolume| {
+                let options = match spec.volume_options.get(&v.number) {
+                    Some(options) => DrbdOptions::parse(options)
+                        .map_err(|e| format!("volume {}: {e}", v.number))?
+                        .only(Section::Disk),
+                    None => DrbdOptions::default(),
+                };
                 Ok(res_file::Volume {
                     number: v.number,
                     minor: v
                         .minor
                         .ok_or_else(|| format!("volume {} has no minor allocated yet", v.number))?,
                     backing: v.backing.clone(),
-                    options: DrbdOptions::default(),
+                    options,
                 })
             })
             .collect::<Result<Vec<_>, String>>()?;

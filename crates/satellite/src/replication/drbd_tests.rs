@@ -35,6 +35,7 @@ fn spec(peers: Vec<PeerSpec>) -> ReplicationSpec {
             ("Resource/on-no-quorum".to_string(), "io-error".to_string()),
         ]
         .into(),
+        volume_options: BTreeMap::new(),
     }
 }
 
@@ -372,6 +373,41 @@ fn down_is_refused_while_the_resource_is_in_use() {
             "drbdadm -c DIR/web.res -- --force wipe-md web/0",
         ]
     );
+}
+
+#[test]
+fn a_volume_definitions_disk_options_go_to_its_volume() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut driver = DrbdDriver::new(
+        Arc::new(RecordingHost::default()),
+        dir.path().to_path_buf(),
+        Mode::DryRun,
+    );
+    let mut with_options = spec(vec![peer(2, false)]);
+    with_options
+        .options
+        .insert("Disk/al-extents".to_string(), "6007".to_string());
+    with_options.volume_options.insert(
+        0,
+        [("Disk/disk-flushes".to_string(), "no".to_string())].into(),
+    );
+    driver
+        .apply(&member(
+            &with_options,
+            vec![volume(Some("/dev/loop3"), 1024)],
+        ))
+        .unwrap();
+    let text = std::fs::read_to_string(dir.path().join("web.res")).unwrap();
+    let volume = text.split("volume 0").nth(1).unwrap();
+    assert!(
+        volume
+            .split("node-id")
+            .next()
+            .unwrap()
+            .contains("disk-flushes no;"),
+        "{text}"
+    );
+    assert!(text.contains("al-extents 6007;"), "{text}");
 }
 
 #[test]
