@@ -17,6 +17,9 @@ pub const MIRRORD_PROGRAM: &str = "ferrite-mirrord";
 pub struct LayerProbe {
     /// DRBD's status file; it exists while the module is loaded.
     pub proc_drbd: PathBuf,
+    /// The loaded module's version (`/sys/module/drbd/version`), read when the status file
+    /// says none.
+    pub sys_drbd_version: PathBuf,
     /// `--mirrord`: an explicit path to `ferrite-mirrord`.
     pub mirrord: Option<PathBuf>,
     /// The directory of the running satellite binary, searched before PATH.
@@ -31,6 +34,7 @@ impl Default for LayerProbe {
     fn default() -> Self {
         LayerProbe {
             proc_drbd: PathBuf::from("/proc/drbd"),
+            sys_drbd_version: PathBuf::from("/sys/module/drbd/version"),
             mirrord: None,
             satellite_dir: std::env::current_exe()
                 .ok()
@@ -52,10 +56,12 @@ fn drbd_reasons(runner: &dyn HostCommands, probe: &LayerProbe) -> Vec<String> {
     let mut reasons = Vec::new();
     match std::fs::read_to_string(&probe.proc_drbd) {
         Ok(status) => {
+            let sys_version = std::fs::read_to_string(&probe.sys_drbd_version).ok();
             let version = status
                 .lines()
                 .find_map(|line| line.strip_prefix("version:"))
                 .and_then(|rest| rest.split_whitespace().next())
+                .or_else(|| sys_version.as_deref().map(str::trim))
                 .unwrap_or("unknown");
             if !version.starts_with("9.") {
                 reasons.push(format!(
@@ -184,6 +190,7 @@ mod tests {
     fn probe(dir: &Path) -> LayerProbe {
         LayerProbe {
             proc_drbd: dir.join("drbd"),
+            sys_drbd_version: dir.join("drbd-version"),
             mirrord: None,
             satellite_dir: Some(dir.join("bin")),
             search_path: Some(dir.join("path").into_os_string()),
@@ -233,6 +240,10 @@ mod tests {
             ["DRBD kernel module is version 8.4.11; DRBD 9 is needed"]
         );
         std::fs::write(&probe.proc_drbd, "version: 9.2.12 (api:2/proto:86-122)\n").unwrap();
+        assert!(drbd_reasons(&host, &probe).is_empty());
+        // A status file without a version line: the module's version from sysfs.
+        std::fs::write(&probe.proc_drbd, "").unwrap();
+        std::fs::write(&probe.sys_drbd_version, "9.2.12\n").unwrap();
         assert!(drbd_reasons(&host, &probe).is_empty());
         let caps = capabilities(&host, &ProviderSupport::default(), &probe);
         assert!(caps.resource_layers.contains(&LayerKind::Drbd));

@@ -509,7 +509,9 @@ impl ReplicationDriver for DrbdDriver {
             .applied
             .get(resource)
             .map(|a| a.file.local.node_name.clone());
-        if self.is_up(resource) || self.mode == Mode::DryRun {
+        // When the kernel's state could not be read, down is run anyway: it is harmless on a
+        // resource that is not up, and the metadata must not be wiped under a running one.
+        if self.is_up(resource) || self.mode == Mode::DryRun || self.unreachable.is_some() {
             self.execute(commands::down(&path, resource))?;
         }
         let disks = match &node {
