@@ -159,9 +159,12 @@ struct Writer {
 }
 
 impl Writer {
+    /// One line at the current depth; an empty line stays empty (no trailing spaces).
     fn line(&mut self, line: &str) {
-        for _ in 0..self.depth * usize::from(!line.is_empty()) {
-            self.text.push_str("    ");
+        if !line.is_empty() {
+            for _ in 0..self.depth {
+                self.text.push_str("    ");
+            }
         }
         self.text.push_str(line);
         self.text.push('\n');
