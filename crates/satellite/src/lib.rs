@@ -142,11 +142,15 @@ impl Satellite {
                 DrbdMode::Real
             };
             info!(dir = %config.drbd_resource_dir.display(), ?mode, "DRBD layer enabled");
-            reconciler.add_replication_driver(Box::new(DrbdDriver::new(
-                host.runner.clone(),
-                config.drbd_resource_dir.clone(),
-                mode,
-            )));
+            let driver =
+                DrbdDriver::new(host.runner.clone(), config.drbd_resource_dir.clone(), mode);
+            // A dry run names the node as the controller does, so each node's file can be
+            // checked as that node (tests set the hostname in a UTS namespace).
+            let driver = match mode {
+                DrbdMode::Real => driver.with_local_host(hostname()),
+                DrbdMode::DryRun => driver,
+            };
+            reconciler.add_replication_driver(Box::new(driver));
             follow_drbd = mode == DrbdMode::Real;
         }
         let mut has_mirror = false;

@@ -20,6 +20,9 @@
 //!
 //! and `down` takes the resource down, wipes the metadata of its disks and removes the file.
 //!
+//! This node's `on` section is named by the host's name (`uname -n`), which drbdadm looks for;
+//! peers by their node names. A dry run names this node by its node name too.
+//!
 //! With `--drbd-dry-run` (a host without DRBD), nothing is run: every drbdadm command is logged
 //! (`would run`) and appended to [`DRY_RUN_LOG`] in the resource-file directory, the files are
 //! written as for real, and the report says the layer is a dry run. Metadata is taken as missing
@@ -93,6 +96,9 @@ pub struct DrbdDriver {
     metadata_created: BTreeSet<(String, u16, PathBuf)>,
     /// New zeroed volumes whose initial sync is to be skipped once their members are connected.
     skip_sync_pending: BTreeSet<(String, u16)>,
+    /// The name of this node's `on` section: drbdadm finds its own section by the host's name
+    /// (`uname -n`); the node name when unset.
+    local_host: Option<String>,
 }
 
 /// DRBD's internal metadata for a volume of `usable_kib` with `peer_slots` peers: the
@@ -115,7 +121,16 @@ impl DrbdDriver {
             unreachable: None,
             metadata_created: BTreeSet::new(),
             skip_sync_pending: BTreeSet::new(),
+            local_host: None,
         }
+    }
+
+    /// Names this node's `on` section `hostname` (the host's `uname -n`) rather than the node
+    /// name, as LINSTOR does with the name a satellite reports: drbdadm must find it. Peers
+    /// keep their node names; DRBD knows them by node-id and address.
+    pub fn with_local_host(mut self, hostname: String) -> DrbdDriver {
+        self.local_host = Some(hostname);
+        self
     }
 
     fn file_path(&self, resource: &str) -> PathBuf {
@@ -220,7 +235,10 @@ impl DrbdDriver {
         let file = ResourceFile {
             resource: member.resource.to_string(),
             local: res_file::Member {
-                node_name: member.node_name.to_string(),
+                node_name: self
+                    .local_host
+                    .clone()
+                    .unwrap_or_else(|| member.node_name.to_string()),
                 node_id: spec.node_id,
                 address: std::net::SocketAddr::new(spec.address, spec.port),
                 diskless,
@@ -424,7 +442,7 @@ impl ReplicationDriver for DrbdDriver {
         // Disks that go: detached and wiped with the file that still names them.
         let old_disks = previous
             .as_deref()
-            .map(|old| res_file::local_disks(old, member.node_name))
+            .map(|old| res_file::local_disks(old, &file.local.node_name))
             .unwrap_or_default();
         let new_disks: BTreeMap<u16, PathBuf> = file
             .volumes

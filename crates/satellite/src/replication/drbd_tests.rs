@@ -411,6 +411,33 @@ fn a_volume_definitions_disk_options_go_to_its_volume() {
 }
 
 #[test]
+fn this_nodes_section_is_named_as_its_host() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = Arc::new(RecordingHost::default());
+    let mut driver = DrbdDriver::new(host.clone(), dir.path().to_path_buf(), Mode::Real)
+        .with_local_host("storage-01.example".to_string());
+    let two = spec(vec![peer(2, false)]);
+    driver.begin_pass();
+    driver
+        .apply(&member(&two, vec![volume(Some("/dev/loop3"), 1024)]))
+        .unwrap();
+    let text = std::fs::read_to_string(dir.path().join("web.res")).unwrap();
+    assert!(text.contains("on \"storage-01.example\""), "{text}");
+    assert!(text.contains("host \"storage-01.example\" address ipv4 127.0.0.11:7000;"));
+    assert!(text.contains("on \"node2\""), "{text}");
+    host.take(dir.path());
+    // Toggled to diskless: the disk in the host's section is found and wiped.
+    driver
+        .apply(&member(&two, vec![volume(None, 1024)]))
+        .unwrap();
+    assert!(
+        host.take(dir.path())
+            .iter()
+            .any(|c| c.ends_with("wipe-md web/0")),
+    );
+}
+
+#[test]
 fn bad_options_are_refused_before_anything_is_written() {
     let dir = tempfile::tempdir().unwrap();
     let mut driver = DrbdDriver::new(
