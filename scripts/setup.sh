@@ -29,6 +29,9 @@ declare -A packages=(
     [blkdiscard]=util-linux
     # Network namespaces and veth links for the MIRROR partition tests.
     [ip]=iproute2
+    # drbd-utils: the DRBD layer's resource files are checked with the real drbdadm (dry runs:
+    # no kernel module is needed), and its option table is generated from drbdsetup.
+    [drbdadm]=drbd-utils
 )
 missing=()
 for command in "${!packages[@]}"; do

@@ -255,6 +255,7 @@ fn capabilities() -> Capabilities {
         unsupported_providers: BTreeMap::new(),
         resource_layers: vec![LayerKind::Storage],
         unsupported_layers: BTreeMap::new(),
+        dry_run_layers: Vec::new(),
     }
 }
 

@@ -44,6 +44,10 @@ pub struct ReplicationSpec {
     /// definition, resource), by their DRBD names, e.g. `Net/protocol` → `C`.
     #[serde(default)]
     pub options: BTreeMap<String, String>,
+    /// `DrbdOptions/*` properties of each volume definition, by volume number and DRBD name
+    /// (e.g. `Disk/al-extents`); for that volume they win over `options`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub volume_options: BTreeMap<u16, BTreeMap<String, String>>,
 }
 
 /// Another member of the resource.

@@ -141,6 +141,11 @@ pub struct Capabilities {
     pub unsupported_providers: BTreeMap<ProviderKind, Vec<String>>,
     pub resource_layers: Vec<LayerKind>,
     pub unsupported_layers: BTreeMap<LayerKind, Vec<String>>,
+    /// Layers the satellite runs as a dry run only (`--drbd-dry-run`): it writes their
+    /// configuration and logs the commands it would run, but applies nothing. Never among
+    /// `resource_layers`; the controller places such a layer only where it is asked for by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dry_run_layers: Vec<LayerKind>,
 }
 
 impl Capabilities {
@@ -150,6 +155,11 @@ impl Capabilities {
 
     pub fn supports_layer(&self, kind: LayerKind) -> bool {
         self.resource_layers.contains(&kind)
+    }
+
+    /// Whether the satellite runs `kind` as a dry run only.
+    pub fn dry_runs_layer(&self, kind: LayerKind) -> bool {
+        self.dry_run_layers.contains(&kind)
     }
 }
 

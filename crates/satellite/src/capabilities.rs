@@ -17,6 +17,9 @@ pub const MIRRORD_PROGRAM: &str = "ferrite-mirrord";
 pub struct LayerProbe {
     /// DRBD's status file; it exists while the module is loaded.
     pub proc_drbd: PathBuf,
+    /// The loaded module's version (`/sys/module/drbd/version`), read when the status file
+    /// says none.
+    pub sys_drbd_version: PathBuf,
     /// `--mirrord`: an explicit path to `ferrite-mirrord`.
     pub mirrord: Option<PathBuf>,
     /// The directory of the running satellite binary, searched before PATH.
@@ -25,18 +28,22 @@ pub struct LayerProbe {
     pub search_path: Option<std::ffi::OsString>,
     /// Where the check for MIRROR's block devices (FUSE and loop) looks.
     pub block_devices: ferrite_blockdev::ProbePaths,
+    /// `--drbd-dry-run`: DRBD is a dry run here, whatever the host has.
+    pub drbd_dry_run: bool,
 }
 
 impl Default for LayerProbe {
     fn default() -> Self {
         LayerProbe {
             proc_drbd: PathBuf::from("/proc/drbd"),
+            sys_drbd_version: PathBuf::from("/sys/module/drbd/version"),
             mirrord: None,
             satellite_dir: std::env::current_exe()
                 .ok()
                 .and_then(|exe| exe.parent().map(Path::to_path_buf)),
             search_path: std::env::var_os("PATH"),
             block_devices: ferrite_blockdev::ProbePaths::default(),
+            drbd_dry_run: false,
         }
     }
 }
@@ -52,10 +59,12 @@ fn drbd_reasons(runner: &dyn HostCommands, probe: &LayerProbe) -> Vec<String> {
     let mut reasons = Vec::new();
     match std::fs::read_to_string(&probe.proc_drbd) {
         Ok(status) => {
+            let sys_version = std::fs::read_to_string(&probe.sys_drbd_version).ok();
             let version = status
                 .lines()
                 .find_map(|line| line.strip_prefix("version:"))
                 .and_then(|rest| rest.split_whitespace().next())
+                .or_else(|| sys_version.as_deref().map(str::trim))
                 .unwrap_or("unknown");
             if !version.starts_with("9.") {
                 reasons.push(format!(
@@ -69,12 +78,27 @@ fn drbd_reasons(runner: &dyn HostCommands, probe: &LayerProbe) -> Vec<String> {
         )),
     }
     match runner.run(&CommandLine::query("drbdadm").arg("--version")) {
-        Ok(_) => {}
+        Ok(output) => reasons.extend(drbd_utils_reason(&output.stdout)),
         Err(e) if e.is_not_found() => reasons.push("drbdadm: command not found".to_string()),
         Err(e) => reasons.push(format!("drbdadm does not work: {e}")),
     }
     reasons
 }
+
+/// Why the drbd-utils that printed `version` (`drbdadm --version`) cannot drive DRBD 9.
+fn drbd_utils_reason(version: &str) -> Option<String> {
+    let version = version
+        .lines()
+        .find_map(|line| line.strip_prefix("DRBDADM_VERSION="))
+        .map(str::trim)
+        .unwrap_or("unknown");
+    (!version.starts_with("9."))
+        .then(|| format!("drbd-utils is version {version}; drbd-utils 9 is needed"))
+}
+
+/// What a dry-run satellite says of its DRBD layer.
+pub const DRBD_DRY_RUN_REASON: &str = "DRBD runs as a dry run here (--drbd-dry-run): resource \
+     files are written and drbdadm commands logged, nothing is applied";
 
 /// Where `ferrite-mirrord` is, or why it was not found.
 pub fn find_mirrord(probe: &LayerProbe) -> Result<PathBuf, String> {
@@ -115,7 +139,7 @@ pub fn find_mirrord(probe: &LayerProbe) -> Result<PathBuf, String> {
 /// The layers this satellite's reconciler applies. A layer the host could run but the
 /// reconciler does not apply is reported unsupported: placing a replicated resource on a node
 /// that would silently give it unreplicated volumes is worse than refusing it.
-pub const APPLIED_LAYERS: &[LayerKind] = &[LayerKind::Mirror, LayerKind::Storage];
+pub const APPLIED_LAYERS: &[LayerKind] = &[LayerKind::Drbd, LayerKind::Mirror, LayerKind::Storage];
 
 /// Why this satellite does not apply `layer`, if it does not.
 fn not_applied(layer: LayerKind) -> Option<String> {
@@ -131,9 +155,15 @@ pub fn capabilities(
 ) -> Capabilities {
     let mut resource_layers = vec![LayerKind::Storage];
     let mut unsupported_layers = BTreeMap::new();
+    let mut dry_run_layers = Vec::new();
     let mut drbd = drbd_reasons(runner, probe);
     drbd.extend(not_applied(LayerKind::Drbd));
-    if drbd.is_empty() {
+    if probe.drbd_dry_run {
+        // Never supported for real I/O, whatever the host has.
+        drbd.insert(0, DRBD_DRY_RUN_REASON.to_string());
+        dry_run_layers.push(LayerKind::Drbd);
+        unsupported_layers.insert(LayerKind::Drbd, drbd);
+    } else if drbd.is_empty() {
         resource_layers.insert(0, LayerKind::Drbd);
     } else {
         unsupported_layers.insert(LayerKind::Drbd, drbd);
@@ -166,6 +196,7 @@ pub fn capabilities(
         unsupported_providers: providers.unsupported.clone(),
         resource_layers,
         unsupported_layers,
+        dry_run_layers,
     }
 }
 
@@ -178,6 +209,7 @@ mod tests {
     fn probe(dir: &Path) -> LayerProbe {
         LayerProbe {
             proc_drbd: dir.join("drbd"),
+            sys_drbd_version: dir.join("drbd-version"),
             mirrord: None,
             satellite_dir: Some(dir.join("bin")),
             search_path: Some(dir.join("path").into_os_string()),
@@ -186,6 +218,7 @@ mod tests {
                 loop_control: dir.join("loop-control"),
                 process_status: dir.join("status"),
             },
+            drbd_dry_run: false,
         }
     }
 
@@ -208,7 +241,6 @@ mod tests {
                     dir.path().join("drbd").display()
                 ),
                 "drbdadm: command not found".to_string(),
-                "this version of ferrite-satellite does not apply the DRBD layer yet".to_string()
             ]
         );
         assert_eq!(
@@ -233,11 +265,43 @@ mod tests {
         );
         std::fs::write(&probe.proc_drbd, "version: 9.2.12 (api:2/proto:86-122)\n").unwrap();
         assert!(drbd_reasons(&host, &probe).is_empty());
+        // A status file without a version line: the module's version from sysfs.
+        std::fs::write(&probe.proc_drbd, "").unwrap();
+        std::fs::write(&probe.sys_drbd_version, "9.2.12\n").unwrap();
+        assert!(drbd_reasons(&host, &probe).is_empty());
         let caps = capabilities(&host, &ProviderSupport::default(), &probe);
-        // The host could run DRBD 9, but only a layer the satellite applies is supported.
+        assert!(caps.resource_layers.contains(&LayerKind::Drbd));
+        assert!(caps.dry_run_layers.is_empty());
+
         assert_eq!(
-            caps.resource_layers.contains(&LayerKind::Drbd),
-            APPLIED_LAYERS.contains(&LayerKind::Drbd)
+            drbd_utils_reason(
+                "DRBDADM_API_VERSION=1\nDRBDADM_VERSION_CODE=0x080411\nDRBDADM_VERSION=8.4.11\n"
+            )
+            .as_deref(),
+            Some("drbd-utils is version 8.4.11; drbd-utils 9 is needed")
+        );
+        assert_eq!(
+            drbd_utils_reason("DRBDADM_API_VERSION=2\nDRBDADM_VERSION=9.22.0\n"),
+            None
+        );
+    }
+
+    #[test]
+    fn a_dry_run_is_never_supported_for_real() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = FakeHost::new();
+        let probe = LayerProbe {
+            drbd_dry_run: true,
+            ..probe(dir.path())
+        };
+        // Even with DRBD 9 loaded.
+        std::fs::write(&probe.proc_drbd, "version: 9.2.12 (api:2/proto:86-122)\n").unwrap();
+        let caps = capabilities(&host, &ProviderSupport::default(), &probe);
+        assert!(!caps.resource_layers.contains(&LayerKind::Drbd));
+        assert_eq!(caps.dry_run_layers, [LayerKind::Drbd]);
+        assert_eq!(
+            caps.unsupported_layers[&LayerKind::Drbd],
+            [DRBD_DRY_RUN_REASON]
         );
     }
 

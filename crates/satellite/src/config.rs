@@ -19,6 +19,7 @@ use crate::server::{HANDSHAKE_TIMEOUT, SESSION_IDLE_TIMEOUT};
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:3366";
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/ferrite/satellite";
 pub const DEFAULT_CONFIG_FILE: &str = "/etc/ferrite/satellite.toml";
+pub use crate::replication::drbd::DEFAULT_RESOURCE_DIR as DEFAULT_DRBD_RESOURCE_DIR;
 
 /// Ferrite's node agent: applies this node's desired state from the controller to local storage
 /// and reports what it has.
@@ -54,6 +55,14 @@ pub struct Args {
     /// [default: 30]
     #[arg(long, value_name = "SECONDS")]
     pub reconcile_interval: Option<u64>,
+    /// Where the DRBD layer's resource files are written, one `<resource>.res` each
+    /// [default: /var/lib/ferrite.d]
+    #[arg(long, value_name = "DIR")]
+    pub drbd_resource_dir: Option<PathBuf>,
+    /// Run the DRBD layer as a dry run: write its resource files and log every drbdadm command
+    /// instead of running it (for hosts without DRBD); the layer is reported as a dry run
+    #[arg(long)]
+    pub drbd_dry_run: bool,
 }
 
 /// The settings file.
@@ -67,6 +76,8 @@ pub struct FileSettings {
     pub mirrord: Option<PathBuf>,
     pub device_root: Option<PathBuf>,
     pub reconcile_interval: Option<u64>,
+    pub drbd_resource_dir: Option<PathBuf>,
+    pub drbd_dry_run: Option<bool>,
 }
 
 /// Why the settings are not usable.
@@ -101,6 +112,10 @@ pub struct SatelliteConfig {
     /// Where `ferrite-mirrord` puts block devices; its own default when unset.
     pub device_root: Option<PathBuf>,
     pub reconcile_interval: Duration,
+    /// Where the DRBD layer's resource files are written.
+    pub drbd_resource_dir: PathBuf,
+    /// The DRBD layer writes its files and logs its commands but runs nothing.
+    pub drbd_dry_run: bool,
     /// Not settable from outside; shortened by tests that cross them.
     pub handshake_timeout: Duration,
     pub session_idle_timeout: Duration,
@@ -117,6 +132,8 @@ impl SatelliteConfig {
             mirrord: None,
             device_root: None,
             reconcile_interval: RECONCILE_INTERVAL,
+            drbd_resource_dir: PathBuf::from(DEFAULT_DRBD_RESOURCE_DIR),
+            drbd_dry_run: false,
             handshake_timeout: HANDSHAKE_TIMEOUT,
             session_idle_timeout: SESSION_IDLE_TIMEOUT,
         }
@@ -161,6 +178,11 @@ impl SatelliteConfig {
             mirrord: args.mirrord.or(file.mirrord),
             device_root: args.device_root.or(file.device_root),
             reconcile_interval: interval,
+            drbd_resource_dir: args
+                .drbd_resource_dir
+                .or(file.drbd_resource_dir)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DRBD_RESOURCE_DIR)),
+            drbd_dry_run: args.drbd_dry_run || file.drbd_dry_run.unwrap_or(false),
             handshake_timeout: HANDSHAKE_TIMEOUT,
             session_idle_timeout: SESSION_IDLE_TIMEOUT,
         })
@@ -193,6 +215,11 @@ mod tests {
         assert_eq!(config.node_name, None);
         assert!(!config.lvm_metadata_only);
         assert_eq!(config.reconcile_interval, Duration::from_secs(30));
+        assert_eq!(
+            config.drbd_resource_dir,
+            PathBuf::from("/var/lib/ferrite.d")
+        );
+        assert!(!config.drbd_dry_run);
     }
 
     #[test]

@@ -10,8 +10,8 @@
 //!   only when asked to);
 //! - [`pools`]: the identity of every storage pool it keeps volumes in;
 //! - [`persist`]: the state directory and its atomically written files;
-//! - [`replication`]: the replication engines (MIRROR's `ferrite-mirrord`) the reconciler
-//!   drives for replicated resources;
+//! - [`replication`]: the replication engines (MIRROR's `ferrite-mirrord`, the kernel's DRBD
+//!   through drbd-utils or as a dry run) the reconciler drives for replicated resources;
 //! - [`capabilities`]: which layers this node can run;
 //! - [`config`]: flags and settings file.
 //!
@@ -45,6 +45,7 @@ use crate::config::SatelliteConfig;
 use crate::identity::Identity;
 use crate::persist::{IDENTITY_FILE, PersistError, StateDir};
 use crate::reconciler::{Event, Reconciler};
+use crate::replication::drbd::{DrbdDriver, Mode as DrbdMode};
 use crate::replication::mirror::{MIRROR_STATE_SUBDIR, MirrorDriver};
 use crate::server::ServerContext;
 use ferrite_types::LayerKind;
@@ -97,6 +98,7 @@ impl Satellite {
         };
         let layers = LayerProbe {
             mirrord: config.mirrord.clone(),
+            drbd_dry_run: config.drbd_dry_run,
             ..host.layers
         };
         let runner = host.runner.clone();
@@ -130,6 +132,27 @@ impl Satellite {
             providers.clone(),
             support.clone(),
         )?;
+        let mut follow_drbd = false;
+        if capabilities.supports_layer(LayerKind::Drbd)
+            || capabilities.dry_runs_layer(LayerKind::Drbd)
+        {
+            let mode = if config.drbd_dry_run {
+                DrbdMode::DryRun
+            } else {
+                DrbdMode::Real
+            };
+            info!(dir = %config.drbd_resource_dir.display(), ?mode, "DRBD layer enabled");
+            let driver =
+                DrbdDriver::new(host.runner.clone(), config.drbd_resource_dir.clone(), mode);
+            // A dry run names the node as the controller does, so each node's file can be
+            // checked as that node (tests set the hostname in a UTS namespace).
+            let driver = match mode {
+                DrbdMode::Real => driver.with_local_host(hostname()),
+                DrbdMode::DryRun => driver,
+            };
+            reconciler.add_replication_driver(Box::new(driver));
+            follow_drbd = mode == DrbdMode::Real;
+        }
         let mut has_mirror = false;
         if capabilities.supports_layer(LayerKind::Mirror)
             && let Ok(program) = mirrord
@@ -164,6 +187,13 @@ impl Satellite {
                 config.state_dir.join(MIRROR_STATE_SUBDIR),
                 move || sender.send(Event::ReplicationChanged).is_ok(),
             )
+            .map_err(StartError::Thread)?;
+        }
+        if follow_drbd {
+            let sender = events.clone();
+            crate::replication::drbd::watch_events(host.runner.clone(), move || {
+                sender.send(Event::ReplicationChanged).is_ok()
+            })
             .map_err(StartError::Thread)?;
         }
         let interval = config.reconcile_interval;

@@ -1485,6 +1485,7 @@ fn replicated(mut resource: ResourceSpec) -> ResourceSpec {
         secret: "s3cret".into(),
         peers: Vec::new(),
         options: BTreeMap::new(),
+        volume_options: BTreeMap::new(),
     });
     resource
 }

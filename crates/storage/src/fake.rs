@@ -290,6 +290,10 @@ impl FakeHost {
             .is_some_and(|a| a == "--version" || a == "version")
             && args.len() == 1
         {
+            if command.program == "drbdadm" {
+                // As drbd-utils 9 prints it.
+                return ok("DRBDADM_API_VERSION=2\nDRBDADM_VERSION=9.22.0\n");
+            }
             return ok(format!("{} (simulated)\n", command.program));
         }
         match command.program.as_str() {

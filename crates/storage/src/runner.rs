@@ -6,7 +6,8 @@
 //! implementation; it is the only user of `std::process::Command` in the storage code.
 //!
 //! It also starts the long-running daemons the satellite supervises ([`HostCommands::start_daemon`]:
-//! `ferrite-mirrord`), in a session of their own so they outlive the satellite.
+//! `ferrite-mirrord`), in a session of their own so they outlive the satellite, and follows
+//! event streams line by line ([`HostCommands::follow`]: `drbdsetup events2`).
 //!
 //! It does not interpret output; the providers do.
 
@@ -186,6 +187,22 @@ pub trait HostCommands: Send + Sync {
             message: "this host does not start daemons".to_string(),
         })
     }
+
+    /// Runs `command` with no time limit and hands each line of its standard output to
+    /// `on_line` as it comes, until the command ends (`Ok` on exit status 0) or `on_line`
+    /// returns false (the command is killed; `Ok`). For event streams such as
+    /// `drbdsetup events2`. Hosts that cannot start processes refuse.
+    fn follow(
+        &self,
+        command: &CommandLine,
+        on_line: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<(), CommandError> {
+        let _ = on_line;
+        Err(CommandError::Spawn {
+            command: command.to_string(),
+            message: "this host does not follow event streams".to_string(),
+        })
+    }
 }
 
 /// Runs commands on this host, with stdin closed, output captured and [`COMMAND_TIMEOUT`].
@@ -298,6 +315,64 @@ impl HostCommands for SystemCommands {
         log: &std::path::Path,
     ) -> Result<u32, CommandError> {
         SystemCommands::spawn_daemon(command, log)
+    }
+
+    #[allow(clippy::disallowed_types)] // this is the runner
+    fn follow(
+        &self,
+        command: &CommandLine,
+        on_line: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<(), CommandError> {
+        use std::io::BufRead;
+        let line = command.to_string();
+        tracing::debug!(command = %line, "following host command");
+        let spawned = std::process::Command::new(&command.program)
+            .args(&command.args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .env("LC_ALL", "C")
+            .spawn();
+        let mut child = match spawned {
+            Ok(child) => child,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(CommandError::NotFound {
+                    program: command.program.clone(),
+                    command: line,
+                });
+            }
+            Err(e) => {
+                return Err(CommandError::Spawn {
+                    command: line,
+                    message: e.to_string(),
+                });
+            }
+        };
+        let stderr = drain(child.stderr.take());
+        let stdout = std::io::BufReader::new(child.stdout.take().expect("stdout is piped"));
+        for text in stdout.lines() {
+            let Ok(text) = text else { break };
+            if !on_line(&text) {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Ok(());
+            }
+        }
+        let status = child.wait().map_err(|e| CommandError::Spawn {
+            command: line.clone(),
+            message: format!("waiting for the process failed: {e}"),
+        })?;
+        let stderr = stderr.join().unwrap_or_default();
+        if status.success() {
+            Ok(())
+        } else {
+            Err(CommandError::Failed {
+                command: line,
+                exit: ExitReason::from(status),
+                stdout: String::new(),
+                stderr,
+            })
+        }
     }
 }
 
@@ -412,6 +487,51 @@ mod tests {
             other => panic!("expected Failed, got {other:?}"),
         }
         assert!(err.to_string().contains("exit status 3: broken"), "{err}");
+    }
+
+    #[test]
+    fn a_followed_command_gives_its_lines_as_they_come_and_stops_when_told() {
+        let runner = SystemCommands::new();
+        let mut lines = Vec::new();
+        runner
+            .follow(
+                &CommandLine::new("sh").args(["-c", "echo one; echo two; echo three"]),
+                &mut |line| {
+                    lines.push(line.to_string());
+                    true
+                },
+            )
+            .unwrap();
+        assert_eq!(lines, ["one", "two", "three"]);
+
+        // An endless stream ends when the reader has seen enough.
+        let mut seen = 0;
+        let started = Instant::now();
+        runner
+            .follow(
+                &CommandLine::new("sh").args(["-c", "while true; do echo tick; sleep 0.01; done"]),
+                &mut |_| {
+                    seen += 1;
+                    seen < 3
+                },
+            )
+            .unwrap();
+        assert_eq!(seen, 3);
+        assert!(started.elapsed() < Duration::from_secs(5));
+
+        let error = runner
+            .follow(
+                &CommandLine::new("sh").args(["-c", "echo half; echo broken >&2; exit 3"]),
+                &mut |_| true,
+            )
+            .unwrap_err();
+        assert!(error.to_string().contains("broken"), "{error}");
+        assert!(
+            runner
+                .follow(&CommandLine::new("no-such-program-here"), &mut |_| true)
+                .unwrap_err()
+                .is_not_found()
+        );
     }
 
     #[test]

@@ -444,6 +444,9 @@ impl SatelliteProcess {
             // Block devices of its MIRROR volumes, apart from the other nodes' on this host.
             "--device-root".to_string(),
             self.state_dir.join("dev").to_string_lossy().to_string(),
+            // Its DRBD resource files, apart from the other nodes' on this host.
+            "--drbd-resource-dir".to_string(),
+            self.drbd_resource_dir().to_string_lossy().to_string(),
         ];
         let args = [args, self.extra_args.clone()].concat();
         self.child = Some(spawn(&self.binary, &args, &self.log, true)?);
@@ -462,6 +465,11 @@ impl SatelliteProcess {
 
     pub fn kill(&mut self) {
         kill_child(&mut self.child);
+    }
+
+    /// Where the satellite writes its DRBD resource files (`--drbd-resource-dir`).
+    pub fn drbd_resource_dir(&self) -> PathBuf {
+        self.state_dir.join("drbd")
     }
 
     /// Kills the satellite if it runs, and starts it (again) on the same address and state

@@ -23,6 +23,11 @@
 //! its nodes may not run. The choice is stored and stays, also once the resources are gone, as
 //! in LINSTOR.
 //!
+//! A satellite started with `--drbd-dry-run` reports DRBD as a dry run (it writes the resource
+//! files and logs the commands, runs nothing): such a node counts as running DRBD only for a
+//! definition that forces DRBD with [`PROP_REPLICATION_ENGINE`] = `drbd`, never for `auto`, so
+//! no volume meant for real I/O lands on it.
+//!
 //! Owns none of the placement itself (`placement`), nor what the satellites do with the engine.
 
 use std::collections::BTreeMap;
@@ -130,6 +135,18 @@ fn reasons(caps: &Capabilities, layer: LayerKind) -> String {
         .unwrap_or_else(|| "the satellite does not report it among its layers".to_string())
 }
 
+/// Whether a node with `caps` runs `engine` for a definition: it supports it, or `engine` is
+/// DRBD, the node dry-runs it and the definition `forced` DRBD by name.
+fn runs(caps: &Capabilities, engine: LayerKind, forced: bool) -> bool {
+    caps.supports_layer(engine)
+        || (forced && engine == LayerKind::Drbd && caps.dry_runs_layer(LayerKind::Drbd))
+}
+
+/// Whether the engine of `rd` is forced to DRBD by [`PROP_REPLICATION_ENGINE`].
+fn drbd_forced(cluster: &Cluster, rd: &ResourceDefinition) -> bool {
+    setting(cluster, rd) == Setting::Drbd
+}
+
 fn capabilities<'a>(runtime: &'a Runtime, node: &NodeName) -> Option<&'a Capabilities> {
     runtime.get(node).and_then(|r| r.capabilities.as_ref())
 }
@@ -146,7 +163,7 @@ pub fn node_refusal(
     rd.replication_layer()?;
     let caps = capabilities(runtime, node)?;
     match effective(cluster, rd) {
-        Some(engine) if !caps.supports_layer(engine) => Some(format!(
+        Some(engine) if !runs(caps, engine, drbd_forced(cluster, rd)) => Some(format!(
             "node '{node}' cannot run the {engine} replication engine of '{}': {}",
             rd.name,
             reasons(caps, engine)
@@ -173,12 +190,13 @@ pub fn choose(
     rd: &ResourceDefinition,
     nodes: &[&NodeName],
 ) -> Result<LayerKind, Failure> {
+    let forced = drbd_forced(cluster, rd);
     let lacking = |engine: LayerKind| -> Vec<String> {
         nodes
             .iter()
             .filter_map(|node| {
                 let caps = capabilities(runtime, node)?;
-                (!caps.supports_layer(engine))
+                (!runs(caps, engine, forced))
                     .then(|| format!("'{node}': {}", reasons(caps, engine)))
             })
             .collect()
@@ -240,10 +258,20 @@ pub fn choose(
 /// Why some of `nodes` cannot run `engine`, one entry per node: the satellite's reasons, or
 /// that its capabilities are not known yet.
 fn without(runtime: &Runtime, nodes: &[&NodeName], engine: LayerKind) -> Vec<String> {
+    without_forced(runtime, nodes, engine, false)
+}
+
+/// [`without`], where a dry run of DRBD counts when `forced`.
+fn without_forced(
+    runtime: &Runtime,
+    nodes: &[&NodeName],
+    engine: LayerKind,
+    forced: bool,
+) -> Vec<String> {
     nodes
         .iter()
         .filter_map(|node| match capabilities(runtime, node) {
-            Some(caps) if caps.supports_layer(engine) => None,
+            Some(caps) if runs(caps, engine, forced) => None,
             Some(caps) => Some(format!("'{node}': {}", reasons(caps, engine))),
             None => Some(format!("'{node}': its layers are not known yet")),
         })
@@ -259,8 +287,10 @@ pub fn default_engine(
     rd: &ResourceDefinition,
     nodes: &[&NodeName],
 ) -> Option<LayerKind> {
-    let everywhere =
-        |engine: LayerKind| !nodes.is_empty() && without(runtime, nodes, engine).is_empty();
+    let forced = drbd_forced(cluster, rd);
+    let everywhere = |engine: LayerKind| {
+        !nodes.is_empty() && without_forced(runtime, nodes, engine, forced).is_empty()
+    };
     let candidates: &[LayerKind] = match setting(cluster, rd) {
         Setting::Auto => &[LayerKind::Drbd, LayerKind::Mirror],
         Setting::Drbd => &[LayerKind::Drbd],
@@ -636,6 +666,66 @@ mod tests {
                 .contains("DRBD kernel module not loaded"),
             "{err:?}"
         );
+    }
+
+    /// Every node dry-runs DRBD (`--drbd-dry-run`) and runs MIRROR for real.
+    fn dry_run_drbd(runtime: &mut Runtime) {
+        for reported in runtime.values_mut() {
+            let caps = reported.capabilities.as_mut().unwrap();
+            caps.dry_run_layers = vec![Drbd];
+        }
+    }
+
+    #[test]
+    fn dry_run_nodes_get_drbd_only_when_it_is_forced() {
+        let mut cluster = tutorial_cluster();
+        replicated_group(&mut cluster, &["drbd", "storage"]);
+        let mut runtime = engines_runtime(&cluster, &[Mirror]);
+        dry_run_drbd(&mut runtime);
+        // auto: a dry run is no DRBD for real I/O.
+        commit(&mut cluster, &runtime, |c, r| spawn(c, r, "web"));
+        assert_eq!(stack_of(&cluster, "web"), vec![Mirror, LayerKind::Storage]);
+
+        let group: ferrite_types::ResourceGroupName = "my_ssd_group".parse().unwrap();
+        cluster
+            .resource_groups
+            .get_mut(&group)
+            .unwrap()
+            .props
+            .insert(PROP_REPLICATION_ENGINE.into(), "drbd".into());
+        commit(&mut cluster, &runtime, |c, r| spawn(c, r, "db"));
+        assert_eq!(stack_of(&cluster, "db"), vec![Drbd, LayerKind::Storage]);
+        // A node added by hand to it may dry-run DRBD too.
+        let rd = &cluster.resource_definitions[&"db".parse::<ResourceName>().unwrap()];
+        let spare = ["node1", "node2", "node3", "node4"]
+            .into_iter()
+            .find(|n| !rd.resources.contains_key(&n.parse::<NodeName>().unwrap()))
+            .unwrap();
+        assert_eq!(
+            node_refusal(&cluster, &runtime, rd, &spare.parse().unwrap()),
+            None
+        );
+        // Without the dry run, the node cannot.
+        let mut without = runtime.clone();
+        without
+            .get_mut(&spare.parse::<NodeName>().unwrap())
+            .unwrap()
+            .capabilities
+            .as_mut()
+            .unwrap()
+            .dry_run_layers
+            .clear();
+        assert!(node_refusal(&cluster, &without, rd, &spare.parse().unwrap()).is_some());
+
+        // Without a layer list and with drbd forced, the default is DRBD on dry-run nodes.
+        let mut plain = tutorial_cluster();
+        plain
+            .props
+            .insert(PROP_REPLICATION_ENGINE.into(), "drbd".into());
+        let mut runtime = engines_runtime(&plain, &[Mirror]);
+        dry_run_drbd(&mut runtime);
+        commit(&mut plain, &runtime, |c, r| spawn(c, r, "web"));
+        assert_eq!(stack_of(&plain, "web"), vec![Drbd, LayerKind::Storage]);
     }
 
     fn spawn_definition_only(

@@ -1,5 +1,7 @@
 //! Property containers: the override/delete/delete-namespace edit every object shares, and the
-//! refusal of keys, namespaces and values that break `ferrite_types::property`'s rules.
+//! refusal of keys, namespaces and values that break `ferrite_types::property`'s rules, and of
+//! `DrbdOptions/*` properties that are no DRBD option or whose value DRBD does not take
+//! (`ferrite_drbd::options`, the table drbdsetup describes).
 
 use ferrite_types::api_call_rc::code;
 use ferrite_types::property;
@@ -23,12 +25,35 @@ pub fn check_value(key: &str, value: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Checks a `DrbdOptions/<Section>/<option>` property against DRBD's options; other keys pass.
+pub fn check_drbd_option(key: &str, value: &str) -> Result<(), String> {
+    match key.strip_prefix(crate::satellites::desired::DRBD_OPTIONS_PREFIX) {
+        Some(option) => ferrite_drbd::options::check(option, value).map_err(|e| e.to_string()),
+        None => Ok(()),
+    }
+}
+
 /// Validates every key and value of `props`.
 pub fn check_all(ctx: &Context, props: &Props) -> Result<(), Failure> {
     for (key, value) in props {
         check_key(key)
             .and_then(|()| check_value(key, value))
             .map_err(|cause| invalid_prop(ctx, cause))?;
+        check_drbd_option(key, value).map_err(|cause| {
+            Failure::from(
+                ctx.error(
+                    code::FAIL_INVLD_PROP,
+                    format!("Invalid DRBD option '{key}'."),
+                )
+                .cause(cause)
+                .correction(
+                    "Use DrbdOptions/<Section>/<option> with a section (Resource, Net, Disk, \
+                         PeerDevice, Handlers), an option of that section and a value DRBD \
+                         takes ('drbdsetup xml-help net-options' and the like list them); \
+                         nothing was changed.",
+                ),
+            )
+        })?;
     }
     Ok(())
 }
@@ -159,6 +184,40 @@ mod tests {
                 .unwrap()
                 .contains("auto, drbd or mirror")
         );
+    }
+
+    #[test]
+    fn drbd_options_must_be_options_drbd_takes() {
+        let refused = |key: &str, value: &str| {
+            let mut overrides = Props::new();
+            overrides.insert(key.into(), value.into());
+            let err = edit(&CTX, &Props::new(), &overrides, &[], &[])
+                .err()
+                .unwrap();
+            assert_eq!(err.0[0].ret_code as u64 & 0x7fff, code::FAIL_INVLD_PROP);
+            err.0[0].cause.clone().unwrap()
+        };
+        assert_eq!(
+            refused("DrbdOptions/Net/protocl", "C"),
+            "'Net/protocl' is not a DRBD option: the Net section has no option 'protocl'"
+        );
+        assert_eq!(
+            refused("DrbdOptions/Disk/al-extents", "9"),
+            "'9' is not a valid value of 'Disk/al-extents': out of range 67..65534"
+        );
+        assert_eq!(
+            refused("DrbdOptions/Resource/on-no-quorum", "panic"),
+            "'panic' is not a valid value of 'Resource/on-no-quorum': takes one of io-error, suspend-io"
+        );
+        assert!(refused("DrbdOptions/Netz/protocol", "C").contains("names no section"));
+        let mut fine = Props::new();
+        fine.insert("DrbdOptions/Net/protocol".into(), "A".into());
+        fine.insert("DrbdOptions/PeerDevice/c-max-rate".into(), "250M".into());
+        fine.insert(
+            "DrbdOptions/auto-add-quorum-tiebreaker".into(),
+            "False".into(),
+        );
+        assert!(edit(&CTX, &Props::new(), &fine, &[], &[]).is_ok());
     }
 
     #[test]

@@ -460,6 +460,27 @@ mod tests {
         let options = spec.replication.unwrap().options;
         assert_eq!(options["Resource/quorum"], "majority");
         assert_eq!(options["Resource/on-no-quorum"], "io-error");
+
+        // A volume definition's DrbdOptions reach the engine for that volume only.
+        let mut with_vd_options = cluster.clone();
+        let name: ResourceName = "web".parse().unwrap();
+        let definition = with_vd_options.resource_definitions.get_mut(&name).unwrap();
+        let vd = definition.volume_definitions.values_mut().next().unwrap();
+        vd.props
+            .insert("DrbdOptions/Disk/disk-flushes".into(), "no".into());
+        vd.props.insert("Aux/x".into(), "y".into());
+        let number = vd.number.get();
+        let spec = crate::satellites::desired::resource_spec(
+            &with_vd_options,
+            rd(&with_vd_options, "web"),
+            tiebreaker,
+        );
+        let replication = spec.replication.unwrap();
+        assert_eq!(
+            replication.volume_options[&number],
+            [("Disk/disk-flushes".to_string(), "no".to_string())].into()
+        );
+        assert!(!replication.options.contains_key("Disk/disk-flushes"));
     }
 
     #[test]

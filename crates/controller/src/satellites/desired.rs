@@ -115,7 +115,8 @@ pub const QUORUM_DEFAULTS: [(&str, &str); 2] = [
 /// The replication layer's data for `resource`: its node-id and port, the secret, every other
 /// member that is not being deleted, and the `DrbdOptions/*` properties after inheritance
 /// (controller, resource group, resource definition, resource; the later wins), completed with
-/// [`QUORUM_DEFAULTS`] for resources of [`QUORUM_MIN_MEMBERS`] or more. `None` when the stack
+/// [`QUORUM_DEFAULTS`] for resources of [`QUORUM_MIN_MEMBERS`] or more, and each volume
+/// definition's own `DrbdOptions/*` apart (`volume_options`). `None` when the stack
 /// has no replication layer, or while something is not allocated yet.
 fn replication_spec(
     cluster: &Cluster,
@@ -169,6 +170,21 @@ fn replication_spec(
                 .or_insert_with(|| value.to_string());
         }
     }
+    let volume_options = rd
+        .volume_definitions
+        .values()
+        .filter_map(|vd| {
+            let options: std::collections::BTreeMap<String, String> = vd
+                .props
+                .iter()
+                .filter_map(|(key, value)| {
+                    key.strip_prefix(DRBD_OPTIONS_PREFIX)
+                        .map(|name| (name.to_string(), value.clone()))
+                })
+                .collect();
+            (!options.is_empty()).then(|| (vd.number.get(), options))
+        })
+        .collect();
     Some(ReplicationSpec {
         engine,
         node_id: resource.node_id?,
@@ -177,5 +193,6 @@ fn replication_spec(
         secret: rd.secret.clone()?,
         peers,
         options,
+        volume_options,
     })
 }

@@ -1,6 +1,6 @@
 //! The replication layer of this node's resources: what the reconciler asks of a replication
-//! engine, whichever it is (MIRROR's `ferrite-mirrord` here; the kernel's DRBD through
-//! drbd-utils fits the same seam).
+//! engine, whichever it is: MIRROR's `ferrite-mirrord` (`mirror`) or the kernel's DRBD 9
+//! through drbd-utils (`drbd`, also as a dry run on hosts without DRBD).
 //!
 //! The reconciler applies a replicated resource's stack bottom-up and tears it down top-down:
 //!
@@ -13,6 +13,7 @@
 //! is deleted only once the engine no longer holds it. When the engine cannot release a volume
 //! (it is in use, the engine does not answer), the deletion waits and the report says why.
 
+pub mod drbd;
 pub mod mirror;
 
 use std::path::PathBuf;
@@ -63,3 +64,6 @@ pub trait ReplicationDriver: Send {
     /// down failed.
     fn report(&self, resource: &str, error: Option<String>) -> ReplicationReport;
 }
+
+#[cfg(test)]
+mod drbd_tests;

@@ -1,0 +1,133 @@
+//! The drbdadm and drbdsetup command lines the satellite runs, in one place so they are logged,
+//! golden-tested and dry-run alike. Every drbdadm command names the resource's own file
+//! (`-c <dir>/<resource>.res`), so nothing in `/etc/drbd.d` has to include Ferrite's directory.
+//!
+//! Owns the argument lists; not when they run (the satellite's driver decides).
+
+use std::path::Path;
+
+use ferrite_storage::CommandLine;
+
+/// Peer slots in new metadata: room for this many peers, as LINSTOR's default.
+pub const DEFAULT_PEER_SLOTS: u8 = 7;
+
+/// The program names.
+pub const DRBDADM: &str = "drbdadm";
+pub const DRBDSETUP: &str = "drbdsetup";
+
+fn drbdadm(file: &Path) -> CommandLine {
+    CommandLine::new(DRBDADM)
+        .arg("-c")
+        .arg(file.to_string_lossy())
+}
+
+fn target(resource: &str, volume: Option<u16>) -> String {
+    match volume {
+        Some(number) => format!("{resource}/{number}"),
+        None => resource.to_string(),
+    }
+}
+
+/// Writes fresh DRBD metadata on a new backing volume, with room for `peer_slots` peers.
+pub fn create_md(file: &Path, resource: &str, volume: u16, peer_slots: u8) -> CommandLine {
+    drbdadm(file)
+        .arg("--max-peers")
+        .arg(peer_slots.to_string())
+        .args(["--", "--force", "create-md"])
+        .arg(target(resource, Some(volume)))
+}
+
+/// Brings the kernel's resource to what the file says: creates it, attaches disks, connects
+/// peers, changes options; detaches and disconnects what the file no longer names.
+pub fn adjust(file: &Path, resource: &str) -> CommandLine {
+    drbdadm(file).arg("adjust").arg(resource)
+}
+
+/// Starts a new data generation without a resync: every member of a new, zeroed volume holds
+/// the same data already.
+pub fn new_current_uuid_clear_bitmap(file: &Path, resource: &str, volume: u16) -> CommandLine {
+    drbdadm(file)
+        .args(["--", "--clear-bitmap", "new-current-uuid"])
+        .arg(target(resource, Some(volume)))
+}
+
+/// Grows the DRBD device after its backing volume grew.
+pub fn resize(file: &Path, resource: &str, volume: u16) -> CommandLine {
+    drbdadm(file)
+        .arg("resize")
+        .arg(target(resource, Some(volume)))
+}
+
+/// Takes the resource down (detach, disconnect, remove from the kernel).
+pub fn down(file: &Path, resource: &str) -> CommandLine {
+    drbdadm(file).arg("down").arg(resource)
+}
+
+/// Removes the DRBD metadata of a volume whose backing volume is about to be deleted.
+pub fn wipe_md(file: &Path, resource: &str, volume: u16) -> CommandLine {
+    drbdadm(file)
+        .args(["--", "--force", "wipe-md"])
+        .arg(target(resource, Some(volume)))
+}
+
+/// Detaches a volume's disk (toggle-disk to diskless) before the file says `disk none`.
+pub fn detach(file: &Path, resource: &str, volume: u16) -> CommandLine {
+    drbdadm(file)
+        .arg("detach")
+        .arg(target(resource, Some(volume)))
+}
+
+/// Checks and prints the file as drbdadm understands it.
+pub fn dump(file: &Path, resource: &str) -> CommandLine {
+    CommandLine::query(DRBDADM)
+        .arg("-c")
+        .arg(file.to_string_lossy())
+        .arg("dump")
+        .arg(resource)
+}
+
+/// The state of every resource and then its changes, for as long as it runs.
+pub fn events2() -> CommandLine {
+    CommandLine::query(DRBDSETUP).args(["events2", "--timestamps", "--statistics", "all"])
+}
+
+/// The state of every resource once (`exists` lines, then `exists -`).
+pub fn events2_now() -> CommandLine {
+    CommandLine::query(DRBDSETUP).args(["events2", "--timestamps", "--statistics", "--now", "all"])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn command_lines_name_the_resource_file() {
+        let file = Path::new("/var/lib/ferrite.d/web.res");
+        let lines: Vec<String> = [
+            create_md(file, "web", 0, DEFAULT_PEER_SLOTS),
+            adjust(file, "web"),
+            new_current_uuid_clear_bitmap(file, "web", 0),
+            resize(file, "web", 1),
+            detach(file, "web", 0),
+            down(file, "web"),
+            wipe_md(file, "web", 0),
+            events2(),
+        ]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+        assert_eq!(
+            lines,
+            [
+                "drbdadm -c /var/lib/ferrite.d/web.res --max-peers 7 -- --force create-md web/0",
+                "drbdadm -c /var/lib/ferrite.d/web.res adjust web",
+                "drbdadm -c /var/lib/ferrite.d/web.res -- --clear-bitmap new-current-uuid web/0",
+                "drbdadm -c /var/lib/ferrite.d/web.res resize web/1",
+                "drbdadm -c /var/lib/ferrite.d/web.res detach web/0",
+                "drbdadm -c /var/lib/ferrite.d/web.res down web",
+                "drbdadm -c /var/lib/ferrite.d/web.res -- --force wipe-md web/0",
+                "drbdsetup events2 --timestamps --statistics all",
+            ]
+        );
+    }
+}

@@ -1,0 +1,354 @@
+//! The article's tutorial on the kernel's DRBD engine, with satellites that dry-run it
+//! (`--drbd-dry-run`: this host has no DRBD module): the controller is told to use DRBD
+//! (`Ferrite/ReplicationEngine=drbd`), every node writes its resource file, and each file is
+//! accepted by the real drbd-utils as that node would read it (`drbdadm dump`, `-d up`,
+//! `-d adjust` in a UTS namespace with the node's hostname). The commands each satellite
+//! would have run are checked step by step: create-md and adjust on the replicas, the initial
+//! sync skipped once, adjust only on diskless members, create-md when a diskless member gets a
+//! disk, down and wipe-md when the definition goes.
+//!
+//! Needs root (loop devices for the FILE_THIN pools, `unshare --uts`) and drbd-utils
+//! (`scripts/setup.sh` installs it); skipped with the reason otherwise.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use ferrite_testkit::{Cluster, Rest, is_root, wait_until};
+use serde_json::{Value, json};
+
+const GIB_KIB: i64 = 1 << 20;
+const RESOURCE: &str = "my_ssd_res";
+const WAIT: Duration = Duration::from_secs(60);
+
+fn skip_reason() -> Option<String> {
+    if !is_root() {
+        return Some("not root: the pools need loop devices and drbdadm a UTS namespace".into());
+    }
+    for program in ["drbdadm", "unshare"] {
+        let found = Command::new("sh")
+            .args(["-c", &format!("command -v {program}")])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if !found {
+            return Some(format!(
+                "{program} is not installed (scripts/setup.sh installs drbd-utils)"
+            ));
+        }
+    }
+    None
+}
+
+fn res_file(cluster: &Cluster, node: &str) -> PathBuf {
+    cluster
+        .satellite(node)
+        .drbd_resource_dir()
+        .join(format!("{RESOURCE}.res"))
+}
+
+/// The commands `node` logged since the last call, with its resource directory as `DIR`.
+fn take_commands(cluster: &Cluster, node: &str) -> Vec<String> {
+    let dir = cluster.satellite(node).drbd_resource_dir();
+    let log = dir.join("dry-run-commands.log");
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_file(&log);
+    text.lines()
+        .map(|l| l.replace(&dir.display().to_string(), "DIR"))
+        .collect()
+}
+
+/// drbdadm, as `node` would run it, accepts `file`.
+fn drbdadm_accepts(node: &str, file: &Path) -> Result<String> {
+    let mut up = String::new();
+    for args in ["dump", "-d up", "-d adjust"] {
+        let script = format!(
+            "hostname {node} && drbdadm -c {} {args} {RESOURCE}",
+            file.display()
+        );
+        let output = Command::new("unshare")
+            .args(["--uts", "sh", "-c", &script])
+            .output()?;
+        if !output.status.success() {
+            bail!(
+                "drbdadm {args} refused {} as {node}: {}",
+                file.display(),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        if args == "-d up" {
+            up = String::from_utf8_lossy(&output.stdout).into_owned();
+        }
+    }
+    Ok(up)
+}
+
+fn members(rest: &Rest) -> Result<Vec<Value>> {
+    Ok(rest
+        .get(&format!("/v1/view/resources?resources={RESOURCE}"))?
+        .json
+        .as_array()
+        .cloned()
+        .unwrap_or_default())
+}
+
+fn has_flag(resource: &Value, flag: &str) -> bool {
+    resource["flags"]
+        .as_array()
+        .is_some_and(|f| f.contains(&json!(flag)))
+}
+
+fn name(resource: &Value) -> String {
+    resource["node_name"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Waits until `node`'s file exists and names every member in `expected`, and no other.
+fn wait_file(cluster: &Cluster, node: &str, expected: &[&str]) -> Result<String> {
+    let path = res_file(cluster, node);
+    let mut last = String::new();
+    wait_until(WAIT, || {
+        last = std::fs::read_to_string(&path).unwrap_or_default();
+        let named = cluster
+            .satellites
+            .iter()
+            .filter(|s| last.contains(&format!("on \"{}\"", s.name)))
+            .count();
+        Ok(named == expected.len()
+            && expected
+                .iter()
+                .all(|n| last.contains(&format!("on \"{n}\""))))
+    })
+    .with_context(|| format!("{node}'s resource file naming {expected:?}; last:\n{last}"))?;
+    Ok(last)
+}
+
+#[test]
+fn the_tutorial_on_dry_run_drbd_gives_files_drbd_utils_accepts() -> Result<()> {
+    if let Some(why) = skip_reason() {
+        eprintln!("skipped: {why}");
+        return Ok(());
+    }
+    let cluster = Cluster::start_with(4, &["--drbd-dry-run", "--reconcile-interval", "2"])?;
+    let rest = cluster.rest();
+    cluster.register_nodes_with_pool("pool_ssd")?;
+
+    // Each node says DRBD is a dry run there, never supported.
+    let nodes = rest.get("/v1/nodes")?.json;
+    for node in nodes.as_array().context("nodes")? {
+        let reasons = node["unsupported_layers"]["DRBD"].to_string();
+        assert!(reasons.contains("--drbd-dry-run"), "{node}");
+        assert!(
+            !node["resource_layers"]
+                .as_array()
+                .is_some_and(|l| l.contains(&json!("DRBD"))),
+            "{node}"
+        );
+    }
+
+    // A bad DRBD option is refused before anything is written.
+    let refused = rest.post(
+        "/v1/controller/properties",
+        &json!({"override_props": {"DrbdOptions/Net/protocol": "D"}}),
+    )?;
+    assert_eq!(refused.status, 400, "{}", refused.json);
+    assert!(
+        refused.json.to_string().contains("takes one of A, B, C"),
+        "{}",
+        refused.json
+    );
+
+    rest.post(
+        "/v1/controller/properties",
+        &json!({"override_props": {
+            "Ferrite/ReplicationEngine": "drbd",
+            "DrbdOptions/PeerDevice/c-max-rate": "250M",
+        }}),
+    )?
+    .expect_success()?;
+    rest.post(
+        "/v1/resource-groups",
+        &json!({"name": "my_ssd_group", "select_filter": {"place_count": "2", "storage_pool_list": ["pool_ssd"]}}),
+    )?
+    .expect_success()?;
+    rest.post("/v1/resource-groups/my_ssd_group/volume-groups", &json!({}))?
+        .expect_success()?;
+    rest.post(
+        "/v1/resource-groups/my_ssd_group/spawn",
+        &json!({"resource_definition_name": RESOURCE, "volume_sizes": [2 * GIB_KIB]}),
+    )?
+    .expect_success()?;
+    let definition = rest
+        .get(&format!("/v1/resource-definitions/{RESOURCE}"))?
+        .json;
+    assert_eq!(definition["layer_data"][0]["type"], "DRBD", "{definition}");
+    assert_eq!(
+        definition["layer_data"][0]["data"]["engine"], "DRBD",
+        "{definition}"
+    );
+
+    let placed = members(&rest)?;
+    assert_eq!(placed.len(), 3, "two replicas and a tiebreaker: {placed:?}");
+    let tiebreaker = placed
+        .iter()
+        .find(|r| has_flag(r, "TIE_BREAKER"))
+        .map(name)
+        .context("a tiebreaker")?;
+    let mut diskful: Vec<String> = placed
+        .iter()
+        .filter(|r| !has_flag(r, "DISKLESS"))
+        .map(name)
+        .collect();
+    diskful.sort();
+    let all: Vec<&str> = placed
+        .iter()
+        .map(|r| r["node_name"].as_str().unwrap())
+        .collect();
+    for node in &all {
+        let text = wait_file(&cluster, node, &all)?;
+        assert!(text.contains("quorum majority;"), "{text}");
+        assert!(text.contains("on-no-quorum io-error;"), "{text}");
+        assert!(text.contains("c-max-rate 250M;"), "{text}");
+        assert!(text.contains("protocol C;"), "{text}");
+        let up = drbdadm_accepts(node, &res_file(&cluster, node))?;
+        assert_eq!(
+            up.contains("drbdsetup attach"),
+            diskful.contains(&node.to_string()),
+            "{node}: {up}"
+        );
+    }
+    // The backing device in each replica's file is its STORAGE volume (a loop device).
+    for node in &diskful {
+        let text = std::fs::read_to_string(res_file(&cluster, node))?;
+        let own = text.split("on \"").nth(1).unwrap_or_default().to_string();
+        assert!(own.contains("disk        /dev/loop"), "{node}: {text}");
+    }
+
+    // What each satellite would have run: create-md, adjust; the replica with the lowest
+    // node-id starts the data generation once (no initial sync).
+    let mut clear_bitmap = 0;
+    for node in &diskful {
+        let commands = take_commands(&cluster, node);
+        assert_eq!(
+            &commands[..2],
+            [
+                format!(
+                    "drbdadm -c DIR/{RESOURCE}.res.next --max-peers 7 -- --force create-md {RESOURCE}/0"
+                ),
+                format!("drbdadm -c DIR/{RESOURCE}.res.next adjust {RESOURCE}"),
+            ],
+            "{node}: {commands:?}"
+        );
+        clear_bitmap += commands
+            .iter()
+            .filter(|c| c.contains("--clear-bitmap new-current-uuid"))
+            .count();
+    }
+    assert_eq!(
+        clear_bitmap, 1,
+        "one replica skips the initial sync for all"
+    );
+    let commands = take_commands(&cluster, &tiebreaker);
+    assert!(
+        commands
+            .iter()
+            .all(|c| c.ends_with(&format!("adjust {RESOURCE}"))),
+        "{tiebreaker}: {commands:?}"
+    );
+
+    // resource create <fourth node> --diskless (make-available): the tiebreaker goes.
+    let fourth = cluster
+        .satellites
+        .iter()
+        .map(|s| s.name.clone())
+        .find(|n| !all.contains(&n.as_str()))
+        .context("a fourth node")?;
+    rest.post(
+        &format!("/v1/resource-definitions/{RESOURCE}/resources"),
+        &json!([{"resource": {"node_name": fourth, "flags": ["DISKLESS"]}}]),
+    )?
+    .expect_success()?;
+    let now: Vec<&str> = diskful
+        .iter()
+        .map(String::as_str)
+        .chain([fourth.as_str()])
+        .collect();
+    for node in &now {
+        wait_file(&cluster, node, &now)?;
+        drbdadm_accepts(node, &res_file(&cluster, node))?;
+    }
+    wait_until(WAIT, || Ok(!res_file(&cluster, &tiebreaker).exists()))
+        .context("the tiebreaker's file goes with it")?;
+    assert_eq!(
+        take_commands(&cluster, &tiebreaker),
+        [format!("drbdadm -c DIR/{RESOURCE}.res down {RESOURCE}")]
+    );
+    let commands = take_commands(&cluster, &fourth);
+    assert_eq!(
+        commands,
+        [format!(
+            "drbdadm -c DIR/{RESOURCE}.res.next adjust {RESOURCE}"
+        )],
+        "{fourth}"
+    );
+
+    // toggle-disk: the fourth node gets a disk, with new metadata.
+    rest.put(
+        &format!("/v1/resource-definitions/{RESOURCE}/resources/{fourth}/toggle-disk"),
+        &json!({"operation": "INTO_DRBD_DISKFUL", "storage_pool": "pool_ssd"}),
+    )?
+    .expect_success()?;
+    let mut commands = Vec::new();
+    wait_until(WAIT, || {
+        commands.extend(take_commands(&cluster, &fourth));
+        Ok(commands.iter().any(|c| c.contains("adjust")))
+    })
+    .context("the fourth node adjusts to its disk")?;
+    assert_eq!(
+        commands,
+        [
+            format!(
+                "drbdadm -c DIR/{RESOURCE}.res.next --max-peers 7 -- --force create-md {RESOURCE}/0"
+            ),
+            format!("drbdadm -c DIR/{RESOURCE}.res.next adjust {RESOURCE}"),
+        ],
+        "{fourth}"
+    );
+    for node in &now {
+        let text = wait_file(&cluster, node, &now)?;
+        assert!(
+            !text.contains("disk        none;"),
+            "three disks now: {text}"
+        );
+        drbdadm_accepts(node, &res_file(&cluster, node))?;
+    }
+
+    // resource delete <first replica>: refused, since in a dry run no replica is known to be
+    // UpToDate; resource-definition delete takes every member down, wipes the replicas'
+    // metadata and removes the files.
+    let refused = rest.delete(&format!(
+        "/v1/resource-definitions/{RESOURCE}/resources/{}",
+        diskful[0]
+    ))?;
+    assert_eq!(refused.status, 409, "{}", refused.json);
+    for node in &now {
+        take_commands(&cluster, node);
+    }
+    rest.delete(&format!("/v1/resource-definitions/{RESOURCE}"))?
+        .expect_success()?;
+    for node in &now {
+        wait_until(WAIT, || Ok(!res_file(&cluster, node).exists()))
+            .with_context(|| format!("{node}'s file goes with the definition"))?;
+        assert_eq!(
+            take_commands(&cluster, node),
+            [
+                format!("drbdadm -c DIR/{RESOURCE}.res down {RESOURCE}"),
+                format!("drbdadm -c DIR/{RESOURCE}.res -- --force wipe-md {RESOURCE}/0"),
+            ],
+            "{node}"
+        );
+    }
+    Ok(())
+}
