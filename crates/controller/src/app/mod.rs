@@ -50,6 +50,9 @@ pub struct Plan {
     pub wait_online: Vec<ferrite_types::NodeName>,
     /// What the plan marks for deletion: the answer says whether each deletion finished.
     pub deletions: Vec<deletions::Marked>,
+    /// The answer does not wait for the satellites the change reaches, so an offline node adds
+    /// no warning: LINSTOR's network-interface calls answer this way.
+    pub no_wait: bool,
 }
 
 impl Plan {
@@ -208,6 +211,23 @@ pub fn not_found(
         ))
         .correction(correction)
         .into()
+}
+
+/// LINSTOR's answer to deleting an object that does not exist: nothing changes, and the
+/// answer is a `WARN_NOT_FOUND` warning (HTTP 200), not an error, so that a deletion can be
+/// repeated.
+pub fn nothing_to_delete(ctx: &Context, message: String, cause: String) -> Plan {
+    let mut plan = Plan::new();
+    plan.reply(ctx.warn(code::WARN_NOT_FOUND, message).cause(cause));
+    plan
+}
+
+/// Whether a refusal is a not-found error of the given code (the object, not its parent).
+pub fn is_not_found(failure: &Failure, code_value: u64) -> bool {
+    failure
+        .0
+        .first()
+        .is_some_and(|rc| rc.is_error() && rc.ret_code().code() == code_value)
 }
 
 /// Parses a typed name from the request or refuses with the matching `FAIL_INVLD_*` code.

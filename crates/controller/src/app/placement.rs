@@ -109,10 +109,95 @@ where
 }
 
 /// Checks an auto-select filter against the cluster and returns it with canonical spellings.
+/// A storage pool no node has is refused: the filter is about to place resources.
 pub fn validate_filter(
     ctx: &Context,
     cluster: &Cluster,
     filter: &AutoSelectFilter,
+) -> Result<AutoSelectFilter, Failure> {
+    let mut unknown_pools = None;
+    check_filter(ctx, cluster, filter, &mut unknown_pools)
+}
+
+/// Checks a resource group's filter as LINSTOR does: a storage pool no node has yet is
+/// accepted (it may be created later) with a `WARN_NOT_FOUND` warning naming it. The filter
+/// comes back in LINSTOR's shape (`stored_shape`).
+pub fn validate_group_filter(
+    ctx: &Context,
+    cluster: &Cluster,
+    filter: &AutoSelectFilter,
+) -> Result<(AutoSelectFilter, Option<ApiCallRc>), Failure> {
+    let mut unknown_pools = Some(Vec::new());
+    let checked = stored_shape(check_filter(ctx, cluster, filter, &mut unknown_pools)?);
+    let warning = unknown_pools.filter(|p| !p.is_empty()).map(|pools| {
+        ctx.warn(
+            code::WARN_NOT_FOUND,
+            format!(
+                "The following configured storage pools do not exist on any node:\n\t{}",
+                pools.join("\n\t")
+            ),
+        )
+        .cause("No node has a storage pool of that name yet.")
+        .correction(
+            "Create the pool with 'ferrite storage-pool create' before resources are placed \
+             from this group, or check the name with 'ferrite storage-pool list'.",
+        )
+    });
+    Ok((checked, warning))
+}
+
+/// A resource group's filter as LINSTOR keeps and answers it: a cleared list (`[]`) is no
+/// list, and the pools are always in `storage_pool_list`, with `storage_pool` echoing the pool
+/// when there is exactly one (clients that read only one of the two, such as Incus, which sums
+/// the free space of every pool when the list is missing, see the same pools).
+pub fn stored_shape(mut filter: AutoSelectFilter) -> AutoSelectFilter {
+    fn clear(list: &mut Option<Vec<String>>) {
+        if list.as_ref().is_some_and(Vec::is_empty) {
+            *list = None;
+        }
+    }
+    for list in [
+        &mut filter.node_name_list,
+        &mut filter.storage_pool_list,
+        &mut filter.storage_pool_diskless_list,
+        &mut filter.not_place_with_rsc,
+        &mut filter.replicas_on_same,
+        &mut filter.replicas_on_different,
+        &mut filter.layer_stack,
+        &mut filter.provider_list,
+    ] {
+        clear(list);
+    }
+    if filter
+        .x_replicas_on_different_map
+        .as_ref()
+        .is_some_and(|m| m.is_empty())
+    {
+        filter.x_replicas_on_different_map = None;
+    }
+    if filter.not_place_with_rsc_regex.as_deref() == Some("") {
+        filter.not_place_with_rsc_regex = None;
+    }
+    if filter.storage_pool.as_deref() == Some("") {
+        filter.storage_pool = None;
+    }
+    if let Some(pool) = filter.storage_pool.take()
+        && filter.storage_pool_list.is_none()
+    {
+        filter.storage_pool_list = Some(vec![pool]);
+    }
+    filter.storage_pool = match filter.storage_pool_list.as_deref() {
+        Some([only]) => Some(only.clone()),
+        _ => None,
+    };
+    filter
+}
+
+fn check_filter(
+    ctx: &Context,
+    cluster: &Cluster,
+    filter: &AutoSelectFilter,
+    unknown_pools: &mut Option<Vec<String>>,
 ) -> Result<AutoSelectFilter, Failure> {
     let mut out = filter.clone();
     for (field, value) in [
@@ -141,7 +226,13 @@ pub fn validate_filter(
     pool_lists.push(("storage_pool", &single));
     for (_, list) in pool_lists {
         for pool in parse_names::<StorPoolName>(ctx, code::FAIL_INVLD_STOR_POOL_NAME, list)? {
-            if !cluster.storage_pool_defined(&pool) {
+            if !cluster.storage_pool_defined(&pool)
+                && let Some(unknown) = unknown_pools.as_mut()
+            {
+                if !unknown.contains(&pool.to_string()) {
+                    unknown.push(pool.to_string());
+                }
+            } else if !cluster.storage_pool_defined(&pool) {
                 return Err(ctx
                     .error(code::FAIL_NOT_FOUND_STOR_POOL_DFN, format!("Storage pool '{pool}' not found."))
                     .cause("No node has a storage pool of that name.")
