@@ -291,3 +291,42 @@ async fn interfaces_without_a_port_get_linstors_default_and_addresses_may_be_sha
         5
     );
 }
+
+#[tokio::test]
+async fn linstor_calls_ferrite_does_not_serve_answer_501_not_404() {
+    let fixture = Fixture::cluster().await;
+    for (method, path) in [
+        (Method::GET, "/v1/schedules"),
+        (Method::GET, "/v1/remotes"),
+        (Method::GET, "/v1/remotes/s3"),
+        (Method::GET, "/v1/remotes/my_remote/backups"),
+        (Method::GET, "/v1/view/schedules-by-resource/res1"),
+        (Method::GET, "/v1/view/backup/queue"),
+        (Method::GET, "/v1/files"),
+        (Method::PUT, "/v1/files/etc%2Ffoo"),
+        (Method::GET, "/v1/encryption/passphrase"),
+        (Method::PATCH, "/v1/encryption/passphrase"),
+        (
+            Method::POST,
+            "/v1/resource-definitions/res1/files/etc%2Ffoo",
+        ),
+        (Method::GET, "/v1/controller/auth/token"),
+    ] {
+        let answer = fixture.send(method.clone(), path, None).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::NOT_IMPLEMENTED,
+            "{method} {path}: {}",
+            answer.text()
+        );
+        let entries: Vec<ApiCallRc> = serde_json::from_slice(&answer.body).unwrap();
+        assert!(entries[0].is_error(), "{method} {path}");
+        assert_eq!(entries[0].ret_code().code(), code::FAIL_NOT_IMPLEMENTED);
+        assert!(entries[0].correction.is_some());
+    }
+    // Not LINSTOR's calls: still 404 and 405.
+    let answer = fixture.send(Method::GET, "/v1/schedulez", None).await;
+    assert_eq!(answer.status, StatusCode::NOT_FOUND);
+    let answer = fixture.send(Method::PATCH, "/v1/nodes", None).await;
+    assert_eq!(answer.status, StatusCode::METHOD_NOT_ALLOWED);
+}

@@ -113,6 +113,8 @@ pub mod code {
     pub const FAIL_NOT_CONNECTED: u64 = 995;
     pub const FAIL_NOT_ENOUGH_NODES: u64 = 996;
     pub const FAIL_IN_USE: u64 = 997;
+    /// Ferrite's own: a LINSTOR call this controller does not implement (HTTP 501).
+    pub const FAIL_NOT_IMPLEMENTED: u64 = 1999;
     pub const FAIL_UNKNOWN_ERROR: u64 = 998;
     pub const FAIL_IMPL_ERROR: u64 = 999;
 

@@ -19,6 +19,7 @@ mod resource_groups;
 mod resources;
 pub mod response;
 pub mod server;
+mod unserved;
 
 use std::time::Instant;
 
@@ -134,6 +135,9 @@ pub fn router(controller: Controller) -> Router {
 }
 
 async fn unknown_endpoint(request: Request) -> ApiResponse {
+    if let Some(answer) = not_implemented(&request) {
+        return answer;
+    }
     ApiResponse::error(
         StatusCode::NOT_FOUND,
         ApiCallRc::new(
@@ -149,6 +153,9 @@ async fn unknown_endpoint(request: Request) -> ApiResponse {
 }
 
 async fn method_not_allowed(request: Request) -> ApiResponse {
+    if let Some(answer) = not_implemented(&request) {
+        return answer;
+    }
     ApiResponse::error(
         StatusCode::METHOD_NOT_ALLOWED,
         ApiCallRc::new(
@@ -161,6 +168,26 @@ async fn method_not_allowed(request: Request) -> ApiResponse {
         )
         .correction("See GET /openapi.json for the methods each endpoint takes."),
     )
+}
+
+/// 501 for a LINSTOR call Ferrite does not serve (`unserved`).
+fn not_implemented(request: &Request) -> Option<ApiResponse> {
+    let template = unserved::linstor_call(request.method().as_str(), request.uri().path())?;
+    Some(ApiResponse::error(
+        StatusCode::NOT_IMPLEMENTED,
+        ApiCallRc::new(
+            RetCode::error(code::FAIL_NOT_IMPLEMENTED),
+            format!(
+                "Ferrite does not implement LINSTOR's {} {template}.",
+                request.method()
+            ),
+        )
+        .cause(
+            "The call belongs to a part of LINSTOR this controller does not have (schedules, \
+             remotes and backups, external files, encryption, authentication, ...).",
+        )
+        .correction("See GET /openapi.json for the endpoints this controller serves."),
+    ))
 }
 
 /// Logs and counts every request.
