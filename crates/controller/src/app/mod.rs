@@ -19,6 +19,7 @@ pub mod properties;
 pub mod resource_definitions;
 pub mod resource_groups;
 pub mod resources;
+pub mod size_info;
 pub mod storage_pools;
 pub mod tiebreaker;
 pub mod views;

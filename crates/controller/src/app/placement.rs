@@ -446,6 +446,51 @@ pub fn candidates(
         .collect()
 }
 
+/// The autoplacer's request for a validated `filter`: no resource yet, no size, no existing
+/// replica, no layer; callers fill in what they know.
+pub fn filter_request(filter: &AutoSelectFilter, place_count: usize) -> Request {
+    let names = |list: &Option<Vec<String>>| -> Vec<String> { list.clone().unwrap_or_default() };
+    Request {
+        resource: None,
+        size_kib: 0,
+        place_count,
+        existing: Vec::new(),
+        node_name_list: names(&filter.node_name_list)
+            .iter()
+            .filter_map(|n| n.parse().ok())
+            .collect(),
+        storage_pools: filter
+            .storage_pools()
+            .iter()
+            .filter_map(|p| p.parse().ok())
+            .collect(),
+        diskless_storage_pools: names(&filter.storage_pool_diskless_list)
+            .iter()
+            .filter_map(|p| p.parse().ok())
+            .collect(),
+        provider_list: names(&filter.provider_list)
+            .iter()
+            .filter_map(|p| p.parse().ok())
+            .collect(),
+        layer_stack: Vec::new(),
+        replicas_on_same: names(&filter.replicas_on_same),
+        replicas_on_different: names(&filter.replicas_on_different),
+        x_replicas_on_different: filter
+            .x_replicas_on_different_map
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.max(1) as usize))
+            .collect::<BTreeMap<_, _>>(),
+        do_not_place_with: names(&filter.not_place_with_rsc)
+            .iter()
+            .filter_map(|r| r.parse().ok())
+            .collect(),
+        do_not_place_with_regex: filter.not_place_with_rsc_regex.clone(),
+        diskless_on_remaining: filter.diskless_on_remaining.unwrap_or(false),
+    }
+}
+
 /// Places `rd` (as it will be after the plan's earlier ops) according to `filter` (merged and
 /// validated). Returns the ops creating the new resources and the messages describing them.
 pub fn autoplace(
@@ -470,29 +515,10 @@ pub fn autoplace(
         (None, Some(count)) => count.max(0) as usize,
         (None, None) => DEFAULT_PLACE_COUNT as usize,
     };
-    let names = |list: &Option<Vec<String>>| -> Vec<String> { list.clone().unwrap_or_default() };
     let request = Request {
         resource: Some(rd.name.clone()),
         size_kib: rd.total_size_kib(),
-        place_count,
         existing,
-        node_name_list: names(&filter.node_name_list)
-            .iter()
-            .filter_map(|n| n.parse().ok())
-            .collect(),
-        storage_pools: filter
-            .storage_pools()
-            .iter()
-            .filter_map(|p| p.parse().ok())
-            .collect(),
-        diskless_storage_pools: names(&filter.storage_pool_diskless_list)
-            .iter()
-            .filter_map(|p| p.parse().ok())
-            .collect(),
-        provider_list: names(&filter.provider_list)
-            .iter()
-            .filter_map(|p| p.parse().ok())
-            .collect(),
         // The replication layer is checked by the controller (`engine::node_refusal`, below):
         // which engine a node must run depends on the definition, not only on the stack.
         layer_stack: rd
@@ -501,21 +527,7 @@ pub fn autoplace(
             .copied()
             .filter(|l| !l.is_replication())
             .collect(),
-        replicas_on_same: names(&filter.replicas_on_same),
-        replicas_on_different: names(&filter.replicas_on_different),
-        x_replicas_on_different: filter
-            .x_replicas_on_different_map
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(k, v)| (k, v.max(1) as usize))
-            .collect::<BTreeMap<_, _>>(),
-        do_not_place_with: names(&filter.not_place_with_rsc)
-            .iter()
-            .filter_map(|r| r.parse().ok())
-            .collect(),
-        do_not_place_with_regex: filter.not_place_with_rsc_regex.clone(),
-        diskless_on_remaining: filter.diskless_on_remaining.unwrap_or(false),
+        ..filter_request(filter, place_count)
     };
     let named: Vec<ResourceName> = request
         .do_not_place_with

@@ -19,6 +19,7 @@ mod resource_groups;
 mod resources;
 pub mod response;
 pub mod server;
+mod size_queries;
 mod unserved;
 
 use std::time::Instant;
@@ -97,6 +98,7 @@ fn documented_routes() -> OpenApiRouter<Controller> {
         .merge(resource_groups::routes())
         .merge(resource_definitions::routes())
         .merge(resources::routes())
+        .merge(size_queries::routes())
 }
 
 /// The OpenAPI document of the controller's REST API.

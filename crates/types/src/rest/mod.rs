@@ -16,6 +16,7 @@ mod resource;
 mod resource_definition;
 mod resource_group;
 pub mod schema;
+mod size_info;
 mod storage_pool;
 pub mod validate;
 
@@ -26,6 +27,7 @@ pub use orphan::*;
 pub use resource::*;
 pub use resource_definition::*;
 pub use resource_group::*;
+pub use size_info::*;
 pub use storage_pool::*;
 
 use std::collections::BTreeMap;
