@@ -8,10 +8,12 @@
 
 pub mod allocation;
 pub mod capacity;
+pub mod connections;
 pub mod controller_props;
 pub mod deletions;
 pub mod engine;
 pub mod error_reports;
+pub mod key_value_stores;
 pub mod nodes;
 pub mod orphans;
 pub mod placement;
@@ -95,6 +97,9 @@ pub enum Object {
     VolumeDefinition,
     Resource,
     Volume,
+    KeyValueStore,
+    NodeConnection,
+    ResourceConnection,
 }
 
 impl Object {
@@ -110,6 +115,9 @@ impl Object {
             Object::VolumeDefinition => mask::VLM_DFN,
             Object::Resource => mask::RSC,
             Object::Volume => mask::VLM,
+            Object::KeyValueStore => mask::KVS,
+            Object::NodeConnection => mask::NODE_CONN,
+            Object::ResourceConnection => mask::RSC_CONN,
         }
     }
 }

@@ -10,6 +10,7 @@
 //! in `openapi/ferrite-controller.json` is checked against it by a test; schemathesis checks
 //! the running controller against it (`crates/testkit/tests/schemathesis.rs`).
 
+mod connections;
 mod controller;
 mod nodes;
 mod path;
@@ -99,6 +100,7 @@ fn documented_routes() -> OpenApiRouter<Controller> {
         .merge(resource_definitions::routes())
         .merge(resources::routes())
         .merge(size_queries::routes())
+        .merge(connections::routes())
 }
 
 /// The OpenAPI document of the controller's REST API.

@@ -249,7 +249,7 @@ const LINSTOR_CALLS: &[(&str, &str)] = &[
 
 /// The LINSTOR path template `path` falls under with `method`, if LINSTOR serves it.
 pub fn linstor_call(method: &str, path: &str) -> Option<&'static str> {
-    let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    let segments: Vec<&str> = path.split('/').collect();
     LINSTOR_CALLS
         .iter()
         .filter(|(_, methods)| methods.split(',').any(|m| m.eq_ignore_ascii_case(method)))

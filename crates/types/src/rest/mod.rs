@@ -7,6 +7,7 @@
 //! schemas still carry the rules (`pattern`, lengths, ranges: see [`schema`]), and
 //! [`validate`] checks the ranges that need nothing but the body.
 
+mod connections;
 mod controller;
 mod drbd;
 pub mod lenient;
@@ -20,6 +21,7 @@ mod size_info;
 mod storage_pool;
 pub mod validate;
 
+pub use connections::*;
 pub use controller::*;
 pub use drbd::*;
 pub use node::*;
