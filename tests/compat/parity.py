@@ -2,7 +2,7 @@
 """LINSTOR calls beyond the tutorial, driven through python-linstor 1.29.1 against a Ferrite
 controller with real satellites: the size queries Proxmox and Kubernetes use (query-size-info,
 query-all-size-info, query-max-volume-size), the space report, the key-value store (with
-python-linstor's KV), node and resource connections, LINSTOR's answers to deleting what does not
+python-linstor's KV), node and resource connections, wait-sync, LINSTOR's answers to deleting what does not
 exist and to a group naming a pool no node has yet, and 501 for calls Ferrite does not serve.
 
 Started by crates/testkit/tests/compat_python.rs. Exit status 0 means every step passed.
@@ -132,7 +132,11 @@ def main():
 
     # Node and resource connections.
     check(lin.resource_group_spawn("sized", "conn_res", ["64M"]), "spawn")
-    placed = sorted(r.node_name for r in lin.resource_list_raise(filter_by_resources=["conn_res"]).resources)
+    # linstor resource-definition wait-sync: the replicas of a replicated definition reach
+    # UpToDate (MIRROR here), and the sync status says so.
+    assert lin.resource_dfn_wait_synced("conn_res", wait_interval=0.5, timeout=120)
+    placed = sorted(r.node_name for r in lin.resource_list_raise(filter_by_resources=["conn_res"]).resources
+                    if linstor.consts.FLAG_DISKLESS not in r.flags)
     a, b = placed[0], placed[1]
     check(lin.resource_conn_modify("conn_res", b, a, {"DrbdOptions/Net/max-buffers": "8000"}, []), "rc modify")
     connections = lin.resource_conn_list_raise("conn_res").resource_connections

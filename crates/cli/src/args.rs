@@ -908,6 +908,9 @@ pub enum ResourceDefinitionCommand {
     /// Print a resource definition's properties.
     #[command(visible_alias = "lp")]
     ListProperties(NamedListProperties),
+    /// Wait until every diskful replica of the definition is in sync.
+    #[command(name = "wait-sync")]
+    WaitSync(crate::commands::wait_sync::WaitSync),
 }
 
 #[derive(Debug, Args)]

@@ -3,7 +3,7 @@
 
 use ferrite_types::rest::{
     AutoSelectFilter, KeyValueStore, MaxVolumeSizes, NodeConnection, PropsModify,
-    QueryAllSizeInfoResponse, QuerySizeInfoResponse, ResourceConnection, SpaceReport,
+    QueryAllSizeInfoResponse, QuerySizeInfoResponse, ResourceConnection, SpaceReport, SyncStatus,
 };
 use serde_json::{Value, json};
 
@@ -52,6 +52,14 @@ impl Client {
     /// `GET /v1/space-report`.
     pub fn space_report(&self) -> Result<Listing<SpaceReport>, ClientError> {
         self.read("/v1/space-report")
+    }
+
+    /// `GET /v1/resource-definitions/{rd}/sync-status`.
+    pub fn sync_status(&self, resource: &str) -> Result<Listing<SyncStatus>, ClientError> {
+        self.read(&format!(
+            "/v1/resource-definitions/{}/sync-status",
+            encode(resource)
+        ))
     }
 
     /// `GET /v1/key-value-store`.

@@ -41,7 +41,8 @@ const NODE_RUNTIME_FIELDS: &[&str] = &[
 const POOL_RUNTIME_FIELDS: &[&str] = &["free_capacity", "total_capacity", "reports"];
 
 /// Fields anywhere inside a resource or volume (including the layer objects) that its
-/// satellite reports.
+/// satellite reports, the replication engine's view included (its peer connections, role,
+/// quorum and promotion).
 const VOLUME_RUNTIME_FIELDS: &[&str] = &[
     "state",
     "in_use",
@@ -50,6 +51,11 @@ const VOLUME_RUNTIME_FIELDS: &[&str] = &[
     "allocated_size_kib",
     "usable_size_kib",
     "reports",
+    "connections",
+    "may_promote",
+    "promotion_score",
+    "quorum",
+    "role",
 ];
 
 /// The part of a resource's flags that says a deletion is under way: the resource stays listed,

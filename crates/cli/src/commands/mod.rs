@@ -16,6 +16,7 @@ pub mod resource_group;
 pub mod resource_group_size;
 pub mod space_reporting;
 pub mod storage_pool;
+pub mod wait_sync;
 
 use std::collections::BTreeMap;
 use std::io::Write as _;

@@ -21,7 +21,7 @@ pub struct QuerySizeInfo {
     #[command(flatten)]
     pub placement: PlacementOpts,
     /// Comma separated providers the replicas may use, instead of the group's.
-    #[arg(short = 'p', long, value_parser = parse_provider_list)]
+    #[arg(long, value_parser = parse_provider_list)]
     pub providers: Option<ProviderList>,
     #[command(flatten)]
     pub table: TableOpts,

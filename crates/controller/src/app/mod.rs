@@ -23,6 +23,7 @@ pub mod resource_groups;
 pub mod resources;
 pub mod size_info;
 pub mod storage_pools;
+pub mod sync_status;
 pub mod tiebreaker;
 pub mod views;
 

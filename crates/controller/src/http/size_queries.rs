@@ -1,13 +1,14 @@
-//! Size queries of resource groups and the space report (`app::size_info`).
+//! Size queries of resource groups, the space report (`app::size_info`) and the sync status
+//! of a resource definition (`app::sync_status`).
 
 use axum::extract::State;
 use ferrite_types::rest;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::path::ResourceGroupParam;
+use super::path::{ResourceGroupParam, ResourceParam};
 use super::response::{ApiPath as Path, ApiResponse, Invalid, JsonBody, NotFound, TooLarge};
-use crate::app::size_info;
+use crate::app::{size_info, sync_status};
 use crate::core::Controller;
 
 pub fn routes() -> OpenApiRouter<Controller> {
@@ -16,6 +17,15 @@ pub fn routes() -> OpenApiRouter<Controller> {
         .routes(routes!(query_all_size_info))
         .routes(routes!(query_max_volume_size))
         .routes(routes!(space_report))
+        .routes(routes!(sync_status))
+}
+
+/// Whether every diskful replica of the definition is in sync.
+#[utoipa::path(get, path = "/v1/resource-definitions/{resource}/sync-status", tag = "resource-definitions",
+    params(ResourceParam),
+    responses((status = 200, body = rest::SyncStatus), Invalid, NotFound))]
+async fn sync_status(State(ctl): State<Controller>, Path(resource): Path<String>) -> ApiResponse {
+    ApiResponse::read(ctl.read_with_runtime(|c, r| sync_status::sync_status(c, r, &resource)))
 }
 
 /// How large a volume the group can place now, and how much it can place in all.

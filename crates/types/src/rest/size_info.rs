@@ -92,3 +92,10 @@ pub struct SpaceReport {
     #[serde(rename = "reportText")]
     pub report_text: String,
 }
+
+/// The answer of `GET /v1/resource-definitions/{rd}/sync-status`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SyncStatus {
+    /// Every diskful replica of every volume is UpToDate (always, without a replication layer).
+    pub synced_on_all: bool,
+}
