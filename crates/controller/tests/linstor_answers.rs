@@ -324,9 +324,19 @@ async fn linstor_calls_ferrite_does_not_serve_answer_501_not_404() {
         assert_eq!(entries[0].ret_code().code(), code::FAIL_NOT_IMPLEMENTED);
         assert!(entries[0].correction.is_some());
     }
-    // Not LINSTOR's calls: still 404 and 405.
+    // Not LINSTOR's calls: still 404 and 405; and a LINSTOR method on a path Ferrite serves
+    // with other methods is 405.
     let answer = fixture.send(Method::GET, "/v1/schedulez", None).await;
     assert_eq!(answer.status, StatusCode::NOT_FOUND);
-    let answer = fixture.send(Method::PATCH, "/v1/nodes", None).await;
-    assert_eq!(answer.status, StatusCode::METHOD_NOT_ALLOWED);
+    for (method, path) in [
+        (Method::PATCH, "/v1/nodes"),
+        (Method::PATCH, "/v1/error-reports"),
+    ] {
+        let answer = fixture.send(method.clone(), path, None).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "{method} {path}"
+        );
+    }
 }

@@ -156,10 +156,9 @@ async fn unknown_endpoint(request: Request) -> ApiResponse {
     )
 }
 
+/// A path Ferrite serves with other methods answers 405, also where LINSTOR takes the method
+/// (`PATCH /v1/error-reports`): the path exists, and the answer says which methods it takes.
 async fn method_not_allowed(request: Request) -> ApiResponse {
-    if let Some(answer) = not_implemented(&request) {
-        return answer;
-    }
     ApiResponse::error(
         StatusCode::METHOD_NOT_ALLOWED,
         ApiCallRc::new(

@@ -6,10 +6,11 @@
 //!
 //! The table holds every path and method of LINSTOR's REST API v1 document (1.28) except the
 //! snapshot and clone calls, which have their own routes. The router serves what Ferrite
-//! implements before this table is consulted: only a request no route takes falls through to
-//! it, from the fallback (unknown path) or the method-not-allowed fallback (known path, method
-//! Ferrite does not serve). These answers are not in the OpenAPI document, which lists what
-//! the controller serves.
+//! implements before this table is consulted: only a request on a path no route takes falls
+//! through to it. A path Ferrite serves with other methods (`PATCH /v1/error-reports`) answers
+//! 405, not 501: the path exists, and 5xx stays for the controller's own faults on the paths its
+//! OpenAPI document lists. These answers are not in that document, which lists what the
+//! controller serves.
 
 /// LINSTOR's v1 paths (`{name}` is one path segment) and their methods, comma-separated.
 const LINSTOR_CALLS: &[(&str, &str)] = &[

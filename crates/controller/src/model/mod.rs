@@ -2,7 +2,7 @@
 //!
 //! The whole graph lives in memory (LINSTOR's model: nodes with their net interfaces and storage
 //! pools, resource groups with volume groups, resource definitions with volume definitions and
-//! resources). It changes only through [`Op`]s, which are first committed to the store and then
+//! resources; node and resource connections; the key-value store's instances). It changes only through [`Op`]s, which are first committed to the store and then
 //! applied here, so memory never runs ahead of disk.
 //!
 //! What satellites report about the actual state is not here; see `crate::satellites`.

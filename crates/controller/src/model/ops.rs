@@ -3,10 +3,11 @@
 //! An [`Op`] is the unit both the store and the in-memory graph understand: the controller
 //! turns every accepted request into ops, commits their [`Change`]s in one transaction, and only
 //! then applies them to the [`Cluster`]. Children are stored in their own rows. Deleting a node,
-//! resource group or resource definition deletes its configuration children (storage pools,
-//! volume groups, volume definitions) with explicit row deletes; it never deletes a resource:
-//! resources go only through their own [`Op::DeleteResource`], and the store refuses a commit
-//! that would leave one without its parent.
+//! resource group or resource definition deletes its configuration children (storage pools and
+//! node connections, volume groups, volume definitions) with explicit row deletes, and deleting
+//! a resource deletes its resource connections. No op deletes a resource but its own
+//! [`Op::DeleteResource`], and the store refuses a commit that would leave a row without its
+//! parent.
 
 use std::collections::BTreeSet;
 
