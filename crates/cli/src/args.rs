@@ -85,6 +85,18 @@ pub enum Command {
     /// Error report commands.
     #[command(subcommand, visible_alias = "err")]
     ErrorReports(ErrorReportCommand),
+    /// Key-value store commands.
+    #[command(subcommand, visible_alias = "kv")]
+    KeyValueStore(crate::commands::key_value_store::KeyValueStoreCommand),
+    /// Node connection commands.
+    #[command(subcommand, visible_alias = "nc")]
+    NodeConnection(crate::commands::connections::NodeConnectionCommand),
+    /// Resource connection commands.
+    #[command(subcommand, visible_alias = "rc")]
+    ResourceConnection(crate::commands::connections::ResourceConnectionCommand),
+    /// Space reporting commands.
+    #[command(subcommand, visible_alias = "spr")]
+    SpaceReporting(crate::commands::space_reporting::SpaceReportingCommand),
 }
 
 // ---- shared pieces ----------------------------------------------------------------------
@@ -700,6 +712,12 @@ pub enum ResourceGroupCommand {
     /// Print a resource group's properties.
     #[command(visible_alias = "lp")]
     ListProperties(NamedListProperties),
+    /// How large a volume the group can place now, and how much in all.
+    #[command(visible_alias = "qsi")]
+    QuerySizeInfo(crate::commands::resource_group_size::QuerySizeInfo),
+    /// The largest volume the group could place, per storage pool.
+    #[command(visible_alias = "qmvs")]
+    QueryMaxVolumeSize(crate::commands::resource_group_size::QueryMaxVolumeSize),
 }
 
 #[derive(Debug, Args)]
@@ -890,6 +908,9 @@ pub enum ResourceDefinitionCommand {
     /// Print a resource definition's properties.
     #[command(visible_alias = "lp")]
     ListProperties(NamedListProperties),
+    /// Wait until every diskful replica of the definition is in sync.
+    #[command(name = "wait-sync")]
+    WaitSync(crate::commands::wait_sync::WaitSync),
 }
 
 #[derive(Debug, Args)]

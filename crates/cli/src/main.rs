@@ -100,6 +100,10 @@ fn dispatch(ctx: &Ctx, command: Command) -> Outcome {
         Command::Resource(c) => commands::resource::run(ctx, c),
         Command::Volume(c) => commands::resource::run_volume(ctx, c),
         Command::ErrorReports(c) => commands::error_reports::run(ctx, c),
+        Command::KeyValueStore(c) => commands::key_value_store::run(ctx, c),
+        Command::NodeConnection(c) => commands::connections::run_node(ctx, c),
+        Command::ResourceConnection(c) => commands::connections::run_resource(ctx, c),
+        Command::SpaceReporting(c) => commands::space_reporting::run(ctx, c),
     }
 }
 

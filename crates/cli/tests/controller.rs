@@ -348,3 +348,147 @@ fn the_controller_accepts_the_data_safety_commands() {
         run.stdout
     );
 }
+
+#[test]
+fn key_value_store_connections_size_queries_and_space_report() {
+    let controller = LiveController::start();
+    for (i, node) in ["alpha", "bravo"].iter().enumerate() {
+        let address = format!("127.77.0.{}", i + 1);
+        controller.ok(&["node", "create", node, &address]);
+        controller.run(&["sp", "c", "filethin", node, "pool_ssd", "/srv/ferrite/ssd"]);
+    }
+
+    // key-value-store (kv): modify creates, show, list, delete.
+    controller.ok(&["kv", "m", "csi_kv", "volume/pvc-1", "web"]);
+    controller.ok(&["kv", "modify", "csi_kv", "volume/pvc-2", "db"]);
+    controller.ok(&["kv", "m", "csi_kv", "volume/pvc-2"]);
+    let run = controller.ok(&["kv", "s", "csi_kv"]);
+    assert!(
+        run.stdout.contains("| volume/pvc-1 | web   |"),
+        "{}",
+        run.stdout
+    );
+    assert!(!run.stdout.contains("pvc-2"), "{}", run.stdout);
+    let run = controller.ok(&["kv", "l"]);
+    assert!(run.stdout.contains("| csi_kv "), "{}", run.stdout);
+    controller.ok(&["kv", "d", "csi_kv"]);
+    let run = controller.run(&["kv", "s", "csi_kv"]);
+    assert_ne!(run.code, 0, "{run:?}");
+    // Deleting it again is LINSTOR's warning, not an error.
+    let run = controller.ok(&["kv", "d", "csi_kv"]);
+    assert!(run.stdout.contains("WARNING"), "{}", run.stdout);
+
+    // node-connection (nc).
+    controller.ok(&["nc", "sp", "bravo", "alpha", "--aux", "link", "fast"]);
+    let run = controller.ok(&["nc", "l"]);
+    assert!(
+        run.stdout.contains("| alpha  | bravo  | Aux/link=fast |"),
+        "{}",
+        run.stdout
+    );
+    let run = controller.ok(&["nc", "lp", "alpha", "bravo"]);
+    assert!(
+        run.stdout.contains("| Aux/link | fast  |"),
+        "{}",
+        run.stdout
+    );
+
+    // resource-connection (rc) between two resources of a definition.
+    controller.ok(&["rd", "c", "res1"]);
+    controller.ok(&["vd", "c", "res1", "10M"]);
+    controller.run(&["r", "c", "alpha", "res1", "--storage-pool", "pool_ssd"]);
+    controller.run(&["r", "c", "bravo", "res1", "--storage-pool", "pool_ssd"]);
+    controller.ok(&[
+        "rc",
+        "sp",
+        "alpha",
+        "bravo",
+        "res1",
+        "DrbdOptions/Net/max-buffers",
+        "8000",
+    ]);
+    let run = controller.ok(&["rc", "l", "res1"]);
+    assert!(
+        run.stdout.contains("DrbdOptions/Net/max-buffers=8000"),
+        "{}",
+        run.stdout
+    );
+    let run = controller.ok(&["rc", "lp", "bravo", "alpha", "res1"]);
+    assert!(
+        run.stdout
+            .contains("| DrbdOptions/Net/max-buffers | 8000  |"),
+        "{}",
+        run.stdout
+    );
+
+    // Size queries: the nodes are offline, so nothing can be placed; the columns are there and
+    // the report says why.
+    controller.ok(&[
+        "rg",
+        "c",
+        "sized",
+        "--storage-pool",
+        "pool_ssd",
+        "--place-count",
+        "2",
+    ]);
+    let run = controller.ok(&["rg", "qsi", "sized"]);
+    assert!(
+        run.stdout
+            .contains("| MaxVolumeSize | AvailableSize | Capacity | Next Spawn Result |"),
+        "{}",
+        run.stdout
+    );
+    assert!(run.stdout.contains("| 0 KiB "), "{}", run.stdout);
+    let run = controller.ok(&["rg", "qmvs", "sized"]);
+    assert!(
+        run.stdout
+            .contains("| StoragePool | MaxVolumeSize | Provisioning | Nodes |"),
+        "{}",
+        run.stdout
+    );
+    let run = controller.ok(&["-m", "rg", "qsi", "sized"]);
+    let answer: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(answer[0]["space_info"]["max_vlm_size_in_kib"], 0);
+
+    // space-reporting (spr) query.
+    let run = controller.ok(&["spr", "qry"]);
+    assert!(
+        run.stdout.contains("storage pool pool_ssd (FILE_THIN)"),
+        "{}",
+        run.stdout
+    );
+}
+
+#[test]
+fn wait_sync_is_done_at_once_without_a_replication_layer_and_times_out_otherwise() {
+    let controller = LiveController::start();
+    controller.ok(&["node", "create", "alpha", "127.77.0.1"]);
+    controller.run(&[
+        "sp",
+        "c",
+        "filethin",
+        "alpha",
+        "pool_ssd",
+        "/srv/ferrite/ssd",
+    ]);
+    controller.ok(&["rd", "c", "plain", "-l", "storage"]);
+    controller.ok(&["vd", "c", "plain", "10M"]);
+    let run = controller.ok(&["rd", "wait-sync", "plain", "--timeout", "5"]);
+    assert!(run.stdout.contains("is in sync"), "{}", run.stdout);
+    // A replicated definition whose only replica's node is offline never reports UpToDate.
+    controller.ok(&["rd", "c", "mirrored", "-l", "mirror,storage"]);
+    controller.ok(&["vd", "c", "mirrored", "10M"]);
+    controller.run(&["r", "c", "alpha", "mirrored", "--storage-pool", "pool_ssd"]);
+    let run = controller.run(&[
+        "rd",
+        "wait-sync",
+        "mirrored",
+        "--timeout",
+        "0.3",
+        "--wait-interval",
+        "0.1",
+    ]);
+    assert_ne!(run.code, 0, "{run:?}");
+    assert!(run.stderr.contains("did not get in sync"), "{run:?}");
+}

@@ -286,7 +286,18 @@ impl Client {
         &self,
         target: &str,
     ) -> Result<Listing<T>, ClientError> {
-        let reply = self.request(Method::Get, target, None)?;
+        self.query_with(Method::Get, target, None)
+    }
+
+    /// A query that takes a body (`POST …/query-size-info`): answered like a read.
+    pub(crate) fn query_with<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        target: &str,
+        body: Option<&serde_json::Value>,
+    ) -> Result<Listing<T>, ClientError> {
+        let body = body.map(serde_json::Value::to_string);
+        let reply = self.request(method, target, body.as_deref())?;
         if (200..300).contains(&reply.status) {
             return match serde_json::from_str::<T>(&reply.body) {
                 Ok(items) => Ok(Listing {
@@ -294,7 +305,7 @@ impl Client {
                     raw: reply.body,
                 }),
                 Err(error) => Err(self.unexpected(
-                    Method::Get,
+                    method,
                     target,
                     reply.status,
                     format!("the answer could not be read: {error}"),
@@ -303,7 +314,7 @@ impl Client {
         }
         match serde_json::from_str::<Vec<ApiCallRc>>(&reply.body) {
             Ok(replies) if !replies.is_empty() => Err(ClientError::Api {
-                method: Method::Get.as_str(),
+                method: method.as_str(),
                 path: target.to_string(),
                 answer: Answer {
                     status: reply.status,
@@ -311,7 +322,7 @@ impl Client {
                     raw: reply.body,
                 },
             }),
-            _ => Err(self.unexpected(Method::Get, target, reply.status, summarize(&reply.body))),
+            _ => Err(self.unexpected(method, target, reply.status, summarize(&reply.body))),
         }
     }
 

@@ -261,6 +261,7 @@ impl Controller {
             mut replies,
             wait_online,
             deletions,
+            no_wait,
         } = plan;
         let forgot = ops.iter().any(|op| matches!(op, Op::DeleteResource { .. }));
 
@@ -358,7 +359,7 @@ impl Controller {
 
         let waits: Vec<NodeName> = waits
             .into_iter()
-            .filter(|n| !wait_online.contains(n))
+            .filter(|n| !no_wait && !wait_online.contains(n))
             .collect();
         replies.extend(self.wait_for_nodes(&waits, &wait_online, revision).await);
         replies.extend(self.volume_problems(&touched));

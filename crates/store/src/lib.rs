@@ -39,6 +39,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0002_restrict_deletes",
         include_str!("../migrations/0002_restrict_deletes.sql"),
     ),
+    (
+        "0003_connections_and_key_value_stores",
+        include_str!("../migrations/0003_connections_and_key_value_stores.sql"),
+    ),
 ];
 
 /// The schema version this build writes.
@@ -59,11 +63,14 @@ pub enum Table {
     VolumeDefinitions,
     Resources,
     ErrorReports,
+    KeyValueStores,
+    NodeConnections,
+    ResourceConnections,
 }
 
 impl Table {
     /// Every table, parents before children (the order rows are loaded in).
-    pub const ALL: [Table; 9] = [
+    pub const ALL: [Table; 12] = [
         Table::ControllerProps,
         Table::Nodes,
         Table::StoragePools,
@@ -73,6 +80,9 @@ impl Table {
         Table::VolumeDefinitions,
         Table::Resources,
         Table::ErrorReports,
+        Table::KeyValueStores,
+        Table::NodeConnections,
+        Table::ResourceConnections,
     ];
 
     fn sql_name(self) -> &'static str {
@@ -86,6 +96,9 @@ impl Table {
             Table::VolumeDefinitions => "volume_definitions",
             Table::Resources => "resources",
             Table::ErrorReports => "error_reports",
+            Table::KeyValueStores => "key_value_stores",
+            Table::NodeConnections => "node_connections",
+            Table::ResourceConnections => "resource_connections",
         }
     }
 
@@ -99,6 +112,9 @@ impl Table {
             Table::VolumeDefinitions => &["resource", "volume_number"],
             Table::Resources => &["resource", "node"],
             Table::ErrorReports => &["id"],
+            Table::KeyValueStores => &["name"],
+            Table::NodeConnections => &["node_a", "node_b"],
+            Table::ResourceConnections => &["resource", "node_a", "node_b"],
         }
     }
 }
@@ -611,6 +627,56 @@ mod tests {
             ])
             .unwrap();
         assert!(counts(&store).iter().all(|n| *n == 0));
+    }
+
+    #[test]
+    fn connections_hold_their_nodes_and_resources_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = open(dir.path(), "c");
+        store.commit(&family()).unwrap();
+        store
+            .commit(&[
+                put(Table::Nodes, &["N2"], "{}"),
+                put(Table::Resources, &["R1", "N2"], "{}"),
+                put(Table::NodeConnections, &["N1", "N2"], r#"{"p":1}"#),
+                put(
+                    Table::ResourceConnections,
+                    &["R1", "N1", "N2"],
+                    r#"{"p":2}"#,
+                ),
+                put(Table::KeyValueStores, &["KV"], r#"{"p":3}"#),
+            ])
+            .unwrap();
+        for (table, key) in [
+            (Table::Nodes, vec!["N2"]),
+            (Table::Resources, vec!["R1", "N2"]),
+        ] {
+            let deletes: Vec<Change> = match table {
+                Table::Nodes => vec![
+                    delete(Table::ResourceConnections, &["R1", "N1", "N2"]),
+                    delete(Table::Resources, &["R1", "N2"]),
+                    delete(table, &key),
+                ],
+                _ => vec![delete(table, &key)],
+            };
+            let err = store.commit(&deletes).unwrap_err();
+            assert!(err.to_string().contains("FOREIGN KEY"), "{err}");
+        }
+        // A connection to a resource that does not exist is refused.
+        assert!(
+            store
+                .commit(&[put(Table::ResourceConnections, &["R1", "N1", "N9"], "{}")])
+                .is_err()
+        );
+        drop(store);
+        let store = open(dir.path(), "c");
+        let snapshot = store.load().unwrap();
+        assert_eq!(snapshot.rows(Table::NodeConnections)[0].data, r#"{"p":1}"#);
+        assert_eq!(
+            snapshot.rows(Table::ResourceConnections)[0].key,
+            vec!["R1", "N1", "N2"]
+        );
+        assert_eq!(snapshot.rows(Table::KeyValueStores)[0].key, vec!["KV"]);
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! [`ClusterState::capture`] reads every list endpoint and keeps what the controller was asked to
 //! remember: controller properties; nodes with their network interfaces and storage pools;
 //! resource groups with their volume groups; resource definitions with their volume definitions,
-//! resources and the resources' volumes. It strips what satellites report or the controller
+//! resources, the resources' volumes and resource connections; node connections; the key-value
+//! store's instances. It strips what satellites report or the controller
 //! works out at run time (connection status, capabilities, capacities, reports, disk states,
 //! device paths, allocated sizes, `in_use`), so two captures of the same desired state are
 //! equal whether or not the satellites are connected.
@@ -40,7 +41,8 @@ const NODE_RUNTIME_FIELDS: &[&str] = &[
 const POOL_RUNTIME_FIELDS: &[&str] = &["free_capacity", "total_capacity", "reports"];
 
 /// Fields anywhere inside a resource or volume (including the layer objects) that its
-/// satellite reports.
+/// satellite reports, the replication engine's view included (its peer connections, role,
+/// quorum and promotion).
 const VOLUME_RUNTIME_FIELDS: &[&str] = &[
     "state",
     "in_use",
@@ -49,6 +51,11 @@ const VOLUME_RUNTIME_FIELDS: &[&str] = &[
     "allocated_size_kib",
     "usable_size_kib",
     "reports",
+    "connections",
+    "may_promote",
+    "promotion_score",
+    "quorum",
+    "role",
 ];
 
 /// The part of a resource's flags that says a deletion is under way: the resource stays listed,
@@ -120,11 +127,33 @@ impl ClusterState {
             state.insert(format!("resource-groups/{name}"), group);
         }
 
+        for store in get_array(rest, "/v1/key-value-store")? {
+            let name = field_str(&store, "name")?;
+            state.insert(format!("key-value-store/{name}"), store);
+        }
+
+        for connection in get_array(rest, "/v1/node-connections")? {
+            let node_a = field_str(&connection, "node_a")?;
+            let node_b = field_str(&connection, "node_b")?;
+            state.insert(format!("node-connections/{node_a}/{node_b}"), connection);
+        }
+
         for mut definition in get_array(
             rest,
             "/v1/resource-definitions?with_volume_definitions=true",
         )? {
             let name = field_str(&definition, "name")?;
+            for connection in get_array(
+                rest,
+                &format!("/v1/resource-definitions/{name}/resource-connections"),
+            )? {
+                let node_a = field_str(&connection, "node_a")?;
+                let node_b = field_str(&connection, "node_b")?;
+                state.insert(
+                    format!("resource-definitions/{name}/resource-connections/{node_a}/{node_b}"),
+                    connection,
+                );
+            }
             for volume_definition in take_array(&mut definition, "volume_definitions") {
                 let number = field_number(&volume_definition, "volume_number")?;
                 state.insert(

@@ -362,6 +362,7 @@ const PROP_KEYS: [&str; 6] = [
     "Aux/other/z",
 ];
 const NAMESPACES: [&str; 2] = ["Aux/ns", "Aux/other"];
+const KEY_VALUE_STORES: [&str; 2] = ["kv1", "kv2"];
 /// The fixed words of the REST paths; every other segment names an object.
 const PATH_WORDS: &[&str] = &[
     "v1",
@@ -382,6 +383,9 @@ const PATH_WORDS: &[&str] = &[
     "diskful",
     "diskless",
     "migrate-disk",
+    "key-value-store",
+    "node-connections",
+    "resource-connections",
 ];
 /// Names no object may have.
 const BAD_NAMES: [&str; 3] = ["bad name", "-dash", "x/y"];
@@ -484,6 +488,12 @@ struct Known {
     nodes: BTreeMap<String, KnownNode>,
     groups: BTreeMap<String, KnownGroup>,
     definitions: BTreeMap<String, KnownDefinition>,
+    /// Key-value store instances and their keys.
+    key_value_stores: BTreeMap<String, Vec<String>>,
+    /// Node connections (`node_a/node_b`) and their keys.
+    node_connections: BTreeMap<String, Vec<String>>,
+    /// Resource connections (`definition/node_a/node_b`) and their keys.
+    resource_connections: BTreeMap<String, Vec<String>>,
 }
 
 #[derive(Debug, Default)]
@@ -583,6 +593,27 @@ impl Known {
                             number.parse().unwrap_or_default(),
                             object["size_kib"].as_i64().unwrap_or_default(),
                         );
+                }
+                ["key-value-store", name] => {
+                    known
+                        .key_value_stores
+                        .insert(name.to_string(), prop_keys(object));
+                }
+                ["node-connections", node_a, node_b] => {
+                    known
+                        .node_connections
+                        .insert(format!("{node_a}/{node_b}"), prop_keys(object));
+                }
+                [
+                    "resource-definitions",
+                    definition,
+                    "resource-connections",
+                    node_a,
+                    node_b,
+                ] => {
+                    known
+                        .resource_connections
+                        .insert(format!("{definition}/{node_a}/{node_b}"), prop_keys(object));
                 }
                 ["resource-definitions", definition, "resources", node] => {
                     let diskless = object["flags"]
@@ -740,6 +771,10 @@ const KINDS: &[(&str, u32)] = &[
     ("make available", 2),
     ("autoplace", 2),
     ("error report delete", 1),
+    ("key-value modify", 3),
+    ("key-value delete", 1),
+    ("node connection modify", 2),
+    ("resource connection modify", 2),
     ("malformed", 2),
 ];
 
@@ -798,6 +833,9 @@ impl Generator<'_> {
             "make available" => self.make_available(),
             "autoplace" => self.autoplace(),
             "error report delete" => self.error_report_delete(),
+            "key-value modify" | "key-value delete" => self.key_value_store(kind),
+            "node connection modify" => self.node_connection(),
+            "resource connection modify" => self.resource_connection(),
             "malformed" => self.malformed(),
             other => unreachable!("no generator for {other}"),
         };
@@ -954,6 +992,96 @@ impl Generator<'_> {
             "controller props",
             Method::Post,
             "/v1/controller/properties".into(),
+            Some(Value::Object(body)),
+        )
+        .invalid(invalid)
+    }
+
+    /// Sets or deletes keys of a key-value store instance (creating it), or deletes one.
+    fn key_value_store(&mut self, kind: &'static str) -> Step {
+        let existing: Vec<String> = self.known.key_value_stores.keys().cloned().collect();
+        let name = self.choose(existing, &KEY_VALUE_STORES);
+        if kind == "key-value delete" {
+            return Step::new(
+                kind,
+                Method::Delete,
+                format!("/v1/key-value-store/{name}"),
+                None,
+            );
+        }
+        let keys = self
+            .known
+            .key_value_stores
+            .get(&name)
+            .cloned()
+            .unwrap_or_default();
+        let (body, invalid) = self.props_edit(&keys);
+        Step::new(
+            kind,
+            Method::Put,
+            format!("/v1/key-value-store/{name}"),
+            Some(Value::Object(body)),
+        )
+        .invalid(invalid)
+    }
+
+    /// Sets or deletes properties of the connection between two nodes.
+    fn node_connection(&mut self) -> Step {
+        let node_a = self.node();
+        let node_b = self.node();
+        let keys = self
+            .known
+            .node_connections
+            .get(&format!("{node_a}/{node_b}"))
+            .or_else(|| {
+                self.known
+                    .node_connections
+                    .get(&format!("{node_b}/{node_a}"))
+            })
+            .cloned()
+            .unwrap_or_default();
+        let (body, invalid) = self.props_edit(&keys);
+        Step::new(
+            "node connection modify",
+            Method::Put,
+            format!("/v1/node-connections/{node_a}/{node_b}"),
+            Some(Value::Object(body)),
+        )
+        .invalid(invalid)
+    }
+
+    /// Sets or deletes properties of the connection between two resources of a definition.
+    fn resource_connection(&mut self) -> Step {
+        let (definition, node_a) = self.resource();
+        let others: Vec<String> = self
+            .known
+            .definitions
+            .get(&definition)
+            .map(|d| {
+                d.resources
+                    .keys()
+                    .filter(|n| **n != node_a)
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default();
+        let node_b = self.choose(others, &ALL_NODES);
+        let keys = self
+            .known
+            .resource_connections
+            .get(&format!("{definition}/{node_a}/{node_b}"))
+            .or_else(|| {
+                self.known
+                    .resource_connections
+                    .get(&format!("{definition}/{node_b}/{node_a}"))
+            })
+            .cloned()
+            .unwrap_or_default();
+        let (body, invalid) = self.props_edit(&keys);
+        Step::new(
+            "resource connection modify",
+            Method::Put,
+            format!("/v1/resource-definitions/{definition}/resource-connections/{node_a}/{node_b}"),
             Some(Value::Object(body)),
         )
         .invalid(invalid)
@@ -1839,6 +1967,8 @@ const MUST_BE_ACCEPTED: &[&str] = &[
     "resource create",
     "resource delete",
     "toggle disk",
+    "key-value modify",
+    "node connection modify",
 ];
 
 impl Coverage {

@@ -35,6 +35,8 @@ pub mod mask {
     pub const RSC_DFN: u64 = 0x38_0000;
     pub const NODE: u64 = 0x3C_0000;
     pub const KVS: u64 = 0x40_0000;
+    pub const NODE_CONN: u64 = 0x28_0000;
+    pub const RSC_CONN: u64 = 0x24_0000;
     pub const RSC_GRP: u64 = 0x44_0000;
     pub const VLM_GRP: u64 = 0x48_0000;
     pub const OBJ_BITS: u64 = 0x7C_0000;
@@ -88,6 +90,10 @@ pub mod code {
     pub const FAIL_NOT_FOUND_SNAPSHOT_DFN: u64 = 313;
     pub const FAIL_NOT_FOUND_RSC_GRP: u64 = 317;
     pub const FAIL_NOT_FOUND_VLM_GRP: u64 = 318;
+    pub const FAIL_NOT_FOUND_NODE_CONN: u64 = 306;
+    pub const FAIL_NOT_FOUND_RSC_CONN: u64 = 307;
+    pub const FAIL_NOT_FOUND_KVS: u64 = 316;
+    pub const FAIL_INVLD_KVS_NAME: u64 = 223;
     /// Ferrite's own: no error report with that id. (LINSTOR's not-found codes end at 323.)
     pub const FAIL_NOT_FOUND_ERROR_REPORT: u64 = 399;
 
@@ -113,6 +119,8 @@ pub mod code {
     pub const FAIL_NOT_CONNECTED: u64 = 995;
     pub const FAIL_NOT_ENOUGH_NODES: u64 = 996;
     pub const FAIL_IN_USE: u64 = 997;
+    /// Ferrite's own: a LINSTOR call this controller does not implement (HTTP 501).
+    pub const FAIL_NOT_IMPLEMENTED: u64 = 1999;
     pub const FAIL_UNKNOWN_ERROR: u64 = 998;
     pub const FAIL_IMPL_ERROR: u64 = 999;
 

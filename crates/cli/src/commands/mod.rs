@@ -5,13 +5,18 @@
 //! answers, property tables, `--show-props` columns and the placement filter of
 //! `rg create`/`spawn`, `rd auto-place` and `r create --auto-place`.
 
+pub mod connections;
 pub mod controller;
 pub mod error_reports;
+pub mod key_value_store;
 pub mod node;
 pub mod resource;
 pub mod resource_definition;
 pub mod resource_group;
+pub mod resource_group_size;
+pub mod space_reporting;
 pub mod storage_pool;
+pub mod wait_sync;
 
 use std::collections::BTreeMap;
 use std::io::Write as _;

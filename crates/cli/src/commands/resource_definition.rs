@@ -94,6 +94,7 @@ pub fn run(ctx: &Ctx, command: ResourceDefinitionCommand) -> Outcome {
                 .find(|d| d.name.eq_ignore_ascii_case(&list.name));
             Ok(ctx.properties(definition.map(|d| &d.props), list.table.pastable))
         }
+        ResourceDefinitionCommand::WaitSync(wait) => super::wait_sync::run(ctx, &wait),
     }
 }
 

@@ -95,6 +95,12 @@ pub fn run(ctx: &Ctx, command: ResourceGroupCommand) -> Outcome {
                 .find(|g| g.name.eq_ignore_ascii_case(&list.name));
             Ok(ctx.properties(group.map(|g| &g.props), list.table.pastable))
         }
+        ResourceGroupCommand::QuerySizeInfo(query) => {
+            super::resource_group_size::query_size_info(ctx, &query)
+        }
+        ResourceGroupCommand::QueryMaxVolumeSize(query) => {
+            super::resource_group_size::query_max_volume_size(ctx, &query)
+        }
     }
 }
 

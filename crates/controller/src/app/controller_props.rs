@@ -34,7 +34,20 @@ pub fn modify(cluster: &Cluster, body: &PropsModify) -> Result<Plan, Failure> {
             });
         }
     }
-    plan.replies.extend(edited.warnings);
+    // LINSTOR answers one entry per key set on the controller, with its value, where other
+    // objects get one entry naming every key.
+    let created = Context::new(Operation::Create, Object::Controller);
+    for (key, value) in &body.override_props {
+        plan.reply(created.created(format!(
+            "Successfully set property '{key}' to value '{value}'"
+        )));
+    }
+    plan.replies.extend(
+        edited
+            .entries
+            .into_iter()
+            .skip(usize::from(!body.override_props.is_empty())),
+    );
     let has_mirror = cluster
         .resource_definitions
         .values()

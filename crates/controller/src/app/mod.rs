@@ -8,10 +8,12 @@
 
 pub mod allocation;
 pub mod capacity;
+pub mod connections;
 pub mod controller_props;
 pub mod deletions;
 pub mod engine;
 pub mod error_reports;
+pub mod key_value_stores;
 pub mod nodes;
 pub mod orphans;
 pub mod placement;
@@ -19,7 +21,9 @@ pub mod properties;
 pub mod resource_definitions;
 pub mod resource_groups;
 pub mod resources;
+pub mod size_info;
 pub mod storage_pools;
+pub mod sync_status;
 pub mod tiebreaker;
 pub mod views;
 
@@ -50,6 +54,9 @@ pub struct Plan {
     pub wait_online: Vec<ferrite_types::NodeName>,
     /// What the plan marks for deletion: the answer says whether each deletion finished.
     pub deletions: Vec<deletions::Marked>,
+    /// The answer does not wait for the satellites the change reaches, so an offline node adds
+    /// no warning: LINSTOR's network-interface calls answer this way.
+    pub no_wait: bool,
 }
 
 impl Plan {
@@ -91,6 +98,9 @@ pub enum Object {
     VolumeDefinition,
     Resource,
     Volume,
+    KeyValueStore,
+    NodeConnection,
+    ResourceConnection,
 }
 
 impl Object {
@@ -106,6 +116,9 @@ impl Object {
             Object::VolumeDefinition => mask::VLM_DFN,
             Object::Resource => mask::RSC,
             Object::Volume => mask::VLM,
+            Object::KeyValueStore => mask::KVS,
+            Object::NodeConnection => mask::NODE_CONN,
+            Object::ResourceConnection => mask::RSC_CONN,
         }
     }
 }
@@ -208,6 +221,23 @@ pub fn not_found(
         ))
         .correction(correction)
         .into()
+}
+
+/// LINSTOR's answer to deleting an object that does not exist: nothing changes, and the
+/// answer is a `WARN_NOT_FOUND` warning (HTTP 200), not an error, so that a deletion can be
+/// repeated.
+pub fn nothing_to_delete(ctx: &Context, message: String, cause: String) -> Plan {
+    let mut plan = Plan::new();
+    plan.reply(ctx.warn(code::WARN_NOT_FOUND, message).cause(cause));
+    plan
+}
+
+/// Whether a refusal is a not-found error of the given code (the object, not its parent).
+pub fn is_not_found(failure: &Failure, code_value: u64) -> bool {
+    failure
+        .0
+        .first()
+        .is_some_and(|rc| rc.is_error() && rc.ret_code().code() == code_value)
 }
 
 /// Parses a typed name from the request or refuses with the matching `FAIL_INVLD_*` code.

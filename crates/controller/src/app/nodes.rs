@@ -4,7 +4,7 @@ use std::net::IpAddr;
 
 use ferrite_types::api_call_rc::code;
 use ferrite_types::rest;
-use ferrite_types::{ConnectionStatus, EncryptionType, NetInterfaceName, NodeName};
+use ferrite_types::{ConnectionStatus, EncryptionType, NetInterfaceName, NodeName, NodeType};
 
 use super::placement::Runtime;
 use super::{
@@ -12,8 +12,14 @@ use super::{
 };
 use crate::model::{self, Cluster, NetInterface, Node, Op, StoragePool};
 
-/// The satellite port when a request gives none.
+/// The satellite port when a request gives none (LINSTOR's defaults, as the ports below).
 pub const DEFAULT_SATELLITE_PORT: u16 = 3366;
+/// The satellite port over SSL.
+pub const DEFAULT_SATELLITE_SSL_PORT: u16 = 3367;
+/// The port of a controller node's interface.
+pub const DEFAULT_CONTROLLER_PORT: u16 = 3376;
+/// The port of a controller node's interface over SSL.
+pub const DEFAULT_CONTROLLER_SSL_PORT: u16 = 3377;
 
 const CREATE: Context = Context::new(Operation::Create, Object::Node);
 const MODIFY: Context = Context::new(Operation::Modify, Object::Node);
@@ -33,7 +39,22 @@ pub fn find<'a>(ctx: &Context, cluster: &'a Cluster, name: &str) -> Result<&'a N
     })
 }
 
-fn net_interface(ctx: &Context, body: &rest::NetInterface) -> Result<NetInterface, Failure> {
+/// LINSTOR's port for an interface created without one: the satellite's port for a node
+/// with a satellite, the controller's for a controller node; each for plain or SSL.
+pub fn default_port(node_type: NodeType, encryption: EncryptionType) -> u16 {
+    match (node_type.has_satellite(), encryption) {
+        (true, EncryptionType::Ssl) => DEFAULT_SATELLITE_SSL_PORT,
+        (true, _) => DEFAULT_SATELLITE_PORT,
+        (false, EncryptionType::Ssl) => DEFAULT_CONTROLLER_SSL_PORT,
+        (false, _) => DEFAULT_CONTROLLER_PORT,
+    }
+}
+
+fn net_interface(
+    ctx: &Context,
+    node_type: NodeType,
+    body: &rest::NetInterface,
+) -> Result<NetInterface, Failure> {
     let name: NetInterfaceName = parse_name(ctx, code::FAIL_INVLD_NET_NAME, &body.name)?;
     let address: IpAddr = body.address.parse().map_err(|_| {
         ctx.error(
@@ -43,8 +64,11 @@ fn net_interface(ctx: &Context, body: &rest::NetInterface) -> Result<NetInterfac
         .cause("The address is not an IPv4 or IPv6 address.")
         .correction("Give the node's IP address, e.g. 10.0.0.1.")
     })?;
+    let encryption = body
+        .satellite_encryption_type
+        .unwrap_or(EncryptionType::Plain);
     let port = match body.satellite_port {
-        None => DEFAULT_SATELLITE_PORT,
+        None => default_port(node_type, encryption),
         Some(port) => u16::try_from(port)
             .ok()
             .filter(|p| *p != 0)
@@ -58,9 +82,6 @@ fn net_interface(ctx: &Context, body: &rest::NetInterface) -> Result<NetInterfac
                 )
             })?,
     };
-    let encryption = body
-        .satellite_encryption_type
-        .unwrap_or(EncryptionType::Plain);
     if encryption == EncryptionType::Ssl {
         return Err(ctx
             .error(
@@ -79,30 +100,38 @@ fn net_interface(ctx: &Context, body: &rest::NetInterface) -> Result<NetInterfac
     })
 }
 
-/// Refuses a satellite address another node already uses: two nodes cannot share a satellite.
-fn check_address_free(
+/// A warning when another node already uses the satellite address. LINSTOR allows it (a
+/// node may be registered twice while it is moved, or several nodes may sit behind one
+/// address with ports of their own), and so does Ferrite: a satellite serves the one node it
+/// was registered as and refuses the controller's link for any other name, which then shows
+/// why in `connection_status_reason`.
+fn address_shared(
     ctx: &Context,
     cluster: &Cluster,
     this: &NodeName,
     interface: &NetInterface,
-) -> Result<(), Failure> {
+) -> Option<ferrite_types::ApiCallRc> {
     let wanted = std::net::SocketAddr::new(interface.address, interface.satellite_port);
-    for other in cluster.nodes.values().filter(|n| &n.name != this) {
-        if other.satellite_address() == Some(wanted) {
-            return Err(ctx
-                .error(
-                    code::FAIL_EXISTS_NET_IF,
-                    format!(
-                        "Node '{}' already uses the satellite address {wanted}.",
-                        other.name
-                    ),
-                )
-                .cause("One satellite serves one node.")
-                .correction("Give this node its own address or port.")
-                .into());
-        }
-    }
-    Ok(())
+    let others: Vec<String> = cluster
+        .nodes
+        .values()
+        .filter(|n| &n.name != this && n.satellite_address() == Some(wanted))
+        .map(|n| n.name.to_string())
+        .collect();
+    (!others.is_empty()).then(|| {
+        ctx.warn(
+            code::WARN_NOT_CONNECTED,
+            format!(
+                "Node '{}' uses the satellite address {wanted}, as node(s) {} already do.",
+                this,
+                others.join(", ")
+            ),
+        )
+        .cause(
+            "A satellite serves one node and refuses a controller that calls it by another name.",
+        )
+        .correction("Give each node the address of its own satellite, or a port of its own.")
+    })
 }
 
 /// `POST /v1/nodes`.
@@ -130,7 +159,7 @@ pub fn create(cluster: &Cluster, body: &rest::Node) -> Result<Plan, Failure> {
     }
     let mut interfaces: Vec<NetInterface> = Vec::new();
     for body_interface in &body.net_interfaces {
-        let interface = net_interface(ctx, body_interface)?;
+        let interface = net_interface(ctx, body.node_type, body_interface)?;
         if interfaces.iter().any(|i| i.name == interface.name) {
             return Err(ctx
                 .error(
@@ -148,9 +177,11 @@ pub fn create(cluster: &Cluster, body: &rest::Node) -> Result<Plan, Failure> {
         .position(|i| i.is_active == Some(true))
         .unwrap_or(0);
     let active = interfaces[active_index].name.clone();
-    if body.node_type.has_satellite() {
-        check_address_free(ctx, cluster, &name, &interfaces[active_index])?;
-    }
+    let shared = body
+        .node_type
+        .has_satellite()
+        .then(|| address_shared(ctx, cluster, &name, &interfaces[active_index]))
+        .flatten();
     properties::check_all(ctx, &body.props)?;
     let mut props = body.props.clone();
     props.insert("CurStltConnName".to_string(), active.to_string());
@@ -173,6 +204,7 @@ pub fn create(cluster: &Cluster, body: &rest::Node) -> Result<Plan, Failure> {
         external_locking: false,
     };
     let mut plan = Plan::new();
+    plan.replies.extend(shared);
     plan.op(Op::PutNode(node))
         .op(Op::PutStoragePool {
             node: name.clone(),
@@ -205,7 +237,7 @@ pub fn modify(cluster: &Cluster, node: &str, body: &rest::NodeModify) -> Result<
         updated.node_type = node_type;
     }
     let mut plan = Plan::new();
-    plan.replies.extend(edited.warnings);
+    plan.replies.extend(edited.entries);
     plan.op(Op::PutNode(updated)).reply(
         ctx.modified(format!("Node '{}' modified.", current.name))
             .obj_ref("Node", current.name.as_str()),
@@ -216,7 +248,16 @@ pub fn modify(cluster: &Cluster, node: &str, body: &rest::NodeModify) -> Result<
 /// `DELETE /v1/nodes/{node}`: only a node without resources.
 pub fn delete(cluster: &Cluster, node: &str) -> Result<Plan, Failure> {
     let ctx = &DELETE;
-    let current = find(ctx, cluster, node)?;
+    let current = match find(ctx, cluster, node) {
+        Err(failure) if super::is_not_found(&failure, code::FAIL_NOT_FOUND_NODE) => {
+            return Ok(super::nothing_to_delete(
+                ctx,
+                format!("Deletion of node '{node}' had no effect."),
+                format!("Node '{node}' does not exist."),
+            ));
+        }
+        found => found?,
+    };
     let resources: Vec<String> = cluster
         .resources_on_node(&current.name)
         .map(|(rd, r)| {
@@ -330,7 +371,7 @@ pub fn create_net_interface(
 ) -> Result<Plan, Failure> {
     let ctx = &Context::new(Operation::Create, Object::NetInterface);
     let current = find(ctx, cluster, node)?;
-    let interface = net_interface(ctx, body)?;
+    let interface = net_interface(ctx, current.node_type, body)?;
     if current.net_interface(&interface.name).is_some() {
         return Err(ctx
             .error(
@@ -345,15 +386,20 @@ pub fn create_net_interface(
     }
     let mut updated = current.clone();
     let name = interface.name.clone();
+    let mut shared = None;
     if body.is_active == Some(true) {
-        check_address_free(ctx, cluster, &current.name, &interface)?;
+        shared = address_shared(ctx, cluster, &current.name, &interface);
         updated.active_net_interface = name.clone();
         updated
             .props
             .insert("CurStltConnName".into(), name.to_string());
     }
     updated.net_interfaces.push(interface);
-    let mut plan = Plan::new();
+    let mut plan = Plan {
+        no_wait: true,
+        ..Plan::new()
+    };
+    plan.replies.extend(shared);
     plan.op(Op::PutNode(updated)).reply(
         ctx.created(format!(
             "New network interface '{name}' on node '{}' created.",
@@ -388,24 +434,34 @@ pub fn modify_net_interface(
     };
     let mut replacement = net_interface(
         ctx,
+        current.node_type,
         &rest::NetInterface {
             name: interface.to_string(),
             ..body.clone()
         },
     )?;
     replacement.uuid = current.net_interfaces[index].uuid.clone();
+    // A modification that gives no port keeps the interface's, as in LINSTOR.
+    if body.satellite_port.is_none() {
+        replacement.satellite_port = current.net_interfaces[index].satellite_port;
+    }
     replacement.name = current.net_interfaces[index].name.clone();
     let mut updated = current.clone();
     let becomes_active = body.is_active == Some(true) || updated.active_net_interface == name;
+    let mut shared = None;
     if becomes_active {
-        check_address_free(ctx, cluster, &current.name, &replacement)?;
+        shared = address_shared(ctx, cluster, &current.name, &replacement);
         updated.active_net_interface = replacement.name.clone();
         updated
             .props
             .insert("CurStltConnName".into(), replacement.name.to_string());
     }
     updated.net_interfaces[index] = replacement;
-    let mut plan = Plan::new();
+    let mut plan = Plan {
+        no_wait: true,
+        ..Plan::new()
+    };
+    plan.replies.extend(shared);
     plan.op(Op::PutNode(updated)).reply(
         ctx.modified(format!(
             "Network interface '{name}' on node '{}' modified.",
@@ -426,13 +482,14 @@ pub fn delete_net_interface(
     let current = find(ctx, cluster, node)?;
     let name: NetInterfaceName = parse_name(ctx, code::FAIL_INVLD_NET_NAME, interface)?;
     if current.net_interface(&name).is_none() {
-        return Err(not_found(
+        return Ok(super::nothing_to_delete(
             ctx,
-            code::FAIL_NOT_FOUND_NET_IF,
-            "Network interface",
-            interface,
             format!(
-                "List the interfaces with 'ferrite node interface list {}'.",
+                "Deletion of network interface '{interface}' on node '{}' had no effect.",
+                current.name
+            ),
+            format!(
+                "Network interface '{interface}' on node '{}' does not exist.",
                 current.name
             ),
         ));
@@ -451,7 +508,10 @@ pub fn delete_net_interface(
     }
     let mut updated = current.clone();
     updated.net_interfaces.retain(|i| i.name != name);
-    let mut plan = Plan::new();
+    let mut plan = Plan {
+        no_wait: true,
+        ..Plan::new()
+    };
     plan.op(Op::PutNode(updated)).reply(
         ctx.deleted(format!(
             "Network interface '{name}' on node '{}' deleted.",
@@ -492,11 +552,9 @@ mod tests {
         apply(&mut cluster, plan);
         let again = create(&cluster, &node_body("Node1", "127.0.0.12")).unwrap_err();
         assert_eq!(again.0[0].ret_code().code(), code::FAIL_EXISTS_NODE);
-        let same_address = create(&cluster, &node_body("node2", "127.0.0.11")).unwrap_err();
-        assert_eq!(
-            same_address.0[0].ret_code().code(),
-            code::FAIL_EXISTS_NET_IF
-        );
+        let same_address = create(&cluster, &node_body("node2", "127.0.0.11")).unwrap();
+        assert!(same_address.replies[0].ret_code().is_warning());
+        assert!(same_address.replies[0].message.contains("node1"));
         let bad_ip = create(&cluster, &node_body("node3", "300.1.1.1")).unwrap_err();
         assert_eq!(bad_ip.0[0].ret_code().code(), code::FAIL_INVLD_NET_ADDR);
         let bad_name = create(&cluster, &node_body("no de", "127.0.0.13")).unwrap_err();

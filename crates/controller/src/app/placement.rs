@@ -109,10 +109,95 @@ where
 }
 
 /// Checks an auto-select filter against the cluster and returns it with canonical spellings.
+/// A storage pool no node has is refused: the filter is about to place resources.
 pub fn validate_filter(
     ctx: &Context,
     cluster: &Cluster,
     filter: &AutoSelectFilter,
+) -> Result<AutoSelectFilter, Failure> {
+    let mut unknown_pools = None;
+    check_filter(ctx, cluster, filter, &mut unknown_pools)
+}
+
+/// Checks a resource group's filter as LINSTOR does: a storage pool no node has yet is
+/// accepted (it may be created later) with a `WARN_NOT_FOUND` warning naming it. The filter
+/// comes back in LINSTOR's shape (`stored_shape`).
+pub fn validate_group_filter(
+    ctx: &Context,
+    cluster: &Cluster,
+    filter: &AutoSelectFilter,
+) -> Result<(AutoSelectFilter, Option<ApiCallRc>), Failure> {
+    let mut unknown_pools = Some(Vec::new());
+    let checked = stored_shape(check_filter(ctx, cluster, filter, &mut unknown_pools)?);
+    let warning = unknown_pools.filter(|p| !p.is_empty()).map(|pools| {
+        ctx.warn(
+            code::WARN_NOT_FOUND,
+            format!(
+                "The following configured storage pools do not exist on any node:\n\t{}",
+                pools.join("\n\t")
+            ),
+        )
+        .cause("No node has a storage pool of that name yet.")
+        .correction(
+            "Create the pool with 'ferrite storage-pool create' before resources are placed \
+             from this group, or check the name with 'ferrite storage-pool list'.",
+        )
+    });
+    Ok((checked, warning))
+}
+
+/// A resource group's filter as LINSTOR keeps and answers it: a cleared list (`[]`) is no
+/// list, and the pools are always in `storage_pool_list`, with `storage_pool` echoing the pool
+/// when there is exactly one (clients that read only one of the two, such as Incus, which sums
+/// the free space of every pool when the list is missing, see the same pools).
+pub fn stored_shape(mut filter: AutoSelectFilter) -> AutoSelectFilter {
+    fn clear(list: &mut Option<Vec<String>>) {
+        if list.as_ref().is_some_and(Vec::is_empty) {
+            *list = None;
+        }
+    }
+    for list in [
+        &mut filter.node_name_list,
+        &mut filter.storage_pool_list,
+        &mut filter.storage_pool_diskless_list,
+        &mut filter.not_place_with_rsc,
+        &mut filter.replicas_on_same,
+        &mut filter.replicas_on_different,
+        &mut filter.layer_stack,
+        &mut filter.provider_list,
+    ] {
+        clear(list);
+    }
+    if filter
+        .x_replicas_on_different_map
+        .as_ref()
+        .is_some_and(|m| m.is_empty())
+    {
+        filter.x_replicas_on_different_map = None;
+    }
+    if filter.not_place_with_rsc_regex.as_deref() == Some("") {
+        filter.not_place_with_rsc_regex = None;
+    }
+    if filter.storage_pool.as_deref() == Some("") {
+        filter.storage_pool = None;
+    }
+    if let Some(pool) = filter.storage_pool.take()
+        && filter.storage_pool_list.is_none()
+    {
+        filter.storage_pool_list = Some(vec![pool]);
+    }
+    filter.storage_pool = match filter.storage_pool_list.as_deref() {
+        Some([only]) => Some(only.clone()),
+        _ => None,
+    };
+    filter
+}
+
+fn check_filter(
+    ctx: &Context,
+    cluster: &Cluster,
+    filter: &AutoSelectFilter,
+    unknown_pools: &mut Option<Vec<String>>,
 ) -> Result<AutoSelectFilter, Failure> {
     let mut out = filter.clone();
     for (field, value) in [
@@ -141,7 +226,13 @@ pub fn validate_filter(
     pool_lists.push(("storage_pool", &single));
     for (_, list) in pool_lists {
         for pool in parse_names::<StorPoolName>(ctx, code::FAIL_INVLD_STOR_POOL_NAME, list)? {
-            if !cluster.storage_pool_defined(&pool) {
+            if !cluster.storage_pool_defined(&pool)
+                && let Some(unknown) = unknown_pools.as_mut()
+            {
+                if !unknown.contains(&pool.to_string()) {
+                    unknown.push(pool.to_string());
+                }
+            } else if !cluster.storage_pool_defined(&pool) {
                 return Err(ctx
                     .error(code::FAIL_NOT_FOUND_STOR_POOL_DFN, format!("Storage pool '{pool}' not found."))
                     .cause("No node has a storage pool of that name.")
@@ -355,6 +446,51 @@ pub fn candidates(
         .collect()
 }
 
+/// The autoplacer's request for a validated `filter`: no resource yet, no size, no existing
+/// replica, no layer; callers fill in what they know.
+pub fn filter_request(filter: &AutoSelectFilter, place_count: usize) -> Request {
+    let names = |list: &Option<Vec<String>>| -> Vec<String> { list.clone().unwrap_or_default() };
+    Request {
+        resource: None,
+        size_kib: 0,
+        place_count,
+        existing: Vec::new(),
+        node_name_list: names(&filter.node_name_list)
+            .iter()
+            .filter_map(|n| n.parse().ok())
+            .collect(),
+        storage_pools: filter
+            .storage_pools()
+            .iter()
+            .filter_map(|p| p.parse().ok())
+            .collect(),
+        diskless_storage_pools: names(&filter.storage_pool_diskless_list)
+            .iter()
+            .filter_map(|p| p.parse().ok())
+            .collect(),
+        provider_list: names(&filter.provider_list)
+            .iter()
+            .filter_map(|p| p.parse().ok())
+            .collect(),
+        layer_stack: Vec::new(),
+        replicas_on_same: names(&filter.replicas_on_same),
+        replicas_on_different: names(&filter.replicas_on_different),
+        x_replicas_on_different: filter
+            .x_replicas_on_different_map
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(k, v)| (k, v.max(1) as usize))
+            .collect::<BTreeMap<_, _>>(),
+        do_not_place_with: names(&filter.not_place_with_rsc)
+            .iter()
+            .filter_map(|r| r.parse().ok())
+            .collect(),
+        do_not_place_with_regex: filter.not_place_with_rsc_regex.clone(),
+        diskless_on_remaining: filter.diskless_on_remaining.unwrap_or(false),
+    }
+}
+
 /// Places `rd` (as it will be after the plan's earlier ops) according to `filter` (merged and
 /// validated). Returns the ops creating the new resources and the messages describing them.
 pub fn autoplace(
@@ -379,29 +515,10 @@ pub fn autoplace(
         (None, Some(count)) => count.max(0) as usize,
         (None, None) => DEFAULT_PLACE_COUNT as usize,
     };
-    let names = |list: &Option<Vec<String>>| -> Vec<String> { list.clone().unwrap_or_default() };
     let request = Request {
         resource: Some(rd.name.clone()),
         size_kib: rd.total_size_kib(),
-        place_count,
         existing,
-        node_name_list: names(&filter.node_name_list)
-            .iter()
-            .filter_map(|n| n.parse().ok())
-            .collect(),
-        storage_pools: filter
-            .storage_pools()
-            .iter()
-            .filter_map(|p| p.parse().ok())
-            .collect(),
-        diskless_storage_pools: names(&filter.storage_pool_diskless_list)
-            .iter()
-            .filter_map(|p| p.parse().ok())
-            .collect(),
-        provider_list: names(&filter.provider_list)
-            .iter()
-            .filter_map(|p| p.parse().ok())
-            .collect(),
         // The replication layer is checked by the controller (`engine::node_refusal`, below):
         // which engine a node must run depends on the definition, not only on the stack.
         layer_stack: rd
@@ -410,21 +527,7 @@ pub fn autoplace(
             .copied()
             .filter(|l| !l.is_replication())
             .collect(),
-        replicas_on_same: names(&filter.replicas_on_same),
-        replicas_on_different: names(&filter.replicas_on_different),
-        x_replicas_on_different: filter
-            .x_replicas_on_different_map
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(k, v)| (k, v.max(1) as usize))
-            .collect::<BTreeMap<_, _>>(),
-        do_not_place_with: names(&filter.not_place_with_rsc)
-            .iter()
-            .filter_map(|r| r.parse().ok())
-            .collect(),
-        do_not_place_with_regex: filter.not_place_with_rsc_regex.clone(),
-        diskless_on_remaining: filter.diskless_on_remaining.unwrap_or(false),
+        ..filter_request(filter, place_count)
     };
     let named: Vec<ResourceName> = request
         .do_not_place_with

@@ -68,10 +68,12 @@ fn invalid_prop(ctx: &Context, cause: String) -> Failure {
         .into()
 }
 
-/// The result of an edit: the new container and warnings (e.g. deleting an unset key).
+/// The result of an edit: the new container and the entries to answer before the object's
+/// "modified" one: LINSTOR's "Successfully set property key(s)" when keys were set, then a
+/// warning for each deleted key that was not set.
 pub struct Edited {
     pub props: Props,
-    pub warnings: Vec<ferrite_types::ApiCallRc>,
+    pub entries: Vec<ferrite_types::ApiCallRc>,
     pub changed: bool,
 }
 
@@ -85,11 +87,14 @@ pub fn edit(
 ) -> Result<Edited, Failure> {
     check_all(ctx, override_props)?;
     let mut props = current.clone();
-    let mut warnings = Vec::new();
+    let mut entries = Vec::new();
+    if !override_props.is_empty() {
+        entries.push(set_entry(ctx, override_props));
+    }
     for key in delete_props {
         check_key(key).map_err(|cause| invalid_prop(ctx, cause))?;
         if props.remove(key).is_none() {
-            warnings.push(ctx.warn(
+            entries.push(ctx.warn(
                 code::WARN_DEL_UNSET_PROP,
                 format!("Property '{key}' was not set."),
             ));
@@ -107,9 +112,19 @@ pub fn edit(
     let changed = &props != current;
     Ok(Edited {
         props,
-        warnings,
+        entries,
         changed,
     })
+}
+
+/// LINSTOR's answer to properties being set on an object: a success entry with the object's
+/// mask and the create bits, naming every key, before the object's own "modified" entry.
+pub fn set_entry(ctx: &Context, override_props: &Props) -> ferrite_types::ApiCallRc {
+    let keys: Vec<&str> = override_props.keys().map(String::as_str).collect();
+    Context::new(super::Operation::Create, ctx.object).created(format!(
+        "Successfully set property key(s): {}",
+        keys.join(",")
+    ))
 }
 
 #[cfg(test)]
@@ -164,7 +179,13 @@ mod tests {
         assert_eq!(edited.props.len(), 2);
         assert_eq!(edited.props["Aux/d"], "4");
         assert_eq!(edited.props["Other/c"], "3");
-        assert_eq!(edited.warnings.len(), 1);
+        assert_eq!(edited.entries.len(), 2);
+        assert_eq!(
+            edited.entries[0].message,
+            "Successfully set property key(s): Aux/d"
+        );
+        assert!(!edited.entries[0].is_error() && !edited.entries[0].ret_code().is_warning());
+        assert!(edited.entries[1].ret_code().is_warning());
         assert!(edited.changed);
     }
 

@@ -234,7 +234,7 @@ pub fn modify(
         }
     }
     let mut plan = Plan::new();
-    plan.replies.extend(edited.warnings);
+    plan.replies.extend(edited.entries);
     if engine::effective(cluster, &updated) == Some(ferrite_types::LayerKind::Mirror) {
         plan.replies.extend(engine::ignored_options_note(
             ctx,
@@ -253,7 +253,16 @@ pub fn modify(
 /// deletion; once every node confirmed, it is gone (`deletions`).
 pub fn delete(cluster: &Cluster, runtime: &Runtime, name: &str) -> Result<Plan, Failure> {
     let ctx = &DELETE;
-    let current = find(ctx, cluster, name)?;
+    let current = match find(ctx, cluster, name) {
+        Err(failure) if super::is_not_found(&failure, code::FAIL_NOT_FOUND_RSC_DFN) => {
+            return Ok(super::nothing_to_delete(
+                ctx,
+                format!("Resource definition '{name}' not found."),
+                format!("Resource definition '{name}' does not exist; nothing was deleted."),
+            ));
+        }
+        found => found?,
+    };
     let mut plan = Plan::new();
     let marked = Marked::ResourceDefinition {
         resource: current.name.clone(),
@@ -448,7 +457,7 @@ pub fn modify_volume(
     let mut updated = current.clone();
     updated.props = edited.props;
     let mut plan = Plan::new();
-    plan.replies.extend(edited.warnings);
+    plan.replies.extend(edited.entries);
     if let Some(flags) = &body.flags {
         updated.flags = check_flags(ctx, flags)?;
     }
@@ -498,7 +507,22 @@ pub fn modify_volume(
 pub fn delete_volume(cluster: &Cluster, name: &str, number: i64) -> Result<Plan, Failure> {
     let ctx = &VD_DELETE;
     let rd = find(ctx, cluster, name)?;
-    let current = find_volume(ctx, rd, number)?;
+    let current = match find_volume(ctx, rd, number) {
+        Err(failure) if super::is_not_found(&failure, code::FAIL_NOT_FOUND_VLM_DFN) => {
+            return Ok(super::nothing_to_delete(
+                ctx,
+                format!(
+                    "Volume definition {number} of resource definition '{}' not found.",
+                    rd.name
+                ),
+                format!(
+                    "Resource definition '{}' has no volume {number}; nothing was deleted.",
+                    rd.name
+                ),
+            ));
+        }
+        found => found?,
+    };
     let mut plan = Plan::new();
     let marked = Marked::VolumeDefinition {
         resource: rd.name.clone(),

@@ -111,7 +111,8 @@ pub fn create(cluster: &Cluster, body: &rest::ResourceGroup) -> Result<Plan, Fai
     }
     check_description(ctx, &body.description)?;
     properties::check_all(ctx, &body.props)?;
-    let select_filter = placement::validate_filter(ctx, cluster, &body.select_filter)?;
+    let (select_filter, unknown_pools) =
+        placement::validate_group_filter(ctx, cluster, &body.select_filter)?;
     let group = ResourceGroup {
         name: name.clone(),
         uuid: model::new_uuid(),
@@ -122,6 +123,7 @@ pub fn create(cluster: &Cluster, body: &rest::ResourceGroup) -> Result<Plan, Fai
         volume_groups: Default::default(),
     };
     let mut plan = Plan::new();
+    plan.replies.extend(unknown_pools);
     plan.op(Op::PutResourceGroup(group)).reply(
         ctx.created(format!("New resource group '{name}' created."))
             .obj_ref("RscGrp", name.as_str()),
@@ -150,15 +152,22 @@ pub fn modify(
     if let Some(description) = &body.description {
         updated.description = Some(description.clone());
     }
+    let mut unknown_pools = None;
     if let Some(filter) = &body.select_filter {
-        updated.select_filter =
-            placement::validate_filter(ctx, cluster, &current.select_filter.overridden_by(filter))?;
+        let (checked, warning) = placement::validate_group_filter(
+            ctx,
+            cluster,
+            &current.select_filter.overridden_by(filter),
+        )?;
+        updated.select_filter = checked;
+        unknown_pools = warning;
     }
     if body.peer_slots.is_some() {
         updated.peer_slots = body.peer_slots;
     }
     let mut plan = Plan::new();
-    plan.replies.extend(edited.warnings);
+    plan.replies.extend(edited.entries);
+    plan.replies.extend(unknown_pools);
     let forces_mirror = updated
         .props
         .get(super::engine::PROP_REPLICATION_ENGINE)
@@ -186,7 +195,16 @@ pub fn modify(
 /// `DELETE /v1/resource-groups/{rg}`: not the default group, not while definitions use it.
 pub fn delete(cluster: &Cluster, group: &str) -> Result<Plan, Failure> {
     let ctx = &DELETE;
-    let current = find(ctx, cluster, group)?;
+    let current = match find(ctx, cluster, group) {
+        Err(failure) if super::is_not_found(&failure, code::FAIL_NOT_FOUND_RSC_GRP) => {
+            return Ok(super::nothing_to_delete(
+                ctx,
+                format!("Resource group '{group}' not found."),
+                format!("Resource group '{group}' does not exist; nothing was deleted."),
+            ));
+        }
+        found => found?,
+    };
     if current
         .name
         .as_str()
@@ -296,7 +314,7 @@ pub fn modify_volume_group(
         updated.flags = check_flags(ctx, flags)?;
     }
     let mut plan = Plan::new();
-    plan.replies.extend(edited.warnings);
+    plan.replies.extend(edited.entries);
     plan.op(Op::PutVolumeGroup {
         group: current_group.name.clone(),
         volume_group: updated,

@@ -613,7 +613,7 @@ pub fn modify(
         updated.tiebreaker = tiebreaker;
     }
     let mut plan = Plan::new();
-    plan.replies.extend(edited.warnings);
+    plan.replies.extend(edited.entries);
     if engine::effective(cluster, rd) == Some(ferrite_types::LayerKind::Mirror) {
         plan.replies.extend(engine::ignored_options_note(
             ctx,

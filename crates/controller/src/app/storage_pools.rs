@@ -324,7 +324,7 @@ pub fn modify(
     let mut updated = current.clone();
     updated.props = edited.props;
     let mut plan = Plan::new();
-    plan.replies.extend(edited.warnings);
+    plan.replies.extend(edited.entries);
     plan.op(Op::PutStoragePool {
         node: node.name.clone(),
         pool: updated,
@@ -344,7 +344,22 @@ pub fn modify(
 pub fn delete(cluster: &Cluster, node: &str, pool: &str) -> Result<Plan, Failure> {
     let ctx = &DELETE;
     let node = nodes::find(ctx, cluster, node)?;
-    let current = find(ctx, node, pool)?;
+    let current = match find(ctx, node, pool) {
+        Err(failure) if super::is_not_found(&failure, code::FAIL_NOT_FOUND_STOR_POOL) => {
+            return Ok(super::nothing_to_delete(
+                ctx,
+                format!(
+                    "Deletion of storage pool '{pool}' on node '{}' had no effect.",
+                    node.name
+                ),
+                format!(
+                    "Storage pool '{pool}' on node '{}' does not exist.",
+                    node.name
+                ),
+            ));
+        }
+        found => found?,
+    };
     let users = cluster.pool_in_use(&node.name, &current.name);
     if !users.is_empty() {
         return Err(ctx

@@ -239,7 +239,8 @@ pub fn resource_group(group: &ResourceGroup) -> rest::ResourceGroup {
         name: group.name.to_string(),
         description: group.description.clone(),
         props: group.props.clone(),
-        select_filter: group.select_filter.clone(),
+        // Groups stored before the filter was kept in LINSTOR's shape answer in it too.
+        select_filter: super::placement::stored_shape(group.select_filter.clone()),
         uuid: Some(group.uuid.clone()),
         peer_slots: group.peer_slots,
     }

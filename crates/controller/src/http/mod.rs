@@ -10,6 +10,7 @@
 //! in `openapi/ferrite-controller.json` is checked against it by a test; schemathesis checks
 //! the running controller against it (`crates/testkit/tests/schemathesis.rs`).
 
+mod connections;
 mod controller;
 mod nodes;
 mod path;
@@ -19,6 +20,8 @@ mod resource_groups;
 mod resources;
 pub mod response;
 pub mod server;
+mod size_queries;
+mod unserved;
 
 use std::time::Instant;
 
@@ -96,6 +99,8 @@ fn documented_routes() -> OpenApiRouter<Controller> {
         .merge(resource_groups::routes())
         .merge(resource_definitions::routes())
         .merge(resources::routes())
+        .merge(size_queries::routes())
+        .merge(connections::routes())
 }
 
 /// The OpenAPI document of the controller's REST API.
@@ -134,6 +139,9 @@ pub fn router(controller: Controller) -> Router {
 }
 
 async fn unknown_endpoint(request: Request) -> ApiResponse {
+    if let Some(answer) = not_implemented(&request) {
+        return answer;
+    }
     ApiResponse::error(
         StatusCode::NOT_FOUND,
         ApiCallRc::new(
@@ -148,6 +156,8 @@ async fn unknown_endpoint(request: Request) -> ApiResponse {
     )
 }
 
+/// A path Ferrite serves with other methods answers 405, also where LINSTOR takes the method
+/// (`PATCH /v1/error-reports`): the path exists, and the answer says which methods it takes.
 async fn method_not_allowed(request: Request) -> ApiResponse {
     ApiResponse::error(
         StatusCode::METHOD_NOT_ALLOWED,
@@ -161,6 +171,26 @@ async fn method_not_allowed(request: Request) -> ApiResponse {
         )
         .correction("See GET /openapi.json for the methods each endpoint takes."),
     )
+}
+
+/// 501 for a LINSTOR call Ferrite does not serve (`unserved`).
+fn not_implemented(request: &Request) -> Option<ApiResponse> {
+    let template = unserved::linstor_call(request.method().as_str(), request.uri().path())?;
+    Some(ApiResponse::error(
+        StatusCode::NOT_IMPLEMENTED,
+        ApiCallRc::new(
+            RetCode::error(code::FAIL_NOT_IMPLEMENTED),
+            format!(
+                "Ferrite does not implement LINSTOR's {} {template}.",
+                request.method()
+            ),
+        )
+        .cause(
+            "The call belongs to a part of LINSTOR this controller does not have (schedules, \
+             remotes and backups, external files, encryption, authentication, ...).",
+        )
+        .correction("See GET /openapi.json for the endpoints this controller serves."),
+    ))
 }
 
 /// Logs and counts every request.

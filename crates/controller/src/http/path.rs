@@ -85,6 +85,13 @@ path_params! {
     VolumeNumberParam: "volume_number" = VolumeNumber::schema(), "The volume number.", 0;
     /// `{reportid}`.
     ReportIdParam: "reportid" = report_id(), "The error report's id.", "6A1F-0000-000001";
+    /// `{node_a}`: one end of a connection.
+    NodeAParam: "node_a" = NodeName::schema(), "One node of the connection.", "node1";
+    /// `{node_b}`: the other end of a connection.
+    NodeBParam: "node_b" = NodeName::schema(), "The other node of the connection.", "node2";
+    /// `{instance}`: a key-value store.
+    InstanceParam: "instance" = ResourceGroupName::schema(),
+        "The key-value store's name (the rules of a resource group's name).", "csi_kv";
     /// `{key}`: a controller property key.
     PropertyKeyParam: "key" = property_key(), "The property key, e.g. Aux/rack.", "Aux/rack";
 }

@@ -42,6 +42,8 @@ pub enum Param {
     Limit,
     WithVolumeDefinitions,
     KeepTiebreaker,
+    NodeA,
+    NodeB,
 }
 
 impl Param {
@@ -57,6 +59,8 @@ impl Param {
             Param::Limit => "limit",
             Param::WithVolumeDefinitions => "with_volume_definitions",
             Param::KeepTiebreaker => "keep_tiebreaker",
+            Param::NodeA => "node_a",
+            Param::NodeB => "node_b",
         }
     }
 
@@ -78,6 +82,8 @@ impl Param {
                 "Keep a diskless resource as its definition's quorum tiebreaker, instead of \
                  deleting it, if the definition needs one without it."
             }
+            Param::NodeA => "Only connections of this node.",
+            Param::NodeB => "Only connections of this node (with node_a: only that pair).",
         }
     }
 
@@ -98,6 +104,7 @@ impl Param {
         let list = |item: RefOr<Schema>| ArrayBuilder::new().items(item).into();
         match self {
             Param::Nodes => list(NodeName::schema()),
+            Param::NodeA | Param::NodeB => NodeName::schema(),
             Param::Resources | Param::ResourceDefinitions => list(ResourceName::schema()),
             Param::StoragePools => list(StorPoolName::schema()),
             Param::ResourceGroups => list(ResourceGroupName::schema()),
@@ -163,6 +170,15 @@ impl Param {
             Param::Limit => filter.limit = page_number(self, value)?,
             Param::WithVolumeDefinitions => query.with_volume_definitions = boolean(self, value)?,
             Param::KeepTiebreaker => query.keep_tiebreaker = boolean(self, value)?,
+            Param::NodeA | Param::NodeB => {
+                name::<NodeName>(self, value, code::FAIL_INVLD_NODE_NAME)?;
+                let slot = if self == Param::NodeA {
+                    &mut query.node_a
+                } else {
+                    &mut query.node_b
+                };
+                *slot = Some(value.to_string());
+            }
         }
         Ok(())
     }
@@ -259,6 +275,9 @@ pub struct ParsedQuery {
     pub filter: ListFilter,
     pub with_volume_definitions: bool,
     pub keep_tiebreaker: bool,
+    /// `node_a` and `node_b` of a connection listing.
+    pub node_a: Option<String>,
+    pub node_b: Option<String>,
 }
 
 /// The query parameters of an endpoint whose set is `S`.
@@ -350,6 +369,8 @@ query_sets! {
     ListResources: [Nodes, Resources, StoragePools, Props, Offset, Limit];
     /// `DELETE /v1/resource-definitions/{resource}/resources/{node}`.
     DeleteResource: [KeepTiebreaker];
+    /// `GET /v1/node-connections`.
+    ListNodeConnections: [NodeA, NodeB];
 }
 
 #[cfg(test)]

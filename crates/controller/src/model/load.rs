@@ -4,8 +4,8 @@ use ferrite_store::{Snapshot, Table};
 use ferrite_types::{NodeName, ResourceGroupName, ResourceName};
 
 use super::{
-    Cluster, Node, Resource, ResourceDefinition, ResourceGroup, StoragePool, StoredErrorReport,
-    VolumeDefinition, VolumeGroup,
+    Cluster, Connection, KeyValueStore, Node, Resource, ResourceDefinition, ResourceGroup,
+    StoragePool, StoredErrorReport, VolumeDefinition, VolumeGroup,
 };
 
 /// A row the controller cannot make sense of. The store's foreign keys make orphans
@@ -85,6 +85,27 @@ impl Cluster {
         for row in snapshot.rows(Table::ErrorReports) {
             let report: StoredErrorReport = parse(Table::ErrorReports, &row.key, &row.data)?;
             cluster.error_reports.insert(report.id.clone(), report);
+        }
+        for row in snapshot.rows(Table::KeyValueStores) {
+            let store: KeyValueStore = parse(Table::KeyValueStores, &row.key, &row.data)?;
+            cluster
+                .key_value_stores
+                .insert(store.name.to_uppercase(), store);
+        }
+        for row in snapshot.rows(Table::NodeConnections) {
+            let connection: Connection = parse(Table::NodeConnections, &row.key, &row.data)?;
+            cluster.node_connections.insert(
+                Connection::key(&connection.node_a, &connection.node_b),
+                connection,
+            );
+        }
+        for row in snapshot.rows(Table::ResourceConnections) {
+            let connection: Connection = parse(Table::ResourceConnections, &row.key, &row.data)?;
+            let rd = name::<ResourceName>(Table::ResourceConnections, &row.key, 0)?;
+            let (node_a, node_b) = Connection::key(&connection.node_a, &connection.node_b);
+            cluster
+                .resource_connections
+                .insert((rd, node_a, node_b), connection);
         }
         Ok(cluster)
     }

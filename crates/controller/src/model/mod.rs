@@ -2,7 +2,7 @@
 //!
 //! The whole graph lives in memory (LINSTOR's model: nodes with their net interfaces and storage
 //! pools, resource groups with volume groups, resource definitions with volume definitions and
-//! resources). It changes only through [`Op`]s, which are first committed to the store and then
+//! resources; node and resource connections; the key-value store's instances). It changes only through [`Op`]s, which are first committed to the store and then
 //! applied here, so memory never runs ahead of disk.
 //!
 //! What satellites report about the actual state is not here; see `crate::satellites`.
@@ -44,6 +44,44 @@ pub struct Cluster {
     pub resource_groups: BTreeMap<ResourceGroupName, ResourceGroup>,
     pub resource_definitions: BTreeMap<ResourceName, ResourceDefinition>,
     pub error_reports: BTreeMap<String, StoredErrorReport>,
+    /// Key-value store instances, by upper-cased name.
+    pub key_value_stores: BTreeMap<String, KeyValueStore>,
+    /// Node connections with properties, by their nodes in sorted order.
+    pub node_connections: BTreeMap<(NodeName, NodeName), Connection>,
+    /// Resource connections with properties: the definition and its two nodes, sorted.
+    pub resource_connections: BTreeMap<(ResourceName, NodeName, NodeName), Connection>,
+}
+
+/// A key-value store instance: a property container clients keep their own data in
+/// (LINSTOR's KVS; the Kubernetes and Proxmox drivers use it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KeyValueStore {
+    /// As the client spelled it; names are case-insensitive.
+    pub name: String,
+    #[serde(default)]
+    pub props: Props,
+}
+
+/// The properties of the connection between two nodes, or between a definition's resources on
+/// two nodes. `node_a` sorts before `node_b`: a connection is one object whichever way round a
+/// client names it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Connection {
+    pub node_a: NodeName,
+    pub node_b: NodeName,
+    #[serde(default)]
+    pub props: Props,
+}
+
+impl Connection {
+    /// The key of the connection between `a` and `b`, in sorted order.
+    pub fn key(a: &NodeName, b: &NodeName) -> (NodeName, NodeName) {
+        if a <= b {
+            (a.clone(), b.clone())
+        } else {
+            (b.clone(), a.clone())
+        }
+    }
 }
 
 /// A node.

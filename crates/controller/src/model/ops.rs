@@ -3,15 +3,18 @@
 //! An [`Op`] is the unit both the store and the in-memory graph understand: the controller
 //! turns every accepted request into ops, commits their [`Change`]s in one transaction, and only
 //! then applies them to the [`Cluster`]. Children are stored in their own rows. Deleting a node,
-//! resource group or resource definition deletes its configuration children (storage pools,
-//! volume groups, volume definitions) with explicit row deletes; it never deletes a resource:
-//! resources go only through their own [`Op::DeleteResource`], and the store refuses a commit
-//! that would leave one without its parent.
+//! resource group or resource definition deletes its configuration children (storage pools and
+//! node connections, volume groups, volume definitions) with explicit row deletes, and deleting
+//! a resource deletes its resource connections. No op deletes a resource but its own
+//! [`Op::DeleteResource`], and the store refuses a commit that would leave a row without its
+//! parent.
 
 use std::collections::BTreeSet;
 
 use ferrite_store::{Change, Table};
 use ferrite_types::{NodeName, ResourceGroupName, ResourceName, StorPoolName, VolumeNumber};
+
+use super::{Connection, KeyValueStore};
 use serde::Serialize;
 
 use super::{
@@ -71,6 +74,24 @@ pub enum Op {
     },
     PutErrorReport(StoredErrorReport),
     DeleteErrorReport(String),
+    PutKeyValueStore(KeyValueStore),
+    DeleteKeyValueStore(String),
+    /// Nodes in sorted order (`Connection::key`).
+    PutNodeConnection(Connection),
+    DeleteNodeConnection {
+        node_a: NodeName,
+        node_b: NodeName,
+    },
+    /// Nodes in sorted order; both resources exist.
+    PutResourceConnection {
+        resource: ResourceName,
+        connection: Connection,
+    },
+    DeleteResourceConnection {
+        resource: ResourceName,
+        node_a: NodeName,
+        node_b: NodeName,
+    },
 }
 
 fn json<T: Serialize>(value: &T) -> String {
@@ -84,6 +105,17 @@ impl Op {
         let mut changes = Vec::new();
         match self {
             Op::DeleteNode(name) => {
+                for (node_a, node_b) in cluster.node_connections.keys() {
+                    if node_a == name || node_b == name {
+                        changes.push(
+                            Op::DeleteNodeConnection {
+                                node_a: node_a.clone(),
+                                node_b: node_b.clone(),
+                            }
+                            .to_change(),
+                        );
+                    }
+                }
                 if let Some(node) = cluster.nodes.get(name) {
                     for pool in node.storage_pools.keys() {
                         changes.push(
@@ -116,6 +148,20 @@ impl Op {
                             Op::DeleteVolumeDefinition {
                                 resource: name.clone(),
                                 number: *number,
+                            }
+                            .to_change(),
+                        );
+                    }
+                }
+            }
+            Op::DeleteResource { resource, node } => {
+                for (rd, node_a, node_b) in cluster.resource_connections.keys() {
+                    if rd == resource && (node_a == node || node_b == node) {
+                        changes.push(
+                            Op::DeleteResourceConnection {
+                                resource: rd.clone(),
+                                node_a: node_a.clone(),
+                                node_b: node_b.clone(),
                             }
                             .to_change(),
                         );
@@ -199,6 +245,50 @@ impl Op {
                 put(Table::ErrorReports, vec![report.id.clone()], json(report))
             }
             Op::DeleteErrorReport(id) => delete(Table::ErrorReports, vec![id.clone()]),
+            Op::PutKeyValueStore(store) => put(
+                Table::KeyValueStores,
+                vec![store.name.to_uppercase()],
+                json(store),
+            ),
+            Op::DeleteKeyValueStore(name) => {
+                delete(Table::KeyValueStores, vec![name.to_uppercase()])
+            }
+            Op::PutNodeConnection(connection) => put(
+                Table::NodeConnections,
+                vec![
+                    connection.node_a.key().into(),
+                    connection.node_b.key().into(),
+                ],
+                json(connection),
+            ),
+            Op::DeleteNodeConnection { node_a, node_b } => delete(
+                Table::NodeConnections,
+                vec![node_a.key().into(), node_b.key().into()],
+            ),
+            Op::PutResourceConnection {
+                resource,
+                connection,
+            } => put(
+                Table::ResourceConnections,
+                vec![
+                    resource.key().into(),
+                    connection.node_a.key().into(),
+                    connection.node_b.key().into(),
+                ],
+                json(connection),
+            ),
+            Op::DeleteResourceConnection {
+                resource,
+                node_a,
+                node_b,
+            } => delete(
+                Table::ResourceConnections,
+                vec![
+                    resource.key().into(),
+                    node_a.key().into(),
+                    node_b.key().into(),
+                ],
+            ),
         }
     }
 
@@ -263,7 +353,13 @@ impl Op {
             | Op::PutVolumeGroup { .. }
             | Op::DeleteVolumeGroup { .. }
             | Op::PutErrorReport(_)
-            | Op::DeleteErrorReport(_) => {}
+            | Op::DeleteErrorReport(_)
+            | Op::PutKeyValueStore(_)
+            | Op::DeleteKeyValueStore(_)
+            | Op::PutNodeConnection(_)
+            | Op::DeleteNodeConnection { .. }
+            | Op::PutResourceConnection { .. }
+            | Op::DeleteResourceConnection { .. } => {}
         }
     }
 
@@ -288,6 +384,9 @@ impl Op {
                     cluster.resources_on_node(&name).next().is_none(),
                     "node '{name}' deleted with resources; they must be deleted by their own ops"
                 );
+                cluster
+                    .node_connections
+                    .retain(|(a, b), _| a != &name && b != &name);
                 cluster.nodes.remove(&name);
             }
             Op::PutStoragePool { node, pool } => {
@@ -370,6 +469,9 @@ impl Op {
                 .insert(placed.node.clone(), placed);
             }
             Op::DeleteResource { resource, node } => {
+                cluster
+                    .resource_connections
+                    .retain(|(rd, a, b), _| rd != &resource || (a != &node && b != &node));
                 if let Some(rd) = cluster.resource_definitions.get_mut(&resource) {
                     rd.resources.remove(&node);
                 }
@@ -379,6 +481,45 @@ impl Op {
             }
             Op::DeleteErrorReport(id) => {
                 cluster.error_reports.remove(&id);
+            }
+            Op::PutKeyValueStore(store) => {
+                cluster
+                    .key_value_stores
+                    .insert(store.name.to_uppercase(), store);
+            }
+            Op::DeleteKeyValueStore(name) => {
+                cluster.key_value_stores.remove(&name.to_uppercase());
+            }
+            Op::PutNodeConnection(connection) => {
+                cluster.node_connections.insert(
+                    (connection.node_a.clone(), connection.node_b.clone()),
+                    connection,
+                );
+            }
+            Op::DeleteNodeConnection { node_a, node_b } => {
+                cluster.node_connections.remove(&(node_a, node_b));
+            }
+            Op::PutResourceConnection {
+                resource,
+                connection,
+            } => {
+                cluster.resource_connections.insert(
+                    (
+                        resource,
+                        connection.node_a.clone(),
+                        connection.node_b.clone(),
+                    ),
+                    connection,
+                );
+            }
+            Op::DeleteResourceConnection {
+                resource,
+                node_a,
+                node_b,
+            } => {
+                cluster
+                    .resource_connections
+                    .remove(&(resource, node_a, node_b));
             }
         }
     }

@@ -411,6 +411,8 @@ pub enum Explains {
     CauseAndCorrection,
     /// A correction only: the message says all there is to say about the cause.
     Correction,
+    /// Not a refusal: LINSTOR's warning that there was nothing to delete, with its cause.
+    Warning,
 }
 
 /// One request that must be refused.
@@ -505,6 +507,15 @@ impl Case {
         self.refused(409, code_value)
     }
 
+    /// A deletion of something that does not exist: LINSTOR's `WARN_NOT_FOUND` warning with
+    /// 200 and a cause, no error, and nothing changed.
+    pub fn warns_not_found(mut self) -> Case {
+        self.status = StatusCode::OK;
+        self.code = code::WARN_NOT_FOUND;
+        self.explains = Explains::Warning;
+        self
+    }
+
     /// A body that does not parse for the call: 400 `API_CALL_PARSE_ERROR`.
     pub fn unparsable(self) -> Case {
         self.refused(400, code::API_CALL_PARSE_ERROR)
@@ -520,7 +531,8 @@ impl Case {
     fn check(&self, answer: &Answer) -> Vec<String> {
         let mut problems = Vec::new();
         assert!(
-            self.code != u64::MAX && self.status.is_client_error(),
+            self.code != u64::MAX
+                && (self.status.is_client_error() || self.explains == Explains::Warning),
             "case {:?} has no 4xx expectation",
             self.name
         );
@@ -543,6 +555,24 @@ impl Case {
                 return problems;
             }
         };
+        if self.explains == Explains::Warning {
+            match entries.as_slice() {
+                [warning] if !warning.is_error() && warning.ret_code().is_warning() => {
+                    if warning.ret_code().code() != self.code {
+                        problems.push(format!(
+                            "warning code {} instead of {}",
+                            warning.ret_code().code(),
+                            self.code
+                        ));
+                    }
+                    if warning.cause.as_deref().is_none_or(|c| c.trim().is_empty()) {
+                        problems.push("no cause".to_string());
+                    }
+                }
+                _ => problems.push(format!("not one warning entry: {entries:?}")),
+            }
+            return problems;
+        }
         let Some(error) = entries.iter().find(|e| e.is_error()) else {
             problems.push("no entry has the error mask".to_string());
             return problems;

@@ -7,6 +7,7 @@
 //! schemas still carry the rules (`pattern`, lengths, ranges: see [`schema`]), and
 //! [`validate`] checks the ranges that need nothing but the body.
 
+mod connections;
 mod controller;
 mod drbd;
 pub mod lenient;
@@ -16,9 +17,11 @@ mod resource;
 mod resource_definition;
 mod resource_group;
 pub mod schema;
+mod size_info;
 mod storage_pool;
 pub mod validate;
 
+pub use connections::*;
 pub use controller::*;
 pub use drbd::*;
 pub use node::*;
@@ -26,6 +29,7 @@ pub use orphan::*;
 pub use resource::*;
 pub use resource_definition::*;
 pub use resource_group::*;
+pub use size_info::*;
 pub use storage_pool::*;
 
 use std::collections::BTreeMap;

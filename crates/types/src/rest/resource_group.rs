@@ -84,14 +84,16 @@ pub struct AutoSelectFilter {
 }
 
 impl AutoSelectFilter {
-    /// This filter with every field that `overrides` sets taken from `overrides`.
+    /// This filter with every field that `overrides` sets taken from `overrides`. The legacy
+    /// `storage_pool` and `storage_pool_list` are one setting: an override of either replaces
+    /// both.
     pub fn overridden_by(&self, overrides: &AutoSelectFilter) -> AutoSelectFilter {
         macro_rules! pick {
             ($($field:ident),*) => {
                 AutoSelectFilter { $($field: overrides.$field.clone().or_else(|| self.$field.clone())),* }
             };
         }
-        pick!(
+        let mut merged = pick!(
             place_count,
             additional_place_count,
             node_name_list,
@@ -109,7 +111,12 @@ impl AutoSelectFilter {
             diskless_type,
             overprovision,
             port_count
-        )
+        );
+        if overrides.storage_pool.is_some() || overrides.storage_pool_list.is_some() {
+            merged.storage_pool = overrides.storage_pool.clone();
+            merged.storage_pool_list = overrides.storage_pool_list.clone();
+        }
+        merged
     }
 
     /// The diskful pools allowed: `storage_pool_list`, else the legacy `storage_pool`.

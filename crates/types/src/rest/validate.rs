@@ -201,6 +201,12 @@ impl Validate for ResourceGroupSpawn {
     }
 }
 
+impl Validate for crate::rest::QuerySizeInfoRequest {
+    fn validate(&self) -> Result<(), InvalidValue> {
+        self.select_filter.validate()
+    }
+}
+
 impl Validate for AutoPlaceRequest {
     fn validate(&self) -> Result<(), InvalidValue> {
         self.select_filter.validate()
