@@ -19,6 +19,7 @@ pub mod properties;
 pub mod resource_definitions;
 pub mod resource_groups;
 pub mod resources;
+pub mod snapshots;
 pub mod storage_pools;
 pub mod tiebreaker;
 pub mod views;
@@ -91,6 +92,7 @@ pub enum Object {
     VolumeDefinition,
     Resource,
     Volume,
+    Snapshot,
 }
 
 impl Object {
@@ -106,6 +108,7 @@ impl Object {
             Object::VolumeDefinition => mask::VLM_DFN,
             Object::Resource => mask::RSC,
             Object::Volume => mask::VLM,
+            Object::Snapshot => mask::SNAPSHOT,
         }
     }
 }

@@ -19,6 +19,7 @@ mod resource_groups;
 mod resources;
 pub mod response;
 pub mod server;
+mod snapshots;
 
 use std::time::Instant;
 
@@ -46,7 +47,8 @@ use crate::core::Controller;
     ),
     tags(
         (name = "controller"), (name = "nodes"), (name = "storage-pools"), (name = "resource-groups"),
-        (name = "resource-definitions"), (name = "resources"), (name = "error-reports")
+        (name = "resource-definitions"), (name = "resources"), (name = "snapshots"),
+        (name = "error-reports")
     ),
     paths(controller::delete_property),
     // Error answers (`response::Invalid`, ...) refer to ApiCallRc by name, and the layer data
@@ -96,6 +98,7 @@ fn documented_routes() -> OpenApiRouter<Controller> {
         .merge(resource_groups::routes())
         .merge(resource_definitions::routes())
         .merge(resources::routes())
+        .merge(snapshots::routes())
 }
 
 /// The OpenAPI document of the controller's REST API.

@@ -350,6 +350,10 @@ query_sets! {
     ListResources: [Nodes, Resources, StoragePools, Props, Offset, Limit];
     /// `DELETE /v1/resource-definitions/{resource}/resources/{node}`.
     DeleteResource: [KeepTiebreaker];
+    /// `GET /v1/view/snapshots`.
+    ListSnapshots: [Nodes, Resources, Offset, Limit];
+    /// `DELETE /v1/resource-definitions/{resource}/snapshots/{snapshot}`.
+    DeleteSnapshot: [Nodes];
 }
 
 #[cfg(test)]

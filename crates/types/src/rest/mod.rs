@@ -16,6 +16,7 @@ mod resource;
 mod resource_definition;
 mod resource_group;
 pub mod schema;
+mod snapshot;
 mod storage_pool;
 pub mod validate;
 
@@ -26,6 +27,7 @@ pub use orphan::*;
 pub use resource::*;
 pub use resource_definition::*;
 pub use resource_group::*;
+pub use snapshot::*;
 pub use storage_pool::*;
 
 use std::collections::BTreeMap;
