@@ -16,10 +16,14 @@
 
 use ferrite_proto::{NodeCommand, RollbackVolume};
 use ferrite_types::api_call_rc::code;
-use ferrite_types::{ApiCallRc, LayerKind, NodeName, ProviderKind, ResourceName, SnapshotName, rest};
+use ferrite_types::{
+    ApiCallRc, LayerKind, NodeName, ProviderKind, ResourceName, SnapshotName, rest,
+};
 
 use super::placement::Runtime;
-use super::{Context, Failure, Object, Operation, Plan, not_found, parse_name, resource_definitions};
+use super::{
+    Context, Failure, Object, Operation, Plan, not_found, parse_name, resource_definitions,
+};
 use crate::model::{
     self, Cluster, Op, Resource, ResourceDefinition, ResourcePhase, RestoreSource, Snapshot,
     SnapshotDefinition, SnapshotPhase, SnapshotVolumeDefinition, VolumeDefinition,
@@ -69,7 +73,10 @@ fn find_definition<'a>(
             code::FAIL_NOT_FOUND_SNAPSHOT_DFN,
             "Snapshot definition",
             format!("{name}' of resource '{}", rd.name),
-            format!("List the snapshots with 'ferrite snapshot list -r {}'.", rd.name),
+            format!(
+                "List the snapshots with 'ferrite snapshot list -r {}'.",
+                rd.name
+            ),
         )
     })
 }
@@ -152,7 +159,10 @@ fn plan_snapshot(
         return Err(ctx
             .error(
                 code::FAIL_NOT_FOUND_VLM_DFN,
-                format!("Resource definition '{}' has no volumes to snapshot.", rd.name),
+                format!(
+                    "Resource definition '{}' has no volumes to snapshot.",
+                    rd.name
+                ),
             )
             .correction("Create a volume definition first.")
             .into());
@@ -169,11 +179,7 @@ fn plan_snapshot(
             .correction("Wait until the deletion is done.")
             .into());
     }
-    let diskful: Vec<&Resource> = rd
-        .resources
-        .values()
-        .filter(|r| r.holds_data())
-        .collect();
+    let diskful: Vec<&Resource> = rd.resources.values().filter(|r| r.holds_data()).collect();
     let targets: Vec<&Resource> = if request.nodes.is_empty() {
         diskful.clone()
     } else {
@@ -214,7 +220,10 @@ fn plan_snapshot(
         return Err(ctx
             .error(
                 code::FAIL_NOT_FOUND_RSC,
-                format!("Resource '{}' has no diskful resource to snapshot.", rd.name),
+                format!(
+                    "Resource '{}' has no diskful resource to snapshot.",
+                    rd.name
+                ),
             )
             .correction("Place the resource on a node with a storage pool first.")
             .into());
@@ -477,7 +486,9 @@ pub fn outcome(
             entries.push(
                 ctx.error(
                     code::FAIL_UNKNOWN_ERROR,
-                    format!("Snapshot '{name}' of resource '{resource}' was not taken on every node."),
+                    format!(
+                        "Snapshot '{name}' of resource '{resource}' was not taken on every node."
+                    ),
                 )
                 .cause(failures.join("; "))
                 .correction(format!(
@@ -514,7 +525,10 @@ pub fn delete(
                     ctx,
                     FAIL_NOT_FOUND_SNAPSHOT,
                     "Snapshot",
-                    format!("{}' of resource '{}' on node '{node_name}", definition.name, rd.name),
+                    format!(
+                        "{}' of resource '{}' on node '{node_name}",
+                        definition.name, rd.name
+                    ),
                     "List the snapshots with 'ferrite snapshot list'.",
                 ));
             };
@@ -762,7 +776,10 @@ pub fn restore_resources(
         return Err(ctx
             .error(
                 code::FAIL_IN_USE,
-                format!("Snapshot '{}' of '{}' is being deleted.", definition.name, rd.name),
+                format!(
+                    "Snapshot '{}' of '{}' is being deleted.",
+                    definition.name, rd.name
+                ),
             )
             .correction("Restore from another snapshot.")
             .into());
@@ -807,7 +824,10 @@ pub fn restore_resources(
                         ctx,
                         FAIL_NOT_FOUND_SNAPSHOT,
                         "Snapshot",
-                        format!("{}' of resource '{}' on node '{node_name}", definition.name, rd.name),
+                        format!(
+                            "{}' of resource '{}' on node '{node_name}",
+                            definition.name, rd.name
+                        ),
                         "Restore on the nodes the snapshot was taken on ('ferrite snapshot list').",
                     ));
                 }
@@ -819,7 +839,10 @@ pub fn restore_resources(
         return Err(ctx
             .error(
                 FAIL_NOT_FOUND_SNAPSHOT,
-                format!("Snapshot '{}' of '{}' is on no node.", definition.name, rd.name),
+                format!(
+                    "Snapshot '{}' of '{}' is on no node.",
+                    definition.name, rd.name
+                ),
             )
             .correction("Restore from another snapshot.")
             .into());
@@ -835,7 +858,9 @@ pub fn restore_resources(
                     ),
                 )
                 .cause(why)
-                .correction("Restore on nodes where the snapshot was taken and whose satellite is online.")
+                .correction(
+                    "Restore on nodes where the snapshot was taken and whose satellite is online.",
+                )
                 .obj_ref("Node", snapshot.node.as_str())
                 .into());
         }
@@ -932,7 +957,10 @@ pub fn rollback_commands(
         return Err(ctx
             .error(
                 code::FAIL_IN_USE,
-                format!("Snapshot '{}' of '{}' is being deleted.", definition.name, rd.name),
+                format!(
+                    "Snapshot '{}' of '{}' is being deleted.",
+                    definition.name, rd.name
+                ),
             )
             .into());
     }
@@ -979,7 +1007,9 @@ pub fn rollback_commands(
                         rd.name, definition.name, resource.node
                     ),
                 )
-                .correction("Roll back to a snapshot taken on every node with a disk of the resource.")
+                .correction(
+                    "Roll back to a snapshot taken on every node with a disk of the resource.",
+                )
                 .obj_ref("Node", resource.node.as_str())
                 .into());
         };
@@ -1107,7 +1137,9 @@ pub fn clone_definition(
         return Err(replicated_restore(ctx, &name));
     }
     let group = match &body.resource_group {
-        Some(group) => super::resource_groups::find(ctx, cluster, group)?.name.clone(),
+        Some(group) => super::resource_groups::find(ctx, cluster, group)?
+            .name
+            .clone(),
         None => rd.resource_group.clone(),
     };
     let mut props = rd.props.clone();
@@ -1134,8 +1166,11 @@ pub fn clone_definition(
     };
     let mut plan = Plan::new();
     plan.op(Op::PutResourceDefinition(clone)).reply(
-        ctx.created(format!("Resource definition '{name}' created as a clone of '{}'.", rd.name))
-            .obj_ref("RscDfn", name.as_str()),
+        ctx.created(format!(
+            "Resource definition '{name}' created as a clone of '{}'.",
+            rd.name
+        ))
+        .obj_ref("RscDfn", name.as_str()),
     );
     Ok(plan)
 }
@@ -1187,9 +1222,7 @@ pub fn list(
         .snapshot_definitions
         .values()
         .filter(|d| filter.resource(d.resource.as_str()))
-        .filter(|d| {
-            filter.nodes.is_empty() || d.snapshots.keys().any(|n| filter.node(n.as_str()))
-        })
+        .filter(|d| filter.nodes.is_empty() || d.snapshots.keys().any(|n| filter.node(n.as_str())))
         .map(|d| view(runtime, d));
     filter.page_iter(items).collect()
 }

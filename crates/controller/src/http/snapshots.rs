@@ -32,10 +32,7 @@ pub fn routes() -> OpenApiRouter<Controller> {
 /// Lists every snapshot, with the state each node reports.
 #[utoipa::path(get, path = "/v1/view/snapshots", tag = "snapshots", params(ListSnapshots),
     responses((status = 200, body = Vec<rest::Snapshot>), Invalid))]
-async fn view_snapshots(
-    State(ctl): State<Controller>,
-    query: Query<ListSnapshots>,
-) -> ApiResponse {
+async fn view_snapshots(State(ctl): State<Controller>, query: Query<ListSnapshots>) -> ApiResponse {
     ApiResponse::json(&ctl.read_with_runtime(|c, r| snapshots::list(c, r, &query.filter)))
 }
 
@@ -277,7 +274,10 @@ async fn clone(
             .mutate(|c, r| snapshots::create(c, r, &source_name, &request))
             .await?;
         let taken = ctl.read_with_runtime(|c, r| {
-            let names = taken(c, std::iter::once((source_name.as_str(), snapshot.as_str())));
+            let names = taken(
+                c,
+                std::iter::once((source_name.as_str(), snapshot.as_str())),
+            );
             snapshots::outcome(c, r, &names)
         });
         let failed = taken.iter().any(|e| e.ret_code().is_error());

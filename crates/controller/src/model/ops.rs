@@ -245,7 +245,11 @@ impl Op {
                 node,
             } => delete(
                 Table::Snapshots,
-                vec![resource.key().into(), snapshot.key().into(), node.key().into()],
+                vec![
+                    resource.key().into(),
+                    snapshot.key().into(),
+                    node.key().into(),
+                ],
             ),
             Op::PutErrorReport(report) => {
                 put(Table::ErrorReports, vec![report.id.clone()], json(report))
@@ -482,7 +486,8 @@ impl Op {
                 snapshot,
                 node,
             } => {
-                if let Some(definition) = cluster.snapshot_definitions.get_mut(&(resource, snapshot))
+                if let Some(definition) =
+                    cluster.snapshot_definitions.get_mut(&(resource, snapshot))
                 {
                     definition.snapshots.remove(&node);
                 }

@@ -9,10 +9,12 @@
 //! a snapshot shows it failed rather than a record saying it succeeded.
 
 use ferrite_types::rest::Props;
-use ferrite_types::{LayerKind, NodeName, ResourceGroupName, ResourceName, SnapshotName, StorPoolName, VolumeNumber};
+use ferrite_types::{
+    LayerKind, NodeName, ResourceGroupName, ResourceName, SnapshotName, StorPoolName, VolumeNumber,
+};
 use serde::{Deserialize, Serialize};
 
-use super::{VecMap, has_flag, FLAG_DELETE};
+use super::{FLAG_DELETE, VecMap, has_flag};
 
 /// A snapshot definition: one point in time of a resource definition, on one or more nodes.
 #[derive(Debug, Clone, Serialize, Deserialize)]

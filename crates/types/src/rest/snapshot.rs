@@ -137,7 +137,10 @@ pub struct ResourceDefinitionCloneRequest {
     pub name: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub external_name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "lenient::opt_bool")]
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "lenient::opt_bool"
+    )]
     pub use_zfs_clone: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub layer_list: Option<Vec<LayerKind>>,
