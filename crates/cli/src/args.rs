@@ -85,6 +85,9 @@ pub enum Command {
     /// Error report commands.
     #[command(subcommand, visible_alias = "err")]
     ErrorReports(ErrorReportCommand),
+    /// Snapshot commands.
+    #[command(subcommand, visible_alias = "s")]
+    Snapshot(crate::commands::snapshot::SnapshotCommand),
 }
 
 // ---- shared pieces ----------------------------------------------------------------------
@@ -890,6 +893,9 @@ pub enum ResourceDefinitionCommand {
     /// Print a resource definition's properties.
     #[command(visible_alias = "lp")]
     ListProperties(NamedListProperties),
+    /// Clone a resource definition with its volumes' data.
+    #[command(visible_alias = "cln")]
+    Clone(crate::commands::snapshot::ResourceDefinitionClone),
 }
 
 #[derive(Debug, Args)]

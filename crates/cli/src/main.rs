@@ -100,6 +100,7 @@ fn dispatch(ctx: &Ctx, command: Command) -> Outcome {
         Command::Resource(c) => commands::resource::run(ctx, c),
         Command::Volume(c) => commands::resource::run_volume(ctx, c),
         Command::ErrorReports(c) => commands::error_reports::run(ctx, c),
+        Command::Snapshot(c) => commands::snapshot::run(ctx, c),
     }
 }
 

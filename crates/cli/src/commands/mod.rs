@@ -11,6 +11,7 @@ pub mod node;
 pub mod resource;
 pub mod resource_definition;
 pub mod resource_group;
+pub mod snapshot;
 pub mod storage_pool;
 
 use std::collections::BTreeMap;

@@ -16,17 +16,15 @@
 
 use ferrite_proto::{NodeCommand, RollbackVolume};
 use ferrite_types::api_call_rc::code;
-use ferrite_types::{
-    ApiCallRc, LayerKind, NodeName, ProviderKind, ResourceName, SnapshotName, rest,
-};
+use ferrite_types::{ApiCallRc, LayerKind, NodeName, ResourceName, SnapshotName, rest};
 
 use super::placement::Runtime;
 use super::{
     Context, Failure, Object, Operation, Plan, not_found, parse_name, resource_definitions,
 };
 use crate::model::{
-    self, Cluster, Op, Resource, ResourceDefinition, ResourcePhase, RestoreSource, Snapshot,
-    SnapshotDefinition, SnapshotPhase, SnapshotVolumeDefinition, VolumeDefinition,
+    self, Cluster, Op, Resource, ResourceDefinition, ResourcePhase, RestoreSource, RestoreVolume,
+    Snapshot, SnapshotDefinition, SnapshotPhase, SnapshotVolumeDefinition, VolumeDefinition,
 };
 
 const CREATE: Context = Context::new(Operation::Create, Object::Snapshot);
@@ -37,6 +35,8 @@ const DELETE: Context = Context::new(Operation::Delete, Object::Snapshot);
 pub const FAIL_EXISTS_SNAPSHOT_DFN: u64 = 514;
 /// LINSTOR's `FAIL_NOT_FOUND_SNAPSHOT`.
 pub const FAIL_NOT_FOUND_SNAPSHOT: u64 = 315;
+/// LINSTOR's `FAIL_SNAPSHOT_NOT_UPTODATE`.
+pub const FAIL_SNAPSHOT_NOT_UPTODATE: u64 = 979;
 /// LINSTOR's `FAIL_SNAPSHOTS_NOT_SUPPORTED`.
 pub const FAIL_SNAPSHOTS_NOT_SUPPORTED: u64 = 994;
 
@@ -47,18 +47,6 @@ pub const FLAG_FAILED_DEPLOYMENT: &str = "FAILED_DEPLOYMENT";
 
 /// The property of a snapshot volume that says how its node took it.
 pub const PROP_SNAPSHOT_METHOD: &str = "Ferrite/SnapshotMethod";
-
-/// Whether pools of this provider take snapshots here (what `CanSnapshots` reports).
-pub fn provider_snapshots(kind: ProviderKind) -> bool {
-    matches!(
-        kind,
-        ProviderKind::File
-            | ProviderKind::FileThin
-            | ProviderKind::LvmThin
-            | ProviderKind::Zfs
-            | ProviderKind::ZfsThin
-    )
-}
 
 fn find_definition<'a>(
     ctx: &Context,
@@ -233,7 +221,7 @@ fn plan_snapshot(
             .node(&resource.node)
             .and_then(|n| n.storage_pools.get(&resource.storage_pool));
         if let Some(pool) = pool
-            && !provider_snapshots(pool.provider_kind)
+            && !pool.provider_kind.supports_snapshots()
         {
             return Err(ctx
                 .error(
@@ -249,6 +237,34 @@ fn plan_snapshot(
                 ))
                 .correction("Place the resource in a pool that supports snapshots.")
                 .into());
+        }
+        if let Some(node) = runtime.get(&resource.node).filter(|r| r.is_online()) {
+            let reported = node.volumes.get(rd.name.key());
+            for vd in rd.volume_definitions.values() {
+                let volume = reported.and_then(|v| v.get(&vd.number.get()));
+                let ready = volume.is_some_and(|v| v.error.is_none() && v.disk_state == "UpToDate");
+                if !ready {
+                    return Err(ctx
+                        .error(
+                            FAIL_SNAPSHOT_NOT_UPTODATE,
+                            format!(
+                                "Cannot create snapshot '{name}' of resource '{}': volume {} on node '{}' is not UpToDate.",
+                                rd.name, vd.number, resource.node
+                            ),
+                        )
+                        .cause(match volume {
+                            Some(v) => format!(
+                                "Its node reports it {}{}.",
+                                v.disk_state,
+                                v.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
+                            ),
+                            None => "Its node has not reported it yet.".to_string(),
+                        })
+                        .correction("Wait until the volume is UpToDate ('ferrite volume list'), or fix what its node reports.")
+                        .obj_ref("Node", resource.node.as_str())
+                        .into());
+                }
+            }
         }
         if !runtime.get(&resource.node).is_some_and(|r| r.is_online()) {
             return Err(ctx
@@ -851,7 +867,7 @@ pub fn restore_resources(
         if let Err(why) = taken_on(runtime, definition, snapshot) {
             return Err(ctx
                 .error(
-                    code::FAIL_UNKNOWN_ERROR,
+                    FAIL_SNAPSHOT_NOT_UPTODATE,
                     format!(
                         "Snapshot '{}' of '{}' is not available on node '{}'.",
                         definition.name, rd.name, snapshot.node
@@ -897,6 +913,14 @@ pub fn restore_resources(
                 restore_from: Some(RestoreSource {
                     resource: rd.name.clone(),
                     snapshot: definition.name.clone(),
+                    volumes: definition
+                        .volume_definitions
+                        .iter()
+                        .map(|v| RestoreVolume {
+                            number: v.number,
+                            identity: v.identity.clone(),
+                        })
+                        .collect(),
                 }),
             },
         })
@@ -1040,7 +1064,7 @@ pub fn rollback_commands(
         if let Err(why) = taken_on(runtime, definition, taken) {
             return Err(ctx
                 .error(
-                    code::FAIL_UNKNOWN_ERROR,
+                    FAIL_SNAPSHOT_NOT_UPTODATE,
                     format!(
                         "Snapshot '{}' of '{}' is not available on node '{}'.",
                         definition.name, rd.name, resource.node
@@ -1186,10 +1210,14 @@ pub fn clone_status(
     let ctx = &Context::new(Operation::Modify, Object::ResourceDefinition);
     resource_definitions::find(ctx, cluster, source)?;
     let clone = resource_definitions::find(ctx, cluster, clone)?;
-    let mut status = "COMPLETE";
+    // The clone request places the clone's resources before it answers: a clone without
+    // resources is one whose restore failed.
     if clone.resources.is_empty() {
-        status = "CLONING";
+        return Ok(rest::ResourceDefinitionCloneStatus {
+            status: "FAILED".to_string(),
+        });
     }
+    let mut status = "COMPLETE";
     for resource in clone.resources.values().filter(|r| r.holds_data()) {
         for vd in clone.volume_definitions.values() {
             let report = runtime
@@ -1381,4 +1409,238 @@ pub fn rollback_answer(
         );
     }
     entries
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::testing::{
+        add_resource, all_up_to_date, commit, engines_runtime, replicated_group, spawn,
+        tutorial_cluster,
+    };
+
+    fn request(name: &str) -> rest::Snapshot {
+        rest::Snapshot {
+            name: name.into(),
+            ..Default::default()
+        }
+    }
+
+    /// The runtime after every node of the snapshot reported it taken.
+    fn taken(cluster: &Cluster, runtime: &mut Runtime) {
+        for definition in cluster.snapshot_definitions.values() {
+            for snapshot in definition.snapshots.values() {
+                let node = runtime.get_mut(&snapshot.node).unwrap();
+                for volume in &definition.volume_definitions {
+                    node.snapshots.push(ferrite_proto::SnapshotReport {
+                        resource: definition.resource.to_string(),
+                        snapshot: definition.name.to_string(),
+                        uuid: snapshot.uuid.clone(),
+                        volume_number: volume.number.get(),
+                        method: Some("reflink copy".into()),
+                        error: None,
+                    });
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_snapshot_is_taken_on_every_diskful_node_and_blocks_the_definitions_deletion() {
+        let mut cluster = tutorial_cluster();
+        add_resource(&mut cluster, "web", "node1", "pool_ssd");
+        add_resource(&mut cluster, "web", "node2", "pool_ssd");
+        add_resource(&mut cluster, "web", "node3", "DfltDisklessStorPool");
+        let mut runtime = all_up_to_date(&cluster);
+        let (replies, _) = commit(&mut cluster, &runtime, |c, r| {
+            create(c, r, "web", &request("snap1"))
+        });
+        assert!(replies[0].message.contains("New snapshot 'snap1'"));
+        let definition =
+            &cluster.snapshot_definitions[&("web".parse().unwrap(), "snap1".parse().unwrap())];
+        let nodes: Vec<String> = definition.snapshots.keys().map(|n| n.to_string()).collect();
+        assert_eq!(nodes, ["node1", "node2"], "diskful nodes only");
+        assert_eq!(view(&runtime, definition).flags, Vec::<String>::new());
+        taken(&cluster, &mut runtime);
+        let definition =
+            &cluster.snapshot_definitions[&("web".parse().unwrap(), "snap1".parse().unwrap())];
+        assert_eq!(view(&runtime, definition).flags, [FLAG_SUCCESSFUL]);
+
+        // The same name again, a definition delete, a resource delete: refused as LINSTOR does.
+        let again = create(&cluster, &runtime, "web", &request("SNAP1")).unwrap_err();
+        assert_eq!(again.0[0].ret_code().code(), FAIL_EXISTS_SNAPSHOT_DFN);
+        let err = resource_definitions::delete(&cluster, &runtime, "web").unwrap_err();
+        assert_eq!(err.0[0].ret_code().code(), FAIL_EXISTS_SNAPSHOT_DFN);
+        assert_eq!(
+            err.0[0].message,
+            "Cannot delete resource definition 'web' because it has snapshots."
+        );
+        let err =
+            crate::app::resources::delete(&cluster, &runtime, "web", "node1", false).unwrap_err();
+        assert_eq!(err.0[0].ret_code().code(), FAIL_EXISTS_SNAPSHOT_DFN);
+        // The diskless resource has no snapshot and may go.
+        assert!(crate::app::resources::delete(&cluster, &runtime, "web", "node3", false).is_ok());
+
+        // Deleting marks; the node's confirmation forgets.
+        commit(&mut cluster, &runtime, |c, _| {
+            delete(c, "web", "snap1", &[])
+        });
+        let definition =
+            &cluster.snapshot_definitions[&("web".parse().unwrap(), "snap1".parse().unwrap())];
+        assert!(definition.is_deleting());
+        assert!(definition.snapshots.values().all(Snapshot::is_deleting));
+        for snapshot in definition.snapshots.values() {
+            runtime
+                .get_mut(&snapshot.node)
+                .unwrap()
+                .deleted_snapshots
+                .push(ferrite_proto::DeletedSnapshot {
+                    resource: "web".into(),
+                    snapshot: "snap1".into(),
+                    uuid: snapshot.uuid.clone(),
+                });
+        }
+        commit(&mut cluster, &runtime, |c, r| {
+            Ok(crate::app::deletions::finish(c, r))
+        });
+        assert!(cluster.snapshot_definitions.is_empty());
+        assert!(resource_definitions::delete(&cluster, &runtime, "web").is_ok());
+    }
+
+    #[test]
+    fn a_replicated_resource_in_use_is_not_snapshotted() {
+        let mut cluster = tutorial_cluster();
+        replicated_group(&mut cluster, &["drbd"]);
+        let runtime = engines_runtime(&cluster, &[LayerKind::Mirror]);
+        commit(&mut cluster, &runtime, |c, r| spawn(c, r, "web"));
+        let mut runtime = engines_runtime(&cluster, &[LayerKind::Mirror]);
+        let rd = &cluster.resource_definitions[&"web".parse::<ResourceName>().unwrap()];
+        let primary = rd
+            .resources
+            .values()
+            .find(|r| r.holds_data())
+            .unwrap()
+            .node
+            .clone();
+        runtime
+            .get_mut(&primary)
+            .unwrap()
+            .replication
+            .get_mut("WEB")
+            .unwrap()
+            .in_use = true;
+        let err = create(&cluster, &runtime, "web", &request("snap1")).unwrap_err();
+        assert_eq!(err.0[0].ret_code().code(), code::FAIL_IN_USE);
+        assert!(
+            err.0[0].message.contains("in use (Primary)"),
+            "{}",
+            err.0[0].message
+        );
+        assert!(
+            err.0[0]
+                .cause
+                .as_deref()
+                .unwrap()
+                .contains("same write boundary"),
+            "the refusal says why"
+        );
+        // With no Primary anywhere, no write is in flight: it is taken.
+        let runtime = engines_runtime(&cluster, &[LayerKind::Mirror]);
+        assert!(create(&cluster, &runtime, "web", &request("snap1")).is_ok());
+        // A member whose node does not report cannot be known idle.
+        let mut runtime = engines_runtime(&cluster, &[LayerKind::Mirror]);
+        let member = rd.resources.keys().last().unwrap().clone();
+        runtime.get_mut(&member).unwrap().status = ferrite_types::ConnectionStatus::Offline;
+        let err = create(&cluster, &runtime, "web", &request("snap1")).unwrap_err();
+        assert_eq!(err.0[0].ret_code().code(), code::FAIL_NOT_CONNECTED);
+    }
+
+    #[test]
+    fn restore_creates_resources_from_the_snapshot_on_its_nodes() {
+        let mut cluster = tutorial_cluster();
+        add_resource(&mut cluster, "web", "node1", "pool_ssd");
+        add_resource(&mut cluster, "web", "node2", "pool_ssd");
+        let mut runtime = all_up_to_date(&cluster);
+        commit(&mut cluster, &runtime, |c, r| {
+            create(c, r, "web", &request("snap1"))
+        });
+        let body = |to: &str| rest::SnapshotRestore {
+            to_resource: to.into(),
+            ..Default::default()
+        };
+        // Not taken yet: nothing to restore from.
+        commit(&mut cluster, &runtime, |c, _| {
+            crate::app::resource_definitions::create(
+                c,
+                &rest::ResourceDefinitionCreate {
+                    resource_definition: rest::ResourceDefinition {
+                        name: "copy".into(),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+            )
+        });
+        let err = restore_resources(&cluster, &runtime, "web", "snap1", &body("copy")).unwrap_err();
+        assert_eq!(err.0[0].ret_code().code(), FAIL_SNAPSHOT_NOT_UPTODATE);
+        taken(&cluster, &mut runtime);
+        commit(&mut cluster, &runtime, |c, r| {
+            restore_resources(c, r, "web", "snap1", &body("copy"))
+        });
+        let copy = &cluster.resource_definitions[&"copy".parse::<ResourceName>().unwrap()];
+        assert_eq!(copy.layer_stack, [LayerKind::Storage]);
+        assert_eq!(copy.volume_definitions.len(), 1);
+        assert_eq!(copy.resources.len(), 2);
+        for resource in copy.resources.values() {
+            let source = resource.restore_from.as_ref().unwrap();
+            assert_eq!(source.resource.as_str(), "web");
+            assert_eq!(source.snapshot.as_str(), "snap1");
+        }
+        // The volume spec of the restored resource names the snapshot and the source identity.
+        let node1: NodeName = "node1".parse().unwrap();
+        let spec = crate::satellites::desired::full_state(&cluster, &node1);
+        let restored = spec.resources.iter().find(|r| r.name == "copy").unwrap();
+        let source = restored.volumes[0].restore_from.as_ref().unwrap();
+        let web = &cluster.resource_definitions[&"web".parse::<ResourceName>().unwrap()];
+        assert_eq!(
+            source.identity,
+            web.volume_definitions.values().next().unwrap().uuid
+        );
+        assert_ne!(
+            restored.volumes[0].identity, source.identity,
+            "a new volume"
+        );
+        // The restored resource's state does not change when the snapshot goes.
+        let mut without = cluster.clone();
+        without.snapshot_definitions.clear();
+        let after = crate::satellites::desired::full_state(&without, &node1);
+        let restored_after = after.resources.iter().find(|r| r.name == "copy").unwrap();
+        assert_eq!(restored_after, restored);
+        // A second restore into it, and a rollback of a restored resource to a snapshot it
+        // does not have, are refused.
+        let err = restore_resources(&cluster, &runtime, "web", "snap1", &body("copy")).unwrap_err();
+        assert_eq!(err.0[0].ret_code().code(), code::FAIL_EXISTS_RSC);
+        let err = rollback_commands(
+            &cluster,
+            &runtime,
+            "copy",
+            "snap1",
+            &rest::SnapshotRollback::default(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.0[0].ret_code().code(),
+            code::FAIL_NOT_FOUND_SNAPSHOT_DFN
+        );
+        // Rollback of the source: one command per diskful node.
+        let commands = rollback_commands(
+            &cluster,
+            &runtime,
+            "web",
+            "snap1",
+            &rest::SnapshotRollback::default(),
+        )
+        .unwrap();
+        assert_eq!(commands.len(), 2);
+    }
 }

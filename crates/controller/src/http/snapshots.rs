@@ -230,10 +230,7 @@ async fn clone_resource_definition(
     JsonBody(body): JsonBody<rest::ResourceDefinitionCloneRequest>,
 ) -> ApiResponse {
     match clone(&ctl, &name, &body).await {
-        Ok(started) => {
-            let status = super::response::status_for(&started.messages, StatusCode::CREATED);
-            ApiResponse::json_with_status(status, &started)
-        }
+        Ok(started) => ApiResponse::json_with_status(StatusCode::CREATED, &started),
         Err(failure) => ApiResponse::entries(StatusCode::CREATED, Err(failure)),
     }
 }
@@ -265,49 +262,63 @@ async fn clone(
             .unwrap_or_else(|| source.to_string())
     });
     let snapshot = snapshots::clone_snapshot_name();
-    let steps = async {
-        let request = rest::Snapshot {
-            name: snapshot.clone(),
-            ..rest::Snapshot::default()
-        };
-        let mut entries = ctl
-            .mutate(|c, r| snapshots::create(c, r, &source_name, &request))
-            .await?;
-        let taken = ctl.read_with_runtime(|c, r| {
-            let names = taken(
-                c,
-                std::iter::once((source_name.as_str(), snapshot.as_str())),
-            );
-            snapshots::outcome(c, r, &names)
-        });
-        let failed = taken.iter().any(|e| e.ret_code().is_error());
-        entries.extend(taken);
-        if !failed {
-            let restore = rest::SnapshotRestore {
-                to_resource: clone_name.clone(),
-                ..rest::SnapshotRestore::default()
-            };
-            let restored = ctl
-                .mutate(|c, r| {
-                    snapshots::restore_resources(c, r, &source_name, &snapshot, &restore)
-                })
-                .await;
-            match restored {
-                Ok(more) => entries.extend(more),
-                Err(failure) => entries.extend(failure.0),
+    let request = rest::Snapshot {
+        name: snapshot.clone(),
+        ..rest::Snapshot::default()
+    };
+    let mut failed: Option<Failure> = None;
+    match ctl
+        .mutate(|c, r| snapshots::create(c, r, &source_name, &request))
+        .await
+    {
+        Ok(entries) => {
+            messages.extend(entries);
+            let taken = ctl.read_with_runtime(|c, r| {
+                let names = taken(
+                    c,
+                    std::iter::once((source_name.as_str(), snapshot.as_str())),
+                );
+                snapshots::outcome(c, r, &names)
+            });
+            if taken.iter().any(|e| e.ret_code().is_error()) {
+                failed = Some(Failure(taken));
+            } else {
+                messages.extend(taken);
+                let restore = rest::SnapshotRestore {
+                    to_resource: clone_name.clone(),
+                    ..rest::SnapshotRestore::default()
+                };
+                match ctl
+                    .mutate(|c, r| {
+                        snapshots::restore_resources(c, r, &source_name, &snapshot, &restore)
+                    })
+                    .await
+                {
+                    Ok(more) => messages.extend(more),
+                    Err(failure) => failed = Some(failure),
+                }
+            }
+            // The snapshot served its purpose (or failed); it goes either way.
+            match ctl
+                .mutate(|c, _| snapshots::delete(c, &source_name, &snapshot, &[]))
+                .await
+            {
+                Ok(more) => messages.extend(more),
+                Err(failure) => messages.extend(failure.0),
             }
         }
-        // The snapshot served its purpose (or failed); it goes either way.
-        match ctl
-            .mutate(|c, _| snapshots::delete(c, &source_name, &snapshot, &[]))
+        Err(failure) => failed = Some(failure),
+    }
+    if let Some(mut failure) = failed {
+        // The clone's definition is empty still: it goes, so the name can be used again.
+        if let Err(more) = ctl
+            .mutate(|c, r| crate::app::resource_definitions::delete(c, r, &clone_name))
             .await
         {
-            Ok(more) => entries.extend(more),
-            Err(failure) => entries.extend(failure.0),
+            failure.0.extend(more.0);
         }
-        Ok::<_, Failure>(entries)
-    };
-    messages.extend(steps.await?);
+        return Err(failure);
+    }
     Ok(rest::ResourceDefinitionCloneStarted {
         location: format!("/v1/resource-definitions/{source_name}/clone/{clone_name}"),
         source_name,

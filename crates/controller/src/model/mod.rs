@@ -22,7 +22,8 @@ mod vec_map;
 pub use load::LoadError;
 pub use ops::Op;
 pub use snapshots::{
-    RestoreSource, Snapshot, SnapshotDefinition, SnapshotPhase, SnapshotVolumeDefinition,
+    RestoreSource, RestoreVolume, Snapshot, SnapshotDefinition, SnapshotPhase,
+    SnapshotVolumeDefinition,
 };
 pub use vec_map::VecMap;
 

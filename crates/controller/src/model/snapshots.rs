@@ -106,4 +106,15 @@ impl Snapshot {
 pub struct RestoreSource {
     pub resource: ResourceName,
     pub snapshot: SnapshotName,
+    /// The identities of the volumes the snapshot was taken of, by volume number: recorded
+    /// here so that the resource's desired state stays the same when the snapshot is deleted.
+    #[serde(default)]
+    pub volumes: Vec<RestoreVolume>,
+}
+
+/// One volume of a [`RestoreSource`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreVolume {
+    pub number: VolumeNumber,
+    pub identity: String,
 }

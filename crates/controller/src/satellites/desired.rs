@@ -97,9 +97,10 @@ pub fn resource_spec(
                     resource: source.resource.to_string(),
                     snapshot: source.snapshot.to_string(),
                     volume_number: vd.number.get(),
-                    identity: cluster
-                        .snapshot_definition(&source.resource, &source.snapshot)
-                        .and_then(|d| d.volume_definition(vd.number))
+                    identity: source
+                        .volumes
+                        .iter()
+                        .find(|v| v.number == vd.number)
                         .map(|v| v.identity.clone())
                         .unwrap_or_default(),
                 }),
