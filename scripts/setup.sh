@@ -29,6 +29,9 @@ declare -A packages=(
     [blkdiscard]=util-linux
     # Network namespaces and veth links for the MIRROR partition tests.
     [ip]=iproute2
+    # File systems with reflinks, where FILE snapshots are reflink copies (storage tests).
+    [mkfs.btrfs]=btrfs-progs
+    [mkfs.xfs]=xfsprogs
 )
 missing=()
 for command in "${!packages[@]}"; do

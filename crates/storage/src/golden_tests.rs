@@ -621,7 +621,7 @@ fn file_snapshots_fall_back_to_a_sparse_copy_without_reflinks() {
     let method = file
         .create_snapshot(&pool, &volume, &snapshot("Snap1"))
         .unwrap();
-    assert_eq!(method, crate::file::SPARSE_COPY);
+    assert_eq!(method, crate::SPARSE_COPY);
     let image = format!("{pool}/web_00000.img");
     let snap = format!("{pool}/web_00000@snap1.snap");
     assert_eq!(
