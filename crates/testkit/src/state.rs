@@ -49,6 +49,12 @@ const VOLUME_RUNTIME_FIELDS: &[&str] = &[
     "allocated_size_kib",
     "usable_size_kib",
     "reports",
+    // What a replicated member's engine reports in its DRBD layer object.
+    "connections",
+    "promotion_score",
+    "may_promote",
+    "role",
+    "quorum",
 ];
 
 /// The part of a resource's flags that says a deletion is under way: the resource stays listed,
@@ -430,6 +436,14 @@ fn remove_fields(object: &mut Value, fields: &[&str]) {
 
 /// Removes `fields` from `value` and every object inside it, except inside property maps,
 /// whose keys are the user's.
+/// A snapshot definition's `SUCCESSFUL` and `FAILED_DEPLOYMENT` flags say what its nodes
+/// report (they are not stored): only `DELETE` is part of the desired state.
+fn keep_recorded_flags(definition: &mut Value) {
+    if let Some(flags) = definition["flags"].as_array_mut() {
+        flags.retain(|f| f == DELETING_FLAG);
+    }
+}
+
 fn remove_fields_deep(value: &mut Value, fields: &[&str]) {
     match value {
         Value::Object(map) => {
@@ -565,13 +579,5 @@ mod tests {
         let long = Some(Value::String("x".repeat(500)));
         assert!(shown(&long).len() < 220);
         assert_eq!(shown(&None), "(absent)");
-    }
-}
-
-/// A snapshot definition's `SUCCESSFUL` and `FAILED_DEPLOYMENT` flags say what its nodes
-/// report (they are not stored): only `DELETE` is part of the desired state.
-fn keep_recorded_flags(definition: &mut Value) {
-    if let Some(flags) = definition["flags"].as_array_mut() {
-        flags.retain(|f| f == DELETING_FLAG);
     }
 }

@@ -1222,7 +1222,7 @@ pub fn clone_status(
         for vd in clone.volume_definitions.values() {
             let report = runtime
                 .get(&resource.node)
-                .and_then(|r| r.volumes.get(&clone.name.key().to_string()))
+                .and_then(|r| r.volumes.get(clone.name.key()))
                 .and_then(|v| v.get(&vd.number.get()));
             match report {
                 Some(v) if v.error.is_some() => {
