@@ -7,12 +7,12 @@ mod common;
 
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 
 use common::{LoopCleanup, running_as_root};
 use ferrite_storage::{
-    BackingVolumeName, ProviderOptions, Providers, REFLINK_COPY, SPARSE_COPY, SystemCommands,
+    BackingVolumeName, CommandLine, HostCommands, ProviderOptions, Providers, REFLINK_COPY,
+    SPARSE_COPY, SystemCommands,
 };
 use ferrite_types::{ProviderKind, ResourceName, SnapshotName};
 
@@ -90,13 +90,14 @@ fn without_reflinks_a_snapshot_is_a_sparse_copy() {
     };
     let probe = dir.path().join("probe");
     std::fs::write(&probe, b"x").unwrap();
-    let reflinks = Command::new("cp")
-        .args(["--reflink=always", "--no-target-directory"])
-        .arg(&probe)
-        .arg(dir.path().join("probe2"))
-        .status()
-        .unwrap()
-        .success();
+    let reflinks = SystemCommands::new()
+        .run(
+            &CommandLine::new("cp")
+                .args(["--reflink=always", "--no-target-directory"])
+                .arg(probe.to_string_lossy())
+                .arg(dir.path().join("probe2").to_string_lossy()),
+        )
+        .is_ok();
     let method = round_trip(dir.path(), ProviderKind::FileThin);
     let expected = if reflinks { REFLINK_COPY } else { SPARSE_COPY };
     assert_eq!(method, expected);
@@ -110,7 +111,11 @@ struct Mounted {
 
 impl Mounted {
     fn new(mkfs: &str) -> Option<Mounted> {
-        if Command::new(mkfs).arg("--version").output().is_err() {
+        let installed = std::env::var("PATH")
+            .unwrap_or_default()
+            .split(':')
+            .any(|dir| Path::new(dir).join(mkfs).exists());
+        if !installed {
             eprintln!("skipped: {mkfs} is not installed");
             return None;
         }
@@ -120,30 +125,28 @@ impl Mounted {
             .unwrap()
             .set_len(320 << 20)
             .unwrap();
-        assert!(
-            Command::new(mkfs)
+        let host = SystemCommands::new();
+        host.run(
+            &CommandLine::new(mkfs)
                 .arg("-q")
-                .arg(&image)
-                .status()
-                .unwrap()
-                .success()
-        );
-        assert!(
-            Command::new("mount")
+                .arg(image.to_string_lossy()),
+        )
+        .unwrap();
+        host.run(
+            &CommandLine::new("mount")
                 .args(["-o", "loop"])
-                .arg(&image)
-                .arg(dir.path())
-                .status()
-                .unwrap()
-                .success()
-        );
+                .arg(image.to_string_lossy())
+                .arg(dir.path().to_string_lossy()),
+        )
+        .unwrap();
         Some(Mounted { dir, image })
     }
 }
 
 impl Drop for Mounted {
     fn drop(&mut self) {
-        let _ = Command::new("umount").arg(self.dir.path()).status();
+        let _ = SystemCommands::new()
+            .run(&CommandLine::new("umount").arg(self.dir.path().to_string_lossy()));
         let _ = std::fs::remove_file(&self.image);
     }
 }
