@@ -417,21 +417,24 @@ pub fn create_multi(
 ) -> Result<Plan, Failure> {
     let ctx = &CREATE;
     if body.snapshots.is_empty() {
-        return Err(ctx.invalid(
-            code::FAIL_INVLD_REQUEST,
-            "The request names no snapshot.",
-            "Give at least one snapshot with its resource_name and name.",
-        ));
+        return Err(ctx
+            .error(code::FAIL_INVLD_REQUEST, "The request names no snapshot.")
+            .cause("Its 'snapshots' list is empty.")
+            .correction("Give at least one snapshot with its resource_name and name.")
+            .into());
     }
     let mut plan = Plan::new();
     let mut seen: Vec<String> = Vec::new();
     for snapshot in &body.snapshots {
         if snapshot.resource_name.is_empty() {
-            return Err(ctx.invalid(
-                code::FAIL_INVLD_RSC_NAME,
-                format!("Snapshot '{}' names no resource.", snapshot.name),
-                "Give every snapshot its resource_name.",
-            ));
+            return Err(ctx
+                .error(
+                    code::FAIL_INVLD_RSC_NAME,
+                    format!("Snapshot '{}' names no resource.", snapshot.name),
+                )
+                .cause("Its 'resource_name' is missing or empty.")
+                .correction("Give every snapshot its resource_name.")
+                .into());
         }
         let key = snapshot.resource_name.to_ascii_uppercase();
         if seen.contains(&key) {
