@@ -32,6 +32,9 @@ declare -A packages=(
     # drbd-utils: the DRBD layer's resource files are checked with the real drbdadm (dry runs:
     # no kernel module is needed), and its option table is generated from drbdsetup.
     [drbdadm]=drbd-utils
+    # File systems with reflinks, where FILE snapshots are reflink copies (storage tests).
+    [mkfs.btrfs]=btrfs-progs
+    [mkfs.xfs]=xfsprogs
 )
 missing=()
 for command in "${!packages[@]}"; do

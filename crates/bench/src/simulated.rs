@@ -377,6 +377,7 @@ mod tests {
     fn resource(name: &str, size_kib: u64) -> ResourceSpec {
         ResourceSpec {
             replication: None,
+            snapshots: Vec::new(),
             uuid: String::new(),
             deleting: false,
             name: name.to_string(),
@@ -384,6 +385,7 @@ mod tests {
             diskless: false,
             volumes: vec![VolumeSpec {
                 minor: None,
+                restore_from: None,
                 identity: String::new(),
                 deleting: false,
                 volume_number: 0,

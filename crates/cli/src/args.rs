@@ -97,6 +97,9 @@ pub enum Command {
     /// Space reporting commands.
     #[command(subcommand, visible_alias = "spr")]
     SpaceReporting(crate::commands::space_reporting::SpaceReportingCommand),
+    /// Snapshot commands.
+    #[command(subcommand, visible_alias = "s")]
+    Snapshot(crate::commands::snapshot::SnapshotCommand),
 }
 
 // ---- shared pieces ----------------------------------------------------------------------
@@ -911,6 +914,9 @@ pub enum ResourceDefinitionCommand {
     /// Wait until every diskful replica of the definition is in sync.
     #[command(name = "wait-sync")]
     WaitSync(crate::commands::wait_sync::WaitSync),
+    /// Clone a resource definition with its volumes' data.
+    #[command(visible_alias = "cln")]
+    Clone(crate::commands::snapshot::ResourceDefinitionClone),
 }
 
 #[derive(Debug, Args)]

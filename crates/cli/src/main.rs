@@ -104,6 +104,7 @@ fn dispatch(ctx: &Ctx, command: Command) -> Outcome {
         Command::NodeConnection(c) => commands::connections::run_node(ctx, c),
         Command::ResourceConnection(c) => commands::connections::run_resource(ctx, c),
         Command::SpaceReporting(c) => commands::space_reporting::run(ctx, c),
+        Command::Snapshot(c) => commands::snapshot::run(ctx, c),
     }
 }
 

@@ -93,9 +93,9 @@ impl Method {
 }
 
 /// What the transport got back.
-struct RawReply {
-    status: u16,
-    body: String,
+pub(crate) struct RawReply {
+    pub(crate) status: u16,
+    pub(crate) body: String,
 }
 
 /// Why a request got no HTTP answer.
@@ -257,7 +257,7 @@ impl Client {
     }
 
     /// Sends a request; transport failures become [`ClientError`]s.
-    fn request(
+    pub(crate) fn request(
         &self,
         method: Method,
         target: &str,
@@ -359,7 +359,13 @@ impl Client {
         }
     }
 
-    fn unexpected(&self, method: Method, target: &str, status: u16, detail: String) -> ClientError {
+    pub(crate) fn unexpected(
+        &self,
+        method: Method,
+        target: &str,
+        status: u16,
+        detail: String,
+    ) -> ClientError {
         ClientError::UnexpectedReply {
             controller: self.controller.clone(),
             method: method.as_str(),

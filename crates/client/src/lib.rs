@@ -30,6 +30,7 @@ pub mod controllers;
 pub mod endpoints;
 pub mod error;
 pub mod queries;
+pub mod snapshots;
 
 pub use client::{ApiVersion, CONNECT_TIMEOUT, Client, DEFAULT_TIMEOUT, HANDSHAKE_TIMEOUT, Method};
 pub use controllers::{ControllerAddress, Controllers, Source};

@@ -1686,6 +1686,61 @@ async fn error_reports() {
 }
 
 #[tokio::test]
+async fn snapshots() {
+    const SNAPSHOTS: &str = "/v1/resource-definitions/nores/snapshots";
+    refuse_all(vec![
+        Case::get("snapshot list: unknown definition", SNAPSHOTS).not_found(FAIL_NOT_FOUND_RSC_DFN),
+        Case::post(
+            "snapshot create: unknown definition",
+            SNAPSHOTS,
+            json!({"name": "snap1"}),
+        )
+        .not_found(FAIL_NOT_FOUND_RSC_DFN),
+        Case::delete(
+            "snapshot delete: unknown definition",
+            format!("{SNAPSHOTS}/snap1"),
+        )
+        .not_found(FAIL_NOT_FOUND_RSC_DFN),
+        Case::post(
+            "snapshot rollback: unknown definition",
+            "/v1/resource-definitions/nores/snapshot-rollback/snap1",
+            json!({}),
+        )
+        .not_found(FAIL_NOT_FOUND_RSC_DFN),
+        Case::post(
+            "snapshot restore: unknown definition",
+            "/v1/resource-definitions/nores/snapshot-restore-resource/snap1",
+            json!({"to_resource": "other"}),
+        )
+        .not_found(FAIL_NOT_FOUND_RSC_DFN),
+        Case::post(
+            "multi snapshot: none named",
+            "/v1/actions/snapshot/multi",
+            json!({"snapshots": []}),
+        )
+        .bad_request(FAIL_INVLD_REQUEST),
+        Case::post(
+            "multi snapshot: no resource",
+            "/v1/actions/snapshot/multi",
+            json!({"snapshots": [{"name": "snap1"}]}),
+        )
+        .bad_request(FAIL_INVLD_RSC_NAME),
+        Case::post(
+            "clone: unknown definition",
+            "/v1/resource-definitions/nores/clone",
+            json!({"name": "copy"}),
+        )
+        .not_found(FAIL_NOT_FOUND_RSC_DFN),
+        Case::get(
+            "clone status: unknown definition",
+            "/v1/resource-definitions/nores/clone/copy",
+        )
+        .not_found(FAIL_NOT_FOUND_RSC_DFN),
+    ])
+    .await;
+}
+
+#[tokio::test]
 async fn list_query_parameters() {
     let mut cases = Vec::new();
     for path in [
@@ -1783,9 +1838,9 @@ async fn unknown_paths_wrong_methods_and_oversized_bodies() {
         unknown("API version 2", Method::GET, "/v2/nodes"),
         unknown("below a node", Method::POST, "/v1/nodes/node1/bogus"),
         unknown(
-            "snapshots",
+            "below a definition",
             Method::GET,
-            "/v1/resource-definitions/res1/snapshots",
+            "/v1/resource-definitions/res1/bogus",
         ),
         unknown("trailing slash", Method::GET, "/v1/nodes/"),
         unknown("root", Method::DELETE, "/"),

@@ -51,10 +51,14 @@ use serde::{Deserialize, Serialize};
 /// 3: per-layer data: a replicated resource's members (node-ids, addresses, ports, diskful or
 ///    not), its secret and options; volume minors; the replication engine's reports. A version
 ///    2 peer would give a replicated resource unreplicated volumes, so it is refused.
-pub const PROTOCOL_VERSION: u32 = 3;
+/// 4: snapshots: a resource's snapshots on the node (taken once, deleted when marked), volumes
+///    restored from a snapshot, snapshot reports and confirmed snapshot deletions, the
+///    `RollbackSnapshot` command. A version 3 satellite would create an empty volume where a
+///    restored one was asked for, so it is refused.
+pub const PROTOCOL_VERSION: u32 = 4;
 
 /// The oldest peer version this build still understands.
-pub const MIN_PROTOCOL_VERSION: u32 = 3;
+pub const MIN_PROTOCOL_VERSION: u32 = 4;
 
 /// Whether a peer speaking `version` can talk to this build.
 pub fn is_compatible(version: u32) -> bool {
@@ -115,6 +119,28 @@ pub enum NodeCommand {
         volume_number: u16,
         identity: String,
     },
+    /// Roll the resource's backing volumes back to a snapshot the node took: their data since
+    /// the snapshot is lost, by the operator's will. The controller sends it only while no
+    /// node uses the resource.
+    RollbackSnapshot {
+        resource: String,
+        /// The resource's UUID on the node, so a later placement of the same name is not
+        /// rolled back.
+        resource_uuid: String,
+        snapshot: String,
+        /// The snapshot's UUID on the node.
+        snapshot_uuid: String,
+        /// The identities of the volumes to roll back, by volume number.
+        volumes: Vec<RollbackVolume>,
+    },
+}
+
+/// One volume of a [`NodeCommand::RollbackSnapshot`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RollbackVolume {
+    pub volume_number: u16,
+    /// The volume definition's UUID the snapshot was taken of.
+    pub identity: String,
 }
 
 /// Why a satellite did not take a desired state. Nothing of the state was acted on.

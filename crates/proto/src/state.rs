@@ -98,6 +98,53 @@ pub struct ResourceSpec {
     /// The replication layer's data, when the stack has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replication: Option<crate::ReplicationSpec>,
+    /// The resource's snapshots on this node. A snapshot the node has not taken is taken when
+    /// it first appears (a point in time is never taken later than asked: one that could not
+    /// be taken then is reported failed); one marked `deleting` is deleted, then confirmed in
+    /// [`NodeReport::deleted_snapshots`]. A snapshot the state no longer mentions is kept.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub snapshots: Vec<SnapshotSpec>,
+}
+
+/// A snapshot of a resource on this node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotSpec {
+    pub name: String,
+    /// The snapshot's UUID on this node: one deleted and taken again has a new one.
+    pub uuid: String,
+    /// Delete its backing snapshots, then confirm.
+    #[serde(default)]
+    pub deleting: bool,
+    /// The volumes it holds, by number, with the identities of the volumes they were taken of.
+    pub volumes: Vec<SnapshotVolumeSpec>,
+    /// The storage pool the snapshotted volumes are in.
+    pub storage_pool: String,
+    /// When the controller asked for it, milliseconds since the epoch. A node that first hears
+    /// of a snapshot more than [`SNAPSHOT_TAKE_DEADLINE_MS`] later (it was offline) does not
+    /// take it: the point in time has passed.
+    pub requested_at_ms: i64,
+}
+
+/// How late after it was asked for a node may still take a snapshot (see
+/// [`SnapshotSpec::requested_at_ms`]).
+pub const SNAPSHOT_TAKE_DEADLINE_MS: i64 = 120_000;
+
+/// A volume of a snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotVolumeSpec {
+    pub volume_number: u16,
+    /// The identity of the volume it is (to be) taken of.
+    pub identity: String,
+}
+
+/// The snapshot a new volume is created from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreSpec {
+    pub resource: String,
+    pub snapshot: String,
+    pub volume_number: u16,
+    /// The identity of the volume the snapshot was taken of.
+    pub identity: String,
 }
 
 impl ResourceSpec {
@@ -132,6 +179,11 @@ pub struct VolumeSpec {
     /// The device minor of a replicated volume (cluster-wide, from 1000).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub minor: Option<u32>,
+    /// Create the backing volume from this snapshot on the node rather than empty. Without the
+    /// snapshot nothing is created: an empty volume in place of restored data would hide the
+    /// loss.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_from: Option<RestoreSpec>,
 }
 
 /// What a satellite can run, and for what it cannot, why not.
@@ -195,6 +247,36 @@ pub struct NodeReport {
     /// The replication engine's view of each replicated resource. Scoped like `volumes`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub replication: Vec<crate::ReplicationReport>,
+    /// Every snapshot volume of the desired state that is not being deleted: taken, or why
+    /// not. Always complete.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub snapshots: Vec<SnapshotReport>,
+    /// Snapshots marked `deleting` whose backing snapshots are all gone. Always complete.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deleted_snapshots: Vec<DeletedSnapshot>,
+}
+
+/// A snapshot volume as it is on the node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotReport {
+    pub resource: String,
+    pub snapshot: String,
+    pub uuid: String,
+    pub volume_number: u16,
+    /// How it was taken, e.g. "reflink copy", "sparse copy", "thin snapshot".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    /// Why it is not there, if it is not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// A snapshot whose deletion on the node is done.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct DeletedSnapshot {
+    pub resource: String,
+    pub snapshot: String,
+    pub uuid: String,
 }
 
 /// A deletion of a backing volume that is done.

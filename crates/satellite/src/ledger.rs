@@ -11,11 +11,15 @@
 //!
 //! Format 1 (before identities and case-folded names) is read as entries without identity,
 //! named as their resource was spelled.
+//!
+//! Snapshots the satellite took are recorded the same way ([`SnapshotEntry`], written before
+//! the snapshot is taken): only a recorded snapshot is ever deleted or rolled back to, and only
+//! when the desired state or an operator's command names its UUID.
 
 use std::collections::BTreeMap;
 
 use ferrite_storage::BackingVolumeName;
-use ferrite_types::{ProviderKind, ResourceName, VolumeNumber};
+use ferrite_types::{ProviderKind, ResourceName, SnapshotName, VolumeNumber};
 use serde::{Deserialize, Serialize};
 
 /// Identifies a backing volume: which resource volume it backs and where it lives.
@@ -114,6 +118,36 @@ pub struct Ledger {
     pub format_version: u32,
     #[serde(default)]
     pub volumes: Vec<LedgerEntry>,
+    /// The snapshots this satellite took, one entry per snapshot volume.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub snapshots: Vec<SnapshotEntry>,
+}
+
+/// One snapshot volume this satellite took.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotEntry {
+    /// The volume it was taken of, where it lives.
+    #[serde(flatten)]
+    pub key: VolumeKey,
+    pub snapshot: SnapshotName,
+    /// The snapshot's UUID on this node: one deleted and taken again under the same name is
+    /// another.
+    pub uuid: String,
+    /// The identity of the volume it was taken of.
+    pub identity: String,
+    /// The name of the volume it was taken of, on the node.
+    pub volume_backing_name: String,
+    /// How it was taken (e.g. "reflink copy").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    pub progress: Progress,
+}
+
+impl SnapshotEntry {
+    pub fn volume_backing_name(&self) -> BackingVolumeName {
+        BackingVolumeName::from_recorded(&self.volume_backing_name)
+            .unwrap_or_else(|| self.key.backing_name())
+    }
 }
 
 /// The ledger format this build writes.
@@ -134,6 +168,7 @@ impl Ledger {
         Ledger {
             format_version: LEDGER_FORMAT,
             volumes: Vec::new(),
+            snapshots: Vec::new(),
         }
     }
 
@@ -170,6 +205,30 @@ impl Ledger {
 
     pub fn remove(&mut self, key: &VolumeKey) {
         self.volumes.retain(|entry| &entry.key != key);
+    }
+
+    /// The snapshot volume of snapshot `uuid` taken of volume `volume_number`.
+    pub fn snapshot(&self, uuid: &str, volume_number: VolumeNumber) -> Option<&SnapshotEntry> {
+        self.snapshots
+            .iter()
+            .find(|e| e.uuid == uuid && e.key.volume_number == volume_number)
+    }
+
+    /// Records (or updates) a snapshot volume.
+    pub fn record_snapshot(&mut self, entry: SnapshotEntry) {
+        match self
+            .snapshots
+            .iter_mut()
+            .find(|e| e.uuid == entry.uuid && e.key.volume_number == entry.key.volume_number)
+        {
+            Some(existing) => *existing = entry,
+            None => self.snapshots.push(entry),
+        }
+    }
+
+    pub fn remove_snapshot(&mut self, uuid: &str, volume_number: VolumeNumber) {
+        self.snapshots
+            .retain(|e| !(e.uuid == uuid && e.key.volume_number == volume_number));
     }
 
     /// The owned volumes, grouped for lookups.

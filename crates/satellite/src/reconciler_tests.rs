@@ -143,6 +143,7 @@ fn identity(name: &str, number: u16) -> String {
 fn resource(name: &str, volumes: &[(u16, u64, &str)]) -> ResourceSpec {
     ResourceSpec {
         replication: None,
+        snapshots: Vec::new(),
         name: name.into(),
         uuid: format!("rsc-{}", name.to_lowercase()),
         layers: vec![LayerKind::Storage],
@@ -152,6 +153,7 @@ fn resource(name: &str, volumes: &[(u16, u64, &str)]) -> ResourceSpec {
             .iter()
             .map(|(number, size, pool)| VolumeSpec {
                 minor: None,
+                restore_from: None,
                 volume_number: *number,
                 identity: identity(name, *number),
                 size_kib: *size,
@@ -181,6 +183,7 @@ fn reborn(mut resource: ResourceSpec) -> ResourceSpec {
 fn diskless(name: &str) -> ResourceSpec {
     ResourceSpec {
         replication: None,
+        snapshots: Vec::new(),
         diskless: true,
         ..resource(name, &[(0, 4096, "DfltDisklessStorPool")])
     }

@@ -118,6 +118,7 @@ async fn ping_is_answered_while_a_long_reconcile_runs() {
         storage_pools: vec![pool(&fixture)],
         resources: vec![ResourceSpec {
             replication: None,
+            snapshots: Vec::new(),
             uuid: String::new(),
             deleting: false,
             name: "slow".into(),
@@ -125,6 +126,7 @@ async fn ping_is_answered_while_a_long_reconcile_runs() {
             diskless: false,
             volumes: vec![VolumeSpec {
                 minor: None,
+                restore_from: None,
                 identity: String::new(),
                 deleting: false,
                 volume_number: 0,
@@ -294,6 +296,7 @@ async fn the_reconcile_interval_retries_and_reports_unprompted() {
         storage_pools: vec![pool(&fixture)],
         resources: vec![ResourceSpec {
             replication: None,
+            snapshots: Vec::new(),
             uuid: String::new(),
             deleting: false,
             name: "web".into(),
@@ -301,6 +304,7 @@ async fn the_reconcile_interval_retries_and_reports_unprompted() {
             diskless: false,
             volumes: vec![VolumeSpec {
                 minor: None,
+                restore_from: None,
                 identity: String::new(),
                 deleting: false,
                 volume_number: 0,

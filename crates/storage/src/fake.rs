@@ -8,7 +8,11 @@
 //! - LVM: volume groups and thin pools added with [`FakeHost::add_volume_group`] and
 //!   [`FakeHost::add_thin_pool`], with `vgs`, `lvs`, `lvcreate`, `lvextend`, `lvremove`
 //!   (sizes rounded up to 4 MiB extents, as LVM does);
-//! - ZFS: pools added with [`FakeHost::add_zpool`], with `zfs get/list/create/set/destroy`.
+//! - ZFS: pools added with [`FakeHost::add_zpool`], with `zfs get/list/create/set/destroy` and
+//!   snapshots (`zfs snapshot/clone/rollback`, `zfs list -t snapshot`);
+//! - LVM thin snapshots (`lvcreate --snapshot`), which copy their origin's size and pool;
+//! - `cp`: a reflink copy fails as on a file system without reflinks (tmpfs, ext4) and the
+//!   sparse copy copies the real file; `blockdev --flushbufs` succeeds.
 //!
 //! Failures are injected with [`FakeHost::fail_matching`]; missing tools with
 //! [`FakeHost::remove_program`].
@@ -60,6 +64,8 @@ struct Zpool {
     size_kib: u64,
     guid: u64,
     volumes: BTreeMap<String, Zvol>,
+    /// `<volume>@<snapshot>`, with the size of the volume when it was taken.
+    snapshots: BTreeMap<String, u64>,
 }
 
 #[derive(Debug)]
@@ -233,6 +239,7 @@ impl FakeHost {
                 size_kib,
                 guid,
                 volumes: BTreeMap::new(),
+                snapshots: BTreeMap::new(),
             },
         );
     }
@@ -342,6 +349,64 @@ impl FakeHost {
                 ok("")
             }
             "losetup" => Self::losetup(state, line, args),
+            "cp" if args.iter().any(|a| a == "--reflink=always") => Err(fail(
+                line,
+                1,
+                "cp: failed to clone: Operation not supported\n",
+            )),
+            "cp" => {
+                let [.., from, to] = &args[..] else {
+                    return Err(fail(line, 1, "simulated: bad arguments"));
+                };
+                std::fs::copy(from, to).map_err(|e| fail(line, 1, format!("cp: {from}: {e}")))?;
+                ok("")
+            }
+            "blockdev" => ok(""),
+            "lvcreate" if args.iter().any(|a| a == "--snapshot") => {
+                let name = value_of(args, "--name").unwrap_or_default().to_string();
+                let Some((vg_name, origin)) = args
+                    .iter()
+                    .find(|a| a.contains('/'))
+                    .and_then(|a| a.split_once('/'))
+                else {
+                    return Err(fail(line, 3, "simulated: no origin"));
+                };
+                let Some(vg) = state.volume_groups.get_mut(vg_name) else {
+                    return Err(fail(
+                        line,
+                        5,
+                        format!("  Volume group \"{vg_name}\" not found\n"),
+                    ));
+                };
+                let Some(source) = vg.volumes.get(origin) else {
+                    return Err(fail(
+                        line,
+                        5,
+                        format!(
+                            "  Snapshot origin LV {origin} not found in Volume group {vg_name}.\n"
+                        ),
+                    ));
+                };
+                if source.thin_pool.is_none() {
+                    return Err(fail(line, 5, "simulated: only thin snapshots"));
+                }
+                if vg.volumes.contains_key(&name) {
+                    return Err(fail(
+                        line,
+                        5,
+                        format!(
+                            "  Logical Volume \"{name}\" already exists in volume group \"{vg_name}\"\n"
+                        ),
+                    ));
+                }
+                let copy = LogicalVolume {
+                    size_kib: source.size_kib,
+                    thin_pool: source.thin_pool.clone(),
+                    is_thin_pool: false,
+                };
+                vg.volumes.insert(name.clone(), copy);
+                ok(format!("  Logical volume \"{name}\" created.\n"))
+            }
             "vgs" if value_of(args, "--options") == Some("vg_uuid") => {
                 let name = args.last().cloned().unwrap_or_default();
                 match state.volume_groups.get(&name) {
@@ -655,7 +720,109 @@ impl FakeHost {
             let (pool, name) = target.rsplit_once('/').unwrap_or((target, ""));
             (pool.to_string(), name.to_string())
         };
+        let snapshot_of = |target: &str| -> Option<(String, String, String)> {
+            let (dataset, snapshot) = target.split_once('@')?;
+            let (pool, volume) = dataset.rsplit_once('/')?;
+            Some((pool.to_string(), volume.to_string(), snapshot.to_string()))
+        };
         match args.first().map(String::as_str) {
+            Some("list") if args.iter().any(|a| a == "snapshot") => {
+                let (pool, volume, snapshot) =
+                    snapshot_of(&target).ok_or_else(|| missing(&target))?;
+                let key = format!("{volume}@{snapshot}");
+                match state.zpools.get(&pool) {
+                    Some(p) if p.snapshots.contains_key(&key) => ok(format!("{target}\n")),
+                    _ => Err(missing(&target)),
+                }
+            }
+            Some("snapshot") => {
+                let (pool_name, volume, snapshot) =
+                    snapshot_of(&target).ok_or_else(|| missing(&target))?;
+                let pool = state
+                    .zpools
+                    .get_mut(&pool_name)
+                    .ok_or_else(|| missing(&pool_name))?;
+                let size = pool
+                    .volumes
+                    .get(&volume)
+                    .map(|v| v.size_kib)
+                    .ok_or_else(|| missing(&format!("{pool_name}/{volume}")))?;
+                let key = format!("{volume}@{snapshot}");
+                if pool.snapshots.contains_key(&key) {
+                    return Err(fail(
+                        line,
+                        1,
+                        format!("cannot create snapshot '{target}': dataset already exists\n"),
+                    ));
+                }
+                pool.snapshots.insert(key, size);
+                ok("")
+            }
+            Some("clone") => {
+                let source = args.get(1).cloned().unwrap_or_default();
+                let (pool_name, volume, snapshot) =
+                    snapshot_of(&source).ok_or_else(|| missing(&source))?;
+                let (_, name) = split(&target);
+                let pool = state
+                    .zpools
+                    .get_mut(&pool_name)
+                    .ok_or_else(|| missing(&pool_name))?;
+                let size_kib = *pool
+                    .snapshots
+                    .get(&format!("{volume}@{snapshot}"))
+                    .ok_or_else(|| missing(&source))?;
+                if pool.volumes.contains_key(&name) {
+                    return Err(fail(
+                        line,
+                        1,
+                        format!("cannot create '{target}': dataset already exists\n"),
+                    ));
+                }
+                pool.volumes.insert(
+                    name,
+                    Zvol {
+                        size_kib,
+                        sparse: true,
+                    },
+                );
+                ok("")
+            }
+            Some("rollback") => {
+                let (pool_name, volume, snapshot) =
+                    snapshot_of(&target).ok_or_else(|| missing(&target))?;
+                let pool = state
+                    .zpools
+                    .get(&pool_name)
+                    .ok_or_else(|| missing(&pool_name))?;
+                if !pool.snapshots.contains_key(&format!("{volume}@{snapshot}")) {
+                    return Err(missing(&target));
+                }
+                let newer = pool
+                    .snapshots
+                    .keys()
+                    .filter(|k| k.starts_with(&format!("{volume}@")))
+                    .any(|k| k > &format!("{volume}@{snapshot}"));
+                if newer {
+                    return Err(fail(
+                        line,
+                        1,
+                        format!(
+                            "cannot rollback to '{target}': more recent snapshots or bookmarks exist\n"
+                        ),
+                    ));
+                }
+                ok("")
+            }
+            Some("destroy") if target.contains('@') => {
+                let (pool_name, volume, snapshot) =
+                    snapshot_of(&target).ok_or_else(|| missing(&target))?;
+                state
+                    .zpools
+                    .get_mut(&pool_name)
+                    .and_then(|p| p.snapshots.remove(&format!("{volume}@{snapshot}")))
+                    .ok_or_else(|| missing(&target))?;
+                ok("")
+            }
             Some("get") if args.iter().any(|a| a == "guid") => {
                 let pool = state.zpools.get(&target).ok_or_else(|| missing(&target))?;
                 ok(format!("{}\n", pool.guid))
@@ -755,6 +922,20 @@ impl FakeHost {
             }
             Some("destroy") => {
                 let (pool_name, name) = split(&target);
+                let has_snapshots = state.zpools.get(&pool_name).is_some_and(|p| {
+                    p.snapshots
+                        .keys()
+                        .any(|k| k.starts_with(&format!("{name}@")))
+                });
+                if has_snapshots {
+                    return Err(fail(
+                        line,
+                        1,
+                        format!(
+                            "cannot destroy '{target}': filesystem has children\nuse '-r' to destroy the following datasets:\n"
+                        ),
+                    ));
+                }
                 state
                     .zpools
                     .get_mut(&pool_name)

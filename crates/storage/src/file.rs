@@ -1,5 +1,9 @@
 //! FILE and FILE_THIN: backing volumes are files `<pool dir>/<resource>_<nnnnn>.img`, attached
-//! as loop devices.
+//! as loop devices. A snapshot is a copy `<pool dir>/<resource>_<nnnnn>@<snapshot>.snap`: a
+//! reflink copy (`cp --reflink=always`, which shares the blocks and is taken atomically) where
+//! the file system has reflinks (btrfs, xfs), else a sparse copy (`cp --sparse=always`), which
+//! reads the whole file while the volume may be written. A copy is written under a `.partial`
+//! name and renamed when complete, so a snapshot that exists is whole.
 //!
 //! FILE preallocates the file (`fallocate`), FILE_THIN creates it sparse (`truncate`). Changes to
 //! the host go through the runner (`fallocate`, `truncate`, `losetup`, `mv`, `rm`); sizes and
@@ -21,11 +25,23 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use ferrite_types::ProviderKind;
 use serde::Deserialize;
 
+use ferrite_types::SnapshotName;
+
 use crate::runner::{CommandLine, HostCommands};
-use crate::{BackingVolume, BackingVolumeName, PoolCapacity, Provider, StorageError};
+use crate::{
+    BackingVolume, BackingVolumeName, PoolCapacity, Provider, StorageError, snapshot_host_name,
+};
 
 /// The file name extension of backing files.
 const IMAGE_EXTENSION: &str = "img";
+
+/// The file name extension of snapshot files.
+const SNAPSHOT_EXTENSION: &str = "snap";
+
+/// What a copy that shares its blocks with the original is called in answers.
+pub const REFLINK_COPY: &str = "reflink copy";
+/// What a full (sparse) copy is called in answers.
+pub const SPARSE_COPY: &str = "sparse copy";
 
 /// The marker file in a pool directory; it holds the pool's mark on one line.
 pub const MARKER_FILE: &str = ".ferrite-pool";
@@ -102,6 +118,82 @@ impl FileProvider {
         Ok(self
             .directory(pool)?
             .join(format!("{}.{IMAGE_EXTENSION}", name.as_str())))
+    }
+
+    /// The file of a snapshot of a volume.
+    pub fn snapshot_path(
+        &self,
+        pool: &str,
+        volume: &BackingVolumeName,
+        snapshot: &SnapshotName,
+    ) -> Result<PathBuf, StorageError> {
+        Ok(self.directory(pool)?.join(format!(
+            "{}@{}.{SNAPSHOT_EXTENSION}",
+            volume.as_str(),
+            snapshot_host_name(snapshot)
+        )))
+    }
+
+    /// Copies `from` to `to` (a new file): a reflink copy where the file system has them, else
+    /// a sparse copy. Returns which.
+    fn copy(&self, from: &Path, to: &Path) -> Result<&'static str, StorageError> {
+        let reflink = CommandLine::new("cp")
+            .args(["--reflink=always", "--no-target-directory"])
+            .arg(from.to_string_lossy())
+            .arg(to.to_string_lossy());
+        if self.runner.run(&reflink).is_ok() {
+            return Ok(REFLINK_COPY);
+        }
+        self.runner.run(
+            &CommandLine::new("cp")
+                .args(["--sparse=always", "--no-target-directory"])
+                .arg(from.to_string_lossy())
+                .arg(to.to_string_lossy()),
+        )?;
+        Ok(SPARSE_COPY)
+    }
+
+    /// Copies `from` to a new file `to`: written under a `.partial` name, then renamed, so `to`
+    /// exists only whole.
+    fn copy_whole(&self, from: &Path, to: &Path) -> Result<&'static str, StorageError> {
+        let partial = PathBuf::from(format!("{}.partial", to.display()));
+        self.runner.run(
+            &CommandLine::new("rm")
+                .arg("--force")
+                .arg(partial.to_string_lossy()),
+        )?;
+        let method = match self.copy(from, &partial) {
+            Ok(method) => method,
+            Err(e) => {
+                let _ = self.runner.run(
+                    &CommandLine::new("rm")
+                        .arg("--force")
+                        .arg(partial.to_string_lossy()),
+                );
+                return Err(e);
+            }
+        };
+        self.runner.run(
+            &CommandLine::new("mv")
+                .args(["--no-clobber", "--no-target-directory"])
+                .arg(partial.to_string_lossy())
+                .arg(to.to_string_lossy()),
+        )?;
+        Ok(method)
+    }
+
+    fn snapshot_missing(
+        &self,
+        pool: &str,
+        volume: &BackingVolumeName,
+        snapshot: &SnapshotName,
+    ) -> StorageError {
+        StorageError::SnapshotMissing {
+            provider: self.kind(),
+            pool: pool.to_string(),
+            volume: volume.clone(),
+            snapshot: snapshot.to_string(),
+        }
     }
 
     fn loop_table(&self) -> MutexGuard<'_, LoopTable> {
@@ -494,6 +586,126 @@ impl Provider for FileProvider {
 
     fn end_pass(&self) {
         *self.loop_table() = LoopTable::Unused;
+    }
+
+    fn supports_snapshots(&self) -> bool {
+        true
+    }
+
+    fn snapshot_exists(
+        &self,
+        pool: &str,
+        volume: &BackingVolumeName,
+        snapshot: &SnapshotName,
+    ) -> Result<bool, StorageError> {
+        Ok(self
+            .stat(&self.snapshot_path(pool, volume, snapshot)?)?
+            .is_some())
+    }
+
+    fn create_snapshot(
+        &self,
+        pool: &str,
+        volume: &BackingVolumeName,
+        snapshot: &SnapshotName,
+    ) -> Result<String, StorageError> {
+        let image = self.image_path(pool, volume)?;
+        if self.stat(&image)?.is_none() {
+            return Err(StorageError::VolumeMissing {
+                provider: self.kind(),
+                pool: pool.to_string(),
+                volume: volume.clone(),
+            });
+        }
+        let target = self.snapshot_path(pool, volume, snapshot)?;
+        if self.stat(&target)?.is_some() {
+            return Err(StorageError::UnexpectedOutput {
+                command: format!("stat {}", target.display()),
+                reason: "the snapshot file exists already".to_string(),
+            });
+        }
+        Ok(self.copy_whole(&image, &target)?.to_string())
+    }
+
+    fn delete_snapshot(
+        &self,
+        pool: &str,
+        volume: &BackingVolumeName,
+        snapshot: &SnapshotName,
+    ) -> Result<(), StorageError> {
+        let target = self.snapshot_path(pool, volume, snapshot)?;
+        if self.stat(&target)?.is_none() {
+            return Ok(());
+        }
+        self.runner.run(
+            &CommandLine::new("rm")
+                .arg("--force")
+                .arg(target.to_string_lossy()),
+        )?;
+        Ok(())
+    }
+
+    fn restore_snapshot(
+        &self,
+        pool: &str,
+        volume: &BackingVolumeName,
+        snapshot: &SnapshotName,
+        target: &BackingVolumeName,
+    ) -> Result<(), StorageError> {
+        let source = self.snapshot_path(pool, volume, snapshot)?;
+        let Some(metadata) = self.stat(&source)? else {
+            return Err(self.snapshot_missing(pool, volume, snapshot));
+        };
+        let image = self.image_path(pool, target)?;
+        if self.stat(&image)?.is_some() {
+            return Err(StorageError::VolumeExists {
+                provider: self.kind(),
+                pool: pool.to_string(),
+                volume: target.clone(),
+            });
+        }
+        self.copy_whole(&source, &image)?;
+        if !self.thin {
+            // A thick volume owns its space: allocate the holes a copy leaves.
+            self.set_size(&image, metadata.len() / 1024)?;
+        }
+        Ok(())
+    }
+
+    fn rollback_snapshot(
+        &self,
+        pool: &str,
+        volume: &BackingVolumeName,
+        snapshot: &SnapshotName,
+    ) -> Result<(), StorageError> {
+        let source = self.snapshot_path(pool, volume, snapshot)?;
+        if self.stat(&source)?.is_none() {
+            return Err(self.snapshot_missing(pool, volume, snapshot));
+        }
+        let image = self.image_path(pool, volume)?;
+        let Some(current) = self.stat(&image)? else {
+            return Err(StorageError::VolumeMissing {
+                provider: self.kind(),
+                pool: pool.to_string(),
+                volume: volume.clone(),
+            });
+        };
+        // The copy goes into the volume's own file (cp truncates and rewrites it), so a loop
+        // device attached to it keeps serving it; its cached blocks are dropped afterwards.
+        self.copy(&source, &image)?;
+        // A volume grown since the snapshot keeps its size (the loop device has it).
+        let restored = self.stat(&image)?.map_or(0, |m| m.len());
+        if restored < current.len() || !self.thin {
+            self.set_size(&image, restored.max(current.len()) / 1024)?;
+        }
+        for device in self.loop_devices(&image)? {
+            self.runner.run(
+                &CommandLine::new("blockdev")
+                    .arg("--flushbufs")
+                    .arg(device.to_string_lossy()),
+            )?;
+        }
+        Ok(())
     }
 
     fn delete_volume(&self, pool: &str, name: &BackingVolumeName) -> Result<(), StorageError> {

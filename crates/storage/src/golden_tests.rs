@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use ferrite_types::{ProviderKind, ResourceName};
+use ferrite_types::{ProviderKind, ResourceName, SnapshotName};
 
 use crate::fake::FakeHost;
 use crate::{
@@ -444,4 +444,214 @@ fn capabilities_say_why_not() {
         no_loop.reasons(ProviderKind::FileThin),
         ["losetup: command not found"]
     );
+}
+
+fn snapshot(name: &str) -> SnapshotName {
+    SnapshotName::new(name).unwrap()
+}
+
+#[test]
+fn zfs_snapshot_command_lines() {
+    for (kind, create) in [
+        (ProviderKind::Zfs, "zfs create -V 10000K tank/web_00000"),
+        (
+            ProviderKind::ZfsThin,
+            "zfs create -s -V 10000K tank/web_00000",
+        ),
+    ] {
+        let host = Arc::new(FakeHost::new());
+        host.add_zpool("tank", 1 << 30);
+        let providers = providers(&host, false);
+        let zfs = providers.get(kind);
+        let volume = name("web", 0);
+        let copy = name("copy", 0);
+        assert!(zfs.supports_snapshots());
+        zfs.create_volume("tank", &volume, 10000).unwrap();
+        assert!(
+            !zfs.snapshot_exists("tank", &volume, &snapshot("Snap1"))
+                .unwrap()
+        );
+        assert_eq!(
+            zfs.create_snapshot("tank", &volume, &snapshot("Snap1"))
+                .unwrap(),
+            "zfs snapshot"
+        );
+        assert!(
+            zfs.snapshot_exists("tank", &volume, &snapshot("snap1"))
+                .unwrap()
+        );
+        zfs.restore_snapshot("tank", &volume, &snapshot("snap1"), &copy)
+            .unwrap();
+        zfs.rollback_snapshot("tank", &volume, &snapshot("snap1"))
+            .unwrap();
+        // The volume cannot go while its snapshot exists: ZFS refuses, nothing is forced.
+        assert!(zfs.delete_volume("tank", &volume).is_err());
+        zfs.delete_snapshot("tank", &volume, &snapshot("snap1"))
+            .unwrap();
+        // Deleting a deleted snapshot is done already.
+        zfs.delete_snapshot("tank", &volume, &snapshot("snap1"))
+            .unwrap();
+        let commands: Vec<String> = host
+            .take_commands()
+            .into_iter()
+            .filter(|c| !c.starts_with("zfs list -H -p -t volume"))
+            .collect();
+        assert_eq!(
+            commands,
+            [
+                create,
+                "zfs list -H -t snapshot -o name tank/web_00000@snap1",
+                "zfs snapshot tank/web_00000@snap1",
+                "zfs list -H -t snapshot -o name tank/web_00000@snap1",
+                "zfs clone tank/web_00000@snap1 tank/copy_00000",
+                "zfs rollback tank/web_00000@snap1",
+                "zfs destroy tank/web_00000",
+                "zfs list -H -t snapshot -o name tank/web_00000@snap1",
+                "zfs destroy tank/web_00000@snap1",
+                "zfs list -H -t snapshot -o name tank/web_00000@snap1",
+            ],
+            "{kind}"
+        );
+        assert_eq!(host.zvols("tank").len(), 2);
+    }
+}
+
+#[test]
+fn zfs_rollback_fails_rather_than_destroying_newer_snapshots() {
+    let host = Arc::new(FakeHost::new());
+    host.add_zpool("tank", 1 << 30);
+    let providers = providers(&host, false);
+    let zfs = providers.get(ProviderKind::ZfsThin);
+    let volume = name("web", 0);
+    zfs.create_volume("tank", &volume, 10000).unwrap();
+    zfs.create_snapshot("tank", &volume, &snapshot("a1"))
+        .unwrap();
+    zfs.create_snapshot("tank", &volume, &snapshot("b2"))
+        .unwrap();
+    let error = zfs
+        .rollback_snapshot("tank", &volume, &snapshot("a1"))
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("more recent snapshots"),
+        "{error}"
+    );
+    assert!(!host.commands().iter().any(|c| c.contains(" -r")));
+}
+
+#[test]
+fn lvm_thin_snapshot_command_lines() {
+    let host = Arc::new(FakeHost::new());
+    host.add_volume_group("vg", 1 << 30);
+    host.add_thin_pool("vg", "thin", 1 << 29);
+    let providers = providers(&host, false);
+    let thin = providers.get(ProviderKind::LvmThin);
+    let volume = name("web", 0);
+    let copy = name("copy", 0);
+    assert!(thin.supports_snapshots());
+    thin.create_volume("vg/thin", &volume, 8192).unwrap();
+    host.take_commands();
+    assert_eq!(
+        thin.create_snapshot("vg/thin", &volume, &snapshot("Snap1"))
+            .unwrap(),
+        "thin snapshot"
+    );
+    thin.restore_snapshot("vg/thin", &volume, &snapshot("snap1"), &copy)
+        .unwrap();
+    thin.rollback_snapshot("vg/thin", &volume, &snapshot("snap1"))
+        .unwrap();
+    thin.delete_snapshot("vg/thin", &volume, &snapshot("snap1"))
+        .unwrap();
+    let lvs = "lvs --noheadings --nosuffix --units k --separator ';' --options lv_name,lv_size,data_percent,lv_attr,pool_lv vg";
+    assert_eq!(
+        host.take_commands(),
+        [
+            "lvcreate --snapshot --setactivationskip y --name web_00000.snap1 vg/web_00000 -y"
+                .to_string(),
+            lvs.to_string(),
+            "lvcreate --snapshot --setactivationskip n --name copy_00000 vg/web_00000.snap1 -y"
+                .to_string(),
+            lvs.to_string(),
+            "lvcreate --snapshot --setactivationskip n --name web_00000+rollback vg/web_00000.snap1 -y"
+                .to_string(),
+            "lvremove -f vg/web_00000".to_string(),
+            "lvrename vg web_00000+rollback web_00000".to_string(),
+            lvs.to_string(),
+            "lvremove -f vg/web_00000.snap1".to_string(),
+        ]
+    );
+    let volumes = host.logical_volumes("vg");
+    assert!(volumes.contains_key("web_00000") && volumes.contains_key("copy_00000"));
+    assert!(!volumes.contains_key("web_00000.snap1"));
+    // A snapshot's LV is not taken for a volume.
+    let listed: Vec<String> = thin
+        .list_volumes("vg/thin")
+        .unwrap()
+        .into_iter()
+        .map(|v| v.name.to_string())
+        .collect();
+    assert_eq!(listed, ["copy_00000", "web_00000"]);
+}
+
+#[test]
+fn thick_lvm_and_diskless_take_no_snapshots() {
+    let host = Arc::new(FakeHost::new());
+    let providers = providers(&host, true);
+    for kind in [ProviderKind::Lvm, ProviderKind::Diskless] {
+        let provider = providers.get(kind);
+        assert!(!provider.supports_snapshots());
+        let error = provider
+            .create_snapshot("vg", &name("web", 0), &snapshot("s1"))
+            .unwrap_err();
+        assert!(matches!(error, StorageError::SnapshotsUnsupported { .. }));
+    }
+    assert!(host.commands().is_empty());
+}
+
+#[test]
+fn file_snapshots_fall_back_to_a_sparse_copy_without_reflinks() {
+    let dir = tempfile::tempdir().unwrap();
+    let pool = dir.path().to_str().unwrap().to_string();
+    let host = Arc::new(FakeHost::new());
+    let providers = providers(&host, false);
+    let file = providers.get(ProviderKind::FileThin);
+    let volume = name("web", 0);
+    let copy = name("copy", 0);
+    file.create_volume(&pool, &volume, 1024).unwrap();
+    host.take_commands();
+    let method = file
+        .create_snapshot(&pool, &volume, &snapshot("Snap1"))
+        .unwrap();
+    assert_eq!(method, crate::SPARSE_COPY);
+    let image = format!("{pool}/web_00000.img");
+    let snap = format!("{pool}/web_00000@snap1.snap");
+    assert_eq!(
+        host.take_commands(),
+        [
+            format!("rm --force {snap}.partial"),
+            format!("cp --reflink=always --no-target-directory {image} {snap}.partial"),
+            format!("cp --sparse=always --no-target-directory {image} {snap}.partial"),
+            format!("mv --no-clobber --no-target-directory {snap}.partial {snap}"),
+        ]
+    );
+    // A snapshot file is not a volume.
+    assert_eq!(file.list_volumes(&pool).unwrap().len(), 1);
+    file.restore_snapshot(&pool, &volume, &snapshot("snap1"), &copy)
+        .unwrap();
+    assert!(file.volume(&pool, &copy).unwrap().is_some());
+    // Restoring onto an existing volume is refused.
+    assert!(matches!(
+        file.restore_snapshot(&pool, &volume, &snapshot("snap1"), &copy),
+        Err(StorageError::VolumeExists { .. })
+    ));
+    file.delete_snapshot(&pool, &volume, &snapshot("snap1"))
+        .unwrap();
+    assert!(
+        !file
+            .snapshot_exists(&pool, &volume, &snapshot("snap1"))
+            .unwrap()
+    );
+    assert!(matches!(
+        file.rollback_snapshot(&pool, &volume, &snapshot("snap1")),
+        Err(StorageError::SnapshotMissing { .. })
+    ));
 }

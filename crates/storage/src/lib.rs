@@ -12,6 +12,13 @@
 //! golden-tested. This crate does not decide *which* volumes should exist or which of them the
 //! satellite owns; that is the satellite's reconciler. [`detect_providers`] says which kinds this
 //! host can run, and why not.
+//!
+//! Snapshots of a backing volume (FILE, FILE_THIN, LVM_THIN, ZFS, ZFS_THIN) are named after the
+//! volume and the snapshot, case-folded, in a form no volume name has: a file
+//! `<volume>@<snapshot>.snap` (a reflink copy where the file system has it, btrfs and xfs,
+//! else a sparse copy), a thin LV `<volume>.<snapshot>`, a ZFS snapshot `<volume>@<snapshot>`.
+//! They are taken, restored into a new volume, rolled back to and deleted; a provider without
+//! snapshots says so.
 
 mod capabilities;
 #[cfg(any(test, feature = "fake"))]
@@ -26,10 +33,10 @@ mod zfs;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use ferrite_types::{ProviderKind, ResourceName, VolumeNumber};
+use ferrite_types::{ProviderKind, ResourceName, SnapshotName, VolumeNumber};
 
 pub use capabilities::{HostPaths, ProviderSupport, detect_providers};
-pub use file::FileProvider;
+pub use file::{FileProvider, REFLINK_COPY, SPARSE_COPY};
 pub use lvm::{LvmProvider, LvmThinProvider};
 pub use runner::{CommandError, CommandLine, CommandOutput, HostCommands, SystemCommands};
 pub use zfs::{ZVOL_SIZE_GRANULE_KIB, ZfsProvider};
@@ -130,6 +137,23 @@ pub enum StorageError {
     },
     #[error("DISKLESS pools hold no backing volumes")]
     Diskless,
+    #[error("{provider} pools cannot take snapshots")]
+    SnapshotsUnsupported { provider: ProviderKind },
+    #[error(
+        "snapshot '{snapshot}' of {provider} volume '{volume}' in pool '{pool}' does not exist"
+    )]
+    SnapshotMissing {
+        provider: ProviderKind,
+        pool: String,
+        volume: BackingVolumeName,
+        snapshot: String,
+    },
+    #[error("cannot create {provider} volume '{volume}' in pool '{pool}': it exists")]
+    VolumeExists {
+        provider: ProviderKind,
+        pool: String,
+        volume: BackingVolumeName,
+    },
     #[error("cannot rename {provider} volume '{from}' to '{to}' in pool '{pool}': '{to}' exists")]
     RenameTargetExists {
         provider: ProviderKind,
@@ -224,6 +248,84 @@ pub trait Provider: Send + Sync {
 
     /// Ends a reconcile pass; what was read for it is forgotten.
     fn end_pass(&self) {}
+
+    /// Whether the provider takes snapshots.
+    fn supports_snapshots(&self) -> bool {
+        false
+    }
+
+    /// Whether the snapshot of `volume` exists.
+    fn snapshot_exists(
+        &self,
+        pool: &str,
+        volume: &BackingVolumeName,
+        snapshot: &SnapshotName,
+    ) -> Result<bool, StorageError> {
+        let _ = (pool, volume, snapshot);
+        Err(StorageError::SnapshotsUnsupported {
+            provider: self.kind(),
+        })
+    }
+
+    /// Takes a snapshot of `volume`; returns how (e.g. "reflink copy", "thin snapshot").
+    fn create_snapshot(
+        &self,
+        pool: &str,
+        volume: &BackingVolumeName,
+        snapshot: &SnapshotName,
+    ) -> Result<String, StorageError> {
+        let _ = (pool, volume, snapshot);
+        Err(StorageError::SnapshotsUnsupported {
+            provider: self.kind(),
+        })
+    }
+
+    /// Deletes a snapshot; one that does not exist is already deleted.
+    fn delete_snapshot(
+        &self,
+        pool: &str,
+        volume: &BackingVolumeName,
+        snapshot: &SnapshotName,
+    ) -> Result<(), StorageError> {
+        let _ = (pool, volume, snapshot);
+        Err(StorageError::SnapshotsUnsupported {
+            provider: self.kind(),
+        })
+    }
+
+    /// Creates the volume `target` (which must not exist) with the data of a snapshot of
+    /// `volume`. It is not activated yet.
+    fn restore_snapshot(
+        &self,
+        pool: &str,
+        volume: &BackingVolumeName,
+        snapshot: &SnapshotName,
+        target: &BackingVolumeName,
+    ) -> Result<(), StorageError> {
+        let _ = (pool, volume, snapshot, target);
+        Err(StorageError::SnapshotsUnsupported {
+            provider: self.kind(),
+        })
+    }
+
+    /// Gives `volume` the data of its snapshot again; what was written since is lost. The
+    /// volume must not be in use.
+    fn rollback_snapshot(
+        &self,
+        pool: &str,
+        volume: &BackingVolumeName,
+        snapshot: &SnapshotName,
+    ) -> Result<(), StorageError> {
+        let _ = (pool, volume, snapshot);
+        Err(StorageError::SnapshotsUnsupported {
+            provider: self.kind(),
+        })
+    }
+}
+
+/// A snapshot's name on the host: case-folded, as volume names are.
+pub fn snapshot_host_name(snapshot: &SnapshotName) -> String {
+    snapshot.as_str().to_ascii_lowercase()
 }
 
 /// The DISKLESS provider: a pool with no volumes, for resources that reach their data over the

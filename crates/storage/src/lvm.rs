@@ -8,11 +8,12 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use ferrite_types::ProviderKind;
+use ferrite_types::{ProviderKind, SnapshotName};
 
 use crate::runner::{CommandError, CommandLine, HostCommands};
 use crate::{
-    BackingVolume, BackingVolumeName, PoolCapacity, Provider, StorageError, first_line, table_rows,
+    BackingVolume, BackingVolumeName, PoolCapacity, Provider, StorageError, first_line,
+    snapshot_host_name, table_rows,
 };
 
 /// Report options shared by every `lvs`/`vgs` call: no headings, KiB without unit suffix,
@@ -437,6 +438,12 @@ impl Provider for LvmProvider {
     }
 }
 
+/// The thin LV of a snapshot: `<volume>.<snapshot>`, a name no volume has (resource names hold
+/// no '.').
+fn thin_snapshot_name(volume: &BackingVolumeName, snapshot: &SnapshotName) -> String {
+    format!("{volume}.{}", snapshot_host_name(snapshot))
+}
+
 /// Thin volumes in a thin pool `vg/thinpool`.
 pub struct LvmThinProvider {
     lvm: Lvm,
@@ -563,6 +570,137 @@ impl Provider for LvmThinProvider {
     ) -> Result<(), StorageError> {
         let (volume_group, _) = self.split(pool)?;
         self.lvm.rename(pool, volume_group, from, to)
+    }
+
+    fn supports_snapshots(&self) -> bool {
+        true
+    }
+
+    fn snapshot_exists(
+        &self,
+        pool: &str,
+        volume: &BackingVolumeName,
+        snapshot: &SnapshotName,
+    ) -> Result<bool, StorageError> {
+        let (volume_group, _) = self.split(pool)?;
+        let name = thin_snapshot_name(volume, snapshot);
+        Ok(self
+            .lvm
+            .logical_volumes(pool, volume_group)?
+            .iter()
+            .any(|lv| lv.name == name))
+    }
+
+    fn create_snapshot(
+        &self,
+        pool: &str,
+        volume: &BackingVolumeName,
+        snapshot: &SnapshotName,
+    ) -> Result<String, StorageError> {
+        let (volume_group, _) = self.split(pool)?;
+        // A thin snapshot needs no size; it is skipped at activation until asked for.
+        let command = CommandLine::new("lvcreate")
+            .args(["--snapshot", "--setactivationskip", "y", "--name"])
+            .arg(thin_snapshot_name(volume, snapshot))
+            .arg(format!("{volume_group}/{volume}"))
+            .arg("-y");
+        self.lvm
+            .runner
+            .run(&command)
+            .map_err(|e| self.lvm.pool_error(pool, e))?;
+        Ok("thin snapshot".to_string())
+    }
+
+    fn delete_snapshot(
+        &self,
+        pool: &str,
+        volume: &BackingVolumeName,
+        snapshot: &SnapshotName,
+    ) -> Result<(), StorageError> {
+        if !self.snapshot_exists(pool, volume, snapshot)? {
+            return Ok(());
+        }
+        let (volume_group, _) = self.split(pool)?;
+        self.lvm
+            .runner
+            .run(&CommandLine::new("lvremove").arg("-f").arg(format!(
+                "{volume_group}/{}",
+                thin_snapshot_name(volume, snapshot)
+            )))?;
+        Ok(())
+    }
+
+    fn restore_snapshot(
+        &self,
+        pool: &str,
+        volume: &BackingVolumeName,
+        snapshot: &SnapshotName,
+        target: &BackingVolumeName,
+    ) -> Result<(), StorageError> {
+        let (volume_group, _) = self.split(pool)?;
+        if !self.snapshot_exists(pool, volume, snapshot)? {
+            return Err(StorageError::SnapshotMissing {
+                provider: self.kind(),
+                pool: pool.to_string(),
+                volume: volume.clone(),
+                snapshot: snapshot.to_string(),
+            });
+        }
+        // A thin snapshot of the snapshot, activated like any volume.
+        let command = CommandLine::new("lvcreate")
+            .args(["--snapshot", "--setactivationskip", "n", "--name"])
+            .arg(target.as_str())
+            .arg(format!(
+                "{volume_group}/{}",
+                thin_snapshot_name(volume, snapshot)
+            ))
+            .arg("-y");
+        self.lvm
+            .runner
+            .run(&command)
+            .map_err(|e| self.lvm.pool_error(pool, e))?;
+        Ok(())
+    }
+
+    fn rollback_snapshot(
+        &self,
+        pool: &str,
+        volume: &BackingVolumeName,
+        snapshot: &SnapshotName,
+    ) -> Result<(), StorageError> {
+        let (volume_group, _) = self.split(pool)?;
+        if !self.snapshot_exists(pool, volume, snapshot)? {
+            return Err(StorageError::SnapshotMissing {
+                provider: self.kind(),
+                pool: pool.to_string(),
+                volume: volume.clone(),
+                snapshot: snapshot.to_string(),
+            });
+        }
+        // A new thin volume from the snapshot takes the volume's place; the snapshot stays.
+        let replacement = format!("{volume}+rollback");
+        self.lvm.runner.run(
+            &CommandLine::new("lvcreate")
+                .args(["--snapshot", "--setactivationskip", "n", "--name"])
+                .arg(&replacement)
+                .arg(format!(
+                    "{volume_group}/{}",
+                    thin_snapshot_name(volume, snapshot)
+                ))
+                .arg("-y"),
+        )?;
+        self.lvm.runner.run(
+            &CommandLine::new("lvremove")
+                .arg("-f")
+                .arg(format!("{volume_group}/{volume}")),
+        )?;
+        self.lvm.runner.run(
+            &CommandLine::new("lvrename")
+                .arg(volume_group)
+                .arg(&replacement)
+                .arg(volume.as_str()),
+        )?;
+        Ok(())
     }
 
     fn pool_identity(&self, pool: &str) -> Result<Option<String>, StorageError> {

@@ -1,14 +1,18 @@
 //! ZFS and ZFS_THIN: backing volumes are zvols `<pool>/<resource>_<nnnnn>`, thick (with a
 //! reservation) or sparse (`zfs create -s`). Their devices are `/dev/zvol/<pool>/<name>`.
+//! Snapshots are ZFS snapshots `<pool>/<name>@<snapshot>`; a restore is a `zfs clone` of one
+//! (so ZFS refuses to destroy that snapshot while the clone exists), a rollback is `zfs
+//! rollback`, which fails if newer snapshots exist rather than destroying them.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use ferrite_types::ProviderKind;
+use ferrite_types::{ProviderKind, SnapshotName};
 
 use crate::runner::{CommandError, CommandLine, HostCommands};
 use crate::{
-    BackingVolume, BackingVolumeName, PoolCapacity, Provider, StorageError, first_line, table_rows,
+    BackingVolume, BackingVolumeName, PoolCapacity, Provider, StorageError, first_line,
+    snapshot_host_name, table_rows,
 };
 
 /// Zvol sizes are rounded up to a multiple of this (OpenZFS's default `volblocksize`), because
@@ -112,6 +116,11 @@ impl ZfsProvider {
         volumes.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(volumes)
     }
+}
+
+/// A snapshot's full name: `<pool>/<volume>@<snapshot>`.
+fn zfs_snapshot(pool: &str, volume: &BackingVolumeName, snapshot: &SnapshotName) -> String {
+    format!("{pool}/{volume}@{}", snapshot_host_name(snapshot))
 }
 
 impl Provider for ZfsProvider {
@@ -235,6 +244,105 @@ impl Provider for ZfsProvider {
                 .arg("destroy")
                 .arg(format!("{pool}/{name}")),
         )?;
+        Ok(())
+    }
+
+    fn supports_snapshots(&self) -> bool {
+        true
+    }
+
+    fn snapshot_exists(
+        &self,
+        pool: &str,
+        volume: &BackingVolumeName,
+        snapshot: &SnapshotName,
+    ) -> Result<bool, StorageError> {
+        let dataset = self.dataset(pool)?;
+        let command = CommandLine::query("zfs")
+            .args(["list", "-H", "-t", "snapshot", "-o", "name"])
+            .arg(zfs_snapshot(dataset, volume, snapshot));
+        match self.runner.run(&command) {
+            Ok(_) => Ok(true),
+            Err(e) if e.stderr().contains("does not exist") => Ok(false),
+            Err(e) => Err(self.pool_error(pool, e)),
+        }
+    }
+
+    fn create_snapshot(
+        &self,
+        pool: &str,
+        volume: &BackingVolumeName,
+        snapshot: &SnapshotName,
+    ) -> Result<String, StorageError> {
+        let dataset = self.dataset(pool)?;
+        self.runner
+            .run(
+                &CommandLine::new("zfs")
+                    .arg("snapshot")
+                    .arg(zfs_snapshot(dataset, volume, snapshot)),
+            )
+            .map_err(|e| self.pool_error(pool, e))?;
+        Ok("zfs snapshot".to_string())
+    }
+
+    fn delete_snapshot(
+        &self,
+        pool: &str,
+        volume: &BackingVolumeName,
+        snapshot: &SnapshotName,
+    ) -> Result<(), StorageError> {
+        if !self.snapshot_exists(pool, volume, snapshot)? {
+            return Ok(());
+        }
+        let dataset = self.dataset(pool)?;
+        self.runner.run(
+            &CommandLine::new("zfs")
+                .arg("destroy")
+                .arg(zfs_snapshot(dataset, volume, snapshot)),
+        )?;
+        Ok(())
+    }
+
+    fn restore_snapshot(
+        &self,
+        pool: &str,
+        volume: &BackingVolumeName,
+        snapshot: &SnapshotName,
+        target: &BackingVolumeName,
+    ) -> Result<(), StorageError> {
+        let dataset = self.dataset(pool)?;
+        if self.volume(pool, target)?.is_some() {
+            return Err(StorageError::VolumeExists {
+                provider: self.kind(),
+                pool: pool.to_string(),
+                volume: target.clone(),
+            });
+        }
+        self.runner
+            .run(
+                &CommandLine::new("zfs")
+                    .arg("clone")
+                    .arg(zfs_snapshot(dataset, volume, snapshot))
+                    .arg(format!("{dataset}/{target}")),
+            )
+            .map_err(|e| self.pool_error(pool, e))?;
+        Ok(())
+    }
+
+    fn rollback_snapshot(
+        &self,
+        pool: &str,
+        volume: &BackingVolumeName,
+        snapshot: &SnapshotName,
+    ) -> Result<(), StorageError> {
+        let dataset = self.dataset(pool)?;
+        self.runner
+            .run(
+                &CommandLine::new("zfs")
+                    .arg("rollback")
+                    .arg(zfs_snapshot(dataset, volume, snapshot)),
+            )
+            .map_err(|e| self.pool_error(pool, e))?;
         Ok(())
     }
 

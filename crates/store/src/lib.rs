@@ -43,6 +43,10 @@ const MIGRATIONS: &[(&str, &str)] = &[
         "0003_connections_and_key_value_stores",
         include_str!("../migrations/0003_connections_and_key_value_stores.sql"),
     ),
+    (
+        "0004_snapshots",
+        include_str!("../migrations/0004_snapshots.sql"),
+    ),
 ];
 
 /// The schema version this build writes.
@@ -62,6 +66,8 @@ pub enum Table {
     ResourceDefinitions,
     VolumeDefinitions,
     Resources,
+    SnapshotDefinitions,
+    Snapshots,
     ErrorReports,
     KeyValueStores,
     NodeConnections,
@@ -70,7 +76,7 @@ pub enum Table {
 
 impl Table {
     /// Every table, parents before children (the order rows are loaded in).
-    pub const ALL: [Table; 12] = [
+    pub const ALL: [Table; 14] = [
         Table::ControllerProps,
         Table::Nodes,
         Table::StoragePools,
@@ -79,6 +85,8 @@ impl Table {
         Table::ResourceDefinitions,
         Table::VolumeDefinitions,
         Table::Resources,
+        Table::SnapshotDefinitions,
+        Table::Snapshots,
         Table::ErrorReports,
         Table::KeyValueStores,
         Table::NodeConnections,
@@ -95,6 +103,8 @@ impl Table {
             Table::ResourceDefinitions => "resource_definitions",
             Table::VolumeDefinitions => "volume_definitions",
             Table::Resources => "resources",
+            Table::SnapshotDefinitions => "snapshot_definitions",
+            Table::Snapshots => "snapshots",
             Table::ErrorReports => "error_reports",
             Table::KeyValueStores => "key_value_stores",
             Table::NodeConnections => "node_connections",
@@ -111,6 +121,8 @@ impl Table {
             Table::VolumeGroups => &["resource_group", "volume_number"],
             Table::VolumeDefinitions => &["resource", "volume_number"],
             Table::Resources => &["resource", "node"],
+            Table::SnapshotDefinitions => &["resource", "name"],
+            Table::Snapshots => &["resource", "snapshot", "node"],
             Table::ErrorReports => &["id"],
             Table::KeyValueStores => &["name"],
             Table::NodeConnections => &["node_a", "node_b"],
@@ -753,6 +765,59 @@ mod tests {
             .commit(&[put(Table::ResourceDefinitions, &["R1"], r#"{"v":2}"#)])
             .unwrap();
         assert_eq!(counts(&store), before);
+    }
+
+    #[test]
+    fn a_resource_definition_with_snapshots_cannot_be_deleted_and_snapshots_need_their_node() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = open(dir.path(), "c1");
+        store.commit(&family()).unwrap();
+        store
+            .commit(&[
+                put(Table::SnapshotDefinitions, &["R1", "S1"], r#"{"v":1}"#),
+                put(Table::Snapshots, &["R1", "S1", "N1"], "{}"),
+            ])
+            .unwrap();
+        // Neither the definition nor the node can go while the snapshot rows point at them.
+        for parent in [
+            vec![
+                delete(Table::Resources, &["R1", "N1"]),
+                delete(Table::VolumeDefinitions, &["R1", "0"]),
+                delete(Table::ResourceDefinitions, &["R1"]),
+            ],
+            vec![
+                delete(Table::Resources, &["R1", "N1"]),
+                delete(Table::StoragePools, &["N1", "SP"]),
+                delete(Table::Nodes, &["N1"]),
+            ],
+            vec![delete(Table::SnapshotDefinitions, &["R1", "S1"])],
+        ] {
+            assert!(store.commit(&parent).is_err());
+        }
+        // A snapshot without its definition cannot be written.
+        assert!(
+            store
+                .commit(&[put(Table::Snapshots, &["R1", "GHOST", "N1"], "{}")])
+                .is_err()
+        );
+        let snapshot = store.load().unwrap();
+        assert_eq!(snapshot.rows(Table::SnapshotDefinitions).len(), 1);
+        assert_eq!(
+            snapshot.rows(Table::Snapshots)[0].key,
+            vec!["R1", "S1", "N1"]
+        );
+        // Updating the definition keeps its snapshots; deleting child then parent works.
+        store
+            .commit(&[put(Table::SnapshotDefinitions, &["R1", "S1"], r#"{"v":2}"#)])
+            .unwrap();
+        assert_eq!(store.load().unwrap().rows(Table::Snapshots).len(), 1);
+        store
+            .commit(&[
+                delete(Table::Snapshots, &["R1", "S1", "N1"]),
+                delete(Table::SnapshotDefinitions, &["R1", "S1"]),
+            ])
+            .unwrap();
+        assert!(store.load().unwrap().rows(Table::Snapshots).is_empty());
     }
 
     #[test]

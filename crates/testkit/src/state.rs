@@ -4,10 +4,10 @@
 //! [`ClusterState::capture`] reads every list endpoint and keeps what the controller was asked to
 //! remember: controller properties; nodes with their network interfaces and storage pools;
 //! resource groups with their volume groups; resource definitions with their volume definitions,
-//! resources, the resources' volumes and resource connections; node connections; the key-value
-//! store's instances. It strips what satellites report or the controller
+//! resources, the resources' volumes and resource connections, and their snapshots on each
+//! node; node connections; the key-value store's instances. It strips what satellites report or the controller
 //! works out at run time (connection status, capabilities, capacities, reports, disk states,
-//! device paths, allocated sizes, `in_use`), so two captures of the same desired state are
+//! device paths, allocated sizes, `in_use`, whether a snapshot was taken), so two captures of the same desired state are
 //! equal whether or not the satellites are connected.
 //!
 //! Every object is one entry keyed by its path (`nodes/node1/storage-pools/pool`,
@@ -176,6 +176,20 @@ impl ClusterState {
             remove_fields_deep(&mut resource, VOLUME_RUNTIME_FIELDS);
             state.insert(path, resource);
         }
+
+        for mut definition in get_array(rest, "/v1/view/snapshots")? {
+            let resource = field_str(&definition, "resource_name")?;
+            let name = field_str(&definition, "name")?;
+            let path = format!("resource-definitions/{resource}/snapshots/{name}");
+            for mut taken in take_array(&mut definition, "snapshots") {
+                let node = field_str(&taken, "node_name")?;
+                // What each node reports of its snapshot volumes is the actual state.
+                take_array(&mut taken, "snapshot_volumes");
+                state.insert(format!("{path}/nodes/{node}"), taken);
+            }
+            keep_recorded_flags(&mut definition);
+            state.insert(path, definition);
+        }
         Ok(state)
     }
 
@@ -222,15 +236,15 @@ impl ClusterState {
         &self.online
     }
 
-    /// Resources marked for deletion whose satellite is connected: their deletion should
-    /// finish shortly.
+    /// Resources and snapshots marked for deletion whose satellite is connected: their
+    /// deletion should finish shortly.
     fn deleting_on_online_nodes(&self) -> Vec<&String> {
         self.deleting
             .iter()
             .filter(|path| {
                 let mut segments = path.rsplit('/');
                 let node = segments.next();
-                segments.next() == Some("resources")
+                matches!(segments.next(), Some("resources") | Some("nodes"))
                     && node.is_some_and(|n| self.online.contains(n))
             })
             .collect()
@@ -445,6 +459,14 @@ fn remove_fields(object: &mut Value, fields: &[&str]) {
 
 /// Removes `fields` from `value` and every object inside it, except inside property maps,
 /// whose keys are the user's.
+/// A snapshot definition's `SUCCESSFUL` and `FAILED_DEPLOYMENT` flags say what its nodes
+/// report (they are not stored): only `DELETE` is part of the desired state.
+fn keep_recorded_flags(definition: &mut Value) {
+    if let Some(flags) = definition["flags"].as_array_mut() {
+        flags.retain(|f| f == DELETING_FLAG);
+    }
+}
+
 fn remove_fields_deep(value: &mut Value, fields: &[&str]) {
     match value {
         Value::Object(map) => {

@@ -16,7 +16,11 @@
 //! - a refused request (4xx, or an error entry) changes nothing: now and then, and for every
 //!   deliberately invalid request, the state is captured before and after and compared;
 //! - the state after a restart equals the state before it, at once after the reload and again
-//!   once the satellites are back.
+//!   once the satellites are back;
+//! - a restart deletes no file of the real nodes' pools: no backing volume, no snapshot.
+//!
+//! Before the random rounds, each seed runs a fixed snapshot sequence (create, restore, rollback,
+//! delete), a restart after each change, checking the pools' files and the data they hold.
 //!
 //! It does not predict outcomes: it never assumes a request succeeds, nor that a delete makes
 //! its object vanish (deletion may be two-phase: a resource marked `DELETE` stays listed until
@@ -114,6 +118,8 @@ fn parse_seed(text: &str) -> Result<u64> {
 }
 
 fn run(seed: u64, world: &mut World, coverage: &mut Coverage) -> Result<()> {
+    // First, on the fresh cluster, so that the random requests cannot have removed its pools.
+    snapshot_sequence(world, seed).with_context(|| format!("seed {seed}: snapshot sequence"))?;
     let mut rng = Rng(seed);
     let mut ghost_removals = GHOST_REMOVALS;
     for round in 0..ROUNDS {
@@ -135,6 +141,125 @@ fn run(seed: u64, world: &mut World, coverage: &mut Coverage) -> Result<()> {
                 requests_took.as_secs_f64(),
                 started.elapsed().as_secs_f64()
             );
+        }
+    }
+    Ok(())
+}
+
+/// The fixed snapshot sequence: a definition on both real nodes, a snapshot, a restore, a
+/// rollback and the deletions, with a restart (alternately clean and a crash) after each change.
+/// Every restart must keep the state and every file; the data checks show the volumes and
+/// snapshots still hold what they held.
+fn snapshot_sequence(world: &mut World, seed: u64) -> Result<()> {
+    let rest = world.rest.clone();
+    let source = format!("snapseq{seed:x}");
+    let target = format!("snaprestored{seed:x}");
+    rest.post(
+        "/v1/resource-definitions",
+        &json!({"resource_definition": {"name": source,
+            "layer_data": [{"type": "STORAGE"}]}}),
+    )?
+    .expect_success()?;
+    rest.post(
+        &format!("/v1/resource-definitions/{source}/volume-definitions"),
+        &json!({"volume_definition": {"size_kib": 4096}}),
+    )?
+    .expect_success()?;
+    for node in REAL_NODES {
+        rest.post(
+            &format!("/v1/resource-definitions/{source}/resources"),
+            &json!([{"resource": {"node_name": node, "props": {"StorPoolName": "pool"}}}]),
+        )?
+        .expect_success()?;
+    }
+    let image = |node: &RealNode, resource: &str| {
+        node.pool_dirs[0].join(format!("{}_00000.img", resource.to_ascii_lowercase()))
+    };
+    let stamp = |tag: &str| -> Vec<u8> { tag.as_bytes().repeat(4096)[..4096].to_vec() };
+    let write = |path: &PathBuf, tag: &str| -> Result<()> {
+        use std::io::{Seek, Write};
+        let mut file = std::fs::OpenOptions::new().write(true).open(path)?;
+        file.seek(std::io::SeekFrom::Start(0))?;
+        file.write_all(&stamp(tag))?;
+        file.sync_all()?;
+        Ok(())
+    };
+    let read = |path: &PathBuf| -> Result<Vec<u8>> {
+        let data = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+        Ok(data[..4096].to_vec())
+    };
+    for node in &world.real {
+        write(&image(node, &source), "before")?;
+    }
+
+    rest.post(
+        &format!("/v1/resource-definitions/{source}/snapshots"),
+        &json!({"name": "seq"}),
+    )?
+    .expect_success()?;
+    restart_and_compare(world, Restart::Clean).context("after snapshot create")?;
+    for node in &world.real {
+        write(&image(node, &source), "after")?;
+    }
+
+    rest.post(
+        "/v1/resource-definitions",
+        &json!({"resource_definition": {"name": target,
+            "layer_data": [{"type": "STORAGE"}]}}),
+    )?
+    .expect_success()?;
+    rest.post(
+        &format!("/v1/resource-definitions/{source}/snapshot-restore-resource/seq"),
+        &json!({"to_resource": target}),
+    )?
+    .expect_success()?;
+    restart_and_compare(world, Restart::Crash).context("after snapshot restore")?;
+    for node in &world.real {
+        if read(&image(node, &target))? != stamp("before") {
+            bail!(
+                "the restored volume on {} lost the snapshot's data",
+                node.name
+            );
+        }
+    }
+
+    rest.post(
+        &format!("/v1/resource-definitions/{source}/snapshot-rollback/seq"),
+        &json!({}),
+    )?
+    .expect_success()?;
+    restart_and_compare(world, Restart::Clean).context("after snapshot rollback")?;
+    for node in &world.real {
+        if read(&image(node, &source))? != stamp("before") {
+            bail!(
+                "the rolled back volume on {} does not hold the snapshot's data",
+                node.name
+            );
+        }
+    }
+
+    rest.delete(&format!("/v1/resource-definitions/{source}"))
+        .and_then(|reply| {
+            if reply.has_error() {
+                Ok(())
+            } else {
+                bail!("a definition with snapshots was deleted: {}", reply.json)
+            }
+        })?;
+    rest.delete(&format!("/v1/resource-definitions/{source}/snapshots/seq"))?
+        .expect_success()?;
+    restart_and_compare(world, Restart::Crash).context("after snapshot delete")?;
+    let state = ClusterState::capture(&rest)?;
+    if state
+        .objects()
+        .keys()
+        .any(|path| path.starts_with(&format!("resource-definitions/{source}/snapshots/")))
+    {
+        bail!("the deleted snapshot is still listed after the restart");
+    }
+    for node in &world.real {
+        if !image(node, &source).exists() || !image(node, &target).exists() {
+            bail!("a volume on {} is gone", node.name);
         }
     }
     Ok(())
@@ -256,6 +381,7 @@ fn burst_of_requests(
 fn restart_and_compare(world: &mut World, restart: Restart) -> Result<()> {
     let rest = world.rest.clone();
     let before = ClusterState::capture_settled(&rest, SETTLE_TIMEOUT)?;
+    let files_before = world.pool_files();
     match restart {
         Restart::Clean => world.cluster.controller.restart_clean()?,
         Restart::Crash => world.cluster.controller.restart()?,
@@ -275,7 +401,13 @@ fn restart_and_compare(world: &mut World, restart: Restart) -> Result<()> {
     before.expect_same(
         &reconnected,
         "the state after the satellites reconnected differs from the state before the restart",
-    )
+    )?;
+    let files_after = world.pool_files();
+    let gone: Vec<&PathBuf> = files_before.difference(&files_after).collect();
+    if !gone.is_empty() {
+        bail!("the restart deleted files of the pools (volumes or snapshots): {gone:?}");
+    }
+    Ok(())
 }
 
 /// The first error's message of a refusal, or the warnings of an acceptance.
@@ -386,7 +518,12 @@ const PATH_WORDS: &[&str] = &[
     "key-value-store",
     "node-connections",
     "resource-connections",
+    "snapshots",
+    "snapshot-restore-resource",
+    "snapshot-rollback",
 ];
+/// Snapshot names the generator uses.
+const SNAPSHOTS: [&str; 2] = ["snap1", "snap2"];
 /// Names no object may have.
 const BAD_NAMES: [&str; 3] = ["bad name", "-dash", "x/y"];
 /// Where ghost nodes' file pools claim to be; nobody checks, nothing is created.
@@ -447,6 +584,19 @@ impl World {
             real,
             ghosts,
         })
+    }
+
+    /// Every backing volume and snapshot file in the real nodes' pools.
+    fn pool_files(&self) -> BTreeSet<PathBuf> {
+        self.real
+            .iter()
+            .flat_map(|node| node.pool_dirs.iter())
+            .filter_map(|dir| std::fs::read_dir(dir).ok())
+            .flatten()
+            .flatten()
+            .map(|entry| entry.path())
+            .filter(|path| path.extension().is_some_and(|e| e == "img" || e == "snap"))
+            .collect()
     }
 
     fn real_node(&self, name: &str) -> Option<&RealNode> {
@@ -517,6 +667,7 @@ struct KnownDefinition {
     volumes: BTreeMap<i64, i64>,
     /// Node and whether the resource there is diskless.
     resources: BTreeMap<String, bool>,
+    snapshots: BTreeSet<String>,
 }
 
 impl KnownDefinition {
@@ -614,6 +765,14 @@ impl Known {
                     known
                         .resource_connections
                         .insert(format!("{definition}/{node_a}/{node_b}"), prop_keys(object));
+                }
+                ["resource-definitions", definition, "snapshots", snapshot] => {
+                    known
+                        .definitions
+                        .entry(definition.to_string())
+                        .or_default()
+                        .snapshots
+                        .insert(snapshot.to_string());
                 }
                 ["resource-definitions", definition, "resources", node] => {
                     let diskless = object["flags"]
@@ -775,6 +934,10 @@ const KINDS: &[(&str, u32)] = &[
     ("key-value delete", 1),
     ("node connection modify", 2),
     ("resource connection modify", 2),
+    ("snapshot create", 3),
+    ("snapshot delete", 2),
+    ("snapshot restore", 2),
+    ("snapshot rollback", 1),
     ("malformed", 2),
 ];
 
@@ -836,6 +999,10 @@ impl Generator<'_> {
             "key-value modify" | "key-value delete" => self.key_value_store(kind),
             "node connection modify" => self.node_connection(),
             "resource connection modify" => self.resource_connection(),
+            "snapshot create" => self.snapshot_create(),
+            "snapshot delete" => self.snapshot_delete(),
+            "snapshot restore" => self.snapshot_restore(),
+            "snapshot rollback" => self.snapshot_rollback(),
             "malformed" => self.malformed(),
             other => unreachable!("no generator for {other}"),
         };
@@ -1906,6 +2073,72 @@ impl Generator<'_> {
     }
 
     /// Bodies a client should never send: each must be refused with 4xx.
+    /// A definition with a snapshot (usually) and one of its snapshots' names.
+    fn snapshot(&mut self) -> (String, String) {
+        let taken: Vec<(String, String)> = self
+            .known
+            .definitions
+            .iter()
+            .flat_map(|(d, k)| k.snapshots.iter().map(move |s| (d.clone(), s.clone())))
+            .collect();
+        if !taken.is_empty() && self.rng.percent(80) {
+            self.rng.pick(&taken).clone()
+        } else {
+            (self.definition(), self.rng.pick(&SNAPSHOTS).to_string())
+        }
+    }
+
+    fn snapshot_create(&mut self) -> Step {
+        let definition = self.definition();
+        let mut name = self.rng.pick(&SNAPSHOTS).to_string();
+        let invalid = self.rng.percent(10);
+        if invalid {
+            name = self.rng.pick(&BAD_NAMES).to_string();
+        }
+        let mut body = json!({ "name": name });
+        if self.rng.percent(30) {
+            body["nodes"] = json!([self.node()]);
+        }
+        Step::new(
+            "snapshot create",
+            Method::Post,
+            format!("/v1/resource-definitions/{definition}/snapshots"),
+            Some(body),
+        )
+        .invalid(invalid)
+    }
+
+    fn snapshot_delete(&mut self) -> Step {
+        let (definition, snapshot) = self.snapshot();
+        Step::new(
+            "snapshot delete",
+            Method::Delete,
+            format!("/v1/resource-definitions/{definition}/snapshots/{snapshot}"),
+            None,
+        )
+    }
+
+    fn snapshot_restore(&mut self) -> Step {
+        let (definition, snapshot) = self.snapshot();
+        let target = self.definition();
+        Step::new(
+            "snapshot restore",
+            Method::Post,
+            format!("/v1/resource-definitions/{definition}/snapshot-restore-resource/{snapshot}"),
+            Some(json!({ "to_resource": target })),
+        )
+    }
+
+    fn snapshot_rollback(&mut self) -> Step {
+        let (definition, snapshot) = self.snapshot();
+        Step::new(
+            "snapshot rollback",
+            Method::Post,
+            format!("/v1/resource-definitions/{definition}/snapshot-rollback/{snapshot}"),
+            Some(json!({})),
+        )
+    }
+
     fn malformed(&mut self) -> Step {
         let definition = self.definition();
         let node = self.node();

@@ -14,6 +14,7 @@ pub mod resource;
 pub mod resource_definition;
 pub mod resource_group;
 pub mod resource_group_size;
+pub mod snapshot;
 pub mod space_reporting;
 pub mod storage_pool;
 pub mod wait_sync;

@@ -80,6 +80,7 @@ pub fn run(ctx: &Ctx, command: ResourceDefinitionCommand) -> Outcome {
                 },
             ))
         }
+        ResourceDefinitionCommand::Clone(clone) => super::snapshot::clone(ctx, clone),
         ResourceDefinitionCommand::ListProperties(list) => {
             let definitions = ctx.client.resource_definitions(
                 &ListFilter {

@@ -38,6 +38,12 @@ pub enum Marked {
     ResourceDefinition {
         resource: ResourceName,
     },
+    /// Snapshots of a snapshot definition on these nodes.
+    Snapshot {
+        resource: ResourceName,
+        snapshot: ferrite_types::SnapshotName,
+        nodes: Vec<NodeName>,
+    },
 }
 
 impl Marked {
@@ -55,24 +61,49 @@ impl Marked {
                 rd(resource).is_none_or(|rd| !rd.volume_definitions.contains_key(number))
             }
             Marked::ResourceDefinition { resource } => rd(resource).is_none(),
+            Marked::Snapshot {
+                resource,
+                snapshot,
+                nodes,
+            } => cluster
+                .snapshot_definition(resource, snapshot)
+                .is_none_or(|d| nodes.iter().all(|n| !d.snapshots.contains_key(n))),
         }
     }
 
     /// The nodes whose confirmation is still missing.
     fn waiting_for(&self, cluster: &Cluster) -> Vec<NodeName> {
+        if let Marked::Snapshot {
+            resource,
+            snapshot,
+            nodes,
+        } = self
+        {
+            return cluster
+                .snapshot_definition(resource, snapshot)
+                .map(|d| {
+                    nodes
+                        .iter()
+                        .filter(|n| d.snapshots.contains_key(*n))
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default();
+        }
         let Some(rd) = (match self {
             Marked::Resource { resource, .. }
             | Marked::Disk { resource, .. }
             | Marked::VolumeDefinition { resource, .. }
-            | Marked::ResourceDefinition { resource } => cluster.resource_definitions.get(resource),
+            | Marked::ResourceDefinition { resource }
+            | Marked::Snapshot { resource, .. } => cluster.resource_definitions.get(resource),
         }) else {
             return Vec::new();
         };
         match self {
             Marked::Resource { node, .. } | Marked::Disk { node, .. } => vec![node.clone()],
-            Marked::VolumeDefinition { .. } | Marked::ResourceDefinition { .. } => {
-                rd.resources.keys().cloned().collect()
-            }
+            Marked::VolumeDefinition { .. }
+            | Marked::ResourceDefinition { .. }
+            | Marked::Snapshot { .. } => rd.resources.keys().cloned().collect(),
         }
     }
 
@@ -94,6 +125,12 @@ impl Marked {
             Marked::ResourceDefinition { resource } => (
                 Context::new(super::Operation::Delete, super::Object::ResourceDefinition),
                 format!("Resource definition '{resource}'"),
+            ),
+            Marked::Snapshot {
+                resource, snapshot, ..
+            } => (
+                Context::new(super::Operation::Delete, super::Object::Snapshot),
+                format!("Snapshot '{snapshot}' of resource '{resource}'"),
             ),
         };
         if self.is_done(cluster) {
@@ -193,6 +230,7 @@ pub fn finish(cluster: &Cluster, runtime: &Runtime) -> Plan {
             plan.op(Op::DeleteResourceDefinition(rd.name.clone()));
         }
     }
+    super::snapshots::finish(cluster, runtime, &mut plan);
     plan
 }
 

@@ -22,6 +22,7 @@ pub mod resource_definitions;
 pub mod resource_groups;
 pub mod resources;
 pub mod size_info;
+pub mod snapshots;
 pub mod storage_pools;
 pub mod sync_status;
 pub mod tiebreaker;
@@ -101,6 +102,7 @@ pub enum Object {
     KeyValueStore,
     NodeConnection,
     ResourceConnection,
+    Snapshot,
 }
 
 impl Object {
@@ -119,6 +121,7 @@ impl Object {
             Object::KeyValueStore => mask::KVS,
             Object::NodeConnection => mask::NODE_CONN,
             Object::ResourceConnection => mask::RSC_CONN,
+            Object::Snapshot => mask::SNAPSHOT,
         }
     }
 }

@@ -585,6 +585,7 @@ pub fn autoplace(
                 node_id: None,
                 port: None,
                 tiebreaker: false,
+                restore_from: None,
             },
         });
         replies.push(

@@ -271,6 +271,7 @@ pub fn delete(cluster: &Cluster, runtime: &Runtime, name: &str) -> Result<Plan, 
         plan.deletions.push(marked);
         return Ok(plan);
     }
+    super::snapshots::refuse_if_snapshots(ctx, cluster, current, None, "delete")?;
     for resource in current.resources.values().filter(|r| !r.is_deleting()) {
         super::resources::refuse_if_in_use(
             ctx,

@@ -222,6 +222,7 @@ fn new_resource(
         node_id: None,
         port: None,
         tiebreaker: false,
+        restore_from: None,
     }
 }
 
@@ -502,6 +503,9 @@ pub fn delete(
     }
     let action = format!("delete resource '{}' on '{}'", rd.name, resource.node);
     refuse_if_in_use(ctx, rd, resource, runtime, &action)?;
+    if !resource.diskless {
+        super::snapshots::refuse_if_snapshots(ctx, cluster, rd, Some(&resource.node), "delete")?;
+    }
     if keep_tiebreaker && !resource.holds_data() && resource.phase == ResourcePhase::Active {
         let mut without = rd.clone();
         without.resources.remove(&resource.node);
@@ -778,6 +782,13 @@ pub fn toggle_disk(
                 runtime,
                 &resource.node,
                 &format!("remove the disk of '{}' on '{}'", rd.name, node.name),
+            )?;
+            super::snapshots::refuse_if_snapshots(
+                ctx,
+                cluster,
+                rd,
+                Some(&resource.node),
+                "remove the disk of",
             )?;
             let pool = choose_pool(
                 ctx,

@@ -147,6 +147,7 @@ pub fn add_resource(cluster: &mut Cluster, name: &str, node: &str, pool: &str) {
         node_id: None,
         port: None,
         tiebreaker: false,
+        restore_from: None,
     };
     Op::PutResource {
         resource: rd_name,

@@ -258,6 +258,7 @@ pub fn new_tiebreaker(node: &NodeName, pool: StorPoolName) -> Resource {
         node_id: None,
         port: None,
         tiebreaker: true,
+        restore_from: None,
     }
 }
 

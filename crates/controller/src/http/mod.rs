@@ -21,6 +21,7 @@ mod resources;
 pub mod response;
 pub mod server;
 mod size_queries;
+mod snapshots;
 mod unserved;
 
 use std::time::Instant;
@@ -49,7 +50,8 @@ use crate::core::Controller;
     ),
     tags(
         (name = "controller"), (name = "nodes"), (name = "storage-pools"), (name = "resource-groups"),
-        (name = "resource-definitions"), (name = "resources"), (name = "error-reports")
+        (name = "resource-definitions"), (name = "resources"), (name = "snapshots"),
+        (name = "error-reports")
     ),
     paths(controller::delete_property),
     // Error answers (`response::Invalid`, ...) refer to ApiCallRc by name, and the layer data
@@ -101,6 +103,7 @@ fn documented_routes() -> OpenApiRouter<Controller> {
         .merge(resources::routes())
         .merge(size_queries::routes())
         .merge(connections::routes())
+        .merge(snapshots::routes())
 }
 
 /// The OpenAPI document of the controller's REST API.

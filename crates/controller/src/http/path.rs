@@ -6,7 +6,8 @@
 //! `FAIL_NOT_FOUND_*` (404).
 
 use ferrite_types::{
-    NetInterfaceName, NodeName, ResourceGroupName, ResourceName, StorPoolName, VolumeNumber,
+    NetInterfaceName, NodeName, ResourceGroupName, ResourceName, SnapshotName, StorPoolName,
+    VolumeNumber,
 };
 use utoipa::openapi::path::{Parameter, ParameterBuilder, ParameterIn};
 use utoipa::openapi::schema::{ObjectBuilder, Type};
@@ -78,6 +79,11 @@ path_params! {
     /// `{resource}`.
     ResourceParam: "resource" = ResourceName::schema(), "The resource definition's name.",
         "res1";
+    /// `{snapshot}`.
+    SnapshotParam: "snapshot" = SnapshotName::schema(), "The snapshot's name.", "snap1";
+    /// `{resourceClone}`: the clone's resource definition.
+    ResourceCloneParam: "resourceClone" = ResourceName::schema(),
+        "The clone's resource definition name.", "res1-clone";
     /// `{resource_group}`.
     ResourceGroupParam: "resource_group" = ResourceGroupName::schema(),
         "The resource group's name.", "my_ssd_group";

@@ -371,6 +371,10 @@ query_sets! {
     DeleteResource: [KeepTiebreaker];
     /// `GET /v1/node-connections`.
     ListNodeConnections: [NodeA, NodeB];
+    /// `GET /v1/view/snapshots`.
+    ListSnapshots: [Nodes, Resources, Offset, Limit];
+    /// `DELETE /v1/resource-definitions/{resource}/snapshots/{snapshot}`.
+    DeleteSnapshot: [Nodes];
 }
 
 #[cfg(test)]

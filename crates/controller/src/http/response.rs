@@ -66,6 +66,15 @@ impl ApiResponse {
         }
     }
 
+    /// A JSON document answered with `status` (e.g. a clone's start, whose messages may hold
+    /// errors).
+    pub fn json_with_status<T: Serialize>(status: StatusCode, value: &T) -> ApiResponse {
+        ApiResponse {
+            status,
+            body: serde_json::to_vec(value).expect("answers serialize"),
+        }
+    }
+
     /// A successful GET.
     pub fn json<T: Serialize>(value: &T) -> ApiResponse {
         ApiResponse {

@@ -1,11 +1,11 @@
 //! Rebuilding the object graph from the store at start-up.
 
-use ferrite_store::{Snapshot, Table};
-use ferrite_types::{NodeName, ResourceGroupName, ResourceName};
+use ferrite_store::{Snapshot as StoreSnapshot, Table};
+use ferrite_types::{NodeName, ResourceGroupName, ResourceName, SnapshotName};
 
 use super::{
     Cluster, Connection, KeyValueStore, Node, Resource, ResourceDefinition, ResourceGroup,
-    StoragePool, StoredErrorReport, VolumeDefinition, VolumeGroup,
+    Snapshot, SnapshotDefinition, StoragePool, StoredErrorReport, VolumeDefinition, VolumeGroup,
 };
 
 /// A row the controller cannot make sense of. The store's foreign keys make orphans
@@ -20,7 +20,7 @@ pub struct LoadError {
 
 impl Cluster {
     /// The graph as recorded in `snapshot`.
-    pub fn from_snapshot(snapshot: &Snapshot) -> Result<Cluster, LoadError> {
+    pub fn from_snapshot(snapshot: &StoreSnapshot) -> Result<Cluster, LoadError> {
         let mut cluster = Cluster {
             cluster_id: snapshot.cluster_id.clone(),
             revision: snapshot.revision,
@@ -81,6 +81,26 @@ impl Cluster {
             )?
             .resources
             .insert(resource.node.clone(), resource);
+        }
+        for row in snapshot.rows(Table::SnapshotDefinitions) {
+            let definition: SnapshotDefinition =
+                parse(Table::SnapshotDefinitions, &row.key, &row.data)?;
+            cluster.snapshot_definitions.insert(
+                (definition.resource.clone(), definition.name.clone()),
+                definition,
+            );
+        }
+        for row in snapshot.rows(Table::Snapshots) {
+            let taken: Snapshot = parse(Table::Snapshots, &row.key, &row.data)?;
+            let rd = name::<ResourceName>(Table::Snapshots, &row.key, 0)?;
+            let snapshot_name = name::<SnapshotName>(Table::Snapshots, &row.key, 1)?;
+            owner(
+                cluster.snapshot_definitions.get_mut(&(rd, snapshot_name)),
+                Table::Snapshots,
+                &row.key,
+            )?
+            .snapshots
+            .insert(taken.node.clone(), taken);
         }
         for row in snapshot.rows(Table::ErrorReports) {
             let report: StoredErrorReport = parse(Table::ErrorReports, &row.key, &row.data)?;

@@ -11,14 +11,20 @@
 //! definition or a resource's disk first marks it ([`ResourcePhase`], the `DELETE` flag); the
 //! satellites concerned delete the backing volumes the marks name and confirm; only then does
 //! the controller forget the object (`crate::app::deletions`). A node that is offline gets
-//! the deletion when it comes back.
+//! the deletion when it comes back. Snapshots (`snapshots`) are kept beside the definitions,
+//! keyed by resource and snapshot name, and are deleted the same way.
 
 mod load;
 mod ops;
+mod snapshots;
 mod vec_map;
 
 pub use load::LoadError;
 pub use ops::Op;
+pub use snapshots::{
+    RestoreSource, RestoreVolume, Snapshot, SnapshotDefinition, SnapshotPhase,
+    SnapshotVolumeDefinition,
+};
 pub use vec_map::VecMap;
 
 use std::collections::BTreeMap;
@@ -27,7 +33,8 @@ use std::net::IpAddr;
 use ferrite_types::rest::{AutoSelectFilter, Props};
 use ferrite_types::{
     DEFAULT_DISKLESS_POOL, EncryptionType, LayerKind, NetInterfaceName, NodeName, NodeType,
-    PROP_STOR_POOL_NAME, ProviderKind, ResourceGroupName, ResourceName, StorPoolName, VolumeNumber,
+    PROP_STOR_POOL_NAME, ProviderKind, ResourceGroupName, ResourceName, SnapshotName, StorPoolName,
+    VolumeNumber,
 };
 use serde::{Deserialize, Serialize};
 
@@ -43,6 +50,8 @@ pub struct Cluster {
     pub nodes: BTreeMap<NodeName, Node>,
     pub resource_groups: BTreeMap<ResourceGroupName, ResourceGroup>,
     pub resource_definitions: BTreeMap<ResourceName, ResourceDefinition>,
+    /// Snapshot definitions (with their snapshots), by resource definition and snapshot name.
+    pub snapshot_definitions: BTreeMap<(ResourceName, SnapshotName), SnapshotDefinition>,
     pub error_reports: BTreeMap<String, StoredErrorReport>,
     /// Key-value store instances, by upper-cased name.
     pub key_value_stores: BTreeMap<String, KeyValueStore>,
@@ -212,7 +221,7 @@ pub struct ResourceDefinition {
 /// LINSTOR's flag of an object marked for deletion.
 pub const FLAG_DELETE: &str = "DELETE";
 
-fn has_flag(flags: &[String], flag: &str) -> bool {
+pub(crate) fn has_flag(flags: &[String], flag: &str) -> bool {
     flags.iter().any(|f| f.eq_ignore_ascii_case(flag))
 }
 
@@ -330,6 +339,10 @@ pub struct Resource {
     /// controller removes it when it is no longer needed (`crate::app::tiebreaker`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub tiebreaker: bool,
+    /// The snapshot its volumes are created from on its node, when it was placed by a restore
+    /// or a clone; a volume already created is never touched by it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restore_from: Option<RestoreSource>,
 }
 
 /// LINSTOR's flag of a diskless resource the controller placed for quorum.
@@ -374,6 +387,13 @@ pub struct StoredErrorReport {
     pub text: String,
 }
 
+/// The smallest snapshot name, to start a range over one resource definition's snapshots:
+/// names compare by their upper-cased key, whose first character is at least 'A' and whose
+/// others are at least '-'.
+fn min_snapshot_name() -> SnapshotName {
+    SnapshotName::new("A-").expect("'A-' is a valid snapshot name")
+}
+
 /// The default diskless pool's name.
 pub fn default_diskless_pool() -> StorPoolName {
     StorPoolName::new(DEFAULT_DISKLESS_POOL).expect("constant is a valid pool name")
@@ -414,6 +434,37 @@ impl Cluster {
             .filter(|(_, r)| &r.storage_pool == pool)
             .map(|(rd, _)| rd.name.clone())
             .collect()
+    }
+
+    /// The snapshot definitions of a resource definition.
+    pub fn snapshots_of<'a>(
+        &'a self,
+        resource: &ResourceName,
+    ) -> impl Iterator<Item = &'a SnapshotDefinition> + 'a {
+        let resource = resource.clone();
+        self.snapshot_definitions
+            .range((resource.clone(), min_snapshot_name())..)
+            .take_while(move |((r, _), _)| *r == resource)
+            .map(|(_, definition)| definition)
+    }
+
+    pub fn snapshot_definition(
+        &self,
+        resource: &ResourceName,
+        snapshot: &SnapshotName,
+    ) -> Option<&SnapshotDefinition> {
+        self.snapshot_definitions
+            .get(&(resource.clone(), snapshot.clone()))
+    }
+
+    /// The snapshots of `resource` taken on `node`, with their definitions.
+    pub fn snapshots_on_node<'a>(
+        &'a self,
+        resource: &ResourceName,
+        node: &'a NodeName,
+    ) -> impl Iterator<Item = (&'a SnapshotDefinition, &'a Snapshot)> + 'a {
+        self.snapshots_of(resource)
+            .filter_map(move |d| d.snapshots.get(node).map(|s| (d, s)))
     }
 
     /// Whether a storage pool of this name exists on any node.

@@ -12,14 +12,16 @@
 use std::collections::BTreeSet;
 
 use ferrite_store::{Change, Table};
-use ferrite_types::{NodeName, ResourceGroupName, ResourceName, StorPoolName, VolumeNumber};
+use ferrite_types::{
+    NodeName, ResourceGroupName, ResourceName, SnapshotName, StorPoolName, VolumeNumber,
+};
 
 use super::{Connection, KeyValueStore};
 use serde::Serialize;
 
 use super::{
-    Cluster, Node, Resource, ResourceDefinition, ResourceGroup, StoragePool, StoredErrorReport,
-    VolumeDefinition, VolumeGroup,
+    Cluster, Node, Resource, ResourceDefinition, ResourceGroup, Snapshot, SnapshotDefinition,
+    StoragePool, StoredErrorReport, VolumeDefinition, VolumeGroup,
 };
 
 /// One change to the object graph.
@@ -70,6 +72,23 @@ pub enum Op {
     },
     DeleteResource {
         resource: ResourceName,
+        node: NodeName,
+    },
+    /// Writes a snapshot definition; its snapshots are kept.
+    PutSnapshotDefinition(SnapshotDefinition),
+    /// Forgets a snapshot definition that has no snapshots left.
+    DeleteSnapshotDefinition {
+        resource: ResourceName,
+        snapshot: SnapshotName,
+    },
+    PutSnapshot {
+        resource: ResourceName,
+        snapshot_name: SnapshotName,
+        snapshot: Snapshot,
+    },
+    DeleteSnapshot {
+        resource: ResourceName,
+        snapshot: SnapshotName,
         node: NodeName,
     },
     PutErrorReport(StoredErrorReport),
@@ -241,6 +260,43 @@ impl Op {
                 Table::Resources,
                 vec![resource.key().into(), node.key().into()],
             ),
+            Op::PutSnapshotDefinition(definition) => put(
+                Table::SnapshotDefinitions,
+                vec![
+                    definition.resource.key().into(),
+                    definition.name.key().into(),
+                ],
+                json(definition),
+            ),
+            Op::DeleteSnapshotDefinition { resource, snapshot } => delete(
+                Table::SnapshotDefinitions,
+                vec![resource.key().into(), snapshot.key().into()],
+            ),
+            Op::PutSnapshot {
+                resource,
+                snapshot_name,
+                snapshot,
+            } => put(
+                Table::Snapshots,
+                vec![
+                    resource.key().into(),
+                    snapshot_name.key().into(),
+                    snapshot.node.key().into(),
+                ],
+                json(snapshot),
+            ),
+            Op::DeleteSnapshot {
+                resource,
+                snapshot,
+                node,
+            } => delete(
+                Table::Snapshots,
+                vec![
+                    resource.key().into(),
+                    snapshot.key().into(),
+                    node.key().into(),
+                ],
+            ),
             Op::PutErrorReport(report) => {
                 put(Table::ErrorReports, vec![report.id.clone()], json(report))
             }
@@ -345,6 +401,26 @@ impl Op {
                     all_nodes_of(resource, out);
                 }
             }
+            // A snapshot reaches its node with its resource.
+            Op::PutSnapshot {
+                resource, snapshot, ..
+            } => {
+                if cluster
+                    .resource_definition(resource)
+                    .is_some_and(|rd| rd.resources.contains_key(&snapshot.node))
+                {
+                    out.insert((snapshot.node.clone(), Some(resource.clone())));
+                }
+            }
+            Op::DeleteSnapshot { resource, node, .. } => {
+                if cluster
+                    .resource_definition(resource)
+                    .is_some_and(|rd| rd.resources.contains_key(node))
+                {
+                    out.insert((node.clone(), Some(resource.clone())));
+                }
+            }
+            Op::PutSnapshotDefinition(_) | Op::DeleteSnapshotDefinition { .. } => {}
             Op::SetControllerProp { .. }
             | Op::DeleteControllerProp { .. }
             | Op::DeleteNode(_)
@@ -474,6 +550,48 @@ impl Op {
                     .retain(|(rd, a, b), _| rd != &resource || (a != &node && b != &node));
                 if let Some(rd) = cluster.resource_definitions.get_mut(&resource) {
                     rd.resources.remove(&node);
+                }
+            }
+            Op::PutSnapshotDefinition(mut definition) => {
+                let key = (definition.resource.clone(), definition.name.clone());
+                if let Some(old) = cluster.snapshot_definitions.remove(&key) {
+                    definition.snapshots = old.snapshots;
+                }
+                cluster.snapshot_definitions.insert(key, definition);
+            }
+            Op::DeleteSnapshotDefinition { resource, snapshot } => {
+                debug_assert!(
+                    cluster
+                        .snapshot_definition(&resource, &snapshot)
+                        .is_none_or(|d| d.snapshots.is_empty()),
+                    "snapshot definition '{resource}/{snapshot}' deleted with snapshots"
+                );
+                cluster.snapshot_definitions.remove(&(resource, snapshot));
+            }
+            Op::PutSnapshot {
+                resource,
+                snapshot_name,
+                snapshot,
+            } => {
+                parent(
+                    cluster
+                        .snapshot_definitions
+                        .get_mut(&(resource.clone(), snapshot_name.clone())),
+                    "snapshot definition",
+                    &format!("{resource}/{snapshot_name}"),
+                )
+                .snapshots
+                .insert(snapshot.node.clone(), snapshot);
+            }
+            Op::DeleteSnapshot {
+                resource,
+                snapshot,
+                node,
+            } => {
+                if let Some(definition) =
+                    cluster.snapshot_definitions.get_mut(&(resource, snapshot))
+                {
+                    definition.snapshots.remove(&node);
                 }
             }
             Op::PutErrorReport(report) => {

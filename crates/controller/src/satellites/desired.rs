@@ -6,7 +6,8 @@
 //! else.
 
 use ferrite_proto::{
-    DesiredState, PeerSpec, PoolSpec, ReplicationEngine, ReplicationSpec, ResourceSpec, VolumeSpec,
+    DesiredState, PeerSpec, PoolSpec, ReplicationEngine, ReplicationSpec, ResourceSpec,
+    RestoreSpec, SnapshotSpec, SnapshotVolumeSpec, VolumeSpec,
 };
 use ferrite_types::{LayerKind, NodeName, ResourceName};
 
@@ -92,10 +93,48 @@ pub fn resource_spec(
                 storage_pool: resource.storage_pool.to_string(),
                 deleting: vd.is_deleting() || removing_disk,
                 minor: vd.minor,
+                restore_from: resource.restore_from.as_ref().map(|source| RestoreSpec {
+                    resource: source.resource.to_string(),
+                    snapshot: source.snapshot.to_string(),
+                    volume_number: vd.number.get(),
+                    identity: source
+                        .volumes
+                        .iter()
+                        .find(|v| v.number == vd.number)
+                        .map(|v| v.identity.clone())
+                        .unwrap_or_default(),
+                }),
             })
             .collect(),
         replication: replication_spec(cluster, rd, resource),
+        snapshots: snapshot_specs(cluster, rd, resource),
     }
+}
+
+/// The resource's snapshots on its node.
+fn snapshot_specs(
+    cluster: &Cluster,
+    rd: &ResourceDefinition,
+    resource: &Resource,
+) -> Vec<SnapshotSpec> {
+    cluster
+        .snapshots_on_node(&rd.name, &resource.node)
+        .map(|(definition, snapshot)| SnapshotSpec {
+            name: definition.name.to_string(),
+            uuid: snapshot.uuid.clone(),
+            deleting: snapshot.is_deleting(),
+            volumes: definition
+                .volume_definitions
+                .iter()
+                .map(|v| SnapshotVolumeSpec {
+                    volume_number: v.number.get(),
+                    identity: v.identity.clone(),
+                })
+                .collect(),
+            storage_pool: snapshot.storage_pool.to_string(),
+            requested_at_ms: snapshot.create_timestamp,
+        })
+        .collect()
 }
 
 /// The prefix of the properties that configure a replication layer, LINSTOR's.

@@ -267,7 +267,9 @@ fn message_name(message: &SatelliteMessage) -> &'static str {
 
 /// Whether a report confirms any deletion.
 fn confirms_deletions(report: &ferrite_proto::NodeReport) -> bool {
-    !report.deleted_volumes.is_empty() || !report.deleted_resources.is_empty()
+    !report.deleted_volumes.is_empty()
+        || !report.deleted_resources.is_empty()
+        || !report.deleted_snapshots.is_empty()
 }
 
 enum SessionEnd {

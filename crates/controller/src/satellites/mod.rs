@@ -87,6 +87,10 @@ pub struct NodeRuntime {
     /// Why the satellite refuses its desired state, while it does (not for transient causes,
     /// which are retried).
     pub refusal: Option<StateRefusal>,
+    /// Every snapshot volume the node's desired state holds: taken, or why not.
+    pub snapshots: Vec<ferrite_proto::SnapshotReport>,
+    /// Snapshots whose deletion the node confirmed.
+    pub deleted_snapshots: Vec<ferrite_proto::DeletedSnapshot>,
 }
 
 impl Default for NodeRuntime {
@@ -105,6 +109,8 @@ impl Default for NodeRuntime {
             deleted_resources: HashMap::new(),
             orphans: Vec::new(),
             refusal: None,
+            snapshots: Vec::new(),
+            deleted_snapshots: Vec::new(),
         }
     }
 }
@@ -158,6 +164,32 @@ impl NodeRuntime {
         }
         self.errors = report.errors;
         self.orphans = report.orphans;
+        self.snapshots = report.snapshots;
+        self.deleted_snapshots = report.deleted_snapshots;
+    }
+
+    /// What the node reports of the volumes of snapshot `snapshot` (with UUID `uuid`) of
+    /// `resource`.
+    pub fn snapshot_volumes<'a>(
+        &'a self,
+        resource: &'a str,
+        snapshot: &'a str,
+        uuid: &'a str,
+    ) -> impl Iterator<Item = &'a ferrite_proto::SnapshotReport> + 'a {
+        self.snapshots.iter().filter(move |s| {
+            s.uuid == uuid
+                && s.resource.eq_ignore_ascii_case(resource)
+                && s.snapshot.eq_ignore_ascii_case(snapshot)
+        })
+    }
+
+    /// Whether the node confirmed the deletion of the snapshot with this UUID.
+    pub fn deleted_snapshot(&self, resource: &str, snapshot: &str, uuid: &str) -> bool {
+        self.deleted_snapshots.iter().any(|d| {
+            d.uuid == uuid
+                && d.resource.eq_ignore_ascii_case(resource)
+                && d.snapshot.eq_ignore_ascii_case(snapshot)
+        })
     }
 
     /// Whether the node confirmed the deletion of volume `number` of `resource` with this

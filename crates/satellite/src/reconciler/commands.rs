@@ -23,6 +23,19 @@ impl Reconciler {
                 volume_number,
                 identity,
             } => self.recreate_missing(&resource, volume_number, &identity),
+            NodeCommand::RollbackSnapshot {
+                resource,
+                resource_uuid,
+                snapshot,
+                snapshot_uuid,
+                volumes,
+            } => self.rollback(
+                &resource,
+                &resource_uuid,
+                &snapshot,
+                &snapshot_uuid,
+                &volumes,
+            ),
         }
     }
 

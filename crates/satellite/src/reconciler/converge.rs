@@ -75,6 +75,8 @@ pub(super) enum VolumeError {
         /// Where the data still is, if anywhere.
         lingering: String,
     },
+    #[error("{0}")]
+    RestoreSource(String),
     #[error(
         "creating the volume failed ({attempts} attempt(s)), last: {error}; the partial volume \
          was removed; next attempt in {} s",
@@ -88,10 +90,10 @@ pub(super) enum VolumeError {
 }
 
 /// A pool of the desired state, as this pass found it.
-struct PoolState<'a> {
-    spec: &'a PoolSpec,
+pub(super) struct PoolState<'a> {
+    pub(super) spec: &'a PoolSpec,
     /// Why nothing may be done in it.
-    error: Option<String>,
+    pub(super) error: Option<String>,
 }
 
 /// A volume that failed, for the report.
@@ -468,6 +470,7 @@ impl Reconciler {
             }
         }
 
+        self.converge_snapshots(&desired, &pools, &mut report);
         report.orphans = self.orphans(&desired, &in_use, &being_deleted);
         if self.storage_changed {
             // Capacity was read before volumes were created or deleted.
@@ -756,6 +759,14 @@ impl Reconciler {
                 retry_in: failure.retry_at.saturating_duration_since(Instant::now()),
             });
         }
+        // A restored volume needs its snapshot here; without it nothing is made.
+        let source = match &volume.restore_from {
+            Some(source) => Some(
+                self.restore_source(key, source)
+                    .map_err(VolumeError::RestoreSource)?,
+            ),
+            None => None,
+        };
         // Write before acting: a crash during the create still leaves a record that this
         // volume is ours.
         self.ledger.record(LedgerEntry {
@@ -772,9 +783,20 @@ impl Reconciler {
         }
         let provider = self.providers.get(key.provider_kind);
         let pool = key.pool_name.as_str();
-        info!(volume = %name, pool, size_kib = volume.size_kib, kind = %key.provider_kind, identity = %volume.identity, "creating backing volume");
+        info!(volume = %name, pool, size_kib = volume.size_kib, kind = %key.provider_kind, identity = %volume.identity, restore_from = ?volume.restore_from, "creating backing volume");
         self.storage_changed = true;
-        match provider.create_volume(pool, name, volume.size_kib) {
+        let made = match &source {
+            None => provider.create_volume(pool, name, volume.size_kib),
+            Some((origin, snapshot)) => provider
+                .restore_snapshot(pool, origin, snapshot, name)
+                .and_then(|()| match provider.volume(pool, name)? {
+                    Some(v) if v.usable_kib < volume.size_kib => {
+                        provider.grow_volume(pool, name, volume.size_kib)
+                    }
+                    _ => Ok(()),
+                }),
+        };
+        match made {
             Ok(()) => {
                 self.create_failures.remove(key);
                 self.mark_created(key)?;

@@ -26,6 +26,9 @@
 //!   again behind the operator's back ([`NodeCommand::RecreateMissing`] allows it).
 //! - A pool whose storage is not the one recorded (`crate::pools`) is left alone.
 //! - A create that fails removes what it made, is reported, and is retried with backoff.
+//! - A snapshot is taken only in the pass after the state that first holds it, never later;
+//!   only snapshots in the ledger are deleted or rolled back to; a volume to be restored from
+//!   a snapshot the node does not have is not created (`snapshots`).
 //!
 //! Converging is level-triggered and idempotent (`converge`); a pass over a converged node runs
 //! only queries.
@@ -33,6 +36,7 @@
 mod checks;
 mod commands;
 mod converge;
+mod snapshots;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -254,6 +258,8 @@ fn scoped(report: &NodeReport, resources: Vec<String>) -> NodeReport {
             .filter(|r| named(&r.resource))
             .cloned()
             .collect(),
+        snapshots: report.snapshots.clone(),
+        deleted_snapshots: report.deleted_snapshots.clone(),
     }
 }
 
@@ -277,6 +283,8 @@ pub fn differs_noticeably(old: &NodeReport, new: &NodeReport) -> bool {
         || old.deleted_resources != new.deleted_resources
         || old.orphans != new.orphans
         || old.replication != new.replication
+        || old.snapshots != new.snapshots
+        || old.deleted_snapshots != new.deleted_snapshots
     {
         return true;
     }
@@ -340,6 +348,10 @@ pub struct Reconciler {
     in_sync: bool,
     /// The replication engines this node runs (see `crate::replication`).
     drivers: Vec<Box<dyn ReplicationDriver>>,
+    /// Snapshots (by UUID) that the last applied state newly holds: the next pass takes them.
+    new_snapshots: BTreeSet<String>,
+    /// Why a snapshot volume (UUID, volume number) could not be taken, as first seen.
+    snapshot_failures: HashMap<(String, u16), String>,
 }
 
 impl Reconciler {
@@ -389,6 +401,8 @@ impl Reconciler {
             logged_orphans: BTreeSet::new(),
             in_sync: false,
             drivers: Vec::new(),
+            new_snapshots: BTreeSet::new(),
+            snapshot_failures: HashMap::new(),
         })
     }
 
@@ -557,6 +571,7 @@ impl Reconciler {
         if full {
             self.in_sync = true;
         }
+        self.note_new_snapshots(&persisted.desired);
         self.desired = Some(persisted.desired);
         self.desired_node_uuid = persisted.node_uuid;
         // A new state may have removed the cause of a failed create.

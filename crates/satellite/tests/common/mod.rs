@@ -251,6 +251,7 @@ pub fn device_size_kib(device: &str) -> u64 {
 pub fn resource(name: &str, sizes_kib: &[u64]) -> ResourceSpec {
     ResourceSpec {
         replication: None,
+        snapshots: Vec::new(),
         uuid: format!("rsc-{name}"),
         deleting: false,
         name: name.into(),
@@ -261,6 +262,7 @@ pub fn resource(name: &str, sizes_kib: &[u64]) -> ResourceSpec {
             .enumerate()
             .map(|(number, size)| VolumeSpec {
                 minor: None,
+                restore_from: None,
                 identity: format!("vd-{name}-{number}"),
                 deleting: false,
                 volume_number: number as u16,
@@ -280,6 +282,7 @@ pub fn deleting(mut resource: ResourceSpec) -> ResourceSpec {
 pub fn diskless(name: &str) -> ResourceSpec {
     ResourceSpec {
         replication: None,
+        snapshots: Vec::new(),
         uuid: String::new(),
         deleting: false,
         name: name.into(),
@@ -287,6 +290,7 @@ pub fn diskless(name: &str) -> ResourceSpec {
         diskless: true,
         volumes: vec![VolumeSpec {
             minor: None,
+            restore_from: None,
             identity: String::new(),
             deleting: false,
             volume_number: 0,

@@ -18,6 +18,7 @@ mod resource_definition;
 mod resource_group;
 pub mod schema;
 mod size_info;
+mod snapshot;
 mod storage_pool;
 pub mod validate;
 
@@ -30,6 +31,7 @@ pub use resource::*;
 pub use resource_definition::*;
 pub use resource_group::*;
 pub use size_info::*;
+pub use snapshot::*;
 pub use storage_pool::*;
 
 use std::collections::BTreeMap;

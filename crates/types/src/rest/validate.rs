@@ -135,6 +135,11 @@ nothing_to_check!(
     ResourceModify,
     ResourceMakeAvailable,
     ToggleDiskRequest,
+    crate::rest::Snapshot,
+    crate::rest::CreateMultiSnapshotRequest,
+    crate::rest::SnapshotRestore,
+    crate::rest::SnapshotRollback,
+    crate::rest::ResourceDefinitionCloneRequest,
 );
 
 impl Validate for AutoSelectFilter {

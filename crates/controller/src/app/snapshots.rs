@@ -1,0 +1,1649 @@
+//! Snapshots of resource definitions: take (on one or several nodes, or for several resources at
+//! once), list, delete, restore into a new resource definition, roll back, and clone a
+//! resource definition through a snapshot.
+//!
+//! A snapshot is taken by the nodes when their desired state first holds it; whether it was
+//! taken is what they report (`crate::satellites::NodeRuntime::snapshots`), so the listing's
+//! `SUCCESSFUL` flag is never a record that outlived the data. Deleting is two-phase as for
+//! resources: marked, deleted by the nodes, confirmed, forgotten ([`finish`]).
+//!
+//! Every diskful replica of a replicated resource must capture the same write boundary. The
+//! replication engine cannot yet suspend I/O across the replicas for the cut, so a snapshot of
+//! a replicated resource is taken only while no member is Primary (no writes are in flight) and
+//! every member's node reports; otherwise it is refused and says why. Restores and rollbacks of
+//! replicated resources are refused too: the restored volumes would carry the source's
+//! replication metadata.
+
+use ferrite_proto::{NodeCommand, RollbackVolume};
+use ferrite_types::api_call_rc::code;
+use ferrite_types::{ApiCallRc, LayerKind, NodeName, ResourceName, SnapshotName, rest};
+
+use super::placement::Runtime;
+use super::{
+    Context, Failure, Object, Operation, Plan, not_found, parse_name, resource_definitions,
+};
+use crate::model::{
+    self, Cluster, Op, Resource, ResourceDefinition, ResourcePhase, RestoreSource, RestoreVolume,
+    Snapshot, SnapshotDefinition, SnapshotPhase, SnapshotVolumeDefinition, VolumeDefinition,
+};
+
+const CREATE: Context = Context::new(Operation::Create, Object::Snapshot);
+const MODIFY: Context = Context::new(Operation::Modify, Object::Snapshot);
+const DELETE: Context = Context::new(Operation::Delete, Object::Snapshot);
+
+/// LINSTOR's `FAIL_EXISTS_SNAPSHOT_DFN`.
+pub const FAIL_EXISTS_SNAPSHOT_DFN: u64 = 514;
+/// LINSTOR's `FAIL_NOT_FOUND_SNAPSHOT`.
+pub const FAIL_NOT_FOUND_SNAPSHOT: u64 = 315;
+/// LINSTOR's `FAIL_SNAPSHOT_NOT_UPTODATE`.
+pub const FAIL_SNAPSHOT_NOT_UPTODATE: u64 = 979;
+/// LINSTOR's `FAIL_SNAPSHOTS_NOT_SUPPORTED`.
+pub const FAIL_SNAPSHOTS_NOT_SUPPORTED: u64 = 994;
+
+/// The flag of a snapshot every node took.
+pub const FLAG_SUCCESSFUL: &str = "SUCCESSFUL";
+/// The flag of a snapshot a node could not take.
+pub const FLAG_FAILED_DEPLOYMENT: &str = "FAILED_DEPLOYMENT";
+
+/// The property of a snapshot volume that says how its node took it.
+pub const PROP_SNAPSHOT_METHOD: &str = "Ferrite/SnapshotMethod";
+
+fn find_definition<'a>(
+    ctx: &Context,
+    cluster: &'a Cluster,
+    rd: &ResourceDefinition,
+    snapshot: &str,
+) -> Result<&'a SnapshotDefinition, Failure> {
+    let name: SnapshotName = parse_name(ctx, code::FAIL_INVLD_SNAPSHOT_NAME, snapshot)?;
+    cluster.snapshot_definition(&rd.name, &name).ok_or_else(|| {
+        not_found(
+            ctx,
+            code::FAIL_NOT_FOUND_SNAPSHOT_DFN,
+            "Snapshot definition",
+            format!("{name}' of resource '{}", rd.name),
+            format!(
+                "List the snapshots with 'ferrite snapshot list -r {}'.",
+                rd.name
+            ),
+        )
+    })
+}
+
+/// Every node's report of the snapshot: `Ok(methods)` when each of its volumes is taken,
+/// `Err(why)` when one failed or is not reported.
+fn taken_on(
+    runtime: &Runtime,
+    definition: &SnapshotDefinition,
+    snapshot: &Snapshot,
+) -> Result<Vec<(u16, Option<String>)>, String> {
+    let Some(node) = runtime.get(&snapshot.node) else {
+        return Err("its node has no satellite link".to_string());
+    };
+    let reports: Vec<_> = node
+        .snapshot_volumes(
+            definition.resource.as_str(),
+            definition.name.as_str(),
+            &snapshot.uuid,
+        )
+        .collect();
+    let mut methods = Vec::new();
+    for volume in &definition.volume_definitions {
+        match reports
+            .iter()
+            .find(|r| r.volume_number == volume.number.get())
+        {
+            Some(report) => match &report.error {
+                Some(error) => return Err(format!("volume {}: {error}", volume.number)),
+                None => methods.push((volume.number.get(), report.method.clone())),
+            },
+            None => return Err(format!("volume {} is not reported yet", volume.number)),
+        }
+    }
+    Ok(methods)
+}
+
+/// What one request asks to snapshot: a resource definition, a name, nodes.
+struct Request<'a> {
+    resource: &'a str,
+    name: &'a str,
+    nodes: &'a [String],
+}
+
+/// The ops that take one snapshot, after every check.
+fn plan_snapshot(
+    cluster: &Cluster,
+    runtime: &Runtime,
+    request: &Request,
+    plan: &mut Plan,
+) -> Result<(), Failure> {
+    let ctx = &CREATE;
+    let rd = resource_definitions::find(ctx, cluster, request.resource)?;
+    let name = SnapshotName::new(request.name)
+        .map_err(|e| ctx.invalid_name(code::FAIL_INVLD_SNAPSHOT_NAME, &e))?;
+    if let Some(existing) = cluster.snapshot_definition(&rd.name, &name) {
+        return Err(ctx
+            .error(
+                FAIL_EXISTS_SNAPSHOT_DFN,
+                format!(
+                    "A snapshot definition with the name '{}' already exists in resource definition '{}'.",
+                    existing.name, rd.name
+                ),
+            )
+            .correction("Choose another snapshot name, or delete the existing snapshot first.")
+            .obj_ref("RscDfn", rd.name.as_str())
+            .obj_ref("SnapshotName", existing.name.as_str())
+            .into());
+    }
+    if rd.is_deleting() {
+        return Err(ctx
+            .error(
+                code::FAIL_IN_USE,
+                format!("Resource definition '{}' is being deleted.", rd.name),
+            )
+            .correction("A resource definition marked for deletion cannot take snapshots.")
+            .into());
+    }
+    if rd.volume_definitions.is_empty() {
+        return Err(ctx
+            .error(
+                code::FAIL_NOT_FOUND_VLM_DFN,
+                format!(
+                    "Resource definition '{}' has no volumes to snapshot.",
+                    rd.name
+                ),
+            )
+            .correction("Create a volume definition first.")
+            .into());
+    }
+    if let Some(vd) = rd.volume_definitions.values().find(|v| v.is_deleting()) {
+        return Err(ctx
+            .error(
+                code::FAIL_IN_USE,
+                format!(
+                    "Volume definition {} of '{}' is being deleted; no snapshot can be taken meanwhile.",
+                    vd.number, rd.name
+                ),
+            )
+            .correction("Wait until the deletion is done.")
+            .into());
+    }
+    let diskful: Vec<&Resource> = rd.resources.values().filter(|r| r.holds_data()).collect();
+    let targets: Vec<&Resource> = if request.nodes.is_empty() {
+        diskful.clone()
+    } else {
+        let mut targets = Vec::new();
+        for node in request.nodes {
+            let node_name: NodeName = parse_name(ctx, code::FAIL_INVLD_NODE_NAME, node)?;
+            let Some(resource) = rd.resources.get(&node_name) else {
+                return Err(ctx
+                    .error(
+                        code::FAIL_NOT_FOUND_RSC,
+                        format!(
+                            "Resource '{}' is not deployed on node '{node_name}'.",
+                            rd.name
+                        ),
+                    )
+                    .correction("A snapshot is taken on nodes that hold the resource's data.")
+                    .into());
+            };
+            if !resource.holds_data() {
+                return Err(ctx
+                    .error(
+                        code::FAIL_INVLD_REQUEST,
+                        format!(
+                            "Resource '{}' on node '{node_name}' has no disk to snapshot.",
+                            rd.name
+                        ),
+                    )
+                    .correction("Name nodes where the resource is diskful.")
+                    .into());
+            }
+            if !targets.iter().any(|t: &&Resource| t.node == resource.node) {
+                targets.push(resource);
+            }
+        }
+        targets
+    };
+    if targets.is_empty() {
+        return Err(ctx
+            .error(
+                code::FAIL_NOT_FOUND_RSC,
+                format!(
+                    "Resource '{}' has no diskful resource to snapshot.",
+                    rd.name
+                ),
+            )
+            .correction("Place the resource on a node with a storage pool first.")
+            .into());
+    }
+    for resource in &targets {
+        let pool = cluster
+            .node(&resource.node)
+            .and_then(|n| n.storage_pools.get(&resource.storage_pool));
+        if let Some(pool) = pool
+            && !pool.provider_kind.supports_snapshots()
+        {
+            return Err(ctx
+                .error(
+                    FAIL_SNAPSHOTS_NOT_SUPPORTED,
+                    format!(
+                        "Storage pool '{}' on node '{}' does not support snapshots.",
+                        pool.name, resource.node
+                    ),
+                )
+                .cause(format!(
+                    "Its provider is {}; snapshots need FILE, FILE_THIN, LVM_THIN, ZFS or ZFS_THIN.",
+                    pool.provider_kind
+                ))
+                .correction("Place the resource in a pool that supports snapshots.")
+                .into());
+        }
+        if let Some(node) = runtime.get(&resource.node).filter(|r| r.is_online()) {
+            let reported = node.volumes.get(rd.name.key());
+            for vd in rd.volume_definitions.values() {
+                let volume = reported.and_then(|v| v.get(&vd.number.get()));
+                let ready = volume.is_some_and(|v| v.error.is_none() && v.disk_state == "UpToDate");
+                if !ready {
+                    return Err(ctx
+                        .error(
+                            FAIL_SNAPSHOT_NOT_UPTODATE,
+                            format!(
+                                "Cannot create snapshot '{name}' of resource '{}': volume {} on node '{}' is not UpToDate.",
+                                rd.name, vd.number, resource.node
+                            ),
+                        )
+                        .cause(match volume {
+                            Some(v) => format!(
+                                "Its node reports it {}{}.",
+                                v.disk_state,
+                                v.error.as_deref().map(|e| format!(": {e}")).unwrap_or_default()
+                            ),
+                            None => "Its node has not reported it yet.".to_string(),
+                        })
+                        .correction("Wait until the volume is UpToDate ('ferrite volume list'), or fix what its node reports.")
+                        .obj_ref("Node", resource.node.as_str())
+                        .into());
+                }
+            }
+        }
+        if !runtime.get(&resource.node).is_some_and(|r| r.is_online()) {
+            return Err(ctx
+                .error(
+                    code::FAIL_NOT_CONNECTED,
+                    format!(
+                        "Cannot create snapshot '{name}' of resource '{}': node '{}' is not connected.",
+                        rd.name, resource.node
+                    ),
+                )
+                .cause("A snapshot is a point in time: a node that hears of it later would take a later one.")
+                .correction("Bring the node online, or name only online nodes.")
+                .obj_ref("Node", resource.node.as_str())
+                .into());
+        }
+    }
+    if rd.is_replicated() {
+        check_write_boundary(ctx, rd, runtime)?;
+    }
+    let now = model::now_millis();
+    let definition = SnapshotDefinition {
+        resource: rd.name.clone(),
+        name: name.clone(),
+        uuid: model::new_uuid(),
+        props: Default::default(),
+        flags: Vec::new(),
+        layer_stack: rd.resource_layers().to_vec(),
+        resource_group: rd.resource_group.clone(),
+        resource_definition_props: rd.props.clone(),
+        volume_definitions: rd
+            .volume_definitions
+            .values()
+            .map(|vd| SnapshotVolumeDefinition {
+                number: vd.number,
+                identity: vd.uuid.clone(),
+                size_kib: vd.size_kib,
+                props: vd.props.clone(),
+            })
+            .collect(),
+        create_timestamp: now,
+        snapshots: Default::default(),
+    };
+    plan.op(Op::PutSnapshotDefinition(definition));
+    for resource in &targets {
+        plan.op(Op::PutSnapshot {
+            resource: rd.name.clone(),
+            snapshot_name: name.clone(),
+            snapshot: Snapshot {
+                node: resource.node.clone(),
+                uuid: model::new_uuid(),
+                resource_uuid: resource.uuid.clone(),
+                storage_pool: resource.storage_pool.clone(),
+                create_timestamp: now,
+                props: Default::default(),
+                phase: SnapshotPhase::Active,
+            },
+        });
+    }
+    plan.reply(
+        ctx.created(format!(
+            "New snapshot '{name}' of resource '{}' registered.",
+            rd.name
+        ))
+        .obj_ref("RscDfn", rd.name.as_str())
+        .obj_ref("SnapshotName", name.as_str()),
+    );
+    Ok(())
+}
+
+/// Refuses a snapshot of a replicated resource unless every replica can capture the same write
+/// boundary: no member in use and every member's node reporting.
+fn check_write_boundary(
+    ctx: &Context,
+    rd: &ResourceDefinition,
+    runtime: &Runtime,
+) -> Result<(), Failure> {
+    for member in rd.resources.values().filter(|r| !r.is_deleting()) {
+        let report = runtime.get(&member.node);
+        if !report.is_some_and(|r| r.is_online()) {
+            return Err(ctx
+                .error(
+                    code::FAIL_NOT_CONNECTED,
+                    format!(
+                        "Cannot snapshot replicated resource '{}': node '{}' is not connected.",
+                        rd.name, member.node
+                    ),
+                )
+                .cause(
+                    "Whether the resource is in use there cannot be known, so the replicas might not \
+                     capture the same write boundary.",
+                )
+                .correction("Bring the node online and try again.")
+                .obj_ref("Node", member.node.as_str())
+                .into());
+        }
+        if report.is_some_and(|r| r.in_use(rd.name.as_str())) {
+            return Err(ctx
+                .error(
+                    code::FAIL_IN_USE,
+                    format!(
+                        "Cannot snapshot replicated resource '{}' while it is in use (Primary) on node '{}'.",
+                        rd.name, member.node
+                    ),
+                )
+                .cause(
+                    "Every replica must capture the same write boundary. The replication engine \
+                     cannot suspend I/O across the replicas yet, so with writes in flight the \
+                     replicas' snapshots could differ; Ferrite never takes such a cut.",
+                )
+                .correction(format!(
+                    "Stop using the resource on '{}' (unmount it, stop the VM or the NBD client), \
+                     take the snapshot, then use it again.",
+                    member.node
+                ))
+                .obj_ref("RscDfn", rd.name.as_str())
+                .obj_ref("Node", member.node.as_str())
+                .into());
+        }
+    }
+    Ok(())
+}
+
+/// `POST /v1/resource-definitions/{rd}/snapshots`.
+pub fn create(
+    cluster: &Cluster,
+    runtime: &Runtime,
+    resource: &str,
+    body: &rest::Snapshot,
+) -> Result<Plan, Failure> {
+    let mut plan = Plan::new();
+    plan_snapshot(
+        cluster,
+        runtime,
+        &Request {
+            resource,
+            name: &body.name,
+            nodes: &body.nodes,
+        },
+        &mut plan,
+    )?;
+    Ok(plan)
+}
+
+/// `POST /v1/actions/snapshot/multi`: one snapshot of each resource, all in one change, so
+/// every node takes them in the same pass.
+pub fn create_multi(
+    cluster: &Cluster,
+    runtime: &Runtime,
+    body: &rest::CreateMultiSnapshotRequest,
+) -> Result<Plan, Failure> {
+    let ctx = &CREATE;
+    if body.snapshots.is_empty() {
+        return Err(ctx
+            .error(code::FAIL_INVLD_REQUEST, "The request names no snapshot.")
+            .cause("Its 'snapshots' list is empty.")
+            .correction("Give at least one snapshot with its resource_name and name.")
+            .into());
+    }
+    let mut plan = Plan::new();
+    let mut seen: Vec<String> = Vec::new();
+    for snapshot in &body.snapshots {
+        if snapshot.resource_name.is_empty() {
+            return Err(ctx
+                .error(
+                    code::FAIL_INVLD_RSC_NAME,
+                    format!("Snapshot '{}' names no resource.", snapshot.name),
+                )
+                .cause("Its 'resource_name' is missing or empty.")
+                .correction("Give every snapshot its resource_name.")
+                .into());
+        }
+        let key = snapshot.resource_name.to_ascii_uppercase();
+        if seen.contains(&key) {
+            return Err(ctx.invalid(
+                code::FAIL_INVLD_REQUEST,
+                format!("Resource '{}' is named twice.", snapshot.resource_name),
+                "Name each resource once.",
+            ));
+        }
+        seen.push(key);
+        plan_snapshot(
+            cluster,
+            runtime,
+            &Request {
+                resource: &snapshot.resource_name,
+                name: &snapshot.name,
+                nodes: &snapshot.nodes,
+            },
+            &mut plan,
+        )?;
+    }
+    Ok(plan)
+}
+
+/// The answer entries once the nodes had their chance to take the snapshots `taken`: one
+/// success per snapshot taken everywhere, saying how each node took it, or an error naming
+/// the nodes that could not.
+pub fn outcome(
+    cluster: &Cluster,
+    runtime: &Runtime,
+    taken: &[(ResourceName, SnapshotName)],
+) -> Vec<ApiCallRc> {
+    let ctx = &CREATE;
+    let mut entries = Vec::new();
+    for (resource, name) in taken {
+        let Some(definition) = cluster.snapshot_definition(resource, name) else {
+            continue;
+        };
+        let mut methods = Vec::new();
+        let mut failures = Vec::new();
+        for snapshot in definition.snapshots.values() {
+            match taken_on(runtime, definition, snapshot) {
+                Ok(volumes) => {
+                    let how: Vec<String> = volumes
+                        .iter()
+                        .filter_map(|(_, m)| m.clone())
+                        .collect::<std::collections::BTreeSet<_>>()
+                        .into_iter()
+                        .collect();
+                    methods.push(format!("'{}' ({})", snapshot.node, how.join(", ")));
+                }
+                Err(why) => failures.push(format!("'{}': {why}", snapshot.node)),
+            }
+        }
+        if failures.is_empty() {
+            entries.push(
+                ctx.success(
+                    code::CREATED,
+                    format!(
+                        "Snapshot '{name}' of resource '{resource}' successfully taken on {}.",
+                        methods.join(", ")
+                    ),
+                )
+                .obj_ref("RscDfn", resource.as_str())
+                .obj_ref("SnapshotName", name.as_str()),
+            );
+        } else {
+            entries.push(
+                ctx.error(
+                    code::FAIL_UNKNOWN_ERROR,
+                    format!(
+                        "Snapshot '{name}' of resource '{resource}' was not taken on every node."
+                    ),
+                )
+                .cause(failures.join("; "))
+                .correction(format!(
+                    "See the satellite's log for the cause, then delete the snapshot ('ferrite \
+                     snapshot delete {resource} {name}') and take it again."
+                ))
+                .obj_ref("RscDfn", resource.as_str())
+                .obj_ref("SnapshotName", name.as_str()),
+            );
+        }
+    }
+    entries
+}
+
+/// `DELETE /v1/resource-definitions/{rd}/snapshots/{snapshot}[?nodes=…]`: marks the snapshots
+/// (all, or those of the nodes named); each node deletes them and confirms ([`finish`]).
+pub fn delete(
+    cluster: &Cluster,
+    resource: &str,
+    snapshot: &str,
+    nodes: &[String],
+) -> Result<Plan, Failure> {
+    let ctx = &DELETE;
+    let rd = resource_definitions::find(ctx, cluster, resource)?;
+    let definition = find_definition(ctx, cluster, rd, snapshot)?;
+    let mut chosen: Vec<&Snapshot> = Vec::new();
+    if nodes.is_empty() {
+        chosen.extend(definition.snapshots.values());
+    } else {
+        for node in nodes {
+            let node_name: NodeName = parse_name(ctx, code::FAIL_INVLD_NODE_NAME, node)?;
+            let Some(taken) = definition.snapshots.get(&node_name) else {
+                return Err(not_found(
+                    ctx,
+                    FAIL_NOT_FOUND_SNAPSHOT,
+                    "Snapshot",
+                    format!(
+                        "{}' of resource '{}' on node '{node_name}",
+                        definition.name, rd.name
+                    ),
+                    "List the snapshots with 'ferrite snapshot list'.",
+                ));
+            };
+            chosen.push(taken);
+        }
+    }
+    let mut plan = Plan::new();
+    let all = chosen.len() == definition.snapshots.len();
+    if definition.snapshots.is_empty() {
+        plan.op(Op::DeleteSnapshotDefinition {
+            resource: rd.name.clone(),
+            snapshot: definition.name.clone(),
+        });
+    }
+    for taken in chosen.iter().filter(|s| !s.is_deleting()) {
+        let mut marked = (*taken).clone();
+        marked.phase = SnapshotPhase::Deleting;
+        plan.op(Op::PutSnapshot {
+            resource: rd.name.clone(),
+            snapshot_name: definition.name.clone(),
+            snapshot: marked,
+        });
+    }
+    if all && !definition.is_deleting() && !definition.snapshots.is_empty() {
+        let mut marked = definition.clone();
+        marked.flags.push(model::FLAG_DELETE.to_string());
+        plan.op(Op::PutSnapshotDefinition(marked));
+    }
+    plan.reply(
+        ctx.deleted(format!(
+            "Snapshot '{}' of resource '{}' marked for deletion.",
+            definition.name, rd.name
+        ))
+        .obj_ref("RscDfn", rd.name.as_str())
+        .obj_ref("SnapshotName", definition.name.as_str()),
+    );
+    plan.deletions.push(super::deletions::Marked::Snapshot {
+        resource: rd.name.clone(),
+        snapshot: definition.name.clone(),
+        nodes: chosen.iter().map(|s| s.node.clone()).collect(),
+    });
+    Ok(plan)
+}
+
+/// Forgets every snapshot whose deletion its node confirmed, and every definition marked for
+/// deletion whose last snapshot went. Part of `deletions::finish`.
+pub fn finish(cluster: &Cluster, runtime: &Runtime, plan: &mut Plan) {
+    for definition in cluster.snapshot_definitions.values() {
+        let mut remaining = 0usize;
+        for snapshot in definition.snapshots.values() {
+            let confirmed = snapshot.is_deleting()
+                && runtime.get(&snapshot.node).is_some_and(|r| {
+                    r.deleted_snapshot(
+                        definition.resource.as_str(),
+                        definition.name.as_str(),
+                        &snapshot.uuid,
+                    )
+                });
+            if confirmed {
+                plan.op(Op::DeleteSnapshot {
+                    resource: definition.resource.clone(),
+                    snapshot: definition.name.clone(),
+                    node: snapshot.node.clone(),
+                });
+            } else {
+                remaining += 1;
+            }
+        }
+        if definition.is_deleting() && remaining == 0 {
+            plan.op(Op::DeleteSnapshotDefinition {
+                resource: definition.resource.clone(),
+                snapshot: definition.name.clone(),
+            });
+        }
+    }
+}
+
+/// The refusal of a change that would delete a resource's backing volumes while snapshots of
+/// them exist on its node (LINSTOR refuses a definition with snapshots the same way).
+pub fn refuse_if_snapshots(
+    ctx: &Context,
+    cluster: &Cluster,
+    rd: &ResourceDefinition,
+    node: Option<&NodeName>,
+    action: &str,
+) -> Result<(), Failure> {
+    let names: Vec<String> = cluster
+        .snapshots_of(&rd.name)
+        .filter(|d| node.is_none_or(|n| d.snapshots.contains_key(n)))
+        .map(|d| format!("'{}'", d.name))
+        .collect();
+    if names.is_empty() {
+        return Ok(());
+    }
+    let what = match node {
+        None => format!("resource definition '{}'", rd.name),
+        Some(node) => format!("resource '{}' on node '{node}'", rd.name),
+    };
+    Err(ctx
+        .error(
+            FAIL_EXISTS_SNAPSHOT_DFN,
+            format!("Cannot {action} {what} because it has snapshots."),
+        )
+        .cause(format!("Snapshots: {}.", names.join(", ")))
+        .correction(format!(
+            "Delete the snapshots first ('ferrite snapshot delete {} <snapshot>').",
+            rd.name
+        ))
+        .obj_ref("RscDfn", rd.name.as_str())
+        .into())
+}
+
+/// A restore's target: an existing resource definition without resources, with its volume
+/// definitions (those it lacks are created from the snapshot's).
+fn restore_target<'a>(
+    ctx: &Context,
+    cluster: &'a Cluster,
+    definition: &SnapshotDefinition,
+    to_resource: &str,
+    plan: &mut Plan,
+) -> Result<&'a ResourceDefinition, Failure> {
+    let target = resource_definitions::find(ctx, cluster, to_resource)?;
+    if target.name == definition.resource {
+        return Err(ctx.invalid(
+            code::FAIL_INVLD_RSC_NAME,
+            format!(
+                "Cannot restore snapshot '{}' into its own resource definition '{}'.",
+                definition.name, target.name
+            ),
+            "Restore into a new resource definition, or roll the resource back ('ferrite snapshot rollback').",
+        ));
+    }
+    if target.is_deleting() {
+        return Err(ctx
+            .error(
+                code::FAIL_IN_USE,
+                format!("Resource definition '{}' is being deleted.", target.name),
+            )
+            .correction("Restore into another resource definition.")
+            .into());
+    }
+    if target.is_replicated() {
+        return Err(replicated_restore(ctx, &target.name));
+    }
+    for volume in &definition.volume_definitions {
+        match target.volume_definitions.get(&volume.number) {
+            Some(existing) if existing.size_kib < volume.size_kib => {
+                return Err(ctx
+                    .error(
+                        code::FAIL_INVLD_VLM_SIZE,
+                        format!(
+                            "Volume definition {} of '{}' is smaller than the snapshot's volume.",
+                            volume.number, target.name
+                        ),
+                    )
+                    .cause(format!(
+                        "{} KiB, the snapshot's volume has {} KiB.",
+                        existing.size_kib, volume.size_kib
+                    ))
+                    .correction("Restore into a resource definition without volume definitions.")
+                    .into());
+            }
+            Some(_) => {}
+            None => {
+                plan.op(Op::PutVolumeDefinition {
+                    resource: target.name.clone(),
+                    volume_definition: VolumeDefinition {
+                        number: volume.number,
+                        uuid: model::new_uuid(),
+                        size_kib: volume.size_kib,
+                        props: volume.props.clone(),
+                        flags: Vec::new(),
+                        minor: None,
+                    },
+                })
+                .reply(
+                    Context::new(Operation::Create, Object::VolumeDefinition)
+                        .created(format!(
+                            "Volume definition {} of '{}' restored from snapshot '{}' of '{}'.",
+                            volume.number, target.name, definition.name, definition.resource
+                        ))
+                        .obj_ref("RscDfn", target.name.as_str()),
+                );
+            }
+        }
+    }
+    Ok(target)
+}
+
+fn replicated_restore(ctx: &Context, target: &ResourceName) -> Failure {
+    ctx.error(
+        code::FAIL_INVLD_LAYER_STACK,
+        format!("Cannot restore a snapshot into resource definition '{target}': its layer stack has a replication layer."),
+    )
+    .cause(
+        "The snapshot's volumes hold the replication metadata of the resource they were taken \
+         of; this version restores them only into resource definitions without a replication \
+         layer.",
+    )
+    .correction(format!(
+        "Create '{target}' with the layer list 'storage' ('ferrite resource-definition create \
+         {target} --layer-list storage') and restore into it."
+    ))
+    .into()
+}
+
+/// `POST /v1/resource-definitions/{rd}/snapshot-restore-volume-definition/{snapshot}`.
+pub fn restore_volume_definitions(
+    cluster: &Cluster,
+    resource: &str,
+    snapshot: &str,
+    body: &rest::SnapshotRestore,
+) -> Result<Plan, Failure> {
+    let ctx = &Context::new(Operation::Create, Object::VolumeDefinition);
+    let rd = resource_definitions::find(ctx, cluster, resource)?;
+    let definition = find_definition(ctx, cluster, rd, snapshot)?;
+    let mut plan = Plan::new();
+    let target = restore_target(ctx, cluster, definition, &body.to_resource, &mut plan)?;
+    if plan.ops.is_empty() {
+        plan.reply(ctx.warn(
+            code::WARN_NO_EFFECT,
+            format!(
+                "Resource definition '{}' has every volume definition of snapshot '{}' already.",
+                target.name, definition.name
+            ),
+        ));
+    }
+    Ok(plan)
+}
+
+/// `POST /v1/resource-definitions/{rd}/snapshot-restore-resource/{snapshot}`: the target
+/// definition gets the snapshot's volume definitions it lacks and a resource on every node
+/// named (all the snapshot's nodes by default), each created from that node's snapshot.
+pub fn restore_resources(
+    cluster: &Cluster,
+    runtime: &Runtime,
+    resource: &str,
+    snapshot: &str,
+    body: &rest::SnapshotRestore,
+) -> Result<Plan, Failure> {
+    let ctx = &Context::new(Operation::Create, Object::Resource);
+    let rd = resource_definitions::find(ctx, cluster, resource)?;
+    let definition = find_definition(ctx, cluster, rd, snapshot)?;
+    if definition.is_deleting() {
+        return Err(ctx
+            .error(
+                code::FAIL_IN_USE,
+                format!(
+                    "Snapshot '{}' of '{}' is being deleted.",
+                    definition.name, rd.name
+                ),
+            )
+            .correction("Restore from another snapshot.")
+            .into());
+    }
+    for (from, to) in &body.stor_pool_rename {
+        if !from.eq_ignore_ascii_case(to) {
+            return Err(ctx.invalid(
+                code::FAIL_INVLD_REQUEST,
+                format!("Storage pool renaming ('{from}' to '{to}') is not supported."),
+                "A snapshot is restored in the storage pool it is in; leave stor_pool_rename out.",
+            ));
+        }
+    }
+    let mut plan = Plan::new();
+    let target = restore_target(ctx, cluster, definition, &body.to_resource, &mut plan)?;
+    if !target.resources.is_empty() {
+        return Err(ctx
+            .error(
+                code::FAIL_EXISTS_RSC,
+                format!(
+                    "Resource definition '{}' already has resources; a snapshot is restored into one without.",
+                    target.name
+                ),
+            )
+            .correction("Restore into a new resource definition.")
+            .into());
+    }
+    let chosen: Vec<&Snapshot> = if body.nodes.is_empty() {
+        definition
+            .snapshots
+            .values()
+            .filter(|s| !s.is_deleting())
+            .collect()
+    } else {
+        let mut chosen = Vec::new();
+        for node in &body.nodes {
+            let node_name: NodeName = parse_name(ctx, code::FAIL_INVLD_NODE_NAME, node)?;
+            match definition.snapshots.get(&node_name) {
+                Some(s) if !s.is_deleting() => chosen.push(s),
+                _ => {
+                    return Err(not_found(
+                        ctx,
+                        FAIL_NOT_FOUND_SNAPSHOT,
+                        "Snapshot",
+                        format!(
+                            "{}' of resource '{}' on node '{node_name}",
+                            definition.name, rd.name
+                        ),
+                        "Restore on the nodes the snapshot was taken on ('ferrite snapshot list').",
+                    ));
+                }
+            }
+        }
+        chosen
+    };
+    if chosen.is_empty() {
+        return Err(ctx
+            .error(
+                FAIL_NOT_FOUND_SNAPSHOT,
+                format!(
+                    "Snapshot '{}' of '{}' is on no node.",
+                    definition.name, rd.name
+                ),
+            )
+            .correction("Restore from another snapshot.")
+            .into());
+    }
+    for snapshot in &chosen {
+        if let Err(why) = taken_on(runtime, definition, snapshot) {
+            return Err(ctx
+                .error(
+                    FAIL_SNAPSHOT_NOT_UPTODATE,
+                    format!(
+                        "Snapshot '{}' of '{}' is not available on node '{}'.",
+                        definition.name, rd.name, snapshot.node
+                    ),
+                )
+                .cause(why)
+                .correction(
+                    "Restore on nodes where the snapshot was taken and whose satellite is online.",
+                )
+                .obj_ref("Node", snapshot.node.as_str())
+                .into());
+        }
+    }
+    if target.default_stack_pending() {
+        let mut updated = target.clone();
+        updated.layer_stack = vec![LayerKind::Storage];
+        plan.op(Op::PutResourceDefinition(updated)).reply(
+            Context::new(Operation::Modify, Object::ResourceDefinition)
+                .warn(
+                    code::WARN_NOT_REPLICATED,
+                    format!(
+                        "Resource definition '{}' gets the layer stack STORAGE: restored volumes are not replicated in this version.",
+                        target.name
+                    ),
+                )
+                .obj_ref("RscDfn", target.name.as_str()),
+        );
+    }
+    for snapshot in &chosen {
+        plan.op(Op::PutResource {
+            resource: target.name.clone(),
+            placed: Resource {
+                node: snapshot.node.clone(),
+                uuid: model::new_uuid(),
+                props: Default::default(),
+                diskless: false,
+                storage_pool: snapshot.storage_pool.clone(),
+                create_timestamp: model::now_millis(),
+                phase: ResourcePhase::Active,
+                node_id: None,
+                port: None,
+                tiebreaker: false,
+                restore_from: Some(RestoreSource {
+                    resource: rd.name.clone(),
+                    snapshot: definition.name.clone(),
+                    volumes: definition
+                        .volume_definitions
+                        .iter()
+                        .map(|v| RestoreVolume {
+                            number: v.number,
+                            identity: v.identity.clone(),
+                        })
+                        .collect(),
+                }),
+            },
+        })
+        .reply(
+            ctx.created(format!(
+                "Resource '{}' on node '{}' restored from snapshot '{}' of '{}'.",
+                target.name, snapshot.node, definition.name, rd.name
+            ))
+            .obj_ref("RscDfn", target.name.as_str())
+            .obj_ref("Node", snapshot.node.as_str()),
+        );
+    }
+    Ok(plan)
+}
+
+/// `POST /v1/resource-definitions/{rd}/snapshot-rollback/{snapshot}`: the commands that roll
+/// every node of the resource back to its snapshot. Refused unless the snapshot is on every
+/// node with the resource's data, each took it, and the volumes are the snapshot's.
+pub fn rollback_commands(
+    cluster: &Cluster,
+    runtime: &Runtime,
+    resource: &str,
+    snapshot: &str,
+    body: &rest::SnapshotRollback,
+) -> Result<Vec<(NodeName, NodeCommand)>, Failure> {
+    let ctx = &MODIFY;
+    let rd = resource_definitions::find(ctx, cluster, resource)?;
+    let definition = find_definition(ctx, cluster, rd, snapshot)?;
+    if let Some(strategy) = &body.zfs_rollback_strategy
+        && !strategy.eq_ignore_ascii_case("rollback")
+        && !strategy.eq_ignore_ascii_case("dynamic")
+    {
+        return Err(ctx.invalid(
+            code::FAIL_INVLD_REQUEST,
+            format!("ZFS rollback strategy '{strategy}' is not supported."),
+            "Use 'rollback' (or 'dynamic'): 'zfs rollback', which fails if newer snapshots exist.",
+        ));
+    }
+    if rd.is_replicated() {
+        return Err(ctx
+            .error(
+                code::FAIL_INVLD_LAYER_STACK,
+                format!("Cannot roll back replicated resource '{}'.", rd.name),
+            )
+            .cause(
+                "Rolling back the backing volumes under a running replication engine would change \
+                 its metadata and data behind its back; this version does not roll back \
+                 replicated resources.",
+            )
+            .correction(format!(
+                "Restore the snapshot into a new resource definition instead ('ferrite snapshot \
+                 resource restore --from-resource {} --from-snapshot {} --to-resource <new>').",
+                rd.name, definition.name
+            ))
+            .into());
+    }
+    if definition.is_deleting() {
+        return Err(ctx
+            .error(
+                code::FAIL_IN_USE,
+                format!(
+                    "Snapshot '{}' of '{}' is being deleted.",
+                    definition.name, rd.name
+                ),
+            )
+            .into());
+    }
+    for volume in rd.volume_definitions.values() {
+        if !definition
+            .volume_definitions
+            .iter()
+            .any(|v| v.number == volume.number && v.identity == volume.uuid)
+        {
+            return Err(ctx
+                .error(
+                    code::FAIL_INVLD_REQUEST,
+                    format!(
+                        "Cannot roll back '{}' to snapshot '{}': volume definition {} was created after the snapshot.",
+                        rd.name, definition.name, volume.number
+                    ),
+                )
+                .correction("Delete the volume definitions added since, or restore into a new resource definition.")
+                .into());
+        }
+    }
+    let mut commands = Vec::new();
+    for resource in rd.resources.values() {
+        if resource.is_deleting() || resource.phase == ResourcePhase::DiskRemoving {
+            return Err(ctx
+                .error(
+                    code::FAIL_IN_USE,
+                    format!(
+                        "Resource '{}' on node '{}' is being changed; roll back once it is done.",
+                        rd.name, resource.node
+                    ),
+                )
+                .into());
+        }
+        if resource.diskless {
+            continue;
+        }
+        let Some(taken) = definition.snapshots.get(&resource.node) else {
+            return Err(ctx
+                .error(
+                    FAIL_NOT_FOUND_SNAPSHOT,
+                    format!(
+                        "Cannot roll back '{}': snapshot '{}' was not taken on node '{}'.",
+                        rd.name, definition.name, resource.node
+                    ),
+                )
+                .correction(
+                    "Roll back to a snapshot taken on every node with a disk of the resource.",
+                )
+                .obj_ref("Node", resource.node.as_str())
+                .into());
+        };
+        if taken.resource_uuid != resource.uuid {
+            return Err(ctx
+                .error(
+                    code::FAIL_INVLD_REQUEST,
+                    format!(
+                        "Cannot roll back '{}' on node '{}': the resource there was placed after snapshot '{}'.",
+                        rd.name, resource.node, definition.name
+                    ),
+                )
+                .into());
+        }
+        if !runtime.get(&resource.node).is_some_and(|r| r.is_online()) {
+            return Err(ctx
+                .error(
+                    code::FAIL_NOT_CONNECTED,
+                    format!(
+                        "Cannot roll back '{}': node '{}' is not connected.",
+                        rd.name, resource.node
+                    ),
+                )
+                .correction("Bring the node online and try again.")
+                .obj_ref("Node", resource.node.as_str())
+                .into());
+        }
+        if let Err(why) = taken_on(runtime, definition, taken) {
+            return Err(ctx
+                .error(
+                    FAIL_SNAPSHOT_NOT_UPTODATE,
+                    format!(
+                        "Snapshot '{}' of '{}' is not available on node '{}'.",
+                        definition.name, rd.name, resource.node
+                    ),
+                )
+                .cause(why)
+                .into());
+        }
+        commands.push((
+            resource.node.clone(),
+            NodeCommand::RollbackSnapshot {
+                resource: rd.name.to_string(),
+                resource_uuid: resource.uuid.clone(),
+                snapshot: definition.name.to_string(),
+                snapshot_uuid: taken.uuid.clone(),
+                volumes: definition
+                    .volume_definitions
+                    .iter()
+                    .map(|v| RollbackVolume {
+                        volume_number: v.number.get(),
+                        identity: v.identity.clone(),
+                    })
+                    .collect(),
+            },
+        ));
+    }
+    if commands.is_empty() {
+        return Err(ctx
+            .error(
+                code::FAIL_NOT_FOUND_RSC,
+                format!("Resource '{}' has no disk to roll back.", rd.name),
+            )
+            .into());
+    }
+    Ok(commands)
+}
+
+/// The name of the snapshot a clone is made through.
+pub fn clone_snapshot_name() -> String {
+    let short: String = model::new_uuid()
+        .chars()
+        .filter(|c| *c != '-')
+        .take(12)
+        .collect();
+    format!("CF_{short}")
+}
+
+/// The first step of `POST /v1/resource-definitions/{rd}/clone`: checks the request and
+/// creates the clone's definition (with the source's group, properties and stack unless the
+/// request says otherwise). The snapshot it is made through and the restore follow.
+pub fn clone_definition(
+    cluster: &Cluster,
+    source: &str,
+    body: &rest::ResourceDefinitionCloneRequest,
+) -> Result<Plan, Failure> {
+    let ctx = &Context::new(Operation::Create, Object::ResourceDefinition);
+    let rd = resource_definitions::find(ctx, cluster, source)?;
+    let clone_name = match (&body.external_name, body.name.is_empty()) {
+        (Some(external), true) => external.clone(),
+        _ => body.name.clone(),
+    };
+    let name = ResourceName::new_checked(&clone_name)
+        .map_err(|e| ctx.invalid_name(code::FAIL_INVLD_RSC_NAME, &e))?;
+    if cluster.resource_definition(&name).is_some() {
+        return Err(ctx
+            .error(
+                code::FAIL_EXISTS_RSC_DFN,
+                format!("Resource definition '{name}' already exists."),
+            )
+            .correction("Choose another name for the clone.")
+            .into());
+    }
+    if !body.volume_passphrases.is_empty() {
+        return Err(ctx.invalid(
+            code::FAIL_INVLD_REQUEST,
+            "Volume passphrases are not supported: Ferrite has no encryption layer.",
+            "Leave volume_passphrases out.",
+        ));
+    }
+    if !body.volume_sizes.is_empty() && body.volume_sizes.iter().any(|s| *s != 0) {
+        return Err(ctx.invalid(
+            code::FAIL_INVLD_VLM_SIZES,
+            "Growing the clone's volumes is not supported yet.",
+            "Clone at the source's sizes, then grow the volumes with 'ferrite volume-definition set-size'.",
+        ));
+    }
+    let layer_stack = match &body.layer_list {
+        Some(layers) if !layers.is_empty() => {
+            super::placement::normalize_layers(ctx, layers.clone())?
+        }
+        _ => rd.resource_layers().to_vec(),
+    };
+    if layer_stack.iter().any(|l| l.is_replication()) {
+        return Err(replicated_restore(ctx, &name));
+    }
+    let group = match &body.resource_group {
+        Some(group) => super::resource_groups::find(ctx, cluster, group)?
+            .name
+            .clone(),
+        None => rd.resource_group.clone(),
+    };
+    let mut props = rd.props.clone();
+    super::properties::check_all(ctx, &body.override_props)?;
+    props.extend(body.override_props.clone());
+    for key in &body.delete_props {
+        props.remove(key);
+    }
+    for namespace in &body.delete_namespaces {
+        let prefix = format!("{}/", namespace.trim_end_matches('/'));
+        props.retain(|k, _| !k.starts_with(&prefix));
+    }
+    let clone = ResourceDefinition {
+        name: name.clone(),
+        uuid: model::new_uuid(),
+        external_name: body.external_name.clone(),
+        props,
+        flags: Vec::new(),
+        resource_group: group,
+        layer_stack,
+        secret: None,
+        volume_definitions: Default::default(),
+        resources: Default::default(),
+    };
+    let mut plan = Plan::new();
+    plan.op(Op::PutResourceDefinition(clone)).reply(
+        ctx.created(format!(
+            "Resource definition '{name}' created as a clone of '{}'.",
+            rd.name
+        ))
+        .obj_ref("RscDfn", name.as_str()),
+    );
+    Ok(plan)
+}
+
+/// `GET /v1/resource-definitions/{rd}/clone/{clone}`: `COMPLETE` once every volume of every
+/// resource of the clone is reported created, `FAILED` when one failed, else `CLONING`.
+pub fn clone_status(
+    cluster: &Cluster,
+    runtime: &Runtime,
+    source: &str,
+    clone: &str,
+) -> Result<rest::ResourceDefinitionCloneStatus, Failure> {
+    let ctx = &Context::new(Operation::Modify, Object::ResourceDefinition);
+    resource_definitions::find(ctx, cluster, source)?;
+    let clone = resource_definitions::find(ctx, cluster, clone)?;
+    // The clone request places the clone's resources before it answers: a clone without
+    // resources is one whose restore failed.
+    if clone.resources.is_empty() {
+        return Ok(rest::ResourceDefinitionCloneStatus {
+            status: "FAILED".to_string(),
+        });
+    }
+    let mut status = "COMPLETE";
+    for resource in clone.resources.values().filter(|r| r.holds_data()) {
+        for vd in clone.volume_definitions.values() {
+            let report = runtime
+                .get(&resource.node)
+                .and_then(|r| r.volumes.get(clone.name.key()))
+                .and_then(|v| v.get(&vd.number.get()));
+            match report {
+                Some(v) if v.error.is_some() => {
+                    return Ok(rest::ResourceDefinitionCloneStatus {
+                        status: "FAILED".to_string(),
+                    });
+                }
+                Some(v) if v.disk_state == "UpToDate" => {}
+                _ => status = "CLONING",
+            }
+        }
+    }
+    Ok(rest::ResourceDefinitionCloneStatus {
+        status: status.to_string(),
+    })
+}
+
+/// `GET /v1/view/snapshots` and `GET /v1/resource-definitions/{rd}/snapshots`.
+pub fn list(
+    cluster: &Cluster,
+    runtime: &Runtime,
+    filter: &super::views::ListFilter,
+) -> Vec<rest::Snapshot> {
+    let items = cluster
+        .snapshot_definitions
+        .values()
+        .filter(|d| filter.resource(d.resource.as_str()))
+        .filter(|d| filter.nodes.is_empty() || d.snapshots.keys().any(|n| filter.node(n.as_str())))
+        .map(|d| view(runtime, d));
+    filter.page_iter(items).collect()
+}
+
+/// One snapshot definition in LINSTOR's shape.
+pub fn view(runtime: &Runtime, definition: &SnapshotDefinition) -> rest::Snapshot {
+    let mut all_taken = !definition.snapshots.is_empty();
+    let mut any_failed = false;
+    let snapshots = definition
+        .snapshots
+        .values()
+        .map(|snapshot| {
+            let reports: Vec<_> = runtime
+                .get(&snapshot.node)
+                .map(|r| {
+                    r.snapshot_volumes(
+                        definition.resource.as_str(),
+                        definition.name.as_str(),
+                        &snapshot.uuid,
+                    )
+                    .cloned()
+                    .collect()
+                })
+                .unwrap_or_default();
+            let volumes = definition
+                .volume_definitions
+                .iter()
+                .map(|v| {
+                    let report = reports.iter().find(|r| r.volume_number == v.number.get());
+                    let state = match (snapshot.is_deleting(), report) {
+                        (true, _) => "Deleting".to_string(),
+                        (false, Some(r)) => match &r.error {
+                            Some(e) => {
+                                any_failed = true;
+                                all_taken = false;
+                                format!("Failed: {e}")
+                            }
+                            None => "Successful".to_string(),
+                        },
+                        (false, None) => {
+                            all_taken = false;
+                            "Incomplete".to_string()
+                        }
+                    };
+                    let mut props = rest::Props::new();
+                    if let Some(method) = report.and_then(|r| r.method.clone()) {
+                        props.insert(PROP_SNAPSHOT_METHOD.to_string(), method);
+                    }
+                    rest::SnapshotVolumeNode {
+                        uuid: None,
+                        vlm_nr: i32::from(v.number.get()),
+                        props,
+                        snapshot_volume_props: Default::default(),
+                        volume_props: Default::default(),
+                        state: Some(state),
+                    }
+                })
+                .collect();
+            let mut flags = Vec::new();
+            if snapshot.is_deleting() {
+                flags.push(model::FLAG_DELETE.to_string());
+            }
+            rest::SnapshotNode {
+                snapshot_name: definition.name.to_string(),
+                node_name: snapshot.node.to_string(),
+                create_timestamp: snapshot.create_timestamp,
+                flags,
+                uuid: Some(snapshot.uuid.clone()),
+                snapshot_props: snapshot.props.clone(),
+                resource_props: Default::default(),
+                snapshot_volumes: volumes,
+            }
+        })
+        .collect();
+    let mut flags = Vec::new();
+    if definition.is_deleting() {
+        flags.push(model::FLAG_DELETE.to_string());
+    } else if any_failed {
+        flags.push(FLAG_FAILED_DEPLOYMENT.to_string());
+    } else if all_taken {
+        flags.push(FLAG_SUCCESSFUL.to_string());
+    }
+    rest::Snapshot {
+        name: definition.name.to_string(),
+        resource_name: definition.resource.to_string(),
+        nodes: definition.snapshots.keys().map(|n| n.to_string()).collect(),
+        props: definition.props.clone(),
+        snapshot_definition_props: definition.props.clone(),
+        resource_definition_props: definition.resource_definition_props.clone(),
+        flags,
+        volume_definitions: definition
+            .volume_definitions
+            .iter()
+            .map(|v| rest::SnapshotVolumeDefinition {
+                volume_number: i32::from(v.number.get()),
+                size_kib: v.size_kib as i64,
+                snapshot_volume_definition_props: Default::default(),
+                volume_definition_props: v.props.clone(),
+            })
+            .collect(),
+        uuid: Some(definition.uuid.clone()),
+        snapshots,
+    }
+}
+
+/// One snapshot, as `GET /v1/resource-definitions/{rd}/snapshots/{snapshot}` shows it.
+pub fn show(
+    cluster: &Cluster,
+    runtime: &Runtime,
+    resource: &str,
+    snapshot: &str,
+) -> Result<rest::Snapshot, Failure> {
+    let ctx = &MODIFY;
+    let rd = resource_definitions::find(ctx, cluster, resource)?;
+    let definition = find_definition(ctx, cluster, rd, snapshot)?;
+    Ok(view(runtime, definition))
+}
+
+/// The answer of a rollback: one success per node that rolled back, one error per node that
+/// could not.
+pub fn rollback_answer(
+    resource: &str,
+    snapshot: &str,
+    results: Vec<(NodeName, Result<String, String>)>,
+) -> Vec<ApiCallRc> {
+    let ctx = &MODIFY;
+    let mut entries = Vec::new();
+    let mut all = true;
+    for (node, result) in results {
+        match result {
+            Ok(done) => entries.push(
+                ctx.info(code::MODIFIED, format!("Node '{node}': {done}"))
+                    .obj_ref("Node", node.as_str()),
+            ),
+            Err(why) => {
+                all = false;
+                entries.push(
+                    ctx.error(
+                        code::FAIL_UNKNOWN_ERROR,
+                        format!("Node '{node}' could not roll back resource '{resource}' to snapshot '{snapshot}'."),
+                    )
+                    .cause(why)
+                    .correction("Fix the cause on the node and roll back again.")
+                    .obj_ref("Node", node.as_str()),
+                );
+            }
+        }
+    }
+    if all {
+        entries.push(
+            ctx.modified(format!(
+                "Successfully rolled back resource '{resource}' to snapshot '{snapshot}'."
+            ))
+            .obj_ref("RscDfn", resource)
+            .obj_ref("SnapshotName", snapshot),
+        );
+    }
+    entries
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::testing::{
+        add_resource, all_up_to_date, commit, engines_runtime, replicated_group, spawn,
+        tutorial_cluster,
+    };
+
+    fn request(name: &str) -> rest::Snapshot {
+        rest::Snapshot {
+            name: name.into(),
+            ..Default::default()
+        }
+    }
+
+    /// The runtime after every node of the snapshot reported it taken.
+    fn taken(cluster: &Cluster, runtime: &mut Runtime) {
+        for definition in cluster.snapshot_definitions.values() {
+            for snapshot in definition.snapshots.values() {
+                let node = runtime.get_mut(&snapshot.node).unwrap();
+                for volume in &definition.volume_definitions {
+                    node.snapshots.push(ferrite_proto::SnapshotReport {
+                        resource: definition.resource.to_string(),
+                        snapshot: definition.name.to_string(),
+                        uuid: snapshot.uuid.clone(),
+                        volume_number: volume.number.get(),
+                        method: Some("reflink copy".into()),
+                        error: None,
+                    });
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_snapshot_is_taken_on_every_diskful_node_and_blocks_the_definitions_deletion() {
+        let mut cluster = tutorial_cluster();
+        add_resource(&mut cluster, "web", "node1", "pool_ssd");
+        add_resource(&mut cluster, "web", "node2", "pool_ssd");
+        add_resource(&mut cluster, "web", "node3", "DfltDisklessStorPool");
+        let mut runtime = all_up_to_date(&cluster);
+        let (replies, _) = commit(&mut cluster, &runtime, |c, r| {
+            create(c, r, "web", &request("snap1"))
+        });
+        assert!(replies[0].message.contains("New snapshot 'snap1'"));
+        let definition =
+            &cluster.snapshot_definitions[&("web".parse().unwrap(), "snap1".parse().unwrap())];
+        let nodes: Vec<String> = definition.snapshots.keys().map(|n| n.to_string()).collect();
+        assert_eq!(nodes, ["node1", "node2"], "diskful nodes only");
+        assert_eq!(view(&runtime, definition).flags, Vec::<String>::new());
+        taken(&cluster, &mut runtime);
+        let definition =
+            &cluster.snapshot_definitions[&("web".parse().unwrap(), "snap1".parse().unwrap())];
+        assert_eq!(view(&runtime, definition).flags, [FLAG_SUCCESSFUL]);
+
+        // The same name again, a definition delete, a resource delete: refused as LINSTOR does.
+        let again = create(&cluster, &runtime, "web", &request("SNAP1")).unwrap_err();
+        assert_eq!(again.0[0].ret_code().code(), FAIL_EXISTS_SNAPSHOT_DFN);
+        let err = resource_definitions::delete(&cluster, &runtime, "web").unwrap_err();
+        assert_eq!(err.0[0].ret_code().code(), FAIL_EXISTS_SNAPSHOT_DFN);
+        assert_eq!(
+            err.0[0].message,
+            "Cannot delete resource definition 'web' because it has snapshots."
+        );
+        let err =
+            crate::app::resources::delete(&cluster, &runtime, "web", "node1", false).unwrap_err();
+        assert_eq!(err.0[0].ret_code().code(), FAIL_EXISTS_SNAPSHOT_DFN);
+        // The diskless resource has no snapshot and may go.
+        assert!(crate::app::resources::delete(&cluster, &runtime, "web", "node3", false).is_ok());
+
+        // Deleting marks; the node's confirmation forgets.
+        commit(&mut cluster, &runtime, |c, _| {
+            delete(c, "web", "snap1", &[])
+        });
+        let definition =
+            &cluster.snapshot_definitions[&("web".parse().unwrap(), "snap1".parse().unwrap())];
+        assert!(definition.is_deleting());
+        assert!(definition.snapshots.values().all(Snapshot::is_deleting));
+        for snapshot in definition.snapshots.values() {
+            runtime
+                .get_mut(&snapshot.node)
+                .unwrap()
+                .deleted_snapshots
+                .push(ferrite_proto::DeletedSnapshot {
+                    resource: "web".into(),
+                    snapshot: "snap1".into(),
+                    uuid: snapshot.uuid.clone(),
+                });
+        }
+        commit(&mut cluster, &runtime, |c, r| {
+            Ok(crate::app::deletions::finish(c, r))
+        });
+        assert!(cluster.snapshot_definitions.is_empty());
+        assert!(resource_definitions::delete(&cluster, &runtime, "web").is_ok());
+    }
+
+    #[test]
+    fn a_replicated_resource_in_use_is_not_snapshotted() {
+        let mut cluster = tutorial_cluster();
+        replicated_group(&mut cluster, &["drbd"]);
+        let runtime = engines_runtime(&cluster, &[LayerKind::Mirror]);
+        commit(&mut cluster, &runtime, |c, r| spawn(c, r, "web"));
+        let mut runtime = engines_runtime(&cluster, &[LayerKind::Mirror]);
+        let rd = &cluster.resource_definitions[&"web".parse::<ResourceName>().unwrap()];
+        let primary = rd
+            .resources
+            .values()
+            .find(|r| r.holds_data())
+            .unwrap()
+            .node
+            .clone();
+        runtime
+            .get_mut(&primary)
+            .unwrap()
+            .replication
+            .get_mut("WEB")
+            .unwrap()
+            .in_use = true;
+        let err = create(&cluster, &runtime, "web", &request("snap1")).unwrap_err();
+        assert_eq!(err.0[0].ret_code().code(), code::FAIL_IN_USE);
+        assert!(
+            err.0[0].message.contains("in use (Primary)"),
+            "{}",
+            err.0[0].message
+        );
+        assert!(
+            err.0[0]
+                .cause
+                .as_deref()
+                .unwrap()
+                .contains("same write boundary"),
+            "the refusal says why"
+        );
+        // With no Primary anywhere, no write is in flight: it is taken.
+        let runtime = engines_runtime(&cluster, &[LayerKind::Mirror]);
+        assert!(create(&cluster, &runtime, "web", &request("snap1")).is_ok());
+        // A member whose node does not report cannot be known idle.
+        let mut runtime = engines_runtime(&cluster, &[LayerKind::Mirror]);
+        let member = rd.resources.keys().last().unwrap().clone();
+        runtime.get_mut(&member).unwrap().status = ferrite_types::ConnectionStatus::Offline;
+        let err = create(&cluster, &runtime, "web", &request("snap1")).unwrap_err();
+        assert_eq!(err.0[0].ret_code().code(), code::FAIL_NOT_CONNECTED);
+    }
+
+    #[test]
+    fn restore_creates_resources_from_the_snapshot_on_its_nodes() {
+        let mut cluster = tutorial_cluster();
+        add_resource(&mut cluster, "web", "node1", "pool_ssd");
+        add_resource(&mut cluster, "web", "node2", "pool_ssd");
+        let mut runtime = all_up_to_date(&cluster);
+        commit(&mut cluster, &runtime, |c, r| {
+            create(c, r, "web", &request("snap1"))
+        });
+        let body = |to: &str| rest::SnapshotRestore {
+            to_resource: to.into(),
+            ..Default::default()
+        };
+        // Not taken yet: nothing to restore from.
+        commit(&mut cluster, &runtime, |c, _| {
+            crate::app::resource_definitions::create(
+                c,
+                &rest::ResourceDefinitionCreate {
+                    resource_definition: rest::ResourceDefinition {
+                        name: "copy".into(),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+            )
+        });
+        let err = restore_resources(&cluster, &runtime, "web", "snap1", &body("copy")).unwrap_err();
+        assert_eq!(err.0[0].ret_code().code(), FAIL_SNAPSHOT_NOT_UPTODATE);
+        taken(&cluster, &mut runtime);
+        commit(&mut cluster, &runtime, |c, r| {
+            restore_resources(c, r, "web", "snap1", &body("copy"))
+        });
+        let copy = &cluster.resource_definitions[&"copy".parse::<ResourceName>().unwrap()];
+        assert_eq!(copy.layer_stack, [LayerKind::Storage]);
+        assert_eq!(copy.volume_definitions.len(), 1);
+        assert_eq!(copy.resources.len(), 2);
+        for resource in copy.resources.values() {
+            let source = resource.restore_from.as_ref().unwrap();
+            assert_eq!(source.resource.as_str(), "web");
+            assert_eq!(source.snapshot.as_str(), "snap1");
+        }
+        // The volume spec of the restored resource names the snapshot and the source identity.
+        let node1: NodeName = "node1".parse().unwrap();
+        let spec = crate::satellites::desired::full_state(&cluster, &node1);
+        let restored = spec.resources.iter().find(|r| r.name == "copy").unwrap();
+        let source = restored.volumes[0].restore_from.as_ref().unwrap();
+        let web = &cluster.resource_definitions[&"web".parse::<ResourceName>().unwrap()];
+        assert_eq!(
+            source.identity,
+            web.volume_definitions.values().next().unwrap().uuid
+        );
+        assert_ne!(
+            restored.volumes[0].identity, source.identity,
+            "a new volume"
+        );
+        // The restored resource's state does not change when the snapshot goes.
+        let mut without = cluster.clone();
+        without.snapshot_definitions.clear();
+        let after = crate::satellites::desired::full_state(&without, &node1);
+        let restored_after = after.resources.iter().find(|r| r.name == "copy").unwrap();
+        assert_eq!(restored_after, restored);
+        // A second restore into it, and a rollback of a restored resource to a snapshot it
+        // does not have, are refused.
+        let err = restore_resources(&cluster, &runtime, "web", "snap1", &body("copy")).unwrap_err();
+        assert_eq!(err.0[0].ret_code().code(), code::FAIL_EXISTS_RSC);
+        let err = rollback_commands(
+            &cluster,
+            &runtime,
+            "copy",
+            "snap1",
+            &rest::SnapshotRollback::default(),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.0[0].ret_code().code(),
+            code::FAIL_NOT_FOUND_SNAPSHOT_DFN
+        );
+        // Rollback of the source: one command per diskful node.
+        let commands = rollback_commands(
+            &cluster,
+            &runtime,
+            "web",
+            "snap1",
+            &rest::SnapshotRollback::default(),
+        )
+        .unwrap();
+        assert_eq!(commands.len(), 2);
+    }
+}
