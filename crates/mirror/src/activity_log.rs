@@ -18,6 +18,9 @@
 //! - Before writing a transaction, the bitmap pages covering its
 //!   [`AlTransaction::evicted`] extents are written and synced for every peer: an extent that
 //!   leaves the AL is no longer assumed out of sync after a crash, so its bits must be on disk.
+//!   So must its data (DRBD's pre-flush of an activity-log write): the writes into an evicted
+//!   extent completed, but may sit in a volatile cache (the page cache, the disk's) that a
+//!   crash loses, and after the transaction nothing would resync them.
 //! - After a crash of a Primary, [`recover`] gives the extents that were hot; the I/O path sets
 //!   them out of sync toward every peer, writes those bitmaps, and only then writes a fresh
 //!   [`ActivityLog::format`] over the ring (continuing the sequence numbers). If recovery fails,

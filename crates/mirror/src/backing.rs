@@ -1,6 +1,17 @@
-//! A volume's backing store: the data area (read and written with `O_DIRECT`, so no page cache
-//! sits between the replicas and their disks) and the metadata area at its end (superblock,
+//! A volume's backing store: the data area and the metadata area at its end (superblock,
 //! activity log, bitmaps; see [`crate::metadata`]).
+//!
+//! The data area is read and written through the page cache, as a disk with a volatile write
+//! cache is: a completed write is on the device, durable only with the next flush; a FUA write
+//! (`RWF_DSYNC`) and a flush (`fdatasync`) reach stable storage before they complete, as the
+//! block layer promises its users. Reads of recent or hot data are served from memory, and
+//! writeback merges what applications write in small pieces. What that costs a replica is
+//! covered where it matters: a Primary flushes each peer periodically and marks what a peer
+//! acknowledged but never flushed out of sync toward it when the connection ends
+//! ([`crate::peer::PEER_FLUSH_INTERVAL`]); a metadata write's `fdatasync` also puts every data
+//! write before it on stable storage (the same file or device), so a bitmap on disk never
+//! claims a block in sync that is not there; and after a Primary's crash its hot extents are
+//! resynced. See `docs/mirror.md`, "The backing device".
 //!
 //! This module owns the open files and the in-memory metadata of one volume: its superblock
 //! (generation identifiers, peer slots), one out-of-sync bitmap per diskful peer, and the
@@ -10,14 +21,14 @@
 //! extents are set out of sync toward every peer before the log is formatted anew.
 //!
 //! Data I/O goes through one io_uring per backing device ([`crate::uring`]): no thread hop per
-//! request; a FUA write is a `RWF_DSYNC` write, a flush an `fdatasync`. Where io_uring is not
-//! available (an old kernel, a sandbox that forbids it) data I/O runs on tokio's blocking pool
-//! with positioned reads and writes. The metadata area is written through a second, buffered
-//! descriptor followed by `fdatasync`: it is disjoint from the data area, and its writes are few.
+//! request. Where io_uring is not available (an old kernel, a sandbox that forbids it) data I/O
+//! runs on tokio's blocking pool with positioned reads and writes. The metadata area is written
+//! through a second descriptor followed by `fdatasync`: it is disjoint from the data area, and
+//! its writes are few.
 
 use std::fs::File;
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -39,7 +50,7 @@ pub const DEFAULT_PEER_SLOTS: u8 = 7;
 /// What a write started without a task runs when it completed: its outcome.
 pub type WriteCompletion = Box<dyn FnOnce(Result<(), IoError>) + Send>;
 
-/// The alignment `O_DIRECT` needs for offsets and lengths on the devices backing volumes.
+/// The granularity of offsets and lengths on the devices backing volumes: their sector.
 pub const DIRECT_IO_ALIGNMENT: u64 = 512;
 
 /// Why a backing store could not be attached or used.
@@ -106,12 +117,9 @@ pub struct Backing {
     released: AtomicBool,
 }
 
-fn open(path: &Path, direct: bool) -> Result<File, BackingError> {
+fn open(path: &Path) -> Result<File, BackingError> {
     let mut options = std::fs::OpenOptions::new();
     options.read(true).write(true);
-    if direct {
-        options.custom_flags(libc::O_DIRECT);
-    }
     options.open(path).map_err(|source| BackingError::Open {
         path: path.to_path_buf(),
         source,
@@ -148,8 +156,8 @@ impl Backing {
             source,
         };
         let me = NodeId::new(u32::from(node_id)).map_err(|_| BackingError::NodeId(node_id))?;
-        let data = open(path, true)?;
-        let md = open(path, false)?;
+        let data = open(path)?;
+        let md = open(path)?;
         let layout = MetadataLayout::new(usable, DEFAULT_PEER_SLOTS, al_slots).map_err(md_error)?;
         let found = device_size(&md).map_err(|source| BackingError::Open {
             path: path.to_path_buf(),
@@ -327,7 +335,7 @@ impl Backing {
         Ok(())
     }
 
-    /// Checks that a request can go to the disk with `O_DIRECT`.
+    /// Checks that a request covers whole sectors.
     pub fn check_aligned(offset: u64, len: u64) -> Result<(), IoError> {
         if !offset.is_multiple_of(DIRECT_IO_ALIGNMENT) || !len.is_multiple_of(DIRECT_IO_ALIGNMENT) {
             return Err(IoError::Invalid(format!(
@@ -375,14 +383,6 @@ impl Backing {
     pub async fn write(&self, offset: u64, data: Bytes, fua: bool) -> Result<(), IoError> {
         self.check_attached()?;
         Self::check_aligned(offset, data.len() as u64)?;
-        // O_DIRECT needs an aligned buffer; a copy is the price of one that is not.
-        let data = if (data.as_ptr() as usize).is_multiple_of(ferrite_block::ALIGNMENT) {
-            data
-        } else {
-            let mut copy = AlignedBuf::zeroed(data.len());
-            copy.copy_from_slice(&data);
-            Bytes::from_owner(copy)
-        };
         if let Some(ring) = self.ring() {
             return ring
                 .write(offset, data, fua)
@@ -417,13 +417,6 @@ impl Backing {
             return then(Err(IoError::Io(
                 "no io_uring for this backing device".into(),
             )));
-        };
-        let data = if (data.as_ptr() as usize).is_multiple_of(ferrite_block::ALIGNMENT) {
-            data
-        } else {
-            let mut copy = AlignedBuf::zeroed(data.len());
-            copy.copy_from_slice(&data);
-            Bytes::from_owner(copy)
         };
         ring.start_write(
             offset,
@@ -472,8 +465,11 @@ impl Backing {
                 Admission::Go => return Ok(()),
                 Admission::WriteTransaction(transaction) => {
                     let _writer = self.al_writer.lock().await;
-                    // The evicted extents' bits go to disk first: after the transaction they
-                    // are no longer assumed out of sync after a crash.
+                    // The evicted extents' data and bits go to stable storage first: after the
+                    // transaction they are no longer assumed out of sync after a crash.
+                    if !transaction.evicted.is_empty() {
+                        self.sync().await?;
+                    }
                     self.write_bitmaps().await?;
                     let (md, layout) = (self.md.clone(), self.layout);
                     let sequence = transaction.sequence;

@@ -248,11 +248,21 @@ impl PeerLink {
     /// Sends a flush covering every write acknowledged so far; once the peer answers it, those
     /// writes are known durable there and forgotten. A flush that fails leaves them kept.
     pub fn flush_acknowledged(self: &Arc<Self>) {
+        if let Some(flushed) = self.flush_unflushed() {
+            tokio::spawn(flushed);
+        }
+    }
+
+    /// [`Self::flush_acknowledged`], for a caller that waits: `None` when the peer has nothing
+    /// acknowledged that is not known durable, else the flush's outcome once answered.
+    pub fn flush_unflushed(
+        self: &Arc<Self>,
+    ) -> Option<impl Future<Output = Result<(), IoError>> + Send + 'static> {
         let seq = self.next_seq();
         {
             let mut unflushed = self.unflushed();
             if unflushed.open.is_empty() {
-                return;
+                return None;
             }
             let writes = std::mem::take(&mut unflushed.open);
             unflushed.open_bytes = 0;
@@ -261,22 +271,27 @@ impl PeerLink {
         }
         let (tx, rx) = oneshot::channel();
         self.pending().insert(seq, Pending::Ack(tx));
-        if !self.send(Frame::new(Kind::Flush, 0, seq, Bytes::new(), None)) {
+        let sent = self.send(Frame::new(Kind::Flush, 0, seq, Bytes::new(), None));
+        if !sent {
             self.pending().remove(&seq);
-            return;
         }
         let link = self.clone();
-        tokio::spawn(async move {
+        Some(async move {
+            if !sent {
+                return Err(disconnected());
+            }
             match rx.await {
-                Ok(Ok(())) => {
+                Ok(Ok(_)) => {
                     link.unflushed().flushing.remove(&seq);
+                    Ok(())
                 }
                 Ok(Err(error)) => {
                     warn!(peer = link.node_id, %error, "the peer could not flush what it acknowledged; its writes stay marked for resync if it disconnects");
+                    Err(error)
                 }
-                Err(_) => {}
+                Err(_) => Err(disconnected()),
             }
-        });
+        })
     }
 
     /// Every acknowledged write not yet confirmed durable on the peer (the connection ended:

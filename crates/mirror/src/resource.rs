@@ -44,6 +44,11 @@ use crate::wire::{
 /// demotion also waits for the device's next usage poll ([`VolumeEngine::may_demote`]).
 pub const DEMOTE_GRACE: Duration = Duration::from_millis(500);
 
+/// How long a demotion waits for its peers to flush what they acknowledged. A peer that takes
+/// longer keeps those writes recorded as unflushed (resynced to it if it disconnects); the
+/// demotion goes on, so that a member waiting to promote is not held for longer.
+pub const DEMOTE_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+
 /// DRBD's `auto-promote-timeout` (2 s): how long a write that needs this member to become
 /// Primary waits for another Primary to demote before it fails.
 pub const AUTO_PROMOTE_TIMEOUT: Duration = Duration::from_secs(2);
@@ -2410,7 +2415,33 @@ impl Machine {
         }
     }
 
+    /// Lets go of the volumes: every write this Primary made is first put on stable storage on
+    /// every replica — each connected peer flushes what it acknowledged, and the local
+    /// superblock write below ends with `fdatasync`, which covers the data written before it.
+    /// Whoever takes over next (another Primary, a snapshot of a Secondary's backing volume,
+    /// a reader of the file below a loop device) finds the data on the device, not in a cache
+    /// of this member's writes.
     async fn demote(&mut self) {
+        let flushes: Vec<_> = self
+            .peers
+            .values()
+            .filter_map(|p| p.link.as_ref()?.flush_unflushed())
+            .collect();
+        if !flushes.is_empty() {
+            let wait = DEMOTE_FLUSH_TIMEOUT;
+            match tokio::time::timeout(wait, futures::future::join_all(flushes)).await {
+                Ok(results) => {
+                    for error in results.into_iter().filter_map(Result::err) {
+                        // The writes stay recorded as unflushed on that link: marked out of
+                        // sync toward the peer if its connection ends.
+                        warn!(%error, "a peer did not flush before the demotion");
+                    }
+                }
+                Err(_) => warn!(
+                    "peers did not answer the flush before the demotion in {wait:?}; what they did not flush is resynced to them if they disconnect"
+                ),
+            }
+        }
         for local in self.volumes.values() {
             if let Some(backing) = local.engine.backing() {
                 let _ = backing.write_bitmaps().await;
@@ -2486,6 +2517,11 @@ impl Machine {
         for local in self.volumes.values() {
             if let Some(backing) = local.engine.backing() {
                 let _ = backing.write_bitmaps().await;
+                // What a Primary elsewhere replicated here is in this member's page cache until
+                // a flush: on the device before it is handed back to the storage layer.
+                if let Err(error) = backing.sync().await {
+                    warn!(%error, "cannot flush the backing device before going down");
+                }
             }
         }
         for peer in self.peers.values() {

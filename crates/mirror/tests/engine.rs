@@ -346,6 +346,35 @@ fn open_descriptors_of(path: &std::path::Path) -> usize {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_demotes_only_once_its_peers_flushed_its_writes() {
+    // Demotion hands the volume on (another Primary, a snapshot of a replica, the file below a
+    // loop device): every replica flushed what it acknowledged first, so nothing is left that
+    // a peer's power loss could take and nobody would resync.
+    let cluster = Cluster::new(2, 0);
+    let a = cluster.up(0).await;
+    let b = cluster.up(1).await;
+    wait(&a, "in sync", |s| all_up_to_date(s, 1)).await;
+    wait(&b, "in sync", |s| all_up_to_date(s, 1)).await;
+    let volume = a.volumes()[&0].clone();
+    ferrite_block::Volume::opened(volume.as_ref());
+    let data = pattern(21, 256 << 10);
+    volume.write(4 << 20, data.clone(), false).await.unwrap();
+    ferrite_block::Volume::closed(volume.as_ref());
+    wait(&a, "a demoted", |s| s.role == "Secondary").await;
+    // Gone at once: had the demotion not waited for b's flush, its write would be recorded
+    // as unflushed toward b (the periodic flush comes only after PEER_FLUSH_INTERVAL).
+    b.down().await;
+    wait(&a, "b is gone", |s| s.peers[0].connection != "Connected").await;
+    let status = a.status();
+    assert_eq!(
+        status.peers[0].volumes[0].out_of_sync_kib, 0,
+        "b flushed before a demoted: {status:#?}"
+    );
+    assert_eq!(&cluster.on_disk(1, 4 << 20, data.len())[..], &data[..]);
+    a.down().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn writes_a_peer_acknowledged_but_never_flushed_are_resynced_to_it() {
     // A peer acknowledges a write once its backing device completed it, which (like a disk
     // with a volatile cache) makes it durable only with the peer's next flush. A peer that
