@@ -428,6 +428,30 @@ impl Backing {
         );
     }
 
+    /// Starts writing a range that went through the page cache to the device, without waiting
+    /// for it (`sync_file_range` with `SYNC_FILE_RANGE_WRITE`). A resync target does so for
+    /// every range it received: its disk writes while more data arrives, and the sync that ends
+    /// the resync (before the disk is declared UpToDate) finds little left to do.
+    pub fn start_writeback(&self, offset: u64, len: u64) {
+        if self.check_attached().is_err() {
+            return;
+        }
+        let (Ok(offset), Ok(len)) = (i64::try_from(offset), i64::try_from(len)) else {
+            return;
+        };
+        let file = self.data.clone();
+        tokio::task::spawn_blocking(move || {
+            // SAFETY: the descriptor belongs to `file`, which lives through the call.
+            let rc = unsafe {
+                libc::sync_file_range(file.as_raw_fd(), offset, len, libc::SYNC_FILE_RANGE_WRITE)
+            };
+            if rc < 0 {
+                // Only an early start is lost: the sync at the end of the resync writes it.
+                tracing::debug!(error = %std::io::Error::last_os_error(), "starting writeback");
+            }
+        });
+    }
+
     /// Whether data I/O goes through io_uring (and [`Backing::start_write`] works).
     pub fn has_ring(&self) -> bool {
         self.ring().is_some()

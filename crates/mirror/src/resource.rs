@@ -1980,6 +1980,7 @@ impl Machine {
                 Ok(()) => {
                     if let Some(backing) = engine.backing() {
                         backing.mark_in_sync(node, range.offset, u64::from(range.length));
+                        backing.start_writeback(range.offset, u64::from(range.length));
                     }
                     let mut ack = BytesMut::zeroed(4);
                     ack[..2].copy_from_slice(&range.volume.to_le_bytes());
