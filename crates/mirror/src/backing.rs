@@ -229,7 +229,29 @@ impl Backing {
             }
             al
         };
-        if assigned || crashed_primary {
+        // Bits recorded for a diskless Primary's absent peers lived in memory when this member
+        // stopped without writing them: which ones is unknown, so all of them.
+        let recording_lost = !created
+            && superblock
+                .flags
+                .contains(metadata::MdFlags::RECORDING_FOR_PRIMARY);
+        if recording_lost {
+            for (node, bitmap) in bitmaps.iter_mut().enumerate() {
+                let tracked = NodeId::new(node as u32)
+                    .is_ok_and(|peer| !superblock.generations.bitmap_uuid(peer).is_zero());
+                if let (true, Some(bitmap), Some(index)) =
+                    (tracked, bitmap, superblock.peers[node].bitmap_index)
+                {
+                    bitmap.set_all();
+                    metadata::write_bitmap(&md, &layout, index, bitmap).map_err(md_error)?;
+                }
+            }
+            superblock
+                .flags
+                .remove(metadata::MdFlags::RECORDING_FOR_PRIMARY);
+            warn!(path = %path.display(), "this member stopped while recording what a diskless Primary's absent peers missed: they get a full resync from a current disk");
+        }
+        if assigned || crashed_primary || recording_lost {
             metadata::write_superblock(&md, &superblock).map_err(md_error)?;
         }
         Ok((
@@ -455,6 +477,72 @@ impl Backing {
     /// Whether data I/O goes through io_uring (and [`Backing::start_write`] works).
     pub fn has_ring(&self) -> bool {
         self.ring().is_some()
+    }
+
+    /// Before a write received from a diskless Primary that the diskful peers in `absent` do
+    /// not get ([`crate::volume::IoView::missed_by`]): marks the metadata as recording (bits
+    /// that live in memory until the bitmaps are written), and starts a generation those peers
+    /// do not hold if one of them has no bitmap UUID yet. The new UUID is derived from the
+    /// current one and `absent`, so every disk recording for the same Primary starts the same
+    /// generation and they stay in sync with each other. Returns whether a generation started
+    /// (the caller announces it). Durable before it returns.
+    pub async fn before_recorded_write(
+        &self,
+        me: NodeId,
+        absent: NodeMask,
+    ) -> Result<bool, IoError> {
+        let _generation = self.generation_lock.lock().await;
+        let (superblock, started) = {
+            let mut state = self.state();
+            let recording = state
+                .superblock
+                .flags
+                .contains(metadata::MdFlags::RECORDING_FOR_PRIMARY);
+            let generations = &state.superblock.generations;
+            let untracked = !generations.current.is_just_created()
+                && absent
+                    .iter()
+                    .any(|peer| peer != me && generations.bitmap_uuid(peer).is_zero());
+            if recording && !untracked {
+                return Ok(false);
+            }
+            let mut started = false;
+            if untracked {
+                let derived = Uuid::new_generation(derive_generation(
+                    generations.current.generation(),
+                    absent.bits(),
+                ));
+                started = state
+                    .superblock
+                    .generations
+                    .start_new_generation(me, derived, absent)
+                    .map_err(|e| IoError::Io(format!("starting a new data generation: {e}")))?;
+            }
+            state
+                .superblock
+                .flags
+                .insert(metadata::MdFlags::RECORDING_FOR_PRIMARY);
+            (state.superblock.clone(), started)
+        };
+        let md = self.md.clone();
+        tokio::task::spawn_blocking(move || metadata::write_superblock(&md, &superblock))
+            .await
+            .map_err(|e| IoError::Io(format!("the superblock task failed: {e}")))?
+            .map_err(|e| IoError::Io(format!("writing the superblock: {e}")))?;
+        Ok(started)
+    }
+
+    /// At a clean stop: the bitmaps are on disk, so nothing recorded for a diskless Primary is
+    /// only in memory any more.
+    pub async fn end_recording(&self) -> Result<(), IoError> {
+        let recording =
+            self.with_superblock(|sb| sb.flags.contains(metadata::MdFlags::RECORDING_FOR_PRIMARY));
+        if !recording {
+            return Ok(());
+        }
+        self.write_bitmaps().await?;
+        self.update_superblock(|sb| sb.flags.remove(metadata::MdFlags::RECORDING_FOR_PRIMARY))
+            .await
     }
 
     /// Puts everything written so far on stable storage.
@@ -693,6 +781,15 @@ fn assign_bitmap_slot(superblock: &mut Superblock, peer: u8) -> bool {
 }
 
 /// 64 random bits, for new generation identifiers.
+/// A generation UUID that every member computes alike from the same inputs (SplitMix64's
+/// finalizer over the current generation and the mask of absent peers).
+fn derive_generation(current: u64, absent: u32) -> u64 {
+    let mut z = current ^ (u64::from(absent) << 32 | u64::from(absent)) ^ 0x9E37_79B9_7F4A_7C15;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
 pub fn random_u64() -> u64 {
     let mut bytes = [0u8; 8];
     if let Ok(mut random) = std::fs::File::open("/dev/urandom") {
@@ -700,4 +797,75 @@ pub fn random_u64() -> u64 {
         let _ = random.read_exact(&mut bytes);
     }
     u64::from_le_bytes(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const USABLE: u64 = 64 << 20;
+
+    /// A volume on node 1 with a diskful peer 0, past day 0 (a generation of its own).
+    fn attached(dir: &Path, name: &str) -> Backing {
+        let path = dir.join(name);
+        let file = File::create(&path).unwrap();
+        file.set_len(USABLE + (16 << 20)).unwrap();
+        let (backing, _) = Backing::attach(&path, USABLE, 1, &[0], 61).unwrap();
+        backing
+    }
+
+    fn peer(id: u32) -> NodeId {
+        NodeId::new(id).unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_disk_recording_for_a_diskless_primary_starts_the_same_generation() {
+        let dir = tempfile::tempdir().unwrap();
+        let (b, c) = (attached(dir.path(), "b"), attached(dir.path(), "c"));
+        let shared = Uuid::new_generation(0x1234_5678_9abc);
+        for backing in [&b, &c] {
+            backing
+                .update_superblock(|sb| sb.generations.current = shared)
+                .await
+                .unwrap();
+        }
+        let absent: NodeMask = [peer(0)].into_iter().collect();
+        assert!(b.before_recorded_write(peer(1), absent).await.unwrap());
+        assert!(c.before_recorded_write(peer(1), absent).await.unwrap());
+        let (gb, gc) = (b.generations(), c.generations());
+        assert_ne!(gb.current, shared);
+        assert_eq!(gb.current, gc.current, "both disks stay on one generation");
+        assert_eq!(gb.bitmap_uuid(peer(0)).generation(), shared.generation());
+        // Once tracked, further writes start nothing.
+        assert!(!b.before_recorded_write(peer(1), absent).await.unwrap());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn bits_recorded_in_memory_and_lost_in_a_crash_become_a_full_resync() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b");
+        let b = attached(dir.path(), "b");
+        b.update_superblock(|sb| sb.generations.current = Uuid::new_generation(77))
+            .await
+            .unwrap();
+        let absent: NodeMask = [peer(0)].into_iter().collect();
+        b.before_recorded_write(peer(1), absent).await.unwrap();
+        b.mark_out_of_sync(0, 4 << 20, 64 << 10);
+        // A crash: the bitmap pages were never written.
+        drop(b);
+        let (b, _) = Backing::attach(&path, USABLE, 1, &[0], 61).unwrap();
+        assert_eq!(
+            b.out_of_sync_bytes(0),
+            USABLE,
+            "everything toward the absent peer"
+        );
+        // A clean stop keeps exactly what was recorded.
+        b.with_bitmap(0, |bitmap| bitmap.clear_all());
+        b.before_recorded_write(peer(1), absent).await.unwrap();
+        b.mark_out_of_sync(0, 4 << 20, 64 << 10);
+        b.end_recording().await.unwrap();
+        drop(b);
+        let (b, _) = Backing::attach(&path, USABLE, 1, &[0], 61).unwrap();
+        assert_eq!(b.out_of_sync_bytes(0), 64 << 10);
+    }
 }

@@ -2307,6 +2307,9 @@ impl Machine {
             // The Primary's whole set: whom it no longer names is back in sync with it.
             self.outdated_members.retain(|id, _| named.contains(id));
         }
+        // Published before the answer: a diskless Primary writes once the answers make a
+        // quorum, and its writes must find the members it writes without recorded here.
+        self.publish();
         if seq != 0 {
             // Relayed once, so a member cut off from the Primary but not from this one learns
             // that it is Outdated; then answered.
@@ -2518,6 +2521,9 @@ impl Machine {
         for local in self.volumes.values() {
             if let Some(backing) = local.engine.backing() {
                 let _ = backing.write_bitmaps().await;
+                if let Err(error) = backing.end_recording().await {
+                    warn!(%error, "cannot write what was recorded for a diskless Primary");
+                }
                 // What a Primary elsewhere replicated here is in this member's page cache until
                 // a flush: on the device before it is handed back to the storage layer.
                 if let Err(error) = backing.sync().await {
@@ -2601,6 +2607,19 @@ impl Machine {
             .values()
             .find(|p| p.primary)
             .map(|p| p.node_name.clone());
+        let diskless_primary = self.peers.values().any(|p| p.primary && p.diskless);
+        let missed_by: Vec<u8> = if diskless_primary {
+            self.outdated_members
+                .keys()
+                .copied()
+                .filter(|id| {
+                    *id != self.config.node_id
+                        && self.peers.get(id).is_some_and(|peer| !peer.diskless)
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         for local in self.volumes.values() {
             let number = local.engine.number;
             let mut targets = Vec::new();
@@ -2646,6 +2665,11 @@ impl Machine {
                 absent,
                 read_from,
                 confirm_first: self.quorum_round.is_some(),
+                missed_by: if local.engine.backing().is_some() {
+                    missed_by.clone()
+                } else {
+                    Vec::new()
+                },
             });
         }
         let snapshot = self.snapshot();

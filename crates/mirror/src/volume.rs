@@ -51,6 +51,10 @@ pub struct IoView {
     /// are still a quorum: a write asks ([`ResourceControl::confirm_quorum`]) before it goes
     /// on without that peer.
     pub confirm_first: bool,
+    /// Diskful peers a diskless Primary writes without (it announced them Outdated). Having no
+    /// disk, the Primary has no bitmap to record what they miss: this member records it in its
+    /// own, for every write it receives, so that they are resynced from here when they are back.
+    pub missed_by: Vec<u8>,
 }
 
 impl IoView {
@@ -67,6 +71,7 @@ impl IoView {
             absent: Vec::new(),
             read_from: None,
             confirm_first: false,
+            missed_by: Vec::new(),
         }
     }
 
@@ -82,6 +87,7 @@ impl IoView {
             absent: Vec::new(),
             read_from: None,
             confirm_first: false,
+            missed_by: Vec::new(),
         }
     }
 
@@ -386,13 +392,43 @@ impl VolumeEngine {
         fua: bool,
     ) -> Result<(), IoError> {
         let _range = range;
-        check_range(self.usable, offset, data.len() as u64)?;
+        let len = data.len() as u64;
+        check_range(self.usable, offset, len)?;
         match &self.backing {
-            Some(backing) => backing.write(offset, data, fua).await,
+            Some(backing) => {
+                let missed_by = self.view().missed_by.clone();
+                if !missed_by.is_empty() {
+                    self.record_missed(backing, &missed_by, offset, len).await?;
+                }
+                backing.write(offset, data, fua).await
+            }
             None => Err(IoError::Invalid(
                 "a diskless member was sent a write".to_string(),
             )),
         }
+    }
+
+    /// A write from a diskless Primary that `missed_by` do not get: a generation they do not
+    /// hold (derived from the current one, so that every disk recording for the same Primary
+    /// starts the same one), then the range out of sync toward each of them, before the write.
+    async fn record_missed(
+        &self,
+        backing: &Backing,
+        missed_by: &[u8],
+        offset: u64,
+        len: u64,
+    ) -> Result<(), IoError> {
+        let absent: crate::gi::NodeMask = missed_by
+            .iter()
+            .filter_map(|id| crate::gi::NodeId::new(u32::from(*id)).ok())
+            .collect();
+        if backing.before_recorded_write(self.me, absent).await? {
+            self.control.announce_generation().await;
+        }
+        for peer in missed_by {
+            backing.mark_out_of_sync(*peer, offset, len);
+        }
+        Ok(())
     }
 
     /// [`VolumeEngine::apply_peer_write`] without a task, when the range is free now and the
@@ -409,6 +445,11 @@ impl VolumeEngine {
         let Some(backing) = self.backing.as_ref().filter(|b| b.has_ring()) else {
             return Err((range, data, then));
         };
+        if !self.view().missed_by.is_empty() {
+            // Recording what a diskless Primary's absent peers miss may start a generation:
+            // that waits for a superblock write, so not here.
+            return Err((range, data, then));
+        }
         if let Err(e) = check_range(self.usable, offset, data.len() as u64) {
             drop(range);
             then(Err(e));

@@ -263,6 +263,91 @@ async fn a_diskless_member_reads_and_writes_through_its_peers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_that_missed_a_diskless_primary_s_writes_gets_them_when_back() {
+    // The Primary has no disk, so no bitmap of its own: the disk that stayed records what the
+    // other one missed, or the two would meet on the same generation and never resync.
+    let cluster = Cluster::new(2, 1);
+    let (a, b, c) = (
+        cluster.up(0).await,
+        cluster.up(1).await,
+        cluster.up(2).await,
+    );
+    wait(&c, "the diskless member sees both disks", |s| {
+        all_up_to_date(s, 2)
+    })
+    .await;
+    let volume = c.volumes()[&0].clone();
+    ferrite_block::Volume::opened(volume.as_ref());
+    let before = pattern(31, 64 << 10);
+    volume.write(0, before.clone(), true).await.unwrap();
+    a.down().await;
+    wait(&c, "a gone", |s| {
+        s.peers
+            .iter()
+            .all(|p| p.node_id != 0 || p.connection != "Connected")
+    })
+    .await;
+    let missed = pattern(32, 128 << 10);
+    volume.write(8 << 20, missed.clone(), false).await.unwrap();
+    let fua = pattern(33, 64 << 10);
+    volume.write(12 << 20, fua.clone(), true).await.unwrap();
+    let a = cluster.up(0).await;
+    wait(&a, "a resynced", |s| all_up_to_date(s, 2)).await;
+    wait(&b, "b sees a in sync", |s| {
+        all_up_to_date(s, 2) && s.peers.iter().all(|p| p.volumes[0].out_of_sync_kib == 0)
+    })
+    .await;
+    assert_eq!(&cluster.on_disk(0, 0, before.len())[..], &before[..]);
+    assert_eq!(&cluster.on_disk(0, 8 << 20, missed.len())[..], &missed[..]);
+    assert_eq!(&cluster.on_disk(0, 12 << 20, fua.len())[..], &fua[..]);
+    ferrite_block::Volume::closed(volume.as_ref());
+    for r in [&a, &b, &c] {
+        r.down().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_that_missed_writes_gets_them_from_a_secondary_when_the_primary_is_gone() {
+    // a (Primary) writes without c; then a goes away. c comes back to b alone: b has the
+    // writes c missed, and c must get them from b, not meet it as an equal.
+    let cluster = Cluster::new(3, 0);
+    let (a, b, c) = (
+        cluster.up(0).await,
+        cluster.up(1).await,
+        cluster.up(2).await,
+    );
+    wait(&a, "all in sync", |s| all_up_to_date(s, 2)).await;
+    let volume = a.volumes()[&0].clone();
+    ferrite_block::Volume::opened(volume.as_ref());
+    volume.write(0, pattern(41, 64 << 10), true).await.unwrap();
+    c.down().await;
+    wait(&a, "c gone", |s| {
+        s.peers
+            .iter()
+            .all(|p| p.node_id != 2 || p.connection != "Connected")
+    })
+    .await;
+    let missed = pattern(42, 128 << 10);
+    volume.write(8 << 20, missed.clone(), true).await.unwrap();
+    ferrite_block::Volume::closed(volume.as_ref());
+    wait(&a, "a demoted", |s| s.role == "Secondary").await;
+    a.down().await;
+    let c = cluster.up(2).await;
+    wait(&c, "c in sync with b", |s| {
+        s.peers.iter().any(|p| {
+            p.node_id == 1
+                && p.connection == "Connected"
+                && p.volumes[0].replication == "Established"
+        }) && s.volumes[0].disk == "UpToDate"
+    })
+    .await;
+    assert_eq!(&cluster.on_disk(2, 8 << 20, missed.len())[..], &missed[..]);
+    for r in [&b, &c] {
+        r.down().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_a_tiebreaker_writes_go_on_when_a_replica_dies_and_a_lone_replica_stops() {
     let cluster = Cluster::new(2, 1);
     let (a, b, c) = (
