@@ -1226,6 +1226,14 @@ impl Machine {
     async fn disconnected(&mut self, link: &Arc<PeerLink>, reason: &str) {
         let node = link.node_id();
         let primary = self.primary;
+        // The disks this member still reaches: a diskless Primary has them record what the
+        // departed peer may have lost.
+        let other_disks: Vec<Arc<PeerLink>> = self
+            .peers
+            .values()
+            .filter(|p| p.node_id != node && !p.diskless)
+            .filter_map(|p| p.link.clone())
+            .collect();
         let Some(peer) = self.peers.get_mut(&node) else {
             return;
         };
@@ -1255,6 +1263,24 @@ impl Machine {
                 .and_then(|local| local.engine.backing())
             {
                 backing.mark_out_of_sync(node, write.offset, u64::from(write.length));
+            } else {
+                let message = wire::OutOfSync {
+                    range: Range {
+                        volume: write.volume,
+                        offset: write.offset,
+                        length: write.length,
+                    },
+                    toward: Some(node),
+                };
+                for other in &other_disks {
+                    other.send(Frame::new(
+                        Kind::OutOfSync,
+                        0,
+                        0,
+                        Bytes::copy_from_slice(&message.encode()),
+                        None,
+                    ));
+                }
             }
         }
         for local in self.volumes.values_mut() {
@@ -1314,6 +1340,42 @@ impl Machine {
                 let _ = events.send(Event::TrackUnflushed(node));
             }
         });
+    }
+
+    /// An `OutOfSync` from `node`: toward `node` itself, or — from a diskless Primary — toward
+    /// a member that acknowledged the range but went away before flushing it. That member
+    /// does not hold the generation recorded for it here, so it is resynced when back.
+    async fn out_of_sync_received(&mut self, node: u8, message: wire::OutOfSync) {
+        let toward = message.toward.unwrap_or(node);
+        let range = message.range;
+        let Some(backing) = self
+            .volumes
+            .get(&range.volume)
+            .and_then(|local| local.engine.backing())
+            .cloned()
+        else {
+            return;
+        };
+        if toward == self.config.node_id {
+            return;
+        }
+        if message.toward.is_some() {
+            let Ok(absent) = NodeId::new(u32::from(toward)) else {
+                return;
+            };
+            match backing
+                .before_recorded_write(self.me(), [absent].into_iter().collect())
+                .await
+            {
+                Ok(true) => self.broadcast_state(),
+                Ok(false) => {}
+                Err(error) => {
+                    warn!(peer = toward, %error, "cannot record what the peer did not flush");
+                    return;
+                }
+            }
+        }
+        backing.mark_out_of_sync(toward, range.offset, u64::from(range.length));
     }
 
     /// [`Event::TrackUnflushed`]: a new generation without `node`, if this member is still
@@ -1472,14 +1534,13 @@ impl Machine {
                     peer.primary = false;
                 }
             }
-            Kind::OutOfSync => {
-                if let Ok(range) = Range::decode(&payload)
-                    && let Some(local) = self.volumes.get(&range.volume)
-                    && let Some(backing) = local.engine.backing()
-                {
-                    backing.mark_out_of_sync(node, range.offset, u64::from(range.length));
+            Kind::OutOfSync => match wire::OutOfSync::decode(&payload) {
+                Ok(message) => self.out_of_sync_received(node, message).await,
+                Err(e) => {
+                    warn!(peer = node, error = %e, "malformed frame; closing the connection");
+                    link.close();
                 }
-            }
+            },
             Kind::Ping => {
                 link.send(Frame::new(Kind::Pong, 0, seq, Bytes::new(), None));
             }

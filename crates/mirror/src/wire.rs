@@ -130,7 +130,9 @@ kinds! {
     PromoteReply = 41, fixed Some(4), data false;
     /// The sender is Secondary again.
     Demoted = 42, fixed Some(0), data false;
-    /// A range written while the receiver was not replicated to (mark it out of sync).
+    /// A range to mark out of sync: toward the sender, or toward the member named in the
+    /// range's reserved field ([`OutOfSync`]): from a diskless Primary, the writes a peer
+    /// acknowledged but had not flushed when it went away.
     OutOfSync = 43, fixed Some(16), data false;
     /// From a Primary: the diskful members it writes without (a mask of node-ids, u32), whose
     /// data is therefore outdated; the whole set each time. Answered with a `Pong` of the same
@@ -237,6 +239,42 @@ impl Range {
         })
     }
 }
+
+/// `OutOfSync`: a [`Range`] whose reserved field names the member it is out of sync toward,
+/// plus one (0: toward the sender).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutOfSync {
+    pub range: Range,
+    /// `None`: toward the sender.
+    pub toward: Option<u8>,
+}
+
+impl OutOfSync {
+    pub fn encode(&self) -> [u8; 16] {
+        let mut out = self.range.encode();
+        let toward = self.toward.map_or(0u16, |id| u16::from(id) + 1);
+        out[2..4].copy_from_slice(&toward.to_le_bytes());
+        out
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<OutOfSync, WireError> {
+        let range = Range::decode(bytes)?;
+        let toward = match u16::from_le_bytes([bytes[2], bytes[3]]) {
+            0 => None,
+            n if n <= MAX_MEMBERS => Some((n - 1) as u8),
+            n => {
+                return Err(WireError::Malformed {
+                    kind: Kind::OutOfSync,
+                    reason: format!("out of sync toward node-id {}, beyond 31", n - 1),
+                });
+            }
+        };
+        Ok(OutOfSync { range, toward })
+    }
+}
+
+/// Node-ids are 0–31.
+const MAX_MEMBERS: u16 = 32;
 
 /// `Hello`: who is calling, for which resource, and a challenge to answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -589,6 +627,14 @@ mod tests {
             let _ = StateMessage::decode(&bytes);
             let _ = BitmapChunk::decode(&bytes);
             let _ = Range::decode(&bytes);
+            let _ = OutOfSync::decode(&bytes);
+        }
+
+        /// An `OutOfSync` comes back as sent, toward any member or the sender.
+        #[test]
+        fn out_of_sync_round_trips(volume: u16, offset: u64, length: u32, toward in proptest::option::of(0u8..32)) {
+            let message = OutOfSync { range: Range { volume, offset, length }, toward };
+            prop_assert_eq!(OutOfSync::decode(&message.encode()).unwrap(), message);
         }
 
         #[test]

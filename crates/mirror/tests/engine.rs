@@ -307,6 +307,56 @@ async fn a_disk_that_missed_a_diskless_primary_s_writes_gets_them_when_back() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_diskless_primary_s_unflushed_writes_are_resynced_to_the_disk_that_lost_them() {
+    // a acknowledged a write of the diskless Primary c, then went away before flushing it
+    // (its copy is zeroed here, as a power loss would take its page cache). c has no bitmap:
+    // b records the range toward a, and a gets it back from b.
+    let cluster = Cluster::new(2, 1);
+    let (a, b, c) = (
+        cluster.up(0).await,
+        cluster.up(1).await,
+        cluster.up(2).await,
+    );
+    wait(&c, "the diskless member sees both disks", |s| {
+        all_up_to_date(s, 2)
+    })
+    .await;
+    let volume = c.volumes()[&0].clone();
+    ferrite_block::Volume::opened(volume.as_ref());
+    let unflushed = pattern(51, 128 << 10);
+    volume
+        .write(4 << 20, unflushed.clone(), false)
+        .await
+        .unwrap();
+    a.down().await;
+    wait(&b, "b recorded the range toward a", |s| {
+        s.peers
+            .iter()
+            .any(|p| p.node_id == 0 && p.volumes[0].out_of_sync_kib == 128)
+    })
+    .await;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(cluster.members[0].backing.as_ref().unwrap())
+        .unwrap()
+        .write_all_at(&vec![0u8; unflushed.len()], 4 << 20)
+        .unwrap();
+    let a = cluster.up(0).await;
+    wait(&b, "a resynced", |s| {
+        all_up_to_date(s, 2) && s.peers.iter().all(|p| p.volumes[0].out_of_sync_kib == 0)
+    })
+    .await;
+    assert_eq!(
+        &cluster.on_disk(0, 4 << 20, unflushed.len())[..],
+        &unflushed[..]
+    );
+    ferrite_block::Volume::closed(volume.as_ref());
+    for r in [&a, &b, &c] {
+        r.down().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disk_that_missed_writes_gets_them_from_a_secondary_when_the_primary_is_gone() {
     // a (Primary) writes without c; then a goes away. c comes back to b alone: b has the
     // writes c missed, and c must get them from b, not meet it as an equal.
