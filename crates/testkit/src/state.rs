@@ -42,7 +42,7 @@ const POOL_RUNTIME_FIELDS: &[&str] = &["free_capacity", "total_capacity", "repor
 
 /// Fields anywhere inside a resource or volume (including the layer objects) that its
 /// satellite reports, the replication engine's view included (its peer connections, role,
-/// quorum and promotion).
+/// quorum and promotion, the backing device and NBD export a volume got).
 const VOLUME_RUNTIME_FIELDS: &[&str] = &[
     "state",
     "in_use",
@@ -56,6 +56,8 @@ const VOLUME_RUNTIME_FIELDS: &[&str] = &[
     "promotion_score",
     "quorum",
     "role",
+    "backing_device",
+    "nbd_uri",
 ];
 
 /// The part of a resource's flags that says a deletion is under way: the resource stays listed,

@@ -50,11 +50,13 @@ fn wait_disk_state(rest: &Rest, node: &str, state: &str) -> Result<Value> {
 
 /// Waits until no member of the resource is in use (an NBD client that just left is reported
 /// a moment later).
+/// Until no member is in use nor Primary: a Primary demotes a moment after its last user left
+/// (DEMOTE_GRACE), and only then are its writes known to be on every replica's device.
 fn wait_unused(rest: &Rest) -> Result<()> {
     wait_until(WAIT, || {
-        Ok(resources(rest)?
-            .iter()
-            .all(|r| r["state"]["in_use"] != json!(true)))
+        Ok(resources(rest)?.iter().all(|r| {
+            r["state"]["in_use"] != json!(true) && r["layer_object"]["drbd"]["role"] != "Primary"
+        }))
     })
 }
 
