@@ -112,6 +112,13 @@ pub struct PeerVolume {
     pub generations: Option<GenerationSet>,
 }
 
+/// The volumes' write gates held for handshakes: no write runs while a handshake decides
+/// (bitmaps, generations). One holding serves every handshake under way: were each connection
+/// to wait for the gates on its own, three members connecting at once could each hold them
+/// for one peer while waiting for the State of another, which waits the same way — a cycle
+/// in which no State is ever sent.
+type HandshakeGates = Arc<Vec<tokio::sync::OwnedRwLockWriteGuard<()>>>;
+
 /// A peer, as this member knows it.
 pub struct PeerState {
     pub node_name: String,
@@ -128,8 +135,9 @@ pub struct PeerState {
     /// (see [`Event::Gated`]).
     pub gating: bool,
     /// The write gates, held from before this member's first State on this connection until
-    /// the handshake's decisions are published.
-    gate: Option<Vec<tokio::sync::OwnedRwLockWriteGuard<()>>>,
+    /// the handshake's decisions are published. Shared by every handshake under way at once
+    /// (see [`HandshakeGates`]).
+    gate: Option<HandshakeGates>,
     /// The peer's first State, when it came before the gates were held.
     early_state: Option<StateMessage>,
     pub last_heard: Instant,
@@ -1179,6 +1187,20 @@ impl Machine {
             self.send_state(&link);
             return;
         }
+        let held = self
+            .peers
+            .values()
+            .find_map(|p| p.gate.clone().filter(|_| p.link.is_some()));
+        let Some(peer) = self.peers.get_mut(&node) else {
+            return;
+        };
+        if let Some(gates) = held {
+            // Another handshake holds the gates: this one shares them.
+            peer.gating = false;
+            peer.gate = Some(gates);
+            self.send_state(&link);
+            return;
+        }
         peer.gating = true;
         let gates: Vec<_> = self.volumes.values().map(|v| v.engine.gate()).collect();
         let events = self.events.clone();
@@ -1201,15 +1223,35 @@ impl Machine {
         let Some(peer) = self.peers.get_mut(&node) else {
             return;
         };
-        if !peer.link.as_ref().is_some_and(|l| Arc::ptr_eq(l, &link)) || link.is_closed() {
+        if !peer.link.as_ref().is_some_and(|l| Arc::ptr_eq(l, &link))
+            || link.is_closed()
+            || !peer.gating
+        {
+            // Gone, or it shares gates another handshake took meanwhile.
             return;
         }
-        peer.gating = false;
-        peer.gate = Some(guards);
-        let early = peer.early_state.take();
-        self.send_state(&link);
-        if let Some(state) = early {
-            self.peer_state(&link, state).await;
+        let gates: HandshakeGates = Arc::new(guards);
+        // Every connection still waiting shares them, now.
+        let waiting: Vec<u8> = self
+            .peers
+            .values()
+            .filter(|p| p.gating && p.link.as_ref().is_some_and(|l| !l.is_closed()))
+            .map(|p| p.node_id)
+            .collect();
+        for node in waiting {
+            let Some(peer) = self.peers.get_mut(&node) else {
+                continue;
+            };
+            let Some(link) = peer.link.clone() else {
+                continue;
+            };
+            peer.gating = false;
+            peer.gate = Some(gates.clone());
+            let early = peer.early_state.take();
+            self.send_state(&link);
+            if let Some(state) = early {
+                self.peer_state(&link, state).await;
+            }
         }
     }
 
@@ -1773,6 +1815,7 @@ impl Machine {
                         })
                         .await;
                 } else if local.disk == DiskState::Inconsistent
+                    && local.resync.is_none()
                     && remote.disk == DiskState::UpToDate
                     && mine.current.is_just_created()
                     && remote.generations.is_day0()
@@ -2073,8 +2116,21 @@ impl Machine {
             let Ok(source_id) = NodeId::new(u32::from(resync.source)) else {
                 continue;
             };
-            let (source_generations, start_current) =
-                (resync.source_generations.clone(), resync.start_current);
+            // The source's newest generations, not those of the resync's start: a Primary
+            // source may have started a generation meanwhile, whose writes this member got as
+            // a replication target. Finishing on the older one left this member behind a
+            // generation it holds the data of, and a later handshake could make it the target
+            // of a peer that missed those writes.
+            let latest = self
+                .peers
+                .get(&resync.source)
+                .and_then(|peer| peer.volumes.get(&local.engine.number))
+                .and_then(|volume| volume.generations.clone())
+                .filter(|generations| !generations.current.is_just_created());
+            let (source_generations, start_current) = (
+                latest.unwrap_or_else(|| resync.source_generations.clone()),
+                resync.start_current,
+            );
             let peers_on_source: NodeMask = NodeMask::default();
             if backing
                 .sync()

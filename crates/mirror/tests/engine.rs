@@ -139,6 +139,32 @@ async fn settle_peer_flush() {
     tokio::time::sleep(PEER_FLUSH_INTERVAL + Duration::from_millis(750)).await;
 }
 
+/// Members 0 and 1 with disks and member 2 without, up and in sync.
+async fn two_disks_and_a_diskless_member(
+    cluster: &Cluster,
+) -> (Arc<Resource>, Arc<Resource>, Arc<Resource>) {
+    let (a, b, c) = (
+        cluster.up(0).await,
+        cluster.up(1).await,
+        cluster.up(2).await,
+    );
+    wait(&c, "the diskless member sees both disks", |s| {
+        all_up_to_date(s, 2)
+    })
+    .await;
+    (a, b, c)
+}
+
+/// What a power loss does to writes a member had not flushed: zeroes on its disk.
+fn zero_on_disk(cluster: &Cluster, member: usize, offset: u64, len: usize) {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(cluster.members[member].backing.as_ref().unwrap())
+        .unwrap()
+        .write_all_at(&vec![0u8; len], offset)
+        .unwrap();
+}
+
 fn pattern(seed: u8, len: usize) -> Bytes {
     let mut buf = AlignedBuf::zeroed(len);
     for (i, byte) in buf.iter_mut().enumerate() {
@@ -239,15 +265,7 @@ async fn a_completed_write_is_on_both_replicas_and_a_returning_peer_gets_what_it
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_diskless_member_reads_and_writes_through_its_peers() {
     let cluster = Cluster::new(2, 1);
-    let (a, b, c) = (
-        cluster.up(0).await,
-        cluster.up(1).await,
-        cluster.up(2).await,
-    );
-    wait(&c, "the diskless member sees both disks", |s| {
-        all_up_to_date(s, 2)
-    })
-    .await;
+    let (a, b, c) = two_disks_and_a_diskless_member(&cluster).await;
     let volume = c.volumes()[&0].clone();
     let data = pattern(9, 128 << 10);
     volume.write(4 << 20, data.clone(), true).await.unwrap();
@@ -267,15 +285,7 @@ async fn a_disk_that_missed_a_diskless_primary_s_writes_gets_them_when_back() {
     // The Primary has no disk, so no bitmap of its own: the disk that stayed records what the
     // other one missed, or the two would meet on the same generation and never resync.
     let cluster = Cluster::new(2, 1);
-    let (a, b, c) = (
-        cluster.up(0).await,
-        cluster.up(1).await,
-        cluster.up(2).await,
-    );
-    wait(&c, "the diskless member sees both disks", |s| {
-        all_up_to_date(s, 2)
-    })
-    .await;
+    let (a, b, c) = two_disks_and_a_diskless_member(&cluster).await;
     let volume = c.volumes()[&0].clone();
     ferrite_block::Volume::opened(volume.as_ref());
     let before = pattern(31, 64 << 10);
@@ -312,15 +322,7 @@ async fn a_diskless_primary_s_unflushed_writes_are_resynced_to_the_disk_that_los
     // (its copy is zeroed here, as a power loss would take its page cache). c has no bitmap:
     // b records the range toward a, and a gets it back from b.
     let cluster = Cluster::new(2, 1);
-    let (a, b, c) = (
-        cluster.up(0).await,
-        cluster.up(1).await,
-        cluster.up(2).await,
-    );
-    wait(&c, "the diskless member sees both disks", |s| {
-        all_up_to_date(s, 2)
-    })
-    .await;
+    let (a, b, c) = two_disks_and_a_diskless_member(&cluster).await;
     let volume = c.volumes()[&0].clone();
     ferrite_block::Volume::opened(volume.as_ref());
     let unflushed = pattern(51, 128 << 10);
@@ -335,12 +337,7 @@ async fn a_diskless_primary_s_unflushed_writes_are_resynced_to_the_disk_that_los
             .any(|p| p.node_id == 0 && p.volumes[0].out_of_sync_kib == 128)
     })
     .await;
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(cluster.members[0].backing.as_ref().unwrap())
-        .unwrap()
-        .write_all_at(&vec![0u8; unflushed.len()], 4 << 20)
-        .unwrap();
+    zero_on_disk(&cluster, 0, 4 << 20, unflushed.len());
     let a = cluster.up(0).await;
     wait(&b, "a resynced", |s| {
         all_up_to_date(s, 2) && s.peers.iter().all(|p| p.volumes[0].out_of_sync_kib == 0)
@@ -547,12 +544,7 @@ async fn writes_a_peer_acknowledged_but_never_flushed_are_resynced_to_it() {
 
     // b lost what it had not flushed (its disk is overwritten here); it comes back and gets
     // the write again.
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(cluster.members[1].backing.as_ref().unwrap())
-        .unwrap()
-        .write_all_at(&vec![0u8; unflushed.len()], 4 << 20)
-        .unwrap();
+    zero_on_disk(&cluster, 1, 4 << 20, unflushed.len());
     let b = cluster.up(1).await;
     wait(&b, "b resynced", |s| all_up_to_date(s, 1)).await;
     wait(&a, "a sees b in sync", |s| {
