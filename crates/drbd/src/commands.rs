@@ -91,11 +91,6 @@ pub fn events2() -> CommandLine {
     CommandLine::query(DRBDSETUP).args(["events2", "--timestamps", "--statistics", "all"])
 }
 
-/// The state of every resource once (`exists` lines, then `exists -`).
-pub fn events2_now() -> CommandLine {
-    CommandLine::query(DRBDSETUP).args(["events2", "--timestamps", "--statistics", "--now", "all"])
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

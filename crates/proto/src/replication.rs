@@ -83,6 +83,13 @@ pub struct ReplicationReport {
     /// Why the resource is not as desired, if it is not (e.g. split brain detected).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Whether this member may become Primary now, when the engine says so itself (the
+    /// kernel's DRBD does); else the controller works it out from the states.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub may_promote: Option<bool>,
+    /// How strongly this member is a candidate for Primary, when the engine says so itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotion_score: Option<u64>,
 }
 
 /// One volume of a member.

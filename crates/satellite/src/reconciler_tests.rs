@@ -1461,6 +1461,8 @@ impl crate::replication::ReplicationDriver for FakeEngine {
             volumes: Vec::new(),
             peers: Vec::new(),
             error,
+            may_promote: None,
+            promotion_score: None,
         }
     }
 }
