@@ -325,6 +325,54 @@ fn the_tutorial_on_dry_run_drbd_gives_files_drbd_utils_accepts() -> Result<()> {
         drbdadm_accepts(node, &res_file(&cluster, node))?;
     }
 
+    // snapshot create: every diskful member holds its I/O for the cut (suspend-io), copies
+    // its backing volume and lets the I/O go on (resume-io).
+    for node in &now {
+        take_commands(&cluster, node);
+    }
+    rest.post(
+        &format!("/v1/resource-definitions/{RESOURCE}/snapshots"),
+        &json!({"name": "snap1"}),
+    )?
+    .expect_success()?;
+    let mut flags = Value::Null;
+    wait_until(WAIT, || {
+        flags = rest
+            .get(&format!(
+                "/v1/resource-definitions/{RESOURCE}/snapshots/snap1"
+            ))?
+            .json["flags"]
+            .clone();
+        Ok(flags
+            .as_array()
+            .is_some_and(|f| f.contains(&json!("SUCCESSFUL"))))
+    })
+    .with_context(|| format!("the snapshot is taken on every node: {flags}"))?;
+    for node in &now {
+        assert_eq!(
+            take_commands(&cluster, node),
+            [
+                format!("drbdadm -c DIR/{RESOURCE}.res suspend-io {RESOURCE}"),
+                format!("drbdadm -c DIR/{RESOURCE}.res resume-io {RESOURCE}"),
+            ],
+            "{node}"
+        );
+    }
+
+    rest.delete(&format!(
+        "/v1/resource-definitions/{RESOURCE}/snapshots/snap1"
+    ))?
+    .expect_success()?;
+    wait_until(WAIT, || {
+        Ok(rest
+            .get(&format!(
+                "/v1/resource-definitions/{RESOURCE}/snapshots/snap1"
+            ))?
+            .status
+            == 404)
+    })
+    .context("the snapshot is deleted")?;
+
     // resource delete <first replica>: a dry run holds no DRBD data (its disks report
     // DUnknown), so nothing is kept for its sake: the node takes its member down and wipes its
     // metadata; the others drop it from their files.

@@ -603,6 +603,16 @@ impl ReplicationDriver for DrbdDriver {
         Ok(())
     }
 
+    fn suspend_io(&mut self, resource: &str) -> Result<(), String> {
+        self.execute(commands::suspend_io(&self.file_path(resource), resource))
+            .map(drop)
+    }
+
+    fn resume_io(&mut self, resource: &str) -> Result<(), String> {
+        self.execute(commands::resume_io(&self.file_path(resource), resource))
+            .map(drop)
+    }
+
     fn report(&self, resource: &str, error: Option<String>) -> ReplicationReport {
         let applied = self.applied.get(resource);
         let mut report = ReplicationReport {
