@@ -48,6 +48,10 @@ pub struct ReplicationSpec {
     /// (e.g. `Disk/al-extents`); for that volume they win over `options`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub volume_options: BTreeMap<u16, BTreeMap<String, String>>,
+    /// `DrbdOptions/*` properties of the resource connection to a peer, by the peer's node name
+    /// and DRBD name (`Net/*`, `PeerDevice/*`); for that connection they win over `options`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub connection_options: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// Another member of the resource.

@@ -1632,6 +1632,7 @@ fn replicated(mut resource: ResourceSpec) -> ResourceSpec {
         peers: Vec::new(),
         options: BTreeMap::new(),
         volume_options: BTreeMap::new(),
+        connection_options: BTreeMap::new(),
     });
     resource
 }

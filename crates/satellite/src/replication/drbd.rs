@@ -301,7 +301,16 @@ impl DrbdDriver {
             secret: spec.secret.clone(),
             volumes,
             options,
-            connection_options: BTreeMap::new(),
+            // Only their `Net` and `PeerDevice` sections go into the connection's section.
+            connection_options: spec
+                .connection_options
+                .iter()
+                .map(|(peer, options)| {
+                    DrbdOptions::parse(options)
+                        .map(|parsed| (peer.clone(), parsed))
+                        .map_err(|e| format!("resource connection to '{peer}': {e}"))
+                })
+                .collect::<Result<BTreeMap<_, _>, String>>()?,
         };
         file.check().map_err(|e| e.to_string())?;
         Ok(file)

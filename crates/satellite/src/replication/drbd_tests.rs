@@ -36,6 +36,7 @@ fn spec(peers: Vec<PeerSpec>) -> ReplicationSpec {
         ]
         .into(),
         volume_options: BTreeMap::new(),
+        connection_options: BTreeMap::new(),
     }
 }
 
@@ -750,4 +751,46 @@ fn a_followed_drbdsetup_process_is_reported_and_unknown_while_it_restarts() {
     let error = report.error.as_deref().unwrap();
     assert!(error.contains("split brain with 'node2'"), "{error}");
     step(dir.path(), "stop");
+}
+
+#[test]
+fn a_connections_options_go_into_that_connections_section() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut driver = DrbdDriver::new(
+        Arc::new(RecordingHost::default()),
+        dir.path().to_path_buf(),
+        Mode::DryRun,
+    );
+    let mut spec = spec(vec![peer(2, false), peer(3, true)]);
+    spec.connection_options.insert(
+        "node2".into(),
+        [
+            ("Net/max-buffers".to_string(), "8000".to_string()),
+            ("PeerDevice/c-max-rate".to_string(), "102400".to_string()),
+        ]
+        .into(),
+    );
+    driver
+        .apply(&member(&spec, vec![volume(Some("/dev/loop3"), 1024)]))
+        .unwrap();
+    let text = std::fs::read_to_string(dir.path().join("web.res")).unwrap();
+    let connections: Vec<&str> = text.split("connection\n").skip(1).collect();
+    let to = |peer: &str| {
+        connections
+            .iter()
+            .find(|c| c.contains(&format!("host \"{peer}\"")))
+            .unwrap()
+    };
+    assert!(to("node2").contains("max-buffers 8000;"), "{text}");
+    assert!(to("node2").contains("c-max-rate 102400;"), "{text}");
+    assert!(!to("node3").contains("max-buffers"), "{text}");
+
+    spec.connection_options.insert(
+        "node3".into(),
+        [("Net/max-buffers".to_string(), "lots".to_string())].into(),
+    );
+    let error = driver
+        .apply(&member(&spec, vec![volume(Some("/dev/loop3"), 1024)]))
+        .unwrap_err();
+    assert!(error.contains("resource connection to 'node3'"), "{error}");
 }
