@@ -17,6 +17,11 @@
 //! connects again). Words the kernel uses are typed; an unknown one refuses the line with the
 //! word, so a newer DRBD is noticed rather than misread.
 //!
+//! [`Stream`] wraps the state of one followed stream: it is current only once the stream's
+//! initial dump ended, and forgotten when the stream ends, so a restarted stream rebuilds it.
+//! Helpers' `call`/`response` lines change nothing but a split brain's mark; a line that is
+//! not understood changes nothing at all.
+//!
 //! Owns parsing and the state; not following the stream (the satellite's supervisor does).
 
 use std::collections::BTreeMap;
