@@ -20,7 +20,7 @@ use ferrite_proto::{
 };
 use ferrite_storage::BackingVolumeName;
 use ferrite_types::{ProviderKind, ResourceName, SnapshotName, VolumeNumber};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::converge::PoolState;
 use super::{Reconciler, normalized_pool_name, resource_key, unsupported};
@@ -160,7 +160,9 @@ impl Reconciler {
         let driver = self.snapshot_engine(resource)?;
         let outcome = driver.suspend_io(&resource.name);
         match &outcome {
-            Ok(()) => info!(resource = %resource.name, "I/O suspended for the snapshot"),
+            Ok(()) => {
+                debug!(resource = %resource.name, "engine asked to hold I/O for the snapshot")
+            }
             Err(e) => {
                 error!(resource = %resource.name, error = %e, "cannot suspend I/O for the snapshot")
             }
@@ -176,7 +178,9 @@ impl Reconciler {
             return;
         };
         match driver.resume_io(&resource.name) {
-            Ok(()) => info!(resource = %resource.name, "I/O resumed after the snapshot"),
+            Ok(()) => {
+                debug!(resource = %resource.name, "engine asked to let I/O go on after the snapshot")
+            }
             Err(e) => {
                 error!(resource = %resource.name, error = %e, "cannot resume I/O after the snapshot");
                 report.errors.push(format!(
