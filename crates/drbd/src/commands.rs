@@ -77,6 +77,17 @@ pub fn detach(file: &Path, resource: &str, volume: u16) -> CommandLine {
         .arg(target(resource, Some(volume)))
 }
 
+/// Holds every new I/O request of the resource on this node (in-flight ones complete), so a
+/// snapshot of its backing volumes is a cut no write crosses.
+pub fn suspend_io(file: &Path, resource: &str) -> CommandLine {
+    drbdadm(file).arg("suspend-io").arg(resource)
+}
+
+/// Lets the held I/O requests go on.
+pub fn resume_io(file: &Path, resource: &str) -> CommandLine {
+    drbdadm(file).arg("resume-io").arg(resource)
+}
+
 /// Checks and prints the file as drbdadm understands it.
 pub fn dump(file: &Path, resource: &str) -> CommandLine {
     CommandLine::query(DRBDADM)
@@ -89,11 +100,6 @@ pub fn dump(file: &Path, resource: &str) -> CommandLine {
 /// The state of every resource and then its changes, for as long as it runs.
 pub fn events2() -> CommandLine {
     CommandLine::query(DRBDSETUP).args(["events2", "--timestamps", "--statistics", "all"])
-}
-
-/// The state of every resource once (`exists` lines, then `exists -`).
-pub fn events2_now() -> CommandLine {
-    CommandLine::query(DRBDSETUP).args(["events2", "--timestamps", "--statistics", "--now", "all"])
 }
 
 #[cfg(test)]
@@ -111,6 +117,8 @@ mod tests {
             detach(file, "web", 0),
             down(file, "web"),
             wipe_md(file, "web", 0),
+            suspend_io(file, "web"),
+            resume_io(file, "web"),
             events2(),
         ]
         .iter()
@@ -126,6 +134,8 @@ mod tests {
                 "drbdadm -c /var/lib/ferrite.d/web.res detach web/0",
                 "drbdadm -c /var/lib/ferrite.d/web.res down web",
                 "drbdadm -c /var/lib/ferrite.d/web.res -- --force wipe-md web/0",
+                "drbdadm -c /var/lib/ferrite.d/web.res suspend-io web",
+                "drbdadm -c /var/lib/ferrite.d/web.res resume-io web",
                 "drbdsetup events2 --timestamps --statistics all",
             ]
         );

@@ -17,6 +17,11 @@
 //! connects again). Words the kernel uses are typed; an unknown one refuses the line with the
 //! word, so a newer DRBD is noticed rather than misread.
 //!
+//! [`Stream`] wraps the state of one followed stream: it is current only once the stream's
+//! initial dump ended, and forgotten when the stream ends, so a restarted stream rebuilds it.
+//! Helpers' `call`/`response` lines change nothing but a split brain's mark; a line that is
+//! not understood changes nothing at all.
+//!
 //! Owns parsing and the state; not following the stream (the satellite's supervisor does).
 
 use std::collections::BTreeMap;
@@ -360,10 +365,26 @@ impl State {
         if event.action == Action::Destroy {
             return self.destroy(event, &name);
         }
-        if event.action == Action::Response {
+        // Helpers' calls and answers say nothing of the state, except that a split brain was
+        // found on a connection (which shows otherwise only as StandAlone).
+        if event.action == Action::Response
+            || (event.action == Action::Call
+                && !matches!(
+                    event.field("helper"),
+                    Some("split-brain" | "initial-split-brain")
+                ))
+        {
             return Ok(());
         }
-        let resource = self.resources.entry(name).or_default();
+        // Applied to a copy, kept only when the whole event was understood: a refused line
+        // changes nothing.
+        let mut copy = self.resources.get(&name).cloned().unwrap_or_default();
+        Self::apply_to(&mut copy, event)?;
+        self.resources.insert(name, copy);
+        Ok(())
+    }
+
+    fn apply_to(resource: &mut ResourceState, event: &Event) -> Result<(), String> {
         match event.object {
             Object::Resource => {
                 if let Some(role) = event.parsed("role")? {
@@ -510,5 +531,189 @@ impl State {
             Object::Path | Object::Helper => {}
         }
         Ok(())
+    }
+}
+
+/// Where a followed `drbdsetup events2` stream is. The state is current only while
+/// [`Phase::Live`]: until the initial dump ended it is partial, and once the stream died it
+/// says what was, not what is.
+///
+/// ```text
+///            started                exists -
+///   Down ─────────────▶ Dumping ─────────────▶ Live
+///    ▲                     │                     │
+///    └──── ended(why) ─────┴─────────────────────┘
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+pub enum Phase {
+    /// No stream runs (yet, or any more), with the reason.
+    Down(String),
+    /// A stream started and lists the initial state.
+    Dumping,
+    /// The initial state was listed; every line since is a change.
+    Live,
+}
+
+/// The one owner of the DRBD state of this node: folds a followed `drbdsetup events2` stream,
+/// start to end, into [`State`], and forgets it when the stream ends, so that a restarted
+/// stream rebuilds it from its own `exists` dump.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stream {
+    state: State,
+    phase: Phase,
+}
+
+/// What a stream has not said anything yet.
+pub const NOT_FOLLOWED: &str = "drbdsetup events2 is not followed yet";
+
+impl Default for Stream {
+    fn default() -> Self {
+        Stream {
+            state: State::default(),
+            phase: Phase::Down(NOT_FOLLOWED.to_string()),
+        }
+    }
+}
+
+impl Stream {
+    /// A new stream started: whatever was known is dropped, its dump comes next.
+    pub fn started(&mut self) {
+        self.state = State::default();
+        self.phase = Phase::Dumping;
+    }
+
+    /// One line of the stream. A line that is not understood is refused and changes nothing;
+    /// lines before [`Stream::started`] start a stream implicitly.
+    pub fn line(&mut self, text: &str) -> Result<(), ParseError> {
+        if matches!(self.phase, Phase::Down(_)) {
+            self.started();
+        }
+        self.state.apply_text(text)?;
+        if self.state.initial_done {
+            self.phase = Phase::Live;
+        }
+        Ok(())
+    }
+
+    /// The stream ended (the process exited, could not start, or was killed): nothing is
+    /// known until a new one dumped its initial state.
+    pub fn ended(&mut self, why: impl Into<String>) {
+        self.state = State::default();
+        self.phase = Phase::Down(why.into());
+    }
+
+    pub fn phase(&self) -> &Phase {
+        &self.phase
+    }
+
+    /// The state, only while it is current.
+    pub fn current(&self) -> Option<&State> {
+        (self.phase == Phase::Live).then_some(&self.state)
+    }
+
+    /// Why the state is not current, if it is not.
+    pub fn unknown_because(&self) -> Option<String> {
+        match &self.phase {
+            Phase::Live => None,
+            Phase::Dumping => Some("drbdsetup events2 is listing the initial state".to_string()),
+            Phase::Down(why) => Some(why.clone()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod stream_tests {
+    use super::*;
+
+    const DUMP: &str = "2026-11-30T02:10:00.000000+00:00 exists resource name:web role:Secondary suspended:no may_promote:yes promotion_score:10102\n\
+        2026-11-30T02:10:00.000000+00:00 exists device name:web volume:0 minor:1000 disk:UpToDate client:no quorum:yes open:no size:1024\n\
+        2026-11-30T02:10:00.000000+00:00 exists -";
+
+    fn fed(text: &str) -> Stream {
+        let mut stream = Stream::default();
+        stream.started();
+        for line in text.lines() {
+            stream.line(line).unwrap();
+        }
+        stream
+    }
+
+    #[test]
+    fn the_state_is_current_only_after_the_initial_dump() {
+        let mut stream = Stream::default();
+        assert_eq!(stream.unknown_because().as_deref(), Some(NOT_FOLLOWED));
+        stream.started();
+        let mut lines = DUMP.lines();
+        stream.line(lines.next().unwrap()).unwrap();
+        assert_eq!(stream.phase(), &Phase::Dumping);
+        assert!(
+            stream.current().is_none(),
+            "a partial dump is not the state"
+        );
+        for line in lines {
+            stream.line(line).unwrap();
+        }
+        assert_eq!(stream.phase(), &Phase::Live);
+        let web = &stream.current().unwrap().resources["web"];
+        assert_eq!(web.may_promote, Some(true));
+        assert_eq!(web.promotion_score, Some(10102));
+        assert_eq!(web.devices[&0].disk, Some(DiskState::UpToDate));
+    }
+
+    #[test]
+    fn a_stream_that_ends_forgets_and_the_next_rebuilds_from_its_dump() {
+        let mut stream = fed(DUMP);
+        stream
+            .line("2026-11-30T02:10:01.000000+00:00 change resource name:web role:Primary")
+            .unwrap();
+        stream.ended("drbdsetup events2 exited with status 20");
+        assert!(stream.current().is_none(), "never stale");
+        assert_eq!(
+            stream.unknown_because().as_deref(),
+            Some("drbdsetup events2 exited with status 20")
+        );
+        // The next stream says the resource is gone: nothing of the old one survives.
+        stream.started();
+        stream
+            .line("2026-11-30T02:11:00.000000+00:00 exists -")
+            .unwrap();
+        assert!(stream.current().unwrap().resources.is_empty());
+        // Lines without a start (a stream followed by someone who did not say) start one.
+        let mut stream = Stream::default();
+        for line in DUMP.lines() {
+            stream.line(line).unwrap();
+        }
+        assert_eq!(
+            stream.current().unwrap().resources["web"].role,
+            Some(Role::Secondary)
+        );
+    }
+
+    #[test]
+    fn call_lines_other_than_split_brain_change_nothing() {
+        let mut stream = fed(DUMP);
+        let before = stream.clone();
+        for line in [
+            "2026-11-30T02:10:01.002145+00:00 call helper name:web peer-node-id:1 conn-name:node2 volume:0 helper:before-resync-target",
+            "2026-11-30T02:10:01.004391+00:00 response helper name:web peer-node-id:1 conn-name:node2 volume:0 helper:before-resync-target status:0",
+            "2026-11-30T02:10:30.800301+00:00 call helper name:web volume:0 helper:quorum-lost",
+        ] {
+            stream.line(line).unwrap();
+        }
+        assert_eq!(stream, before);
+    }
+
+    #[test]
+    fn a_line_not_understood_changes_nothing() {
+        let mut stream = fed(DUMP);
+        let before = stream.clone();
+        assert!(
+            stream
+                .line(
+                    "2026-11-30T02:10:01.000000+00:00 change device name:web volume:0 disk:Sleepy"
+                )
+                .is_err()
+        );
+        assert_eq!(stream, before);
     }
 }

@@ -48,6 +48,10 @@ pub struct ReplicationSpec {
     /// (e.g. `Disk/al-extents`); for that volume they win over `options`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub volume_options: BTreeMap<u16, BTreeMap<String, String>>,
+    /// `DrbdOptions/*` properties of the resource connection to a peer, by the peer's node name
+    /// and DRBD name (`Net/*`, `PeerDevice/*`); for that connection they win over `options`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub connection_options: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 /// Another member of the resource.
@@ -83,6 +87,13 @@ pub struct ReplicationReport {
     /// Why the resource is not as desired, if it is not (e.g. split brain detected).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Whether this member may become Primary now, when the engine says so itself (the
+    /// kernel's DRBD does); else the controller works it out from the states.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub may_promote: Option<bool>,
+    /// How strongly this member is a candidate for Primary, when the engine says so itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promotion_score: Option<u64>,
 }
 
 /// One volume of a member.

@@ -132,7 +132,7 @@ impl Satellite {
             providers.clone(),
             support.clone(),
         )?;
-        let mut follow_drbd = false;
+        let (events, receiver) = std::sync::mpsc::channel();
         if capabilities.supports_layer(LayerKind::Drbd)
             || capabilities.dry_runs_layer(LayerKind::Drbd)
         {
@@ -147,11 +147,16 @@ impl Satellite {
             // A dry run names the node as the controller does, so each node's file can be
             // checked as that node (tests set the hostname in a UTS namespace).
             let driver = match mode {
-                DrbdMode::Real => driver.with_local_host(hostname()),
+                DrbdMode::Real => {
+                    let sender = events.clone();
+                    driver
+                        .with_local_host(hostname())
+                        .follow_events(move || sender.send(Event::ReplicationChanged).is_ok())
+                        .map_err(StartError::Thread)?
+                }
                 DrbdMode::DryRun => driver,
             };
             reconciler.add_replication_driver(Box::new(driver));
-            follow_drbd = mode == DrbdMode::Real;
         }
         let mut has_mirror = false;
         if capabilities.supports_layer(LayerKind::Mirror)
@@ -180,20 +185,12 @@ impl Satellite {
             source,
         })?;
 
-        let (events, receiver) = std::sync::mpsc::channel();
         if has_mirror {
             let sender = events.clone();
             crate::replication::mirror::watch_events(
                 config.state_dir.join(MIRROR_STATE_SUBDIR),
                 move || sender.send(Event::ReplicationChanged).is_ok(),
             )
-            .map_err(StartError::Thread)?;
-        }
-        if follow_drbd {
-            let sender = events.clone();
-            crate::replication::drbd::watch_events(host.runner.clone(), move || {
-                sender.send(Event::ReplicationChanged).is_ok()
-            })
             .map_err(StartError::Thread)?;
         }
         let interval = config.reconcile_interval;

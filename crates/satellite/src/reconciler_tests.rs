@@ -1403,6 +1403,8 @@ struct FakeEngine {
     host: Arc<FakeHost>,
     calls: Arc<std::sync::Mutex<Vec<(usize, String)>>>,
     in_use: Arc<std::sync::atomic::AtomicBool>,
+    /// Why `suspend_io` fails, if it does.
+    suspend_fails: Option<String>,
 }
 
 impl crate::replication::ReplicationDriver for FakeEngine {
@@ -1451,6 +1453,25 @@ impl crate::replication::ReplicationDriver for FakeEngine {
         Ok(())
     }
 
+    fn suspend_io(&mut self, resource: &str) -> Result<(), String> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push((self.host.commands().len(), format!("suspend-io {resource}")));
+        match &self.suspend_fails {
+            Some(why) => Err(why.clone()),
+            None => Ok(()),
+        }
+    }
+
+    fn resume_io(&mut self, resource: &str) -> Result<(), String> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push((self.host.commands().len(), format!("resume-io {resource}")));
+        Ok(())
+    }
+
     fn report(&self, resource: &str, error: Option<String>) -> ferrite_proto::ReplicationReport {
         ferrite_proto::ReplicationReport {
             resource: resource.to_string(),
@@ -1461,6 +1482,8 @@ impl crate::replication::ReplicationDriver for FakeEngine {
             volumes: Vec::new(),
             peers: Vec::new(),
             error,
+            may_promote: None,
+            promotion_score: None,
         }
     }
 }
@@ -1468,14 +1491,134 @@ impl crate::replication::ReplicationDriver for FakeEngine {
 type EngineCalls = Arc<std::sync::Mutex<Vec<(usize, String)>>>;
 
 fn with_engine(node: &mut Node) -> (EngineCalls, Arc<std::sync::atomic::AtomicBool>) {
+    with_engine_suspending(node, None)
+}
+
+fn with_engine_suspending(
+    node: &mut Node,
+    suspend_fails: Option<&str>,
+) -> (EngineCalls, Arc<std::sync::atomic::AtomicBool>) {
     let calls: EngineCalls = Arc::default();
     let in_use = Arc::new(std::sync::atomic::AtomicBool::new(false));
     node.reconciler.add_replication_driver(Box::new(FakeEngine {
         host: node.host.clone(),
         calls: calls.clone(),
         in_use: in_use.clone(),
+        suspend_fails: suspend_fails.map(str::to_string),
     }));
     (calls, in_use)
+}
+
+/// The engine's suspend-io and resume-io calls, in order.
+fn io_calls(calls: &EngineCalls) -> Vec<String> {
+    calls
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, c)| c.clone())
+        .filter(|c| c.contains("-io "))
+        .collect()
+}
+
+fn with_snapshot(mut resource: ResourceSpec, name: &str) -> ResourceSpec {
+    resource.snapshots.push(ferrite_proto::SnapshotSpec {
+        name: name.into(),
+        uuid: format!("snap-{name}"),
+        deleting: false,
+        volumes: vec![ferrite_proto::SnapshotVolumeSpec {
+            volume_number: 0,
+            identity: identity(&resource.name, 0),
+        }],
+        storage_pool: "files".into(),
+        requested_at_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64,
+    });
+    resource
+}
+
+#[test]
+fn a_replicated_members_snapshot_is_taken_with_its_io_suspended_and_always_resumed() {
+    let mut node = Node::new();
+    let (calls, _) = with_engine(&mut node);
+    let web = replicated(resource("web", &[(0, 10240, "files")]));
+    applied(node.apply(node.full(1, vec![web.clone()])));
+    calls.lock().unwrap().clear();
+
+    // suspend-io, the copy of the backing volume, resume-io.
+    let (_, report) = applied(node.apply(node.full(2, vec![with_snapshot(web.clone(), "s1")])));
+    assert_eq!(report.snapshots.len(), 1);
+    assert_eq!(report.snapshots[0].error, None, "{report:?}");
+    let calls_now = calls.lock().unwrap().clone();
+    assert_eq!(io_calls(&calls), ["suspend-io web", "resume-io web"]);
+    let suspend = calls_now
+        .iter()
+        .find(|(_, c)| c == "suspend-io web")
+        .unwrap()
+        .0;
+    let resume = calls_now
+        .iter()
+        .find(|(_, c)| c == "resume-io web")
+        .unwrap()
+        .0;
+    let copied = position(&node.host, "cp --reflink=always");
+    assert!(
+        suspend <= copied && copied < resume,
+        "{calls_now:?} around the copy at {copied}"
+    );
+    // A later pass takes nothing, so suspends nothing.
+    calls.lock().unwrap().clear();
+    applied(node.apply(node.full(3, vec![with_snapshot(web.clone(), "s1")])));
+    assert!(
+        !calls
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(_, c)| c.contains("suspend")),
+        "{:?}",
+        calls.lock().unwrap()
+    );
+
+    // The copy fails: the snapshot is reported failed and I/O is resumed all the same.
+    node.host
+        .fail_matching("cp ", 1, "cp: No space left on device");
+    calls.lock().unwrap().clear();
+    let (_, report) =
+        applied(node.apply(node.full(4, vec![with_snapshot(with_snapshot(web, "s1"), "s2")])));
+    let s2 = report
+        .snapshots
+        .iter()
+        .find(|s| s.snapshot == "s2")
+        .unwrap();
+    assert!(
+        s2.error
+            .as_deref()
+            .is_some_and(|e| e.contains("No space left")),
+        "{report:?}"
+    );
+    assert_eq!(io_calls(&calls), ["suspend-io web", "resume-io web"]);
+}
+
+#[test]
+fn a_snapshot_whose_io_cannot_be_suspended_is_not_taken_and_io_is_resumed() {
+    let mut node = Node::new();
+    let (calls, _) = with_engine_suspending(&mut node, Some("web: State change failed"));
+    let web = replicated(resource("web", &[(0, 10240, "files")]));
+    applied(node.apply(node.full(1, vec![web.clone()])));
+    calls.lock().unwrap().clear();
+    let (_, report) = applied(node.apply(node.full(2, vec![with_snapshot(web, "s1")])));
+    let error = report.snapshots[0].error.as_deref().unwrap_or_default();
+    assert!(
+        error.contains("could not be suspended") && error.contains("State change failed"),
+        "{report:?}"
+    );
+    assert!(
+        !node.host.commands().iter().any(|c| c.starts_with("cp ")),
+        "no copy without the cut: {:?}",
+        node.host.commands()
+    );
+    assert_eq!(io_calls(&calls), ["suspend-io web", "resume-io web"]);
 }
 
 fn replicated(mut resource: ResourceSpec) -> ResourceSpec {
@@ -1489,6 +1632,7 @@ fn replicated(mut resource: ResourceSpec) -> ResourceSpec {
         peers: Vec::new(),
         options: BTreeMap::new(),
         volume_options: BTreeMap::new(),
+        connection_options: BTreeMap::new(),
     });
     resource
 }

@@ -325,14 +325,97 @@ fn the_tutorial_on_dry_run_drbd_gives_files_drbd_utils_accepts() -> Result<()> {
         drbdadm_accepts(node, &res_file(&cluster, node))?;
     }
 
-    // resource delete <first replica>: refused, since in a dry run no replica is known to be
-    // UpToDate; resource-definition delete takes every member down, wipes the replicas'
-    // metadata and removes the files.
-    let refused = rest.delete(&format!(
+    // snapshot create: every diskful member holds its I/O for the cut (suspend-io), copies
+    // its backing volume and lets the I/O go on (resume-io).
+    for node in &now {
+        take_commands(&cluster, node);
+    }
+    rest.post(
+        &format!("/v1/resource-definitions/{RESOURCE}/snapshots"),
+        &json!({"name": "snap1"}),
+    )?
+    .expect_success()?;
+    let mut flags = Value::Null;
+    wait_until(WAIT, || {
+        flags = rest
+            .get(&format!(
+                "/v1/resource-definitions/{RESOURCE}/snapshots/snap1"
+            ))?
+            .json["flags"]
+            .clone();
+        Ok(flags
+            .as_array()
+            .is_some_and(|f| f.contains(&json!("SUCCESSFUL"))))
+    })
+    .with_context(|| format!("the snapshot is taken on every node: {flags}"))?;
+    for node in &now {
+        assert_eq!(
+            take_commands(&cluster, node),
+            [
+                format!("drbdadm -c DIR/{RESOURCE}.res suspend-io {RESOURCE}"),
+                format!("drbdadm -c DIR/{RESOURCE}.res resume-io {RESOURCE}"),
+            ],
+            "{node}"
+        );
+    }
+
+    rest.delete(&format!(
+        "/v1/resource-definitions/{RESOURCE}/snapshots/snap1"
+    ))?
+    .expect_success()?;
+    wait_until(WAIT, || {
+        Ok(rest
+            .get(&format!(
+                "/v1/resource-definitions/{RESOURCE}/snapshots/snap1"
+            ))?
+            .status
+            == 404)
+    })
+    .context("the snapshot is deleted")?;
+
+    // resource delete <first replica>: a dry run holds no DRBD data (its disks report
+    // DUnknown), so nothing is kept for its sake: the node takes its member down and wipes its
+    // metadata; the others drop it from their files.
+    for node in &now {
+        take_commands(&cluster, node);
+    }
+    rest.delete(&format!(
         "/v1/resource-definitions/{RESOURCE}/resources/{}",
         diskful[0]
-    ))?;
-    assert_eq!(refused.status, 409, "{}", refused.json);
+    ))?
+    .expect_success()?;
+    wait_until(WAIT, || Ok(!res_file(&cluster, &diskful[0]).exists()))
+        .context("the deleted replica's file goes")?;
+    assert_eq!(
+        take_commands(&cluster, &diskful[0]),
+        [
+            format!("drbdadm -c DIR/{RESOURCE}.res down {RESOURCE}"),
+            format!("drbdadm -c DIR/{RESOURCE}.res -- --force wipe-md {RESOURCE}/0"),
+        ],
+        "{}",
+        diskful[0]
+    );
+    // Two disks are left: a diskless tiebreaker joins them again.
+    let mut left = Vec::new();
+    wait_until(WAIT, || {
+        left = members(&rest)?.iter().map(name).collect();
+        Ok(!left.contains(&diskful[0]) && left.len() == 3)
+    })
+    .with_context(|| format!("the deleted replica is forgotten, a tiebreaker added: {left:?}"))?;
+    let now: Vec<&str> = left.iter().map(String::as_str).collect();
+    for node in &now {
+        wait_file(&cluster, node, &now)?;
+        drbdadm_accepts(node, &res_file(&cluster, node))?;
+    }
+
+    // resource-definition delete takes every member down, wipes the replicas' metadata and
+    // removes the files.
+    let tiebreakers: Vec<String> = members(&rest)?
+        .iter()
+        .filter(|r| has_flag(r, "DISKLESS"))
+        .map(name)
+        .collect();
+    assert_eq!(tiebreakers.len(), 1, "{left:?}");
     for node in &now {
         take_commands(&cluster, node);
     }
@@ -341,14 +424,13 @@ fn the_tutorial_on_dry_run_drbd_gives_files_drbd_utils_accepts() -> Result<()> {
     for node in &now {
         wait_until(WAIT, || Ok(!res_file(&cluster, node).exists()))
             .with_context(|| format!("{node}'s file goes with the definition"))?;
-        assert_eq!(
-            take_commands(&cluster, node),
-            [
-                format!("drbdadm -c DIR/{RESOURCE}.res down {RESOURCE}"),
-                format!("drbdadm -c DIR/{RESOURCE}.res -- --force wipe-md {RESOURCE}/0"),
-            ],
-            "{node}"
-        );
+        let mut expected = vec![format!("drbdadm -c DIR/{RESOURCE}.res down {RESOURCE}")];
+        if !tiebreakers.iter().any(|t| t == node) {
+            expected.push(format!(
+                "drbdadm -c DIR/{RESOURCE}.res -- --force wipe-md {RESOURCE}/0"
+            ));
+        }
+        assert_eq!(take_commands(&cluster, node), expected, "{node}");
     }
     Ok(())
 }

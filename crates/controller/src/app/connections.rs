@@ -266,6 +266,140 @@ mod tests {
     }
 
     #[test]
+    fn a_resource_connections_drbd_options_reach_its_two_members_for_that_peer_only() {
+        use crate::app::testing::{commit, engines_runtime, replicated_group, spawn};
+        use ferrite_types::{LayerKind, NodeName, ResourceName};
+        let mut cluster = tutorial_cluster();
+        replicated_group(&mut cluster, &["drbd", "storage"]);
+        let runtime = engines_runtime(&cluster, &[LayerKind::Drbd]);
+        commit(&mut cluster, &runtime, |c, r| spawn(c, r, "web"));
+        let name: ResourceName = "web".parse().unwrap();
+        let nodes: Vec<NodeName> = cluster.resource_definitions[&name]
+            .resources
+            .keys()
+            .cloned()
+            .collect();
+        assert_eq!(nodes.len(), 3, "two disks and a tiebreaker");
+        let mut body = PropsModify::default();
+        body.override_props
+            .insert("DrbdOptions/Net/max-buffers".into(), "8000".into());
+        let plan = modify_resource_connection(
+            &cluster,
+            "web",
+            nodes[1].as_str(),
+            nodes[0].as_str(),
+            &body,
+        )
+        .unwrap();
+        let mut touched = std::collections::BTreeSet::new();
+        for op in &plan.ops {
+            op.touches(&cluster, &mut touched);
+        }
+        assert_eq!(
+            touched,
+            [
+                (nodes[0].clone(), Some(name.clone())),
+                (nodes[1].clone(), Some(name.clone()))
+            ]
+            .into()
+        );
+        apply(&mut cluster, plan);
+        let rd = &cluster.resource_definitions[&name];
+        let spec = |node: &NodeName| {
+            crate::satellites::desired::resource_spec(&cluster, rd, &rd.resources[node])
+                .replication
+                .unwrap()
+        };
+        let first = spec(&nodes[0]);
+        assert_eq!(
+            first.connection_options[nodes[1].as_str()],
+            [("Net/max-buffers".to_string(), "8000".to_string())].into()
+        );
+        assert_eq!(first.connection_options.len(), 1);
+        assert!(!first.options.contains_key("Net/max-buffers"));
+        assert!(
+            spec(&nodes[1])
+                .connection_options
+                .contains_key(nodes[0].as_str())
+        );
+        assert!(spec(&nodes[2]).connection_options.is_empty());
+
+        // A node connection's options apply to the connection too, under the resource
+        // connection's and the definition's.
+        let mut node_connection = PropsModify::default();
+        node_connection.override_props.extend([
+            (
+                "DrbdOptions/Net/max-buffers".to_string(),
+                "4000".to_string(),
+            ),
+            (
+                "DrbdOptions/Net/sndbuf-size".to_string(),
+                "1048576".to_string(),
+            ),
+            (
+                "DrbdOptions/Net/rcvbuf-size".to_string(),
+                "2097152".to_string(),
+            ),
+        ]);
+        let plan = modify_node_connection(
+            &cluster,
+            nodes[0].as_str(),
+            nodes[2].as_str(),
+            &node_connection,
+        )
+        .unwrap();
+        apply(&mut cluster, plan);
+        let plan = modify_node_connection(
+            &cluster,
+            nodes[0].as_str(),
+            nodes[1].as_str(),
+            &node_connection,
+        )
+        .unwrap();
+        apply(&mut cluster, plan);
+        cluster
+            .resource_definitions
+            .get_mut(&name)
+            .unwrap()
+            .props
+            .insert("DrbdOptions/Net/rcvbuf-size".into(), "3145728".into());
+        let rd = &cluster.resource_definitions[&name];
+        let spec = |node: &NodeName| {
+            crate::satellites::desired::resource_spec(&cluster, rd, &rd.resources[node])
+                .replication
+                .unwrap()
+        };
+        let first = spec(&nodes[0]);
+        assert_eq!(
+            first.connection_options[nodes[1].as_str()],
+            [
+                ("Net/max-buffers".to_string(), "8000".to_string()),
+                ("Net/sndbuf-size".to_string(), "1048576".to_string()),
+            ]
+            .into(),
+            "the resource connection over the node connection; the definition over both"
+        );
+        assert_eq!(
+            first.connection_options[nodes[2].as_str()],
+            [
+                ("Net/max-buffers".to_string(), "4000".to_string()),
+                ("Net/sndbuf-size".to_string(), "1048576".to_string()),
+            ]
+            .into()
+        );
+        assert_eq!(first.options["Net/rcvbuf-size"], "3145728");
+
+        // A value DRBD would refuse is refused before anything is written.
+        let mut bad = PropsModify::default();
+        bad.override_props
+            .insert("DrbdOptions/Net/max-buffers".into(), "lots".into());
+        assert!(
+            modify_resource_connection(&cluster, "web", nodes[0].as_str(), nodes[1].as_str(), &bad)
+                .is_err()
+        );
+    }
+
+    #[test]
     fn resource_connections_need_both_resources_and_go_with_either() {
         let mut cluster = tutorial_cluster();
         add_resource(&mut cluster, "res1", "node1", "pool_ssd");

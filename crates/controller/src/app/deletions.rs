@@ -11,7 +11,9 @@
 //! finishes its deletions when it comes back.
 //!
 //! [`check_keeps_up_to_date_replica`] refuses to remove the last copy of data that others still
-//! need: removing a disk must leave an UpToDate replica on an online node.
+//! need: removing a disk must leave an UpToDate replica on an online node. A member of a DRBD
+//! resource on a node that only dry-runs DRBD (`--drbd-dry-run`) holds no DRBD data (nothing
+//! ever ran), so removing it is never refused for that reason; real DRBD stays strict.
 
 use ferrite_types::api_call_rc::code;
 use ferrite_types::{ApiCallRc, NodeName, ResourceName, RetCode, VolumeNumber};
@@ -299,6 +301,19 @@ fn not_up_to_date(
     None
 }
 
+/// Whether `node` runs the DRBD of `rd` only as a dry run: the definition is DRBD's and the
+/// node dry-runs DRBD without supporting it. Its disk states (`DUnknown`) say nothing then.
+fn dry_run(rd: &ResourceDefinition, node: &NodeName, runtime: &Runtime) -> bool {
+    rd.replication_layer() == Some(ferrite_types::LayerKind::Drbd)
+        && runtime
+            .get(node)
+            .and_then(|r| r.capabilities.as_ref())
+            .is_some_and(|caps| {
+                caps.dry_runs_layer(ferrite_types::LayerKind::Drbd)
+                    && !caps.supports_layer(ferrite_types::LayerKind::Drbd)
+            })
+}
+
 /// Refuses to remove the disk of `losing` (by deleting the resource, making it diskless or
 /// declaring its node lost) when the other resources of `rd` still need data and none of them
 /// has an UpToDate copy on an online node. Removing the last resource of a definition is fine:
@@ -313,7 +328,7 @@ pub fn check_keeps_up_to_date_replica(
     let Some(resource) = rd.resources.get(losing) else {
         return Ok(());
     };
-    if !resource.holds_data() || rd.volume_definitions.is_empty() {
+    if !resource.holds_data() || rd.volume_definitions.is_empty() || dry_run(rd, losing, runtime) {
         return Ok(());
     }
     let others: Vec<&Resource> = rd
@@ -583,6 +598,56 @@ mod tests {
             .unwrap_err();
         let cause = err.0[0].cause.clone().unwrap_or_default();
         assert!(cause.contains("is Inconsistent"), "{cause}");
+    }
+
+    #[test]
+    fn a_dry_run_drbd_member_is_never_kept_for_its_data_but_real_drbd_is() {
+        use crate::app::testing::{commit, engines_runtime, replicated_group, spawn};
+        use ferrite_types::LayerKind;
+        let mut cluster = tutorial_cluster();
+        replicated_group(&mut cluster, &["drbd", "storage"]);
+        let real = engines_runtime(&cluster, &[LayerKind::Drbd]);
+        commit(&mut cluster, &real, |c, r| spawn(c, r, "web"));
+        let rd = &cluster.resource_definitions[&"web".parse::<ResourceName>().unwrap()];
+        assert_eq!(rd.replication_layer(), Some(LayerKind::Drbd));
+        let diskful: Vec<NodeName> = rd
+            .resources
+            .values()
+            .filter(|r| r.holds_data())
+            .map(|r| r.node.clone())
+            .collect();
+        let ctx = Context::new(
+            super::super::Operation::Delete,
+            super::super::Object::Resource,
+        );
+        // Every disk as a dry run reports it: DUnknown.
+        let unknown = |runtime: &mut Runtime| {
+            for reported in runtime.values_mut() {
+                if let Some(report) = reported.replication.get_mut("WEB") {
+                    for volume in &mut report.volumes {
+                        volume.disk_state = "DUnknown".into();
+                    }
+                }
+            }
+        };
+        let mut real = engines_runtime(&cluster, &[LayerKind::Drbd]);
+        unknown(&mut real);
+        let err =
+            check_keeps_up_to_date_replica(&ctx, rd, &real, &diskful[0], "delete it").unwrap_err();
+        assert!(
+            err.0[0]
+                .cause
+                .clone()
+                .unwrap_or_default()
+                .contains("DUnknown"),
+            "{err:?}"
+        );
+        let mut dry = engines_runtime(&cluster, &[LayerKind::Mirror]);
+        for reported in dry.values_mut() {
+            reported.capabilities.as_mut().unwrap().dry_run_layers = vec![LayerKind::Drbd];
+        }
+        unknown(&mut dry);
+        check_keeps_up_to_date_replica(&ctx, rd, &dry, &diskful[0], "delete it").unwrap();
     }
 
     #[test]

@@ -7,10 +7,12 @@
 //! `SUCCESSFUL` flag is never a record that outlived the data. Deleting is two-phase as for
 //! resources: marked, deleted by the nodes, confirmed, forgotten ([`finish`]).
 //!
-//! Every diskful replica of a replicated resource must capture the same write boundary. The
-//! replication engine cannot yet suspend I/O across the replicas for the cut, so a snapshot of
-//! a replicated resource is taken only while no member is Primary (no writes are in flight) and
-//! every member's node reports; otherwise it is refused and says why. Restores and rollbacks of
+//! Every diskful replica of a replicated resource must capture the same write boundary. Each
+//! diskful member holds its own I/O while it takes its snapshot (DRBD: `drbdadm suspend-io`,
+//! then `resume-io`, in the satellite), but the members do so each in their own pass, with no
+//! barrier between nodes: a Primary's write could land between two members' cuts. So a
+//! snapshot of a replicated resource is taken only while no member is Primary (no writes are
+//! in flight) and every member's node reports; otherwise it is refused and says why. Restores and rollbacks of
 //! replicated resources are refused too: the restored volumes would carry the source's
 //! replication metadata.
 
@@ -370,9 +372,9 @@ fn check_write_boundary(
                     ),
                 )
                 .cause(
-                    "Every replica must capture the same write boundary. The replication engine \
-                     cannot suspend I/O across the replicas yet, so with writes in flight the \
-                     replicas' snapshots could differ; Ferrite never takes such a cut.",
+                    "Every replica must capture the same write boundary. Each member suspends \
+                     its own I/O for its cut, but not in step with the others yet, so with writes \
+                     in flight the replicas' snapshots could differ; Ferrite never takes such a cut.",
                 )
                 .correction(format!(
                     "Stop using the resource on '{}' (unmount it, stop the VM or the NBD client), \

@@ -263,6 +263,8 @@ pub fn engine_report(
             .collect(),
         peers: vec![],
         error: None,
+        may_promote: None,
+        promotion_score: None,
     }
 }
 

@@ -660,7 +660,13 @@ pub fn resource(
         });
     }
     let drbd = replicated.then(|| {
-        let (may_promote, promotion_score) = engine_report.map(promotion).unzip();
+        // The kernel's DRBD says both itself; MIRROR's are worked out here.
+        let (may_promote, promotion_score) = engine_report
+            .map(|r| match (r.may_promote, r.promotion_score) {
+                (Some(may), Some(score)) => (may, i32::try_from(score).unwrap_or(i32::MAX)),
+                _ => promotion(r),
+            })
+            .unzip();
         rest::DrbdResource {
             drbd_resource_definition: Some(drbd_resource_definition(cluster, rd, resource.port)),
             node_id: resource.node_id.map(i32::from),
@@ -1081,6 +1087,8 @@ mod tests {
             }],
             peers,
             error: None,
+            may_promote: None,
+            promotion_score: None,
         };
         let mut connecting = peer(&tiebreaker, "Off", None, "Diskless");
         connecting.connection = "Connecting".into();
@@ -1129,6 +1137,90 @@ mod tests {
             runtime,
             vec![diskful[0].clone(), diskful[1].clone(), tiebreaker],
         )
+    }
+
+    #[test]
+    fn a_drbd_resource_shows_what_the_kernel_reports() {
+        use crate::app::testing::engine_report;
+        let mut cluster = tutorial_cluster();
+        replicated_group(&mut cluster, &["drbd", "storage"]);
+        let mut runtime = engines_runtime(&cluster, &[LayerKind::Drbd]);
+        commit(&mut cluster, &runtime, |c, r| spawn(c, r, "web"));
+        let rd = &cluster.resource_definitions[&"web".parse::<ResourceName>().unwrap()];
+        assert_eq!(rd.replication_layer(), Some(LayerKind::Drbd));
+        let resource = rd.resources.values().find(|r| !r.diskless).unwrap();
+        let peer = rd
+            .resources
+            .values()
+            .find(|r| r.node != resource.node)
+            .unwrap();
+        let mut report = engine_report(rd, resource);
+        report.engine = ReplicationEngine::Drbd;
+        report.volumes[0].disk_state = "Inconsistent".into();
+        report.volumes[0].device_path = Some("/dev/drbd1000".into());
+        // What the kernel says of promotion wins over what the controller would work out.
+        report.may_promote = Some(false);
+        report.promotion_score = Some(10101);
+        report.peers = vec![PeerReport {
+            node_name: peer.node.to_string(),
+            node_id: peer.node_id.unwrap(),
+            connection: "StandAlone".into(),
+            role: Role::Unknown,
+            volumes: vec![PeerVolumeReport {
+                volume_number: 0,
+                replication: "Off".into(),
+                peer_disk: "DUnknown".into(),
+                done_percent: None,
+                out_of_sync_kib: 4096,
+            }],
+        }];
+        report.error = Some("split brain with a peer".into());
+        let reported = runtime.get_mut(&resource.node).unwrap();
+        reported.absorb(NodeReport {
+            replication: vec![report],
+            ..Default::default()
+        });
+        let view = super::resource(&cluster, rd, resource, runtime.get(&resource.node));
+        let drbd = view
+            .resource
+            .layer_object
+            .as_ref()
+            .unwrap()
+            .drbd
+            .clone()
+            .unwrap();
+        assert_eq!(drbd.engine.as_deref(), Some("DRBD"));
+        assert_eq!(drbd.may_promote, Some(false));
+        assert_eq!(drbd.promotion_score, Some(10101));
+        assert_eq!(drbd.node_id, resource.node_id.map(i32::from));
+        let connection = &drbd.connections[peer.node.as_str()];
+        assert!(!connection.connected);
+        assert_eq!(connection.message, "StandAlone");
+        let definition = drbd.drbd_resource_definition.as_ref().unwrap();
+        assert!(definition.port.is_some() && definition.secret.is_some());
+        assert_eq!(drbd.drbd_volumes[0].device_path, "/dev/drbd1000");
+        assert_eq!(
+            drbd.drbd_volumes[0].disk_state.as_deref(),
+            Some("Inconsistent")
+        );
+        assert_eq!(
+            view.volumes[0].state.disk_state.as_deref(),
+            Some("Inconsistent")
+        );
+        assert_eq!(
+            view.volumes[0].state.replication_states[peer.node.as_str()]
+                .replication_state
+                .as_deref(),
+            Some("Off")
+        );
+        assert!(
+            view.volumes[0]
+                .reports
+                .iter()
+                .any(|r| r.message.contains("split brain")),
+            "{:?}",
+            view.volumes[0].reports
+        );
     }
 
     #[test]
@@ -1355,6 +1447,8 @@ mod tests {
                     }],
                 }],
                 error: None,
+                may_promote: None,
+                promotion_score: None,
             }],
             ..Default::default()
         });

@@ -352,7 +352,8 @@ impl Op {
     /// them changed (`None`: only the node's pools). Computed on the graph *before* the op.
     ///
     /// A change to a replicated resource's membership — a member added, removed or toggled, a
-    /// member's address changed — reaches every member, since each one's peers changed.
+    /// member's address changed — reaches every member, since each one's peers changed; a
+    /// change to a resource connection reaches its two members.
     pub fn touches(&self, cluster: &Cluster, out: &mut BTreeSet<(NodeName, Option<ResourceName>)>) {
         let all_nodes_of = |rd: &ResourceName, out: &mut BTreeSet<_>| {
             if let Some(definition) = cluster.resource_definitions.get(rd) {
@@ -431,11 +432,41 @@ impl Op {
             | Op::PutErrorReport(_)
             | Op::DeleteErrorReport(_)
             | Op::PutKeyValueStore(_)
-            | Op::DeleteKeyValueStore(_)
-            | Op::PutNodeConnection(_)
-            | Op::DeleteNodeConnection { .. }
-            | Op::PutResourceConnection { .. }
-            | Op::DeleteResourceConnection { .. } => {}
+            | Op::DeleteKeyValueStore(_) => {}
+            // A node connection's DRBD options are in the files of the resources the two
+            // nodes share.
+            Op::PutNodeConnection(Connection { node_a, node_b, .. })
+            | Op::DeleteNodeConnection { node_a, node_b } => {
+                for rd in cluster.resource_definitions.values() {
+                    if rd.is_replicated()
+                        && rd.resources.contains_key(node_a)
+                        && rd.resources.contains_key(node_b)
+                    {
+                        out.insert((node_a.clone(), Some(rd.name.clone())));
+                        out.insert((node_b.clone(), Some(rd.name.clone())));
+                    }
+                }
+            }
+            // The connection's DRBD options are in both members' files.
+            Op::PutResourceConnection {
+                resource,
+                connection: Connection { node_a, node_b, .. },
+            }
+            | Op::DeleteResourceConnection {
+                resource,
+                node_a,
+                node_b,
+            } => {
+                if replicated(resource)
+                    && let Some(rd) = cluster.resource_definitions.get(resource)
+                {
+                    for node in [node_a, node_b] {
+                        if rd.resources.contains_key(node) {
+                            out.insert((node.clone(), Some(resource.clone())));
+                        }
+                    }
+                }
+            }
         }
     }
 

@@ -155,7 +155,9 @@ pub const QUORUM_DEFAULTS: [(&str, &str); 2] = [
 /// member that is not being deleted, and the `DrbdOptions/*` properties after inheritance
 /// (controller, resource group, resource definition, resource; the later wins), completed with
 /// [`QUORUM_DEFAULTS`] for resources of [`QUORUM_MIN_MEMBERS`] or more, and each volume
-/// definition's own `DrbdOptions/*` apart (`volume_options`). `None` when the stack
+/// definition's own `DrbdOptions/*` apart (`volume_options`), and those of the connection to
+/// each peer apart (`connection_options`: the resource connection's, over the node
+/// connection's where neither the definition nor the resource sets them). `None` when the stack
 /// has no replication layer, or while something is not allocated yet.
 fn replication_spec(
     cluster: &Cluster,
@@ -224,6 +226,52 @@ fn replication_spec(
             (!options.is_empty()).then(|| (vd.number.get(), options))
         })
         .collect();
+    let drbd_options =
+        |props: &ferrite_types::rest::Props| -> std::collections::BTreeMap<String, String> {
+            props
+                .iter()
+                .filter_map(|(key, value)| {
+                    key.strip_prefix(DRBD_OPTIONS_PREFIX)
+                        .map(|name| (name.to_string(), value.clone()))
+                })
+                .collect()
+        };
+    let connection_options = cluster
+        .resource_connections
+        .iter()
+        .filter(|((name, a, b), _)| {
+            name == &rd.name && (a == &resource.node || b == &resource.node) && a != b
+        })
+        .map(|((_, a, b), connection)| {
+            let peer = if a == &resource.node { b } else { a };
+            (peer.clone(), drbd_options(&connection.props))
+        })
+        .collect::<std::collections::BTreeMap<NodeName, _>>();
+    // LINSTOR's order for a connection: resource connection, then resource definition, then
+    // node connection, then resource group and controller. The node connection's options go
+    // into the connection section unless the definition (or the resource) sets them.
+    let set_above_node_connection: std::collections::BTreeSet<String> =
+        [&rd.props, &resource.props]
+            .into_iter()
+            .flat_map(|props| drbd_options(props).into_keys())
+            .collect();
+    let connection_options = rd
+        .resources
+        .values()
+        .filter(|peer| peer.node != resource.node && !peer.is_deleting())
+        .filter_map(|peer| {
+            let mut options: std::collections::BTreeMap<String, String> = cluster
+                .node_connections
+                .get(&crate::model::Connection::key(&resource.node, &peer.node))
+                .map(|c| drbd_options(&c.props))
+                .unwrap_or_default();
+            options.retain(|name, _| !set_above_node_connection.contains(name));
+            if let Some(own) = connection_options.get(&peer.node) {
+                options.extend(own.clone());
+            }
+            (!options.is_empty()).then(|| (peer.node.to_string(), options))
+        })
+        .collect();
     Some(ReplicationSpec {
         engine,
         node_id: resource.node_id?,
@@ -233,5 +281,6 @@ fn replication_spec(
         peers,
         options,
         volume_options,
+        connection_options,
     })
 }

@@ -6,16 +6,21 @@
 //! a snapshot it could not take then (or never heard of in time) is reported failed, never
 //! taken later. Every snapshot volume is recorded in the ledger before it is taken, so only
 //! snapshots this satellite took are ever deleted or rolled back to.
+//!
+//! A diskful member of a replicated resource holds the resource's I/O while it takes the pass's
+//! snapshots of it: engine `suspend_io` (`drbdadm suspend-io` with DRBD), the backing volumes'
+//! snapshots, then `resume_io`, which runs whatever happened in between, even when suspending
+//! failed. A snapshot whose I/O could not be suspended is not taken and reported failed.
 
 use std::collections::BTreeMap;
 
 use ferrite_proto::{
-    DeletedSnapshot, DesiredState, NodeReport, RestoreSpec, RollbackVolume,
+    DeletedSnapshot, DesiredState, NodeReport, ResourceSpec, RestoreSpec, RollbackVolume,
     SNAPSHOT_TAKE_DEADLINE_MS, SnapshotReport, SnapshotSpec,
 };
 use ferrite_storage::BackingVolumeName;
 use ferrite_types::{ProviderKind, ResourceName, SnapshotName, VolumeNumber};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::converge::PoolState;
 use super::{Reconciler, normalized_pool_name, resource_key, unsupported};
@@ -57,6 +62,7 @@ impl Reconciler {
         report: &mut NodeReport,
     ) {
         for resource in &desired.resources {
+            let suspended = self.suspend_for_snapshots(resource);
             for snapshot in &resource.snapshots {
                 let Ok(name) = ResourceName::new(&resource.name) else {
                     continue;
@@ -79,6 +85,10 @@ impl Reconciler {
                 for volume in &snapshot.volumes {
                     let outcome = match (&snapshot_name, &place) {
                         (Err(e), _) => Err(e.to_string()),
+                        // Never a cut that writes may cross.
+                        _ if take && let Some(Err(why)) = &suspended => Err(format!(
+                            "not taken: I/O to the resource could not be suspended for the cut: {why}"
+                        )),
                         (_, None) => Err(format!(
                             "storage pool '{}' is not among this node's storage pools",
                             snapshot.storage_pool
@@ -118,6 +128,65 @@ impl Reconciler {
                         error,
                     });
                 }
+            }
+            // Whatever happened to the snapshots, and even when suspending failed half-way.
+            if suspended.is_some() {
+                self.resume_after_snapshots(resource, report);
+            }
+        }
+    }
+
+    /// The replication engine of a diskful member of a replicated resource that has a snapshot
+    /// to take in this pass.
+    fn snapshot_engine(
+        &mut self,
+        resource: &ResourceSpec,
+    ) -> Option<&mut Box<dyn crate::replication::ReplicationDriver>> {
+        let engine = resource.replication.as_ref()?.engine;
+        let takes = resource
+            .snapshots
+            .iter()
+            .any(|s| !s.deleting && self.new_snapshots.contains(&s.uuid));
+        if !takes || resource.diskless || resource.deleting {
+            return None;
+        }
+        self.drivers.iter_mut().find(|d| d.engine() == engine)
+    }
+
+    /// Holds the resource's I/O for the snapshots of this pass (`suspend-io` with DRBD), when
+    /// it is a replicated member with snapshots to take: `None` when nothing was suspended,
+    /// else whether it was.
+    fn suspend_for_snapshots(&mut self, resource: &ResourceSpec) -> Option<Result<(), String>> {
+        let driver = self.snapshot_engine(resource)?;
+        let outcome = driver.suspend_io(&resource.name);
+        match &outcome {
+            Ok(()) => {
+                debug!(resource = %resource.name, "engine asked to hold I/O for the snapshot")
+            }
+            Err(e) => {
+                error!(resource = %resource.name, error = %e, "cannot suspend I/O for the snapshot")
+            }
+        }
+        Some(outcome)
+    }
+
+    fn resume_after_snapshots(&mut self, resource: &ResourceSpec, report: &mut NodeReport) {
+        let Some(engine) = resource.replication.as_ref().map(|r| r.engine) else {
+            return;
+        };
+        let Some(driver) = self.drivers.iter_mut().find(|d| d.engine() == engine) else {
+            return;
+        };
+        match driver.resume_io(&resource.name) {
+            Ok(()) => {
+                debug!(resource = %resource.name, "engine asked to let I/O go on after the snapshot")
+            }
+            Err(e) => {
+                error!(resource = %resource.name, error = %e, "cannot resume I/O after the snapshot");
+                report.errors.push(format!(
+                    "resource '{}': I/O suspended for a snapshot could not be resumed: {e}",
+                    resource.name
+                ));
             }
         }
     }

@@ -28,19 +28,30 @@
 //! written as for real, and the report says the layer is a dry run. Metadata is taken as missing
 //! on every disk the driver has not created metadata on since it started.
 //!
-//! The state of the resources comes from `drbdsetup events2 --now` at the start of every pass
-//! (`ferrite_drbd::events`). [`watch_events`] follows `drbdsetup events2` for as long as the
-//! satellite runs, starting it again when it ends, and tells the reconciler after each burst of
-//! changes, so a resync's progress or a lost connection is reported without waiting for a pass.
+//! The state of the resources comes from one followed `drbdsetup events2 --timestamps
+//! --statistics` stream and nothing else. [`DrbdDriver::follow_events`] starts a thread that
+//! runs it for as long as the satellite runs, starting it again [`EVENT_RESTART`] after it
+//! ended, and hands every line to the driver as a [`Feed`]; the driver, on the reconciler's
+//! thread, is the one owner of the state and folds the lines into it
+//! ([`ferrite_drbd::events::Stream`]) at the start of each pass. The thread tells the reconciler
+//! after each burst of changes, so a resync's progress or a lost connection is reported without
+//! waiting for a convergence pass.
+//!
+//! While no stream has listed its initial state (at start, and from the moment one ended until
+//! its successor's `exists -`), the state is unknown, and reported so: role Unknown, disks
+//! `Unknown`, no connections, and the reason as the report's error. Nothing stale is reported.
+//! Meanwhile an unchanged file is not applied again, and a changed one is applied without the
+//! shortcuts the state allows (no initial-sync skip; metadata asked of drbdmeta).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{Receiver, Sender};
 use std::time::Duration;
 
-use ferrite_drbd::events::{DiskState, ReplicationState, Role as DrbdRole, State};
+use ferrite_drbd::events::{DiskState, ReplicationState, Role as DrbdRole, State, Stream};
 use ferrite_drbd::{DrbdOptions, ResourceFile, Section, commands, res_file};
 use ferrite_proto::{
     PeerReport, PeerVolumeReport, ReplicatedVolumeReport, ReplicationEngine, ReplicationReport,
@@ -56,6 +67,9 @@ pub const DEFAULT_RESOURCE_DIR: &str = "/var/lib/ferrite.d";
 
 /// The commands a dry run would have run, one per line, in the resource-file directory.
 pub const DRY_RUN_LOG: &str = "dry-run-commands.log";
+
+/// A disk's state while the kernel's state is not known (the controller's word for it).
+pub const UNKNOWN: &str = "Unknown";
 
 /// The suffix of a file written but not applied yet.
 const NEXT_SUFFIX: &str = ".next";
@@ -89,9 +103,10 @@ pub struct DrbdDriver {
     dir: PathBuf,
     mode: Mode,
     applied: HashMap<String, Applied>,
-    /// The kernel's state as of this pass.
-    state: State,
-    unreachable: Option<String>,
+    /// The kernel's state, folded from the followed events2 stream.
+    stream: Stream,
+    /// The lines of the followed stream, when one is followed ([`DrbdDriver::follow_events`]).
+    feed: Option<Receiver<Feed>>,
     /// Disks this driver wrote metadata on, by resource, volume and device.
     metadata_created: BTreeSet<(String, u16, PathBuf)>,
     /// New zeroed volumes whose initial sync is to be skipped once their members are connected.
@@ -117,8 +132,8 @@ impl DrbdDriver {
             dir,
             mode,
             applied: HashMap::new(),
-            state: State::default(),
-            unreachable: None,
+            stream: Stream::default(),
+            feed: None,
             metadata_created: BTreeSet::new(),
             skip_sync_pending: BTreeSet::new(),
             local_host: None,
@@ -131,6 +146,37 @@ impl DrbdDriver {
     pub fn with_local_host(mut self, hostname: String) -> DrbdDriver {
         self.local_host = Some(hostname);
         self
+    }
+
+    /// Follows `drbdsetup events2` through the runner on threads of their own (see
+    /// [`follow_events`]); its lines reach this driver at the start of each pass, and `notify`
+    /// is called after each burst of them.
+    pub fn follow_events(
+        mut self,
+        notify: impl Fn() -> bool + Send + 'static,
+    ) -> std::io::Result<DrbdDriver> {
+        let (sender, receiver) = std::sync::mpsc::channel();
+        follow_events(self.runner.clone(), sender, notify)?;
+        self.feed = Some(receiver);
+        Ok(self)
+    }
+
+    /// Takes one piece of the followed stream (tests feed the driver directly).
+    pub fn feed(&mut self, feed: Feed) {
+        match feed {
+            Feed::Started => self.stream.started(),
+            Feed::Line(line) => {
+                if let Err(e) = self.stream.line(&line) {
+                    warn!(error = %e, "events2 line not understood");
+                }
+            }
+            Feed::Ended(why) => self.stream.ended(why),
+        }
+    }
+
+    /// The kernel's state, when it is known (a stream listed it and still runs).
+    fn state(&self) -> Option<&State> {
+        self.stream.current()
     }
 
     fn file_path(&self, resource: &str) -> PathBuf {
@@ -184,9 +230,8 @@ impl DrbdDriver {
         }
         // Attached: it has metadata, and drbdmeta would refuse to read it.
         if self
-            .state
-            .resources
-            .get(resource)
+            .state()
+            .and_then(|s| s.resources.get(resource))
             .and_then(|r| r.devices.get(&volume))
             .and_then(|d| d.disk)
             .is_some_and(|d| d != DiskState::Diskless)
@@ -256,7 +301,16 @@ impl DrbdDriver {
             secret: spec.secret.clone(),
             volumes,
             options,
-            connection_options: BTreeMap::new(),
+            // Only their `Net` and `PeerDevice` sections go into the connection's section.
+            connection_options: spec
+                .connection_options
+                .iter()
+                .map(|(peer, options)| {
+                    DrbdOptions::parse(options)
+                        .map(|parsed| (peer.clone(), parsed))
+                        .map_err(|e| format!("resource connection to '{peer}': {e}"))
+                })
+                .collect::<Result<BTreeMap<_, _>, String>>()?,
         };
         file.check().map_err(|e| e.to_string())?;
         Ok(file)
@@ -292,7 +346,9 @@ impl DrbdDriver {
 
     fn is_up(&self, resource: &str) -> bool {
         match self.mode {
-            Mode::Real => self.state.resources.contains_key(resource),
+            Mode::Real => self
+                .state()
+                .is_some_and(|s| s.resources.contains_key(resource)),
             Mode::DryRun => self.applied.contains_key(resource),
         }
     }
@@ -308,7 +364,7 @@ impl DrbdDriver {
         if self.mode == Mode::DryRun {
             return true;
         }
-        let Some(resource) = self.state.resources.get(&file.resource) else {
+        let Some(resource) = self.state().and_then(|s| s.resources.get(&file.resource)) else {
             return false;
         };
         let local_inconsistent = resource
@@ -408,25 +464,13 @@ impl ReplicationDriver for DrbdDriver {
     }
 
     fn begin_pass(&mut self) {
-        self.unreachable = None;
-        if self.mode == Mode::DryRun {
+        let Some(feed) = self.feed.take() else {
             return;
+        };
+        while let Ok(piece) = feed.try_recv() {
+            self.feed(piece);
         }
-        match self.runner.run(&commands::events2_now()) {
-            Ok(output) => {
-                let mut state = State::default();
-                for line in output.stdout.lines().filter(|l| !l.trim().is_empty()) {
-                    if let Err(e) = state.apply_text(line) {
-                        warn!(error = %e, "events2 line not understood");
-                    }
-                }
-                self.state = state;
-            }
-            Err(e) => {
-                warn!(error = %e, "cannot read the DRBD resources' state");
-                self.unreachable = Some(e.to_string());
-            }
-        }
+        self.feed = Some(feed);
     }
 
     fn apply(&mut self, member: &Member) -> Result<(), String> {
@@ -434,7 +478,10 @@ impl ReplicationDriver for DrbdDriver {
         let file = self.build(member)?;
         let text = file.render().map_err(|e| e.to_string())?;
         let previous = self.previous(resource);
-        if previous.as_deref() == Some(text.as_str()) && self.is_up(resource) {
+        // While the kernel's state is unknown, an unchanged file is taken as applied: adjust
+        // again would change nothing, and what to detach or sync cannot be told.
+        let state_unknown = self.mode == Mode::Real && self.state().is_none();
+        if previous.as_deref() == Some(text.as_str()) && (self.is_up(resource) || state_unknown) {
             self.resize_grown(member)?;
             return self.skip_pending_syncs(resource);
         }
@@ -516,7 +563,7 @@ impl ReplicationDriver for DrbdDriver {
         let Some(text) = self.previous(resource) else {
             return Ok(());
         };
-        if let Some(state) = self.state.resources.get(resource)
+        if let Some(state) = self.state().and_then(|s| s.resources.get(resource))
             && state.in_use()
         {
             return Err(format!(
@@ -529,7 +576,7 @@ impl ReplicationDriver for DrbdDriver {
             .map(|a| a.file.local.node_name.clone());
         // When the kernel's state could not be read, down is run anyway: it is harmless on a
         // resource that is not up, and the metadata must not be wiped under a running one.
-        if self.is_up(resource) || self.mode == Mode::DryRun || self.unreachable.is_some() {
+        if self.is_up(resource) || self.mode == Mode::DryRun || self.state().is_none() {
             self.execute(commands::down(&path, resource))?;
         }
         let disks = match &node {
@@ -559,11 +606,20 @@ impl ReplicationDriver for DrbdDriver {
             .map_err(|e| format!("cannot remove {}: {e}", path.display()))?;
         let _ = std::fs::remove_file(self.next_path(resource));
         self.applied.remove(resource);
-        self.state.resources.remove(resource);
         self.metadata_created.retain(|(r, _, _)| r != resource);
         self.skip_sync_pending.retain(|(r, _)| r != resource);
         info!(resource, "DRBD resource down, metadata wiped, file removed");
         Ok(())
+    }
+
+    fn suspend_io(&mut self, resource: &str) -> Result<(), String> {
+        self.execute(commands::suspend_io(&self.file_path(resource), resource))
+            .map(drop)
+    }
+
+    fn resume_io(&mut self, resource: &str) -> Result<(), String> {
+        self.execute(commands::resume_io(&self.file_path(resource), resource))
+            .map(drop)
     }
 
     fn report(&self, resource: &str, error: Option<String>) -> ReplicationReport {
@@ -577,6 +633,8 @@ impl ReplicationDriver for DrbdDriver {
             volumes: Vec::new(),
             peers: Vec::new(),
             error,
+            may_promote: None,
+            promotion_score: None,
         };
         let minors: BTreeMap<u16, u32> = applied
             .map(|a| a.file.volumes.iter().map(|v| (v.number, v.minor)).collect())
@@ -619,18 +677,42 @@ impl ReplicationDriver for DrbdDriver {
                 .collect();
             return report;
         }
-        let Some(state) = self.state.resources.get(resource) else {
+        let Some(known) = self.state() else {
+            // Unknown, not stale: what the file says, and nothing of the kernel's state.
+            if let Some(applied) = applied {
+                report.volumes = applied
+                    .file
+                    .volumes
+                    .iter()
+                    .map(|v| ReplicatedVolumeReport {
+                        volume_number: v.number,
+                        minor: Some(v.minor),
+                        disk_state: UNKNOWN.to_string(),
+                        device_path: Some(format!("/dev/drbd{}", v.minor)),
+                        nbd_uri: None,
+                        usable_size_kib: usable.get(&v.number).copied(),
+                    })
+                    .collect();
+            }
             if report.error.is_none() {
-                report.error = Some(match &self.unreachable {
-                    Some(why) => format!("the DRBD state cannot be read: {why}"),
-                    None => "not up in the kernel's DRBD".to_string(),
-                });
+                report.error = Some(format!(
+                    "the DRBD state is unknown: {}",
+                    self.stream.unknown_because().unwrap_or_default()
+                ));
+            }
+            return report;
+        };
+        let Some(state) = known.resources.get(resource) else {
+            if report.error.is_none() {
+                report.error = Some("not up in the kernel's DRBD".to_string());
             }
             return report;
         };
         report.role = role(state.role);
         report.in_use = state.in_use();
         report.quorum = state.quorum();
+        report.may_promote = state.may_promote;
+        report.promotion_score = state.promotion_score;
         report.volumes = state
             .devices
             .iter()
@@ -705,35 +787,60 @@ pub const EVENT_COALESCE: Duration = Duration::from_millis(100);
 /// How long the watcher waits before it starts `drbdsetup events2` again after it ended.
 pub const EVENT_RESTART: Duration = Duration::from_secs(1);
 
-/// Follows `drbdsetup events2` through the host's runner on threads of their own and calls
-/// `notify` after the initial state and after each burst of changes, for as long as `notify`
-/// returns true. A stream that ends or cannot start is started again after [`EVENT_RESTART`].
-pub fn watch_events(
+/// A piece of the followed `drbdsetup events2` stream, as the follower hands it to the driver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Feed {
+    /// A new stream started: its initial state comes next.
+    Started,
+    Line(String),
+    /// The stream ended, with the reason.
+    Ended(String),
+}
+
+/// Follows `drbdsetup events2 --timestamps --statistics` through the host's runner on threads
+/// of their own: hands every line to `sender`, framed by [`Feed::Started`] and [`Feed::Ended`],
+/// and calls `notify` after the initial state, after each burst of changes and when the stream
+/// ended, for as long as `notify` returns true and `sender`'s receiver lives. A stream that
+/// ends or cannot start is started again after [`EVENT_RESTART`].
+pub fn follow_events(
     runner: Arc<dyn HostCommands>,
+    sender: Sender<Feed>,
     notify: impl Fn() -> bool + Send + 'static,
 ) -> std::io::Result<std::thread::JoinHandle<()>> {
-    let (sender, receiver) = std::sync::mpsc::channel::<()>();
+    let (changed, receiver) = std::sync::mpsc::channel::<()>();
     let stop = Arc::new(AtomicBool::new(false));
     let reader_stop = stop.clone();
     std::thread::Builder::new()
         .name("drbd-events".to_string())
         .spawn(move || {
             while !reader_stop.load(Ordering::SeqCst) {
-                let mut state = State::default();
+                if sender.send(Feed::Started).is_err() {
+                    return;
+                }
+                let mut listed = false;
                 let outcome = runner.follow(&commands::events2(), &mut |line| {
-                    if let Err(e) = state.apply_text(line) {
-                        warn!(error = %e, "events2 line not understood");
+                    if line.trim().is_empty() {
+                        return true;
+                    }
+                    if sender.send(Feed::Line(line.to_string())).is_err() {
+                        return false;
                     }
                     // The initial dump is one burst; after it, every line is a change.
-                    if state.initial_done {
-                        let _ = sender.send(());
+                    listed = listed || line.trim_end().ends_with("exists -");
+                    if listed {
+                        let _ = changed.send(());
                     }
                     !reader_stop.load(Ordering::SeqCst)
                 });
-                match outcome {
-                    Ok(()) => info!("drbdsetup events2 ended; following it again"),
-                    Err(e) => warn!(error = %e, "cannot follow drbdsetup events2; trying again"),
+                let why = match outcome {
+                    Ok(()) => "drbdsetup events2 ended".to_string(),
+                    Err(e) => format!("cannot follow drbdsetup events2: {e}"),
+                };
+                warn!(reason = %why, "DRBD state unknown until events2 runs again");
+                if sender.send(Feed::Ended(why)).is_err() {
+                    return;
                 }
+                let _ = changed.send(());
                 std::thread::sleep(EVENT_RESTART);
             }
         })?;

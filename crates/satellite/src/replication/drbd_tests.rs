@@ -9,7 +9,7 @@ use ferrite_proto::{PeerSpec, ReplicationEngine, ReplicationSpec, Role};
 use ferrite_storage::runner::ExitReason;
 use ferrite_storage::{CommandError, CommandLine, CommandOutput, HostCommands};
 
-use super::drbd::{DRY_RUN_LOG, DrbdDriver, Mode, metadata_kib, watch_events};
+use super::drbd::{DRY_RUN_LOG, DrbdDriver, Feed, Mode, follow_events, metadata_kib};
 use super::{Member, MemberVolume, ReplicationDriver};
 
 fn peer(node: u8, diskless: bool) -> PeerSpec {
@@ -36,6 +36,7 @@ fn spec(peers: Vec<PeerSpec>) -> ReplicationSpec {
         ]
         .into(),
         volume_options: BTreeMap::new(),
+        connection_options: BTreeMap::new(),
     }
 }
 
@@ -70,7 +71,6 @@ fn logged(dir: &Path) -> Vec<String> {
 #[derive(Default)]
 struct RecordingHost {
     commands: Mutex<Vec<String>>,
-    events: Mutex<String>,
     /// Prefix of a command line → the stderr it fails with.
     failures: Mutex<BTreeMap<String, String>>,
 }
@@ -88,9 +88,6 @@ impl HostCommands for RecordingHost {
                     stderr: stderr.clone(),
                 });
             }
-        }
-        if line.starts_with("drbdsetup events2") {
-            return Ok(CommandOutput::stdout(self.events.lock().unwrap().clone()));
         }
         Ok(CommandOutput::default())
     }
@@ -240,6 +237,14 @@ fn events(disk: &str, peer_disk: &str) -> String {
     )
 }
 
+/// Feeds `text` to the driver as a freshly started stream would hand it over.
+fn feed(driver: &mut DrbdDriver, text: &str) {
+    driver.feed(Feed::Started);
+    for line in text.lines() {
+        driver.feed(Feed::Line(line.to_string()));
+    }
+}
+
 #[test]
 fn the_initial_sync_is_skipped_only_once_both_new_disks_are_connected() {
     let dir = tempfile::tempdir().unwrap();
@@ -257,7 +262,6 @@ fn the_initial_sync_is_skipped_only_once_both_new_disks_are_connected() {
     assert_eq!(
         host.take(dir.path()),
         [
-            "drbdsetup events2 --timestamps --statistics --now all",
             "drbdadm -c DIR/web.res.next -- --force dump-md web/0",
             "drbdadm -c DIR/web.res.next --max-peers 7 -- --force create-md web/0",
             "drbdadm -c DIR/web.res.next adjust web",
@@ -265,31 +269,25 @@ fn the_initial_sync_is_skipped_only_once_both_new_disks_are_connected() {
     );
     assert!(
         driver.report("web", None).error.is_some(),
-        "not up in the kernel yet as far as this pass knows"
+        "no stream has told the state yet"
     );
 
     // Up, but the peer is still UpToDate from an older life: no shortcut.
-    *host.events.lock().unwrap() = events("Inconsistent", "UpToDate");
+    feed(&mut driver, &events("Inconsistent", "UpToDate"));
     driver.begin_pass();
     driver
         .apply(&member(&spec, vec![volume(Some("/dev/loop3"), 1024)]))
         .unwrap();
-    assert_eq!(
-        host.take(dir.path()),
-        ["drbdsetup events2 --timestamps --statistics --now all"]
-    );
+    assert!(host.take(dir.path()).is_empty());
 
-    *host.events.lock().unwrap() = events("Inconsistent", "Inconsistent");
+    feed(&mut driver, &events("Inconsistent", "Inconsistent"));
     driver.begin_pass();
     driver
         .apply(&member(&spec, vec![volume(Some("/dev/loop3"), 1024)]))
         .unwrap();
     assert_eq!(
         host.take(dir.path()),
-        [
-            "drbdsetup events2 --timestamps --statistics --now all",
-            "drbdadm -c DIR/web.res -- --clear-bitmap new-current-uuid web/0",
-        ]
+        ["drbdadm -c DIR/web.res -- --clear-bitmap new-current-uuid web/0"]
     );
     let report = driver.report("web", None);
     assert_eq!(report.volumes[0].disk_state, "Inconsistent");
@@ -302,11 +300,7 @@ fn the_initial_sync_is_skipped_only_once_both_new_disks_are_connected() {
     driver
         .apply(&member(&spec, vec![volume(Some("/dev/loop3"), 1024)]))
         .unwrap();
-    assert_eq!(
-        host.take(dir.path()),
-        ["drbdsetup events2 --timestamps --statistics --now all"],
-        "once"
-    );
+    assert!(host.take(dir.path()).is_empty(), "once");
 }
 
 #[test]
@@ -349,9 +343,12 @@ fn down_is_refused_while_the_resource_is_in_use() {
     let host = Arc::new(RecordingHost::default());
     let mut driver = DrbdDriver::new(host.clone(), dir.path().to_path_buf(), Mode::Real);
     let two = spec(vec![peer(2, false)]);
-    *host.events.lock().unwrap() = events("UpToDate", "UpToDate").replace(
-        "exists resource name:web role:Secondary",
-        "exists resource name:web role:Primary",
+    feed(
+        &mut driver,
+        &events("UpToDate", "UpToDate").replace(
+            "exists resource name:web role:Secondary",
+            "exists resource name:web role:Primary",
+        ),
     );
     driver.begin_pass();
     driver
@@ -362,13 +359,12 @@ fn down_is_refused_while_the_resource_is_in_use() {
     assert!(error.contains("in use"), "{error}");
     assert!(host.take(dir.path()).is_empty());
 
-    *host.events.lock().unwrap() = events("UpToDate", "UpToDate");
+    feed(&mut driver, &events("UpToDate", "UpToDate"));
     driver.begin_pass();
     driver.down("web").unwrap();
     assert_eq!(
         host.take(dir.path()),
         [
-            "drbdsetup events2 --timestamps --statistics --now all",
             "drbdadm -c DIR/web.res down web",
             "drbdadm -c DIR/web.res -- --force wipe-md web/0",
         ]
@@ -502,7 +498,7 @@ impl HostCommands for StreamingHost {
 }
 
 #[test]
-fn the_event_stream_is_reported_and_followed_again_when_it_ends() {
+fn the_event_stream_is_handed_over_and_followed_again_when_it_ends() {
     let host = Arc::new(StreamingHost {
         lines: events("UpToDate", "UpToDate")
             .lines()
@@ -514,17 +510,287 @@ fn the_event_stream_is_reported_and_followed_again_when_it_ends() {
             .collect(),
         starts: Default::default(),
     });
+    let (feed, pieces) = std::sync::mpsc::channel();
     let (sender, receiver) = std::sync::mpsc::channel();
-    let handle = watch_events(host.clone(), move || sender.send(()).is_ok()).unwrap();
-    // The initial dump and the changes after it are reported.
+    let handle = follow_events(host.clone(), feed, move || sender.send(()).is_ok()).unwrap();
+    let wait = std::time::Duration::from_secs(5);
+    // The initial dump and the changes after it are told; then the end, then a new stream.
     receiver
-        .recv_timeout(std::time::Duration::from_secs(5))
+        .recv_timeout(wait)
         .expect("told after the initial state");
-    // The stream ended and was started again: its initial state is reported again.
     receiver
-        .recv_timeout(std::time::Duration::from_secs(5))
+        .recv_timeout(wait)
         .expect("told again after a restart");
     assert!(host.starts.load(std::sync::atomic::Ordering::SeqCst) >= 2);
+    let mut seen = Vec::new();
+    while seen.iter().filter(|p| **p == Feed::Started).count() < 2 {
+        seen.push(pieces.recv_timeout(wait).unwrap());
+    }
+    assert_eq!(seen[0], Feed::Started);
+    assert_eq!(seen.len(), 1 + host.lines.len() + 1 + 1, "{seen:?}");
+    assert_eq!(
+        seen[1..=host.lines.len()],
+        host.lines
+            .iter()
+            .cloned()
+            .map(Feed::Line)
+            .collect::<Vec<_>>()[..]
+    );
+    assert_eq!(
+        seen[host.lines.len() + 1],
+        Feed::Ended("drbdsetup events2 ended".to_string())
+    );
     drop(receiver);
+    drop(pieces);
     handle.join().unwrap();
+}
+
+/// The host's real runner, with programs taken from `bin` rather than from PATH: a fake
+/// `drbdsetup` there runs as a real process, through the same `follow` as the real one.
+struct FakeBin {
+    bin: PathBuf,
+    inner: ferrite_storage::SystemCommands,
+}
+
+impl FakeBin {
+    fn redirect(&self, command: &CommandLine) -> CommandLine {
+        let mut command = command.clone();
+        command.program = self.bin.join(&command.program).display().to_string();
+        command
+    }
+}
+
+impl HostCommands for FakeBin {
+    fn run(&self, command: &CommandLine) -> Result<CommandOutput, CommandError> {
+        self.inner.run(&self.redirect(command))
+    }
+
+    fn follow(
+        &self,
+        command: &CommandLine,
+        on_line: &mut dyn FnMut(&str) -> bool,
+    ) -> Result<(), CommandError> {
+        self.inner.follow(&self.redirect(command), on_line)
+    }
+}
+
+/// A `drbdsetup` that prints recorded events2 runs: the first start prints `events2-run1.log`,
+/// the next `events2-run2.log`, later ones wait to be stopped. A line `STEP <name>` waits for
+/// the file `go-<name>` in `dir`; `EXIT <code>` ends the process with that status.
+fn fake_drbdsetup(dir: &Path) -> PathBuf {
+    let bin = dir.join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/replication/testdata");
+    let script = format!(
+        r#"#!/bin/bash
+# A recorded drbdsetup events2, for tests.
+[ "$1" = events2 ] || {{ echo "fake drbdsetup: only events2" >&2; exit 1; }}
+dir='{dir}'
+runs=$(( $(cat "$dir/runs" 2>/dev/null || echo 0) + 1 ))
+echo "$runs" > "$dir/runs"
+wait_for() {{
+    for _ in $(seq 300); do [ -e "$dir/go-$1" ] && return 0; sleep 0.1; done
+    exit 1
+}}
+log='{data}'/events2-run$runs.log
+[ -e "$log" ] || {{ wait_for stop; exit 0; }}
+while IFS= read -r line; do
+    case "$line" in
+        "STEP "*) wait_for "${{line#STEP }}" ;;
+        "EXIT "*) exit "${{line#EXIT }}" ;;
+        *) echo "$line" ;;
+    esac
+done < "$log"
+"#,
+        dir = dir.display(),
+        data = data.display()
+    );
+    let path = bin.join("drbdsetup");
+    std::fs::write(&path, script).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    bin
+}
+
+/// Runs passes until `done` holds for the report of `web`, for up to 10 s.
+fn report_when(
+    driver: &mut DrbdDriver,
+    what: &str,
+    done: impl Fn(&ferrite_proto::ReplicationReport) -> bool,
+) -> ferrite_proto::ReplicationReport {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        driver.begin_pass();
+        let report = driver.report("web", None);
+        if done(&report) {
+            return report;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what}: never reported; last report {report:#?}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+fn step(dir: &Path, name: &str) {
+    std::fs::write(dir.join(format!("go-{name}")), "").unwrap();
+}
+
+#[test]
+fn a_followed_drbdsetup_process_is_reported_and_unknown_while_it_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = Arc::new(FakeBin {
+        bin: fake_drbdsetup(dir.path()),
+        inner: ferrite_storage::SystemCommands::new(),
+    });
+    let (notified, notifications) = std::sync::mpsc::channel();
+    let mut driver = DrbdDriver::new(host, dir.path().join("res"), Mode::Real)
+        .follow_events(move || notified.send(()).is_ok())
+        .unwrap();
+
+    // The initial dump and a resync's progress.
+    let report = report_when(&mut driver, "the resync", |r| {
+        r.peers
+            .first()
+            .and_then(|p| p.volumes.first())
+            .is_some_and(|v| v.done_percent == Some(43.2))
+    });
+    notifications
+        .recv_timeout(std::time::Duration::from_secs(5))
+        .expect("the reconciler is told");
+    assert_eq!(report.engine, ReplicationEngine::Drbd);
+    assert_eq!(report.error, None);
+    assert_eq!(report.role, Role::Secondary);
+    assert_eq!(report.volumes[0].disk_state, "Inconsistent");
+    assert_eq!(
+        report.volumes[0].device_path.as_deref(),
+        Some("/dev/drbd1000")
+    );
+    assert_eq!(report.volumes[0].usable_size_kib, Some(1048576));
+    let node2 = &report.peers[0];
+    assert_eq!((node2.node_name.as_str(), node2.node_id), ("node2", 1));
+    assert_eq!(node2.connection, "Connected");
+    assert_eq!(node2.volumes[0].replication, "SyncTarget");
+    assert_eq!(node2.volumes[0].out_of_sync_kib, 595968);
+    assert_eq!(report.peers[1].volumes[0].peer_disk, "Diskless");
+    assert_eq!(
+        (report.may_promote, report.promotion_score),
+        (Some(false), Some(10101))
+    );
+    assert!(report.quorum);
+
+    // The resync ends.
+    step(dir.path(), "sync-done");
+    let report = report_when(&mut driver, "the end of the resync", |r| {
+        r.volumes
+            .first()
+            .is_some_and(|v| v.disk_state == "UpToDate")
+    });
+    assert_eq!(report.peers[0].volumes[0].replication, "Established");
+    assert_eq!(report.peers[0].volumes[0].done_percent, None);
+    assert_eq!(report.peers[0].volumes[0].out_of_sync_kib, 0);
+    assert_eq!(
+        (report.may_promote, report.promotion_score),
+        (Some(true), Some(10102))
+    );
+
+    // Both peers go: a disconnect, then quorum lost.
+    step(dir.path(), "disconnect");
+    let report = report_when(&mut driver, "quorum loss", |r| !r.quorum);
+    assert_eq!(report.peers[0].connection, "Connecting");
+    assert_eq!(report.peers[0].volumes[0].replication, "Off");
+    assert_eq!(report.peers[0].volumes[0].peer_disk, "DUnknown");
+    assert_eq!(report.peers[1].connection, "Connecting");
+    assert_eq!(report.may_promote, Some(false));
+    assert_eq!(report.error, None);
+
+    // drbdsetup dies: nothing of the old state is reported until the next one listed its own.
+    step(dir.path(), "die");
+    let report = report_when(&mut driver, "the unknown state", |r| r.error.is_some());
+    let error = report.error.as_deref().unwrap();
+    assert!(error.contains("the DRBD state is unknown"), "{error}");
+    assert!(error.contains("exit"), "the cause is said: {error}");
+    assert_eq!(report.role, Role::Unknown);
+    assert!(report.peers.is_empty());
+    assert!(!report.quorum && !report.in_use);
+    assert_eq!((report.may_promote, report.promotion_score), (None, None));
+    // Restarted, but the dump is not listed yet: still unknown.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while std::fs::read_to_string(dir.path().join("runs"))
+        .unwrap()
+        .trim()
+        != "2"
+    {
+        assert!(std::time::Instant::now() < deadline, "never restarted");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    driver.begin_pass();
+    let report = driver.report("web", None);
+    assert!(
+        report.error.as_deref().unwrap().contains("unknown"),
+        "{report:?}"
+    );
+
+    // The new stream's dump is the state: quorum again, node2 still away.
+    step(dir.path(), "restart");
+    let report = report_when(&mut driver, "the rebuilt state", |r| r.error.is_none());
+    assert!(report.quorum);
+    assert_eq!(report.volumes[0].disk_state, "UpToDate");
+    assert_eq!(report.peers[0].connection, "Connecting");
+    assert_eq!(report.peers[0].volumes[0].out_of_sync_kib, 4096);
+    assert_eq!(report.peers[1].connection, "Connected");
+
+    // node2 comes back as a Primary of its own: split brain, StandAlone.
+    step(dir.path(), "split-brain");
+    let report = report_when(&mut driver, "the split brain", |r| {
+        r.peers
+            .first()
+            .is_some_and(|p| p.connection == "StandAlone")
+    });
+    let error = report.error.as_deref().unwrap();
+    assert!(error.contains("split brain with 'node2'"), "{error}");
+    step(dir.path(), "stop");
+}
+
+#[test]
+fn a_connections_options_go_into_that_connections_section() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut driver = DrbdDriver::new(
+        Arc::new(RecordingHost::default()),
+        dir.path().to_path_buf(),
+        Mode::DryRun,
+    );
+    let mut spec = spec(vec![peer(2, false), peer(3, true)]);
+    spec.connection_options.insert(
+        "node2".into(),
+        [
+            ("Net/max-buffers".to_string(), "8000".to_string()),
+            ("PeerDevice/c-max-rate".to_string(), "102400".to_string()),
+        ]
+        .into(),
+    );
+    driver
+        .apply(&member(&spec, vec![volume(Some("/dev/loop3"), 1024)]))
+        .unwrap();
+    let text = std::fs::read_to_string(dir.path().join("web.res")).unwrap();
+    let connections: Vec<&str> = text.split("connection\n").skip(1).collect();
+    let to = |peer: &str| {
+        connections
+            .iter()
+            .find(|c| c.contains(&format!("host \"{peer}\"")))
+            .unwrap()
+    };
+    assert!(to("node2").contains("max-buffers 8000;"), "{text}");
+    assert!(to("node2").contains("c-max-rate 102400;"), "{text}");
+    assert!(!to("node3").contains("max-buffers"), "{text}");
+
+    spec.connection_options.insert(
+        "node3".into(),
+        [("Net/max-buffers".to_string(), "lots".to_string())].into(),
+    );
+    let error = driver
+        .apply(&member(&spec, vec![volume(Some("/dev/loop3"), 1024)]))
+        .unwrap_err();
+    assert!(error.contains("resource connection to 'node3'"), "{error}");
 }

@@ -329,6 +329,8 @@ impl ReplicationDriver for MirrorDriver {
             volumes: Vec::new(),
             peers: Vec::new(),
             error,
+            may_promote: None,
+            promotion_score: None,
         };
         let Some(entry) = self.entries.get(resource) else {
             if report.error.is_none() {

@@ -60,6 +60,21 @@ pub trait ReplicationDriver: Send {
     /// Takes the resource down and forgets its configuration. Refused while it is in use.
     fn down(&mut self, resource: &str) -> Result<(), String>;
 
+    /// Holds new I/O to the resource on this node until [`ReplicationDriver::resume_io`], so
+    /// the snapshot of its backing volumes taken in between is a cut no write crosses. Engines
+    /// that cannot hold I/O do nothing (the controller takes their snapshots only while no
+    /// member is in use).
+    fn suspend_io(&mut self, resource: &str) -> Result<(), String> {
+        let _ = resource;
+        Ok(())
+    }
+
+    /// Lets I/O held by [`ReplicationDriver::suspend_io`] go on.
+    fn resume_io(&mut self, resource: &str) -> Result<(), String> {
+        let _ = resource;
+        Ok(())
+    }
+
     /// The engine's view of the resource as of this pass, with `error` when the last apply or
     /// down failed.
     fn report(&self, resource: &str, error: Option<String>) -> ReplicationReport;
