@@ -925,6 +925,8 @@ pub fn restore_resources(
                         })
                         .collect(),
                 }),
+                inactive: false,
+                evacuating: false,
             },
         })
         .reply(
