@@ -347,13 +347,13 @@ async fn adjust_activate_evacuate_and_physical_storage() {
         .not_found(FAIL_NOT_FOUND_STOR_POOL_DFN),
         Case::bare(
             "activate: unknown resource definition",
-            Method::PUT,
+            Method::POST,
             "/v1/resource-definitions/no_res/resources/node1/activate",
         )
         .not_found(FAIL_NOT_FOUND_RSC_DFN),
         Case::bare(
             "deactivate: no resource on the node",
-            Method::PUT,
+            Method::POST,
             "/v1/resource-definitions/res1/resources/node3/deactivate",
         )
         .not_found(FAIL_NOT_FOUND_RSC),

@@ -128,6 +128,13 @@ pub fn parse_candidates(
     Ok(disks)
 }
 
+/// The command that probes a device for a signature (a file system, an LVM physical volume,
+/// a zpool member): `lsblk` reads udev's database, which lags or is absent in containers, so
+/// each candidate is probed directly, as LINSTOR does with `blkid`.
+pub fn blkid_command(device: &str) -> CommandLine {
+    CommandLine::query("blkid").args(["-p", "-s", "TYPE", "-o", "value", device])
+}
+
 /// The node's unused disks.
 pub fn list_candidates(
     runner: &dyn HostCommands,
@@ -135,10 +142,23 @@ pub fn list_candidates(
 ) -> Result<Vec<PhysicalDisk>, StorageError> {
     let command = lsblk_command();
     let output = runner.run(&command)?;
-    parse_candidates(&output.stdout, exclude).map_err(|reason| StorageError::UnexpectedOutput {
-        command: command.to_string(),
-        reason,
-    })
+    let candidates = parse_candidates(&output.stdout, exclude).map_err(|reason| {
+        StorageError::UnexpectedOutput {
+            command: command.to_string(),
+            reason,
+        }
+    })?;
+    let mut unused = Vec::new();
+    for disk in candidates {
+        // blkid exits 2 when it finds no signature.
+        match runner.run(&blkid_command(&disk.device)) {
+            Ok(found) if !found.stdout.trim().is_empty() => {}
+            Ok(_) => unused.push(disk),
+            Err(crate::runner::CommandError::Failed { .. }) => unused.push(disk),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(unused)
 }
 
 /// A device pool to make.
@@ -337,13 +357,25 @@ mod tests {
     }
 
     /// Answers lsblk with [`LSBLK`], records the rest, and has no `zpool`.
-    struct Host(Mutex<Vec<String>>);
+    struct Host(Mutex<Vec<String>>, Option<&'static str>);
 
     impl HostCommands for Host {
         fn run(&self, command: &CommandLine) -> Result<CommandOutput, CommandError> {
             self.0.lock().unwrap().push(command.to_string());
             match command.program.as_str() {
                 "lsblk" => Ok(CommandOutput::stdout(LSBLK)),
+                "blkid" if command.args.last().map(String::as_str) == self.1 => {
+                    Ok(CommandOutput::stdout("LVM2_member\n"))
+                }
+                "blkid" if command.args.last().is_some_and(|d| d == "/dev/sdb") => {
+                    Ok(CommandOutput::stdout(""))
+                }
+                "blkid" => Err(CommandError::Failed {
+                    command: command.to_string(),
+                    exit: crate::runner::ExitReason::Code(2),
+                    stdout: String::new(),
+                    stderr: String::new(),
+                }),
                 "zpool" => Err(CommandError::NotFound {
                     program: "zpool".into(),
                     command: command.to_string(),
@@ -355,7 +387,7 @@ mod tests {
 
     #[test]
     fn a_device_pool_is_made_only_of_unused_disks() {
-        let host = Host(Mutex::new(Vec::new()));
+        let host = Host(Mutex::new(Vec::new()), None);
         let none = BTreeSet::new();
         let mut used = pool(ProviderKind::Lvm);
         used.devices = vec!["/dev/loop0".into(), "/dev/sda".into()];
@@ -366,8 +398,13 @@ mod tests {
                 .lock()
                 .unwrap()
                 .iter()
-                .all(|c| c.starts_with("lsblk"))
+                .all(|c| c.starts_with("lsblk") || c.starts_with("blkid")),
+            "nothing is written before every disk is checked"
         );
+        // A disk with a signature udev has not told lsblk about is not unused.
+        let signed = Host(Mutex::new(Vec::new()), Some("/dev/sdb"));
+        let err = create_device_pool(&signed, &pool(ProviderKind::Lvm), &none, false).unwrap_err();
+        assert!(err.contains("/dev/sdb is not an unused disk"), "{err}");
 
         let err = create_device_pool(&host, &pool(ProviderKind::Zfs), &none, false).unwrap_err();
         assert!(err.contains("zpool is not installed"), "{err}");

@@ -209,7 +209,7 @@ async fn get_volume(
 }
 
 /// Activates a deactivated resource: its node brings its volumes up again.
-#[utoipa::path(put, path = "/v1/resource-definitions/{resource}/resources/{node}/activate", tag = "resources",
+#[utoipa::path(post, path = "/v1/resource-definitions/{resource}/resources/{node}/activate", tag = "resources",
     params(ResourceParam, NodeParam),
     responses((status = 200, body = Vec<ApiCallRc>), Invalid, NotFound, Conflict, Internal))]
 async fn activate_resource(
@@ -225,7 +225,7 @@ async fn activate_resource(
 
 /// Deactivates a resource (LINSTOR's `INACTIVE`): its node keeps its volumes but brings them
 /// down. Refused while the resource is in use.
-#[utoipa::path(put, path = "/v1/resource-definitions/{resource}/resources/{node}/deactivate", tag = "resources",
+#[utoipa::path(post, path = "/v1/resource-definitions/{resource}/resources/{node}/deactivate", tag = "resources",
     params(ResourceParam, NodeParam),
     responses((status = 200, body = Vec<ApiCallRc>), Invalid, NotFound, Conflict, Internal))]
 async fn deactivate_resource(
