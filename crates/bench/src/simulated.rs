@@ -380,6 +380,7 @@ mod tests {
             snapshots: Vec::new(),
             uuid: String::new(),
             deleting: false,
+            inactive: false,
             name: name.to_string(),
             layers: vec![LayerKind::Storage],
             diskless: false,

@@ -100,6 +100,9 @@ pub enum Command {
     /// Snapshot commands.
     #[command(subcommand, visible_alias = "s")]
     Snapshot(crate::commands::snapshot::SnapshotCommand),
+    /// Physical storage commands: unused disks, device pools.
+    #[command(subcommand, visible_alias = "ps")]
+    PhysicalStorage(crate::commands::physical_storage::PhysicalStorageCommand),
 }
 
 // ---- shared pieces ----------------------------------------------------------------------
@@ -336,6 +339,13 @@ pub enum NodeCommand {
     /// Remove a node that is gone for good, without waiting for its satellite.
     #[command(visible_alias = "lo")]
     Lost(NodeDelete),
+    /// Move a node's replicated resources to other nodes, then delete them here; the node
+    /// takes no new resources.
+    #[command(visible_alias = "evac")]
+    Evacuate(crate::commands::physical_storage::NodeEvacuateArgs),
+    /// End a node's evacuation: it takes resources again.
+    #[command(visible_alias = "rst")]
+    Restore(crate::commands::physical_storage::NodeRestoreArgs),
     /// Change a node's type.
     #[command(visible_alias = "m")]
     Modify(NodeModifyArgs),
@@ -697,6 +707,10 @@ pub enum ResourceGroupCommand {
     /// Create a resource group.
     #[command(visible_alias = "c")]
     Create(ResourceGroupCreate),
+    /// Bring the group's resource definitions (every group's, without a name) to the place
+    /// count: missing replicas are placed, surplus diskful ones removed.
+    #[command(visible_alias = "adj")]
+    Adjust(crate::commands::physical_storage::ResourceGroupAdjustArgs),
     /// List resource groups.
     #[command(visible_alias = "l")]
     List(ResourceGroupList),
@@ -1117,6 +1131,12 @@ pub enum ResourceCommand {
     /// Make a resource available on a node (nothing happens if it already is).
     #[command(visible_alias = "mkavail")]
     MakeAvailable(MakeAvailable),
+    /// Activate a deactivated resource: its node brings its volumes up again.
+    #[command(visible_alias = "act")]
+    Activate(crate::commands::physical_storage::ResourceActivateArgs),
+    /// Deactivate a resource: its node keeps its volumes but brings them down.
+    #[command(visible_alias = "deact")]
+    Deactivate(crate::commands::physical_storage::ResourceActivateArgs),
     /// List resources.
     #[command(visible_alias = "l")]
     List(ResourceList),

@@ -105,6 +105,7 @@ fn dispatch(ctx: &Ctx, command: Command) -> Outcome {
         Command::ResourceConnection(c) => commands::connections::run_resource(ctx, c),
         Command::SpaceReporting(c) => commands::space_reporting::run(ctx, c),
         Command::Snapshot(c) => commands::snapshot::run(ctx, c),
+        Command::PhysicalStorage(c) => commands::physical_storage::run(ctx, c),
     }
 }
 

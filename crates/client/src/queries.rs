@@ -2,8 +2,10 @@
 //! key-value store, node connections and resource connections.
 
 use ferrite_types::rest::{
-    AutoSelectFilter, KeyValueStore, MaxVolumeSizes, NodeConnection, PropsModify,
-    QueryAllSizeInfoResponse, QuerySizeInfoResponse, ResourceConnection, SpaceReport, SyncStatus,
+    AutoSelectFilter, KeyValueStore, MaxVolumeSizes, NodeConnection, NodeEvacuate, NodeRestore,
+    PhysicalStorage, PhysicalStorageCreate, PhysicalStorageNode, PropsModify,
+    QueryAllSizeInfoResponse, QuerySizeInfoResponse, ResourceConnection, ResourceGroupAdjust,
+    SpaceReport, SyncStatus,
 };
 use serde_json::{Value, json};
 
@@ -15,6 +17,87 @@ fn modify_body(body: &PropsModify) -> Value {
 }
 
 impl Client {
+    /// `PUT /v1/nodes/{node}/evacuate`.
+    pub fn evacuate_node(&self, node: &str, body: &NodeEvacuate) -> Result<Answer, ClientError> {
+        self.act(
+            Method::Put,
+            &format!("/v1/nodes/{}/evacuate", encode(node)),
+            Some(&serde_json::to_value(body).expect("request bodies serialize")),
+        )
+    }
+
+    /// `PUT /v1/nodes/{node}/restore`.
+    pub fn restore_node(&self, node: &str, body: &NodeRestore) -> Result<Answer, ClientError> {
+        self.act(
+            Method::Put,
+            &format!("/v1/nodes/{}/restore", encode(node)),
+            Some(&serde_json::to_value(body).expect("request bodies serialize")),
+        )
+    }
+
+    /// `POST /v1/resource-definitions/{rd}/resources/{node}/activate` (`active`) or
+    /// `…/deactivate`.
+    pub fn set_resource_active(
+        &self,
+        resource: &str,
+        node: &str,
+        active: bool,
+    ) -> Result<Answer, ClientError> {
+        self.act(
+            Method::Post,
+            &format!(
+                "/v1/resource-definitions/{}/resources/{}/{}",
+                encode(resource),
+                encode(node),
+                if active { "activate" } else { "deactivate" }
+            ),
+            None,
+        )
+    }
+
+    /// `POST /v1/resource-groups/{rg}/adjust`, or `…/adjustall` without a group.
+    pub fn adjust_resource_groups(
+        &self,
+        group: Option<&str>,
+        body: &ResourceGroupAdjust,
+    ) -> Result<Answer, ClientError> {
+        let target = match group {
+            Some(group) => format!("/v1/resource-groups/{}/adjust", encode(group)),
+            None => "/v1/resource-groups/adjustall".to_string(),
+        };
+        self.act(
+            Method::Post,
+            &target,
+            Some(&serde_json::to_value(body).expect("request bodies serialize")),
+        )
+    }
+
+    /// `GET /v1/physical-storage`.
+    pub fn physical_storage(&self) -> Result<Listing<Vec<PhysicalStorage>>, ClientError> {
+        self.read("/v1/physical-storage")
+    }
+
+    /// `GET /v1/physical-storage/{node}`.
+    pub fn node_physical_storage(
+        &self,
+        node: &str,
+    ) -> Result<Listing<Vec<PhysicalStorageNode>>, ClientError> {
+        self.read(&format!("/v1/physical-storage/{}", encode(node)))
+    }
+
+    /// `POST /v1/physical-storage/{node}`.
+    pub fn create_device_pool(
+        &self,
+        node: &str,
+        body: &PhysicalStorageCreate,
+    ) -> Result<Answer, ClientError> {
+        self.act(
+            Method::Post,
+            &format!("/v1/physical-storage/{}", encode(node)),
+            Some(&serde_json::to_value(body).expect("request bodies serialize")),
+        )
+    }
+
     /// `POST /v1/resource-groups/{rg}/query-size-info` with the group's filter overridden by
     /// `filter`.
     pub fn query_size_info(

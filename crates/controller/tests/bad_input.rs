@@ -299,13 +299,139 @@ async fn nodes() {
         .unparsable(),
         delete("unknown", "node9").warns_not_found(),
         delete("invalid name", "no%20de").bad_request(FAIL_INVLD_NODE_NAME),
-        delete("holds a diskful resource", "node1").conflict(FAIL_IN_USE),
-        delete("holds a diskless resource, other case", "NODE2").conflict(FAIL_IN_USE),
+        // A node with resources is marked for deletion with them (LINSTOR's way), except
+        // when one holds the only copy of data the others still need.
+        delete("holds the last disk of a resource", "node1")
+            .conflict(FAIL_INSUFFICIENT_REPLICA_COUNT),
         delete("lost, unknown", "node9/lost").not_found(FAIL_NOT_FOUND_NODE),
         Case::bare(
             "node reconnect: unknown",
             Method::PUT,
             "/v1/nodes/node9/reconnect",
+        )
+        .not_found(FAIL_NOT_FOUND_NODE),
+    ]);
+    refuse_all(cases).await;
+}
+
+#[tokio::test]
+async fn adjust_activate_evacuate_and_physical_storage() {
+    const DEVICE_POOL: &str = "/v1/physical-storage/node1";
+    let device_pool = |name: &str, body: Value| {
+        Case::post(format!("create-device-pool: {name}"), DEVICE_POOL, body)
+    };
+    let mut cases = malformed(
+        "adjust",
+        Method::POST,
+        "/v1/resource-groups/DfltRscGrp/adjust",
+    );
+    cases.extend(malformed("create-device-pool", Method::POST, DEVICE_POOL));
+    cases.extend([
+        Case::post(
+            "adjust: unknown group",
+            "/v1/resource-groups/no_group/adjust",
+            json!({}),
+        )
+        .not_found(FAIL_NOT_FOUND_RSC_GRP),
+        Case::post(
+            "adjust: place count 0",
+            "/v1/resource-groups/DfltRscGrp/adjust",
+            json!({"select_filter": {"place_count": 0}}),
+        )
+        .bad_request(FAIL_INVLD_PLACE_COUNT),
+        Case::post(
+            "adjustall: unknown storage pool",
+            "/v1/resource-groups/adjustall",
+            json!({"select_filter": {"storage_pool": "no_pool"}}),
+        )
+        .not_found(FAIL_NOT_FOUND_STOR_POOL_DFN),
+        Case::bare(
+            "activate: unknown resource definition",
+            Method::POST,
+            "/v1/resource-definitions/no_res/resources/node1/activate",
+        )
+        .not_found(FAIL_NOT_FOUND_RSC_DFN),
+        Case::bare(
+            "deactivate: no resource on the node",
+            Method::POST,
+            "/v1/resource-definitions/res1/resources/node3/deactivate",
+        )
+        .not_found(FAIL_NOT_FOUND_RSC),
+        Case::put("evacuate: unknown node", "/v1/nodes/node9/evacuate", json!({}))
+            .not_found(FAIL_NOT_FOUND_NODE),
+        Case::put(
+            "evacuate: unknown target",
+            "/v1/nodes/node1/evacuate",
+            json!({"target": ["node9"]}),
+        )
+        .not_found(FAIL_NOT_FOUND_NODE),
+        Case::put(
+            "evacuate: invalid target name",
+            "/v1/nodes/node1/evacuate",
+            json!({"do_not_target": ["n"]}),
+        )
+        .bad_request(FAIL_INVLD_NODE_NAME),
+        Case::put("restore: not evacuated", "/v1/nodes/node1/restore", json!({}))
+            .bad_request(FAIL_INVLD_REQUEST),
+        Case::get("physical-storage: unknown node", "/v1/physical-storage/node9")
+            .not_found(FAIL_NOT_FOUND_NODE),
+        device_pool(
+            "FILE is no device pool",
+            json!({"provider_kind": "FILE", "device_paths": ["/dev/loop0"], "pool_name": "fast"}),
+        )
+        .bad_request(FAIL_INVLD_PROVIDER)
+        .with_correction(),
+        device_pool(
+            "no device",
+            json!({"provider_kind": "LVM", "device_paths": [], "pool_name": "fast"}),
+        )
+        .bad_request(FAIL_INVLD_REQUEST)
+        .with_correction(),
+        device_pool(
+            "not a device path",
+            json!({"provider_kind": "LVM", "device_paths": ["/etc/passwd;rm"], "pool_name": "fast"}),
+        )
+        .bad_request(FAIL_INVLD_REQUEST)
+        .with_correction(),
+        device_pool(
+            "a device twice",
+            json!({"provider_kind": "LVM", "device_paths": ["/dev/loop0", "/dev/loop0"], "pool_name": "fast"}),
+        )
+        .bad_request(FAIL_INVLD_REQUEST)
+        .with_correction(),
+        device_pool(
+            "no pool name",
+            json!({"provider_kind": "LVM", "device_paths": ["/dev/loop0"]}),
+        )
+        .bad_request(FAIL_INVLD_REQUEST)
+        .with_correction(),
+        device_pool(
+            "an option for a volume group name",
+            json!({"provider_kind": "LVM", "device_paths": ["/dev/loop0"], "pool_name": "-y"}),
+        )
+        .bad_request(FAIL_INVLD_REQUEST)
+        .with_correction(),
+        device_pool(
+            "VDO",
+            json!({"provider_kind": "LVM", "device_paths": ["/dev/loop0"], "pool_name": "fast", "vdo_enable": true}),
+        )
+        .bad_request(FAIL_INVLD_REQUEST)
+        .with_correction(),
+        device_pool(
+            "invalid storage pool name",
+            json!({"provider_kind": "LVM", "device_paths": ["/dev/loop0"], "pool_name": "fast",
+                   "with_storage_pool": {"name": "p"}}),
+        )
+        .bad_request(FAIL_INVLD_STOR_POOL_NAME),
+        device_pool(
+            "the node is offline",
+            json!({"provider_kind": "LVM", "device_paths": ["/dev/loop0"], "pool_name": "fast"}),
+        )
+        .conflict(FAIL_NOT_CONNECTED),
+        Case::post(
+            "create-device-pool: unknown node",
+            "/v1/physical-storage/node9",
+            json!({"provider_kind": "LVM", "device_paths": ["/dev/loop0"], "pool_name": "fast"}),
         )
         .not_found(FAIL_NOT_FOUND_NODE),
     ]);

@@ -55,10 +55,13 @@ use serde::{Deserialize, Serialize};
 ///    restored from a snapshot, snapshot reports and confirmed snapshot deletions, the
 ///    `RollbackSnapshot` command. A version 3 satellite would create an empty volume where a
 ///    restored one was asked for, so it is refused.
-pub const PROTOCOL_VERSION: u32 = 4;
+/// 5: deactivated resources (`inactive`: volumes kept, brought down), and the physical-storage
+///    commands (`ListPhysicalStorage`, `CreateDevicePool`). A version 4 satellite would keep a
+///    deactivated resource up, so it is refused.
+pub const PROTOCOL_VERSION: u32 = 5;
 
 /// The oldest peer version this build still understands.
-pub const MIN_PROTOCOL_VERSION: u32 = 4;
+pub const MIN_PROTOCOL_VERSION: u32 = 5;
 
 /// Whether a peer speaking `version` can talk to this build.
 pub fn is_compatible(version: u32) -> bool {
@@ -133,6 +136,38 @@ pub enum NodeCommand {
         /// The identities of the volumes to roll back, by volume number.
         volumes: Vec<RollbackVolume>,
     },
+    /// List the node's unused disks (no partitions, no holders, not mounted); the result is a
+    /// JSON array of [`PhysicalDevice`].
+    ListPhysicalStorage,
+    /// Turn unused disks into a volume group, a thin pool or a zpool
+    /// (`physical-storage create-device-pool`); the result names the pool made.
+    CreateDevicePool(DevicePoolSpec),
+}
+
+/// An unused disk of a node, as `lsblk` describes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhysicalDevice {
+    pub device: String,
+    pub size_bytes: u64,
+    pub rotational: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wwn: Option<String>,
+}
+
+/// What `CreateDevicePool` makes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DevicePoolSpec {
+    /// LVM, LVM_THIN, ZFS or ZFS_THIN.
+    pub provider_kind: ferrite_types::ProviderKind,
+    /// The disks, `/dev/...`; each must be unused.
+    pub devices: Vec<String>,
+    /// The pool's name: the volume group (LVM), the thin pool in volume group
+    /// `linstor_<name>` (LVM_THIN), or the zpool (ZFS, ZFS_THIN), as LINSTOR names them.
+    pub pool_name: String,
 }
 
 /// One volume of a [`NodeCommand::RollbackSnapshot`].

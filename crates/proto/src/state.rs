@@ -94,6 +94,10 @@ pub struct ResourceSpec {
     /// confirm with [`NodeReport::deleted_resources`].
     #[serde(default)]
     pub deleting: bool,
+    /// Deactivated: the node keeps the resource's backing volumes (they are neither orphans
+    /// nor deleted) but brings them down: no replication member, no block device.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub inactive: bool,
     pub volumes: Vec<VolumeSpec>,
     /// The replication layer's data, when the stack has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]

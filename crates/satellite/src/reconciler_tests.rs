@@ -149,6 +149,7 @@ fn resource(name: &str, volumes: &[(u16, u64, &str)]) -> ResourceSpec {
         layers: vec![LayerKind::Storage],
         diskless: false,
         deleting: false,
+        inactive: false,
         volumes: volumes
             .iter()
             .map(|(number, size, pool)| VolumeSpec {

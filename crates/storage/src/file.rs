@@ -708,24 +708,40 @@ impl Provider for FileProvider {
         Ok(())
     }
 
+    fn deactivate_volume(&self, pool: &str, name: &BackingVolumeName) -> Result<(), StorageError> {
+        let image = self.image_path(pool, name)?;
+        if self.stat(&image)?.is_none() {
+            return Ok(());
+        }
+        self.detach(&image)
+    }
+
     fn delete_volume(&self, pool: &str, name: &BackingVolumeName) -> Result<(), StorageError> {
         let image = self.image_path(pool, name)?;
         if self.stat(&image)?.is_none() {
             return Ok(());
         }
-        for device in self.loop_devices(&image)? {
-            self.runner.run(
-                &CommandLine::new("losetup")
-                    .arg("--detach")
-                    .arg(device.to_string_lossy()),
-            )?;
-            self.note_loop_device(&image, &device, false);
-        }
+        self.detach(&image)?;
         self.runner.run(
             &CommandLine::new("rm")
                 .arg("--force")
                 .arg(image.to_string_lossy()),
         )?;
+        Ok(())
+    }
+}
+
+impl FileProvider {
+    /// Detaches every loop device of `image`.
+    fn detach(&self, image: &Path) -> Result<(), StorageError> {
+        for device in self.loop_devices(image)? {
+            self.runner.run(
+                &CommandLine::new("losetup")
+                    .arg("--detach")
+                    .arg(device.to_string_lossy()),
+            )?;
+            self.note_loop_device(image, &device, false);
+        }
         Ok(())
     }
 }

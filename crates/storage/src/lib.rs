@@ -27,6 +27,7 @@ mod file;
 #[cfg(test)]
 mod golden_tests;
 mod lvm;
+pub mod physical;
 pub mod runner;
 mod zfs;
 
@@ -208,6 +209,17 @@ pub trait Provider: Send + Sync {
         pool: &str,
         name: &BackingVolumeName,
     ) -> Result<BackingVolume, StorageError>;
+
+    /// Takes the volume's block device away and keeps the volume (a deactivated resource):
+    /// FILE detaches its loop devices; LVM and ZFS volumes keep their device, which nothing
+    /// above uses while the resource is inactive. A volume that does not exist is left alone.
+    fn deactivate_volume(
+        &self,
+        _pool: &str,
+        _name: &BackingVolumeName,
+    ) -> Result<(), StorageError> {
+        Ok(())
+    }
 
     /// Deactivates and deletes a volume. A volume that does not exist is already deleted.
     fn delete_volume(&self, pool: &str, name: &BackingVolumeName) -> Result<(), StorageError>;
@@ -399,6 +411,8 @@ pub struct ProviderOptions {
 
 /// One provider of every kind, sharing a runner.
 pub struct Providers {
+    runner: Arc<dyn HostCommands>,
+    options: ProviderOptions,
     diskless: DisklessProvider,
     file: FileProvider,
     file_thin: FileProvider,
@@ -411,6 +425,8 @@ pub struct Providers {
 impl Providers {
     pub fn new(runner: Arc<dyn HostCommands>, options: ProviderOptions) -> Self {
         Providers {
+            runner: runner.clone(),
+            options,
             diskless: DisklessProvider,
             file: FileProvider::new(runner.clone(), false),
             file_thin: FileProvider::new(runner.clone(), true),
@@ -419,6 +435,15 @@ impl Providers {
             zfs: ZfsProvider::new(runner.clone(), false),
             zfs_thin: ZfsProvider::new(runner, true),
         }
+    }
+
+    /// The runner every provider runs its commands through.
+    pub fn runner(&self) -> &dyn HostCommands {
+        self.runner.as_ref()
+    }
+
+    pub fn options(&self) -> ProviderOptions {
+        self.options
     }
 
     /// Every provider, for calls that go to all of them.

@@ -103,6 +103,7 @@ pub mod code {
     pub const FAIL_EXISTS_VLM_DFN: u64 = 503;
     pub const FAIL_EXISTS_NET_IF: u64 = 505;
     pub const FAIL_EXISTS_STOR_POOL: u64 = 510;
+    pub const FAIL_EXISTS_SNAPSHOT: u64 = 516;
     pub const FAIL_EXISTS_RSC_GRP: u64 = 522;
     pub const FAIL_EXISTS_VLM_GRP: u64 = 523;
 
@@ -111,6 +112,7 @@ pub mod code {
     pub const FAIL_POOL_EXHAUSTED_TCP_PORT: u64 = 802;
     pub const FAIL_POOL_EXHAUSTED_NODE_ID: u64 = 803;
 
+    pub const FAIL_EVACUATING: u64 = 975;
     pub const FAIL_NOT_ENOUGH_FREE_SPACE: u64 = 980;
     pub const FAIL_STLT_DOES_NOT_SUPPORT_LAYER: u64 = 988;
     pub const FAIL_STLT_DOES_NOT_SUPPORT_PROVIDER: u64 = 989;
@@ -132,6 +134,8 @@ pub mod code {
     pub const WARN_RSC_ALREADY_DISKLESS: u64 = 1008;
     pub const WARN_STORAGE_ERROR: u64 = 1010;
     pub const WARN_NOT_ENOUGH_NODES_FOR_TIE_BREAKER: u64 = 1013;
+    pub const WARN_RSC_DEACTIVATED: u64 = 1018;
+    pub const WARN_NOT_EVACUATING: u64 = 1020;
     pub const WARN_VLMDFN_RESIZE_SAME_SIZE: u64 = 1023;
     /// Ferrite's own: a resource was placed without a replication layer, so its replicas are
     /// independent volumes. (LINSTOR's warning codes end at 1025 and resume at 3000.)

@@ -10,6 +10,7 @@ pub mod controller;
 pub mod error_reports;
 pub mod key_value_store;
 pub mod node;
+pub mod physical_storage;
 pub mod resource;
 pub mod resource_definition;
 pub mod resource_group;

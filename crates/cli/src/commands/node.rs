@@ -48,6 +48,8 @@ pub fn run(ctx: &Ctx, command: NodeCommand) -> Outcome {
         }
         NodeCommand::Delete(delete) => ctx.one(ctx.client.delete_node(&delete.name)),
         NodeCommand::Lost(lost) => ctx.one(ctx.client.lose_node(&lost.name)),
+        NodeCommand::Evacuate(args) => super::physical_storage::evacuate(ctx, &args),
+        NodeCommand::Restore(args) => super::physical_storage::restore(ctx, &args),
         NodeCommand::Modify(modify) => ctx.one(ctx.client.modify_node(
             &modify.node_name,
             &NodeModify {

@@ -56,6 +56,8 @@ pub fn run(ctx: &Ctx, command: ResourceCommand) -> Outcome {
                     .create_resources(create.resource_definition(), &resources),
             )
         }
+        ResourceCommand::Activate(args) => super::physical_storage::set_active(ctx, &args, true),
+        ResourceCommand::Deactivate(args) => super::physical_storage::set_active(ctx, &args, false),
         ResourceCommand::MakeAvailable(make) => ctx.one(ctx.client.make_available(
             &make.resource_name,
             &make.node_name,

@@ -66,6 +66,7 @@ pub fn run(ctx: &Ctx, command: ResourceGroupCommand) -> Outcome {
         ResourceGroupCommand::Delete(group) => {
             ctx.one(ctx.client.delete_resource_group(&group.name))
         }
+        ResourceGroupCommand::Adjust(args) => super::physical_storage::adjust(ctx, &args),
         ResourceGroupCommand::SpawnResources(spawn) => {
             let body = spawn_body(&spawn)?;
             ctx.one(

@@ -40,6 +40,10 @@ pub enum Marked {
     ResourceDefinition {
         resource: ResourceName,
     },
+    /// A node marked for deletion: it goes with its last resource.
+    Node {
+        node: NodeName,
+    },
     /// Snapshots of a snapshot definition on these nodes.
     Snapshot {
         resource: ResourceName,
@@ -63,6 +67,7 @@ impl Marked {
                 rd(resource).is_none_or(|rd| !rd.volume_definitions.contains_key(number))
             }
             Marked::ResourceDefinition { resource } => rd(resource).is_none(),
+            Marked::Node { node } => cluster.node(node).is_none(),
             Marked::Snapshot {
                 resource,
                 snapshot,
@@ -92,7 +97,11 @@ impl Marked {
                 })
                 .unwrap_or_default();
         }
+        if let Marked::Node { node } = self {
+            return vec![node.clone()];
+        }
         let Some(rd) = (match self {
+            Marked::Node { .. } => None,
             Marked::Resource { resource, .. }
             | Marked::Disk { resource, .. }
             | Marked::VolumeDefinition { resource, .. }
@@ -102,7 +111,9 @@ impl Marked {
             return Vec::new();
         };
         match self {
-            Marked::Resource { node, .. } | Marked::Disk { node, .. } => vec![node.clone()],
+            Marked::Resource { node, .. } | Marked::Disk { node, .. } | Marked::Node { node } => {
+                vec![node.clone()]
+            }
             Marked::VolumeDefinition { .. }
             | Marked::ResourceDefinition { .. }
             | Marked::Snapshot { .. } => rd.resources.keys().cloned().collect(),
@@ -127,6 +138,10 @@ impl Marked {
             Marked::ResourceDefinition { resource } => (
                 Context::new(super::Operation::Delete, super::Object::ResourceDefinition),
                 format!("Resource definition '{resource}'"),
+            ),
+            Marked::Node { node } => (
+                Context::new(super::Operation::Delete, super::Object::Node),
+                format!("Node '{node}'"),
             ),
             Marked::Snapshot {
                 resource, snapshot, ..
@@ -233,6 +248,22 @@ pub fn finish(cluster: &Cluster, runtime: &Runtime) -> Plan {
         }
     }
     super::snapshots::finish(cluster, runtime, &mut plan);
+    super::evacuation::finish(cluster, runtime, &mut plan);
+    // A node marked for deletion goes with its last resource.
+    for node in cluster.nodes.values().filter(|n| n.is_deleting()) {
+        let left = cluster
+            .resources_on_node(&node.name)
+            .filter(|(rd, _)| {
+                !plan.ops.iter().any(|op| {
+                    matches!(op, Op::DeleteResource { resource, node: n }
+                        if resource == &rd.name && n == &node.name)
+                })
+            })
+            .count();
+        if left == 0 {
+            plan.op(Op::DeleteNode(node.name.clone()));
+        }
+    }
     plan
 }
 
@@ -263,7 +294,7 @@ fn without_disk(cluster: &Cluster, resource: &Resource) -> Resource {
 /// online and every volume is reported UpToDate — by the replication engine when the resource
 /// is replicated (a backing volume that exists says nothing of whether its data is current),
 /// else by the storage layer.
-fn not_up_to_date(
+pub(crate) fn not_up_to_date(
     rd: &ResourceDefinition,
     resource: &Resource,
     runtime: &Runtime,

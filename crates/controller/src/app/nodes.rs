@@ -193,6 +193,7 @@ pub fn create(cluster: &Cluster, body: &rest::Node) -> Result<Plan, Failure> {
         props,
         net_interfaces: interfaces,
         active_net_interface: active,
+        flags: Vec::new(),
         storage_pools: Default::default(),
     };
     let diskless_pool = StoragePool {
@@ -245,8 +246,13 @@ pub fn modify(cluster: &Cluster, node: &str, body: &rest::NodeModify) -> Result<
     Ok(plan)
 }
 
-/// `DELETE /v1/nodes/{node}`: only a node without resources.
-pub fn delete(cluster: &Cluster, node: &str) -> Result<Plan, Failure> {
+/// `DELETE /v1/nodes/{node}`, as LINSTOR: a node without resources goes at once; one with
+/// resources is marked `DELETE` and so is each of its resources; the node deletes their volumes
+/// and confirms, and the node goes with its last resource (`deletions::finish`). Refused while
+/// the node holds snapshots (LINSTOR's `FAIL_EXISTS_SNAPSHOT`), while one of its resources is in
+/// use, and when one of them holds the only UpToDate copy others still need. An offline node
+/// stays marked until it comes back, or until `node lost`.
+pub fn delete(cluster: &Cluster, runtime: &Runtime, node: &str) -> Result<Plan, Failure> {
     let ctx = &DELETE;
     let current = match find(ctx, cluster, node) {
         Err(failure) if super::is_not_found(&failure, code::FAIL_NOT_FOUND_NODE) => {
@@ -258,38 +264,70 @@ pub fn delete(cluster: &Cluster, node: &str) -> Result<Plan, Failure> {
         }
         found => found?,
     };
-    let resources: Vec<String> = cluster
-        .resources_on_node(&current.name)
-        .map(|(rd, r)| {
-            if r.is_deleting() {
-                format!("{} (being deleted)", rd.name)
-            } else {
-                rd.name.to_string()
-            }
-        })
+    let snapshots: Vec<String> = cluster
+        .snapshot_definitions
+        .values()
+        .filter(|d| d.snapshots.contains_key(&current.name))
+        .map(|d| format!("'{}' of '{}'", d.name, d.resource))
         .collect();
-    if !resources.is_empty() {
+    if !snapshots.is_empty() {
         return Err(ctx
             .error(
-                code::FAIL_IN_USE,
-                format!(
-                    "Node '{}' still has {} resource(s).",
-                    current.name,
-                    resources.len()
-                ),
+                code::FAIL_EXISTS_SNAPSHOT,
+                format!("Cannot delete '{}' because it has snapshots.", current.name),
             )
-            .cause(format!("Resources on the node: {}.", resources.join(", ")))
-            .correction(
-                "Delete those resources first ('ferrite resource delete'), or, if the node is gone \
-                 for good, use 'ferrite node lost'.",
-            )
+            .cause(format!("Snapshots on the node: {}.", snapshots.join(", ")))
+            .correction(format!(
+                "Delete them first ('ferrite snapshot delete RESOURCE SNAPSHOT --nodes {}').",
+                current.name
+            ))
             .into());
     }
+    let resources: Vec<(&model::ResourceDefinition, &model::Resource)> =
+        cluster.resources_on_node(&current.name).collect();
     let mut plan = Plan::new();
-    plan.op(Op::DeleteNode(current.name.clone())).reply(
-        ctx.deleted(format!("Node '{}' deleted.", current.name))
+    if resources.is_empty() {
+        plan.op(Op::DeleteNode(current.name.clone())).reply(
+            ctx.deleted(format!("Node '{}' deleted.", current.name))
+                .obj_ref("Node", current.name.as_str()),
+        );
+        return Ok(plan);
+    }
+    let rsc_ctx = Context::new(Operation::Delete, Object::Resource);
+    for (rd, resource) in &resources {
+        if resource.is_deleting() {
+            continue;
+        }
+        let action = format!("delete node '{}' with resource '{}'", current.name, rd.name);
+        super::resources::refuse_if_in_use(&rsc_ctx, rd, resource, runtime, &action)?;
+        deletions::check_keeps_up_to_date_replica(&rsc_ctx, rd, runtime, &resource.node, &action)?;
+    }
+    let mut marked = current.clone();
+    if !marked.is_deleting() {
+        marked.flags.push(model::FLAG_DELETE.to_string());
+    }
+    plan.op(Op::PutNode(marked)).reply(
+        ctx.deleted(format!("Node '{}' marked for deletion.", current.name))
+            .details(format!("Node '{}' UUID is: {}", current.name, current.uuid))
             .obj_ref("Node", current.name.as_str()),
     );
+    for (rd, resource) in resources {
+        if !resource.is_deleting() {
+            let mut updated = resource.clone();
+            updated.phase = model::ResourcePhase::Deleting;
+            plan.op(Op::PutResource {
+                resource: rd.name.clone(),
+                placed: updated,
+            });
+        }
+        plan.deletions.push(deletions::Marked::Resource {
+            resource: rd.name.clone(),
+            node: current.name.clone(),
+        });
+    }
+    plan.deletions.push(deletions::Marked::Node {
+        node: current.name.clone(),
+    });
     Ok(plan)
 }
 
@@ -526,6 +564,7 @@ pub fn delete_net_interface(
 mod tests {
     use super::*;
     use crate::app::testing::{apply, node_body};
+    use ferrite_types::ResourceName;
 
     #[test]
     fn create_registers_node_with_diskless_pool() {
@@ -563,20 +602,77 @@ mod tests {
     }
 
     #[test]
-    fn delete_refuses_nodes_with_resources_and_lost_forgets_them() {
+    fn delete_marks_a_node_with_resources_and_it_goes_with_the_last_one() {
+        use crate::app::deletions::{Marked, finish};
+        use crate::satellites::NodeRuntime;
+        use ferrite_proto::{DeletedResource, NodeReport};
+
         let mut cluster = crate::app::testing::tutorial_cluster();
         crate::app::testing::add_resource(&mut cluster, "res1", "node1", "pool_ssd");
-        let err = delete(&cluster, "node1").unwrap_err();
+        let node1: NodeName = "node1".parse().unwrap();
+        let plan = delete(&cluster, &Runtime::new(), "node1").unwrap();
+        assert!(plan.replies[0].message.contains("marked for deletion"));
+        assert!(plan.deletions.contains(&Marked::Node {
+            node: node1.clone()
+        }));
+        apply(&mut cluster, plan);
+        let node = cluster.node(&node1).unwrap();
+        assert_eq!(node.flags, ["DELETE"]);
+        let rd = &cluster.resource_definitions[&"res1".parse::<ResourceName>().unwrap()];
+        let resource = &rd.resources[&node1];
+        assert!(resource.is_deleting());
+        assert!(resource.flags().contains(&"DELETE".to_string()));
+        // Deleting again changes nothing and still answers.
+        assert!(delete(&cluster, &Runtime::new(), "node1").is_ok());
+
+        // Nothing confirmed: the node stays.
+        assert!(finish(&cluster, &Runtime::new()).ops.is_empty());
+        let mut runtime = Runtime::new();
+        let mut reported = NodeRuntime {
+            status: ConnectionStatus::Online,
+            ..Default::default()
+        };
+        reported.absorb(NodeReport {
+            deleted_resources: vec![DeletedResource {
+                resource: "res1".into(),
+                uuid: resource.uuid.clone(),
+            }],
+            ..Default::default()
+        });
+        runtime.insert(node1.clone(), reported);
+        let plan = finish(&cluster, &runtime);
+        assert!(matches!(plan.ops.last(), Some(Op::DeleteNode(n)) if n == &node1));
+        apply(&mut cluster, plan);
+        assert!(cluster.node(&node1).is_none());
+        assert!(Marked::Node { node: node1 }.is_done(&cluster));
+
+        // A node without resources goes at once; one with snapshots is refused.
+        let plan = delete(&cluster, &Runtime::new(), "node2").unwrap();
+        assert!(matches!(&plan.ops[..], [Op::DeleteNode(_)]));
+    }
+
+    #[test]
+    fn delete_refuses_a_node_whose_resource_is_in_use() {
+        let mut cluster = crate::app::testing::tutorial_cluster();
+        crate::app::testing::add_resource(&mut cluster, "res1", "node1", "pool_ssd");
+        let mut runtime = crate::app::testing::all_up_to_date(&cluster);
+        let node1: NodeName = "node1".parse().unwrap();
+        let rd = cluster.resource_definitions[&"res1".parse::<ResourceName>().unwrap()].clone();
+        let mut report = crate::app::testing::engine_report(&rd, &rd.resources[&node1]);
+        report.in_use = true;
+        runtime
+            .get_mut(&node1)
+            .unwrap()
+            .absorb(ferrite_proto::NodeReport {
+                replication: vec![report],
+                ..Default::default()
+            });
+        let before = cluster.revision;
+        let err = delete(&cluster, &runtime, "node1").unwrap_err();
         assert_eq!(err.0[0].ret_code().code(), code::FAIL_IN_USE);
-        assert!(err.0[0].cause.as_ref().unwrap().contains("res1"));
+        assert_eq!(cluster.revision, before);
         let plan = lost(&cluster, &Runtime::new(), "node1").unwrap();
         apply(&mut cluster, plan);
-        assert!(cluster.node(&"node1".parse().unwrap()).is_none());
-        assert!(
-            cluster
-                .resource_definitions
-                .values()
-                .all(|rd| rd.resources.is_empty())
-        );
+        assert!(cluster.node(&node1).is_none());
     }
 }

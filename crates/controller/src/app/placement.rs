@@ -345,6 +345,12 @@ fn unavailable(node: &model::Node, runtime: Option<&NodeRuntime>) -> Option<Stri
             node.name, node.node_type
         ));
     }
+    if node.is_deleting() {
+        return Some(format!("node '{}' is being deleted", node.name));
+    }
+    if node.is_evacuating() {
+        return Some(format!("node '{}' is being evacuated", node.name));
+    }
     match runtime {
         Some(r) if r.status == ConnectionStatus::Online => None,
         Some(r) => Some(format!(
@@ -586,6 +592,8 @@ pub fn autoplace(
                 port: None,
                 tiebreaker: false,
                 restore_from: None,
+                inactive: false,
+                evacuating: false,
             },
         });
         replies.push(

@@ -134,6 +134,7 @@ pub fn create(cluster: &Cluster, body: &rest::ResourceGroup) -> Result<Plan, Fai
 /// `PUT /v1/resource-groups/{rg}`.
 pub fn modify(
     cluster: &Cluster,
+    runtime: &Runtime,
     group: &str,
     body: &rest::ResourceGroupModify,
 ) -> Result<Plan, Failure> {
@@ -185,11 +186,72 @@ pub fn modify(
             &format!("resource group '{}'", current.name),
         ));
     }
+    let place_count_changed = body
+        .select_filter
+        .as_ref()
+        .is_some_and(|f| f.place_count.is_some());
+    let filter = updated.select_filter.clone();
     plan.op(Op::PutResourceGroup(updated)).reply(
         ctx.modified(format!("Resource group '{}' modified.", current.name))
             .obj_ref("RscGrp", current.name.as_str()),
     );
+    if place_count_changed {
+        let placement_filter = placement::validate_filter(ctx, cluster, &filter)?;
+        super::replica_count::adjust_group(
+            ctx,
+            cluster,
+            runtime,
+            &current.name,
+            &placement_filter,
+            &mut plan,
+        )?;
+    }
     Ok(plan)
+}
+
+/// `POST /v1/resource-groups/{rg}/adjust`: brings every definition of the group to its place
+/// count, with the group's filter overridden by the body's (`replica_count`).
+pub fn adjust(
+    cluster: &Cluster,
+    runtime: &Runtime,
+    group: &str,
+    body: &rest::ResourceGroupAdjust,
+) -> Result<Plan, Failure> {
+    let ctx = &Context::new(Operation::Create, Object::Resource);
+    let current = find(ctx, cluster, group)?;
+    let mut plan = Plan::new();
+    adjust_one(ctx, cluster, runtime, current, body, &mut plan)?;
+    Ok(plan)
+}
+
+/// `POST /v1/resource-groups/adjustall`: `adjust` of every resource group.
+pub fn adjust_all(
+    cluster: &Cluster,
+    runtime: &Runtime,
+    body: &rest::ResourceGroupAdjust,
+) -> Result<Plan, Failure> {
+    let ctx = &Context::new(Operation::Create, Object::Resource);
+    let mut plan = Plan::new();
+    for group in cluster.resource_groups.values() {
+        adjust_one(ctx, cluster, runtime, group, body, &mut plan)?;
+    }
+    Ok(plan)
+}
+
+fn adjust_one(
+    ctx: &Context,
+    cluster: &Cluster,
+    runtime: &Runtime,
+    group: &ResourceGroup,
+    body: &rest::ResourceGroupAdjust,
+    plan: &mut Plan,
+) -> Result<(), Failure> {
+    let merged = match &body.select_filter {
+        Some(overrides) => group.select_filter.overridden_by(overrides),
+        None => group.select_filter.clone(),
+    };
+    let filter = placement::validate_filter(ctx, cluster, &merged)?;
+    super::replica_count::adjust_group(ctx, cluster, runtime, &group.name, &filter, plan)
 }
 
 /// `DELETE /v1/resource-groups/{rg}`: not the default group, not while definitions use it.

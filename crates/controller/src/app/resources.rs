@@ -223,6 +223,8 @@ fn new_resource(
         port: None,
         tiebreaker: false,
         restore_from: None,
+        inactive: false,
+        evacuating: false,
     }
 }
 
@@ -553,6 +555,60 @@ pub fn delete(
         .obj_ref("Node", resource.node.as_str()),
     );
     plan.deletions.push(marked);
+    Ok(plan)
+}
+
+/// `PUT /v1/resource-definitions/{rd}/resources/{node}/activate` (`active`) and
+/// `…/deactivate`: sets or clears LINSTOR's `INACTIVE` flag. The node keeps an inactive
+/// resource's volumes but brings them down (no replication member, no device). A resource in
+/// use is not deactivated; one already in the asked state answers `INFO_NOOP`.
+pub fn set_active(
+    cluster: &Cluster,
+    runtime: &Runtime,
+    name: &str,
+    node: &str,
+    active: bool,
+) -> Result<Plan, Failure> {
+    let ctx = &MODIFY;
+    let rd = resource_definitions::find(ctx, cluster, name)?;
+    let resource = find(ctx, cluster, rd, node)?;
+    let verb = if active { "activate" } else { "deactivate" };
+    deletions::refuse_if_resource_busy(ctx, rd, resource, &format!("{verb} it"))?;
+    let mut plan = Plan::new();
+    if resource.inactive != active {
+        plan.reply(
+            ctx.info(
+                code::INFO_NOOP,
+                format!("Resource is already {verb}d. Noop",),
+            )
+            .obj_ref("RscDfn", rd.name.as_str())
+            .obj_ref("Node", resource.node.as_str()),
+        );
+        return Ok(plan);
+    }
+    if !active {
+        refuse_if_in_use(
+            ctx,
+            rd,
+            resource,
+            runtime,
+            &format!("deactivate resource '{}' on '{}'", rd.name, resource.node),
+        )?;
+    }
+    let mut updated = resource.clone();
+    updated.inactive = !active;
+    plan.op(Op::PutResource {
+        resource: rd.name.clone(),
+        placed: updated,
+    })
+    .reply(
+        ctx.modified(format!(
+            "Resource '{}' on node '{}' {verb}d.",
+            rd.name, resource.node
+        ))
+        .obj_ref("RscDfn", rd.name.as_str())
+        .obj_ref("Node", resource.node.as_str()),
+    );
     Ok(plan)
 }
 

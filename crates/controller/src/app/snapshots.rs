@@ -927,6 +927,8 @@ pub fn restore_resources(
                         })
                         .collect(),
                 }),
+                inactive: false,
+                evacuating: false,
             },
         })
         .reply(

@@ -148,6 +148,8 @@ pub fn add_resource(cluster: &mut Cluster, name: &str, node: &str, pool: &str) {
         port: None,
         tiebreaker: false,
         restore_from: None,
+        inactive: false,
+        evacuating: false,
     };
     Op::PutResource {
         resource: rd_name,

@@ -259,6 +259,8 @@ pub fn new_tiebreaker(node: &NodeName, pool: StorPoolName) -> Resource {
         port: None,
         tiebreaker: true,
         restore_from: None,
+        inactive: false,
+        evacuating: false,
     }
 }
 

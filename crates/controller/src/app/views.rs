@@ -86,7 +86,7 @@ pub fn node(node: &Node, runtime: Option<&NodeRuntime>) -> rest::Node {
     rest::Node {
         name: node.name.to_string(),
         node_type: node.node_type,
-        flags: Vec::new(),
+        flags: node.flags.clone(),
         props: node.props.clone(),
         net_interfaces: node
             .net_interfaces

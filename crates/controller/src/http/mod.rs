@@ -14,6 +14,7 @@ mod connections;
 mod controller;
 mod nodes;
 mod path;
+mod physical_storage;
 mod query;
 mod resource_definitions;
 mod resource_groups;
@@ -104,6 +105,7 @@ fn documented_routes() -> OpenApiRouter<Controller> {
         .merge(size_queries::routes())
         .merge(connections::routes())
         .merge(snapshots::routes())
+        .merge(physical_storage::routes())
 }
 
 /// The OpenAPI document of the controller's REST API.

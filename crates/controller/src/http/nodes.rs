@@ -21,6 +21,8 @@ pub fn routes() -> OpenApiRouter<Controller> {
         .routes(routes!(list_nodes, create_node))
         .routes(routes!(get_node, modify_node, delete_node))
         .routes(routes!(lost_node))
+        .routes(routes!(evacuate_node))
+        .routes(routes!(restore_node))
         .routes(routes!(reconnect_node))
         .routes(routes!(list_net_interfaces, create_net_interface))
         .routes(routes!(
@@ -124,13 +126,47 @@ async fn modify_node(
     )
 }
 
-/// Deletes a node without resources.
+/// Evacuates a node: its replicated resources get replacements elsewhere and are deleted once
+/// those are in sync; the node takes no new resources (LINSTOR's `EVACUATE`).
+#[utoipa::path(put, path = "/v1/nodes/{node}/evacuate", tag = "nodes", params(NodeParam),
+    request_body = Option<rest::NodeEvacuate>,
+    responses((status = 200, body = Vec<ApiCallRc>), Invalid, NotFound, Conflict, TooLarge, Internal))]
+async fn evacuate_node(
+    State(ctl): State<Controller>,
+    Path(node): Path<String>,
+    JsonBody(body): JsonBody<rest::NodeEvacuate>,
+) -> ApiResponse {
+    ApiResponse::entries(
+        StatusCode::OK,
+        ctl.mutate(|c, r| app::evacuation::evacuate(c, r, &node, &body))
+            .await,
+    )
+}
+
+/// Ends a node's evacuation: it takes resources again; those not yet moved stay.
+#[utoipa::path(put, path = "/v1/nodes/{node}/restore", tag = "nodes", params(NodeParam),
+    request_body = Option<rest::NodeRestore>,
+    responses((status = 200, body = Vec<ApiCallRc>), Invalid, NotFound, Conflict, TooLarge, Internal))]
+async fn restore_node(
+    State(ctl): State<Controller>,
+    Path(node): Path<String>,
+    JsonBody(body): JsonBody<rest::NodeRestore>,
+) -> ApiResponse {
+    ApiResponse::entries(
+        StatusCode::OK,
+        ctl.mutate(|c, _| app::evacuation::restore(c, &node, &body))
+            .await,
+    )
+}
+
+/// Deletes a node: at once without resources, else marked, with its resources, until its
+/// satellite confirms their deletion.
 #[utoipa::path(delete, path = "/v1/nodes/{node}", tag = "nodes", params(NodeParam),
     responses((status = 200, body = Vec<ApiCallRc>), Invalid, NotFound, Conflict, Internal))]
 async fn delete_node(State(ctl): State<Controller>, Path(node): Path<String>) -> ApiResponse {
     ApiResponse::entries(
         StatusCode::OK,
-        ctl.mutate(|c, _| app::nodes::delete(c, &node)).await,
+        ctl.mutate(|c, r| app::nodes::delete(c, r, &node)).await,
     )
 }
 
@@ -288,7 +324,7 @@ async fn create_storage_pool(
     )
 }
 
-async fn create_storage_pool_checked(
+pub(super) async fn create_storage_pool_checked(
     ctl: &Controller,
     node: &str,
     body: &rest::StoragePool,

@@ -375,6 +375,8 @@ query_sets! {
     ListSnapshots: [Nodes, Resources, Offset, Limit];
     /// `DELETE /v1/resource-definitions/{resource}/snapshots/{snapshot}`.
     DeleteSnapshot: [Nodes];
+    /// `GET /v1/physical-storage`.
+    ListPhysicalStorage: [Offset, Limit];
 }
 
 #[cfg(test)]

@@ -26,6 +26,8 @@ pub fn routes() -> OpenApiRouter<Controller> {
             delete_resource_group
         ))
         .routes(routes!(spawn))
+        .routes(routes!(adjust))
+        .routes(routes!(adjust_all))
         .routes(routes!(list_volume_groups, create_volume_group))
         .routes(routes!(
             get_volume_group,
@@ -75,6 +77,38 @@ async fn get_resource_group(
     }))
 }
 
+/// Brings every resource definition of the group to the group's place count (the body's
+/// filter overrides the group's): missing replicas are placed, surplus diskful ones removed.
+#[utoipa::path(post, path = "/v1/resource-groups/{resource_group}/adjust", tag = "resource-groups",
+    params(ResourceGroupParam), request_body = Option<rest::ResourceGroupAdjust>,
+    responses((status = 200, body = Vec<ApiCallRc>), Invalid, NotFound, Conflict, TooLarge, Internal))]
+async fn adjust(
+    State(ctl): State<Controller>,
+    Path(group): Path<String>,
+    JsonBody(body): JsonBody<rest::ResourceGroupAdjust>,
+) -> ApiResponse {
+    ApiResponse::entries(
+        StatusCode::OK,
+        ctl.mutate(|c, r| resource_groups::adjust(c, r, &group, &body))
+            .await,
+    )
+}
+
+/// `adjust` of every resource group.
+#[utoipa::path(post, path = "/v1/resource-groups/adjustall", tag = "resource-groups",
+    request_body = Option<rest::ResourceGroupAdjust>,
+    responses((status = 200, body = Vec<ApiCallRc>), Invalid, NotFound, Conflict, TooLarge, Internal))]
+async fn adjust_all(
+    State(ctl): State<Controller>,
+    JsonBody(body): JsonBody<rest::ResourceGroupAdjust>,
+) -> ApiResponse {
+    ApiResponse::entries(
+        StatusCode::OK,
+        ctl.mutate(|c, r| resource_groups::adjust_all(c, r, &body))
+            .await,
+    )
+}
+
 /// Modifies a resource group.
 #[utoipa::path(put, path = "/v1/resource-groups/{resource_group}", tag = "resource-groups",
     params(ResourceGroupParam), request_body = Option<rest::ResourceGroupModify>,
@@ -86,7 +120,7 @@ async fn modify_resource_group(
 ) -> ApiResponse {
     ApiResponse::entries(
         StatusCode::OK,
-        ctl.mutate(|c, _| resource_groups::modify(c, &group, &body))
+        ctl.mutate(|c, r| resource_groups::modify(c, r, &group, &body))
             .await,
     )
 }

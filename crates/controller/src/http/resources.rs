@@ -33,6 +33,8 @@ pub fn routes() -> OpenApiRouter<Controller> {
         .routes(routes!(list_volumes))
         .routes(routes!(get_volume))
         .routes(routes!(make_available))
+        .routes(routes!(activate_resource))
+        .routes(routes!(deactivate_resource))
         .routes(routes!(toggle_disk))
         .routes(routes!(toggle_diskful))
         .routes(routes!(toggle_diskful_pool))
@@ -204,6 +206,37 @@ async fn get_volume(
             .find(|v| i64::from(v.volume_number) == number)
             .expect("the volume definition exists"))
     }))
+}
+
+/// Activates a deactivated resource: its node brings its volumes up again.
+#[utoipa::path(post, path = "/v1/resource-definitions/{resource}/resources/{node}/activate", tag = "resources",
+    params(ResourceParam, NodeParam),
+    responses((status = 200, body = Vec<ApiCallRc>), Invalid, NotFound, Conflict, Internal))]
+async fn activate_resource(
+    State(ctl): State<Controller>,
+    Path((name, node)): Path<(String, String)>,
+) -> ApiResponse {
+    ApiResponse::entries(
+        StatusCode::OK,
+        ctl.mutate(|c, r| resources::set_active(c, r, &name, &node, true))
+            .await,
+    )
+}
+
+/// Deactivates a resource (LINSTOR's `INACTIVE`): its node keeps its volumes but brings them
+/// down. Refused while the resource is in use.
+#[utoipa::path(post, path = "/v1/resource-definitions/{resource}/resources/{node}/deactivate", tag = "resources",
+    params(ResourceParam, NodeParam),
+    responses((status = 200, body = Vec<ApiCallRc>), Invalid, NotFound, Conflict, Internal))]
+async fn deactivate_resource(
+    State(ctl): State<Controller>,
+    Path((name, node)): Path<(String, String)>,
+) -> ApiResponse {
+    ApiResponse::entries(
+        StatusCode::OK,
+        ctl.mutate(|c, r| resources::set_active(c, r, &name, &node, false))
+            .await,
+    )
 }
 
 /// Makes a resource available on a node: diskless by default, diskful on request; nothing to do

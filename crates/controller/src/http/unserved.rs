@@ -39,9 +39,7 @@ const LINSTOR_CALLS: &[(&str, &str)] = &[
     ("/v1/nodes/{node}/storage-pools", "GET,POST"),
     ("/v1/nodes/{node}/storage-pools/{storagepool}", "PUT,DELETE"),
     ("/v1/nodes/{node}/storage-pools/properties/info", "GET"),
-    ("/v1/nodes/{node}/restore", "PUT"),
     ("/v1/nodes/{node}/config", "GET,PUT"),
-    ("/v1/nodes/{node}/evacuate", "PUT"),
     ("/v1/nodes/ebs", "POST"),
     ("/v1/node-connections", "GET"),
     ("/v1/node-connections/{node_a}/{node_b}", "PUT"),
@@ -77,14 +75,6 @@ const LINSTOR_CALLS: &[(&str, &str)] = &[
     ),
     (
         "/v1/resource-definitions/{resource}/resources/{node}/make-available",
-        "POST",
-    ),
-    (
-        "/v1/resource-definitions/{resource}/resources/{node}/activate",
-        "POST",
-    ),
-    (
-        "/v1/resource-definitions/{resource}/resources/{node}/deactivate",
         "POST",
     ),
     (
@@ -169,8 +159,6 @@ const LINSTOR_CALLS: &[(&str, &str)] = &[
         "/v1/resource-groups/{resource_group}/query-size-info",
         "POST",
     ),
-    ("/v1/resource-groups/{resource_group}/adjust", "POST"),
-    ("/v1/resource-groups/adjustall", "POST"),
     ("/v1/controller/properties", "GET,POST"),
     ("/v1/controller/properties/{key}", "DELETE"),
     ("/v1/controller/properties/info", "GET"),
@@ -209,8 +197,6 @@ const LINSTOR_CALLS: &[(&str, &str)] = &[
     ("/v1/view/backup/queue", "GET"),
     ("/v1/stats/resources", "GET"),
     ("/v1/stats/storage-pools", "GET"),
-    ("/v1/physical-storage", "GET"),
-    ("/v1/physical-storage/{node}", "GET,POST"),
     ("/v1/sos-report", "GET"),
     ("/v1/sos-report/download", "GET"),
     ("/v1/remotes/{remote_name}/backups", "GET,DELETE,POST"),

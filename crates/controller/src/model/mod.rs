@@ -104,8 +104,27 @@ pub struct Node {
     pub net_interfaces: Vec<NetInterface>,
     /// The interface the controller reaches the satellite on.
     pub active_net_interface: NetInterfaceName,
+    /// LINSTOR's node flags Ferrite keeps: `DELETE` (its resources are being deleted, then the
+    /// node goes) and `EVACUATE` (its resources are being moved to other nodes).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<String>,
     #[serde(skip)]
     pub storage_pools: BTreeMap<StorPoolName, StoragePool>,
+}
+
+/// LINSTOR's flag of a node whose resources are being moved elsewhere (`node evacuate`).
+pub const FLAG_EVACUATE: &str = "EVACUATE";
+
+impl Node {
+    /// Whether it is marked for deletion: it goes once its last resource is deleted.
+    pub fn is_deleting(&self) -> bool {
+        has_flag(&self.flags, FLAG_DELETE)
+    }
+
+    /// Whether it is being evacuated: nothing new is placed on it.
+    pub fn is_evacuating(&self) -> bool {
+        has_flag(&self.flags, FLAG_EVACUATE)
+    }
 }
 
 impl Node {
@@ -343,7 +362,17 @@ pub struct Resource {
     /// or a clone; a volume already created is never touched by it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub restore_from: Option<RestoreSource>,
+    /// Deactivated (LINSTOR's `INACTIVE`): its node keeps its volumes but brings them down.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub inactive: bool,
+    /// Being moved off its node (LINSTOR's `EVACUATE`): deleted once its replacement is
+    /// UpToDate (`crate::app::evacuation`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub evacuating: bool,
 }
+
+/// LINSTOR's flag of a deactivated resource.
+pub const FLAG_INACTIVE: &str = "INACTIVE";
 
 /// LINSTOR's flag of a diskless resource the controller placed for quorum.
 pub const FLAG_TIE_BREAKER: &str = "TIE_BREAKER";
@@ -357,6 +386,12 @@ impl Resource {
         }
         if self.tiebreaker {
             flags.push(FLAG_TIE_BREAKER.to_string());
+        }
+        if self.inactive {
+            flags.push(FLAG_INACTIVE.to_string());
+        }
+        if self.evacuating {
+            flags.push(FLAG_EVACUATE.to_string());
         }
         match self.phase {
             ResourcePhase::Active => {}

@@ -83,6 +83,7 @@ pub fn resource_spec(
         layers: rd.resource_layers().to_vec(),
         diskless: resource.diskless,
         deleting: resource.is_deleting(),
+        inactive: resource.inactive && !resource.is_deleting(),
         volumes: rd
             .volume_definitions
             .values()

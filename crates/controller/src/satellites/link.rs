@@ -390,7 +390,7 @@ async fn session_loop(
                             entry.last_error = None;
                         }
                         progress.send_modify(|p| p.applied = Some(p.applied.unwrap_or(0).max(generation)));
-                        if confirms {
+                        if confirms || evacuations_pending(shared) {
                             shared.deletions_confirmed.notify_one();
                         }
                     }
@@ -423,7 +423,7 @@ async fn session_loop(
                             entry.absorb(report);
                             entry.applied_generation = entry.applied_generation.max(applied);
                         }
-                        if confirms {
+                        if confirms || evacuations_pending(shared) {
                             shared.deletions_confirmed.notify_one();
                         }
                     }
@@ -481,4 +481,17 @@ async fn session_loop(
             }
         }
     }
+}
+
+/// Whether a node is being evacuated or deleted: then any report may bring a replacement's
+/// sync to its end, and the controller checks whether an evacuated resource can go
+/// (`app::evacuation::finish`). Nodes are few, so this is cheap on every report.
+fn evacuations_pending(shared: &Shared) -> bool {
+    shared
+        .cluster
+        .read()
+        .expect("cluster lock")
+        .nodes
+        .values()
+        .any(|n| n.is_evacuating() || n.is_deleting())
 }

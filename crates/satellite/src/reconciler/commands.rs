@@ -1,7 +1,10 @@
 //! An operator's explicit commands: the only way besides a deletion in the desired state to
 //! remove a backing volume, and the only way to create a missing volume again.
 
-use ferrite_proto::NodeCommand;
+use std::collections::BTreeSet;
+
+use ferrite_proto::{DevicePoolSpec, NodeCommand, PhysicalDevice};
+use ferrite_storage::physical;
 use ferrite_types::ResourceName;
 use tracing::{info, warn};
 
@@ -36,7 +39,54 @@ impl Reconciler {
                 &snapshot_uuid,
                 &volumes,
             ),
+            NodeCommand::ListPhysicalStorage => self.list_physical_storage(),
+            NodeCommand::CreateDevicePool(spec) => self.create_device_pool(spec),
         }
+    }
+
+    /// The loop devices of the volumes this node made: they are not free disks.
+    fn own_devices(&mut self) -> BTreeSet<String> {
+        let report = self.converge();
+        report
+            .volumes
+            .iter()
+            .filter_map(|v| v.device_path.clone())
+            .collect()
+    }
+
+    fn list_physical_storage(&mut self) -> Result<String, String> {
+        let exclude = self.own_devices();
+        let disks = physical::list_candidates(self.providers.runner(), &exclude)
+            .map_err(|e| format!("cannot list the disks of node '{}': {e}", self.node_name))?;
+        let devices: Vec<PhysicalDevice> = disks
+            .into_iter()
+            .map(|d| PhysicalDevice {
+                device: d.device,
+                size_bytes: d.size_bytes,
+                rotational: d.rotational,
+                model: d.model,
+                serial: d.serial,
+                wwn: d.wwn,
+            })
+            .collect();
+        serde_json::to_string(&devices).map_err(|e| e.to_string())
+    }
+
+    fn create_device_pool(&mut self, spec: DevicePoolSpec) -> Result<String, String> {
+        let exclude = self.own_devices();
+        let pool = physical::DevicePool {
+            provider_kind: spec.provider_kind,
+            devices: spec.devices,
+            pool_name: spec.pool_name,
+        };
+        info!(node = %self.node_name, pool = %pool.pool_name, kind = %pool.provider_kind, devices = ?pool.devices, "creating a device pool");
+        physical::create_device_pool(
+            self.providers.runner(),
+            &pool,
+            &exclude,
+            self.providers.options().lvm_metadata_only,
+        )
+        .map_err(|e| format!("node '{}': {e}", self.node_name))
     }
 
     fn delete_orphan(

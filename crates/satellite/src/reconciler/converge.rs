@@ -223,6 +223,10 @@ impl Reconciler {
             let mut all_deleted = true;
             let engine = replication_engine(&resource.layers);
             let driver = engine.and_then(|e| self.drivers.iter().position(|d| d.engine() == e));
+            if resource.inactive && !resource.deleting {
+                self.bring_down(&name, resource, driver, &pools, &mut in_use, &mut report);
+                continue;
+            }
             let unapplied: Vec<String> = resource
                 .layers
                 .iter()
@@ -488,6 +492,70 @@ impl Reconciler {
             self.storage_changed = false;
         }
         report
+    }
+
+    /// A deactivated resource: its replication member goes down and its backing volumes lose
+    /// their devices, but stay (they are in use, not orphans) until it is activated again.
+    fn bring_down(
+        &mut self,
+        name: &ResourceName,
+        resource: &ferrite_proto::ResourceSpec,
+        driver: Option<usize>,
+        pools: &BTreeMap<String, PoolState>,
+        in_use: &mut BTreeSet<VolumeKey>,
+        report: &mut NodeReport,
+    ) {
+        let mut errors = Vec::new();
+        if let Some(index) = driver
+            && let Err(e) = self.drivers[index].down(&resource.name)
+        {
+            errors.push(format!("the replication layer did not go down: {e}"));
+        }
+        for volume in &resource.volumes {
+            let mut state = disk_state::INACTIVE;
+            if resource.wants_disk(volume)
+                && let Some(pool) = pools.get(&volume.storage_pool.to_ascii_uppercase())
+                && pool.spec.provider_kind.has_backing_device()
+            {
+                let key = VolumeKey {
+                    resource: name.clone(),
+                    volume_number: VolumeNumber::from(volume.volume_number),
+                    provider_kind: pool.spec.provider_kind,
+                    pool_name: normalized_pool_name(pool.spec.provider_kind, &pool.spec.pool_name),
+                };
+                let entry = self
+                    .ledger
+                    .get(&key)
+                    .filter(|e| e.belongs_to(&volume.identity, &resource.uuid))
+                    .cloned();
+                if let Some(entry) = entry {
+                    in_use.insert(key.clone());
+                    if errors.is_empty()
+                        && let Err(e) = self
+                            .providers
+                            .get(key.provider_kind)
+                            .deactivate_volume(&key.pool_name, &entry.backing_name())
+                    {
+                        errors.push(format!(
+                            "volume {} keeps its device: {e}",
+                            volume.volume_number
+                        ));
+                    }
+                }
+            } else if resource.diskless {
+                state = disk_state::DISKLESS;
+            }
+            report
+                .volumes
+                .push(without_disk(&resource.name, volume.volume_number, state));
+        }
+        for error in errors {
+            warn!(resource = %resource.name, %error, "deactivated resource not brought down");
+            report.errors.push(format!(
+                "resource '{}' is inactive, but {error}",
+                resource.name
+            ));
+        }
     }
 
     /// Checks a pool's identity against the record (see `crate::pools`).

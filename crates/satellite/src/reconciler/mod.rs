@@ -78,6 +78,8 @@ pub mod disk_state {
     pub const FAILED: &str = "Failed";
     /// The volume's backing volume is being deleted, as the desired state asked.
     pub const DELETING: &str = "Deleting";
+    /// The resource is deactivated: its backing volume is kept, its devices are down.
+    pub const INACTIVE: &str = "Inactive";
 }
 
 /// Where the reconciler sends messages for the controller: the current session's outbox.

@@ -140,7 +140,16 @@ nothing_to_check!(
     crate::rest::SnapshotRestore,
     crate::rest::SnapshotRollback,
     crate::rest::ResourceDefinitionCloneRequest,
+    crate::rest::NodeEvacuate,
+    crate::rest::NodeRestore,
+    crate::rest::PhysicalStorageCreate,
 );
+
+impl Validate for crate::rest::ResourceGroupAdjust {
+    fn validate(&self) -> Result<(), InvalidValue> {
+        self.select_filter.validate()
+    }
+}
 
 impl Validate for AutoSelectFilter {
     fn validate(&self) -> Result<(), InvalidValue> {
