@@ -139,15 +139,20 @@ async fn settle_peer_flush() {
     tokio::time::sleep(PEER_FLUSH_INTERVAL + Duration::from_millis(750)).await;
 }
 
+/// Members 0, 1 and 2, up.
+async fn up_three(cluster: &Cluster) -> (Arc<Resource>, Arc<Resource>, Arc<Resource>) {
+    (
+        cluster.up(0).await,
+        cluster.up(1).await,
+        cluster.up(2).await,
+    )
+}
+
 /// Members 0 and 1 with disks and member 2 without, up and in sync.
 async fn two_disks_and_a_diskless_member(
     cluster: &Cluster,
 ) -> (Arc<Resource>, Arc<Resource>, Arc<Resource>) {
-    let (a, b, c) = (
-        cluster.up(0).await,
-        cluster.up(1).await,
-        cluster.up(2).await,
-    );
+    let (a, b, c) = up_three(cluster).await;
     wait(&c, "the diskless member sees both disks", |s| {
         all_up_to_date(s, 2)
     })
@@ -358,11 +363,7 @@ async fn a_disk_that_missed_writes_gets_them_from_a_secondary_when_the_primary_i
     // a (Primary) writes without c; then a goes away. c comes back to b alone: b has the
     // writes c missed, and c must get them from b, not meet it as an equal.
     let cluster = Cluster::new(3, 0);
-    let (a, b, c) = (
-        cluster.up(0).await,
-        cluster.up(1).await,
-        cluster.up(2).await,
-    );
+    let (a, b, c) = up_three(&cluster).await;
     wait(&a, "all in sync", |s| all_up_to_date(s, 2)).await;
     let volume = a.volumes()[&0].clone();
     ferrite_block::Volume::opened(volume.as_ref());
@@ -397,11 +398,7 @@ async fn a_disk_that_missed_writes_gets_them_from_a_secondary_when_the_primary_i
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_a_tiebreaker_writes_go_on_when_a_replica_dies_and_a_lone_replica_stops() {
     let cluster = Cluster::new(2, 1);
-    let (a, b, c) = (
-        cluster.up(0).await,
-        cluster.up(1).await,
-        cluster.up(2).await,
-    );
+    let (a, b, c) = up_three(&cluster).await;
     wait(&a, "all in sync", |s| all_up_to_date(s, 2)).await;
     let volume = a.volumes()[&0].clone();
     volume.write(0, pattern(4, 64 << 10), false).await.unwrap();
