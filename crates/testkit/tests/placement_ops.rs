@@ -38,7 +38,7 @@ fn place_count_activation_and_node_delete_with_real_satellites() -> Result<()> {
         );
         return Ok(());
     }
-    let cluster = Cluster::start(3)?;
+    let mut cluster = Cluster::start(3)?;
     cluster.register_nodes_with_pool("pool_ssd")?;
     let rest = cluster.rest();
     rest.post(
@@ -102,6 +102,26 @@ fn place_count_activation_and_node_delete_with_real_satellites() -> Result<()> {
         &json!({}),
     )?;
     assert!(again.entries().iter().any(|e| code_of(e) == 10007));
+    // A controller restart (kill -9) keeps the resource inactive, and its volume detached.
+    cluster.controller.restart()?;
+    cluster.wait_online(WAIT)?;
+    let web1 = resources(&rest, "web")?
+        .into_iter()
+        .find(|r| r["node_name"] == "node1")
+        .unwrap();
+    assert!(
+        web1["flags"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("INACTIVE")),
+        "{web1}"
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    assert!(
+        loop_devices_under(&pool1).is_empty(),
+        "the satellite leaves an inactive volume detached after the restart"
+    );
+    assert!(image(&cluster, "node1").exists());
     rest.post(
         "/v1/resource-definitions/web/resources/node1/activate",
         &json!({}),
