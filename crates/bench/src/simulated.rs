@@ -378,6 +378,7 @@ mod tests {
         ResourceSpec {
             replication: None,
             snapshots: Vec::new(),
+            suspend_io: false,
             uuid: String::new(),
             deleting: false,
             inactive: false,

@@ -116,6 +116,20 @@ impl Controller {
             controller.inner.satellites.start(node);
         }
         controller.finish_deletions_when_confirmed();
+        // A snapshot cut the previous controller left under way holds applications' writes
+        // until the nodes' lease ends it: end it now, once the satellites are connected.
+        if controller.read(|c| {
+            c.snapshot_definitions
+                .values()
+                .any(|d| d.cut.holds_writes())
+        }) {
+            let controller = controller.clone();
+            tokio::spawn(async move {
+                for warning in controller.finish_interrupted_cuts().await {
+                    tracing::warn!(message = %warning.message, "ending interrupted snapshot cuts");
+                }
+            });
+        }
         Ok(controller)
     }
 

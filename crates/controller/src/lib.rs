@@ -2,12 +2,14 @@
 //! places resources and pushes each satellite its node's desired state.
 //!
 //! Layout: `model` is the object graph and its ops, `app` the rules (request → plan), `core`
-//! the commit-apply-push path, `satellites` the connections to nodes, `http` the REST surface,
+//! the commit-apply-push path, `cut` the snapshot cut across a replicated resource's members
+//! (several changes in a row), `satellites` the connections to nodes, `http` the REST surface,
 //! `config` the start-up settings.
 
 pub mod app;
 pub mod config;
 pub mod core;
+pub mod cut;
 pub mod http;
 pub mod metrics;
 pub mod model;

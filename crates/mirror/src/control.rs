@@ -1,6 +1,7 @@
 //! The control socket of `ferrite-mirrord`: what `drbdsetup` is to DRBD. One JSON object per
 //! line each way over a unix socket; a request gets exactly one reply, except `events`, which
-//! streams one status line per change until the client hangs up.
+//! streams one status line per change until the client hangs up, and `suspend-io`, whose hold
+//! lasts as long as the connection that asked for it.
 //!
 //! The configuration itself is not sent over the socket: the satellite writes
 //! `<state-dir>/resources/<resource>.json` and asks the daemon to apply it (`up`, `adjust`), as
@@ -100,6 +101,14 @@ pub enum Request {
     /// Ends a split brain: this member's data of the resource is discarded and resynced from
     /// its peers (`drbdadm connect --discard-my-data`).
     DiscardMyData { resource: String },
+    /// Holds the resource's application writes on this member for a snapshot's cut
+    /// (`drbdsetup suspend-io`; see [`crate::suspend`]) and flushes what was written. The hold
+    /// lasts while this connection is open, until `resume-io`, or at most the lease. Sent again
+    /// on the same connection, it flushes again and answers the same epoch while the hold
+    /// stands, and fails once it ended.
+    SuspendIo { resource: String },
+    /// Ends this connection's hold (`drbdsetup resume-io`).
+    ResumeIo { resource: String },
 }
 
 /// The daemon's answer.
@@ -123,6 +132,11 @@ pub enum Reply {
     /// A resource went away (in an `events` stream).
     Gone {
         resource: String,
+    },
+    /// The resource's writes are held on this member (an answer to `suspend-io`).
+    Suspended {
+        resource: String,
+        epoch: u64,
     },
     Error {
         message: String,

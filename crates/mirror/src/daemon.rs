@@ -43,6 +43,7 @@ use crate::control::{
     CONTROL_VERSION, Frontend, MAX_LINE_BYTES, Paths, Reply, Request, ResourceEntry,
 };
 use crate::resource::{AdjustError, Resource};
+use crate::suspend::Suspension;
 use crate::volume::VolumeEngine;
 
 /// How the daemon is set up.
@@ -117,6 +118,8 @@ pub struct Daemon {
     block_devices: BlockDeviceFrontend,
     /// Checks the block devices for use every [`DEVICE_USAGE_POLL`].
     usage_poll: std::sync::Mutex<Option<JoinHandle<()>>>,
+    /// The epoch of the latest hold of a resource's writes (see [`crate::suspend`]).
+    suspend_epochs: std::sync::atomic::AtomicU64,
     /// Held for the daemon's life.
     _lock: std::fs::File,
 }
@@ -164,6 +167,7 @@ impl Daemon {
             tcp,
             block_devices,
             usage_poll: std::sync::Mutex::new(None),
+            suspend_epochs: std::sync::atomic::AtomicU64::new(0),
             _lock: lock,
         });
         if daemon.block_devices.unavailable().is_none() {
@@ -226,6 +230,8 @@ impl Daemon {
         let (read, mut write) = stream.into_split();
         let mut reader = BufReader::new(read).take(MAX_LINE_BYTES as u64);
         let mut line = String::new();
+        // This connection's hold of a resource's writes, ended when the connection closes.
+        let mut held: Option<Suspension> = None;
         loop {
             line.clear();
             reader.set_limit(MAX_LINE_BYTES as u64);
@@ -265,7 +271,11 @@ impl Daemon {
                 self.stream_events(&mut write).await;
                 return;
             }
-            let reply = self.handle(request).await;
+            let reply = match request {
+                Request::SuspendIo { resource } => self.suspend_io(&resource, &mut held).await,
+                Request::ResumeIo { resource } => resume_io(&resource, &mut held),
+                request => self.handle(request).await,
+            };
             if send(&mut write, &reply).await.is_err() {
                 return;
             }
@@ -312,6 +322,60 @@ impl Daemon {
             Request::Events => Reply::Error {
                 message: "events is a stream; send it on a connection of its own".to_string(),
             },
+            Request::SuspendIo { .. } | Request::ResumeIo { .. } => Reply::Error {
+                message: "suspend-io lasts as long as the connection that asks for it; send it \
+                          on the control socket"
+                    .to_string(),
+            },
+        }
+    }
+
+    /// `suspend-io` on a control connection: holds the resource's writes for as long as the
+    /// connection keeps `held` (see [`crate::suspend`]); asked again, flushes again.
+    async fn suspend_io(&self, resource: &str, held: &mut Option<Suspension>) -> Reply {
+        if let Some(suspension) = held.as_ref() {
+            if suspension.resource() != resource {
+                return Reply::Error {
+                    message: format!(
+                        "this connection holds the writes of '{}'; hold '{resource}' on a \
+                         connection of its own",
+                        suspension.resource()
+                    ),
+                };
+            }
+            return match suspension.flush().await {
+                Ok(()) => Reply::Suspended {
+                    resource: resource.to_string(),
+                    epoch: suspension.epoch(),
+                },
+                Err(message) => Reply::Error { message },
+            };
+        }
+        let volumes: Option<Vec<Arc<VolumeEngine>>> = {
+            let entries = self.entries.lock().await;
+            match entries.get(resource) {
+                Some(Entry::Running(r)) => Some(r.resource.volumes().values().cloned().collect()),
+                _ => None,
+            }
+        };
+        let Some(volumes) = volumes else {
+            return Reply::Error {
+                message: format!("resource '{resource}' is not up on this node"),
+            };
+        };
+        let epoch = self
+            .suspend_epochs
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            + 1;
+        match Suspension::hold(resource, epoch, volumes).await {
+            Ok(suspension) => {
+                *held = Some(suspension);
+                Reply::Suspended {
+                    resource: resource.to_string(),
+                    epoch,
+                }
+            }
+            Err(message) => Reply::Error { message },
         }
     }
 
@@ -739,6 +803,21 @@ impl Daemon {
             send(write, &Reply::Event { resource }).await?;
         }
         Ok(())
+    }
+}
+
+/// `resume-io` on a control connection: ends its hold of the resource's writes.
+fn resume_io(resource: &str, held: &mut Option<Suspension>) -> Reply {
+    match held.take() {
+        Some(suspension) if suspension.resource() == resource => Reply::Done {
+            message: format!("I/O of '{resource}' resumed"),
+        },
+        other => {
+            *held = other;
+            Reply::Error {
+                message: format!("this connection holds no writes of '{resource}'"),
+            }
+        }
     }
 }
 

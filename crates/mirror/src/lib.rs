@@ -19,7 +19,8 @@
 //! - [`volume`]: a volume's I/O path (protocol C writes, reads, flushes);
 //! - [`peer`]: one connection to one peer: handshake, authentication, framed send and receive;
 //! - [`resource`]: the owner of one resource's state machine (roles, quorum, peers, resync);
-//! - [`status`]: what a member reports about a resource (`drbdsetup status`'s words).
+//! - [`status`]: what a member reports about a resource (`drbdsetup status`'s words);
+//! - [`suspend`]: a resource's writes held on this member for a snapshot's cut.
 
 pub mod activity_log;
 pub mod backing;
@@ -35,6 +36,7 @@ pub mod peer;
 pub mod quorum;
 pub mod resource;
 pub mod status;
+pub mod suspend;
 pub mod uring;
 pub mod volume;
 pub mod wire;

@@ -58,10 +58,14 @@ use serde::{Deserialize, Serialize};
 /// 5: deactivated resources (`inactive`: volumes kept, brought down), and the physical-storage
 ///    commands (`ListPhysicalStorage`, `CreateDevicePool`). A version 4 satellite would keep a
 ///    deactivated resource up, so it is refused.
-pub const PROTOCOL_VERSION: u32 = 5;
+/// 6: a snapshot's cut across a replicated resource's members: `suspend_io` on every member,
+///    the snapshot's `cut` step (wait, take, abandoned), `io_suspended` in the report. A
+///    version 5 satellite would take a snapshot of a replicated resource without holding its
+///    writes, so the replicas' snapshots could differ; it is refused.
+pub const PROTOCOL_VERSION: u32 = 6;
 
 /// The oldest peer version this build still understands.
-pub const MIN_PROTOCOL_VERSION: u32 = 5;
+pub const MIN_PROTOCOL_VERSION: u32 = 6;
 
 /// Whether a peer speaking `version` can talk to this build.
 pub fn is_compatible(version: u32) -> bool {

@@ -108,6 +108,38 @@ pub struct ResourceSpec {
     /// [`NodeReport::deleted_snapshots`]. A snapshot the state no longer mentions is kept.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub snapshots: Vec<SnapshotSpec>,
+    /// Hold the resource's application writes on this node (its replication engine's
+    /// `suspend-io`) while this is set: a snapshot's cut is being taken across the members, and
+    /// every member, diskless ones included, holds before any takes its snapshot. Reported in
+    /// [`NodeReport::io_suspended`] once held. The node ends a hold on its own after
+    /// [`SUSPEND_IO_LEASE_MS`], so an application never waits on a controller that went away.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub suspend_io: bool,
+}
+
+/// The longest a node holds a resource's writes for a snapshot's cut (see
+/// [`ResourceSpec::suspend_io`]).
+pub const SUSPEND_IO_LEASE_MS: u64 = 60_000;
+
+/// Where a snapshot of a replicated resource is in its cut.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SnapshotCut {
+    /// Take it when it first appears (an unreplicated resource), or now: every member holds
+    /// the resource's writes. A replicated resource's snapshot is taken only while this node
+    /// holds them.
+    #[default]
+    Take,
+    /// The members are being asked to hold the resource's writes: not yet.
+    Wait,
+    /// The cut was given up (a member could not hold its writes): never.
+    Abandoned,
+}
+
+impl SnapshotCut {
+    pub fn is_take(&self) -> bool {
+        *self == SnapshotCut::Take
+    }
 }
 
 /// A snapshot of a resource on this node.
@@ -127,6 +159,9 @@ pub struct SnapshotSpec {
     /// of a snapshot more than [`SNAPSHOT_TAKE_DEADLINE_MS`] later (it was offline) does not
     /// take it: the point in time has passed.
     pub requested_at_ms: i64,
+    /// Whether to take it now (see [`SnapshotCut`]).
+    #[serde(default, skip_serializing_if = "SnapshotCut::is_take")]
+    pub cut: SnapshotCut,
 }
 
 /// How late after it was asked for a node may still take a snapshot (see
@@ -258,6 +293,10 @@ pub struct NodeReport {
     /// Snapshots marked `deleting` whose backing snapshots are all gone. Always complete.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub deleted_snapshots: Vec<DeletedSnapshot>,
+    /// The resources whose writes this node holds for a snapshot's cut (see
+    /// [`ResourceSpec::suspend_io`]). Always complete.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub io_suspended: Vec<String>,
 }
 
 /// A snapshot volume as it is on the node.

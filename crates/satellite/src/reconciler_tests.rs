@@ -144,6 +144,7 @@ fn resource(name: &str, volumes: &[(u16, u64, &str)]) -> ResourceSpec {
     ResourceSpec {
         replication: None,
         snapshots: Vec::new(),
+        suspend_io: false,
         name: name.into(),
         uuid: format!("rsc-{}", name.to_lowercase()),
         layers: vec![LayerKind::Storage],
@@ -185,6 +186,7 @@ fn diskless(name: &str) -> ResourceSpec {
     ResourceSpec {
         replication: None,
         snapshots: Vec::new(),
+        suspend_io: false,
         diskless: true,
         ..resource(name, &[(0, 4096, "DfltDisklessStorPool")])
     }
@@ -1406,6 +1408,8 @@ struct FakeEngine {
     in_use: Arc<std::sync::atomic::AtomicBool>,
     /// Why `suspend_io` fails, if it does.
     suspend_fails: Option<String>,
+    /// Confirmations of a hold answered before the hold ends (the lease); `None`: never ends.
+    confirms_left: Arc<std::sync::Mutex<Option<usize>>>,
 }
 
 impl crate::replication::ReplicationDriver for FakeEngine {
@@ -1465,6 +1469,21 @@ impl crate::replication::ReplicationDriver for FakeEngine {
         }
     }
 
+    fn confirm_suspended(&mut self, resource: &str) -> Result<(), String> {
+        self.calls
+            .lock()
+            .unwrap()
+            .push((self.host.commands().len(), format!("confirm-io {resource}")));
+        match &mut *self.confirms_left.lock().unwrap() {
+            Some(0) => Err(format!("the hold of '{resource}' ended at its lease")),
+            Some(left) => {
+                *left -= 1;
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+
     fn resume_io(&mut self, resource: &str) -> Result<(), String> {
         self.calls
             .lock()
@@ -1506,6 +1525,7 @@ fn with_engine_suspending(
         calls: calls.clone(),
         in_use: in_use.clone(),
         suspend_fails: suspend_fails.map(str::to_string),
+        confirms_left: Arc::default(),
     }));
     (calls, in_use)
 }
@@ -1535,91 +1555,152 @@ fn with_snapshot(mut resource: ResourceSpec, name: &str) -> ResourceSpec {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_millis() as i64,
+        cut: ferrite_proto::SnapshotCut::Take,
     });
     resource
 }
 
+/// `resource` with its writes held for a cut (or not).
+fn holding(mut resource: ResourceSpec, hold: bool) -> ResourceSpec {
+    resource.suspend_io = hold;
+    resource
+}
+
+/// `resource` with every snapshot at `cut`.
+fn at_cut(mut resource: ResourceSpec, cut: ferrite_proto::SnapshotCut) -> ResourceSpec {
+    for snapshot in &mut resource.snapshots {
+        snapshot.cut = cut;
+    }
+    resource
+}
+
 #[test]
-fn a_replicated_members_snapshot_is_taken_with_its_io_suspended_and_always_resumed() {
+fn a_replicated_snapshot_is_taken_only_while_the_writes_are_held_for_the_cut() {
+    use ferrite_proto::SnapshotCut::{Take, Wait};
     let mut node = Node::new();
     let (calls, _) = with_engine(&mut node);
     let web = replicated(resource("web", &[(0, 10240, "files")]));
     applied(node.apply(node.full(1, vec![web.clone()])));
     calls.lock().unwrap().clear();
 
-    // suspend-io, the copy of the backing volume, resume-io.
-    let (_, report) = applied(node.apply(node.full(2, vec![with_snapshot(web.clone(), "s1")])));
-    assert_eq!(report.snapshots.len(), 1);
-    assert_eq!(report.snapshots[0].error, None, "{report:?}");
-    let calls_now = calls.lock().unwrap().clone();
-    assert_eq!(io_calls(&calls), ["suspend-io web", "resume-io web"]);
-    let suspend = calls_now
-        .iter()
-        .find(|(_, c)| c == "suspend-io web")
-        .unwrap()
-        .0;
-    let resume = calls_now
-        .iter()
-        .find(|(_, c)| c == "resume-io web")
-        .unwrap()
-        .0;
-    let copied = position(&node.host, "cp --reflink=always");
-    assert!(
-        suspend <= copied && copied < resume,
-        "{calls_now:?} around the copy at {copied}"
-    );
-    // A later pass takes nothing, so suspends nothing.
-    calls.lock().unwrap().clear();
-    applied(node.apply(node.full(3, vec![with_snapshot(web.clone(), "s1")])));
-    assert!(
-        !calls
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|(_, c)| c.contains("suspend")),
-        "{:?}",
-        calls.lock().unwrap()
-    );
-
-    // The copy fails: the snapshot is reported failed and I/O is resumed all the same.
-    node.host
-        .fail_matching("cp ", 1, "cp: No space left on device");
-    calls.lock().unwrap().clear();
+    // 1. Hold the writes; the snapshot waits.
+    let snap = with_snapshot(web.clone(), "s1");
     let (_, report) =
-        applied(node.apply(node.full(4, vec![with_snapshot(with_snapshot(web, "s1"), "s2")])));
-    let s2 = report
-        .snapshots
-        .iter()
-        .find(|s| s.snapshot == "s2")
-        .unwrap();
+        applied(node.apply(node.full(2, vec![holding(at_cut(snap.clone(), Wait), true)])));
+    assert_eq!(report.io_suspended, ["web"]);
     assert!(
-        s2.error
+        report.snapshots[0]
+            .error
             .as_deref()
-            .is_some_and(|e| e.contains("No space left")),
+            .is_some_and(|e| e.contains("waiting")),
         "{report:?}"
     );
-    assert_eq!(io_calls(&calls), ["suspend-io web", "resume-io web"]);
+    assert!(!node.host.commands().iter().any(|c| c.starts_with("cp ")));
+    assert_eq!(io_calls(&calls), ["suspend-io web"]);
+
+    // 2. Take it: confirmed (and flushed) right before and right after the copy.
+    calls.lock().unwrap().clear();
+    let (_, report) =
+        applied(node.apply(node.full(3, vec![holding(at_cut(snap.clone(), Take), true)])));
+    assert_eq!(report.snapshots[0].error, None, "{report:?}");
+    assert_eq!(report.io_suspended, ["web"]);
+    let confirms: Vec<usize> = calls
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|(_, c)| c.starts_with("confirm"))
+        .map(|(at, _)| *at)
+        .collect();
+    assert_eq!(io_calls(&calls), ["confirm-io web", "confirm-io web"]);
+    let copied = position(&node.host, "cp --reflink=always");
+    assert!(
+        confirms[0] <= copied && copied < confirms[1],
+        "{confirms:?} around the copy at {copied}"
+    );
+
+    // 3. The writes go on; the snapshot stays.
+    calls.lock().unwrap().clear();
+    let (_, report) = applied(node.apply(node.full(4, vec![holding(snap.clone(), false)])));
+    assert!(report.io_suspended.is_empty());
+    assert_eq!(report.snapshots[0].error, None, "{report:?}");
+    assert_eq!(io_calls(&calls), ["resume-io web"]);
 }
 
 #[test]
-fn a_snapshot_whose_io_cannot_be_suspended_is_not_taken_and_io_is_resumed() {
+fn a_node_that_cannot_hold_the_writes_takes_nothing() {
+    use ferrite_proto::SnapshotCut::{Abandoned, Take, Wait};
     let mut node = Node::new();
     let (calls, _) = with_engine_suspending(&mut node, Some("web: State change failed"));
     let web = replicated(resource("web", &[(0, 10240, "files")]));
     applied(node.apply(node.full(1, vec![web.clone()])));
     calls.lock().unwrap().clear();
-    let (_, report) = applied(node.apply(node.full(2, vec![with_snapshot(web, "s1")])));
-    let error = report.snapshots[0].error.as_deref().unwrap_or_default();
+    let snap = with_snapshot(web, "s1");
+    let (_, report) =
+        applied(node.apply(node.full(2, vec![holding(at_cut(snap.clone(), Wait), true)])));
+    assert!(report.io_suspended.is_empty());
     assert!(
-        error.contains("could not be suspended") && error.contains("State change failed"),
+        report
+            .errors
+            .iter()
+            .any(|e| e.contains("resource 'web'") && e.contains("State change failed")),
         "{report:?}"
     );
+    // Asked to take it all the same: not without the hold.
+    let (_, report) =
+        applied(node.apply(node.full(3, vec![holding(at_cut(snap.clone(), Take), true)])));
+    let error = report.snapshots[0].error.as_deref().unwrap_or_default();
+    assert!(error.contains("not held"), "{report:?}");
     assert!(
         !node.host.commands().iter().any(|c| c.starts_with("cp ")),
         "no copy without the cut: {:?}",
         node.host.commands()
     );
-    assert_eq!(io_calls(&calls), ["suspend-io web", "resume-io web"]);
+    // An abandoned cut is never taken.
+    let (_, report) = applied(node.apply(node.full(4, vec![at_cut(snap, Abandoned)])));
+    assert!(report.snapshots[0].error.is_some(), "{report:?}");
+    assert!(!node.host.commands().iter().any(|c| c.starts_with("cp ")));
+    assert!(!io_calls(&calls).iter().any(|c| c.starts_with("confirm")));
+}
+
+#[test]
+fn a_snapshot_whose_hold_ended_during_the_copy_is_discarded() {
+    use ferrite_proto::SnapshotCut::{Take, Wait};
+    let mut node = Node::new();
+    let (_calls, _) = with_engine(&mut node);
+    let confirms = {
+        // The engine answers the confirmation before the copy, not the one after.
+        let driver_confirms: Arc<std::sync::Mutex<Option<usize>>> =
+            Arc::new(std::sync::Mutex::new(Some(1)));
+        node.reconciler.add_replication_driver(Box::new(FakeEngine {
+            host: node.host.clone(),
+            calls: Arc::default(),
+            in_use: Arc::default(),
+            suspend_fails: None,
+            confirms_left: driver_confirms.clone(),
+        }));
+        driver_confirms
+    };
+    let web = replicated(resource("web", &[(0, 10240, "files")]));
+    applied(node.apply(node.full(1, vec![web.clone()])));
+    let snap = with_snapshot(web, "s1");
+    applied(node.apply(node.full(2, vec![holding(at_cut(snap.clone(), Wait), true)])));
+    let (_, report) =
+        applied(node.apply(node.full(3, vec![holding(at_cut(snap.clone(), Take), true)])));
+    assert_eq!(*confirms.lock().unwrap(), Some(0));
+    let error = report.snapshots[0].error.as_deref().unwrap_or_default();
+    assert!(error.contains("not kept"), "{report:?}");
+    // It stays failed, and nothing of it is left to restore from.
+    let (_, report) = applied(node.apply(node.full(4, vec![holding(snap, false)])));
+    let error = report.snapshots[0].error.as_deref().unwrap_or_default();
+    assert!(error.contains("not kept"), "{report:?}");
+    assert!(
+        node.host
+            .commands()
+            .iter()
+            .any(|c| c.starts_with("rm ") || c.contains("delete")),
+        "the copy is deleted: {:?}",
+        node.host.commands()
+    );
 }
 
 fn replicated(mut resource: ResourceSpec) -> ResourceSpec {

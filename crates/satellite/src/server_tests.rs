@@ -119,6 +119,7 @@ async fn ping_is_answered_while_a_long_reconcile_runs() {
         resources: vec![ResourceSpec {
             replication: None,
             snapshots: Vec::new(),
+            suspend_io: false,
             uuid: String::new(),
             deleting: false,
             inactive: false,
@@ -298,6 +299,7 @@ async fn the_reconcile_interval_retries_and_reports_unprompted() {
         resources: vec![ResourceSpec {
             replication: None,
             snapshots: Vec::new(),
+            suspend_io: false,
             uuid: String::new(),
             deleting: false,
             inactive: false,

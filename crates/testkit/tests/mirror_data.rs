@@ -482,3 +482,133 @@ fn kill_during_io_scenario(cluster: &mut Cluster) -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn snapshots_taken_while_a_replicated_volume_is_written_are_the_same_on_every_replica() -> Result<()>
+{
+    with_cluster(3, snapshot_cut_scenario)
+}
+
+/// While one writer after another overwrites the whole volume — first on the diskless
+/// tiebreaker, then on a replica — snapshots are taken; each must hold the same bytes on both
+/// replicas (one write boundary: the cut), and the writes go on after it.
+fn snapshot_cut_scenario(cluster: &mut Cluster) -> Result<()> {
+    const CUT_KIB: u64 = 64 * 1024;
+    let rest = cluster.rest();
+    cluster.register_nodes_with_pool("pool")?;
+    spawn_replicated(&rest, CUT_KIB)?;
+    let all = resources(&rest)?;
+    let node_of = |r: &Value| r["node_name"].as_str().unwrap_or_default().to_string();
+    let is_diskless = |r: &Value| {
+        r["flags"]
+            .as_array()
+            .is_some_and(|f| f.contains(&json!("DISKLESS")))
+    };
+    let diskful: Vec<String> = all
+        .iter()
+        .filter(|r| !is_diskless(r))
+        .map(node_of)
+        .collect();
+    let tiebreaker = all
+        .iter()
+        .find(|r| is_diskless(r))
+        .map(node_of)
+        .context("no diskless tiebreaker")?;
+    for node in &diskful {
+        wait_disk_state(&rest, node, "UpToDate")?;
+    }
+    let scratch = cluster.dir.path().join("scratch");
+    std::fs::create_dir_all(&scratch)?;
+
+    let mut last = None;
+    for (writer, snapshots) in [
+        (tiebreaker.clone(), ["cut1", "cut2"]),
+        (diskful[0].clone(), ["cut3", "cut4"]),
+    ] {
+        wait_connected(&rest, &writer)?;
+        let uri = nbd_uri(&rest, &writer)?;
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let passes = {
+            let (uri, scratch, stop) = (uri.clone(), scratch.clone(), stop.clone());
+            std::thread::spawn(move || -> Result<Option<Pattern>> {
+                let mut pass = 0;
+                let mut written = None;
+                while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    pass += 1;
+                    let pattern =
+                        Pattern::for_volume(&format!("pass {pass} through {uri}"), CUT_KIB);
+                    write_pattern(&uri, &pattern, &scratch)?;
+                    written = Some(pattern);
+                }
+                Ok(written)
+            })
+        };
+        std::thread::sleep(Duration::from_millis(500));
+        for name in snapshots {
+            rest.post(
+                &format!("/v1/resource-definitions/{RESOURCE}/snapshots"),
+                &json!({"name": name}),
+            )?
+            .expect_success()
+            .with_context(|| format!("snapshot {name} while {writer} writes"))?;
+            let listed = rest.get(&format!(
+                "/v1/resource-definitions/{RESOURCE}/snapshots/{name}"
+            ))?;
+            anyhow::ensure!(
+                listed.json["flags"]
+                    .as_array()
+                    .is_some_and(|f| f.contains(&json!("SUCCESSFUL"))),
+                "snapshot {name} is not SUCCESSFUL: {}",
+                listed.json
+            );
+            same_on_every_replica(cluster, &diskful, name, CUT_KIB)?;
+        }
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        last = passes
+            .join()
+            .map_err(|_| anyhow::anyhow!("the writer panicked"))?
+            .with_context(|| format!("the writes on {writer} across the snapshots"))?;
+        wait_unused(&rest)?;
+    }
+    // The last pass is on every replica: the writes went on after the cuts.
+    let last = last.context("no pass was written")?;
+    check_on(&rest, &diskful[1], &last, &scratch)?;
+    Ok(())
+}
+
+/// The usable bytes of snapshot `name` (each replica's metadata follows them) are the same in
+/// every replica's pool.
+fn same_on_every_replica(
+    cluster: &Cluster,
+    nodes: &[String],
+    name: &str,
+    size_kib: u64,
+) -> Result<()> {
+    let mut first: Option<(String, Vec<u8>)> = None;
+    for node in nodes {
+        let dir = cluster.pool_dir(node);
+        let file = std::fs::read_dir(&dir)?
+            .filter_map(|e| e.ok())
+            .map(|e| e.path())
+            .find(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.contains(RESOURCE) && n.contains(&format!("@{name}")))
+            })
+            .with_context(|| format!("no file of snapshot {name} in {}", dir.display()))?;
+        let mut bytes = std::fs::read(&file)?;
+        bytes.truncate((size_kib * 1024) as usize);
+        match &first {
+            None => first = Some((node.clone(), bytes)),
+            Some((other, theirs)) => {
+                if let Some(at) = theirs.iter().zip(&bytes).position(|(a, b)| a != b) {
+                    anyhow::bail!(
+                        "snapshot {name} differs between {other} and {node} from byte {at}: the \
+                         replicas did not capture one write boundary"
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
+}

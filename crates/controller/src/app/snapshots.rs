@@ -7,13 +7,11 @@
 //! `SUCCESSFUL` flag is never a record that outlived the data. Deleting is two-phase as for
 //! resources: marked, deleted by the nodes, confirmed, forgotten ([`finish`]).
 //!
-//! Every diskful replica of a replicated resource must capture the same write boundary. Each
-//! diskful member holds its own I/O while it takes its snapshot (DRBD: `drbdadm suspend-io`,
-//! then `resume-io`, in the satellite), but the members do so each in their own pass, with no
-//! barrier between nodes: a Primary's write could land between two members' cuts. So a
-//! snapshot of a replicated resource is taken only while no member is Primary (no writes are
-//! in flight) and every member's node reports; otherwise it is refused and says why. Restores and rollbacks of
-//! replicated resources are refused too: the restored volumes would carry the source's
+//! Every diskful replica of a replicated resource must capture the same write boundary, in use
+//! or not: such a snapshot starts in [`CutPhase::Suspending`] and `crate::cut` drives it (every
+//! member holds the resource's writes, then the diskful ones take it, then writes go on). It
+//! needs every member's node online; otherwise it is refused and says why. Restores and
+//! rollbacks of replicated resources are refused: the restored volumes would carry the source's
 //! replication metadata.
 
 use ferrite_proto::{NodeCommand, RollbackVolume};
@@ -25,8 +23,9 @@ use super::{
     Context, Failure, Object, Operation, Plan, not_found, parse_name, resource_definitions,
 };
 use crate::model::{
-    self, Cluster, Op, Resource, ResourceDefinition, ResourcePhase, RestoreSource, RestoreVolume,
-    Snapshot, SnapshotDefinition, SnapshotPhase, SnapshotVolumeDefinition, VolumeDefinition,
+    self, Cluster, CutPhase, Op, Resource, ResourceDefinition, ResourcePhase, RestoreSource,
+    RestoreVolume, Snapshot, SnapshotDefinition, SnapshotPhase, SnapshotVolumeDefinition,
+    VolumeDefinition,
 };
 
 const CREATE: Context = Context::new(Operation::Create, Object::Snapshot);
@@ -307,6 +306,13 @@ fn plan_snapshot(
             })
             .collect(),
         create_timestamp: now,
+        // A replicated resource's snapshot waits for every member to hold its writes
+        // (`crate::cut`); any other is taken when its nodes hear of it.
+        cut: if rd.is_replicated() {
+            CutPhase::Suspending
+        } else {
+            CutPhase::Done
+        },
         snapshots: Default::default(),
     };
     plan.op(Op::PutSnapshotDefinition(definition));
@@ -336,8 +342,8 @@ fn plan_snapshot(
     Ok(())
 }
 
-/// Refuses a snapshot of a replicated resource unless every replica can capture the same write
-/// boundary: no member in use and every member's node reporting.
+/// Refuses a snapshot of a replicated resource unless every member's node is online: each must
+/// hold the resource's writes for the cut (`crate::cut`).
 fn check_write_boundary(
     ctx: &Context,
     rd: &ResourceDefinition,
@@ -355,33 +361,10 @@ fn check_write_boundary(
                     ),
                 )
                 .cause(
-                    "Whether the resource is in use there cannot be known, so the replicas might not \
-                     capture the same write boundary.",
+                    "Every member holds the resource's writes for the snapshot's cut, so that all \
+                     replicas capture the same write boundary; an offline member cannot.",
                 )
                 .correction("Bring the node online and try again.")
-                .obj_ref("Node", member.node.as_str())
-                .into());
-        }
-        if report.is_some_and(|r| r.in_use(rd.name.as_str())) {
-            return Err(ctx
-                .error(
-                    code::FAIL_IN_USE,
-                    format!(
-                        "Cannot snapshot replicated resource '{}' while it is in use (Primary) on node '{}'.",
-                        rd.name, member.node
-                    ),
-                )
-                .cause(
-                    "Every replica must capture the same write boundary. Each member suspends \
-                     its own I/O for its cut, but not in step with the others yet, so with writes \
-                     in flight the replicas' snapshots could differ; Ferrite never takes such a cut.",
-                )
-                .correction(format!(
-                    "Stop using the resource on '{}' (unmount it, stop the VM or the NBD client), \
-                     take the snapshot, then use it again.",
-                    member.node
-                ))
-                .obj_ref("RscDfn", rd.name.as_str())
                 .obj_ref("Node", member.node.as_str())
                 .into());
         }
@@ -1515,13 +1498,14 @@ mod tests {
     }
 
     #[test]
-    fn a_replicated_resource_in_use_is_not_snapshotted() {
+    fn a_replicated_resource_in_use_is_snapshotted_through_a_cut_on_every_member() {
         let mut cluster = tutorial_cluster();
         replicated_group(&mut cluster, &["drbd"]);
         let runtime = engines_runtime(&cluster, &[LayerKind::Mirror]);
         commit(&mut cluster, &runtime, |c, r| spawn(c, r, "web"));
         let mut runtime = engines_runtime(&cluster, &[LayerKind::Mirror]);
-        let rd = &cluster.resource_definitions[&"web".parse::<ResourceName>().unwrap()];
+        let web: ResourceName = "web".parse().unwrap();
+        let rd = cluster.resource_definitions[&web].clone();
         let primary = rd
             .resources
             .values()
@@ -1536,13 +1520,35 @@ mod tests {
             .get_mut("WEB")
             .unwrap()
             .in_use = true;
-        let err = create(&cluster, &runtime, "web", &request("snap1")).unwrap_err();
-        assert_eq!(err.0[0].ret_code().code(), code::FAIL_IN_USE);
+        // In use: taken all the same, through a cut.
+        commit(&mut cluster, &runtime, |c, r| {
+            create(c, r, "web", &request("snap1"))
+        });
+        let definition = cluster
+            .snapshot_definition(&web, &"snap1".parse().unwrap())
+            .unwrap();
+        assert_eq!(definition.cut, CutPhase::Suspending);
+        // Every member holds its writes, the diskless tiebreaker too; the diskful ones wait to
+        // take it.
         assert!(
-            err.0[0].message.contains("in use (Primary)"),
-            "{}",
-            err.0[0].message
+            rd.resources.values().any(|r| r.diskless),
+            "a diskless member"
         );
+        for member in rd.resources.values() {
+            let state = crate::satellites::desired::full_state(&cluster, &member.node);
+            let spec = state.resources.iter().find(|r| r.name == "web").unwrap();
+            assert!(spec.suspend_io, "{} holds its writes", member.node);
+            for snapshot in &spec.snapshots {
+                assert_eq!(snapshot.cut, ferrite_proto::SnapshotCut::Wait);
+            }
+            assert_eq!(spec.snapshots.is_empty(), member.diskless);
+        }
+        // A member whose node does not report cannot hold its writes: refused.
+        let mut runtime = engines_runtime(&cluster, &[LayerKind::Mirror]);
+        let member = rd.resources.keys().last().unwrap().clone();
+        runtime.get_mut(&member).unwrap().status = ferrite_types::ConnectionStatus::Offline;
+        let err = create(&cluster, &runtime, "web", &request("snap2")).unwrap_err();
+        assert_eq!(err.0[0].ret_code().code(), code::FAIL_NOT_CONNECTED);
         assert!(
             err.0[0]
                 .cause
@@ -1551,15 +1557,6 @@ mod tests {
                 .contains("same write boundary"),
             "the refusal says why"
         );
-        // With no Primary anywhere, no write is in flight: it is taken.
-        let runtime = engines_runtime(&cluster, &[LayerKind::Mirror]);
-        assert!(create(&cluster, &runtime, "web", &request("snap1")).is_ok());
-        // A member whose node does not report cannot be known idle.
-        let mut runtime = engines_runtime(&cluster, &[LayerKind::Mirror]);
-        let member = rd.resources.keys().last().unwrap().clone();
-        runtime.get_mut(&member).unwrap().status = ferrite_types::ConnectionStatus::Offline;
-        let err = create(&cluster, &runtime, "web", &request("snap1")).unwrap_err();
-        assert_eq!(err.0[0].ret_code().code(), code::FAIL_NOT_CONNECTED);
     }
 
     #[test]

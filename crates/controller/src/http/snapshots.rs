@@ -55,7 +55,8 @@ async fn list_snapshots(State(ctl): State<Controller>, Path(name): Path<String>)
 }
 
 /// Takes a snapshot of a resource definition on the nodes named (every diskful node by
-/// default). A replicated resource is snapshotted only while no member is Primary.
+/// default). Every replica of a replicated resource captures one write boundary, also while
+/// it is in use.
 #[utoipa::path(post, path = "/v1/resource-definitions/{resource}/snapshots", tag = "snapshots",
     params(ResourceParam), request_body = rest::Snapshot,
     responses((status = 201, body = Vec<ApiCallRc>), Invalid, NotFound, Conflict, TooLarge, Internal))]
@@ -65,7 +66,10 @@ async fn create_snapshot(
     JsonBody(body): JsonBody<rest::Snapshot>,
 ) -> ApiResponse {
     let result = ctl
-        .mutate(|c, r| snapshots::create(c, r, &name, &body))
+        .take_snapshots(
+            |c, r| snapshots::create(c, r, &name, &body),
+            |c| taken(c, std::iter::once((name.as_str(), body.name.as_str()))),
+        )
         .await;
     ApiResponse::entries(
         StatusCode::CREATED,
@@ -84,7 +88,17 @@ async fn create_multi(
     JsonBody(body): JsonBody<rest::CreateMultiSnapshotRequest>,
 ) -> ApiResponse {
     let result = ctl
-        .mutate(|c, r| snapshots::create_multi(c, r, &body))
+        .take_snapshots(
+            |c, r| snapshots::create_multi(c, r, &body),
+            |c| {
+                taken(
+                    c,
+                    body.snapshots
+                        .iter()
+                        .map(|s| (s.resource_name.as_str(), s.name.as_str())),
+                )
+            },
+        )
         .await;
     ApiResponse::entries(
         StatusCode::CREATED,
@@ -268,7 +282,15 @@ async fn clone(
     };
     let mut failed: Option<Failure> = None;
     match ctl
-        .mutate(|c, r| snapshots::create(c, r, &source_name, &request))
+        .take_snapshots(
+            |c, r| snapshots::create(c, r, &source_name, &request),
+            |c| {
+                taken(
+                    c,
+                    std::iter::once((source_name.as_str(), request.name.as_str())),
+                )
+            },
+        )
         .await
     {
         Ok(entries) => {

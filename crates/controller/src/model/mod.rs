@@ -22,7 +22,7 @@ mod vec_map;
 pub use load::LoadError;
 pub use ops::Op;
 pub use snapshots::{
-    RestoreSource, RestoreVolume, Snapshot, SnapshotDefinition, SnapshotPhase,
+    CutPhase, RestoreSource, RestoreVolume, Snapshot, SnapshotDefinition, SnapshotPhase,
     SnapshotVolumeDefinition,
 };
 pub use vec_map::VecMap;

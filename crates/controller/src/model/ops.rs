@@ -421,7 +421,13 @@ impl Op {
                     out.insert((node.clone(), Some(resource.clone())));
                 }
             }
-            Op::PutSnapshotDefinition(_) | Op::DeleteSnapshotDefinition { .. } => {}
+            // A replicated resource's cut reaches every member, diskless ones included.
+            Op::PutSnapshotDefinition(definition) => {
+                if replicated(&definition.resource) {
+                    all_nodes_of(&definition.resource, out);
+                }
+            }
+            Op::DeleteSnapshotDefinition { .. } => {}
             Op::SetControllerProp { .. }
             | Op::DeleteControllerProp { .. }
             | Op::DeleteNode(_)

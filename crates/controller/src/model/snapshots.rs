@@ -37,8 +37,38 @@ pub struct SnapshotDefinition {
     pub volume_definitions: Vec<SnapshotVolumeDefinition>,
     /// Milliseconds since the epoch.
     pub create_timestamp: i64,
+    /// Where the snapshot of a replicated resource is in its cut; `DONE` for others.
+    #[serde(default)]
+    pub cut: CutPhase,
     #[serde(skip)]
     pub snapshots: VecMap<NodeName, Snapshot>,
+}
+
+/// Where a snapshot of a replicated resource is in its cut: one write boundary on every
+/// replica (see `crate::cut`).
+///
+/// ```text
+///   SUSPENDING ──every member holds its writes──▶ TAKING ──nodes took it──▶ DONE
+///        └──a member could not hold them (or the controller restarted)──▶ ABANDONED
+/// ```
+///
+/// While `SUSPENDING` or `TAKING`, every member of the resource is asked to hold its writes;
+/// the diskful members take the snapshot only at `TAKING`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum CutPhase {
+    Suspending,
+    Taking,
+    #[default]
+    Done,
+    Abandoned,
+}
+
+impl CutPhase {
+    /// Whether the members are to hold the resource's writes.
+    pub fn holds_writes(self) -> bool {
+        matches!(self, CutPhase::Suspending | CutPhase::Taking)
+    }
 }
 
 impl SnapshotDefinition {

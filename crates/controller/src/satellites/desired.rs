@@ -7,11 +7,11 @@
 
 use ferrite_proto::{
     DesiredState, PeerSpec, PoolSpec, ReplicationEngine, ReplicationSpec, ResourceSpec,
-    RestoreSpec, SnapshotSpec, SnapshotVolumeSpec, VolumeSpec,
+    RestoreSpec, SnapshotCut, SnapshotSpec, SnapshotVolumeSpec, VolumeSpec,
 };
 use ferrite_types::{LayerKind, NodeName, ResourceName};
 
-use crate::model::{Cluster, Node, Resource, ResourceDefinition, ResourcePhase};
+use crate::model::{Cluster, CutPhase, Node, Resource, ResourceDefinition, ResourcePhase};
 
 /// The node's whole desired state at the cluster's current revision.
 pub fn full_state(cluster: &Cluster, node: &NodeName) -> DesiredState {
@@ -109,6 +109,10 @@ pub fn resource_spec(
             .collect(),
         replication: replication_spec(cluster, rd, resource),
         snapshots: snapshot_specs(cluster, rd, resource),
+        suspend_io: rd.is_replicated()
+            && !resource.is_deleting()
+            && !resource.inactive
+            && cluster.snapshots_of(&rd.name).any(|d| d.cut.holds_writes()),
     }
 }
 
@@ -134,6 +138,11 @@ fn snapshot_specs(
                 .collect(),
             storage_pool: snapshot.storage_pool.to_string(),
             requested_at_ms: snapshot.create_timestamp,
+            cut: match definition.cut {
+                CutPhase::Suspending => SnapshotCut::Wait,
+                CutPhase::Taking | CutPhase::Done => SnapshotCut::Take,
+                CutPhase::Abandoned => SnapshotCut::Abandoned,
+            },
         })
         .collect()
 }

@@ -91,6 +91,8 @@ pub struct NodeRuntime {
     pub snapshots: Vec<ferrite_proto::SnapshotReport>,
     /// Snapshots whose deletion the node confirmed.
     pub deleted_snapshots: Vec<ferrite_proto::DeletedSnapshot>,
+    /// The resources whose writes the node holds for a snapshot's cut.
+    pub io_suspended: Vec<String>,
 }
 
 impl Default for NodeRuntime {
@@ -111,6 +113,7 @@ impl Default for NodeRuntime {
             refusal: None,
             snapshots: Vec::new(),
             deleted_snapshots: Vec::new(),
+            io_suspended: Vec::new(),
         }
     }
 }
@@ -166,6 +169,16 @@ impl NodeRuntime {
         self.orphans = report.orphans;
         self.snapshots = report.snapshots;
         self.deleted_snapshots = report.deleted_snapshots;
+        self.io_suspended = report.io_suspended;
+    }
+
+    /// Whether the node holds the writes of `resource` for a snapshot's cut.
+    pub fn holds_writes(&self, resource: &str) -> bool {
+        self.is_online()
+            && self
+                .io_suspended
+                .iter()
+                .any(|r| r.eq_ignore_ascii_case(resource))
     }
 
     /// What the node reports of the volumes of snapshot `snapshot` (with UUID `uuid`) of

@@ -474,6 +474,7 @@ impl Reconciler {
             }
         }
 
+        self.hold_io_for_cuts(&desired, &mut report);
         self.converge_snapshots(&desired, &pools, &mut report);
         report.orphans = self.orphans(&desired, &in_use, &being_deleted);
         if self.storage_changed {

@@ -262,6 +262,7 @@ fn scoped(report: &NodeReport, resources: Vec<String>) -> NodeReport {
             .collect(),
         snapshots: report.snapshots.clone(),
         deleted_snapshots: report.deleted_snapshots.clone(),
+        io_suspended: report.io_suspended.clone(),
     }
 }
 
@@ -287,6 +288,7 @@ pub fn differs_noticeably(old: &NodeReport, new: &NodeReport) -> bool {
         || old.replication != new.replication
         || old.snapshots != new.snapshots
         || old.deleted_snapshots != new.deleted_snapshots
+        || old.io_suspended != new.io_suspended
     {
         return true;
     }
@@ -354,6 +356,12 @@ pub struct Reconciler {
     new_snapshots: BTreeSet<String>,
     /// Why a snapshot volume (UUID, volume number) could not be taken, as first seen.
     snapshot_failures: HashMap<(String, u16), String>,
+    /// The resources whose writes this node holds for a snapshot's cut: by which engine, since
+    /// when (see `snapshots`).
+    held_io: BTreeMap<String, (ferrite_proto::ReplicationEngine, Instant)>,
+    /// Holds that ran out their lease while the state still asks for them: not taken up again
+    /// until it stops asking.
+    lapsed_io: BTreeSet<String>,
 }
 
 impl Reconciler {
@@ -405,6 +413,8 @@ impl Reconciler {
             drivers: Vec::new(),
             new_snapshots: BTreeSet::new(),
             snapshot_failures: HashMap::new(),
+            held_io: BTreeMap::new(),
+            lapsed_io: BTreeSet::new(),
         })
     }
 

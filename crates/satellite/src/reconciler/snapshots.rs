@@ -7,16 +7,23 @@
 //! taken later. Every snapshot volume is recorded in the ledger before it is taken, so only
 //! snapshots this satellite took are ever deleted or rolled back to.
 //!
-//! A diskful member of a replicated resource holds the resource's I/O while it takes the pass's
-//! snapshots of it: engine `suspend_io` (`drbdadm suspend-io` with DRBD), the backing volumes'
-//! snapshots, then `resume_io`, which runs whatever happened in between, even when suspending
-//! failed. A snapshot whose I/O could not be suspended is not taken and reported failed.
+//! A snapshot of a replicated resource is one write boundary on every replica (the cut). The
+//! controller asks every member to hold the resource's writes ([`ResourceSpec::suspend_io`]);
+//! this node's engine holds them (`suspend-io`) and the report says so
+//! ([`NodeReport::io_suspended`]). Only once every member holds does the controller let the
+//! snapshot be taken ([`SnapshotCut::Take`]); then it lets the writes go on. A diskful member
+//! takes a replicated resource's snapshot only while it holds the writes: right before the
+//! backing volumes' snapshots it has the engine confirm the hold and flush, and again right
+//! after; a hold that ended in between (its lease ran out) discards what was taken, since
+//! writes may have crossed the cut. A hold ends when the state stops asking for it, or on this
+//! node's own after [`SUSPEND_IO_LEASE_MS`], so applications never wait on a controller that
+//! went away; a hold that lapsed is not taken up again until the state stops asking.
 
 use std::collections::BTreeMap;
 
 use ferrite_proto::{
     DeletedSnapshot, DesiredState, NodeReport, ResourceSpec, RestoreSpec, RollbackVolume,
-    SNAPSHOT_TAKE_DEADLINE_MS, SnapshotReport, SnapshotSpec,
+    SNAPSHOT_TAKE_DEADLINE_MS, SUSPEND_IO_LEASE_MS, SnapshotCut, SnapshotReport, SnapshotSpec,
 };
 use ferrite_storage::BackingVolumeName;
 use ferrite_types::{ProviderKind, ResourceName, SnapshotName, VolumeNumber};
@@ -35,19 +42,23 @@ fn now_ms() -> i64 {
 }
 
 impl Reconciler {
-    /// Notes the snapshots `next` holds that the node's current state did not: the ones the
-    /// next pass may take.
+    /// Notes the snapshots `next` asks to take that the node's current state did not: the ones
+    /// the next pass may take.
     pub(super) fn note_new_snapshots(&mut self, next: &DesiredState) {
         let known: std::collections::BTreeSet<&str> = self
             .desired
             .iter()
             .flat_map(|d| d.resources.iter())
             .flat_map(|r| r.snapshots.iter())
+            .filter(|s| s.cut != SnapshotCut::Wait)
             .map(|s| s.uuid.as_str())
             .collect();
         for resource in &next.resources {
             for snapshot in &resource.snapshots {
-                if !snapshot.deleting && !known.contains(snapshot.uuid.as_str()) {
+                if !snapshot.deleting
+                    && snapshot.cut == SnapshotCut::Take
+                    && !known.contains(snapshot.uuid.as_str())
+                {
                     self.new_snapshots.insert(snapshot.uuid.clone());
                 }
             }
@@ -62,7 +73,8 @@ impl Reconciler {
         report: &mut NodeReport,
     ) {
         for resource in &desired.resources {
-            let suspended = self.suspend_for_snapshots(resource);
+            let replicated = resource.replication.is_some();
+            let mut taken_under_hold: Vec<(&SnapshotSpec, u16)> = Vec::new();
             for snapshot in &resource.snapshots {
                 let Ok(name) = ResourceName::new(&resource.name) else {
                     continue;
@@ -82,12 +94,43 @@ impl Reconciler {
                 }
                 let snapshot_name = SnapshotName::new(&snapshot.name);
                 let take = self.new_snapshots.remove(&snapshot.uuid);
+                // Never a cut that writes may cross.
+                let hold = if take && replicated {
+                    Some(self.confirm_hold(resource))
+                } else {
+                    None
+                };
                 for volume in &snapshot.volumes {
+                    if snapshot.cut == SnapshotCut::Wait {
+                        report.snapshots.push(SnapshotReport {
+                            resource: resource.name.clone(),
+                            snapshot: snapshot.name.clone(),
+                            uuid: snapshot.uuid.clone(),
+                            volume_number: volume.volume_number,
+                            method: None,
+                            error: Some(
+                                "waiting for every member to hold the resource's writes for the cut"
+                                    .to_string(),
+                            ),
+                        });
+                        continue;
+                    }
                     let outcome = match (&snapshot_name, &place) {
                         (Err(e), _) => Err(e.to_string()),
-                        // Never a cut that writes may cross.
-                        _ if take && let Some(Err(why)) = &suspended => Err(format!(
-                            "not taken: I/O to the resource could not be suspended for the cut: {why}"
+                        _ if snapshot.cut == SnapshotCut::Abandoned
+                            && self
+                                .ledger
+                                .snapshot(&snapshot.uuid, volume.volume_number.into())
+                                .is_none() =>
+                        {
+                            Err(
+                                "not taken: the cut was abandoned, since not every member of the \
+                                 resource could hold its writes"
+                                    .to_string(),
+                            )
+                        }
+                        _ if let Some(Err(why)) = &hold => Err(format!(
+                            "not taken: the resource's writes are not held for the cut: {why}"
                         )),
                         (_, None) => Err(format!(
                             "storage pool '{}' is not among this node's storage pools",
@@ -105,90 +148,183 @@ impl Reconciler {
                                 take,
                             ),
                     };
-                    let (method, error) = match outcome {
-                        Ok(method) => (method, None),
-                        Err(e) => {
-                            self.snapshot_failures
-                                .entry((snapshot.uuid.clone(), volume.volume_number))
-                                .or_insert_with(|| e.clone());
-                            let first = self
-                                .snapshot_failures
-                                .get(&(snapshot.uuid.clone(), volume.volume_number))
-                                .cloned()
-                                .unwrap_or(e);
-                            (None, Some(first))
-                        }
-                    };
-                    report.snapshots.push(SnapshotReport {
-                        resource: resource.name.clone(),
-                        snapshot: snapshot.name.clone(),
-                        uuid: snapshot.uuid.clone(),
-                        volume_number: volume.volume_number,
-                        method,
-                        error,
-                    });
+                    if take && hold.is_some() && outcome.is_ok() {
+                        taken_under_hold.push((snapshot, volume.volume_number));
+                    }
+                    self.push_snapshot_report(
+                        resource,
+                        snapshot,
+                        volume.volume_number,
+                        outcome,
+                        report,
+                    );
                 }
             }
-            // Whatever happened to the snapshots, and even when suspending failed half-way.
-            if suspended.is_some() {
-                self.resume_after_snapshots(resource, report);
+            if !taken_under_hold.is_empty()
+                && let Err(why) = self.confirm_hold(resource)
+            {
+                self.discard_crossed_cuts(resource, &taken_under_hold, &why, report);
             }
         }
     }
 
-    /// The replication engine of a diskful member of a replicated resource that has a snapshot
-    /// to take in this pass.
-    fn snapshot_engine(
+    /// Records a snapshot volume's outcome in the report; a failure is kept as first seen.
+    fn push_snapshot_report(
         &mut self,
         resource: &ResourceSpec,
-    ) -> Option<&mut Box<dyn crate::replication::ReplicationDriver>> {
-        let engine = resource.replication.as_ref()?.engine;
-        let takes = resource
-            .snapshots
+        snapshot: &SnapshotSpec,
+        volume_number: u16,
+        outcome: Result<Option<String>, String>,
+        report: &mut NodeReport,
+    ) {
+        let (method, error) = match outcome {
+            Ok(method) => (method, None),
+            Err(e) => {
+                let first = self
+                    .snapshot_failures
+                    .entry((snapshot.uuid.clone(), volume_number))
+                    .or_insert(e)
+                    .clone();
+                (None, Some(first))
+            }
+        };
+        report.snapshots.push(SnapshotReport {
+            resource: resource.name.clone(),
+            snapshot: snapshot.name.clone(),
+            uuid: snapshot.uuid.clone(),
+            volume_number,
+            method,
+            error,
+        });
+    }
+
+    /// Whether this node holds the resource's writes for a cut, with the engine's confirmation
+    /// (which also flushes what it wrote).
+    fn confirm_hold(&mut self, resource: &ResourceSpec) -> Result<(), String> {
+        if !self.held_io.contains_key(&resource.name) {
+            return Err("this node does not hold them".to_string());
+        }
+        let engine = resource.replication.as_ref().map(|r| r.engine);
+        let driver = self
+            .drivers
+            .iter_mut()
+            .find(|d| Some(d.engine()) == engine)
+            .ok_or_else(|| "no replication engine runs the resource here".to_string())?;
+        driver.confirm_suspended(&resource.name)
+    }
+
+    /// Snapshots taken while the hold of the resource's writes ended: writes may have crossed
+    /// the cut, so they are deleted and reported failed.
+    fn discard_crossed_cuts(
+        &mut self,
+        resource: &ResourceSpec,
+        taken: &[(&SnapshotSpec, u16)],
+        why: &str,
+        report: &mut NodeReport,
+    ) {
+        let error =
+            format!("not kept: the hold of the resource's writes ended during the cut ({why})");
+        for (spec, volume_number) in taken {
+            let number = VolumeNumber::from(*volume_number);
+            if let Some(entry) = self.ledger.snapshot(&spec.uuid, number).cloned() {
+                warn!(resource = %resource.name, snapshot = %spec.name, volume = volume_number, "discarding a snapshot whose cut writes may have crossed");
+                match self.providers.get(entry.key.provider_kind).delete_snapshot(
+                    &entry.key.pool_name,
+                    &entry.volume_backing_name(),
+                    &entry.snapshot,
+                ) {
+                    Ok(()) => {
+                        self.ledger.remove_snapshot(&spec.uuid, number);
+                        if let Err(e) = self.persist_ledger() {
+                            error!(error = %e, "could not update the ledger");
+                        }
+                    }
+                    Err(e) => {
+                        error!(error = %e, "could not delete the snapshot; it is reported failed")
+                    }
+                }
+            }
+            self.snapshot_failures
+                .insert((spec.uuid.clone(), *volume_number), error.clone());
+            for entry in report
+                .snapshots
+                .iter_mut()
+                .filter(|r| r.uuid == spec.uuid && r.volume_number == *volume_number)
+            {
+                entry.method = None;
+                entry.error = Some(error.clone());
+            }
+        }
+    }
+
+    /// Holds the writes of the resources whose state asks for it (a snapshot's cut), lets go of
+    /// the others, ends holds older than the lease, and reports which it holds.
+    pub(super) fn hold_io_for_cuts(&mut self, desired: &DesiredState, report: &mut NodeReport) {
+        let wanted: BTreeMap<&str, &ResourceSpec> = desired
+            .resources
             .iter()
-            .any(|s| !s.deleting && self.new_snapshots.contains(&s.uuid));
-        if !takes || resource.diskless || resource.deleting {
-            return None;
+            .filter(|r| r.suspend_io && r.replication.is_some() && !r.deleting && !r.inactive)
+            .map(|r| (r.name.as_str(), r))
+            .collect();
+        let lease = std::time::Duration::from_millis(SUSPEND_IO_LEASE_MS);
+        let held: Vec<(String, ferrite_proto::ReplicationEngine, std::time::Instant)> = self
+            .held_io
+            .iter()
+            .map(|(name, (engine, since))| (name.clone(), *engine, *since))
+            .collect();
+        for (name, engine, since) in held {
+            let lapsed = since.elapsed() >= lease;
+            if wanted.contains_key(name.as_str()) && !lapsed {
+                continue;
+            }
+            if lapsed {
+                warn!(resource = %name, lease_s = lease.as_secs(), "writes held for a snapshot's cut for the whole lease; resuming");
+                self.lapsed_io.insert(name.clone());
+            }
+            self.held_io.remove(&name);
+            if let Some(driver) = self.drivers.iter_mut().find(|d| d.engine() == engine) {
+                match driver.resume_io(&name) {
+                    Ok(()) => debug!(resource = %name, "writes resumed after the cut"),
+                    Err(e) => {
+                        error!(resource = %name, error = %e, "cannot resume the writes held for the cut");
+                        report.errors.push(format!(
+                            "resource '{name}': writes held for a snapshot's cut could not be resumed: {e}"
+                        ));
+                    }
+                }
+            }
         }
-        self.drivers.iter_mut().find(|d| d.engine() == engine)
-    }
-
-    /// Holds the resource's I/O for the snapshots of this pass (`suspend-io` with DRBD), when
-    /// it is a replicated member with snapshots to take: `None` when nothing was suspended,
-    /// else whether it was.
-    fn suspend_for_snapshots(&mut self, resource: &ResourceSpec) -> Option<Result<(), String>> {
-        let driver = self.snapshot_engine(resource)?;
-        let outcome = driver.suspend_io(&resource.name);
-        match &outcome {
-            Ok(()) => {
-                debug!(resource = %resource.name, "engine asked to hold I/O for the snapshot")
+        self.lapsed_io
+            .retain(|name| wanted.contains_key(name.as_str()));
+        for (name, resource) in wanted {
+            if self.held_io.contains_key(name) || self.lapsed_io.contains(name) {
+                continue;
             }
-            Err(e) => {
-                error!(resource = %resource.name, error = %e, "cannot suspend I/O for the snapshot")
-            }
-        }
-        Some(outcome)
-    }
-
-    fn resume_after_snapshots(&mut self, resource: &ResourceSpec, report: &mut NodeReport) {
-        let Some(engine) = resource.replication.as_ref().map(|r| r.engine) else {
-            return;
-        };
-        let Some(driver) = self.drivers.iter_mut().find(|d| d.engine() == engine) else {
-            return;
-        };
-        match driver.resume_io(&resource.name) {
-            Ok(()) => {
-                debug!(resource = %resource.name, "engine asked to let I/O go on after the snapshot")
-            }
-            Err(e) => {
-                error!(resource = %resource.name, error = %e, "cannot resume I/O after the snapshot");
+            let Some(engine) = resource.replication.as_ref().map(|r| r.engine) else {
+                continue;
+            };
+            let Some(driver) = self.drivers.iter_mut().find(|d| d.engine() == engine) else {
                 report.errors.push(format!(
-                    "resource '{}': I/O suspended for a snapshot could not be resumed: {e}",
-                    resource.name
+                    "resource '{name}': cannot hold its writes for a snapshot's cut: the {engine} \
+                     engine does not run on this node"
                 ));
+                continue;
+            };
+            match driver.suspend_io(name) {
+                Ok(()) => {
+                    info!(resource = %name, "writes held for a snapshot's cut");
+                    self.held_io
+                        .insert(name.to_string(), (engine, std::time::Instant::now()));
+                }
+                Err(e) => {
+                    error!(resource = %name, error = %e, "cannot hold the writes for a snapshot's cut");
+                    report.errors.push(format!(
+                        "resource '{name}': cannot hold its writes for a snapshot's cut: {e}"
+                    ));
+                }
             }
         }
+        report.io_suspended = self.held_io.keys().cloned().collect();
     }
 
     /// One snapshot volume: taken now if `take` (its first pass), else checked.

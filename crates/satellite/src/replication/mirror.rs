@@ -56,6 +56,9 @@ pub struct MirrorDriver {
     /// The configuration last written for each resource.
     written: HashMap<String, ResourceConfig>,
     last_start: Option<Instant>,
+    /// The control connections that hold resources' writes for a snapshot's cut, with the
+    /// hold's epoch: the daemon keeps a hold while its connection is open.
+    suspensions: HashMap<String, (Client, u64)>,
 }
 
 impl MirrorDriver {
@@ -81,6 +84,7 @@ impl MirrorDriver {
             unreachable: None,
             written: HashMap::new(),
             last_start: None,
+            suspensions: HashMap::new(),
         })
     }
 
@@ -312,6 +316,65 @@ impl ReplicationDriver for MirrorDriver {
         self.written.remove(resource);
         self.entries.remove(resource);
         Ok(())
+    }
+
+    fn suspend_io(&mut self, resource: &str) -> Result<(), String> {
+        self.client()?;
+        let socket = self.paths.control_socket();
+        let request = Request::SuspendIo {
+            resource: resource.to_string(),
+        };
+        let (client, reply) = self.runtime.block_on(async {
+            let mut client = Client::connect(&socket).await.map_err(|e| e.to_string())?;
+            let reply = client.call(&request).await.map_err(|e| e.to_string())?;
+            Ok::<_, String>((client, reply))
+        })?;
+        match reply {
+            Reply::Suspended { epoch, .. } => {
+                info!(resource, epoch, "MIRROR I/O suspended for a snapshot's cut");
+                self.suspensions
+                    .insert(resource.to_string(), (client, epoch));
+                Ok(())
+            }
+            other => Err(format!("unexpected answer to suspend-io: {other:?}")),
+        }
+    }
+
+    fn confirm_suspended(&mut self, resource: &str) -> Result<(), String> {
+        let Some((client, epoch)) = self.suspensions.get_mut(resource) else {
+            return Err(format!("the I/O of '{resource}' is not held on this node"));
+        };
+        let held = *epoch;
+        let request = Request::SuspendIo {
+            resource: resource.to_string(),
+        };
+        match self.runtime.block_on(client.call(&request)) {
+            Ok(Reply::Suspended { epoch, .. }) if epoch == held => Ok(()),
+            Ok(other) => Err(format!(
+                "the hold of '{resource}' (epoch {held}) ended; the daemon answered {other:?}"
+            )),
+            Err(e) => Err(format!("the hold of '{resource}' ended: {e}")),
+        }
+    }
+
+    fn resume_io(&mut self, resource: &str) -> Result<(), String> {
+        let Some((mut client, _)) = self.suspensions.remove(resource) else {
+            return Ok(());
+        };
+        let request = Request::ResumeIo {
+            resource: resource.to_string(),
+        };
+        // Closing the connection ends the hold too; the answer only confirms it.
+        match self.runtime.block_on(client.call(&request)) {
+            Ok(_) => {
+                info!(resource, "MIRROR I/O resumed after a snapshot's cut");
+                Ok(())
+            }
+            Err(e) => {
+                warn!(resource, error = %e, "resume-io not confirmed; the hold ends with its connection");
+                Ok(())
+            }
+        }
     }
 
     fn report(&self, resource: &str, error: Option<String>) -> ReplicationReport {

@@ -60,11 +60,22 @@ pub trait ReplicationDriver: Send {
     /// Takes the resource down and forgets its configuration. Refused while it is in use.
     fn down(&mut self, resource: &str) -> Result<(), String>;
 
-    /// Holds new I/O to the resource on this node until [`ReplicationDriver::resume_io`], so
-    /// the snapshot of its backing volumes taken in between is a cut no write crosses. Engines
-    /// that cannot hold I/O do nothing (the controller takes their snapshots only while no
-    /// member is in use).
+    /// Holds new application writes to the resource on this node until
+    /// [`ReplicationDriver::resume_io`], once the writes in flight completed: a snapshot's cut
+    /// (`drbdadm suspend-io`). Every member of the resource holds before any takes its snapshot,
+    /// so no write crosses the cut. Engines that cannot hold I/O refuse, and the snapshot is not
+    /// taken.
     fn suspend_io(&mut self, resource: &str) -> Result<(), String> {
+        Err(format!(
+            "the {} engine cannot suspend the I/O of '{resource}'",
+            self.engine()
+        ))
+    }
+
+    /// Confirms the hold of [`ReplicationDriver::suspend_io`] still stands and puts what this
+    /// node wrote on stable storage: called right before a snapshot of the backing volumes, and
+    /// again after it (a hold that ended in between means writes may have crossed the cut).
+    fn confirm_suspended(&mut self, resource: &str) -> Result<(), String> {
         let _ = resource;
         Ok(())
     }

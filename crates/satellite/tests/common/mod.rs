@@ -252,6 +252,7 @@ pub fn resource(name: &str, sizes_kib: &[u64]) -> ResourceSpec {
     ResourceSpec {
         replication: None,
         snapshots: Vec::new(),
+        suspend_io: false,
         uuid: format!("rsc-{name}"),
         deleting: false,
         inactive: false,
@@ -284,6 +285,7 @@ pub fn diskless(name: &str) -> ResourceSpec {
     ResourceSpec {
         replication: None,
         snapshots: Vec::new(),
+        suspend_io: false,
         uuid: String::new(),
         deleting: false,
         inactive: false,
