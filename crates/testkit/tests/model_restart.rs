@@ -17,10 +17,22 @@
 //!   deliberately invalid request, the state is captured before and after and compared;
 //! - the state after a restart equals the state before it, at once after the reload and again
 //!   once the satellites are back;
-//! - a restart deletes no file of the real nodes' pools: no backing volume, no snapshot.
+//! - a restart deletes no file of the real nodes' pools: no backing volume, no snapshot;
+//! - the marks the newer operations leave (`INACTIVE` of a deactivated resource, `EVACUATE` of
+//!   an evacuated node and its resources, `DELETE` of a node deleted with resources) are kept,
+//!   as all flags are, by the comparison.
 //!
-//! Before the random rounds, each seed runs a fixed snapshot sequence (create, restore, rollback,
-//! delete), a restart after each change, checking the pools' files and the data they hold.
+//! One change may happen without a request: an evacuation finishing. A resource marked
+//! `EVACUATE` is deleted by the controller once its replacement is UpToDate, whenever that is —
+//! during a request, during a restart. Such a resource may therefore be marked `DELETE` or be
+//! gone (with its files) in a later capture, and nothing else of it may change; when it went,
+//! another replica of its definition must be UpToDate.
+//!
+//! Before the random rounds, each seed runs two fixed sequences with a restart after each
+//! change: snapshots (create, restore, rollback, delete), checking the pools' files and the data
+//! they hold; and placement (a node deleted with a resource, deactivate, an evacuation with no
+//! place for a replacement, restore, place counts that remove and add a replica, an evacuation
+//! that moves the last replica), checking the marks and the files after each restart.
 //!
 //! It does not predict outcomes: it never assumes a request succeeds, nor that a delete makes
 //! its object vanish (deletion may be two-phase: a resource marked `DELETE` stays listed until
@@ -29,8 +41,10 @@
 //! change made by the restart.
 //!
 //! The cluster: a real controller, two real satellites (`node1`, `node2`, FILE_THIN pools on
-//! loop devices) and two nodes registered at addresses where no satellite ever answers
-//! (`ghost1`, `ghost2`, OFFLINE), so changes are both applied by satellites and left pending.
+//! loop devices; they run MIRROR, so a definition placed on them alone is replicated) and three
+//! nodes registered at addresses where no satellite ever answers (`ghost1`, `ghost2`, OFFLINE,
+//! and `ghost3`, which the placement sequence deletes), so changes are both applied by
+//! satellites and left pending.
 //!
 //! Requests are drawn from small pools of names, biased towards objects that exist in the last
 //! capture, with a seeded generator. Each run prints its seed, and every request is logged with
@@ -120,6 +134,8 @@ fn parse_seed(text: &str) -> Result<u64> {
 fn run(seed: u64, world: &mut World, coverage: &mut Coverage) -> Result<()> {
     // First, on the fresh cluster, so that the random requests cannot have removed its pools.
     snapshot_sequence(world, seed).with_context(|| format!("seed {seed}: snapshot sequence"))?;
+    placement_sequence(world, seed, coverage)
+        .with_context(|| format!("seed {seed}: placement sequence"))?;
     let mut rng = Rng(seed);
     let mut ghost_removals = GHOST_REMOVALS;
     for round in 0..ROUNDS {
@@ -135,7 +151,8 @@ fn run(seed: u64, world: &mut World, coverage: &mut Coverage) -> Result<()> {
             let requests_took = started.elapsed();
             let when = format!("seed {seed} round {round}, {restart} restart after burst {burst}");
             let started = Instant::now();
-            restart_and_compare(world, restart).context(when.clone())?;
+            let held = restart_and_compare(world, restart).context(when.clone())?;
+            coverage.held_through_restarts.extend(held);
             eprintln!(
                 "{when}: the state reloaded whole (requests {:.1} s, restart and comparisons {:.1} s)",
                 requests_took.as_secs_f64(),
@@ -265,6 +282,186 @@ fn snapshot_sequence(world: &mut World, seed: u64) -> Result<()> {
     Ok(())
 }
 
+/// The fixed placement sequence, on a replicated definition with a replica on each real node:
+/// a node deleted with a resource on it (the third ghost), deactivate, evacuate while no replacement can be placed, restore, a place count that
+/// removes a replica, an evacuation that moves the last one, a place count that adds one back;
+/// a restart (alternately clean and a crash) after each change. The marks (`INACTIVE`,
+/// `EVACUATE`) must be there after each restart, every volume of a resource not being
+/// deleted must keep its file, and the moved replica may go only once its replacement is
+/// UpToDate.
+fn placement_sequence(world: &mut World, seed: u64, coverage: &mut Coverage) -> Result<()> {
+    let rest = world.rest.clone();
+    let group = format!("placeseq{seed:x}");
+    let definition = format!("placed{seed:x}");
+    rest.post(
+        "/v1/resource-groups",
+        &json!({"name": group, "select_filter": {"place_count": 2,
+            "storage_pool_list": ["pool"], "layer_stack": ["DRBD", "STORAGE"]}}),
+    )?
+    .expect_success()?;
+    rest.post(
+        &format!("/v1/resource-groups/{group}/volume-groups"),
+        &json!({}),
+    )?
+    .expect_success()?;
+    rest.post(
+        &format!("/v1/resource-groups/{group}/spawn"),
+        &json!({"resource_definition_name": definition, "volume_sizes": [4096]}),
+    )?
+    .expect_success()?;
+    let resource = |node: &str| format!("resource-definitions/{definition}/resources/{node}");
+    let mut restart = |world: &mut World, kind: Restart, after: &str| -> Result<ClusterState> {
+        let held = restart_and_compare(world, kind).with_context(|| format!("after {after}"))?;
+        coverage.held_through_restarts.extend(held);
+        ClusterState::capture(&world.rest)
+    };
+    let marked = |state: &ClusterState, path: &str, flag: &str| {
+        state
+            .get(path)
+            .is_some_and(|o| flags(o).iter().any(|f| f == flag))
+    };
+    let image = |world: &World, node: &str| {
+        world
+            .real_node(node)
+            .map(|n| n.pool_dirs[0].join(format!("{definition}_00000.img")))
+            .expect("a real node")
+    };
+    let [first, second] = REAL_NODES;
+    wait_up_to_date(&rest, &definition, 2)?;
+
+    // A node with a resource is marked for deletion with it; offline, it stays so.
+    let retired = format!("retired{seed:x}");
+    rest.post(
+        "/v1/resource-definitions",
+        &json!({"resource_definition": {"name": retired, "layer_data": [{"type": "STORAGE"}]}}),
+    )?
+    .expect_success()?;
+    rest.post(
+        &format!("/v1/resource-definitions/{retired}/volume-definitions"),
+        &json!({"volume_definition": {"size_kib": 4096}}),
+    )?
+    .expect_success()?;
+    rest.post(
+        &format!("/v1/resource-definitions/{retired}/resources/{RETIRED_GHOST}"),
+        &json!({"resource": {"node_name": RETIRED_GHOST, "props": {"StorPoolName": "pool"}}}),
+    )?
+    .expect_success()?;
+    rest.delete(&format!("/v1/nodes/{RETIRED_GHOST}"))?
+        .expect_success()?;
+
+    rest.post(
+        &format!("/v1/resource-definitions/{definition}/resources/{second}/deactivate"),
+        &json!({}),
+    )?
+    .expect_success()?;
+    let state = restart(world, Restart::Clean, "node delete and deactivate")?;
+    if !marked(&state, &format!("nodes/{RETIRED_GHOST}"), "DELETE")
+        || !marked(
+            &state,
+            &format!("resource-definitions/{retired}/resources/{RETIRED_GHOST}"),
+            "DELETE",
+        )
+    {
+        bail!("{RETIRED_GHOST} or its resource is no longer marked DELETE after a restart");
+    }
+    if !marked(&state, &resource(second), "INACTIVE") {
+        bail!("the deactivated resource on {second} is no longer INACTIVE after a restart");
+    }
+    if !image(world, second).exists() {
+        bail!("the deactivated resource on {second} lost its volume");
+    }
+
+    // Both real nodes hold it and the ghosts run no replication engine: the evacuated replica
+    // has nowhere to go, and stays marked.
+    rest.post(
+        &format!("/v1/resource-definitions/{definition}/resources/{second}/activate"),
+        &json!({}),
+    )?
+    .expect_success()?;
+    wait_up_to_date(&rest, &definition, 2)?;
+    rest.put(&format!("/v1/nodes/{first}/evacuate"), &json!({}))?
+        .expect_success()?;
+    let state = restart(world, Restart::Crash, "activate and evacuate")?;
+    if !marked(&state, &format!("nodes/{first}"), "EVACUATE")
+        || !marked(&state, &resource(first), "EVACUATE")
+    {
+        bail!("{first} or its replica of {definition} is no longer EVACUATE after a restart");
+    }
+
+    rest.put(&format!("/v1/nodes/{first}/restore"), &json!({}))?
+        .expect_success()?;
+    rest.put(
+        &format!("/v1/resource-groups/{group}"),
+        &json!({"select_filter": {"place_count": 1}}),
+    )?
+    .expect_success()?;
+    let state = restart(world, Restart::Clean, "restore and place count 1")?;
+    let holders: Vec<&str> = REAL_NODES
+        .into_iter()
+        .filter(|node| state.get(&resource(node)).is_some())
+        .collect();
+    let [holder] = holders[..] else {
+        bail!("place count 1 left {definition} on {holders:?}");
+    };
+    if !image(world, holder).exists() {
+        bail!("the replica of {definition} kept on {holder} lost its volume");
+    }
+
+    // One replica, on `holder`: evacuating it places a replacement on the other node, and
+    // the restart comes while it may still be syncing.
+    let other = if holder == first { second } else { first };
+    rest.put(&format!("/v1/nodes/{holder}/evacuate"), &json!({}))?
+        .expect_success()?;
+    restart(world, Restart::Crash, "evacuating the last replica")?;
+    wait_until(SETTLE_TIMEOUT, || {
+        Ok(ClusterState::capture(&rest)?
+            .get(&resource(holder))
+            .is_none())
+    })
+    .with_context(|| format!("waiting for the evacuated replica on {holder} to go"))?;
+    wait_up_to_date(&rest, &definition, 1)?;
+    if !image(world, other).exists() {
+        bail!("the replacement of {definition} on {other} has no volume");
+    }
+
+    rest.put(&format!("/v1/nodes/{holder}/restore"), &json!({}))?
+        .expect_success()?;
+    rest.put(
+        &format!("/v1/resource-groups/{group}"),
+        &json!({"select_filter": {"place_count": 2}}),
+    )?
+    .expect_success()?;
+    let state = restart(world, Restart::Clean, "restore and place count 2")?;
+    for node in REAL_NODES {
+        if state.get(&resource(node)).is_none() || !image(world, node).exists() {
+            bail!("place count 2 did not give {definition} its volume on {node}");
+        }
+    }
+    Ok(())
+}
+
+/// Waits until `count` diskful replicas of `definition` have every volume UpToDate.
+fn wait_up_to_date(rest: &Rest, definition: &str, count: usize) -> Result<()> {
+    wait_until(SETTLE_TIMEOUT, || {
+        let view = rest.get(&format!("/v1/view/resources?resources={definition}"))?;
+        let up_to_date = view
+            .json
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|replica| {
+                let volumes = replica["volumes"].as_array().cloned().unwrap_or_default();
+                !volumes.is_empty()
+                    && volumes
+                        .iter()
+                        .all(|v| v["state"]["disk_state"] == "UpToDate")
+            })
+            .count();
+        Ok(up_to_date >= count)
+    })
+    .with_context(|| format!("waiting for {count} UpToDate replica(s) of {definition}"))
+}
+
 /// Where in a run a request was sent.
 #[derive(Debug, Clone, Copy)]
 struct Position {
@@ -352,7 +549,7 @@ fn burst_of_requests(
         if reply.status >= 500 {
             bail!("{at}: {step} answered {}: {}", reply.status, reply.json);
         }
-        coverage.record(&step, refused);
+        coverage.record(&step, &reply, refused);
         age += 1;
         if let (true, false, Some(were_online)) = (step.reconnects, refused, were_online) {
             // The link drops the connection after the answer: wait briefly to see it go, then
@@ -365,7 +562,9 @@ fn burst_of_requests(
         }
         if let (true, Some(before)) = (refused, before) {
             let after = ClusterState::capture(rest)?;
-            let diff = before.diff(&after).outside(before.deleting());
+            let diff = evacuation_progress(&before, &after)
+                .set_aside(before.diff(&after))
+                .outside(before.deleting());
             if !diff.is_empty() {
                 bail!("{at}: the refused request {step} changed the state: {diff}");
             }
@@ -378,7 +577,8 @@ fn burst_of_requests(
 
 /// Waits until the state holds still, restarts the controller, and compares the reloaded state
 /// with the one before: at once, and again once the satellites that were connected are back.
-fn restart_and_compare(world: &mut World, restart: Restart) -> Result<()> {
+/// Answers which marks ([`MARKS`]) the state carried through the restart.
+fn restart_and_compare(world: &mut World, restart: Restart) -> Result<BTreeSet<String>> {
     let rest = world.rest.clone();
     let before = ClusterState::capture_settled(&rest, SETTLE_TIMEOUT)?;
     let files_before = world.pool_files();
@@ -387,10 +587,11 @@ fn restart_and_compare(world: &mut World, restart: Restart) -> Result<()> {
         Restart::Crash => world.cluster.controller.restart()?,
     }
     let reloaded = ClusterState::capture(&rest)?;
-    before.expect_same(
-        &reloaded,
-        "the reloaded state differs from the state before the restart",
-    )?;
+    let progress = evacuation_progress(&before, &reloaded);
+    let diff = progress.set_aside(before.diff(&reloaded));
+    if !diff.is_empty() {
+        bail!("the reloaded state differs from the state before the restart: {diff}");
+    }
     let were_online = before.online_nodes().clone();
     wait_until(SETTLE_TIMEOUT, || {
         let now = ClusterState::capture(&rest)?;
@@ -398,16 +599,159 @@ fn restart_and_compare(world: &mut World, restart: Restart) -> Result<()> {
     })
     .with_context(|| format!("waiting for {were_online:?} to reconnect"))?;
     let reconnected = ClusterState::capture_settled(&rest, SETTLE_TIMEOUT)?;
-    before.expect_same(
-        &reconnected,
-        "the state after the satellites reconnected differs from the state before the restart",
-    )?;
+    let progress = evacuation_progress(&before, &reconnected);
+    let diff = progress.set_aside(before.diff(&reconnected));
+    if !diff.is_empty() {
+        bail!(
+            "the state after the satellites reconnected differs from the state before the restart: {diff}"
+        );
+    }
+    progress.check_replaced(&rest)?;
+    if !progress.moved.is_empty() {
+        eprintln!(
+            "evacuations finished during the restart (replacements UpToDate): {:?}",
+            progress.moved
+        );
+    }
     let files_after = world.pool_files();
-    let gone: Vec<&PathBuf> = files_before.difference(&files_after).collect();
+    let gone: Vec<&PathBuf> = files_before
+        .difference(&files_after)
+        .filter(|file| !progress.explains(world, file))
+        .collect();
     if !gone.is_empty() {
         bail!("the restart deleted files of the pools (volumes or snapshots): {gone:?}");
     }
-    Ok(())
+    Ok(marks(&before))
+}
+
+/// The marks a restart must keep, on nodes and on resources, as `"node EVACUATE"`,
+/// `"resource INACTIVE"`; each must have been carried through a restart in a run.
+const MARKS: &[(&str, &str)] = &[
+    ("node", "EVACUATE"),
+    ("node", "DELETE"),
+    ("resource", "INACTIVE"),
+    ("resource", "EVACUATE"),
+    ("resource", "DELETE"),
+];
+
+/// Which [`MARKS`] some object of `state` carries.
+fn marks(state: &ClusterState) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    for (path, object) in state.objects() {
+        let kind = match path.split('/').collect::<Vec<_>>().as_slice() {
+            ["nodes", _] => "node",
+            ["resource-definitions", _, "resources", _] => "resource",
+            _ => continue,
+        };
+        for flag in flags(object) {
+            if MARKS.contains(&(kind, flag.as_str())) {
+                found.insert(format!("{kind} {flag}"));
+            }
+        }
+    }
+    found
+}
+
+/// Resources marked `EVACUATE` in one capture that, in a later one, were marked `DELETE` or are
+/// gone: their replacement got in sync and the controller finished the evacuation it was asked
+/// for, on its own schedule — during a request, a restart or the wait before one. That is the
+/// only change the test lets happen without a request, and only with its safety checked
+/// ([`EvacuationProgress::check_replaced`]).
+#[derive(Debug, Default)]
+struct EvacuationProgress {
+    /// Paths of the resources (`resource-definitions/web/resources/node1`).
+    moved: BTreeSet<String>,
+}
+
+fn evacuation_progress(before: &ClusterState, after: &ClusterState) -> EvacuationProgress {
+    let mut progress = EvacuationProgress::default();
+    for (path, object) in before.objects() {
+        let is_resource = matches!(
+            path.split('/').collect::<Vec<_>>().as_slice(),
+            ["resource-definitions", _, "resources", _]
+        );
+        let old_flags = flags(object);
+        if !is_resource || !old_flags.iter().any(|f| f == "EVACUATE") {
+            continue;
+        }
+        let finished = match after.get(path) {
+            None => true,
+            Some(now) => {
+                // The same object, marked DELETE and nothing else changed.
+                let mut expected = object.clone();
+                if !old_flags.iter().any(|f| f == "DELETE") {
+                    let mut marked = old_flags.clone();
+                    marked.push("DELETE".to_string());
+                    marked.sort_by_key(|f| Value::String(f.clone()).to_string());
+                    expected["flags"] = json!(marked);
+                }
+                *now == expected && *now != *object
+            }
+        };
+        if finished {
+            progress.moved.insert(path.clone());
+        }
+    }
+    progress
+}
+
+impl EvacuationProgress {
+    /// `diff` without the finished evacuations' resources and their volumes.
+    fn set_aside(&self, diff: ferrite_testkit::StateDiff) -> ferrite_testkit::StateDiff {
+        diff.outside(&self.moved)
+    }
+
+    /// Whether the pool file `file` belonged to one of the evacuated resources.
+    fn explains(&self, world: &World, file: &std::path::Path) -> bool {
+        let Some(name) = file.file_name().map(|n| n.to_string_lossy().to_string()) else {
+            return false;
+        };
+        let Some(node) = world.real.iter().find(|n| {
+            n.pool_dirs
+                .iter()
+                .any(|d| file.parent() == Some(d.as_path()))
+        }) else {
+            return false;
+        };
+        self.moved.iter().any(|path| {
+            let segments: Vec<&str> = path.split('/').collect();
+            segments[3].eq_ignore_ascii_case(node.name)
+                && name.starts_with(&format!("{}_", segments[1].to_ascii_lowercase()))
+        })
+    }
+
+    /// Fails unless every definition whose evacuated resource went still has another diskful
+    /// replica, not being deleted or evacuated, whose volumes are all UpToDate: the evacuation
+    /// may finish only once its replacement holds the data.
+    fn check_replaced(&self, rest: &Rest) -> Result<()> {
+        for path in &self.moved {
+            let segments: Vec<&str> = path.split('/').collect();
+            let (definition, node) = (segments[1], segments[3]);
+            let view = rest.get(&format!("/v1/view/resources?resources={definition}"))?;
+            let replicas = view.json.as_array().cloned().unwrap_or_default();
+            let replaced = replicas.iter().any(|replica| {
+                let flags = flags(replica);
+                let volumes = replica["volumes"].as_array().cloned().unwrap_or_default();
+                !replica["node_name"]
+                    .as_str()
+                    .is_some_and(|n| n.eq_ignore_ascii_case(node))
+                    && !flags
+                        .iter()
+                        .any(|f| ["DELETE", "EVACUATE", "DISKLESS"].contains(&f.as_str()))
+                    && !volumes.is_empty()
+                    && volumes
+                        .iter()
+                        .all(|v| v["state"]["disk_state"] == "UpToDate")
+            });
+            if !replaced {
+                bail!(
+                    "the evacuated resource {path} went, but no other replica of '{definition}' is UpToDate: {}",
+                    view.json
+                );
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The first error's message of a refusal, or the warnings of an acceptance.
@@ -476,6 +820,10 @@ struct GhostNode {
 
 const REAL_NODES: [&str; 2] = ["node1", "node2"];
 const GHOST_NODES: [&str; 2] = ["ghost1", "ghost2"];
+/// A third ghost, for the placement sequence to delete with a resource on it: the node and
+/// its resource stay marked `DELETE` from then on (no satellite ever confirms), through every
+/// restart. The generator only meets it among the existing nodes.
+const RETIRED_GHOST: &str = "ghost3";
 const ALL_NODES: [&str; 4] = ["node1", "node2", "ghost1", "ghost2"];
 const DISKFUL_POOLS: [&str; 2] = ["pool", "pool2"];
 const DISKLESS_POOLS: [&str; 2] = ["dlpool", "DfltDisklessStorPool"];
@@ -521,6 +869,12 @@ const PATH_WORDS: &[&str] = &[
     "snapshots",
     "snapshot-restore-resource",
     "snapshot-rollback",
+    "evacuate",
+    "restore",
+    "activate",
+    "deactivate",
+    "adjust",
+    "adjustall",
 ];
 /// Snapshot names the generator uses.
 const SNAPSHOTS: [&str; 2] = ["snap1", "snap2"];
@@ -549,6 +903,7 @@ impl World {
             .collect();
         let ghosts = GHOST_NODES
             .iter()
+            .chain([&RETIRED_GHOST])
             .map(|name| {
                 Ok(GhostNode {
                     name,
@@ -649,6 +1004,7 @@ struct Known {
 #[derive(Debug, Default)]
 struct KnownNode {
     props: Vec<String>,
+    flags: Vec<String>,
     /// Interface name and whether it is the active one.
     interfaces: Vec<(String, bool)>,
     pools: Vec<String>,
@@ -667,6 +1023,9 @@ struct KnownDefinition {
     volumes: BTreeMap<i64, i64>,
     /// Node and whether the resource there is diskless.
     resources: BTreeMap<String, bool>,
+    /// Nodes where the resource is deactivated (`INACTIVE`).
+    inactive: BTreeSet<String>,
+    group: String,
     snapshots: BTreeSet<String>,
 }
 
@@ -674,6 +1033,17 @@ impl KnownDefinition {
     fn has_children(&self) -> bool {
         !self.volumes.is_empty() || !self.resources.is_empty()
     }
+}
+
+fn flags(object: &Value) -> Vec<String> {
+    object["flags"]
+        .as_array()
+        .map(|f| {
+            f.iter()
+                .filter_map(|f| f.as_str().map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn prop_keys(object: &Value) -> Vec<String> {
@@ -696,7 +1066,9 @@ impl Known {
                         .unwrap_or_default();
                 }
                 ["nodes", node] => {
-                    known.nodes.entry(node.to_string()).or_default().props = prop_keys(object)
+                    let known_node = known.nodes.entry(node.to_string()).or_default();
+                    known_node.props = prop_keys(object);
+                    known_node.flags = flags(object);
                 }
                 ["nodes", node, "net-interfaces", interface] => {
                     let active = object["is_active"] == true;
@@ -723,11 +1095,13 @@ impl Known {
                     .volume_groups
                     .push(number.parse().unwrap_or_default()),
                 ["resource-definitions", definition] => {
-                    known
-                        .definitions
-                        .entry(definition.to_string())
-                        .or_default()
-                        .props = prop_keys(object)
+                    let known_definition =
+                        known.definitions.entry(definition.to_string()).or_default();
+                    known_definition.props = prop_keys(object);
+                    known_definition.group = object["resource_group_name"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string();
                 }
                 [
                     "resource-definitions",
@@ -775,15 +1149,15 @@ impl Known {
                         .insert(snapshot.to_string());
                 }
                 ["resource-definitions", definition, "resources", node] => {
-                    let diskless = object["flags"]
-                        .as_array()
-                        .is_some_and(|f| f.iter().any(|f| f == "DISKLESS"));
-                    known
-                        .definitions
-                        .entry(definition.to_string())
-                        .or_default()
+                    let flags = flags(object);
+                    let known_definition =
+                        known.definitions.entry(definition.to_string()).or_default();
+                    known_definition
                         .resources
-                        .insert(node.to_string(), diskless);
+                        .insert(node.to_string(), flags.iter().any(|f| f == "DISKLESS"));
+                    if flags.iter().any(|f| f == "INACTIVE") {
+                        known_definition.inactive.insert(node.to_string());
+                    }
                 }
                 _ => {}
             }
@@ -902,7 +1276,10 @@ const KINDS: &[(&str, u32)] = &[
     ("node create", 2),
     ("node modify", 5),
     ("node delete", 1),
+    ("node delete with resources", 1),
     ("node lost", 1),
+    ("node evacuate", 2),
+    ("node restore", 2),
     ("node reconnect", 1),
     ("interface create", 2),
     ("interface modify", 2),
@@ -913,6 +1290,9 @@ const KINDS: &[(&str, u32)] = &[
     ("group create", 2),
     ("group modify", 4),
     ("group delete", 1),
+    ("group place count", 3),
+    ("group adjust", 2),
+    ("group adjust all", 1),
     ("volume group create", 3),
     ("volume group modify", 2),
     ("volume group delete", 1),
@@ -926,6 +1306,8 @@ const KINDS: &[(&str, u32)] = &[
     ("resource create", 7),
     ("resource modify", 3),
     ("resource delete", 3),
+    ("resource deactivate", 3),
+    ("resource activate", 2),
     ("toggle disk", 5),
     ("make available", 2),
     ("autoplace", 2),
@@ -969,7 +1351,9 @@ impl Generator<'_> {
             "controller props" => self.controller_props(),
             "node create" => self.node_create(),
             "node modify" => self.node_modify(),
-            "node delete" | "node lost" => self.node_remove(kind),
+            "node delete" | "node lost" | "node delete with resources" => self.node_remove(kind),
+            "node evacuate" => self.node_evacuate(),
+            "node restore" => self.node_restore(),
             "node reconnect" => self.node_reconnect(),
             "interface create" | "interface modify" => self.interface_put(kind),
             "interface delete" => self.interface_delete(),
@@ -979,6 +1363,8 @@ impl Generator<'_> {
             "group create" => self.group_create(),
             "group modify" => self.group_modify(),
             "group delete" => self.group_delete(),
+            "group place count" => self.group_place_count(),
+            "group adjust" | "group adjust all" => self.group_adjust(kind),
             "volume group create" => self.volume_group_create(),
             "volume group modify" => self.volume_group_modify(),
             "volume group delete" => self.volume_group_delete(),
@@ -992,6 +1378,7 @@ impl Generator<'_> {
             "resource create" => self.resource_create(),
             "resource modify" => self.resource_modify(),
             "resource delete" => self.resource_delete(),
+            "resource deactivate" | "resource activate" => self.resource_activation(kind),
             "toggle disk" => self.toggle_disk(),
             "make available" => self.make_available(),
             "autoplace" => self.autoplace(),
@@ -1301,7 +1688,12 @@ impl Generator<'_> {
     /// Deletes a node or declares it lost. A ghost goes at most [`GHOST_REMOVALS`] times per
     /// run; past that the request goes to a real node or to one that does not exist.
     fn node_remove(&mut self, kind: &'static str) -> Step {
-        let mut node = self.node();
+        let holding = self.nodes_with_resources();
+        let mut node = if kind == "node delete with resources" && !holding.is_empty() {
+            self.rng.pick(&holding).clone()
+        } else {
+            self.node()
+        };
         if GHOST_NODES.contains(&node.as_str()) && self.known.nodes.contains_key(&node) {
             if *self.ghost_removals == 0 {
                 node = self
@@ -1317,6 +1709,75 @@ impl Generator<'_> {
             _ => format!("/v1/nodes/{node}"),
         };
         Step::new(kind, Method::Delete, path, None)
+    }
+
+    /// Nodes holding a resource not being deleted: deleting one marks it and its resources
+    /// `DELETE`, evacuating one moves or marks its resources.
+    fn nodes_with_resources(&self) -> Vec<String> {
+        let nodes: BTreeSet<String> = self
+            .known
+            .definitions
+            .values()
+            .flat_map(|d| d.resources.keys().cloned())
+            .collect();
+        nodes.into_iter().collect()
+    }
+
+    /// `node evacuate`: usually a node with resources, sometimes with targets.
+    fn node_evacuate(&mut self) -> Step {
+        let holding = self.nodes_with_resources();
+        let node = if !holding.is_empty() && self.rng.percent(70) {
+            self.rng.pick(&holding).clone()
+        } else {
+            self.node()
+        };
+        let mut body = json!({});
+        let mut invalid = false;
+        match self.rng.below(10) {
+            0 | 1 => body["target"] = json!([self.node()]),
+            2 => body["do_not_target"] = json!([self.node()]),
+            3 => {
+                body["target"] = json!(["node9"]);
+                invalid = true;
+            }
+            _ => {}
+        }
+        Step::new(
+            "node evacuate",
+            Method::Put,
+            format!("/v1/nodes/{node}/evacuate"),
+            Some(body),
+        )
+        .invalid(invalid)
+    }
+
+    /// `node restore`: usually a node being evacuated.
+    fn node_restore(&mut self) -> Step {
+        let evacuating: Vec<String> = self
+            .known
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.flags.iter().any(|f| f == "EVACUATE"))
+            .map(|(name, _)| name.clone())
+            .collect();
+        let node = if !evacuating.is_empty() && self.rng.percent(80) {
+            self.rng.pick(&evacuating).clone()
+        } else {
+            self.node()
+        };
+        let invalid = self.rng.percent(8);
+        let body = if invalid {
+            json!({"delete_resources": true})
+        } else {
+            json!({})
+        };
+        Step::new(
+            "node restore",
+            Method::Put,
+            format!("/v1/nodes/{node}/restore"),
+            Some(body),
+        )
+        .invalid(invalid)
     }
 
     /// Drops and re-establishes a satellite connection. The burst waits for the satellite to
@@ -1606,6 +2067,75 @@ impl Generator<'_> {
             format!("/v1/resource-groups/{group}"),
             None,
         )
+    }
+
+    /// A group, usually one with definitions.
+    fn group_with_definitions(&mut self) -> String {
+        let used: BTreeSet<String> = self
+            .known
+            .definitions
+            .values()
+            .filter(|d| !d.resources.is_empty())
+            .map(|d| d.group.clone())
+            .collect();
+        let used: Vec<String> = used.into_iter().collect();
+        if !used.is_empty() && self.rng.percent(75) {
+            self.rng.pick(&used).clone()
+        } else {
+            self.group()
+        }
+    }
+
+    /// A group with a definition that has more than one diskful replica, if there is one: a
+    /// place count of one then removes replicas.
+    fn group_with_surplus(&mut self) -> Option<String> {
+        let groups: BTreeSet<String> = self
+            .known
+            .definitions
+            .values()
+            .filter(|d| d.resources.values().filter(|diskless| !**diskless).count() > 1)
+            .map(|d| d.group.clone())
+            .collect();
+        let groups: Vec<String> = groups.into_iter().collect();
+        (!groups.is_empty()).then(|| self.rng.pick(&groups).clone())
+    }
+
+    /// A group and the place count to give it: half the time one that removes replicas.
+    fn group_and_place_count(&mut self) -> (String, i64) {
+        match self.group_with_surplus() {
+            Some(group) if self.rng.percent(50) => (group, 1),
+            _ => (self.group_with_definitions(), self.rng.range(1, 3)),
+        }
+    }
+
+    /// `resource-group modify --place-count N`: adds or removes replicas of the group's
+    /// definitions.
+    fn group_place_count(&mut self) -> Step {
+        let (group, place_count) = self.group_and_place_count();
+        let body = json!({"select_filter": {"place_count": place_count}});
+        Step::new(
+            "group place count",
+            Method::Put,
+            format!("/v1/resource-groups/{group}"),
+            Some(body),
+        )
+    }
+
+    /// `resource-group adjust` (one group) or `adjust-all`, with the group's filter or a
+    /// place count overriding it.
+    fn group_adjust(&mut self, kind: &'static str) -> Step {
+        let (group, place_count) = self.group_and_place_count();
+        let body = if self.rng.percent(50) {
+            json!({"select_filter": {"place_count": place_count}})
+        } else {
+            json!({})
+        };
+        let path = if kind == "group adjust all" {
+            "/v1/resource-groups/adjustall".to_string()
+        } else {
+            format!("/v1/resource-groups/{group}/adjust")
+        };
+        Step::new(kind, Method::Post, path, Some(body))
     }
 
     fn volume_group(&mut self) -> (String, i64) {
@@ -1959,6 +2489,36 @@ impl Generator<'_> {
         )
     }
 
+    /// `resource deactivate` (usually of an active resource) or `activate` (usually of an
+    /// inactive one).
+    fn resource_activation(&mut self, kind: &'static str) -> Step {
+        let activate = kind == "resource activate";
+        let wanted: Vec<(String, String)> = self
+            .known
+            .definitions
+            .iter()
+            .flat_map(|(definition, known)| {
+                known
+                    .resources
+                    .keys()
+                    .filter(move |node| known.inactive.contains(*node) == activate)
+                    .map(move |node| (definition.clone(), node.clone()))
+            })
+            .collect();
+        let (definition, node) = if !wanted.is_empty() && self.rng.percent(80) {
+            self.rng.pick(&wanted).clone()
+        } else {
+            self.resource()
+        };
+        let action = if activate { "activate" } else { "deactivate" };
+        Step::new(
+            kind,
+            Method::Post,
+            format!("/v1/resource-definitions/{definition}/resources/{node}/{action}"),
+            None,
+        )
+    }
+
     /// Both forms: the API 1.28 body and golinstor's legacy URLs; both directions.
     fn toggle_disk(&mut self) -> Step {
         // Mostly a resource the toggle can change: a diskless one, or a diskful one whose
@@ -2184,9 +2744,14 @@ struct Coverage {
     by_kind: BTreeMap<&'static str, (usize, usize)>,
     /// Accepted modifications of a parent that had children at the time.
     parents: BTreeMap<&'static str, usize>,
+    /// What accepted requests did that their kind alone does not tell ([`EFFECTS`]).
+    effects: BTreeMap<&'static str, usize>,
+    /// The [`MARKS`] some state carried through a restart.
+    held_through_restarts: BTreeSet<String>,
 }
 
-/// The kinds whose acceptance the test relies on: without them the old bug would go unseen.
+/// The kinds whose acceptance the test relies on: without them the old bug would go unseen,
+/// nor would a restart meet the marks and replica changes of the newer operations.
 const MUST_BE_ACCEPTED: &[&str] = &[
     "controller props",
     "node modify",
@@ -2202,17 +2767,53 @@ const MUST_BE_ACCEPTED: &[&str] = &[
     "toggle disk",
     "key-value modify",
     "node connection modify",
+    "resource deactivate",
+    "resource activate",
+    "node evacuate",
+    "node restore",
+    "node delete with resources",
+    "group place count",
+    "group adjust",
+];
+
+/// Effects recognized in the answers: the request kinds that may have them, and a part of
+/// an entry's message that says so.
+const EFFECTS: &[(&str, &[&str], &str)] = &[
+    (
+        "place count added replicas",
+        &["group place count", "group adjust", "group adjust all"],
+        "successfully autoplaced",
+    ),
+    (
+        "place count removed replicas",
+        &["group place count", "group adjust", "group adjust all"],
+        "marked for deletion: the place count",
+    ),
+    (
+        "node with resources marked for deletion",
+        &["node delete", "node delete with resources"],
+        "' marked for deletion.",
+    ),
 ];
 
 impl Coverage {
-    fn record(&mut self, step: &Step, refused: bool) {
+    fn record(&mut self, step: &Step, reply: &Reply, refused: bool) {
         let entry = self.by_kind.entry(step.kind).or_default();
         if refused {
             entry.1 += 1;
-        } else {
-            entry.0 += 1;
-            if let Some(parent) = step.modifies_parent {
-                *self.parents.entry(parent).or_default() += 1;
+            return;
+        }
+        entry.0 += 1;
+        if let Some(parent) = step.modifies_parent {
+            *self.parents.entry(parent).or_default() += 1;
+        }
+        for (effect, kinds, message) in EFFECTS {
+            let said = reply
+                .entries()
+                .iter()
+                .any(|e| e["message"].as_str().is_some_and(|m| m.contains(message)));
+            if kinds.contains(&step.kind) && said {
+                *self.effects.entry(effect).or_default() += 1;
             }
         }
     }
@@ -2238,6 +2839,22 @@ impl Coverage {
                 self.parents
             );
         }
+        let missing: Vec<&str> = EFFECTS
+            .iter()
+            .map(|(effect, _, _)| *effect)
+            .filter(|effect| !self.effects.contains_key(effect))
+            .collect();
+        if !missing.is_empty() {
+            bail!("no accepted request had these effects: {missing:?}");
+        }
+        let unheld: Vec<String> = MARKS
+            .iter()
+            .map(|(kind, flag)| format!("{kind} {flag}"))
+            .filter(|mark| !self.held_through_restarts.contains(mark))
+            .collect();
+        if !unheld.is_empty() {
+            bail!("no restart met these marks, so none showed they are kept: {unheld:?}");
+        }
         Ok(())
     }
 }
@@ -2246,12 +2863,18 @@ impl fmt::Display for Coverage {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "model_restart coverage (accepted / refused):")?;
         for (kind, (accepted, refused)) in &self.by_kind {
-            writeln!(f, "  {kind:<22} {accepted:>4} / {refused:<4}")?;
+            writeln!(f, "  {kind:<28} {accepted:>4} / {refused:<4}")?;
         }
-        write!(
+        writeln!(
             f,
             "  parents modified while they had children: {:?}",
             self.parents
+        )?;
+        writeln!(f, "  effects: {:?}", self.effects)?;
+        write!(
+            f,
+            "  marks carried through restarts: {:?}",
+            self.held_through_restarts
         )
     }
 }

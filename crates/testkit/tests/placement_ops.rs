@@ -2,7 +2,8 @@
 //! `adjust` adding and removing replicas, `resource deactivate`/`activate` taking a volume's
 //! device away and back, `node delete` of a node with resources (marked, then gone once its
 //! satellite confirms), and `physical-storage list`/`create-device-pool` on a real loop device
-//! with the real LVM tools. The definitions are STORAGE only, so no replication engine runs.
+//! with the real LVM tools. Those definitions are STORAGE only, so no replication engine runs;
+//! `node evacuate` moves a MIRROR replica, with the engine's resync, to a third node.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -191,6 +192,132 @@ impl Drop for LoopDisk {
             .args(["--detach", &self.device])
             .status();
     }
+}
+
+/// The nodes whose replica of `name` is diskful, not being deleted, and UpToDate.
+fn up_to_date_nodes(rest: &Rest, name: &str) -> Result<Vec<String>> {
+    Ok(resources(rest, name)?
+        .iter()
+        .filter(|r| {
+            let flags = r["flags"].as_array().cloned().unwrap_or_default();
+            let volumes = r["volumes"].as_array().cloned().unwrap_or_default();
+            !flags.iter().any(|f| f == "DELETE" || f == "DISKLESS")
+                && !volumes.is_empty()
+                && volumes
+                    .iter()
+                    .all(|v| v["state"]["disk_state"] == "UpToDate")
+        })
+        .filter_map(|r| r["node_name"].as_str().map(str::to_string))
+        .collect())
+}
+
+/// Four nodes: two replicas, the diskless tiebreaker the controller adds for them, and one
+/// free node for the replacement. (On three nodes the third holds the tiebreaker, the
+/// autoplacer does not turn it into a disk, and the evacuated replica stays marked.)
+#[test]
+fn evacuation_moves_a_replica_and_never_leaves_fewer_up_to_date_copies() -> Result<()> {
+    if !is_root() {
+        eprintln!(
+            "skipped: the satellites attach loop devices, which needs root (CI runs as root)"
+        );
+        return Ok(());
+    }
+    let cluster = Cluster::start(4)?;
+    cluster.register_nodes_with_pool("pool")?;
+    let rest = cluster.rest();
+    // Two MIRROR replicas (the DRBD layer of a node without DRBD).
+    rest.post(
+        "/v1/resource-groups",
+        &json!({"name": "grp", "select_filter": {
+            "place_count": 2, "storage_pool": "pool", "layer_stack": ["DRBD", "STORAGE"]}}),
+    )?
+    .expect_success()?;
+    rest.post("/v1/resource-groups/grp/volume-groups", &json!({}))?
+        .expect_success()?;
+    rest.post(
+        "/v1/resource-groups/grp/spawn",
+        &json!({"resource_definition_name": "moved", "volume_sizes": [65536]}),
+    )?
+    .expect_success()?;
+    wait_until(WAIT, || Ok(up_to_date_nodes(&rest, "moved")?.len() == 2))
+        .context("two UpToDate replicas")?;
+    let holders = up_to_date_nodes(&rest, "moved")?;
+    let (source, kept) = (holders[0].clone(), holders[1].clone());
+    let source_image = cluster.pool_dir(&source).join("moved_00000.img");
+    assert!(source_image.exists());
+
+    let reply = rest.put(&format!("/v1/nodes/{source}/evacuate"), &json!({}))?;
+    reply.expect_success()?;
+    // Until the evacuated replica is gone, and while the replacement syncs, at least two
+    // copies are UpToDate at every look; the evacuated one goes only after the replacement is
+    // UpToDate.
+    let mut looks = 0;
+    let mut seen_syncing = false;
+    let mut last = Vec::new();
+    let mut replacement = None;
+    wait_until(WAIT, || {
+        let up_to_date = up_to_date_nodes(&rest, "moved")?;
+        let all = resources(&rest, "moved")?;
+        last = all.clone();
+        looks += 1;
+        if up_to_date.len() < 2 {
+            bail!("only {up_to_date:?} UpToDate during the evacuation: {all:?}");
+        }
+        replacement = all
+            .iter()
+            .filter(|r| {
+                !r["flags"]
+                    .as_array()
+                    .is_some_and(|f| f.contains(&json!("DISKLESS")))
+            })
+            .filter_map(|r| r["node_name"].as_str())
+            .find(|n| !holders.iter().any(|h| h == n))
+            .map(str::to_string);
+        let Some(new) = &replacement else {
+            return Ok(false);
+        };
+        if !up_to_date.contains(new) {
+            seen_syncing = true;
+        }
+        let source_present = all.iter().any(|r| r["node_name"] == source.as_str());
+        Ok(!source_present && up_to_date.contains(new))
+    })
+    .with_context(|| {
+        let seen: Vec<String> = last
+            .iter()
+            .map(|r| format!("{} flags {}", r["node_name"], r["flags"]))
+            .collect();
+        format!(
+            "the evacuated replica goes once its replacement is UpToDate; answer {}; last seen: {seen:?}",
+            reply.json
+        )
+    })?;
+    let replacement = replacement.expect("a replacement");
+    eprintln!("{looks} looks; the replacement on {replacement} seen syncing: {seen_syncing}");
+    let mut now = up_to_date_nodes(&rest, "moved")?;
+    now.sort();
+    let mut expected = vec![kept, replacement.clone()];
+    expected.sort();
+    assert_eq!(now, expected, "the replicas after the evacuation");
+    wait_until(WAIT, || Ok(!source_image.exists()))
+        .context("the evacuated node deletes its volume")?;
+    assert!(
+        cluster
+            .pool_dir(&replacement)
+            .join("moved_00000.img")
+            .exists()
+    );
+    let node = rest.get(&format!("/v1/nodes/{source}"))?;
+    assert!(
+        node.json["flags"]
+            .as_array()
+            .is_some_and(|f| f.contains(&json!("EVACUATE"))),
+        "{}",
+        node.json
+    );
+    rest.put(&format!("/v1/nodes/{source}/restore"), &json!({}))?
+        .expect_success()?;
+    Ok(())
 }
 
 #[test]

@@ -528,6 +528,35 @@ mod tests {
         assert_eq!(node_state(&n).0, "OFFLINE");
         n.flags = vec!["EVACUATE".into()];
         assert_eq!(node_state(&n), ("EVACUATE".into(), Color::Yellow));
+        // The marks win over the connection, DELETE over EVACUATE, EVICTED over both.
+        n.connection_status = Some(ConnectionStatus::Online);
+        assert_eq!(node_state(&n), ("EVACUATE".into(), Color::Yellow));
+        n.flags = vec!["EVACUATE".into(), "DELETE".into()];
+        assert_eq!(node_state(&n), ("DELETE".into(), Color::Red));
+        n.flags = vec!["DELETE".into(), "EVICTED".into()];
+        assert_eq!(node_state(&n), ("EVICTED".into(), Color::Red));
+    }
+
+    #[test]
+    fn node_list_shows_evacuating_and_deleted_nodes() {
+        let mut evacuating = node("alpha", "10.0.0.1", ConnectionStatus::Online);
+        evacuating.flags = vec!["EVACUATE".into()];
+        let mut deleted = node("bravo", "10.0.0.2", ConnectionStatus::Offline);
+        deleted.flags = vec!["DELETE".into()];
+        let online = node("charlie", "10.0.0.3", ConnectionStatus::Online);
+        let text = render_nodes(&[evacuating, deleted, online], &list_args(), &PLAIN);
+        assert!(
+            text.contains("| alpha   | COMBINED | 10.0.0.1:3366 (PLAIN) | EVACUATE |"),
+            "{text}"
+        );
+        assert!(
+            text.contains("| bravo   | COMBINED | 10.0.0.2:3366 (PLAIN) | DELETE   |"),
+            "{text}"
+        );
+        assert!(
+            text.contains("| charlie | COMBINED | 10.0.0.3:3366 (PLAIN) | Online   |"),
+            "{text}"
+        );
     }
 
     #[test]

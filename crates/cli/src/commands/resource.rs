@@ -372,7 +372,16 @@ fn in_use_counts(resources: &[ResourceWithVolumes]) -> BTreeMap<&str, usize> {
     counts
 }
 
+/// The Usage cell; empty, as LINSTOR's client leaves it, for a resource being deleted or
+/// deactivated.
 fn usage_cell(resource: &ResourceWithVolumes, in_use: &BTreeMap<&str, usize>) -> Cell {
+    let flags = &resource.resource.flags;
+    if has_flag(flags, FLAG_DELETE)
+        || has_flag(flags, FLAG_DRBD_DELETE)
+        || has_flag(flags, "INACTIVE")
+    {
+        return Cell::default();
+    }
     match resource.resource.state.as_ref().and_then(|s| s.in_use) {
         Some(true) => {
             let color = if in_use.get(resource.resource.name.as_str()) > Some(&1) {
@@ -903,6 +912,51 @@ mod tests {
         ]);
         let text = render_volumes(&resources(vec![failed]), &volume_list(), &PLAIN);
         assert!(text.contains("| Error |"), "{text}");
+    }
+
+    #[test]
+    fn inactive_and_evacuating_resources_read_as_in_linstor() {
+        let mut inactive = tutorial_resource("alpha", "Inactive", false, &["bravo"]);
+        inactive["flags"] = serde_json::json!(["INACTIVE"]);
+        let mut evacuating = tutorial_resource("bravo", "UpToDate", false, &["alpha"]);
+        evacuating["flags"] = serde_json::json!(["EVACUATE"]);
+        let mut both = tutorial_resource("charlie", "UpToDate", false, &[]);
+        both["flags"] = serde_json::json!(["EVACUATE", "DELETE"]);
+        let list = resources(vec![inactive, evacuating, both]);
+        assert_eq!(
+            resource_state(&list[0]),
+            ("INACTIVE".into(), Some(Color::Yellow))
+        );
+        assert_eq!(resource_state(&list[1]).0, "UpToDate, Evacuating");
+        // A deletion reads DELETING whatever else is marked.
+        assert_eq!(
+            resource_state(&list[2]),
+            ("DELETING".into(), Some(Color::Red))
+        );
+        let text = render_resources(&list, &resource_list(), &PLAIN);
+        // An inactive or deleted resource has no Usage, as in LINSTOR's client.
+        assert!(
+            text.contains(
+                "| my_ssd_res   | alpha   | DRBD,STORAGE |        | Ok    |             INACTIVE | "
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "| my_ssd_res   | bravo   | DRBD,STORAGE | Unused | Ok    | UpToDate, Evacuating | "
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "| my_ssd_res   | charlie | DRBD,STORAGE |        | Ok    |             DELETING | "
+            ),
+            "{text}"
+        );
+        // The volume list leaves an inactive resource out: its volumes are down.
+        let text = render_volumes(&list, &volume_list(), &PLAIN);
+        assert!(!text.contains("alpha"), "{text}");
+        assert!(text.contains("bravo"), "{text}");
     }
 
     #[test]

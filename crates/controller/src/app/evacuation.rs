@@ -8,7 +8,9 @@
 //! - a replicated diskful one is marked `EVACUATE` and gets a replacement from the autoplacer
 //!   (the definition's place count plus one, on the allowed nodes); it is deleted by
 //!   [`finish`] once every other diskful replica of its definition is UpToDate — the
-//!   replacement has synced — and nothing uses it;
+//!   replacement has synced — and nothing uses it. When no replacement can be placed it stays,
+//!   marked, until as many UpToDate replicas as the place count are elsewhere (another
+//!   `node evacuate` tries the placement again);
 //! - an unreplicated one stays, with LINSTOR's `WARN_NOT_EVACUATING`: its data cannot follow
 //!   a replacement.
 //!
@@ -98,7 +100,7 @@ pub fn evacuate(
     let rsc_ctx = Context::new(Operation::Create, Object::Resource);
     let del_ctx = Context::new(Operation::Delete, Object::Resource);
     for (rd, resource) in cluster.resources_on_node(&current.name) {
-        if resource.is_deleting() || resource.evacuating {
+        if resource.is_deleting() || (resource.evacuating && resource.evacuation_replaced) {
             continue;
         }
         if resource.holds_data() && !rd.is_replicated() {
@@ -191,6 +193,7 @@ pub fn evacuate(
             .and_then(|filter| placement::autoplace(&rsc_ctx, cluster, runtime, rd, &filter));
         let mut marked = resource.clone();
         marked.evacuating = true;
+        marked.evacuation_replaced = replacement.is_ok();
         plan.op(Op::PutResource {
             resource: rd.name.clone(),
             placed: marked,
@@ -263,6 +266,7 @@ pub fn restore(cluster: &Cluster, node: &str, body: &rest::NodeRestore) -> Resul
         if resource.evacuating && !resource.is_deleting() {
             let mut kept = resource.clone();
             kept.evacuating = false;
+            kept.evacuation_replaced = false;
             plan.op(Op::PutResource {
                 resource: rd.name.clone(),
                 placed: kept,
@@ -273,8 +277,17 @@ pub fn restore(cluster: &Cluster, node: &str, body: &rest::NodeRestore) -> Resul
 }
 
 /// Whether `resource`, marked `EVACUATE`, may go now: every other diskful replica of its
-/// definition is UpToDate (there is at least one), and nothing uses it.
-fn moved(rd: &ResourceDefinition, resource: &Resource, runtime: &Runtime) -> bool {
+/// definition is UpToDate (there is at least one), nothing uses it, and either a replacement
+/// was placed for it (and, UpToDate, is among those others) or the others are at least the
+/// place count. Without that last rule a replica that could not be replaced went as soon as the
+/// replicas it had left were UpToDate, which they already were: `node evacuate` then lowered
+/// the definition's number of copies instead of keeping the replica marked, as it answered.
+fn moved(
+    cluster: &Cluster,
+    rd: &ResourceDefinition,
+    resource: &Resource,
+    runtime: &Runtime,
+) -> bool {
     let others: Vec<&Resource> = rd
         .resources
         .values()
@@ -284,6 +297,7 @@ fn moved(rd: &ResourceDefinition, resource: &Resource, runtime: &Runtime) -> boo
         && others
             .iter()
             .all(|r| deletions::not_up_to_date(rd, r, runtime).is_none())
+        && (resource.evacuation_replaced || others.len() >= place_count(cluster, rd))
         && !runtime
             .get(&resource.node)
             .is_some_and(|r| r.in_use(rd.name.as_str()))
@@ -300,7 +314,7 @@ pub fn finish(cluster: &Cluster, runtime: &Runtime, plan: &mut Plan) {
         for (rd, resource) in cluster.resources_on_node(&node.name) {
             if resource.evacuating
                 && resource.phase == ResourcePhase::Active
-                && moved(rd, resource, runtime)
+                && moved(cluster, rd, resource, runtime)
             {
                 let mut marked = resource.clone();
                 marked.phase = ResourcePhase::Deleting;
@@ -401,6 +415,67 @@ mod tests {
         apply(&mut cluster, plan);
         assert!(!cluster.node(&source).unwrap().is_evacuating());
         assert!(restore(&cluster, source.as_str(), &rest::NodeRestore::default()).is_err());
+    }
+
+    #[test]
+    fn a_replica_that_could_not_be_replaced_stays_until_the_place_count_is_elsewhere() {
+        let mut cluster = tutorial_cluster();
+        replicated_group(&mut cluster, &["mirror", "storage"]);
+        let runtime = engines_runtime(&cluster, &[Mirror]);
+        commit(&mut cluster, &runtime, |c, r| spawn(c, r, "web"));
+        let name: ferrite_types::ResourceName = "web".parse().unwrap();
+        let holders: Vec<NodeName> = cluster.resource_definitions[&name]
+            .resources
+            .values()
+            .filter(|r| r.holds_data())
+            .map(|r| r.node.clone())
+            .collect();
+        assert_eq!(holders.len(), 2);
+        let (source, other) = (&holders[0], &holders[1]);
+
+        // The only allowed target already holds it: no replacement.
+        let runtime = engines_runtime(&cluster, &[Mirror]);
+        let (replies, _) = commit(&mut cluster, &runtime, |c, r| {
+            evacuate(
+                c,
+                r,
+                source.as_str(),
+                &rest::NodeEvacuate {
+                    target: Some(vec![other.to_string()]),
+                    do_not_target: None,
+                },
+            )
+        });
+        assert!(
+            replies
+                .iter()
+                .any(|r| r.ret_code().code() == code::WARN_NOT_EVACUATING),
+            "{replies:?}"
+        );
+        let kept = &cluster.resource_definitions[&name].resources[source];
+        assert!(kept.evacuating && !kept.evacuation_replaced && !kept.is_deleting());
+
+        // Every other replica is UpToDate, but one copy is fewer than the place count: it stays.
+        let runtime = engines_runtime(&cluster, &[Mirror]);
+        let mut plan = Plan::new();
+        finish(&cluster, &runtime, &mut plan);
+        assert!(plan.ops.is_empty(), "{:?}", plan.ops);
+        assert_eq!(cluster.resource_definitions[&name].diskful_count(), 2);
+
+        // Evacuating again, with every node allowed: now it is replaced, and goes once the
+        // replacement is UpToDate.
+        let (replies, _) = commit(&mut cluster, &runtime, |c, r| {
+            evacuate(c, r, source.as_str(), &rest::NodeEvacuate::default())
+        });
+        let rd = &cluster.resource_definitions[&name];
+        assert!(rd.resources[source].evacuation_replaced, "{replies:?}");
+        assert_eq!(rd.diskful_count(), 3);
+        let runtime = engines_runtime(&cluster, &[Mirror]);
+        let mut plan = Plan::new();
+        finish(&cluster, &runtime, &mut plan);
+        assert!(
+            matches!(&plan.ops[..], [Op::PutResource { placed, .. }] if &placed.node == source && placed.is_deleting())
+        );
     }
 
     #[test]

@@ -594,6 +594,7 @@ pub fn autoplace(
                 restore_from: None,
                 inactive: false,
                 evacuating: false,
+                evacuation_replaced: false,
             },
         });
         replies.push(

@@ -225,6 +225,7 @@ fn new_resource(
         restore_from: None,
         inactive: false,
         evacuating: false,
+        evacuation_replaced: false,
     }
 }
 

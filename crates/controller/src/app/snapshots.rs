@@ -912,6 +912,7 @@ pub fn restore_resources(
                 }),
                 inactive: false,
                 evacuating: false,
+                evacuation_replaced: false,
             },
         })
         .reply(

@@ -150,6 +150,7 @@ pub fn add_resource(cluster: &mut Cluster, name: &str, node: &str, pool: &str) {
         restore_from: None,
         inactive: false,
         evacuating: false,
+        evacuation_replaced: false,
     };
     Op::PutResource {
         resource: rd_name,

@@ -261,6 +261,7 @@ pub fn new_tiebreaker(node: &NodeName, pool: StorPoolName) -> Resource {
         restore_from: None,
         inactive: false,
         evacuating: false,
+        evacuation_replaced: false,
     }
 }
 

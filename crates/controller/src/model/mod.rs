@@ -369,6 +369,10 @@ pub struct Resource {
     /// UpToDate (`crate::app::evacuation`).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub evacuating: bool,
+    /// The evacuation placed a replacement for it. Without one it stays, marked, until enough
+    /// UpToDate replicas are elsewhere (the place count), or `node restore`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub evacuation_replaced: bool,
 }
 
 /// LINSTOR's flag of a deactivated resource.
