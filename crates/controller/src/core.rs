@@ -117,7 +117,7 @@ impl Controller {
         }
         controller.finish_deletions_when_confirmed();
         // A snapshot cut the previous controller left under way holds applications' writes
-        // until the nodes' lease ends it: end it now, once the satellites are connected.
+        // until the nodes' lease ends it: abandon it now (`crate::cut`).
         if controller.read(|c| {
             c.snapshot_definitions
                 .values()

@@ -14,11 +14,15 @@
 //!   3. DONE        every member lets the writes go on
 //! ```
 //!
-//! Each step waits for the members as any change does (up to the apply timeout). A node ends a
-//! hold on its own after `ferrite_proto::SUSPEND_IO_LEASE_MS` and never takes a snapshot it
-//! does not hold the writes for, so a controller that dies mid-cut leaves applications waiting
-//! at most that long and no inconsistent snapshot; at its next start a cut still `SUSPENDING`
-//! is abandoned and one `TAKING` is done (what the nodes took under the hold is good).
+//! Each step waits for the members as any change does (up to the apply timeout). Each node
+//! reports its hold with an id that changes whenever the hold ended and began again (the
+//! satellite or its engine restarted, the lease ran out); the cut is kept only if every member
+//! reports the same hold after the snapshots as before them, else it is `ABANDONED`: its
+//! snapshots are never `SUCCESSFUL` and never restored from. A node ends a hold on its own after
+//! `ferrite_proto::SUSPEND_IO_LEASE_MS` and never takes a snapshot under a hold that began after
+//! the cut did, so a controller that dies mid-cut leaves applications waiting at most that long;
+//! at its next start, a cut it finds under way is abandoned (the holds can no longer be
+//! checked).
 
 use ferrite_types::api_call_rc::code;
 use ferrite_types::{ApiCallRc, NodeName, ResourceName, SnapshotName};
@@ -32,6 +36,9 @@ const CREATE: Context = Context::new(Operation::Create, Object::Snapshot);
 
 /// A snapshot definition, by resource and name.
 pub type SnapshotRef = (ResourceName, SnapshotName);
+
+/// A member's hold of the resource's writes: node and hold id.
+type Holds = Vec<(ResourceName, NodeName, u64)>;
 
 /// A member that does not hold the resource's writes, and what its node says about it.
 struct NotHeld {
@@ -63,20 +70,52 @@ impl Controller {
         if pending.is_empty() {
             return Ok(entries);
         }
-        let not_held = self.read_with_runtime(|cluster, runtime| {
-            not_holding(cluster, runtime, pending.iter().map(|(r, _)| r))
+        let (holds, not_held) = self.read_with_runtime(|cluster, runtime| {
+            holds_of(cluster, runtime, pending.iter().map(|(r, _)| r))
         });
         let (abandoned, cut): (Vec<SnapshotRef>, Vec<SnapshotRef>) = pending
             .into_iter()
             .partition(|(resource, _)| not_held.iter().any(|n| &n.resource == resource));
-        if !abandoned.is_empty() {
-            tracing::warn!(snapshots = ?abandoned, "snapshot cut abandoned: a member does not hold its writes");
-            entries.extend(self.set_cut(&abandoned, CutPhase::Abandoned).await);
+        entries.extend(self.abandon(&abandoned, &not_held).await);
+        if cut.is_empty() {
+            return Ok(entries);
+        }
+        entries.extend(self.set_cut(&cut, CutPhase::Taking).await);
+        // Every member must still hold under the hold it had before the snapshots.
+        let (after, _) = self.read_with_runtime(|cluster, runtime| {
+            holds_of(cluster, runtime, cut.iter().map(|(r, _)| r))
+        });
+        let broken: Vec<NotHeld> = holds
+            .iter()
+            .filter(|(resource, _, _)| cut.iter().any(|(r, _)| r == resource))
+            .filter(|held| !after.contains(held))
+            .map(|(resource, node, _)| NotHeld {
+                resource: resource.clone(),
+                node: node.clone(),
+                why: "its hold of the writes ended during the cut (its satellite or engine \
+                      restarted, or the lease ran out), so writes may have crossed it"
+                    .to_string(),
+            })
+            .collect();
+        let (abandoned, kept): (Vec<SnapshotRef>, Vec<SnapshotRef>) = cut
+            .into_iter()
+            .partition(|(resource, _)| broken.iter().any(|n| &n.resource == resource));
+        entries.extend(self.abandon(&abandoned, &broken).await);
+        entries.extend(self.set_cut(&kept, CutPhase::Done).await);
+        Ok(entries)
+    }
+
+    /// Abandons the cuts of `names`, the members of `not_held` being why; returns the errors.
+    async fn abandon(&self, names: &[SnapshotRef], not_held: &[NotHeld]) -> Vec<ApiCallRc> {
+        let mut entries = Vec::new();
+        if !names.is_empty() {
+            tracing::warn!(snapshots = ?names, "snapshot cut abandoned: a member did not hold its writes throughout");
+            entries.extend(self.set_cut(names, CutPhase::Abandoned).await);
             entries.extend(not_held.iter().map(|n| {
                 CREATE.error(
                     code::FAIL_NOT_CONNECTED,
                     format!(
-                        "Snapshot of '{}' not taken: node '{}' did not hold the resource's writes for the cut.",
+                        "Snapshot of '{}' failed: node '{}' did not hold the resource's writes throughout the cut.",
                         n.resource, n.node
                     ),
                 )
@@ -88,40 +127,25 @@ impl Controller {
                 .obj_ref("Node", n.node.as_str())
             }));
         }
-        if !cut.is_empty() {
-            entries.extend(self.set_cut(&cut, CutPhase::Taking).await);
-            entries.extend(self.set_cut(&cut, CutPhase::Done).await);
-        }
-        Ok(entries)
+        entries
     }
 
-    /// Ends the cuts a previous controller left under way: one still `SUSPENDING` is abandoned
-    /// (nothing was taken), one `TAKING` is done (what the nodes took, they took under the hold).
+    /// Abandons the cuts a previous controller left under way: whether every member held its
+    /// writes throughout can no longer be known.
     pub async fn finish_interrupted_cuts(&self) -> Vec<ApiCallRc> {
-        let interrupted: Vec<(SnapshotRef, CutPhase)> = self.read(|cluster| {
+        let interrupted: Vec<SnapshotRef> = self.read(|cluster| {
             cluster
                 .snapshot_definitions
                 .values()
                 .filter(|d| d.cut.holds_writes())
-                .map(|d| ((d.resource.clone(), d.name.clone()), d.cut))
+                .map(|d| (d.resource.clone(), d.name.clone()))
                 .collect()
         });
-        let mut entries = Vec::new();
-        for (phase, next) in [
-            (CutPhase::Suspending, CutPhase::Abandoned),
-            (CutPhase::Taking, CutPhase::Done),
-        ] {
-            let names: Vec<SnapshotRef> = interrupted
-                .iter()
-                .filter(|(_, p)| *p == phase)
-                .map(|(n, _)| n.clone())
-                .collect();
-            if !names.is_empty() {
-                tracing::warn!(snapshots = ?names, from = ?phase, to = ?next, "ending a snapshot cut the previous controller left under way");
-                entries.extend(self.set_cut(&names, next).await);
-            }
+        if interrupted.is_empty() {
+            return Vec::new();
         }
-        entries
+        tracing::warn!(snapshots = ?interrupted, "abandoning the snapshot cuts the previous controller left under way");
+        self.set_cut(&interrupted, CutPhase::Abandoned).await
     }
 
     /// Moves the cuts of `names` to `phase` and waits for the members; returns the warnings.
@@ -155,12 +179,13 @@ fn cut_plan(cluster: &Cluster, names: &[SnapshotRef], phase: CutPhase) -> Plan {
     plan
 }
 
-/// The members of `resources` whose node does not report holding the resource's writes.
-fn not_holding<'a>(
+/// The holds the members of `resources` report, and the members that report none.
+fn holds_of<'a>(
     cluster: &Cluster,
     runtime: &Runtime,
     resources: impl Iterator<Item = &'a ResourceName>,
-) -> Vec<NotHeld> {
+) -> (Holds, Vec<NotHeld>) {
+    let mut holds = Vec::new();
     let mut missing = Vec::new();
     for name in resources {
         let Some(rd) = cluster.resource_definition(name) else {
@@ -172,7 +197,8 @@ fn not_holding<'a>(
             .filter(|r| !r.is_deleting() && !r.inactive)
         {
             let report = runtime.get(&member.node);
-            if report.is_some_and(|n| n.holds_writes(name.as_str())) {
+            if let Some(hold) = report.and_then(|n| n.hold_of(name.as_str())) {
+                holds.push((name.clone(), member.node.clone(), hold));
                 continue;
             }
             let why = match report {
@@ -203,5 +229,5 @@ fn not_holding<'a>(
             });
         }
     }
-    missing
+    (holds, missing)
 }

@@ -296,7 +296,18 @@ pub struct NodeReport {
     /// The resources whose writes this node holds for a snapshot's cut (see
     /// [`ResourceSpec::suspend_io`]). Always complete.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub io_suspended: Vec<String>,
+    pub io_suspended: Vec<HeldIo>,
+}
+
+/// A node's hold of a resource's writes for a snapshot's cut.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldIo {
+    pub resource: String,
+    /// Made by the node when the hold began. A hold that ended and began again (the satellite
+    /// or the engine restarted, the lease ran out) has another: the controller keeps a cut only
+    /// if every member held its writes under one hold from before the first snapshot to after
+    /// the last.
+    pub hold: u64,
 }
 
 /// A snapshot volume as it is on the node.

@@ -1560,6 +1560,32 @@ fn with_snapshot(mut resource: ResourceSpec, name: &str) -> ResourceSpec {
     resource
 }
 
+/// The resources whose writes the report says the node holds.
+fn held(report: &NodeReport) -> Vec<&str> {
+    report
+        .io_suspended
+        .iter()
+        .map(|h| h.resource.as_str())
+        .collect()
+}
+
+#[test]
+fn a_hold_that_began_once_the_cut_was_under_way_takes_nothing() {
+    use ferrite_proto::SnapshotCut::Take;
+    // This satellite restarted during the cut: the first state it sees asks to take already.
+    let mut node = Node::new();
+    let (calls, _) = with_engine(&mut node);
+    let web = replicated(resource("web", &[(0, 10240, "files")]));
+    applied(node.apply(node.full(1, vec![web.clone()])));
+    let snap = at_cut(with_snapshot(web, "s1"), Take);
+    let (_, report) = applied(node.apply(node.full(2, vec![holding(snap, true)])));
+    assert_eq!(held(&report), ["web"]);
+    let error = report.snapshots[0].error.as_deref().unwrap_or_default();
+    assert!(error.contains("began after the cut"), "{report:?}");
+    assert!(!node.host.commands().iter().any(|c| c.starts_with("cp ")));
+    assert_eq!(io_calls(&calls), ["suspend-io web"]);
+}
+
 /// `resource` with its writes held for a cut (or not).
 fn holding(mut resource: ResourceSpec, hold: bool) -> ResourceSpec {
     resource.suspend_io = hold;
@@ -1587,7 +1613,7 @@ fn a_replicated_snapshot_is_taken_only_while_the_writes_are_held_for_the_cut() {
     let snap = with_snapshot(web.clone(), "s1");
     let (_, report) =
         applied(node.apply(node.full(2, vec![holding(at_cut(snap.clone(), Wait), true)])));
-    assert_eq!(report.io_suspended, ["web"]);
+    assert_eq!(held(&report), ["web"]);
     assert!(
         report.snapshots[0]
             .error
@@ -1603,7 +1629,7 @@ fn a_replicated_snapshot_is_taken_only_while_the_writes_are_held_for_the_cut() {
     let (_, report) =
         applied(node.apply(node.full(3, vec![holding(at_cut(snap.clone(), Take), true)])));
     assert_eq!(report.snapshots[0].error, None, "{report:?}");
-    assert_eq!(report.io_suspended, ["web"]);
+    assert_eq!(held(&report), ["web"]);
     let confirms: Vec<usize> = calls
         .lock()
         .unwrap()
@@ -1611,17 +1637,21 @@ fn a_replicated_snapshot_is_taken_only_while_the_writes_are_held_for_the_cut() {
         .filter(|(_, c)| c.starts_with("confirm"))
         .map(|(at, _)| *at)
         .collect();
-    assert_eq!(io_calls(&calls), ["confirm-io web", "confirm-io web"]);
+    // The pass checks the hold stands, then confirms right before and right after the copy.
+    assert_eq!(
+        io_calls(&calls),
+        ["confirm-io web", "confirm-io web", "confirm-io web"]
+    );
     let copied = position(&node.host, "cp --reflink=always");
     assert!(
-        confirms[0] <= copied && copied < confirms[1],
+        confirms[1] <= copied && copied < confirms[2],
         "{confirms:?} around the copy at {copied}"
     );
 
     // 3. The writes go on; the snapshot stays.
     calls.lock().unwrap().clear();
     let (_, report) = applied(node.apply(node.full(4, vec![holding(snap.clone(), false)])));
-    assert!(report.io_suspended.is_empty());
+    assert!(held(&report).is_empty());
     assert_eq!(report.snapshots[0].error, None, "{report:?}");
     assert_eq!(io_calls(&calls), ["resume-io web"]);
 }
@@ -1637,7 +1667,7 @@ fn a_node_that_cannot_hold_the_writes_takes_nothing() {
     let snap = with_snapshot(web, "s1");
     let (_, report) =
         applied(node.apply(node.full(2, vec![holding(at_cut(snap.clone(), Wait), true)])));
-    assert!(report.io_suspended.is_empty());
+    assert!(held(&report).is_empty());
     assert!(
         report
             .errors
@@ -1668,9 +1698,10 @@ fn a_snapshot_whose_hold_ended_during_the_copy_is_discarded() {
     let mut node = Node::new();
     let (_calls, _) = with_engine(&mut node);
     let confirms = {
-        // The engine answers the confirmation before the copy, not the one after.
+        // The engine answers the pass's check and the confirmation before the copy, not the
+        // one after.
         let driver_confirms: Arc<std::sync::Mutex<Option<usize>>> =
-            Arc::new(std::sync::Mutex::new(Some(1)));
+            Arc::new(std::sync::Mutex::new(Some(2)));
         node.reconciler.add_replication_driver(Box::new(FakeEngine {
             host: node.host.clone(),
             calls: Arc::default(),

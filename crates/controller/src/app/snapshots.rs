@@ -77,6 +77,19 @@ fn taken_on(
     definition: &SnapshotDefinition,
     snapshot: &Snapshot,
 ) -> Result<Vec<(u16, Option<String>)>, String> {
+    match definition.cut {
+        CutPhase::Abandoned => {
+            return Err(
+                "its cut was abandoned: not every replica is known to hold the same \
+                        write boundary"
+                    .to_string(),
+            );
+        }
+        CutPhase::Suspending | CutPhase::Taking => {
+            return Err("its cut is under way".to_string());
+        }
+        CutPhase::Done => {}
+    }
     let Some(node) = runtime.get(&snapshot.node) else {
         return Err("its node has no satellite link".to_string());
     };
@@ -1558,6 +1571,51 @@ mod tests {
                 .contains("same write boundary"),
             "the refusal says why"
         );
+    }
+
+    #[test]
+    fn a_snapshot_whose_cut_was_abandoned_is_never_restored_from() {
+        let mut cluster = tutorial_cluster();
+        add_resource(&mut cluster, "web", "node1", "pool_ssd");
+        add_resource(&mut cluster, "web", "node2", "pool_ssd");
+        let mut runtime = all_up_to_date(&cluster);
+        commit(&mut cluster, &runtime, |c, r| {
+            create(c, r, "web", &request("snap1"))
+        });
+        taken(&cluster, &mut runtime);
+        // Every node reports it taken, but a member did not hold its writes throughout.
+        let key = ("web".parse().unwrap(), "snap1".parse().unwrap());
+        cluster.snapshot_definitions.get_mut(&key).unwrap().cut = CutPhase::Abandoned;
+        commit(&mut cluster, &runtime, |c, _| {
+            crate::app::resource_definitions::create(
+                c,
+                &rest::ResourceDefinitionCreate {
+                    resource_definition: rest::ResourceDefinition {
+                        name: "copy".into(),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+            )
+        });
+        let body = rest::SnapshotRestore {
+            to_resource: "copy".into(),
+            ..Default::default()
+        };
+        let err = restore_resources(&cluster, &runtime, "web", "snap1", &body).unwrap_err();
+        assert_eq!(err.0[0].ret_code().code(), FAIL_SNAPSHOT_NOT_UPTODATE);
+        assert!(
+            err.0[0]
+                .cause
+                .as_deref()
+                .is_some_and(|c| c.contains("cut was abandoned")),
+            "{:?}",
+            err.0[0]
+        );
+        let definition = &cluster.snapshot_definitions[&key];
+        for snapshot in definition.snapshots.values() {
+            assert!(taken_on(&runtime, definition, snapshot).is_err());
+        }
     }
 
     #[test]

@@ -91,8 +91,8 @@ pub struct NodeRuntime {
     pub snapshots: Vec<ferrite_proto::SnapshotReport>,
     /// Snapshots whose deletion the node confirmed.
     pub deleted_snapshots: Vec<ferrite_proto::DeletedSnapshot>,
-    /// The resources whose writes the node holds for a snapshot's cut.
-    pub io_suspended: Vec<String>,
+    /// The resources whose writes the node holds for a snapshot's cut, with the holds' ids.
+    pub io_suspended: Vec<ferrite_proto::HeldIo>,
 }
 
 impl Default for NodeRuntime {
@@ -172,13 +172,16 @@ impl NodeRuntime {
         self.io_suspended = report.io_suspended;
     }
 
-    /// Whether the node holds the writes of `resource` for a snapshot's cut.
-    pub fn holds_writes(&self, resource: &str) -> bool {
-        self.is_online()
-            && self
-                .io_suspended
-                .iter()
-                .any(|r| r.eq_ignore_ascii_case(resource))
+    /// The id of the node's hold of the writes of `resource` for a snapshot's cut, if it holds
+    /// them.
+    pub fn hold_of(&self, resource: &str) -> Option<u64> {
+        if !self.is_online() {
+            return None;
+        }
+        self.io_suspended
+            .iter()
+            .find(|h| h.resource.eq_ignore_ascii_case(resource))
+            .map(|h| h.hold)
     }
 
     /// What the node reports of the volumes of snapshot `snapshot` (with UUID `uuid`) of

@@ -356,9 +356,8 @@ pub struct Reconciler {
     new_snapshots: BTreeSet<String>,
     /// Why a snapshot volume (UUID, volume number) could not be taken, as first seen.
     snapshot_failures: HashMap<(String, u16), String>,
-    /// The resources whose writes this node holds for a snapshot's cut: by which engine, since
-    /// when (see `snapshots`).
-    held_io: BTreeMap<String, (ferrite_proto::ReplicationEngine, Instant)>,
+    /// The resources whose writes this node holds for a snapshot's cut (see `snapshots`).
+    held_io: BTreeMap<String, snapshots::Hold>,
     /// Holds that ran out their lease while the state still asks for them: not taken up again
     /// until it stops asking.
     lapsed_io: BTreeSet<String>,

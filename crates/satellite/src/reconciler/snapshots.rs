@@ -22,8 +22,9 @@
 use std::collections::BTreeMap;
 
 use ferrite_proto::{
-    DeletedSnapshot, DesiredState, NodeReport, ResourceSpec, RestoreSpec, RollbackVolume,
-    SNAPSHOT_TAKE_DEADLINE_MS, SUSPEND_IO_LEASE_MS, SnapshotCut, SnapshotReport, SnapshotSpec,
+    DeletedSnapshot, DesiredState, HeldIo, NodeReport, ReplicationEngine, ResourceSpec,
+    RestoreSpec, RollbackVolume, SNAPSHOT_TAKE_DEADLINE_MS, SUSPEND_IO_LEASE_MS, SnapshotCut,
+    SnapshotReport, SnapshotSpec,
 };
 use ferrite_storage::BackingVolumeName;
 use ferrite_types::{ProviderKind, ResourceName, SnapshotName, VolumeNumber};
@@ -32,6 +33,18 @@ use tracing::{debug, error, info, warn};
 use super::converge::PoolState;
 use super::{Reconciler, normalized_pool_name, resource_key, unsupported};
 use crate::ledger::{Progress, SnapshotEntry, VolumeKey};
+
+/// This node's hold of a resource's writes for a snapshot's cut.
+pub(super) struct Hold {
+    engine: ReplicationEngine,
+    since: std::time::Instant,
+    /// Reported to the controller: another hold has another id.
+    id: u64,
+    /// The snapshots (UUIDs) whose cut was waiting when the hold began: the only ones it may
+    /// take. A hold that began once the cut was under way (this satellite restarted) may have
+    /// let writes through in between.
+    cuts: std::collections::BTreeSet<String>,
+}
 
 /// Milliseconds since the epoch, now.
 fn now_ms() -> i64 {
@@ -96,7 +109,7 @@ impl Reconciler {
                 let take = self.new_snapshots.remove(&snapshot.uuid);
                 // Never a cut that writes may cross.
                 let hold = if take && replicated {
-                    Some(self.confirm_hold(resource))
+                    Some(self.confirm_hold(resource, Some(&snapshot.uuid)))
                 } else {
                     None
                 };
@@ -161,7 +174,7 @@ impl Reconciler {
                 }
             }
             if !taken_under_hold.is_empty()
-                && let Err(why) = self.confirm_hold(resource)
+                && let Err(why) = self.confirm_hold(resource, None)
             {
                 self.discard_crossed_cuts(resource, &taken_under_hold, &why, report);
             }
@@ -198,11 +211,24 @@ impl Reconciler {
         });
     }
 
-    /// Whether this node holds the resource's writes for a cut, with the engine's confirmation
-    /// (which also flushes what it wrote).
-    fn confirm_hold(&mut self, resource: &ResourceSpec) -> Result<(), String> {
-        if !self.held_io.contains_key(&resource.name) {
+    /// Whether this node holds the resource's writes for the cut of `snapshot` (any, if `None`),
+    /// with the engine's confirmation (which also flushes what it wrote).
+    fn confirm_hold(
+        &mut self,
+        resource: &ResourceSpec,
+        snapshot: Option<&str>,
+    ) -> Result<(), String> {
+        let Some(hold) = self.held_io.get(&resource.name) else {
             return Err("this node does not hold them".to_string());
+        };
+        if let Some(uuid) = snapshot
+            && !hold.cuts.contains(uuid)
+        {
+            return Err(
+                "this node's hold began after the cut was under way (it restarted), so writes \
+                 may have crossed it"
+                    .to_string(),
+            );
         }
         let engine = resource.replication.as_ref().map(|r| r.engine);
         let driver = self
@@ -267,18 +293,46 @@ impl Reconciler {
             .map(|r| (r.name.as_str(), r))
             .collect();
         let lease = std::time::Duration::from_millis(SUSPEND_IO_LEASE_MS);
-        let held: Vec<(String, ferrite_proto::ReplicationEngine, std::time::Instant)> = self
+        let held: Vec<(String, ReplicationEngine, std::time::Instant)> = self
             .held_io
             .iter()
-            .map(|(name, (engine, since))| (name.clone(), *engine, *since))
+            .map(|(name, hold)| (name.clone(), hold.engine, hold.since))
             .collect();
         for (name, engine, since) in held {
-            let lapsed = since.elapsed() >= lease;
-            if wanted.contains_key(name.as_str()) && !lapsed {
-                continue;
-            }
+            let mut lapsed = since.elapsed() >= lease;
             if lapsed {
                 warn!(resource = %name, lease_s = lease.as_secs(), "writes held for a snapshot's cut for the whole lease; resuming");
+            } else if wanted.contains_key(name.as_str()) {
+                // Still standing? A hold the engine let go (it restarted) is not reported as one.
+                let confirmed = self
+                    .drivers
+                    .iter_mut()
+                    .find(|d| d.engine() == engine)
+                    .map(|d| d.confirm_suspended(&name));
+                match confirmed {
+                    Some(Ok(())) => {
+                        // A cut that began while the hold stood may be taken under it too.
+                        if let (Some(hold), Some(resource)) =
+                            (self.held_io.get_mut(&name), wanted.get(name.as_str()))
+                        {
+                            hold.cuts.extend(
+                                resource
+                                    .snapshots
+                                    .iter()
+                                    .filter(|s| s.cut == SnapshotCut::Wait)
+                                    .map(|s| s.uuid.clone()),
+                            );
+                        }
+                        continue;
+                    }
+                    Some(Err(e)) => {
+                        warn!(resource = %name, error = %e, "the hold of the writes for a snapshot's cut ended");
+                        lapsed = true;
+                    }
+                    None => lapsed = true,
+                }
+            }
+            if lapsed {
                 self.lapsed_io.insert(name.clone());
             }
             self.held_io.remove(&name);
@@ -312,9 +366,19 @@ impl Reconciler {
             };
             match driver.suspend_io(name) {
                 Ok(()) => {
-                    info!(resource = %name, "writes held for a snapshot's cut");
-                    self.held_io
-                        .insert(name.to_string(), (engine, std::time::Instant::now()));
+                    let hold = Hold {
+                        engine,
+                        since: std::time::Instant::now(),
+                        id: ferrite_mirror::backing::random_u64(),
+                        cuts: resource
+                            .snapshots
+                            .iter()
+                            .filter(|s| s.cut == SnapshotCut::Wait)
+                            .map(|s| s.uuid.clone())
+                            .collect(),
+                    };
+                    info!(resource = %name, hold = hold.id, "writes held for a snapshot's cut");
+                    self.held_io.insert(name.to_string(), hold);
                 }
                 Err(e) => {
                     error!(resource = %name, error = %e, "cannot hold the writes for a snapshot's cut");
@@ -324,7 +388,14 @@ impl Reconciler {
                 }
             }
         }
-        report.io_suspended = self.held_io.keys().cloned().collect();
+        report.io_suspended = self
+            .held_io
+            .iter()
+            .map(|(resource, hold)| HeldIo {
+                resource: resource.clone(),
+                hold: hold.id,
+            })
+            .collect();
     }
 
     /// One snapshot volume: taken now if `take` (its first pass), else checked.
