@@ -28,7 +28,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::backing::Backing;
-use crate::config::{PING_INTERVAL, ResourceConfig};
+use crate::config::ResourceConfig;
 use crate::conflict::Reservation;
 use crate::gi::{self, GenerationSet, GiFlags, NodeId, NodeMask, Outcome, Uuid};
 use crate::outdated::{KnownGenerations, OutdatedFile, OutdatedMembers, generations_in};
@@ -69,6 +69,11 @@ pub const RESYNC_REQUEST_BYTES: u64 = 1 << 20;
 
 /// How many resync requests a target keeps in flight.
 pub const RESYNC_WINDOW: usize = 8;
+
+/// How often the state machine looks at its clocks: a promotion's deadline, the demotion's
+/// grace, the peers' flushes, a resync's pace. Liveness is not among them: each connection keeps
+/// its own (`peer::keepalive`).
+pub const TICK: Duration = Duration::from_millis(250);
 
 /// How often [`Resource::wait_for`] rereads the live amounts between changes of state.
 pub const STATUS_POLL: Duration = Duration::from_millis(50);
@@ -141,7 +146,6 @@ pub struct PeerState {
     gate: Option<HandshakeGates>,
     /// The peer's first State, when it came before the gates were held.
     early_state: Option<StateMessage>,
-    pub last_heard: Instant,
 }
 
 /// A resync this member receives (it is the target).
@@ -304,6 +308,8 @@ impl ResourceControl for Control {
 struct Handler {
     events: mpsc::UnboundedSender<Event>,
     volumes: BTreeMap<u16, Arc<VolumeEngine>>,
+    /// The configuration as it is now (`adjust` changes the options too).
+    membership: watch::Receiver<ResourceConfig>,
 }
 
 impl PeerHandler for Handler {
@@ -342,6 +348,10 @@ impl PeerHandler for Handler {
             link: link.clone(),
             reason,
         });
+    }
+
+    fn ping_timeout(&self) -> Duration {
+        self.membership.borrow().options.ping_timeout()
     }
 }
 
@@ -491,9 +501,11 @@ impl Resource {
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+        let (membership, membership_rx) = watch::channel(config.clone());
         let handler: Arc<dyn PeerHandler> = Arc::new(Handler {
             events: events.clone(),
             volumes: volumes.clone(),
+            membership: membership_rx.clone(),
         });
         let peers = config
             .peers
@@ -514,13 +526,11 @@ impl Resource {
                         gating: false,
                         gate: None,
                         early_state: None,
-                        last_heard: Instant::now(),
                     },
                 )
             })
             .collect();
         let (shutdown_tx, shutdown) = watch::channel(false);
-        let (membership, membership_rx) = watch::channel(config.clone());
         let resource_membership = membership_rx.clone();
         let mut machine = Machine {
             config: config.clone(),
@@ -561,7 +571,7 @@ impl Resource {
         let ticker = events.clone();
         let mut ticker_shutdown = shutdown.clone();
         tokio::spawn(async move {
-            let mut interval = tokio::time::interval(PING_INTERVAL / 4);
+            let mut interval = tokio::time::interval(TICK);
             loop {
                 tokio::select! {
                     _ = interval.tick() => {
@@ -1045,7 +1055,6 @@ impl Machine {
                             gating: false,
                             gate: None,
                             early_state: None,
-                            last_heard: Instant::now(),
                         },
                     );
                 }
@@ -1196,7 +1205,6 @@ impl Machine {
             peer.connection = Connection::Connected;
         }
         peer.state_seen = false;
-        peer.last_heard = Instant::now();
         peer.gate = None;
         peer.early_state = None;
         info!(peer = node, name = %peer.node_name, "peer connected");
@@ -1511,9 +1519,6 @@ impl Machine {
         reservation: Option<Reservation>,
     ) {
         let node = link.node_id();
-        if let Some(peer) = self.peers.get_mut(&node) {
-            peer.last_heard = Instant::now();
-        }
         match kind {
             Kind::State => match StateMessage::decode(&payload) {
                 Ok(state) => {
@@ -1602,9 +1607,6 @@ impl Machine {
                     link.close();
                 }
             },
-            Kind::Ping => {
-                link.send(Frame::new(Kind::Pong, 0, seq, Bytes::new(), None));
-            }
             Kind::Outdated => {
                 let mask = u32::from_le_bytes(payload[..4].try_into().unwrap_or([0; 4]));
                 self.outdated_received(link, seq, mask).await;
@@ -2668,22 +2670,10 @@ impl Machine {
 
     async fn tick(&mut self) {
         let now = Instant::now();
-        // Liveness: ping every connected peer; drop one that stayed silent too long.
-        let timeout = self.config.options.ping_timeout() + PING_INTERVAL;
-        for peer in self.peers.values() {
-            if let Some(link) = &peer.link {
-                if now.duration_since(peer.last_heard) > timeout {
-                    warn!(
-                        peer = peer.node_id,
-                        "peer silent for too long; disconnecting"
-                    );
-                    link.close();
-                } else {
-                    link.send(Frame::new(Kind::Ping, 0, 0, Bytes::new(), None));
-                    if link.flush_due(now) {
-                        link.flush_acknowledged();
-                    }
-                }
+        // Liveness is each connection's own (`peer::keepalive`); the peers' flushes are due here.
+        for link in self.peers.values().filter_map(|p| p.link.as_ref()) {
+            if link.flush_due(now) {
+                link.flush_acknowledged();
             }
         }
         if let Some(votes) = &self.pending_votes
@@ -2882,9 +2872,17 @@ impl Machine {
                 },
             });
         }
+        // Watchers (the daemon's event stream, `wait_for`) hear of changes only: the state
+        // machine publishes after every event, most of which change nothing anyone sees.
         let snapshot = self.snapshot();
         if let Some(status) = &self.status {
-            status.send_replace(snapshot);
+            status.send_if_modified(|published| {
+                let changed = *published != snapshot;
+                if changed {
+                    *published = snapshot;
+                }
+                changed
+            });
         }
     }
 
