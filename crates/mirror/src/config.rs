@@ -15,8 +15,11 @@ use crate::gi::MAX_NODES;
 /// DRBD's default `ping-timeout`: a peer silent this long is disconnected.
 pub const PING_TIMEOUT: Duration = Duration::from_millis(500);
 
-/// How often a member pings an idle peer (DRBD's `ping-int` is 10 s; a small cluster on one
-/// host can afford to notice sooner).
+/// How long a connection may receive nothing before it sends a `Ping` (DRBD's `ping-int`, 10 s
+/// by default; a small cluster can afford to notice sooner). A peer silent for `ping-timeout`
+/// after the `Ping` is disconnected: a dead peer is noticed within `PING_INTERVAL +
+/// ping-timeout` (1.5 s by default) of its last frame, and an idle connection costs one `Ping`
+/// and one `Pong` per interval (`peer::keepalive`).
 pub const PING_INTERVAL: Duration = Duration::from_secs(1);
 
 /// DRBD's default `c-max-rate`, in KiB/s: the most a resync takes. Set higher by the

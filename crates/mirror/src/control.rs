@@ -51,6 +51,14 @@ impl Paths {
         self.resources().join(format!("{resource}.json"))
     }
 
+    /// What a resource's member recorded of the members a Primary wrote without
+    /// ([`crate::outdated`]): kept across restarts, removed with the resource.
+    pub fn outdated_file(&self, resource: &str) -> PathBuf {
+        self.state_dir
+            .join("outdated")
+            .join(format!("{resource}.json"))
+    }
+
     /// Sockets and other things that live only while the daemon runs.
     pub fn run(&self) -> PathBuf {
         self.state_dir.join("run")

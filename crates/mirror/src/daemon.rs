@@ -42,6 +42,7 @@ use crate::config::ResourceConfig;
 use crate::control::{
     CONTROL_VERSION, Frontend, MAX_LINE_BYTES, Paths, Reply, Request, ResourceEntry,
 };
+use crate::outdated::OutdatedFile;
 use crate::resource::{AdjustError, Resource};
 use crate::suspend::Suspension;
 use crate::volume::VolumeEngine;
@@ -535,7 +536,8 @@ impl Daemon {
 
     async fn start_resource(&self, config: ResourceConfig) -> Result<Running, String> {
         let name = config.name.clone();
-        let resource = Resource::up(config)
+        let outdated = OutdatedFile::at(self.config.paths.outdated_file(&name));
+        let resource = Resource::up(config, outdated)
             .await
             .map_err(|e| format!("cannot bring '{name}' up: {e}"))?;
         let run_dir = self.config.paths.run().join(&name);
@@ -874,10 +876,13 @@ pub fn write_resource_file(paths: &Paths, config: &ResourceConfig) -> std::io::R
     std::fs::File::open(&dir)?.sync_all()
 }
 
-/// Removes a resource's configuration file (the resource is no longer on this node).
+/// Removes a resource's configuration file and what its member recorded of Outdated members
+/// (the resource is no longer on this node: a resource made again under the same name starts
+/// with no record).
 pub fn remove_resource_file(paths: &Paths, resource: &str) -> std::io::Result<()> {
     match std::fs::remove_file(paths.resource_file(resource)) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-        _ => Ok(()),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+        _ => {}
     }
+    OutdatedFile::at(paths.outdated_file(resource)).remove()
 }

@@ -4,6 +4,8 @@
 //! Modules (one owner per piece of state):
 //! - [`gi`]: generation identifiers and the handshake's decision table (pure);
 //! - [`quorum`]: who may write (pure);
+//! - [`outdated`]: the members a Primary wrote without, as a member recorded them, and the file
+//!   that keeps the record across restarts;
 //! - [`bitmap`]: per-peer out-of-sync bitmaps;
 //! - [`activity_log`]: the hot extents of a Primary;
 //! - [`metadata`]: the on-disk metadata area at the end of a backing volume;
@@ -32,6 +34,7 @@ pub mod control;
 pub mod daemon;
 pub mod gi;
 pub mod metadata;
+pub mod outdated;
 pub mod peer;
 pub mod quorum;
 pub mod resource;

@@ -10,12 +10,21 @@
 //! Data-path frames (`Write`, `Read`, `Flush` and their answers) are handled here, against the
 //! resource's volumes ([`PeerHandler`]); everything else (states, bitmaps, resync, promotion)
 //! goes to the resource actor.
+//!
+//! Liveness is here too, as DRBD keeps it: every frame received counts; a connection that
+//! received nothing for [`PING_INTERVAL`] sends a `Ping`, and one that still receives nothing
+//! for the resource's `ping-timeout` after it is closed. The reader answers a `Ping` itself. An
+//! idle connection costs a `Ping` and a `Pong` per interval (whichever side's interval ends
+//! first pings; the other hears it), and one carrying writes none; neither wakes the resource
+//! actor. Idleness is counted on what is received, not on what is sent: only a frame from the
+//! peer says that it is alive, and a member that sends (a Primary writing) without hearing back
+//! is exactly the one that must find out.
 
 use std::collections::HashMap;
 use std::io::IoSlice;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
 use ferrite_block::IoError;
@@ -27,6 +36,7 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, oneshot};
 use tracing::{debug, warn};
 
+use crate::config::PING_INTERVAL;
 use crate::conflict::Reservation;
 use crate::volume::VolumeEngine;
 use crate::wire::{self, FLAG_FUA, HEADER_BYTES, Hello, Kind, Range, WireError};
@@ -118,6 +128,10 @@ pub struct PeerLink {
     /// Set when the link is closed: the reader and writer stop and the socket goes.
     closing: tokio::sync::watch::Sender<bool>,
     unflushed: Mutex<Unflushed>,
+    /// When the link started: what `last_received` counts from.
+    started: Instant,
+    /// When a frame last arrived, in microseconds since `started`.
+    last_received: AtomicU64,
 }
 
 fn disconnected() -> IoError {
@@ -144,7 +158,20 @@ impl PeerLink {
             closed: AtomicBool::new(false),
             closing: tokio::sync::watch::Sender::new(false),
             unflushed: Mutex::new(Unflushed::default()),
+            started: Instant::now(),
+            last_received: AtomicU64::new(0),
         }
+    }
+
+    /// A frame arrived.
+    fn note_received(&self) {
+        let now = self.started.elapsed().as_micros() as u64;
+        self.last_received.store(now, Ordering::Relaxed);
+    }
+
+    /// When the last frame arrived (the link's start if none did).
+    pub fn last_received(&self) -> Instant {
+        self.started + Duration::from_micros(self.last_received.load(Ordering::Relaxed))
     }
 
     pub fn node_id(&self) -> u8 {
@@ -392,6 +419,9 @@ pub trait PeerHandler: Send + Sync + 'static {
     );
     /// The connection ended.
     fn disconnected(&self, link: &Arc<PeerLink>, reason: String);
+
+    /// How long a peer may stay silent after a `Ping` (the resource's `ping-timeout`).
+    fn ping_timeout(&self) -> Duration;
 }
 
 /// The HMAC a member sends to prove it knows the secret: over the challenge it was given, its
@@ -585,9 +615,45 @@ pub fn start(
     let (outgoing, frames) = mpsc::unbounded_channel();
     let link = Arc::new(PeerLink::new(node_id, node_name, outgoing));
     tokio::spawn(write_loop(writer, frames, link.clone()));
+    tokio::spawn(keepalive(link.clone(), handler.clone()));
     let reader = tokio::io::BufReader::with_capacity(RECEIVE_BUFFER_BYTES, reader);
     tokio::spawn(read_loop(reader, link.clone(), handler));
     link
+}
+
+/// Keeps the connection honest (see the module's header): a `Ping` after [`PING_INTERVAL`]
+/// with nothing received, and the connection closed when nothing arrives for `ping-timeout`
+/// after it. A peer that went away without a word (a cut link, a host gone) is noticed within
+/// `PING_INTERVAL + ping-timeout` of the last frame it sent.
+async fn keepalive(link: Arc<PeerLink>, handler: Arc<dyn PeerHandler>) {
+    let mut closing = link.closing.subscribe();
+    loop {
+        let idle_until = (link.last_received() + PING_INTERVAL).into();
+        if tokio::time::Instant::now() < idle_until {
+            tokio::select! {
+                _ = tokio::time::sleep_until(idle_until) => continue,
+                _ = closing.wait_for(|closed| *closed) => return,
+            }
+        }
+        let sent = Instant::now();
+        if !link.send(Frame::new(Kind::Ping, 0, 0, Bytes::new(), None)) {
+            return;
+        }
+        let timeout = handler.ping_timeout();
+        tokio::select! {
+            _ = tokio::time::sleep(timeout) => {}
+            _ = closing.wait_for(|closed| *closed) => return,
+        }
+        if link.last_received() < sent {
+            warn!(
+                peer = link.node_id,
+                ?timeout,
+                "peer silent for ping-timeout after a ping; disconnecting"
+            );
+            link.close();
+            return;
+        }
+    }
 }
 
 /// Sends frames, gathering what is queued into one vectored write.
@@ -680,7 +746,14 @@ async fn read_loop(mut reader: FrameReader, link: Arc<PeerLink>, handler: Arc<dy
             Ok(frame) => frame,
             Err(e) => break e.to_string(),
         };
+        link.note_received();
         match header.kind {
+            Kind::Ping => {
+                link.send(Frame::new(Kind::Pong, 0, header.seq, Bytes::new(), None));
+            }
+            // A `Ping`'s answer: that it arrived is all it says. A `Pong` with a sequence
+            // number answers an `Outdated` round, which the resource counts.
+            Kind::Pong if header.seq == 0 => {}
             Kind::Write => {
                 let range = match Range::decode(&fixed) {
                     Ok(range) => range,
@@ -851,4 +924,148 @@ async fn read_loop(mut reader: FrameReader, link: Arc<PeerLink>, handler: Arc<dy
     };
     link.close();
     handler.disconnected(&link, reason);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::net::TcpListener;
+
+    /// A resource that only counts what a connection tells it.
+    struct Quiet {
+        gone: mpsc::UnboundedSender<String>,
+    }
+
+    impl PeerHandler for Quiet {
+        fn volume(&self, _number: u16) -> Option<Arc<VolumeEngine>> {
+            None
+        }
+
+        fn volumes(&self) -> Vec<Arc<VolumeEngine>> {
+            Vec::new()
+        }
+
+        fn control(
+            &self,
+            _link: &Arc<PeerLink>,
+            _kind: Kind,
+            _seq: u64,
+            _flags: u32,
+            _payload: Bytes,
+            _data: Option<Bytes>,
+            _reservation: Option<Reservation>,
+        ) {
+        }
+
+        fn disconnected(&self, _link: &Arc<PeerLink>, reason: String) {
+            let _ = self.gone.send(reason);
+        }
+
+        fn ping_timeout(&self) -> Duration {
+            crate::config::PING_TIMEOUT
+        }
+    }
+
+    /// A link under test, and the raw other end of its socket.
+    async fn link_and_raw_peer() -> (
+        Arc<PeerLink>,
+        TcpStream,
+        mpsc::UnboundedReceiver<String>,
+        Instant,
+    ) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let raw = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (ours, _) = listener.accept().await.unwrap();
+        let (gone, disconnected) = mpsc::unbounded_channel();
+        let started = Instant::now();
+        let link = start(ours, 1, "peer".into(), Arc::new(Quiet { gone }));
+        (link, raw, disconnected, started)
+    }
+
+    /// Reads frames from the raw end for `window`, answering `Ping`s if `answer`; returns when
+    /// each `Ping` arrived (since `started`), or early when the link closed the socket.
+    async fn pings_seen(
+        raw: &mut TcpStream,
+        answer: bool,
+        started: Instant,
+        window: Duration,
+    ) -> Vec<Duration> {
+        let mut pings = Vec::new();
+        let deadline = tokio::time::Instant::now() + window;
+        loop {
+            let mut header = [0u8; HEADER_BYTES];
+            let read = tokio::time::timeout_at(deadline, raw.read_exact(&mut header)).await;
+            let Ok(Ok(_)) = read else {
+                return pings;
+            };
+            let header = wire::decode_header(&header).unwrap();
+            let mut rest = vec![0u8; header.length as usize];
+            raw.read_exact(&mut rest).await.unwrap();
+            if header.kind == Kind::Ping {
+                pings.push(started.elapsed());
+                if answer {
+                    let pong = wire::encode_header(Kind::Pong, 0, header.seq, 0);
+                    raw.write_all(&pong).await.unwrap();
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn an_idle_peer_that_answers_gets_one_ping_per_interval_and_stays() {
+        let (link, mut raw, mut disconnected, started) = link_and_raw_peer().await;
+        let window = PING_INTERVAL * 3 + PING_INTERVAL / 2;
+        let pings = pings_seen(&mut raw, true, started, window).await;
+        assert_eq!(pings.len(), 3, "one Ping per idle interval: {pings:?}");
+        for (n, at) in pings.iter().enumerate() {
+            let earliest = PING_INTERVAL * (n as u32 + 1);
+            assert!(
+                *at >= earliest && *at < earliest + PING_INTERVAL / 2,
+                "Ping {n} at {at:?}"
+            );
+        }
+        assert!(!link.is_closed());
+        assert!(disconnected.try_recv().is_err());
+        link.close();
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_keeps_sending_is_not_pinged() {
+        let (link, mut raw, _disconnected, started) = link_and_raw_peer().await;
+        // A stream of frames more often than the interval: the link never idles.
+        let sender = tokio::spawn(async move {
+            for _ in 0..12 {
+                let pong = wire::encode_header(Kind::Pong, 0, 0, 0);
+                raw.write_all(&pong).await.unwrap();
+                tokio::time::sleep(PING_INTERVAL / 4).await;
+            }
+            raw
+        });
+        let mut raw = sender.await.unwrap();
+        let pings = pings_seen(&mut raw, true, started, PING_INTERVAL / 2).await;
+        assert!(
+            pings.is_empty(),
+            "pinged while it heard the peer: {pings:?}"
+        );
+        assert!(!link.is_closed());
+        link.close();
+    }
+
+    #[tokio::test]
+    async fn a_peer_silent_for_ping_timeout_after_a_ping_is_disconnected() {
+        let (link, mut raw, mut disconnected, started) = link_and_raw_peer().await;
+        let pings = pings_seen(&mut raw, false, started, PING_INTERVAL * 3).await;
+        let closed_at = started.elapsed();
+        assert_eq!(pings.len(), 1, "{pings:?}");
+        let limit = PING_INTERVAL + crate::config::PING_TIMEOUT;
+        assert!(
+            closed_at >= limit && closed_at < limit + PING_INTERVAL / 2,
+            "closed {closed_at:?} after its start, not just after {limit:?}"
+        );
+        assert!(link.is_closed());
+        let reason = disconnected.recv().await.unwrap();
+        assert_eq!(reason, "closed by this member");
+    }
 }

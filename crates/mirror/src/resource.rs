@@ -28,9 +28,10 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::backing::Backing;
-use crate::config::{PING_INTERVAL, ResourceConfig};
+use crate::config::ResourceConfig;
 use crate::conflict::Reservation;
 use crate::gi::{self, GenerationSet, GiFlags, NodeId, NodeMask, Outcome, Uuid};
+use crate::outdated::{KnownGenerations, OutdatedFile, OutdatedMembers, generations_in};
 use crate::peer::{self, Frame, PeerHandler, PeerLink};
 use crate::quorum::{self, Member, OnNoQuorum, QuorumPolicy, QuorumSetting, QuorumVerdict};
 use crate::status::{PeerStatus, PeerVolumeStatus, ResourceStatus, VolumeStatus};
@@ -68,6 +69,11 @@ pub const RESYNC_REQUEST_BYTES: u64 = 1 << 20;
 
 /// How many resync requests a target keeps in flight.
 pub const RESYNC_WINDOW: usize = 8;
+
+/// How often the state machine looks at its clocks: a promotion's deadline, the demotion's
+/// grace, the peers' flushes, a resync's pace. Liveness is not among them: each connection keeps
+/// its own (`peer::keepalive`).
+pub const TICK: Duration = Duration::from_millis(250);
 
 /// How often [`Resource::wait_for`] rereads the live amounts between changes of state.
 pub const STATUS_POLL: Duration = Duration::from_millis(50);
@@ -140,7 +146,6 @@ pub struct PeerState {
     gate: Option<HandshakeGates>,
     /// The peer's first State, when it came before the gates were held.
     early_state: Option<StateMessage>,
-    pub last_heard: Instant,
 }
 
 /// A resync this member receives (it is the target).
@@ -303,6 +308,8 @@ impl ResourceControl for Control {
 struct Handler {
     events: mpsc::UnboundedSender<Event>,
     volumes: BTreeMap<u16, Arc<VolumeEngine>>,
+    /// The configuration as it is now (`adjust` changes the options too).
+    membership: watch::Receiver<ResourceConfig>,
 }
 
 impl PeerHandler for Handler {
@@ -341,6 +348,10 @@ impl PeerHandler for Handler {
             link: link.clone(),
             reason,
         });
+    }
+
+    fn ping_timeout(&self) -> Duration {
+        self.membership.borrow().options.ping_timeout()
     }
 }
 
@@ -382,10 +393,24 @@ fn random_u64() -> u64 {
 }
 
 impl Resource {
-    /// Brings the resource up: attaches the backing volumes (creating their metadata if new),
-    /// starts listening for peers and dialling those with a higher node-id.
-    pub async fn up(config: ResourceConfig) -> Result<Arc<Resource>, String> {
+    /// Brings the resource up: reads what it recorded of Outdated members (`outdated`),
+    /// attaches the backing volumes (creating their metadata if new), starts listening for
+    /// peers and dialling those with a higher node-id.
+    pub async fn up(
+        config: ResourceConfig,
+        outdated: OutdatedFile,
+    ) -> Result<Arc<Resource>, String> {
         config.check().map_err(|e| e.to_string())?;
+        let outdated_members = {
+            let file = outdated.clone();
+            tokio::task::spawn_blocking(move || file.load())
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?
+        };
+        if !outdated_members.is_empty() {
+            info!(resource = %config.name, members = ?outdated_members.nodes().collect::<Vec<_>>(), "members recorded Outdated");
+        }
         let span = info_span!("resource", resource = %config.name, node_id = config.node_id);
         let (events, receiver) = mpsc::unbounded_channel();
         let control: Arc<dyn ResourceControl> = Arc::new(Control {
@@ -476,9 +501,11 @@ impl Resource {
         let listener = TcpListener::bind(config.listen)
             .await
             .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+        let (membership, membership_rx) = watch::channel(config.clone());
         let handler: Arc<dyn PeerHandler> = Arc::new(Handler {
             events: events.clone(),
             volumes: volumes.clone(),
+            membership: membership_rx.clone(),
         });
         let peers = config
             .peers
@@ -499,13 +526,11 @@ impl Resource {
                         gating: false,
                         gate: None,
                         early_state: None,
-                        last_heard: Instant::now(),
                     },
                 )
             })
             .collect();
         let (shutdown_tx, shutdown) = watch::channel(false);
-        let (membership, membership_rx) = watch::channel(config.clone());
         let resource_membership = membership_rx.clone();
         let mut machine = Machine {
             config: config.clone(),
@@ -526,7 +551,8 @@ impl Resource {
             quorum_round: None,
             last_round: 0,
             outdated_announced: BTreeSet::new(),
-            outdated_members: BTreeMap::new(),
+            outdated_members,
+            outdated_file: outdated,
         };
         let (status_tx, status) = watch::channel(machine.snapshot());
         machine.status = Some(status_tx);
@@ -545,7 +571,7 @@ impl Resource {
         let ticker = events.clone();
         let mut ticker_shutdown = shutdown.clone();
         tokio::spawn(async move {
-            let mut interval = tokio::time::interval(PING_INTERVAL / 4);
+            let mut interval = tokio::time::interval(TICK);
             loop {
                 tokio::select! {
                     _ = interval.tick() => {
@@ -841,10 +867,13 @@ struct Machine {
     /// As Primary: the diskful peers the others were told (and confirmed) this member writes
     /// without, so that none of them is promoted with the data it lacks.
     outdated_announced: BTreeSet<u8>,
-    /// Members a Primary said it writes without, each with its current UUID as this member
-    /// knew it then (if it knew it): their promotion is refused until they are seen UpToDate
-    /// on another generation (they resynced) or a Primary no longer names them.
-    outdated_members: BTreeMap<u8, Option<Uuid>>,
+    /// Members a Primary said it writes without, with their generations as this member knew
+    /// them then: their promotion is refused and their data not taken for current until they
+    /// are seen UpToDate on other generations (they resynced) or a Primary no longer names
+    /// them (`crate::outdated`).
+    outdated_members: OutdatedMembers,
+    /// Where `outdated_members` is kept across restarts.
+    outdated_file: OutdatedFile,
 }
 
 /// A round that outdates the diskful peers a Primary is about to write without (it lost them,
@@ -1026,7 +1055,6 @@ impl Machine {
                             gating: false,
                             gate: None,
                             early_state: None,
-                            last_heard: Instant::now(),
                         },
                     );
                 }
@@ -1177,7 +1205,6 @@ impl Machine {
             peer.connection = Connection::Connected;
         }
         peer.state_seen = false;
-        peer.last_heard = Instant::now();
         peer.gate = None;
         peer.early_state = None;
         info!(peer = node, name = %peer.node_name, "peer connected");
@@ -1492,9 +1519,6 @@ impl Machine {
         reservation: Option<Reservation>,
     ) {
         let node = link.node_id();
-        if let Some(peer) = self.peers.get_mut(&node) {
-            peer.last_heard = Instant::now();
-        }
         match kind {
             Kind::State => match StateMessage::decode(&payload) {
                 Ok(state) => {
@@ -1547,7 +1571,7 @@ impl Machine {
                     PromoteAnswer::OtherPrimary
                 } else if self.promoting.is_some() && self.config.node_id < node {
                     PromoteAnswer::Race
-                } else if self.outdated_members.contains_key(&node) {
+                } else if self.outdated_members.contains(node) {
                     PromoteAnswer::Outdated
                 } else {
                     if let Some(peer) = self.peers.get_mut(&node) {
@@ -1583,9 +1607,6 @@ impl Machine {
                     link.close();
                 }
             },
-            Kind::Ping => {
-                link.send(Frame::new(Kind::Pong, 0, seq, Bytes::new(), None));
-            }
             Kind::Outdated => {
                 let mask = u32::from_le_bytes(payload[..4].try_into().unwrap_or([0; 4]));
                 self.outdated_received(link, seq, mask).await;
@@ -1616,20 +1637,25 @@ impl Machine {
                 return;
             };
             peer.primary = state.primary;
-            if let Some(recorded) = self.outdated_members.get(&node)
-                && let Some(recorded) = recorded
-                && state
-                    .volumes
-                    .iter()
-                    .any(|v| v.disk == DiskState::UpToDate && v.generations.current != *recorded)
-            {
-                // It resynced since it was outdated.
-                self.outdated_members.remove(&node);
-            }
             let first = !peer.state_seen;
             peer.state_seen = true;
             first
         };
+        let volumes = state
+            .volumes
+            .iter()
+            .map(|v| (v.volume, v.disk, &v.generations));
+        if self.outdated_members.state_seen(node, volumes) {
+            if !self.outdated_members.contains(node) {
+                info!(
+                    peer = node,
+                    "the peer resynced since it was outdated: no longer Outdated"
+                );
+            }
+            self.store_outdated().await;
+        }
+        // What the peer says of its disk, unless this member knows better.
+        let peer_outdated = self.outdated_members.contains(node);
         let disks_before: Vec<DiskState> = self.volumes.values().map(|v| v.disk).collect();
         let mut back_in_sync = false;
         for remote in state.volumes {
@@ -1690,6 +1716,7 @@ impl Machine {
                             Outcome::NoSync => {
                                 if local.disk == DiskState::Inconsistent
                                     && remote.disk == DiskState::UpToDate
+                                    && !peer_outdated
                                     && !mine.current.is_just_created()
                                 {
                                     // An interrupted resync: resume it as a bitmap resync.
@@ -1697,6 +1724,7 @@ impl Machine {
                                 } else {
                                     if local.disk == DiskState::Outdated
                                         && remote.disk == DiskState::UpToDate
+                                        && !peer_outdated
                                         && backing
                                             .update_superblock(|sb| {
                                                 sb.flags.insert(
@@ -2260,7 +2288,7 @@ impl Machine {
                     p.link.is_some()
                         && p.volumes
                             .get(&local.engine.number)
-                            .is_some_and(|v| v.disk == DiskState::UpToDate)
+                            .is_some_and(|v| self.peer_disk(p, v) == DiskState::UpToDate)
                 });
             if !reachable {
                 return Err(IoError::Io(format!(
@@ -2401,29 +2429,28 @@ impl Machine {
         if named.contains(&self.config.node_id) {
             self.outdate_self().await;
         }
+        let mut changed = false;
         for id in named
             .iter()
             .filter(|id| **id != self.config.node_id && **id != node)
         {
-            if !self.outdated_members.contains_key(id) {
-                let current = self
-                    .peers
-                    .get(id)
-                    .and_then(|p| p.volumes.values().next())
-                    .and_then(|v| v.generations.as_ref())
-                    .map(|g| g.current);
+            let known = self.generations_of_outdated(*id, node);
+            if self.outdated_members.record(*id, known) {
                 info!(
                     peer = id,
                     by = node,
                     "a Primary writes without this peer: it is Outdated"
                 );
-                self.outdated_members.insert(*id, current);
+                changed = true;
             }
         }
         if from_primary {
             // The Primary's whole set: whom it no longer names is back in sync with it.
-            self.outdated_members.retain(|id, _| named.contains(id));
+            changed |= self.outdated_members.retain_named(&named);
         }
+        // On disk before the answer: the Primary writes on once the answers make a quorum,
+        // and a restart of this member must not forget whom they left behind.
+        let stored = !changed || self.store_outdated().await;
         // Published before the answer: a diskless Primary writes once the answers make a
         // quorum, and its writes must find the members it writes without recorded here.
         self.publish();
@@ -2441,7 +2468,65 @@ impl Machine {
                     ));
                 }
             }
-            link.send(Frame::new(Kind::Pong, 0, seq, Bytes::new(), None));
+            if stored {
+                link.send(Frame::new(Kind::Pong, 0, seq, Bytes::new(), None));
+            } else {
+                // Unanswered, the Primary's writes would wait for good; gone, it counts this
+                // member out of its quorum at once.
+                warn!(
+                    peer = node,
+                    "closing the connection to the Primary: this member cannot keep the record it asks for"
+                );
+                link.close();
+            }
+        }
+    }
+
+    /// The generations `member` may hold, as far as this member knows, now that `sender` says
+    /// a Primary writes without it: those of its own last State, and every generation of the
+    /// sender's and of any Primary's last State — the member may have adopted a Primary's
+    /// generations since its last State without saying so, and the Primary announced each of
+    /// them here before its `Outdated`. Not this member's own: a disk recording for a diskless
+    /// Primary started its generation because the member was gone (see `crate::outdated`).
+    fn generations_of_outdated(&self, member: u8, sender: u8) -> BTreeMap<u16, KnownGenerations> {
+        let mut known: BTreeMap<u16, KnownGenerations> = BTreeMap::new();
+        let sources = self
+            .peers
+            .values()
+            .filter(|p| p.node_id == member || p.node_id == sender || p.primary);
+        for peer in sources {
+            for (number, volume) in &peer.volumes {
+                if let Some(generations) = &volume.generations {
+                    known
+                        .entry(*number)
+                        .or_default()
+                        .extend(generations_in(generations));
+                }
+            }
+        }
+        known.retain(|_, generations| !generations.is_empty());
+        known
+    }
+
+    /// Writes the record of Outdated members to its file; a failure is logged and returns
+    /// false. The record in memory stays as it is either way: a member that could not store an
+    /// Outdated member refuses it all the same, and does not confirm it to the Primary.
+    async fn store_outdated(&self) -> bool {
+        let (file, record) = (self.outdated_file.clone(), self.outdated_members.clone());
+        let result = tokio::task::spawn_blocking(move || file.store(&record))
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .and_then(|stored| stored);
+        match result {
+            Ok(()) => true,
+            Err(error) => {
+                warn!(
+                    path = ?self.outdated_file.path(),
+                    %error,
+                    "cannot store the members recorded Outdated"
+                );
+                false
+            }
         }
     }
 
@@ -2585,22 +2670,10 @@ impl Machine {
 
     async fn tick(&mut self) {
         let now = Instant::now();
-        // Liveness: ping every connected peer; drop one that stayed silent too long.
-        let timeout = self.config.options.ping_timeout() + PING_INTERVAL;
-        for peer in self.peers.values() {
-            if let Some(link) = &peer.link {
-                if now.duration_since(peer.last_heard) > timeout {
-                    warn!(
-                        peer = peer.node_id,
-                        "peer silent for too long; disconnecting"
-                    );
-                    link.close();
-                } else {
-                    link.send(Frame::new(Kind::Ping, 0, 0, Bytes::new(), None));
-                    if link.flush_due(now) {
-                        link.flush_acknowledged();
-                    }
-                }
+        // Liveness is each connection's own (`peer::keepalive`); the peers' flushes are due here.
+        for link in self.peers.values().filter_map(|p| p.link.as_ref()) {
+            if link.flush_due(now) {
+                link.flush_acknowledged();
             }
         }
         if let Some(votes) = &self.pending_votes
@@ -2663,6 +2736,17 @@ impl Machine {
         info!("resource down");
     }
 
+    /// A peer's disk as this member takes it: what the peer says, except that one recorded
+    /// Outdated (a Primary wrote without it) is not UpToDate, whatever it believes — cut off
+    /// at the time, it may never have heard.
+    fn peer_disk(&self, peer: &PeerState, volume: &PeerVolume) -> DiskState {
+        if volume.disk == DiskState::UpToDate && self.outdated_members.contains(peer.node_id) {
+            DiskState::Outdated
+        } else {
+            volume.disk
+        }
+    }
+
     /// Every member for the quorum computation, a peer counted as reachable when `reachable`
     /// says so.
     fn members(&self, reachable: impl Fn(&PeerState) -> bool) -> Vec<Member> {
@@ -2682,7 +2766,7 @@ impl Machine {
             let disk = peer
                 .volumes
                 .values()
-                .map(|v| v.disk)
+                .map(|v| self.peer_disk(peer, v))
                 .min_by_key(|d| *d as u8)
                 .map(disk_for_quorum)
                 .unwrap_or(if peer.diskless {
@@ -2727,8 +2811,7 @@ impl Machine {
         let diskless_primary = self.peers.values().any(|p| p.primary && p.diskless);
         let missed_by: Vec<u8> = if diskless_primary {
             self.outdated_members
-                .keys()
-                .copied()
+                .nodes()
                 .filter(|id| {
                     *id != self.config.node_id
                         && self.peers.get(id).is_some_and(|peer| !peer.diskless)
@@ -2760,7 +2843,7 @@ impl Machine {
                             ) =>
                     {
                         targets.push(link.clone());
-                        if v.disk == DiskState::UpToDate && read_from.is_none() {
+                        if self.peer_disk(peer, v) == DiskState::UpToDate && read_from.is_none() {
                             read_from = Some(link.clone());
                         }
                     }
@@ -2789,9 +2872,17 @@ impl Machine {
                 },
             });
         }
+        // Watchers (the daemon's event stream, `wait_for`) hear of changes only: the state
+        // machine publishes after every event, most of which change nothing anyone sees.
         let snapshot = self.snapshot();
         if let Some(status) = &self.status {
-            status.send_replace(snapshot);
+            status.send_if_modified(|published| {
+                let changed = *published != snapshot;
+                if changed {
+                    *published = snapshot;
+                }
+                changed
+            });
         }
     }
 
@@ -2850,7 +2941,7 @@ impl Machine {
                             / r.total_bytes as f64
                     });
                 let peer_disk = match remote {
-                    Some(v) => v.disk.as_str(),
+                    Some(v) => self.peer_disk(p, v).as_str(),
                     None if p.link.is_some() && p.diskless => "Diskless",
                     None => "DUnknown",
                 };

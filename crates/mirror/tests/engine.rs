@@ -16,6 +16,7 @@ use ferrite_mirror::activity_log::AL_EXTENTS_DEFAULT;
 use ferrite_mirror::backing::DEFAULT_PEER_SLOTS;
 use ferrite_mirror::config::{Options, PeerConfig, ResourceConfig, VolumeConfig};
 use ferrite_mirror::metadata::metadata_size;
+use ferrite_mirror::outdated::OutdatedFile;
 use ferrite_mirror::peer::PEER_FLUSH_INTERVAL;
 use ferrite_mirror::resource::Resource;
 use ferrite_mirror::status::ResourceStatus;
@@ -121,7 +122,12 @@ impl Cluster {
     }
 
     async fn up(&self, node_id: u8) -> Arc<Resource> {
-        Resource::up(self.config(node_id)).await.unwrap()
+        let outdated = OutdatedFile::at(
+            self._dir
+                .path()
+                .join(format!("node{node_id}.outdated.json")),
+        );
+        Resource::up(self.config(node_id), outdated).await.unwrap()
     }
 
     fn on_disk(&self, node_id: u8, offset: u64, len: usize) -> Vec<u8> {

@@ -508,6 +508,135 @@ async fn a_disk_left_behind_is_not_promoted_when_the_primary_goes_away_too() {
     }
 }
 
+/// What the tiebreaker was told survives its restart. node0 (Primary) loses node1 and goes on
+/// writing after outdating it through the tiebreaker; then the tiebreaker's daemon restarts,
+/// node0 crashes and node1 — which never heard that it is Outdated — comes back to the
+/// tiebreaker alone. The two are a majority, but node1 lacks node0's last acknowledged writes:
+/// the tiebreaker must neither vouch for node1's data, nor write or read on it, nor grant node1
+/// a promotion. Healed: node1 resyncs from node0, the tiebreaker no longer holds it Outdated,
+/// across another restart too, and node1 may become Primary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_tiebreaker_still_refuses_the_disk_the_primary_wrote_without() {
+    let test = "a_restarted_tiebreaker_still_refuses_the_disk_the_primary_wrote_without";
+    let fabric = match Fabric::new(3) {
+        Ok(fabric) => fabric,
+        Err(reason) => return skip(test, &reason),
+    };
+    let layout = Layout::new(fabric.members(2), USABLE);
+    let mut nodes = layout.prepare();
+    start_in_sync(&mut nodes).await;
+    let log = AckLog::new();
+    let writer = Writer::start(&nodes[0].nbd_socket(), log.clone(), 0, DEPTH, BLOCKS).await;
+    wait_acks(&log, 0, 200, SETTLE).await;
+
+    fabric.isolate(1, true);
+    nodes[0]
+        .wait("node0 lost node1, keeps quorum", SETTLE, |s| {
+            s.quorum && peer(s, 1).connection != "Connected"
+        })
+        .await;
+    nodes[2]
+        .wait("the tiebreaker lost node1", SETTLE, |s| {
+            peer(s, 1).connection != "Connected"
+        })
+        .await;
+    // Writes node1 does not have, acknowledged once the tiebreaker recorded node1 Outdated.
+    let acked = log.acked_count();
+    wait_acks(&log, acked, 300, SETTLE).await;
+
+    nodes[2].kill9();
+    nodes[2].start().await;
+    nodes[2]
+        .wait("the restarted tiebreaker is back with node0", SETTLE, |s| {
+            s.quorum && peer(s, 0).connection == "Connected" && peer(s, 0).role == "Primary"
+        })
+        .await;
+    // node0 lost quorum when the tiebreaker went away and does not regain it through a
+    // diskless member: its writes fail from then on, none is acknowledged.
+
+    nodes[0].kill9();
+    let report = writer.stop().await;
+    println!("writer on node0 until its crash: {report:?}");
+    fabric.set_link(1, 2, true);
+    nodes[2]
+        .wait("the tiebreaker reaches node1, not node0", SETTLE, |s| {
+            peer(s, 1).connection == "Connected"
+                && peer(s, 1).volumes[0].peer_disk != "DUnknown"
+                && peer(s, 0).connection != "Connected"
+        })
+        .await;
+    nodes[1]
+        .wait("node1 reaches the tiebreaker", SETTLE, |s| {
+            peer(s, 2).connection == "Connected"
+        })
+        .await;
+
+    let mut tiebreaker = Nbd::connect_within(&nodes[2].nbd_socket(), SETTLE).await;
+    let error = tiebreaker
+        .write(0, &block_content(0, u64::MAX, 2))
+        .await
+        .unwrap();
+    assert_ne!(
+        error, 0,
+        "the tiebreaker became Primary on node1's Outdated data"
+    );
+    let read = tiebreaker.read(0, 1 << 20).await.unwrap();
+    assert!(read.is_err(), "the tiebreaker read node1's Outdated data");
+    tiebreaker.close().await;
+    let mut behind = Nbd::connect_within(&nodes[1].nbd_socket(), SETTLE).await;
+    let error = behind
+        .write(0, &block_content(0, u64::MAX, 1))
+        .await
+        .unwrap();
+    assert_ne!(error, 0, "node1 became Primary on its Outdated data");
+    behind.close().await;
+    for node in [&nodes[1], &nodes[2]] {
+        let status = node.status().await.unwrap();
+        assert_eq!(status.role, "Secondary", "{status:#?}");
+    }
+    let status = nodes[2].status().await.unwrap();
+    assert_eq!(
+        peer(&status, 1).volumes[0].peer_disk,
+        "Outdated",
+        "the tiebreaker holds node1 Outdated: {status:#?}"
+    );
+    assert!(
+        !status.quorum,
+        "node1 vouched for the tiebreaker's quorum: {status:#?}"
+    );
+
+    nodes[0].start().await;
+    fabric.isolate(0, false);
+    for node in &nodes {
+        node.wait("healed and resynced", SETTLE, |s| all_in_sync(s, 2))
+            .await;
+    }
+    for node in &nodes {
+        assert_data(&log, node, "after node0 came back").await;
+        assert!(no_split_brain(&node.status().await.unwrap()));
+    }
+    // The record went with the resync, on disk too.
+    nodes[2].kill9();
+    nodes[2].start().await;
+    nodes[2]
+        .wait(
+            "the tiebreaker, restarted again, sees both disks UpToDate",
+            SETTLE,
+            |s| all_in_sync(s, 2),
+        )
+        .await;
+    nodes[0]
+        .wait("node0 is Secondary", SETTLE, |s| s.role == "Secondary")
+        .await;
+    let mut promoted = Nbd::connect_within(&nodes[1].nbd_socket(), SETTLE).await;
+    let error = promoted
+        .write(0, &block_content(0, u64::MAX - 1, 1))
+        .await
+        .unwrap();
+    assert_eq!(error, 0, "node1, resynced, may become Primary");
+    promoted.close().await;
+}
+
 /// Sends `bytes` to a member's replication port, closes the sending side and waits for the
 /// member to hang up.
 async fn send_garbage(to: std::net::SocketAddr, bytes: &[u8]) {
