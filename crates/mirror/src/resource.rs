@@ -697,6 +697,13 @@ impl Resource {
     }
 }
 
+/// Closes a connection whose resource went down before it could take it.
+fn refuse_if_down(sent: Result<(), mpsc::error::SendError<Event>>) {
+    if let Err(mpsc::error::SendError(Event::Connected(link))) = sent {
+        link.close();
+    }
+}
+
 async fn accept_loop(
     listener: TcpListener,
     membership: watch::Receiver<ResourceConfig>,
@@ -743,7 +750,7 @@ async fn accept_loop(
                             .map(|p| p.node_name.clone())
                             .unwrap_or_default();
                         let link = peer::start(stream, node_id, name, handler);
-                        let _ = events.send(Event::Connected(link));
+                        refuse_if_down(events.send(Event::Connected(link)));
                     }
                     Ok(Err(e)) => warn!(%from, error = %e, "refused a peer connection"),
                     Err(_) => {
@@ -823,7 +830,8 @@ async fn dial_loop(
             Ok(Ok(stream)) => {
                 let link = peer::start(stream, node_id, node_name.clone(), handler.clone());
                 connected = Some((link.clone(), Instant::now()));
-                if events.send(Event::Connected(link)).is_err() {
+                if let Err(gone) = events.send(Event::Connected(link)) {
+                    refuse_if_down(Err(gone));
                     return;
                 }
                 continue;
@@ -1075,6 +1083,14 @@ impl Machine {
             if let Event::Down(done) = event {
                 self.go_down().await;
                 let _ = shutdown.send(true);
+                // A connection made while going down has no resource to serve: it is closed,
+                // not left answering pings for a member that is gone.
+                events.close();
+                while let Ok(event) = events.try_recv() {
+                    if let Event::Connected(link) = event {
+                        link.close();
+                    }
+                }
                 let _ = done.send(());
                 return;
             }
