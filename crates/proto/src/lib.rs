@@ -320,6 +320,51 @@ mod tests {
     }
 
     #[test]
+    fn volume_options_cross_the_wire_in_a_message() {
+        let spec = ReplicationSpec {
+            engine: ReplicationEngine::Drbd,
+            node_id: 0,
+            address: "10.0.0.1".parse().unwrap(),
+            port: 7000,
+            secret: "s".into(),
+            peers: vec![],
+            options: Default::default(),
+            volume_options: [(
+                3,
+                [("Disk/al-extents".to_string(), "6007".to_string())].into(),
+            )]
+            .into(),
+            connection_options: Default::default(),
+        };
+        let message = ControllerMessage::ApplyState(DesiredState {
+            epoch: 0,
+            generation: 1,
+            base_generation: None,
+            storage_pools: vec![],
+            resources: vec![ResourceSpec {
+                replication: Some(spec),
+                ..serde_json::from_str(
+                    r#"{"name":"r","uuid":"u","layers":[],"diskless":false,"volumes":[]}"#,
+                )
+                .unwrap()
+            }],
+            removed_resources: vec![],
+        });
+        let json = serde_json::to_string(&message).unwrap();
+        assert!(json.contains(r#""volume_options":{"3":"#), "{json}");
+        assert_eq!(
+            serde_json::from_str::<ControllerMessage>(&json).unwrap(),
+            message
+        );
+        let bad = json.replace(r#"{"3":"#, r#"{"x":"#);
+        let refused = serde_json::from_str::<ControllerMessage>(&bad).unwrap_err();
+        assert!(
+            refused.to_string().contains("'x' is no volume number"),
+            "{refused}"
+        );
+    }
+
+    #[test]
     fn stamps_order_by_epoch_first() {
         let stamp = |epoch, generation| Stamp { epoch, generation };
         assert!(stamp(1, 3) > stamp(0, 900));

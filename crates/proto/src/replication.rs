@@ -40,18 +40,40 @@ pub struct ReplicationSpec {
     pub secret: String,
     /// Every other member, whether diskful or not.
     pub peers: Vec<PeerSpec>,
-    /// `DrbdOptions/*` properties after inheritance (controller, resource group, resource
-    /// definition, resource), by their DRBD names, e.g. `Net/protocol` → `C`.
+    /// `DrbdOptions/*` properties after inheritance (controller, the member's node, resource
+    /// group, resource definition, resource), by their DRBD names, e.g. `Net/protocol` → `C`.
     #[serde(default)]
     pub options: BTreeMap<String, String>,
-    /// `DrbdOptions/*` properties of each volume definition, by volume number and DRBD name
-    /// (e.g. `Disk/al-extents`); for that volume they win over `options`.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    /// `DrbdOptions/*` properties of each volume (its volume definition's over its volume
+    /// group's), by volume number and DRBD name (e.g. `Disk/al-extents`); for that volume they
+    /// win over `options`. The numbers are JSON object keys, strings on the wire.
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "by_volume_number"
+    )]
     pub volume_options: BTreeMap<u16, BTreeMap<String, String>>,
     /// `DrbdOptions/*` properties of the resource connection to a peer, by the peer's node name
     /// and DRBD name (`Net/*`, `PeerDevice/*`); for that connection they win over `options`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub connection_options: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+/// A map keyed by volume number, from JSON object keys. Inside a tagged message serde buffers
+/// the object, and a buffered key is a string that a plain `u16` key refuses.
+fn by_volume_number<'de, D, V>(deserializer: D) -> Result<BTreeMap<u16, V>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    V: Deserialize<'de>,
+{
+    BTreeMap::<String, V>::deserialize(deserializer)?
+        .into_iter()
+        .map(|(key, value)| {
+            key.parse::<u16>()
+                .map(|number| (number, value))
+                .map_err(|_| serde::de::Error::custom(format!("'{key}' is no volume number")))
+        })
+        .collect()
 }
 
 /// Another member of the resource.

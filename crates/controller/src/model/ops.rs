@@ -17,6 +17,8 @@ use ferrite_types::{
 };
 
 use super::{Connection, KeyValueStore};
+use crate::satellites::desired;
+use ferrite_types::rest::Props;
 use serde::Serialize;
 
 use super::{
@@ -354,6 +356,14 @@ impl Op {
     /// A change to a replicated resource's membership — a member added, removed or toggled, a
     /// member's address changed — reaches every member, since each one's peers changed; a
     /// change to a resource connection reaches its two members.
+    ///
+    /// A change of DRBD options above the resource (`DrbdOptions/<Section>/*` of the
+    /// controller, a node, a resource group or a volume group: see `desired::replication_spec`)
+    /// reaches the members of replicated resources that inherit it: every such member for the
+    /// controller, the members of the group's definitions for a group, the node's own members
+    /// for a node; a member whose definition or resource (or group, node) sets the same option
+    /// nearer keeps its value and hears nothing. Other properties of these objects feed no
+    /// satellite and reach none.
     pub fn touches(&self, cluster: &Cluster, out: &mut BTreeSet<(NodeName, Option<ResourceName>)>) {
         let all_nodes_of = |rd: &ResourceName, out: &mut BTreeSet<_>| {
             if let Some(definition) = cluster.resource_definitions.get(rd) {
@@ -371,6 +381,21 @@ impl Op {
         match self {
             Op::PutNode(node) => {
                 out.insert((node.name.clone(), None));
+                let changed =
+                    changed_options(cluster.node(&node.name).map(|n| &n.props), &node.props);
+                if !changed.is_empty() {
+                    for (rd, resource) in cluster.resources_on_node(&node.name) {
+                        let group = cluster.resource_groups.get(&rd.resource_group);
+                        let nearer = [
+                            group.map(|g| &g.props),
+                            Some(&rd.props),
+                            Some(&resource.props),
+                        ];
+                        if rd.is_replicated() && !shadowed(&changed, &nearer) {
+                            out.insert((node.name.clone(), Some(rd.name.clone())));
+                        }
+                    }
+                }
                 let moved = cluster.node(&node.name).is_some_and(|before| {
                     before.active_interface().map(|i| i.address)
                         != node.active_interface().map(|i| i.address)
@@ -428,13 +453,56 @@ impl Op {
                 }
             }
             Op::DeleteSnapshotDefinition { .. } => {}
-            Op::SetControllerProp { .. }
-            | Op::DeleteControllerProp { .. }
-            | Op::DeleteNode(_)
-            | Op::PutResourceGroup(_)
+            Op::SetControllerProp { key, value } => {
+                if cluster.props.get(key) != Some(value) {
+                    controller_option_reach(cluster, key, out);
+                }
+            }
+            Op::DeleteControllerProp { key } => {
+                if cluster.props.contains_key(key) {
+                    controller_option_reach(cluster, key, out);
+                }
+            }
+            Op::PutResourceGroup(group) => {
+                let before = cluster.resource_groups.get(&group.name).map(|g| &g.props);
+                let changed = changed_options(before, &group.props);
+                if !changed.is_empty() {
+                    for rd in cluster.resource_definitions.values() {
+                        if rd.resource_group == group.name && rd.is_replicated() {
+                            for resource in rd.resources.values() {
+                                if !shadowed(&changed, &[Some(&rd.props), Some(&resource.props)]) {
+                                    out.insert((resource.node.clone(), Some(rd.name.clone())));
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            Op::PutVolumeGroup {
+                group,
+                volume_group,
+            } => {
+                let before = cluster
+                    .resource_groups
+                    .get(group)
+                    .and_then(|g| g.volume_groups.get(&volume_group.number))
+                    .map(|vg| &vg.props);
+                let changed = changed_options(before, &volume_group.props);
+                volume_group_reach(cluster, group, volume_group.number, &changed, out);
+            }
+            Op::DeleteVolumeGroup { group, number } => {
+                let empty = Default::default();
+                let before = cluster
+                    .resource_groups
+                    .get(group)
+                    .and_then(|g| g.volume_groups.get(number))
+                    .map(|vg| &vg.props);
+                let changed = changed_options(before, &empty);
+                volume_group_reach(cluster, group, *number, &changed, out);
+            }
+            // A resource group goes only without definitions, a node only without resources.
+            Op::DeleteNode(_)
             | Op::DeleteResourceGroup(_)
-            | Op::PutVolumeGroup { .. }
-            | Op::DeleteVolumeGroup { .. }
             | Op::PutErrorReport(_)
             | Op::DeleteErrorReport(_)
             | Op::PutKeyValueStore(_)
@@ -680,10 +748,394 @@ impl Op {
     }
 }
 
+/// The DRBD options (property keys) whose value differs between `before` (`None`: a new
+/// object) and `after`, of those the satellites' desired state carries.
+fn changed_options<'a>(before: Option<&'a Props>, after: &'a Props) -> BTreeSet<&'a str> {
+    let before_keys = before.into_iter().flat_map(|props| props.keys());
+    after
+        .keys()
+        .chain(before_keys)
+        .filter(|key| desired::replication_option(key).is_some())
+        .filter(|key| before.and_then(|props| props.get(*key)) != after.get(*key))
+        .map(String::as_str)
+        .collect()
+}
+
+/// Whether every one of `changed` is set at a level nearer the resource (`nearer`), so that
+/// the member's effective options stay as they are.
+fn shadowed(changed: &BTreeSet<&str>, nearer: &[Option<&Props>]) -> bool {
+    changed.iter().all(|key| {
+        nearer
+            .iter()
+            .flatten()
+            .any(|props| props.contains_key(*key))
+    })
+}
+
+/// The members a change of the controller's property `key` reaches: every member of a
+/// replicated resource that does not set the option nearer (its node, resource group,
+/// definition or itself). None when `key` is no DRBD option.
+fn controller_option_reach(
+    cluster: &Cluster,
+    key: &str,
+    out: &mut BTreeSet<(NodeName, Option<ResourceName>)>,
+) {
+    if desired::replication_option(key).is_none() {
+        return;
+    }
+    let changed = BTreeSet::from([key]);
+    for rd in cluster.resource_definitions.values() {
+        if !rd.is_replicated() {
+            continue;
+        }
+        let group = cluster
+            .resource_groups
+            .get(&rd.resource_group)
+            .map(|g| &g.props);
+        for resource in rd.resources.values() {
+            let node = cluster.node(&resource.node).map(|n| &n.props);
+            if !shadowed(
+                &changed,
+                &[node, group, Some(&rd.props), Some(&resource.props)],
+            ) {
+                out.insert((resource.node.clone(), Some(rd.name.clone())));
+            }
+        }
+    }
+}
+
+/// The members a change of `changed` options on volume group `number` of `group` reaches:
+/// those of the group's replicated definitions with that volume, unless the volume definition
+/// sets the options itself.
+fn volume_group_reach(
+    cluster: &Cluster,
+    group: &ResourceGroupName,
+    number: VolumeNumber,
+    changed: &BTreeSet<&str>,
+    out: &mut BTreeSet<(NodeName, Option<ResourceName>)>,
+) {
+    if changed.is_empty() {
+        return;
+    }
+    for rd in cluster.resource_definitions.values() {
+        if &rd.resource_group != group || !rd.is_replicated() {
+            continue;
+        }
+        let Some(vd) = rd.volume_definitions.get(&number) else {
+            continue;
+        };
+        if shadowed(changed, &[Some(&vd.props)]) {
+            continue;
+        }
+        for node in rd.resources.keys() {
+            out.insert((node.clone(), Some(rd.name.clone())));
+        }
+    }
+}
+
 fn parent<'a, T, N: std::fmt::Display>(
     found: Option<&'a mut T>,
     kind: &str,
     name: &N,
 ) -> &'a mut T {
     found.unwrap_or_else(|| panic!("op applied without its parent {kind} '{name}'"))
+}
+
+#[cfg(test)]
+mod tests {
+    //! Which satellites hear about a change of the properties that feed their desired state
+    //! (`DrbdOptions/*` at every level of LINSTOR's inheritance), and that what they hear
+    //! carries the change.
+
+    use std::collections::BTreeSet;
+
+    use ferrite_types::rest::{self, PropsModify};
+    use ferrite_types::{LayerKind, NodeName, ResourceName};
+
+    use super::*;
+    use crate::app::testing::{
+        add_resource, apply, commit, engines_runtime, replicated_group, spawn, tutorial_cluster,
+    };
+    use crate::app::{controller_props, nodes, resource_definitions, resource_groups};
+
+    type Touched = BTreeSet<(NodeName, Option<ResourceName>)>;
+
+    /// `web` and `db` replicated by DRBD from `my_ssd_group` (two replicas and a tiebreaker
+    /// each, on three of the four nodes), and `plain`, unreplicated, on node1.
+    fn cluster() -> Cluster {
+        let mut cluster = tutorial_cluster();
+        replicated_group(&mut cluster, &["drbd", "storage"]);
+        let runtime = engines_runtime(&cluster, &[LayerKind::Drbd]);
+        commit(&mut cluster, &runtime, |c, r| spawn(c, r, "web"));
+        commit(&mut cluster, &runtime, |c, r| spawn(c, r, "db"));
+        add_resource(&mut cluster, "plain", "node1", "pool_ssd");
+        cluster
+    }
+
+    fn touched_by(cluster: &Cluster, plan: &crate::app::Plan) -> Touched {
+        let mut touched = Touched::new();
+        for op in &plan.ops {
+            op.touches(cluster, &mut touched);
+        }
+        touched
+    }
+
+    /// Every member of the named definitions.
+    fn members(cluster: &Cluster, names: &[&str]) -> Touched {
+        names
+            .iter()
+            .flat_map(|name| {
+                let rd = &cluster.resource_definitions[&name.parse::<ResourceName>().unwrap()];
+                rd.resources
+                    .keys()
+                    .map(|node| (node.clone(), Some(rd.name.clone())))
+            })
+            .collect()
+    }
+
+    fn set(key: &str, value: &str) -> PropsModify {
+        PropsModify {
+            override_props: [(key.to_string(), value.to_string())].into(),
+            ..Default::default()
+        }
+    }
+
+    /// The replication data of `resource` on each of its members.
+    fn specs(cluster: &Cluster, resource: &str) -> Vec<ferrite_proto::ReplicationSpec> {
+        let rd = &cluster.resource_definitions[&resource.parse::<ResourceName>().unwrap()];
+        rd.resources
+            .values()
+            .map(|r| {
+                crate::satellites::desired::resource_spec(cluster, rd, r)
+                    .replication
+                    .expect("allocated")
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_controller_drbd_option_reaches_every_member_of_every_replicated_resource() {
+        let mut cluster = cluster();
+        let plan =
+            controller_props::modify(&cluster, &set("DrbdOptions/PeerDevice/c-max-rate", "200M"))
+                .unwrap();
+        assert_eq!(
+            touched_by(&cluster, &plan),
+            members(&cluster, &["web", "db"])
+        );
+        apply(&mut cluster, plan);
+        for spec in specs(&cluster, "web")
+            .into_iter()
+            .chain(specs(&cluster, "db"))
+        {
+            assert_eq!(spec.options["PeerDevice/c-max-rate"], "200M");
+        }
+
+        // Deleting it reaches the same members, and takes it out of their options.
+        let plan = controller_props::delete(&cluster, "DrbdOptions/PeerDevice/c-max-rate").unwrap();
+        assert_eq!(
+            touched_by(&cluster, &plan),
+            members(&cluster, &["web", "db"])
+        );
+        apply(&mut cluster, plan);
+        for spec in specs(&cluster, "web") {
+            assert!(!spec.options.contains_key("PeerDevice/c-max-rate"));
+        }
+    }
+
+    #[test]
+    fn a_controller_property_that_feeds_no_satellite_reaches_none() {
+        let cluster = cluster();
+        for key in [
+            "Aux/rack",
+            "DrbdOptions/auto-add-quorum-tiebreaker",
+            "Ferrite/ReplicationEngine",
+        ] {
+            let value = if key.starts_with("Ferrite") {
+                "drbd"
+            } else {
+                "False"
+            };
+            let plan = controller_props::modify(&cluster, &set(key, value)).unwrap();
+            assert_eq!(touched_by(&cluster, &plan), Touched::new(), "{key}");
+        }
+    }
+
+    #[test]
+    fn an_option_set_nearer_the_resource_shadows_the_controllers_and_the_groups() {
+        let mut cluster = cluster();
+        let plan = resource_definitions::modify(
+            &cluster,
+            "db",
+            &rest::ResourceDefinitionModify {
+                override_props: [(
+                    "DrbdOptions/Net/max-buffers".to_string(),
+                    "4000".to_string(),
+                )]
+                .into(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        apply(&mut cluster, plan);
+        let plan = controller_props::modify(&cluster, &set("DrbdOptions/Net/max-buffers", "8000"))
+            .unwrap();
+        assert_eq!(touched_by(&cluster, &plan), members(&cluster, &["web"]));
+        apply(&mut cluster, plan);
+        let plan = resource_groups::modify(
+            &cluster,
+            &engines_runtime(&cluster, &[LayerKind::Drbd]),
+            "my_ssd_group",
+            &rest::ResourceGroupModify {
+                override_props: [(
+                    "DrbdOptions/Net/max-buffers".to_string(),
+                    "9000".to_string(),
+                )]
+                .into(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(touched_by(&cluster, &plan), members(&cluster, &["web"]));
+        apply(&mut cluster, plan);
+        for spec in specs(&cluster, "web") {
+            assert_eq!(spec.options["Net/max-buffers"], "9000");
+        }
+        for spec in specs(&cluster, "db") {
+            assert_eq!(spec.options["Net/max-buffers"], "4000");
+        }
+        // The same value again changes nothing, and reaches nobody.
+        let plan = controller_props::modify(&cluster, &set("DrbdOptions/Net/max-buffers", "8000"))
+            .unwrap();
+        assert_eq!(touched_by(&cluster, &plan), Touched::new());
+    }
+
+    #[test]
+    fn a_resource_groups_drbd_option_reaches_the_members_of_its_definitions_only() {
+        let mut cluster = cluster();
+        // `other` is replicated too, in the default group.
+        add_resource(&mut cluster, "other", "node1", "pool_ssd");
+        add_resource(&mut cluster, "other", "node2", "pool_ssd");
+        let other: ResourceName = "other".parse().unwrap();
+        cluster
+            .resource_definitions
+            .get_mut(&other)
+            .unwrap()
+            .layer_stack = vec![LayerKind::Drbd, LayerKind::Storage];
+        let runtime = engines_runtime(&cluster, &[LayerKind::Drbd]);
+        let modify = |cluster: &Cluster, key: &str, value: &str| {
+            resource_groups::modify(
+                cluster,
+                &runtime,
+                "my_ssd_group",
+                &rest::ResourceGroupModify {
+                    override_props: [(key.to_string(), value.to_string())].into(),
+                    ..Default::default()
+                },
+            )
+            .unwrap()
+        };
+        let plan = modify(&cluster, "DrbdOptions/Resource/quorum", "off");
+        assert_eq!(
+            touched_by(&cluster, &plan),
+            members(&cluster, &["web", "db"])
+        );
+        apply(&mut cluster, plan);
+        for spec in specs(&cluster, "web") {
+            assert_eq!(spec.options["Resource/quorum"], "off", "over auto-quorum's");
+        }
+        // A group property that feeds no satellite reaches none.
+        let plan = modify(&cluster, "Aux/rack", "r1");
+        assert_eq!(touched_by(&cluster, &plan), Touched::new());
+
+        // The controller's reaches `other` as well.
+        let plan = controller_props::modify(&cluster, &set("DrbdOptions/Net/max-buffers", "8000"))
+            .unwrap();
+        assert_eq!(
+            touched_by(&cluster, &plan),
+            members(&cluster, &["web", "db", "other"])
+        );
+    }
+
+    #[test]
+    fn a_volume_groups_drbd_option_reaches_the_volumes_of_its_groups_definitions() {
+        let mut cluster = cluster();
+        let plan = resource_groups::modify_volume_group(
+            &cluster,
+            "my_ssd_group",
+            0,
+            &rest::VolumeGroupModify {
+                override_props: [(
+                    "DrbdOptions/Disk/al-extents".to_string(),
+                    "6007".to_string(),
+                )]
+                .into(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            touched_by(&cluster, &plan),
+            members(&cluster, &["web", "db"])
+        );
+        apply(&mut cluster, plan);
+        for spec in specs(&cluster, "web") {
+            assert_eq!(spec.volume_options[&0]["Disk/al-extents"], "6007");
+        }
+        // The volume definition's own wins.
+        let web: ResourceName = "web".parse().unwrap();
+        let vd = cluster
+            .resource_definitions
+            .get_mut(&web)
+            .unwrap()
+            .volume_definitions
+            .values_mut()
+            .next()
+            .unwrap();
+        vd.props
+            .insert("DrbdOptions/Disk/al-extents".into(), "1237".into());
+        for spec in specs(&cluster, "web") {
+            assert_eq!(spec.volume_options[&0]["Disk/al-extents"], "1237");
+        }
+    }
+
+    #[test]
+    fn a_nodes_drbd_option_reaches_its_own_replicated_resources() {
+        let mut cluster = cluster();
+        let web: ResourceName = "web".parse().unwrap();
+        let node = cluster.resource_definitions[&web]
+            .resources
+            .keys()
+            .next()
+            .unwrap()
+            .clone();
+        let plan = nodes::modify(
+            &cluster,
+            node.as_str(),
+            &rest::NodeModify {
+                override_props: [(
+                    "DrbdOptions/Net/max-epoch-size".to_string(),
+                    "4000".to_string(),
+                )]
+                .into(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let expected: Touched = cluster
+            .resources_on_node(&node)
+            .filter(|(rd, _)| rd.is_replicated())
+            .map(|(rd, _)| (node.clone(), Some(rd.name.clone())))
+            .chain([(node.clone(), None)])
+            .collect();
+        assert_eq!(touched_by(&cluster, &plan), expected);
+        apply(&mut cluster, plan);
+        for (rd, resource) in cluster.resources_on_node(&node) {
+            if let Some(spec) =
+                crate::satellites::desired::resource_spec(&cluster, rd, resource).replication
+            {
+                assert_eq!(spec.options["Net/max-epoch-size"], "4000");
+            }
+        }
+    }
 }

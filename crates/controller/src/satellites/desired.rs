@@ -150,6 +150,25 @@ fn snapshot_specs(
 /// The prefix of the properties that configure a replication layer, LINSTOR's.
 pub const DRBD_OPTIONS_PREFIX: &str = "DrbdOptions/";
 
+/// The DRBD option a property sets in the satellites' desired state, by its DRBD name:
+/// `DrbdOptions/<Section>/<option>` → `<Section>/<option>`. Keys without a section
+/// (`DrbdOptions/auto-quorum`, `DrbdOptions/auto-add-quorum-tiebreaker`) are the controller's
+/// own settings and reach no satellite, nor does any property outside `DrbdOptions/`.
+pub fn replication_option(key: &str) -> Option<&str> {
+    key.strip_prefix(DRBD_OPTIONS_PREFIX)
+        .filter(|name| name.contains('/'))
+}
+
+/// The DRBD options among `props`, by their DRBD names.
+fn drbd_options(props: &ferrite_types::rest::Props) -> std::collections::BTreeMap<String, String> {
+    props
+        .iter()
+        .filter_map(|(key, value)| {
+            replication_option(key).map(|name| (name.to_string(), value.clone()))
+        })
+        .collect()
+}
+
 /// From this many voting members (diskless tiebreakers and clients included), with at least
 /// two disks, a replicated resource gets quorum options unless the user set them: what
 /// LINSTOR's auto-quorum sets (`quorum majority`, `on-no-quorum io-error`).
@@ -162,13 +181,17 @@ pub const QUORUM_DEFAULTS: [(&str, &str); 2] = [
 ];
 
 /// The replication layer's data for `resource`: its node-id and port, the secret, every other
-/// member that is not being deleted, and the `DrbdOptions/*` properties after inheritance
-/// (controller, resource group, resource definition, resource; the later wins), completed with
-/// [`QUORUM_DEFAULTS`] for resources of [`QUORUM_MIN_MEMBERS`] or more, and each volume
-/// definition's own `DrbdOptions/*` apart (`volume_options`), and those of the connection to
-/// each peer apart (`connection_options`: the resource connection's, over the node
-/// connection's where neither the definition nor the resource sets them). `None` when the stack
-/// has no replication layer, or while something is not allocated yet.
+/// member that is not being deleted, and the `DrbdOptions/*` properties after LINSTOR's
+/// inheritance (controller, the resource's node, resource group, resource definition,
+/// resource; the later wins), completed with [`QUORUM_DEFAULTS`] for resources of
+/// [`QUORUM_MIN_MEMBERS`] or more; each volume's apart (`volume_options`: the volume
+/// definition's over its volume group's), and those of the connection to each peer apart
+/// (`connection_options`: the resource connection's, over the node connection's where neither
+/// the definition nor the resource sets them). `None` when the stack has no replication layer,
+/// or while something is not allocated yet.
+///
+/// Every property read here must reach the satellites when it changes: `Op::touches` names
+/// the members each level's change reaches.
 fn replication_spec(
     cluster: &Cluster,
     rd: &ResourceDefinition,
@@ -200,6 +223,7 @@ fn replication_spec(
     let group = cluster.resource_groups.get(&rd.resource_group);
     for props in [
         Some(&cluster.props),
+        cluster.node(&resource.node).map(|n| &n.props),
         group.map(|g| &g.props),
         Some(&rd.props),
         Some(&resource.props),
@@ -207,11 +231,7 @@ fn replication_spec(
     .into_iter()
     .flatten()
     {
-        for (key, value) in props {
-            if let Some(name) = key.strip_prefix(DRBD_OPTIONS_PREFIX) {
-                options.insert(name.to_string(), value.clone());
-            }
-        }
+        options.extend(drbd_options(props));
     }
     let members = crate::app::tiebreaker::Members::of(rd);
     if members.total() >= QUORUM_MIN_MEMBERS && members.diskful >= 2 {
@@ -225,27 +245,14 @@ fn replication_spec(
         .volume_definitions
         .values()
         .filter_map(|vd| {
-            let options: std::collections::BTreeMap<String, String> = vd
-                .props
-                .iter()
-                .filter_map(|(key, value)| {
-                    key.strip_prefix(DRBD_OPTIONS_PREFIX)
-                        .map(|name| (name.to_string(), value.clone()))
-                })
-                .collect();
+            let mut options = group
+                .and_then(|g| g.volume_groups.get(&vd.number))
+                .map(|vg| drbd_options(&vg.props))
+                .unwrap_or_default();
+            options.extend(drbd_options(&vd.props));
             (!options.is_empty()).then(|| (vd.number.get(), options))
         })
         .collect();
-    let drbd_options =
-        |props: &ferrite_types::rest::Props| -> std::collections::BTreeMap<String, String> {
-            props
-                .iter()
-                .filter_map(|(key, value)| {
-                    key.strip_prefix(DRBD_OPTIONS_PREFIX)
-                        .map(|name| (name.to_string(), value.clone()))
-                })
-                .collect()
-        };
     let connection_options = cluster
         .resource_connections
         .iter()
