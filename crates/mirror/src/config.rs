@@ -139,11 +139,11 @@ impl Options {
                         .ok_or_else(|| bad("it is in tenths of a second, 1-300"))?;
                 }
                 "PeerDevice/c-max-rate" => {
-                    parsed.c_max_rate_kib = value
-                        .parse::<u64>()
-                        .ok()
+                    parsed.c_max_rate_kib = kib(value)
                         .filter(|kib| (250..=4_194_304).contains(kib))
-                        .ok_or_else(|| bad("it is in KiB/s, 250-4194304"))?;
+                        .ok_or_else(|| {
+                            bad("it is in KiB/s, 250-4194304, with an optional k, M or G suffix as DRBD takes it")
+                        })?;
                 }
                 "Disk/al-extents" => {
                     parsed.al_extents = value
@@ -162,6 +162,17 @@ impl Options {
         }
         Ok(parsed)
     }
+}
+
+/// A size in KiB as DRBD writes it: a number of KiB, or with a `k`, `M` or `G` suffix.
+fn kib(value: &str) -> Option<u64> {
+    let (digits, factor) = match value.char_indices().last()? {
+        (i, 'k' | 'K') => (&value[..i], 1),
+        (i, 'm' | 'M') => (&value[..i], 1 << 10),
+        (i, 'g' | 'G') => (&value[..i], 1 << 20),
+        _ => (value, 1),
+    };
+    digits.parse::<u64>().ok()?.checked_mul(factor)
 }
 
 /// Why a configuration is refused.
@@ -341,5 +352,23 @@ mod tests {
         assert!(error.contains("Resource/quorum = 'most'"), "{error}");
         assert!(set(&[("Net/ping-timeout", "0")]).is_err());
         assert!(set(&[("Disk/al-extents", "12")]).is_err());
+        // As `linstor ... drbd-options --c-max-rate 200M` sets it.
+        for (value, expected) in [
+            ("200M", 200 * 1024),
+            ("4096k", 4096),
+            ("1G", 1 << 20),
+            ("300", 300),
+        ] {
+            assert_eq!(
+                set(&[("PeerDevice/c-max-rate", value)])
+                    .unwrap()
+                    .c_max_rate_kib,
+                expected,
+                "{value}"
+            );
+        }
+        for bad in ["5G", "200X", "M", "-1"] {
+            assert!(set(&[("PeerDevice/c-max-rate", bad)]).is_err(), "{bad}");
+        }
     }
 }
