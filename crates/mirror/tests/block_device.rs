@@ -10,7 +10,6 @@
 //! the test prints "SKIPPED" with the reason and passes.
 
 use std::fs::File;
-use std::net::TcpListener;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ExitStatus};
@@ -94,12 +93,20 @@ fn run_retrying(program: &str, args: &[&str]) -> Result<String> {
     }
 }
 
+/// A free port on 127.0.0.1 below the kernel's ephemeral range (32768 and up): a port taken
+/// with bind(0) and released can be taken by another process's outgoing connection before the
+/// member binds it.
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let base = u64::from(std::process::id()) * 7919;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = 20_000 + ((base + n * 104_729) % 12_000) as u16;
+        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// `len` bytes derived from `seed`, in a buffer fit for O_DIRECT.
