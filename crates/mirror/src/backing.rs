@@ -30,7 +30,7 @@ use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
@@ -97,6 +97,29 @@ struct MdState {
     al: ActivityLog,
 }
 
+/// A data generation [`Backing::before_write`] started: to be announced to the connected
+/// peers before any write of it is sent to one. Writes wait until it is marked announced
+/// ([`NewGeneration::announced`]); dropping it marks it too, so that a failed announcement
+/// (the resource going down) never holds writes back for good.
+#[must_use = "the peers are to be told of the new generation, then `announced` called"]
+pub struct NewGeneration {
+    epoch: u64,
+    announced: Arc<tokio::sync::watch::Sender<u64>>,
+}
+
+impl NewGeneration {
+    /// The peers were sent the state that names the new generation.
+    pub fn announced(self) {}
+}
+
+impl Drop for NewGeneration {
+    fn drop(&mut self) {
+        let epoch = self.epoch;
+        self.announced
+            .send_modify(|announced| *announced = (*announced).max(epoch));
+    }
+}
+
 /// An attached backing store.
 pub struct Backing {
     path: PathBuf,
@@ -113,6 +136,11 @@ pub struct Backing {
     al_changed: Notify,
     /// Held while a new data generation is made durable.
     generation_lock: tokio::sync::Mutex<()>,
+    /// How many generations [`Backing::before_write`] started here, and up to which of them
+    /// the peers were told ([`NewGeneration`]). A write goes to the peers only once every
+    /// generation started before it was announced ([`Backing::wait_announced`]).
+    generations_started: AtomicU64,
+    generations_announced: Arc<tokio::sync::watch::Sender<u64>>,
     /// [`Backing::release`] ran: the device is no longer open here.
     released: AtomicBool,
 }
@@ -270,6 +298,8 @@ impl Backing {
                 al_writer: tokio::sync::Mutex::new(()),
                 al_changed: Notify::new(),
                 generation_lock: tokio::sync::Mutex::new(()),
+                generations_started: AtomicU64::new(0),
+                generations_announced: Arc::new(tokio::sync::watch::Sender::new(0)),
                 released: AtomicBool::new(false),
             },
             AttachInfo {
@@ -674,8 +704,10 @@ impl Backing {
     }
 
     /// Before a write: starts the pending new data generation, if any, and makes it durable.
-    /// Returns whether the generation changed (the caller announces it to the connected peers
-    /// before submitting the write).
+    /// Returns the generation it started, if it did: the caller announces it to the connected
+    /// peers, then says so ([`NewGeneration::announced`]). Other writes wait for that before
+    /// they go to a peer ([`Backing::wait_announced`]), so no peer is sent a write of a
+    /// generation it was not told of first.
     ///
     /// A generation is also started when a diskful peer in `absent` has no bitmap UUID yet (it
     /// was in sync with the current generation): the trigger alone is not enough, because the
@@ -683,7 +715,11 @@ impl Backing {
     /// with nobody absent and clears the trigger), and every later write would be recorded in
     /// the bitmap of a peer whose generation still equals ours, which the handshake takes for
     /// "in sync".
-    pub async fn before_write(&self, me: NodeId, absent: NodeMask) -> Result<bool, IoError> {
+    pub async fn before_write(
+        &self,
+        me: NodeId,
+        absent: NodeMask,
+    ) -> Result<Option<NewGeneration>, IoError> {
         // Held until the new generation is durable: no write may pass it.
         let _generation = self.generation_lock.lock().await;
         let superblock = {
@@ -694,7 +730,7 @@ impl Backing {
                     .iter()
                     .any(|peer| peer != me && generations.bitmap_uuid(peer).is_zero());
             if !state.trigger.is_pending() && !untracked {
-                return Ok(false);
+                return Ok(None);
             }
             state.trigger = NewGenerationTrigger::default();
             let changed = state
@@ -703,7 +739,7 @@ impl Backing {
                 .start_new_generation(me, Uuid::new_generation(random_u64()), absent)
                 .map_err(|e| IoError::Io(format!("starting a new data generation: {e}")))?;
             if !changed {
-                return Ok(false);
+                return Ok(None);
             }
             // Writing again with quorum: what failed while it had none is behind us (the
             // blocks are in the bitmaps of the peers that missed them).
@@ -719,7 +755,24 @@ impl Backing {
             .await
             .map_err(|e| IoError::Io(format!("the superblock task failed: {e}")))?
             .map_err(|e| IoError::Io(format!("writing the superblock: {e}")))?;
-        Ok(true)
+        // Counted while the lock is held: a write that passes the lock after this one waits
+        // for its announcement.
+        let epoch = self.generations_started.fetch_add(1, Ordering::SeqCst) + 1;
+        Ok(Some(NewGeneration {
+            epoch,
+            announced: self.generations_announced.clone(),
+        }))
+    }
+
+    /// Waits until every generation started here so far was announced to the peers: called
+    /// before a write is sent to them.
+    pub async fn wait_announced(&self) {
+        let started = self.generations_started.load(Ordering::SeqCst);
+        if *self.generations_announced.borrow() >= started {
+            return;
+        }
+        let mut announced = self.generations_announced.subscribe();
+        let _ = announced.wait_for(|epoch| *epoch >= started).await;
     }
 
     /// The generation identifiers.

@@ -193,6 +193,22 @@ pub enum ConfigError {
 }
 
 impl ResourceConfig {
+    /// The lowest node-id among the diskful members, this one included: the member that
+    /// declares a new resource's first generation.
+    pub fn first_diskful_node_id(&self) -> Option<u8> {
+        let me = self
+            .volumes
+            .iter()
+            .any(|v| v.backing.is_some())
+            .then_some(self.node_id);
+        self.peers
+            .iter()
+            .filter(|p| !p.diskless)
+            .map(|p| p.node_id)
+            .chain(me)
+            .min()
+    }
+
     /// Reads and checks `<dir>/<resource>.json`.
     pub fn read(path: &Path) -> Result<ResourceConfig, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {

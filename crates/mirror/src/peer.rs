@@ -44,6 +44,12 @@ use crate::wire::{self, FLAG_FUA, HEADER_BYTES, Hello, Kind, Range, WireError};
 /// How long establishing a connection (connect, hello, authentication) may take.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long a connection waits for its resource to record a Primary's `State` before it reads
+/// on ([`PeerHandler::primary_state`]). The resource records it with one superblock write; a
+/// resource that takes longer is stuck, and the connection is closed rather than let writes
+/// of a generation this member has not recorded be acknowledged.
+pub const PRIMARY_STATE_TIMEOUT: Duration = Duration::from_secs(5);
+
 /// The most bytes the writer gathers into one vectored write.
 pub const MAX_BATCH_BYTES: usize = 4 << 20;
 
@@ -417,6 +423,14 @@ pub trait PeerHandler: Send + Sync + 'static {
         data: Option<Bytes>,
         reservation: Option<Reservation>,
     );
+    /// A `State` in which the peer says it is Primary. It may name a generation the Primary
+    /// started for the writes that follow it on the connection, and this member must not
+    /// acknowledge one of those writes before its own metadata records that generation: a
+    /// crash in between would leave this disk on the old generation with the new data, equal
+    /// by its identifiers to a disk the Primary wrote without. The receiver answers once the
+    /// resource has handled the State and made what it adopted durable (or dropped it, the
+    /// connection being stale); the connection reads nothing further until then.
+    fn primary_state(&self, link: &Arc<PeerLink>, payload: Bytes) -> oneshot::Receiver<()>;
     /// The connection ended.
     fn disconnected(&self, link: &Arc<PeerLink>, reason: String);
 
@@ -887,6 +901,21 @@ async fn read_loop(mut reader: FrameReader, link: Arc<PeerLink>, handler: Arc<dy
                 };
                 link.complete(header.seq, result);
             }
+            Kind::State if wire::StateMessage::decode(&fixed).is_ok_and(|state| state.primary) => {
+                // The writes behind a Primary's State are applied only once the State is
+                // recorded (see `PeerHandler::primary_state`).
+                let recorded = handler.primary_state(&link, fixed);
+                tokio::select! {
+                    outcome = tokio::time::timeout(PRIMARY_STATE_TIMEOUT, recorded) => {
+                        if outcome.is_err() {
+                            break format!(
+                                "the resource did not record the Primary's state within {PRIMARY_STATE_TIMEOUT:?}"
+                            );
+                        }
+                    }
+                    _ = closing.wait_for(|closed| *closed) => break "closed by this member".to_string(),
+                }
+            }
             Kind::Hello | Kind::Auth => break "a handshake frame in an open session".to_string(),
             Kind::ResyncData => {
                 // Resync data takes its place among the peer's writes in arrival order, as a
@@ -955,6 +984,12 @@ mod tests {
             _data: Option<Bytes>,
             _reservation: Option<Reservation>,
         ) {
+        }
+
+        fn primary_state(&self, _link: &Arc<PeerLink>, _payload: Bytes) -> oneshot::Receiver<()> {
+            let (recorded, answer) = oneshot::channel();
+            let _ = recorded.send(());
+            answer
         }
 
         fn disconnected(&self, _link: &Arc<PeerLink>, reason: String) {

@@ -27,7 +27,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{Instrument, debug, info, info_span, warn};
 
-use crate::backing::Backing;
+use crate::backing::{Backing, NewGeneration};
 use crate::config::ResourceConfig;
 use crate::conflict::Reservation;
 use crate::gi::{self, GenerationSet, GiFlags, NodeId, NodeMask, Outcome, Uuid};
@@ -144,8 +144,9 @@ pub struct PeerState {
     /// the handshake's decisions are published. Shared by every handshake under way at once
     /// (see [`HandshakeGates`]).
     gate: Option<HandshakeGates>,
-    /// The peer's first State, when it came before the gates were held.
-    early_state: Option<StateMessage>,
+    /// The peer's first State, when it came before the gates were held, with the answer its
+    /// connection waits for if the peer is Primary ([`PeerHandler::primary_state`]).
+    early_state: Option<(StateMessage, Option<oneshot::Sender<()>>)>,
 }
 
 /// A resync this member receives (it is the target).
@@ -176,6 +177,10 @@ struct LocalVolume {
     resync: Option<Resync>,
     /// Resync ranges sent to each peer and not acknowledged, by (peer, seq).
     serving: BTreeMap<(u8, u64), Range>,
+    /// A handshake made this volume a resync target since the resource came up: it holds
+    /// part of some peer's data, no longer the zeros of a new volume, and may not take a
+    /// declared first generation without a resync (see `peer_state`).
+    was_sync_target: bool,
 }
 
 /// What the state machine is told.
@@ -205,6 +210,8 @@ pub enum Event {
         data: Option<Bytes>,
         /// Resync data's place among the peer's writes (see `peer::read_loop`).
         reservation: Option<Reservation>,
+        /// A Primary's State: answered once it is recorded ([`PeerHandler::primary_state`]).
+        recorded: Option<oneshot::Sender<()>>,
     },
     Promote(oneshot::Sender<Result<(), IoError>>),
     Votes {
@@ -340,7 +347,23 @@ impl PeerHandler for Handler {
             payload,
             data,
             reservation,
+            recorded: None,
         });
+    }
+
+    fn primary_state(&self, link: &Arc<PeerLink>, payload: Bytes) -> oneshot::Receiver<()> {
+        let (recorded, answer) = oneshot::channel();
+        let _ = self.events.send(Event::Frame {
+            link: link.clone(),
+            kind: Kind::State,
+            seq: 0,
+            flags: 0,
+            payload,
+            data: None,
+            reservation: None,
+            recorded: Some(recorded),
+        });
+        answer
     }
 
     fn disconnected(&self, link: &Arc<PeerLink>, reason: String) {
@@ -495,6 +518,7 @@ impl Resource {
                     disk,
                     resync: None,
                     serving: BTreeMap::new(),
+                    was_sync_target: false,
                 },
             );
         }
@@ -1114,9 +1138,14 @@ impl Machine {
                 payload,
                 data,
                 reservation,
+                recorded,
             } => {
-                self.frame(&link, kind, seq, flags, payload, data, reservation)
-                    .await
+                if kind == Kind::State {
+                    self.state_frame(&link, payload, recorded).await
+                } else {
+                    self.frame(&link, kind, seq, flags, payload, data, reservation)
+                        .await
+                }
             }
             Event::Promote(reply) => self.promote(reply),
             Event::Votes { granted, reason } => self.votes_counted(granted, reason).await,
@@ -1145,6 +1174,15 @@ impl Machine {
             Event::Tick => self.tick().await,
             Event::Down(_) => unreachable!("handled in run"),
         }
+    }
+
+    /// Whether this member declares a new resource's first generation (skipping the initial
+    /// sync, as `drbdadm new-current-uuid --clear-bitmap` on one node): only the diskful
+    /// member with the lowest node-id does, so that every member takes the same one. Were
+    /// each pair to decide between themselves, three members meeting at once could declare
+    /// two generations and find each other's data unrelated.
+    fn declares_first_generation(&self) -> bool {
+        self.config.first_diskful_node_id() == Some(self.config.node_id)
     }
 
     /// Gives up on a peer until an operator decides (split brain, unrelated data): the
@@ -1292,8 +1330,11 @@ impl Machine {
             peer.gate = Some(gates.clone());
             let early = peer.early_state.take();
             self.send_state(&link);
-            if let Some(state) = early {
+            if let Some((state, recorded)) = early {
                 self.peer_state(&link, state).await;
+                if let Some(recorded) = recorded {
+                    let _ = recorded.send(());
+                }
             }
         }
     }
@@ -1476,21 +1517,22 @@ impl Machine {
         let (me, Ok(lost)) = (self.me(), NodeId::new(u32::from(node))) else {
             return;
         };
-        let mut started = false;
+        let mut started = Vec::new();
         for local in self.volumes.values() {
             let Some(backing) = local.engine.backing() else {
                 continue;
             };
             match backing.before_write(me, [lost].into_iter().collect()).await {
-                Ok(new) => started |= new,
+                Ok(new) => started.extend(new),
                 Err(error) => {
                     warn!(peer = node, %error, "cannot start a new generation for the writes the peer had not flushed")
                 }
             }
         }
-        if started {
+        if !started.is_empty() {
             self.broadcast_state();
         }
+        started.into_iter().for_each(NewGeneration::announced);
     }
 
     fn send_state(&self, link: &Arc<PeerLink>) {
@@ -1523,6 +1565,38 @@ impl Machine {
         }
     }
 
+    /// A peer's `State`. `recorded` is answered once it is handled and what it made this
+    /// member adopt is durable: a Primary's connection waits for it before it applies the
+    /// writes behind the State ([`PeerHandler::primary_state`]).
+    async fn state_frame(
+        &mut self,
+        link: &Arc<PeerLink>,
+        payload: Bytes,
+        recorded: Option<oneshot::Sender<()>>,
+    ) {
+        let node = link.node_id();
+        match StateMessage::decode(&payload) {
+            Ok(state) => {
+                if let Some(peer) = self.peers.get_mut(&node)
+                    && peer.gating
+                    && peer.link.as_ref().is_some_and(|l| Arc::ptr_eq(l, link))
+                {
+                    // Decided once this member's own State is out (see `gated`).
+                    peer.early_state = Some((state, recorded));
+                    return;
+                }
+                self.peer_state(link, state).await;
+                if let Some(recorded) = recorded {
+                    let _ = recorded.send(());
+                }
+            }
+            Err(e) => {
+                warn!(peer = node, error = %e, "malformed state; closing the connection");
+                link.close();
+            }
+        }
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn frame(
         &mut self,
@@ -1536,23 +1610,7 @@ impl Machine {
     ) {
         let node = link.node_id();
         match kind {
-            Kind::State => match StateMessage::decode(&payload) {
-                Ok(state) => {
-                    if let Some(peer) = self.peers.get_mut(&node)
-                        && peer.gating
-                        && peer.link.as_ref().is_some_and(|l| Arc::ptr_eq(l, link))
-                    {
-                        // Decided once this member's own State is out (see `gated`).
-                        peer.early_state = Some(state);
-                        return;
-                    }
-                    self.peer_state(link, state).await
-                }
-                Err(e) => {
-                    warn!(peer = node, error = %e, "malformed state; closing the connection");
-                    link.close();
-                }
-            },
+            Kind::State => self.state_frame(link, payload, None).await,
             Kind::Bitmap => match BitmapChunk::decode(&payload) {
                 Ok(chunk) => self.bitmap_chunk(node, chunk),
                 Err(e) => {
@@ -1672,6 +1730,8 @@ impl Machine {
         }
         // What the peer says of its disk, unless this member knows better.
         let peer_outdated = self.outdated_members.contains(node);
+        let declares_first = self.declares_first_generation();
+        let peer_declares_first = self.config.first_diskful_node_id() == Some(node);
         let disks_before: Vec<DiskState> = self.volumes.values().map(|v| v.disk).collect();
         let mut back_in_sync = false;
         for remote in state.volumes {
@@ -1700,7 +1760,7 @@ impl Machine {
                         .volumes
                         .iter()
                         .any(|v| v.number == number && v.new_volume);
-                    if both_new && new_volume && self.config.node_id < node {
+                    if both_new && new_volume && declares_first {
                         let fresh = Uuid::new_generation(random_u64());
                         if backing
                             .update_superblock(|sb| {
@@ -1795,6 +1855,9 @@ impl Machine {
                                 return;
                             }
                         };
+                        if replication == Replication::SyncTarget {
+                            local.was_sync_target = true;
+                        }
                         if replication == Replication::SyncTarget
                             && local.resync.as_ref().is_some_and(|r| r.source != node)
                         {
@@ -1850,20 +1913,30 @@ impl Machine {
                     && remote.generations.current != mine.current
                     && state.primary
                 {
-                    // The Primary started a new generation: adopt it.
+                    // The Primary started a new generation: adopt it, durably, before its
+                    // connection applies the writes behind it (`PeerHandler::primary_state`).
                     let weak = NodeMask::default();
                     let new = remote.generations.current;
-                    let _ = backing
+                    if let Err(error) = backing
                         .update_superblock(|sb| {
                             let _ = sb.generations.adopt_new_current(me, peer_id, new, weak);
                         })
-                        .await;
+                        .await
+                    {
+                        // Its writes must not be acknowledged here: the Primary, seeing the
+                        // connection end, records them as missed by this member.
+                        warn!(peer = node, volume = number, %error, "could not record the Primary's new generation; closing the connection");
+                        link.close();
+                        return;
+                    }
                 } else if local.disk == DiskState::Inconsistent
                     && local.resync.is_none()
+                    && !local.was_sync_target
                     && remote.disk == DiskState::UpToDate
                     && mine.current.is_just_created()
                     && remote.generations.is_day0()
                     && first_declared(&remote.generations)
+                    && peer_declares_first
                 {
                     // The peer skipped the initial sync for both of us.
                     let current = remote.generations.current;

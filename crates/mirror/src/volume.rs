@@ -293,9 +293,13 @@ impl VolumeEngine {
                 .iter()
                 .filter_map(|id| crate::gi::NodeId::new(u32::from(*id)).ok())
                 .collect();
-            if backing.before_write(self.me, absent).await? {
+            if let Some(started) = backing.before_write(self.me, absent).await? {
                 self.control.announce_generation().await;
+                started.announced();
             }
+            // No peer gets a write of a generation it was not told of first (a write racing
+            // the one that started it would otherwise overtake the announcement).
+            backing.wait_announced().await;
             backing.begin_write(offset, len).await?;
         }
         // Absent peers miss this write: the bits are set before it completes.
@@ -374,9 +378,10 @@ impl VolumeEngine {
             // generation was started for it, and a peer on our current generation would
             // come back as in sync and never get the blocks its bitmap holds.
             if let Some(backing) = &self.backing
-                && backing.before_write(self.me, missed).await?
+                && let Some(started) = backing.before_write(self.me, missed).await?
             {
                 self.control.announce_generation().await;
+                started.announced();
             }
         }
         Ok(())

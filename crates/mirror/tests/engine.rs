@@ -19,6 +19,7 @@ use ferrite_mirror::outdated::OutdatedFile;
 use ferrite_mirror::peer::PEER_FLUSH_INTERVAL;
 use ferrite_mirror::resource::Resource;
 use ferrite_mirror::status::ResourceStatus;
+use futures::StreamExt;
 
 const USABLE: u64 = 64 << 20;
 const SETTLE: Duration = Duration::from_secs(10);
@@ -404,6 +405,114 @@ async fn a_disk_that_missed_writes_gets_them_from_a_secondary_when_the_primary_i
     .await;
     assert_eq!(&cluster.on_disk(2, 8 << 20, missed.len())[..], &missed[..]);
     for r in [&b, &c] {
+        r.down().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_new_members_meeting_at_once_agree_on_one_first_generation() {
+    // Each pair meets as two new volumes; only one member may declare the first generation
+    // (skipping the initial sync), or the pairs declare different ones and the third pair
+    // finds unrelated data.
+    for attempt in 0..6 {
+        let cluster = Cluster::new(3, 0);
+        let (a, b, c) = tokio::join!(cluster.up(0), cluster.up(1), cluster.up(2));
+        for (r, name) in [(&a, "a"), (&b, "b"), (&c, "c")] {
+            wait(r, &format!("attempt {attempt}: {name} in sync"), |s| {
+                all_up_to_date(s, 2) && no_peer_standalone(s)
+            })
+            .await;
+        }
+        let first = current_generation_on_disk(&cluster, 0);
+        for node in [1, 2] {
+            assert_eq!(
+                current_generation_on_disk(&cluster, node),
+                first,
+                "attempt {attempt}: node {node} holds another first generation"
+            );
+        }
+        for r in [&a, &b, &c] {
+            r.down().await;
+        }
+    }
+}
+
+fn no_peer_standalone(status: &ResourceStatus) -> bool {
+    status
+        .peers
+        .iter()
+        .all(|p| !p.connection.starts_with("StandAlone"))
+}
+
+/// The current generation a member's metadata holds on its disk (not its memory).
+fn current_generation_on_disk(cluster: &Cluster, node_id: u8) -> ferrite_mirror::gi::Uuid {
+    let file =
+        std::fs::File::open(cluster.members[node_id as usize].backing.as_ref().unwrap()).unwrap();
+    ferrite_mirror::metadata::read_superblock(&file, USABLE)
+        .unwrap()
+        .generations
+        .current
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secondary_records_the_primary_s_new_generation_before_it_acknowledges_its_writes() {
+    // a (Primary) loses c and starts a new generation for the writes c misses. b must not
+    // acknowledge one of them before its own metadata records that generation: a crash of b
+    // in between would leave it on the old generation with the new data, equal by its
+    // identifiers to c, which does not have that data. Many writes at once, so that some race
+    // the one that starts the generation.
+    let cluster = Cluster::new(3, 0);
+    let (a, b, mut c) = up_three(&cluster).await;
+    wait(&a, "all in sync", |s| all_up_to_date(s, 2)).await;
+    let volume = a.volumes()[&0].clone();
+    ferrite_block::Volume::opened(volume.as_ref());
+    for round in 0..8u8 {
+        volume
+            .write(0, pattern(round, 64 << 10), false)
+            .await
+            .unwrap();
+        // c has flushed what it acknowledged: its leaving starts exactly one generation.
+        settle_peer_flush().await;
+        let before = volume.backing().unwrap().generations().current;
+        c.down().await;
+        wait(&a, "c gone", |s| {
+            s.peers
+                .iter()
+                .all(|p| p.node_id != 2 || p.connection != "Connected")
+        })
+        .await;
+        // Checked when the first write completes: b's metadata must hold the generation by
+        // then (the rest of the writes would give a late record time to land).
+        let mut writes: futures::stream::FuturesUnordered<_> = (0..32u64)
+            .map(|i| {
+                let volume = volume.clone();
+                async move {
+                    volume
+                        .write(
+                            (1 << 20) + i * (128 << 10),
+                            pattern(round ^ i as u8, 4096),
+                            false,
+                        )
+                        .await
+                }
+            })
+            .collect();
+        writes.next().await.unwrap().unwrap();
+        let on_b = current_generation_on_disk(&cluster, 1);
+        while let Some(outcome) = writes.next().await {
+            outcome.unwrap();
+        }
+        let started = volume.backing().unwrap().generations().current;
+        assert_ne!(started, before, "round {round}: a started no generation");
+        assert_eq!(
+            on_b, started,
+            "round {round}: b acknowledged a write of a generation its metadata does not record"
+        );
+        c = cluster.up(2).await;
+        wait(&a, "c back in sync", |s| all_up_to_date(s, 2)).await;
+    }
+    ferrite_block::Volume::closed(volume.as_ref());
+    for r in [&a, &b, &c] {
         r.down().await;
     }
 }
