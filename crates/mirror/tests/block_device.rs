@@ -9,6 +9,8 @@
 //! `ferrite_blockdev::probe()` says the host cannot have block devices, or a tool is missing,
 //! the test prints "SKIPPED" with the reason and passes.
 
+mod ports;
+
 use std::fs::File;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -27,6 +29,7 @@ use ferrite_mirror::metadata::metadata_size;
 use ferrite_nbd::protocol::{CMD_READ, CMD_WRITE};
 use ferrite_nbd::testing::{RawClient, request};
 use ferrite_storage::{CommandError, CommandLine, HostCommands, SystemCommands};
+use ports::free_port;
 
 const USABLE: u64 = 64 << 20;
 const MIB: usize = 1 << 20;
@@ -89,22 +92,6 @@ fn run_retrying(program: &str, args: &[&str]) -> Result<String> {
                 std::thread::sleep(Duration::from_millis(200));
             }
             Err(error) => return Err(error.into()),
-        }
-    }
-}
-
-/// A free port on 127.0.0.1 below the kernel's ephemeral range (32768 and up): a port taken
-/// with bind(0) and released can be taken by another process's outgoing connection before the
-/// member binds it.
-fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let base = u64::from(std::process::id()) * 7919;
-    loop {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let port = 20_000 + ((base + n * 104_729) % 12_000) as u16;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
         }
     }
 }

@@ -4,6 +4,8 @@
 //! missed (and only that) when it is back; a diskless member reads and writes through its
 //! peers; a second writer is refused; a wrong secret gets nothing.
 
+mod ports;
+
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -20,6 +22,7 @@ use ferrite_mirror::peer::PEER_FLUSH_INTERVAL;
 use ferrite_mirror::resource::Resource;
 use ferrite_mirror::status::ResourceStatus;
 use futures::StreamExt;
+use ports::free_port;
 
 const USABLE: u64 = 64 << 20;
 const SETTLE: Duration = Duration::from_secs(10);
@@ -32,22 +35,6 @@ fn logs() {
         )
         .with_test_writer()
         .try_init();
-}
-
-/// A free port on 127.0.0.1 below the kernel's ephemeral range (32768 and up): a port taken
-/// with bind(0) and released can be taken by another process's outgoing connection before the
-/// member binds it.
-fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let base = u64::from(std::process::id()) * 7919;
-    loop {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let port = 20_000 + ((base + n * 104_729) % 12_000) as u16;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
 }
 
 struct Member {

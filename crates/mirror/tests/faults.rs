@@ -8,6 +8,7 @@
 //! The harness is in `support/`. Each test waits on states the daemons report through their
 //! control sockets, with deadlines, never on a guessed sleep.
 
+mod ports;
 mod support;
 
 use std::time::Duration;

@@ -19,6 +19,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+
+use crate::ports::free_port;
 use ferrite_mirror::activity_log::AL_EXTENTS_DEFAULT;
 use ferrite_mirror::backing::DEFAULT_PEER_SLOTS;
 use ferrite_mirror::config::{Options, PeerConfig, ResourceConfig, VolumeConfig};
@@ -48,22 +50,6 @@ pub fn skip(test: &str, reason: &str) {
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
-}
-
-/// A free port on 127.0.0.1 below the kernel's ephemeral range (32768 and up): a port taken
-/// with bind(0) and released can be taken by another process's outgoing connection before the
-/// member binds it.
-fn free_port() -> u16 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    let base = u64::from(std::process::id()) * 7919;
-    loop {
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let port = 20_000 + ((base + n * 104_729) % 12_000) as u16;
-        if std::net::TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------------
