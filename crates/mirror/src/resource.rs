@@ -575,6 +575,7 @@ impl Resource {
             quorum_round: None,
             last_round: 0,
             outdated_announced: BTreeSet::new(),
+            states_recorded: Vec::new(),
             outdated_members,
             outdated_file: outdated,
         };
@@ -896,6 +897,10 @@ struct Machine {
     quorum_round: Option<QuorumRound>,
     /// The number of the last round (its messages carry it as their sequence number).
     last_round: u64,
+    /// Connections waiting for a Primary's State to be recorded
+    /// ([`PeerHandler::primary_state`]): answered after the event, once its decisions are
+    /// durable and published to the volumes' I/O view.
+    states_recorded: Vec<oneshot::Sender<()>>,
     /// As Primary: the diskful peers the others were told (and confirmed) this member writes
     /// without, so that none of them is promoted with the data it lacks.
     outdated_announced: BTreeSet<u8>,
@@ -1120,6 +1125,9 @@ impl Machine {
             }
             self.handle(event).await;
             self.publish();
+            for recorded in self.states_recorded.drain(..) {
+                let _ = recorded.send(());
+            }
             self.release_gates();
             self.settle_quorum_round().await;
         }
@@ -1332,9 +1340,7 @@ impl Machine {
             self.send_state(&link);
             if let Some((state, recorded)) = early {
                 self.peer_state(&link, state).await;
-                if let Some(recorded) = recorded {
-                    let _ = recorded.send(());
-                }
+                self.states_recorded.extend(recorded);
             }
         }
     }
@@ -1565,9 +1571,10 @@ impl Machine {
         }
     }
 
-    /// A peer's `State`. `recorded` is answered once it is handled and what it made this
-    /// member adopt is durable: a Primary's connection waits for it before it applies the
-    /// writes behind the State ([`PeerHandler::primary_state`]).
+    /// A peer's `State`. `recorded` is answered once it is handled, what it made this member
+    /// adopt is durable and the I/O view is published (`states_recorded`): a Primary's
+    /// connection waits for it before it applies the writes behind the State
+    /// ([`PeerHandler::primary_state`]).
     async fn state_frame(
         &mut self,
         link: &Arc<PeerLink>,
@@ -1586,9 +1593,7 @@ impl Machine {
                     return;
                 }
                 self.peer_state(link, state).await;
-                if let Some(recorded) = recorded {
-                    let _ = recorded.send(());
-                }
+                self.states_recorded.extend(recorded);
             }
             Err(e) => {
                 warn!(peer = node, error = %e, "malformed state; closing the connection");
