@@ -49,12 +49,22 @@ impl Binaries {
     }
 }
 
-/// A free TCP port on 127.0.0.1 (bound and released; good enough for tests).
+/// A free TCP port on 127.0.0.1 for a controller or satellite to listen on, below the kernel's
+/// ephemeral range (32768 and up): a port taken with bind(0) and released can be taken by
+/// another process's outgoing connection before the process under test binds it. Each test
+/// process walks its own sequence through 10000–19999 (the MIRROR engine's tests use
+/// 20000–31999), skipping ports that are taken.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let base = u64::from(std::process::id()) * 7919;
+    loop {
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let port = 10_000 + ((base + n * 104_729) % 10_000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
 }
 
 /// A loopback address of its own for node `name` of the cluster in `dir`: replication ports
