@@ -154,6 +154,8 @@ struct Resync {
     source: u8,
     /// Generations of the source when the resync started.
     source_generations: GenerationSet,
+    /// The whole volume is fetched (the generations had no bitmap in common).
+    full: bool,
     start_current: Uuid,
     total_bytes: u64,
     /// The source's bitmap has arrived and was merged.
@@ -1787,6 +1789,7 @@ impl Machine {
                             replication = Replication::Established;
                         }
                     } else {
+                        let mut full_resync = false;
                         let decision = gi::decide(&mine, me, &remote.generations, peer_id)
                             .resolve_split_brain(
                                 mine.flags.contains(GiFlags::DISCARD_MY_DATA),
@@ -1835,6 +1838,7 @@ impl Machine {
                                 Replication::SyncSource
                             }
                             Outcome::SyncTarget(kind) => {
+                                full_resync = kind == gi::ResyncKind::Full;
                                 if kind == gi::ResyncKind::Full {
                                     backing.with_bitmap(node, |b| {
                                         b.set_all();
@@ -1864,6 +1868,29 @@ impl Machine {
                             local.was_sync_target = true;
                         }
                         if replication == Replication::SyncTarget
+                            && !full_resync
+                            && let Some(running) =
+                                local.resync.take_if(|r| r.source != node && r.full)
+                        {
+                            // A bitmap resync replaces a full one: a member back from a short
+                            // absence that met a Secondary first (which holds no bitmap toward
+                            // it) gets only what the Primary's bitmap names. What the full one
+                            // fetched is current data; the rest of this member is as of the
+                            // generation the bitmap counts from. The full one waits and is
+                            // found not needed when this one ends on the same generation.
+                            info!(
+                                peer = node,
+                                volume = number,
+                                replaced = running.source,
+                                "a bitmap resync from this peer replaces the running full one"
+                            );
+                            if let Some(peer) = self.peers.get_mut(&running.source)
+                                && let Some(volume) = peer.volumes.get_mut(&number)
+                            {
+                                volume.replication = Replication::PausedSyncTarget;
+                            }
+                        }
+                        if replication == Replication::SyncTarget
                             && local.resync.as_ref().is_some_and(|r| r.source != node)
                         {
                             // One source at a time (DRBD's resync-after): this one waits until
@@ -1885,6 +1912,7 @@ impl Machine {
                             local.resync = Some(Resync {
                                 source: node,
                                 source_generations: remote.generations.clone(),
+                                full: full_resync,
                                 start_current: mine.current,
                                 total_bytes: total,
                                 bitmap_complete: false,
