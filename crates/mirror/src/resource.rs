@@ -465,9 +465,10 @@ impl Resource {
                     .await
                     .map_err(|e| e.to_string())?
                     .map_err(|e| e.to_string())?;
-                    if info.created && volume.new_volume && diskful_peers.is_empty() {
+                    if info.created && diskful_peers.is_empty() {
                         // The only copy of a new volume: there is nothing to sync with, so it
-                        // starts its first generation UpToDate (as LINSTOR does for DRBD).
+                        // starts its first generation UpToDate, zeroed or not (as LINSTOR does
+                        // for DRBD).
                         let me =
                             NodeId::new(u32::from(config.node_id)).map_err(|e| e.to_string())?;
                         let fresh = Uuid::new_generation(random_u64());
@@ -1126,6 +1127,7 @@ impl Machine {
                 return;
             }
             self.handle(event).await;
+            self.start_initial_full_sync().await;
             self.publish();
             for recorded in self.states_recorded.drain(..) {
                 let _ = recorded.send(());
@@ -1193,6 +1195,89 @@ impl Machine {
     /// two generations and find each other's data unrelated.
     fn declares_first_generation(&self) -> bool {
         self.config.first_diskful_node_id() == Some(self.config.node_id)
+    }
+
+    /// A new volume whose backing is not known to read zeros (thick LVM, say) cannot skip the
+    /// initial sync. Once every diskful member is connected and just created, the member that
+    /// declares first generations takes one with its data as it is (what `drbdadm primary
+    /// --force` does for DRBD) and closes its connections to them: each fresh handshake then
+    /// finds a just-created peer and decides a full sync from this member.
+    async fn start_initial_full_sync(&mut self) {
+        if !self.declares_first_generation() {
+            return;
+        }
+        let me = self.me();
+        let mut declared = false;
+        for local in self.volumes.values_mut() {
+            let number = local.engine.number;
+            let Some(backing) = local.engine.backing().cloned() else {
+                continue;
+            };
+            let new_volume = self
+                .config
+                .volumes
+                .iter()
+                .any(|v| v.number == number && v.new_volume);
+            if new_volume
+                || local.disk != DiskState::Inconsistent
+                || local.resync.is_some()
+                || local.was_sync_target
+                || !backing.generations().current.is_just_created()
+            {
+                continue;
+            }
+            let peers_new: Vec<bool> = self
+                .peers
+                .values()
+                .filter(|p| !p.diskless)
+                .map(|peer| {
+                    peer.link.is_some()
+                        && peer.state_seen
+                        && peer.volumes.get(&number).is_some_and(|v| {
+                            v.disk == DiskState::Inconsistent
+                                && v.generations
+                                    .as_ref()
+                                    .is_some_and(|g| g.current.is_just_created())
+                        })
+                })
+                .collect();
+            if peers_new.is_empty() || peers_new.contains(&false) {
+                continue;
+            }
+            let fresh = Uuid::new_generation(random_u64());
+            match backing
+                .update_superblock(|sb| {
+                    let _ = sb.generations.new_current_uuid_clear_bitmap(me, fresh);
+                    sb.flags.insert(
+                        crate::metadata::MdFlags::CONSISTENT
+                            | crate::metadata::MdFlags::WAS_UP_TO_DATE,
+                    );
+                })
+                .await
+            {
+                Ok(()) => {
+                    local.disk = DiskState::UpToDate;
+                    declared = true;
+                    info!(
+                        volume = number,
+                        "new volume not known to be zeroed: UpToDate here, full initial sync to the others"
+                    );
+                }
+                Err(error) => {
+                    warn!(volume = number, %error, "could not declare the first generation")
+                }
+            }
+        }
+        if declared {
+            // The diskless members learn it from the State; the diskful ones from a fresh
+            // handshake.
+            self.broadcast_state();
+            for peer in self.peers.values().filter(|p| !p.diskless) {
+                if let Some(link) = &peer.link {
+                    link.close();
+                }
+            }
+        }
     }
 
     /// Gives up on a peer until an operator decides (split brain, unrelated data): the
@@ -1753,6 +1838,11 @@ impl Machine {
                 .map(|v| v.replication)
                 .unwrap_or(Replication::Off);
             let mut replication = previous_replication;
+            let new_volume = self
+                .config
+                .volumes
+                .iter()
+                .any(|v| v.number == number && v.new_volume);
             if let Some(backing) = local.engine.backing().cloned()
                 && remote.disk != DiskState::Diskless
             {
@@ -1762,11 +1852,6 @@ impl Machine {
                     // member with the lower node-id declares the first generation.
                     let both_new = mine.current.is_just_created()
                         && remote.generations.current.is_just_created();
-                    let new_volume = self
-                        .config
-                        .volumes
-                        .iter()
-                        .any(|v| v.number == number && v.new_volume);
                     if both_new && new_volume && declares_first {
                         let fresh = Uuid::new_generation(random_u64());
                         if backing
@@ -1964,7 +2049,27 @@ impl Machine {
                     }
                 } else if local.disk == DiskState::Inconsistent
                     && local.resync.is_none()
+                    && remote.disk == DiskState::UpToDate
+                    && mine.current.is_just_created()
+                    && remote.generations.is_day0()
+                    && first_declared(&remote.generations)
+                    && peer_declares_first
+                    && (!new_volume || local.was_sync_target)
+                {
+                    // The peer declared the first generation, but this volume's data is not
+                    // known to be zeros (thick), or a resync already wrote to it: it needs a
+                    // full sync, which a fresh handshake decides.
+                    info!(
+                        peer = node,
+                        volume = number,
+                        "the first generation was declared; reconnecting for the full initial sync"
+                    );
+                    link.close();
+                    return;
+                } else if local.disk == DiskState::Inconsistent
+                    && local.resync.is_none()
                     && !local.was_sync_target
+                    && new_volume
                     && remote.disk == DiskState::UpToDate
                     && mine.current.is_just_created()
                     && remote.generations.is_day0()

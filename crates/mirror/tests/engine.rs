@@ -49,6 +49,8 @@ struct Cluster {
     secret: String,
     /// The resync rate limit every member is configured with.
     c_max_rate_kib: u64,
+    /// Whether the backing volumes were created zeroed (thin): the initial sync is skipped.
+    new_volume: bool,
 }
 
 impl Cluster {
@@ -77,6 +79,7 @@ impl Cluster {
             members,
             secret: "engine-test-secret".into(),
             c_max_rate_kib: Options::default().c_max_rate_kib,
+            new_volume: true,
         }
     }
 
@@ -104,7 +107,7 @@ impl Cluster {
                 minor: Some(1000),
                 usable_bytes: USABLE,
                 backing: me.backing.clone(),
-                new_volume: true,
+                new_volume: self.new_volume,
             }],
             // As LINSTOR sets it: quorum with three or more members, none with two.
             options: Options {
@@ -398,6 +401,49 @@ async fn a_disk_that_missed_writes_gets_them_from_a_secondary_when_the_primary_i
     for r in [&b, &c] {
         r.down().await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_volume_not_known_to_be_zeroed_gets_a_full_initial_sync() {
+    // Thick backing volumes hold whatever was on the disk: one member's data is declared the
+    // first generation and the other disk is made the same, before anything is written.
+    let mut cluster = Cluster::new(2, 1);
+    cluster.new_volume = false;
+    for (node, seed) in [(0usize, 7u8), (1, 99)] {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(cluster.members[node].backing.as_ref().unwrap())
+            .unwrap()
+            .write_all_at(&pattern(seed, USABLE as usize), 0)
+            .unwrap();
+    }
+    let (a, b, c) = up_three(&cluster).await;
+    for (r, name) in [(&a, "a"), (&b, "b"), (&c, "the diskless member")] {
+        wait(r, &format!("{name} in sync"), |s| all_up_to_date(s, 2)).await;
+    }
+    assert!(
+        cluster.on_disk(0, 0, USABLE as usize) == cluster.on_disk(1, 0, USABLE as usize),
+        "the two disks differ after the initial sync"
+    );
+    // Usable from the diskless member, and on both disks.
+    let volume = c.volumes()[&0].clone();
+    let data = pattern(3, 256 << 10);
+    volume.write(4 << 20, data.clone(), true).await.unwrap();
+    for node in [0, 1] {
+        assert_eq!(&cluster.on_disk(node, 4 << 20, data.len())[..], &data[..]);
+    }
+    for r in [&a, &b, &c] {
+        r.down().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_only_copy_of_a_new_volume_not_known_to_be_zeroed_is_up_to_date() {
+    let mut cluster = Cluster::new(1, 0);
+    cluster.new_volume = false;
+    let a = cluster.up(0).await;
+    wait(&a, "UpToDate", |s| s.volumes[0].disk == "UpToDate").await;
+    a.down().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
