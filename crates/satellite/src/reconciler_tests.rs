@@ -648,6 +648,7 @@ fn an_interrupted_create_is_adopted_and_an_unrecorded_one_is_not() {
         placement: None,
         storage_pool: "lvm".into(),
         progress: Progress::Creating,
+        fresh_metadata: None,
     });
     std::fs::write(
         node.state.path().join(LEDGER_FILE),
@@ -1443,6 +1444,22 @@ impl crate::replication::ReplicationDriver for FakeEngine {
         self.calls.lock().unwrap().push((
             self.host.commands().len(),
             format!("apply {} {}", member.resource, volumes.join(",")),
+        ));
+        Ok(())
+    }
+
+    fn write_fresh_metadata(
+        &mut self,
+        member: &crate::replication::Member,
+        volume: &crate::replication::MemberVolume,
+        fresh: crate::replication::FreshMetadata,
+    ) -> Result<(), String> {
+        self.calls.lock().unwrap().push((
+            self.host.commands().len(),
+            format!(
+                "fresh-metadata {} {} {:?}",
+                member.resource, volume.number, fresh.generation
+            ),
         ));
         Ok(())
     }
