@@ -1007,7 +1007,8 @@ fn check_rollback<'a>(
                 )
                 .into());
         }
-        if !runtime.get(&resource.node).is_some_and(|r| r.is_online()) {
+        let must_act = !resource.diskless || rd.is_replicated();
+        if must_act && !runtime.get(&resource.node).is_some_and(|r| r.is_online()) {
             return Err(ctx
                 .error(
                     code::FAIL_NOT_CONNECTED,
@@ -1105,9 +1106,9 @@ pub fn rollback_begin(
     let rd = resource_definitions::find(ctx, cluster, resource)?;
     let definition = find_definition(ctx, cluster, rd, snapshot)?;
     check_rollback(ctx, runtime, rd, definition, body)?;
-    let already_down: &[NodeName] = rd.rollback.as_ref().map_or(&[], |r| &r.down);
+    let already_down: &[String] = rd.rollback.as_ref().map_or(&[], |r| &r.down);
     for member in rd.resources.values() {
-        if already_down.contains(&member.node) {
+        if already_down.contains(&member.uuid) {
             continue;
         }
         let report = runtime
@@ -1145,7 +1146,7 @@ pub fn rollback_begin(
     marked.rollback = Some(RollbackState {
         snapshot: definition.name.clone(),
         generation: model::new_generation(),
-        down: rd.resources.keys().cloned().collect(),
+        down: rd.resources.values().map(|r| r.uuid.clone()).collect(),
     });
     let mut plan = Plan::new();
     plan.op(Op::PutResourceDefinition(marked)).reply(
@@ -1267,8 +1268,8 @@ pub fn rollback_commands(
 }
 
 /// The last step of rolling back a replicated resource: its members come up again, except
-/// those on `down` (nodes that could not roll back, or, when the rollback was abandoned before
-/// any node rolled back, those that were down before it began). The rolled-back ones start
+/// those on the nodes `down` (nodes that could not roll back, or, when the rollback was
+/// abandoned before any node rolled back, those that were down before it began). The rolled-back ones start
 /// UpToDate at the rollback's generation; a member that went down with its rollback half done
 /// comes back with just-created metadata and a full sync from them.
 pub fn rollback_finish(
@@ -1283,8 +1284,14 @@ pub fn rollback_finish(
         return Ok(plan);
     };
     let mut updated = rd.clone();
-    updated.rollback = (!down.is_empty()).then(|| RollbackState {
-        down: down.to_vec(),
+    let kept: Vec<String> = rd
+        .resources
+        .values()
+        .filter(|r| down.contains(&r.node))
+        .map(|r| r.uuid.clone())
+        .collect();
+    updated.rollback = (!kept.is_empty()).then(|| RollbackState {
+        down: kept,
         ..state.clone()
     });
     plan.op(Op::PutResourceDefinition(updated));

@@ -258,8 +258,16 @@ async fn rollback_replicated(
         ferrite_types::ResourceName::new(name)
             .ok()
             .and_then(|n| c.resource_definition(&n))
-            .and_then(|rd| rd.rollback.as_ref())
-            .map(|r| r.down.clone())
+            .and_then(|rd| {
+                let state = rd.rollback.as_ref()?;
+                Some(
+                    rd.resources
+                        .values()
+                        .filter(|r| state.down.contains(&r.uuid))
+                        .map(|r| r.node.clone())
+                        .collect(),
+                )
+            })
             .unwrap_or_default()
     });
     let mut entries = ctl

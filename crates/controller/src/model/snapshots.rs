@@ -156,17 +156,18 @@ pub struct RestoreSource {
 ///                                              └─a node failed──▶ that node's member down
 /// ```
 ///
-/// A member on a node in `down` is kept down (its node's desired state says `inactive`), so
-/// no engine runs on a volume while it is rolled back, and a member whose rollback failed
-/// does not come back with data the others do not have. Another rollback ends it.
+/// A member named in `down` is kept down (its node's desired state says `inactive`), so no
+/// engine runs on a volume while it is rolled back, and a member whose rollback failed does
+/// not come back with data the others do not have. Another rollback ends it; a member placed
+/// later (another UUID) is not held by it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RollbackState {
     pub snapshot: SnapshotName,
     /// The replication generation the rolled-back volumes start at (see
     /// [`RestoreSource::generation`]).
     pub generation: u64,
-    /// The nodes whose members are kept down.
-    pub down: Vec<NodeName>,
+    /// The UUIDs of the members kept down.
+    pub down: Vec<String>,
 }
 
 /// One volume of a [`RestoreSource`].

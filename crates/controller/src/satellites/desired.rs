@@ -87,7 +87,7 @@ pub fn resource_spec(
             || rd
                 .rollback
                 .as_ref()
-                .is_some_and(|r| r.down.contains(&resource.node)))
+                .is_some_and(|r| r.down.contains(&resource.uuid)))
             && !resource.is_deleting(),
         volumes: rd
             .volume_definitions
