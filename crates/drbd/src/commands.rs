@@ -14,6 +14,7 @@ pub const DEFAULT_PEER_SLOTS: u8 = 7;
 /// The program names.
 pub const DRBDADM: &str = "drbdadm";
 pub const DRBDSETUP: &str = "drbdsetup";
+pub const DRBDMETA: &str = "drbdmeta";
 
 fn drbdadm(file: &Path) -> CommandLine {
     CommandLine::new(DRBDADM)
@@ -35,6 +36,26 @@ pub fn create_md(file: &Path, resource: &str, volume: u16, peer_slots: u8) -> Co
         .arg(peer_slots.to_string())
         .args(["--", "--force", "create-md"])
         .arg(target(resource, Some(volume)))
+}
+
+/// Sets the generation identifiers of new metadata on a backing volume with internal
+/// metadata (`drbdmeta set-gi`), as seen by node `node_id`: `generation` as its current
+/// generation, no bitmap or history generations, consistent and UpToDate. Run on every diskful
+/// member restored or rolled back to the same cut right after `create-md --force`: they hold
+/// the same data, so they start in sync without a resync. `drbdmeta` reads no resource file; it
+/// names the minor and the backing device.
+pub fn set_gi(minor: u32, backing: &Path, node_id: u8, generation: u64) -> CommandLine {
+    // current:bitmap:history1:history2:consistent:was-up-to-date; DRBD keeps the Primary
+    // flag in a UUID's lowest bit, which a new generation does not have.
+    let gi = format!("{:016X}:0:0:0:1:1", generation & !1);
+    CommandLine::new(DRBDMETA)
+        .args(["--force", "--node-id"])
+        .arg(node_id.to_string())
+        .arg(minor.to_string())
+        .arg("v09")
+        .arg(backing.to_string_lossy())
+        .args(["internal", "set-gi"])
+        .arg(gi)
 }
 
 /// Brings the kernel's resource to what the file says: creates it, attaches disks, connects
@@ -119,6 +140,7 @@ mod tests {
             wipe_md(file, "web", 0),
             suspend_io(file, "web"),
             resume_io(file, "web"),
+            set_gi(1000, Path::new("/dev/loop3"), 1, 0x1234_5678_9ABC_DEF1),
             events2(),
         ]
         .iter()
@@ -136,6 +158,7 @@ mod tests {
                 "drbdadm -c /var/lib/ferrite.d/web.res -- --force wipe-md web/0",
                 "drbdadm -c /var/lib/ferrite.d/web.res suspend-io web",
                 "drbdadm -c /var/lib/ferrite.d/web.res resume-io web",
+                "drbdmeta --force --node-id 1 1000 v09 /dev/loop3 internal set-gi 123456789ABCDEF0:0:0:0:1:1",
                 "drbdsetup events2 --timestamps --statistics all",
             ]
         );

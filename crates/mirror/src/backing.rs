@@ -833,6 +833,75 @@ fn assign_bitmap_slot(superblock: &mut Superblock, peer: u8) -> bool {
     }
 }
 
+// ---- Fresh metadata for a volume restored or rolled back from a snapshot ----
+//
+// Called by the satellite (not by the daemon) while the volume is not attached: the data came
+// from a snapshot, and the metadata area copied with it is another member's, or this member's
+// as it was then. It is replaced whole.
+
+/// What [`write_fresh_metadata`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FreshMetadata {
+    /// New metadata was written.
+    Written,
+    /// The metadata already descends from the generation asked for (written before, and the
+    /// volume may have been attached since): left as it is.
+    AlreadyThere,
+}
+
+/// Replaces the metadata of the backing device at `path` (a volume of `usable` bytes, node
+/// `node_id`, `al_slots` activity-log slots) with new metadata: empty bitmaps, a formatted
+/// activity log and a superblock whose current generation is `generation`, consistent and
+/// UpToDate, or just created without one (the volume is then a full-sync target). With a
+/// generation, metadata that already holds it (current, history or a bitmap slot) is left
+/// alone, so a second call after the volume ran is harmless. Peers get their bitmap slots when
+/// the volume is attached.
+pub fn write_fresh_metadata(
+    path: &Path,
+    usable: u64,
+    node_id: u8,
+    al_slots: u16,
+    generation: Option<u64>,
+) -> Result<FreshMetadata, BackingError> {
+    let md_error = |source| BackingError::Metadata {
+        path: path.to_path_buf(),
+        source,
+    };
+    let me = NodeId::new(u32::from(node_id)).map_err(|_| BackingError::NodeId(node_id))?;
+    let file = open(path)?;
+    let mut superblock =
+        Superblock::new(usable, me, DEFAULT_PEER_SLOTS, al_slots).map_err(md_error)?;
+    let needed = superblock.layout().backing_bytes();
+    let found = device_size(&file).map_err(|source| BackingError::Open {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    if found < needed {
+        return Err(BackingError::TooSmall {
+            path: path.to_path_buf(),
+            found,
+            needed,
+            usable,
+        });
+    }
+    if let Some(generation) = generation {
+        let uuid = Uuid::new_generation(generation);
+        if let Ok(existing) = metadata::read_superblock(&file, usable)
+            && existing.node_id == me
+            && (existing.generations.current == uuid || existing.generations.knows_ancestor(uuid))
+        {
+            return Ok(FreshMetadata::AlreadyThere);
+        }
+        superblock.generations.current = uuid;
+        superblock
+            .flags
+            .insert(metadata::MdFlags::CONSISTENT | metadata::MdFlags::WAS_UP_TO_DATE);
+    }
+    metadata::create(&file, &superblock).map_err(md_error)?;
+    info!(path = %path.display(), usable, generation = ?generation, "wrote fresh MIRROR metadata over restored data");
+    Ok(FreshMetadata::Written)
+}
+
 /// 64 random bits, for new generation identifiers.
 /// A generation UUID that every member computes alike from the same inputs (SplitMix64's
 /// finalizer over the current generation and the mask of absent peers).
@@ -869,6 +938,45 @@ mod tests {
 
     fn peer(id: u32) -> NodeId {
         NodeId::new(id).unwrap()
+    }
+
+    #[test]
+    fn fresh_metadata_replaces_copied_metadata_and_starts_up_to_date_at_the_shared_generation() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("restored");
+        // The source's metadata, copied with the data: node 0, a generation of its own, a bit
+        // out of sync toward its peer.
+        {
+            let b = attached(dir.path(), "restored");
+            b.mark_out_of_sync(0, 0, 4096);
+            drop(b);
+        }
+        let shared = 0x5eed_0000_0001;
+        assert_eq!(
+            write_fresh_metadata(&path, USABLE, 2, 61, Some(shared)).unwrap(),
+            FreshMetadata::Written
+        );
+        let (b, info) = Backing::attach(&path, USABLE, 2, &[0, 1], 61).unwrap();
+        assert!(!info.created, "the metadata is there");
+        assert_eq!(b.generations().current, Uuid::new_generation(shared));
+        assert!(b.with_superblock(|sb| sb.node_id == peer(2)
+            && sb.flags.contains(metadata::MdFlags::CONSISTENT)
+            && sb.flags.contains(metadata::MdFlags::WAS_UP_TO_DATE)));
+        assert_eq!(
+            b.out_of_sync_bytes(0),
+            0,
+            "no bitmap copied from the source"
+        );
+        drop(b);
+        // Asked again (a restarted satellite): left alone.
+        assert_eq!(
+            write_fresh_metadata(&path, USABLE, 2, 61, Some(shared)).unwrap(),
+            FreshMetadata::AlreadyThere
+        );
+        // Without a generation: just created, a full-sync target.
+        write_fresh_metadata(&path, USABLE, 2, 61, None).unwrap();
+        let (b, _) = Backing::attach(&path, USABLE, 2, &[0], 61).unwrap();
+        assert!(b.generations().current.is_just_created());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

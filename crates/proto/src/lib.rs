@@ -62,10 +62,15 @@ use serde::{Deserialize, Serialize};
 ///    the snapshot's `cut` step (wait, take, abandoned), `io_suspended` in the report. A
 ///    version 5 satellite would take a snapshot of a replicated resource without holding its
 ///    writes, so the replicas' snapshots could differ; it is refused.
-pub const PROTOCOL_VERSION: u32 = 6;
+/// 7: fresh replication metadata for volumes restored or rolled back from a snapshot
+///    (`RestoreSpec::fresh_generation`, `RollbackSnapshot::fresh_generation`): restores and
+///    rollbacks of replicated resources. A version 6 satellite would run a restored volume on
+///    the metadata copied from the source (its generations, bitmaps and node-ids), so it is
+///    refused.
+pub const PROTOCOL_VERSION: u32 = 7;
 
 /// The oldest peer version this build still understands.
-pub const MIN_PROTOCOL_VERSION: u32 = 6;
+pub const MIN_PROTOCOL_VERSION: u32 = 7;
 
 /// Whether a peer speaking `version` can talk to this build.
 pub fn is_compatible(version: u32) -> bool {
@@ -128,7 +133,8 @@ pub enum NodeCommand {
     },
     /// Roll the resource's backing volumes back to a snapshot the node took: their data since
     /// the snapshot is lost, by the operator's will. The controller sends it only while no
-    /// node uses the resource.
+    /// node uses the resource; for a replicated resource, only once every member is down
+    /// (`ResourceSpec::inactive`).
     RollbackSnapshot {
         resource: String,
         /// The resource's UUID on the node, so a later placement of the same name is not
@@ -139,6 +145,14 @@ pub enum NodeCommand {
         snapshot_uuid: String,
         /// The identities of the volumes to roll back, by volume number.
         volumes: Vec<RollbackVolume>,
+        /// A replicated resource: the metadata rolled back with the data is this node's as it
+        /// was at the snapshot, so the node writes new replication metadata on each volume
+        /// before the engine runs it again, starting UpToDate at this generation, which every
+        /// diskful member rolled back to the same cut shares (no resync). A volume whose
+        /// rollback did not complete gets just-created metadata instead (a full resync from a
+        /// member that completed). `None` for an unreplicated resource.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        fresh_generation: Option<u64>,
     },
     /// List the node's unused disks (no partitions, no holders, not mounted); the result is a
     /// JSON array of [`PhysicalDevice`].

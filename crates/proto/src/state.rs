@@ -184,6 +184,16 @@ pub struct RestoreSpec {
     pub volume_number: u16,
     /// The identity of the volume the snapshot was taken of.
     pub identity: String,
+    /// For a replicated resource: the metadata restored with the data is the source's (its
+    /// generations, bitmaps, node-ids), so the node writes new replication metadata on the
+    /// restored volume before the engine first runs it, starting UpToDate at this generation.
+    /// Every diskful member restored from the same cut of the same snapshot gets the same one:
+    /// their data is identical, so they start in sync. A member that joins later has no
+    /// restore source and gets a full sync from one of them. `None` for an unreplicated
+    /// resource, or when the restored members' data may differ: just-created metadata then,
+    /// so one member's data must reach the others by a full sync.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fresh_generation: Option<u64>,
 }
 
 impl ResourceSpec {

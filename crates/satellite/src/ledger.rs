@@ -79,6 +79,24 @@ pub struct LedgerEntry {
     /// The storage pool (by its Ferrite name) the volume was created for; informational.
     pub storage_pool: String,
     pub progress: Progress,
+    /// A replicated volume whose data came from a snapshot (a restore, a rollback): the
+    /// replication metadata it holds is not its own, so its replication layer writes new
+    /// metadata before it runs the volume. Recorded before the data is copied; kept once
+    /// written, so the volume is never taken for one that reads as zeros.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fresh_metadata: Option<FreshMetadata>,
+}
+
+/// The replication metadata a volume restored or rolled back from a snapshot starts with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FreshMetadata {
+    /// The generation it starts UpToDate at, shared by every diskful member with the same
+    /// data; `None`: just created, so it gets a full sync from a member with data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<u64>,
+    /// Written: the engine may run the volume, and it is never written again.
+    #[serde(default)]
+    pub written: bool,
 }
 
 impl LedgerEntry {
@@ -259,6 +277,7 @@ mod tests {
             placement: None,
             storage_pool: "pool1".into(),
             progress: Progress::Creating,
+            fresh_metadata: None,
         });
         let json = serde_json::to_value(&ledger).unwrap();
         assert_eq!(

@@ -648,6 +648,7 @@ fn an_interrupted_create_is_adopted_and_an_unrecorded_one_is_not() {
         placement: None,
         storage_pool: "lvm".into(),
         progress: Progress::Creating,
+        fresh_metadata: None,
     });
     std::fs::write(
         node.state.path().join(LEDGER_FILE),
@@ -1447,6 +1448,22 @@ impl crate::replication::ReplicationDriver for FakeEngine {
         Ok(())
     }
 
+    fn write_fresh_metadata(
+        &mut self,
+        member: &crate::replication::Member,
+        volume: &crate::replication::MemberVolume,
+        fresh: crate::replication::FreshMetadata,
+    ) -> Result<(), String> {
+        self.calls.lock().unwrap().push((
+            self.host.commands().len(),
+            format!(
+                "fresh-metadata {} {} {:?}",
+                member.resource, volume.number, fresh.generation
+            ),
+        ));
+        Ok(())
+    }
+
     fn down(&mut self, resource: &str) -> Result<(), String> {
         self.calls
             .lock()
@@ -1844,4 +1861,102 @@ fn a_replicated_stack_without_its_engine_makes_nothing() {
             .is_some_and(|e| e.contains("does not apply the MIRROR layer")),
         "{report:?}"
     );
+}
+
+/// `resource`'s volume 0 restored from snapshot `snapshot` of `source`, starting at
+/// `generation` when replicated.
+fn restored_from(
+    mut resource: ResourceSpec,
+    source: &str,
+    snapshot: &str,
+    generation: Option<u64>,
+) -> ResourceSpec {
+    resource.volumes[0].restore_from = Some(ferrite_proto::RestoreSpec {
+        resource: source.into(),
+        snapshot: snapshot.into(),
+        volume_number: 0,
+        identity: identity(source, 0),
+        fresh_generation: generation,
+    });
+    resource
+}
+
+#[test]
+fn a_restored_replicated_volume_gets_fresh_metadata_once_before_its_engine_runs_it() {
+    let mut node = Node::new();
+    let (calls, _) = with_engine(&mut node);
+    let src = with_snapshot(resource("src", &[(0, 10240, "files")]), "s1");
+    let (_, report) = applied(node.apply(node.full(1, vec![src.clone()])));
+    assert_eq!(report.snapshots[0].error, None, "{report:?}");
+    calls.lock().unwrap().clear();
+
+    let copy = restored_from(
+        replicated(resource("copy", &[(0, 10240, "files")])),
+        "src",
+        "s1",
+        Some(42),
+    );
+    let (_, report) = applied(node.apply(node.full(2, vec![src.clone(), copy.clone()])));
+    assert_eq!(report.replication[0].error, None, "{report:?}");
+    let engine: Vec<String> = calls
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|(_, c)| c.clone())
+        .collect();
+    assert_eq!(engine.len(), 2, "{engine:?}");
+    assert_eq!(engine[0], "fresh-metadata copy 0 Some(42)");
+    assert!(engine[1].starts_with("apply copy 0:10240:"), "{engine:?}");
+    let ledger: Ledger =
+        serde_json::from_slice(&std::fs::read(node.state.path().join(LEDGER_FILE)).unwrap())
+            .unwrap();
+    let entry = ledger
+        .volumes
+        .iter()
+        .find(|e| e.key.resource.as_str() == "copy")
+        .cloned()
+        .unwrap();
+    assert_eq!(
+        entry.fresh_metadata,
+        Some(crate::ledger::FreshMetadata {
+            generation: Some(42),
+            written: true,
+        }),
+        "recorded, and never taken for a volume that reads as zeros"
+    );
+
+    // The next pass runs the volume as it is.
+    calls.lock().unwrap().clear();
+    applied(node.apply(node.full(3, vec![src, copy])));
+    assert!(
+        !calls
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|(_, c)| c.starts_with("fresh-metadata")),
+        "{:?}",
+        calls.lock().unwrap()
+    );
+}
+
+#[test]
+fn a_replicated_rollback_is_refused_while_the_member_is_up() {
+    let mut node = Node::new();
+    let _ = with_engine(&mut node);
+    let web = replicated(resource("web", &[(0, 10240, "files")]));
+    applied(node.apply(node.full(1, vec![web])));
+    let refused = node
+        .command(NodeCommand::RollbackSnapshot {
+            resource: "web".into(),
+            resource_uuid: "rsc-web".into(),
+            snapshot: "s1".into(),
+            snapshot_uuid: "snap-s1".into(),
+            volumes: vec![ferrite_proto::RollbackVolume {
+                volume_number: 0,
+                identity: identity("web", 0),
+            }],
+            fresh_generation: Some(7),
+        })
+        .unwrap_err();
+    assert!(refused.contains("is not down"), "{refused}");
 }

@@ -41,10 +41,14 @@ fn skip_reason() -> Option<String> {
 }
 
 fn res_file(cluster: &Cluster, node: &str) -> PathBuf {
+    res_file_of(cluster, node, RESOURCE)
+}
+
+fn res_file_of(cluster: &Cluster, node: &str, resource: &str) -> PathBuf {
     cluster
         .satellite(node)
         .drbd_resource_dir()
-        .join(format!("{RESOURCE}.res"))
+        .join(format!("{resource}.res"))
 }
 
 /// The commands `node` logged since the last call, with its resource directory as `DIR`.
@@ -60,10 +64,15 @@ fn take_commands(cluster: &Cluster, node: &str) -> Vec<String> {
 
 /// drbdadm, as `node` would run it, accepts `file`.
 fn drbdadm_accepts(node: &str, file: &Path) -> Result<String> {
+    drbdadm_accepts_resource(node, file, RESOURCE)
+}
+
+/// drbdadm, as `node` would run it, accepts `file` of `resource`.
+fn drbdadm_accepts_resource(node: &str, file: &Path, resource: &str) -> Result<String> {
     let mut up = String::new();
     for args in ["dump", "-d up", "-d adjust"] {
         let script = format!(
-            "hostname {node} && drbdadm -c {} {args} {RESOURCE}",
+            "hostname {node} && drbdadm -c {} {args} {resource}",
             file.display()
         );
         let output = Command::new("unshare")
@@ -357,6 +366,74 @@ fn the_tutorial_on_dry_run_drbd_gives_files_drbd_utils_accepts() -> Result<()> {
             ],
             "{node}"
         );
+    }
+
+    // snapshot resource restore into a new definition: replicated like the source, on the
+    // snapshot's nodes. Each writes new metadata over the restored data (create-md --force)
+    // and sets the one generation every restored replica shares (drbdmeta set-gi, UpToDate):
+    // they hold the same cut, so no initial sync, and no new-current-uuid either.
+    const COPY: &str = "my_ssd_copy";
+    rest.post(
+        "/v1/resource-definitions",
+        &json!({"resource_definition": {"name": COPY}}),
+    )?
+    .expect_success()?;
+    rest.post(
+        &format!("/v1/resource-definitions/{RESOURCE}/snapshot-restore-resource/snap1"),
+        &json!({"to_resource": COPY}),
+    )?
+    .expect_success()?;
+    let copy = rest.get(&format!("/v1/resource-definitions/{COPY}"))?.json;
+    assert_eq!(copy["layer_data"][0]["type"], "DRBD", "{copy}");
+    let mut generations = Vec::new();
+    for node in &now {
+        let file = res_file_of(&cluster, node, COPY);
+        if let Err(e) = wait_until(WAIT, || Ok(file.exists())) {
+            cluster.satellite(node).print_log_tail();
+            let seen = rest
+                .get(&format!("/v1/view/resources?resources={COPY}"))?
+                .json;
+            return Err(e.context(format!(
+                "{node} writes the restored definition's file; the resources: {seen}"
+            )));
+        }
+        let text = std::fs::read_to_string(&file)?;
+        assert!(!text.contains("disk        none;"), "{node}: {text}");
+        drbdadm_accepts_resource(node, &res_file_of(&cluster, node, COPY), COPY)?;
+        let commands: Vec<String> = take_commands(&cluster, node)
+            .into_iter()
+            .filter(|c| c.contains(COPY) || c.starts_with("drbdmeta"))
+            .collect();
+        assert_eq!(commands.len(), 3, "{node}: {commands:?}");
+        assert_eq!(
+            commands[0],
+            format!("drbdadm -c DIR/{COPY}.res.next --max-peers 7 -- --force create-md {COPY}/0"),
+            "{node}"
+        );
+        let set_gi = &commands[1];
+        assert!(
+            set_gi.starts_with("drbdmeta --force --node-id ")
+                && set_gi.contains(" v09 /dev/loop")
+                && set_gi.contains(" internal set-gi ")
+                && set_gi.ends_with(":0:0:0:1:1"),
+            "{node}: {set_gi}"
+        );
+        generations.push(set_gi.rsplit(' ').next().unwrap_or_default().to_string());
+        assert_eq!(
+            commands[2],
+            format!("drbdadm -c DIR/{COPY}.res.next adjust {COPY}"),
+            "{node}"
+        );
+    }
+    assert!(
+        generations.windows(2).all(|w| w[0] == w[1]),
+        "one generation for every restored replica: {generations:?}"
+    );
+    rest.delete(&format!("/v1/resource-definitions/{COPY}"))?
+        .expect_success()?;
+    for node in &now {
+        wait_until(WAIT, || Ok(!res_file_of(&cluster, node, COPY).exists()))
+            .with_context(|| format!("{node}'s file of the restored definition goes"))?;
     }
 
     rest.delete(&format!(

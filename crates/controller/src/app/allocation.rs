@@ -240,34 +240,44 @@ pub fn complete(cluster: &Cluster, plan: &mut Plan) -> Result<(), Failure> {
                 .is_some_and(ResourceDefinition::is_replicated)
         })
     };
-    let mut extra = Vec::new();
-    for op in &mut plan.ops {
+    // Known before any op is looked at: the stack a plan chooses (`app::engine`) may come after
+    // the volume definitions it creates (a restore into a definition placed for the first time).
+    let mut put_volumes: Vec<(ResourceName, VolumeNumber)> = Vec::new();
+    for op in &plan.ops {
         match op {
             Op::PutResourceDefinition(rd) => {
                 replicated.insert(rd.name.clone(), rd.is_replicated());
-                if rd.is_replicated() {
-                    let existing = cluster.resource_definition(&rd.name);
-                    if rd.secret.is_none() {
-                        rd.secret = Some(
-                            existing
-                                .and_then(|e| e.secret.clone())
-                                .unwrap_or_else(new_secret),
-                        );
-                    }
-                    // Volume definitions that exist already get their minors now.
-                    if let Some(existing) = existing {
-                        for vd in existing
-                            .volume_definitions
-                            .values()
-                            .filter(|vd| vd.minor.is_none())
-                        {
-                            let mut vd = vd.clone();
-                            vd.minor = Some(taken.minor(cluster, (rd.name.clone(), vd.number))?);
-                            extra.push(Op::PutVolumeDefinition {
-                                resource: rd.name.clone(),
-                                volume_definition: vd,
-                            });
-                        }
+            }
+            Op::PutVolumeDefinition {
+                resource,
+                volume_definition,
+            } => put_volumes.push((resource.clone(), volume_definition.number)),
+            _ => {}
+        }
+    }
+    let mut extra = Vec::new();
+    for op in &mut plan.ops {
+        match op {
+            Op::PutResourceDefinition(rd) if rd.is_replicated() => {
+                let existing = cluster.resource_definition(&rd.name);
+                if rd.secret.is_none() {
+                    rd.secret = Some(
+                        existing
+                            .and_then(|e| e.secret.clone())
+                            .unwrap_or_else(new_secret),
+                    );
+                }
+                // Volume definitions that exist already get their minors now.
+                if let Some(existing) = existing {
+                    for vd in existing.volume_definitions.values().filter(|vd| {
+                        vd.minor.is_none() && !put_volumes.contains(&(rd.name.clone(), vd.number))
+                    }) {
+                        let mut vd = vd.clone();
+                        vd.minor = Some(taken.minor(cluster, (rd.name.clone(), vd.number))?);
+                        extra.push(Op::PutVolumeDefinition {
+                            resource: rd.name.clone(),
+                            volume_definition: vd,
+                        });
                     }
                 }
             }

@@ -157,6 +157,7 @@ pub fn create(cluster: &Cluster, body: &rest::ResourceDefinitionCreate) -> Resul
         resource_group: group.name.clone(),
         layer_stack,
         secret: None,
+        rollback: None,
         volume_definitions: Default::default(),
         resources: Default::default(),
     };

@@ -496,6 +496,7 @@ pub fn spawn(
         resource_group: group.name.clone(),
         layer_stack,
         secret: None,
+        rollback: None,
         volume_definitions: Default::default(),
         resources: Default::default(),
     };

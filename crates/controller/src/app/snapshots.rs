@@ -10,13 +10,21 @@
 //! Every diskful replica of a replicated resource must capture the same write boundary, in use
 //! or not: such a snapshot starts in [`CutPhase::Suspending`] and `crate::cut` drives it (every
 //! member holds the resource's writes, then the diskful ones take it, then writes go on). It
-//! needs every member's node online; otherwise it is refused and says why. Restores and
-//! rollbacks of replicated resources are refused: the restored volumes would carry the source's
-//! replication metadata.
+//! needs every member's node online; otherwise it is refused and says why.
+//!
+//! A volume restored or rolled back from a snapshot of a replicated resource holds, after its
+//! data, replication metadata that is not its own (the source member's, or its own from then):
+//! its node replaces it before the engine runs the volume. Every diskful member restored by one
+//! restore, or rolled back by one rollback, comes from the same successful cut, so they share
+//! a fresh generation (`RestoreSource::generation`, `RollbackState::generation`) and start
+//! UpToDate and in sync; a member placed later gets a full sync from them, and one whose
+//! rollback did not complete gets just-created metadata (a full sync) or stays down. A
+//! rollback of a replicated resource takes every member down first and is refused while one is
+//! in use. A clone gets its source's layer stack and is complete once its replicas are.
 
 use ferrite_proto::{NodeCommand, RollbackVolume};
 use ferrite_types::api_call_rc::code;
-use ferrite_types::{ApiCallRc, LayerKind, NodeName, ResourceName, SnapshotName, rest};
+use ferrite_types::{ApiCallRc, NodeName, ResourceName, SnapshotName, rest};
 
 use super::placement::Runtime;
 use super::{
@@ -24,8 +32,8 @@ use super::{
 };
 use crate::model::{
     self, Cluster, CutPhase, Op, Resource, ResourceDefinition, ResourcePhase, RestoreSource,
-    RestoreVolume, Snapshot, SnapshotDefinition, SnapshotPhase, SnapshotVolumeDefinition,
-    VolumeDefinition,
+    RestoreVolume, RollbackState, Snapshot, SnapshotDefinition, SnapshotPhase,
+    SnapshotVolumeDefinition, VolumeDefinition,
 };
 
 const CREATE: Context = Context::new(Operation::Create, Object::Snapshot);
@@ -687,11 +695,34 @@ fn restore_target<'a>(
             .correction("Restore into another resource definition.")
             .into());
     }
-    if target.is_replicated() {
-        return Err(replicated_restore(ctx, &target.name));
-    }
+    // Replicated restored members start in sync (`RestoreSource::generation`): a larger
+    // volume would hold, past the snapshot's data, what each member's backing volume held
+    // there (the source's metadata), different on every member.
+    let replicated = target.is_replicated() || target.default_stack_pending();
     for volume in &definition.volume_definitions {
         match target.volume_definitions.get(&volume.number) {
+            Some(existing) if replicated && existing.size_kib > volume.size_kib => {
+                return Err(ctx
+                    .error(
+                        code::FAIL_INVLD_VLM_SIZE,
+                        format!(
+                            "Volume definition {} of '{}' is larger than the snapshot's volume.",
+                            volume.number, target.name
+                        ),
+                    )
+                    .cause(format!(
+                        "{} KiB, the snapshot's volume has {} KiB; the replicas of a replicated \
+                         resource restored from a snapshot start in sync, which holds only for \
+                         the snapshot's data.",
+                        existing.size_kib, volume.size_kib
+                    ))
+                    .correction(
+                        "Restore into a resource definition without volume definitions (they \
+                         are created at the snapshot's sizes), then grow the volumes with \
+                         'ferrite volume-definition set-size'.",
+                    )
+                    .into());
+            }
             Some(existing) if existing.size_kib < volume.size_kib => {
                 return Err(ctx
                     .error(
@@ -733,23 +764,6 @@ fn restore_target<'a>(
         }
     }
     Ok(target)
-}
-
-fn replicated_restore(ctx: &Context, target: &ResourceName) -> Failure {
-    ctx.error(
-        code::FAIL_INVLD_LAYER_STACK,
-        format!("Cannot restore a snapshot into resource definition '{target}': its layer stack has a replication layer."),
-    )
-    .cause(
-        "The snapshot's volumes hold the replication metadata of the resource they were taken \
-         of; this version restores them only into resource definitions without a replication \
-         layer.",
-    )
-    .correction(format!(
-        "Create '{target}' with the layer list 'storage' ('ferrite resource-definition create \
-         {target} --layer-list storage') and restore into it."
-    ))
-    .into()
 }
 
 /// `POST /v1/resource-definitions/{rd}/snapshot-restore-volume-definition/{snapshot}`.
@@ -882,21 +896,11 @@ pub fn restore_resources(
                 .into());
         }
     }
-    if target.default_stack_pending() {
-        let mut updated = target.clone();
-        updated.layer_stack = vec![LayerKind::Storage];
-        plan.op(Op::PutResourceDefinition(updated)).reply(
-            Context::new(Operation::Modify, Object::ResourceDefinition)
-                .warn(
-                    code::WARN_NOT_REPLICATED,
-                    format!(
-                        "Resource definition '{}' gets the layer stack STORAGE: restored volumes are not replicated in this version.",
-                        target.name
-                    ),
-                )
-                .obj_ref("RscDfn", target.name.as_str()),
-        );
-    }
+    // Every member restored here comes from the same successful cut (`taken_on` above), so
+    // they share one generation and start in sync; the target has no other member, and one
+    // placed later gets a full sync from them. A definition whose stack is still pending gets
+    // it at this first placement (`app::engine`), a replication layer included.
+    let generation = model::new_generation();
     for snapshot in &chosen {
         plan.op(Op::PutResource {
             resource: target.name.clone(),
@@ -922,6 +926,7 @@ pub fn restore_resources(
                             identity: v.identity.clone(),
                         })
                         .collect(),
+                    generation: Some(generation),
                 }),
                 inactive: false,
                 evacuating: false,
@@ -940,19 +945,16 @@ pub fn restore_resources(
     Ok(plan)
 }
 
-/// `POST /v1/resource-definitions/{rd}/snapshot-rollback/{snapshot}`: the commands that roll
-/// every node of the resource back to its snapshot. Refused unless the snapshot is on every
-/// node with the resource's data, each took it, and the volumes are the snapshot's.
-pub fn rollback_commands(
-    cluster: &Cluster,
+/// The checks every rollback passes: the snapshot is on every node with the resource's data,
+/// each took it (of a successful cut), those nodes are online, and the volumes are the
+/// snapshot's. Returns each diskful member with its node's snapshot.
+fn check_rollback<'a>(
+    ctx: &Context,
     runtime: &Runtime,
-    resource: &str,
-    snapshot: &str,
+    rd: &'a ResourceDefinition,
+    definition: &'a SnapshotDefinition,
     body: &rest::SnapshotRollback,
-) -> Result<Vec<(NodeName, NodeCommand)>, Failure> {
-    let ctx = &MODIFY;
-    let rd = resource_definitions::find(ctx, cluster, resource)?;
-    let definition = find_definition(ctx, cluster, rd, snapshot)?;
+) -> Result<Vec<(&'a Resource, &'a Snapshot)>, Failure> {
     if let Some(strategy) = &body.zfs_rollback_strategy
         && !strategy.eq_ignore_ascii_case("rollback")
         && !strategy.eq_ignore_ascii_case("dynamic")
@@ -962,24 +964,6 @@ pub fn rollback_commands(
             format!("ZFS rollback strategy '{strategy}' is not supported."),
             "Use 'rollback' (or 'dynamic'): 'zfs rollback', which fails if newer snapshots exist.",
         ));
-    }
-    if rd.is_replicated() {
-        return Err(ctx
-            .error(
-                code::FAIL_INVLD_LAYER_STACK,
-                format!("Cannot roll back replicated resource '{}'.", rd.name),
-            )
-            .cause(
-                "Rolling back the backing volumes under a running replication engine would change \
-                 its metadata and data behind its back; this version does not roll back \
-                 replicated resources.",
-            )
-            .correction(format!(
-                "Restore the snapshot into a new resource definition instead ('ferrite snapshot \
-                 resource restore --from-resource {} --from-snapshot {} --to-resource <new>').",
-                rd.name, definition.name
-            ))
-            .into());
     }
     if definition.is_deleting() {
         return Err(ctx
@@ -1010,7 +994,7 @@ pub fn rollback_commands(
                 .into());
         }
     }
-    let mut commands = Vec::new();
+    let mut members = Vec::new();
     for resource in rd.resources.values() {
         if resource.is_deleting() || resource.phase == ResourcePhase::DiskRemoving {
             return Err(ctx
@@ -1021,6 +1005,25 @@ pub fn rollback_commands(
                         rd.name, resource.node
                     ),
                 )
+                .into());
+        }
+        let must_act = !resource.diskless || rd.is_replicated();
+        if must_act && !runtime.get(&resource.node).is_some_and(|r| r.is_online()) {
+            return Err(ctx
+                .error(
+                    code::FAIL_NOT_CONNECTED,
+                    format!(
+                        "Cannot roll back '{}': node '{}' is not connected.",
+                        rd.name, resource.node
+                    ),
+                )
+                .cause(if rd.is_replicated() {
+                    "Every member of a replicated resource is taken down for its rollback, diskless ones too."
+                } else {
+                    "Every node with the resource's data rolls it back."
+                })
+                .correction("Bring the node online and try again.")
+                .obj_ref("Node", resource.node.as_str())
                 .into());
         }
         if resource.diskless {
@@ -1050,19 +1053,7 @@ pub fn rollback_commands(
                         rd.name, resource.node, definition.name
                     ),
                 )
-                .into());
-        }
-        if !runtime.get(&resource.node).is_some_and(|r| r.is_online()) {
-            return Err(ctx
-                .error(
-                    code::FAIL_NOT_CONNECTED,
-                    format!(
-                        "Cannot roll back '{}': node '{}' is not connected.",
-                        rd.name, resource.node
-                    ),
-                )
-                .correction("Bring the node online and try again.")
-                .obj_ref("Node", resource.node.as_str())
+                .correction("Delete that replica (it gets its data from the others), or restore into a new resource definition.")
                 .into());
         }
         if let Err(why) = taken_on(runtime, definition, taken) {
@@ -1077,25 +1068,9 @@ pub fn rollback_commands(
                 .cause(why)
                 .into());
         }
-        commands.push((
-            resource.node.clone(),
-            NodeCommand::RollbackSnapshot {
-                resource: rd.name.to_string(),
-                resource_uuid: resource.uuid.clone(),
-                snapshot: definition.name.to_string(),
-                snapshot_uuid: taken.uuid.clone(),
-                volumes: definition
-                    .volume_definitions
-                    .iter()
-                    .map(|v| RollbackVolume {
-                        volume_number: v.number.get(),
-                        identity: v.identity.clone(),
-                    })
-                    .collect(),
-            },
-        ));
+        members.push((resource, taken));
     }
-    if commands.is_empty() {
+    if members.is_empty() {
         return Err(ctx
             .error(
                 code::FAIL_NOT_FOUND_RSC,
@@ -1103,7 +1078,251 @@ pub fn rollback_commands(
             )
             .into());
     }
-    Ok(commands)
+    Ok(members)
+}
+
+/// Whether `resource` names a resource definition with a replication layer: its rollback
+/// takes it down first ([`rollback_begin`]).
+pub fn rollback_takes_down(cluster: &Cluster, resource: &str) -> bool {
+    ResourceName::new(resource)
+        .ok()
+        .and_then(|name| cluster.resource_definition(&name))
+        .is_some_and(ResourceDefinition::is_replicated)
+}
+
+/// The first step of rolling back a replicated resource (`POST …/snapshot-rollback/{snapshot}`),
+/// as LINSTOR does it: after every check, and only while no member is in use, every member is
+/// taken down (its node's desired state says `inactive`), so no engine runs on a volume while it
+/// is rolled back. [`rollback_commands`] follows once they are down, then
+/// [`rollback_finish`] brings them up again.
+pub fn rollback_begin(
+    cluster: &Cluster,
+    runtime: &Runtime,
+    resource: &str,
+    snapshot: &str,
+    body: &rest::SnapshotRollback,
+) -> Result<Plan, Failure> {
+    let ctx = &MODIFY;
+    let rd = resource_definitions::find(ctx, cluster, resource)?;
+    let definition = find_definition(ctx, cluster, rd, snapshot)?;
+    check_rollback(ctx, runtime, rd, definition, body)?;
+    let already_down: &[String] = rd.rollback.as_ref().map_or(&[], |r| &r.down);
+    for member in rd.resources.values() {
+        if already_down.contains(&member.uuid) {
+            continue;
+        }
+        let report = runtime
+            .get(&member.node)
+            .and_then(|n| n.replication.get(rd.name.key()));
+        let in_use = match report {
+            None if member.inactive => continue,
+            None => Some("its engine has not reported whether it is in use".to_string()),
+            Some(r) if r.in_use => Some("it is in use (opened)".to_string()),
+            Some(r) if r.role == ferrite_proto::Role::Primary => Some("it is Primary".to_string()),
+            Some(_) => None,
+        };
+        if let Some(why) = in_use {
+            return Err(ctx
+                .error(
+                    code::FAIL_IN_USE,
+                    format!(
+                        "Cannot roll back replicated resource '{}' to snapshot '{}': {why} on node '{}'.",
+                        rd.name, definition.name, member.node
+                    ),
+                )
+                .cause(
+                    "A rollback takes the resource down on every node and replaces its data; \
+                     whoever uses it would lose the device under them.",
+                )
+                .correction(
+                    "Stop using the resource on that node (unmount it, stop the VM, disconnect \
+                     its NBD clients) and roll back again.",
+                )
+                .obj_ref("Node", member.node.as_str())
+                .into());
+        }
+    }
+    let mut marked = rd.clone();
+    marked.rollback = Some(RollbackState {
+        snapshot: definition.name.clone(),
+        generation: model::new_generation(),
+        down: rd.resources.values().map(|r| r.uuid.clone()).collect(),
+    });
+    let mut plan = Plan::new();
+    plan.op(Op::PutResourceDefinition(marked)).reply(
+        ctx.info(
+            code::MODIFIED,
+            format!(
+                "Resource '{}' taken down on every node for its rollback to snapshot '{}'.",
+                rd.name, definition.name
+            ),
+        )
+        .obj_ref("RscDfn", rd.name.as_str())
+        .obj_ref("SnapshotName", definition.name.as_str()),
+    );
+    Ok(plan)
+}
+
+/// The members of a replicated resource in rollback whose node does not report them down yet:
+/// the engine still reports the resource, or the node could not take it down.
+fn not_down(rd: &ResourceDefinition, runtime: &Runtime) -> Vec<String> {
+    let mut up = Vec::new();
+    for member in rd.resources.values() {
+        let Some(node) = runtime.get(&member.node) else {
+            up.push(format!("'{}': no satellite link", member.node));
+            continue;
+        };
+        let failed_down = format!("resource '{}' is inactive, but", rd.name).to_lowercase();
+        if let Some(error) = node
+            .errors
+            .iter()
+            .find(|e| e.to_lowercase().starts_with(&failed_down))
+        {
+            up.push(format!("'{}': {error}", member.node));
+        } else if node.replication.contains_key(rd.name.key()) {
+            up.push(format!(
+                "'{}': its replication engine still runs the resource",
+                member.node
+            ));
+        }
+    }
+    up
+}
+
+/// `POST /v1/resource-definitions/{rd}/snapshot-rollback/{snapshot}`: the commands that roll
+/// every node of the resource back to its snapshot. Refused unless the snapshot is on every
+/// node with the resource's data, each took it, and the volumes are the snapshot's; for a
+/// replicated resource, unless [`rollback_begin`] took every member down: each node then
+/// writes new replication metadata, UpToDate at one generation they all share.
+pub fn rollback_commands(
+    cluster: &Cluster,
+    runtime: &Runtime,
+    resource: &str,
+    snapshot: &str,
+    body: &rest::SnapshotRollback,
+) -> Result<Vec<(NodeName, NodeCommand)>, Failure> {
+    let ctx = &MODIFY;
+    let rd = resource_definitions::find(ctx, cluster, resource)?;
+    let definition = find_definition(ctx, cluster, rd, snapshot)?;
+    let members = check_rollback(ctx, runtime, rd, definition, body)?;
+    let fresh_generation = if rd.is_replicated() {
+        let Some(state) = rd
+            .rollback
+            .as_ref()
+            .filter(|r| r.snapshot == definition.name && r.down.len() == rd.resources.len())
+        else {
+            return Err(ctx
+                .error(
+                    code::FAIL_IN_USE,
+                    format!(
+                        "Replicated resource '{}' is not down for its rollback to snapshot '{}'.",
+                        rd.name, definition.name
+                    ),
+                )
+                .correction("Roll back again: every member is taken down first.")
+                .into());
+        };
+        let up = not_down(rd, runtime);
+        if !up.is_empty() {
+            return Err(ctx
+                .error(
+                    code::FAIL_IN_USE,
+                    format!(
+                        "Cannot roll back replicated resource '{}': not every member went down.",
+                        rd.name
+                    ),
+                )
+                .cause(up.join("; "))
+                .correction(
+                    "Fix what the nodes report and roll back again; nothing was rolled back.",
+                )
+                .into());
+        }
+        Some(state.generation)
+    } else {
+        None
+    };
+    Ok(members
+        .into_iter()
+        .map(|(resource, taken)| {
+            (
+                resource.node.clone(),
+                NodeCommand::RollbackSnapshot {
+                    resource: rd.name.to_string(),
+                    resource_uuid: resource.uuid.clone(),
+                    snapshot: definition.name.to_string(),
+                    snapshot_uuid: taken.uuid.clone(),
+                    volumes: definition
+                        .volume_definitions
+                        .iter()
+                        .map(|v| RollbackVolume {
+                            volume_number: v.number.get(),
+                            identity: v.identity.clone(),
+                        })
+                        .collect(),
+                    fresh_generation,
+                },
+            )
+        })
+        .collect())
+}
+
+/// The last step of rolling back a replicated resource: its members come up again, except
+/// those on the nodes `down` (nodes that could not roll back, or, when the rollback was
+/// abandoned before any node rolled back, those that were down before it began). The rolled-back ones start
+/// UpToDate at the rollback's generation; a member that went down with its rollback half done
+/// comes back with just-created metadata and a full sync from them.
+pub fn rollback_finish(
+    cluster: &Cluster,
+    resource: &str,
+    down: &[NodeName],
+) -> Result<Plan, Failure> {
+    let ctx = &MODIFY;
+    let rd = resource_definitions::find(ctx, cluster, resource)?;
+    let mut plan = Plan::new();
+    let Some(state) = &rd.rollback else {
+        return Ok(plan);
+    };
+    let mut updated = rd.clone();
+    let kept: Vec<String> = rd
+        .resources
+        .values()
+        .filter(|r| down.contains(&r.node))
+        .map(|r| r.uuid.clone())
+        .collect();
+    updated.rollback = (!kept.is_empty()).then(|| RollbackState {
+        down: kept,
+        ..state.clone()
+    });
+    plan.op(Op::PutResourceDefinition(updated));
+    if down.is_empty() {
+        plan.reply(
+            ctx.info(
+                code::MODIFIED,
+                format!("Resource '{}' brought up again on every node.", rd.name),
+            )
+            .obj_ref("RscDfn", rd.name.as_str()),
+        );
+    } else {
+        let nodes: Vec<String> = down.iter().map(|n| format!("'{n}'")).collect();
+        plan.reply(
+            ctx.warn(
+                code::WARN_NOT_CONNECTED,
+                format!(
+                    "Resource '{}' stays down on {}: its rollback to snapshot '{}' did not complete there.",
+                    rd.name,
+                    nodes.join(", "),
+                    state.snapshot
+                ),
+            )
+            .correction(
+                "Roll back again once the cause is fixed, or delete the resource on those nodes \
+                 (a new replica gets its data from the others).",
+            )
+            .obj_ref("RscDfn", rd.name.as_str()),
+        );
+    }
+    Ok(plan)
 }
 
 /// The name of the snapshot a clone is made through.
@@ -1161,9 +1380,6 @@ pub fn clone_definition(
         }
         _ => rd.resource_layers().to_vec(),
     };
-    if layer_stack.iter().any(|l| l.is_replication()) {
-        return Err(replicated_restore(ctx, &name));
-    }
     let group = match &body.resource_group {
         Some(group) => super::resource_groups::find(ctx, cluster, group)?
             .name
@@ -1189,6 +1405,7 @@ pub fn clone_definition(
         resource_group: group,
         layer_stack,
         secret: None,
+        rollback: None,
         volume_definitions: Default::default(),
         resources: Default::default(),
     };
@@ -1204,7 +1421,8 @@ pub fn clone_definition(
 }
 
 /// `GET /v1/resource-definitions/{rd}/clone/{clone}`: `COMPLETE` once every volume of every
-/// resource of the clone is reported created, `FAILED` when one failed, else `CLONING`.
+/// resource of the clone is reported created (and, for a replicated clone, its engine reports
+/// every diskful replica UpToDate), `FAILED` when one failed, else `CLONING`.
 pub fn clone_status(
     cluster: &Cluster,
     runtime: &Runtime,
@@ -1238,6 +1456,14 @@ pub fn clone_status(
                 _ => status = "CLONING",
             }
         }
+    }
+    // A replicated clone is complete once its engine reports every diskful replica UpToDate,
+    // what `resource-definition wait-sync` waits for.
+    if status == "COMPLETE"
+        && clone.is_replicated()
+        && !super::sync_status::sync_status(cluster, runtime, clone.name.as_str())?.synced_on_all
+    {
+        status = "CLONING";
     }
     Ok(rest::ResourceDefinitionCloneStatus {
         status: status.to_string(),
@@ -1422,12 +1648,331 @@ mod tests {
         add_resource, all_up_to_date, commit, engines_runtime, replicated_group, spawn,
         tutorial_cluster,
     };
+    use ferrite_types::LayerKind;
 
     fn request(name: &str) -> rest::Snapshot {
         rest::Snapshot {
             name: name.into(),
             ..Default::default()
         }
+    }
+
+    /// Creates the resource definition `name` a snapshot is restored into, with the layer stack
+    /// `layers` (none: LINSTOR's default, chosen at its first placement).
+    fn create_definition(
+        cluster: &mut Cluster,
+        runtime: &Runtime,
+        name: &str,
+        layers: &[LayerKind],
+    ) {
+        commit(cluster, runtime, |c, _| {
+            crate::app::resource_definitions::create(
+                c,
+                &rest::ResourceDefinitionCreate {
+                    resource_definition: rest::ResourceDefinition {
+                        name: name.into(),
+                        layer_data: layers
+                            .iter()
+                            .map(|layer| rest::ResourceDefinitionLayer {
+                                layer_type: *layer,
+                                data: None,
+                            })
+                            .collect(),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+            )
+        });
+    }
+
+    /// A 2-replica MIRROR resource `web` with a tiebreaker, and a snapshot `snap1` of it whose
+    /// cut is done and which every node reports taken.
+    fn replicated_with_snapshot() -> (Cluster, Runtime) {
+        let mut cluster = tutorial_cluster();
+        replicated_group(&mut cluster, &["drbd"]);
+        let runtime = engines_runtime(&cluster, &[LayerKind::Mirror]);
+        commit(&mut cluster, &runtime, |c, r| spawn(c, r, "web"));
+        let mut runtime = engines_runtime(&cluster, &[LayerKind::Mirror]);
+        commit(&mut cluster, &runtime, |c, r| {
+            create(c, r, "web", &request("snap1"))
+        });
+        let key = ("web".parse().unwrap(), "snap1".parse().unwrap());
+        cluster.snapshot_definitions.get_mut(&key).unwrap().cut = CutPhase::Done;
+        taken(&cluster, &mut runtime);
+        (cluster, runtime)
+    }
+
+    fn rd<'a>(cluster: &'a Cluster, name: &str) -> &'a ResourceDefinition {
+        &cluster.resource_definitions[&name.parse::<ResourceName>().unwrap()]
+    }
+
+    /// What `node`'s desired state says of `resource`.
+    fn spec_on(cluster: &Cluster, node: &NodeName, resource: &str) -> ferrite_proto::ResourceSpec {
+        crate::satellites::desired::full_state(cluster, node)
+            .resources
+            .into_iter()
+            .find(|r| r.name.eq_ignore_ascii_case(resource))
+            .unwrap()
+    }
+
+    #[test]
+    fn a_replicated_snapshot_restores_into_replicated_members_that_start_in_sync() {
+        let (mut cluster, runtime) = replicated_with_snapshot();
+        create_definition(&mut cluster, &runtime, "copy", &[]);
+        let body = rest::SnapshotRestore {
+            to_resource: "copy".into(),
+            ..Default::default()
+        };
+        commit(&mut cluster, &runtime, |c, r| {
+            restore_resources(c, r, "web", "snap1", &body)
+        });
+        let copy = rd(&cluster, "copy");
+        assert_eq!(copy.layer_stack, [LayerKind::Mirror, LayerKind::Storage]);
+        assert!(
+            copy.volume_definitions
+                .values()
+                .all(|vd| vd.minor.is_some()),
+            "the restored volume definitions get their minors with the stack chosen after them"
+        );
+        let diskful: Vec<&Resource> = copy.resources.values().filter(|r| !r.diskless).collect();
+        assert_eq!(diskful.len(), 2, "every node of the snapshot");
+        assert!(
+            copy.resources.values().any(|r| r.tiebreaker),
+            "two disks get a tiebreaker"
+        );
+        // Every restored member starts at one fresh generation, sent with its volumes: the same
+        // cut on every node, so the same data.
+        let generations: Vec<Option<u64>> = diskful
+            .iter()
+            .map(|r| r.restore_from.as_ref().unwrap().generation)
+            .collect();
+        assert!(generations[0].is_some());
+        assert_eq!(generations[0], generations[1]);
+        for member in copy.resources.values() {
+            let spec = spec_on(&cluster, &member.node, "copy");
+            assert!(spec.replication.is_some(), "a replicated member");
+            let fresh: Vec<Option<u64>> = spec
+                .volumes
+                .iter()
+                .map(|v| v.restore_from.as_ref().and_then(|s| s.fresh_generation))
+                .collect();
+            if member.diskless {
+                assert!(
+                    member.restore_from.is_none(),
+                    "the tiebreaker restores nothing"
+                );
+            } else {
+                assert_eq!(fresh, [generations[0]]);
+            }
+        }
+        // Not another restore into it: a member restored later would start at another
+        // generation on the same data, or the same one on other data.
+        let err = restore_resources(&cluster, &runtime, "web", "snap1", &body).unwrap_err();
+        assert_eq!(err.0[0].ret_code().code(), code::FAIL_EXISTS_RSC);
+        // A replica added later has no restore source: it is a full-sync target of the others.
+        let node4: NodeName = "node4".parse().unwrap();
+        commit(&mut cluster, &runtime, |c, r| {
+            crate::app::resources::create(
+                c,
+                r,
+                "copy",
+                &[rest::ResourceCreate {
+                    resource: rest::Resource {
+                        node_name: "node4".into(),
+                        props: [(
+                            ferrite_types::PROP_RESOURCE_STOR_POOL.to_string(),
+                            "pool_ssd".to_string(),
+                        )]
+                        .into(),
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                }],
+            )
+        });
+        let added = spec_on(&cluster, &node4, "copy");
+        assert!(!added.diskless);
+        assert!(added.volumes.iter().all(|v| v.restore_from.is_none()));
+    }
+
+    #[test]
+    fn a_replicated_restore_into_a_larger_volume_definition_is_refused_and_changes_nothing() {
+        let (mut cluster, runtime) = replicated_with_snapshot();
+        create_definition(
+            &mut cluster,
+            &runtime,
+            "copy",
+            &[LayerKind::Mirror, LayerKind::Storage],
+        );
+        commit(&mut cluster, &runtime, |c, r| {
+            crate::app::resource_definitions::create_volume(
+                c,
+                r,
+                "copy",
+                &rest::VolumeDefinitionCreate {
+                    volume_definition: rest::VolumeDefinition {
+                        size_kib: 2 << 20,
+                        ..Default::default()
+                    },
+                    ..Default::default()
+                },
+            )
+        });
+        let before = format!("{:?}", rd(&cluster, "copy"));
+        let body = rest::SnapshotRestore {
+            to_resource: "copy".into(),
+            ..Default::default()
+        };
+        let err = restore_resources(&cluster, &runtime, "web", "snap1", &body).unwrap_err();
+        assert_eq!(err.0[0].ret_code().code(), code::FAIL_INVLD_VLM_SIZE);
+        assert!(err.0[0].cause.as_deref().unwrap().contains("start in sync"));
+        assert!(err.0[0].correction.as_deref().unwrap().contains("set-size"));
+        assert_eq!(format!("{:?}", rd(&cluster, "copy")), before);
+    }
+
+    #[test]
+    fn a_replicated_rollback_takes_every_member_down_first_and_is_refused_while_one_is_in_use() {
+        let (mut cluster, mut runtime) = replicated_with_snapshot();
+        let body = rest::SnapshotRollback::default();
+        let web = rd(&cluster, "web").clone();
+        let primary = web
+            .resources
+            .values()
+            .find(|r| !r.diskless)
+            .unwrap()
+            .node
+            .clone();
+        // In use: refused, naming the node, and nothing changes.
+        let report = runtime
+            .get_mut(&primary)
+            .unwrap()
+            .replication
+            .get_mut("WEB")
+            .unwrap();
+        report.in_use = true;
+        report.role = ferrite_proto::Role::Primary;
+        let err = rollback_begin(&cluster, &runtime, "web", "snap1", &body).unwrap_err();
+        assert_eq!(err.0[0].ret_code().code(), code::FAIL_IN_USE);
+        assert!(
+            err.0[0]
+                .message
+                .contains(&format!("in use (opened) on node '{primary}'")),
+            "{}",
+            err.0[0].message
+        );
+        assert!(err.0[0].correction.is_some());
+        runtime
+            .get_mut(&primary)
+            .unwrap()
+            .replication
+            .get_mut("WEB")
+            .unwrap()
+            .in_use = false;
+        let err = rollback_begin(&cluster, &runtime, "web", "snap1", &body).unwrap_err();
+        assert!(
+            err.0[0].message.contains("it is Primary"),
+            "{}",
+            err.0[0].message
+        );
+        runtime
+            .get_mut(&primary)
+            .unwrap()
+            .replication
+            .get_mut("WEB")
+            .unwrap()
+            .role = ferrite_proto::Role::Secondary;
+        // Commands before every member is down: refused.
+        let err = rollback_commands(&cluster, &runtime, "web", "snap1", &body).unwrap_err();
+        assert_eq!(err.0[0].ret_code().code(), code::FAIL_IN_USE);
+        // Taken down: every member, the tiebreaker too, is inactive in its node's state.
+        commit(&mut cluster, &runtime, |c, r| {
+            rollback_begin(c, r, "web", "snap1", &body)
+        });
+        let state = rd(&cluster, "web").rollback.clone().unwrap();
+        for member in web.resources.values() {
+            assert!(spec_on(&cluster, &member.node, "web").inactive);
+        }
+        // Still running in an engine: not rolled back.
+        let err = rollback_commands(&cluster, &runtime, "web", "snap1", &body).unwrap_err();
+        assert!(err.0[0].cause.as_deref().unwrap().contains("still runs"));
+        // Down everywhere: one command per disk, all with the rollback's generation.
+        for member in web.resources.values() {
+            runtime
+                .get_mut(&member.node)
+                .unwrap()
+                .replication
+                .remove("WEB");
+        }
+        let commands = rollback_commands(&cluster, &runtime, "web", "snap1", &body).unwrap();
+        assert_eq!(commands.len(), 2);
+        for (_, command) in &commands {
+            let NodeCommand::RollbackSnapshot {
+                fresh_generation, ..
+            } = command
+            else {
+                panic!("{command:?}");
+            };
+            assert_eq!(*fresh_generation, Some(state.generation));
+        }
+        // A node that failed stays down; the others come up.
+        commit(&mut cluster, &runtime, |c, _| {
+            rollback_finish(c, "web", std::slice::from_ref(&primary))
+        });
+        for member in web.resources.values() {
+            assert_eq!(
+                spec_on(&cluster, &member.node, "web").inactive,
+                member.node == primary
+            );
+        }
+        commit(&mut cluster, &runtime, |c, _| {
+            rollback_finish(c, "web", &[])
+        });
+        assert!(rd(&cluster, "web").rollback.is_none());
+        for member in web.resources.values() {
+            assert!(!spec_on(&cluster, &member.node, "web").inactive);
+        }
+    }
+
+    #[test]
+    fn a_clone_of_a_replicated_definition_keeps_its_stack_and_completes_once_in_sync() {
+        let (mut cluster, mut runtime) = replicated_with_snapshot();
+        commit(&mut cluster, &runtime, |c, _| {
+            clone_definition(
+                c,
+                "web",
+                &rest::ResourceDefinitionCloneRequest {
+                    name: "web_clone".into(),
+                    ..Default::default()
+                },
+            )
+        });
+        assert_eq!(
+            rd(&cluster, "web_clone").layer_stack,
+            rd(&cluster, "web").layer_stack
+        );
+        commit(&mut cluster, &runtime, |c, r| {
+            restore_resources(
+                c,
+                r,
+                "web",
+                "snap1",
+                &rest::SnapshotRestore {
+                    to_resource: "web_clone".into(),
+                    ..Default::default()
+                },
+            )
+        });
+        // Created, but its engine has not reported it yet: cloning still.
+        let volumes = all_up_to_date(&cluster);
+        for (node, reported) in &mut runtime {
+            reported.volumes = volumes[node].volumes.clone();
+        }
+        let status = clone_status(&cluster, &runtime, "web", "web_clone").unwrap();
+        assert_eq!(status.status, "CLONING");
+        let runtime = engines_runtime(&cluster, &[LayerKind::Mirror]);
+        let status = clone_status(&cluster, &runtime, "web", "web_clone").unwrap();
+        assert_eq!(status.status, "COMPLETE");
     }
 
     /// The runtime after every node of the snapshot reported it taken.
@@ -1586,18 +2131,7 @@ mod tests {
         // Every node reports it taken, but a member did not hold its writes throughout.
         let key = ("web".parse().unwrap(), "snap1".parse().unwrap());
         cluster.snapshot_definitions.get_mut(&key).unwrap().cut = CutPhase::Abandoned;
-        commit(&mut cluster, &runtime, |c, _| {
-            crate::app::resource_definitions::create(
-                c,
-                &rest::ResourceDefinitionCreate {
-                    resource_definition: rest::ResourceDefinition {
-                        name: "copy".into(),
-                        ..Default::default()
-                    },
-                    ..Default::default()
-                },
-            )
-        });
+        create_definition(&mut cluster, &runtime, "copy", &[]);
         let body = rest::SnapshotRestore {
             to_resource: "copy".into(),
             ..Default::default()
@@ -1632,18 +2166,7 @@ mod tests {
             ..Default::default()
         };
         // Not taken yet: nothing to restore from.
-        commit(&mut cluster, &runtime, |c, _| {
-            crate::app::resource_definitions::create(
-                c,
-                &rest::ResourceDefinitionCreate {
-                    resource_definition: rest::ResourceDefinition {
-                        name: "copy".into(),
-                        ..Default::default()
-                    },
-                    ..Default::default()
-                },
-            )
-        });
+        create_definition(&mut cluster, &runtime, "copy", &[]);
         let err = restore_resources(&cluster, &runtime, "web", "snap1", &body("copy")).unwrap_err();
         assert_eq!(err.0[0].ret_code().code(), FAIL_SNAPSHOT_NOT_UPTODATE);
         taken(&cluster, &mut runtime);

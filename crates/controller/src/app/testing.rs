@@ -119,6 +119,7 @@ pub fn add_resource(cluster: &mut Cluster, name: &str, node: &str, pool: &str) {
             resource_group: ferrite_types::DEFAULT_RESOURCE_GROUP.parse().unwrap(),
             layer_stack: vec![ferrite_types::LayerKind::Storage],
             secret: None,
+            rollback: None,
             volume_definitions: Default::default(),
             resources: Default::default(),
         };

@@ -208,7 +208,8 @@ async fn restore_volume_definition(
 }
 
 /// Rolls a resource back to a snapshot on every node with its data: what was written since is
-/// lost.
+/// lost. A replicated resource is taken down on every node first (refused while a member is in
+/// use), rolled back, and brought up again with its replicas in sync, without a resync.
 #[utoipa::path(post, path = "/v1/resource-definitions/{resource}/snapshot-rollback/{snapshot}",
     tag = "snapshots", params(ResourceParam, SnapshotParam), request_body = Option<rest::SnapshotRollback>,
     responses((status = 200, body = Vec<ApiCallRc>), Invalid, NotFound, Conflict, TooLarge, Internal))]
@@ -217,20 +218,92 @@ async fn rollback(
     Path((name, snapshot)): Path<(String, String)>,
     JsonBody(body): JsonBody<rest::SnapshotRollback>,
 ) -> ApiResponse {
-    let commands =
-        ctl.read_with_runtime(|c, r| snapshots::rollback_commands(c, r, &name, &snapshot, &body));
-    let result = match commands {
-        Ok(commands) => {
-            let mut results = Vec::new();
-            for (node, command) in commands {
-                let done = ctl.satellites().command(&node, command).await;
-                results.push((node, done));
+    let result = if ctl.read(|c| snapshots::rollback_takes_down(c, &name)) {
+        rollback_replicated(&ctl, &name, &snapshot, &body).await
+    } else {
+        let commands = ctl
+            .read_with_runtime(|c, r| snapshots::rollback_commands(c, r, &name, &snapshot, &body));
+        match commands {
+            Ok(commands) => {
+                let results = run_rollback(&ctl, commands).await;
+                Ok(snapshots::rollback_answer(&name, &snapshot, results))
             }
-            Ok(snapshots::rollback_answer(&name, &snapshot, results))
+            Err(failure) => Err(failure),
         }
-        Err(failure) => Err(failure),
     };
     ApiResponse::entries(StatusCode::OK, result)
+}
+
+async fn run_rollback(
+    ctl: &Controller,
+    commands: Vec<(ferrite_types::NodeName, ferrite_proto::NodeCommand)>,
+) -> Vec<(ferrite_types::NodeName, Result<String, String>)> {
+    let mut results = Vec::new();
+    for (node, command) in commands {
+        let done = ctl.satellites().command(&node, command).await;
+        results.push((node, done));
+    }
+    results
+}
+
+/// A replicated resource's rollback, as LINSTOR does it: every member down, every diskful one
+/// rolled back, every member up again (those whose rollback failed stay down).
+async fn rollback_replicated(
+    ctl: &Controller,
+    name: &str,
+    snapshot: &str,
+    body: &rest::SnapshotRollback,
+) -> Result<Vec<ApiCallRc>, Failure> {
+    let down_before: Vec<ferrite_types::NodeName> = ctl.read(|c| {
+        ferrite_types::ResourceName::new(name)
+            .ok()
+            .and_then(|n| c.resource_definition(&n))
+            .and_then(|rd| {
+                let state = rd.rollback.as_ref()?;
+                Some(
+                    rd.resources
+                        .values()
+                        .filter(|r| state.down.contains(&r.uuid))
+                        .map(|r| r.node.clone())
+                        .collect(),
+                )
+            })
+            .unwrap_or_default()
+    });
+    let mut entries = ctl
+        .mutate(|c, r| snapshots::rollback_begin(c, r, name, snapshot, body))
+        .await?;
+    let commands =
+        ctl.read_with_runtime(|c, r| snapshots::rollback_commands(c, r, name, snapshot, body));
+    let commands = match commands {
+        Ok(commands) => commands,
+        Err(mut failure) => {
+            // Nothing was rolled back: the members come up as they were.
+            match ctl
+                .mutate(|c, _| snapshots::rollback_finish(c, name, &down_before))
+                .await
+            {
+                Ok(more) => failure.0.extend(more),
+                Err(more) => failure.0.extend(more.0),
+            }
+            return Err(failure);
+        }
+    };
+    let results = run_rollback(ctl, commands).await;
+    let failed: Vec<ferrite_types::NodeName> = results
+        .iter()
+        .filter(|(_, r)| r.is_err())
+        .map(|(n, _)| n.clone())
+        .collect();
+    entries.extend(snapshots::rollback_answer(name, snapshot, results));
+    match ctl
+        .mutate(|c, _| snapshots::rollback_finish(c, name, &failed))
+        .await
+    {
+        Ok(more) => entries.extend(more),
+        Err(more) => entries.extend(more.0),
+    }
+    Ok(entries)
 }
 
 /// Clones a resource definition with its volumes' current data: a snapshot of it, restored

@@ -22,8 +22,8 @@ mod vec_map;
 pub use load::LoadError;
 pub use ops::Op;
 pub use snapshots::{
-    CutPhase, RestoreSource, RestoreVolume, Snapshot, SnapshotDefinition, SnapshotPhase,
-    SnapshotVolumeDefinition,
+    CutPhase, RestoreSource, RestoreVolume, RollbackState, Snapshot, SnapshotDefinition,
+    SnapshotPhase, SnapshotVolumeDefinition,
 };
 pub use vec_map::VecMap;
 
@@ -231,6 +231,10 @@ pub struct ResourceDefinition {
     /// the stack has a replication layer (`crate::app::allocation`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub secret: Option<String>,
+    /// A rollback of its replicated resource under way (`crate::app::snapshots`): the members
+    /// it names are kept down.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<RollbackState>,
     #[serde(skip)]
     pub volume_definitions: VecMap<VolumeNumber, VolumeDefinition>,
     #[serde(skip)]
@@ -441,6 +445,13 @@ pub fn default_diskless_pool() -> StorPoolName {
 /// A fresh random UUID, for the `uuid` fields clients show.
 pub fn new_uuid() -> String {
     uuid::Uuid::new_v4().to_string()
+}
+
+/// A new replication generation: 64 random bits that every member restored or rolled back to
+/// the same cut starts its metadata at (see `RestoreSource::generation`).
+pub fn new_generation() -> u64 {
+    let bits = uuid::Uuid::new_v4().as_u64_pair();
+    bits.0 ^ bits.1
 }
 
 /// Milliseconds since the epoch, now.

@@ -140,6 +140,34 @@ pub struct RestoreSource {
     /// here so that the resource's desired state stays the same when the snapshot is deleted.
     #[serde(default)]
     pub volumes: Vec<RestoreVolume>,
+    /// The replication generation the restored volumes start at when the definition is
+    /// replicated: one per restore, so every diskful member restored by it — all from the same
+    /// successful cut of the same snapshot, so with the same data — starts UpToDate and in sync
+    /// with the others without a resync. A member placed later has no restore source and gets
+    /// a full sync from them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<u64>,
+}
+
+/// A rollback of a replicated resource, while it is under way.
+///
+/// ```text
+///   (none) ──rollback──▶ every member down ──nodes rolled back──▶ (none)
+///                                              └─a node failed──▶ that node's member down
+/// ```
+///
+/// A member named in `down` is kept down (its node's desired state says `inactive`), so no
+/// engine runs on a volume while it is rolled back, and a member whose rollback failed does
+/// not come back with data the others do not have. Another rollback ends it; a member placed
+/// later (another UUID) is not held by it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RollbackState {
+    pub snapshot: SnapshotName,
+    /// The replication generation the rolled-back volumes start at (see
+    /// [`RestoreSource::generation`]).
+    pub generation: u64,
+    /// The UUIDs of the members kept down.
+    pub down: Vec<String>,
 }
 
 /// One volume of a [`RestoreSource`].

@@ -83,7 +83,12 @@ pub fn resource_spec(
         layers: rd.resource_layers().to_vec(),
         diskless: resource.diskless,
         deleting: resource.is_deleting(),
-        inactive: resource.inactive && !resource.is_deleting(),
+        inactive: (resource.inactive
+            || rd
+                .rollback
+                .as_ref()
+                .is_some_and(|r| r.down.contains(&resource.uuid)))
+            && !resource.is_deleting(),
         volumes: rd
             .volume_definitions
             .values()
@@ -94,16 +99,17 @@ pub fn resource_spec(
                 storage_pool: resource.storage_pool.to_string(),
                 deleting: vd.is_deleting() || removing_disk,
                 minor: vd.minor,
-                restore_from: resource.restore_from.as_ref().map(|source| RestoreSpec {
-                    resource: source.resource.to_string(),
-                    snapshot: source.snapshot.to_string(),
-                    volume_number: vd.number.get(),
-                    identity: source
-                        .volumes
-                        .iter()
-                        .find(|v| v.number == vd.number)
-                        .map(|v| v.identity.clone())
-                        .unwrap_or_default(),
+                // Only the snapshot's volumes are restored; a volume definition added since
+                // gets an empty volume.
+                restore_from: resource.restore_from.as_ref().and_then(|source| {
+                    let restored = source.volumes.iter().find(|v| v.number == vd.number)?;
+                    Some(RestoreSpec {
+                        resource: source.resource.to_string(),
+                        snapshot: source.snapshot.to_string(),
+                        volume_number: vd.number.get(),
+                        identity: restored.identity.clone(),
+                        fresh_generation: source.generation.filter(|_| rd.is_replicated()),
+                    })
                 }),
             })
             .collect(),

@@ -28,7 +28,7 @@ use super::{
     CreateFailure, Reconciler, disk_state, normalized_pool_name, pool_report, resource_key,
     unsupported,
 };
-use crate::ledger::{LedgerEntry, Progress, VolumeKey};
+use crate::ledger::{FreshMetadata, LedgerEntry, Progress, VolumeKey};
 use crate::persist::PersistError;
 use crate::replication::{Member, MemberVolume};
 
@@ -242,6 +242,8 @@ impl Reconciler {
             let mut not_ready: Vec<String> = Vec::new();
             // Deletions wait until the layer above has released their volumes.
             let mut deletions: Vec<&VolumeSpec> = Vec::new();
+            // The ledger keys of volumes that get fresh replication metadata in this pass.
+            let mut fresh_keys: BTreeMap<u16, VolumeKey> = BTreeMap::new();
             for volume in &resource.volumes {
                 if !unapplied.is_empty() && !resource.deletes(volume) && !resource.diskless {
                     // Nothing of a stack this satellite cannot apply whole is made: an
@@ -263,6 +265,7 @@ impl Reconciler {
                     usable_kib: volume.size_kib,
                     backing: None,
                     new_volume: false,
+                    fresh_metadata: None,
                 };
                 if resource.deletes(volume) {
                     deletions.push(volume);
@@ -358,13 +361,22 @@ impl Reconciler {
                     }
                     _ => volume.clone(),
                 };
+                let replicated = driver.is_some() && resource.replication.is_some();
                 let volume_report = match self.ensure_volume(
                     &key,
                     &backing_spec,
                     &resource.uuid,
                     &pool.spec.name,
+                    replicated,
                 ) {
                     Ok(backing) => {
+                        // A volume whose data came from a snapshot never reads as zeros, and
+                        // gets new replication metadata before its engine runs it.
+                        let fresh = self.ledger.get(&key).and_then(|e| e.fresh_metadata);
+                        let pending = fresh.filter(|f| !f.written);
+                        if pending.is_some() {
+                            fresh_keys.insert(volume.volume_number, key.clone());
+                        }
                         in_use.insert(key);
                         match &backing.device_path {
                             Some(path) => member_volumes.push(MemberVolume {
@@ -372,7 +384,8 @@ impl Reconciler {
                                 minor: volume.minor,
                                 usable_kib: volume.size_kib,
                                 backing: Some(path.clone()),
-                                new_volume: reads_zeros(pool.spec.provider_kind),
+                                new_volume: reads_zeros(pool.spec.provider_kind) && fresh.is_none(),
+                                fresh_metadata: pending,
                             }),
                             None => not_ready.push(format!(
                                 "the backing volume of volume {} has no block device",
@@ -412,20 +425,22 @@ impl Reconciler {
             // The replication layer, top-down for what goes, after the storage for what comes.
             let released: Result<(), String> = match (driver, engine) {
                 (Some(index), Some(engine)) => {
-                    let driver = &mut self.drivers[index];
                     let outcome = if resource.deleting {
-                        driver.down(&resource.name)
+                        self.drivers[index].down(&resource.name)
                     } else if !not_ready.is_empty() {
                         Err(format!("not applied yet: {}", not_ready.join("; ")))
                     } else if member_volumes.is_empty() {
                         Ok(())
                     } else if let Some(replication) = &resource.replication {
-                        driver.apply(&Member {
+                        let node_name = self.node_name.clone();
+                        let member = Member {
                             resource: &resource.name,
-                            node_name: &self.node_name,
+                            node_name: &node_name,
                             replication,
                             volumes: std::mem::take(&mut member_volumes),
-                        })
+                        };
+                        self.write_fresh_metadata(index, &member, &fresh_keys)
+                            .and_then(|()| self.drivers[index].apply(&member))
                     } else {
                         Err(
                             "the controller has not allocated its node-id, port and minors yet"
@@ -436,9 +451,9 @@ impl Reconciler {
                         warn!(%engine, error = %e, "replication layer not as desired");
                     }
                     if !resource.deleting {
-                        report
-                            .replication
-                            .push(driver.report(&resource.name, outcome.clone().err()));
+                        report.replication.push(
+                            self.drivers[index].report(&resource.name, outcome.clone().err()),
+                        );
                     }
                     outcome
                 }
@@ -720,6 +735,7 @@ impl Reconciler {
         volume: &VolumeSpec,
         placement: &str,
         storage_pool: &str,
+        replicated: bool,
     ) -> Result<BackingVolume, VolumeError> {
         let providers = self.providers.clone();
         let provider = providers.get(key.provider_kind);
@@ -753,7 +769,7 @@ impl Reconciler {
                 let name = entry.backing_name();
                 match provider.volume(pool, &name)? {
                     None if entry.progress == Progress::Creating => {
-                        self.create(key, volume, placement, storage_pool, &name)?;
+                        self.create(key, volume, placement, storage_pool, &name, replicated)?;
                     }
                     None => {
                         let devices = provider.lingering_devices(pool, &name);
@@ -782,6 +798,17 @@ impl Reconciler {
                     Some(current) => {
                         if entry.progress == Progress::Creating {
                             info!(volume = %name, pool, "found a volume whose creation was interrupted; adopting it");
+                            // A restore cut short may have copied part of the data only: it
+                            // is not taken for the snapshot's data, but resynced whole.
+                            if let Some(fresh) = self
+                                .ledger
+                                .get_mut(key)
+                                .and_then(|e| e.fresh_metadata.as_mut())
+                                .filter(|f| !f.written && f.generation.is_some())
+                            {
+                                warn!(volume = %name, "its restore was interrupted: it gets just-created replication metadata and a full sync");
+                                fresh.generation = None;
+                            }
                             self.mark_created(key)?;
                         }
                         if current.usable_kib < volume.size_kib {
@@ -802,7 +829,7 @@ impl Reconciler {
                         pool: pool.to_string(),
                     });
                 }
-                self.create(key, volume, placement, storage_pool, &name)?;
+                self.create(key, volume, placement, storage_pool, &name, replicated)?;
                 name
             }
         };
@@ -818,6 +845,7 @@ impl Reconciler {
         placement: &str,
         storage_pool: &str,
         name: &BackingVolumeName,
+        replicated: bool,
     ) -> Result<(), VolumeError> {
         if let Some(failure) = self.create_failures.get(key)
             && failure.retry_at > Instant::now()
@@ -845,6 +873,13 @@ impl Reconciler {
             placement: (!placement.is_empty()).then(|| placement.to_string()),
             storage_pool: storage_pool.to_string(),
             progress: Progress::Creating,
+            fresh_metadata: match &volume.restore_from {
+                Some(source) if replicated => Some(FreshMetadata {
+                    generation: source.fresh_generation,
+                    written: false,
+                }),
+                _ => None,
+            },
         });
         if let Err(e) = self.persist_ledger() {
             self.ledger.remove(key);
@@ -904,6 +939,31 @@ impl Reconciler {
                 })
             }
         }
+    }
+
+    /// Writes new replication metadata on the member's volumes that await it (restored or
+    /// rolled back), then records it in the ledger: before the engine runs them, so a
+    /// satellite that stops in between writes it again, never over a volume the engine ran.
+    fn write_fresh_metadata(
+        &mut self,
+        driver: usize,
+        member: &Member,
+        keys: &BTreeMap<u16, VolumeKey>,
+    ) -> Result<(), String> {
+        for volume in &member.volumes {
+            let (Some(fresh), Some(key)) = (volume.fresh_metadata, keys.get(&volume.number)) else {
+                continue;
+            };
+            self.drivers[driver].write_fresh_metadata(member, volume, fresh)?;
+            info!(resource = member.resource, volume = volume.number, generation = ?fresh.generation, "fresh replication metadata written over the snapshot's");
+            if let Some(entry) = self.ledger.get_mut(key)
+                && let Some(recorded) = entry.fresh_metadata.as_mut()
+            {
+                recorded.written = true;
+            }
+            self.persist_ledger().map_err(|e| e.to_string())?;
+        }
+        Ok(())
     }
 
     fn mark_created(&mut self, key: &VolumeKey) -> Result<(), PersistError> {

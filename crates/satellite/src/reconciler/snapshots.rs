@@ -32,7 +32,7 @@ use tracing::{debug, error, info, warn};
 
 use super::converge::PoolState;
 use super::{Reconciler, normalized_pool_name, resource_key, unsupported};
-use crate::ledger::{Progress, SnapshotEntry, VolumeKey};
+use crate::ledger::{FreshMetadata, Progress, SnapshotEntry, VolumeKey};
 
 /// This node's hold of a resource's writes for a snapshot's cut.
 pub(super) struct Hold {
@@ -638,8 +638,26 @@ impl Reconciler {
         snapshot: &str,
         snapshot_uuid: &str,
         volumes: &[RollbackVolume],
+        fresh_generation: Option<u64>,
     ) -> Result<String, String> {
+        if fresh_generation.is_some() {
+            // A replicated resource: the engine must not run on the volumes while they are
+            // rolled back; the controller brings every member down first.
+            let down = self.desired.as_ref().is_some_and(|d| {
+                d.resources
+                    .iter()
+                    .any(|r| resource_key(&r.name) == resource_key(resource) && r.inactive)
+            });
+            if !down {
+                return Err(format!(
+                    "replicated resource '{resource}' is not down on node '{}'; its replication \
+                     member is brought down before a rollback",
+                    self.node_name
+                ));
+            }
+        }
         let mut done = Vec::new();
+        let mut rolled_back = Vec::new();
         for volume in volumes {
             let number = VolumeNumber::from(volume.volume_number);
             let entry = self
@@ -664,6 +682,19 @@ impl Reconciler {
                 ));
             }
             self.place_usable(entry.key.provider_kind, &entry.key.pool_name)?;
+            if fresh_generation.is_some() {
+                // Before the data changes: whatever happens next, the metadata rolled back
+                // with it (this node's, from the snapshot) is never run, and until the whole
+                // rollback is done the volume counts as holding no data (a full sync).
+                if let Some(owned) = self.ledger.get_mut(&entry.key) {
+                    owned.fresh_metadata = Some(FreshMetadata {
+                        generation: None,
+                        written: false,
+                    });
+                }
+                self.persist_ledger().map_err(|e| e.to_string())?;
+                rolled_back.push(entry.key.clone());
+            }
             info!(%resource, %snapshot, volume = volume.volume_number, "rolling back to snapshot, as the operator asked");
             self.storage_changed = true;
             self.providers
@@ -675,6 +706,19 @@ impl Reconciler {
                 )
                 .map_err(|e| e.to_string())?;
             done.push(volume.volume_number.to_string());
+        }
+        if let Some(generation) = fresh_generation {
+            // Every volume holds the snapshot's data: it starts UpToDate at the generation
+            // every member rolled back to the same cut shares.
+            for key in &rolled_back {
+                if let Some(owned) = self.ledger.get_mut(key) {
+                    owned.fresh_metadata = Some(FreshMetadata {
+                        generation: Some(generation),
+                        written: false,
+                    });
+                }
+            }
+            self.persist_ledger().map_err(|e| e.to_string())?;
         }
         Ok(format!(
             "rolled back volume(s) {} of '{resource}' to snapshot '{snapshot}'",

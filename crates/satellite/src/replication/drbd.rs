@@ -60,7 +60,7 @@ use ferrite_proto::{
 use ferrite_storage::{CommandLine, HostCommands};
 use tracing::{info, warn};
 
-use super::{Member, MemberVolume, ReplicationDriver};
+use super::{FreshMetadata, Member, MemberVolume, ReplicationDriver};
 
 /// Where the resource files are written unless `--drbd-resource-dir` says otherwise.
 pub const DEFAULT_RESOURCE_DIR: &str = "/var/lib/ferrite.d";
@@ -556,6 +556,43 @@ impl ReplicationDriver for DrbdDriver {
         );
         self.resize_grown(member)?;
         self.skip_pending_syncs(resource)
+    }
+
+    fn write_fresh_metadata(
+        &mut self,
+        member: &Member,
+        volume: &MemberVolume,
+        fresh: FreshMetadata,
+    ) -> Result<(), String> {
+        let resource = member.resource;
+        let disk = volume
+            .backing
+            .clone()
+            .ok_or_else(|| format!("volume {} of '{resource}' has no disk", volume.number))?;
+        let minor = volume
+            .minor
+            .ok_or_else(|| format!("volume {} has no minor allocated yet", volume.number))?;
+        // create-md reads the volume from the resource file: the one about to be applied.
+        let text = self.build(member)?.render().map_err(|e| e.to_string())?;
+        let next = self.write_next(resource, &text)?;
+        self.execute(commands::create_md(
+            &next,
+            resource,
+            volume.number,
+            commands::DEFAULT_PEER_SLOTS,
+        ))?;
+        if let Some(generation) = fresh.generation {
+            self.execute(commands::set_gi(
+                minor,
+                &disk,
+                member.replication.node_id,
+                generation,
+            ))?;
+        }
+        self.metadata_created
+            .insert((resource.to_string(), volume.number, disk));
+        info!(resource, volume = volume.number, generation = ?fresh.generation, "fresh DRBD metadata over restored data");
+        Ok(())
     }
 
     fn down(&mut self, resource: &str) -> Result<(), String> {

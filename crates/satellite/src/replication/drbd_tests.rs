@@ -47,6 +47,7 @@ fn volume(backing: Option<&str>, usable_kib: u64) -> MemberVolume {
         usable_kib,
         backing: backing.map(PathBuf::from),
         new_volume: true,
+        fresh_metadata: None,
     }
 }
 

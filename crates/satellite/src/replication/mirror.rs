@@ -26,7 +26,7 @@ use ferrite_proto::{
 use ferrite_storage::{CommandLine, HostCommands};
 use tracing::{debug, info, warn};
 
-use super::{Member, ReplicationDriver};
+use super::{FreshMetadata, Member, MemberVolume, ReplicationDriver};
 
 /// How long a started daemon has to answer on its control socket.
 pub const MIRRORD_START_TIMEOUT: Duration = Duration::from_secs(20);
@@ -291,6 +291,41 @@ impl ReplicationDriver for MirrorDriver {
             }
             other => Err(format!("unexpected answer to up: {other:?}")),
         }
+    }
+
+    fn write_fresh_metadata(
+        &mut self,
+        member: &Member,
+        volume: &MemberVolume,
+        fresh: FreshMetadata,
+    ) -> Result<(), String> {
+        let resource = member.resource;
+        let path = volume
+            .backing
+            .as_deref()
+            .ok_or_else(|| format!("volume {} of '{resource}' has no disk", volume.number))?;
+        if self
+            .entries
+            .get(resource)
+            .and_then(|e| e.status.as_ref())
+            .is_some_and(|s| s.volumes.iter().any(|v| v.number == volume.number))
+        {
+            return Err(format!(
+                "volume {} of '{resource}' runs in the MIRROR engine; its metadata is not replaced under it",
+                volume.number
+            ));
+        }
+        let options = Options::from_drbd_options(&member.replication.options)?;
+        let outcome = ferrite_mirror::backing::write_fresh_metadata(
+            path,
+            volume.usable_kib * 1024,
+            member.replication.node_id,
+            options.al_extents,
+            fresh.generation,
+        )
+        .map_err(|e| e.to_string())?;
+        info!(resource, volume = volume.number, ?outcome, generation = ?fresh.generation, "fresh MIRROR metadata");
+        Ok(())
     }
 
     fn down(&mut self, resource: &str) -> Result<(), String> {

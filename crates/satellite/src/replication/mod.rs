@@ -41,7 +41,13 @@ pub struct MemberVolume {
     /// The backing volume reads as zeros where nothing was written (thin, or a sparse file):
     /// when every member's volume is new, the engine may skip the initial sync.
     pub new_volume: bool,
+    /// The backing volume holds data from a snapshot whose replication metadata is not this
+    /// member's: [`ReplicationDriver::write_fresh_metadata`] replaces it before the engine first
+    /// runs the volume.
+    pub fresh_metadata: Option<FreshMetadata>,
 }
+
+pub use crate::ledger::FreshMetadata;
 
 /// A replication engine on this node.
 pub trait ReplicationDriver: Send {
@@ -56,6 +62,17 @@ pub trait ReplicationDriver: Send {
 
     /// Brings the member up, or adjusts it to `member` when it runs.
     fn apply(&mut self, member: &Member) -> Result<(), String>;
+
+    /// Writes new replication metadata on `volume` of `member` (a restored or rolled-back
+    /// volume, see [`MemberVolume::fresh_metadata`]) over what the snapshot brought: UpToDate at
+    /// `fresh.generation`, or just created without one. Called before [`ReplicationDriver::apply`]
+    /// runs the volume for the first time, never while the engine runs it.
+    fn write_fresh_metadata(
+        &mut self,
+        member: &Member,
+        volume: &MemberVolume,
+        fresh: FreshMetadata,
+    ) -> Result<(), String>;
 
     /// Takes the resource down and forgets its configuration. Refused while it is in use.
     fn down(&mut self, resource: &str) -> Result<(), String>;
