@@ -38,6 +38,18 @@ pub fn create_md(file: &Path, resource: &str, volume: u16, peer_slots: u8) -> Co
         .arg(target(resource, Some(volume)))
 }
 
+/// Makes this member's data of every Inconsistent volume of a new resource UpToDate and the
+/// first generation, so that its peers get a full initial sync from it: for volumes not known to
+/// read zeros (thick), where the sync cannot be skipped. Followed by [`secondary`] at once.
+pub fn primary_force(file: &Path, resource: &str) -> CommandLine {
+    drbdadm(file).args(["primary", "--force", resource])
+}
+
+/// Gives up the Primary role taken by [`primary_force`].
+pub fn secondary(file: &Path, resource: &str) -> CommandLine {
+    drbdadm(file).args(["secondary", resource])
+}
+
 /// Sets the generation identifiers of new metadata on a backing volume with internal
 /// metadata (`drbdmeta set-gi`), as seen by node `node_id`: `generation` as its current
 /// generation, no bitmap or history generations, consistent and UpToDate. Run on every diskful

@@ -111,6 +111,9 @@ pub struct DrbdDriver {
     metadata_created: BTreeSet<(String, u16, PathBuf)>,
     /// New zeroed volumes whose initial sync is to be skipped once their members are connected.
     skip_sync_pending: BTreeSet<(String, u16)>,
+    /// New volumes not known to read zeros (thick) whose initial full sync is to be started,
+    /// from this member, once their members are connected (`drbdadm primary --force`).
+    full_sync_pending: BTreeSet<(String, u16)>,
     /// The name of this node's `on` section: drbdadm finds its own section by the host's name
     /// (`uname -n`); the node name when unset.
     local_host: Option<String>,
@@ -136,6 +139,7 @@ impl DrbdDriver {
             feed: None,
             metadata_created: BTreeSet::new(),
             skip_sync_pending: BTreeSet::new(),
+            full_sync_pending: BTreeSet::new(),
             local_host: None,
         }
     }
@@ -424,6 +428,26 @@ impl DrbdDriver {
             return Ok(());
         };
         let file = applied.file.clone();
+        // A volume UpToDate here (synced from a peer, say) has no initial sync to start any
+        // more: its entry goes, so that it cannot fire should every member be Inconsistent
+        // some day.
+        let up_to_date = |volume: u16| {
+            self.state()
+                .and_then(|s| s.resources.get(resource))
+                .and_then(|r| r.devices.get(&volume))
+                .is_some_and(|d| d.disk == Some(DiskState::UpToDate))
+        };
+        let settled: Vec<(String, u16)> = self
+            .skip_sync_pending
+            .iter()
+            .chain(&self.full_sync_pending)
+            .filter(|(r, v)| r == resource && up_to_date(*v))
+            .cloned()
+            .collect();
+        for entry in settled {
+            self.skip_sync_pending.remove(&entry);
+            self.full_sync_pending.remove(&entry);
+        }
         let pending: Vec<u16> = self
             .skip_sync_pending
             .iter()
@@ -439,6 +463,25 @@ impl DrbdDriver {
                 ))?;
                 info!(resource, volume, "new zeroed volume: initial sync skipped");
                 self.skip_sync_pending
+                    .remove(&(resource.to_string(), volume));
+            }
+        }
+        // Thick volumes: the same member, under the same conditions (every diskful member
+        // connected and Inconsistent), declares its data the first generation; the others get
+        // a full sync from it, as LINSTOR starts it.
+        let full: Vec<u16> = self
+            .full_sync_pending
+            .iter()
+            .filter(|(r, v)| r == resource && self.may_skip_sync(&file, *v))
+            .map(|(_, v)| *v)
+            .collect();
+        if !full.is_empty() {
+            let path = self.file_path(resource);
+            self.execute(commands::primary_force(&path, resource))?;
+            self.execute(commands::secondary(&path, resource))?;
+            info!(resource, volumes = ?full, "new volumes not known to be zeroed: UpToDate here, full initial sync to the others");
+            for volume in full {
+                self.full_sync_pending
                     .remove(&(resource.to_string(), volume));
             }
         }
@@ -527,10 +570,12 @@ impl ReplicationDriver for DrbdDriver {
             ))?;
             self.metadata_created
                 .insert((resource.to_string(), volume.number, disk.clone()));
-            if volume.new_volume {
-                self.skip_sync_pending
-                    .insert((resource.to_string(), volume.number));
-            }
+            let pending = if volume.new_volume {
+                &mut self.skip_sync_pending
+            } else {
+                &mut self.full_sync_pending
+            };
+            pending.insert((resource.to_string(), volume.number));
         }
         self.execute(commands::adjust(&next, resource))?;
         self.install(resource)?;
@@ -645,6 +690,7 @@ impl ReplicationDriver for DrbdDriver {
         self.applied.remove(resource);
         self.metadata_created.retain(|(r, _, _)| r != resource);
         self.skip_sync_pending.retain(|(r, _)| r != resource);
+        self.full_sync_pending.retain(|(r, _)| r != resource);
         info!(resource, "DRBD resource down, metadata wiped, file removed");
         Ok(())
     }

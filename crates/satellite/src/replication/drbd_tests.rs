@@ -305,6 +305,81 @@ fn the_initial_sync_is_skipped_only_once_both_new_disks_are_connected() {
 }
 
 #[test]
+fn a_thick_volume_gets_its_full_initial_sync_from_the_lowest_node_once_both_are_connected() {
+    let dir = tempfile::tempdir().unwrap();
+    let host = Arc::new(RecordingHost::default());
+    host.failures.lock().unwrap().insert(
+        "dump-md".to_string(),
+        "No valid meta data found".to_string(),
+    );
+    let mut driver = DrbdDriver::new(host.clone(), dir.path().to_path_buf(), Mode::Real);
+    let spec = spec(vec![peer(2, false)]);
+    let thick = || MemberVolume {
+        new_volume: false,
+        ..volume(Some("/dev/vg/web_00000"), 1024)
+    };
+    driver.begin_pass();
+    driver.apply(&member(&spec, vec![thick()])).unwrap();
+    assert_eq!(
+        host.take(dir.path()),
+        [
+            "drbdadm -c DIR/web.res.next -- --force dump-md web/0",
+            "drbdadm -c DIR/web.res.next --max-peers 7 -- --force create-md web/0",
+            "drbdadm -c DIR/web.res.next adjust web",
+        ]
+    );
+    // The peer still UpToDate from an older life: nothing is forced.
+    feed(&mut driver, &events("Inconsistent", "UpToDate"));
+    driver.begin_pass();
+    driver.apply(&member(&spec, vec![thick()])).unwrap();
+    assert!(host.take(dir.path()).is_empty());
+
+    // Both new and connected: this node's data becomes the first generation, once.
+    feed(&mut driver, &events("Inconsistent", "Inconsistent"));
+    driver.begin_pass();
+    driver.apply(&member(&spec, vec![thick()])).unwrap();
+    assert_eq!(
+        host.take(dir.path()),
+        [
+            "drbdadm -c DIR/web.res primary --force web",
+            "drbdadm -c DIR/web.res secondary web",
+        ]
+    );
+    driver.begin_pass();
+    driver.apply(&member(&spec, vec![thick()])).unwrap();
+    assert!(host.take(dir.path()).is_empty(), "once");
+}
+
+#[test]
+fn a_new_volume_already_up_to_date_has_no_initial_sync_left_to_start() {
+    // Synced from a peer before the others looked new: the entry goes, and a later moment with
+    // every member Inconsistent does not make this node force its data on them.
+    let dir = tempfile::tempdir().unwrap();
+    let host = Arc::new(RecordingHost::default());
+    host.failures.lock().unwrap().insert(
+        "dump-md".to_string(),
+        "No valid meta data found".to_string(),
+    );
+    let mut driver = DrbdDriver::new(host.clone(), dir.path().to_path_buf(), Mode::Real);
+    let spec = spec(vec![peer(2, false)]);
+    let thick = || MemberVolume {
+        new_volume: false,
+        ..volume(Some("/dev/vg/web_00000"), 1024)
+    };
+    driver.begin_pass();
+    driver.apply(&member(&spec, vec![thick()])).unwrap();
+    host.take(dir.path());
+    feed(&mut driver, &events("UpToDate", "UpToDate"));
+    driver.begin_pass();
+    driver.apply(&member(&spec, vec![thick()])).unwrap();
+    assert!(host.take(dir.path()).is_empty());
+    feed(&mut driver, &events("Inconsistent", "Inconsistent"));
+    driver.begin_pass();
+    driver.apply(&member(&spec, vec![thick()])).unwrap();
+    assert!(host.take(dir.path()).is_empty());
+}
+
+#[test]
 fn existing_metadata_is_kept_and_a_failed_adjust_keeps_the_previous_file() {
     let dir = tempfile::tempdir().unwrap();
     let host = Arc::new(RecordingHost::default());
