@@ -10,7 +10,7 @@
 //!     on "<this node>" { volume N { disk <backing|none>; [disk { per volume }] meta-disk internal;
 //!                                   device minor M; } … node-id I; }
 //!     on "<peer>" { … }                         every peer, by node name
-//!     connection { [net { per connection }] [disk { DrbdOptions/PeerDevice/* }]
+//!     connection { [net { DrbdOptions/Net/* }] [disk { DrbdOptions/PeerDevice/* }]  per connection
 //!                  host "<this node>" address ipv4 A:P; host "<peer>" address ipv4 B:Q; }
 //!                                               this node with every peer, except two diskless
 //! }
@@ -20,7 +20,8 @@
 //! as a placeholder path, as LINSTOR does. The header names the node but carries no time, so a
 //! file whose content did not change renders byte for byte the same.
 //!
-//! Owns the text; not where it is written, nor inheritance of the options (the controller).
+//! Owns the text; not where it is written, nor inheritance of the options (the controller
+//! resolves every section's options as LINSTOR does and hands them down whole).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -56,8 +57,9 @@ pub struct Volume {
     pub minor: u32,
     /// This node's backing device; `None` on a diskless member.
     pub backing: Option<PathBuf>,
-    /// `DrbdOptions/Disk/*` of this volume (volume definition level), written in its own
-    /// `disk { }` on every member.
+    /// `DrbdOptions/Disk/*` of this volume after inheritance (every level, the resource's
+    /// nearest), written in its own `disk { }`, which DRBD takes over the resource's. Written
+    /// in every member's `on` section; drbdadm reads only this node's.
     pub options: DrbdOptions,
 }
 
@@ -70,10 +72,12 @@ pub struct ResourceFile {
     /// The resource's shared secret (`cram-hmac-alg sha1`).
     pub secret: String,
     pub volumes: Vec<Volume>,
-    /// The resource's options after inheritance.
+    /// The resource's options after inheritance: its `handlers`, `options`, `net` and `disk`
+    /// sections. Its `PeerDevice` options are written only where a connection has them.
     pub options: DrbdOptions,
-    /// Options of the connection to one peer (resource connection level: `Net` and
-    /// `PeerDevice`), by the peer's node name; they win over the resource's.
+    /// The options of the connection to one peer after inheritance, by the peer's node name:
+    /// its `Net` ones in the connection's `net`, its `PeerDevice` ones in its `disk`; DRBD
+    /// takes them over the resource's.
     pub connection_options: BTreeMap<String, DrbdOptions>,
 }
 
@@ -337,14 +341,7 @@ impl ResourceFile {
             }
             let connection = self.connection_options.get(&peer.node_name);
             let pick = |section: Section| -> Vec<(&'static str, String)> {
-                let mut values: BTreeMap<&'static str, String> = BTreeMap::new();
-                if section == Section::PeerDevice {
-                    values.extend(options.section(section));
-                }
-                if let Some(c) = connection {
-                    values.extend(c.section(section));
-                }
-                values.into_iter().collect()
+                connection.map(|c| c.section(section)).unwrap_or_default()
             };
             writer.line("");
             writer.open("connection");

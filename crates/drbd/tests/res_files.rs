@@ -226,8 +226,11 @@ fn a_resource_with_two_volumes() {
 
 #[test]
 fn drbd_options_at_several_levels() {
-    // What the controller hands down after inheritance (controller < resource group <
-    // resource definition < resource), plus a volume's and a connection's own options.
+    // What the controller hands down after LINSTOR's inheritance: the member's own options
+    // (resource, definition, group, node, controller), each volume's `Disk` options whole (the
+    // resource's over the volume definition's, the volume group's, the rest), and each
+    // connection's `Net` and `PeerDevice` options whole (to node2 through a resource
+    // connection, to node3 without one).
     let merged = options(&[
         ("Resource/quorum", "majority"),
         ("Resource/on-no-quorum", "suspend-io"),
@@ -241,19 +244,31 @@ fn drbd_options_at_several_levels() {
         ("PeerDevice/resync-rate", "40960"),
         ("Handlers/quorum-lost", "/usr/bin/logger quorum lost"),
     ]);
+    let volume_disk = [("Disk/disk-flushes", "no"), ("Disk/al-extents", "6007")];
     let members = [(1, false), (2, false), (3, true)];
     let files = (1..=3)
         .map(|n| {
             let mut f = file(&members, n, &[1000, 1001], merged.clone());
-            f.volumes[1].options = options(&[("Disk/disk-barrier", "yes")]);
-            if n != 2 {
-                f.connection_options.insert(
-                    "node2".to_string(),
+            f.volumes[0].options = options(&volume_disk);
+            f.volumes[1].options =
+                options(&[volume_disk[0], volume_disk[1], ("Disk/disk-barrier", "yes")]);
+            for peer in members.iter().map(|(p, _)| *p).filter(|p| *p != n) {
+                let through_resource_connection = n == 2 || peer == 2;
+                let connection = if through_resource_connection {
                     options(&[
+                        ("Net/max-buffers", "10000"),
                         ("Net/ping-timeout", "20"),
                         ("PeerDevice/c-max-rate", "250M"),
-                    ]),
-                );
+                    ])
+                } else {
+                    options(&[
+                        ("Net/max-buffers", "10000"),
+                        ("PeerDevice/c-max-rate", "100M"),
+                        ("PeerDevice/resync-rate", "40960"),
+                    ])
+                };
+                f.connection_options
+                    .insert(format!("node{peer}"), connection);
             }
             f
         })

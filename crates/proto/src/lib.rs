@@ -62,10 +62,14 @@ use serde::{Deserialize, Serialize};
 ///    the snapshot's `cut` step (wait, take, abandoned), `io_suspended` in the report. A
 ///    version 5 satellite would take a snapshot of a replicated resource without holding its
 ///    writes, so the replicas' snapshots could differ; it is refused.
-pub const PROTOCOL_VERSION: u32 = 6;
+/// 7: a member's `volume_options` and `connection_options` are the whole of what the volume's
+///    and the connection's sections say, resolved in LINSTOR's order by the controller. A
+///    version 6 satellite would add the resource's peer-device options to every connection,
+///    also where LINSTOR's order drops them; it is refused.
+pub const PROTOCOL_VERSION: u32 = 7;
 
 /// The oldest peer version this build still understands.
-pub const MIN_PROTOCOL_VERSION: u32 = 6;
+pub const MIN_PROTOCOL_VERSION: u32 = 7;
 
 /// Whether a peer speaking `version` can talk to this build.
 pub fn is_compatible(version: u32) -> bool {

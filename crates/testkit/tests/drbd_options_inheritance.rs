@@ -202,6 +202,22 @@ fn drbd_options_set_above_the_resource_reach_every_resource_file() -> Result<()>
     eprintln!("volume group option on every node after {took:?}");
     accepted()?;
 
+    // A resource's own wins over the volume group's in its volumes' `disk`, as in LINSTOR.
+    let own = &nodes[1];
+    rest.put(
+        &format!("/v1/resource-definitions/{RESOURCE}/resources/{own}"),
+        &json!({"override_props": {"DrbdOptions/Disk/al-extents": "1237"}}),
+    )?
+    .expect_success()?;
+    wait_every_file(&files[1..2], REACH, "the resource's al-extents", |text| {
+        text.contains("al-extents 1237;") && !text.contains("al-extents 6007;")
+    })?;
+    for (other, path) in files.iter().filter(|(n, _)| n != own) {
+        let text = std::fs::read_to_string(path)?;
+        assert!(!text.contains("al-extents 1237;"), "{other}: {text}");
+    }
+    accepted()?;
+
     // A node's, in that node's file only.
     let node = &nodes[0];
     rest.put(

@@ -301,14 +301,14 @@ impl DrbdDriver {
             secret: spec.secret.clone(),
             volumes,
             options,
-            // Only their `Net` and `PeerDevice` sections go into the connection's section.
+            // Only their `Net` and `PeerDevice` sections go into the connection's sections.
             connection_options: spec
                 .connection_options
                 .iter()
                 .map(|(peer, options)| {
                     DrbdOptions::parse(options)
                         .map(|parsed| (peer.clone(), parsed))
-                        .map_err(|e| format!("resource connection to '{peer}': {e}"))
+                        .map_err(|e| format!("connection to '{peer}': {e}"))
                 })
                 .collect::<Result<BTreeMap<_, _>, String>>()?,
         };
@@ -459,7 +459,12 @@ impl ReplicationDriver for DrbdDriver {
         ReplicationEngine::Drbd
     }
 
-    fn backing_kib(&self, usable_kib: u64, _replication: &ReplicationSpec) -> Result<u64, String> {
+    fn backing_kib(
+        &self,
+        usable_kib: u64,
+        _replication: &ReplicationSpec,
+        _volumes: &[u16],
+    ) -> Result<u64, String> {
         Ok(usable_kib + metadata_kib(usable_kib, commands::DEFAULT_PEER_SLOTS))
     }
 
