@@ -7,7 +7,8 @@
 //!     options  { DrbdOptions/Resource/* }       quorum, on-no-quorum, …; only when set
 //!     net      { cram-hmac-alg sha1; shared-secret "…"; DrbdOptions/Net/* (protocol C) }
 //!     disk     { DrbdOptions/Disk/* }           only when set
-//!     on "<this node>" { volume N { disk <backing|none>; [disk { per volume }] meta-disk internal;
+//!     on "<this node>" { volume N { disk <backing|none>; tiebreaker yes; (or as a comment, by
+//!                                   the DRBD versions) [disk { per volume }] meta-disk internal;
 //!                                   device minor M; } … node-id I; }
 //!     on "<peer>" { … }                         every peer, by node name
 //!     connection { [net { DrbdOptions/Net/* }] [disk { DrbdOptions/PeerDevice/* }]  per connection
@@ -28,6 +29,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use crate::options::{DrbdOptions, Section};
+use crate::version::DrbdVersions;
 
 /// Where a peer's diskful volume points in this node's file: drbdadm needs a disk there, and the
 /// peer's own file names the real one.
@@ -75,6 +77,11 @@ pub struct ResourceFile {
     /// The resource's options after inheritance: its `handlers`, `options`, `net` and `disk`
     /// sections. Its `PeerDevice` options are written only where a connection has them.
     pub options: DrbdOptions,
+    /// drbd-utils' and the kernel module's versions on this node: every volume says
+    /// `tiebreaker yes;` where both take it, and only as a comment naming them otherwise (an
+    /// older drbd-utils refuses the word), as LINSTOR writes it for every member but a DRBD
+    /// client, a role Ferrite does not have.
+    pub versions: DrbdVersions,
     /// The options of the connection to one peer after inheritance, by the peer's node name:
     /// its `Net` ones in the connection's `net`, its `PeerDevice` ones in its `disk`; DRBD
     /// takes them over the resource's.
@@ -287,6 +294,11 @@ impl ResourceFile {
                 (_, false, false) => PEER_DISK_PLACEHOLDER.to_string(),
             };
             writer.line(&format!("disk        {disk};"));
+            if self.versions.tiebreaker_keyword() {
+                writer.line("tiebreaker yes;");
+            } else {
+                writer.line(&format!("# tiebreaker yes;   # {}", self.versions));
+            }
             writer.section("disk", &volume.options.section(Section::Disk), false);
             writer.line("meta-disk   internal;");
             writer.line(&format!("device      minor {};", volume.minor));
@@ -424,6 +436,7 @@ mod tests {
                 options: DrbdOptions::default(),
             }],
             options: DrbdOptions::default(),
+            versions: DrbdVersions::default(),
             connection_options: BTreeMap::new(),
         }
     }
@@ -507,5 +520,32 @@ mod tests {
         let text = f.render().unwrap();
         assert_eq!(text.matches("connection\n").count(), 1);
         assert!(text.contains("disk        none;"));
+    }
+
+    #[test]
+    fn every_volume_says_tiebreaker_as_the_drbd_versions_allow() {
+        let mut f = file();
+        f.versions =
+            DrbdVersions::from_drbdadm_version("DRBD_KERNEL_VERSION=0\nDRBDADM_VERSION=9.22.0\n");
+        let text = f.render().unwrap();
+        assert_eq!(
+            text.matches("# tiebreaker yes;   # DRBD utils: 9.22.0, kmod: none\n")
+                .count(),
+            2,
+            "one per volume of each member: {text}"
+        );
+        f.versions = DrbdVersions::from_drbdadm_version(
+            "DRBD_KERNEL_VERSION=9.3.1\nDRBDADM_VERSION=9.34.0\n",
+        );
+        let text = f.render().unwrap();
+        assert_eq!(
+            text.matches("\n            tiebreaker yes;\n").count(),
+            2,
+            "{text}"
+        );
+        assert!(
+            !text.contains('#') || !text.contains("# tiebreaker"),
+            "{text}"
+        );
     }
 }

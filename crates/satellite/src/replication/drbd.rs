@@ -52,7 +52,7 @@ use std::sync::mpsc::{Receiver, Sender};
 use std::time::Duration;
 
 use ferrite_drbd::events::{DiskState, ReplicationState, Role as DrbdRole, State, Stream};
-use ferrite_drbd::{DrbdOptions, ResourceFile, Section, commands, res_file};
+use ferrite_drbd::{DrbdOptions, DrbdVersions, ResourceFile, Section, commands, res_file};
 use ferrite_proto::{
     PeerReport, PeerVolumeReport, ReplicatedVolumeReport, ReplicationEngine, ReplicationReport,
     ReplicationSpec, Role,
@@ -114,6 +114,8 @@ pub struct DrbdDriver {
     /// The name of this node's `on` section: drbdadm finds its own section by the host's name
     /// (`uname -n`); the node name when unset.
     local_host: Option<String>,
+    /// drbd-utils' and the kernel module's versions: what the files may say.
+    versions: DrbdVersions,
 }
 
 /// DRBD's internal metadata for a volume of `usable_kib` with `peer_slots` peers: the
@@ -137,7 +139,15 @@ impl DrbdDriver {
             metadata_created: BTreeSet::new(),
             skip_sync_pending: BTreeSet::new(),
             local_host: None,
+            versions: DrbdVersions::default(),
         }
+    }
+
+    /// Writes files for drbd-utils and a kernel module of these versions (`drbdadm --version`);
+    /// unknown versions get what every DRBD 9 takes.
+    pub fn with_versions(mut self, versions: DrbdVersions) -> DrbdDriver {
+        self.versions = versions;
+        self
     }
 
     /// Names this node's `on` section `hostname` (the host's `uname -n`) rather than the node
@@ -301,6 +311,7 @@ impl DrbdDriver {
             secret: spec.secret.clone(),
             volumes,
             options,
+            versions: self.versions,
             // Only their `Net` and `PeerDevice` sections go into the connection's sections.
             connection_options: spec
                 .connection_options
