@@ -62,6 +62,12 @@ pub fn run(settings: &Settings, resources: usize) -> Result<Section> {
         })
         .collect();
     let rest = controller.rest();
+    // 7,500 members per node: more ports than LINSTOR's default range of 1,000.
+    rest.post(
+        "/v1/controller/properties",
+        &json!({"override_props": {"TcpPortAutoRange": "7000-29999", "MinorNrAutoRange": "1000-49999"}}),
+    )?
+    .expect_success()?;
     workload::set_up_cluster(&rest, &specs)?;
     rest.put(
         &format!("/v1/resource-groups/{RESOURCE_GROUP}"),
