@@ -60,6 +60,9 @@ struct Args {
     /// Skip phase B
     #[arg(long)]
     skip_simulated: bool,
+    /// Skip phase C (a DRBD option above 10,000 replicated resources).
+    #[arg(long)]
+    skip_options: bool,
     /// Directory with ferrite-controller and ferrite-satellite [default: this binary's directory]
     #[arg(long, env = "FERRITE_BIN_DIR")]
     bin_dir: Option<PathBuf>,
@@ -152,6 +155,15 @@ fn main() -> Result<()> {
         report
             .sections
             .push(phases::simulated::run(&settings, args.simulated_resources)?);
+    }
+    if !args.skip_options {
+        eprintln!(
+            "== phase C: a DRBD option above {} replicated resources, {} simulated satellites",
+            args.simulated_resources, args.nodes
+        );
+        report
+            .sections
+            .push(phases::options::run(&settings, args.simulated_resources)?);
     }
     report.header.push(format!(
         "Total run time: {:.0} s.",

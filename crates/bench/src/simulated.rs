@@ -197,6 +197,21 @@ impl SimulatedSatellite {
     pub fn resource_count(&self) -> usize {
         self.state.lock().expect("node state").resources.len()
     }
+
+    /// How many of them are replicated (members of a MIRROR or DRBD resource).
+    pub fn replicated_count(&self) -> usize {
+        let state = self.state.lock().expect("node state");
+        state
+            .resources
+            .values()
+            .filter(|r| r.replication.is_some())
+            .count()
+    }
+
+    /// How many desired states it applied.
+    pub fn applied(&self) -> u64 {
+        self.counters.applied.load(Ordering::Relaxed)
+    }
 }
 
 /// The simulated nodes and the runtime they run on.
@@ -206,8 +221,19 @@ pub struct SimulatedNodes {
 }
 
 impl SimulatedNodes {
-    /// Starts `count` nodes named `sim1`, `sim2`, ... on free loopback ports.
+    /// Starts `count` nodes named `sim1`, `sim2`, ... on free loopback ports, with the
+    /// STORAGE layer only.
     pub fn start(count: usize) -> Result<SimulatedNodes> {
+        Self::start_with(count, false)
+    }
+
+    /// Starts `count` nodes that also run the MIRROR layer: they take replicated resources as
+    /// any other, and report no engine state.
+    pub fn start_replicating(count: usize) -> Result<SimulatedNodes> {
+        Self::start_with(count, true)
+    }
+
+    fn start_with(count: usize, replicating: bool) -> Result<SimulatedNodes> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("simulated-satellite")
@@ -222,6 +248,7 @@ impl SimulatedNodes {
             let counters = Arc::new(NodeCounters::default());
             runtime.spawn(serve(
                 listener,
+                replicating,
                 name.clone(),
                 state.clone(),
                 counters.clone(),
@@ -245,7 +272,11 @@ impl SimulatedNodes {
     }
 }
 
-fn capabilities() -> Capabilities {
+fn capabilities(replicating: bool) -> Capabilities {
+    let mut resource_layers = vec![LayerKind::Storage];
+    if replicating {
+        resource_layers.push(LayerKind::Mirror);
+    }
     Capabilities {
         storage_providers: vec![
             ProviderKind::Diskless,
@@ -253,7 +284,7 @@ fn capabilities() -> Capabilities {
             ProviderKind::FileThin,
         ],
         unsupported_providers: BTreeMap::new(),
-        resource_layers: vec![LayerKind::Storage],
+        resource_layers,
         unsupported_layers: BTreeMap::new(),
         dry_run_layers: Vec::new(),
     }
@@ -261,6 +292,7 @@ fn capabilities() -> Capabilities {
 
 async fn serve(
     listener: TcpListener,
+    replicating: bool,
     name: String,
     state: Arc<Mutex<NodeState>>,
     counters: Arc<NodeCounters>,
@@ -273,7 +305,7 @@ async fn serve(
         let state = state.clone();
         let counters = counters.clone();
         tokio::spawn(async move {
-            if let Err(e) = session(stream, &name, &state, &counters).await
+            if let Err(e) = session(stream, replicating, &name, &state, &counters).await
                 && !matches!(e, FrameError::Closed)
             {
                 eprintln!("simulated satellite {name}: session ended: {e}");
@@ -285,6 +317,7 @@ async fn serve(
 /// One controller session: handshake, then answer every message in order.
 async fn session(
     mut stream: TcpStream,
+    replicating: bool,
     name: &str,
     state: &Mutex<NodeState>,
     counters: &NodeCounters,
@@ -322,7 +355,7 @@ async fn session(
         node_name: name.to_string(),
         hostname: format!("{name}.simulated"),
         satellite_version: env!("CARGO_PKG_VERSION").to_string(),
-        capabilities: capabilities(),
+        capabilities: capabilities(replicating),
     };
     write_frame(&mut stream, &welcome).await?;
     loop {

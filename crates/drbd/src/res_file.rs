@@ -7,10 +7,11 @@
 //!     options  { DrbdOptions/Resource/* }       quorum, on-no-quorum, …; only when set
 //!     net      { cram-hmac-alg sha1; shared-secret "…"; DrbdOptions/Net/* (protocol C) }
 //!     disk     { DrbdOptions/Disk/* }           only when set
-//!     on "<this node>" { volume N { disk <backing|none>; [disk { per volume }] meta-disk internal;
+//!     on "<this node>" { volume N { disk <backing|none>; tiebreaker yes; (or as a comment, by
+//!                                   the DRBD versions) [disk { per volume }] meta-disk internal;
 //!                                   device minor M; } … node-id I; }
 //!     on "<peer>" { … }                         every peer, by node name
-//!     connection { [net { per connection }] [disk { DrbdOptions/PeerDevice/* }]
+//!     connection { [net { DrbdOptions/Net/* }] [disk { DrbdOptions/PeerDevice/* }]  per connection
 //!                  host "<this node>" address ipv4 A:P; host "<peer>" address ipv4 B:Q; }
 //!                                               this node with every peer, except two diskless
 //! }
@@ -20,13 +21,15 @@
 //! as a placeholder path, as LINSTOR does. The header names the node but carries no time, so a
 //! file whose content did not change renders byte for byte the same.
 //!
-//! Owns the text; not where it is written, nor inheritance of the options (the controller).
+//! Owns the text; not where it is written, nor inheritance of the options (the controller
+//! resolves every section's options as LINSTOR does and hands them down whole).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use crate::options::{DrbdOptions, Section};
+use crate::version::DrbdVersions;
 
 /// Where a peer's diskful volume points in this node's file: drbdadm needs a disk there, and the
 /// peer's own file names the real one.
@@ -56,8 +59,9 @@ pub struct Volume {
     pub minor: u32,
     /// This node's backing device; `None` on a diskless member.
     pub backing: Option<PathBuf>,
-    /// `DrbdOptions/Disk/*` of this volume (volume definition level), written in its own
-    /// `disk { }` on every member.
+    /// `DrbdOptions/Disk/*` of this volume after inheritance (every level, the resource's
+    /// nearest), written in its own `disk { }`, which DRBD takes over the resource's. Written
+    /// in every member's `on` section; drbdadm reads only this node's.
     pub options: DrbdOptions,
 }
 
@@ -70,10 +74,17 @@ pub struct ResourceFile {
     /// The resource's shared secret (`cram-hmac-alg sha1`).
     pub secret: String,
     pub volumes: Vec<Volume>,
-    /// The resource's options after inheritance.
+    /// The resource's options after inheritance: its `handlers`, `options`, `net` and `disk`
+    /// sections. Its `PeerDevice` options are written only where a connection has them.
     pub options: DrbdOptions,
-    /// Options of the connection to one peer (resource connection level: `Net` and
-    /// `PeerDevice`), by the peer's node name; they win over the resource's.
+    /// drbd-utils' and the kernel module's versions on this node: every volume says
+    /// `tiebreaker yes;` where both take it, and only as a comment naming them otherwise (an
+    /// older drbd-utils refuses the word), as LINSTOR writes it for every member but a DRBD
+    /// client, a role Ferrite does not have.
+    pub versions: DrbdVersions,
+    /// The options of the connection to one peer after inheritance, by the peer's node name:
+    /// its `Net` ones in the connection's `net`, its `PeerDevice` ones in its `disk`; DRBD
+    /// takes them over the resource's.
     pub connection_options: BTreeMap<String, DrbdOptions>,
 }
 
@@ -283,6 +294,11 @@ impl ResourceFile {
                 (_, false, false) => PEER_DISK_PLACEHOLDER.to_string(),
             };
             writer.line(&format!("disk        {disk};"));
+            if self.versions.tiebreaker_keyword() {
+                writer.line("tiebreaker yes;");
+            } else {
+                writer.line(&format!("# tiebreaker yes;   # {}", self.versions));
+            }
             writer.section("disk", &volume.options.section(Section::Disk), false);
             writer.line("meta-disk   internal;");
             writer.line(&format!("device      minor {};", volume.minor));
@@ -337,14 +353,7 @@ impl ResourceFile {
             }
             let connection = self.connection_options.get(&peer.node_name);
             let pick = |section: Section| -> Vec<(&'static str, String)> {
-                let mut values: BTreeMap<&'static str, String> = BTreeMap::new();
-                if section == Section::PeerDevice {
-                    values.extend(options.section(section));
-                }
-                if let Some(c) = connection {
-                    values.extend(c.section(section));
-                }
-                values.into_iter().collect()
+                connection.map(|c| c.section(section)).unwrap_or_default()
             };
             writer.line("");
             writer.open("connection");
@@ -427,6 +436,7 @@ mod tests {
                 options: DrbdOptions::default(),
             }],
             options: DrbdOptions::default(),
+            versions: DrbdVersions::default(),
             connection_options: BTreeMap::new(),
         }
     }
@@ -510,5 +520,32 @@ mod tests {
         let text = f.render().unwrap();
         assert_eq!(text.matches("connection\n").count(), 1);
         assert!(text.contains("disk        none;"));
+    }
+
+    #[test]
+    fn every_volume_says_tiebreaker_as_the_drbd_versions_allow() {
+        let mut f = file();
+        f.versions =
+            DrbdVersions::from_drbdadm_version("DRBD_KERNEL_VERSION=0\nDRBDADM_VERSION=9.22.0\n");
+        let text = f.render().unwrap();
+        assert_eq!(
+            text.matches("# tiebreaker yes;   # DRBD utils: 9.22.0, kmod: none\n")
+                .count(),
+            2,
+            "one per volume of each member: {text}"
+        );
+        f.versions = DrbdVersions::from_drbdadm_version(
+            "DRBD_KERNEL_VERSION=9.3.1\nDRBDADM_VERSION=9.34.0\n",
+        );
+        let text = f.render().unwrap();
+        assert_eq!(
+            text.matches("\n            tiebreaker yes;\n").count(),
+            2,
+            "{text}"
+        );
+        assert!(
+            !text.contains('#') || !text.contains("# tiebreaker"),
+            "{text}"
+        );
     }
 }

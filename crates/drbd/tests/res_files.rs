@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use ferrite_drbd::{DrbdOptions, Member, ResourceFile, Volume};
+use ferrite_drbd::version::{TIEBREAKER_MIN_KERNEL, TIEBREAKER_MIN_UTILS};
+use ferrite_drbd::{DrbdOptions, DrbdVersions, Member, ResourceFile, Version, Volume};
 
 const RESOURCE: &str = "my_ssd_res";
 const SECRET: &str = "Zq3vXk7pLm2Rt9Wn";
@@ -30,6 +31,13 @@ fn options(pairs: &[(&str, &str)]) -> DrbdOptions {
         .collect();
     DrbdOptions::parse(&map).unwrap()
 }
+
+/// The node's DRBD in the golden files: the drbd-utils the option table was generated from, no
+/// kernel module (what the tests' machine has), so `tiebreaker` is written as a comment.
+const VERSIONS: DrbdVersions = DrbdVersions {
+    utils: Some(Version::new(9, 22, 0)),
+    kernel: None,
+};
 
 /// What auto-quorum sets for 3 or more members with 2 disks (the controller adds it).
 const QUORUM: &[(&str, &str)] = &[
@@ -61,6 +69,7 @@ fn file(members: &[(u8, bool)], local: u8, minors: &[u32], options: DrbdOptions)
             })
             .collect(),
         options,
+        versions: VERSIONS,
         connection_options: BTreeMap::new(),
     }
 }
@@ -226,8 +235,11 @@ fn a_resource_with_two_volumes() {
 
 #[test]
 fn drbd_options_at_several_levels() {
-    // What the controller hands down after inheritance (controller < resource group <
-    // resource definition < resource), plus a volume's and a connection's own options.
+    // What the controller hands down after LINSTOR's inheritance: the member's own options
+    // (resource, definition, group, node, controller), each volume's `Disk` options whole (the
+    // resource's over the volume definition's, the volume group's, the rest), and each
+    // connection's `Net` and `PeerDevice` options whole (to node2 through a resource
+    // connection, to node3 without one).
     let merged = options(&[
         ("Resource/quorum", "majority"),
         ("Resource/on-no-quorum", "suspend-io"),
@@ -241,19 +253,31 @@ fn drbd_options_at_several_levels() {
         ("PeerDevice/resync-rate", "40960"),
         ("Handlers/quorum-lost", "/usr/bin/logger quorum lost"),
     ]);
+    let volume_disk = [("Disk/disk-flushes", "no"), ("Disk/al-extents", "6007")];
     let members = [(1, false), (2, false), (3, true)];
     let files = (1..=3)
         .map(|n| {
             let mut f = file(&members, n, &[1000, 1001], merged.clone());
-            f.volumes[1].options = options(&[("Disk/disk-barrier", "yes")]);
-            if n != 2 {
-                f.connection_options.insert(
-                    "node2".to_string(),
+            f.volumes[0].options = options(&volume_disk);
+            f.volumes[1].options =
+                options(&[volume_disk[0], volume_disk[1], ("Disk/disk-barrier", "yes")]);
+            for peer in members.iter().map(|(p, _)| *p).filter(|p| *p != n) {
+                let through_resource_connection = n == 2 || peer == 2;
+                let connection = if through_resource_connection {
                     options(&[
+                        ("Net/max-buffers", "10000"),
                         ("Net/ping-timeout", "20"),
                         ("PeerDevice/c-max-rate", "250M"),
-                    ]),
-                );
+                    ])
+                } else {
+                    options(&[
+                        ("Net/max-buffers", "10000"),
+                        ("PeerDevice/c-max-rate", "100M"),
+                        ("PeerDevice/resync-rate", "40960"),
+                    ])
+                };
+                f.connection_options
+                    .insert(format!("node{peer}"), connection);
             }
             f
         })
@@ -268,5 +292,49 @@ fn drbd_options_at_several_levels() {
         assert!(node1.contains("--c-max-rate=250M"), "{node1}");
         assert!(node1.contains("--c-max-rate=100M"), "{node1}");
         assert!(node1.contains("--verify-alg=crc32c"), "{node1}");
+    }
+}
+
+#[test]
+fn the_tiebreaker_word_is_written_only_for_a_drbd_utils_that_takes_it() {
+    if let Some(why) = drbd_utils_unavailable() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let installed = Command::new("drbdadm")
+        .arg("--version")
+        .output()
+        .map(|o| DrbdVersions::from_drbdadm_version(&String::from_utf8_lossy(&o.stdout)))
+        .unwrap();
+    let members = [(1, false), (2, false), (3, true)];
+    let mut with_word = file(&members, 3, &[1000], options(QUORUM));
+    with_word.versions = DrbdVersions {
+        utils: Some(TIEBREAKER_MIN_UTILS),
+        kernel: Some(TIEBREAKER_MIN_KERNEL),
+    };
+    let text = with_word.render().unwrap();
+    assert!(text.contains("            tiebreaker yes;\n"), "{text}");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiebreaker.res");
+    std::fs::write(&path, &text).unwrap();
+    let output = Command::new("unshare")
+        .args([
+            "--uts",
+            "sh",
+            "-c",
+            &format!(
+                "hostname node3 && drbdadm -c {} dump {RESOURCE}",
+                path.display()
+            ),
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    if installed.utils.is_some_and(|v| v >= TIEBREAKER_MIN_UTILS) {
+        assert!(output.status.success(), "{stderr}");
+    } else {
+        // Why the word waits for the version: this drbd-utils refuses the whole file.
+        assert!(!output.status.success(), "drbd-utils {installed} took it");
+        assert!(stderr.contains("tiebreaker"), "{stderr}");
     }
 }

@@ -67,6 +67,10 @@ use serde::{Deserialize, Serialize};
 ///    rollbacks of replicated resources. A version 6 satellite would run a restored volume on
 ///    the metadata copied from the source (its generations, bitmaps and node-ids), so it is
 ///    refused.
+///    Also in 7: a member's `volume_options` and `connection_options` are the whole of what the volume's
+///    and the connection's sections say, resolved in LINSTOR's order by the controller. A
+///    version 6 satellite would add the resource's peer-device options to every connection,
+///    also where LINSTOR's order drops them; it is refused.
 pub const PROTOCOL_VERSION: u32 = 7;
 
 /// The oldest peer version this build still understands.

@@ -40,21 +40,27 @@ pub struct ReplicationSpec {
     pub secret: String,
     /// Every other member, whether diskful or not.
     pub peers: Vec<PeerSpec>,
-    /// `DrbdOptions/*` properties after inheritance (controller, the member's node, resource
-    /// group, resource definition, resource), by their DRBD names, e.g. `Net/protocol` → `C`.
+    /// `DrbdOptions/*` properties after inheritance (the resource's over its definition's,
+    /// its group's, its node's, the controller's), by their DRBD names, e.g. `Net/protocol` →
+    /// `C`: the resource file's common sections.
     #[serde(default)]
     pub options: BTreeMap<String, String>,
-    /// `DrbdOptions/*` properties of each volume (its volume definition's over its volume
-    /// group's), by volume number and DRBD name (e.g. `Disk/al-extents`); for that volume they
-    /// win over `options`. The numbers are JSON object keys, strings on the wire.
+    /// The `Disk/*` options of each volume after inheritance (the resource's over the volume
+    /// definition's, the volume group's, then as `options`), whole, by volume number and DRBD
+    /// name (e.g. `Disk/al-extents`); for that volume they win over `options`. A volume no
+    /// level sets a `Disk` option for is left out. The numbers are JSON object keys, strings on
+    /// the wire.
     #[serde(
         default,
         skip_serializing_if = "BTreeMap::is_empty",
         deserialize_with = "by_volume_number"
     )]
     pub volume_options: BTreeMap<u16, BTreeMap<String, String>>,
-    /// `DrbdOptions/*` properties of the resource connection to a peer, by the peer's node name
-    /// and DRBD name (`Net/*`, `PeerDevice/*`); for that connection they win over `options`.
+    /// The `Net/*` and `PeerDevice/*` options of the connection to each peer after inheritance
+    /// (LINSTOR's chains for a connection, with the resource and node connections), whole, by
+    /// the peer's node name and DRBD name; for that connection they win over `options`, whose
+    /// `PeerDevice/*` options reach a DRBD connection only through here. A peer no level sets
+    /// such an option for is left out.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub connection_options: BTreeMap<String, BTreeMap<String, String>>,
 }

@@ -85,6 +85,15 @@ fn drbd_reasons(runner: &dyn HostCommands, probe: &LayerProbe) -> Vec<String> {
     reasons
 }
 
+/// drbd-utils' and the kernel module's versions, as `drbdadm --version` prints them; unknown
+/// when it cannot be run.
+pub fn drbd_versions(runner: &dyn HostCommands) -> ferrite_drbd::DrbdVersions {
+    runner
+        .run(&CommandLine::query("drbdadm").arg("--version"))
+        .map(|output| ferrite_drbd::DrbdVersions::from_drbdadm_version(&output.stdout))
+        .unwrap_or_default()
+}
+
 /// Why the drbd-utils that printed `version` (`drbdadm --version`) cannot drive DRBD 9.
 fn drbd_utils_reason(version: &str) -> Option<String> {
     let version = version

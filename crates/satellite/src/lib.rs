@@ -142,8 +142,11 @@ impl Satellite {
                 DrbdMode::Real
             };
             info!(dir = %config.drbd_resource_dir.display(), ?mode, "DRBD layer enabled");
+            let versions = crate::capabilities::drbd_versions(host.runner.as_ref());
+            info!(%versions, "DRBD versions");
             let driver =
-                DrbdDriver::new(host.runner.clone(), config.drbd_resource_dir.clone(), mode);
+                DrbdDriver::new(host.runner.clone(), config.drbd_resource_dir.clone(), mode)
+                    .with_versions(versions);
             // A dry run names the node as the controller does, so each node's file can be
             // checked as that node (tests set the hostname in a UTS namespace).
             let driver = match mode {

@@ -1422,6 +1422,7 @@ impl crate::replication::ReplicationDriver for FakeEngine {
         &self,
         usable_kib: u64,
         _replication: &ferrite_proto::ReplicationSpec,
+        _volumes: &[u16],
     ) -> Result<u64, String> {
         Ok(usable_kib + 1024)
     }

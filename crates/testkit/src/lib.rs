@@ -11,7 +11,8 @@
 //! object for object; [`AbsentSatellite`] holds an address for a node that stays OFFLINE.
 //! [`data::Pattern`] puts known, self-describing data into volumes and checks every byte of
 //! it, through a replicated volume's NBD export with [`nbd`]; [`mount::MountedImage`] is a small ext4 file system to put a pool on, unmount and fill.
-//! [`compat::run_python_linstor`] runs a python-linstor suite of `tests/compat/` on a fresh cluster.
+//! [`compat::run_python_linstor`] runs a python-linstor suite of `tests/compat/` on a fresh cluster;
+//! [`drbd::drbdadm_accepts`] has the real drbd-utils read a resource file as its node would.
 //!
 //! The binaries come from the cargo target directory of the running test (`cargo test
 //! --workspace` builds them), or from `FERRITE_BIN_DIR`.
@@ -19,6 +20,7 @@
 mod absent;
 pub mod compat;
 pub mod data;
+pub mod drbd;
 pub mod mount;
 pub mod nbd;
 mod process;

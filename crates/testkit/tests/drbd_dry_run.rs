@@ -11,34 +11,15 @@
 //! (`scripts/setup.sh` installs it); skipped with the reason otherwise.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
-use ferrite_testkit::{Cluster, Rest, is_root, wait_until};
+use anyhow::{Context, Result};
+use ferrite_testkit::{Cluster, Rest, drbd, wait_until};
 use serde_json::{Value, json};
 
 const GIB_KIB: i64 = 1 << 20;
 const RESOURCE: &str = "my_ssd_res";
 const WAIT: Duration = Duration::from_secs(60);
-
-fn skip_reason() -> Option<String> {
-    if !is_root() {
-        return Some("not root: the pools need loop devices and drbdadm a UTS namespace".into());
-    }
-    for program in ["drbdadm", "unshare"] {
-        let found = Command::new("sh")
-            .args(["-c", &format!("command -v {program}")])
-            .output()
-            .is_ok_and(|o| o.status.success());
-        if !found {
-            return Some(format!(
-                "{program} is not installed (scripts/setup.sh installs drbd-utils)"
-            ));
-        }
-    }
-    None
-}
 
 fn res_file(cluster: &Cluster, node: &str) -> PathBuf {
     res_file_of(cluster, node, RESOURCE)
@@ -62,34 +43,15 @@ fn take_commands(cluster: &Cluster, node: &str) -> Vec<String> {
         .collect()
 }
 
-/// drbdadm, as `node` would run it, accepts `file`.
+/// drbdadm, as `node` would run it, accepts `file`; its `-d up` commands.
 fn drbdadm_accepts(node: &str, file: &Path) -> Result<String> {
     drbdadm_accepts_resource(node, file, RESOURCE)
 }
 
-/// drbdadm, as `node` would run it, accepts `file` of `resource`.
+/// drbdadm, as `node` would run it, accepts `file` of `resource`; its `-d up` commands.
 fn drbdadm_accepts_resource(node: &str, file: &Path, resource: &str) -> Result<String> {
-    let mut up = String::new();
-    for args in ["dump", "-d up", "-d adjust"] {
-        let script = format!(
-            "hostname {node} && drbdadm -c {} {args} {resource}",
-            file.display()
-        );
-        let output = Command::new("unshare")
-            .args(["--uts", "sh", "-c", &script])
-            .output()?;
-        if !output.status.success() {
-            bail!(
-                "drbdadm {args} refused {} as {node}: {}",
-                file.display(),
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-        if args == "-d up" {
-            up = String::from_utf8_lossy(&output.stdout).into_owned();
-        }
-    }
-    Ok(up)
+    let mut outputs = drbd::drbdadm_accepts(node, file, resource, &["dump", "-d up", "-d adjust"])?;
+    Ok(outputs.swap_remove(1))
 }
 
 fn members(rest: &Rest) -> Result<Vec<Value>> {
@@ -136,7 +98,7 @@ fn wait_file(cluster: &Cluster, node: &str, expected: &[&str]) -> Result<String>
 
 #[test]
 fn the_tutorial_on_dry_run_drbd_gives_files_drbd_utils_accepts() -> Result<()> {
-    if let Some(why) = skip_reason() {
+    if let Some(why) = drbd::drbdadm_unavailable() {
         eprintln!("skipped: {why}");
         return Ok(());
     }

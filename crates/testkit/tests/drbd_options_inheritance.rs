@@ -8,11 +8,10 @@
 //! reason otherwise.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
-use ferrite_testkit::{Cluster, Rest, is_root, wait_until};
+use anyhow::{Context, Result};
+use ferrite_testkit::{Cluster, Rest, drbd, is_root, wait_until};
 use serde_json::{Value, json};
 
 const RESOURCE: &str = "opts_res";
@@ -21,32 +20,9 @@ const RESOURCE: &str = "opts_res";
 const REACH: Duration = Duration::from_secs(5);
 const WAIT: Duration = Duration::from_secs(60);
 
-fn has_program(program: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {program}")])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 /// drbdadm, as `node` would run it, accepts `file` (`dump` and `-d adjust`).
 fn drbdadm_accepts(node: &str, file: &Path) -> Result<()> {
-    for args in ["dump", "-d adjust"] {
-        let script = format!(
-            "hostname {node} && drbdadm -c {} {args} {RESOURCE}",
-            file.display()
-        );
-        let output = Command::new("unshare")
-            .args(["--uts", "sh", "-c", &script])
-            .output()?;
-        if !output.status.success() {
-            bail!(
-                "drbdadm {args} refused {} as {node}: {}",
-                file.display(),
-                String::from_utf8_lossy(&output.stderr)
-            );
-        }
-    }
-    Ok(())
+    drbd::drbdadm_accepts(node, file, RESOURCE, &["dump", "-d adjust"]).map(|_| ())
 }
 
 /// The nodes holding [`RESOURCE`].
@@ -125,15 +101,9 @@ fn wait_every_file(
 
 #[test]
 fn drbd_options_set_above_the_resource_reach_every_resource_file() -> Result<()> {
-    if !is_root() {
-        eprintln!("skipped: not root: the pools need loop devices and drbdadm a UTS namespace");
+    if let Some(why) = drbd::drbdadm_unavailable() {
+        eprintln!("skipped: {why}");
         return Ok(());
-    }
-    for program in ["drbdadm", "unshare"] {
-        if !has_program(program) {
-            eprintln!("skipped: {program} is not installed (scripts/setup.sh installs drbd-utils)");
-            return Ok(());
-        }
     }
     let cluster = Cluster::start_with(3, &["--drbd-dry-run", "--reconcile-interval", "2"])?;
     let rest = cluster.rest();
@@ -200,6 +170,22 @@ fn drbd_options_set_above_the_resource_reach_every_resource_file() -> Result<()>
         text.contains("al-extents 6007;")
     })?;
     eprintln!("volume group option on every node after {took:?}");
+    accepted()?;
+
+    // A resource's own wins over the volume group's in its volumes' `disk`, as in LINSTOR.
+    let own = &nodes[1];
+    rest.put(
+        &format!("/v1/resource-definitions/{RESOURCE}/resources/{own}"),
+        &json!({"override_props": {"DrbdOptions/Disk/al-extents": "1237"}}),
+    )?
+    .expect_success()?;
+    wait_every_file(&files[1..2], REACH, "the resource's al-extents", |text| {
+        text.contains("al-extents 1237;") && !text.contains("al-extents 6007;")
+    })?;
+    for (other, path) in files.iter().filter(|(n, _)| n != own) {
+        let text = std::fs::read_to_string(path)?;
+        assert!(!text.contains("al-extents 1237;"), "{other}: {text}");
+    }
     accepted()?;
 
     // A node's, in that node's file only.

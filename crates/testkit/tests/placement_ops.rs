@@ -211,6 +211,19 @@ fn up_to_date_nodes(rest: &Rest, name: &str) -> Result<Vec<String>> {
         .collect())
 }
 
+/// Waits until exactly `count` replicas of `name` are UpToDate ([`up_to_date_nodes`]) and
+/// answers their nodes, sorted.
+fn wait_up_to_date(rest: &Rest, name: &str, count: usize) -> Result<Vec<String>> {
+    let mut nodes = Vec::new();
+    wait_until(WAIT, || {
+        nodes = up_to_date_nodes(rest, name)?;
+        Ok(nodes.len() == count)
+    })
+    .with_context(|| format!("{count} UpToDate replicas of {name}; last seen {nodes:?}"))?;
+    nodes.sort();
+    Ok(nodes)
+}
+
 /// Four nodes: two replicas, the diskless tiebreaker the controller adds for them, and one
 /// free node for the replacement. (On three nodes the third holds the tiebreaker, the
 /// autoplacer does not turn it into a disk, and the evacuated replica stays marked.)
@@ -239,9 +252,7 @@ fn evacuation_moves_a_replica_and_never_leaves_fewer_up_to_date_copies() -> Resu
         &json!({"resource_definition_name": "moved", "volume_sizes": [65536]}),
     )?
     .expect_success()?;
-    wait_until(WAIT, || Ok(up_to_date_nodes(&rest, "moved")?.len() == 2))
-        .context("two UpToDate replicas")?;
-    let holders = up_to_date_nodes(&rest, "moved")?;
+    let holders = wait_up_to_date(&rest, "moved", 2)?;
     let (source, kept) = (holders[0].clone(), holders[1].clone());
     let source_image = cluster.pool_dir(&source).join("moved_00000.img");
     assert!(source_image.exists());
@@ -294,11 +305,13 @@ fn evacuation_moves_a_replica_and_never_leaves_fewer_up_to_date_copies() -> Resu
     })?;
     let replacement = replacement.expect("a replacement");
     eprintln!("{looks} looks; the replacement on {replacement} seen syncing: {seen_syncing}");
-    let mut now = up_to_date_nodes(&rest, "moved")?;
-    now.sort();
     let mut expected = vec![kept, replacement.clone()];
     expected.sort();
-    assert_eq!(now, expected, "the replicas after the evacuation");
+    assert_eq!(
+        wait_up_to_date(&rest, "moved", 2)?,
+        expected,
+        "the replicas after the evacuation"
+    );
     wait_until(WAIT, || Ok(!source_image.exists()))
         .context("the evacuated node deletes its volume")?;
     assert!(

@@ -3,8 +3,11 @@
 //!
 //! - [`real`]: a controller and real `ferrite-satellite` processes with FILE_THIN pools (loop
 //!   devices), up to 1,000 resources;
-//! - [`simulated`]: a controller and in-process simulated satellites, 10,000 resources.
+//! - [`simulated`]: a controller and in-process simulated satellites, 10,000 resources;
+//! - [`options`]: simulated satellites running MIRROR, 10,000 replicated resources, and a
+//!   `DrbdOptions/*` change on the controller and the resource group.
 
+pub mod options;
 pub mod real;
 pub mod simulated;
 

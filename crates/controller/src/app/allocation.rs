@@ -229,6 +229,17 @@ impl Taken {
 
 /// Fills in every allocation the plan's replicated objects lack.
 pub fn complete(cluster: &Cluster, plan: &mut Plan) -> Result<(), Failure> {
+    // What is taken is read from the whole cluster: not for a plan that allocates nothing (a
+    // property change), which would pay for it at every call.
+    let allocates = plan.ops.iter().any(|op| {
+        matches!(
+            op,
+            Op::PutResourceDefinition(_) | Op::PutVolumeDefinition { .. } | Op::PutResource { .. }
+        )
+    });
+    if !allocates {
+        return Ok(());
+    }
     let mut taken = Taken::of(cluster);
     // The definitions as they will be after the plan: a definition created or changed by the
     // plan decides whether its volumes and resources are replicated.

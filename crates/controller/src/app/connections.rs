@@ -374,15 +374,18 @@ mod tests {
             first.connection_options[nodes[1].as_str()],
             [
                 ("Net/max-buffers".to_string(), "8000".to_string()),
+                ("Net/rcvbuf-size".to_string(), "3145728".to_string()),
                 ("Net/sndbuf-size".to_string(), "1048576".to_string()),
             ]
             .into(),
-            "the resource connection over the node connection; the definition over both"
+            "the resource connection over the node connection; the definition over the node \
+             connection, written in the connection as LINSTOR writes it"
         );
         assert_eq!(
             first.connection_options[nodes[2].as_str()],
             [
                 ("Net/max-buffers".to_string(), "4000".to_string()),
+                ("Net/rcvbuf-size".to_string(), "3145728".to_string()),
                 ("Net/sndbuf-size".to_string(), "1048576".to_string()),
             ]
             .into()

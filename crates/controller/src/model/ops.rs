@@ -18,6 +18,7 @@ use ferrite_types::{
 
 use super::{Connection, KeyValueStore};
 use crate::satellites::desired;
+use crate::satellites::inheritance::{self, Changed};
 use ferrite_types::rest::Props;
 use serde::Serialize;
 
@@ -359,11 +360,11 @@ impl Op {
     ///
     /// A change of DRBD options above the resource (`DrbdOptions/<Section>/*` of the
     /// controller, a node, a resource group or a volume group: see `desired::replication_spec`)
-    /// reaches the members of replicated resources that inherit it: every such member for the
-    /// controller, the members of the group's definitions for a group, the node's own members
-    /// for a node; a member whose definition or resource (or group, node) sets the same option
-    /// nearer keeps its value and hears nothing. Other properties of these objects feed no
-    /// satellite and reach none.
+    /// reaches the members of replicated resources that inherit it: of every replicated
+    /// resource for the controller, of the group's definitions for a group or volume group,
+    /// the node's own for a node — each only if some part of its file reads that level for the
+    /// option, with no nearer level setting it (`inheritance::reaches`, LINSTOR's chains).
+    /// Other properties of these objects feed no satellite and reach none.
     pub fn touches(&self, cluster: &Cluster, out: &mut BTreeSet<(NodeName, Option<ResourceName>)>) {
         let all_nodes_of = |rd: &ResourceName, out: &mut BTreeSet<_>| {
             if let Some(definition) = cluster.resource_definitions.get(rd) {
@@ -385,13 +386,9 @@ impl Op {
                     changed_options(cluster.node(&node.name).map(|n| &n.props), &node.props);
                 if !changed.is_empty() {
                     for (rd, resource) in cluster.resources_on_node(&node.name) {
-                        let group = cluster.resource_groups.get(&rd.resource_group);
-                        let nearer = [
-                            group.map(|g| &g.props),
-                            Some(&rd.props),
-                            Some(&resource.props),
-                        ];
-                        if rd.is_replicated() && !shadowed(&changed, &nearer) {
+                        if rd.is_replicated()
+                            && inheritance::reaches(cluster, rd, resource, Changed::Node, &changed)
+                        {
                             out.insert((node.name.clone(), Some(rd.name.clone())));
                         }
                     }
@@ -470,7 +467,13 @@ impl Op {
                     for rd in cluster.resource_definitions.values() {
                         if rd.resource_group == group.name && rd.is_replicated() {
                             for resource in rd.resources.values() {
-                                if !shadowed(&changed, &[Some(&rd.props), Some(&resource.props)]) {
+                                if inheritance::reaches(
+                                    cluster,
+                                    rd,
+                                    resource,
+                                    Changed::ResourceGroup,
+                                    &changed,
+                                ) {
                                     out.insert((resource.node.clone(), Some(rd.name.clone())));
                                 }
                             }
@@ -761,20 +764,9 @@ fn changed_options<'a>(before: Option<&'a Props>, after: &'a Props) -> BTreeSet<
         .collect()
 }
 
-/// Whether every one of `changed` is set at a level nearer the resource (`nearer`), so that
-/// the member's effective options stay as they are.
-fn shadowed(changed: &BTreeSet<&str>, nearer: &[Option<&Props>]) -> bool {
-    changed.iter().all(|key| {
-        nearer
-            .iter()
-            .flatten()
-            .any(|props| props.contains_key(*key))
-    })
-}
-
 /// The members a change of the controller's property `key` reaches: every member of a
-/// replicated resource that does not set the option nearer (its node, resource group,
-/// definition or itself). None when `key` is no DRBD option.
+/// replicated resource that some part of its file reads the controller's value for
+/// (`inheritance::reaches`). None when `key` is no DRBD option.
 fn controller_option_reach(
     cluster: &Cluster,
     key: &str,
@@ -788,16 +780,8 @@ fn controller_option_reach(
         if !rd.is_replicated() {
             continue;
         }
-        let group = cluster
-            .resource_groups
-            .get(&rd.resource_group)
-            .map(|g| &g.props);
         for resource in rd.resources.values() {
-            let node = cluster.node(&resource.node).map(|n| &n.props);
-            if !shadowed(
-                &changed,
-                &[node, group, Some(&rd.props), Some(&resource.props)],
-            ) {
+            if inheritance::reaches(cluster, rd, resource, Changed::Controller, &changed) {
                 out.insert((resource.node.clone(), Some(rd.name.clone())));
             }
         }
@@ -805,8 +789,8 @@ fn controller_option_reach(
 }
 
 /// The members a change of `changed` options on volume group `number` of `group` reaches:
-/// those of the group's replicated definitions with that volume, unless the volume definition
-/// sets the options itself.
+/// those of the group's replicated definitions with that volume whose volume `disk` reads the
+/// volume group's value (neither the resource nor the volume definition sets it).
 fn volume_group_reach(
     cluster: &Cluster,
     group: &ResourceGroupName,
@@ -821,14 +805,10 @@ fn volume_group_reach(
         if &rd.resource_group != group || !rd.is_replicated() {
             continue;
         }
-        let Some(vd) = rd.volume_definitions.get(&number) else {
-            continue;
-        };
-        if shadowed(changed, &[Some(&vd.props)]) {
-            continue;
-        }
-        for node in rd.resources.keys() {
-            out.insert((node.clone(), Some(rd.name.clone())));
+        for resource in rd.resources.values() {
+            if inheritance::reaches(cluster, rd, resource, Changed::VolumeGroup(number), changed) {
+                out.insert((resource.node.clone(), Some(rd.name.clone())));
+            }
         }
     }
 }
@@ -856,7 +836,7 @@ mod tests {
     use crate::app::testing::{
         add_resource, apply, commit, engines_runtime, replicated_group, spawn, tutorial_cluster,
     };
-    use crate::app::{controller_props, nodes, resource_definitions, resource_groups};
+    use crate::app::{connections, controller_props, nodes, resource_definitions, resource_groups};
 
     type Touched = BTreeSet<(NodeName, Option<ResourceName>)>;
 
@@ -1137,5 +1117,248 @@ mod tests {
                 assert_eq!(spec.options["Net/max-epoch-size"], "4000");
             }
         }
+    }
+
+    /// The members of `web` by node, and the node of each.
+    fn web_nodes(cluster: &Cluster) -> Vec<NodeName> {
+        cluster.resource_definitions[&"web".parse::<ResourceName>().unwrap()]
+            .resources
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    fn web_mut(cluster: &mut Cluster) -> &mut crate::model::ResourceDefinition {
+        cluster
+            .resource_definitions
+            .get_mut(&"web".parse::<ResourceName>().unwrap())
+            .unwrap()
+    }
+
+    fn web_spec(cluster: &Cluster, node: &NodeName) -> ferrite_proto::ReplicationSpec {
+        let rd = &cluster.resource_definitions[&"web".parse::<ResourceName>().unwrap()];
+        crate::satellites::desired::resource_spec(cluster, rd, &rd.resources[node])
+            .replication
+            .unwrap()
+    }
+
+    #[test]
+    fn a_resources_disk_option_wins_over_its_volume_definitions_and_its_volume_groups() {
+        let mut cluster = cluster();
+        let nodes = web_nodes(&cluster);
+        let key = "DrbdOptions/Disk/al-extents";
+        cluster
+            .resource_groups
+            .values_mut()
+            .find(|g| g.name.as_str() == "my_ssd_group")
+            .unwrap()
+            .volume_groups
+            .values_mut()
+            .next()
+            .unwrap()
+            .props
+            .insert(key.into(), "1000".into());
+        let web = web_mut(&mut cluster);
+        web.props.insert(key.into(), "4000".into());
+        web.volume_definitions
+            .values_mut()
+            .next()
+            .unwrap()
+            .props
+            .insert(key.into(), "2000".into());
+        web.resources
+            .get_mut(&nodes[0])
+            .unwrap()
+            .props
+            .insert(key.into(), "3000".into());
+        let volume = |node: &NodeName, cluster: &Cluster| {
+            web_spec(cluster, node).volume_options[&0]["Disk/al-extents"].clone()
+        };
+        assert_eq!(volume(&nodes[0], &cluster), "3000", "the resource's");
+        assert_eq!(
+            volume(&nodes[1], &cluster),
+            "2000",
+            "the volume definition's"
+        );
+        assert_eq!(
+            web_spec(&cluster, &nodes[1]).options["Disk/al-extents"],
+            "4000"
+        );
+
+        // The volume group's reaches only the members that read it.
+        let plan = resource_groups::modify_volume_group(
+            &cluster,
+            "my_ssd_group",
+            0,
+            &rest::VolumeGroupModify {
+                override_props: [(key.to_string(), "1100".to_string())].into(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(
+            touched_by(&cluster, &plan),
+            members(&cluster, &["db"]),
+            "web's members read the volume definition's"
+        );
+        web_mut(&mut cluster)
+            .volume_definitions
+            .values_mut()
+            .next()
+            .unwrap()
+            .props
+            .remove(key);
+        let plan = resource_groups::modify_volume_group(
+            &cluster,
+            "my_ssd_group",
+            0,
+            &rest::VolumeGroupModify {
+                override_props: [(key.to_string(), "1100".to_string())].into(),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let touched = touched_by(&cluster, &plan);
+        let web: ResourceName = "web".parse().unwrap();
+        assert!(!touched.contains(&(nodes[0].clone(), Some(web.clone()))));
+        assert!(touched.contains(&(nodes[1].clone(), Some(web.clone()))));
+        apply(&mut cluster, plan);
+        assert_eq!(volume(&nodes[0], &cluster), "3000");
+        assert_eq!(
+            volume(&nodes[1], &cluster),
+            "1100",
+            "the volume group's over the definition's"
+        );
+    }
+
+    #[test]
+    fn in_a_connection_the_definition_group_and_controller_win_over_the_resource_for_net() {
+        let mut cluster = cluster();
+        let nodes = web_nodes(&cluster);
+        let key = "DrbdOptions/Net/max-buffers";
+        web_mut(&mut cluster)
+            .resources
+            .get_mut(&nodes[0])
+            .unwrap()
+            .props
+            .insert(key.into(), "2000".into());
+        let spec = web_spec(&cluster, &nodes[0]);
+        assert_eq!(spec.options["Net/max-buffers"], "2000");
+        assert!(spec.connection_options.is_empty());
+
+        // The controller's reaches that member too: it is written in every connection.
+        let plan = controller_props::modify(&cluster, &set(key, "8000")).unwrap();
+        assert_eq!(
+            touched_by(&cluster, &plan),
+            members(&cluster, &["web", "db"])
+        );
+        apply(&mut cluster, plan);
+        let spec = web_spec(&cluster, &nodes[0]);
+        assert_eq!(
+            spec.options["Net/max-buffers"], "2000",
+            "the resource's, in `net`"
+        );
+        for peer in &nodes[1..] {
+            assert_eq!(
+                spec.connection_options[peer.as_str()]["Net/max-buffers"],
+                "8000",
+                "the controller's, in each connection's `net`, which DRBD takes"
+            );
+        }
+
+        // A node connection is under the definition, over the group and the controller.
+        let pair = crate::model::Connection::key(&nodes[0], &nodes[1]);
+        cluster.node_connections.insert(
+            pair.clone(),
+            crate::model::Connection {
+                node_a: pair.0.clone(),
+                node_b: pair.1.clone(),
+                props: [(key.to_string(), "5000".to_string())].into(),
+            },
+        );
+        let spec = web_spec(&cluster, &nodes[0]);
+        assert_eq!(
+            spec.connection_options[nodes[1].as_str()]["Net/max-buffers"],
+            "5000"
+        );
+        web_mut(&mut cluster)
+            .props
+            .insert(key.into(), "4000".into());
+        let spec = web_spec(&cluster, &nodes[0]);
+        assert_eq!(
+            spec.connection_options[nodes[1].as_str()]["Net/max-buffers"],
+            "4000"
+        );
+        assert_eq!(
+            spec.connection_options[nodes[2].as_str()]["Net/max-buffers"],
+            "4000"
+        );
+        // Now nothing above the definition reaches web.
+        let plan = controller_props::modify(&cluster, &set(key, "9000")).unwrap();
+        assert_eq!(touched_by(&cluster, &plan), members(&cluster, &["db"]));
+    }
+
+    #[test]
+    fn a_resource_connection_takes_a_connections_peer_device_options_from_it_the_definition_and_the_group()
+     {
+        let mut cluster = cluster();
+        let nodes = web_nodes(&cluster);
+        let rate = "DrbdOptions/PeerDevice/c-max-rate";
+        cluster.props.insert(rate.into(), "100M".into());
+        web_mut(&mut cluster)
+            .resources
+            .get_mut(&nodes[0])
+            .unwrap()
+            .props
+            .insert("DrbdOptions/PeerDevice/resync-rate".into(), "40960".into());
+        let spec = web_spec(&cluster, &nodes[0]);
+        for peer in &nodes[1..] {
+            assert_eq!(
+                spec.connection_options[peer.as_str()],
+                [
+                    ("PeerDevice/c-max-rate".to_string(), "100M".to_string()),
+                    ("PeerDevice/resync-rate".to_string(), "40960".to_string()),
+                ]
+                .into(),
+                "without a resource connection, the member's own"
+            );
+        }
+        let plan = connections::modify_resource_connection(
+            &cluster,
+            "web",
+            nodes[0].as_str(),
+            nodes[1].as_str(),
+            &set("DrbdOptions/Net/ping-timeout", "20"),
+        )
+        .unwrap();
+        apply(&mut cluster, plan);
+        let spec = web_spec(&cluster, &nodes[0]);
+        assert_eq!(
+            spec.connection_options[nodes[1].as_str()],
+            [("Net/ping-timeout".to_string(), "20".to_string())].into(),
+            "with one, neither the controller's nor the resource's"
+        );
+        assert_eq!(spec.connection_options[nodes[2].as_str()].len(), 2);
+        // The group's is in the resource connection's chain.
+        cluster
+            .resource_groups
+            .values_mut()
+            .find(|g| g.name.as_str() == "my_ssd_group")
+            .unwrap()
+            .props
+            .insert(rate.into(), "200M".into());
+        let spec = web_spec(&cluster, &nodes[0]);
+        assert_eq!(
+            spec.connection_options[nodes[1].as_str()]["PeerDevice/c-max-rate"],
+            "200M"
+        );
+        // A controller change reaches the connection that reads it, not the one that does not.
+        cluster.props.remove(rate);
+        let plan =
+            controller_props::modify(&cluster, &set("DrbdOptions/PeerDevice/c-fill-target", "1M"))
+                .unwrap();
+        assert!(
+            touched_by(&cluster, &plan).contains(&(nodes[0].clone(), Some("web".parse().unwrap())))
+        );
     }
 }

@@ -153,27 +153,7 @@ fn snapshot_specs(
         .collect()
 }
 
-/// The prefix of the properties that configure a replication layer, LINSTOR's.
-pub const DRBD_OPTIONS_PREFIX: &str = "DrbdOptions/";
-
-/// The DRBD option a property sets in the satellites' desired state, by its DRBD name:
-/// `DrbdOptions/<Section>/<option>` → `<Section>/<option>`. Keys without a section
-/// (`DrbdOptions/auto-quorum`, `DrbdOptions/auto-add-quorum-tiebreaker`) are the controller's
-/// own settings and reach no satellite, nor does any property outside `DrbdOptions/`.
-pub fn replication_option(key: &str) -> Option<&str> {
-    key.strip_prefix(DRBD_OPTIONS_PREFIX)
-        .filter(|name| name.contains('/'))
-}
-
-/// The DRBD options among `props`, by their DRBD names.
-fn drbd_options(props: &ferrite_types::rest::Props) -> std::collections::BTreeMap<String, String> {
-    props
-        .iter()
-        .filter_map(|(key, value)| {
-            replication_option(key).map(|name| (name.to_string(), value.clone()))
-        })
-        .collect()
-}
+pub use super::inheritance::{DRBD_OPTIONS_PREFIX, replication_option};
 
 /// From this many voting members (diskless tiebreakers and clients included), with at least
 /// two disks, a replicated resource gets quorum options unless the user set them: what
@@ -188,21 +168,22 @@ pub const QUORUM_DEFAULTS: [(&str, &str); 2] = [
 
 /// The replication layer's data for `resource`: its node-id and port, the secret, every other
 /// member that is not being deleted, and the `DrbdOptions/*` properties after LINSTOR's
-/// inheritance (controller, the resource's node, resource group, resource definition,
-/// resource; the later wins), completed with [`QUORUM_DEFAULTS`] for resources of
-/// [`QUORUM_MIN_MEMBERS`] or more; each volume's apart (`volume_options`: the volume
-/// definition's over its volume group's), and those of the connection to each peer apart
-/// (`connection_options`: the resource connection's, over the node connection's where neither
-/// the definition nor the resource sets them). `None` when the stack has no replication layer,
-/// or while something is not allocated yet.
+/// inheritance (`super::inheritance`): the member's own (`options`, completed with
+/// [`QUORUM_DEFAULTS`] for resources of [`QUORUM_MIN_MEMBERS`] or more), each volume's `Disk`
+/// options (`volume_options`) and each connection's `Net` and `PeerDevice` options
+/// (`connection_options`), each whole, as the file's section gets them, and left out when no
+/// level sets any. `None` when the stack has no replication layer, or while something is not
+/// allocated yet.
 ///
 /// Every property read here must reach the satellites when it changes: `Op::touches` names
-/// the members each level's change reaches.
+/// the members each level's change reaches (`inheritance::reaches`).
 fn replication_spec(
     cluster: &Cluster,
     rd: &ResourceDefinition,
     resource: &Resource,
 ) -> Option<ReplicationSpec> {
+    use super::inheritance::{CONNECTION_NET, Levels, MEMBER, VOLUME_DISK};
+
     let engine = match rd.replication_layer()? {
         LayerKind::Mirror => ReplicationEngine::Mirror,
         LayerKind::Drbd => ReplicationEngine::Drbd,
@@ -211,34 +192,25 @@ fn replication_spec(
     let address_of = |node: &NodeName| -> Option<std::net::IpAddr> {
         cluster.node(node)?.active_interface().map(|i| i.address)
     };
-    let peers = rd
+    let peers: Vec<(&NodeName, PeerSpec)> = rd
         .resources
         .values()
         .filter(|peer| peer.node != resource.node && !peer.is_deleting())
         .filter_map(|peer| {
-            Some(PeerSpec {
-                node_name: peer.node.to_string(),
-                node_id: peer.node_id?,
-                address: address_of(&peer.node)?,
-                port: peer.port?,
-                diskless: !peer.holds_data(),
-            })
+            Some((
+                &peer.node,
+                PeerSpec {
+                    node_name: peer.node.to_string(),
+                    node_id: peer.node_id?,
+                    address: address_of(&peer.node)?,
+                    port: peer.port?,
+                    diskless: !peer.holds_data(),
+                },
+            ))
         })
         .collect();
-    let mut options = std::collections::BTreeMap::new();
-    let group = cluster.resource_groups.get(&rd.resource_group);
-    for props in [
-        Some(&cluster.props),
-        cluster.node(&resource.node).map(|n| &n.props),
-        group.map(|g| &g.props),
-        Some(&rd.props),
-        Some(&resource.props),
-    ]
-    .into_iter()
-    .flatten()
-    {
-        options.extend(drbd_options(props));
-    }
+    let member = Levels::member(cluster, rd, resource);
+    let mut options = member.resolve(MEMBER, None);
     let members = crate::app::tiebreaker::Members::of(rd);
     if members.total() >= QUORUM_MIN_MEMBERS && members.diskful >= 2 {
         for (name, value) in QUORUM_DEFAULTS {
@@ -251,48 +223,19 @@ fn replication_spec(
         .volume_definitions
         .values()
         .filter_map(|vd| {
-            let mut options = group
-                .and_then(|g| g.volume_groups.get(&vd.number))
-                .map(|vg| drbd_options(&vg.props))
-                .unwrap_or_default();
-            options.extend(drbd_options(&vd.props));
+            let options = member
+                .with_volume(cluster, rd, vd)
+                .resolve(VOLUME_DISK, Some(&["Disk"]));
             (!options.is_empty()).then(|| (vd.number.get(), options))
         })
         .collect();
-    let connection_options = cluster
-        .resource_connections
+    let connection_options = peers
         .iter()
-        .filter(|((name, a, b), _)| {
-            name == &rd.name && (a == &resource.node || b == &resource.node) && a != b
-        })
-        .map(|((_, a, b), connection)| {
-            let peer = if a == &resource.node { b } else { a };
-            (peer.clone(), drbd_options(&connection.props))
-        })
-        .collect::<std::collections::BTreeMap<NodeName, _>>();
-    // LINSTOR's order for a connection: resource connection, then resource definition, then
-    // node connection, then resource group and controller. The node connection's options go
-    // into the connection section unless the definition (or the resource) sets them.
-    let set_above_node_connection: std::collections::BTreeSet<String> =
-        [&rd.props, &resource.props]
-            .into_iter()
-            .flat_map(|props| drbd_options(props).into_keys())
-            .collect();
-    let connection_options = rd
-        .resources
-        .values()
-        .filter(|peer| peer.node != resource.node && !peer.is_deleting())
-        .filter_map(|peer| {
-            let mut options: std::collections::BTreeMap<String, String> = cluster
-                .node_connections
-                .get(&crate::model::Connection::key(&resource.node, &peer.node))
-                .map(|c| drbd_options(&c.props))
-                .unwrap_or_default();
-            options.retain(|name, _| !set_above_node_connection.contains(name));
-            if let Some(own) = connection_options.get(&peer.node) {
-                options.extend(own.clone());
-            }
-            (!options.is_empty()).then(|| (peer.node.to_string(), options))
+        .filter_map(|(peer, spec)| {
+            let levels = member.with_connection(cluster, rd, &resource.node, peer);
+            let mut options = levels.resolve(CONNECTION_NET, Some(&["Net"]));
+            options.extend(levels.resolve(levels.peer_device_chain(), Some(&["PeerDevice"])));
+            (!options.is_empty()).then(|| (spec.node_name.clone(), options))
         })
         .collect();
     Some(ReplicationSpec {
@@ -301,7 +244,7 @@ fn replication_spec(
         address: address_of(&resource.node)?,
         port: resource.port?,
         secret: rd.secret.clone()?,
-        peers,
+        peers: peers.into_iter().map(|(_, spec)| spec).collect(),
         options,
         volume_options,
         connection_options,

@@ -10,6 +10,7 @@
 //! kept here, next to the links, not in the persisted graph.
 
 pub mod desired;
+pub mod inheritance;
 mod link;
 
 use std::collections::HashMap;

@@ -244,6 +244,13 @@ impl Reconciler {
             let mut deletions: Vec<&VolumeSpec> = Vec::new();
             // The ledger keys of volumes that get fresh replication metadata in this pass.
             let mut fresh_keys: BTreeMap<u16, VolumeKey> = BTreeMap::new();
+            // The volumes the member keeps: an engine's options can differ between volumes.
+            let volume_numbers: Vec<u16> = resource
+                .volumes
+                .iter()
+                .filter(|v| !resource.deletes(v))
+                .map(|v| v.volume_number)
+                .collect();
             for volume in &resource.volumes {
                 if !unapplied.is_empty() && !resource.deletes(volume) && !resource.diskless {
                     // Nothing of a stack this satellite cannot apply whole is made: an
@@ -343,7 +350,11 @@ impl Reconciler {
                 // A replicated volume's backing volume holds the engine's metadata too.
                 let backing_spec = match (driver, &resource.replication) {
                     (Some(index), Some(replication)) => {
-                        match self.drivers[index].backing_kib(volume.size_kib, replication) {
+                        match self.drivers[index].backing_kib(
+                            volume.size_kib,
+                            replication,
+                            &volume_numbers,
+                        ) {
                             Ok(size_kib) => VolumeSpec {
                                 size_kib,
                                 ..volume.clone()

@@ -52,7 +52,7 @@ use std::sync::mpsc::{Receiver, Sender};
 use std::time::Duration;
 
 use ferrite_drbd::events::{DiskState, ReplicationState, Role as DrbdRole, State, Stream};
-use ferrite_drbd::{DrbdOptions, ResourceFile, Section, commands, res_file};
+use ferrite_drbd::{DrbdOptions, DrbdVersions, ResourceFile, Section, commands, res_file};
 use ferrite_proto::{
     PeerReport, PeerVolumeReport, ReplicatedVolumeReport, ReplicationEngine, ReplicationReport,
     ReplicationSpec, Role,
@@ -117,6 +117,8 @@ pub struct DrbdDriver {
     /// The name of this node's `on` section: drbdadm finds its own section by the host's name
     /// (`uname -n`); the node name when unset.
     local_host: Option<String>,
+    /// drbd-utils' and the kernel module's versions: what the files may say.
+    versions: DrbdVersions,
 }
 
 /// DRBD's internal metadata for a volume of `usable_kib` with `peer_slots` peers: the
@@ -141,7 +143,15 @@ impl DrbdDriver {
             skip_sync_pending: BTreeSet::new(),
             full_sync_pending: BTreeSet::new(),
             local_host: None,
+            versions: DrbdVersions::default(),
         }
+    }
+
+    /// Writes files for drbd-utils and a kernel module of these versions (`drbdadm --version`);
+    /// unknown versions get what every DRBD 9 takes.
+    pub fn with_versions(mut self, versions: DrbdVersions) -> DrbdDriver {
+        self.versions = versions;
+        self
     }
 
     /// Names this node's `on` section `hostname` (the host's `uname -n`) rather than the node
@@ -305,14 +315,15 @@ impl DrbdDriver {
             secret: spec.secret.clone(),
             volumes,
             options,
-            // Only their `Net` and `PeerDevice` sections go into the connection's section.
+            versions: self.versions,
+            // Only their `Net` and `PeerDevice` sections go into the connection's sections.
             connection_options: spec
                 .connection_options
                 .iter()
                 .map(|(peer, options)| {
                     DrbdOptions::parse(options)
                         .map(|parsed| (peer.clone(), parsed))
-                        .map_err(|e| format!("resource connection to '{peer}': {e}"))
+                        .map_err(|e| format!("connection to '{peer}': {e}"))
                 })
                 .collect::<Result<BTreeMap<_, _>, String>>()?,
         };
@@ -502,7 +513,12 @@ impl ReplicationDriver for DrbdDriver {
         ReplicationEngine::Drbd
     }
 
-    fn backing_kib(&self, usable_kib: u64, _replication: &ReplicationSpec) -> Result<u64, String> {
+    fn backing_kib(
+        &self,
+        usable_kib: u64,
+        _replication: &ReplicationSpec,
+        _volumes: &[u16],
+    ) -> Result<u64, String> {
         Ok(usable_kib + metadata_kib(usable_kib, commands::DEFAULT_PEER_SLOTS))
     }
 

@@ -537,7 +537,9 @@ fn the_backing_volume_has_room_for_drbds_metadata() {
         PathBuf::from("/nonexistent"),
         Mode::DryRun,
     );
-    let gross = driver.backing_kib(1 << 20, &spec(Vec::new())).unwrap();
+    let gross = driver
+        .backing_kib(1 << 20, &spec(Vec::new()), &[0])
+        .unwrap();
     assert_eq!(gross, (1 << 20) + 260);
 }
 
@@ -868,5 +870,5 @@ fn a_connections_options_go_into_that_connections_section() {
     let error = driver
         .apply(&member(&spec, vec![volume(Some("/dev/loop3"), 1024)]))
         .unwrap_err();
-    assert!(error.contains("resource connection to 'node3'"), "{error}");
+    assert!(error.contains("connection to 'node3'"), "{error}");
 }

@@ -193,7 +193,10 @@ impl MirrorDriver {
                     new_volume: volume.new_volume,
                 })
                 .collect(),
-            options: Options::from_drbd_options(&spec.options)?,
+            options: Options::from_drbd_options(&mirror_options(
+                spec,
+                &member.volumes.iter().map(|v| v.number).collect::<Vec<_>>(),
+            ))?,
         };
         config.check().map_err(|e| e.to_string())?;
         Ok(config)
@@ -210,6 +213,50 @@ impl MirrorDriver {
     }
 }
 
+/// The DRBD options MIRROR runs a member with, one value per resource: the member's own
+/// (`options`, the file's common sections), except where DRBD would use another value on every
+/// volume (`Disk/*`, from `volume_options`) or on every connection (`Net/*` and
+/// `PeerDevice/*`, from `connection_options`): then that value, as the kernel's DRBD would run
+/// each of them. Where volumes or connections differ MIRROR, which has one value, keeps the
+/// member's own.
+pub fn mirror_options(spec: &ReplicationSpec, volumes: &[u16]) -> BTreeMap<String, String> {
+    let mut options = spec.options.clone();
+    // What each volume, resp. each connection, gets for an option: its own, else the member's.
+    let uniform = |parts: Vec<Option<&BTreeMap<String, String>>>,
+                   options: &mut BTreeMap<String, String>| {
+        let names: std::collections::BTreeSet<&String> =
+            parts.iter().flatten().flat_map(|p| p.keys()).collect();
+        let mut agreed = Vec::new();
+        for name in names {
+            let mut values = parts
+                .iter()
+                .map(|part| part.and_then(|p| p.get(name)).or(options.get(name)));
+            let first = values.next().flatten();
+            if let Some(first) = first
+                && values.all(|v| v == Some(first))
+            {
+                agreed.push((name.clone(), first.clone()));
+            }
+        }
+        options.extend(agreed);
+    };
+    uniform(
+        volumes
+            .iter()
+            .map(|number| spec.volume_options.get(number))
+            .collect(),
+        &mut options,
+    );
+    uniform(
+        spec.peers
+            .iter()
+            .map(|peer| spec.connection_options.get(&peer.node_name))
+            .collect(),
+        &mut options,
+    );
+    options
+}
+
 fn role(word: &str) -> Role {
     match word {
         "Primary" => Role::Primary,
@@ -223,8 +270,13 @@ impl ReplicationDriver for MirrorDriver {
         ReplicationEngine::Mirror
     }
 
-    fn backing_kib(&self, usable_kib: u64, replication: &ReplicationSpec) -> Result<u64, String> {
-        let options = Options::from_drbd_options(&replication.options)?;
+    fn backing_kib(
+        &self,
+        usable_kib: u64,
+        replication: &ReplicationSpec,
+        volumes: &[u16],
+    ) -> Result<u64, String> {
+        let options = Options::from_drbd_options(&mirror_options(replication, volumes))?;
         let metadata = ferrite_mirror::metadata::metadata_size(
             usable_kib * 1024,
             DEFAULT_PEER_SLOTS,
@@ -543,4 +595,80 @@ pub fn watch_events(
                 }
             });
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use ferrite_proto::{PeerSpec, ReplicationEngine, ReplicationSpec};
+
+    use super::mirror_options;
+
+    fn map(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn spec() -> ReplicationSpec {
+        ReplicationSpec {
+            engine: ReplicationEngine::Mirror,
+            node_id: 0,
+            address: "127.0.0.1".parse().unwrap(),
+            port: 7000,
+            secret: "s".into(),
+            peers: ["node2", "node3"]
+                .iter()
+                .enumerate()
+                .map(|(i, name)| PeerSpec {
+                    node_name: name.to_string(),
+                    node_id: i as u8 + 1,
+                    address: "127.0.0.1".parse().unwrap(),
+                    port: 7000,
+                    diskless: false,
+                })
+                .collect(),
+            options: map(&[
+                ("Net/ping-timeout", "20"),
+                ("PeerDevice/c-max-rate", "100M"),
+                ("Disk/al-extents", "1237"),
+            ]),
+            volume_options: BTreeMap::new(),
+            connection_options: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn mirror_runs_with_what_drbd_would_use_on_every_connection_and_every_volume() {
+        let mut spec = spec();
+        assert_eq!(mirror_options(&spec, &[0]), spec.options);
+        // A group's ping-timeout, written in every connection, wins over the resource's.
+        for peer in ["node2", "node3"] {
+            spec.connection_options
+                .insert(peer.into(), map(&[("Net/ping-timeout", "30")]));
+        }
+        // The resource's al-extents, written in every volume's disk section.
+        for volume in [0, 1] {
+            spec.volume_options
+                .insert(volume, map(&[("Disk/al-extents", "6007")]));
+        }
+        let options = mirror_options(&spec, &[0, 1]);
+        assert_eq!(options["Net/ping-timeout"], "30");
+        assert_eq!(options["Disk/al-extents"], "6007");
+        assert_eq!(options["PeerDevice/c-max-rate"], "100M");
+
+        // Where connections differ, or a volume reads the member's own, MIRROR keeps the
+        // member's own.
+        spec.connection_options
+            .insert("node3".into(), map(&[("PeerDevice/c-max-rate", "200M")]));
+        let options = mirror_options(&spec, &[0, 1, 2]);
+        assert_eq!(options["Net/ping-timeout"], "20");
+        assert_eq!(options["PeerDevice/c-max-rate"], "100M");
+        assert_eq!(options["Disk/al-extents"], "1237");
+        spec.connection_options
+            .insert("node2".into(), map(&[("PeerDevice/c-max-rate", "200M")]));
+        assert_eq!(mirror_options(&spec, &[0])["PeerDevice/c-max-rate"], "200M");
+    }
 }

@@ -53,9 +53,15 @@ pub use crate::ledger::FreshMetadata;
 pub trait ReplicationDriver: Send {
     fn engine(&self) -> ReplicationEngine;
 
-    /// The size of the backing volume for a volume of `usable_kib` with these options (the
-    /// engine keeps its metadata at the end of the backing volume).
-    fn backing_kib(&self, usable_kib: u64, replication: &ReplicationSpec) -> Result<u64, String>;
+    /// The size of the backing volume for a volume of `usable_kib` with these options, of a
+    /// member with the volumes `volumes` (the engine keeps its metadata at the end of the
+    /// backing volume).
+    fn backing_kib(
+        &self,
+        usable_kib: u64,
+        replication: &ReplicationSpec,
+        volumes: &[u16],
+    ) -> Result<u64, String>;
 
     /// Called at the start of a convergence pass: reads the engine's state of every resource.
     fn begin_pass(&mut self);
