@@ -1848,8 +1848,8 @@ impl Machine {
             {
                 let mine = backing.generations();
                 if first {
-                    // Skip the initial sync: every diskful member new and just created, and the
-                    // member with the lower node-id declares the first generation.
+                    // Skip the initial sync: both new and just created, and this member is the
+                    // one that declares first generations (the lowest diskful node-id).
                     let both_new = mine.current.is_just_created()
                         && remote.generations.current.is_just_created();
                     if both_new && new_volume && declares_first {
