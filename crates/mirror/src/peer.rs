@@ -9,7 +9,10 @@
 //!
 //! Data-path frames (`Write`, `Read`, `Flush` and their answers) are handled here, against the
 //! resource's volumes ([`PeerHandler`]); everything else (states, bitmaps, resync, promotion)
-//! goes to the resource actor.
+//! goes to the resource actor. A State in which the peer is Primary is the one frame the reader
+//! waits on: it reads nothing further until the resource recorded it
+//! ([`PeerHandler::primary_state`]), so no write of a generation the Primary just started is
+//! applied here before this member's metadata holds that generation.
 //!
 //! Liveness is here too, as DRBD keeps it: every frame received counts; a connection that
 //! received nothing for [`PING_INTERVAL`] sends a `Ping`, and one that still receives nothing
