@@ -780,6 +780,20 @@ impl Backing {
         self.state().superblock.generations.clone()
     }
 
+    /// Declares this member's data a new first generation, UpToDate and consistent, with every
+    /// bitmap UUID cleared (`new-current-uuid --clear-bitmap`): for the only copy of a new
+    /// volume, the skipped initial sync of zeroed ones, and the source of a thick volume's full
+    /// initial sync. Durable before it returns.
+    pub async fn declare_first_generation(&self, me: NodeId) -> Result<(), IoError> {
+        let fresh = Uuid::new_generation(random_u64());
+        self.update_superblock(|sb| {
+            let _ = sb.generations.new_current_uuid_clear_bitmap(me, fresh);
+            sb.flags
+                .insert(metadata::MdFlags::CONSISTENT | metadata::MdFlags::WAS_UP_TO_DATE);
+        })
+        .await
+    }
+
     /// Changes the superblock (generations, flags) and writes it, synced, before returning:
     /// nothing that depends on the change may happen before it is durable.
     pub async fn update_superblock(

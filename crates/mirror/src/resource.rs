@@ -412,11 +412,6 @@ fn policy(config: &ResourceConfig) -> QuorumPolicy {
     }
 }
 
-fn random_u64() -> u64 {
-    let bytes = peer::challenge();
-    u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes"))
-}
-
 impl Resource {
     /// Brings the resource up: reads what it recorded of Outdated members (`outdated`),
     /// attaches the backing volumes (creating their metadata if new), starts listening for
@@ -471,15 +466,8 @@ impl Resource {
                         // for DRBD).
                         let me =
                             NodeId::new(u32::from(config.node_id)).map_err(|e| e.to_string())?;
-                        let fresh = Uuid::new_generation(random_u64());
                         backing
-                            .update_superblock(|sb| {
-                                let _ = sb.generations.new_current_uuid_clear_bitmap(me, fresh);
-                                sb.flags.insert(
-                                    crate::metadata::MdFlags::CONSISTENT
-                                        | crate::metadata::MdFlags::WAS_UP_TO_DATE,
-                                );
-                            })
+                            .declare_first_generation(me)
                             .await
                             .map_err(|e| e.to_string())?;
                         info!(
@@ -1244,17 +1232,7 @@ impl Machine {
             if peers_new.is_empty() || peers_new.contains(&false) {
                 continue;
             }
-            let fresh = Uuid::new_generation(random_u64());
-            match backing
-                .update_superblock(|sb| {
-                    let _ = sb.generations.new_current_uuid_clear_bitmap(me, fresh);
-                    sb.flags.insert(
-                        crate::metadata::MdFlags::CONSISTENT
-                            | crate::metadata::MdFlags::WAS_UP_TO_DATE,
-                    );
-                })
-                .await
-            {
+            match backing.declare_first_generation(me).await {
                 Ok(()) => {
                     local.disk = DiskState::UpToDate;
                     declared = true;
@@ -1853,18 +1831,7 @@ impl Machine {
                     let both_new = mine.current.is_just_created()
                         && remote.generations.current.is_just_created();
                     if both_new && new_volume && declares_first {
-                        let fresh = Uuid::new_generation(random_u64());
-                        if backing
-                            .update_superblock(|sb| {
-                                let _ = sb.generations.new_current_uuid_clear_bitmap(me, fresh);
-                                sb.flags.insert(
-                                    crate::metadata::MdFlags::CONSISTENT
-                                        | crate::metadata::MdFlags::WAS_UP_TO_DATE,
-                                );
-                            })
-                            .await
-                            .is_ok()
-                        {
+                        if backing.declare_first_generation(me).await.is_ok() {
                             local.disk = DiskState::UpToDate;
                             info!(
                                 peer = node,
