@@ -11,6 +11,7 @@
 //! - [`metadata`]: the on-disk metadata area at the end of a backing volume;
 //! - [`backing`]: a volume's backing store: data I/O and its metadata in memory;
 //! - [`uring`]: the io_uring a backing store's data I/O goes through;
+//! - [`dirty`]: whether the kernel may throttle a buffered writer now;
 //! - [`wire`]: the peer protocol's frames and their codec;
 //! - [`config`]: a resource's configuration as the satellite writes it;
 //! - [`control`]: the daemon's control socket (requests, replies, the client);
@@ -19,6 +20,8 @@
 //!   and the poll that tells the engine when one is in use;
 //! - [`conflict`]: overlapping writes of a volume, serialized in submission order;
 //! - [`volume`]: a volume's I/O path (protocol C writes, reads, flushes);
+//! - [`outbox`]: the sending side of a peer connection: frames in order, written at once when
+//!   alone, else batched;
 //! - [`peer`]: one connection to one peer: handshake, authentication, framed send and receive;
 //! - [`resource`]: the owner of one resource's state machine (roles, quorum, peers, resync);
 //! - [`status`]: what a member reports about a resource (`drbdsetup status`'s words);
@@ -32,8 +35,10 @@ pub mod config;
 pub mod conflict;
 pub mod control;
 pub mod daemon;
+pub mod dirty;
 pub mod gi;
 pub mod metadata;
+pub mod outbox;
 pub mod outdated;
 pub mod peer;
 pub mod quorum;

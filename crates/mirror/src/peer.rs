@@ -1,6 +1,8 @@
 //! One connection to one peer of a resource: establishing it (dial or accept, `Hello`, mutual
-//! authentication with the shared secret), sending (one writer task that batches frames into
-//! vectored writes) and receiving (one reader task that decodes frames and hands them on).
+//! authentication with the shared secret), sending (through the connection's [`Outbox`]: a
+//! frame alone on the connection is written by its sender, others are batched into vectored
+//! writes by a write loop) and receiving (one reader task that decodes frames and hands them
+//! on).
 //!
 //! [`PeerLink`] is the sending side the rest of the engine uses: `send_write`, `send_read` and
 //! `send_flush` return futures of the peer's answer, matched by sequence number. When the
@@ -24,8 +26,7 @@
 //! is exactly the one that must find out.
 
 use std::collections::HashMap;
-use std::io::IoSlice;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -36,11 +37,13 @@ use sha2::Sha256;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 use tracing::{debug, warn};
 
 use crate::config::PING_INTERVAL;
 use crate::conflict::Reservation;
+pub use crate::outbox::Frame;
+use crate::outbox::Outbox;
 use crate::volume::VolumeEngine;
 use crate::wire::{self, FLAG_FUA, HEADER_BYTES, Hello, Kind, Range, WireError};
 
@@ -52,12 +55,6 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 /// resource that takes longer is stuck, and the connection is closed rather than let writes
 /// of a generation this member has not recorded be acknowledged.
 pub const PRIMARY_STATE_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// The most bytes the writer gathers into one vectored write.
-pub const MAX_BATCH_BYTES: usize = 4 << 20;
-
-/// The most frames the writer gathers into one vectored write.
-pub const MAX_BATCH_FRAMES: usize = 64;
 
 /// How long a write a peer acknowledged may stay unconfirmed on its stable storage: the
 /// Primary asks each peer to flush at least this often while it writes ([`PeerLink::flush_due`]),
@@ -76,28 +73,6 @@ pub const PEER_FLUSH_BYTES: u64 = 256 << 20;
 pub const RECEIVE_BUFFER_BYTES: usize = 256 << 10;
 
 type FrameReader = tokio::io::BufReader<OwnedReadHalf>;
-
-/// One frame on its way out: header, fixed part, and data if any.
-pub struct Frame {
-    header: [u8; HEADER_BYTES],
-    fixed: Bytes,
-    data: Option<Bytes>,
-}
-
-impl Frame {
-    pub fn new(kind: Kind, flags: u32, seq: u64, fixed: Bytes, data: Option<Bytes>) -> Frame {
-        let length = fixed.len() + data.as_ref().map_or(0, Bytes::len);
-        Frame {
-            header: wire::encode_header(kind, flags, seq, length as u32),
-            fixed,
-            data,
-        }
-    }
-
-    fn len(&self) -> usize {
-        HEADER_BYTES + self.fixed.len() + self.data.as_ref().map_or(0, Bytes::len)
-    }
-}
 
 /// An answer awaited from the peer.
 enum Pending {
@@ -130,8 +105,11 @@ struct Unflushed {
 pub struct PeerLink {
     node_id: u8,
     node_name: String,
-    outgoing: mpsc::UnboundedSender<Frame>,
+    outbox: Outbox,
     pending: Mutex<HashMap<u64, Pending>>,
+    /// Writes received from the peer and not yet answered: an answer sent when none is left
+    /// is alone on the connection and is written at once ([`Outbox::send_now`]).
+    writes_applying: AtomicUsize,
     next_seq: AtomicU64,
     closed: AtomicBool,
     /// Set when the link is closed: the reader and writer stop and the socket goes.
@@ -157,12 +135,13 @@ fn errno_error(errno: u32) -> IoError {
 }
 
 impl PeerLink {
-    fn new(node_id: u8, node_name: String, outgoing: mpsc::UnboundedSender<Frame>) -> PeerLink {
+    fn new(node_id: u8, node_name: String, socket: OwnedWriteHalf) -> PeerLink {
         PeerLink {
             node_id,
             node_name,
-            outgoing,
+            outbox: Outbox::new(socket),
             pending: Mutex::new(HashMap::new()),
+            writes_applying: AtomicUsize::new(0),
             next_seq: AtomicU64::new(1),
             closed: AtomicBool::new(false),
             closing: tokio::sync::watch::Sender::new(false),
@@ -201,7 +180,13 @@ impl PeerLink {
 
     /// Queues a frame. A closed link drops it.
     pub fn send(&self, frame: Frame) -> bool {
-        !self.is_closed() && self.outgoing.send(frame).is_ok()
+        !self.is_closed() && self.outbox.queue(frame)
+    }
+
+    /// Sends a frame that is alone on the connection: written at once if nothing else is on
+    /// its way (see [`Outbox::send_now`]). A closed link drops it.
+    fn send_now(&self, frame: Frame) -> bool {
+        !self.is_closed() && self.outbox.send_now(frame)
     }
 
     /// A fresh sequence number.
@@ -218,10 +203,18 @@ impl PeerLink {
     ) -> oneshot::Receiver<Result<(), IoError>> {
         let (tx, rx) = oneshot::channel();
         let seq = self.next_seq();
-        self.pending().insert(seq, Pending::Ack(tx));
-        if !self.send(Frame::new(kind, flags, seq, fixed, data))
-            && let Some(Pending::Ack(tx)) = self.pending().remove(&seq)
-        {
+        let alone = {
+            let mut pending = self.pending();
+            pending.insert(seq, Pending::Ack(tx));
+            pending.len() == 1
+        };
+        let frame = Frame::new(kind, flags, seq, fixed, data);
+        let sent = if alone {
+            self.send_now(frame)
+        } else {
+            self.send(frame)
+        };
+        if !sent && let Some(Pending::Ack(tx)) = self.pending().remove(&seq) {
             let _ = tx.send(Err(disconnected()));
         }
         rx
@@ -392,6 +385,7 @@ impl PeerLink {
     /// Ends the link: the connection goes, and every awaited answer fails now.
     pub fn close(&self) {
         self.closed.store(true, Ordering::Release);
+        self.outbox.close();
         self.closing.send_replace(true);
         let pending: Vec<Pending> = self.pending().drain().map(|(_, p)| p).collect();
         for pending in pending {
@@ -508,16 +502,8 @@ pub enum PeerError {
 
 /// Writes a frame during the handshake (before the writer task runs).
 async fn write_now(stream: &mut TcpStream, frame: Frame) -> Result<(), PeerError> {
-    stream
-        .write_all(&frame.header)
-        .await
-        .map_err(PeerError::Io)?;
-    stream
-        .write_all(&frame.fixed)
-        .await
-        .map_err(PeerError::Io)?;
-    if let Some(data) = &frame.data {
-        stream.write_all(data).await.map_err(PeerError::Io)?;
+    for part in frame.parts() {
+        stream.write_all(part).await.map_err(PeerError::Io)?;
     }
     Ok(())
 }
@@ -629,9 +615,8 @@ pub fn start(
 ) -> Arc<PeerLink> {
     let _ = stream.set_nodelay(true);
     let (reader, writer) = stream.into_split();
-    let (outgoing, frames) = mpsc::unbounded_channel();
-    let link = Arc::new(PeerLink::new(node_id, node_name, outgoing));
-    tokio::spawn(write_loop(writer, frames, link.clone()));
+    let link = Arc::new(PeerLink::new(node_id, node_name, writer));
+    tokio::spawn(write_loop(link.clone()));
     tokio::spawn(keepalive(link.clone(), handler.clone()));
     let reader = tokio::io::BufReader::with_capacity(RECEIVE_BUFFER_BYTES, reader);
     tokio::spawn(read_loop(reader, link.clone(), handler));
@@ -673,78 +658,12 @@ async fn keepalive(link: Arc<PeerLink>, handler: Arc<dyn PeerHandler>) {
     }
 }
 
-/// Sends frames, gathering what is queued into one vectored write.
-async fn write_loop(
-    mut writer: OwnedWriteHalf,
-    mut frames: mpsc::UnboundedReceiver<Frame>,
-    link: Arc<PeerLink>,
-) {
-    let mut batch: Vec<Frame> = Vec::with_capacity(MAX_BATCH_FRAMES);
-    let mut closing = link.closing.subscribe();
-    loop {
-        let first = tokio::select! {
-            frame = frames.recv() => match frame {
-                Some(frame) => frame,
-                None => break,
-            },
-            _ = closing.wait_for(|closed| *closed) => break,
-        };
-        let mut bytes = first.len();
-        batch.push(first);
-        while batch.len() < MAX_BATCH_FRAMES && bytes < MAX_BATCH_BYTES {
-            match frames.try_recv() {
-                Ok(frame) => {
-                    bytes += frame.len();
-                    batch.push(frame);
-                }
-                Err(_) => break,
-            }
-        }
-        if let Err(e) = write_batch(&mut writer, &batch).await {
-            warn!(peer = link.node_id, error = %e, "sending to the peer failed");
-            link.close();
-            return;
-        }
-        batch.clear();
+/// Runs the connection's write loop ([`Outbox::run`]); a write that fails closes the link.
+async fn write_loop(link: Arc<PeerLink>) {
+    if let Err(e) = link.outbox.run(link.closing.subscribe()).await {
+        warn!(peer = link.node_id, error = %e, "sending to the peer failed");
+        link.close();
     }
-    let _ = writer.shutdown().await;
-}
-
-async fn write_batch(writer: &mut OwnedWriteHalf, batch: &[Frame]) -> std::io::Result<()> {
-    let mut parts: Vec<&[u8]> = Vec::with_capacity(batch.len() * 3);
-    for frame in batch {
-        parts.push(&frame.header);
-        if !frame.fixed.is_empty() {
-            parts.push(&frame.fixed);
-        }
-        if let Some(data) = &frame.data {
-            parts.push(data);
-        }
-    }
-    let mut first = 0usize;
-    let mut skip = 0usize;
-    while first < parts.len() {
-        let slices: Vec<IoSlice> = std::iter::once(IoSlice::new(&parts[first][skip..]))
-            .chain(parts[first + 1..].iter().map(|p| IoSlice::new(p)))
-            .take(1024)
-            .collect();
-        let mut written = writer.write_vectored(&slices).await?;
-        if written == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        while written > 0 {
-            let left = parts[first].len() - skip;
-            if written >= left {
-                written -= left;
-                first += 1;
-                skip = 0;
-            } else {
-                skip += written;
-                written = 0;
-            }
-        }
-    }
-    Ok(())
 }
 
 fn errno_payload(error: &IoError) -> Bytes {
@@ -791,13 +710,19 @@ async fn read_loop(mut reader: FrameReader, link: Arc<PeerLink>, handler: Arc<dy
                 let reservation = volume.conflicts().reserve(range.offset, data.len() as u64);
                 let fua = header.flags & FLAG_FUA != 0;
                 let seq = header.seq;
+                link.writes_applying.fetch_add(1, Ordering::AcqRel);
                 let answer = {
                     let link = link.clone();
                     Box::new(move |result: Result<(), IoError>| {
-                        link.send(match result {
+                        let frame = match result {
                             Ok(()) => Frame::new(Kind::WriteAck, 0, seq, Bytes::new(), None),
                             Err(e) => Frame::new(Kind::WriteNack, 0, seq, errno_payload(&e), None),
-                        });
+                        };
+                        if link.writes_applying.fetch_sub(1, Ordering::AcqRel) == 1 {
+                            link.send_now(frame);
+                        } else {
+                            link.send(frame);
+                        }
                     }) as crate::backing::WriteCompletion
                 };
                 // The common case: the range is free and the disk has a ring; the ack is sent
@@ -960,6 +885,8 @@ async fn read_loop(mut reader: FrameReader, link: Arc<PeerLink>, handler: Arc<dy
 
 #[cfg(test)]
 mod tests {
+    use tokio::sync::mpsc;
+
     use super::*;
     use tokio::net::TcpListener;
 

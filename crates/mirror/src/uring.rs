@@ -8,6 +8,21 @@
 //! blocking-pool task per request this saves two thread wake-ups per I/O, which were most of
 //! the engine's CPU on two cores.
 //!
+//! A small write that need not be durable, to a file opened without `O_DIRECT`, skips the
+//! ring when nothing else is in flight on it: the caller copies it into the page cache
+//! (`pwrite`) and has its outcome at once ([`INLINE_WRITE_BYTES`]). io_uring cannot write to
+//! the page cache of an ext4 file or of a block device without possibly blocking, so it hands
+//! every such write to one of its worker threads; at queue depth 1 that hand-off and the
+//! completion's way back through the ring's task were the largest part of a replicated 4 KiB
+//! write's latency. The cost of going inline is that the caller's thread waits for the copy; a
+//! write goes inline only while the system's dirty memory is far below the point where the
+//! kernel starts to throttle writers ([`crate::dirty`]), so that the thread is not paused. With
+//! other operations in flight the ring's batching wins and is used.
+//!
+//! A read the page cache holds whole is copied by the caller (`preadv2` with `RWF_NOWAIT`)
+//! without the ring: io_uring would do the same copy during submission, and then pass the
+//! completion through the ring's task.
+//!
 //! What this module does not do: decide what to write (the activity log, bitmaps and ordering
 //! are [`crate::backing`]'s), nor the metadata area's I/O (rare, synchronous, buffered).
 //!
@@ -31,6 +46,10 @@ use tracing::{debug, error};
 /// Submission queue entries: a burst of requests from every connection; a full queue is
 /// submitted at once and filled again.
 pub const RING_ENTRIES: u32 = 256;
+
+/// The longest write that may skip the ring (see the module's header): a 4 KiB or 64 KiB
+/// copy into the page cache costs microseconds; a larger one is worth the ring's hand-off.
+pub const INLINE_WRITE_BYTES: usize = 64 << 10;
 
 /// Whether a request enters the kernel at once (one `io_uring_enter` per request) or through
 /// the ring's task (one per burst, a task switch later).
@@ -131,6 +150,9 @@ struct Inner {
     submit_soon: Notify,
     stop: Notify,
     file: Arc<File>,
+    /// The file goes through the page cache (opened without `O_DIRECT`): small writes may
+    /// skip the ring.
+    buffered: bool,
 }
 
 /// The ring of one backing device's data file. Dropping it ends its task; operations still
@@ -162,6 +184,9 @@ impl Ring {
         let eventfd =
             unsafe { AsyncFd::register_with_interest(eventfd, tokio::io::Interest::READABLE) }
                 .map_err(|error| error.into_parts().1)?;
+        // SAFETY: F_GETFL only reads the descriptor's flags.
+        let flags = unsafe { libc::fcntl(file.as_raw_fd(), libc::F_GETFL) };
+        let buffered = flags >= 0 && flags & libc::O_DIRECT == 0;
         let inner = Arc::new(Inner {
             state: Mutex::new(State {
                 ring,
@@ -172,6 +197,7 @@ impl Ring {
             submit_soon: Notify::new(),
             stop: Notify::new(),
             file,
+            buffered,
         });
         tokio::spawn(run(inner.clone()));
         Ok(Ring { inner })
@@ -180,6 +206,9 @@ impl Ring {
     /// Reads `length` bytes at `offset` into an aligned buffer of [`buffers`].
     pub async fn read(&self, offset: u64, length: usize) -> io::Result<Bytes> {
         let mut buffer = buffers().take(length);
+        if self.inner.read_cached(offset, length, &mut buffer) {
+            return Ok(buffer.freeze());
+        }
         let target = buffer.chunk_mut().as_mut_ptr();
         let entry = opcode::Read::new(self.fd(), target, length as u32)
             .offset(offset)
@@ -200,6 +229,9 @@ impl Ring {
     /// Writes all of `data` (4 KiB-aligned in memory) at `offset`; `durable`: with
     /// `RWF_DSYNC`, on stable storage when it completes.
     pub async fn write(&self, mut offset: u64, mut data: Bytes, durable: bool) -> io::Result<()> {
+        if let Some(outcome) = self.inner.write_inline(offset, &data, durable) {
+            return outcome;
+        }
         while !data.is_empty() {
             let entry = opcode::Write::new(self.fd(), data.as_ptr(), data.len() as u32)
                 .offset(offset)
@@ -230,6 +262,9 @@ impl Ring {
     /// `RWF_DSYNC`) and returns; `then` gets the outcome when the kernel completed it, on the
     /// thread that reaps completions. A short write is reported as an error, not continued.
     pub fn start_write(&self, offset: u64, data: Bytes, durable: bool, then: WriteDone) {
+        if let Some(outcome) = self.inner.write_inline(offset, &data, durable) {
+            return then(outcome);
+        }
         let length = data.len();
         let entry = opcode::Write::new(self.fd(), data.as_ptr(), length as u32)
             .offset(offset)
@@ -266,6 +301,80 @@ impl Ring {
 }
 
 impl Inner {
+    /// Writes `data` at `offset` with `pwrite` if it may skip the ring (see the module's
+    /// header); `None` when it goes through the ring.
+    fn write_inline(&self, offset: u64, data: &[u8], durable: bool) -> Option<io::Result<()>> {
+        if durable || !self.buffered || data.len() > INLINE_WRITE_BYTES {
+            return None;
+        }
+        if !self
+            .state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .operations
+            .is_empty()
+        {
+            return None;
+        }
+        if !crate::dirty::far_from_throttling() {
+            return None;
+        }
+        let (mut offset, mut rest) = (offset, data);
+        while !rest.is_empty() {
+            let Ok(at) = libc::off_t::try_from(offset) else {
+                return Some(Err(io::Error::from_raw_os_error(libc::EINVAL)));
+            };
+            // SAFETY: writes from `rest`, which lives through the call, to the ring's file.
+            let written = unsafe {
+                libc::pwrite(self.file.as_raw_fd(), rest.as_ptr().cast(), rest.len(), at)
+            };
+            match written {
+                n if n > 0 => {
+                    offset += n as u64;
+                    rest = &rest[n as usize..];
+                }
+                0 => return Some(Err(io::ErrorKind::WriteZero.into())),
+                _ => {
+                    let error = io::Error::last_os_error();
+                    if error.kind() != io::ErrorKind::Interrupted {
+                        return Some(Err(error));
+                    }
+                }
+            }
+        }
+        Some(Ok(()))
+    }
+
+    /// Reads `length` bytes at `offset` into `buffer` if the page cache holds all of them
+    /// (`preadv2` with `RWF_NOWAIT`, which never waits for the disk): true when it did. Else
+    /// the read goes through the ring, and `buffer` is left empty.
+    fn read_cached(&self, offset: u64, length: usize, buffer: &mut PooledBuf) -> bool {
+        if !self.buffered {
+            return false;
+        }
+        let Ok(at) = libc::off_t::try_from(offset) else {
+            return false;
+        };
+        let target = buffer.chunk_mut();
+        if target.len() < length {
+            return false;
+        }
+        let iov = libc::iovec {
+            iov_base: target.as_mut_ptr().cast(),
+            iov_len: length,
+        };
+        // SAFETY: the kernel writes at most `length` bytes into the buffer's unwritten part,
+        // which has room for them and lives through the call.
+        let read = unsafe { libc::preadv2(self.file.as_raw_fd(), &iov, 1, at, libc::RWF_NOWAIT) };
+        if read != length as isize {
+            // Not all cached (or an error, which the ring's read meets again and reports).
+            return false;
+        }
+        // SAFETY: the kernel wrote `length` bytes at the start of the unwritten part.
+        unsafe { buffer.advance_mut(length) };
+        true
+    }
+
     /// Queues one operation and waits for it; its buffer must be the one `entry` points into.
     async fn queue(&self, entry: squeue::Entry, buffer: Buffer) -> io::Result<Completed> {
         let (done, outcome) = oneshot::channel();
@@ -422,6 +531,63 @@ mod tests {
         assert!(seen.iter().all(|b| *b == 9));
         // A read past the end is short: an error, not a short buffer.
         assert!(ring.read((1 << 20) - 4096, 8192).await.is_err());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_buffered_file_takes_small_writes_inline_and_large_or_durable_ones_through_the_ring()
+    {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("buffered");
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        file.set_len(8 << 20).unwrap();
+        let file = Arc::new(file);
+        let ring = Arc::new(Ring::start(file.clone()).unwrap());
+        assert!(ring.inner.buffered);
+        // Small ones (inline when the ring is idle), one just past the inline limit, durable
+        // ones, and many at once (some meeting others in flight), each at its own place.
+        let sizes = [4096, INLINE_WRITE_BYTES, INLINE_WRITE_BYTES + 4096, 1 << 20];
+        let mut writes = Vec::new();
+        for (n, size) in sizes.iter().copied().cycle().take(24).enumerate() {
+            let ring = ring.clone();
+            writes.push(tokio::spawn(async move {
+                let offset = (n as u64) * (256 << 10) % (7 << 20);
+                let seed = n as u8 + 1;
+                let durable = n % 5 == 0;
+                ring.write(offset, pattern(seed, size.min(256 << 10)), durable)
+                    .await
+                    .unwrap();
+                (offset, seed, size.min(256 << 10))
+            }));
+        }
+        let mut done = Vec::new();
+        for write in writes {
+            done.push(write.await.unwrap());
+        }
+        let (then, outcome) = oneshot::channel();
+        ring.start_write(
+            7 << 20,
+            pattern(99, 4096),
+            false,
+            Box::new(move |result| {
+                let _ = then.send(result);
+            }),
+        );
+        outcome.await.unwrap().unwrap();
+        done.push((7 << 20, 99, 4096));
+        for (offset, seed, length) in done {
+            // Through the ring (the page cache holds it: the inline read) and from the file.
+            let read = ring.read(offset, length).await.unwrap();
+            assert!(read.iter().all(|b| *b == seed), "at {offset}");
+            let mut seen = vec![0u8; length];
+            file.read_exact_at(&mut seen, offset).unwrap();
+            assert!(seen.iter().all(|b| *b == seed), "at {offset} in the file");
+        }
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -96,7 +96,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let worker_threads = match &cli.command {
         Command::Run { worker_threads, .. } => usize::from(*worker_threads),
-        _ => 1,
+        _ => {
+            // A client command's output piped into `head` or `grep -q` ends it quietly, as
+            // with any command-line tool; the daemon keeps ignoring SIGPIPE (a peer or client
+            // that went away is an error on that socket, not the end of the daemon).
+            // SAFETY: restores the default disposition before any thread is started.
+            unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+            1
+        }
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(worker_threads)
