@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use ferrite_placement::{Candidate, CandidatePool, ExistingReplica, Request};
+use ferrite_placement::{Candidate, CandidatePool, ExistingReplica, Request, hosting};
 use ferrite_types::api_call_rc::code;
 use ferrite_types::rest::AutoSelectFilter;
 use ferrite_types::{
@@ -391,9 +391,8 @@ pub fn candidates(
                 .values()
                 .map(|pool| {
                     let pool_report = report.and_then(|r| r.pools.get(pool.name.key()));
-                    let unusable = if let Some(caps) = capabilities
-                        && !caps.supports_provider(pool.provider_kind)
-                    {
+                    let providers = capabilities.map(|c| c.storage_providers.as_slice());
+                    let unusable = if hosting::provider(providers, pool.provider_kind).is_err() {
                         Some(format!(
                             "node '{}' cannot run provider {}",
                             node.name, pool.provider_kind
