@@ -2,7 +2,7 @@
 //! cluster to `ferrite-placement`, and turning its answer into resources or an explained
 //! refusal.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use ferrite_placement::{Candidate, CandidatePool, ExistingReplica, Request, hosting};
 use ferrite_types::api_call_rc::code;
@@ -13,10 +13,8 @@ use ferrite_types::{
 
 use super::{Context, Failure, parse_name};
 use crate::model::{self, Cluster, Op, Resource, ResourceDefinition};
-use crate::satellites::NodeRuntime;
-
-/// What satellites reported, by node.
-pub type Runtime = HashMap<NodeName, NodeRuntime>;
+use crate::reported::NodeRuntime;
+pub use crate::reported::Runtime;
 
 /// How many diskful replicas a resource gets when nobody says: LINSTOR's default.
 pub const DEFAULT_PLACE_COUNT: i32 = 2;
