@@ -23,7 +23,7 @@ use anyhow::Result;
 use ferrite_proto::{
     Capabilities, ControllerMessage, DeletedResource, DeletedVolume, DesiredState, FrameError,
     NodeReport, PROTOCOL_VERSION, PoolReport, PoolSpec, Refusal, ResourceSpec, SatelliteMessage,
-    VolumeReport, is_compatible, read_frame, write_frame,
+    VolumeReport, frames, is_compatible, read_frame, write_frame,
 };
 use ferrite_types::{LayerKind, ProviderKind};
 use tokio::net::{TcpListener, TcpStream};
@@ -316,13 +316,14 @@ async fn serve(
 
 /// One controller session: handshake, then answer every message in order.
 async fn session(
-    mut stream: TcpStream,
+    stream: TcpStream,
     replicating: bool,
     name: &str,
     state: &Mutex<NodeState>,
     counters: &NodeCounters,
 ) -> Result<(), FrameError> {
     let _ = stream.set_nodelay(true);
+    let mut stream = frames(stream);
     let hello: ControllerMessage = read_frame(&mut stream).await?;
     let ControllerMessage::Hello {
         protocol_version,

@@ -3,8 +3,9 @@
 //!
 //! Layout: `model` is the object graph and its ops, `app` the rules (request → plan), `core`
 //! the commit-apply-push path, `cut` the snapshot cut across a replicated resource's members
-//! (several changes in a row), `satellites` the connections to nodes, `http` the REST surface,
-//! `config` the start-up settings.
+//! (several changes in a row), `reported` what satellites reported, `satellites` the connections
+//! to nodes (which keep `reported` current), `http` the REST surface, `config` the start-up
+//! settings. `app` depends on `model` and `reported`, not on `satellites`.
 
 pub mod app;
 pub mod config;
@@ -13,6 +14,7 @@ pub mod cut;
 pub mod http;
 pub mod metrics;
 pub mod model;
+pub mod reported;
 pub mod satellites;
 
 pub use crate::core::Controller;

@@ -1,16 +1,18 @@
 //! The filters: which candidate nodes and storage pools may take a new diskful replica, and in
 //! words why the others may not; and which diskless pool a node's diskless replica uses.
 //!
-//! Owns the per-node and per-pool checks and their wording. The rules that depend on other
-//! replicas are evaluated in [`crate::rules`]; choosing among qualifying nodes is
-//! [`crate::select`]'s.
+//! Owns the per-node and per-pool checks and their wording. Whether a pool can host a volume at
+//! all (its kind, the node's layers, free space) is decided by [`crate::hosting`], which resource
+//! creation shares; the rules that depend on other replicas are evaluated in [`crate::rules`];
+//! choosing among qualifying nodes is [`crate::select`]'s.
 
 use std::collections::BTreeSet;
 
 use ferrite_types::size::format_kib;
-use ferrite_types::{DEFAULT_DISKLESS_POOL, NodeName, ProviderKind, ResourceName, StorPoolName};
+use ferrite_types::{DEFAULT_DISKLESS_POOL, NodeName, ResourceName, StorPoolName};
 use regex::{Regex, RegexBuilder};
 
+use crate::hosting::{self, Space, Unfit};
 use crate::rules::Rules;
 use crate::{Candidate, CandidatePool, Eligible, Rejection, Request};
 
@@ -93,7 +95,7 @@ impl<'a> Context<'a> {
         let mut pools: Vec<&CandidatePool> = candidate
             .pools
             .iter()
-            .filter(|p| p.provider_kind.has_backing_device())
+            .filter(|p| hosting::kind(p.provider_kind, false).is_ok())
             .collect();
         if pools.is_empty() {
             return Err(vec![rejected(
@@ -172,27 +174,11 @@ impl<'a> Context<'a> {
     }
 
     fn check_layers(&self, candidate: &Candidate) -> Result<(), String> {
-        let Some(supported) = &candidate.supported_layers else {
-            return Ok(());
-        };
-        let missing: Vec<_> = self
-            .request
-            .layer_stack
-            .iter()
-            .filter(|l| !supported.contains(l))
-            .collect();
-        match missing.as_slice() {
-            [] => Ok(()),
-            [layer] => Err(format!(
-                "node '{}' does not support layer {layer}",
-                candidate.node
-            )),
-            layers => Err(format!(
-                "node '{}' does not support layers {}",
-                candidate.node,
-                list(layers)
-            )),
-        }
+        hosting::layers(
+            candidate.supported_layers.as_deref(),
+            &self.request.layer_stack,
+        )
+        .map_err(|unfit| reason(&unfit, &candidate.node, None))
     }
 
     /// The pool's free capacity if it may take a diskful replica.
@@ -218,19 +204,10 @@ impl<'a> Context<'a> {
                 format!("storage pool '{name}' on '{node}' cannot be used")
             }));
         }
-        let Some(free) = pool.free_capacity_kib else {
-            return Err(format!(
-                "storage pool '{name}' on '{node}' has not reported its free capacity yet"
-            ));
-        };
-        if free < request.size_kib {
-            return Err(format!(
-                "storage pool '{name}' on '{node}' has {} free, {} needed",
-                format_kib(free),
-                format_kib(request.size_kib)
-            ));
-        }
-        Ok(free)
+        let free = pool.free_capacity_kib;
+        hosting::space(Space::Strict, pool.provider_kind, free, request.size_kib)
+            .map_err(|unfit| reason(&unfit, node, Some(pool)))?;
+        Ok(free.unwrap_or_default())
     }
 
     /// The pool for a diskless replica on `candidate`, if the node can take one: available, not
@@ -247,7 +224,7 @@ impl<'a> Context<'a> {
         let mut usable: Vec<&StorPoolName> = candidate
             .pools
             .iter()
-            .filter(|p| p.provider_kind == ProviderKind::Diskless && p.unusable.is_none())
+            .filter(|p| hosting::kind(p.provider_kind, true).is_ok() && p.unusable.is_none())
             .map(|p| &p.name)
             .collect();
         usable.sort();
@@ -262,6 +239,41 @@ impl<'a> Context<'a> {
             .copied()
             .find(|p| p.key() == DEFAULT_DISKLESS_POOL.to_ascii_uppercase())
             .or(usable.first().copied())
+    }
+}
+
+/// A rule of [`hosting`] in the autoplacer's words.
+fn reason(unfit: &Unfit, node: &NodeName, pool: Option<&CandidatePool>) -> String {
+    let pool_name = pool.map(|p| p.name.to_string()).unwrap_or_default();
+    match unfit {
+        Unfit::WrongKind { pool_is_diskless } => format!(
+            "storage pool '{pool_name}' on '{node}' is {}",
+            if *pool_is_diskless {
+                "diskless"
+            } else {
+                "diskful"
+            }
+        ),
+        Unfit::ProviderUnsupported => format!(
+            "node '{node}' cannot run provider {}",
+            pool.map(|p| p.provider_kind.to_string())
+                .unwrap_or_default()
+        ),
+        Unfit::LayersUnsupported(missing) => match missing.as_slice() {
+            [layer] => format!("node '{node}' does not support layer {layer}"),
+            layers => format!("node '{node}' does not support layers {}", list(layers)),
+        },
+        Unfit::CapacityUnknown => {
+            format!("storage pool '{pool_name}' on '{node}' has not reported its free capacity yet")
+        }
+        Unfit::TooLittleSpace {
+            free_kib,
+            needed_kib,
+        } => format!(
+            "storage pool '{pool_name}' on '{node}' has {} free, {} needed",
+            format_kib(*free_kib),
+            format_kib(*needed_kib)
+        ),
     }
 }
 

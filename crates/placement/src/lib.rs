@@ -27,6 +27,9 @@
 //! When the wanted replicas cannot be placed, the [`Refusal`] lists every candidate node with the
 //! precise reason it was not used, and prints as one readable explanation (module `explain`).
 //!
+//! Whether one pool can host a volume at all (its kind, the node's providers and layers, free
+//! space) is decided by module [`hosting`], which resource creation on a named node shares.
+//!
 //! Does not own: the cluster state (the controller describes it as [`Candidate`]s, including
 //! which nodes are available and which pools usable), checking the REST auto-select filter,
 //! creating the resources, tiebreakers and quorum.
@@ -38,6 +41,7 @@
 
 mod explain;
 mod filter;
+pub mod hosting;
 mod rules;
 mod select;
 

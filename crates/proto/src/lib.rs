@@ -34,7 +34,10 @@ mod frame;
 mod replication;
 mod state;
 
-pub use frame::{FrameError, MAX_FRAME_BYTES, read_frame, write_frame};
+pub use frame::{
+    FrameCodec, FrameError, FrameReader, FrameWriter, Frames, MAX_FRAME_BYTES, frame_reader,
+    frame_writer, frames, read_frame, write_frame,
+};
 pub use replication::*;
 pub use state::*;
 

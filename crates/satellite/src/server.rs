@@ -13,12 +13,12 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ferrite_proto::{
-    Capabilities, ControllerMessage, FrameError, PROTOCOL_VERSION, Refusal, SatelliteMessage,
-    read_frame, write_frame,
+    Capabilities, ControllerMessage, FrameError, FrameReader, FrameWriter, PROTOCOL_VERSION,
+    Refusal, SatelliteMessage, frame_reader, frame_writer, read_frame, write_frame,
 };
 use ferrite_storage::{ProviderSupport, Providers};
 use ferrite_types::NodeName;
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
@@ -108,7 +108,7 @@ pub async fn serve(listener: TcpListener, context: Arc<ServerContext>) {
     }
 }
 
-async fn refuse(writer: &mut OwnedWriteHalf, reason: Refusal) {
+async fn refuse(writer: &mut FrameWriter<OwnedWriteHalf>, reason: Refusal) {
     warn!(%reason, "refusing the controller");
     if let Err(e) = write_frame(writer, &SatelliteMessage::Refused { reason }).await {
         debug!(error = %e, "could not send the refusal");
@@ -117,7 +117,8 @@ async fn refuse(writer: &mut OwnedWriteHalf, reason: Refusal) {
 
 async fn handle_connection(stream: TcpStream, context: Arc<ServerContext>) {
     let _ = stream.set_nodelay(true);
-    let (mut reader, mut writer) = stream.into_split();
+    let (reader, writer) = stream.into_split();
+    let (mut reader, mut writer) = (frame_reader(reader), frame_writer(writer));
     let hello = match tokio::time::timeout(
         context.handshake_timeout,
         read_frame::<_, ControllerMessage>(&mut reader),
@@ -232,7 +233,7 @@ async fn handle_connection(stream: TcpStream, context: Arc<ServerContext>) {
 }
 
 async fn session_loop(
-    reader: &mut tokio::net::tcp::OwnedReadHalf,
+    reader: &mut FrameReader<OwnedReadHalf>,
     outbox: &crate::reconciler::Outbox,
     context: &Arc<ServerContext>,
 ) -> String {

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ferrite_proto::{
-    ControllerMessage, DesiredState, PROTOCOL_VERSION, PoolSpec, ResourceSpec, SatelliteMessage,
-    VolumeSpec, read_frame, write_frame,
+    ControllerMessage, DesiredState, Frames, PROTOCOL_VERSION, PoolSpec, ResourceSpec,
+    SatelliteMessage, VolumeSpec, frames, read_frame, write_frame,
 };
 use ferrite_storage::HostPaths;
 use ferrite_storage::fake::FakeHost;
@@ -65,17 +65,19 @@ async fn start_with(adjust: impl FnOnce(&mut SatelliteConfig)) -> Fixture {
     }
 }
 
-async fn recv(stream: &mut TcpStream) -> SatelliteMessage {
+async fn recv(stream: &mut Frames<TcpStream>) -> SatelliteMessage {
     tokio::time::timeout(Duration::from_secs(10), read_frame(stream))
         .await
         .expect("an answer within 10 s")
         .expect("a valid frame")
 }
 
-async fn session(fixture: &Fixture) -> TcpStream {
-    let mut stream = TcpStream::connect(fixture.satellite.local_addr())
-        .await
-        .unwrap();
+async fn session(fixture: &Fixture) -> Frames<TcpStream> {
+    let mut stream = frames(
+        TcpStream::connect(fixture.satellite.local_addr())
+            .await
+            .unwrap(),
+    );
     write_frame(
         &mut stream,
         &ControllerMessage::Hello {
@@ -245,9 +247,11 @@ async fn silent_peers_are_dropped_and_free_the_session() {
     .await;
 
     // Connects and never says Hello.
-    let mut mute = TcpStream::connect(fixture.satellite.local_addr())
-        .await
-        .unwrap();
+    let mut mute = frames(
+        TcpStream::connect(fixture.satellite.local_addr())
+            .await
+            .unwrap(),
+    );
     let closed = tokio::time::timeout(
         Duration::from_secs(5),
         read_frame::<_, SatelliteMessage>(&mut mute),

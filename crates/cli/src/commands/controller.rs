@@ -1,7 +1,7 @@
 //! `controller` (`c`): version, controller-wide properties and backups of the store.
 
 use super::{Ctx, Outcome, emit, property_change};
-use crate::args::ControllerCommand;
+use crate::args::controller::ControllerCommand;
 use crate::json;
 use crate::output::Exit;
 

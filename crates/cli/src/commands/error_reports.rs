@@ -7,7 +7,7 @@ use chrono::{Local, NaiveDate, TimeZone as _};
 use ferrite_types::rest::ErrorReport;
 
 use super::{Ctx, Failure, Outcome, emit, local_datetime};
-use crate::args::{ErrorReportCommand, ErrorReportList};
+use crate::args::error_reports::{ErrorReportCommand, ErrorReportList};
 use crate::json;
 use crate::output::{Exit, Style};
 use crate::table::{Column, Table};

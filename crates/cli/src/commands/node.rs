@@ -12,7 +12,8 @@ use super::{
     AUX_NAMESPACE, Ctx, Failure, Outcome, emit, prop_cells, property_change, show_prop_columns,
     with_prop_columns,
 };
-use crate::args::{InterfaceCommand, NodeCommand, NodeCreate, NodeList, OrphanCommand, TableOpts};
+use crate::args::TableOpts;
+use crate::args::node::{InterfaceCommand, NodeCommand, NodeCreate, NodeList, OrphanCommand};
 use crate::json;
 use crate::output::{Color, Exit, Style};
 use crate::table::{Cell, Column, Table};

@@ -33,7 +33,9 @@ use super::{
     Ctx, Failure, Outcome, diskless_on_remaining, emit, local_datetime, prop_cells,
     property_change, select_filter, show_prop_columns, with_prop_columns,
 };
-use crate::args::{ResourceCommand, ResourceCreate, ResourceList, VolumeCommand, VolumeListArgs};
+use crate::args::resource::{
+    ResourceCommand, ResourceCreate, ResourceList, VolumeCommand, VolumeListArgs,
+};
 
 /// LINSTOR's flags of a resource marked for deletion.
 const FLAG_DELETE: &str = "DELETE";

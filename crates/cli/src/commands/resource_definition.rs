@@ -12,7 +12,7 @@ use super::{
     Ctx, Outcome, diskless_on_remaining, emit, prop_cells, property_change, select_filter,
     show_prop_columns, with_prop_columns,
 };
-use crate::args::{
+use crate::args::resource_definition::{
     AutoPlace, ResourceDefinitionCommand, ResourceDefinitionList, VolumeDefinitionCommand,
     VolumeDefinitionList,
 };

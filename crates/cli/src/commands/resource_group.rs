@@ -11,7 +11,7 @@ use super::{
     Ctx, Failure, Outcome, emit, prop_cells, property_change, python_bool, python_list,
     select_filter, show_prop_columns, with_prop_columns,
 };
-use crate::args::{
+use crate::args::resource_group::{
     ResourceGroupCommand, ResourceGroupCreate, ResourceGroupList, Spawn, VolumeGroupCommand,
     VolumeGroupList,
 };

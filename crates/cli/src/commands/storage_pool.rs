@@ -9,7 +9,7 @@ use super::{
     Ctx, Failure, Outcome, emit, prop_cells, property_change, python_bool, show_prop_columns,
     with_prop_columns,
 };
-use crate::args::{PoolOpts, StoragePoolCommand, StoragePoolCreate, StoragePoolList};
+use crate::args::storage_pool::{PoolOpts, StoragePoolCommand, StoragePoolCreate, StoragePoolList};
 use crate::output::{Color, Exit, Severity, Style, format_replies};
 use crate::table::{Cell, Column, Table};
 
@@ -198,7 +198,8 @@ pub fn render_pools(pools: &[StoragePool], list: &StoragePoolList, style: &Style
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::args::{PoolWithDriver, PoolWithoutDriver, TableOpts};
+    use crate::args::TableOpts;
+    use crate::args::storage_pool::{PoolWithDriver, PoolWithoutDriver};
 
     const PLAIN: Style = Style {
         utf8: false,

@@ -65,7 +65,7 @@ pub fn free_kib(
 mod tests {
     use super::*;
     use crate::app::testing::{add_resource, tutorial_cluster};
-    use crate::satellites::NodeRuntime;
+    use crate::reported::NodeRuntime;
     use ferrite_proto::{NodeReport, PoolReport, VolumeReport};
     use ferrite_types::{ConnectionStatus, ProviderKind};
 

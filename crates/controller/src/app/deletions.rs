@@ -463,7 +463,7 @@ pub fn refuse_if_resource_busy(
 mod tests {
     use super::*;
     use crate::app::testing::{add_resource, apply, tutorial_cluster};
-    use crate::satellites::NodeRuntime;
+    use crate::reported::NodeRuntime;
     use ferrite_proto::{DeletedResource, DeletedVolume, NodeReport, VolumeReport};
     use ferrite_types::ConnectionStatus;
 

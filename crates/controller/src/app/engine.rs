@@ -519,7 +519,7 @@ pub fn ignored_options_note<'a>(
     let ignored: Vec<&str> = keys
         .into_iter()
         .filter_map(|key| {
-            key.strip_prefix(crate::satellites::desired::DRBD_OPTIONS_PREFIX)
+            key.strip_prefix(super::properties::DRBD_OPTIONS_PREFIX)
                 .map(|name| (key, name))
         })
         .filter(|(_, name)| !MIRROR_OPTIONS.contains(name) && !CONTROLLER_OPTIONS.contains(name))

@@ -604,7 +604,7 @@ mod tests {
     #[test]
     fn delete_marks_a_node_with_resources_and_it_goes_with_the_last_one() {
         use crate::app::deletions::{Marked, finish};
-        use crate::satellites::NodeRuntime;
+        use crate::reported::NodeRuntime;
         use ferrite_proto::{DeletedResource, NodeReport};
 
         let mut cluster = crate::app::testing::tutorial_cluster();

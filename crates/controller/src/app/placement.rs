@@ -2,9 +2,9 @@
 //! cluster to `ferrite-placement`, and turning its answer into resources or an explained
 //! refusal.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
-use ferrite_placement::{Candidate, CandidatePool, ExistingReplica, Request};
+use ferrite_placement::{Candidate, CandidatePool, ExistingReplica, Request, hosting};
 use ferrite_types::api_call_rc::code;
 use ferrite_types::rest::AutoSelectFilter;
 use ferrite_types::{
@@ -13,10 +13,8 @@ use ferrite_types::{
 
 use super::{Context, Failure, parse_name};
 use crate::model::{self, Cluster, Op, Resource, ResourceDefinition};
-use crate::satellites::NodeRuntime;
-
-/// What satellites reported, by node.
-pub type Runtime = HashMap<NodeName, NodeRuntime>;
+use crate::reported::NodeRuntime;
+pub use crate::reported::Runtime;
 
 /// How many diskful replicas a resource gets when nobody says: LINSTOR's default.
 pub const DEFAULT_PLACE_COUNT: i32 = 2;
@@ -391,9 +389,8 @@ pub fn candidates(
                 .values()
                 .map(|pool| {
                     let pool_report = report.and_then(|r| r.pools.get(pool.name.key()));
-                    let unusable = if let Some(caps) = capabilities
-                        && !caps.supports_provider(pool.provider_kind)
-                    {
+                    let providers = capabilities.map(|c| c.storage_providers.as_slice());
+                    let unusable = if hosting::provider(providers, pool.provider_kind).is_err() {
                         Some(format!(
                             "node '{}' cannot run provider {}",
                             node.name, pool.provider_kind

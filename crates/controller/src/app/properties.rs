@@ -9,6 +9,9 @@ use ferrite_types::rest::Props;
 
 use super::{Context, Failure};
 
+/// The prefix of the properties that configure a replication layer, LINSTOR's.
+pub const DRBD_OPTIONS_PREFIX: &str = "DrbdOptions/";
+
 /// Checks a property key (the rules are `ferrite_types::property`'s); the error is the cause
 /// to answer with.
 pub fn check_key(key: &str) -> Result<(), String> {
@@ -27,7 +30,7 @@ pub fn check_value(key: &str, value: &str) -> Result<(), String> {
 
 /// Checks a `DrbdOptions/<Section>/<option>` property against DRBD's options; other keys pass.
 pub fn check_drbd_option(key: &str, value: &str) -> Result<(), String> {
-    match key.strip_prefix(crate::satellites::desired::DRBD_OPTIONS_PREFIX) {
+    match key.strip_prefix(DRBD_OPTIONS_PREFIX) {
         Some(option) => ferrite_drbd::options::check(option, value).map_err(|e| e.to_string()),
         None => Ok(()),
     }

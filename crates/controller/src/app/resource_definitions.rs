@@ -700,7 +700,7 @@ mod tests {
         // Both nodes confirm: the resources and then the definition go.
         let mut runtime = Runtime::new();
         for (node, resource) in &rd.resources {
-            let mut reported = crate::satellites::NodeRuntime::default();
+            let mut reported = crate::reported::NodeRuntime::default();
             reported.absorb(ferrite_proto::NodeReport {
                 deleted_resources: vec![ferrite_proto::DeletedResource {
                     resource: "res1".into(),

@@ -1,6 +1,7 @@
 //! Resources: placing a definition on named nodes, deleting, toggling between diskful and
 //! diskless, making a resource available on a node.
 
+use ferrite_placement::hosting::{self, Space, Unfit};
 use ferrite_types::api_call_rc::code;
 use ferrite_types::rest::{self, ToggleDiskOperation};
 use ferrite_types::{NodeName, PROP_RESOURCE_STOR_POOL, StorPoolName};
@@ -124,18 +125,19 @@ fn choose_pool(
             ),
         ));
     };
-    if pool.is_diskless() != diskless {
+    if let Err(Unfit::WrongKind { pool_is_diskless }) = hosting::kind(pool.provider_kind, diskless)
+    {
         return Err(ctx
             .error(
                 code::FAIL_INVLD_STOR_POOL_NAME,
-                format!("Storage pool '{}' on '{}' is {}, but a {kind_word} resource needs a {kind_word} pool.", pool.name, node.name, if pool.is_diskless() { "diskless" } else { "diskful" }),
+                format!("Storage pool '{}' on '{}' is {}, but a {kind_word} resource needs a {kind_word} pool.", pool.name, node.name, if pool_is_diskless { "diskless" } else { "diskful" }),
             )
             .correction(format!("Choose a {kind_word} pool."))
             .into());
     }
     let report = runtime.get(&node.name);
     if let Some(caps) = report.and_then(|r| r.capabilities.as_ref()) {
-        if !caps.supports_provider(pool.provider_kind) {
+        if hosting::provider(Some(&caps.storage_providers), pool.provider_kind).is_err() {
             return Err(ctx
                 .error(
                     code::FAIL_STLT_DOES_NOT_SUPPORT_PROVIDER,
@@ -152,14 +154,21 @@ fn choose_pool(
                 )
                 .into());
         }
-        for layer in rd.resource_layers().iter().filter(|l| !l.is_replication()) {
-            if !caps.supports_layer(*layer) {
-                return Err(ctx
-                    .error(code::FAIL_STLT_DOES_NOT_SUPPORT_LAYER, format!("Node '{}' cannot run layer {layer} of resource '{}'.", node.name, rd.name))
-                    .cause(caps.unsupported_layers.get(layer).map(|r| r.join("; ")).unwrap_or_default())
-                    .correction("Place the resource on a node that supports its layer stack ('ferrite node info').")
-                    .into());
-            }
+        let stack: Vec<_> = rd
+            .resource_layers()
+            .iter()
+            .copied()
+            .filter(|l| !l.is_replication())
+            .collect();
+        if let Err(Unfit::LayersUnsupported(missing)) =
+            hosting::layers(Some(&caps.resource_layers), &stack)
+            && let Some(layer) = missing.first()
+        {
+            return Err(ctx
+                .error(code::FAIL_STLT_DOES_NOT_SUPPORT_LAYER, format!("Node '{}' cannot run layer {layer} of resource '{}'.", node.name, rd.name))
+                .cause(caps.unsupported_layers.get(layer).map(|r| r.join("; ")).unwrap_or_default())
+                .correction("Place the resource on a node that supports its layer stack ('ferrite node info').")
+                .into());
         }
     }
     if let Some(reason) = engine::node_refusal(cluster, runtime, rd, &node.name) {
@@ -179,11 +188,13 @@ fn choose_pool(
             )
             .into());
     }
-    if !diskless && !pool.provider_kind.is_thin() {
+    if !diskless {
         let free = super::capacity::free_kib(cluster, runtime, &node.name, pool);
         let needed = rd.total_size_kib();
-        if let Some(free) = free
-            && free < needed
+        if let Err(Unfit::TooLittleSpace {
+            free_kib: free,
+            needed_kib: needed,
+        }) = hosting::space(Space::Lenient, pool.provider_kind, free, needed)
         {
             return Err(ctx
                 .error(

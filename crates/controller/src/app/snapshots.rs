@@ -3,7 +3,7 @@
 //! resource definition through a snapshot.
 //!
 //! A snapshot is taken by the nodes when their desired state first holds it; whether it was
-//! taken is what they report (`crate::satellites::NodeRuntime::snapshots`), so the listing's
+//! taken is what they report (`crate::reported::NodeRuntime::snapshots`), so the listing's
 //! `SUCCESSFUL` flag is never a record that outlived the data. Deleting is two-phase as for
 //! resources: marked, deleted by the nodes, confirmed, forgotten ([`finish`]).
 //!

@@ -163,7 +163,7 @@ pub fn add_resource(cluster: &mut Cluster, name: &str, node: &str, pool: &str) {
 /// What satellites would report for `cluster` if every node were online and every diskful
 /// volume UpToDate.
 pub fn all_up_to_date(cluster: &Cluster) -> crate::app::placement::Runtime {
-    use crate::satellites::NodeRuntime;
+    use crate::reported::NodeRuntime;
     use ferrite_proto::{NodeReport, VolumeReport};
     let mut runtime = crate::app::placement::Runtime::new();
     for node in cluster.nodes.keys() {

@@ -1,13 +1,11 @@
 //! Controller-wide endpoints: version, properties, error reports, health, metrics.
 
-use std::fmt::Write;
-
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use ferrite_types::ApiCallRc;
 use ferrite_types::api_call_rc::code;
 use ferrite_types::rest;
-use ferrite_types::{ApiCallRc, ConnectionStatus};
 use serde::Serialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -220,99 +218,12 @@ async fn health(State(ctl): State<Controller>) -> Response {
 
 /// Prometheus metrics.
 #[utoipa::path(get, path = "/metrics", tag = "controller",
-    responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+    responses((status = 200, description = "OpenMetrics text format", content_type = "application/openmetrics-text")))]
 async fn metrics(State(ctl): State<Controller>) -> Response {
-    let mut out = String::new();
-    let _ = writeln!(out, "# HELP ferrite_controller_info Controller version.");
-    let _ = writeln!(out, "# TYPE ferrite_controller_info gauge");
-    let _ = writeln!(
-        out,
-        "ferrite_controller_info{{version=\"{}\",rest_api_version=\"{}\"}} 1",
-        crate::VERSION,
-        ferrite_types::REST_API_VERSION
-    );
-    ctl.read_with_runtime(|c, r| {
-        let _ = writeln!(
-            out,
-            "# HELP ferrite_store_revision Revision of the controller store."
-        );
-        let _ = writeln!(out, "# TYPE ferrite_store_revision gauge");
-        let _ = writeln!(out, "ferrite_store_revision {}", c.revision);
-        let resources: usize = c
-            .resource_definitions
-            .values()
-            .map(|rd| rd.resources.len())
-            .sum();
-        for (name, help, value) in [
-            ("ferrite_nodes", "Registered nodes.", c.nodes.len()),
-            (
-                "ferrite_resource_groups",
-                "Resource groups.",
-                c.resource_groups.len(),
-            ),
-            (
-                "ferrite_resource_definitions",
-                "Resource definitions.",
-                c.resource_definitions.len(),
-            ),
-            (
-                "ferrite_resources",
-                "Resources (placements of a definition on a node).",
-                resources,
-            ),
-        ] {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}"
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP ferrite_node_online Whether the node's satellite is online."
-        );
-        let _ = writeln!(out, "# TYPE ferrite_node_online gauge");
-        for node in c.nodes.values() {
-            let online = r
-                .get(&node.name)
-                .is_some_and(|n| n.status == ConnectionStatus::Online);
-            let _ = writeln!(
-                out,
-                "ferrite_node_online{{node=\"{}\"}} {}",
-                node.name,
-                u8::from(online)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP ferrite_storage_pool_free_kib Free capacity reported by the satellite."
-        );
-        let _ = writeln!(out, "# TYPE ferrite_storage_pool_free_kib gauge");
-        let mut totals = String::new();
-        for node in c.nodes.values() {
-            for pool in node.storage_pools.values().filter(|p| !p.is_diskless()) {
-                if let Some(report) = r.get(&node.name).and_then(|n| n.pools.get(pool.name.key())) {
-                    let labels = format!("node=\"{}\",storage_pool=\"{}\"", node.name, pool.name);
-                    if let Some(free) = report.free_capacity_kib {
-                        let _ = writeln!(out, "ferrite_storage_pool_free_kib{{{labels}}} {free}");
-                    }
-                    if let Some(total) = report.total_capacity_kib {
-                        let _ =
-                            writeln!(totals, "ferrite_storage_pool_total_kib{{{labels}}} {total}");
-                    }
-                }
-            }
-        }
-        let _ = writeln!(
-            out,
-            "# HELP ferrite_storage_pool_total_kib Total capacity reported by the satellite."
-        );
-        let _ = writeln!(out, "# TYPE ferrite_storage_pool_total_kib gauge");
-        out.push_str(&totals);
-    });
-    ctl.metrics().render(&mut out);
+    let out = ctl.read_with_runtime(|cluster, runtime| ctl.metrics().exposition(cluster, runtime));
     (
         StatusCode::OK,
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        [(header::CONTENT_TYPE, crate::metrics::CONTENT_TYPE)],
         out,
     )
         .into_response()

@@ -26,8 +26,7 @@ use ferrite_types::{NodeName, VolumeNumber};
 
 use crate::model::{Cluster, Resource, ResourceDefinition, VolumeDefinition};
 
-/// The prefix of the properties that configure a replication layer, LINSTOR's.
-pub const DRBD_OPTIONS_PREFIX: &str = "DrbdOptions/";
+pub use crate::app::properties::DRBD_OPTIONS_PREFIX;
 
 /// A property container that can hold `DrbdOptions/*`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -13,16 +13,22 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ferrite_proto::{
-    ControllerMessage, PROTOCOL_VERSION, PoolReport, Refusal, SatelliteMessage, is_compatible,
-    read_frame, write_frame,
+    ControllerMessage, FrameReader, FrameWriter, PROTOCOL_VERSION, PoolReport, Refusal,
+    SatelliteMessage, frame_reader, frame_writer, is_compatible, read_frame, write_frame,
 };
 use ferrite_types::{ConnectionStatus, NodeName};
 use tokio::net::TcpStream;
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{Instrument, info, info_span, warn};
 
 use super::{LinkCommand, Progress, Shared, desired};
+
+/// A satellite's connection, framed each way.
+struct Connection {
+    reader: FrameReader<OwnedReadHalf>,
+    writer: FrameWriter<OwnedWriteHalf>,
+}
 
 /// Why a connection attempt failed, and the status the node shows for it.
 struct ConnectFailure {
@@ -64,7 +70,7 @@ pub(super) async fn run(
             };
             session += 1;
             match connect(&shared, &node, address).await {
-                Ok((stream, capabilities, hostname)) => {
+                Ok((connection, capabilities, hostname)) => {
                     info!(%address, "satellite connected");
                     backoff = shared.timeouts.reconnect_min;
                     {
@@ -83,7 +89,7 @@ pub(super) async fn run(
                         not_applied: None,
                     });
                     let reason =
-                        run_session(&shared, &node, stream, &mut commands, &progress).await;
+                        run_session(&shared, &node, connection, &mut commands, &progress).await;
                     match reason {
                         SessionEnd::Stopped => return,
                         SessionEnd::Lost(reason) => {
@@ -176,16 +182,18 @@ async fn connect(
     shared: &Shared,
     node: &NodeName,
     address: SocketAddr,
-) -> Result<(TcpStream, ferrite_proto::Capabilities, String), ConnectFailure> {
+) -> Result<(Connection, ferrite_proto::Capabilities, String), ConnectFailure> {
     let offline = |message: String| ConnectFailure {
         status: ConnectionStatus::Offline,
         message,
     };
     let attempt = async {
-        let mut stream = TcpStream::connect(address)
+        let stream = TcpStream::connect(address)
             .await
             .map_err(|e| offline(format!("cannot connect to {address}: {e}")))?;
         let _ = stream.set_nodelay(true);
+        let (reader, writer) = stream.into_split();
+        let (mut reader, mut writer) = (frame_reader(reader), frame_writer(writer));
         let (cluster_id, node_uuid) = {
             let cluster = shared.cluster.read().expect("cluster lock");
             (
@@ -203,10 +211,10 @@ async fn connect(
             node_uuid,
             controller_version: shared.controller_version.clone(),
         };
-        write_frame(&mut stream, &hello)
+        write_frame(&mut writer, &hello)
             .await
             .map_err(|e| offline(format!("handshake with {address} failed: {e}")))?;
-        let reply: SatelliteMessage = read_frame(&mut stream)
+        let reply: SatelliteMessage = read_frame(&mut reader)
             .await
             .map_err(|e| offline(format!("handshake with {address} failed: {e}")))?;
         match reply {
@@ -224,7 +232,7 @@ async fn connect(
                         ),
                     });
                 }
-                Ok((stream, capabilities, hostname))
+                Ok((Connection { reader, writer }, capabilities, hostname))
             }
             SatelliteMessage::Refused { reason } => Err(ConnectFailure {
                 status: match reason {
@@ -278,7 +286,10 @@ enum SessionEnd {
     Lost(String),
 }
 
-async fn send(writer: &mut OwnedWriteHalf, message: &ControllerMessage) -> Result<(), SessionEnd> {
+async fn send(
+    writer: &mut FrameWriter<OwnedWriteHalf>,
+    message: &ControllerMessage,
+) -> Result<(), SessionEnd> {
     write_frame(writer, message)
         .await
         .map_err(|e| SessionEnd::Lost(format!("sending to the satellite failed: {e}")))
@@ -287,13 +298,16 @@ async fn send(writer: &mut OwnedWriteHalf, message: &ControllerMessage) -> Resul
 async fn run_session(
     shared: &Shared,
     node: &NodeName,
-    stream: TcpStream,
+    connection: Connection,
     commands: &mut mpsc::UnboundedReceiver<LinkCommand>,
     progress: &watch::Sender<Progress>,
 ) -> SessionEnd {
-    let (mut reader, mut writer) = stream.into_split();
+    let Connection {
+        mut reader,
+        mut writer,
+    } = connection;
     let (frames_tx, mut frames) = mpsc::channel(64);
-    // Reading is not cancel-safe, so it gets its own task rather than a select! arm.
+    // Frames are read on their own task and queued, so the session loop selects on queues only.
     let reader_task = tokio::spawn(async move {
         loop {
             let frame = read_frame::<_, SatelliteMessage>(&mut reader).await;
@@ -311,7 +325,7 @@ async fn run_session(
 async fn session_loop(
     shared: &Shared,
     node: &NodeName,
-    writer: &mut OwnedWriteHalf,
+    writer: &mut FrameWriter<OwnedWriteHalf>,
     frames: &mut mpsc::Receiver<Result<SatelliteMessage, ferrite_proto::FrameError>>,
     commands: &mut mpsc::UnboundedReceiver<LinkCommand>,
     progress: &watch::Sender<Progress>,

@@ -10,8 +10,8 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use ferrite_proto::{
-    ControllerMessage, DesiredState, FrameError, PROTOCOL_VERSION, PoolSpec, ResourceSpec,
-    SatelliteMessage, VolumeSpec, read_frame, write_frame,
+    ControllerMessage, DesiredState, FrameError, Frames, PROTOCOL_VERSION, PoolSpec, ResourceSpec,
+    SatelliteMessage, VolumeSpec, frames, read_frame, write_frame,
 };
 use ferrite_storage::{CommandLine, HostCommands, SystemCommands};
 use ferrite_types::{LayerKind, ProviderKind};
@@ -306,13 +306,15 @@ pub fn diskless(name: &str) -> ResourceSpec {
 
 /// A fake controller: one TCP connection speaking ferrite-proto.
 pub struct Controller {
-    pub stream: TcpStream,
+    pub stream: Frames<TcpStream>,
 }
 
 impl Controller {
     pub async fn connect(satellite: &SatelliteProcess) -> Controller {
         let stream = TcpStream::connect(satellite.address).await.unwrap();
-        Controller { stream }
+        Controller {
+            stream: frames(stream),
+        }
     }
 
     pub async fn send(&mut self, message: &ControllerMessage) {
@@ -320,8 +322,8 @@ impl Controller {
     }
 
     pub async fn send_raw(&mut self, bytes: &[u8]) {
-        self.stream.write_all(bytes).await.unwrap();
-        self.stream.flush().await.unwrap();
+        self.stream.get_mut().write_all(bytes).await.unwrap();
+        self.stream.get_mut().flush().await.unwrap();
     }
 
     pub async fn recv(&mut self) -> SatelliteMessage {
