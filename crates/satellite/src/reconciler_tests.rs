@@ -2,7 +2,8 @@
 //! and delete; that only explicit deletions delete, and only volumes of the named identity;
 //! refusals of stale, conflicting and volume-dropping states; orphans and the operator's
 //! commands; missing volumes; pool identities; failed creates; name migration; deltas,
-//! interrupted creates, restarts and unprompted reports.
+//! interrupted creates, restarts and unprompted reports; deltas that converge only what they
+//! name, taken together when queued, and the full pass that finds drift.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -2192,4 +2193,46 @@ fn the_full_pass_comes_on_time_however_many_deltas_arrive() {
         "no full pass reported the missing volume within {:?} of deltas every 20 ms",
         started.elapsed()
     );
+}
+
+#[test]
+fn deltas_queued_together_are_answered_each_and_a_misfit_ends_the_batch() {
+    let mut node = Node::new();
+    applied(node.apply(node.full(1, vec![resource("web", &[(0, 4096, "files")])])));
+    let (outbox, mut inbox) = unbounded_channel();
+    let db = delta_of(&node, 2, 1, vec![resource("db", &[(0, 4096, "lvm")])], &[]);
+    let app = delta_of(&node, 3, 2, vec![resource("app", &[(0, 4096, "lvm")])], &[]);
+    // On a generation the node will not have: asks for the full state, after the others.
+    let stray = delta_of(&node, 9, 7, vec![resource("x", &[(0, 4096, "lvm")])], &[]);
+    node.reconciler.apply_deltas(vec![
+        (db, outbox.clone()),
+        (app, outbox.clone()),
+        (stray, outbox.clone()),
+    ]);
+    let (generation, report) = applied(inbox.try_recv().unwrap());
+    assert_eq!(generation, 2);
+    assert_eq!(report.only_resources, Some(vec!["db".to_string()]));
+    assert_eq!(volume_of(&report, "db").disk_state, "UpToDate");
+    assert_eq!(report.volumes.len(), 1);
+    let (generation, report) = applied(inbox.try_recv().unwrap());
+    assert_eq!(generation, 3);
+    assert_eq!(report.only_resources, Some(vec!["app".to_string()]));
+    assert_eq!(
+        inbox.try_recv().unwrap(),
+        SatelliteMessage::NeedFullState {
+            have_generation: Some(3)
+        }
+    );
+    assert_eq!(node.reconciler.generation(), Some(3));
+    // Both deltas are in the persisted state.
+    node.restart();
+    let names: Vec<_> = node
+        .reconciler
+        .desired()
+        .unwrap()
+        .resources
+        .iter()
+        .map(|r| r.name.clone())
+        .collect();
+    assert_eq!(names, ["app", "db", "web"]);
 }
