@@ -2,7 +2,8 @@
 //! and delete; that only explicit deletions delete, and only volumes of the named identity;
 //! refusals of stale, conflicting and volume-dropping states; orphans and the operator's
 //! commands; missing volumes; pool identities; failed creates; name migration; deltas,
-//! interrupted creates, restarts and unprompted reports.
+//! interrupted creates, restarts and unprompted reports; deltas that converge only what they
+//! name, taken together when queued, and the full pass that finds drift.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -1960,4 +1961,278 @@ fn a_replicated_rollback_is_refused_while_the_member_is_up() {
         })
         .unwrap_err();
     assert!(refused.contains("is not down"), "{refused}");
+}
+
+/// A delta on top of generation `base` of `node`'s state.
+fn delta_of(
+    node: &Node,
+    generation: u64,
+    base: u64,
+    resources: Vec<ResourceSpec>,
+    removed: &[&str],
+) -> DesiredState {
+    DesiredState {
+        base_generation: Some(base),
+        removed_resources: removed.iter().map(|r| r.to_string()).collect(),
+        ..node.full(generation, resources)
+    }
+}
+
+/// The commands run since the last call, without the pools' own queries (one `vgs` per LVM
+/// pool and pass, whatever the number of volumes).
+fn volume_commands(node: &Node) -> Vec<String> {
+    node.host
+        .take_commands()
+        .into_iter()
+        .filter(|c| !c.starts_with("vgs "))
+        .collect()
+}
+
+fn volume_of<'a>(report: &'a NodeReport, resource: &str) -> &'a ferrite_proto::VolumeReport {
+    report
+        .volumes
+        .iter()
+        .find(|v| v.resource == resource)
+        .unwrap_or_else(|| panic!("no volume of {resource} in {report:?}"))
+}
+
+#[test]
+fn a_delta_converges_only_the_resources_it_names() {
+    let mut node = Node::new();
+    let dir = node.pool_dir();
+    let web = resource("web", &[(0, 4096, "files")]);
+    let db = resource("db", &[(0, 4096, "files")]);
+    let (_, first) = applied(node.apply(node.full(1, vec![web, db])));
+    let web_device = volume_of(&first, "web").device_path.clone().unwrap();
+    node.host.take_commands();
+
+    // db's backing file goes behind the satellite's back: a delta about another resource
+    // neither looks at db nor reads a table of every loop device.
+    std::fs::remove_file(node.file("db_00000.img")).unwrap();
+    let app = resource("app", &[(0, 4096, "files")]);
+    let (_, report) = applied(node.apply(delta_of(&node, 2, 1, vec![app], &[])));
+    assert_eq!(
+        volume_commands(&node),
+        [
+            format!("truncate --size 4194304 {dir}/app_00000.img"),
+            format!("losetup --find --show {dir}/app_00000.img"),
+        ],
+        "a file created in the pass has no loop device to look up"
+    );
+    assert_eq!(report.only_resources, Some(vec!["app".to_string()]));
+    assert_eq!(report.volumes.len(), 1);
+    assert_eq!(volume_of(&report, "app").disk_state, "UpToDate");
+
+    // A delta that names web finds web's device from what the full pass saw, confirmed with
+    // the kernel, without asking losetup.
+    let grown = resource("web", &[(0, 8192, "files")]);
+    let (_, report) = applied(node.apply(delta_of(&node, 3, 2, vec![grown], &[])));
+    assert_eq!(
+        volume_commands(&node),
+        [
+            format!("truncate --size 8388608 {dir}/web_00000.img"),
+            format!("losetup --set-capacity {web_device}"),
+        ]
+    );
+    assert_eq!(volume_of(&report, "web").usable_size_kib, Some(8192));
+
+    // The full pass reads the loop-device table and finds db missing.
+    let full = node.reconciler.converge();
+    assert!(
+        node.host
+            .take_commands()
+            .iter()
+            .any(|c| c.starts_with("losetup --list --json --output NAME,BACK-FILE")),
+        "the full pass reads every loop device"
+    );
+    let db_volume = volume_of(&full, "db");
+    assert_eq!(db_volume.disk_state, "Failed");
+    assert!(
+        db_volume
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("was created by this node but is missing")),
+        "{db_volume:?}"
+    );
+    assert_eq!(volume_of(&full, "app").disk_state, "UpToDate");
+    assert_eq!(volume_of(&full, "web").usable_size_kib, Some(8192));
+}
+
+#[test]
+fn a_delta_looks_up_a_device_that_changed_behind_its_back() {
+    let mut node = Node::new();
+    let dir = node.pool_dir();
+    let web = resource("web", &[(0, 4096, "files")]);
+    applied(node.apply(node.full(1, vec![web.clone()])));
+    // Someone detaches web's loop device.
+    ferrite_storage::HostCommands::run(
+        node.host.as_ref(),
+        &ferrite_storage::CommandLine::new("losetup").args(["--detach", "/dev/loop0"]),
+    )
+    .unwrap();
+    node.host.take_commands();
+    let (_, report) = applied(node.apply(delta_of(&node, 2, 1, vec![web], &[])));
+    assert_eq!(
+        volume_commands(&node),
+        [
+            format!("losetup --list --json --output NAME --associated {dir}/web_00000.img"),
+            format!("losetup --find --show {dir}/web_00000.img"),
+        ],
+        "the remembered device fails the kernel's check; the file is looked up, then attached"
+    );
+    assert_eq!(
+        volume_of(&report, "web").device_path.as_deref(),
+        Some("/dev/loop0")
+    );
+}
+
+#[test]
+fn a_delta_keeps_what_it_does_not_name_in_the_node_report() {
+    let mut node = Node::new();
+    let mut inbox = node.connect("");
+    let web = resource("web", &[(0, 4096, "files")]);
+    applied(node.apply(node.full(1, vec![web.clone()])));
+    let db = resource("db", &[(0, 4096, "lvm")]);
+    applied(node.apply(delta_of(&node, 2, 1, vec![db], &[])));
+    // Nothing changed since the delta: the full pass has nothing new to report, web included.
+    node.reconciler.handle(Event::Converge);
+    assert!(
+        inbox.try_recv().is_err(),
+        "the report after the delta already held every resource"
+    );
+    // Removing a deleted resource drops it from the node's report.
+    applied(node.apply(delta_of(&node, 3, 2, vec![deleting(web)], &[])));
+    applied(node.apply(delta_of(&node, 4, 3, vec![], &["web"])));
+    let full = node.reconciler.converge();
+    assert_eq!(
+        full.volumes
+            .iter()
+            .map(|v| v.resource.as_str())
+            .collect::<Vec<_>>(),
+        ["db"]
+    );
+    assert!(full.orphans.is_empty(), "{:?}", full.orphans);
+}
+
+#[test]
+fn the_full_pass_comes_on_time_however_many_deltas_arrive() {
+    let mut node = Node::new();
+    let (events, receiver) = std::sync::mpsc::channel();
+    let (outbox, mut inbox) = unbounded_channel();
+    let web = resource("web", &[(0, 4096, "files")]);
+    let db = resource("db", &[(0, 4096, "files")]);
+    let full = node.full(1, vec![web, db]);
+    let pools = node.pools();
+    let placeholder = Node::new();
+    let reconciler = std::mem::replace(&mut node.reconciler, placeholder.reconciler);
+    let interval = Duration::from_millis(300);
+    let running = std::thread::spawn(move || reconciler.run(receiver, interval));
+    events
+        .send(Event::ControllerConnected {
+            node_name: "node1".into(),
+            node_uuid: String::new(),
+            outbox: outbox.clone(),
+        })
+        .unwrap();
+    events
+        .send(Event::Apply {
+            state: full,
+            reply: outbox.clone(),
+        })
+        .unwrap();
+    let wait_for = |inbox: &mut UnboundedReceiver<SatelliteMessage>,
+                    what: &dyn Fn(&SatelliteMessage) -> bool| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::time::Instant::now() < deadline {
+            match inbox.try_recv() {
+                Ok(message) if what(&message) => return true,
+                Ok(_) => {}
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+        false
+    };
+    assert!(wait_for(&mut inbox, &|m| matches!(
+        m,
+        SatelliteMessage::Applied { generation: 1, .. }
+    )));
+    std::fs::remove_file(node.file("db_00000.img")).unwrap();
+    // A delta every 20 ms, each about a new resource, for longer than the interval.
+    let started = std::time::Instant::now();
+    let mut generation = 1;
+    let mut seen = false;
+    while started.elapsed() < Duration::from_secs(5) && !seen {
+        generation += 1;
+        events
+            .send(Event::Apply {
+                state: DesiredState {
+                    epoch: 0,
+                    generation,
+                    base_generation: Some(generation - 1),
+                    storage_pools: pools.clone(),
+                    resources: vec![resource(&format!("r{generation}"), &[(0, 4096, "lvm")])],
+                    removed_resources: Vec::new(),
+                },
+                reply: outbox.clone(),
+            })
+            .unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+        while let Ok(message) = inbox.try_recv() {
+            if let SatelliteMessage::Report { report } = message {
+                seen |= report
+                    .volumes
+                    .iter()
+                    .any(|v| v.resource == "db" && v.disk_state == "Failed");
+            }
+        }
+    }
+    events.send(Event::Shutdown).unwrap();
+    running.join().unwrap();
+    assert!(
+        seen,
+        "no full pass reported the missing volume within {:?} of deltas every 20 ms",
+        started.elapsed()
+    );
+}
+
+#[test]
+fn deltas_queued_together_are_answered_each_and_a_misfit_ends_the_batch() {
+    let mut node = Node::new();
+    applied(node.apply(node.full(1, vec![resource("web", &[(0, 4096, "files")])])));
+    let (outbox, mut inbox) = unbounded_channel();
+    let db = delta_of(&node, 2, 1, vec![resource("db", &[(0, 4096, "lvm")])], &[]);
+    let app = delta_of(&node, 3, 2, vec![resource("app", &[(0, 4096, "lvm")])], &[]);
+    // On a generation the node will not have: asks for the full state, after the others.
+    let stray = delta_of(&node, 9, 7, vec![resource("x", &[(0, 4096, "lvm")])], &[]);
+    node.reconciler.apply_deltas(vec![
+        (db, outbox.clone()),
+        (app, outbox.clone()),
+        (stray, outbox.clone()),
+    ]);
+    let (generation, report) = applied(inbox.try_recv().unwrap());
+    assert_eq!(generation, 2);
+    assert_eq!(report.only_resources, Some(vec!["db".to_string()]));
+    assert_eq!(volume_of(&report, "db").disk_state, "UpToDate");
+    assert_eq!(report.volumes.len(), 1);
+    let (generation, report) = applied(inbox.try_recv().unwrap());
+    assert_eq!(generation, 3);
+    assert_eq!(report.only_resources, Some(vec!["app".to_string()]));
+    assert_eq!(
+        inbox.try_recv().unwrap(),
+        SatelliteMessage::NeedFullState {
+            have_generation: Some(3)
+        }
+    );
+    assert_eq!(node.reconciler.generation(), Some(3));
+    // Both deltas are in the persisted state.
+    node.restart();
+    let names: Vec<_> = node
+        .reconciler
+        .desired()
+        .unwrap()
+        .resources
+        .iter()
+        .map(|r| r.name.clone())
+        .collect();
+    assert_eq!(names, ["app", "db", "web"]);
 }

@@ -949,6 +949,21 @@ impl FakeHost {
 }
 
 impl HostCommands for FakeHost {
+    fn loop_backing_file(&self, device: &std::path::Path) -> Option<String> {
+        let number = device
+            .to_str()?
+            .strip_prefix("/dev/loop")?
+            .parse::<u32>()
+            .ok()?;
+        let file = self.state().loops.get(&number)?.clone();
+        // The kernel keeps a deleted file and says so.
+        Some(if file.exists() {
+            file.to_string_lossy().into_owned()
+        } else {
+            format!("{} (deleted)", file.display())
+        })
+    }
+
     fn run(&self, command: &CommandLine) -> Result<CommandOutput, CommandError> {
         let line = command.to_string();
         let delay = self

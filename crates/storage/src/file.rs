@@ -13,11 +13,16 @@
 //! was given when first used: a directory without it (an empty mount point whose file system is
 //! not mounted yet) or with another mark (another disk mounted there) is not the pool. A file already attached is found with
 //! `losetup --associated`, so attaching twice never creates a second loop device. During a
-//! reconcile pass ([`Provider::begin_pass`]) one `losetup --list` of every loop device replaces
-//! the per-file query: with thousands of volumes, a query per volume (each scanning every loop
-//! device) made a pass take minutes.
+//! full reconcile pass ([`Provider::begin_pass`]) one `losetup --list` of every loop device
+//! replaces the per-file query: with thousands of volumes, a query per volume (each scanning
+//! every loop device) made a pass take minutes. A pass over a few named volumes
+//! ([`Provider::begin_scoped_pass`]) reads no such table, whose cost grows with the node: it
+//! trusts the device a file was last seen attached to once the kernel confirms it
+//! ([`HostCommands::loop_backing_file`], one small read), knows that a file it created in the
+//! same pass has no device, and asks `losetup --associated` about any other file (once per
+//! pass).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -51,6 +56,20 @@ pub struct FileProvider {
     runner: Arc<dyn HostCommands>,
     thin: bool,
     loop_table: Mutex<LoopTable>,
+    /// What earlier passes learned of loop devices, for passes over named volumes.
+    remembered: Mutex<Remembered>,
+}
+
+/// The loop devices this provider saw, kept between passes. Never trusted without a check:
+/// a device someone detached or attached to another file behind the satellite's back fails the
+/// check, and the file is looked up again.
+#[derive(Debug, Default)]
+struct Remembered {
+    /// The device each backing file (by canonical path) was last seen attached to.
+    devices: HashMap<PathBuf, PathBuf>,
+    /// Backing files known to have no loop device in the current pass: created by it (a file
+    /// that did not exist before has none) or looked up. Own attaches take them out.
+    unattached: HashSet<PathBuf>,
 }
 
 /// What the provider knows about attached loop devices.
@@ -64,6 +83,8 @@ enum LoopTable {
     /// In a pass: device paths by the canonical path of their backing file, kept current with
     /// this provider's own attaches and detaches.
     Read(HashMap<PathBuf, Vec<PathBuf>>),
+    /// In a pass over named volumes: each file's device from [`Remembered`], checked.
+    Scoped,
 }
 
 #[derive(Deserialize)]
@@ -85,6 +106,7 @@ impl FileProvider {
             runner,
             thin,
             loop_table: Mutex::new(LoopTable::Unused),
+            remembered: Mutex::new(Remembered::default()),
         }
     }
 
@@ -200,13 +222,22 @@ impl FileProvider {
         self.loop_table.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The loop devices the file is attached to (normally one): from the pass's table when in a
-    /// pass, else asked of `losetup`.
+    fn remembered(&self) -> MutexGuard<'_, Remembered> {
+        self.remembered.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The loop devices the file is attached to (normally one): from the pass's table in a full
+    /// pass, from what is remembered and confirmed in a pass over named volumes, else asked of
+    /// `losetup`.
     fn loop_devices(&self, image: &Path) -> Result<Vec<PathBuf>, StorageError> {
         let mut table = self.loop_table();
         if matches!(*table, LoopTable::Unused) {
             drop(table);
             return self.query_loop_devices(image);
+        }
+        if matches!(*table, LoopTable::Scoped) {
+            drop(table);
+            return self.scoped_loop_devices(image);
         }
         if matches!(*table, LoopTable::Unread) {
             *table = LoopTable::Read(self.read_loop_table()?);
@@ -216,6 +247,40 @@ impl FileProvider {
         };
         let key = std::fs::canonicalize(image).unwrap_or_else(|_| image.to_path_buf());
         Ok(devices.get(&key).cloned().unwrap_or_default())
+    }
+
+    /// [`FileProvider::loop_devices`] in a pass over named volumes.
+    fn scoped_loop_devices(&self, image: &Path) -> Result<Vec<PathBuf>, StorageError> {
+        let key = std::fs::canonicalize(image).unwrap_or_else(|_| image.to_path_buf());
+        let known = {
+            let remembered = self.remembered();
+            if remembered.unattached.contains(&key) {
+                return Ok(Vec::new());
+            }
+            remembered.devices.get(&key).cloned()
+        };
+        if let Some(device) = known {
+            // The kernel names the file a device holds; a deleted one reads "<path> (deleted)".
+            let holds = self
+                .runner
+                .loop_backing_file(&device)
+                .is_some_and(|file| Path::new(&file) == key);
+            if holds {
+                return Ok(vec![device]);
+            }
+        }
+        let devices = self.query_loop_devices(image)?;
+        let mut remembered = self.remembered();
+        match devices.first() {
+            Some(device) => {
+                remembered.devices.insert(key, device.clone());
+            }
+            None => {
+                remembered.devices.remove(&key);
+                remembered.unattached.insert(key);
+            }
+        }
+        Ok(devices)
     }
 
     /// Every attached loop device, by the canonical path of its backing file.
@@ -246,18 +311,42 @@ impl FileProvider {
                 .or_default()
                 .push(PathBuf::from(device.name));
         }
+        // The whole table is the truth: it replaces what earlier passes learned.
+        self.remembered().devices = table
+            .iter()
+            .filter_map(|(file, devices)| Some((file.clone(), devices.first()?.clone())))
+            .collect();
         Ok(table)
     }
 
-    /// Keeps the pass's table current with an attach (`Some`) or a detach (`None`).
+    /// Keeps the pass's table and what is remembered current with an attach or a detach.
     fn note_loop_device(&self, image: &Path, device: &Path, attached: bool) {
+        let key = std::fs::canonicalize(image).unwrap_or_else(|_| image.to_path_buf());
         if let LoopTable::Read(devices) = &mut *self.loop_table() {
-            let key = std::fs::canonicalize(image).unwrap_or_else(|_| image.to_path_buf());
-            let entry = devices.entry(key).or_default();
+            let entry = devices.entry(key.clone()).or_default();
             entry.retain(|d| d != device);
             if attached {
                 entry.push(device.to_path_buf());
             }
+        }
+        let mut remembered = self.remembered();
+        remembered.unattached.remove(&key);
+        if attached {
+            remembered.devices.insert(key, device.to_path_buf());
+        } else if remembered.devices.get(&key).is_some_and(|d| d == device) {
+            remembered.devices.remove(&key);
+        }
+    }
+
+    /// Notes a backing file this provider just created, in a pass.
+    fn note_created(&self, image: &Path) {
+        if matches!(*self.loop_table(), LoopTable::Unused) {
+            return;
+        }
+        if let Ok(key) = std::fs::canonicalize(image) {
+            let mut remembered = self.remembered();
+            remembered.devices.remove(&key);
+            remembered.unattached.insert(key);
         }
     }
 
@@ -406,7 +495,12 @@ impl Provider for FileProvider {
     ) -> Result<(), StorageError> {
         self.check_pool(pool)?;
         let image = self.image_path(pool, name)?;
-        self.set_size(&image, size_kib)
+        let existed = self.stat(&image)?.is_some();
+        self.set_size(&image, size_kib)?;
+        if !existed {
+            self.note_created(&image);
+        }
+        Ok(())
     }
 
     fn grow_volume(
@@ -456,7 +550,12 @@ impl Provider for FileProvider {
                 let command = CommandLine::new("losetup")
                     .args(["--find", "--show"])
                     .arg(image.to_string_lossy());
-                let output = self.runner.run(&command)?;
+                let output = self.runner.run(&command).inspect_err(|_| {
+                    // It may have attached before it failed: look the file up next time.
+                    if let Ok(key) = std::fs::canonicalize(&image) {
+                        self.remembered().unattached.remove(&key);
+                    }
+                })?;
                 let device = output.stdout.trim();
                 if !device.starts_with("/dev/") {
                     return Err(StorageError::UnexpectedOutput {
@@ -505,6 +604,13 @@ impl Provider for FileProvider {
         if matches!(*table, LoopTable::Read(_)) {
             // Keyed by the old path; read it again when next needed.
             *table = LoopTable::Unread;
+        }
+        drop(table);
+        let mut remembered = self.remembered();
+        for path in [&source, &target] {
+            let key = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+            remembered.devices.remove(&key);
+            remembered.unattached.remove(&key);
         }
         Ok(())
     }
@@ -582,10 +688,17 @@ impl Provider for FileProvider {
 
     fn begin_pass(&self) {
         *self.loop_table() = LoopTable::Unread;
+        self.remembered().unattached.clear();
+    }
+
+    fn begin_scoped_pass(&self) {
+        *self.loop_table() = LoopTable::Scoped;
+        self.remembered().unattached.clear();
     }
 
     fn end_pass(&self) {
         *self.loop_table() = LoopTable::Unused;
+        self.remembered().unattached.clear();
     }
 
     fn supports_snapshots(&self) -> bool {

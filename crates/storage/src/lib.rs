@@ -258,6 +258,14 @@ pub trait Provider: Send + Sync {
     /// [`Provider::end_pass`]. Nothing outside the pass may rely on what it read.
     fn begin_pass(&self) {}
 
+    /// Starts a reconcile pass over a few named volumes (a delta's): the provider reads no
+    /// host-wide table whose cost grows with the number of volumes, and answers for each
+    /// volume from what it asks about that volume, or from what it learned before and can
+    /// confirm cheaply. Providers without such tables do what they do for a full pass.
+    fn begin_scoped_pass(&self) {
+        self.begin_pass()
+    }
+
     /// Ends a reconcile pass; what was read for it is forgotten.
     fn end_pass(&self) {}
 
@@ -462,6 +470,11 @@ impl Providers {
     /// [`Provider::begin_pass`] on every provider.
     pub fn begin_pass(&self) {
         self.all().iter().for_each(|p| p.begin_pass());
+    }
+
+    /// [`Provider::begin_scoped_pass`] on every provider.
+    pub fn begin_scoped_pass(&self) {
+        self.all().iter().for_each(|p| p.begin_scoped_pass());
     }
 
     /// [`Provider::end_pass`] on every provider.

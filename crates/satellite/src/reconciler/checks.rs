@@ -9,8 +9,11 @@
 //! - it stops wanting a volume the node holds without marking it for deletion
 //!   (`DropsVolumes`) — unless it comes from a newer epoch (a restored store) or from a new
 //!   registration of the node (after `node lost`): then such volumes are kept as orphans.
+//!
+//! A delta changes only the resources it names (the merge keeps the others as they were, and
+//! a change of the pools makes the check whole), so its check looks at those resources only.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use ferrite_proto::{DesiredState, ResourceSpec, StateRefusal, VolumeSpec};
 use ferrite_types::{ResourceName, VolumeNumber};
@@ -25,15 +28,23 @@ struct Held {
     identity: String,
 }
 
-/// The ledger places of the volumes `state` wants, with their identity and placement.
-fn wanted_places(state: &DesiredState) -> Vec<(VolumeKey, String, String)> {
+/// The ledger places of the volumes `state` wants, with their identity and placement: of every
+/// resource, or of those `scope` names (by [`resource_key`]).
+fn wanted_places(
+    state: &DesiredState,
+    scope: Option<&BTreeSet<String>>,
+) -> Vec<(VolumeKey, String, String)> {
     let pools: BTreeMap<String, _> = state
         .storage_pools
         .iter()
         .map(|p| (p.name.to_ascii_uppercase(), p))
         .collect();
     let mut places = Vec::new();
-    for resource in &state.resources {
+    let resources = state
+        .resources
+        .iter()
+        .filter(|r| scope.is_none_or(|names| names.contains(&resource_key(&r.name))));
+    for resource in resources {
         let Ok(name) = ResourceName::new(&resource.name) else {
             continue;
         };
@@ -65,10 +76,13 @@ fn find_volume<'a>(
     resource: &ResourceName,
     number: VolumeNumber,
 ) -> Option<(&'a ResourceSpec, &'a VolumeSpec)> {
+    // A state's resources are in `resource_key` order (`canonical`).
+    let wanted = resource_key(resource.as_str());
     let resource = state
         .resources
-        .iter()
-        .find(|r| resource_key(&r.name) == resource_key(resource.as_str()))?;
+        .binary_search_by(|r| resource_key(&r.name).cmp(&wanted))
+        .ok()
+        .map(|i| &state.resources[i])?;
     let volume = resource
         .volumes
         .iter()
@@ -86,8 +100,8 @@ impl Reconciler {
 
     /// The volumes the node holds for the current state: wanted by it and in the ledger with
     /// that identity.
-    fn held(&self, current: &DesiredState) -> Vec<Held> {
-        wanted_places(current)
+    fn held(&self, current: &DesiredState, scope: Option<&BTreeSet<String>>) -> Vec<Held> {
+        wanted_places(current, scope)
             .into_iter()
             .filter(|(key, identity, placement)| {
                 self.ledger
@@ -98,8 +112,13 @@ impl Reconciler {
             .collect()
     }
 
-    /// Checks `next` against the applied state.
-    pub(super) fn check(&self, next: &DesiredState) -> Result<(), StateRefusal> {
+    /// Checks `next` against the applied state; for a delta, `scope` names the resources it
+    /// changes (by [`resource_key`]).
+    pub(super) fn check(
+        &self,
+        next: &DesiredState,
+        scope: Option<&BTreeSet<String>>,
+    ) -> Result<(), StateRefusal> {
         let Some(current) = &self.desired else {
             return Ok(());
         };
@@ -114,12 +133,12 @@ impl Reconciler {
                 stamp: next.stamp(),
             });
         }
-        let next_places: BTreeMap<VolumeKey, String> = wanted_places(next)
+        let next_places: BTreeMap<VolumeKey, String> = wanted_places(next, scope)
             .into_iter()
             .map(|(key, identity, _)| (key, identity))
             .collect();
         let mut dropped = Vec::new();
-        for held in self.held(current) {
+        for held in self.held(current, scope) {
             let still_wanted = next_places
                 .get(&held.key)
                 .is_some_and(|identity| held.identity.is_empty() || *identity == held.identity);
@@ -157,16 +176,20 @@ impl Reconciler {
     /// Gives volumes created before identities the identity of the volume `next` wants at
     /// their place, when the applied state wanted them there too: the same volume, now named.
     /// A volume nobody wanted at its place stays without identity, an orphan.
-    pub(super) fn take_over_legacy_volumes(&mut self, next: &DesiredState) {
+    pub(super) fn take_over_legacy_volumes(
+        &mut self,
+        next: &DesiredState,
+        scope: Option<&BTreeSet<String>>,
+    ) {
         let Some(current) = &self.desired else {
             return;
         };
-        let before: BTreeMap<VolumeKey, String> = wanted_places(current)
+        let before: BTreeMap<VolumeKey, String> = wanted_places(current, scope)
             .into_iter()
             .map(|(key, identity, _)| (key, identity))
             .collect();
         let mut changed = false;
-        for (key, identity, placement) in wanted_places(next) {
+        for (key, identity, placement) in wanted_places(next, scope) {
             if identity.is_empty() || !before.contains_key(&key) {
                 continue;
             }

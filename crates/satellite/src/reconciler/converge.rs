@@ -1,6 +1,10 @@
 //! One convergence pass: make the node's storage what the desired state says, and report it.
 //!
-//! For each volume of each resource the state lists:
+//! A full pass visits every resource the state lists; a pass for a delta visits only the
+//! resources the delta names (`scope`), and every other resource keeps what the last pass
+//! that visited it found ([`ResourceOutcome`]). Pools, held writes and orphans are node-wide
+//! and read in every pass (from memory and one `statvfs` per pool, nothing that grows with
+//! the volumes). For each volume of each resource visited:
 //!
 //! - marked `deleting` → delete the backing volume of that identity (found through the
 //!   ledger, wherever it is) and confirm it in `deleted_volumes`; a resource marked `deleting`
@@ -9,24 +13,24 @@
 //! - wanted → create it if this satellite never made it, grow it if it is smaller than
 //!   desired, activate it. A volume it made that is gone is reported missing, not re-created.
 //!
-//! Then every ledger entry that no wanted volume uses and no deletion names is an orphan: kept,
-//! reported, and logged once. Nothing is ever deleted for not being mentioned.
+//! Then every ledger entry that no wanted volume (of any resource, visited or not) uses and no
+//! deletion names is an orphan: kept, reported, and logged once. Nothing is ever deleted for not being mentioned.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use ferrite_proto::ReplicationEngine;
 use ferrite_proto::{
-    DeletedResource, DeletedVolume, DesiredState, NodeReport, OrphanReport, PoolSpec, VolumeReport,
-    VolumeSpec,
+    DeletedResource, DeletedVolume, DesiredState, NodeReport, OrphanReport, PoolSpec, ResourceSpec,
+    VolumeReport, VolumeSpec,
 };
 use ferrite_storage::{BackingVolume, BackingVolumeName, StorageError};
 use ferrite_types::{LayerKind, ProviderKind, ResourceName, VolumeNumber};
 use tracing::{error, info, info_span, warn};
 
 use super::{
-    CreateFailure, Reconciler, disk_state, normalized_pool_name, pool_report, resource_key,
-    unsupported,
+    CreateFailure, Reconciler, ResourceOutcome, disk_state, normalized_pool_name, pool_report,
+    resource_key, unsupported,
 };
 use crate::ledger::{FreshMetadata, LedgerEntry, Progress, VolumeKey};
 use crate::persist::PersistError;
@@ -160,8 +164,16 @@ fn random_mark() -> String {
 }
 
 impl Reconciler {
-    pub(super) fn converge_pass(&mut self) -> NodeReport {
-        let desired = self.desired.clone().unwrap_or(DesiredState {
+    /// One pass over every resource of the desired state (`scope` `None`), or over the
+    /// resources `scope` names (by [`resource_key`]). The node-wide parts (pools, held writes,
+    /// orphans) are read in either; a resource the pass does not visit keeps what the last
+    /// pass that visited it found. Returns nothing: [`Reconciler::assemble`] makes the report.
+    pub(super) fn converge_pass(&mut self, scope: Option<&BTreeSet<String>>) {
+        let generation = self.generation();
+        let had_state = self.desired.is_some();
+        // Taken out for the pass rather than cloned: a pass over a few resources must not
+        // cost a copy of the whole state. Nothing the pass calls reads `self.desired`.
+        let desired = self.desired.take().unwrap_or(DesiredState {
             epoch: 0,
             generation: 0,
             base_generation: None,
@@ -169,8 +181,23 @@ impl Reconciler {
             resources: Vec::new(),
             removed_resources: Vec::new(),
         });
-        let mut report = NodeReport {
-            generation: self.desired.as_ref().map(|d| d.generation),
+        self.converge_desired(&desired, scope, generation);
+        if had_state {
+            self.desired = Some(desired);
+        }
+        if scope.is_none() {
+            self.last_full_pass = Some(Instant::now());
+        }
+    }
+
+    fn converge_desired(
+        &mut self,
+        desired: &DesiredState,
+        scope: Option<&BTreeSet<String>>,
+        generation: Option<u64>,
+    ) {
+        let mut node = NodeReport {
+            generation,
             ..NodeReport::default()
         };
 
@@ -196,316 +223,68 @@ impl Reconciler {
                 pool.name.to_ascii_uppercase(),
                 PoolState { spec: pool, error },
             );
-            report.storage_pools.push(pool_report);
+            node.storage_pools.push(pool_report);
         }
-        self.migrate_names(&pools);
+        if scope.is_none() {
+            self.migrate_names(&pools);
+        }
 
+        let visits = |resource: &ResourceSpec| {
+            scope.is_none_or(|names| names.contains(&resource_key(&resource.name)))
+        };
+        for resource in desired.resources.iter().filter(|r| visits(r)) {
+            let mut outcome = ResourceOutcome::default();
+            self.converge_resource(
+                resource,
+                &pools,
+                &mut outcome.report,
+                &mut outcome.in_use,
+                &mut outcome.being_deleted,
+            );
+            self.outcomes.insert(resource_key(&resource.name), outcome);
+        }
+        // What was found of resources the state no longer lists goes with them.
+        match scope {
+            None => {
+                let listed: BTreeSet<String> = desired
+                    .resources
+                    .iter()
+                    .map(|r| resource_key(&r.name))
+                    .collect();
+                self.outcomes.retain(|key, _| listed.contains(key));
+            }
+            Some(names) => {
+                for name in names {
+                    let listed = desired
+                        .resources
+                        .binary_search_by(|r| resource_key(&r.name).cmp(name))
+                        .is_ok();
+                    if !listed {
+                        self.outcomes.remove(name);
+                    }
+                }
+            }
+        }
+
+        self.hold_io_for_cuts(desired, &mut node);
+        for resource in desired.resources.iter().filter(|r| visits(r)) {
+            let key = resource_key(&resource.name);
+            let mut outcome = self.outcomes.remove(&key).unwrap_or_default();
+            self.converge_snapshots(resource, &pools, &mut outcome.report);
+            self.outcomes.insert(key, outcome);
+        }
         // Ledger entries a wanted volume uses, and those a deletion names but could not remove
-        // yet: neither is an orphan.
-        let mut in_use: BTreeSet<VolumeKey> = BTreeSet::new();
-        let mut being_deleted: BTreeSet<VolumeKey> = BTreeSet::new();
-        for resource in &desired.resources {
-            let span = info_span!("resource", node = %self.node_name, resource = %resource.name);
-            let _entered = span.enter();
-            let name = match ResourceName::new(&resource.name) {
-                Ok(name) => name,
-                Err(e) => {
-                    for volume in &resource.volumes {
-                        report.volumes.push(failed(
-                            &resource.name,
-                            volume.volume_number,
-                            e.to_string(),
-                        ));
-                    }
-                    continue;
-                }
-            };
-            let mut all_deleted = true;
-            let engine = replication_engine(&resource.layers);
-            let driver = engine.and_then(|e| self.drivers.iter().position(|d| d.engine() == e));
-            if resource.inactive && !resource.deleting {
-                self.bring_down(&name, resource, driver, &pools, &mut in_use, &mut report);
-                continue;
-            }
-            let unapplied: Vec<String> = resource
-                .layers
-                .iter()
-                .filter(|layer| {
-                    !crate::capabilities::APPLIED_LAYERS.contains(layer)
-                        || (Some(**layer) != Some(LayerKind::Storage) && driver.is_none())
-                })
-                .map(|layer| layer.to_string())
-                .collect();
-            // The replication layer's member, filled while the volumes below are made ready.
-            let mut member_volumes: Vec<MemberVolume> = Vec::new();
-            // Why the member cannot be applied yet (a backing volume is not ready).
-            let mut not_ready: Vec<String> = Vec::new();
-            // Deletions wait until the layer above has released their volumes.
-            let mut deletions: Vec<&VolumeSpec> = Vec::new();
-            // The ledger keys of volumes that get fresh replication metadata in this pass.
-            let mut fresh_keys: BTreeMap<u16, VolumeKey> = BTreeMap::new();
-            // The volumes the member keeps: an engine's options can differ between volumes.
-            let volume_numbers: Vec<u16> = resource
-                .volumes
-                .iter()
-                .filter(|v| !resource.deletes(v))
-                .map(|v| v.volume_number)
-                .collect();
-            for volume in &resource.volumes {
-                if !unapplied.is_empty() && !resource.deletes(volume) && !resource.diskless {
-                    // Nothing of a stack this satellite cannot apply whole is made: an
-                    // unreplicated volume where a replicated one was asked for would be a lie.
-                    report.volumes.push(failed(
-                        &resource.name,
-                        volume.volume_number,
-                        format!(
-                            "this satellite does not apply the {} layer; nothing is created for this resource",
-                            unapplied.join(", ")
-                        ),
-                    ));
-                    not_ready.push(format!("volume {} is not made", volume.volume_number));
-                    continue;
-                }
-                let diskless_member = MemberVolume {
-                    number: volume.volume_number,
-                    minor: volume.minor,
-                    usable_kib: volume.size_kib,
-                    backing: None,
-                    new_volume: false,
-                    fresh_metadata: None,
-                };
-                if resource.deletes(volume) {
-                    deletions.push(volume);
-                    if !resource.deleting {
-                        let state = if resource.diskless {
-                            // The member goes on without its disk (toggle-disk --diskless).
-                            member_volumes.push(diskless_member);
-                            disk_state::DISKLESS
-                        } else {
-                            disk_state::DELETING
-                        };
-                        report.volumes.push(without_disk(
-                            &resource.name,
-                            volume.volume_number,
-                            state,
-                        ));
-                    }
-                    continue;
-                }
-                if resource.diskless {
-                    member_volumes.push(diskless_member);
-                    report.volumes.push(without_disk(
-                        &resource.name,
-                        volume.volume_number,
-                        disk_state::DISKLESS,
-                    ));
-                    continue;
-                }
-                let Some(pool) = pools.get(&volume.storage_pool.to_ascii_uppercase()) else {
-                    report.volumes.push(failed(
-                        &resource.name,
-                        volume.volume_number,
-                        format!(
-                            "storage pool '{}' is not among this node's storage pools",
-                            volume.storage_pool
-                        ),
-                    ));
-                    not_ready.push(format!("volume {} has no pool", volume.volume_number));
-                    continue;
-                };
-                if !pool.spec.provider_kind.has_backing_device() {
-                    member_volumes.push(diskless_member);
-                    report.volumes.push(without_disk(
-                        &resource.name,
-                        volume.volume_number,
-                        disk_state::DISKLESS,
-                    ));
-                    continue;
-                }
-                let key = VolumeKey {
-                    resource: name.clone(),
-                    volume_number: VolumeNumber::from(volume.volume_number),
-                    provider_kind: pool.spec.provider_kind,
-                    pool_name: normalized_pool_name(pool.spec.provider_kind, &pool.spec.pool_name),
-                };
-                let ours = self
-                    .ledger
-                    .get(&key)
-                    .is_some_and(|e| e.belongs_to(&volume.identity, &resource.uuid));
-                if let Some(error) = &pool.error {
-                    if ours {
-                        in_use.insert(key);
-                    }
-                    report.volumes.push(failed(
-                        &resource.name,
-                        volume.volume_number,
-                        format!("storage pool '{}' is not usable: {error}", pool.spec.name),
-                    ));
-                    not_ready.push(format!(
-                        "volume {}'s pool is not usable",
-                        volume.volume_number
-                    ));
-                    continue;
-                }
-                // A replicated volume's backing volume holds the engine's metadata too.
-                let backing_spec = match (driver, &resource.replication) {
-                    (Some(index), Some(replication)) => {
-                        match self.drivers[index].backing_kib(
-                            volume.size_kib,
-                            replication,
-                            &volume_numbers,
-                        ) {
-                            Ok(size_kib) => VolumeSpec {
-                                size_kib,
-                                ..volume.clone()
-                            },
-                            Err(e) => {
-                                report.volumes.push(failed(
-                                    &resource.name,
-                                    volume.volume_number,
-                                    e.clone(),
-                                ));
-                                not_ready.push(e);
-                                continue;
-                            }
-                        }
-                    }
-                    _ => volume.clone(),
-                };
-                let replicated = driver.is_some() && resource.replication.is_some();
-                let volume_report = match self.ensure_volume(
-                    &key,
-                    &backing_spec,
-                    &resource.uuid,
-                    &pool.spec.name,
-                    replicated,
-                ) {
-                    Ok(backing) => {
-                        // A volume whose data came from a snapshot never reads as zeros, and
-                        // gets new replication metadata before its engine runs it.
-                        let fresh = self.ledger.get(&key).and_then(|e| e.fresh_metadata);
-                        let pending = fresh.filter(|f| !f.written);
-                        if pending.is_some() {
-                            fresh_keys.insert(volume.volume_number, key.clone());
-                        }
-                        in_use.insert(key);
-                        match &backing.device_path {
-                            Some(path) => member_volumes.push(MemberVolume {
-                                number: volume.volume_number,
-                                minor: volume.minor,
-                                usable_kib: volume.size_kib,
-                                backing: Some(path.clone()),
-                                new_volume: reads_zeros(pool.spec.provider_kind) && fresh.is_none(),
-                                fresh_metadata: pending,
-                            }),
-                            None => not_ready.push(format!(
-                                "the backing volume of volume {} has no block device",
-                                volume.volume_number
-                            )),
-                        }
-                        VolumeReport {
-                            resource: resource.name.clone(),
-                            volume_number: volume.volume_number,
-                            device_path: backing
-                                .device_path
-                                .map(|p| p.to_string_lossy().into_owned()),
-                            allocated_size_kib: Some(backing.allocated_kib),
-                            usable_size_kib: Some(backing.usable_kib),
-                            disk_state: disk_state::UP_TO_DATE.to_string(),
-                            error: None,
-                        }
-                    }
-                    Err(e) => {
-                        if self
-                            .ledger
-                            .get(&key)
-                            .is_some_and(|entry| entry.belongs_to(&volume.identity, &resource.uuid))
-                        {
-                            in_use.insert(key);
-                        }
-                        warn!(volume = volume.volume_number, error = %e, "volume not as desired");
-                        not_ready.push(format!(
-                            "the backing volume of volume {} is not ready",
-                            volume.volume_number
-                        ));
-                        failed(&resource.name, volume.volume_number, e.to_string())
-                    }
-                };
-                report.volumes.push(volume_report);
-            }
-            // The replication layer, top-down for what goes, after the storage for what comes.
-            let released: Result<(), String> = match (driver, engine) {
-                (Some(index), Some(engine)) => {
-                    let outcome = if resource.deleting {
-                        self.drivers[index].down(&resource.name)
-                    } else if !not_ready.is_empty() {
-                        Err(format!("not applied yet: {}", not_ready.join("; ")))
-                    } else if member_volumes.is_empty() {
-                        Ok(())
-                    } else if let Some(replication) = &resource.replication {
-                        let node_name = self.node_name.clone();
-                        let member = Member {
-                            resource: &resource.name,
-                            node_name: &node_name,
-                            replication,
-                            volumes: std::mem::take(&mut member_volumes),
-                        };
-                        self.write_fresh_metadata(index, &member, &fresh_keys)
-                            .and_then(|()| self.drivers[index].apply(&member))
-                    } else {
-                        Err(
-                            "the controller has not allocated its node-id, port and minors yet"
-                                .to_string(),
-                        )
-                    };
-                    if let Err(e) = &outcome {
-                        warn!(%engine, error = %e, "replication layer not as desired");
-                    }
-                    if !resource.deleting {
-                        report.replication.push(
-                            self.drivers[index].report(&resource.name, outcome.clone().err()),
-                        );
-                    }
-                    outcome
-                }
-                _ => Ok(()),
-            };
-            for volume in deletions {
-                if let (Err(why), Some(engine)) = (&released, engine) {
-                    all_deleted = false;
-                    report.errors.push(format!(
-                        "the backing volume of volume {} of resource '{}' is not deleted yet: the \
-                         {engine} layer has not released it ({why})",
-                        volume.volume_number, resource.name
-                    ));
-                    continue;
-                }
-                match self.delete_named(&name, volume, &resource.uuid, &mut being_deleted) {
-                    Ok(()) => report.deleted_volumes.push(DeletedVolume {
-                        resource: resource.name.clone(),
-                        volume_number: volume.volume_number,
-                        identity: volume.identity.clone(),
-                    }),
-                    Err(e) => {
-                        all_deleted = false;
-                        report.errors.push(e);
-                    }
-                }
-            }
-            if resource.deleting && all_deleted {
-                report.deleted_resources.push(DeletedResource {
-                    resource: resource.name.clone(),
-                    uuid: resource.uuid.clone(),
-                });
-            }
-        }
-
-        self.hold_io_for_cuts(&desired, &mut report);
-        self.converge_snapshots(&desired, &pools, &mut report);
-        report.orphans = self.orphans(&desired, &in_use, &being_deleted);
+        // yet: neither is an orphan. Every resource's, visited in this pass or not.
+        let held: BTreeSet<&VolumeKey> = self
+            .outcomes
+            .values()
+            .flat_map(|o| o.in_use.iter().chain(&o.being_deleted))
+            .collect();
+        node.orphans = find_orphans(&self.ledger, desired, &held);
+        self.log_orphans(&node.orphans);
         if self.storage_changed {
             // Capacity was read before volumes were created or deleted.
-            for pool_report in &mut report.storage_pools {
+            for pool_report in &mut node.storage_pools {
                 if let Some(spec) = desired
                     .storage_pools
                     .iter()
@@ -518,7 +297,311 @@ impl Reconciler {
             }
             self.storage_changed = false;
         }
-        report
+        self.node_outcome = node;
+    }
+
+    /// Converges one resource of the desired state: its volumes, its replication member and
+    /// its deletions. Its part of the report goes to `report`; the ledger entries its volumes
+    /// hold go to `in_use` and `being_deleted`.
+    fn converge_resource(
+        &mut self,
+        resource: &ResourceSpec,
+        pools: &BTreeMap<String, PoolState>,
+        report: &mut NodeReport,
+        in_use: &mut BTreeSet<VolumeKey>,
+        being_deleted: &mut BTreeSet<VolumeKey>,
+    ) {
+        let span = info_span!("resource", node = %self.node_name, resource = %resource.name);
+        let _entered = span.enter();
+        let name = match ResourceName::new(&resource.name) {
+            Ok(name) => name,
+            Err(e) => {
+                for volume in &resource.volumes {
+                    report.volumes.push(failed(
+                        &resource.name,
+                        volume.volume_number,
+                        e.to_string(),
+                    ));
+                }
+                return;
+            }
+        };
+        let mut all_deleted = true;
+        let engine = replication_engine(&resource.layers);
+        let driver = engine.and_then(|e| self.drivers.iter().position(|d| d.engine() == e));
+        if resource.inactive && !resource.deleting {
+            self.bring_down(&name, resource, driver, pools, in_use, report);
+            return;
+        }
+        let unapplied: Vec<String> = resource
+            .layers
+            .iter()
+            .filter(|layer| {
+                !crate::capabilities::APPLIED_LAYERS.contains(layer)
+                    || (Some(**layer) != Some(LayerKind::Storage) && driver.is_none())
+            })
+            .map(|layer| layer.to_string())
+            .collect();
+        // The replication layer's member, filled while the volumes below are made ready.
+        let mut member_volumes: Vec<MemberVolume> = Vec::new();
+        // Why the member cannot be applied yet (a backing volume is not ready).
+        let mut not_ready: Vec<String> = Vec::new();
+        // Deletions wait until the layer above has released their volumes.
+        let mut deletions: Vec<&VolumeSpec> = Vec::new();
+        // The ledger keys of volumes that get fresh replication metadata in this pass.
+        let mut fresh_keys: BTreeMap<u16, VolumeKey> = BTreeMap::new();
+        // The volumes the member keeps: an engine's options can differ between volumes.
+        let volume_numbers: Vec<u16> = resource
+            .volumes
+            .iter()
+            .filter(|v| !resource.deletes(v))
+            .map(|v| v.volume_number)
+            .collect();
+        for volume in &resource.volumes {
+            if !unapplied.is_empty() && !resource.deletes(volume) && !resource.diskless {
+                // Nothing of a stack this satellite cannot apply whole is made: an
+                // unreplicated volume where a replicated one was asked for would be a lie.
+                report.volumes.push(failed(
+                    &resource.name,
+                    volume.volume_number,
+                    format!(
+                        "this satellite does not apply the {} layer; nothing is created for this resource",
+                        unapplied.join(", ")
+                    ),
+                ));
+                not_ready.push(format!("volume {} is not made", volume.volume_number));
+                continue;
+            }
+            let diskless_member = MemberVolume {
+                number: volume.volume_number,
+                minor: volume.minor,
+                usable_kib: volume.size_kib,
+                backing: None,
+                new_volume: false,
+                fresh_metadata: None,
+            };
+            if resource.deletes(volume) {
+                deletions.push(volume);
+                if !resource.deleting {
+                    let state = if resource.diskless {
+                        // The member goes on without its disk (toggle-disk --diskless).
+                        member_volumes.push(diskless_member);
+                        disk_state::DISKLESS
+                    } else {
+                        disk_state::DELETING
+                    };
+                    report
+                        .volumes
+                        .push(without_disk(&resource.name, volume.volume_number, state));
+                }
+                continue;
+            }
+            if resource.diskless {
+                member_volumes.push(diskless_member);
+                report.volumes.push(without_disk(
+                    &resource.name,
+                    volume.volume_number,
+                    disk_state::DISKLESS,
+                ));
+                continue;
+            }
+            let Some(pool) = pools.get(&volume.storage_pool.to_ascii_uppercase()) else {
+                report.volumes.push(failed(
+                    &resource.name,
+                    volume.volume_number,
+                    format!(
+                        "storage pool '{}' is not among this node's storage pools",
+                        volume.storage_pool
+                    ),
+                ));
+                not_ready.push(format!("volume {} has no pool", volume.volume_number));
+                continue;
+            };
+            if !pool.spec.provider_kind.has_backing_device() {
+                member_volumes.push(diskless_member);
+                report.volumes.push(without_disk(
+                    &resource.name,
+                    volume.volume_number,
+                    disk_state::DISKLESS,
+                ));
+                continue;
+            }
+            let key = VolumeKey {
+                resource: name.clone(),
+                volume_number: VolumeNumber::from(volume.volume_number),
+                provider_kind: pool.spec.provider_kind,
+                pool_name: normalized_pool_name(pool.spec.provider_kind, &pool.spec.pool_name),
+            };
+            let ours = self
+                .ledger
+                .get(&key)
+                .is_some_and(|e| e.belongs_to(&volume.identity, &resource.uuid));
+            if let Some(error) = &pool.error {
+                if ours {
+                    in_use.insert(key);
+                }
+                report.volumes.push(failed(
+                    &resource.name,
+                    volume.volume_number,
+                    format!("storage pool '{}' is not usable: {error}", pool.spec.name),
+                ));
+                not_ready.push(format!(
+                    "volume {}'s pool is not usable",
+                    volume.volume_number
+                ));
+                continue;
+            }
+            // A replicated volume's backing volume holds the engine's metadata too.
+            let backing_spec = match (driver, &resource.replication) {
+                (Some(index), Some(replication)) => {
+                    match self.drivers[index].backing_kib(
+                        volume.size_kib,
+                        replication,
+                        &volume_numbers,
+                    ) {
+                        Ok(size_kib) => VolumeSpec {
+                            size_kib,
+                            ..volume.clone()
+                        },
+                        Err(e) => {
+                            report.volumes.push(failed(
+                                &resource.name,
+                                volume.volume_number,
+                                e.clone(),
+                            ));
+                            not_ready.push(e);
+                            continue;
+                        }
+                    }
+                }
+                _ => volume.clone(),
+            };
+            let replicated = driver.is_some() && resource.replication.is_some();
+            let volume_report = match self.ensure_volume(
+                &key,
+                &backing_spec,
+                &resource.uuid,
+                &pool.spec.name,
+                replicated,
+            ) {
+                Ok(backing) => {
+                    // A volume whose data came from a snapshot never reads as zeros, and
+                    // gets new replication metadata before its engine runs it.
+                    let fresh = self.ledger.get(&key).and_then(|e| e.fresh_metadata);
+                    let pending = fresh.filter(|f| !f.written);
+                    if pending.is_some() {
+                        fresh_keys.insert(volume.volume_number, key.clone());
+                    }
+                    in_use.insert(key);
+                    match &backing.device_path {
+                        Some(path) => member_volumes.push(MemberVolume {
+                            number: volume.volume_number,
+                            minor: volume.minor,
+                            usable_kib: volume.size_kib,
+                            backing: Some(path.clone()),
+                            new_volume: reads_zeros(pool.spec.provider_kind) && fresh.is_none(),
+                            fresh_metadata: pending,
+                        }),
+                        None => not_ready.push(format!(
+                            "the backing volume of volume {} has no block device",
+                            volume.volume_number
+                        )),
+                    }
+                    VolumeReport {
+                        resource: resource.name.clone(),
+                        volume_number: volume.volume_number,
+                        device_path: backing
+                            .device_path
+                            .map(|p| p.to_string_lossy().into_owned()),
+                        allocated_size_kib: Some(backing.allocated_kib),
+                        usable_size_kib: Some(backing.usable_kib),
+                        disk_state: disk_state::UP_TO_DATE.to_string(),
+                        error: None,
+                    }
+                }
+                Err(e) => {
+                    if self
+                        .ledger
+                        .get(&key)
+                        .is_some_and(|entry| entry.belongs_to(&volume.identity, &resource.uuid))
+                    {
+                        in_use.insert(key);
+                    }
+                    warn!(volume = volume.volume_number, error = %e, "volume not as desired");
+                    not_ready.push(format!(
+                        "the backing volume of volume {} is not ready",
+                        volume.volume_number
+                    ));
+                    failed(&resource.name, volume.volume_number, e.to_string())
+                }
+            };
+            report.volumes.push(volume_report);
+        }
+        // The replication layer, top-down for what goes, after the storage for what comes.
+        let released: Result<(), String> = match (driver, engine) {
+            (Some(index), Some(engine)) => {
+                let outcome = if resource.deleting {
+                    self.drivers[index].down(&resource.name)
+                } else if !not_ready.is_empty() {
+                    Err(format!("not applied yet: {}", not_ready.join("; ")))
+                } else if member_volumes.is_empty() {
+                    Ok(())
+                } else if let Some(replication) = &resource.replication {
+                    let node_name = self.node_name.clone();
+                    let member = Member {
+                        resource: &resource.name,
+                        node_name: &node_name,
+                        replication,
+                        volumes: std::mem::take(&mut member_volumes),
+                    };
+                    self.write_fresh_metadata(index, &member, &fresh_keys)
+                        .and_then(|()| self.drivers[index].apply(&member))
+                } else {
+                    Err(
+                        "the controller has not allocated its node-id, port and minors yet"
+                            .to_string(),
+                    )
+                };
+                if let Err(e) = &outcome {
+                    warn!(%engine, error = %e, "replication layer not as desired");
+                }
+                if !resource.deleting {
+                    report
+                        .replication
+                        .push(self.drivers[index].report(&resource.name, outcome.clone().err()));
+                }
+                outcome
+            }
+            _ => Ok(()),
+        };
+        for volume in deletions {
+            if let (Err(why), Some(engine)) = (&released, engine) {
+                all_deleted = false;
+                report.errors.push(format!(
+                    "the backing volume of volume {} of resource '{}' is not deleted yet: the \
+                     {engine} layer has not released it ({why})",
+                    volume.volume_number, resource.name
+                ));
+                continue;
+            }
+            match self.delete_named(&name, volume, &resource.uuid, being_deleted) {
+                Ok(()) => report.deleted_volumes.push(DeletedVolume {
+                    resource: resource.name.clone(),
+                    volume_number: volume.volume_number,
+                    identity: volume.identity.clone(),
+                }),
+                Err(e) => {
+                    all_deleted = false;
+                    report.errors.push(e);
+                }
+            }
+        }
+        if resource.deleting && all_deleted {
+            report.deleted_resources.push(DeletedResource {
+                resource: resource.name.clone(),
+                uuid: resource.uuid.clone(),
+            });
+        }
     }
 
     /// A deactivated resource: its replication member goes down and its backing volumes lose
@@ -984,66 +1067,13 @@ impl Reconciler {
         self.persist_ledger()
     }
 
-    /// Every ledger entry no wanted volume uses and no deletion names, with the reason.
-    fn orphans(
-        &mut self,
-        desired: &DesiredState,
-        in_use: &BTreeSet<VolumeKey>,
-        being_deleted: &BTreeSet<VolumeKey>,
-    ) -> Vec<OrphanReport> {
-        let mut orphans = Vec::new();
-        for entry in &self.ledger.volumes {
-            if in_use.contains(&entry.key) || being_deleted.contains(&entry.key) {
-                continue;
-            }
-            let resource = desired
-                .resources
-                .iter()
-                .find(|r| resource_key(&r.name) == resource_key(entry.key.resource.as_str()));
-            let volume = resource.and_then(|r| {
-                r.volumes
-                    .iter()
-                    .find(|v| v.volume_number == entry.key.volume_number.get())
-            });
-            let reason = match (resource, volume) {
-                (None, _) => "its resource is not in this node's desired state".to_string(),
-                (Some(_), None) => {
-                    "its volume is not among the resource's volumes in this node's desired state"
-                        .to_string()
-                }
-                (Some(r), Some(_)) if r.diskless => {
-                    "the resource is diskless on this node".to_string()
-                }
-                (Some(r), Some(v)) if entry.has_identity(&v.identity) && !entry.belongs_to(&v.identity, &r.uuid) => {
-                    "it belongs to an earlier placement of this resource on this node (the node was declared lost or the resource deleted and placed again); the resource placed now gets a volume of its own".to_string()
-                }
-                (Some(_), Some(v)) if !entry.has_identity(&v.identity) => format!(
-                    "it belongs to an earlier volume of the same name ({}); the volume wanted now has identity {}",
-                    entry
-                        .identity
-                        .as_deref()
-                        .map(|i| format!("identity {i}"))
-                        .unwrap_or_else(|| "created before volume identities".to_string()),
-                    v.identity
-                ),
-                (Some(_), Some(_)) => "the volume is wanted in another storage pool".to_string(),
-            };
-            orphans.push(OrphanReport {
-                resource: entry.key.resource.to_string(),
-                volume_number: entry.key.volume_number.get(),
-                identity: entry.identity.clone(),
-                provider_kind: entry.key.provider_kind,
-                pool_name: entry.key.pool_name.clone(),
-                storage_pool: entry.storage_pool.clone(),
-                backing_name: entry.backing_name().to_string(),
-                reason,
-            });
-        }
+    /// Logs each orphan once, when it first appears, not at every pass.
+    fn log_orphans(&mut self, orphans: &[OrphanReport]) {
         let now: BTreeSet<String> = orphans
             .iter()
             .map(|o| format!("{}:{}:{}", o.provider_kind, o.pool_name, o.backing_name))
             .collect();
-        for orphan in &orphans {
+        for orphan in orphans {
             let id = format!(
                 "{}:{}:{}",
                 orphan.provider_kind, orphan.pool_name, orphan.backing_name
@@ -1059,8 +1089,66 @@ impl Reconciler {
             }
         }
         self.logged_orphans = now;
-        orphans
     }
+}
+
+/// Every ledger entry that `held` (the entries wanted volumes use and deletions name) does not
+/// hold, with the reason.
+fn find_orphans(
+    ledger: &crate::ledger::Ledger,
+    desired: &DesiredState,
+    held: &BTreeSet<&VolumeKey>,
+) -> Vec<OrphanReport> {
+    let mut orphans = Vec::new();
+    for entry in &ledger.volumes {
+        if held.contains(&entry.key) {
+            continue;
+        }
+        // The state's resources are in `resource_key` order (`canonical`).
+        let wanted = resource_key(entry.key.resource.as_str());
+        let resource = desired
+            .resources
+            .binary_search_by(|r| resource_key(&r.name).cmp(&wanted))
+            .ok()
+            .map(|i| &desired.resources[i]);
+        let volume = resource.and_then(|r| {
+            r.volumes
+                .iter()
+                .find(|v| v.volume_number == entry.key.volume_number.get())
+        });
+        let reason = match (resource, volume) {
+            (None, _) => "its resource is not in this node's desired state".to_string(),
+            (Some(_), None) => {
+                "its volume is not among the resource's volumes in this node's desired state"
+                    .to_string()
+            }
+            (Some(r), Some(_)) if r.diskless => "the resource is diskless on this node".to_string(),
+            (Some(r), Some(v)) if entry.has_identity(&v.identity) && !entry.belongs_to(&v.identity, &r.uuid) => {
+                "it belongs to an earlier placement of this resource on this node (the node was declared lost or the resource deleted and placed again); the resource placed now gets a volume of its own".to_string()
+            }
+            (Some(_), Some(v)) if !entry.has_identity(&v.identity) => format!(
+                "it belongs to an earlier volume of the same name ({}); the volume wanted now has identity {}",
+                entry
+                    .identity
+                    .as_deref()
+                    .map(|i| format!("identity {i}"))
+                    .unwrap_or_else(|| "created before volume identities".to_string()),
+                v.identity
+            ),
+            (Some(_), Some(_)) => "the volume is wanted in another storage pool".to_string(),
+        };
+        orphans.push(OrphanReport {
+            resource: entry.key.resource.to_string(),
+            volume_number: entry.key.volume_number.get(),
+            identity: entry.identity.clone(),
+            provider_kind: entry.key.provider_kind,
+            pool_name: entry.key.pool_name.clone(),
+            storage_pool: entry.storage_pool.clone(),
+            backing_name: entry.backing_name().to_string(),
+            reason,
+        });
+    }
+    orphans
 }
 
 fn pool_report_of(reconciler: &Reconciler, spec: &PoolSpec) -> ferrite_proto::PoolReport {

@@ -5,12 +5,20 @@
 //!
 //! ```text
 //!   Apply(full | delta) ──▶ merge ──▶ check ──▶ persist desired-state.json ──▶ converge ──▶ Applied
-//!                                       │
+//!                                       │                       (a delta: only what it names)
 //!                                       └─ older, conflicting, or dropping volumes ─▶ NotApplied
 //!   Command(DeleteOrphan | RecreateMissing) ─────────▶ act ──▶ converge ──▶ Report, CommandDone
-//!   every interval ──────────────────────────────────────────────────▶ converge ──▶ Report
+//!   every interval after the last full pass ─────────────────────────▶ converge ──▶ Report
 //!                                                                           (if it changed)
 //! ```
+//!
+//! A delta converges the resources it names (and the snapshots it newly asks for); a full
+//! state, a change of the pools, a command and the periodic pass ([`RECONCILE_INTERVAL`])
+//! converge the whole node. So a delta costs the same on a node with a thousand resources as on
+//! an empty one, and the periodic pass, which deltas do not postpone, still finds what changed
+//! behind the satellite's back. What a pass found of each resource is kept
+//! ([`ResourceOutcome`]), and every report is made from it: whole, or, for the answer to a
+//! delta, with the volumes of the named resources only.
 //!
 //! Safety rules, each enforced here and tested in `reconciler_tests`:
 //!
@@ -57,9 +65,15 @@ use crate::persist::{DESIRED_STATE_FILE, LEDGER_FILE, PersistError, StateDir};
 use crate::pools::PoolRegistry;
 use crate::replication::ReplicationDriver;
 
-/// How often the reconciler converges without being asked, to retry what failed and notice
-/// what changed (a volume that vanished, a loop device detached, capacity).
+/// How often the reconciler converges the whole node without being asked: the full pass that
+/// retries what failed and notices what changed behind its back (a volume that vanished, a
+/// loop device detached, capacity). A delta converges only the resources it names, so this
+/// pass is what repairs drift elsewhere; deltas do not postpone it.
 pub const RECONCILE_INTERVAL: Duration = Duration::from_secs(30);
+
+/// The most deltas taken together ([`Reconciler::apply_deltas`]): a bound on how long the
+/// first of them waits for its answer.
+pub const MAX_DELTAS_TOGETHER: usize = 32;
 
 /// A pool's capacity or a thin volume's allocation must change by at least this many percent
 /// (of the total) before an unprompted report is sent for it.
@@ -114,6 +128,28 @@ pub enum Event {
     Shutdown,
 }
 
+/// Why a state is not taken.
+enum NotTaken {
+    /// A delta on a generation the node does not have, or from a controller whose full state
+    /// the node refused.
+    NeedFullState,
+    /// The state of this generation fails a check.
+    Refused(u64, StateRefusal),
+}
+
+/// The [`resource_key`]s of `names`.
+fn resource_keys(names: &[String]) -> BTreeSet<String> {
+    names.iter().map(|n| resource_key(n)).collect()
+}
+
+/// [`PersistedDesiredState`] as written, borrowing the state.
+#[derive(Serialize)]
+struct PersistedDesiredStateRef<'a> {
+    format_version: u32,
+    node_uuid: &'a str,
+    desired: &'a DesiredState,
+}
+
 /// `desired-state.json`.
 #[derive(Debug, Serialize, Deserialize)]
 struct PersistedDesiredState {
@@ -134,6 +170,16 @@ struct CreateFailure {
     attempts: u32,
     error: String,
     retry_at: Instant,
+}
+
+/// What the last pass that visited a resource found: its part of the node's report (volumes,
+/// replication, deletions, errors, snapshots) and the ledger entries its volumes hold, so that
+/// a pass over other resources still knows they are not orphans.
+#[derive(Debug, Default)]
+struct ResourceOutcome {
+    report: NodeReport,
+    in_use: BTreeSet<VolumeKey>,
+    being_deleted: BTreeSet<VolumeKey>,
 }
 
 /// The storage pool's report, as `CheckPool` and every convergence produce it.
@@ -224,46 +270,6 @@ fn canonical(mut state: DesiredState) -> DesiredState {
     state.base_generation = None;
     state.removed_resources.clear();
     state
-}
-
-/// `report` with only the volumes and deletions of `resources`.
-fn scoped(report: &NodeReport, resources: Vec<String>) -> NodeReport {
-    let wanted: BTreeSet<String> = resources.iter().map(|r| resource_key(r)).collect();
-    let named = |resource: &str| wanted.contains(&resource_key(resource));
-    NodeReport {
-        generation: report.generation,
-        storage_pools: report.storage_pools.clone(),
-        volumes: report
-            .volumes
-            .iter()
-            .filter(|v| named(&v.resource))
-            .cloned()
-            .collect(),
-        only_resources: Some(resources),
-        errors: report.errors.clone(),
-        deleted_volumes: report
-            .deleted_volumes
-            .iter()
-            .filter(|d| named(&d.resource))
-            .cloned()
-            .collect(),
-        deleted_resources: report
-            .deleted_resources
-            .iter()
-            .filter(|d| named(&d.resource))
-            .cloned()
-            .collect(),
-        orphans: report.orphans.clone(),
-        replication: report
-            .replication
-            .iter()
-            .filter(|r| named(&r.resource))
-            .cloned()
-            .collect(),
-        snapshots: report.snapshots.clone(),
-        deleted_snapshots: report.deleted_snapshots.clone(),
-        io_suspended: report.io_suspended.clone(),
-    }
 }
 
 fn changed_noticeably(old: Option<u64>, new: Option<u64>, total: Option<u64>) -> bool {
@@ -361,6 +367,13 @@ pub struct Reconciler {
     /// Holds that ran out their lease while the state still asks for them: not taken up again
     /// until it stops asking.
     lapsed_io: BTreeSet<String>,
+    /// What the passes found, per resource (by [`resource_key`]) of the desired state.
+    outcomes: BTreeMap<String, ResourceOutcome>,
+    /// The node-wide part of the last pass's report: pools, orphans, held writes, and errors
+    /// that belong to no one resource.
+    node_outcome: NodeReport,
+    /// When the last full pass ended.
+    last_full_pass: Option<Instant>,
 }
 
 impl Reconciler {
@@ -414,6 +427,9 @@ impl Reconciler {
             snapshot_failures: HashMap::new(),
             held_io: BTreeMap::new(),
             lapsed_io: BTreeSet::new(),
+            outcomes: BTreeMap::new(),
+            node_outcome: NodeReport::default(),
+            last_full_pass: None,
         })
     }
 
@@ -492,26 +508,141 @@ impl Reconciler {
         // A failed create is tried again at the next pass at the earliest.
         self.create_retry.0 = self.create_retry.0.min(interval);
         self.converge_and_report();
-        let mut next = Instant::now() + interval;
         loop {
+            // Every `interval` after the last full pass, however many deltas came in between
+            // (each converged only what it named).
+            let next = self.last_full_pass.unwrap_or_else(Instant::now) + interval;
+            // Due first: a node that never runs out of deltas still gets its full pass.
+            if Instant::now() >= next {
+                self.converge_and_report();
+                continue;
+            }
             match events.recv_timeout(next.saturating_duration_since(Instant::now())) {
+                Ok(Event::Apply { state, reply }) if state.base_generation.is_some() => {
+                    // Deltas queued behind this one are taken with it.
+                    let mut deltas = vec![(state, reply)];
+                    let mut after = None;
+                    while deltas.len() < MAX_DELTAS_TOGETHER {
+                        match events.try_recv() {
+                            Ok(Event::Apply { state, reply })
+                                if state.base_generation.is_some() =>
+                            {
+                                deltas.push((state, reply));
+                            }
+                            Ok(other) => {
+                                after = Some(other);
+                                break;
+                            }
+                            Err(_) => break,
+                        }
+                    }
+                    self.apply_deltas(deltas);
+                    if let Some(event) = after
+                        && !self.handle(event)
+                    {
+                        break;
+                    }
+                }
                 Ok(event) => {
-                    let is_apply = matches!(event, Event::Apply { .. });
                     if !self.handle(event) {
                         break;
                     }
-                    if is_apply {
-                        next = Instant::now() + interval;
-                    }
                 }
-                Err(RecvTimeoutError::Timeout) => {
-                    self.converge_and_report();
-                    next = Instant::now() + interval;
-                }
+                Err(RecvTimeoutError::Timeout) => self.converge_and_report(),
                 Err(RecvTimeoutError::Disconnected) => break,
             }
         }
         info!(node = %self.node_name, "reconciler stopped");
+    }
+
+    /// Merges `state` onto the node's state (a delta) or takes it whole, and checks the result
+    /// (`checks`): the state to persist and, for a delta that leaves the pools as they are, the
+    /// resources it names. Changes nothing.
+    fn prepare(
+        &self,
+        state: DesiredState,
+    ) -> Result<(DesiredState, Option<Vec<String>>), NotTaken> {
+        // A delta converges the resources it names and is answered with their volumes; a full
+        // state converges the whole node and is answered with every volume.
+        let mut scope: Option<Vec<String>> = state.base_generation.map(|_| {
+            let named = state.resources.iter().map(|r| r.name.clone());
+            named
+                .chain(state.removed_resources.iter().cloned())
+                .collect()
+        });
+        let next = match state.base_generation {
+            None => canonical(state),
+            Some(base) => match &self.desired {
+                Some(current) if current.generation == base && self.in_sync => {
+                    merge(current, state)
+                }
+                Some(current) if current.generation == base => {
+                    info!(have_generation = ?self.generation(), "delta on a generation this controller's full state did not match; asking for the full state");
+                    return Err(NotTaken::NeedFullState);
+                }
+                _ => {
+                    info!(have_generation = ?self.generation(), "delta does not fit; asking for the full state");
+                    return Err(NotTaken::NeedFullState);
+                }
+            },
+        };
+        // A change to the pools concerns every resource in them: such a state is checked and
+        // converged whole.
+        if self
+            .desired
+            .as_ref()
+            .is_none_or(|current| current.storage_pools != next.storage_pools)
+        {
+            scope = None;
+        }
+        let keys = scope.as_deref().map(resource_keys);
+        self.check(&next, keys.as_ref())
+            .map_err(|refusal| NotTaken::Refused(next.generation, refusal))?;
+        Ok((next, scope))
+    }
+
+    /// Takes a prepared state as the node's: the snapshots it newly holds are noted. Returns
+    /// the resources to converge: `scope` and those of the new snapshots (taken in the pass
+    /// right after the state that first holds them).
+    fn take(&mut self, next: DesiredState, mut scope: Option<Vec<String>>) -> Option<Vec<String>> {
+        self.note_new_snapshots(&next);
+        if let Some(names) = scope.as_mut().filter(|_| !self.new_snapshots.is_empty()) {
+            for resource in &next.resources {
+                if resource
+                    .snapshots
+                    .iter()
+                    .any(|s| self.new_snapshots.contains(&s.uuid))
+                {
+                    names.push(resource.name.clone());
+                }
+            }
+        }
+        self.desired = Some(next);
+        scope
+    }
+
+    /// Writes `desired` to `desired-state.json`.
+    fn persist_desired(&self, desired: &DesiredState) -> Result<(), PersistError> {
+        self.state_dir.write(
+            DESIRED_STATE_FILE,
+            &PersistedDesiredStateRef {
+                format_version: DESIRED_STATE_FORMAT,
+                node_uuid: &self.session_node_uuid,
+                desired,
+            },
+        )
+    }
+
+    /// After a state could not be persisted: back to the state on disk, the last one taken.
+    fn restore_persisted(&mut self, new_snapshots: BTreeSet<String>) {
+        match self
+            .state_dir
+            .read::<PersistedDesiredState>(DESIRED_STATE_FILE)
+        {
+            Ok(persisted) => self.desired = persisted.map(|p| canonical(p.desired)),
+            Err(e) => error!(error = %e, "could not read the persisted desired state back"),
+        }
+        self.new_snapshots = new_snapshots;
     }
 
     /// Takes a desired state: a full one replaces, a delta applies on top of the generation it
@@ -525,83 +656,156 @@ impl Reconciler {
             base_generation = ?state.base_generation
         );
         let _entered = span.enter();
-        // The answer to a delta reports the volumes of the resources it names; a full state is
-        // answered with every volume.
-        let scope: Option<Vec<String>> = state.base_generation.map(|_| {
-            let named = state.resources.iter().map(|r| r.name.clone());
-            named
-                .chain(state.removed_resources.iter().cloned())
-                .collect()
-        });
         let full = state.base_generation.is_none();
-        let next = match state.base_generation {
-            None => canonical(state),
-            Some(base) => match &self.desired {
-                Some(current) if current.generation == base && self.in_sync => {
-                    merge(current, state)
-                }
-                Some(current) if current.generation == base => {
-                    info!(have_generation = ?self.generation(), "delta on a generation this controller's full state did not match; asking for the full state");
-                    return SatelliteMessage::NeedFullState {
-                        have_generation: self.generation(),
-                    };
-                }
-                _ => {
-                    info!(have_generation = ?self.generation(), "delta does not fit; asking for the full state");
-                    return SatelliteMessage::NeedFullState {
-                        have_generation: self.generation(),
-                    };
-                }
-            },
-        };
-        if let Err(refusal) = self.check(&next) {
-            warn!(%refusal, "refusing the desired state");
-            if full && !refusal.is_transient() {
-                self.in_sync = false;
+        let (next, scope) = match self.prepare(state) {
+            Ok(prepared) => prepared,
+            Err(NotTaken::NeedFullState) => {
+                return SatelliteMessage::NeedFullState {
+                    have_generation: self.generation(),
+                };
             }
-            return self.not_applied(next.generation, refusal);
-        }
-        self.take_over_legacy_volumes(&next);
-        let persisted = PersistedDesiredState {
-            format_version: DESIRED_STATE_FORMAT,
-            node_uuid: self.session_node_uuid.clone(),
-            desired: next,
+            Err(NotTaken::Refused(generation, refusal)) => {
+                warn!(%refusal, "refusing the desired state");
+                if full && !refusal.is_transient() {
+                    self.in_sync = false;
+                }
+                return self.not_applied(generation, refusal);
+            }
         };
-        if let Err(e) = self.state_dir.write(DESIRED_STATE_FILE, &persisted) {
+        let generation = next.generation;
+        self.take_over_legacy_volumes(&next, scope.as_deref().map(resource_keys).as_ref());
+        if let Err(e) = self.persist_desired(&next) {
             // Acting on a state that a restart would forget is worse than not acting: keep the
             // old state and say which generation the node is still at.
             error!(error = %e, "could not persist the desired state; it is not applied");
             return self.not_applied(
-                persisted.desired.generation,
+                generation,
                 StateRefusal::CannotPersist {
-                    error: format!("generation {}: {e}", persisted.desired.generation),
+                    error: format!("generation {generation}: {e}"),
                 },
             );
         }
-        let generation = persisted.desired.generation;
+        let scope = self.take(next, scope);
         if full {
             self.in_sync = true;
         }
-        self.note_new_snapshots(&persisted.desired);
-        self.desired = Some(persisted.desired);
-        self.desired_node_uuid = persisted.node_uuid;
-        // A new state may have removed the cause of a failed create.
-        self.create_failures.clear();
-        let report = self.converge();
+        self.desired_node_uuid = self.session_node_uuid.clone();
+        let answer = match scope {
+            None => {
+                // A new state may have removed the cause of a failed create.
+                self.create_failures.clear();
+                let report = self.converge();
+                self.last_sent = Some(report.clone());
+                report
+            }
+            Some(names) => {
+                let keys = resource_keys(&names);
+                self.converge_named(&keys);
+                self.last_sent = Some(self.assemble(None));
+                NodeReport {
+                    only_resources: Some(names),
+                    ..self.assemble(Some(&keys))
+                }
+            }
+        };
         info!(
-            volumes = report.volumes.len(),
-            failed = report.volumes.iter().filter(|v| v.error.is_some()).count(),
-            orphans = report.orphans.len(),
+            volumes = answer.volumes.len(),
+            failed = answer.volumes.iter().filter(|v| v.error.is_some()).count(),
+            orphans = answer.orphans.len(),
+            scope = if answer.only_resources.is_some() {
+                "named"
+            } else {
+                "node"
+            },
             "applied"
         );
-        let answer = match scope {
-            None => report.clone(),
-            Some(resources) => scoped(&report, resources),
-        };
-        self.last_sent = Some(report);
         SatelliteMessage::Applied {
             generation,
             report: answer,
+        }
+    }
+
+    /// Takes deltas that arrived together (the controller pushes one per change, and several
+    /// changes touch a node at once): each is merged and checked on top of the one before, as
+    /// if it came alone; those taken are persisted once and converged in one pass over the
+    /// resources they name, and each is answered for itself. A delta that does not fit, is
+    /// refused or changes the pools ends the batch: it and those after it are applied one by
+    /// one.
+    pub fn apply_deltas(&mut self, deltas: Vec<(DesiredState, Outbox)>) {
+        let span = info_span!("apply_deltas", node = %self.node_name, deltas = deltas.len());
+        let _entered = span.enter();
+        let new_snapshots = self.new_snapshots.clone();
+        let mut taken: Vec<(u64, Vec<String>, Outbox)> = Vec::new();
+        let mut rest: Vec<(DesiredState, Outbox)> = Vec::new();
+        for (state, reply) in deltas {
+            if !rest.is_empty() || state.base_generation.is_none() {
+                rest.push((state, reply));
+                continue;
+            }
+            let generation = state.generation;
+            // A delta is small; the clone is what `apply` gets if this one is not taken here.
+            match self.prepare(state.clone()) {
+                Ok((next, Some(scope))) => {
+                    debug!(generation, "delta taken with others");
+                    self.take_over_legacy_volumes(&next, Some(&resource_keys(&scope)));
+                    let scope = self.take(next, Some(scope)).unwrap_or_default();
+                    taken.push((generation, scope, reply));
+                }
+                _ => rest.push((state, reply)),
+            }
+        }
+        let persisted = match (&self.desired, taken.is_empty()) {
+            (Some(desired), false) => Some(self.persist_desired(desired)),
+            _ => None,
+        };
+        if let Some(persisted) = persisted {
+            if let Err(e) = persisted {
+                error!(error = %e, "could not persist the desired state; the deltas are not applied");
+                self.restore_persisted(new_snapshots);
+                let report = self.converge();
+                self.last_sent = Some(report.clone());
+                for (generation, _, reply) in taken {
+                    let _ = reply.send(SatelliteMessage::NotApplied {
+                        generation,
+                        refusal: StateRefusal::CannotPersist {
+                            error: format!("generation {generation}: {e}"),
+                        },
+                        report: report.clone(),
+                    });
+                }
+            } else {
+                self.desired_node_uuid = self.session_node_uuid.clone();
+                let all: BTreeSet<String> = taken
+                    .iter()
+                    .flat_map(|(_, names, _)| names.iter().map(|n| resource_key(n)))
+                    .collect();
+                self.converge_named(&all);
+                self.last_sent = Some(self.assemble(None));
+                info!(
+                    deltas = taken.len(),
+                    resources = all.len(),
+                    "applied together"
+                );
+                for (generation, names, reply) in taken {
+                    let keys = resource_keys(&names);
+                    let report = NodeReport {
+                        only_resources: Some(names),
+                        ..self.assemble(Some(&keys))
+                    };
+                    if reply
+                        .send(SatelliteMessage::Applied { generation, report })
+                        .is_err()
+                    {
+                        debug!("the session that sent the state has ended; the answer is dropped");
+                    }
+                }
+            }
+        }
+        for (state, reply) in rest {
+            let answer = self.apply(state);
+            if reply.send(answer).is_err() {
+                debug!("the session that sent the state has ended; the answer is dropped");
+            }
         }
     }
 
@@ -699,14 +903,65 @@ impl Reconciler {
         self.state_dir.write(LEDGER_FILE, &self.ledger)
     }
 
-    /// Makes the node's storage match the desired state, and reports how it is.
+    /// Makes the node's storage match the desired state, and reports how it is: the full pass.
     pub fn converge(&mut self) -> NodeReport {
         self.providers.begin_pass();
         for driver in &mut self.drivers {
             driver.begin_pass();
         }
-        let report = self.converge_pass();
+        self.converge_pass(None);
         self.providers.end_pass();
+        self.assemble(None)
+    }
+
+    /// Makes the resources `keys` names (by [`resource_key`]) match the desired state; the
+    /// others keep what the last pass found. The providers are asked about those resources'
+    /// volumes only, never for host-wide tables, so the pass costs the same on a full node as
+    /// on an empty one.
+    fn converge_named(&mut self, keys: &BTreeSet<String>) {
+        // A new state may have removed the cause of a failed create of these resources.
+        self.create_failures
+            .retain(|key, _| !keys.contains(&resource_key(key.resource.as_str())));
+        self.providers.begin_scoped_pass();
+        for driver in &mut self.drivers {
+            driver.begin_pass();
+        }
+        self.converge_pass(Some(keys));
+        self.providers.end_pass();
+    }
+
+    /// The node's report from what the passes found: every resource's part (`only` `None`) or
+    /// the volumes, replication and deletions of the resources `only` names. The node-wide
+    /// lists (pools, errors, orphans, snapshots, held writes) are always whole: the controller
+    /// replaces them with every report.
+    fn assemble(&self, only: Option<&BTreeSet<String>>) -> NodeReport {
+        let node = &self.node_outcome;
+        let mut report = NodeReport {
+            generation: node.generation,
+            storage_pools: node.storage_pools.clone(),
+            orphans: node.orphans.clone(),
+            io_suspended: node.io_suspended.clone(),
+            ..NodeReport::default()
+        };
+        for (key, outcome) in &self.outcomes {
+            let part = &outcome.report;
+            if only.is_none_or(|names| names.contains(key)) {
+                report.volumes.extend(part.volumes.iter().cloned());
+                report.replication.extend(part.replication.iter().cloned());
+                report
+                    .deleted_volumes
+                    .extend(part.deleted_volumes.iter().cloned());
+                report
+                    .deleted_resources
+                    .extend(part.deleted_resources.iter().cloned());
+            }
+            report.errors.extend(part.errors.iter().cloned());
+            report.snapshots.extend(part.snapshots.iter().cloned());
+            report
+                .deleted_snapshots
+                .extend(part.deleted_snapshots.iter().cloned());
+        }
+        report.errors.extend(node.errors.iter().cloned());
         report
     }
 }

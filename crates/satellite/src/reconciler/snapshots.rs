@@ -78,106 +78,105 @@ impl Reconciler {
         }
     }
 
-    /// Takes, checks and deletes the snapshots of the desired state, and reports them.
+    /// Takes, checks and deletes the snapshots of one resource of the desired state, and
+    /// reports them.
     pub(super) fn converge_snapshots(
         &mut self,
-        desired: &DesiredState,
+        resource: &ResourceSpec,
         pools: &BTreeMap<String, PoolState>,
         report: &mut NodeReport,
     ) {
-        for resource in &desired.resources {
-            let replicated = resource.replication.is_some();
-            let mut taken_under_hold: Vec<(&SnapshotSpec, u16)> = Vec::new();
-            for snapshot in &resource.snapshots {
-                let Ok(name) = ResourceName::new(&resource.name) else {
-                    continue;
-                };
-                let place = pools
-                    .get(&snapshot.storage_pool.to_ascii_uppercase())
-                    .map(|pool| {
-                        (
-                            pool.spec.provider_kind,
-                            normalized_pool_name(pool.spec.provider_kind, &pool.spec.pool_name),
-                            pool.error.clone(),
-                        )
+        let replicated = resource.replication.is_some();
+        let mut taken_under_hold: Vec<(&SnapshotSpec, u16)> = Vec::new();
+        for snapshot in &resource.snapshots {
+            let Ok(name) = ResourceName::new(&resource.name) else {
+                continue;
+            };
+            let place = pools
+                .get(&snapshot.storage_pool.to_ascii_uppercase())
+                .map(|pool| {
+                    (
+                        pool.spec.provider_kind,
+                        normalized_pool_name(pool.spec.provider_kind, &pool.spec.pool_name),
+                        pool.error.clone(),
+                    )
+                });
+            if snapshot.deleting {
+                self.delete_snapshot(&name, snapshot, report);
+                continue;
+            }
+            let snapshot_name = SnapshotName::new(&snapshot.name);
+            let take = self.new_snapshots.remove(&snapshot.uuid);
+            // Never a cut that writes may cross.
+            let hold = if take && replicated {
+                Some(self.confirm_hold(resource, Some(&snapshot.uuid)))
+            } else {
+                None
+            };
+            for volume in &snapshot.volumes {
+                if snapshot.cut == SnapshotCut::Wait {
+                    report.snapshots.push(SnapshotReport {
+                        resource: resource.name.clone(),
+                        snapshot: snapshot.name.clone(),
+                        uuid: snapshot.uuid.clone(),
+                        volume_number: volume.volume_number,
+                        method: None,
+                        error: Some(
+                            "waiting for every member to hold the resource's writes for the cut"
+                                .to_string(),
+                        ),
                     });
-                if snapshot.deleting {
-                    self.delete_snapshot(&name, snapshot, report);
                     continue;
                 }
-                let snapshot_name = SnapshotName::new(&snapshot.name);
-                let take = self.new_snapshots.remove(&snapshot.uuid);
-                // Never a cut that writes may cross.
-                let hold = if take && replicated {
-                    Some(self.confirm_hold(resource, Some(&snapshot.uuid)))
-                } else {
-                    None
+                let outcome = match (&snapshot_name, &place) {
+                    (Err(e), _) => Err(e.to_string()),
+                    _ if snapshot.cut == SnapshotCut::Abandoned
+                        && self
+                            .ledger
+                            .snapshot(&snapshot.uuid, volume.volume_number.into())
+                            .is_none() =>
+                    {
+                        Err(
+                            "not taken: the cut was abandoned, since not every member of the \
+                             resource could hold its writes"
+                                .to_string(),
+                        )
+                    }
+                    _ if let Some(Err(why)) = &hold => Err(format!(
+                        "not taken: the resource's writes are not held for the cut: {why}"
+                    )),
+                    (_, None) => Err(format!(
+                        "storage pool '{}' is not among this node's storage pools",
+                        snapshot.storage_pool
+                    )),
+                    (Ok(snapshot_name), Some((kind, location, pool_error))) => self
+                        .ensure_snapshot(
+                            &name,
+                            &resource.uuid,
+                            snapshot,
+                            snapshot_name,
+                            volume.volume_number,
+                            &volume.identity,
+                            (*kind, location, pool_error.as_deref()),
+                            take,
+                        ),
                 };
-                for volume in &snapshot.volumes {
-                    if snapshot.cut == SnapshotCut::Wait {
-                        report.snapshots.push(SnapshotReport {
-                            resource: resource.name.clone(),
-                            snapshot: snapshot.name.clone(),
-                            uuid: snapshot.uuid.clone(),
-                            volume_number: volume.volume_number,
-                            method: None,
-                            error: Some(
-                                "waiting for every member to hold the resource's writes for the cut"
-                                    .to_string(),
-                            ),
-                        });
-                        continue;
-                    }
-                    let outcome = match (&snapshot_name, &place) {
-                        (Err(e), _) => Err(e.to_string()),
-                        _ if snapshot.cut == SnapshotCut::Abandoned
-                            && self
-                                .ledger
-                                .snapshot(&snapshot.uuid, volume.volume_number.into())
-                                .is_none() =>
-                        {
-                            Err(
-                                "not taken: the cut was abandoned, since not every member of the \
-                                 resource could hold its writes"
-                                    .to_string(),
-                            )
-                        }
-                        _ if let Some(Err(why)) = &hold => Err(format!(
-                            "not taken: the resource's writes are not held for the cut: {why}"
-                        )),
-                        (_, None) => Err(format!(
-                            "storage pool '{}' is not among this node's storage pools",
-                            snapshot.storage_pool
-                        )),
-                        (Ok(snapshot_name), Some((kind, location, pool_error))) => self
-                            .ensure_snapshot(
-                                &name,
-                                &resource.uuid,
-                                snapshot,
-                                snapshot_name,
-                                volume.volume_number,
-                                &volume.identity,
-                                (*kind, location, pool_error.as_deref()),
-                                take,
-                            ),
-                    };
-                    if take && hold.is_some() && outcome.is_ok() {
-                        taken_under_hold.push((snapshot, volume.volume_number));
-                    }
-                    self.push_snapshot_report(
-                        resource,
-                        snapshot,
-                        volume.volume_number,
-                        outcome,
-                        report,
-                    );
+                if take && hold.is_some() && outcome.is_ok() {
+                    taken_under_hold.push((snapshot, volume.volume_number));
                 }
+                self.push_snapshot_report(
+                    resource,
+                    snapshot,
+                    volume.volume_number,
+                    outcome,
+                    report,
+                );
             }
-            if !taken_under_hold.is_empty()
-                && let Err(why) = self.confirm_hold(resource, None)
-            {
-                self.discard_crossed_cuts(resource, &taken_under_hold, &why, report);
-            }
+        }
+        if !taken_under_hold.is_empty()
+            && let Err(why) = self.confirm_hold(resource, None)
+        {
+            self.discard_crossed_cuts(resource, &taken_under_hold, &why, report);
         }
     }
 
