@@ -234,7 +234,7 @@ pub fn run(settings: &Settings, resources: usize, node_count: usize) -> Result<S
     section.target(
         format!(
             "controller RSS with {resources}, after {} full views (VmRSS)",
-            2 * (settings.samples + 1)
+            2 * (settings.view_samples + 1)
         ),
         format!("≤ {RSS_TARGET_MIB:.0} MiB"),
         format!("{:.1} MiB", full.memory.rss_mib()),
