@@ -81,4 +81,16 @@ impl Reader {
         }
         Ok((latencies, size))
     }
+
+    /// GETs each of `paths` once, in order; returns the latencies and the largest body's size.
+    pub fn each(&self, paths: &[String]) -> Result<(Vec<Duration>, usize)> {
+        let mut latencies = Vec::with_capacity(paths.len());
+        let mut size = 0;
+        for path in paths {
+            let fetched = self.get_ok(path)?;
+            latencies.push(fetched.elapsed);
+            size = size.max(fetched.body.len());
+        }
+        Ok((latencies, size))
+    }
 }

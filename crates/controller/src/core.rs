@@ -30,6 +30,8 @@ pub enum StartError {
     Store(#[from] StoreError),
     #[error("cannot load the cluster from the store: {0}")]
     Load(#[from] model::LoadError),
+    #[error("cannot load the cluster from the store: {0}")]
+    Read(#[from] model::ReadError),
     #[error("cannot run the store task: {0}")]
     Task(#[from] tokio::task::JoinError),
     #[error("cannot create the default objects: {0}")]
@@ -59,9 +61,9 @@ impl Controller {
     pub async fn start(lock: DataDirLock, timeouts: Timeouts) -> Result<Controller, StartError> {
         let started = std::time::Instant::now();
         let (store, cluster) = tokio::task::spawn_blocking(move || -> Result<_, StartError> {
-            let store = Store::open(lock, &uuid::Uuid::new_v4().to_string())?;
-            let snapshot = store.load()?;
-            let cluster = Cluster::from_snapshot(&snapshot)?;
+            let (store, check) =
+                Store::open_checking_aside(lock, &uuid::Uuid::new_v4().to_string())?;
+            let cluster = Cluster::load(&store, check)?;
             Ok((store, cluster))
         })
         .await??;

@@ -25,6 +25,7 @@ mod lock;
 pub use lock::{DataDirLock, LOCK_FILE, LockError};
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params_from_iter};
@@ -231,6 +232,14 @@ pub struct Store {
 
 /// Opens a database file with the store's settings, migrates it and checks it.
 fn open_connection(path: &Path) -> Result<Connection, StoreError> {
+    let connection = open_unchecked(path)?;
+    check_integrity(&connection, path)?;
+    Ok(connection)
+}
+
+/// Opens a database file with the store's settings and migrates it, without the integrity
+/// check.
+fn open_unchecked(path: &Path) -> Result<Connection, StoreError> {
     let mut connection = Connection::open(path).map_err(|source| StoreError::Open {
         path: path.to_path_buf(),
         source,
@@ -252,7 +261,6 @@ fn open_connection(path: &Path) -> Result<Connection, StoreError> {
             path: path.to_path_buf(),
             source,
         })?;
-    check_integrity(&connection, path)?;
     Ok(connection)
 }
 
@@ -268,12 +276,60 @@ fn meta_number(connection: &Connection, path: &Path, key: &'static str) -> Resul
     }
 }
 
+/// The integrity check of a store opened with [`Store::open_checking_aside`], running on a
+/// connection and a thread of its own.
+#[must_use = "a store is trusted only once its integrity check passed"]
+pub struct IntegrityCheck {
+    running: std::thread::JoinHandle<Result<(), StoreError>>,
+}
+
+impl IntegrityCheck {
+    fn start(path: PathBuf) -> IntegrityCheck {
+        let running = std::thread::Builder::new()
+            .name("store-check".into())
+            .spawn(move || {
+                let connection =
+                    Connection::open_with_flags(&path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+                        .map_err(|source| StoreError::Open {
+                            path: path.clone(),
+                            source,
+                        })?;
+                connection.busy_timeout(std::time::Duration::from_secs(5))?;
+                check_integrity(&connection, &path)
+            })
+            .expect("a thread for the store's integrity check");
+        IntegrityCheck { running }
+    }
+
+    /// Waits for the check: `Err(StoreError::Corrupt)` if the database failed it.
+    pub fn wait(self) -> Result<(), StoreError> {
+        match self.running.join() {
+            Ok(result) => result,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    }
+}
+
 impl Store {
     /// Opens (creating if needed) the store in the locked data directory, applies pending
     /// migrations and checks integrity. `new_cluster_id` names the cluster if the store is new.
     pub fn open(lock: DataDirLock, new_cluster_id: &str) -> Result<Store, StoreError> {
+        let (store, check) = Store::open_checking_aside(lock, new_cluster_id)?;
+        check.wait()?;
+        Ok(store)
+    }
+
+    /// Opens the store as [`Store::open`] does, but runs the integrity check (`quick_check`
+    /// and `foreign_key_check`, which read the whole file) on a second, read-only connection
+    /// while the caller reads the rows: at start-up the two take about as long as each other.
+    /// Nothing may be committed, and nothing read trusted, before [`IntegrityCheck::wait`]
+    /// returned `Ok`.
+    pub fn open_checking_aside(
+        lock: DataDirLock,
+        new_cluster_id: &str,
+    ) -> Result<(Store, IntegrityCheck), StoreError> {
         let path = lock.dir().join(DATABASE_FILE);
-        let mut connection = open_connection(&path)?;
+        let mut connection = open_unchecked(&path)?;
 
         let tx = connection.transaction()?;
         tx.execute(
@@ -287,13 +343,18 @@ impl Store {
         tx.commit()?;
         let revision = meta_number(&connection, &path, "revision")?;
         let epoch = meta_number(&connection, &path, "epoch")?;
-        Ok(Store {
-            path,
-            connection,
-            revision,
-            epoch,
-            _lock: lock,
-        })
+        // Started once the meta rows are committed, so the check reads what the store holds.
+        let check = IntegrityCheck::start(path.clone());
+        Ok((
+            Store {
+                path,
+                connection,
+                revision,
+                epoch,
+                _lock: lock,
+            },
+            check,
+        ))
     }
 
     /// The database file.
@@ -317,43 +378,85 @@ impl Store {
         backup::backup(&self.connection, target)
     }
 
+    /// The cluster's id, as recorded when the store was created.
+    pub fn cluster_id(&self) -> Result<String, StoreError> {
+        Ok(read_meta(&self.connection, "cluster_id")?.unwrap_or_default())
+    }
+
     /// Reads everything.
     pub fn load(&self) -> Result<Snapshot, StoreError> {
-        let cluster_id = read_meta(&self.connection, "cluster_id")?.unwrap_or_default();
-        let mut rows = BTreeMap::new();
+        let mut rows: BTreeMap<Table, Vec<Row>> = BTreeMap::new();
+        self.scan(|table, key, data| -> Result<(), StoreError> {
+            rows.entry(table).or_default().push(Row {
+                key: key.iter().map(|k| k.to_string()).collect(),
+                data: data.to_string(),
+            });
+            Ok(())
+        })?;
         for table in Table::ALL {
-            let keys = table.key_columns().join(", ");
-            let sql = format!(
-                "SELECT {keys}, data FROM {} ORDER BY {keys}",
-                table.sql_name()
-            );
-            let mut statement = self.connection.prepare(&sql)?;
-            let width = table.key_columns().len();
-            let table_rows = statement
-                .query_map([], |row| {
-                    let mut key = Vec::with_capacity(width);
-                    for i in 0..width {
-                        let value: rusqlite::types::Value = row.get(i)?;
-                        key.push(match value {
-                            rusqlite::types::Value::Integer(n) => n.to_string(),
-                            rusqlite::types::Value::Text(s) => s,
-                            other => format!("{other:?}"),
-                        });
-                    }
-                    Ok(Row {
-                        key,
-                        data: row.get(width)?,
-                    })
-                })?
-                .collect::<Result<Vec<_>, _>>()?;
-            rows.insert(table, table_rows);
+            rows.entry(table).or_default();
         }
         Ok(Snapshot {
             revision: self.revision,
             epoch: self.epoch,
-            cluster_id,
+            cluster_id: self.cluster_id()?,
             rows,
         })
+    }
+
+    /// Hands every row to `visit`: table by table in [`Table::ALL`]'s order (parents first),
+    /// each ordered by its key, the key's parts as text (volume numbers too) and the JSON
+    /// data, both borrowed from SQLite's row buffer: nothing is copied that the visitor does
+    /// not keep. The first error of `visit` ends the scan.
+    pub fn scan<E: From<StoreError>>(
+        &self,
+        mut visit: impl FnMut(Table, &[&str], &str) -> Result<(), E>,
+    ) -> Result<(), E> {
+        // Key parts that are numbers are written here; reused from row to row.
+        let mut numbers: [String; 3] = Default::default();
+        for table in Table::ALL {
+            let columns = table.key_columns();
+            let width = columns.len();
+            let keys = columns.join(", ");
+            let sql = format!(
+                "SELECT {keys}, data FROM {} ORDER BY {keys}",
+                table.sql_name()
+            );
+            let mut statement = self.connection.prepare(&sql).map_err(StoreError::from)?;
+            let mut rows = statement.query([]).map_err(StoreError::from)?;
+            while let Some(row) = rows.next().map_err(StoreError::from)? {
+                let mut is_text = [false; 3];
+                for (i, number) in numbers.iter_mut().enumerate().take(width) {
+                    match row.get_ref(i).map_err(StoreError::from)? {
+                        rusqlite::types::ValueRef::Text(_) => is_text[i] = true,
+                        rusqlite::types::ValueRef::Integer(n) => {
+                            number.clear();
+                            write!(number, "{n}").expect("writing to a String");
+                        }
+                        other => {
+                            number.clear();
+                            write!(number, "{other:?}").expect("writing to a String");
+                        }
+                    }
+                }
+                let mut key: [&str; 3] = [""; 3];
+                for (i, part) in key.iter_mut().enumerate().take(width) {
+                    *part = if is_text[i] {
+                        row.get_ref(i)
+                            .and_then(|v| v.as_str().map_err(Into::into))
+                            .map_err(StoreError::from)?
+                    } else {
+                        &numbers[i]
+                    };
+                }
+                let data = row
+                    .get_ref(width)
+                    .and_then(|v| v.as_str().map_err(Into::into))
+                    .map_err(StoreError::from)?;
+                visit(table, &key[..width], data)?;
+            }
+        }
+        Ok(())
     }
 
     /// Applies `changes` in one transaction and returns the new revision. On error nothing
@@ -547,6 +650,104 @@ mod tests {
     fn counts(store: &Store) -> Vec<usize> {
         let snapshot = store.load().unwrap();
         Table::ALL.iter().map(|t| snapshot.rows(*t).len()).collect()
+    }
+
+    #[test]
+    fn a_scan_hands_out_every_row_in_order_as_load_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = open(dir.path(), "c");
+        store.commit(&family()).unwrap();
+        store
+            .commit(&[
+                put(Table::ResourceDefinitions, &["R0"], r#"{"v":0}"#),
+                put(Table::VolumeDefinitions, &["R0", "7"], "{}"),
+                put(Table::VolumeDefinitions, &["R0", "12"], "{}"),
+            ])
+            .unwrap();
+        let mut scanned: Vec<(Table, Vec<String>, String)> = Vec::new();
+        store
+            .scan(|table, key, data| -> Result<(), StoreError> {
+                scanned.push((
+                    table,
+                    key.iter().map(|k| k.to_string()).collect(),
+                    data.to_string(),
+                ));
+                Ok(())
+            })
+            .unwrap();
+        let snapshot = store.load().unwrap();
+        let loaded: Vec<(Table, Vec<String>, String)> = Table::ALL
+            .iter()
+            .flat_map(|t| {
+                snapshot
+                    .rows(*t)
+                    .iter()
+                    .map(|r| (*t, r.key.clone(), r.data.clone()))
+            })
+            .collect();
+        assert_eq!(scanned, loaded);
+        // Volume numbers are numbers in SQLite, text in the key, in numeric order.
+        let volumes: Vec<&[String]> = scanned
+            .iter()
+            .filter(|(t, ..)| *t == Table::VolumeDefinitions)
+            .map(|(_, k, _)| k.as_slice())
+            .collect();
+        assert_eq!(volumes, [["R0", "7"], ["R0", "12"], ["R1", "0"]]);
+        assert_eq!(snapshot.cluster_id, "c");
+    }
+
+    #[test]
+    fn a_scan_stops_at_the_visitors_first_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = open(dir.path(), "c");
+        store.commit(&family()).unwrap();
+        let mut seen = 0;
+        let result = store.scan(|table, _, _| {
+            seen += 1;
+            if table == Table::ResourceGroups {
+                Err(StoreError::BadMeta {
+                    path: PathBuf::new(),
+                    key: "test",
+                    found: None,
+                })
+            } else {
+                Ok(())
+            }
+        });
+        assert!(matches!(result, Err(StoreError::BadMeta { .. })));
+        assert_eq!(seen, 3, "a node, its pool, then the group that failed");
+    }
+
+    #[test]
+    fn an_orphan_row_fails_the_check_whether_it_runs_aside_or_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = open(dir.path(), "c");
+        store.commit(&family()).unwrap();
+        drop(store);
+        // A hand edit with foreign keys off.
+        let raw = Connection::open(dir.path().join(DATABASE_FILE)).unwrap();
+        raw.execute_batch("PRAGMA foreign_keys = OFF").unwrap();
+        raw.execute(
+            "INSERT INTO resources (resource, node, data) VALUES ('GHOST', 'N1', '{}')",
+            [],
+        )
+        .unwrap();
+        drop(raw);
+
+        let (store, check) =
+            Store::open_checking_aside(DataDirLock::acquire(dir.path()).unwrap(), "c").unwrap();
+        // The rows can be read meanwhile; only the check says whether to trust them.
+        assert_eq!(store.load().unwrap().rows(Table::Resources).len(), 2);
+        let err = check.wait().unwrap_err();
+        assert!(
+            matches!(&err, StoreError::Corrupt { problems, .. } if problems.contains("resources")),
+            "{err}"
+        );
+        drop(store);
+        let err = Store::open(DataDirLock::acquire(dir.path()).unwrap(), "c")
+            .err()
+            .expect("a corrupt store is refused");
+        assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
     }
 
     #[test]

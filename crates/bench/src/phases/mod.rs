@@ -3,7 +3,8 @@
 //!
 //! - [`real`]: a controller and real `ferrite-satellite` processes with FILE_THIN pools (loop
 //!   devices), up to 1,000 resources;
-//! - [`simulated`]: a controller and in-process simulated satellites, 10,000 resources;
+//! - [`simulated`]: a controller and in-process simulated satellites, 100,000 resources on 16
+//!   nodes by default;
 //! - [`options`]: simulated satellites running MIRROR, 10,000 replicated resources, and a
 //!   `DrbdOptions/*` change on the controller and the resource group.
 
@@ -33,6 +34,8 @@ pub struct Settings {
     pub volume_kib: u64,
     /// Sequential requests per read endpoint and checkpoint.
     pub samples: usize,
+    /// Sequential requests of the whole resource view per checkpoint.
+    pub view_samples: usize,
     /// Restarts per stop variant.
     pub cold_starts: usize,
     /// Wall-clock budget of phase A's creation; its teardown and convergence wait get half of
@@ -40,6 +43,15 @@ pub struct Settings {
     pub real_budget: Duration,
     /// Keep each phase's directory (database, logs) instead of deleting it.
     pub keep: bool,
+}
+
+impl Settings {
+    pub fn sampling(&self) -> probe::Sampling {
+        probe::Sampling {
+            samples: self.samples,
+            view_samples: self.view_samples,
+        }
+    }
 }
 
 /// A stretch of resource creation, measured on its own.
@@ -214,7 +226,7 @@ pub fn fill(
             }
             if plan.checkpoint_at.contains(&end) {
                 probe::settle();
-                let checkpoint = probe::checkpoint(controller, settings.samples)?;
+                let checkpoint = probe::checkpoint(controller, settings.sampling(), end)?;
                 eprintln!(
                     "[{tag}] checkpoint at {end}: view {}, RSS {:.1} MiB",
                     checkpoint.view.latency,

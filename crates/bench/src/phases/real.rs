@@ -164,7 +164,7 @@ pub fn run(settings: &Settings, resources: usize) -> Result<Section> {
     workload::set_up_cluster(&controller.rest(), &specs)?;
     controller.wait_online(settings.nodes, Duration::from_secs(30))?;
     probe::settle();
-    let empty = probe::checkpoint(&controller, settings.samples)?;
+    let empty = probe::checkpoint(&controller, settings.sampling(), 0)?;
 
     let single_tail = (resources / 10).max(1);
     let filled = fill(
@@ -198,7 +198,7 @@ pub fn run(settings: &Settings, resources: usize) -> Result<Section> {
     let loop_query = loop_query_cost(&dir.path().join("pools"))?;
     eprintln!("[{tag}] {attached} loop devices attached under the phase directory");
     probe::settle();
-    let full = probe::checkpoint(&controller, settings.samples)?;
+    let full = probe::checkpoint(&controller, settings.sampling(), reached)?;
 
     let restart = Restarts::of(&restarts(
         tag,

@@ -240,7 +240,6 @@ pub fn complete(cluster: &Cluster, plan: &mut Plan) -> Result<(), Failure> {
     if !allocates {
         return Ok(());
     }
-    let mut taken = Taken::of(cluster);
     // The definitions as they will be after the plan: a definition created or changed by the
     // plan decides whether its volumes and resources are replicated.
     let mut replicated: HashMap<ResourceName, bool> = HashMap::new();
@@ -251,19 +250,35 @@ pub fn complete(cluster: &Cluster, plan: &mut Plan) -> Result<(), Failure> {
                 .is_some_and(ResourceDefinition::is_replicated)
         })
     };
+    for op in &plan.ops {
+        if let Op::PutResourceDefinition(rd) = op {
+            replicated.insert(rd.name.clone(), rd.is_replicated());
+        }
+    }
+    // Nor for a plan whose objects are all unreplicated (a STORAGE-only spawn): every arm
+    // below would pass them by, and reading the cluster would cost each spawn a walk over
+    // every definition.
+    let allocates = plan.ops.iter().any(|op| match op {
+        Op::PutResourceDefinition(rd) => rd.is_replicated(),
+        Op::PutVolumeDefinition { resource, .. } | Op::PutResource { resource, .. } => {
+            is_replicated(&replicated, resource)
+        }
+        _ => false,
+    });
+    if !allocates {
+        return Ok(());
+    }
+    let mut taken = Taken::of(cluster);
     // Known before any op is looked at: the stack a plan chooses (`app::engine`) may come after
     // the volume definitions it creates (a restore into a definition placed for the first time).
     let mut put_volumes: Vec<(ResourceName, VolumeNumber)> = Vec::new();
     for op in &plan.ops {
-        match op {
-            Op::PutResourceDefinition(rd) => {
-                replicated.insert(rd.name.clone(), rd.is_replicated());
-            }
-            Op::PutVolumeDefinition {
-                resource,
-                volume_definition,
-            } => put_volumes.push((resource.clone(), volume_definition.number)),
-            _ => {}
+        if let Op::PutVolumeDefinition {
+            resource,
+            volume_definition,
+        } = op
+        {
+            put_volumes.push((resource.clone(), volume_definition.number));
         }
     }
     let mut extra = Vec::new();
@@ -408,6 +423,60 @@ mod tests {
         assert_eq!(minors, BTreeSet::from([1000, 1001]));
         // Nothing more to do the second time.
         assert!(backfill(&cluster).unwrap().ops.is_empty());
+    }
+
+    #[test]
+    fn a_plan_of_unreplicated_objects_is_left_as_it_is() {
+        let mut cluster = tutorial_cluster();
+        replicated(&mut cluster, "res1", &["node1"]);
+        // One minor and one port in all, both taken: any allocation would now fail.
+        cluster
+            .props
+            .insert(PROP_MINOR_RANGE.to_string(), "2000-2000".to_string());
+        cluster
+            .props
+            .insert(PROP_TCP_PORT_RANGE.to_string(), "9000-9000".to_string());
+        let plan = backfill(&cluster).unwrap();
+        apply(&mut cluster, plan);
+
+        // A STORAGE-only definition with its volume and a resource, as a spawn plans them.
+        let mut scratch = cluster.clone();
+        add_resource(&mut scratch, "plain", "node1", "pool_ssd");
+        let plain = scratch.resource_definitions[&"plain".parse().unwrap()].clone();
+        let mut plan = Plan::new();
+        plan.op(Op::PutResourceDefinition(plain.clone()));
+        for vd in plain.volume_definitions.values() {
+            plan.op(Op::PutVolumeDefinition {
+                resource: plain.name.clone(),
+                volume_definition: vd.clone(),
+            });
+        }
+        for resource in plain.resources.values() {
+            plan.op(Op::PutResource {
+                resource: plain.name.clone(),
+                placed: resource.clone(),
+            });
+        }
+        let before = format!("{:?}", plan.ops);
+        complete(&cluster, &mut plan).unwrap();
+        assert_eq!(format!("{:?}", plan.ops), before, "nothing allocated");
+
+        // The same plan made replicated needs a minor and a port, and there are none.
+        let mut plan = Plan::new();
+        let mut mirrored = plain.clone();
+        mirrored.layer_stack = vec![LayerKind::Mirror, LayerKind::Storage];
+        plan.op(Op::PutResourceDefinition(mirrored));
+        for vd in plain.volume_definitions.values() {
+            plan.op(Op::PutVolumeDefinition {
+                resource: plain.name.clone(),
+                volume_definition: vd.clone(),
+            });
+        }
+        let err = complete(&cluster, &mut plan).unwrap_err();
+        assert_eq!(
+            err.0[0].ret_code().code(),
+            code::FAIL_POOL_EXHAUSTED_MINOR_NR
+        );
     }
 
     #[test]

@@ -770,7 +770,9 @@ pub fn resources_of(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app::testing::{commit, engines_runtime, replicated_group, spawn, tutorial_cluster};
+    use crate::app::testing::{
+        add_resource, commit, engines_runtime, replicated_group, spawn, tutorial_cluster,
+    };
     use ferrite_proto::{
         NodeReport, PeerReport, PeerVolumeReport, ReplicatedVolumeReport, ReplicationEngine,
         VolumeReport,
@@ -1559,5 +1561,76 @@ mod tests {
         let json = serde_json::to_value(&view).unwrap();
         assert!(json.get("connection_status_reason").is_none(), "{json}");
         assert_eq!(node(model, None).connection_status_reason, None);
+    }
+
+    /// Which resources a view lists, in its order: (definition, node).
+    fn listed(cluster: &Cluster, filter: &ListFilter) -> Vec<(String, String)> {
+        resources(cluster, &Runtime::default(), filter)
+            .into_iter()
+            .map(|r| (r.resource.name, r.resource.node_name))
+            .collect()
+    }
+
+    #[test]
+    fn pages_of_the_resource_view_add_up_to_the_whole_in_its_order() {
+        let mut cluster = tutorial_cluster();
+        for (name, nodes) in [
+            ("alpha", &["node1", "node2"][..]),
+            ("bravo", &["node3"][..]),
+            ("charlie", &["node1", "node2", "node4"][..]),
+            ("delta", &["node2", "node4"][..]),
+        ] {
+            for node in nodes {
+                add_resource(&mut cluster, name, node, "pool_ssd");
+            }
+        }
+        let page = |offset, limit| ListFilter {
+            offset,
+            limit,
+            ..ListFilter::default()
+        };
+        let whole = listed(&cluster, &ListFilter::default());
+        assert_eq!(whole.len(), 8);
+        let mut sorted = whole.clone();
+        sorted.sort();
+        assert_eq!(whole, sorted, "ordered by definition, then node");
+
+        // Pages of every size, one after another, give the whole view once, in order.
+        for limit in 1..=9 {
+            let mut joined = Vec::new();
+            for offset in (0..whole.len()).step_by(limit) {
+                joined.extend(listed(&cluster, &page(offset, limit)));
+            }
+            assert_eq!(joined, whole, "limit {limit}");
+        }
+        // limit 0 is no limit; an offset at or past the end is an empty page.
+        assert_eq!(listed(&cluster, &page(0, 0)), whole);
+        assert_eq!(listed(&cluster, &page(5, 0)), whole[5..]);
+        assert!(listed(&cluster, &page(8, 3)).is_empty());
+        assert!(listed(&cluster, &page(1000, 0)).is_empty());
+        assert_eq!(listed(&cluster, &page(7, 5)), whole[7..]);
+
+        // Filters apply first; the page is taken from what they select.
+        let on_node2 = |offset, limit| ListFilter {
+            nodes: vec!["NODE2".into()],
+            offset,
+            limit,
+            ..ListFilter::default()
+        };
+        let selected = listed(&cluster, &on_node2(0, 0));
+        assert_eq!(
+            selected,
+            [("alpha", "node2"), ("charlie", "node2"), ("delta", "node2")]
+                .map(|(r, n)| (r.to_string(), n.to_string()))
+        );
+        assert_eq!(listed(&cluster, &on_node2(1, 1)), selected[1..2]);
+        assert!(listed(&cluster, &on_node2(3, 0)).is_empty());
+        let of_charlie = ListFilter {
+            resources: vec!["charlie".into()],
+            offset: 1,
+            limit: 5,
+            ..ListFilter::default()
+        };
+        assert_eq!(listed(&cluster, &of_charlie), whole[4..6]);
     }
 }

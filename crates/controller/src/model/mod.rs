@@ -19,7 +19,7 @@ mod ops;
 mod snapshots;
 mod vec_map;
 
-pub use load::LoadError;
+pub use load::{LoadError, ReadError};
 pub use ops::Op;
 pub use snapshots::{
     CutPhase, RestoreSource, RestoreVolume, RollbackState, Snapshot, SnapshotDefinition,
