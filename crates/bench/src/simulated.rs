@@ -13,6 +13,10 @@
 //! files barely touch, so four real pools on one file system look alike and the autoplacer's
 //! name tiebreak decides; with this accounting the simulated cluster is filled evenly, as
 //! a cluster of separate disks would be.
+//!
+//! The used capacity of each pool is a running total kept as states are applied, and the answer
+//! to a delta is built from the named resources only, so it costs the same on a full node as on
+//! an empty one. A volume keeps the loop device it was given when it was first held.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
@@ -32,32 +36,107 @@ use tokio::net::{TcpListener, TcpStream};
 pub const POOL_CAPACITY_KIB: u64 = 1 << 40;
 
 /// What one simulated node has been told.
+///
+/// Everything a report sums is kept as a running total that `apply` updates for the resources
+/// a state names, so an answer to a delta costs what the delta named, not the node's size.
 #[derive(Debug, Default)]
 struct NodeState {
     generation: Option<u64>,
     pools: Vec<PoolSpec>,
     /// Keyed by the upper-cased resource name, as the satellite compares names.
-    resources: BTreeMap<String, ResourceSpec>,
+    resources: BTreeMap<String, HeldResource>,
+    /// KiB held by the volumes in each pool, keyed by the upper-cased pool name.
+    used_kib: BTreeMap<String, u64>,
+    /// The next loop device number to hand out.
+    next_device: u64,
+}
+
+/// A resource as the node holds it: its spec and, per volume that holds storage, the pool
+/// it is in (upper-cased once, here) and the loop device it was given.
+#[derive(Debug)]
+struct HeldResource {
+    spec: ResourceSpec,
+    /// Keyed by volume number; only volumes the node holds storage for.
+    held: BTreeMap<u16, HeldVolume>,
+}
+
+#[derive(Debug, Clone)]
+struct HeldVolume {
+    pool_key: String,
+    size_kib: u64,
+    device: u64,
 }
 
 impl NodeState {
     /// Takes a desired state; `false` if a delta does not fit.
     fn apply(&mut self, state: DesiredState) -> bool {
         match state.base_generation {
-            None => self.resources.clear(),
+            None => {
+                let kept: BTreeSet<String> = state
+                    .resources
+                    .iter()
+                    .map(|r| r.name.to_ascii_uppercase())
+                    .collect();
+                let gone: Vec<String> = self
+                    .resources
+                    .keys()
+                    .filter(|key| !kept.contains(*key))
+                    .cloned()
+                    .collect();
+                for key in gone {
+                    self.remove(&key);
+                }
+            }
             Some(base) if Some(base) == self.generation => {}
             Some(_) => return false,
         }
         for name in &state.removed_resources {
-            self.resources.remove(&name.to_ascii_uppercase());
+            self.remove(&name.to_ascii_uppercase());
         }
         for resource in state.resources {
-            self.resources
-                .insert(resource.name.to_ascii_uppercase(), resource);
+            self.insert(resource);
         }
         self.pools = state.storage_pools;
         self.generation = Some(state.generation);
         true
+    }
+
+    /// Forgets a resource and releases what its volumes held.
+    fn remove(&mut self, key: &str) -> Option<HeldResource> {
+        let old = self.resources.remove(key)?;
+        for volume in old.held.values() {
+            if let Some(used) = self.used_kib.get_mut(&volume.pool_key) {
+                *used = used.saturating_sub(volume.size_kib);
+            }
+        }
+        Some(old)
+    }
+
+    /// Takes a new or changed resource; a volume it held before keeps its loop device.
+    fn insert(&mut self, spec: ResourceSpec) {
+        let key = spec.name.to_ascii_uppercase();
+        let before = self.remove(&key).map(|r| r.held).unwrap_or_default();
+        let mut held = BTreeMap::new();
+        for volume in spec.volumes.iter().filter(|v| spec.wants_disk(v)) {
+            let device = match before.get(&volume.volume_number) {
+                Some(old) => old.device,
+                None => {
+                    self.next_device += 1;
+                    self.next_device - 1
+                }
+            };
+            let pool_key = volume.storage_pool.to_ascii_uppercase();
+            *self.used_kib.entry(pool_key.clone()).or_default() += volume.size_kib;
+            held.insert(
+                volume.volume_number,
+                HeldVolume {
+                    pool_key,
+                    size_kib: volume.size_kib,
+                    device,
+                },
+            );
+        }
+        self.resources.insert(key, HeldResource { spec, held });
     }
 
     fn pool_report(pool: &PoolSpec, used_kib: u64) -> PoolReport {
@@ -74,103 +153,82 @@ impl NodeState {
     /// The node as a converged satellite reports it: every pool, and the volumes of `only`
     /// (the resources a delta named), or of every resource for `None`.
     fn report(&self, only: Option<Vec<String>>) -> NodeReport {
-        let mut used: BTreeMap<String, u64> = BTreeMap::new();
-        let mut volumes = Vec::new();
-        let mut deleted_volumes = Vec::new();
-        let mut deleted_resources = Vec::new();
-        let mut device = 0u64;
-        let scope: Option<BTreeSet<String>> = only
-            .as_ref()
-            .map(|names| names.iter().map(|n| n.to_ascii_uppercase()).collect());
-        for (key, resource) in &self.resources {
-            let reported = scope.as_ref().is_none_or(|s| s.contains(key));
-            if reported && resource.deleting {
-                deleted_resources.push(DeletedResource {
-                    resource: resource.name.clone(),
-                    uuid: resource.uuid.clone(),
-                });
-            }
-            for volume in &resource.volumes {
-                if resource.deletes(volume) {
-                    // Deleted as soon as asked: nothing is held for it.
-                    if reported {
-                        deleted_volumes.push(DeletedVolume {
-                            resource: resource.name.clone(),
-                            volume_number: volume.volume_number,
-                            identity: volume.identity.clone(),
-                        });
-                        if !resource.deleting {
-                            volumes.push(VolumeReport {
-                                resource: resource.name.clone(),
-                                volume_number: volume.volume_number,
-                                device_path: None,
-                                allocated_size_kib: None,
-                                usable_size_kib: None,
-                                disk_state: "Diskless".to_string(),
-                                error: None,
-                            });
-                        }
-                    }
-                    continue;
-                }
-                if !reported {
-                    if !resource.diskless {
-                        *used
-                            .entry(volume.storage_pool.to_ascii_uppercase())
-                            .or_default() += volume.size_kib;
-                    }
-                    device += 1;
-                    continue;
-                }
-                let diskless = resource.diskless
-                    || self.pools.iter().any(|p| {
-                        p.name.eq_ignore_ascii_case(&volume.storage_pool)
-                            && p.provider_kind == ProviderKind::Diskless
-                    });
-                if diskless {
-                    volumes.push(VolumeReport {
-                        resource: resource.name.clone(),
-                        volume_number: volume.volume_number,
-                        device_path: None,
-                        allocated_size_kib: None,
-                        usable_size_kib: None,
-                        disk_state: "Diskless".to_string(),
-                        error: None,
-                    });
-                    continue;
-                }
-                *used
-                    .entry(volume.storage_pool.to_ascii_uppercase())
-                    .or_default() += volume.size_kib;
-                volumes.push(VolumeReport {
-                    resource: resource.name.clone(),
-                    volume_number: volume.volume_number,
-                    device_path: Some(format!("/dev/loop{device}")),
-                    allocated_size_kib: Some(0),
-                    usable_size_kib: Some(volume.size_kib),
-                    disk_state: "UpToDate".to_string(),
-                    error: None,
-                });
-                device += 1;
-            }
-        }
-        NodeReport {
+        let mut report = NodeReport {
             generation: self.generation,
             storage_pools: self
                 .pools
                 .iter()
                 .map(|p| {
-                    Self::pool_report(
-                        p,
-                        used.get(&p.name.to_ascii_uppercase()).copied().unwrap_or(0),
-                    )
+                    let used = self.used_kib.get(&p.name.to_ascii_uppercase());
+                    Self::pool_report(p, used.copied().unwrap_or(0))
                 })
                 .collect(),
-            volumes,
-            only_resources: only,
-            deleted_volumes,
-            deleted_resources,
             ..NodeReport::default()
+        };
+        match &only {
+            None => {
+                for resource in self.resources.values() {
+                    self.report_resource(resource, &mut report);
+                }
+            }
+            Some(names) => {
+                let keys: BTreeSet<String> = names.iter().map(|n| n.to_ascii_uppercase()).collect();
+                for key in &keys {
+                    if let Some(resource) = self.resources.get(key) {
+                        self.report_resource(resource, &mut report);
+                    }
+                }
+            }
+        }
+        report.only_resources = only;
+        report
+    }
+
+    /// Adds one resource's volumes and deletions to `report`.
+    fn report_resource(&self, held: &HeldResource, report: &mut NodeReport) {
+        let resource = &held.spec;
+        if resource.deleting {
+            report.deleted_resources.push(DeletedResource {
+                resource: resource.name.clone(),
+                uuid: resource.uuid.clone(),
+            });
+        }
+        for volume in &resource.volumes {
+            let diskless_volume = VolumeReport {
+                resource: resource.name.clone(),
+                volume_number: volume.volume_number,
+                device_path: None,
+                allocated_size_kib: None,
+                usable_size_kib: None,
+                disk_state: "Diskless".to_string(),
+                error: None,
+            };
+            if resource.deletes(volume) {
+                // Deleted as soon as asked: nothing is held for it.
+                report.deleted_volumes.push(DeletedVolume {
+                    resource: resource.name.clone(),
+                    volume_number: volume.volume_number,
+                    identity: volume.identity.clone(),
+                });
+                if !resource.deleting {
+                    report.volumes.push(diskless_volume);
+                }
+                continue;
+            }
+            let in_diskless_pool = self.pools.iter().any(|p| {
+                p.name.eq_ignore_ascii_case(&volume.storage_pool)
+                    && p.provider_kind == ProviderKind::Diskless
+            });
+            match held.held.get(&volume.volume_number) {
+                Some(disk) if !in_diskless_pool => report.volumes.push(VolumeReport {
+                    device_path: Some(format!("/dev/loop{}", disk.device)),
+                    allocated_size_kib: Some(0),
+                    usable_size_kib: Some(volume.size_kib),
+                    disk_state: "UpToDate".to_string(),
+                    ..diskless_volume
+                }),
+                _ => report.volumes.push(diskless_volume),
+            }
         }
     }
 }
@@ -204,7 +262,7 @@ impl SimulatedSatellite {
         state
             .resources
             .values()
-            .filter(|r| r.replication.is_some())
+            .filter(|r| r.spec.replication.is_some())
             .count()
     }
 
@@ -476,5 +534,123 @@ mod tests {
             report.storage_pools[0].free_capacity_kib,
             Some(POOL_CAPACITY_KIB - 50)
         );
+    }
+
+    /// The used capacity per pool counted from scratch, to check the running totals against.
+    fn recount(node: &NodeState) -> BTreeMap<String, u64> {
+        let mut used = BTreeMap::new();
+        for resource in node.resources.values().map(|r| &r.spec) {
+            for volume in resource.volumes.iter().filter(|v| resource.wants_disk(v)) {
+                *used
+                    .entry(volume.storage_pool.to_ascii_uppercase())
+                    .or_default() += volume.size_kib;
+            }
+        }
+        used
+    }
+
+    fn delta(generation: u64, resources: Vec<ResourceSpec>, removed: &[&str]) -> DesiredState {
+        DesiredState {
+            epoch: 0,
+            generation,
+            base_generation: Some(generation - 1),
+            storage_pools: vec![pool()],
+            resources,
+            removed_resources: removed.iter().map(|n| n.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn running_totals_equal_a_recount_after_adds_changes_and_removals() {
+        let mut node = NodeState::default();
+        let in_pool = |name: &str, size_kib: u64, pool: &str| {
+            let mut r = resource(name, size_kib);
+            r.volumes[0].storage_pool = pool.to_string();
+            r
+        };
+        let mut steps = vec![DesiredState {
+            epoch: 0,
+            generation: 1,
+            base_generation: None,
+            storage_pools: vec![pool()],
+            resources: vec![resource("a", 100), in_pool("b", 200, "Other")],
+            removed_resources: vec![],
+        }];
+        // Added, grown, moved between pools (spelled differently), made diskless, deleted,
+        // removed (by another spelling), and a full state that drops some and keeps others.
+        steps.push(delta(
+            2,
+            vec![resource("c", 300), in_pool("d", 1, "POOL")],
+            &[],
+        ));
+        steps.push(delta(3, vec![resource("A", 150)], &[]));
+        steps.push(delta(4, vec![in_pool("c", 300, "other")], &[]));
+        let mut diskless = resource("d", 1);
+        diskless.diskless = true;
+        steps.push(delta(5, vec![diskless], &[]));
+        let mut deleting = resource("b", 200);
+        deleting.deleting = true;
+        let mut volume_deleting = resource("e", 70);
+        volume_deleting.volumes[0].deleting = true;
+        steps.push(delta(6, vec![deleting, volume_deleting], &[]));
+        steps.push(delta(7, vec![resource("f", 40)], &["B", "e", "missing"]));
+        steps.push(DesiredState {
+            epoch: 0,
+            generation: 8,
+            base_generation: None,
+            storage_pools: vec![pool()],
+            resources: vec![resource("a", 150), resource("g", 5)],
+            removed_resources: vec![],
+        });
+        steps.push(delta(9, vec![in_pool("h", 9, "other")], &["a"]));
+        for state in steps {
+            let generation = state.generation;
+            assert!(node.apply(state), "generation {generation}");
+            let counted = recount(&node);
+            for (pool, used) in &node.used_kib {
+                assert_eq!(
+                    counted.get(pool).copied().unwrap_or(0),
+                    *used,
+                    "pool {pool} after generation {generation}"
+                );
+            }
+            for (pool, used) in &counted {
+                assert_eq!(node.used_kib.get(pool), Some(used), "pool {pool}");
+            }
+        }
+        assert_eq!(node.used_kib.get("POOL"), Some(&5));
+        assert_eq!(node.used_kib.get("OTHER"), Some(&9));
+    }
+
+    #[test]
+    fn a_delta_is_answered_with_what_it_named_and_devices_stay() {
+        let mut node = NodeState::default();
+        assert!(node.apply(DesiredState {
+            epoch: 0,
+            generation: 1,
+            base_generation: None,
+            storage_pools: vec![pool()],
+            resources: vec![resource("a", 100), resource("b", 200)],
+            removed_resources: vec![],
+        }));
+        let before = node.report(None);
+        assert!(node.apply(delta(2, vec![resource("c", 10), resource("B", 250)], &[])));
+        let report = node.report(Some(vec!["c".to_string(), "B".to_string()]));
+        let named: Vec<&str> = report.volumes.iter().map(|v| v.resource.as_str()).collect();
+        assert_eq!(named, ["B", "c"]);
+        assert_eq!(report.only_resources.as_ref().map(Vec::len), Some(2));
+        assert_eq!(
+            report.storage_pools[0].free_capacity_kib,
+            Some(POOL_CAPACITY_KIB - 360)
+        );
+        // A changed resource keeps its device; a new one gets one of its own.
+        assert_eq!(report.volumes[0].device_path, before.volumes[1].device_path);
+        let devices: BTreeSet<_> = node
+            .report(None)
+            .volumes
+            .into_iter()
+            .map(|v| v.device_path)
+            .collect();
+        assert_eq!(devices.len(), 3);
     }
 }
