@@ -19,7 +19,7 @@ use ferrite_proto::{DesiredState, ResourceSpec, StateRefusal, VolumeSpec};
 use ferrite_types::{ResourceName, VolumeNumber};
 use tracing::{info, warn};
 
-use super::{Reconciler, normalized_pool_name, resource_key};
+use super::{Reconciler, resource_key, volume_key};
 use crate::ledger::VolumeKey;
 
 /// A volume held by the node: its place and the identity it has there.
@@ -56,12 +56,7 @@ fn wanted_places(
                 continue;
             }
             places.push((
-                VolumeKey {
-                    resource: name.clone(),
-                    volume_number: VolumeNumber::from(volume.volume_number),
-                    provider_kind: pool.provider_kind,
-                    pool_name: normalized_pool_name(pool.provider_kind, &pool.pool_name),
-                },
+                volume_key(&name, volume.volume_number, pool),
                 volume.identity.clone(),
                 resource.uuid.clone(),
             ));

@@ -25,12 +25,12 @@ use ferrite_proto::{
     VolumeReport, VolumeSpec,
 };
 use ferrite_storage::{BackingVolume, BackingVolumeName, StorageError};
-use ferrite_types::{LayerKind, ProviderKind, ResourceName, VolumeNumber};
+use ferrite_types::{LayerKind, ProviderKind, ResourceName};
 use tracing::{error, info, info_span, warn};
 
 use super::{
     CreateFailure, Reconciler, ResourceOutcome, disk_state, normalized_pool_name, pool_report,
-    resource_key, unsupported,
+    resource_key, unsupported, volume_key,
 };
 use crate::ledger::{FreshMetadata, LedgerEntry, Progress, VolumeKey};
 use crate::persist::PersistError;
@@ -426,12 +426,7 @@ impl Reconciler {
                 ));
                 continue;
             }
-            let key = VolumeKey {
-                resource: name.clone(),
-                volume_number: VolumeNumber::from(volume.volume_number),
-                provider_kind: pool.spec.provider_kind,
-                pool_name: normalized_pool_name(pool.spec.provider_kind, &pool.spec.pool_name),
-            };
+            let key = volume_key(&name, volume.volume_number, pool.spec);
             let ours = self
                 .ledger
                 .get(&key)
@@ -627,12 +622,7 @@ impl Reconciler {
                 && let Some(pool) = pools.get(&volume.storage_pool.to_ascii_uppercase())
                 && pool.spec.provider_kind.has_backing_device()
             {
-                let key = VolumeKey {
-                    resource: name.clone(),
-                    volume_number: VolumeNumber::from(volume.volume_number),
-                    provider_kind: pool.spec.provider_kind,
-                    pool_name: normalized_pool_name(pool.spec.provider_kind, &pool.spec.pool_name),
-                };
+                let key = volume_key(name, volume.volume_number, pool.spec);
                 let entry = self
                     .ledger
                     .get(&key)

@@ -56,7 +56,7 @@ use ferrite_proto::{
     StateRefusal,
 };
 use ferrite_storage::{ProviderSupport, Providers};
-use ferrite_types::ProviderKind;
+use ferrite_types::{ProviderKind, ResourceName, VolumeNumber};
 use serde::{Deserialize, Serialize};
 use tracing::{debug, error, info, info_span, warn};
 
@@ -963,6 +963,16 @@ impl Reconciler {
         }
         report.errors.extend(node.errors.iter().cloned());
         report
+    }
+}
+
+/// The ledger's key of volume `volume_number` of `resource` in `pool`.
+fn volume_key(resource: &ResourceName, volume_number: u16, pool: &PoolSpec) -> VolumeKey {
+    VolumeKey {
+        resource: resource.clone(),
+        volume_number: VolumeNumber::from(volume_number),
+        provider_kind: pool.provider_kind,
+        pool_name: normalized_pool_name(pool.provider_kind, &pool.pool_name),
     }
 }
 
