@@ -25,6 +25,8 @@
 #   scripts/bench-mirror.sh                     # 3 repetitions of 5 s (+1 s ramp) per job
 #   RUNTIME=10 REPEAT=5 scripts/bench-mirror.sh
 #   KEEP=1 scripts/bench-mirror.sh              # keep the files, logs and fio's JSON
+#   FIO_ONLY=1 JOBS=seqread scripts/bench-mirror.sh              # only the jobs matching a regex
+#   MIRRORD_ARGS='--worker-threads 2' scripts/bench-mirror.sh     # extra `ferrite-mirrord run` flags
 #
 # BENCH_DIR (default target/bench-mirror) holds the files; CARGO_TARGET_DIR is honoured. Needs
 # fio, nbdkit and python3 (scripts/setup.sh installs them). Every process it starts is stopped by
@@ -102,7 +104,9 @@ EOF2
 export USABLE_BYTES=$((size_mib * 1024 * 1024))
 
 start_mirrord() { # STATE_DIR [LOG_LEVEL]
-    "$mirrord" --state-dir "$1" run --device-root "$1/dev" --log "${2:-warn}" >"$1.log" 2>&1 &
+    # shellcheck disable=SC2086
+    "$mirrord" --state-dir "$1" run --device-root "$1/dev" --log "${2:-warn}" ${MIRRORD_ARGS:-} \
+        >"$1.log" 2>&1 &
     pids+=($!)
 }
 
@@ -170,6 +174,7 @@ load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 for rep in $(seq "$repeat"); do
     for job in "${jobs[@]}"; do
         name=${job%% *}
+        [[ $name =~ ${JOBS:-.} ]] || continue
         for target in "${targets[@]}"; do
             log "run $rep/$repeat: $name on $target"
             # Each run starts with no dirty pages left by the one before (written through the
@@ -299,11 +304,11 @@ EOF2
 fi
 
 echo "$(nproc) CPUs; load average before the runs: $load_before, after: $(cut -d' ' -f1-3 /proc/loadavg)"
-python3 - "$bench_dir/fio" "$repeat" <<'EOF'
-import json, statistics, sys
+python3 - "$bench_dir/fio" "$repeat" "${JOBS:-.}" <<'EOF'
+import json, re, statistics, sys
 from pathlib import Path
 
-directory, repeat = Path(sys.argv[1]), int(sys.argv[2])
+directory, repeat, wanted = Path(sys.argv[1]), int(sys.argv[2]), re.compile(sys.argv[3])
 targets = ["baseline", "mirror-1", "mirror-2"]
 jobs = ["seqwrite-1M-QD16", "randwrite-4k-QD32", "randwrite-4k-QD1", "randread-4k-QD32",
         "seqread-1M-QD16"]
@@ -325,7 +330,7 @@ print(f"median of {repeat} interleaved runs per job and target; ratio = target /
       "(for latency: higher is slower)\n")
 print("| job | target | MiB/s | IOPS | p50 µs | p99 µs | IOPS vs baseline | p50 vs baseline |")
 print("|---|---|---:|---:|---:|---:|---:|---:|")
-for job in jobs:
+for job in (job for job in jobs if wanted.search(job)):
     base = None
     for target in targets:
         runs = [figures(directory / f"{target}.{job}.{rep}.json") for rep in range(1, repeat + 1)]
