@@ -6,11 +6,15 @@
 //!
 //! Write data travels as [`bytes::Bytes`] over an [`AlignedBuf`]: frontends receive a write's
 //! payload straight into memory aligned for `O_DIRECT`, and the engine hands the same buffer to
-//! the local disk write and to every peer's socket without copying it.
+//! the local disk write and to every peer's socket without copying it. A large read may travel
+//! the other way without a copy too: as [`PipedData`], page-cache pages in a pipe that the
+//! frontend splices into its socket ([`Volume::read_piped`]).
 
 mod aligned;
+mod pipe;
 
 pub use aligned::{ALIGNMENT, AlignedBuf};
+pub use pipe::{PIPE_BYTES, Pipe, PipedData};
 
 use std::future::Future;
 
@@ -67,6 +71,19 @@ pub trait Volume: Send + Sync + 'static {
 
     /// Reads `len` bytes at `offset`.
     fn read(&self, offset: u64, len: u32) -> impl Future<Output = Result<Bytes, IoError>> + Send;
+
+    /// Reads `len` bytes at `offset` (at most [`PIPE_BYTES`]) into a pipe, by reference to the
+    /// page cache, for a frontend that splices them into its socket. `Ok(None)` when this
+    /// volume cannot do that for this request (no page cache under it, data not local, no pipe
+    /// to be had): the frontend then calls [`Volume::read`]. Errors are the read's.
+    fn read_piped(
+        &self,
+        offset: u64,
+        len: u32,
+    ) -> impl Future<Output = Result<Option<PipedData>, IoError>> + Send {
+        let _ = (offset, len);
+        std::future::ready(Ok(None))
+    }
 
     /// Writes `data` at `offset`; with `fua` it is on stable storage (of every replica) when
     /// this completes.

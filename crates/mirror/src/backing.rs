@@ -34,7 +34,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
-use ferrite_block::{AlignedBuf, IoError};
+use ferrite_block::{AlignedBuf, IoError, PipedData};
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
@@ -429,6 +429,19 @@ impl Backing {
         })
         .await
         .map_err(|e| IoError::Io(format!("the read task failed: {e}")))?
+    }
+
+    /// Reads `len` bytes of data at `offset` into a pipe, by reference to the page cache; `None`
+    /// when this device cannot (no io_uring, `O_DIRECT`, no pipe to be had): then [`Self::read`].
+    pub async fn read_piped(&self, offset: u64, len: u32) -> Result<Option<PipedData>, IoError> {
+        self.check_attached()?;
+        Self::check_aligned(offset, u64::from(len))?;
+        let Some(ring) = self.ring() else {
+            return Ok(None);
+        };
+        ring.read_piped(offset, len as usize)
+            .await
+            .map_err(|e| io_error("reading the backing device", e))
     }
 
     /// Writes `data` at `offset`; `fua`: on stable storage before it returns.

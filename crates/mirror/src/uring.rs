@@ -23,6 +23,10 @@
 //! without the ring: io_uring would do the same copy during submission, and then pass the
 //! completion through the ring's task.
 //!
+//! A large read can instead be spliced into a pipe ([`Ring::read_piped`]): the pipe references
+//! the page cache's pages and the NBD frontend splices them into its socket, so the daemon's
+//! thread copies none of the bytes. The splice runs on one of io_uring's worker threads.
+//!
 //! What this module does not do: decide what to write (the activity log, bitmaps and ordering
 //! are [`crate::backing`]'s), nor the metadata area's I/O (rare, synchronous, buffered).
 //!
@@ -37,6 +41,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 
 use bytes::{BufMut, Bytes};
+use ferrite_block::{PIPE_BYTES, Pipe, PipedData};
 use ferrite_nbd::{BufferPool, POOL_BYTES, PooledBuf};
 use io_uring::{IoUring, opcode, squeue, types};
 use tokio::io::unix::AsyncFd;
@@ -69,6 +74,8 @@ enum Buffer {
     Write {
         _data: Bytes,
     },
+    /// The pipe a splice fills, kept open until it completed.
+    Pipe(Pipe),
     None,
 }
 
@@ -87,10 +94,12 @@ struct Operation {
     done: Done,
 }
 
-/// A finished operation: the bytes transferred and, for a read, the data.
+/// A finished operation: the bytes transferred and, for a read, the data (for a splice, the
+/// pipe).
 struct Completed {
     transferred: usize,
     data: Option<Bytes>,
+    pipe: Option<Pipe>,
 }
 
 impl Operation {
@@ -99,16 +108,21 @@ impl Operation {
             Err(-result)
         } else {
             let transferred = result as usize;
-            let data = match self.buffer {
+            let (data, pipe) = match self.buffer {
                 Buffer::Read(mut buffer) => {
                     // SAFETY: the kernel wrote `transferred` bytes at the start of the
                     // buffer's unwritten part (never more than the length it was given).
                     unsafe { buffer.advance_mut(transferred) };
-                    Some(buffer.freeze())
+                    (Some(buffer.freeze()), None)
                 }
-                Buffer::Write { .. } | Buffer::None => None,
+                Buffer::Pipe(pipe) => (None, Some(pipe)),
+                Buffer::Write { .. } | Buffer::None => (None, None),
             };
-            Ok(Completed { transferred, data })
+            Ok(Completed {
+                transferred,
+                data,
+                pipe,
+            })
         };
         match self.done {
             Done::Wake(waiter) => {
@@ -224,6 +238,46 @@ impl Ring {
                 ),
             )),
         }
+    }
+
+    /// Splices `length` bytes at `offset` (at most [`PIPE_BYTES`]) into a pipe: the pipe then
+    /// references the page cache's pages, no byte is copied. `None` when the file bypasses the
+    /// page cache (`O_DIRECT`: its cached pages may be stale) or no pipe can be had.
+    pub async fn read_piped(&self, offset: u64, length: usize) -> io::Result<Option<PipedData>> {
+        if !self.inner.buffered || length > PIPE_BYTES {
+            return Ok(None);
+        }
+        let mut pipe = match Pipe::take() {
+            Ok(pipe) => pipe,
+            Err(error) => {
+                debug!(%error, "no pipe for a read; it is copied");
+                return Ok(None);
+            }
+        };
+        let mut filled = 0;
+        while filled < length {
+            // io_uring runs a splice from a file on one of its worker threads, so a range that
+            // is not cached is read from the disk there, never on the caller's thread.
+            let entry = opcode::Splice::new(
+                self.fd(),
+                (offset + filled as u64) as i64,
+                types::Fd(pipe.write_fd()),
+                -1,
+                (length - filled) as u32,
+            )
+            .build();
+            let completed = self.inner.queue(entry, Buffer::Pipe(pipe)).await?;
+            pipe = completed.pipe.expect("a splice completes with its pipe");
+            if completed.transferred == 0 {
+                // Past the end of the file; the pipe, not empty, is dropped.
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("spliced {filled} of {length} bytes at {offset}"),
+                ));
+            }
+            filled += completed.transferred;
+        }
+        Ok(Some(PipedData::new(pipe, length)))
     }
 
     /// Writes all of `data` (4 KiB-aligned in memory) at `offset`; `durable`: with
@@ -588,6 +642,60 @@ mod tests {
             file.read_exact_at(&mut seen, offset).unwrap();
             assert!(seen.iter().all(|b| *b == seed), "at {offset} in the file");
         }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_buffered_file_reads_into_pipes_and_a_direct_one_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("buffered");
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .unwrap();
+        let contents: Vec<u8> = (0..(4u32 << 20)).map(|i| (i % 241) as u8).collect();
+        file.write_all_at(&contents, 0).unwrap();
+        let ring = Arc::new(Ring::start(Arc::new(file)).unwrap());
+        // Cached and not: the second half is dropped from the page cache first, so its splice
+        // reads the disk (on io_uring's worker).
+        // SAFETY: posix_fadvise only gives the kernel advice about the open file.
+        let advice = unsafe {
+            libc::posix_fadvise(
+                ring.inner.file.as_raw_fd(),
+                2 << 20,
+                2 << 20,
+                libc::POSIX_FADV_DONTNEED,
+            )
+        };
+        assert_eq!(advice, 0);
+        let mut reads = Vec::new();
+        for (offset, length) in [(0, PIPE_BYTES), (4096, 128 << 10), (3 << 20, PIPE_BYTES)] {
+            let ring = ring.clone();
+            reads.push(tokio::spawn(async move {
+                let piped = ring.read_piped(offset, length).await.unwrap().unwrap();
+                (offset, piped.read_to_vec().unwrap())
+            }));
+        }
+        for read in reads {
+            let (offset, data) = read.await.unwrap();
+            let at = offset as usize;
+            assert!(data == contents[at..at + data.len()], "at {offset}");
+        }
+        // Past the end: an error, and no pipe with a part of the data is reused.
+        assert!(ring.read_piped((4 << 20) - 4096, 8192).await.is_err());
+        let piped = ring.read_piped(8192, 4096).await.unwrap().unwrap();
+        assert!(piped.read_to_vec().unwrap() == contents[8192..12288]);
+        // Longer than a pipe, or a file that bypasses the page cache: no pipe.
+        assert!(
+            ring.read_piped(0, PIPE_BYTES + 4096)
+                .await
+                .unwrap()
+                .is_none()
+        );
+        let direct = Ring::start(direct_file(&dir, 1 << 20)).unwrap();
+        assert!(direct.read_piped(0, 1 << 20).await.unwrap().is_none());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -24,7 +24,7 @@ use std::sync::{Arc, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use ferrite_block::{IoError, Volume, check_range};
+use ferrite_block::{IoError, PipedData, Volume, check_range};
 use futures::future::BoxFuture;
 
 use crate::backing::{Backing, WriteCompletion};
@@ -512,6 +512,19 @@ impl Volume for VolumeEngine {
                 "no UpToDate data is reachable (no local UpToDate disk, no UpToDate peer connected)"
                     .to_string(),
             )),
+        }
+    }
+
+    async fn read_piped(&self, offset: u64, len: u32) -> Result<Option<PipedData>, IoError> {
+        check_range(self.usable, offset, u64::from(len))?;
+        let view = self.view();
+        if view.is_down() {
+            return Err(IoError::Shutdown);
+        }
+        match &self.backing {
+            Some(backing) if view.local_up_to_date => backing.read_piped(offset, len).await,
+            // Reads from a peer arrive in memory.
+            _ => Ok(None),
         }
     }
 

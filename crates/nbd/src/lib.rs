@@ -9,7 +9,8 @@
 //! - Transmission: READ, WRITE (FUA), FLUSH, TRIM, WRITE_ZEROES (FUA, NO_HOLE), DISC; many
 //!   requests in flight per connection, replies sent as volume calls complete, batched into
 //!   vectored writes; write payloads land in aligned buffers and reach the volume without a
-//!   copy, read data reaches the socket without one.
+//!   copy, read data reaches the socket without one, and a large read the volume can hand over
+//!   as page-cache pages in a pipe is copied only as it is sent (see `transmission`).
 //!
 //! Errors: a volume's [`ferrite_block::IoError`] becomes the NBD error value the spec names
 //! (read-only → `NBD_EPERM`, since NBD has no `EROFS`; I/O → `NBD_EIO`; no space → `NBD_ENOSPC`;

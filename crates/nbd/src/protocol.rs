@@ -7,7 +7,7 @@
 //! with a [`ProtocolError`] instead of panicking, whatever the bytes.
 
 use bytes::{BufMut, Bytes};
-use ferrite_block::{BLOCK_SIZE, IoError, MAX_REQUEST_BYTES};
+use ferrite_block::{BLOCK_SIZE, IoError, MAX_REQUEST_BYTES, PipedData};
 
 /// `NBDMAGIC`, the first 8 bytes the server sends.
 pub const INIT_PASSWD: u64 = 0x4e42_444d_4147_4943;
@@ -464,12 +464,21 @@ pub fn simple_reply(error: Option<ErrorCode>, cookie: u64) -> [u8; SIMPLE_REPLY_
     out
 }
 
-/// One reply ready for the socket: the header and, for a successful read, the data (shared,
-/// never copied).
+/// One reply ready for the socket: the header and, for a successful read, the data (shared or
+/// in a pipe, never copied).
 #[derive(Debug)]
 pub struct Reply {
     pub header: [u8; SIMPLE_REPLY_LEN],
-    pub data: Option<Bytes>,
+    pub data: ReplyData,
+}
+
+/// A reply's data.
+#[derive(Debug)]
+pub enum ReplyData {
+    None,
+    Bytes(Bytes),
+    /// Page-cache pages in a pipe, copied out as the reply is sent.
+    Piped(PipedData),
 }
 
 #[cfg(test)]

@@ -481,6 +481,70 @@ async fn requests_run_concurrently_and_replies_come_as_they_complete() {
 }
 
 #[tokio::test]
+async fn piped_reads_reach_the_client_in_order_among_in_memory_replies() {
+    let (server, volume) = server();
+    let contents: Vec<u8> = (0..SIZE as u32).map(|i| (i % 253) as u8).collect();
+    let mut client = go(&server, "vol0").await;
+    client
+        .call(request(CMD_WRITE, 0, 0, 0, SIZE as u32), &contents)
+        .await
+        .unwrap();
+    volume.pipe_reads(true);
+    // Large reads (piped, staged out in pieces) and small ones (in memory), queued together so
+    // that one batch of replies mixes them.
+    let reads: Vec<(u64, u32)> = vec![
+        (0, SIZE as u32),
+        (4096, 4096),
+        (8192, 128 << 10),
+        (0, 512),
+        (SIZE as u64 - (300 << 10), 300 << 10),
+        (12288, 127 << 10),
+        (65536, 512 << 10),
+    ];
+    volume.hold();
+    for (cookie, (offset, length)) in reads.iter().enumerate() {
+        client
+            .send(request(CMD_READ, 0, cookie as u64, *offset, *length), &[])
+            .await
+            .unwrap();
+    }
+    eventually("every read in flight", || {
+        volume.calls_in_flight() == reads.len()
+    })
+    .await;
+    volume.release();
+    for _ in 0..reads.len() {
+        let reply = tokio::time::timeout(PATIENCE, client.reply())
+            .await
+            .expect("in time")
+            .unwrap();
+        let (offset, length) = reads[reply.cookie as usize];
+        let wanted = &contents[offset as usize..offset as usize + length as usize];
+        assert_eq!(reply.error, 0, "read {}", reply.cookie);
+        assert!(
+            reply.data[..] == wanted[..],
+            "read {} came back wrong",
+            reply.cookie
+        );
+    }
+    // 1 MiB, 128 KiB, 300 KiB and 512 KiB; the others are below the piped size.
+    assert_eq!(volume.piped_reads(), 4);
+    // A piped read that fails is an error reply, and the connection goes on.
+    volume.fail_with(Some(IoError::Io("disk gone".to_string())));
+    let reply = client
+        .call(request(CMD_READ, 0, 50, 0, 256 << 10), &[])
+        .await
+        .unwrap();
+    assert_eq!((reply.error, reply.data.len()), (5, 0));
+    volume.fail_with(None);
+    let reply = client
+        .call(request(CMD_READ, 0, 51, 0, 256 << 10), &[])
+        .await
+        .unwrap();
+    assert!(reply.error == 0 && reply.data[..] == contents[..256 << 10]);
+}
+
+#[tokio::test]
 async fn in_flight_requests_and_bytes_are_bounded() {
     let limits = Limits {
         max_requests: 8,

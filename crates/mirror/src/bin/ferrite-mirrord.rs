@@ -92,10 +92,31 @@ enum Command {
     DiscardMyData { resource: String },
 }
 
+/// Raises the soft limit on open descriptors to the hard one, as a daemon serving many volumes
+/// should (systemd leaves the soft limit at 1,024): every resource holds backing files, sockets
+/// and block devices, and large reads hold pipes (`ferrite_block::MAX_PIPES`).
+fn raise_open_files_limit() {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit read and write the struct passed, nothing else.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < limit.rlim_max
+        {
+            limit.rlim_cur = limit.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let worker_threads = match &cli.command {
-        Command::Run { worker_threads, .. } => usize::from(*worker_threads),
+        Command::Run { worker_threads, .. } => {
+            raise_open_files_limit();
+            usize::from(*worker_threads)
+        }
         _ => {
             // A client command's output piped into `head` or `grep -q` ends it quietly, as
             // with any command-line tool; the daemon keeps ignoring SIGPIPE (a peer or client

@@ -1,12 +1,13 @@
 //! A volume in memory, for tests of the server and of anything that talks NBD: a `Vec` behind
 //! a lock, with counters of what the frontend did to it (sessions, flushes, concurrent calls)
-//! and two switches, one that holds every call until released and one that fails every call.
+//! and three switches: one that holds every call until released, one that fails every call, and
+//! one that answers large reads as piped data ([`Volume::read_piped`]).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Mutex, RwLock};
 
 use bytes::Bytes;
-use ferrite_block::{IoError, Volume, check_range};
+use ferrite_block::{IoError, Pipe, PipedData, Volume, check_range};
 use tokio::sync::watch;
 
 /// A volume of `size` bytes in memory.
@@ -20,6 +21,8 @@ pub struct MemoryVolume {
     most_calls_in_flight: AtomicUsize,
     flushes: AtomicUsize,
     fua_writes: AtomicUsize,
+    pipe_reads: AtomicBool,
+    piped_reads: AtomicUsize,
 }
 
 impl MemoryVolume {
@@ -38,6 +41,8 @@ impl MemoryVolume {
             most_calls_in_flight: AtomicUsize::new(0),
             flushes: AtomicUsize::new(0),
             fua_writes: AtomicUsize::new(0),
+            pipe_reads: AtomicBool::new(false),
+            piped_reads: AtomicUsize::new(0),
         }
     }
 
@@ -58,6 +63,16 @@ impl MemoryVolume {
     /// Every call from now on fails with `error` (`None`: calls succeed again).
     pub fn fail_with(&self, error: Option<IoError>) {
         *self.failure.lock().unwrap_or_else(|e| e.into_inner()) = error;
+    }
+
+    /// Answers reads asked as piped data with a pipe (`false`, the default: with `None`).
+    pub fn pipe_reads(&self, on: bool) {
+        self.pipe_reads.store(on, Ordering::SeqCst);
+    }
+
+    /// Reads answered with a pipe.
+    pub fn piped_reads(&self) -> usize {
+        self.piped_reads.load(Ordering::SeqCst)
     }
 
     /// Sessions open now (`opened` minus `closed`).
@@ -130,6 +145,23 @@ impl Volume for MemoryVolume {
         let data = self.data.read().unwrap_or_else(|e| e.into_inner());
         let start = offset as usize;
         Ok(Bytes::copy_from_slice(&data[start..start + len as usize]))
+    }
+
+    async fn read_piped(&self, offset: u64, len: u32) -> Result<Option<PipedData>, IoError> {
+        if !self.pipe_reads.load(Ordering::SeqCst) {
+            return Ok(None);
+        }
+        let _call = self.enter().await?;
+        check_range(self.size_u64(), offset, u64::from(len))?;
+        let mut pipe = Pipe::take().map_err(|e| IoError::Io(format!("no pipe: {e}")))?;
+        {
+            let data = self.data.read().unwrap_or_else(|e| e.into_inner());
+            let start = offset as usize;
+            pipe.fill(&data[start..start + len as usize])
+                .map_err(|e| IoError::Io(format!("filling the pipe: {e}")))?;
+        }
+        self.piped_reads.fetch_add(1, Ordering::SeqCst);
+        Ok(Some(PipedData::new(pipe, len as usize)))
     }
 
     async fn write(&self, offset: u64, bytes: Bytes, fua: bool) -> Result<(), IoError> {
