@@ -543,18 +543,22 @@ mod tests {
 
     use super::*;
 
-    fn direct_file(dir: &tempfile::TempDir, bytes: u64) -> Arc<File> {
-        let path = dir.path().join("backing");
+    /// A new file of `bytes` in `dir`, opened with `flags` (`O_DIRECT` or none).
+    fn new_file(dir: &tempfile::TempDir, name: &str, bytes: u64, flags: i32) -> Arc<File> {
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(true)
-            .custom_flags(libc::O_DIRECT)
-            .open(&path)
+            .custom_flags(flags)
+            .open(dir.path().join(name))
             .unwrap();
         file.set_len(bytes).unwrap();
         Arc::new(file)
+    }
+
+    fn direct_file(dir: &tempfile::TempDir, bytes: u64) -> Arc<File> {
+        new_file(dir, "backing", bytes, libc::O_DIRECT)
     }
 
     fn pattern(seed: u8, len: usize) -> Bytes {
@@ -591,16 +595,7 @@ mod tests {
     async fn a_buffered_file_takes_small_writes_inline_and_large_or_durable_ones_through_the_ring()
     {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("buffered");
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .unwrap();
-        file.set_len(8 << 20).unwrap();
-        let file = Arc::new(file);
+        let file = new_file(&dir, "buffered", 8 << 20, 0);
         let ring = Arc::new(Ring::start(file.clone()).unwrap());
         assert!(ring.inner.buffered);
         // Small ones (inline when the ring is idle), one just past the inline limit, durable
@@ -647,17 +642,10 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_buffered_file_reads_into_pipes_and_a_direct_one_does_not() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("buffered");
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .unwrap();
+        let file = new_file(&dir, "buffered", 0, 0);
         let contents: Vec<u8> = (0..(4u32 << 20)).map(|i| (i % 241) as u8).collect();
         file.write_all_at(&contents, 0).unwrap();
-        let ring = Arc::new(Ring::start(Arc::new(file)).unwrap());
+        let ring = Arc::new(Ring::start(file).unwrap());
         // Cached and not: the second half is dropped from the page cache first, so its splice
         // reads the disk (on io_uring's worker).
         // SAFETY: posix_fadvise only gives the kernel advice about the open file.
