@@ -160,10 +160,14 @@ fn kill_child(child: &mut Option<Child>) {
 }
 
 fn print_tail(name: &str, log: &Path) {
+    print_last_lines(name, log, 40);
+}
+
+fn print_last_lines(name: &str, log: &Path, count: usize) {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let lines: Vec<&str> = text.lines().collect();
     eprintln!("---- last lines of {name} ({}) ----", log.display());
-    for line in &lines[lines.len().saturating_sub(40)..] {
+    for line in &lines[lines.len().saturating_sub(count)..] {
         eprintln!("{line}");
     }
 }
@@ -497,6 +501,16 @@ impl SatelliteProcess {
 
     pub fn print_log_tail(&self) {
         print_tail(&format!("ferrite-satellite {}", self.name), &self.log);
+    }
+
+    /// The satellite's log and, when the node ran one, its `ferrite-mirrord`'s (the last 80
+    /// lines: a replication failure is usually explained further back than a satellite's).
+    pub fn print_logs_with_mirrord(&self) {
+        self.print_log_tail();
+        let log = self.state_dir.join("mirror").join("mirrord.log");
+        if log.exists() {
+            print_last_lines(&format!("ferrite-mirrord of {}", self.name), &log, 80);
+        }
     }
 }
 

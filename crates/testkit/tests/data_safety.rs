@@ -232,6 +232,53 @@ fn text<'a>(entry: &'a Value, field: &str) -> &'a str {
 
 /// Checks a refusal: HTTP `status`, an error entry with `expected` in its low bits whose
 /// message contains `message`, and a cause and a correction. Returns the entry.
+/// One side of a race: the name and its answer.
+type Answered = (&'static str, Reply);
+
+/// Makes `call` for both names at once (released together by a barrier): exactly one may
+/// succeed. The winner and the loser, each with its answer.
+fn exactly_one_wins(
+    what: &str,
+    names: [&'static str; 2],
+    call: impl Fn(&'static str) -> Result<Reply> + Clone + Send + 'static,
+) -> Result<(Answered, Answered)> {
+    let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
+    let handles: Vec<_> = names
+        .into_iter()
+        .map(|name| {
+            let barrier = barrier.clone();
+            let call = call.clone();
+            std::thread::spawn(move || {
+                barrier.wait();
+                (name, call(name))
+            })
+        })
+        .collect();
+    let mut won = Vec::new();
+    let mut lost = Vec::new();
+    for handle in handles {
+        let (name, reply) = handle.join().expect("thread");
+        let reply = reply?;
+        if reply.has_error() {
+            lost.push((name, reply));
+        } else {
+            won.push((name, reply));
+        }
+    }
+    let answers = |side: &[(&str, Reply)]| {
+        side.iter()
+            .map(|(name, reply)| (name.to_string(), reply.json.clone()))
+            .collect::<Vec<_>>()
+    };
+    ensure!(
+        won.len() == 1 && lost.len() == 1,
+        "exactly one {what} may succeed: succeeded {:?}, refused {:?}",
+        answers(&won),
+        answers(&lost)
+    );
+    Ok((won.remove(0), lost.remove(0)))
+}
+
 fn expect_refusal(reply: &Reply, status: u16, expected: u64, message: &str) -> Result<Value> {
     ensure!(
         reply.status == status,
@@ -1452,46 +1499,13 @@ fn a_thick_pool_reserves_space_for_concurrent_creates_and_a_failed_create_leaves
         for name in ["va", "vb"] {
             create_definition(&rest, name, &[size_kib])?;
         }
-        let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
-        let handles: Vec<_> = ["va", "vb"]
-            .into_iter()
-            .map(|name| {
-                let rest = rest.clone();
-                let barrier = barrier.clone();
-                std::thread::spawn(move || {
-                    barrier.wait();
-                    (name, place(&rest, name, "node1", "thick"))
-                })
-            })
-            .collect();
-        let mut winners = Vec::new();
-        let mut losers = Vec::new();
-        for handle in handles {
-            let (name, reply) = handle.join().expect("thread");
-            let reply = reply?;
-            if reply.has_error() {
-                losers.push((name, reply));
-            } else {
-                winners.push((name, reply));
-            }
-        }
-        ensure!(
-            winners.len() == 1 && losers.len() == 1,
-            "exactly one create may succeed: won {:?}, lost {:?}",
-            winners
-                .iter()
-                .map(|w| (w.0, w.1.json.clone()))
-                .collect::<Vec<_>>(),
-            losers
-                .iter()
-                .map(|l| (l.0, l.1.json.clone()))
-                .collect::<Vec<_>>()
-        );
-        let (winner, reply) = &winners[0];
-        expect_clean(reply)?;
-        let (loser, reply) = &losers[0];
+        let ((winner, won), (loser, lost)) = exactly_one_wins("create", ["va", "vb"], {
+            let rest = rest.clone();
+            move |name| place(&rest, name, "node1", "thick")
+        })?;
+        expect_clean(&won)?;
         let refusal = expect_refusal(
-            reply,
+            &lost,
             409,
             code::FAIL_NOT_ENOUGH_FREE_SPACE,
             "has too little free space",
@@ -1531,53 +1545,20 @@ fn a_thick_pool_reserves_space_for_concurrent_creates_and_a_failed_create_leaves
             "free {free} KiB, volumes {spawn_kib} KiB"
         );
         let before_files = entries(&pool_dir)?;
-        let barrier = std::sync::Arc::new(std::sync::Barrier::new(2));
-        let handles: Vec<_> = ["sa", "sb"]
-            .into_iter()
-            .map(|name| {
+        let ((spawned_name, _), (refused_name, refused)) =
+            exactly_one_wins("spawn", ["sa", "sb"], {
                 let rest = rest.clone();
-                let barrier = barrier.clone();
-                std::thread::spawn(move || {
-                    barrier.wait();
-                    (
-                        name,
-                        rest.post(
-                            "/v1/resource-groups/thick_group/spawn",
-                            &json!({"resource_definition_name": name, "volume_sizes": [spawn_kib]}),
-                        ),
+                move |name| {
+                    rest.post(
+                        "/v1/resource-groups/thick_group/spawn",
+                        &json!({"resource_definition_name": name, "volume_sizes": [spawn_kib]}),
                     )
-                })
-            })
-            .collect();
-        let mut spawned = Vec::new();
-        let mut refused = Vec::new();
-        for handle in handles {
-            let (name, reply) = handle.join().expect("thread");
-            let reply = reply?;
-            if reply.has_error() {
-                refused.push((name, reply));
-            } else {
-                spawned.push((name, reply));
-            }
-        }
-        ensure!(
-            spawned.len() == 1 && refused.len() == 1,
-            "exactly one spawn may succeed: spawned {:?}, refused {:?}",
-            spawned
-                .iter()
-                .map(|w| (w.0, w.1.json.clone()))
-                .collect::<Vec<_>>(),
-            refused
-                .iter()
-                .map(|l| (l.0, l.1.json.clone()))
-                .collect::<Vec<_>>()
-        );
-        let (spawned_name, _) = spawned[0];
-        let (refused_name, reply) = &refused[0];
+                }
+            })?;
         // The autoplacer answers as LINSTOR's does (no node can take it) and names the pool's
         // free space, with what the first spawn reserved already taken off, as the reason.
         let refusal = expect_refusal(
-            reply,
+            &refused,
             409,
             code::FAIL_NOT_ENOUGH_NODES,
             "Not enough available nodes",
@@ -1588,7 +1569,7 @@ fn a_thick_pool_reserves_space_for_concurrent_creates_and_a_failed_create_leaves
             "{refusal}"
         );
         ensure!(
-            !definition_names(&rest)?.contains(*refused_name),
+            !definition_names(&rest)?.contains(refused_name),
             "a refused spawn must leave no definition behind"
         );
         let mut expected = before_files.clone();

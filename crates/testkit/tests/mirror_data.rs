@@ -153,18 +153,9 @@ fn spawn_replicated(rest: &Rest, size_kib: u64) -> Result<()> {
     Ok(())
 }
 
-/// The satellites' and their engines' logs, for a failure.
 fn print_logs(cluster: &Cluster) {
     for satellite in &cluster.satellites {
-        satellite.print_log_tail();
-        let log = satellite.state_dir.join("mirror").join("mirrord.log");
-        if let Ok(text) = std::fs::read_to_string(&log) {
-            let lines: Vec<&str> = text.lines().collect();
-            eprintln!("--- ferrite-mirrord of {} (last 60 lines)", satellite.name);
-            for line in &lines[lines.len().saturating_sub(60)..] {
-                eprintln!("{line}");
-            }
-        }
+        satellite.print_logs_with_mirrord();
     }
 }
 

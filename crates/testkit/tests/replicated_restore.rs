@@ -166,15 +166,7 @@ fn started_in_sync(cluster: &Cluster, resource: &str, from: &[usize]) -> Result<
 
 fn print_logs(cluster: &Cluster) {
     for satellite in &cluster.satellites {
-        satellite.print_log_tail();
-        let log = satellite.state_dir.join("mirror").join("mirrord.log");
-        if let Ok(text) = std::fs::read_to_string(&log) {
-            let lines: Vec<&str> = text.lines().collect();
-            eprintln!("--- ferrite-mirrord of {} (last 80 lines)", satellite.name);
-            for line in &lines[lines.len().saturating_sub(80)..] {
-                eprintln!("{line}");
-            }
-        }
+        satellite.print_logs_with_mirrord();
     }
 }
 
