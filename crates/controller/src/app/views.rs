@@ -72,12 +72,16 @@ impl ListFilter {
 
     /// The page of `items`: skips `offset`, then takes `limit` (0 = all).
     pub fn page_iter<T>(&self, items: impl Iterator<Item = T>) -> impl Iterator<Item = T> {
-        let limit = if self.limit == 0 {
+        items.skip(self.offset).take(self.page_size())
+    }
+
+    /// How many items a page holds at most.
+    fn page_size(&self) -> usize {
+        if self.limit == 0 {
             usize::MAX
         } else {
             self.limit
-        };
-        items.skip(self.offset).take(limit)
+        }
     }
 }
 
@@ -738,6 +742,28 @@ pub fn resources_iter<'a>(
     runtime: &'a Runtime,
     filter: &'a ListFilter,
 ) -> impl Iterator<Item = rest::ResourceWithVolumes> + 'a {
+    selected_resources(cluster, filter)
+        .map(|(rd, placed)| resource(cluster, rd, placed, runtime.get(&placed.node)))
+}
+
+/// The (definition, resource) pairs of the page `filter` selects. Without a filter, the page
+/// starts from the graph's index of positions, so a page far into the list costs what one at
+/// its start does; a filter is applied before the offset, so it walks from the start.
+fn selected_resources<'a>(
+    cluster: &'a Cluster,
+    filter: &'a ListFilter,
+) -> Box<dyn Iterator<Item = (&'a ResourceDefinition, &'a Resource)> + 'a> {
+    let unfiltered = filter.resources.is_empty()
+        && filter.nodes.is_empty()
+        && filter.storage_pools.is_empty()
+        && filter.props.is_empty();
+    if unfiltered {
+        return Box::new(
+            cluster
+                .resources_from(filter.offset)
+                .take(filter.page_size()),
+        );
+    }
     let selected = cluster
         .resource_definitions
         .values()
@@ -748,9 +774,7 @@ pub fn resources_iter<'a>(
                 && filter.storage_pool(placed.storage_pool.as_str())
                 && filter.props(&placed.props)
         });
-    filter
-        .page_iter(selected)
-        .map(|(rd, placed)| resource(cluster, rd, placed, runtime.get(&placed.node)))
+    Box::new(filter.page_iter(selected))
 }
 
 /// The resources of one definition, optionally on one node.
@@ -773,6 +797,7 @@ mod tests {
     use crate::app::testing::{
         add_resource, commit, engines_runtime, replicated_group, spawn, tutorial_cluster,
     };
+    use crate::model::Op;
     use ferrite_proto::{
         NodeReport, PeerReport, PeerVolumeReport, ReplicatedVolumeReport, ReplicationEngine,
         VolumeReport,
@@ -1632,5 +1657,89 @@ mod tests {
             ..ListFilter::default()
         };
         assert_eq!(listed(&cluster, &of_charlie), whole[4..6]);
+    }
+
+    /// Pages far into the view start from the graph's index of positions (one mark per 64
+    /// definitions); they must agree with the whole view at every offset, also after changes.
+    #[test]
+    fn pages_far_into_the_view_agree_with_the_whole_after_changes() {
+        let mut cluster = tutorial_cluster();
+        for index in 0..150 {
+            let name = format!("res{index:03}");
+            add_resource(
+                &mut cluster,
+                &name,
+                ["node1", "node2", "node3"][index % 3],
+                "pool_ssd",
+            );
+            if index % 2 == 0 {
+                add_resource(&mut cluster, &name, "node4", "pool_ssd");
+            }
+        }
+        let page = |offset, limit| ListFilter {
+            offset,
+            limit,
+            ..ListFilter::default()
+        };
+        let agree = |cluster: &Cluster| {
+            let whole = listed(cluster, &ListFilter::default());
+            for offset in 0..=whole.len() + 1 {
+                let end = (offset + 3).min(whole.len());
+                let expected = whole.get(offset..end).unwrap_or_default();
+                assert_eq!(
+                    listed(cluster, &page(offset, 3)),
+                    expected,
+                    "offset {offset}"
+                );
+                assert_eq!(
+                    listed(cluster, &page(offset, 0)),
+                    whole.get(offset..).unwrap_or_default(),
+                    "offset {offset}, no limit"
+                );
+            }
+            for limit in [1, 64, 100, 1000] {
+                let mut joined = Vec::new();
+                for offset in (0..whole.len()).step_by(limit) {
+                    joined.extend(listed(cluster, &page(offset, limit)));
+                }
+                assert_eq!(joined, whole, "limit {limit}");
+            }
+            whole.len()
+        };
+        assert_eq!(agree(&cluster), 225);
+
+        // Remove a definition near the start (its resources first) and one resource further on.
+        let first: ResourceName = "res001".parse().unwrap();
+        Op::DeleteResource {
+            resource: first.clone(),
+            node: "node2".parse().unwrap(),
+        }
+        .apply(&mut cluster);
+        Op::DeleteResourceDefinition(first).apply(&mut cluster);
+        Op::DeleteResource {
+            resource: "res100".parse().unwrap(),
+            node: "node4".parse().unwrap(),
+        }
+        .apply(&mut cluster);
+        assert_eq!(agree(&cluster), 223);
+
+        // Add a definition that sorts before every other, with one resource.
+        let template = cluster
+            .resource_definition(&"res002".parse().unwrap())
+            .unwrap()
+            .clone();
+        let mut placed = template.resources.values().next().unwrap().clone();
+        let mut early = template;
+        early.name = "aaa".parse().unwrap();
+        early.resources = Default::default();
+        Op::PutResourceDefinition(early).apply(&mut cluster);
+        placed.node = "node1".parse().unwrap();
+        Op::PutResource {
+            resource: "aaa".parse().unwrap(),
+            placed,
+        }
+        .apply(&mut cluster);
+        assert_eq!(agree(&cluster), 224);
+        assert_eq!(listed(&cluster, &page(0, 1))[0].0, "aaa");
     }
 }

@@ -16,11 +16,13 @@
 
 mod load;
 mod ops;
+mod positions;
 mod snapshots;
 mod vec_map;
 
 pub use load::{LoadError, ReadError};
 pub use ops::Op;
+pub use positions::ResourcePositions;
 pub use snapshots::{
     CutPhase, RestoreSource, RestoreVolume, RollbackState, Snapshot, SnapshotDefinition,
     SnapshotPhase, SnapshotVolumeDefinition,
@@ -59,6 +61,8 @@ pub struct Cluster {
     pub node_connections: BTreeMap<(NodeName, NodeName), Connection>,
     /// Resource connections with properties: the definition and its two nodes, sorted.
     pub resource_connections: BTreeMap<(ResourceName, NodeName, NodeName), Connection>,
+    /// Where the list of every resource passes each 64th definition (`positions`), for pages.
+    pub positions: ResourcePositions,
 }
 
 /// A key-value store instance: a property container clients keep their own data in
