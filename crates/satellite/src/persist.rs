@@ -45,6 +45,29 @@ pub enum PersistError {
         source: serde_json::Error,
     },
     #[error(
+        "state journal '{}' is corrupt at byte {offset}: {reason}; it was intact when written, \
+         so the disk or someone else changed it. Restore the state directory from a backup; \
+         do not remove the journal, as the volumes it records would be forgotten",
+        path.display()
+    )]
+    JournalCorrupt {
+        path: PathBuf,
+        offset: u64,
+        reason: String,
+    },
+    #[error(
+        "record {sequence} of state journal '{}' cannot be read ({source}): it is intact, so it \
+         was written by another version or changed since; run the version that wrote it, or \
+         restore the state directory from a backup",
+        path.display()
+    )]
+    JournalRecord {
+        path: PathBuf,
+        sequence: u64,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error(
         "another satellite is already running with state directory '{}'; give each satellite its \
          own --state-dir",
         path.display()
