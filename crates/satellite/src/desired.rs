@@ -31,9 +31,8 @@ struct PersistedDesiredStateRef<'a> {
 }
 
 /// `desired-state.json`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 struct PersistedDesiredState {
-    #[allow(dead_code)]
     format_version: u32,
     /// The UUID of the node registration the state came from; a node registered anew (after
     /// `node lost`) has another, and its first state may leave the old volumes as orphans.

@@ -4,8 +4,9 @@
 //!
 //! The snapshot is the JSON file earlier versions wrote whole (`desired-state.json`,
 //! `ledger.json`), written the same way (`persist::write_json_atomically`), with one more
-//! top-level field, `journal_sequence`: the last journal record it holds (0, or absent in a file
-//! from before journals: none). The journal (`<name>.journal`) is a sequence of frames, each
+//! top-level field, `journal_sequence`: the last journal record it holds. A file without it was
+//! written by a version without journals, and holds everything: it is stamped when loaded, and
+//! a journal found beside it (left before a downgrade) is dropped. The journal (`<name>.journal`) is a sequence of frames, each
 //! appended with one `write` and made durable with one `fdatasync` before the append returns:
 //!
 //! ```text
@@ -55,8 +56,9 @@ struct SnapshotRef<'a, T> {
 
 #[derive(Deserialize)]
 struct Snapshot<T> {
+    /// `None`: written by a version without journals.
     #[serde(default)]
-    journal_sequence: u64,
+    journal_sequence: Option<u64>,
     #[serde(flatten)]
     state: T,
 }
@@ -186,18 +188,51 @@ impl Journal {
     /// Loads the state file whose snapshot is `snapshot_path`: the snapshot (`None` if there is
     /// none, as before the first compaction) and the records after it. A damaged tail is cut off
     /// the journal; the journal is created if missing.
-    pub fn open<S: DeserializeOwned, R: DeserializeOwned>(
+    pub fn open<S: Serialize + DeserializeOwned, R: DeserializeOwned>(
         snapshot_path: PathBuf,
     ) -> Result<Loaded<S, R>, PersistError> {
         let path = journal_path(&snapshot_path);
         let snapshot = read_json::<Snapshot<S>>(&snapshot_path)?;
-        let snapshot_len = std::fs::metadata(&snapshot_path).map_or(0, |m| m.len());
-        let snapshot_sequence = snapshot.as_ref().map_or(0, |s| s.journal_sequence);
-        let bytes = match std::fs::read(&path) {
+        let mut bytes = match std::fs::read(&path) {
             Ok(bytes) => Some(bytes),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(io("read", &path)(e)),
         };
+        if let Some(snapshot) = snapshot.as_ref().filter(|s| s.journal_sequence.is_none()) {
+            // Written by a version without journals. Beside an empty journal (or none), that
+            // is the upgrade from it. Beside records, that version ran after them (this one,
+            // then it, then this one again) and wrote the whole state: the records are older
+            // than the snapshot. Either way the snapshot is stamped before anything is
+            // appended, so that records appended from now on are never taken for old ones;
+            // the old records go first, so a crash in between leaves the upgrade case.
+            if bytes.as_ref().is_some_and(|b| !b.is_empty()) {
+                warn!(
+                    journal = %path.display(),
+                    snapshot = %snapshot_path.display(),
+                    "the snapshot was written by a version without journals after the journal's records; they are older and dropped"
+                );
+                let file = File::options()
+                    .write(true)
+                    .open(&path)
+                    .map_err(io("open", &path))?;
+                file.set_len(0)
+                    .and_then(|()| file.sync_all())
+                    .map_err(io("empty", &path))?;
+                bytes = Some(Vec::new());
+            }
+            write_json_atomically(
+                &snapshot_path,
+                &SnapshotRef {
+                    journal_sequence: 0,
+                    state: &snapshot.state,
+                },
+            )?;
+        }
+        let snapshot_len = std::fs::metadata(&snapshot_path).map_or(0, |m| m.len());
+        let snapshot_sequence = snapshot
+            .as_ref()
+            .and_then(|s| s.journal_sequence)
+            .unwrap_or(0);
         let mut records = Vec::new();
         let mut sequence = snapshot_sequence;
         let mut len = 0;
@@ -316,17 +351,18 @@ impl Journal {
             },
         )?;
         self.snapshot_len = std::fs::metadata(&self.snapshot_path).map_or(0, |m| m.len());
-        self.file
-            .set_len(0)
-            .and_then(|()| self.file.sync_all())
-            .map_err(|e| {
-                // The snapshot holds every record, so they would be skipped; but nothing may
-                // follow them until the journal is empty.
+        match self.file.set_len(0).and_then(|()| self.file.sync_all()) {
+            Ok(()) => {
+                self.len = 0;
+                self.damaged = false;
+            }
+            Err(e) => {
+                // The state is durable: the snapshot holds every record, so a load skips
+                // them. Nothing may follow them, though: the next change compacts again.
+                warn!(journal = %self.path.display(), error = %e, "could not empty the journal after writing the snapshot");
                 self.damaged = true;
-                io("empty", &self.path)(e)
-            })?;
-        self.len = 0;
-        self.damaged = false;
+            }
+        }
         Ok(())
     }
 
@@ -493,7 +529,9 @@ mod tests {
         let new_snapshot = std::fs::read(&path).unwrap();
         drop(journal);
         let temporary = dir.path().join(".state.json.tmp");
-        let steps: [(&str, &[u8], Option<&[u8]>, &[u8]); 4] = [
+        // (step, snapshot, temporary snapshot, journal)
+        type Step<'a> = (&'a str, &'a [u8], Option<&'a [u8]>, &'a [u8]);
+        let steps: [Step; 4] = [
             // The temporary snapshot written, not yet renamed.
             (
                 "before the rename",
@@ -535,6 +573,24 @@ mod tests {
         let (mut state, mut journal) = load(&path).unwrap();
         assert_eq!(state.values.len(), 2);
         change(&mut state, &mut journal, Set(2, None));
+        drop(journal);
+        assert_eq!(load(&path).unwrap().0, state);
+    }
+
+    #[test]
+    fn a_whole_file_written_by_an_earlier_version_after_the_journal_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let (mut state, mut journal) = load(&path).unwrap();
+        change(&mut state, &mut journal, Set(1, Some("one".into())));
+        change(&mut state, &mut journal, Set(2, Some("two".into())));
+        drop(journal);
+        // Downgraded: the earlier version reads the snapshot only, and writes it whole.
+        std::fs::write(&path, br#"{"values": {"3": "three"}}"#).unwrap();
+        let (mut state, mut journal) = load(&path).unwrap();
+        assert_eq!(state.values.keys().collect::<Vec<_>>(), ["3"]);
+        assert!(journal.is_empty());
+        change(&mut state, &mut journal, Set(4, Some("four".into())));
         drop(journal);
         assert_eq!(load(&path).unwrap().0, state);
     }

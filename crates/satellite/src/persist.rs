@@ -3,7 +3,8 @@
 //!
 //! Every file is JSON, replaced as a whole: written to a temporary file, synced, renamed over the
 //! old one, and the directory synced, so after a crash a file is either the old or the new
-//! version, never a mix.
+//! version, never a mix. The desired state and the ledger, which change a little at a time, are
+//! such a file (their snapshot) and a journal of the changes since (`crate::journal`).
 
 use std::fs::File;
 use std::io::Write;
@@ -15,9 +16,11 @@ use serde::de::DeserializeOwned;
 
 /// Which controller and cluster the satellite serves.
 pub const IDENTITY_FILE: &str = "identity.json";
-/// The last desired state the controller sent.
+/// The last desired state the controller sent: the snapshot; `desired-state.journal` holds the
+/// deltas since.
 pub const DESIRED_STATE_FILE: &str = "desired-state.json";
-/// The backing volumes the satellite created and so owns.
+/// The backing volumes the satellite created and so owns: the snapshot; `ledger.journal` holds
+/// the changes since.
 pub const LEDGER_FILE: &str = "ledger.json";
 /// The identity of every storage pool the satellite keeps volumes in.
 pub const POOLS_FILE: &str = "pools.json";
