@@ -621,15 +621,10 @@ impl Reconciler {
         }
     }
 
-    /// After a state could not be persisted: back to the state on disk, the last one taken.
-    fn restore_persisted(&mut self, new_snapshots: BTreeSet<String>) {
-        match DesiredStateFile::load(self.state_dir.file(DESIRED_STATE_FILE)) {
-            Ok((file, persisted)) => {
-                self.desired_file = file;
-                self.desired = persisted.map(|p| p.desired);
-            }
-            Err(e) => error!(error = %e, "could not read the persisted desired state back"),
-        }
+    /// After a state could not be persisted: back to `before`, the last one taken (what is on
+    /// disk).
+    fn restore_persisted(&mut self, before: Option<DesiredState>, new_snapshots: BTreeSet<String>) {
+        self.desired = before;
         self.new_snapshots = new_snapshots;
     }
 
@@ -724,6 +719,8 @@ impl Reconciler {
         let span = info_span!("apply_deltas", node = %self.node_name, deltas = deltas.len());
         let _entered = span.enter();
         let new_snapshots = self.new_snapshots.clone();
+        // What is on disk, to go back to if the batch cannot be persisted.
+        let before = self.desired.clone();
         let mut taken: Vec<(u64, Vec<String>, Outbox)> = Vec::new();
         let mut rest: Vec<(DesiredState, Outbox)> = Vec::new();
         for (state, reply) in deltas {
@@ -761,7 +758,7 @@ impl Reconciler {
         if let Some(persisted) = persisted {
             if let Err(e) = persisted {
                 error!(error = %e, "could not persist the desired state; the deltas are not applied");
-                self.restore_persisted(new_snapshots);
+                self.restore_persisted(before, new_snapshots);
                 let report = self.converge();
                 self.last_sent = Some(report.clone());
                 for (generation, _, reply) in taken {
