@@ -15,12 +15,22 @@
 //! Snapshots the satellite took are recorded the same way ([`SnapshotEntry`], written before
 //! the snapshot is taken): only a recorded snapshot is ever deleted or rolled back to, and only
 //! when the desired state or an operator's command names its UUID.
+//!
+//! On disk ([`LedgerFile`]): `ledger.json`, the snapshot, and `ledger.journal`, one record per
+//! save with the entries that changed since the last (see `crate::journal`). A save is durable
+//! when it returns, so the order the reconciler keeps (recorded before a create, removed after
+//! the delete) holds on disk too. A `ledger.json` from before the journal loads as it is.
 
+use std::cmp::Ordering;
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use ferrite_storage::BackingVolumeName;
 use ferrite_types::{ProviderKind, ResourceName, SnapshotName, VolumeNumber};
 use serde::{Deserialize, Serialize};
+
+use crate::journal::Journal;
+use crate::persist::PersistError;
 
 /// Identifies a backing volume: which resource volume it backs and where it lives.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -191,13 +201,15 @@ impl Ledger {
     }
 
     /// Brings a ledger read from disk to the current format: every entry names its volume
-    /// explicitly.
+    /// explicitly, and the entries are in the order [`Ledger::record`] keeps.
     pub fn upgrade(mut self) -> Self {
         for entry in &mut self.volumes {
             if entry.backing_name.is_none() {
                 entry.backing_name = Some(entry.backing_name().to_string());
             }
         }
+        self.volumes.sort_by(|a, b| a.key.cmp(&b.key));
+        self.snapshots.sort_by(snapshot_order);
         self.format_version = LEDGER_FORMAT;
         self
     }
@@ -236,11 +248,10 @@ impl Ledger {
     pub fn record_snapshot(&mut self, entry: SnapshotEntry) {
         match self
             .snapshots
-            .iter_mut()
-            .find(|e| e.uuid == entry.uuid && e.key.volume_number == entry.key.volume_number)
+            .binary_search_by(|e| snapshot_order(e, &entry))
         {
-            Some(existing) => *existing = entry,
-            None => self.snapshots.push(entry),
+            Ok(i) => self.snapshots[i] = entry,
+            Err(i) => self.snapshots.insert(i, entry),
         }
     }
 
@@ -255,6 +266,167 @@ impl Ledger {
             .iter()
             .map(|entry| (entry.key.clone(), entry.clone()))
             .collect()
+    }
+}
+
+/// The order of the ledger's snapshot entries: by UUID, then volume number.
+fn snapshot_order(a: &SnapshotEntry, b: &SnapshotEntry) -> Ordering {
+    (a.uuid.as_str(), a.key.volume_number).cmp(&(b.uuid.as_str(), b.key.volume_number))
+}
+
+/// One change to the ledger, as the journal records it: an entry's new value, or its removal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LedgerChange {
+    Volume(LedgerEntry),
+    VolumeRemoved(VolumeKey),
+    Snapshot(SnapshotEntry),
+    SnapshotRemoved {
+        uuid: String,
+        volume_number: VolumeNumber,
+    },
+}
+
+impl Ledger {
+    /// Applies a change read from the journal.
+    pub fn apply(&mut self, change: LedgerChange) {
+        match change {
+            LedgerChange::Volume(entry) => self.record(entry),
+            LedgerChange::VolumeRemoved(key) => self.remove(&key),
+            LedgerChange::Snapshot(entry) => self.record_snapshot(entry),
+            LedgerChange::SnapshotRemoved {
+                uuid,
+                volume_number,
+            } => self.remove_snapshot(&uuid, volume_number),
+        }
+    }
+
+    /// What changes `self` into `to`, both in [`Ledger::record`]'s order. Compares entries in
+    /// memory; serializes and writes only what differs.
+    pub fn changes_to(&self, to: &Ledger) -> Vec<LedgerChange> {
+        let mut changes = Vec::new();
+        diff_sorted(
+            &self.volumes,
+            &to.volumes,
+            |a, b| a.key.cmp(&b.key),
+            |entry, kept| {
+                changes.push(if kept {
+                    LedgerChange::Volume(entry.clone())
+                } else {
+                    LedgerChange::VolumeRemoved(entry.key.clone())
+                })
+            },
+        );
+        diff_sorted(
+            &self.snapshots,
+            &to.snapshots,
+            snapshot_order,
+            |entry, kept| {
+                changes.push(if kept {
+                    LedgerChange::Snapshot(entry.clone())
+                } else {
+                    LedgerChange::SnapshotRemoved {
+                        uuid: entry.uuid.clone(),
+                        volume_number: entry.key.volume_number,
+                    }
+                })
+            },
+        );
+        changes
+    }
+}
+
+/// Walks two sorted lists: `change(element, true)` for each element of `to` that `from` lacks
+/// or holds otherwise, `change(element, false)` for each element of `from` that `to` lacks.
+fn diff_sorted<T: PartialEq>(
+    from: &[T],
+    to: &[T],
+    order: impl Fn(&T, &T) -> Ordering,
+    mut change: impl FnMut(&T, bool),
+) {
+    let (mut i, mut j) = (0, 0);
+    while i < from.len() || j < to.len() {
+        let step = match (from.get(i), to.get(j)) {
+            (Some(a), Some(b)) => order(a, b),
+            (Some(_), None) => Ordering::Less,
+            _ => Ordering::Greater,
+        };
+        match step {
+            Ordering::Less => {
+                change(&from[i], false);
+                i += 1;
+            }
+            Ordering::Greater => {
+                change(&to[j], true);
+                j += 1;
+            }
+            Ordering::Equal => {
+                if from[i] != to[j] {
+                    change(&to[j], true);
+                }
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+}
+
+/// The ledger on disk: snapshot and journal, and the ledger as they hold it, to write only
+/// what changed.
+#[derive(Debug)]
+pub struct LedgerFile {
+    journal: Journal,
+    on_disk: Ledger,
+}
+
+impl LedgerFile {
+    /// Loads the ledger at `path` (`ledger.json`, and its journal): empty if there is none.
+    pub fn load(path: PathBuf) -> Result<(LedgerFile, Ledger), PersistError> {
+        let loaded = Journal::open::<Ledger, Vec<LedgerChange>>(path)?;
+        let mut ledger = loaded.snapshot.unwrap_or_default().upgrade();
+        for change in loaded.records.into_iter().flatten() {
+            ledger.apply(change);
+        }
+        let file = LedgerFile {
+            journal: loaded.journal,
+            on_disk: ledger.clone(),
+        };
+        Ok((file, ledger))
+    }
+
+    /// Makes `ledger` durable: its changes since the last save as one journal record, or the
+    /// whole ledger as a new snapshot when the journal has grown enough. A failed save leaves
+    /// the file at the last one.
+    pub fn save(&mut self, ledger: &Ledger) -> Result<(), PersistError> {
+        let canonical;
+        let ledger = if ledger.volumes.is_sorted_by(|a, b| a.key <= b.key)
+            && ledger
+                .snapshots
+                .is_sorted_by(|a, b| snapshot_order(a, b) != Ordering::Greater)
+        {
+            ledger
+        } else {
+            canonical = ledger.clone().upgrade();
+            &canonical
+        };
+        if self.journal.wants_compaction() {
+            self.journal.compact(ledger)?;
+            self.on_disk = ledger.clone();
+            return Ok(());
+        }
+        let changes = self.on_disk.changes_to(ledger);
+        if changes.is_empty() {
+            return Ok(());
+        }
+        self.journal.append(&changes)?;
+        for change in changes {
+            self.on_disk.apply(change);
+        }
+        Ok(())
+    }
+
+    pub fn journal(&self) -> &Journal {
+        &self.journal
     }
 }
 
@@ -320,5 +492,93 @@ mod tests {
         assert_eq!(entry.identity, None);
         assert!(entry.has_identity(""));
         assert!(!entry.has_identity("some-uuid"));
+    }
+
+    fn entry(resource: &str, volume: u16, progress: Progress) -> LedgerEntry {
+        LedgerEntry {
+            key: VolumeKey {
+                resource: ResourceName::new(resource).unwrap(),
+                volume_number: volume.into(),
+                provider_kind: ProviderKind::FileThin,
+                pool_name: "/srv/pool".into(),
+            },
+            identity: Some(format!("{resource}-{volume}")),
+            backing_name: Some(format!("{resource}_{volume:05}")),
+            placement: None,
+            storage_pool: "pool1".into(),
+            progress,
+            fresh_metadata: None,
+        }
+    }
+
+    fn snapshot_of(resource: &str, uuid: &str) -> SnapshotEntry {
+        let volume = entry(resource, 0, Progress::Created);
+        SnapshotEntry {
+            key: volume.key,
+            snapshot: SnapshotName::new("snap").unwrap(),
+            uuid: uuid.into(),
+            identity: format!("{resource}-0"),
+            volume_backing_name: format!("{resource}_00000"),
+            method: None,
+            progress: Progress::Creating,
+        }
+    }
+
+    #[test]
+    fn each_save_journals_what_changed_and_a_load_replays_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.json");
+        let (mut file, mut ledger) = LedgerFile::load(path.clone()).unwrap();
+        for (i, name) in ["web", "db", "app", "cache"].iter().enumerate() {
+            ledger.record(entry(name, 0, Progress::Creating));
+            file.save(&ledger).unwrap();
+            ledger
+                .get_mut(&entry(name, 0, Progress::Creating).key)
+                .unwrap()
+                .progress = Progress::Created;
+            file.save(&ledger).unwrap();
+            ledger.record_snapshot(snapshot_of(name, &format!("uuid-{}", 9 - i)));
+            file.save(&ledger).unwrap();
+        }
+        ledger.remove(&entry("db", 0, Progress::Created).key);
+        ledger.remove_snapshot("uuid-8", 0.into());
+        let before = file.journal().len();
+        file.save(&ledger).unwrap();
+        let record = file.journal().len() - before;
+        // Two changes, a few hundred bytes: not the ledger.
+        assert!(record < 400, "{record} bytes");
+        // Nothing changed: nothing written.
+        file.save(&ledger).unwrap();
+        assert_eq!(file.journal().len() - before, record);
+        drop(file);
+        let (_, loaded) = LedgerFile::load(path).unwrap();
+        assert_eq!(loaded, ledger);
+        assert_eq!(loaded.volumes.len(), 3);
+        assert_eq!(loaded.snapshots.len(), 3);
+    }
+
+    #[test]
+    fn changes_between_two_ledgers_turn_one_into_the_other() {
+        let mut from = Ledger::new();
+        for name in ["ra", "rb", "rc", "rd"] {
+            from.record(entry(name, 0, Progress::Created));
+            from.record_snapshot(snapshot_of(name, &format!("u-{name}")));
+        }
+        let mut to = from.clone();
+        to.remove(&entry("ra", 0, Progress::Created).key);
+        to.record(entry("rb", 1, Progress::Creating));
+        to.get_mut(&entry("rc", 0, Progress::Created).key)
+            .unwrap()
+            .progress = Progress::Creating;
+        to.record(entry("re", 0, Progress::Created));
+        to.remove_snapshot("u-rd", 0.into());
+        to.record_snapshot(snapshot_of("re", "u-0"));
+        let changes = from.changes_to(&to);
+        assert_eq!(changes.len(), 6, "{changes:?}");
+        let mut replayed = from.clone();
+        for change in changes {
+            replayed.apply(change);
+        }
+        assert_eq!(replayed, to);
     }
 }

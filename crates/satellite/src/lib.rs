@@ -10,6 +10,8 @@
 //!   only when asked to);
 //! - [`pools`]: the identity of every storage pool it keeps volumes in;
 //! - [`persist`]: the state directory and its atomically written files;
+//! - [`journal`]: snapshot and append-only journal, for the files that change a little at a
+//!   time: the desired state ([`desired`]) and the ledger;
 //! - [`replication`]: the replication engines (MIRROR's `ferrite-mirrord`, the kernel's DRBD
 //!   through drbd-utils or as a dry run) the reconciler drives for replicated resources;
 //! - [`capabilities`]: which layers this node can run;
@@ -19,7 +21,9 @@
 
 pub mod capabilities;
 pub mod config;
+pub mod desired;
 pub mod identity;
+pub mod journal;
 pub mod ledger;
 pub mod persist;
 pub mod pools;

@@ -3,7 +3,8 @@
 //!
 //! Every file is JSON, replaced as a whole: written to a temporary file, synced, renamed over the
 //! old one, and the directory synced, so after a crash a file is either the old or the new
-//! version, never a mix.
+//! version, never a mix. The desired state and the ledger, which change a little at a time, are
+//! such a file (their snapshot) and a journal of the changes since (`crate::journal`).
 
 use std::fs::File;
 use std::io::Write;
@@ -15,9 +16,11 @@ use serde::de::DeserializeOwned;
 
 /// Which controller and cluster the satellite serves.
 pub const IDENTITY_FILE: &str = "identity.json";
-/// The last desired state the controller sent.
+/// The last desired state the controller sent: the snapshot; `desired-state.journal` holds the
+/// deltas since.
 pub const DESIRED_STATE_FILE: &str = "desired-state.json";
-/// The backing volumes the satellite created and so owns.
+/// The backing volumes the satellite created and so owns: the snapshot; `ledger.journal` holds
+/// the changes since.
 pub const LEDGER_FILE: &str = "ledger.json";
 /// The identity of every storage pool the satellite keeps volumes in.
 pub const POOLS_FILE: &str = "pools.json";
@@ -41,6 +44,29 @@ pub enum PersistError {
     )]
     Corrupt {
         path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    #[error(
+        "state journal '{}' is corrupt at byte {offset}: {reason}; it was intact when written, \
+         so the disk or someone else changed it. Restore the state directory from a backup; \
+         do not remove the journal, as the volumes it records would be forgotten",
+        path.display()
+    )]
+    JournalCorrupt {
+        path: PathBuf,
+        offset: u64,
+        reason: String,
+    },
+    #[error(
+        "record {sequence} of state journal '{}' cannot be read ({source}): it is intact, so it \
+         was written by another version or changed since; run the version that wrote it, or \
+         restore the state directory from a backup",
+        path.display()
+    )]
+    JournalRecord {
+        path: PathBuf,
+        sequence: u64,
         #[source]
         source: serde_json::Error,
     },

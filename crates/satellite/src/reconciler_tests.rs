@@ -513,9 +513,7 @@ fn deltas_apply_on_their_base_generation_only() {
     assert!(report.volumes.is_empty() && report.deleted_resources.is_empty());
 
     // The merged state is what was persisted.
-    let persisted: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(node.state.path().join(DESIRED_STATE_FILE)).unwrap())
-            .unwrap();
+    let persisted: serde_json::Value = persisted_desired(&node);
     assert_eq!(persisted["desired"]["generation"], 8);
     assert_eq!(persisted["desired"]["resources"][0]["name"], "db");
     assert_eq!(
@@ -547,9 +545,7 @@ fn the_desired_state_is_persisted_before_acting() {
     assert!(error.contains("truncate --size 4194304"), "{error}");
     assert!(error.contains("1 attempt(s)"), "{error}");
     assert!(error.contains("the partial volume was removed"), "{error}");
-    let persisted: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(node.state.path().join(DESIRED_STATE_FILE)).unwrap())
-            .unwrap();
+    let persisted: serde_json::Value = persisted_desired(&node);
     assert_eq!(persisted["desired"]["generation"], 1);
     // The volume was recorded before the create was tried, and the record went once the
     // create failed (the simulated truncate made no file, so there is nothing to remove).
@@ -558,9 +554,7 @@ fn the_desired_state_is_persisted_before_acting() {
         node.host.take_changes(),
         [format!("truncate --size 4194304 {dir}/web_00000.img")]
     );
-    let ledger: Ledger =
-        serde_json::from_slice(&std::fs::read(node.state.path().join(LEDGER_FILE)).unwrap())
-            .unwrap();
+    let ledger: Ledger = persisted_ledger(&node);
     assert!(ledger.volumes.is_empty());
 }
 
@@ -1909,9 +1903,7 @@ fn a_restored_replicated_volume_gets_fresh_metadata_once_before_its_engine_runs_
     assert_eq!(engine.len(), 2, "{engine:?}");
     assert_eq!(engine[0], "fresh-metadata copy 0 Some(42)");
     assert!(engine[1].starts_with("apply copy 0:10240:"), "{engine:?}");
-    let ledger: Ledger =
-        serde_json::from_slice(&std::fs::read(node.state.path().join(LEDGER_FILE)).unwrap())
-            .unwrap();
+    let ledger: Ledger = persisted_ledger(&node);
     let entry = ledger
         .volumes
         .iter()
@@ -2235,4 +2227,143 @@ fn deltas_queued_together_are_answered_each_and_a_misfit_ends_the_batch() {
         .map(|r| r.name.clone())
         .collect();
     assert_eq!(names, ["app", "db", "web"]);
+}
+
+/// The desired state on disk (snapshot and journal), as JSON shaped like `desired-state.json`.
+fn persisted_desired(node: &Node) -> serde_json::Value {
+    let (_, persisted) =
+        crate::desired::DesiredStateFile::load(node.state.path().join(DESIRED_STATE_FILE)).unwrap();
+    let persisted = persisted.expect("a persisted desired state");
+    serde_json::json!({"node_uuid": persisted.node_uuid, "desired": persisted.desired})
+}
+
+/// The ledger on disk (snapshot and journal).
+fn persisted_ledger(node: &Node) -> Ledger {
+    crate::ledger::LedgerFile::load(node.state.path().join(LEDGER_FILE))
+        .unwrap()
+        .1
+}
+
+/// Deltas and ledger changes go to the journals; a restart replays them over the snapshots and
+/// has exactly the state and ledger it had, and the snapshots were not rewritten per delta.
+#[test]
+fn a_restart_after_many_deltas_has_the_state_and_ledger_it_had() {
+    let mut node = Node::new();
+    applied(node.apply(node.full(1, vec![resource("base", &[(0, 4096, "files")])])));
+    let snapshot = std::fs::read(node.state.path().join(DESIRED_STATE_FILE)).unwrap();
+    let mut generation = 1;
+    for i in 0..40 {
+        let mut named = vec![resource(&format!("r{i}"), &[(0, 4096, "files")])];
+        if i % 5 == 4 {
+            // An earlier one is deleted (its volume and ledger entry go), then dropped.
+            let mut gone = resource(&format!("r{}", i - 2), &[(0, 4096, "files")]);
+            gone.deleting = true;
+            named.push(gone);
+        }
+        let removed: Vec<String> = (i % 5 == 0 && i >= 5)
+            .then(|| format!("r{}", i - 3))
+            .into_iter()
+            .collect();
+        let removed: Vec<&str> = removed.iter().map(String::as_str).collect();
+        applied(node.apply(delta_of(&node, generation + 1, generation, named, &removed)));
+        generation += 1;
+    }
+    // Deltas taken together are one record.
+    let (outbox, mut inbox) = unbounded_channel();
+    let first = delta_of(
+        &node,
+        generation + 1,
+        generation,
+        vec![resource("together1", &[(0, 4096, "files")])],
+        &[],
+    );
+    let second = delta_of(
+        &node,
+        generation + 2,
+        generation + 1,
+        vec![resource("together2", &[(0, 4096, "files")])],
+        &["r37"],
+    );
+    node.reconciler
+        .apply_deltas(vec![(first, outbox.clone()), (second, outbox)]);
+    applied(inbox.try_recv().unwrap());
+    applied(inbox.try_recv().unwrap());
+
+    let desired = node.reconciler.desired().cloned().unwrap();
+    let ledger = node.reconciler.ledger().clone();
+    assert_eq!(desired.generation, generation + 2);
+    assert!(desired.resources.len() > 30, "{}", desired.resources.len());
+    assert!(ledger.volumes.len() > 30, "{}", ledger.volumes.len());
+    assert!(
+        ledger
+            .volumes
+            .iter()
+            .all(|e| e.key.resource.as_str() != "r2"),
+        "deleted volumes leave the ledger"
+    );
+    assert_eq!(
+        std::fs::read(node.state.path().join(DESIRED_STATE_FILE)).unwrap(),
+        snapshot,
+        "a delta is journaled, not written whole"
+    );
+    node.restart();
+    assert_eq!(node.reconciler.desired(), Some(&desired));
+    assert_eq!(node.reconciler.ledger(), &ledger);
+}
+
+/// A state directory written by a satellite from before the journals: whole JSON files, no
+/// journal. It loads as it is, and what follows is kept on top of it.
+#[test]
+fn state_files_from_before_the_journals_load_and_go_on() {
+    let mut node = Node::new();
+    applied(node.apply(node.full(
+        1,
+        vec![
+            resource("web", &[(0, 4096, "files")]),
+            resource("db", &[(0, 4096, "files")]),
+        ],
+    )));
+    let desired = node.reconciler.desired().cloned().unwrap();
+    let ledger = node.reconciler.ledger().clone();
+    node.host.take_changes();
+    node.restart();
+    // As the earlier version wrote them: whole, without `journal_sequence`, and no journals.
+    for journal in ["desired-state.journal", "ledger.journal"] {
+        std::fs::remove_file(node.state.path().join(journal)).unwrap();
+    }
+    std::fs::write(
+        node.state.path().join(DESIRED_STATE_FILE),
+        serde_json::to_vec_pretty(&serde_json::json!({
+            "format_version": 2,
+            "node_uuid": "",
+            "desired": desired,
+        }))
+        .unwrap(),
+    )
+    .unwrap();
+    std::fs::write(
+        node.state.path().join(LEDGER_FILE),
+        serde_json::to_vec_pretty(&ledger).unwrap(),
+    )
+    .unwrap();
+    node.restart();
+    assert_eq!(node.reconciler.desired(), Some(&desired));
+    assert_eq!(node.reconciler.ledger(), &ledger);
+    assert!(node.host.take_changes().is_empty());
+
+    // The controller's full state, then a delta: journaled on top of the old files.
+    applied(node.apply(desired.clone()));
+    applied(node.apply(delta_of(
+        &node,
+        2,
+        1,
+        vec![resource("app", &[(0, 4096, "files")])],
+        &[],
+    )));
+    let desired = node.reconciler.desired().cloned().unwrap();
+    let ledger = node.reconciler.ledger().clone();
+    assert_eq!(ledger.volumes.len(), 3);
+    node.restart();
+    assert_eq!(node.reconciler.desired(), Some(&desired));
+    assert_eq!(node.reconciler.ledger(), &ledger);
 }

@@ -881,12 +881,14 @@ fn a_stale_copy_of_the_store_is_refused_by_the_satellites_and_loses_nothing() {
         }
         verify_all(&replicas)?;
         for replica in &later {
-            let state = cluster
-                .satellite(&replica.node)
-                .state_dir
-                .join("desired-state.json");
+            // The state is a snapshot and a journal of the deltas since.
+            let state_dir = &cluster.satellite(&replica.node).state_dir;
+            let mut state = std::fs::read_to_string(state_dir.join("desired-state.json"))?;
+            if let Ok(journal) = std::fs::read(state_dir.join("desired-state.journal")) {
+                state.push_str(&String::from_utf8_lossy(&journal));
+            }
             ensure!(
-                std::fs::read_to_string(&state)?.contains("\"later\""),
+                state.contains("\"later\""),
                 "{} must still want 'later'",
                 replica.node
             );

@@ -23,12 +23,14 @@ fn a_satellite_that_cannot_persist_says_why_and_converges_later() -> Result<()> 
     let rest = cluster.rest();
     cluster.register_nodes_with_pool("pool_ssd")?;
 
-    // Where the satellite writes its state atomically, a directory blocks the temporary file.
-    let blocker = cluster
-        .satellite("node1")
-        .state_dir
-        .join(".desired-state.json.tmp");
+    // Where the satellite writes its state atomically, a directory blocks the temporary file;
+    // the journal it appends deltas to is made immutable, which refuses writes even to root
+    // and even through the descriptor the satellite holds open.
+    let state_dir = cluster.satellite("node1").state_dir.clone();
+    let blocker = state_dir.join(".desired-state.json.tmp");
     std::fs::create_dir(&blocker)?;
+    let journal = state_dir.join("desired-state.journal");
+    chattr("+i", &journal)?;
 
     rest.post(
         "/v1/resource-definitions",
@@ -73,10 +75,20 @@ fn a_satellite_that_cannot_persist_says_why_and_converges_later() -> Result<()> 
 
     // Fixed on the node: the controller sends the state again and the volume appears.
     std::fs::remove_dir(&blocker)?;
+    chattr("-i", &journal)?;
     wait_until(Duration::from_secs(20), || {
         let view = rest.get("/v1/view/resources?resources=web")?.json;
         Ok(view[0]["volumes"][0]["state"]["disk_state"] == "UpToDate")
     })?;
     assert!(cluster.pool_dir("node1").join("web_00000.img").exists());
+    Ok(())
+}
+
+fn chattr(flags: &str, path: &std::path::Path) -> Result<()> {
+    let status = std::process::Command::new("chattr")
+        .arg(flags)
+        .arg(path)
+        .status()?;
+    anyhow::ensure!(status.success(), "chattr {flags} {} failed", path.display());
     Ok(())
 }

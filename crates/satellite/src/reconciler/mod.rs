@@ -4,7 +4,7 @@
 //! blocks the connection.
 //!
 //! ```text
-//!   Apply(full | delta) ──▶ merge ──▶ check ──▶ persist desired-state.json ──▶ converge ──▶ Applied
+//!   Apply(full | delta) ──▶ merge ──▶ check ──▶ persist (snapshot | journal) ──▶ converge ──▶ Applied
 //!                                       │                       (a delta: only what it names)
 //!                                       └─ older, conflicting, or dropping volumes ─▶ NotApplied
 //!   Command(DeleteOrphan | RecreateMissing) ─────────▶ act ──▶ converge ──▶ Report, CommandDone
@@ -16,7 +16,9 @@
 //! state, a change of the pools, a command and the periodic pass ([`RECONCILE_INTERVAL`])
 //! converge the whole node. So a delta costs the same on a node with a thousand resources as on
 //! an empty one, and the periodic pass, which deltas do not postpone, still finds what changed
-//! behind the satellite's back. What a pass found of each resource is kept
+//! behind the satellite's back. A delta is persisted the same way: one journal record with the
+//! resources it names (`crate::desired`), and the ledger's changes likewise (`crate::ledger`),
+//! never the whole file. What a pass found of each resource is kept
 //! ([`ResourceOutcome`]), and every report is made from it: whole, or, for the answer to a
 //! delta, with the volumes of the named resources only.
 //!
@@ -57,10 +59,10 @@ use ferrite_proto::{
 };
 use ferrite_storage::{ProviderSupport, Providers};
 use ferrite_types::{ProviderKind, ResourceName, VolumeNumber};
-use serde::{Deserialize, Serialize};
 use tracing::{debug, error, info, info_span, warn};
 
-use crate::ledger::{Ledger, VolumeKey};
+use crate::desired::DesiredStateFile;
+use crate::ledger::{Ledger, LedgerFile, VolumeKey};
 use crate::persist::{DESIRED_STATE_FILE, LEDGER_FILE, PersistError, StateDir};
 use crate::pools::PoolRegistry;
 use crate::replication::ReplicationDriver;
@@ -142,28 +144,6 @@ fn resource_keys(names: &[String]) -> BTreeSet<String> {
     names.iter().map(|n| resource_key(n)).collect()
 }
 
-/// [`PersistedDesiredState`] as written, borrowing the state.
-#[derive(Serialize)]
-struct PersistedDesiredStateRef<'a> {
-    format_version: u32,
-    node_uuid: &'a str,
-    desired: &'a DesiredState,
-}
-
-/// `desired-state.json`.
-#[derive(Debug, Serialize, Deserialize)]
-struct PersistedDesiredState {
-    format_version: u32,
-    /// The UUID of the node registration the state came from; a node registered anew (after
-    /// `node lost`) has another, and its first state may leave the old volumes as orphans.
-    #[serde(default)]
-    node_uuid: String,
-    desired: DesiredState,
-}
-
-/// The format of `desired-state.json` this build writes.
-const DESIRED_STATE_FORMAT: u32 = 2;
-
 /// A create that failed, and when to try again.
 #[derive(Debug, Clone)]
 struct CreateFailure {
@@ -221,13 +201,13 @@ fn unsupported(kind: ProviderKind, support: &ProviderSupport) -> String {
 }
 
 /// Resource names compare case-insensitively, as in LINSTOR.
-fn resource_key(name: &str) -> String {
+pub(crate) fn resource_key(name: &str) -> String {
     name.to_ascii_uppercase()
 }
 
 /// Applies a delta on top of `current`: pools replaced, changed resources replaced or added,
 /// removed resources dropped.
-fn merge(current: &DesiredState, delta: DesiredState) -> DesiredState {
+pub(crate) fn merge(current: &DesiredState, delta: DesiredState) -> DesiredState {
     let removed: BTreeSet<String> = delta
         .removed_resources
         .iter()
@@ -259,7 +239,7 @@ fn merge(current: &DesiredState, delta: DesiredState) -> DesiredState {
 }
 
 /// A whole state in one order, so two states with the same content compare equal.
-fn canonical(mut state: DesiredState) -> DesiredState {
+pub(crate) fn canonical(mut state: DesiredState) -> DesiredState {
     state.resources.sort_by_key(|r| resource_key(&r.name));
     for resource in &mut state.resources {
         resource.volumes.sort_by_key(|v| v.volume_number);
@@ -340,6 +320,10 @@ pub struct Reconciler {
     /// The node registration of the current controller session.
     session_node_uuid: String,
     ledger: Ledger,
+    /// Where `desired` is kept: snapshot and journal (`crate::desired`).
+    desired_file: DesiredStateFile,
+    /// Where `ledger` is kept: snapshot and journal.
+    ledger_file: LedgerFile,
     pools: PoolRegistry,
     controller: Option<Outbox>,
     last_sent: Option<NodeReport>,
@@ -385,15 +369,12 @@ impl Reconciler {
         providers: Arc<Providers>,
         support: ProviderSupport,
     ) -> Result<Self, PersistError> {
-        let persisted = state_dir.read::<PersistedDesiredState>(DESIRED_STATE_FILE)?;
+        let (desired_file, persisted) = DesiredStateFile::load(state_dir.file(DESIRED_STATE_FILE))?;
         let (desired, desired_node_uuid) = match persisted {
-            Some(p) => (Some(canonical(p.desired)), p.node_uuid),
+            Some(p) => (Some(p.desired), p.node_uuid),
             None => (None, String::new()),
         };
-        let ledger = state_dir
-            .read::<Ledger>(LEDGER_FILE)?
-            .unwrap_or_default()
-            .upgrade();
+        let (ledger_file, ledger) = LedgerFile::load(state_dir.file(LEDGER_FILE))?;
         let pools = PoolRegistry::load(&state_dir)?;
         if let Some(desired) = &desired {
             info!(
@@ -414,6 +395,8 @@ impl Reconciler {
             session_node_uuid: desired_node_uuid.clone(),
             desired_node_uuid,
             ledger,
+            desired_file,
+            ledger_file,
             pools,
             controller: None,
             last_sent: None,
@@ -621,27 +604,27 @@ impl Reconciler {
         scope
     }
 
-    /// Writes `desired` to `desired-state.json`.
-    fn persist_desired(&self, desired: &DesiredState) -> Result<(), PersistError> {
-        self.state_dir.write(
-            DESIRED_STATE_FILE,
-            &PersistedDesiredStateRef {
-                format_version: DESIRED_STATE_FORMAT,
-                node_uuid: &self.session_node_uuid,
-                desired,
-            },
-        )
+    /// Makes `desired` durable: whole (`named` `None`), or where it differs from the state
+    /// last persisted, in the resources `named` (by [`resource_key`]), its stamp and pools.
+    fn persist_desired(
+        &mut self,
+        desired: &DesiredState,
+        named: Option<&BTreeSet<String>>,
+    ) -> Result<(), PersistError> {
+        match named {
+            None => self
+                .desired_file
+                .save_whole(&self.session_node_uuid, desired),
+            Some(named) => self
+                .desired_file
+                .save_named(&self.session_node_uuid, desired, named),
+        }
     }
 
-    /// After a state could not be persisted: back to the state on disk, the last one taken.
-    fn restore_persisted(&mut self, new_snapshots: BTreeSet<String>) {
-        match self
-            .state_dir
-            .read::<PersistedDesiredState>(DESIRED_STATE_FILE)
-        {
-            Ok(persisted) => self.desired = persisted.map(|p| canonical(p.desired)),
-            Err(e) => error!(error = %e, "could not read the persisted desired state back"),
-        }
+    /// After a state could not be persisted: back to `before`, the last one taken (what is on
+    /// disk).
+    fn restore_persisted(&mut self, before: Option<DesiredState>, new_snapshots: BTreeSet<String>) {
+        self.desired = before;
         self.new_snapshots = new_snapshots;
     }
 
@@ -674,7 +657,8 @@ impl Reconciler {
         };
         let generation = next.generation;
         self.take_over_legacy_volumes(&next, scope.as_deref().map(resource_keys).as_ref());
-        if let Err(e) = self.persist_desired(&next) {
+        let named = scope.as_deref().map(resource_keys);
+        if let Err(e) = self.persist_desired(&next, named.as_ref()) {
             // Acting on a state that a restart would forget is worse than not acting: keep the
             // old state and say which generation the node is still at.
             error!(error = %e, "could not persist the desired state; it is not applied");
@@ -735,6 +719,8 @@ impl Reconciler {
         let span = info_span!("apply_deltas", node = %self.node_name, deltas = deltas.len());
         let _entered = span.enter();
         let new_snapshots = self.new_snapshots.clone();
+        // What is on disk, to go back to if the batch cannot be persisted.
+        let before = self.desired.clone();
         let mut taken: Vec<(u64, Vec<String>, Outbox)> = Vec::new();
         let mut rest: Vec<(DesiredState, Outbox)> = Vec::new();
         for (state, reply) in deltas {
@@ -754,14 +740,25 @@ impl Reconciler {
                 _ => rest.push((state, reply)),
             }
         }
-        let persisted = match (&self.desired, taken.is_empty()) {
-            (Some(desired), false) => Some(self.persist_desired(desired)),
-            _ => None,
+        let named: BTreeSet<String> = taken
+            .iter()
+            .flat_map(|(_, names, _)| names.iter().map(|n| resource_key(n)))
+            .collect();
+        let persisted = match (self.desired.take(), taken.is_empty()) {
+            (Some(desired), false) => {
+                let persisted = self.persist_desired(&desired, Some(&named));
+                self.desired = Some(desired);
+                Some(persisted)
+            }
+            (desired, _) => {
+                self.desired = desired;
+                None
+            }
         };
         if let Some(persisted) = persisted {
             if let Err(e) = persisted {
                 error!(error = %e, "could not persist the desired state; the deltas are not applied");
-                self.restore_persisted(new_snapshots);
+                self.restore_persisted(before, new_snapshots);
                 let report = self.converge();
                 self.last_sent = Some(report.clone());
                 for (generation, _, reply) in taken {
@@ -775,10 +772,7 @@ impl Reconciler {
                 }
             } else {
                 self.desired_node_uuid = self.session_node_uuid.clone();
-                let all: BTreeSet<String> = taken
-                    .iter()
-                    .flat_map(|(_, names, _)| names.iter().map(|n| resource_key(n)))
-                    .collect();
+                let all = named;
                 self.converge_named(&all);
                 self.last_sent = Some(self.assemble(None));
                 info!(
@@ -899,8 +893,10 @@ impl Reconciler {
         }
     }
 
-    fn persist_ledger(&self) -> Result<(), PersistError> {
-        self.state_dir.write(LEDGER_FILE, &self.ledger)
+    /// Makes the ledger durable (what changed since the last time); done before a volume is
+    /// acted on, and after it is deleted.
+    fn persist_ledger(&mut self) -> Result<(), PersistError> {
+        self.ledger_file.save(&self.ledger)
     }
 
     /// Makes the node's storage match the desired state, and reports how it is: the full pass.
