@@ -23,6 +23,10 @@
 //! sequence), then empties the journal. A crash between the two leaves a snapshot that holds
 //! every record still in the journal; their sequences say so, and they are skipped.
 //!
+//! The reconciler compacts both files once at every start (`Reconciler::load`), so the JSON
+//! files of a stopped satellite that started since its last change hold everything: for an
+//! operator who reads or mends them, and for a version without journals.
+//!
 //! What the records mean, and when to compact, is the owner's (`ledger::LedgerFile`,
 //! `desired::DesiredStateFile`); one writer per file is `persist::StateDir`'s lock and the
 //! reconciler's ownership.

@@ -394,6 +394,18 @@ impl LedgerFile {
         Ok((file, ledger))
     }
 
+    /// Writes `ledger` (the whole ledger, as loaded) as a new snapshot and empties the journal,
+    /// when the journal holds anything.
+    pub fn fold_journal(&mut self, ledger: &Ledger) -> Result<(), PersistError> {
+        if self.journal.is_empty() {
+            return Ok(());
+        }
+        let ledger = ledger.clone().upgrade();
+        self.journal.compact(&ledger)?;
+        self.on_disk = ledger;
+        Ok(())
+    }
+
     /// Makes `ledger` durable: its changes since the last save as one journal record, or the
     /// whole ledger as a new snapshot when the journal has grown enough. A failed save leaves
     /// the file at the last one.

@@ -2245,7 +2245,8 @@ fn persisted_ledger(node: &Node) -> Ledger {
 }
 
 /// Deltas and ledger changes go to the journals; a restart replays them over the snapshots and
-/// has exactly the state and ledger it had, and the snapshots were not rewritten per delta.
+/// has exactly the state and ledger it had (and folds the journals into the snapshots), and
+/// the snapshots were not rewritten per delta.
 #[test]
 fn a_restart_after_many_deltas_has_the_state_and_ledger_it_had() {
     let mut node = Node::new();
@@ -2306,6 +2307,15 @@ fn a_restart_after_many_deltas_has_the_state_and_ledger_it_had() {
         snapshot,
         "a delta is journaled, not written whole"
     );
+    node.restart();
+    assert_eq!(node.reconciler.desired(), Some(&desired));
+    assert_eq!(node.reconciler.ledger(), &ledger);
+    // The start folded both journals into the JSON files, which now hold everything.
+    for file in [DESIRED_STATE_FILE, LEDGER_FILE] {
+        let journal = crate::journal::journal_path(&node.state.path().join(file));
+        assert_eq!(std::fs::metadata(&journal).unwrap().len(), 0, "{file}");
+    }
+    assert_eq!(persisted_ledger(&node), ledger);
     node.restart();
     assert_eq!(node.reconciler.desired(), Some(&desired));
     assert_eq!(node.reconciler.ledger(), &ledger);

@@ -369,12 +369,22 @@ impl Reconciler {
         providers: Arc<Providers>,
         support: ProviderSupport,
     ) -> Result<Self, PersistError> {
-        let (desired_file, persisted) = DesiredStateFile::load(state_dir.file(DESIRED_STATE_FILE))?;
+        let (mut desired_file, persisted) =
+            DesiredStateFile::load(state_dir.file(DESIRED_STATE_FILE))?;
         let (desired, desired_node_uuid) = match persisted {
             Some(p) => (Some(p.desired), p.node_uuid),
             None => (None, String::new()),
         };
-        let (ledger_file, ledger) = LedgerFile::load(state_dir.file(LEDGER_FILE))?;
+        let (mut ledger_file, ledger) = LedgerFile::load(state_dir.file(LEDGER_FILE))?;
+        // Every start folds the journals into the JSON files, so that those of a satellite that
+        // started since its last change hold everything (for an operator reading or mending
+        // them, and for a version without journals).
+        if let Some(desired) = &desired
+            && !desired_file.journal().is_empty()
+        {
+            desired_file.save_whole(&desired_node_uuid, desired)?;
+        }
+        ledger_file.fold_journal(&ledger)?;
         let pools = PoolRegistry::load(&state_dir)?;
         if let Some(desired) = &desired {
             info!(
