@@ -39,7 +39,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tracing::warn;
 
-use crate::persist::{PersistError, read_json, write_json_atomically};
+use crate::persist::{PersistError, io, read_json, write_json_atomically};
 
 /// The bytes before a frame's payload.
 const FRAME_HEADER: usize = 16;
@@ -88,15 +88,6 @@ pub struct Loaded<S, R> {
     pub snapshot: Option<S>,
     pub records: Vec<R>,
     pub journal: Journal,
-}
-
-fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> PersistError {
-    let path = path.to_path_buf();
-    move |source| PersistError::Io {
-        action,
-        path,
-        source,
-    }
 }
 
 /// The journal's path for snapshot `snapshot` (`ledger.json` → `ledger.journal`).

@@ -78,7 +78,8 @@ pub enum PersistError {
     Locked { path: PathBuf },
 }
 
-fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> PersistError {
+/// Wraps an I/O error with what was being done to which file.
+pub(crate) fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> PersistError {
     let path = path.to_path_buf();
     move |source| PersistError::Io {
         action,
