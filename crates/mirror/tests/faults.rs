@@ -434,6 +434,81 @@ async fn a_cut_between_the_disks_leaves_one_primary_and_one_history() {
     }
 }
 
+/// Three disks. node2 is killed while node0 writes; it comes back able to reach node1 only
+/// (the link to node0 is cut) and resyncs from that Secondary while node0 goes on writing. The
+/// writes node1 applies after the resync has passed their blocks never reach node2, so the
+/// resync may not make node2 UpToDate: it is held at its end. node0 crashes; with no Primary
+/// writing without node2 any more, node2 resyncs again from node1 and then holds every
+/// acknowledged write. Healed, everyone ends in sync with everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_resynced_by_a_secondary_while_the_primary_writes_without_it_misses_nothing() {
+    let test = "a_disk_resynced_by_a_secondary_while_the_primary_writes_without_it_misses_nothing";
+    let fabric = match Fabric::new(3) {
+        Ok(fabric) => fabric,
+        Err(reason) => return skip(test, &reason),
+    };
+    let mut layout = Layout::new(fabric.members(3), USABLE);
+    // A resync of a few seconds, so that many writes land behind its cursor.
+    layout.options.c_max_rate_kib = 8 * 1024;
+    let mut nodes = layout.prepare();
+    start_in_sync(&mut nodes).await;
+    let log = AckLog::new();
+    let writer = Writer::start(&nodes[0].nbd_socket(), log.clone(), 0, DEPTH, BLOCKS).await;
+    wait_acks(&log, 0, 200, SETTLE).await;
+
+    nodes[2].kill9();
+    nodes[0]
+        .wait("node2 is gone", SETTLE, |s| {
+            peer(s, 2).connection != "Connected"
+        })
+        .await;
+    let acked = log.acked_count();
+    wait_acks(&log, acked, 300, SETTLE).await;
+
+    fabric.set_link(0, 2, false);
+    let mark = nodes[2].log_mark();
+    nodes[2].start().await;
+    nodes[2]
+        .wait_log(mark, &["resync is held", "source=1"], SETTLE)
+        .await;
+    // Held: the writes go on, and node2 is not UpToDate.
+    let acked = log.acked_count();
+    wait_acks(&log, acked, 100, SETTLE).await;
+    let held = nodes[2].status().await.unwrap();
+    assert_ne!(held.volumes[0].disk, "UpToDate", "{held:#?}");
+    assert_eq!(peer(&held, 1).volumes[0].replication, "SyncTarget");
+
+    nodes[0].kill9();
+    let report = writer.stop().await;
+    println!("writer: {report:?}");
+    for node in &nodes[1..] {
+        node.wait("node0 is gone, the other two in sync", SETTLE, |s| {
+            peer(s, 0).connection != "Connected"
+                && s.volumes[0].disk == "UpToDate"
+                && s.peers.iter().filter(|p| p.node_id != 0).all(|p| {
+                    p.connection == "Connected"
+                        && p.volumes
+                            .iter()
+                            .all(|v| v.replication == "Established" && v.peer_disk == "UpToDate")
+                })
+        })
+        .await;
+    }
+    assert_data(&log, &nodes[2], "node2, resynced by a Secondary").await;
+    assert_data(&log, &nodes[1], "node1").await;
+
+    fabric.set_link(0, 2, true);
+    nodes[0].start().await;
+    for node in &nodes {
+        node.wait("healed and resynced", SETTLE, |s| all_in_sync(s, 2))
+            .await;
+    }
+    for node in &nodes {
+        assert_data(&log, node, "after healing").await;
+        assert!(no_split_brain(&node.status().await.unwrap()));
+    }
+}
+
 /// The double fault after a cut between the disks: node0 went on writing without node1 (with
 /// the tiebreaker's vote), then node0 is cut off from the tiebreaker too. node1 and the
 /// tiebreaker are a majority, but node1 lacks node0's latest writes: it must not become
