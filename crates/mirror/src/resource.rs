@@ -202,9 +202,10 @@ struct Resync {
     /// (see [`Machine::check_resync_writers`]): what the source sent of a block may be older
     /// than what it holds now, so the end of this pass does not make the disk UpToDate.
     tainted: bool,
-    /// Every block arrived, but the taint's Primary still writes without this member: the
-    /// resync waits (logged once) for that Primary's own resync or for it to stop writing.
-    held: bool,
+    /// Every block arrived, but this Primary still writes without this member: the resync
+    /// waits (logged once, shown in the status) for that Primary's own resync or for it to
+    /// stop writing.
+    held_by: Option<u8>,
 }
 
 /// This member's volume.
@@ -1988,7 +1989,7 @@ impl Machine {
                                 started: Instant::now(),
                                 requested: 0,
                                 tainted: false,
-                                held: false,
+                                held_by: None,
                             });
                         }
                     }
@@ -2479,8 +2480,8 @@ impl Machine {
             };
             match missed {
                 Some(writer) => {
-                    if !resync.held {
-                        resync.held = true;
+                    if resync.held_by != Some(writer) {
+                        resync.held_by = Some(writer);
                         info!(
                             source,
                             writer,
@@ -2493,7 +2494,7 @@ impl Machine {
                     backing.with_bitmap(source, |b| b.set_all());
                     resync.full = true;
                     resync.tainted = false;
-                    resync.held = false;
+                    resync.held_by = None;
                     resync.cursor = 0;
                     resync.total_bytes = backing.out_of_sync_bytes(source);
                     resync.started = Instant::now();
@@ -3304,6 +3305,13 @@ impl Machine {
                     peer_disk: peer_disk.to_string(),
                     done_percent,
                     out_of_sync_kib: out_of_sync / 1024,
+                    held_by: local
+                        .resync
+                        .as_ref()
+                        .filter(|r| r.source == p.node_id)
+                        .and_then(|r| r.held_by)
+                        .and_then(|writer| self.peers.get(&writer))
+                        .map(|writer| writer.node_name.clone()),
                 }
             })
             .collect();

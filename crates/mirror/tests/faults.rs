@@ -477,6 +477,11 @@ async fn a_disk_resynced_by_a_secondary_while_the_primary_writes_without_it_miss
     let held = nodes[2].status().await.unwrap();
     assert_ne!(held.volumes[0].disk, "UpToDate", "{held:#?}");
     assert_eq!(peer(&held, 1).volumes[0].replication, "SyncTarget");
+    assert_eq!(
+        peer(&held, 1).volumes[0].held_by.as_deref(),
+        Some("node0"),
+        "{held:#?}"
+    );
 
     nodes[0].kill9();
     let report = writer.stop().await;
