@@ -71,8 +71,10 @@ pub const RESYNC_REQUEST_BYTES: u64 = 1 << 20;
 pub const RESYNC_WINDOW: usize = 8;
 
 /// How often the state machine looks at its clocks: a promotion's deadline, the demotion's
-/// grace, the peers' flushes, a resync's pace. Liveness is not among them: each connection keeps
-/// its own (`peer::keepalive`).
+/// grace, the peers' flushes, a resync's pace. Only while one of them runs
+/// ([`Machine::wants_tick`]): an idle Secondary, what most resources of a node are, does not
+/// wake up at all. Liveness is not among them: each connection keeps its own
+/// (`peer::keepalive`).
 pub const TICK: Duration = Duration::from_millis(250);
 
 /// How often [`Resource::wait_for`] rereads the live amounts between changes of state.
@@ -588,6 +590,7 @@ impl Resource {
             outdated_members,
             outdated_file: outdated,
             announced_writer: None,
+            tick_wanted: watch::channel(false).0,
         };
         let (status_tx, status) = watch::channel(machine.snapshot());
         machine.status = Some(status_tx);
@@ -605,15 +608,26 @@ impl Resource {
         machine.start_dialling();
         let ticker = events.clone();
         let mut ticker_shutdown = shutdown.clone();
+        let mut tick_wanted = machine.tick_wanted.subscribe();
         tokio::spawn(async move {
             let mut interval = tokio::time::interval(TICK);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
+                if !*tick_wanted.borrow_and_update() {
+                    tokio::select! {
+                        changed = tick_wanted.changed() => if changed.is_err() { return },
+                        _ = ticker_shutdown.changed() => return,
+                    }
+                    interval.reset();
+                    continue;
+                }
                 tokio::select! {
                     _ = interval.tick() => {
                         if ticker.send(Event::Tick).is_err() {
                             return;
                         }
                     }
+                    _ = tick_wanted.changed() => {}
                     _ = ticker_shutdown.changed() => return,
                 }
             }
@@ -924,6 +938,8 @@ struct Machine {
     /// The writer the peers were last told of ([`Machine::writer`]): a change is sent to
     /// them at once, since a resync target decides by it whether its resync may end.
     announced_writer: Option<u8>,
+    /// Whether the ticker sends [`Event::Tick`]s ([`Machine::wants_tick`]).
+    tick_wanted: watch::Sender<bool>,
 }
 
 /// A round that outdates the diskful peers a Primary is about to write without (it lost them,
@@ -1123,6 +1139,9 @@ impl Machine {
             self.handle(event).await;
             self.start_initial_full_sync().await;
             self.publish();
+            let wanted = self.wants_tick();
+            self.tick_wanted
+                .send_if_modified(|w| std::mem::replace(w, wanted) != wanted);
             for recorded in self.states_recorded.drain(..) {
                 let _ = recorded.send(());
             }
@@ -3011,6 +3030,21 @@ impl Machine {
         for link in self.peers.values().filter_map(|p| p.link.clone()) {
             link.send(Frame::new(Kind::Demoted, 0, 0, Bytes::new(), None));
         }
+    }
+
+    /// Whether something waits on a clock that [`Machine::tick`] reads: the Primary's
+    /// demotion grace and its peers' flushes, a promotion's votes, a resync's pace and end,
+    /// writes a peer acknowledged and has not flushed (a demotion may leave some).
+    fn wants_tick(&self) -> bool {
+        self.primary
+            || self.promoting.is_some()
+            || self.pending_votes.is_some()
+            || self.volumes.values().any(|v| v.resync.is_some())
+            || self
+                .peers
+                .values()
+                .filter_map(|p| p.link.as_ref())
+                .any(|l| l.has_unflushed())
     }
 
     async fn tick(&mut self) {
