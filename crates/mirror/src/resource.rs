@@ -627,7 +627,7 @@ impl Resource {
                             return;
                         }
                     }
-                    _ = tick_wanted.changed() => {}
+                    changed = tick_wanted.changed() => if changed.is_err() { return },
                     _ = ticker_shutdown.changed() => return,
                 }
             }
