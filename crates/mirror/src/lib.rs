@@ -43,6 +43,7 @@ pub mod outdated;
 pub mod peer;
 pub mod quorum;
 pub mod resource;
+pub mod resync_watch;
 pub mod status;
 pub mod suspend;
 pub mod uring;

@@ -45,7 +45,9 @@ use crate::conflict::Reservation;
 pub use crate::outbox::Frame;
 use crate::outbox::Outbox;
 use crate::volume::VolumeEngine;
-use crate::wire::{self, FLAG_FUA, HEADER_BYTES, Hello, Kind, Range, WireError};
+use crate::wire::{
+    self, FLAG_FUA, FLAG_WRITTEN_WITHOUT, HEADER_BYTES, Hello, Kind, Range, WireError,
+};
 
 /// How long establishing a connection (connect, hello, authentication) may take.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -221,12 +223,15 @@ impl PeerLink {
     }
 
     /// Replicates a write; resolves when the peer has it on its backing store.
+    /// A replicated write; `written_without`: the Primary writes it without a diskful member
+    /// ([`FLAG_WRITTEN_WITHOUT`]).
     pub fn send_write(
         &self,
         volume: u16,
         offset: u64,
         data: Bytes,
         fua: bool,
+        written_without: bool,
     ) -> impl Future<Output = Result<(), IoError>> + Send + 'static {
         let range = Range {
             volume,
@@ -235,7 +240,12 @@ impl PeerLink {
         };
         let rx = self.request_ack(
             Kind::Write,
-            if fua { FLAG_FUA } else { 0 },
+            (if fua { FLAG_FUA } else { 0 })
+                | (if written_without {
+                    FLAG_WRITTEN_WITHOUT
+                } else {
+                    0
+                }),
             Bytes::copy_from_slice(&range.encode()),
             Some(data),
         );
@@ -714,12 +724,20 @@ async fn read_loop(mut reader: FrameReader, link: Arc<PeerLink>, handler: Arc<dy
                 };
                 // The place in line is taken now, in arrival order; the write runs on its own.
                 let reservation = volume.conflicts().reserve(range.offset, data.len() as u64);
+                let noted = volume.resync_watch().write_arrived(
+                    link.node_id(),
+                    range.offset,
+                    data.len() as u64,
+                );
                 let fua = header.flags & FLAG_FUA != 0;
+                let written_without = header.flags & FLAG_WRITTEN_WITHOUT != 0;
                 let seq = header.seq;
                 link.writes_applying.fetch_add(1, Ordering::AcqRel);
                 let answer = {
                     let link = link.clone();
+                    let volume = volume.clone();
                     Box::new(move |result: Result<(), IoError>| {
+                        volume.resync_watch().write_done(noted);
                         let frame = match result {
                             Ok(()) => Frame::new(Kind::WriteAck, 0, seq, Bytes::new(), None),
                             Err(e) => Frame::new(Kind::WriteNack, 0, seq, errno_payload(&e), None),
@@ -735,13 +753,26 @@ async fn read_loop(mut reader: FrameReader, link: Arc<PeerLink>, handler: Arc<dy
                 // from the write's completion, no task in between.
                 let (reservation, data, answer) = match reservation.now() {
                     Ok(guard) => {
-                        match volume.start_peer_write(guard, range.offset, data, fua, answer) {
+                        match volume.start_peer_write(
+                            guard,
+                            range.offset,
+                            data,
+                            fua,
+                            written_without,
+                            answer,
+                        ) {
                             Ok(()) => continue,
                             Err((guard, data, answer)) => {
                                 tokio::spawn(async move {
                                     answer(
                                         volume
-                                            .apply_peer_write(guard, range.offset, data, fua)
+                                            .apply_peer_write(
+                                                guard,
+                                                range.offset,
+                                                data,
+                                                fua,
+                                                written_without,
+                                            )
                                             .await,
                                     );
                                 });
@@ -755,7 +786,7 @@ async fn read_loop(mut reader: FrameReader, link: Arc<PeerLink>, handler: Arc<dy
                     let guard = reservation.wait().await;
                     answer(
                         volume
-                            .apply_peer_write(guard, range.offset, data, fua)
+                            .apply_peer_write(guard, range.offset, data, fua, written_without)
                             .await,
                     );
                 });

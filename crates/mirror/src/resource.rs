@@ -77,6 +77,11 @@ pub const RESYNC_WINDOW: usize = 8;
 /// (`peer::keepalive`).
 pub const TICK: Duration = Duration::from_millis(250);
 
+/// How long an Outdated member waits before it renews its link to an UpToDate peer again to
+/// resync from it ([`Machine::resync_outdated_disks`]), should the last renewal not have
+/// started a resync.
+pub const OUTDATED_RESYNC_RETRY: Duration = Duration::from_secs(5);
+
 /// How often [`Resource::wait_for`] rereads the live amounts between changes of state.
 pub const STATUS_POLL: Duration = Duration::from_millis(50);
 
@@ -151,6 +156,15 @@ pub struct PeerState {
     /// The peer's first State, when it came before the gates were held, with the answer its
     /// connection waits for if the peer is Primary ([`PeerHandler::primary_state`]).
     early_state: Option<(StateMessage, Option<oneshot::Sender<()>>)>,
+    /// A new address or disk configured for the peer while it was Primary on this link: applied,
+    /// and the link renewed, once it is no longer Primary (`Machine::renew_changed_peer`).
+    /// Leaving a Primary for a change of its own configuration would have it write without
+    /// this member and outdate a replica that missed nothing; until then the peer is what the
+    /// link says it is.
+    changed: Option<crate::config::PeerConfig>,
+    /// When this member last renewed the link so that its Outdated disk resyncs from the peer
+    /// ([`Machine::resync_outdated_disks`]).
+    renewed_to_resync: Option<Instant>,
 }
 
 impl PeerState {
@@ -170,6 +184,8 @@ impl PeerState {
             gating: false,
             gate: None,
             early_state: None,
+            changed: None,
+            renewed_to_resync: None,
         }
     }
 
@@ -1091,6 +1107,18 @@ impl Machine {
                     let moved = known.address != peer.address;
                     let disk_changed = known.diskless != peer.diskless;
                     known.node_name = peer.node_name.clone();
+                    known.changed = None;
+                    let linked = known.link.as_ref().is_some_and(|l| !l.is_closed());
+                    if (moved || disk_changed) && linked && known.primary {
+                        info!(
+                            peer = peer.node_id,
+                            moved,
+                            disk_changed,
+                            "peer changed while Primary; the link is renewed once it is Secondary"
+                        );
+                        known.changed = Some(peer.clone());
+                        continue;
+                    }
                     known.address = peer.address;
                     known.diskless = peer.diskless;
                     if (moved || disk_changed)
@@ -1431,6 +1459,7 @@ impl Machine {
             if let Some((state, recorded)) = early {
                 self.peer_state(&link, state).await;
                 self.states_recorded.extend(recorded);
+                self.resync_outdated_disks();
             }
         }
     }
@@ -1442,6 +1471,29 @@ impl Machine {
             if peer.gate.is_some() && (peer.state_seen || peer.link.is_none()) {
                 peer.gate = None;
             }
+        }
+    }
+
+    /// A peer that is no longer Primary takes the address or disk configured for it while it
+    /// was ([`PeerState::changed`]), and the link is renewed: the handshake states them.
+    fn renew_changed_peer(&mut self, node: u8) {
+        let Some(peer) = self.peers.get_mut(&node) else {
+            return;
+        };
+        if peer.primary {
+            return;
+        }
+        let Some(changed) = peer.changed.take() else {
+            return;
+        };
+        peer.address = changed.address;
+        peer.diskless = changed.diskless;
+        if let Some(link) = &peer.link {
+            info!(
+                peer = node,
+                "peer changed while Primary and is Secondary now; reconnecting"
+            );
+            link.close();
         }
     }
 
@@ -1475,7 +1527,13 @@ impl Machine {
         if !matches!(peer.connection, Connection::StandAlone(_)) {
             peer.connection = Connection::Connecting;
         }
+        // What the departed incarnation was decides what it may have missed; a change
+        // configured while it was Primary applies from its next connection.
         let diskful = !peer.diskless;
+        if let Some(changed) = peer.changed.take() {
+            peer.address = changed.address;
+            peer.diskless = changed.diskless;
+        }
         for volume in peer.volumes.values_mut() {
             volume.replication = Replication::Off;
         }
@@ -1686,6 +1744,7 @@ impl Machine {
                 }
                 self.peer_state(link, state).await;
                 self.states_recorded.extend(recorded);
+                self.resync_outdated_disks();
             }
             Err(e) => {
                 warn!(peer = node, error = %e, "malformed state; closing the connection");
@@ -1773,6 +1832,7 @@ impl Machine {
                         peer.writer = None;
                     }
                 }
+                self.renew_changed_peer(node);
             }
             Kind::OutOfSync => match wire::OutOfSync::decode(&payload) {
                 Ok(message) => self.out_of_sync_received(node, message).await,
@@ -1816,6 +1876,9 @@ impl Machine {
             peer.state_seen = true;
             first
         };
+        if !state.primary {
+            self.renew_changed_peer(node);
+        }
         let volumes = state
             .volumes
             .iter()
@@ -1995,6 +2058,7 @@ impl Machine {
                                 })
                                 .await;
                             let total = backing.out_of_sync_bytes(node);
+                            local.engine.resync_watch().begin(node);
                             local.resync = Some(Resync {
                                 source: node,
                                 source_generations: remote.generations.clone(),
@@ -2219,6 +2283,7 @@ impl Machine {
         let max_rate = self.config.options.c_max_rate_kib.saturating_mul(1024);
         for local in self.volumes.values_mut() {
             let Some(resync) = local.resync.as_mut() else {
+                local.engine.resync_watch().end();
                 continue;
             };
             if !resync.bitmap_complete {
@@ -2256,6 +2321,7 @@ impl Machine {
                 };
                 let seq = link.next_seq();
                 resync.outstanding.insert(seq, range);
+                local.engine.resync_watch().requested(seq, offset, len);
                 resync.cursor = offset + len;
                 link.send(Frame::new(
                     Kind::ResyncRequest,
@@ -2327,6 +2393,18 @@ impl Machine {
             return;
         }
         let engine = local.engine.clone();
+        if !engine.resync_watch().answered(seq) {
+            // An application write of another member touched the range since it was asked
+            // for: the reply may be older than it. The bits stay; the next round asks again.
+            debug!(
+                peer = node,
+                offset = range.offset,
+                length = range.length,
+                "resync reply older than an application write: asked again later"
+            );
+            let _ = self.events.send(Event::Tick);
+            return;
+        }
         let reservation = reservation.unwrap_or_else(|| {
             engine
                 .conflicts()
@@ -2336,7 +2414,7 @@ impl Machine {
         tokio::spawn(async move {
             let guard = reservation.wait().await;
             match engine
-                .apply_peer_write(guard, range.offset, data, false)
+                .apply_peer_write(guard, range.offset, data, false, true)
                 .await
             {
                 Ok(()) => {
@@ -3045,6 +3123,58 @@ impl Machine {
                 .values()
                 .filter_map(|p| p.link.as_ref())
                 .any(|l| l.has_unflushed())
+            || self.outdated_resync_source().is_some()
+    }
+
+    /// An UpToDate diskful peer, linked with no resync between it and this member, that an
+    /// Outdated disk of this member can resync from now: it applies no Primary's writes that
+    /// do not reach this member too (else the pass could not end UpToDate).
+    fn outdated_resync_source(&self) -> Option<u8> {
+        self.volumes
+            .values()
+            .filter(|local| local.disk == DiskState::Outdated && local.resync.is_none())
+            .find_map(|local| {
+                let number = local.engine.number;
+                self.peers
+                    .values()
+                    .filter(|peer| !peer.diskless && peer.is_connected() && peer.state_seen)
+                    .find(|peer| {
+                        peer.volumes.get(&number).is_some_and(|v| {
+                            v.replication == Replication::Established
+                                && self.peer_disk(peer, v) == DiskState::UpToDate
+                        }) && self.writer_missed_by_resync(number, peer.node_id).is_none()
+                    })
+                    .map(|peer| peer.node_id)
+            })
+    }
+
+    /// A disk outdated while it stayed linked to an UpToDate peer (a Primary wrote without
+    /// this member, which its peers kept reaching) has no handshake to decide its resync: the
+    /// link to that peer is renewed, and the handshake resyncs from the peer's bitmap. Done
+    /// once no Primary writes without this member, and at most every
+    /// [`OUTDATED_RESYNC_RETRY`] per peer.
+    fn resync_outdated_disks(&mut self) {
+        let Some(source) = self.outdated_resync_source() else {
+            return;
+        };
+        let now = Instant::now();
+        let Some(peer) = self.peers.get_mut(&source) else {
+            return;
+        };
+        if peer
+            .renewed_to_resync
+            .is_some_and(|at| now.duration_since(at) < OUTDATED_RESYNC_RETRY)
+        {
+            return;
+        }
+        peer.renewed_to_resync = Some(now);
+        if let Some(link) = &peer.link {
+            info!(
+                peer = source,
+                "this member's disk is Outdated and the peer is UpToDate: reconnecting to resync from it"
+            );
+            link.close();
+        }
     }
 
     async fn tick(&mut self) {
@@ -3077,6 +3207,7 @@ impl Machine {
         }
         self.drive_resyncs();
         self.finish_resyncs().await;
+        self.resync_outdated_disks();
     }
 
     async fn go_down(&mut self) {

@@ -53,7 +53,10 @@ pub struct IoView {
     pub confirm_first: bool,
     /// Diskful peers a diskless Primary writes without (it announced them Outdated). Having no
     /// disk, the Primary has no bitmap to record what they miss: this member records it in its
-    /// own, for every write it receives, so that they are resynced from here when they are back.
+    /// own, for every write it receives flagged as written without a member
+    /// ([`crate::wire::FLAG_WRITTEN_WITHOUT`]), so that they are resynced from here when they
+    /// are back. A write that failed toward a member is reported by the Primary itself (an
+    /// `OutOfSync` toward it, before the write completes).
     pub missed_by: Vec<u8>,
 }
 
@@ -131,6 +134,8 @@ pub struct VolumeEngine {
     /// bitmap it sends are not changed by a write that still sees the peer as absent.
     gate: Arc<tokio::sync::RwLock<()>>,
     usage: Usage,
+    /// Which resync replies an application write made old ([`crate::resync_watch`]).
+    resync_watch: crate::resync_watch::ResyncWatch,
 }
 
 /// What auto-demotion needs to know beyond the sessions: when a frontend last wrote, and
@@ -170,6 +175,7 @@ impl VolumeEngine {
             control,
             sessions: AtomicUsize::new(0),
             usage: Usage::default(),
+            resync_watch: Default::default(),
             gate: Arc::new(tokio::sync::RwLock::new(())),
         }
     }
@@ -182,6 +188,10 @@ impl VolumeEngine {
 
     pub fn backing(&self) -> Option<&Arc<Backing>> {
         self.backing.as_ref()
+    }
+
+    pub fn resync_watch(&self) -> &crate::resync_watch::ResyncWatch {
+        &self.resync_watch
     }
 
     pub fn conflicts(&self) -> &ConflictSet {
@@ -312,7 +322,13 @@ impl VolumeEngine {
             .targets
             .iter()
             .map(|peer| {
-                let reply = peer.send_write(self.number, offset, data.clone(), fua);
+                let reply = peer.send_write(
+                    self.number,
+                    offset,
+                    data.clone(),
+                    fua,
+                    !view.absent.is_empty(),
+                );
                 (peer.clone(), reply)
             })
             .collect();
@@ -335,10 +351,13 @@ impl VolumeEngine {
         }
         let mut replicated = 0usize;
         let mut missed = crate::gi::NodeMask::EMPTY;
+        let mut took = Vec::new();
+        let mut failed_toward = Vec::new();
         for (peer, outcome) in remote {
             match outcome {
                 Ok(()) => {
                     replicated += 1;
+                    took.push(peer.clone());
                     if !fua {
                         peer.note_acknowledged(AcknowledgedWrite {
                             volume: self.number,
@@ -355,6 +374,7 @@ impl VolumeEngine {
                     }
                     if let Ok(node) = crate::gi::NodeId::new(u32::from(peer.node_id())) {
                         missed.insert(node);
+                        failed_toward.push(peer.node_id());
                     }
                 }
             }
@@ -365,6 +385,31 @@ impl VolumeEngine {
             return Err(IoError::Io(
                 "no diskful peer took the write (all disconnected)".to_string(),
             ));
+        }
+        if !missed.is_empty() && self.backing.is_none() {
+            // A diskless member keeps no bitmap: the disks that took the write record that
+            // the peers it missed lack it, or a disk that stayed linked to them would resync
+            // them by bitmap without it. Sent before the write completes, on the links the
+            // write went out on.
+            for toward in &failed_toward {
+                let message = crate::wire::OutOfSync {
+                    range: crate::wire::Range {
+                        volume: self.number,
+                        offset,
+                        length: len as u32,
+                    },
+                    toward: Some(*toward),
+                };
+                for link in &took {
+                    link.send(crate::peer::Frame::new(
+                        crate::wire::Kind::OutOfSync,
+                        0,
+                        0,
+                        Bytes::copy_from_slice(&message.encode()),
+                        None,
+                    ));
+                }
+            }
         }
         if !missed.is_empty() {
             // A peer dropped while the write was in flight. The write may complete only if
@@ -388,20 +433,27 @@ impl VolumeEngine {
     }
 
     /// A write replicated from the Primary (or resync data), applied here in arrival order:
-    /// the caller acquired the range in the order the frames arrived.
+    /// the caller acquired the range in the order the frames arrived. `written_without`: the
+    /// Primary writes it without a diskful member ([`crate::wire::FLAG_WRITTEN_WITHOUT`]; resync
+    /// data passes `true`, as it did before the flag, which records conservatively).
     pub async fn apply_peer_write(
         &self,
         range: crate::conflict::RangeGuard,
         offset: u64,
         data: Bytes,
         fua: bool,
+        written_without: bool,
     ) -> Result<(), IoError> {
         let _range = range;
         let len = data.len() as u64;
         check_range(self.usable, offset, len)?;
         match &self.backing {
             Some(backing) => {
-                let missed_by = self.view().missed_by.clone();
+                let missed_by = if written_without {
+                    self.view().missed_by.clone()
+                } else {
+                    Vec::new()
+                };
                 if !missed_by.is_empty() {
                     self.record_missed(backing, &missed_by, offset, len).await?;
                 }
@@ -445,12 +497,13 @@ impl VolumeEngine {
         offset: u64,
         data: Bytes,
         fua: bool,
+        written_without: bool,
         then: WriteCompletion,
     ) -> Result<(), PeerWrite> {
         let Some(backing) = self.backing.as_ref().filter(|b| b.has_ring()) else {
             return Err((range, data, then));
         };
-        if !self.view().missed_by.is_empty() {
+        if written_without && !self.view().missed_by.is_empty() {
             // Recording what a diskless Primary's absent peers miss may start a generation:
             // that waits for a superblock write, so not here.
             return Err((range, data, then));

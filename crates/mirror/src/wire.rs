@@ -19,7 +19,7 @@ use crate::gi::{GenerationSet, GiFlags, HISTORY_UUIDS, MAX_NODES, Uuid};
 pub const MAGIC: u32 = u32::from_le_bytes(*b"FMIR");
 
 /// The protocol version this build speaks. Bump on any change to the frames below.
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// The size of every frame header.
 pub const HEADER_BYTES: usize = 24;
@@ -32,6 +32,14 @@ pub const MAX_CONTROL_BYTES: u32 = 1 << 20;
 
 /// Header flag: the write must be on stable storage when acknowledged.
 pub const FLAG_FUA: u32 = 1;
+
+/// Header flag of a write: the Primary writes it without at least one diskful member (one it
+/// outdated first). A disk receiving such a write from a diskless Primary records it out of
+/// sync toward the members it holds Outdated; a write without the flag reached every member
+/// the Primary replicates to, and is not recorded (since version 4: before, every write of a
+/// diskless Primary was, and a member resynced while the Primary already reached it again was
+/// left with bits set for writes it had).
+pub const FLAG_WRITTEN_WITHOUT: u32 = 2;
 
 /// A decoded frame header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -726,3 +726,65 @@ async fn writes_a_peer_acknowledged_but_never_flushed_are_resynced_to_it() {
     b.down().await;
     a.down().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_whose_disk_is_toggled_keeps_its_peers_until_it_restarts() {
+    // `resource toggle-disk` on a diskless Primary reaches every member at about the same
+    // time. The member itself restarts only once its device is released; were its peers to
+    // drop their links to it at once, the Primary would write (or only have writes
+    // unflushed) without them and outdate a replica that never missed anything.
+    let cluster = Cluster::new(2, 1);
+    let (a, b, c) = two_disks_and_a_diskless_member(&cluster).await;
+    let volume = c.volumes()[&0].clone();
+    ferrite_block::Volume::opened(volume.as_ref());
+    let first = pattern(41, 128 << 10);
+    volume.write(0, first.clone(), false).await.unwrap();
+    wait(&c, "c is Primary", |s| s.role == "Primary").await;
+
+    // The peers learn that c gets a disk while c is still Primary and in use.
+    for (resource, node_id) in [(&a, 0u8), (&b, 1u8)] {
+        let mut config = cluster.config(node_id);
+        for peer in &mut config.peers {
+            if peer.node_id == 2 {
+                peer.diskless = false;
+            }
+        }
+        resource.adjust(config).await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let second = pattern(42, 128 << 10);
+    volume.write(4 << 20, second.clone(), true).await.unwrap();
+    let status = c.status();
+    assert!(
+        status.peers.iter().all(|p| p.connection == "Connected"),
+        "the Primary kept both peers: {status:#?}"
+    );
+    for (name, resource) in [("a", &a), ("b", &b)] {
+        let status = resource.status();
+        assert_eq!(
+            status.volumes[0].disk, "UpToDate",
+            "{name} missed nothing and is not Outdated: {status:#?}"
+        );
+    }
+    ferrite_block::Volume::closed(volume.as_ref());
+    wait(&c, "c demoted", |s| s.role == "Secondary").await;
+    c.down().await;
+    for (name, resource) in [("a", &a), ("b", &b)] {
+        wait(resource, "c gone", |s| {
+            s.peers
+                .iter()
+                .all(|p| p.node_id != 2 || p.connection != "Connected")
+        })
+        .await;
+        let status = resource.status();
+        assert_eq!(
+            status.volumes[0].disk, "UpToDate",
+            "{name} is UpToDate after the Primary left: {status:#?}"
+        );
+    }
+    assert_eq!(&cluster.on_disk(0, 4 << 20, second.len())[..], &second[..]);
+    assert_eq!(&cluster.on_disk(1, 4 << 20, second.len())[..], &second[..]);
+    for r in [&a, &b] {
+        r.down().await;
+    }
+}

@@ -434,6 +434,53 @@ async fn a_cut_between_the_disks_leaves_one_primary_and_one_history() {
     }
 }
 
+/// Two disks and a diskless Primary. The link between the Primary and node1 is cut, while
+/// node1 still reaches node0: the Primary outdates node1 and writes on with node0, which
+/// records what node1 misses. node1 stays linked to node0 throughout, so no handshake between
+/// them decides a resync on its own; when the cut heals, node1 must get every write it missed
+/// and end UpToDate, not stay Outdated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_cut_off_from_a_diskless_primary_only_is_resynced_when_the_cut_heals() {
+    let test = "a_disk_cut_off_from_a_diskless_primary_only_is_resynced_when_the_cut_heals";
+    let fabric = match Fabric::new(3) {
+        Ok(fabric) => fabric,
+        Err(reason) => return skip(test, &reason),
+    };
+    let layout = Layout::new(fabric.members(2), USABLE);
+    let mut nodes = layout.prepare();
+    start_in_sync(&mut nodes).await;
+    let log = AckLog::new();
+    let writer = Writer::start(&nodes[2].nbd_socket(), log.clone(), 2, DEPTH, BLOCKS).await;
+    wait_acks(&log, 0, 300, SETTLE).await;
+
+    fabric.set_link(2, 1, false);
+    nodes[1]
+        .wait("node1 is Outdated, still linked to node0", SETTLE, |s| {
+            s.volumes[0].disk == "Outdated" && peer(s, 0).connection == "Connected"
+        })
+        .await;
+    let acked = log.acked_count();
+    wait_acks(&log, acked, 300, SETTLE).await;
+
+    fabric.set_link(2, 1, true);
+    nodes[1]
+        .wait("node1 resynced, linked to both", SETTLE, |s| {
+            s.volumes[0].disk == "UpToDate"
+                && [0, 2].iter().all(|p| peer(s, *p).connection == "Connected")
+        })
+        .await;
+    let report = writer.stop().await;
+    assert_eq!(report.failed, 0, "{report:?}");
+    for node in &nodes[..2] {
+        assert_data(&log, node, "after the cut healed").await;
+    }
+    for node in &nodes {
+        node.wait("healed and in sync", SETTLE, |s| all_in_sync(s, 2))
+            .await;
+        assert!(no_split_brain(&node.status().await.unwrap()));
+    }
+}
+
 /// Three disks. node2 is killed while node0 writes; it comes back able to reach node1 only
 /// (the link to node0 is cut) and resyncs from that Secondary while node0 goes on writing. The
 /// writes node1 applies after the resync has passed their blocks never reach node2, so the
