@@ -14,11 +14,13 @@
 //! its bits stay set and the block is asked for again in the resync's next round, when the
 //! source has the write too.
 //!
-//! Not covered: a write that completed on the target before the request was sent while it had
-//! not yet reached the source (its link slower than the target's apply and the request's trip).
-//! DRBD closes it by having the Primary's writes clear the target's bits for the blocks they
-//! cover; here that would leave the source's bits for those blocks set, and is to come with the
-//! source learning of them.
+//! A write that completed on the target before a request was sent may not have reached the
+//! source yet (its link slower than the target's apply and the request's trip); the request
+//! would not be touched. So a completed application write clears the target's bits toward the
+//! source for the blocks it covers whole, as DRBD's writes to a sync target do: those blocks
+//! are current here and are not asked for (the source clears every bit toward the target when
+//! the target reports the resync done). A block a write covers only in part stays exposed to
+//! that narrow race.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -50,8 +52,9 @@ struct Watched {
     /// The resync's source: its own writes are ordered with its replies on one link.
     source: u8,
     next_write: u64,
-    /// Application writes of other members, arrived and not completed.
-    writes: Vec<(u64, Span)>,
+    /// Application writes of other members, arrived and not completed: id, blocks touched,
+    /// and the exact range.
+    writes: Vec<(u64, Span, (u64, u64))>,
     /// Resync requests sent and not answered: sequence number, range, touched.
     requests: Vec<(u64, Span, bool)>,
 }
@@ -111,27 +114,29 @@ impl ResyncWatch {
         watched.touch(span);
         let id = watched.next_write;
         watched.next_write += 1;
-        watched.writes.push((id, span));
+        watched.writes.push((id, span, (offset, len)));
         NotedWrite(Some(id))
     }
 
-    /// The write `noted` completed (or failed).
-    pub fn write_done(&self, noted: NotedWrite) {
+    /// The write `noted` completed (or failed). Returns, for a write noted during a resync, the
+    /// source and the write's range: the caller clears the bits toward the source that the
+    /// write covers whole, if it succeeded.
+    pub fn write_done(&self, noted: NotedWrite) -> Option<(u8, u64, u64)> {
         let NotedWrite(Some(id)) = noted else {
-            return;
+            return None;
         };
         let mut watched = self.watched();
-        if let Some(at) = watched.writes.iter().position(|(w, _)| *w == id) {
-            let (_, span) = watched.writes.swap_remove(at);
-            watched.touch(span);
-        }
+        let at = watched.writes.iter().position(|(w, _, _)| *w == id)?;
+        let (_, span, (offset, len)) = watched.writes.swap_remove(at);
+        watched.touch(span);
+        Some((watched.source, offset, len))
     }
 
     /// A resync request `seq` for the range is sent.
     pub fn requested(&self, seq: u64, offset: u64, len: u64) {
         let mut watched = self.watched();
         let span = Span::new(offset, len);
-        let touched = watched.writes.iter().any(|(_, w)| w.overlaps(&span));
+        let touched = watched.writes.iter().any(|(_, w, _)| w.overlaps(&span));
         watched.requests.push((seq, span, touched));
     }
 
@@ -164,7 +169,7 @@ mod tests {
         let watch = watch();
         watch.requested(1, 0, 1 << 20);
         let write = watch.write_arrived(PRIMARY, 2 << 20, 4096);
-        watch.write_done(write);
+        assert_eq!(watch.write_done(write), Some((SOURCE, 2 << 20, 4096)));
         assert!(watch.answered(1));
     }
 

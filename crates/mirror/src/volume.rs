@@ -194,6 +194,18 @@ impl VolumeEngine {
         &self.resync_watch
     }
 
+    /// A replicated write noted by the resync watch completed: on success, the blocks it
+    /// covers whole are current here and leave this member's bitmap toward the resync source
+    /// ([`crate::resync_watch`]).
+    pub fn peer_write_done(&self, noted: crate::resync_watch::NotedWrite, succeeded: bool) {
+        let Some((source, offset, len)) = self.resync_watch.write_done(noted) else {
+            return;
+        };
+        if succeeded && let Some(backing) = &self.backing {
+            backing.mark_in_sync(source, offset, len);
+        }
+    }
+
     pub fn conflicts(&self) -> &ConflictSet {
         &self.conflicts
     }
