@@ -79,8 +79,10 @@ pub const TICK: Duration = Duration::from_millis(250);
 
 /// How long an Outdated member waits before it renews its link to an UpToDate peer again to
 /// resync from it ([`Machine::resync_outdated_disks`]), should the last renewal not have
-/// started a resync.
+/// started a resync; the wait doubles with every renewal, up to [`OUTDATED_RESYNC_RETRY_MAX`],
+/// until the disk is no longer Outdated.
 pub const OUTDATED_RESYNC_RETRY: Duration = Duration::from_secs(5);
+pub const OUTDATED_RESYNC_RETRY_MAX: Duration = Duration::from_secs(300);
 
 /// How often [`Resource::wait_for`] rereads the live amounts between changes of state.
 pub const STATUS_POLL: Duration = Duration::from_millis(50);
@@ -163,8 +165,8 @@ pub struct PeerState {
     /// link says it is.
     changed: Option<crate::config::PeerConfig>,
     /// When this member last renewed the link so that its Outdated disk resyncs from the peer
-    /// ([`Machine::resync_outdated_disks`]).
-    renewed_to_resync: Option<Instant>,
+    /// ([`Machine::resync_outdated_disks`]), and how long it waits before the next renewal.
+    renewed_to_resync: Option<(Instant, Duration)>,
 }
 
 impl PeerState {
@@ -3151,9 +3153,20 @@ impl Machine {
     /// A disk outdated while it stayed linked to an UpToDate peer (a Primary wrote without
     /// this member, which its peers kept reaching) has no handshake to decide its resync: the
     /// link to that peer is renewed, and the handshake resyncs from the peer's bitmap. Done
-    /// once no Primary writes without this member, and at most every
-    /// [`OUTDATED_RESYNC_RETRY`] per peer.
+    /// once no Primary writes without this member; again after [`OUTDATED_RESYNC_RETRY`],
+    /// doubling, should a handshake not start a resync (a peer that holds this member Outdated
+    /// on the same generation: safe, and left to the operator if it lasts).
     fn resync_outdated_disks(&mut self) {
+        if self
+            .volumes
+            .values()
+            .all(|local| local.disk != DiskState::Outdated)
+        {
+            for peer in self.peers.values_mut() {
+                peer.renewed_to_resync = None;
+            }
+            return;
+        }
         let Some(source) = self.outdated_resync_source() else {
             return;
         };
@@ -3161,16 +3174,16 @@ impl Machine {
         let Some(peer) = self.peers.get_mut(&source) else {
             return;
         };
-        if peer
-            .renewed_to_resync
-            .is_some_and(|at| now.duration_since(at) < OUTDATED_RESYNC_RETRY)
-        {
-            return;
-        }
-        peer.renewed_to_resync = Some(now);
+        let wait = match peer.renewed_to_resync {
+            Some((at, wait)) if now.duration_since(at) < wait => return,
+            Some((_, wait)) => (wait * 2).min(OUTDATED_RESYNC_RETRY_MAX),
+            None => OUTDATED_RESYNC_RETRY,
+        };
+        peer.renewed_to_resync = Some((now, wait));
         if let Some(link) = &peer.link {
             info!(
                 peer = source,
+                next_after = ?wait,
                 "this member's disk is Outdated and the peer is UpToDate: reconnecting to resync from it"
             );
             link.close();
