@@ -27,6 +27,7 @@
 #   KEEP=1 scripts/bench-mirror.sh              # keep the files, logs and fio's JSON
 #   FIO_ONLY=1 JOBS=seqread scripts/bench-mirror.sh              # only the jobs matching a regex
 #   MIRRORD_ARGS='--worker-threads 2' scripts/bench-mirror.sh     # extra `ferrite-mirrord run` flags
+#   IDLE_ONLY=1 IDLE_VOLUMES=200 scripts/bench-mirror.sh          # only the idle measurement
 #
 # BENCH_DIR (default target/bench-mirror) holds the files; CARGO_TARGET_DIR is honoured. Needs
 # fio, nbdkit and python3 (scripts/setup.sh installs them). Every process it starts is stopped by
@@ -128,6 +129,64 @@ sys.exit(0 if ok else 1)' "$3"; then
     done
     log "$2 in $1 did not come up:"; cat "$1.log" >&2; exit 1
 }
+
+# measure_idle: two daemons with IDLE_VOLUMES idle replicated volumes; one daemon's memory and
+# CPU over 10 s, written to idle.txt.
+measure_idle() {
+    idle_volumes=${IDLE_VOLUMES:-100}
+    log "idle: two daemons with $idle_volumes idle replicated 1 GiB volumes"
+    idle_dir=$bench_dir/idle
+    mkdir -p "$idle_dir/files"
+    # Every port chosen before any daemon binds one: a port the kernel hands out twice would
+    # give two resources one address.
+    declare -A idle_ports=()
+    unique_port() { # sets $picked (not a subshell: the set of ports taken must persist)
+        picked=$(free_port)
+        while [ -n "${idle_ports[$picked]:-}" ]; do picked=$(free_port); done
+        idle_ports[$picked]=1
+    }
+    for i in $(seq "$idle_volumes"); do
+        unique_port
+        port_a=$picked
+        unique_port
+        port_b=$picked
+        for side in a b; do
+            truncate -s $(((1024 + metadata_mib) * 1024 * 1024)) "$idle_dir/files/v$i$side.img"
+        done
+        USABLE_BYTES=$((1024 * 1024 * 1024)) resource_file "$idle_dir/a" "idle$i" 0 "$port_a" \
+            "$idle_dir/files/v${i}a.img" 1 "$port_b"
+        USABLE_BYTES=$((1024 * 1024 * 1024)) resource_file "$idle_dir/b" "idle$i" 1 "$port_b" \
+            "$idle_dir/files/v${i}b.img" 0 "$port_a"
+    done
+    for side in a b; do
+        "$mirrord" --state-dir "$idle_dir/$side" run --no-block-devices --log warn \
+            >"$idle_dir/$side.log" 2>&1 &
+        pids+=($!)
+    done
+    idle_pid=${pids[-2]}
+    for i in $(seq "$idle_volumes"); do wait_in_sync "$idle_dir/a" "idle$i" 1 600; done
+    sleep 10
+    {
+        grep -E '^(VmRSS|VmHWM|Threads)' "/proc/$idle_pid/status" | tr -s ' \t' ' ' | tr '\n' ' '
+        echo "CPU over 10 s idle: $(python3 - "$idle_pid" <<'EOF2'
+import os, sys, time
+pid = sys.argv[1]
+def ticks():
+    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])
+t0 = ticks(); time.sleep(10); t1 = ticks()
+print(f"{(t1 - t0) / os.sysconf('SC_CLK_TCK') / 10 * 100:.1f} % of a core")
+EOF2
+)"
+    } >"$bench_dir/idle.txt"
+}
+
+if [ -n "${IDLE_ONLY:-}" ]; then
+    measure_idle
+    echo "$(nproc) CPUs; load average: $(cut -d' ' -f1-3 /proc/loadavg)"
+    echo "idle daemon: $(cat "$bench_dir/idle.txt")"
+    exit 0
+fi
 
 log "files: ${size_mib} MiB each in $bench_dir (prefilled)"
 prepare_file "$bench_dir/baseline.img" 0
@@ -265,42 +324,7 @@ EOF2
         restart_m2b
         wait_in_sync "$bench_dir/m2a" r2 1 600
     done
-    idle_volumes=${IDLE_VOLUMES:-100}
-    log "idle: two daemons with $idle_volumes idle replicated 1 GiB volumes"
-    idle_dir=$bench_dir/idle
-    mkdir -p "$idle_dir/files"
-    for i in $(seq "$idle_volumes"); do
-        port_a=$(free_port)
-        port_b=$(free_port)
-        for side in a b; do
-            truncate -s $(((1024 + metadata_mib) * 1024 * 1024)) "$idle_dir/files/v$i$side.img"
-        done
-        USABLE_BYTES=$((1024 * 1024 * 1024)) resource_file "$idle_dir/a" "idle$i" 0 "$port_a" \
-            "$idle_dir/files/v${i}a.img" 1 "$port_b"
-        USABLE_BYTES=$((1024 * 1024 * 1024)) resource_file "$idle_dir/b" "idle$i" 1 "$port_b" \
-            "$idle_dir/files/v${i}b.img" 0 "$port_a"
-    done
-    for side in a b; do
-        "$mirrord" --state-dir "$idle_dir/$side" run --no-block-devices --log warn \
-            >"$idle_dir/$side.log" 2>&1 &
-        pids+=($!)
-    done
-    idle_pid=${pids[-2]}
-    for i in $(seq "$idle_volumes"); do wait_in_sync "$idle_dir/a" "idle$i" 1 600; done
-    sleep 10
-    {
-        grep -E '^(VmRSS|VmHWM|Threads)' "/proc/$idle_pid/status" | tr -s ' \t' ' ' | tr '\n' ' '
-        echo "CPU over 10 s idle: $(python3 - "$idle_pid" <<'EOF2'
-import os, sys, time
-pid = sys.argv[1]
-def ticks():
-    fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])
-t0 = ticks(); time.sleep(10); t1 = ticks()
-print(f"{(t1 - t0) / os.sysconf('SC_CLK_TCK') / 10 * 100:.1f} % of a core")
-EOF2
-)"
-    } >"$bench_dir/idle.txt"
+    measure_idle
 fi
 
 echo "$(nproc) CPUs; load average before the runs: $load_before, after: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -5,6 +5,7 @@
 //! knowing how it is kept up to date. The satellite links (`satellites`) write it as reports
 //! arrive; it is not part of the persisted graph.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use ferrite_proto::{
@@ -29,7 +30,7 @@ pub struct NodeRuntime {
     /// Keyed by the pool's upper-cased name.
     pub pools: HashMap<String, PoolReport>,
     /// Keyed by the resource's upper-cased name, then the volume number.
-    pub volumes: HashMap<String, VecMap<u16, VolumeReport>>,
+    pub volumes: HashMap<String, VecMap<u16, ReportedVolume>>,
     /// What the replication engine reports of each replicated resource (role, in use, disk
     /// and peer states), keyed by the resource's upper-cased name.
     pub replication: HashMap<String, ReplicationReport>,
@@ -50,6 +51,54 @@ pub struct NodeRuntime {
     pub deleted_snapshots: Vec<ferrite_proto::DeletedSnapshot>,
     /// The resources whose writes the node holds for a snapshot's cut, with the holds' ids.
     pub io_suspended: Vec<ferrite_proto::HeldIo>,
+}
+
+/// One volume as its node reported it, kept as small as the controller can keep it: there is
+/// one per replica (200,000 at 100,000 definitions of two). The resource's name is the key it
+/// is kept under, and a disk state of DRBD's vocabulary is shared, not copied.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportedVolume {
+    /// The block device, e.g. `/dev/loop3` or `/dev/vg/r_00000`.
+    pub device_path: Option<Box<str>>,
+    pub allocated_size_kib: Option<u64>,
+    pub usable_size_kib: Option<u64>,
+    /// DRBD's vocabulary: UpToDate, Diskless, Failed, ...
+    pub disk_state: Cow<'static, str>,
+    /// Why the volume is not as desired, if it is not.
+    pub error: Option<Box<str>>,
+}
+
+/// The disk states a satellite reports, kept once each; another word is kept as reported.
+const DISK_STATES: &[&str] = &[
+    "UpToDate",
+    "Diskless",
+    "Failed",
+    "Unknown",
+    "Outdated",
+    "Inconsistent",
+    "Consistent",
+    "DUnknown",
+    "Negotiating",
+    "Attaching",
+    "Detaching",
+    "Created",
+    "Missing",
+];
+
+impl From<VolumeReport> for ReportedVolume {
+    fn from(report: VolumeReport) -> ReportedVolume {
+        let disk_state = match DISK_STATES.iter().find(|s| **s == report.disk_state) {
+            Some(known) => Cow::Borrowed(*known),
+            None => Cow::Owned(report.disk_state),
+        };
+        ReportedVolume {
+            device_path: report.device_path.map(String::into_boxed_str),
+            allocated_size_kib: report.allocated_size_kib,
+            usable_size_kib: report.usable_size_kib,
+            disk_state,
+            error: report.error.map(String::into_boxed_str),
+        }
+    }
 }
 
 impl Default for NodeRuntime {
@@ -103,10 +152,12 @@ impl NodeRuntime {
             }
         }
         for volume in report.volumes {
+            let key = volume.resource.to_ascii_uppercase();
+            let number = volume.volume_number;
             self.volumes
-                .entry(volume.resource.to_ascii_uppercase())
+                .entry(key)
                 .or_default()
-                .insert(volume.volume_number, volume);
+                .insert(number, ReportedVolume::from(volume));
         }
         for replicated in report.replication {
             self.replication
@@ -198,5 +249,39 @@ impl NodeRuntime {
     /// Whether what it reports can be trusted as current: connected and taking its state.
     pub fn is_online(&self) -> bool {
         self.status == ConnectionStatus::Online
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(disk_state: &str, error: Option<&str>) -> VolumeReport {
+        VolumeReport {
+            resource: "web".to_string(),
+            volume_number: 0,
+            device_path: Some("/dev/loop3".to_string()),
+            allocated_size_kib: Some(0),
+            usable_size_kib: Some(4096),
+            disk_state: disk_state.to_string(),
+            error: error.map(str::to_string),
+        }
+    }
+
+    #[test]
+    fn a_volume_is_kept_as_reported() {
+        let kept = ReportedVolume::from(report("UpToDate", None));
+        assert!(matches!(kept.disk_state, Cow::Borrowed("UpToDate")));
+        assert_eq!(kept.device_path.as_deref(), Some("/dev/loop3"));
+        assert_eq!(
+            (kept.allocated_size_kib, kept.usable_size_kib),
+            (Some(0), Some(4096))
+        );
+        assert_eq!(kept.error, None);
+
+        // A word outside the known ones, and an error, are kept as they came.
+        let odd = ReportedVolume::from(report("Sideways", Some("lost")));
+        assert!(matches!(odd.disk_state, Cow::Owned(ref s) if s == "Sideways"));
+        assert_eq!(odd.error.as_deref(), Some("lost"));
     }
 }

@@ -266,6 +266,12 @@ impl PeerLink {
 
     /// Whether a flush of the peer is due: acknowledged writes older than
     /// [`PEER_FLUSH_INTERVAL`], or more than [`PEER_FLUSH_BYTES`] of them.
+    /// Whether writes it acknowledged wait for a flush.
+    pub fn has_unflushed(&self) -> bool {
+        let unflushed = self.unflushed();
+        !unflushed.open.is_empty() || !unflushed.flushing.is_empty()
+    }
+
     pub fn flush_due(&self, now: std::time::Instant) -> bool {
         let unflushed = self.unflushed();
         unflushed.open_bytes >= PEER_FLUSH_BYTES

@@ -71,8 +71,10 @@ pub const RESYNC_REQUEST_BYTES: u64 = 1 << 20;
 pub const RESYNC_WINDOW: usize = 8;
 
 /// How often the state machine looks at its clocks: a promotion's deadline, the demotion's
-/// grace, the peers' flushes, a resync's pace. Liveness is not among them: each connection keeps
-/// its own (`peer::keepalive`).
+/// grace, the peers' flushes, a resync's pace. Only while one of them runs
+/// ([`Machine::wants_tick`]): an idle Secondary, what most resources of a node are, does not
+/// wake up at all. Liveness is not among them: each connection keeps its own
+/// (`peer::keepalive`).
 pub const TICK: Duration = Duration::from_millis(250);
 
 /// How often [`Resource::wait_for`] rereads the live amounts between changes of state.
@@ -134,6 +136,8 @@ pub struct PeerState {
     pub link: Option<Arc<PeerLink>>,
     pub connection: Connection,
     pub primary: bool,
+    /// Whose writes the peer applies, as its last State said ([`StateMessage::writer`]).
+    pub writer: Option<u8>,
     pub volumes: BTreeMap<u16, PeerVolume>,
     /// Whether its first State arrived on this connection.
     pub state_seen: bool,
@@ -147,6 +151,32 @@ pub struct PeerState {
     /// The peer's first State, when it came before the gates were held, with the answer its
     /// connection waits for if the peer is Primary ([`PeerHandler::primary_state`]).
     early_state: Option<(StateMessage, Option<oneshot::Sender<()>>)>,
+}
+
+impl PeerState {
+    /// A configured peer, not connected yet.
+    fn new(peer: &crate::config::PeerConfig) -> PeerState {
+        PeerState {
+            node_name: peer.node_name.clone(),
+            node_id: peer.node_id,
+            address: peer.address,
+            diskless: peer.diskless,
+            link: None,
+            connection: Connection::Connecting,
+            primary: false,
+            writer: None,
+            volumes: BTreeMap::new(),
+            state_seen: false,
+            gating: false,
+            gate: None,
+            early_state: None,
+        }
+    }
+
+    /// Connected, and its State on this connection seen.
+    fn is_connected(&self) -> bool {
+        self.state_seen && self.link.as_ref().is_some_and(|l| !l.is_closed())
+    }
 }
 
 /// A resync this member receives (it is the target).
@@ -170,6 +200,14 @@ struct Resync {
     /// `c-max-rate`, what bounds the next request.
     started: Instant,
     requested: u64,
+    /// While it ran, the source applied the writes of a Primary that did not send them here
+    /// (see [`Machine::check_resync_writers`]): what the source sent of a block may be older
+    /// than what it holds now, so the end of this pass does not make the disk UpToDate.
+    tainted: bool,
+    /// Every block arrived, but this Primary still writes without this member: the resync
+    /// waits (logged once, shown in the status) for that Primary's own resync or for it to
+    /// stop writing.
+    held_by: Option<u8>,
 }
 
 /// This member's volume.
@@ -525,25 +563,7 @@ impl Resource {
         let peers = config
             .peers
             .iter()
-            .map(|p| {
-                (
-                    p.node_id,
-                    PeerState {
-                        node_name: p.node_name.clone(),
-                        node_id: p.node_id,
-                        address: p.address,
-                        diskless: p.diskless,
-                        link: None,
-                        connection: Connection::Connecting,
-                        primary: false,
-                        volumes: BTreeMap::new(),
-                        state_seen: false,
-                        gating: false,
-                        gate: None,
-                        early_state: None,
-                    },
-                )
-            })
+            .map(|p| (p.node_id, PeerState::new(p)))
             .collect();
         let (shutdown_tx, shutdown) = watch::channel(false);
         let resource_membership = membership_rx.clone();
@@ -569,6 +589,8 @@ impl Resource {
             states_recorded: Vec::new(),
             outdated_members,
             outdated_file: outdated,
+            announced_writer: None,
+            tick_wanted: watch::channel(false).0,
         };
         let (status_tx, status) = watch::channel(machine.snapshot());
         machine.status = Some(status_tx);
@@ -586,15 +608,26 @@ impl Resource {
         machine.start_dialling();
         let ticker = events.clone();
         let mut ticker_shutdown = shutdown.clone();
+        let mut tick_wanted = machine.tick_wanted.subscribe();
         tokio::spawn(async move {
             let mut interval = tokio::time::interval(TICK);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
+                if !*tick_wanted.borrow_and_update() {
+                    tokio::select! {
+                        changed = tick_wanted.changed() => if changed.is_err() { return },
+                        _ = ticker_shutdown.changed() => return,
+                    }
+                    interval.reset();
+                    continue;
+                }
                 tokio::select! {
                     _ = interval.tick() => {
                         if ticker.send(Event::Tick).is_err() {
                             return;
                         }
                     }
+                    changed = tick_wanted.changed() => if changed.is_err() { return },
                     _ = ticker_shutdown.changed() => return,
                 }
             }
@@ -902,6 +935,11 @@ struct Machine {
     outdated_members: OutdatedMembers,
     /// Where `outdated_members` is kept across restarts.
     outdated_file: OutdatedFile,
+    /// The writer the peers were last told of ([`Machine::writer`]): a change is sent to
+    /// them at once, since a resync target decides by it whether its resync may end.
+    announced_writer: Option<u8>,
+    /// Whether the ticker sends [`Event::Tick`]s ([`Machine::wants_tick`]).
+    tick_wanted: watch::Sender<bool>,
 }
 
 /// A round that outdates the diskful peers a Primary is about to write without (it lost them,
@@ -1068,23 +1106,7 @@ impl Machine {
                 }
                 None => {
                     info!(peer = peer.node_id, name = %peer.node_name, "peer joined the resource");
-                    self.peers.insert(
-                        peer.node_id,
-                        PeerState {
-                            node_name: peer.node_name.clone(),
-                            node_id: peer.node_id,
-                            address: peer.address,
-                            diskless: peer.diskless,
-                            link: None,
-                            connection: Connection::Connecting,
-                            primary: false,
-                            volumes: BTreeMap::new(),
-                            state_seen: false,
-                            gating: false,
-                            gate: None,
-                            early_state: None,
-                        },
-                    );
+                    self.peers.insert(peer.node_id, PeerState::new(peer));
                 }
             }
         }
@@ -1117,6 +1139,9 @@ impl Machine {
             self.handle(event).await;
             self.start_initial_full_sync().await;
             self.publish();
+            let wanted = self.wants_tick();
+            self.tick_wanted
+                .send_if_modified(|w| std::mem::replace(w, wanted) != wanted);
             for recorded in self.states_recorded.drain(..) {
                 let _ = recorded.send(());
             }
@@ -1443,6 +1468,7 @@ impl Machine {
         let unflushed = link.take_unflushed();
         peer.link = None;
         peer.primary = false;
+        peer.writer = None;
         peer.gating = false;
         peer.gate = None;
         peer.early_state = None;
@@ -1609,6 +1635,7 @@ impl Machine {
     fn send_state(&self, link: &Arc<PeerLink>) {
         let state = StateMessage {
             primary: self.primary,
+            writer: self.writer(),
             volumes: self
                 .volumes
                 .values()
@@ -1742,6 +1769,9 @@ impl Machine {
             Kind::Demoted => {
                 if let Some(peer) = self.peers.get_mut(&node) {
                     peer.primary = false;
+                    if peer.writer == Some(node) {
+                        peer.writer = None;
+                    }
                 }
             }
             Kind::OutOfSync => match wire::OutOfSync::decode(&payload) {
@@ -1781,6 +1811,7 @@ impl Machine {
                 return;
             };
             peer.primary = state.primary;
+            peer.writer = state.writer;
             let first = !peer.state_seen;
             peer.state_seen = true;
             first
@@ -1920,9 +1951,10 @@ impl Machine {
                             local.was_sync_target = true;
                         }
                         if replication == Replication::SyncTarget
-                            && !full_resync
-                            && let Some(running) =
-                                local.resync.take_if(|r| r.source != node && r.full)
+                            && let Some(running) = local.resync.take_if(|r| {
+                                r.source != node
+                                    && ((r.full && !full_resync) || (r.tainted && state.primary))
+                            })
                         {
                             // A bitmap resync replaces a full one: a member back from a short
                             // absence that met a Secondary first (which holds no bitmap toward
@@ -1930,6 +1962,8 @@ impl Machine {
                             // fetched is current data; the rest of this member is as of the
                             // generation the bitmap counts from. The full one waits and is
                             // found not needed when this one ends on the same generation.
+                            // And a Primary's resync replaces a tainted one, which cannot end
+                            // while that Primary writes without this member.
                             info!(
                                 peer = node,
                                 volume = number,
@@ -1973,6 +2007,8 @@ impl Machine {
                                 cursor: 0,
                                 started: Instant::now(),
                                 requested: 0,
+                                tainted: false,
+                                held_by: None,
                             });
                         }
                     }
@@ -2320,6 +2356,7 @@ impl Machine {
 
     /// Finishes the resyncs whose every block arrived.
     async fn finish_resyncs(&mut self) {
+        self.end_tainted_passes();
         let me = self.me();
         let mut finished = false;
         for local in self.volumes.values_mut() {
@@ -2329,7 +2366,8 @@ impl Machine {
             let Some(backing) = local.engine.backing().cloned() else {
                 continue;
             };
-            if !resync.bitmap_complete
+            if resync.tainted
+                || !resync.bitmap_complete
                 || !resync.outstanding.is_empty()
                 || backing.out_of_sync_bytes(resync.source) > 0
             {
@@ -2427,6 +2465,70 @@ impl Machine {
         }
         if finished {
             self.broadcast_state();
+        }
+    }
+
+    /// The tainted passes (see [`Machine::check_resync_writers`]) whose every block arrived:
+    /// held while their Primary still writes without this member, else begun again in full
+    /// from the same source, which now holds every write.
+    fn end_tainted_passes(&mut self) {
+        let ended: Vec<(u16, u8)> = self
+            .volumes
+            .values()
+            .filter_map(|local| {
+                let resync = local.resync.as_ref()?;
+                let backing = local.engine.backing()?;
+                (resync.tainted
+                    && resync.bitmap_complete
+                    && resync.outstanding.is_empty()
+                    && backing.out_of_sync_bytes(resync.source) == 0)
+                    .then_some((local.engine.number, resync.source))
+            })
+            .collect();
+        let mut again = false;
+        for (number, source) in ended {
+            let missed = self.writer_missed_by_resync(number, source);
+            let Some(local) = self.volumes.get_mut(&number) else {
+                continue;
+            };
+            let Some(backing) = local.engine.backing().cloned() else {
+                continue;
+            };
+            let Some(resync) = local.resync.as_mut() else {
+                continue;
+            };
+            match missed {
+                Some(writer) => {
+                    if resync.held_by != Some(writer) {
+                        resync.held_by = Some(writer);
+                        info!(
+                            source,
+                            writer,
+                            volume = number,
+                            "every block arrived, but the Primary writes without this member: the resync is held until that Primary resyncs this member or stops writing"
+                        );
+                    }
+                }
+                None => {
+                    backing.with_bitmap(source, |b| b.set_all());
+                    resync.full = true;
+                    resync.tainted = false;
+                    resync.held_by = None;
+                    resync.cursor = 0;
+                    resync.total_bytes = backing.out_of_sync_bytes(source);
+                    resync.started = Instant::now();
+                    resync.requested = 0;
+                    info!(
+                        source,
+                        volume = number,
+                        "no Primary writes without this member now: the resync runs again in full from the same source"
+                    );
+                    again = true;
+                }
+            }
+        }
+        if again {
+            self.drive_resyncs();
         }
     }
 
@@ -2562,6 +2664,74 @@ impl Machine {
             let _ = waiter.send(Ok(()));
         }
         self.broadcast_state();
+    }
+
+    /// Whose writes this member applies: its own when it is Primary, else those of a Primary
+    /// it is connected to, else nobody's.
+    fn writer(&self) -> Option<u8> {
+        if self.primary {
+            return Some(self.config.node_id);
+        }
+        self.peers
+            .values()
+            .find(|p| p.primary && p.is_connected())
+            .map(|p| p.node_id)
+    }
+
+    /// The Primary whose writes reach the source of `volume`'s resync but not this member, if
+    /// there is one now: the source says it applies a third member's writes, and this member
+    /// is not that Primary's replication target (not connected to it, or connected without a
+    /// handshake that made it one).
+    fn writer_missed_by_resync(&self, number: u16, source: u8) -> Option<u8> {
+        let source_peer = self.peers.get(&source)?;
+        let writer = source_peer.writer?;
+        if writer == source || writer == self.config.node_id {
+            return None;
+        }
+        let targeted = self.peers.get(&writer).is_some_and(|w| {
+            w.is_connected()
+                && w.volumes.get(&number).is_some_and(|v| {
+                    matches!(
+                        v.replication,
+                        Replication::Established
+                            | Replication::SyncTarget
+                            | Replication::PausedSyncTarget
+                    )
+                })
+        });
+        (!targeted).then_some(writer)
+    }
+
+    /// Taints every resync whose source applies writes of a Primary that does not send them
+    /// to this member. Such a source reads a block for this member once; a write it applies
+    /// to that block afterwards never reaches here, so the pass cannot end with this member
+    /// UpToDate: it is held at its end until the Primary's own resync replaces it, or redone
+    /// in full once no Primary writes without this member (`finish_resyncs`).
+    fn check_resync_writers(&mut self) {
+        let running: Vec<(u16, u8)> = self
+            .volumes
+            .values()
+            .filter_map(|v| v.resync.as_ref().map(|r| (v.engine.number, r.source)))
+            .collect();
+        for (number, source) in running {
+            let Some(writer) = self.writer_missed_by_resync(number, source) else {
+                continue;
+            };
+            if let Some(resync) = self
+                .volumes
+                .get_mut(&number)
+                .and_then(|v| v.resync.as_mut())
+                && !resync.tainted
+            {
+                resync.tainted = true;
+                info!(
+                    source,
+                    writer,
+                    volume = number,
+                    "the resync source applies writes of a Primary this member does not get: this pass will not make the disk UpToDate"
+                );
+            }
+        }
     }
 
     /// The diskful peers this member cannot replicate to now.
@@ -2862,6 +3032,21 @@ impl Machine {
         }
     }
 
+    /// Whether something waits on a clock that [`Machine::tick`] reads: the Primary's
+    /// demotion grace and its peers' flushes, a promotion's votes, a resync's pace and end,
+    /// writes a peer acknowledged and has not flushed (a demotion may leave some).
+    fn wants_tick(&self) -> bool {
+        self.primary
+            || self.promoting.is_some()
+            || self.pending_votes.is_some()
+            || self.volumes.values().any(|v| v.resync.is_some())
+            || self
+                .peers
+                .values()
+                .filter_map(|p| p.link.as_ref())
+                .any(|l| l.has_unflushed())
+    }
+
     async fn tick(&mut self) {
         let now = Instant::now();
         // Liveness is each connection's own (`peer::keepalive`); the peers' flushes are due here.
@@ -2985,6 +3170,12 @@ impl Machine {
 
     /// Recomputes quorum and every volume's view, and publishes the status.
     fn publish(&mut self) {
+        self.check_resync_writers();
+        let writer = self.writer();
+        if writer != self.announced_writer {
+            self.announced_writer = writer;
+            self.broadcast_state();
+        }
         let policy = policy(&self.config);
         // A closed link counts as gone at once, before its Disconnected event arrives: the
         // writes that failed on it must not be acknowledged on a quorum that includes it.
@@ -3148,6 +3339,13 @@ impl Machine {
                     peer_disk: peer_disk.to_string(),
                     done_percent,
                     out_of_sync_kib: out_of_sync / 1024,
+                    held_by: local
+                        .resync
+                        .as_ref()
+                        .filter(|r| r.source == p.node_id)
+                        .and_then(|r| r.held_by)
+                        .and_then(|writer| self.peers.get(&writer))
+                        .map(|writer| writer.node_name.clone()),
                 }
             })
             .collect();

@@ -59,6 +59,10 @@ pub struct PeerVolumeStatus {
     pub done_percent: Option<f64>,
     /// What this member knows the peer lacks.
     pub out_of_sync_kib: u64,
+    /// Every block of the resync from this peer arrived, but the named Primary writes without
+    /// this member: the resync waits for that Primary (docs/mirror.md, "Held resyncs").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub held_by: Option<String>,
 }
 
 impl ResourceStatus {
@@ -119,6 +123,9 @@ impl ResourceStatus {
                 if let Some(done) = volume.done_percent {
                     let _ = write!(out, " done:{done:.2}");
                 }
+                if let Some(writer) = &volume.held_by {
+                    let _ = write!(out, " held-by:{writer}");
+                }
                 if verbose || volume.out_of_sync_kib > 0 {
                     let _ = write!(out, " out-of-sync:{}", volume.out_of_sync_kib);
                 }
@@ -163,6 +170,7 @@ mod tests {
                         peer_disk: "Inconsistent".into(),
                         done_percent: Some(43.2),
                         out_of_sync_kib: 1024,
+                        held_by: None,
                     }],
                 },
                 PeerStatus {
@@ -177,6 +185,7 @@ mod tests {
                         peer_disk: "DUnknown".into(),
                         done_percent: None,
                         out_of_sync_kib: 0,
+                        held_by: None,
                     }],
                 },
             ],
@@ -191,6 +200,34 @@ mod tests {
             "backups role:Primary open:yes\n  disk:UpToDate\n  node2 role:Secondary\n    \
              replication:SyncSource peer-disk:Inconsistent done:43.20 out-of-sync:1024\n  \
              node3 connection:Connecting\n    peer-disk:DUnknown\n"
+        );
+    }
+
+    #[test]
+    fn a_held_resync_names_the_primary_it_waits_for() {
+        let mut status = sample();
+        status.role = "Secondary".into();
+        status.in_use = false;
+        status.volumes[0].disk = "Inconsistent".into();
+        status.peers[0].volumes[0] = PeerVolumeStatus {
+            number: 0,
+            replication: "SyncTarget".into(),
+            peer_disk: "UpToDate".into(),
+            done_percent: Some(100.0),
+            out_of_sync_kib: 0,
+            held_by: Some("node3".into()),
+        };
+        assert!(
+            status.render(false).contains(
+                "    replication:SyncTarget peer-disk:UpToDate done:100.00 held-by:node3\n"
+            ),
+            "{}",
+            status.render(false)
+        );
+        let text = serde_json::to_string(&status).unwrap();
+        assert_eq!(
+            serde_json::from_str::<ResourceStatus>(&text).unwrap(),
+            status
         );
     }
 

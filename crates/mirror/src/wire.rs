@@ -19,7 +19,7 @@ use crate::gi::{GenerationSet, GiFlags, HISTORY_UUIDS, MAX_NODES, Uuid};
 pub const MAGIC: u32 = u32::from_le_bytes(*b"FMIR");
 
 /// The protocol version this build speaks. Bump on any change to the frames below.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// The size of every frame header.
 pub const HEADER_BYTES: usize = 24;
@@ -375,10 +375,14 @@ pub struct VolumeState {
     pub generations: GenerationSet,
 }
 
-/// `State`: the sender's role and its volumes.
+/// `State`: the sender's role, the Primary whose writes it receives, and its volumes.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StateMessage {
     pub primary: bool,
+    /// The node-id of the member whose writes the sender applies: itself when it is Primary,
+    /// else a Primary it is connected to, else none. A resync target reads it to know whether
+    /// its source receives writes the target does not (`resource`, "held resyncs").
+    pub writer: Option<u8>,
     pub volumes: Vec<VolumeState>,
 }
 
@@ -393,7 +397,8 @@ impl StateMessage {
     pub fn encode(&self) -> Bytes {
         let mut out = BytesMut::with_capacity(4 + self.volumes.len() * VOLUME_STATE_BYTES);
         out.put_u8(u8::from(self.primary));
-        out.put_u8(0);
+        // 0: none; otherwise node-id + 1.
+        out.put_u8(self.writer.map_or(0, |id| id + 1));
         out.put_u16_le(self.volumes.len() as u16);
         for volume in &self.volumes {
             out.put_u16_le(volume.volume);
@@ -423,7 +428,11 @@ impl StateMessage {
             1 => true,
             other => return Err(malformed(format!("role byte {other}"))),
         };
-        let _reserved = input.get_u8();
+        let writer = match input.get_u8() {
+            0 => None,
+            id if usize::from(id) <= MAX_NODES => Some(id - 1),
+            other => return Err(malformed(format!("writer byte {other}"))),
+        };
         let count = input.get_u16_le() as usize;
         if count > MAX_VOLUMES || input.len() != count * VOLUME_STATE_BYTES {
             return Err(malformed(format!(
@@ -457,7 +466,11 @@ impl StateMessage {
                 generations,
             });
         }
-        Ok(StateMessage { primary, volumes })
+        Ok(StateMessage {
+            primary,
+            writer,
+            volumes,
+        })
     }
 }
 
@@ -597,6 +610,7 @@ mod tests {
         generations.bitmap[2] = Uuid::from_raw(0x99_0000);
         let state = StateMessage {
             primary: true,
+            writer: Some(31),
             volumes: vec![VolumeState {
                 volume: 0,
                 disk: DiskState::UpToDate,
@@ -605,6 +619,18 @@ mod tests {
             }],
         };
         assert_eq!(StateMessage::decode(&state.encode()).unwrap(), state);
+        let follows_none = StateMessage {
+            writer: None,
+            ..state.clone()
+        };
+        assert_eq!(
+            StateMessage::decode(&follows_none.encode()).unwrap(),
+            follows_none
+        );
+        // A writer byte past node-id 31 is malformed.
+        let mut bad = state.encode().to_vec();
+        bad[1] = MAX_NODES as u8 + 1;
+        assert!(StateMessage::decode(&bad).is_err());
         let chunk = BitmapChunk {
             volume: 1,
             first_word: 40,

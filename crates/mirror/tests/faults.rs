@@ -434,6 +434,144 @@ async fn a_cut_between_the_disks_leaves_one_primary_and_one_history() {
     }
 }
 
+/// Three disks. node2 is killed while node0 writes; it comes back able to reach node1 only
+/// (the link to node0 is cut) and resyncs from that Secondary while node0 goes on writing. The
+/// writes node1 applies after the resync has passed their blocks never reach node2, so the
+/// resync may not make node2 UpToDate: it is held at its end. node0 crashes; with no Primary
+/// writing without node2 any more, node2 resyncs again from node1 and then holds every
+/// acknowledged write. Healed, everyone ends in sync with everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_resynced_by_a_secondary_while_the_primary_writes_without_it_misses_nothing() {
+    secondary_resync_while_a_primary_writes_without_the_target(
+        "a_disk_resynced_by_a_secondary_while_the_primary_writes_without_it_misses_nothing",
+        3,
+        Roles {
+            writer: 0,
+            behind: 2,
+            source: 1,
+        },
+    )
+    .await;
+}
+
+/// The same with the article's layout: two disks and a diskless node that uses the volume
+/// (node2). node1 is killed, comes back able to reach node0 only, and node0 — which records
+/// for the diskless Primary what node1 misses — resyncs it while node2 writes through node0
+/// alone. Held until node2 crashes, then resynced again; nothing acknowledged is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_resynced_while_a_diskless_primary_writes_without_it_misses_nothing() {
+    secondary_resync_while_a_primary_writes_without_the_target(
+        "a_disk_resynced_while_a_diskless_primary_writes_without_it_misses_nothing",
+        2,
+        Roles {
+            writer: 2,
+            behind: 1,
+            source: 0,
+        },
+    )
+    .await;
+}
+
+/// Who does what in [`secondary_resync_while_a_primary_writes_without_the_target`].
+struct Roles {
+    /// The Primary: writes throughout, then crashes.
+    writer: u8,
+    /// Killed, back with its link to the writer cut.
+    behind: u8,
+    /// The Secondary that resyncs it.
+    source: u8,
+}
+
+async fn secondary_resync_while_a_primary_writes_without_the_target(
+    test: &str,
+    diskful: u8,
+    roles: Roles,
+) {
+    let Roles {
+        writer: w,
+        behind: b,
+        source: s,
+    } = roles;
+    let fabric = match Fabric::new(3) {
+        Ok(fabric) => fabric,
+        Err(reason) => return skip(test, &reason),
+    };
+    let mut layout = Layout::new(fabric.members(diskful), USABLE);
+    // A resync of a few seconds, so that many writes land behind its cursor.
+    layout.options.c_max_rate_kib = 8 * 1024;
+    let mut nodes = layout.prepare();
+    start_in_sync(&mut nodes).await;
+    let log = AckLog::new();
+    let writer = Writer::start(
+        &nodes[w as usize].nbd_socket(),
+        log.clone(),
+        w,
+        DEPTH,
+        BLOCKS,
+    )
+    .await;
+    wait_acks(&log, 0, 200, SETTLE).await;
+
+    nodes[b as usize].kill9();
+    nodes[w as usize]
+        .wait("the member to fall behind is gone", SETTLE, |st| {
+            peer(st, b).connection != "Connected"
+        })
+        .await;
+    let acked = log.acked_count();
+    wait_acks(&log, acked, 300, SETTLE).await;
+
+    fabric.set_link(w, b, false);
+    let mark = nodes[b as usize].log_mark();
+    nodes[b as usize].start().await;
+    nodes[b as usize]
+        .wait_log(mark, &["resync is held", &format!("source={s}")], SETTLE)
+        .await;
+    // Held: the writes go on, and the member behind is not UpToDate.
+    let acked = log.acked_count();
+    wait_acks(&log, acked, 100, SETTLE).await;
+    let held = nodes[b as usize].status().await.unwrap();
+    assert_ne!(held.volumes[0].disk, "UpToDate", "{held:#?}");
+    let from_source = &peer(&held, s).volumes[0];
+    assert_eq!(from_source.replication, "SyncTarget", "{held:#?}");
+    assert_eq!(
+        from_source.held_by.as_deref(),
+        Some(format!("node{w}").as_str()),
+        "{held:#?}"
+    );
+
+    nodes[w as usize].kill9();
+    let report = writer.stop().await;
+    println!("writer: {report:?}");
+    for node in [b, s] {
+        let other = if node == b { s } else { b };
+        nodes[node as usize]
+            .wait("the writer gone, the other two in sync", SETTLE, |st| {
+                peer(st, w).connection != "Connected"
+                    && st.volumes[0].disk == "UpToDate"
+                    && peer(st, other).connection == "Connected"
+                    && peer(st, other)
+                        .volumes
+                        .iter()
+                        .all(|v| v.replication == "Established" && v.peer_disk == "UpToDate")
+            })
+            .await;
+    }
+    assert_data(&log, &nodes[b as usize], "resynced by a Secondary").await;
+    assert_data(&log, &nodes[s as usize], "its source").await;
+
+    fabric.set_link(w, b, true);
+    nodes[w as usize].start().await;
+    for node in &nodes {
+        node.wait("healed and resynced", SETTLE, |st| all_in_sync(st, 2))
+            .await;
+    }
+    for node in &nodes {
+        assert_data(&log, node, "after healing").await;
+        assert!(no_split_brain(&node.status().await.unwrap()));
+    }
+}
+
 /// The double fault after a cut between the disks: node0 went on writing without node1 (with
 /// the tiebreaker's vote), then node0 is cut off from the tiebreaker too. node1 and the
 /// tiebreaker are a majority, but node1 lacks node0's latest writes: it must not become

@@ -2377,3 +2377,45 @@ fn state_files_from_before_the_journals_load_and_go_on() {
     assert_eq!(node.reconciler.desired(), Some(&desired));
     assert_eq!(node.reconciler.ledger(), &ledger);
 }
+
+#[test]
+fn a_delta_merges_into_the_state_by_case_insensitive_name() {
+    use crate::reconciler::{canonical, merge};
+    let state = |resources: Vec<ResourceSpec>, removed: Vec<String>| DesiredState {
+        epoch: 1,
+        generation: 2,
+        base_generation: Some(1),
+        storage_pools: vec![pool("pool", ProviderKind::FileThin, "/p")],
+        resources,
+        removed_resources: removed,
+    };
+    let current = canonical(state(
+        ["Web", "db", "Cache", "logs"]
+            .iter()
+            .map(|n| resource(n, &[(0, 1024, "pool")]))
+            .collect(),
+        Vec::new(),
+    ));
+    // "WEB" replaces "Web", "Logs" removes "logs", "new" is added: names compare as keys.
+    let merged = merge(
+        &current,
+        state(
+            vec![
+                resource("new", &[(0, 1024, "pool")]),
+                resource("WEB", &[(0, 2048, "pool")]),
+            ],
+            vec!["Logs".to_string()],
+        ),
+    );
+    let held: Vec<(&str, u64)> = merged
+        .resources
+        .iter()
+        .map(|r| (r.name.as_str(), r.volumes[0].size_kib))
+        .collect();
+    assert_eq!(
+        held,
+        [("Cache", 1024), ("db", 1024), ("new", 1024), ("WEB", 2048)]
+    );
+    assert_eq!(merged.base_generation, None);
+    assert!(merged.removed_resources.is_empty());
+}

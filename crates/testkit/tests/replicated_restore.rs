@@ -4,7 +4,9 @@
 //!
 //! A 2-replica resource with a diskless tiebreaker holds a pattern; its snapshot is restored
 //! into a new definition, whose replicas must come up UpToDate without a resync (the engines'
-//! handshakes decide by equal generations) and hold the pattern on every member. Then a replica
+//! handshakes decide by equal generations) and hold the pattern on every member. The source is
+//! cloned (`resource-definition clone`: a snapshot restored on the same nodes, then deleted) with
+//! the same outcome. Then a replica
 //! added to the restored definition gets a full sync from a restored one. Then the source is
 //! overwritten and rolled back: every member reads the snapshot's pattern again, in sync
 //! without a resync. Every read checks every byte.
@@ -19,6 +21,7 @@ use serde_json::{Value, json};
 
 const SOURCE: &str = "restore_src";
 const COPY: &str = "restore_copy";
+const CLONE: &str = "restore_clone";
 const SIZE_KIB: u64 = 32 * 1024;
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -254,6 +257,47 @@ fn scenario(cluster: &mut Cluster) -> Result<()> {
     every_member_reads(&rest, COPY, &a, &scratch)?;
     let sync = rest.get(&format!("/v1/resource-definitions/{COPY}/sync-status"))?;
     anyhow::ensure!(sync.json["synced_on_all"] == json!(true), "{}", sync.json);
+
+    // Cloned: replicated like the source, in sync without a resync, the pattern on every
+    // member, and the snapshot the clone was made from gone.
+    let before_clone = log_lengths(cluster);
+    let started = rest.post(
+        &format!("/v1/resource-definitions/{SOURCE}/clone"),
+        &json!({"name": CLONE}),
+    )?;
+    anyhow::ensure!(
+        started.status == 201 && started.json["clone_name"] == CLONE,
+        "clone answered {} {}",
+        started.status,
+        started.json
+    );
+    wait_until(WAIT, || {
+        let status = rest.get(&format!("/v1/resource-definitions/{SOURCE}/clone/{CLONE}"))?;
+        anyhow::ensure!(status.json["status"] != "FAILED", "{}", status.json);
+        Ok(status.json["status"] == "COMPLETE")
+    })
+    .context("waiting for the clone to complete")?;
+    let clone = rest.get(&format!("/v1/resource-definitions/{CLONE}"))?;
+    anyhow::ensure!(
+        clone.json["layer_data"][0]["type"] == "DRBD",
+        "the clone is replicated: {}",
+        clone.json
+    );
+    wait_in_sync(&rest, CLONE)?;
+    started_in_sync(cluster, CLONE, &before_clone)?;
+    every_member_reads(&rest, CLONE, &a, &scratch)?;
+    let snapshots = rest.get(&format!("/v1/resource-definitions/{SOURCE}/snapshots"))?;
+    let names: Vec<&str> = snapshots
+        .json
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    anyhow::ensure!(
+        names == ["snap"],
+        "only the user's snapshot is left: {names:?}"
+    );
 
     // The tiebreaker of the restored definition becomes a replica: it was not restored, so it
     // gets a full sync from a restored one, and reads the pattern from its own disk.

@@ -318,7 +318,7 @@ pub(crate) fn not_up_to_date(
                 .volumes
                 .get(rd.name.key())
                 .and_then(|volumes| volumes.get(&number))
-                .map(|v| v.disk_state.as_str()),
+                .map(|v| &*v.disk_state),
         };
         if state != Some("UpToDate") {
             return Some(format!(

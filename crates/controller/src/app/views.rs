@@ -16,6 +16,7 @@ use crate::model::{
     Cluster, Node, Resource, ResourceDefinition, ResourceGroup, StoragePool, VolumeDefinition,
     VolumeGroup,
 };
+use crate::reported::ReportedVolume;
 use crate::satellites::NodeRuntime;
 
 /// LINSTOR reports "infinite" capacity for diskless pools as `i64::MAX`.
@@ -410,7 +411,7 @@ pub fn resource_definitions(
 
 /// The state of one volume as the satellite reported it.
 struct VolumeFacts<'a> {
-    report: Option<&'a ferrite_proto::VolumeReport>,
+    report: Option<&'a ReportedVolume>,
     /// Whether the node's satellite is connected and reporting, so its report is current.
     online: bool,
 }
@@ -423,7 +424,7 @@ impl VolumeFacts<'_> {
     fn disk_state(&self, resource: &Resource) -> String {
         match self.report {
             _ if !self.online => UNKNOWN_DISK_STATE.to_string(),
-            Some(report) => report.disk_state.clone(),
+            Some(report) => report.disk_state.to_string(),
             None if resource.diskless => "Diskless".to_string(),
             None => UNKNOWN_DISK_STATE.to_string(),
         }
@@ -444,14 +445,14 @@ impl VolumeFacts<'_> {
             return volume.disk_state.clone();
         }
         match self.report {
-            Some(report) if report.error.is_some() => report.disk_state.clone(),
+            Some(report) if report.error.is_some() => report.disk_state.to_string(),
             _ if resource.diskless => "Diskless".to_string(),
             _ => UNKNOWN_DISK_STATE.to_string(),
         }
     }
 
     /// What is reported of the volume, if it is current.
-    fn current(&self) -> Option<&ferrite_proto::VolumeReport> {
+    fn current(&self) -> Option<&ReportedVolume> {
         self.report.filter(|_| self.online)
     }
 }
@@ -545,7 +546,7 @@ pub fn resource(
             online,
         };
         let report = facts.current();
-        let backing_device = report.and_then(|r| r.device_path.clone());
+        let backing_device = report.and_then(|r| r.device_path.as_deref().map(String::from));
         let allocated = report.and_then(|r| r.allocated_size_kib).map(|v| v as i64);
         let backing_usable = report.and_then(|r| r.usable_size_kib).map(|v| v as i64);
         let storage_volume = rest::StorageVolume {
@@ -556,10 +557,10 @@ pub fn resource(
             disk_state: Some(facts.disk_state(resource)),
         };
         let mut reports: Vec<ApiCallRc> = report
-            .and_then(|r| r.error.as_ref())
+            .and_then(|r| r.error.as_deref())
             .map(|e| {
                 vec![
-                    ApiCallRc::new(RetCode::error(code::FAIL_UNKNOWN_ERROR), e.clone())
+                    ApiCallRc::new(RetCode::error(code::FAIL_UNKNOWN_ERROR), e)
                         .obj_ref("RscDfn", rd.name.as_str())
                         .obj_ref("Node", resource.node.as_str())
                         .obj_ref("VlmNr", vd.number.to_string()),

@@ -1,9 +1,16 @@
 //! `VecMap`: an ordered map kept as a sorted vector, for the small maps every object of the
 //! graph holds (a definition's resources and volume definitions: one to three entries, almost
 //! always). A `BTreeMap` allocates a node with room for eleven entries for the first one; with
-//! 10,000 resource definitions that was a third of the controller's memory.
+//! 10,000 resource definitions that was a third of the controller's memory. A `Vec` makes room
+//! for four entries at the first insert, so a small map grows one entry at a time instead
+//! (at 100,000 definitions the spare room of the satellites' per-volume reports alone was
+//! over 100 MiB).
 
 use std::borrow::Borrow;
+
+/// Up to this many entries a map grows one entry at a time, so it holds no spare room; past
+/// it, as a `Vec` does (doubling), so a map that does grow large is not copied on every insert.
+const EXACT_UP_TO: usize = 8;
 
 /// An ordered map as a sorted vector: lookups are binary searches, inserts and removes shift.
 /// Meant for a handful of entries.
@@ -58,6 +65,13 @@ impl<K: Ord, V> VecMap<K, V> {
         match self.position(&key) {
             Ok(i) => Some(std::mem::replace(&mut self.entries[i].1, value)),
             Err(i) => {
+                if self.entries.len() == self.entries.capacity() && self.entries.len() < EXACT_UP_TO
+                {
+                    // `Vec` grows a vector from nothing to room for four entries: three
+                    // wasted slots in the map of a definition's one volume definition or of a
+                    // node's report of a resource's one volume.
+                    self.entries.reserve_exact(1);
+                }
                 self.entries.insert(i, (key, value));
                 None
             }
@@ -138,6 +152,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_small_map_holds_no_spare_room() {
+        let mut map = VecMap::new();
+        for i in 0..EXACT_UP_TO {
+            map.insert(i, [0u8; 100]);
+            assert_eq!(map.entries.capacity(), i + 1);
+        }
+        for i in EXACT_UP_TO..100 {
+            map.insert(i, [0u8; 100]);
+        }
+        assert_eq!(map.len(), 100);
+        assert!(map.entries.capacity() < 2 * 100);
+    }
+
+    #[test]
     fn behaves_like_an_ordered_map() {
         let mut map = VecMap::new();
         assert_eq!(map.insert(3, "c"), None);
@@ -154,6 +182,7 @@ mod tests {
         map.retain(|k, _| *k != 3);
         assert_eq!(map.values().copied().collect::<Vec<_>>(), ["B"]);
         let collected: VecMap<_, _> = [(5, 'e'), (4, 'd')].into_iter().collect();
+        assert_eq!(collected.entries.capacity(), 2);
         assert_eq!(
             collected.iter().collect::<Vec<_>>(),
             [(&4, &'d'), (&5, &'e')]

@@ -392,7 +392,7 @@ mod tests {
                 .get(resource)
                 .into_iter()
                 .flatten()
-                .filter_map(|(_, v)| v.device_path.clone())
+                .filter_map(|(_, v)| v.device_path.as_deref().map(String::from))
                 .collect()
         };
         assert_eq!(devices("WEB"), ["/dev/loop5"]);
