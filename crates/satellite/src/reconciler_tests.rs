@@ -2222,8 +2222,7 @@ fn deltas_queued_together_are_answered_each_and_a_misfit_ends_the_batch() {
         .reconciler
         .desired()
         .unwrap()
-        .resources
-        .iter()
+        .resources()
         .map(|r| r.name.clone())
         .collect();
     assert_eq!(names, ["app", "db", "web"]);
@@ -2293,7 +2292,11 @@ fn a_restart_after_many_deltas_has_the_state_and_ledger_it_had() {
     let desired = node.reconciler.desired().cloned().unwrap();
     let ledger = node.reconciler.ledger().clone();
     assert_eq!(desired.generation, generation + 2);
-    assert!(desired.resources.len() > 30, "{}", desired.resources.len());
+    assert!(
+        desired.resource_count() > 30,
+        "{}",
+        desired.resource_count()
+    );
     assert!(ledger.volumes.len() > 30, "{}", ledger.volumes.len());
     assert!(
         ledger
@@ -2362,7 +2365,7 @@ fn state_files_from_before_the_journals_load_and_go_on() {
     assert!(node.host.take_changes().is_empty());
 
     // The controller's full state, then a delta: journaled on top of the old files.
-    applied(node.apply(desired.clone()));
+    applied(node.apply(desired.to_desired()));
     applied(node.apply(delta_of(
         &node,
         2,
@@ -2380,7 +2383,7 @@ fn state_files_from_before_the_journals_load_and_go_on() {
 
 #[test]
 fn a_delta_merges_into_the_state_by_case_insensitive_name() {
-    use crate::reconciler::{canonical, merge};
+    use crate::reconciler::{Change, NodeState};
     let state = |resources: Vec<ResourceSpec>, removed: Vec<String>| DesiredState {
         epoch: 1,
         generation: 2,
@@ -2389,7 +2392,7 @@ fn a_delta_merges_into_the_state_by_case_insensitive_name() {
         resources,
         removed_resources: removed,
     };
-    let current = canonical(state(
+    let mut merged = NodeState::from_full(state(
         ["Web", "db", "Cache", "logs"]
             .iter()
             .map(|n| resource(n, &[(0, 1024, "pool")]))
@@ -2397,25 +2400,22 @@ fn a_delta_merges_into_the_state_by_case_insensitive_name() {
         Vec::new(),
     ));
     // "WEB" replaces "Web", "Logs" removes "logs", "new" is added: names compare as keys.
-    let merged = merge(
-        &current,
-        state(
-            vec![
-                resource("new", &[(0, 1024, "pool")]),
-                resource("WEB", &[(0, 2048, "pool")]),
-            ],
-            vec!["Logs".to_string()],
-        ),
-    );
+    merged.apply(Change::from_delta(state(
+        vec![
+            resource("new", &[(0, 1024, "pool")]),
+            resource("WEB", &[(0, 2048, "pool")]),
+        ],
+        vec!["Logs".to_string()],
+    )));
     let held: Vec<(&str, u64)> = merged
-        .resources
-        .iter()
+        .resources()
         .map(|r| (r.name.as_str(), r.volumes[0].size_kib))
         .collect();
     assert_eq!(
         held,
         [("Cache", 1024), ("db", 1024), ("new", 1024), ("WEB", 2048)]
     );
-    assert_eq!(merged.base_generation, None);
-    assert!(merged.removed_resources.is_empty());
+    let whole = merged.to_desired();
+    assert_eq!(whole.base_generation, None);
+    assert!(whole.removed_resources.is_empty());
 }

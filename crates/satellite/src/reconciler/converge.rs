@@ -21,16 +21,17 @@ use std::time::{Duration, Instant};
 
 use ferrite_proto::ReplicationEngine;
 use ferrite_proto::{
-    DeletedResource, DeletedVolume, DesiredState, NodeReport, OrphanReport, PoolSpec, ResourceSpec,
-    VolumeReport, VolumeSpec,
+    DeletedResource, DeletedVolume, NodeReport, OrphanReport, PoolSpec, ResourceSpec, VolumeReport,
+    VolumeSpec,
 };
 use ferrite_storage::{BackingVolume, BackingVolumeName, StorageError};
 use ferrite_types::{LayerKind, ProviderKind, ResourceName};
 use tracing::{error, info, info_span, warn};
 
+use super::sent::Unsent;
 use super::{
-    CreateFailure, Reconciler, ResourceOutcome, disk_state, normalized_pool_name, pool_report,
-    resource_key, unsupported, volume_key,
+    CreateFailure, NodeState, Reconciler, ResourceOutcome, disk_state, normalized_pool_name,
+    pool_report, resource_key, unsupported, volume_key,
 };
 use crate::ledger::{FreshMetadata, LedgerEntry, Progress, VolumeKey};
 use crate::persist::PersistError;
@@ -173,14 +174,7 @@ impl Reconciler {
         let had_state = self.desired.is_some();
         // Taken out for the pass rather than cloned: a pass over a few resources must not
         // cost a copy of the whole state. Nothing the pass calls reads `self.desired`.
-        let desired = self.desired.take().unwrap_or(DesiredState {
-            epoch: 0,
-            generation: 0,
-            base_generation: None,
-            storage_pools: Vec::new(),
-            resources: Vec::new(),
-            removed_resources: Vec::new(),
-        });
+        let desired = self.desired.take().unwrap_or_default();
         self.converge_desired(&desired, scope, generation);
         if had_state {
             self.desired = Some(desired);
@@ -192,7 +186,7 @@ impl Reconciler {
 
     fn converge_desired(
         &mut self,
-        desired: &DesiredState,
+        desired: &NodeState,
         scope: Option<&BTreeSet<String>>,
         generation: Option<u64>,
     ) {
@@ -229,10 +223,24 @@ impl Reconciler {
             self.migrate_names(&pools);
         }
 
-        let visits = |resource: &ResourceSpec| {
-            scope.is_none_or(|names| names.contains(&resource_key(&resource.name)))
+        // The resources the pass visits, in `resource_key` order: every one, or those `scope`
+        // names that the state holds (looked up, not searched for).
+        let visited: Vec<&ResourceSpec> = match scope {
+            None => {
+                self.unsent = Unsent::All;
+                desired.resources().collect()
+            }
+            Some(names) => {
+                for name in names {
+                    self.unsent.note(name);
+                }
+                names
+                    .iter()
+                    .filter_map(|key| desired.resource_by_key(key))
+                    .collect()
+            }
         };
-        for resource in desired.resources.iter().filter(|r| visits(r)) {
+        for &resource in &visited {
             let mut outcome = ResourceOutcome::default();
             self.converge_resource(
                 resource,
@@ -246,20 +254,12 @@ impl Reconciler {
         // What was found of resources the state no longer lists goes with them.
         match scope {
             None => {
-                let listed: BTreeSet<String> = desired
-                    .resources
-                    .iter()
-                    .map(|r| resource_key(&r.name))
-                    .collect();
-                self.outcomes.retain(|key, _| listed.contains(key));
+                self.outcomes
+                    .retain(|key, _| desired.resource_by_key(key).is_some());
             }
             Some(names) => {
                 for name in names {
-                    let listed = desired
-                        .resources
-                        .binary_search_by(|r| resource_key(&r.name).cmp(name))
-                        .is_ok();
-                    if !listed {
+                    if desired.resource_by_key(name).is_none() {
                         self.outcomes.remove(name);
                     }
                 }
@@ -267,7 +267,7 @@ impl Reconciler {
         }
 
         self.hold_io_for_cuts(desired, &mut node);
-        for resource in desired.resources.iter().filter(|r| visits(r)) {
+        for &resource in &visited {
             let key = resource_key(&resource.name);
             let mut outcome = self.outcomes.remove(&key).unwrap_or_default();
             self.converge_snapshots(resource, &pools, &mut outcome.report);
@@ -1086,7 +1086,7 @@ impl Reconciler {
 /// hold, with the reason.
 fn find_orphans(
     ledger: &crate::ledger::Ledger,
-    desired: &DesiredState,
+    desired: &NodeState,
     held: &BTreeSet<&VolumeKey>,
 ) -> Vec<OrphanReport> {
     let mut orphans = Vec::new();
@@ -1094,13 +1094,7 @@ fn find_orphans(
         if held.contains(&entry.key) {
             continue;
         }
-        // The state's resources are in `resource_key` order (`canonical`).
-        let wanted = resource_key(entry.key.resource.as_str());
-        let resource = desired
-            .resources
-            .binary_search_by(|r| resource_key(&r.name).cmp(&wanted))
-            .ok()
-            .map(|i| &desired.resources[i]);
+        let resource = desired.resource(entry.key.resource.as_str());
         let volume = resource.and_then(|r| {
             r.volumes
                 .iter()
