@@ -903,6 +903,17 @@ impl Reconciler {
     }
 }
 
+#[cfg(test)]
+impl Reconciler {
+    /// The last report sent (whole) and the report of what the passes found.
+    pub(crate) fn last_sent_and_found(&self) -> (Option<NodeReport>, NodeReport) {
+        (
+            self.last_sent.as_ref().map(|sent| sent.report()),
+            self.assemble(None),
+        )
+    }
+}
+
 /// The ledger's key of volume `volume_number` of `resource` in `pool`.
 fn volume_key(resource: &ResourceName, volume_number: u16, pool: &PoolSpec) -> VolumeKey {
     VolumeKey {

@@ -256,3 +256,337 @@ impl Serialize for NodeState {
         self.serialize_desired(serializer)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use ferrite_proto::VolumeSpec;
+    use ferrite_types::{LayerKind, ProviderKind};
+
+    use super::*;
+
+    /// The merge the reconciler had before states were kept by key: copy every resource the
+    /// delta does not name, add those it gives, and sort the whole (`canonical`). Kept here
+    /// only, as the reference the in-place merge is held to.
+    fn reference_merge(current: &DesiredState, delta: DesiredState) -> DesiredState {
+        let removed: BTreeSet<String> = delta
+            .removed_resources
+            .iter()
+            .map(|n| resource_key(n))
+            .collect();
+        let changed: BTreeMap<String, ResourceSpec> = delta
+            .resources
+            .into_iter()
+            .map(|r| (resource_key(&r.name), r))
+            .collect();
+        let mut resources: Vec<ResourceSpec> = current
+            .resources
+            .iter()
+            .filter(|r| {
+                !removed.contains(&resource_key(&r.name))
+                    && !changed.contains_key(&resource_key(&r.name))
+            })
+            .cloned()
+            .collect();
+        resources.extend(changed.into_values());
+        reference_canonical(DesiredState {
+            epoch: delta.epoch,
+            generation: delta.generation,
+            base_generation: None,
+            storage_pools: delta.storage_pools,
+            resources,
+            removed_resources: Vec::new(),
+        })
+    }
+
+    fn reference_canonical(mut state: DesiredState) -> DesiredState {
+        state.resources.sort_by_key(|r| resource_key(&r.name));
+        for resource in &mut state.resources {
+            resource.volumes.sort_by_key(|v| v.volume_number);
+        }
+        state
+            .storage_pools
+            .sort_by_key(|p| p.name.to_ascii_uppercase());
+        state.base_generation = None;
+        state.removed_resources.clear();
+        state
+    }
+
+    /// A small deterministic generator (xorshift), so a failure can be replayed by its seed.
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0 % n
+        }
+
+        /// One of a few names, in a random case.
+        fn name(&mut self) -> String {
+            let base = [
+                "web", "db", "Cache", "logs", "r1", "r2", "r10", "a_b", "x-y", "zz",
+            ][self.below(10) as usize];
+            base.chars()
+                .map(|c| {
+                    if self.below(2) == 0 {
+                        c.to_ascii_uppercase()
+                    } else {
+                        c.to_ascii_lowercase()
+                    }
+                })
+                .collect()
+        }
+
+        fn resource(&mut self, name: String) -> ResourceSpec {
+            let volumes = (0..self.below(4))
+                .map(|_| volume(self.below(5) as u16, 1024 * (1 + self.below(3))))
+                .collect();
+            ResourceSpec {
+                deleting: self.below(4) == 0,
+                ..resource(&name, volumes)
+            }
+        }
+
+        fn pools(&mut self) -> Vec<PoolSpec> {
+            let mut pools: Vec<PoolSpec> = ["b", "A", "c"]
+                .iter()
+                .filter(|_| self.below(3) != 0)
+                .map(|n| pool(n))
+                .collect();
+            if self.below(2) == 0 {
+                pools.reverse();
+            }
+            pools
+        }
+
+        fn delta(&mut self, generation: u64) -> DesiredState {
+            DesiredState {
+                epoch: 1,
+                generation,
+                base_generation: Some(generation - 1),
+                storage_pools: self.pools(),
+                resources: (0..self.below(4))
+                    .map(|_| {
+                        let name = self.name();
+                        self.resource(name)
+                    })
+                    .collect(),
+                removed_resources: (0..self.below(3)).map(|_| self.name()).collect(),
+            }
+        }
+    }
+
+    fn volume(number: u16, size_kib: u64) -> VolumeSpec {
+        VolumeSpec {
+            minor: None,
+            restore_from: None,
+            volume_number: number,
+            identity: format!("id-{number}"),
+            size_kib,
+            storage_pool: "A".into(),
+            deleting: false,
+        }
+    }
+
+    fn resource(name: &str, volumes: Vec<VolumeSpec>) -> ResourceSpec {
+        ResourceSpec {
+            replication: None,
+            snapshots: Vec::new(),
+            suspend_io: false,
+            name: name.into(),
+            uuid: format!("uuid-{name}"),
+            layers: vec![LayerKind::Storage],
+            diskless: false,
+            deleting: false,
+            inactive: false,
+            volumes,
+        }
+    }
+
+    fn pool(name: &str) -> PoolSpec {
+        PoolSpec {
+            name: name.into(),
+            uuid: String::new(),
+            provider_kind: ProviderKind::FileThin,
+            pool_name: format!("/pools/{name}"),
+            props: BTreeMap::new(),
+        }
+    }
+
+    fn full(generation: u64, resources: Vec<ResourceSpec>) -> DesiredState {
+        DesiredState {
+            epoch: 1,
+            generation,
+            base_generation: None,
+            storage_pools: vec![pool("A")],
+            resources,
+            removed_resources: Vec::new(),
+        }
+    }
+
+    fn delta(generation: u64, resources: Vec<ResourceSpec>, removed: &[&str]) -> DesiredState {
+        DesiredState {
+            base_generation: Some(generation - 1),
+            removed_resources: removed.iter().map(|n| n.to_string()).collect(),
+            ..full(generation, resources)
+        }
+    }
+
+    /// The names and first volume sizes, in order.
+    fn held(state: &NodeState) -> Vec<(String, u64)> {
+        state
+            .resources()
+            .map(|r| (r.name.clone(), r.volumes.first().map_or(0, |v| v.size_kib)))
+            .collect()
+    }
+
+    fn held_of(list: &[(&str, u64)]) -> Vec<(String, u64)> {
+        list.iter().map(|(n, s)| (n.to_string(), *s)).collect()
+    }
+
+    #[test]
+    fn deltas_add_replace_and_remove_by_case_insensitive_name() {
+        let mut state = NodeState::from_full(full(
+            1,
+            vec![
+                resource("web", vec![volume(0, 1)]),
+                resource("DB", vec![volume(0, 2)]),
+            ],
+        ));
+        let before = state.clone();
+        let undo = state.apply(Change::from_delta(delta(
+            2,
+            vec![
+                resource("Web", vec![volume(0, 10)]),
+                resource("app", vec![volume(0, 3)]),
+            ],
+            &["db"],
+        )));
+        assert_eq!(state.generation, 2);
+        assert_eq!(held(&state), held_of(&[("app", 3), ("Web", 10)]));
+        assert_eq!(state.resource("WEB").unwrap().name, "Web");
+        assert!(state.resource("db").is_none());
+        assert_eq!(undo.len(), 3);
+        state.undo(undo);
+        assert_eq!(state, before);
+    }
+
+    #[test]
+    fn a_resource_removed_and_given_again_is_kept_as_given() {
+        // In one delta: given wins over removed.
+        let mut state = NodeState::from_full(full(1, vec![resource("web", vec![volume(0, 1)])]));
+        state.apply(Change::from_delta(delta(
+            2,
+            vec![resource("WEB", vec![volume(0, 5)])],
+            &["web"],
+        )));
+        assert_eq!(held(&state), held_of(&[("WEB", 5)]));
+
+        // In one batch: removed by one delta, given again by the next; one undo for both
+        // puts back the resource as it was before the first.
+        let before = state.clone();
+        let first = state.apply(Change::from_delta(delta(3, Vec::new(), &["Web"])));
+        assert!(state.resource("web").is_none());
+        let second = state.apply(Change::from_delta(delta(
+            4,
+            vec![resource("web", vec![volume(0, 7)])],
+            &[],
+        )));
+        assert_eq!(held(&state), held_of(&[("web", 7)]));
+        state.undo(first.then(second));
+        assert_eq!(state, before);
+    }
+
+    #[test]
+    fn a_full_state_after_deltas_replaces_everything() {
+        let mut state = NodeState::from_full(full(1, vec![resource("a", vec![volume(0, 1)])]));
+        state.apply(Change::from_delta(delta(
+            2,
+            vec![resource("b", vec![volume(0, 2)])],
+            &[],
+        )));
+        let whole = full(
+            3,
+            vec![
+                resource("c", vec![volume(1, 3), volume(0, 4)]),
+                resource("B", vec![volume(0, 5)]),
+            ],
+        );
+        let state = NodeState::from_full(whole.clone());
+        assert_eq!(state.to_desired(), reference_canonical(whole));
+        assert_eq!(held(&state), held_of(&[("B", 5), ("c", 4)]));
+    }
+
+    #[test]
+    fn the_state_is_written_as_the_desired_state_it_stands_for() {
+        let state = NodeState::from_full(full(
+            4,
+            vec![
+                resource("b", vec![volume(1, 3), volume(0, 4)]),
+                resource("A", Vec::new()),
+            ],
+        ));
+        assert_eq!(
+            serde_json::to_string(&state).unwrap(),
+            serde_json::to_string(&state.to_desired()).unwrap()
+        );
+        let read: DesiredState = serde_json::from_str(&serde_json::to_string(&state).unwrap())
+            .expect("reads back as a desired state");
+        assert_eq!(NodeState::from_full(read), state);
+    }
+
+    /// On random states and deltas, applying in place gives what the old merge gave, a batch's
+    /// undo puts back the state before the batch, and each delta's undo the one before it.
+    #[test]
+    fn in_place_deltas_equal_the_reference_merge_on_random_deltas() {
+        for seed in 1..=300u64 {
+            let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+            // A whole state holds one resource per name (the controller's names are
+            // case-insensitive), in any order and case.
+            let mut names: BTreeMap<String, String> = BTreeMap::new();
+            for _ in 0..rng.below(8) {
+                let name = rng.name();
+                names.entry(resource_key(&name)).or_insert(name);
+            }
+            let mut resources: Vec<ResourceSpec> =
+                names.into_values().map(|n| rng.resource(n)).collect();
+            if rng.below(2) == 0 {
+                resources.reverse();
+            }
+            let whole = DesiredState {
+                storage_pools: rng.pools(),
+                ..full(1, resources)
+            };
+            let mut reference = reference_canonical(whole.clone());
+            let mut state = NodeState::from_full(whole);
+            assert_eq!(state.to_desired(), reference, "seed {seed}");
+            let start = state.clone();
+            let mut batch: Option<Undo> = None;
+            for generation in 2..(2 + rng.below(12)) {
+                let delta = rng.delta(generation);
+                reference = reference_merge(&reference, delta.clone());
+                let before = state.clone();
+                let undo = state.apply(Change::from_delta(delta));
+                assert_eq!(
+                    state.to_desired(),
+                    reference,
+                    "seed {seed} generation {generation}"
+                );
+                let mut undone = state.clone();
+                undone.undo(undo.clone());
+                assert_eq!(undone, before, "seed {seed} generation {generation}");
+                batch = Some(match batch {
+                    Some(earlier) => earlier.then(undo),
+                    None => undo,
+                });
+            }
+            if let Some(batch) = batch {
+                state.undo(batch);
+            }
+            assert_eq!(state, start, "seed {seed}");
+        }
+    }
+}
