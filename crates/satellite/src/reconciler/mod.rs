@@ -860,7 +860,7 @@ impl Reconciler {
     /// Makes the ledger durable (what changed since the last time); done before a volume is
     /// acted on, and after it is deleted.
     fn persist_ledger(&mut self) -> Result<(), PersistError> {
-        self.ledger_file.save(&self.ledger)
+        self.ledger_file.save(&mut self.ledger)
     }
 
     /// Makes the node's storage match the desired state, and reports how it is: the full pass.
