@@ -275,6 +275,16 @@ impl Ledger {
         self
     }
 
+    /// The entries of the resource whose key (its upper-cased name) is `resource_key`: one run,
+    /// as entries are in key order and a key begins with the resource.
+    pub fn entries_of(&self, resource_key: &str) -> &[LedgerEntry] {
+        let start = self
+            .volumes
+            .partition_point(|e| e.key.resource.key() < resource_key);
+        let len = self.volumes[start..].partition_point(|e| e.key.resource.key() == resource_key);
+        &self.volumes[start..start + len]
+    }
+
     /// Where the entry of `key` is, or would go.
     fn position(&self, key: &VolumeKey) -> Result<usize, usize> {
         self.volumes.binary_search_by(|entry| entry.key.cmp(key))
@@ -753,5 +763,40 @@ mod tests {
         drop(file);
         let (_, loaded) = LedgerFile::load(path).unwrap();
         assert_eq!(loaded, ledger);
+    }
+
+    #[test]
+    fn a_resources_entries_are_one_run_whatever_the_case_of_its_name() {
+        let mut ledger = Ledger::new();
+        for (name, volume) in [
+            ("rb", 0),
+            ("RA", 1),
+            ("ra", 0),
+            ("Rc", 0),
+            ("rA", 2),
+            ("r_", 0),
+        ] {
+            ledger.record(entry(name, volume, Progress::Created));
+        }
+        let of = |key: &str| -> Vec<(String, u16)> {
+            ledger
+                .entries_of(key)
+                .iter()
+                .map(|e| (e.key.resource.to_string(), e.key.volume_number.get()))
+                .collect()
+        };
+        // "RA" and "ra" are one resource: the later spelling of volume 0's entry is "ra".
+        assert_eq!(
+            of("RA"),
+            [
+                ("ra".to_string(), 0),
+                ("RA".to_string(), 1),
+                ("rA".to_string(), 2)
+            ]
+        );
+        assert_eq!(of("RB"), [("rb".to_string(), 0)]);
+        assert_eq!(of("R_"), [("r_".to_string(), 0)]);
+        assert!(of("RD").is_empty());
+        assert!(of("").is_empty());
     }
 }

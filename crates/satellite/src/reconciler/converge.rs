@@ -273,14 +273,38 @@ impl Reconciler {
             self.converge_snapshots(resource, &pools, &mut outcome.report);
             self.outcomes.insert(key, outcome);
         }
-        // Ledger entries a wanted volume uses, and those a deletion names but could not remove
-        // yet: neither is an orphan. Every resource's, visited in this pass or not.
-        let held: BTreeSet<&VolumeKey> = self
-            .outcomes
-            .values()
-            .flat_map(|o| o.in_use.iter().chain(&o.being_deleted))
-            .collect();
-        node.orphans = find_orphans(&self.ledger, desired, &held);
+        match scope {
+            None => {
+                self.notable = self
+                    .outcomes
+                    .iter()
+                    .filter(|(_, outcome)| outcome.is_notable())
+                    .map(|(key, _)| key.clone())
+                    .collect();
+            }
+            Some(names) => {
+                for name in names {
+                    if self.outcomes.get(name).is_some_and(|o| o.is_notable()) {
+                        self.notable.insert(name.clone());
+                    } else {
+                        self.notable.remove(name);
+                    }
+                }
+            }
+        }
+        let previous = std::mem::take(&mut self.node_outcome.orphans);
+        node.orphans = match scope {
+            Some(names) if self.orphans_known => self.orphans_after(desired, names, previous),
+            _ => {
+                self.orphans_known = true;
+                self.all_orphans(desired)
+            }
+        };
+        debug_assert_eq!(
+            node.orphans,
+            self.all_orphans(desired),
+            "the orphans found again for the named resources are those of a whole search"
+        );
         self.log_orphans(&node.orphans);
         if self.storage_changed {
             // Capacity was read before volumes were created or deleted.
@@ -758,11 +782,10 @@ impl Reconciler {
     ) -> Result<(), String> {
         let targets: Vec<LedgerEntry> = self
             .ledger
-            .volumes
+            .entries_of(resource.key())
             .iter()
             .filter(|e| {
-                &e.key.resource == resource
-                    && e.key.volume_number.get() == volume.volume_number
+                e.key.volume_number.get() == volume.volume_number
                     && e.belongs_to(&volume.identity, placement)
             })
             .cloned()
@@ -1082,25 +1105,71 @@ impl Reconciler {
     }
 }
 
-/// Every ledger entry that `held` (the entries wanted volumes use and deletions name) does not
-/// hold, with the reason.
-fn find_orphans(
-    ledger: &crate::ledger::Ledger,
-    desired: &NodeState,
-    held: &BTreeSet<&VolumeKey>,
-) -> Vec<OrphanReport> {
-    let mut orphans = Vec::new();
-    for entry in &ledger.volumes {
-        if held.contains(&entry.key) {
-            continue;
+impl Reconciler {
+    /// Every ledger entry that no resource's outcome holds (the entries wanted volumes use and
+    /// deletions name, visited in this pass or not), with the reason, in ledger order.
+    fn all_orphans(&self, desired: &NodeState) -> Vec<OrphanReport> {
+        let held: BTreeSet<&VolumeKey> = self
+            .outcomes
+            .values()
+            .flat_map(|o| o.in_use.iter().chain(&o.being_deleted))
+            .collect();
+        self.ledger
+            .volumes
+            .iter()
+            .filter(|entry| !held.contains(&entry.key))
+            .map(|entry| orphan_report(entry, desired))
+            .collect()
+    }
+
+    /// The orphans after a pass over the resources `names` (by [`resource_key`]), from those
+    /// before it (`previous`, whole): only the named resources' entries can have changed (a
+    /// resource's outcome holds only its own volumes, a pass changes the ledger entries and
+    /// the specs of the resources it visits, and every other change to the ledger is
+    /// followed by a full pass), so only they are looked at again.
+    fn orphans_after(
+        &self,
+        desired: &NodeState,
+        names: &BTreeSet<String>,
+        previous: Vec<OrphanReport>,
+    ) -> Vec<OrphanReport> {
+        let mut orphans: Vec<OrphanReport> = previous
+            .into_iter()
+            .filter(|o| !names.contains(&resource_key(&o.resource)))
+            .collect();
+        for key in names {
+            let outcome = self.outcomes.get(key);
+            for entry in self.ledger.entries_of(key) {
+                let held = outcome.is_some_and(|o| {
+                    o.in_use.contains(&entry.key) || o.being_deleted.contains(&entry.key)
+                });
+                if !held {
+                    orphans.push(orphan_report(entry, desired));
+                }
+            }
         }
-        let resource = desired.resource(entry.key.resource.as_str());
-        let volume = resource.and_then(|r| {
-            r.volumes
-                .iter()
-                .find(|v| v.volume_number == entry.key.volume_number.get())
+        // Ledger order: that of the entries' keys.
+        orphans.sort_by_cached_key(|o| {
+            (
+                resource_key(&o.resource),
+                o.volume_number,
+                o.provider_kind,
+                o.pool_name.clone(),
+            )
         });
-        let reason = match (resource, volume) {
+        orphans
+    }
+}
+
+/// A ledger entry that nothing holds, reported with the reason.
+fn orphan_report(entry: &LedgerEntry, desired: &NodeState) -> OrphanReport {
+    let resource = desired.resource(entry.key.resource.as_str());
+    let volume = resource.and_then(|r| {
+        r.volumes
+            .iter()
+            .find(|v| v.volume_number == entry.key.volume_number.get())
+    });
+    let reason = match (resource, volume) {
             (None, _) => "its resource is not in this node's desired state".to_string(),
             (Some(_), None) => {
                 "its volume is not among the resource's volumes in this node's desired state"
@@ -1121,18 +1190,16 @@ fn find_orphans(
             ),
             (Some(_), Some(_)) => "the volume is wanted in another storage pool".to_string(),
         };
-        orphans.push(OrphanReport {
-            resource: entry.key.resource.to_string(),
-            volume_number: entry.key.volume_number.get(),
-            identity: entry.identity.clone(),
-            provider_kind: entry.key.provider_kind,
-            pool_name: entry.key.pool_name.clone(),
-            storage_pool: entry.storage_pool.clone(),
-            backing_name: entry.backing_name().to_string(),
-            reason,
-        });
+    OrphanReport {
+        resource: entry.key.resource.to_string(),
+        volume_number: entry.key.volume_number.get(),
+        identity: entry.identity.clone(),
+        provider_kind: entry.key.provider_kind,
+        pool_name: entry.key.pool_name.clone(),
+        storage_pool: entry.storage_pool.clone(),
+        backing_name: entry.backing_name().to_string(),
+        reason,
     }
-    orphans
 }
 
 fn pool_report_of(reconciler: &Reconciler, spec: &PoolSpec) -> ferrite_proto::PoolReport {

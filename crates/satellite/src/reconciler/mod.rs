@@ -4,9 +4,10 @@
 //! blocks the connection.
 //!
 //! ```text
-//!   Apply(full | delta) ──▶ merge ──▶ check ──▶ persist (snapshot | journal) ──▶ converge ──▶ Applied
-//!                                       │                       (a delta: only what it names)
-//!                                       └─ older, conflicting, or dropping volumes ─▶ NotApplied
+//!   Apply(full | delta) ──▶ prepare ──▶ check ──▶ take ──▶ persist (snapshot | journal) ──▶ converge ──▶ Applied
+//!                                         │                       │          (a delta: only what it names)
+//!                                         │                       └─ cannot persist: undo ─▶ NotApplied
+//!                                         └─ older, conflicting, or dropping volumes ─────────▶ NotApplied
 //!   Command(DeleteOrphan | RecreateMissing) ─────────▶ act ──▶ converge ──▶ Report, CommandDone
 //!   every interval after the last full pass ─────────────────────────▶ converge ──▶ Report
 //!                                                                           (if it changed)
@@ -21,6 +22,13 @@
 //! never the whole file. What a pass found of each resource is kept
 //! ([`ResourceOutcome`]), and every report is made from it: whole, or, for the answer to a
 //! delta, with the volumes of the named resources only.
+//!
+//! The node's state is kept by resource key ([`NodeState`], `state`): a delta is made a
+//! [`Change`], checked against the resources it names, and applied in place; what it replaced
+//! ([`Undo`]) puts the state back if it cannot be persisted. The last report sent is kept by
+//! parts (`sent`), and an answer replaces only the parts that changed. So the work a delta
+//! does on the state, its check, its record and its report grows with what it names, not with
+//! the node.
 //!
 //! Safety rules, each enforced here and tested in `reconciler_tests`:
 //!
@@ -190,6 +198,15 @@ struct ResourceOutcome {
     being_deleted: BTreeSet<VolumeKey>,
 }
 
+impl ResourceOutcome {
+    /// Whether it has a part in every report, named or whole: errors or snapshots.
+    fn is_notable(&self) -> bool {
+        !self.report.errors.is_empty()
+            || !self.report.snapshots.is_empty()
+            || !self.report.deleted_snapshots.is_empty()
+    }
+}
+
 /// The storage pool's report, as `CheckPool` and every convergence produce it.
 pub fn pool_report(
     providers: &Providers,
@@ -337,6 +354,12 @@ pub struct Reconciler {
     lapsed_io: BTreeSet<String>,
     /// What the passes found, per resource (by [`resource_key`]) of the desired state.
     outcomes: BTreeMap<String, ResourceOutcome>,
+    /// The resources whose outcome [`ResourceOutcome::is_notable`]: what a report of named
+    /// resources takes from every resource.
+    notable: BTreeSet<String>,
+    /// Whether `node_outcome`'s orphans were found by a full pass since the start (a pass over
+    /// named resources looks again only at their ledger entries).
+    orphans_known: bool,
     /// The node-wide part of the last pass's report: pools, orphans, held writes, and errors
     /// that belong to no one resource.
     node_outcome: NodeReport,
@@ -406,6 +429,8 @@ impl Reconciler {
             held_io: BTreeMap::new(),
             lapsed_io: BTreeSet::new(),
             outcomes: BTreeMap::new(),
+            notable: BTreeSet::new(),
+            orphans_known: false,
             node_outcome: NodeReport::default(),
             last_full_pass: None,
         })
@@ -895,11 +920,53 @@ impl Reconciler {
     /// lists (pools, errors, orphans, snapshots, held writes) are always whole: the controller
     /// replaces them with every report.
     fn assemble(&self, only: Option<&BTreeSet<String>>) -> NodeReport {
-        sent::assemble(
-            &self.node_outcome,
-            self.outcomes.iter().map(|(key, o)| (key, &o.report)),
-            only,
-        )
+        let all = || self.outcomes.iter().map(|(key, o)| (key, &o.report));
+        let Some(names) = only else {
+            return sent::assemble(&self.node_outcome, all(), None);
+        };
+        // The named resources' parts, looked up, and the notable ones' errors and snapshots:
+        // what `sent::assemble` takes from every part, without visiting every part.
+        let node = &self.node_outcome;
+        let mut report = NodeReport {
+            generation: node.generation,
+            storage_pools: node.storage_pools.clone(),
+            orphans: node.orphans.clone(),
+            io_suspended: node.io_suspended.clone(),
+            ..NodeReport::default()
+        };
+        for part in names
+            .iter()
+            .filter_map(|key| self.outcomes.get(key))
+            .map(|o| &o.report)
+        {
+            report.volumes.extend(part.volumes.iter().cloned());
+            report.replication.extend(part.replication.iter().cloned());
+            report
+                .deleted_volumes
+                .extend(part.deleted_volumes.iter().cloned());
+            report
+                .deleted_resources
+                .extend(part.deleted_resources.iter().cloned());
+        }
+        for part in self
+            .notable
+            .iter()
+            .filter_map(|key| self.outcomes.get(key))
+            .map(|o| &o.report)
+        {
+            report.errors.extend(part.errors.iter().cloned());
+            report.snapshots.extend(part.snapshots.iter().cloned());
+            report
+                .deleted_snapshots
+                .extend(part.deleted_snapshots.iter().cloned());
+        }
+        report.errors.extend(node.errors.iter().cloned());
+        debug_assert_eq!(
+            report,
+            sent::assemble(node, all(), Some(names)),
+            "a report of named resources is the one made from every part"
+        );
+        report
     }
 }
 
