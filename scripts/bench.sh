@@ -7,7 +7,7 @@
 #   scripts/bench.sh                      # everything; the report also goes to target/bench-report.md
 #   scripts/bench.sh --skip-real --skip-options     # phase B only (no root needed)
 #   scripts/bench.sh --skip-real --skip-options --simulated-resources 10000 --simulated-nodes 4
-#                                         # phase B at its former size, about a minute
+#                                         # phase B at its former size (about 14 minutes)
 #   scripts/bench.sh --real-budget 600    # give phase A more time
 #   scripts/bench.sh --help               # every option
 #

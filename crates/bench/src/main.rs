@@ -34,7 +34,7 @@ struct Args {
     #[arg(long, default_value_t = 1000)]
     real_resources: usize,
     /// Resource definitions (two replicas each) in phase B (simulated satellites); e.g. 10000
-    /// with --simulated-nodes 4 for a run of about a minute
+    /// with --simulated-nodes 4 for a shorter run (about 14 minutes)
     #[arg(long, default_value_t = 100_000)]
     simulated_resources: usize,
     /// Simulated satellites in phase B

@@ -3,8 +3,9 @@
 //! now wants them (see `crate::journal`). So persisting a delta costs what it names, however
 //! many resources the node holds. A full state is written as a new snapshot.
 //!
-//! A record is itself a delta ([`DesiredState`] with its resources and removals), replayed with
-//! the same merge the reconciler takes deltas with; loading gives the state the reconciler had.
+//! A record is itself a delta ([`DesiredState`] with its resources and removals), replayed the
+//! way the reconciler takes deltas ([`Change`], applied in place); loading gives the state the
+//! reconciler had.
 //! A `desired-state.json` from before the journal loads as it is.
 //!
 //! What the state means and when it is taken is the reconciler's; this module only keeps it.
@@ -17,17 +18,18 @@ use serde::{Deserialize, Serialize};
 
 use crate::journal::Journal;
 use crate::persist::PersistError;
-use crate::reconciler::{canonical, merge, resource_key};
+use crate::reconciler::{Change, NodeState};
 
 /// The format of `desired-state.json` this build writes.
 pub const DESIRED_STATE_FORMAT: u32 = 2;
 
-/// `desired-state.json` as written, borrowing the state.
+/// `desired-state.json` as written, borrowing the state (written as the [`DesiredState`] it
+/// stands for).
 #[derive(Serialize)]
 struct PersistedDesiredStateRef<'a> {
     format_version: u32,
     node_uuid: &'a str,
-    desired: &'a DesiredState,
+    desired: &'a NodeState,
 }
 
 /// `desired-state.json`.
@@ -52,7 +54,7 @@ struct DesiredChange {
 /// The desired state as loaded: the state and the node registration it came from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PersistedState {
-    pub desired: DesiredState,
+    pub desired: NodeState,
     pub node_uuid: String,
 }
 
@@ -68,15 +70,19 @@ impl DesiredStateFile {
     pub fn load(path: PathBuf) -> Result<(DesiredStateFile, Option<PersistedState>), PersistError> {
         let loaded = Journal::open::<PersistedDesiredState, DesiredChange>(path)?;
         let mut state = loaded.snapshot.map(|p| PersistedState {
-            desired: canonical(p.desired),
+            desired: NodeState::from_full(p.desired),
             node_uuid: p.node_uuid,
         });
         for change in loaded.records {
+            let desired = match state.take() {
+                Some(mut current) => {
+                    current.desired.apply(Change::from_delta(change.delta));
+                    current.desired
+                }
+                None => NodeState::from_full(change.delta),
+            };
             state = Some(PersistedState {
-                desired: match &state {
-                    Some(current) => merge(&current.desired, change.delta),
-                    None => canonical(change.delta),
-                },
+                desired,
                 node_uuid: change.node_uuid,
             });
         }
@@ -89,11 +95,7 @@ impl DesiredStateFile {
     }
 
     /// Makes the whole state `desired` durable, as a new snapshot.
-    pub fn save_whole(
-        &mut self,
-        node_uuid: &str,
-        desired: &DesiredState,
-    ) -> Result<(), PersistError> {
+    pub fn save_whole(&mut self, node_uuid: &str, desired: &NodeState) -> Result<(), PersistError> {
         self.journal.compact(&PersistedDesiredStateRef {
             format_version: DESIRED_STATE_FORMAT,
             node_uuid,
@@ -107,20 +109,20 @@ impl DesiredStateFile {
     pub fn save_named(
         &mut self,
         node_uuid: &str,
-        desired: &DesiredState,
+        desired: &NodeState,
         named: &BTreeSet<String>,
     ) -> Result<(), PersistError> {
         if self.journal.wants_compaction() {
             return self.save_whole(node_uuid, desired);
         }
-        let resources: Vec<_> = desired
-            .resources
-            .iter()
-            .filter(|r| named.contains(&resource_key(&r.name)))
-            .cloned()
-            .collect();
-        let kept: BTreeSet<String> = resources.iter().map(|r| resource_key(&r.name)).collect();
-        let removed_resources = named.difference(&kept).cloned().collect();
+        let mut resources = Vec::new();
+        let mut removed_resources = Vec::new();
+        for key in named {
+            match desired.resource_by_key(key) {
+                Some(resource) => resources.push(resource.clone()),
+                None => removed_resources.push(key.clone()),
+            }
+        }
         self.journal.append(&DesiredChange {
             node_uuid: node_uuid.to_string(),
             delta: DesiredState {

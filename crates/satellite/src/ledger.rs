@@ -20,9 +20,15 @@
 //! save with the entries that changed since the last (see `crate::journal`). A save is durable
 //! when it returns, so the order the reconciler keeps (recorded before a create, removed after
 //! the delete) holds on disk too. A `ledger.json` from before the journal loads as it is.
+//!
+//! A ledger notes which entries its methods changed since it was last saved ([`Unsaved`]), so
+//! a save compares only those with the file's and costs what changed, not the whole ledger. A
+//! ledger that was loaded or made has no such note, and its first save compares everything.
+//! Entries are kept in key order, and found by binary search; they are changed only through
+//! the ledger's methods.
 
 use std::cmp::Ordering;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use ferrite_storage::BackingVolumeName;
@@ -139,16 +145,69 @@ impl LedgerEntry {
 }
 
 /// The persisted ledger.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Ledger {
     /// Version of this file's format.
     #[serde(default = "format_version")]
     pub format_version: u32,
+    /// In key order ([`Ledger::record`] and [`Ledger::remove`] keep it; read it, change it
+    /// through them).
     #[serde(default)]
     pub volumes: Vec<LedgerEntry>,
-    /// The snapshots this satellite took, one entry per snapshot volume.
+    /// The snapshots this satellite took, one entry per snapshot volume, in the order of
+    /// [`Ledger::record_snapshot`].
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub snapshots: Vec<SnapshotEntry>,
+    /// What changed since the last save: bookkeeping, not content.
+    #[serde(skip)]
+    unsaved: Unsaved,
+}
+
+/// Two ledgers are equal when they hold the same entries, whatever they changed since a save.
+impl PartialEq for Ledger {
+    fn eq(&self, other: &Self) -> bool {
+        self.format_version == other.format_version
+            && self.volumes == other.volumes
+            && self.snapshots == other.snapshots
+    }
+}
+
+impl Eq for Ledger {}
+
+/// The entries a ledger's methods changed since it was last saved.
+#[derive(Debug, Clone, Default)]
+enum Unsaved {
+    /// Not known (a ledger loaded or made): a save compares every entry.
+    #[default]
+    Unknown,
+    /// These volume keys and snapshot volumes (UUID, volume number), and no others.
+    Known {
+        volumes: BTreeSet<VolumeKey>,
+        snapshots: BTreeSet<(String, VolumeNumber)>,
+    },
+}
+
+impl Unsaved {
+    fn nothing() -> Unsaved {
+        Unsaved::Known {
+            volumes: BTreeSet::new(),
+            snapshots: BTreeSet::new(),
+        }
+    }
+
+    fn volume(&mut self, key: &VolumeKey) {
+        if let Unsaved::Known { volumes, .. } = self
+            && !volumes.contains(key)
+        {
+            volumes.insert(key.clone());
+        }
+    }
+
+    fn snapshot(&mut self, uuid: &str, volume_number: VolumeNumber) {
+        if let Unsaved::Known { snapshots, .. } = self {
+            snapshots.insert((uuid.to_string(), volume_number));
+        }
+    }
 }
 
 /// One snapshot volume this satellite took.
@@ -197,6 +256,7 @@ impl Ledger {
             format_version: LEDGER_FORMAT,
             volumes: Vec::new(),
             snapshots: Vec::new(),
+            unsaved: Unsaved::Unknown,
         }
     }
 
@@ -211,41 +271,69 @@ impl Ledger {
         self.volumes.sort_by(|a, b| a.key.cmp(&b.key));
         self.snapshots.sort_by(snapshot_order);
         self.format_version = LEDGER_FORMAT;
+        self.unsaved = Unsaved::Unknown;
         self
     }
 
+    /// The entries of the resource whose key (its upper-cased name) is `resource_key`: one run,
+    /// as entries are in key order and a key begins with the resource.
+    pub fn entries_of(&self, resource_key: &str) -> &[LedgerEntry] {
+        let start = self
+            .volumes
+            .partition_point(|e| e.key.resource.key() < resource_key);
+        let len = self.volumes[start..].partition_point(|e| e.key.resource.key() == resource_key);
+        &self.volumes[start..start + len]
+    }
+
+    /// Where the entry of `key` is, or would go.
+    fn position(&self, key: &VolumeKey) -> Result<usize, usize> {
+        self.volumes.binary_search_by(|entry| entry.key.cmp(key))
+    }
+
+    /// Where the snapshot volume is, or would go.
+    fn snapshot_position(&self, uuid: &str, volume_number: VolumeNumber) -> Result<usize, usize> {
+        self.snapshots.binary_search_by(|e| {
+            (e.uuid.as_str(), e.key.volume_number).cmp(&(uuid, volume_number))
+        })
+    }
+
+    /// The entry of `key`, to change (noted as changed).
     pub fn get_mut(&mut self, key: &VolumeKey) -> Option<&mut LedgerEntry> {
-        self.volumes.iter_mut().find(|entry| &entry.key == key)
+        let i = self.position(key).ok()?;
+        self.unsaved.volume(key);
+        Some(&mut self.volumes[i])
     }
 
     pub fn get(&self, key: &VolumeKey) -> Option<&LedgerEntry> {
-        self.volumes.iter().find(|entry| &entry.key == key)
+        self.position(key).ok().map(|i| &self.volumes[i])
     }
 
     /// Records (or updates) a volume.
     pub fn record(&mut self, entry: LedgerEntry) {
-        match self.volumes.iter_mut().find(|e| e.key == entry.key) {
-            Some(existing) => *existing = entry,
-            None => {
-                self.volumes.push(entry);
-                self.volumes.sort_by(|a, b| a.key.cmp(&b.key));
-            }
+        self.unsaved.volume(&entry.key);
+        match self.position(&entry.key) {
+            Ok(i) => self.volumes[i] = entry,
+            Err(i) => self.volumes.insert(i, entry),
         }
     }
 
     pub fn remove(&mut self, key: &VolumeKey) {
-        self.volumes.retain(|entry| &entry.key != key);
+        if let Ok(i) = self.position(key) {
+            self.unsaved.volume(key);
+            self.volumes.remove(i);
+        }
     }
 
     /// The snapshot volume of snapshot `uuid` taken of volume `volume_number`.
     pub fn snapshot(&self, uuid: &str, volume_number: VolumeNumber) -> Option<&SnapshotEntry> {
-        self.snapshots
-            .iter()
-            .find(|e| e.uuid == uuid && e.key.volume_number == volume_number)
+        self.snapshot_position(uuid, volume_number)
+            .ok()
+            .map(|i| &self.snapshots[i])
     }
 
     /// Records (or updates) a snapshot volume.
     pub fn record_snapshot(&mut self, entry: SnapshotEntry) {
+        self.unsaved.snapshot(&entry.uuid, entry.key.volume_number);
         match self
             .snapshots
             .binary_search_by(|e| snapshot_order(e, &entry))
@@ -256,8 +344,10 @@ impl Ledger {
     }
 
     pub fn remove_snapshot(&mut self, uuid: &str, volume_number: VolumeNumber) {
-        self.snapshots
-            .retain(|e| !(e.uuid == uuid && e.key.volume_number == volume_number));
+        if let Ok(i) = self.snapshot_position(uuid, volume_number) {
+            self.unsaved.snapshot(uuid, volume_number);
+            self.snapshots.remove(i);
+        }
     }
 
     /// The owned volumes, grouped for lookups.
@@ -334,6 +424,39 @@ impl Ledger {
         );
         changes
     }
+
+    /// What changes `self` into `to` where `to` noted changes since its last save
+    /// ([`Unsaved`]): the same as [`Ledger::changes_to`] when those notes are complete, at the
+    /// cost of what they name. `None` if `to` has no such notes.
+    fn changes_noted_in(&self, to: &Ledger) -> Option<Vec<LedgerChange>> {
+        let Unsaved::Known { volumes, snapshots } = &to.unsaved else {
+            return None;
+        };
+        let mut changes = Vec::new();
+        for key in volumes {
+            match (self.get(key), to.get(key)) {
+                (Some(from), Some(entry)) if from == entry => {}
+                (_, Some(entry)) => changes.push(LedgerChange::Volume(entry.clone())),
+                (Some(_), None) => changes.push(LedgerChange::VolumeRemoved(key.clone())),
+                (None, None) => {}
+            }
+        }
+        for (uuid, volume_number) in snapshots {
+            match (
+                self.snapshot(uuid, *volume_number),
+                to.snapshot(uuid, *volume_number),
+            ) {
+                (Some(from), Some(entry)) if from == entry => {}
+                (_, Some(entry)) => changes.push(LedgerChange::Snapshot(entry.clone())),
+                (Some(_), None) => changes.push(LedgerChange::SnapshotRemoved {
+                    uuid: uuid.clone(),
+                    volume_number: *volume_number,
+                }),
+                (None, None) => {}
+            }
+        }
+        Some(changes)
+    }
 }
 
 /// Walks two sorted lists: `change(element, true)` for each element of `to` that `from` lacks
@@ -406,34 +529,35 @@ impl LedgerFile {
         Ok(())
     }
 
-    /// Makes `ledger` durable: its changes since the last save as one journal record, or the
-    /// whole ledger as a new snapshot when the journal has grown enough. A failed save leaves
-    /// the file at the last one.
-    pub fn save(&mut self, ledger: &Ledger) -> Result<(), PersistError> {
-        let canonical;
-        let ledger = if ledger.volumes.is_sorted_by(|a, b| a.key <= b.key)
-            && ledger
-                .snapshots
-                .is_sorted_by(|a, b| snapshot_order(a, b) != Ordering::Greater)
-        {
+    /// Makes `ledger` durable: its changes since the last save as one journal record (those
+    /// it noted, or, without notes, whatever differs from the file), or the whole ledger as a
+    /// new snapshot when the journal has grown enough. A failed save leaves the file at the
+    /// last one, and the ledger's notes as they were.
+    pub fn save(&mut self, ledger: &mut Ledger) -> Result<(), PersistError> {
+        debug_assert!(ledger.volumes.is_sorted_by(|a, b| a.key < b.key));
+        debug_assert!(
             ledger
-        } else {
-            canonical = ledger.clone().upgrade();
-            &canonical
-        };
+                .snapshots
+                .is_sorted_by(|a, b| snapshot_order(a, b) == Ordering::Less)
+        );
         if self.journal.wants_compaction() {
-            self.journal.compact(ledger)?;
+            self.journal.compact(&*ledger)?;
             self.on_disk = ledger.clone();
+            self.on_disk.unsaved = Unsaved::Unknown;
+            ledger.unsaved = Unsaved::nothing();
             return Ok(());
         }
-        let changes = self.on_disk.changes_to(ledger);
-        if changes.is_empty() {
-            return Ok(());
+        let changes = match self.on_disk.changes_noted_in(ledger) {
+            Some(changes) => changes,
+            None => self.on_disk.changes_to(ledger),
+        };
+        if !changes.is_empty() {
+            self.journal.append(&changes)?;
+            for change in changes {
+                self.on_disk.apply(change);
+            }
         }
-        self.journal.append(&changes)?;
-        for change in changes {
-            self.on_disk.apply(change);
-        }
+        ledger.unsaved = Unsaved::nothing();
         Ok(())
     }
 
@@ -543,24 +667,24 @@ mod tests {
         let (mut file, mut ledger) = LedgerFile::load(path.clone()).unwrap();
         for (i, name) in ["web", "db", "app", "cache"].iter().enumerate() {
             ledger.record(entry(name, 0, Progress::Creating));
-            file.save(&ledger).unwrap();
+            file.save(&mut ledger).unwrap();
             ledger
                 .get_mut(&entry(name, 0, Progress::Creating).key)
                 .unwrap()
                 .progress = Progress::Created;
-            file.save(&ledger).unwrap();
+            file.save(&mut ledger).unwrap();
             ledger.record_snapshot(snapshot_of(name, &format!("uuid-{}", 9 - i)));
-            file.save(&ledger).unwrap();
+            file.save(&mut ledger).unwrap();
         }
         ledger.remove(&entry("db", 0, Progress::Created).key);
         ledger.remove_snapshot("uuid-8", 0.into());
         let before = file.journal().len();
-        file.save(&ledger).unwrap();
+        file.save(&mut ledger).unwrap();
         let record = file.journal().len() - before;
         // Two changes, a few hundred bytes: not the ledger.
         assert!(record < 400, "{record} bytes");
         // Nothing changed: nothing written.
-        file.save(&ledger).unwrap();
+        file.save(&mut ledger).unwrap();
         assert_eq!(file.journal().len() - before, record);
         drop(file);
         let (_, loaded) = LedgerFile::load(path).unwrap();
@@ -592,5 +716,87 @@ mod tests {
             replayed.apply(change);
         }
         assert_eq!(replayed, to);
+    }
+
+    /// Random changes through the ledger's methods, saved now and then: what a save finds from
+    /// the ledger's notes is what comparing the whole ledger finds, and a load gives the
+    /// ledger back.
+    #[test]
+    fn a_save_finds_from_the_notes_what_a_whole_comparison_finds() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.json");
+        let (mut file, mut ledger) = LedgerFile::load(path.clone()).unwrap();
+        let mut seed: u64 = 0x2545_F491_4F6C_DD1D;
+        let mut below = |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let names = ["ra", "rb", "rc", "rd", "re", "rf"];
+        for step in 0..400 {
+            let name = names[below(names.len() as u64) as usize];
+            let volume = below(2) as u16;
+            let key = entry(name, volume, Progress::Creating).key;
+            match below(7) {
+                0 | 1 => ledger.record(entry(name, volume, Progress::Creating)),
+                2 => ledger.remove(&key),
+                3 => {
+                    if let Some(e) = ledger.get_mut(&key) {
+                        e.progress = Progress::Created;
+                    }
+                }
+                4 => ledger.record_snapshot(snapshot_of(name, &format!("u-{name}-{volume}"))),
+                5 => ledger.remove_snapshot(&format!("u-{name}-{volume}"), 0.into()),
+                _ => {
+                    let noted = file.on_disk.changes_noted_in(&ledger);
+                    let whole = file.on_disk.changes_to(&ledger);
+                    if let Some(noted) = noted {
+                        assert_eq!(noted, whole, "step {step}");
+                    }
+                    file.save(&mut ledger).unwrap();
+                    assert_eq!(file.on_disk, ledger, "step {step}");
+                }
+            }
+        }
+        file.save(&mut ledger).unwrap();
+        drop(file);
+        let (_, loaded) = LedgerFile::load(path).unwrap();
+        assert_eq!(loaded, ledger);
+    }
+
+    #[test]
+    fn a_resources_entries_are_one_run_whatever_the_case_of_its_name() {
+        let mut ledger = Ledger::new();
+        for (name, volume) in [
+            ("rb", 0),
+            ("RA", 1),
+            ("ra", 0),
+            ("Rc", 0),
+            ("rA", 2),
+            ("r_", 0),
+        ] {
+            ledger.record(entry(name, volume, Progress::Created));
+        }
+        let of = |key: &str| -> Vec<(String, u16)> {
+            ledger
+                .entries_of(key)
+                .iter()
+                .map(|e| (e.key.resource.to_string(), e.key.volume_number.get()))
+                .collect()
+        };
+        // "RA" and "ra" are one resource: the later spelling of volume 0's entry is "ra".
+        assert_eq!(
+            of("RA"),
+            [
+                ("ra".to_string(), 0),
+                ("RA".to_string(), 1),
+                ("rA".to_string(), 2)
+            ]
+        );
+        assert_eq!(of("RB"), [("rb".to_string(), 0)]);
+        assert_eq!(of("R_"), [("r_".to_string(), 0)]);
+        assert!(of("RD").is_empty());
+        assert!(of("").is_empty());
     }
 }

@@ -2222,8 +2222,7 @@ fn deltas_queued_together_are_answered_each_and_a_misfit_ends_the_batch() {
         .reconciler
         .desired()
         .unwrap()
-        .resources
-        .iter()
+        .resources()
         .map(|r| r.name.clone())
         .collect();
     assert_eq!(names, ["app", "db", "web"]);
@@ -2293,7 +2292,11 @@ fn a_restart_after_many_deltas_has_the_state_and_ledger_it_had() {
     let desired = node.reconciler.desired().cloned().unwrap();
     let ledger = node.reconciler.ledger().clone();
     assert_eq!(desired.generation, generation + 2);
-    assert!(desired.resources.len() > 30, "{}", desired.resources.len());
+    assert!(
+        desired.resource_count() > 30,
+        "{}",
+        desired.resource_count()
+    );
     assert!(ledger.volumes.len() > 30, "{}", ledger.volumes.len());
     assert!(
         ledger
@@ -2362,7 +2365,7 @@ fn state_files_from_before_the_journals_load_and_go_on() {
     assert!(node.host.take_changes().is_empty());
 
     // The controller's full state, then a delta: journaled on top of the old files.
-    applied(node.apply(desired.clone()));
+    applied(node.apply(desired.to_desired()));
     applied(node.apply(delta_of(
         &node,
         2,
@@ -2380,7 +2383,7 @@ fn state_files_from_before_the_journals_load_and_go_on() {
 
 #[test]
 fn a_delta_merges_into_the_state_by_case_insensitive_name() {
-    use crate::reconciler::{canonical, merge};
+    use crate::reconciler::{Change, NodeState};
     let state = |resources: Vec<ResourceSpec>, removed: Vec<String>| DesiredState {
         epoch: 1,
         generation: 2,
@@ -2389,7 +2392,7 @@ fn a_delta_merges_into_the_state_by_case_insensitive_name() {
         resources,
         removed_resources: removed,
     };
-    let current = canonical(state(
+    let mut merged = NodeState::from_full(state(
         ["Web", "db", "Cache", "logs"]
             .iter()
             .map(|n| resource(n, &[(0, 1024, "pool")]))
@@ -2397,25 +2400,199 @@ fn a_delta_merges_into_the_state_by_case_insensitive_name() {
         Vec::new(),
     ));
     // "WEB" replaces "Web", "Logs" removes "logs", "new" is added: names compare as keys.
-    let merged = merge(
-        &current,
-        state(
-            vec![
-                resource("new", &[(0, 1024, "pool")]),
-                resource("WEB", &[(0, 2048, "pool")]),
-            ],
-            vec!["Logs".to_string()],
-        ),
-    );
+    merged.apply(Change::from_delta(state(
+        vec![
+            resource("new", &[(0, 1024, "pool")]),
+            resource("WEB", &[(0, 2048, "pool")]),
+        ],
+        vec!["Logs".to_string()],
+    )));
     let held: Vec<(&str, u64)> = merged
-        .resources
-        .iter()
+        .resources()
         .map(|r| (r.name.as_str(), r.volumes[0].size_kib))
         .collect();
     assert_eq!(
         held,
         [("Cache", 1024), ("db", 1024), ("new", 1024), ("WEB", 2048)]
     );
-    assert_eq!(merged.base_generation, None);
-    assert!(merged.removed_resources.is_empty());
+    let whole = merged.to_desired();
+    assert_eq!(whole.base_generation, None);
+    assert!(whole.removed_resources.is_empty());
+}
+
+/// Deltas taken together that cannot be persisted leave the node's state exactly as it was
+/// before the batch (what the undo record puts back), create nothing, and are answered
+/// `CannotPersist`; the same deltas are taken once the state can be written again.
+#[test]
+fn a_batch_of_deltas_that_cannot_be_persisted_leaves_the_state_as_it_was() {
+    let mut node = Node::new();
+    applied(node.apply(node.full(
+        1,
+        vec![
+            resource("web", &[(0, 4096, "files")]),
+            resource("old", &[(0, 4096, "files")]),
+        ],
+    )));
+    // A record this large makes the journal want compaction: the next delta is written as a
+    // whole new snapshot, which the directory below makes fail.
+    let mut big = resource("big", &[]);
+    big.uuid = "u".repeat(1 << 21);
+    applied(node.apply(delta_of(&node, 2, 1, vec![big], &[])));
+    let before = node.reconciler.desired().cloned().unwrap();
+    let ledger = node.reconciler.ledger().clone();
+    node.host.take_changes();
+    let tmp = node.state.path().join(format!(".{DESIRED_STATE_FILE}.tmp"));
+    std::fs::create_dir(&tmp).unwrap();
+
+    let batch = |node: &Node| {
+        vec![
+            // Removes "Big", grows web, adds db.
+            delta_of(
+                node,
+                3,
+                2,
+                vec![resource("WEB", &[(0, 8192, "files")])],
+                &["Big"],
+            ),
+            delta_of(node, 4, 3, vec![resource("db", &[(0, 4096, "files")])], &[]),
+            // Removes db again and gives back "big" (another spec).
+            delta_of(
+                node,
+                5,
+                4,
+                vec![resource("BIG", &[(0, 4096, "files")])],
+                &["db"],
+            ),
+        ]
+    };
+    let (outbox, mut inbox) = unbounded_channel();
+    node.reconciler.apply_deltas(
+        batch(&node)
+            .into_iter()
+            .map(|d| (d, outbox.clone()))
+            .collect(),
+    );
+    for generation in 3..=5 {
+        let (refused_generation, refusal, report) = refused(inbox.try_recv().unwrap());
+        assert_eq!(refused_generation, generation);
+        assert!(
+            matches!(refusal, StateRefusal::CannotPersist { .. }),
+            "{refusal}"
+        );
+        assert_eq!(report.generation, Some(2));
+    }
+    assert!(inbox.try_recv().is_err());
+    assert_eq!(node.reconciler.desired(), Some(&before));
+    assert_eq!(node.reconciler.ledger(), &ledger);
+    assert!(node.host.take_changes().is_empty(), "nothing acted on");
+
+    // Written again: the same deltas are taken.
+    std::fs::remove_dir(&tmp).unwrap();
+    node.reconciler.apply_deltas(
+        batch(&node)
+            .into_iter()
+            .map(|d| (d, outbox.clone()))
+            .collect(),
+    );
+    for generation in 3..=5 {
+        assert_eq!(applied(inbox.try_recv().unwrap()).0, generation);
+    }
+    let names: Vec<_> = node
+        .reconciler
+        .desired()
+        .unwrap()
+        .resources()
+        .map(|r| (r.name.clone(), r.volumes.first().map(|v| v.size_kib)))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            ("BIG".to_string(), Some(4096)),
+            ("old".to_string(), Some(4096)),
+            ("WEB".to_string(), Some(8192))
+        ]
+    );
+    let desired = node.reconciler.desired().cloned().unwrap();
+    node.restart();
+    assert_eq!(node.reconciler.desired(), Some(&desired));
+}
+
+/// After every answer, the last report sent is what the passes found, whole: also after full
+/// passes whose reports were not sent, found a change and left it for the next answer to
+/// carry (the parts are copied then, not per delta).
+#[test]
+fn after_every_answer_the_last_report_sent_is_what_the_passes_found() {
+    let mut node = Node::new();
+    let check = |node: &Node, what: &str| {
+        let (sent, found) = node.reconciler.last_sent_and_found();
+        assert_eq!(sent.as_ref(), Some(&found), "{what}");
+    };
+    applied(node.apply(node.full(
+        1,
+        vec![
+            resource("web", &[(0, 4096, "files")]),
+            resource("db", &[(0, 4096, "files")]),
+        ],
+    )));
+    check(&node, "full state");
+    applied(node.apply(delta_of(
+        &node,
+        2,
+        1,
+        vec![resource("app", &[(0, 4096, "files")])],
+        &[],
+    )));
+    check(&node, "a delta");
+    // db's file goes behind the satellite's back; a full pass finds it missing, and with no
+    // controller to send to, the last report sent stays as it was.
+    std::fs::remove_file(node.file("db_00000.img")).unwrap();
+    node.reconciler.handle(Event::Converge);
+    let (sent, found) = node.reconciler.last_sent_and_found();
+    assert_ne!(sent, Some(found), "the pass found db missing");
+    // A delta about another resource: the answer's record carries db's change too.
+    applied(node.apply(delta_of(
+        &node,
+        3,
+        2,
+        vec![
+            resource("WEB", &[(0, 8192, "files")]),
+            deleting(resource("app", &[(0, 4096, "files")])),
+        ],
+        &[],
+    )));
+    check(&node, "a delta after an unsent full pass");
+    let mut deltas = Vec::new();
+    let (outbox, mut inbox) = unbounded_channel();
+    for (generation, name) in [(4, "x1"), (5, "x2")] {
+        deltas.push((
+            delta_of(
+                &node,
+                generation,
+                generation - 1,
+                vec![resource(name, &[(0, 4096, "files")])],
+                &[],
+            ),
+            outbox.clone(),
+        ));
+    }
+    node.reconciler.apply_deltas(deltas);
+    applied(inbox.try_recv().unwrap());
+    applied(inbox.try_recv().unwrap());
+    check(&node, "deltas taken together");
+    // A new session forgets what was sent; its first state is whole, and deltas follow.
+    let _session = node.connect("");
+    let whole = node.reconciler.desired().unwrap().to_desired();
+    applied(node.apply(DesiredState {
+        generation: 6,
+        ..whole
+    }));
+    check(&node, "the first state of a session");
+    applied(node.apply(delta_of(
+        &node,
+        7,
+        6,
+        vec![deleting(resource("x1", &[(0, 4096, "files")]))],
+        &[],
+    )));
+    check(&node, "a delta in a new session");
 }

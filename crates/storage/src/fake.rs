@@ -2,9 +2,13 @@
 //! providers issue are simulated well enough that a sequence of them behaves like the real host.
 //!
 //! - files: `truncate`, `fallocate` and `rm` act on real files (tests point pools at temporary
-//!   directories), so the FILE providers' `stat`/`statvfs` see them;
+//!   directories), so the FILE providers' `stat` sees them; a directory given a simulated file
+//!   system ([`FakeHost::simulate_file_system`]) reports that size as its capacity, less the
+//!   size of the files the simulated commands made in it, as a disk of its own would (kept as a
+//!   running total, so asking costs the same however many files it holds); any other directory
+//!   reports its real file system's;
 //! - loop devices: `losetup --find/--associated/--set-capacity/--detach` against an in-memory
-//!   table of `/dev/loopN`;
+//!   table of `/dev/loopN` (the lowest free number first, found without a scan);
 //! - LVM: volume groups and thin pools added with [`FakeHost::add_volume_group`] and
 //!   [`FakeHost::add_thin_pool`], with `vgs`, `lvs`, `lvcreate`, `lvextend`, `lvremove`
 //!   (sizes rounded up to 4 MiB extents, as LVM does);
@@ -15,7 +19,9 @@
 //!   sparse copy copies the real file; `blockdev --flushbufs` succeeds.
 //!
 //! Failures are injected with [`FakeHost::fail_matching`]; missing tools with
-//! [`FakeHost::remove_program`].
+//! [`FakeHost::remove_program`]. Every command line is recorded, except on a host made with
+//! [`FakeHost::unrecorded`], for long runs (the benchmark's simulated nodes) that would
+//! otherwise keep every line they ever ran.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -68,6 +74,14 @@ struct Zpool {
     snapshots: BTreeMap<String, u64>,
 }
 
+/// A directory with a simulated file system of its own.
+#[derive(Debug)]
+struct FileSystem {
+    size_kib: u64,
+    /// The sizes of the files the simulated commands made in it, in bytes.
+    used_bytes: u64,
+}
+
 #[derive(Debug)]
 struct Failure {
     prefix: String,
@@ -85,6 +99,15 @@ struct State {
     delays: Vec<(String, std::time::Duration)>,
     /// Loop device number → backing file.
     loops: BTreeMap<u32, PathBuf>,
+    /// Numbers below `next_loop` that are free again, so `losetup --find` takes the lowest
+    /// free number as the real one does without scanning the table.
+    released_loops: BTreeSet<u32>,
+    /// Every number from here up is free.
+    next_loop: u32,
+    /// Directories with a simulated file system, by path.
+    file_systems: BTreeMap<PathBuf, FileSystem>,
+    /// Keep no record of command lines ([`FakeHost::unrecorded`]).
+    unrecorded: bool,
     volume_groups: BTreeMap<String, VolumeGroup>,
     zpools: BTreeMap<String, Zpool>,
     /// Counts added volume groups and zpools, for their UUIDs and GUIDs.
@@ -130,6 +153,29 @@ fn round_to_extent(size_kib: u64) -> u64 {
 impl FakeHost {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A host that keeps no record of the command lines it runs: for long runs (the benchmark's
+    /// simulated nodes, hundreds of thousands of commands each), where [`FakeHost::commands`]
+    /// would hold every one. Everything else is as with [`FakeHost::new`].
+    pub fn unrecorded() -> Self {
+        let host = Self::default();
+        host.state().unrecorded = true;
+        host
+    }
+
+    /// Gives `dir` a simulated file system of `size_kib`: its capacity is that size less the
+    /// sizes of the files the simulated commands (`truncate`, `fallocate`, `cp`, `mv`, `rm`)
+    /// made in it, whether sparse or not, as on a disk of its own holding FILE volumes. Files
+    /// already there, and files made otherwise (a pool's marker), are not counted.
+    pub fn simulate_file_system(&self, dir: &std::path::Path, size_kib: u64) {
+        self.state().file_systems.insert(
+            dir.to_path_buf(),
+            FileSystem {
+                size_kib,
+                used_bytes: 0,
+            },
+        );
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -283,7 +329,50 @@ impl FakeHost {
 
     /// Forgets every loop device, as a reboot would.
     pub fn detach_all_loop_devices(&self) {
-        self.state().loops.clear();
+        let mut state = self.state();
+        state.loops.clear();
+        state.released_loops.clear();
+        state.next_loop = 0;
+    }
+
+    /// Attaches `path` to the lowest free loop device; returns its number.
+    fn attach_loop(state: &mut State, path: PathBuf) -> u32 {
+        let number = match state.released_loops.pop_first() {
+            Some(number) => number,
+            None => {
+                state.next_loop += 1;
+                state.next_loop - 1
+            }
+        };
+        state.loops.insert(number, path);
+        number
+    }
+
+    fn detach_loop(state: &mut State, number: u32) {
+        if state.loops.remove(&number).is_some() {
+            state.released_loops.insert(number);
+        }
+    }
+
+    /// Counts a change of `delta` bytes in the size of the file at `path`, if it is in a
+    /// simulated file system.
+    fn count_bytes(state: &mut State, path: &std::path::Path, delta: i128) {
+        let Some(dir) = path
+            .ancestors()
+            .skip(1)
+            .find(|dir| state.file_systems.contains_key(*dir))
+        else {
+            return;
+        };
+        let Some(file_system) = state.file_systems.get_mut(dir) else {
+            return;
+        };
+        file_system.used_bytes = (file_system.used_bytes as i128 + delta).max(0) as u64;
+    }
+
+    /// The length of the file at `path`, 0 if there is none.
+    fn file_len(path: impl AsRef<std::path::Path>) -> u64 {
+        std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
     }
 
     fn simulate(
@@ -326,13 +415,22 @@ impl FakeHost {
                 if command.program == "truncate" || bytes > current {
                     file.set_len(bytes)
                         .map_err(|e| fail(line, 1, format!("{path}: {e}")))?;
+                    Self::count_bytes(
+                        state,
+                        std::path::Path::new(path),
+                        bytes as i128 - current as i128,
+                    );
                 }
                 ok("")
             }
             "rm" => {
                 let path = args.last().cloned().unwrap_or_default();
+                let len = Self::file_len(&path);
                 match std::fs::remove_file(&path) {
-                    Ok(()) => ok(""),
+                    Ok(()) => {
+                        Self::count_bytes(state, std::path::Path::new(&path), -(len as i128));
+                        ok("")
+                    }
                     Err(e) if e.kind() == std::io::ErrorKind::NotFound => ok(""),
                     Err(e) => Err(fail(line, 1, format!("rm: {path}: {e}"))),
                 }
@@ -345,7 +443,10 @@ impl FakeHost {
                     // --no-clobber: nothing happens, and (coreutils 9.1) no error.
                     return ok("");
                 }
+                let len = Self::file_len(from);
                 std::fs::rename(from, to).map_err(|e| fail(line, 1, format!("mv: {from}: {e}")))?;
+                Self::count_bytes(state, std::path::Path::new(from), -(len as i128));
+                Self::count_bytes(state, std::path::Path::new(to), len as i128);
                 ok("")
             }
             "losetup" => Self::losetup(state, line, args),
@@ -358,7 +459,14 @@ impl FakeHost {
                 let [.., from, to] = &args[..] else {
                     return Err(fail(line, 1, "simulated: bad arguments"));
                 };
+                let before = Self::file_len(to);
                 std::fs::copy(from, to).map_err(|e| fail(line, 1, format!("cp: {from}: {e}")))?;
+                let after = Self::file_len(to);
+                Self::count_bytes(
+                    state,
+                    std::path::Path::new(to),
+                    after as i128 - before as i128,
+                );
                 ok("")
             }
             "blockdev" => ok(""),
@@ -681,8 +789,7 @@ impl FakeHost {
                         format!("losetup: {target}: failed to set up loop device: {e}"),
                     )
                 })?;
-                let number = (0..).find(|n| !state.loops.contains_key(n)).unwrap_or(0);
-                state.loops.insert(number, path);
+                let number = Self::attach_loop(state, path);
                 ok(format!("/dev/loop{number}\n"))
             }
             "--set-capacity" | "--detach" => {
@@ -692,7 +799,7 @@ impl FakeHost {
                 match number {
                     Some(n) if state.loops.contains_key(&n) => {
                         if first == "--detach" {
-                            state.loops.remove(&n);
+                            Self::detach_loop(state, n);
                         }
                         ok("")
                     }
@@ -949,6 +1056,18 @@ impl FakeHost {
 }
 
 impl HostCommands for FakeHost {
+    fn file_system_capacity(&self, dir: &std::path::Path) -> std::io::Result<crate::PoolCapacity> {
+        if let Some(file_system) = self.state().file_systems.get(dir) {
+            return Ok(crate::PoolCapacity {
+                total_kib: file_system.size_kib,
+                free_kib: file_system
+                    .size_kib
+                    .saturating_sub(file_system.used_bytes.div_ceil(1024)),
+            });
+        }
+        crate::file::statvfs(dir)
+    }
+
     fn loop_backing_file(&self, device: &std::path::Path) -> Option<String> {
         let number = device
             .to_str()?
@@ -976,7 +1095,9 @@ impl HostCommands for FakeHost {
             std::thread::sleep(delay);
         }
         let mut state = self.state();
-        state.log.push((line.clone(), command.read_only));
+        if !state.unrecorded {
+            state.log.push((line.clone(), command.read_only));
+        }
         if state.missing_programs.contains(&command.program) {
             return Err(CommandError::NotFound {
                 program: command.program.clone(),
@@ -987,5 +1108,72 @@ impl HostCommands for FakeHost {
             return Err(fail(&line, failure.exit_code, failure.stderr.clone()));
         }
         Self::simulate(&mut state, &line, command)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{BackingVolumeName, FileProvider, Provider};
+    use std::sync::Arc;
+
+    #[test]
+    fn a_simulated_file_system_counts_the_files_made_in_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = Arc::new(FakeHost::unrecorded());
+        host.simulate_file_system(dir.path(), 1 << 30);
+        let provider = FileProvider::new(host.clone(), true);
+        let pool = dir.path().to_str().unwrap();
+        let free = || provider.check_pool(pool).unwrap().unwrap().free_kib;
+        assert_eq!(free(), 1 << 30);
+        let name = |n: &str| {
+            BackingVolumeName::new(&ferrite_types::ResourceName::new(n).unwrap(), 0.into())
+        };
+        let a = name("alpha");
+        let b = name("beta");
+        provider.create_volume(pool, &a, 4096).unwrap();
+        provider.create_volume(pool, &b, 1024).unwrap();
+        assert_eq!(free(), (1 << 30) - 5120);
+        provider.grow_volume(pool, &b, 2048).unwrap();
+        assert_eq!(free(), (1 << 30) - 6144);
+        provider.delete_volume(pool, &a).unwrap();
+        assert_eq!(free(), (1 << 30) - 2048);
+        // Another directory reports its real file system.
+        let other = tempfile::tempdir().unwrap();
+        let real = host.file_system_capacity(other.path()).unwrap();
+        let statvfs = crate::file::statvfs(other.path()).unwrap();
+        assert_eq!(real.total_kib, statvfs.total_kib);
+        assert!(
+            host.commands().is_empty(),
+            "an unrecorded host keeps no lines"
+        );
+    }
+
+    #[test]
+    fn loop_devices_take_the_lowest_free_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let host = FakeHost::new();
+        let attach = |name: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, b"").unwrap();
+            let output = host
+                .run(
+                    &CommandLine::new("losetup")
+                        .args(["--find", "--show"])
+                        .arg(path.to_string_lossy()),
+                )
+                .unwrap();
+            output.stdout.trim().to_string()
+        };
+        assert_eq!(attach("a"), "/dev/loop0");
+        assert_eq!(attach("b"), "/dev/loop1");
+        assert_eq!(attach("c"), "/dev/loop2");
+        host.run(&CommandLine::new("losetup").args(["--detach", "/dev/loop1"]))
+            .unwrap();
+        assert_eq!(attach("d"), "/dev/loop1");
+        assert_eq!(attach("e"), "/dev/loop3");
+        host.detach_all_loop_devices();
+        assert_eq!(attach("f"), "/dev/loop0");
+        assert_eq!(host.commands().len(), 7);
     }
 }

@@ -6,8 +6,9 @@
 //! name and renamed when complete, so a snapshot that exists is whole.
 //!
 //! FILE preallocates the file (`fallocate`), FILE_THIN creates it sparse (`truncate`). Changes to
-//! the host go through the runner (`fallocate`, `truncate`, `losetup`, `mv`, `rm`); sizes and
-//! capacity are read with `stat`/`statvfs` directly.
+//! the host go through the runner (`fallocate`, `truncate`, `losetup`, `mv`, `rm`); sizes are
+//! read with `stat` directly, the pool's capacity through the runner too
+//! ([`HostCommands::file_system_capacity`], one `statvfs` on a real host).
 //!
 //! A directory is recognised by its marker file, [`MARKER_FILE`], which holds the mark the pool
 //! was given when first used: a directory without it (an empty mount point whose file system is
@@ -438,11 +439,14 @@ impl Provider for FileProvider {
             }
             Err(e) => return Err(self.unusable(pool, format!("cannot read '{pool}': {e}"))),
         }
-        let capacity = statvfs(&dir).map_err(|source| StorageError::Io {
-            action: "read the file system capacity of",
-            path: dir.clone(),
-            source,
-        })?;
+        let capacity =
+            self.runner
+                .file_system_capacity(&dir)
+                .map_err(|source| StorageError::Io {
+                    action: "read the file system capacity of",
+                    path: dir.clone(),
+                    source,
+                })?;
         Ok(Some(capacity))
     }
 
@@ -861,7 +865,7 @@ impl FileProvider {
 
 /// Size and free space (for unprivileged users, as `df` shows it) of the file system holding
 /// `dir`.
-fn statvfs(dir: &Path) -> std::io::Result<PoolCapacity> {
+pub(crate) fn statvfs(dir: &Path) -> std::io::Result<PoolCapacity> {
     use std::os::unix::ffi::OsStrExt;
     let path = std::ffi::CString::new(dir.as_os_str().as_bytes())
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::InvalidInput, "path contains NUL"))?;

@@ -205,6 +205,13 @@ pub trait HostCommands: Send + Sync {
         (!file.is_empty()).then(|| file.to_string())
     }
 
+    /// The size and free space (for unprivileged users, as `df` shows them) of the file system
+    /// holding `dir`: what a FILE or FILE_THIN pool reports as its capacity. One `statvfs`, not
+    /// a command, so it is not logged.
+    fn file_system_capacity(&self, dir: &std::path::Path) -> std::io::Result<crate::PoolCapacity> {
+        crate::file::statvfs(dir)
+    }
+
     /// Runs `command` with no time limit and hands each line of its standard output to
     /// `on_line` as it comes, until the command ends (`Ok` on exit status 0) or `on_line`
     /// returns false (the command is killed; `Ok`). For event streams such as

@@ -3,9 +3,9 @@
 //!
 //! - [`real`]: a controller and real `ferrite-satellite` processes with FILE_THIN pools (loop
 //!   devices), up to 1,000 resources;
-//! - [`simulated`]: a controller and in-process simulated satellites, 100,000 resources on 16
-//!   nodes by default;
-//! - [`options`]: simulated satellites running MIRROR, 10,000 replicated resources, and a
+//! - [`simulated`]: a controller and simulated nodes (the real satellite in-process, on a fake
+//!   host), 100,000 resources on 16 nodes by default;
+//! - [`options`]: simulated nodes running DRBD as a dry run, 10,000 replicated resources, and a
 //!   `DrbdOptions/*` change on the controller and the resource group.
 
 pub mod options;

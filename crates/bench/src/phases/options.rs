@@ -1,5 +1,7 @@
 //! Phase C: a `DrbdOptions/*` change above the resources with 10,000 replicated resources.
-//! The simulated satellites run the MIRROR layer here, so every definition is replicated (two
+//! The simulated nodes run DRBD as a dry run here (`crate::simulated::Layers::DrbdDryRun`:
+//! each satellite writes every member's resource file and logs drbdadm's command lines), and
+//! the group forces DRBD (`Ferrite/ReplicationEngine`), so every definition is replicated (two
 //! replicas and a tiebreaker) and a controller or resource-group option reaches every member:
 //! the change is planned, committed, and a delta of every touched resource is pushed to and
 //! applied by every node before the answer.
@@ -15,7 +17,7 @@ use serde_json::json;
 use super::{FillPlan, Settings, fill, spread};
 use crate::controller::{ControllerUnderTest, Stop};
 use crate::report::Section;
-use crate::simulated::SimulatedNodes;
+use crate::simulated::{Layers, SimulatedNodes};
 use crate::stats::Summary;
 use crate::workload::{self, NodeSpec, RESOURCE_GROUP};
 
@@ -51,14 +53,14 @@ pub fn run(settings: &Settings, resources: usize) -> Result<Section> {
         .tempdir_in(&settings.work_dir)?;
     let mut controller = ControllerUnderTest::new(&settings.binaries.controller, dir.path());
     controller.start(0)?;
-    let nodes = SimulatedNodes::start_replicating(settings.nodes)?;
+    let nodes = SimulatedNodes::start(settings.nodes, dir.path(), Layers::DrbdDryRun)?;
     let specs: Vec<NodeSpec> = nodes
-        .satellites
+        .nodes
         .iter()
-        .map(|s| NodeSpec {
-            name: s.name.clone(),
-            address: s.address,
-            pool_dir: format!("/srv/simulated/{}", s.name),
+        .map(|n| NodeSpec {
+            name: n.name.clone(),
+            address: n.address,
+            pool_dir: n.pool_dir.display().to_string(),
         })
         .collect();
     let rest = controller.rest();
@@ -71,7 +73,10 @@ pub fn run(settings: &Settings, resources: usize) -> Result<Section> {
     workload::set_up_cluster(&rest, &specs)?;
     rest.put(
         &format!("/v1/resource-groups/{RESOURCE_GROUP}"),
-        &json!({"select_filter": {"layer_stack": ["MIRROR", "STORAGE"]}}),
+        &json!({
+            "select_filter": {"layer_stack": ["DRBD", "STORAGE"]},
+            "override_props": {"Ferrite/ReplicationEngine": "drbd"}
+        }),
     )?
     .expect_success()?;
     controller.wait_online(settings.nodes, Duration::from_secs(30))?;
@@ -87,13 +92,13 @@ pub fn run(settings: &Settings, resources: usize) -> Result<Section> {
             budget: None,
         },
     )?;
-    let members: usize = nodes.satellites.iter().map(|s| s.replicated_count()).sum();
+    let view = controller.reader().get_ok("/v1/view/resources")?;
+    let members = workload::Replicas::of(&view.body)?.total();
     ensure!(
         members >= 2 * resources,
-        "expected at least {} replicated members, the satellites hold {members}",
+        "expected at least {} replicated members, the view lists {members}",
         2 * resources
     );
-    let applied_before: u64 = nodes.satellites.iter().map(|s| s.applied()).sum();
 
     let aux_controller = time_changes(&controller, "controller Aux/* (baseline)", |rest, i| {
         rest.post(
@@ -120,7 +125,6 @@ pub fn run(settings: &Settings, resources: usize) -> Result<Section> {
             &json!({"override_props": {"DrbdOptions/Net/ping-timeout": format!("{}", 10 + i)}}),
         )
     })?;
-    let applied: u64 = nodes.satellites.iter().map(|s| s.applied()).sum::<u64>() - applied_before;
     controller.stop(Stop::Term)?;
     nodes.shutdown();
     if settings.keep {
@@ -135,7 +139,7 @@ pub fn run(settings: &Settings, resources: usize) -> Result<Section> {
         settings.nodes
     ));
     section.intro(format!(
-        "Satellites: **simulated in-process**, running the MIRROR layer, so every definition has two replicas and a tiebreaker ({members} members). \
+        "Satellites: **simulated nodes in-process** (real satellites on fake hosts), running DRBD as a dry run, so every definition has two replicas and a tiebreaker ({members} members). \
          Each figure is {CHANGES} sequential calls, each answered once every touched node applied it. Phase wall time: {:.0} s.",
         phase_started.elapsed().as_secs_f64()
     ));
@@ -156,10 +160,6 @@ pub fn run(settings: &Settings, resources: usize) -> Result<Section> {
         format!("`Aux/*` on the group (no member): {}", spread(&aux_group)),
         option_group.max_ms <= OPTION_CHANGE_TARGET_MS,
     );
-    section.note(format!(
-        "States applied by the satellites during the {} changes: {applied} (one per node and change is expected).",
-        4 * CHANGES
-    ));
     section.note(format!(
         "Creation of the {resources} replicated definitions: {:.0}/s.",
         filled.rate(true)

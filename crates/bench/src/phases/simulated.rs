@@ -1,4 +1,5 @@
-//! Phase B: a release-built controller process and in-process simulated satellites; the
+//! Phase B: a release-built controller process and in-process simulated nodes (the real
+//! satellite on a fake host, `crate::simulated`); the
 //! cluster is filled to 100,000 resource definitions with two replicas each on 16 nodes (the
 //! default; both are flags), measured at 1,000, 10,000 and the full count, then restarted
 //! (SIGTERM and kill -9) and measured again.
@@ -11,7 +12,7 @@ use super::{FillPlan, Restarts, Settings, fill, latency_and_size, restarts, spre
 use crate::controller::{ControllerUnderTest, Stop};
 use crate::probe::{self, Checkpoint, Endpoint, PAGE, Which};
 use crate::report::Section;
-use crate::simulated::SimulatedNodes;
+use crate::simulated::{Layers, SimulatedNodes};
 use crate::stats::{self, Summary};
 use crate::workload::{self, NodeSpec};
 
@@ -38,14 +39,14 @@ pub fn run(settings: &Settings, resources: usize, node_count: usize) -> Result<S
     let tag = "simulated";
     let mut controller = ControllerUnderTest::new(&settings.binaries.controller, dir.path());
     let empty_start = controller.start(0)?;
-    let nodes = SimulatedNodes::start(node_count)?;
+    let nodes = SimulatedNodes::start(node_count, dir.path(), Layers::StorageOnly)?;
     let specs: Vec<NodeSpec> = nodes
-        .satellites
+        .nodes
         .iter()
-        .map(|s| NodeSpec {
-            name: s.name.clone(),
-            address: s.address,
-            pool_dir: format!("/srv/simulated/{}", s.name),
+        .map(|n| NodeSpec {
+            name: n.name.clone(),
+            address: n.address,
+            pool_dir: n.pool_dir.display().to_string(),
         })
         .collect();
     workload::set_up_cluster(&controller.rest(), &specs)?;
@@ -94,25 +95,6 @@ pub fn run(settings: &Settings, resources: usize, node_count: usize) -> Result<S
         replicas.total(),
         replicas.not_up_to_date
     );
-    for satellite in &nodes.satellites {
-        eprintln!(
-            "[{tag}] {} holds {} resources; {} states applied, {} full, {} sessions",
-            satellite.name,
-            satellite.resource_count(),
-            satellite
-                .counters
-                .applied
-                .load(std::sync::atomic::Ordering::Relaxed),
-            satellite
-                .counters
-                .full_states
-                .load(std::sync::atomic::Ordering::Relaxed),
-            satellite
-                .counters
-                .sessions
-                .load(std::sync::atomic::Ordering::Relaxed),
-        );
-    }
 
     let term = Restarts::of(&restarts(
         tag,
@@ -143,7 +125,7 @@ pub fn run(settings: &Settings, resources: usize, node_count: usize) -> Result<S
         "Phase B — {resources} resource definitions × 2 replicas, {node_count} simulated satellites"
     ));
     section.intro(format!(
-        "Satellites: **simulated in-process** ({} nodes speaking the real protocol, answering at once; see docs/benchmarks.md). \
+        "Satellites: **simulated nodes in-process** ({} real satellites, each on a fake host with a FILE_THIN pool of its own; see docs/benchmarks.md). \
          Controller: release build, its own process. Clients: {} concurrent, the last {single_tail} resources from 1 client. \
          Volumes: 1 × {} KiB each. Phase wall time: {:.0} s.",
         node_count,

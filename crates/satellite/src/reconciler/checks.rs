@@ -10,16 +10,19 @@
 //!   (`DropsVolumes`) — unless it comes from a newer epoch (a restored store) or from a new
 //!   registration of the node (after `node lost`): then such volumes are kept as orphans.
 //!
-//! A delta changes only the resources it names (the merge keeps the others as they were, and
-//! a change of the pools makes the check whole), so its check looks at those resources only.
+//! A delta changes only the resources it names (applying it keeps the others as they were,
+//! and a change of the pools makes the check whole), so its check looks at those resources
+//! only: the node's state and the delta are compared through a [`View`] of each, of every
+//! resource or of the named ones.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
-use ferrite_proto::{DesiredState, ResourceSpec, StateRefusal, VolumeSpec};
+use ferrite_proto::{PoolSpec, ResourceSpec, Stamp, StateRefusal, VolumeSpec};
 use ferrite_types::{ResourceName, VolumeNumber};
 use tracing::{info, warn};
 
-use super::{Reconciler, resource_key, volume_key};
+use super::state::cmp_resource_keys;
+use super::{Next, NodeState, Reconciler, volume_key};
 use crate::ledger::VolumeKey;
 
 /// A volume held by the node: its place and the identity it has there.
@@ -28,23 +31,62 @@ struct Held {
     identity: String,
 }
 
-/// The ledger places of the volumes `state` wants, with their identity and placement: of every
-/// resource, or of those `scope` names (by [`resource_key`]).
-fn wanted_places(
-    state: &DesiredState,
-    scope: Option<&BTreeSet<String>>,
-) -> Vec<(VolumeKey, String, String)> {
-    let pools: BTreeMap<String, _> = state
-        .storage_pools
+/// What a check looks at of one state: its stamp, its pools and its resources, all of them or
+/// those a delta names, in [`super::resource_key`] order.
+struct View<'a> {
+    stamp: Stamp,
+    pools: &'a [PoolSpec],
+    resources: Vec<&'a ResourceSpec>,
+}
+
+impl<'a> View<'a> {
+    fn whole(state: &'a NodeState) -> View<'a> {
+        View {
+            stamp: state.stamp(),
+            pools: &state.storage_pools,
+            resources: state.resources().collect(),
+        }
+    }
+
+    /// The node's state and `next`, as far as a check of `next` looks: whole, or for a change,
+    /// the resources it names.
+    fn pair(current: &'a NodeState, next: &'a Next) -> (View<'a>, View<'a>) {
+        match next {
+            Next::Whole(next) => (View::whole(current), View::whole(next)),
+            Next::Change(change) => (
+                View {
+                    stamp: current.stamp(),
+                    pools: &current.storage_pools,
+                    resources: change
+                        .resources
+                        .keys()
+                        .filter_map(|key| current.resource_by_key(key))
+                        .collect(),
+                },
+                View {
+                    stamp: change.stamp(),
+                    pools: &change.storage_pools,
+                    resources: change.resources.values().flatten().collect(),
+                },
+            ),
+        }
+    }
+
+    /// Whether the two hold the same (stamps aside).
+    fn same_content(&self, other: &View<'_>) -> bool {
+        self.pools == other.pools && self.resources == other.resources
+    }
+}
+
+/// The ledger places of the volumes `view` wants, with their identity and placement.
+fn wanted_places(view: &View<'_>) -> Vec<(VolumeKey, String, String)> {
+    let pools: BTreeMap<String, _> = view
+        .pools
         .iter()
         .map(|p| (p.name.to_ascii_uppercase(), p))
         .collect();
     let mut places = Vec::new();
-    let resources = state
-        .resources
-        .iter()
-        .filter(|r| scope.is_none_or(|names| names.contains(&resource_key(&r.name))));
-    for resource in resources {
+    for resource in &view.resources {
         let Ok(name) = ResourceName::new(&resource.name) else {
             continue;
         };
@@ -65,19 +107,17 @@ fn wanted_places(
     places
 }
 
-/// The spec of one volume in `state`, with its resource.
+/// The spec of one volume in `view`, with its resource.
 fn find_volume<'a>(
-    state: &'a DesiredState,
+    view: &View<'a>,
     resource: &ResourceName,
     number: VolumeNumber,
 ) -> Option<(&'a ResourceSpec, &'a VolumeSpec)> {
-    // A state's resources are in `resource_key` order (`canonical`).
-    let wanted = resource_key(resource.as_str());
-    let resource = state
+    let resource = view
         .resources
-        .binary_search_by(|r| resource_key(&r.name).cmp(&wanted))
+        .binary_search_by(|r| cmp_resource_keys(&r.name, resource.as_str()))
         .ok()
-        .map(|i| &state.resources[i])?;
+        .map(|i| view.resources[i])?;
     let volume = resource
         .volumes
         .iter()
@@ -93,10 +133,10 @@ impl Reconciler {
             && self.desired_node_uuid != self.session_node_uuid
     }
 
-    /// The volumes the node holds for the current state: wanted by it and in the ledger with
-    /// that identity.
-    fn held(&self, current: &DesiredState, scope: Option<&BTreeSet<String>>) -> Vec<Held> {
-        wanted_places(current, scope)
+    /// The volumes the node holds for the current state (as far as `current` shows it):
+    /// wanted by it and in the ledger with that identity.
+    fn held(&self, current: &View<'_>) -> Vec<Held> {
+        wanted_places(current)
             .into_iter()
             .filter(|(key, identity, placement)| {
                 self.ledger
@@ -107,37 +147,31 @@ impl Reconciler {
             .collect()
     }
 
-    /// Checks `next` against the applied state; for a delta, `scope` names the resources it
-    /// changes (by [`resource_key`]).
-    pub(super) fn check(
-        &self,
-        next: &DesiredState,
-        scope: Option<&BTreeSet<String>>,
-    ) -> Result<(), StateRefusal> {
+    /// Checks `next` against the applied state; a change only in the resources it names.
+    pub(super) fn check(&self, next: &Next) -> Result<(), StateRefusal> {
         let Some(current) = &self.desired else {
             return Ok(());
         };
-        if next.stamp() < current.stamp() {
+        let (current, next) = View::pair(current, next);
+        if next.stamp < current.stamp {
             return Err(StateRefusal::Older {
-                offered: next.stamp(),
-                applied: current.stamp(),
+                offered: next.stamp,
+                applied: current.stamp,
             });
         }
-        if next.stamp() == current.stamp() && next != current {
-            return Err(StateRefusal::Conflicting {
-                stamp: next.stamp(),
-            });
+        if next.stamp == current.stamp && !next.same_content(&current) {
+            return Err(StateRefusal::Conflicting { stamp: next.stamp });
         }
-        let next_places: BTreeMap<VolumeKey, String> = wanted_places(next, scope)
+        let next_places: BTreeMap<VolumeKey, String> = wanted_places(&next)
             .into_iter()
             .map(|(key, identity, _)| (key, identity))
             .collect();
         let mut dropped = Vec::new();
-        for held in self.held(current, scope) {
+        for held in self.held(&current) {
             let still_wanted = next_places
                 .get(&held.key)
                 .is_some_and(|identity| held.identity.is_empty() || *identity == held.identity);
-            let deleted = find_volume(next, &held.key.resource, held.key.volume_number)
+            let deleted = find_volume(&next, &held.key.resource, held.key.volume_number)
                 .is_some_and(|(resource, volume)| {
                     resource.deletes(volume)
                         && (held.identity.is_empty() || volume.identity == held.identity)
@@ -157,8 +191,8 @@ impl Reconciler {
         if dropped.is_empty() {
             return Ok(());
         }
-        if next.epoch > current.epoch {
-            warn!(volumes = ?dropped, epoch = next.epoch, "the controller's store was restored; volumes it does not know are kept as orphans");
+        if next.stamp.epoch > current.stamp.epoch {
+            warn!(volumes = ?dropped, epoch = next.stamp.epoch, "the controller's store was restored; volumes it does not know are kept as orphans");
             return Ok(());
         }
         if self.reregistered() {
@@ -171,20 +205,18 @@ impl Reconciler {
     /// Gives volumes created before identities the identity of the volume `next` wants at
     /// their place, when the applied state wanted them there too: the same volume, now named.
     /// A volume nobody wanted at its place stays without identity, an orphan.
-    pub(super) fn take_over_legacy_volumes(
-        &mut self,
-        next: &DesiredState,
-        scope: Option<&BTreeSet<String>>,
-    ) {
+    pub(super) fn take_over_legacy_volumes(&mut self, next: &Next) {
         let Some(current) = &self.desired else {
             return;
         };
-        let before: BTreeMap<VolumeKey, String> = wanted_places(current, scope)
+        let (current, next) = View::pair(current, next);
+        let before: BTreeMap<VolumeKey, String> = wanted_places(&current)
             .into_iter()
             .map(|(key, identity, _)| (key, identity))
             .collect();
+        let wanted = wanted_places(&next);
         let mut changed = false;
-        for (key, identity, placement) in wanted_places(next, scope) {
+        for (key, identity, placement) in wanted {
             if identity.is_empty() || !before.contains_key(&key) {
                 continue;
             }

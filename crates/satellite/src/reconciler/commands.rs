@@ -155,13 +155,10 @@ impl Reconciler {
     ) -> Result<String, String> {
         let name = ResourceName::new(resource).map_err(|e| e.to_string())?;
         let wanted = self.desired.as_ref().is_some_and(|d| {
-            d.resources.iter().any(|r| {
-                resource_key(&r.name) == resource_key(resource)
-                    && r.volumes.iter().any(|v| {
-                        v.volume_number == volume_number
-                            && v.identity == identity
-                            && r.wants_disk(v)
-                    })
+            d.resource(resource).is_some_and(|r| {
+                r.volumes.iter().any(|v| {
+                    v.volume_number == volume_number && v.identity == identity && r.wants_disk(v)
+                })
             })
         });
         if !wanted {

@@ -21,16 +21,17 @@ use std::time::{Duration, Instant};
 
 use ferrite_proto::ReplicationEngine;
 use ferrite_proto::{
-    DeletedResource, DeletedVolume, DesiredState, NodeReport, OrphanReport, PoolSpec, ResourceSpec,
-    VolumeReport, VolumeSpec,
+    DeletedResource, DeletedVolume, NodeReport, OrphanReport, PoolSpec, ResourceSpec, VolumeReport,
+    VolumeSpec,
 };
 use ferrite_storage::{BackingVolume, BackingVolumeName, StorageError};
 use ferrite_types::{LayerKind, ProviderKind, ResourceName};
 use tracing::{error, info, info_span, warn};
 
+use super::sent::Unsent;
 use super::{
-    CreateFailure, Reconciler, ResourceOutcome, disk_state, normalized_pool_name, pool_report,
-    resource_key, unsupported, volume_key,
+    CreateFailure, NodeState, Reconciler, ResourceOutcome, disk_state, normalized_pool_name,
+    pool_report, resource_key, unsupported, volume_key,
 };
 use crate::ledger::{FreshMetadata, LedgerEntry, Progress, VolumeKey};
 use crate::persist::PersistError;
@@ -173,14 +174,7 @@ impl Reconciler {
         let had_state = self.desired.is_some();
         // Taken out for the pass rather than cloned: a pass over a few resources must not
         // cost a copy of the whole state. Nothing the pass calls reads `self.desired`.
-        let desired = self.desired.take().unwrap_or(DesiredState {
-            epoch: 0,
-            generation: 0,
-            base_generation: None,
-            storage_pools: Vec::new(),
-            resources: Vec::new(),
-            removed_resources: Vec::new(),
-        });
+        let desired = self.desired.take().unwrap_or_default();
         self.converge_desired(&desired, scope, generation);
         if had_state {
             self.desired = Some(desired);
@@ -192,7 +186,7 @@ impl Reconciler {
 
     fn converge_desired(
         &mut self,
-        desired: &DesiredState,
+        desired: &NodeState,
         scope: Option<&BTreeSet<String>>,
         generation: Option<u64>,
     ) {
@@ -229,10 +223,24 @@ impl Reconciler {
             self.migrate_names(&pools);
         }
 
-        let visits = |resource: &ResourceSpec| {
-            scope.is_none_or(|names| names.contains(&resource_key(&resource.name)))
+        // The resources the pass visits, in `resource_key` order: every one, or those `scope`
+        // names that the state holds (looked up, not searched for).
+        let visited: Vec<&ResourceSpec> = match scope {
+            None => {
+                self.unsent = Unsent::All;
+                desired.resources().collect()
+            }
+            Some(names) => {
+                for name in names {
+                    self.unsent.note(name);
+                }
+                names
+                    .iter()
+                    .filter_map(|key| desired.resource_by_key(key))
+                    .collect()
+            }
         };
-        for resource in desired.resources.iter().filter(|r| visits(r)) {
+        for &resource in &visited {
             let mut outcome = ResourceOutcome::default();
             self.converge_resource(
                 resource,
@@ -246,20 +254,12 @@ impl Reconciler {
         // What was found of resources the state no longer lists goes with them.
         match scope {
             None => {
-                let listed: BTreeSet<String> = desired
-                    .resources
-                    .iter()
-                    .map(|r| resource_key(&r.name))
-                    .collect();
-                self.outcomes.retain(|key, _| listed.contains(key));
+                self.outcomes
+                    .retain(|key, _| desired.resource_by_key(key).is_some());
             }
             Some(names) => {
                 for name in names {
-                    let listed = desired
-                        .resources
-                        .binary_search_by(|r| resource_key(&r.name).cmp(name))
-                        .is_ok();
-                    if !listed {
+                    if desired.resource_by_key(name).is_none() {
                         self.outcomes.remove(name);
                     }
                 }
@@ -267,20 +267,44 @@ impl Reconciler {
         }
 
         self.hold_io_for_cuts(desired, &mut node);
-        for resource in desired.resources.iter().filter(|r| visits(r)) {
+        for &resource in &visited {
             let key = resource_key(&resource.name);
             let mut outcome = self.outcomes.remove(&key).unwrap_or_default();
             self.converge_snapshots(resource, &pools, &mut outcome.report);
             self.outcomes.insert(key, outcome);
         }
-        // Ledger entries a wanted volume uses, and those a deletion names but could not remove
-        // yet: neither is an orphan. Every resource's, visited in this pass or not.
-        let held: BTreeSet<&VolumeKey> = self
-            .outcomes
-            .values()
-            .flat_map(|o| o.in_use.iter().chain(&o.being_deleted))
-            .collect();
-        node.orphans = find_orphans(&self.ledger, desired, &held);
+        match scope {
+            None => {
+                self.notable = self
+                    .outcomes
+                    .iter()
+                    .filter(|(_, outcome)| outcome.is_notable())
+                    .map(|(key, _)| key.clone())
+                    .collect();
+            }
+            Some(names) => {
+                for name in names {
+                    if self.outcomes.get(name).is_some_and(|o| o.is_notable()) {
+                        self.notable.insert(name.clone());
+                    } else {
+                        self.notable.remove(name);
+                    }
+                }
+            }
+        }
+        let previous = std::mem::take(&mut self.node_outcome.orphans);
+        node.orphans = match scope {
+            Some(names) if self.orphans_known => self.orphans_after(desired, names, previous),
+            _ => {
+                self.orphans_known = true;
+                self.all_orphans(desired)
+            }
+        };
+        debug_assert_eq!(
+            node.orphans,
+            self.all_orphans(desired),
+            "the orphans found again for the named resources are those of a whole search"
+        );
         self.log_orphans(&node.orphans);
         if self.storage_changed {
             // Capacity was read before volumes were created or deleted.
@@ -758,11 +782,10 @@ impl Reconciler {
     ) -> Result<(), String> {
         let targets: Vec<LedgerEntry> = self
             .ledger
-            .volumes
+            .entries_of(resource.key())
             .iter()
             .filter(|e| {
-                &e.key.resource == resource
-                    && e.key.volume_number.get() == volume.volume_number
+                e.key.volume_number.get() == volume.volume_number
                     && e.belongs_to(&volume.identity, placement)
             })
             .cloned()
@@ -1082,31 +1105,71 @@ impl Reconciler {
     }
 }
 
-/// Every ledger entry that `held` (the entries wanted volumes use and deletions name) does not
-/// hold, with the reason.
-fn find_orphans(
-    ledger: &crate::ledger::Ledger,
-    desired: &DesiredState,
-    held: &BTreeSet<&VolumeKey>,
-) -> Vec<OrphanReport> {
-    let mut orphans = Vec::new();
-    for entry in &ledger.volumes {
-        if held.contains(&entry.key) {
-            continue;
+impl Reconciler {
+    /// Every ledger entry that no resource's outcome holds (the entries wanted volumes use and
+    /// deletions name, visited in this pass or not), with the reason, in ledger order.
+    fn all_orphans(&self, desired: &NodeState) -> Vec<OrphanReport> {
+        let held: BTreeSet<&VolumeKey> = self
+            .outcomes
+            .values()
+            .flat_map(|o| o.in_use.iter().chain(&o.being_deleted))
+            .collect();
+        self.ledger
+            .volumes
+            .iter()
+            .filter(|entry| !held.contains(&entry.key))
+            .map(|entry| orphan_report(entry, desired))
+            .collect()
+    }
+
+    /// The orphans after a pass over the resources `names` (by [`resource_key`]), from those
+    /// before it (`previous`, whole): only the named resources' entries can have changed (a
+    /// resource's outcome holds only its own volumes, a pass changes the ledger entries and
+    /// the specs of the resources it visits, and every other change to the ledger is
+    /// followed by a full pass), so only they are looked at again.
+    fn orphans_after(
+        &self,
+        desired: &NodeState,
+        names: &BTreeSet<String>,
+        previous: Vec<OrphanReport>,
+    ) -> Vec<OrphanReport> {
+        let mut orphans: Vec<OrphanReport> = previous
+            .into_iter()
+            .filter(|o| !names.contains(&resource_key(&o.resource)))
+            .collect();
+        for key in names {
+            let outcome = self.outcomes.get(key);
+            for entry in self.ledger.entries_of(key) {
+                let held = outcome.is_some_and(|o| {
+                    o.in_use.contains(&entry.key) || o.being_deleted.contains(&entry.key)
+                });
+                if !held {
+                    orphans.push(orphan_report(entry, desired));
+                }
+            }
         }
-        // The state's resources are in `resource_key` order (`canonical`).
-        let wanted = resource_key(entry.key.resource.as_str());
-        let resource = desired
-            .resources
-            .binary_search_by(|r| resource_key(&r.name).cmp(&wanted))
-            .ok()
-            .map(|i| &desired.resources[i]);
-        let volume = resource.and_then(|r| {
-            r.volumes
-                .iter()
-                .find(|v| v.volume_number == entry.key.volume_number.get())
+        // Ledger order: that of the entries' keys.
+        orphans.sort_by_cached_key(|o| {
+            (
+                resource_key(&o.resource),
+                o.volume_number,
+                o.provider_kind,
+                o.pool_name.clone(),
+            )
         });
-        let reason = match (resource, volume) {
+        orphans
+    }
+}
+
+/// A ledger entry that nothing holds, reported with the reason.
+fn orphan_report(entry: &LedgerEntry, desired: &NodeState) -> OrphanReport {
+    let resource = desired.resource(entry.key.resource.as_str());
+    let volume = resource.and_then(|r| {
+        r.volumes
+            .iter()
+            .find(|v| v.volume_number == entry.key.volume_number.get())
+    });
+    let reason = match (resource, volume) {
             (None, _) => "its resource is not in this node's desired state".to_string(),
             (Some(_), None) => {
                 "its volume is not among the resource's volumes in this node's desired state"
@@ -1127,18 +1190,16 @@ fn find_orphans(
             ),
             (Some(_), Some(_)) => "the volume is wanted in another storage pool".to_string(),
         };
-        orphans.push(OrphanReport {
-            resource: entry.key.resource.to_string(),
-            volume_number: entry.key.volume_number.get(),
-            identity: entry.identity.clone(),
-            provider_kind: entry.key.provider_kind,
-            pool_name: entry.key.pool_name.clone(),
-            storage_pool: entry.storage_pool.clone(),
-            backing_name: entry.backing_name().to_string(),
-            reason,
-        });
+    OrphanReport {
+        resource: entry.key.resource.to_string(),
+        volume_number: entry.key.volume_number.get(),
+        identity: entry.identity.clone(),
+        provider_kind: entry.key.provider_kind,
+        pool_name: entry.key.pool_name.clone(),
+        storage_pool: entry.storage_pool.clone(),
+        backing_name: entry.backing_name().to_string(),
+        reason,
     }
-    orphans
 }
 
 fn pool_report_of(reconciler: &Reconciler, spec: &PoolSpec) -> ferrite_proto::PoolReport {

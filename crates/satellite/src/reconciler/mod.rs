@@ -4,9 +4,10 @@
 //! blocks the connection.
 //!
 //! ```text
-//!   Apply(full | delta) ──▶ merge ──▶ check ──▶ persist (snapshot | journal) ──▶ converge ──▶ Applied
-//!                                       │                       (a delta: only what it names)
-//!                                       └─ older, conflicting, or dropping volumes ─▶ NotApplied
+//!   Apply(full | delta) ──▶ prepare ──▶ check ──▶ take ──▶ persist (snapshot | journal) ──▶ converge ──▶ Applied
+//!                                         │                       │          (a delta: only what it names)
+//!                                         │                       └─ cannot persist: undo ─▶ NotApplied
+//!                                         └─ older, conflicting, or dropping volumes ─────────▶ NotApplied
 //!   Command(DeleteOrphan | RecreateMissing) ─────────▶ act ──▶ converge ──▶ Report, CommandDone
 //!   every interval after the last full pass ─────────────────────────▶ converge ──▶ Report
 //!                                                                           (if it changed)
@@ -21,6 +22,13 @@
 //! never the whole file. What a pass found of each resource is kept
 //! ([`ResourceOutcome`]), and every report is made from it: whole, or, for the answer to a
 //! delta, with the volumes of the named resources only.
+//!
+//! The node's state is kept by resource key ([`NodeState`], `state`): a delta is made a
+//! [`Change`], checked against the resources it names, and applied in place; what it replaced
+//! ([`Undo`]) puts the state back if it cannot be persisted. The last report sent is kept by
+//! parts (`sent`), and an answer replaces only the parts that changed. So the work a delta
+//! does on the state, its check, its record and its report grows with what it names, not with
+//! the node.
 //!
 //! Safety rules, each enforced here and tested in `reconciler_tests`:
 //!
@@ -46,7 +54,11 @@
 mod checks;
 mod commands;
 mod converge;
+mod sent;
 mod snapshots;
+mod state;
+
+pub use state::{Change, NodeState, Undo};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -54,8 +66,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use ferrite_proto::{
-    DesiredState, NodeCommand, NodeReport, PoolReport, PoolSpec, ResourceSpec, SatelliteMessage,
-    StateRefusal,
+    DesiredState, NodeCommand, NodeReport, PoolReport, PoolSpec, SatelliteMessage, StateRefusal,
 };
 use ferrite_storage::{ProviderSupport, Providers};
 use ferrite_types::{ProviderKind, ResourceName, VolumeNumber};
@@ -139,6 +150,31 @@ enum NotTaken {
     Refused(u64, StateRefusal),
 }
 
+/// A state made ready to take ([`Reconciler::prepare`]).
+enum Next {
+    /// The node's whole next state: a full state, or a delta that changes the pools.
+    Whole(NodeState),
+    /// A delta that leaves the pools as they are, to apply in place.
+    Change(Change),
+}
+
+impl Next {
+    fn generation(&self) -> u64 {
+        match self {
+            Next::Whole(state) => state.generation,
+            Next::Change(change) => change.generation,
+        }
+    }
+}
+
+/// What taking a state replaced: put back when it cannot be persisted.
+enum Replaced {
+    /// The whole state before (`None`: the node had none).
+    Whole(Option<NodeState>),
+    /// What a change (or changes taken together) replaced.
+    Change(Undo),
+}
+
 /// The [`resource_key`]s of `names`.
 fn resource_keys(names: &[String]) -> BTreeSet<String> {
     names.iter().map(|n| resource_key(n)).collect()
@@ -160,6 +196,15 @@ struct ResourceOutcome {
     report: NodeReport,
     in_use: BTreeSet<VolumeKey>,
     being_deleted: BTreeSet<VolumeKey>,
+}
+
+impl ResourceOutcome {
+    /// Whether it has a part in every report, named or whole: errors or snapshots.
+    fn is_notable(&self) -> bool {
+        !self.report.errors.is_empty()
+            || !self.report.snapshots.is_empty()
+            || !self.report.deleted_snapshots.is_empty()
+    }
 }
 
 /// The storage pool's report, as `CheckPool` and every convergence produce it.
@@ -203,53 +248,6 @@ fn unsupported(kind: ProviderKind, support: &ProviderSupport) -> String {
 /// Resource names compare case-insensitively, as in LINSTOR.
 pub(crate) fn resource_key(name: &str) -> String {
     name.to_ascii_uppercase()
-}
-
-/// Applies a delta on top of `current`: pools replaced, changed resources replaced or added,
-/// removed resources dropped.
-pub(crate) fn merge(current: &DesiredState, delta: DesiredState) -> DesiredState {
-    let removed: BTreeSet<String> = delta
-        .removed_resources
-        .iter()
-        .map(|n| resource_key(n))
-        .collect();
-    let changed: BTreeMap<String, ResourceSpec> = delta
-        .resources
-        .into_iter()
-        .map(|r| (resource_key(&r.name), r))
-        .collect();
-    let mut resources: Vec<ResourceSpec> = current
-        .resources
-        .iter()
-        .filter(|r| {
-            !removed.contains(&resource_key(&r.name))
-                && !changed.contains_key(&resource_key(&r.name))
-        })
-        .cloned()
-        .collect();
-    resources.extend(changed.into_values());
-    canonical(DesiredState {
-        epoch: delta.epoch,
-        generation: delta.generation,
-        base_generation: None,
-        storage_pools: delta.storage_pools,
-        resources,
-        removed_resources: Vec::new(),
-    })
-}
-
-/// A whole state in one order, so two states with the same content compare equal.
-pub(crate) fn canonical(mut state: DesiredState) -> DesiredState {
-    state.resources.sort_by_key(|r| resource_key(&r.name));
-    for resource in &mut state.resources {
-        resource.volumes.sort_by_key(|v| v.volume_number);
-    }
-    state
-        .storage_pools
-        .sort_by_key(|p| p.name.to_ascii_uppercase());
-    state.base_generation = None;
-    state.removed_resources.clear();
-    state
 }
 
 fn changed_noticeably(old: Option<u64>, new: Option<u64>, total: Option<u64>) -> bool {
@@ -314,7 +312,7 @@ pub struct Reconciler {
     state_dir: Arc<StateDir>,
     providers: Arc<Providers>,
     support: ProviderSupport,
-    desired: Option<DesiredState>,
+    desired: Option<NodeState>,
     /// The node registration `desired` came from.
     desired_node_uuid: String,
     /// The node registration of the current controller session.
@@ -326,7 +324,10 @@ pub struct Reconciler {
     ledger_file: LedgerFile,
     pools: PoolRegistry,
     controller: Option<Outbox>,
-    last_sent: Option<NodeReport>,
+    /// The last report sent to the controller, by parts (`sent`).
+    last_sent: Option<sent::Sent>,
+    /// The resources whose part of `last_sent` may differ from what the passes found since.
+    unsent: sent::Unsent,
     /// Whether this pass created, grew or deleted something (so capacity must be read again).
     storage_changed: bool,
     create_failures: HashMap<VolumeKey, CreateFailure>,
@@ -353,6 +354,12 @@ pub struct Reconciler {
     lapsed_io: BTreeSet<String>,
     /// What the passes found, per resource (by [`resource_key`]) of the desired state.
     outcomes: BTreeMap<String, ResourceOutcome>,
+    /// The resources whose outcome [`ResourceOutcome::is_notable`]: what a report of named
+    /// resources takes from every resource.
+    notable: BTreeSet<String>,
+    /// Whether `node_outcome`'s orphans were found by a full pass since the start (a pass over
+    /// named resources looks again only at their ledger entries).
+    orphans_known: bool,
     /// The node-wide part of the last pass's report: pools, orphans, held writes, and errors
     /// that belong to no one resource.
     node_outcome: NodeReport,
@@ -391,7 +398,7 @@ impl Reconciler {
                 node = %node_name,
                 generation = desired.generation,
                 epoch = desired.epoch,
-                resources = desired.resources.len(),
+                resources = desired.resource_count(),
                 owned_volumes = ledger.volumes.len(),
                 "loaded the persisted desired state"
             );
@@ -410,6 +417,7 @@ impl Reconciler {
             pools,
             controller: None,
             last_sent: None,
+            unsent: sent::Unsent::default(),
             storage_changed: false,
             create_failures: HashMap::new(),
             create_retry: (CREATE_RETRY_MIN, CREATE_RETRY_MAX),
@@ -421,6 +429,8 @@ impl Reconciler {
             held_io: BTreeMap::new(),
             lapsed_io: BTreeSet::new(),
             outcomes: BTreeMap::new(),
+            notable: BTreeSet::new(),
+            orphans_known: false,
             node_outcome: NodeReport::default(),
             last_full_pass: None,
         })
@@ -442,7 +452,7 @@ impl Reconciler {
         self.desired.as_ref().map(|d| d.generation)
     }
 
-    pub fn desired(&self) -> Option<&DesiredState> {
+    pub fn desired(&self) -> Option<&NodeState> {
         self.desired.as_ref()
     }
 
@@ -548,13 +558,10 @@ impl Reconciler {
         info!(node = %self.node_name, "reconciler stopped");
     }
 
-    /// Merges `state` onto the node's state (a delta) or takes it whole, and checks the result
-    /// (`checks`): the state to persist and, for a delta that leaves the pools as they are, the
-    /// resources it names. Changes nothing.
-    fn prepare(
-        &self,
-        state: DesiredState,
-    ) -> Result<(DesiredState, Option<Vec<String>>), NotTaken> {
+    /// Makes `state` ready to take: a delta as a [`Change`] to the node's state, a full state
+    /// (or a delta that changes the pools) whole; and checks it (`checks`). Returns it with,
+    /// for a change, the resources it names. Changes nothing.
+    fn prepare(&self, state: DesiredState) -> Result<(Next, Option<Vec<String>>), NotTaken> {
         // A delta converges the resources it names and is answered with their volumes; a full
         // state converges the whole node and is answered with every volume.
         let mut scope: Option<Vec<String>> = state.base_generation.map(|_| {
@@ -564,10 +571,19 @@ impl Reconciler {
                 .collect()
         });
         let next = match state.base_generation {
-            None => canonical(state),
+            None => Next::Whole(NodeState::from_full(state)),
             Some(base) => match &self.desired {
                 Some(current) if current.generation == base && self.in_sync => {
-                    merge(current, state)
+                    let change = Change::from_delta(state);
+                    if change.storage_pools == current.storage_pools {
+                        Next::Change(change)
+                    } else {
+                        // A change to the pools concerns every resource in them: such a state
+                        // is checked and converged whole.
+                        let mut whole = current.clone();
+                        whole.apply(change);
+                        Next::Whole(whole)
+                    }
                 }
                 Some(current) if current.generation == base => {
                     info!(have_generation = ?self.generation(), "delta on a generation this controller's full state did not match; asking for the full state");
@@ -579,28 +595,37 @@ impl Reconciler {
                 }
             },
         };
-        // A change to the pools concerns every resource in them: such a state is checked and
-        // converged whole.
-        if self
-            .desired
-            .as_ref()
-            .is_none_or(|current| current.storage_pools != next.storage_pools)
-        {
+        if let Next::Whole(_) = next {
             scope = None;
         }
-        let keys = scope.as_deref().map(resource_keys);
-        self.check(&next, keys.as_ref())
-            .map_err(|refusal| NotTaken::Refused(next.generation, refusal))?;
+        self.check(&next)
+            .map_err(|refusal| NotTaken::Refused(next.generation(), refusal))?;
         Ok((next, scope))
     }
 
     /// Takes a prepared state as the node's: the snapshots it newly holds are noted. Returns
-    /// the resources to converge: `scope` and those of the new snapshots (taken in the pass
-    /// right after the state that first holds them).
-    fn take(&mut self, next: DesiredState, mut scope: Option<Vec<String>>) -> Option<Vec<String>> {
+    /// the resources to converge (`scope` and those of the new snapshots, taken in the pass
+    /// right after the state that first holds them) and what the state replaced.
+    fn take(
+        &mut self,
+        next: Next,
+        mut scope: Option<Vec<String>>,
+    ) -> (Option<Vec<String>>, Replaced) {
         self.note_new_snapshots(&next);
+        let replaced = match next {
+            Next::Whole(next) => Replaced::Whole(self.desired.replace(next)),
+            Next::Change(change) => match self.desired.as_mut() {
+                Some(current) => Replaced::Change(current.apply(change)),
+                // Not reached: a change is only made on top of a state.
+                None => {
+                    let mut state = NodeState::default();
+                    state.apply(change);
+                    Replaced::Whole(self.desired.replace(state))
+                }
+            },
+        };
         if let Some(names) = scope.as_mut().filter(|_| !self.new_snapshots.is_empty()) {
-            for resource in &next.resources {
+            for resource in self.desired.iter().flat_map(|d| d.resources()) {
                 if resource
                     .snapshots
                     .iter()
@@ -610,17 +635,16 @@ impl Reconciler {
                 }
             }
         }
-        self.desired = Some(next);
-        scope
+        (scope, replaced)
     }
 
-    /// Makes `desired` durable: whole (`named` `None`), or where it differs from the state
-    /// last persisted, in the resources `named` (by [`resource_key`]), its stamp and pools.
-    fn persist_desired(
-        &mut self,
-        desired: &DesiredState,
-        named: Option<&BTreeSet<String>>,
-    ) -> Result<(), PersistError> {
+    /// Makes the node's state durable: whole (`named` `None`), or where it differs from the
+    /// state last persisted, in the resources `named` (by [`resource_key`]), its stamp and
+    /// pools.
+    fn persist_desired(&mut self, named: Option<&BTreeSet<String>>) -> Result<(), PersistError> {
+        let Some(desired) = &self.desired else {
+            return Ok(());
+        };
         match named {
             None => self
                 .desired_file
@@ -631,10 +655,17 @@ impl Reconciler {
         }
     }
 
-    /// After a state could not be persisted: back to `before`, the last one taken (what is on
-    /// disk).
-    fn restore_persisted(&mut self, before: Option<DesiredState>, new_snapshots: BTreeSet<String>) {
-        self.desired = before;
+    /// After a state could not be persisted: back to the last one taken (what is on disk),
+    /// by putting back what the states taken since `replaced`, and the snapshots noted before.
+    fn restore_persisted(&mut self, replaced: Replaced, new_snapshots: BTreeSet<String>) {
+        match replaced {
+            Replaced::Whole(before) => self.desired = before,
+            Replaced::Change(undo) => {
+                if let Some(current) = self.desired.as_mut() {
+                    current.undo(undo);
+                }
+            }
+        }
         self.new_snapshots = new_snapshots;
     }
 
@@ -665,13 +696,16 @@ impl Reconciler {
                 return self.not_applied(generation, refusal);
             }
         };
-        let generation = next.generation;
-        self.take_over_legacy_volumes(&next, scope.as_deref().map(resource_keys).as_ref());
+        let generation = next.generation();
+        self.take_over_legacy_volumes(&next);
         let named = scope.as_deref().map(resource_keys);
-        if let Err(e) = self.persist_desired(&next, named.as_ref()) {
+        let new_snapshots = self.new_snapshots.clone();
+        let (scope, replaced) = self.take(next, scope);
+        if let Err(e) = self.persist_desired(named.as_ref()) {
             // Acting on a state that a restart would forget is worse than not acting: keep the
             // old state and say which generation the node is still at.
             error!(error = %e, "could not persist the desired state; it is not applied");
+            self.restore_persisted(replaced, new_snapshots);
             return self.not_applied(
                 generation,
                 StateRefusal::CannotPersist {
@@ -679,7 +713,6 @@ impl Reconciler {
                 },
             );
         }
-        let scope = self.take(next, scope);
         if full {
             self.in_sync = true;
         }
@@ -689,13 +722,13 @@ impl Reconciler {
                 // A new state may have removed the cause of a failed create.
                 self.create_failures.clear();
                 let report = self.converge();
-                self.last_sent = Some(report.clone());
+                self.sent_whole();
                 report
             }
             Some(names) => {
                 let keys = resource_keys(&names);
                 self.converge_named(&keys);
-                self.last_sent = Some(self.assemble(None));
+                self.sent_named();
                 NodeReport {
                     only_resources: Some(names),
                     ..self.assemble(Some(&keys))
@@ -720,17 +753,18 @@ impl Reconciler {
     }
 
     /// Takes deltas that arrived together (the controller pushes one per change, and several
-    /// changes touch a node at once): each is merged and checked on top of the one before, as
-    /// if it came alone; those taken are persisted once and converged in one pass over the
-    /// resources they name, and each is answered for itself. A delta that does not fit, is
+    /// changes touch a node at once): each is made a change and checked on top of the one
+    /// before, as if it came alone, and applied in place; those taken are persisted once and
+    /// converged in one pass over the resources they name, and each is answered for itself. If
+    /// they cannot be persisted, what they replaced is put back. A delta that does not fit, is
     /// refused or changes the pools ends the batch: it and those after it are applied one by
     /// one.
     pub fn apply_deltas(&mut self, deltas: Vec<(DesiredState, Outbox)>) {
         let span = info_span!("apply_deltas", node = %self.node_name, deltas = deltas.len());
         let _entered = span.enter();
         let new_snapshots = self.new_snapshots.clone();
-        // What is on disk, to go back to if the batch cannot be persisted.
-        let before = self.desired.clone();
+        // What the taken deltas replaced, to put back if the batch cannot be persisted.
+        let mut replaced: Option<Undo> = None;
         let mut taken: Vec<(u64, Vec<String>, Outbox)> = Vec::new();
         let mut rest: Vec<(DesiredState, Outbox)> = Vec::new();
         for (state, reply) in deltas {
@@ -741,11 +775,23 @@ impl Reconciler {
             let generation = state.generation;
             // A delta is small; the clone is what `apply` gets if this one is not taken here.
             match self.prepare(state.clone()) {
-                Ok((next, Some(scope))) => {
+                Ok((next @ Next::Change(_), Some(scope))) => {
                     debug!(generation, "delta taken with others");
-                    self.take_over_legacy_volumes(&next, Some(&resource_keys(&scope)));
-                    let scope = self.take(next, Some(scope)).unwrap_or_default();
-                    taken.push((generation, scope, reply));
+                    self.take_over_legacy_volumes(&next);
+                    match self.take(next, Some(scope)) {
+                        (scope, Replaced::Change(undo)) => {
+                            replaced = Some(match replaced {
+                                Some(earlier) => earlier.then(undo),
+                                None => undo,
+                            });
+                            taken.push((generation, scope.unwrap_or_default(), reply));
+                        }
+                        // Not reached: a change replaces a change's worth.
+                        (_, Replaced::Whole(before)) => {
+                            self.desired = before;
+                            rest.push((state, reply));
+                        }
+                    }
                 }
                 _ => rest.push((state, reply)),
             }
@@ -754,23 +800,14 @@ impl Reconciler {
             .iter()
             .flat_map(|(_, names, _)| names.iter().map(|n| resource_key(n)))
             .collect();
-        let persisted = match (self.desired.take(), taken.is_empty()) {
-            (Some(desired), false) => {
-                let persisted = self.persist_desired(&desired, Some(&named));
-                self.desired = Some(desired);
-                Some(persisted)
-            }
-            (desired, _) => {
-                self.desired = desired;
-                None
-            }
-        };
-        if let Some(persisted) = persisted {
-            if let Err(e) = persisted {
+        if !taken.is_empty() {
+            if let Err(e) = self.persist_desired(Some(&named)) {
                 error!(error = %e, "could not persist the desired state; the deltas are not applied");
-                self.restore_persisted(before, new_snapshots);
+                if let Some(undo) = replaced {
+                    self.restore_persisted(Replaced::Change(undo), new_snapshots);
+                }
                 let report = self.converge();
-                self.last_sent = Some(report.clone());
+                self.sent_whole();
                 for (generation, _, reply) in taken {
                     let _ = reply.send(SatelliteMessage::NotApplied {
                         generation,
@@ -784,7 +821,7 @@ impl Reconciler {
                 self.desired_node_uuid = self.session_node_uuid.clone();
                 let all = named;
                 self.converge_named(&all);
-                self.last_sent = Some(self.assemble(None));
+                self.sent_named();
                 info!(
                     deltas = taken.len(),
                     resources = all.len(),
@@ -816,7 +853,7 @@ impl Reconciler {
     /// The answer to a state that was not taken; the node converges on what it has.
     fn not_applied(&mut self, generation: u64, refusal: StateRefusal) -> SatelliteMessage {
         let report = self.converge();
-        self.last_sent = Some(report.clone());
+        self.sent_whole();
         SatelliteMessage::NotApplied {
             generation,
             refusal,
@@ -832,72 +869,14 @@ impl Reconciler {
         let worth_it = self
             .last_sent
             .as_ref()
-            .is_none_or(|last| differs_noticeably(last, &report));
+            .is_none_or(|last| differs_noticeably(&last.report(), &report));
         if !worth_it {
             return;
         }
-        if outbox
-            .send(SatelliteMessage::Report {
-                report: report.clone(),
-            })
-            .is_ok()
-        {
+        // `report` is what the passes found, as `sent_whole` records it.
+        if outbox.send(SatelliteMessage::Report { report }).is_ok() {
             debug!(node = %self.node_name, "sent an unprompted report");
-            self.last_sent = Some(report);
-        } else {
-            self.controller = None;
-        }
-    }
-
-    /// Reads the engines' state again and sends it when it changed, without a storage pass:
-    /// what an engine's event (a peer connected, a resync finished) calls for.
-    fn report_replication(&mut self) {
-        let Some(last) = self.last_sent.clone() else {
-            return self.converge_and_report();
-        };
-        for driver in &mut self.drivers {
-            driver.begin_pass();
-        }
-        let replication: Vec<ferrite_proto::ReplicationReport> = last
-            .replication
-            .iter()
-            .map(|old| {
-                match self.drivers.iter().find(|d| d.engine() == old.engine) {
-                    // An error from the last apply stays until the next pass applies again.
-                    Some(driver) => {
-                        let fresh = driver.report(&old.resource, None);
-                        if fresh.error.is_none() && old.error.is_some() {
-                            ferrite_proto::ReplicationReport {
-                                error: old.error.clone(),
-                                ..fresh
-                            }
-                        } else {
-                            fresh
-                        }
-                    }
-                    None => old.clone(),
-                }
-            })
-            .collect();
-        if replication == last.replication {
-            return;
-        }
-        let report = NodeReport {
-            replication,
-            ..last
-        };
-        let Some(outbox) = &self.controller else {
-            self.last_sent = Some(report);
-            return;
-        };
-        if outbox
-            .send(SatelliteMessage::Report {
-                report: report.clone(),
-            })
-            .is_ok()
-        {
-            debug!(node = %self.node_name, "sent the replication state");
-            self.last_sent = Some(report);
+            self.sent_whole();
         } else {
             self.controller = None;
         }
@@ -906,7 +885,7 @@ impl Reconciler {
     /// Makes the ledger durable (what changed since the last time); done before a volume is
     /// acted on, and after it is deleted.
     fn persist_ledger(&mut self) -> Result<(), PersistError> {
-        self.ledger_file.save(&self.ledger)
+        self.ledger_file.save(&mut self.ledger)
     }
 
     /// Makes the node's storage match the desired state, and reports how it is: the full pass.
@@ -941,6 +920,12 @@ impl Reconciler {
     /// lists (pools, errors, orphans, snapshots, held writes) are always whole: the controller
     /// replaces them with every report.
     fn assemble(&self, only: Option<&BTreeSet<String>>) -> NodeReport {
+        let all = || self.outcomes.iter().map(|(key, o)| (key, &o.report));
+        let Some(names) = only else {
+            return sent::assemble(&self.node_outcome, all(), None);
+        };
+        // The named resources' parts, looked up, and the notable ones' errors and snapshots:
+        // what `sent::assemble` takes from every part, without visiting every part.
         let node = &self.node_outcome;
         let mut report = NodeReport {
             generation: node.generation,
@@ -949,18 +934,26 @@ impl Reconciler {
             io_suspended: node.io_suspended.clone(),
             ..NodeReport::default()
         };
-        for (key, outcome) in &self.outcomes {
-            let part = &outcome.report;
-            if only.is_none_or(|names| names.contains(key)) {
-                report.volumes.extend(part.volumes.iter().cloned());
-                report.replication.extend(part.replication.iter().cloned());
-                report
-                    .deleted_volumes
-                    .extend(part.deleted_volumes.iter().cloned());
-                report
-                    .deleted_resources
-                    .extend(part.deleted_resources.iter().cloned());
-            }
+        for part in names
+            .iter()
+            .filter_map(|key| self.outcomes.get(key))
+            .map(|o| &o.report)
+        {
+            report.volumes.extend(part.volumes.iter().cloned());
+            report.replication.extend(part.replication.iter().cloned());
+            report
+                .deleted_volumes
+                .extend(part.deleted_volumes.iter().cloned());
+            report
+                .deleted_resources
+                .extend(part.deleted_resources.iter().cloned());
+        }
+        for part in self
+            .notable
+            .iter()
+            .filter_map(|key| self.outcomes.get(key))
+            .map(|o| &o.report)
+        {
             report.errors.extend(part.errors.iter().cloned());
             report.snapshots.extend(part.snapshots.iter().cloned());
             report
@@ -968,7 +961,23 @@ impl Reconciler {
                 .extend(part.deleted_snapshots.iter().cloned());
         }
         report.errors.extend(node.errors.iter().cloned());
+        debug_assert_eq!(
+            report,
+            sent::assemble(node, all(), Some(names)),
+            "a report of named resources is the one made from every part"
+        );
         report
+    }
+}
+
+#[cfg(test)]
+impl Reconciler {
+    /// The last report sent (whole) and the report of what the passes found.
+    pub(crate) fn last_sent_and_found(&self) -> (Option<NodeReport>, NodeReport) {
+        (
+            self.last_sent.as_ref().map(|sent| sent.report()),
+            self.assemble(None),
+        )
     }
 }
 

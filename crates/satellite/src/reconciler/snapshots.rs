@@ -22,16 +22,16 @@
 use std::collections::BTreeMap;
 
 use ferrite_proto::{
-    DeletedSnapshot, DesiredState, HeldIo, NodeReport, ReplicationEngine, ResourceSpec,
-    RestoreSpec, RollbackVolume, SNAPSHOT_TAKE_DEADLINE_MS, SUSPEND_IO_LEASE_MS, SnapshotCut,
-    SnapshotReport, SnapshotSpec,
+    DeletedSnapshot, HeldIo, NodeReport, ReplicationEngine, ResourceSpec, RestoreSpec,
+    RollbackVolume, SNAPSHOT_TAKE_DEADLINE_MS, SUSPEND_IO_LEASE_MS, SnapshotCut, SnapshotReport,
+    SnapshotSpec,
 };
 use ferrite_storage::BackingVolumeName;
 use ferrite_types::{ProviderKind, ResourceName, SnapshotName, VolumeNumber};
 use tracing::{debug, error, info, warn};
 
 use super::converge::PoolState;
-use super::{Reconciler, normalized_pool_name, resource_key, unsupported};
+use super::{Next, NodeState, Reconciler, normalized_pool_name, resource_key, unsupported};
 use crate::ledger::{FreshMetadata, Progress, SnapshotEntry, VolumeKey};
 
 /// This node's hold of a resource's writes for a snapshot's cut.
@@ -54,28 +54,60 @@ fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
+/// Whether one of `resources` holds snapshot `uuid` with its cut begun (a snapshot the node
+/// knows of).
+fn knows<'a>(resources: impl Iterator<Item = &'a ResourceSpec>, uuid: &str) -> bool {
+    resources
+        .flat_map(|r| r.snapshots.iter())
+        .any(|s| s.cut != SnapshotCut::Wait && s.uuid == uuid)
+}
+
 impl Reconciler {
     /// Notes the snapshots `next` asks to take that the node's current state did not: the ones
     /// the next pass may take.
-    pub(super) fn note_new_snapshots(&mut self, next: &DesiredState) {
-        let known: std::collections::BTreeSet<&str> = self
-            .desired
-            .iter()
-            .flat_map(|d| d.resources.iter())
-            .flat_map(|r| r.snapshots.iter())
-            .filter(|s| s.cut != SnapshotCut::Wait)
-            .map(|s| s.uuid.as_str())
-            .collect();
-        for resource in &next.resources {
-            for snapshot in &resource.snapshots {
-                if !snapshot.deleting
-                    && snapshot.cut == SnapshotCut::Take
-                    && !known.contains(snapshot.uuid.as_str())
-                {
-                    self.new_snapshots.insert(snapshot.uuid.clone());
+    ///
+    /// For a change, only the snapshots of the resources it names can be new. The node's state
+    /// is searched whole only for those not already known to the named resources as they were
+    /// (a snapshot is normally one resource's): a delta costs what it names.
+    pub(super) fn note_new_snapshots(&mut self, next: &Next) {
+        let asked = |s: &&SnapshotSpec| !s.deleting && s.cut == SnapshotCut::Take;
+        let current = self.desired.as_ref();
+        let mut new = Vec::new();
+        match next {
+            Next::Whole(next) => {
+                let known: std::collections::BTreeSet<&str> = current
+                    .iter()
+                    .flat_map(|d| d.resources())
+                    .flat_map(|r| r.snapshots.iter())
+                    .filter(|s| s.cut != SnapshotCut::Wait)
+                    .map(|s| s.uuid.as_str())
+                    .collect();
+                for resource in next.resources() {
+                    for snapshot in resource.snapshots.iter().filter(asked) {
+                        if !known.contains(snapshot.uuid.as_str()) {
+                            new.push(snapshot.uuid.clone());
+                        }
+                    }
+                }
+            }
+            Next::Change(change) => {
+                for resource in change.resources.values().flatten() {
+                    for snapshot in resource.snapshots.iter().filter(asked) {
+                        let named = change
+                            .resources
+                            .keys()
+                            .filter_map(|key| current.and_then(|c| c.resource_by_key(key)));
+                        if knows(named, &snapshot.uuid) {
+                            continue;
+                        }
+                        if !knows(current.iter().flat_map(|c| c.resources()), &snapshot.uuid) {
+                            new.push(snapshot.uuid.clone());
+                        }
+                    }
                 }
             }
         }
+        self.new_snapshots.extend(new);
     }
 
     /// Takes, checks and deletes the snapshots of one resource of the desired state, and
@@ -284,10 +316,9 @@ impl Reconciler {
 
     /// Holds the writes of the resources whose state asks for it (a snapshot's cut), lets go of
     /// the others, ends holds older than the lease, and reports which it holds.
-    pub(super) fn hold_io_for_cuts(&mut self, desired: &DesiredState, report: &mut NodeReport) {
+    pub(super) fn hold_io_for_cuts(&mut self, desired: &NodeState, report: &mut NodeReport) {
         let wanted: BTreeMap<&str, &ResourceSpec> = desired
-            .resources
-            .iter()
+            .resources()
             .filter(|r| r.suspend_io && r.replication.is_some() && !r.deleting && !r.inactive)
             .map(|r| (r.name.as_str(), r))
             .collect();
@@ -642,11 +673,11 @@ impl Reconciler {
         if fresh_generation.is_some() {
             // A replicated resource: the engine must not run on the volumes while they are
             // rolled back; the controller brings every member down first.
-            let down = self.desired.as_ref().is_some_and(|d| {
-                d.resources
-                    .iter()
-                    .any(|r| resource_key(&r.name) == resource_key(resource) && r.inactive)
-            });
+            let down = self
+                .desired
+                .as_ref()
+                .and_then(|d| d.resource(resource))
+                .is_some_and(|r| r.inactive);
             if !down {
                 return Err(format!(
                     "replicated resource '{resource}' is not down on node '{}'; its replication \

@@ -1,0 +1,217 @@
+//! The last report sent to the controller ([`Sent`]), kept by parts: the node-wide part and
+//! each resource's part, as the passes' outcomes hold them. An unprompted report is sent only
+//! when the node's report differs noticeably from it, and the engines' state is compared with
+//! it; both need it whole, and [`Sent::report`] assembles it then.
+//!
+//! After every answer the last report is what the passes found; after a named pass that is
+//! the old one with the named resources' parts (and the node-wide part) replaced. So the
+//! reconciler notes which resources' outcomes changed since the parts were taken
+//! ([`Unsent`]) and copies only those: a delta costs what it names. After a full pass every
+//! part may have changed, and the next answer copies them all.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use ferrite_proto::{NodeReport, ReplicationReport, SatelliteMessage};
+use tracing::debug;
+
+use super::Reconciler;
+
+/// The node's report from its node-wide part and every resource's (in [`super::resource_key`]
+/// order): every resource's volumes, replication and deletions (`only` `None`), or those of
+/// the resources `only` names. The node-wide lists (pools, errors, orphans, snapshots, held
+/// writes) are always whole: the controller replaces them with every report.
+pub(super) fn assemble<'a>(
+    node: &NodeReport,
+    parts: impl Iterator<Item = (&'a String, &'a NodeReport)>,
+    only: Option<&BTreeSet<String>>,
+) -> NodeReport {
+    let mut report = NodeReport {
+        generation: node.generation,
+        storage_pools: node.storage_pools.clone(),
+        orphans: node.orphans.clone(),
+        io_suspended: node.io_suspended.clone(),
+        ..NodeReport::default()
+    };
+    for (key, part) in parts {
+        if only.is_none_or(|names| names.contains(key)) {
+            report.volumes.extend(part.volumes.iter().cloned());
+            report.replication.extend(part.replication.iter().cloned());
+            report
+                .deleted_volumes
+                .extend(part.deleted_volumes.iter().cloned());
+            report
+                .deleted_resources
+                .extend(part.deleted_resources.iter().cloned());
+        }
+        report.errors.extend(part.errors.iter().cloned());
+        report.snapshots.extend(part.snapshots.iter().cloned());
+        report
+            .deleted_snapshots
+            .extend(part.deleted_snapshots.iter().cloned());
+    }
+    report.errors.extend(node.errors.iter().cloned());
+    report
+}
+
+/// The node-wide part of `node` that [`assemble`] reads.
+fn node_part(node: &NodeReport) -> NodeReport {
+    NodeReport {
+        generation: node.generation,
+        storage_pools: node.storage_pools.clone(),
+        orphans: node.orphans.clone(),
+        io_suspended: node.io_suspended.clone(),
+        errors: node.errors.clone(),
+        ..NodeReport::default()
+    }
+}
+
+/// The last report sent, by parts.
+#[derive(Debug, Clone)]
+pub(super) struct Sent {
+    /// The node-wide part (generation, pools, orphans, held writes, node-wide errors).
+    node: NodeReport,
+    /// Each resource's part, by [`super::resource_key`].
+    parts: BTreeMap<String, NodeReport>,
+}
+
+impl Sent {
+    /// The report, whole.
+    pub(super) fn report(&self) -> NodeReport {
+        assemble(&self.node, self.parts.iter(), None)
+    }
+}
+
+/// The resources whose outcome may differ from their part of the last report sent.
+#[derive(Debug)]
+pub(super) enum Unsent {
+    Some(BTreeSet<String>),
+    /// Any of them (after a full pass).
+    All,
+}
+
+impl Default for Unsent {
+    fn default() -> Self {
+        Unsent::Some(BTreeSet::new())
+    }
+}
+
+impl Unsent {
+    /// Notes that the outcome of the resource of key `key` may have changed.
+    pub(super) fn note(&mut self, key: &str) {
+        if let Unsent::Some(keys) = self
+            && !keys.contains(key)
+        {
+            keys.insert(key.to_string());
+        }
+    }
+}
+
+impl Reconciler {
+    /// Records that the last report sent is what the passes found, every part of it.
+    pub(super) fn sent_whole(&mut self) {
+        self.last_sent = Some(Sent {
+            node: node_part(&self.node_outcome),
+            parts: self
+                .outcomes
+                .iter()
+                .map(|(key, outcome)| (key.clone(), outcome.report.clone()))
+                .collect(),
+        });
+        self.unsent = Unsent::default();
+    }
+
+    /// Records that the last report sent is what the passes found, copying only the parts
+    /// that changed since the last record (all of them after a full pass).
+    pub(super) fn sent_named(&mut self) {
+        let (Some(sent), Unsent::Some(keys)) = (&mut self.last_sent, &mut self.unsent) else {
+            return self.sent_whole();
+        };
+        for key in std::mem::take(keys) {
+            match self.outcomes.get(&key) {
+                Some(outcome) => {
+                    sent.parts.insert(key, outcome.report.clone());
+                }
+                None => {
+                    sent.parts.remove(&key);
+                }
+            }
+        }
+        sent.node = node_part(&self.node_outcome);
+    }
+
+    /// Reads the engines' state again and sends it when it changed, without a storage pass:
+    /// what an engine's event (a peer connected, a resync finished) calls for.
+    pub(super) fn report_replication(&mut self) {
+        let Some(last) = &self.last_sent else {
+            return self.converge_and_report();
+        };
+        for driver in &mut self.drivers {
+            driver.begin_pass();
+        }
+        let drivers = &self.drivers;
+        let fresh = |old: &ReplicationReport| {
+            match drivers.iter().find(|d| d.engine() == old.engine) {
+                // An error from the last apply stays until the next pass applies again.
+                Some(driver) => {
+                    let fresh = driver.report(&old.resource, None);
+                    if fresh.error.is_none() && old.error.is_some() {
+                        ReplicationReport {
+                            error: old.error.clone(),
+                            ..fresh
+                        }
+                    } else {
+                        fresh
+                    }
+                }
+                None => old.clone(),
+            }
+        };
+        // The parts whose replication changed, with it as it is now.
+        let mut changed: Vec<(String, Vec<ReplicationReport>)> = Vec::new();
+        for (key, part) in &last.parts {
+            let replication: Vec<ReplicationReport> = part.replication.iter().map(fresh).collect();
+            if replication != part.replication {
+                changed.push((key.clone(), replication));
+            }
+        }
+        if changed.is_empty() {
+            return;
+        }
+        let Some(sent) = self.last_sent.as_mut() else {
+            return;
+        };
+        // What they were, to go back to if the report cannot be sent.
+        let mut before = Vec::with_capacity(changed.len());
+        for (key, replication) in changed {
+            if let Some(part) = sent.parts.get_mut(&key) {
+                before.push((key, std::mem::replace(&mut part.replication, replication)));
+            }
+        }
+        let Some(outbox) = &self.controller else {
+            // Kept as sent: the next session's first report is compared with it.
+            for (key, _) in &before {
+                self.unsent.note(key);
+            }
+            return;
+        };
+        if outbox
+            .send(SatelliteMessage::Report {
+                report: sent.report(),
+            })
+            .is_ok()
+        {
+            debug!(node = %self.node_name, "sent the replication state");
+            // These parts now differ from what the passes found.
+            for (key, _) in &before {
+                self.unsent.note(key);
+            }
+        } else {
+            for (key, replication) in before {
+                if let Some(part) = sent.parts.get_mut(&key) {
+                    part.replication = replication;
+                }
+            }
+            self.controller = None;
+        }
+    }
+}
