@@ -52,6 +52,10 @@ pub const SPARSE_COPY: &str = "sparse copy";
 /// The marker file in a pool directory; it holds the pool's mark on one line.
 pub const MARKER_FILE: &str = ".ferrite-pool";
 
+/// How many free loop devices an attach tries before it leaves the search to `losetup --find`
+/// (each lost only to another process attaching at the same moment).
+const LOOP_ATTACH_ATTEMPTS: usize = 8;
+
 /// FILE (preallocated) or FILE_THIN (sparse) files in a directory.
 pub struct FileProvider {
     runner: Arc<dyn HostCommands>,
@@ -225,6 +229,49 @@ impl FileProvider {
 
     fn remembered(&self) -> MutexGuard<'_, Remembered> {
         self.remembered.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Attaches `image` to a free loop device and returns it. On a host that names a free device
+    /// ([`HostCommands::free_loop_device`]) that device is given to `losetup`; one taken by
+    /// another process meanwhile fails at once and another is asked for, up to
+    /// [`LOOP_ATTACH_ATTEMPTS`] times, then `losetup --find` does it.
+    fn attach_loop_device(&self, image: &Path) -> Result<PathBuf, StorageError> {
+        let forget = || {
+            // It may have attached before it failed: look the file up next time.
+            if let Ok(key) = std::fs::canonicalize(image) {
+                self.remembered().unattached.remove(&key);
+            }
+        };
+        for _ in 0..LOOP_ATTACH_ATTEMPTS {
+            let Some(device) = self.runner.free_loop_device() else {
+                break;
+            };
+            let command = CommandLine::new("losetup")
+                .arg(device.to_string_lossy())
+                .arg(image.to_string_lossy());
+            match self.runner.run(&command) {
+                Ok(_) => return Ok(device),
+                Err(e) if e.stderr().contains("Device or resource busy") => {
+                    tracing::debug!(device = %device.display(), "loop device taken meanwhile; asking for another");
+                }
+                Err(e) => {
+                    forget();
+                    return Err(e.into());
+                }
+            }
+        }
+        let command = CommandLine::new("losetup")
+            .args(["--find", "--show"])
+            .arg(image.to_string_lossy());
+        let output = self.runner.run(&command).inspect_err(|_| forget())?;
+        let device = output.stdout.trim();
+        if !device.starts_with("/dev/") {
+            return Err(StorageError::UnexpectedOutput {
+                command: command.to_string(),
+                reason: format!("expected a device path, got {device:?}"),
+            });
+        }
+        Ok(PathBuf::from(device))
     }
 
     /// The loop devices the file is attached to (normally one): from the pass's table in a full
@@ -551,23 +598,7 @@ impl Provider for FileProvider {
         let device = match self.loop_devices(&image)?.into_iter().next() {
             Some(device) => device,
             None => {
-                let command = CommandLine::new("losetup")
-                    .args(["--find", "--show"])
-                    .arg(image.to_string_lossy());
-                let output = self.runner.run(&command).inspect_err(|_| {
-                    // It may have attached before it failed: look the file up next time.
-                    if let Ok(key) = std::fs::canonicalize(&image) {
-                        self.remembered().unattached.remove(&key);
-                    }
-                })?;
-                let device = output.stdout.trim();
-                if !device.starts_with("/dev/") {
-                    return Err(StorageError::UnexpectedOutput {
-                        command: command.to_string(),
-                        reason: format!("expected a device path, got {device:?}"),
-                    });
-                }
-                let device = PathBuf::from(device);
+                let device = self.attach_loop_device(&image)?;
                 self.note_loop_device(&image, &device, true);
                 device
             }

@@ -205,6 +205,17 @@ pub trait HostCommands: Send + Sync {
         (!file.is_empty()).then(|| file.to_string())
     }
 
+    /// A loop device free now, to name to `losetup DEVICE FILE`: `LOOP_CTL_GET_FREE` on
+    /// `/dev/loop-control`, what `losetup --find` asks too (the kernel makes a device when none
+    /// is free). Two processes attaching at once are handed the same device and one loses it;
+    /// `losetup --find` then sleeps 200 ms before it tries again (util-linux), which made one
+    /// attach in eight take 200 ms with four satellites on one host. A caller that names the
+    /// device fails at once and asks again. `None` (the default, and a fake host's): use
+    /// `losetup --find`.
+    fn free_loop_device(&self) -> Option<std::path::PathBuf> {
+        None
+    }
+
     /// The size and free space (for unprivileged users, as `df` shows them) of the file system
     /// holding `dir`: what a FILE or FILE_THIN pool reports as its capacity. One `statvfs`, not
     /// a command, so it is not logged.
@@ -255,6 +266,10 @@ impl SystemCommands {
 }
 
 impl HostCommands for SystemCommands {
+    fn free_loop_device(&self) -> Option<std::path::PathBuf> {
+        free_loop_device()
+    }
+
     #[allow(clippy::disallowed_types)] // this is the runner
     fn run(&self, command: &CommandLine) -> Result<CommandOutput, CommandError> {
         let line = command.to_string();
@@ -471,6 +486,22 @@ fn drain<R: Read + Send + 'static>(pipe: Option<R>) -> std::thread::JoinHandle<S
         }
         String::from_utf8_lossy(&bytes).into_owned()
     })
+}
+
+/// `LOOP_CTL_GET_FREE` (linux/loop.h): the index of a free loop device, made if none is.
+const LOOP_CTL_GET_FREE: libc::c_ulong = 0x4C82;
+
+/// [`HostCommands::free_loop_device`] on a real host.
+fn free_loop_device() -> Option<std::path::PathBuf> {
+    use std::os::fd::AsRawFd;
+    let control = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/loop-control")
+        .ok()?;
+    // SAFETY: an ioctl without an argument on a descriptor this function owns.
+    let index = unsafe { libc::ioctl(control.as_raw_fd(), LOOP_CTL_GET_FREE as _) };
+    (index >= 0).then(|| std::path::PathBuf::from(format!("/dev/loop{index}")))
 }
 
 #[cfg(test)]
