@@ -915,3 +915,111 @@ pub(crate) fn statvfs(dir: &Path) -> std::io::Result<PoolCapacity> {
         free_kib: stats.f_bavail * fragment / 1024,
     })
 }
+
+#[cfg(test)]
+mod loop_attach_tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::runner::{CommandError, CommandOutput, ExitReason};
+
+    /// Hands out `free` devices in turn; `losetup DEVICE FILE` fails with `busy` for the devices
+    /// in `taken`, and `--find` answers `/dev/loop3`.
+    struct Host {
+        free: Mutex<Vec<&'static str>>,
+        taken: Vec<&'static str>,
+        other_error: bool,
+        ran: Mutex<Vec<String>>,
+    }
+
+    impl Host {
+        fn new(free: &[&'static str], taken: &[&'static str]) -> Host {
+            Host {
+                free: Mutex::new(free.iter().rev().copied().collect()),
+                taken: taken.to_vec(),
+                other_error: false,
+                ran: Mutex::new(Vec::new()),
+            }
+        }
+
+        fn failed(command: &CommandLine, stderr: &str) -> CommandError {
+            CommandError::Failed {
+                command: command.to_string(),
+                exit: ExitReason::Code(1),
+                stdout: String::new(),
+                stderr: stderr.to_string(),
+            }
+        }
+    }
+
+    impl HostCommands for Host {
+        fn free_loop_device(&self) -> Option<PathBuf> {
+            self.free.lock().unwrap().pop().map(PathBuf::from)
+        }
+
+        fn run(&self, command: &CommandLine) -> Result<CommandOutput, CommandError> {
+            self.ran.lock().unwrap().push(command.to_string());
+            let device = command.args.first().map(String::as_str).unwrap_or("");
+            if device == "--find" {
+                return Ok(CommandOutput::stdout("/dev/loop3\n"));
+            }
+            if self.other_error {
+                return Err(Host::failed(command, "losetup: /x.img: No such file"));
+            }
+            if self.taken.contains(&device) {
+                return Err(Host::failed(
+                    command,
+                    &format!(
+                        "losetup: {device}: failed to set up loop device: Device or resource busy"
+                    ),
+                ));
+            }
+            Ok(CommandOutput::stdout(""))
+        }
+    }
+
+    fn attach(host: Host) -> (Result<PathBuf, StorageError>, Vec<String>) {
+        let host = Arc::new(host);
+        let provider = FileProvider::new(host.clone(), true);
+        let result = provider.attach_loop_device(Path::new("/pool/a.img"));
+        let ran = host.ran.lock().unwrap().clone();
+        (result, ran)
+    }
+
+    #[test]
+    fn a_device_taken_meanwhile_is_followed_by_another_at_once() {
+        let (device, ran) = attach(Host::new(&["/dev/loop7", "/dev/loop8"], &["/dev/loop7"]));
+        assert_eq!(device.unwrap(), PathBuf::from("/dev/loop8"));
+        assert_eq!(
+            ran,
+            [
+                "losetup /dev/loop7 /pool/a.img",
+                "losetup /dev/loop8 /pool/a.img"
+            ]
+        );
+    }
+
+    #[test]
+    fn without_a_named_device_losetup_finds_one() {
+        let (device, ran) = attach(Host::new(&[], &[]));
+        assert_eq!(device.unwrap(), PathBuf::from("/dev/loop3"));
+        assert_eq!(ran, ["losetup --find --show /pool/a.img"]);
+
+        let busy = ["/dev/loop1"; LOOP_ATTACH_ATTEMPTS];
+        let (device, ran) = attach(Host::new(&busy, &["/dev/loop1"]));
+        assert_eq!(device.unwrap(), PathBuf::from("/dev/loop3"));
+        assert_eq!(ran.len(), LOOP_ATTACH_ATTEMPTS + 1, "{ran:?}");
+    }
+
+    #[test]
+    fn another_failure_is_returned_without_trying_again() {
+        let mut host = Host::new(&["/dev/loop7", "/dev/loop8"], &[]);
+        host.other_error = true;
+        let (result, ran) = attach(host);
+        assert!(
+            result.unwrap_err().to_string().contains("No such file"),
+            "the cause is kept"
+        );
+        assert_eq!(ran, ["losetup /dev/loop7 /pool/a.img"]);
+    }
+}
