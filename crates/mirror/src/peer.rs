@@ -223,7 +223,7 @@ impl PeerLink {
     }
 
     /// Replicates a write; resolves when the peer has it on its backing store.
-    /// A replicated write; `written_without`: the Primary writes it without a diskful member
+    /// `written_without`: the Primary writes it without a diskful member
     /// ([`FLAG_WRITTEN_WITHOUT`]).
     pub fn send_write(
         &self,
