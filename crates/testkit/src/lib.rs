@@ -227,6 +227,30 @@ pub fn wait_until(timeout: Duration, mut check: impl FnMut() -> Result<bool>) ->
     }
 }
 
+/// Polls `check` until it has returned true on every poll for `steady` in a row, or `timeout`
+/// passes. For a state read from a view that may lag behind what a test just did: a MIRROR
+/// member's role reaches the controller about 100 ms after it changes, and it demotes 500 ms
+/// after its last client, so a view read right after an NBD client left can still be the one
+/// from before the client came.
+pub fn wait_until_steady(
+    timeout: Duration,
+    steady: Duration,
+    mut check: impl FnMut() -> Result<bool>,
+) -> Result<()> {
+    let mut since: Option<std::time::Instant> = None;
+    wait_until(timeout, || {
+        if !check()? {
+            since = None;
+            return Ok(false);
+        }
+        Ok(since.get_or_insert_with(std::time::Instant::now).elapsed() >= steady)
+    })
+}
+
+/// How long a MIRROR resource must be seen unused in a row before a test trusts it
+/// ([`wait_until_steady`]).
+pub const UNUSED_STEADY: Duration = Duration::from_millis(1500);
+
 /// Loop devices whose backing file is under `dir`.
 pub fn loop_devices_under(dir: &Path) -> Vec<String> {
     let Ok(output) = std::process::Command::new("losetup")

@@ -12,7 +12,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use ferrite_testkit::data::Pattern;
 use ferrite_testkit::nbd::{verify_pattern, write_pattern};
-use ferrite_testkit::{Cluster, Rest, is_root, wait_until};
+use ferrite_testkit::{Cluster, Rest, UNUSED_STEADY, is_root, wait_until, wait_until_steady};
 use serde_json::{Value, json};
 
 const RESOURCE: &str = "mirror_res";
@@ -53,7 +53,7 @@ fn wait_disk_state(rest: &Rest, node: &str, state: &str) -> Result<Value> {
 /// Until no member is in use nor Primary: a Primary demotes a moment after its last user left
 /// (DEMOTE_GRACE), and only then are its writes known to be on every replica's device.
 fn wait_unused(rest: &Rest) -> Result<()> {
-    wait_until(WAIT, || {
+    wait_until_steady(WAIT, UNUSED_STEADY, || {
         Ok(resources(rest)?.iter().all(|r| {
             r["state"]["in_use"] != json!(true) && r["layer_object"]["drbd"]["role"] != "Primary"
         }))

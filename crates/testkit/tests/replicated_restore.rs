@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use ferrite_testkit::data::Pattern;
 use ferrite_testkit::nbd::{verify_pattern, write_pattern};
-use ferrite_testkit::{Cluster, Rest, is_root, wait_until};
+use ferrite_testkit::{Cluster, Rest, UNUSED_STEADY, is_root, wait_until, wait_until_steady};
 use serde_json::{Value, json};
 
 const SOURCE: &str = "restore_src";
@@ -82,27 +82,11 @@ fn wait_in_sync(rest: &Rest, resource: &str) -> Result<()> {
 }
 
 /// Until no member is in use nor Primary: a Primary demotes a moment after its last user left.
-/// How long every member must be seen unused in a row: a view read right after an NBD client
-/// left may still be the one from before it came (the member's state reaches the controller
-/// within about 100 ms, and it demotes 500 ms after its last client), and a rollback asked then
-/// is refused as in use.
-const UNUSED_FOR: Duration = Duration::from_millis(1500);
-
 fn wait_unused(rest: &Rest, resource: &str) -> Result<()> {
-    let mut unused_since: Option<std::time::Instant> = None;
-    wait_until(WAIT, || {
-        let unused = members(rest, resource)?.iter().all(|r| {
+    wait_until_steady(WAIT, UNUSED_STEADY, || {
+        Ok(members(rest, resource)?.iter().all(|r| {
             r["state"]["in_use"] != json!(true) && r["layer_object"]["drbd"]["role"] != "Primary"
-        });
-        let since = match (unused, unused_since) {
-            (false, _) => {
-                unused_since = None;
-                return Ok(false);
-            }
-            (true, Some(since)) => since,
-            (true, None) => *unused_since.insert(std::time::Instant::now()),
-        };
-        Ok(since.elapsed() >= UNUSED_FOR)
+        }))
     })
 }
 
