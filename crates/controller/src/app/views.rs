@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use ferrite_proto::{ReplicationReport, Role};
 use ferrite_types::api_call_rc::code;
 use ferrite_types::rest::{self, Props};
-use ferrite_types::{ApiCallRc, ConnectionStatus, LayerKind, NodeName, RetCode};
+use ferrite_types::{ApiCallRc, ConnectionStatus, LayerKind, NodeName, ResourceName, RetCode};
 
 use super::engine;
 use super::placement::Runtime;
@@ -64,6 +64,13 @@ impl ListFilter {
                 Some((key, value)) => props.get(key).is_some_and(|v| v == value),
                 None => props.contains_key(wanted),
             })
+    }
+
+    /// Whether a resource of `rd` is in the view, the definition's name aside.
+    fn selects(&self, placed: &Resource) -> bool {
+        self.node(placed.node.as_str())
+            && self.storage_pool(placed.storage_pool.as_str())
+            && self.props(&placed.props)
     }
 
     /// Applies offset and limit.
@@ -770,12 +777,67 @@ fn selected_resources<'a>(
         .values()
         .filter(|rd| filter.resource(rd.name.as_str()))
         .flat_map(|rd| rd.resources.values().map(move |placed| (rd, placed)))
-        .filter(|(_, placed)| {
-            filter.node(placed.node.as_str())
-                && filter.storage_pool(placed.storage_pool.as_str())
-                && filter.props(&placed.props)
-        });
+        .filter(|(_, placed)| filter.selects(placed));
     Box::new(filter.page_iter(selected))
+}
+
+/// Where a view sent in pieces (`resources_piece`) goes on: the last resource sent, by
+/// definition and node, and how many the page has taken.
+#[derive(Debug, Default)]
+pub struct ViewCursor {
+    last: Option<(ResourceName, NodeName)>,
+    taken: usize,
+}
+
+/// Hands `emit` the next piece of at most `most` resources of the view `filter` selects, after
+/// `cursor`, and returns how many it handed; none once the view is complete.
+///
+/// Each piece is built and serialized under the graph's read lock and sent without it, so the
+/// view of 200,000 resources neither holds the lock nor exists whole as text. The view is
+/// therefore not one instant's: a resource created or deleted while it is sent is in it or not
+/// as the cursor had passed its place, and none is sent twice. Each resource is one instant's.
+pub fn resources_piece(
+    cluster: &Cluster,
+    runtime: &Runtime,
+    filter: &ListFilter,
+    cursor: &mut ViewCursor,
+    most: usize,
+    mut emit: impl FnMut(rest::ResourceWithVolumes),
+) -> usize {
+    let wanted = most.min(filter.page_size().saturating_sub(cursor.taken));
+    if wanted == 0 {
+        return 0;
+    }
+    let pairs: Box<dyn Iterator<Item = (&ResourceDefinition, &Resource)>> = match &cursor.last {
+        // The first piece: the offset is the page's, as for a view answered whole.
+        None => selected_resources(cluster, filter),
+        // Later pieces walk on by name from the last one sent: positions may have moved.
+        Some((last_definition, last_node)) => Box::new(
+            cluster
+                .resource_definitions
+                .range(last_definition.clone()..)
+                .filter(|(_, rd)| filter.resource(rd.name.as_str()))
+                .flat_map(move |(name, rd)| {
+                    rd.resources
+                        .iter()
+                        .filter(move |(node, _)| name != last_definition || *node > last_node)
+                        .map(move |(_, placed)| (rd, placed))
+                })
+                .filter(|(_, placed)| filter.selects(placed)),
+        ),
+    };
+    let mut last = None;
+    let mut handed = 0;
+    for (rd, placed) in pairs.take(wanted) {
+        emit(resource(cluster, rd, placed, runtime.get(&placed.node)));
+        last = Some((rd, placed));
+        handed += 1;
+    }
+    if let Some((rd, placed)) = last {
+        cursor.last = Some((rd.name.clone(), placed.node.clone()));
+    }
+    cursor.taken += handed;
+    handed
 }
 
 /// The resources of one definition, optionally on one node.
@@ -803,7 +865,6 @@ mod tests {
         NodeReport, PeerReport, PeerVolumeReport, ReplicatedVolumeReport, ReplicationEngine,
         VolumeReport,
     };
-    use ferrite_types::ResourceName;
 
     /// golinstor's types (`client/resource.go`, `client/resourcedefinition.go`), with its JSON
     /// types: a field of another type, or a layer type golinstor does not know, fails to
@@ -1742,5 +1803,145 @@ mod tests {
         .apply(&mut cluster);
         assert_eq!(agree(&cluster), 224);
         assert_eq!(listed(&cluster, &page(0, 1))[0].0, "aaa");
+    }
+
+    /// Every piece of `filter`'s view, `most` at a time, joined, and how many pieces it took.
+    fn pieced(
+        cluster: &Cluster,
+        filter: &ListFilter,
+        cursor: &mut ViewCursor,
+        most: usize,
+    ) -> Vec<(String, String)> {
+        let mut joined = Vec::new();
+        loop {
+            let mut piece = Vec::new();
+            let handed = resources_piece(cluster, &Runtime::default(), filter, cursor, most, |r| {
+                piece.push((r.resource.name, r.resource.node_name));
+            });
+            assert_eq!(handed, piece.len());
+            assert!(handed <= most);
+            if handed == 0 {
+                return joined;
+            }
+            joined.extend(piece);
+        }
+    }
+
+    /// A view answered in pieces is the view answered whole, for every piece size, page and
+    /// filter.
+    #[test]
+    fn a_view_in_pieces_is_the_view_answered_whole() {
+        let mut cluster = tutorial_cluster();
+        for index in 0..150 {
+            let name = format!("res{index:03}");
+            add_resource(
+                &mut cluster,
+                &name,
+                ["node1", "node2", "node3"][index % 3],
+                "pool_ssd",
+            );
+            if index % 2 == 0 {
+                add_resource(&mut cluster, &name, "node4", "pool_ssd");
+            }
+        }
+        let filters = [
+            ListFilter::default(),
+            ListFilter {
+                offset: 70,
+                ..ListFilter::default()
+            },
+            ListFilter {
+                offset: 3,
+                limit: 101,
+                ..ListFilter::default()
+            },
+            ListFilter {
+                offset: 500,
+                ..ListFilter::default()
+            },
+            ListFilter {
+                nodes: vec!["NODE4".into()],
+                offset: 2,
+                ..ListFilter::default()
+            },
+            ListFilter {
+                resources: vec!["res007".into(), "res008".into(), "res140".into()],
+                ..ListFilter::default()
+            },
+            ListFilter {
+                storage_pools: vec!["no_such_pool".into()],
+                ..ListFilter::default()
+            },
+        ];
+        for filter in &filters {
+            let whole = listed(&cluster, filter);
+            for most in [1, 2, 7, 64, 1000] {
+                let joined = pieced(&cluster, filter, &mut ViewCursor::default(), most);
+                assert_eq!(joined, whole, "{filter:?}, {most} per piece");
+            }
+        }
+    }
+
+    /// Changes between pieces: what the cursor passed stays as sent, what lies ahead is seen as
+    /// it is by then, and no resource is sent twice.
+    #[test]
+    fn a_view_in_pieces_goes_on_by_name_across_changes() {
+        let mut cluster = tutorial_cluster();
+        for (name, nodes) in [
+            ("bravo", ["node1", "node2"]),
+            ("delta", ["node2", "node4"]),
+            ("foxtrot", ["node1", "node2"]),
+        ] {
+            for node in nodes {
+                add_resource(&mut cluster, name, node, "pool_ssd");
+            }
+        }
+        let filter = ListFilter::default();
+        let mut cursor = ViewCursor::default();
+        let first_three = ListFilter {
+            limit: 3,
+            ..ListFilter::default()
+        };
+        let first = pieced(&cluster, &first_three, &mut cursor, 3);
+        assert_eq!(
+            first,
+            [("bravo", "node1"), ("bravo", "node2"), ("delta", "node2")]
+                .map(|(r, n)| (r.to_string(), n.to_string()))
+        );
+
+        // Before the cursor: a new definition (positions shift by one) and a resource of the
+        // definition the cursor is in; at the cursor: its resource deleted; after it: a new one.
+        add_resource(&mut cluster, "alpha", "node1", "pool_ssd");
+        add_resource(&mut cluster, "delta", "node1", "pool_ssd");
+        Op::DeleteResource {
+            resource: "delta".parse().unwrap(),
+            node: "node2".parse().unwrap(),
+        }
+        .apply(&mut cluster);
+        add_resource(&mut cluster, "delta", "node3", "pool_ssd");
+        add_resource(&mut cluster, "echo", "node2", "pool_ssd");
+
+        let rest = pieced(&cluster, &filter, &mut cursor, 2);
+        assert_eq!(
+            rest,
+            [
+                ("delta", "node3"),
+                ("delta", "node4"),
+                ("echo", "node2"),
+                ("foxtrot", "node1"),
+                ("foxtrot", "node2"),
+            ]
+            .map(|(r, n)| (r.to_string(), n.to_string()))
+        );
+        // The cursor has ended: it hands out nothing more.
+        let handed = resources_piece(
+            &cluster,
+            &Runtime::default(),
+            &filter,
+            &mut cursor,
+            2,
+            |_| panic!("a resource after the end"),
+        );
+        assert_eq!(handed, 0);
     }
 }

@@ -15,6 +15,7 @@ mod controller;
 mod nodes;
 mod path;
 mod physical_storage;
+mod pieces;
 mod query;
 mod resource_definitions;
 mod resource_groups;
