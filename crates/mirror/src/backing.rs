@@ -948,6 +948,20 @@ pub fn random_u64() -> u64 {
     u64::from_le_bytes(bytes)
 }
 
+/// The bits toward a resync source, as the resync watch clears and reads them.
+impl crate::resync_watch::TowardSource for Backing {
+    fn clear_whole_blocks(&self, source: u8, offset: u64, len: u64) {
+        self.mark_in_sync(source, offset, len);
+    }
+
+    fn still_to_resync(&self, source: u8, block_offset: u64) -> bool {
+        self.with_bitmap(source, |bitmap| {
+            bitmap.is_set(block_offset / crate::bitmap::BM_BLOCK_SIZE)
+        })
+        .unwrap_or(false)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

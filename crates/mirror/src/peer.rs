@@ -737,7 +737,7 @@ async fn read_loop(mut reader: FrameReader, link: Arc<PeerLink>, handler: Arc<dy
                     let link = link.clone();
                     let volume = volume.clone();
                     Box::new(move |result: Result<(), IoError>| {
-                        volume.peer_write_done(noted, result.is_ok());
+                        volume.watched_write_done(noted, result.is_ok());
                         let frame = match result {
                             Ok(()) => Frame::new(Kind::WriteAck, 0, seq, Bytes::new(), None),
                             Err(e) => Frame::new(Kind::WriteNack, 0, seq, errno_payload(&e), None),

@@ -2415,6 +2415,17 @@ impl Machine {
         let (link, events) = (link.clone(), self.events.clone());
         tokio::spawn(async move {
             let guard = reservation.wait().await;
+            // What writes of other members put here in part of these blocks is newer than
+            // what the source may have read (`resync_watch`).
+            let (data, laid_over) = match engine.lay_over_written_in_part(range.offset, data).await
+            {
+                Ok(laid) => laid,
+                Err(e) => {
+                    warn!(error = %e, offset = range.offset, "reading bytes to keep over resync data failed: asked again later");
+                    let _ = events.send(Event::Tick);
+                    return;
+                }
+            };
             match engine
                 .apply_peer_write(guard, range.offset, data, false, true)
                 .await
@@ -2428,7 +2439,10 @@ impl Machine {
                     ack[..2].copy_from_slice(&range.volume.to_le_bytes());
                     link.send(Frame::new(Kind::ResyncDone, 0, seq, ack.freeze(), None));
                 }
-                Err(e) => warn!(error = %e, "writing resync data failed"),
+                Err(e) => {
+                    engine.resync_watch().keep_again(&laid_over);
+                    warn!(error = %e, "writing resync data failed");
+                }
             }
             let _ = events.send(Event::Tick);
         });

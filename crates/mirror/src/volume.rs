@@ -28,6 +28,7 @@ use ferrite_block::{IoError, PipedData, Volume, check_range};
 use futures::future::BoxFuture;
 
 use crate::backing::{Backing, WriteCompletion};
+use crate::bitmap::BM_BLOCK_SIZE;
 use crate::conflict::ConflictSet;
 use crate::peer::{AcknowledgedWrite, PeerLink};
 
@@ -194,16 +195,59 @@ impl VolumeEngine {
         &self.resync_watch
     }
 
-    /// A replicated write noted by the resync watch completed: on success, the blocks it
-    /// covers whole are current here and leave this member's bitmap toward the resync source
+    /// A write noted by the resync watch (another member's, or this Primary's own) completed:
+    /// on success, the blocks it covers whole are current here and leave this member's bitmap
+    /// toward the resync source, and what it wrote in part of a block still to resync is kept
     /// ([`crate::resync_watch`]).
-    pub fn peer_write_done(&self, noted: crate::resync_watch::NotedWrite, succeeded: bool) {
-        let Some((source, offset, len)) = self.resync_watch.write_done(noted) else {
-            return;
-        };
-        if succeeded && let Some(backing) = &self.backing {
-            backing.mark_in_sync(source, offset, len);
+    pub fn watched_write_done(&self, noted: crate::resync_watch::NotedWrite, succeeded: bool) {
+        match &self.backing {
+            Some(backing) => self
+                .resync_watch
+                .write_done(noted, succeeded, backing.as_ref()),
+            // No disk, no resync: the write only leaves the watch.
+            None => self.resync_watch.write_done(noted, false, &NoDisk),
         }
+    }
+
+    /// Lays over `data`, a resync reply for the range at `offset` whose place in line is taken,
+    /// the bytes this member holds where writes of other members put them in part of a block
+    /// during the resync ([`crate::resync_watch`]). Returns the reply to apply and the ranges
+    /// laid over, to keep again should applying it fail.
+    pub async fn lay_over_written_in_part(
+        &self,
+        offset: u64,
+        data: Bytes,
+    ) -> Result<(Bytes, Vec<(u64, u64)>), IoError> {
+        let kept = self
+            .resync_watch
+            .take_written_in_part(offset, data.len() as u64);
+        if kept.is_empty() {
+            return Ok((data, kept));
+        }
+        let Some(backing) = &self.backing else {
+            return Ok((data, Vec::new()));
+        };
+        let mut merged = bytes::BytesMut::from(&data[..]);
+        let end = offset + data.len() as u64;
+        for &(start, stop) in &kept {
+            // Read the whole blocks around the range: the device reads aligned blocks only.
+            let from = start / BM_BLOCK_SIZE * BM_BLOCK_SIZE;
+            let to = stop
+                .div_ceil(BM_BLOCK_SIZE)
+                .saturating_mul(BM_BLOCK_SIZE)
+                .min(end);
+            let here = match backing.read(from, (to - from) as u32).await {
+                Ok(here) => here,
+                Err(e) => {
+                    self.resync_watch.keep_again(&kept);
+                    return Err(e);
+                }
+            };
+            let (at, within) = ((start - offset) as usize, (start - from) as usize);
+            let len = (stop - start) as usize;
+            merged[at..at + len].copy_from_slice(&here[within..within + len]);
+        }
+        Ok((merged.freeze(), kept))
     }
 
     pub fn conflicts(&self) -> &ConflictSet {
@@ -324,6 +368,13 @@ impl VolumeEngine {
             backing.wait_announced().await;
             backing.begin_write(offset, len).await?;
         }
+        // On a resync target (a Primary whose disk is not UpToDate yet), its own write makes a
+        // resync reply it overlaps old, as another member's does (`resync_watch`): the request
+        // went to the source before this write did.
+        let noted = WatchedWrite {
+            volume: self,
+            noted: Some(self.resync_watch.write_arrived(self.me.get(), offset, len)),
+        };
         // Absent peers miss this write: the bits are set before it completes.
         if let Some(backing) = &self.backing {
             for peer in &view.absent {
@@ -391,6 +442,8 @@ impl VolumeEngine {
                 }
             }
         }
+        // Its bits toward the source clear only if the source has it too.
+        noted.done(local.is_ok() && missed.is_empty());
         local?;
         if self.backing.is_none() && replicated == 0 {
             // A diskless member's write lives only on its peers.
@@ -645,6 +698,40 @@ impl Volume for VolumeEngine {
             .sessions
             .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
         self.control.usage_changed();
+    }
+}
+
+/// This member's own write, noted by the resync watch: it leaves the watch when done, or as
+/// failed if its future is dropped first, so no request stays touched by it for good.
+struct WatchedWrite<'a> {
+    volume: &'a VolumeEngine,
+    noted: Option<crate::resync_watch::NotedWrite>,
+}
+
+impl WatchedWrite<'_> {
+    fn done(mut self, succeeded: bool) {
+        if let Some(noted) = self.noted.take() {
+            self.volume.watched_write_done(noted, succeeded);
+        }
+    }
+}
+
+impl Drop for WatchedWrite<'_> {
+    fn drop(&mut self) {
+        if let Some(noted) = self.noted.take() {
+            self.volume.watched_write_done(noted, false);
+        }
+    }
+}
+
+/// The bitmap of a member without a disk: nothing to clear, nothing to resync.
+struct NoDisk;
+
+impl crate::resync_watch::TowardSource for NoDisk {
+    fn clear_whole_blocks(&self, _source: u8, _offset: u64, _len: u64) {}
+
+    fn still_to_resync(&self, _source: u8, _block_offset: u64) -> bool {
+        false
     }
 }
 

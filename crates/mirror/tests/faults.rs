@@ -11,6 +11,7 @@
 mod ports;
 mod support;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use ferrite_mirror::peer;
@@ -206,10 +207,12 @@ async fn a_crashed_primary_returning_to_an_unchanged_peer_takes_its_hot_extents_
     assert_data(&log, &nodes[1], "the survivor").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_sync_target_killed_mid_resync_resumes_and_completes() {
+/// Two disks in sync whose resyncs run at 8 MiB/s at most, slow enough to be caught in the
+/// middle; node0 writes, and node1 is killed and left out until `kib` KiB are out of sync
+/// toward it. Returns the layout (its directory lives as long as it does), the nodes, the log
+/// of acknowledged writes and node0's writer, still writing.
+async fn a_secondary_left_behind(kib: u64) -> (Layout, Vec<Node>, Arc<AckLog>, Writer) {
     let mut layout = Layout::loopback(2, 0, USABLE);
-    // Slow enough that the resync can be caught in the middle.
     layout.options.c_max_rate_kib = 8 * 1024;
     let mut nodes = layout.prepare();
     start_in_sync(&mut nodes).await;
@@ -223,12 +226,18 @@ async fn a_sync_target_killed_mid_resync_resumes_and_completes() {
             peer(s, 1).connection != "Connected"
         })
         .await;
-    // Enough missed writes for a resync of several seconds at the rate limit.
     nodes[0]
-        .wait("8 MiB out of sync toward the Secondary", SETTLE, |s| {
-            peer(s, 1).volumes[0].out_of_sync_kib >= 8 * 1024
+        .wait("enough out of sync toward the Secondary", SETTLE, |s| {
+            peer(s, 1).volumes[0].out_of_sync_kib >= kib
         })
         .await;
+    (layout, nodes, log, writer)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sync_target_killed_mid_resync_resumes_and_completes() {
+    // Enough missed writes for a resync of several seconds at the rate limit.
+    let (_layout, mut nodes, log, writer) = a_secondary_left_behind(8 * 1024).await;
 
     nodes[1].start().await;
     let syncing = nodes[1]
@@ -287,6 +296,44 @@ async fn a_sync_target_killed_mid_resync_resumes_and_completes() {
         kib <= left_at_kill,
         "the resumed resync copies what was left ({left_at_kill} KiB), not more ({kib} KiB)"
     );
+}
+
+/// A member whose disk is a resync target becomes Primary (its peer has the data) and writes
+/// while its disk resyncs. A write it makes after asking the source for the write's blocks goes
+/// to the source after the request, so the source's reply holds the blocks as they were: that
+/// reply must not be laid over the write. Every acknowledged write must be on both disks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_primary_writing_while_its_own_disk_resyncs_keeps_every_write() {
+    // node1 misses half the volume: its resync then meets many of its own writes.
+    let (_layout, mut nodes, log, writer) = a_secondary_left_behind(16 * 1024).await;
+    let report = writer.stop().await;
+    assert_eq!(report.failed, 0, "{report:?}");
+    nodes[0]
+        .wait("node0 demoted", SETTLE, |s| s.role == "Secondary")
+        .await;
+
+    // node1 comes back as a resync target, and its first write makes it Primary.
+    nodes[1].start().await;
+    nodes[1]
+        .wait("node1 resyncs from node0", SETTLE, |s| {
+            peer(s, 0).volumes[0].replication == "SyncTarget"
+        })
+        .await;
+    let writer = Writer::start(&nodes[1].nbd_socket(), log.clone(), 1, DEPTH, BLOCKS).await;
+    for node in &nodes {
+        node.wait("resynced while node1 writes", SETTLE, |s| all_in_sync(s, 1))
+            .await;
+    }
+    assert_eq!(nodes[1].status().await.unwrap().role, "Primary");
+    let acked = log.acked_count();
+    wait_acks(&log, acked, 200, SETTLE).await;
+    let report = writer.stop().await;
+    assert_eq!(report.failed, 0, "{report:?}");
+    nodes[1]
+        .wait("node1 demoted", SETTLE, |s| s.role == "Secondary")
+        .await;
+    assert_data(&log, &nodes[1], "the Primary that wrote during its resync").await;
+    assert_data(&log, &nodes[0], "the source").await;
 }
 
 /// Three members in network namespaces: node0 and node1 with disks, node2 a diskless
