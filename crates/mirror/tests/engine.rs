@@ -366,6 +366,67 @@ async fn a_diskless_primary_s_unflushed_writes_are_resynced_to_the_disk_that_los
     }
 }
 
+/// A disk resyncs from a Secondary while a diskless Primary writes 512-byte pieces into the
+/// blocks it is still to receive. The target keeps what those writes put in part of a block
+/// and lays it over the block's reply (`resync_watch`): both disks end with the resync's data
+/// and every piece, byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pieces_written_into_blocks_still_to_resync_survive_the_resync() {
+    let mut cluster = Cluster::new(2, 1);
+    // 1 MiB/s: the 4 MiB resync takes about 4 s, and the pieces land early in it.
+    cluster.c_max_rate_kib = 1024;
+    let (a, b, c) = two_disks_and_a_diskless_member(&cluster).await;
+    let volume = c.volumes()[&0].clone();
+    ferrite_block::Volume::opened(volume.as_ref());
+    b.down().await;
+    wait(&c, "b gone", |s| {
+        s.peers
+            .iter()
+            .all(|p| p.node_id != 1 || p.connection != "Connected")
+    })
+    .await;
+    let missed = pattern(41, 4 << 20);
+    volume.write(0, missed.clone(), false).await.unwrap();
+
+    let b = cluster.up(1).await;
+    wait(&b, "b resyncs from a", |s| {
+        s.peers
+            .iter()
+            .any(|p| p.node_id == 0 && p.volumes[0].replication == "SyncTarget")
+    })
+    .await;
+    let mut expected = missed.to_vec();
+    for i in 0..256u64 {
+        // One piece in every fourth block, never at the block's start.
+        let offset = i * 16384 + 512 * (1 + i % 7);
+        let piece = pattern(100u8.wrapping_add(i as u8), 512);
+        volume.write(offset, piece.clone(), false).await.unwrap();
+        expected[offset as usize..offset as usize + 512].copy_from_slice(&piece);
+    }
+    assert!(
+        b.status()
+            .peers
+            .iter()
+            .any(|p| p.node_id == 0 && p.volumes[0].replication == "SyncTarget"),
+        "the pieces were written during the resync: {:#?}",
+        b.status()
+    );
+    wait(&b, "b resynced", |s| all_up_to_date(s, 2)).await;
+    wait(&a, "a sees b in sync", |s| {
+        all_up_to_date(s, 2) && s.peers.iter().all(|p| p.volumes[0].out_of_sync_kib == 0)
+    })
+    .await;
+    for member in [0, 1] {
+        let on_disk = cluster.on_disk(member, 0, expected.len());
+        let first_wrong = on_disk.iter().zip(&expected).position(|(x, y)| x != y);
+        assert_eq!(first_wrong, None, "node{member} differs at that byte");
+    }
+    ferrite_block::Volume::closed(volume.as_ref());
+    for r in [&a, &b, &c] {
+        r.down().await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disk_that_missed_writes_gets_them_from_a_secondary_when_the_primary_is_gone() {
     // a (Primary) writes without c; then a goes away. c comes back to b alone: b has the
