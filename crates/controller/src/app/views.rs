@@ -4,6 +4,7 @@
 //! must answer in well under 250 ms, so views walk the graph once and look reports up by key.
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 
 use ferrite_proto::{ReplicationReport, Role};
 use ferrite_types::api_call_rc::code;
@@ -64,6 +65,13 @@ impl ListFilter {
                 Some((key, value)) => props.get(key).is_some_and(|v| v == value),
                 None => props.contains_key(wanted),
             })
+    }
+
+    /// Whether a definition is in a list of definitions.
+    fn selects_definition(&self, rd: &ResourceDefinition) -> bool {
+        self.resource(rd.name.as_str())
+            && self.resource_group(rd.resource_group.as_str())
+            && self.props(&rd.props)
     }
 
     /// Whether a resource of `rd` is in the view, the definition's name aside.
@@ -403,17 +411,64 @@ pub fn resource_definitions(
     filter: &ListFilter,
     with_volumes: bool,
 ) -> Vec<rest::ResourceDefinition> {
-    let items = cluster
-        .resource_definitions
-        .values()
-        .filter(|rd| {
-            filter.resource(rd.name.as_str())
-                && filter.resource_group(rd.resource_group.as_str())
-                && filter.props(&rd.props)
-        })
+    filter
+        .page_iter(
+            cluster
+                .resource_definitions
+                .values()
+                .filter(|rd| filter.selects_definition(rd)),
+        )
         .map(|rd| resource_definition(cluster, rd, with_volumes))
-        .collect();
-    filter.page(items)
+        .collect()
+}
+
+/// Where a list of definitions sent in pieces (`resource_definitions_piece`) goes on: the last
+/// definition sent, and how many the page has taken.
+#[derive(Debug, Default)]
+pub struct DefinitionCursor {
+    last: Option<ResourceName>,
+    taken: usize,
+}
+
+/// Hands `emit` the next piece of at most `most` definitions `filter` selects, after `cursor`,
+/// and returns how many it handed; none once the list is complete. As for the resource view
+/// (`resources_piece`), each piece is one instant's and the next goes on by name.
+pub fn resource_definitions_piece(
+    cluster: &Cluster,
+    filter: &ListFilter,
+    with_volumes: bool,
+    cursor: &mut DefinitionCursor,
+    most: usize,
+    mut emit: impl FnMut(rest::ResourceDefinition),
+) -> usize {
+    let wanted = most.min(filter.page_size().saturating_sub(cursor.taken));
+    if wanted == 0 {
+        return 0;
+    }
+    let selected = |rd: &&ResourceDefinition| filter.selects_definition(rd);
+    let definitions: Box<dyn Iterator<Item = &ResourceDefinition>> = match &cursor.last {
+        // The first piece: the offset is the page's.
+        None => Box::new(filter.page_iter(cluster.resource_definitions.values().filter(selected))),
+        Some(last) => Box::new(
+            cluster
+                .resource_definitions
+                .range((Bound::Excluded(last.clone()), Bound::Unbounded))
+                .map(|(_, rd)| rd)
+                .filter(selected),
+        ),
+    };
+    let mut handed = 0;
+    let mut last = None;
+    for rd in definitions.take(wanted) {
+        emit(resource_definition(cluster, rd, with_volumes));
+        last = Some(rd);
+        handed += 1;
+    }
+    if let Some(rd) = last {
+        cursor.last = Some(rd.name.clone());
+    }
+    cursor.taken += handed;
+    handed
 }
 
 /// The state of one volume as the satellite reported it.
@@ -1805,26 +1860,54 @@ mod tests {
         assert_eq!(listed(&cluster, &page(0, 1))[0].0, "aaa");
     }
 
-    /// Every piece of `filter`'s view, `most` at a time, joined, and how many pieces it took.
+    /// Calls `piece` (which hands at most `most` items to its argument and returns how many)
+    /// until it hands none; the items joined.
+    fn joined<T>(most: usize, mut piece: impl FnMut(&mut dyn FnMut(T)) -> usize) -> Vec<T> {
+        let mut joined = Vec::new();
+        loop {
+            let before = joined.len();
+            let handed = piece(&mut |item| joined.push(item));
+            assert_eq!(handed, joined.len() - before);
+            assert!(handed <= most);
+            if handed == 0 {
+                return joined;
+            }
+        }
+    }
+
+    /// Every piece of `filter`'s view, `most` at a time, joined.
     fn pieced(
         cluster: &Cluster,
         filter: &ListFilter,
         cursor: &mut ViewCursor,
         most: usize,
     ) -> Vec<(String, String)> {
-        let mut joined = Vec::new();
-        loop {
-            let mut piece = Vec::new();
-            let handed = resources_piece(cluster, &Runtime::default(), filter, cursor, most, |r| {
-                piece.push((r.resource.name, r.resource.node_name));
-            });
-            assert_eq!(handed, piece.len());
-            assert!(handed <= most);
-            if handed == 0 {
-                return joined;
-            }
-            joined.extend(piece);
-        }
+        joined(most, |emit| {
+            resources_piece(cluster, &Runtime::default(), filter, cursor, most, |r| {
+                emit((r.resource.name, r.resource.node_name));
+            })
+        })
+    }
+
+    /// Pages every list answered in pieces is tried with: all, from an offset, a page larger
+    /// than a piece, past the end.
+    fn pages_to_try() -> Vec<ListFilter> {
+        vec![
+            ListFilter::default(),
+            ListFilter {
+                offset: 70,
+                ..ListFilter::default()
+            },
+            ListFilter {
+                offset: 3,
+                limit: 101,
+                ..ListFilter::default()
+            },
+            ListFilter {
+                offset: 500,
+                ..ListFilter::default()
+            },
+        ]
     }
 
     /// A view answered in pieces is the view answered whole, for every piece size, page and
@@ -1844,21 +1927,8 @@ mod tests {
                 add_resource(&mut cluster, &name, "node4", "pool_ssd");
             }
         }
-        let filters = [
-            ListFilter::default(),
-            ListFilter {
-                offset: 70,
-                ..ListFilter::default()
-            },
-            ListFilter {
-                offset: 3,
-                limit: 101,
-                ..ListFilter::default()
-            },
-            ListFilter {
-                offset: 500,
-                ..ListFilter::default()
-            },
+        let mut filters = pages_to_try();
+        filters.extend([
             ListFilter {
                 nodes: vec!["NODE4".into()],
                 offset: 2,
@@ -1872,7 +1942,7 @@ mod tests {
                 storage_pools: vec!["no_such_pool".into()],
                 ..ListFilter::default()
             },
-        ];
+        ]);
         for filter in &filters {
             let whole = listed(&cluster, filter);
             for most in [1, 2, 7, 64, 1000] {
@@ -1943,5 +2013,69 @@ mod tests {
             |_| panic!("a resource after the end"),
         );
         assert_eq!(handed, 0);
+    }
+
+    /// Every piece of the list of definitions `filter` selects, `most` at a time, joined.
+    fn definitions_pieced(
+        cluster: &Cluster,
+        filter: &ListFilter,
+        cursor: &mut DefinitionCursor,
+        most: usize,
+    ) -> Vec<String> {
+        joined(most, |emit| {
+            resource_definitions_piece(cluster, filter, true, cursor, most, |rd| emit(rd.name))
+        })
+    }
+
+    /// A list of definitions answered in pieces is the list answered whole, for every piece
+    /// size, page and filter, and goes on by name across changes.
+    #[test]
+    fn a_list_of_definitions_in_pieces_is_the_list_answered_whole() {
+        let mut cluster = tutorial_cluster();
+        for index in 0..150 {
+            add_resource(&mut cluster, &format!("res{index:03}"), "node1", "pool_ssd");
+        }
+        let names = |filter: &ListFilter| -> Vec<String> {
+            resource_definitions(&cluster, filter, true)
+                .into_iter()
+                .map(|rd| rd.name)
+                .collect()
+        };
+        let mut filters = pages_to_try();
+        filters.push(ListFilter {
+            resources: vec!["RES007".into(), "res140".into()],
+            ..ListFilter::default()
+        });
+        for filter in &filters {
+            let whole = names(filter);
+            for most in [1, 2, 7, 64, 1000] {
+                let joined =
+                    definitions_pieced(&cluster, filter, &mut DefinitionCursor::default(), most);
+                assert_eq!(joined, whole, "{filter:?}, {most} per piece");
+            }
+        }
+        assert_eq!(names(&filters[2]).len(), 101);
+        assert_eq!(names(&filters[2])[0], "res003");
+
+        // Across changes: the cursor goes on after the last name sent.
+        let mut cursor = DefinitionCursor::default();
+        let first_two = ListFilter {
+            limit: 2,
+            ..ListFilter::default()
+        };
+        assert_eq!(
+            definitions_pieced(&cluster, &first_two, &mut cursor, 2),
+            ["res000", "res001"]
+        );
+        add_resource(&mut cluster, "aaa", "node1", "pool_ssd");
+        Op::DeleteResource {
+            resource: "res002".parse().unwrap(),
+            node: "node1".parse().unwrap(),
+        }
+        .apply(&mut cluster);
+        Op::DeleteResourceDefinition("res002".parse().unwrap()).apply(&mut cluster);
+        let rest = definitions_pieced(&cluster, &ListFilter::default(), &mut cursor, 50);
+        assert_eq!(rest.len(), 147);
+        assert_eq!(rest[0], "res003");
     }
 }

@@ -2,18 +2,24 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use ferrite_types::ApiCallRc;
 use ferrite_types::rest;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::path::{ResourceParam, VolumeNumberParam};
+use super::pieces;
 use super::query::{ListResourceDefinitions, Query, ShowResourceDefinition};
 use super::response::{
     ApiPath as Path, ApiResponse, Conflict, Internal, Invalid, JsonBody, NotFound, TooLarge,
 };
 use crate::app::{Context, Object, Operation, resource_definitions, views};
 use crate::core::Controller;
+
+/// Definitions per piece of a list answered in pieces (`pieces`); a page of at most this many
+/// is answered whole.
+const DEFINITION_PIECE: usize = 1_000;
 
 pub fn routes() -> OpenApiRouter<Controller> {
     OpenApiRouter::new()
@@ -42,10 +48,27 @@ pub fn routes() -> OpenApiRouter<Controller> {
 async fn list_resource_definitions(
     State(ctl): State<Controller>,
     query: Query<ListResourceDefinitions>,
-) -> ApiResponse {
-    ApiResponse::json(
-        &ctl.read(|c| views::resource_definitions(c, &query.filter, query.with_volume_definitions)),
-    )
+) -> Response {
+    let (filter, with_volumes) = (query.parsed.filter, query.parsed.with_volume_definitions);
+    if filter.limit != 0 && filter.limit <= DEFINITION_PIECE {
+        return ApiResponse::json(
+            &ctl.read(|c| views::resource_definitions(c, &filter, with_volumes)),
+        )
+        .into_response();
+    }
+    let mut cursor = views::DefinitionCursor::default();
+    pieces::json_array(move |out| {
+        ctl.read(|c| {
+            views::resource_definitions_piece(
+                c,
+                &filter,
+                with_volumes,
+                &mut cursor,
+                DEFINITION_PIECE,
+                |rd| out.push(&rd),
+            )
+        });
+    })
 }
 
 /// Creates a resource definition.
