@@ -19,21 +19,21 @@ use tokio::sync::oneshot;
 /// The granularity of conflicts: the out-of-sync bitmap's block.
 pub const CONFLICT_BLOCK: u64 = 4096;
 
-/// A half-open byte range, widened to whole blocks.
+/// A half-open byte range, widened to whole blocks (also the resync watch's unit).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Span {
+pub(crate) struct Span {
     start: u64,
     end: u64,
 }
 
 impl Span {
-    fn new(offset: u64, len: u64) -> Span {
+    pub(crate) fn new(offset: u64, len: u64) -> Span {
         let start = offset / CONFLICT_BLOCK * CONFLICT_BLOCK;
         let end = (offset + len.max(1)).div_ceil(CONFLICT_BLOCK) * CONFLICT_BLOCK;
         Span { start, end }
     }
 
-    fn overlaps(&self, other: &Span) -> bool {
+    pub(crate) fn overlaps(&self, other: &Span) -> bool {
         self.start < other.end && other.start < self.end
     }
 }

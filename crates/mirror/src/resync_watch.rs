@@ -37,27 +37,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::bitmap::BM_BLOCK_SIZE;
-use crate::conflict::CONFLICT_BLOCK;
-
-/// A half-open byte range in whole blocks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Span {
-    start: u64,
-    end: u64,
-}
-
-impl Span {
-    fn new(offset: u64, len: u64) -> Span {
-        Span {
-            start: offset / CONFLICT_BLOCK * CONFLICT_BLOCK,
-            end: (offset + len.max(1)).div_ceil(CONFLICT_BLOCK) * CONFLICT_BLOCK,
-        }
-    }
-
-    fn overlaps(&self, other: &Span) -> bool {
-        self.start < other.end && other.start < self.end
-    }
-}
+use crate::conflict::Span;
 
 #[derive(Debug, Default)]
 struct Watched {

@@ -336,6 +336,49 @@ async fn a_primary_writing_while_its_own_disk_resyncs_keeps_every_write() {
     assert_data(&log, &nodes[0], "the source").await;
 }
 
+/// Two disks and a diskless tiebreaker, each in its own network namespace, in sync, and
+/// member `writer` writing until `acks` writes are acknowledged.
+struct InNamespaces {
+    fabric: Fabric,
+    /// Its directory lives as long as the test holds it.
+    _layout: Layout,
+    nodes: Vec<Node>,
+    log: Arc<AckLog>,
+    writer: Writer,
+}
+
+/// [`InNamespaces`], or None where network namespaces cannot be made (`test` is then skipped
+/// with the reason).
+async fn three_in_namespaces(test: &str, writer: u8, acks: u64) -> Option<InNamespaces> {
+    let fabric = match Fabric::new(3) {
+        Ok(fabric) => fabric,
+        Err(reason) => {
+            skip(test, &reason);
+            return None;
+        }
+    };
+    let layout = Layout::new(fabric.members(2), USABLE);
+    let mut nodes = layout.prepare();
+    start_in_sync(&mut nodes).await;
+    let log = AckLog::new();
+    let writer = Writer::start(
+        &nodes[writer as usize].nbd_socket(),
+        log.clone(),
+        writer,
+        DEPTH,
+        BLOCKS,
+    )
+    .await;
+    wait_acks(&log, 0, acks, SETTLE).await;
+    Some(InNamespaces {
+        fabric,
+        _layout: layout,
+        nodes,
+        log,
+        writer,
+    })
+}
+
 /// Three members in network namespaces: node0 and node1 with disks, node2 a diskless
 /// tiebreaker. node0 writes; then node0 is cut off from both others. node0 has no quorum:
 /// its writes fail (never acknowledged without reaching a quorum). node1 and the tiebreaker are
@@ -343,17 +386,21 @@ async fn a_primary_writing_while_its_own_disk_resyncs_keeps_every_write() {
 /// history, no split brain.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partitioned_primary_without_quorum_fails_its_writes_and_the_majority_goes_on() {
-    let test = "a_partitioned_primary_without_quorum_fails_its_writes_and_the_majority_goes_on";
-    let fabric = match Fabric::new(3) {
-        Ok(fabric) => fabric,
-        Err(reason) => return skip(test, &reason),
+    let Some(InNamespaces {
+        fabric,
+        _layout,
+        nodes,
+        log,
+        writer: minority,
+    }) = three_in_namespaces(
+        "a_partitioned_primary_without_quorum_fails_its_writes_and_the_majority_goes_on",
+        0,
+        300,
+    )
+    .await
+    else {
+        return;
     };
-    let layout = Layout::new(fabric.members(2), USABLE);
-    let mut nodes = layout.prepare();
-    start_in_sync(&mut nodes).await;
-    let log = AckLog::new();
-    let minority = Writer::start(&nodes[0].nbd_socket(), log.clone(), 0, DEPTH, BLOCKS).await;
-    wait_acks(&log, 0, 300, SETTLE).await;
 
     fabric.isolate(0, true);
     nodes[0]
@@ -420,17 +467,21 @@ async fn a_partitioned_primary_without_quorum_fails_its_writes_and_the_majority_
 /// tiebreaker — and the other disk may not become Primary. Healed: it resyncs, one history.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cut_between_the_disks_leaves_one_primary_and_one_history() {
-    let test = "a_cut_between_the_disks_leaves_one_primary_and_one_history";
-    let fabric = match Fabric::new(3) {
-        Ok(fabric) => fabric,
-        Err(reason) => return skip(test, &reason),
+    let Some(InNamespaces {
+        fabric,
+        _layout,
+        nodes,
+        log,
+        writer,
+    }) = three_in_namespaces(
+        "a_cut_between_the_disks_leaves_one_primary_and_one_history",
+        0,
+        300,
+    )
+    .await
+    else {
+        return;
     };
-    let layout = Layout::new(fabric.members(2), USABLE);
-    let mut nodes = layout.prepare();
-    start_in_sync(&mut nodes).await;
-    let log = AckLog::new();
-    let writer = Writer::start(&nodes[0].nbd_socket(), log.clone(), 0, DEPTH, BLOCKS).await;
-    wait_acks(&log, 0, 300, SETTLE).await;
 
     fabric.set_link(0, 1, false);
     nodes[0]
@@ -488,17 +539,21 @@ async fn a_cut_between_the_disks_leaves_one_primary_and_one_history() {
 /// and end UpToDate, not stay Outdated.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disk_cut_off_from_a_diskless_primary_only_is_resynced_when_the_cut_heals() {
-    let test = "a_disk_cut_off_from_a_diskless_primary_only_is_resynced_when_the_cut_heals";
-    let fabric = match Fabric::new(3) {
-        Ok(fabric) => fabric,
-        Err(reason) => return skip(test, &reason),
+    let Some(InNamespaces {
+        fabric,
+        _layout,
+        nodes,
+        log,
+        writer,
+    }) = three_in_namespaces(
+        "a_disk_cut_off_from_a_diskless_primary_only_is_resynced_when_the_cut_heals",
+        2,
+        300,
+    )
+    .await
+    else {
+        return;
     };
-    let layout = Layout::new(fabric.members(2), USABLE);
-    let mut nodes = layout.prepare();
-    start_in_sync(&mut nodes).await;
-    let log = AckLog::new();
-    let writer = Writer::start(&nodes[2].nbd_socket(), log.clone(), 2, DEPTH, BLOCKS).await;
-    wait_acks(&log, 0, 300, SETTLE).await;
 
     fabric.set_link(2, 1, false);
     nodes[1]
@@ -673,17 +728,21 @@ async fn secondary_resync_while_a_primary_writes_without_the_target(
 /// resyncs from node0 and nothing acknowledged is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disk_left_behind_is_not_promoted_when_the_primary_goes_away_too() {
-    let test = "a_disk_left_behind_is_not_promoted_when_the_primary_goes_away_too";
-    let fabric = match Fabric::new(3) {
-        Ok(fabric) => fabric,
-        Err(reason) => return skip(test, &reason),
+    let Some(InNamespaces {
+        fabric,
+        _layout,
+        nodes,
+        log,
+        writer,
+    }) = three_in_namespaces(
+        "a_disk_left_behind_is_not_promoted_when_the_primary_goes_away_too",
+        0,
+        200,
+    )
+    .await
+    else {
+        return;
     };
-    let layout = Layout::new(fabric.members(2), USABLE);
-    let mut nodes = layout.prepare();
-    start_in_sync(&mut nodes).await;
-    let log = AckLog::new();
-    let writer = Writer::start(&nodes[0].nbd_socket(), log.clone(), 0, DEPTH, BLOCKS).await;
-    wait_acks(&log, 0, 200, SETTLE).await;
 
     fabric.set_link(0, 1, false);
     nodes[0]
@@ -750,17 +809,21 @@ async fn a_disk_left_behind_is_not_promoted_when_the_primary_goes_away_too() {
 /// across another restart too, and node1 may become Primary.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_restarted_tiebreaker_still_refuses_the_disk_the_primary_wrote_without() {
-    let test = "a_restarted_tiebreaker_still_refuses_the_disk_the_primary_wrote_without";
-    let fabric = match Fabric::new(3) {
-        Ok(fabric) => fabric,
-        Err(reason) => return skip(test, &reason),
+    let Some(InNamespaces {
+        fabric,
+        _layout,
+        mut nodes,
+        log,
+        writer,
+    }) = three_in_namespaces(
+        "a_restarted_tiebreaker_still_refuses_the_disk_the_primary_wrote_without",
+        0,
+        200,
+    )
+    .await
+    else {
+        return;
     };
-    let layout = Layout::new(fabric.members(2), USABLE);
-    let mut nodes = layout.prepare();
-    start_in_sync(&mut nodes).await;
-    let log = AckLog::new();
-    let writer = Writer::start(&nodes[0].nbd_socket(), log.clone(), 0, DEPTH, BLOCKS).await;
-    wait_acks(&log, 0, 200, SETTLE).await;
 
     fabric.isolate(1, true);
     nodes[0]

@@ -1776,10 +1776,9 @@ mod tests {
         assert_eq!(listed(&cluster, &of_charlie), whole[4..6]);
     }
 
-    /// Pages far into the view start from the graph's index of positions (one mark per 64
-    /// definitions); they must agree with the whole view at every offset, also after changes.
-    #[test]
-    fn pages_far_into_the_view_agree_with_the_whole_after_changes() {
+    /// The tutorial's cluster with 150 definitions `res000`…`res149`, each on one of node1–3 and
+    /// every second one on node4 too: 225 resources, over two marks of the index of positions.
+    fn resources_150() -> Cluster {
         let mut cluster = tutorial_cluster();
         for index in 0..150 {
             let name = format!("res{index:03}");
@@ -1793,6 +1792,14 @@ mod tests {
                 add_resource(&mut cluster, &name, "node4", "pool_ssd");
             }
         }
+        cluster
+    }
+
+    /// Pages far into the view start from the graph's index of positions (one mark per 64
+    /// definitions); they must agree with the whole view at every offset, also after changes.
+    #[test]
+    fn pages_far_into_the_view_agree_with_the_whole_after_changes() {
+        let mut cluster = resources_150();
         let page = |offset, limit| ListFilter {
             offset,
             limit,
@@ -1914,19 +1921,7 @@ mod tests {
     /// filter.
     #[test]
     fn a_view_in_pieces_is_the_view_answered_whole() {
-        let mut cluster = tutorial_cluster();
-        for index in 0..150 {
-            let name = format!("res{index:03}");
-            add_resource(
-                &mut cluster,
-                &name,
-                ["node1", "node2", "node3"][index % 3],
-                "pool_ssd",
-            );
-            if index % 2 == 0 {
-                add_resource(&mut cluster, &name, "node4", "pool_ssd");
-            }
-        }
+        let cluster = resources_150();
         let mut filters = pages_to_try();
         filters.extend([
             ListFilter {

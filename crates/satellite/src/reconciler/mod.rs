@@ -927,26 +927,13 @@ impl Reconciler {
         // The named resources' parts, looked up, and the notable ones' errors and snapshots:
         // what `sent::assemble` takes from every part, without visiting every part.
         let node = &self.node_outcome;
-        let mut report = NodeReport {
-            generation: node.generation,
-            storage_pools: node.storage_pools.clone(),
-            orphans: node.orphans.clone(),
-            io_suspended: node.io_suspended.clone(),
-            ..NodeReport::default()
-        };
+        let mut report = sent::report_of_node(node);
         for part in names
             .iter()
             .filter_map(|key| self.outcomes.get(key))
             .map(|o| &o.report)
         {
-            report.volumes.extend(part.volumes.iter().cloned());
-            report.replication.extend(part.replication.iter().cloned());
-            report
-                .deleted_volumes
-                .extend(part.deleted_volumes.iter().cloned());
-            report
-                .deleted_resources
-                .extend(part.deleted_resources.iter().cloned());
+            sent::add_resource_part(&mut report, part);
         }
         for part in self
             .notable
@@ -954,11 +941,7 @@ impl Reconciler {
             .filter_map(|key| self.outcomes.get(key))
             .map(|o| &o.report)
         {
-            report.errors.extend(part.errors.iter().cloned());
-            report.snapshots.extend(part.snapshots.iter().cloned());
-            report
-                .deleted_snapshots
-                .extend(part.deleted_snapshots.iter().cloned());
+            sent::add_node_wide_part(&mut report, part);
         }
         report.errors.extend(node.errors.iter().cloned());
         debug_assert_eq!(

@@ -25,43 +25,54 @@ pub(super) fn assemble<'a>(
     parts: impl Iterator<Item = (&'a String, &'a NodeReport)>,
     only: Option<&BTreeSet<String>>,
 ) -> NodeReport {
-    let mut report = NodeReport {
-        generation: node.generation,
-        storage_pools: node.storage_pools.clone(),
-        orphans: node.orphans.clone(),
-        io_suspended: node.io_suspended.clone(),
-        ..NodeReport::default()
-    };
+    let mut report = report_of_node(node);
     for (key, part) in parts {
         if only.is_none_or(|names| names.contains(key)) {
-            report.volumes.extend(part.volumes.iter().cloned());
-            report.replication.extend(part.replication.iter().cloned());
-            report
-                .deleted_volumes
-                .extend(part.deleted_volumes.iter().cloned());
-            report
-                .deleted_resources
-                .extend(part.deleted_resources.iter().cloned());
+            add_resource_part(&mut report, part);
         }
-        report.errors.extend(part.errors.iter().cloned());
-        report.snapshots.extend(part.snapshots.iter().cloned());
-        report
-            .deleted_snapshots
-            .extend(part.deleted_snapshots.iter().cloned());
+        add_node_wide_part(&mut report, part);
     }
     report.errors.extend(node.errors.iter().cloned());
     report
 }
 
-/// The node-wide part of `node` that [`assemble`] reads.
-fn node_part(node: &NodeReport) -> NodeReport {
+/// A report that starts from `node`'s pools, orphans and held writes; its errors go last.
+pub(super) fn report_of_node(node: &NodeReport) -> NodeReport {
     NodeReport {
         generation: node.generation,
         storage_pools: node.storage_pools.clone(),
         orphans: node.orphans.clone(),
         io_suspended: node.io_suspended.clone(),
-        errors: node.errors.clone(),
         ..NodeReport::default()
+    }
+}
+
+/// Adds what a resource's part says of its own volumes: volumes, replication, deletions.
+pub(super) fn add_resource_part(report: &mut NodeReport, part: &NodeReport) {
+    report.volumes.extend(part.volumes.iter().cloned());
+    report.replication.extend(part.replication.iter().cloned());
+    report
+        .deleted_volumes
+        .extend(part.deleted_volumes.iter().cloned());
+    report
+        .deleted_resources
+        .extend(part.deleted_resources.iter().cloned());
+}
+
+/// Adds what a resource's part puts in the node-wide lists: errors and snapshots.
+pub(super) fn add_node_wide_part(report: &mut NodeReport, part: &NodeReport) {
+    report.errors.extend(part.errors.iter().cloned());
+    report.snapshots.extend(part.snapshots.iter().cloned());
+    report
+        .deleted_snapshots
+        .extend(part.deleted_snapshots.iter().cloned());
+}
+
+/// The node-wide part of `node` that [`assemble`] reads.
+fn node_part(node: &NodeReport) -> NodeReport {
+    NodeReport {
+        errors: node.errors.clone(),
+        ..report_of_node(node)
     }
 }
 
