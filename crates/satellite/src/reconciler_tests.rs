@@ -330,6 +330,30 @@ fn a_second_pass_over_a_converged_node_only_looks() {
 }
 
 #[test]
+fn the_full_state_the_node_already_holds_is_answered_without_a_pass() {
+    let mut node = Node::new();
+    let web = resource("web", &[(0, 10240, "files"), (1, 8192, "lvm")]);
+    let (_, first) = applied(node.apply(node.full(1, vec![web.clone()])));
+    node.host.take_commands();
+    // A restarted controller sends every node its full state at once, under a new generation.
+    // What the node holds already is answered from the last pass: nothing runs on the host.
+    let (generation, again) = applied(node.apply(node.full(2, vec![web.clone()])));
+    assert_eq!(generation, 2);
+    assert_eq!(node.host.take_commands(), Vec::<String>::new());
+    assert_eq!(first.volumes, again.volumes);
+    // The new stamp is durable all the same.
+    node.restart();
+    assert_eq!(node.reconciler.generation(), Some(2));
+    node.reconciler.converge();
+    node.host.take_commands();
+    // A full state that differs gets its pass.
+    let db = resource("db", &[(0, 4096, "lvm")]);
+    let (_, changed) = applied(node.apply(node.full(3, vec![web, db])));
+    assert!(!node.host.take_changes().is_empty());
+    assert_eq!(changed.volumes.len(), 3);
+}
+
+#[test]
 fn volumes_grow_when_the_desired_size_grows() {
     let mut node = Node::new();
     let dir = node.pool_dir();
@@ -764,8 +788,8 @@ fn a_file_pool_whose_file_system_is_not_mounted_is_left_alone() {
         let entry = entry.unwrap();
         std::fs::rename(entry.path(), mounted.path().join(entry.file_name())).unwrap();
     }
-    let (_, report) =
-        applied(node.apply(node.full(2, vec![resource("web", &[(0, 4096, "files")])])));
+    // The next pass finds it (a full state the node holds already is answered without one).
+    let report = node.reconciler.converge();
     assert_eq!(report.volumes[0].disk_state, "Failed");
     let error = report.volumes[0].error.as_deref().unwrap();
     assert!(error.contains("no identity (no marker)"), "{error}");

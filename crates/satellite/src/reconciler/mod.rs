@@ -697,8 +697,14 @@ impl Reconciler {
             }
         };
         let generation = next.generation();
+        let unchanged = full && self.holds_already(&next);
         self.take_over_legacy_volumes(&next);
-        let named = scope.as_deref().map(resource_keys);
+        // An unchanged state needs only its new stamp on disk.
+        let named = if unchanged {
+            Some(BTreeSet::new())
+        } else {
+            scope.as_deref().map(resource_keys)
+        };
         let new_snapshots = self.new_snapshots.clone();
         let (scope, replaced) = self.take(next, scope);
         if let Err(e) = self.persist_desired(named.as_ref()) {
@@ -718,6 +724,12 @@ impl Reconciler {
         }
         self.desired_node_uuid = self.session_node_uuid.clone();
         let answer = match scope {
+            None if unchanged => {
+                debug!("the full state is the one the node holds; answered from the last pass");
+                let report = self.assemble(None);
+                self.sent_whole();
+                report
+            }
             None => {
                 // A new state may have removed the cause of a failed create.
                 self.create_failures.clear();
@@ -750,6 +762,33 @@ impl Reconciler {
             generation,
             report: answer,
         }
+    }
+
+    /// Whether a full state asks for nothing the node does not already hold, converged and
+    /// without trouble: the same pools and resources as the state taken, for the same node
+    /// registration, after a full pass, with no failed create or snapshot and no writes held
+    /// for a cut. Then the full state a controller sends at every connection (a controller
+    /// restart reconnects every node at once) is answered from the last pass instead of a
+    /// pass over every volume; drift is still found by the periodic full pass, and a node
+    /// with any trouble still gets the pass, so "fix it, then reconnect" retries at once.
+    fn holds_already(&self, next: &Next) -> bool {
+        let Next::Whole(next) = next else {
+            return false;
+        };
+        self.desired
+            .as_ref()
+            .is_some_and(|current| current.same_content(next))
+            && self.desired_node_uuid == self.session_node_uuid
+            && self.last_full_pass.is_some()
+            && self.create_failures.is_empty()
+            && self.snapshot_failures.is_empty()
+            && self.new_snapshots.is_empty()
+            && self.held_io.is_empty()
+            && self.lapsed_io.is_empty()
+            && self.node_outcome.errors.is_empty()
+            && self.outcomes.values().all(|o| {
+                o.report.errors.is_empty() && o.report.volumes.iter().all(|v| v.error.is_none())
+            })
     }
 
     /// Takes deltas that arrived together (the controller pushes one per change, and several
