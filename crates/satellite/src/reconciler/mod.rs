@@ -15,7 +15,9 @@
 //!
 //! A delta converges the resources it names (and the snapshots it newly asks for); a full
 //! state, a change of the pools, a command and the periodic pass ([`RECONCILE_INTERVAL`])
-//! converge the whole node. So a delta costs the same on a node with a thousand resources as on
+//! converge the whole node, except a full state asking for exactly what the node holds, on a
+//! node without trouble (`holds_already`): that one, sent at every controller connection, is
+//! answered from the last pass. So a delta costs the same on a node with a thousand resources as on
 //! an empty one, and the periodic pass, which deltas do not postpone, still finds what changed
 //! behind the satellite's back. A delta is persisted the same way: one journal record with the
 //! resources it names (`crate::desired`), and the ledger's changes likewise (`crate::ledger`),
