@@ -768,8 +768,8 @@ impl Reconciler {
 
     /// Whether a full state asks for nothing the node does not already hold, converged and
     /// without trouble: the same pools and resources as the state taken, for the same node
-    /// registration, after a full pass, with no failed create or snapshot and no writes held
-    /// for a cut. Then the full state a controller sends at every connection (a controller
+    /// registration, after a full pass, with no failed create or snapshot, no error on a
+    /// volume, pool or replication device, and no writes held for a cut. Then the full state a controller sends at every connection (a controller
     /// restart reconnects every node at once) is answered from the last pass instead of a
     /// pass over every volume; drift is still found by the periodic full pass, and a node
     /// with any trouble still gets the pass, so "fix it, then reconnect" retries at once.
@@ -788,8 +788,15 @@ impl Reconciler {
             && self.held_io.is_empty()
             && self.lapsed_io.is_empty()
             && self.node_outcome.errors.is_empty()
+            && self
+                .node_outcome
+                .storage_pools
+                .iter()
+                .all(|p| p.errors.is_empty())
             && self.outcomes.values().all(|o| {
-                o.report.errors.is_empty() && o.report.volumes.iter().all(|v| v.error.is_none())
+                o.report.errors.is_empty()
+                    && o.report.volumes.iter().all(|v| v.error.is_none())
+                    && o.report.replication.iter().all(|r| r.error.is_none())
             })
     }
 
