@@ -75,6 +75,13 @@ struct Args {
     /// Skip phase C (a DRBD option above 10,000 replicated resources).
     #[arg(long)]
     skip_options: bool,
+    /// Resources of the one node in phase S (its answer to a full state it holds); 12,500 is
+    /// a node's share of 100,000 × 2 on 16 nodes
+    #[arg(long, default_value_t = 12_500)]
+    satellite_resources: usize,
+    /// Skip phase S (one satellite answering its full state)
+    #[arg(long)]
+    skip_satellite: bool,
     /// Directory with ferrite-controller and ferrite-satellite [default: this binary's directory]
     #[arg(long, env = "FERRITE_BIN_DIR")]
     bin_dir: Option<PathBuf>,
@@ -184,6 +191,15 @@ fn main() -> Result<()> {
         report
             .sections
             .push(phases::options::run(&settings, args.options_resources)?);
+    }
+    if !args.skip_satellite {
+        eprintln!(
+            "== phase S: one satellite answering its full state of {} resources",
+            args.satellite_resources
+        );
+        report
+            .sections
+            .push(phases::satellite::run(&settings, args.satellite_resources)?);
     }
     report.header.push(format!(
         "Total run time: {:.0} s.",

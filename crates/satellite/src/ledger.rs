@@ -285,6 +285,11 @@ impl Ledger {
         &self.volumes[start..start + len]
     }
 
+    /// Whether any volume was recorded before identities (format 1) and has not taken one yet.
+    pub fn has_volumes_without_identity(&self) -> bool {
+        self.volumes.iter().any(|e| e.identity.is_none())
+    }
+
     /// Where the entry of `key` is, or would go.
     fn position(&self, key: &VolumeKey) -> Result<usize, usize> {
         self.volumes.binary_search_by(|entry| entry.key.cmp(key))

@@ -879,6 +879,10 @@ fn stale_and_conflicting_states_are_refused_and_change_nothing() {
     assert_eq!(generation, 4);
     assert!(matches!(refusal, StateRefusal::Older { .. }), "{refusal}");
     assert_eq!(report.generation, Some(5));
+    // The content the node holds does not make an older stamp acceptable.
+    let (_, refusal, _) =
+        refused(node.apply(node.full(4, vec![resource("web", &[(0, 4096, "lvm")])])));
+    assert!(matches!(refusal, StateRefusal::Older { .. }), "{refusal}");
     let (_, refusal, _) = refused(node.apply(node.full(
         5,
         vec![

@@ -10,6 +10,7 @@
 
 pub mod options;
 pub mod real;
+pub mod satellite;
 pub mod simulated;
 
 use std::path::PathBuf;

@@ -17,7 +17,8 @@
 //! state, a change of the pools, a command and the periodic pass ([`RECONCILE_INTERVAL`])
 //! converge the whole node, except a full state asking for exactly what the node holds, on a
 //! node without trouble (`holds_already`): that one, sent at every controller connection, is
-//! answered from the last pass. So a delta costs the same on a node with a thousand resources as on
+//! answered from the last pass, and the checks skip looking up its volumes (the same content
+//! wants the same volumes). So a delta costs the same on a node with a thousand resources as on
 //! an empty one, and the periodic pass, which deltas do not postpone, still finds what changed
 //! behind the satellite's back. A delta is persisted the same way: one journal record with the
 //! resources it names (`crate::desired`), and the ledger's changes likewise (`crate::ledger`),
@@ -729,7 +730,9 @@ impl Reconciler {
             None if unchanged => {
                 debug!("the full state is the one the node holds; answered from the last pass");
                 let report = self.assemble(None);
-                self.sent_whole();
+                // The outcomes are the last pass's: only the parts noted since the last answer
+                // need copying into the record of what was sent.
+                self.sent_named();
                 report
             }
             None => {
