@@ -30,6 +30,7 @@
 //! deletion (unless it comes from a restored store or a re-registered node, when such volumes
 //! become orphans). Nothing of a refused state is acted on.
 
+mod decode;
 mod frame;
 mod replication;
 mod state;
@@ -84,9 +85,10 @@ pub fn is_compatible(version: u32) -> bool {
     (MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&version)
 }
 
-/// What the controller sends.
+/// What the controller sends. Encoded as derived; decoded by `decode` (the big variant without
+/// serde's buffering of the whole message).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type")]
+#[serde(tag = "type", remote = "Self")]
 pub enum ControllerMessage {
     /// Opens a session.
     Hello {
@@ -240,9 +242,10 @@ impl StateRefusal {
     }
 }
 
-/// What the satellite sends.
+/// What the satellite sends. Encoded as derived; decoded by `decode` (the variants with a node
+/// report without serde's buffering of the whole message).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "type")]
+#[serde(tag = "type", remote = "Self")]
 pub enum SatelliteMessage {
     /// Accepts the session.
     Welcome {
