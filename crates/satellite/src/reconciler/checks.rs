@@ -148,9 +148,10 @@ impl Reconciler {
     }
 
     /// Checks `next` against the applied state; a change only in the resources it names.
-    pub(super) fn check(&self, next: &Next) -> Result<(), StateRefusal> {
+    /// Returns whether `next` asks for the pools and resources of the applied state.
+    pub(super) fn check(&self, next: &Next) -> Result<bool, StateRefusal> {
         let Some(current) = &self.desired else {
-            return Ok(());
+            return Ok(false);
         };
         let (current, next) = View::pair(current, next);
         if next.stamp < current.stamp {
@@ -167,7 +168,7 @@ impl Reconciler {
         // the content of the applied one wants every volume the node holds for it: nothing to
         // look up (a restarted controller sends 12,500 of them to a node of that many).
         if same_content {
-            return Ok(());
+            return Ok(true);
         }
         let next_places: BTreeMap<VolumeKey, String> = wanted_places(&next)
             .into_iter()
@@ -196,15 +197,15 @@ impl Reconciler {
             }
         }
         if dropped.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         if next.stamp.epoch > current.stamp.epoch {
             warn!(volumes = ?dropped, epoch = next.stamp.epoch, "the controller's store was restored; volumes it does not know are kept as orphans");
-            return Ok(());
+            return Ok(false);
         }
         if self.reregistered() {
             warn!(volumes = ?dropped, "this node was registered anew; volumes of its previous registration are kept as orphans");
-            return Ok(());
+            return Ok(false);
         }
         Err(StateRefusal::DropsVolumes { volumes: dropped })
     }

@@ -563,8 +563,9 @@ impl Reconciler {
 
     /// Makes `state` ready to take: a delta as a [`Change`] to the node's state, a full state
     /// (or a delta that changes the pools) whole; and checks it (`checks`). Returns it with,
-    /// for a change, the resources it names. Changes nothing.
-    fn prepare(&self, state: DesiredState) -> Result<(Next, Option<Vec<String>>), NotTaken> {
+    /// for a change, the resources it names, and whether it asks for the pools and resources
+    /// of the applied state. Changes nothing.
+    fn prepare(&self, state: DesiredState) -> Result<(Next, Option<Vec<String>>, bool), NotTaken> {
         // A delta converges the resources it names and is answered with their volumes; a full
         // state converges the whole node and is answered with every volume.
         let mut scope: Option<Vec<String>> = state.base_generation.map(|_| {
@@ -601,9 +602,10 @@ impl Reconciler {
         if let Next::Whole(_) = next {
             scope = None;
         }
-        self.check(&next)
+        let same_content = self
+            .check(&next)
             .map_err(|refusal| NotTaken::Refused(next.generation(), refusal))?;
-        Ok((next, scope))
+        Ok((next, scope, same_content))
     }
 
     /// Takes a prepared state as the node's: the snapshots it newly holds are noted. Returns
@@ -684,7 +686,7 @@ impl Reconciler {
         );
         let _entered = span.enter();
         let full = state.base_generation.is_none();
-        let (next, scope) = match self.prepare(state) {
+        let (next, scope, same_content) = match self.prepare(state) {
             Ok(prepared) => prepared,
             Err(NotTaken::NeedFullState) => {
                 return SatelliteMessage::NeedFullState {
@@ -700,7 +702,7 @@ impl Reconciler {
             }
         };
         let generation = next.generation();
-        let unchanged = full && self.holds_already(&next);
+        let unchanged = full && same_content && self.holds_already(&next);
         self.take_over_legacy_volumes(&next);
         // An unchanged state needs only its new stamp on disk.
         let named = if unchanged {
@@ -769,20 +771,16 @@ impl Reconciler {
         }
     }
 
-    /// Whether a full state asks for nothing the node does not already hold, converged and
-    /// without trouble: the same pools and resources as the state taken, for the same node
-    /// registration, after a full pass, with no failed create or snapshot, no error on a
-    /// volume, pool or replication device, and no writes held for a cut. Then the full state a controller sends at every connection (a controller
-    /// restart reconnects every node at once) is answered from the last pass instead of a
-    /// pass over every volume; drift is still found by the periodic full pass, and a node
-    /// with any trouble still gets the pass, so "fix it, then reconnect" retries at once.
+    /// Whether a full state with the pools and resources of the state taken (which `check`
+    /// found) asks for nothing the node does not already hold, converged and without trouble:
+    /// for the same node registration, after a full pass, with no failed create or snapshot,
+    /// no error on a volume, pool or replication device, and no writes held for a cut. Then the
+    /// full state a controller sends at every connection (a controller restart reconnects
+    /// every node at once) is answered from the last pass instead of a pass over every volume;
+    /// drift is still found by the periodic full pass, and a node with any trouble still gets
+    /// the pass, so "fix it, then reconnect" retries at once.
     fn holds_already(&self, next: &Next) -> bool {
-        let Next::Whole(next) = next else {
-            return false;
-        };
-        self.desired
-            .as_ref()
-            .is_some_and(|current| current.same_content(next))
+        matches!(next, Next::Whole(_))
             && self.desired_node_uuid == self.session_node_uuid
             && self.last_full_pass.is_some()
             && self.create_failures.is_empty()
@@ -826,7 +824,7 @@ impl Reconciler {
             let generation = state.generation;
             // A delta is small; the clone is what `apply` gets if this one is not taken here.
             match self.prepare(state.clone()) {
-                Ok((next @ Next::Change(_), Some(scope))) => {
+                Ok((next @ Next::Change(_), Some(scope), _)) => {
                     debug!(generation, "delta taken with others");
                     self.take_over_legacy_volumes(&next);
                     match self.take(next, Some(scope)) {

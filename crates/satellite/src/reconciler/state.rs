@@ -123,11 +123,6 @@ impl Undo {
 }
 
 impl NodeState {
-    /// Whether `other` asks for the same pools and resources, whatever its stamp.
-    pub fn same_content(&self, other: &NodeState) -> bool {
-        self.storage_pools == other.storage_pools && self.resources == other.resources
-    }
-
     /// The state a whole [`DesiredState`] describes. Of two resources whose names differ only
     /// in case (which a controller does not send: names are case-insensitive) the later counts.
     pub fn from_full(state: DesiredState) -> NodeState {
