@@ -846,11 +846,6 @@ pub struct ViewCursor {
 
 /// Hands `emit` the next piece of at most `most` resources of the view `filter` selects, after
 /// `cursor`, and returns how many it handed; none once the view is complete.
-///
-/// Each piece is built and serialized under the graph's read lock and sent without it, so the
-/// view of 200,000 resources neither holds the lock nor exists whole as text. The view is
-/// therefore not one instant's: a resource created or deleted while it is sent is in it or not
-/// as the cursor had passed its place, and none is sent twice. Each resource is one instant's.
 pub fn resources_piece(
     cluster: &Cluster,
     runtime: &Runtime,
@@ -859,40 +854,54 @@ pub fn resources_piece(
     most: usize,
     mut emit: impl FnMut(rest::ResourceWithVolumes),
 ) -> usize {
+    let piece = next_resources(cluster, filter, cursor, most);
+    for &(rd, placed) in &piece {
+        emit(resource(cluster, rd, placed, runtime.get(&placed.node)));
+    }
+    piece.len()
+}
+
+/// The (definition, resource) pairs of the next piece of at most `most` resources of the view
+/// `filter` selects, after `cursor`, which moves past them; none once the view is complete.
+/// The caller builds each with [`resource`], in any order or in parallel, under the same lock.
+///
+/// Each piece is built and serialized under the graph's read lock and sent without it, so the
+/// view of 200,000 resources neither holds the lock nor exists whole as text. The view is
+/// therefore not one instant's: a resource created or deleted while it is sent is in it or not
+/// as the cursor had passed its place, and none is sent twice. Each resource is one instant's.
+pub fn next_resources<'a>(
+    cluster: &'a Cluster,
+    filter: &'a ListFilter,
+    cursor: &mut ViewCursor,
+    most: usize,
+) -> Vec<(&'a ResourceDefinition, &'a Resource)> {
     let wanted = most.min(filter.page_size().saturating_sub(cursor.taken));
     if wanted == 0 {
-        return 0;
+        return Vec::new();
     }
-    let pairs: Box<dyn Iterator<Item = (&ResourceDefinition, &Resource)>> = match &cursor.last {
+    let piece: Vec<_> = match &cursor.last {
         // The first piece: the offset is the page's, as for a view answered whole.
-        None => selected_resources(cluster, filter),
+        None => selected_resources(cluster, filter).take(wanted).collect(),
         // Later pieces walk on by name from the last one sent: positions may have moved.
-        Some((last_definition, last_node)) => Box::new(
-            cluster
-                .resource_definitions
-                .range(last_definition.clone()..)
-                .filter(|(_, rd)| filter.resource(rd.name.as_str()))
-                .flat_map(move |(name, rd)| {
-                    rd.resources
-                        .iter()
-                        .filter(move |(node, _)| name != last_definition || *node > last_node)
-                        .map(move |(_, placed)| (rd, placed))
-                })
-                .filter(|(_, placed)| filter.selects(placed)),
-        ),
+        Some((last_definition, last_node)) => cluster
+            .resource_definitions
+            .range(last_definition.clone()..)
+            .filter(|(_, rd)| filter.resource(rd.name.as_str()))
+            .flat_map(|(name, rd)| {
+                rd.resources
+                    .iter()
+                    .filter(move |(node, _)| name != last_definition || *node > last_node)
+                    .map(move |(_, placed)| (rd, placed))
+            })
+            .filter(|(_, placed)| filter.selects(placed))
+            .take(wanted)
+            .collect(),
     };
-    let mut last = None;
-    let mut handed = 0;
-    for (rd, placed) in pairs.take(wanted) {
-        emit(resource(cluster, rd, placed, runtime.get(&placed.node)));
-        last = Some((rd, placed));
-        handed += 1;
-    }
-    if let Some((rd, placed)) = last {
+    if let Some((rd, placed)) = piece.last() {
         cursor.last = Some((rd.name.clone(), placed.node.clone()));
     }
-    cursor.taken += handed;
-    handed
+    cursor.taken += piece.len();
+    piece
 }
 
 /// The resources of one definition, optionally on one node.

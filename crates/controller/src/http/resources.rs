@@ -474,9 +474,10 @@ async fn view_resources(State(ctl): State<Controller>, query: Query<ListResource
     let mut cursor = views::ViewCursor::default();
     pieces::json_array(move |out| {
         ctl.read_with_runtime(|c, r| {
-            views::resources_piece(c, r, &filter, &mut cursor, VIEW_PIECE, |resource| {
-                out.push(&resource);
-            })
+            let piece = views::next_resources(c, &filter, &mut cursor, VIEW_PIECE);
+            out.push_built(&piece, |&(rd, placed)| {
+                views::resource(c, rd, placed, r.get(&placed.node))
+            });
         });
     })
 }
