@@ -135,8 +135,23 @@ where
     S: Stream<Item = Result<BytesMut, FrameError>> + Unpin,
     T: DeserializeOwned,
 {
-    let body = frames.next().await.ok_or(FrameError::Closed)??;
-    serde_json::from_slice(&body).map_err(FrameError::Malformed)
+    decode(&read_body(frames).await?)
+}
+
+/// Reads one frame's body without decoding it ([`decode`]).
+pub async fn read_body<S>(frames: &mut S) -> Result<BytesMut, FrameError>
+where
+    S: Stream<Item = Result<BytesMut, FrameError>> + Unpin,
+{
+    frames.next().await.ok_or(FrameError::Closed)?
+}
+
+/// Writes a body made by [`encode`] and flushes it.
+pub async fn write_body<S>(frames: &mut S, body: Bytes) -> Result<(), FrameError>
+where
+    S: Sink<Bytes, Error = FrameError> + Unpin,
+{
+    frames.send(body).await
 }
 
 /// Writes one message and flushes it.
@@ -145,8 +160,21 @@ where
     S: Sink<Bytes, Error = FrameError> + Unpin,
     T: Serialize,
 {
-    let body = serde_json::to_vec(message).map_err(FrameError::Malformed)?;
-    frames.send(Bytes::from(body)).await
+    write_body(frames, encode(message)?).await
+}
+
+/// A frame's body as a message: what [`read_frame`] does after reading it, for a reader that
+/// decodes elsewhere (a large frame on a blocking thread).
+pub fn decode<T: DeserializeOwned>(body: &[u8]) -> Result<T, FrameError> {
+    serde_json::from_slice(body).map_err(FrameError::Malformed)
+}
+
+/// A message as a frame's body: what [`write_frame`] sends, for a writer that encodes
+/// elsewhere.
+pub fn encode<T: Serialize>(message: &T) -> Result<Bytes, FrameError> {
+    serde_json::to_vec(message)
+        .map(Bytes::from)
+        .map_err(FrameError::Malformed)
 }
 
 #[cfg(test)]

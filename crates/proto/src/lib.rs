@@ -36,8 +36,8 @@ mod replication;
 mod state;
 
 pub use frame::{
-    FrameCodec, FrameError, FrameReader, FrameWriter, Frames, MAX_FRAME_BYTES, frame_reader,
-    frame_writer, frames, read_frame, write_frame,
+    FrameCodec, FrameError, FrameReader, FrameWriter, Frames, MAX_FRAME_BYTES, decode, encode,
+    frame_reader, frame_writer, frames, read_body, read_frame, write_body, write_frame,
 };
 pub use replication::*;
 pub use state::*;

@@ -13,8 +13,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ferrite_proto::{
-    ControllerMessage, FrameReader, FrameWriter, PROTOCOL_VERSION, PoolReport, Refusal,
-    SatelliteMessage, frame_reader, frame_writer, is_compatible, read_frame, write_frame,
+    ControllerMessage, FrameError, FrameReader, FrameWriter, PROTOCOL_VERSION, PoolReport, Refusal,
+    SatelliteMessage, decode, encode, frame_reader, frame_writer, is_compatible, read_body,
+    read_frame, write_body, write_frame,
 };
 use ferrite_types::{ConnectionStatus, NodeName};
 use tokio::net::TcpStream;
@@ -295,6 +296,57 @@ async fn send(
         .map_err(|e| SessionEnd::Lost(format!("sending to the satellite failed: {e}")))
 }
 
+/// Builds `node`'s full state, sends it, and returns its generation. It is built and encoded on
+/// a blocking thread, not on the runtime's workers, which serve the REST requests: when a
+/// controller starts every node's is built at once, and at 100,000 × 2 on 16 nodes each is
+/// 12,500 resources and 2.7 MiB of JSON, tens of milliseconds of CPU without an await.
+async fn send_full_state(
+    shared: &Shared,
+    node: &NodeName,
+    writer: &mut FrameWriter<OwnedWriteHalf>,
+) -> Result<u64, SessionEnd> {
+    let cluster = shared.cluster.clone();
+    let for_node = node.clone();
+    let (generation, body) = tokio::task::spawn_blocking(move || {
+        let full = {
+            let cluster = cluster.read().expect("cluster lock");
+            desired::full_state(&cluster, &for_node)
+        };
+        (
+            full.generation,
+            encode(&ControllerMessage::ApplyState(full)),
+        )
+    })
+    .await
+    .map_err(|e| SessionEnd::Lost(format!("building the full state failed: {e}")))?;
+    let body =
+        body.map_err(|e| SessionEnd::Lost(format!("encoding the full state failed: {e}")))?;
+    write_body(writer, body)
+        .await
+        .map_err(|e| SessionEnd::Lost(format!("sending to the satellite failed: {e}")))?;
+    Ok(generation)
+}
+
+/// Frames at least this large are decoded on a blocking thread (a node's whole report, 12,500
+/// volumes at 100,000 × 2 on 16 nodes), the rest (pings, deltas' answers) where they are read.
+const DECODE_ASIDE_BYTES: usize = 64 * 1024;
+
+/// Reads and decodes the satellite's next message; see [`DECODE_ASIDE_BYTES`].
+async fn read_message(
+    reader: &mut FrameReader<OwnedReadHalf>,
+) -> Result<SatelliteMessage, FrameError> {
+    let body = read_body(reader).await?;
+    if body.len() < DECODE_ASIDE_BYTES {
+        return decode(&body);
+    }
+    match tokio::task::spawn_blocking(move || decode(&body)).await {
+        Ok(message) => message,
+        Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
+        // The runtime is shutting down.
+        Err(_) => Err(FrameError::Closed),
+    }
+}
+
 async fn run_session(
     shared: &Shared,
     node: &NodeName,
@@ -310,7 +362,7 @@ async fn run_session(
     // Frames are read on their own task and queued, so the session loop selects on queues only.
     let reader_task = tokio::spawn(async move {
         loop {
-            let frame = read_frame::<_, SatelliteMessage>(&mut reader).await;
+            let frame = read_message(&mut reader).await;
             let end = frame.is_err();
             if frames_tx.send(frame).await.is_err() || end {
                 break;
@@ -330,14 +382,10 @@ async fn session_loop(
     commands: &mut mpsc::UnboundedReceiver<LinkCommand>,
     progress: &watch::Sender<Progress>,
 ) -> SessionEnd {
-    let full = {
-        let cluster = shared.cluster.read().expect("cluster lock");
-        desired::full_state(&cluster, node)
+    let mut sent_generation = match send_full_state(shared, node, writer).await {
+        Ok(generation) => generation,
+        Err(end) => return end,
     };
-    let mut sent_generation = full.generation;
-    if let Err(end) = send(writer, &ControllerMessage::ApplyState(full)).await {
-        return end;
-    }
     let mut pending_checks: HashMap<u64, oneshot::Sender<Result<PoolReport, String>>> =
         HashMap::new();
     let mut pending_commands: HashMap<u64, oneshot::Sender<Result<String, String>>> =
@@ -448,13 +496,9 @@ async fn session_loop(
                     }
                     SatelliteMessage::NeedFullState { have_generation } => {
                         info!(?have_generation, "satellite asked for its full state");
-                        let full = {
-                            let cluster = shared.cluster.read().expect("cluster lock");
-                            desired::full_state(&cluster, node)
-                        };
-                        sent_generation = full.generation;
-                        if let Err(end) = send(writer, &ControllerMessage::ApplyState(full)).await {
-                            return end;
+                        match send_full_state(shared, node, writer).await {
+                            Ok(generation) => sent_generation = generation,
+                            Err(end) => return end,
                         }
                     }
                     SatelliteMessage::PoolChecked { request_id, report } => {
@@ -482,14 +526,12 @@ async fn session_loop(
                     return end;
                 }
                 if std::mem::take(&mut resend_full) {
-                    let full = {
-                        let cluster = shared.cluster.read().expect("cluster lock");
-                        desired::full_state(&cluster, node)
-                    };
-                    info!(generation = full.generation, "sending the full state again");
-                    sent_generation = full.generation;
-                    if let Err(end) = send(writer, &ControllerMessage::ApplyState(full)).await {
-                        return end;
+                    match send_full_state(shared, node, writer).await {
+                        Ok(generation) => {
+                            info!(generation, "sent the full state again");
+                            sent_generation = generation;
+                        }
+                        Err(end) => return end,
                     }
                 }
             }
