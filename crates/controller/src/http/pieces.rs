@@ -45,10 +45,10 @@ impl ArrayText {
     }
 
     /// Writes what `build` makes of each of `sources`, in their order, as the array's next
-    /// elements. Building and serializing are split over up to [`MAX_BUILDERS`] threads (the cores) when
-    /// there are enough sources; this thread writes the first share straight into the piece,
-    /// the others into their own text, appended in order. A panic in any of them is this
-    /// call's panic.
+    /// elements. Building and serializing are split over the machine's cores (at most
+    /// [`MAX_BUILDERS`] threads) when there are enough sources: this thread writes the first
+    /// share straight into the piece, the others into their own text, appended in order. A
+    /// panic in any of them is this call's panic.
     pub fn push_built<S, T>(&mut self, sources: &[S], build: impl Fn(&S) -> T + Sync)
     where
         S: Sync,
@@ -138,7 +138,7 @@ where
                 piece.text.push(b']');
             }
             // The next piece is likely as long as this one: room for it up front.
-            let room = piece.text.len();
+            let room = if last { 0 } else { piece.text.len() };
             let text = Bytes::from(std::mem::replace(&mut piece.text, Vec::with_capacity(room)));
             piece.written = 0;
             if sender.blocking_send(Piece { text, last }).is_err() || last {
