@@ -432,7 +432,7 @@ pub struct DefinitionCursor {
 
 /// Hands `emit` the next piece of at most `most` definitions `filter` selects, after `cursor`,
 /// and returns how many it handed; none once the list is complete. As for the resource view
-/// (`resources_piece`), each piece is one instant's and the next goes on by name.
+/// (`next_resources`), each piece is one instant's and the next goes on by name.
 pub fn resource_definitions_piece(
     cluster: &Cluster,
     filter: &ListFilter,
@@ -836,29 +836,12 @@ fn selected_resources<'a>(
     Box::new(filter.page_iter(selected))
 }
 
-/// Where a view sent in pieces (`resources_piece`) goes on: the last resource sent, by
+/// Where a view sent in pieces (`next_resources`) goes on: the last resource sent, by
 /// definition and node, and how many the page has taken.
 #[derive(Debug, Default)]
 pub struct ViewCursor {
     last: Option<(ResourceName, NodeName)>,
     taken: usize,
-}
-
-/// Hands `emit` the next piece of at most `most` resources of the view `filter` selects, after
-/// `cursor`, and returns how many it handed; none once the view is complete.
-pub fn resources_piece(
-    cluster: &Cluster,
-    runtime: &Runtime,
-    filter: &ListFilter,
-    cursor: &mut ViewCursor,
-    most: usize,
-    mut emit: impl FnMut(rest::ResourceWithVolumes),
-) -> usize {
-    let piece = next_resources(cluster, filter, cursor, most);
-    for &(rd, placed) in &piece {
-        emit(resource(cluster, rd, placed, runtime.get(&placed.node)));
-    }
-    piece.len()
 }
 
 /// The (definition, resource) pairs of the next piece of at most `most` resources of the view
@@ -1889,6 +1872,24 @@ mod tests {
                 return joined;
             }
         }
+    }
+
+    /// [`next_resources`] with each resource built, as the view's handler builds them: hands
+    /// `emit` the next piece of at most `most` resources of the view `filter` selects, after
+    /// `cursor`, and returns how many it handed; none once the view is complete.
+    fn resources_piece(
+        cluster: &Cluster,
+        runtime: &Runtime,
+        filter: &ListFilter,
+        cursor: &mut ViewCursor,
+        most: usize,
+        mut emit: impl FnMut(rest::ResourceWithVolumes),
+    ) -> usize {
+        let piece = next_resources(cluster, filter, cursor, most);
+        for &(rd, placed) in &piece {
+            emit(resource(cluster, rd, placed, runtime.get(&placed.node)));
+        }
+        piece.len()
     }
 
     /// Every piece of `filter`'s view, `most` at a time, joined.
