@@ -257,7 +257,7 @@ impl Backing {
             }
             al
         };
-        // Bits recorded for a diskless Primary's absent peers lived in memory when this member
+        // Bits recorded for the Primary's absent peers lived in memory when this member
         // stopped without writing them: which ones is unknown, so all of them.
         let recording_lost = !created
             && superblock
@@ -277,7 +277,7 @@ impl Backing {
             superblock
                 .flags
                 .remove(metadata::MdFlags::RECORDING_FOR_PRIMARY);
-            warn!(path = %path.display(), "this member stopped while recording what a diskless Primary's absent peers missed: they get a full resync from a current disk");
+            warn!(path = %path.display(), "this member stopped while recording what the Primary's absent peers missed: they get a full resync from a current disk");
         }
         if assigned || crashed_primary || recording_lost {
             metadata::write_superblock(&md, &superblock).map_err(md_error)?;
@@ -522,17 +522,21 @@ impl Backing {
         self.ring().is_some()
     }
 
-    /// Before a write received from a diskless Primary that the diskful peers in `absent` do
-    /// not get ([`crate::volume::IoView::missed_by`]): marks the metadata as recording (bits
-    /// that live in memory until the bitmaps are written), and starts a generation those peers
-    /// do not hold if one of them has no bitmap UUID yet. The new UUID is derived from the
-    /// current one and `absent`, so every disk recording for the same Primary starts the same
-    /// generation and they stay in sync with each other. Returns whether a generation started
-    /// (the caller announces it). Durable before it returns.
+    /// Before a write received from the Primary that the diskful peers in `absent` do not get
+    /// ([`crate::volume::IoView::missed_by`]): marks the metadata as recording (bits that live
+    /// in memory until the bitmaps are written). From a diskless Primary (`diskless_primary`),
+    /// it also starts a generation those peers do not hold if one of them has no bitmap UUID
+    /// yet. The new UUID is derived from the current one and `absent`, so every disk recording
+    /// for the same Primary starts the same generation and they stay in sync with each other.
+    /// A diskful Primary starts that generation itself and this member adopts it
+    /// ([`crate::gi::GenerationSet::adopt_new_current`], which gives the absent peers their
+    /// bitmap UUIDs): starting one here would part this member from its Primary. Returns
+    /// whether a generation started (the caller announces it). Durable before it returns.
     pub async fn before_recorded_write(
         &self,
         me: NodeId,
         absent: NodeMask,
+        diskless_primary: bool,
     ) -> Result<bool, IoError> {
         let _generation = self.generation_lock.lock().await;
         let (superblock, started) = {
@@ -542,7 +546,8 @@ impl Backing {
                 .flags
                 .contains(metadata::MdFlags::RECORDING_FOR_PRIMARY);
             let generations = &state.superblock.generations;
-            let untracked = !generations.current.is_just_created()
+            let untracked = diskless_primary
+                && !generations.current.is_just_created()
                 && absent
                     .iter()
                     .any(|peer| peer != me && generations.bitmap_uuid(peer).is_zero());
@@ -575,7 +580,7 @@ impl Backing {
         Ok(started)
     }
 
-    /// At a clean stop: the bitmaps are on disk, so nothing recorded for a diskless Primary is
+    /// At a clean stop: the bitmaps are on disk, so nothing recorded for the Primary is
     /// only in memory any more.
     pub async fn end_recording(&self) -> Result<(), IoError> {
         let recording =
@@ -1032,14 +1037,52 @@ mod tests {
                 .unwrap();
         }
         let absent: NodeMask = [peer(0)].into_iter().collect();
-        assert!(b.before_recorded_write(peer(1), absent).await.unwrap());
-        assert!(c.before_recorded_write(peer(1), absent).await.unwrap());
+        assert!(
+            b.before_recorded_write(peer(1), absent, true)
+                .await
+                .unwrap()
+        );
+        assert!(
+            c.before_recorded_write(peer(1), absent, true)
+                .await
+                .unwrap()
+        );
         let (gb, gc) = (b.generations(), c.generations());
         assert_ne!(gb.current, shared);
         assert_eq!(gb.current, gc.current, "both disks stay on one generation");
         assert_eq!(gb.bitmap_uuid(peer(0)).generation(), shared.generation());
         // Once tracked, further writes start nothing.
-        assert!(!b.before_recorded_write(peer(1), absent).await.unwrap());
+        assert!(
+            !b.before_recorded_write(peer(1), absent, true)
+                .await
+                .unwrap()
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_disk_recording_for_a_diskful_primary_keeps_the_primary_s_generation() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = attached(dir.path(), "b");
+        let shared = Uuid::new_generation(0x1234_5678_9abc);
+        b.update_superblock(|sb| sb.generations.current = shared)
+            .await
+            .unwrap();
+        let absent: NodeMask = [peer(0)].into_iter().collect();
+        assert!(
+            !b.before_recorded_write(peer(1), absent, false)
+                .await
+                .unwrap()
+        );
+        let generations = b.generations();
+        assert_eq!(
+            generations.current, shared,
+            "the Primary starts the generation"
+        );
+        assert!(generations.bitmap_uuid(peer(0)).is_zero());
+        assert!(
+            b.with_superblock(|sb| sb.flags.contains(metadata::MdFlags::RECORDING_FOR_PRIMARY)),
+            "the bits recorded in memory are flagged on disk"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1051,7 +1094,9 @@ mod tests {
             .await
             .unwrap();
         let absent: NodeMask = [peer(0)].into_iter().collect();
-        b.before_recorded_write(peer(1), absent).await.unwrap();
+        b.before_recorded_write(peer(1), absent, true)
+            .await
+            .unwrap();
         b.mark_out_of_sync(0, 4 << 20, 64 << 10);
         // A crash: the bitmap pages were never written.
         drop(b);
@@ -1063,7 +1108,9 @@ mod tests {
         );
         // A clean stop keeps exactly what was recorded.
         b.with_bitmap(0, |bitmap| bitmap.clear_all());
-        b.before_recorded_write(peer(1), absent).await.unwrap();
+        b.before_recorded_write(peer(1), absent, true)
+            .await
+            .unwrap();
         b.mark_out_of_sync(0, 4 << 20, 64 << 10);
         b.end_recording().await.unwrap();
         drop(b);

@@ -78,10 +78,10 @@ impl MdFlags {
     pub const AL_CLEAN: MdFlags = MdFlags(1 << 7);
     /// This member had quorum when last written.
     pub const HAVE_QUORUM: MdFlags = MdFlags(1 << 10);
-    /// Not DRBD's: this member records in its bitmaps what a diskless Primary's absent peers
-    /// miss, and those bits are in memory until the bitmaps are written. Finding it set when
-    /// the volume is attached means they may be lost: everything is out of sync toward every
-    /// peer with a bitmap UUID (a full resync toward them, never a silent gap).
+    /// Not DRBD's: this member, a Secondary, records in its bitmaps what the Primary's absent
+    /// peers miss, and those bits are in memory until the bitmaps are written. Finding it set
+    /// when the volume is attached means they may be lost: everything is out of sync toward
+    /// every peer with a bitmap UUID (a full resync toward them, never a silent gap).
     pub const RECORDING_FOR_PRIMARY: MdFlags = MdFlags(1 << 16);
 
     const KNOWN: u32 = Self::CONSISTENT.0

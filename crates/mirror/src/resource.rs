@@ -1502,8 +1502,8 @@ impl Machine {
     async fn disconnected(&mut self, link: &Arc<PeerLink>, reason: &str) {
         let node = link.node_id();
         let primary = self.primary;
-        // The disks this member still reaches: a diskless Primary has them record what the
-        // departed peer may have lost.
+        // The disks this member still reaches: a Primary has them record what the departed
+        // peer may have lost.
         let other_disks: Vec<Arc<PeerLink>> = self
             .peers
             .values()
@@ -1546,24 +1546,25 @@ impl Machine {
                 .and_then(|local| local.engine.backing())
             {
                 backing.mark_out_of_sync(node, write.offset, u64::from(write.length));
-            } else {
-                let message = wire::OutOfSync {
-                    range: Range {
-                        volume: write.volume,
-                        offset: write.offset,
-                        length: write.length,
-                    },
-                    toward: Some(node),
-                };
-                for other in &other_disks {
-                    other.send(Frame::new(
-                        Kind::OutOfSync,
-                        0,
-                        0,
-                        Bytes::copy_from_slice(&message.encode()),
-                        None,
-                    ));
-                }
+            }
+            // The disks left record it too: a diskless Primary has no bitmap, and a diskful
+            // one may be gone when the departed member comes back to them.
+            let message = wire::OutOfSync {
+                range: Range {
+                    volume: write.volume,
+                    offset: write.offset,
+                    length: write.length,
+                },
+                toward: Some(node),
+            };
+            for other in &other_disks {
+                other.send(Frame::new(
+                    Kind::OutOfSync,
+                    0,
+                    0,
+                    Bytes::copy_from_slice(&message.encode()),
+                    None,
+                ));
             }
         }
         for local in self.volumes.values_mut() {
@@ -1625,9 +1626,11 @@ impl Machine {
         });
     }
 
-    /// An `OutOfSync` from `node`: toward `node` itself, or — from a diskless Primary — toward
-    /// a member that acknowledged the range but went away before flushing it. That member
-    /// does not hold the generation recorded for it here, so it is resynced when back.
+    /// An `OutOfSync` from `node`: toward `node` itself, or — from the Primary — toward a
+    /// member that a write failed toward, or that acknowledged the range but went away before
+    /// flushing it. That member does not hold the generation recorded for it here (a diskless
+    /// Primary's is started here; a diskful one's is adopted when it announces it), so it is
+    /// resynced when back, from here too if the Primary is gone by then.
     async fn out_of_sync_received(&mut self, node: u8, message: wire::OutOfSync) {
         let toward = message.toward.unwrap_or(node);
         let range = message.range;
@@ -1646,8 +1649,9 @@ impl Machine {
             let Ok(absent) = NodeId::new(u32::from(toward)) else {
                 return;
             };
+            let diskless_sender = self.peers.get(&node).is_some_and(|peer| peer.diskless);
             match backing
-                .before_recorded_write(self.me(), [absent].into_iter().collect())
+                .before_recorded_write(self.me(), [absent].into_iter().collect(), diskless_sender)
                 .await
             {
                 Ok(true) => self.broadcast_state(),
@@ -1900,6 +1904,7 @@ impl Machine {
         let peer_declares_first = self.config.first_diskful_node_id() == Some(node);
         let disks_before: Vec<DiskState> = self.volumes.values().map(|v| v.disk).collect();
         let mut back_in_sync = false;
+        let written_without_the_peer = self.written_without(node);
         for remote in state.volumes {
             let number = remote.volume;
             let Some(local) = self.volumes.get_mut(&number) else {
@@ -2102,7 +2107,9 @@ impl Machine {
                 {
                     // The Primary started a new generation: adopt it, durably, before its
                     // connection applies the writes behind it (`PeerHandler::primary_state`).
-                    let weak = NodeMask::default();
+                    // The members it writes without keep the old one as their bitmap UUID
+                    // here: this member records what they miss (`IoView::missed_by`).
+                    let weak = written_without_the_peer;
                     let new = remote.generations.current;
                     if let Err(error) = backing
                         .update_superblock(|sb| {
@@ -2837,6 +2844,23 @@ impl Machine {
             .collect()
     }
 
+    /// The diskful members the Primary `primary` writes without, as far as this member knows:
+    /// those recorded Outdated (a Primary announces each before it writes without it), other
+    /// than this member and the Primary. This member records in its bitmaps what they miss of
+    /// that Primary's writes, and they are the peers it does not reach when it adopts the
+    /// Primary's new generation.
+    fn written_without(&self, primary: u8) -> NodeMask {
+        self.outdated_members
+            .nodes()
+            .filter(|id| {
+                *id != self.config.node_id
+                    && *id != primary
+                    && self.peers.get(id).is_some_and(|peer| !peer.diskless)
+            })
+            .filter_map(|id| NodeId::new(u32::from(id)).ok())
+            .collect()
+    }
+
     /// Starts a round that outdates the members this Primary writes without (see
     /// [`QuorumRound`]).
     fn start_quorum_round(&mut self) {
@@ -3249,7 +3273,7 @@ impl Machine {
             if let Some(backing) = local.engine.backing() {
                 let _ = backing.write_bitmaps().await;
                 if let Err(error) = backing.end_recording().await {
-                    warn!(%error, "cannot write what was recorded for a diskless Primary");
+                    warn!(%error, "cannot write what was recorded for the Primary");
                 }
                 // What a Primary elsewhere replicated here is in this member's page cache until
                 // a flush: on the device before it is handed back to the storage layer.
@@ -3351,17 +3375,15 @@ impl Machine {
             .values()
             .find(|p| p.primary)
             .map(|p| p.node_name.clone());
-        let diskless_primary = self.peers.values().any(|p| p.primary && p.diskless);
-        let missed_by: Vec<u8> = if diskless_primary {
-            self.outdated_members
-                .nodes()
-                .filter(|id| {
-                    *id != self.config.node_id
-                        && self.peers.get(id).is_some_and(|peer| !peer.diskless)
-                })
-                .collect()
-        } else {
-            Vec::new()
+        let primary_peer = self.peers.values().find(|p| p.primary);
+        let diskless_primary = primary_peer.is_some_and(|p| p.diskless);
+        let missed_by: Vec<u8> = match primary_peer {
+            Some(primary) => self
+                .written_without(primary.node_id)
+                .iter()
+                .map(NodeId::get)
+                .collect(),
+            None => Vec::new(),
         };
         for local in self.volumes.values() {
             let number = local.engine.number;
@@ -3413,6 +3435,7 @@ impl Machine {
                 } else {
                     Vec::new()
                 },
+                missed_by_diskless_primary: diskless_primary,
             });
         }
         // Watchers (the daemon's event stream, `wait_for`) hear of changes only: the state

@@ -52,13 +52,20 @@ pub struct IoView {
     /// are still a quorum: a write asks ([`ResourceControl::confirm_quorum`]) before it goes
     /// on without that peer.
     pub confirm_first: bool,
-    /// Diskful peers a diskless Primary writes without (it announced them Outdated). Having no
-    /// disk, the Primary has no bitmap to record what they miss: this member records it in its
-    /// own, for every write it receives flagged as written without a member
-    /// ([`crate::wire::FLAG_WRITTEN_WITHOUT`]), so that they are resynced from here when they
-    /// are back. A write that failed toward a member is reported by the Primary itself (an
-    /// `OutOfSync` toward it, before the write completes).
+    /// Diskful peers the Primary writes without (it announced them Outdated). This member
+    /// records what they miss in its own bitmaps, for every write it receives flagged as
+    /// written without a member ([`crate::wire::FLAG_WRITTEN_WITHOUT`]), so that they can be
+    /// resynced from here when they are back, by bitmap — as DRBD 9's Secondaries track their
+    /// absent peers. A diskless Primary has no bitmap of its own, so this is the only record;
+    /// a diskful one keeps its own as well, and this one serves a member that comes back while
+    /// that Primary is gone. A write that failed toward a member is reported by the Primary
+    /// itself (an `OutOfSync` toward it, before the write completes).
     pub missed_by: Vec<u8>,
+    /// The Primary whose writes `missed_by` miss has no disk, so no generation tells them
+    /// apart until this member starts one ([`crate::backing::Backing::before_recorded_write`]).
+    /// A diskful Primary starts it itself, and this member adopts it with `missed_by` as the
+    /// peers it does not reach.
+    pub missed_by_diskless_primary: bool,
 }
 
 impl IoView {
@@ -76,6 +83,7 @@ impl IoView {
             read_from: None,
             confirm_first: false,
             missed_by: Vec::new(),
+            missed_by_diskless_primary: false,
         }
     }
 
@@ -92,6 +100,7 @@ impl IoView {
             read_from: None,
             confirm_first: false,
             missed_by: Vec::new(),
+            missed_by_diskless_primary: false,
         }
     }
 
@@ -451,11 +460,12 @@ impl VolumeEngine {
                 "no diskful peer took the write (all disconnected)".to_string(),
             ));
         }
-        if !missed.is_empty() && self.backing.is_none() {
-            // A diskless member keeps no bitmap: the disks that took the write record that
-            // the peers it missed lack it, or a disk that stayed linked to them would resync
-            // them by bitmap without it. Sent before the write completes, on the links the
-            // write went out on.
+        if !missed.is_empty() {
+            // The disks that took the write record that the peers it missed lack it: a
+            // diskless member keeps no bitmap, and a diskful one may be gone when those peers
+            // come back to the others, which then resync them by bitmap — without it, were it
+            // not recorded there. Sent before the write completes, and before the new
+            // generation below is announced, on the links the write went out on.
             for toward in &failed_toward {
                 let message = crate::wire::OutOfSync {
                     range: crate::wire::Range {
@@ -514,13 +524,11 @@ impl VolumeEngine {
         check_range(self.usable, offset, len)?;
         match &self.backing {
             Some(backing) => {
-                let missed_by = if written_without {
-                    self.view().missed_by.clone()
-                } else {
-                    Vec::new()
-                };
-                if !missed_by.is_empty() {
-                    self.record_missed(backing, &missed_by, offset, len).await?;
+                if written_without {
+                    let view = self.view();
+                    if !view.missed_by.is_empty() {
+                        self.record_missed(backing, &view, offset, len).await?;
+                    }
                 }
                 backing.write(offset, data, fua).await
             }
@@ -530,24 +538,29 @@ impl VolumeEngine {
         }
     }
 
-    /// A write from a diskless Primary that `missed_by` do not get: a generation they do not
-    /// hold (derived from the current one, so that every disk recording for the same Primary
-    /// starts the same one), then the range out of sync toward each of them, before the write.
+    /// A write from the Primary that the view's `missed_by` do not get: from a diskless
+    /// Primary, first a generation they do not hold (derived from the current one, so that
+    /// every disk recording for the same Primary starts the same one); then the range out of
+    /// sync toward each of them, before the write.
     async fn record_missed(
         &self,
         backing: &Backing,
-        missed_by: &[u8],
+        view: &IoView,
         offset: u64,
         len: u64,
     ) -> Result<(), IoError> {
-        let absent: crate::gi::NodeMask = missed_by
+        let absent: crate::gi::NodeMask = view
+            .missed_by
             .iter()
             .filter_map(|id| crate::gi::NodeId::new(u32::from(*id)).ok())
             .collect();
-        if backing.before_recorded_write(self.me, absent).await? {
+        if backing
+            .before_recorded_write(self.me, absent, view.missed_by_diskless_primary)
+            .await?
+        {
             self.control.announce_generation().await;
         }
-        for peer in missed_by {
+        for peer in &view.missed_by {
             backing.mark_out_of_sync(*peer, offset, len);
         }
         Ok(())
@@ -569,8 +582,8 @@ impl VolumeEngine {
             return Err((range, data, then));
         };
         if written_without && !self.view().missed_by.is_empty() {
-            // Recording what a diskless Primary's absent peers miss may start a generation:
-            // that waits for a superblock write, so not here.
+            // Recording what the Primary's absent peers miss waits for a superblock write (the
+            // recording flag, and from a diskless Primary maybe a generation), so not here.
             return Err((range, data, then));
         }
         if let Err(e) = check_range(self.usable, offset, data.len() as u64) {

@@ -207,6 +207,85 @@ async fn a_crashed_primary_returning_to_an_unchanged_peer_takes_its_hot_extents_
     assert_data(&log, &nodes[1], "the survivor").await;
 }
 
+/// Three disks: node0 writes, node2 is killed under the load (writes in flight fail toward it),
+/// node0 writes on without it, then node0 is killed too. node2 comes back and meets node1
+/// alone: node1, a Secondary, recorded in its own bitmap what node2 missed (the writes node0
+/// flagged as written without it, and those that failed toward it), as DRBD 9's Secondaries
+/// do, so node2 gets a bitmap resync of the blocks changed meanwhile — not a full one — and
+/// then holds every acknowledged write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_back_while_the_primary_is_gone_gets_only_what_it_missed_from_a_secondary() {
+    let layout = Layout::loopback(3, 0, USABLE);
+    let mut nodes = layout.prepare();
+    start_in_sync(&mut nodes).await;
+    let log = AckLog::new();
+    // A few hundred blocks of the volume, so that most of it is unchanged while node2 is away.
+    let span = BLOCKS / 16;
+    let writer = Writer::start(&nodes[0].nbd_socket(), log.clone(), 0, DEPTH, span).await;
+    wait_acks(&log, 0, 300, SETTLE).await;
+
+    nodes[2].kill9();
+    nodes[0]
+        .wait("node2 is gone", SETTLE, |s| {
+            peer(s, 2).connection != "Connected"
+        })
+        .await;
+    let acked = log.acked_count();
+    wait_acks(&log, acked, 300, SETTLE).await;
+    let report = writer.stop().await;
+    assert_eq!(report.failed, 0, "{report:?}");
+    let tracked = nodes[1]
+        .wait("the Secondary tracks what node2 misses", SETTLE, |s| {
+            peer(s, 2).volumes[0].out_of_sync_kib > 0
+        })
+        .await;
+    let missed_kib = peer(&tracked, 2).volumes[0].out_of_sync_kib;
+    assert!(
+        missed_kib <= span * BLOCK as u64 / 1024,
+        "only the blocks written meanwhile are out of sync toward node2: {tracked:#?}"
+    );
+
+    nodes[0].kill9();
+    nodes[1]
+        .wait("the Primary is gone", SETTLE, |s| {
+            peer(s, 0).connection != "Connected"
+        })
+        .await;
+    let mark = nodes[2].log_mark();
+    nodes[2].start().await;
+    nodes[2]
+        .wait_log(
+            mark,
+            &["handshake", "peer=1", "outcome=SyncTarget(Bitmap)"],
+            SETTLE,
+        )
+        .await;
+    for (node, other) in [(1usize, 2u8), (2, 1)] {
+        nodes[node]
+            .wait("node1 and node2 in sync", SETTLE, |s| {
+                s.volumes[0].disk == "UpToDate"
+                    && peer(s, other).connection == "Connected"
+                    && peer(s, other)
+                        .volumes
+                        .iter()
+                        .all(|v| v.replication == "Established" && v.peer_disk == "UpToDate")
+            })
+            .await;
+    }
+    assert_data(&log, &nodes[2], "resynced by bitmap from a Secondary").await;
+    assert_data(&log, &nodes[1], "its source").await;
+
+    nodes[0].start().await;
+    for node in &nodes {
+        node.wait("all three in sync", SETTLE, |s| all_in_sync(s, 2))
+            .await;
+    }
+    for node in &nodes {
+        assert_data(&log, node, "all three back").await;
+        assert!(no_split_brain(&node.status().await.unwrap()));
+    }
+}
+
 /// Two disks in sync whose resyncs run at 8 MiB/s at most, slow enough to be caught in the
 /// middle; node0 writes, and node1 is killed and left out until `kib` KiB are out of sync
 /// toward it. Returns the layout (its directory lives as long as it does), the nodes, the log
