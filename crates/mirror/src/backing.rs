@@ -541,21 +541,14 @@ impl Backing {
         let _generation = self.generation_lock.lock().await;
         let (superblock, started) = {
             let mut state = self.state();
-            let recording = state
-                .superblock
-                .flags
-                .contains(metadata::MdFlags::RECORDING_FOR_PRIMARY);
-            let generations = &state.superblock.generations;
-            let untracked = diskless_primary
-                && !generations.current.is_just_created()
-                && absent
-                    .iter()
-                    .any(|peer| peer != me && generations.bitmap_uuid(peer).is_zero());
+            let (recording, untracked) =
+                recording_and_untracked(&state.superblock, me, absent, diskless_primary);
             if recording && !untracked {
                 return Ok(false);
             }
             let mut started = false;
             if untracked {
+                let generations = &state.superblock.generations;
                 let derived = Uuid::new_generation(derive_generation(
                     generations.current.generation(),
                     absent.bits(),
@@ -578,6 +571,16 @@ impl Backing {
             .map_err(|e| IoError::Io(format!("the superblock task failed: {e}")))?
             .map_err(|e| IoError::Io(format!("writing the superblock: {e}")))?;
         Ok(started)
+    }
+
+    /// Whether [`Backing::before_recorded_write`] has nothing to do for these arguments (the
+    /// metadata says it records, and no generation is to start): the bits may be set at once,
+    /// with no wait.
+    pub fn records_already(&self, me: NodeId, absent: NodeMask, diskless_primary: bool) -> bool {
+        let state = self.state();
+        let (recording, untracked) =
+            recording_and_untracked(&state.superblock, me, absent, diskless_primary);
+        recording && !untracked
     }
 
     /// At a clean stop: the bitmaps are on disk, so nothing recorded for the Primary is
@@ -834,6 +837,27 @@ impl Backing {
     pub fn with_superblock<T>(&self, f: impl FnOnce(&Superblock) -> T) -> T {
         f(&self.state().superblock)
     }
+}
+
+/// Whether the superblock says this member records for the Primary, and whether a peer in
+/// `absent` lacks a bitmap UUID that a write from a diskless Primary would start a generation
+/// for ([`Backing::before_recorded_write`]).
+fn recording_and_untracked(
+    superblock: &Superblock,
+    me: NodeId,
+    absent: NodeMask,
+    diskless_primary: bool,
+) -> (bool, bool) {
+    let recording = superblock
+        .flags
+        .contains(metadata::MdFlags::RECORDING_FOR_PRIMARY);
+    let generations = &superblock.generations;
+    let untracked = diskless_primary
+        && !generations.current.is_just_created()
+        && absent
+            .iter()
+            .any(|peer| peer != me && generations.bitmap_uuid(peer).is_zero());
+    (recording, untracked)
 }
 
 /// Gives `peer` a free bitmap slot if it has none; whether one was assigned.

@@ -129,6 +129,13 @@ pub trait ResourceControl: Send + Sync + 'static {
     fn confirm_quorum(&self) -> BoxFuture<'static, Result<(), IoError>>;
 }
 
+/// The node-ids of a view's lists as a mask (an id past the last is left out).
+fn node_mask(ids: &[u8]) -> crate::gi::NodeMask {
+    ids.iter()
+        .filter_map(|id| crate::gi::NodeId::new(u32::from(*id)).ok())
+        .collect()
+}
+
 /// One volume of a resource on this member.
 pub struct VolumeEngine {
     pub number: u16,
@@ -363,11 +370,7 @@ impl VolumeEngine {
         let view = self.writable_view().await?;
         let _range = self.conflicts.acquire(offset, len).await;
         if let Some(backing) = &self.backing {
-            let absent: crate::gi::NodeMask = view
-                .absent
-                .iter()
-                .filter_map(|id| crate::gi::NodeId::new(u32::from(*id)).ok())
-                .collect();
+            let absent = node_mask(&view.absent);
             if let Some(started) = backing.before_write(self.me, absent).await? {
                 self.control.announce_generation().await;
                 started.announced();
@@ -549,11 +552,7 @@ impl VolumeEngine {
         offset: u64,
         len: u64,
     ) -> Result<(), IoError> {
-        let absent: crate::gi::NodeMask = view
-            .missed_by
-            .iter()
-            .filter_map(|id| crate::gi::NodeId::new(u32::from(*id)).ok())
-            .collect();
+        let absent = node_mask(&view.missed_by);
         if backing
             .before_recorded_write(self.me, absent, view.missed_by_diskless_primary)
             .await?
@@ -581,15 +580,27 @@ impl VolumeEngine {
         let Some(backing) = self.backing.as_ref().filter(|b| b.has_ring()) else {
             return Err((range, data, then));
         };
-        if written_without && !self.view().missed_by.is_empty() {
-            // Recording what the Primary's absent peers miss waits for a superblock write (the
-            // recording flag, and from a diskless Primary maybe a generation), so not here.
-            return Err((range, data, then));
+        let view = self.view();
+        let missed_by = if written_without {
+            &view.missed_by[..]
+        } else {
+            &[]
+        };
+        if !missed_by.is_empty() {
+            // Recording what the Primary's absent peers miss may wait for a superblock write
+            // (the recording flag, and from a diskless Primary maybe a generation): not here.
+            let absent = node_mask(missed_by);
+            if !backing.records_already(self.me, absent, view.missed_by_diskless_primary) {
+                return Err((range, data, then));
+            }
         }
         if let Err(e) = check_range(self.usable, offset, data.len() as u64) {
             drop(range);
             then(Err(e));
             return Ok(());
+        }
+        for peer in missed_by {
+            backing.mark_out_of_sync(*peer, offset, data.len() as u64);
         }
         backing.start_write(
             offset,
