@@ -15,10 +15,11 @@
 //! - `<mountpoint>/<resource>_<volume number>`: the FUSE file;
 //! - `/dev/loopN`: the loop device, attached with `--direct-io=on`;
 //! - `<root>/<resource>/<volume number>` → `/dev/loopN`;
-//! - `<root>/drbd/by-res/<resource>/<volume number>` → `/dev/loopN`, the path DRBD's tools and
-//!   plugins build, made where no DRBD module is loaded ([`DrbdLinks`]). With the default root
-//!   that is `/dev/ferrite/drbd/by-res/...`; a root of `/dev` gives DRBD's own
-//!   `/dev/drbd/by-res/...`.
+//! - `/dev/drbd/by-res/<resource>/<volume number>` → `/dev/loopN`, the path DRBD's tools and
+//!   plugins build, made where no DRBD module is loaded ([`DrbdLinks`]). With a device root
+//!   other than the default, it is under that root instead,
+//!   `<root>/drbd/by-res/<resource>/<volume number>`, so that several nodes run side by side
+//!   on one machine ([`BlockDeviceConfig::drbd_by_res_dir`]).
 
 use std::collections::BTreeMap;
 use std::io;
@@ -49,10 +50,14 @@ pub const DEFAULT_SECTOR_SIZE: u32 = 512;
 const RELEASE_TIMEOUT: Duration = Duration::from_secs(5);
 const RELEASE_POLL_INTERVAL: Duration = Duration::from_millis(5);
 
+/// DRBD's directory of per-resource device names.
+const DRBD_BY_RES: &str = "/dev/drbd/by-res";
+
 /// Present when the DRBD kernel module is loaded.
 const DRBD_MODULE: &str = "/sys/module/drbd";
 
-/// Whether to make the `<root>/drbd/by-res/<resource>/<volume>` links.
+/// Whether to make the `drbd/by-res/<resource>/<volume>` links
+/// ([`BlockDeviceConfig::drbd_by_res_dir`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum DrbdLinks {
     /// Only where no DRBD module is loaded (as the design says): with one loaded, DRBD's own
@@ -83,6 +88,17 @@ impl BlockDeviceConfig {
             device_root: PathBuf::from(DEFAULT_DEVICE_ROOT),
             sector_size: DEFAULT_SECTOR_SIZE,
             drbd_links: DrbdLinks::default(),
+        }
+    }
+
+    /// Where DRBD's names of the devices go: `/dev/drbd/by-res`, the directory DRBD's tools and
+    /// plugins build their paths in, with the default device root; under the device root
+    /// (`<root>/drbd/by-res`) when another one is set.
+    pub fn drbd_by_res_dir(&self) -> PathBuf {
+        if self.device_root == Path::new(DEFAULT_DEVICE_ROOT) {
+            PathBuf::from(DRBD_BY_RES)
+        } else {
+            self.device_root.join("drbd/by-res")
         }
     }
 }
@@ -123,7 +139,8 @@ impl<V: Volume> BlockDevice<V> {
         &self.link
     }
 
-    /// DRBD's name, `<root>/drbd/by-res/<resource>/<volume number>`, if it was made.
+    /// DRBD's name, `/dev/drbd/by-res/<resource>/<volume number>` (under the device root when
+    /// one is set), if it was made.
     pub fn drbd_path(&self) -> Option<&Path> {
         self.drbd_link.as_deref()
     }
@@ -356,8 +373,7 @@ impl<V: Volume> BlockDevices<V> {
             .join(volume_number.to_string());
         let drbd_link = self.drbd_links.then(|| {
             self.config
-                .device_root
-                .join("drbd/by-res")
+                .drbd_by_res_dir()
                 .join(resource.as_str())
                 .join(volume_number.to_string())
         });
@@ -683,5 +699,24 @@ fn remove_symlinks<'a>(links: impl IntoIterator<Item = Option<&'a PathBuf>>) {
         if let Some(parent) = link.parent() {
             let _ = std::fs::remove_dir(parent);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn drbd_s_names_go_where_drbd_s_tools_look_unless_another_root_is_set() {
+        let config = BlockDeviceConfig::new("/run/ferrite/blockdev");
+        assert_eq!(config.drbd_by_res_dir(), Path::new("/dev/drbd/by-res"));
+        let side_by_side = BlockDeviceConfig {
+            device_root: PathBuf::from("/tmp/demo/node2/dev"),
+            ..config
+        };
+        assert_eq!(
+            side_by_side.drbd_by_res_dir(),
+            Path::new("/tmp/demo/node2/dev/drbd/by-res")
+        );
     }
 }

@@ -40,7 +40,8 @@ pub const DEVICE_USAGE_POLL: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BlockDeviceSetting {
     /// A FUSE file and a loop device per volume, linked as `<device_root>/<resource>/<volnr>`
-    /// (and `<device_root>/drbd/by-res/<resource>/<volnr>` where no DRBD module is loaded).
+    /// (and, where no DRBD module is loaded, `/dev/drbd/by-res/<resource>/<volnr>`, under the
+    /// device root when it is not the default).
     Enabled { device_root: PathBuf },
     /// NBD exports only.
     Disabled,

@@ -174,8 +174,8 @@ pub struct Frontend {
     /// Its block device, `<device-root>/<resource>/<volnr>` (a symlink to the loop device), if
     /// it has one.
     pub device_path: Option<String>,
-    /// DRBD's name for the same device, `<device-root>/drbd/by-res/<resource>/<volnr>`, made
-    /// where no DRBD module is loaded.
+    /// DRBD's name for the same device, `/dev/drbd/by-res/<resource>/<volnr>` (under the
+    /// device root when it is not the default), made where no DRBD module is loaded.
     #[serde(default)]
     pub drbd_device_path: Option<String>,
     /// The loop device both paths point to, `/dev/loopN`.

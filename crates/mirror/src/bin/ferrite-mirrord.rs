@@ -49,7 +49,8 @@ enum Command {
     /// Run the daemon in the foreground.
     Run {
         /// Where block devices appear: `<device-root>/<resource>/<volnr>` and, where no DRBD
-        /// module is loaded, `<device-root>/drbd/by-res/<resource>/<volnr>`.
+        /// module is loaded, `/dev/drbd/by-res/<resource>/<volnr>` (with another device root
+        /// than the default, `<device-root>/drbd/by-res/<resource>/<volnr>`).
         #[arg(long, default_value = DEFAULT_DEVICE_ROOT)]
         device_root: PathBuf,
         /// No block devices (no FUSE mount, no loop devices): NBD exports only.
@@ -324,14 +325,14 @@ mod tests {
             nbd_uri: "nbd+unix:///?socket=/run/r0/0.nbd".into(),
             nbd_tcp_uri: None,
             device_path: Some("/dev/ferrite/r0/0".into()),
-            drbd_device_path: Some("/dev/ferrite/drbd/by-res/r0/0".into()),
+            drbd_device_path: Some("/dev/drbd/by-res/r0/0".into()),
             loop_device: Some("/dev/loop3".into()),
             device_unavailable: None,
         };
         assert_eq!(
             render_frontend(&frontend),
             "  volume:0 nbd:nbd+unix:///?socket=/run/r0/0.nbd device:/dev/ferrite/r0/0 \
-             drbd-device:/dev/ferrite/drbd/by-res/r0/0 (/dev/loop3)\n"
+             drbd-device:/dev/drbd/by-res/r0/0 (/dev/loop3)\n"
         );
         frontend.device_path = None;
         frontend.drbd_device_path = None;
