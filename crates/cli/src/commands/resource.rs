@@ -569,12 +569,28 @@ fn minor_number(volume: &Volume) -> String {
         .unwrap_or_default()
 }
 
+/// The NBD export of a volume, when its replication layer has one (Ferrite's MIRROR engine).
+fn nbd_uri(volume: &Volume) -> Option<&str> {
+    volume
+        .layer_data_list
+        .iter()
+        .filter(|l| l.layer_type.is_replication())
+        .find_map(|l| l.data.get("nbd_uri").and_then(Value::as_str))
+}
+
+/// LINSTOR's columns; where any volume listed has an NBD export (the MIRROR engine), an `NBD`
+/// column follows `DeviceName` with it. Tables of DRBD and unreplicated volumes keep exactly
+/// LINSTOR's columns.
 pub fn render_volumes(
     resources: &[ResourceWithVolumes],
     list: &VolumeListArgs,
     style: &Style,
 ) -> String {
     let props = show_prop_columns(&list.show_props);
+    let with_nbd = resources
+        .iter()
+        .flat_map(|r| &r.volumes)
+        .any(|v| nbd_uri(v).is_some());
     let mut columns = vec![
         Column::new("Resource"),
         Column::new("Node"),
@@ -582,10 +598,15 @@ pub fn render_volumes(
         Column::new("VolNr").right(),
         Column::new("MinorNr").right(),
         Column::new("DeviceName"),
+    ];
+    if with_nbd {
+        columns.push(Column::new("NBD"));
+    }
+    columns.extend([
         Column::new("Allocated").right(),
         Column::new("InUse"),
         Column::new("State").colored(Color::DarkGreen).right(),
-    ];
+    ]);
     if !list.hide_replication_states {
         columns.push(Column::new("Repl"));
     }
@@ -623,6 +644,11 @@ pub fn render_volumes(
                 volume.volume_number.to_string().into(),
                 minor_number(volume).into(),
                 volume.device_path.clone().unwrap_or_default().into(),
+            ];
+            if with_nbd {
+                row.push(nbd_uri(volume).unwrap_or_default().to_string().into());
+            }
+            row.extend([
                 volume
                     .allocated_size_kib
                     .filter(|kib| *kib > 0)
@@ -631,7 +657,7 @@ pub fn render_volumes(
                     .into(),
                 usage_cell(resource, &in_use),
                 state,
-            ];
+            ]);
             if !list.hide_replication_states {
                 row.push(replication_cell(volume));
             }
@@ -849,6 +875,37 @@ mod tests {
         let text = render_volumes(&list, &volume_list(), &PLAIN);
         assert!(text.contains("| Error |"), "{text}");
         assert!(text.ends_with("ERROR:\n    losetup failed\n"), "{text}");
+        assert!(
+            !text.contains("NBD"),
+            "no export reported, no column: {text}"
+        );
+    }
+
+    #[test]
+    fn mirror_volumes_show_their_device_and_nbd_export() {
+        let uri = "nbd+unix:///r1/0?socket=/var/lib/ferrite/satellite/mirror/run/r1/0.nbd";
+        let list = resources(vec![serde_json::json!({
+            "name": "r1", "node_name": "n1", "props": {}, "flags": ["DRBD_DISKLESS"],
+            "layer_object": {"type": "DRBD", "children": [],
+                "drbd": {"connections": {}, "engine": "MIRROR", "flags": [], "drbd_volumes": []}},
+            "state": {"in_use": false},
+            "volumes": [{"volume_number": 0, "storage_pool_name": "DfltDisklessStorPool",
+                "device_path": "/dev/ferrite/r1/0", "props": {}, "flags": [],
+                "state": {"disk_state": "Diskless"},
+                "layer_data_list": [{"type": "DRBD", "data": {
+                    "drbd_volume_definition": {"volume_number": 0, "minor_number": 1000},
+                    "device_path": "/dev/ferrite/r1/0", "nbd_uri": uri, "engine": "MIRROR"}}]}]
+        })]);
+        let text = render_volumes(&list, &volume_list(), &PLAIN);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(
+            lines[1].contains("| DeviceName        | NBD "),
+            "the NBD column follows DeviceName: {text}"
+        );
+        assert!(
+            lines[3].contains(&format!("| /dev/ferrite/r1/0 | {uri} |")),
+            "{text}"
+        );
     }
 
     #[test]
