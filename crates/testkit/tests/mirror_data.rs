@@ -5,7 +5,9 @@
 //! Two replicas and a tiebreaker; data written on one replica is read back on the other, on the
 //! tiebreaker and on a diskless node; the diskless node becomes a replica (a full resync), the
 //! first replica gives up its disk and then goes; restarts of the controller and of a satellite
-//! in between change nothing. Every read checks every byte.
+//! in between change nothing. The same membership changes are made while a replica's block
+//! device is open and written (in use): they go through, removing what is in use is refused,
+//! and every write is on every replica left. Every read checks every byte.
 
 use std::time::Duration;
 
@@ -394,6 +396,149 @@ fn file_system_scenario(cluster: &mut Cluster) -> Result<()> {
     let text = std::fs::read_to_string(format!("{mnt}/hello.txt"));
     run("umount", &[&mnt])?;
     assert_eq!(text?, "written on the tiebreaker\n");
+    Ok(())
+}
+
+#[test]
+fn membership_changes_while_the_volume_is_in_use_keep_every_write() -> Result<()> {
+    if let Err(reasons) = ferrite_blockdev::probe() {
+        eprintln!(
+            "skipped: no block devices on this host: {}",
+            reasons.join("; ")
+        );
+        return Ok(());
+    }
+    with_cluster(4, in_use_scenario)
+}
+
+/// Rewrites `pattern` over the block device at `path`, opened exclusively as a mounted file
+/// system holds it (so the member is in use and Primary), pass after pass with a flush after
+/// each, until `stop` is set; then closes it. Returns the passes completed.
+fn keep_writing(
+    path: &str,
+    pattern: &Pattern,
+    stop: &std::sync::atomic::AtomicBool,
+) -> Result<u64> {
+    use std::io::{Seek, SeekFrom, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut device = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc::O_EXCL)
+        .open(path)
+        .with_context(|| format!("opening {path} exclusively"))?;
+    let blocks = pattern.len() / ferrite_testkit::data::BLOCK as u64;
+    let mut passes = 0;
+    while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+        device.seek(SeekFrom::Start(0))?;
+        for index in 0..blocks {
+            device.write_all(&pattern.block(index))?;
+        }
+        device
+            .sync_all()
+            .with_context(|| format!("flushing pass {passes} to {path}"))?;
+        passes += 1;
+    }
+    Ok(passes)
+}
+
+/// While the first replica's block device is open and written (Primary, in use): a diskless
+/// member is added, made a replica (a resync under the writes), the other replica is removed;
+/// removing the replica in use, or the definition, is refused with the reason. Every write
+/// reaches every replica that is left.
+fn in_use_scenario(cluster: &mut Cluster) -> Result<()> {
+    let rest = cluster.rest();
+    cluster.register_nodes_with_pool("pool")?;
+    let scratch = cluster.dir.path().join("scratch");
+    std::fs::create_dir_all(&scratch)?;
+    spawn_replicated(&rest, SIZE_KIB)?;
+    let all = resources(&rest)?;
+    let tiebreaker = nodes_with_flag(&rest, "TIE_BREAKER")?
+        .pop()
+        .context("a tiebreaker")?;
+    let diskful: Vec<String> = all
+        .iter()
+        .map(|r| r["node_name"].as_str().unwrap_or_default().to_string())
+        .filter(|n| *n != tiebreaker)
+        .collect();
+    assert_eq!(diskful.len(), 2, "{all:?}");
+    let (first, second) = (diskful[0].clone(), diskful[1].clone());
+    let spare = ["node1", "node2", "node3", "node4"]
+        .into_iter()
+        .find(|n| !diskful.contains(&n.to_string()) && *n != tiebreaker)
+        .expect("a fourth node")
+        .to_string();
+    for node in &diskful {
+        wait_disk_state(&rest, node, "UpToDate")?;
+    }
+    wait_connected(&rest, &first)?;
+
+    let pattern = Pattern::for_volume("written while members change", SIZE_KIB);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let writer = {
+        let (path, pattern, stop) = (device_path(&rest, &first)?, pattern.clone(), stop.clone());
+        std::thread::spawn(move || keep_writing(&path, &pattern, &stop))
+    };
+    let in_use = wait_until(WAIT, || {
+        Ok(on_node(&rest, &first)?.is_some_and(|r| r["state"]["in_use"] == json!(true)))
+    })
+    .context("the written replica is reported in use");
+    let changes = in_use.and_then(|()| {
+        // Made available on the spare, then a replica there: it resyncs under the writes.
+        rest.post(
+            &format!("/v1/resource-definitions/{RESOURCE}/resources"),
+            &json!([{"resource": {"node_name": spare, "flags": ["DISKLESS"]}}]),
+        )?
+        .expect_success()?;
+        wait_disk_state(&rest, &spare, "Diskless")?;
+        rest.put(
+            &format!("/v1/resource-definitions/{RESOURCE}/resources/{spare}/toggle-disk"),
+            &json!({"operation": "INTO_DRBD_DISKFUL", "storage_pool": "pool"}),
+        )?
+        .expect_success()?;
+        wait_disk_state(&rest, &spare, "UpToDate")?;
+        // The other replica goes; the one in use and the definition may not.
+        rest.delete(&format!(
+            "/v1/resource-definitions/{RESOURCE}/resources/{second}"
+        ))?
+        .expect_success()?;
+        wait_until(WAIT, || Ok(on_node(&rest, &second)?.is_none()))
+            .context("the second replica removed")?;
+        for path in [
+            format!("/v1/resource-definitions/{RESOURCE}/resources/{first}"),
+            format!("/v1/resource-definitions/{RESOURCE}"),
+        ] {
+            let refused = rest.delete(&path)?;
+            assert!(
+                refused.status >= 400,
+                "DELETE {path} while in use: {refused:?}"
+            );
+            assert!(
+                refused
+                    .json
+                    .to_string()
+                    .contains(&format!("in use on node '{first}'")),
+                "DELETE {path} says why: {refused:?}"
+            );
+        }
+        assert!(on_node(&rest, &first)?.is_some(), "nothing was removed");
+        Ok(())
+    });
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let passes = writer
+        .join()
+        .map_err(|_| anyhow::anyhow!("the writer panicked"))?
+        .context("writing while the members changed")?;
+    changes?;
+    println!("{passes} passes written while the members changed");
+    wait_unused(&rest)?;
+    for node in [&first, &spare] {
+        wait_disk_state(&rest, node, "UpToDate")?;
+        let backing = cluster.pool_dir(node).join(format!("{RESOURCE}_00000.img"));
+        pattern
+            .verify_start(&backing)
+            .with_context(|| format!("the backing store on {node}"))?;
+        check_on(&rest, node, &pattern, &scratch)?;
+    }
     Ok(())
 }
 
