@@ -119,6 +119,19 @@ not_in_use() {
 import json, sys
 sys.exit(1 if any(r.get("state", {}).get("in_use") for r in json.load(sys.stdin)[0]) else 0)'
 }
+syncing() {
+    resource_state '
+import json, sys
+r = [r for r in json.load(sys.stdin)[0] if r["node_name"] == sys.argv[1]]
+states = [s.get("replication_state") for v in (r[0]["volumes"] if r else []) for s in v.get("state", {}).get("replication_states", {}).values()]
+sys.exit(0 if "SyncTarget" in states else 1)' "$1"
+}
+kept_as_diskless() {
+    resource_state '
+import json, sys
+r = [r for r in json.load(sys.stdin)[0] if r["node_name"] == sys.argv[1]]
+sys.exit(0 if r and "TIE_BREAKER" not in r[0].get("flags", []) else 1)' "$1"
+}
 connected() {
     resource_state '
 import json, sys
@@ -200,6 +213,8 @@ print(next((r["node_name"] for r in rs if "TIE_BREAKER" in r.get("flags", [])), 
     step mount "$(device_of "$tiebreaker")" "$mnt"
     echo "Ferrite kept this file safe ($(date -u +%FT%TZ))" >"$mnt/hello.txt"
     step cat "$mnt/hello.txt"
+    # Used, the tiebreaker stays as a diskless resource of its own, as LINSTOR keeps it.
+    wait_for "$tiebreaker to be kept as a diskless resource" kept_as_diskless "$tiebreaker"
     step ferrite resource list
     step umount "$mnt"
 
@@ -219,11 +234,13 @@ print(next((r["node_name"] for r in rs if "TIE_BREAKER" in r.get("flags", [])), 
     step umount "$mnt"
     step ferrite resource list
 
-    log "$spare becomes a replica (a full sync from the others), ${placed[0]} gives up its replica"
+    log "$tiebreaker becomes a replica (a full sync from the others), ${placed[0]} gives up its replica"
     wait_for "$spare to let go" not_in_use
-    step ferrite resource toggle-disk "$spare" my_ssd_res --storage-pool pool_ssd
+    step ferrite resource toggle-disk "$tiebreaker" my_ssd_res --storage-pool pool_ssd
+    # The sync shown while it runs (a few seconds; shown after it if it was quicker).
+    for _ in $(seq 100); do syncing "$tiebreaker" && break; sleep 0.1; done
     step ferrite volume list
-    wait_for "$spare to finish its sync" up_to_date "$spare"
+    wait_for "$tiebreaker to finish its sync" up_to_date "$tiebreaker"
     step ferrite volume list
     step ferrite resource delete "${placed[0]}" my_ssd_res
     step ferrite resource list

@@ -118,6 +118,7 @@ impl Controller {
             controller.inner.satellites.start(node);
         }
         controller.finish_deletions_when_confirmed();
+        controller.keep_used_tiebreakers_when_reported();
         // A snapshot cut the previous controller left under way holds applications' writes
         // until the nodes' lease ends it: abandon it now (`crate::cut`).
         if controller.read(|c| {
@@ -150,6 +151,39 @@ impl Controller {
                 let warnings = Controller { inner }.finish_deletions().await;
                 for warning in warnings {
                     tracing::warn!(message = %warning.message, "finishing confirmed deletions");
+                }
+            }
+        });
+    }
+
+    /// Keeps every tiebreaker its node reports in use as a diskless resource
+    /// (`crate::app::tiebreaker::keep_used`), whenever a satellite reports a replicated resource
+    /// in use, for as long as the controller lives.
+    fn keep_used_tiebreakers_when_reported(&self) {
+        let reported = self.inner.satellites.in_use_reported();
+        let controller = Arc::downgrade(&self.inner);
+        tokio::spawn(async move {
+            loop {
+                reported.notified().await;
+                let Some(inner) = controller.upgrade() else {
+                    return;
+                };
+                let kept = Controller { inner }
+                    .commit_plan(|cluster, runtime| {
+                        Ok(crate::app::tiebreaker::keep_used(cluster, runtime))
+                    })
+                    .await;
+                match kept {
+                    Ok((replies, _, _)) => {
+                        for reply in replies {
+                            tracing::info!(message = %reply.message, "keeping a tiebreaker in use");
+                        }
+                    }
+                    Err(failure) => {
+                        for reply in failure.0 {
+                            tracing::warn!(message = %reply.message, "keeping a tiebreaker in use");
+                        }
+                    }
                 }
             }
         });

@@ -272,9 +272,10 @@ pub fn requested_stack(
         .into())
 }
 
-/// The tiebreaker on a node taken over by a user's request for a resource there: it loses its
-/// flag and stays, diskless or (`disk`: in that pool) diskful.
-fn take_over_tiebreaker(
+/// The tiebreaker on a node taken over by a user's request for a resource there, or by its
+/// node's use of it (`tiebreaker::keep_used`): it loses its flag and stays, diskless or
+/// (`disk`: in that pool) diskful.
+pub(super) fn take_over_tiebreaker(
     ctx: &Context,
     rd: &ResourceDefinition,
     tiebreaker: &Resource,

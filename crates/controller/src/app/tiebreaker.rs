@@ -21,7 +21,11 @@
 //! over the nodes and the choice depends only on the cluster.
 //!
 //! A user's own diskless resource on the tiebreaker's node takes it over (`resources`): it
-//! loses the flag and stays. A tiebreaker in use (promoted) is never removed.
+//! loses the flag and stays. A tiebreaker in use (promoted) is never removed; once its node
+//! reports it in use, it loses the flag for good and stays as a diskless resource, as LINSTOR
+//! turns a used tiebreaker into a `DRBD_DISKLESS` one ([`keep_used`]): the article mounts the
+//! volume on its tiebreaker, makes it available on a fourth node, then toggles the tiebreaker's
+//! node into a replica.
 
 use std::collections::BTreeSet;
 
@@ -355,6 +359,43 @@ pub fn complete(cluster: &Cluster, runtime: &Runtime, plan: &mut Plan) {
     }
 }
 
+/// Keeps every tiebreaker whose node reports it in use as a diskless resource of its own: it
+/// loses the flag, so it is no longer added or removed with the disks (LINSTOR does the same
+/// when a tiebreaker is promoted). Looks only at what the online nodes report in use.
+pub fn keep_used(cluster: &Cluster, runtime: &Runtime) -> Plan {
+    let mut plan = Plan::new();
+    let mut used: Vec<(&NodeName, &str)> = runtime
+        .iter()
+        .filter(|(_, reported)| reported.is_online())
+        .flat_map(|(node, reported)| {
+            reported
+                .replication
+                .values()
+                .filter(|r| r.in_use)
+                .map(move |r| (node, r.resource.as_str()))
+        })
+        .collect();
+    used.sort();
+    for (node, resource) in used {
+        let Some(rd) = ResourceName::new(resource)
+            .ok()
+            .and_then(|name| cluster.resource_definition(&name))
+        else {
+            continue;
+        };
+        let Some(tiebreaker) = rd
+            .resources
+            .get(node)
+            .filter(|r| r.tiebreaker && !r.is_deleting())
+        else {
+            continue;
+        };
+        let (op, reply) = super::resources::take_over_tiebreaker(&CTX, rd, tiebreaker, None);
+        plan.op(op).reply(reply);
+    }
+    plan
+}
+
 fn no_tiebreaker_warning(rd: &ResourceDefinition, reasons: &[String]) -> ApiCallRc {
     ApiCallRc::new(
         RetCode::warn(code::WARN_NOT_ENOUGH_NODES_FOR_TIE_BREAKER)
@@ -590,6 +631,45 @@ mod tests {
         });
         assert!(tiebreakers(&cluster, "web").is_empty());
         assert!(members(&cluster, "web").contains(&(other, false, false)));
+    }
+
+    #[test]
+    fn a_tiebreaker_its_node_uses_stays_as_a_diskless_resource() {
+        let (mut cluster, mut runtime) = two_disks();
+        let tiebreaker = tiebreakers(&cluster, "web")[0].clone();
+        let node: NodeName = tiebreaker.parse().unwrap();
+        // Nothing in use: nothing to keep.
+        assert!(keep_used(&cluster, &runtime).ops.is_empty());
+        // Its node reports it in use (mkfs and mount there, as in the article): it loses the
+        // flag and stays.
+        let reported = runtime.get_mut(&node).unwrap();
+        reported.replication.get_mut("WEB").unwrap().in_use = true;
+        let (replies, deletions) = commit(&mut cluster, &runtime, |c, r| Ok(keep_used(c, r)));
+        assert!(deletions.is_empty(), "{replies:?}");
+        assert!(
+            replies
+                .iter()
+                .any(|r| r.ret_code().code() == code::INFO_TIE_BREAKER_TAKEOVER),
+            "{replies:?}"
+        );
+        assert!(tiebreakers(&cluster, "web").is_empty());
+        assert!(members(&cluster, "web").contains(&(tiebreaker.clone(), false, false)));
+        assert!(keep_used(&cluster, &runtime).ops.is_empty(), "done once");
+        // Made available on a fourth node, the former tiebreaker stays: it can then be made a
+        // replica, as the article does.
+        let other = ["node1", "node2", "node3", "node4"]
+            .iter()
+            .find(|n| !members(&cluster, "web").iter().any(|(m, _, _)| m == *n))
+            .unwrap()
+            .to_string();
+        let runtime = engines_runtime(&cluster, &[Mirror]);
+        let (replies, deletions) = commit(&mut cluster, &runtime, |c, r| {
+            resources::make_available(c, r, "web", &other, &rest::ResourceMakeAvailable::default())
+        });
+        assert!(deletions.is_empty(), "{replies:?}");
+        let members = members(&cluster, "web");
+        assert!(members.contains(&(tiebreaker, false, false)), "{members:?}");
+        assert!(members.contains(&(other, false, false)), "{members:?}");
     }
 
     #[test]

@@ -281,6 +281,11 @@ fn confirms_deletions(report: &ferrite_proto::NodeReport) -> bool {
         || !report.deleted_snapshots.is_empty()
 }
 
+/// Whether a report has a replicated resource in use (a tiebreaker among them is kept).
+fn reports_in_use(report: &ferrite_proto::NodeReport) -> bool {
+    report.replication.iter().any(|r| r.in_use)
+}
+
 enum SessionEnd {
     /// The controller stopped the link (node deleted).
     Stopped,
@@ -440,6 +445,7 @@ async fn session_loop(
                 match message {
                     SatelliteMessage::Applied { generation, report } => {
                         let confirms = confirms_deletions(&report);
+                        let in_use = reports_in_use(&report);
                         {
                             let mut runtime = shared.runtime.write().expect("runtime lock");
                             let entry = runtime.entry(node.clone()).or_default();
@@ -454,6 +460,9 @@ async fn session_loop(
                         progress.send_modify(|p| p.applied = Some(p.applied.unwrap_or(0).max(generation)));
                         if confirms || evacuations_pending(shared) {
                             shared.deletions_confirmed.notify_one();
+                        }
+                        if in_use {
+                            shared.in_use_reported.notify_one();
                         }
                     }
                     SatelliteMessage::NotApplied { generation, refusal, report } => {
@@ -478,6 +487,7 @@ async fn session_loop(
                     }
                     SatelliteMessage::Report { report } => {
                         let confirms = confirms_deletions(&report);
+                        let in_use = reports_in_use(&report);
                         {
                             let mut runtime = shared.runtime.write().expect("runtime lock");
                             let entry = runtime.entry(node.clone()).or_default();
@@ -487,6 +497,9 @@ async fn session_loop(
                         }
                         if confirms || evacuations_pending(shared) {
                             shared.deletions_confirmed.notify_one();
+                        }
+                        if in_use {
+                            shared.in_use_reported.notify_one();
                         }
                     }
                     SatelliteMessage::CommandDone { request_id, result } => {

@@ -93,6 +93,9 @@ struct Shared {
     runtime: RwLock<HashMap<NodeName, NodeRuntime>>,
     /// Woken when a satellite confirms deletions, so the controller can finish them.
     deletions_confirmed: Arc<tokio::sync::Notify>,
+    /// Woken when a satellite reports a replicated resource in use, so the controller can keep
+    /// a tiebreaker its node uses (`crate::app::tiebreaker::keep_used`).
+    in_use_reported: Arc<tokio::sync::Notify>,
 }
 
 /// All satellite links.
@@ -126,6 +129,7 @@ impl Satellites {
                 controller_version,
                 runtime: RwLock::new(HashMap::new()),
                 deletions_confirmed: Arc::new(tokio::sync::Notify::new()),
+                in_use_reported: Arc::new(tokio::sync::Notify::new()),
             }),
             links: Arc::new(Mutex::new(HashMap::new())),
         }
@@ -138,6 +142,11 @@ impl Satellites {
     /// Notified whenever a satellite reports confirmed deletions.
     pub fn deletions_confirmed(&self) -> Arc<tokio::sync::Notify> {
         self.shared.deletions_confirmed.clone()
+    }
+
+    /// Notified whenever a satellite reports a replicated resource in use.
+    pub fn in_use_reported(&self) -> Arc<tokio::sync::Notify> {
+        self.shared.in_use_reported.clone()
     }
 
     /// Starts the link to `node` if it has none.
