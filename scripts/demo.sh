@@ -34,6 +34,18 @@ step() {
 ferrite() { "$bin_dir/ferrite" --controllers "$controller_address" "$@"; }
 
 stop() {
+    # The controller and the satellites first: a satellite starts its node's MIRROR daemon again
+    # when it finds it gone, so the daemons are ended only once no satellite runs.
+    if [ -f "$demo_dir/pids" ]; then
+        while read -r name pid; do
+            if kill -0 "$pid" 2>/dev/null; then
+                kill "$pid" 2>/dev/null || true
+                for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+                kill -9 "$pid" 2>/dev/null || true
+                echo "stopped $name (pid $pid)"
+            fi
+        done <"$demo_dir/pids"
+    fi
     # Unmount what the tutorial mounted, then end the MIRROR daemons (each runs in a session of
     # its own and outlives its satellite by design).
     if [ -d "$demo_dir" ]; then
@@ -57,16 +69,6 @@ stop() {
         { findmnt -rn -o TARGET | grep "^$demo_dir/" || true; } | sort -r | while read -r target; do
             umount -l "$target" && echo "unmounted $target"
         done
-    fi
-    if [ -f "$demo_dir/pids" ]; then
-        while read -r name pid; do
-            if kill -0 "$pid" 2>/dev/null; then
-                kill "$pid" 2>/dev/null || true
-                for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-                kill -9 "$pid" 2>/dev/null || true
-                echo "stopped $name (pid $pid)"
-            fi
-        done <"$demo_dir/pids"
     fi
     # Detach only the loop devices backed by files of this demo; others are not ours.
     if [ -d "$demo_dir" ] && command -v losetup >/dev/null; then
