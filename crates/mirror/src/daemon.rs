@@ -54,7 +54,8 @@ pub struct DaemonConfig {
     /// Whether volumes get block devices, and where they appear
     /// (`<device-root>/<resource>/<volnr>`).
     pub block_devices: BlockDeviceSetting,
-    /// An optional TCP listener (localhost) serving every volume as export `<resource>/<volnr>`.
+    /// An optional TCP listener serving every volume as export `<resource>/<volnr>`; a loopback
+    /// address only (NBD has no authentication), anything else is refused.
     pub nbd_tcp: Option<SocketAddr>,
 }
 
@@ -81,6 +82,11 @@ pub enum StartError {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(
+        "refusing to serve NBD on {address}: NBD has no authentication, so every volume would be          readable and writable by anyone who reaches that address; use a loopback address such          as 127.0.0.1:{port} (and a tunnel or the unix sockets for anything else)",
+        port = address.port()
+    )]
+    NbdTcpNotLocal { address: SocketAddr },
 }
 
 /// A running resource and its frontends.
@@ -129,6 +135,11 @@ impl Daemon {
     /// Locks the state directory, binds the control socket and brings up every configured
     /// resource. The returned listener is served by [`Daemon::serve`].
     pub async fn start(config: DaemonConfig) -> Result<(Arc<Daemon>, UnixListener), StartError> {
+        if let Some(address) = config.nbd_tcp
+            && !address.ip().is_loopback()
+        {
+            return Err(StartError::NbdTcpNotLocal { address });
+        }
         let paths = &config.paths;
         for dir in [paths.state_dir.clone(), paths.resources(), paths.run()] {
             std::fs::create_dir_all(&dir)
@@ -719,7 +730,9 @@ impl Daemon {
                     volume: export.volume,
                     nbd_uri: format!("nbd+unix:///?socket={}", export.socket.display()),
                     nbd_tcp_uri: match (&self.tcp, &export.tcp_name) {
-                        (Some((_, address)), Some(name)) => Some(format!("nbd://{address}/{name}")),
+                        (Some((_, address)), Some(name)) => {
+                            Some(format!("nbd://{address}/{}", name.as_str()))
+                        }
                         _ => None,
                     },
                     device_path: ready.map(|d| d.path().display().to_string()),

@@ -819,3 +819,66 @@ async fn with_block_devices_switched_off_every_volume_says_so_and_keeps_its_nbd_
     daemon.shutdown().await;
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nbd_over_tcp_is_served_on_loopback_only() -> Result<()> {
+    let dir = tempfile::tempdir_in("/var/tmp")?;
+    let node = Node::new(dir.path(), "node0")?;
+    write_resource_file(&node.paths, &node.config("r0", 0, &[]))?;
+    // Any address a peer could reach is refused, and nothing is made.
+    let refused = Daemon::start(DaemonConfig {
+        paths: node.paths.clone(),
+        block_devices: BlockDeviceSetting::Disabled,
+        nbd_tcp: Some("0.0.0.0:0".parse()?),
+    })
+    .await;
+    let Err(error) = refused else {
+        bail!("NBD on 0.0.0.0 was served");
+    };
+    let message = error.to_string();
+    assert!(
+        message.contains("no authentication") && message.contains("127.0.0.1:0"),
+        "{message}"
+    );
+    assert!(!node.paths.control_socket().exists(), "nothing was made");
+    // On loopback each volume is an export named <resource>/<volnr>, whose URI status gives.
+    let (daemon, _listener) = Daemon::start(DaemonConfig {
+        paths: node.paths.clone(),
+        block_devices: BlockDeviceSetting::Disabled,
+        nbd_tcp: Some("127.0.0.1:0".parse()?),
+    })
+    .await?;
+    let Reply::Status { resources } = daemon
+        .handle(Request::Status {
+            resource: Some("r0".into()),
+        })
+        .await
+    else {
+        bail!("no status");
+    };
+    let uri = resources[0].frontends[0]
+        .nbd_tcp_uri
+        .clone()
+        .unwrap_or_default();
+    let address = uri
+        .strip_prefix("nbd://")
+        .and_then(|rest| rest.strip_suffix("/r0/0"))
+        .context(format!("an NBD URI on TCP for r0/0: {uri}"))?;
+    let address: std::net::SocketAddr = address.parse()?;
+    assert!(address.ip().is_loopback() && address.port() != 0, "{uri}");
+    // A real NBD client takes the URI as it is (scripts/setup.sh installs libnbd-bin).
+    let info = tokio::process::Command::new("nbdinfo")
+        .args(["--size", &uri])
+        .output()
+        .await
+        .context("running nbdinfo")?;
+    ensure!(
+        info.status.success(),
+        "nbdinfo --size {uri}: {}",
+        String::from_utf8_lossy(&info.stderr)
+    );
+    let size: u64 = String::from_utf8_lossy(&info.stdout).trim().parse()?;
+    ensure!(size > 0, "export size {size}");
+    daemon.shutdown().await;
+    Ok(())
+}

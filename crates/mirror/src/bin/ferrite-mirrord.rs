@@ -56,8 +56,8 @@ enum Command {
         /// No block devices (no FUSE mount, no loop devices): NBD exports only.
         #[arg(long, conflicts_with = "device_root")]
         no_block_devices: bool,
-        /// Also serve every volume over NBD on this TCP address (use a localhost address), as
-        /// export `<resource>/<volnr>`.
+        /// Also serve every volume over NBD on this TCP address, as export `<resource>/<volnr>`.
+        /// Loopback addresses only (127.0.0.1:PORT, [::1]:PORT): NBD has no authentication.
         #[arg(long)]
         nbd_tcp: Option<SocketAddr>,
         /// Log filter (RUST_LOG syntax).
