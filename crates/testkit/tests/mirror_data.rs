@@ -7,7 +7,10 @@
 //! first replica gives up its disk and then goes; restarts of the controller and of a satellite
 //! in between change nothing. The same membership changes are made while a replica's block
 //! device is open and written (in use): they go through, removing what is in use is refused,
-//! and every write is on every replica left. Every read checks every byte.
+//! and every write is on every replica left. And the article's file system story through the
+//! block devices: ext4 made and written on the tiebreaker, read on a replica, on a fourth node
+//! made available, and on the tiebreaker's node once it is a replica and the first is gone.
+//! Every read checks every byte.
 
 use std::time::Duration;
 
@@ -335,7 +338,7 @@ fn run(program: &str, args: &[&str]) -> Result<String> {
 }
 
 #[test]
-fn a_file_system_made_on_the_tiebreaker_is_read_on_a_replica() -> Result<()> {
+fn a_file_system_made_on_the_tiebreaker_is_read_wherever_the_article_reads_it() -> Result<()> {
     if let Err(reasons) = ferrite_blockdev::probe() {
         eprintln!(
             "skipped: no block devices on this host: {}",
@@ -343,7 +346,7 @@ fn a_file_system_made_on_the_tiebreaker_is_read_on_a_replica() -> Result<()> {
         );
         return Ok(());
     }
-    with_cluster(3, file_system_scenario)
+    with_cluster(4, file_system_scenario)
 }
 
 fn file_system_scenario(cluster: &mut Cluster) -> Result<()> {
@@ -396,6 +399,58 @@ fn file_system_scenario(cluster: &mut Cluster) -> Result<()> {
     let text = std::fs::read_to_string(format!("{mnt}/hello.txt"));
     run("umount", &[&mnt])?;
     assert_eq!(text?, "written on the tiebreaker\n");
+
+    // The rest of the article, through the block devices: used, the tiebreaker stayed as a
+    // diskless resource; made available on the fourth node and read there; the tiebreaker's
+    // node made a replica; the first replica removed; the file read again on the new replica.
+    wait_until(WAIT, || {
+        Ok(nodes_with_flag(&rest, "TIE_BREAKER")?.is_empty())
+    })
+    .context("the tiebreaker used on its node is kept as a diskless resource")?;
+    let fourth = ["node1", "node2", "node3", "node4"]
+        .into_iter()
+        .find(|n| on_node(&rest, n).ok().flatten().is_none())
+        .context("a node without the resource")?
+        .to_string();
+    wait_unused(&rest)?;
+    rest.post(
+        &format!("/v1/resource-definitions/{RESOURCE}/resources/{fourth}/make-available"),
+        &json!({"diskful": false}),
+    )?
+    .expect_success()?;
+    wait_disk_state(&rest, &fourth, "Diskless")?;
+    wait_connected(&rest, &fourth)?;
+    assert!(
+        on_node(&rest, &tiebreaker)?.is_some(),
+        "the former tiebreaker stays when a diskless member comes"
+    );
+    let on_fourth = device_path(&rest, &fourth)?;
+    run("mount", &[&on_fourth, &mnt])?;
+    let text = std::fs::read_to_string(format!("{mnt}/hello.txt"));
+    run("umount", &[&mnt])?;
+    assert_eq!(text?, "written on the tiebreaker\n", "read on {fourth}");
+    wait_unused(&rest)?;
+    rest.put(
+        &format!("/v1/resource-definitions/{RESOURCE}/resources/{tiebreaker}/toggle-disk"),
+        &json!({"operation": "INTO_DRBD_DISKFUL", "storage_pool": "pool"}),
+    )?
+    .expect_success()?;
+    wait_disk_state(&rest, &tiebreaker, "UpToDate")?;
+    rest.delete(&format!(
+        "/v1/resource-definitions/{RESOURCE}/resources/{replica}"
+    ))?
+    .expect_success()?;
+    wait_until(WAIT, || Ok(on_node(&rest, &replica)?.is_none()))
+        .context("the first replica removed")?;
+    wait_connected(&rest, &tiebreaker)?;
+    let on_new_replica = device_path(&rest, &tiebreaker)?;
+    run("mount", &[&on_new_replica, &mnt])?;
+    let text = std::fs::read_to_string(format!("{mnt}/hello.txt"));
+    run("umount", &[&mnt])?;
+    assert_eq!(
+        text?, "written on the tiebreaker\n",
+        "read on {tiebreaker}, a replica now"
+    );
     Ok(())
 }
 
