@@ -112,7 +112,8 @@ start_mirrord() { # STATE_DIR [LOG_LEVEL]
 }
 
 # wait_in_sync STATE_DIR RESOURCE PEERS [SECONDS]: until the volume is UpToDate and every peer
-# connected and UpToDate (20 s unless said).
+# connected and UpToDate (20 s unless said). A daemon still starting answers nothing, which the
+# check reads as not yet.
 wait_in_sync() { # STATE_DIR RESOURCE PEERS [SECONDS]
     for _ in $(seq $((${4:-20} * 10))); do
         if "$mirrord" --state-dir "$1" status "$2" --json 2>/dev/null | python3 -c '
@@ -122,7 +123,7 @@ status = json.load(sys.stdin)[0]["status"]
 ok = status["volumes"][0]["disk"] == "UpToDate" and sum(
     1 for p in status["peers"]
     if p["connection"] == "Connected" and p["volumes"][0]["peer_disk"] == "UpToDate") == peers
-sys.exit(0 if ok else 1)' "$3"; then
+sys.exit(0 if ok else 1)' "$3" 2>/dev/null; then
             return 0
         fi
         sleep 0.1
