@@ -251,12 +251,7 @@ fn scenario(cluster: &mut Cluster) -> Result<()> {
         v2.verify_start(&backing)
             .with_context(|| format!("the backing store on {node}"))?;
     }
-    rest.put(
-        &format!("/v1/resource-definitions/{RESOURCE}/resources/{spare}/toggle-disk"),
-        &json!({"operation": "INTO_DRBD_DISKFUL", "storage_pool": "pool"}),
-    )?
-    .expect_success()?;
-    wait_disk_state(&rest, &spare, "UpToDate")?;
+    make_replica(&rest, &spare)?;
     check_on(&rest, &spare, &v2, &scratch)?;
 
     // A satellite killed and restarted: its engine ran on; nothing changes.
@@ -321,6 +316,35 @@ fn device_path(rest: &Rest, node: &str) -> Result<String> {
     })
     .with_context(|| format!("no block device reported for {node}"))?;
     Ok(path.expect("found above"))
+}
+
+/// `toggle-disk` of `node` into a replica in `pool`, waited for until it is UpToDate.
+fn make_replica(rest: &Rest, node: &str) -> Result<()> {
+    rest.put(
+        &format!("/v1/resource-definitions/{RESOURCE}/resources/{node}/toggle-disk"),
+        &json!({"operation": "INTO_DRBD_DISKFUL", "storage_pool": "pool"}),
+    )?
+    .expect_success()?;
+    wait_disk_state(rest, node, "UpToDate")?;
+    Ok(())
+}
+
+/// Deletes the resource on `node` and waits until it is gone.
+fn remove_member(rest: &Rest, node: &str) -> Result<()> {
+    rest.delete(&format!(
+        "/v1/resource-definitions/{RESOURCE}/resources/{node}"
+    ))?
+    .expect_success()?;
+    wait_until(WAIT, || Ok(on_node(rest, node)?.is_none()))
+        .with_context(|| format!("the resource on {node} removed"))
+}
+
+/// Mounts `device` on `mnt`, reads the file the test wrote, and unmounts.
+fn read_hello(device: &str, mnt: &str) -> Result<String> {
+    run("mount", &[device, mnt])?;
+    let text = std::fs::read_to_string(format!("{mnt}/hello.txt"));
+    run("umount", &[mnt])?;
+    Ok(text?)
 }
 
 fn run(program: &str, args: &[&str]) -> Result<String> {
@@ -395,10 +419,10 @@ fn file_system_scenario(cluster: &mut Cluster) -> Result<()> {
     run("umount", &[&mnt])?;
     wait_unused(&rest)?;
 
-    run("mount", &[&on_replica, &mnt])?;
-    let text = std::fs::read_to_string(format!("{mnt}/hello.txt"));
-    run("umount", &[&mnt])?;
-    assert_eq!(text?, "written on the tiebreaker\n");
+    assert_eq!(
+        read_hello(&on_replica, &mnt)?,
+        "written on the tiebreaker\n"
+    );
 
     // The rest of the article, through the block devices: used, the tiebreaker stayed as a
     // diskless resource; made available on the fourth node and read there; the tiebreaker's
@@ -425,30 +449,19 @@ fn file_system_scenario(cluster: &mut Cluster) -> Result<()> {
         "the former tiebreaker stays when a diskless member comes"
     );
     let on_fourth = device_path(&rest, &fourth)?;
-    run("mount", &[&on_fourth, &mnt])?;
-    let text = std::fs::read_to_string(format!("{mnt}/hello.txt"));
-    run("umount", &[&mnt])?;
-    assert_eq!(text?, "written on the tiebreaker\n", "read on {fourth}");
+    assert_eq!(
+        read_hello(&on_fourth, &mnt)?,
+        "written on the tiebreaker\n",
+        "read on {fourth}"
+    );
     wait_unused(&rest)?;
-    rest.put(
-        &format!("/v1/resource-definitions/{RESOURCE}/resources/{tiebreaker}/toggle-disk"),
-        &json!({"operation": "INTO_DRBD_DISKFUL", "storage_pool": "pool"}),
-    )?
-    .expect_success()?;
-    wait_disk_state(&rest, &tiebreaker, "UpToDate")?;
-    rest.delete(&format!(
-        "/v1/resource-definitions/{RESOURCE}/resources/{replica}"
-    ))?
-    .expect_success()?;
-    wait_until(WAIT, || Ok(on_node(&rest, &replica)?.is_none()))
-        .context("the first replica removed")?;
+    make_replica(&rest, &tiebreaker)?;
+    remove_member(&rest, &replica)?;
     wait_connected(&rest, &tiebreaker)?;
     let on_new_replica = device_path(&rest, &tiebreaker)?;
-    run("mount", &[&on_new_replica, &mnt])?;
-    let text = std::fs::read_to_string(format!("{mnt}/hello.txt"));
-    run("umount", &[&mnt])?;
     assert_eq!(
-        text?, "written on the tiebreaker\n",
+        read_hello(&on_new_replica, &mnt)?,
+        "written on the tiebreaker\n",
         "read on {tiebreaker}, a replica now"
     );
     Ok(())
@@ -545,19 +558,9 @@ fn in_use_scenario(cluster: &mut Cluster) -> Result<()> {
         )?
         .expect_success()?;
         wait_disk_state(&rest, &spare, "Diskless")?;
-        rest.put(
-            &format!("/v1/resource-definitions/{RESOURCE}/resources/{spare}/toggle-disk"),
-            &json!({"operation": "INTO_DRBD_DISKFUL", "storage_pool": "pool"}),
-        )?
-        .expect_success()?;
-        wait_disk_state(&rest, &spare, "UpToDate")?;
+        make_replica(&rest, &spare)?;
         // The other replica goes; the one in use and the definition may not.
-        rest.delete(&format!(
-            "/v1/resource-definitions/{RESOURCE}/resources/{second}"
-        ))?
-        .expect_success()?;
-        wait_until(WAIT, || Ok(on_node(&rest, &second)?.is_none()))
-            .context("the second replica removed")?;
+        remove_member(&rest, &second)?;
         for path in [
             format!("/v1/resource-definitions/{RESOURCE}/resources/{first}"),
             format!("/v1/resource-definitions/{RESOURCE}"),
