@@ -199,17 +199,21 @@ impl Backing {
                 usable,
             });
         }
-        let (mut superblock, created) = match metadata::read_superblock(&md, usable) {
-            Ok(superblock) => (superblock, false),
+        // A new activity log continues the sequence of the transactions that formatted it: one
+        // starting again at 0 would write its first transactions below the formatting ones,
+        // and recovery, which reads the newest run, would not see them.
+        let (mut superblock, created_al) = match metadata::read_superblock(&md, usable) {
+            Ok(superblock) => (superblock, None),
             Err(MetadataError::NotFormatted { .. }) => {
                 let superblock =
                     Superblock::new(usable, me, DEFAULT_PEER_SLOTS, al_slots).map_err(md_error)?;
-                metadata::create(&md, &superblock).map_err(md_error)?;
+                let al = metadata::create(&md, &superblock).map_err(md_error)?;
                 info!(path = %path.display(), usable, "created MIRROR metadata");
-                (superblock, true)
+                (superblock, Some(al))
             }
             Err(e) => return Err(md_error(e)),
         };
+        let created = created_al.is_some();
         let layout = superblock.layout();
         let crashed_primary = superblock.note_attach();
         // Every diskful peer gets a bitmap slot, kept for as long as the metadata lives.
@@ -227,8 +231,8 @@ impl Backing {
                 });
             }
         }
-        let al = if created {
-            ActivityLog::new(al_slots, 0).map_err(|e| md_error(e.into()))?
+        let al = if let Some(al) = created_al {
+            al
         } else {
             let recovery = metadata::read_activity_log(&md, &layout).map_err(md_error)?;
             if crashed_primary {
@@ -1140,5 +1144,26 @@ mod tests {
         drop(b);
         let (b, _) = Backing::attach(&path, USABLE, 1, &[0], 61).unwrap();
         assert_eq!(b.out_of_sync_bytes(0), 64 << 10);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_primary_crashed_on_its_first_metadata_has_its_hot_extents_resynced() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b");
+        let b = attached(dir.path(), "b");
+        b.update_superblock(|sb| sb.flags.insert(metadata::MdFlags::PRIMARY))
+            .await
+            .unwrap();
+        b.begin_write(12 << 20, 4096).await.unwrap();
+        b.end_write(12 << 20, 4096);
+        // A crash: the metadata never saw a clean stop or a second attach.
+        drop(b);
+        let (b, info) = Backing::attach(&path, USABLE, 1, &[0], 61).unwrap();
+        assert!(info.crashed_primary);
+        assert_eq!(
+            b.out_of_sync_bytes(0),
+            AL_EXTENT_SIZE,
+            "the hot extent is out of sync toward the peer"
+        );
     }
 }
