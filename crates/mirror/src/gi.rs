@@ -806,6 +806,9 @@ pub enum Rule {
     HistoryBoth,
     /// Nothing in common.
     UnrelatedData,
+    /// Equal generations, and one side holds blocks out of sync toward the other: writes of a
+    /// Primary lost before it confirmed them ([`reconcile`]).
+    Reconcile,
 }
 
 impl Rule {
@@ -828,6 +831,7 @@ impl Rule {
             Rule::BitmapBoth => "bitmap-both",
             Rule::HistoryBoth => "history-both",
             Rule::UnrelatedData => "unrelated-data",
+            Rule::Reconcile => "reconcile",
         }
     }
 
@@ -947,9 +951,8 @@ fn kind_name(kind: ResyncKind) -> String {
 /// than DRBD 9) and no `RECONNECT` flag; the crashed-primary rule applies with every
 /// replication protocol (DRBD 9 applies it with A and B only and otherwise decides by the
 /// reconnect flag), because the activity-log extents a crashed Primary marks are exactly what
-/// the survivor must copy back. Equal generations do not prove equal blocks when more than two
-/// members exchanged writes: on `NoSync` the two sides still exchange their bitmaps toward each
-/// other and resync the OR (DRBD 9 reconciles the same way).
+/// the survivor must copy back. Equal generations do not prove equal blocks when a Primary was
+/// lost with writes in flight: [`reconcile`] turns such an `equal-current` into a resync.
 pub fn decide(
     local: &GenerationSet,
     local_id: NodeId,
@@ -1025,6 +1028,56 @@ pub fn decide(
     }
 
     Decision::new(Outcome::Unrelated, Rule::UnrelatedData)
+}
+
+/// One side of a handshake as both sides see it, besides its generations: what [`reconcile`]
+/// decides by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HandshakeSide {
+    /// It is Primary.
+    pub primary: bool,
+    /// It applies a Primary's writes (its own, or those of a Primary it is connected to).
+    pub has_writer: bool,
+    /// It holds blocks out of sync toward the other side.
+    pub out_of_sync_toward_other: bool,
+}
+
+/// Equal generations do not prove equal blocks. A Primary lost with writes in flight may have
+/// reached one disk and not another, both still on the same generation; each Secondary then
+/// marks the writes the Primary never confirmed out of sync toward the other disks
+/// ([`crate::peer_ack`]). So an `equal-current` handshake between two UpToDate disks where
+/// either side holds bits toward the other becomes a bitmap resync (the target adds the
+/// source's bits to its own): no such write was acknowledged to an application unless every
+/// disk had it, so either copy is a valid outcome, and what matters is that both end with the
+/// same. The source is the Primary if one side is; else the side that applies a Primary's
+/// writes if only one does (the other may miss the newest of them); else the lower node-id.
+/// Both sides see the same facts, so they reach mirrored decisions. Any other decision is
+/// returned unchanged.
+pub fn reconcile(
+    decision: Decision,
+    local: HandshakeSide,
+    local_id: NodeId,
+    peer: HandshakeSide,
+    peer_id: NodeId,
+) -> Decision {
+    if decision.rule != Rule::EqualCurrent
+        || !(local.out_of_sync_toward_other || peer.out_of_sync_toward_other)
+    {
+        return decision;
+    }
+    let local_is_source = if local.primary != peer.primary {
+        local.primary
+    } else if local.has_writer != peer.has_writer {
+        local.has_writer
+    } else {
+        local_id < peer_id
+    };
+    let outcome = if local_is_source {
+        Outcome::SyncSource(ResyncKind::Bitmap)
+    } else {
+        Outcome::SyncTarget(ResyncKind::Bitmap)
+    };
+    Decision::new(outcome, Rule::Reconcile)
 }
 
 fn decide_equal_current(

@@ -23,6 +23,7 @@
 //! - [`outbox`]: the sending side of a peer connection: frames in order, written at once when
 //!   alone, else batched;
 //! - [`peer`]: one connection to one peer: handshake, authentication, framed send and receive;
+//! - [`peer_ack`]: which of a Primary's writes reached every disk, as a Secondary knows it;
 //! - [`resource`]: the owner of one resource's state machine (roles, quorum, peers, resync);
 //! - [`status`]: what a member reports about a resource (`drbdsetup status`'s words);
 //! - [`suspend`]: a resource's writes held on this member for a snapshot's cut.
@@ -41,6 +42,7 @@ pub mod metadata;
 pub mod outbox;
 pub mod outdated;
 pub mod peer;
+pub mod peer_ack;
 pub mod quorum;
 pub mod resource;
 pub mod resync_watch;

@@ -9,8 +9,8 @@
 //! connection ends, every answer still awaited fails at once, so a write in flight completes
 //! without that peer (and marks it out of sync) instead of hanging.
 //!
-//! Data-path frames (`Write`, `Read`, `Flush` and their answers) are handled here, against the
-//! resource's volumes ([`PeerHandler`]); everything else (states, bitmaps, resync, promotion)
+//! Data-path frames (`Write`, `Read`, `Flush` and their answers, and the Primary's `PeerAck`s,
+//! [`crate::peer_ack`]) are handled here, against the resource's volumes ([`PeerHandler`]); everything else (states, bitmaps, resync, promotion)
 //! goes to the resource actor. A State in which the peer is Primary is the one frame the reader
 //! waits on: it reads nothing further until the resource recorded it
 //! ([`PeerHandler::primary_state`]), so no write of a generation the Primary just started is
@@ -44,6 +44,7 @@ use crate::config::PING_INTERVAL;
 use crate::conflict::Reservation;
 pub use crate::outbox::Frame;
 use crate::outbox::Outbox;
+use crate::peer_ack::{Settlements, Unconfirmed, UnconfirmedWrite};
 use crate::volume::VolumeEngine;
 use crate::wire::{
     self, FLAG_FUA, FLAG_WRITTEN_WITHOUT, HEADER_BYTES, Hello, Kind, Range, WireError,
@@ -117,6 +118,11 @@ pub struct PeerLink {
     /// Set when the link is closed: the reader and writer stop and the socket goes.
     closing: tokio::sync::watch::Sender<bool>,
     unflushed: Mutex<Unflushed>,
+    /// As the Primary: the writes sent here that have not settled on every target
+    /// ([`crate::peer_ack`]).
+    settlements: Mutex<Settlements>,
+    /// As a Secondary: the writes received from the Primary that no `PeerAck` covered yet.
+    unconfirmed: Mutex<Unconfirmed>,
     /// When the link started: what `last_received` counts from.
     started: Instant,
     /// When a frame last arrived, in microseconds since `started`.
@@ -148,6 +154,8 @@ impl PeerLink {
             closed: AtomicBool::new(false),
             closing: tokio::sync::watch::Sender::new(false),
             unflushed: Mutex::new(Unflushed::default()),
+            settlements: Mutex::new(Settlements::default()),
+            unconfirmed: Mutex::new(Unconfirmed::default()),
             started: Instant::now(),
             last_received: AtomicU64::new(0),
         }
@@ -203,8 +211,18 @@ impl PeerLink {
         fixed: Bytes,
         data: Option<Bytes>,
     ) -> oneshot::Receiver<Result<(), IoError>> {
+        self.request_ack_as(self.next_seq(), kind, flags, fixed, data)
+    }
+
+    fn request_ack_as(
+        &self,
+        seq: u64,
+        kind: Kind,
+        flags: u32,
+        fixed: Bytes,
+        data: Option<Bytes>,
+    ) -> oneshot::Receiver<Result<(), IoError>> {
         let (tx, rx) = oneshot::channel();
-        let seq = self.next_seq();
         let alone = {
             let mut pending = self.pending();
             pending.insert(seq, Pending::Ack(tx));
@@ -222,9 +240,10 @@ impl PeerLink {
         rx
     }
 
-    /// Replicates a write; resolves when the peer has it on its backing store.
+    /// Replicates a write; the future resolves when the peer has it on its backing store.
     /// `written_without`: the Primary writes it without a diskful member
-    /// ([`FLAG_WRITTEN_WITHOUT`]).
+    /// ([`FLAG_WRITTEN_WITHOUT`]). Returns the write's sequence number too: once the write
+    /// settled on every target, the caller says so ([`PeerLink::write_settled`]).
     pub fn send_write(
         &self,
         volume: u16,
@@ -232,13 +251,24 @@ impl PeerLink {
         data: Bytes,
         fua: bool,
         written_without: bool,
-    ) -> impl Future<Output = Result<(), IoError>> + Send + 'static {
+    ) -> (
+        u64,
+        impl Future<Output = Result<(), IoError>> + Send + 'static,
+    ) {
         let range = Range {
             volume,
             offset,
             length: data.len() as u32,
         };
-        let rx = self.request_ack(
+        // Drawn and registered in one step: a `PeerAck` computed meanwhile cannot cover it.
+        let seq = {
+            let mut settlements = self.settlements();
+            let seq = self.next_seq();
+            settlements.sent(seq);
+            seq
+        };
+        let rx = self.request_ack_as(
+            seq,
             Kind::Write,
             (if fua { FLAG_FUA } else { 0 })
                 | (if written_without {
@@ -249,7 +279,49 @@ impl PeerLink {
             Bytes::copy_from_slice(&range.encode()),
             Some(data),
         );
-        async move { rx.await.unwrap_or_else(|_| Err(disconnected())) }
+        (seq, async move {
+            rx.await.unwrap_or_else(|_| Err(disconnected()))
+        })
+    }
+
+    /// Whether the answer to request `seq` is still awaited (an answer, or the link's end,
+    /// ends the wait).
+    pub fn awaits_answer(&self, seq: u64) -> bool {
+        self.pending().contains_key(&seq)
+    }
+
+    fn settlements(&self) -> std::sync::MutexGuard<'_, Settlements> {
+        self.settlements.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn unconfirmed(&self) -> std::sync::MutexGuard<'_, Unconfirmed> {
+        self.unconfirmed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The write `seq` sent here settled: every target completed or failed it, and a failure
+    /// is recorded on the disks that took it. Sends a `PeerAck` once enough writes settled.
+    pub fn write_settled(&self, seq: u64) {
+        let mut settlements = self.settlements();
+        if settlements.settled(seq)
+            && let Some(up_to) = settlements.next_ack()
+        {
+            self.send(Frame::new(Kind::PeerAck, 0, up_to, Bytes::new(), None));
+        }
+    }
+
+    /// Sends a `PeerAck` for the writes settled since the last one, if any (the Primary's
+    /// tick, and before it demotes).
+    pub fn send_peer_ack(&self) {
+        let mut settlements = self.settlements();
+        if let Some(up_to) = settlements.next_ack() {
+            self.send(Frame::new(Kind::PeerAck, 0, up_to, Bytes::new(), None));
+        }
+    }
+
+    /// The writes received from the Primary on this connection that it never confirmed (the
+    /// connection ended): they may be missing on the other disks ([`crate::peer_ack`]).
+    pub fn take_unconfirmed(&self) -> Vec<UnconfirmedWrite> {
+        self.unconfirmed().take()
     }
 
     /// Asks the peer to put everything it acknowledged on stable storage.
@@ -732,6 +804,12 @@ async fn read_loop(mut reader: FrameReader, link: Arc<PeerLink>, handler: Arc<dy
                 let fua = header.flags & FLAG_FUA != 0;
                 let written_without = header.flags & FLAG_WRITTEN_WITHOUT != 0;
                 let seq = header.seq;
+                link.unconfirmed().received(UnconfirmedWrite {
+                    seq,
+                    volume: range.volume,
+                    offset: range.offset,
+                    length: data.len() as u32,
+                });
                 link.writes_applying.fetch_add(1, Ordering::AcqRel);
                 let answer = {
                     let link = link.clone();
@@ -792,6 +870,7 @@ async fn read_loop(mut reader: FrameReader, link: Arc<PeerLink>, handler: Arc<dy
                 });
             }
             Kind::WriteAck => link.complete(header.seq, Ok(None)),
+            Kind::PeerAck => link.unconfirmed().confirmed(header.seq),
             Kind::WriteNack => {
                 let errno = u32::from_le_bytes(fixed[..4].try_into().expect("4 bytes"));
                 link.complete(header.seq, Err(errno_error(errno)));

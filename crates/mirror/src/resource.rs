@@ -33,6 +33,7 @@ use crate::conflict::Reservation;
 use crate::gi::{self, GenerationSet, GiFlags, NodeId, NodeMask, Outcome, Uuid};
 use crate::outdated::{KnownGenerations, OutdatedFile, OutdatedMembers, generations_in};
 use crate::peer::{self, Frame, PeerHandler, PeerLink};
+use crate::peer_ack::UnconfirmedWrite;
 use crate::quorum::{self, Member, OnNoQuorum, QuorumPolicy, QuorumSetting, QuorumVerdict};
 use crate::status::{PeerStatus, PeerVolumeStatus, ResourceStatus, VolumeStatus};
 use crate::volume::{IoView, ResourceControl, VolumeEngine};
@@ -83,6 +84,12 @@ pub const TICK: Duration = Duration::from_millis(250);
 /// until the disk is no longer Outdated.
 pub const OUTDATED_RESYNC_RETRY: Duration = Duration::from_secs(5);
 pub const OUTDATED_RESYNC_RETRY_MAX: Duration = Duration::from_secs(300);
+
+/// How long a member waits before it renews a link again to reconcile blocks out of sync on
+/// equal generations ([`Machine::reconcile_disks`]) when the last renewal left them; doubling up
+/// to [`RECONCILE_RETRY_MAX`].
+pub const RECONCILE_RETRY: Duration = Duration::from_secs(5);
+pub const RECONCILE_RETRY_MAX: Duration = Duration::from_secs(300);
 
 /// How often [`Resource::wait_for`] rereads the live amounts between changes of state.
 pub const STATUS_POLL: Duration = Duration::from_millis(50);
@@ -167,6 +174,9 @@ pub struct PeerState {
     /// When this member last renewed the link so that its Outdated disk resyncs from the peer
     /// ([`Machine::resync_outdated_disks`]), and how long it waits before the next renewal.
     renewed_to_resync: Option<(Instant, Duration)>,
+    /// The same for blocks out of sync between this member and the peer on equal generations
+    /// ([`Machine::reconcile_disks`]).
+    renewed_to_reconcile: Option<(Instant, Duration)>,
 }
 
 impl PeerState {
@@ -188,6 +198,7 @@ impl PeerState {
             early_state: None,
             changed: None,
             renewed_to_resync: None,
+            renewed_to_reconcile: None,
         }
     }
 
@@ -1502,6 +1513,9 @@ impl Machine {
     async fn disconnected(&mut self, link: &Arc<PeerLink>, reason: &str) {
         let node = link.node_id();
         let primary = self.primary;
+        let lost_primary = self.peers.get(&node).is_some_and(|peer| {
+            peer.primary && peer.link.as_ref().is_some_and(|l| Arc::ptr_eq(l, link))
+        });
         // The disks this member still reaches: a Primary has them record what the departed
         // peer may have lost.
         let other_disks: Vec<Arc<PeerLink>> = self
@@ -1598,6 +1612,10 @@ impl Machine {
             }
             local.serving.retain(|(peer, _), _| *peer != node);
         }
+        if lost_primary {
+            self.reconcile_unconfirmed(node, link.take_unconfirmed())
+                .await;
+        }
         if unflushed.is_empty() {
             return;
         }
@@ -1624,6 +1642,103 @@ impl Machine {
                 let _ = events.send(Event::TrackUnflushed(node));
             }
         });
+    }
+
+    /// The Primary `primary` is gone with writes it never confirmed ([`crate::peer_ack`]): they
+    /// may be on this disk and not on another, or the reverse, with the same generation on
+    /// both. They are marked out of sync toward every other disk, on stable storage before
+    /// anything else; the peers are told (a State: no writer any more, bits toward them), and
+    /// the disks reconcile ([`Machine::reconcile_disks`]).
+    async fn reconcile_unconfirmed(&mut self, primary: u8, writes: Vec<UnconfirmedWrite>) {
+        let disks: Vec<u8> = self
+            .peers
+            .values()
+            .filter(|peer| peer.node_id != primary && !peer.diskless)
+            .map(|peer| peer.node_id)
+            .collect();
+        if writes.is_empty() || disks.is_empty() {
+            return;
+        }
+        let mut marked = BTreeSet::new();
+        for write in &writes {
+            let Some(backing) = self
+                .volumes
+                .get(&write.volume)
+                .and_then(|local| local.engine.backing())
+            else {
+                continue;
+            };
+            for disk in &disks {
+                backing.mark_out_of_sync(*disk, write.offset, u64::from(write.length));
+            }
+            marked.insert(write.volume);
+        }
+        for number in &marked {
+            if let Some(backing) = self.volumes.get(number).and_then(|l| l.engine.backing())
+                && let Err(error) = backing.write_bitmaps().await
+            {
+                warn!(volume = number, %error, "cannot write the bitmaps after losing the Primary");
+            }
+        }
+        info!(
+            peer = primary,
+            writes = writes.len(),
+            toward = ?disks,
+            "the Primary is gone with writes it never confirmed: marked out of sync toward the other disks, to be reconciled"
+        );
+        self.broadcast_state();
+        self.reconcile_disks();
+    }
+
+    /// Blocks this member holds out of sync toward a connected disk on the same generation
+    /// (what a lost Primary's unconfirmed writes leave, [`Machine::reconcile_unconfirmed`]) are
+    /// resynced by a fresh handshake, which decides the direction ([`gi::reconcile`]): the link
+    /// is renewed. The peer renews for the bits it holds (what its State said is as of the last
+    /// handshake). Not while the two apply the writes of different Primaries, or one of them
+    /// does and the other not (that Primary outdates the other and resyncs it; a renewal now
+    /// would only trade an Outdated disk for an Inconsistent one). Again after
+    /// [`RECONCILE_RETRY`], doubling, if the bits stay.
+    fn reconcile_disks(&mut self) {
+        let writer = self.writer();
+        let now = Instant::now();
+        let mut renew = Vec::new();
+        for peer in self.peers.values_mut().filter(|p| !p.diskless) {
+            let established = peer.is_connected()
+                && self.volumes.iter().all(|(number, local)| {
+                    peer.volumes.get(number).is_some_and(|v| {
+                        v.replication == Replication::Established
+                            && v.disk == DiskState::UpToDate
+                            && local.disk == DiskState::UpToDate
+                    })
+                });
+            let bits = self.volumes.values().any(|local| {
+                local
+                    .engine
+                    .backing()
+                    .is_some_and(|b| b.out_of_sync_bytes(peer.node_id) > 0)
+            });
+            if !bits {
+                peer.renewed_to_reconcile = None;
+                continue;
+            }
+            if !established || writer != peer.writer {
+                continue;
+            }
+            let wait = match peer.renewed_to_reconcile {
+                Some((at, wait)) if now.duration_since(at) < wait => continue,
+                Some((_, wait)) => (wait * 2).min(RECONCILE_RETRY_MAX),
+                None => RECONCILE_RETRY,
+            };
+            peer.renewed_to_reconcile = Some((now, wait));
+            renew.extend(peer.link.clone().map(|link| (peer.node_id, link)));
+        }
+        for (node, link) in renew {
+            info!(
+                peer = node,
+                "blocks out of sync with this peer on the same generation: reconnecting to reconcile them"
+            );
+            link.close();
+        }
     }
 
     /// An `OutOfSync` from `node`: toward `node` itself, or — from the Primary — toward a
@@ -1703,15 +1818,18 @@ impl Machine {
             volumes: self
                 .volumes
                 .values()
-                .map(|local| VolumeState {
-                    volume: local.engine.number,
-                    disk: local.disk,
-                    usable_bytes: local.engine.size(),
-                    generations: local
-                        .engine
-                        .backing()
-                        .map(|b| b.generations())
-                        .unwrap_or_else(GenerationSet::just_created),
+                .map(|local| {
+                    let backing = local.engine.backing();
+                    VolumeState {
+                        volume: local.engine.number,
+                        disk: local.disk,
+                        usable_bytes: local.engine.size(),
+                        generations: backing
+                            .map(|b| b.generations())
+                            .unwrap_or_else(GenerationSet::just_created),
+                        out_of_sync_toward_receiver: backing
+                            .is_some_and(|b| b.out_of_sync_bytes(link.node_id()) > 0),
+                    }
                 })
                 .collect(),
         };
@@ -1751,6 +1869,7 @@ impl Machine {
                 self.peer_state(link, state).await;
                 self.states_recorded.extend(recorded);
                 self.resync_outdated_disks();
+                self.reconcile_disks();
             }
             Err(e) => {
                 warn!(peer = node, error = %e, "malformed state; closing the connection");
@@ -1905,6 +2024,8 @@ impl Machine {
         let disks_before: Vec<DiskState> = self.volumes.values().map(|v| v.disk).collect();
         let mut back_in_sync = false;
         let written_without_the_peer = self.written_without(node);
+        let (peer_primary, peer_has_writer) = (state.primary, state.writer.is_some());
+        let (local_primary, local_has_writer) = (self.primary, self.writer().is_some());
         for remote in state.volumes {
             let number = remote.volume;
             let Some(local) = self.volumes.get_mut(&number) else {
@@ -1943,11 +2064,31 @@ impl Machine {
                         }
                     } else {
                         let mut full_resync = false;
-                        let decision = gi::decide(&mine, me, &remote.generations, peer_id)
+                        let mut decision = gi::decide(&mine, me, &remote.generations, peer_id)
                             .resolve_split_brain(
                                 mine.flags.contains(GiFlags::DISCARD_MY_DATA),
                                 remote.generations.flags.contains(GiFlags::DISCARD_MY_DATA),
                             );
+                        if local.disk == DiskState::UpToDate
+                            && remote.disk == DiskState::UpToDate
+                            && !peer_outdated
+                        {
+                            decision = gi::reconcile(
+                                decision,
+                                gi::HandshakeSide {
+                                    primary: local_primary,
+                                    has_writer: local_has_writer,
+                                    out_of_sync_toward_other: backing.out_of_sync_bytes(node) > 0,
+                                },
+                                me,
+                                gi::HandshakeSide {
+                                    primary: peer_primary,
+                                    has_writer: peer_has_writer,
+                                    out_of_sync_toward_other: remote.out_of_sync_toward_receiver,
+                                },
+                                peer_id,
+                            );
+                        }
                         info!(peer = node, volume = number, outcome = ?decision.outcome, rule = decision.rule.name(), "handshake");
                         replication = match decision.outcome {
                             Outcome::NoSync => {
@@ -3146,6 +3287,7 @@ impl Machine {
         self.outdated_announced.clear();
         info!("demoted to Secondary (no longer in use)");
         for link in self.peers.values().filter_map(|p| p.link.clone()) {
+            link.send_peer_ack();
             link.send(Frame::new(Kind::Demoted, 0, 0, Bytes::new(), None));
         }
     }
@@ -3230,11 +3372,13 @@ impl Machine {
 
     async fn tick(&mut self) {
         let now = Instant::now();
-        // Liveness is each connection's own (`peer::keepalive`); the peers' flushes are due here.
+        // Liveness is each connection's own (`peer::keepalive`); the peers' flushes are due
+        // here, and the `PeerAck`s of writes settled since the last one.
         for link in self.peers.values().filter_map(|p| p.link.as_ref()) {
             if link.flush_due(now) {
                 link.flush_acknowledged();
             }
+            link.send_peer_ack();
         }
         if let Some(votes) = &self.pending_votes
             && now > votes.deadline
@@ -3259,6 +3403,7 @@ impl Machine {
         self.drive_resyncs();
         self.finish_resyncs().await;
         self.resync_outdated_disks();
+        self.reconcile_disks();
     }
 
     async fn go_down(&mut self) {

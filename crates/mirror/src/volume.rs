@@ -393,17 +393,22 @@ impl VolumeEngine {
                 backing.mark_out_of_sync(*peer, offset, len);
             }
         }
+        let mut settle = Settle {
+            sent: Vec::with_capacity(view.targets.len()),
+            answered: false,
+        };
         let remote: Vec<_> = view
             .targets
             .iter()
             .map(|peer| {
-                let reply = peer.send_write(
+                let (seq, reply) = peer.send_write(
                     self.number,
                     offset,
                     data.clone(),
                     fua,
                     !view.absent.is_empty(),
                 );
+                settle.sent.push((peer.clone(), seq));
                 (peer.clone(), reply)
             })
             .collect();
@@ -421,6 +426,7 @@ impl VolumeEngine {
                     .map(|(peer, reply)| async move { (peer, reply.await) })
             )
         );
+        settle.answered = true;
         if let Some(backing) = &self.backing {
             backing.end_write(offset, len);
         }
@@ -489,6 +495,8 @@ impl VolumeEngine {
                 }
             }
         }
+        // Every target answered and what failed is recorded on the disks that took it.
+        drop(settle);
         if !missed.is_empty() {
             // A peer dropped while the write was in flight. The write may complete only if
             // this member still has quorum without it: a Primary cut off from everyone sees
@@ -744,6 +752,42 @@ impl Drop for WatchedWrite<'_> {
     fn drop(&mut self) {
         if let Some(noted) = self.noted.take() {
             self.volume.watched_write_done(noted, false);
+        }
+    }
+}
+
+/// A replicated write's sequence number on each link it went out on: the write settles there
+/// when this is dropped ([`PeerLink::write_settled`]), after every target answered and a
+/// failure was reported to the disks that took the write. A write whose future is dropped
+/// before every target answered (its client went away) settles once they all did, from a task
+/// of its own: a `PeerAck` must not cover a write still on its way to a disk.
+struct Settle {
+    sent: Vec<(Arc<PeerLink>, u64)>,
+    answered: bool,
+}
+
+/// How often the task of a dropped write looks whether its targets answered.
+const DROPPED_WRITE_POLL: Duration = Duration::from_millis(10);
+
+impl Drop for Settle {
+    fn drop(&mut self) {
+        let sent = std::mem::take(&mut self.sent);
+        let settle_all = |sent: Vec<(Arc<PeerLink>, u64)>| {
+            for (link, seq) in sent {
+                link.write_settled(seq);
+            }
+        };
+        if self.answered || sent.is_empty() {
+            settle_all(sent);
+            return;
+        }
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                while sent.iter().any(|(link, seq)| link.awaits_answer(*seq)) {
+                    tokio::time::sleep(DROPPED_WRITE_POLL).await;
+                }
+                settle_all(sent);
+            });
         }
     }
 }

@@ -19,7 +19,7 @@ use crate::gi::{GenerationSet, GiFlags, HISTORY_UUIDS, MAX_NODES, Uuid};
 pub const MAGIC: u32 = u32::from_le_bytes(*b"FMIR");
 
 /// The protocol version this build speaks. Bump on any change to the frames below.
-pub const PROTOCOL_VERSION: u16 = 4;
+pub const PROTOCOL_VERSION: u16 = 5;
 
 /// The size of every frame header.
 pub const HEADER_BYTES: usize = 24;
@@ -117,6 +117,11 @@ kinds! {
     WriteAck = 11, fixed Some(0), data false;
     /// The write `seq` failed on the peer (errno).
     WriteNack = 12, fixed Some(4), data false;
+    /// From a Primary: every write it sent on this connection up to `seq` reached every
+    /// member it was replicated to, or was recorded out of sync toward those it missed
+    /// (DRBD's `P_PEER_ACK`; since version 5). Until then the receiver counts the write as
+    /// possibly missing on the other disks, should the Primary be lost.
+    PeerAck = 15, fixed Some(0), data false;
     /// Everything the sender completed before is to be on stable storage.
     Flush = 13, fixed Some(0), data false;
     FlushAck = 14, fixed Some(4), data false;
@@ -381,7 +386,13 @@ pub struct VolumeState {
     pub disk: DiskState,
     pub usable_bytes: u64,
     pub generations: GenerationSet,
+    /// The sender holds blocks out of sync toward the receiver (since version 5): with equal
+    /// generations, the two reconcile them (`gi::reconcile`).
+    pub out_of_sync_toward_receiver: bool,
 }
+
+/// Bit of a volume state's flags byte: [`VolumeState::out_of_sync_toward_receiver`].
+const VOLUME_OUT_OF_SYNC_TOWARD_RECEIVER: u8 = 1;
 
 /// `State`: the sender's role, the Primary whose writes it receives, and its volumes.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -411,7 +422,11 @@ impl StateMessage {
         for volume in &self.volumes {
             out.put_u16_le(volume.volume);
             out.put_u8(volume.disk as u8);
-            out.put_u8(0);
+            out.put_u8(if volume.out_of_sync_toward_receiver {
+                VOLUME_OUT_OF_SYNC_TOWARD_RECEIVER
+            } else {
+                0
+            });
             out.put_u64_le(volume.usable_bytes);
             let g = &volume.generations;
             out.put_u64_le(g.current.raw());
@@ -453,7 +468,10 @@ impl StateMessage {
             let volume = input.get_u16_le();
             let disk = DiskState::from_u8(input.get_u8())
                 .ok_or_else(|| malformed("unknown disk state".into()))?;
-            let _reserved = input.get_u8();
+            let volume_flags = input.get_u8();
+            if volume_flags & !VOLUME_OUT_OF_SYNC_TOWARD_RECEIVER != 0 {
+                return Err(malformed(format!("unknown volume flags {volume_flags:#x}")));
+            }
             let usable_bytes = input.get_u64_le();
             let current = Uuid::from_raw(input.get_u64_le());
             let flags = GiFlags::from_bits(input.get_u32_le())
@@ -472,6 +490,7 @@ impl StateMessage {
                 disk,
                 usable_bytes,
                 generations,
+                out_of_sync_toward_receiver: volume_flags & VOLUME_OUT_OF_SYNC_TOWARD_RECEIVER != 0,
             });
         }
         Ok(StateMessage {
@@ -624,9 +643,13 @@ mod tests {
                 disk: DiskState::UpToDate,
                 usable_bytes: 1 << 30,
                 generations,
+                out_of_sync_toward_receiver: true,
             }],
         };
         assert_eq!(StateMessage::decode(&state.encode()).unwrap(), state);
+        let mut unknown_flag = state.encode().to_vec();
+        unknown_flag[4 + 3] = 0x80;
+        assert!(StateMessage::decode(&unknown_flag).is_err());
         let follows_none = StateMessage {
             writer: None,
             ..state.clone()

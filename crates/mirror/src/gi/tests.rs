@@ -1051,3 +1051,39 @@ fn model_regressions() {
         }
     }
 }
+
+fn side(primary: bool, has_writer: bool, out_of_sync_toward_other: bool) -> HandshakeSide {
+    HandshakeSide {
+        primary,
+        has_writer,
+        out_of_sync_toward_other,
+    }
+}
+
+proptest! {
+    /// Reconciling is symmetric (each side decides alone and both agree), resyncs only when a
+    /// side holds bits toward the other, and never makes a Primary, or the only side that
+    /// applies a Primary's writes, the target.
+    #[test]
+    fn reconciling_agrees_on_both_sides_and_keeps_the_writer_as_source(
+        a in (any::<bool>(), any::<bool>(), any::<bool>()),
+        b in (any::<bool>(), any::<bool>(), any::<bool>()),
+        a_id in 0u32..32,
+        b_id in 0u32..32,
+    ) {
+        prop_assume!(a_id != b_id && !(a.0 && b.0));
+        let (a, b) = (side(a.0, a.1 || a.0, a.2), side(b.0, b.1 || b.0, b.2));
+        let equal = Decision::new(Outcome::NoSync, Rule::EqualCurrent);
+        let mine = reconcile(equal, a, node(a_id), b, node(b_id));
+        let theirs = reconcile(equal, b, node(b_id), a, node(a_id));
+        prop_assert_eq!(mine.mirrored(), theirs);
+        let bits = a.out_of_sync_toward_other || b.out_of_sync_toward_other;
+        prop_assert_eq!(mine.outcome != Outcome::NoSync, bits);
+        if bits && (b.primary || (b.has_writer && !a.has_writer)) {
+            prop_assert_eq!(mine.outcome, Outcome::SyncTarget(ResyncKind::Bitmap));
+        }
+        // Any other decision stands.
+        let other = Decision::new(Outcome::SyncTarget(ResyncKind::Bitmap), Rule::BitmapPeer);
+        prop_assert_eq!(reconcile(other, a, node(a_id), b, node(b_id)), other);
+    }
+}
