@@ -12,6 +12,11 @@
 # (job 1 on each target, then job 2 on each, ..., then the next repetition), and the table shows
 # the median of the repetitions with its ratio to the baseline of the same run.
 #
+# Before each repetition of the QD1 job, the loopback round trip of this moment: two Python
+# processes exchanging 24 bytes over TCP with TCP_NODELAY, 2,000 times (an upper bound: the
+# interpreter's own time is in it). The QD1 target is the baseline's p50 plus one such round
+# trip plus 15 µs, judged with the medians of the same run.
+#
 # Then, on the 2-member resource (skipped with FIO_ONLY=1):
 #   resync   the second member's backing file replaced by an empty one: the time to a full
 #            resync of the volume (REPEAT times; the median rate), with c-max-rate at
@@ -229,12 +234,45 @@ jobs=(
     "randread-4k-QD32 --rw=randread --bs=4k --iodepth=32"
     "seqread-1M-QD16 --rw=read --bs=1M --iodepth=16"
 )
+# measure_rtt: the p50 of 2,000 loopback TCP round trips of 24 bytes, in µs.
+measure_rtt() {
+    python3 - <<'EOF2'
+import os, socket, time
+server = socket.socket()
+server.bind(("127.0.0.1", 0))
+server.listen(1)
+pid = os.fork()
+if pid == 0:
+    peer, _ = server.accept()
+    peer.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    while (data := peer.recv(24)):
+        peer.sendall(data)
+    os._exit(0)
+client = socket.create_connection(server.getsockname())
+client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+times = []
+for _ in range(2000):
+    start = time.perf_counter_ns()
+    client.sendall(b"x" * 24)
+    got = 0
+    while got < 24:
+        got += len(client.recv(24 - got))
+    times.append((time.perf_counter_ns() - start) / 1000)
+client.close()
+os.waitpid(pid, 0)
+print(sorted(times)[len(times) // 2])
+EOF2
+}
+
 mkdir -p "$bench_dir/fio"
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 for rep in $(seq "$repeat"); do
     for job in "${jobs[@]}"; do
         name=${job%% *}
         [[ $name =~ ${JOBS:-.} ]] || continue
+        if [ "$name" = randwrite-4k-QD1 ]; then
+            measure_rtt >"$bench_dir/fio/rtt.$rep.txt"
+        fi
         for target in "${targets[@]}"; do
             log "run $rep/$repeat: $name on $target"
             # Each run starts with no dirty pages left by the one before (written through the
@@ -355,6 +393,7 @@ print(f"median of {repeat} interleaved runs per job and target; ratio = target /
       "(for latency: higher is slower)\n")
 print("| job | target | MiB/s | IOPS | p50 µs | p99 µs | IOPS vs baseline | p50 vs baseline |")
 print("|---|---|---:|---:|---:|---:|---:|---:|")
+p50 = {}
 for job in (job for job in jobs if wanted.search(job)):
     base = None
     for target in targets:
@@ -364,6 +403,18 @@ for job in (job for job in jobs if wanted.search(job)):
         print(f"| {job} | {target} | {med['mib']:,.1f} | {med['iops']:,.0f} | {med['p50']:,.0f} "
               f"| {med['p99']:,.0f} | {med['iops'] / base['iops']:.2f}× "
               f"| {med['p50'] / base['p50'] if base['p50'] else 0:.2f}× |")
+        if job == "randwrite-4k-QD1":
+            p50[target] = med["p50"]
+
+rtts = [float((directory / f"rtt.{rep}.txt").read_text())
+        for rep in range(1, repeat + 1) if (directory / f"rtt.{rep}.txt").exists()]
+if rtts and "mirror-2" in p50:
+    rtt = statistics.median(rtts)
+    allowed = p50["baseline"] + rtt + 15
+    verdict = "met" if p50["mirror-2"] <= allowed else "not met"
+    print(f"\nQD1: loopback round trip p50 {rtt:,.1f} µs (runs: {', '.join(f'{v:,.1f}' for v in rtts)}); "
+          f"2 replicas {p50['mirror-2']:,.0f} µs against baseline {p50['baseline']:,.0f} + round trip "
+          f"+ 15 = {allowed:,.0f} µs: {verdict}")
 
 def median_line(values, unit):
     return f"median {statistics.median(values):,.1f} {unit} (runs: {', '.join(f'{v:,.1f}' for v in values)})"
