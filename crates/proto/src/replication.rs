@@ -136,6 +136,10 @@ pub struct ReplicatedVolumeReport {
     /// The volume's NBD export, e.g. `nbd+unix:///web/0?socket=/run/...`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nbd_uri: Option<String>,
+    /// The same export over TCP on a loopback address, where the node serves one, e.g.
+    /// `nbd://127.0.0.1:10809/web/0`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbd_tcp_uri: Option<String>,
     pub usable_size_kib: Option<u64>,
 }
 

@@ -51,6 +51,11 @@ pub struct Args {
     /// [default: /dev/ferrite]
     #[arg(long, value_name = "DIR")]
     pub device_root: Option<PathBuf>,
+    /// Also serve every MIRROR volume's NBD export over TCP on this loopback address (port 0:
+    /// a free port), for clients that cannot use the unix socket; NBD has no authentication,
+    /// so only loopback addresses are accepted
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub mirror_nbd_tcp: Option<SocketAddr>,
     /// Seconds between convergence passes that retry failures and refresh capacity
     /// [default: 30]
     #[arg(long, value_name = "SECONDS")]
@@ -75,6 +80,7 @@ pub struct FileSettings {
     pub lvm_metadata_only: Option<bool>,
     pub mirrord: Option<PathBuf>,
     pub device_root: Option<PathBuf>,
+    pub mirror_nbd_tcp: Option<SocketAddr>,
     pub reconcile_interval: Option<u64>,
     pub drbd_resource_dir: Option<PathBuf>,
     pub drbd_dry_run: Option<bool>,
@@ -99,6 +105,10 @@ pub enum ConfigError {
     NodeName(#[from] ferrite_types::NameError),
     #[error("the reconcile interval must be at least 1 second")]
     Interval,
+    #[error(
+        "--mirror-nbd-tcp {0}: not a loopback address; NBD has no authentication, so exports are served over TCP on 127.0.0.1 or ::1 only (use the unix sockets, or a tunnel, from elsewhere)"
+    )]
+    NbdTcpNotLoopback(SocketAddr),
 }
 
 /// The resolved settings.
@@ -111,6 +121,8 @@ pub struct SatelliteConfig {
     pub mirrord: Option<PathBuf>,
     /// Where `ferrite-mirrord` puts block devices; its own default when unset.
     pub device_root: Option<PathBuf>,
+    /// Where `ferrite-mirrord` also serves its NBD exports over TCP (a loopback address).
+    pub mirror_nbd_tcp: Option<SocketAddr>,
     pub reconcile_interval: Duration,
     /// Where the DRBD layer's resource files are written.
     pub drbd_resource_dir: PathBuf,
@@ -131,6 +143,7 @@ impl SatelliteConfig {
             lvm_metadata_only: false,
             mirrord: None,
             device_root: None,
+            mirror_nbd_tcp: None,
             reconcile_interval: RECONCILE_INTERVAL,
             drbd_resource_dir: PathBuf::from(DEFAULT_DRBD_RESOURCE_DIR),
             drbd_dry_run: false,
@@ -167,6 +180,10 @@ impl SatelliteConfig {
         if interval < Duration::from_secs(1) {
             return Err(ConfigError::Interval);
         }
+        let mirror_nbd_tcp = args.mirror_nbd_tcp.or(file.mirror_nbd_tcp);
+        if let Some(address) = mirror_nbd_tcp.filter(|a| !a.ip().is_loopback()) {
+            return Err(ConfigError::NbdTcpNotLoopback(address));
+        }
         Ok(SatelliteConfig {
             listen: args.listen.or(file.listen).unwrap_or(default_listen),
             state_dir: args
@@ -177,6 +194,7 @@ impl SatelliteConfig {
             lvm_metadata_only: args.lvm_metadata_only || file.lvm_metadata_only.unwrap_or(false),
             mirrord: args.mirrord.or(file.mirrord),
             device_root: args.device_root.or(file.device_root),
+            mirror_nbd_tcp,
             reconcile_interval: interval,
             drbd_resource_dir: args
                 .drbd_resource_dir
@@ -279,5 +297,13 @@ mod tests {
             err.to_string().contains("Invalid node name 'bad name'"),
             "{err}"
         );
+
+        // NBD has no authentication: TCP on loopback only.
+        let args = Args::parse_from(["ferrite-satellite", "--mirror-nbd-tcp", "0.0.0.0:10809"]);
+        let err = SatelliteConfig::from_args(args).unwrap_err();
+        assert!(err.to_string().contains("not a loopback address"), "{err}");
+        let args = Args::parse_from(["ferrite-satellite", "--mirror-nbd-tcp", "127.0.0.1:0"]);
+        let config = SatelliteConfig::merge(args, FileSettings::default()).unwrap();
+        assert_eq!(config.mirror_nbd_tcp, Some("127.0.0.1:0".parse().unwrap()));
     }
 }

@@ -174,6 +174,7 @@ impl Satellite {
                 config.state_dir.join(MIRROR_STATE_SUBDIR),
                 program,
                 config.device_root.clone(),
+                config.mirror_nbd_tcp,
             )
             .map_err(StartError::Thread)?;
             reconciler.add_replication_driver(Box::new(driver));

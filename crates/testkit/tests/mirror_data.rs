@@ -132,7 +132,15 @@ fn with_cluster(nodes: usize, scenario: fn(&mut Cluster) -> Result<()>) -> Resul
         );
         return Ok(());
     }
-    let mut cluster = Cluster::start_with(nodes, &["--reconcile-interval", "2"])?;
+    let mut cluster = Cluster::start_with(
+        nodes,
+        &[
+            "--reconcile-interval",
+            "2",
+            "--mirror-nbd-tcp",
+            "127.0.0.1:0",
+        ],
+    )?;
     let outcome = scenario(&mut cluster);
     if outcome.is_err() {
         print_logs(&cluster);
@@ -207,6 +215,16 @@ fn scenario(cluster: &mut Cluster) -> Result<()> {
     wait_unused(&rest)?;
     check_on(&rest, &second, &v1, &scratch)?;
     check_on(&rest, &tiebreaker, &v1, &scratch)?;
+    // The same export over TCP on loopback (the satellites run with `--mirror-nbd-tcp`).
+    let tcp = on_node(&rest, &tiebreaker)?.unwrap_or(Value::Null)["volumes"][0]["layer_data_list"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find_map(|layer| layer["data"]["nbd_tcp_uri"].as_str().map(str::to_string))
+        .context("the tiebreaker reports no NBD export over TCP")?;
+    assert!(tcp.starts_with("nbd://127.0.0.1:"), "{tcp}");
+    verify_pattern(&tcp, &v1, &scratch).context("reading over TCP")?;
+    wait_unused(&rest)?;
     for node in &diskful {
         // Each replica's backing store holds the data itself, the metadata after it.
         let backing = cluster.pool_dir(node).join(format!("{RESOURCE}_00000.img"));

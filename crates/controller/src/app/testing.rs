@@ -262,6 +262,7 @@ pub fn engine_report(
                 .into(),
                 device_path: Some(format!("/dev/ferrite/{}/{}", rd.name, vd.number)),
                 nbd_uri: None,
+                nbd_tcp_uri: None,
                 usable_size_kib: Some(vd.size_kib),
             })
             .collect(),

@@ -677,6 +677,7 @@ pub fn resource(
                 usable_size_kib: usable.unwrap_or(0),
                 disk_state: Some(disk_state.clone()),
                 nbd_uri: engine_volume.and_then(|v| v.nbd_uri.clone()),
+                nbd_tcp_uri: engine_volume.and_then(|v| v.nbd_tcp_uri.clone()),
                 engine: engine.clone(),
             };
             drbd_volumes.push(drbd_volume.clone());
@@ -1219,6 +1220,7 @@ mod tests {
                 disk_state: disk.into(),
                 device_path: Some("/dev/ferrite/web/0".into()),
                 nbd_uri: Some("nbd+unix:///web/0?socket=/run/ferrite/web/0.nbd".into()),
+                nbd_tcp_uri: None,
                 usable_size_kib: Some(1 << 20),
             }],
             peers,
@@ -1567,6 +1569,7 @@ mod tests {
                     disk_state: "Diskless".into(),
                     device_path: Some("/dev/ferrite/web/0".into()),
                     nbd_uri: None,
+                    nbd_tcp_uri: None,
                     usable_size_kib: Some(1 << 20),
                 }],
                 peers: vec![PeerReport {

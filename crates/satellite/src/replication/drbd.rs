@@ -759,6 +759,7 @@ impl ReplicationDriver for DrbdDriver {
                     .to_string(),
                     device_path: Some(format!("/dev/drbd{}", v.minor)),
                     nbd_uri: None,
+                    nbd_tcp_uri: None,
                     usable_size_kib: usable.get(&v.number).copied(),
                 })
                 .collect();
@@ -789,6 +790,7 @@ impl ReplicationDriver for DrbdDriver {
                         disk_state: UNKNOWN.to_string(),
                         device_path: Some(format!("/dev/drbd{}", v.minor)),
                         nbd_uri: None,
+                        nbd_tcp_uri: None,
                         usable_size_kib: usable.get(&v.number).copied(),
                     })
                     .collect();
@@ -824,6 +826,7 @@ impl ReplicationDriver for DrbdDriver {
                     .or(minors.get(number).copied())
                     .map(|m| format!("/dev/drbd{m}")),
                 nbd_uri: None,
+                nbd_tcp_uri: None,
                 usable_size_kib: device.size_kib.or(usable.get(number).copied()),
             })
             .collect();

@@ -47,6 +47,8 @@ pub struct MirrorDriver {
     paths: Paths,
     program: PathBuf,
     device_root: Option<PathBuf>,
+    /// Where the daemon also serves its NBD exports over TCP (`--nbd-tcp`), if anywhere.
+    nbd_tcp: Option<std::net::SocketAddr>,
     runtime: tokio::runtime::Runtime,
     client: Option<Client>,
     /// The daemon's resources as read at the start of this pass.
@@ -69,6 +71,7 @@ impl MirrorDriver {
         state_dir: PathBuf,
         program: PathBuf,
         device_root: Option<PathBuf>,
+        nbd_tcp: Option<std::net::SocketAddr>,
     ) -> std::io::Result<MirrorDriver> {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -78,6 +81,7 @@ impl MirrorDriver {
             paths: Paths::new(state_dir),
             program,
             device_root,
+            nbd_tcp,
             runtime,
             client: None,
             entries: BTreeMap::new(),
@@ -109,6 +113,9 @@ impl MirrorDriver {
             .arg("run");
         if let Some(root) = &self.device_root {
             command = command.arg("--device-root").arg(root.to_string_lossy());
+        }
+        if let Some(address) = self.nbd_tcp {
+            command = command.arg("--nbd-tcp").arg(address.to_string());
         }
         let log = self.paths.state_dir.join(MIRRORD_LOG_FILE);
         let pid = self
@@ -517,6 +524,7 @@ impl ReplicationDriver for MirrorDriver {
                     disk_state: volume.disk.clone(),
                     device_path: frontend.and_then(|f| f.device_path.clone()),
                     nbd_uri: frontend.map(|f| f.nbd_uri.clone()),
+                    nbd_tcp_uri: frontend.and_then(|f| f.nbd_tcp_uri.clone()),
                     usable_size_kib: Some(volume.usable_bytes / 1024),
                 }
             })

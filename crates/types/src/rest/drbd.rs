@@ -158,6 +158,10 @@ pub struct DrbdVolume {
     /// `nbd+unix:///web/0?socket=/var/lib/ferrite/satellite/mirror/run/web/0.nbd`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nbd_uri: Option<String>,
+    /// Ferrite's addition: the same export over TCP on a loopback address, where the node
+    /// serves one (the satellite's `--mirror-nbd-tcp`), e.g. `nbd://127.0.0.1:10809/web/0`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbd_tcp_uri: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     #[schema(schema_with = engine_schema)]
     #[serde(deserialize_with = "engine_name")]
