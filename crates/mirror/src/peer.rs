@@ -27,7 +27,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -42,6 +42,7 @@ use tracing::{debug, warn};
 
 use crate::config::PING_INTERVAL;
 use crate::conflict::Reservation;
+use crate::gi::HandshakeSide;
 pub use crate::outbox::Frame;
 use crate::outbox::Outbox;
 use crate::peer_ack::{Settlements, Unconfirmed, UnconfirmedWrite};
@@ -123,6 +124,10 @@ pub struct PeerLink {
     settlements: Mutex<Settlements>,
     /// As a Secondary: the writes received from the Primary that no `PeerAck` covered yet.
     unconfirmed: Mutex<Unconfirmed>,
+    /// What the first State sent on this connection said of each volume, as the handshake's
+    /// [`crate::gi::reconcile`] reads it: the peer decides by that State, so this side must
+    /// too, not by what changed since.
+    first_state_sent: OnceLock<Vec<(u16, HandshakeSide)>>,
     /// When the link started: what `last_received` counts from.
     started: Instant,
     /// When a frame last arrived, in microseconds since `started`.
@@ -156,6 +161,7 @@ impl PeerLink {
             unflushed: Mutex::new(Unflushed::default()),
             settlements: Mutex::new(Settlements::default()),
             unconfirmed: Mutex::new(Unconfirmed::default()),
+            first_state_sent: OnceLock::new(),
             started: Instant::now(),
             last_received: AtomicU64::new(0),
         }
@@ -316,6 +322,20 @@ impl PeerLink {
         if let Some(up_to) = settlements.next_ack() {
             self.send(Frame::new(Kind::PeerAck, 0, up_to, Bytes::new(), None));
         }
+    }
+
+    /// Notes what a State sent on this connection said; only the first one is kept.
+    pub fn note_state_sent(&self, volumes: Vec<(u16, HandshakeSide)>) {
+        let _ = self.first_state_sent.set(volumes);
+    }
+
+    /// What the first State sent on this connection said of `volume`, if one was sent.
+    pub fn first_state_sent(&self, volume: u16) -> Option<HandshakeSide> {
+        self.first_state_sent
+            .get()?
+            .iter()
+            .find(|(number, _)| *number == volume)
+            .map(|(_, side)| *side)
     }
 
     /// The writes received from the Primary on this connection that it never confirmed (the

@@ -1833,6 +1833,21 @@ impl Machine {
                 })
                 .collect(),
         };
+        let has_writer = state.writer.is_some();
+        link.note_state_sent(
+            state
+                .volumes
+                .iter()
+                .map(|v| {
+                    let side = gi::HandshakeSide {
+                        primary: state.primary,
+                        has_writer,
+                        out_of_sync_toward_other: v.out_of_sync_toward_receiver,
+                    };
+                    (v.volume, side)
+                })
+                .collect(),
+        );
         link.send(Frame::new(Kind::State, 0, 0, state.encode(), None));
     }
 
@@ -2025,7 +2040,6 @@ impl Machine {
         let mut back_in_sync = false;
         let written_without_the_peer = self.written_without(node);
         let (peer_primary, peer_has_writer) = (state.primary, state.writer.is_some());
-        let (local_primary, local_has_writer) = (self.primary, self.writer().is_some());
         for remote in state.volumes {
             let number = remote.volume;
             let Some(local) = self.volumes.get_mut(&number) else {
@@ -2073,13 +2087,17 @@ impl Machine {
                             && remote.disk == DiskState::UpToDate
                             && !peer_outdated
                         {
+                            // This side as the State the peer decides by said it, so that both
+                            // decide on the same facts.
+                            let local_side =
+                                link.first_state_sent(number).unwrap_or(gi::HandshakeSide {
+                                    primary: self.primary,
+                                    has_writer: self.primary,
+                                    out_of_sync_toward_other: backing.out_of_sync_bytes(node) > 0,
+                                });
                             decision = gi::reconcile(
                                 decision,
-                                gi::HandshakeSide {
-                                    primary: local_primary,
-                                    has_writer: local_has_writer,
-                                    out_of_sync_toward_other: backing.out_of_sync_bytes(node) > 0,
-                                },
+                                local_side,
                                 me,
                                 gi::HandshakeSide {
                                     primary: peer_primary,
