@@ -10,8 +10,8 @@
 //! without that peer (and marks it out of sync) instead of hanging.
 //!
 //! Data-path frames (`Write`, `Read`, `Flush` and their answers, and the Primary's `PeerAck`s,
-//! [`crate::peer_ack`]) are handled here, against the resource's volumes ([`PeerHandler`]); everything else (states, bitmaps, resync, promotion)
-//! goes to the resource actor. A State in which the peer is Primary is the one frame the reader
+//! [`crate::peer_ack`]) are handled here, against the resource's volumes ([`PeerHandler`]);
+//! everything else (states, bitmaps, resync, promotion) goes to the resource actor. A State in which the peer is Primary is the one frame the reader
 //! waits on: it reads nothing further until the resource recorded it
 //! ([`PeerHandler::primary_state`]), so no write of a generation the Primary just started is
 //! applied here before this member's metadata holds that generation.

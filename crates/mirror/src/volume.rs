@@ -462,7 +462,6 @@ impl VolumeEngine {
         }
         // Its bits toward the source clear only if the source has it too.
         noted.done(local.is_ok() && missed.is_empty());
-        local?;
         if self.backing.is_none() && replicated == 0 {
             // A diskless member's write lives only on its peers.
             return Err(IoError::Io(
@@ -495,8 +494,10 @@ impl VolumeEngine {
                 }
             }
         }
-        // Every target answered and what failed is recorded on the disks that took it.
+        // Every target answered and what failed is recorded on the disks that took it (also
+        // when the local write failed: the write settles only after that).
         drop(settle);
+        local?;
         if !missed.is_empty() {
             // A peer dropped while the write was in flight. The write may complete only if
             // this member still has quorum without it: a Primary cut off from everyone sees
