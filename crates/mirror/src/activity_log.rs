@@ -21,10 +21,15 @@
 //!   So must its data (DRBD's pre-flush of an activity-log write): the writes into an evicted
 //!   extent completed, but may sit in a volatile cache (the page cache, the disk's) that a
 //!   crash loses, and after the transaction nothing would resync them.
-//! - After a crash of a Primary, [`recover`] gives the extents that were hot; the I/O path sets
-//!   them out of sync toward every peer, writes those bitmaps, and only then writes a fresh
-//!   [`ActivityLog::format`] over the ring (continuing the sequence numbers). If recovery fails,
-//!   every block is out of sync (a full resync): never a silent guess.
+//! - Both the Primary's own writes and, on a Secondary, the Primary's writes it applies enter
+//!   the log (DRBD 9's `drbd_al_begin_io_for_peer`); resync data does not.
+//! - [`ActivityLog::cool`] frees the extents no write touched for a whole pass (or every idle
+//!   one, going down), except those the caller keeps (a Primary's writes not confirmed yet):
+//!   the same rules as an eviction. A clean stop so leaves an empty log.
+//! - After a member stopped without going down, [`recover`] gives the extents that were hot;
+//!   the I/O path sets them out of sync toward every peer, writes those bitmaps, and only then
+//!   writes a fresh [`ActivityLog::format`] over the ring (continuing the sequence numbers). If
+//!   recovery fails, every block is out of sync (a full resync): never a silent guess.
 //!
 //! Transaction layout (little-endian), one 4 KiB block:
 //!
@@ -449,6 +454,9 @@ pub struct ActivityLog {
     next_sequence: u64,
     context_cursor: u16,
     clock: u64,
+    /// The clock at the previous cooling pass ([`ActivityLog::cool`]): slots last used at or
+    /// before it were idle for a whole pass.
+    cool_mark: u64,
 }
 
 impl ActivityLog {
@@ -473,6 +481,7 @@ impl ActivityLog {
             next_sequence,
             context_cursor: 0,
             clock: 0,
+            cool_mark: 0,
         })
     }
 
@@ -642,6 +651,83 @@ impl ActivityLog {
         let tr = self.next_transaction(AlTransactionKind::Update, updates, evicted);
         debug_assert_eq!(tr.sequence, sequence);
         Ok(Admission::WriteTransaction(tr))
+    }
+
+    /// [`ActivityLog::begin_write`] for a write that can go at once: when every extent it
+    /// touches is hot and recorded, the write is in flight in them and `true` is returned;
+    /// otherwise nothing changes and the caller takes the waiting path.
+    pub fn try_begin_write(&mut self, offset: u64, len: u64) -> bool {
+        let Some(extents) = extents_of(offset, len) else {
+            return true;
+        };
+        let ready = extents.clone().all(|extent| {
+            self.by_extent
+                .get(&extent)
+                .is_some_and(|slot| self.slots[*slot as usize].pending.is_none())
+        });
+        if !ready {
+            return false;
+        }
+        self.clock += 1;
+        let now = self.clock;
+        for extent in extents {
+            let slot = self.by_extent[&extent];
+            let state = &mut self.slots[slot as usize];
+            if state.in_flight == 0 {
+                self.idle.remove(&(state.last_used, slot));
+            }
+            state.in_flight += 1;
+            state.last_used = now;
+        }
+        true
+    }
+
+    /// A cooling pass: the extents that had no write for a whole pass (none since the
+    /// previous call), or every idle one with `everything`, leave the log, except those
+    /// `keep` names. Returns the transactions that free their slots, in order; each names
+    /// what it frees in [`AlTransaction::evicted`], so the eviction rules apply (data and
+    /// bits on stable storage before the transaction). Nothing is cooled while another
+    /// transaction is in the making: transactions reach the ring in sequence order.
+    ///
+    /// Without cooling an extent would stay hot until evicted, and a crash would resync every
+    /// extent written since `al-extents` others were: gigabytes, for writes long settled.
+    pub fn cool(&mut self, keep: &dyn Fn(u32) -> bool, everything: bool) -> Vec<AlTransaction> {
+        if !self.pending.is_empty() {
+            return Vec::new();
+        }
+        let mark = if everything { u64::MAX } else { self.cool_mark };
+        self.cool_mark = self.clock;
+        let cooling: Vec<(u64, u16)> = self
+            .idle
+            .iter()
+            .take_while(|(last_used, _)| *last_used <= mark)
+            .filter(|(_, slot)| {
+                !keep(
+                    self.slots[*slot as usize]
+                        .extent
+                        .expect("idle slots hold an extent"),
+                )
+            })
+            .copied()
+            .collect();
+        let mut out = Vec::new();
+        for chunk in cooling.chunks(AL_UPDATES_PER_TRANSACTION) {
+            let mut updates = Vec::with_capacity(chunk.len());
+            let mut freed = Vec::with_capacity(chunk.len());
+            for &(last_used, slot) in chunk {
+                self.idle.remove(&(last_used, slot));
+                let extent = self.slots[slot as usize]
+                    .extent
+                    .take()
+                    .expect("idle slots hold an extent");
+                self.by_extent.remove(&extent);
+                self.free.push(slot);
+                updates.push(AlUpdate { slot, extent: None });
+                freed.push(extent);
+            }
+            out.push(self.next_transaction(AlTransactionKind::Update, updates, freed));
+        }
+        out
     }
 
     /// The transaction `sequence` (and so every earlier one) is durable in the ring: writes
@@ -923,11 +1009,90 @@ mod tests {
         ));
     }
 
+    #[test]
+    fn cooling_frees_extents_idle_for_a_whole_pass_and_keeps_the_rest() {
+        let (mut al, mut ring) = formatted(8);
+        let durable = |al: &mut ActivityLog, ring: &mut [u8], admission: Admission| {
+            if let Admission::WriteTransaction(tr) = admission {
+                store(ring, &tr);
+                al.transaction_written(tr.sequence);
+            }
+        };
+        for extent in 0..4 {
+            let admission = admit(&mut al, extent * X, 4096);
+            durable(&mut al, &mut ring, admission);
+            al.end_write(extent * X, 4096).unwrap();
+        }
+        // The first pass only marks: nothing was idle for a whole pass yet.
+        assert!(al.cool(&|_| false, false).is_empty());
+        // Extent 1 is written again, extent 2 has a write in flight, extent 3 is kept.
+        assert!(al.try_begin_write(X, 4096));
+        al.end_write(X, 4096).unwrap();
+        assert!(al.try_begin_write(2 * X, 4096));
+        let transactions = al.cool(&|extent| extent == 3, false);
+        assert_eq!(transactions.len(), 1);
+        assert_eq!(transactions[0].evicted, vec![0]);
+        assert_eq!(
+            transactions[0].updates,
+            vec![AlUpdate {
+                slot: 0,
+                extent: None
+            }]
+        );
+        for tr in &transactions {
+            store(&mut ring, tr);
+            al.transaction_written(tr.sequence);
+        }
+        assert_eq!(
+            recover(&ring).unwrap().hot_extents,
+            [1, 2, 3].into_iter().collect()
+        );
+        // A cooled extent is cold again: the next write into it needs a transaction.
+        assert!(!al.try_begin_write(0, 4096));
+        assert!(matches!(
+            admit(&mut al, 0, 4096),
+            Admission::WriteTransaction(_)
+        ));
+        // Going down: every idle extent but the kept one leaves; one in flight stays.
+        let transactions = al.cool(&|extent| extent == 3, true);
+        assert!(
+            transactions.is_empty(),
+            "not while a transaction is in the making"
+        );
+        al.transaction_written(u64::MAX);
+        al.end_write(0, 4096).unwrap();
+        for tr in al.cool(&|extent| extent == 3, true) {
+            store(&mut ring, &tr);
+            al.transaction_written(tr.sequence);
+        }
+        assert_eq!(
+            recover(&ring).unwrap().hot_extents,
+            [2, 3].into_iter().collect()
+        );
+    }
+
+    #[test]
+    fn a_write_into_an_extent_whose_transaction_is_not_durable_cannot_go_at_once() {
+        let mut al = ActivityLog::new(4, 0).unwrap();
+        let Admission::WriteTransaction(tr) = admit(&mut al, 0, 4096) else {
+            panic!()
+        };
+        assert!(!al.try_begin_write(0, 4096));
+        assert_eq!(al.in_flight(0), 1, "a refused attempt changes nothing");
+        al.transaction_written(tr.sequence);
+        assert!(al.try_begin_write(0, 4096));
+        assert_eq!(al.in_flight(0), 2);
+        assert!(!al.try_begin_write(0, X + 1), "extent 1 is cold");
+        assert_eq!(al.in_flight(0), 2);
+    }
+
     #[derive(Debug, Clone)]
     enum Op {
         Begin(u64, u64),
         End(usize),
         Durable,
+        /// A cooling pass: everything or not, the extents `e % 5 == keep` kept.
+        Cool(bool, u32),
     }
 
     fn arb_ops() -> impl Strategy<Value = (u16, Vec<Op>)> {
@@ -935,6 +1100,7 @@ mod tests {
             4 => (0u64..40, 1u64..(3 * X)).prop_map(|(extent, len)| Op::Begin(extent * X + 4096 * (extent % 7), len)),
             3 => any::<usize>().prop_map(Op::End),
             2 => Just(Op::Durable),
+            1 => (any::<bool>(), 0u32..5).prop_map(|(everything, keep)| Op::Cool(everything, keep)),
         ];
         (
             prop_oneof![Just(1u16), Just(3), Just(8), Just(1000), Just(2000)],
@@ -945,9 +1111,10 @@ mod tests {
     proptest! {
         #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
 
-        /// Random writes: a write is only ever submitted into extents whose slot assignment is
-        /// durable in the ring, and a crash at any point (the newest transaction torn or not)
-        /// recovers a superset of the extents with writes submitted and not completed.
+        /// Random writes and cooling passes: a write is only ever submitted into extents whose
+        /// slot assignment is durable in the ring, a pass never frees a kept extent, and a
+        /// crash at any point (the newest transaction torn or not) recovers a superset of the
+        /// extents with writes submitted and not completed.
         #[test]
         fn crash_recovery_covers_every_write_in_flight((slots, ops) in arb_ops(), tear in any::<bool>()) {
             let (mut al, mut ring) = formatted(slots);
@@ -982,6 +1149,17 @@ mod tests {
                         submitted.extend(ready.into_iter().map(|(_, o, l)| (o, l)));
                     }
                     Op::Durable => {}
+                    Op::Cool(everything, keep) => {
+                        let transactions = al.cool(&|extent| extent % 5 == keep, everything);
+                        prop_assert!(unwritten.is_empty() || transactions.is_empty());
+                        for tr in transactions {
+                            for extent in &tr.evicted {
+                                prop_assert!(extent % 5 != keep, "kept extent {} cooled", extent);
+                            }
+                            store(&mut ring, &tr);
+                            al.transaction_written(tr.sequence);
+                        }
+                    }
                 }
             }
             // Crash. Optionally the next transaction was being written and tore.

@@ -38,7 +38,7 @@ use ferrite_block::{AlignedBuf, IoError, PipedData};
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
-use crate::activity_log::{AL_EXTENT_SIZE, ActivityLog, Admission};
+use crate::activity_log::{AL_EXTENT_SIZE, ActivityLog, Admission, AlTransaction};
 use crate::bitmap::OutOfSyncBitmap;
 use crate::gi::{GenerationSet, MAX_NODES, NewGenerationTrigger, NodeId, NodeMask, Uuid};
 use crate::metadata::{self, MetadataError, MetadataLayout, PeerSlot, Superblock};
@@ -235,9 +235,12 @@ impl Backing {
             al
         } else {
             let recovery = metadata::read_activity_log(&md, &layout).map_err(md_error)?;
-            if crashed_primary {
-                // Writes in the hot extents may have reached this disk only: out of sync
-                // toward every peer, on disk before the log forgets them.
+            // A member that stopped without cooling its log (a crash, a kill, a power loss)
+            // may hold, in its hot extents, writes that did not reach every disk: its own as
+            // Primary, or a Primary's it applied as Secondary that no PeerAck confirmed. They
+            // are out of sync toward every peer, on disk before the log forgets them; a clean
+            // stop leaves the log empty ([`Backing::cool`]).
+            if !recovery.hot_extents.is_empty() {
                 for extent in &recovery.hot_extents {
                     let offset = u64::from(*extent) * AL_EXTENT_SIZE;
                     let len = AL_EXTENT_SIZE.min(usable.saturating_sub(offset));
@@ -252,7 +255,11 @@ impl Backing {
                         metadata::write_bitmap(&md, &layout, index, bitmap).map_err(md_error)?;
                     }
                 }
-                warn!(path = %path.display(), hot_extents = recovery.hot_extents.len(), "this member crashed as Primary: its hot extents are out of sync toward every peer");
+                if crashed_primary {
+                    warn!(path = %path.display(), hot_extents = recovery.hot_extents.len(), "this member crashed as Primary: its hot extents are out of sync toward every peer");
+                } else {
+                    warn!(path = %path.display(), hot_extents = recovery.hot_extents.len(), "this member stopped without going down: its hot extents are out of sync toward every peer");
+                }
             }
             let mut al = ActivityLog::new(layout.al_slots, recovery.next_sequence)
                 .map_err(|e| md_error(e.into()))?;
@@ -638,21 +645,67 @@ impl Backing {
                         self.sync().await?;
                     }
                     self.write_bitmaps().await?;
-                    let (md, layout) = (self.md.clone(), self.layout);
-                    let sequence = transaction.sequence;
-                    tokio::task::spawn_blocking(move || {
-                        metadata::write_al_transaction(&md, &layout, &transaction)
-                    })
-                    .await
-                    .map_err(|e| IoError::Io(format!("the activity log task failed: {e}")))?
-                    .map_err(|e| IoError::Io(format!("writing the activity log: {e}")))?;
-                    self.state().al.transaction_written(sequence);
+                    self.write_transaction(transaction).await?;
                     self.al_changed.notify_waiters();
                     return Ok(());
                 }
                 Admission::WaitForTransaction { .. } | Admission::MustWait => notified.await,
             }
         }
+    }
+
+    /// Whether the activity log holds any extent ([`Backing::cool`] has work).
+    pub fn has_hot_extents(&self) -> bool {
+        self.state().al.hot_extents().next().is_some()
+    }
+
+    /// [`Backing::begin_write`] when it needs no wait: `true` when the write is in the log
+    /// now (its extents hot and durable), `false` when the caller must take the waiting path.
+    pub fn try_begin_write(&self, offset: u64, len: u64) -> bool {
+        self.state().al.try_begin_write(offset, len)
+    }
+
+    /// A cooling pass over the activity log ([`ActivityLog::cool`]): the extents no write
+    /// touched since the previous pass (every idle one with `everything`) leave it, except
+    /// those in `keep`. Their data and bits reach stable storage first, as an eviction's do.
+    /// Returns how many extents left.
+    pub async fn cool(
+        &self,
+        keep: &std::collections::BTreeSet<u32>,
+        everything: bool,
+    ) -> Result<usize, IoError> {
+        self.check_attached()?;
+        let _writer = self.al_writer.lock().await;
+        let transactions = self
+            .state()
+            .al
+            .cool(&|extent| keep.contains(&extent), everything);
+        if transactions.is_empty() {
+            return Ok(0);
+        }
+        self.sync().await?;
+        self.write_bitmaps().await?;
+        let mut cooled = 0;
+        for transaction in transactions {
+            cooled += transaction.evicted.len();
+            self.write_transaction(transaction).await?;
+        }
+        Ok(cooled)
+    }
+
+    /// Writes an activity-log transaction to the ring (the caller holds `al_writer`) and
+    /// tells the log it is durable.
+    async fn write_transaction(&self, transaction: AlTransaction) -> Result<(), IoError> {
+        let (md, layout) = (self.md.clone(), self.layout);
+        let sequence = transaction.sequence;
+        tokio::task::spawn_blocking(move || {
+            metadata::write_al_transaction(&md, &layout, &transaction)
+        })
+        .await
+        .map_err(|e| IoError::Io(format!("the activity log task failed: {e}")))?
+        .map_err(|e| IoError::Io(format!("writing the activity log: {e}")))?;
+        self.state().al.transaction_written(sequence);
+        Ok(())
     }
 
     /// Leaves the activity log after a write begun with [`Backing::begin_write`] completed.
@@ -1164,6 +1217,49 @@ mod tests {
             b.out_of_sync_bytes(0),
             AL_EXTENT_SIZE,
             "the hot extent is out of sync toward the peer"
+        );
+    }
+
+    /// A Secondary applies a Primary's writes through its activity log: stopped without
+    /// going down (every member's power lost at once), its hot extents are out of sync toward
+    /// every peer at the next attach. A clean stop cools the log (but for what `keep` names)
+    /// and leaves nothing to resync.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_secondary_stopped_without_going_down_resyncs_its_hot_extents_and_no_more() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b");
+        let b = attached(dir.path(), "b");
+        for offset in [4 << 20, 12 << 20] {
+            b.begin_write(offset, 4096).await.unwrap();
+            b.end_write(offset, 4096);
+        }
+        drop(b);
+        let (b, info) = Backing::attach(&path, USABLE, 1, &[0], 61).unwrap();
+        assert!(!info.crashed_primary);
+        assert_eq!(b.out_of_sync_bytes(0), 2 * AL_EXTENT_SIZE);
+        b.mark_in_sync(0, 0, USABLE);
+        b.write_bitmaps().await.unwrap();
+
+        // Written again, then a clean stop: one extent still holds an unconfirmed write.
+        for offset in [4 << 20, 12 << 20] {
+            assert!(
+                b.try_begin_write(offset, 4096) || {
+                    b.begin_write(offset, 4096).await.unwrap();
+                    true
+                }
+            );
+            b.end_write(offset, 4096);
+        }
+        let keep = [3u32].into_iter().collect();
+        assert_eq!(b.cool(&keep, true).await.unwrap(), 1);
+        assert!(b.has_hot_extents());
+        drop(b);
+        let (b, _) = Backing::attach(&path, USABLE, 1, &[0], 61).unwrap();
+        assert_eq!(
+            b.out_of_sync_bytes(0),
+            AL_EXTENT_SIZE,
+            "only the kept extent is resynced: {:?}",
+            b.state().al.hot_extents().collect::<Vec<_>>()
         );
     }
 }

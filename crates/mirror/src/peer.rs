@@ -344,6 +344,12 @@ impl PeerLink {
         self.unconfirmed().take()
     }
 
+    /// Adds the activity-log extents of `volume` that writes received from the Primary on
+    /// this connection and not confirmed yet touch: they stay hot.
+    pub fn unconfirmed_extents(&self, volume: u16, into: &mut std::collections::BTreeSet<u32>) {
+        self.unconfirmed().extents(volume, into);
+    }
+
     /// Asks the peer to put everything it acknowledged on stable storage.
     pub fn send_flush(&self) -> impl Future<Output = Result<(), IoError>> + Send + 'static {
         let rx = self.request_ack(Kind::Flush, 0, Bytes::new(), None);

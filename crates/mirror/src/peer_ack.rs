@@ -25,6 +25,8 @@
 
 use std::collections::{BTreeSet, VecDeque};
 
+use crate::activity_log::extents_of;
+
 /// A `PeerAck` goes out after this many writes settled on a connection, and at the Primary's
 /// next tick otherwise ([`crate::resource`]): what a Secondary holds unconfirmed stays within
 /// the writes in flight plus this many, or a tick's worth when writes are few.
@@ -100,6 +102,15 @@ impl Unconfirmed {
     /// Every write still unconfirmed (the connection ended).
     pub fn take(&mut self) -> Vec<UnconfirmedWrite> {
         std::mem::take(&mut self.writes).into()
+    }
+
+    /// Adds the activity-log extents of `volume` that unconfirmed writes touch.
+    pub fn extents(&self, volume: u16, into: &mut BTreeSet<u32>) {
+        for write in self.writes.iter().filter(|w| w.volume == volume) {
+            if let Some(extents) = extents_of(write.offset, u64::from(write.length)) {
+                into.extend(extents);
+            }
+        }
     }
 
     pub fn len(&self) -> usize {

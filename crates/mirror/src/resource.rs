@@ -18,6 +18,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::{Bytes, BytesMut};
@@ -90,6 +91,20 @@ pub const OUTDATED_RESYNC_RETRY_MAX: Duration = Duration::from_secs(300);
 /// to [`RECONCILE_RETRY_MAX`].
 pub const RECONCILE_RETRY: Duration = Duration::from_secs(5);
 pub const RECONCILE_RETRY_MAX: Duration = Duration::from_secs(300);
+
+/// How often the activity logs of a resource's volumes are cooled ([`Event::CoolActivityLog`]):
+/// an extent no write touched for a whole interval leaves the log, its data and bits on
+/// stable storage first, unless a Primary's write there is not confirmed yet. So a member that
+/// crashes resyncs what was written in its last interval or two, not every extent written
+/// since `al-extents` others were (up to 4.8 GiB by default). Runs on idle members too: it is
+/// a check of an empty log there.
+pub const AL_COOL_INTERVAL: Duration = Duration::from_secs(5);
+
+/// How often a resync target puts its progress on disk: the data received so far, then the
+/// bitmap with the bits it cleared. Killed mid-resync, it resumes from there instead of from
+/// the bits it had on disk when the resync started (with the hot extents of its activity log
+/// after a crash, those may be far more than what is left).
+pub const RESYNC_CHECKPOINT: Duration = Duration::from_secs(1);
 
 /// How often [`Resource::wait_for`] rereads the live amounts between changes of state.
 pub const STATUS_POLL: Duration = Duration::from_millis(50);
@@ -237,6 +252,8 @@ struct Resync {
     /// waits (logged once, shown in the status) for that Primary's own resync or for it to
     /// stop writing.
     held_by: Option<u8>,
+    /// When the progress was last put on disk ([`RESYNC_CHECKPOINT`]).
+    checkpointed: Instant,
 }
 
 /// This member's volume.
@@ -296,6 +313,8 @@ pub enum Event {
     /// The members still reached confirmed their quorum after `0` left with writes it had
     /// acknowledged but not flushed: start the generation that makes it a resync target.
     TrackUnflushed(u8),
+    /// A cooling pass over the volumes' activity logs is due ([`AL_COOL_INTERVAL`]).
+    CoolActivityLog,
     /// A new configuration for the running resource (`adjust`).
     Adjust(ResourceConfig, oneshot::Sender<Result<(), AdjustError>>),
     /// The operator resolves a split brain against this member.
@@ -620,6 +639,7 @@ impl Resource {
             outdated_file: outdated,
             announced_writer: None,
             tick_wanted: watch::channel(false).0,
+            cooling: Arc::new(AtomicBool::new(false)),
         };
         let (status_tx, status) = watch::channel(machine.snapshot());
         machine.status = Some(status_tx);
@@ -641,10 +661,21 @@ impl Resource {
         tokio::spawn(async move {
             let mut interval = tokio::time::interval(TICK);
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut cooling = tokio::time::interval_at(
+                tokio::time::Instant::now() + AL_COOL_INTERVAL,
+                AL_COOL_INTERVAL,
+            );
+            cooling.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 if !*tick_wanted.borrow_and_update() {
                     tokio::select! {
                         changed = tick_wanted.changed() => if changed.is_err() { return },
+                        _ = cooling.tick() => {
+                            if ticker.send(Event::CoolActivityLog).is_err() {
+                                return;
+                            }
+                            continue;
+                        }
                         _ = ticker_shutdown.changed() => return,
                     }
                     interval.reset();
@@ -653,6 +684,11 @@ impl Resource {
                 tokio::select! {
                     _ = interval.tick() => {
                         if ticker.send(Event::Tick).is_err() {
+                            return;
+                        }
+                    }
+                    _ = cooling.tick() => {
+                        if ticker.send(Event::CoolActivityLog).is_err() {
                             return;
                         }
                     }
@@ -969,6 +1005,9 @@ struct Machine {
     announced_writer: Option<u8>,
     /// Whether the ticker sends [`Event::Tick`]s ([`Machine::wants_tick`]).
     tick_wanted: watch::Sender<bool>,
+    /// A cooling pass ([`Machine::cool_activity_logs`]) is running: the next waits for the
+    /// interval after it.
+    cooling: Arc<AtomicBool>,
 }
 
 /// A round that outdates the diskful peers a Primary is about to write without (it lost them,
@@ -1238,6 +1277,7 @@ impl Machine {
                 let _ = reply.send(result);
             }
             Event::Tick => self.tick().await,
+            Event::CoolActivityLog => self.cool_activity_logs(),
             Event::Down(_) => unreachable!("handled in run"),
         }
     }
@@ -2239,6 +2279,7 @@ impl Machine {
                                 requested: 0,
                                 tainted: false,
                                 held_by: None,
+                                checkpointed: Instant::now(),
                             });
                         }
                     }
@@ -2592,10 +2633,7 @@ impl Machine {
                     return;
                 }
             };
-            match engine
-                .apply_peer_write(guard, range.offset, data, false, true)
-                .await
-            {
+            match engine.apply_resync_write(guard, range.offset, data).await {
                 Ok(()) => {
                     if let Some(backing) = engine.backing() {
                         backing.mark_in_sync(node, range.offset, u64::from(range.length));
@@ -3419,9 +3457,87 @@ impl Machine {
             self.demote().await;
         }
         self.drive_resyncs();
+        self.checkpoint_resyncs(now);
         self.finish_resyncs().await;
         self.resync_outdated_disks();
         self.reconcile_disks();
+    }
+
+    /// Every [`RESYNC_CHECKPOINT`], a resync target's data is synced and then its bitmaps
+    /// written, in a task: a bit cleared on disk before the block it stands for is durable
+    /// would lose that block to a power loss.
+    fn checkpoint_resyncs(&mut self, now: Instant) {
+        for local in self.volumes.values_mut() {
+            let (Some(resync), Some(backing)) = (local.resync.as_mut(), local.engine.backing())
+            else {
+                continue;
+            };
+            if !resync.bitmap_complete
+                || now.duration_since(resync.checkpointed) < RESYNC_CHECKPOINT
+            {
+                continue;
+            }
+            resync.checkpointed = now;
+            let backing = backing.clone();
+            let number = local.engine.number;
+            tokio::spawn(
+                async move {
+                    let written = match backing.sync().await {
+                        Ok(()) => backing.write_bitmaps().await,
+                        Err(error) => Err(error),
+                    };
+                    match written {
+                        Ok(()) | Err(IoError::Shutdown) => {}
+                        Err(error) => warn!(volume = number, %error, "cannot put the resync's progress on disk"),
+                    }
+                }
+                .in_current_span(),
+            );
+        }
+    }
+
+    /// The extents of `volume` holding a Primary's writes that no `PeerAck` confirmed yet
+    /// ([`crate::peer_ack`]): they stay in the activity log.
+    fn unconfirmed_extents(&self, volume: u16) -> BTreeSet<u32> {
+        let mut extents = BTreeSet::new();
+        for link in self.peers.values().filter_map(|p| p.link.as_ref()) {
+            link.unconfirmed_extents(volume, &mut extents);
+        }
+        extents
+    }
+
+    /// Starts a cooling pass over the activity log of every local disk
+    /// ([`AL_COOL_INTERVAL`]), in a task of its own: it may wait for a flush.
+    fn cool_activity_logs(&mut self) {
+        let volumes: Vec<(u16, Arc<Backing>, BTreeSet<u32>)> = self
+            .volumes
+            .values()
+            .filter_map(|local| {
+                let backing = local.engine.backing()?;
+                backing.has_hot_extents().then(|| {
+                    let number = local.engine.number;
+                    (number, backing.clone(), self.unconfirmed_extents(number))
+                })
+            })
+            .collect();
+        if volumes.is_empty() || self.cooling.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let cooling = self.cooling.clone();
+        tokio::spawn(
+            async move {
+                for (number, backing, keep) in volumes {
+                    match backing.cool(&keep, false).await {
+                        Ok(0) => {}
+                        Ok(cooled) => debug!(volume = number, cooled, "activity log extents cooled"),
+                        Err(IoError::Shutdown) => {}
+                        Err(error) => warn!(volume = number, %error, "cooling the activity log failed: its extents stay hot"),
+                    }
+                }
+                cooling.store(false, Ordering::Release);
+            }
+            .in_current_span(),
+        );
     }
 
     async fn go_down(&mut self) {
@@ -3437,6 +3553,12 @@ impl Machine {
                 let _ = backing.write_bitmaps().await;
                 if let Err(error) = backing.end_recording().await {
                     warn!(%error, "cannot write what was recorded for the Primary");
+                }
+                // A clean stop leaves the log empty, but for the extents of a Primary's writes
+                // not confirmed yet: the next attach resyncs what remains.
+                let keep = self.unconfirmed_extents(local.engine.number);
+                if let Err(error) = backing.cool(&keep, true).await {
+                    warn!(%error, "cannot empty the activity log before going down: its extents are resynced at the next attach");
                 }
                 // What a Primary elsewhere replicated here is in this member's page cache until
                 // a flush: on the device before it is handed back to the storage layer.

@@ -519,11 +519,52 @@ impl VolumeEngine {
         Ok(())
     }
 
-    /// A write replicated from the Primary (or resync data), applied here in arrival order:
-    /// the caller acquired the range in the order the frames arrived. `written_without`: the
-    /// Primary writes it without a diskful member ([`crate::wire::FLAG_WRITTEN_WITHOUT`]; resync
-    /// data passes `true`, as it did before the flag, which records conservatively).
+    /// A write replicated from the Primary, applied here in arrival order: the caller acquired
+    /// the range in the order the frames arrived. `written_without`: the Primary writes it
+    /// without a diskful member ([`crate::wire::FLAG_WRITTEN_WITHOUT`]).
+    ///
+    /// It goes through this member's activity log, as DRBD 9 puts a peer's writes in the
+    /// Secondary's: until a `PeerAck` confirms it reached every disk, a write here may be one
+    /// another disk lacks, and should every member crash at once (a power loss), no memory of
+    /// it would be left but the log's hot extents, set out of sync at the next attach.
     pub async fn apply_peer_write(
+        &self,
+        range: crate::conflict::RangeGuard,
+        offset: u64,
+        data: Bytes,
+        fua: bool,
+        written_without: bool,
+    ) -> Result<(), IoError> {
+        let len = data.len() as u64;
+        check_range(self.usable, offset, len)?;
+        let Some(backing) = &self.backing else {
+            return Err(IoError::Invalid(
+                "a diskless member was sent a write".to_string(),
+            ));
+        };
+        backing.begin_write(offset, len).await?;
+        let result = self
+            .apply_write(range, offset, data, fua, written_without)
+            .await;
+        backing.end_write(offset, len);
+        result
+    }
+
+    /// Resync data received from a source, applied in arrival order like a peer's write. It
+    /// does not enter the activity log: its bits stay set on disk until the bitmaps are
+    /// written after it, so a crash before that resyncs it again.
+    pub async fn apply_resync_write(
+        &self,
+        range: crate::conflict::RangeGuard,
+        offset: u64,
+        data: Bytes,
+    ) -> Result<(), IoError> {
+        // Recorded as written without the members that miss it, as a peer write flagged so
+        // would be: conservatively.
+        self.apply_write(range, offset, data, false, true).await
+    }
+
+    async fn apply_write(
         &self,
         range: crate::conflict::RangeGuard,
         offset: u64,
@@ -608,14 +649,21 @@ impl VolumeEngine {
             then(Err(e));
             return Ok(());
         }
-        for peer in missed_by {
-            backing.mark_out_of_sync(*peer, offset, data.len() as u64);
+        let len = data.len() as u64;
+        if !backing.try_begin_write(offset, len) {
+            // A cold extent first needs a transaction in the log: not here.
+            return Err((range, data, then));
         }
+        for peer in missed_by {
+            backing.mark_out_of_sync(*peer, offset, len);
+        }
+        let logged = backing.clone();
         backing.start_write(
             offset,
             data,
             fua,
             Box::new(move |result| {
+                logged.end_write(offset, len);
                 drop(range);
                 then(result);
             }),

@@ -23,6 +23,10 @@ use tokio::net::TcpStream;
 const USABLE: u64 = 32 << 20;
 const BLOCKS: u64 = USABLE / BLOCK as u64;
 const DEPTH: usize = 8;
+/// The resync rate of the tests that kill a member mid-resync (`c-max-rate`).
+const RATE_KIB: u64 = 8 * 1024;
+/// Blocks in one activity-log extent (4 MiB).
+const EXTENT_BLOCKS: u64 = ferrite_mirror::activity_log::AL_EXTENT_SIZE / BLOCK as u64;
 
 /// NBD's EIO and EPERM (what a member without quorum and a member that may not become
 /// Primary answer).
@@ -296,7 +300,7 @@ async fn a_disk_back_while_the_primary_is_gone_gets_only_what_it_missed_from_a_s
 /// of acknowledged writes and node0's writer, still writing.
 async fn a_secondary_left_behind(kib: u64) -> (Layout, Vec<Node>, Arc<AckLog>, Writer) {
     let mut layout = Layout::loopback(2, 0, USABLE);
-    layout.options.c_max_rate_kib = 8 * 1024;
+    layout.options.c_max_rate_kib = RATE_KIB;
     let mut nodes = layout.prepare();
     start_in_sync(&mut nodes).await;
     let log = AckLog::new();
@@ -321,15 +325,24 @@ async fn a_secondary_left_behind(kib: u64) -> (Layout, Vec<Node>, Arc<AckLog>, W
 async fn a_sync_target_killed_mid_resync_resumes_and_completes() {
     // Enough missed writes for a resync of several seconds at the rate limit.
     let (_layout, mut nodes, log, writer) = a_secondary_left_behind(8 * 1024).await;
+    // During the resync, writes go on in the first 4 MiB extent only: the target applies them
+    // through its activity log, and the extent they heat is resynced again after its kill.
+    let report = writer.stop().await;
+    assert_eq!(report.failed, 0, "{report:?}");
+    let writer = Writer::start(&nodes[0].nbd_socket(), log.clone(), 0, DEPTH, EXTENT_BLOCKS).await;
 
+    let mark = nodes[1].log_mark();
     nodes[1].start().await;
+    let first = nodes[1].wait_log(mark, &["resync starts"], SETTLE).await;
+    // Past half of it: a second or more at the rate limit, so its progress was put on disk
+    // at least once (`RESYNC_CHECKPOINT`).
     let syncing = nodes[1]
         .wait("the resync is under way", SETTLE, |s| {
             let volume = &peer(s, 0).volumes[0];
             volume.replication == "SyncTarget"
                 && volume
                     .done_percent
-                    .is_some_and(|d| (15.0..70.0).contains(&d))
+                    .is_some_and(|d| (50.0..85.0).contains(&d))
         })
         .await;
     // Writes stop for a moment, so that what is left at the kill is exactly what the resumed
@@ -362,22 +375,29 @@ async fn a_sync_target_killed_mid_resync_resumes_and_completes() {
         .await;
     assert_data(&log, &nodes[1], "the target after the resumed resync").await;
     assert_data(&log, &nodes[0], "the source").await;
-    // It resumed: what was copied before the kill is not copied again.
-    let kib: u64 = resumed
-        .split("kib=")
-        .nth(1)
-        .and_then(|rest| rest.split_whitespace().next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no amount in {resumed}"));
+    // It resumed: what was copied before the target last put its progress on disk is not
+    // copied again. (That is all a kill -9 leaves: the hot extents of the target's activity
+    // log, the Primary's writes it applied, are resynced again on top of what the source
+    // knows is left.)
+    let amount = |line: &str| -> u64 {
+        line.split("kib=")
+            .nth(1)
+            .and_then(|rest| rest.split_whitespace().next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or_else(|| panic!("no amount in {line}"))
+    };
+    let (started_kib, kib) = (amount(&first), amount(&resumed));
     println!(
-        "killed at {:.1}% done with {left_at_kill} KiB left; resumed with {kib} KiB",
+        "started with {started_kib} KiB; killed at {:.1}% done with {left_at_kill} KiB left on \
+         the source; resumed with {kib} KiB",
         peer(&syncing, 0).volumes[0]
             .done_percent
             .unwrap_or_default()
     );
     assert!(
-        kib <= left_at_kill,
-        "the resumed resync copies what was left ({left_at_kill} KiB), not more ({kib} KiB)"
+        kib < started_kib,
+        "the resumed resync starts from the progress on disk ({kib} KiB), not from the start \
+         ({started_kib} KiB)"
     );
 }
 
@@ -1214,6 +1234,22 @@ fn differing_blocks(a: &std::path::Path, b: &std::path::Path, len: usize) -> Vec
         .collect()
 }
 
+/// A writer through `primary`'s export over the first `span` blocks, once a number of writes
+/// that differs from round to round is acknowledged: so a kill lands at a different place.
+async fn writing_a_few_blocks(primary: &Node, span: u64, round: u64) -> (Arc<AckLog>, Writer) {
+    let log = AckLog::new();
+    let writer = Writer::start(
+        &primary.nbd_socket(),
+        log.clone(),
+        primary.node_id,
+        DEPTH,
+        span,
+    )
+    .await;
+    wait_acks(&log, 0, 200 + round * 37, SETTLE).await;
+    (log, writer)
+}
+
 /// The Primary killed under writes to a few blocks, four times: the disks that stay must end
 /// with the same bytes, not merely the same generation (a write in flight at the kill may
 /// have reached one disk and not the other; see `peer_ack`). Then, the Primary back, all
@@ -1243,16 +1279,7 @@ async fn a_lost_primary_leaves_identical_disks(diskful: u8, diskless: u8, primar
         }
     };
     for round in 0..4u64 {
-        let log = AckLog::new();
-        let writer = Writer::start(
-            &nodes[primary as usize].nbd_socket(),
-            log.clone(),
-            primary,
-            DEPTH,
-            span,
-        )
-        .await;
-        wait_acks(&log, 0, 200 + round * 37, SETTLE).await;
+        let (log, writer) = writing_a_few_blocks(&nodes[primary as usize], span, round).await;
         nodes[primary as usize].kill9();
         let _ = writer.stop().await;
         for node in &survivors {
@@ -1279,6 +1306,43 @@ async fn a_lost_primary_leaves_identical_disks(diskful: u8, diskless: u8, primar
                 .await;
         }
         compare(&disks, &format!("round {round}, the Primary back"));
+    }
+}
+
+/// Every member killed at the same moment under writes to a few blocks, four times, in the
+/// article's layout (two disks, the diskless Primary): no member lives on to remember which
+/// writes the Primary never confirmed, so each disk's activity log must. Once all are back
+/// and in sync, the disks hold the same bytes and every acknowledged write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_disks_end_identical_after_every_member_is_lost_at_once() {
+    let layout = Layout::loopback(2, 1, USABLE);
+    let mut nodes = layout.prepare();
+    start_in_sync(&mut nodes).await;
+    let primary = 2u8;
+    let span = 32u64;
+    for round in 0..4u64 {
+        let (log, writer) = writing_a_few_blocks(&nodes[primary as usize], span, round).await;
+        Node::kill9_together(&mut nodes);
+        let _ = writer.stop().await;
+        for node in nodes.iter_mut() {
+            node.start().await;
+        }
+        for node in &nodes {
+            node.wait("all back and in sync", SETTLE, |s| all_in_sync(s, 2))
+                .await;
+        }
+        let differing = differing_blocks(
+            &layout.backing(0),
+            &layout.backing(1),
+            span as usize * BLOCK,
+        );
+        assert!(
+            differing.is_empty(),
+            "round {round}: node0 and node1 report their disks in sync, but blocks {differing:?} differ"
+        );
+        for node in &nodes[..2] {
+            assert_data(&log, node, "a disk after every member was lost").await;
+        }
     }
 }
 

@@ -277,6 +277,21 @@ impl Node {
         child.wait().unwrap();
     }
 
+    /// SIGKILL to each node before waiting for any: every member lost at the same moment (a
+    /// power loss of them all), none left to notice the others go.
+    pub fn kill9_together(nodes: &mut [Node]) {
+        let mut children: Vec<Child> = nodes
+            .iter_mut()
+            .map(|node| node.child.take().expect("the node runs"))
+            .collect();
+        for child in &mut children {
+            child.kill().unwrap();
+        }
+        for child in &mut children {
+            child.wait().unwrap();
+        }
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
