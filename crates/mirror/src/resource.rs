@@ -109,6 +109,24 @@ pub const RESYNC_CHECKPOINT: Duration = Duration::from_secs(1);
 /// How often [`Resource::wait_for`] rereads the live amounts between changes of state.
 pub const STATUS_POLL: Duration = Duration::from_millis(50);
 
+/// A link renewal with a doubling back-off: whether one is due at `now` given the last
+/// (`renewed`: when, and the wait it set), and if so it is recorded with the next wait —
+/// `first`, then twice the last one, up to `max`.
+fn renewal_due(
+    renewed: &mut Option<(Instant, Duration)>,
+    now: Instant,
+    first: Duration,
+    max: Duration,
+) -> bool {
+    let wait = match *renewed {
+        Some((at, wait)) if now.duration_since(at) < wait => return false,
+        Some((_, wait)) => (wait * 2).min(max),
+        None => first,
+    };
+    *renewed = Some((now, wait));
+    true
+}
+
 /// DRBD's connection states, as status shows them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Connection {
@@ -1764,12 +1782,14 @@ impl Machine {
             if !established || writer != peer.writer {
                 continue;
             }
-            let wait = match peer.renewed_to_reconcile {
-                Some((at, wait)) if now.duration_since(at) < wait => continue,
-                Some((_, wait)) => (wait * 2).min(RECONCILE_RETRY_MAX),
-                None => RECONCILE_RETRY,
-            };
-            peer.renewed_to_reconcile = Some((now, wait));
+            if !renewal_due(
+                &mut peer.renewed_to_reconcile,
+                now,
+                RECONCILE_RETRY,
+                RECONCILE_RETRY_MAX,
+            ) {
+                continue;
+            }
             renew.extend(peer.link.clone().map(|link| (peer.node_id, link)));
         }
         for (node, link) in renew {
@@ -3410,16 +3430,18 @@ impl Machine {
         let Some(peer) = self.peers.get_mut(&source) else {
             return;
         };
-        let wait = match peer.renewed_to_resync {
-            Some((at, wait)) if now.duration_since(at) < wait => return,
-            Some((_, wait)) => (wait * 2).min(OUTDATED_RESYNC_RETRY_MAX),
-            None => OUTDATED_RESYNC_RETRY,
-        };
-        peer.renewed_to_resync = Some((now, wait));
+        if !renewal_due(
+            &mut peer.renewed_to_resync,
+            now,
+            OUTDATED_RESYNC_RETRY,
+            OUTDATED_RESYNC_RETRY_MAX,
+        ) {
+            return;
+        }
         if let Some(link) = &peer.link {
             info!(
                 peer = source,
-                next_after = ?wait,
+                next_after = ?peer.renewed_to_resync.map(|(_, wait)| wait),
                 "this member's disk is Outdated and the peer is UpToDate: reconnecting to resync from it"
             );
             link.close();
@@ -3862,4 +3884,36 @@ struct PendingVotes {
     granted: usize,
     refused: Option<String>,
     deadline: Instant,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renewals_back_off_by_doubling_up_to_the_maximum() {
+        let (first, max) = (Duration::from_secs(5), Duration::from_secs(12));
+        let start = Instant::now();
+        let mut renewed = None;
+        assert!(renewal_due(&mut renewed, start, first, max));
+        assert_eq!(renewed, Some((start, first)));
+        assert!(!renewal_due(
+            &mut renewed,
+            start + Duration::from_secs(4),
+            first,
+            max
+        ));
+        let second = start + Duration::from_secs(5);
+        assert!(renewal_due(&mut renewed, second, first, max));
+        assert_eq!(renewed, Some((second, Duration::from_secs(10))));
+        assert!(!renewal_due(
+            &mut renewed,
+            second + Duration::from_secs(9),
+            first,
+            max
+        ));
+        let third = second + Duration::from_secs(10);
+        assert!(renewal_due(&mut renewed, third, first, max));
+        assert_eq!(renewed, Some((third, max)), "capped");
+    }
 }
