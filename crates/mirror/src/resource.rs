@@ -1968,7 +1968,7 @@ impl Machine {
         match kind {
             Kind::State => self.state_frame(link, payload, None).await,
             Kind::Bitmap => match BitmapChunk::decode(&payload) {
-                Ok(chunk) => self.bitmap_chunk(node, chunk),
+                Ok(chunk) => self.bitmap_chunk(node, chunk).await,
                 Err(e) => {
                     warn!(peer = node, error = %e, "malformed bitmap; closing the connection");
                     link.close();
@@ -2441,8 +2441,11 @@ impl Machine {
     }
 
     /// A chunk of the sync source's bitmap toward this member: kept until the last one, then
-    /// OR-ed into this member's bitmap toward the source, which drives the resync.
-    fn bitmap_chunk(&mut self, node: u8, chunk: BitmapChunk) {
+    /// OR-ed into this member's bitmap toward the source, which drives the resync. That bitmap
+    /// is on disk before the first request goes out: the source forgets a block once this
+    /// member acknowledged it, before it is durable here, so after a power loss only this
+    /// member's bits (cleared on disk only after a sync, [`RESYNC_CHECKPOINT`]) still name it.
+    async fn bitmap_chunk(&mut self, node: u8, chunk: BitmapChunk) {
         let Some(local) = self.volumes.get_mut(&chunk.volume) else {
             return;
         };
@@ -2480,6 +2483,21 @@ impl Machine {
                 backing.with_bitmap(node, |mine| {
                     let _ = mine.merge(&theirs);
                 });
+                if let Err(error) = backing.write_bitmaps().await {
+                    warn!(peer = node, %error, "cannot write the merged bitmap; closing the connection to try again");
+                    if let Some(link) = self.peers.get(&node).and_then(|p| p.link.clone()) {
+                        link.close();
+                    }
+                    return;
+                }
+                let Some(resync) = self
+                    .volumes
+                    .get_mut(&chunk.volume)
+                    .and_then(|local| local.resync.as_mut())
+                    .filter(|r| r.source == node)
+                else {
+                    return;
+                };
                 resync.bitmap_complete = true;
                 resync.total_bytes = backing.out_of_sync_bytes(node);
                 info!(
