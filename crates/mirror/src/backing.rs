@@ -143,6 +143,9 @@ pub struct Backing {
     generations_announced: Arc<tokio::sync::watch::Sender<u64>>,
     /// [`Backing::release`] ran: the device is no longer open here.
     released: AtomicBool,
+    /// Told when a transaction made an extent hot ([`Backing::signal_heat_to`]): the resource
+    /// cools its logs only while they hold extents, so an idle member sleeps.
+    heat: OnceLock<Arc<Notify>>,
 }
 
 fn open(path: &Path) -> Result<File, BackingError> {
@@ -312,6 +315,7 @@ impl Backing {
                 generations_started: AtomicU64::new(0),
                 generations_announced: Arc::new(tokio::sync::watch::Sender::new(0)),
                 released: AtomicBool::new(false),
+                heat: OnceLock::new(),
             },
             AttachInfo {
                 created,
@@ -647,11 +651,25 @@ impl Backing {
                     self.write_bitmaps().await?;
                     self.write_transaction(transaction).await?;
                     self.al_changed.notify_waiters();
+                    if let Some(heat) = self.heat.get() {
+                        heat.notify_one();
+                    }
                     return Ok(());
                 }
                 Admission::WaitForTransaction { .. } | Admission::MustWait => notified.await,
             }
         }
+    }
+
+    /// Has `heat` notified whenever an extent enters the activity log (once; later calls
+    /// change nothing).
+    pub fn signal_heat_to(&self, heat: Arc<Notify>) {
+        let _ = self.heat.set(heat);
+    }
+
+    /// How many extents the activity log holds: what a crash now would resync.
+    pub fn hot_extent_count(&self) -> u32 {
+        self.state().al.hot_extents().count() as u32
     }
 
     /// Whether the activity log holds any extent ([`Backing::cool`] has work).

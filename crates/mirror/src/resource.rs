@@ -96,8 +96,8 @@ pub const RECONCILE_RETRY_MAX: Duration = Duration::from_secs(300);
 /// an extent no write touched for a whole interval leaves the log, its data and bits on
 /// stable storage first, unless a Primary's write there is not confirmed yet. So a member that
 /// crashes resyncs what was written in its last interval or two, not every extent written
-/// since `al-extents` others were (up to 4.8 GiB by default). Runs on idle members too: it is
-/// a check of an empty log there.
+/// since `al-extents` others were (up to 4.8 GiB by default). Passes run only while a log holds
+/// extents: an idle member is not woken for them.
 pub const AL_COOL_INTERVAL: Duration = Duration::from_secs(5);
 
 /// How often a resync target puts its progress on disk: the data received so far, then the
@@ -548,6 +548,7 @@ impl Resource {
             .collect();
         let mut volumes = BTreeMap::new();
         let mut locals = BTreeMap::new();
+        let al_heat = Arc::new(tokio::sync::Notify::new());
         for volume in &config.volumes {
             let (backing, disk) = match &volume.backing {
                 Some(path) => {
@@ -594,6 +595,7 @@ impl Resource {
                     } else {
                         DiskState::UpToDate
                     };
+                    backing.signal_heat_to(al_heat.clone());
                     (Some(Arc::new(backing)), disk)
                 }
                 None => (None, DiskState::Diskless),
@@ -658,6 +660,7 @@ impl Resource {
             announced_writer: None,
             tick_wanted: watch::channel(false).0,
             cooling: Arc::new(AtomicBool::new(false)),
+            hot_left: watch::channel(false).0,
         };
         let (status_tx, status) = watch::channel(machine.snapshot());
         machine.status = Some(status_tx);
@@ -676,41 +679,48 @@ impl Resource {
         let ticker = events.clone();
         let mut ticker_shutdown = shutdown.clone();
         let mut tick_wanted = machine.tick_wanted.subscribe();
+        let hot_left = machine.hot_left.subscribe();
         tokio::spawn(async move {
             let mut interval = tokio::time::interval(TICK);
             interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut cooling = tokio::time::interval_at(
-                tokio::time::Instant::now() + AL_COOL_INTERVAL,
-                AL_COOL_INTERVAL,
-            );
+            // Cooling passes run while a log holds extents: from the first transaction that
+            // heats one (`al_heat`) until a pass leaves every log empty with no heat since.
+            let mut cooling = tokio::time::interval(AL_COOL_INTERVAL);
             cooling.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let (mut cooling_active, mut heated) = (false, false);
             loop {
-                if !*tick_wanted.borrow_and_update() {
-                    tokio::select! {
-                        changed = tick_wanted.changed() => if changed.is_err() { return },
-                        _ = cooling.tick() => {
-                            if ticker.send(Event::CoolActivityLog).is_err() {
-                                return;
-                            }
-                            continue;
-                        }
-                        _ = ticker_shutdown.changed() => return,
-                    }
-                    interval.reset();
-                    continue;
-                }
+                let ticking = *tick_wanted.borrow_and_update();
                 tokio::select! {
-                    _ = interval.tick() => {
+                    _ = interval.tick(), if ticking => {
                         if ticker.send(Event::Tick).is_err() {
                             return;
                         }
                     }
-                    _ = cooling.tick() => {
+                    _ = cooling.tick(), if cooling_active => {
+                        if !heated && !*hot_left.borrow() {
+                            cooling_active = false;
+                            continue;
+                        }
+                        heated = false;
                         if ticker.send(Event::CoolActivityLog).is_err() {
                             return;
                         }
                     }
-                    changed = tick_wanted.changed() => if changed.is_err() { return },
+                    _ = al_heat.notified() => {
+                        heated = true;
+                        if !cooling_active {
+                            cooling_active = true;
+                            cooling.reset();
+                        }
+                    }
+                    changed = tick_wanted.changed() => {
+                        if changed.is_err() {
+                            return;
+                        }
+                        if !ticking {
+                            interval.reset();
+                        }
+                    }
                     _ = ticker_shutdown.changed() => return,
                 }
             }
@@ -733,11 +743,17 @@ impl Resource {
     }
 
     /// The latest status. The state machine publishes it on every change of state; the
-    /// out-of-sync amounts, which every write to an absent peer changes, and whether a frontend
-    /// holds a volume open, which the frontends count, are read live.
+    /// out-of-sync amounts, which every write to an absent peer changes, the activity logs'
+    /// hot extents, and whether a frontend holds a volume open, which the frontends count, are
+    /// read live.
     pub fn status(&self) -> ResourceStatus {
         let mut status = self.status.borrow().clone();
         status.in_use = self.volumes.values().any(|v| v.sessions() > 0);
+        for volume in &mut status.volumes {
+            if let Some(backing) = self.volumes.get(&volume.number).and_then(|v| v.backing()) {
+                volume.hot_extents = backing.hot_extent_count();
+            }
+        }
         for peer in &mut status.peers {
             for volume in &mut peer.volumes {
                 if let Some(backing) = self.volumes.get(&volume.number).and_then(|v| v.backing()) {
@@ -1026,6 +1042,9 @@ struct Machine {
     /// A cooling pass ([`Machine::cool_activity_logs`]) is running: the next waits for the
     /// interval after it.
     cooling: Arc<AtomicBool>,
+    /// Whether an activity log still held extents after the last cooling pass: the ticker
+    /// goes on sending [`Event::CoolActivityLog`] while one does, or one heated since.
+    hot_left: watch::Sender<bool>,
 }
 
 /// A round that outdates the diskful peers a Primary is about to write without (it lost them,
@@ -3560,20 +3579,26 @@ impl Machine {
                 })
             })
             .collect();
-        if volumes.is_empty() || self.cooling.swap(true, Ordering::AcqRel) {
+        if volumes.is_empty() {
+            self.hot_left.send_replace(false);
             return;
         }
-        let cooling = self.cooling.clone();
+        if self.cooling.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let (cooling, hot_left) = (self.cooling.clone(), self.hot_left.clone());
         tokio::spawn(
             async move {
-                for (number, backing, keep) in volumes {
-                    match backing.cool(&keep, false).await {
+                for (number, backing, keep) in &volumes {
+                    let (number, backing) = (*number, backing);
+                    match backing.cool(keep, false).await {
                         Ok(0) => {}
                         Ok(cooled) => debug!(volume = number, cooled, "activity log extents cooled"),
                         Err(IoError::Shutdown) => {}
                         Err(error) => warn!(volume = number, %error, "cooling the activity log failed: its extents stay hot"),
                     }
                 }
+                hot_left.send_replace(volumes.iter().any(|(_, b, _)| b.has_hot_extents()));
                 cooling.store(false, Ordering::Release);
             }
             .in_current_span(),
@@ -3792,6 +3817,7 @@ impl Machine {
                     number: v.engine.number,
                     disk: v.disk.as_str().to_string(),
                     usable_bytes: v.engine.size(),
+                    hot_extents: 0,
                 })
                 .collect(),
             peers: self.peers.values().map(|p| self.peer_status(p)).collect(),

@@ -31,6 +31,10 @@ pub struct VolumeStatus {
     /// UpToDate, Inconsistent, Outdated, Diskless, Failed, ...
     pub disk: String,
     pub usable_bytes: u64,
+    /// Extents of its activity log (4 MiB each): what a crash of this member now would
+    /// resync. Read live; 0 on a diskless member.
+    #[serde(default)]
+    pub hot_extents: u32,
 }
 
 /// One peer as this member sees it.
@@ -95,7 +99,11 @@ impl ResourceStatus {
             if many || verbose {
                 let _ = write!(out, "volume:{} ", volume.number);
             }
-            let _ = writeln!(out, "disk:{}", volume.disk);
+            let _ = write!(out, "disk:{}", volume.disk);
+            if verbose && volume.disk != "Diskless" {
+                let _ = write!(out, " hot-extents:{}", volume.hot_extents);
+            }
+            out.push('\n');
         }
         for peer in &self.peers {
             let _ = write!(out, "  {}", peer.node_name);
@@ -156,6 +164,7 @@ mod tests {
                 number: 0,
                 disk: "UpToDate".into(),
                 usable_bytes: 1 << 30,
+                hot_extents: 3,
             }],
             peers: vec![
                 PeerStatus {

@@ -19,7 +19,7 @@ use ferrite_mirror::config::{Options, PeerConfig, ResourceConfig, VolumeConfig};
 use ferrite_mirror::metadata::metadata_size;
 use ferrite_mirror::outdated::OutdatedFile;
 use ferrite_mirror::peer::PEER_FLUSH_INTERVAL;
-use ferrite_mirror::resource::Resource;
+use ferrite_mirror::resource::{AL_COOL_INTERVAL, Resource};
 use ferrite_mirror::status::ResourceStatus;
 use futures::StreamExt;
 use ports::free_port;
@@ -207,6 +207,41 @@ fn all_up_to_date(status: &ResourceStatus, peers: usize) -> bool {
 async fn wait(resource: &Resource, what: &str, predicate: impl Fn(&ResourceStatus) -> bool) {
     if let Err(status) = resource.wait_for(SETTLE, predicate).await {
         panic!("{what}: not reached; status: {status:#?}");
+    }
+}
+
+/// Both members' activity logs take the extents written, the Secondary's too (the Primary's
+/// writes it applies), and give them up once they stay idle for a whole cooling pass: what a
+/// crash would resync shrinks back to nothing on a quiet volume.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_activity_logs_take_the_extents_written_and_cool_once_they_are_idle() {
+    let cluster = Cluster::new(2, 0);
+    let a = cluster.up(0).await;
+    let b = cluster.up(1).await;
+    wait(&a, "in sync", |s| all_up_to_date(s, 1)).await;
+    wait(&b, "in sync", |s| all_up_to_date(s, 1)).await;
+    let volume = a.volumes()[&0].clone();
+    ferrite_block::Volume::opened(volume.as_ref());
+    for extent in [0u64, 2, 5] {
+        volume
+            .write(extent << 22, pattern(extent as u8, 64 << 10), false)
+            .await
+            .unwrap();
+    }
+    for (member, resource) in [("the Primary", &a), ("the Secondary", &b)] {
+        let hot = resource.status().volumes[0].hot_extents;
+        assert_eq!(hot, 3, "{member}'s log holds the extents written");
+    }
+    ferrite_block::Volume::closed(volume.as_ref());
+    // Idle for a whole pass, then the next pass cools them.
+    let cooled = Duration::from_secs(3) * AL_COOL_INTERVAL.as_secs() as u32;
+    for (member, resource) in [("the Primary", &a), ("the Secondary", &b)] {
+        if let Err(status) = resource
+            .wait_for(cooled, |s| s.volumes[0].hot_extents == 0)
+            .await
+        {
+            panic!("{member}'s log did not cool: {status:#?}");
+        }
     }
 }
 
