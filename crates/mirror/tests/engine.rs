@@ -233,8 +233,8 @@ async fn the_activity_logs_take_the_extents_written_and_cool_once_they_are_idle(
         assert_eq!(hot, 3, "{member}'s log holds the extents written");
     }
     ferrite_block::Volume::closed(volume.as_ref());
-    // Idle for a whole pass, then the next pass cools them.
-    let cooled = Duration::from_secs(3) * AL_COOL_INTERVAL.as_secs() as u32;
+    // Idle for a whole pass, then the next pass cools them: two passes, with room to spare.
+    let cooled = AL_COOL_INTERVAL * 4;
     for (member, resource) in [("the Primary", &a), ("the Secondary", &b)] {
         if let Err(status) = resource
             .wait_for(cooled, |s| s.volumes[0].hot_extents == 0)
