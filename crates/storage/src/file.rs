@@ -16,7 +16,8 @@
 //! `losetup --associated`, so attaching twice never creates a second loop device. During a
 //! full reconcile pass ([`Provider::begin_pass`]) one `losetup --list` of every loop device
 //! replaces the per-file query: with thousands of volumes, a query per volume (each scanning
-//! every loop device) made a pass take minutes. A pass over a few named volumes
+//! every loop device) made a pass take minutes. Devices are matched by the canonical path of
+//! their file; in a pass each pool directory is resolved once, not once per file. A pass over a few named volumes
 //! ([`Provider::begin_scoped_pass`]) reads no such table, whose cost grows with the node: it
 //! trusts the device a file was last seen attached to once the kernel confirms it
 //! ([`HostCommands::loop_backing_file`], one small read), knows that a file it created in the
@@ -63,6 +64,9 @@ pub struct FileProvider {
     loop_table: Mutex<LoopTable>,
     /// What earlier passes learned of loop devices, for passes over named volumes.
     remembered: Mutex<Remembered>,
+    /// In a pass (`Some`): the canonical path of each directory a backing file was looked up
+    /// in ([`FileProvider::canonical`]).
+    canonical_dirs: Mutex<Option<HashMap<PathBuf, PathBuf>>>,
 }
 
 /// The loop devices this provider saw, kept between passes. Never trusted without a check:
@@ -112,7 +116,55 @@ impl FileProvider {
             thin,
             loop_table: Mutex::new(LoopTable::Unused),
             remembered: Mutex::new(Remembered::default()),
+            canonical_dirs: Mutex::new(None),
         }
+    }
+
+    /// The canonical path of a file (`realpath`), or `None` when it has none (it does not
+    /// exist). Loop devices are matched by it. `realpath` reads every component of the path
+    /// (a `readlink` each, a dozen for a pool under /var/lib), once per volume, twice in a full
+    /// pass: most of a pass's time on a node of thousands of volumes. In a pass, the
+    /// directory's canonical path is resolved once and the file's name joined to it, unless
+    /// the file is itself a symbolic link (one `lstat` tells).
+    fn canonical(&self, path: &Path) -> Option<PathBuf> {
+        let in_pass = self.canonical_dirs().is_some();
+        let parts = path
+            .parent()
+            .zip(path.file_name())
+            .filter(|(dir, name)| !dir.as_os_str().is_empty() && *name != "." && *name != "..");
+        let (Some((dir, name)), true) = (parts, in_pass) else {
+            return std::fs::canonicalize(path).ok();
+        };
+        match std::fs::symlink_metadata(path) {
+            Ok(meta) if !meta.file_type().is_symlink() => {}
+            _ => return std::fs::canonicalize(path).ok(),
+        }
+        let known = self
+            .canonical_dirs()
+            .as_ref()
+            .and_then(|d| d.get(dir).cloned());
+        let dir_path = match known {
+            Some(known) => known,
+            None => {
+                let resolved = std::fs::canonicalize(dir).ok()?;
+                if let Some(dirs) = self.canonical_dirs().as_mut() {
+                    dirs.insert(dir.to_path_buf(), resolved.clone());
+                }
+                resolved
+            }
+        };
+        Some(dir_path.join(name))
+    }
+
+    /// [`FileProvider::canonical`], or the path as given when it has none.
+    fn canonical_or_given(&self, path: &Path) -> PathBuf {
+        self.canonical(path).unwrap_or_else(|| path.to_path_buf())
+    }
+
+    fn canonical_dirs(&self) -> MutexGuard<'_, Option<HashMap<PathBuf, PathBuf>>> {
+        self.canonical_dirs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
     }
 
     fn unusable(&self, pool: &str, reason: impl Into<String>) -> StorageError {
@@ -238,7 +290,7 @@ impl FileProvider {
     fn attach_loop_device(&self, image: &Path) -> Result<PathBuf, StorageError> {
         let forget = || {
             // It may have attached before it failed: look the file up next time.
-            if let Ok(key) = std::fs::canonicalize(image) {
+            if let Some(key) = self.canonical(image) {
                 self.remembered().unattached.remove(&key);
             }
         };
@@ -293,13 +345,13 @@ impl FileProvider {
         let LoopTable::Read(devices) = &*table else {
             unreachable!("the table was read above")
         };
-        let key = std::fs::canonicalize(image).unwrap_or_else(|_| image.to_path_buf());
+        let key = self.canonical_or_given(image);
         Ok(devices.get(&key).cloned().unwrap_or_default())
     }
 
     /// [`FileProvider::loop_devices`] in a pass over named volumes.
     fn scoped_loop_devices(&self, image: &Path) -> Result<Vec<PathBuf>, StorageError> {
-        let key = std::fs::canonicalize(image).unwrap_or_else(|_| image.to_path_buf());
+        let key = self.canonical_or_given(image);
         let known = {
             let remembered = self.remembered();
             if remembered.unattached.contains(&key) {
@@ -351,7 +403,7 @@ impl FileProvider {
             let Some(file) = device.back_file else {
                 continue;
             };
-            let Ok(file) = std::fs::canonicalize(file.trim()) else {
+            let Some(file) = self.canonical(Path::new(file.trim())) else {
                 continue;
             };
             table
@@ -369,7 +421,7 @@ impl FileProvider {
 
     /// Keeps the pass's table and what is remembered current with an attach or a detach.
     fn note_loop_device(&self, image: &Path, device: &Path, attached: bool) {
-        let key = std::fs::canonicalize(image).unwrap_or_else(|_| image.to_path_buf());
+        let key = self.canonical_or_given(image);
         if let LoopTable::Read(devices) = &mut *self.loop_table() {
             let entry = devices.entry(key.clone()).or_default();
             entry.retain(|d| d != device);
@@ -391,7 +443,7 @@ impl FileProvider {
         if matches!(*self.loop_table(), LoopTable::Unused) {
             return;
         }
-        if let Ok(key) = std::fs::canonicalize(image) {
+        if let Some(key) = self.canonical(image) {
             let mut remembered = self.remembered();
             remembered.devices.remove(&key);
             remembered.unattached.insert(key);
@@ -643,7 +695,7 @@ impl Provider for FileProvider {
         drop(table);
         let mut remembered = self.remembered();
         for path in [&source, &target] {
-            let key = std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf());
+            let key = self.canonical_or_given(path);
             remembered.devices.remove(&key);
             remembered.unattached.remove(&key);
         }
@@ -724,16 +776,19 @@ impl Provider for FileProvider {
     fn begin_pass(&self) {
         *self.loop_table() = LoopTable::Unread;
         self.remembered().unattached.clear();
+        *self.canonical_dirs() = Some(HashMap::new());
     }
 
     fn begin_scoped_pass(&self) {
         *self.loop_table() = LoopTable::Scoped;
         self.remembered().unattached.clear();
+        *self.canonical_dirs() = Some(HashMap::new());
     }
 
     fn end_pass(&self) {
         *self.loop_table() = LoopTable::Unused;
         self.remembered().unattached.clear();
+        *self.canonical_dirs() = None;
     }
 
     fn supports_snapshots(&self) -> bool {
@@ -1021,5 +1076,47 @@ mod loop_attach_tests {
             "the cause is kept"
         );
         assert_eq!(ran, ["losetup /dev/loop7 /pool/a.img"]);
+    }
+
+    #[test]
+    fn a_pass_resolves_paths_as_realpath_does() {
+        let root = tempfile::tempdir().unwrap();
+        let real = root.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        std::os::unix::fs::symlink(&real, root.path().join("pool")).unwrap();
+        std::fs::write(real.join("a.img"), b"").unwrap();
+        std::fs::write(real.join("target.img"), b"").unwrap();
+        std::os::unix::fs::symlink(real.join("target.img"), real.join("link.img")).unwrap();
+        let provider = FileProvider::new(Arc::new(Host::new(&[], &[])), true);
+        let names = [
+            "a.img",
+            "link.img",
+            "missing.img",
+            "./a.img",
+            "../real/a.img",
+        ];
+        let paths: Vec<PathBuf> = names
+            .iter()
+            .map(|name| root.path().join("pool").join(name))
+            .collect();
+        let expected: Vec<Option<PathBuf>> = paths
+            .iter()
+            .map(|p| std::fs::canonicalize(p).ok())
+            .collect();
+        let outside: Vec<Option<PathBuf>> = paths.iter().map(|p| provider.canonical(p)).collect();
+        provider.begin_pass();
+        // Twice: the second time from the directory already resolved.
+        for _ in 0..2 {
+            let inside: Vec<Option<PathBuf>> =
+                paths.iter().map(|p| provider.canonical(p)).collect();
+            assert_eq!(inside, expected);
+        }
+        provider.end_pass();
+        assert_eq!(outside, expected);
+        assert_eq!(
+            expected[1],
+            Some(real.canonicalize().unwrap().join("target.img"))
+        );
+        assert_eq!(expected[2], None);
     }
 }
