@@ -653,6 +653,19 @@ impl ActivityLog {
         Ok(Admission::WriteTransaction(tr))
     }
 
+    /// Whether every extent the range touches is hot and recorded (its transaction durable):
+    /// recovery after a crash would name it.
+    pub fn holds(&self, offset: u64, len: u64) -> bool {
+        let Some(mut extents) = extents_of(offset, len) else {
+            return true;
+        };
+        extents.all(|extent| {
+            self.by_extent
+                .get(&extent)
+                .is_some_and(|slot| self.slots[*slot as usize].pending.is_none())
+        })
+    }
+
     /// [`ActivityLog::begin_write`] for a write that can go at once: when every extent it
     /// touches is hot and recorded, the write is in flight in them and `true` is returned;
     /// otherwise nothing changes and the caller takes the waiting path.
@@ -660,12 +673,7 @@ impl ActivityLog {
         let Some(extents) = extents_of(offset, len) else {
             return true;
         };
-        let ready = extents.clone().all(|extent| {
-            self.by_extent
-                .get(&extent)
-                .is_some_and(|slot| self.slots[*slot as usize].pending.is_none())
-        });
-        if !ready {
+        if !self.holds(offset, len) {
             return false;
         }
         self.clock += 1;

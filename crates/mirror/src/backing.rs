@@ -271,8 +271,10 @@ impl Backing {
             }
             al
         };
-        // Bits recorded for the Primary's absent peers lived in memory when this member
-        // stopped without writing them: which ones is unknown, so all of them.
+        // Metadata of a version whose Secondaries recorded the Primary's absent peers' bits
+        // outside the activity log, flagged while they lived in memory only, found stopped
+        // without writing them: which ones is unknown, so all of them. Bits recorded now are
+        // covered by the log's hot extents, or written at once.
         let recording_lost = !created
             && superblock
                 .flags
@@ -538,15 +540,18 @@ impl Backing {
     }
 
     /// Before a write received from the Primary that the diskful peers in `absent` do not get
-    /// ([`crate::volume::IoView::missed_by`]): marks the metadata as recording (bits that live
-    /// in memory until the bitmaps are written). From a diskless Primary (`diskless_primary`),
-    /// it also starts a generation those peers do not hold if one of them has no bitmap UUID
-    /// yet. The new UUID is derived from the current one and `absent`, so every disk recording
-    /// for the same Primary starts the same generation and they stay in sync with each other.
-    /// A diskful Primary starts that generation itself and this member adopts it
+    /// ([`crate::volume::IoView::missed_by`]): from a diskless Primary (`diskless_primary`),
+    /// starts a generation those peers do not hold if one of them has no bitmap UUID yet. The
+    /// new UUID is derived from the current one and `absent`, so every disk recording for the
+    /// same Primary starts the same generation and they stay in sync with each other. A
+    /// diskful Primary starts that generation itself and this member adopts it
     /// ([`crate::gi::GenerationSet::adopt_new_current`], which gives the absent peers their
     /// bitmap UUIDs): starting one here would part this member from its Primary. Returns
     /// whether a generation started (the caller announces it). Durable before it returns.
+    ///
+    /// The bits themselves need no mark on disk: they are set for a write in a hot extent of
+    /// the activity log, which a crash sets out of sync toward every peer, or written soon
+    /// after (an `OutOfSync` for a range the log no longer holds).
     pub async fn before_recorded_write(
         &self,
         me: NodeId,
@@ -556,28 +561,19 @@ impl Backing {
         let _generation = self.generation_lock.lock().await;
         let (superblock, started) = {
             let mut state = self.state();
-            let (recording, untracked) =
-                recording_and_untracked(&state.superblock, me, absent, diskless_primary);
-            if recording && !untracked {
+            if !untracked(&state.superblock, me, absent, diskless_primary) {
                 return Ok(false);
             }
-            let mut started = false;
-            if untracked {
-                let generations = &state.superblock.generations;
-                let derived = Uuid::new_generation(derive_generation(
-                    generations.current.generation(),
-                    absent.bits(),
-                ));
-                started = state
-                    .superblock
-                    .generations
-                    .start_new_generation(me, derived, absent)
-                    .map_err(|e| IoError::Io(format!("starting a new data generation: {e}")))?;
-            }
-            state
+            let generations = &state.superblock.generations;
+            let derived = Uuid::new_generation(derive_generation(
+                generations.current.generation(),
+                absent.bits(),
+            ));
+            let started = state
                 .superblock
-                .flags
-                .insert(metadata::MdFlags::RECORDING_FOR_PRIMARY);
+                .generations
+                .start_new_generation(me, derived, absent)
+                .map_err(|e| IoError::Io(format!("starting a new data generation: {e}")))?;
             (state.superblock.clone(), started)
         };
         let md = self.md.clone();
@@ -588,27 +584,10 @@ impl Backing {
         Ok(started)
     }
 
-    /// Whether [`Backing::before_recorded_write`] has nothing to do for these arguments (the
-    /// metadata says it records, and no generation is to start): the bits may be set at once,
-    /// with no wait.
+    /// Whether [`Backing::before_recorded_write`] has nothing to do for these arguments (no
+    /// generation is to start): the bits may be set at once, with no wait.
     pub fn records_already(&self, me: NodeId, absent: NodeMask, diskless_primary: bool) -> bool {
-        let state = self.state();
-        let (recording, untracked) =
-            recording_and_untracked(&state.superblock, me, absent, diskless_primary);
-        recording && !untracked
-    }
-
-    /// At a clean stop: the bitmaps are on disk, so nothing recorded for the Primary is
-    /// only in memory any more.
-    pub async fn end_recording(&self) -> Result<(), IoError> {
-        let recording =
-            self.with_superblock(|sb| sb.flags.contains(metadata::MdFlags::RECORDING_FOR_PRIMARY));
-        if !recording {
-            return Ok(());
-        }
-        self.write_bitmaps().await?;
-        self.update_superblock(|sb| sb.flags.remove(metadata::MdFlags::RECORDING_FOR_PRIMARY))
-            .await
+        !untracked(&self.state().superblock, me, absent, diskless_primary)
     }
 
     /// Puts everything written so far on stable storage.
@@ -670,6 +649,12 @@ impl Backing {
     /// How many extents the activity log holds: what a crash now would resync.
     pub fn hot_extent_count(&self) -> u32 {
         self.state().al.hot_extents().count() as u32
+    }
+
+    /// Whether every extent of the range is hot in the activity log, its transaction durable:
+    /// bits set for it now are covered by the log's recovery should this member crash.
+    pub fn is_logged(&self, offset: u64, len: u64) -> bool {
+        self.state().al.holds(offset, len)
     }
 
     /// Whether the activity log holds any extent ([`Backing::cool`] has work).
@@ -914,25 +899,20 @@ impl Backing {
     }
 }
 
-/// Whether the superblock says this member records for the Primary, and whether a peer in
-/// `absent` lacks a bitmap UUID that a write from a diskless Primary would start a generation
-/// for ([`Backing::before_recorded_write`]).
-fn recording_and_untracked(
+/// Whether a peer in `absent` lacks a bitmap UUID that a write from a diskless Primary would
+/// start a generation for ([`Backing::before_recorded_write`]).
+fn untracked(
     superblock: &Superblock,
     me: NodeId,
     absent: NodeMask,
     diskless_primary: bool,
-) -> (bool, bool) {
-    let recording = superblock
-        .flags
-        .contains(metadata::MdFlags::RECORDING_FOR_PRIMARY);
+) -> bool {
     let generations = &superblock.generations;
-    let untracked = diskless_primary
+    diskless_primary
         && !generations.current.is_just_created()
         && absent
             .iter()
-            .any(|peer| peer != me && generations.bitmap_uuid(peer).is_zero());
-    (recording, untracked)
+            .any(|peer| peer != me && generations.bitmap_uuid(peer).is_zero())
 }
 
 /// Gives `peer` a free bitmap slot if it has none; whether one was assigned.
@@ -1178,14 +1158,10 @@ mod tests {
             "the Primary starts the generation"
         );
         assert!(generations.bitmap_uuid(peer(0)).is_zero());
-        assert!(
-            b.with_superblock(|sb| sb.flags.contains(metadata::MdFlags::RECORDING_FOR_PRIMARY)),
-            "the bits recorded in memory are flagged on disk"
-        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn bits_recorded_in_memory_and_lost_in_a_crash_become_a_full_resync() {
+    async fn bits_recorded_in_memory_and_lost_in_a_crash_come_back_with_the_hot_extents() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("b");
         let b = attached(dir.path(), "b");
@@ -1193,28 +1169,63 @@ mod tests {
             .await
             .unwrap();
         let absent: NodeMask = [peer(0)].into_iter().collect();
+        // A Primary's write that peer 0 misses, applied here through the activity log.
+        let (offset, len) = (4 << 20, 64 << 10);
         b.before_recorded_write(peer(1), absent, true)
             .await
             .unwrap();
-        b.mark_out_of_sync(0, 4 << 20, 64 << 10);
+        b.begin_write(offset, len).await.unwrap();
+        assert!(b.is_logged(offset, len));
+        b.mark_out_of_sync(0, offset, len);
+        b.end_write(offset, len);
         // A crash: the bitmap pages were never written.
         drop(b);
         let (b, _) = Backing::attach(&path, USABLE, 1, &[0], 61).unwrap();
         assert_eq!(
             b.out_of_sync_bytes(0),
-            USABLE,
-            "everything toward the absent peer"
+            AL_EXTENT_SIZE,
+            "the extent the write was in, toward the absent peer"
         );
         // A clean stop keeps exactly what was recorded.
         b.with_bitmap(0, |bitmap| bitmap.clear_all());
-        b.before_recorded_write(peer(1), absent, true)
+        b.begin_write(offset, len).await.unwrap();
+        b.mark_out_of_sync(0, offset, len);
+        b.end_write(offset, len);
+        b.cool(&std::collections::BTreeSet::new(), true)
             .await
             .unwrap();
-        b.mark_out_of_sync(0, 4 << 20, 64 << 10);
-        b.end_recording().await.unwrap();
         drop(b);
         let (b, _) = Backing::attach(&path, USABLE, 1, &[0], 61).unwrap();
-        assert_eq!(b.out_of_sync_bytes(0), 64 << 10);
+        assert_eq!(b.out_of_sync_bytes(0), len);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn metadata_flagged_recording_by_an_earlier_version_gets_a_full_resync() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b");
+        let b = attached(dir.path(), "b");
+        b.update_superblock(|sb| {
+            sb.generations.current = Uuid::new_generation(77);
+            let _ = sb.generations.start_new_generation(
+                peer(1),
+                Uuid::new_generation(78),
+                [peer(0)].into_iter().collect(),
+            );
+            sb.flags.insert(metadata::MdFlags::RECORDING_FOR_PRIMARY);
+        })
+        .await
+        .unwrap();
+        drop(b);
+        let (b, _) = Backing::attach(&path, USABLE, 1, &[0], 61).unwrap();
+        assert_eq!(
+            b.out_of_sync_bytes(0),
+            USABLE,
+            "everything toward the tracked peer"
+        );
+        assert!(
+            !b.with_superblock(|sb| sb.flags.contains(metadata::MdFlags::RECORDING_FOR_PRIMARY)),
+            "and the flag is gone once the bits are on disk"
+        );
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

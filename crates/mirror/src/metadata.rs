@@ -78,10 +78,12 @@ impl MdFlags {
     pub const AL_CLEAN: MdFlags = MdFlags(1 << 7);
     /// This member had quorum when last written.
     pub const HAVE_QUORUM: MdFlags = MdFlags(1 << 10);
-    /// Not DRBD's: this member, a Secondary, records in its bitmaps what the Primary's absent
-    /// peers miss, and those bits are in memory until the bitmaps are written. Finding it set
-    /// when the volume is attached means they may be lost: everything is out of sync toward
-    /// every peer with a bitmap UUID (a full resync toward them, never a silent gap).
+    /// Not DRBD's, and no longer set: in earlier versions, this member, a Secondary, recorded
+    /// in its bitmaps what the Primary's absent peers missed, outside the activity log, and
+    /// those bits were in memory until the bitmaps were written. Finding it set when the
+    /// volume is attached means they may be lost: everything is out of sync toward every peer
+    /// with a bitmap UUID (a full resync toward them, never a silent gap). Such bits are now
+    /// set for writes in hot extents of the activity log, or written at once.
     pub const RECORDING_FOR_PRIMARY: MdFlags = MdFlags(1 << 16);
 
     const KNOWN: u32 = Self::CONSISTENT.0

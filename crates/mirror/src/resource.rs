@@ -333,6 +333,9 @@ pub enum Event {
     TrackUnflushed(u8),
     /// A cooling pass over the volumes' activity logs is due ([`AL_COOL_INTERVAL`]).
     CoolActivityLog,
+    /// Bits were recorded for ranges outside the activity log's hot extents
+    /// ([`Machine::unlogged_bits`]): write those volumes' bitmaps.
+    WriteUnloggedBits,
     /// A new configuration for the running resource (`adjust`).
     Adjust(ResourceConfig, oneshot::Sender<Result<(), AdjustError>>),
     /// The operator resolves a split brain against this member.
@@ -661,6 +664,7 @@ impl Resource {
             tick_wanted: watch::channel(false).0,
             cooling: Arc::new(AtomicBool::new(false)),
             hot_left: watch::channel(false).0,
+            unlogged_bits: BTreeSet::new(),
         };
         let (status_tx, status) = watch::channel(machine.snapshot());
         machine.status = Some(status_tx);
@@ -1045,6 +1049,10 @@ struct Machine {
     /// Whether an activity log still held extents after the last cooling pass: the ticker
     /// goes on sending [`Event::CoolActivityLog`] while one does, or one heated since.
     hot_left: watch::Sender<bool>,
+    /// Volumes with bits set, in memory only, for ranges the activity log does not hold:
+    /// their bitmaps are written by the next [`Event::WriteUnloggedBits`], which every
+    /// `OutOfSync` received before it shares.
+    unlogged_bits: BTreeSet<u16>,
 }
 
 /// A round that outdates the diskful peers a Primary is about to write without (it lost them,
@@ -1293,6 +1301,7 @@ impl Machine {
             Event::Votes { granted, reason } => self.votes_counted(granted, reason).await,
             Event::UsageChanged => self.usage_changed(),
             Event::TrackUnflushed(node) => self.track_unflushed(node).await,
+            Event::WriteUnloggedBits => self.write_unlogged_bits().await,
             Event::AnnounceGeneration(done) => {
                 self.broadcast_state();
                 let _ = done.send(());
@@ -1636,7 +1645,11 @@ impl Machine {
                 .get(&write.volume)
                 .and_then(|local| local.engine.backing())
             {
-                backing.mark_out_of_sync(node, write.offset, u64::from(write.length));
+                let (offset, length) = (write.offset, u64::from(write.length));
+                backing.mark_out_of_sync(node, offset, length);
+                if !backing.is_logged(offset, length) {
+                    self.note_unlogged_bits(write.volume);
+                }
             }
             // The disks left record it too: a diskless Primary has no bitmap, and a diskful
             // one may be gone when the departed member comes back to them.
@@ -1857,6 +1870,32 @@ impl Machine {
             }
         }
         backing.mark_out_of_sync(toward, range.offset, u64::from(range.length));
+        // The range may lie in an extent this member's activity log no longer holds (the
+        // write was confirmed and the extent cooled before the member it names went away
+        // without flushing it): a crash would then lose the bit, which the log's recovery
+        // does not cover. Such bits are written soon, together.
+        if message.toward.is_some() && !backing.is_logged(range.offset, u64::from(range.length)) {
+            self.note_unlogged_bits(range.volume);
+        }
+    }
+
+    /// Bits were set in `volume`'s bitmaps, in memory only, for a range its activity log
+    /// does not hold: written by the next [`Event::WriteUnloggedBits`].
+    fn note_unlogged_bits(&mut self, volume: u16) {
+        if self.unlogged_bits.insert(volume) && self.unlogged_bits.len() == 1 {
+            let _ = self.events.send(Event::WriteUnloggedBits);
+        }
+    }
+
+    /// [`Event::WriteUnloggedBits`].
+    async fn write_unlogged_bits(&mut self) {
+        for number in std::mem::take(&mut self.unlogged_bits) {
+            if let Some(backing) = self.volumes.get(&number).and_then(|l| l.engine.backing())
+                && let Err(error) = backing.write_bitmaps().await
+            {
+                warn!(volume = number, %error, "cannot write the bitmaps after recording what a peer missed: they are written at the next cooling pass");
+            }
+        }
     }
 
     /// [`Event::TrackUnflushed`]: a new generation without `node`, if this member is still
@@ -3615,9 +3654,8 @@ impl Machine {
         }
         for local in self.volumes.values() {
             if let Some(backing) = local.engine.backing() {
-                let _ = backing.write_bitmaps().await;
-                if let Err(error) = backing.end_recording().await {
-                    warn!(%error, "cannot write what was recorded for the Primary");
+                if let Err(error) = backing.write_bitmaps().await {
+                    warn!(%error, "cannot write the bitmaps before going down: the activity log's extents are resynced at the next attach");
                 }
                 // A clean stop leaves the log empty, but for the extents of a Primary's writes
                 // not confirmed yet: the next attach resyncs what remains.

@@ -543,8 +543,9 @@ impl VolumeEngine {
             ));
         };
         backing.begin_write(offset, len).await?;
+        let missed = written_without.then(|| self.view());
         let result = self
-            .apply_write(range, offset, data, fua, written_without)
+            .apply_write(backing, range, offset, data, fua, missed.as_deref())
             .await;
         backing.end_write(offset, len);
         result
@@ -552,43 +553,57 @@ impl VolumeEngine {
 
     /// Resync data received from a source, applied in arrival order like a peer's write. It
     /// does not enter the activity log: its bits stay set on disk until the bitmaps are
-    /// written after it, so a crash before that resyncs it again.
+    /// written after it, so a crash before that resyncs it again. Except while this member
+    /// records what the Primary's absent disks miss: the block is recorded as missed by them
+    /// (conservatively, as a peer write flagged so would be), and those bits live in memory,
+    /// so the block goes through the log like a peer's write, whose hot extents a crash sets
+    /// out of sync toward every peer.
     pub async fn apply_resync_write(
         &self,
         range: crate::conflict::RangeGuard,
         offset: u64,
         data: Bytes,
     ) -> Result<(), IoError> {
-        // Recorded as written without the members that miss it, as a peer write flagged so
-        // would be: conservatively.
-        self.apply_write(range, offset, data, false, true).await
+        let len = data.len() as u64;
+        check_range(self.usable, offset, len)?;
+        let Some(backing) = &self.backing else {
+            return Err(IoError::Invalid(
+                "a diskless member was sent resync data".to_string(),
+            ));
+        };
+        let view = self.view();
+        if view.missed_by.is_empty() {
+            return self
+                .apply_write(backing, range, offset, data, false, None)
+                .await;
+        }
+        backing.begin_write(offset, len).await?;
+        let result = self
+            .apply_write(backing, range, offset, data, false, Some(&view))
+            .await;
+        backing.end_write(offset, len);
+        result
     }
 
+    /// Writes data from a peer to the local disk, holding `range`. With `missed` (the view
+    /// when the write entered the activity log), the range is first recorded as missed by the
+    /// view's `missed_by`.
     async fn apply_write(
         &self,
+        backing: &Backing,
         range: crate::conflict::RangeGuard,
         offset: u64,
         data: Bytes,
         fua: bool,
-        written_without: bool,
+        missed: Option<&IoView>,
     ) -> Result<(), IoError> {
         let _range = range;
         let len = data.len() as u64;
         check_range(self.usable, offset, len)?;
-        match &self.backing {
-            Some(backing) => {
-                if written_without {
-                    let view = self.view();
-                    if !view.missed_by.is_empty() {
-                        self.record_missed(backing, &view, offset, len).await?;
-                    }
-                }
-                backing.write(offset, data, fua).await
-            }
-            None => Err(IoError::Invalid(
-                "a diskless member was sent a write".to_string(),
-            )),
+        if let Some(view) = missed.filter(|view| !view.missed_by.is_empty()) {
+            self.record_missed(backing, view, offset, len).await?;
         }
+        backing.write(offset, data, fua).await
     }
 
     /// A write from the Primary that the view's `missed_by` do not get: from a diskless
@@ -637,8 +652,8 @@ impl VolumeEngine {
             &[]
         };
         if !missed_by.is_empty() {
-            // Recording what the Primary's absent peers miss may wait for a superblock write
-            // (the recording flag, and from a diskless Primary maybe a generation): not here.
+            // From a diskless Primary, recording what its absent peers miss may first start a
+            // generation (a superblock write): not here.
             let absent = node_mask(missed_by);
             if !backing.records_already(self.me, absent, view.missed_by_diskless_primary) {
                 return Err((range, data, then));

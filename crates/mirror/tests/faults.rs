@@ -215,21 +215,20 @@ async fn a_crashed_primary_returning_to_an_unchanged_peer_takes_its_hot_extents_
     assert_data(&log, &nodes[1], "the survivor").await;
 }
 
-/// Three disks: node0 writes, node2 is killed under the load (writes in flight fail toward it),
-/// node0 writes on without it, then node0 is killed too. node2 comes back and meets node1
-/// alone: node1, a Secondary, recorded in its own bitmap what node2 missed (the writes node0
-/// flagged as written without it, and those that failed toward it), as DRBD 9's Secondaries
-/// do, so node2 gets a bitmap resync of the blocks changed meanwhile — not a full one — and
-/// then holds every acknowledged write.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_disk_back_while_the_primary_is_gone_gets_only_what_it_missed_from_a_secondary() {
+/// The blocks the writers of [`writing_without_node2`] write: half of the first 4 MiB extent
+/// of the activity log, so that most of the volume is unchanged while node2 is away.
+const SPAN: u64 = EXTENT_BLOCKS / 2;
+
+/// Three disks in sync; node0 writes to [`SPAN`] blocks, node2 is killed under the load
+/// (writes in flight fail toward it), and node0 writes on without it for 300 more
+/// acknowledgements. Returns the layout (its directory lives as long as it does), the nodes,
+/// the log of acknowledged writes and node0's writer, still writing.
+async fn writing_without_node2() -> (Layout, Vec<Node>, Arc<AckLog>, Writer) {
     let layout = Layout::loopback(3, 0, USABLE);
     let mut nodes = layout.prepare();
     start_in_sync(&mut nodes).await;
     let log = AckLog::new();
-    // A few hundred blocks of the volume, so that most of it is unchanged while node2 is away.
-    let span = BLOCKS / 16;
-    let writer = Writer::start(&nodes[0].nbd_socket(), log.clone(), 0, DEPTH, span).await;
+    let writer = Writer::start(&nodes[0].nbd_socket(), log.clone(), 0, DEPTH, SPAN).await;
     wait_acks(&log, 0, 300, SETTLE).await;
 
     nodes[2].kill9();
@@ -240,6 +239,18 @@ async fn a_disk_back_while_the_primary_is_gone_gets_only_what_it_missed_from_a_s
         .await;
     let acked = log.acked_count();
     wait_acks(&log, acked, 300, SETTLE).await;
+    (layout, nodes, log, writer)
+}
+
+/// Three disks: node0 writes, node2 is killed under the load (writes in flight fail toward it),
+/// node0 writes on without it, then node0 is killed too. node2 comes back and meets node1
+/// alone: node1, a Secondary, recorded in its own bitmap what node2 missed (the writes node0
+/// flagged as written without it, and those that failed toward it), as DRBD 9's Secondaries
+/// do, so node2 gets a bitmap resync of the blocks changed meanwhile — not a full one — and
+/// then holds every acknowledged write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_back_while_the_primary_is_gone_gets_only_what_it_missed_from_a_secondary() {
+    let (_layout, mut nodes, log, writer) = writing_without_node2().await;
     let report = writer.stop().await;
     assert_eq!(report.failed, 0, "{report:?}");
     let tracked = nodes[1]
@@ -249,7 +260,7 @@ async fn a_disk_back_while_the_primary_is_gone_gets_only_what_it_missed_from_a_s
         .await;
     let missed_kib = peer(&tracked, 2).volumes[0].out_of_sync_kib;
     assert!(
-        missed_kib <= span * BLOCK as u64 / 1024,
+        missed_kib <= SPAN * BLOCK as u64 / 1024,
         "only the blocks written meanwhile are out of sync toward node2: {tracked:#?}"
     );
 
@@ -259,6 +270,13 @@ async fn a_disk_back_while_the_primary_is_gone_gets_only_what_it_missed_from_a_s
             peer(s, 0).connection != "Connected"
         })
         .await;
+    back_from_a_secondary(&mut nodes, &log).await;
+}
+
+/// Three disks: node2 (away) and node0 (the Primary) gone, node1 up. node2 comes back and
+/// meets node1 alone: a bitmap resync from it, after which both hold every acknowledged write;
+/// then node0 comes back and all three end in sync.
+async fn back_from_a_secondary(nodes: &mut [Node], log: &AckLog) {
     let mark = nodes[2].log_mark();
     nodes[2].start().await;
     nodes[2]
@@ -280,18 +298,47 @@ async fn a_disk_back_while_the_primary_is_gone_gets_only_what_it_missed_from_a_s
             })
             .await;
     }
-    assert_data(&log, &nodes[2], "resynced by bitmap from a Secondary").await;
-    assert_data(&log, &nodes[1], "its source").await;
+    assert_data(log, &nodes[2], "resynced by bitmap from a Secondary").await;
+    assert_data(log, &nodes[1], "its source").await;
 
     nodes[0].start().await;
-    for node in &nodes {
+    for node in nodes.iter() {
         node.wait("all three in sync", SETTLE, |s| all_in_sync(s, 2))
             .await;
     }
-    for node in &nodes {
-        assert_data(&log, node, "all three back").await;
+    for node in nodes.iter() {
+        assert_data(log, node, "all three back").await;
         assert!(no_split_brain(&node.status().await.unwrap()));
     }
+}
+
+/// A Secondary records what an absent disk misses in bits that live in memory until its
+/// bitmaps are written. Lost at the same instant as the Primary, it keeps them through its
+/// activity log: the writes it applied are in hot extents, which its restart sets out of sync
+/// toward every peer. The absent disk gets those extents back, not the whole volume, and holds
+/// every acknowledged write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secondary_lost_with_the_primary_keeps_what_an_absent_disk_missed() {
+    let (_layout, mut nodes, log, writer) = writing_without_node2().await;
+    // Writes in flight, the bits toward node2 in node1's memory: both lost at once.
+    Node::kill9_together(&mut nodes[..2]);
+    let _ = writer.stop().await;
+
+    nodes[1].start().await;
+    let back = nodes[1]
+        .wait("node1 knows what node2 misses", SETTLE, |s| {
+            peer(s, 2).volumes[0].out_of_sync_kib > 0
+        })
+        .await;
+    let missed_kib = peer(&back, 2).volumes[0].out_of_sync_kib;
+    let extent_kib = EXTENT_BLOCKS * BLOCK as u64 / 1024;
+    assert!(
+        missed_kib <= extent_kib,
+        "the hot extent toward node2, not the whole volume ({} KiB): {back:#?}",
+        USABLE / 1024
+    );
+
+    back_from_a_secondary(&mut nodes, &log).await;
 }
 
 /// Two disks in sync whose resyncs run at 8 MiB/s at most, slow enough to be caught in the
