@@ -362,6 +362,16 @@ impl AlTransaction {
     }
 }
 
+/// The newest sequence number of any valid transaction in the ring, wherever it lies: a log
+/// that [`recover`] refused continues above it, so that its own transactions are the newest
+/// run the next recovery finds.
+pub fn newest_sequence(ring: &[u8]) -> Option<u64> {
+    ring.chunks_exact(AL_TRANSACTION_SIZE)
+        .filter_map(|block| AlTransaction::decode(block).ok())
+        .map(|tr| tr.sequence)
+        .max()
+}
+
 /// The extents that were hot, from the ring's bytes (`ring_blocks` × 4 KiB, block `i` at
 /// `i * 4096`). Uses the newest run of consecutive transactions; it must describe every slot.
 pub fn recover(ring: &[u8]) -> Result<AlRecovery, AlRecoveryError> {
@@ -1076,6 +1086,30 @@ mod tests {
         assert_eq!(
             recover(&ring).unwrap().hot_extents,
             [2, 3].into_iter().collect()
+        );
+    }
+
+    #[test]
+    fn the_newest_sequence_is_that_of_the_newest_valid_transaction() {
+        let mut al = ActivityLog::new(61, 40).unwrap();
+        let blocks = al.ring_blocks() as usize;
+        let mut ring = vec![0u8; blocks * AL_TRANSACTION_SIZE];
+        assert_eq!(newest_sequence(&ring), None);
+        let transactions = al.format();
+        let newest = transactions.iter().map(|tr| tr.sequence).max().unwrap();
+        for tr in &transactions {
+            let at = tr.ring_index(blocks as u32) as usize * AL_TRANSACTION_SIZE;
+            ring[at..at + AL_TRANSACTION_SIZE].copy_from_slice(&tr.encode());
+        }
+        assert_eq!(recover(&ring).unwrap().next_sequence, newest + 1);
+        // The newest transaction's block torn: recovery takes the run before it, and the
+        // sequence to continue above is still the newest valid one's.
+        let at = transactions.last().unwrap().ring_index(blocks as u32) as usize;
+        ring[at * AL_TRANSACTION_SIZE + 100] ^= 0xFF;
+        assert!(newest_sequence(&ring).is_some_and(|s| s < newest));
+        assert_eq!(
+            newest_sequence(&ring),
+            Some(recover(&ring).unwrap().next_sequence - 1)
         );
     }
 

@@ -38,7 +38,7 @@ use ferrite_block::{AlignedBuf, IoError, PipedData};
 use tokio::sync::Notify;
 use tracing::{info, warn};
 
-use crate::activity_log::{AL_EXTENT_SIZE, ActivityLog, Admission, AlTransaction};
+use crate::activity_log::{self, AL_EXTENT_SIZE, ActivityLog, Admission, AlTransaction};
 use crate::bitmap::OutOfSyncBitmap;
 use crate::gi::{GenerationSet, MAX_NODES, NewGenerationTrigger, NodeId, NodeMask, Uuid};
 use crate::metadata::{self, MetadataError, MetadataLayout, PeerSlot, Superblock};
@@ -237,20 +237,42 @@ impl Backing {
         let al = if let Some(al) = created_al {
             al
         } else {
-            let recovery = metadata::read_activity_log(&md, &layout).map_err(md_error)?;
+            let ring = metadata::read_al_ring(&md, &layout).map_err(md_error)?;
+            // A log that cannot be recovered (a ring damaged beyond a torn last write) names
+            // no extent to trust: every block is out of sync toward every peer, as if every
+            // extent had been hot. Never a guess, and never a member that cannot come back.
+            let (hot_extents, next_sequence) = match activity_log::recover(&ring) {
+                Ok(recovery) => (Some(recovery.hot_extents), recovery.next_sequence),
+                Err(error) => {
+                    warn!(path = %path.display(), %error, "the activity log cannot be recovered: every block is out of sync toward every peer");
+                    let next = activity_log::newest_sequence(&ring).map_or(0, |s| s + 1);
+                    (None, next)
+                }
+            };
             // A member that stopped without cooling its log (a crash, a kill, a power loss)
             // may hold, in its hot extents, writes that did not reach every disk: its own as
             // Primary, or a Primary's it applied as Secondary that no PeerAck confirmed. They
             // are out of sync toward every peer, on disk before the log forgets them; a clean
             // stop leaves the log empty ([`Backing::cool`]).
-            if !recovery.hot_extents.is_empty() {
-                for extent in &recovery.hot_extents {
-                    let offset = u64::from(*extent) * AL_EXTENT_SIZE;
-                    let len = AL_EXTENT_SIZE.min(usable.saturating_sub(offset));
-                    for bitmap in bitmaps.iter_mut().flatten() {
-                        let _ = bitmap.set_range(offset, len);
+            let marked = match &hot_extents {
+                Some(extents) => {
+                    for extent in extents {
+                        let offset = u64::from(*extent) * AL_EXTENT_SIZE;
+                        let len = AL_EXTENT_SIZE.min(usable.saturating_sub(offset));
+                        for bitmap in bitmaps.iter_mut().flatten() {
+                            let _ = bitmap.set_range(offset, len);
+                        }
                     }
+                    extents.len()
                 }
+                None => {
+                    for bitmap in bitmaps.iter_mut().flatten() {
+                        bitmap.set_all();
+                    }
+                    usable.div_ceil(AL_EXTENT_SIZE) as usize
+                }
+            };
+            if marked > 0 {
                 for (node, bitmap) in bitmaps.iter_mut().enumerate() {
                     if let (Some(bitmap), Some(index)) =
                         (bitmap, superblock.peers[node].bitmap_index)
@@ -259,13 +281,13 @@ impl Backing {
                     }
                 }
                 if crashed_primary {
-                    warn!(path = %path.display(), hot_extents = recovery.hot_extents.len(), "this member crashed as Primary: its hot extents are out of sync toward every peer");
+                    warn!(path = %path.display(), hot_extents = marked, "this member crashed as Primary: its hot extents are out of sync toward every peer");
                 } else {
-                    warn!(path = %path.display(), hot_extents = recovery.hot_extents.len(), "this member stopped without going down: its hot extents are out of sync toward every peer");
+                    warn!(path = %path.display(), hot_extents = marked, "this member stopped without going down: its hot extents are out of sync toward every peer");
                 }
             }
-            let mut al = ActivityLog::new(layout.al_slots, recovery.next_sequence)
-                .map_err(|e| md_error(e.into()))?;
+            let mut al =
+                ActivityLog::new(layout.al_slots, next_sequence).map_err(|e| md_error(e.into()))?;
             for transaction in al.format() {
                 metadata::write_al_transaction(&md, &layout, &transaction).map_err(md_error)?;
             }
@@ -1290,5 +1312,40 @@ mod tests {
             "only the kept extent is resynced: {:?}",
             b.state().al.hot_extents().collect::<Vec<_>>()
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_activity_log_that_cannot_be_recovered_makes_everything_out_of_sync() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b");
+        let b = attached(dir.path(), "b");
+        b.begin_write(4 << 20, 4096).await.unwrap();
+        b.end_write(4 << 20, 4096);
+        let layout = b.layout;
+        drop(b);
+        // Every block of the ring damaged (a log of a few slots is described whole by any one
+        // transaction's context, so nothing less fails its recovery).
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        for block in 0..layout.al_blocks {
+            let at = layout.al_offset + u64::from(block) * 4096 + 100;
+            file.write_all_at(&[0xA5; 8], at).unwrap();
+        }
+        let ring = metadata::read_al_ring(&File::open(&path).unwrap(), &layout).unwrap();
+        assert!(activity_log::recover(&ring).is_err());
+
+        let (b, _) = Backing::attach(&path, USABLE, 1, &[0], 61).unwrap();
+        assert_eq!(
+            b.out_of_sync_bytes(0),
+            USABLE,
+            "every block, toward every peer"
+        );
+        // The log written over the damaged ring is the one the next recovery finds.
+        b.mark_in_sync(0, 0, USABLE);
+        b.write_bitmaps().await.unwrap();
+        b.begin_write(12 << 20, 4096).await.unwrap();
+        b.end_write(12 << 20, 4096);
+        drop(b);
+        let (b, _) = Backing::attach(&path, USABLE, 1, &[0], 61).unwrap();
+        assert_eq!(b.out_of_sync_bytes(0), AL_EXTENT_SIZE);
     }
 }

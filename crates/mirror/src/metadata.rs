@@ -779,6 +779,11 @@ pub fn read_activity_log(
     file: &File,
     layout: &MetadataLayout,
 ) -> Result<AlRecovery, MetadataError> {
+    Ok(crate::activity_log::recover(&read_al_ring(file, layout)?)?)
+}
+
+/// The activity log's ring as it is on disk, for [`crate::activity_log::recover`].
+pub fn read_al_ring(file: &File, layout: &MetadataLayout) -> Result<Vec<u8>, MetadataError> {
     let len = u64::from(layout.al_blocks) * AL_TRANSACTION_SIZE as u64;
     let mut ring = vec![0u8; len as usize];
     read_at(
@@ -787,7 +792,7 @@ pub fn read_activity_log(
         layout.al_offset,
         "reading the activity log",
     )?;
-    Ok(crate::activity_log::recover(&ring)?)
+    Ok(ring)
 }
 
 #[cfg(test)]
