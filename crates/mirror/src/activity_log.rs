@@ -1128,6 +1128,28 @@ mod tests {
         assert_eq!(al.in_flight(0), 2);
     }
 
+    #[test]
+    fn a_range_is_held_from_its_durable_transaction_until_its_extents_cool() {
+        let mut al = ActivityLog::new(4, 0).unwrap();
+        // Across the boundary of extents 0 and 1.
+        let (offset, len) = (X - 4096, 8192);
+        assert!(!al.holds(offset, len));
+        assert!(al.holds(offset, 0), "an empty range needs no extent");
+        let Admission::WriteTransaction(tr) = admit(&mut al, offset, len) else {
+            panic!()
+        };
+        assert!(!al.holds(offset, len), "hot, but not durable yet");
+        al.transaction_written(tr.sequence);
+        assert!(al.holds(offset, len));
+        assert!(!al.holds(offset, X + len), "extent 2 is cold");
+        al.end_write(offset, len).unwrap();
+        assert!(al.holds(offset, len), "idle, still hot");
+        for tr in al.cool(&|_| false, true) {
+            al.transaction_written(tr.sequence);
+        }
+        assert!(!al.holds(offset, len), "cooled");
+    }
+
     #[derive(Debug, Clone)]
     enum Op {
         Begin(u64, u64),
