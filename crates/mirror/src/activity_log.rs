@@ -22,7 +22,8 @@
 //!   extent completed, but may sit in a volatile cache (the page cache, the disk's) that a
 //!   crash loses, and after the transaction nothing would resync them.
 //! - Both the Primary's own writes and, on a Secondary, the Primary's writes it applies enter
-//!   the log (DRBD 9's `drbd_al_begin_io_for_peer`); resync data does not.
+//!   the log (DRBD 9's `drbd_al_begin_io_for_peer`); resync data does not, except on a member
+//!   that records what an absent disk misses, whose bits for it live in memory.
 //! - [`ActivityLog::cool`] frees the extents no write touched for a whole pass (or every idle
 //!   one, going down), except those the caller keeps (a Primary's writes not confirmed yet):
 //!   the same rules as an eviction. A clean stop so leaves an empty log.

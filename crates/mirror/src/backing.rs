@@ -17,8 +17,10 @@
 //! (generation identifiers, peer slots), one out-of-sync bitmap per diskful peer, and the
 //! activity log, and it keeps the ordering rules of [`crate::activity_log`]: a write that makes
 //! an extent hot waits for that transaction to be durable, the bitmap pages of evicted extents
-//! are on disk before the transaction that evicts them, and after a Primary's crash its hot
-//! extents are set out of sync toward every peer before the log is formatted anew.
+//! are on disk before the transaction that evicts them, and after a stop that did not go down
+//! (a crash, a kill, a power loss; Primary or not) the hot extents — every block, when the log
+//! cannot be recovered — are set out of sync toward every peer before the log is formatted
+//! anew.
 //!
 //! Data I/O goes through one io_uring per backing device ([`crate::uring`]): no thread hop per
 //! request. Where io_uring is not available (an old kernel, a sandbox that forbids it) data I/O
