@@ -210,11 +210,14 @@ async fn wait(resource: &Resource, what: &str, predicate: impl Fn(&ResourceStatu
     }
 }
 
-/// Both members' activity logs take the extents written, the Secondary's too (the Primary's
-/// writes it applies), and give them up once they stay idle for a whole cooling pass: what a
-/// crash would resync shrinks back to nothing on a quiet volume.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_activity_logs_take_the_extents_written_and_cool_once_they_are_idle() {
+/// Two diskful members up and in sync, and the first one's volume opened (it becomes Primary
+/// at its first write). The cluster is returned to keep its directory alive.
+async fn two_in_sync_opened_on_the_first() -> (
+    Cluster,
+    Arc<Resource>,
+    Arc<Resource>,
+    Arc<ferrite_mirror::volume::VolumeEngine>,
+) {
     let cluster = Cluster::new(2, 0);
     let a = cluster.up(0).await;
     let b = cluster.up(1).await;
@@ -222,6 +225,15 @@ async fn the_activity_logs_take_the_extents_written_and_cool_once_they_are_idle(
     wait(&b, "in sync", |s| all_up_to_date(s, 1)).await;
     let volume = a.volumes()[&0].clone();
     ferrite_block::Volume::opened(volume.as_ref());
+    (cluster, a, b, volume)
+}
+
+/// Both members' activity logs take the extents written, the Secondary's too (the Primary's
+/// writes it applies), and give them up once they stay idle for a whole cooling pass: what a
+/// crash would resync shrinks back to nothing on a quiet volume.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_activity_logs_take_the_extents_written_and_cool_once_they_are_idle() {
+    let (_cluster, a, b, volume) = two_in_sync_opened_on_the_first().await;
     for extent in [0u64, 2, 5] {
         volume
             .write(extent << 22, pattern(extent as u8, 64 << 10), false)
@@ -743,13 +755,7 @@ async fn a_primary_demotes_only_once_its_peers_flushed_its_writes() {
     // Demotion hands the volume on (another Primary, a snapshot of a replica, the file below a
     // loop device): every replica flushed what it acknowledged first, so nothing is left that
     // a peer's power loss could take and nobody would resync.
-    let cluster = Cluster::new(2, 0);
-    let a = cluster.up(0).await;
-    let b = cluster.up(1).await;
-    wait(&a, "in sync", |s| all_up_to_date(s, 1)).await;
-    wait(&b, "in sync", |s| all_up_to_date(s, 1)).await;
-    let volume = a.volumes()[&0].clone();
-    ferrite_block::Volume::opened(volume.as_ref());
+    let (cluster, a, b, volume) = two_in_sync_opened_on_the_first().await;
     let data = pattern(21, 256 << 10);
     volume.write(4 << 20, data.clone(), false).await.unwrap();
     ferrite_block::Volume::closed(volume.as_ref());
@@ -774,13 +780,7 @@ async fn writes_a_peer_acknowledged_but_never_flushed_are_resynced_to_it() {
     // goes away before that flush may have lost the write (a power loss takes its page cache):
     // the Primary marks it out of sync toward that peer, in a generation the peer does not
     // hold, so the peer gets it again when it is back. A write the peer flushed is not resent.
-    let cluster = Cluster::new(2, 0);
-    let a = cluster.up(0).await;
-    let b = cluster.up(1).await;
-    wait(&a, "in sync", |s| all_up_to_date(s, 1)).await;
-    wait(&b, "in sync", |s| all_up_to_date(s, 1)).await;
-    let volume = a.volumes()[&0].clone();
-    ferrite_block::Volume::opened(volume.as_ref());
+    let (cluster, a, b, volume) = two_in_sync_opened_on_the_first().await;
 
     let flushed = pattern(11, 128 << 10);
     volume.write(0, flushed.clone(), false).await.unwrap();
