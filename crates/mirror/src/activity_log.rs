@@ -14,7 +14,11 @@
 //!   [`ActivityLog::transaction_written`] was called. Writes into extents that are already hot
 //!   pay nothing.
 //! - Transactions are written one at a time, in sequence order, each to ring block
-//!   `sequence % ring_blocks`; so only the newest can be torn by a crash.
+//!   `sequence % ring_blocks`; so only the newest can be torn by a crash, and a write waiting
+//!   for transaction N goes only once N itself is durable. Two writes that heat extents at
+//!   once make N and N+1, and either task may reach the ring first: the I/O path queues each
+//!   transaction where it is made and writes the queue in order ([`crate::backing`]).
+//!   [`ActivityLog::transaction_written`] checks the order in debug builds.
 //! - Before writing a transaction, the bitmap pages covering its
 //!   [`AlTransaction::evicted`] extents are written and synced for every peer: an extent that
 //!   leaves the AL is no longer assumed out of sync after a crash, so its bits must be on disk.
@@ -463,6 +467,9 @@ pub struct ActivityLog {
     /// Slots waiting for a transaction to be durable, by its sequence number.
     pending: BTreeMap<u64, Vec<u16>>,
     next_sequence: u64,
+    /// The sequence number of the next transaction to become durable: they reach the ring
+    /// one at a time, in order.
+    next_durable: u64,
     context_cursor: u16,
     clock: u64,
     /// The clock at the previous cooling pass ([`ActivityLog::cool`]): slots last used at or
@@ -490,6 +497,7 @@ impl ActivityLog {
             idle: BTreeSet::new(),
             pending: BTreeMap::new(),
             next_sequence,
+            next_durable: next_sequence,
             context_cursor: 0,
             clock: 0,
             cool_mark: 0,
@@ -525,7 +533,8 @@ impl ActivityLog {
 
     /// Transactions that describe the whole (current) slot table, as a fresh AL: written over
     /// the ring when metadata is created and after a recovery (once the recovered extents are
-    /// out of sync in the bitmaps on disk). The caller writes them in order before any write.
+    /// out of sync in the bitmaps on disk). The caller writes them in order before any write,
+    /// each followed by [`ActivityLog::transaction_written`].
     pub fn format(&mut self) -> Vec<AlTransaction> {
         let slots = self.slot_count() as usize;
         let count = al_ring_blocks(self.slot_count()) as usize;
@@ -752,6 +761,11 @@ impl ActivityLog {
     /// The transaction `sequence` (and so every earlier one) is durable in the ring: writes
     /// waiting for it may be submitted.
     pub fn transaction_written(&mut self, sequence: u64) {
+        debug_assert_eq!(
+            sequence, self.next_durable,
+            "activity-log transactions reach the ring in sequence order"
+        );
+        self.next_durable = self.next_durable.max(sequence + 1);
         let done: Vec<u64> = self.pending.range(..=sequence).map(|(s, _)| *s).collect();
         for s in done {
             for slot in self.pending.remove(&s).unwrap_or_default() {
@@ -810,6 +824,7 @@ mod tests {
         let mut ring = vec![0u8; al.ring_blocks() as usize * AL_TRANSACTION_SIZE];
         for tr in al.format() {
             store(&mut ring, &tr);
+            al.transaction_written(tr.sequence);
         }
         (al, ring)
     }
@@ -1068,17 +1083,17 @@ mod tests {
         );
         // A cooled extent is cold again: the next write into it needs a transaction.
         assert!(!al.try_begin_write(0, 4096));
-        assert!(matches!(
-            admit(&mut al, 0, 4096),
-            Admission::WriteTransaction(_)
-        ));
+        let Admission::WriteTransaction(reheated) = admit(&mut al, 0, 4096) else {
+            panic!("a cooled extent needs a transaction");
+        };
         // Going down: every idle extent but the kept one leaves; one in flight stays.
         let transactions = al.cool(&|extent| extent == 3, true);
         assert!(
             transactions.is_empty(),
             "not while a transaction is in the making"
         );
-        al.transaction_written(u64::MAX);
+        store(&mut ring, &reheated);
+        al.transaction_written(reheated.sequence);
         al.end_write(0, 4096).unwrap();
         for tr in al.cool(&|extent| extent == 3, true) {
             store(&mut ring, &tr);

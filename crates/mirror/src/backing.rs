@@ -28,6 +28,7 @@
 //! through a second descriptor followed by `fdatasync`: it is disjoint from the data area, and
 //! its writes are few.
 
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
@@ -97,6 +98,11 @@ struct MdState {
     /// By node-id: the bitmap of each diskful peer.
     bitmaps: Vec<Option<OutOfSyncBitmap>>,
     al: ActivityLog,
+    /// Activity-log transactions made and not yet durable, by sequence number. They are
+    /// queued in the same critical section that makes them, and written strictly in order
+    /// ([`Backing::write_queued_transactions`]): a write waiting for transaction N goes only
+    /// once N is in the ring, whichever task reaches the ring first.
+    unwritten: BTreeMap<u64, AlTransaction>,
 }
 
 /// A data generation [`Backing::before_write`] started: to be announced to the connected
@@ -292,6 +298,7 @@ impl Backing {
                 ActivityLog::new(layout.al_slots, next_sequence).map_err(|e| md_error(e.into()))?;
             for transaction in al.format() {
                 metadata::write_al_transaction(&md, &layout, &transaction).map_err(md_error)?;
+                al.transaction_written(transaction.sequence);
             }
             al
         };
@@ -334,6 +341,7 @@ impl Backing {
                     trigger: NewGenerationTrigger::default(),
                     bitmaps,
                     al,
+                    unwritten: BTreeMap::new(),
                 }),
                 al_writer: tokio::sync::Mutex::new(()),
                 al_changed: Notify::new(),
@@ -637,31 +645,73 @@ impl Backing {
     pub async fn begin_write(&self, offset: u64, len: u64) -> Result<(), IoError> {
         loop {
             let notified = self.al_changed.notified();
-            let admission = self
-                .state()
-                .al
-                .begin_write(offset, len)
-                .map_err(|e| IoError::Invalid(format!("activity log: {e}")))?;
-            match admission {
-                Admission::Go => return Ok(()),
-                Admission::WriteTransaction(transaction) => {
-                    let _writer = self.al_writer.lock().await;
-                    // The evicted extents' data and bits go to stable storage first: after the
-                    // transaction they are no longer assumed out of sync after a crash.
-                    if !transaction.evicted.is_empty() {
-                        self.sync().await?;
+            let queued = {
+                let mut state = self.state();
+                match state
+                    .al
+                    .begin_write(offset, len)
+                    .map_err(|e| IoError::Invalid(format!("activity log: {e}")))?
+                {
+                    Admission::Go => return Ok(()),
+                    Admission::WriteTransaction(transaction) => {
+                        let sequence = transaction.sequence;
+                        state.unwritten.insert(sequence, transaction);
+                        Some(sequence)
                     }
-                    self.write_bitmaps().await?;
-                    self.write_transaction(transaction).await?;
-                    self.al_changed.notify_waiters();
-                    if let Some(heat) = self.heat.get() {
-                        heat.notify_one();
-                    }
-                    return Ok(());
+                    Admission::WaitForTransaction { .. } | Admission::MustWait => None,
                 }
-                Admission::WaitForTransaction { .. } | Admission::MustWait => notified.await,
+            };
+            let Some(sequence) = queued else {
+                notified.await;
+                continue;
+            };
+            let writer = self.al_writer.lock().await;
+            self.write_queued_transactions(sequence, &writer).await?;
+            if let Some(heat) = self.heat.get() {
+                heat.notify_one();
             }
+            return Ok(());
         }
+    }
+
+    /// Writes the queued activity-log transactions up to `through`, oldest first, and tells
+    /// the log each is durable; those already written by another task are skipped. The caller
+    /// holds `al_writer`. The transactions' evicted extents have their data and bits put on
+    /// stable storage first: after the transaction they are no longer assumed out of sync
+    /// after a crash. A transaction that could not be written stays queued for the next
+    /// writer, and the writes waiting for it keep waiting.
+    async fn write_queued_transactions(
+        &self,
+        through: u64,
+        _writer: &tokio::sync::MutexGuard<'_, ()>,
+    ) -> Result<(), IoError> {
+        let batch: Vec<AlTransaction> = {
+            let mut state = self.state();
+            let later = state.unwritten.split_off(&(through + 1));
+            let batch = std::mem::replace(&mut state.unwritten, later);
+            batch.into_values().collect()
+        };
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut batch = batch.into_iter();
+        let result = async {
+            if batch.as_slice().iter().any(|tr| !tr.evicted.is_empty()) {
+                self.sync().await?;
+            }
+            self.write_bitmaps().await?;
+            while let Some(transaction) = batch.as_slice().first() {
+                self.write_transaction(transaction.clone()).await?;
+                batch.next();
+            }
+            Ok(())
+        }
+        .await;
+        self.state()
+            .unwritten
+            .extend(batch.map(|tr| (tr.sequence, tr)));
+        self.al_changed.notify_waiters();
+        result
     }
 
     /// Has `heat` notified whenever an extent enters the activity log (once; later calls
@@ -702,20 +752,19 @@ impl Backing {
         everything: bool,
     ) -> Result<usize, IoError> {
         self.check_attached()?;
-        let _writer = self.al_writer.lock().await;
-        let transactions = self
-            .state()
-            .al
-            .cool(&|extent| keep.contains(&extent), everything);
-        if transactions.is_empty() {
-            return Ok(0);
-        }
-        self.sync().await?;
-        self.write_bitmaps().await?;
-        let mut cooled = 0;
-        for transaction in transactions {
-            cooled += transaction.evicted.len();
-            self.write_transaction(transaction).await?;
+        let writer = self.al_writer.lock().await;
+        let (cooled, through) = {
+            let mut state = self.state();
+            let transactions = state.al.cool(&|extent| keep.contains(&extent), everything);
+            let cooled: usize = transactions.iter().map(|tr| tr.evicted.len()).sum();
+            let through = transactions.last().map(|tr| tr.sequence);
+            state
+                .unwritten
+                .extend(transactions.into_iter().map(|tr| (tr.sequence, tr)));
+            (cooled, through)
+        };
+        if let Some(through) = through {
+            self.write_queued_transactions(through, &writer).await?;
         }
         Ok(cooled)
     }
@@ -1349,5 +1398,44 @@ mod tests {
         drop(b);
         let (b, _) = Backing::attach(&path, USABLE, 1, &[0], 61).unwrap();
         assert_eq!(b.out_of_sync_bytes(0), AL_EXTENT_SIZE);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_transaction_reaches_the_ring_only_after_every_earlier_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = attached(dir.path(), "ordered");
+        // A write into extent 0 makes transaction N; its task has not reached the ring yet.
+        let earlier = {
+            let mut state = b.state();
+            let Admission::WriteTransaction(transaction) = state.al.begin_write(0, 4096).unwrap()
+            else {
+                panic!("a cold extent needs a transaction");
+            };
+            let sequence = transaction.sequence;
+            state.unwritten.insert(sequence, transaction);
+            sequence
+        };
+        // A write into extent 1 makes N+1 and reaches the ring first: it writes N, then N+1.
+        b.begin_write(AL_EXTENT_SIZE, 4096).await.unwrap();
+        let ring = metadata::read_al_ring(&b.md, &b.layout).unwrap();
+        let block = |sequence: u64| {
+            let at = sequence % u64::from(b.layout.al_blocks);
+            let at = at as usize * activity_log::AL_TRANSACTION_SIZE;
+            AlTransaction::decode(&ring[at..at + activity_log::AL_TRANSACTION_SIZE]).unwrap()
+        };
+        assert_eq!(block(earlier).sequence, earlier, "N is in the ring");
+        assert_eq!(block(earlier + 1).sequence, earlier + 1);
+        // So extent 0 is held, and the task of N finds nothing left to write.
+        assert!(b.is_logged(0, 4096));
+        let writer = b.al_writer.lock().await;
+        b.write_queued_transactions(earlier, &writer).await.unwrap();
+        assert!(b.state().unwritten.is_empty());
+        drop(writer);
+        b.end_write(0, 4096);
+        b.end_write(AL_EXTENT_SIZE, 4096);
+        assert_eq!(
+            activity_log::recover(&ring).unwrap().hot_extents,
+            [0, 1].into_iter().collect()
+        );
     }
 }
