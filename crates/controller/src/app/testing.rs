@@ -389,14 +389,17 @@ pub fn reloaded(cluster: &Cluster, dir: &std::path::Path) -> Cluster {
         .iter()
         .flat_map(|op| op.to_changes(&Cluster::default()))
         .collect();
-    let open = || {
-        ferrite_store::Store::open(
-            ferrite_store::DataDirLock::acquire(dir).expect("lock"),
-            "test-cluster",
-        )
-        .expect("store opens")
-    };
-    open().commit(&changes).expect("commit");
-    let snapshot = open().load().expect("store loads");
-    Cluster::from_snapshot(&snapshot).expect("cluster loads")
+    ferrite_store::Store::open(
+        ferrite_store::DataDirLock::acquire(dir).expect("lock"),
+        "test-cluster",
+    )
+    .expect("store opens")
+    .commit(&changes)
+    .expect("commit");
+    let (store, check) = ferrite_store::Store::open_checking_aside(
+        ferrite_store::DataDirLock::acquire(dir).expect("lock"),
+        "test-cluster",
+    )
+    .expect("store opens");
+    Cluster::load(&store, check).expect("cluster loads")
 }

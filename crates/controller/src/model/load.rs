@@ -1,6 +1,8 @@
-//! Rebuilding the object graph from the store at start-up.
+//! Rebuilding the object graph from the store at start-up: SQLite reads the rows on the
+//! caller's thread while a second thread decodes them into the graph, parents first, and the
+//! store's integrity check runs beside both ([`Cluster::load`]).
 
-use ferrite_store::{IntegrityCheck, Snapshot as StoreSnapshot, Store, StoreError, Table};
+use ferrite_store::{IntegrityCheck, Store, StoreError, Table};
 use ferrite_types::{NodeName, ResourceGroupName, ResourceName, SnapshotName};
 
 use super::{
@@ -28,26 +30,10 @@ pub enum ReadError {
 }
 
 impl Cluster {
-    /// The graph as recorded in `snapshot`.
-    pub fn from_snapshot(snapshot: &StoreSnapshot) -> Result<Cluster, LoadError> {
-        let mut cluster = Cluster {
-            cluster_id: snapshot.cluster_id.clone(),
-            revision: snapshot.revision,
-            epoch: snapshot.epoch,
-            ..Cluster::default()
-        };
-        for table in Table::ALL {
-            for row in snapshot.rows(table) {
-                let key: Vec<&str> = row.key.iter().map(String::as_str).collect();
-                cluster.absorb(table, &key, &row.data)?;
-            }
-        }
-        Ok(cluster)
-    }
-
-    /// The graph as recorded in `store`, read row by row: no row is copied before it is
-    /// decoded, and the rows are read while the store's integrity check runs beside them.
-    /// A store that fails the check is refused even when its rows decoded.
+    /// The graph as recorded in `store`. SQLite reads the rows on this thread while a second
+    /// one decodes them into the graph: the rows go across in batches, copied in the order
+    /// read, so a row's parent is still absorbed before it. The store's integrity check runs
+    /// beside both, and a store that fails it is refused even when its rows decoded.
     pub fn load(store: &Store, check: IntegrityCheck) -> Result<Cluster, ReadError> {
         let mut cluster = Cluster {
             cluster_id: store.cluster_id()?,
@@ -55,8 +41,7 @@ impl Cluster {
             epoch: store.epoch(),
             ..Cluster::default()
         };
-        let read = store
-            .scan(|table, key, data| cluster.absorb(table, key, data).map_err(ReadError::from));
+        let read = read_pipelined(store, &mut cluster);
         check.wait()?;
         read?;
         Ok(cluster)
@@ -170,6 +155,129 @@ impl Cluster {
     }
 }
 
+/// Rows per batch handed from the reading thread to the decoding one: large enough that the
+/// hand-over costs nothing per row, small enough that both threads start at once.
+const ROWS_PER_BATCH: usize = 2048;
+
+/// Batches read and not yet decoded: the reader runs at most this far ahead.
+const BATCHES_AHEAD: usize = 4;
+
+/// Rows copied out of SQLite's buffers: one text of every key part and data, and the spans.
+#[derive(Default)]
+struct RowBatch {
+    text: String,
+    rows: Vec<RowSpans>,
+}
+
+struct RowSpans {
+    table: Table,
+    /// The key parts (`width` of them), then the data, as ranges of [`RowBatch::text`].
+    parts: [std::ops::Range<usize>; 4],
+    width: usize,
+}
+
+impl RowBatch {
+    fn push(&mut self, table: Table, key: &[&str], data: &str) {
+        let mut parts: [std::ops::Range<usize>; 4] = Default::default();
+        for (part, text) in parts.iter_mut().zip(key.iter().copied().chain([data])) {
+            let start = self.text.len();
+            self.text.push_str(text);
+            *part = start..self.text.len();
+        }
+        self.rows.push(RowSpans {
+            table,
+            parts,
+            width: key.len(),
+        });
+    }
+
+    fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    fn clear(&mut self) {
+        self.text.clear();
+        self.rows.clear();
+    }
+
+    /// Hands every row to `visit` in the order pushed.
+    fn each<E>(
+        &self,
+        mut visit: impl FnMut(Table, &[&str], &str) -> Result<(), E>,
+    ) -> Result<(), E> {
+        for row in &self.rows {
+            let mut key: [&str; 3] = [""; 3];
+            for (part, range) in key.iter_mut().zip(&row.parts[..row.width]) {
+                *part = &self.text[range.clone()];
+            }
+            visit(
+                row.table,
+                &key[..row.width],
+                &self.text[row.parts[row.width].clone()],
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// Why the reading side of [`read_pipelined`] stopped early.
+enum ScanStop {
+    Store(StoreError),
+    /// The decoding thread ended (its error is the one to report).
+    DecoderGone,
+}
+
+impl From<StoreError> for ScanStop {
+    fn from(error: StoreError) -> Self {
+        ScanStop::Store(error)
+    }
+}
+
+/// Reads every row of `store` into `cluster`: SQLite on this thread, decoding on another.
+fn read_pipelined(store: &Store, cluster: &mut Cluster) -> Result<(), ReadError> {
+    let (full, to_decode) = std::sync::mpsc::sync_channel::<RowBatch>(BATCHES_AHEAD);
+    let (spent, reusable) = std::sync::mpsc::channel::<RowBatch>();
+    std::thread::scope(|scope| {
+        let decoder = std::thread::Builder::new()
+            .name("store-load".into())
+            .spawn_scoped(scope, move || -> Result<(), LoadError> {
+                for mut batch in to_decode {
+                    batch.each(|table, key, data| cluster.absorb(table, key, data))?;
+                    batch.clear();
+                    let _ = spent.send(batch);
+                }
+                Ok(())
+            })
+            .expect("a thread to decode the store's rows");
+        let mut batch = RowBatch::default();
+        let mut scanned = store.scan(|table, key, data| -> Result<(), ScanStop> {
+            batch.push(table, key, data);
+            if batch.len() >= ROWS_PER_BATCH {
+                let next = reusable.try_recv().unwrap_or_default();
+                full.send(std::mem::replace(&mut batch, next))
+                    .map_err(|_| ScanStop::DecoderGone)?;
+            }
+            Ok(())
+        });
+        if scanned.is_ok() && batch.len() > 0 && full.send(batch).is_err() {
+            scanned = Err(ScanStop::DecoderGone);
+        }
+        drop(full);
+        let decoded = match decoder.join() {
+            Ok(decoded) => decoded,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        decoded?;
+        match scanned {
+            Ok(()) => Ok(()),
+            Err(ScanStop::Store(error)) => Err(error.into()),
+            Err(ScanStop::DecoderGone) => {
+                unreachable!("the decoder ended early only with an error")
+            }
+        }
+    })
+}
+
 fn owned(key: &[&str]) -> Vec<String> {
     key.iter().map(|k| k.to_string()).collect()
 }
@@ -207,4 +315,90 @@ fn owner<'a, T>(
         key: owned(key),
         reason: "its parent object is missing".to_string(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::testing;
+    use ferrite_store::{Change, DataDirLock};
+
+    /// Enough resources that their rows fill several batches of [`ROWS_PER_BATCH`].
+    const RESOURCES: usize = 3 * ROWS_PER_BATCH;
+
+    fn many_resources() -> Cluster {
+        let mut cluster = testing::tutorial_cluster();
+        for i in 0..RESOURCES {
+            let node = format!("node{}", 1 + i % 3);
+            testing::add_resource(&mut cluster, &format!("res{i:05}"), &node, "pool_ssd");
+        }
+        cluster
+    }
+
+    fn open_checking(dir: &std::path::Path) -> (Store, IntegrityCheck) {
+        Store::open_checking_aside(DataDirLock::acquire(dir).unwrap(), "test-cluster").unwrap()
+    }
+
+    #[test]
+    fn rows_across_many_batches_load_with_every_child_under_its_parent() {
+        let cluster = many_resources();
+        let dir = tempfile::tempdir().unwrap();
+        let loaded = testing::reloaded(&cluster, dir.path());
+        assert_eq!(loaded.nodes.len(), cluster.nodes.len());
+        assert_eq!(loaded.resource_definitions.len(), RESOURCES);
+        for (name, rd) in &cluster.resource_definitions {
+            let back = &loaded.resource_definitions[name];
+            assert_eq!(back.uuid, rd.uuid);
+            assert_eq!(
+                back.volume_definitions.keys().collect::<Vec<_>>(),
+                rd.volume_definitions.keys().collect::<Vec<_>>()
+            );
+            let resources = |rd: &ResourceDefinition| {
+                rd.resources
+                    .values()
+                    .map(|r| {
+                        (
+                            r.node.to_string(),
+                            r.uuid.clone(),
+                            r.storage_pool.to_string(),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(resources(back), resources(rd), "{name}");
+        }
+    }
+
+    /// A definition whose stored data is not JSON, at `name` among [`RESOURCES`] valid ones.
+    fn store_with_a_broken_definition(dir: &std::path::Path, name: &str) {
+        testing::reloaded(&many_resources(), dir);
+        let mut store = Store::open(DataDirLock::acquire(dir).unwrap(), "test-cluster").unwrap();
+        store
+            .commit(&[Change::Put {
+                table: Table::ResourceDefinitions,
+                key: vec![name.to_string()],
+                data: "{\"name\": \"half a row".to_string(),
+            }])
+            .unwrap();
+    }
+
+    #[test]
+    fn a_row_that_does_not_decode_fails_the_load_wherever_it_lies() {
+        // First: the decoder stops while the reader still has every batch to send. Last: the
+        // reader has sent everything.
+        for name in ["aaa-broken", "zzz-broken"] {
+            let dir = tempfile::tempdir().unwrap();
+            store_with_a_broken_definition(dir.path(), name);
+            let (store, check) = open_checking(dir.path());
+            match Cluster::load(&store, check) {
+                Err(ReadError::Row(LoadError { table, key, reason })) => {
+                    assert_eq!(table, Table::ResourceDefinitions);
+                    assert_eq!(key, vec![name.to_string()]);
+                    assert!(reason.contains("EOF"), "{reason}");
+                }
+                Err(other) => panic!("{name}: {other}"),
+                Ok(_) => panic!("{name}: a row that does not decode was accepted"),
+            }
+        }
+    }
 }
