@@ -678,40 +678,45 @@ impl Backing {
     /// the log each is durable; those already written by another task are skipped. The caller
     /// holds `al_writer`. The transactions' evicted extents have their data and bits put on
     /// stable storage first: after the transaction they are no longer assumed out of sync
-    /// after a crash. A transaction that could not be written stays queued for the next
-    /// writer, and the writes waiting for it keep waiting.
+    /// after a crash. A transaction leaves the queue only once durable: one that could not be
+    /// written (or whose writer was dropped) stays for the next writer, and the writes
+    /// waiting for it keep waiting.
     async fn write_queued_transactions(
         &self,
         through: u64,
         _writer: &tokio::sync::MutexGuard<'_, ()>,
     ) -> Result<(), IoError> {
-        let batch: Vec<AlTransaction> = {
-            let mut state = self.state();
-            let later = state.unwritten.split_off(&(through + 1));
-            let batch = std::mem::replace(&mut state.unwritten, later);
-            batch.into_values().collect()
+        // Every transaction up to `through` is queued already: each was queued where it was
+        // made, before `through` was.
+        let (any, evicting) = {
+            let state = self.state();
+            let mut due = state
+                .unwritten
+                .range(..=through)
+                .map(|(_, tr)| tr)
+                .peekable();
+            (due.peek().is_some(), due.any(|tr| !tr.evicted.is_empty()))
         };
-        if batch.is_empty() {
+        if !any {
             return Ok(());
         }
-        let mut batch = batch.into_iter();
-        let result = async {
-            if batch.as_slice().iter().any(|tr| !tr.evicted.is_empty()) {
-                self.sync().await?;
-            }
-            self.write_bitmaps().await?;
-            while let Some(transaction) = batch.as_slice().first() {
-                self.write_transaction(transaction.clone()).await?;
-                batch.next();
-            }
-            Ok(())
+        if evicting {
+            self.sync().await?;
         }
-        .await;
-        self.state()
-            .unwritten
-            .extend(batch.map(|tr| (tr.sequence, tr)));
-        self.al_changed.notify_waiters();
-        result
+        self.write_bitmaps().await?;
+        loop {
+            let next = self
+                .state()
+                .unwritten
+                .first_key_value()
+                .filter(|(sequence, _)| **sequence <= through)
+                .map(|(_, tr)| tr.clone());
+            let Some(transaction) = next else {
+                return Ok(());
+            };
+            self.write_transaction(transaction).await?;
+            self.al_changed.notify_waiters();
+        }
     }
 
     /// Has `heat` notified whenever an extent enters the activity log (once; later calls
@@ -769,8 +774,8 @@ impl Backing {
         Ok(cooled)
     }
 
-    /// Writes an activity-log transaction to the ring (the caller holds `al_writer`) and
-    /// tells the log it is durable.
+    /// Writes an activity-log transaction to the ring (the caller holds `al_writer`, and it
+    /// is the oldest queued) and tells the log it is durable.
     async fn write_transaction(&self, transaction: AlTransaction) -> Result<(), IoError> {
         let (md, layout) = (self.md.clone(), self.layout);
         let sequence = transaction.sequence;
@@ -780,7 +785,9 @@ impl Backing {
         .await
         .map_err(|e| IoError::Io(format!("the activity log task failed: {e}")))?
         .map_err(|e| IoError::Io(format!("writing the activity log: {e}")))?;
-        self.state().al.transaction_written(sequence);
+        let mut state = self.state();
+        state.unwritten.remove(&sequence);
+        state.al.transaction_written(sequence);
         Ok(())
     }
 
