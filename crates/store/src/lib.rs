@@ -216,6 +216,16 @@ pub enum StoreError {
         key: &'static str,
         found: Option<String>,
     },
+    /// One change of a commit was refused (a foreign key, most often: a row written under a
+    /// parent that is not there, or a parent deleted before its children); the whole commit
+    /// was rolled back.
+    #[error("{verb} of {table:?} row {key:?} was refused: {source}")]
+    Change {
+        verb: &'static str,
+        table: Table,
+        key: Vec<String>,
+        source: rusqlite::Error,
+    },
     #[error("database error: {0}")]
     Sql(#[from] rusqlite::Error),
 }
@@ -505,7 +515,14 @@ impl Store {
                         .iter()
                         .map(String::as_str)
                         .chain(std::iter::once(data.as_str()));
-                    tx.prepare_cached(&sql)?.execute(params_from_iter(values))?;
+                    tx.prepare_cached(&sql)?
+                        .execute(params_from_iter(values))
+                        .map_err(|source| StoreError::Change {
+                            verb: "the write",
+                            table: *table,
+                            key: key.clone(),
+                            source,
+                        })?;
                 }
                 Change::Delete { table, key } => {
                     let condition: Vec<String> = table
@@ -520,7 +537,13 @@ impl Store {
                         condition.join(" AND ")
                     );
                     tx.prepare_cached(&sql)?
-                        .execute(params_from_iter(key.iter()))?;
+                        .execute(params_from_iter(key.iter()))
+                        .map_err(|source| StoreError::Change {
+                            verb: "the deletion",
+                            table: *table,
+                            key: key.clone(),
+                            source,
+                        })?;
                 }
             }
         }

@@ -20,7 +20,7 @@ use ferrite_types::{ApiCallRc, NodeName, ResourceName, RetCode, VolumeNumber};
 
 use super::placement::Runtime;
 use super::{Context, Failure, Plan};
-use crate::model::{self, Cluster, Op, Resource, ResourceDefinition, ResourcePhase};
+use crate::model::{self, Cluster, Node, Op, Resource, ResourceDefinition, ResourcePhase};
 
 /// Something a plan marked for deletion, for the answer once the controller tried to finish it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -422,6 +422,25 @@ pub fn refuse_if_deleting(
             .correction(
                 "Wait until 'ferrite resource-definition list' no longer shows it; a node that is \
                  offline for good can be removed with 'ferrite node lost'.",
+            )
+            .into());
+    }
+    Ok(())
+}
+
+/// Refuses a new resource on a node marked for deletion: the node goes with its last resource,
+/// so one placed now would hold it back, and its satellite may be gone for good.
+pub fn refuse_if_node_deleting(ctx: &Context, node: &Node, action: &str) -> Result<(), Failure> {
+    if node.is_deleting() {
+        return Err(ctx
+            .error(
+                code::FAIL_IN_USE,
+                format!("Cannot {action}: node '{}' is being deleted.", node.name),
+            )
+            .cause("The node goes once its satellite confirms that its resources are deleted.")
+            .correction(
+                "Place the resource on another node; a node that is offline for good can be \
+                 removed with 'ferrite node lost'.",
             )
             .into());
     }

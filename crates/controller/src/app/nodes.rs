@@ -624,6 +624,28 @@ mod tests {
         assert!(resource.flags().contains(&"DELETE".to_string()));
         // Deleting again changes nothing and still answers.
         assert!(delete(&cluster, &Runtime::new(), "node1").is_ok());
+        // Nothing new is placed on it: it would hold the node back.
+        let mut with_res2 = cluster.clone();
+        crate::app::testing::add_resource(&mut with_res2, "res2", "node2", "pool_ssd");
+        let runtime = crate::app::testing::all_up_to_date(&with_res2);
+        let refused = crate::app::resources::create(
+            &with_res2,
+            &runtime,
+            "res2",
+            &[rest::ResourceCreate {
+                resource: rest::Resource {
+                    node_name: "node1".into(),
+                    ..Default::default()
+                },
+                ..Default::default()
+            }],
+        )
+        .unwrap_err();
+        assert_eq!(refused.0[0].ret_code().code(), code::FAIL_IN_USE);
+        assert!(
+            refused.0[0].message.contains("being deleted"),
+            "{refused:?}"
+        );
 
         // Nothing confirmed: the node stays.
         assert!(finish(&cluster, &Runtime::new()).ops.is_empty());

@@ -54,6 +54,7 @@ fn choose_pool(
     requested: Option<&str>,
     diskless: bool,
 ) -> Result<StorPoolName, Failure> {
+    deletions::refuse_if_node_deleting(ctx, node, &format!("place '{}' there", rd.name))?;
     let kind_word = if diskless { "diskless" } else { "diskful" };
     let name: StorPoolName = match requested {
         Some(pool) => parse_name(ctx, code::FAIL_INVLD_STOR_POOL_NAME, pool)?,

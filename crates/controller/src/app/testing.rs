@@ -8,12 +8,18 @@ use crate::model::{
     self, Cluster, Op, Resource, ResourceDefinition, ResourceGroup, VolumeDefinition,
 };
 
-/// Applies a plan's ops as the core would after committing them.
+/// Applies a plan's ops as the core would after committing them, and checks that the graph
+/// still holds together as the store's foreign keys require.
 pub fn apply(cluster: &mut Cluster, plan: Plan) {
     for op in plan.ops {
         op.apply(cluster);
     }
     cluster.revision += 1;
+    let dangling = cluster.dangling_references();
+    assert!(
+        dangling.is_empty(),
+        "the plan left references the store would refuse: {dangling:?}"
+    );
 }
 
 pub fn node_body(name: &str, address: &str) -> rest::Node {

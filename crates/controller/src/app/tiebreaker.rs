@@ -14,8 +14,9 @@
 //! deleted or toggled, a deletion a node confirmed. A change of the option itself on a resource
 //! group or the controller takes effect at each definition's next change.
 //!
-//! The tiebreaker goes on a node that does not hold the resource, is online, runs the
-//! resource's engine, has a diskless pool (the resource group's `storage_pool_diskless_list`
+//! The tiebreaker goes on a node that does not hold the resource, is online, is neither marked
+//! for deletion nor being evacuated (nor deleted by the plan itself: a deletion that finishes
+//! takes the node's last resource and the node in one plan), runs the resource's engine, has a diskless pool (the resource group's `storage_pool_diskless_list`
 //! first, else `DfltDisklessStorPool`, else any) and is allowed by the group's node list and
 //! do-not-place-with rules; among those, by a hash of the resource's name, so tiebreakers spread
 //! over the nodes and the choice depends only on the cluster.
@@ -150,6 +151,7 @@ pub fn choose_node(
     cluster: &Cluster,
     runtime: &Runtime,
     rd: &ResourceDefinition,
+    leaving: &BTreeSet<NodeName>,
 ) -> Result<(NodeName, StorPoolName), Vec<String>> {
     let filter = cluster
         .resource_groups
@@ -186,6 +188,10 @@ pub fn choose_node(
         let name = &node.name;
         let why: Option<String> = if rd.resources.contains_key(name) {
             Some(format!("node '{name}' already has resource '{}'", rd.name))
+        } else if node.is_deleting() || leaving.contains(name) {
+            Some(format!("node '{name}' is being deleted"))
+        } else if node.is_evacuating() {
+            Some(format!("node '{name}' is being evacuated"))
         } else if !node.node_type.has_satellite() {
             Some(format!("node '{name}' has no satellite"))
         } else if !runtime.get(name).is_some_and(|r| r.is_online()) {
@@ -273,6 +279,14 @@ pub fn new_tiebreaker(node: &NodeName, pool: StorPoolName) -> Resource {
 pub fn complete(cluster: &Cluster, runtime: &Runtime, plan: &mut Plan) {
     let mut names: Vec<ResourceName> = Vec::new();
     let mut membership_changed: BTreeSet<ResourceName> = BTreeSet::new();
+    let leaving: BTreeSet<NodeName> = plan
+        .ops
+        .iter()
+        .filter_map(|op| match op {
+            Op::DeleteNode(node) => Some(node.clone()),
+            _ => None,
+        })
+        .collect();
     for op in &plan.ops {
         let (name, membership) = match op {
             Op::PutResourceDefinition(rd) => (&rd.name, false),
@@ -304,7 +318,7 @@ pub fn complete(cluster: &Cluster, runtime: &Runtime, plan: &mut Plan) {
             if !tiebreakers.is_empty() {
                 continue;
             }
-            match choose_node(cluster, runtime, &rd) {
+            match choose_node(cluster, runtime, &rd, &leaving) {
                 Ok((node, pool)) => {
                     plan.op(Op::PutResource {
                         resource: rd.name.clone(),
@@ -579,6 +593,90 @@ mod tests {
         complete(&cluster, &runtime, &mut plan);
         assert!(plan.ops.iter().any(|op| matches!(op,
             Op::PutResource { placed, .. } if placed.tiebreaker && placed.node.as_str() == old_tiebreaker)));
+    }
+
+    /// Found by the restart model test: a node deleted with a replica on it, once it confirms,
+    /// goes in the same plan as its last resource; the tiebreaker the two remaining disks then
+    /// want must not go on that node (the store refused the plan — a resource on a node the
+    /// plan deletes — and the deletion could never finish), nor on one marked for deletion or
+    /// being evacuated.
+    #[test]
+    fn a_tiebreaker_never_goes_on_a_node_leaving_the_cluster() {
+        use crate::app::{deletions, nodes};
+        use ferrite_proto::{DeletedResource, NodeReport};
+        use ferrite_types::ConnectionStatus;
+
+        let (mut cluster, runtime) = two_disks();
+        // Three disks: the tiebreaker goes once its node confirms.
+        let free: Vec<String> = ["node1", "node2", "node3", "node4"]
+            .iter()
+            .map(|n| n.to_string())
+            .filter(|n| !members(&cluster, "web").iter().any(|(m, _, _)| m == n))
+            .collect();
+        commit(&mut cluster, &runtime, |c, r| {
+            resources::create(c, r, "web", &create(&free[0], false))
+        });
+        let old_tiebreaker: NodeName = cluster.resource_definitions[&"web".parse().unwrap()]
+            .resources
+            .values()
+            .find(|r| r.tiebreaker)
+            .map(|r| r.node.clone())
+            .unwrap();
+        Op::DeleteResource {
+            resource: "web".parse().unwrap(),
+            node: old_tiebreaker.clone(),
+        }
+        .apply(&mut cluster);
+        assert!(tiebreakers(&cluster, "web").is_empty());
+
+        // The old tiebreaker's node is offline; the third disk's node is deleted.
+        let leaving: NodeName = free[0].parse().unwrap();
+        let mut runtime = engines_runtime(&cluster, &[Mirror]);
+        runtime.get_mut(&old_tiebreaker).unwrap().status = ConnectionStatus::Offline;
+        let (replies, _) = commit(&mut cluster, &runtime, |c, r| {
+            nodes::delete(c, r, leaving.as_str())
+        });
+        assert!(cluster.node(&leaving).unwrap().is_deleting(), "{replies:?}");
+        assert!(tiebreakers(&cluster, "web").is_empty(), "{replies:?}");
+
+        // It confirms: its replica and the node go together, and no tiebreaker takes its place
+        // on it (the only other node without the resource is offline).
+        let uuid = cluster.resource_definitions[&"web".parse().unwrap()].resources[&leaving]
+            .uuid
+            .clone();
+        runtime.get_mut(&leaving).unwrap().absorb(NodeReport {
+            deleted_resources: vec![DeletedResource {
+                resource: "web".into(),
+                uuid,
+            }],
+            ..Default::default()
+        });
+        let (replies, _) = commit(&mut cluster, &runtime, |c, r| Ok(deletions::finish(c, r)));
+        assert!(cluster.node(&leaving).is_none(), "{replies:?}");
+        assert!(tiebreakers(&cluster, "web").is_empty(), "{replies:?}");
+        assert!(
+            replies
+                .iter()
+                .any(|r| r.ret_code().code() == code::WARN_NOT_ENOUGH_NODES_FOR_TIE_BREAKER),
+            "{replies:?}"
+        );
+
+        // Nor on a node marked for deletion or being evacuated, online as it may be.
+        let rd = rd(&cluster, "web").clone();
+        let mut marked = cluster.clone();
+        runtime.get_mut(&old_tiebreaker).unwrap().status = ConnectionStatus::Online;
+        for flag in [model::FLAG_DELETE, model::FLAG_EVACUATE] {
+            marked.nodes.get_mut(&old_tiebreaker).unwrap().flags = vec![flag.to_string()];
+            let refused = choose_node(&marked, &runtime, &rd, &BTreeSet::new()).unwrap_err();
+            assert!(
+                refused
+                    .iter()
+                    .any(|why| why.contains(old_tiebreaker.as_str()) && why.contains("being")),
+                "{flag}: {refused:?}"
+            );
+        }
+        let (chosen, _) = choose_node(&cluster, &runtime, &rd, &BTreeSet::new()).unwrap();
+        assert_eq!(chosen, old_tiebreaker);
     }
 
     #[test]

@@ -464,6 +464,72 @@ pub fn now_millis() -> i64 {
 }
 
 impl Cluster {
+    /// Every reference to an object that is not in the graph, one line each: what the
+    /// store's foreign keys refuse (a resource on a node that is gone, a snapshot of a
+    /// definition that is gone, a connection whose resource is gone). Empty for a graph the
+    /// store would take. The unit tests check it after every plan they apply, so a plan whose
+    /// ops come in an order the store refuses fails there, not at a commit in production.
+    pub fn dangling_references(&self) -> Vec<String> {
+        let mut found = Vec::new();
+        for rd in self.resource_definitions.values() {
+            if !self.resource_groups.contains_key(&rd.resource_group) {
+                found.push(format!(
+                    "resource definition '{}' names resource group '{}'",
+                    rd.name, rd.resource_group
+                ));
+            }
+            for resource in rd.resources.values() {
+                if !self.nodes.contains_key(&resource.node) {
+                    found.push(format!(
+                        "resource '{}' is on node '{}'",
+                        rd.name, resource.node
+                    ));
+                }
+            }
+        }
+        for definition in self.snapshot_definitions.values() {
+            if !self.resource_definitions.contains_key(&definition.resource) {
+                found.push(format!(
+                    "snapshot '{}' is of resource definition '{}'",
+                    definition.name, definition.resource
+                ));
+            }
+            for snapshot in definition.snapshots.values() {
+                if !self.nodes.contains_key(&snapshot.node) {
+                    found.push(format!(
+                        "snapshot '{}' of '{}' is on node '{}'",
+                        definition.name, definition.resource, snapshot.node
+                    ));
+                }
+            }
+        }
+        for (node_a, node_b) in self.node_connections.keys() {
+            for node in [node_a, node_b] {
+                if !self.nodes.contains_key(node) {
+                    found.push(format!(
+                        "node connection {node_a}-{node_b} names node '{node}'"
+                    ));
+                }
+            }
+        }
+        for (resource, node_a, node_b) in self.resource_connections.keys() {
+            for node in [node_a, node_b] {
+                let placed = self
+                    .resource_definitions
+                    .get(resource)
+                    .is_some_and(|rd| rd.resources.contains_key(node));
+                if !placed {
+                    found.push(format!(
+                        "resource connection {node_a}-{node_b} of '{resource}' names no resource on '{node}'"
+                    ));
+                }
+            }
+        }
+        found
+    }
+}
+
+impl Cluster {
     pub fn node(&self, name: &NodeName) -> Option<&Node> {
         self.nodes.get(name)
     }
