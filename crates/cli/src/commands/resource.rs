@@ -24,10 +24,9 @@ use ferrite_types::LayerKind;
 use ferrite_types::api_call_rc::ApiCallRc;
 use ferrite_types::rest::{
     AutoPlaceRequest, DrbdResource, ResourceLayer, ResourceMakeAvailable, ResourceModify,
-    ResourceWithVolumes, ToggleDiskOperation, ToggleDiskRequest, Volume,
+    ResourceWithVolumes, ToggleDiskOperation, ToggleDiskRequest, Volume, VolumeLayerData,
 };
 use ferrite_types::size::format_kib;
-use serde_json::Value;
 
 use super::{
     Ctx, Failure, Outcome, diskless_on_remaining, emit, local_datetime, prop_cells,
@@ -559,11 +558,13 @@ fn minor_number(volume: &Volume) -> String {
         .layer_data_list
         .iter()
         .filter(|l| l.layer_type.is_replication())
-        .find_map(|l| {
-            l.data
-                .get("drbd_volume_definition")
-                .and_then(|d| d.get("minor_number"))
-                .and_then(Value::as_i64)
+        .find_map(|l| match &l.data {
+            VolumeLayerData::Drbd(drbd) => drbd.drbd_volume_definition.minor_number.map(i64::from),
+            data => data
+                .as_json()?
+                .get("drbd_volume_definition")?
+                .get("minor_number")?
+                .as_i64(),
         })
         .map(|m| m.to_string())
         .unwrap_or_default()
@@ -575,7 +576,10 @@ fn nbd_uri(volume: &Volume) -> Option<&str> {
         .layer_data_list
         .iter()
         .filter(|l| l.layer_type.is_replication())
-        .find_map(|l| l.data.get("nbd_uri").and_then(Value::as_str))
+        .find_map(|l| match &l.data {
+            VolumeLayerData::Drbd(drbd) => drbd.nbd_uri.as_deref(),
+            data => data.as_json()?.get("nbd_uri")?.as_str(),
+        })
 }
 
 /// LINSTOR's columns; where any volume listed has an NBD export (the MIRROR engine), an `NBD`
@@ -674,6 +678,7 @@ pub fn render_volumes(
 mod tests {
     use super::*;
     use crate::args::{PlaceCount, PlacementOpts, TableOpts};
+    use serde_json::Value;
 
     const PLAIN: Style = Style {
         utf8: false,

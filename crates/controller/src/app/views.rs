@@ -702,9 +702,16 @@ pub fn resource(
             .iter()
             .map(|layer| rest::VolumeLayer {
                 layer_type: linstor_layer(*layer),
-                data: match layer {
-                    LayerKind::Storage => to_json(&storage_volume),
-                    LayerKind::Drbd | LayerKind::Mirror => to_json(&drbd_data),
+                data: match (layer, &drbd_data) {
+                    (LayerKind::Storage, _) => {
+                        rest::VolumeLayerData::Storage(storage_volume.clone())
+                    }
+                    (LayerKind::Drbd | LayerKind::Mirror, Some(drbd)) => {
+                        rest::VolumeLayerData::Drbd(drbd.clone())
+                    }
+                    (LayerKind::Drbd | LayerKind::Mirror, None) => {
+                        rest::VolumeLayerData::Json(serde_json::Value::Null)
+                    }
                 },
             })
             .collect();
