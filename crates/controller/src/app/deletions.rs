@@ -16,7 +16,7 @@
 //! ever ran), so removing it is never refused for that reason; real DRBD stays strict.
 
 use ferrite_types::api_call_rc::code;
-use ferrite_types::{ApiCallRc, NodeName, ResourceName, RetCode, VolumeNumber};
+use ferrite_types::{ApiCallRc, NodeName, ResourceName, RetCode, SnapshotName, VolumeNumber};
 
 use super::placement::Runtime;
 use super::{Context, Failure, Plan};
@@ -193,9 +193,32 @@ impl Marked {
     }
 }
 
-/// The ops that finish every deletion the satellites confirmed.
+/// The ops that finish every deletion the satellites confirmed. Snapshots first: a resource
+/// with a snapshot left on its node stays (marked) however its node answers, since the
+/// snapshot's deletion reaches the node only through it; no path should mark such a
+/// resource, and this keeps one that did from stranding the snapshot.
 pub fn finish(cluster: &Cluster, runtime: &Runtime) -> Plan {
     let mut plan = Plan::new();
+    super::snapshots::finish(cluster, runtime, &mut plan);
+    let snapshots_going: Vec<(ResourceName, SnapshotName, NodeName)> = plan
+        .ops
+        .iter()
+        .filter_map(|op| match op {
+            Op::DeleteSnapshot {
+                resource,
+                snapshot,
+                node,
+            } => Some((resource.clone(), snapshot.clone(), node.clone())),
+            _ => None,
+        })
+        .collect();
+    let snapshot_stays = |rd: &ResourceDefinition, node: &NodeName| {
+        cluster.snapshots_on_node(&rd.name, node).any(|(d, _)| {
+            !snapshots_going
+                .iter()
+                .any(|(r, s, n)| r == &rd.name && s == &d.name && n == node)
+        })
+    };
     for rd in cluster.resource_definitions.values() {
         let mut remaining = 0usize;
         for resource in rd.resources.values() {
@@ -204,6 +227,7 @@ pub fn finish(cluster: &Cluster, runtime: &Runtime) -> Plan {
                 ResourcePhase::Deleting => {
                     if reported
                         .is_some_and(|r| r.deleted_resource(rd.name.as_str(), &resource.uuid))
+                        && !snapshot_stays(rd, &resource.node)
                     {
                         plan.op(Op::DeleteResource {
                             resource: rd.name.clone(),
@@ -247,7 +271,6 @@ pub fn finish(cluster: &Cluster, runtime: &Runtime) -> Plan {
             plan.op(Op::DeleteResourceDefinition(rd.name.clone()));
         }
     }
-    super::snapshots::finish(cluster, runtime, &mut plan);
     super::evacuation::finish(cluster, runtime, &mut plan);
     // A node marked for deletion goes with its last resource.
     for node in cluster.nodes.values().filter(|n| n.is_deleting()) {

@@ -14,6 +14,10 @@
 //! - an unreplicated one stays, with LINSTOR's `WARN_NOT_EVACUATING`: its data cannot follow
 //!   a replacement.
 //!
+//! A resource with snapshots on the node is never deleted by an evacuation, at once or by
+//! [`finish`]: it stays marked until they are deleted, since their deletion reaches the node
+//! through it (as `resource delete` refuses a resource with snapshots).
+//!
 //! `node restore` clears the node's flag and the marks of the resources not yet moved.
 
 use ferrite_types::NodeName;
@@ -136,6 +140,16 @@ pub fn evacuate(
                             runtime,
                             &resource.node,
                             &action,
+                        )
+                    })
+                    .and_then(|_| {
+                        // Its snapshots there need it: they are deleted through it.
+                        super::snapshots::refuse_if_snapshots(
+                            &del_ctx,
+                            cluster,
+                            rd,
+                            Some(&resource.node),
+                            "delete",
                         )
                     });
             match refused {
@@ -303,8 +317,8 @@ fn moved(
             .is_some_and(|r| r.in_use(rd.name.as_str()))
 }
 
-/// Marks for deletion every evacuated resource whose replacement is in sync; part of
-/// `deletions::finish`.
+/// Marks for deletion every evacuated resource whose replacement is in sync and that has no
+/// snapshot left on its node; part of `deletions::finish`.
 pub fn finish(cluster: &Cluster, runtime: &Runtime, plan: &mut Plan) {
     for node in cluster
         .nodes
@@ -315,6 +329,10 @@ pub fn finish(cluster: &Cluster, runtime: &Runtime, plan: &mut Plan) {
             if resource.evacuating
                 && resource.phase == ResourcePhase::Active
                 && moved(cluster, rd, resource, runtime)
+                && cluster
+                    .snapshots_on_node(&rd.name, &node.name)
+                    .next()
+                    .is_none()
             {
                 let mut marked = resource.clone();
                 marked.phase = ResourcePhase::Deleting;

@@ -394,6 +394,27 @@ pub fn lost(cluster: &Cluster, runtime: &Runtime, node: &str) -> Result<Plan, Fa
             });
         }
     }
+    // Its snapshots go with it: their volumes were on the lost node.
+    for definition in cluster
+        .snapshot_definitions
+        .values()
+        .filter(|d| d.snapshots.contains_key(&current.name))
+    {
+        plan.op(Op::DeleteSnapshot {
+            resource: definition.resource.clone(),
+            snapshot: definition.name.clone(),
+            node: current.name.clone(),
+        })
+        .reply(
+            Context::new(Operation::Delete, Object::Snapshot)
+                .deleted(format!(
+                    "Snapshot '{}' of '{}' on lost node '{}' forgotten.",
+                    definition.name, definition.resource, current.name
+                ))
+                .obj_ref("RscDfn", definition.resource.as_str())
+                .obj_ref("Node", current.name.as_str()),
+        );
+    }
     plan.op(Op::DeleteNode(current.name.clone())).reply(
         ctx.deleted(format!("Node '{}' deleted as lost.", current.name))
             .obj_ref("Node", current.name.as_str()),

@@ -1716,6 +1716,99 @@ mod tests {
             .unwrap()
     }
 
+    /// Found by the restart model test (seed 22): an evacuation deleted a replica whose node
+    /// held a snapshot of it, and the snapshot's deletion, which reaches a node only through
+    /// the resource there, could never finish. Now the replica stays until its snapshots are
+    /// deleted; a resource some path marked anyway stays as their carrier; and a lost node's
+    /// snapshots are forgotten with it (the store refused to delete a node they referenced).
+    #[test]
+    fn a_snapshot_keeps_its_resource_on_the_node_until_it_is_deleted() {
+        use crate::app::{deletions, evacuation, nodes};
+        use ferrite_proto::{DeletedResource, DeletedSnapshot, NodeReport};
+
+        let (mut cluster, runtime) = replicated_with_snapshot();
+        let key = ("web".parse().unwrap(), "snap1".parse().unwrap());
+        let holders: Vec<NodeName> = cluster.snapshot_definitions[&key]
+            .snapshots
+            .keys()
+            .cloned()
+            .collect();
+        let [first, second] = &holders[..] else {
+            panic!("snap1 is on {holders:?}");
+        };
+
+        // Evacuating the first holder places a replacement; once everything is in sync the
+        // evacuated replica would go, but its snapshot holds it.
+        let (replies, _) = commit(&mut cluster, &runtime, |c, r| {
+            evacuation::evacuate(c, r, first.as_str(), &rest::NodeEvacuate::default())
+        });
+        assert_eq!(rd(&cluster, "web").diskful_count(), 3, "{replies:?}");
+        let mut runtime = engines_runtime(&cluster, &[LayerKind::Mirror]);
+        taken(&cluster, &mut runtime);
+        let (replies, _) = commit(&mut cluster, &runtime, |c, r| Ok(deletions::finish(c, r)));
+        let kept = &rd(&cluster, "web").resources[first];
+        assert!(kept.evacuating && !kept.is_deleting(), "{replies:?}");
+
+        // A resource marked for deletion anyway, and confirmed, stays while the snapshot does;
+        // once the snapshot's deletion is confirmed too, both go in one plan.
+        let mut marked = kept.clone();
+        marked.phase = ResourcePhase::Deleting;
+        Op::PutResource {
+            resource: "web".parse().unwrap(),
+            placed: marked.clone(),
+        }
+        .apply(&mut cluster);
+        runtime.get_mut(first).unwrap().absorb(NodeReport {
+            deleted_resources: vec![DeletedResource {
+                resource: "web".into(),
+                uuid: marked.uuid.clone(),
+            }],
+            ..Default::default()
+        });
+        commit(&mut cluster, &runtime, |c, r| Ok(deletions::finish(c, r)));
+        assert!(rd(&cluster, "web").resources.contains_key(first));
+        commit(&mut cluster, &runtime, |c, _| {
+            delete(c, "web", "snap1", &[first.to_string()])
+        });
+        let uuid = cluster.snapshot_definitions[&key].snapshots[first]
+            .uuid
+            .clone();
+        // The node's next report confirms both: the resource is still marked in its state.
+        runtime.get_mut(first).unwrap().absorb(NodeReport {
+            deleted_resources: vec![DeletedResource {
+                resource: "web".into(),
+                uuid: marked.uuid.clone(),
+            }],
+            deleted_snapshots: vec![DeletedSnapshot {
+                resource: "web".into(),
+                snapshot: "snap1".into(),
+                uuid,
+            }],
+            ..Default::default()
+        });
+        commit(&mut cluster, &runtime, |c, r| Ok(deletions::finish(c, r)));
+        assert!(!rd(&cluster, "web").resources.contains_key(first));
+        assert!(
+            !cluster.snapshot_definitions[&key]
+                .snapshots
+                .contains_key(first)
+        );
+
+        // The second holder is lost: its snapshot is forgotten with it.
+        runtime.get_mut(second).unwrap().status = ferrite_types::ConnectionStatus::Offline;
+        let (replies, _) = commit(&mut cluster, &runtime, |c, r| {
+            nodes::lost(c, r, second.as_str())
+        });
+        assert!(cluster.node(second).is_none(), "{replies:?}");
+        assert!(
+            cluster
+                .snapshot_definitions
+                .get(&key)
+                .is_none_or(|d| d.snapshots.is_empty()),
+            "{replies:?}"
+        );
+    }
+
     #[test]
     fn a_replicated_snapshot_restores_into_replicated_members_that_start_in_sync() {
         let (mut cluster, runtime) = replicated_with_snapshot();
