@@ -534,6 +534,7 @@ pub fn delete_volume(cluster: &Cluster, name: &str, number: i64) -> Result<Plan,
         plan.deletions.push(marked);
         return Ok(plan);
     }
+    super::snapshots::refuse_if_volume_has_snapshots(ctx, cluster, rd, current)?;
     if rd.resources.is_empty() {
         plan.op(Op::DeleteVolumeDefinition {
             resource: rd.name.clone(),

@@ -666,6 +666,45 @@ pub fn refuse_if_snapshots(
         .into())
 }
 
+/// The refusal of deleting volume definition `number` of `rd` while snapshots of its volume
+/// exist: their deletion and a rollback to them need the volume, and a provider such as ZFS
+/// cannot destroy a volume that has snapshots.
+pub fn refuse_if_volume_has_snapshots(
+    ctx: &Context,
+    cluster: &Cluster,
+    rd: &ResourceDefinition,
+    vd: &crate::model::VolumeDefinition,
+) -> Result<(), Failure> {
+    let names: Vec<String> = cluster
+        .snapshots_of(&rd.name)
+        .filter(|d| {
+            d.volume_definitions
+                .iter()
+                .any(|v| v.number == vd.number && v.identity == vd.uuid)
+        })
+        .map(|d| format!("'{}'", d.name))
+        .collect();
+    if names.is_empty() {
+        return Ok(());
+    }
+    Err(ctx
+        .error(
+            FAIL_EXISTS_SNAPSHOT_DFN,
+            format!(
+                "Cannot delete volume definition {} of '{}' because it has snapshots.",
+                vd.number, rd.name
+            ),
+        )
+        .cause(format!("Snapshots of the volume: {}.", names.join(", ")))
+        .correction(format!(
+            "Delete the snapshots first ('ferrite snapshot delete {} <snapshot>').",
+            rd.name
+        ))
+        .obj_ref("RscDfn", rd.name.as_str())
+        .obj_ref("VlmNr", vd.number.to_string())
+        .into())
+}
+
 /// A restore's target: an existing resource definition without resources, with its volume
 /// definitions (those it lacks are created from the snapshot's).
 fn restore_target<'a>(
@@ -991,6 +1030,23 @@ fn check_rollback<'a>(
                     ),
                 )
                 .correction("Delete the volume definitions added since, or restore into a new resource definition.")
+                .into());
+        }
+    }
+    // Nor may a volume the snapshot holds be gone: there is nothing to roll it back into.
+    for volume in &definition.volume_definitions {
+        let current = rd.volume_definitions.get(&volume.number);
+        if current.is_none_or(|vd| vd.uuid != volume.identity || vd.is_deleting()) {
+            return Err(ctx
+                .error(
+                    code::FAIL_INVLD_REQUEST,
+                    format!(
+                        "Cannot roll back '{}' to snapshot '{}': its volume {} is no longer a volume of the definition.",
+                        rd.name, definition.name, volume.number
+                    ),
+                )
+                .cause("The volume definition the snapshot was taken of was deleted (or is being deleted) since.")
+                .correction("Restore the snapshot into a new resource definition ('ferrite snapshot restore').")
                 .into());
         }
     }
@@ -2122,6 +2178,30 @@ mod tests {
         assert_eq!(err.0[0].ret_code().code(), FAIL_EXISTS_SNAPSHOT_DFN);
         // The diskless resource has no snapshot and may go.
         assert!(crate::app::resources::delete(&cluster, &runtime, "web", "node3", false).is_ok());
+        // Nor may the volume the snapshot holds go (found by the restart model test, seed
+        // 404: deleted, it left the snapshot nothing to roll back into, and the rollback
+        // failed on the nodes with a 500).
+        let err = resource_definitions::delete_volume(&cluster, "web", 0).unwrap_err();
+        assert_eq!(err.0[0].ret_code().code(), FAIL_EXISTS_SNAPSHOT_DFN);
+        assert!(err.0[0].message.contains("volume definition 0"), "{err:?}");
+        // Had it gone (a store from before this check), the rollback is refused up front.
+        let mut without_volume = cluster.clone();
+        let web: ResourceName = "web".parse().unwrap();
+        let definition_of_web = without_volume.resource_definitions.get_mut(&web).unwrap();
+        let number = *definition_of_web.volume_definitions.keys().next().unwrap();
+        definition_of_web.volume_definitions.remove(&number);
+        let err = rollback_commands(
+            &without_volume,
+            &runtime,
+            "web",
+            "snap1",
+            &rest::SnapshotRollback::default(),
+        )
+        .unwrap_err();
+        assert!(
+            err.0[0].message.contains("no longer a volume of the definition"),
+            "{err:?}"
+        );
 
         // Deleting marks; the node's confirmation forgets.
         commit(&mut cluster, &runtime, |c, _| {
