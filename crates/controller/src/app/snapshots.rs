@@ -2199,7 +2199,9 @@ mod tests {
         )
         .unwrap_err();
         assert!(
-            err.0[0].message.contains("no longer a volume of the definition"),
+            err.0[0]
+                .message
+                .contains("no longer a volume of the definition"),
             "{err:?}"
         );
 
