@@ -200,24 +200,9 @@ impl Marked {
 pub fn finish(cluster: &Cluster, runtime: &Runtime) -> Plan {
     let mut plan = Plan::new();
     super::snapshots::finish(cluster, runtime, &mut plan);
-    let snapshots_going: Vec<(ResourceName, SnapshotName, NodeName)> = plan
-        .ops
-        .iter()
-        .filter_map(|op| match op {
-            Op::DeleteSnapshot {
-                resource,
-                snapshot,
-                node,
-            } => Some((resource.clone(), snapshot.clone(), node.clone())),
-            _ => None,
-        })
-        .collect();
+    let snapshots_going = snapshots_deleted_by(&plan);
     let snapshot_stays = |rd: &ResourceDefinition, node: &NodeName| {
-        cluster.snapshots_on_node(&rd.name, node).any(|(d, _)| {
-            !snapshots_going
-                .iter()
-                .any(|(r, s, n)| r == &rd.name && s == &d.name && n == node)
-        })
+        snapshot_stays(cluster, &snapshots_going, rd, node)
     };
     for rd in cluster.resource_definitions.values() {
         let mut remaining = 0usize;
@@ -271,7 +256,7 @@ pub fn finish(cluster: &Cluster, runtime: &Runtime) -> Plan {
             plan.op(Op::DeleteResourceDefinition(rd.name.clone()));
         }
     }
-    super::evacuation::finish(cluster, runtime, &mut plan);
+    super::evacuation::finish(cluster, runtime, &snapshots_going, &mut plan);
     // A node marked for deletion goes with its last resource.
     for node in cluster.nodes.values().filter(|n| n.is_deleting()) {
         let left = cluster
@@ -288,6 +273,39 @@ pub fn finish(cluster: &Cluster, runtime: &Runtime) -> Plan {
         }
     }
     plan
+}
+
+/// The snapshots a plan deletes, by definition, name and node.
+pub type SnapshotsGoing = Vec<(ResourceName, SnapshotName, NodeName)>;
+
+/// The snapshots `plan` deletes.
+pub fn snapshots_deleted_by(plan: &Plan) -> SnapshotsGoing {
+    plan.ops
+        .iter()
+        .filter_map(|op| match op {
+            Op::DeleteSnapshot {
+                resource,
+                snapshot,
+                node,
+            } => Some((resource.clone(), snapshot.clone(), node.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Whether a snapshot of `rd` stays on `node` once the snapshots in `going` are deleted: then
+/// the resource there must stay too, as the way the snapshot's deletion reaches the node.
+pub fn snapshot_stays(
+    cluster: &Cluster,
+    going: &SnapshotsGoing,
+    rd: &ResourceDefinition,
+    node: &NodeName,
+) -> bool {
+    cluster.snapshots_on_node(&rd.name, node).any(|(d, _)| {
+        !going
+            .iter()
+            .any(|(r, s, n)| r == &rd.name && s == &d.name && n == node)
+    })
 }
 
 /// The resource once its disk is gone: in the node's diskless pool.

@@ -318,8 +318,14 @@ fn moved(
 }
 
 /// Marks for deletion every evacuated resource whose replacement is in sync and that has no
-/// snapshot left on its node; part of `deletions::finish`.
-pub fn finish(cluster: &Cluster, runtime: &Runtime, plan: &mut Plan) {
+/// snapshot left on its node once `snapshots_going` (those the same plan deletes) are gone;
+/// part of `deletions::finish`.
+pub fn finish(
+    cluster: &Cluster,
+    runtime: &Runtime,
+    snapshots_going: &deletions::SnapshotsGoing,
+    plan: &mut Plan,
+) {
     for node in cluster
         .nodes
         .values()
@@ -329,10 +335,7 @@ pub fn finish(cluster: &Cluster, runtime: &Runtime, plan: &mut Plan) {
             if resource.evacuating
                 && resource.phase == ResourcePhase::Active
                 && moved(cluster, rd, resource, runtime)
-                && cluster
-                    .snapshots_on_node(&rd.name, &node.name)
-                    .next()
-                    .is_none()
+                && !deletions::snapshot_stays(cluster, snapshots_going, rd, &node.name)
             {
                 let mut marked = resource.clone();
                 marked.phase = ResourcePhase::Deleting;
@@ -410,7 +413,7 @@ mod tests {
                 ..Default::default()
             });
         let mut plan = Plan::new();
-        finish(&cluster, &runtime, &mut plan);
+        finish(&cluster, &runtime, &Vec::new(), &mut plan);
         if !plan.ops.is_empty() {
             // The replacement node may have been the one whose report is still complete.
             assert!(
@@ -422,7 +425,7 @@ mod tests {
         // In sync everywhere: it goes.
         let runtime = engines_runtime(&cluster, &[Mirror]);
         let mut plan = Plan::new();
-        finish(&cluster, &runtime, &mut plan);
+        finish(&cluster, &runtime, &Vec::new(), &mut plan);
         assert!(
             matches!(&plan.ops[..], [Op::PutResource { placed, .. }] if placed.node == source && placed.is_deleting())
         );
@@ -476,7 +479,7 @@ mod tests {
         // Every other replica is UpToDate, but one copy is fewer than the place count: it stays.
         let runtime = engines_runtime(&cluster, &[Mirror]);
         let mut plan = Plan::new();
-        finish(&cluster, &runtime, &mut plan);
+        finish(&cluster, &runtime, &Vec::new(), &mut plan);
         assert!(plan.ops.is_empty(), "{:?}", plan.ops);
         assert_eq!(cluster.resource_definitions[&name].diskful_count(), 2);
 
@@ -490,7 +493,7 @@ mod tests {
         assert_eq!(rd.diskful_count(), 3);
         let runtime = engines_runtime(&cluster, &[Mirror]);
         let mut plan = Plan::new();
-        finish(&cluster, &runtime, &mut plan);
+        finish(&cluster, &runtime, &Vec::new(), &mut plan);
         assert!(
             matches!(&plan.ops[..], [Op::PutResource { placed, .. }] if &placed.node == source && placed.is_deleting())
         );

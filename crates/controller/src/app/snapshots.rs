@@ -1865,6 +1865,63 @@ mod tests {
         );
     }
 
+    /// An evacuated replica held back by its snapshot goes in the same pass that forgets the
+    /// snapshot, with no further report needed to get it moving.
+    #[test]
+    fn an_evacuated_replica_goes_with_its_last_snapshot() {
+        use crate::app::{deletions, evacuation};
+        use ferrite_proto::{DeletedSnapshot, NodeReport};
+
+        let (mut cluster, runtime) = replicated_with_snapshot();
+        let key = ("web".parse().unwrap(), "snap1".parse().unwrap());
+        let first = cluster.snapshot_definitions[&key]
+            .snapshots
+            .keys()
+            .next()
+            .cloned()
+            .unwrap();
+        commit(&mut cluster, &runtime, |c, r| {
+            evacuation::evacuate(c, r, first.as_str(), &rest::NodeEvacuate::default())
+        });
+        let mut runtime = engines_runtime(&cluster, &[LayerKind::Mirror]);
+        taken(&cluster, &mut runtime);
+        commit(&mut cluster, &runtime, |c, r| Ok(deletions::finish(c, r)));
+        assert!(!rd(&cluster, "web").resources[&first].is_deleting());
+
+        commit(&mut cluster, &runtime, |c, _| {
+            delete(c, "web", "snap1", &[first.to_string()])
+        });
+        let uuid = cluster.snapshot_definitions[&key].snapshots[&first]
+            .uuid
+            .clone();
+        runtime.get_mut(&first).unwrap().absorb(NodeReport {
+            deleted_snapshots: vec![DeletedSnapshot {
+                resource: "web".into(),
+                snapshot: "snap1".into(),
+                uuid,
+            }],
+            ..Default::default()
+        });
+        let runtime = {
+            // The engines still report every member UpToDate.
+            let mut fresh = engines_runtime(&cluster, &[LayerKind::Mirror]);
+            fresh.get_mut(&first).unwrap().deleted_snapshots =
+                runtime[&first].deleted_snapshots.clone();
+            fresh
+        };
+        let (replies, _) = commit(&mut cluster, &runtime, |c, r| Ok(deletions::finish(c, r)));
+        assert!(
+            !cluster.snapshot_definitions[&key]
+                .snapshots
+                .contains_key(&first),
+            "{replies:?}"
+        );
+        assert!(
+            rd(&cluster, "web").resources[&first].is_deleting(),
+            "{replies:?}"
+        );
+    }
+
     #[test]
     fn a_replicated_snapshot_restores_into_replicated_members_that_start_in_sync() {
         let (mut cluster, runtime) = replicated_with_snapshot();
