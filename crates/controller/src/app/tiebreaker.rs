@@ -453,6 +453,15 @@ mod tests {
             .collect()
     }
 
+    /// The tutorial's nodes that hold no member of `web`.
+    fn free_nodes(cluster: &Cluster) -> Vec<String> {
+        ["node1", "node2", "node3", "node4"]
+            .iter()
+            .map(|n| n.to_string())
+            .filter(|n| !members(cluster, "web").iter().any(|(m, _, _)| m == n))
+            .collect()
+    }
+
     fn tiebreakers(cluster: &Cluster, name: &str) -> Vec<String> {
         members(cluster, name)
             .into_iter()
@@ -545,11 +554,7 @@ mod tests {
     #[test]
     fn a_third_disk_removes_the_tiebreaker_and_losing_it_brings_one_back() {
         let (mut cluster, runtime) = two_disks();
-        let free: Vec<String> = ["node1", "node2", "node3", "node4"]
-            .iter()
-            .map(|n| n.to_string())
-            .filter(|n| !members(&cluster, "web").iter().any(|(m, _, _)| m == n))
-            .collect();
+        let free = free_nodes(&cluster);
         let old_tiebreaker = tiebreakers(&cluster, "web")[0].clone();
         let (replies, deletions) = commit(&mut cluster, &runtime, |c, r| {
             resources::create(c, r, "web", &create(&free[0], false))
@@ -608,11 +613,7 @@ mod tests {
 
         let (mut cluster, runtime) = two_disks();
         // Three disks: the tiebreaker goes once its node confirms.
-        let free: Vec<String> = ["node1", "node2", "node3", "node4"]
-            .iter()
-            .map(|n| n.to_string())
-            .filter(|n| !members(&cluster, "web").iter().any(|(m, _, _)| m == n))
-            .collect();
+        let free = free_nodes(&cluster);
         commit(&mut cluster, &runtime, |c, r| {
             resources::create(c, r, "web", &create(&free[0], false))
         });
