@@ -162,7 +162,7 @@ impl ControllerUnderTest {
             }
             std::thread::sleep(Duration::from_millis(1));
         };
-        self.reader().get_ok("/v1/view/resources")?;
+        self.reader().measure("/v1/view/resources")?;
         let view = started.elapsed();
         let online = if nodes == 0 {
             None
