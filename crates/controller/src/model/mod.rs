@@ -14,12 +14,14 @@
 //! the deletion when it comes back. Snapshots (`snapshots`) are kept beside the definitions,
 //! keyed by resource and snapshot name, and are deleted the same way.
 
+mod by_node;
 mod load;
 mod ops;
 mod positions;
 mod snapshots;
 mod vec_map;
 
+pub use by_node::ResourcesByNode;
 pub use load::{LoadError, ReadError};
 pub use ops::Op;
 pub use positions::ResourcePositions;
@@ -63,6 +65,8 @@ pub struct Cluster {
     pub resource_connections: BTreeMap<(ResourceName, NodeName, NodeName), Connection>,
     /// Where the list of every resource passes each 64th definition (`positions`), for pages.
     pub positions: ResourcePositions,
+    /// Which definitions have a resource on each node (`by_node`), for full states.
+    pub by_node: ResourcesByNode,
 }
 
 /// A key-value store instance: a property container clients keep their own data in

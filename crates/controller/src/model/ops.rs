@@ -551,6 +551,7 @@ impl Op {
     /// missing parent here is a bug, reported by panic rather than silently ignored.
     pub fn apply(self, cluster: &mut Cluster) {
         cluster.positions.forget();
+        cluster.by_node.forget();
         match self {
             Op::SetControllerProp { key, value } => {
                 cluster.props.insert(key, value);

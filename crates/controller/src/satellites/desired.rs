@@ -16,7 +16,8 @@ use crate::model::{Cluster, CutPhase, Node, Resource, ResourceDefinition, Resour
 /// The node's whole desired state at the cluster's current revision.
 pub fn full_state(cluster: &Cluster, node: &NodeName) -> DesiredState {
     let resources = cluster
-        .resources_on_node(node)
+        .resources_on_node_indexed(node)
+        .into_iter()
         .map(|(rd, resource)| resource_spec(cluster, rd, resource))
         .collect();
     DesiredState {
