@@ -176,8 +176,8 @@ impl<'de> Deserialize<'de> for SatelliteMessage {
 mod tests {
     use super::*;
     use crate::{
-        Capabilities, NodeCommand, PoolReport, PoolSpec, Refusal, ResourceSpec, VolumeReport,
-        VolumeSpec,
+        Capabilities, HeldState, NodeCommand, PoolReport, PoolSpec, Refusal, ResourceSpec, Stamp,
+        VolumeReport, VolumeSpec, content_digest,
     };
     use ferrite_types::{LayerKind, ProviderKind};
 
@@ -244,6 +244,11 @@ mod tests {
                 controller_version: "1.0".into(),
             },
             ControllerMessage::ApplyState(desired()),
+            ControllerMessage::ApplySameState {
+                epoch: 1,
+                generation: 12,
+                digest: content_digest(&desired().storage_pools, &desired().resources),
+            },
             ControllerMessage::CheckPool {
                 request_id: 3,
                 pool: desired().storage_pools[0].clone(),
@@ -269,6 +274,21 @@ mod tests {
                 hostname: "host1".into(),
                 satellite_version: "1.0".into(),
                 capabilities: Capabilities::default(),
+                holds: None,
+            },
+            SatelliteMessage::Welcome {
+                protocol_version: 8,
+                node_name: "node1".into(),
+                hostname: "host1".into(),
+                satellite_version: "1.1".into(),
+                capabilities: Capabilities::default(),
+                holds: Some(HeldState {
+                    stamp: Stamp {
+                        epoch: 1,
+                        generation: 11,
+                    },
+                    digest: content_digest(&desired().storage_pools, &desired().resources),
+                }),
             },
             SatelliteMessage::Refused {
                 reason: Refusal::NodeNameMismatch {

@@ -12,6 +12,7 @@
 //!      | -- Hello{version, cluster, node} --------> |
 //!      | <------- Welcome{version, capabilities} -- |   or Refused{reason}, then close
 //!      | -- ApplyState{generation G, full} -------> |   persist, converge
+//!      |    or ApplySameState{G, digest}            |   when Welcome said the node holds it
 //!      | <------------- Applied{G, report} -------- |
 //!      | -- ApplyState{generation G', base G} ----> |   a delta: only the changed resources
 //!      | <------------ Applied{G', report} -------- |
@@ -22,6 +23,13 @@
 //!      | <------------ CommandDone{id, result} ---- |
 //!      | -- Ping --> / <-- Pong --                  |   liveness
 //! ```
+//!
+//! A satellite's `Welcome` says which state it holds: its stamp and the [`content_digest`] of
+//! its pools and resources. When the controller's full state for the node has that digest (a
+//! controller restarted with every node converged), the controller sends `ApplySameState`:
+//! the same state under the controller's stamp, without its 12,500 resources of JSON each
+//! way. The satellite takes it as it takes a full state of that content (the same checks, the
+//! same answer), or asks for the full state if its digest differs by then.
 //!
 //! The satellite accepts a delta only on top of the generation it has; otherwise it answers
 //! [`SatelliteMessage::NeedFullState`]. It refuses, with [`SatelliteMessage::NotApplied`] and a
@@ -75,7 +83,14 @@ use serde::{Deserialize, Serialize};
 ///    and the connection's sections say, resolved in LINSTOR's order by the controller. A
 ///    version 6 satellite would add the resource's peer-device options to every connection,
 ///    also where LINSTOR's order drops them; it is refused.
-pub const PROTOCOL_VERSION: u32 = 7;
+/// 8: the state a satellite holds in `Welcome` (`holds`: stamp and content digest) and
+///    [`ControllerMessage::ApplySameState`]. A version 7 peer neither sends nor is sent
+///    either, so both versions are served.
+pub const PROTOCOL_VERSION: u32 = 8;
+
+/// The first version whose satellites say in `Welcome` which state they hold and take
+/// [`ControllerMessage::ApplySameState`].
+pub const SAME_STATE_VERSION: u32 = 8;
 
 /// The oldest peer version this build still understands.
 pub const MIN_PROTOCOL_VERSION: u32 = 7;
@@ -105,6 +120,16 @@ pub enum ControllerMessage {
     },
     /// Desired state for this node.
     ApplyState(DesiredState),
+    /// The node's full state at this stamp is the one the satellite said it holds (in
+    /// `Welcome`): its pools and resources have `digest` ([`content_digest`]). Taken and
+    /// answered as a full state of that content would be; a satellite whose state no longer
+    /// has that digest answers [`SatelliteMessage::NeedFullState`]. Sent only to satellites of
+    /// [`SAME_STATE_VERSION`] or later.
+    ApplySameState {
+        epoch: u64,
+        generation: u64,
+        digest: String,
+    },
     /// Asks whether a storage pool could be used as specified, before the controller records
     /// it, so a pool on a missing volume group is refused rather than created broken.
     CheckPool {
@@ -255,6 +280,10 @@ pub enum SatelliteMessage {
         hostname: String,
         satellite_version: String,
         capabilities: Capabilities,
+        /// The desired state the node holds, to a controller of [`SAME_STATE_VERSION`] or
+        /// later; `None` when it holds none, or one from another registration of the node.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        holds: Option<HeldState>,
     },
     /// Refuses the session; the satellite closes the connection after sending it.
     Refused {

@@ -23,6 +23,67 @@ impl std::fmt::Display for Stamp {
     }
 }
 
+/// The desired state a satellite holds, as its `Welcome` says: its stamp and the
+/// [`content_digest`] of its pools and resources.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeldState {
+    pub stamp: Stamp,
+    pub digest: String,
+}
+
+/// What a node's desired state asks for, without its stamp: the SHA-256, in hex, of the JSON
+/// of its pools in upper-cased name order, then of its resources in upper-cased name order
+/// (each as it is, volumes in number order as both sides keep them). The controller computes
+/// it of the full state it would send, the satellite of the state it holds; equal digests
+/// mean the full state would change nothing but the stamp. A state whose order differs gets
+/// another digest, and with it the full state: never the wrong answer, only the slower one.
+pub fn content_digest<'a>(
+    pools: impl IntoIterator<Item = &'a PoolSpec>,
+    resources: impl IntoIterator<Item = &'a ResourceSpec>,
+) -> String {
+    use sha2::Digest;
+    use std::io::Write;
+
+    /// Feeds what serde_json writes to the hash.
+    struct Hashing(sha2::Sha256);
+    impl Write for Hashing {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.update(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn upper_cased(a: &str, b: &str) -> std::cmp::Ordering {
+        a.bytes()
+            .map(|c| c.to_ascii_uppercase())
+            .cmp(b.bytes().map(|c| c.to_ascii_uppercase()))
+    }
+
+    let mut pools: Vec<&PoolSpec> = pools.into_iter().collect();
+    pools.sort_by(|a, b| upper_cased(&a.name, &b.name));
+    let mut resources: Vec<&ResourceSpec> = resources.into_iter().collect();
+    resources.sort_by(|a, b| upper_cased(&a.name, &b.name));
+    // serde_json writes a value in many small pieces; the hash takes them in blocks.
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, Hashing(sha2::Sha256::new()));
+    let counts = format!("{} pools, {} resources\n", pools.len(), resources.len());
+    let written = out.write_all(counts.as_bytes()).is_ok()
+        && pools
+            .iter()
+            .all(|pool| serde_json::to_writer(&mut out, pool).is_ok())
+        && resources
+            .iter()
+            .all(|resource| serde_json::to_writer(&mut out, resource).is_ok());
+    match out.into_inner() {
+        Ok(hashing) if written => format!("{:x}", hashing.0.finalize()),
+        // Not reached: writing to the hash cannot fail, nor can encoding these types. A
+        // digest nobody else computes makes the controller send the full state.
+        _ => "unencodable".to_string(),
+    }
+}
+
 /// A node's desired state, stamped with a generation.
 ///
 /// The generation is the controller store's revision of the change, so it only ever grows,
@@ -427,5 +488,48 @@ mod tests {
         );
         let back: Capabilities = serde_json::from_value(json).unwrap();
         assert_eq!(back, caps);
+    }
+
+    fn resource(name: &str, size_kib: u64) -> ResourceSpec {
+        serde_json::from_value(serde_json::json!({
+            "name": name, "uuid": format!("uuid-{name}"), "layers": ["STORAGE"], "diskless": false,
+            "volumes": [{"volume_number": 0, "identity": "vd", "size_kib": size_kib, "storage_pool": "pool"}]
+        }))
+        .unwrap()
+    }
+
+    fn pool(name: &str) -> PoolSpec {
+        PoolSpec {
+            name: name.into(),
+            uuid: format!("uuid-{name}"),
+            provider_kind: ProviderKind::FileThin,
+            pool_name: format!("/srv/{name}"),
+            props: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn the_content_digest_ignores_order_by_name_and_sees_every_field() {
+        let pools = [pool("b"), pool("A")];
+        let resources = [resource("web", 4096), resource("DB", 1024)];
+        let digest = content_digest(&pools, &resources);
+        assert_eq!(digest.len(), 64, "{digest}");
+        // The same content in another order: the same digest.
+        let reordered = [resources[1].clone(), resources[0].clone()];
+        assert_eq!(content_digest(pools.iter().rev(), &reordered), digest);
+        // Any field changed, a resource or pool more or less: another digest.
+        let mut grown = resources.clone();
+        grown[0].volumes[0].size_kib += 1;
+        assert_ne!(content_digest(&pools, &grown), digest);
+        let mut deleting = resources.clone();
+        deleting[1].deleting = true;
+        assert_ne!(content_digest(&pools, &deleting), digest);
+        assert_ne!(content_digest(&pools, &resources[..1]), digest);
+        assert_ne!(content_digest(&pools[..1], &resources), digest);
+        // A resource's name moved to a pool's place does not collide.
+        assert_ne!(
+            content_digest(&[] as &[PoolSpec], &resources),
+            content_digest(&pools, &[] as &[ResourceSpec])
+        );
     }
 }

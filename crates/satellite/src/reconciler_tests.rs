@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferrite_proto::{
-    DesiredState, NodeCommand, NodeReport, PoolSpec, ResourceSpec, SatelliteMessage, StateRefusal,
-    VolumeSpec,
+    DesiredState, NodeCommand, NodeReport, PoolSpec, ResourceSpec, SatelliteMessage, Stamp,
+    StateRefusal, VolumeSpec, content_digest,
 };
 use ferrite_storage::fake::FakeHost;
 use ferrite_storage::{ProviderOptions, ProviderSupport, Providers};
@@ -351,6 +351,70 @@ fn the_full_state_the_node_already_holds_is_answered_without_a_pass() {
     let (_, changed) = applied(node.apply(node.full(3, vec![web, db])));
     assert!(!node.host.take_changes().is_empty());
     assert_eq!(changed.volumes.len(), 3);
+}
+
+#[test]
+fn the_state_the_node_holds_is_taken_again_by_its_digest() {
+    let mut node = Node::new();
+    let web = resource("web", &[(0, 10240, "files"), (1, 8192, "lvm")]);
+    let (_, first) = applied(node.apply(node.full(1, vec![web.clone()])));
+    node.host.take_commands();
+    // What the Welcome to a controller of the same registration says: the stamp, and the
+    // digest of the full state that controller would send.
+    let held = node.reconciler.held_state("").unwrap();
+    assert_eq!(
+        held.stamp,
+        Stamp {
+            epoch: 0,
+            generation: 1
+        }
+    );
+    let restarted = node.full(2, vec![web.clone()]);
+    assert_eq!(
+        held.digest,
+        content_digest(&restarted.storage_pools, &restarted.resources)
+    );
+    // Another registration of the node is not told: its full state has checks of its own.
+    assert!(node.reconciler.held_state("another-registration").is_none());
+
+    // The same state under the restarted controller's stamp: taken and answered as that full
+    // state is, from the last pass, with nothing run on the host.
+    let stamp = |generation| Stamp {
+        epoch: 0,
+        generation,
+    };
+    let (generation, again) = applied(node.reconciler.apply_same(stamp(2), &held.digest));
+    assert_eq!(generation, 2);
+    assert_eq!(node.host.take_commands(), Vec::<String>::new());
+    assert_eq!(first.volumes, again.volumes);
+    // Deltas build on it, and the new stamp is durable.
+    let db = resource("db", &[(0, 4096, "lvm")]);
+    let (generation, _) = applied(node.apply(delta_of(&node, 3, 2, vec![db.clone()], &[])));
+    assert_eq!(generation, 3);
+    node.restart();
+    assert_eq!(node.reconciler.generation(), Some(3));
+
+    // A digest the node's state does not have: the full state is asked for, nothing changes.
+    let held = node.reconciler.held_state("").unwrap();
+    match node.reconciler.apply_same(stamp(4), "not-the-digest") {
+        SatelliteMessage::NeedFullState { have_generation } => {
+            assert_eq!(have_generation, Some(3))
+        }
+        other => panic!("expected NeedFullState, got {other:?}"),
+    }
+    // A stamp older than the node's: refused as the full state would be.
+    match node.reconciler.apply_same(stamp(2), &held.digest) {
+        SatelliteMessage::NotApplied {
+            refusal: StateRefusal::Older { .. },
+            ..
+        } => {}
+        other => panic!("expected NotApplied (older), got {other:?}"),
+    }
+    assert_eq!(node.reconciler.generation(), Some(3));
+    // The same stamp: taken (a controller that reconnects without a change in between).
+    let (generation, _) = applied(node.reconciler.apply_same(stamp(3), &held.digest));
+    assert_eq!(generation, 3);
+    assert_eq!(node.reconciler.desired().unwrap().resource_count(), 2);
 }
 
 #[test]

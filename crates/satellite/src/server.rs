@@ -14,7 +14,8 @@ use std::time::Duration;
 
 use ferrite_proto::{
     Capabilities, ControllerMessage, FrameError, FrameReader, FrameWriter, PROTOCOL_VERSION,
-    Refusal, SatelliteMessage, frame_reader, frame_writer, read_frame, write_frame,
+    Refusal, SAME_STATE_VERSION, SatelliteMessage, frame_reader, frame_writer, read_frame,
+    write_frame,
 };
 use ferrite_storage::{ProviderSupport, Providers};
 use ferrite_types::NodeName;
@@ -25,6 +26,11 @@ use tracing::{Instrument, debug, error, info, info_span, warn};
 use crate::identity::{Greeting, Identity, admit};
 use crate::persist::{IDENTITY_FILE, StateDir};
 use crate::reconciler::{Event, pool_report};
+
+/// How long the `Welcome` waits for the reconciler to say which state the node holds; it
+/// answers between events, so a pass in progress can keep it longer, and the controller then
+/// sends the full state instead.
+pub const HELD_STATE_WAIT: Duration = Duration::from_secs(2);
 
 /// How long a new connection may take to say `Hello`.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -195,12 +201,18 @@ async fn handle_connection(stream: TcpStream, context: Arc<ServerContext>) {
         refuse(&mut writer, Refusal::AlreadyConnected).await;
         return;
     };
+    let holds = if protocol_version >= SAME_STATE_VERSION {
+        held_state(&context, node_uuid.clone()).await
+    } else {
+        None
+    };
     let welcome = SatelliteMessage::Welcome {
         protocol_version: PROTOCOL_VERSION,
         node_name: identity.node_name.clone(),
         hostname: context.hostname.clone(),
         satellite_version: env!("CARGO_PKG_VERSION").to_string(),
         capabilities: context.capabilities.clone(),
+        holds,
     };
     if let Err(e) = write_frame(&mut writer, &welcome).await {
         warn!(error = %e, "could not send Welcome");
@@ -230,6 +242,30 @@ async fn handle_connection(stream: TcpStream, context: Arc<ServerContext>) {
     info!(reason = %end, "session closed");
     // The reconciler keeps a clone of the outbox; stopping the writer closes the connection.
     writer_task.abort();
+}
+
+/// The state the node holds, for the `Welcome` to a controller of registration `node_uuid`;
+/// `None` when the reconciler does not say within [`HELD_STATE_WAIT`] (busy with a long pass),
+/// and the controller then sends the full state, as to a satellite that holds none.
+async fn held_state(
+    context: &ServerContext,
+    node_uuid: String,
+) -> Option<ferrite_proto::HeldState> {
+    let (reply, held) = tokio::sync::oneshot::channel();
+    if !context.send_event(Event::Held { node_uuid, reply }) {
+        return None;
+    }
+    match tokio::time::timeout(HELD_STATE_WAIT, held).await {
+        Ok(Ok(held)) => held,
+        Ok(Err(_)) => None,
+        Err(_) => {
+            info!(
+                wait_ms = HELD_STATE_WAIT.as_millis() as u64,
+                "the reconciler did not say which state it holds in time; the controller will send the full state"
+            );
+            None
+        }
+    }
 }
 
 async fn session_loop(
@@ -268,6 +304,20 @@ async fn session_loop(
                 debug!(generation = state.generation, base_generation = ?state.base_generation, "desired state received");
                 if !context.send_event(Event::Apply {
                     state,
+                    reply: outbox.clone(),
+                }) {
+                    return "the reconciler has stopped".to_string();
+                }
+            }
+            ControllerMessage::ApplySameState {
+                epoch,
+                generation,
+                digest,
+            } => {
+                debug!(generation, epoch, "the controller's state is the one held");
+                if !context.send_event(Event::ApplySame {
+                    stamp: ferrite_proto::Stamp { epoch, generation },
+                    digest,
                     reply: outbox.clone(),
                 }) {
                     return "the reconciler has stopped".to_string();

@@ -13,6 +13,7 @@ use common::{
 };
 use ferrite_proto::{
     ControllerMessage, DesiredState, PROTOCOL_VERSION, Refusal, SatelliteMessage, StateRefusal,
+    content_digest,
 };
 use ferrite_types::{LayerKind, ProviderKind};
 
@@ -59,8 +60,11 @@ async fn handshake_welcomes_with_capabilities_and_refuses_strangers() {
             hostname,
             satellite_version,
             capabilities,
+            holds,
         } => {
             assert_eq!(protocol_version, PROTOCOL_VERSION);
+            // A node that has never been sent a state holds none.
+            assert_eq!(holds, None);
             assert_eq!(node_name, "node1");
             assert!(!hostname.is_empty());
             assert!(!satellite_version.is_empty());
@@ -373,10 +377,34 @@ async fn a_restart_finds_everything_in_place() {
     assert!(before.iter().all(|(_, devices)| devices.len() == 1));
 
     satellite.restart();
-    let mut controller = Controller::session(&satellite).await;
-    let (generation, after_report) = applied(controller.apply(state).await);
-    assert_eq!(generation, 3);
+    // The Welcome says which state the node holds; a controller whose full state has that
+    // content (one restarted too, say) sends its stamp only.
+    let (mut controller, holds) = Controller::session_holding(&satellite).await;
+    let held = holds.expect("a node with a state says which it holds");
+    assert_eq!(held.stamp.generation, 3);
+    assert_eq!(
+        held.digest,
+        content_digest(&state.storage_pools, &state.resources)
+    );
+    let (generation, after_report) = applied(controller.apply_same(4, &held.digest).await);
+    assert_eq!(generation, 4);
     assert_eq!(after_report.volumes, before_report.volumes);
+    // A digest that is not the node's: it asks for the full state, which it then takes.
+    match controller.apply_same(5, "another-state").await {
+        SatelliteMessage::NeedFullState { have_generation } => {
+            assert_eq!(have_generation, Some(4))
+        }
+        other => panic!("expected NeedFullState, got {other:?}"),
+    }
+    let (generation, _) = applied(
+        controller
+            .apply(DesiredState {
+                generation: 5,
+                ..state
+            })
+            .await,
+    );
+    assert_eq!(generation, 5);
     assert_eq!(snapshot(&satellite, &["web_00000", "web_00001"]), before);
     let log = satellite.log();
     let second_start = log.rfind("satellite started").unwrap();

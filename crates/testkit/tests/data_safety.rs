@@ -578,6 +578,80 @@ fn modifying_parents_then_restarting_keeps_every_object_and_every_byte() {
     });
 }
 
+/// What the controller logs when a node's `Welcome` showed that it holds the full state.
+const STAMP_ONLY: &str = "the satellite holds the full state; sent its stamp only";
+
+/// A restarted controller sends a node that holds its whole state only the new stamp
+/// (`ApplySameState`, after the node's `Welcome` gave the digest of what it holds), SIGTERM and
+/// kill -9 alike; a node whose state differs from the controller's (one that was down while a
+/// volume was added) gets the whole state, and creates the volume. Every byte stays.
+#[test]
+fn a_node_holding_the_controllers_state_is_sent_only_its_stamp() {
+    if skipped() {
+        return;
+    }
+    let _timer = Timer::start("a_node_holding_the_controllers_state_is_sent_only_its_stamp");
+    run(storage_only(2, &[]), |cluster| {
+        let rest = cluster.rest();
+        cluster.register_nodes_with_pool(POOL)?;
+        create_definition(&rest, "rd", &[VOLUME_KIB])?;
+        let mut replicas = Vec::new();
+        for node in ["node1", "node2"] {
+            expect_clean(&place(&rest, "rd", node, POOL)?)?;
+            replicas.push(fill(
+                &rest,
+                "rd",
+                node,
+                0,
+                &cluster.pool_dir(node),
+                VOLUME_KIB,
+            )?);
+        }
+        for crash in [false, true] {
+            if crash {
+                cluster.controller.restart()?;
+            } else {
+                cluster.controller.restart_clean()?;
+            }
+            let context = || format!("after a restart (kill -9: {crash})");
+            cluster.wait_online(SETTLE).with_context(context)?;
+            let log = cluster.controller.current_log();
+            wait_until(SETTLE, || Ok(occurrences(&log, STAMP_ONLY) >= 2))
+                .with_context(|| format!("both nodes sent their stamp only; see {}", log.display()))
+                .with_context(context)?;
+            for node in ["node1", "node2"] {
+                wait_disk_state(&rest, "rd", node, 0, "UpToDate").with_context(context)?;
+            }
+            verify_all(&replicas).with_context(context)?;
+        }
+
+        // node2 is down while a volume is added: what it holds is no longer the controller's
+        // state for it, so it is sent the whole state when it comes back.
+        take_down(cluster, "node2")?;
+        rest.post(
+            "/v1/resource-definitions/rd/volume-definitions",
+            &json!({"volume_definition": {"size_kib": VOLUME_KIB}}),
+        )?
+        .expect_success()?;
+        let log = cluster.controller.current_log();
+        let stamps_before = occurrences(&log, STAMP_ONLY);
+        bring_back(cluster, "node2", "ONLINE")?;
+        replicas.push(fill(
+            &rest,
+            "rd",
+            "node2",
+            1,
+            &cluster.pool_dir("node2"),
+            VOLUME_KIB,
+        )?);
+        ensure!(
+            occurrences(&log, STAMP_ONLY) == stamps_before,
+            "node2's state differs from the controller's, yet it was sent only a stamp"
+        );
+        verify_all(&replicas)
+    });
+}
+
 // ---- 2. a second controller on the same data directory ---------------------------------------
 
 /// The store's revision, read with the sqlite3 tool (the store is in WAL mode, so a reader

@@ -16,7 +16,7 @@
 //! A delta converges the resources it names (and the snapshots it newly asks for); a full
 //! state, a change of the pools, a command and the periodic pass ([`RECONCILE_INTERVAL`])
 //! converge the whole node, except a full state asking for exactly what the node holds, on a
-//! node without trouble (`holds_already`): that one, sent at every controller connection, is
+//! node without trouble (`untroubled`): that one, sent at every controller connection, is
 //! answered from the last pass, and the checks skip looking up its volumes (the same content
 //! wants the same volumes). So a delta costs the same on a node with a thousand resources as on
 //! an empty one, and the periodic pass, which deltas do not postpone, still finds what changed
@@ -69,7 +69,8 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use ferrite_proto::{
-    DesiredState, NodeCommand, NodeReport, PoolReport, PoolSpec, SatelliteMessage, StateRefusal,
+    DesiredState, HeldState, NodeCommand, NodeReport, PoolReport, PoolSpec, SatelliteMessage,
+    Stamp, StateRefusal,
 };
 use ferrite_storage::{ProviderSupport, Providers};
 use ferrite_types::{ProviderKind, ResourceName, VolumeNumber};
@@ -123,6 +124,19 @@ pub enum Event {
     Apply {
         state: DesiredState,
         reply: Outbox,
+    },
+    /// The node's full state at `stamp` is the one it holds, with `digest`
+    /// (`ApplySameState`); answered as `Apply` is.
+    ApplySame {
+        stamp: Stamp,
+        digest: String,
+        reply: Outbox,
+    },
+    /// A controller of node registration `node_uuid` says Hello: which state does the node
+    /// hold ([`Reconciler::held_state`]), for its `Welcome`?
+    Held {
+        node_uuid: String,
+        reply: tokio::sync::oneshot::Sender<Option<HeldState>>,
     },
     /// A controller session started; unprompted reports go to `outbox` from now on.
     ControllerConnected {
@@ -368,6 +382,8 @@ pub struct Reconciler {
     node_outcome: NodeReport,
     /// When the last full pass ended.
     last_full_pass: Option<Instant>,
+    /// The content digest of `desired` and the stamp it was computed at (`held_digest`).
+    digest_of_held: Option<(Stamp, String)>,
 }
 
 impl Reconciler {
@@ -436,6 +452,7 @@ impl Reconciler {
             orphans_known: false,
             node_outcome: NodeReport::default(),
             last_full_pass: None,
+            digest_of_held: None,
         })
     }
 
@@ -475,6 +492,19 @@ impl Reconciler {
                 if reply.send(answer).is_err() {
                     debug!("the session that sent the state has ended; the answer is dropped");
                 }
+            }
+            Event::ApplySame {
+                stamp,
+                digest,
+                reply,
+            } => {
+                let answer = self.apply_same(stamp, &digest);
+                if reply.send(answer).is_err() {
+                    debug!("the session that sent the state has ended; the answer is dropped");
+                }
+            }
+            Event::Held { node_uuid, reply } => {
+                let _ = reply.send(self.held_state(&node_uuid));
             }
             Event::ControllerConnected {
                 node_name,
@@ -701,8 +731,64 @@ impl Reconciler {
                 return self.not_applied(generation, refusal);
             }
         };
+        let unchanged = full && same_content && self.untroubled();
+        self.take_and_answer(next, scope, full, unchanged)
+    }
+
+    /// Takes the controller's word that the node's full state at `stamp` is the one it holds
+    /// (`ApplySameState`, after a `Welcome` that gave `digest`): as a full state of the same
+    /// content would be taken, without decoding and comparing 12,500 resources. A state that
+    /// no longer has that digest, or that came from another registration of the node, is not
+    /// taken: the answer asks for the full state.
+    pub fn apply_same(&mut self, stamp: Stamp, digest: &str) -> SatelliteMessage {
+        let span = info_span!(
+            "apply_same",
+            node = %self.node_name,
+            generation = stamp.generation,
+            epoch = stamp.epoch
+        );
+        let _entered = span.enter();
+        let matches = self.desired_node_uuid == self.session_node_uuid
+            && self.held_digest().is_some_and(|held| held == digest);
+        let held = self.desired.as_ref().filter(|_| matches);
+        let Some(held) = held else {
+            info!(have_generation = ?self.generation(), "the controller's state is not the one this node holds; asking for the full state");
+            return SatelliteMessage::NeedFullState {
+                have_generation: self.generation(),
+            };
+        };
+        // The content is the node's: of a full state's checks, only the stamp's is left.
+        if stamp < held.stamp() {
+            let refusal = StateRefusal::Older {
+                offered: stamp,
+                applied: held.stamp(),
+            };
+            warn!(%refusal, "refusing the desired state");
+            self.in_sync = false;
+            return self.not_applied(stamp.generation, refusal);
+        }
+        let restamp = Change {
+            epoch: stamp.epoch,
+            generation: stamp.generation,
+            storage_pools: held.storage_pools.clone(),
+            resources: BTreeMap::new(),
+        };
+        let unchanged = self.untroubled();
+        self.take_and_answer(Next::Change(restamp), None, true, unchanged)
+    }
+
+    /// Takes a state that passed its checks, persists it and answers: the tail of
+    /// [`Self::apply`] and [`Self::apply_same`]. `full`: it is the node's whole state (`scope`
+    /// `None`); `unchanged`: a whole state asking for what the node holds, on a node without
+    /// trouble, answered from the last pass with only its stamp persisted.
+    fn take_and_answer(
+        &mut self,
+        next: Next,
+        scope: Option<Vec<String>>,
+        full: bool,
+        unchanged: bool,
+    ) -> SatelliteMessage {
         let generation = next.generation();
-        let unchanged = full && same_content && self.holds_already(&next);
         self.take_over_legacy_volumes(&next);
         // An unchanged state needs only its new stamp on disk.
         let named = if unchanged {
@@ -771,17 +857,46 @@ impl Reconciler {
         }
     }
 
-    /// Whether a full state with the pools and resources of the state taken (which `check`
-    /// found) asks for nothing the node does not already hold, converged and without trouble:
-    /// for the same node registration, after a full pass, with no failed create or snapshot,
-    /// no error on a volume, pool or replication device, and no writes held for a cut. Then the
-    /// full state a controller sends at every connection (a controller restart reconnects
-    /// every node at once) is answered from the last pass instead of a pass over every volume;
-    /// drift is still found by the periodic full pass, and a node with any trouble still gets
-    /// the pass, so "fix it, then reconnect" retries at once.
-    fn holds_already(&self, next: &Next) -> bool {
-        matches!(next, Next::Whole(_))
-            && self.desired_node_uuid == self.session_node_uuid
+    /// The state this node holds, as its `Welcome` to a controller of the node registration
+    /// `node_uuid` says it: none when it holds none, or one of another registration (whose
+    /// full state goes through the checks for a re-registered node).
+    pub fn held_state(&mut self, node_uuid: &str) -> Option<HeldState> {
+        if self.desired_node_uuid != node_uuid {
+            return None;
+        }
+        let digest = self.held_digest()?;
+        Some(HeldState {
+            stamp: self.desired.as_ref()?.stamp(),
+            digest,
+        })
+    }
+
+    /// The content digest of the state the node holds, computed once per stamp: the node
+    /// never holds two contents under one stamp (a different state under the applied stamp is
+    /// refused, and an undo puts back the stamp with the content), so the `Welcome` and the
+    /// `ApplySameState` after it hash the 12,500 resources of a large node once.
+    fn held_digest(&mut self) -> Option<String> {
+        let held = self.desired.as_ref()?;
+        let stamp = held.stamp();
+        match &self.digest_of_held {
+            Some((of, digest)) if *of == stamp => Some(digest.clone()),
+            _ => {
+                let digest = held.content_digest();
+                self.digest_of_held = Some((stamp, digest.clone()));
+                Some(digest)
+            }
+        }
+    }
+
+    /// Whether the node is converged and without trouble: for the same node registration,
+    /// after a full pass, with no failed create or snapshot, no error on a volume, pool or
+    /// replication device, and no writes held for a cut. Then a full state asking for what the
+    /// node already holds (which a controller sends at every connection, and a controller
+    /// restart reconnects every node at once) is answered from the last pass instead of a pass
+    /// over every volume; drift is still found by the periodic full pass, and a node with any
+    /// trouble still gets the pass, so "fix it, then reconnect" retries at once.
+    fn untroubled(&self) -> bool {
+        self.desired_node_uuid == self.session_node_uuid
             && self.last_full_pass.is_some()
             && self.create_failures.is_empty()
             && self.snapshot_failures.is_empty()

@@ -183,6 +183,12 @@ impl NodeState {
         self.resources.get(&resource_key(name))
     }
 
+    /// The digest of what the state asks for, without its stamp
+    /// ([`ferrite_proto::content_digest`]).
+    pub fn content_digest(&self) -> String {
+        ferrite_proto::content_digest(&self.storage_pools, self.resources.values())
+    }
+
     pub fn resource_count(&self) -> usize {
         self.resources.len()
     }

@@ -10,8 +10,8 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use ferrite_proto::{
-    ControllerMessage, DesiredState, FrameError, Frames, PROTOCOL_VERSION, PoolSpec, ResourceSpec,
-    SatelliteMessage, VolumeSpec, frames, read_frame, write_frame,
+    ControllerMessage, DesiredState, FrameError, Frames, HeldState, PROTOCOL_VERSION, PoolSpec,
+    ResourceSpec, SatelliteMessage, VolumeSpec, frames, read_frame, write_frame,
 };
 use ferrite_storage::{CommandLine, HostCommands, SystemCommands};
 use ferrite_types::{LayerKind, ProviderKind};
@@ -370,10 +370,32 @@ impl Controller {
 
     /// Connects and completes the handshake as `node1` of `cluster-a`.
     pub async fn session(satellite: &SatelliteProcess) -> Controller {
+        Controller::session_holding(satellite).await.0
+    }
+
+    /// [`Controller::session`], with the state the `Welcome` says the node holds.
+    pub async fn session_holding(satellite: &SatelliteProcess) -> (Controller, Option<HeldState>) {
         let mut controller = Controller::connect(satellite).await;
         match controller.hello("cluster-a", "node1").await {
-            SatelliteMessage::Welcome { .. } => controller,
+            SatelliteMessage::Welcome { holds, .. } => (controller, holds),
             other => panic!("expected Welcome, got {other:?}\n{}", satellite.log()),
+        }
+    }
+
+    /// Says the node's full state at `generation` is the one it holds, with `digest`; returns
+    /// the answer (skipping unprompted reports).
+    pub async fn apply_same(&mut self, generation: u64, digest: &str) -> SatelliteMessage {
+        self.send(&ControllerMessage::ApplySameState {
+            epoch: 0,
+            generation,
+            digest: digest.to_string(),
+        })
+        .await;
+        loop {
+            match self.recv().await {
+                SatelliteMessage::Report { .. } => continue,
+                other => return other,
+            }
         }
     }
 
