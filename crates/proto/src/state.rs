@@ -31,6 +31,14 @@ pub struct HeldState {
     pub digest: String,
 }
 
+/// Compares two names of resources or pools as their upper-cased forms compare (names are
+/// case-insensitive, as in LINSTOR), without allocating them: the order of a canonical state.
+pub fn cmp_name_keys(a: &str, b: &str) -> std::cmp::Ordering {
+    a.bytes()
+        .map(|c| c.to_ascii_uppercase())
+        .cmp(b.bytes().map(|c| c.to_ascii_uppercase()))
+}
+
 /// What a node's desired state asks for, without its stamp: the SHA-256, in hex, of the JSON
 /// of its pools in upper-cased name order, then of its resources in upper-cased name order
 /// (each as it is, volumes in number order as both sides keep them). The controller computes
@@ -56,16 +64,10 @@ pub fn content_digest<'a>(
         }
     }
 
-    fn upper_cased(a: &str, b: &str) -> std::cmp::Ordering {
-        a.bytes()
-            .map(|c| c.to_ascii_uppercase())
-            .cmp(b.bytes().map(|c| c.to_ascii_uppercase()))
-    }
-
     let mut pools: Vec<&PoolSpec> = pools.into_iter().collect();
-    pools.sort_by(|a, b| upper_cased(&a.name, &b.name));
+    pools.sort_by(|a, b| cmp_name_keys(&a.name, &b.name));
     let mut resources: Vec<&ResourceSpec> = resources.into_iter().collect();
-    resources.sort_by(|a, b| upper_cased(&a.name, &b.name));
+    resources.sort_by(|a, b| cmp_name_keys(&a.name, &b.name));
     // serde_json writes a value in many small pieces; the hash takes them in blocks.
     let mut out = std::io::BufWriter::with_capacity(64 * 1024, Hashing(sha2::Sha256::new()));
     let counts = format!("{} pools, {} resources\n", pools.len(), resources.len());

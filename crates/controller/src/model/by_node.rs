@@ -4,44 +4,21 @@
 //! the node among every definition's resources sixteen times (1.6 million lookups at 100,000
 //! definitions, a quarter of a core-second).
 //!
-//! It is derived from the graph as the index of positions is (`positions`): built on first
-//! use, dropped by every change (`Op::apply`), never carried into a clone (a scratch copy a
-//! plan changes builds its own), and marked with the revision and the number of definitions it
-//! was built at; one that does not match is not used. Each node's entry holds the ordinals of
-//! its definitions in the map's order (4 bytes per resource), not their names.
-
-use std::sync::OnceLock;
+//! It is one of the graph's derived indexes (`derived`: built on first use, dropped by every
+//! change, never carried into a clone), marked with the revision and the number of definitions
+//! it was built at; one that does not match is not used. Each node's entry holds the ordinals
+//! of its definitions in the map's order (4 bytes per resource), not their names.
 
 use ferrite_types::NodeName;
 
 use super::{Cluster, Resource, ResourceDefinition};
 
-/// The index a [`Cluster`] keeps beside its definitions.
-#[derive(Debug, Default)]
-pub struct ResourcesByNode {
-    built: OnceLock<Ordinals>,
-}
-
 /// For each node (by its key, in order), the ordinals of the definitions with a resource on it.
 #[derive(Debug)]
-struct Ordinals {
+pub(super) struct Ordinals {
     revision: u64,
     definitions: usize,
     nodes: Vec<(String, Vec<u32>)>,
-}
-
-impl Clone for ResourcesByNode {
-    /// A clone of the graph may be changed without `Op::apply`, so it starts without an index.
-    fn clone(&self) -> Self {
-        ResourcesByNode::default()
-    }
-}
-
-impl ResourcesByNode {
-    /// Drops the index; the graph is about to change.
-    pub fn forget(&mut self) {
-        self.built = OnceLock::new();
-    }
 }
 
 impl Ordinals {
@@ -82,7 +59,7 @@ impl Cluster {
         &'a self,
         node: &'a NodeName,
     ) -> Vec<(&'a ResourceDefinition, &'a Resource)> {
-        let built = self.by_node.built.get_or_init(|| Ordinals::of(self));
+        let built = self.derived.by_node.get_or_build(|| Ordinals::of(self));
         let ordinals = (built.revision == self.revision
             && built.definitions == self.resource_definitions.len())
         .then(|| built.of_node(node))

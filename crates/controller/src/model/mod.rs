@@ -15,16 +15,16 @@
 //! keyed by resource and snapshot name, and are deleted the same way.
 
 mod by_node;
+mod derived;
 mod load;
 mod ops;
 mod positions;
 mod snapshots;
 mod vec_map;
 
-pub use by_node::ResourcesByNode;
+pub use derived::DerivedIndexes;
 pub use load::{LoadError, ReadError};
 pub use ops::Op;
-pub use positions::ResourcePositions;
 pub use snapshots::{
     CutPhase, RestoreSource, RestoreVolume, RollbackState, Snapshot, SnapshotDefinition,
     SnapshotPhase, SnapshotVolumeDefinition,
@@ -63,10 +63,10 @@ pub struct Cluster {
     pub node_connections: BTreeMap<(NodeName, NodeName), Connection>,
     /// Resource connections with properties: the definition and its two nodes, sorted.
     pub resource_connections: BTreeMap<(ResourceName, NodeName, NodeName), Connection>,
-    /// Where the list of every resource passes each 64th definition (`positions`), for pages.
-    pub positions: ResourcePositions,
-    /// Which definitions have a resource on each node (`by_node`), for full states.
-    pub by_node: ResourcesByNode,
+    /// Indexes derived from the graph (`derived`): where the list of every resource passes
+    /// each 64th definition (`positions`), for pages; which definitions have a resource on each
+    /// node (`by_node`), for full states.
+    pub derived: DerivedIndexes,
 }
 
 /// A key-value store instance: a property container clients keep their own data in

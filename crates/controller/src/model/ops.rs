@@ -550,8 +550,7 @@ impl Op {
     /// Applies the op to the in-memory graph. The op was validated against this graph, so a
     /// missing parent here is a bug, reported by panic rather than silently ignored.
     pub fn apply(self, cluster: &mut Cluster) {
-        cluster.positions.forget();
-        cluster.by_node.forget();
+        cluster.derived.forget();
         match self {
             Op::SetControllerProp { key, value } => {
                 cluster.props.insert(key, value);

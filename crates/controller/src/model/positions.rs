@@ -2,13 +2,11 @@
 //! definition: the index that lets a page of `GET /v1/view/resources` far into that list start
 //! near its first resource instead of walking every resource before it.
 //!
-//! It is derived from the graph, built on first use and dropped by every change to it
-//! (`Op::apply`), and it records the revision it was built at, so it is never read against
-//! another graph than its own: a clone of the graph starts without one, and an index of another
-//! revision is ignored (the list is then walked from its start). It holds names only, one per
+//! It is one of the graph's derived indexes (`derived`: built on first use, dropped by every
+//! change, never carried into a clone), and it records the revision it was built at, so it is
+//! never read against another graph than its own: an index of another revision is ignored (the
+//! list is then walked from its start). It holds names only, one per
 //! 64 definitions, so it costs little memory; a page then skips at most 63 definitions.
-
-use std::sync::OnceLock;
 
 use ferrite_types::ResourceName;
 
@@ -17,32 +15,11 @@ use super::{Cluster, Resource, ResourceDefinition};
 /// How many definitions lie between two marks of the index.
 const STRIDE: usize = 64;
 
-/// The index of positions a [`Cluster`] keeps beside its definitions.
-#[derive(Debug, Default)]
-pub struct ResourcePositions {
-    built: OnceLock<Marks>,
-}
-
 /// Every [`STRIDE`]-th definition in order, with how many resources come before it.
 #[derive(Debug)]
-struct Marks {
+pub(super) struct Marks {
     revision: u64,
     marks: Vec<(ResourceName, usize)>,
-}
-
-impl Clone for ResourcePositions {
-    /// A clone of the graph may be changed without `Op::apply` (a scratch copy for a plan), so
-    /// it builds its own index if it ever needs one.
-    fn clone(&self) -> Self {
-        ResourcePositions::default()
-    }
-}
-
-impl ResourcePositions {
-    /// Drops the index; the graph is about to change.
-    pub fn forget(&mut self) {
-        self.built = OnceLock::new();
-    }
 }
 
 impl Marks {
@@ -69,7 +46,7 @@ impl Cluster {
         &self,
         position: usize,
     ) -> impl Iterator<Item = (&ResourceDefinition, &Resource)> + '_ {
-        let built = self.positions.built.get_or_init(|| Marks::of(self));
+        let built = self.derived.positions.get_or_build(|| Marks::of(self));
         let mark = if built.revision == self.revision {
             // The last mark at or before `position`.
             built

@@ -15,7 +15,6 @@
 //! is the [`DesiredState`] it stands for ([`NodeState::serialize_desired`] writes exactly what
 //! serializing that [`DesiredState`] would).
 
-use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
 use ferrite_proto::{DesiredState, PoolSpec, ResourceSpec, Stamp};
@@ -24,11 +23,7 @@ use serde::{Serialize, Serializer};
 use super::resource_key;
 
 /// Compares two resource names as their [`resource_key`]s compare, without allocating them.
-pub(crate) fn cmp_resource_keys(a: &str, b: &str) -> Ordering {
-    a.bytes()
-        .map(|c| c.to_ascii_uppercase())
-        .cmp(b.bytes().map(|c| c.to_ascii_uppercase()))
-}
+pub(crate) use ferrite_proto::cmp_name_keys as cmp_resource_keys;
 
 /// A resource's volumes in number order, as a canonical state has them.
 fn sort_volumes(resource: &mut ResourceSpec) {
