@@ -1,21 +1,24 @@
-//! The block devices of one process: for each exported volume a FUSE file, a loop device on it
-//! and the stable symlinks that name it.
+//! The block devices of one process: for each exported volume either an nbd device connected to
+//! this process (where the kernel's nbd driver is loaded, [`crate::kernel_nbd`]) or a FUSE file
+//! with a loop device on it; and the stable symlinks that name it. [`BlockFrontend`] chooses.
 //!
-//! [`BlockDevices`] owns the FUSE mount and every device; the owner (the engine's frontend
+//! [`BlockDevices`] owns the FUSE mount (or the NBD server of the nbd devices) and every device;
+//! the owner (the engine's frontend
 //! task) adds and removes volumes through it. Each device is also handed out as an
 //! `Arc<`[`BlockDevice`]`>` so the engine can poll [`BlockDevice::is_in_use`] from anywhere.
 //!
-//! Adding and removing block: they run `losetup` and wait for the kernel (up to
-//! [`DETACH_TIMEOUT`]), and a detach makes the kernel flush the volume through the FUSE file,
-//! which needs the runtime. Call them from a blocking thread (`spawn_blocking`), never from one
-//! of the runtime's workers.
+//! Adding and removing block: they run `losetup` or the nbd ioctls and wait for the kernel (up
+//! to [`DETACH_TIMEOUT`]), and a detach makes the kernel flush the volume through the FUSE file
+//! or the nbd socket, which needs the runtime. Call them from a blocking thread
+//! (`spawn_blocking`), never from one of the runtime's workers.
 //!
 //! Paths, with `<root>` the device root (default [`DEFAULT_DEVICE_ROOT`]):
 //!
-//! - `<mountpoint>/<resource>_<volume number>`: the FUSE file;
-//! - `/dev/loopN`: the loop device, attached with `--direct-io=on`;
-//! - `<root>/<resource>/<volume number>` → `/dev/loopN`;
-//! - `/dev/drbd/by-res/<resource>/<volume number>` → `/dev/loopN`, the path DRBD's tools and
+//! - `/dev/nbdN`: the nbd device; or, the FUSE + loop way,
+//!   `<mountpoint>/<resource>_<volume number>`: the FUSE file, and `/dev/loopN`: the loop device,
+//!   attached with `--direct-io=on`;
+//! - `<root>/<resource>/<volume number>` → the device;
+//! - `/dev/drbd/by-res/<resource>/<volume number>` → the device, the path DRBD's tools and
 //!   plugins build, made where no DRBD module is loaded ([`DrbdLinks`]). With a device root
 //!   other than the default, it is under that root instead,
 //!   `<root>/drbd/by-res/<resource>/<volume number>`, so that several nodes run side by side
@@ -23,18 +26,22 @@
 
 use std::collections::BTreeMap;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ferrite_block::Volume;
+use ferrite_block::{IoError, PipedData, Volume};
+use ferrite_nbd::client::ExportInfo;
+use ferrite_nbd::{ExportConfig, ExportName, Server, ServerConfig};
 use ferrite_storage::HostCommands;
 use ferrite_types::{ResourceName, VolumeNumber};
 use tokio::runtime::Handle;
 
 use crate::error::{BlockDevError, InUseReason};
 use crate::fs::{ExportedFile, FuseMount, OpenCounts, lazy_unmount};
+use crate::kernel_nbd::{self, NbdConnection, NbdPaths};
 use crate::loop_device::{self, DETACH_TIMEOUT, LoopDevice};
 
 /// Where the symlinks to the devices go unless configured otherwise.
@@ -68,16 +75,65 @@ pub enum DrbdLinks {
     Never,
 }
 
+/// How volumes get their block devices.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum BlockFrontend {
+    /// The kernel's nbd driver where it is loaded, else FUSE + loop.
+    #[default]
+    Auto,
+    /// `/dev/nbdN` connected to this process; refused where the driver is not loaded.
+    KernelNbd,
+    /// A FUSE file behind a loop device, on any kernel with FUSE and loop.
+    FuseLoop,
+}
+
+impl BlockFrontend {
+    pub const NAMES: [&str; 3] = ["auto", "kernel-nbd", "fuse-loop"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BlockFrontend::Auto => "auto",
+            BlockFrontend::KernelNbd => "kernel-nbd",
+            BlockFrontend::FuseLoop => "fuse-loop",
+        }
+    }
+}
+
+impl std::fmt::Display for BlockFrontend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for BlockFrontend {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "auto" => Ok(BlockFrontend::Auto),
+            "kernel-nbd" => Ok(BlockFrontend::KernelNbd),
+            "fuse-loop" => Ok(BlockFrontend::FuseLoop),
+            other => Err(format!(
+                "unknown block device frontend {other:?}: use one of {}",
+                BlockFrontend::NAMES.join(", ")
+            )),
+        }
+    }
+}
+
 /// Where the block devices live.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlockDeviceConfig {
-    /// The directory the FUSE file system is mounted on (made if missing).
+    /// The directory the FUSE file system is mounted on (made if missing; FUSE + loop only).
     pub mountpoint: PathBuf,
     /// The directory of the stable symlinks.
     pub device_root: PathBuf,
-    /// The loop devices' logical sector size.
+    /// The devices' logical sector size (the nbd driver's block size).
     pub sector_size: u32,
     pub drbd_links: DrbdLinks,
+    pub frontend: BlockFrontend,
+    /// Where the kernel shows the nbd driver and its devices.
+    pub nbd: NbdPaths,
 }
 
 impl BlockDeviceConfig {
@@ -88,6 +144,8 @@ impl BlockDeviceConfig {
             device_root: PathBuf::from(DEFAULT_DEVICE_ROOT),
             sector_size: DEFAULT_SECTOR_SIZE,
             drbd_links: DrbdLinks::default(),
+            frontend: BlockFrontend::default(),
+            nbd: NbdPaths::default(),
         }
     }
 
@@ -103,15 +161,56 @@ impl BlockDeviceConfig {
     }
 }
 
+/// What gives a volume its device node.
+enum Attachment<V: Volume> {
+    /// A loop device on the volume's FUSE file.
+    Loop {
+        device: LoopDevice,
+        file_path: PathBuf,
+        file: Arc<ExportedFile<V>>,
+    },
+    /// An nbd device connected to this process's NBD server; `None` once disconnected.
+    KernelNbd {
+        path: PathBuf,
+        name: String,
+        rdev: u64,
+        export: ExportName,
+        connection: Mutex<Option<NbdConnection>>,
+    },
+}
+
+impl<V: Volume> Attachment<V> {
+    /// `/dev/loopN` or `/dev/nbdN`.
+    fn path(&self) -> &Path {
+        match self {
+            Attachment::Loop { device, .. } => &device.path,
+            Attachment::KernelNbd { path, .. } => path,
+        }
+    }
+
+    /// Its name under `/sys/block`.
+    fn name(&self) -> &str {
+        match self {
+            Attachment::Loop { device, .. } => &device.name,
+            Attachment::KernelNbd { name, .. } => name,
+        }
+    }
+
+    fn rdev(&self) -> u64 {
+        match self {
+            Attachment::Loop { device, .. } => device.rdev,
+            Attachment::KernelNbd { rdev, .. } => *rdev,
+        }
+    }
+}
+
 /// One volume's block device.
 pub struct BlockDevice<V: Volume> {
     resource: ResourceName,
     volume_number: VolumeNumber,
-    loop_device: LoopDevice,
-    file_path: PathBuf,
+    attachment: Attachment<V>,
     link: PathBuf,
     drbd_link: Option<PathBuf>,
-    file: Arc<ExportedFile<V>>,
     volume: Arc<V>,
     /// What the last probe found, so [`Volume::opened`]/[`Volume::closed`] are called once per
     /// change.
@@ -129,9 +228,18 @@ impl<V: Volume> BlockDevice<V> {
         self.volume_number
     }
 
-    /// The loop device, `/dev/loopN`.
+    /// The device, `/dev/nbdN` or `/dev/loopN`.
     pub fn device(&self) -> &Path {
-        &self.loop_device.path
+        self.attachment.path()
+    }
+
+    /// Which way the device was made: [`BlockFrontend::KernelNbd`] or
+    /// [`BlockFrontend::FuseLoop`].
+    pub fn frontend(&self) -> BlockFrontend {
+        match self.attachment {
+            Attachment::Loop { .. } => BlockFrontend::FuseLoop,
+            Attachment::KernelNbd { .. } => BlockFrontend::KernelNbd,
+        }
     }
 
     /// The stable name, `<root>/<resource>/<volume number>`.
@@ -145,21 +253,32 @@ impl<V: Volume> BlockDevice<V> {
         self.drbd_link.as_deref()
     }
 
-    /// The FUSE file behind the loop device.
-    pub fn file(&self) -> &Path {
-        &self.file_path
+    /// The FUSE file behind the loop device; `None` for an nbd device.
+    pub fn file(&self) -> Option<&Path> {
+        match &self.attachment {
+            Attachment::Loop { file_path, .. } => Some(file_path),
+            Attachment::KernelNbd { .. } => None,
+        }
     }
 
-    /// Whether the loop device does direct I/O on the FUSE file (it should; without it each
-    /// request waits for the previous one).
+    /// Whether requests reach the volume with no cache between: a loop device doing direct
+    /// I/O on the FUSE file (it should; without it each request waits for the previous one),
+    /// or an nbd device, always.
     pub fn direct_io(&self) -> bool {
-        self.loop_device.direct_io
+        match &self.attachment {
+            Attachment::Loop { device, .. } => device.direct_io,
+            Attachment::KernelNbd { .. } => true,
+        }
     }
 
-    /// Opens and closes of the FUSE file. The loop device keeps one open while attached, so
-    /// this is not usage; it shows whether anything else opened the file directly.
+    /// Opens and closes of the FUSE file (none for an nbd device). The loop device keeps one
+    /// open while attached, so this is not usage; it shows whether anything else opened the
+    /// file directly.
     pub fn open_counts(&self) -> OpenCounts {
-        self.file.open_counts()
+        match &self.attachment {
+            Attachment::Loop { file, .. } => file.open_counts(),
+            Attachment::KernelNbd { .. } => OpenCounts::default(),
+        }
     }
 
     /// Whether the device is open exclusively: mounted, a `mkfs` or `fsck` running, a device
@@ -185,11 +304,11 @@ impl<V: Volume> BlockDevice<V> {
         if self.removed.load(Ordering::Acquire) {
             return false;
         }
-        let exclusive = match loop_device::open_exclusive(&self.loop_device.path) {
+        let exclusive = match loop_device::open_exclusive(self.attachment.path()) {
             Ok(Some(_probe)) => false,
             Ok(None) => true,
             Err(error) => {
-                tracing::warn!(device = %self.loop_device.path.display(), %error, "cannot probe whether the block device is in use");
+                tracing::warn!(device = %self.attachment.path().display(), %error, "cannot probe whether the block device is in use");
                 false
             }
         };
@@ -199,9 +318,9 @@ impl<V: Volume> BlockDevice<V> {
     }
 
     fn has_shared_openers(&self) -> bool {
-        let openers = loop_device::openers(self.loop_device.rdev);
+        let openers = loop_device::openers(self.attachment.rdev());
         if !openers.is_empty() {
-            tracing::debug!(device = %self.loop_device.path.display(), ?openers, "block device open without O_EXCL");
+            tracing::debug!(device = %self.attachment.path().display(), ?openers, "block device open without O_EXCL");
         }
         !openers.is_empty()
     }
@@ -214,21 +333,21 @@ impl<V: Volume> BlockDevice<V> {
     fn note_usage(&self, in_use: bool) {
         let was = self.reported_in_use.swap(in_use, Ordering::AcqRel);
         if in_use && !was {
-            tracing::info!(resource = %self.resource, volume = %self.volume_number, device = %self.loop_device.path.display(), "block device in use");
+            tracing::info!(resource = %self.resource, volume = %self.volume_number, device = %self.attachment.path().display(), "block device in use");
             self.volume.opened();
         } else if !in_use && was {
-            tracing::info!(resource = %self.resource, volume = %self.volume_number, device = %self.loop_device.path.display(), "block device no longer in use");
+            tracing::info!(resource = %self.resource, volume = %self.volume_number, device = %self.attachment.path().display(), "block device no longer in use");
             self.volume.closed();
         }
     }
 
     /// Why an exclusive open failed.
     fn busy_reason(&self) -> InUseReason {
-        let mount_points = loop_device::mount_points(self.loop_device.rdev);
+        let mount_points = loop_device::mount_points(self.attachment.rdev());
         if !mount_points.is_empty() {
             return InUseReason::Mounted { mount_points };
         }
-        let holders = loop_device::holders(&self.loop_device.name);
+        let holders = loop_device::holders(self.attachment.name());
         if !holders.is_empty() {
             return InUseReason::Held { holders };
         }
@@ -243,21 +362,141 @@ pub struct BlockDevices<V: Volume> {
     drbd_links: bool,
     devices: BTreeMap<(ResourceName, VolumeNumber), Arc<BlockDevice<V>>>,
     /// `None` only once shut down.
-    fuse: Option<FuseMount<V>>,
+    frontend: Option<Frontend<V>>,
+}
+
+/// What serves the devices' I/O.
+enum Frontend<V: Volume> {
+    FuseLoop(FuseMount<V>),
+    KernelNbd(NbdServing<V>),
+}
+
+/// The NBD server the nbd devices are connected to, one export per device.
+struct NbdServing<V: Volume> {
+    server: Server<Unsessioned<V>>,
+    runtime: Handle,
+}
+
+impl<V: Volume> NbdServing<V> {
+    /// A new connection to `export`, served here, with the client's handshake done on the
+    /// other end: that end, in transmission and blocking, is what the nbd driver is given.
+    fn kernel_side(&self, export: &ExportName) -> io::Result<(ExportInfo, OwnedFd)> {
+        let (served, client) = std::os::unix::net::UnixStream::pair()?;
+        self.runtime.block_on(async {
+            served.set_nonblocking(true)?;
+            client.set_nonblocking(true)?;
+            let served = tokio::net::UnixStream::from_std(served)?;
+            self.server
+                .spawn_connection(served, format!("the nbd device of {export}"));
+            let mut client = tokio::net::UnixStream::from_std(client)?;
+            let info = tokio::time::timeout(
+                NBD_HANDSHAKE_TIMEOUT,
+                ferrite_nbd::client::negotiate(&mut client, export.as_str()),
+            )
+            .await
+            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "the handshake timed out"))?
+            .map_err(io::Error::other)?;
+            let client = client.into_std()?;
+            client.set_nonblocking(false)?;
+            Ok((info, OwnedFd::from(client)))
+        })
+    }
+}
+
+/// How long the handshake on a new nbd device's socket may take.
+const NBD_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A volume as the nbd device's NBD connection sees it: every request passes through, but the
+/// connection is not a session. It lasts as long as the device; whether the device is in use
+/// is what its probes find ([`BlockDevice::poll_usage`]), as for a loop device.
+struct Unsessioned<V>(Arc<V>);
+
+impl<V: Volume> Volume for Unsessioned<V> {
+    fn size(&self) -> u64 {
+        self.0.size()
+    }
+
+    fn read(
+        &self,
+        offset: u64,
+        len: u32,
+    ) -> impl Future<Output = Result<bytes::Bytes, IoError>> + Send {
+        self.0.read(offset, len)
+    }
+
+    fn read_piped(
+        &self,
+        offset: u64,
+        len: u32,
+    ) -> impl Future<Output = Result<Option<PipedData>, IoError>> + Send {
+        self.0.read_piped(offset, len)
+    }
+
+    fn write(
+        &self,
+        offset: u64,
+        data: bytes::Bytes,
+        fua: bool,
+    ) -> impl Future<Output = Result<(), IoError>> + Send {
+        self.0.write(offset, data, fua)
+    }
+
+    fn flush(&self) -> impl Future<Output = Result<(), IoError>> + Send {
+        self.0.flush()
+    }
+
+    fn trim(&self, offset: u64, len: u64) -> impl Future<Output = Result<(), IoError>> + Send {
+        self.0.trim(offset, len)
+    }
+
+    fn write_zeroes(
+        &self,
+        offset: u64,
+        len: u64,
+        fua: bool,
+    ) -> impl Future<Output = Result<(), IoError>> + Send {
+        self.0.write_zeroes(offset, len, fua)
+    }
 }
 
 impl<V: Volume> BlockDevices<V> {
-    /// Mounts the FUSE file system; volume I/O runs on `runtime`. A FUSE mount left at the
-    /// mountpoint by a process that died is cleared first (its loop devices detached).
+    /// Chooses the frontend ([`BlockDeviceConfig::frontend`]) and starts it: the NBD server of
+    /// the nbd devices, or the FUSE file system (a FUSE mount left at the mountpoint by a
+    /// process that died is cleared first, its loop devices detached). Volume I/O runs on
+    /// `runtime`.
     pub fn start(
         config: BlockDeviceConfig,
         runner: Arc<dyn HostCommands>,
         runtime: Handle,
     ) -> Result<BlockDevices<V>, BlockDevError> {
         let mut config = config;
-        config.mountpoint = resolved(&config.mountpoint)?;
-        prepare_mountpoint(&config.mountpoint, runner.as_ref())?;
-        let fuse = FuseMount::mount(&config.mountpoint, runtime)?;
+        let kernel_nbd = match config.frontend {
+            BlockFrontend::FuseLoop => false,
+            BlockFrontend::KernelNbd => {
+                kernel_nbd::usable(&config.nbd)
+                    .map_err(|reason| BlockDevError::KernelNbdUnusable { reason })?;
+                true
+            }
+            BlockFrontend::Auto => match kernel_nbd::usable(&config.nbd) {
+                Ok(()) => true,
+                Err(reason) => {
+                    tracing::info!(%reason, "block devices through FUSE + loop");
+                    false
+                }
+            },
+        };
+        let frontend = if kernel_nbd {
+            config.frontend = BlockFrontend::KernelNbd;
+            Frontend::KernelNbd(NbdServing {
+                server: Server::new(ServerConfig::default()),
+                runtime,
+            })
+        } else {
+            config.frontend = BlockFrontend::FuseLoop;
+            config.mountpoint = resolved(&config.mountpoint)?;
+            prepare_mountpoint(&config.mountpoint, runner.as_ref())?;
+            Frontend::FuseLoop(FuseMount::mount(&config.mountpoint, runtime)?)
+        };
         let drbd_links = match config.drbd_links {
             DrbdLinks::Always => true,
             DrbdLinks::Never => false,
@@ -276,10 +515,11 @@ impl<V: Volume> BlockDevices<V> {
             runner,
             drbd_links,
             devices: BTreeMap::new(),
-            fuse: Some(fuse),
+            frontend: Some(frontend),
         })
     }
 
+    /// The configuration in use; its `frontend` is the one chosen (never `Auto`).
     pub fn config(&self) -> &BlockDeviceConfig {
         &self.config
     }
@@ -297,13 +537,14 @@ impl<V: Volume> BlockDevices<V> {
         self.devices.values()
     }
 
-    fn fuse(&self) -> &FuseMount<V> {
-        self.fuse
+    fn frontend(&self) -> &Frontend<V> {
+        self.frontend
             .as_ref()
-            .expect("the FUSE mount lives as long as the BlockDevices")
+            .expect("the frontend lives as long as the BlockDevices")
     }
 
-    /// Exports `volume` as a block device: its FUSE file, a loop device and the symlinks.
+    /// Exports `volume` as a block device: an nbd device, or its FUSE file and a loop device;
+    /// and the symlinks.
     pub fn add(
         &mut self,
         resource: &ResourceName,
@@ -318,7 +559,7 @@ impl<V: Volume> BlockDevices<V> {
             return Err(BlockDevError::AlreadyExported {
                 resource: resource.clone(),
                 volume_number,
-                device: existing.loop_device.path.clone(),
+                device: existing.device().to_path_buf(),
             });
         }
         let size = volume.size();
@@ -331,40 +572,14 @@ impl<V: Volume> BlockDevices<V> {
             });
         }
         let name = format!("{}_{}", resource.as_str(), volume_number);
-        let file = self.fuse().add_file(&name, volume.clone()).ok_or_else(|| {
-            BlockDevError::AlreadyExported {
-                resource: resource.clone(),
-                volume_number,
-                device: self.fuse().path_of(&name),
+        let attachment = match self.frontend() {
+            Frontend::FuseLoop(fuse) => {
+                self.attach_loop(fuse, resource, volume_number, &name, &volume)?
             }
-        })?;
-        let file_path = self.fuse().path_of(&name);
-
-        let command_error = |action, source| BlockDevError::Command {
-            action,
-            resource: resource.clone(),
-            volume_number,
-            source: Box::new(source),
-        };
-        let attached =
-            loop_device::attach(self.runner.as_ref(), &file_path, self.config.sector_size);
-        let loop_device = match attached {
-            Ok(Ok(device)) => device,
-            Ok(Err(stdout)) => {
-                self.fuse().remove_file(&name);
-                return Err(BlockDevError::NoLoopDevice {
-                    file: file_path,
-                    stdout,
-                });
-            }
-            Err(source) => {
-                self.fuse().remove_file(&name);
-                return Err(command_error("attach a loop device", source));
+            Frontend::KernelNbd(serving) => {
+                self.attach_nbd(serving, resource, volume_number, &name, &volume)?
             }
         };
-        if !loop_device.direct_io {
-            tracing::warn!(device = %loop_device.path.display(), "the loop device does not do direct I/O on the FUSE file: each request will wait for the previous one");
-        }
 
         let link = self
             .config
@@ -379,23 +594,20 @@ impl<V: Volume> BlockDevices<V> {
         });
         let linked = std::iter::once(&link)
             .chain(drbd_link.as_ref())
-            .try_for_each(|path| make_symlink(&loop_device.path, path));
+            .try_for_each(|path| make_symlink(attachment.path(), path));
         if let Err(error) = linked {
             remove_symlinks([Some(&link), drbd_link.as_ref()]);
-            self.detach_after_failure(&loop_device);
-            self.fuse().remove_file(&name);
+            self.detach_after_failure(attachment);
             return Err(error);
         }
 
-        tracing::info!(device = %loop_device.path.display(), link = %link.display(), file = %file_path.display(), direct_io = loop_device.direct_io, size, "block device ready");
+        tracing::info!(device = %attachment.path().display(), link = %link.display(), frontend = %self.config.frontend, size, "block device ready");
         let device = Arc::new(BlockDevice {
             resource: resource.clone(),
             volume_number,
-            loop_device,
-            file_path,
+            attachment,
             link,
             drbd_link,
-            file,
             volume,
             reported_in_use: AtomicBool::new(false),
             removed: AtomicBool::new(false),
@@ -404,25 +616,183 @@ impl<V: Volume> BlockDevices<V> {
         Ok(device)
     }
 
-    /// Undoes an attach whose symlinks failed; nobody can be using the device yet.
-    fn detach_after_failure(&self, device: &LoopDevice) {
-        match loop_device::open_exclusive(&device.path) {
-            Ok(Some(exclusive)) => {
-                if let Err(error) =
-                    loop_device::detach(self.runner.as_ref(), device, exclusive, DETACH_TIMEOUT)
-                {
-                    tracing::error!(device = %device.path.display(), %error, "could not detach the loop device of a failed export");
-                }
+    /// The volume's FUSE file and a loop device attached to it.
+    fn attach_loop(
+        &self,
+        fuse: &FuseMount<V>,
+        resource: &ResourceName,
+        volume_number: VolumeNumber,
+        name: &str,
+        volume: &Arc<V>,
+    ) -> Result<Attachment<V>, BlockDevError> {
+        let file =
+            fuse.add_file(name, volume.clone())
+                .ok_or_else(|| BlockDevError::AlreadyExported {
+                    resource: resource.clone(),
+                    volume_number,
+                    device: fuse.path_of(name),
+                })?;
+        let file_path = fuse.path_of(name);
+        let attached =
+            loop_device::attach(self.runner.as_ref(), &file_path, self.config.sector_size);
+        let loop_device = match attached {
+            Ok(Ok(device)) => device,
+            Ok(Err(stdout)) => {
+                fuse.remove_file(name);
+                return Err(BlockDevError::NoLoopDevice {
+                    file: file_path,
+                    stdout,
+                });
             }
-            other => {
-                tracing::error!(device = %device.path.display(), ?other, "could not open the loop device of a failed export to detach it");
+            Err(source) => {
+                fuse.remove_file(name);
+                return Err(BlockDevError::Command {
+                    action: "attach a loop device",
+                    resource: resource.clone(),
+                    volume_number,
+                    source: Box::new(source),
+                });
+            }
+        };
+        if !loop_device.direct_io {
+            tracing::warn!(device = %loop_device.path.display(), "the loop device does not do direct I/O on the FUSE file: each request will wait for the previous one");
+        }
+        tracing::debug!(file = %file_path.display(), device = %loop_device.path.display(), "loop device attached to the FUSE file");
+        Ok(Attachment::Loop {
+            device: loop_device,
+            file_path,
+            file,
+        })
+    }
+
+    /// An nbd device connected to a new export of the volume on this process's NBD server.
+    fn attach_nbd(
+        &self,
+        serving: &NbdServing<V>,
+        resource: &ResourceName,
+        volume_number: VolumeNumber,
+        name: &str,
+        volume: &Arc<V>,
+    ) -> Result<Attachment<V>, BlockDevError> {
+        let failed = |reason: String| BlockDevError::KernelNbd {
+            resource: resource.clone(),
+            volume_number,
+            reason,
+        };
+        let export = ExportName::new(name).map_err(|error| failed(error.to_string()))?;
+        serving
+            .server
+            .add_export(
+                ExportConfig::new(export.clone())
+                    .description(format!("volume {volume_number} of {resource}")),
+                Arc::new(Unsessioned(volume.clone())),
+            )
+            .map_err(|error| failed(error.to_string()))?;
+        match self.connect_nbd(serving, &export) {
+            Ok(connection) => {
+                tracing::debug!(device = %connection.path.display(), %export, "nbd device connected");
+                Ok(Attachment::KernelNbd {
+                    path: connection.path.clone(),
+                    name: connection.name.clone(),
+                    rdev: connection.rdev,
+                    export,
+                    connection: Mutex::new(Some(connection)),
+                })
+            }
+            Err(reason) => {
+                let _ = serving.server.remove_export(&export);
+                Err(failed(reason))
             }
         }
     }
 
-    /// Detaches the volume's loop device and removes its symlinks and FUSE file. A device in
-    /// use (mounted, open exclusively, held by a stacked device or open by a process) is left
-    /// as it is: [`BlockDevError::InUse`] says why.
+    /// Handshakes on a new connection to `export` and gives it to the first free nbd device.
+    fn connect_nbd(
+        &self,
+        serving: &NbdServing<V>,
+        export: &ExportName,
+    ) -> Result<NbdConnection, String> {
+        let (info, socket) = serving
+            .kernel_side(export)
+            .map_err(|error| format!("the handshake with the volume's export failed: {error}"))?;
+        let free = kernel_nbd::free_devices(&self.config.nbd.sys_block);
+        if free.is_empty() {
+            return Err(format!(
+                "every nbd device is in use (raise the driver's nbds_max, {} has {} devices)",
+                self.config.nbd.sys_block.display(),
+                kernel_nbd::device_count(&self.config.nbd.sys_block)
+            ));
+        }
+        for name in free {
+            let socket = socket
+                .try_clone()
+                .map_err(|error| format!("cannot duplicate the socket: {error}"))?;
+            match NbdConnection::connect(
+                &self.config.nbd,
+                &name,
+                socket,
+                &info,
+                self.config.sector_size,
+            ) {
+                Ok(connection) => return Ok(connection),
+                Err(kernel_nbd::ConnectError::Busy(device)) => {
+                    tracing::debug!(device = %device.display(), "nbd device taken meanwhile; trying the next one");
+                }
+                Err(error) => return Err(error.to_string()),
+            }
+        }
+        Err("every free nbd device was taken meanwhile".to_string())
+    }
+
+    /// Undoes an attach whose symlinks failed; nobody can be using the device yet.
+    fn detach_after_failure(&self, attachment: Attachment<V>) {
+        match attachment {
+            Attachment::Loop {
+                device,
+                file_path: _,
+                file,
+            } => {
+                match loop_device::open_exclusive(&device.path) {
+                    Ok(Some(exclusive)) => {
+                        if let Err(error) = loop_device::detach(
+                            self.runner.as_ref(),
+                            &device,
+                            exclusive,
+                            DETACH_TIMEOUT,
+                        ) {
+                            tracing::error!(device = %device.path.display(), %error, "could not detach the loop device of a failed export");
+                        }
+                    }
+                    other => {
+                        tracing::error!(device = %device.path.display(), ?other, "could not open the loop device of a failed export to detach it");
+                    }
+                }
+                if let Frontend::FuseLoop(fuse) = self.frontend() {
+                    fuse.remove_file(file.name());
+                }
+            }
+            Attachment::KernelNbd {
+                path,
+                export,
+                connection,
+                ..
+            } => {
+                let connection = connection.into_inner().unwrap_or_else(|e| e.into_inner());
+                if let Some(connection) = connection
+                    && let Err(error) = connection.disconnect()
+                {
+                    tracing::error!(device = %path.display(), %error, "could not disconnect the nbd device of a failed export");
+                }
+                if let Frontend::KernelNbd(serving) = self.frontend() {
+                    let _ = serving.server.remove_export(&export);
+                }
+            }
+        }
+    }
+
+    /// Detaches the volume's device and removes its symlinks (and its FUSE file or NBD
+    /// export). A device in use (mounted, open exclusively, held by a stacked device or open by
+    /// a process) is left as it is: [`BlockDevError::InUse`] says why.
     pub fn remove(
         &mut self,
         resource: &ResourceName,
@@ -438,131 +808,190 @@ impl<V: Volume> BlockDevices<V> {
                 volume_number,
             });
         };
+        let path = device.device().to_path_buf();
         let in_use = |reason| BlockDevError::InUse {
             resource: resource.clone(),
             volume_number,
-            device: device.loop_device.path.clone(),
+            device: path.clone(),
             reason,
         };
         // Held from here to the detach, so nothing can mount the device in between.
-        let exclusive = match loop_device::open_exclusive(&device.loop_device.path) {
+        let exclusive = match loop_device::open_exclusive(&path) {
             Ok(Some(exclusive)) => exclusive,
             Ok(None) => {
                 device.note_usage(true);
                 let reason = device.busy_reason();
-                tracing::warn!(device = %device.loop_device.path.display(), %reason, "refused to remove a block device in use");
+                tracing::warn!(device = %path.display(), %reason, "refused to remove a block device in use");
                 return Err(in_use(reason));
             }
             Err(source) => {
                 return Err(BlockDevError::Path {
                     action: "open exclusively",
-                    path: device.loop_device.path.clone(),
+                    path,
                     source,
                 });
             }
         };
-        let processes = loop_device::lasting_openers(device.loop_device.rdev);
+        let processes = loop_device::lasting_openers(device.attachment.rdev());
         if !processes.is_empty() {
             let reason = InUseReason::OpenBy { processes };
-            tracing::warn!(device = %device.loop_device.path.display(), %reason, "refused to remove a block device in use");
+            tracing::warn!(device = %path.display(), %reason, "refused to remove a block device in use");
             return Err(in_use(reason));
         }
-        // The loop device holds one open of the file; any other is a user of the file itself.
-        let others = device.file.open_counts().open_now.saturating_sub(1);
-        if others > 0 {
-            let reason = InUseReason::FileOpen {
-                descriptors: others,
-            };
-            tracing::warn!(device = %device.loop_device.path.display(), %reason, "refused to remove a block device in use");
-            return Err(in_use(reason));
-        }
-        match loop_device::detach(
-            self.runner.as_ref(),
-            &device.loop_device,
-            exclusive,
-            DETACH_TIMEOUT,
-        ) {
-            Ok(Ok(())) => {}
-            Ok(Err(timeout)) => {
-                return Err(BlockDevError::DetachTimeout {
-                    device: device.loop_device.path.clone(),
-                    timeout,
-                });
+        match &device.attachment {
+            Attachment::Loop {
+                device: loop_device,
+                file_path,
+                file,
+            } => {
+                // The loop device holds one open of the file; any other is a user of the file.
+                let others = file.open_counts().open_now.saturating_sub(1);
+                if others > 0 {
+                    let reason = InUseReason::FileOpen {
+                        descriptors: others,
+                    };
+                    tracing::warn!(device = %path.display(), %reason, "refused to remove a block device in use");
+                    return Err(in_use(reason));
+                }
+                self.detach_loop(resource, volume_number, loop_device, exclusive)?;
+                // The kernel closes the file after the detach, a moment later; once it has,
+                // nothing in the FUSE layer refers to the volume any more.
+                let started = Instant::now();
+                while file.open_counts().open_now > 0 {
+                    if started.elapsed() >= RELEASE_TIMEOUT {
+                        tracing::warn!(file = %file_path.display(), "the detached loop device has not closed its FUSE file yet");
+                        break;
+                    }
+                    std::thread::sleep(RELEASE_POLL_INTERVAL);
+                }
+                if let Frontend::FuseLoop(fuse) = self.frontend() {
+                    fuse.remove_file(file.name());
+                }
             }
-            Err(source) => {
-                return Err(BlockDevError::Command {
-                    action: "detach the loop device",
-                    resource: resource.clone(),
-                    volume_number,
-                    source: Box::new(source),
-                });
+            Attachment::KernelNbd {
+                export, connection, ..
+            } => {
+                // A writer that closed the device may have left dirty pages in its cache: they
+                // go to the volume now, while the device is still connected.
+                exclusive.sync_all().map_err(|source| BlockDevError::Path {
+                    action: "flush",
+                    path: path.clone(),
+                    source,
+                })?;
+                let taken = connection.lock().unwrap_or_else(|e| e.into_inner()).take();
+                if let Some(connection) = taken {
+                    connection
+                        .disconnect()
+                        .map_err(|source| BlockDevError::Path {
+                            action: "disconnect",
+                            path: path.clone(),
+                            source,
+                        })?;
+                }
+                drop(exclusive);
+                if let Frontend::KernelNbd(serving) = self.frontend() {
+                    let _ = serving.server.remove_export(export);
+                }
             }
-        }
-        // The kernel closes the file after the detach, a moment later; once it has, nothing
-        // in the FUSE layer refers to the volume any more.
-        let started = Instant::now();
-        while device.file.open_counts().open_now > 0 {
-            if started.elapsed() >= RELEASE_TIMEOUT {
-                tracing::warn!(file = %device.file_path.display(), "the detached loop device has not closed its FUSE file yet");
-                break;
-            }
-            std::thread::sleep(RELEASE_POLL_INTERVAL);
         }
         device.removed.store(true, Ordering::Release);
         device.note_usage(false);
         remove_symlinks([Some(&device.link), device.drbd_link.as_ref()]);
-        self.fuse().remove_file(device.file.name());
         self.devices.remove(&key);
-        tracing::info!(device = %device.loop_device.path.display(), "block device removed");
+        tracing::info!(device = %path.display(), "block device removed");
         Ok(())
     }
 
-    /// Removes every device that is not in use, then unmounts the FUSE file system. Devices
-    /// in use stay attached, and the file system is detached lazily so it keeps serving them
-    /// while this process lives; the errors name them. Each of them is detached all the same,
-    /// which the kernel defers to its last close (autoclear), and its links are removed: once
-    /// its user lets go (after this process ended, its I/O fails), the loop device is free
-    /// again, not left attached to a file system nobody serves.
+    /// Detaches a loop device while `exclusive` holds it.
+    fn detach_loop(
+        &self,
+        resource: &ResourceName,
+        volume_number: VolumeNumber,
+        device: &LoopDevice,
+        exclusive: std::fs::File,
+    ) -> Result<(), BlockDevError> {
+        match loop_device::detach(self.runner.as_ref(), device, exclusive, DETACH_TIMEOUT) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(timeout)) => Err(BlockDevError::DetachTimeout {
+                device: device.path.clone(),
+                timeout,
+            }),
+            Err(source) => Err(BlockDevError::Command {
+                action: "detach the loop device",
+                resource: resource.clone(),
+                volume_number,
+                source: Box::new(source),
+            }),
+        }
+    }
+
+    /// Removes every device that is not in use, then stops the frontend. Devices in use stay:
+    /// a loop device is detached at its last close (autoclear) and the FUSE file system is
+    /// detached lazily so it keeps serving them while this process lives; an nbd device is
+    /// disconnected, since nothing serves it once this process ends. The errors name them,
+    /// and their links are removed.
     pub fn shutdown(mut self) -> Vec<BlockDevError> {
         self.shutdown_inner()
     }
 
     fn shutdown_inner(&mut self) -> Vec<BlockDevError> {
         let mut errors = Vec::new();
-        if self.fuse.is_none() {
+        if self.frontend.is_none() {
             return errors;
         }
         let keys: Vec<_> = self.devices.keys().cloned().collect();
         for (resource, volume_number) in keys {
             if let Err(error) = self.remove(&resource, volume_number) {
                 if let Some(device) = self.devices.remove(&(resource, volume_number)) {
-                    self.detach_when_closed(&device);
+                    self.let_go_in_use(&device);
                 }
                 errors.push(error);
             }
         }
-        if let Some(fuse) = self.fuse.take()
-            && let Err(error) = fuse.unmount()
-        {
-            errors.push(error);
+        match self.frontend.take() {
+            Some(Frontend::FuseLoop(fuse)) => {
+                if let Err(error) = fuse.unmount() {
+                    errors.push(error);
+                }
+            }
+            Some(Frontend::KernelNbd(serving)) => serving.server.shutdown(),
+            None => {}
         }
         errors
     }
 }
 
 impl<V: Volume> BlockDevices<V> {
-    /// Detaches a device still in use at its last close (the kernel's autoclear) and removes
-    /// its links, which would otherwise name a loop device that is given to someone else.
-    fn detach_when_closed(&self, device: &BlockDevice<V>) {
-        match self
-            .runner
-            .run(&loop_device::detach_command(&device.loop_device.path))
-        {
-            Ok(_) => {
-                tracing::warn!(device = %device.loop_device.path.display(), "block device in use at shutdown: detached when its last user closes it");
-            }
-            Err(error) => {
-                tracing::error!(device = %device.loop_device.path.display(), %error, "could not mark a block device in use for detaching at its last close");
+    /// At shutdown, lets go of a device still in use and removes its links, which would
+    /// otherwise name a device that is given to someone else: a loop device is detached at its
+    /// last close (the kernel's autoclear); an nbd device is disconnected now (its I/O fails
+    /// from here, as it would once this process ended).
+    fn let_go_in_use(&self, device: &BlockDevice<V>) {
+        match &device.attachment {
+            Attachment::Loop {
+                device: loop_device,
+                ..
+            } => match self
+                .runner
+                .run(&loop_device::detach_command(&loop_device.path))
+            {
+                Ok(_) => {
+                    tracing::warn!(device = %loop_device.path.display(), "block device in use at shutdown: detached when its last user closes it");
+                }
+                Err(error) => {
+                    tracing::error!(device = %loop_device.path.display(), %error, "could not mark a block device in use for detaching at its last close");
+                }
+            },
+            Attachment::KernelNbd {
+                path, connection, ..
+            } => {
+                tracing::error!(device = %path.display(), "nbd device in use at shutdown: disconnected, its I/O fails from here");
+                let taken = connection.lock().unwrap_or_else(|e| e.into_inner()).take();
+                if let Some(connection) = taken
+                    && let Err(error) = connection.disconnect()
+                {
+                    tracing::error!(device = %path.display(), %error, "could not disconnect an nbd device at shutdown");
+                }
             }
         }
         device.removed.store(true, Ordering::Release);
@@ -705,6 +1134,84 @@ fn remove_symlinks<'a>(links: impl IntoIterator<Item = Option<&'a PathBuf>>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ferrite_nbd::protocol::{
+        CMD_FLUSH, CMD_READ, CMD_WRITE, REQUEST_HEADER_LEN, RequestHeader, SIMPLE_REPLY_MAGIC,
+        TRANSMISSION_SEND_FLUSH, TRANSMISSION_SEND_FUA, TRANSMISSION_SEND_TRIM,
+    };
+    use ferrite_nbd::testing::MemoryVolume;
+    use std::io::{Read, Write};
+
+    /// What the nbd driver does on the socket it is given: requests with no handshake, simple
+    /// replies back. Everything up to the ioctls runs here; the driver does not (this host has
+    /// no nbd module).
+    #[test]
+    fn the_socket_given_to_the_driver_is_in_transmission_and_holds_no_session() {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let volume = Arc::new(MemoryVolume::new(1 << 20));
+        let serving = NbdServing {
+            server: Server::new(ServerConfig::default()),
+            runtime: runtime.handle().clone(),
+        };
+        let export = ExportName::new("web_0").unwrap();
+        serving
+            .server
+            .add_export(
+                ExportConfig::new(export.clone()),
+                Arc::new(Unsessioned(volume.clone())),
+            )
+            .unwrap();
+        let (info, socket) = serving.kernel_side(&export).unwrap();
+        assert_eq!(info.size, 1 << 20);
+        let wanted = TRANSMISSION_SEND_FLUSH | TRANSMISSION_SEND_FUA | TRANSMISSION_SEND_TRIM;
+        assert_eq!(info.flags & wanted, wanted, "flags {:#x}", info.flags);
+
+        let mut socket = std::os::unix::net::UnixStream::from(socket);
+        socket
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut call = |command: u16, cookie: u64, offset: u64, length: u32, payload: &[u8]| {
+            let header = RequestHeader {
+                flags: 0,
+                command,
+                cookie,
+                offset,
+                length,
+            };
+            let encoded: [u8; REQUEST_HEADER_LEN] = header.encode();
+            socket.write_all(&encoded).unwrap();
+            socket.write_all(payload).unwrap();
+            let mut reply = [0u8; 16];
+            socket.read_exact(&mut reply).unwrap();
+            assert_eq!(reply[0..4], SIMPLE_REPLY_MAGIC.to_be_bytes());
+            assert_eq!(reply[4..8], [0; 4], "error of command {command}");
+            assert_eq!(reply[8..16], cookie.to_be_bytes());
+            let mut data = vec![
+                0u8;
+                if command == CMD_READ {
+                    length as usize
+                } else {
+                    0
+                }
+            ];
+            socket.read_exact(&mut data).unwrap();
+            data
+        };
+        let pattern: Vec<u8> = (0..4096u32).map(|i| (i % 251) as u8).collect();
+        call(CMD_WRITE, 1, 8192, 4096, &pattern);
+        call(CMD_FLUSH, 2, 0, 0, &[]);
+        assert_eq!(call(CMD_READ, 3, 8192, 4096, &[]), pattern);
+        assert_eq!(volume.contents()[8192..12288], pattern[..]);
+        assert_eq!(volume.flushes(), 1);
+        assert_eq!(
+            volume.sessions_opened(),
+            0,
+            "the device's connection is no session: usage is what the device's probes find"
+        );
+    }
 
     #[test]
     fn drbd_s_names_go_where_drbd_s_tools_look_unless_another_root_is_set() {

@@ -65,6 +65,20 @@ pub enum BlockDevError {
         source: Box<CommandError>,
     },
 
+    /// The kernel's NBD driver was asked for (`kernel-nbd`) and cannot be used on this host.
+    #[error("the kernel's nbd driver cannot give volumes block devices here: {reason}")]
+    KernelNbdUnusable { reason: String },
+
+    /// Connecting a volume to an nbd device failed: serving it, the handshake, or the driver.
+    #[error(
+        "cannot connect volume {volume_number} of resource {resource} to an nbd device: {reason}"
+    )]
+    KernelNbd {
+        resource: ResourceName,
+        volume_number: VolumeNumber,
+        reason: String,
+    },
+
     /// `losetup --show` did not print the device it attached.
     #[error("`losetup --find --show` for {file} printed no loop device: {stdout:?}")]
     NoLoopDevice { file: PathBuf, stdout: String },

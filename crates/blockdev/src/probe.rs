@@ -1,4 +1,5 @@
-//! Whether this host can give volumes block devices the FUSE + loop way, and if not, why not.
+//! Whether this host can give volumes block devices, through the kernel's nbd driver or the
+//! FUSE + loop way, and if not, why not.
 //!
 //! The satellite reports the reasons as unsupported reasons, so every check says what is
 //! missing in words an operator can act on.
@@ -7,7 +8,10 @@ use std::path::{Path, PathBuf};
 
 use ferrite_storage::{CommandLine, HostCommands, SystemCommands};
 
-/// `CAP_SYS_ADMIN`: mounting (the FUSE file system) and configuring loop devices need it.
+use crate::kernel_nbd::{self, NbdPaths};
+
+/// `CAP_SYS_ADMIN`: mounting (the FUSE file system), configuring loop devices and the nbd
+/// driver's ioctls need it.
 const CAP_SYS_ADMIN: u32 = 21;
 
 /// The device nodes and files the probe looks at.
@@ -17,6 +21,7 @@ pub struct ProbePaths {
     pub loop_control: PathBuf,
     /// The process status file with the effective capabilities (`CapEff`).
     pub process_status: PathBuf,
+    pub nbd: NbdPaths,
 }
 
 impl Default for ProbePaths {
@@ -25,18 +30,20 @@ impl Default for ProbePaths {
             fuse: PathBuf::from("/dev/fuse"),
             loop_control: PathBuf::from("/dev/loop-control"),
             process_status: PathBuf::from("/proc/self/status"),
+            nbd: NbdPaths::default(),
         }
     }
 }
 
-/// Whether this host can provide block devices through FUSE and loop devices, with the reasons
-/// when it cannot.
+/// Whether this host can provide block devices, through the kernel's nbd driver or through
+/// FUSE and loop devices, with the reasons when it cannot (those of both ways).
 pub fn probe() -> Result<(), Vec<String>> {
     probe_with(&ProbePaths::default(), &SystemCommands::new())
 }
 
 /// [`probe`] with other paths and another command runner.
 pub fn probe_with(paths: &ProbePaths, runner: &dyn HostCommands) -> Result<(), Vec<String>> {
+    let nbd = kernel_nbd::usable(&paths.nbd);
     let mut reasons = Vec::new();
     if let Some(reason) = device_unusable(&paths.fuse, "the FUSE driver (modprobe fuse)") {
         reasons.push(reason);
@@ -64,10 +71,17 @@ pub fn probe_with(paths: &ProbePaths, runner: &dyn HostCommands) -> Result<(), V
         ),
         Err(error) => reasons.push(format!("losetup does not work: {error}")),
     }
-    if reasons.is_empty() {
-        Ok(())
-    } else {
-        Err(reasons)
+    let capable = !reasons
+        .iter()
+        .any(|reason| reason.contains("CAP_SYS_ADMIN"));
+    match nbd {
+        Ok(()) if capable => Ok(()),
+        _ if reasons.is_empty() => Ok(()),
+        Ok(()) => Err(reasons),
+        Err(nbd) => {
+            reasons.push(nbd);
+            Err(reasons)
+        }
     }
 }
 
@@ -122,14 +136,46 @@ mod tests {
         let paths = ProbePaths {
             fuse: dir.path().join("fuse"),
             loop_control: dir.path().join("loop-control"),
-            process_status: status,
+            process_status: status.clone(),
+            nbd: NbdPaths {
+                module: dir.path().join("module/nbd"),
+                sys_block: dir.path().join("block"),
+                dev: dir.path().join("dev"),
+            },
         };
         let reasons = probe_with(&paths, &NoCommands).unwrap_err();
-        assert_eq!(reasons.len(), 4, "{reasons:#?}");
+        assert_eq!(reasons.len(), 5, "{reasons:#?}");
         assert!(reasons[0].contains("fuse is missing: the FUSE driver"));
         assert!(reasons[1].contains("loop-control is missing: the loop driver"));
         assert!(reasons[2].contains("lacks CAP_SYS_ADMIN"));
         assert!(reasons[3].starts_with("losetup: command not found"));
+        assert!(reasons[4].contains("nbd driver is not loaded"));
+
+        // With the nbd driver loaded and its devices there, the missing FUSE and loop pieces
+        // no longer matter; the capability still does.
+        std::fs::create_dir_all(&paths.nbd.module).unwrap();
+        std::fs::create_dir_all(paths.nbd.sys_block.join("nbd0")).unwrap();
+        std::fs::create_dir_all(&paths.nbd.dev).unwrap();
+        let loop0 = std::fs::read_dir("/dev")
+            .unwrap()
+            .filter_map(|entry| entry.ok())
+            .find(|entry| {
+                entry
+                    .file_type()
+                    .is_ok_and(|t| std::os::unix::fs::FileTypeExt::is_block_device(&t))
+            });
+        let Some(block_device) = loop0 else {
+            eprintln!(
+                "no block device node in /dev to stand in for /dev/nbd0; the rest is skipped"
+            );
+            return;
+        };
+        std::os::unix::fs::symlink(block_device.path(), paths.nbd.dev.join("nbd0")).unwrap();
+        let reasons = probe_with(&paths, &NoCommands).unwrap_err();
+        assert_eq!(reasons.len(), 4, "{reasons:#?}");
+        assert!(reasons[2].contains("lacks CAP_SYS_ADMIN"));
+        std::fs::write(&status, "Name:\tx\nCapEff:\t0000000000200000\n").unwrap();
+        assert_eq!(probe_with(&paths, &NoCommands), Ok(()));
     }
 
     #[test]

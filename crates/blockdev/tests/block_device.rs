@@ -77,8 +77,14 @@ fn ext4_made_and_written_through_the_loop_device_lands_in_the_volume() -> Result
         std::fs::read_link(device.drbd_path().unwrap())?,
         device.device()
     );
-    assert_eq!(device.file(), node.dir.path().join("fuse/web_0"));
-    assert_eq!(std::fs::metadata(device.file())?.len(), 64 * MIB as u64);
+    assert_eq!(
+        device.file().expect("a FUSE file"),
+        node.dir.path().join("fuse/web_0")
+    );
+    assert_eq!(
+        std::fs::metadata(device.file().expect("a FUSE file"))?.len(),
+        64 * MIB as u64
+    );
     assert!(device.direct_io(), "the loop device does direct I/O");
     assert_eq!(
         device.open_counts().open_now,
@@ -129,7 +135,10 @@ fn ext4_made_and_written_through_the_loop_device_lands_in_the_volume() -> Result
 
     let loop_device = device.device().to_path_buf();
     node.devices.remove(&web, volume_number(0))?;
-    assert!(!attached(&loop_device, device.file()), "detached");
+    assert!(
+        !attached(&loop_device, device.file().expect("a FUSE file")),
+        "detached"
+    );
     assert!(!device.path().exists() && std::fs::symlink_metadata(device.path()).is_err());
     assert!(std::fs::symlink_metadata(device.drbd_path().unwrap()).is_err());
     assert!(
@@ -137,7 +146,7 @@ fn ext4_made_and_written_through_the_loop_device_lands_in_the_volume() -> Result
         "the resource's directory went with its last volume"
     );
     assert!(
-        std::fs::metadata(device.file()).is_err(),
+        std::fs::metadata(device.file().expect("a FUSE file")).is_err(),
         "the FUSE file is gone"
     );
     assert_eq!(
@@ -233,7 +242,7 @@ fn a_write_through_one_node_is_read_through_the_other_right_after() -> Result<()
         // loop device itself go through the kernel's cache of that block device, dropped at
         // its last close, which another process's open can postpone: not this crate's.)
         assert!(
-            std::fs::read(two.file())?[range] == data[..],
+            std::fs::read(two.file().expect("a FUSE file"))?[range] == data[..],
             "round {round}: a buffered read of the other node's FUSE file is stale"
         );
     }
@@ -280,7 +289,10 @@ fn a_device_in_use_is_not_removed_and_says_why() -> Result<()> {
         "{message}"
     );
     // Still attached and working.
-    assert!(attached(device.device(), device.file()));
+    assert!(attached(
+        device.device(),
+        device.file().expect("a FUSE file")
+    ));
     std::fs::write(mountpoint.join("after-refusal"), b"still here")?;
     assert!(node.devices.get(&db, volume_number(1)).is_some());
     mounted.unmount()?;
@@ -302,7 +314,10 @@ fn a_device_in_use_is_not_removed_and_says_why() -> Result<()> {
     drop(holder);
 
     node.devices.remove(&db, volume_number(1))?;
-    assert!(!attached(device.device(), device.file()));
+    assert!(!attached(
+        device.device(),
+        device.file().expect("a FUSE file")
+    ));
     assert!(matches!(
         node.devices.remove(&db, volume_number(1)),
         Err(BlockDevError::NotExported { .. })
@@ -389,7 +404,7 @@ fn sync_writes_are_fua_fsync_flushes_and_errors_keep_their_errno() -> Result<()>
         .add(&resource("sync"), volume_number(0), volume.clone())?;
 
     // The FUSE file opened directly (as a VM could): O_DSYNC writes reach the volume as FUA.
-    let file = open_direct(device.file(), libc::O_DSYNC)?;
+    let file = open_direct(device.file().expect("a FUSE file"), libc::O_DSYNC)?;
     assert_eq!(
         device.open_counts().open_now,
         2,
@@ -397,7 +412,7 @@ fn sync_writes_are_fua_fsync_flushes_and_errors_keep_their_errno() -> Result<()>
     );
     write_direct(&file, 8 * BLOCK as u64, &pattern(1, BLOCK))?;
     assert_eq!(Counters::get(&volume.counters.fua_writes), 1);
-    let plain = open_direct(device.file(), 0)?;
+    let plain = open_direct(device.file().expect("a FUSE file"), 0)?;
     write_direct(&plain, 9 * BLOCK as u64, &pattern(2, BLOCK))?;
     assert_eq!(
         Counters::get(&volume.counters.fua_writes),
@@ -550,7 +565,7 @@ fn files_come_and_go_with_their_volumes() -> Result<()> {
     let errors = devices.shutdown();
     assert!(errors.is_empty(), "{errors:?}");
     assert!(
-        !attached(beta.device(), beta.file()),
+        !attached(beta.device(), beta.file().expect("a FUSE file")),
         "shutdown detached the rest"
     );
     assert_eq!(b.counters.opened.load(Ordering::SeqCst), 0);

@@ -1,5 +1,6 @@
-//! The block-device frontend of `ferrite-mirrord`: one [`BlockDevices`] for the daemon (a FUSE
-//! file and a loop device per volume, `crates/blockdev`), a device added for every volume of a
+//! The block-device frontend of `ferrite-mirrord`: one [`BlockDevices`] for the daemon (an nbd
+//! device per volume where the kernel's nbd driver is loaded, else a FUSE file and a loop
+//! device per volume, `crates/blockdev`), a device added for every volume of a
 //! resource that comes up and removed when it goes down, and the poll that tells the engine
 //! when a device is in use ([`DEVICE_USAGE_POLL`]) and when a poll found it unused, which
 //! auto-demotion waits for ([`VolumeEngine::may_demote`]).
@@ -12,8 +13,9 @@
 //!
 //! One lock for all of it: adds, removes and the usage poll take turns. The poll opens each
 //! device exclusively for a moment, and a removal opened at that moment would take the poll for
-//! a user. Every call runs on a blocking thread: `losetup` waits for the kernel, and a detach
-//! flushes the device through the FUSE file into the engine, which needs the runtime's workers.
+//! a user. Every call runs on a blocking thread: `losetup` and the nbd ioctls wait for the
+//! kernel, and a detach flushes the device through the FUSE file (or the nbd socket) into the
+//! engine, which needs the runtime's workers.
 //!
 //! [`Volume::opened`]: ferrite_block::Volume::opened
 //! [`Volume::closed`]: ferrite_block::Volume::closed
@@ -23,7 +25,9 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use ferrite_blockdev::{BlockDevError, BlockDevice, BlockDeviceConfig, BlockDevices};
+use ferrite_blockdev::{
+    BlockDevError, BlockDevice, BlockDeviceConfig, BlockDevices, BlockFrontend,
+};
 use ferrite_storage::SystemCommands;
 use ferrite_types::{ResourceName, VolumeNumber};
 use tracing::{info, warn};
@@ -39,10 +43,14 @@ pub const DEVICE_USAGE_POLL: Duration = Duration::from_secs(1);
 /// Whether the daemon gives volumes block devices (`--device-root`, `--no-block-devices`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BlockDeviceSetting {
-    /// A FUSE file and a loop device per volume, linked as `<device_root>/<resource>/<volnr>`
+    /// An nbd device, or a FUSE file and a loop device, per volume ([`BlockFrontend`]),
+    /// linked as `<device_root>/<resource>/<volnr>`
     /// (and, where no DRBD module is loaded, `/dev/drbd/by-res/<resource>/<volnr>`, under the
     /// device root when it is not the default).
-    Enabled { device_root: PathBuf },
+    Enabled {
+        device_root: PathBuf,
+        frontend: BlockFrontend,
+    },
     /// NBD exports only.
     Disabled,
 }
@@ -122,7 +130,7 @@ impl BlockDeviceFrontend {
         let unavailable = |reason: String| BlockDeviceFrontend {
             state: State::Unavailable(reason),
         };
-        let device_root = match setting {
+        let (device_root, frontend) = match setting {
             BlockDeviceSetting::Disabled => {
                 info!("block devices switched off: NBD exports only");
                 return unavailable(
@@ -131,7 +139,10 @@ impl BlockDeviceFrontend {
                         .to_string(),
                 );
             }
-            BlockDeviceSetting::Enabled { device_root } => device_root.clone(),
+            BlockDeviceSetting::Enabled {
+                device_root,
+                frontend,
+            } => (device_root.clone(), *frontend),
         };
         if let Err(reasons) = ferrite_blockdev::probe() {
             let reason = format!(
@@ -143,6 +154,7 @@ impl BlockDeviceFrontend {
         }
         let mut config = BlockDeviceConfig::new(&mountpoint);
         config.device_root = device_root;
+        config.frontend = frontend;
         let runtime = tokio::runtime::Handle::current();
         let started = tokio::task::spawn_blocking(move || {
             BlockDevices::start(config, Arc::new(SystemCommands::new()), runtime)
@@ -150,11 +162,18 @@ impl BlockDeviceFrontend {
         .await;
         match started {
             Ok(Ok(devices)) => {
-                info!(
-                    mountpoint = %devices.config().mountpoint.display(),
-                    device_root = %devices.config().device_root.display(),
-                    "block devices: a FUSE file and a loop device per volume"
-                );
+                let config = devices.config();
+                match config.frontend {
+                    BlockFrontend::KernelNbd => info!(
+                        device_root = %config.device_root.display(),
+                        "block devices: an nbd device per volume, served by this daemon"
+                    ),
+                    _ => info!(
+                        mountpoint = %config.mountpoint.display(),
+                        device_root = %config.device_root.display(),
+                        "block devices: a FUSE file and a loop device per volume"
+                    ),
+                }
                 BlockDeviceFrontend {
                     state: State::Ready(Arc::new(Mutex::new(Table {
                         devices: Some(devices),

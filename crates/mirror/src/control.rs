@@ -178,7 +178,8 @@ pub struct Frontend {
     /// device root when it is not the default), made where no DRBD module is loaded.
     #[serde(default)]
     pub drbd_device_path: Option<String>,
-    /// The loop device both paths point to, `/dev/loopN`.
+    /// The device both paths point to: `/dev/nbdN` where the kernel's nbd driver serves it,
+    /// else the loop device, `/dev/loopN` (the field keeps its first name).
     #[serde(default)]
     pub loop_device: Option<String>,
     /// Why it has no block device, if it has none: what is missing and how to fix it.

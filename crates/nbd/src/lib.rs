@@ -6,6 +6,8 @@
 //! - The handshake is fixed newstyle (`NBD_OPT_GO`, `NBD_OPT_INFO`, `NBD_OPT_LIST`,
 //!   `NBD_OPT_ABORT`, `NBD_OPT_EXPORT_NAME`); replies are simple (structured replies are
 //!   refused, for now).
+//! - [`client`]: the client's side of the handshake, up to transmission with `NBD_OPT_GO`, for
+//!   a program that hands the socket to the kernel's NBD driver afterwards.
 //! - Transmission: READ, WRITE (FUA), FLUSH, TRIM, WRITE_ZEROES (FUA, NO_HOLE), DISC; many
 //!   requests in flight per connection, replies sent as volume calls complete, batched into
 //!   vectored writes; write payloads land in aligned buffers and reach the volume without a
@@ -22,6 +24,7 @@
 //! This crate knows nothing of replication: the volume does. Design: docs/mirror.md,
 //! "Frontends", and docs/nbd.md.
 
+pub mod client;
 mod error;
 mod export;
 mod handshake;

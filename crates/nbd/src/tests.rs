@@ -84,6 +84,30 @@ async fn eventually(what: &str, condition: impl Fn() -> bool) {
 }
 
 #[tokio::test]
+async fn the_client_handshake_reports_refusals_and_strangers() {
+    use crate::client::{HandshakeError, negotiate};
+    let (server, _) = server();
+    let mut stream = connect(&server);
+    match negotiate(&mut stream, "nosuch").await {
+        Err(HandshakeError::Refused { export, reply, .. }) => {
+            assert_eq!(export, "nosuch");
+            assert_eq!(reply, REP_ERR_UNKNOWN);
+        }
+        other => panic!("an unknown export must be refused, got {other:?}"),
+    }
+
+    // A peer that does not greet as a newstyle server is named as such.
+    let (mut client, mut peer) = tokio::io::duplex(1024);
+    peer.write_all(b"HTTP/1.1 400 Bad Request\r\n")
+        .await
+        .unwrap();
+    match negotiate(&mut client, "vol0").await {
+        Err(HandshakeError::NotNewstyle(_)) => {}
+        other => panic!("a stranger must be named as such, got {other:?}"),
+    }
+}
+
+#[tokio::test]
 async fn go_reports_size_flags_and_block_sizes() {
     let (server, _) = server_with(ServerConfig::default(), &[("vol0", false), ("ro", true)]);
     let (_, info) = RawClient::connect(connect(&server), "vol0").await.unwrap();

@@ -226,6 +226,11 @@ mod tests {
                 fuse: dir.join("fuse"),
                 loop_control: dir.join("loop-control"),
                 process_status: dir.join("status"),
+                nbd: ferrite_blockdev::NbdPaths {
+                    module: dir.join("module/nbd"),
+                    sys_block: dir.join("block"),
+                    dev: dir.join("dev"),
+                },
             },
             drbd_dry_run: false,
         }
@@ -343,7 +348,7 @@ mod tests {
     }
 
     #[test]
-    fn a_host_without_fuse_or_loop_runs_mirror_and_says_it_has_no_block_devices() {
+    fn a_host_without_fuse_loop_or_nbd_runs_mirror_and_says_it_has_no_block_devices() {
         let dir = tempfile::tempdir().unwrap();
         let probe = probe(dir.path());
         let bin = dir.path().join("bin");
@@ -351,7 +356,7 @@ mod tests {
         let program = bin.join(MIRRORD_PROGRAM);
         std::fs::write(&program, "#!/bin/sh\n").unwrap();
         std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
-        // Root's capabilities, but no /dev/fuse and no /dev/loop-control.
+        // Root's capabilities, but no /dev/fuse, no /dev/loop-control and no nbd driver.
         std::fs::write(
             &probe.block_devices.process_status,
             "CapEff:\t000001ffffffffff\n",
@@ -363,9 +368,10 @@ mod tests {
             "NBD exports still work"
         );
         let reasons = &caps.unsupported_layers[&LayerKind::Mirror];
-        assert_eq!(reasons.len(), 2, "{reasons:?}");
+        assert_eq!(reasons.len(), 3, "{reasons:?}");
         assert!(reasons[0].starts_with("MIRROR volumes get no block device here"));
         assert!(reasons[0].contains("modprobe fuse"), "{reasons:?}");
         assert!(reasons[1].contains("modprobe loop"), "{reasons:?}");
+        assert!(reasons[2].contains("modprobe nbd"), "{reasons:?}");
     }
 }

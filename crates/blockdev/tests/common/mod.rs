@@ -14,7 +14,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use bytes::Bytes;
 use ferrite_block::{AlignedBuf, IoError, Volume, check_range};
-use ferrite_blockdev::{BlockDeviceConfig, BlockDevices, DrbdLinks};
+use ferrite_blockdev::{BlockDeviceConfig, BlockDevices, BlockFrontend, DrbdLinks};
 use ferrite_storage::{CommandLine, HostCommands, SystemCommands};
 
 /// Whether the host can run these tests: root and /dev/fuse. When not, says so on stderr and
@@ -207,6 +207,8 @@ impl Node {
 /// The FUSE mount at `<dir>/fuse`, the links under `<dir>/dev`, DRBD's links too.
 pub fn config(dir: &Path) -> BlockDeviceConfig {
     let mut config = BlockDeviceConfig::new(dir.join("fuse"));
+    // These tests are about the FUSE + loop way, also on a host with the nbd driver.
+    config.frontend = BlockFrontend::FuseLoop;
     config.device_root = dir.join("dev");
     config.drbd_links = DrbdLinks::Always;
     config

@@ -14,7 +14,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use ferrite_blockdev::DEFAULT_DEVICE_ROOT;
+use ferrite_blockdev::{BlockFrontend, DEFAULT_DEVICE_ROOT};
 use ferrite_mirror::block_devices::BlockDeviceSetting;
 use ferrite_mirror::control::{Client, Frontend, Paths, Reply, Request};
 use ferrite_mirror::daemon::{Daemon, DaemonConfig};
@@ -53,9 +53,14 @@ enum Command {
         /// than the default, `<device-root>/drbd/by-res/<resource>/<volnr>`).
         #[arg(long, default_value = DEFAULT_DEVICE_ROOT)]
         device_root: PathBuf,
-        /// No block devices (no FUSE mount, no loop devices): NBD exports only.
-        #[arg(long, conflicts_with = "device_root")]
+        /// No block devices (no nbd devices, no FUSE mount, no loop devices): NBD exports only.
+        #[arg(long, conflicts_with_all = ["device_root", "block_frontend"])]
         no_block_devices: bool,
+        /// How volumes get their block devices: `kernel-nbd` (the kernel's nbd driver),
+        /// `fuse-loop` (a FUSE file behind a loop device), or `auto`: the nbd driver where it
+        /// is loaded, else FUSE + loop.
+        #[arg(long, default_value = "auto", value_parser = |text: &str| text.parse::<BlockFrontend>())]
+        block_frontend: BlockFrontend,
         /// Also serve every volume over NBD on this TCP address, as export `<resource>/<volnr>`.
         /// Loopback addresses only (127.0.0.1:PORT, [::1]:PORT): NBD has no authentication.
         #[arg(long)]
@@ -145,6 +150,7 @@ fn main() -> ExitCode {
             Command::Run {
                 device_root,
                 no_block_devices,
+                block_frontend,
                 nbd_tcp,
                 log,
                 worker_threads: _,
@@ -152,7 +158,10 @@ fn main() -> ExitCode {
                 let block_devices = if no_block_devices {
                     BlockDeviceSetting::Disabled
                 } else {
-                    BlockDeviceSetting::Enabled { device_root }
+                    BlockDeviceSetting::Enabled {
+                        device_root,
+                        frontend: block_frontend,
+                    }
                 };
                 run(paths, block_devices, nbd_tcp, &log).await
             }

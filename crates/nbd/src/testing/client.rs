@@ -1,5 +1,5 @@
 //! A bare NBD client for tests that need to say exactly what goes on the wire: the fixed
-//! newstyle handshake with `NBD_OPT_GO`, requests sent one by one with any header, and simple
+//! newstyle handshake with `NBD_OPT_GO` (`crate::client`), requests sent one by one with any header, and simple
 //! replies read back and matched to their requests' cookies.
 
 use std::collections::HashMap;
@@ -8,20 +8,11 @@ use std::io;
 use bytes::{BufMut, Bytes};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::protocol::{
-    self, CLIENT_FLAG_FIXED_NEWSTYLE, CLIENT_FLAG_NO_ZEROES, CMD_READ, INFO_BLOCK_SIZE,
-    INIT_PASSWD, OPT_GO, OPTION_MAGIC, OPTION_REPLY_MAGIC, REP_ACK, REP_INFO, RequestHeader,
-    SIMPLE_REPLY_MAGIC,
+use crate::client::HandshakeError;
+pub use crate::client::{
+    ExportInfo, info_request, read_option_reply, send_option, start_handshake,
 };
-
-/// What `NBD_OPT_GO` told about the export.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ExportInfo {
-    pub size: u64,
-    pub flags: u16,
-    /// Minimum, preferred and maximum block size, when the server sent them.
-    pub block_sizes: Option<(u32, u32, u32)>,
-}
+use crate::protocol::{self, CMD_READ, RequestHeader, SIMPLE_REPLY_MAGIC};
 
 /// One simple reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,97 +33,15 @@ pub struct RawClient<S> {
     reads: HashMap<u64, u32>,
 }
 
-/// One option reply: type and data.
-pub async fn read_option_reply<S: AsyncRead + Unpin>(
-    stream: &mut S,
-    option: u32,
-) -> io::Result<(u32, Vec<u8>)> {
-    let mut header = [0u8; 20];
-    stream.read_exact(&mut header).await?;
-    let magic = u64::from_be_bytes(header[0..8].try_into().expect("8 bytes"));
-    let replied_to = u32::from_be_bytes(header[8..12].try_into().expect("4 bytes"));
-    if magic != OPTION_REPLY_MAGIC || replied_to != option {
-        return Err(invalid(format!(
-            "bad option reply header {header:02x?} to option {option}"
-        )));
-    }
-    let reply_type = u32::from_be_bytes(header[12..16].try_into().expect("4 bytes"));
-    let length = u32::from_be_bytes(header[16..20].try_into().expect("4 bytes"));
-    let mut data = vec![0u8; length as usize];
-    stream.read_exact(&mut data).await?;
-    Ok((reply_type, data))
-}
-
-/// Sends one option.
-pub async fn send_option<S: AsyncWrite + Unpin>(
-    stream: &mut S,
-    option: u32,
-    data: &[u8],
-) -> io::Result<()> {
-    let mut out = Vec::with_capacity(16 + data.len());
-    out.put_u64(OPTION_MAGIC);
-    out.put_u32(option);
-    out.put_u32(data.len() as u32);
-    out.put_slice(data);
-    stream.write_all(&out).await
-}
-
-/// Reads the greeting and answers with fixed newstyle and no zeroes.
-pub async fn start_handshake<S: AsyncRead + AsyncWrite + Unpin>(stream: &mut S) -> io::Result<()> {
-    let mut greeting = [0u8; protocol::GREETING_LEN];
-    stream.read_exact(&mut greeting).await?;
-    if greeting[0..8] != INIT_PASSWD.to_be_bytes() || greeting[8..16] != OPTION_MAGIC.to_be_bytes()
-    {
-        return Err(invalid(format!("bad greeting {greeting:02x?}")));
-    }
-    stream
-        .write_all(&(CLIENT_FLAG_FIXED_NEWSTYLE | CLIENT_FLAG_NO_ZEROES).to_be_bytes())
-        .await
-}
-
-/// The data of `NBD_OPT_GO`/`NBD_OPT_INFO` for `export`, asking for the block sizes.
-pub fn info_request(export: &str) -> Vec<u8> {
-    let mut data = Vec::new();
-    data.put_u32(export.len() as u32);
-    data.put_slice(export.as_bytes());
-    data.put_u16(1);
-    data.put_u16(INFO_BLOCK_SIZE);
-    data
-}
-
 impl<S: AsyncRead + AsyncWrite + Unpin> RawClient<S> {
     /// Handshakes on `stream` and enters transmission on `export` with `NBD_OPT_GO`.
     pub async fn connect(mut stream: S, export: &str) -> io::Result<(RawClient<S>, ExportInfo)> {
-        start_handshake(&mut stream).await?;
-        send_option(&mut stream, OPT_GO, &info_request(export)).await?;
-        let mut info = ExportInfo {
-            size: 0,
-            flags: 0,
-            block_sizes: None,
-        };
-        loop {
-            let (reply_type, data) = read_option_reply(&mut stream, OPT_GO).await?;
-            match reply_type {
-                REP_ACK => break,
-                REP_INFO if data.len() == 12 && data[0..2] == [0, 0] => {
-                    info.size = u64::from_be_bytes(data[2..10].try_into().expect("8 bytes"));
-                    info.flags = u16::from_be_bytes(data[10..12].try_into().expect("2 bytes"));
-                }
-                REP_INFO if data.len() == 14 && data[0..2] == [0, 3] => {
-                    let word = |at: usize| {
-                        u32::from_be_bytes(data[at..at + 4].try_into().expect("4 bytes"))
-                    };
-                    info.block_sizes = Some((word(2), word(6), word(10)));
-                }
-                REP_INFO => {}
-                other => {
-                    return Err(invalid(format!(
-                        "NBD_OPT_GO failed with {other:#x}: {}",
-                        String::from_utf8_lossy(&data)
-                    )));
-                }
-            }
-        }
+        let info = crate::client::negotiate(&mut stream, export)
+            .await
+            .map_err(|error| match error {
+                HandshakeError::Socket(error) => error,
+                other => invalid(other.to_string()),
+            })?;
         Ok((
             RawClient {
                 stream,
