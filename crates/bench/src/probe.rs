@@ -210,6 +210,8 @@ fn read_all_rows(database: &Path) -> Result<usize> {
     Ok(rows)
 }
 
+/// SQLite's `quick_check`, what the controller runs beside its load (the references the
+/// foreign keys hold it checks in the graph it builds).
 fn integrity_check(database: &Path) -> Result<()> {
     let connection = rusqlite::Connection::open_with_flags(
         database,
@@ -217,9 +219,6 @@ fn integrity_check(database: &Path) -> Result<()> {
     )?;
     let quick: String = connection.query_row("PRAGMA quick_check", [], |row| row.get(0))?;
     anyhow::ensure!(quick == "ok", "quick_check: {quick}");
-    let mut statement = connection.prepare("PRAGMA foreign_key_check")?;
-    let orphans = statement.query_map([], |_| Ok(()))?.count();
-    anyhow::ensure!(orphans == 0, "{orphans} orphan rows");
     Ok(())
 }
 

@@ -62,7 +62,7 @@ impl Controller {
         let started = std::time::Instant::now();
         let (store, cluster) = tokio::task::spawn_blocking(move || -> Result<_, StartError> {
             let (store, check) =
-                Store::open_checking_aside(lock, &uuid::Uuid::new_v4().to_string())?;
+                Store::open_checking_pages_aside(lock, &uuid::Uuid::new_v4().to_string())?;
             let cluster = Cluster::load(&store, check)?;
             Ok((store, cluster))
         })

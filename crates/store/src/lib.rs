@@ -293,8 +293,17 @@ pub struct IntegrityCheck {
     running: std::thread::JoinHandle<Result<(), StoreError>>,
 }
 
+/// What an [`IntegrityCheck`] checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum CheckScope {
+    /// `quick_check` and `foreign_key_check`.
+    Full,
+    /// `quick_check` only: the reader checks the references of what it read.
+    Pages,
+}
+
 impl IntegrityCheck {
-    fn start(path: PathBuf) -> IntegrityCheck {
+    fn start(path: PathBuf, scope: CheckScope) -> IntegrityCheck {
         let running = std::thread::Builder::new()
             .name("store-check".into())
             .spawn(move || {
@@ -305,7 +314,10 @@ impl IntegrityCheck {
                             source,
                         })?;
                 connection.busy_timeout(std::time::Duration::from_secs(5))?;
-                check_integrity(&connection, &path)
+                match scope {
+                    CheckScope::Full => check_integrity(&connection, &path),
+                    CheckScope::Pages => check_pages(&connection, &path),
+                }
             })
             .expect("a thread for the store's integrity check");
         IntegrityCheck { running }
@@ -338,6 +350,26 @@ impl Store {
         lock: DataDirLock,
         new_cluster_id: &str,
     ) -> Result<(Store, IntegrityCheck), StoreError> {
+        Store::open_with_check(lock, new_cluster_id, CheckScope::Full)
+    }
+
+    /// [`Store::open_checking_aside`] with only `quick_check` aside: the foreign keys are not
+    /// checked here, so the caller must check the references of every row it reads, as
+    /// `foreign_key_check` would (the controller checks them in the graph it builds from the
+    /// rows, which is cheaper than SQLite's look-up of every parent). Commits still enforce
+    /// the foreign keys.
+    pub fn open_checking_pages_aside(
+        lock: DataDirLock,
+        new_cluster_id: &str,
+    ) -> Result<(Store, IntegrityCheck), StoreError> {
+        Store::open_with_check(lock, new_cluster_id, CheckScope::Pages)
+    }
+
+    fn open_with_check(
+        lock: DataDirLock,
+        new_cluster_id: &str,
+        scope: CheckScope,
+    ) -> Result<(Store, IntegrityCheck), StoreError> {
         let path = lock.dir().join(DATABASE_FILE);
         let mut connection = open_unchecked(&path)?;
 
@@ -354,7 +386,7 @@ impl Store {
         let revision = meta_number(&connection, &path, "revision")?;
         let epoch = meta_number(&connection, &path, "epoch")?;
         // Started once the meta rows are committed, so the check reads what the store holds.
-        let check = IntegrityCheck::start(path.clone());
+        let check = IntegrityCheck::start(path.clone(), scope);
         Ok((
             Store {
                 path,
@@ -611,11 +643,27 @@ fn migrate(connection: &mut Connection, path: &Path) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn check_integrity(connection: &Connection, path: &Path) -> Result<(), StoreError> {
+/// `quick_check`: the pages and the b-trees are sound.
+fn check_pages(connection: &Connection, path: &Path) -> Result<(), StoreError> {
     let quick: String = connection.query_row("PRAGMA quick_check", [], |row| row.get(0))?;
+    if quick == "ok" {
+        Ok(())
+    } else {
+        Err(StoreError::Corrupt {
+            path: path.to_path_buf(),
+            problems: quick,
+        })
+    }
+}
+
+fn check_integrity(connection: &Connection, path: &Path) -> Result<(), StoreError> {
     let mut problems = Vec::new();
-    if quick != "ok" {
-        problems.push(quick);
+    match check_pages(connection, path) {
+        Ok(()) => {}
+        Err(StoreError::Corrupt {
+            problems: found, ..
+        }) => problems.push(found),
+        Err(other) => return Err(other),
     }
     let mut statement = connection.prepare("PRAGMA foreign_key_check")?;
     let orphans = statement

@@ -277,7 +277,7 @@ pub fn run(settings: &Settings, resources: usize, node_count: usize) -> Result<S
         "of which: store load as the controller logs it",
         spread(&kill.logged_load),
         format!(
-            "SQLite integrity check alone (quick_check + foreign_key_check): {}",
+            "SQLite integrity check alone (quick_check): {}",
             spread(&floor.integrity_check)
         ),
     );

@@ -402,7 +402,7 @@ pub fn reloaded(cluster: &Cluster, dir: &std::path::Path) -> Cluster {
     .expect("store opens")
     .commit(&changes)
     .expect("commit");
-    let (store, check) = ferrite_store::Store::open_checking_aside(
+    let (store, check) = ferrite_store::Store::open_checking_pages_aside(
         ferrite_store::DataDirLock::acquire(dir).expect("lock"),
         "test-cluster",
     )

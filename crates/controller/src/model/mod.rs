@@ -469,10 +469,10 @@ pub fn now_millis() -> i64 {
 
 impl Cluster {
     /// Every reference to an object that is not in the graph, one line each: what the
-    /// store's foreign keys refuse (a resource on a node that is gone, a snapshot of a
-    /// definition that is gone, a connection whose resource is gone). Empty for a graph the
-    /// store would take. The unit tests check it after every plan they apply, so a plan whose
-    /// ops come in an order the store refuses fails there, not at a commit in production.
+    /// store's foreign keys refuse ([`Cluster::foreign_key_violations`]) and a definition
+    /// naming a resource group that is gone. Empty for a graph the store would take. The unit
+    /// tests check it after every plan they apply, so a plan whose ops come in an order the
+    /// store refuses fails there, not at a commit in production.
     pub fn dangling_references(&self) -> Vec<String> {
         let mut found = Vec::new();
         for rd in self.resource_definitions.values() {
@@ -482,6 +482,20 @@ impl Cluster {
                     rd.name, rd.resource_group
                 ));
             }
+        }
+        found.extend(self.foreign_key_violations());
+        found
+    }
+
+    /// The references the store's foreign keys hold that a child row's place in the graph
+    /// does not already prove, one line each: a resource or a snapshot on a node that is gone,
+    /// a snapshot of a definition that is gone, a connection whose node or resource is gone.
+    /// (A pool, a volume group, a volume definition, a resource and a snapshot are put under
+    /// their parent when the graph is loaded, and refused there without one.) The load checks
+    /// these instead of SQLite's `foreign_key_check`.
+    pub fn foreign_key_violations(&self) -> Vec<String> {
+        let mut found = Vec::new();
+        for rd in self.resource_definitions.values() {
             for resource in rd.resources.values() {
                 if !self.nodes.contains_key(&resource.node) {
                     found.push(format!(
