@@ -49,40 +49,115 @@ pub fn content_digest<'a>(
     pools: impl IntoIterator<Item = &'a PoolSpec>,
     resources: impl IntoIterator<Item = &'a ResourceSpec>,
 ) -> String {
-    use sha2::Digest;
-    use std::io::Write;
-
-    /// Feeds what serde_json writes to the hash.
-    struct Hashing(sha2::Sha256);
-    impl Write for Hashing {
-        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
-            self.0.update(bytes);
-            Ok(bytes.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-
     let mut pools: Vec<&PoolSpec> = pools.into_iter().collect();
     pools.sort_by(|a, b| cmp_name_keys(&a.name, &b.name));
     let mut resources: Vec<&ResourceSpec> = resources.into_iter().collect();
     resources.sort_by(|a, b| cmp_name_keys(&a.name, &b.name));
-    // serde_json writes a value in many small pieces; the hash takes them in blocks.
-    let mut out = std::io::BufWriter::with_capacity(64 * 1024, Hashing(sha2::Sha256::new()));
-    let counts = format!("{} pools, {} resources\n", pools.len(), resources.len());
-    let written = out.write_all(counts.as_bytes()).is_ok()
-        && pools
-            .iter()
-            .all(|pool| serde_json::to_writer(&mut out, pool).is_ok())
-        && resources
-            .iter()
-            .all(|resource| serde_json::to_writer(&mut out, resource).is_ok());
-    match out.into_inner() {
-        Ok(hashing) if written => format!("{:x}", hashing.0.finalize()),
-        // Not reached: writing to the hash cannot fail, nor can encoding these types. A
-        // digest nobody else computes makes the controller send the full state.
-        _ => "unencodable".to_string(),
+    let mut digest = ContentDigest::new(pools.len(), resources.len());
+    for pool in pools {
+        digest.pool(pool);
+    }
+    for resource in resources {
+        digest.resource(resource);
+    }
+    digest.finish()
+}
+
+/// [`content_digest`] fed one pool and one resource at a time, already in upper-cased name
+/// order (pools first), so that a state need not be held whole to be digested: the controller
+/// digests a node's resources as it makes them. Given the counts up front, it yields the same
+/// digest as [`content_digest`] of the same pools and resources. Fed out of order, or other
+/// counts than announced, it yields a text that is no digest (a satellite's digest is always
+/// one, taken in order), so the full state is sent.
+pub struct ContentDigest {
+    out: std::io::BufWriter<Hashing>,
+    written: bool,
+    announced: (usize, usize),
+    fed: (usize, usize),
+    /// The last name fed, to check the order.
+    last: String,
+    in_order: bool,
+}
+
+/// Feeds what serde_json writes to the hash.
+struct Hashing(sha2::Sha256);
+
+impl std::io::Write for Hashing {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        sha2::Digest::update(&mut self.0, bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl ContentDigest {
+    pub fn new(pools: usize, resources: usize) -> ContentDigest {
+        use std::io::Write;
+        // serde_json writes a value in many small pieces; the hash takes them in blocks.
+        let mut out = std::io::BufWriter::with_capacity(
+            64 * 1024,
+            Hashing(<sha2::Sha256 as sha2::Digest>::new()),
+        );
+        let counts = format!("{pools} pools, {resources} resources\n");
+        let written = out.write_all(counts.as_bytes()).is_ok();
+        ContentDigest {
+            out,
+            written,
+            announced: (pools, resources),
+            fed: (0, 0),
+            last: String::new(),
+            in_order: true,
+        }
+    }
+
+    fn follows(&mut self, name: &str, first: bool) {
+        // Equal names keep their order, as the sort in `content_digest` keeps them (a node
+        // has none: names are unique).
+        if !first && cmp_name_keys(&self.last, name) == std::cmp::Ordering::Greater {
+            self.in_order = false;
+        }
+        self.last.clear();
+        self.last.push_str(name);
+    }
+
+    pub fn pool(&mut self, pool: &PoolSpec) {
+        let first = self.fed.0 == 0;
+        if self.fed.1 > 0 {
+            self.in_order = false;
+        }
+        self.follows(&pool.name, first);
+        self.fed.0 += 1;
+        self.written &= serde_json::to_writer(&mut self.out, pool).is_ok();
+    }
+
+    pub fn resource(&mut self, resource: &ResourceSpec) {
+        let first = self.fed.1 == 0;
+        self.follows(&resource.name, first);
+        self.fed.1 += 1;
+        self.written &= serde_json::to_writer(&mut self.out, resource).is_ok();
+    }
+
+    pub fn finish(self) -> String {
+        if !self.in_order || self.fed != self.announced {
+            return format!(
+                "not canonical: {} of {} pools and {} of {} resources{}",
+                self.fed.0,
+                self.announced.0,
+                self.fed.1,
+                self.announced.1,
+                if self.in_order { "" } else { ", out of order" }
+            );
+        }
+        match self.out.into_inner() {
+            Ok(hashing) if self.written => {
+                format!("{:x}", sha2::Digest::finalize(hashing.0))
+            }
+            // Not reached: writing to the hash cannot fail, nor can encoding these types. A
+            // digest nobody else computes makes the controller send the full state.
+            _ => "unencodable".to_string(),
+        }
     }
 }
 
@@ -510,6 +585,37 @@ mod tests {
         }
     }
 
+    /// The digest of the pools `b`, `A` and the resources `web`, `DB` below, as protocol 8
+    /// defined it.
+    const PINNED_DIGEST: &str = "c90f8bb04e9596de1bd985d5d264c8d022444c40d761bcc5019c17c9c0d29cdf";
+
+    #[test]
+    fn the_digest_fed_in_order_is_the_digest_of_the_whole_state() {
+        let pools = [pool("A"), pool("b")];
+        let resources = [resource("DB", 1024), resource("web", 4096)];
+        let mut fed = ContentDigest::new(2, 2);
+        pools.iter().for_each(|p| fed.pool(p));
+        resources.iter().for_each(|r| fed.resource(r));
+        assert_eq!(fed.finish(), content_digest(&pools, &resources));
+
+        // Out of order, a count that was not announced, a pool after a resource: no digest.
+        let mut reversed = ContentDigest::new(2, 2);
+        pools.iter().for_each(|p| reversed.pool(p));
+        resources.iter().rev().for_each(|r| reversed.resource(r));
+        let unordered = reversed.finish();
+        assert!(unordered.starts_with("not canonical"), "{unordered}");
+        let mut short = ContentDigest::new(2, 3);
+        pools.iter().for_each(|p| short.pool(p));
+        resources.iter().for_each(|r| short.resource(r));
+        assert!(short.finish().starts_with("not canonical"));
+        let mut mixed = ContentDigest::new(2, 2);
+        mixed.pool(&pools[0]);
+        mixed.resource(&resources[0]);
+        mixed.pool(&pools[1]);
+        mixed.resource(&resources[1]);
+        assert!(mixed.finish().starts_with("not canonical"));
+    }
+
     #[test]
     fn the_content_digest_ignores_order_by_name_and_sees_every_field() {
         let pools = [pool("b"), pool("A")];
@@ -528,6 +634,8 @@ mod tests {
         assert_ne!(content_digest(&pools, &deleting), digest);
         assert_ne!(content_digest(&pools, &resources[..1]), digest);
         assert_ne!(content_digest(&pools[..1], &resources), digest);
+        // Pinned: peers of other versions compute it too, and must agree.
+        assert_eq!(digest, PINNED_DIGEST);
         // A resource's name moved to a pool's place does not collide.
         assert_ne!(
             content_digest(&[] as &[PoolSpec], &resources),

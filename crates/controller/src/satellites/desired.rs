@@ -6,8 +6,8 @@
 //! else.
 
 use ferrite_proto::{
-    DesiredState, PeerSpec, PoolSpec, ReplicationEngine, ReplicationSpec, ResourceSpec,
-    RestoreSpec, SnapshotCut, SnapshotSpec, SnapshotVolumeSpec, VolumeSpec,
+    ContentDigest, DesiredState, PeerSpec, PoolSpec, ReplicationEngine, ReplicationSpec,
+    ResourceSpec, RestoreSpec, SnapshotCut, SnapshotSpec, SnapshotVolumeSpec, Stamp, VolumeSpec,
 };
 use ferrite_types::{LayerKind, NodeName, ResourceName};
 
@@ -28,6 +28,31 @@ pub fn full_state(cluster: &Cluster, node: &NodeName) -> DesiredState {
         resources,
         removed_resources: Vec::new(),
     }
+}
+
+/// The stamp [`full_state`] would carry.
+pub fn full_state_stamp(cluster: &Cluster) -> Stamp {
+    Stamp {
+        epoch: cluster.epoch,
+        generation: cluster.revision,
+    }
+}
+
+/// The [`ferrite_proto::content_digest`] of what [`full_state`] would hold for `node`, made
+/// one resource at a time: a node that holds its state (every node, when a controller
+/// restarts) is sent only the stamp, and its 12,500 resources are never held at once. The
+/// definitions come in name order, which is the digest's order.
+pub fn full_state_digest(cluster: &Cluster, node: &NodeName) -> String {
+    let pools = cluster.node(node).map(pool_specs).unwrap_or_default();
+    let resources = cluster.resources_on_node_indexed(node);
+    let mut digest = ContentDigest::new(pools.len(), resources.len());
+    for pool in &pools {
+        digest.pool(pool);
+    }
+    for (rd, resource) in resources {
+        digest.resource(&resource_spec(cluster, rd, resource));
+    }
+    digest.finish()
 }
 
 /// The changes to `resources` on `node`, as a delta stamped with the cluster's revision. The
@@ -79,7 +104,8 @@ pub fn resource_spec(
 ) -> ResourceSpec {
     let removing_disk = resource.phase == ResourcePhase::DiskRemoving;
     ResourceSpec {
-        name: rd.name.to_string(),
+        // `as_str` and not `to_string`: no formatter for 12,500 names per full state.
+        name: rd.name.as_str().to_owned(),
         uuid: resource.uuid.clone(),
         layers: rd.resource_layers().to_vec(),
         diskless: resource.diskless,
@@ -97,7 +123,7 @@ pub fn resource_spec(
                 volume_number: vd.number.get(),
                 identity: vd.uuid.clone(),
                 size_kib: vd.size_kib,
-                storage_pool: resource.storage_pool.to_string(),
+                storage_pool: resource.storage_pool.as_str().to_owned(),
                 deleting: vd.is_deleting() || removing_disk,
                 minor: vd.minor,
                 // Only the snapshot's volumes are restored; a volume definition added since
@@ -250,4 +276,32 @@ fn replication_spec(
         volume_options,
         connection_options,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::app::testing::{add_resource, tutorial_cluster};
+
+    /// The digest made one resource at a time is the digest of the full state, so a node that
+    /// holds its state is recognised; the satellite computes the latter.
+    #[test]
+    fn the_digest_made_resource_by_resource_is_that_of_the_full_state() {
+        let mut cluster = tutorial_cluster();
+        // Spellings whose upper-cased order differs from their own.
+        for (i, name) in ["web", "DB", "alpha", "Zeta", "b_2", "B_1"]
+            .iter()
+            .enumerate()
+        {
+            add_resource(&mut cluster, name, ["node1", "node2"][i % 2], "pool_ssd");
+            add_resource(&mut cluster, name, "node3", "pool_ssd");
+        }
+        let nodes: Vec<NodeName> = cluster.nodes.keys().cloned().collect();
+        for node in &nodes {
+            let full = full_state(&cluster, node);
+            let whole = ferrite_proto::content_digest(&full.storage_pools, &full.resources);
+            assert_eq!(full_state_digest(&cluster, node), whole, "{node}");
+            assert_eq!(full.stamp(), full_state_stamp(&cluster));
+        }
+    }
 }

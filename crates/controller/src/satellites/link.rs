@@ -14,8 +14,8 @@ use std::time::Instant;
 
 use ferrite_proto::{
     ControllerMessage, FrameError, FrameReader, FrameWriter, HeldState, PROTOCOL_VERSION,
-    PoolReport, Refusal, SAME_STATE_VERSION, SatelliteMessage, content_digest, decode, encode,
-    frame_reader, frame_writer, is_compatible, read_body, read_frame, write_body, write_frame,
+    PoolReport, Refusal, SAME_STATE_VERSION, SatelliteMessage, decode, encode, frame_reader,
+    frame_writer, is_compatible, read_body, read_frame, write_body, write_frame,
 };
 use ferrite_types::{ConnectionStatus, NodeName};
 use tokio::net::TcpStream;
@@ -330,24 +330,25 @@ async fn send_full_state(
     let cluster = shared.cluster.clone();
     let for_node = node.clone();
     let (generation, same, body) = tokio::task::spawn_blocking(move || {
-        let full = {
-            let cluster = cluster.read().expect("cluster lock");
-            desired::full_state(&cluster, &for_node)
-        };
-        let generation = full.generation;
+        let cluster = cluster.read().expect("cluster lock");
+        let stamp = desired::full_state_stamp(&cluster);
+        // The digest is made without the state held whole; the state only when it is sent.
         let same = holds.filter(|held| {
-            held.stamp <= full.stamp()
-                && held.digest == content_digest(&full.storage_pools, &full.resources)
+            held.stamp <= stamp && held.digest == desired::full_state_digest(&cluster, &for_node)
         });
         let message = match &same {
             Some(held) => ControllerMessage::ApplySameState {
-                epoch: full.epoch,
-                generation,
+                epoch: stamp.epoch,
+                generation: stamp.generation,
                 digest: held.digest.clone(),
             },
-            None => ControllerMessage::ApplyState(full),
+            None => {
+                let full = desired::full_state(&cluster, &for_node);
+                drop(cluster);
+                ControllerMessage::ApplyState(full)
+            }
         };
-        (generation, same.is_some(), encode(&message))
+        (stamp.generation, same.is_some(), encode(&message))
     })
     .await
     .map_err(|e| SessionEnd::Lost(format!("building the full state failed: {e}")))?;
