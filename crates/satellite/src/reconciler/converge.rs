@@ -181,6 +181,8 @@ impl Reconciler {
         }
         if scope.is_none() {
             self.last_full_pass = Some(Instant::now());
+            // The wait for the next one is drawn again (`spread_interval`).
+            self.next_pass_after = None;
         }
     }
 

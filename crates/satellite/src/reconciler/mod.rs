@@ -88,6 +88,25 @@ use crate::replication::ReplicationDriver;
 /// pass is what repairs drift elsewhere; deltas do not postpone it.
 pub const RECONCILE_INTERVAL: Duration = Duration::from_secs(30);
 
+/// How far each wait for the next full pass strays from the interval, either way, as a share
+/// of it (a tenth: 27–33 s of 30). Nodes started together (a rack after a power cut, a
+/// cluster's satellites restarted by one upgrade) would otherwise pass, and send their reports
+/// to the controller, at the same moment every interval, for as long as they run; drawn anew
+/// after every pass, their passes drift apart.
+pub const PASS_SPREAD: f64 = 0.1;
+
+/// The wait after a full pass: `interval` scaled by a factor drawn from
+/// `1 ± PASS_SPREAD`.
+fn spread_interval(interval: Duration) -> Duration {
+    use std::hash::{BuildHasher, Hasher};
+    // A fresh random seed per call is all the randomness needed; no generator to keep.
+    let draw = std::collections::hash_map::RandomState::new()
+        .build_hasher()
+        .finish();
+    let unit = (draw >> 11) as f64 / (1u64 << 53) as f64;
+    interval.mul_f64(1.0 - PASS_SPREAD + 2.0 * PASS_SPREAD * unit)
+}
+
 /// The most deltas taken together ([`Reconciler::apply_deltas`]): a bound on how long the
 /// first of them waits for its answer.
 pub const MAX_DELTAS_TOGETHER: usize = 32;
@@ -382,6 +401,8 @@ pub struct Reconciler {
     node_outcome: NodeReport,
     /// When the last full pass ended.
     last_full_pass: Option<Instant>,
+    /// How long after it the next one is due ([`spread_interval`]), drawn when it ended.
+    next_pass_after: Option<Duration>,
     /// The content digest of `desired` and the stamp it was computed at (`held_digest`).
     digest_of_held: Option<(Stamp, String)>,
 }
@@ -452,6 +473,7 @@ impl Reconciler {
             orphans_known: false,
             node_outcome: NodeReport::default(),
             last_full_pass: None,
+            next_pass_after: None,
             digest_of_held: None,
         })
     }
@@ -545,9 +567,12 @@ impl Reconciler {
         self.create_retry.0 = self.create_retry.0.min(interval);
         self.converge_and_report();
         loop {
-            // Every `interval` after the last full pass, however many deltas came in between
-            // (each converged only what it named).
-            let next = self.last_full_pass.unwrap_or_else(Instant::now) + interval;
+            // About every `interval` after the last full pass ([`spread_interval`]), however
+            // many deltas came in between (each converged only what it named).
+            let after = *self
+                .next_pass_after
+                .get_or_insert_with(|| spread_interval(interval));
+            let next = self.last_full_pass.unwrap_or_else(Instant::now) + after;
             // Due first: a node that never runs out of deltas still gets its full pass.
             if Instant::now() >= next {
                 self.converge_and_report();
@@ -1146,5 +1171,31 @@ fn normalized_pool_name(kind: ProviderKind, pool_name: &str) -> String {
             pool_name.trim_end_matches('/').to_string()
         }
         _ => pool_name.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Waits stay within a tenth of the interval either way, and differ from pass to pass, so
+    /// nodes started together drift apart.
+    #[test]
+    fn the_wait_for_the_next_full_pass_strays_a_tenth_either_way() {
+        let interval = RECONCILE_INTERVAL;
+        let waits: Vec<Duration> = (0..1000).map(|_| spread_interval(interval)).collect();
+        let (low, high) = (interval.mul_f64(0.9), interval.mul_f64(1.1));
+        assert!(waits.iter().all(|w| (low..=high).contains(w)), "{waits:?}");
+        let shortest = waits.iter().min().unwrap();
+        let longest = waits.iter().max().unwrap();
+        assert!(
+            *longest - *shortest > interval.mul_f64(0.15),
+            "spread over {shortest:?}..{longest:?} only"
+        );
+        let mean = waits.iter().sum::<Duration>() / waits.len() as u32;
+        assert!(
+            (mean.as_secs_f64() - interval.as_secs_f64()).abs() < interval.as_secs_f64() * 0.02,
+            "a pass about every interval on average: {mean:?}"
+        );
     }
 }
