@@ -3,9 +3,9 @@
 //! with a loop device on it; and the stable symlinks that name it. [`BlockFrontend`] chooses.
 //!
 //! [`BlockDevices`] owns the FUSE mount (or the NBD server of the nbd devices) and every device;
-//! the owner (the engine's frontend
-//! task) adds and removes volumes through it. Each device is also handed out as an
-//! `Arc<`[`BlockDevice`]`>` so the engine can poll [`BlockDevice::is_in_use`] from anywhere.
+//! the owner (the engine's frontend task) adds and removes volumes through it. Each device is
+//! also handed out as an `Arc<`[`BlockDevice`]`>` so the engine can poll
+//! [`BlockDevice::is_in_use`] from anywhere.
 //!
 //! Adding and removing block: they run `losetup` or the nbd ioctls and wait for the kernel (up
 //! to [`DETACH_TIMEOUT`]), and a detach makes the kernel flush the volume through the FUSE file
