@@ -332,6 +332,15 @@ impl IntegrityCheck {
     }
 }
 
+/// The order of the rows in a table's scan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RowOrder {
+    /// By the table's key.
+    Key,
+    /// As SQLite keeps them.
+    Stored,
+}
+
 impl Store {
     /// Opens (creating if needed) the store in the locked data directory, applies pending
     /// migrations and checks integrity. `new_cluster_id` names the cluster if the store is new.
@@ -452,6 +461,25 @@ impl Store {
     /// not keep. The first error of `visit` ends the scan.
     pub fn scan<E: From<StoreError>>(
         &self,
+        visit: impl FnMut(Table, &[&str], &str) -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.scan_in(RowOrder::Key, visit)
+    }
+
+    /// [`Store::scan`], each table's rows in the order SQLite keeps them (by rowid, which is
+    /// mostly the order they were inserted in) rather than by key: a walk of the table alone.
+    /// In key order SQLite walks the key's index and looks each row up in the table, which
+    /// takes a third longer.
+    pub fn scan_as_stored<E: From<StoreError>>(
+        &self,
+        visit: impl FnMut(Table, &[&str], &str) -> Result<(), E>,
+    ) -> Result<(), E> {
+        self.scan_in(RowOrder::Stored, visit)
+    }
+
+    fn scan_in<E: From<StoreError>>(
+        &self,
+        order: RowOrder,
         mut visit: impl FnMut(Table, &[&str], &str) -> Result<(), E>,
     ) -> Result<(), E> {
         // Key parts that are numbers are written here; reused from row to row.
@@ -460,10 +488,10 @@ impl Store {
             let columns = table.key_columns();
             let width = columns.len();
             let keys = columns.join(", ");
-            let sql = format!(
-                "SELECT {keys}, data FROM {} ORDER BY {keys}",
-                table.sql_name()
-            );
+            let mut sql = format!("SELECT {keys}, data FROM {}", table.sql_name());
+            if order == RowOrder::Key {
+                write!(sql, " ORDER BY {keys}").expect("writing to a String");
+            }
             let mut statement = self.connection.prepare(&sql).map_err(StoreError::from)?;
             let mut rows = statement.query([]).map_err(StoreError::from)?;
             while let Some(row) = rows.next().map_err(StoreError::from)? {
@@ -723,10 +751,9 @@ mod tests {
         Table::ALL.iter().map(|t| snapshot.rows(*t).len()).collect()
     }
 
-    #[test]
-    fn a_scan_hands_out_every_row_in_order_as_load_does() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut store = open(dir.path(), "c");
+    /// [`family`], then a definition whose key sorts before the family's, with two volumes.
+    fn family_and_a_later_definition(dir: &Path) -> Store {
+        let mut store = open(dir, "c");
         store.commit(&family()).unwrap();
         store
             .commit(&[
@@ -735,10 +762,15 @@ mod tests {
                 put(Table::VolumeDefinitions, &["R0", "12"], "{}"),
             ])
             .unwrap();
-        let mut scanned: Vec<(Table, Vec<String>, String)> = Vec::new();
         store
-            .scan(|table, key, data| -> Result<(), StoreError> {
-                scanned.push((
+    }
+
+    /// Every row a scan in `order` hands out: table, key parts, data.
+    fn scanned(store: &Store, order: RowOrder) -> Vec<(Table, Vec<String>, String)> {
+        let mut rows = Vec::new();
+        store
+            .scan_in(order, |table, key, data| -> Result<(), StoreError> {
+                rows.push((
                     table,
                     key.iter().map(|k| k.to_string()).collect(),
                     data.to_string(),
@@ -746,6 +778,14 @@ mod tests {
                 Ok(())
             })
             .unwrap();
+        rows
+    }
+
+    #[test]
+    fn a_scan_hands_out_every_row_in_order_as_load_does() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = family_and_a_later_definition(dir.path());
+        let scanned = scanned(&store, RowOrder::Key);
         let snapshot = store.load().unwrap();
         let loaded: Vec<(Table, Vec<String>, String)> = Table::ALL
             .iter()
@@ -765,6 +805,34 @@ mod tests {
             .collect();
         assert_eq!(volumes, [["R0", "7"], ["R0", "12"], ["R1", "0"]]);
         assert_eq!(snapshot.cluster_id, "c");
+    }
+
+    #[test]
+    fn a_scan_as_stored_hands_out_the_same_rows_table_by_table_in_insertion_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = family_and_a_later_definition(dir.path());
+        let by_key = scanned(&store, RowOrder::Key);
+        let as_stored = scanned(&store, RowOrder::Stored);
+        let tables = |rows: &[(Table, Vec<String>, String)]| {
+            let mut tables: Vec<Table> = rows.iter().map(|(t, ..)| *t).collect();
+            tables.dedup();
+            tables
+        };
+        assert_eq!(
+            tables(&as_stored),
+            tables(&by_key),
+            "parents first, as by key"
+        );
+        let definitions: Vec<&str> = as_stored
+            .iter()
+            .filter(|(t, ..)| *t == Table::ResourceDefinitions)
+            .map(|(_, k, _)| k[0].as_str())
+            .collect();
+        assert_eq!(definitions, ["R1", "R0"], "in the order inserted");
+        let (mut sorted, mut expected) = (as_stored.clone(), by_key.clone());
+        sorted.sort();
+        expected.sort();
+        assert_eq!(sorted, expected);
     }
 
     #[test]

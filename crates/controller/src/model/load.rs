@@ -2,10 +2,14 @@
 //! caller's thread while a second thread decodes them into the graph, parents first, and the
 //! store's integrity check runs beside both ([`Cluster::load`]).
 //!
+//! SQLite hands out each table's rows as it keeps them ([`Store::scan_as_stored`], a walk of
+//! the table alone), which is mostly the order they were inserted in, parents' tables first.
 //! The resource definitions, the most numerous parents, are staged in the order read
-//! ([`Staged`]): their volume definitions and resources come in the same key order, so each is
-//! put under its parent by a cursor that only moves forward, and the map of definitions is
-//! built in one go at the end, instead of a search of the map per row.
+//! ([`Staged`]). Their children were mostly inserted in the same order as they were (a
+//! definition, then its volume definitions and resources), so each child is put under its
+//! parent by a cursor that moves forward; an index of the definitions in key order, made at
+//! the first miss, finds the others. The map of definitions is built in one go at the end,
+//! instead of a search of the map per row.
 
 use ferrite_store::{IntegrityCheck, Store, StoreError, Table};
 use ferrite_types::{NodeName, ResourceGroupName, ResourceName, SnapshotName};
@@ -151,11 +155,14 @@ impl Cluster {
     }
 }
 
-/// The resource definitions read so far, with their key text, in the order read (the store's
-/// key order), and where the last child found its parent.
+/// The resource definitions read so far, in the order read, and where the last child found
+/// its parent. A definition's row key is its name's key, so children find it by that.
 #[derive(Default)]
 struct Staged {
-    definitions: Vec<(String, ResourceDefinition)>,
+    definitions: Vec<ResourceDefinition>,
+    /// The positions in `definitions` in the order of their keys: made when a child first
+    /// does not find its parent near the cursor.
+    by_key: Option<Vec<u32>>,
     /// The table whose rows the cursor follows, and the index it is at.
     cursor: Option<(Table, usize)>,
 }
@@ -173,7 +180,18 @@ impl Staged {
         match table {
             Table::ResourceDefinitions => {
                 let rd: ResourceDefinition = parse(table, key, data)?;
-                self.definitions.push((key[0].to_string(), rd));
+                if rd.name.key() != key[0] {
+                    return Err(LoadError {
+                        table,
+                        key: owned(key),
+                        reason: format!(
+                            "its key is not that of the name it holds, '{}' (key {})",
+                            rd.name,
+                            rd.name.key()
+                        ),
+                    });
+                }
+                self.definitions.push(rd);
             }
             Table::VolumeDefinitions => {
                 let vd: VolumeDefinition = parse(table, key, data)?;
@@ -192,30 +210,33 @@ impl Staged {
         Ok(())
     }
 
-    /// The definition whose key text is `key[0]`. The children of a table come in key order,
-    /// as the definitions did, so the parent is at the cursor or after it; a binary search
-    /// finds it otherwise (the definitions are in key order), and a child with no parent is
-    /// refused.
+    /// The definition whose key text is `key[0]`. Children mostly come in their parents'
+    /// order, so the parent is usually at the cursor or just after it; the index in key order
+    /// finds it otherwise, and a child with no parent is refused.
     fn parent(&mut self, table: Table, key: &[&str]) -> Result<&mut ResourceDefinition, LoadError> {
         let wanted = key[0];
-        let mut at = match self.cursor {
+        let from = match self.cursor {
             Some((of, at)) if of == table => at,
             _ => 0,
         };
-        while self
+        let near = self
             .definitions
-            .get(at)
-            .is_some_and(|(k, _)| k.as_str() < wanted)
-        {
-            at += 1;
-        }
-        let found = if self.definitions.get(at).is_some_and(|(k, _)| k == wanted) {
-            Some(at)
-        } else {
-            self.definitions
-                .binary_search_by(|(k, _)| k.as_str().cmp(wanted))
+            .get(from..)
+            .unwrap_or_default()
+            .iter()
+            .take(CURSOR_REACH)
+            .position(|rd| rd.name.key() == wanted)
+            .map(|i| from + i);
+        let found = near.or_else(|| {
+            let definitions = &self.definitions;
+            let by_key = self
+                .by_key
+                .get_or_insert_with(|| positions_by_key(definitions));
+            by_key
+                .binary_search_by(|&at| definitions[at as usize].name.key().cmp(wanted))
                 .ok()
-        };
+                .map(|i| by_key[i] as usize)
+        });
         // A row with no parent leaves the cursor where it was.
         let index = found.ok_or_else(|| LoadError {
             table,
@@ -223,18 +244,63 @@ impl Staged {
             reason: "its parent object is missing".to_string(),
         })?;
         self.cursor = Some((table, index));
-        Ok(&mut self.definitions[index].1)
+        Ok(&mut self.definitions[index])
     }
 
-    /// Puts the definitions into the graph, all at once.
-    fn finish(self, cluster: &mut Cluster) {
+    /// Puts the definitions into the graph, all at once. The map sorts what it is given, and
+    /// a sort moves each definition many times: they are put in key order first by moving
+    /// each once, along the cycles of their positions in key order.
+    fn finish(mut self, cluster: &mut Cluster) {
+        let mut order = self
+            .by_key
+            .take()
+            .unwrap_or_else(|| positions_by_key(&self.definitions));
+        permute(&mut self.definitions, &mut order);
         cluster.resource_definitions = self
             .definitions
             .into_iter()
-            .map(|(_, rd)| (rd.name.clone(), rd))
+            .map(|rd| (rd.name.clone(), rd))
             .collect();
     }
 }
+
+/// The positions of `definitions` in the order of their keys.
+fn positions_by_key(definitions: &[ResourceDefinition]) -> Vec<u32> {
+    let mut by_key: Vec<u32> = (0..definitions.len() as u32).collect();
+    if !definitions.is_sorted_by(|a, b| a.name.key() <= b.name.key()) {
+        by_key.sort_unstable_by(|&a, &b| {
+            definitions[a as usize]
+                .name
+                .key()
+                .cmp(definitions[b as usize].name.key())
+        });
+    }
+    by_key
+}
+
+/// Reorders `items` so that the `i`-th is the one that was at `order[i]`, moving each item
+/// once (`order` is a permutation, and is used up).
+fn permute<T>(items: &mut [T], order: &mut [u32]) {
+    for start in 0..items.len() {
+        let mut at = start;
+        // Along the cycle through `start`: each step puts the wanted item at `at`, and the
+        // one it displaced where the next step takes from. Done positions point to themselves.
+        while order[at] as usize != at {
+            let from = order[at] as usize;
+            order[at] = at as u32;
+            if from == start {
+                break;
+            }
+            items.swap(at, from);
+            at = from;
+        }
+    }
+}
+
+/// How many definitions from the cursor on a child's parent is looked for before a binary
+/// search: its own parent's next sibling is the next definition, or one of the next few when
+/// some have no children of that table.
+const CURSOR_REACH: usize = 4;
 
 /// Rows per batch handed from the reading thread to the decoding one: large enough that the
 /// hand-over costs nothing per row, small enough that both threads start at once.
@@ -333,7 +399,7 @@ fn read_pipelined(store: &Store, cluster: &mut Cluster) -> Result<(), ReadError>
             })
             .expect("a thread to decode the store's rows");
         let mut batch = RowBatch::default();
-        let mut scanned = store.scan(|table, key, data| -> Result<(), ScanStop> {
+        let mut scanned = store.scan_as_stored(|table, key, data| -> Result<(), ScanStop> {
             batch.push(table, key, data);
             if batch.len() >= ROWS_PER_BATCH {
                 let next = reusable.try_recv().unwrap_or_default();
@@ -428,6 +494,43 @@ mod tests {
         let cluster = many_resources();
         let dir = tempfile::tempdir().unwrap();
         let loaded = testing::reloaded(&cluster, dir.path());
+        assert_same_definitions(&cluster, &loaded);
+    }
+
+    #[test]
+    fn rows_stored_in_another_order_than_their_keys_load_the_same() {
+        let cluster = many_resources();
+        let dir = tempfile::tempdir().unwrap();
+        testing::reloaded(&cluster, dir.path());
+        // Definitions last to first, volume definitions odd rows after even ones, resources
+        // in a scattered order: the foreign keys name the keys, not the rowids.
+        let raw =
+            rusqlite::Connection::open(dir.path().join(ferrite_store::DATABASE_FILE)).unwrap();
+        raw.execute_batch(
+            "UPDATE resource_definitions SET rowid = -rowid;
+             UPDATE volume_definitions SET rowid = rowid + (rowid % 2) * 1000000;
+             UPDATE resources SET rowid = -((rowid * 7919) % 100003) - 1000000;",
+        )
+        .unwrap();
+        let first: String = raw
+            .query_row(
+                "SELECT name FROM resource_definitions ORDER BY rowid LIMIT 1",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(
+            first,
+            format!("RES{:05}", RESOURCES - 1),
+            "stored last to first"
+        );
+        drop(raw);
+        let (store, check) = open_checking(dir.path());
+        let loaded = Cluster::load(&store, check).unwrap();
+        assert_same_definitions(&cluster, &loaded);
+    }
+
+    fn assert_same_definitions(cluster: &Cluster, loaded: &Cluster) {
         assert_eq!(loaded.nodes.len(), cluster.nodes.len());
         assert_eq!(loaded.resource_definitions.len(), RESOURCES);
         for (name, rd) in &cluster.resource_definitions {
@@ -456,14 +559,17 @@ mod tests {
     #[test]
     fn a_child_finds_its_parent_out_of_order_and_an_orphan_is_refused() {
         let mut source = testing::tutorial_cluster();
-        for name in ["res_a", "res_b", "res_c"] {
+        // More definitions than the cursor looks ahead.
+        for name in [
+            "res_a", "res_b", "res_c", "res_d", "res_e", "res_f", "res_g", "res_h",
+        ] {
             testing::add_resource(&mut source, name, "node1", "pool_ssd");
             testing::add_resource(&mut source, name, "node2", "pool_ssd");
         }
         let rds: Vec<&ResourceDefinition> = source.resource_definitions.values().collect();
         let mut loaded = Cluster::default();
         let mut staged = Staged::default();
-        for rd in &rds {
+        for rd in rds.iter().rev() {
             let row = serde_json::to_string(rd).unwrap();
             staged
                 .absorb(
@@ -474,9 +580,9 @@ mod tests {
                 )
                 .unwrap();
         }
-        // The resources from the last definition to the first: the cursor never has the
-        // parent, the search finds it.
-        for rd in rds.iter().rev() {
+        // The definitions were read last to first; the resources come from the first
+        // definition to the last: the cursor never has the parent, the index finds it.
+        for rd in &rds {
             for resource in rd.resources.values() {
                 let row = serde_json::to_string(resource).unwrap();
                 let key = [rd.name.key(), resource.node.key()];
@@ -504,6 +610,56 @@ mod tests {
                 "{}",
                 rd.name
             );
+        }
+    }
+
+    #[test]
+    fn a_permutation_puts_each_item_where_its_order_says() {
+        // Identity, one cycle, fixed points among cycles, and scattered ones.
+        let mut orders: Vec<Vec<u32>> = vec![
+            vec![],
+            vec![0, 1, 2],
+            vec![1, 2, 3, 0],
+            vec![0, 2, 1, 3, 5, 4, 6],
+        ];
+        for n in [10u32, 97, 1000] {
+            orders.push((0..n).map(|i| (i * 7 + 3) % n).collect());
+            orders.push((0..n).rev().collect());
+        }
+        for order in orders {
+            let items: Vec<String> = (0..order.len()).map(|i| format!("item{i}")).collect();
+            let wanted: Vec<String> = order.iter().map(|&at| items[at as usize].clone()).collect();
+            let mut permuted = items.clone();
+            permute(&mut permuted, &mut order.clone());
+            assert_eq!(permuted, wanted, "{order:?}");
+        }
+    }
+
+    #[test]
+    fn a_definition_stored_under_another_key_than_its_names_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cluster = testing::tutorial_cluster();
+        testing::add_resource(&mut cluster, "web", "node1", "pool_ssd");
+        testing::reloaded(&cluster, dir.path());
+        let raw =
+            rusqlite::Connection::open(dir.path().join(ferrite_store::DATABASE_FILE)).unwrap();
+        raw.execute_batch(
+            "PRAGMA foreign_keys = OFF;
+             UPDATE resource_definitions SET name = 'WEB2' WHERE name = 'WEB';
+             UPDATE resources SET resource = 'WEB2' WHERE resource = 'WEB';
+             UPDATE volume_definitions SET resource = 'WEB2' WHERE resource = 'WEB';",
+        )
+        .unwrap();
+        drop(raw);
+        let (store, check) = open_checking(dir.path());
+        match Cluster::load(&store, check) {
+            Err(ReadError::Row(LoadError { table, key, reason })) => {
+                assert_eq!(table, Table::ResourceDefinitions);
+                assert_eq!(key, ["WEB2"]);
+                assert!(reason.contains("'web' (key WEB)"), "{reason}");
+            }
+            Err(other) => panic!("refused for another reason: {other}"),
+            Ok(_) => panic!("a definition under another key was loaded"),
         }
     }
 
