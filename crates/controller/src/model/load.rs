@@ -71,7 +71,14 @@ impl Cluster {
     }
 
     /// Adds one row to the graph; a row's parent comes before it ([`Table::ALL`]'s order).
-    fn absorb(&mut self, table: Table, key: &[&str], data: &str) -> Result<(), LoadError> {
+    /// Resource definitions and their children go to `staged` until [`Staged::finish`].
+    fn absorb(
+        &mut self,
+        staged: &mut Staged,
+        table: Table,
+        key: &[&str],
+        data: &str,
+    ) -> Result<(), LoadError> {
         let cluster = self;
         match table {
             Table::ControllerProps => {
@@ -103,8 +110,23 @@ impl Cluster {
                 .volume_groups
                 .insert(volume_group.number, volume_group);
             }
-            Table::ResourceDefinitions | Table::VolumeDefinitions | Table::Resources => {
-                unreachable!("resource definitions and their children are staged ({table:?})")
+            Table::ResourceDefinitions => {
+                let rd: ResourceDefinition = parse(table, key, data)?;
+                staged.add(table, key, rd)?;
+            }
+            Table::VolumeDefinitions => {
+                let vd: VolumeDefinition = parse(table, key, data)?;
+                staged
+                    .parent(table, key)?
+                    .volume_definitions
+                    .insert(vd.number, vd);
+            }
+            Table::Resources => {
+                let resource: Resource = parse(table, key, data)?;
+                staged
+                    .parent(table, key)?
+                    .resources
+                    .insert(resource.node.clone(), resource);
             }
             Table::SnapshotDefinitions => {
                 let definition: SnapshotDefinition = parse(Table::SnapshotDefinitions, key, data)?;
@@ -168,45 +190,20 @@ struct Staged {
 }
 
 impl Staged {
-    /// Adds a row of the resource definitions or their children; every other row goes to
-    /// [`Cluster::absorb`].
-    fn absorb(
-        &mut self,
-        cluster: &mut Cluster,
-        table: Table,
-        key: &[&str],
-        data: &str,
-    ) -> Result<(), LoadError> {
-        match table {
-            Table::ResourceDefinitions => {
-                let rd: ResourceDefinition = parse(table, key, data)?;
-                if rd.name.key() != key[0] {
-                    return Err(LoadError {
-                        table,
-                        key: owned(key),
-                        reason: format!(
-                            "its key is not that of the name it holds, '{}' (key {})",
-                            rd.name,
-                            rd.name.key()
-                        ),
-                    });
-                }
-                self.definitions.push(rd);
-            }
-            Table::VolumeDefinitions => {
-                let vd: VolumeDefinition = parse(table, key, data)?;
-                self.parent(table, key)?
-                    .volume_definitions
-                    .insert(vd.number, vd);
-            }
-            Table::Resources => {
-                let resource: Resource = parse(table, key, data)?;
-                self.parent(table, key)?
-                    .resources
-                    .insert(resource.node.clone(), resource);
-            }
-            _ => cluster.absorb(table, key, data)?,
+    /// Stages a definition read from the row with `key`, which must be its name's.
+    fn add(&mut self, table: Table, key: &[&str], rd: ResourceDefinition) -> Result<(), LoadError> {
+        if rd.name.key() != key[0] {
+            return Err(LoadError {
+                table,
+                key: owned(key),
+                reason: format!(
+                    "its key is not that of the name it holds, '{}' (key {})",
+                    rd.name,
+                    rd.name.key()
+                ),
+            });
         }
+        self.definitions.push(rd);
         Ok(())
     }
 
@@ -390,7 +387,7 @@ fn read_pipelined(store: &Store, cluster: &mut Cluster) -> Result<(), ReadError>
             .spawn_scoped(scope, move || -> Result<(), LoadError> {
                 let mut staged = Staged::default();
                 for mut batch in to_decode {
-                    batch.each(|table, key, data| staged.absorb(cluster, table, key, data))?;
+                    batch.each(|table, key, data| cluster.absorb(&mut staged, table, key, data))?;
                     batch.clear();
                     let _ = spent.send(batch);
                 }
@@ -571,9 +568,9 @@ mod tests {
         let mut staged = Staged::default();
         for rd in rds.iter().rev() {
             let row = serde_json::to_string(rd).unwrap();
-            staged
+            loaded
                 .absorb(
-                    &mut loaded,
+                    &mut staged,
                     Table::ResourceDefinitions,
                     &[rd.name.key()],
                     &row,
@@ -586,15 +583,15 @@ mod tests {
             for resource in rd.resources.values() {
                 let row = serde_json::to_string(resource).unwrap();
                 let key = [rd.name.key(), resource.node.key()];
-                staged
-                    .absorb(&mut loaded, Table::Resources, &key, &row)
+                loaded
+                    .absorb(&mut staged, Table::Resources, &key, &row)
                     .unwrap();
             }
         }
         let some_resource = rds[0].resources.values().next().unwrap();
         let row = serde_json::to_string(some_resource).unwrap();
-        let orphan = staged
-            .absorb(&mut loaded, Table::Resources, &["GHOST", "NODE1"], &row)
+        let orphan = loaded
+            .absorb(&mut staged, Table::Resources, &["GHOST", "NODE1"], &row)
             .unwrap_err();
         assert_eq!(orphan.table, Table::Resources);
         assert_eq!(orphan.key, ["GHOST", "NODE1"]);
