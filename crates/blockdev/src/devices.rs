@@ -878,16 +878,11 @@ impl<V: Volume> BlockDevices<V> {
                     path: path.clone(),
                     source,
                 })?;
-                let taken = connection.lock().unwrap_or_else(|e| e.into_inner()).take();
-                if let Some(connection) = taken {
-                    connection
-                        .disconnect()
-                        .map_err(|source| BlockDevError::Path {
-                            action: "disconnect",
-                            path: path.clone(),
-                            source,
-                        })?;
-                }
+                disconnect_once(connection).map_err(|source| BlockDevError::Path {
+                    action: "disconnect",
+                    path: path.clone(),
+                    source,
+                })?;
                 drop(exclusive);
                 if let Frontend::KernelNbd(serving) = self.frontend() {
                     let _ = serving.server.remove_export(export);
@@ -986,10 +981,7 @@ impl<V: Volume> BlockDevices<V> {
                 path, connection, ..
             } => {
                 tracing::error!(device = %path.display(), "nbd device in use at shutdown: disconnected, its I/O fails from here");
-                let taken = connection.lock().unwrap_or_else(|e| e.into_inner()).take();
-                if let Some(connection) = taken
-                    && let Err(error) = connection.disconnect()
-                {
+                if let Err(error) = disconnect_once(connection) {
                     tracing::error!(device = %path.display(), %error, "could not disconnect an nbd device at shutdown");
                 }
             }
@@ -1129,6 +1121,13 @@ fn remove_symlinks<'a>(links: impl IntoIterator<Item = Option<&'a PathBuf>>) {
             let _ = std::fs::remove_dir(parent);
         }
     }
+}
+
+/// Disconnects an nbd device's connection unless that was done before: the connection is
+/// taken, so a second call finds none.
+fn disconnect_once(connection: &Mutex<Option<NbdConnection>>) -> std::io::Result<()> {
+    let taken = connection.lock().unwrap_or_else(|e| e.into_inner()).take();
+    taken.map_or(Ok(()), NbdConnection::disconnect)
 }
 
 #[cfg(test)]
