@@ -2688,3 +2688,229 @@ fn after_every_answer_the_last_report_sent_is_what_the_passes_found() {
     )));
     check(&node, "a delta in a new session");
 }
+
+/// The periodic pass runs in slices, and a delta taken between two of them converges within
+/// the pass: it answers from the loop-device table the pass read (once, for the whole pass),
+/// nothing is reported before the pass ends, and the pass finds and reports what a whole pass
+/// finds, the delta's resources included.
+#[test]
+fn a_full_pass_in_slices_takes_deltas_between_them_and_finds_what_a_whole_pass_finds() {
+    let mut node = Node::new();
+    let dir = node.pool_dir();
+    let resources: Vec<ResourceSpec> = (0..6)
+        .map(|i| resource(&format!("r{i}"), &[(0, 4096, "files")]))
+        .collect();
+    applied(node.apply(node.full(1, resources.clone())));
+    let mut inbox = node.connect("");
+    applied(node.apply(node.full(2, resources)));
+    // r4's file goes behind the satellite's back.
+    std::fs::remove_file(node.file("r4_00000.img")).unwrap();
+    node.host.take_commands();
+
+    node.reconciler.begin_sliced_pass();
+    // With no time to spare, each slice visits one resource: r0, then r1.
+    assert!(node.reconciler.converge_slice(Duration::ZERO));
+    assert!(node.reconciler.converge_slice(Duration::ZERO));
+    // A delta between slices: one resource before the pass's cursor, one after it, and a
+    // visited one grown.
+    let (generation, report) = applied(node.apply(delta_of(
+        &node,
+        3,
+        2,
+        vec![
+            resource("aa", &[(0, 4096, "files")]),
+            resource("r1", &[(0, 8192, "files")]),
+            resource("r9", &[(0, 4096, "files")]),
+        ],
+        &[],
+    )));
+    assert_eq!(generation, 3);
+    assert_eq!(volume_of(&report, "aa").disk_state, "UpToDate");
+    assert_eq!(volume_of(&report, "r1").usable_size_kib, Some(8192));
+    let during = volume_commands(&node);
+    assert!(
+        during
+            .iter()
+            .any(|c| c.starts_with("losetup --list --json")),
+        "the pass's first slice read the table: {during:?}"
+    );
+    assert!(
+        !during.iter().any(|c| c.contains("--associated")),
+        "the delta answered from the pass's table, kept current: {during:?}"
+    );
+    assert!(
+        during.contains(&format!("losetup --find --show {dir}/r9_00000.img")),
+        "{during:?}"
+    );
+    assert!(inbox.try_recv().is_err(), "nothing is reported mid-pass");
+
+    // The rest of the pass: r2, r3, r4, r5 and r9, one slice each; the last ends it.
+    let mut slices = 0;
+    loop {
+        slices += 1;
+        if !node.reconciler.converge_slice(Duration::ZERO) {
+            break;
+        }
+    }
+    assert_eq!(slices, 5);
+    assert!(
+        !node.reconciler.converge_slice(Duration::ZERO),
+        "no pass is under way"
+    );
+    let after = volume_commands(&node);
+    let SatelliteMessage::Report { report } = inbox.try_recv().unwrap() else {
+        panic!("the pass ends with its report");
+    };
+    let missing = volume_of(&report, "r4");
+    assert!(
+        missing
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("was created by this node but is missing")),
+        "{missing:?}"
+    );
+    assert_eq!(report.volumes.len(), 8);
+    let (sent, found) = node.reconciler.last_sent_and_found();
+    assert_eq!(sent, Some(found));
+    // A whole pass finds the same, and asks losetup as often: the sliced pass read the table
+    // once, the delta within it none.
+    // (Not the pools: the test's pool is on a real file system, whose free space moves.)
+    let again = node.reconciler.converge();
+    assert_eq!(
+        (again.volumes, again.orphans, again.errors),
+        (report.volumes, report.orphans, report.errors)
+    );
+    let whole = volume_commands(&node);
+    let tables = |commands: &[String]| {
+        commands
+            .iter()
+            .filter(|c| c.starts_with("losetup --list"))
+            .count()
+    };
+    assert_eq!(
+        tables(&during) + tables(&after),
+        tables(&whole),
+        "sliced: {during:?} {after:?}; whole: {whole:?}"
+    );
+
+    // A whole pass (a full state's, a command's) visits what a sliced one had left: that
+    // one is over.
+    node.reconciler.begin_sliced_pass();
+    assert!(node.reconciler.converge_slice(Duration::ZERO));
+    node.reconciler.converge();
+    assert!(!node.reconciler.converge_slice(Duration::ZERO));
+}
+
+/// Under `run`, the events that come during a full pass are taken between its slices, not
+/// after it: a delta queued behind the request to converge is answered before the pass's
+/// report. (The delta asks for the full state: a session starts with one.)
+#[test]
+fn a_delta_is_answered_between_the_slices_of_a_full_pass() {
+    let mut node = Node::new();
+    let resources: Vec<ResourceSpec> = (0..20)
+        .map(|i| resource(&format!("r{i:02}"), &[(0, 4096, "files")]))
+        .collect();
+    applied(node.apply(node.full(1, resources)));
+    let (events, receiver) = std::sync::mpsc::channel();
+    let (outbox, mut inbox) = unbounded_channel();
+    // Queued before the reconciler runs, so the order it takes them in is fixed.
+    events
+        .send(Event::ControllerConnected {
+            node_name: "node1".into(),
+            node_uuid: String::new(),
+            outbox: outbox.clone(),
+        })
+        .unwrap();
+    events.send(Event::Converge).unwrap();
+    let delta = delta_of(
+        &node,
+        2,
+        1,
+        vec![resource("app", &[(0, 4096, "files")])],
+        &[],
+    );
+    events
+        .send(Event::Apply {
+            state: delta,
+            reply: outbox,
+        })
+        .unwrap();
+    let placeholder = Node::new();
+    let reconciler = std::mem::replace(&mut node.reconciler, placeholder.reconciler);
+    let running = std::thread::spawn(move || reconciler.run(receiver, Duration::from_secs(3600)));
+    let next = |inbox: &mut UnboundedReceiver<SatelliteMessage>| {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            match inbox.try_recv() {
+                Ok(message) => return message,
+                Err(_) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(2))
+                }
+                Err(_) => panic!("no message within 10 s"),
+            }
+        }
+    };
+    let first = next(&mut inbox);
+    let second = next(&mut inbox);
+    events.send(Event::Shutdown).unwrap();
+    running.join().unwrap();
+    assert_eq!(
+        first,
+        SatelliteMessage::NeedFullState {
+            have_generation: Some(1)
+        }
+    );
+    let SatelliteMessage::Report { report } = second else {
+        panic!("the pass's report comes after the answer: {second:?}");
+    };
+    assert_eq!(report.volumes.len(), 20);
+}
+
+/// A pass in slices notes only the resources whose outcome changed: over a converged node it
+/// sends nothing and leaves nothing for the next answer to copy; a resource that changed is
+/// reported, and the record of what was sent is what the passes found.
+#[test]
+fn a_pass_in_slices_notes_only_what_changed() {
+    let mut node = Node::new();
+    let resources: Vec<ResourceSpec> = (0..4)
+        .map(|i| resource(&format!("r{i}"), &[(0, 4096, "files")]))
+        .collect();
+    let mut inbox = node.connect("");
+    applied(node.apply(node.full(1, resources)));
+    assert_eq!(node.reconciler.unsent_keys(), Some(Vec::new()));
+
+    let vgs = |node: &Node| {
+        node.host
+            .take_commands()
+            .iter()
+            .filter(|c| c.starts_with("vgs "))
+            .count()
+    };
+    vgs(&node);
+    node.reconciler.begin_sliced_pass();
+    while node.reconciler.converge_slice(Duration::ZERO) {}
+    assert!(
+        inbox.try_recv().is_err(),
+        "nothing changed: nothing is sent"
+    );
+    assert_eq!(node.reconciler.unsent_keys(), Some(Vec::new()));
+    let sliced = vgs(&node);
+
+    std::fs::remove_file(node.file("r2_00000.img")).unwrap();
+    node.reconciler.begin_sliced_pass();
+    while node.reconciler.converge_slice(Duration::ZERO) {}
+    let SatelliteMessage::Report { report } = inbox.try_recv().unwrap() else {
+        panic!("r2 went missing: reported");
+    };
+    assert_eq!(volume_of(&report, "r2").disk_state, "Failed");
+    assert_eq!(node.reconciler.unsent_keys(), Some(Vec::new()));
+    let (sent, found) = node.reconciler.last_sent_and_found();
+    assert_eq!(sent, Some(found));
+    vgs(&node);
+    node.reconciler.converge();
+    assert_eq!(
+        sliced,
+        vgs(&node),
+        "the pools are read once per pass, not per slice"
+    );
+}

@@ -8,17 +8,23 @@
 //! Baseline, in the same run on the same node: the full pass over the same volumes (what a full
 //! state cost before a held one was answered from the last pass, and what the periodic pass and
 //! a changed full state still cost).
+//!
+//! Then the node runs as a satellite does (`Reconciler::run`), and a delta creating one
+//! resource is timed from its event to its answer while a full pass is under way (started
+//! [`DELTA_INTO_PASS`] before the delta), against the same delta on an idle node: a pass in
+//! slices answers it between two of them, where a pass at once made it wait for the rest.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::mpsc::Sender;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use ferrite_proto::{
     ControllerMessage, DesiredState, PoolSpec, ResourceSpec, SatelliteMessage, VolumeSpec,
 };
 use ferrite_satellite::persist::StateDir;
-use ferrite_satellite::reconciler::Reconciler;
+use ferrite_satellite::reconciler::{Event, PASS_SLICE, Reconciler};
 use ferrite_storage::fake::FakeHost;
 use ferrite_storage::{ProviderOptions, ProviderSupport, Providers};
 use ferrite_types::{LayerKind, ProviderKind};
@@ -29,6 +35,9 @@ use crate::stats::Summary;
 
 /// Full states answered (and full passes timed) per run.
 const SAMPLES: usize = 7;
+
+/// How long after the start of a full pass the delta timed during it comes.
+const DELTA_INTO_PASS: Duration = Duration::from_millis(50);
 
 /// The full state of a node with `resources` unreplicated resources of one 4 KiB volume each
 /// in the FILE_THIN pool at `pool_dir`, stamped `generation`.
@@ -126,6 +135,7 @@ pub fn run(settings: &Settings, resources: usize) -> Result<Section> {
 
     let mut held = Vec::new();
     let mut passes = Vec::new();
+    let mut sliced = Vec::new();
     let mut answer_bytes = 0;
     for _ in 0..SAMPLES {
         generation += 1;
@@ -144,13 +154,33 @@ pub fn run(settings: &Settings, resources: usize) -> Result<Section> {
                 report.volumes.len()
             );
         }
+        // The periodic pass, in slices, with nothing between them: what slicing costs.
+        let started = Instant::now();
+        reconciler.begin_sliced_pass();
+        while reconciler.converge_slice(PASS_SLICE) {}
+        sliced.push(started.elapsed());
     }
     let held = Summary::of(&held);
     let passes = Summary::of(&passes);
+    let sliced = Summary::of(&sliced);
     eprintln!(
-        "[satellite] full state held: {}; full pass: {}",
+        "[satellite] full state held: {}; full pass: {}; in slices: {}",
         spread(&held),
-        spread(&passes)
+        spread(&passes),
+        spread(&sliced)
+    );
+    let (idle, in_pass) = deltas_during_passes(
+        reconciler,
+        &pool_dir,
+        generation,
+        Duration::from_secs_f64(passes.max_ms / 1e3),
+    )?;
+    let idle = Summary::of(&idle);
+    let in_pass = Summary::of(&in_pass);
+    eprintln!(
+        "[satellite] a delta during a full pass: {}; on an idle node: {}",
+        spread(&in_pass),
+        spread(&idle)
     );
 
     let mut section = Section::new(format!(
@@ -178,9 +208,130 @@ pub fn run(settings: &Settings, resources: usize) -> Result<Section> {
         ),
         verdict: Verdict::Context,
     });
+    section.rows.push(Row {
+        measure: format!(
+            "full pass of {resources} in slices of {} ms, nothing between them",
+            PASS_SLICE.as_millis()
+        ),
+        target: "—".into(),
+        measured: format!(
+            "p50 {} / max {} ms (n={})",
+            crate::stats::ms(sliced.p50_ms),
+            crate::stats::ms(sliced.max_ms),
+            sliced.count
+        ),
+        baseline: format!(
+            "the same pass at once: p50 {} / max {} ms (n={})",
+            crate::stats::ms(passes.p50_ms),
+            crate::stats::ms(passes.max_ms),
+            passes.count
+        ),
+        verdict: Verdict::Context,
+    });
+    section.rows.push(Row {
+        measure: format!(
+            "a delta creating one resource, {} ms into a full pass of {resources}",
+            DELTA_INTO_PASS.as_millis()
+        ),
+        target: "—".into(),
+        measured: format!(
+            "p50 {} / max {} ms (n={})",
+            crate::stats::ms(in_pass.p50_ms),
+            crate::stats::ms(in_pass.max_ms),
+            in_pass.count
+        ),
+        baseline: format!(
+            "the same delta on an idle node: p50 {} / max {} ms (n={})",
+            crate::stats::ms(idle.p50_ms),
+            crate::stats::ms(idle.max_ms),
+            idle.count
+        ),
+        verdict: Verdict::Context,
+    });
     if settings.keep {
         let kept = dir.keep();
         eprintln!("[satellite] kept {}", kept.display());
     }
     Ok(section)
+}
+
+/// Runs `reconciler` as a satellite does and times deltas, each creating one resource: on an
+/// idle node, and [`DELTA_INTO_PASS`] into a full pass (whose longest takes `pass`). Returns
+/// both sets of answer times.
+fn deltas_during_passes(
+    reconciler: Reconciler,
+    pool_dir: &str,
+    mut generation: u64,
+    pass: Duration,
+) -> Result<(Vec<Duration>, Vec<Duration>)> {
+    let (events, receiver) = std::sync::mpsc::channel();
+    // No periodic pass of its own: the passes are the ones asked for here.
+    let running = std::thread::spawn(move || reconciler.run(receiver, Duration::from_secs(86400)));
+    let result = (|| {
+        // Its first pass, at start, is over once it answers.
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        events.send(Event::Held {
+            node_uuid: String::new(),
+            reply,
+        })?;
+        answer.blocking_recv()?;
+        let mut idle = Vec::new();
+        let mut in_pass = Vec::new();
+        for i in 0..SAMPLES {
+            idle.push(timed_delta(
+                &events,
+                pool_dir,
+                &mut generation,
+                &format!("idle-{i}"),
+            )?);
+            events.send(Event::Converge)?;
+            std::thread::sleep(DELTA_INTO_PASS);
+            in_pass.push(timed_delta(
+                &events,
+                pool_dir,
+                &mut generation,
+                &format!("pass-{i}"),
+            )?);
+            // The rest of the pass, with room to spare.
+            std::thread::sleep(pass * 2);
+        }
+        Ok((idle, in_pass))
+    })();
+    let _ = events.send(Event::Shutdown);
+    running
+        .join()
+        .map_err(|_| anyhow::anyhow!("the reconciler's thread panicked"))?;
+    result
+}
+
+/// Sends a delta creating resource `bench-<suffix>` on top of `generation` and waits for its
+/// answer; returns how long that took.
+fn timed_delta(
+    events: &Sender<Event>,
+    pool_dir: &str,
+    generation: &mut u64,
+    suffix: &str,
+) -> Result<Duration> {
+    let mut state = full_state(pool_dir, 1, *generation + 1);
+    state.base_generation = Some(*generation);
+    let name = format!("bench-{suffix}");
+    for resource in &mut state.resources {
+        resource.uuid = format!("rsc-{name}");
+        for volume in &mut resource.volumes {
+            volume.identity = format!("vd-{name}-0");
+        }
+        resource.name = name.clone();
+    }
+    let (reply, mut answer) = tokio::sync::mpsc::unbounded_channel();
+    let started = Instant::now();
+    events.send(Event::Apply { state, reply })?;
+    let message = answer
+        .blocking_recv()
+        .context("the reconciler dropped the delta")?;
+    let took = started.elapsed();
+    if !matches!(message, SatelliteMessage::Applied { .. }) {
+        bail!("the node did not take the delta: {message:?}");
+    }
+    *generation += 1;
+    Ok(took)
 }

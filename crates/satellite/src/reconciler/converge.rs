@@ -1,8 +1,9 @@
 //! One convergence pass: make the node's storage what the desired state says, and report it.
 //!
-//! A full pass visits every resource the state lists; a pass for a delta visits only the
-//! resources the delta names (`scope`), and every other resource keeps what the last pass
-//! that visited it found ([`ResourceOutcome`]). Pools, held writes and orphans are node-wide
+//! A full pass visits every resource the state lists, at once or in slices ([`Visit::Full`])
+//! between which the reconciler takes the deltas that came; a pass for a delta visits only the
+//! resources the delta names ([`Visit::Named`]), and every other resource keeps what the last
+//! pass that visited it found ([`ResourceOutcome`]). Pools, held writes and orphans are node-wide
 //! and read in every pass (from memory and one `statvfs` per pool, nothing that grows with
 //! the volumes). For each volume of each resource visited:
 //!
@@ -164,55 +165,82 @@ fn random_mark() -> String {
         .unwrap_or_else(|_| format!("pool-{}", std::process::id()))
 }
 
+/// What a pass visits.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Visit<'a> {
+    /// The full pass, or a slice of it: the resources after the one of key `after` (from the
+    /// first for `None`) until `until` has passed, having visited at least one, or to the last
+    /// for `None`. The slice that reaches the last resource ends the pass, and does what needs
+    /// every resource visited: the outcomes of resources the state no longer lists are
+    /// dropped, and the orphans are searched for across the whole ledger.
+    Full {
+        after: Option<&'a str>,
+        until: Option<Instant>,
+    },
+    /// The resources these keys ([`resource_key`]) name: a delta's, or a command's.
+    Named(&'a BTreeSet<String>),
+}
+
+/// How a pass ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum PassEnd {
+    /// It visited every resource it was to visit.
+    Done,
+    /// A slice of the full pass ran out of time; the next goes on after this key.
+    After(String),
+}
+
 impl Reconciler {
-    /// One pass over every resource of the desired state (`scope` `None`), or over the
-    /// resources `scope` names (by [`resource_key`]). The node-wide parts (pools, held writes,
-    /// orphans) are read in either; a resource the pass does not visit keeps what the last
-    /// pass that visited it found. Returns nothing: [`Reconciler::assemble`] makes the report.
-    pub(super) fn converge_pass(&mut self, scope: Option<&BTreeSet<String>>) {
+    /// One pass over what `visit` says. The node-wide parts (pools, held writes, orphans) are
+    /// read in every pass; a resource the pass does not visit keeps what the last pass that
+    /// visited it found. Makes no report: [`Reconciler::assemble`] does.
+    pub(super) fn converge_pass(&mut self, visit: Visit) -> PassEnd {
         let generation = self.generation();
         let had_state = self.desired.is_some();
         // Taken out for the pass rather than cloned: a pass over a few resources must not
         // cost a copy of the whole state. Nothing the pass calls reads `self.desired`.
         let desired = self.desired.take().unwrap_or_default();
-        self.converge_desired(&desired, scope, generation);
+        let end = self.converge_desired(&desired, visit, generation);
         if had_state {
             self.desired = Some(desired);
         }
-        if scope.is_none() {
+        if matches!(visit, Visit::Full { .. }) && end == PassEnd::Done {
             self.last_full_pass = Some(Instant::now());
             // The wait for the next one is drawn again (`spread_interval`).
             self.next_pass_after = None;
         }
+        end
     }
 
     fn converge_desired(
         &mut self,
         desired: &NodeState,
-        scope: Option<&BTreeSet<String>>,
+        visit: Visit,
         generation: Option<u64>,
-    ) {
+    ) -> PassEnd {
         let mut node = NodeReport {
             generation,
             ..NodeReport::default()
         };
 
+        // The pools are read once per full pass: its later slices take what the first read
+        // (`vgs` is a process per pool; a pass in slices must not run it per slice). A delta
+        // that changes the pools is converged at once, which ends a pass in slices.
+        let read_already = match visit {
+            Visit::Full { after: Some(_), .. } => self
+                .slice_pools
+                .take()
+                .filter(|reports| reports.len() == desired.storage_pools.len()),
+            _ => None,
+        };
         let mut pools: BTreeMap<String, PoolState> = BTreeMap::new();
-        for pool in &desired.storage_pools {
-            let mut pool_report = pool_report(&self.providers, &self.support, pool);
-            if pool_report.errors.is_empty() && pool.provider_kind.has_backing_device() {
-                let location = normalized_pool_name(pool.provider_kind, &pool.pool_name);
-                let mark = if pool.uuid.is_empty() {
-                    random_mark()
-                } else {
-                    pool.uuid.clone()
-                };
-                if let Err(e) = self.verify_pool(pool.provider_kind, &location, &mark) {
-                    pool_report.errors.push(e);
-                }
-            }
+        for (i, pool) in desired.storage_pools.iter().enumerate() {
+            let pool_report = match &read_already {
+                Some(reports) => reports[i].clone(),
+                None => self.read_pool(pool),
+            };
             let error = (!pool_report.errors.is_empty()).then(|| pool_report.errors.join("; "));
-            if let Some(error) = &error {
+            if let (Some(error), None) = (&error, &read_already) {
                 warn!(node = %self.node_name, pool = %pool.name, %error, "storage pool not usable");
             }
             pools.insert(
@@ -221,28 +249,46 @@ impl Reconciler {
             );
             node.storage_pools.push(pool_report);
         }
-        if scope.is_none() {
+        if let Visit::Full { after: None, .. } = visit {
             self.migrate_names(&pools);
         }
 
-        // The resources the pass visits, in `resource_key` order: every one, or those `scope`
-        // names that the state holds (looked up, not searched for).
-        let visited: Vec<&ResourceSpec> = match scope {
-            None => {
-                self.unsent = Unsent::All;
-                desired.resources().collect()
+        // The resources the pass may visit, with their keys, in `resource_key` order: every
+        // one (from where a slice goes on), or those `Named` names that the state holds
+        // (looked up, not searched for).
+        let (candidates, until): (Box<dyn Iterator<Item = (&str, &ResourceSpec)>>, _) = match visit
+        {
+            Visit::Full { after, until } => {
+                if after.is_none() && until.is_none() {
+                    self.unsent = Unsent::All;
+                }
+                let all = desired.resources_after(after);
+                (Box::new(all.map(|(key, r)| (key.as_str(), r))), until)
             }
-            Some(names) => {
+            Visit::Named(names) => {
                 for name in names {
                     self.unsent.note(name);
                 }
-                names
+                let named = names
                     .iter()
-                    .filter_map(|key| desired.resource_by_key(key))
-                    .collect()
+                    .filter_map(|key| Some((key.as_str(), desired.resource_by_key(key)?)));
+                (Box::new(named), None)
             }
         };
-        for &resource in &visited {
+        // A slice notes as unsent only the resources whose outcome it changed (a pass at once
+        // notes them all), so the end of a pass over a converged node copies and sends nothing.
+        let sliced =
+            matches!(visit, Visit::Full { after, until } if after.is_some() || until.is_some());
+        let mut before: Vec<Option<NodeReport>> = Vec::new();
+        let mut visited: Vec<(&str, &ResourceSpec)> = Vec::new();
+        let mut end = PassEnd::Done;
+        for (key, resource) in candidates {
+            if let (Some(until), Some((last, _))) = (until, visited.last())
+                && Instant::now() >= until
+            {
+                end = PassEnd::After(last.to_string());
+                break;
+            }
             let mut outcome = ResourceOutcome::default();
             self.converge_resource(
                 resource,
@@ -251,15 +297,33 @@ impl Reconciler {
                 &mut outcome.in_use,
                 &mut outcome.being_deleted,
             );
-            self.outcomes.insert(resource_key(&resource.name), outcome);
-        }
-        // What was found of resources the state no longer lists goes with them.
-        match scope {
-            None => {
-                self.outcomes
-                    .retain(|key, _| desired.resource_by_key(key).is_some());
+            let replaced = self.outcomes.insert(key.to_string(), outcome);
+            if sliced {
+                before.push(replaced.map(|o| o.report));
             }
-            Some(names) => {
+            visited.push((key, resource));
+        }
+        let whole = matches!(visit, Visit::Full { .. }) && end == PassEnd::Done;
+        // The keys whose outcome this pass may have changed, when it did not visit every one.
+        let changed: Option<BTreeSet<String>> = match visit {
+            Visit::Named(names) => Some(names.clone()),
+            Visit::Full { .. } if whole => None,
+            Visit::Full { .. } => Some(visited.iter().map(|(k, _)| k.to_string()).collect()),
+        };
+        // What was found of resources the state no longer lists goes with them.
+        match visit {
+            Visit::Full { .. } if whole => {
+                let unsent = &mut self.unsent;
+                self.outcomes.retain(|key, _| {
+                    let listed = desired.resource_by_key(key).is_some();
+                    if !listed && sliced {
+                        unsent.note(key);
+                    }
+                    listed
+                });
+            }
+            Visit::Full { .. } => {}
+            Visit::Named(names) => {
                 for name in names {
                     if desired.resource_by_key(name).is_none() {
                         self.outcomes.remove(name);
@@ -269,13 +333,17 @@ impl Reconciler {
         }
 
         self.hold_io_for_cuts(desired, &mut node);
-        for &resource in &visited {
-            let key = resource_key(&resource.name);
-            let mut outcome = self.outcomes.remove(&key).unwrap_or_default();
+        for &(key, resource) in &visited {
+            let mut outcome = self.outcomes.remove(key).unwrap_or_default();
             self.converge_snapshots(resource, &pools, &mut outcome.report);
-            self.outcomes.insert(key, outcome);
+            self.outcomes.insert(key.to_string(), outcome);
         }
-        match scope {
+        for (&(key, _), before) in visited.iter().zip(before) {
+            if before.as_ref() != self.outcomes.get(key).map(|o| &o.report) {
+                self.unsent.note(key);
+            }
+        }
+        match &changed {
             None => {
                 self.notable = self
                     .outcomes
@@ -284,19 +352,19 @@ impl Reconciler {
                     .map(|(key, _)| key.clone())
                     .collect();
             }
-            Some(names) => {
-                for name in names {
-                    if self.outcomes.get(name).is_some_and(|o| o.is_notable()) {
-                        self.notable.insert(name.clone());
+            Some(keys) => {
+                for key in keys {
+                    if self.outcomes.get(key).is_some_and(|o| o.is_notable()) {
+                        self.notable.insert(key.clone());
                     } else {
-                        self.notable.remove(name);
+                        self.notable.remove(key);
                     }
                 }
             }
         }
         let previous = std::mem::take(&mut self.node_outcome.orphans);
-        node.orphans = match scope {
-            Some(names) if self.orphans_known => self.orphans_after(desired, names, previous),
+        node.orphans = match &changed {
+            Some(keys) if self.orphans_known => self.orphans_after(desired, keys, previous),
             _ => {
                 self.orphans_known = true;
                 self.all_orphans(desired)
@@ -323,7 +391,33 @@ impl Reconciler {
             }
             self.storage_changed = false;
         }
+        // Kept for the slices to come, and refreshed by a delta's pass between two of them (so
+        // the pass does not report capacity older than the delta's answer).
+        let slices_to_come = match visit {
+            Visit::Full { .. } => sliced && end != PassEnd::Done,
+            Visit::Named(_) => self.slice_pools.is_some(),
+        };
+        self.slice_pools = slices_to_come.then(|| node.storage_pools.clone());
         self.node_outcome = node;
+        end
+    }
+
+    /// `pool`'s report, read from its provider, with the errors that make it unusable (its
+    /// storage is not the one recorded, `verify_pool`).
+    fn read_pool(&mut self, pool: &PoolSpec) -> ferrite_proto::PoolReport {
+        let mut pool_report = pool_report(&self.providers, &self.support, pool);
+        if pool_report.errors.is_empty() && pool.provider_kind.has_backing_device() {
+            let location = normalized_pool_name(pool.provider_kind, &pool.pool_name);
+            let mark = if pool.uuid.is_empty() {
+                random_mark()
+            } else {
+                pool.uuid.clone()
+            };
+            if let Err(e) = self.verify_pool(pool.provider_kind, &location, &mark) {
+                pool_report.errors.push(e);
+            }
+        }
+        pool_report
     }
 
     /// Converges one resource of the desired state: its volumes, its replication member and

@@ -6,8 +6,10 @@
 //! After every answer the last report is what the passes found; after a named pass that is
 //! the old one with the named resources' parts (and the node-wide part) replaced. So the
 //! reconciler notes which resources' outcomes changed since the parts were taken
-//! ([`Unsent`]) and copies only those: a delta costs what it names. After a full pass every
-//! part may have changed, and the next answer copies them all.
+//! ([`Unsent`]) and copies only those: a delta costs what it names. After a full pass at once
+//! every part may have changed, and the next answer copies them all; a pass in slices notes the
+//! resources whose outcome it changed, and is compared with the last report by those
+//! ([`Reconciler::found_differs`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -131,8 +133,29 @@ impl Reconciler {
         self.unsent = Unsent::default();
     }
 
+    /// Whether what the passes found differs noticeably ([`super::differs_noticeably`]) from
+    /// the last report sent (true if none was). Only the node-wide part and the parts
+    /// [`Unsent`] names are compared, every other part being the one sent; so a pass in
+    /// slices, which notes only the resources whose outcome changed, costs here what changed.
+    pub(super) fn found_differs(&self) -> bool {
+        let Some(sent) = &self.last_sent else {
+            return true;
+        };
+        let Unsent::Some(keys) = &self.unsent else {
+            return super::differs_noticeably(&sent.report(), &self.assemble(None));
+        };
+        super::differs_noticeably(&sent.node, &node_part(&self.node_outcome))
+            || keys
+                .iter()
+                .any(|key| match (sent.parts.get(key), self.outcomes.get(key)) {
+                    (Some(sent), Some(found)) => super::differs_noticeably(sent, &found.report),
+                    (None, None) => false,
+                    _ => true,
+                })
+    }
+
     /// Records that the last report sent is what the passes found, copying only the parts
-    /// that changed since the last record (all of them after a full pass).
+    /// that changed since the last record (all of them after a full pass at once).
     pub(super) fn sent_named(&mut self) {
         let (Some(sent), Unsent::Some(keys)) = (&mut self.last_sent, &mut self.unsent) else {
             return self.sent_whole();

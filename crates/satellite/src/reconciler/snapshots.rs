@@ -318,8 +318,7 @@ impl Reconciler {
     /// the others, ends holds older than the lease, and reports which it holds.
     pub(super) fn hold_io_for_cuts(&mut self, desired: &NodeState, report: &mut NodeReport) {
         let wanted: BTreeMap<&str, &ResourceSpec> = desired
-            .resources()
-            .filter(|r| r.suspend_io && r.replication.is_some() && !r.deleting && !r.inactive)
+            .resources_asking_io_held()
             .map(|r| (r.name.as_str(), r))
             .collect();
         let lease = std::time::Duration::from_millis(SUSPEND_IO_LEASE_MS);

@@ -15,7 +15,7 @@
 //! is the [`DesiredState`] it stands for ([`NodeState::serialize_desired`] writes exactly what
 //! serializing that [`DesiredState`] would).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use ferrite_proto::{DesiredState, PoolSpec, ResourceSpec, Stamp};
 use serde::{Serialize, Serializer};
@@ -44,6 +44,18 @@ pub struct NodeState {
     pub storage_pools: Vec<PoolSpec>,
     /// Every resource of the node, by [`resource_key`].
     resources: BTreeMap<String, ResourceSpec>,
+    /// The keys of the resources that ask for their writes held ([`asks_io_held`]): what every
+    /// pass looks at, so it need not walk every resource.
+    io_held: BTreeSet<String>,
+}
+
+/// Whether `resource` asks this node to hold its writes (for a snapshot's cut): it runs a
+/// replication engine, is neither being deleted nor inactive, and says so.
+pub fn asks_io_held(resource: &ResourceSpec) -> bool {
+    resource.suspend_io
+        && resource.replication.is_some()
+        && !resource.deleting
+        && !resource.inactive
 }
 
 /// A delta made ready to apply: the stamp and pools it brings (pools sorted) and each resource
@@ -123,7 +135,7 @@ impl NodeState {
     pub fn from_full(state: DesiredState) -> NodeState {
         let mut storage_pools = state.storage_pools;
         sort_pools(&mut storage_pools);
-        let resources = state
+        let resources: BTreeMap<String, ResourceSpec> = state
             .resources
             .into_iter()
             .map(|mut resource| {
@@ -131,11 +143,17 @@ impl NodeState {
                 (resource_key(&resource.name), resource)
             })
             .collect();
+        let io_held = resources
+            .iter()
+            .filter(|(_, r)| asks_io_held(r))
+            .map(|(key, _)| key.clone())
+            .collect();
         NodeState {
             epoch: state.epoch,
             generation: state.generation,
             storage_pools,
             resources,
+            io_held,
         }
     }
 
@@ -166,6 +184,27 @@ impl NodeState {
     /// Every resource with its [`resource_key`], in that order.
     pub fn resources_by_key(&self) -> impl Iterator<Item = (&String, &ResourceSpec)> {
         self.resources.iter()
+    }
+
+    /// The resources after the one of [`resource_key`] `after` (every one for `None`), with
+    /// their keys, in that order: where a full pass visited in slices goes on.
+    pub fn resources_after<'a>(
+        &'a self,
+        after: Option<&str>,
+    ) -> impl Iterator<Item = (&'a String, &'a ResourceSpec)> + 'a {
+        use std::ops::Bound;
+        let from = match after {
+            Some(key) => Bound::Excluded(key.to_string()),
+            None => Bound::Unbounded,
+        };
+        self.resources.range((from, Bound::Unbounded))
+    }
+
+    /// The resources that ask for their writes held ([`asks_io_held`]), in key order.
+    pub fn resources_asking_io_held(&self) -> impl Iterator<Item = &ResourceSpec> {
+        self.io_held
+            .iter()
+            .filter_map(|key| self.resources.get(key))
     }
 
     /// The resource of [`resource_key`] `key`.
@@ -199,13 +238,23 @@ impl NodeState {
         self.epoch = change.epoch;
         self.generation = change.generation;
         for (key, spec) in change.resources {
-            let previous = match spec {
-                Some(spec) => self.resources.insert(key.clone(), spec),
-                None => self.resources.remove(&key),
-            };
+            let previous = self.put(&key, spec);
             undo.resources.insert(key, previous);
         }
         undo
+    }
+
+    /// Puts `spec` (or, for `None`, no resource) under `key`, keeping the index of those that
+    /// ask for their writes held; returns what was there.
+    fn put(&mut self, key: &str, spec: Option<ResourceSpec>) -> Option<ResourceSpec> {
+        match &spec {
+            Some(spec) if asks_io_held(spec) => self.io_held.insert(key.to_string()),
+            _ => self.io_held.remove(key),
+        };
+        match spec {
+            Some(spec) => self.resources.insert(key.to_string(), spec),
+            None => self.resources.remove(key),
+        }
     }
 
     /// Puts back what `undo` recorded.
@@ -214,10 +263,7 @@ impl NodeState {
         self.generation = undo.generation;
         self.storage_pools = undo.storage_pools;
         for (key, previous) in undo.resources {
-            match previous {
-                Some(spec) => self.resources.insert(key, spec),
-                None => self.resources.remove(&key),
-            };
+            self.put(&key, previous);
         }
     }
 
@@ -345,8 +391,22 @@ mod tests {
             let volumes = (0..self.below(4))
                 .map(|_| volume(self.below(5) as u16, 1024 * (1 + self.below(3))))
                 .collect();
+            // Some ask for their writes held (replicated, suspend_io), some only nearly.
+            let replication = (self.below(2) == 0).then(|| ferrite_proto::ReplicationSpec {
+                engine: ferrite_proto::ReplicationEngine::Mirror,
+                node_id: 0,
+                address: std::net::IpAddr::from([127, 0, 0, 1]),
+                port: 7000,
+                secret: "s".into(),
+                peers: Vec::new(),
+                options: BTreeMap::new(),
+                volume_options: BTreeMap::new(),
+                connection_options: BTreeMap::new(),
+            });
             ResourceSpec {
                 deleting: self.below(4) == 0,
+                suspend_io: self.below(2) == 0,
+                replication,
                 ..resource(&name, volumes)
             }
         }
@@ -574,6 +634,12 @@ mod tests {
                 assert_eq!(
                     state.to_desired(),
                     reference,
+                    "seed {seed} generation {generation}"
+                );
+                // The index of those asking for held writes too.
+                assert_eq!(
+                    state,
+                    NodeState::from_full(reference.clone()),
                     "seed {seed} generation {generation}"
                 );
                 let mut undone = state.clone();
