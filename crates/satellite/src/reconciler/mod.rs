@@ -933,6 +933,9 @@ impl Reconciler {
         let answer = match scope {
             None if unchanged => {
                 debug!("the full state is the one the node holds; answered from the last pass");
+                // What the last pass found is what this generation asks for: the report says
+                // so, and the next pass finds nothing new to report for it.
+                self.node_outcome.generation = Some(generation);
                 let report = self.assemble(None);
                 // The outcomes are the last pass's: only the parts noted since the last answer
                 // need copying into the record of what was sent.
