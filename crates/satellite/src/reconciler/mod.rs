@@ -118,8 +118,8 @@ fn spread_interval(interval: Duration) -> Duration {
 }
 
 /// How long a slice of the periodic full pass runs before the reconciler takes the events
-/// that came meanwhile (a delta waits for the slice under way, not for the whole pass: 0.4 s
-/// at 12,500 volumes). A slice visits at least one resource, so a pass always ends.
+/// that came meanwhile (a delta waits for the slice under way, not for the whole pass: 0.2–0.4
+/// s at 12,500 volumes). A slice visits at least one resource, so a pass always ends.
 pub const PASS_SLICE: Duration = Duration::from_millis(5);
 
 /// The most deltas taken together ([`Reconciler::apply_deltas`]): a bound on how long the
