@@ -38,6 +38,11 @@ pub enum StartError {
     Defaults(String),
 }
 
+/// A change that takes this long, from asking for the mutation lock to every satellite's
+/// answer, is logged with where its time went (waiting for the lock, planning, the store's
+/// commit, applying and pushing, the satellites).
+const SLOW_CHANGE: std::time::Duration = std::time::Duration::from_millis(50);
+
 struct Inner {
     store: Mutex<Store>,
     cluster: Arc<RwLock<Cluster>>,
@@ -298,7 +303,9 @@ impl Controller {
         &self,
         plan: impl FnOnce(&Cluster, &Runtime) -> Result<Plan, Failure>,
     ) -> Result<(Vec<ApiCallRc>, Vec<crate::app::deletions::Marked>, bool), Failure> {
+        let asked = std::time::Instant::now();
         let guard = self.inner.mutations.lock().await;
+        let locked = asked.elapsed();
         let mut plan = self.read_with_runtime(plan)?;
         self.read_with_runtime(|cluster, runtime| {
             crate::app::finalize(cluster, runtime, &mut plan)
@@ -331,6 +338,7 @@ impl Controller {
 
         let changes: Vec<_> =
             self.read(|cluster| ops.iter().flat_map(|op| op.to_changes(cluster)).collect());
+        let planned = asked.elapsed();
         let store = self.inner.clone();
         let committed = tokio::task::spawn_blocking(move || {
             store.store.lock().expect("store lock").commit(&changes)
@@ -350,6 +358,7 @@ impl Controller {
             }
         };
         self.inner.metrics.record_commit();
+        let stored = asked.elapsed();
 
         // Apply and enqueue the deltas under the write lock, so deltas reach every link in
         // revision order.
@@ -406,12 +415,26 @@ impl Controller {
             }
         }
         drop(guard);
+        let pushed = asked.elapsed();
 
         let waits: Vec<NodeName> = waits
             .into_iter()
             .filter(|n| !no_wait && !wait_online.contains(n))
             .collect();
         replies.extend(self.wait_for_nodes(&waits, &wait_online, revision).await);
+        let applied = asked.elapsed();
+        if applied >= SLOW_CHANGE {
+            info!(
+                revision,
+                total_ms = applied.as_millis() as u64,
+                lock_ms = locked.as_millis() as u64,
+                plan_ms = (planned - locked).as_millis() as u64,
+                store_ms = (stored - planned).as_millis() as u64,
+                push_ms = (pushed - stored).as_millis() as u64,
+                satellites_ms = (applied - pushed).as_millis() as u64,
+                "slow change"
+            );
+        }
         replies.extend(self.volume_problems(&touched));
         Ok((replies, deletions, forgot))
     }

@@ -19,6 +19,13 @@
 //! A damaged frame with an intact one after it, or sequences out of order, is corruption: an
 //! error that names the file and the offset, never a silent reset.
 //!
+//! The file is made longer than its records ahead of need ([`PREALLOCATE_BYTES`] of zeros,
+//! written and synced with the append that needs them), so that an append writes into space the
+//! file already has: its `fdatasync` then writes the record alone, where a file that grows
+//! must also write its inode (the new size) before the call returns. Zeros after the last
+//! record are that space, never a record: a frame of length zero is never written. (A version
+//! without this takes them for a record cut short and cuts them off, with a warning.)
+//!
 //! Compaction writes the whole state as a new snapshot (atomically, stamped with the last
 //! sequence), then empties the journal. A crash between the two leaves a snapshot that holds
 //! every record still in the journal; their sequences say so, and they are skipped.
@@ -32,7 +39,7 @@
 //! reconciler's ownership.
 
 use std::fs::File;
-use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
@@ -44,11 +51,25 @@ use crate::persist::{PersistError, io, read_json, write_json_atomically};
 /// The bytes before a frame's payload.
 const FRAME_HEADER: usize = 16;
 
-/// The journal is compacted once it is this many times larger than the snapshot...
+/// The zeros the journal is made longer by when an append needs room: one `fsync` of the
+/// file's new size per this many bytes of records, instead of one per record.
+pub const PREALLOCATE_BYTES: u64 = 1024 * 1024;
+
+/// The journal is compacted once it is about this many times larger than the snapshot...
 pub const COMPACT_FACTOR: u64 = 4;
+
+/// ...give or take this share of it, drawn for each journal after every compaction: nodes
+/// that fill together (one placement policy spreading a cluster's volumes evenly) would
+/// otherwise compact together, every node writing and syncing megabytes at the same moment.
+pub const COMPACT_SPREAD: f64 = 0.25;
 
 /// ...and larger than this, so a small state is not rewritten every few changes.
 pub const COMPACT_MIN_BYTES: u64 = 256 * 1024;
+
+/// A journal's compaction threshold: [`COMPACT_FACTOR`] ± [`COMPACT_SPREAD`].
+fn draw_compact_factor() -> f64 {
+    crate::spread::around(COMPACT_FACTOR as f64, COMPACT_SPREAD)
+}
 
 /// The snapshot as written: the state and the last journal record it holds.
 #[derive(Serialize)]
@@ -75,7 +96,11 @@ pub struct Journal {
     file: File,
     /// The journal's length: where the next frame goes.
     len: u64,
+    /// The file's size: from `len` on, zeros ([`PREALLOCATE_BYTES`]).
+    allocated: u64,
     snapshot_len: u64,
+    /// This journal's share of [`COMPACT_FACTOR`] ± [`COMPACT_SPREAD`], until it is compacted.
+    compact_factor: f64,
     /// The sequence of the last record written (in the journal or the snapshot).
     sequence: u64,
     /// An append failed and its bytes could not be cut off: nothing more may be appended
@@ -231,6 +256,8 @@ impl Journal {
         let mut records = Vec::new();
         let mut sequence = snapshot_sequence;
         let mut len = 0;
+        // Whether everything after the records is zeros: space made ahead, kept.
+        let mut zeros_after = true;
         if let Some(bytes) = &bytes {
             let (frames, end) = read_frames(&path, bytes)?;
             for frame in frames {
@@ -248,7 +275,8 @@ impl Journal {
                 records.push(record);
             }
             len = end as u64;
-            if end < bytes.len() {
+            zeros_after = bytes[end..].iter().all(|&b| b == 0);
+            if !zeros_after {
                 warn!(
                     journal = %path.display(),
                     offset = end,
@@ -257,15 +285,19 @@ impl Journal {
                 );
             }
         }
+        // Written at `len` (`write_all_at`), not opened to append: appends go into the zeros.
         let file = File::options()
             .create(true)
-            .append(true)
+            .write(true)
+            .truncate(false)
             .open(&path)
             .map_err(io("open", &path))?;
-        if bytes.as_ref().is_some_and(|b| b.len() as u64 != len) {
+        let mut allocated = bytes.as_ref().map_or(0, |b| b.len() as u64);
+        if !zeros_after {
             file.set_len(len)
                 .map_err(io("cut the damaged tail off", &path))?;
             file.sync_all().map_err(io("sync", &path))?;
+            allocated = len;
         }
         if bytes.is_none() {
             let dir = path.parent().unwrap_or(Path::new("."));
@@ -281,7 +313,9 @@ impl Journal {
                 path,
                 file,
                 len,
+                allocated,
                 snapshot_len,
+                compact_factor: draw_compact_factor(),
                 sequence,
                 damaged: false,
             },
@@ -305,34 +339,50 @@ impl Journal {
             source,
         })?;
         let sequence = self.sequence + 1;
-        let bytes = frame(sequence, &payload);
-        let written = self
-            .file
-            .write_all(&bytes)
-            .map_err(io("append to", &self.path))
-            .and_then(|()| self.file.sync_data().map_err(io("sync", &self.path)));
+        let mut bytes = frame(sequence, &payload);
+        let end = self.len + bytes.len() as u64;
+        let written = if end <= self.allocated {
+            // Into zeros the file has: the record is all `fdatasync` writes.
+            self.file
+                .write_all_at(&bytes, self.len)
+                .map_err(io("append to", &self.path))
+                .and_then(|()| self.file.sync_data().map_err(io("sync", &self.path)))
+        } else {
+            // The record and the zeros after it in one write, and the new size with them.
+            let allocated = end + PREALLOCATE_BYTES;
+            bytes.resize((allocated - self.len) as usize, 0);
+            self.file
+                .write_all_at(&bytes, self.len)
+                .map_err(io("append to", &self.path))
+                .and_then(|()| self.file.sync_all().map_err(io("sync", &self.path)))
+                .map(|()| self.allocated = allocated)
+        };
         if let Err(e) = written {
             // The frame may have reached the file whole: its sequence is used up, so a
             // snapshot written after this one counts it as held and never replays it.
             self.sequence = sequence;
             // Whatever part of the frame reached the file must not stay in front of the next.
+            // The cut takes the zeros after it too; the next append makes them again.
             let undone = self
                 .file
                 .set_len(self.len)
                 .and_then(|()| self.file.sync_all());
+            self.allocated = self.len;
             if undone.is_err() {
                 self.damaged = true;
             }
             return Err(e);
         }
-        self.len += bytes.len() as u64;
+        self.len = end;
         self.sequence = sequence;
         Ok(())
     }
 
     /// Whether the journal has grown enough (against the snapshot) to be compacted, or must be.
     pub fn wants_compaction(&self) -> bool {
-        self.damaged || self.len > COMPACT_FACTOR * self.snapshot_len.max(COMPACT_MIN_BYTES)
+        self.damaged
+            || self.len as f64
+                > self.compact_factor * self.snapshot_len.max(COMPACT_MIN_BYTES) as f64
     }
 
     /// Writes `state` (everything the journal and snapshot hold, and no more) as the new
@@ -346,9 +396,11 @@ impl Journal {
             },
         )?;
         self.snapshot_len = std::fs::metadata(&self.snapshot_path).map_or(0, |m| m.len());
+        self.compact_factor = draw_compact_factor();
         match self.file.set_len(0).and_then(|()| self.file.sync_all()) {
             Ok(()) => {
                 self.len = 0;
+                self.allocated = 0;
                 self.damaged = false;
             }
             Err(e) => {
@@ -443,7 +495,7 @@ mod tests {
         let before = state.clone();
         let whole = journal.len();
         change(&mut state, &mut journal, Set(1, Some("changed".into())));
-        let bytes = std::fs::read(journal.path()).unwrap();
+        let bytes = std::fs::read(journal.path()).unwrap()[..journal.len() as usize].to_vec();
         drop(journal);
         for cut in whole as usize..bytes.len() {
             std::fs::write(journal_path(&path), &bytes[..cut]).unwrap();
@@ -461,6 +513,80 @@ mod tests {
         assert_eq!(loaded, before);
         let mut state = loaded;
         change(&mut state, &mut journal, Set(9, Some("after".into())));
+        drop(journal);
+        assert_eq!(load(&path).unwrap().0, state);
+    }
+
+    /// Appends go into zeros the file already has, made a [`PREALLOCATE_BYTES`] at a time; a
+    /// load keeps them and goes on where the records end.
+    #[test]
+    fn appends_write_into_space_made_ahead_and_a_load_keeps_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let (mut state, mut journal) = load(&path).unwrap();
+        let size = |journal: &Journal| std::fs::metadata(journal.path()).unwrap().len();
+        change(&mut state, &mut journal, Set(1, Some("one".into())));
+        let first = size(&journal);
+        assert_eq!(first, journal.len() + PREALLOCATE_BYTES);
+        for i in 0..50 {
+            change(&mut state, &mut journal, Set(i % 5, Some(format!("v{i}"))));
+        }
+        assert_eq!(size(&journal), first, "appends within the space made ahead");
+        let bytes = std::fs::read(journal.path()).unwrap();
+        assert!(bytes[journal.len() as usize..].iter().all(|&b| b == 0));
+        let len = journal.len();
+        drop(journal);
+
+        let (loaded, mut journal) = load(&path).unwrap();
+        assert_eq!(loaded, state);
+        assert_eq!(
+            (journal.len(), size(&journal)),
+            (len, first),
+            "nothing cut off"
+        );
+        let mut state = loaded;
+        change(
+            &mut state,
+            &mut journal,
+            Set(7, Some("after the load".into())),
+        );
+        assert_eq!(size(&journal), first);
+        // A record larger than the space left makes more.
+        let large = "x".repeat(PREALLOCATE_BYTES as usize);
+        change(&mut state, &mut journal, Set(8, Some(large)));
+        assert_eq!(size(&journal), journal.len() + PREALLOCATE_BYTES);
+        change(&mut state, &mut journal, Set(9, Some("nine".into())));
+        drop(journal);
+        assert_eq!(load(&path).unwrap().0, state);
+    }
+
+    /// A record cut short in the space made ahead is cut off with the zeros after it, and the
+    /// next append makes them again.
+    #[test]
+    fn a_record_cut_short_in_the_space_made_ahead_loads_the_state_before_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let (mut state, mut journal) = load(&path).unwrap();
+        change(&mut state, &mut journal, Set(1, Some("one".into())));
+        let before = state.clone();
+        let whole = journal.len();
+        change(&mut state, &mut journal, Set(2, Some("two".into())));
+        let end = journal.len() as usize;
+        drop(journal);
+        let mut bytes = std::fs::read(journal_path(&path)).unwrap();
+        // The second record's last bytes never reached the disk.
+        bytes[end - 3..end].fill(0);
+        std::fs::write(journal_path(&path), &bytes).unwrap();
+        let (loaded, mut journal) = load(&path).unwrap();
+        assert_eq!(loaded, before);
+        assert_eq!(journal.len(), whole);
+        assert_eq!(std::fs::metadata(journal.path()).unwrap().len(), whole);
+        let mut state = loaded;
+        change(&mut state, &mut journal, Set(3, Some("three".into())));
+        assert_eq!(
+            std::fs::metadata(journal.path()).unwrap().len(),
+            journal.len() + PREALLOCATE_BYTES
+        );
         drop(journal);
         assert_eq!(load(&path).unwrap().0, state);
     }
@@ -599,7 +725,9 @@ mod tests {
         while !journal.wants_compaction() {
             change(&mut state, &mut journal, Set(1, Some(value.clone())));
         }
-        assert!(journal.len() > COMPACT_FACTOR * COMPACT_MIN_BYTES);
+        let least = COMPACT_FACTOR as f64 * (1.0 - COMPACT_SPREAD) * COMPACT_MIN_BYTES as f64;
+        assert!(journal.len() as f64 > least);
+        assert!(journal.len() as f64 <= 1.01 * journal.compact_factor * COMPACT_MIN_BYTES as f64);
         journal.compact(&state).unwrap();
         assert!(journal.is_empty() && !journal.wants_compaction());
         drop(journal);

@@ -14,6 +14,7 @@
 //!   time: the desired state ([`desired`]) and the ledger;
 //! - [`replication`]: the replication engines (MIRROR's `ferrite-mirrord`, the kernel's DRBD
 //!   through drbd-utils or as a dry run) the reconciler drives for replicated resources;
+//! - [`spread`]: draws that keep nodes from doing their periodic work at the same moment;
 //! - [`capabilities`]: which layers this node can run;
 //! - [`config`]: flags and settings file.
 //!
@@ -30,6 +31,7 @@ pub mod pools;
 pub mod reconciler;
 pub mod replication;
 pub mod server;
+pub mod spread;
 
 #[cfg(test)]
 mod reconciler_tests;

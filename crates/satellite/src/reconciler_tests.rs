@@ -2926,3 +2926,44 @@ fn a_pass_in_slices_notes_only_what_changed() {
         "the pools are read once per pass, not per slice"
     );
 }
+
+/// After a full pass the node did not time itself (here, for a full state), the next periodic
+/// pass is due anywhere from half an interval to one and a half, so nodes sent their full
+/// states together part; after a periodic pass, a tenth either way of the interval.
+#[test]
+fn the_wait_after_a_prompted_pass_is_drawn_over_a_whole_interval() {
+    let mut node = Node::new();
+    applied(node.apply(node.full(1, vec![resource("web", &[(0, 4096, "files")])])));
+    let interval = Duration::from_secs(30);
+    let first = node.reconciler.next_wait(interval);
+    assert_eq!(
+        node.reconciler.next_wait(interval),
+        first,
+        "drawn once per pass"
+    );
+    let prompted: Vec<Duration> = (0..300)
+        .map(|_| {
+            node.reconciler.converge();
+            node.reconciler.next_wait(interval)
+        })
+        .collect();
+    let within = |waits: &[Duration], low: f64, high: f64| {
+        waits
+            .iter()
+            .all(|w| (low..=high).contains(&w.as_secs_f64()))
+    };
+    assert!(within(&prompted, 15.0, 45.0), "{prompted:?}");
+    assert!(
+        prompted.iter().any(|w| w.as_secs_f64() < 25.0)
+            && prompted.iter().any(|w| w.as_secs_f64() > 35.0),
+        "{prompted:?}"
+    );
+    let periodic: Vec<Duration> = (0..50)
+        .map(|_| {
+            node.reconciler.begin_sliced_pass();
+            while node.reconciler.converge_slice(Duration::from_millis(5)) {}
+            node.reconciler.next_wait(interval)
+        })
+        .collect();
+    assert!(within(&periodic, 27.0, 33.0), "{periodic:?}");
+}

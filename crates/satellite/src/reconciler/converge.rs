@@ -206,8 +206,10 @@ impl Reconciler {
         }
         if matches!(visit, Visit::Full { .. }) && end == PassEnd::Done {
             self.last_full_pass = Some(Instant::now());
-            // The wait for the next one is drawn again (`spread_interval`).
+            // The wait for the next one is drawn again (`Reconciler::next_wait`); a pass at
+            // once marks itself prompted after this.
             self.next_pass_after = None;
+            self.pass_prompted = false;
         }
         end
     }

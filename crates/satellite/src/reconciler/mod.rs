@@ -99,22 +99,26 @@ use crate::replication::ReplicationDriver;
 pub const RECONCILE_INTERVAL: Duration = Duration::from_secs(30);
 
 /// How far each wait for the next full pass strays from the interval, either way, as a share
-/// of it (a tenth: 27–33 s of 30). Nodes started together (a rack after a power cut, a
-/// cluster's satellites restarted by one upgrade) would otherwise pass, and send their reports
-/// to the controller, at the same moment every interval, for as long as they run; drawn anew
-/// after every pass, their passes drift apart.
+/// of it (a tenth: 27–33 s of 30), drawn anew after every pass, so that passes that fell
+/// together drift apart.
 pub const PASS_SPREAD: f64 = 0.1;
 
 /// The wait after a full pass: `interval` scaled by a factor drawn from
 /// `1 ± PASS_SPREAD`.
 fn spread_interval(interval: Duration) -> Duration {
-    use std::hash::{BuildHasher, Hasher};
-    // A fresh random seed per call is all the randomness needed; no generator to keep.
-    let draw = std::collections::hash_map::RandomState::new()
-        .build_hasher()
-        .finish();
-    let unit = (draw >> 11) as f64 / (1u64 << 53) as f64;
-    interval.mul_f64(1.0 - PASS_SPREAD + 2.0 * PASS_SPREAD * unit)
+    Duration::from_secs_f64(crate::spread::around(interval.as_secs_f64(), PASS_SPREAD))
+}
+
+/// The wait after a full pass the node did not time itself (the pass at start, for a full
+/// state, for a command): drawn from half an interval to one and a half. Such a pass may have
+/// come to every node at once (a rack after a power cut, an upgrade that restarted every
+/// satellite, a controller that sent every node its full state), and the nodes then spread
+/// their periodic passes over a whole interval at once, rather than passing and reporting at
+/// the same moment for as long as [`PASS_SPREAD`] takes to part them (16 nodes on one host,
+/// each pass 0.3 s of a core, would otherwise hold both cores of a small machine for seconds
+/// every interval).
+fn prompted_wait(interval: Duration) -> Duration {
+    Duration::from_secs_f64(crate::spread::around(interval.as_secs_f64(), 0.5))
 }
 
 /// How long a slice of the periodic full pass runs before the reconciler takes the events
@@ -425,8 +429,11 @@ pub struct Reconciler {
     node_outcome: NodeReport,
     /// When the last full pass ended.
     last_full_pass: Option<Instant>,
-    /// How long after it the next one is due ([`spread_interval`]), drawn when it ended.
+    /// How long after it the next one is due ([`Reconciler::next_wait`]), drawn when first
+    /// asked after it.
     next_pass_after: Option<Duration>,
+    /// Whether the last full pass was one the node did not time itself ([`prompted_wait`]).
+    pass_prompted: bool,
     /// The periodic full pass under way in slices ([`PASS_SLICE`]), if one is.
     sliced_pass: Option<SlicedPass>,
     /// The pools as the first slice of that pass read them, for its later slices.
@@ -502,6 +509,7 @@ impl Reconciler {
             node_outcome: NodeReport::default(),
             last_full_pass: None,
             next_pass_after: None,
+            pass_prompted: false,
             sliced_pass: None,
             slice_pools: None,
             digest_of_held: None,
@@ -614,9 +622,7 @@ impl Reconciler {
             }
             // About every `interval` after the last full pass ([`spread_interval`]), however
             // many deltas came in between (each converged only what it named).
-            let after = *self
-                .next_pass_after
-                .get_or_insert_with(|| spread_interval(interval));
+            let after = self.next_wait(interval);
             let next = self.last_full_pass.unwrap_or_else(Instant::now) + after;
             // Due first: a node that never runs out of deltas still gets its full pass.
             if Instant::now() >= next {
@@ -634,6 +640,22 @@ impl Reconciler {
             }
         }
         info!(node = %self.node_name, "reconciler stopped");
+    }
+
+    /// How long after the last full pass the next periodic one is due: drawn when first asked
+    /// after a pass, wide after one the node did not time itself ([`prompted_wait`]), narrow
+    /// after a periodic one ([`spread_interval`]).
+    pub(crate) fn next_wait(&mut self, interval: Duration) -> Duration {
+        if let Some(after) = self.next_pass_after {
+            return after;
+        }
+        let after = if std::mem::take(&mut self.pass_prompted) {
+            prompted_wait(interval)
+        } else {
+            spread_interval(interval)
+        };
+        self.next_pass_after = Some(after);
+        after
     }
 
     /// Takes `event` in [`Reconciler::run`]: a delta with the deltas queued behind it, a
@@ -1203,6 +1225,7 @@ impl Reconciler {
             until: None,
         };
         self.converge_pass(visit);
+        self.pass_prompted = true;
         self.providers.end_pass();
         self.assemble(None)
     }
@@ -1330,5 +1353,21 @@ mod tests {
             (mean.as_secs_f64() - interval.as_secs_f64()).abs() < interval.as_secs_f64() * 0.02,
             "a pass about every interval on average: {mean:?}"
         );
+    }
+
+    /// The periodic passes of nodes prompted together fall anywhere in a whole interval.
+    #[test]
+    fn a_prompted_pass_is_followed_by_a_wait_anywhere_in_a_whole_interval() {
+        let interval = RECONCILE_INTERVAL;
+        let waits: Vec<Duration> = (0..1000).map(|_| prompted_wait(interval)).collect();
+        let (low, high) = (interval.mul_f64(0.5), interval.mul_f64(1.5));
+        assert!(waits.iter().all(|w| (low..=high).contains(w)), "{waits:?}");
+        // Every tenth of the interval holds some of them.
+        let mut tenths = [0usize; 10];
+        for wait in &waits {
+            let at = (wait.as_secs_f64() - low.as_secs_f64()) / interval.as_secs_f64();
+            tenths[((at * 10.0) as usize).min(9)] += 1;
+        }
+        assert!(tenths.iter().all(|&n| n > 40), "{tenths:?}");
     }
 }
