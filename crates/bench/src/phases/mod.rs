@@ -73,6 +73,9 @@ pub struct Fill {
     pub checkpoints: Vec<Checkpoint>,
     /// Controller CPU seconds spent while filling.
     pub controller_cpu: f64,
+    /// This process's CPU seconds spent while filling: the clients, and in phase B the
+    /// simulated satellites.
+    pub bench_cpu: f64,
 }
 
 impl Fill {
@@ -154,6 +157,7 @@ pub fn fill(
 ) -> Result<Fill> {
     let rest = controller.rest();
     let cpu_before = controller.cpu_seconds()?;
+    let bench_cpu_before = crate::procfs::cpu_seconds(std::process::id())?;
     let concurrent_target = plan.total.saturating_sub(plan.single_tail);
     let share = |fraction: f64| plan.budget.map(|b| Instant::now() + b.mul_f64(fraction));
     let mut windows = Vec::new();
@@ -243,6 +247,7 @@ pub fn fill(
         windows,
         checkpoints,
         controller_cpu: controller.cpu_seconds()? - cpu_before,
+        bench_cpu: crate::procfs::cpu_seconds(std::process::id())? - bench_cpu_before,
     })
 }
 

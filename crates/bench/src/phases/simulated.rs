@@ -206,6 +206,18 @@ pub fn run(settings: &Settings, resources: usize, node_count: usize) -> Result<S
         ),
         "—",
     );
+    // Cost, where latency follows whatever else the two cores are doing: CPU per resource.
+    let per_resource = |cpu: f64| 1e3 * cpu / filled.reached.max(1) as f64;
+    section.context(
+        "CPU per resource created: controller; simulated satellites and clients",
+        format!(
+            "{:.2} ms; {:.2} ms ({:.1} s CPU)",
+            per_resource(filled.controller_cpu),
+            per_resource(filled.bench_cpu),
+            filled.bench_cpu
+        ),
+        "—",
+    );
     section.target(
         format!("controller RSS with {resources}, after creating them (VmRSS)"),
         format!("≤ {RSS_TARGET_MIB:.0} MiB"),
