@@ -17,7 +17,9 @@
 //! full reconcile pass ([`Provider::begin_pass`]) one `losetup --list` of every loop device
 //! replaces the per-file query: with thousands of volumes, a query per volume (each scanning
 //! every loop device) made a pass take minutes. Devices are matched by the canonical path of
-//! their file; in a pass each pool directory is resolved once, not once per file. A pass over a few named volumes
+//! their file; in a pass each pool directory is resolved once, not once per file, and a
+//! volume's file is looked up once (`lstat`) for its size and the path its devices are found
+//! by, unless it is a symbolic link. A pass over a few named volumes
 //! ([`Provider::begin_scoped_pass`]) reads no such table, whose cost grows with the node: it
 //! trusts the device a file was last seen attached to once the kernel confirms it
 //! ([`HostCommands::loop_backing_file`], one small read), knows that a file it created in the
@@ -128,17 +130,25 @@ impl FileProvider {
     /// the file is itself a symbolic link (one `lstat` tells).
     fn canonical(&self, path: &Path) -> Option<PathBuf> {
         let in_pass = self.canonical_dirs().is_some();
-        let parts = path
+        if !in_pass {
+            return std::fs::canonicalize(path).ok();
+        }
+        match std::fs::symlink_metadata(path) {
+            Ok(meta) if !meta.file_type().is_symlink() => self
+                .canonical_in_directory(path)
+                .or_else(|| std::fs::canonicalize(path).ok()),
+            _ => std::fs::canonicalize(path).ok(),
+        }
+    }
+
+    /// In a pass, the canonical path of `path`, a file known not to be a symbolic link: its
+    /// directory's canonical path (resolved once per pass) joined with its name. `None` when
+    /// the path has no plain directory and name, or the directory does not resolve.
+    fn canonical_in_directory(&self, path: &Path) -> Option<PathBuf> {
+        let (dir, name) = path
             .parent()
             .zip(path.file_name())
-            .filter(|(dir, name)| !dir.as_os_str().is_empty() && *name != "." && *name != "..");
-        let (Some((dir, name)), true) = (parts, in_pass) else {
-            return std::fs::canonicalize(path).ok();
-        };
-        match std::fs::symlink_metadata(path) {
-            Ok(meta) if !meta.file_type().is_symlink() => {}
-            _ => return std::fs::canonicalize(path).ok(),
-        }
+            .filter(|(dir, name)| !dir.as_os_str().is_empty() && *name != "." && *name != "..")?;
         let known = self
             .canonical_dirs()
             .as_ref()
@@ -330,6 +340,16 @@ impl FileProvider {
     /// pass, from what is remembered and confirmed in a pass over named volumes, else asked of
     /// `losetup`.
     fn loop_devices(&self, image: &Path) -> Result<Vec<PathBuf>, StorageError> {
+        self.loop_devices_by_key(image, None)
+    }
+
+    /// [`FileProvider::loop_devices`], with the image's canonical path when the caller has it
+    /// ([`FileProvider::stat_and_key`]).
+    fn loop_devices_by_key(
+        &self,
+        image: &Path,
+        key: Option<PathBuf>,
+    ) -> Result<Vec<PathBuf>, StorageError> {
         let mut table = self.loop_table();
         if matches!(*table, LoopTable::Unused) {
             drop(table);
@@ -337,7 +357,7 @@ impl FileProvider {
         }
         if matches!(*table, LoopTable::Scoped) {
             drop(table);
-            return self.scoped_loop_devices(image);
+            return self.scoped_loop_devices(image, key);
         }
         if matches!(*table, LoopTable::Unread) {
             *table = LoopTable::Read(self.read_loop_table()?);
@@ -345,13 +365,17 @@ impl FileProvider {
         let LoopTable::Read(devices) = &*table else {
             unreachable!("the table was read above")
         };
-        let key = self.canonical_or_given(image);
+        let key = key.unwrap_or_else(|| self.canonical_or_given(image));
         Ok(devices.get(&key).cloned().unwrap_or_default())
     }
 
     /// [`FileProvider::loop_devices`] in a pass over named volumes.
-    fn scoped_loop_devices(&self, image: &Path) -> Result<Vec<PathBuf>, StorageError> {
-        let key = self.canonical_or_given(image);
+    fn scoped_loop_devices(
+        &self,
+        image: &Path,
+        key: Option<PathBuf>,
+    ) -> Result<Vec<PathBuf>, StorageError> {
+        let key = key.unwrap_or_else(|| self.canonical_or_given(image));
         let known = {
             let remembered = self.remembered();
             if remembered.unattached.contains(&key) {
@@ -471,6 +495,29 @@ impl FileProvider {
             .collect())
     }
 
+    /// [`FileProvider::stat`], and in a pass the key the image's loop devices are found by
+    /// ([`FileProvider::canonical`]): for a file that is not a symbolic link, one `lstat` tells
+    /// both, where `stat` and then `canonical` were two path lookups per volume, and a pass
+    /// looks at every volume twice (`volume`, then `activate_volume`).
+    fn stat_and_key(
+        &self,
+        image: &Path,
+    ) -> Result<(Option<std::fs::Metadata>, Option<PathBuf>), StorageError> {
+        let in_pass = self.canonical_dirs().is_some();
+        if in_pass {
+            match std::fs::symlink_metadata(image) {
+                Ok(meta) if !meta.file_type().is_symlink() => {
+                    let key = self.canonical_in_directory(image);
+                    return Ok((Some(meta), key));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((None, None)),
+                // A symbolic link (followed below), or an error `stat` reports as it does.
+                _ => {}
+            }
+        }
+        Ok((self.stat(image)?, None))
+    }
+
     fn stat(&self, image: &Path) -> Result<Option<std::fs::Metadata>, StorageError> {
         match std::fs::metadata(image) {
             Ok(metadata) => Ok(Some(metadata)),
@@ -583,10 +630,10 @@ impl Provider for FileProvider {
         name: &BackingVolumeName,
     ) -> Result<Option<BackingVolume>, StorageError> {
         let image = self.image_path(pool, name)?;
-        let Some(metadata) = self.stat(&image)? else {
+        let (Some(metadata), key) = self.stat_and_key(&image)? else {
             return Ok(None);
         };
-        let device = self.loop_devices(&image)?.into_iter().next();
+        let device = self.loop_devices_by_key(&image, key)?.into_iter().next();
         Ok(Some(self.describe(name, &metadata, device)))
     }
 
@@ -640,14 +687,14 @@ impl Provider for FileProvider {
         name: &BackingVolumeName,
     ) -> Result<BackingVolume, StorageError> {
         let image = self.image_path(pool, name)?;
-        let Some(metadata) = self.stat(&image)? else {
+        let (Some(metadata), key) = self.stat_and_key(&image)? else {
             return Err(StorageError::VolumeMissing {
                 provider: self.kind(),
                 pool: pool.to_string(),
                 volume: name.clone(),
             });
         };
-        let device = match self.loop_devices(&image)?.into_iter().next() {
+        let device = match self.loop_devices_by_key(&image, key)?.into_iter().next() {
             Some(device) => device,
             None => {
                 let device = self.attach_loop_device(&image)?;
@@ -1118,5 +1165,138 @@ mod loop_attach_tests {
             Some(real.canonicalize().unwrap().join("target.img"))
         );
         assert_eq!(expected[2], None);
+    }
+}
+
+#[cfg(test)]
+mod pass_lookup_tests {
+    use std::sync::Mutex;
+
+    use super::*;
+    use crate::runner::{CommandError, CommandOutput};
+
+    /// Answers `losetup --list` with `table` (device, backing file) and records what ran.
+    struct Host {
+        table: Vec<(String, String)>,
+        ran: Mutex<Vec<String>>,
+    }
+
+    impl HostCommands for Host {
+        fn run(&self, command: &CommandLine) -> Result<CommandOutput, CommandError> {
+            self.ran.lock().unwrap().push(command.to_string());
+            let associated = command.args.iter().position(|a| a == "--associated");
+            let devices: Vec<serde_json::Value> = self
+                .table
+                .iter()
+                .filter(|(_, file)| {
+                    associated.is_none_or(|at| {
+                        std::fs::canonicalize(&command.args[at + 1]).ok()
+                            == std::fs::canonicalize(file).ok()
+                    })
+                })
+                .map(|(name, file)| serde_json::json!({"name": name, "back-file": file}))
+                .collect();
+            Ok(CommandOutput::stdout(
+                serde_json::json!({ "loopdevices": devices }).to_string(),
+            ))
+        }
+    }
+
+    /// In a pass, a volume's file is looked at once (one `lstat` gives its metadata and, with
+    /// its directory resolved once, the path its loop devices are found by); the answers are
+    /// those of `stat` and `realpath`: through a pool directory reached by a symbolic link, for
+    /// a file that is itself a symbolic link, for a file without a device and for none.
+    #[test]
+    fn a_pass_finds_each_volume_and_its_device_as_outside_one() {
+        let root = tempfile::tempdir().unwrap();
+        let real = root.path().join("real");
+        let elsewhere = root.path().join("elsewhere");
+        std::fs::create_dir(&real).unwrap();
+        std::fs::create_dir(&elsewhere).unwrap();
+        let pool_link = root.path().join("pool");
+        std::os::unix::fs::symlink(&real, &pool_link).unwrap();
+        let pool = pool_link.to_str().unwrap();
+        let name = |resource: &str| {
+            BackingVolumeName::new(
+                &resource.parse().unwrap(),
+                ferrite_types::VolumeNumber::from(0),
+            )
+        };
+        let (attached, linked, bare, missing) = (
+            name("attached"),
+            name("linked"),
+            name("bare"),
+            name("missing"),
+        );
+        let paths = FileProvider::new(
+            Arc::new(Host {
+                table: Vec::new(),
+                ran: Mutex::new(Vec::new()),
+            }),
+            true,
+        );
+        let image = |name: &BackingVolumeName| paths.image_path(pool, name).unwrap();
+        std::fs::write(image(&attached), vec![0u8; 8192]).unwrap();
+        std::fs::write(image(&bare), vec![0u8; 4096]).unwrap();
+        let target = elsewhere.join("target.img");
+        std::fs::write(&target, vec![0u8; 12288]).unwrap();
+        std::os::unix::fs::symlink(&target, image(&linked)).unwrap();
+        let table = vec![
+            (
+                "/dev/loop1".to_string(),
+                real.join(image(&attached).file_name().unwrap())
+                    .to_string_lossy()
+                    .into_owned(),
+            ),
+            (
+                "/dev/loop2".to_string(),
+                target.to_string_lossy().into_owned(),
+            ),
+        ];
+        let host = Arc::new(Host {
+            table,
+            ran: Mutex::new(Vec::new()),
+        });
+        let provider = FileProvider::new(host.clone(), true);
+        let look = |provider: &FileProvider| {
+            [&attached, &linked, &bare, &missing]
+                .map(|name| {
+                    provider
+                        .volume(pool, name)
+                        .unwrap()
+                        .map(|v| (v.usable_kib, v.device_path))
+                })
+                .to_vec()
+        };
+        let outside = look(&provider);
+        assert_eq!(
+            outside,
+            vec![
+                Some((8, Some(PathBuf::from("/dev/loop1")))),
+                Some((12, Some(PathBuf::from("/dev/loop2")))),
+                Some((4, None)),
+                None,
+            ]
+        );
+        provider.begin_pass();
+        assert_eq!(look(&provider), outside, "in a pass");
+        assert_eq!(look(&provider), outside, "in a pass, the directory known");
+        let activated = provider.activate_volume(pool, &attached).unwrap();
+        assert_eq!(activated.device_path, Some(PathBuf::from("/dev/loop1")));
+        provider.end_pass();
+        provider.begin_scoped_pass();
+        assert_eq!(look(&provider), outside, "in a pass over named volumes");
+        provider.end_pass();
+        let ran = host.ran.lock().unwrap().clone();
+        assert_eq!(
+            ran.iter().filter(|c| c.contains("NAME,BACK-FILE")).count(),
+            1,
+            "one table per pass: {ran:?}"
+        );
+        assert!(
+            !ran.iter()
+                .any(|c| c.starts_with("losetup /dev") || c.contains("--find")),
+            "nothing attached: {ran:?}"
+        );
     }
 }
