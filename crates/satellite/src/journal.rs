@@ -16,8 +16,11 @@
 //! Loading is the snapshot, then every record whose sequence is above the snapshot's, in order.
 //! A damaged frame with no intact frame after it is a write that was cut short, so never
 //! acknowledged: it is dropped (and cut off the file, so the next append does not follow it).
-//! A damaged frame with an intact one after it, or sequences out of order, is corruption: an
-//! error that names the file and the offset, never a silent reset.
+//! A damaged frame, or one whose sequence does not follow, with a later record (a higher
+//! sequence) after it is corruption: an error that names the file and the offset, never a
+//! silent reset. Without one it is the end of the records: a write cut short, or older frames
+//! the file's blocks held before (a crash can show them past the last synced write); they are
+//! cut off too.
 //!
 //! The file is made longer than its records ahead of need ([`PREALLOCATE_BYTES`] of zeros,
 //! written and synced with the append that needs them), so that an append writes into space the
@@ -162,39 +165,49 @@ fn frame(sequence: u64, payload: &[u8]) -> Vec<u8> {
     bytes
 }
 
-/// The journal's intact frames and where they end; a damaged tail is left out, damage before
-/// an intact frame is an error.
-fn read_frames<'a>(path: &Path, bytes: &'a [u8]) -> Result<(Vec<Frame<'a>>, usize), PersistError> {
+/// The journal's intact frames and where they end. The records end at the first frame that is
+/// damaged or does not follow the last (an older sequence: what the file's blocks held before,
+/// which a crash can show past the last synced write), unless a record with a higher sequence
+/// than the last (than `floor`, the snapshot's, before the first) lies after it: only then was
+/// something acknowledged damaged, and that is an error.
+fn read_frames<'a>(
+    path: &Path,
+    bytes: &'a [u8],
+    floor: u64,
+) -> Result<(Vec<Frame<'a>>, usize), PersistError> {
     let mut frames: Vec<Frame<'a>> = Vec::new();
     let mut at = 0;
     while at < bytes.len() {
         match frame_at(bytes, at) {
-            Some(frame) => {
-                if let Some(last) = frames.last()
-                    && frame.sequence <= last.sequence
-                {
-                    return Err(PersistError::JournalCorrupt {
-                        path: path.to_path_buf(),
-                        offset: at as u64,
-                        reason: format!(
-                            "record {} follows record {}",
-                            frame.sequence, last.sequence
-                        ),
-                    });
-                }
+            Some(frame)
+                if frames
+                    .last()
+                    .is_none_or(|last| frame.sequence > last.sequence) =>
+            {
                 at = frame.end;
                 frames.push(frame);
             }
-            None => {
-                // Only the last append can have been cut short: an intact frame anywhere
-                // after this one means this one was whole once.
-                if let Some(later) = (at + 1..bytes.len()).find(|&i| frame_at(bytes, i).is_some()) {
+            found => {
+                let last = frames.last().map_or(floor, |f| f.sequence);
+                let later = (at + 1..bytes.len()).find_map(|i| {
+                    frame_at(bytes, i)
+                        .filter(|f| f.sequence > last)
+                        .map(|f| (i, f))
+                });
+                if let Some((offset, record)) = later {
                     return Err(PersistError::JournalCorrupt {
                         path: path.to_path_buf(),
                         offset: at as u64,
-                        reason: format!(
-                            "a damaged record lies before an intact one (at byte {later})"
-                        ),
+                        reason: match found {
+                            Some(frame) => format!(
+                                "record {} follows record {last}, and record {} lies after it (at byte {offset})",
+                                frame.sequence, record.sequence
+                            ),
+                            None => format!(
+                                "a damaged record lies before an intact one, record {} (at byte {offset})",
+                                record.sequence
+                            ),
+                        },
                     });
                 }
                 break;
@@ -259,7 +272,7 @@ impl Journal {
         // Whether everything after the records is zeros: space made ahead, kept.
         let mut zeros_after = true;
         if let Some(bytes) = &bytes {
-            let (frames, end) = read_frames(&path, bytes)?;
+            let (frames, end) = read_frames(&path, bytes, snapshot_sequence)?;
             for frame in frames {
                 sequence = sequence.max(frame.sequence);
                 if frame.sequence <= snapshot_sequence {
@@ -589,6 +602,66 @@ mod tests {
         );
         drop(journal);
         assert_eq!(load(&path).unwrap().0, state);
+    }
+
+    /// Older frames past the end of the records (blocks a crash showed before their new
+    /// contents were written) end the records, with or without damage before them; a later
+    /// record after damage is still an error.
+    #[test]
+    fn older_records_past_the_end_are_not_taken_for_damage() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.json");
+        let (mut state, mut journal) = load(&path).unwrap();
+        for i in 1..=3 {
+            change(&mut state, &mut journal, Set(i, Some(format!("v{i}"))));
+        }
+        let len = journal.len() as usize;
+        let records = std::fs::read(journal.path()).unwrap()[..len].to_vec();
+        drop(journal);
+        let old = |sequence: u64| {
+            frame(
+                sequence,
+                &serde_json::to_vec(&Set(9, Some("old".into()))).unwrap(),
+            )
+        };
+        let garbage = vec![0xab_u8; 10];
+        for (case, tail) in [
+            ("an older record right after", old(2)),
+            ("a repeated last record", old(3)),
+            (
+                "damage, then an older record",
+                [garbage.clone(), old(1)].concat(),
+            ),
+        ] {
+            std::fs::write(journal_path(&path), [records.clone(), tail].concat()).unwrap();
+            let (loaded, journal) = load(&path).unwrap();
+            assert_eq!(loaded, state, "{case}");
+            assert_eq!(journal.len() as usize, len, "{case}");
+            assert_eq!(
+                std::fs::metadata(journal.path()).unwrap().len() as usize,
+                len,
+                "{case}: cut off"
+            );
+        }
+        for (case, tail) in [
+            (
+                "damage, then a later record",
+                [garbage.clone(), old(4)].concat(),
+            ),
+            (
+                "an older record, then a later one",
+                [old(2), old(5)].concat(),
+            ),
+        ] {
+            let bytes = [records.clone(), tail].concat();
+            std::fs::write(journal_path(&path), &bytes).unwrap();
+            let err = load(&path).unwrap_err();
+            assert!(
+                matches!(err, PersistError::JournalCorrupt { offset, .. } if offset as usize == len),
+                "{case}: {err}"
+            );
+            assert_eq!(std::fs::read(journal_path(&path)).unwrap(), bytes, "{case}");
+        }
     }
 
     #[test]
