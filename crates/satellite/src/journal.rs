@@ -294,7 +294,7 @@ impl Journal {
                     journal = %path.display(),
                     offset = end,
                     dropped_bytes = bytes.len() - end,
-                    "dropping the journal's last record: it was cut short, so never acknowledged"
+                    "cutting off the journal after its last intact record: what follows is a record cut short (never acknowledged) or older data the file's blocks held"
                 );
             }
         }

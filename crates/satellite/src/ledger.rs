@@ -19,7 +19,9 @@
 //! On disk ([`LedgerFile`]): `ledger.json`, the snapshot, and `ledger.journal`, one record per
 //! save with the entries that changed since the last (see `crate::journal`). A save is durable
 //! when it returns, so the order the reconciler keeps (recorded before a create, removed after
-//! the delete) holds on disk too. A `ledger.json` from before the journal loads as it is.
+//! the delete) holds on disk too. One change is saved late on purpose: that a volume was seen
+//! to exist after its create waits for the ledger's next save (`Reconciler::mark_created`), so
+//! an entry on disk that says `Creating` may be of a volume that exists; a restart looks. A `ledger.json` from before the journal loads as it is.
 //!
 //! A ledger notes which entries its methods changed since it was last saved ([`Unsaved`]), so
 //! a save compares only those with the file's and costs what changed, not the whole ledger. A
@@ -69,7 +71,8 @@ impl std::fmt::Display for VolumeKey {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Progress {
-    /// Recorded; the create command may or may not have run.
+    /// Recorded; the create command may or may not have run (or ran, and that was not saved
+    /// yet).
     Creating,
     /// The volume was seen to exist.
     Created,

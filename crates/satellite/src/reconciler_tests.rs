@@ -121,6 +121,12 @@ impl Node {
         self.reconciler = load(&self.host, self.state.path(), all_supported());
     }
 
+    /// Stops the reconciler as a satellite that stops does, then restarts it.
+    fn stop_and_restart(&mut self) {
+        self.reconciler.stop();
+        self.restart();
+    }
+
     fn file(&self, name: &str) -> std::path::PathBuf {
         self.pool_dir.path().join(name)
     }
@@ -2402,14 +2408,37 @@ fn a_restart_after_many_deltas_has_the_state_and_ledger_it_had() {
         snapshot,
         "a delta is journaled, not written whole"
     );
+    // A restart without a stop (a crash): the last volume seen to exist was not saved as
+    // such yet, so it is still recorded as being created; everything else is as it was.
     node.restart();
     assert_eq!(node.reconciler.desired(), Some(&desired));
-    assert_eq!(node.reconciler.ledger(), &ledger);
+    let reloaded = node.reconciler.ledger().clone();
+    let differing: Vec<_> = reloaded
+        .volumes
+        .iter()
+        .zip(&ledger.volumes)
+        .filter(|(after, before)| after != before)
+        .collect();
+    assert_eq!(reloaded.volumes.len(), ledger.volumes.len());
+    assert_eq!(reloaded.snapshots, ledger.snapshots);
+    assert_eq!(differing.len(), 1, "{differing:?}");
+    let (after, before) = differing[0];
+    assert_eq!(after.key.resource.as_str(), "together2");
+    assert_eq!(
+        (after.progress, before.progress),
+        (Progress::Creating, Progress::Created)
+    );
     // The start folded both journals into the JSON files, which now hold everything.
     for file in [DESIRED_STATE_FILE, LEDGER_FILE] {
         let journal = crate::journal::journal_path(&node.state.path().join(file));
         assert_eq!(std::fs::metadata(&journal).unwrap().len(), 0, "{file}");
     }
+    assert_eq!(persisted_ledger(&node), reloaded);
+    // The first pass finds the volume and adopts it, and saves that.
+    node.host.take_changes();
+    node.reconciler.converge();
+    assert!(node.host.take_changes().is_empty(), "adopted, not created");
+    assert_eq!(node.reconciler.ledger(), &ledger);
     assert_eq!(persisted_ledger(&node), ledger);
     node.restart();
     assert_eq!(node.reconciler.desired(), Some(&desired));
@@ -2468,7 +2497,7 @@ fn state_files_from_before_the_journals_load_and_go_on() {
     let desired = node.reconciler.desired().cloned().unwrap();
     let ledger = node.reconciler.ledger().clone();
     assert_eq!(ledger.volumes.len(), 3);
-    node.restart();
+    node.stop_and_restart();
     assert_eq!(node.reconciler.desired(), Some(&desired));
     assert_eq!(node.reconciler.ledger(), &ledger);
 }
@@ -2966,4 +2995,103 @@ fn the_wait_after_a_prompted_pass_is_drawn_over_a_whole_interval() {
         })
         .collect();
     assert!(within(&periodic, 27.0, 33.0), "{periodic:?}");
+}
+
+/// The records in the journal at `path`: frames up to the first of length zero (the space
+/// made ahead).
+fn journal_records(path: &Path) -> usize {
+    let bytes = std::fs::read(path).unwrap();
+    let mut at = 0;
+    let mut records = 0;
+    while at + 16 <= bytes.len() {
+        let length = u32::from_le_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        if length == 0 {
+            break;
+        }
+        at += 16 + length;
+        records += 1;
+    }
+    records
+}
+
+/// The progress of `resource`'s volume 0 in the `files` pool, in `ledger`.
+fn progress_of(node: &Node, ledger: &Ledger, resource: &str) -> Option<Progress> {
+    let key = VolumeKey {
+        resource: resource.parse().unwrap(),
+        volume_number: 0.into(),
+        provider_kind: ProviderKind::FileThin,
+        pool_name: node.pool_dir(),
+    };
+    ledger.get(&key).map(|e| e.progress)
+}
+
+/// A volume seen to exist after a delta created it is saved as such with the ledger's next
+/// save, not with a synced write of its own: until then the ledger on disk says it is being
+/// created, which a restart resolves by looking. A full pass saves what waited, and so does
+/// a reconciler that stops.
+#[test]
+fn a_volume_seen_to_exist_is_saved_with_the_next_save() {
+    let mut node = Node::new();
+    applied(node.apply(node.full(1, vec![resource("ra", &[(0, 4096, "files")])])));
+    let on_disk = |node: &Node, name| progress_of(node, &persisted_ledger(node), name);
+    assert_eq!(
+        on_disk(&node, "ra"),
+        Some(Progress::Created),
+        "a full pass saves"
+    );
+
+    let journal = crate::journal::journal_path(&node.state.path().join(LEDGER_FILE));
+    let before = journal_records(&journal);
+    applied(node.apply(delta_of(
+        &node,
+        2,
+        1,
+        vec![resource("rb", &[(0, 4096, "files")])],
+        &[],
+    )));
+    let in_memory = |node: &Node, name| progress_of(node, node.reconciler.ledger(), name);
+    assert_eq!(in_memory(&node, "rb"), Some(Progress::Created));
+    assert_eq!(on_disk(&node, "rb"), Some(Progress::Creating));
+    assert_eq!(
+        journal_records(&journal),
+        before + 1,
+        "one record per create"
+    );
+
+    // The next create's record carries it.
+    applied(node.apply(delta_of(
+        &node,
+        3,
+        2,
+        vec![resource("rc", &[(0, 4096, "files")])],
+        &[],
+    )));
+    assert_eq!(on_disk(&node, "rb"), Some(Progress::Created));
+    assert_eq!(on_disk(&node, "rc"), Some(Progress::Creating));
+    assert_eq!(
+        journal_records(&journal),
+        before + 2,
+        "one record per create"
+    );
+
+    // A full pass saves what waited.
+    node.reconciler.converge();
+    assert_eq!(on_disk(&node, "rc"), Some(Progress::Created));
+
+    // So does a reconciler that stops.
+    applied(node.apply(delta_of(
+        &node,
+        4,
+        3,
+        vec![resource("rd", &[(0, 4096, "files")])],
+        &[],
+    )));
+    assert_eq!(on_disk(&node, "rd"), Some(Progress::Creating));
+    let (events, receiver) = std::sync::mpsc::channel();
+    let placeholder = Node::new();
+    let reconciler = std::mem::replace(&mut node.reconciler, placeholder.reconciler);
+    let running = std::thread::spawn(move || reconciler.run(receiver, Duration::from_secs(3600)));
+    events.send(Event::Shutdown).unwrap();
+    running.join().unwrap();
+    assert_eq!(on_disk(&node, "rd"), Some(Progress::Created));
 }

@@ -205,6 +205,8 @@ impl Reconciler {
             self.desired = Some(desired);
         }
         if matches!(visit, Visit::Full { .. }) && end == PassEnd::Done {
+            // What waited to be saved is saved at least once a pass.
+            self.persist_ledger_behind();
             self.last_full_pass = Some(Instant::now());
             // The wait for the next one is drawn again (`Reconciler::next_wait`); a pass at
             // once marks itself prompted after this.
@@ -1002,7 +1004,7 @@ impl Reconciler {
                     }
                     Some(current) => {
                         if entry.progress == Progress::Creating {
-                            info!(volume = %name, pool, "found a volume whose creation was interrupted; adopting it");
+                            info!(volume = %name, pool, "found a volume recorded as being created (a create cut short, or one whose completion was not saved yet); adopting it");
                             // A restore cut short may have copied part of the data only: it
                             // is not taken for the snapshot's data, but resynced whole.
                             if let Some(fresh) = self
@@ -1171,11 +1173,22 @@ impl Reconciler {
         Ok(())
     }
 
+    /// Records that the volume at `key` was seen to exist. Saved with the next save, not
+    /// now: a restart that finds the volume still recorded as being created looks for it and
+    /// adopts it (or creates it, if the create never reached the disk), so the record buys
+    /// nothing a crash could lose, and waiting spares a synced write per created volume. A
+    /// restored volume is the exception, saved at once: recorded as being created, it would
+    /// be taken for a restore cut short and synced whole from a peer.
     fn mark_created(&mut self, key: &VolumeKey) -> Result<(), PersistError> {
-        if let Some(entry) = self.ledger.get_mut(key) {
-            entry.progress = Progress::Created;
+        let Some(entry) = self.ledger.get_mut(key) else {
+            return Ok(());
+        };
+        entry.progress = Progress::Created;
+        if entry.fresh_metadata.is_some() {
+            return self.persist_ledger();
         }
-        self.persist_ledger()
+        self.ledger_behind = true;
+        Ok(())
     }
 
     /// Logs each orphan once, when it first appears, not at every pass.

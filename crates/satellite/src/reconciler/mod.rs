@@ -427,6 +427,10 @@ pub struct Reconciler {
     /// The node-wide part of the last pass's report: pools, orphans, held writes, and errors
     /// that belong to no one resource.
     node_outcome: NodeReport,
+    /// The ledger holds changes not yet saved that may wait for the next save: volumes seen
+    /// to exist ([`Reconciler::mark_created`]). Saved with the next change that is saved at
+    /// once, at the end of a full pass, or when the reconciler stops.
+    ledger_behind: bool,
     /// When the last full pass ended.
     last_full_pass: Option<Instant>,
     /// How long after it the next one is due ([`Reconciler::next_wait`]), drawn when first
@@ -507,6 +511,7 @@ impl Reconciler {
             notable: BTreeSet::new(),
             orphans_known: false,
             node_outcome: NodeReport::default(),
+            ledger_behind: false,
             last_full_pass: None,
             next_pass_after: None,
             pass_prompted: false,
@@ -639,6 +644,12 @@ impl Reconciler {
                 Err(RecvTimeoutError::Disconnected) => break,
             }
         }
+        self.stop();
+    }
+
+    /// What the reconciler does when it stops: saves what waited to be saved.
+    pub(crate) fn stop(&mut self) {
+        self.persist_ledger_behind();
         info!(node = %self.node_name, "reconciler stopped");
     }
 
@@ -1206,10 +1217,23 @@ impl Reconciler {
         }
     }
 
-    /// Makes the ledger durable (what changed since the last time); done before a volume is
-    /// acted on, and after it is deleted.
+    /// Makes the ledger durable (what changed since the last time, those that waited
+    /// included); done before a volume is acted on, and after it is deleted.
     fn persist_ledger(&mut self) -> Result<(), PersistError> {
-        self.ledger_file.save(&mut self.ledger)
+        self.ledger_file.save(&mut self.ledger)?;
+        self.ledger_behind = false;
+        Ok(())
+    }
+
+    /// Saves the changes that waited ([`Reconciler::ledger_behind`]), if any. A failure is
+    /// logged and left for the next save: the ledger on disk still says what a restart needs.
+    pub(crate) fn persist_ledger_behind(&mut self) {
+        if !self.ledger_behind {
+            return;
+        }
+        if let Err(e) = self.persist_ledger() {
+            warn!(node = %self.node_name, error = %e, "could not save the ledger; volumes seen to exist stay recorded as being created until the next save");
+        }
     }
 
     /// Makes the node's storage match the desired state, and reports how it is: the full pass,
