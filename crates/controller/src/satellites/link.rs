@@ -314,9 +314,10 @@ async fn send(
 }
 
 /// Builds `node`'s full state, sends it, and returns its generation. It is built and encoded on
-/// a blocking thread, not on the runtime's workers, which serve the REST requests: when a
-/// controller starts every node's is built at once, and at 100,000 × 2 on 16 nodes each is
-/// 12,500 resources and 2.7 MiB of JSON, tens of milliseconds of CPU without an await.
+/// a blocking thread, not on the runtime's workers, which serve the REST requests, and with a
+/// permit of `Shared::bulk`: when a controller starts every node asks for its state at once,
+/// and at 100,000 × 2 on 16 nodes each is 12,500 resources and 2.7 MiB of JSON, tens of
+/// milliseconds of CPU without an await.
 ///
 /// When the satellite said it `holds` a state with the full state's content, under a stamp no
 /// newer, `ApplySameState` goes instead: the same answer, without the JSON each way. A state
@@ -329,7 +330,14 @@ async fn send_full_state(
 ) -> Result<u64, SessionEnd> {
     let cluster = shared.cluster.clone();
     let for_node = node.clone();
+    let permit = shared
+        .bulk
+        .clone()
+        .acquire_owned()
+        .await
+        .expect("the bulk work semaphore is never closed");
     let (generation, same, body) = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
         let cluster = cluster.read().expect("cluster lock");
         let stamp = desired::full_state_stamp(&cluster);
         // The digest is made without the state held whole; the state only when it is sent.
@@ -370,15 +378,27 @@ async fn send_full_state(
 /// volumes at 100,000 × 2 on 16 nodes), the rest (pings, deltas' answers) where they are read.
 const DECODE_ASIDE_BYTES: usize = 64 * 1024;
 
-/// Reads and decodes the satellite's next message; see [`DECODE_ASIDE_BYTES`].
+/// Reads and decodes the satellite's next message; see [`DECODE_ASIDE_BYTES`]. A large one
+/// waits for a permit of `bulk` first (`Shared::bulk`).
 async fn read_message(
     reader: &mut FrameReader<OwnedReadHalf>,
+    bulk: &Arc<tokio::sync::Semaphore>,
 ) -> Result<SatelliteMessage, FrameError> {
     let body = read_body(reader).await?;
     if body.len() < DECODE_ASIDE_BYTES {
         return decode(&body);
     }
-    match tokio::task::spawn_blocking(move || decode(&body)).await {
+    let permit = bulk
+        .clone()
+        .acquire_owned()
+        .await
+        .expect("the bulk work semaphore is never closed");
+    match tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        decode(&body)
+    })
+    .await
+    {
         Ok(message) => message,
         Err(join) if join.is_panic() => std::panic::resume_unwind(join.into_panic()),
         // The runtime is shutting down.
@@ -399,10 +419,11 @@ async fn run_session(
         holds,
     } = connection;
     let (frames_tx, mut frames) = mpsc::channel(64);
+    let bulk = shared.bulk.clone();
     // Frames are read on their own task and queued, so the session loop selects on queues only.
     let reader_task = tokio::spawn(async move {
         loop {
-            let frame = read_message(&mut reader).await;
+            let frame = read_message(&mut reader, &bulk).await;
             let end = frame.is_err();
             if frames_tx.send(frame).await.is_err() || end {
                 break;

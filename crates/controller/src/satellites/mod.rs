@@ -96,6 +96,21 @@ struct Shared {
     /// Woken when a satellite reports a replicated resource in use, so the controller can keep
     /// a tiebreaker its node uses (`crate::app::tiebreaker::keep_used`).
     in_use_reported: Arc<tokio::sync::Notify>,
+    /// Permits for a node's bulk work: building, digesting or encoding its full state, and
+    /// decoding its whole report ([`bulk_workers`] at once).
+    bulk: Arc<tokio::sync::Semaphore>,
+}
+
+/// How many nodes' bulk work (a full state built or digested, a whole report decoded) runs at
+/// once: half the machine's cores, at least one. When a controller starts, every node
+/// connects at once, and each such piece is tens of milliseconds of CPU at 12,500 resources
+/// a node: run all together, sixteen of them crowd out the threads that answer REST
+/// requests, and the first listing after a start waits for all of them.
+fn bulk_workers() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get() / 2)
+        .unwrap_or(1)
+        .max(1)
 }
 
 /// All satellite links.
@@ -130,6 +145,7 @@ impl Satellites {
                 runtime: RwLock::new(HashMap::new()),
                 deletions_confirmed: Arc::new(tokio::sync::Notify::new()),
                 in_use_reported: Arc::new(tokio::sync::Notify::new()),
+                bulk: Arc::new(tokio::sync::Semaphore::new(bulk_workers())),
             }),
             links: Arc::new(Mutex::new(HashMap::new())),
         }
