@@ -32,6 +32,10 @@ const MEASURE_BUFFER_BYTES: usize = 256 * 1024;
 /// How much of a body [`Reader::measure`] keeps to quote in an error.
 const ERROR_HEAD_BYTES: usize = 500;
 
+/// Idle connections kept for the next request, as in the testkit's `Rest`: ureq's default of
+/// three per host would make all but three of the clients sending at once connect anew.
+const IDLE_CONNECTIONS: usize = 64;
+
 /// A keep-alive connection to the controller, as a CLI or CSI driver holds one.
 #[derive(Clone)]
 pub struct Reader {
@@ -48,6 +52,8 @@ impl Reader {
         let agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(timeout))
+            .max_idle_connections(IDLE_CONNECTIONS)
+            .max_idle_connections_per_host(IDLE_CONNECTIONS)
             .build()
             .new_agent();
         Reader {

@@ -94,6 +94,10 @@ struct Args {
     /// Keep each phase's directory (database, logs) and print where it is
     #[arg(long)]
     keep: bool,
+    /// Write this process's log (the simulated satellites' and the benchmark's own) to this
+    /// file, filtered by `RUST_LOG` (default `info`); without it they log nothing
+    #[arg(long)]
+    log: Option<PathBuf>,
 }
 
 /// The binaries in `dir`; the satellite is needed only by phase A (`with_satellite`).
@@ -142,8 +146,26 @@ fn host_line() -> String {
     )
 }
 
+/// Sends this process's tracing to `path`: the simulated satellites log as real ones do.
+fn log_to(path: &std::path::Path) -> Result<()> {
+    let file = std::fs::File::create(path)
+        .with_context(|| format!("creating the log {}", path.display()))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_ansi(false)
+        .with_writer(std::sync::Mutex::new(file))
+        .init();
+    Ok(())
+}
+
 fn main() -> Result<()> {
     let args = Args::parse();
+    if let Some(path) = &args.log {
+        log_to(path)?;
+    }
     let settings = Settings {
         binaries: binaries(args.bin_dir.clone(), !args.skip_real)?,
         work_dir: args.work_dir.clone(),
