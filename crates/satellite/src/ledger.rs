@@ -21,7 +21,8 @@
 //! when it returns, so the order the reconciler keeps (recorded before a create, removed after
 //! the delete) holds on disk too. One change is saved late on purpose: that a volume was seen
 //! to exist after its create waits for the ledger's next save (`Reconciler::mark_created`), so
-//! an entry on disk that says `Creating` may be of a volume that exists; a restart looks. A `ledger.json` from before the journal loads as it is.
+//! an entry on disk that says `Creating` may be of a volume that exists; a restart looks. A
+//! `ledger.json` from before the journal loads as it is.
 //!
 //! A ledger notes which entries its methods changed since it was last saved ([`Unsaved`]), so
 //! a save compares only those with the file's and costs what changed, not the whole ledger. A
