@@ -1284,6 +1284,39 @@ fn volumes_named_before_case_folding_are_renamed_and_kept() {
 }
 
 #[test]
+fn a_volume_created_without_identity_after_a_look_found_none_still_takes_one() {
+    let mut node = Node::new();
+    applied(node.apply(node.full(1, vec![resource("app", &[(0, 4, "files")])])));
+    // A state that names no identity (from an older controller); every state's look for
+    // volumes without identity has found none so far.
+    let mut nameless = resource("web", &[(0, 4, "files")]);
+    nameless.volumes[0].identity = String::new();
+    let state = node.full(2, vec![resource("app", &[(0, 4, "files")]), nameless]);
+    applied(node.apply(state));
+    let web = |node: &Node| {
+        node.reconciler
+            .ledger()
+            .volumes
+            .iter()
+            .find(|e| e.key.resource.as_str() == "web")
+            .cloned()
+            .unwrap()
+    };
+    assert_eq!(web(&node).identity, None);
+    // The next state names it: the same volume, now with its identity, and no orphan.
+    let state = node.full(
+        3,
+        vec![
+            resource("app", &[(0, 4, "files")]),
+            resource("web", &[(0, 4, "files")]),
+        ],
+    );
+    let (_, report) = applied(node.apply(state));
+    assert!(report.orphans.is_empty(), "{report:?}");
+    assert_eq!(web(&node).identity, Some(identity("web", 0)));
+}
+
+#[test]
 fn unsupported_providers_are_reported_with_the_reason() {
     let host = Arc::new(FakeHost::new());
     let state_dir = tempfile::tempdir().unwrap();

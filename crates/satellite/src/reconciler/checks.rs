@@ -214,10 +214,14 @@ impl Reconciler {
     /// their place, when the applied state wanted them there too: the same volume, now named.
     /// A volume nobody wanted at its place stays without identity, an orphan.
     pub(super) fn take_over_legacy_volumes(&mut self, next: &Next) {
+        if !self.legacy_volumes {
+            return;
+        }
         let Some(current) = &self.desired else {
             return;
         };
         if !self.ledger.has_volumes_without_identity() {
+            self.legacy_volumes = false;
             return;
         }
         let (current, next) = View::pair(current, next);

@@ -1073,6 +1073,7 @@ impl Reconciler {
         };
         // Write before acting: a crash during the create still leaves a record that this
         // volume is ours.
+        self.legacy_volumes |= volume.identity.is_empty();
         self.ledger.record(LedgerEntry {
             key: key.clone(),
             identity: (!volume.identity.is_empty()).then(|| volume.identity.clone()),

@@ -431,6 +431,11 @@ pub struct Reconciler {
     /// to exist ([`Reconciler::mark_created`]). Saved with the next change that is saved at
     /// once, at the end of a full pass, or when the reconciler stops.
     ledger_behind: bool,
+    /// Whether the ledger may hold volumes without identity (recorded before identities, or
+    /// created for a state that named none), which [`Reconciler::take_over_legacy_volumes`]
+    /// looks for. False once a look found none and no such volume was recorded since, so a
+    /// delta does not walk every entry of the ledger to learn that again.
+    legacy_volumes: bool,
     /// When the last full pass ended.
     last_full_pass: Option<Instant>,
     /// How long after it the next one is due ([`Reconciler::next_wait`]), drawn when first
@@ -512,6 +517,7 @@ impl Reconciler {
             orphans_known: false,
             node_outcome: NodeReport::default(),
             ledger_behind: false,
+            legacy_volumes: true,
             last_full_pass: None,
             next_pass_after: None,
             pass_prompted: false,
