@@ -286,6 +286,23 @@ fn meta_number(connection: &Connection, path: &Path, key: &'static str) -> Resul
     }
 }
 
+/// The revision a commit starts from, read with a statement SQLite parses once per connection
+/// (every commit asks; the store is migrated when opened, so its `meta` table exists).
+fn stored_revision(connection: &Connection, path: &Path) -> Result<u64, StoreError> {
+    let found: Option<String> = connection
+        .prepare_cached("SELECT value FROM meta WHERE key = 'revision'")?
+        .query_row([], |row| row.get(0))
+        .optional()?;
+    match &found {
+        None => Ok(0),
+        Some(value) => value.parse().map_err(|_| StoreError::BadMeta {
+            path: path.to_path_buf(),
+            key: "revision",
+            found: found.clone(),
+        }),
+    }
+}
+
 /// The integrity check of a store opened with [`Store::open_checking_aside`], running on a
 /// connection and a thread of its own.
 #[must_use = "a store is trusted only once its integrity check passed"]
@@ -549,7 +566,7 @@ impl Store {
         let tx = self
             .connection
             .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        let found = meta_number(&tx, &self.path, "revision")?;
+        let found = stored_revision(&tx, &self.path)?;
         if found != self.revision {
             return Err(StoreError::RevisionMoved {
                 path: self.path.clone(),
@@ -607,10 +624,8 @@ impl Store {
                 }
             }
         }
-        tx.execute(
-            "UPDATE meta SET value = ?1 WHERE key = 'revision'",
-            [revision.to_string()],
-        )?;
+        tx.prepare_cached("UPDATE meta SET value = ?1 WHERE key = 'revision'")?
+            .execute([revision.to_string()])?;
         tx.commit()?;
         self.revision = revision;
         Ok(revision)
