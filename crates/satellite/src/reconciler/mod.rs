@@ -61,6 +61,9 @@
 //!
 //! Converging is level-triggered and idempotent (`converge`); a pass over a converged node runs
 //! only queries.
+//!
+//! A batch of deltas, a slice or the end of a pass that takes long is logged with where its
+//! time went ([`SLOW_WORK`], [`SLOW_WORK_DEBUG`]; `docs/operations.md`).
 
 mod checks;
 mod commands;
@@ -129,6 +132,16 @@ pub const PASS_SLICE: Duration = Duration::from_millis(5);
 /// The most deltas taken together ([`Reconciler::apply_deltas`]): a bound on how long the
 /// first of them waits for its answer.
 pub const MAX_DELTAS_TOGETHER: usize = 32;
+
+/// A batch of deltas, a slice of a pass or the end of a pass that takes at least this long is
+/// logged (at `info`) with where its time went, as the controller logs a slow change: a
+/// spawn waits for the slowest of its nodes. An LVM or ZFS create alone takes a good part
+/// of a second, so less than this is normal on a real node.
+pub const SLOW_WORK: Duration = Duration::from_secs(1);
+
+/// The same, logged at `debug`: what a node of fast providers (files, a simulated host)
+/// shows under load, to find where its spawns wait.
+pub const SLOW_WORK_DEBUG: Duration = Duration::from_millis(20);
 
 /// A pool's capacity or a thin volume's allocation must change by at least this many percent
 /// (of the total) before an unprompted report is sent for it.
@@ -368,6 +381,53 @@ pub fn differs_noticeably(old: &NodeReport, new: &NodeReport) -> bool {
             )
     });
     pools || volumes
+}
+
+/// Where a piece of the reconciler's work spent its time, for the log of slow work
+/// ([`SLOW_WORK`]).
+struct WorkTiming {
+    started: Instant,
+    last: Instant,
+    laps: Vec<(&'static str, Duration)>,
+}
+
+impl WorkTiming {
+    fn start() -> Self {
+        let now = Instant::now();
+        WorkTiming {
+            started: now,
+            last: now,
+            laps: Vec::with_capacity(3),
+        }
+    }
+
+    /// Ends the step `name`.
+    fn lap(&mut self, name: &'static str) {
+        let now = Instant::now();
+        self.laps.push((name, now - self.last));
+        self.last = now;
+    }
+
+    /// Logs the steps when the whole took [`SLOW_WORK_DEBUG`] or longer (at `info` from
+    /// [`SLOW_WORK`]).
+    fn log_if_slow(&self, node: &str, what: &str, deltas: usize) {
+        let total = self.last - self.started;
+        if total < SLOW_WORK_DEBUG {
+            return;
+        }
+        let steps = self
+            .laps
+            .iter()
+            .map(|(name, took)| format!("{name}_ms={}", took.as_millis()))
+            .collect::<Vec<_>>()
+            .join(" ");
+        let total_ms = total.as_millis() as u64;
+        if total >= SLOW_WORK {
+            info!(node, deltas, total_ms, %steps, "{what}");
+        } else {
+            debug!(node, deltas, total_ms, %steps, "{what}");
+        }
+    }
 }
 
 /// The owner of the node's storage state.
@@ -728,19 +788,25 @@ impl Reconciler {
         let Some(pass) = self.sliced_pass.take() else {
             return false;
         };
+        let mut timing = WorkTiming::start();
         let until = Instant::now() + budget;
         let visit = Visit::Full {
             after: pass.after.as_deref(),
             until: Some(until),
         };
-        match self.converge_pass(visit) {
+        let end = self.converge_pass(visit);
+        timing.lap("converge");
+        match end {
             PassEnd::After(key) => {
                 self.sliced_pass = Some(SlicedPass { after: Some(key) });
+                timing.log_if_slow(&self.node_name, "slow slice of a pass", 0);
                 true
             }
             PassEnd::Done => {
                 self.providers.end_pass();
                 self.report_found_if_changed();
+                timing.lap("report");
+                timing.log_if_slow(&self.node_name, "slow end of a pass", 0);
                 false
             }
         }
@@ -1123,7 +1189,10 @@ impl Reconciler {
             .flat_map(|(_, names, _)| names.iter().map(|n| resource_key(n)))
             .collect();
         if !taken.is_empty() {
-            if let Err(e) = self.persist_desired(Some(&named)) {
+            let mut timing = WorkTiming::start();
+            let persisted = self.persist_desired(Some(&named));
+            timing.lap("persist");
+            if let Err(e) = persisted {
                 error!(error = %e, "could not persist the desired state; the deltas are not applied");
                 if let Some(undo) = replaced {
                     self.restore_persisted(Replaced::Change(undo), new_snapshots);
@@ -1143,12 +1212,14 @@ impl Reconciler {
                 self.desired_node_uuid = self.session_node_uuid.clone();
                 let all = named;
                 self.converge_named(&all);
+                timing.lap("converge");
                 self.sent_named();
                 info!(
                     deltas = taken.len(),
                     resources = all.len(),
                     "applied together"
                 );
+                let deltas = taken.len();
                 for (generation, names, reply) in taken {
                     let keys = resource_keys(&names);
                     let report = NodeReport {
@@ -1162,6 +1233,8 @@ impl Reconciler {
                         debug!("the session that sent the state has ended; the answer is dropped");
                     }
                 }
+                timing.lap("answer");
+                timing.log_if_slow(&self.node_name, "slow deltas", deltas);
             }
         }
         for (state, reply) in rest {
