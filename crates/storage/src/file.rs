@@ -16,7 +16,11 @@
 //! `losetup --associated`, so attaching twice never creates a second loop device. During a
 //! full reconcile pass ([`Provider::begin_pass`]) one `losetup --list` of every loop device
 //! replaces the per-file query: with thousands of volumes, a query per volume (each scanning
-//! every loop device) made a pass take minutes. Devices are matched by the canonical path of
+//! every loop device) made a pass take minutes. Only every [`FULL_TABLE_EVERY`]th full pass
+//! (and the first) reads it whatever happens; the others confirm each remembered device as a
+//! pass over named volumes does (below), and read the table only at the first file that this
+//! does not settle: reading it is one step, longer the more devices the host has, that the
+//! slices of a pass cannot divide, and every delta waits behind it. Devices are matched by the canonical path of
 //! their file; in a pass each pool directory is resolved once, not once per file, and a
 //! volume's file is looked up once (`lstat`) for its size and the path its devices are found
 //! by, unless it is a symbolic link. A pass over a few named volumes
@@ -66,6 +70,8 @@ pub struct FileProvider {
     loop_table: Mutex<LoopTable>,
     /// What earlier passes learned of loop devices, for passes over named volumes.
     remembered: Mutex<Remembered>,
+    /// Full passes begun, for [`FULL_TABLE_EVERY`].
+    full_passes: std::sync::atomic::AtomicU64,
     /// In a pass (`Some`): the canonical path of each directory a backing file was looked up
     /// in ([`FileProvider::canonical`]).
     canonical_dirs: Mutex<Option<HashMap<PathBuf, PathBuf>>>,
@@ -96,7 +102,20 @@ enum LoopTable {
     Read(HashMap<PathBuf, Vec<PathBuf>>),
     /// In a pass over named volumes: each file's device from [`Remembered`], checked.
     Scoped,
+    /// In a full pass between two reads of the whole table ([`FULL_TABLE_EVERY`]): each file's
+    /// device from [`Remembered`], checked as in a scoped pass; the first file that is neither
+    /// confirmed there nor known to have no device reads the whole table (then `Read`), so a
+    /// pass reads it at most once, as before, and one over a node whose devices are all as
+    /// remembered reads it not at all.
+    Checked,
 }
+
+/// Every this many full passes, and at the first, the whole loop-device table is read even when
+/// every remembered device is confirmed: the pass then sees what else the host has attached to
+/// the pool's files. Between, a full pass checks each remembered device (one small read), which
+/// the pass's slices divide, where reading the table is one step no slice budget divides and
+/// grows with every loop device of the host.
+pub const FULL_TABLE_EVERY: u64 = 10;
 
 #[derive(Deserialize)]
 struct LoopList {
@@ -118,6 +137,7 @@ impl FileProvider {
             thin,
             loop_table: Mutex::new(LoopTable::Unused),
             remembered: Mutex::new(Remembered::default()),
+            full_passes: std::sync::atomic::AtomicU64::new(0),
             canonical_dirs: Mutex::new(None),
         }
     }
@@ -359,14 +379,43 @@ impl FileProvider {
             drop(table);
             return self.scoped_loop_devices(image, key);
         }
-        if matches!(*table, LoopTable::Unread) {
+        let key = match (&*table, key) {
+            (LoopTable::Checked, key) => {
+                drop(table);
+                let key = key.unwrap_or_else(|| self.canonical_or_given(image));
+                if let Some(known) = self.confirmed_devices(&key) {
+                    return Ok(known);
+                }
+                table = self.loop_table();
+                key
+            }
+            (_, key) => key.unwrap_or_else(|| self.canonical_or_given(image)),
+        };
+        if matches!(*table, LoopTable::Unread | LoopTable::Checked) {
             *table = LoopTable::Read(self.read_loop_table()?);
         }
         let LoopTable::Read(devices) = &*table else {
             unreachable!("the table was read above")
         };
-        let key = key.unwrap_or_else(|| self.canonical_or_given(image));
         Ok(devices.get(&key).cloned().unwrap_or_default())
+    }
+
+    /// The devices of the file of canonical path `key` as remembered, when that is known for
+    /// sure: none for a file known to have none in this pass, or the remembered device once
+    /// the kernel confirms it holds the file. `None` when only asking the host tells.
+    fn confirmed_devices(&self, key: &Path) -> Option<Vec<PathBuf>> {
+        let known = {
+            let remembered = self.remembered();
+            if remembered.unattached.contains(key) {
+                return Some(Vec::new());
+            }
+            remembered.devices.get(key).cloned()?
+        };
+        // The kernel names the file a device holds; a deleted one reads "<path> (deleted)".
+        self.runner
+            .loop_backing_file(&known)
+            .is_some_and(|file| Path::new(&file) == key)
+            .then(|| vec![known])
     }
 
     /// [`FileProvider::loop_devices`] in a pass over named volumes.
@@ -376,22 +425,8 @@ impl FileProvider {
         key: Option<PathBuf>,
     ) -> Result<Vec<PathBuf>, StorageError> {
         let key = key.unwrap_or_else(|| self.canonical_or_given(image));
-        let known = {
-            let remembered = self.remembered();
-            if remembered.unattached.contains(&key) {
-                return Ok(Vec::new());
-            }
-            remembered.devices.get(&key).cloned()
-        };
-        if let Some(device) = known {
-            // The kernel names the file a device holds; a deleted one reads "<path> (deleted)".
-            let holds = self
-                .runner
-                .loop_backing_file(&device)
-                .is_some_and(|file| Path::new(&file) == key);
-            if holds {
-                return Ok(vec![device]);
-            }
+        if let Some(known) = self.confirmed_devices(&key) {
+            return Ok(known);
         }
         let devices = self.query_loop_devices(image)?;
         let mut remembered = self.remembered();
@@ -821,7 +856,15 @@ impl Provider for FileProvider {
     }
 
     fn begin_pass(&self) {
-        *self.loop_table() = LoopTable::Unread;
+        let passes = self
+            .full_passes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let remembers = !self.remembered().devices.is_empty();
+        *self.loop_table() = if remembers && !passes.is_multiple_of(FULL_TABLE_EVERY) {
+            LoopTable::Checked
+        } else {
+            LoopTable::Unread
+        };
         self.remembered().unattached.clear();
         *self.canonical_dirs() = Some(HashMap::new());
     }
@@ -1175,18 +1218,42 @@ mod pass_lookup_tests {
     use super::*;
     use crate::runner::{CommandError, CommandOutput};
 
-    /// Answers `losetup --list` with `table` (device, backing file) and records what ran.
+    /// Answers `losetup --list` with `table` (device, backing file), and the kernel's name of
+    /// a device's file from it, and records what ran.
     struct Host {
-        table: Vec<(String, String)>,
+        table: Mutex<Vec<(String, String)>>,
         ran: Mutex<Vec<String>>,
     }
 
+    impl Host {
+        fn new(table: Vec<(String, String)>) -> Host {
+            Host {
+                table: Mutex::new(table),
+                ran: Mutex::new(Vec::new()),
+            }
+        }
+
+        /// How many times the whole table was read.
+        fn tables_read(&self) -> usize {
+            let ran = self.ran.lock().unwrap();
+            ran.iter().filter(|c| c.contains("NAME,BACK-FILE")).count()
+        }
+    }
+
     impl HostCommands for Host {
+        fn loop_backing_file(&self, device: &Path) -> Option<String> {
+            let table = self.table.lock().unwrap();
+            let (_, file) = table.iter().find(|(name, _)| Path::new(name) == device)?;
+            std::fs::canonicalize(file)
+                .ok()
+                .map(|p| p.to_string_lossy().into_owned())
+        }
+
         fn run(&self, command: &CommandLine) -> Result<CommandOutput, CommandError> {
             self.ran.lock().unwrap().push(command.to_string());
             let associated = command.args.iter().position(|a| a == "--associated");
-            let devices: Vec<serde_json::Value> = self
-                .table
+            let table = self.table.lock().unwrap();
+            let devices: Vec<serde_json::Value> = table
                 .iter()
                 .filter(|(_, file)| {
                     associated.is_none_or(|at| {
@@ -1228,13 +1295,7 @@ mod pass_lookup_tests {
             name("bare"),
             name("missing"),
         );
-        let paths = FileProvider::new(
-            Arc::new(Host {
-                table: Vec::new(),
-                ran: Mutex::new(Vec::new()),
-            }),
-            true,
-        );
+        let paths = FileProvider::new(Arc::new(Host::new(Vec::new())), true);
         let image = |name: &BackingVolumeName| paths.image_path(pool, name).unwrap();
         std::fs::write(image(&attached), vec![0u8; 8192]).unwrap();
         std::fs::write(image(&bare), vec![0u8; 4096]).unwrap();
@@ -1253,10 +1314,7 @@ mod pass_lookup_tests {
                 target.to_string_lossy().into_owned(),
             ),
         ];
-        let host = Arc::new(Host {
-            table,
-            ran: Mutex::new(Vec::new()),
-        });
+        let host = Arc::new(Host::new(table));
         let provider = FileProvider::new(host.clone(), true);
         let look = |provider: &FileProvider| {
             [&attached, &linked, &bare, &missing]
@@ -1288,15 +1346,86 @@ mod pass_lookup_tests {
         assert_eq!(look(&provider), outside, "in a pass over named volumes");
         provider.end_pass();
         let ran = host.ran.lock().unwrap().clone();
-        assert_eq!(
-            ran.iter().filter(|c| c.contains("NAME,BACK-FILE")).count(),
-            1,
-            "one table per pass: {ran:?}"
-        );
+        assert_eq!(host.tables_read(), 1, "one table per pass: {ran:?}");
         assert!(
             !ran.iter()
                 .any(|c| c.starts_with("losetup /dev") || c.contains("--find")),
             "nothing attached: {ran:?}"
+        );
+    }
+
+    /// A full pass between two reads of the whole table confirms each remembered device with the
+    /// kernel and reads no table; the first file that leaves it unsure (no device remembered, or
+    /// one that holds another file now) reads the table once for the rest of the pass; every
+    /// [`FULL_TABLE_EVERY`]th pass reads it anyway.
+    #[test]
+    fn full_passes_between_table_reads_confirm_what_they_remember() {
+        let pool = tempfile::tempdir().unwrap();
+        let pool = pool.path().canonicalize().unwrap();
+        let name = |resource: &str| {
+            BackingVolumeName::new(
+                &resource.parse().unwrap(),
+                ferrite_types::VolumeNumber::from(0),
+            )
+        };
+        let (web, db) = (name("web"), name("db"));
+        let file = |name: &BackingVolumeName| pool.join(format!("{name}.img"));
+        std::fs::write(file(&web), vec![0u8; 4096]).unwrap();
+        std::fs::write(file(&db), vec![0u8; 4096]).unwrap();
+        let device = |n: u32, name: &BackingVolumeName| {
+            (
+                format!("/dev/loop{n}"),
+                file(name).to_string_lossy().into_owned(),
+            )
+        };
+        let host = Arc::new(Host::new(vec![device(1, &web)]));
+        let provider = FileProvider::new(host.clone(), true);
+        let pool = pool.to_str().unwrap();
+        let device_of =
+            |name: &BackingVolumeName| provider.volume(pool, name).unwrap().unwrap().device_path;
+        let pass = |look: &dyn Fn()| {
+            provider.begin_pass();
+            look();
+            provider.end_pass();
+        };
+
+        pass(&|| assert_eq!(device_of(&web), Some(PathBuf::from("/dev/loop1"))));
+        assert_eq!(host.tables_read(), 1, "the first pass reads the table");
+        pass(&|| assert_eq!(device_of(&web), Some(PathBuf::from("/dev/loop1"))));
+        assert_eq!(host.tables_read(), 1, "loop1 is confirmed, no table read");
+        pass(&|| {
+            assert_eq!(device_of(&db), None);
+            assert_eq!(device_of(&db), None);
+            assert_eq!(device_of(&web), Some(PathBuf::from("/dev/loop1")));
+        });
+        assert_eq!(
+            host.tables_read(),
+            2,
+            "db, never seen attached, reads it once"
+        );
+        // Behind the satellite's back, web moves to loop7 and loop1 takes db.
+        *host.table.lock().unwrap() = vec![device(7, &web), device(1, &db)];
+        pass(&|| {
+            assert_eq!(device_of(&web), Some(PathBuf::from("/dev/loop7")));
+            assert_eq!(device_of(&db), Some(PathBuf::from("/dev/loop1")));
+        });
+        assert_eq!(
+            host.tables_read(),
+            3,
+            "loop1 holds another file: the table, once"
+        );
+        for _ in 4..FULL_TABLE_EVERY {
+            pass(&|| {
+                assert_eq!(device_of(&web), Some(PathBuf::from("/dev/loop7")));
+                assert_eq!(device_of(&db), Some(PathBuf::from("/dev/loop1")));
+            });
+        }
+        assert_eq!(host.tables_read(), 3, "both confirmed since");
+        pass(&|| assert_eq!(device_of(&web), Some(PathBuf::from("/dev/loop7"))));
+        assert_eq!(
+            host.tables_read(),
+            4,
+            "pass 11, ten after the first, reads it anyway"
         );
     }
 }
