@@ -20,10 +20,10 @@
 //! (and the first) reads it whatever happens; the others confirm each remembered device as a
 //! pass over named volumes does (below), and read the table only at the first file that this
 //! does not settle: reading it is one step, longer the more devices the host has, that the
-//! slices of a pass cannot divide, and every delta waits behind it. Devices are matched by the canonical path of
-//! their file; in a pass each pool directory is resolved once, not once per file, and a
-//! volume's file is looked up once (`lstat`) for its size and the path its devices are found
-//! by, unless it is a symbolic link. A pass over a few named volumes
+//! slices of a pass cannot divide, and every delta waits behind it. Devices are matched by
+//! the canonical path of their file; in a pass each pool directory is resolved once, not once
+//! per file, and a volume's file is looked up once (`lstat`) for its size and the path its
+//! devices are found by, unless it is a symbolic link. A pass over a few named volumes
 //! ([`Provider::begin_scoped_pass`]) reads no such table, whose cost grows with the node: it
 //! trusts the device a file was last seen attached to once the kernel confirms it
 //! ([`HostCommands::loop_backing_file`], one small read), knows that a file it created in the
