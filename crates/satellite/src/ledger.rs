@@ -21,8 +21,10 @@
 //! when it returns, so the order the reconciler keeps (recorded before a create, removed after
 //! the delete) holds on disk too. One change is saved late on purpose: that a volume was seen
 //! to exist after its create waits for the ledger's next save (`Reconciler::mark_created`), so
-//! an entry on disk that says `Creating` may be of a volume that exists; a restart looks. A
-//! `ledger.json` from before the journal loads as it is.
+//! an entry on disk that says `Creating` may be of a volume that exists; a restart looks. And
+//! the volumes a batch of deltas creates are recorded together, in one save before the first
+//! create (`crate::reconciler::intents`), rather than one save each. A `ledger.json` from
+//! before the journal loads as it is.
 //!
 //! A ledger notes which entries its methods changed since it was last saved ([`Unsaved`]), so
 //! a save compares only those with the file's and costs what changed, not the whole ledger. A
@@ -315,6 +317,12 @@ impl Ledger {
 
     pub fn get(&self, key: &VolumeKey) -> Option<&LedgerEntry> {
         self.position(key).ok().map(|i| &self.volumes[i])
+    }
+
+    /// Whether the entry of `key` (or its absence) is as the last save left it: no method
+    /// changed it since. False for a ledger loaded or made and not saved since.
+    pub fn is_saved(&self, key: &VolumeKey) -> bool {
+        matches!(&self.unsaved, Unsaved::Known { volumes, .. } if !volumes.contains(key))
     }
 
     /// Records (or updates) a volume.

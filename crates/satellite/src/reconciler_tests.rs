@@ -1550,6 +1550,11 @@ impl crate::replication::ReplicationDriver for FakeEngine {
         _replication: &ferrite_proto::ReplicationSpec,
         _volumes: &[u16],
     ) -> Result<u64, String> {
+        if usable_kib > 1 << 40 {
+            return Err(format!(
+                "{usable_kib} KiB is too large for the engine's metadata"
+            ));
+        }
         Ok(usable_kib + 1024)
     }
 
@@ -2441,8 +2446,9 @@ fn a_restart_after_many_deltas_has_the_state_and_ledger_it_had() {
         snapshot,
         "a delta is journaled, not written whole"
     );
-    // A restart without a stop (a crash): the last volume seen to exist was not saved as
-    // such yet, so it is still recorded as being created; everything else is as it was.
+    // A restart without a stop (a crash): the volumes of the last batch, recorded together
+    // ahead of their creates, were not saved as seen to exist yet, so they are still recorded
+    // as being created; everything else is as it was.
     node.restart();
     assert_eq!(node.reconciler.desired(), Some(&desired));
     let reloaded = node.reconciler.ledger().clone();
@@ -2454,13 +2460,14 @@ fn a_restart_after_many_deltas_has_the_state_and_ledger_it_had() {
         .collect();
     assert_eq!(reloaded.volumes.len(), ledger.volumes.len());
     assert_eq!(reloaded.snapshots, ledger.snapshots);
-    assert_eq!(differing.len(), 1, "{differing:?}");
-    let (after, before) = differing[0];
-    assert_eq!(after.key.resource.as_str(), "together2");
-    assert_eq!(
-        (after.progress, before.progress),
-        (Progress::Creating, Progress::Created)
-    );
+    assert_eq!(differing.len(), 2, "{differing:?}");
+    for ((after, before), name) in differing.iter().zip(["together1", "together2"]) {
+        assert_eq!(after.key.resource.as_str(), name);
+        assert_eq!(
+            (after.progress, before.progress),
+            (Progress::Creating, Progress::Created)
+        );
+    }
     // The start folded both journals into the JSON files, which now hold everything.
     for file in [DESIRED_STATE_FILE, LEDGER_FILE] {
         let journal = crate::journal::journal_path(&node.state.path().join(file));
@@ -3122,4 +3129,199 @@ fn a_volume_seen_to_exist_is_saved_with_the_next_save() {
     events.send(Event::Shutdown).unwrap();
     running.join().unwrap();
     assert_eq!(on_disk(&node, "rd"), Some(Progress::Created));
+}
+
+/// Every volume entry of `ledger`: resource, volume number and progress, in ledger order.
+fn progress_of_all(ledger: &Ledger) -> Vec<(String, u16, Progress)> {
+    ledger
+        .volumes
+        .iter()
+        .map(|e| {
+            (
+                e.key.resource.to_string(),
+                e.key.volume_number.get(),
+                e.progress,
+            )
+        })
+        .collect()
+}
+
+/// A batch of deltas that places several resources records all the volumes it creates in one
+/// synced ledger record, before the first is made, rather than one record per volume; each
+/// entry is on disk before its volume exists, and a restart finds every volume its own.
+#[test]
+fn a_batch_of_deltas_records_the_volumes_it_creates_in_one_save() {
+    let mut node = Node::new();
+    applied(node.apply(node.full(1, vec![resource("base", &[(0, 4096, "files")])])));
+    let journal = crate::journal::journal_path(&node.state.path().join(LEDGER_FILE));
+    let before = journal_records(&journal);
+    let (outbox, mut inbox) = unbounded_channel();
+    let ra = resource("ra", &[(0, 4096, "files"), (1, 4096, "lvm")]);
+    let first = delta_of(&node, 2, 1, vec![ra], &[]);
+    let second = delta_of(
+        &node,
+        3,
+        2,
+        vec![resource("rb", &[(0, 4096, "files")])],
+        &[],
+    );
+    let third = delta_of(&node, 4, 3, vec![resource("rc", &[(0, 4096, "lvm")])], &[]);
+    node.reconciler.apply_deltas(vec![
+        (first, outbox.clone()),
+        (second, outbox.clone()),
+        (third, outbox),
+    ]);
+    for _ in 0..3 {
+        let (_, report) = applied(inbox.try_recv().unwrap());
+        assert!(
+            report.volumes.iter().all(|v| v.disk_state == "UpToDate"),
+            "{report:?}"
+        );
+    }
+    assert_eq!(
+        journal_records(&journal),
+        before + 1,
+        "one record for the four volumes, made before the first"
+    );
+    let creating = |name: &str, volume| (name.to_string(), volume, Progress::Creating);
+    let created = |name: &str, volume| (name.to_string(), volume, Progress::Created);
+    assert_eq!(
+        progress_of_all(&persisted_ledger(&node)),
+        [
+            created("base", 0),
+            creating("ra", 0),
+            creating("ra", 1),
+            creating("rb", 0),
+            creating("rc", 0),
+        ]
+    );
+    assert_eq!(
+        progress_of_all(node.reconciler.ledger()),
+        [
+            created("base", 0),
+            created("ra", 0),
+            created("ra", 1),
+            created("rb", 0),
+            created("rc", 0),
+        ]
+    );
+
+    // A restart looks, finds each volume, and adopts it: nothing is created again or orphaned.
+    node.restart();
+    node.host.take_commands();
+    let report = node.reconciler.converge();
+    assert!(
+        report.volumes.iter().all(|v| v.disk_state == "UpToDate"),
+        "{report:?}"
+    );
+    assert!(report.orphans.is_empty(), "{:?}", report.orphans);
+    assert!(
+        !node
+            .host
+            .commands()
+            .iter()
+            .any(|c| c.starts_with("lvcreate")),
+        "{:?}",
+        node.host.commands()
+    );
+    assert_eq!(
+        progress_of_all(&persisted_ledger(&node)),
+        progress_of_all(node.reconciler.ledger())
+    );
+}
+
+/// A volume recorded ahead whose create fails leaves the ledger, on disk too, as a volume that
+/// was recorded alone does; the other volumes of the batch are made.
+#[test]
+fn a_failed_create_among_volumes_recorded_ahead_leaves_no_entry() {
+    let mut node = Node::new();
+    applied(node.apply(node.full(1, vec![resource("base", &[(0, 4096, "files")])])));
+    let (outbox, mut inbox) = unbounded_channel();
+    let small = delta_of(
+        &node,
+        2,
+        1,
+        vec![resource("small", &[(0, 4096, "files")])],
+        &[],
+    );
+    // Larger than the volume group.
+    let huge = delta_of(
+        &node,
+        3,
+        2,
+        vec![resource("huge", &[(0, 1 << 30, "lvm")])],
+        &[],
+    );
+    node.reconciler
+        .apply_deltas(vec![(small, outbox.clone()), (huge, outbox)]);
+    let (_, report) = applied(inbox.try_recv().unwrap());
+    assert_eq!(volume_of(&report, "small").disk_state, "UpToDate");
+    let (_, report) = applied(inbox.try_recv().unwrap());
+    let failed = volume_of(&report, "huge");
+    assert_eq!(failed.disk_state, "Failed");
+    assert!(
+        failed
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("creating the volume failed")),
+        "{failed:?}"
+    );
+    let entries = [("base".to_string(), 0, Progress::Created)];
+    assert_eq!(progress_of_all(node.reconciler.ledger())[..1], entries);
+    assert_eq!(progress_of_all(node.reconciler.ledger()).len(), 2);
+    assert!(
+        progress_of_all(&persisted_ledger(&node))
+            .iter()
+            .all(|(name, _, _)| name != "huge"),
+        "{:?}",
+        persisted_ledger(&node)
+    );
+    node.restart();
+    let report = node.reconciler.converge();
+    assert!(report.orphans.is_empty(), "{:?}", report.orphans);
+}
+
+/// A volume recorded ahead that the pass does not go on to create (here: its member cannot
+/// be sized) is withdrawn when the pass ends, and the withdrawal is saved: the ledger keeps no
+/// entry, in memory or on disk, for a volume that was not made, and reports no orphan.
+#[test]
+fn a_volume_recorded_ahead_and_not_created_is_withdrawn() {
+    let mut node = Node::new();
+    with_engine(&mut node);
+    applied(node.apply(node.full(1, vec![resource("base", &[(0, 4096, "files")])])));
+    let both = replicated(resource(
+        "both",
+        &[(0, 4096, "files"), (1, 1 << 41, "files")],
+    ));
+    let (_, report) = applied(node.apply(delta_of(&node, 2, 1, vec![both], &[])));
+    let volume = |number| {
+        report
+            .volumes
+            .iter()
+            .find(|v| v.resource == "both" && v.volume_number == number)
+            .unwrap()
+    };
+    assert_eq!(volume(0).disk_state, "UpToDate");
+    assert_eq!(volume(1).disk_state, "Failed");
+    assert!(
+        volume(1)
+            .error
+            .as_deref()
+            .is_some_and(|e| e.contains("too large")),
+        "{report:?}"
+    );
+    assert!(report.orphans.is_empty(), "{:?}", report.orphans);
+    let expected = [
+        ("base".to_string(), 0, Progress::Created),
+        ("both".to_string(), 0, Progress::Created),
+    ];
+    assert_eq!(progress_of_all(node.reconciler.ledger()), expected);
+    assert!(
+        progress_of_all(&persisted_ledger(&node))
+            .iter()
+            .all(|(name, volume, _)| (name.as_str(), *volume) != ("both", 1)),
+        "{:?}",
+        persisted_ledger(&node)
+    );
+    assert!(!node.file("both_00001.img").exists());
 }

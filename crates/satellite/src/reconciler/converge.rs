@@ -285,6 +285,9 @@ impl Reconciler {
             matches!(visit, Visit::Full { after, until } if after.is_some() || until.is_some());
         let mut before: Vec<Option<NodeReport>> = Vec::new();
         let mut visited: Vec<(&str, &ResourceSpec)> = Vec::new();
+        if let Visit::Named(names) = visit {
+            self.record_intents(desired, names, &pools);
+        }
         let mut end = PassEnd::Done;
         for (key, resource) in candidates {
             if let (Some(until), Some((last, _))) = (until, visited.last())
@@ -307,6 +310,7 @@ impl Reconciler {
             }
             visited.push((key, resource));
         }
+        self.withdraw_intents();
         let whole = matches!(visit, Visit::Full { .. }) && end == PassEnd::Done;
         // The keys whose outcome this pass may have changed, when it did not visit every one.
         let changed: Option<BTreeSet<String>> = match visit {
@@ -452,20 +456,12 @@ impl Reconciler {
         };
         let mut all_deleted = true;
         let engine = replication_engine(&resource.layers);
-        let driver = engine.and_then(|e| self.drivers.iter().position(|d| d.engine() == e));
+        let driver = self.driver_of(resource);
         if resource.inactive && !resource.deleting {
             self.bring_down(&name, resource, driver, pools, in_use, report);
             return;
         }
-        let unapplied: Vec<String> = resource
-            .layers
-            .iter()
-            .filter(|layer| {
-                !crate::capabilities::APPLIED_LAYERS.contains(layer)
-                    || (Some(**layer) != Some(LayerKind::Storage) && driver.is_none())
-            })
-            .map(|layer| layer.to_string())
-            .collect();
+        let unapplied = self.unapplied_layers(resource);
         // The replication layer's member, filled while the volumes below are made ready.
         let mut member_volumes: Vec<MemberVolume> = Vec::new();
         // Why the member cannot be applied yet (a backing volume is not ready).
@@ -935,6 +931,28 @@ impl Reconciler {
         }
     }
 
+    /// The index of the replication driver `resource`'s layers ask for, if this satellite
+    /// has it.
+    pub(super) fn driver_of(&self, resource: &ResourceSpec) -> Option<usize> {
+        let engine = replication_engine(&resource.layers)?;
+        self.drivers.iter().position(|d| d.engine() == engine)
+    }
+
+    /// The layers of `resource`'s stack this satellite does not apply: any, and nothing of the
+    /// resource is made.
+    pub(super) fn unapplied_layers(&self, resource: &ResourceSpec) -> Vec<String> {
+        let driver = self.driver_of(resource);
+        resource
+            .layers
+            .iter()
+            .filter(|layer| {
+                !crate::capabilities::APPLIED_LAYERS.contains(layer)
+                    || (Some(**layer) != Some(LayerKind::Storage) && driver.is_none())
+            })
+            .map(|layer| layer.to_string())
+            .collect()
+    }
+
     /// Creates, grows and activates one wanted volume.
     fn ensure_volume(
         &mut self,
@@ -1074,7 +1092,7 @@ impl Reconciler {
         // Write before acting: a crash during the create still leaves a record that this
         // volume is ours.
         self.legacy_volumes |= volume.identity.is_empty();
-        self.ledger.record(LedgerEntry {
+        let entry = LedgerEntry {
             key: key.clone(),
             identity: (!volume.identity.is_empty()).then(|| volume.identity.clone()),
             backing_name: Some(name.to_string()),
@@ -1088,10 +1106,13 @@ impl Reconciler {
                 }),
                 _ => None,
             },
-        });
-        if let Err(e) = self.persist_ledger() {
-            self.ledger.remove(key);
-            return Err(e.into());
+        };
+        if !self.take_intent(&entry) {
+            self.ledger.record(entry);
+            if let Err(e) = self.persist_ledger() {
+                self.ledger.remove(key);
+                return Err(e.into());
+            }
         }
         let provider = self.providers.get(key.provider_kind);
         let pool = key.pool_name.as_str();

@@ -68,6 +68,7 @@
 mod checks;
 mod commands;
 mod converge;
+mod intents;
 mod sent;
 mod snapshots;
 mod state;
@@ -496,6 +497,9 @@ pub struct Reconciler {
     /// looks for. False once a look found none and no such volume was recorded since, so a
     /// delta does not walk every entry of the ledger to learn that again.
     legacy_volumes: bool,
+    /// The volumes recorded ahead for the pass under way, that it has not created yet
+    /// (`intents`).
+    intents: BTreeSet<VolumeKey>,
     /// When the last full pass ended.
     last_full_pass: Option<Instant>,
     /// How long after it the next one is due ([`Reconciler::next_wait`]), drawn when first
@@ -578,6 +582,7 @@ impl Reconciler {
             node_outcome: NodeReport::default(),
             ledger_behind: false,
             legacy_volumes: true,
+            intents: BTreeSet::new(),
             last_full_pass: None,
             next_pass_after: None,
             pass_prompted: false,
