@@ -2,10 +2,12 @@
 //! every change takes.
 //!
 //! A change is planned against the current graph, committed to the store, applied in memory,
-//! and only then pushed to the satellites it concerns (write before you act). Planning,
-//! committing and applying happen under one mutation lock, so plans never race each other; the
-//! wait for satellites happens outside it, so slow nodes do not hold up the cluster. Readers
-//! take a read lock on the graph and never wait for the store.
+//! and only once the commit is on disk pushed to the satellites it concerns and answered
+//! (write before you act). Planning, committing and applying happen under one mutation lock,
+//! so plans never race each other; the sync that makes the commit durable, shared by the
+//! changes committed while it waits (`crate::durable`), and the wait for satellites happen
+//! outside it, so neither the disk nor slow nodes hold up the cluster. Readers take a read lock
+//! on the graph and never wait for the store; they may see a change whose sync is under way.
 
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,6 +21,7 @@ use tracing::{error, info};
 
 use crate::app::placement::Runtime;
 use crate::app::{Failure, Plan};
+use crate::durable::{Durability, Publication};
 use crate::metrics::Metrics;
 use crate::model::{self, Cluster, Op, StoredErrorReport};
 use crate::satellites::{NotApplied, Satellites, Timeouts, desired};
@@ -40,11 +43,12 @@ pub enum StartError {
 
 /// A change that takes this long, from asking for the mutation lock to every satellite's
 /// answer, is logged with where its time went (waiting for the lock, planning, the store's
-/// commit, applying and pushing, the satellites).
+/// commit, applying, the sync that made it durable, the satellites).
 const SLOW_CHANGE: std::time::Duration = std::time::Duration::from_millis(50);
 
 struct Inner {
     store: Mutex<Store>,
+    durability: Arc<Durability>,
     cluster: Arc<RwLock<Cluster>>,
     mutations: tokio::sync::Mutex<()>,
     satellites: Satellites,
@@ -65,13 +69,16 @@ impl Controller {
     /// every satellite.
     pub async fn start(lock: DataDirLock, timeouts: Timeouts) -> Result<Controller, StartError> {
         let started = std::time::Instant::now();
-        let (store, cluster) = tokio::task::spawn_blocking(move || -> Result<_, StartError> {
-            let (store, check) =
-                Store::open_checking_pages_aside(lock, &uuid::Uuid::new_v4().to_string())?;
-            let cluster = Cluster::load(&store, check)?;
-            Ok((store, cluster))
-        })
-        .await??;
+        let (store, wal, cluster) =
+            tokio::task::spawn_blocking(move || -> Result<_, StartError> {
+                let (mut store, check) =
+                    Store::open_checking_pages_aside(lock, &uuid::Uuid::new_v4().to_string())?;
+                let cluster = Cluster::load(&store, check)?;
+                let wal = store.defer_syncs()?;
+                Ok((store, wal, cluster))
+            })
+            .await??;
+        let durability = Arc::new(Durability::new(wal, cluster.revision));
         let nodes: Vec<NodeName> = cluster
             .nodes
             .values()
@@ -86,10 +93,16 @@ impl Controller {
             "cluster loaded"
         );
         let cluster = Arc::new(RwLock::new(cluster));
-        let satellites = Satellites::new(cluster.clone(), timeouts, crate::VERSION.to_string());
+        let satellites = Satellites::new(
+            cluster.clone(),
+            durability.watch(),
+            timeouts,
+            crate::VERSION.to_string(),
+        );
         let controller = Controller {
             inner: Arc::new(Inner {
                 store: Mutex::new(store),
+                durability,
                 cluster,
                 mutations: tokio::sync::Mutex::new(()),
                 satellites,
@@ -360,35 +373,38 @@ impl Controller {
         self.inner.metrics.record_commit();
         let stored = asked.elapsed();
 
-        // Apply and enqueue the deltas under the write lock, so deltas reach every link in
-        // revision order.
+        // Apply, and build what the change does once durable, under the write lock: the
+        // deltas are this revision's, whatever changes come after it.
         let mut waits: Vec<NodeName> = Vec::new();
+        let mut publication = Publication {
+            revision,
+            ..Publication::default()
+        };
         {
             let mut cluster = self.inner.cluster.write().expect("cluster lock");
             for op in ops {
                 op.apply(&mut cluster);
             }
             cluster.revision = revision;
-            let satellites = &self.inner.satellites;
             for node in cluster.nodes.keys().filter(|n| !nodes_before.contains(*n)) {
                 if cluster
                     .node(node)
                     .is_some_and(|n| n.node_type.has_satellite())
                 {
-                    satellites.start(node);
+                    publication.start.push(node.clone());
                 }
             }
             for gone in nodes_before
                 .iter()
                 .filter(|n| !cluster.nodes.contains_key(*n))
             {
-                satellites.stop(gone);
+                publication.stop.push(gone.clone());
             }
             for (node, before) in &addresses_before {
                 if let Some(now) = cluster.node(node)
                     && now.satellite_address() != *before
                 {
-                    satellites.reconnect(node);
+                    publication.reconnect.push(node.clone());
                 }
             }
             let mut by_node: std::collections::BTreeMap<&NodeName, Vec<&ResourceName>> =
@@ -406,15 +422,21 @@ impl Controller {
                     .node(node)
                     .is_some_and(|n| n.node_type.has_satellite())
                 {
-                    satellites.push(
-                        node,
+                    publication.push.push((
+                        node.clone(),
                         desired::delta_state(&cluster, node, resources.iter().copied()),
-                    );
+                    ));
                     waits.push(node.clone());
                 }
             }
         }
+        self.inner.durability.enqueue(publication);
         drop(guard);
+        let applied_in_memory = asked.elapsed();
+        self.inner
+            .durability
+            .publish(revision, &self.inner.satellites)
+            .await;
         let pushed = asked.elapsed();
 
         let waits: Vec<NodeName> = waits
@@ -430,7 +452,8 @@ impl Controller {
                 lock_ms = locked.as_millis() as u64,
                 plan_ms = (planned - locked).as_millis() as u64,
                 store_ms = (stored - planned).as_millis() as u64,
-                push_ms = (pushed - stored).as_millis() as u64,
+                apply_ms = (applied_in_memory - stored).as_millis() as u64,
+                sync_ms = (pushed - applied_in_memory).as_millis() as u64,
                 satellites_ms = (applied - pushed).as_millis() as u64,
                 "slow change"
             );

@@ -11,6 +11,7 @@ pub mod app;
 pub mod config;
 pub mod core;
 pub mod cut;
+pub mod durable;
 pub mod http;
 pub mod metrics;
 pub mod model;

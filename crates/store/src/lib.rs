@@ -3,7 +3,11 @@
 //! The store knows tables, keys and JSON rows; what the rows mean is the controller's business.
 //! A [`Store::commit`] is one SQLite transaction: all of its changes land, with the revision
 //! counter bumped, or none do. With `synchronous=FULL` a commit that returned is on disk, so an
-//! acknowledged mutation survives `kill -9` and power loss alike.
+//! acknowledged mutation survives `kill -9` and power loss alike. A store whose syncs are
+//! deferred ([`Store::defer_syncs`], the controller's) commits into the WAL without syncing it
+//! (SQLite's `synchronous=NORMAL`): the commit survives `kill -9` at once, and power loss once
+//! a [`WalSync::sync`] begun after it has returned. One sync covers every commit before it, so
+//! concurrent changes share it, and none waits for it under the lock that orders commits.
 //!
 //! Rows are never lost by accident:
 //! - an update is an upsert (`ON CONFLICT DO UPDATE`), never SQLite's `REPLACE`, which deletes
@@ -210,6 +214,14 @@ pub enum StoreError {
         expected: u64,
         found: u64,
     },
+    #[error(
+        "cannot sync {path} to disk: {source}; the commits since the last sync may not be on \
+         disk (check the disk and the file system, then restart the controller)"
+    )]
+    Sync {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("the store {path} has no valid {key} in its meta table: {found:?}")]
     BadMeta {
         path: PathBuf,
@@ -358,7 +370,60 @@ enum RowOrder {
     Stored,
 }
 
+/// Makes the store's commits durable, for a store whose syncs are deferred
+/// ([`Store::defer_syncs`]): syncs the WAL file, which holds every commit not yet checkpointed
+/// (a checkpoint syncs the WAL before it copies it to the database file, and the database file
+/// after). Used from any thread, without the store.
+#[derive(Debug)]
+pub struct WalSync {
+    path: PathBuf,
+    file: std::fs::File,
+}
+
+impl WalSync {
+    /// Syncs every commit that returned before this call began. An error means those commits
+    /// may not be on disk, and it cannot be known which are: the caller must not act on them.
+    pub fn sync(&self) -> Result<(), StoreError> {
+        self.file.sync_data().map_err(|source| StoreError::Sync {
+            path: self.path.clone(),
+            source,
+        })
+    }
+}
+
 impl Store {
+    /// Stops syncing at each commit (SQLite's `synchronous=NORMAL`) and returns what syncs
+    /// instead: a commit is then durable against power loss only once a [`WalSync::sync`] that
+    /// began after it returned. The WAL, and the directory that holds it, are synced first,
+    /// so what was committed before (by a process that crashed, say) is on disk before anything
+    /// here acts on it.
+    pub fn defer_syncs(&mut self) -> Result<WalSync, StoreError> {
+        let wal = self.path.with_file_name(format!(
+            "{}-wal",
+            self.path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        ));
+        let sync_error = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| StoreError::Sync { path, source }
+        };
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .open(&wal)
+            .map_err(sync_error(&wal))?;
+        file.sync_all().map_err(sync_error(&wal))?;
+        if let Some(dir) = wal.parent() {
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(sync_error(dir))?;
+        }
+        self.connection
+            .execute_batch("PRAGMA synchronous = NORMAL;")?;
+        Ok(WalSync { path: wal, file })
+    }
+
     /// Opens (creating if needed) the store in the locked data directory, applies pending
     /// migrations and checks integrity. `new_cluster_id` names the cluster if the store is new.
     pub fn open(lock: DataDirLock, new_cluster_id: &str) -> Result<Store, StoreError> {
@@ -902,6 +967,39 @@ mod tests {
             .err()
             .expect("a corrupt store is refused");
         assert!(matches!(err, StoreError::Corrupt { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_store_with_deferred_syncs_commits_into_the_wal_and_syncs_it_from_another_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = open(dir.path(), "cluster-a");
+        let synchronous = |store: &Store| -> i64 {
+            store
+                .connection
+                .query_row("PRAGMA synchronous", [], |row| row.get(0))
+                .unwrap()
+        };
+        assert_eq!(synchronous(&store), 2, "FULL: each commit is synced");
+        let wal = store.defer_syncs().unwrap();
+        assert_eq!(synchronous(&store), 1, "NORMAL: the WAL is synced apart");
+        let revision = store
+            .commit(&[put(Table::Nodes, &["NODE1"], r#"{"name":"node1"}"#)])
+            .unwrap();
+        assert_eq!(revision, 1);
+        std::thread::spawn(move || wal.sync())
+            .join()
+            .unwrap()
+            .unwrap();
+        drop(store);
+
+        let store = open(dir.path(), "cluster-b");
+        assert_eq!(store.revision(), 1);
+        assert_eq!(store.load().unwrap().rows(Table::Nodes).len(), 1);
+        assert_eq!(
+            synchronous(&store),
+            2,
+            "deferring is not a property of the file"
+        );
     }
 
     #[test]

@@ -313,11 +313,11 @@ async fn send(
         .map_err(|e| SessionEnd::Lost(format!("sending to the satellite failed: {e}")))
 }
 
-/// Builds `node`'s full state, sends it, and returns its generation. It is built and encoded on
-/// a blocking thread, not on the runtime's workers, which serve the REST requests, and with a
-/// permit of `Shared::bulk`: when a controller starts every node asks for its state at once,
-/// and at 100,000 × 2 on 16 nodes each is 12,500 resources and 2.7 MiB of JSON, tens of
-/// milliseconds of CPU without an await.
+/// Builds `node`'s full state, sends it once every change it holds is on disk, and returns its
+/// generation. It is built and encoded on a blocking thread, not on the runtime's workers,
+/// which serve the REST requests, and with a permit of `Shared::bulk`: when a controller starts
+/// every node asks for its state at once, and at 100,000 × 2 on 16 nodes each is 12,500
+/// resources and 2.7 MiB of JSON, tens of milliseconds of CPU without an await.
 ///
 /// When the satellite said it `holds` a state with the full state's content, under a stamp no
 /// newer, `ApplySameState` goes instead: the same answer, without the JSON each way. A state
@@ -362,6 +362,14 @@ async fn send_full_state(
     .map_err(|e| SessionEnd::Lost(format!("building the full state failed: {e}")))?;
     let body =
         body.map_err(|e| SessionEnd::Lost(format!("encoding the full state failed: {e}")))?;
+    // Built from the graph, it may hold a change whose sync is under way: it goes out once
+    // that change is on disk.
+    shared
+        .durable
+        .clone()
+        .wait_for(|durable| *durable >= generation)
+        .await
+        .map_err(|_| SessionEnd::Lost("the controller is stopping".to_string()))?;
     if same {
         info!(
             generation,

@@ -88,6 +88,9 @@ struct Link {
 
 struct Shared {
     cluster: Arc<RwLock<Cluster>>,
+    /// The revision up to which every change is on disk (`crate::durable`): a full state,
+    /// built from the graph, goes out once it is.
+    durable: tokio::sync::watch::Receiver<u64>,
     timeouts: Timeouts,
     controller_version: String,
     runtime: RwLock<HashMap<NodeName, NodeRuntime>>,
@@ -134,12 +137,14 @@ pub enum NotApplied {
 impl Satellites {
     pub fn new(
         cluster: Arc<RwLock<Cluster>>,
+        durable: tokio::sync::watch::Receiver<u64>,
         timeouts: Timeouts,
         controller_version: String,
     ) -> Self {
         Satellites {
             shared: Arc::new(Shared {
                 cluster,
+                durable,
                 timeouts,
                 controller_version,
                 runtime: RwLock::new(HashMap::new()),
