@@ -3325,3 +3325,47 @@ fn a_volume_recorded_ahead_and_not_created_is_withdrawn() {
     );
     assert!(!node.file("both_00001.img").exists());
 }
+
+/// A slice of the periodic pass that finds a volume gone, then a delta about another resource
+/// before the pass ends: the delta's answer carries the resources it names, not the one the
+/// slice found, so the report at the end of the pass still says the volume is gone. (Before,
+/// the answer recorded every resource noted since the last report as sent, and the loss
+/// reached the controller only with the next change of that resource.)
+#[test]
+fn a_delta_between_slices_does_not_swallow_what_an_earlier_slice_found() {
+    let mut node = Node::new();
+    let resources = vec![
+        resource("db", &[(0, 4096, "files")]),
+        resource("web", &[(0, 4096, "files")]),
+    ];
+    applied(node.apply(node.full(1, resources.clone())));
+    let mut inbox = node.connect("");
+    applied(node.apply(node.full(2, resources)));
+    while inbox.try_recv().is_ok() {}
+    std::fs::remove_file(node.file("db_00000.img")).unwrap();
+
+    node.reconciler.begin_sliced_pass();
+    // With no time to spare, the first slice visits db only.
+    assert!(node.reconciler.converge_slice(Duration::ZERO));
+    let (_, report) = applied(node.apply(delta_of(
+        &node,
+        3,
+        2,
+        vec![resource("app", &[(0, 4096, "files")])],
+        &[],
+    )));
+    assert_eq!(report.only_resources, Some(vec!["app".to_string()]));
+    assert!(
+        report.volumes.iter().all(|v| v.resource == "app"),
+        "{report:?}"
+    );
+    while node.reconciler.converge_slice(Duration::ZERO) {}
+    let mut reported = None;
+    while let Ok(message) = inbox.try_recv() {
+        if let SatelliteMessage::Report { report } = message {
+            reported = Some(report);
+        }
+    }
+    let report = reported.expect("the pass reports what it found");
+    assert_eq!(volume_of(&report, "db").disk_state, "Failed", "{report:?}");
+}

@@ -1062,7 +1062,7 @@ impl Reconciler {
             Some(names) => {
                 let keys = resource_keys(&names);
                 self.converge_named(&keys);
-                self.sent_named();
+                self.sent_keys(&keys);
                 NodeReport {
                     only_resources: Some(names),
                     ..self.assemble(Some(&keys))
@@ -1218,7 +1218,7 @@ impl Reconciler {
                 let all = named;
                 self.converge_named(&all);
                 timing.lap("converge");
-                self.sent_named();
+                self.sent_keys(&all);
                 info!(
                     deltas = taken.len(),
                     resources = all.len(),

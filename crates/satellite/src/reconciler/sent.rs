@@ -6,7 +6,9 @@
 //! After every answer the last report is what the passes found; after a named pass that is
 //! the old one with the named resources' parts (and the node-wide part) replaced. So the
 //! reconciler notes which resources' outcomes changed since the parts were taken
-//! ([`Unsent`]) and copies only those: a delta costs what it names. After a full pass at once
+//! ([`Unsent`]) and copies only those: a delta costs what it names. An answer to deltas
+//! records only the parts it carried: a resource a slice of the pass found changed before the
+//! deltas came stays noted, for the report at the end of the pass. After a full pass at once
 //! every part may have changed, and the next answer copies them all; a pass in slices notes the
 //! resources whose outcome it changed, and is compared with the last report by those
 //! ([`Reconciler::found_differs`]).
@@ -167,6 +169,30 @@ impl Reconciler {
                 }
                 None => {
                     sent.parts.remove(&key);
+                }
+            }
+        }
+        sent.node = node_part(&self.node_outcome);
+    }
+
+    /// Records that an answer to deltas sent the parts of the resources `keys` names (by
+    /// resource key) and the node-wide part. The other resources noted since the last record
+    /// stay noted: a slice of a pass that found one changed (a volume gone, say) before the
+    /// deltas came did not send it, and the report at the end of the pass must.
+    pub(super) fn sent_keys(&mut self, keys: &BTreeSet<String>) {
+        let (Some(sent), Unsent::Some(unsent)) = (&mut self.last_sent, &mut self.unsent) else {
+            return self.sent_whole();
+        };
+        for key in keys {
+            if !unsent.remove(key) {
+                continue;
+            }
+            match self.outcomes.get(key) {
+                Some(outcome) => {
+                    sent.parts.insert(key.clone(), outcome.report.clone());
+                }
+                None => {
+                    sent.parts.remove(key);
                 }
             }
         }
