@@ -111,8 +111,13 @@ impl Durability {
     /// so in revision order.
     pub fn enqueue(&self, publication: Publication) {
         let mut queue = self.queue.lock().expect("publication queue lock");
-        debug_assert!(publication.revision > queue.last || queue.waiting.is_empty());
-        queue.last = queue.last.max(publication.revision);
+        debug_assert!(
+            publication.revision > queue.last,
+            "revision {} queued after {}",
+            publication.revision,
+            queue.last
+        );
+        queue.last = publication.revision;
         queue.waiting.push_back(publication);
     }
 

@@ -3166,11 +3166,18 @@ fn a_batch_of_deltas_records_the_volumes_it_creates_in_one_save() {
         &[],
     );
     let third = delta_of(&node, 4, 3, vec![resource("rc", &[(0, 4096, "lvm")])], &[]);
+    node.host.take_commands();
     node.reconciler.apply_deltas(vec![
         (first, outbox.clone()),
         (second, outbox.clone()),
         (third, outbox),
     ]);
+    let commands = node.host.take_commands();
+    let lookups = commands.iter().filter(|c| c.starts_with("lvs ")).count();
+    assert_eq!(
+        lookups, 4,
+        "each LVM volume is looked up once ahead and once activated, not again before its create: {commands:#?}"
+    );
     for _ in 0..3 {
         let (_, report) = applied(inbox.try_recv().unwrap());
         assert!(

@@ -102,6 +102,46 @@ pub(super) struct PoolState<'a> {
     pub(super) error: Option<String>,
 }
 
+/// Where a volume of a resource the node holds lives, as this pass found its pool: what the
+/// pass does with it ([`Reconciler::converge_resource`]) and what it records ahead
+/// (`Reconciler::record_intents`) both start from this.
+pub(super) enum Place<'a, 'p> {
+    /// The volume is deleted, or its resource is: its backing volume goes.
+    Released,
+    /// No backing volume is held: the resource is diskless, or its pool holds no devices.
+    Diskless,
+    /// Its storage pool is not among the node's.
+    NoPool,
+    /// In a pool that cannot be used now, and why.
+    Unusable(&'a PoolState<'p>, &'a str),
+    /// In a pool that can be used.
+    Usable(&'a PoolState<'p>),
+}
+
+impl<'a, 'p> Place<'a, 'p> {
+    /// Where `volume` of `resource` lives among `pools` (by upper-case name).
+    pub(super) fn of(
+        resource: &ResourceSpec,
+        volume: &VolumeSpec,
+        pools: &'a BTreeMap<String, PoolState<'p>>,
+    ) -> Self {
+        if resource.deletes(volume) {
+            return Place::Released;
+        }
+        if resource.diskless {
+            return Place::Diskless;
+        }
+        match pools.get(&volume.storage_pool.to_ascii_uppercase()) {
+            None => Place::NoPool,
+            Some(pool) if !pool.spec.provider_kind.has_backing_device() => Place::Diskless,
+            Some(pool) => match &pool.error {
+                Some(error) => Place::Unusable(pool, error),
+                None => Place::Usable(pool),
+            },
+        }
+    }
+}
+
 /// A volume that failed, for the report.
 fn failed(resource: &str, volume_number: u16, error: String) -> VolumeReport {
     VolumeReport {
@@ -500,72 +540,69 @@ impl Reconciler {
                 new_volume: false,
                 fresh_metadata: None,
             };
-            if resource.deletes(volume) {
-                deletions.push(volume);
-                if !resource.deleting {
-                    let state = if resource.diskless {
-                        // The member goes on without its disk (toggle-disk --diskless).
-                        member_volumes.push(diskless_member);
-                        disk_state::DISKLESS
-                    } else {
-                        disk_state::DELETING
-                    };
-                    report
-                        .volumes
-                        .push(without_disk(&resource.name, volume.volume_number, state));
+            let pool = match Place::of(resource, volume, pools) {
+                Place::Released => {
+                    deletions.push(volume);
+                    if !resource.deleting {
+                        let state = if resource.diskless {
+                            // The member goes on without its disk (toggle-disk --diskless).
+                            member_volumes.push(diskless_member);
+                            disk_state::DISKLESS
+                        } else {
+                            disk_state::DELETING
+                        };
+                        report.volumes.push(without_disk(
+                            &resource.name,
+                            volume.volume_number,
+                            state,
+                        ));
+                    }
+                    continue;
                 }
-                continue;
-            }
-            if resource.diskless {
-                member_volumes.push(diskless_member);
-                report.volumes.push(without_disk(
-                    &resource.name,
-                    volume.volume_number,
-                    disk_state::DISKLESS,
-                ));
-                continue;
-            }
-            let Some(pool) = pools.get(&volume.storage_pool.to_ascii_uppercase()) else {
-                report.volumes.push(failed(
-                    &resource.name,
-                    volume.volume_number,
-                    format!(
-                        "storage pool '{}' is not among this node's storage pools",
-                        volume.storage_pool
-                    ),
-                ));
-                not_ready.push(format!("volume {} has no pool", volume.volume_number));
-                continue;
+                Place::Diskless => {
+                    member_volumes.push(diskless_member);
+                    report.volumes.push(without_disk(
+                        &resource.name,
+                        volume.volume_number,
+                        disk_state::DISKLESS,
+                    ));
+                    continue;
+                }
+                Place::NoPool => {
+                    report.volumes.push(failed(
+                        &resource.name,
+                        volume.volume_number,
+                        format!(
+                            "storage pool '{}' is not among this node's storage pools",
+                            volume.storage_pool
+                        ),
+                    ));
+                    not_ready.push(format!("volume {} has no pool", volume.volume_number));
+                    continue;
+                }
+                Place::Unusable(pool, error) => {
+                    let key = volume_key(&name, volume.volume_number, pool.spec);
+                    if self
+                        .ledger
+                        .get(&key)
+                        .is_some_and(|e| e.belongs_to(&volume.identity, &resource.uuid))
+                    {
+                        in_use.insert(key);
+                    }
+                    report.volumes.push(failed(
+                        &resource.name,
+                        volume.volume_number,
+                        format!("storage pool '{}' is not usable: {error}", pool.spec.name),
+                    ));
+                    not_ready.push(format!(
+                        "volume {}'s pool is not usable",
+                        volume.volume_number
+                    ));
+                    continue;
+                }
+                Place::Usable(pool) => pool,
             };
-            if !pool.spec.provider_kind.has_backing_device() {
-                member_volumes.push(diskless_member);
-                report.volumes.push(without_disk(
-                    &resource.name,
-                    volume.volume_number,
-                    disk_state::DISKLESS,
-                ));
-                continue;
-            }
             let key = volume_key(&name, volume.volume_number, pool.spec);
-            let ours = self
-                .ledger
-                .get(&key)
-                .is_some_and(|e| e.belongs_to(&volume.identity, &resource.uuid));
-            if let Some(error) = &pool.error {
-                if ours {
-                    in_use.insert(key);
-                }
-                report.volumes.push(failed(
-                    &resource.name,
-                    volume.volume_number,
-                    format!("storage pool '{}' is not usable: {error}", pool.spec.name),
-                ));
-                not_ready.push(format!(
-                    "volume {}'s pool is not usable",
-                    volume.volume_number
-                ));
-                continue;
-            }
             // A replicated volume's backing volume holds the engine's metadata too.
             let backing_spec = match (driver, &resource.replication) {
                 (Some(index), Some(replication)) => {
@@ -738,9 +775,8 @@ impl Reconciler {
         }
         for volume in &resource.volumes {
             let mut state = disk_state::INACTIVE;
-            if resource.wants_disk(volume)
-                && let Some(pool) = pools.get(&volume.storage_pool.to_ascii_uppercase())
-                && pool.spec.provider_kind.has_backing_device()
+            if let Place::Usable(pool) | Place::Unusable(pool, _) =
+                Place::of(resource, volume, pools)
             {
                 let key = volume_key(name, volume.volume_number, pool.spec);
                 let entry = self
@@ -992,7 +1028,16 @@ impl Reconciler {
             }
             Some(entry) => {
                 let name = entry.backing_name();
-                match provider.volume(pool, &name)? {
+                // Recorded ahead by this pass, after a lookup that found no volume of this
+                // name: not looked up again (for LVM, one `lvs` per volume saved).
+                let recorded_ahead =
+                    entry.progress == Progress::Creating && self.intents.contains(key);
+                let found = if recorded_ahead {
+                    None
+                } else {
+                    provider.volume(pool, &name)?
+                };
+                match found {
                     None if entry.progress == Progress::Creating => {
                         self.create(key, volume, placement, storage_pool, &name, replicated)?;
                     }

@@ -12,7 +12,8 @@
 //! records where its data comes from when it starts) of a volume that has an identity, in a
 //! usable pool, with no ledger entry, no create failure waiting to be retried, and no volume
 //! of that name in the pool (checked here as the create checks it, so a volume this satellite
-//! did not make is never recorded as its own). An intent the pass did not act on (its
+//! did not make is never recorded as its own; the create does not look again). Which volumes
+//! are wanted in which usable pool is decided as the pass decides it (`converge::Place`). An intent the pass did not act on (its
 //! resource's member could not be sized, say) is withdrawn when the pass ends, and that
 //! withdrawal saved, so the ledger does not keep an entry for a volume that was not made.
 //! A satellite stopped between the record and the creates finds entries recorded as being
@@ -24,7 +25,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use ferrite_types::ResourceName;
 use tracing::{debug, warn};
 
-use super::converge::PoolState;
+use super::converge::{Place, PoolState};
 use super::{NodeState, Reconciler, volume_key};
 use crate::ledger::{LedgerEntry, Progress, VolumeKey};
 
@@ -40,30 +41,21 @@ impl Reconciler {
     ) {
         let mut intents: Vec<LedgerEntry> = Vec::new();
         for resource in names.iter().filter_map(|key| desired.resource_by_key(key)) {
-            if resource.inactive || resource.deleting || resource.diskless {
+            // As `converge_resource` decides: an inactive resource is brought down, and
+            // nothing of a stack this satellite cannot apply whole is made.
+            if resource.inactive || !self.unapplied_layers(resource).is_empty() {
                 continue;
             }
             let Ok(name) = ResourceName::new(&resource.name) else {
                 continue;
             };
-            if !self.unapplied_layers(resource).is_empty() {
-                continue;
-            }
             for volume in &resource.volumes {
-                if resource.deletes(volume)
-                    || volume.restore_from.is_some()
-                    || volume.identity.is_empty()
-                {
-                    continue;
-                }
-                let Some(pool) = pools.get(&volume.storage_pool.to_ascii_uppercase()) else {
+                // A restore records where its data comes from when it starts; a volume
+                // without an identity is made by its own create.
+                let Place::Usable(pool) = Place::of(resource, volume, pools) else {
                     continue;
                 };
-                let kind = pool.spec.provider_kind;
-                if pool.error.is_some()
-                    || !kind.has_backing_device()
-                    || !self.support.supports(kind)
-                {
+                if volume.restore_from.is_some() || volume.identity.is_empty() {
                     continue;
                 }
                 let key = volume_key(&name, volume.volume_number, pool.spec);
@@ -73,7 +65,7 @@ impl Reconciler {
                 let backing_name = key.backing_name();
                 let absent = matches!(
                     self.providers
-                        .get(kind)
+                        .get(pool.spec.provider_kind)
                         .volume(&key.pool_name, &backing_name),
                     Ok(None)
                 );
