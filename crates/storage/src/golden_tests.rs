@@ -271,6 +271,56 @@ fn lvm_ignores_volumes_not_named_like_ours() {
 }
 
 #[test]
+fn a_pass_lists_a_volume_group_once_until_lvm_changes() {
+    let host = Arc::new(FakeHost::new());
+    host.add_volume_group("vg0", 1 << 20);
+    host.add_thin_pool("vg0", "thin", 512 * 1024);
+    for n in 0..3 {
+        host.add_logical_volume("vg0", &format!("web_0000{n}"), 4096);
+    }
+    let providers = providers(&host, false);
+    let lvm = providers.get(ProviderKind::Lvm);
+    let thin = providers.get(ProviderKind::LvmThin);
+    let lists = |host: &FakeHost| {
+        host.take_commands()
+            .iter()
+            .filter(|c| c.starts_with("lvs ") && c.ends_with(" vg0"))
+            .count()
+    };
+    host.take_commands();
+
+    providers.begin_pass();
+    for n in 0..3 {
+        assert!(lvm.volume("vg0", &name("web", n)).unwrap().is_some());
+    }
+    assert_eq!(lvm.volume("vg0", &name("db", 0)).unwrap(), None);
+    assert_eq!(
+        lists(&host),
+        1,
+        "one listing answers every look-up of the pass"
+    );
+
+    // A change drops the listing: the volume made is found, by a listing read after it.
+    lvm.create_volume("vg0", &name("db", 0), 4096).unwrap();
+    assert!(lvm.volume("vg0", &name("db", 0)).unwrap().is_some());
+    assert!(lvm.volume("vg0", &name("web", 0)).unwrap().is_some());
+    assert_eq!(lists(&host), 1);
+    // Made by the LVM_THIN provider in the same group: the LVM provider's listing goes too.
+    assert_eq!(lvm.volume("vg0", &name("app", 0)).unwrap(), None);
+    thin.create_volume("vg0/thin", &name("app", 0), 4096)
+        .unwrap();
+    assert!(lvm.volume("vg0", &name("app", 0)).unwrap().is_some());
+    assert_eq!(lists(&host), 1);
+    providers.end_pass();
+
+    // Outside a pass every look-up lists the group.
+    host.take_commands();
+    lvm.volume("vg0", &name("web", 0)).unwrap();
+    lvm.volume("vg0", &name("web", 1)).unwrap();
+    assert_eq!(lists(&host), 2);
+}
+
+#[test]
 fn lvm_thin_command_lines() {
     let host = Arc::new(FakeHost::new());
     host.add_volume_group("vg0", 1 << 20);

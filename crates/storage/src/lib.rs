@@ -432,14 +432,15 @@ pub struct Providers {
 
 impl Providers {
     pub fn new(runner: Arc<dyn HostCommands>, options: ProviderOptions) -> Self {
+        let lvm = LvmProvider::new(runner.clone(), options.lvm_metadata_only);
         Providers {
             runner: runner.clone(),
             options,
             diskless: DisklessProvider,
             file: FileProvider::new(runner.clone(), false),
             file_thin: FileProvider::new(runner.clone(), true),
-            lvm: LvmProvider::new(runner.clone(), options.lvm_metadata_only),
-            lvm_thin: LvmThinProvider::new(runner.clone()),
+            lvm_thin: LvmThinProvider::new(runner.clone()).sharing_listings_with(&lvm),
+            lvm,
             zfs: ZfsProvider::new(runner.clone(), false),
             zfs_thin: ZfsProvider::new(runner, true),
         }

@@ -1,12 +1,22 @@
 //! LVM and LVM_THIN: backing volumes are logical volumes `<resource>_<nnnnn>` in the volume
 //! group named by the pool (LVM) or thin volumes in the thin pool `vg/thinpool` (LVM_THIN).
 //!
+//! During a pass (`Provider::begin_pass` to `Provider::end_pass`) a volume group's `lvs`
+//! listing is read once and answers every look-up of the pass ([`LvListings`]), instead of one
+//! `lvs` process per volume: a full pass over a node with a thousand volumes ran a thousand.
+//! Any command that changes LVM drops the listings, and a listing older than
+//! [`LISTING_MAX_AGE`] is read again, so a look-up never answers from what this provider
+//! changed since, nor from a listing much older than the look-up. Outside a pass every
+//! look-up runs `lvs`.
+//!
 //! In metadata-only mode (hosts without device-mapper) LVM volumes are created, grown and
 //! removed in the volume group's metadata only (`--driverloaded n`, `-an`, `-Zn`); they have a
 //! device path but no device. Thin volumes cannot be created that way.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use ferrite_types::{ProviderKind, SnapshotName};
 
@@ -26,6 +36,9 @@ const REPORT_OPTIONS: [&str; 6] = [
     "--separator",
     ";",
 ];
+
+/// How long a volume group's listing answers look-ups within a pass ([`LvListings`]).
+pub const LISTING_MAX_AGE: Duration = Duration::from_secs(2);
 
 /// Columns of `lvs` the providers read.
 const LV_COLUMNS: &str = "lv_name,lv_size,data_percent,lv_attr,pool_lv";
@@ -65,6 +78,53 @@ fn parse_percent(command: &CommandLine, text: &str) -> Result<Option<f64>, Stora
         })
 }
 
+/// The `lvs` listings of whole volume groups read in the pass under way, shared by the LVM
+/// and LVM_THIN providers (their volumes share the groups); `None` outside a pass.
+#[derive(Default)]
+pub struct LvListings(Mutex<Option<HashMap<String, Listing>>>);
+
+/// A volume group's logical volumes, and when they were listed.
+type Listing = (Instant, Arc<[LogicalVolume]>);
+
+impl LvListings {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<HashMap<String, Listing>>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Keeps listings from now until [`LvListings::end`].
+    fn begin(&self) {
+        *self.lock() = Some(HashMap::new());
+    }
+
+    /// Keeps no more listings.
+    fn end(&self) {
+        *self.lock() = None;
+    }
+
+    /// Drops the listings read so far (LVM was changed).
+    fn forget(&self) {
+        if let Some(listings) = self.lock().as_mut() {
+            listings.clear();
+        }
+    }
+
+    /// `volume_group`'s listing, if one read in this pass is still young enough.
+    fn get(&self, volume_group: &str) -> Option<Arc<[LogicalVolume]>> {
+        let listings = self.lock();
+        let (read, volumes) = listings.as_ref()?.get(volume_group)?;
+        (read.elapsed() < LISTING_MAX_AGE).then(|| volumes.clone())
+    }
+
+    /// Keeps `volumes`, read at `read`, if a pass is under way.
+    fn keep(&self, volume_group: &str, read: Instant, volumes: Arc<[LogicalVolume]>) {
+        if let Some(listings) = self.lock().as_mut() {
+            listings.insert(volume_group.to_string(), (read, volumes));
+        }
+    }
+}
+
 /// One row of `lvs -o lv_name,lv_size,data_percent,lv_attr,pool_lv`.
 struct LogicalVolume {
     name: String,
@@ -80,9 +140,20 @@ struct Lvm {
     runner: Arc<dyn HostCommands>,
     kind: ProviderKind,
     metadata_only: bool,
+    listings: Arc<LvListings>,
 }
 
 impl Lvm {
+    /// Runs `command`; one that may change LVM drops the listings read so far, whether it
+    /// succeeded or not.
+    fn run(&self, command: &CommandLine) -> Result<crate::runner::CommandOutput, CommandError> {
+        let output = self.runner.run(command);
+        if !command.read_only {
+            self.listings.forget();
+        }
+        output
+    }
+
     fn unusable(&self, pool: &str, reason: impl Into<String>) -> StorageError {
         StorageError::PoolUnusable {
             provider: self.kind,
@@ -111,20 +182,23 @@ impl Lvm {
         }
     }
 
-    /// `lvs` of a volume group, or of one LV (`vg/lv`).
+    /// `lvs` of a volume group, or of one LV (`vg/lv`). A volume group's listing is read once
+    /// per pass ([`LvListings`]).
     fn logical_volumes(
         &self,
         pool: &str,
         target: &str,
-    ) -> Result<Vec<LogicalVolume>, StorageError> {
+    ) -> Result<Arc<[LogicalVolume]>, StorageError> {
+        let whole_group = !target.contains('/');
+        if whole_group && let Some(volumes) = self.listings.get(target) {
+            return Ok(volumes);
+        }
+        let read = Instant::now();
         let command = CommandLine::query("lvs")
             .args(REPORT_OPTIONS)
             .args(["--options", LV_COLUMNS])
             .arg(target);
-        let output = self
-            .runner
-            .run(&command)
-            .map_err(|e| self.pool_error(pool, e))?;
+        let output = self.run(&command).map_err(|e| self.pool_error(pool, e))?;
         let mut volumes = Vec::new();
         for row in table_rows(&output.stdout, ';') {
             let [name, size, percent, attributes, thin_pool] = row[..] else {
@@ -140,6 +214,10 @@ impl Lvm {
                 attributes: attributes.to_string(),
                 thin_pool: thin_pool.to_string(),
             });
+        }
+        let volumes: Arc<[LogicalVolume]> = volumes.into();
+        if whole_group {
+            self.listings.keep(target, read, volumes.clone());
         }
         Ok(volumes)
     }
@@ -165,9 +243,7 @@ impl Lvm {
             .arg(volume_group)
             .arg(from.as_str())
             .arg(to.as_str());
-        self.runner
-            .run(&command)
-            .map_err(|e| self.pool_error(pool, e))?;
+        self.run(&command).map_err(|e| self.pool_error(pool, e))?;
         Ok(())
     }
 
@@ -182,10 +258,7 @@ impl Lvm {
         let command = CommandLine::query(program)
             .args(["--noheadings", "--options", column])
             .arg(target);
-        let output = self
-            .runner
-            .run(&command)
-            .map_err(|e| self.pool_error(pool, e))?;
+        let output = self.run(&command).map_err(|e| self.pool_error(pool, e))?;
         let uuid = output.stdout.trim();
         if uuid.is_empty() || uuid.contains(char::is_whitespace) {
             return Err(StorageError::UnexpectedOutput {
@@ -262,7 +335,7 @@ impl Lvm {
         if current.usable_kib >= size_kib {
             return Ok(());
         }
-        self.runner.run(
+        self.run(
             &CommandLine::new("lvextend")
                 .args(self.driver_options().iter().copied())
                 .args(["-L", &format!("{size_kib}k")])
@@ -295,7 +368,7 @@ impl Lvm {
         if self.find(pool, volume_group, name)?.is_none() {
             return Ok(());
         }
-        self.runner.run(
+        self.run(
             &CommandLine::new("lvremove")
                 .args(self.driver_options().iter().copied())
                 .arg("-f")
@@ -317,6 +390,7 @@ impl LvmProvider {
                 runner,
                 kind: ProviderKind::Lvm,
                 metadata_only,
+                listings: Arc::default(),
             },
         }
     }
@@ -338,6 +412,14 @@ impl Provider for LvmProvider {
         ProviderKind::Lvm
     }
 
+    fn begin_pass(&self) {
+        self.lvm.listings.begin();
+    }
+
+    fn end_pass(&self) {
+        self.lvm.listings.end();
+    }
+
     fn check_pool(&self, pool: &str) -> Result<Option<PoolCapacity>, StorageError> {
         let volume_group = self.volume_group(pool)?;
         let command = CommandLine::query("vgs")
@@ -346,7 +428,6 @@ impl Provider for LvmProvider {
             .arg(volume_group);
         let output = self
             .lvm
-            .runner
             .run(&command)
             .map_err(|e| self.lvm.pool_error(pool, e))?;
         let rows = table_rows(&output.stdout, ';');
@@ -391,7 +472,6 @@ impl Provider for LvmProvider {
             .args(["-L", &format!("{size_kib}k"), "-n", name.as_str(), "-y"])
             .arg(volume_group);
         self.lvm
-            .runner
             .run(&command)
             .map_err(|e| self.lvm.pool_error(pool, e))?;
         Ok(())
@@ -456,8 +536,16 @@ impl LvmThinProvider {
                 runner,
                 kind: ProviderKind::LvmThin,
                 metadata_only: false,
+                listings: Arc::default(),
             },
         }
+    }
+
+    /// This provider, reading and dropping the volume groups' listings with `thick` (both
+    /// list the same groups, and a change by one must not leave the other's listing stale).
+    pub fn sharing_listings_with(mut self, thick: &LvmProvider) -> Self {
+        self.lvm.listings = thick.lvm.listings.clone();
+        self
     }
 
     /// Splits `vg/thinpool`.
@@ -479,6 +567,14 @@ impl LvmThinProvider {
 impl Provider for LvmThinProvider {
     fn kind(&self) -> ProviderKind {
         ProviderKind::LvmThin
+    }
+
+    fn begin_pass(&self) {
+        self.lvm.listings.begin();
+    }
+
+    fn end_pass(&self) {
+        self.lvm.listings.end();
     }
 
     fn check_pool(&self, pool: &str) -> Result<Option<PoolCapacity>, StorageError> {
@@ -532,7 +628,6 @@ impl Provider for LvmThinProvider {
             .args(["-V", &format!("{size_kib}k"), "-T", pool])
             .args(["-n", name.as_str(), "-y"]);
         self.lvm
-            .runner
             .run(&command)
             .map_err(|e| self.lvm.pool_error(pool, e))?;
         Ok(())
@@ -605,7 +700,6 @@ impl Provider for LvmThinProvider {
             .arg(format!("{volume_group}/{volume}"))
             .arg("-y");
         self.lvm
-            .runner
             .run(&command)
             .map_err(|e| self.lvm.pool_error(pool, e))?;
         Ok("thin snapshot".to_string())
@@ -622,7 +716,6 @@ impl Provider for LvmThinProvider {
         }
         let (volume_group, _) = self.split(pool)?;
         self.lvm
-            .runner
             .run(&CommandLine::new("lvremove").arg("-f").arg(format!(
                 "{volume_group}/{}",
                 thin_snapshot_name(volume, snapshot)
@@ -656,7 +749,6 @@ impl Provider for LvmThinProvider {
             ))
             .arg("-y");
         self.lvm
-            .runner
             .run(&command)
             .map_err(|e| self.lvm.pool_error(pool, e))?;
         Ok(())
@@ -679,7 +771,7 @@ impl Provider for LvmThinProvider {
         }
         // A new thin volume from the snapshot takes the volume's place; the snapshot stays.
         let replacement = format!("{volume}+rollback");
-        self.lvm.runner.run(
+        self.lvm.run(
             &CommandLine::new("lvcreate")
                 .args(["--snapshot", "--setactivationskip", "n", "--name"])
                 .arg(&replacement)
@@ -689,12 +781,12 @@ impl Provider for LvmThinProvider {
                 ))
                 .arg("-y"),
         )?;
-        self.lvm.runner.run(
+        self.lvm.run(
             &CommandLine::new("lvremove")
                 .arg("-f")
                 .arg(format!("{volume_group}/{volume}")),
         )?;
-        self.lvm.runner.run(
+        self.lvm.run(
             &CommandLine::new("lvrename")
                 .arg(volume_group)
                 .arg(&replacement)

@@ -26,7 +26,9 @@
 //! answer from the tables they read for it, kept current with what the reconciler does), so a
 //! delta waits for a slice, not for a pass over every volume; the slice that reaches the last
 //! resource does what needs all of them visited (orphans, outcomes of resources gone) and
-//! reports. A full pass asked for at once (a full state, a command) ends a sliced one.
+//! reports. Deltas that keep coming (a node that falls behind) get no more than half of the
+//! time: after a slice's worth of them, the pass gets a slice as long as they took, so it
+//! still ends. A full pass asked for at once (a full state, a command) ends a sliced one.
 //!
 //! A delta is persisted the same way: one journal record with the resources it names
 //! (`crate::desired`), and the ledger's changes likewise (`crate::ledger`), never the whole
@@ -681,19 +683,30 @@ impl Reconciler {
         // A failed create is tried again at the next pass at the earliest.
         self.create_retry.0 = self.create_retry.0.min(interval);
         self.converge_and_report();
+        // How long the events taken since the last slice of a pass took. Waiting events go
+        // first, but for no longer than a slice; then the pass gets a slice as long as they
+        // took. So a stream of deltas that never leaves the queue empty (a node that falls
+        // behind) neither holds the pass back for ever nor is held back by it: each gets at
+        // least half of the time.
+        let mut since_slice = Duration::ZERO;
         loop {
             if self.sliced_pass.is_some() {
-                match events.try_recv() {
-                    Ok(event) => {
-                        if !self.take_event(event, &events) {
-                            break;
+                if since_slice < PASS_SLICE {
+                    match events.try_recv() {
+                        Ok(event) => {
+                            let taken = Instant::now();
+                            if !self.take_event(event, &events) {
+                                break;
+                            }
+                            since_slice += taken.elapsed();
+                            continue;
                         }
+                        Err(TryRecvError::Empty) => {}
+                        Err(TryRecvError::Disconnected) => break,
                     }
-                    Err(TryRecvError::Empty) => {
-                        self.converge_slice(PASS_SLICE);
-                    }
-                    Err(TryRecvError::Disconnected) => break,
                 }
+                self.converge_slice(PASS_SLICE.max(since_slice));
+                since_slice = Duration::ZERO;
                 continue;
             }
             // About every `interval` after the last full pass ([`spread_interval`]), however
