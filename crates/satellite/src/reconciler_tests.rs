@@ -3389,3 +3389,51 @@ fn a_delta_between_slices_does_not_swallow_what_an_earlier_slice_found() {
     let report = reported.expect("the pass reports what it found");
     assert_eq!(volume_of(&report, "db").disk_state, "Failed", "{report:?}");
 }
+
+#[test]
+fn a_volume_that_appears_while_it_is_created_is_left_alone_and_not_recorded() {
+    let mut node = Node::new();
+    let resources: Vec<ResourceSpec> = (0..3)
+        .map(|i| resource(&format!("r{i}"), &[(0, 4096, "lvm")]))
+        .collect();
+    applied(node.apply(node.full(1, resources.clone())));
+    let _inbox = node.connect("");
+    applied(node.apply(node.full(2, resources)));
+
+    // A slice of a full pass lists the volume group; then someone else makes 'web_00000' in
+    // it, and a delta asks for 'web' before the pass lists the group again.
+    node.reconciler.begin_sliced_pass();
+    assert!(node.reconciler.converge_slice(Duration::ZERO));
+    node.host.add_logical_volume("vg0", "web_00000", 4096);
+    let (_, report) = applied(node.apply(delta_of(
+        &node,
+        3,
+        2,
+        vec![resource("web", &[(0, 8192, "lvm")])],
+        &[],
+    )));
+
+    let web = volume_of(&report, "web");
+    assert_eq!(web.disk_state, "Failed");
+    let error = web.error.as_deref().unwrap_or_default();
+    assert!(
+        error.contains("this satellite did not create it, so it leaves it alone"),
+        "{error}"
+    );
+    assert_eq!(
+        node.host.logical_volumes("vg0").get("web_00000"),
+        Some(&4096),
+        "the other's volume is neither removed nor grown"
+    );
+    assert!(
+        !progress_of_all(node.reconciler.ledger())
+            .iter()
+            .any(|(name, _, _)| name == "web"),
+        "nor recorded as this satellite's"
+    );
+    assert!(
+        !progress_of_all(&persisted_ledger(&node))
+            .iter()
+            .any(|(name, _, _)| name == "web")
+    );
+}

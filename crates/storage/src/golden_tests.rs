@@ -313,6 +313,16 @@ fn a_pass_lists_a_volume_group_once_until_lvm_changes() {
     assert_eq!(lists(&host), 1);
     providers.end_pass();
 
+    // A create of a name that is taken fails as such, for the caller to leave it alone.
+    assert!(matches!(
+        lvm.create_volume("vg0", &name("web", 0), 4096),
+        Err(StorageError::VolumeExists { .. })
+    ));
+    assert!(matches!(
+        thin.create_volume("vg0/thin", &name("app", 0), 4096),
+        Err(StorageError::VolumeExists { .. })
+    ));
+
     // Outside a pass every look-up lists the group.
     host.take_commands();
     lvm.volume("vg0", &name("web", 0)).unwrap();

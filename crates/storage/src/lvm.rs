@@ -173,6 +173,26 @@ impl Lvm {
         }
     }
 
+    /// A failed `lvcreate` of `name`: a volume of that name that exists already (made
+    /// since it was looked up) is [`StorageError::VolumeExists`], so that the caller does not
+    /// take it for a partial volume of its own and remove it.
+    fn create_error(
+        &self,
+        pool: &str,
+        name: &BackingVolumeName,
+        error: CommandError,
+    ) -> StorageError {
+        if error.stderr().contains("already exists") {
+            StorageError::VolumeExists {
+                provider: self.kind,
+                pool: pool.to_string(),
+                volume: name.clone(),
+            }
+        } else {
+            self.pool_error(pool, error)
+        }
+    }
+
     /// Options that keep LVM away from device-mapper in metadata-only mode.
     fn driver_options(&self) -> &'static [&'static str] {
         if self.metadata_only {
@@ -473,7 +493,7 @@ impl Provider for LvmProvider {
             .arg(volume_group);
         self.lvm
             .run(&command)
-            .map_err(|e| self.lvm.pool_error(pool, e))?;
+            .map_err(|e| self.lvm.create_error(pool, name, e))?;
         Ok(())
     }
 
@@ -629,7 +649,7 @@ impl Provider for LvmThinProvider {
             .args(["-n", name.as_str(), "-y"]);
         self.lvm
             .run(&command)
-            .map_err(|e| self.lvm.pool_error(pool, e))?;
+            .map_err(|e| self.lvm.create_error(pool, name, e))?;
         Ok(())
     }
 

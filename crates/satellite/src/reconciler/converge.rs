@@ -1107,7 +1107,8 @@ impl Reconciler {
     }
 
     /// Creates a volume: recorded first, then made; a failure removes what was made and waits
-    /// before the next attempt.
+    /// before the next attempt. A volume of the name that appeared since the look-up (the
+    /// provider says it exists) is someone else's: neither removed nor recorded.
     fn create(
         &mut self,
         key: &VolumeKey,
@@ -1179,6 +1180,21 @@ impl Reconciler {
                 self.create_failures.remove(key);
                 self.mark_created(key)?;
                 Ok(())
+            }
+            Err(StorageError::VolumeExists { .. }) => {
+                // Made by someone else since it was looked up: not a partial volume of ours
+                // to remove, and not ours to adopt.
+                warn!(volume = %name, pool, "a volume of this name appeared in the pool while it was being created; it is left alone");
+                self.ledger.remove(key);
+                if let Err(e) = self.persist_ledger() {
+                    error!(volume = %name, error = %e, "could not update the ledger");
+                    self.ledger_behind = true;
+                }
+                Err(VolumeError::NotOurs {
+                    name: name.to_string(),
+                    kind: key.provider_kind,
+                    pool: pool.to_string(),
+                })
             }
             Err(e) => {
                 let error = e.to_string();
