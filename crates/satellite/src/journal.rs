@@ -23,7 +23,7 @@
 //! cut off too.
 //!
 //! The file is made longer than its records ahead of need ([`PREALLOCATE_BYTES`] of zeros,
-//! written and synced with the append that needs them), so that an append writes into space the
+//! written in page-sized pieces and synced with the append that needs them), so that an append writes into space the
 //! file already has: its `fdatasync` then writes the record alone, where a file that grows
 //! must also write its inode (the new size) before the call returns. Zeros after the last
 //! record are that space, never a record: a frame of length zero is never written. (A version
@@ -58,6 +58,11 @@ const FRAME_HEADER: usize = 16;
 /// file's new size per this many bytes of records, instead of one per record.
 pub const PREALLOCATE_BYTES: u64 = 1024 * 1024;
 
+/// The piece the zeros are written in. Written in one piece, the kernel may keep a megabyte
+/// of zeros as one large page-cache folio, and each small append into it then walks the
+/// whole folio's blocks (ext4): page-sized pieces keep folios small.
+const ZEROS_PIECE: usize = 4096;
+
 /// The journal is compacted once it is about this many times larger than the snapshot...
 pub const COMPACT_FACTOR: u64 = 4;
 
@@ -68,6 +73,21 @@ pub const COMPACT_SPREAD: f64 = 0.25;
 
 /// ...and larger than this, so a small state is not rewritten every few changes.
 pub const COMPACT_MIN_BYTES: u64 = 256 * 1024;
+
+/// Writes `bytes` at `at`, then zeros up to `until`, the zeros in pieces that end on
+/// [`ZEROS_PIECE`] boundaries.
+fn write_with_zeros(file: &File, bytes: &[u8], at: u64, until: u64) -> std::io::Result<()> {
+    const ZEROS: [u8; ZEROS_PIECE] = [0; ZEROS_PIECE];
+    file.write_all_at(bytes, at)?;
+    let mut offset = at + bytes.len() as u64;
+    while offset < until {
+        let to_boundary = ZEROS_PIECE - (offset % ZEROS_PIECE as u64) as usize;
+        let piece = to_boundary.min((until - offset) as usize);
+        file.write_all_at(&ZEROS[..piece], offset)?;
+        offset += piece as u64;
+    }
+    Ok(())
+}
 
 /// A journal's compaction threshold: [`COMPACT_FACTOR`] ± [`COMPACT_SPREAD`].
 fn draw_compact_factor() -> f64 {
@@ -352,7 +372,7 @@ impl Journal {
             source,
         })?;
         let sequence = self.sequence + 1;
-        let mut bytes = frame(sequence, &payload);
+        let bytes = frame(sequence, &payload);
         let end = self.len + bytes.len() as u64;
         let written = if end <= self.allocated {
             // Into zeros the file has: the record is all `fdatasync` writes.
@@ -361,11 +381,10 @@ impl Journal {
                 .map_err(io("append to", &self.path))
                 .and_then(|()| self.file.sync_data().map_err(io("sync", &self.path)))
         } else {
-            // The record and the zeros after it in one write, and the new size with them.
+            // The record and the zeros after it (in pieces, [`ZEROS_PIECE`]), and the new size
+            // with them in one sync.
             let allocated = end + PREALLOCATE_BYTES;
-            bytes.resize((allocated - self.len) as usize, 0);
-            self.file
-                .write_all_at(&bytes, self.len)
+            write_with_zeros(&self.file, &bytes, self.len, allocated)
                 .map_err(io("append to", &self.path))
                 .and_then(|()| self.file.sync_all().map_err(io("sync", &self.path)))
                 .map(|()| self.allocated = allocated)
