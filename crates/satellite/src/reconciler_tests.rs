@@ -3399,6 +3399,16 @@ fn a_volume_that_appears_while_it_is_created_is_left_alone_and_not_recorded() {
     applied(node.apply(node.full(1, resources.clone())));
     let _inbox = node.connect("");
     applied(node.apply(node.full(2, resources)));
+    // A whole pass looks up and activates every volume from one listing of the group.
+    node.host.take_commands();
+    node.reconciler.converge();
+    let listings = node
+        .host
+        .take_commands()
+        .iter()
+        .filter(|c| c.starts_with("lvs "))
+        .count();
+    assert_eq!(listings, 1, "one `lvs` for the pass, not one per volume");
 
     // A slice of a full pass lists the volume group; then someone else makes 'web_00000' in
     // it, and a delta asks for 'web' before the pass lists the group again.
