@@ -378,6 +378,53 @@ fn lvm_thin_command_lines() {
 }
 
 #[test]
+fn a_pass_lists_a_dataset_once_until_zfs_changes() {
+    let host = Arc::new(FakeHost::new());
+    host.add_zpool("tank", 1 << 20);
+    let providers = providers(&host, false);
+    let zfs = providers.get(ProviderKind::Zfs);
+    let thin = providers.get(ProviderKind::ZfsThin);
+    for n in 0..3 {
+        zfs.create_volume("tank", &name("web", n), 4096).unwrap();
+    }
+    let lists = |host: &FakeHost| {
+        host.take_commands()
+            .iter()
+            .filter(|c| c.starts_with("zfs list") && c.ends_with(" tank"))
+            .count()
+    };
+    host.take_commands();
+
+    providers.begin_pass();
+    for n in 0..3 {
+        assert!(zfs.volume("tank", &name("web", n)).unwrap().is_some());
+        zfs.activate_volume("tank", &name("web", n)).unwrap();
+    }
+    assert_eq!(zfs.volume("tank", &name("db", 0)).unwrap(), None);
+    assert_eq!(
+        lists(&host),
+        1,
+        "one listing answers every look-up of the pass"
+    );
+    // A change by the ZFS_THIN provider in the same dataset drops the listing.
+    thin.create_volume("tank", &name("db", 0), 4096).unwrap();
+    assert!(zfs.volume("tank", &name("db", 0)).unwrap().is_some());
+    assert_eq!(lists(&host), 1);
+    // A create of a name that is taken fails as such, for the caller to leave it alone.
+    assert!(matches!(
+        zfs.create_volume("tank", &name("web", 0), 4096),
+        Err(StorageError::VolumeExists { .. })
+    ));
+    providers.end_pass();
+
+    // Outside a pass every look-up lists the dataset.
+    host.take_commands();
+    zfs.volume("tank", &name("web", 0)).unwrap();
+    zfs.volume("tank", &name("web", 1)).unwrap();
+    assert_eq!(lists(&host), 2);
+}
+
+#[test]
 fn zfs_command_lines() {
     let host = Arc::new(FakeHost::new());
     host.add_zpool("tank", 1 << 20);

@@ -26,6 +26,7 @@ pub mod fake;
 mod file;
 #[cfg(test)]
 mod golden_tests;
+mod listings;
 mod lvm;
 pub mod physical;
 pub mod runner;
@@ -433,6 +434,7 @@ pub struct Providers {
 impl Providers {
     pub fn new(runner: Arc<dyn HostCommands>, options: ProviderOptions) -> Self {
         let lvm = LvmProvider::new(runner.clone(), options.lvm_metadata_only);
+        let zfs = ZfsProvider::new(runner.clone(), false);
         Providers {
             runner: runner.clone(),
             options,
@@ -441,8 +443,8 @@ impl Providers {
             file_thin: FileProvider::new(runner.clone(), true),
             lvm_thin: LvmThinProvider::new(runner.clone()).sharing_listings_with(&lvm),
             lvm,
-            zfs: ZfsProvider::new(runner.clone(), false),
-            zfs_thin: ZfsProvider::new(runner, true),
+            zfs_thin: ZfsProvider::new(runner, true).sharing_listings_with(&zfs),
+            zfs,
         }
     }
 

@@ -1,25 +1,21 @@
 //! LVM and LVM_THIN: backing volumes are logical volumes `<resource>_<nnnnn>` in the volume
 //! group named by the pool (LVM) or thin volumes in the thin pool `vg/thinpool` (LVM_THIN).
 //!
-//! During a pass (`Provider::begin_pass` to `Provider::end_pass`) a volume group's `lvs`
-//! listing is read once and answers every look-up of the pass ([`LvListings`]), instead of one
-//! `lvs` process per volume: a full pass over a node with a thousand volumes ran a thousand.
-//! Any command that changes LVM drops the listings, and a listing older than
-//! [`LISTING_MAX_AGE`] is read again, so a look-up never answers from what this provider
-//! changed since, nor from a listing much older than the look-up. Outside a pass every
-//! look-up runs `lvs`.
+//! During a pass a volume group's `lvs` listing is read once and answers every look-up of the
+//! pass (`crate::listings`), instead of one `lvs` process per look-up; the LVM and LVM_THIN
+//! providers share the listings, and any command that changes LVM drops them.
 //!
 //! In metadata-only mode (hosts without device-mapper) LVM volumes are created, grown and
 //! removed in the volume group's metadata only (`--driverloaded n`, `-an`, `-Zn`); they have a
 //! device path but no device. Thin volumes cannot be created that way.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Instant;
 
 use ferrite_types::{ProviderKind, SnapshotName};
 
+use crate::listings::PassListings;
 use crate::runner::{CommandError, CommandLine, HostCommands};
 use crate::{
     BackingVolume, BackingVolumeName, PoolCapacity, Provider, StorageError, first_line,
@@ -36,9 +32,6 @@ const REPORT_OPTIONS: [&str; 6] = [
     "--separator",
     ";",
 ];
-
-/// How long a volume group's listing answers look-ups within a pass ([`LvListings`]).
-pub const LISTING_MAX_AGE: Duration = Duration::from_secs(2);
 
 /// Columns of `lvs` the providers read.
 const LV_COLUMNS: &str = "lv_name,lv_size,data_percent,lv_attr,pool_lv";
@@ -78,53 +71,6 @@ fn parse_percent(command: &CommandLine, text: &str) -> Result<Option<f64>, Stora
         })
 }
 
-/// The `lvs` listings of whole volume groups read in the pass under way, shared by the LVM
-/// and LVM_THIN providers (their volumes share the groups); `None` outside a pass.
-#[derive(Default)]
-pub struct LvListings(Mutex<Option<HashMap<String, Listing>>>);
-
-/// A volume group's logical volumes, and when they were listed.
-type Listing = (Instant, Arc<[LogicalVolume]>);
-
-impl LvListings {
-    fn lock(&self) -> std::sync::MutexGuard<'_, Option<HashMap<String, Listing>>> {
-        self.0
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Keeps listings from now until [`LvListings::end`].
-    fn begin(&self) {
-        *self.lock() = Some(HashMap::new());
-    }
-
-    /// Keeps no more listings.
-    fn end(&self) {
-        *self.lock() = None;
-    }
-
-    /// Drops the listings read so far (LVM was changed).
-    fn forget(&self) {
-        if let Some(listings) = self.lock().as_mut() {
-            listings.clear();
-        }
-    }
-
-    /// `volume_group`'s listing, if one read in this pass is still young enough.
-    fn get(&self, volume_group: &str) -> Option<Arc<[LogicalVolume]>> {
-        let listings = self.lock();
-        let (read, volumes) = listings.as_ref()?.get(volume_group)?;
-        (read.elapsed() < LISTING_MAX_AGE).then(|| volumes.clone())
-    }
-
-    /// Keeps `volumes`, read at `read`, if a pass is under way.
-    fn keep(&self, volume_group: &str, read: Instant, volumes: Arc<[LogicalVolume]>) {
-        if let Some(listings) = self.lock().as_mut() {
-            listings.insert(volume_group.to_string(), (read, volumes));
-        }
-    }
-}
-
 /// One row of `lvs -o lv_name,lv_size,data_percent,lv_attr,pool_lv`.
 struct LogicalVolume {
     name: String,
@@ -140,7 +86,7 @@ struct Lvm {
     runner: Arc<dyn HostCommands>,
     kind: ProviderKind,
     metadata_only: bool,
-    listings: Arc<LvListings>,
+    listings: Arc<PassListings<LogicalVolume>>,
 }
 
 impl Lvm {
@@ -203,7 +149,7 @@ impl Lvm {
     }
 
     /// `lvs` of a volume group, or of one LV (`vg/lv`). A volume group's listing is read once
-    /// per pass ([`LvListings`]).
+    /// per pass (`crate::listings`).
     fn logical_volumes(
         &self,
         pool: &str,

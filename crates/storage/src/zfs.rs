@@ -3,13 +3,19 @@
 //! Snapshots are ZFS snapshots `<pool>/<name>@<snapshot>`; a restore is a `zfs clone` of one
 //! (so ZFS refuses to destroy that snapshot while the clone exists), a rollback is `zfs
 //! rollback`, which fails if newer snapshots exist rather than destroying them.
+//!
+//! During a pass a dataset's zvols are listed once and answer every look-up of the pass
+//! (`crate::listings`), instead of one `zfs list` per look-up; the ZFS and ZFS_THIN providers
+//! share the listings, and any command that changes ZFS drops them.
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Instant;
 
 use ferrite_types::{ProviderKind, SnapshotName};
 
-use crate::runner::{CommandError, CommandLine, HostCommands};
+use crate::listings::PassListings;
+use crate::runner::{CommandError, CommandLine, CommandOutput, HostCommands};
 use crate::{
     BackingVolume, BackingVolumeName, PoolCapacity, Provider, StorageError, first_line,
     snapshot_host_name, table_rows,
@@ -23,6 +29,7 @@ pub const ZVOL_SIZE_GRANULE_KIB: u64 = 16;
 pub struct ZfsProvider {
     runner: Arc<dyn HostCommands>,
     thin: bool,
+    listings: Arc<PassListings<BackingVolume>>,
 }
 
 fn valid_dataset_name(name: &str) -> bool {
@@ -41,7 +48,28 @@ fn round_up_to_granule(size_kib: u64) -> u64 {
 
 impl ZfsProvider {
     pub fn new(runner: Arc<dyn HostCommands>, thin: bool) -> Self {
-        ZfsProvider { runner, thin }
+        ZfsProvider {
+            runner,
+            thin,
+            listings: Arc::default(),
+        }
+    }
+
+    /// This provider, reading and dropping the datasets' listings with `other` (a ZFS and a
+    /// ZFS_THIN pool may name the same dataset).
+    pub fn sharing_listings_with(mut self, other: &ZfsProvider) -> Self {
+        self.listings = other.listings.clone();
+        self
+    }
+
+    /// Runs `command`; one that may change ZFS drops the listings read so far, whether it
+    /// succeeded or not.
+    fn run(&self, command: &CommandLine) -> Result<CommandOutput, CommandError> {
+        let output = self.runner.run(command);
+        if !command.read_only {
+            self.listings.forget();
+        }
+        output
     }
 
     fn unusable(&self, pool: &str, reason: impl Into<String>) -> StorageError {
@@ -79,14 +107,17 @@ impl ZfsProvider {
             })
     }
 
-    /// The zvols directly below `dataset`.
-    fn zvols(&self, dataset: &str) -> Result<Vec<BackingVolume>, StorageError> {
+    /// The zvols directly below `dataset`, listed once per pass (`crate::listings`).
+    fn zvols(&self, dataset: &str) -> Result<Arc<[BackingVolume]>, StorageError> {
+        if let Some(volumes) = self.listings.get(dataset) {
+            return Ok(volumes);
+        }
+        let read = Instant::now();
         let command = CommandLine::query("zfs")
             .args(["list", "-H", "-p", "-t", "volume", "-d", "1"])
             .args(["-o", "name,volsize,used"])
             .arg(dataset);
         let output = self
-            .runner
             .run(&command)
             .map_err(|e| self.pool_error(dataset, e))?;
         let mut volumes = Vec::new();
@@ -114,6 +145,8 @@ impl ZfsProvider {
             });
         }
         volumes.sort_by(|a, b| a.name.cmp(&b.name));
+        let volumes: Arc<[BackingVolume]> = volumes.into();
+        self.listings.keep(dataset, read, volumes.clone());
         Ok(volumes)
     }
 }
@@ -132,15 +165,20 @@ impl Provider for ZfsProvider {
         }
     }
 
+    fn begin_pass(&self) {
+        self.listings.begin();
+    }
+
+    fn end_pass(&self) {
+        self.listings.end();
+    }
+
     fn check_pool(&self, pool: &str) -> Result<Option<PoolCapacity>, StorageError> {
         let dataset = self.dataset(pool)?;
         let command = CommandLine::query("zfs")
             .args(["get", "-H", "-p", "-o", "property,value", "available,used"])
             .arg(dataset);
-        let output = self
-            .runner
-            .run(&command)
-            .map_err(|e| self.pool_error(pool, e))?;
+        let output = self.run(&command).map_err(|e| self.pool_error(pool, e))?;
         let (mut available, mut used) = (None, None);
         for row in table_rows(&output.stdout, '\t') {
             match row[..] {
@@ -162,7 +200,7 @@ impl Provider for ZfsProvider {
     }
 
     fn list_volumes(&self, pool: &str) -> Result<Vec<BackingVolume>, StorageError> {
-        self.zvols(self.dataset(pool)?)
+        Ok(self.zvols(self.dataset(pool)?)?.to_vec())
     }
 
     fn volume(
@@ -172,8 +210,9 @@ impl Provider for ZfsProvider {
     ) -> Result<Option<BackingVolume>, StorageError> {
         Ok(self
             .zvols(self.dataset(pool)?)?
-            .into_iter()
-            .find(|v| &v.name == name))
+            .iter()
+            .find(|v| &v.name == name)
+            .cloned())
     }
 
     fn create_volume(
@@ -190,9 +229,18 @@ impl Provider for ZfsProvider {
         command = command
             .args(["-V", &format!("{}K", round_up_to_granule(size_kib))])
             .arg(format!("{dataset}/{name}"));
-        self.runner
-            .run(&command)
-            .map_err(|e| self.pool_error(pool, e))?;
+        self.run(&command).map_err(|e| {
+            // Made by someone else since it was looked up: not a partial zvol to remove.
+            if e.stderr().contains("already exists") {
+                StorageError::VolumeExists {
+                    provider: self.kind(),
+                    pool: pool.to_string(),
+                    volume: name.clone(),
+                }
+            } else {
+                self.pool_error(pool, e)
+            }
+        })?;
         Ok(())
     }
 
@@ -212,7 +260,7 @@ impl Provider for ZfsProvider {
         if current.usable_kib >= size_kib {
             return Ok(());
         }
-        self.runner.run(
+        self.run(
             &CommandLine::new("zfs")
                 .arg("set")
                 .arg(format!("volsize={}K", round_up_to_granule(size_kib)))
@@ -239,7 +287,7 @@ impl Provider for ZfsProvider {
         if self.volume(pool, name)?.is_none() {
             return Ok(());
         }
-        self.runner.run(
+        self.run(
             &CommandLine::new("zfs")
                 .arg("destroy")
                 .arg(format!("{pool}/{name}")),
@@ -261,7 +309,7 @@ impl Provider for ZfsProvider {
         let command = CommandLine::query("zfs")
             .args(["list", "-H", "-t", "snapshot", "-o", "name"])
             .arg(zfs_snapshot(dataset, volume, snapshot));
-        match self.runner.run(&command) {
+        match self.run(&command) {
             Ok(_) => Ok(true),
             Err(e) if e.stderr().contains("does not exist") => Ok(false),
             Err(e) => Err(self.pool_error(pool, e)),
@@ -275,13 +323,12 @@ impl Provider for ZfsProvider {
         snapshot: &SnapshotName,
     ) -> Result<String, StorageError> {
         let dataset = self.dataset(pool)?;
-        self.runner
-            .run(
-                &CommandLine::new("zfs")
-                    .arg("snapshot")
-                    .arg(zfs_snapshot(dataset, volume, snapshot)),
-            )
-            .map_err(|e| self.pool_error(pool, e))?;
+        self.run(
+            &CommandLine::new("zfs")
+                .arg("snapshot")
+                .arg(zfs_snapshot(dataset, volume, snapshot)),
+        )
+        .map_err(|e| self.pool_error(pool, e))?;
         Ok("zfs snapshot".to_string())
     }
 
@@ -295,7 +342,7 @@ impl Provider for ZfsProvider {
             return Ok(());
         }
         let dataset = self.dataset(pool)?;
-        self.runner.run(
+        self.run(
             &CommandLine::new("zfs")
                 .arg("destroy")
                 .arg(zfs_snapshot(dataset, volume, snapshot)),
@@ -318,14 +365,13 @@ impl Provider for ZfsProvider {
                 volume: target.clone(),
             });
         }
-        self.runner
-            .run(
-                &CommandLine::new("zfs")
-                    .arg("clone")
-                    .arg(zfs_snapshot(dataset, volume, snapshot))
-                    .arg(format!("{dataset}/{target}")),
-            )
-            .map_err(|e| self.pool_error(pool, e))?;
+        self.run(
+            &CommandLine::new("zfs")
+                .arg("clone")
+                .arg(zfs_snapshot(dataset, volume, snapshot))
+                .arg(format!("{dataset}/{target}")),
+        )
+        .map_err(|e| self.pool_error(pool, e))?;
         Ok(())
     }
 
@@ -336,13 +382,12 @@ impl Provider for ZfsProvider {
         snapshot: &SnapshotName,
     ) -> Result<(), StorageError> {
         let dataset = self.dataset(pool)?;
-        self.runner
-            .run(
-                &CommandLine::new("zfs")
-                    .arg("rollback")
-                    .arg(zfs_snapshot(dataset, volume, snapshot)),
-            )
-            .map_err(|e| self.pool_error(pool, e))?;
+        self.run(
+            &CommandLine::new("zfs")
+                .arg("rollback")
+                .arg(zfs_snapshot(dataset, volume, snapshot)),
+        )
+        .map_err(|e| self.pool_error(pool, e))?;
         Ok(())
     }
 
@@ -361,14 +406,13 @@ impl Provider for ZfsProvider {
                 to: to.clone(),
             });
         }
-        self.runner
-            .run(
-                &CommandLine::new("zfs")
-                    .arg("rename")
-                    .arg(format!("{dataset}/{from}"))
-                    .arg(format!("{dataset}/{to}")),
-            )
-            .map_err(|e| self.pool_error(pool, e))?;
+        self.run(
+            &CommandLine::new("zfs")
+                .arg("rename")
+                .arg(format!("{dataset}/{from}"))
+                .arg(format!("{dataset}/{to}")),
+        )
+        .map_err(|e| self.pool_error(pool, e))?;
         Ok(())
     }
 
@@ -377,10 +421,7 @@ impl Provider for ZfsProvider {
         let command = CommandLine::query("zfs")
             .args(["get", "-H", "-p", "-o", "value", "guid"])
             .arg(dataset);
-        let output = self
-            .runner
-            .run(&command)
-            .map_err(|e| self.pool_error(pool, e))?;
+        let output = self.run(&command).map_err(|e| self.pool_error(pool, e))?;
         let guid = output.stdout.trim();
         if guid.is_empty() || !guid.bytes().all(|b| b.is_ascii_digit()) {
             return Err(StorageError::UnexpectedOutput {
