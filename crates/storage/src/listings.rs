@@ -13,6 +13,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use crate::runner::{CommandError, CommandLine, CommandOutput, HostCommands};
+
 /// How long a pool's listing answers look-ups within a pass.
 pub const LISTING_MAX_AGE: Duration = Duration::from_secs(2);
 
@@ -51,6 +53,20 @@ impl<T> PassListings<T> {
         if let Some(listings) = self.lock().as_mut() {
             listings.clear();
         }
+    }
+
+    /// Runs `command` through `runner`; one that may change the host drops the listings read
+    /// so far, whether it succeeded or not.
+    pub fn run(
+        &self,
+        runner: &dyn HostCommands,
+        command: &CommandLine,
+    ) -> Result<CommandOutput, CommandError> {
+        let output = runner.run(command);
+        if !command.read_only {
+            self.forget();
+        }
+        output
     }
 
     /// `pool`'s listing, if one read in this pass is still young enough.

@@ -93,11 +93,7 @@ impl Lvm {
     /// Runs `command`; one that may change LVM drops the listings read so far, whether it
     /// succeeded or not.
     fn run(&self, command: &CommandLine) -> Result<crate::runner::CommandOutput, CommandError> {
-        let output = self.runner.run(command);
-        if !command.read_only {
-            self.listings.forget();
-        }
-        output
+        self.listings.run(self.runner.as_ref(), command)
     }
 
     fn unusable(&self, pool: &str, reason: impl Into<String>) -> StorageError {

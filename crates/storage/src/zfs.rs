@@ -65,11 +65,7 @@ impl ZfsProvider {
     /// Runs `command`; one that may change ZFS drops the listings read so far, whether it
     /// succeeded or not.
     fn run(&self, command: &CommandLine) -> Result<CommandOutput, CommandError> {
-        let output = self.runner.run(command);
-        if !command.read_only {
-            self.listings.forget();
-        }
-        output
+        self.listings.run(self.runner.as_ref(), command)
     }
 
     fn unusable(&self, pool: &str, reason: impl Into<String>) -> StorageError {
