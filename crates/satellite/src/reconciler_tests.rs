@@ -2942,6 +2942,72 @@ fn a_delta_is_answered_between_the_slices_of_a_full_pass() {
     assert_eq!(report.volumes.len(), 20);
 }
 
+/// A controller that restarts reconnects every node at once. The node makes its Hello's digest
+/// when the session ends, not when the next controller waits for it, and keeps it when the
+/// same content is taken under the new stamp. Its first answer to the new session records
+/// what the passes found, also what a pass found while no controller listened.
+#[test]
+fn a_reconnecting_controller_finds_the_digest_made_and_the_record_what_was_found() {
+    let mut node = Node::new();
+    let resources: Vec<ResourceSpec> = (0..4)
+        .map(|i| resource(&format!("r{i}"), &[(0, 4096, "files")]))
+        .collect();
+    let _first = node.connect("");
+    let (_, first) = applied(node.apply(node.full(1, resources)));
+    assert_eq!(node.reconciler.digest_made(), None, "not asked for yet");
+
+    node.reconciler.handle(Event::ControllerLost);
+    let digest = node.reconciler.digest_made().map(str::to_string);
+    let held = node.reconciler.held_state("").unwrap();
+    assert_eq!(digest.as_deref(), Some(held.digest.as_str()));
+
+    // While no controller listens, r1's volume takes data: a pass in slices notes it.
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(node.file("r1_00000.img"))
+        .and_then(|f| {
+            use std::os::unix::fs::FileExt;
+            f.write_all_at(&[7u8; 256 * 1024], 0)
+                .and_then(|()| f.sync_all())
+        })
+        .unwrap();
+    node.reconciler.begin_sliced_pass();
+    while node.reconciler.converge_slice(Duration::ZERO) {}
+    assert_eq!(node.reconciler.unsent_keys(), Some(vec!["R1".to_string()]));
+
+    // The restarted controller: the same content under its stamp, answered from the last pass.
+    let mut inbox = node.connect("");
+    let stamp = Stamp {
+        epoch: 1,
+        generation: 1,
+    };
+    let (generation, report) = applied(node.reconciler.apply_same(stamp, &held.digest));
+    assert_eq!(generation, 1);
+    assert_eq!(report.volumes.len(), 4);
+    assert_ne!(
+        volume_of(&report, "r1").allocated_size_kib,
+        volume_of(&first, "r1").allocated_size_kib,
+        "the answer carries what the pass found"
+    );
+    let (sent, found) = node.reconciler.last_sent_and_found();
+    assert_eq!(sent, Some(found));
+    assert_eq!(node.reconciler.unsent_keys(), Some(Vec::new()));
+    assert_eq!(
+        node.reconciler.digest_made(),
+        Some(held.digest.as_str()),
+        "the digest goes on under the new stamp"
+    );
+    let whole = node.reconciler.desired().unwrap().to_desired();
+    assert_eq!(
+        held.digest,
+        content_digest(&whole.storage_pools, &whole.resources)
+    );
+    // Nothing is left to report unprompted.
+    node.reconciler.begin_sliced_pass();
+    while node.reconciler.converge_slice(Duration::ZERO) {}
+    assert!(inbox.try_recv().is_err());
+}
+
 /// A pass in slices notes only the resources whose outcome changed: over a converged node it
 /// sends nothing and leaves nothing for the next answer to copy; a resource that changed is
 /// reported, and the record of what was sent is what the passes found.

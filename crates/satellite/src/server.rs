@@ -240,6 +240,7 @@ async fn handle_connection(stream: TcpStream, context: Arc<ServerContext>) {
 
     let end = session_loop(&mut reader, &outbox, &context).await;
     info!(reason = %end, "session closed");
+    context.send_event(Event::ControllerLost);
     // The reconciler keeps a clone of the outbox; stopping the writer closes the connection.
     writer_task.abort();
 }

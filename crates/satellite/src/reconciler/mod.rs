@@ -199,6 +199,8 @@ pub enum Event {
         node_uuid: String,
         outbox: Outbox,
     },
+    /// The controller session ended.
+    ControllerLost,
     /// An operator's command; answered with `CommandDone` on `reply`.
     Command {
         request_id: u64,
@@ -453,6 +455,10 @@ pub struct Reconciler {
     controller: Option<Outbox>,
     /// The last report sent to the controller, by parts (`sent`).
     last_sent: Option<sent::Sent>,
+    /// The last report sent in an earlier session, kept when a session starts: with `unsent`
+    /// it still says which parts differ from what the passes found, so the first answer of the
+    /// new session records only those instead of copying every part (`sent`).
+    earlier_sent: Option<sent::Sent>,
     /// The resources whose part of `last_sent` may differ from what the passes found since.
     unsent: sent::Unsent,
     /// Whether this pass created, grew or deleted something (so capacity must be read again).
@@ -567,6 +573,7 @@ impl Reconciler {
             pools,
             controller: None,
             last_sent: None,
+            earlier_sent: None,
             unsent: sent::Unsent::default(),
             storage_changed: false,
             create_failures: HashMap::new(),
@@ -652,7 +659,10 @@ impl Reconciler {
                 self.node_name = node_name;
                 self.session_node_uuid = node_uuid;
                 self.controller = Some(outbox);
-                self.last_sent = None;
+                // Nothing is sent in this session yet; what the last one sent is kept aside.
+                if let Some(sent) = self.last_sent.take() {
+                    self.earlier_sent = Some(sent);
+                }
                 // A session starts with a full state; deltas build on it.
                 self.in_sync = false;
             }
@@ -667,6 +677,13 @@ impl Reconciler {
                 // answer (of the orphans, say) already shows the result.
                 self.converge_and_report();
                 let _ = reply.send(SatelliteMessage::CommandDone { request_id, result });
+            }
+            Event::ControllerLost => {
+                self.controller = None;
+                // The next controller's Hello asks which state the node holds: its digest is
+                // made now, while no controller waits for it (a restarted controller takes
+                // its store's load to come back; then every node reconnects at once).
+                let _ = self.held_digest();
             }
             Event::Converge => self.converge_and_report(),
             Event::ReplicationChanged => self.report_replication(),
@@ -1013,7 +1030,13 @@ impl Reconciler {
             resources: BTreeMap::new(),
         };
         let unchanged = self.untroubled();
-        self.take_and_answer(Next::Change(restamp), None, true, unchanged)
+        let answer = self.take_and_answer(Next::Change(restamp), None, true, unchanged);
+        // Taken, the content is the one digested under the stamp before: the digest goes on
+        // under the new stamp instead of being made again at the next Hello.
+        if let Some(held) = self.desired.as_ref().filter(|d| d.stamp() == stamp) {
+            self.digest_of_held = Some((held.stamp(), digest.to_string()));
+        }
+        answer
     }
 
     /// Takes a state that passed its checks, persists it and answers: the tail of
@@ -1419,6 +1442,15 @@ impl Reconciler {
             self.last_sent.as_ref().map(|sent| sent.report()),
             self.assemble(None),
         )
+    }
+
+    /// The digest of the state held, if it is made already for the state's stamp.
+    pub(crate) fn digest_made(&self) -> Option<&str> {
+        let stamp = self.desired.as_ref()?.stamp();
+        self.digest_of_held
+            .as_ref()
+            .filter(|(of, _)| *of == stamp)
+            .map(|(_, digest)| digest.as_str())
     }
 
     /// The resources noted as possibly differing from the last report sent (`None`: all).

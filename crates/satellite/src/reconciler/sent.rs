@@ -12,6 +12,11 @@
 //! every part may have changed, and the next answer copies them all; a pass in slices notes the
 //! resources whose outcome it changed, and is compared with the last report by those
 //! ([`Reconciler::found_differs`]).
+//!
+//! A new controller session starts with nothing sent, but the last session's record is kept
+//! aside: with the notes it still differs from what the passes found only where they say, so
+//! the first answer of the session (a whole report, when a restarted controller reconnects
+//! every node at once) records those parts instead of copying all 12,500 of a large node.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -124,6 +129,7 @@ impl Unsent {
 impl Reconciler {
     /// Records that the last report sent is what the passes found, every part of it.
     pub(super) fn sent_whole(&mut self) {
+        self.earlier_sent = None;
         self.last_sent = Some(Sent {
             node: node_part(&self.node_outcome),
             parts: self
@@ -156,9 +162,20 @@ impl Reconciler {
                 })
     }
 
+    /// Before the first record of a session: the earlier session's record, which differs from
+    /// what the passes found only in the parts `unsent` names (as the record of this session
+    /// would), is taken up again, so that recording the first answer (a whole report, to a
+    /// controller that reconnected) copies those parts, not all of them.
+    fn resume_earlier_record(&mut self) {
+        if self.last_sent.is_none() && matches!(self.unsent, Unsent::Some(_)) {
+            self.last_sent = self.earlier_sent.take();
+        }
+    }
+
     /// Records that the last report sent is what the passes found, copying only the parts
     /// that changed since the last record (all of them after a full pass at once).
     pub(super) fn sent_named(&mut self) {
+        self.resume_earlier_record();
         let (Some(sent), Unsent::Some(keys)) = (&mut self.last_sent, &mut self.unsent) else {
             return self.sent_whole();
         };
@@ -180,6 +197,7 @@ impl Reconciler {
     /// stay noted: a slice of a pass that found one changed (a volume gone, say) before the
     /// deltas came did not send it, and the report at the end of the pass must.
     pub(super) fn sent_keys(&mut self, keys: &BTreeSet<String>) {
+        self.resume_earlier_record();
         let (Some(sent), Unsent::Some(unsent)) = (&mut self.last_sent, &mut self.unsent) else {
             return self.sent_whole();
         };
