@@ -142,7 +142,8 @@ impl SpellingAndKey {
         debug_assert!(value.is_ascii(), "names are checked to be ASCII first");
         let mut text = String::with_capacity(value.len() * 2);
         text.push_str(value);
-        text.extend(value.chars().map(|c| c.to_ascii_uppercase()));
+        text.push_str(value);
+        text[value.len()..].make_ascii_uppercase();
         SpellingAndKey(text.into_boxed_str())
     }
 
