@@ -336,8 +336,9 @@ async fn send_full_state(
         .acquire_owned()
         .await
         .expect("the bulk work semaphore is never closed");
-    let (generation, same, body) = tokio::task::spawn_blocking(move || {
+    let (generation, same, body, built) = tokio::task::spawn_blocking(move || {
         let _permit = permit;
+        let started = std::time::Instant::now();
         let cluster = cluster.read().expect("cluster lock");
         let stamp = desired::full_state_stamp(&cluster);
         // The digest is made without the state held whole; the state only when it is sent.
@@ -356,7 +357,8 @@ async fn send_full_state(
                 ControllerMessage::ApplyState(full)
             }
         };
-        (stamp.generation, same.is_some(), encode(&message))
+        let body = encode(&message);
+        (stamp.generation, same.is_some(), body, started.elapsed())
     })
     .await
     .map_err(|e| SessionEnd::Lost(format!("building the full state failed: {e}")))?;
@@ -370,11 +372,14 @@ async fn send_full_state(
         .wait_for(|durable| *durable >= generation)
         .await
         .map_err(|_| SessionEnd::Lost("the controller is stopping".to_string()))?;
+    let built_ms = built.as_secs_f64() * 1e3;
     if same {
         info!(
             generation,
-            "the satellite holds the full state; sent its stamp only"
+            built_ms, "the satellite holds the full state; sent its stamp only"
         );
+    } else {
+        info!(generation, built_ms, "the full state is built");
     }
     write_body(writer, body)
         .await
