@@ -38,7 +38,7 @@ use std::sync::Arc;
 use ferrite_types::{ProviderKind, ResourceName, SnapshotName, VolumeNumber};
 
 pub use capabilities::{HostPaths, ProviderSupport, detect_providers};
-pub use file::{FileProvider, REFLINK_COPY, SPARSE_COPY};
+pub use file::{FileProvider, MARKER_FILE, REFLINK_COPY, SPARSE_COPY};
 pub use lvm::{LvmProvider, LvmThinProvider};
 pub use runner::{CommandError, CommandLine, CommandOutput, HostCommands, SystemCommands};
 pub use zfs::{ZVOL_SIZE_GRANULE_KIB, ZfsProvider};

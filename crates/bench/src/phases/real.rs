@@ -221,10 +221,12 @@ pub fn run(settings: &Settings, resources: usize) -> Result<Section> {
         stats::Summary::of(&teardown.latencies)
     );
     let left_after_delete = loops.attached();
+    // The volumes' files; each pool's marker file stays with the pool.
     let files_left = std::fs::read_dir(dir.path().join("pools"))?
         .flatten()
         .filter_map(|node| std::fs::read_dir(node.path()).ok())
         .flat_map(|files| files.flatten())
+        .filter(|file| file.file_name() != ferrite_storage::MARKER_FILE)
         .count();
     drop(satellites);
     drop(controller);
