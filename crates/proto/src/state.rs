@@ -133,8 +133,15 @@ impl ContentDigest {
     }
 
     pub fn resource(&mut self, resource: &ResourceSpec) {
+        self.resource_as(&resource.name, resource);
+    }
+
+    /// [`ContentDigest::resource`] for a value that serializes exactly as the
+    /// [`ResourceSpec`] named `name` it stands for (a view borrowing from the caller's data);
+    /// anything else yields a digest of something else, and the full state is sent.
+    pub fn resource_as<T: Serialize>(&mut self, name: &str, resource: &T) {
         let first = self.fed.1 == 0;
-        self.follows(&resource.name, first);
+        self.follows(name, first);
         self.fed.1 += 1;
         self.written &= serde_json::to_writer(&mut self.out, resource).is_ok();
     }

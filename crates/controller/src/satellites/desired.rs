@@ -10,6 +10,7 @@ use ferrite_proto::{
     ResourceSpec, RestoreSpec, SnapshotCut, SnapshotSpec, SnapshotVolumeSpec, Stamp, VolumeSpec,
 };
 use ferrite_types::{LayerKind, NodeName, ResourceName};
+use serde::Serialize;
 
 use crate::model::{Cluster, CutPhase, Node, Resource, ResourceDefinition, ResourcePhase};
 
@@ -50,7 +51,8 @@ pub fn full_state_digest(cluster: &Cluster, node: &NodeName) -> String {
         digest.pool(pool);
     }
     for (rd, resource) in resources {
-        digest.resource(&resource_spec(cluster, rd, resource));
+        let view = SpecView::of(cluster, rd, resource);
+        digest.resource_as(view.name, &view);
     }
     digest.finish()
 }
@@ -102,50 +104,119 @@ pub fn resource_spec(
     rd: &ResourceDefinition,
     resource: &Resource,
 ) -> ResourceSpec {
-    let removing_disk = resource.phase == ResourcePhase::DiskRemoving;
-    ResourceSpec {
-        // `as_str` and not `to_string`: no formatter for 12,500 names per full state.
-        name: rd.name.as_str().to_owned(),
-        uuid: resource.uuid.clone(),
-        layers: rd.resource_layers().to_vec(),
-        diskless: resource.diskless,
-        deleting: resource.is_deleting(),
-        inactive: (resource.inactive
-            || rd
-                .rollback
-                .as_ref()
-                .is_some_and(|r| r.down.contains(&resource.uuid)))
-            && !resource.is_deleting(),
-        volumes: rd
-            .volume_definitions
-            .values()
-            .map(|vd| VolumeSpec {
-                volume_number: vd.number.get(),
-                identity: vd.uuid.clone(),
-                size_kib: vd.size_kib,
-                storage_pool: resource.storage_pool.as_str().to_owned(),
-                deleting: vd.is_deleting() || removing_disk,
-                minor: vd.minor,
-                // Only the snapshot's volumes are restored; a volume definition added since
-                // gets an empty volume.
-                restore_from: resource.restore_from.as_ref().and_then(|source| {
-                    let restored = source.volumes.iter().find(|v| v.number == vd.number)?;
-                    Some(RestoreSpec {
-                        resource: source.resource.to_string(),
-                        snapshot: source.snapshot.to_string(),
-                        volume_number: vd.number.get(),
-                        identity: restored.identity.clone(),
-                        fresh_generation: source.generation.filter(|_| rd.is_replicated()),
-                    })
-                }),
-            })
-            .collect(),
-        replication: replication_spec(cluster, rd, resource),
-        snapshots: snapshot_specs(cluster, rd, resource),
-        suspend_io: rd.is_replicated()
-            && !resource.is_deleting()
-            && !resource.inactive
-            && cluster.snapshots_of(&rd.name).any(|d| d.cut.holds_writes()),
+    SpecView::of(cluster, rd, resource).into_spec()
+}
+
+/// One resource on its node as [`resource_spec`] makes it, borrowing its names from the graph:
+/// what the spec holds is decided here alone, and the view serializes as the spec it makes,
+/// byte for byte (`a_spec_view_serializes_as_the_spec_it_makes`). So [`full_state_digest`]
+/// hashes views, without making and dropping an owned spec per resource (at 12,500 resources a
+/// node, a quarter of each digest's time).
+#[derive(Serialize)]
+struct SpecView<'a> {
+    name: &'a str,
+    uuid: &'a str,
+    layers: &'a [LayerKind],
+    diskless: bool,
+    deleting: bool,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    inactive: bool,
+    volumes: Vec<VolumeView<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replication: Option<ReplicationSpec>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    snapshots: Vec<SnapshotSpec>,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    suspend_io: bool,
+}
+
+/// A [`VolumeSpec`] borrowing its names; see [`SpecView`].
+#[derive(Serialize)]
+struct VolumeView<'a> {
+    volume_number: u16,
+    identity: &'a str,
+    size_kib: u64,
+    storage_pool: &'a str,
+    deleting: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    minor: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    restore_from: Option<RestoreSpec>,
+}
+
+impl<'a> SpecView<'a> {
+    fn of(cluster: &Cluster, rd: &'a ResourceDefinition, resource: &'a Resource) -> SpecView<'a> {
+        let removing_disk = resource.phase == ResourcePhase::DiskRemoving;
+        SpecView {
+            name: rd.name.as_str(),
+            uuid: &resource.uuid,
+            layers: rd.resource_layers(),
+            diskless: resource.diskless,
+            deleting: resource.is_deleting(),
+            inactive: (resource.inactive
+                || rd
+                    .rollback
+                    .as_ref()
+                    .is_some_and(|r| r.down.contains(&resource.uuid)))
+                && !resource.is_deleting(),
+            volumes: rd
+                .volume_definitions
+                .values()
+                .map(|vd| VolumeView {
+                    volume_number: vd.number.get(),
+                    identity: &vd.uuid,
+                    size_kib: vd.size_kib,
+                    storage_pool: resource.storage_pool.as_str(),
+                    deleting: vd.is_deleting() || removing_disk,
+                    minor: vd.minor,
+                    // Only the snapshot's volumes are restored; a volume definition added since
+                    // gets an empty volume.
+                    restore_from: resource.restore_from.as_ref().and_then(|source| {
+                        let restored = source.volumes.iter().find(|v| v.number == vd.number)?;
+                        Some(RestoreSpec {
+                            resource: source.resource.to_string(),
+                            snapshot: source.snapshot.to_string(),
+                            volume_number: vd.number.get(),
+                            identity: restored.identity.clone(),
+                            fresh_generation: source.generation.filter(|_| rd.is_replicated()),
+                        })
+                    }),
+                })
+                .collect(),
+            replication: replication_spec(cluster, rd, resource),
+            snapshots: snapshot_specs(cluster, rd, resource),
+            suspend_io: rd.is_replicated()
+                && !resource.is_deleting()
+                && !resource.inactive
+                && cluster.snapshots_of(&rd.name).any(|d| d.cut.holds_writes()),
+        }
+    }
+
+    fn into_spec(self) -> ResourceSpec {
+        ResourceSpec {
+            name: self.name.to_owned(),
+            uuid: self.uuid.to_owned(),
+            layers: self.layers.to_vec(),
+            diskless: self.diskless,
+            deleting: self.deleting,
+            inactive: self.inactive,
+            volumes: self
+                .volumes
+                .into_iter()
+                .map(|v| VolumeSpec {
+                    volume_number: v.volume_number,
+                    identity: v.identity.to_owned(),
+                    size_kib: v.size_kib,
+                    storage_pool: v.storage_pool.to_owned(),
+                    deleting: v.deleting,
+                    minor: v.minor,
+                    restore_from: v.restore_from,
+                })
+                .collect(),
+            replication: self.replication,
+            snapshots: self.snapshots,
+            suspend_io: self.suspend_io,
+        }
     }
 }
 
@@ -281,7 +352,9 @@ fn replication_spec(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app::testing::{add_resource, tutorial_cluster};
+    use crate::app::testing::{
+        add_resource, commit, engines_runtime, replicated_group, spawn, tutorial_cluster,
+    };
 
     /// The digest made one resource at a time is the digest of the full state, so a node that
     /// holds its state is recognised; the satellite computes the latter.
@@ -302,6 +375,96 @@ mod tests {
             let whole = ferrite_proto::content_digest(&full.storage_pools, &full.resources);
             assert_eq!(full_state_digest(&cluster, node), whole, "{node}");
             assert_eq!(full.stamp(), full_state_stamp(&cluster));
+        }
+    }
+
+    /// Replicated members (with their replication spec, minors and a tiebreaker) digest as
+    /// their full state does too.
+    #[test]
+    fn replicated_members_digest_as_their_full_state() {
+        let mut cluster = tutorial_cluster();
+        replicated_group(&mut cluster, &["drbd", "storage"]);
+        let runtime = engines_runtime(&cluster, &[LayerKind::Drbd]);
+        commit(&mut cluster, &runtime, |c, r| spawn(c, r, "web"));
+        commit(&mut cluster, &runtime, |c, r| spawn(c, r, "db"));
+        add_resource(&mut cluster, "plain", "node1", "pool_ssd");
+        let mut replicated = 0;
+        for node in cluster.nodes.keys() {
+            let full = full_state(&cluster, node);
+            replicated += full
+                .resources
+                .iter()
+                .filter(|r| r.replication.is_some())
+                .count();
+            let whole = ferrite_proto::content_digest(&full.storage_pools, &full.resources);
+            assert_eq!(full_state_digest(&cluster, node), whole, "{node}");
+        }
+        assert_eq!(replicated, 6, "two definitions, three members each");
+    }
+
+    /// Every field a spec can carry, set and unset: a view serializes as the spec it makes.
+    #[test]
+    fn a_spec_view_serializes_as_the_spec_it_makes() {
+        let layers = [LayerKind::Drbd, LayerKind::Storage];
+        let view = |set: bool| SpecView {
+            name: "Web",
+            uuid: "u-1",
+            layers: &layers,
+            diskless: set,
+            deleting: set,
+            inactive: set,
+            volumes: vec![
+                VolumeView {
+                    volume_number: 0,
+                    identity: "vd-0",
+                    size_kib: 4096,
+                    storage_pool: "pool_ssd",
+                    deleting: set,
+                    minor: set.then_some(1000),
+                    restore_from: set.then(|| RestoreSpec {
+                        resource: "src".into(),
+                        snapshot: "snap".into(),
+                        volume_number: 0,
+                        identity: "vd-src".into(),
+                        fresh_generation: Some(7),
+                    }),
+                },
+                VolumeView {
+                    volume_number: 1,
+                    identity: "vd-1",
+                    size_kib: 8192,
+                    storage_pool: "pool_ssd",
+                    deleting: false,
+                    minor: None,
+                    restore_from: None,
+                },
+            ],
+            replication: None,
+            snapshots: if set {
+                vec![SnapshotSpec {
+                    name: "snap".into(),
+                    uuid: "s-1".into(),
+                    deleting: true,
+                    volumes: vec![SnapshotVolumeSpec {
+                        volume_number: 0,
+                        identity: "vd-0".into(),
+                    }],
+                    storage_pool: "pool_ssd".into(),
+                    requested_at_ms: 1,
+                    cut: SnapshotCut::Wait,
+                }]
+            } else {
+                Vec::new()
+            },
+            suspend_io: set,
+        };
+        for set in [true, false] {
+            let text = serde_json::to_string(&view(set)).unwrap();
+            assert_eq!(
+                text,
+                serde_json::to_string(&view(set).into_spec()).unwrap(),
+                "fields set: {set}"
+            );
         }
     }
 }
