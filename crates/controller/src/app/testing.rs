@@ -409,3 +409,15 @@ pub fn reloaded(cluster: &Cluster, dir: &std::path::Path) -> Cluster {
     .expect("store opens");
     Cluster::load(&store, check).expect("cluster loads")
 }
+
+/// `web` and `db` replicated by DRBD from `my_ssd_group` (two replicas and a tiebreaker
+/// each, on three of the four nodes), and `plain`, unreplicated, on node1.
+pub fn replicated_cluster() -> Cluster {
+    let mut cluster = tutorial_cluster();
+    replicated_group(&mut cluster, &["drbd", "storage"]);
+    let runtime = engines_runtime(&cluster, &[ferrite_types::LayerKind::Drbd]);
+    commit(&mut cluster, &runtime, |c, r| spawn(c, r, "web"));
+    commit(&mut cluster, &runtime, |c, r| spawn(c, r, "db"));
+    add_resource(&mut cluster, "plain", "node1", "pool_ssd");
+    cluster
+}

@@ -834,23 +834,13 @@ mod tests {
     use ferrite_types::{LayerKind, NodeName, ResourceName};
 
     use super::*;
-    use crate::app::testing::{
-        add_resource, apply, commit, engines_runtime, replicated_group, spawn, tutorial_cluster,
-    };
+    use crate::app::testing::{add_resource, apply, engines_runtime};
     use crate::app::{connections, controller_props, nodes, resource_definitions, resource_groups};
 
     type Touched = BTreeSet<(NodeName, Option<ResourceName>)>;
 
-    /// `web` and `db` replicated by DRBD from `my_ssd_group` (two replicas and a tiebreaker
-    /// each, on three of the four nodes), and `plain`, unreplicated, on node1.
     fn cluster() -> Cluster {
-        let mut cluster = tutorial_cluster();
-        replicated_group(&mut cluster, &["drbd", "storage"]);
-        let runtime = engines_runtime(&cluster, &[LayerKind::Drbd]);
-        commit(&mut cluster, &runtime, |c, r| spawn(c, r, "web"));
-        commit(&mut cluster, &runtime, |c, r| spawn(c, r, "db"));
-        add_resource(&mut cluster, "plain", "node1", "pool_ssd");
-        cluster
+        crate::app::testing::replicated_cluster()
     }
 
     fn touched_by(cluster: &Cluster, plan: &crate::app::Plan) -> Touched {

@@ -352,9 +352,7 @@ fn replication_spec(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::app::testing::{
-        add_resource, commit, engines_runtime, replicated_group, spawn, tutorial_cluster,
-    };
+    use crate::app::testing::{add_resource, replicated_cluster, tutorial_cluster};
 
     /// The digest made one resource at a time is the digest of the full state, so a node that
     /// holds its state is recognised; the satellite computes the latter.
@@ -382,12 +380,7 @@ mod tests {
     /// their full state does too.
     #[test]
     fn replicated_members_digest_as_their_full_state() {
-        let mut cluster = tutorial_cluster();
-        replicated_group(&mut cluster, &["drbd", "storage"]);
-        let runtime = engines_runtime(&cluster, &[LayerKind::Drbd]);
-        commit(&mut cluster, &runtime, |c, r| spawn(c, r, "web"));
-        commit(&mut cluster, &runtime, |c, r| spawn(c, r, "db"));
-        add_resource(&mut cluster, "plain", "node1", "pool_ssd");
+        let cluster = replicated_cluster();
         let mut replicated = 0;
         for node in cluster.nodes.keys() {
             let full = full_state(&cluster, node);
