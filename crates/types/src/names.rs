@@ -132,9 +132,11 @@ impl NameRule {
 /// A name's spelling and its upper-cased key in one allocation: the spelling, then the key.
 /// Every name rule admits ASCII only, so upper-casing keeps the length and the key is the
 /// second half. (Two `String`s cost two allocations and 48 bytes a name; at 100,000 resources
-/// on two nodes each, the controller holds well over half a million names.)
+/// on two nodes each, the controller holds well over half a million names.) Clones share the
+/// allocation: the controller gives each resource its node's own name (`Cluster::share_names`),
+/// and two clones compare equal without reading their text.
 #[derive(Clone)]
-struct SpellingAndKey(Box<str>);
+struct SpellingAndKey(std::sync::Arc<str>);
 
 impl SpellingAndKey {
     /// `value` must be ASCII, which every name rule checks first.
@@ -144,7 +146,12 @@ impl SpellingAndKey {
         text.push_str(value);
         text.push_str(value);
         text[value.len()..].make_ascii_uppercase();
-        SpellingAndKey(text.into_boxed_str())
+        SpellingAndKey(text.into())
+    }
+
+    /// Whether both are clones of one name: then they are equal without a look at the text.
+    fn same(&self, other: &SpellingAndKey) -> bool {
+        std::sync::Arc::ptr_eq(&self.0, &other.0)
     }
 
     fn spelling(&self) -> &str {
@@ -209,6 +216,11 @@ macro_rules! case_insensitive_name {
                 self.text.key()
             }
 
+            /// Whether `other` is a clone of this name, sharing its text (not merely equal).
+            pub fn shares_text_with(&self, other: &Self) -> bool {
+                self.text.same(&other.text)
+            }
+
             /// The fewest and most characters a name may have.
             pub const LENGTH: std::ops::RangeInclusive<usize> = Self::RULE.min..=Self::RULE.max;
 
@@ -248,7 +260,7 @@ macro_rules! case_insensitive_name {
 
         impl PartialEq for $name {
             fn eq(&self, other: &Self) -> bool {
-                self.key() == other.key()
+                self.text.same(&other.text) || self.key() == other.key()
             }
         }
 
@@ -262,6 +274,9 @@ macro_rules! case_insensitive_name {
 
         impl Ord for $name {
             fn cmp(&self, other: &Self) -> Ordering {
+                if self.text.same(&other.text) {
+                    return Ordering::Equal;
+                }
                 self.key().cmp(other.key())
             }
         }
@@ -424,6 +439,21 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(a.to_string(), "My_Res");
         assert_eq!(a.key(), "MY_RES");
+    }
+
+    #[test]
+    fn clones_share_their_text_and_equal_names_compare_equal_either_way() {
+        let a = NodeName::new("Node1").unwrap();
+        let clone = a.clone();
+        let equal = NodeName::new("NODE1").unwrap();
+        assert!(clone.shares_text_with(&a));
+        assert!(!equal.shares_text_with(&a));
+        assert_eq!(clone, a);
+        assert_eq!(equal, a);
+        assert_eq!(clone.cmp(&a), Ordering::Equal);
+        assert_eq!(equal.cmp(&a), Ordering::Equal);
+        assert_eq!(NodeName::new("node2").unwrap().cmp(&a), Ordering::Greater);
+        assert_eq!(clone.as_str(), "Node1");
     }
 
     #[test]

@@ -122,7 +122,8 @@ impl Cluster {
                     .insert(vd.number, vd);
             }
             Table::Resources => {
-                let resource: Resource = parse(table, key, data)?;
+                let mut resource: Resource = parse(table, key, data)?;
+                cluster.share_names(&mut resource);
                 staged
                     .parent(table, key)?
                     .resources
@@ -484,6 +485,40 @@ mod tests {
     fn open_checking(dir: &std::path::Path) -> (Store, IntegrityCheck) {
         Store::open_checking_pages_aside(DataDirLock::acquire(dir).unwrap(), "test-cluster")
             .unwrap()
+    }
+
+    /// Each resource holds its node's own name and pool name, put or loaded, whatever
+    /// spelling the resource was created with.
+    #[test]
+    fn resources_share_their_nodes_names_put_and_loaded() {
+        fn assert_shared(cluster: &Cluster) {
+            let mut resources = 0;
+            for rd in cluster.resource_definitions.values() {
+                for placed in rd.resources.values() {
+                    let (node_name, node) = cluster.nodes.get_key_value(&placed.node).unwrap();
+                    let (pool_name, _) = node
+                        .storage_pools
+                        .get_key_value(&placed.storage_pool)
+                        .unwrap();
+                    assert!(placed.node.shares_text_with(node_name), "{}", rd.name);
+                    assert!(
+                        placed.storage_pool.shares_text_with(pool_name),
+                        "{}",
+                        rd.name
+                    );
+                    assert_eq!(placed.node.as_str(), node_name.as_str());
+                    resources += 1;
+                }
+            }
+            assert_eq!(resources, 3);
+        }
+        let mut cluster = testing::tutorial_cluster();
+        testing::add_resource(&mut cluster, "res0", "node1", "pool_ssd");
+        testing::add_resource(&mut cluster, "res1", "NODE2", "POOL_SSD");
+        testing::add_resource(&mut cluster, "res2", "Node3", "pool_ssd");
+        assert_shared(&cluster);
+        let dir = tempfile::tempdir().unwrap();
+        assert_shared(&testing::reloaded(&cluster, dir.path()));
     }
 
     #[test]

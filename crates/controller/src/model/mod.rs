@@ -566,6 +566,22 @@ impl Cluster {
             .filter_map(move |rd| rd.resources.get(node).map(|r| (rd, r)))
     }
 
+    /// Makes `placed`'s node and pool names clones of the names its node holds, so the
+    /// 12,500 resources of a node at 100,000 × 2 share the text of its name and of its pool's
+    /// instead of holding a copy each. Then the walks that compare them (a node's resources
+    /// for its digest, the view's look-ups) find them equal at once and read text that is in
+    /// the CPU's cache, not one fresh line per resource; the graph is smaller too. A name its
+    /// node does not hold (a pool not defined there) is kept as it is.
+    pub fn share_names(&self, placed: &mut Resource) {
+        let Some((node_name, node)) = self.nodes.get_key_value(&placed.node) else {
+            return;
+        };
+        placed.node = node_name.clone();
+        if let Some((pool_name, _)) = node.storage_pools.get_key_value(&placed.storage_pool) {
+            placed.storage_pool = pool_name.clone();
+        }
+    }
+
     /// Whether any resource uses `pool` on `node`.
     pub fn pool_in_use(&self, node: &NodeName, pool: &StorPoolName) -> Vec<ResourceName> {
         self.resources_on_node(node)

@@ -644,7 +644,11 @@ impl Op {
                     rd.volume_definitions.remove(&number);
                 }
             }
-            Op::PutResource { resource, placed } => {
+            Op::PutResource {
+                resource,
+                mut placed,
+            } => {
+                cluster.share_names(&mut placed);
                 parent(
                     cluster.resource_definitions.get_mut(&resource),
                     "resource definition",
