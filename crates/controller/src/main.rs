@@ -5,12 +5,14 @@ use ferrite_controller::config::{Args, Config};
 
 /// The controller's allocator: mimalloc, not glibc's malloc. The controller's hot paths are
 /// made of many small allocations that live for one request: building and serializing a view
-/// of 200,000 resources, a node's digest, decoding a node's whole report. With glibc's
-/// malloc (tuned with two arenas and fixed mmap and trim thresholds, to keep its memory close
-/// to what it uses) the view of 200,000 resources with their reports took 490–500 ms on one
-/// core; with mimalloc, 336–345 ms, and the 16 nodes' digests 10–15 % less. mimalloc returns
-/// the memory of freed pages to the kernel on its own (after a short delay), so a full view's
-/// text does not stay in the heap once it is sent; docs/benchmarks.md has the RSS it keeps.
+/// of 200,000 resources, a node's digest, decoding a node's whole report. With glibc's malloc
+/// the unpaged view of 100,000 × 2 with every node reporting answered in 439–449 ms at p50;
+/// with mimalloc, in about a quarter less (docs/benchmarks.md, "the controller's allocator").
+///
+/// Built without transparent huge pages (the `no_thp` feature): with them, mimalloc backs
+/// its arenas with 2 MiB pages, and a controller with 1,000 resources kept 101 MiB instead of
+/// 25 MiB (glibc), each thread's first allocations faulting in a whole huge page. Without
+/// them it keeps less than glibc's malloc did, once its load's scratch memory is returned.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
